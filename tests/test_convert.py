@@ -1,0 +1,294 @@
+"""Data/BFM/convert.py (generate.m in Python) on small synthetic raw files in the raw formats.
+
+generate.m's repairs address fixed vertices of the 53215-vertex 3DDFA trimming (UV vertex 10916,
+mouth vertex 6664), so the synthetic trimmed model has 11000 vertices, with few components.
+"""
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io as sio
+
+from face3d.morphable_model import load as L
+
+REPO = Path(__file__).resolve().parents[1]
+CONVERT = REPO / "Data" / "BFM" / "convert.py"
+N_FULL, N_TRIM, N_TRI, N_MOUTH = 11300, 11000, 400, 114
+K_SHAPE, K_EXP, K_TEX = 4, 3, 2
+
+
+def _import_convert():
+    spec = importlib.util.spec_from_file_location("bfm_convert", CONVERT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+convert_mod = _import_convert()
+
+
+def _cell(rows):
+    cell = np.empty((len(rows), 1), dtype=object)
+    for i, row in enumerate(rows):
+        cell[i, 0] = np.asarray(row, dtype=np.float64).reshape(1, -1)
+    return cell
+
+
+def write_raw(root: Path, seed=0) -> dict:
+    """Write the nine raw files (variable names, shapes, classes, 1-based indices, cells) and
+    return the raw arrays."""
+    rng = np.random.default_rng(seed)
+    r = {}
+    # Basel 2009: single-precision model, double segment bins (53490x4 in the real file)
+    r["shapeMU"] = rng.normal(0, 5e4, (3 * N_FULL, 1)).astype(np.float32)
+    r["shapePC"] = rng.normal(0, 1, (3 * N_FULL, K_SHAPE)).astype(np.float32)
+    r["shapeEV"] = rng.uniform(1e3, 1e5, (K_SHAPE, 1)).astype(np.float32)
+    r["texMU"] = rng.uniform(0, 255, (3 * N_FULL, 1)).astype(np.float32)
+    r["texPC"] = rng.normal(0, 1, (3 * N_FULL, K_TEX)).astype(np.float32)
+    r["texEV"] = rng.uniform(1, 100, (K_TEX, 1)).astype(np.float32)
+    r["tl"] = rng.integers(1, N_FULL + 1, (50, 3)).astype(np.float64)
+    segbin = np.zeros((N_FULL, 4))
+    segbin[np.arange(N_FULL), rng.integers(0, 4, N_FULL)] = 1.0
+    r["segbin"] = segbin
+    # 3DDFA model_info.mat
+    r["trimIndex"] = np.sort(rng.permutation(N_FULL)[:N_TRIM] + 1).astype(np.float64)[:, None]
+    r["keypoints"] = rng.integers(1, N_TRIM + 1, (1, 68)).astype(np.float64)
+    r["symlist"] = rng.integers(1, N_FULL + 1, (2, 30)).astype(np.float64)
+    r["symlist_tri"] = rng.integers(1, 900, (2, 40)).astype(np.float64)
+    r["segbin_tri"] = rng.integers(0, 2, (N_TRI, 4)).astype(np.float64)
+    r["tri"] = rng.integers(1, N_TRIM + 1, (3, N_TRI)).astype(np.float64)
+    # 3DDFA expression model, mouth triangles, contours, nose hole, parallel lines, PNCC
+    r["mu_exp"] = rng.normal(0, 1e3, (3 * N_TRIM, 1))
+    r["w_exp"] = rng.normal(0, 1, (3 * N_TRIM, K_EXP))
+    r["sigma_exp"] = rng.uniform(1, 9, (K_EXP, 1))
+    r["tri_mouth"] = rng.integers(1, N_TRIM + 1, (3, N_MOUTH)).astype(np.float64)
+    for key, k in (("face_contour", 28), ("face_contour_line", 60), ("face_contour_front", 28),
+                   ("face_contour_front_line", 60), ("nose_hole", 14), ("nose_hole_right", 7),
+                   ("nose_hole_left", 7)):
+        r[key] = rng.integers(1, N_TRIM + 1, (1, k)).astype(np.float64)
+    r["parallel"] = [rng.integers(1, N_TRIM + 1, 3 + i).astype(np.float64) for i in range(17)]
+    r["parallel_face_contour"] = [rng.integers(1, N_TRIM + 1, 4).astype(np.float64)
+                                  for _ in range(28)]
+    r["vertex_code"] = rng.uniform(0, 1, (3, N_TRIM))
+    r["UV"] = rng.uniform(0, 1, (N_FULL, 2))
+
+    for sub in ("raw", "3ddfa", "stn"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    save = lambda name, keys, **extra: sio.savemat(  # noqa: E731
+        str(root / name), {**{k: r[k] for k in keys}, **extra})
+    save("raw/01_MorphableModel.mat",
+         ("shapeMU", "shapePC", "shapeEV", "texMU", "texPC", "texEV", "tl", "segbin"))
+    save("3ddfa/model_info.mat", ("trimIndex", "keypoints", "symlist", "symlist_tri",
+                                  "segbin_tri", "tri"))
+    save("3ddfa/Model_Expression.mat", ("mu_exp", "w_exp", "sigma_exp"))
+    save("3ddfa/Model_tri_mouth.mat", ("tri_mouth",))
+    save("3ddfa/Model_face_contour_trimed.mat", ("face_contour", "face_contour_line",
+                                                 "face_contour_front", "face_contour_front_line"))
+    save("3ddfa/Modelplus_nose_hole.mat", ("nose_hole", "nose_hole_right", "nose_hole_left"))
+    save("3ddfa/Modelplus_parallel.mat", (), parallel=_cell(r["parallel"]),
+         parallel_face_contour=_cell(r["parallel_face_contour"]))
+    save("3ddfa/vertex_code.mat", ("vertex_code",))
+    save("stn/BFM_UV.mat", ("UV",))
+    return r
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bfm")
+    raw = write_raw(root / "in")
+    outputs = convert_mod.convert(root / "in", root / "Out", quiet=True)
+    return raw, root / "in", outputs
+
+
+def _trim0(raw):
+    return raw["trimIndex"][:, 0].astype(np.int64) - 1
+
+
+def test_bfm_mat_is_what_generate_m_writes(converted):
+    raw, _, out = converted
+    assert sio.whosmat(str(out["BFM.mat"])) == [("model", (1, 1), "struct")]
+    rec = sio.loadmat(str(out["BFM.mat"]))["model"][0, 0]
+    assert rec.dtype.names == L.MODEL_FIELDS  # generate.m's assignment order
+    t = _trim0(raw)
+    # trimmed vertex 7 is full vertex t[7]: rows 3*t[7] .. 3*t[7]+2, classes kept (single)
+    assert rec["shapeMU"].dtype == np.float32 and rec["shapeMU"].shape == (3 * N_TRIM, 1)
+    assert np.array_equal(rec["shapeMU"][21:24, 0], raw["shapeMU"][3 * t[7]:3 * t[7] + 3, 0])
+    assert np.array_equal(rec["texPC"][-3:], raw["texPC"][3 * t[-1]:3 * t[-1] + 3])
+    rows = (3 * t[:, None] + np.arange(3)).reshape(-1)
+    assert np.array_equal(rec["shapePC"], raw["shapePC"][rows])
+    assert np.array_equal(rec["shapeEV"], raw["shapeEV"])
+    assert np.array_equal(rec["expMU"], raw["mu_exp"]) and np.array_equal(rec["expPC"], raw["w_exp"])
+    assert np.array_equal(rec["tri"], raw["tri"]) and np.array_equal(rec["kpt_ind"], raw["keypoints"])
+    # tri_mouth: all 114 of 3DDFA's triangles (generate.m's setdiff removes none) + 7 inner ones
+    tm = rec["tri_mouth"]
+    assert tm.shape == (3, N_MOUTH + 7)
+    assert np.array_equal(tm[:, :N_MOUTH], raw["tri_mouth"])
+    assert tm[:, N_MOUTH].tolist() == [6420, 6542, 6664]
+    assert tm[:, -1].tolist() == [6168, 6295, 6039]
+
+
+def test_bfm_info_uv_pncc_are_what_generate_m_writes(converted):
+    raw, root, out = converted
+    rec = sio.loadmat(str(out["BFM_info.mat"]))["model_info"][0, 0]
+    assert rec.dtype.names == L.INFO_FIELDS
+    t = _trim0(raw)
+    assert np.array_equal(rec["segbin"], raw["segbin"][t].T)  # (4, n) rows nose eyes mouth rest
+    assert np.array_equal(rec["segbin_tri"], raw["segbin_tri"].T)
+    for key in ("trimIndex", "symlist", "symlist_tri", "face_contour_line", "nose_hole_left"):
+        assert np.array_equal(rec[key], raw[key]), key
+    assert rec["parallel"].shape == (17, 1) and rec["parallel"].dtype == object
+    assert np.array_equal(rec["parallel"][16, 0][0], raw["parallel"][16])
+    assert np.array_equal(rec["tri_mouth"], sio.loadmat(str(out["BFM.mat"]))["model"][0, 0]["tri_mouth"])
+
+    uv_trim = raw["UV"][t]
+    uv = sio.loadmat(str(out["BFM_UV.mat"]))["UV"]
+    assert uv.shape == (N_TRIM, 2) and np.array_equal(uv, rec["uv_coords"])
+    # the three repaired vertices (1-based 10032, 10155, 10280) take their neighbours' mean
+    assert np.allclose(uv[10031], uv_trim[[10032, 10157]].mean(0), rtol=0, atol=1e-15)
+    assert np.allclose(uv[10154], uv_trim[[10533, 10156, 10660]].mean(0), rtol=0, atol=1e-15)
+    assert np.allclose(uv[10279], uv_trim[[10915, 10285]].mean(0), rtol=0, atol=1e-15)
+    keep = np.setdiff1d(np.arange(N_TRIM), [10031, 10154, 10279])
+    assert np.array_equal(uv[keep], uv_trim[keep])
+    assert not np.allclose(uv[10031], uv_trim[10031])
+    # pncc_code.mat is 3DDFA's vertex_code.mat, byte for byte
+    assert out["pncc_code.mat"].read_bytes() == (root / "3ddfa" / "vertex_code.mat").read_bytes()
+
+
+def test_loaders_read_converted_files(converted):
+    raw, _, out = converted
+    t = _trim0(raw)
+    model = L.load_BFM(out["BFM.mat"])
+    expect_mu = (raw["shapeMU"][(3 * t[:, None] + np.arange(3)).reshape(-1)].astype(np.float64)
+                 + raw["mu_exp"]).astype(np.float32)
+    assert model["shapeMU"].dtype == np.float32 and np.array_equal(model["shapeMU"], expect_mu)
+    assert model["tri"].shape == (N_TRI, 3) and model["tri"].dtype == np.int32
+    assert np.array_equal(model["tri"], raw["tri"].T - 1)
+    assert np.array_equal(model["kpt_ind"], raw["keypoints"][0] - 1)
+    assert model["tri_mouth"].shape == (N_MOUTH + 7, 3)
+    assert model["tri_mouth"][-1].tolist() == [6167, 6294, 6038]
+
+    info = L.load_BFM_info(out["BFM_info.mat"])
+    assert np.array_equal(info["trimIndex"], t)
+    assert np.array_equal(info["symlist"], raw["symlist"] - 1)
+    labels = L.region_labels(info, N_TRIM)
+    seg = raw["segbin"][t]  # columns nose, eyes, mouth, rest
+    assert np.array_equal(labels, np.select([seg[:, 2] > 0, seg[:, 0] > 0, seg[:, 1] > 0],
+                                            [3, 2, 1], 0))
+    lines = L.contour_lines(info)
+    assert len(lines) == 17 and all(ln.dtype == np.int32 for ln in lines)
+    assert np.array_equal(lines[5], raw["parallel"][5] - 1)
+    assert len(info["parallel_face_contour"]) == 28
+
+    uv = L.load_uv_coords(out["BFM_UV.mat"])
+    assert uv.shape == (N_TRIM, 2) and uv.dtype == np.float32
+    assert np.array_equal(uv, info["uv_coords"])
+    code = L.load_pncc_code(out["pncc_code.mat"])
+    assert np.array_equal(code, raw["vertex_code"].T.astype(np.float32))
+
+
+def test_face3d_original_loader_reads_converted_bfm(converted):
+    raw, _, out = converted
+    model = sio.loadmat(str(out["BFM.mat"]))["model"][0, 0]
+    shape_mu = (model["shapeMU"] + model["expMU"]).astype(np.float32)
+    tri = model["tri"].T.copy(order="C").astype(np.int32) - 1
+    kpt = (np.squeeze(model["kpt_ind"]) - 1).astype(np.int32)
+    ours = L.load_BFM(out["BFM.mat"])
+    assert np.array_equal(shape_mu, ours["shapeMU"])
+    assert np.array_equal(tri, ours["tri"]) and np.array_equal(kpt, ours["kpt_ind"])
+
+
+def test_segbin_taken_from_model_info_when_present(tmp_path, converted):
+    raw, src, _ = converted
+    shutil.copytree(src, tmp_path / "in")
+    info = sio.loadmat(str(tmp_path / "in/3ddfa/model_info.mat"))
+    flipped = raw["segbin"][:, ::-1].copy()
+    sio.savemat(str(tmp_path / "in/3ddfa/model_info.mat"),
+                {**{k: v for k, v in info.items() if not k.startswith("__")}, "segbin": flipped})
+    out = convert_mod.convert(tmp_path / "in", tmp_path / "Out", quiet=True)
+    rec = sio.loadmat(str(out["BFM_info.mat"]))["model_info"][0, 0]
+    assert np.array_equal(rec["segbin"], flipped[_trim0(raw)].T)  # MATLAB's later load wins
+
+
+def _broken(tmp_path, src, name, **variables):
+    """Copy the raw tree and rewrite ``name`` with ``variables`` (delete=True removes it)."""
+    dst = tmp_path / "in"
+    shutil.copytree(src, dst)
+    if variables.get("delete"):
+        (dst / name).unlink()
+    else:
+        sio.savemat(str(dst / name), variables)
+    return dst
+
+
+@pytest.mark.parametrize("name, variables, pattern", [
+    ("3ddfa/Modelplus_nose_hole.mat", {"delete": True},
+     r"missing raw input.*Modelplus_nose_hole\.mat"),
+    ("3ddfa/Model_Expression.mat", {"mu_exp": np.zeros((3 * N_TRIM, 1)),
+                                    "sigma_exp": np.ones((K_EXP, 1))},
+     r"Model_Expression\.mat.*'w_exp'"),
+    ("3ddfa/Model_Expression.mat", {"mu_exp": np.zeros((3 * N_TRIM + 3, 1)),
+                                    "w_exp": np.zeros((3 * N_TRIM, K_EXP)),
+                                    "sigma_exp": np.ones((K_EXP, 1))},
+     r"Model_Expression\.mat.*'mu_exp'.*shape"),
+    ("3ddfa/Model_tri_mouth.mat", {"tri_mouth": np.full((3, 5), N_TRIM + 1.0)},
+     r"Model_tri_mouth\.mat.*'tri_mouth'.*out of range"),
+    ("3ddfa/Modelplus_parallel.mat", {"parallel": np.ones((17, 1)),
+                                      "parallel_face_contour": _cell([[1.0]] * 28)},
+     r"Modelplus_parallel\.mat.*'parallel'.*cell"),
+    ("3ddfa/Modelplus_parallel.mat", {"parallel": _cell([[1.0]] * 16),
+                                      "parallel_face_contour": _cell([[1.0]] * 28)},
+     r"Modelplus_parallel\.mat.*'parallel'.*17"),
+    ("3ddfa/vertex_code.mat", {"vertex_code": np.zeros((N_TRIM, 3))},
+     r"vertex_code\.mat.*'vertex_code'"),
+    ("stn/BFM_UV.mat", {"UV": np.zeros((N_TRIM, 2))}, r"BFM_UV\.mat.*'UV'.*shape"),
+    ("raw/01_MorphableModel.mat", {"shapeMU": np.zeros((3 * N_FULL, 1))},
+     r"01_MorphableModel\.mat.*'shapePC'"),
+])
+def test_convert_errors_name_file_and_variable(tmp_path, converted, name, variables, pattern):
+    _, src, _ = converted
+    raw_dir = _broken(tmp_path, src, name, **variables)
+    error = FileNotFoundError if variables.get("delete") else ValueError
+    with pytest.raises(error, match=pattern):
+        convert_mod.convert(raw_dir, tmp_path / "Out", quiet=True)
+    assert not (tmp_path / "Out" / "BFM.mat").exists()
+
+
+def test_trimindex_out_of_range_is_reported(tmp_path, converted):
+    raw, src, _ = converted
+    info = {k: raw[k] for k in ("keypoints", "symlist", "symlist_tri", "segbin_tri", "tri")}
+    trim = raw["trimIndex"].copy()
+    trim[-1, 0] = N_FULL + 1
+    raw_dir = _broken(tmp_path, src, "3ddfa/model_info.mat", trimIndex=trim, **info)
+    with pytest.raises(ValueError, match=r"model_info\.mat.*'trimIndex'.*out of range.*1\.\.11300"):
+        convert_mod.convert(raw_dir, tmp_path / "Out", quiet=True)
+
+
+def test_cli_help_progress_and_error_exit(tmp_path, converted, capsys):
+    _, src, _ = converted
+    helped = subprocess.run([sys.executable, str(CONVERT), "--help"], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=60)
+    assert helped.returncode == 0
+    assert "--raw" in helped.stdout and "--out" in helped.stdout
+    assert "3ddfa/Modelplus_parallel.mat" in helped.stdout
+    ran = subprocess.run([sys.executable, str(CONVERT), "--raw", str(src), "--out",
+                          str(tmp_path / "Out")], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "[1/7] read" in ran.stderr and "[7/7] wrote" in ran.stderr
+    assert sorted(p.name for p in (tmp_path / "Out").iterdir()) == sorted(convert_mod.OUT_FILES)
+    assert convert_mod.main(["--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: missing raw input") and "01_MorphableModel.mat" in err
+
+
+def test_segbin_missing_everywhere_is_reported(tmp_path, converted):
+    raw, src, _ = converted
+    keys = ("shapeMU", "shapePC", "shapeEV", "texMU", "texPC", "texEV", "tl")
+    raw_dir = _broken(tmp_path, src, "raw/01_MorphableModel.mat", **{k: raw[k] for k in keys})
+    with pytest.raises(ValueError, match=r"01_MorphableModel\.mat.*'segbin'.*model_info\.mat"):
+        convert_mod.convert(raw_dir, tmp_path / "Out", quiet=True)
