@@ -8,7 +8,7 @@ mesh_core = Extension(
     sources=["mesh_cython/mesh_core_cython.pyx", "mesh_cython/mesh_core.cpp"],
     include_dirs=[np.get_include(), "mesh_cython"],
     language="c++",
-    extra_compile_args=["-O3", "-std=c++17"],
+    extra_compile_args=["-O3", "-std=c++17", "-ffp-contract=off"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 

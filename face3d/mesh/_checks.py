@@ -1,0 +1,149 @@
+"""Input validation shared by face3d.mesh (C++ kernels) and face3d.mesh_numpy (their numpy twins).
+
+Both twins convert their inputs through these functions, so they see identical float32 / int32 arrays and raise
+identical ``ValueError`` messages, each naming the offending argument.
+"""
+import operator
+
+import numpy as np
+
+# The coverage rule computes pixel bounds in float32, which represents every integer up to 2**24 exactly.
+MAX_IMAGE_SIDE = 1 << 24
+
+
+def nonfinite_vertices_message(name="vertices"):
+    """Message of the error raised for NaN or infinite vertex coordinates."""
+    return f"{name} must be finite, found NaN or inf"
+
+
+def index_range_message(name, n, what="vertices"):
+    """Message of the error raised for an index outside [0, n)."""
+    return f"{name} must hold indices into {what} in [0, {n}), found one outside"
+
+
+def as_size(value, name):
+    """Returns value as a positive Python int (an image side in pixels), else raises ValueError naming it."""
+    try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        size = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if not 0 < size <= MAX_IMAGE_SIDE:
+        raise ValueError(f"{name} must be a positive integer at most {MAX_IMAGE_SIDE}, got {size}")
+    return size
+
+
+def as_float_rows(array, name, ncols=None):
+    """Returns array as a C-contiguous 2-D float32 array (copying only when needed).
+
+    Args:
+        array: array-like of real numbers, shape (n, ncols) (any ncols when ncols is None).
+        name: argument name used in error messages.
+    """
+    a = np.asarray(array)
+    if a.ndim != 2 or (ncols is not None and a.shape[1] != ncols):
+        want = f"(n, {ncols})" if ncols is not None else "(n, k)"
+        raise ValueError(f"{name} must have shape {want}, got {a.shape}")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def as_vertices(vertices, name="vertices", check_finite=True):
+    """Returns vertices as a C-contiguous (n, 3) float32 array; raises ValueError for other shapes or, when
+    check_finite, for NaN/inf coordinates (the C++ kernels check finiteness themselves, without the GIL)."""
+    v = as_float_rows(vertices, name, 3)
+    if check_finite and not np.isfinite(v).all():
+        raise ValueError(nonfinite_vertices_message(name))
+    return v
+
+
+def as_indices(triangles, n, name="triangles", what="vertices", check_range=True):
+    """Returns triangles as a C-contiguous (ntri, 3) int32 array of indices into n items.
+
+    Integer dtypes are accepted, and floating dtypes holding whole numbers (MATLAB files store indices as
+    doubles). The range [0, n) is always checked when a conversion is needed (so that a wide integer can never
+    wrap into range) and otherwise only when check_range (the C++ kernels check int32 input themselves).
+    """
+    t = np.asarray(triangles)
+    if t.ndim != 2 or t.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (ntri, 3), got {t.shape}")
+    if np.issubdtype(t.dtype, np.floating):
+        if not (np.isfinite(t).all() and np.array_equal(t, np.floor(t))):
+            raise ValueError(f"{name} must hold whole-number indices, got non-integral values")
+    elif not np.issubdtype(t.dtype, np.integer) or t.dtype == np.bool_:
+        raise ValueError(f"{name} must have an integer dtype, got {t.dtype}")
+    converted = t.dtype != np.int32
+    if (check_range or converted) and t.size and (t.min() < 0 or t.max() >= n):
+        raise ValueError(index_range_message(name, n, what))
+    return np.ascontiguousarray(t, dtype=np.int32)
+
+
+def as_attributes(values, nrows, c, name="colors"):
+    """Returns per-vertex attributes as a C-contiguous (nrows, c) float32 array; a 1-D array counts as one channel.
+
+    Raises ValueError naming `name` when the row count is not nrows, and naming `c` when the channel count differs.
+    """
+    a = np.asarray(values)
+    if a.ndim == 1:
+        a = a[:, None]
+    a = as_float_rows(a, name)
+    if a.shape[0] != nrows:
+        raise ValueError(f"{name} must have one row per vertex ({nrows}), got {a.shape[0]}")
+    if a.shape[1] != c:
+        raise ValueError(f"c must equal the number of channels of {name} ({a.shape[1]}), got {c}")
+    return a
+
+
+def as_channels(c):
+    """Returns the channel count c as a positive int."""
+    return as_size(c, "c")
+
+
+def background(BG, h, w, c):
+    """Returns a new (h, w, c) float32 image holding the background: zeros for None, else BG broadcast (a scalar,
+    a (c,) colour or an (h, w, c) image; never modified)."""
+    if BG is None:
+        return np.zeros((h, w, c), dtype=np.float32)
+    bg = np.asarray(BG, dtype=np.float32)
+    try:
+        shape = np.broadcast_shapes(bg.shape, (h, w, c))
+    except ValueError:
+        shape = None
+    if shape != (h, w, c):
+        raise ValueError(f"BG must broadcast to (h, w, c) = {(h, w, c)}, got shape {bg.shape}")
+    image = np.empty((h, w, c), dtype=np.float32)
+    image[...] = bg
+    return image
+
+
+def mapping(mapping_type):
+    """Returns True for 'bilinear', False for 'nearest', else raises ValueError naming mapping_type."""
+    if mapping_type not in ("nearest", "bilinear"):
+        raise ValueError(f"mapping_type must be 'nearest' or 'bilinear', got {mapping_type!r}")
+    return mapping_type == "bilinear"
+
+
+def as_texture(texture, c):
+    """Returns texture as a C-contiguous (th, tw, c) float32 array (a 2-D texture counts as one channel)."""
+    t = np.asarray(texture)
+    if t.ndim == 2:
+        t = t[:, :, None]
+    if t.ndim != 3 or t.shape[0] < 1 or t.shape[1] < 1:
+        raise ValueError(f"texture must have shape (tex_h, tex_w, c) with tex_h, tex_w >= 1, got {np.shape(texture)}")
+    if not (np.issubdtype(t.dtype, np.floating) or np.issubdtype(t.dtype, np.integer)):
+        raise ValueError(f"texture must hold real numbers, got dtype {t.dtype}")
+    if t.shape[2] != c:
+        raise ValueError(f"c must equal the number of channels of texture ({t.shape[2]}), got {c}")
+    return np.ascontiguousarray(t, dtype=np.float32)
+
+
+def as_tex_coords(tex_coords):
+    """Returns tex_coords as a C-contiguous (ntex, k >= 2) float32 array; columns 0, 1 are x, y in texels."""
+    uv = as_float_rows(tex_coords, "tex_coords")
+    if uv.shape[1] < 2:
+        raise ValueError(f"tex_coords must have shape (ntex, 2) or (ntex, 3), got {uv.shape}")
+    if not np.isfinite(uv[:, :2]).all():
+        raise ValueError("tex_coords must be finite, found NaN or inf")
+    return uv

@@ -1,0 +1,232 @@
+"""Rasterisation and rendering of triangle meshes in plain numpy: the reference twin of face3d.mesh.render.
+
+Same signatures, conventions, validation and results (bit for bit) as the C++ kernels; vectorised over
+(triangle, pixel) candidate pairs, processed in chunks of bounded memory.
+
+Conventions: vertices are (nver, 3) in image coordinates -- x to the right, y down, the centre of pixel (x, y) at
+integer coordinates (x, y) -- and a larger z is nearer the viewer. triangles are (ntri, 3) 0-based vertex indices;
+either winding is drawn (no back-face culling).
+
+Pixel rule. With X_i, Y_i the triangle's vertex coordinates (float32 converted to float64),
+area = (X1-X0)*(Y2-Y0) - (Y1-Y0)*(X2-X0); triangles with area == 0 are skipped; s = sign(area). For edge i, from
+vertex j = i+1 to vertex k = i+2 (mod 3): dx = s*(Xk-Xj), dy = s*(Yk-Yj), E_i(x, y) = dx*(y-Yj) - dy*(x-Xj), all in
+float64 in exactly this order. A pixel centre (x, y) is covered iff it lies in the triangle's bounding box
+[ceil(min X), floor(max X)] x [ceil(min Y), floor(max Y)] clipped to the image and, for every edge, E_i > 0, or
+E_i == 0 and the edge is a top-left edge (dy < 0, or dy == 0 and dx > 0): a pixel centre on an edge shared by two
+triangles belongs to exactly one of them (whenever the float64 edge functions are exact, e.g. for coordinates on a
+1/256-pixel grid; otherwise up to float64 rounding). The barycentric weights are w_i = E_i / |area| (float64), the
+depth is z = float32((w0*Z0 + w1*Z1) + w2*Z2), and a pixel takes the triangle iff z > the depth it holds (initially
+-inf): the nearest triangle wins, and among equal depths the one with the lowest index.
+"""
+import numpy as np
+
+from face3d.mesh import _checks
+
+__all__ = ["rasterize_triangles", "render_colors", "render_texture"]
+
+# Upper bound on (triangle, pixel) candidate pairs held at once (each costs about 200 bytes of temporaries).
+_CHUNK_PAIRS = 1 << 18
+
+
+def _clip_span(lo, hi, size):
+    """First and last pixel centres of [lo, hi] inside [0, size-1] (float32 arithmetic, as the C++ kernel)."""
+    first = np.maximum(np.ceil(lo), np.float32(0))
+    last = np.minimum(np.floor(hi), np.float32(size - 1))
+    return first, last
+
+
+def _mesh(vertices, triangles):
+    v = _checks.as_vertices(vertices)
+    t = _checks.as_indices(triangles, v.shape[0])
+    return v, t
+
+
+class _Setup:
+    """Per-triangle quantities of the pixel rule (float64), for the triangles that can cover a pixel: non-empty
+    clipped bounding box and non-zero area, in triangle order."""
+
+    def __init__(self, v, t, h, w):
+        p = v[t]  # (ntri, 3 corners, 3 coords) float32
+        x0, x1 = _clip_span(p[:, :, 0].min(1), p[:, :, 0].max(1), w)
+        y0, y1 = _clip_span(p[:, :, 1].min(1), p[:, :, 1].max(1), h)
+        X, Y = p[:, :, 0].astype(np.float64), p[:, :, 1].astype(np.float64)
+        area = (X[:, 1] - X[:, 0]) * (Y[:, 2] - Y[:, 0]) - (Y[:, 1] - Y[:, 0]) * (X[:, 2] - X[:, 0])
+        keep = np.flatnonzero((x0 <= x1) & (y0 <= y1) & (area != 0))
+        self.tid = keep
+        self.x0, self.y0 = x0[keep].astype(np.int64), y0[keep].astype(np.int64)
+        self.bw = x1[keep].astype(np.int64) - self.x0 + 1
+        self.count = self.bw * (y1[keep].astype(np.int64) - self.y0 + 1)
+        X, Y, area = X[keep], Y[keep], area[keep]
+        self.Z = p[keep, :, 2].astype(np.float64)
+        s = np.where(area > 0, 1.0, -1.0)
+        self.A = s * area
+        self.edges = []
+        for i in range(3):
+            j, k = (i + 1) % 3, (i + 2) % 3
+            dx, dy = s * (X[:, k] - X[:, j]), s * (Y[:, k] - Y[:, j])
+            top_left = (dy < 0) | ((dy == 0) & (dx > 0))
+            self.edges.append((dx, dy, X[:, j], Y[:, j], top_left))
+
+
+def _rasterize_pairs(su, sl, w):
+    """Covered (pixel, triangle) pairs of the setup slice sl: flat pixel index, triangle, z (float32), weights."""
+    counts, bw = su.count[sl], su.bw[sl]
+    rep = np.repeat(np.arange(counts.size), counts)
+    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    rep_g = rep + sl.start  # index into the whole setup
+    px = (su.x0[rep_g] + local % bw[rep]).astype(np.float64)
+    py = (su.y0[rep_g] + local // bw[rep]).astype(np.float64)
+    inside = np.ones(px.shape, dtype=bool)
+    E = []
+    for dx, dy, xj, yj, top_left in su.edges:
+        e = dx[rep_g] * (py - yj[rep_g]) - dy[rep_g] * (px - xj[rep_g])
+        inside &= (e > 0) | (top_left[rep_g] & (e == 0))
+        E.append(e)
+    owner = rep_g[inside]
+    wts = [e[inside] / su.A[owner] for e in E]
+    Z = su.Z[owner]
+    z = (wts[0] * Z[:, 0] + wts[1] * Z[:, 1] + wts[2] * Z[:, 2]).astype(np.float32)
+    pix = (py[inside] * w + px[inside]).astype(np.int64)
+    return pix, su.tid[owner], z, np.stack(wts, axis=1).astype(np.float32)
+
+
+def _rasterize(v, t, h, w):
+    depth = np.full(h * w, -np.inf, dtype=np.float32)
+    tri_buf = np.full(h * w, -1, dtype=np.int32)
+    bary = np.zeros((h * w, 3), dtype=np.float32)
+    if t.shape[0] == 0:
+        return depth, tri_buf, bary
+    su = _Setup(v, t, h, w)
+    start = 0
+    while start < su.tid.size:
+        # Chunks hold whole triangles in index order, so "strictly nearer than what earlier chunks left" is the
+        # sequential strict z-test.
+        stop = start + max(1, int(np.searchsorted(np.cumsum(su.count[start:]), _CHUNK_PAIRS, side="right")))
+        pix, tri, z, wts = _rasterize_pairs(su, slice(start, stop), w)
+        order = np.lexsort((tri, -z, pix))  # per pixel: nearest first, then lowest triangle index
+        pix, tri, z, wts = pix[order], tri[order], z[order], wts[order]
+        first = np.ones(pix.size, dtype=bool)
+        first[1:] = pix[1:] != pix[:-1]
+        pix, tri, z, wts = pix[first], tri[first], z[first], wts[first]
+        win = z > depth[pix]
+        depth[pix[win]], tri_buf[pix[win]], bary[pix[win]] = z[win], tri[win], wts[win]
+        start = stop
+    return depth, tri_buf, bary
+
+
+def rasterize_triangles(vertices, triangles, h, w):
+    """Rasterises a mesh: which triangle is visible at each pixel centre, at what depth and barycentric weights.
+
+    Pixel rule: see the module docstring (top-left rule on float64 edge functions, strict z-test, lower triangle
+    index wins equal depths).
+
+    Args:
+        vertices: (nver, 3) float array in image coordinates (x right, y down, pixel centres at integers);
+            larger z is nearer.
+        triangles: (ntri, 3) int array of 0-based vertex indices.
+        h, w: image height and width in pixels (positive ints).
+    Returns:
+        depth_buffer: (h, w) float32, z of the visible surface, -inf where no triangle covers the pixel.
+        triangle_buffer: (h, w) int32, index of the visible triangle, -1 where empty.
+        barycentric_weight: (h, w, 3) float32, weights of the visible triangle's vertices (0 where empty).
+    Raises:
+        ValueError: naming vertices / triangles / h / w for a wrong shape or dtype, an index outside [0, nver),
+        a non-finite vertex or a non-positive size.
+    """
+    h, w = _checks.as_size(h, "h"), _checks.as_size(w, "w")
+    v, t = _mesh(vertices, triangles)
+    depth, tri_buf, bary = _rasterize(v, t, h, w)
+    return depth.reshape(h, w), tri_buf.reshape(h, w), bary.reshape(h, w, 3)
+
+
+def _interpolate(values, corners, bary):
+    """(w0*V0 + w1*V1) + w2*V2 in float32 for (npix, 3) corner indices and (npix, 3) weights."""
+    return (bary[:, 0:1] * values[corners[:, 0]] + bary[:, 1:2] * values[corners[:, 1]]
+            + bary[:, 2:3] * values[corners[:, 2]])
+
+
+def render_colors(vertices, triangles, colors, h, w, c=3, BG=None):
+    """Renders a mesh with per-vertex attributes (colours, depth, positions, ...) interpolated over each triangle.
+
+    Each covered pixel gets (w0*C0 + w1*C1) + w2*C2 in float32, with the visible triangle's barycentric weights
+    w_i (float32, see rasterize_triangles and the module's pixel rule) and its vertices' attributes C_i.
+
+    Args:
+        vertices: (nver, 3) float array in image coordinates (see the module docstring).
+        triangles: (ntri, 3) int array of 0-based vertex indices.
+        colors: (nver, c) float array of per-vertex attributes, any number of channels ((nver,) means c = 1).
+        h, w: image height and width in pixels.
+        c: number of channels; must equal colors.shape[1].
+        BG: background: None (zeros), a scalar, a (c,) colour or an (h, w, c) image (not modified).
+    Returns:
+        image: (h, w, c) float32.
+    Raises:
+        ValueError: naming the argument, as in rasterize_triangles, or colors / c / BG when they do not match.
+    """
+    h, w, c = _checks.as_size(h, "h"), _checks.as_size(w, "w"), _checks.as_channels(c)
+    v, t = _mesh(vertices, triangles)
+    col = _checks.as_attributes(colors, v.shape[0], c)
+    image = _checks.background(BG, h, w, c).reshape(h * w, c)
+    _, tri_buf, bary = _rasterize(v, t, h, w)
+    pix = np.flatnonzero(tri_buf >= 0)
+    image[pix] = _interpolate(col, t[tri_buf[pix]], bary[pix])
+    return image.reshape(h, w, c)
+
+
+def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w, c=3, mapping_type="nearest",
+                   BG=None):
+    """Renders a mesh with a texture map.
+
+    Each covered pixel interpolates the texture coordinates of the visible triangle's corners,
+    u = (w0*U0 + w1*U1) + w2*U2 (float32, likewise v), clamps them to [0, tex_w-1] x [0, tex_h-1] and samples
+    the texture: 'nearest' takes texel (row floor(v + 0.5), column floor(u + 0.5)); 'bilinear' blends the four
+    texels around (u, v), clamped to the edge: (T00*(1-a) + T01*a)*(1-b) + (T10*(1-a) + T11*a)*b with
+    a = u - floor(u), b = v - floor(v).
+
+    Args:
+        vertices: (nver, 3) float array in image coordinates (see the module docstring).
+        triangles: (ntri, 3) int array of vertex indices.
+        texture: (tex_h, tex_w, c) array (any real dtype; uint8 stays in 0..255).
+        tex_coords: (ntex, 2) or (ntex, 3) float array, texture pixel coordinates: column 0 = x (texel column),
+            column 1 = y (texel row, down), texel centres at integers; other columns are ignored.
+        tex_triangles: (ntri, 3) int array of indices into tex_coords, one row per triangle.
+        h, w: image height and width in pixels.
+        c: number of channels; must equal texture.shape[2].
+        mapping_type: 'nearest' or 'bilinear'.
+        BG: background, as in render_colors.
+    Returns:
+        image: (h, w, c) float32.
+    Raises:
+        ValueError: naming the argument for wrong shapes, out-of-range indices or non-finite coordinates.
+    """
+    h, w, c = _checks.as_size(h, "h"), _checks.as_size(w, "w"), _checks.as_channels(c)
+    bilinear = _checks.mapping(mapping_type)
+    v, t = _mesh(vertices, triangles)
+    tex = _checks.as_texture(texture, c)
+    uv = _checks.as_tex_coords(tex_coords)
+    tt = _checks.as_indices(tex_triangles, uv.shape[0], "tex_triangles", "tex_coords")
+    if tt.shape[0] != t.shape[0]:
+        raise ValueError(f"tex_triangles must have one row per triangle ({t.shape[0]}), got {tt.shape[0]}")
+    image = _checks.background(BG, h, w, c).reshape(h * w, c)
+    _, tri_buf, bary = _rasterize(v, t, h, w)
+    pix = np.flatnonzero(tri_buf >= 0)
+    coords = _interpolate(uv[:, :2], tt[tri_buf[pix]], bary[pix])
+    th, tw = tex.shape[:2]
+    u, vv = coords[:, 0], coords[:, 1]
+    # Written like the kernel so that NaN clamps to 0.
+    u = np.where(u >= 0, u, np.float32(0))
+    u = np.where(u <= np.float32(tw - 1), u, np.float32(tw - 1))
+    vv = np.where(vv >= 0, vv, np.float32(0))
+    vv = np.where(vv <= np.float32(th - 1), vv, np.float32(th - 1))
+    if not bilinear:
+        ix = np.floor(u + np.float32(0.5)).astype(np.int64)
+        iy = np.floor(vv + np.float32(0.5)).astype(np.int64)
+        image[pix] = tex[iy, ix]
+        return image.reshape(h, w, c)
+    fu, fv = np.floor(u), np.floor(vv)
+    x0, y0 = fu.astype(np.int64), fv.astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, tw - 1), np.minimum(y0 + 1, th - 1)
+    a, b = (u - fu)[:, None], (vv - fv)[:, None]
+    ia, ib = np.float32(1) - a, np.float32(1) - b
+    image[pix] = (tex[y0, x0] * ia + tex[y0, x1] * a) * ib + (tex[y1, x0] * ia + tex[y1, x1] * a) * b
+    return image.reshape(h, w, c)

@@ -1,0 +1,60 @@
+// C++ kernels of face3d.mesh (compiled into face3d.mesh._mesh_core through mesh_core_cython.pyx).
+//
+// Conventions shared by every kernel (and reproduced bit for bit by face3d/mesh_numpy):
+//  * vertices: (nver, 3) float32, C order, image coordinates: x to the right, y down, the centre of pixel
+//    (x, y) at integer coordinates; larger z is nearer the viewer.
+//  * triangles: (ntri, 3) int32, C order, 0-based vertex indices.
+//  * images: (h, w[, c]) C order, row-major.
+//
+// Coverage rule (documented in face3d.mesh.render.rasterize_triangles): with X_i, Y_i the vertex coordinates
+// converted to double, area = (X1-X0)*(Y2-Y0) - (Y1-Y0)*(X2-X0); triangles with area == 0 are skipped; s = sign(area);
+// for edge i running from vertex j = i+1 to k = i+2 (mod 3): dx = s*(Xk-Xj), dy = s*(Yk-Yj) and
+// E_i(x, y) = dx*(y - Yj) - dy*(x - Xj) (double, evaluated in exactly this order). A pixel centre inside the
+// triangle's bounding box [ceil(min x), floor(max x)] x [ceil(min y), floor(max y)] clipped to the image is covered
+// iff every E_i > 0, or E_i == 0 on a top-left edge (dy < 0, or dy == 0 and dx > 0). Barycentric weights
+// w_i = E_i / |area|; depth z = (float)((w0*Z0 + w1*Z1) + w2*Z2); the pixel takes the triangle iff z > depth so far
+// (strict: among equal depths the lowest triangle index wins).
+//
+// Every function returns 0 on success or one of the error codes below (the outputs are then unspecified).
+// None of them touches the Python interpreter, so the Cython layer calls them without the GIL.
+#pragma once
+
+#include <cstdint>
+
+namespace face3d {
+
+enum MeshError : int {
+    kOk = 0,
+    kBadVertexIndex = 1,   // a triangle index outside [0, nver)
+    kNonFiniteVertex = 2,  // a vertex coordinate is NaN or infinite
+    kBadTexIndex = 3,      // a tex_triangles index outside [0, ntex)
+    kOutOfMemory = 4,      // a scratch buffer could not be allocated
+};
+
+// depth (h*w) float32 <- -inf / nearest z; tri_buf (h*w) int32 <- -1 / triangle index;
+// bary (h*w*3) float32 <- 0 / barycentric weights of the winning triangle.
+int rasterize_triangles(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri,
+                        int h, int w, float* depth, int32_t* tri_buf, float* bary);
+
+// image (h*w*c) float32, already holding the background; covered pixels get the barycentric interpolation
+// ((w0*C0 + w1*C1) + w2*C2) of the per-vertex colors (nver*c float32) of the visible triangle.
+int render_colors(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri,
+                  const float* colors, int c, int h, int w, float* image);
+
+// image (h*w*c) float32, already holding the background; covered pixels sample texture (th*tw*c float32) at the
+// interpolated texture coordinates (texture pixels, x right, y down, (u, v) = ((w0*U0 + w1*U1) + w2*U2, ...)),
+// clamped to [0, tw-1] x [0, th-1] (NaN -> 0); nearest: texel (floor(v + 0.5), floor(u + 0.5)); bilinear (clamp to
+// edge): ((T00*(1-a) + T01*a)*(1-b) + (T10*(1-a) + T11*a)*b) with a = u - floor(u), b = v - floor(v).
+// tex_coords: (ntex, tex_stride) float32, columns 0 and 1 are used; tex_triangles: (ntri, 3) int32.
+int render_texture(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri,
+                   const float* tex_coords, int64_t ntex, int tex_stride, const int32_t* tex_triangles,
+                   const float* texture, int th, int tw, int c, bool bilinear, int h, int w, float* image);
+
+// Unit normals of the triangles (ntri*3 float32): cross(v1 - v0, v2 - v0) / |.| in double; (0, 0, 0) when degenerate.
+int triangle_normals(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, float* normals);
+
+// Unit normals of the vertices (nver*3 float32): the sum, in triangle order and in double, of the un-normalised
+// cross(v1 - v0, v2 - v0) of every triangle corner at the vertex, normalised; (0, 0, 0) where that sum is zero.
+int vertex_normals(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, float* normals);
+
+}  // namespace face3d

@@ -1,0 +1,144 @@
+"""OBJ / PLY / .mat round trips (exact), the files' winding and texture output, error handling; vis."""
+import sys
+
+import numpy as np
+import pytest
+
+from face3d.mesh import io
+
+
+def mesh(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    v = rng.normal(0, 1e5, (30, 3)).astype(dtype)
+    v[0] = [0.1, -0.0, 1e-30]  # values whose short decimal forms are not exact binary fractions
+    v[1] = [np.pi, np.finfo(dtype).max, np.finfo(dtype).tiny]
+    colors = rng.uniform(0, 1, (30, 3)).astype(dtype)
+    t = rng.integers(0, 30, (50, 3)).astype(np.int32)
+    return v, t, colors
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_obj_with_colors_round_trip_is_exact(tmp_path, dtype):
+    v, t, colors = mesh(dtype)
+    path = io.write_obj_with_colors(tmp_path / "face", v, t, colors)
+    assert path.name == "face.obj"
+    back = io.read_obj(path)
+    assert back["vertices"].dtype == np.float64
+    assert np.array_equal(back["vertices"], v.astype(np.float64))
+    assert np.array_equal(back["colors"], colors.astype(np.float64))
+    assert np.array_equal(back["triangles"], t) and back["triangles"].dtype == np.int32
+    assert back["uv_coords"] is None and back["texture_path"] is None
+    faces = [line for line in path.read_text().splitlines() if line.startswith("f ")]
+    assert faces[0] == f"f {t[0, 2] + 1} {t[0, 1] + 1} {t[0, 0] + 1}"  # 1-based, counter-clockwise in the file
+
+
+def test_obj_with_texture_and_mtl(tmp_path):
+    import cv2
+
+    v, t, colors = mesh(np.float32)
+    rng = np.random.default_rng(1)
+    uv = rng.uniform(0, 1, (30, 2)).astype(np.float32)
+    texture = rng.integers(0, 256, (8, 6, 3)).astype(np.uint8)
+    path = io.write_obj_with_colors_texture(tmp_path / "tex.obj", v, t, colors, texture, uv)
+    back = io.read_obj(path)
+    assert np.array_equal(back["vertices"], v) and np.array_equal(back["colors"], colors)
+    assert np.array_equal(back["uv_coords"], uv.astype(np.float64))
+    assert np.array_equal(back["triangles"], t) and np.array_equal(back["uv_triangles"], t)
+    assert back["texture_path"] == tmp_path / "tex_texture.png"
+    assert (tmp_path / "tex.mtl").read_text() == "newmtl FaceTexture\nmap_Kd tex_texture.png\n"
+    assert np.array_equal(cv2.imread(str(back["texture_path"]))[:, :, ::-1], texture)
+    io.write_obj_with_texture(tmp_path / "plain", v, t, texture.astype(np.float32) / 255, uv)
+    plain = io.read_obj(tmp_path / "plain.obj")
+    assert plain["colors"] is None
+    assert np.array_equal(cv2.imread(str(plain["texture_path"]))[:, :, ::-1], texture)
+
+
+def test_read_obj_polygons_and_relative_indices(tmp_path):
+    path = tmp_path / "quad.obj"
+    path.write_text("# quad\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
+                    "vn 0 0 1\nf 1/1/1 2/2/1 3/3/1 4/4/1\nf -4 -2 -1\n")
+    back = io.read_obj(path)
+    # Fan (1 2 3), (1 3 4), then (1 3 4) again; each reversed into the in-memory (clockwise) order.
+    assert back["triangles"].tolist() == [[2, 1, 0], [3, 2, 0], [3, 2, 0]]
+    assert back["uv_triangles"] is None  # the last face has no texture coordinates
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ply_round_trip_is_exact(tmp_path, binary, dtype):
+    v, t, colors = mesh(dtype, seed=3)
+    path = io.write_ply(tmp_path / "m.ply", v, t, colors, binary=binary)
+    back = io.read_ply(path)
+    assert np.array_equal(back["vertices"], v.astype(np.float64))
+    assert np.array_equal(back["colors"], colors.astype(np.float64))
+    assert np.array_equal(back["triangles"], t)
+    byte_colors = (colors * 255).astype(np.uint8)
+    back = io.read_ply(io.write_ply(tmp_path / "u8.ply", v, t, byte_colors, binary=binary))
+    assert back["colors"].dtype == np.uint8 and np.array_equal(back["colors"], byte_colors)
+    back = io.read_ply(io.write_ply(tmp_path / "nocolor.ply", v, t, binary=binary))
+    assert back["colors"] is None and np.array_equal(back["triangles"], t)
+
+
+def test_ply_header_and_winding(tmp_path):
+    v, t, _ = mesh(np.float32)
+    text = io.write_ply(tmp_path / "a.ply", v, t).read_text().splitlines()
+    assert text[:6] == ["ply", "format ascii 1.0", "element vertex 30", "property float x", "property float y",
+                        "property float z"]
+    assert text[text.index("end_header") + 31] == f"3 {t[0, 2]} {t[0, 1]} {t[0, 0]}"
+
+
+def test_mat_round_trip(tmp_path):
+    v, t, colors = mesh(np.float32)
+    io.save_mesh_mat(tmp_path / "m.mat", v, t, colors, full_triangles=t[:5])
+    back = io.load_mesh_mat(tmp_path / "m.mat")
+    assert np.array_equal(back["vertices"], v) and np.array_equal(back["colors"], colors)
+    assert np.array_equal(back["triangles"], t) and back["triangles"].dtype == np.int32
+    assert np.array_equal(back["full_triangles"], t[:5])
+
+
+def test_write_asc(tmp_path):
+    v, _, _ = mesh(np.float64)
+    path = io.write_asc(tmp_path / "points", v)
+    assert path.suffix == ".asc" and np.array_equal(np.loadtxt(path), v)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.obj"):
+        io.read_obj(tmp_path / "missing.obj")
+    with pytest.raises(FileNotFoundError, match="missing.ply"):
+        io.read_ply(tmp_path / "missing.ply")
+    bad = tmp_path / "bad.obj"
+    bad.write_text("v 0 0 0\nv 1 0 x\n")
+    with pytest.raises(ValueError, match=r"bad.obj:2: malformed"):
+        io.read_obj(bad)
+    bad.write_text("v 0 0 0\nf 1 2 3\n")
+    with pytest.raises(ValueError, match="vertex that does not exist"):
+        io.read_obj(bad)
+    (tmp_path / "x.ply").write_text("not a ply\n")
+    with pytest.raises(ValueError, match="not a PLY file"):
+        io.read_ply(tmp_path / "x.ply")
+    with pytest.raises(ValueError, match=r"^triangles must hold indices"):
+        io.write_obj_with_colors(tmp_path / "e", np.zeros((3, 3)), [[0, 1, 3]], np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"^colors must have shape"):
+        io.write_ply(tmp_path / "e.ply", np.zeros((3, 3)), [[0, 1, 2]], np.zeros((2, 3)))
+
+
+def test_vis_imports_matplotlib_lazily():
+    import subprocess
+
+    code = "import sys, face3d.mesh, face3d.mesh_numpy; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_plot_mesh():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from face3d.mesh import vis
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0.5]])
+    ax = vis.plot_mesh(v, [[0, 1, 2], [1, 3, 2]], title="quad")
+    assert ax.get_title() == "quad" and len(ax.collections) == 1
+    plt.close("all")

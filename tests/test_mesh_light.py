@@ -1,0 +1,131 @@
+"""Normals (C++ vs numpy twin, known geometry), Phong and spherical-harmonics lighting."""
+import numpy as np
+import pytest
+
+from face3d.mesh import light as cpp
+from face3d.mesh_numpy import light as ref
+
+TWINS = [pytest.param(cpp, id="cpp"), pytest.param(ref, id="numpy")]
+
+
+def grid_plane(n=5, z=0.0, clockwise=True):
+    """Flat n x n grid in the z = const plane (x right, y up); triangles clockwise seen from +z (BFM's order) or
+    counter-clockwise."""
+    ys, xs = np.mgrid[0:n, 0:n]
+    v = np.stack([xs.ravel(), ys.ravel(), np.full(n * n, z)], axis=1).astype(np.float32)
+    idx = np.arange(n * n).reshape(n, n)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    t = np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])  # counter-clockwise from +z
+    return v, (t[:, ::-1] if clockwise else t).copy()
+
+
+def uv_sphere(n=12):
+    """Unit sphere, triangles clockwise seen from outside (BFM's order)."""
+    th, ph = np.meshgrid(np.linspace(0.15, np.pi - 0.15, n), np.linspace(0, 2 * np.pi, 2 * n, endpoint=False),
+                         indexing="ij")
+    v = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], -1).reshape(-1, 3)
+    idx = np.arange(n * 2 * n).reshape(n, 2 * n)
+    nxt = np.roll(idx, -1, axis=1)
+    a, b, c, d = idx[:-1].ravel(), nxt[:-1].ravel(), idx[1:].ravel(), nxt[1:].ravel()
+    t = np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)])  # counter-clockwise from outside
+    return v.astype(np.float32), t[:, ::-1].copy()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_normals_match_numpy_twin(seed):
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(-3, 3, (50, 3)).astype(np.float32)
+    t = rng.integers(0, 45, (90, 3))  # vertices 45..49 belong to no triangle
+    t[:4, 2] = t[:4, 0]  # degenerate
+    tn, vn = cpp.triangle_normals(v, t), cpp.vertex_normals(v, t)
+    assert np.array_equal(tn, ref.triangle_normals(v, t))
+    assert np.array_equal(vn, ref.vertex_normals(v, t))
+    assert np.all(tn[:4] == 0) and np.all(vn[45:] == 0)
+    used = np.linalg.norm(vn[:45], axis=1)
+    assert np.allclose(used[used > 0], 1, atol=1e-6)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_normals_follow_the_right_hand_rule(twin):
+    v, t = grid_plane(clockwise=False)
+    assert np.allclose(twin.triangle_normals(v, t), [0, 0, 1])
+    assert np.allclose(twin.vertex_normals(v, t), [0, 0, 1])
+    v, t = uv_sphere()
+    n = twin.vertex_normals(v, t)
+    assert np.all(np.sum(n * v, axis=1) < -0.95)  # clockwise-from-outside triangles: right-hand normals point in
+    assert twin.get_normal is twin.vertex_normals
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_add_light_lambert_specular_and_ambient(twin):
+    v, t = grid_plane(clockwise=True)
+    colors = np.full((len(v), 3), 0.5)
+    light = np.array([[2.0, 2.0, 4.0]])  # above vertex 12 = (2, 2, 0)
+    lit = twin.add_light(v, t, colors, light, [[1.0, 0.8, 0.6]])
+    to_light = light - v
+    cos = to_light[:, 2] / np.linalg.norm(to_light, axis=1)
+    assert np.allclose(lit, 0.5 * cos[:, None] * [1.0, 0.8, 0.6], atol=1e-6)
+    # face3d's own formula (n . (v - light), no per-light clamp) gives the same for one light in front.
+    n_rh = ref.vertex_normals(v, t)
+    d = v - light
+    face3d = colors * np.sum(n_rh * d / np.linalg.norm(d, axis=1, keepdims=True), 1, keepdims=True) * [1, 0.8, 0.6]
+    assert np.allclose(lit, np.clip(face3d, 0, 1), atol=1e-6)
+    # Ambient, a second light behind the surface (ignored, clamped) and specular at the mirror point.
+    lit2 = twin.add_light(v, t, colors, [[2.0, 2.0, 4.0], [0, 0, -5]], [[0.5, 0.5, 0.5], [9, 9, 9]], ambient=0.1,
+                          specular=0.3, shininess=8)
+    assert np.allclose(lit2[12], 0.5 * (0.1 + 0.5) + 0.3 * 0.5, atol=1e-6)
+    assert np.all(twin.add_light(v, t, colors, light, [10, 10, 10]) <= 1)
+    flipped = twin.add_light(v, t, colors, light, [1, 1, 1], clockwise=False)
+    assert np.all(flipped == 0)  # the light is behind the surface for the opposite winding
+
+
+def test_add_light_cpp_matches_numpy():
+    v, t = uv_sphere()
+    colors = np.random.default_rng(0).uniform(0, 1, (len(v), 3))
+    args = (v, t, colors, [[2, 1, 3], [-3, 0, 1]], [[0.7, 0.6, 0.5], [0.3, 0.3, 0.4]])
+    kw = dict(ambient=[0.1, 0.1, 0.2], specular=0.2, shininess=5, eye=[0, 0, 10])
+    assert np.array_equal(cpp.add_light(*args, **kw), ref.add_light(*args, **kw))
+
+
+def test_sh_basis_values():
+    c0, c1 = 0.5 / np.sqrt(np.pi), np.sqrt(3 / (4 * np.pi))
+    b = ref.sh_basis([[0, 0, 1], [1, 0, 0]])
+    assert np.allclose(b[0], [c0, 0, c1, 0, 0, 0, 2 * np.sqrt(5 / (16 * np.pi)), 0, 0])
+    assert np.allclose(b[1], [c0, 0, 0, c1, 0, 0, -np.sqrt(5 / (16 * np.pi)), 0, np.sqrt(15 / (16 * np.pi))])
+    # Orthonormal on the sphere: a fine quadrature of Y_i Y_j gives the identity.
+    th, ph = np.meshgrid(np.linspace(0, np.pi, 400), np.linspace(0, 2 * np.pi, 800, endpoint=False), indexing="ij")
+    n = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], -1).reshape(-1, 3)
+    w = (np.sin(th) * (np.pi / 399) * (2 * np.pi / 800)).ravel()
+    y = ref.sh_basis(n)
+    assert np.allclose((y * w[:, None]).T @ y, np.eye(9), atol=1e-2)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_sh_light_round_trip(twin):
+    v, t = uv_sphere()
+    rng = np.random.default_rng(2)
+    albedo = rng.uniform(0.2, 1, (len(v), 3))
+    coeff = rng.normal(0, 1, (9, 3))
+    lit = twin.add_light_sh(v, t, albedo, coeff)
+    outward = -ref.vertex_normals(v, t)
+    assert np.allclose(lit, albedo * (ref.sh_basis(outward) @ coeff), atol=1e-5)
+    assert np.allclose(twin.estimate_light(v, t, albedo, lit), coeff, atol=1e-3)
+    visible = np.flatnonzero(v[:, 2] > -0.3)
+    assert np.allclose(twin.estimate_light(v, t, albedo, lit, vertex_ind=visible), coeff, atol=1e-3)
+    shared = twin.add_light_sh(v, t, albedo, coeff[:, 0])
+    assert np.allclose(shared[:, 1], albedo[:, 1] * (ref.sh_basis(outward) @ coeff[:, 0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_light_bad_input(twin):
+    v, t = grid_plane()
+    with pytest.raises(ValueError, match=r"^triangles must hold indices"):
+        twin.vertex_normals(v, t + 100)
+    with pytest.raises(ValueError, match=r"^vertices must be finite"):
+        twin.triangle_normals(np.where(np.arange(len(v))[:, None] == 3, np.nan, v), t)
+    with pytest.raises(ValueError, match=r"^light_intensities must have one row per light"):
+        twin.add_light(v, t, np.ones((len(v), 3)), [[0, 0, 1], [0, 1, 1]], [[1, 1, 1]] * 3)
+    with pytest.raises(ValueError, match=r"^colors must have one row per vertex"):
+        twin.add_light(v, t, np.ones((3, 3)), [0, 0, 1], [1, 1, 1])
+    with pytest.raises(ValueError, match=r"^sh_coeff must have shape"):
+        twin.add_light_sh(v, t, np.ones((len(v), 3)), np.ones(4))

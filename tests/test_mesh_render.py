@@ -1,0 +1,283 @@
+"""The C++ rasteriser/renderers (face3d.mesh.render) against their numpy twins, hand-checked geometry and errors."""
+import threading
+
+import numpy as np
+import pytest
+
+from face3d.mesh import _mesh_core
+from face3d.mesh import render as cpp
+from face3d.mesh_numpy import render as ref
+
+TWINS = [pytest.param(cpp, id="cpp"), pytest.param(ref, id="numpy")]
+H, W = 23, 31
+
+
+def random_mesh(seed, nver=40, ntri=60):
+    """Random mesh stressing the rules: coordinates snapped to a coarse grid (vertices on pixel centres, edges
+    through pixel centres, equal depths), triangles overlapping, partly and fully outside the image, and
+    degenerate ones (repeated vertex, collinear vertices)."""
+    rng = np.random.default_rng(seed)
+    v = np.empty((nver, 3), dtype=np.float32)
+    v[:, 0] = rng.uniform(-8, W + 8, nver)
+    v[:, 1] = rng.uniform(-8, H + 8, nver)
+    v[:, 2] = rng.uniform(-5, 5, nver)
+    if seed % 2:
+        v = (np.round(v * 2) / 2).astype(np.float32)
+    v[-3:] = [[-40, -40, 0], [-30, -45, 0], [-35, -30, 0]]  # a triangle fully outside
+    t = rng.integers(0, nver - 3, (ntri, 3))
+    t[:5, 1] = t[:5, 0]  # repeated vertex: zero area
+    v[nver - 6:nver - 3] = [[2, 2, 1], [6, 6, 1], [10, 10, 1]]  # collinear
+    t[5] = [nver - 6, nver - 5, nver - 4]
+    t[6] = [nver - 3, nver - 2, nver - 1]
+    t[7:10] = t[10:13]  # duplicated triangles: equal depths everywhere
+    return v, t.astype(np.int64)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_rasterize_matches_numpy_twin(seed):
+    v, t = random_mesh(seed)
+    got, want = cpp.rasterize_triangles(v, t, H, W), ref.rasterize_triangles(v, t, H, W)
+    for g, w_, dtype in zip(got, want, (np.float32, np.int32, np.float32)):
+        assert g.dtype == dtype and w_.dtype == dtype
+        assert np.array_equal(g, w_)
+    assert (got[1] >= 0).sum() > 50  # the case is not vacuous
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("c", [1, 3, 5])
+def test_render_colors_matches_numpy_twin(seed, c):
+    v, t = random_mesh(seed)
+    colors = np.random.default_rng(seed).uniform(-1, 2, (len(v), c))
+    got = cpp.render_colors(v, t, colors, H, W, c=c, BG=0.25)
+    want = ref.render_colors(v, t, colors, H, W, c=c, BG=0.25)
+    assert got.shape == (H, W, c) and got.dtype == np.float32
+    assert np.max(np.abs(got - want)) < 1e-4
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("mapping_type", ["nearest", "bilinear"])
+def test_render_texture_matches_numpy_twin(seed, mapping_type):
+    v, t = random_mesh(seed)
+    rng = np.random.default_rng(seed)
+    texture = rng.integers(0, 256, (9, 13, 3)).astype(np.uint8)
+    tex_coords = rng.uniform(-3, 16, (50, 2))  # partly outside the texture: clamped
+    tex_triangles = rng.integers(0, 50, t.shape)
+    args = (v, t, texture, tex_coords, tex_triangles, H, W)
+    got = cpp.render_texture(*args, mapping_type=mapping_type)
+    want = ref.render_texture(*args, mapping_type=mapping_type)
+    assert np.array_equal(got, want)
+    assert np.any(got != 0)
+
+
+def test_non_contiguous_and_float64_input_give_the_same_result():
+    v, t = random_mesh(1)
+    colors = np.random.default_rng(0).uniform(0, 1, (len(v), 3))
+    base = cpp.render_colors(v, t, colors.astype(np.float32), H, W)
+    wide = np.zeros((len(v), 6))
+    wide[:, ::2] = v  # float64, non-contiguous
+    t_f = np.asfortranarray(t.astype(np.int32))
+    col_nc = np.asfortranarray(colors)
+    for twin in (cpp, ref):
+        assert np.array_equal(twin.render_colors(wide[:, ::2], t_f, col_nc, H, W), base)
+        assert np.array_equal(twin.rasterize_triangles(wide[:, ::2], t_f[::-1][::-1], H, W)[1],
+                              cpp.rasterize_triangles(v, t, H, W)[1])
+
+
+def test_dense_self_occluding_mesh_matches_numpy_twin():
+    """A face-like dense mesh (sub-pixel triangles, turned 50 degrees so that the far side is hidden behind the
+    near side) gives the same buffers in both twins."""
+    s, t_ = np.meshgrid(np.linspace(-1.2, 1.2, 45), np.linspace(-1, 1, 45))
+    x, y, z = np.sin(s) * np.cos(t_), np.sin(t_), np.cos(s) * np.cos(t_)
+    yaw = np.deg2rad(50)
+    xr, zr = x * np.cos(yaw) + z * np.sin(yaw), -x * np.sin(yaw) + z * np.cos(yaw)
+    v = np.stack([xr.ravel() * 20 + 24, 24 - y.ravel() * 20, zr.ravel() * 20], 1)
+    idx = np.arange(45 * 45).reshape(45, 45)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    t = np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
+    got, want = cpp.rasterize_triangles(v, t, 48, 48), ref.rasterize_triangles(v, t, 48, 48)
+    for g, w_ in zip(got, want):
+        assert np.array_equal(g, w_)
+    visible = np.unique(got[1][got[1] >= 0])
+    hidden_side = np.flatnonzero(v[t].mean(1)[:, 2] < -5)  # triangles on the far side of the turned cap
+    assert visible.size > 500 and not np.isin(hidden_side, visible).any()
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_empty_mesh_renders_background(twin):
+    v = np.zeros((0, 3))
+    t = np.zeros((0, 3), dtype=np.int32)
+    depth, tri, bary = twin.rasterize_triangles(v, t, 4, 5)
+    assert np.all(depth == -np.inf) and np.all(tri == -1) and np.all(bary == 0)
+    image = twin.render_colors(v, t, np.zeros((0, 2)), 4, 5, c=2, BG=[0.5, 2.0])
+    assert np.array_equal(image, np.broadcast_to(np.float32([0.5, 2.0]), (4, 5, 2)))
+    verts = np.random.default_rng(0).uniform(0, 4, (7, 3))
+    assert np.array_equal(twin.render_colors(verts, t, np.ones((7, 3)), 4, 5), np.zeros((4, 5, 3)))
+
+
+# Hand-checked: the triangle (0,0), (4,0), (0,4) covers the centres with x >= 0, y >= 0, x + y < 4. The edge y = 0 is
+# a top edge and x = 0 a left edge (included); the hypotenuse x + y = 4 is a bottom-right edge (excluded).
+RIGHT_TRIANGLE_MASK = np.array([
+    [1, 1, 1, 1, 0, 0],
+    [1, 1, 1, 0, 0, 0],
+    [1, 1, 0, 0, 0, 0],
+    [1, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0],
+], dtype=bool)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("order", [[0, 1, 2], [0, 2, 1], [2, 1, 0], [1, 2, 0]])
+def test_single_triangle_covers_exactly_the_documented_pixels(twin, order):
+    v = np.array([[0, 0, 1], [4, 0, 2], [0, 4, 3]], dtype=np.float32)
+    depth, tri, bary = twin.rasterize_triangles(v, np.array([order]), 5, 6)
+    assert np.array_equal(tri == 0, RIGHT_TRIANGLE_MASK)
+    # Depth interpolates the plane z = 1 + x/4 + y/2 exactly at these centres.
+    ys, xs = np.nonzero(RIGHT_TRIANGLE_MASK)
+    assert np.allclose(depth[ys, xs], 1 + xs / 4 + ys / 2, atol=1e-6)
+    assert np.allclose(bary[ys, xs].sum(1), 1, atol=1e-6)
+    corner = dict(zip(order, range(3)))[0]  # the slot holding vertex 0 = pixel (0, 0)
+    assert bary[0, 0, corner] == 1
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_shared_edges_cover_every_pixel_exactly_once(twin):
+    # A 6 x 4 rectangle [1, 7] x [1, 5] split along both diagonals into 4 triangles around its centre.
+    v = np.array([[1, 1, 0], [7, 1, 0], [7, 5, 0], [1, 5, 0], [4, 3, 0]], dtype=np.float32)
+    t = np.array([[0, 1, 4], [1, 2, 4], [2, 3, 4], [3, 0, 4]])
+    counts = np.zeros((8, 9), dtype=int)
+    for k in range(4):
+        counts += twin.rasterize_triangles(v, t[k:k + 1], 8, 9)[1] == 0
+    expected = np.zeros((8, 9), dtype=int)
+    expected[1:5, 1:7] = 1  # top and left edges in, bottom and right edges out
+    assert np.array_equal(counts, expected)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_z_test_nearest_wins_and_ties_go_to_the_lower_index(twin):
+    near = [[0, 0, 5], [8, 0, 5], [0, 8, 5]]
+    far = [[0, 0, 1], [8, 0, 1], [0, 8, 1]]
+    for first, second, winner in [(near, far, 0), (far, near, 1), (far, far, 0)]:
+        v = np.array(first + second, dtype=np.float32)
+        tri = twin.rasterize_triangles(v, [[0, 1, 2], [3, 4, 5]], 4, 4)[1]
+        assert tri[1, 1] == winner
+    v = np.array(near + far, dtype=np.float32)
+    image = twin.render_colors(v, [[3, 4, 5], [0, 1, 2]], np.repeat([[1.0], [2.0]], 3, axis=0), 4, 4, c=1)
+    assert image[1, 1, 0] == 1.0
+
+
+def checkerboard_quad(mapping_type, twin):
+    """A 40 x 40 px square textured with a 4 x 4 checkerboard whose texel centres fall on pixels 5, 15, 25, 35."""
+    checks = (np.indices((4, 4)).sum(0) % 2).astype(np.float32)
+    texture = np.stack([checks, 1 - checks, 0.5 * checks], axis=2)
+    v = np.array([[0, 0, 0], [40, 0, 0], [40, 40, 0], [0, 40, 0]], dtype=np.float32)
+    t = np.array([[0, 1, 2], [0, 2, 3]])
+    uv = np.array([[-0.5, -0.5], [3.5, -0.5], [3.5, 3.5], [-0.5, 3.5]])
+    return twin.render_texture(v, t, texture, uv, t, 42, 42, mapping_type=mapping_type, BG=-1)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_checkerboard_nearest(twin):
+    image = checkerboard_quad("nearest", twin)
+    for (y, x), expected in {(5, 5): [0, 1, 0], (5, 15): [1, 0, 0.5], (15, 5): [1, 0, 0.5], (25, 35): [1, 0, 0.5],
+                             (35, 35): [0, 1, 0], (2, 38): [1, 0, 0.5], (41, 41): [-1, -1, -1]}.items():
+        assert np.array_equal(image[y, x], expected), (y, x)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_checkerboard_bilinear(twin):
+    image = checkerboard_quad("bilinear", twin)
+    # Texel centres reproduce the texel; half-way between two checks gives their mean; the border clamps.
+    for (y, x), expected in {(5, 5): [0, 1, 0], (5, 15): [1, 0, 0.5], (5, 10): [0.5, 0.5, 0.25],
+                             (10, 10): [0.5, 0.5, 0.25], (5, 0): [0, 1, 0], (7, 5): [0.2, 0.8, 0.1],
+                             (40, 40): [-1, -1, -1]}.items():
+        assert np.allclose(image[y, x], expected, atol=1e-5), (y, x, image[y, x])
+
+
+def test_kernels_release_the_gil_and_threads_agree():
+    v, t = random_mesh(3, nver=300, ntri=3000)
+    colors = np.random.default_rng(1).uniform(0, 1, (len(v), 3))
+    want = cpp.render_colors(v, t, colors, H, W)
+    results = [None] * 4
+
+    def work(i):
+        results[i] = cpp.render_colors(v, t, colors, H, W)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert all(np.array_equal(r, want) for r in results)
+
+
+def test_pixel_rule_is_documented_identically_in_both_twins():
+    def rule(doc):
+        return doc[doc.index("Pixel rule."):].strip()
+
+    assert rule(cpp.__doc__) == rule(ref.__doc__)
+    for name in ("rasterize_triangles", "render_colors", "render_texture"):
+        assert getattr(cpp, name).__doc__ == getattr(ref, name).__doc__
+
+
+GOOD_V = np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0]], dtype=np.float32)
+GOOD_T = np.array([[0, 1, 2]])
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(vertices=np.zeros((3, 2))), r"^vertices must have shape \(n, 3\)"),
+    (dict(vertices=np.array([[0, 0, 0], [np.nan, 0, 0], [0, 4, 0]])), r"^vertices must be finite"),
+    (dict(vertices=np.array([[0, 0, 0], [np.inf, 0, 0], [0, 4, 0]])), r"^vertices must be finite"),
+    (dict(triangles=np.array([[0, 1]])), r"^triangles must have shape \(ntri, 3\)"),
+    (dict(triangles=np.array([[0, 1, 3]])), r"^triangles must hold indices into vertices in \[0, 3\)"),
+    (dict(triangles=np.array([[0, -1, 2]], dtype=np.int32)), r"^triangles must hold indices"),
+    (dict(triangles=np.array([[0, 1, 2 + 2 ** 32]])), r"^triangles must hold indices"),
+    (dict(triangles=np.array([[0, 1, 1.5]])), r"^triangles must hold whole-number"),
+    (dict(h=0), r"^h must be a positive integer"),
+    (dict(w=2.5), r"^w must be a positive integer"),
+])
+def test_bad_input_raises_value_error_naming_the_argument(twin, kwargs, match):
+    args = dict(vertices=GOOD_V, triangles=GOOD_T, h=5, w=5)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        twin.rasterize_triangles(**args)
+    with pytest.raises(ValueError, match=match):
+        twin.render_colors(args["vertices"], args["triangles"], np.zeros((3, 3)), args["h"], args["w"])
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_bad_colors_texture_and_background(twin):
+    with pytest.raises(ValueError, match=r"^colors must have one row per vertex"):
+        twin.render_colors(GOOD_V, GOOD_T, np.zeros((2, 3)), 5, 5)
+    with pytest.raises(ValueError, match=r"^c must equal the number of channels of colors"):
+        twin.render_colors(GOOD_V, GOOD_T, np.zeros((3, 2)), 5, 5, c=3)
+    with pytest.raises(ValueError, match=r"^BG must broadcast"):
+        twin.render_colors(GOOD_V, GOOD_T, np.zeros((3, 3)), 5, 5, BG=np.zeros((4, 5, 3)))
+    tex = np.zeros((4, 4, 3))
+    uv = np.zeros((3, 2))
+    with pytest.raises(ValueError, match=r"^tex_triangles must hold indices into tex_coords in \[0, 3\)"):
+        twin.render_texture(GOOD_V, GOOD_T, tex, uv, [[0, 1, 3]], 5, 5)
+    with pytest.raises(ValueError, match=r"^tex_triangles must have one row per triangle"):
+        twin.render_texture(GOOD_V, GOOD_T, tex, uv, [[0, 1, 2], [0, 1, 2]], 5, 5)
+    with pytest.raises(ValueError, match=r"^tex_coords must be finite"):
+        twin.render_texture(GOOD_V, GOOD_T, tex, [[0, 0], [np.nan, 0], [0, 0]], GOOD_T, 5, 5)
+    with pytest.raises(ValueError, match=r"^mapping_type must be"):
+        twin.render_texture(GOOD_V, GOOD_T, tex, uv, GOOD_T, 5, 5, mapping_type="cubic")
+    with pytest.raises(ValueError, match=r"^c must equal the number of channels of texture"):
+        twin.render_texture(GOOD_V, GOOD_T, tex, uv, GOOD_T, 5, 5, c=1)
+
+
+def test_background_is_not_modified():
+    bg = np.full((5, 5, 3), 7.0)
+    image = cpp.render_colors(GOOD_V, GOOD_T, np.ones((3, 3)), 5, 5, BG=bg)
+    assert np.all(bg == 7.0) and image[0, 0, 0] == 1 and image[4, 4, 0] == 7
+
+
+def test_private_kernel_checks_its_buffers():
+    with pytest.raises(ValueError, match="depth"):
+        _mesh_core.rasterize_triangles(GOOD_V, GOOD_T.astype(np.int32), 5, 5, np.zeros((5, 4), np.float32),
+                                       np.zeros((5, 5), np.int32), np.zeros((5, 5, 3), np.float32))
+    assert _mesh_core.rasterize_triangles(GOOD_V, np.array([[0, 1, 7]], np.int32), 5, 5,
+                                          np.zeros((5, 5), np.float32), np.zeros((5, 5), np.int32),
+                                          np.zeros((5, 5, 3), np.float32)) == 1
