@@ -1,0 +1,552 @@
+"""Generate a PRNet training set from a whole 300W-LP-style folder: discovery, sharding, workers, resume.
+
+The per-sample work (crop, position map, rotations) is ``face3d.trainset.sample.TrainsetGenerator``; this
+module runs it over a dataset and owns everything that makes a long run safe:
+
+* Discovery (``discover_samples``): a sample is a ``.mat`` parameter file with an image of the same stem
+  (``.jpg``, ``.jpeg`` or ``.png``). In the 300W-LP tree (the root holds ``AFW``, ``HELEN``, ``IBUG``, ``LFPW`` or
+  their ``_Flip`` twins) only those folders are walked, so ``landmarks/`` and ``Code/`` are never samples;
+  any other root is walked whole except ``landmarks/`` folders and hidden folders. Samples are sorted by their
+  relative path (posix separators, no extension), which defines the order of everything below.
+* ``--limit L`` keeps the first L samples of that order; ``--shard K/N`` then keeps the K-th of N contiguous,
+  near-equal blocks (``select_shard``), so shard label files concatenated in K order are the whole label file:
+  with every shard writing to the same output folder, ``cat OUT/trainDataLabel.part-*-of-N.txt >
+  OUT/trainDataLabel.txt`` (K is zero-padded, so the shell's sorted glob is K order), or rerun without
+  ``--shard`` once all shards are done (every sample is skipped and the whole label file is written).
+* Seeds (``sample_seed``): each sample's seed is a hash of ``--seed`` and its relative path, and every sample is
+  generated on its own (``process``, not the batched ``process_many``), so outputs do not depend on the worker
+  count, the order of completion, the shard or what a resumed run had left. Bit-identical float32 results also
+  need the same BLAS set-up: the command line runs one BLAS thread per process (``OPENBLAS_NUM_THREADS=1`` etc.
+  unless already set), so runs and resumes of the same command match; a Python caller should do the same.
+* Outputs mirror the input folders under ``output``: ``<name>.jpg`` (the crop), ``<name>.npy`` (the position
+  map, float16 unless float32 is requested) and optionally ``<name>_preview.png``, for the plain sample and each
+  rotation ``<stem>_angle_<deg>``. Each file is written under a hidden temporary name in its final folder and
+  ``os.replace``-d, so no half-written file is ever visible. A sample is done when its marker
+  ``<output>/.done/<relative path>.json`` exists, written last and holding the output names and a fingerprint
+  of the settings; a restart (even after SIGKILL) skips done samples and redoes the rest, whose rewrite
+  reuses and renames any leftover temporary file.
+* ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the done
+  markers in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
+  gives the same bytes as an uninterrupted one. Paths are absolute by default (``os.path.abspath`` of the
+  output folder), or relative to the output folder.
+* A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
+  with its file and reason, counted in the summary and skipped; it leaves no output.
+* ``summary.json`` (``summary.part-KK-of-N.json`` for a shard) records written / skipped / failed counts and
+  every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use.
+
+Memory stays bounded whatever the dataset size: workers write their own files and return only short
+records; at most ``4 * workers`` chunks of tasks are in flight.
+"""
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from face3d.trainset.sample import SampleError
+from face3d.trainset.uv_data import build_uv_data, write_uv_data
+from face3d.utils.progress import Progress
+
+__all__ = [
+    "SampleRef", "discover_samples", "parse_shard", "select_shard", "sample_seed", "label_file_name",
+    "summary_file_name", "config_fingerprint", "default_worker_count", "generate_dataset",
+    "LABEL_FILE", "SUMMARY_FILE", "DONE_DIR", "UV_DATA_DIR", "TEMP_SUFFIX", "KNOWN_300WLP_FOLDERS",
+]
+
+logger = logging.getLogger(__name__)
+
+KNOWN_300WLP_FOLDERS = ("AFW", "HELEN", "IBUG", "LFPW", "AFW_Flip", "HELEN_Flip", "IBUG_Flip", "LFPW_Flip")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+LABEL_FILE = "trainDataLabel.txt"
+SUMMARY_FILE = "summary.json"
+DONE_DIR = ".done"
+UV_DATA_DIR = "uv-data"
+TEMP_SUFFIX = ".partial"
+JPEG_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """One input sample.
+
+    Attributes:
+        rel: relative path of the sample from the root, posix separators, no extension ("AFW/AFW_134212_1_0").
+        image_path: the image file (may not exist: the sample then fails with that reason).
+        mat_path: the ``.mat`` parameter file.
+    """
+    rel: str
+    image_path: str
+    mat_path: str
+
+    @property
+    def stem(self):
+        """File name of the sample without folder and extension."""
+        return self.rel.rsplit("/", 1)[-1]
+
+    @property
+    def folder(self):
+        """Relative folder of the sample ("" at the root)."""
+        return self.rel.rsplit("/", 1)[0] if "/" in self.rel else ""
+
+
+def _is_excluded_dir(name):
+    return name.startswith(".") or name.lower() == "landmarks"
+
+
+def discover_samples(root, exclude=()):
+    """List the samples under ``root``, sorted by relative path.
+
+    Args:
+        root: folder of the 300W-LP tree or of any image + ``.mat`` pairs (nested folders allowed).
+        exclude: folders never walked (e.g. the output folder when it lies inside ``root``).
+    Returns:
+        list of ``SampleRef`` sorted by ``rel``. A ``.mat`` file whose image is missing is still listed (with the
+        ``.jpg`` name it should have), so the run reports it instead of silently dropping it.
+    Raises:
+        FileNotFoundError: ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"root must be a folder of 300W-LP-style samples, got {str(root)!r}")
+    excluded = {os.path.realpath(p) for p in exclude}
+    known = [name for name in KNOWN_300WLP_FOLDERS if (root / name).is_dir()]
+    tops = [root / name for name in known] if known else [root]
+    samples = []
+    for top in tops:
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = sorted(d for d in dirnames if not _is_excluded_dir(d)
+                                 and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
+            by_stem = {}
+            for name in filenames:
+                stem, ext = os.path.splitext(name)
+                by_stem.setdefault(stem, {})[ext.lower()] = name
+            for stem, exts in by_stem.items():
+                if ".mat" not in exts or stem.startswith("."):
+                    continue
+                image = next((exts[e] for e in IMAGE_EXTENSIONS if e in exts), stem + ".jpg")
+                rel = Path(os.path.relpath(os.path.join(dirpath, stem), root)).as_posix()
+                samples.append(SampleRef(rel, os.path.join(dirpath, image), os.path.join(dirpath, exts[".mat"])))
+    samples.sort(key=lambda s: s.rel)
+    return samples
+
+
+def parse_shard(text):
+    """Parse ``"K/N"`` (1 <= K <= N) into ``(K, N)``; None stays None.
+
+    Raises:
+        ValueError: the text is not two positive integers ``K/N`` with ``K <= N``.
+    """
+    if text is None:
+        return None
+    try:
+        k, n = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard must be 'K/N' with integers 1 <= K <= N, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"shard must be 'K/N' with integers 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def select_shard(samples, k, n):
+    """The K-th of N contiguous blocks of ``samples`` (1-based K).
+
+    Block K holds indices ``[floor((K-1) M / N), floor(K M / N))`` of the M samples: the blocks are disjoint,
+    cover the list, differ in size by at most one and, concatenated in K order, give the list back.
+    """
+    m = len(samples)
+    return samples[(k - 1) * m // n: k * m // n]
+
+
+def sample_seed(base_seed, rel):
+    """Per-sample seed: the first 8 bytes of ``sha256(f"{base_seed}:{rel}")`` as an int in [0, 2**63)."""
+    digest = hashlib.sha256(f"{int(base_seed)}:{rel}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+
+
+def _shard_suffix(shard):
+    k, n = shard
+    return f".part-{k:0{len(str(n))}d}-of-{n}"
+
+
+def label_file_name(shard=None):
+    """``trainDataLabel.txt``, or ``trainDataLabel.part-KK-of-N.txt`` (K zero-padded to N's width) for a shard."""
+    return LABEL_FILE if shard is None else f"trainDataLabel{_shard_suffix(shard)}.txt"
+
+
+def summary_file_name(shard=None):
+    """``summary.json``, or ``summary.part-KK-of-N.json`` for a shard."""
+    return SUMMARY_FILE if shard is None else f"summary{_shard_suffix(shard)}.json"
+
+
+def config_fingerprint(config, model_id, seed):
+    """sha256 (hex, 16 chars) of the generation settings, the model identity and the base seed: a done marker
+    counts only when it was written under the same fingerprint (so changed settings redo the samples)."""
+    fields = dataclasses.asdict(config)
+    text = json.dumps({"config": fields, "model": str(model_id), "seed": int(seed)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def default_worker_count():
+    """CPUs this process may use: ``os.sched_getaffinity`` (respects cluster CPU sets), else ``os.cpu_count()``."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return max(os.cpu_count() or 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files
+
+
+def _temp_name(path):
+    """Hidden temporary twin of ``path`` in the same folder. It is deterministic, so the redo of a sample
+    interrupted mid-write overwrites and renames the leftover instead of leaving it behind."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TEMP_SUFFIX}")
+
+
+@contextlib.contextmanager
+def _atomic_file(path):
+    """Open a temporary file next to ``path`` for writing; on success it is ``os.replace``-d onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    with _atomic_file(path) as f:
+        f.write(data)
+
+
+def _encode(ext, image):
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(image[..., ::-1]),  # RGB -> BGR for OpenCV
+                           [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext == ".jpg" else [])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode an image of shape {image.shape} as {ext}")
+    return buf.tobytes()
+
+
+def _npy_bytes(array):
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _marker_path(output, rel):
+    return Path(output) / DONE_DIR / f"{rel}.json"
+
+
+def read_done_marker(output, rel, fingerprint):
+    """The output names of a done sample, or None when it is not done under ``fingerprint``."""
+    try:
+        with open(_marker_path(output, rel), "r", encoding="utf-8") as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if marker.get("fingerprint") != fingerprint:
+        return None
+    return list(marker["outputs"])
+
+
+def _output_file(output, folder, name, suffix):
+    return Path(output) / folder / f"{name}{suffix}"
+
+
+def _write_sample(output, ref, generated, posmap_dtype, fingerprint):
+    """Write the outputs of one sample, then its done marker. Returns the output names."""
+    written, names = [], []
+    try:
+        for item in generated:
+            if "/" in item.name or "\\" in item.name or not item.name:
+                raise ValueError(f"generated sample name must be a plain file name, got {item.name!r}")
+            files = [(".jpg", _encode(".jpg", item.image)),
+                     (".npy", _npy_bytes(np.asarray(item.posmap, dtype=posmap_dtype)))]
+            if item.preview is not None:
+                files.append(("_preview.png", _encode(".png", item.preview)))
+            for suffix, data in files:
+                path = _output_file(output, ref.folder, item.name, suffix)
+                atomic_write_bytes(path, data)
+                written.append(path)
+            names.append(item.name)
+        marker = json.dumps({"sample": ref.rel, "fingerprint": fingerprint, "outputs": names}, indent=None)
+        atomic_write_bytes(_marker_path(output, ref.rel), marker.encode("utf-8"))
+    except BaseException:
+        for path in written:  # a sample is all or nothing
+            path.unlink(missing_ok=True)
+        raise
+    return names
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Workers
+
+
+@dataclass(frozen=True)
+class _RunState:
+    generator: object
+    output: str
+    posmap_dtype: str
+    fingerprint: str
+
+
+def _process_tasks(state, tasks):
+    """Run the generator on ``tasks`` [(SampleRef, seed)] one sample at a time and write each one's outputs.
+
+    Each sample goes through ``generator.process`` on its own, never the batched ``process_many``: the batched
+    product gives float32 vertices whose last bits depend on the batch (OpenBLAS's gemv for one column and gemm
+    for several round differently), and batches would depend on the worker count and on what a resumed run has
+    left to do.
+    Returns:
+        one short record per task: ``(rel, "written", n_outputs)`` or ``(rel, "failed", reason)``.
+    """
+    records = []
+    for ref, seed in tasks:
+        _marker_path(state.output, ref.rel).unlink(missing_ok=True)  # a stale marker must not outlive a redo
+        try:
+            generated = state.generator.process(ref.image_path, ref.mat_path, seed)
+        except SampleError as exc:
+            records.append((ref.rel, "failed", str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one sample must never end a day-long run
+            records.append((ref.rel, "failed", f"unexpected {type(exc).__name__}: {exc}"))
+            continue
+        try:
+            names = _write_sample(state.output, ref, generated, state.posmap_dtype, state.fingerprint)
+        except (OSError, ValueError) as exc:
+            records.append((ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}"))
+            continue
+        records.append((ref.rel, "written", len(names)))
+    return records
+
+
+# Set once per worker process by the pool initializer: the generator must be built once per process, not
+# once per sample, and a process pool offers no other place to keep it.
+_WORKER_STATE = None
+
+
+def _init_worker(state, factory_args):
+    global _WORKER_STATE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent, which stops the pool
+    if state is None:
+        factory, model_path, config, output, posmap_dtype, fingerprint = factory_args
+        state = _RunState(factory(model_path, config), output, posmap_dtype, fingerprint)
+    _WORKER_STATE = state
+
+
+def _worker_chunk(tasks):
+    return _process_tasks(_WORKER_STATE, tasks)
+
+
+def default_generator_factory(model_path, config):
+    """Build ``TrainsetGenerator(MorphableModel(model_path), config)``; ``model_path=None`` is the default model."""
+    from face3d.morphable_model import MorphableModel
+    from face3d.trainset.sample import TrainsetGenerator
+
+    return TrainsetGenerator(MorphableModel(model_path), config)
+
+
+def _chunked(items, size):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _run_pool(state, factory_args, pending, workers, on_records):
+    """Run ``pending`` tasks on a process pool, at most ``4 * workers`` chunks in flight."""
+    methods = multiprocessing.get_all_start_methods()
+    # fork shares the parent's model pages copy-on-write; elsewhere each worker builds its own generator.
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    initargs = (state, None) if ctx.get_start_method() == "fork" else (None, factory_args)
+    chunk = max(1, min(16, len(pending) // (workers * 8)))
+    chunks = _chunked(pending, chunk)
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
+        in_flight = set()
+        try:
+            while True:
+                while len(in_flight) < 4 * workers:
+                    tasks = next(chunks, None)
+                    if tasks is None:
+                        break
+                    in_flight.add(pool.submit(_worker_chunk, tasks))
+                if not in_flight:
+                    break
+                finished, in_flight = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    on_records(future.result())
+        except BaseException:
+            # Stop now rather than after the running chunks: the executor has no public way to, so end its
+            # processes; their unfinished samples have no done marker and are redone by the next run.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            raise
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run
+
+
+def _write_uv_data(generator, output, config):
+    """Write PRNet's uv-data files for the generator's model into ``output/uv-data`` (file by file, atomically)."""
+    data = build_uv_data(generator.model, int(config.resolution), neck_zeroed=bool(config.neck_zeroed),
+                         rasterization=getattr(generator, "rasterization", None))
+    final = Path(output) / UV_DATA_DIR
+    tmp = Path(output) / f".{UV_DATA_DIR}.{os.getpid()}{TEMP_SUFFIX}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        write_uv_data(data, tmp)
+        final.mkdir(parents=True, exist_ok=True)
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, final / path.name)  # file by file: concurrent shards may write the same folder
+    finally:
+        for path in tmp.iterdir():
+            path.unlink()
+        tmp.rmdir()
+
+
+def _label_lines(output, samples, fingerprint, relative):
+    base = Path(output) if relative else Path(os.path.abspath(output))
+    for ref in samples:
+        names = read_done_marker(output, ref.rel, fingerprint)
+        if names is None:
+            continue
+        for name in names:
+            image = (Path(ref.folder) / f"{name}.jpg") if relative else base / ref.folder / f"{name}.jpg"
+            npy = (Path(ref.folder) / f"{name}.npy") if relative else base / ref.folder / f"{name}.npy"
+            yield f"{image.as_posix()} {npy.as_posix()}\n"
+
+
+def write_label_file(path, output, samples, fingerprint, relative=False):
+    """Write the label file for the done ``samples`` (in the given order), streamed to a temporary file and
+    renamed; returns the line count."""
+    count = 0
+    with _atomic_file(path) as f:
+        for line in _label_lines(output, samples, fingerprint, relative):
+            f.write(line.encode("utf-8"))
+            count += 1
+    return count
+
+
+def generate_dataset(root, output, config, model_path=None, workers=None, shard=None, limit=None, seed=0,
+                     relative_paths=False, progress=True, generator_factory=None):
+    """Generate the training set for every sample under ``root`` into ``output``; resumable.
+
+    Args:
+        root: input folder (300W-LP tree or image + ``.mat`` pairs); see ``discover_samples``.
+        output: output folder (created); see the module docstring for its layout.
+        config: ``GenerationConfig`` (resolution, perturbation, angles, refit, posmap dtype, preview).
+        model_path: ``BFM.mat`` of the real model, or None for the embedded default model.
+        workers: worker processes (default ``default_worker_count()``); 1 runs in this process.
+        shard: ``(K, N)`` or ``"K/N"`` to run the K-th of N contiguous blocks, or None for all.
+        limit: keep only the first ``limit`` samples (before sharding), or None.
+        seed: base seed; the per-sample seed is ``sample_seed(seed, rel)``.
+        relative_paths: label paths relative to ``output`` instead of absolute.
+        progress: show the progress bar on stderr.
+        generator_factory: ``f(model_path, config) -> generator`` with ``process(image, mat, seed)``
+            (default ``default_generator_factory``); must be a module-level function where processes spawn.
+    Returns:
+        the summary dict, also written to ``output/summary.json`` (or its shard name).
+    """
+    started = time.monotonic()
+    shard = parse_shard(shard if shard is None or isinstance(shard, str) else f"{shard[0]}/{shard[1]}")
+    if limit is not None and int(limit) < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    workers = default_worker_count() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    output = Path(output)
+    if any(c.isspace() for c in os.path.abspath(output)):
+        logger.warning("output path %r contains whitespace; PRNet's train.py splits label lines on it",
+                       str(output))
+    if os.path.realpath(output) == os.path.realpath(root):
+        raise ValueError(f"output must be a folder other than root (the crops would replace the input images), "
+                         f"got {str(output)!r} for both")
+    samples = discover_samples(root, exclude=[output])
+    if limit is not None:
+        samples = samples[:int(limit)]
+    if shard is not None:
+        samples = select_shard(samples, *shard)
+    output.mkdir(parents=True, exist_ok=True)
+
+    factory = default_generator_factory if generator_factory is None else generator_factory
+    model_id = "default" if model_path is None else os.path.abspath(model_path)
+    fingerprint = config_fingerprint(config, model_id, seed)
+    posmap_dtype = str(np.dtype(config.posmap_dtype))
+    generator = factory(model_path, config)
+    _write_uv_data(generator, output, config)
+    state = _RunState(generator, str(output), posmap_dtype, fingerprint)
+
+    pending, skipped = [], 0
+    for ref in samples:
+        if read_done_marker(output, ref.rel, fingerprint) is None:
+            pending.append((ref, sample_seed(seed, ref.rel)))
+        else:
+            skipped += 1
+    counts = {"written": 0, "failed": 0, "outputs_written": 0}
+    failures = []
+    by_rel = {ref.rel: ref for ref, _ in pending}
+    bar = Progress(len(samples), desc="generate", enabled=progress, initial=skipped)
+    bar.postfix = f"{skipped} skipped" if skipped else ""
+
+    def on_records(records):
+        for rel, status, detail in records:
+            if status == "written":
+                counts["written"] += 1
+                counts["outputs_written"] += detail
+            else:
+                counts["failed"] += 1
+                ref = by_rel[rel]
+                logger.warning("skipping sample %s (image %s): %s", ref.mat_path, ref.image_path, detail)
+                failures.append({"sample": rel, "image": ref.image_path, "mat": ref.mat_path, "reason": detail})
+        notes = [f"{skipped} skipped"] * bool(skipped) + [f"{counts['failed']} failed"] * bool(counts["failed"])
+        bar.update(len(records), postfix=", ".join(notes))
+
+    run_workers = min(workers, max(len(pending), 1))
+    try:
+        if run_workers == 1:
+            for tasks in _chunked(pending, 1):
+                on_records(_process_tasks(state, tasks))
+        else:
+            factory_args = (factory, model_path, config, str(output), posmap_dtype, fingerprint)
+            _run_pool(state, factory_args, pending, run_workers, on_records)
+    except cf.process.BrokenProcessPool as exc:
+        raise RuntimeError("a worker process died (killed, or out of memory); the finished samples are kept: "
+                           "rerun the same command to resume") from exc
+    finally:
+        bar.close()
+
+    label_path = output / label_file_name(shard)
+    n_lines = write_label_file(label_path, output, samples, fingerprint, relative=relative_paths)
+    elapsed = time.monotonic() - started
+    failures.sort(key=lambda f: f["sample"])
+    summary = {
+        "root": os.path.abspath(root), "output": os.path.abspath(output), "label_file": os.path.abspath(label_path),
+        "label_paths": "relative" if relative_paths else "absolute",
+        "model": model_id, "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "limit": limit,
+        "seed": int(seed), "workers": run_workers, "fingerprint": fingerprint,
+        "config": dataclasses.asdict(config),
+        "samples": len(samples), "written": counts["written"], "skipped": skipped, "failed": counts["failed"],
+        "label_lines": n_lines, "outputs_written": counts["outputs_written"],
+        "elapsed_s": round(elapsed, 3),
+        "samples_per_s": round(counts["written"] / elapsed, 3) if elapsed > 0 else 0.0,
+        "failures": failures,
+    }
+    atomic_write_bytes(output / summary_file_name(shard),
+                       (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8"))
+    return summary

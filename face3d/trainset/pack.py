@@ -1,0 +1,202 @@
+"""Pack a ``trainDataLabel.txt`` into one chunked HDF5 file, and read it back fast.
+
+Layout of the file (h5py):
+    images   uint8   (N, R, R, 3)  RGB crops, chunk (1, R, R, 3)
+    posmaps  float16 (N, R, R, 3)  position maps (crop-space x, y, z), chunk (1, R, R, 3); float32 on request
+    names    str     (N,)          the image file name without extension (``<stem>`` or ``<stem>_angle_<deg>``)
+    attrs    label_file, resolution, count
+One sample per chunk keeps random access (shuffled batches) cheap; compression is off by default because
+position maps compress poorly and training input is read-bound (``lzf`` is the cheap option).
+
+Label lines are ``<image path> <npy path>`` as the PRNet training forks read them (``split()`` on whitespace);
+relative paths are resolved against ``base_dir`` (default: the label file's folder, which is what
+``face3d generate --label-paths relative`` writes).
+"""
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from face3d.utils.progress import Progress
+
+__all__ = ["read_label_file", "pack_label_file", "PackedTrainset"]
+
+COMPRESSIONS = ("none", "lzf", "gzip")
+
+
+def read_label_file(path, base_dir=None):
+    """Parse a label file.
+
+    Args:
+        path: ``trainDataLabel.txt``; blank lines are ignored.
+        base_dir: folder that relative paths are resolved against (default: the label file's folder).
+    Returns:
+        list of ``(image_path, npy_path)`` strings.
+    Raises:
+        FileNotFoundError: the label file does not exist.
+        ValueError: a line does not hold exactly two paths (the message names the file and line number).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file not found: {str(path)!r}")
+    base = Path(base_dir) if base_dir is not None else path.parent
+    pairs = []
+    with open(path, "r", encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise ValueError(f"{path}:{number}: expected '<image path> <npy path>', got {line.strip()!r}")
+            pairs.append(tuple(str(p if os.path.isabs(p) else base / p) for p in parts))
+    return pairs
+
+
+def _read_rgb(path):
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {str(path)!r}")
+    return image[..., ::-1]
+
+
+def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", compression="none",
+                    progress=True):
+    """Pack every sample of a label file into one HDF5 file (written to a temporary name, then renamed).
+
+    Args:
+        label_path: ``trainDataLabel.txt``.
+        h5_path: output ``.h5`` path.
+        base_dir: see ``read_label_file``.
+        posmap_dtype: "float16" (default) or "float32" for the stored position maps.
+        compression: "none", "lzf" or "gzip".
+        progress: show a progress bar on stderr.
+    Returns:
+        the number of samples packed.
+    Raises:
+        ValueError: empty label file, unknown compression/dtype, or images/maps of inconsistent shapes
+        (the message names the file).
+    """
+    import h5py
+
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    posmap_dtype = np.dtype(posmap_dtype)
+    if posmap_dtype not in (np.float16, np.float32):
+        raise ValueError(f"posmap_dtype must be float16 or float32, got {posmap_dtype}")
+    pairs = read_label_file(label_path, base_dir)
+    if not pairs:
+        raise ValueError(f"label file {str(label_path)!r} lists no samples")
+    first = _read_rgb(pairs[0][0])
+    shape = first.shape
+    if shape[0] != shape[1] or shape[2] != 3:
+        raise ValueError(f"expected square RGB crops, {pairs[0][0]!r} has shape {shape}")
+    n = len(pairs)
+    h5_path = Path(h5_path)
+    h5_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = h5_path.with_name(f".{h5_path.name}.partial")
+    options = {} if compression == "none" else {"compression": compression}
+    try:
+        with h5py.File(tmp, "w") as f, Progress(n, desc="pack", enabled=progress) as bar:
+            images = f.create_dataset("images", (n,) + shape, dtype=np.uint8, chunks=(1,) + shape, **options)
+            posmaps = f.create_dataset("posmaps", (n,) + shape, dtype=posmap_dtype, chunks=(1,) + shape, **options)
+            names = f.create_dataset("names", (n,), dtype=h5py.string_dtype("utf-8"))
+            for i, (image_path, npy_path) in enumerate(pairs):
+                image = first if i == 0 else _read_rgb(image_path)
+                posmap = np.load(npy_path, allow_pickle=False)
+                if image.shape != shape or posmap.shape != shape:
+                    raise ValueError(f"sample {i}: {image_path!r} {image.shape} and {npy_path!r} {posmap.shape} "
+                                     f"must both have shape {shape}")
+                images[i] = image
+                posmaps[i] = posmap.astype(posmap_dtype)
+                names[i] = Path(image_path).stem
+                bar.update()
+            f.attrs["label_file"] = os.path.abspath(label_path)
+            f.attrs["resolution"] = shape[0]
+            f.attrs["count"] = n
+        os.replace(tmp, h5_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
+
+
+class PackedTrainset:
+    """Read a packed training set: ``len``, indexing and batch iteration.
+
+    ``ds[i]`` -> ``(image uint8 (R,R,3), posmap (R,R,3))``; ``ds[a:b]`` or ``ds[[i, j, ...]]`` -> stacked
+    ``(k,R,R,3)`` arrays in the requested order. ``ds.names[i]`` is the sample name. Use as a context manager
+    or call ``close()``.
+    """
+
+    def __init__(self, path):
+        import h5py
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"packed training set not found: {str(path)!r}")
+        self.path = path
+        self._file = h5py.File(path, "r")
+        for key in ("images", "posmaps", "names"):
+            if key not in self._file:
+                self._file.close()
+                raise ValueError(f"{str(path)!r} is not a packed training set: dataset {key!r} is missing")
+        self.images = self._file["images"]
+        self.posmaps = self._file["posmaps"]
+        self.names = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in self._file["names"][()]]
+
+    def __len__(self):
+        return self.images.shape[0]
+
+    @property
+    def resolution(self):
+        """Side of the crops and maps in pixels."""
+        return self.images.shape[1]
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            i = int(index)
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"index {i} out of range for {len(self)} samples")
+            i %= len(self)
+            return self.images[i], self.posmaps[i]
+        if isinstance(index, slice):
+            index = np.arange(len(self))[index]
+        return self._take(np.asarray(index, dtype=np.int64))
+
+    def _take(self, indices):
+        if indices.size and (indices.min() < -len(self) or indices.max() >= len(self)):
+            raise IndexError(f"indices out of range for {len(self)} samples")
+        indices = indices % max(len(self), 1)
+        # h5py reads fancy indices only in increasing order without repeats: read the sorted unique set, reorder.
+        unique, inverse = np.unique(indices, return_inverse=True)
+        return self.images[unique][inverse], self.posmaps[unique][inverse]
+
+    def batches(self, batch_size, shuffle=False, seed=None, drop_last=False):
+        """Iterate ``(images (b,R,R,3) uint8, posmaps (b,R,R,3))`` over one epoch.
+
+        Args:
+            batch_size: samples per batch (>= 1).
+            shuffle: visit samples in a random order drawn from ``numpy.random.default_rng(seed)``.
+            seed: seed of that order.
+            drop_last: drop the final smaller batch.
+        """
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        for start in range(0, len(order), int(batch_size)):
+            batch = order[start:start + int(batch_size)]
+            if drop_last and len(batch) < batch_size:
+                return
+            yield self._take(batch)
+
+    def close(self):
+        """Close the HDF5 file."""
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -1,0 +1,170 @@
+"""The face3d command line (face3d.cli, example 9) and the progress bar (face3d.utils.progress); budget < 5 s."""
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from face3d.cli import DEFAULT_ANGLES, build_generate_parser, build_parser, main
+from face3d.utils.progress import Progress, format_duration
+
+REPO = Path(__file__).resolve().parents[1]
+GENERATE_FLAGS = ("--root", "--bfm", "--output", "--angles", "--workers", "--shard", "--limit", "--seed", "--refit",
+                  "--preview", "--no-perturb", "--float32", "--resolution", "--label-paths", "--neck-zeroed",
+                  "--synthetic-count", "--quiet")
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("command, words", [
+    ("generate", GENERATE_FLAGS),
+    ("pack", ("label", "output", "--base-dir", "--compression", "--float32")),
+    ("preview", ("npy", "--image", "--uv-data", "--output")),
+    ("synthesize", ("--output", "--count", "--seed", "--size", "--bfm")),
+])
+def test_subcommand_help(command, words, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: face3d {command}")
+    for word in words:
+        assert word in text, word
+
+
+def test_console_entry_points_help():
+    top = _run("-m", "face3d", "--help")
+    assert top.returncode == 0
+    for command in ("generate", "pack", "preview", "synthesize"):
+        assert command in top.stdout
+    example = _run("examples/9_generate_prnet_trainset.py", "--help")
+    assert example.returncode == 0 and example.stdout.startswith("usage: 9_generate_prnet_trainset.py")
+    for flag in GENERATE_FLAGS:
+        assert flag in example.stdout, flag
+    # the example and `face3d generate` share one parser: identical option help
+    generate = _run("-m", "face3d", "generate", "--help")
+    assert example.stdout.split("options:")[1] == generate.stdout.split("options:")[1]
+
+
+def test_generate_arguments():
+    args = build_generate_parser().parse_args([])
+    assert args.root is None and args.output == "prnet_trainset" and args.angles == list(DEFAULT_ANGLES)
+    assert args.workers is None and args.shard is None and args.seed == 0 and args.resolution == 256
+    args = build_parser().parse_args(["generate", "--angles", "7.5", "-20", "--shard", "2/3", "--limit", "0",
+                                      "--float32", "--no-perturb", "--label-paths", "relative"])
+    assert args.angles == [7.5, -20] and isinstance(args.angles[1], int)
+    assert args.shard == (2, 3) and args.limit == 0 and args.float32 and args.no_perturb
+    assert build_parser().parse_args(["generate", "--angles"]).angles == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--shard", "3/2"], "shard must be 'K/N' with integers 1 <= K <= N, got '3/2'"),
+    (["--shard", "a/b"], "shard must be 'K/N'"),
+    (["--workers", "0"], "expected an integer >= 1, got '0'"),
+    (["--limit", "-1"], "expected an integer >= 0, got '-1'"),
+])
+def test_generate_argument_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_generate_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_generate_without_root_synthesizes_the_default_set(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["generate", "--output", str(out), "--synthetic-count", "2", "--resolution", "16", "--angles", "10",
+                 "--workers", "1", "--label-paths", "relative", "--quiet"]) == 0
+    assert "samples 2: written 2, skipped 0 (already done), failed 0; 4 label lines" in capsys.readouterr().out
+    assert sorted((out / "synthetic_300W_LP" / "SYNTH").glob("*.mat")) == [
+        out / "synthetic_300W_LP" / "SYNTH" / f"SYNTH_000{i}_0.mat" for i in (0, 1)]
+    assert (out / "trainDataLabel.txt").read_text().splitlines()[1] == \
+        "SYNTH/SYNTH_0000_0_angle_10.jpg SYNTH/SYNTH_0000_0_angle_10.npy"
+
+
+def test_synthesize_command(tmp_path, capsys):
+    assert main(["synthesize", "--output", str(tmp_path), "--count", "1", "--size", "128", "--seed", "5"]) == 0
+    assert f'"samples": 1' in capsys.readouterr().out
+    assert cv2.imread(str(tmp_path / "SYNTH" / "SYNTH_0000_0.jpg")).shape == (128, 128, 3)
+
+
+def test_preview_command(tmp_path):
+    r = 32
+    uv_dir = tmp_path / "uv-data"
+    uv_dir.mkdir()
+    kpt = np.array([[3, 10, 20], [5, 12, 25]])  # (2, k): x row, y row
+    np.savetxt(uv_dir / "uv_kpt_ind.txt", kpt, fmt="%d")
+    posmap = np.zeros((r, r, 3), np.float16)
+    targets = [(4, 4), (16, 8), (27, 27)]  # crop pixels (x, y) the keypoints map to
+    for (u, v), (x, y) in zip(kpt.T, targets):
+        posmap[v, u, :2] = (x, y)
+    sub = tmp_path / "AFW"
+    sub.mkdir()
+    np.save(sub / "a.npy", posmap)
+    cv2.imwrite(str(sub / "a.jpg"), np.zeros((r, r, 3), np.uint8))
+    result = _run("-m", "face3d", "preview", str(sub / "a.npy"))  # finds ../uv-data by itself
+    assert result.returncode == 0, result.stderr
+    picture = cv2.imread(str(sub / "a_preview.png"))
+    assert picture.shape == (r, 2 * r, 3)  # crop | map
+    for x, y in targets:
+        assert tuple(picture[y, x]) == (0, 255, 0)  # green keypoint centre
+    assert tuple(picture[16, 0]) == (0, 0, 0)
+    missing = _run("-m", "face3d", "preview", str(sub / "a.npy"), "--uv-data", str(tmp_path / "nowhere"))
+    assert missing.returncode != 0 and "uv_kpt_ind.txt" in missing.stderr
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_plain_lines_with_rate_and_eta():
+    stream, clock = io.StringIO(), _Clock()
+    bar = Progress(100, desc="gen", stream=stream, line_interval_s=10.0, clock=clock, initial=20)
+    clock.now = 4.0
+    bar.update(20)
+    assert stream.getvalue() == ""  # not a TTY: nothing before one interval
+    clock.now = 10.0
+    bar.update(10, postfix="1 failed")  # 30 items in 10 s: 3/s, 50 left: ETA 17 s
+    assert stream.getvalue() == "gen: 50/100  50.0% 3.00/s elapsed 0:10 ETA 0:17 1 failed\n"
+    clock.now = 12.0
+    bar.update(1)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("gen: 51/100  51.0% 2.58/s elapsed 0:12")
+    bar.close()
+    assert len(stream.getvalue().splitlines()) == 2
+
+
+def test_progress_tty_redraws_in_place():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream, clock = Tty(), _Clock()
+    with Progress(4, stream=stream, width=4, clock=clock) as bar:
+        clock.now = 1.0
+        bar.update(2)
+        clock.now = 2.0
+        bar.update(2)
+    text = stream.getvalue()
+    assert text.startswith("\r[##..] 2/4  50.0% 2.00/s elapsed 0:01 ETA 0:01")
+    assert text.endswith("\r[####] 4/4 100.0% 2.00/s elapsed 0:02 ETA 0:00\n")
+    silent = io.StringIO()
+    with Progress(3, stream=silent, enabled=False) as bar:
+        bar.update(3)
+    assert silent.getvalue() == ""
+
+
+def test_format_duration():
+    assert format_duration(None) == "?" and format_duration(float("inf")) == "?"
+    assert format_duration(59.6) == "1:00" and format_duration(3725) == "1:02:05"
+    with pytest.raises(ValueError, match="total must be >= 0"):
+        Progress(-1)

@@ -1,0 +1,373 @@
+"""Dataset-scale generation (face3d.trainset.dataset) and the synthetic 300W-LP set (face3d.trainset.synthetic).
+
+Budget < 40 s: a few synthetic samples at a 32-pixel resolution, one rotation pair, --workers 1 and 2.
+"""
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+
+from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
+from face3d.trainset.dataset import (DONE_DIR, TEMP_SUFFIX, UV_DATA_DIR, discover_samples, generate_dataset,
+                                     label_file_name, parse_shard, sample_seed, select_shard)
+from face3d.trainset.sample import GenerationConfig
+from face3d.trainset.synthetic import RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
+from face3d.trainset.uv_data import UV_DATA_FILES
+
+REPO = Path(__file__).resolve().parents[1]
+N_SAMPLES = 6
+RESOLUTION = 32
+ANGLES = (15, -30)
+CONFIG = GenerationConfig(resolution=RESOLUTION, angles=ANGLES)
+CLI_WORDS = ["--resolution", str(RESOLUTION), "--angles", *map(str, ANGLES), "--label-paths", "relative", "--quiet"]
+
+
+def _touch(path, data=b""):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _generate(root, output, **kwargs):
+    kwargs.setdefault("workers", 1)
+    return generate_dataset(root, output, kwargs.pop("config", CONFIG), relative_paths=True, progress=False,
+                            **kwargs)
+
+
+def _tree_digest(folder):
+    """{relative path: sha256} of every sample output (jpg, npy, png) under ``folder``."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.suffix in (".jpg", ".npy", ".png")
+            and UV_DATA_DIR not in p.parts and "synthetic_300W_LP" not in p.parts}
+
+
+def _temp_files(folder):
+    return [p for p in Path(folder).rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    synthesize_dataset(root, count=N_SAMPLES, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(synth_root, tmp_path_factory):
+    """An uninterrupted single-process run: the outputs every other run must reproduce byte for byte."""
+    output = tmp_path_factory.mktemp("reference")
+    summary = _generate(synth_root, output)
+    return output, summary
+
+
+# ----------------------------------------------------------------------------------------------- discovery
+
+
+def test_discover_300wlp_tree_skips_landmarks_and_other_folders(tmp_path):
+    for rel in ("AFW/AFW_1_0", "AFW/AFW_1_1", "AFW_Flip/AFW_1_0", "HELEN/b", "LFPW_Flip/c", "IBUG/d"):
+        _touch(tmp_path / f"{rel}.jpg")
+        _touch(tmp_path / f"{rel}.mat")
+    _touch(tmp_path / "landmarks/AFW/AFW_1_0_pts.mat")
+    _touch(tmp_path / "Code/ModelGeneration/Model_Shape.mat")  # not a sample folder of 300W-LP
+    _touch(tmp_path / "HELEN/no_params.jpg")  # an image alone is not a sample
+    _touch(tmp_path / "IBUG/no_image.mat")  # parameters alone are: reported as a missing image
+    samples = discover_samples(tmp_path)
+    assert [s.rel for s in samples] == ["AFW/AFW_1_0", "AFW/AFW_1_1", "AFW_Flip/AFW_1_0", "HELEN/b", "IBUG/d",
+                                        "IBUG/no_image", "LFPW_Flip/c"]
+    assert samples[0].image_path == str(tmp_path / "AFW/AFW_1_0.jpg")
+    assert samples[0].mat_path == str(tmp_path / "AFW/AFW_1_0.mat")
+    assert samples[0].folder == "AFW" and samples[0].stem == "AFW_1_0"
+    assert samples[5].image_path == str(tmp_path / "IBUG/no_image.jpg")
+
+
+def test_discover_any_folder_of_pairs(tmp_path):
+    for rel in ("z", "a/b/c", "a/x"):
+        _touch(tmp_path / f"{rel}.png")
+        _touch(tmp_path / f"{rel}.mat")
+    _touch(tmp_path / "landmarks/l.jpg")
+    _touch(tmp_path / "landmarks/l.mat")
+    _touch(tmp_path / ".hidden/h.jpg")
+    _touch(tmp_path / ".hidden/h.mat")
+    _touch(tmp_path / "out/o.jpg")
+    _touch(tmp_path / "out/o.mat")
+    samples = discover_samples(tmp_path, exclude=[tmp_path / "out"])
+    assert [s.rel for s in samples] == ["a/b/c", "a/x", "z"]
+    assert samples[0].image_path.endswith("c.png") and samples[2].folder == ""
+    with pytest.raises(FileNotFoundError, match="root must be a folder"):
+        discover_samples(tmp_path / "missing")
+
+
+# ------------------------------------------------------------------------------------------ shards, seeds
+
+
+@pytest.mark.parametrize("m", [0, 1, 5, 7, 12, 100])
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_shards_partition_in_order(m, n):
+    items = list(range(m))
+    parts = [select_shard(items, k, n) for k in range(1, n + 1)]
+    assert sum(parts, []) == items  # disjoint, complete, and in order when concatenated
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_parse_shard_and_label_names():
+    assert parse_shard("2/3") == (2, 3) and parse_shard(None) is None
+    for bad in ("0/3", "4/3", "1", "a/b", "1/2/3"):
+        with pytest.raises(ValueError, match="shard must be 'K/N'"):
+            parse_shard(bad)
+    assert label_file_name() == "trainDataLabel.txt"
+    assert label_file_name((3, 12)) == "trainDataLabel.part-03-of-12.txt"  # zero-padded: globs sort in K order
+
+
+def test_sample_seed_depends_only_on_seed_and_path():
+    seed = sample_seed(0, "AFW/AFW_1_0")
+    expected = int.from_bytes(hashlib.sha256(b"0:AFW/AFW_1_0").digest()[:8], "little") & (2 ** 63 - 1)
+    assert seed == expected
+    assert seed != sample_seed(1, "AFW/AFW_1_0") and seed != sample_seed(0, "AFW_Flip/AFW_1_0")
+
+
+# ---------------------------------------------------------------------------------------- synthetic set
+
+
+def test_synthetic_set_is_300wlp_format(synth_root):
+    from face3d.morphable_model import MorphableModel
+
+    model = MorphableModel()
+    mats = sorted((synth_root / SYNTH_FOLDER).glob("*.mat"))
+    assert len(mats) == N_SAMPLES
+    yaws = []
+    for mat_path in mats:
+        mat = scipy.io.loadmat(mat_path)
+        image = cv2.imread(str(mat_path.with_suffix(".jpg")))
+        assert image.shape == (450, 450, 3)
+        assert mat["Pose_Para"].shape == (1, 7) and mat["pt2d"].shape == (2, 68) and mat["roi"].shape == (1, 4)
+        assert mat["Shape_Para"].shape == (model.n_shape_para, 1) and mat["Exp_Para"].shape == (model.n_exp_para, 1)
+        assert mat["Tex_Para"].shape == (model.n_tex_para, 1) and mat["Illum_Para"].shape == (1, 10)
+        pose = mat["Pose_Para"][0].astype(np.float64)
+        vertices = model.generate_vertices(mat["Shape_Para"], mat["Exp_Para"]).astype(np.float64)
+        projected = similarity_transform(vertices[model.kpt_ind], pose[6], angle2matrix_3ddfa(pose[:3]), pose[3:6])
+        expected = np.stack([projected[:, 0], 449 - projected[:, 1]])
+        # all but the jaw points of the far side are the projected keypoints (300W-LP's convention)
+        np.testing.assert_allclose(mat["pt2d"][:, 17:], expected[:, 17:], atol=1e-6)
+        jaw_kept = np.all(np.abs(mat["pt2d"][:, :17] - expected[:, :17]) < 1e-6, axis=0)
+        assert jaw_kept[8] and (jaw_kept[:8].all() or jaw_kept[9:].all())  # chin and the near side stay
+        if abs(np.rad2deg(pose[1])) > 45:
+            assert not jaw_kept.all()  # the far side moved to the silhouette
+        assert np.all((mat["pt2d"] > 0) & (mat["pt2d"] < 449))
+        yaws.append(np.rad2deg(pose[1]))
+    assert max(np.abs(yaws)) > 60.0 and min(yaws) < 0 < max(yaws)
+
+
+def test_synthetic_set_is_deterministic_and_reused(synth_root, tmp_path):
+    first = sorted((synth_root / SYNTH_FOLDER).glob("*"))
+    mtimes = [p.stat().st_mtime_ns for p in first]
+    synthesize_dataset(synth_root, count=N_SAMPLES, seed=3)  # same settings: reused as is
+    assert [p.stat().st_mtime_ns for p in first] == mtimes
+    synthesize_dataset(tmp_path, count=2, seed=3)  # a prefix of the same set, rendered again
+    for name in ("SYNTH_0000_0", "SYNTH_0001_0"):
+        assert (tmp_path / SYNTH_FOLDER / f"{name}.jpg").read_bytes() == \
+            (synth_root / SYNTH_FOLDER / f"{name}.jpg").read_bytes()
+        a = scipy.io.loadmat(tmp_path / SYNTH_FOLDER / f"{name}.mat")
+        b = scipy.io.loadmat(synth_root / SYNTH_FOLDER / f"{name}.mat")
+        for key in ("Pose_Para", "Shape_Para", "Exp_Para", "Tex_Para", "pt2d", "roi"):
+            np.testing.assert_array_equal(a[key], b[key])
+    assert json.loads((tmp_path / RECORD_FILE).read_text())["count"] == 2
+    assert not _temp_files(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- the runner
+
+
+def test_reference_run_outputs(reference, synth_root):
+    output, summary = reference
+    counts = (summary["samples"], summary["written"], summary["skipped"], summary["failed"])
+    assert counts == (N_SAMPLES, N_SAMPLES, 0, 0)
+    assert json.loads((output / "summary.json").read_text())["written"] == N_SAMPLES
+    lines = (output / "trainDataLabel.txt").read_text().splitlines()
+    stems = [f"SYNTH_{i:04d}_0" for i in range(N_SAMPLES)]
+    assert lines == [f"SYNTH/{n}.jpg SYNTH/{n}.npy" for s in stems
+                     for n in (s, f"{s}_angle_15", f"{s}_angle_-30")]
+    posmap = np.load(output / "SYNTH" / "SYNTH_0000_0.npy")
+    assert posmap.dtype == np.float16 and posmap.shape == (RESOLUTION, RESOLUTION, 3)
+    crop = cv2.imread(str(output / "SYNTH" / "SYNTH_0000_0_angle_15.jpg"))
+    assert crop.shape == (RESOLUTION, RESOLUTION, 3)
+    assert sorted(p.name for p in (output / UV_DATA_DIR).iterdir()) == sorted(UV_DATA_FILES)
+    assert len(list((output / DONE_DIR).rglob("*.json"))) == N_SAMPLES
+    assert not _temp_files(output)
+
+
+def test_worker_count_does_not_change_outputs(reference, synth_root, tmp_path):
+    output, _ = reference
+    summary = _generate(synth_root, tmp_path, workers=2)
+    assert summary["workers"] == 2 and summary["written"] == N_SAMPLES
+    assert (tmp_path / "trainDataLabel.txt").read_bytes() == (output / "trainDataLabel.txt").read_bytes()
+    assert _tree_digest(tmp_path) == _tree_digest(output)
+    # a rerun skips everything and rewrites the same label file
+    again = _generate(synth_root, tmp_path, workers=2)
+    assert (again["written"], again["skipped"]) == (0, N_SAMPLES)
+    assert (tmp_path / "trainDataLabel.txt").read_bytes() == (output / "trainDataLabel.txt").read_bytes()
+
+
+def test_shard_label_files_concatenate_into_the_whole(reference, synth_root, tmp_path):
+    output, _ = reference
+    parts = []
+    for k in (1, 2, 3):
+        summary = _generate(synth_root, tmp_path, shard=(k, 3))
+        assert summary["samples"] == 2 and summary["shard"] == f"{k}/3"
+        assert (tmp_path / f"summary.part-{k}-of-3.json").is_file()
+        parts.append((tmp_path / f"trainDataLabel.part-{k}-of-3.txt").read_bytes())
+    assert b"".join(parts) == (output / "trainDataLabel.txt").read_bytes()
+    assert _tree_digest(tmp_path) == _tree_digest(output)
+    limited = _generate(synth_root, tmp_path / "limited", limit=3, shard="2/2")  # limit first, then shard
+    assert limited["samples"] == 2
+    assert (tmp_path / "limited" / "trainDataLabel.part-2-of-2.txt").read_text().split("\n")[0].startswith(
+        "SYNTH/SYNTH_0001_0.jpg")
+
+
+def _count_done(output):
+    folder = output / DONE_DIR / SYNTH_FOLDER
+    names = os.listdir(folder) if folder.is_dir() else []
+    return sum(1 for name in names if name.endswith(".json"))  # not a marker's temporary twin
+
+
+def test_resume_after_sigkill_is_byte_identical(synth_root, tmp_path):
+    # The reference is an uninterrupted run of the same command: the command line pins one BLAS thread per
+    # process, and float32 products are only bit-identical under the same BLAS thread count.
+    output = tmp_path / "uninterrupted"
+    command = [sys.executable, "-m", "face3d", "generate", "--root", str(synth_root), "--workers", "1", *CLI_WORDS]
+    reference = subprocess.run(command + ["--output", str(output)], cwd=REPO, capture_output=True, text=True,
+                               timeout=120)
+    assert reference.returncode == 0, reference.stderr
+    tmp_path = tmp_path / "resumed"
+    command += ["--output", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _count_done(tmp_path) < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = _count_done(tmp_path)
+    assert 1 <= done < N_SAMPLES, f"the kill should land mid-run, {done} of {N_SAMPLES} samples were done"
+    assert not (tmp_path / "trainDataLabel.txt").exists()
+
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["skipped"] == done and summary["written"] == N_SAMPLES - done and summary["failed"] == 0
+    assert (tmp_path / "trainDataLabel.txt").read_bytes() == (output / "trainDataLabel.txt").read_bytes()
+    assert _tree_digest(tmp_path) == _tree_digest(output)
+    assert not _temp_files(tmp_path)
+
+    # A sample caught between two renames: its marker is absent, one output truncated, a temporary left over.
+    # The rerun redoes exactly that sample and consumes the leftover.
+    partial = tmp_path / SYNTH_FOLDER / "SYNTH_0002_0_angle_15.npy"
+    (tmp_path / DONE_DIR / SYNTH_FOLDER / "SYNTH_0002_0.json").unlink()
+    partial.write_bytes(partial.read_bytes()[:50])
+    _touch(tmp_path / SYNTH_FOLDER / f".SYNTH_0002_0_angle_-30.jpg{TEMP_SUFFIX}", b"half")
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"written 1, skipped {N_SAMPLES - 1} (already done), failed 0" in again.stdout
+    assert _tree_digest(tmp_path) == _tree_digest(output)
+    assert not _temp_files(tmp_path)
+
+
+def test_bad_inputs_are_logged_counted_and_skipped(synth_root, tmp_path, caplog):
+    root = tmp_path / "in"
+    good = ["SYNTH_0000_0", "SYNTH_0001_0"]
+    for name in good:
+        _touch(root / f"{name}.jpg", (synth_root / SYNTH_FOLDER / f"{name}.jpg").read_bytes())
+        _touch(root / f"{name}.mat", (synth_root / SYNTH_FOLDER / f"{name}.mat").read_bytes())
+    params = scipy.io.loadmat(synth_root / SYNTH_FOLDER / "SYNTH_0002_0.mat")
+    params = {k: v for k, v in params.items() if not k.startswith("__")}
+    jpg = (synth_root / SYNTH_FOLDER / "SYNTH_0002_0.jpg").read_bytes()
+
+    def bad(name, mat, image=jpg):
+        scipy.io.savemat(root / f"{name}.mat", mat)
+        if image is not None:
+            _touch(root / f"{name}.jpg", image)
+
+    bad("missing_image", params, image=None)
+    bad("corrupt_jpg", params, image=b"\xff\xd8\xff\xe0 this is not a jpeg")
+    bad("no_pose", {k: v for k, v in params.items() if k != "Pose_Para"})
+    nan_shape = dict(params, Shape_Para=params["Shape_Para"].copy())
+    nan_shape["Shape_Para"][3, 0] = np.nan
+    bad("nan_shape", nan_shape)
+    outside = dict(params, Pose_Para=params["Pose_Para"].copy())
+    outside["Pose_Para"][0, 3] += 5000.0  # 5000 pixels to the right
+    bad("face_outside", outside)
+
+    with caplog.at_level(logging.WARNING, logger="face3d.trainset.dataset"):
+        summary = _generate(root, tmp_path / "out", workers=2)
+    reasons = {f["sample"]: f["reason"] for f in summary["failures"]}
+    assert (summary["written"], summary["failed"]) == (2, 5)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["failures"] == summary["failures"]
+    expected = {"missing_image": "not found", "corrupt_jpg": "cannot decode", "no_pose": "Pose_Para",
+                "nan_shape": "NaN", "face_outside": "outside the image"}
+    for name, words in expected.items():
+        assert words in reasons[name], reasons[name]
+        logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and f"{name}.mat" in
+                  r.getMessage()]
+        assert len(logged) == 1 and reasons[name] in logged[0]
+    out_files = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file())
+    assert out_files == sorted([f"{n}{s}.{e}" for n in good for s in ("", "_angle_15", "_angle_-30")
+                                for e in ("jpg", "npy")] + ["summary.json", "trainDataLabel.txt"])
+    assert len((tmp_path / "out" / "trainDataLabel.txt").read_text().splitlines()) == 6
+    assert not _temp_files(tmp_path)
+
+
+def test_limit_float32_and_previews(synth_root, tmp_path):
+    config = GenerationConfig(resolution=RESOLUTION, angles=(), posmap_dtype="float32", preview=True,
+                              perturb=False)
+    summary = _generate(synth_root, tmp_path, limit=2, config=config)
+    assert (summary["samples"], summary["written"], summary["label_lines"]) == (2, 2, 2)
+    posmap = np.load(tmp_path / SYNTH_FOLDER / "SYNTH_0001_0.npy")
+    assert posmap.dtype == np.float32
+    preview = cv2.imread(str(tmp_path / SYNTH_FOLDER / "SYNTH_0001_0_preview.png"))
+    assert preview.shape == (RESOLUTION, 2 * RESOLUTION, 3)
+    first = (tmp_path / "trainDataLabel.txt").read_text().split()[0]
+    assert first == "SYNTH/SYNTH_0000_0.jpg"
+    absolute = generate_dataset(synth_root, tmp_path, config, limit=1, workers=1, progress=False)
+    assert absolute["skipped"] == 1
+    line = (tmp_path / "trainDataLabel.txt").read_text().split()
+    assert line == [str(tmp_path / SYNTH_FOLDER / f"SYNTH_0000_0.{ext}") for ext in ("jpg", "npy")]
+
+
+def test_changed_settings_redo_samples(reference, synth_root, tmp_path):
+    output, _ = reference
+    shutil.copytree(output, tmp_path / "out")
+    summary = _generate(synth_root, tmp_path / "out", limit=2,
+                        config=GenerationConfig(resolution=RESOLUTION, angles=ANGLES, perturb=False))
+    assert (summary["written"], summary["skipped"]) == (2, 0)  # a different fingerprint: not done
+    changed = np.load(tmp_path / "out" / SYNTH_FOLDER / "SYNTH_0000_0.npy")
+    assert not np.array_equal(changed, np.load(output / SYNTH_FOLDER / "SYNTH_0000_0.npy"))
+    reseeded = _generate(synth_root, tmp_path / "out", seed=1)  # another base seed: other crops, all redone
+    assert (reseeded["written"], reseeded["skipped"]) == (N_SAMPLES, 0)
+
+
+def _fixtures():
+    return Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+
+
+def test_300wlp_fixture_goes_through_with_the_default_model(tmp_path):
+    root = _fixtures() / "300W_LP"
+    if not root.is_dir():
+        pytest.skip(f"real-format fixtures not found at {root}")
+    config = GenerationConfig(resolution=64, angles=(30,), preview=True)
+    summary = generate_dataset(root, tmp_path, config, workers=1, progress=False)
+    assert (summary["written"], summary["failed"], summary["label_lines"]) == (1, 0, 2)
+    uv_kpt = np.loadtxt(tmp_path / UV_DATA_DIR / "uv_kpt_ind.txt").astype(int)
+    for name in ("IBUG_image_008_1_0", "IBUG_image_008_1_0_angle_30"):
+        posmap = np.load(tmp_path / f"{name}.npy").astype(np.float32)
+        keypoints = posmap[uv_kpt[1], uv_kpt[0], :2]
+        assert np.all((keypoints > 0) & (keypoints < 63))  # the face lies in the crop
+        assert cv2.imread(str(tmp_path / f"{name}_preview.png")).shape == (64, 128, 3)

@@ -1,0 +1,110 @@
+"""HDF5 packing of a label file and its reader (face3d.trainset.pack); budget < 3 s."""
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from face3d.trainset.pack import PackedTrainset, pack_label_file, read_label_file
+
+REPO = Path(__file__).resolve().parents[1]
+R = 16
+
+
+def _make_samples(folder, n, seed=0):
+    """n (crop, map) pairs on disk; crops are PNG so that what is packed is exactly what was drawn."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    images, maps, lines = [], [], []
+    for i in range(n):
+        image = rng.integers(0, 256, (R, R, 3), dtype=np.uint8)
+        posmap = (rng.random((R, R, 3)) * R).astype(np.float16)
+        cv2.imwrite(str(folder / f"s{i}.png"), image[..., ::-1])
+        np.save(folder / f"s{i}.npy", posmap)
+        images.append(image)
+        maps.append(posmap)
+        lines.append((f"s{i}.png", f"s{i}.npy"))
+    return np.stack(images), np.stack(maps), lines
+
+
+def test_pack_round_trip_relative_and_absolute_paths(tmp_path):
+    images, maps, lines = _make_samples(tmp_path / "data", 5)
+    label = tmp_path / "data" / "trainDataLabel.txt"
+    # mixed forms: relative to the label's folder, absolute, and a blank line
+    text = [f"{a} {b}" for a, b in lines[:3]] + [""]
+    text += [f"{tmp_path / 'data' / a} {tmp_path / 'data' / b}" for a, b in lines[3:]]
+    label.write_text("\n".join(text) + "\n")
+    assert len(read_label_file(label)) == 5
+
+    h5 = tmp_path / "packed" / "train.h5"
+    assert pack_label_file(label, h5, progress=False) == 5
+    assert not list(h5.parent.glob("*.partial"))
+    with PackedTrainset(h5) as ds:
+        assert len(ds) == 5 and ds.resolution == R
+        assert ds.images.dtype == np.uint8 and ds.posmaps.dtype == np.float16
+        assert ds.images.chunks == (1, R, R, 3)
+        assert ds.names == [f"s{i}" for i in range(5)]
+        image, posmap = ds[2]
+        np.testing.assert_array_equal(image, images[2])
+        np.testing.assert_array_equal(posmap, maps[2])
+        np.testing.assert_array_equal(ds[-1][0], images[4])
+        got_images, got_maps = ds[[3, 0, 3]]  # any order, repeats allowed
+        np.testing.assert_array_equal(got_images, images[[3, 0, 3]])
+        np.testing.assert_array_equal(got_maps, maps[[3, 0, 3]])
+        np.testing.assert_array_equal(ds[1:4][1], maps[1:4])
+        with pytest.raises(IndexError):
+            ds[5]
+
+
+def test_batches_cover_every_sample_once(tmp_path):
+    images, maps, lines = _make_samples(tmp_path, 7, seed=1)
+    label = tmp_path / "trainDataLabel.txt"
+    label.write_text("".join(f"{a} {b}\n" for a, b in lines))
+    h5 = tmp_path / "train.h5"
+    pack_label_file(label, h5, posmap_dtype="float32", compression="lzf", progress=False)
+    with PackedTrainset(h5) as ds:
+        assert ds.posmaps.dtype == np.float32
+        sizes = [len(b[0]) for b in ds.batches(3)]
+        assert sizes == [3, 3, 1]
+        assert [len(b[0]) for b in ds.batches(3, drop_last=True)] == [3, 3]
+        seen = np.concatenate([b[0] for b in ds.batches(3, shuffle=True, seed=4)])
+        # every sample exactly once, in a shuffled order that the seed fixes
+        order = [int(np.flatnonzero((images == s).all(axis=(1, 2, 3)))[0]) for s in seen]
+        assert sorted(order) == list(range(7)) and order != list(range(7))
+        again = np.concatenate([b[0] for b in ds.batches(3, shuffle=True, seed=4)])
+        np.testing.assert_array_equal(seen, again)
+        first_maps = next(ds.batches(2))[1]
+        np.testing.assert_array_equal(first_maps, maps[:2].astype(np.float32))
+
+
+def test_bad_label_files(tmp_path):
+    _make_samples(tmp_path, 2)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("s0.png s0.npy\nonly_one_path\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: expected '<image path> <npy path>'"):
+        read_label_file(bad)
+    with pytest.raises(FileNotFoundError, match="label file not found"):
+        read_label_file(tmp_path / "missing.txt")
+    np.save(tmp_path / "s1.npy", np.zeros((R + 1, R, 3), np.float16))
+    mismatch = tmp_path / "mismatch.txt"
+    mismatch.write_text("s0.png s0.npy\ns1.png s1.npy\n")
+    with pytest.raises(ValueError, match="must both have shape"):
+        pack_label_file(mismatch, tmp_path / "x.h5", progress=False)
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / ".x.h5.partial").exists()
+    with pytest.raises(ValueError, match="compression must be one of"):
+        pack_label_file(mismatch, tmp_path / "x.h5", compression="zip", progress=False)
+
+
+def test_pack_command(tmp_path):
+    images, maps, lines = _make_samples(tmp_path / "d", 3)
+    label = tmp_path / "d" / "trainDataLabel.txt"
+    label.write_text("".join(f"{a} {b}\n" for a, b in lines))
+    out = tmp_path / "p.h5"
+    result = subprocess.run([sys.executable, "-m", "face3d", "pack", str(label), str(out), "--quiet"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"packed 3 samples into {out}" in result.stdout
+    with PackedTrainset(out) as ds:
+        np.testing.assert_array_equal(ds[[0, 1, 2]][0], images)
