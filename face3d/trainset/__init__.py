@@ -1,0 +1,35 @@
+"""Ground-truth generator for PRNet training from 300W-LP style samples (issue 4).
+
+``uv_data``: the model's UV-space masks and indices in PRNet's ``Data/uv-data`` formats.
+``posmap``: the UV layout rasterized once, position maps by interpolation.
+``crop``: PRNet's keypoint crop and the affine maps between image, rotated image and crop.
+``sample``: reading a sample and turning it into (crop, position map) pairs, rotated copies included.
+
+The names below are imported on first use (PEP 562), so importing a light submodule (the command line's
+argument parsing) does not load OpenCV and SciPy.
+"""
+import importlib
+
+_EXPORTS = {
+    "CropBox": "crop", "apply_affine": "crop", "compose": "crop", "crop_matrix": "crop",
+    "keypoint_box": "crop", "rotation_matrix": "crop",
+    "UVRasterization": "posmap", "posmap_keypoints": "posmap", "rasterize_uv": "posmap",
+    "uv_keypoint_pixels": "posmap", "uv_to_pixels": "posmap",
+    "GeneratedSample": "sample", "GenerationConfig": "sample", "SampleError": "sample",
+    "TrainsetGenerator": "sample", "angle_name": "sample", "draw_preview": "sample",
+    "read_300wlp_sample": "sample",
+    "UVData": "uv_data", "build_uv_data": "uv_data", "load_uv_data": "uv_data", "write_uv_data": "uv_data",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'face3d.trainset' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"face3d.trainset.{module}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

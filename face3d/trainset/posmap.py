@@ -1,0 +1,153 @@
+"""UV-space rasterization of a morphable model, computed once, and position maps by interpolation.
+
+The UV layout of a model never changes, so which triangle covers each UV pixel and with which barycentric
+weights is computed once (``rasterize_uv``); every position map is then a weighted sum of three vertices per
+covered pixel (``UVRasterization.interpolate``, one sparse matrix product), which equals a fresh
+``face3d.mesh.render.render_colors`` of the vertex positions in UV space (the same rasterizer decides coverage
+and weights).
+
+UV pixel coordinates follow PRNet (``process_uv``): ``x = u * (r - 1)``, ``y = (r - 1) - v * (r - 1)``,
+pixel centres at integer coordinates, image rows growing downwards.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from face3d.mesh.render import rasterize_triangles
+
+__all__ = ["UVRasterization", "uv_to_pixels", "uv_keypoint_pixels", "rasterize_uv", "posmap_keypoints"]
+
+
+def uv_to_pixels(uv_coords, resolution: int) -> np.ndarray:
+    """UV coordinates to UV-image pixel coordinates (PRNet's ``process_uv``).
+
+    Args:
+        uv_coords: (n, 2) u, v in [0, 1] (v up).
+        resolution: side r of the square UV image in pixels.
+    Returns:
+        (n, 3) float32: x = u*(r-1), y = (r-1) - v*(r-1) (rows down), z = 0.
+    """
+    uv = np.asarray(uv_coords, dtype=np.float64)
+    if uv.ndim != 2 or uv.shape[1] != 2:
+        raise ValueError(f"uv_coords must have shape (n, 2), got {uv.shape}")
+    r1 = float(resolution - 1)
+    out = np.zeros((uv.shape[0], 3), dtype=np.float32)
+    out[:, 0] = uv[:, 0] * r1
+    out[:, 1] = r1 - uv[:, 1] * r1
+    return out
+
+
+def uv_keypoint_pixels(uv_coords, kpt_ind, resolution: int, covered=None) -> np.ndarray:
+    """UV pixel of each keypoint vertex, PRNet's ``uv_kpt_ind`` layout.
+
+    Args:
+        uv_coords: (n, 2) u, v in [0, 1]. kpt_ind: (k,) vertex indices. resolution: r.
+        covered: optional (r, r) bool mask of the UV pixels the model's triangles cover. A keypoint whose
+            rounded pixel is not covered (a vertex on the border of the mesh, as the jaw of a model without a
+            neck) then takes the nearest covered pixel, so the position map is never read in the empty
+            background there; keypoints with covered pixels are unaffected.
+    Returns:
+        (2, k) int32: row 0 x = round(u*(r-1)), row 1 y = round((r-1) - v*(r-1)), rounding halves away
+        from zero like MATLAB's ``round``; a map is read at ``map[y, x]``.
+    """
+    pix = uv_to_pixels(np.asarray(uv_coords)[np.asarray(kpt_ind)], resolution).astype(np.float64)
+    xy = np.clip(np.floor(pix[:, :2] + 0.5).astype(np.int32), 0, resolution - 1)
+    if covered is not None:
+        covered = np.asarray(covered, dtype=bool)
+        outside = ~covered[xy[:, 1], xy[:, 0]]
+        if np.any(outside) and covered.any():
+            cy, cx = np.nonzero(covered)
+            for i in np.flatnonzero(outside):
+                nearest = np.argmin((cx - pix[i, 0]) ** 2 + (cy - pix[i, 1]) ** 2)
+                xy[i] = cx[nearest], cy[nearest]
+    return xy.T.copy()
+
+
+@dataclass(frozen=True)
+class UVRasterization:
+    """Coverage of the UV image by a model's triangles, for interpolating per-vertex attributes.
+
+    Attributes:
+        resolution: side r of the UV image.
+        pixel_index: (p,) int64 row-major indices (y*r + x) of the covered UV pixels, increasing.
+        triangle_index: (p,) int32 triangle covering each of those pixels.
+        vertex_ids: (p, 3) int32 the triangle's vertices.
+        weights: (p, 3) float32 barycentric weights (sum 1) of those vertices at the pixel centre.
+        matrix: (r*r, n) float32 scipy.sparse CSR matrix holding ``weights`` at ``(pixel, vertex_ids)``, rows of
+            uncovered pixels empty: ``matrix @ attributes`` is the rendered UV image, row-major.
+    """
+
+    resolution: int
+    pixel_index: np.ndarray
+    triangle_index: np.ndarray
+    vertex_ids: np.ndarray
+    weights: np.ndarray
+    matrix: sparse.csr_matrix = field(repr=False)
+
+    @property
+    def covered(self) -> np.ndarray:
+        """(r, r) bool mask of the UV pixels covered by a triangle."""
+        mask = np.zeros(self.resolution * self.resolution, dtype=bool)
+        mask[self.pixel_index] = True
+        return mask.reshape(self.resolution, self.resolution)
+
+    def interpolate(self, attributes) -> np.ndarray:
+        """Per-vertex attributes interpolated at every UV pixel.
+
+        Args:
+            attributes: (n, c) per-vertex values (float).
+        Returns:
+            (r*r, c) float32, row-major pixels: ``sum_k weights[:, k] * attributes[vertex_ids[:, k]]`` at covered
+            pixels, 0 elsewhere.
+        """
+        return np.asarray(self.matrix @ np.asarray(attributes, dtype=np.float32))
+
+    def render(self, attributes, background: float = 0.0) -> np.ndarray:
+        """UV image of per-vertex attributes, what ``render_colors(uv_to_pixels(uv, r), triangles, attributes,
+        r, r, c)`` returns (BG filled with ``background``): (r, r, c) float32."""
+        values = self.interpolate(attributes)
+        r = self.resolution
+        if background != 0:
+            values[~self.covered.reshape(-1)] = background
+        return values.reshape(r, r, values.shape[1])
+
+
+def rasterize_uv(uv_coords, triangles, resolution: int) -> UVRasterization:
+    """Rasterize a model's UV layout once with ``face3d.mesh.render.rasterize_triangles``.
+
+    Args:
+        uv_coords: (n, 2) u, v in [0, 1]. triangles: (ntri, 3) vertex indices (PRNet uses tri + tri_mouth).
+        resolution: side r of the UV image.
+    Returns:
+        UVRasterization of the covered pixels (all UV depths are 0, so where triangles overlap the
+        rasterizer's own tie rule decides, exactly as in ``render_colors``).
+    """
+    if int(resolution) < 2:
+        raise ValueError(f"resolution must be at least 2, got {resolution}")
+    r = int(resolution)
+    tri = np.ascontiguousarray(triangles, dtype=np.int32)
+    if tri.ndim != 2 or tri.shape[1] != 3:
+        raise ValueError(f"triangles must have shape (ntri, 3), got {tri.shape}")
+    pix = uv_to_pixels(uv_coords, r)
+    _, triangle_buffer, barycentric = rasterize_triangles(pix, tri, r, r)
+    triangle_buffer = np.asarray(triangle_buffer).reshape(-1)
+    index = np.flatnonzero(triangle_buffer >= 0)
+    tri_index = triangle_buffer[index].astype(np.int32)
+    weights = np.ascontiguousarray(np.asarray(barycentric, dtype=np.float32).reshape(-1, 3)[index])
+    vertex_ids = tri[tri_index]
+    row_start = np.zeros(r * r + 1, dtype=np.int64)
+    row_start[index + 1] = 3
+    matrix = sparse.csr_matrix((weights.reshape(-1), vertex_ids.reshape(-1), np.cumsum(row_start)),
+                               shape=(r * r, pix.shape[0]))
+    return UVRasterization(resolution=r, pixel_index=index.astype(np.int64), triangle_index=tri_index,
+                           vertex_ids=vertex_ids, weights=weights, matrix=matrix)
+
+
+def posmap_keypoints(posmap, uv_kpt_ind) -> np.ndarray:
+    """The keypoints a position map encodes: ``posmap[uv_kpt_ind[1], uv_kpt_ind[0]]``, (k, 3) float32
+    (crop-space x, y and depth z)."""
+    ind = np.asarray(uv_kpt_ind)
+    return np.asarray(posmap, dtype=np.float32)[ind[1], ind[0]]

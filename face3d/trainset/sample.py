@@ -1,0 +1,456 @@
+"""One 300W-LP sample to PRNet training pairs: a 256x256 face crop and its UV position map, plus rotated copies.
+
+Per sample (issue 4, "One sample"):
+
+1. Read the image and the ``.mat`` (``read_300wlp_sample``).
+2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
+   product dominates, and one matrix-matrix product for many samples (``process_many``) costs a fraction of a
+   matrix-vector product each; results are bit-identical whatever the batching (see ``_vertices_batch``), and
+   recently seen parameter sets (300W-LP's profiled views of a face share them) are not recomputed.
+3. Pose: ``s * V @ R.T + t`` with ``R = angle2matrix_3ddfa(Pose_Para[0:3])``, ``s = Pose_Para[6]``,
+   ``t = Pose_Para[3:6]``, then image rows ``y = h - 1 - y``.  Written as one linear map ``V @ A.T + b``.
+4. Crop: PRNet's square around the 68 projected keypoints (``crop.keypoint_box``), perturbed by a generator
+   seeded with ``seed``; image warped with ``cv2.warpAffine`` (bilinear, black outside).
+5. Position map: at each UV pixel the crop-space x, y of the surface point and its z scaled by the crop scale k
+   and shifted by ``-k * min z`` over all vertices (PRNet's ``position[:, 2] -= min``).  The map is the
+   once-rasterized UV interpolation (``posmap.UVRasterization``) of the model-space vertices, mapped by the
+   3x3 linear part and offset of the chain pose -> crop; interpolation commutes with that affine map because
+   barycentric weights sum to 1, so this equals ``render_colors`` of the crop-space vertices in UV space.
+   Uncovered UV pixels are 0.
+
+Rotation augmentation: an in-plane rotation by theta about the face centre (the unperturbed keypoint box
+centre), composed into the pose exactly: rotated image positions are ``Rot @ (x, y)`` with z unchanged, the crop
+box is taken around the rotated keypoints, and the image is warped once from the original with
+``crop o Rot`` (so no corner of the rotated picture is lost to an intermediate canvas).  The vertices and their
+UV interpolation are shared with the plain sample; each rotated copy costs one warp and one 3x3 map of the
+interpolated points.  With ``refit=True`` the model is instead fitted (``model.fit``) to the rotated projected
+keypoints and the map comes from the fitted shape, expression and pose, as earlier forks built 300W-LP-Rotate;
+the crop is the same as in the exact mode, so the two label sets can be compared pixel for pixel.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import scipy.io as sio
+
+from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
+from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
+from face3d.trainset.posmap import posmap_keypoints, rasterize_uv, uv_keypoint_pixels
+
+__all__ = ["SampleError", "read_300wlp_sample", "GenerationConfig", "GeneratedSample", "TrainsetGenerator",
+           "angle_name", "draw_preview"]
+
+_REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
+_MAT_KEYS = _REQUIRED_KEYS + ("pt2d",)
+_FLIP_Y = np.diag([1.0, -1.0, 1.0])
+
+
+class SampleError(ValueError):
+    """A sample that cannot be used; the message names the file and the problem."""
+
+
+def _read_image(image_path: Path) -> np.ndarray:
+    if not image_path.is_file():
+        raise SampleError(f"{image_path}: image file not found")
+    data = np.fromfile(image_path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SampleError(f"{image_path}: cannot decode the image (corrupt or not an image file)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _read_params(mat_path: Path) -> dict:
+    if not mat_path.is_file():
+        raise SampleError(f"{mat_path}: parameter file (.mat) not found")
+    try:
+        mat = sio.loadmat(str(mat_path), variable_names=_MAT_KEYS)
+    except Exception as exc:  # scipy raises assorted types for damaged files
+        raise SampleError(f"{mat_path}: cannot read the .mat file ({type(exc).__name__}: {exc})") from exc
+    missing = [k for k in _REQUIRED_KEYS if k not in mat]
+    if missing:
+        raise SampleError(f"{mat_path}: missing key(s) {', '.join(missing)} (a 300W-LP .mat needs "
+                          f"{', '.join(_REQUIRED_KEYS)})")
+    params = {}
+    for key, shape in (("Pose_Para", (7,)), ("Shape_Para", (-1, 1)), ("Exp_Para", (-1, 1))):
+        try:
+            value = np.asarray(mat[key], dtype=np.float64).reshape(shape)
+        except (TypeError, ValueError) as exc:
+            raise SampleError(f"{mat_path}: {key} has shape {np.shape(mat[key])}, expected "
+                              f"{'7 values' if key == 'Pose_Para' else 'a column vector'}") from exc
+        if not np.all(np.isfinite(value)):
+            raise SampleError(f"{mat_path}: {key} contains NaN or infinite values")
+        params[key] = value
+    if not params["Pose_Para"][6] > 0:
+        raise SampleError(f"{mat_path}: Pose_Para scale (entry 7) must be positive, got {params['Pose_Para'][6]}")
+    if "pt2d" in mat:
+        pt2d = np.asarray(mat["pt2d"], dtype=np.float64)
+        if pt2d.ndim != 2 or pt2d.shape[0] != 2:
+            raise SampleError(f"{mat_path}: pt2d has shape {pt2d.shape}, expected (2, k)")
+        params["pt2d"] = pt2d
+    return params
+
+
+def read_300wlp_sample(image_path, mat_path) -> tuple[np.ndarray, dict]:
+    """Read one 300W-LP sample.
+
+    Args:
+        image_path: the image (any format OpenCV decodes; greyscale is expanded to 3 channels).
+        mat_path: its ``.mat`` with ``Pose_Para`` (1, 7), ``Shape_Para`` (n, 1), ``Exp_Para`` (m, 1) and
+            optionally ``pt2d`` (2, k) (k = 68 in 300W-LP, 21 in AFLW2000).
+    Returns:
+        image: (h, w, 3) uint8 RGB.
+        params: dict with ``Pose_Para`` (7,) float64 [pitch, yaw, roll (rad), tx, ty, tz, scale],
+        ``Shape_Para`` (n, 1) float64, ``Exp_Para`` (m, 1) float64 and ``pt2d`` (2, k) float64 if present.
+    Raises:
+        SampleError: missing or undecodable image, missing or unreadable ``.mat``, a missing key, a wrongly
+            shaped or non-finite parameter, a non-positive scale; the message names the file.
+    """
+    return _read_image(Path(image_path)), _read_params(Path(mat_path))
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Options of the ground-truth generator.
+
+    Attributes:
+        resolution: side of the crop and of the UV position map in pixels (PRNet: 256).
+        crop_scale: crop side / mean side of the keypoint box (1.5).
+        perturb: random crop shift and scale (seeded per sample); False gives the centred crop.
+        max_shift: largest centre shift as a fraction of the keypoint box's mean side (0.1).
+        scale_range: (low, high) factor on the crop side (0.9, 1.1).
+        angles: in-plane rotations in degrees (counter-clockwise on screen for positive angles) of the rotated
+            copies; () for none.
+        refit: build rotated copies by fitting the model to the rotated keypoints instead of composing the
+            rotation into the pose.
+        refit_max_iter: iterations of ``model.fit`` in refit mode.
+        posmap_dtype: dtype the writer stores maps in, 'float16' (default) or 'float32'; the generator
+            itself always returns float32.
+        preview: also draw a preview image per output.
+        neck_zeroed: which weight mask goes with the data set: False (default) PRNet's shipped mask with the neck
+            weighted as the rest of the face, True the paper's variant with the neck at 0 (see ``uv_data``).
+        min_visible_keypoints: a sample whose projected keypoints lie inside the image fewer times than this
+            is rejected as "face outside the image".
+    """
+
+    resolution: int = 256
+    crop_scale: float = 1.5
+    perturb: bool = True
+    max_shift: float = 0.1
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    angles: tuple[float, ...] = (15, -15, 30, -30, 45, -45, 60, -60)
+    refit: bool = False
+    refit_max_iter: int = 4
+    posmap_dtype: str = "float16"
+    preview: bool = False
+    neck_zeroed: bool = False
+    min_visible_keypoints: int = 34
+
+    def __post_init__(self):
+        if int(self.resolution) < 8:
+            raise ValueError(f"resolution must be at least 8 pixels, got {self.resolution}")
+        if not self.crop_scale > 0:
+            raise ValueError(f"crop_scale must be positive, got {self.crop_scale}")
+        if not 0 <= self.max_shift < 1:
+            raise ValueError(f"max_shift must be in [0, 1), got {self.max_shift}")
+        low, high = self.scale_range
+        if not 0 < low <= high:
+            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}")
+        if self.posmap_dtype not in ("float16", "float32"):
+            raise ValueError(f"posmap_dtype must be 'float16' or 'float32', got {self.posmap_dtype!r}")
+        if len(set(float(a) for a in self.angles)) != len(self.angles):
+            raise ValueError(f"angles must be distinct (they name the outputs), got {self.angles}")
+        object.__setattr__(self, "angles", tuple(self.angles))
+        object.__setattr__(self, "scale_range", (float(low), float(high)))
+
+
+@dataclass
+class GeneratedSample:
+    """One training pair.
+
+    Attributes:
+        name: output stem, ``<image stem>`` or ``<image stem>_angle_<deg>``.
+        image: (r, r, 3) uint8 RGB crop.
+        posmap: (r, r, 3) float32 UV position map (crop-space x, y in pixels; z in crop pixels, min 0).
+        preview: (r, 2r, 3) uint8 RGB preview (``draw_preview``) or None.
+        crop_matrix: (2, 3) float64 affine map from the source image's pixels to the crop's
+            (for rotated copies it includes the rotation).
+    """
+
+    name: str
+    image: np.ndarray
+    posmap: np.ndarray
+    preview: np.ndarray | None = None
+    crop_matrix: np.ndarray | None = field(default=None, repr=False)
+
+
+def angle_name(stem: str, angle: float) -> str:
+    """Name of a rotated copy: ``<stem>_angle_<deg>`` with the angle in shortest form (15, -15, 7.5)."""
+    return f"{stem}_angle_{float(angle):g}"
+
+
+def draw_preview(image, posmap, uv_kpt_ind, step: int = 6) -> np.ndarray:
+    """Preview of a training pair: the crop with a sparse grid of map points (cyan) and the 68 keypoints read
+    from the map (green, red outline), next to the map's x, y, z as an RGB image.
+
+    Args:
+        image: (r, r, 3) uint8 RGB crop. posmap: (r, r, 3) crop-space map. uv_kpt_ind: (2, 68) UV pixels.
+        step: UV pixel spacing of the drawn map points.
+    Returns:
+        (r, 2r, 3) uint8 RGB.
+    """
+    r = image.shape[0]
+    left = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    grid = posmap[::step, ::step].reshape(-1, 3)
+    grid = grid[np.any(grid != 0, axis=1)]
+    xy = np.round(grid[:, :2]).astype(np.int64)
+    ok = (xy[:, 0] >= 0) & (xy[:, 0] < r) & (xy[:, 1] >= 0) & (xy[:, 1] < r)
+    left[xy[ok, 1], xy[ok, 0]] = (0, 255, 255)
+    centres = [(int(round(float(x))), int(round(float(y)))) for x, y, _ in posmap_keypoints(posmap, uv_kpt_ind)]
+    # outlines first, so that no outline covers the centre of a neighbouring keypoint
+    for centre in centres:
+        cv2.circle(left, centre, 3, (255, 0, 0), 1, lineType=cv2.LINE_8)
+    for centre in centres:
+        cv2.circle(left, centre, 1, (0, 255, 0), -1, lineType=cv2.LINE_8)
+    right = np.clip(np.asarray(posmap, dtype=np.float32) * (255.0 / max(r - 1, 1)), 0, 255).astype(np.uint8)
+    return np.hstack([left, right])
+
+
+class TrainsetGenerator:
+    """Per-process generator of PRNet training pairs for one morphable model (see the module docstring).
+
+    Building it rasterizes the model's UV layout once (``posmap.rasterize_uv``); ``process`` and
+    ``process_many`` are pure computations (no file writing), deterministic in their ``seed``.
+
+    Args:
+        model: MorphableModel (uses ``model`` dict ``shapeMU``, ``shapePC``, ``expPC``; ``uv_coords``,
+            ``full_triangles``, ``kpt_ind``; ``fit`` and ``generate_vertices`` in refit mode).
+        config: GenerationConfig.
+        cache_size: parameter sets whose vertices are kept (least recently used dropped).
+    """
+
+    def __init__(self, model, config: GenerationConfig = GenerationConfig(), cache_size: int = 8):
+        if getattr(model, "uv_coords", None) is None:
+            raise ValueError("model.uv_coords is None: the generator needs the model's UV coordinates (BFM_UV.mat)")
+        self.model = model
+        self.config = config
+        r = int(config.resolution)
+        self.rasterization = rasterize_uv(model.uv_coords, model.full_triangles, r)
+        self.kpt_ind = np.asarray(model.kpt_ind, dtype=np.int64)
+        self.uv_kpt_ind = uv_keypoint_pixels(model.uv_coords, self.kpt_ind, r, self.rasterization.covered)
+        m = model.model
+        # float32 C-order copies only when the model's arrays are not already so (no copy for face3d's loader).
+        self._mean = np.ascontiguousarray(m["shapeMU"], dtype=np.float32).reshape(-1)
+        self._shape_pc = np.ascontiguousarray(m["shapePC"], dtype=np.float32)
+        self._exp_pc = np.ascontiguousarray(m["expPC"], dtype=np.float32)
+        self._cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache_size = int(cache_size)
+
+    # ------------------------------------------------------------------ vertices
+    def _padded(self, params: dict, where: str) -> np.ndarray:
+        """Shape and expression parameters as one float32 vector (n_shape + n_exp,), zero-padded."""
+        ns, ne = self._shape_pc.shape[1], self._exp_pc.shape[1]
+        sp = params["Shape_Para"].reshape(-1)
+        ep = params["Exp_Para"].reshape(-1)
+        for key, value, n in (("Shape_Para", sp, ns), ("Exp_Para", ep, ne)):
+            if value.size > n and np.any(value[n:] != 0):
+                raise SampleError(f"{where}: {key} has {value.size} entries, nonzero beyond the model's {n} "
+                                  f"components")
+        out = np.zeros(ns + ne, dtype=np.float32)
+        out[:min(sp.size, ns)] = sp[:ns]
+        out[ns:ns + min(ep.size, ne)] = ep[:ne]
+        return out
+
+    def _geometry(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Homogeneous vertices (n, 4) float32 [x, y, z, 1] and their UV interpolation (r, r, 4) float32: x, y, z
+        of the surface and the coverage (sum of the barycentric weights: 1 covered, 0 not), the form
+        ``_posmap`` maps with one 3x4 matrix (the offset column then vanishes where nothing is covered)."""
+        homogeneous = np.ones((vertices.shape[0], 4), dtype=np.float32)
+        homogeneous[:, :3] = vertices
+        r = self.config.resolution
+        return homogeneous, np.asarray(self.rasterization.matrix @ homogeneous).reshape(r, r, 4)
+
+    def _vertices_batch(self, coefficients: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``_geometry`` per coefficient vector; vectors not in the cache share one dense matrix product."""
+        ns = self._shape_pc.shape[1]
+        keys = [c.tobytes() for c in coefficients]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        if todo:
+            columns = [np.frombuffer(k, dtype=np.float32) for k in todo]
+            # BLAS's matrix-vector path rounds differently from its matrix-matrix path, whose columns come out
+            # bit-identical whatever the batch; a zero column keeps one sample on the matrix-matrix path, so
+            # results never depend on how samples are batched (resumed or sharded runs reproduce bytes).
+            if len(columns) == 1:
+                columns.append(np.zeros_like(columns[0]))
+            coef = np.stack(columns, axis=1)
+            flat = self._shape_pc @ coef[:ns]
+            flat += self._exp_pc @ coef[ns:]
+            flat += self._mean[:, None]
+            for i, k in enumerate(todo):
+                self._cache[k] = self._geometry(flat[:, i].reshape(-1, 3))
+        result = []
+        for k in keys:
+            self._cache.move_to_end(k)
+            result.append(self._cache[k])
+        while len(self._cache) > max(self._cache_size, len(set(keys))):
+            self._cache.popitem(last=False)
+        return result
+
+    def vertices(self, shape_para, exp_para) -> np.ndarray:
+        """Model-space vertices ``shapeMU + shapePC @ shape_para + expPC @ exp_para``, (n, 3) float32."""
+        coef = self._padded({"Shape_Para": np.asarray(shape_para, dtype=np.float64),
+                             "Exp_Para": np.asarray(exp_para, dtype=np.float64)}, "vertices()")
+        return self._vertices_batch([coef])[0][0][:, :3].copy()
+
+    # ------------------------------------------------------------------ one sample
+    @staticmethod
+    def image_pose(pose_para, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """300W-LP pose as the map from model-space vertices to image pixels (x right, y down, z towards the
+        viewer): ``image = V @ A.T + b`` with ``A = diag(1, -1, 1) @ (s R)``, ``b = (tx, h - 1 - ty, tz)``.
+
+        Returns:
+            A (3, 3) float64, b (3,) float64.
+        """
+        pose = np.asarray(pose_para, dtype=np.float64).reshape(-1)
+        A = _FLIP_Y @ (pose[6] * angle2matrix_3ddfa(pose[:3]))
+        b = np.array([pose[3], height - 1 - pose[4], pose[5]])
+        return A, b
+
+    def _refit_pose(self, keypoints_xy: np.ndarray, height: int):
+        """Fit the model to image keypoints; returns (vertices (n, 3) float32, A, b), A and b as in ``image_pose``."""
+        x = np.column_stack([keypoints_xy[:, 0], height - 1 - keypoints_xy[:, 1]])
+        sp, ep, s, angles, t = self.model.fit(x, self.kpt_ind, max_iter=self.config.refit_max_iter)
+        vertices = np.asarray(self.model.generate_vertices(sp, ep), dtype=np.float32)
+        t3 = np.zeros(3)
+        t_flat = np.asarray(t, dtype=np.float64).reshape(-1)
+        t3[:t_flat.size] = t_flat[:3]
+        A = _FLIP_Y @ (float(s) * angle2matrix(angles))
+        b = np.array([t3[0], height - 1 - t3[1], t3[2]])
+        return vertices, A, b
+
+    @staticmethod
+    def _posmap(uv_points: np.ndarray, A: np.ndarray, b: np.ndarray, z_min: float,
+                matrix: np.ndarray) -> np.ndarray:
+        """Position map (r, r, 3) float32 from the (r, r, 4) UV points of ``_geometry``: image positions
+        ``V @ A.T + b`` taken to the crop by the (2, 3) ``matrix`` in x, y and by its scale k in z, with
+        ``z - z_min``; 0 where uncovered."""
+        k = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+        lin = np.zeros((3, 3))
+        lin[:2, :2] = matrix[:, :2]
+        lin[2, 2] = k
+        homogeneous = np.empty((3, 4))
+        homogeneous[:, :3] = lin @ A
+        homogeneous[:, 3] = np.concatenate([matrix[:, :2] @ b[:2] + matrix[:, 2], [k * (b[2] - z_min)]])
+        r = uv_points.shape[0]
+        return (uv_points.reshape(-1, 4) @ homogeneous.T.astype(np.float32)).reshape(r, r, 3)
+
+    def _output(self, name, image, matrix_img, uv_points, A, b, z_min, matrix_map) -> GeneratedSample:
+        r = self.config.resolution
+        crop = cv2.warpAffine(image, matrix_img, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=(0, 0, 0))
+        posmap = self._posmap(uv_points, A, b, z_min, matrix_map)
+        preview = draw_preview(crop, posmap, self.uv_kpt_ind) if self.config.preview else None
+        return GeneratedSample(name=name, image=crop, posmap=posmap, preview=preview, crop_matrix=matrix_img)
+
+    @staticmethod
+    def _z_min(homogeneous: np.ndarray, A: np.ndarray, b: np.ndarray) -> float:
+        """Smallest image-space z over all vertices: PRNet shifts by the vertices' minimum, not the map's."""
+        return float((homogeneous @ np.append(A[2], 0.0).astype(np.float32)).min()) + float(b[2])
+
+    def _generate(self, image, params, stem, seed, where, homogeneous, uv_points) -> list[GeneratedSample]:
+        cfg = self.config
+        h, w = image.shape[:2]
+        A, b = self.image_pose(params["Pose_Para"], h)
+        kpt = homogeneous[self.kpt_ind, :3] @ A.T + b
+        inside = (kpt[:, 0] >= 0) & (kpt[:, 0] <= w - 1) & (kpt[:, 1] >= 0) & (kpt[:, 1] <= h - 1)
+        if int(inside.sum()) < min(cfg.min_visible_keypoints, kpt.shape[0]):
+            raise SampleError(f"{where}: face outside the image: {int(inside.sum())} of {kpt.shape[0]} projected "
+                              f"keypoints lie inside the {w}x{h} image")
+        box_size = np.ptp(kpt[:, :2], axis=0)
+        if not box_size.sum() / 2.0 >= 1.0:
+            raise SampleError(f"{where}: projected keypoints span {box_size.tolist()} pixels; the pose is degenerate")
+        z_min = self._z_min(homogeneous, A, b)
+        rng = np.random.default_rng(seed) if cfg.perturb else None
+
+        def box(points_xy):
+            return keypoint_box(points_xy, cfg.crop_scale, rng, cfg.max_shift, cfg.scale_range)
+
+        plain = crop_matrix(box(kpt[:, :2]), cfg.resolution)
+        outputs = [self._output(stem, image, plain, uv_points, A, b, z_min, plain)]
+        face = keypoint_box(kpt[:, :2])
+        for angle in cfg.angles:
+            rot = rotation_matrix((face.cx, face.cy), angle)
+            rotated_kpt = apply_affine(rot, kpt[:, :2])
+            crop_rotated = crop_matrix(box(rotated_kpt), cfg.resolution)
+            matrix_img = compose(crop_rotated, rot)
+            if cfg.refit:
+                # The fitted pose already places the face in the rotated frame: only the crop remains.
+                fitted, A_fit, b_fit = self._refit_pose(rotated_kpt, h)
+                fitted_homogeneous, fitted_uv = self._geometry(fitted)
+                outputs.append(self._output(angle_name(stem, angle), image, matrix_img, fitted_uv, A_fit, b_fit,
+                                            self._z_min(fitted_homogeneous, A_fit, b_fit), crop_rotated))
+            else:
+                outputs.append(self._output(angle_name(stem, angle), image, matrix_img, uv_points, A, b, z_min,
+                                            matrix_img))
+        return outputs
+
+    def generate(self, image, params: dict, stem: str, seed: int) -> list[GeneratedSample]:
+        """Training pairs from an image and parameters already in memory (as ``read_300wlp_sample`` returns).
+
+        Args:
+            image: (h, w, 3) uint8 RGB. params: dict with Pose_Para (7,), Shape_Para (n, 1), Exp_Para (m, 1).
+            stem: output name of the plain sample. seed: seed of the crop perturbation.
+        Returns:
+            [plain sample, then one rotated copy per ``config.angles`` entry].
+        Raises:
+            SampleError: too many parameters for the model, face outside the image, degenerate pose.
+        """
+        coef = self._padded(params, stem)
+        homogeneous, uv_points = self._vertices_batch([coef])[0]
+        return self._generate(image, params, stem, seed, stem, homogeneous, uv_points)
+
+    def process(self, image_path, mat_path, seed: int) -> list[GeneratedSample]:
+        """Training pairs of one 300W-LP sample (plain first, then ``<stem>_angle_<deg>`` copies).
+
+        Raises:
+            SampleError: see ``read_300wlp_sample`` and ``generate``.
+        """
+        image, params = read_300wlp_sample(image_path, mat_path)
+        coef = self._padded(params, str(mat_path))
+        homogeneous, uv_points = self._vertices_batch([coef])[0]
+        return self._generate(image, params, Path(image_path).stem, seed, str(mat_path), homogeneous, uv_points)
+
+    def process_many(self, jobs: Sequence[tuple]) -> list[list[GeneratedSample] | SampleError]:
+        """``process`` for several samples with one matrix-matrix product for all their vertices (several times
+        faster per sample than one matrix-vector product each on a BFM-sized model).
+
+        Args:
+            jobs: sequence of (image_path, mat_path, seed).
+        Returns:
+            per job, in order, its list of GeneratedSample or the SampleError it raised.
+        """
+        decoded: list = []
+        for image_path, mat_path, seed in jobs:
+            try:
+                image, params = read_300wlp_sample(image_path, mat_path)
+                decoded.append((image, params, Path(image_path).stem, seed, str(mat_path),
+                                self._padded(params, str(mat_path))))
+            except SampleError as exc:
+                decoded.append(exc)
+        ready = [d for d in decoded if not isinstance(d, SampleError)]
+        geometry = iter(self._vertices_batch([d[5] for d in ready]))
+        results: list = []
+        for d in decoded:
+            if isinstance(d, SampleError):
+                results.append(d)
+                continue
+            homogeneous, uv_points = next(geometry)
+            try:
+                results.append(self._generate(*d[:5], homogeneous, uv_points))
+            except SampleError as exc:
+                results.append(exc)
+        return results

@@ -1,0 +1,226 @@
+"""UV-space data for the model in use, in PRNet's ``Data/uv-data/`` file names and formats.
+
+Files (r = resolution, 256 for PRNet):
+
+``uv_kpt_ind.txt``     (2, 68) integers: row 0 x = round(u*(r-1)), row 1 y = round((r-1) - v*(r-1)) of the
+                       68 keypoint vertices; a position map is read at ``map[y, x]``.  A keypoint on the mesh
+                       border whose rounded pixel is not covered takes the nearest covered pixel; with every
+                       keypoint inside the layout this is exactly PRNet's formula.
+``face_ind.txt``       row-major indices ``y*r + x`` of the face mask's nonzero pixels, one per line.
+``triangles.txt``      (t, 3) integers: a triangulation of the UV pixel grid over the face, indices into the
+                       ``face_ind`` list (two triangles per 2x2 pixel block whose corners are all in the face,
+                       counter-clockwise for a frontal face with y up, as the BFM's triangles).
+``uv_face_mask.png``   uint8 face mask: 255 on the face (UV pixels covered by the model and above the jaw line),
+                       0 elsewhere.
+``uv_weight_mask.png`` uint8 loss weights, PRNet's 16 : 4 : 3 : 0 scaled by 16 (256 clipped to 255):
+                       255 at the 68 keypoint pixels, 64 on eyes, nose and mouth, 48 on the rest of the covered
+                       UV area, 0 outside.  By default the "rest" includes the neck (covered pixels below the jaw
+                       line), as in the mask PRNet ships; ``neck_zeroed=True`` gives the paper's variant with the
+                       neck at 0.
+``uv_face_eyes.png``   uint8 face mask with the eye regions removed (255 face without eyes, 0 elsewhere); PRNet's
+                       texture tools take the eyes as the difference of this and the face mask.
+
+The neck is where the model's region labels cannot help (they only split the face into eyes, nose, mouth and
+rest): it is the covered UV area below the polyline through the jaw keypoints 0..16, extended sideways from
+keypoints 0 and 16.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pixels, uv_to_pixels
+
+__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "UV_DATA_FILES",
+           "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
+
+UV_DATA_FILES = ("uv_kpt_ind.txt", "face_ind.txt", "triangles.txt", "uv_face_mask.png", "uv_weight_mask.png",
+                 "uv_face_eyes.png")
+WEIGHT_KEYPOINT, WEIGHT_FEATURE, WEIGHT_REST = 255, 64, 48
+_REGION_EYES, _REGION_NOSE, _REGION_MOUTH = 1, 2, 3
+_N_JAW = 17
+
+
+@dataclass(frozen=True)
+class UVData:
+    """UV-space masks and indices of a model at one resolution r (see the module docstring).
+
+    Attributes:
+        uv_kpt_ind: (2, 68) int32 x (row 0), y (row 1) UV pixels of the keypoints.
+        face_ind: (m,) int64 row-major indices of the face pixels.
+        triangles: (t, 3) int32 indices into ``face_ind``.
+        face_mask: (r, r) uint8 {0, 255}.
+        weight_mask: (r, r) uint8 {0, 48, 64, 255}.
+        face_eyes: (r, r) uint8 {0, 255}.
+    """
+
+    uv_kpt_ind: np.ndarray
+    face_ind: np.ndarray
+    triangles: np.ndarray
+    face_mask: np.ndarray
+    weight_mask: np.ndarray
+    face_eyes: np.ndarray
+
+    @property
+    def resolution(self) -> int:
+        """Side r of the UV images."""
+        return int(self.face_mask.shape[0])
+
+
+def _above_jaw(uv_kpt_xy: np.ndarray, resolution: int) -> np.ndarray:
+    """(r, r) bool: pixels on the forehead side of the jaw polyline (keypoints 0..16 extended sideways)."""
+    jaw = uv_kpt_xy[:, :_N_JAW].T.astype(np.float64)
+    far = 4.0 * resolution
+    brows_y = uv_kpt_xy[1, _N_JAW:27].mean() if uv_kpt_xy.shape[1] >= 27 else uv_kpt_xy[1].mean()
+    top = -far if brows_y < jaw[8, 1] else resolution + far
+    side = np.sign(jaw[-1, 0] - jaw[0, 0]) or 1.0
+    polygon = np.vstack([jaw, [[jaw[-1, 0] + side * far, jaw[-1, 1]], [jaw[-1, 0] + side * far, top],
+                               [jaw[0, 0] - side * far, top], [jaw[0, 0] - side * far, jaw[0, 1]]]])
+    mask = np.zeros((resolution, resolution), dtype=np.uint8)
+    shift = 4  # fillPoly takes fixed-point vertices; 4 fractional bits keep sub-pixel jaw positions
+    cv2.fillPoly(mask, [np.round(polygon * (1 << shift)).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=shift)
+    return mask.astype(bool)
+
+
+def _grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
+    """Two triangles per 2x2 pixel block inside the face, as indices into ``face_ind`` (see module doc)."""
+    r = face_mask.shape[0]
+    inside = face_mask > 0
+    lookup = np.full(r * r, -1, dtype=np.int64)
+    lookup[face_ind] = np.arange(face_ind.size)
+    lookup = lookup.reshape(r, r)
+    a, b = lookup[:-1, :-1], lookup[:-1, 1:]
+    c, d = lookup[1:, :-1], lookup[1:, 1:]
+    ia, ib, ic, id_ = inside[:-1, :-1], inside[:-1, 1:], inside[1:, :-1], inside[1:, 1:]
+    first = np.stack([a, c, b], axis=-1)[ia & ic & ib]
+    second = np.stack([b, c, d], axis=-1)[ib & ic & id_]
+    return np.concatenate([first, second]).astype(np.int32)
+
+
+def build_uv_data(model, resolution: int = 256, neck_zeroed: bool = False,
+                  rasterization: UVRasterization | None = None) -> UVData:
+    """Build PRNet's UV-space data for a morphable model.
+
+    Args:
+        model: MorphableModel (uses ``uv_coords`` (n, 2), ``region_labels`` (n,) 0 rest / 1 eyes / 2 nose /
+            3 mouth (None: all rest), ``kpt_ind`` (68,) and ``full_triangles``).
+        resolution: side r of the UV images (PRNet: 256).
+        neck_zeroed: False (default) gives PRNet's shipped weight mask with the neck weighted as "rest" (48);
+            True zeroes the neck as in the paper.
+        rasterization: a ``rasterize_uv(model.uv_coords, model.full_triangles, resolution)`` already at hand.
+    Returns:
+        UVData. A pixel's region is that of its triangle's vertex with the largest barycentric weight.
+    """
+    uv = getattr(model, "uv_coords", None)
+    if uv is None:
+        raise ValueError("model.uv_coords is None: the model has no UV coordinates (BFM_UV.mat)")
+    r = int(resolution)
+    ras = rasterization if rasterization is not None else rasterize_uv(uv, model.full_triangles, r)
+    if ras.resolution != r:
+        raise ValueError(f"rasterization has resolution {ras.resolution}, expected {r}")
+    covered = ras.covered
+    uv_kpt_ind = uv_keypoint_pixels(uv, model.kpt_ind, r, covered)
+
+    labels = getattr(model, "region_labels", None)
+    labels = np.zeros(len(uv), dtype=np.uint8) if labels is None else np.asarray(labels)
+    nearest = ras.vertex_ids[np.arange(ras.vertex_ids.shape[0]), np.argmax(ras.weights, axis=1)]
+    region = np.zeros(r * r, dtype=np.uint8)
+    region[ras.pixel_index] = labels[nearest]
+    region = region.reshape(r, r)
+
+    face = covered & _above_jaw(uv_to_pixels(uv[np.asarray(model.kpt_ind)], r)[:, :2].T, r)
+    face_mask = np.where(face, 255, 0).astype(np.uint8)
+    face_ind = np.flatnonzero(face_mask).astype(np.int64)
+
+    weight = np.zeros((r, r), dtype=np.uint8)
+    weight[covered if not neck_zeroed else face] = WEIGHT_REST
+    features = np.isin(region, (_REGION_EYES, _REGION_NOSE, _REGION_MOUTH)) & covered
+    weight[features] = WEIGHT_FEATURE
+    weight[uv_kpt_ind[1], uv_kpt_ind[0]] = WEIGHT_KEYPOINT
+
+    face_eyes = np.where(face & (region != _REGION_EYES), 255, 0).astype(np.uint8)
+    return UVData(uv_kpt_ind=uv_kpt_ind, face_ind=face_ind, triangles=_grid_triangles(face_mask, face_ind),
+                  face_mask=face_mask, weight_mask=weight, face_eyes=face_eyes)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"{path}: cannot write PNG")
+
+
+def write_uv_data(uv_data: UVData, folder) -> list[Path]:
+    """Write ``uv_data`` into ``folder`` (created if missing) under PRNet's file names.
+
+    Text files hold integers separated by spaces (``numpy.loadtxt`` reads them, as PRNet does); PNGs are
+    8-bit single-channel.
+    Returns:
+        the paths written, in ``UV_DATA_FILES`` order.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / name for name in UV_DATA_FILES]
+    np.savetxt(paths[0], uv_data.uv_kpt_ind, fmt="%d")
+    np.savetxt(paths[1], uv_data.face_ind.reshape(-1, 1), fmt="%d")
+    np.savetxt(paths[2], uv_data.triangles.reshape(-1, 3), fmt="%d")
+    _write_png(paths[3], uv_data.face_mask)
+    _write_png(paths[4], uv_data.weight_mask)
+    _write_png(paths[5], uv_data.face_eyes)
+    return paths
+
+
+def _read_png(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError(f"{path}: not a readable PNG image")
+    return image
+
+
+def _read_ints(path: Path, ndmin: int) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        values = np.loadtxt(path, ndmin=ndmin)
+    except ValueError as exc:
+        raise ValueError(f"{path}: expected whitespace-separated integers ({exc})") from exc
+    if values.size and not np.all(values == np.round(values)):
+        raise ValueError(f"{path}: expected integers")
+    return values.astype(np.int64)
+
+
+def load_uv_data(folder) -> UVData:
+    """Read the files ``write_uv_data`` (or PRNet) wrote in ``folder`` back into a UVData.
+
+    Raises:
+        FileNotFoundError: a file is missing. ValueError: a file has the wrong shape or content.
+    """
+    folder = Path(folder)
+    kpt = _read_ints(folder / "uv_kpt_ind.txt", 2)
+    if kpt.shape[0] != 2:
+        raise ValueError(f"{folder / 'uv_kpt_ind.txt'}: expected 2 rows (x, y), got shape {kpt.shape}")
+    face_ind = _read_ints(folder / "face_ind.txt", 1).reshape(-1)
+    triangles = _read_ints(folder / "triangles.txt", 2)
+    if triangles.size == 0:
+        triangles = triangles.reshape(0, 3)
+    if triangles.shape[1] != 3:
+        raise ValueError(f"{folder / 'triangles.txt'}: expected 3 columns, got shape {triangles.shape}")
+    face_mask = _read_png(folder / "uv_face_mask.png")
+    weight_mask = _read_png(folder / "uv_weight_mask.png")
+    face_eyes = _read_png(folder / "uv_face_eyes.png")
+    r = face_mask.shape[0]
+    for name, image in (("uv_face_mask.png", face_mask), ("uv_weight_mask.png", weight_mask),
+                        ("uv_face_eyes.png", face_eyes)):
+        if image.shape != (r, r):
+            raise ValueError(f"{folder / name}: expected a square {r}x{r} image, got {image.shape}")
+    if kpt.size and (kpt.min() < 0 or kpt.max() >= r):
+        raise ValueError(f"{folder / 'uv_kpt_ind.txt'}: pixel coordinates outside 0..{r - 1}")
+    if face_ind.size and (face_ind.min() < 0 or face_ind.max() >= r * r):
+        raise ValueError(f"{folder / 'face_ind.txt'}: indices outside 0..{r * r - 1}")
+    if triangles.size and (triangles.min() < 0 or triangles.max() >= face_ind.size):
+        raise ValueError(f"{folder / 'triangles.txt'}: indices outside 0..{face_ind.size - 1}")
+    return UVData(uv_kpt_ind=kpt.astype(np.int32), face_ind=face_ind, triangles=triangles.astype(np.int32),
+                  face_mask=face_mask, weight_mask=weight_mask, face_eyes=face_eyes)

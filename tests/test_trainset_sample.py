@@ -1,0 +1,357 @@
+"""One sample to training pairs (face3d.trainset.sample): keypoints, render equality, rotation, texture, errors.
+
+Uses the embedded default model; the 300W-LP fixture test skips when ../shared/fixtures is absent.
+Budget: < 15 s.
+"""
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io as sio
+
+from face3d.mesh.render import render_colors
+from face3d.mesh.transform import angle2matrix_3ddfa, matrix2angle_3ddfa
+from face3d.morphable_model import MorphableModel
+from face3d.trainset import (GenerationConfig, SampleError, TrainsetGenerator, apply_affine, posmap_keypoints,
+                             read_300wlp_sample, rotation_matrix, uv_to_pixels)
+
+FIXTURES = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+H = W = 300
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MorphableModel()
+
+
+def _params(model, seed=0, yaw=0.35):
+    """A plausible 300W-LP parameter set placing the model's face in a 300x300 image."""
+    rng = np.random.default_rng(seed)
+    return {"Pose_Para": np.array([0.1, yaw, -0.05, 150.0, 152.0, -40.0, 1.1e-3]),
+            "Shape_Para": rng.normal(0, 1, (199, 1)) * model.model["shapeEV"][:199].astype(np.float64) * 0.5,
+            "Exp_Para": rng.normal(0, 0.5, (29, 1))}
+
+
+def _image_vertices(model, params, h=H):
+    """Reference image-space vertices in float64: s * V @ R.T + t with y flipped into rows."""
+    m = model.model
+    V = (m["shapeMU"].astype(np.float64) + m["shapePC"].astype(np.float64) @ params["Shape_Para"]
+         + m["expPC"].astype(np.float64) @ params["Exp_Para"]).reshape(-1, 3)
+    pose = params["Pose_Para"]
+    out = pose[6] * V @ angle2matrix_3ddfa(pose[:3]).T + pose[3:6]
+    out[:, 1] = h - 1 - out[:, 1]
+    return out
+
+
+def _crop_positions(model, params, matrix):
+    """Reference crop-space positions: x, y by the crop's affine map, z scaled and shifted to min 0."""
+    v = _image_vertices(model, params)
+    k = np.sqrt(np.linalg.det(matrix[:, :2]))
+    return np.column_stack([apply_affine(matrix, v[:, :2]), k * (v[:, 2] - v[:, 2].min())])
+
+
+def _image(seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def _write_sample(folder, name, image, params):
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / f"{name}.png"), image[..., ::-1])
+    sio.savemat(folder / f"{name}.mat", {k: np.atleast_2d(v) if k == "Pose_Para" else v for k, v in params.items()})
+    return folder / f"{name}.png", folder / f"{name}.mat"
+
+
+def test_map_keypoints_equal_projected_keypoints_when_uv_is_on_the_grid(model):
+    """With keypoint UVs on pixel centres the map at uv_kpt_ind is the keypoints' crop position (< 0.5 px)."""
+    r = 256
+    snapped = np.array(model.uv_coords, dtype=np.float64)
+    kpt = np.asarray(model.kpt_ind)
+    snapped[kpt] = np.round(snapped[kpt] * (r - 1)) / (r - 1)
+
+    class Snapped:
+        pass
+    grid_model = Snapped()
+    grid_model.__dict__.update(model=model.model, uv_coords=snapped.astype(np.float32), kpt_ind=model.kpt_ind,
+                               full_triangles=model.full_triangles)
+    generator = TrainsetGenerator(grid_model, GenerationConfig(resolution=r, angles=()))
+    params = _params(model)
+    sample = generator.generate(_image(), params, "s", seed=5)[0]
+    expected = _crop_positions(model, params, sample.crop_matrix)[kpt]
+    got = posmap_keypoints(sample.posmap, generator.uv_kpt_ind)
+    covered = generator.rasterization.covered[generator.uv_kpt_ind[1], generator.uv_kpt_ind[0]]
+    on_grid = np.all(generator.uv_kpt_ind.T == np.round(uv_to_pixels(snapped[kpt], r)[:, :2]), axis=1) & covered
+    assert on_grid.sum() >= 50
+    err = np.linalg.norm(got[on_grid, :2] - expected[on_grid, :2], axis=1)
+    assert err.max() < 0.5, err.max()
+    np.testing.assert_allclose(got[on_grid, 2], expected[on_grid, 2], atol=0.5)
+
+
+def test_map_keypoints_near_projected_keypoints_default_layout(model):
+    """With the default model's own UVs the only difference is the rounding of keypoint UVs to pixels."""
+    generator = TrainsetGenerator(model, GenerationConfig(angles=()))
+    params = _params(model, seed=1)
+    sample = generator.generate(_image(), params, "s", seed=1)[0]
+    expected = _crop_positions(model, params, sample.crop_matrix)[model.kpt_ind]
+    err = np.linalg.norm(posmap_keypoints(sample.posmap, generator.uv_kpt_ind)[:, :2] - expected[:, :2], axis=1)
+    assert np.median(err) < 0.75 and err.max() < 2.5, (np.median(err), err.max())
+
+
+def test_posmap_equals_render_colors_in_uv_space(model):
+    r = 64
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=r, angles=(30,)))
+    params = _params(model, seed=2)
+    for sample in generator.generate(_image(), params, "s", seed=3):
+        # for the rotated copy crop_matrix includes the rotation about the face centre
+        positions = _crop_positions(model, params, sample.crop_matrix)
+        expected = render_colors(uv_to_pixels(model.uv_coords, r), model.full_triangles,
+                                 positions.astype(np.float32), r, r, c=3)
+        np.testing.assert_allclose(sample.posmap, expected, rtol=0, atol=2e-3, err_msg=sample.name)
+        assert sample.posmap.dtype == np.float32 and sample.posmap.shape == (r, r, 3)
+        assert sample.image.dtype == np.uint8 and sample.image.shape == (r, r, 3)
+    # z is shifted so that the minimum over the model's vertices is 0: the map's minimum is just above 0
+    covered = generator.rasterization.covered
+    assert 0 <= sample.posmap[covered][:, 2].min() < 1.0
+
+
+def test_crop_is_prnet_box_without_perturbation(model):
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=128, angles=(), perturb=False))
+    params = _params(model, seed=4)
+    sample = generator.generate(_image(), params, "s", seed=0)[0]
+    kpt = _image_vertices(model, params)[model.kpt_ind, :2]
+    lo, hi = kpt.min(0), kpt.max(0)
+    size = 1.5 * ((hi - lo).sum() / 2)
+    k = 127 / size
+    corner = (lo + hi) / 2 - size / 2
+    np.testing.assert_allclose(sample.crop_matrix, [[k, 0, -k * corner[0]], [0, k, -k * corner[1]]], atol=1e-9)
+    # the crop is the image warped by that matrix
+    expected = cv2.warpAffine(_image(), sample.crop_matrix, (128, 128), flags=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(sample.image, expected)
+
+
+def test_seeded_perturbation_is_deterministic_and_bounded(model):
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=32, angles=()))
+    plain = TrainsetGenerator(model, GenerationConfig(resolution=32, angles=(), perturb=False))
+    params = _params(model, seed=5)
+    a = generator.generate(_image(), params, "s", seed=7)[0]
+    b = generator.generate(_image(), params, "s", seed=7)[0]
+    c = generator.generate(_image(), params, "s", seed=8)[0]
+    ref = plain.generate(_image(), params, "s", seed=7)[0]
+    np.testing.assert_array_equal(a.posmap, b.posmap)
+    assert not np.allclose(a.crop_matrix, c.crop_matrix)
+    scale = a.crop_matrix[0, 0] / ref.crop_matrix[0, 0]
+    assert 1 / 1.1 - 1e-9 <= scale <= 1 / 0.9 + 1e-9
+
+
+def test_rotated_map_is_the_rotation_of_the_plain_map(model):
+    angles = (30, -45)
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=64, angles=angles, perturb=False))
+    samples = generator.generate(_image(), _params(model, seed=6), "face", seed=0)
+    assert [s.name for s in samples] == ["face", "face_angle_30", "face_angle_-45"]
+    plain = samples[0]
+    covered = generator.rasterization.covered
+    inverse_plain = np.linalg.inv(np.vstack([plain.crop_matrix, [0, 0, 1]]))
+    for angle, rotated in zip(angles, samples[1:]):
+        # crop_rot o Rot o crop_plain^-1: a similarity with rotation angle theta (counter-clockwise on screen)
+        between = (np.vstack([rotated.crop_matrix, [0, 0, 1]]) @ inverse_plain)[:2]
+        k = np.sqrt(np.linalg.det(between[:, :2]))
+        t = np.deg2rad(angle)
+        np.testing.assert_allclose(between[:, :2] / k, [[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]], atol=1e-9)
+        np.testing.assert_allclose(rotated.posmap[covered][:, :2],
+                                   apply_affine(between, plain.posmap[covered][:, :2]), atol=2e-3)
+        np.testing.assert_allclose(rotated.posmap[covered][:, 2], k * plain.posmap[covered][:, 2], atol=2e-3)
+        assert np.all(rotated.posmap[~covered] == 0)
+
+
+def test_rotation_composed_into_the_pose_gives_the_same_sample(model):
+    """Rotating the image and composing the rotation into Pose_Para (exact, no refit) reproduces the copy."""
+    angle = 30
+    config = GenerationConfig(resolution=64, angles=(angle,), perturb=False)
+    generator = TrainsetGenerator(model, config)
+    params = _params(model, seed=7)
+    image = _image(7)
+    rotated = generator.generate(image, params, "s", seed=0)[1]
+
+    kpt = _image_vertices(model, params)[model.kpt_ind, :2]
+    centre = (kpt.min(0) + kpt.max(0)) / 2
+    rot = rotation_matrix(centre, angle)
+    # the same rotation in the y-up projection frame, about the centre (cx, h - 1 - cy, 0)
+    t = np.deg2rad(angle)
+    q = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+    c3 = np.array([centre[0], H - 1 - centre[1], 0.0])
+    pose = params["Pose_Para"]
+    new_r = q @ angle2matrix_3ddfa(pose[:3])
+    new_t = q @ (pose[3:6] - c3) + c3
+    new_params = dict(params, Pose_Para=np.concatenate([matrix2angle_3ddfa(new_r), new_t, [pose[6]]]))
+    np.testing.assert_allclose(angle2matrix_3ddfa(new_params["Pose_Para"][:3]), new_r, atol=1e-12)
+    rotated_image = cv2.warpAffine(image, rot, (W, H), flags=cv2.INTER_LINEAR)
+    direct = replace(config, angles=())
+    again = TrainsetGenerator(model, direct).generate(rotated_image, new_params, "s", seed=0)[0]
+    np.testing.assert_allclose(again.crop_matrix, np.vstack([rotated.crop_matrix, [0, 0, 1]])[:2] @
+                               np.linalg.inv(np.vstack([rot, [0, 0, 1]])), atol=1e-6)
+    np.testing.assert_allclose(again.posmap, rotated.posmap, atol=2e-3)
+    # the crops agree away from the corners the intermediate rotated picture lost (two interpolations)
+    centre_crop = (slice(16, 48), slice(16, 48))
+    assert np.abs(again.image[centre_crop].astype(int) - rotated.image[centre_crop]).mean() < 40
+
+
+def test_refit_mode_approximates_the_exact_rotation(model):
+    if not hasattr(model, "fit"):
+        pytest.skip("model.fit is not available")
+    params = _params(model, seed=8, yaw=0.2)
+    exact = TrainsetGenerator(model, GenerationConfig(resolution=64, angles=(30,), perturb=False))
+    refit = TrainsetGenerator(model, GenerationConfig(resolution=64, angles=(30,), perturb=False, refit=True))
+    a = exact.generate(_image(), params, "s", seed=0)[1]
+    b = refit.generate(_image(), params, "s", seed=0)[1]
+    np.testing.assert_array_equal(a.image, b.image)
+    ka = posmap_keypoints(a.posmap, exact.uv_kpt_ind)[:, :2]
+    kb = posmap_keypoints(b.posmap, refit.uv_kpt_ind)[:, :2]
+    err = np.linalg.norm(ka - kb, axis=1)
+    assert np.median(err) < 2.0, np.median(err)
+
+
+def test_remapping_the_crop_by_the_map_recovers_the_texture(model, tmp_path):
+    """Render the model with a known UV texture, generate, and read the texture back with cv2.remap."""
+    params = _params(model, seed=9, yaw=0.0)
+    params["Pose_Para"][:3] = [0.05, 0.0, 0.03]
+    uv = model.uv_coords.astype(np.float64)
+    colors = np.column_stack([40 + 180 * uv[:, 0], 40 + 180 * uv[:, 1],
+                              128 + 90 * np.sin(9 * uv[:, 0]) * np.cos(7 * uv[:, 1])]).astype(np.float32)
+    vertices = _image_vertices(model, params).astype(np.float32)
+    image = np.clip(render_colors(vertices, model.full_triangles, colors, H, W, c=3), 0, 255).astype(np.uint8)
+    image_path, mat_path = _write_sample(tmp_path, "rendered", image, params)
+
+    r = 128
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=r, angles=()))
+    sample = generator.process(image_path, mat_path, seed=0)[0]
+    texture = cv2.remap(sample.image, sample.posmap[..., 0], sample.posmap[..., 1], cv2.INTER_LINEAR)
+    expected = generator.rasterization.render(colors)
+    # the inner face (hull of the chin, brow, eye, nose and mouth keypoints in UV): visible in a frontal view
+    # and inside the crop; the sides are seen edge-on and the upper forehead lies outside the 1.5x box
+    hull = cv2.convexHull(generator.uv_kpt_ind.T[np.r_[4:13, 17:68]].astype(np.int32))
+    inner = np.zeros((r, r), np.uint8)
+    cv2.fillConvexPoly(inner, hull, 1)
+    inner = (inner > 0) & generator.rasterization.covered
+    assert inner.sum() > 0.3 * generator.rasterization.covered.sum()
+    diff = np.abs(texture[inner].astype(np.float64) - expected[inner])
+    assert np.median(diff) < 2 and np.percentile(diff, 95) < 12, (np.median(diff), np.percentile(diff, 95))
+    for ch in range(3):
+        assert np.corrcoef(texture[inner][:, ch], expected[inner][:, ch])[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing image", "image file not found"),
+    ("corrupt image", "cannot decode the image"),
+    ("no pose", "missing key(s) Pose_Para"),
+    ("nan", "Shape_Para contains NaN"),
+    ("outside", "face outside the image"),
+    ("missing mat", "parameter file (.mat) not found"),
+])
+def test_bad_inputs_raise_sample_error_naming_file_and_problem(model, tmp_path, problem, message):
+    params = _params(model, seed=10)
+    image_path, mat_path = _write_sample(tmp_path, "bad", _image(), params)
+    if problem == "missing image":
+        image_path.unlink()
+    elif problem == "corrupt image":
+        image_path.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png" * 4)
+    elif problem == "no pose":
+        sio.savemat(mat_path, {k: v for k, v in params.items() if k != "Pose_Para"})
+    elif problem == "nan":
+        params["Shape_Para"][3] = np.nan
+        sio.savemat(mat_path, params)
+    elif problem == "outside":
+        params["Pose_Para"][3] = 5000.0
+        sio.savemat(mat_path, params)
+    elif problem == "missing mat":
+        mat_path.unlink()
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=16, angles=()))
+    with pytest.raises(SampleError) as info:
+        generator.process(image_path, mat_path, seed=0)
+    text = str(info.value)
+    assert message in text
+    assert "bad." in text
+    assert isinstance(info.value, ValueError)
+    # the batch entry point reports the same error in place and still processes the good sample
+    good = _write_sample(tmp_path / "good", "good", _image(), _params(model, seed=10))
+    results = generator.process_many([(image_path, mat_path, 0), (*good, 0)])
+    assert isinstance(results[0], SampleError) and message in str(results[0])
+    assert results[1][0].name == "good"
+
+
+def test_process_many_is_bit_identical_to_process_whatever_the_batch(model, tmp_path):
+    """Outputs never depend on batching (resumed or sharded runs must reproduce bytes)."""
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=32, angles=(15,)), cache_size=0)
+    jobs = [(*_write_sample(tmp_path, f"s{i}", _image(i), _params(model, seed=i)), i) for i in range(4)]
+    singles = [generator.process(*job) for job in jobs]
+    for batch in (jobs, jobs[2:] + jobs[:1] + jobs[:1], jobs[1:2]):
+        for job, outputs in zip(batch, generator.process_many(batch)):
+            single = singles[jobs.index(job)]
+            assert [o.name for o in outputs] == [o.name for o in single]
+            for a, b in zip(outputs, single):
+                np.testing.assert_array_equal(a.image, b.image)
+                np.testing.assert_array_equal(a.posmap, b.posmap)
+    # the cache returns the same bytes as a fresh computation
+    cached = TrainsetGenerator(model, GenerationConfig(resolution=32, angles=(15,)))
+    for _ in range(2):
+        np.testing.assert_array_equal(cached.process(*jobs[0])[1].posmap, singles[0][1].posmap)
+
+
+def test_read_300wlp_sample_returns_rgb_and_parameters(model, tmp_path):
+    image = _image(11)
+    params = _params(model, seed=11)
+    params["pt2d"] = np.arange(136, dtype=np.float64).reshape(2, 68)
+    image_path, mat_path = _write_sample(tmp_path, "s", image, params)
+    got_image, got = read_300wlp_sample(image_path, mat_path)
+    np.testing.assert_array_equal(got_image, image)
+    assert got["Pose_Para"].shape == (7,) and got["Shape_Para"].shape == (199, 1)
+    assert got["Exp_Para"].shape == (29, 1) and got["pt2d"].shape == (2, 68)
+    np.testing.assert_allclose(got["Pose_Para"], params["Pose_Para"])
+
+
+def test_300wlp_fixture_with_default_model_and_preview(model):
+    folder = FIXTURES / "300W_LP"
+    if not (folder / "IBUG_image_008_1_0.jpg").is_file():
+        pytest.skip(f"fixtures not found in {FIXTURES}")
+    stem = folder / "IBUG_image_008_1_0"
+    generator = TrainsetGenerator(model, GenerationConfig(preview=True, angles=(30,)))
+    samples = generator.process(f"{stem}.jpg", f"{stem}.mat", seed=0)
+    assert [s.name for s in samples] == ["IBUG_image_008_1_0", "IBUG_image_008_1_0_angle_30"]
+    _, params = read_300wlp_sample(f"{stem}.jpg", f"{stem}.mat")
+    for sample in samples:
+        assert sample.preview.shape == (256, 512, 3) and sample.preview.dtype == np.uint8
+        keypoints = posmap_keypoints(sample.posmap, generator.uv_kpt_ind)[:, :2]
+        assert np.all((keypoints >= 0) & (keypoints <= 255))
+        # the 300W-LP landmarks of the inner face (brows, nose, eyes: 17..47) in the crop
+        pt2d = apply_affine(sample.crop_matrix, params["pt2d"].T)
+        err = np.linalg.norm(keypoints[17:48] - pt2d[17:48], axis=1)
+        assert np.median(err) < 10, np.median(err)
+        # the preview draws each keypoint as a green dot on the crop, left half
+        xy = np.round(keypoints).astype(int)
+        dots = sample.preview[xy[:, 1], xy[:, 0]]
+        assert np.all(dots == (0, 255, 0))
+        # elsewhere the left half is the crop itself
+        assert np.mean(np.any(sample.preview[:, :256] != sample.image, axis=2)) < 0.2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"resolution": 4}, "resolution"),
+    ({"scale_range": (1.1, 0.9)}, "scale_range"),
+    ({"posmap_dtype": "float64"}, "posmap_dtype"),
+    ({"angles": (15, 15.0)}, "angles must be distinct"),
+    ({"max_shift": 1.5}, "max_shift"),
+])
+def test_generation_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GenerationConfig(**kwargs)
+
+
+def test_too_many_parameters_for_the_model(model):
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=16, angles=()))
+    params = _params(model)
+    params["Exp_Para"] = np.ones((40, 1))
+    with pytest.raises(SampleError, match="Exp_Para has 40 entries, nonzero beyond the model's 29"):
+        generator.generate(_image(), params, "s", seed=0)
+    params["Exp_Para"][29:] = 0  # zero tails are harmless
+    assert generator.generate(_image(), params, "s", seed=0)[0].name == "s"

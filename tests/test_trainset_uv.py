@@ -1,0 +1,173 @@
+"""UV-space data (face3d.trainset.uv_data, posmap rasterization): formulas, file formats, render equality.
+
+Uses the embedded default model. Budget: < 8 s.
+"""
+import numpy as np
+import pytest
+
+from face3d.mesh.render import render_colors
+from face3d.morphable_model import MorphableModel
+from face3d.trainset import (build_uv_data, load_uv_data, rasterize_uv, uv_keypoint_pixels, uv_to_pixels,
+                             write_uv_data)
+from face3d.trainset.uv_data import UV_DATA_FILES
+
+R = 256
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MorphableModel()
+
+
+@pytest.fixture(scope="module")
+def uv_data(model):
+    return build_uv_data(model, R)
+
+
+def test_uv_to_pixels_prnet_formula():
+    uv = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.25]], dtype=np.float32)
+    np.testing.assert_allclose(uv_to_pixels(uv, 256), [[0, 255, 0], [255, 0, 0], [127.5, 191.25, 0]])
+
+
+def test_uv_kpt_ind_is_rounded_uv_of_keypoints(model, uv_data):
+    kpt = uv_data.uv_kpt_ind
+    assert kpt.shape == (2, 68) and kpt.dtype == np.int32
+    u, v = model.uv_coords[model.kpt_ind].astype(np.float64).T
+    x, y = np.floor(u * 255 + 0.5), np.floor(255 - v * 255 + 0.5)
+    covered = rasterize_uv(model.uv_coords, model.full_triangles, R).covered
+    inside = covered[y.astype(int), x.astype(int)]
+    assert inside.sum() >= 34
+    # Keypoints inside the layout follow PRNet's formula exactly; border ones move to a covered pixel nearby.
+    np.testing.assert_array_equal(kpt[0, inside], x[inside])
+    np.testing.assert_array_equal(kpt[1, inside], y[inside])
+    assert np.all(covered[kpt[1], kpt[0]])
+    assert np.all(np.hypot(kpt[0] - u * 255, kpt[1] - (255 - v * 255)) < 3)
+
+
+def test_uv_keypoint_pixels_rounds_half_away_from_zero():
+    uv = np.array([[0.5, 0.5], [2.5 / 255, 1 - 3.5 / 255]])
+    np.testing.assert_array_equal(uv_keypoint_pixels(uv, [0, 1], 256), [[128, 3], [128, 4]])
+
+
+def test_masks_and_weights(model, uv_data):
+    covered = rasterize_uv(model.uv_coords, model.full_triangles, R).covered
+    face = uv_data.face_mask > 0
+    assert set(np.unique(uv_data.face_mask)) == {0, 255}
+    assert set(np.unique(uv_data.weight_mask)) == {0, 48, 64, 255}
+    assert not np.any(face & ~covered)
+    # 0 exactly outside the covered UV area; 255 exactly at the keypoint pixels.
+    np.testing.assert_array_equal(uv_data.weight_mask > 0, covered)
+    k = uv_data.uv_kpt_ind
+    hot = np.zeros((R, R), bool)
+    hot[k[1], k[0]] = True
+    np.testing.assert_array_equal(uv_data.weight_mask == 255, hot)
+    # eyes, nose and mouth regions carry 64: the nose tip (keypoint 30) and a lip corner (48) sit in them.
+    labels = model.region_labels
+    for i in (30, 48, 36):
+        assert labels[model.kpt_ind[i]] > 0
+    feature = uv_data.weight_mask == 64
+    assert 0.02 < feature.sum() / covered.sum() < 0.5
+    # face without eyes: a subset of the face, missing exactly some 64-weighted pixels.
+    eyes_removed = face & (uv_data.face_eyes == 0)
+    assert 0 < eyes_removed.sum() and np.all(uv_data.weight_mask[eyes_removed] >= 64)
+    assert not np.any((uv_data.face_eyes > 0) & ~face)
+
+
+def test_neck_zeroed_variant_differs_only_below_the_jaw(model, uv_data):
+    zeroed = build_uv_data(model, R, neck_zeroed=True)
+    changed = zeroed.weight_mask != uv_data.weight_mask
+    face = uv_data.face_mask > 0
+    assert not np.any(changed & face)
+    assert np.all(zeroed.weight_mask[changed] == 0)
+    assert np.all(zeroed.weight_mask[~face] == 0)
+    # the neck lies below the polyline through the jaw keypoints 0..16 (extended sideways at their ends)
+    jaw = uv_to_pixels(model.uv_coords[model.kpt_ind[:17]], R)
+    order = np.argsort(jaw[:, 0])
+    y, x = np.nonzero(changed)
+    assert np.all(y >= np.interp(x, jaw[order, 0], jaw[order, 1]) - 1)
+    # and the model's neck-free border gives only a thin sliver outside the jaw line
+    assert changed.sum() < 0.01 * (uv_data.weight_mask > 0).sum()
+
+
+def test_neck_of_a_model_with_a_neck():
+    """A flat grid model whose jaw keypoints run across the middle of its UV square: below them is neck."""
+    g = 41
+    v, u = np.mgrid[0:g, 0:g] / (g - 1.0)
+    idx = np.arange(g * g).reshape(g, g)
+    tri = np.concatenate([np.stack([idx[:-1, :-1], idx[1:, :-1], idx[:-1, 1:]], -1).reshape(-1, 3),
+                          np.stack([idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]], -1).reshape(-1, 3)])
+    # jaw 0..16 on a straight line at grid row 28 (v = 0.3 from the bottom), the rest above it
+    kpt = np.concatenate([idx[28, 4:37:2], idx[8:14, 5:35:3].ravel()[:51]])
+    model = MorphableModel.from_arrays({
+        "shapeMU": np.zeros((3 * g * g, 1), np.float32), "shapePC": np.zeros((3 * g * g, 1), np.float32),
+        "shapeEV": np.ones(1, np.float32), "expPC": np.zeros((3 * g * g, 1), np.float32),
+        "expEV": np.ones(1, np.float32), "texMU": np.zeros((3 * g * g, 1), np.float32),
+        "texPC": np.zeros((3 * g * g, 1), np.float32), "texEV": np.ones(1, np.float32),
+        "tri": tri.astype(np.int32), "kpt_ind": kpt.astype(np.int32)},
+        uv_coords=np.column_stack([u.ravel(), 1 - v.ravel()]))
+    r = 41
+    default = build_uv_data(model, r)
+    zeroed = build_uv_data(model, r, neck_zeroed=True)
+    covered = rasterize_uv(model.uv_coords, model.full_triangles, r).covered
+    assert covered.sum() >= (r - 1) ** 2  # the top-left rule leaves out the last column / row at most
+    neck = (np.arange(r)[:, None] > 28) & covered
+    face = (np.arange(r)[:, None] <= 28) & covered
+    np.testing.assert_array_equal(default.face_mask > 0, face)
+    assert np.all(default.weight_mask[neck] == 48)
+    assert np.all(zeroed.weight_mask[neck] == 0)
+    np.testing.assert_array_equal(zeroed.weight_mask[~neck], default.weight_mask[~neck])
+    np.testing.assert_array_equal(default.face_ind, np.flatnonzero(face))
+
+
+def test_face_ind_and_triangles(uv_data):
+    np.testing.assert_array_equal(uv_data.face_ind, np.flatnonzero(uv_data.face_mask.reshape(-1)))
+    tri = uv_data.triangles
+    assert tri.ndim == 2 and tri.shape[1] == 3 and tri.min() >= 0 and tri.max() < uv_data.face_ind.size
+    y, x = np.divmod(uv_data.face_ind[tri], R)
+    # every triangle is half of a 2x2 pixel block
+    assert np.all(np.ptp(x, axis=1) == 1) and np.all(np.ptp(y, axis=1) == 1)
+    # counter-clockwise with y up (BFM winding): cross product of the edges in (x, -y) is positive
+    cross = (x[:, 1] - x[:, 0]) * (-(y[:, 2] - y[:, 0])) - (-(y[:, 1] - y[:, 0])) * (x[:, 2] - x[:, 0])
+    assert np.all(cross > 0)
+    # close to two triangles per face pixel
+    assert 1.8 < tri.shape[0] / uv_data.face_ind.size < 2.0
+
+
+def test_write_and_load_round_trip_with_prnet_text_layout(uv_data, tmp_path):
+    paths = write_uv_data(uv_data, tmp_path / "uv-data")
+    assert [p.name for p in paths] == list(UV_DATA_FILES)
+    lines = (tmp_path / "uv-data" / "uv_kpt_ind.txt").read_text().splitlines()
+    assert len(lines) == 2 and all(len(line.split()) == 68 for line in lines)
+    assert [int(t) for t in lines[0].split()] == uv_data.uv_kpt_ind[0].tolist()
+    face_lines = (tmp_path / "uv-data" / "face_ind.txt").read_text().split()
+    assert [int(t) for t in face_lines[:5]] == uv_data.face_ind[:5].tolist()
+    back = load_uv_data(tmp_path / "uv-data")
+    for name in ("uv_kpt_ind", "face_ind", "triangles", "face_mask", "weight_mask", "face_eyes"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(uv_data, name), err_msg=name)
+    assert back.resolution == R
+
+
+def test_load_reports_missing_file(uv_data, tmp_path):
+    write_uv_data(uv_data, tmp_path)
+    (tmp_path / "face_ind.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="face_ind.txt"):
+        load_uv_data(tmp_path)
+
+
+def test_rasterization_equals_render_colors(model):
+    r = 96
+    ras = rasterize_uv(model.uv_coords, model.full_triangles, r)
+    rng = np.random.default_rng(3)
+    attributes = rng.normal(0, 100, (model.nver, 3)).astype(np.float32)
+    expected = render_colors(uv_to_pixels(model.uv_coords, r), model.full_triangles, attributes, r, r, c=3)
+    np.testing.assert_allclose(ras.render(attributes), expected, rtol=0, atol=1e-3)
+    np.testing.assert_array_equal(ras.covered, np.any(expected != 0, axis=2) | ras.covered)
+    assert ras.weights.shape == (ras.pixel_index.size, 3)
+    np.testing.assert_allclose(ras.weights.sum(axis=1), 1, atol=1e-5)
+
+
+def test_build_requires_uv_coords(model):
+    class NoUV:
+        uv_coords = None
+    with pytest.raises(ValueError, match="uv_coords"):
+        build_uv_data(NoUV())
