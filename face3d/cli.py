@@ -1,4 +1,4 @@
-"""The ``face3d`` command line: ``generate``, ``pack``, ``preview``, ``synthesize`` (each with ``--help``).
+"""The ``face3d`` command line: ``generate``, ``pack``, ``preview``, ``synthesize``, ``uv-data`` (each with ``--help``).
 
 Also runnable as ``python -m face3d``. ``examples/9_generate_prnet_trainset.py`` takes exactly the words of
 ``face3d generate``: both build their parser with ``add_generate_arguments`` and run ``run_generate``.
@@ -226,8 +226,19 @@ def _run_synthesize(args):
     return 0
 
 
+def _run_uv_data(args):
+    _setup_logging(args.verbose)
+    from face3d.morphable_model import MorphableModel
+    from face3d.trainset.uv_data import build_uv_data, write_uv_data
+
+    uv_data = build_uv_data(MorphableModel(args.bfm), resolution=args.resolution, neck_zeroed=args.neck_zeroed)
+    write_uv_data(uv_data, args.output)
+    print(f"wrote PRNet's UV files ({args.resolution}x{args.resolution}) to {args.output}")
+    return 0
+
+
 def build_parser():
-    """The ``face3d`` parser with its four subcommands."""
+    """The ``face3d`` parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="face3d", description="3D-face ground truth and PRNet training sets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -275,6 +286,20 @@ def build_parser():
     syn.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")
     syn.add_argument("--verbose", action="store_true", help="debug logging")
     syn.set_defaults(func=_run_synthesize)
+
+    uvd = sub.add_parser("uv-data", help="write PRNet's UV files (uv_kpt_ind.txt, face_ind.txt, masks) for a model",
+                         description="Write uv_kpt_ind.txt, face_ind.txt, triangles.txt, uv_face_mask.png, "
+                                     "uv_weight_mask.png and uv_face_eyes.png for the model in use, as PRNet's "
+                                     "Data/uv-data ships them.")
+    uvd.add_argument("--output", metavar="DIR", default=os.path.join("Data", "uv-data"),
+                     help="output folder (default: %(default)s)")
+    uvd.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")
+    uvd.add_argument("--resolution", metavar="R", type=_positive_int, default=256,
+                     help="UV map side in pixels (default: %(default)s)")
+    uvd.add_argument("--neck-zeroed", action="store_true",
+                     help="the paper's weight mask with the neck at 0 (default: PRNet's shipped mask)")
+    uvd.add_argument("--verbose", action="store_true", help="debug logging")
+    uvd.set_defaults(func=_run_uv_data)
     return parser
 
 

@@ -26,6 +26,7 @@ def _run(*args):
     ("pack", ("label", "output", "--base-dir", "--compression", "--float32")),
     ("preview", ("npy", "--image", "--uv-data", "--output")),
     ("synthesize", ("--output", "--count", "--seed", "--size", "--bfm")),
+    ("uv-data", ("--output", "--bfm", "--resolution", "--neck-zeroed")),
 ])
 def test_subcommand_help(command, words, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -168,3 +169,16 @@ def test_format_duration():
     assert format_duration(59.6) == "1:00" and format_duration(3725) == "1:02:05"
     with pytest.raises(ValueError, match="total must be >= 0"):
         Progress(-1)
+
+
+def test_uv_data_command_writes_prnet_files(tmp_path):
+    from face3d.morphable_model import MorphableModel
+    from face3d.trainset.uv_data import build_uv_data, load_uv_data
+
+    assert main(["uv-data", "--output", str(tmp_path), "--resolution", "64"]) == 0
+    written = load_uv_data(tmp_path)
+    expected = build_uv_data(MorphableModel(), resolution=64)
+    np.testing.assert_array_equal(written.uv_kpt_ind, expected.uv_kpt_ind)
+    np.testing.assert_array_equal(written.face_ind, expected.face_ind)
+    assert written.uv_kpt_ind.shape == (2, 68) and written.uv_kpt_ind.max() <= 63
+    assert set(np.unique(written.weight_mask).tolist()) == {0, 48, 64, 255}
