@@ -1,0 +1,198 @@
+"""MorphableModel: loading (default, real-layout files, arrays), generation, transforms, validation.
+
+Budget: ~3 s (the default model is built/loaded once per module).
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io as sio
+
+from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, similarity_transform
+from face3d.morphable_model import MorphabelModel, MorphableModel, flip_y, load
+
+
+def small_model(rng, nver=30, n_sp=4, n_ep=3, n_tp=2):
+    return {
+        "shapeMU": rng.normal(0, 5e4, (3 * nver, 1)).astype(np.float32),
+        "shapePC": rng.normal(0, 1, (3 * nver, n_sp)).astype(np.float32),
+        "shapeEV": np.arange(n_sp, 0, -1, dtype=np.float32)[:, None] * 1e4,
+        "expMU": np.zeros((3 * nver, 1), np.float32),
+        "expPC": rng.normal(0, 1e3, (3 * nver, n_ep)).astype(np.float32),
+        "expEV": np.ones((n_ep, 1), np.float32),
+        "texMU": rng.uniform(0, 255, (3 * nver, 1)).astype(np.float32),
+        "texPC": rng.normal(0, 1, (3 * nver, n_tp)).astype(np.float32),
+        "texEV": np.ones((n_tp, 1), np.float32),
+        "tri": rng.integers(0, nver, (10, 3)).astype(np.int32),
+        "tri_mouth": rng.integers(0, nver, (2, 3)).astype(np.int32),
+        "kpt_ind": rng.choice(nver, 68, replace=True).astype(np.int32),
+    }
+
+
+@pytest.fixture(scope="module")
+def bfm():
+    return MorphableModel()
+
+
+def test_alias_is_the_same_class():
+    assert MorphabelModel is MorphableModel
+
+
+def test_generation_follows_the_bfm_formula():
+    rng = np.random.default_rng(0)
+    m = small_model(rng)
+    mm = MorphableModel.from_arrays(m)
+    assert (mm.nver, mm.ntri, mm.n_shape_para, mm.n_exp_para, mm.n_tex_para) == (30, 10, 4, 3, 2)
+    np.testing.assert_array_equal(mm.full_triangles, np.vstack((m["tri"], m["tri_mouth"])))
+    sp, ep, tp = rng.normal(0, 1e4, 4), rng.normal(0, 1, (3, 1)), rng.normal(0, 1, 2)
+    v = mm.generate_vertices(sp, ep)
+    assert v.shape == (30, 3) and v.dtype == np.float32
+    expected = (m["shapeMU"][:, 0] + m["shapePC"] @ sp + m["expPC"] @ ep[:, 0]).reshape(-1, 3)
+    np.testing.assert_allclose(v, expected, rtol=1e-5, atol=1e-2)
+    # Interleaved layout: vertex 1 is rows 3..5.
+    np.testing.assert_allclose(mm.generate_vertices(np.zeros(4), np.zeros(3))[1],
+                               m["shapeMU"][3:6, 0])
+    c = mm.generate_colors(tp)
+    np.testing.assert_allclose(c, (m["texMU"][:, 0] + m["texPC"] @ tp).reshape(-1, 3), rtol=1e-5)
+
+
+def test_parameter_draws():
+    mm = MorphableModel.from_arrays(small_model(np.random.default_rng(1)))
+    assert np.all(mm.get_shape_para("zero") == 0) and mm.get_shape_para("zero").shape == (4, 1)
+    sp = mm.get_shape_para("random", rng=5)
+    np.testing.assert_array_equal(sp, mm.get_shape_para("random", rng=5))
+    assert sp.dtype == np.float32 and np.all((sp >= 0) & (sp < 1e4))        # face3d's draw
+    ep = mm.get_exp_para("random", rng=6)
+    assert ep.shape == (3, 1) and np.all(np.abs(ep) <= 1.5)
+    assert mm.get_tex_para("random", rng=7).shape == (2, 1)
+    with pytest.raises(ValueError, match="type"):
+        mm.get_exp_para("gaussian")
+
+
+def test_parameter_validation():
+    mm = MorphableModel.from_arrays(small_model(np.random.default_rng(2)))
+    with pytest.raises(ValueError, match="shape_para"):
+        mm.generate_vertices(np.zeros(5), np.zeros(3))
+    with pytest.raises(ValueError, match="exp_para"):
+        mm.generate_vertices(np.zeros(4), np.array([0.0, np.nan, 0.0]))
+    with pytest.raises(ValueError, match="tex_para"):
+        mm.generate_colors(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="angles"):
+        mm.transform(np.zeros((3, 3)), 1.0, [0, 0], [0, 0, 0])
+    with pytest.raises(ValueError, match="vertices"):
+        mm.transform(np.zeros((3, 2)), 1.0, [0, 0, 0], [0, 0, 0])
+    with pytest.raises(ValueError, match="s must"):
+        mm.transform_3ddfa(np.zeros((3, 3)), np.nan, [0, 0, 0], [0, 0, 0])
+
+
+def test_from_arrays_validation():
+    m = small_model(np.random.default_rng(3))
+    bad = dict(m)
+    del bad["expPC"]
+    with pytest.raises(ValueError, match="expPC"):
+        MorphableModel.from_arrays(bad)
+    bad = dict(m, shapePC=m["shapePC"][:-3])
+    with pytest.raises(ValueError, match="shapePC"):
+        MorphableModel.from_arrays(bad)
+    bad = dict(m, texMU=np.full_like(m["texMU"], np.nan))
+    with pytest.raises(ValueError, match="texMU"):
+        MorphableModel.from_arrays(bad)
+    bad = dict(m, kpt_ind=np.array([0, 30]))
+    with pytest.raises(ValueError, match="kpt_ind"):
+        MorphableModel.from_arrays(bad)
+    with pytest.raises(ValueError, match="uv_coords"):
+        MorphableModel.from_arrays(m, uv_coords=np.zeros((29, 2)))
+
+
+def test_transforms_known_geometry():
+    mm = MorphableModel.from_arrays(small_model(np.random.default_rng(4)))
+    nose = np.array([[0.0, 0.0, 1.0]])
+    # face3d: yaw +90 degrees turns the nose (+z) to +x.
+    np.testing.assert_allclose(mm.transform(nose, 2.0, [0, 90, 0], [1, 2, 3]), [[3, 2, 3]],
+                               atol=1e-12)
+    v = np.random.default_rng(5).normal(0, 1, (7, 3))
+    ang = [10.0, -35.0, 20.0]
+    np.testing.assert_allclose(mm.transform(v, 0.5, ang, [1, 2, 3]),
+                               similarity_transform(v, 0.5, angle2matrix(ang), [1, 2, 3]))
+    rad = np.deg2rad(ang)
+    np.testing.assert_allclose(mm.transform_3ddfa(v, 0.5, rad, [1, 2, 3]),
+                               0.5 * v @ angle2matrix_3ddfa(rad).T + [1, 2, 3], atol=1e-12)
+
+
+def test_pose_para_conversion_round_trip():
+    mm = MorphableModel.from_arrays(small_model(np.random.default_rng(6)))
+    pose = mm.fit_to_pose_para(1.3e-3, [-7.0, 44.0, 3.0], [183.0, 189.0, 0.0], tz=-81.0)
+    R = angle2matrix([-7.0, 44.0, 3.0])
+    np.testing.assert_allclose(angle2matrix_3ddfa(pose[:3]), R, atol=1e-12)
+    np.testing.assert_allclose(pose[3:], [183.0, 189.0, -81.0, 1.3e-3])
+    s, angles, t = mm.pose_para_to_fit(pose)
+    assert s == pytest.approx(1.3e-3)
+    np.testing.assert_allclose(angles, [-7.0, 44.0, 3.0], atol=1e-9)
+    np.testing.assert_allclose(t, [183.0, 189.0, -81.0])
+    # Both placements of a vertex agree.
+    v = np.random.default_rng(7).normal(0, 1e4, (5, 3))
+    np.testing.assert_allclose(mm.transform(v, s, angles, t),
+                               mm.transform_3ddfa(v, pose[6], pose[:3], pose[3:6]), atol=1e-9)
+
+
+def test_flip_y_is_an_involution():
+    p = np.array([[3.0, 10.0], [5.0, 0.0]])
+    np.testing.assert_allclose(flip_y(p, 450), [[3.0, 439.0], [5.0, 449.0]])
+    np.testing.assert_allclose(flip_y(flip_y(p, 450), 450), p)
+    with pytest.raises(ValueError, match="points"):
+        flip_y(np.zeros((3, 4)), 10)
+
+
+def test_loads_files_in_the_bfm_layout(tmp_path):
+    rng = np.random.default_rng(8)
+    m = small_model(rng)
+    load.save_BFM(tmp_path / "BFM.mat", m)
+    uv = rng.uniform(0, 1, (30, 2)).astype(np.float32)
+    load.save_uv_coords(tmp_path / "BFM_UV.mat", uv)
+    segbin = np.zeros((4, 30), bool)
+    segbin[0, :5] = segbin[1, 5:10] = segbin[2, 10:15] = segbin[3, 15:] = True
+    lines = [rng.choice(30, 4, replace=False).astype(np.int32) for _ in range(17)]
+    load.save_BFM_info(tmp_path / "BFM_info.mat", {"segbin": segbin, "parallel": lines})
+    mm = MorphableModel(tmp_path / "BFM.mat")
+    np.testing.assert_allclose(mm.model["shapePC"], m["shapePC"])
+    np.testing.assert_array_equal(mm.kpt_ind, m["kpt_ind"])
+    np.testing.assert_allclose(mm.uv_coords, uv)
+    np.testing.assert_array_equal(mm.region_labels[[0, 5, 10, 20]], [2, 1, 3, 0])
+    assert len(mm.contour_lines) == 17
+    np.testing.assert_array_equal(mm.contour_lines[3], lines[3])
+    # Without the side files the model still loads.
+    only = tmp_path / "only"
+    only.mkdir()
+    load.save_BFM(only / "BFM.mat", m)
+    bare = MorphableModel(only / "BFM.mat")
+    assert bare.info == {} and bare.uv_coords is None and bare.contour_lines is None
+    with pytest.raises(FileNotFoundError, match="nothing.mat"):
+        MorphableModel(tmp_path / "nothing.mat")
+
+
+def test_default_model(bfm):
+    assert bfm.nver > 5000 and bfm.n_shape_para == 199 and bfm.n_exp_para == 29
+    assert bfm.kpt_ind.shape == (68,) and bfm.kpt_ind.dtype == np.int32
+    assert len(bfm.contour_lines) == 17 and bfm.region_labels.shape == (bfm.nver,)
+    assert bfm.full_triangles.shape[0] > bfm.ntri
+    assert bfm.uv_coords.shape == (bfm.nver, 2)
+    # Nose tip (iBUG 30) is the most forward keypoint of the mean face (z towards the viewer).
+    v = bfm.generate_vertices(bfm.get_shape_para("zero"), bfm.get_exp_para("zero"))
+    assert np.argmax(v[bfm.kpt_ind, 2]) == 30
+
+
+def test_real_pose_places_the_default_model_on_the_face(bfm):
+    """300W-LP Pose_Para + zero parameters land near pt2d (axes, units, y flip): NME < 15 %."""
+    env = os.environ.get("FACE3D_FIXTURES")
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+    path = root / "300W_LP" / "IBUG_image_008_1_0.mat"
+    if not path.is_file():
+        pytest.skip(f"fixture {path} not available")
+    mat = sio.loadmat(str(path))
+    pose = mat["Pose_Para"][0].astype(np.float64)
+    v = bfm.generate_vertices(bfm.get_shape_para("zero"), bfm.get_exp_para("zero"))
+    img = flip_y(bfm.transform_3ddfa(v, pose[6], pose[:3], pose[3:6]), 450)[bfm.kpt_ind, :2]
+    pts = mat["pt2d"].T
+    nme = np.linalg.norm(img - pts, axis=1).mean() / np.sqrt(np.prod(pts.max(0) - pts.min(0)))
+    assert nme < 0.15, nme
