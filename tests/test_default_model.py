@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
+from face3d.mesh.render import rasterize_triangles
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model import default_model as dm
 from face3d.morphable_model import load
@@ -174,7 +175,14 @@ def _normals(v, tri):
     return np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]])
 
 
-def test_triangulation_is_oriented_towards_the_viewer(built):
+def _boundary_vertices(tri):
+    """Vertices on an edge used by a single triangle (the mesh border)."""
+    edges, counts = np.unique(np.sort(_edges(tri), axis=1), axis=0, return_counts=True)
+    return np.unique(edges[counts == 1])
+
+
+def test_triangulation_is_clockwise_seen_from_outside_as_the_bfm(built):
+    """BFM / face3d winding: right-hand normals cross(v1 - v0, v2 - v0) point into the head."""
     model = built[0]
     v = _vertices(model)
     tri, mouth = model["tri"], model["tri_mouth"]
@@ -191,11 +199,11 @@ def test_triangulation_is_oriented_towards_the_viewer(built):
     area = 0.5 * np.linalg.norm(normals, axis=1)
     assert area.min() > 0.05e6  # > 0.05 mm^2 in um^2: no degenerate triangles
     unit_z = normals[:, 2] / (2 * area)
-    assert (unit_z > 0).mean() > 0.97
+    assert (unit_z < 0).mean() > 0.97
     # a mask wrapping round to the ears: its frontal projection is about half its area (hemisphere)
-    assert (normals[:, 2] * 0.5).sum() > 0.45 * area.sum()
-    # mouth triangles close the slit and face the viewer too
-    assert np.all(_normals(v, mouth)[:, 2] > 0)
+    assert (-normals[:, 2] * 0.5).sum() > 0.45 * area.sum()
+    # mouth triangles close the slit with the same winding
+    assert np.all(_normals(v, mouth)[:, 2] < 0)
     # the mouth slit's boundary edges are the face mesh's inner-lip edges, reversed
     edges_tri = {tuple(e) for e in _edges(tri).tolist()}
     mouth_edges = _edges(mouth)
@@ -242,20 +250,53 @@ def test_keypoints_are_anatomically_ordered(built):
     np.testing.assert_allclose(x[36:40], -x[[45, 44, 43, 42]])
 
 
+def test_jaw_keypoints_and_contour_lines_are_interior(built):
+    """As in the BFM, the surface reaches beyond the jaw line (under-chin / neck, behind the side
+    contour): no keypoint and no contour candidate lies on the mesh border."""
+    model, info = built[0], built[1]
+    border = _boundary_vertices(np.concatenate([model["tri"], model["tri_mouth"]]))
+    assert border.size > 0
+    assert not np.isin(model["kpt_ind"], border).any()
+    lines = np.concatenate(load.contour_lines(info))
+    assert not np.isin(lines, border).any()
+    # the margin below the chin and behind the side contour, seen from the front, stays within
+    # 2 mm of the jaw line: the jaw keypoints remain the frontal silhouette
+    v = _vertices(model)
+    kpt = v[model["kpt_ind"]]
+    assert v[:, 1].min() > kpt[8, 1] - 2000.0
+    assert v[:, 1].min() < kpt[8, 1] - 500.0
+    assert np.abs(v[:, 0]).max() < np.abs(kpt[[0, 16], 0]).max() + 2000.0
+
+
 def test_uv_coordinates_and_keypoint_pixels(built):
     model, info, uv, _ = built
     assert uv.min() >= 0 and uv.max() <= 1
     # the face fills most of the square
     assert np.ptp(uv[:, 0]) > 0.9 and np.ptp(uv[:, 1]) > 0.9
-    px = np.stack([np.round(uv[model["kpt_ind"], 0] * 255),
-                   np.round(255 - uv[model["kpt_ind"], 1] * 255)], axis=1)
+    kpt = model["kpt_ind"]
+    # keypoints on pixel centres of the 256 UV map: PRNet's uv_kpt_ind formula is exact
+    scaled = uv[kpt].astype(np.float64) * 255
+    assert np.abs(scaled - np.round(scaled)).max() < 1e-4
+    px = np.stack([np.round(scaled[:, 0]), np.round(255 - scaled[:, 1])], axis=1).astype(int)
     dist = np.linalg.norm(px[:, None] - px[None], axis=2) + np.eye(68) * 1e9
     assert dist.min() >= 2.0
-    # UV triangles keep the orientation of the mesh (no fold-over): all signed areas positive
-    t = model["tri"]
+    # UV triangles keep the orientation of the mesh (no fold-over, also after the keypoints'
+    # snap to pixel centres): all signed areas negative, as the triangles seen from +z
+    t = np.concatenate([model["tri"], model["tri_mouth"]])
     signed = ((uv[t[:, 1], 0] - uv[t[:, 0], 0]) * (uv[t[:, 2], 1] - uv[t[:, 0], 1])
               - (uv[t[:, 1], 1] - uv[t[:, 0], 1]) * (uv[t[:, 2], 0] - uv[t[:, 0], 0]))
-    assert np.all(signed > 0)
+    assert np.all(signed < 0)
+    # every keypoint pixel is strictly inside the rasterized UV layout: its 3x3 block is covered
+    pix = np.column_stack([uv[:, 0] * 255, 255 - uv[:, 1] * 255, np.zeros(len(uv))])
+    _, triangle_buffer, _ = rasterize_triangles(pix.astype(np.float32), t, 256, 256)
+    covered = np.asarray(triangle_buffer) >= 0
+    for x, y in px:
+        assert covered[y - 1:y + 2, x - 1:x + 2].all(), (x, y)
+    # PRNet's "neck": covered UV rows below the chin keypoint, all labelled "rest of face"
+    neck_rows = np.flatnonzero(covered.any(axis=1))
+    assert neck_rows.max() - px[8, 1] >= 10
+    labels = load.region_labels(info, len(uv))
+    assert np.all(labels[uv[:, 1] * 255 < scaled[8, 1] - 0.5] == load.REGION_REST)
 
 
 def test_regions_and_contour_lines(built):

@@ -85,8 +85,8 @@ def test_neck_zeroed_variant_differs_only_below_the_jaw(model, uv_data):
     order = np.argsort(jaw[:, 0])
     y, x = np.nonzero(changed)
     assert np.all(y >= np.interp(x, jaw[order, 0], jaw[order, 1]) - 1)
-    # and the model's neck-free border gives only a thin sliver outside the jaw line
-    assert changed.sum() < 0.01 * (uv_data.weight_mask > 0).sum()
+    # the default model reaches below the chin, as the BFM does: a real neck strip is zeroed
+    assert changed.sum() > 0.03 * (uv_data.weight_mask > 0).sum()
 
 
 def test_neck_of_a_model_with_a_neck():
@@ -126,9 +126,9 @@ def test_face_ind_and_triangles(uv_data):
     y, x = np.divmod(uv_data.face_ind[tri], R)
     # every triangle is half of a 2x2 pixel block
     assert np.all(np.ptp(x, axis=1) == 1) and np.all(np.ptp(y, axis=1) == 1)
-    # counter-clockwise with y up (BFM winding): cross product of the edges in (x, -y) is positive
+    # clockwise with y up, seen from outside (BFM winding): cross product of the edges in (x, -y) is negative
     cross = (x[:, 1] - x[:, 0]) * (-(y[:, 2] - y[:, 0])) - (-(y[:, 1] - y[:, 0])) * (x[:, 2] - x[:, 0])
-    assert np.all(cross > 0)
+    assert np.all(cross < 0)
     # close to two triangles per face pixel
     assert 1.8 < tri.shape[0] / uv_data.face_ind.size < 2.0
 

@@ -8,13 +8,16 @@ real face is.  :func:`default_model_dir` writes it once into a cache folder as t
 real model comes as (``BFM.mat``, ``BFM_info.mat``, ``BFM_UV.mat``, ``pncc_code.mat``, through
 :mod:`face3d.morphable_model.load`'s writers), so one loading path serves both models.
 
-What it holds (n ~ 12k vertices, ~24k triangles):
+What it holds (n ~ 13k vertices, ~26k triangles, clockwise seen from outside as in the BFM):
 * a smooth mask-like face surface (forehead, brows, eye sockets with eyes, nose, lips, cheeks,
-  jaw and chin) with a mouth slit closed by ``tri_mouth``;
+  jaw and chin) with a mouth slit closed by ``tri_mouth``, and, as the BFM's face region, a margin
+  beyond the jaw line (an under-chin / upper-neck strip and a strip behind the side contour), so
+  the jaw keypoints and contour lines are interior vertices;
 * 199 shape, 29 expression and 199 texture components with BFM-like scales (see
   :mod:`face3d.morphable_model._default.bases`), so 300W-LP parameters give plausible faces;
-* the 68 iBUG keypoints, a face-shaped UV unwrap, ``segbin`` regions (nose, eyes, mouth, rest),
-  ``parallel`` jaw contour lines and the PNCC code.
+* the 68 iBUG keypoints, a face-shaped UV unwrap (keypoints on pixel centres of PRNet's 256 UV
+  map, the margin strip below the jaw line as PRNet's "neck"), ``segbin`` regions (nose, eyes,
+  mouth, rest; the margin is rest), ``parallel`` jaw contour lines and the PNCC code.
 
 Determinism: the geometry uses only arithmetic on design tables, the random fields a
 ``numpy.random.RandomState`` (whose stream numpy keeps frozen) with a fixed seed, and every float
@@ -33,12 +36,14 @@ from . import load
 from ._default import regions
 from ._default.bases import expression_basis, mean_texture, shape_basis, texture_basis
 from ._default.landmarks import keypoint_indices
-from ._default.surface import build_surface, uv_unwrap
+from ._default.surface import build_surface, snap_to_pixel_centres, uv_unwrap
 
 # Bump whenever the built arrays change, so that stale caches are never read.
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 SEED = 20161
 FILE_NAMES = ("BFM.mat", "BFM_info.mat", "BFM_UV.mat", "pncc_code.mat")
+# PRNet's UV map side: the keypoints' UVs sit on its pixel centres.
+UV_RESOLUTION = 256
 _MM_TO_UM = 1000.0
 
 
@@ -71,12 +76,14 @@ def build_default_model():
             micrometres (expMU, all zero, included), shapePC (3n,199) with column RMS
             1/sqrt(159645), shapeEV (199,1); expMU (3n,1) zeros, expPC (3n,29) micrometres per unit,
             expEV (29,1); texMU (3n,1) colours 0..255, texPC (3n,199), texEV (199,1);
-            tri (ntri,3) int32 counter-clockwise seen from +z; tri_mouth (m,3) int32;
+            tri (ntri,3) int32 clockwise seen from outside as in the BFM (right-hand normals
+            point into the head, -z for a frontal face); tri_mouth (m,3) int32, same winding;
             kpt_ind (68,) int32 (iBUG order).
         info: dict as :func:`load.load_BFM_info` returns: kpt_ind, trimIndex (n,) (identity),
             symlist (2,k) mirror vertex pairs, segbin (4,n) / segbin_tri (4,ntri) bool (rows nose,
             eyes, mouth, rest), tri_mouth, parallel (17 int32 arrays), uv_coords (n,2) float32.
-        uv_coords: (n,2) float32 in [0,1] (what ``BFM_UV.mat`` holds).
+        uv_coords: (n,2) float32 in [0,1] (what ``BFM_UV.mat`` holds); the 68 keypoints sit on
+            pixel centres of the 256 UV map (u*255, v*255 integers to 1e-4), strictly inside.
         pncc_code: (n,3) float32, the mean shape's x, y, z each normalised to [0,1] (3DDFA's
             vertex_code).
     """
@@ -97,7 +104,7 @@ def build_default_model():
         "tri": surface.tri.astype(np.int32), "tri_mouth": surface.tri_mouth.astype(np.int32),
         "kpt_ind": kpt,
     }
-    uv = _quantise(uv_unwrap(surface))
+    uv = _quantise(snap_to_pixel_centres(uv_unwrap(surface), kpt, UV_RESOLUTION))
     masks = regions.segbin(surface)
     info = {
         "kpt_ind": kpt.copy(),

@@ -9,7 +9,7 @@ Files (r = resolution, 256 for PRNet):
 ``face_ind.txt``       row-major indices ``y*r + x`` of the face mask's nonzero pixels, one per line.
 ``triangles.txt``      (t, 3) integers: a triangulation of the UV pixel grid over the face, indices into the
                        ``face_ind`` list (two triangles per 2x2 pixel block whose corners are all in the face,
-                       counter-clockwise for a frontal face with y up, as the BFM's triangles).
+                       clockwise for a frontal face with y up, i.e. seen from outside, as the BFM's triangles).
 ``uv_face_mask.png``   uint8 face mask: 255 on the face (UV pixels covered by the model and above the jaw line),
                        0 elsewhere.
 ``uv_weight_mask.png`` uint8 loss weights, PRNet's 16 : 4 : 3 : 0 scaled by 16 (256 clipped to 255):
@@ -95,8 +95,8 @@ def _grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
     a, b = lookup[:-1, :-1], lookup[:-1, 1:]
     c, d = lookup[1:, :-1], lookup[1:, 1:]
     ia, ib, ic, id_ = inside[:-1, :-1], inside[:-1, 1:], inside[1:, :-1], inside[1:, 1:]
-    first = np.stack([a, c, b], axis=-1)[ia & ic & ib]
-    second = np.stack([b, c, d], axis=-1)[ib & ic & id_]
+    first = np.stack([a, b, c], axis=-1)[ia & ic & ib]
+    second = np.stack([b, d, c], axis=-1)[ib & ic & id_]
     return np.concatenate([first, second]).astype(np.int32)
 
 

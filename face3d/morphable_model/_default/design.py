@@ -32,6 +32,20 @@ FRONT_Z = ((-87.0, 91.0), (-80.0, 97.0), (-70.0, 101.0), (-58.0, 101.5), (-45.0,
            (-30.0, 108.0), (-20.0, 109.0), (0.0, 108.5), (15.0, 107.5), (25.0, 107.5),
            (40.0, 106.0), (55.0, 103.5), (70.0, 98.5), (85.0, 91.0), (92.0, 87.0))
 
+# Margin band: the BFM's face region reaches past the jaw line (under the chin, the upper neck, a
+# little behind the side contour), so its jaw landmarks are interior vertices and PRNet's UV layout
+# has a "neck" below the jaw line.  The mask's side edges and chin row get MARGIN_RINGS rings of
+# vertices offset outwards: in 3D backwards (-z) with a small outward spread in the frontal plane
+# (MARGIN_SPREAD mm per mm, so the band still faces the viewer a little and the frontal silhouette
+# moves by < 1 mm), in the UV unwrap's (arc, height) plane along the outline's outward normal.
+# Widths (mm) beside the face and under the chin; the width blends from one to the other between
+# the heights of MARGIN_BLEND_Y (side value above the first, chin value below the second).
+MARGIN_RINGS = 4
+MARGIN_WIDTH = (4.0, 12.0)
+MARGIN_UV_WIDTH = (4.0, 14.0)
+MARGIN_SPREAD = 0.1
+MARGIN_BLEND_Y = (-30.0, -70.0)
+
 # Exponent of the superellipse cross-section |x/a|^p + |(z - edge)/(front - edge)|^p = 1
 # (2 = ellipse; larger = flatter front).
 SECTION_POWER = ((-87.0, 2.0), (-60.0, 2.1), (-30.0, 2.2), (0.0, 2.15), (30.0, 2.1),

@@ -17,9 +17,10 @@ def _mirror_xy(points):
 def keypoint_indices(surface):
     """(68,) int32 vertex indices of the iBUG-68 landmarks of ``surface`` (a ``Surface``).
 
-    Jaw 0..16 lie on the mask's side edge (the frontal silhouette; 8 is the chin's lowest midline
-    vertex), brows 17..26, nose 27..35, eyes 36..47, outer lips 48..59, inner lips 60..67
-    (60 / 64 are the slit corners, 61..63 on the upper and 65..67 on the lower seam polyline).
+    Jaw 0..16 lie on the mask's side edge (the frontal silhouette; 8 is the chin row's midline
+    vertex; the margin band beyond that edge makes them interior vertices), brows 17..26, nose
+    27..35, eyes 36..47, outer lips 48..59, inner lips 60..67 (60 / 64 are the slit corners,
+    61..63 on the upper and 65..67 on the lower seam polyline).
     """
     v = surface.vertices
     rows = surface.row
@@ -36,7 +37,7 @@ def keypoint_indices(surface):
 
     lower_only = np.zeros(len(v), dtype=bool)
     lower_only[surface.seam_lower[1:-1]] = True
-    front = np.flatnonzero(~lower_only)
+    front = np.flatnonzero(~lower_only & (rows >= 0))  # not the lower-lip copies nor the margin
     brows = [_nearest(v, front, p) for p in d.BROW_XY]
     brows += [_nearest(v, front, p) for p in _mirror_xy(d.BROW_XY)[::-1]]
     nose = [_nearest(v, front, p) for p in d.NOSE_XY]

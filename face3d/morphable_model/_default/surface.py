@@ -1,4 +1,5 @@
-"""Mean face surface of the default model: rows of vertices, triangulation, mouth seam, UV unwrap.
+"""Mean face surface of the default model: rows of vertices, triangulation, mouth seam, margin band,
+UV unwrap.
 
 Swept along y: row ``j`` sits at ``y_j = MOUTH_Y + ROW_STEP * (j - ROWS_BELOW_MOUTH)``
 a superellipse arc in the x-z plane from the mask's left side edge (x = -a(y), z = edge(y)) over
@@ -12,6 +13,14 @@ functions of each vertex's base (x, y).
 The mouth is a seam: the interior vertices of the mouth row are duplicated; triangles above the
 seam use the originals (upper lip), triangles below use the copies (lower lip), and ``tri_mouth``
 spans the slit between them.  ``side`` (+1 upper, -1 lower) lets deformation fields open the lips.
+
+Beyond the mask's side edges and below its chin row lies a margin band (see ``design.MARGIN_*``):
+rings of vertices offset from that U-shaped outline, so that, as in the BFM, the jaw line is inside
+the surface and the UV layout has an under-chin / neck strip below it.
+
+Winding follows the BFM / face3d: triangles are clockwise seen from outside the face, so the
+right-hand normal cross(v1 - v0, v2 - v0) points into the head (towards -z for a frontal face);
+face3d's lighting (``face3d.mesh.light`` with ``clockwise=True``) expects exactly that.
 """
 from dataclasses import dataclass
 
@@ -32,10 +41,11 @@ class Surface:
         base: (n, 3) base surface points (no features); duplicates of seam vertices repeat them.
         vertices: (n, 3) mean face (base + features + the mean lip gap).
         side: (n,) float64, +1 on and above the mouth seam (upper lip side), -1 below it and for
-            the seam copies (lower lip side).
-        row: (n,) int32 row of each vertex (seam copies carry the mouth row).
-        arc: (n,) float64 signed arc length (mm) from the midline along the base row.
-        tri: (ntri, 3) int32 triangles, counter-clockwise seen from +z.
+            the seam copies (lower lip side); margin vertices take their outline vertex's side.
+        row: (n,) int32 row of each vertex (seam copies carry the mouth row); -1 on the margin band.
+        unwrap: (n, 2) float64 (signed arc length from the midline along the base row, base y) in
+            mm: the plane the UV unwrap scales; margin vertices are offset outwards in it.
+        tri: (ntri, 3) int32 triangles, clockwise seen from outside (from +z for a frontal face).
         tri_mouth: (m, 3) int32 triangles closing the mouth slit, same orientation.
         mirror: (n,) int32 index of each vertex's mirror image (x -> -x).
         seam_upper, seam_lower: (k,) int32 upper / lower inner-lip polylines from the left corner
@@ -45,7 +55,7 @@ class Surface:
     vertices: np.ndarray
     side: np.ndarray
     row: np.ndarray
-    arc: np.ndarray
+    unwrap: np.ndarray
     tri: np.ndarray
     tri_mouth: np.ndarray
     mirror: np.ndarray
@@ -98,7 +108,7 @@ def _row(y):
 
 
 def _stitch(lower, upper, m_lo, m_up):
-    """Triangles between two rows of vertex indices (left to right), counter-clockwise from +z.
+    """Triangles between two rows of vertex indices (left to right), clockwise seen from +z.
 
     Vertices of a row with n = 2m+1 points sit at arc fractions (k - m)/m; the rows are merged by
     those fractions compared exactly as integers (k_lo - m_lo) * m_up vs (k_up - m_up) * m_lo.
@@ -110,10 +120,10 @@ def _stitch(lower, upper, m_lo, m_up):
         advance_lower = k == n_up - 1 or (
             i < n_lo - 1 and (i + 1 - m_lo) * m_up <= (k + 1 - m_up) * m_lo)
         if advance_lower:
-            tris.append((lower[i], lower[i + 1], upper[k]))
+            tris.append((lower[i], upper[k], lower[i + 1]))
             i += 1
         else:
-            tris.append((lower[i], upper[k + 1], upper[k]))
+            tris.append((lower[i], upper[k], upper[k + 1]))
             k += 1
     return tris
 
@@ -212,9 +222,9 @@ def build_surface():
     mouth = []
     for i in range(upper.size - 1):
         if i > 0:
-            mouth.append((lower[i], lower[i + 1], upper[i]))
+            mouth.append((lower[i], upper[i], lower[i + 1]))
         if i < upper.size - 2:
-            mouth.append((lower[i + 1], upper[i + 1], upper[i]))
+            mouth.append((lower[i + 1], upper[i], upper[i + 1]))
     tri_mouth = np.asarray(mouth, dtype=np.int32)
 
     row_of = np.concatenate([np.full(xs[j].size, j, dtype=np.int32) for j in range(n_rows)])
@@ -234,11 +244,84 @@ def build_surface():
     mirror = np.concatenate((mirror_main, mirror_copy)).astype(np.int32)
 
     base = np.column_stack((x_all, y_all, z_all))
+    unwrap = np.column_stack((arc_all, y_all))
+    outline = np.concatenate([[rows[j][0] for j in range(n_rows - 1, 0, -1)], rows[0],
+                              [rows[j][-1] for j in range(1, n_rows)]])
+    band = _margin_band(base, unwrap, outline, base.shape[0])
+    base = np.concatenate((base, band["base"]))
+    unwrap = np.concatenate((unwrap, band["unwrap"]))
+    side = np.concatenate((side, np.tile(side[outline], d.MARGIN_RINGS)))
+    row_all = np.concatenate((row_all, np.full(band["base"].shape[0], -1, dtype=np.int32)))
+    mirror = np.concatenate((mirror, band["mirror"])).astype(np.int32)
+    tri = np.concatenate((tri, band["tri"]))
+
+    x_all, y_all = base[:, 0], base[:, 1]
     vertices = base.copy()
     vertices[:, 2] += feature_depth(x_all, y_all)
     vertices[:, 1] += 0.5 * d.MOUTH_GAP * lip_opening(x_all, y_all, side)
-    return Surface(base=base, vertices=vertices, side=side, row=row_all, arc=arc_all, tri=tri,
+    return Surface(base=base, vertices=vertices, side=side, row=row_all, unwrap=unwrap, tri=tri,
                    tri_mouth=tri_mouth, mirror=mirror, seam_upper=upper, seam_lower=lower)
+
+
+def _outward_normals(points):
+    """(L, 2) unit normals pointing to the right of a polyline (L, 2) (outwards for an outline
+    run with the surface on its left), from central differences (one-sided at the ends)."""
+    tangent = np.empty_like(points)
+    tangent[1:-1] = points[2:] - points[:-2]
+    tangent[0] = points[1] - points[0]
+    tangent[-1] = points[-1] - points[-2]
+    normal = np.column_stack((tangent[:, 1], -tangent[:, 0]))
+    return normal / np.linalg.norm(normal, axis=1, keepdims=True)
+
+
+def _margin_band(base, unwrap, outline, first):
+    """Margin band beyond the U-shaped outline (mask side edges and chin row), see design.MARGIN_*.
+
+    Args:
+        base: (n, 3) base points; unwrap: (n, 2) unwrap parameters (arc, height), mm.
+        outline: (L,) vertex indices from the top-left corner down the left edge, along the chin
+            row and up the right edge (L odd, mirror-symmetric: i <-> L-1-i).
+        first: index of the first band vertex.
+    Returns:
+        dict with "base" (K*L, 3), "unwrap" (K*L, 2), "mirror" (K*L,) and "tri" (2*K*(L-1), 3)
+        clockwise from outside; ring k = 1..K holds vertices first + (k-1)*L + i.
+    """
+    rings = d.MARGIN_RINGS
+    length = outline.size
+    pts = base[outline]
+    y = pts[:, 1]
+    blend = smoothstep((d.MARGIN_BLEND_Y[0] - y) / (d.MARGIN_BLEND_Y[0] - d.MARGIN_BLEND_Y[1]))
+    out_xy = _outward_normals(pts[:, :2])
+    step = np.column_stack((d.MARGIN_SPREAD * out_xy, -np.ones(length)))
+    step *= ((d.MARGIN_WIDTH[0] + (d.MARGIN_WIDTH[1] - d.MARGIN_WIDTH[0]) * blend)
+             / np.linalg.norm(step, axis=1))[:, None]
+    uv_step = _outward_normals(unwrap[outline]) * (
+        d.MARGIN_UV_WIDTH[0] + (d.MARGIN_UV_WIDTH[1] - d.MARGIN_UV_WIDTH[0]) * blend)[:, None]
+    # Exact mirror symmetry: the right half copies the left half's steps with x negated.
+    mid = length // 2
+    step[mid + 1:] = step[mid - 1::-1] * np.array([-1.0, 1.0, 1.0])
+    step[mid, 0] = 0.0
+    uv_step[mid + 1:] = uv_step[mid - 1::-1] * np.array([-1.0, 1.0])
+    uv_step[mid, 0] = 0.0
+
+    frac = np.arange(1, rings + 1, dtype=np.float64)[:, None, None] / rings
+    band_base = (pts[None] + frac * step[None]).reshape(-1, 3)
+    band_unwrap = (unwrap[outline][None] + frac * uv_step[None]).reshape(-1, 2)
+    mirror = (first + np.arange(rings)[:, None] * length
+              + np.arange(length)[None, ::-1]).reshape(-1)
+
+    # Quads between ring k-1 (inner; ring 0 is the outline) and ring k, split along mirrored
+    # diagonals on the two halves.
+    ring_ids = first + np.arange(rings * length).reshape(rings, length)
+    index = np.concatenate((outline[None], ring_ids))
+    tris = []
+    for k in range(1, rings + 1):
+        for i in range(length - 1):
+            a, b = index[k - 1, i], index[k - 1, i + 1]
+            c, e = index[k, i], index[k, i + 1]
+            tris += [(a, b, e), (a, e, c)] if i < mid else [(a, b, c), (b, e, c)]
+    return {"base": band_base, "unwrap": band_unwrap, "mirror": mirror,
+            "tri": np.asarray(tris, dtype=np.int32)}
 
 
 def uv_unwrap(surface, margin=0.02):
@@ -248,13 +331,29 @@ def uv_unwrap(surface, margin=0.02):
     shorter rows map narrower, as in a face-shaped unwrap), v the height; both scaled to fill the
     square.  The mouth slit is opened by 1.5 UV pixels at 256 so that upper and lower inner-lip
     vertices never share a UV position.
+
+    Margin vertices take their offset (arc, height) parameters, so the under-chin strip lies below
+    the jaw line in UV and the side margin beyond the jaw contour.
     """
-    arc = surface.arc
-    y = surface.base[:, 1]
+    arc, height = surface.unwrap[:, 0], surface.unwrap[:, 1]
     half = np.abs(arc).max()
-    y_lo, y_hi = y.min(), y.max()
+    h_lo, h_hi = height.min(), height.max()
     span = 1.0 - 2.0 * margin
     u = 0.5 + 0.5 * span * arc / half
-    v = margin + span * (y - y_lo) / (y_hi - y_lo)
-    v += 0.5 * (1.5 / 256.0) * lip_opening(surface.base[:, 0], y, surface.side)
+    v = margin + span * (height - h_lo) / (h_hi - h_lo)
+    v += 0.5 * (1.5 / 256.0) * lip_opening(surface.base[:, 0], surface.base[:, 1], surface.side)
     return np.column_stack((u, v))
+
+
+def snap_to_pixel_centres(uv, indices, resolution):
+    """Copy of ``uv`` (n, 2) float64 with the rows ``indices`` moved to the nearest UV pixel centre.
+
+    PRNet reads a position map at ``(round(u*(r-1)), round((r-1) - v*(r-1)))``; with u*(r-1) and
+    v*(r-1) integers that pixel's centre is the vertex itself, so the map holds the vertex's
+    position exactly instead of an interpolation up to half a pixel away.  Each move is at most
+    half a pixel per axis.
+    """
+    out = np.array(uv, dtype=np.float64)
+    r1 = float(resolution - 1)
+    out[indices] = np.round(out[indices] * r1) / r1
+    return out
