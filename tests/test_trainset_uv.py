@@ -2,6 +2,8 @@
 
 Uses the embedded default model. Budget: < 8 s.
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -171,3 +173,11 @@ def test_build_requires_uv_coords(model):
         uv_coords = None
     with pytest.raises(ValueError, match="uv_coords"):
         build_uv_data(NoUV())
+
+
+def test_shipped_uv_data_matches_the_default_model():
+    """Data/uv-data is what `face3d uv-data` writes for the embedded default model (rerun it after changing the model)."""
+    shipped = load_uv_data(Path(__file__).resolve().parents[1] / "Data" / "uv-data")
+    built = build_uv_data(MorphableModel(), 256)
+    for name in ("uv_kpt_ind", "face_ind", "triangles", "face_mask", "weight_mask", "face_eyes"):
+        np.testing.assert_array_equal(getattr(shipped, name), getattr(built, name), err_msg=name)
