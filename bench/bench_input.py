@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""Input pipeline vs training step: augmented samples/s delivered by ``face3d.prnet.data.make_dataset`` against the
+samples/s one training step of resfcn256 consumes (default: the paper's width 16, 256 x 256, batch 16), same run.
+
+Data: ``--train-list`` (a generator output), or else a default set rendered by ``face3d.trainset``'s example
+(``examples/9_generate_prnet_trainset.py``) into a temporary folder.
+
+    python bench/bench_input.py [--train-list FILE] [--batches 30] [--steps 3] [--width 16] [--batch-size 16]
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from face3d.prnet.data import AugmentConfig, check_samples, make_dataset, read_label_file  # noqa: E402
+from face3d.prnet.uvdata import load_uv_data  # noqa: E402
+
+
+def _default_set(folder, count):
+    subprocess.run([sys.executable, str(ROOT / "examples" / "9_generate_prnet_trainset.py"), "--output", str(folder),
+                    "--synthetic-count", str(count), "--quiet"], check=True, cwd=ROOT)
+    return Path(folder) / "trainDataLabel.txt"
+
+
+def bench_pipeline(samples, uv, batch_size, batches):
+    """Steady-state samples/s of augmented batches over ``batches`` batches, epochs chained. Each epoch's first
+    batch (pipeline construction and start-up, negligible in a real epoch of tens of thousands of samples) is
+    excluded from both the count and the time."""
+    delivered, epoch, elapsed = 0, 0, 0.0
+    while delivered < batches * batch_size:
+        start = None
+        for images, _, _ in make_dataset(samples, uv, batch_size=batch_size, augment=AugmentConfig(), seed=0,
+                                         epoch=epoch):
+            if start is None:
+                start = time.perf_counter()
+                continue
+            delivered += int(images.shape[0])
+            if delivered >= batches * batch_size:
+                break
+        elapsed += time.perf_counter() - start
+        epoch += 1
+    return delivered / elapsed
+
+
+def bench_step(samples, uv, batch_size, width, steps):
+    """Samples/s of ``model.train_on_batch`` at the given width (after one warm-up step)."""
+    import keras
+    from face3d.prnet.model import build_resfcn256
+    model = build_resfcn256(samples.resolution, width)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mean_squared_error", jit_compile=False)
+    images, targets, weights = next(iter(make_dataset(samples, uv, batch_size=batch_size, augment=AugmentConfig())))
+    model.train_on_batch(images, targets, sample_weight=weights)
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(images, targets, sample_weight=weights)
+    return steps * batch_size / (time.perf_counter() - start), model.count_params()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-list", help="trainDataLabel.txt (default: render the default set)")
+    parser.add_argument("--count", type=int, default=24, help="source samples of the default set (x9 with rotations)")
+    parser.add_argument("--batches", type=int, default=30, help="batches timed through the pipeline")
+    parser.add_argument("--steps", type=int, default=3, help="training steps timed")
+    parser.add_argument("--width", type=int, default=16, help="model base width (16 = the paper)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tempfile.TemporaryDirectory() as tmp:
+        label = Path(args.train_list) if args.train_list else _default_set(tmp, args.count)
+        samples = check_samples(read_label_file(label))
+        uv_dir = label.resolve().parent / "uv-data"
+        uv = load_uv_data(uv_dir if uv_dir.is_dir() else ROOT / "Data" / "uv-data")
+        import tensorflow as tf
+        gpus = len(tf.config.list_physical_devices("GPU"))
+        print(f"{len(samples)} samples at {samples.resolution}x{samples.resolution}, batch {args.batch_size}, "
+              f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, GPUs: {gpus}")
+        pipeline = bench_pipeline(samples, uv, args.batch_size, args.batches)
+        print(f"input pipeline (all augmentations): {pipeline:8.1f} samples/s")
+        step, params = bench_step(samples, uv, args.batch_size, args.width, args.steps)
+        print(f"training step (width {args.width}, {params:,} parameters): {step:8.2f} samples/s "
+              f"({args.batch_size / step:.2f} s per batch of {args.batch_size})")
+        print(f"pipeline / step: {pipeline / step:.1f}x ({'not ' if pipeline > step else ''}the bottleneck)")
+
+
+if __name__ == "__main__":
+    main()

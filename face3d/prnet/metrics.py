@@ -1,0 +1,85 @@
+"""Landmark error of predicted position maps: pure numpy (no TensorFlow), shared by training and evaluation.
+
+The 68 iBUG keypoints are read from a position map at PRNet's ``uv_kpt_ind`` (row 0 = x, row 1 = y, read as
+``map[y, x]``). The normalised mean error follows PRNet's AFLW2000-3D protocol:
+
+    NME = mean_k || p_k - g_k || / sqrt(w * h)
+
+with p_k, g_k the predicted and ground-truth keypoints (x, y, or x, y, z with ``dims=3``) and w, h the width and
+height of the ground-truth 68 keypoints' bounding box in x, y.
+"""
+import numpy as np
+
+__all__ = ["keypoints_from_map", "bbox_size", "nme", "weighted_mse"]
+
+
+def _check_kpt(uv_kpt_ind, height, width):
+    kpt = np.asarray(uv_kpt_ind)
+    if kpt.ndim != 2 or kpt.shape[0] != 2:
+        raise ValueError(f"uv_kpt_ind must have shape (2, K) (row 0 x, row 1 y), got {kpt.shape}")
+    kpt = np.rint(kpt).astype(np.int64)
+    if kpt.min() < 0 or kpt[0].max() >= width or kpt[1].max() >= height:
+        raise ValueError(f"uv_kpt_ind indices must lie inside the {height}x{width} map")
+    return kpt
+
+
+def keypoints_from_map(posmap, uv_kpt_ind):
+    """Keypoints stored in one or many position maps.
+
+    Args:
+        posmap: (H, W, 3) or (N, H, W, 3) position map(s) (any float dtype; crop-space x, y, z in pixels).
+        uv_kpt_ind: (2, K) keypoint UV indices, row 0 = x (column), row 1 = y (row).
+    Returns:
+        (K, 3) or (N, K, 3) float64, ``posmap[..., y_k, x_k, :]``.
+    """
+    posmap = np.asarray(posmap)
+    if posmap.ndim not in (3, 4) or posmap.shape[-1] != 3:
+        raise ValueError(f"posmap must have shape (H, W, 3) or (N, H, W, 3), got {posmap.shape}")
+    kpt = _check_kpt(uv_kpt_ind, posmap.shape[-3], posmap.shape[-2])
+    return posmap[..., kpt[1], kpt[0], :].astype(np.float64)
+
+
+def bbox_size(keypoints):
+    """sqrt(w * h) of the x, y bounding box of keypoints (K, >=2) or (N, K, >=2); returns a float64 scalar or (N,)."""
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    extent = keypoints[..., :2].max(axis=-2) - keypoints[..., :2].min(axis=-2)
+    return np.sqrt(extent[..., 0] * extent[..., 1])
+
+
+def nme(pred_map, gt_map, uv_kpt_ind, dims=2):
+    """Normalised mean error of the keypoints read from predicted vs ground-truth maps (formula in the module doc).
+
+    Args:
+        pred_map, gt_map: (H, W, 3) or (N, H, W, 3) position maps in the same pixel units.
+        uv_kpt_ind: (2, K) keypoint UV indices (row 0 x, row 1 y).
+        dims: 2 (x, y; PRNet's 2D protocol) or 3 (x, y, z).
+    Returns:
+        float64 scalar for single maps, (N,) for batches. A degenerate ground-truth box (zero area) gives inf.
+    """
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims}")
+    pred_map, gt_map = np.asarray(pred_map), np.asarray(gt_map)
+    if pred_map.shape != gt_map.shape:
+        raise ValueError(f"pred_map and gt_map shapes differ: {pred_map.shape} vs {gt_map.shape}")
+    pred = keypoints_from_map(pred_map, uv_kpt_ind)
+    gt = keypoints_from_map(gt_map, uv_kpt_ind)
+    dist = np.linalg.norm(pred[..., :dims] - gt[..., :dims], axis=-1).mean(axis=-1)
+    with np.errstate(divide="ignore"):
+        return dist / bbox_size(gt)
+
+
+def weighted_mse(pred, target, weight):
+    """PRNet's training loss in numpy: mean over pixels of weight * mean over channels of (pred - target)^2.
+
+    Args:
+        pred, target: (N, H, W, C) arrays in the same (normalised) units.
+        weight: (H, W) or (N, H, W) per-pixel weights.
+    Returns:
+        float64 scalar.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if pred.shape != target.shape or pred.ndim != 4:
+        raise ValueError(f"pred and target must both be (N, H, W, C), got {pred.shape} and {target.shape}")
+    weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), pred.shape[:3])
+    return float(np.mean(weight * np.mean((pred - target) ** 2, axis=-1)))

@@ -1,0 +1,331 @@
+"""PRNet training loop: configuration, resumable epochs, validation NME, checkpoints and logs.
+
+Recipe (Feng et al. 2018): Adam, learning rate 1e-4 halved every 5 epochs (lr(e) = lr * 0.5 ** (e // 5) for the
+0-based epoch e), batch 16, loss = mean over UV pixels of weight * mean over x, y, z of the squared error of the
+normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight mask as per-pixel sample weight).
+
+``output`` receives:
+
+* ``checkpoints/last.keras``: model + optimizer state after the last finished epoch (rewritten atomically every
+  epoch; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``), and ``checkpoints/state.json``
+  (finished epochs, best NME), written last, so a run killed at any moment resumes from a consistent epoch;
+* ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far;
+* ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
+* ``config.json``: the run's configuration.
+
+``resume`` reloads ``last.keras`` (weights, Adam moments and iteration count), sets the epoch counter to the
+finished epochs and recomputes the same learning rate; since each epoch's sample order and augmentation depend
+only on (seed, epoch) (see ``data.py``), the resumed run sees exactly the batches the uninterrupted run sees.
+With ``deterministic`` (TensorFlow op determinism) its weights are bitwise equal to the uninterrupted run's.
+"""
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from face3d.prnet import metrics
+from face3d.prnet.data import (POSMAP_SCALE, AugmentConfig, check_samples, make_dataset, open_h5,
+                               read_label_file, split_train_val)
+from face3d.prnet.uvdata import load_uv_data, resize_uv_data
+
+__all__ = ["TrainConfig", "learning_rate_at", "load_samples", "evaluate", "train"]
+
+logger = logging.getLogger(__name__)
+
+CSV_FIELDS = ("epoch", "loss", "learning_rate", "val_loss", "val_nme")
+# settings a resumed run must share with the run it continues
+_RESUME_KEYS = ("train_list", "h5", "val_list", "val_fraction", "batch_size", "lr", "lr_decay_epochs", "lr_decay",
+                "width", "input_size", "seed", "augment", "bn_momentum")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (defaults: the paper's recipe; ``train.py --help`` documents each).
+
+    Attributes:
+        train_list: ``trainDataLabel.txt`` (exclusive with h5).
+        h5: HDF5 pack (exclusive with train_list).
+        val_list: validation label file or HDF5 pack; None -> a split of val_fraction of the training sources.
+        val_fraction: share of source samples (rotated copies stay with their source) held out for validation.
+        uv_data: folder with ``uv_kpt_ind.txt`` and ``uv_weight_mask.png``; None -> ``uv-data`` next to the label
+            file or pack, else ``Data/uv-data``.
+        output: folder for checkpoints, the best model, the CSV and TensorBoard logs.
+        epochs: total number of epochs (a resumed run stops at the same total).
+        batch_size: global batch size (split across GPUs under MirroredStrategy).
+        lr, lr_decay, lr_decay_epochs: lr(e) = lr * lr_decay ** (e // lr_decay_epochs).
+        width: the network's base channel count (16 = the paper).
+        input_size: network input side (multiple of 32); None -> the data's resolution.
+        bn_momentum: batch-normalisation moving-average momentum.
+        seed: seeds weights, split, order and augmentation.
+        augment: AugmentConfig.
+        resume: continue the run in output.
+        skip_bad: drop bad samples with a warning instead of stopping.
+        mixed_precision: float16 compute on GPU (ignored with a warning on CPU).
+        deterministic: enable TensorFlow op determinism (bitwise reproducible, somewhat slower).
+        keep_checkpoints: also keep ``checkpoints/epoch_NNN.keras`` for every epoch.
+        run_eagerly: run the training step eagerly instead of as a compiled graph (debugging; also the fastest
+            choice for a handful of steps, since tracing the 160-layer network takes about 15 s on 2 cores).
+        verbose: Keras verbosity (1 = a progress bar per epoch).
+    """
+    train_list: str = None
+    h5: str = None
+    val_list: str = None
+    val_fraction: float = 0.05
+    uv_data: str = None
+    output: str = "output/prnet_train"
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-4
+    lr_decay: float = 0.5
+    lr_decay_epochs: int = 5
+    width: int = 16
+    input_size: int = None
+    bn_momentum: float = 0.99
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    resume: bool = False
+    skip_bad: bool = False
+    mixed_precision: bool = False
+    deterministic: bool = False
+    keep_checkpoints: bool = False
+    run_eagerly: bool = False
+    verbose: int = 1
+
+    def to_json(self):
+        """The config as a JSON-compatible dict (augment nested)."""
+        values = dataclasses.asdict(self)
+        values["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in values["augment"].items()}
+        return values
+
+
+def learning_rate_at(config, epoch):
+    """Learning rate of 0-based ``epoch``: lr * lr_decay ** (epoch // lr_decay_epochs)."""
+    return float(config.lr * config.lr_decay ** (epoch // config.lr_decay_epochs))
+
+
+def _check_config(config):
+    if (config.train_list is None) == (config.h5 is None):
+        raise ValueError("give exactly one of train_list (trainDataLabel.txt) and h5 (HDF5 pack)")
+    for name in ("epochs", "batch_size", "lr_decay_epochs", "width"):
+        if int(getattr(config, name)) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {getattr(config, name)}")
+    if not config.lr > 0 or not 0 < config.lr_decay <= 1:
+        raise ValueError(f"lr must be > 0 and lr_decay in (0, 1], got {config.lr} and {config.lr_decay}")
+
+
+def _open_source(path, skip_bad):
+    if str(path).lower().endswith((".h5", ".hdf5")):
+        return open_h5(path)
+    return check_samples(read_label_file(path), skip_bad=skip_bad)
+
+
+def load_samples(config):
+    """Read and check the training and validation samples (before any TensorFlow work).
+
+    Returns:
+        (train samples, val samples or None, uv-data folder Path).
+    Raises:
+        BadSampleError / FileNotFoundError naming the offending file.
+    """
+    source_path = config.train_list or config.h5
+    samples = _open_source(source_path, config.skip_bad)
+    if config.val_list:
+        train, val = samples, _open_source(config.val_list, config.skip_bad)
+        if val.resolution != train.resolution:
+            raise ValueError(f"{config.val_list}: resolution {val.resolution}, training data has {train.resolution}")
+    elif config.val_fraction > 0:
+        train_idx, val_idx = split_train_val(samples.names, config.val_fraction, config.seed)
+        train, val = samples.subset(train_idx), samples.subset(val_idx)
+    else:
+        train, val = samples, None
+    if len(train) < config.batch_size:
+        raise ValueError(f"{len(train)} training samples is fewer than one batch of {config.batch_size}")
+    uv_dir = config.uv_data
+    if uv_dir is None:
+        beside = Path(source_path).resolve().parent / "uv-data"
+        uv_dir = beside if beside.is_dir() else Path("Data") / "uv-data"
+    return train, val, Path(uv_dir)
+
+
+def _atomic_save_model(model, path):
+    temp = path.with_name(f".{path.stem}.partial.keras")
+    model.save(temp)
+    os.replace(temp, path)
+
+
+def _atomic_write_json(path, values):
+    temp = path.with_name(f".{path.name}.partial")
+    temp.write_text(json.dumps(values, indent=2, sort_keys=True))
+    os.replace(temp, path)
+
+
+def _read_csv_rows(path, last_epoch):
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["epoch"]) <= last_epoch]
+
+
+def _write_csv(path, rows):
+    temp = path.with_name(f".{path.name}.partial")
+    with open(temp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temp, path)
+
+
+def evaluate(predict, samples, uv, batch_size, input_size):
+    """Validation loss and NME of a model on ``samples`` (no augmentation).
+
+    Args:
+        predict: callable images (B, S, S, 3) float32 tensor -> normalised maps (B, S, S, 3) tensor (the model in
+            inference mode).
+        samples, uv, batch_size, input_size: as for ``make_dataset``.
+    Returns:
+        (weighted MSE of the normalised maps, mean 2D NME of the 68 keypoints), floats.
+    """
+    dataset = make_dataset(samples, uv, batch_size=batch_size, input_size=input_size, augment=None,
+                           shuffle=False, drop_remainder=False)
+    scale = POSMAP_SCALE * samples.resolution
+    errors, losses, counts = [], [], []
+    for images, targets, weights in dataset:
+        pred = predict(images).numpy().astype(np.float64)
+        targets = targets.numpy()
+        losses.append(metrics.weighted_mse(pred, targets, weights.numpy()))
+        counts.append(len(pred))
+        errors.append(metrics.nme(pred * scale, targets * scale, uv.kpt_ind))
+    return float(np.average(losses, weights=counts)), float(np.mean(np.concatenate(errors)))
+
+
+class _ScalarLog:
+    """TensorBoard scalars written with TensorFlow's core summary ops (the ``tensorboard`` package, which
+    ``tf.summary.scalar`` needs and TensorFlow >= 2.21 no longer installs, is only needed to view them)."""
+
+    def __init__(self, tf, log_dir):
+        from tensorflow.core.framework import summary_pb2
+        self._tf = tf
+        self._writers = {}
+        self._log_dir = log_dir
+        self._metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+    def write(self, run, tag, value, step):
+        """Log ``value`` as scalar ``tag`` of ``run`` ('train' or 'validation') at ``step`` (the epoch)."""
+        if run not in self._writers:
+            self._writers[run] = self._tf.summary.create_file_writer(str(self._log_dir / run))
+        with self._writers[run].as_default():
+            self._tf.summary.write(tag, self._tf.constant(value, self._tf.float32), step=step,
+                                   metadata=self._metadata)
+        self._writers[run].flush()
+
+
+def train(config):
+    """Train PRNet's resfcn256 as ``config`` says (see the module docstring for outputs and resume).
+
+    Args:
+        config: TrainConfig.
+    Returns:
+        dict: ``history`` (list of CSV rows as dicts of floats, every finished epoch including earlier runs),
+        ``best_nme``, ``best_epoch``, ``output``, ``params`` (parameter count), ``train_samples``, ``val_samples``.
+    """
+    _check_config(config)
+    train_samples, val_samples, uv_dir = load_samples(config)
+    uv = load_uv_data(uv_dir)
+    if uv.resolution != train_samples.resolution:
+        raise ValueError(f"{uv_dir}: UV resolution {uv.resolution} differs from the maps' {train_samples.resolution}")
+    input_size = int(config.input_size or train_samples.resolution)
+    uv_in = resize_uv_data(uv, input_size)
+
+    output = Path(config.output)
+    ckpt_dir = output / "checkpoints"
+    state_path, last_path = ckpt_dir / "state.json", ckpt_dir / "last.keras"
+    state = None
+    if state_path.is_file() and last_path.is_file():
+        if not config.resume:
+            raise ValueError(f"{output} already holds a run (epoch {json.loads(state_path.read_text())['epoch']}); "
+                             "pass --resume to continue it or choose another --output")
+        state = json.loads(state_path.read_text())
+        saved = json.loads((output / "config.json").read_text())
+        current = config.to_json()
+        changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
+        if changed:
+            raise ValueError(f"cannot resume {output}: settings differ from the saved run: "
+                             + ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed))
+    elif config.resume:
+        logger.warning("nothing to resume in %s; starting at epoch 1", output)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_json(output / "config.json", config.to_json())
+
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    gpus = tf.config.list_physical_devices("GPU")
+    if config.mixed_precision:
+        if gpus:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        else:
+            logger.warning("--mixed-precision needs a GPU; training in float32 on the CPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+    from face3d.prnet.model import build_resfcn256
+    with strategy.scope():
+        if state is not None:
+            model = keras.models.load_model(last_path)
+            model.run_eagerly = config.run_eagerly
+        else:
+            model = build_resfcn256(input_size, config.width, bn_momentum=config.bn_momentum)
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.lr), loss="mean_squared_error",
+                          jit_compile=False, run_eagerly=config.run_eagerly)
+    start = int(state["epoch"]) if state else 0
+    best_nme = float(state["best_nme"]) if state and state.get("best_nme") is not None else math.inf
+    best_epoch = state.get("best_epoch") if state else None
+    rows = _read_csv_rows(output / "log.csv", start)
+    scalars = _ScalarLog(tf, output / "logs")
+    predict = lambda images: model(images, training=False)  # noqa: E731
+    if not config.run_eagerly:
+        predict = tf.function(predict, reduce_retracing=True)
+
+    for epoch in range(start, config.epochs):
+        lr = learning_rate_at(config, epoch)
+        model.optimizer.learning_rate = lr
+        dataset = make_dataset(train_samples, uv_in, batch_size=config.batch_size, input_size=input_size,
+                               augment=config.augment, seed=config.seed, epoch=epoch, shuffle=True)
+        history = model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, verbose=config.verbose, shuffle=False)
+        logs = {"loss": float(history.history["loss"][-1])}
+        if val_samples:
+            logs["val_loss"], logs["val_nme"] = evaluate(predict, val_samples, uv_in, config.batch_size, input_size)
+        row = {"epoch": epoch + 1, "loss": logs["loss"], "learning_rate": lr,
+               "val_loss": logs.get("val_loss", ""), "val_nme": logs.get("val_nme", "")}
+        _atomic_save_model(model, last_path)
+        if config.keep_checkpoints:
+            model.save(ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
+        if "val_nme" in logs and logs["val_nme"] < best_nme:
+            best_nme, best_epoch = logs["val_nme"], epoch + 1
+            _atomic_save_model(model, output / "best.keras")
+            _atomic_write_json(output / "best.json", {"epoch": best_epoch, "val_nme": best_nme})
+        scalars.write("train", "loss", logs["loss"], epoch + 1)
+        scalars.write("train", "learning_rate", lr, epoch + 1)
+        if val_samples:
+            scalars.write("validation", "loss", logs["val_loss"], epoch + 1)
+            scalars.write("validation", "nme", logs["val_nme"], epoch + 1)
+        rows.append(row)
+        _write_csv(output / "log.csv", rows)
+        _atomic_write_json(state_path, {"epoch": epoch + 1, "best_nme": None if math.isinf(best_nme) else best_nme,
+                                        "best_epoch": best_epoch})
+        logger.info("epoch %d/%d: loss %.6g, lr %.3g, val NME %s", epoch + 1, config.epochs, logs["loss"], lr,
+                    row["val_nme"])
+    history_rows = [{k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
+                     for k, v in r.items()} for r in rows]
+    return {"history": history_rows, "best_nme": None if math.isinf(best_nme) else best_nme,
+            "best_epoch": best_epoch, "output": str(output), "params": int(model.count_params()),
+            "train_samples": len(train_samples), "val_samples": len(val_samples) if val_samples else 0}

@@ -1,0 +1,254 @@
+"""Sample lists, up-front checks, the tf.data pipeline and its augmentation (about 20 s on 2 cores)."""
+import logging
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from face3d.prnet import metrics
+from face3d.prnet.data import (AugmentConfig, BadSampleError, check_samples, group_key, make_dataset, open_h5,
+                               read_label_file, split_train_val)
+from face3d.prnet.uvdata import load_uv_data
+
+import _prnet_data
+
+tf = pytest.importorskip("tensorflow")
+
+R = 32
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prnet_small")
+    label = _prnet_data.make_dataset(folder, 6, R, seed=3, angles=(30,))
+    return label, check_samples(read_label_file(label)), load_uv_data(folder / "uv-data")
+
+
+def _ramp_set(folder, n, resolution, seed):
+    """PNG crops whose red/green channels are the pixel's own x/y, with maps from the synthetic set."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:resolution, 0:resolution]
+    lines = []
+    for i in range(n):
+        _, posmap = _prnet_data.make_sample(resolution, rng)
+        image = np.stack([xs, ys, np.full_like(xs, 128)], axis=-1).astype(np.uint8)  # RGB
+        cv2.imwrite(str(folder / f"ramp_{i}.png"), image[..., ::-1])
+        np.save(folder / f"ramp_{i}.npy", posmap.astype(np.float32))
+        lines.append(f"ramp_{i}.png ramp_{i}.npy")
+    (folder / "trainDataLabel.txt").write_text("\n".join(lines) + "\n")
+    _prnet_data.write_uv_data(folder / "uv-data", resolution)
+    return folder / "trainDataLabel.txt"
+
+
+def _bilinear(image, x, y):
+    x0, y0 = int(math.floor(x)), int(math.floor(y))
+    fx, fy = x - x0, y - y0
+    return ((1 - fx) * (1 - fy) * image[y0, x0] + fx * (1 - fy) * image[y0, x0 + 1]
+            + (1 - fx) * fy * image[y0 + 1, x0] + fx * fy * image[y0 + 1, x0 + 1])
+
+
+def _one_batch(samples, uv, **kwargs):
+    images, targets, weights = next(iter(make_dataset(samples, uv, **kwargs)))
+    return images.numpy(), targets.numpy(), weights.numpy()
+
+
+def test_label_file_relative_paths_and_errors(tmp_path):
+    label = _prnet_data.make_dataset(tmp_path, 2, 16, rel_paths=True)
+    pairs = read_label_file(label)
+    assert pairs[0] == (str(tmp_path / "sample_000.jpg"), str(tmp_path / "sample_000.npy"))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("only_one_path.jpg\n")
+    with pytest.raises(BadSampleError, match=r"bad.txt:1"):
+        read_label_file(bad)
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        read_label_file(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("missing_npy", "file not found"), ("truncated_jpg", "truncated JPEG"), ("garbage_npy", "not a .npy"),
+    ("short_npy", "truncated or padded"), ("wrong_shape", "expected \\(R, R, 3\\)"), ("text_image", "not a JPEG"),
+])
+def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
+    label = _prnet_data.make_dataset(tmp_path, 3, 16)
+    pairs = read_label_file(label)
+    image, posmap = pairs[1]
+    if damage == "missing_npy":
+        (tmp_path / "sample_001.npy").unlink()
+    elif damage == "truncated_jpg":
+        data = open(image, "rb").read()
+        open(image, "wb").write(data[: len(data) // 2])
+    elif damage == "garbage_npy":
+        open(posmap, "wb").write(b"not numpy at all" * 10)
+    elif damage == "short_npy":
+        data = open(posmap, "rb").read()
+        open(posmap, "wb").write(data[:-10])
+    elif damage == "wrong_shape":
+        np.save(posmap, np.zeros((16, 16), np.float16))
+    elif damage == "text_image":
+        open(image, "w").write("hello")
+    bad_file = posmap if "npy" in damage or damage == "wrong_shape" else image
+    with pytest.raises(BadSampleError, match=reason) as info:
+        check_samples(pairs)
+    assert bad_file in str(info.value)
+    with caplog.at_level(logging.WARNING, logger="face3d.prnet.data"):
+        samples = check_samples(pairs, skip_bad=True)
+    assert len(samples) == 2 and image not in samples.images
+    assert bad_file in caplog.text
+
+
+def test_split_keeps_rotated_copies_together():
+    names = [f"s{i}" for i in range(10)] + [f"s{i}_angle_{a}" for i in range(10) for a in (15, -30)]
+    assert group_key("AFW_1_0_angle_-45") == "AFW_1_0"
+    train, val = split_train_val(names, 0.2, seed=1)
+    assert sorted(train + val) == list(range(30))
+    val_groups = {group_key(names[i]) for i in val}
+    assert len(val_groups) == 2 and len(val) == 6
+    assert not val_groups & {group_key(names[i]) for i in train}
+    assert split_train_val(names, 0.2, seed=1) == (train, val)
+
+
+def test_pipeline_targets_and_weights_without_augmentation(small_set):
+    label, samples, uv = small_set
+    images, targets, weights = _one_batch(samples, uv, batch_size=4, shuffle=False)
+    first_map = np.load(samples.posmaps[0]).astype(np.float32)
+    first_image = cv2.imread(samples.images[0])[..., ::-1]
+    np.testing.assert_allclose(targets[0], first_map / (1.1 * R), rtol=1e-6)
+    np.testing.assert_array_equal(images[0] * 255, first_image)  # decoded exactly as OpenCV does
+    np.testing.assert_array_equal(weights[2], uv.weight_mask)
+    assert images.dtype == targets.dtype == weights.dtype == np.float32
+
+
+def test_pipeline_is_deterministic_per_seed_and_epoch(small_set):
+    _, samples, uv = small_set
+    kwargs = dict(batch_size=4, augment=AugmentConfig(), seed=5)
+    a = _one_batch(samples, uv, epoch=2, **kwargs)
+    b = _one_batch(samples, uv, epoch=2, **kwargs)
+    c = _one_batch(samples, uv, epoch=3, **kwargs)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_rotated_map_keypoints_land_on_rotated_image_landmarks(tmp_path):
+    """Crops whose colour is their own pixel coordinate: after augmentation, the image at each keypoint that the
+    augmented map gives must show the coordinate where the original map put that keypoint."""
+    res = 64
+    label = _ramp_set(tmp_path, 8, res, seed=0)
+    samples = check_samples(read_label_file(label))
+    uv = load_uv_data(tmp_path / "uv-data")
+    originals = metrics.keypoints_from_map(np.stack([np.load(p) for p in samples.posmaps]), uv.kpt_ind)
+    augment = AugmentConfig(color=False, occlusion=False)
+    images, targets, _ = _one_batch(samples, uv, batch_size=8, augment=augment, seed=11, shuffle=False)
+    moved = metrics.keypoints_from_map(targets * 1.1 * res, uv.kpt_ind)
+    checked = 0
+    for b in range(8):
+        rotation = math.degrees(math.atan2(moved[b, 1, 1] - moved[b, 0, 1], moved[b, 1, 0] - moved[b, 0, 0])
+                                - math.atan2(originals[b, 1, 1] - originals[b, 0, 1],
+                                             originals[b, 1, 0] - originals[b, 0, 0]))
+        assert abs((rotation + 180) % 360 - 180) <= 45.5
+        for k in range(68):
+            (x, y), (x0, y0) = moved[b, k, :2], originals[b, k, :2]
+            if not (1 <= x <= res - 2 and 1 <= y <= res - 2 and 0 <= x0 <= res - 1 and 0 <= y0 <= res - 1):
+                continue
+            seen = _bilinear(images[b] * 255, x, y)
+            np.testing.assert_allclose(seen[:2], (x0, y0), atol=0.05)  # OpenCV: 1/32-pixel bilinear grid
+            checked += 1
+    assert checked > 300
+    # the depth follows the scale: z' / z equals the x-y scale of the transform
+    ratio_xy = np.linalg.norm(moved[:, 30, :2] - moved[:, 8, :2], axis=1) / np.linalg.norm(
+        originals[:, 30, :2] - originals[:, 8, :2], axis=1)
+    np.testing.assert_allclose(moved[:, 30, 2] / originals[:, 30, 2], ratio_xy, rtol=1e-4)
+    assert ratio_xy.min() >= 0.9 - 1e-4 and ratio_xy.max() <= 1.2 + 1e-4
+
+
+def test_each_augmentation_is_switchable(small_set):
+    _, samples, uv = small_set
+    plain = _one_batch(samples, uv, batch_size=4, shuffle=False)
+    centre = (R - 1) / 2
+    only = {name: _one_batch(samples, uv, batch_size=4, shuffle=False, seed=2,
+                             augment=AugmentConfig(**{k: k == name for k in
+                                                      ("rotation", "translation", "scale", "color", "occlusion")},
+                                                   occlusion_prob=1.0))
+            for name in ("rotation", "translation", "scale", "color", "occlusion")}
+    inside = plain[1][..., 0] != 0
+    px, py = plain[1][..., 0] * 1.1 * R - centre, plain[1][..., 1] * 1.1 * R - centre
+    for name in ("rotation", "translation", "scale"):
+        t = only[name][1] * 1.1 * R
+        qx, qy = t[..., 0] - centre, t[..., 1] - centre
+        for b in range(4):
+            m = inside[b]
+            if name == "rotation":  # distances to the centre and depth kept, angle changed
+                np.testing.assert_allclose(np.hypot(qx[b][m], qy[b][m]), np.hypot(px[b][m], py[b][m]), atol=1e-3)
+                np.testing.assert_allclose(t[b][m][:, 2], plain[1][b][m][:, 2] * 1.1 * R, rtol=1e-5)
+            elif name == "translation":  # one constant offset of at most 10 % of R
+                shift = np.stack([qx[b][m] - px[b][m], qy[b][m] - py[b][m]])
+                np.testing.assert_allclose(shift, shift[:, :1].repeat(shift.shape[1], 1), atol=1e-3)
+                assert np.abs(shift[:, 0]).max() <= 0.1 * R + 1e-4
+            else:  # one scale factor in [0.9, 1.2] for x, y and z
+                factor = np.hypot(qx[b][m], qy[b][m]).sum() / np.hypot(px[b][m], py[b][m]).sum()
+                assert 0.9 <= factor <= 1.2
+                np.testing.assert_allclose(t[b][m][:, 2], factor * plain[1][b][m][:, 2] * 1.1 * R, rtol=1e-4)
+        assert not np.array_equal(only[name][0], plain[0])
+    for name in ("color", "occlusion"):
+        np.testing.assert_array_equal(only[name][1], plain[1])
+    ratio = only["color"][0] / np.maximum(plain[0], 1e-6)
+    unclipped = (plain[0] > 0.05) & (only["color"][0] < 0.999)
+    for b in range(4):
+        for c in range(3):
+            values = ratio[b, ..., c][unclipped[b, ..., c]]
+            assert 0.6 - 1e-3 <= values.mean() <= 1.4 + 1e-3
+            np.testing.assert_allclose(values, values.mean(), rtol=1e-4)
+    changed = np.any(only["occlusion"][0] != plain[0], axis=-1)
+    for b in range(4):
+        rows, cols = np.nonzero(changed[b])
+        box = changed[b, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert box.mean() > 0.9 and box.size >= (0.1 * R) ** 2 * 0.5  # one textured rectangle
+
+
+def test_reduced_input_size_resamples_maps_and_images(small_set):
+    _, samples, uv = small_set
+    from face3d.prnet.uvdata import resample_indices, resize_uv_data
+    images, targets, weights = _one_batch(samples, resize_uv_data(uv, 32 // 2 * 2), batch_size=2, shuffle=False)
+    assert images.shape == (2, R, R, 3)
+    uv16 = resize_uv_data(uv, 16) if R != 16 else uv
+    small = make_dataset(samples, uv16, batch_size=2, input_size=16, shuffle=False)
+    images16, targets16, weights16 = (t.numpy() for t in next(iter(small)))
+    index = resample_indices(R, 16)
+    np.testing.assert_allclose(targets16, targets[:, index][:, :, index], rtol=1e-6)
+    np.testing.assert_array_equal(weights16[0], uv16.weight_mask)
+    assert images16.shape == (2, 16, 16, 3)
+    np.testing.assert_allclose(images16.mean(axis=(1, 2)), images.mean(axis=(1, 2)), atol=0.03)
+
+
+def test_h5_pack_gives_the_same_batches(small_set, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    _, samples, uv = small_set
+    images = np.stack([cv2.imread(p)[..., ::-1] for p in samples.images])
+    maps = np.stack([np.load(p) for p in samples.posmaps])
+    path = tmp_path / "pack.h5"
+    with h5py.File(path, "w") as h5:
+        h5["images"], h5["posmaps"] = images, maps
+        h5["names"] = np.array([n.encode() for n in samples.names])
+    packed = open_h5(path)
+    assert packed.names == samples.names and packed.resolution == R
+    got_images, got_targets, _ = _one_batch(packed.subset([3, 1]), uv, batch_size=2, shuffle=False)
+    np.testing.assert_array_equal(got_images * 255, images[[3, 1]].astype(np.float32))
+    np.testing.assert_allclose(got_targets, maps[[3, 1]].astype(np.float32) / (1.1 * R), rtol=1e-6)
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as h5:
+        h5["images"] = images
+    with pytest.raises(BadSampleError, match="bad.h5.*posmaps"):
+        open_h5(bad)
+
+
+def test_generator_pack_is_readable(small_set, tmp_path):
+    pack = pytest.importorskip("face3d.trainset.pack")
+    label, samples, uv = small_set
+    pack.pack_label_file(label, tmp_path / "pack.h5")
+    packed = open_h5(tmp_path / "pack.h5")
+    assert len(packed) == len(samples) and packed.names == samples.names
+    got = _one_batch(packed, uv, batch_size=2, shuffle=False)
+    want = _one_batch(samples, uv, batch_size=2, shuffle=False)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+    np.testing.assert_array_equal(got[0], want[0])
