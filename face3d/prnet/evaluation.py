@@ -1,0 +1,500 @@
+"""Evaluation on AFLW2000-3D (or any folder in its format): landmark NME by yaw, CED curves, AUC, reports.
+
+Protocol (PRNet: Feng et al., "Joint 3D Face Reconstruction and Dense Alignment with Position Map Regression
+Network", ECCV 2018, section 5; its numbers follow 3DDFA's benchmark, Zhu et al., "Face Alignment Across Large
+Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of github.com/cleardusk/3DDFA):
+
+* Data: each image comes with a ``.mat`` holding ``pt3d_68`` (3, 68), the ground-truth landmarks (x, y in image
+  pixels, y down; z depth in the same units) and ``Pose_Para`` (1, 7) whose yaw (entry 2, radians) sorts the sample
+  into a bucket. The face is cropped from the ground-truth landmarks' box (``inference.landmark_crop``), as
+  PRNet's demo does with ``.mat`` input, so detection failures do not enter the metric.
+* NME of the 68 landmarks: ``mean_k ||p_k - g_k|| / sqrt(w * h)`` with w, h the width and height of the ground
+  truth's 2D box (3DDFA's ``calc_nme``; computed by ``face3d.prnet.metrics.nme``), in 2D (x, y) and in 3D (x, y,
+  z). In 3D the depth origin is arbitrary (``pt3d_68`` carries the fitted tz, PRNet's maps put the deepest vertex
+  at 0), so both point sets are first shifted to zero mean depth. The 3D NME is also reported normalised by the
+  box diagonal ``sqrt(w^2 + h^2)``, since published 3D numbers differ on the normaliser; every value is labelled.
+* Yaw buckets by |yaw|: [0, 30], (30, 60], (60, 90] degrees (values beyond 90 go to the last), the mean in each,
+  and their balanced mean (the mean of the three bucket means, as 3DDFA's ``ana`` and the papers' tables compute
+  it). When a bucket is empty the balanced mean is taken over the others and ``balanced_buckets`` says how many.
+* Cumulative error distribution (CED): the fraction of samples with NME <= t; the AUC up to T is the integral of
+  the CED over [0, T] divided by T, exactly ``mean_i max(0, 1 - e_i / T)``, reported for T = 7 % and 10 %; the
+  failure rate is the fraction with NME > 10 %.
+* Dense alignment (when dense ground truth exists: the ``.mat``'s Shape_Para / Exp_Para / Pose_Para with the
+  morphable model they were fitted with): the NME over every face vertex of the UV data (``face_ind``) against the
+  model's surface placed by the pose and read at the same UV pixels, normalised like the landmarks (the 68-point
+  box), 2D and 3D (mean depth aligned).
+
+All NME values are fractions (0.035 = 3.5 %); the Markdown report prints percentages.
+"""
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io as sio
+
+from face3d.prnet import metrics
+
+__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "AFLWSample", "find_samples", "read_sample",
+           "keypoint_nme", "yaw_bucket", "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth",
+           "evaluate_predictions", "evaluate_model", "write_reports", "plot_ced", "markdown_report"]
+
+logger = logging.getLogger(__name__)
+
+YAW_BUCKETS = ("[0,30]", "(30,60]", "(60,90]")
+AUC_LIMITS = (0.07, 0.10)
+FAILURE_THRESHOLD = 0.10
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+_METRIC_LABELS = {
+    "nme_2d": "NME 2D (68 landmarks, / sqrt(w*h))",
+    "nme_3d": "NME 3D (68 landmarks, / sqrt(w*h))",
+    "nme_3d_diagonal": "NME 3D (68 landmarks, / box diagonal)",
+    "dense_nme_2d": "dense NME 2D (face vertices, / sqrt(w*h))",
+    "dense_nme_3d": "dense NME 3D (face vertices, / sqrt(w*h))",
+}
+_PROTOCOL = {
+    "source": "PRNet (Feng et al., ECCV 2018) on AFLW2000-3D, following 3DDFA's benchmark_aflw2000.py "
+              "(Zhu et al., CVPR 2016; github.com/cleardusk/3DDFA)",
+    "crop": "from the ground-truth 68 landmarks' box (generator's rule: centre, side 1.5 x mean side)",
+    "normaliser": "sqrt(w*h) of the ground-truth 68 landmarks' 2D box; nme_3d_diagonal: sqrt(w^2+h^2)",
+    "depth": "3D errors after shifting prediction and ground truth to zero mean depth",
+    "yaw_buckets": "|Pose_Para yaw| in degrees: [0,30], (30,60], (60,90]; balanced mean = mean of bucket means",
+    "auc": "integral of the CED over [0, T] / T, T = 0.07 and 0.10; failure rate = fraction with NME > 0.10",
+}
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+@dataclass(frozen=True)
+class AFLWSample:
+    """Ground truth of one AFLW2000-3D-format sample.
+
+    Attributes:
+        name: image file stem.
+        image_path, mat_path: Paths.
+        landmarks: (68, 3) float64 ``pt3d_68`` transposed (x, y image pixels, y down; z depth).
+        yaw_deg: float, ``Pose_Para`` yaw in degrees (sign kept).
+        pose_para: (7,) float64 or None. shape_para, exp_para: (n, 1) float64 or None (dense ground truth).
+    """
+    name: str
+    image_path: Path
+    mat_path: Path
+    landmarks: np.ndarray
+    yaw_deg: float
+    pose_para: np.ndarray = None
+    shape_para: np.ndarray = None
+    exp_para: np.ndarray = None
+
+
+def find_samples(folder):
+    """Image + ``.mat`` pairs under ``folder`` (recursively), sorted by path.
+
+    Returns:
+        list of (image Path, mat Path); images without a ``.mat`` next to them are ignored.
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no pair.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder not found: {folder}")
+    pairs = []
+    for image in sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
+        mat = image.with_suffix(".mat")
+        if mat.is_file():
+            pairs.append((image, mat))
+    if not pairs:
+        raise FileNotFoundError(f"{folder}: no image with a .mat beside it (AFLW2000-3D format: image00002.jpg + "
+                                "image00002.mat holding pt3d_68)")
+    return pairs
+
+
+def read_sample(image_path, mat_path):
+    """Read one AFLW2000-3D-format sample.
+
+    Args:
+        image_path: the image. mat_path: its ``.mat`` with ``pt3d_68`` (3, 68) and ``Pose_Para`` (1, 7); with
+            ``Shape_Para`` and ``Exp_Para`` the sample also has dense ground truth.
+    Returns:
+        (image (h, w, 3) uint8 RGB, AFLWSample).
+    Raises:
+        FileNotFoundError: a file is missing. ValueError: undecodable image, missing or misshaped keys.
+    """
+    import cv2
+
+    image_path, mat_path = Path(image_path), Path(mat_path)
+    for path in (image_path, mat_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"file not found: {path}")
+    data = np.fromfile(image_path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ValueError(f"{image_path}: cannot decode the image")
+    try:
+        mat = sio.loadmat(str(mat_path))
+    except Exception as exc:  # scipy raises assorted types for damaged files
+        raise ValueError(f"{mat_path}: cannot read the .mat file ({type(exc).__name__}: {exc})") from exc
+    for key in ("pt3d_68", "Pose_Para"):
+        if key not in mat:
+            raise ValueError(f"{mat_path}: missing key {key!r} (an AFLW2000-3D .mat holds pt3d_68 (3, 68) and "
+                             "Pose_Para (1, 7))")
+    pt3d = np.asarray(mat["pt3d_68"], dtype=np.float64)
+    if pt3d.shape != (3, 68) or not np.all(np.isfinite(pt3d)):
+        raise ValueError(f"{mat_path}: pt3d_68 must be a finite (3, 68) array, got {pt3d.shape}")
+    pose = np.asarray(mat["Pose_Para"], dtype=np.float64).reshape(-1)
+    if pose.size != 7:
+        raise ValueError(f"{mat_path}: Pose_Para must hold 7 values, got {pose.size}")
+    shape = mat.get("Shape_Para")
+    exp = mat.get("Exp_Para")
+    sample = AFLWSample(
+        name=image_path.stem, image_path=image_path, mat_path=mat_path, landmarks=pt3d.T.copy(),
+        yaw_deg=float(np.rad2deg(pose[1])), pose_para=pose,
+        shape_para=None if shape is None else np.asarray(shape, dtype=np.float64).reshape(-1, 1),
+        exp_para=None if exp is None else np.asarray(exp, dtype=np.float64).reshape(-1, 1))
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), sample
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+def keypoint_nme(pred, gt, dims=2, normalizer="box"):
+    """Per-sample NME of point sets, computed by ``metrics.nme`` (the points laid out as a 1 x K map).
+
+    Args:
+        pred, gt: (N, K, 3) or (K, 3) points (x, y image pixels, z depth).
+        dims: 2 (x, y) or 3 (x, y, z; both sets shifted to zero mean depth first, see the module docstring).
+        normalizer: "box" for sqrt(w * h) of gt's 2D box (the protocol), "diagonal" for sqrt(w^2 + h^2).
+    Returns:
+        (N,) float64 (a float64 scalar for (K, 3) input).
+    """
+    if normalizer not in ("box", "diagonal"):
+        raise ValueError(f"normalizer must be 'box' or 'diagonal', got {normalizer!r}")
+    pred = np.array(pred, dtype=np.float64)
+    gt = np.array(gt, dtype=np.float64)
+    single = pred.ndim == 2
+    if single:
+        pred, gt = pred[None], gt[None]
+    if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[2] != 3:
+        raise ValueError(f"pred and gt must both be (N, K, 3), got {pred.shape} and {gt.shape}")
+    if dims == 3:
+        pred[..., 2] -= pred[..., 2].mean(axis=1, keepdims=True)
+        gt[..., 2] -= gt[..., 2].mean(axis=1, keepdims=True)
+    k = pred.shape[1]
+    index = np.stack([np.arange(k), np.zeros(k, dtype=np.int64)])
+    errors = metrics.nme(pred[:, None], gt[:, None], index, dims=dims)
+    if normalizer == "diagonal":
+        extent = np.ptp(gt[..., :2], axis=1)
+        errors = errors * metrics.bbox_size(gt) / np.hypot(extent[:, 0], extent[:, 1])
+    return errors[0] if single else errors
+
+
+def yaw_bucket(yaw_deg):
+    """Bucket index of each yaw: 0 for |yaw| <= 30, 1 for 30 < |yaw| <= 60, 2 above (degrees).
+
+    Returns:
+        (N,) int64 (a scalar array for scalar input).
+    """
+    a = np.abs(np.asarray(yaw_deg, dtype=np.float64))
+    return np.where(a <= 30.0, 0, np.where(a <= 60.0, 1, 2)).astype(np.int64)
+
+
+def auc(errors, limit):
+    """Area under the CED curve on [0, limit], divided by limit: exactly ``mean(max(0, 1 - e / limit))``.
+
+    Returns:
+        float in [0, 1] (1: every error is 0).
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.size == 0 or not limit > 0:
+        raise ValueError(f"auc needs errors and a positive limit, got {errors.size} errors and limit {limit}")
+    return float(np.mean(np.clip(1.0 - errors / limit, 0.0, 1.0)))
+
+
+def failure_rate(errors, threshold=FAILURE_THRESHOLD):
+    """Fraction of errors strictly above ``threshold``."""
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.size == 0:
+        raise ValueError("failure_rate needs at least one error")
+    return float(np.mean(errors > threshold))
+
+
+def ced(errors, thresholds):
+    """Cumulative error distribution: the fraction of errors <= each threshold.
+
+    Returns:
+        (T,) float64.
+    """
+    errors = np.sort(np.asarray(errors, dtype=np.float64))
+    return np.searchsorted(errors, np.asarray(thresholds, dtype=np.float64), side="right") / max(errors.size, 1)
+
+
+def summarize_errors(errors, yaw_deg=None):
+    """Mean, std, per-yaw-bucket and balanced means, AUCs and failure rate of per-sample errors.
+
+    Args:
+        errors: (N,) NME values. yaw_deg: (N,) yaws in degrees, or None (no buckets).
+    Returns:
+        dict: ``mean``, ``std``, ``count``, ``auc_7``, ``auc_10``, ``failure_rate_10`` and, with yaws,
+        ``buckets`` ({label: {"mean", "std", "count"}}, mean None when empty), ``balanced_mean`` and
+        ``balanced_buckets`` (how many non-empty buckets it averages).
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.ndim != 1 or errors.size == 0:
+        raise ValueError(f"errors must be a non-empty 1-D array, got shape {errors.shape}")
+    out = {"mean": float(errors.mean()), "std": float(errors.std()), "count": int(errors.size)}
+    for limit in AUC_LIMITS:
+        out[f"auc_{round(limit * 100)}"] = auc(errors, limit)
+    out[f"failure_rate_{round(FAILURE_THRESHOLD * 100)}"] = failure_rate(errors, FAILURE_THRESHOLD)
+    if yaw_deg is not None:
+        bucket = yaw_bucket(yaw_deg)
+        if bucket.shape != errors.shape:
+            raise ValueError(f"yaw_deg must match errors, got {bucket.shape} and {errors.shape}")
+        buckets = {}
+        for i, label in enumerate(YAW_BUCKETS):
+            values = errors[bucket == i]
+            buckets[label] = {"mean": float(values.mean()) if values.size else None,
+                              "std": float(values.std()) if values.size else None, "count": int(values.size)}
+        present = [b["mean"] for b in buckets.values() if b["mean"] is not None]
+        out["buckets"] = buckets
+        out["balanced_mean"] = float(np.mean(present))
+        out["balanced_buckets"] = len(present)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ dense truth
+
+class DenseGroundTruth:
+    """Dense ground truth from 300W-LP-style parameters and the morphable model they were fitted with.
+
+    The model's vertices ``shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` are placed in the image by the
+    pose (``TrainsetGenerator.image_pose``) and read at the UV data's face pixels through the model's UV
+    rasterization, exactly as the generator builds position maps.
+
+    Args:
+        model: MorphableModel (the UV data must have been built for it). uv_data: UVData.
+    """
+
+    def __init__(self, model, uv_data):
+        from face3d.trainset.sample import GenerationConfig, TrainsetGenerator
+
+        self._generator = TrainsetGenerator(model, GenerationConfig(resolution=uv_data.resolution, angles=()))
+        self._face_ind = np.asarray(uv_data.face_ind)
+
+    def vertices(self, sample, height):
+        """(m, 3) float64 image-space surface points at ``face_ind`` for an AFLWSample, or None without
+        Shape_Para / Exp_Para."""
+        if sample.shape_para is None or sample.exp_para is None:
+            return None
+        model_vertices = self._generator.vertices(sample.shape_para, sample.exp_para).astype(np.float64)
+        A, b = self._generator.image_pose(sample.pose_para, int(height))
+        placed = model_vertices @ A.T + b
+        return self._generator.rasterization.interpolate(placed)[self._face_ind].astype(np.float64)
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dense_pred=None, dense_gt=None):
+    """The evaluation report of predicted landmarks (and optionally dense vertices) against ground truth.
+
+    Args:
+        pred_landmarks, gt_landmarks: (N, 68, 3) image-space points. yaw_deg: (N,) degrees.
+        names: N sample names (default "0", "1", ...).
+        dense_pred, dense_gt: (N, m, 3) dense vertices (same m per sample), or None.
+    Returns:
+        dict (see ``write_reports``): ``samples``, ``nme_2d``, ``nme_3d``, ``nme_3d_diagonal`` (overall means),
+        ``balanced`` ({metric: balanced mean}), ``yaw_buckets`` ({label: {"count", metric: mean}}),
+        ``metrics`` ({metric: ``summarize_errors``}), ``per_sample`` (list of dicts), ``labels``, ``protocol``.
+    """
+    pred = np.asarray(pred_landmarks, dtype=np.float64)
+    gt = np.asarray(gt_landmarks, dtype=np.float64)
+    yaw = np.asarray(yaw_deg, dtype=np.float64).reshape(-1)
+    if pred.shape != gt.shape or pred.ndim != 3 or len(yaw) != len(pred) or len(pred) == 0:
+        raise ValueError(f"pred_landmarks, gt_landmarks (N, 68, 3) and yaw_deg (N,) must match, got "
+                         f"{pred.shape}, {gt.shape}, {yaw.shape}")
+    names = [str(i) for i in range(len(pred))] if names is None else [str(n) for n in names]
+    errors = {
+        "nme_2d": keypoint_nme(pred, gt, dims=2),
+        "nme_3d": keypoint_nme(pred, gt, dims=3),
+        "nme_3d_diagonal": keypoint_nme(pred, gt, dims=3, normalizer="diagonal"),
+    }
+    if dense_pred is not None and dense_gt is not None:
+        dense_pred = np.asarray(dense_pred, dtype=np.float64)
+        dense_gt = np.asarray(dense_gt, dtype=np.float64)
+        # metrics.nme normalises by the dense points' own box; the protocol's normaliser is the 68 landmarks' box
+        to_landmark_box = metrics.bbox_size(dense_gt) / metrics.bbox_size(gt)
+        errors["dense_nme_2d"] = keypoint_nme(dense_pred, dense_gt, dims=2) * to_landmark_box
+        errors["dense_nme_3d"] = keypoint_nme(dense_pred, dense_gt, dims=3) * to_landmark_box
+    summaries = {key: summarize_errors(value, yaw) for key, value in errors.items()}
+    buckets = {label: {"count": summaries["nme_2d"]["buckets"][label]["count"]} for label in YAW_BUCKETS}
+    for key, summary in summaries.items():
+        for label in YAW_BUCKETS:
+            buckets[label][key] = summary["buckets"][label]["mean"]
+    per_sample = [{"name": names[i], "yaw_deg": float(yaw[i]), "yaw_bucket": YAW_BUCKETS[int(yaw_bucket(yaw[i]))],
+                   **{key: float(value[i]) for key, value in errors.items()}} for i in range(len(pred))]
+    report = {"samples": int(len(pred))}
+    report.update({key: summaries[key]["mean"] for key in errors})
+    report["balanced"] = {key: summaries[key]["balanced_mean"] for key in errors}
+    report["balanced_buckets"] = summaries["nme_2d"]["balanced_buckets"]
+    report["yaw_buckets"] = buckets
+    report["metrics"] = summaries
+    report["dense"] = "dense_nme_2d" in errors
+    report["labels"] = {key: _METRIC_LABELS[key] for key in errors}
+    report["protocol"] = dict(_PROTOCOL)
+    report["per_sample"] = per_sample
+    return report
+
+
+def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=8, limit=None, progress=False):
+    """Run a PRN on every sample of an AFLW2000-3D-format folder and build (and optionally write) the report.
+
+    Args:
+        prn: ``inference.PRN``.
+        data_dir: folder of image + ``.mat`` pairs (``find_samples``).
+        output_dir: where ``write_reports`` puts report.json, report.md, ced.png and predictions.npz (None: no
+            files).
+        dense_model: MorphableModel for dense ground truth (``DenseGroundTruth``; the UV data of ``prn`` must be
+            this model's), or None for landmarks only.
+        batch_size: crops per network call.
+        limit: evaluate only the first ``limit`` samples (sorted order).
+        progress: show a progress bar on stderr.
+    Returns:
+        the report dict (``evaluate_predictions``) with ``data``, ``skipped`` (samples that could not be read,
+        with the reason) and, when written, ``files``.
+    """
+    from face3d.prnet.inference import landmark_crop, crop_face
+    from face3d.utils.progress import Progress
+
+    pairs = find_samples(data_dir)
+    if limit is not None:
+        pairs = pairs[:int(limit)]
+    dense = None if dense_model is None else DenseGroundTruth(dense_model, prn.uv)
+    names, yaws, preds, gts, dense_preds, dense_gts, skipped = [], [], [], [], [], [], []
+    batch = []
+
+    def flush():
+        maps = prn.predict_crops([crop for crop, _, _ in batch])
+        for pos, (_, sample, dense_truth) in zip(maps, batch):
+            names.append(sample.name)
+            yaws.append(sample.yaw_deg)
+            preds.append(prn.get_landmarks(pos))
+            gts.append(sample.landmarks)
+            if dense is not None:
+                dense_preds.append(prn.get_vertices(pos))
+                dense_gts.append(dense_truth)
+        batch.clear()
+
+    with Progress(len(pairs), desc="evaluate", enabled=progress) as bar:
+        for image_path, mat_path in pairs:
+            try:
+                image, sample = read_sample(image_path, mat_path)
+                crop = crop_face(image, landmark_crop(sample.landmarks), prn.input_size, prn.resolution)
+                dense_truth = None if dense is None else dense.vertices(sample, image.shape[0])
+            except (OSError, ValueError) as exc:
+                logger.warning("skipping %s: %s", image_path, exc)
+                skipped.append({"image": str(image_path), "reason": str(exc)})
+                bar.update(1)
+                continue
+            if dense is not None and dense_truth is None:
+                dense = None  # one sample without parameters: no dense metric for the set
+                dense_preds.clear()
+                dense_gts.clear()
+            batch.append((crop, sample, dense_truth))
+            if len(batch) >= batch_size:
+                flush()
+            bar.update(1)
+        if batch:
+            flush()
+    if not preds:
+        raise ValueError(f"{data_dir}: no sample could be evaluated ({len(skipped)} skipped)")
+    report = evaluate_predictions(np.stack(preds), np.stack(gts), np.array(yaws), names,
+                                  np.stack(dense_preds) if dense is not None else None,
+                                  np.stack(dense_gts) if dense is not None else None)
+    report["data"] = str(Path(data_dir).resolve())
+    report["skipped"] = skipped
+    if output_dir is not None:
+        report["files"] = write_reports(report, output_dir, predictions=(np.stack(preds), np.stack(gts)))
+    return report
+
+
+# ------------------------------------------------------------------------------------------------ reports
+
+def _percent(value):
+    return "-" if value is None else f"{100.0 * value:.3f}"
+
+
+def markdown_report(report):
+    """The report as Markdown: a table of NME (%) per yaw bucket, balanced and overall, then AUC and failures."""
+    keys = list(report["labels"])
+    lines = [f"# AFLW2000-3D-protocol evaluation ({report['samples']} samples)", ""]
+    counts = " | ".join(f"{label} (n={report['yaw_buckets'][label]['count']})" for label in YAW_BUCKETS)
+    lines += [f"| metric (%) | {counts} | balanced | all |", "| --- |" + " ---: |" * 5]
+    for key in keys:
+        cells = [_percent(report["yaw_buckets"][label][key]) for label in YAW_BUCKETS]
+        lines.append(f"| {report['labels'][key]} | {' | '.join(cells)} | {_percent(report['balanced'][key])} | "
+                     f"{_percent(report[key])} |")
+    if report.get("balanced_buckets", 3) < 3:
+        lines += ["", f"Balanced means average the {report['balanced_buckets']} non-empty buckets only."]
+    lines += ["", "| metric | AUC 7% | AUC 10% | failure rate (NME > 10%) |", "| --- | ---: | ---: | ---: |"]
+    for key in keys:
+        m = report["metrics"][key]
+        lines.append(f"| {report['labels'][key]} | {m['auc_7']:.4f} | {m['auc_10']:.4f} | "
+                     f"{100.0 * m['failure_rate_10']:.2f} % |")
+    lines += ["", "Protocol:", ""] + [f"* {k}: {v}" for k, v in report["protocol"].items()]
+    if report.get("skipped"):
+        lines += ["", f"Skipped {len(report['skipped'])} unreadable sample(s):", ""]
+        lines += [f"* {s['image']}: {s['reason']}" for s in report["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot_ced(report, path, max_error=0.10):
+    """Write the CED curves (fraction of samples vs NME, one curve per metric, AUC@7% in the legend) as a PNG.
+
+    Uses matplotlib (imported here, Agg canvas); returns the Path, or None with a warning when matplotlib is
+    missing.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        logger.warning("matplotlib is not installed: no CED plot (pip install matplotlib)")
+        return None
+    thresholds = np.linspace(0.0, max_error, 201)
+    figure = Figure(figsize=(6.4, 4.8), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    for key, label in report["labels"].items():
+        errors = [s[key] for s in report["per_sample"]]
+        axes.plot(100.0 * thresholds, 100.0 * ced(errors, thresholds),
+                  label=f"{label}: AUC@7% {report['metrics'][key]['auc_7']:.3f}")
+    axes.set_xlim(0.0, 100.0 * max_error)
+    axes.set_ylim(0.0, 100.0)
+    axes.set_xlabel("NME (%)")
+    axes.set_ylabel("images (%)")
+    axes.set_title(f"CED, {report['samples']} samples")
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="lower right", fontsize=7)
+    path = Path(path)
+    figure.savefig(path)
+    return path
+
+
+def write_reports(report, output_dir, predictions=None):
+    """Write ``report.json`` (the report dict), ``report.md`` (``markdown_report``), ``ced.png`` (``plot_ced``)
+    and, given (pred, gt) landmark arrays, ``predictions.npz`` (names, yaw_deg, pred, gt) into ``output_dir``.
+
+    Returns:
+        dict of the written file paths (strings).
+    """
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    files = {"json": str(output / "report.json"), "markdown": str(output / "report.md")}
+    ced_path = plot_ced(report, output / "ced.png")
+    if ced_path is not None:
+        files["ced"] = str(ced_path)
+    if predictions is not None:
+        pred, gt = predictions
+        np.savez(output / "predictions.npz", names=np.array([s["name"] for s in report["per_sample"]]),
+                 yaw_deg=np.array([s["yaw_deg"] for s in report["per_sample"]]), pred=pred, gt=gt)
+        files["predictions"] = str(output / "predictions.npz")
+    Path(files["markdown"]).write_text(markdown_report(report), encoding="utf-8")
+    Path(files["json"]).write_text(json.dumps({**report, "files": files}, indent=2) + "\n", encoding="utf-8")
+    return files

@@ -1,0 +1,381 @@
+"""The offline-inference flow around an Ascend ``.om`` (msame), runnable and testable without a board.
+
+    python -m face3d.prnet.offline pre_process --data AFLW2000 --output work/bin [--input-size 256] [--batch 1]
+    python -m face3d.prnet.offline run --model export/prnet.onnx --input work/bin --output work/out [--fp16]
+    python -m face3d.prnet.offline post_process --result work/out/<timestamp> --manifest work/bin/manifest.json
+                                                --output work/report [--timing msame.log]
+
+* ``pre_process``: an AFLW2000-3D-format folder (image + ``.mat`` with ``pt3d_68``; cropped from the ground-truth
+  landmarks exactly as ``evaluation.evaluate_model`` crops) or images + a boxes file (``name x0 y0 x1 y1`` per
+  line; PRNet's detector-box crop) -> one ``.bin`` per network call: raw little-endian float32 NHWC
+  ``[B, S, S, 3]``, RGB / 255 as in training (``inference.crop_face``), and ``manifest.json`` with each crop's
+  image -> map affine, crop box (cx, cy, side), and the ground truth when there is one.
+* ``run``: msame's contract: every ``*.bin`` of the input folder in sorted order, one inference each; outputs
+  ``<output>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the normalised map); the
+  per-file times in ``timing.json`` there and msame's summary lines on stdout. Backed by ONNX Runtime (``.onnx``)
+  or TensorFlow (``.pb``) through ``predictor.load_predictor``; ``--fp16`` runs the ONNX model converted to
+  float16 (``export.onnx_to_float16``), which predicts what ATC's ``--precision_mode=force_fp16`` costs.
+* ``post_process``: outputs + manifest -> position maps in image coordinates (``inference.restore_map``) -> 68
+  landmarks -> the evaluation report (``evaluation.evaluate_predictions`` / ``write_reports``) with the per-image
+  latency (from ``timing.json`` or an msame log's ``Inference time`` lines).
+"""
+import argparse
+import json
+import logging
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MANIFEST", "TIMING", "read_boxes", "pre_process", "run_offline", "read_timing", "latency_summary",
+           "post_process", "main"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+TIMING = "timing.json"
+_MSAME_TIME = re.compile(r"Inference time\s*:\s*([0-9.]+)\s*ms")
+
+
+def read_boxes(path):
+    """Read a boxes file: one ``<image file name> x0 y0 x1 y1`` line per face (image pixels; ``#`` comments).
+
+    Returns:
+        dict image name -> (4,) float64 box.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"boxes file not found: {path}")
+    boxes = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 5:
+            raise ValueError(f"{path}:{number}: expected '<image> x0 y0 x1 y1', got {line!r}")
+        boxes[parts[0]] = np.array([float(v) for v in parts[1:]], dtype=np.float64)
+    if not boxes:
+        raise ValueError(f"{path}: no box in the file")
+    return boxes
+
+
+def _write_bin(path, array):
+    np.ascontiguousarray(array, dtype="<f4").tofile(path)
+
+
+def pre_process(data_dir, output_dir, input_size=256, uv_data=None, boxes=None, batch_size=1, limit=None):
+    """Crop every face of a test folder into msame input files and write the manifest (module docstring).
+
+    Args:
+        data_dir: AFLW2000-3D-format folder, or a folder of images when ``boxes`` is given.
+        output_dir: folder for the ``.bin`` files and ``manifest.json`` (created).
+        input_size: S, the exported network's input side.
+        uv_data: UV-data folder (its resolution R is the crop the maps refer to; default ``Data/uv-data``).
+        boxes: boxes file (``read_boxes``) for plain images; None for AFLW2000-3D ground truth.
+        batch_size: B, images per ``.bin`` (the ``.om``'s batch); the last file is padded with black crops.
+        limit: only the first ``limit`` samples (sorted).
+    Returns:
+        the manifest dict (also written to ``output_dir/manifest.json``).
+    """
+    import cv2
+
+    from face3d.prnet import evaluation
+    from face3d.prnet.inference import DEFAULT_UV_DATA, box_crop, crop_face, landmark_crop
+    from face3d.trainset.uv_data import load_uv_data
+
+    uv_dir = Path(DEFAULT_UV_DATA if uv_data is None else uv_data).resolve()
+    resolution = load_uv_data(uv_dir).resolution
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    data_dir, output_dir = Path(data_dir), Path(output_dir)
+    if boxes is None:
+        items = [(image, mat, None) for image, mat in evaluation.find_samples(data_dir)]
+    else:
+        box_table = read_boxes(boxes)
+        items = []
+        for name, box in sorted(box_table.items()):
+            image = data_dir / name
+            if not image.is_file():
+                raise FileNotFoundError(f"image named in {boxes} not found: {image}")
+            items.append((image, None, box))
+    if limit is not None:
+        items = items[:int(limit)]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    samples, skipped, crops = [], [], []
+    for image_path, mat_path, box in items:
+        try:
+            if mat_path is not None:
+                image, truth = evaluation.read_sample(image_path, mat_path)
+                crop = crop_face(image, landmark_crop(truth.landmarks), input_size, resolution)
+            else:
+                raw = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+                if raw is None:
+                    raise ValueError(f"{image_path}: cannot decode the image")
+                image, truth = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), None
+                crop = crop_face(image, box_crop(box), input_size, resolution)
+        except (OSError, ValueError) as exc:
+            logger.warning("skipping %s: %s", image_path, exc)
+            skipped.append({"image": str(image_path), "reason": str(exc)})
+            continue
+        record = {"name": image_path.stem, "image": str(image_path.resolve()), "image_size": list(image.shape[:2]),
+                  "matrix": crop.matrix.tolist(), "crop_box": [crop.box.cx, crop.box.cy, crop.box.size]}
+        if truth is not None:
+            record.update(mat=str(Path(mat_path).resolve()), yaw_deg=truth.yaw_deg,
+                          landmarks=truth.landmarks.tolist())
+        samples.append(record)
+        crops.append(crop.image)
+    names = [s["name"] for s in samples]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{data_dir}: image names (stems) must be unique for the .bin files")
+    if not samples:
+        raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
+    files = []
+    b, s = int(batch_size), int(input_size)
+    for start in range(0, len(samples), b):
+        group = crops[start:start + b]
+        stem = samples[start]["name"] if b == 1 else f"batch_{start // b:05d}"
+        batch = np.zeros((b, s, s, 3), np.float32)
+        batch[:len(group)] = np.stack(group)
+        _write_bin(output_dir / f"{stem}.bin", batch)
+        files.append({"bin": f"{stem}.bin", "samples": names[start:start + b]})
+    manifest = {"format": "float32 little-endian NHWC [B, S, S, 3], RGB / 255", "input_size": s,
+                "batch_size": b, "resolution": int(resolution), "uv_data": str(uv_dir),
+                "ground_truth": boxes is None, "files": files, "samples": samples, "skipped": skipped,
+                "data": str(data_dir.resolve())}
+    (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _timestamp_folder(output_dir):
+    output_dir = Path(output_dir)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    folder, k = output_dir / stamp, 1
+    while folder.exists():  # two runs within one second: keep both
+        folder, k = output_dir / f"{stamp}_{k}", k + 1
+    folder.mkdir(parents=True)
+    return folder
+
+
+def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=False):
+    """msame's loop on the host: every ``*.bin`` of ``input_dir`` (sorted) through the model.
+
+    Args:
+        model: ``.onnx`` or ``.pb`` path (anything ``predictor.load_predictor`` takes).
+        input_dir: folder of ``.bin`` files, each float32 [B, S, S, 3] (B the model's batch, or any multiple of
+            S*S*3 floats for a model with a free batch).
+        output_dir: parent of the timestamped result folder.
+        fp16: run the ONNX model converted to float16 (``.onnx`` only).
+        threads: ONNX Runtime intra-op threads (None: its default).
+        quiet: no per-file lines on stdout.
+    Returns:
+        Path of the result folder ``<output_dir>/<YYYYMMDD_HHMMSS>``.
+    """
+    from face3d.prnet.predictor import load_predictor
+
+    input_dir = Path(input_dir)
+    files = sorted(input_dir.glob("*.bin"))
+    if not files:
+        raise FileNotFoundError(f"no .bin file in {input_dir}")
+    model = Path(model)
+    options = {} if threads is None or model.suffix.lower() != ".onnx" else {"threads": int(threads)}
+    with tempfile.TemporaryDirectory() as scratch:
+        if fp16:
+            if model.suffix.lower() != ".onnx":
+                raise ValueError(f"fp16 mode needs an .onnx model, got {model}")
+            import onnx
+
+            from face3d.prnet.export import onnx_to_float16
+            converted = Path(scratch) / f"{model.stem}_fp16.onnx"
+            converted.write_bytes(onnx_to_float16(onnx.load(str(model))).SerializeToString())
+            predictor = load_predictor(converted, **options)
+        else:
+            predictor = load_predictor(model, **options)
+        s = predictor.input_size
+        folder = _timestamp_folder(output_dir)
+        times = {}
+        for path in files:
+            data = np.fromfile(path, dtype="<f4")
+            per_image = s * s * 3
+            if data.size == 0 or data.size % per_image or \
+                    (predictor.batch_size is not None and data.size != predictor.batch_size * per_image):
+                raise ValueError(f"{path}: {data.size} floats do not match the model's input "
+                                 f"[{predictor.batch_size or 'B'}, {s}, {s}, 3]")
+            images = data.reshape(-1, s, s, 3)
+            start = time.perf_counter()
+            maps = predictor.predict(images)
+            elapsed = (time.perf_counter() - start) * 1000.0
+            _write_bin(folder / f"{path.stem}_output_0.bin", maps)
+            times[path.stem] = elapsed
+            if not quiet:
+                print(f"[INFO] start to process file:{path}\nInference time: {elapsed:.3f}ms")
+    values = list(times.values())
+    summary = {"model": str(model), "backend": predictor.backend, "fp16": bool(fp16), "input": str(input_dir),
+               "batch_size": predictor.batch_size, "files_ms": times,
+               "average_ms": float(np.mean(values)),
+               "average_ms_without_first": float(np.mean(values[1:])) if len(values) > 1 else None}
+    (folder / TIMING).write_text(json.dumps(summary, indent=1) + "\n")
+    if not quiet:
+        print(f"Inference average time : {summary['average_ms']:.3f} ms")
+        if summary["average_ms_without_first"] is not None:
+            print(f"Inference average time without first time: {summary['average_ms_without_first']:.3f} ms")
+        print(f"[INFO] output data in {folder}")
+    return folder
+
+
+def read_timing(path):
+    """Per-file inference times (ms, in run order) from a ``timing.json`` or an msame log (``Inference time``
+    lines). Returns a list of floats."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"timing file not found: {path}")
+    text = path.read_text(errors="replace")
+    if path.suffix == ".json":
+        return [float(v) for v in json.loads(text)["files_ms"].values()]
+    times = [float(v) for v in _MSAME_TIME.findall(text)]
+    if not times:
+        raise ValueError(f"{path}: no 'Inference time: <x> ms' line (an msame log) and not a timing.json")
+    return times
+
+
+def latency_summary(times_ms, batch_size):
+    """Latency figures of per-file times: per call and per image (call / B), mean, median, p90, min, max, the
+    mean without the first (warm-up) call, and images/s (B / mean call time without the first)."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    if t.size == 0:
+        raise ValueError("latency_summary needs at least one time")
+    steady = t[1:] if t.size > 1 else t
+    per_image = steady / batch_size
+    return {"calls": int(t.size), "batch_size": int(batch_size), "first_call_ms": float(t[0]),
+            "call_ms_mean": float(steady.mean()), "image_ms_mean": float(per_image.mean()),
+            "image_ms_median": float(np.median(per_image)), "image_ms_p90": float(np.percentile(per_image, 90)),
+            "image_ms_min": float(per_image.min()), "image_ms_max": float(per_image.max()),
+            "images_per_s": float(1000.0 * batch_size / steady.mean())}
+
+
+def post_process(result_dir, manifest, output_dir, timing=None):
+    """Turn runner (or msame) outputs into landmarks and the evaluation report.
+
+    Args:
+        result_dir: folder with ``<bin stem>_output_0.bin`` files (the runner's timestamped folder).
+        manifest: ``manifest.json`` path written by ``pre_process``.
+        output_dir: report folder (created).
+        timing: ``timing.json`` or msame log; None -> ``result_dir/timing.json`` when present.
+    Returns:
+        dict: the evaluation report (``evaluation.evaluate_predictions`` plus ``latency`` and ``files``) when the
+        manifest has ground truth; else {"landmarks": (N, 68, 3) list, "names", "latency", "files"}.
+    """
+    from face3d.prnet import evaluation
+    from face3d.prnet.inference import landmarks_from_map, restore_map
+    from face3d.trainset.uv_data import load_uv_data
+
+    result_dir, output_dir = Path(result_dir), Path(output_dir)
+    manifest_path = Path(manifest)
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"manifest not found: {manifest_path}")
+    info = json.loads(manifest_path.read_text())
+    uv = load_uv_data(info["uv_data"])
+    if uv.resolution != info["resolution"]:
+        raise ValueError(f"UV data {info['uv_data']} has resolution {uv.resolution}, manifest says "
+                         f"{info['resolution']}")
+    records = {s["name"]: s for s in info["samples"]}
+    s, b = info["input_size"], info["batch_size"]
+    names, landmarks = [], []
+    for entry in info["files"]:
+        path = result_dir / f"{Path(entry['bin']).stem}_output_0.bin"
+        if not path.is_file():
+            raise FileNotFoundError(f"output file not found: {path} (run the model on {entry['bin']} first)")
+        data = np.fromfile(path, dtype="<f4")
+        if data.size != b * s * s * 3:
+            raise ValueError(f"{path}: {data.size} floats, expected [{b}, {s}, {s}, 3]")
+        maps = data.reshape(b, s, s, 3)
+        for name, output in zip(entry["samples"], maps):
+            record = records[name]
+            pos = restore_map(output, np.asarray(record["matrix"]), info["resolution"])
+            names.append(name)
+            landmarks.append(landmarks_from_map(pos, uv.uv_kpt_ind))
+    timing = result_dir / TIMING if timing is None and (result_dir / TIMING).is_file() else timing
+    latency = latency_summary(read_timing(timing), b) if timing is not None else None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pred = np.stack(landmarks)
+    if info["ground_truth"]:
+        gt = np.stack([np.asarray(records[n]["landmarks"], dtype=np.float64) for n in names])
+        yaw = np.array([records[n]["yaw_deg"] for n in names])
+        report = evaluation.evaluate_predictions(pred, gt, yaw, names)
+        report["data"] = info["data"]
+        report["skipped"] = info["skipped"]
+        report["latency"] = latency
+        report["files"] = evaluation.write_reports(report, output_dir, predictions=(pred, gt))
+    else:
+        report = {"names": names, "landmarks": pred.tolist(), "latency": latency}
+        np.savez(output_dir / "landmarks.npz", names=np.array(names), landmarks=pred)
+        (output_dir / "landmarks.json").write_text(json.dumps(report) + "\n")
+        report["files"] = {"landmarks": str(output_dir / "landmarks.npz"), "json": str(output_dir / "landmarks.json")}
+    if latency is not None:
+        lines = ["", "## Latency (offline runner / msame)", "",
+                 f"{latency['calls']} calls of batch {b}: first call {latency['first_call_ms']:.2f} ms; then per "
+                 f"image mean {latency['image_ms_mean']:.2f} ms, median {latency['image_ms_median']:.2f} ms, "
+                 f"p90 {latency['image_ms_p90']:.2f} ms ({latency['images_per_s']:.1f} images/s)."]
+        (output_dir / "latency.md").write_text("\n".join(lines[1:]) + "\n")
+        report["files"]["latency"] = str(output_dir / "latency.md")
+    return report
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m face3d.prnet.offline", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pre = sub.add_parser("pre_process", help="test images -> .bin crops + manifest.json")
+    pre.add_argument("--data", required=True, help="AFLW2000-3D-format folder (image + .mat), or images with --boxes")
+    pre.add_argument("--output", required=True, help="folder for the .bin files and manifest.json")
+    pre.add_argument("--input-size", type=int, default=256, help="the exported network's input side S")
+    pre.add_argument("--batch", type=int, default=1, help="images per .bin (the .om's batch size)")
+    pre.add_argument("--uv-data", default=None, help="UV-data folder (default Data/uv-data)")
+    pre.add_argument("--boxes", default=None, help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth)")
+    pre.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    run = sub.add_parser("run", help="msame-compatible runner on the host (ONNX Runtime or TensorFlow)")
+    run.add_argument("--model", required=True, help="prnet.onnx or prnet.pb from export.py")
+    run.add_argument("--input", required=True, help="folder of .bin files (processed in sorted order)")
+    run.add_argument("--output", required=True, help="parent folder of the <YYYYMMDD_HHMMSS> result folder")
+    run.add_argument("--fp16", action="store_true", help="run the ONNX model converted to float16")
+    run.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    post = sub.add_parser("post_process", help="outputs + manifest -> landmarks, NME report, latency")
+    post.add_argument("--result", required=True, help="folder with <stem>_output_0.bin (runner or msame output)")
+    post.add_argument("--manifest", required=True, help="manifest.json from pre_process")
+    post.add_argument("--output", required=True, help="report folder")
+    post.add_argument("--timing", default=None, help="timing.json or an msame log (default RESULT/timing.json)")
+    return parser
+
+
+def main(argv=None):
+    """Command-line entry point (see the module docstring); returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        if args.command == "pre_process":
+            manifest = pre_process(args.data, args.output, args.input_size, args.uv_data, args.boxes, args.batch,
+                                   args.limit)
+            print(f"wrote {len(manifest['files'])} .bin files for {len(manifest['samples'])} faces to {args.output} "
+                  f"({len(manifest['skipped'])} skipped)")
+        elif args.command == "run":
+            run_offline(args.model, args.input, args.output, fp16=args.fp16, threads=args.threads)
+        else:
+            report = post_process(args.result, args.manifest, args.output, args.timing)
+            if "nme_2d" in report:
+                print(f"{report['samples']} samples: NME 2D {100 * report['nme_2d']:.3f} %, 3D "
+                      f"{100 * report['nme_3d']:.3f} %; balanced 2D {100 * report['balanced']['nme_2d']:.3f} %")
+            if report.get("latency"):
+                print(f"latency per image {report['latency']['image_ms_mean']:.2f} ms "
+                      f"({report['latency']['images_per_s']:.1f} images/s)")
+            print(f"report in {args.output}")
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{args.command} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

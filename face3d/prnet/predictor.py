@@ -1,0 +1,257 @@
+"""Run a trained PRNet in any of its saved forms: Keras file, SavedModel, frozen GraphDef or ONNX.
+
+``load_predictor(path)`` picks the backend from the path:
+
+* ``*.keras`` / ``*.h5``: a Keras 3 model file (``train.py``'s ``best.keras``), run by a ``tf.function``;
+* a folder holding ``saved_model.pb``: a TensorFlow SavedModel (Keras 3 ``model.export``), its
+  ``serving_default`` signature;
+* ``*.pb``: a frozen GraphDef with one float32 placeholder (``input``) and one output node (``output``), the
+  form ``face3d.prnet.export`` writes for Ascend ATC;
+* ``*.onnx``: an ONNX model run by ONNX Runtime (input and output taken by name when they are ``input`` and
+  ``output``, else the model's first ones).
+
+Every predictor maps images to normalised position maps: ``predict(images)`` takes (N, S, S, 3) float32 crops in
+[0, 1] (NHWC, RGB, image / 255 as in training) and returns (N, S, S, 3) float32 maps in [0, 1] (the position map in
+crop pixels divided by 1.1 x the map resolution). Models with a fixed batch size (a ``.pb`` exported for batch 1)
+are fed in chunks of that size, the last one padded. TensorFlow and ONNX Runtime are imported only by their own
+backend, so an ONNX-only installation never needs TensorFlow.
+"""
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPredictor", "OnnxPredictor",
+           "load_predictor"]
+
+DEFAULT_INPUT_SIZE = 256
+
+
+def _static_dim(value):
+    """An int for a fixed dimension, None for a dynamic one (None, -1, 0 or a symbolic name)."""
+    return int(value) if isinstance(value, (int, np.integer)) and int(value) > 0 else None
+
+
+class Predictor:
+    """Base class: batching and input checks around a backend's ``_run``.
+
+    Attributes:
+        backend: short name of the runtime ('keras', 'saved_model', 'frozen_graph', 'onnx').
+        input_size: S, the side of the square input and output (pixels).
+        batch_size: the model's fixed batch size, or None when it takes any batch.
+    """
+
+    backend = "base"
+
+    def __init__(self, input_size, batch_size=None):
+        self.input_size = int(input_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
+
+    def _run(self, images):
+        """Backend call on one (B, S, S, 3) float32 C-contiguous batch; returns an array-like (B, S, S, 3)."""
+        raise NotImplementedError
+
+    def predict(self, images):
+        """Normalised position maps of normalised crops.
+
+        Args:
+            images: (N, S, S, 3) or (S, S, 3) float array in [0, 1].
+        Returns:
+            float32 (N, S, S, 3) (or (S, S, 3) for a single image) in [0, 1].
+        """
+        images = np.asarray(images, dtype=np.float32)
+        single = images.ndim == 3
+        if single:
+            images = images[None]
+        s = self.input_size
+        if images.ndim != 4 or images.shape[1:] != (s, s, 3):
+            raise ValueError(f"images must have shape (N, {s}, {s}, 3) for this {self.backend} model, "
+                             f"got {images.shape}")
+        images = np.ascontiguousarray(images)
+        b = self.batch_size
+        if b is None or len(images) == b:
+            out = np.asarray(self._run(images), dtype=np.float32)
+        else:
+            parts = []
+            for start in range(0, len(images), b):
+                chunk = images[start:start + b]
+                n = len(chunk)
+                if n < b:  # a fixed-batch graph accepts only full batches
+                    chunk = np.concatenate([chunk, np.zeros((b - n, s, s, 3), np.float32)])
+                parts.append(np.asarray(self._run(chunk), dtype=np.float32)[:n])
+            out = np.concatenate(parts)
+        if out.shape != images.shape:
+            raise ValueError(f"the {self.backend} model returned shape {out.shape} for input {images.shape}")
+        return out[0] if single else out
+
+    def __repr__(self):
+        return f"{type(self).__name__}(input_size={self.input_size}, batch_size={self.batch_size})"
+
+
+class KerasPredictor(Predictor):
+    """A Keras 3 model (an in-memory ``keras.Model`` or a ``.keras``/``.h5`` file), called in inference mode
+    inside a ``tf.function`` traced once for a dynamic batch."""
+
+    backend = "keras"
+
+    def __init__(self, model):
+        import tensorflow as tf
+        if isinstance(model, (str, Path)):
+            import keras
+            path = Path(model)
+            if not path.is_file():
+                raise FileNotFoundError(f"Keras model file not found: {path}")
+            model = keras.models.load_model(path, compile=False)
+        shape = tuple(model.inputs[0].shape)
+        if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or _static_dim(shape[1]) is None:
+            raise ValueError(f"expected a model with input (batch, S, S, 3), got {shape}")
+        super().__init__(shape[1], _static_dim(shape[0]))
+        self.model = model
+        spec = tf.TensorSpec((self.batch_size, self.input_size, self.input_size, 3), tf.float32)
+        self._function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    def _run(self, images):
+        return self._function(images).numpy()
+
+
+class SavedModelPredictor(Predictor):
+    """A TensorFlow SavedModel folder; runs its ``serving_default`` signature (one image input, the output
+    named ``output`` or the only one)."""
+
+    backend = "saved_model"
+
+    def __init__(self, path):
+        import tensorflow as tf
+        path = Path(path)
+        if not (path / "saved_model.pb").is_file():
+            raise FileNotFoundError(f"not a SavedModel folder (no saved_model.pb): {path}")
+        self._loaded = tf.saved_model.load(str(path))
+        signatures = getattr(self._loaded, "signatures", {})
+        if "serving_default" not in signatures:
+            raise ValueError(f"{path}: the SavedModel has no 'serving_default' signature "
+                             f"(has {sorted(signatures)})")
+        function = signatures["serving_default"]
+        inputs = function.structured_input_signature[1]
+        if len(inputs) != 1:
+            raise ValueError(f"{path}: expected one input in 'serving_default', got {sorted(inputs)}")
+        (self._input_name, spec), = inputs.items()
+        outputs = function.structured_outputs
+        self._output_name = "output" if "output" in outputs else (next(iter(outputs)) if len(outputs) == 1
+                                                                    else None)
+        if self._output_name is None:
+            raise ValueError(f"{path}: several outputs {sorted(outputs)} and none named 'output'")
+        shape = tuple(spec.shape)
+        if len(shape) != 4 or _static_dim(shape[1]) is None:
+            raise ValueError(f"{path}: input {self._input_name!r} has shape {shape}, expected (batch, S, S, 3)")
+        super().__init__(shape[1], _static_dim(shape[0]))
+        self._function = function
+
+    def _run(self, images):
+        return self._function(**{self._input_name: images})[self._output_name].numpy()
+
+
+class FrozenGraphPredictor(Predictor):
+    """A frozen GraphDef (``.pb``) pruned to ``input_name:0 -> output_name:0``."""
+
+    backend = "frozen_graph"
+
+    def __init__(self, path, input_name="input", output_name="output"):
+        import tensorflow as tf
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"frozen graph not found: {path}")
+        graph_def = tf.compat.v1.GraphDef()
+        try:
+            graph_def.ParseFromString(path.read_bytes())
+        except Exception as exc:  # protobuf's DecodeError is not importable without protobuf internals
+            raise ValueError(f"{path}: not a binary GraphDef ({type(exc).__name__}: {exc})") from exc
+        nodes = {node.name: node for node in graph_def.node}
+        for role, name in (("input", input_name), ("output", output_name)):
+            if name not in nodes:
+                raise ValueError(f"{path}: no {role} node named {name!r} in the graph")
+        dims = [d.size for d in nodes[input_name].attr["shape"].shape.dim]
+        if len(dims) != 4 or _static_dim(dims[1]) is None:
+            raise ValueError(f"{path}: input node {input_name!r} has shape {dims}, expected (batch, S, S, 3)")
+
+        def import_graph():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+
+        wrapped = tf.compat.v1.wrap_function(import_graph, [])
+        self._function = wrapped.prune(wrapped.graph.as_graph_element(f"{input_name}:0"),
+                                       wrapped.graph.as_graph_element(f"{output_name}:0"))
+        self._to_tensor = tf.convert_to_tensor  # a pruned function takes tensors only
+        super().__init__(dims[1], _static_dim(dims[0]))
+
+    def _run(self, images):
+        return self._function(self._to_tensor(images)).numpy()
+
+
+class OnnxPredictor(Predictor):
+    """An ONNX model run by ONNX Runtime on the CPU (or ``providers``).
+
+    Args:
+        path: the ``.onnx`` file.
+        threads: intra-op threads (None: ONNX Runtime's default, all cores).
+        providers: execution providers (default: CPUExecutionProvider).
+    """
+
+    backend = "onnx"
+
+    def __init__(self, path, threads=None, providers=None):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ImportError("running an .onnx model needs ONNX Runtime: pip install onnxruntime") from exc
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+        self._session = ort.InferenceSession(str(path), options,
+                                             providers=list(providers or ["CPUExecutionProvider"]))
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        self._input = next((i for i in inputs if i.name == "input"), inputs[0])
+        self._output = next((o.name for o in outputs if o.name == "output"), outputs[0].name)
+        shape = list(self._input.shape)
+        if len(shape) != 4:
+            raise ValueError(f"{path}: input {self._input.name!r} has shape {shape}, expected (batch, S, S, 3)")
+        size = _static_dim(shape[1])
+        super().__init__(DEFAULT_INPUT_SIZE if size is None else size, _static_dim(shape[0]))
+
+    def _run(self, images):
+        return self._session.run([self._output], {self._input.name: images})[0]
+
+
+def load_predictor(model, **options):
+    """A predictor for a saved model, the backend chosen by the path (see the module docstring).
+
+    Args:
+        model: path (str or Path) to a ``.keras``/``.h5`` file, a SavedModel folder, a ``.pb`` frozen graph or an
+            ``.onnx`` file; an in-memory ``keras.Model``; or a Predictor (returned as is).
+        options: backend options (``input_name``/``output_name`` for ``.pb``, ``threads``/``providers`` for
+            ONNX).
+    Returns:
+        Predictor.
+    Raises:
+        FileNotFoundError: the path does not exist. ValueError: unknown file type or unexpected model shape.
+    """
+    if isinstance(model, Predictor):
+        return model
+    if not isinstance(model, (str, Path)):
+        if hasattr(model, "inputs") and callable(model):
+            return KerasPredictor(model)
+        raise ValueError(f"model must be a path, a keras.Model or a Predictor, got {type(model).__name__}")
+    path = Path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {path}")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        return SavedModelPredictor(path)
+    if suffix in (".keras", ".h5"):
+        return KerasPredictor(path)
+    if suffix == ".pb":
+        return FrozenGraphPredictor(path, **options)
+    if suffix == ".onnx":
+        return OnnxPredictor(path, **options)
+    raise ValueError(f"{path}: unknown model type {suffix!r}; expected .keras, .h5, .pb, .onnx or a SavedModel "
+                     "folder")

@@ -1,0 +1,252 @@
+"""AFLW2000-3D evaluation: metrics against hand-computed values, the report, the real-format fixtures, and the
+end-to-end run (train a tiny network on the default set, evaluate it on held-back renders, check the report
+against an independent numpy computation).
+
+Budget: about 15 s without the slow test; the slow end-to-end test adds about 40 s on 2 cores.
+"""
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io as sio
+
+from face3d.prnet import evaluation
+from face3d.prnet.evaluation import auc, ced, failure_rate, keypoint_nme, summarize_errors, yaw_bucket
+from face3d.prnet.inference import DEFAULT_UV_DATA, PRN
+from face3d.trainset.uv_data import load_uv_data
+
+import _inference_helpers as helpers
+
+FIXTURES = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+
+
+def _box_points(width=100.0, height=50.0, seed=0):
+    """68 points spanning exactly a width x height box (corners included), with depths."""
+    rng = np.random.default_rng(seed)
+    pts = np.column_stack([rng.uniform(10, 10 + width, 68), rng.uniform(20, 20 + height, 68), rng.normal(0, 30, 68)])
+    pts[:4, :2] = [[10, 20], [10 + width, 20], [10, 20 + height], [10 + width, 20 + height]]
+    return pts
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+def test_known_offset_gives_known_nme():
+    gt = _box_points()
+    pred = gt + [3.0, 4.0, 0.0]  # every landmark 5 pixels off
+    assert keypoint_nme(pred, gt, dims=2) == pytest.approx(5.0 / np.sqrt(100 * 50), rel=1e-12)
+    assert keypoint_nme(pred, gt, dims=2, normalizer="diagonal") == pytest.approx(5.0 / np.hypot(100, 50), rel=1e-12)
+    # a constant depth offset is the arbitrary depth origin: removed
+    assert keypoint_nme(pred + [0, 0, 17.0], gt, dims=3) == pytest.approx(5.0 / np.sqrt(5000), rel=1e-12)
+    # +12 on half the points, 0 on the others: +-6 around the mean depth -> sqrt(3^2 + 4^2 + 6^2) each
+    pred[::2, 2] += 12.0
+    assert keypoint_nme(pred, gt, dims=3) == pytest.approx(np.sqrt(61.0) / np.sqrt(5000), rel=1e-12)
+    assert keypoint_nme(pred, gt, dims=3, normalizer="diagonal") == pytest.approx(np.sqrt(61) / np.hypot(100, 50))
+    batch = keypoint_nme(np.stack([gt, pred]), np.stack([gt, gt]), dims=2)
+    np.testing.assert_allclose(batch, [0.0, 5.0 / np.sqrt(5000)])
+    with pytest.raises(ValueError, match="normalizer"):
+        keypoint_nme(pred, gt, normalizer="iod")
+
+
+def test_yaw_bucketing():
+    yaws = [0.0, 30.0, 30.001, -45.0, 60.0, -60.0, 60.5, 90.0, -90.0, 120.0]
+    np.testing.assert_array_equal(yaw_bucket(yaws), [0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+
+
+def test_auc_and_failure_of_a_known_ced():
+    errors = np.array([0.01, 0.05, 0.2])
+    assert auc(errors, 0.10) == pytest.approx((0.9 + 0.5 + 0.0) / 3)
+    assert auc(errors, 0.07) == pytest.approx((1 - 1 / 7 + 1 - 5 / 7 + 0) / 3)
+    assert failure_rate(errors, 0.10) == pytest.approx(1 / 3)
+    np.testing.assert_allclose(ced(errors, [0.0, 0.01, 0.03, 0.05, 0.1, 0.2]), [0, 1 / 3, 1 / 3, 2 / 3, 2 / 3, 1])
+    # the closed form equals the integral of the step-function CED (midpoint rule on a fine grid)
+    t = (np.arange(100000) + 0.5) * (0.07 / 100000)
+    assert auc(errors, 0.07) == pytest.approx(ced(errors, t).mean(), abs=1e-5)
+    with pytest.raises(ValueError):
+        auc([], 0.07)
+
+
+def test_summary_by_bucket_and_balanced_mean():
+    errors = np.array([0.01, 0.03, 0.10, 0.20, 0.30, 0.40])
+    yaws = np.array([5.0, -20.0, 45.0, 70.0, -80.0, 89.0])
+    s = summarize_errors(errors, yaws)
+    assert s["buckets"]["[0,30]"] == {"mean": pytest.approx(0.02), "std": pytest.approx(0.01), "count": 2}
+    assert s["buckets"]["(30,60]"]["mean"] == pytest.approx(0.10)
+    assert s["buckets"]["(60,90]"]["mean"] == pytest.approx(0.30)
+    assert s["balanced_mean"] == pytest.approx((0.02 + 0.10 + 0.30) / 3) and s["balanced_buckets"] == 3
+    assert s["mean"] == pytest.approx(errors.mean())
+    assert s["failure_rate_10"] == pytest.approx(3 / 6)  # 0.10 itself is not a failure
+    partial = summarize_errors(errors[:2], yaws[:2])
+    assert partial["buckets"]["(60,90]"] == {"mean": None, "std": None, "count": 0}
+    assert partial["balanced_mean"] == pytest.approx(0.02) and partial["balanced_buckets"] == 1
+
+
+def test_report_files(tmp_path):
+    gt = np.stack([_box_points(seed=i) for i in range(4)])
+    pred = gt + np.array([[1.0, 0, 0], [0, 2.0, 0], [3.0, 0, 0], [0, 0, 4.0]])[:, None, :]
+    report = evaluation.evaluate_predictions(pred, gt, [10.0, 40.0, 50.0, 75.0], names=list("abcd"))
+    files = evaluation.write_reports(report, tmp_path)
+    saved = json.loads(Path(files["json"]).read_text())
+    assert saved["samples"] == 4 and not saved["dense"]
+    np.testing.assert_allclose([s["nme_2d"] for s in saved["per_sample"]],
+                               np.array([1, 2, 3, 0]) / np.sqrt(5000))
+    assert saved["nme_2d"] == pytest.approx(6 / 4 / np.sqrt(5000))
+    assert saved["yaw_buckets"]["(30,60]"] == pytest.approx({"count": 2, "nme_2d": 2.5 / np.sqrt(5000),
+                                                             "nme_3d": 2.5 / np.sqrt(5000),
+                                                             "nme_3d_diagonal": 2.5 / np.hypot(100, 50)})
+    assert saved["balanced"]["nme_2d"] == pytest.approx((1 + 2.5 + 0) / 3 / np.sqrt(5000))
+    assert "sqrt(w*h)" in saved["labels"]["nme_3d"] and "diagonal" in saved["labels"]["nme_3d_diagonal"]
+    assert "3DDFA" in saved["protocol"]["source"]
+    markdown = Path(files["markdown"]).read_text()
+    assert "| NME 2D (68 landmarks, / sqrt(w*h)) | 1.414 | 3.536 | 0.000 | 1.650 | 2.121 |" in markdown
+    assert cv2.imread(files["ced"]) is not None
+
+
+def test_read_sample_errors(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
+    sio.savemat(str(tmp_path / "a.mat"), {"Pose_Para": np.zeros((1, 7))})
+    with pytest.raises(ValueError, match=r"a\.mat: missing key 'pt3d_68'"):
+        evaluation.read_sample(tmp_path / "a.jpg", tmp_path / "a.mat")
+    sio.savemat(str(tmp_path / "a.mat"), {"Pose_Para": np.zeros((1, 7)), "pt3d_68": np.zeros((2, 68))})
+    with pytest.raises(ValueError, match=r"pt3d_68 must be a finite \(3, 68\)"):
+        evaluation.read_sample(tmp_path / "a.jpg", tmp_path / "a.mat")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no image with a .mat"):
+        evaluation.find_samples(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="data folder not found"):
+        evaluation.find_samples(tmp_path / "absent")
+
+
+# ------------------------------------------------------------------------------------------------ with a model
+
+@pytest.fixture(scope="module")
+def default_model():
+    from face3d.morphable_model import MorphableModel
+    return MorphableModel()
+
+
+def test_a_perfect_prediction_scores_zero(tmp_path, default_model):
+    """An oracle network returning each crop's true map (the generator's, unperturbed): every NME, dense included,
+    is zero up to float32 rounding, so crop, restore, ground truth, depth alignment and dense truth agree."""
+    from face3d.trainset.sample import GenerationConfig, TrainsetGenerator
+    from face3d.trainset.synthetic import synthesize_dataset
+    mats = synthesize_dataset(tmp_path / "synth", count=4, seed=5, size=300, model=default_model)
+    folder = helpers.aflw_from_synthetic(mats, tmp_path / "aflw", default_model)
+    generator = TrainsetGenerator(default_model, GenerationConfig(resolution=256, angles=(), perturb=False))
+    oracle = helpers.OraclePredictor(256)
+    for mat in mats:
+        sample = generator.process(mat.with_suffix(".jpg"), mat, seed=0)[0]
+        oracle.add(sample.image, sample.posmap)
+    report = evaluation.evaluate_model(PRN(oracle), folder, tmp_path / "report", dense_model=default_model)
+    assert report["samples"] == 4 and report["dense"]
+    for key in ("nme_2d", "nme_3d", "nme_3d_diagonal", "dense_nme_2d", "dense_nme_3d"):
+        assert report[key] < 1e-5, key
+    assert report["metrics"]["nme_2d"]["auc_7"] > 0.9999
+    assert sum(b["count"] for b in report["yaw_buckets"].values()) == 4
+
+
+def test_fixtures_load_and_report(tmp_path, default_model):
+    folder = FIXTURES / "AFLW2000"
+    if not folder.is_dir():
+        pytest.skip(f"real-format fixtures not found at {folder}")
+    pairs = evaluation.find_samples(folder)
+    assert len(pairs) >= 2
+    for image_path, mat_path in pairs:
+        image, sample = evaluation.read_sample(image_path, mat_path)
+        np.testing.assert_array_equal(sample.landmarks, sio.loadmat(str(mat_path))["pt3d_68"].T)
+        assert image.shape == (450, 450, 3) and abs(sample.yaw_deg) <= 90
+    # a network that always answers with one face map: the report is built against pt3d_68
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    uv = load_uv_data(DEFAULT_UV_DATA)
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    face = np.stack([xx, yy, np.full_like(xx, 40.0)], -1) / np.float32(1.1 * 256)
+    model = helpers.constant_onnx(tmp_path / "constant.onnx", face)
+    report = evaluation.evaluate_model(PRN(model, uv_data=uv), folder, tmp_path / "report")
+    assert report["samples"] == len(pairs) and report["skipped"] == []
+    saved = np.load(tmp_path / "report" / "predictions.npz")
+    for i, (_, mat_path) in enumerate(pairs):
+        np.testing.assert_array_equal(saved["gt"][i], sio.loadmat(str(mat_path))["pt3d_68"].T)
+    np.testing.assert_allclose([s["nme_2d"] for s in report["per_sample"]],
+                               keypoint_nme(saved["pred"], saved["gt"], dims=2))
+    assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "ced.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+def _independent_landmarks(model, image, gt, uv_kpt_ind, size, resolution):
+    """Landmarks by hand: the generator's crop rule, OpenCV warp, Keras, then the inverse affine in numpy."""
+    left, top = gt[:, :2].min(axis=0)
+    right, bottom = gt[:, :2].max(axis=0)
+    side = 1.5 * ((right - left) + (bottom - top)) / 2
+    k = (resolution - 1) / side
+    x0, y0 = (left + right) / 2 - side / 2, (top + bottom) / 2 - side / 2
+    ks = size / resolution  # S pixel q sits at q / ks + (1 / ks - 1) / 2 in the R crop
+    m = np.array([[k * ks, 0, -k * x0 * ks - (0.5 - 0.5 * ks)], [0, k * ks, -k * y0 * ks - (0.5 - 0.5 * ks)]])
+    crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR).astype(np.float32) / 255
+    out = np.asarray(model(crop[None], training=False))[0].astype(np.float64) * 1.1 * resolution
+    index = np.clip(np.rint((uv_kpt_ind + 0.5) * size / resolution - 0.5), 0, size - 1).astype(int)
+    crop_kpt = out[index[1], index[0]]
+    return np.column_stack([crop_kpt[:, 0] / k + x0, crop_kpt[:, 1] / k + y0, crop_kpt[:, 2] / k])
+
+
+@pytest.mark.slow
+def test_end_to_end_train_then_evaluate(tmp_path, default_model):
+    """Train a 32 x 32, width-4 network for 4 epochs (eager, 16 steps) on 32 default renders, evaluate it on 8
+    held-back renders (AFLW2000-3D format) with evaluate.py, and recompute the report's numbers independently."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from face3d.prnet.data import AugmentConfig
+    from face3d.prnet.training import TrainConfig, train
+    from face3d.trainset.dataset import generate_dataset
+    from face3d.trainset.sample import GenerationConfig
+    from face3d.trainset.synthetic import synthesize_dataset
+
+    mats = synthesize_dataset(tmp_path / "synth", count=40, seed=11, model=default_model)
+    train_root = tmp_path / "train_src"
+    train_root.mkdir()
+    for mat in mats[:32]:
+        for suffix in (".jpg", ".mat"):
+            os.link(mat.with_suffix(suffix), train_root / mat.with_suffix(suffix).name)
+    test_dir = helpers.aflw_from_synthetic(mats[32:], tmp_path / "aflw", default_model)
+    generate_dataset(train_root, tmp_path / "set", GenerationConfig(resolution=32, angles=()), workers=1,
+                     progress=False)
+    train(TrainConfig(train_list=str(tmp_path / "set" / "trainDataLabel.txt"), output=str(tmp_path / "run"),
+                      epochs=4, batch_size=8, width=4, lr=3e-3, lr_decay_epochs=1000, bn_momentum=0.9,
+                      val_fraction=0.0, seed=0, augment=AugmentConfig.off(), run_eagerly=True, verbose=0))
+    model_path = tmp_path / "run" / "checkpoints" / "last.keras"
+    uv_dir = tmp_path / "set" / "uv-data"
+
+    import evaluate
+    assert evaluate.main(["--model", str(model_path), "--data", str(test_dir), "--output", str(tmp_path / "rep"),
+                          "--uv-data", str(uv_dir), "--dense", "default", "--quiet"]) == 0
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["samples"] == 8 and report["dense"]
+
+    model = keras.models.load_model(model_path, compile=False)
+    uv = load_uv_data(uv_dir)
+    nme2, nme3, yaws = [], [], []
+    for mat_path in sorted(test_dir.glob("*.mat")):
+        mat = sio.loadmat(str(mat_path))
+        gt = mat["pt3d_68"].T
+        image = cv2.cvtColor(cv2.imread(str(mat_path.with_suffix(".jpg"))), cv2.COLOR_BGR2RGB)
+        pred = _independent_landmarks(model, image, gt, uv.uv_kpt_ind, 32, 32)
+        norm = np.sqrt(np.ptp(gt[:, 0]) * np.ptp(gt[:, 1]))
+        nme2.append(np.mean(np.sqrt(((pred[:, :2] - gt[:, :2]) ** 2).sum(1))) / norm)
+        dz = (pred[:, 2] - pred[:, 2].mean()) - (gt[:, 2] - gt[:, 2].mean())
+        nme3.append(np.mean(np.sqrt(((pred[:, :2] - gt[:, :2]) ** 2).sum(1) + dz ** 2)) / norm)
+        yaws.append(abs(np.rad2deg(mat["Pose_Para"][0, 1])))
+    nme2, nme3, yaws = map(np.array, (nme2, nme3, yaws))
+    np.testing.assert_allclose([s["nme_2d"] for s in report["per_sample"]], nme2, rtol=1e-4)
+    assert report["nme_2d"] == pytest.approx(nme2.mean(), rel=1e-4)
+    assert report["nme_3d"] == pytest.approx(nme3.mean(), rel=1e-4)
+    buckets = [yaws <= 30, (yaws > 30) & (yaws <= 60), yaws > 60]
+    means = [nme2[b].mean() for b in buckets if b.any()]
+    assert report["balanced"]["nme_2d"] == pytest.approx(np.mean(means), rel=1e-4)
+    for label, b in zip(evaluation.YAW_BUCKETS, buckets):
+        assert report["yaw_buckets"][label]["count"] == int(b.sum())
+    assert report["metrics"]["nme_2d"]["auc_10"] == pytest.approx(np.mean(np.clip(1 - nme2 / 0.1, 0, 1)), abs=1e-6)
+    assert np.isfinite(report["dense_nme_3d"]) and (tmp_path / "rep" / "ced.png").is_file()

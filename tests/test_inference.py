@@ -1,0 +1,401 @@
+"""Inference API: model loaders, crops, restoring maps, landmarks, pose, visibility, depth, OBJ, demo.
+
+Budget: about 30 s on 2 cores (building and exporting a 32 x 32 width-2 network, one SavedModel load, one
+subprocess without TensorFlow).
+"""
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from face3d.mesh import io as mesh_io
+from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
+from face3d.prnet import inference
+from face3d.prnet.data import POSMAP_SCALE, AugmentConfig, augment_sample
+from face3d.prnet.inference import PRN
+from face3d.prnet.predictor import load_predictor
+from face3d.prnet.uvdata import resize_uv_data
+from face3d.trainset.crop import CropBox, crop_matrix, keypoint_box
+from face3d.trainset.uv_data import load_uv_data
+
+import _inference_helpers as helpers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="module")
+def default_model():
+    from face3d.morphable_model import MorphableModel
+    return MorphableModel()
+
+
+@pytest.fixture(scope="module")
+def uv():
+    return load_uv_data(inference.DEFAULT_UV_DATA)
+
+
+@pytest.fixture(scope="module")
+def generator(default_model):
+    from face3d.trainset.sample import GenerationConfig, TrainsetGenerator
+    return TrainsetGenerator(default_model, GenerationConfig(resolution=256, angles=(), perturb=False))
+
+
+@pytest.fixture(scope="module")
+def rendered(default_model, generator):
+    """A rendered 300 x 300 default face (yaw about 20 degrees), its parameters, its unperturbed training pair and
+    its image-space vertices (V @ A.T + b)."""
+    from face3d.trainset.synthetic import synthesize_sample
+    image, mat = synthesize_sample(default_model, np.random.default_rng([7, 1]), size=300, yaw_fraction=0.61)
+    sample = generator.generate(image, mat, "face", seed=0)[0]
+    A, b = generator.image_pose(mat["Pose_Para"], 300)
+    placed = generator.vertices(mat["Shape_Para"], mat["Exp_Para"]).astype(np.float64) @ A.T + b
+    return image, mat, sample, placed
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 32 x 32, width-2 resfcn256 with random batch-norm statistics, saved as .keras, SavedModel and exported
+    (face3d.prnet.export) as a batch-2 frozen .pb and ONNX."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import keras
+
+    from face3d.prnet.export import export_model
+    from face3d.prnet.model import build_resfcn256
+    folder = tmp_path_factory.mktemp("tiny")
+    keras.utils.set_random_seed(0)
+    model = helpers.randomize_batch_norms(build_resfcn256(32, 2))
+    model.save(folder / "tiny.keras")
+    model.export(str(folder / "saved"), verbose=False)
+    export_model(model, folder / "export", batch_size=2, onnx=True, run_atc=False)
+    return {"model": model, "keras": folder / "tiny.keras", "saved": folder / "saved",
+            "pb": folder / "export" / "prnet.pb", "onnx": folder / "export" / "prnet.onnx"}
+
+
+@pytest.fixture(scope="module")
+def constant_onnx(tmp_path_factory, rendered):
+    """An ONNX model at 256 whose output is the rendered face's normalised training map, whatever the input."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    _, _, sample, _ = rendered
+    normalised = sample.posmap / np.float32(POSMAP_SCALE * 256)
+    return helpers.constant_onnx(tmp_path_factory.mktemp("const") / "constant.onnx", normalised), normalised
+
+
+# ------------------------------------------------------------------------------------------------ predictors
+
+def test_every_backend_matches_keras(tiny):
+    images = np.random.default_rng(1).random((3, 32, 32, 3)).astype(np.float32)
+    expected = tiny["model"].predict_on_batch(images)
+    assert expected.std() > 1e-3  # the random statistics make the output depend on the input
+    for key, backend, batch in (("keras", "keras", None), ("saved", "saved_model", None),
+                                ("pb", "frozen_graph", 2), ("onnx", "onnx", 2)):
+        predictor = load_predictor(tiny[key])
+        assert (predictor.backend, predictor.input_size, predictor.batch_size) == (backend, 32, batch)
+        out = predictor.predict(images)  # 3 images: a fixed batch of 2 takes two calls, the last one padded
+        assert out.shape == (3, 32, 32, 3) and out.dtype == np.float32
+        np.testing.assert_allclose(out, expected, atol=2e-5, err_msg=key)
+        np.testing.assert_allclose(predictor.predict(images[0]), expected[0], atol=2e-5, err_msg=key)
+
+
+def test_load_predictor_errors(tmp_path, tiny):
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        load_predictor(tmp_path / "missing.onnx")
+    (tmp_path / "model.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"unknown model type '\.txt'"):
+        load_predictor(tmp_path / "model.txt")
+    (tmp_path / "broken.pb").write_bytes(b"\x01\x02garbage")
+    with pytest.raises(ValueError, match="broken.pb"):
+        load_predictor(tmp_path / "broken.pb")
+    with pytest.raises(ValueError, match="no input node named 'image'"):
+        load_predictor(tiny["pb"], input_name="image")
+    with pytest.raises(ValueError, match=r"\(N, 32, 32, 3\)"):
+        load_predictor(tiny["onnx"]).predict(np.zeros((1, 64, 64, 3), np.float32))
+
+
+def test_onnx_inference_never_imports_tensorflow(constant_onnx, rendered, tmp_path):
+    path, normalised = constant_onnx
+    np.save(tmp_path / "image.npy", rendered[0])
+    code = (
+        "import sys, numpy as np\n"
+        "from face3d.prnet.inference import PRN\n"
+        f"prn = PRN(r'{path}')\n"
+        f"pos = prn.process(np.load(r'{tmp_path / 'image.npy'}'), box=(80, 60, 220, 230))\n"
+        "print(prn.predictor.backend, pos.shape, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["onnx", "(256,", "256,", "3)", "False", "False"]
+
+
+# ------------------------------------------------------------------------------------------------ crops
+
+def test_box_crop_is_prnets_rule():
+    box = inference.box_crop((100, 50, 200, 170))  # mean side (100 + 120) / 2 = 110
+    assert box == CropBox(150.0, 110.0 + 0.14 * 110.0, 1.58 * 110.0)
+    for bad in ((0, 0, 0, 10), (5, 5, 1, 10), (0, 0, np.nan, 10)):
+        with pytest.raises(ValueError, match="box"):
+            inference.box_crop(bad)
+
+
+def test_landmark_crop_is_the_generators_rule(rendered):
+    points = rendered[3][:68, :2] * 0.5 + 40.0
+    expected = keypoint_box(points, 1.5)
+    assert inference.landmark_crop(points) == expected
+    assert inference.landmark_crop(points.T) == expected  # (2, 68) accepted
+    assert inference.LANDMARK_SCALE == 1.5
+    with pytest.raises(ValueError, match="landmarks"):
+        inference.landmark_crop(np.zeros((68, 2)) + [3.0, 4.0])
+
+
+def test_crop_is_the_training_crop(rendered, default_model):
+    """Cropping the source image around its 68 keypoints reproduces the generator's training crop."""
+    image, _, sample, placed = rendered
+    crop = inference.crop_face(image, inference.landmark_crop(placed[default_model.kpt_ind]), 256, 256)
+    # the generator places the keypoints in float32: the boxes agree to about 1e-5 pixel
+    np.testing.assert_allclose(crop.matrix, sample.crop_matrix, rtol=1e-5, atol=1e-4)
+    assert np.abs(np.rint(crop.image * 255) - sample.image).max() <= 1
+
+
+def test_reduced_input_crop_matches_the_training_resampling(rendered):
+    """At S < R the crop is taken straight at S where training resamples the R crop to S: same picture."""
+    image, _, sample, _ = rendered
+    box = inference.box_crop((90, 70, 210, 200))
+    full = inference.crop_face(image, box, 256, 256)
+    small = inference.crop_face(image, box, 64, 256)
+    np.testing.assert_array_equal(small.matrix, full.matrix)  # the map's frame is the R crop in both
+    params = {"angle": 0.0, "scale": 1.0, "shift": np.zeros(2)}
+    resampled, _ = augment_sample(np.rint(full.image * 255).astype(np.uint8), sample.posmap, params, 64,
+                                  AugmentConfig.off())
+    assert small.image.shape == (64, 64, 3)
+    assert np.abs(small.image - resampled).mean() < 0.02
+
+
+# ------------------------------------------------------------------------------------------------ restoring
+
+def test_restore_inverts_the_generators_crop(rendered, uv, default_model):
+    image, mat, sample, placed = rendered
+    pos = inference.restore_map(sample.posmap / np.float32(POSMAP_SCALE * 256), sample.crop_matrix, 256)
+    landmarks = inference.landmarks_from_map(pos, uv.uv_kpt_ind)
+    truth = placed[default_model.kpt_ind]
+    np.testing.assert_allclose(landmarks[:, :2], truth[:, :2], atol=2e-3)
+    # z: the map holds k (z - min z) in crop pixels; restored it is z - min z in image pixels
+    np.testing.assert_allclose(landmarks[:, 2], truth[:, 2] - placed[:, 2].min(), atol=2e-3)
+    vertices = inference.vertices_from_map(pos, uv.face_ind)
+    assert vertices.shape == (len(uv.face_ind), 3)
+    np.testing.assert_array_equal(vertices[0], pos.reshape(-1, 3)[uv.face_ind[0]])
+
+
+def test_reduced_maps_are_read_where_training_reads_them(uv):
+    """An S x S output expanded to R x R nearest-neighbour gives, at uv_kpt_ind, the values at the trainer's
+    resized keypoints (uvdata.resize_uv_data)."""
+    s, r = 64, 256
+    output = np.random.default_rng(2).random((s, s, 3)).astype(np.float32)
+    matrix = crop_matrix(CropBox(128.0, 140.0, 200.0), r)
+    pos = inference.restore_map(output, matrix, r)
+    small_kpt = resize_uv_data(uv, s).uv_kpt_ind
+    at_kpt = output[small_kpt[1], small_kpt[0]].astype(np.float64) * POSMAP_SCALE * r
+    k = (r - 1) / 200.0
+    expected_xy = at_kpt[:, :2] / k + np.array([128.0 - 100.0, 140.0 - 100.0])
+    landmarks = inference.landmarks_from_map(pos, uv.uv_kpt_ind)
+    np.testing.assert_allclose(landmarks[:, :2], expected_xy, rtol=1e-5)
+    np.testing.assert_allclose(landmarks[:, 2], at_kpt[:, 2] / k, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ geometry
+
+def test_pose_recovers_known_angles(default_model, uv):
+    canonical = inference.canonical_vertices(default_model, uv)
+    assert canonical.shape == (len(uv.face_ind), 3)
+    angles = np.array([0.2, -0.7, 0.1])  # radians, 300W-LP convention
+    R = angle2matrix_3ddfa(angles)
+    image = 0.002 * canonical.astype(np.float64) @ R.T + [150.0, 20.0, 3.0]
+    image[:, 1] = 299 - image[:, 1]  # image rows point down
+    pose = inference.estimate_pose(image, canonical)
+    np.testing.assert_allclose(pose.angles_3ddfa, angles, atol=1e-6)
+    np.testing.assert_allclose(pose.R, R, atol=1e-6)
+    np.testing.assert_allclose(angle2matrix(pose.angles), R, atol=1e-6)  # face3d's degrees describe the same R
+    assert pose.scale == pytest.approx(0.002, rel=1e-6)
+    with pytest.raises(ValueError, match="degenerate"):
+        inference.estimate_pose(np.zeros_like(image), canonical)
+
+
+def test_pose_of_a_restored_mean_face_matches_its_pose_para(default_model, generator, uv):
+    from face3d.trainset.synthetic import synthesize_sample
+    image, mat = synthesize_sample(default_model, np.random.default_rng([3, 3]), size=300, yaw_fraction=0.8)
+    mat["Shape_Para"][:] = 0
+    mat["Exp_Para"][:] = 0
+    sample = generator.generate(image, mat, "mean", seed=0)[0]
+    pos = inference.restore_map(sample.posmap / np.float32(POSMAP_SCALE * 256), sample.crop_matrix, 256)
+    pose = inference.estimate_pose(inference.vertices_from_map(pos, uv.face_ind),
+                                   inference.canonical_vertices(default_model, uv))
+    np.testing.assert_allclose(pose.angles_3ddfa, mat["Pose_Para"][0, :3], atol=1e-4)
+
+
+def _two_squares():
+    """A front 21 x 21 grid square (z = 10) over the middle of a back 41 x 41 one (z = 0), 1 pixel spacing."""
+    def grid(n, x0, z):
+        ys, xs = np.mgrid[0:n, 0:n]
+        vertices = np.column_stack([xs.ravel() + x0, ys.ravel() + x0, np.full(n * n, z)]).astype(np.float32)
+        index = np.arange(n * n).reshape(n, n)
+        a, b, c, d = index[:-1, :-1], index[:-1, 1:], index[1:, :-1], index[1:, 1:]
+        triangles = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([b, d, c], -1).reshape(-1, 3)])
+        return vertices, triangles
+    back, back_tri = grid(41, 10, 0.0)
+    front, front_tri = grid(21, 20, 10.0)
+    return np.vstack([back, front]), np.vstack([back_tri, front_tri + len(back)]).astype(np.int32), len(back)
+
+
+def test_visibility_hides_what_is_behind():
+    vertices, triangles, n_back = _two_squares()
+    visible = inference.vertex_visibility(vertices, triangles, 64, 64)
+    back = vertices[:n_back]
+    assert visible[n_back:].all()
+    hidden = (back[:, 0] >= 23) & (back[:, 0] <= 37) & (back[:, 1] >= 23) & (back[:, 1] <= 37)
+    assert not visible[:n_back][hidden].any()  # under the front square, beyond the 2 dilation rings
+    outside = (back[:, 0] < 19) | (back[:, 0] > 41) | (back[:, 1] < 19) | (back[:, 1] > 41)
+    assert visible[:n_back][outside].all()
+    assert not inference.vertex_visibility(vertices + [100, 0, 0], triangles, 64, 64).any()  # outside the image
+
+
+def test_depth_image_of_a_slope():
+    vertices, triangles, n_back = _two_squares()
+    vertices = vertices[:n_back].copy()
+    triangles = triangles[:(40 * 40 * 2)]
+    vertices[:, 2] = vertices[:, 0]  # depth grows with x from 10 to 50
+    depth = inference.depth_image(vertices, triangles, 64, 64)
+    assert depth.shape == (64, 64) and depth.dtype == np.float32
+    # pixel centres on the right edge (x = 50) belong to no triangle (the rasterizer's top-left rule)
+    np.testing.assert_allclose(depth[30, 10:50], (np.arange(10, 50) - 10) / 40.0, atol=1e-6)
+    assert depth[5, 5] == 0 and depth[30, 55] == 0
+
+
+def test_colors_and_texture_read_the_image():
+    image = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    vertices = np.array([[0, 0, 0], [49, 39, 1], [10.4, 20.6, 2], [-5, 60, 0]], np.float32)
+    colors = inference.sample_colors(image, vertices)
+    np.testing.assert_allclose(colors, image[[0, 39, 21, 39], [0, 49, 10, 0]] / 255.0, rtol=1e-6)
+    ys, xs = np.mgrid[0:40, 0:50].astype(np.float32)
+    identity = np.stack([xs, ys, np.zeros_like(xs)], -1)
+    np.testing.assert_array_equal(inference.texture_from_map(image, identity), image)
+
+
+def test_obj_with_colors_and_texture(tmp_path, uv):
+    r = uv.resolution
+    rng = np.random.default_rng(4)
+    vertices = np.column_stack([uv.face_ind % r, uv.face_ind // r, rng.random(len(uv.face_ind))]).astype(np.float32)
+    colors = rng.random((len(vertices), 3)).astype(np.float32)
+    path = inference.write_obj(tmp_path / "face.obj", vertices, uv.triangles, h=256, colors=colors)
+    mesh = mesh_io.read_obj(path)
+    expected = vertices.astype(np.float64)
+    expected[:, 1] = 255 - expected[:, 1]
+    np.testing.assert_array_equal(mesh["vertices"], expected)
+    np.testing.assert_array_equal(mesh["triangles"], uv.triangles)
+    np.testing.assert_array_equal(mesh["colors"], colors.astype(np.float64))
+    texture = rng.integers(0, 256, (r, r, 3), dtype=np.uint8)
+    path = inference.write_obj(tmp_path / "tex.obj", vertices, uv.triangles, h=256, texture=texture, uv_data=uv)
+    mesh = mesh_io.read_obj(path)
+    np.testing.assert_allclose(mesh["uv_coords"][:, 0], (uv.face_ind % r) / (r - 1))
+    np.testing.assert_allclose(mesh["uv_coords"][:, 1], 1 - (uv.face_ind // r) / (r - 1))
+    np.testing.assert_array_equal(cv2.imread(str(mesh["texture_path"]))[..., ::-1], texture)
+    with pytest.raises(ValueError, match="uv_data"):
+        inference.write_obj(tmp_path / "x.obj", vertices, uv.triangles, h=256, texture=texture)
+
+
+def test_drawings_mark_the_face(rendered, uv, default_model):
+    image, _, _, placed = rendered
+    kpt = placed[default_model.kpt_ind]
+    drawn = inference.draw_landmarks(image, kpt)
+    x, y = np.rint(kpt[30, :2]).astype(int)
+    np.testing.assert_array_equal(drawn[y, x], (0, 255, 0))
+    vertices = placed[:, :].astype(np.float32)
+    overlay = inference.mesh_overlay(image, vertices, default_model.full_triangles)
+    changed = np.any(overlay != image, axis=2)
+    assert changed[y, x] and not changed[0, 0]
+
+
+def test_prn_rejects_a_network_larger_than_the_uv_data(tmp_path, tiny):
+    full = load_uv_data(inference.DEFAULT_UV_DATA)
+    tiny_uv = dataclasses.replace(full, face_mask=full.face_mask[:16, :16])  # resolution 16 < 32
+    with pytest.raises(ValueError, match="input size 32 exceeds"):
+        PRN(tiny["model"], uv_data=tiny_uv)
+    with pytest.raises(ValueError, match="exactly one of box"):
+        PRN(tiny["model"]).crop(np.zeros((10, 10, 3), np.uint8))
+
+
+# ------------------------------------------------------------------------------------------------ demo
+
+def _run_demo(*args):
+    import demo
+    return demo.main([str(a) for a in args])
+
+
+def test_demo_on_a_real_photograph(tmp_path, constant_onnx, uv):
+    """skimage's astronaut with its face box: every output is written; the landmarks are the constant map's,
+    restored by hand through PRNet's box crop."""
+    from skimage import data
+    path, normalised = constant_onnx
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), data.astronaut()[..., ::-1])
+    out = tmp_path / "out"
+    assert _run_demo("-i", photo, "-o", out, "--model", path, "--box", *helpers.ASTRONAUT_BOX) == 0
+    for name in ("astronaut_landmarks.jpg", "astronaut_mesh.jpg", "astronaut_depth.png", "astronaut.obj",
+                 "astronaut_kpt.txt", "astronaut_pose.json"):
+        assert (out / name).is_file(), name
+    # independent: mean side 90, centre (220, 121 + 0.14 * 90), side 1.58 * 90; crop x' = k (x - left)
+    side = 1.58 * 90.0
+    left, top = 220.0 - side / 2, 121.0 + 0.14 * 90.0 - side / 2
+    k = 255.0 / side
+    crop_kpt = normalised[uv.uv_kpt_ind[1], uv.uv_kpt_ind[0]].astype(np.float64) * 1.1 * 256
+    expected = np.column_stack([crop_kpt[:, 0] / k + left, crop_kpt[:, 1] / k + top, crop_kpt[:, 2] / k])
+    np.testing.assert_allclose(np.loadtxt(out / "astronaut_kpt.txt"), expected, atol=1e-3)
+    depth = cv2.imread(str(out / "astronaut_depth.png"), cv2.IMREAD_GRAYSCALE)
+    assert depth.shape == (512, 512) and depth.max() == 255 and depth[0, 0] == 0
+    mesh = mesh_io.read_obj(out / "astronaut.obj")
+    assert mesh["vertices"].shape == (len(uv.face_ind), 3) and mesh["colors"].shape == (len(uv.face_ind), 3)
+    pose = json.loads((out / "astronaut_pose.json").read_text())
+    assert 0 < pose["visible_vertices"] <= pose["vertices"] and len(pose["angles_deg_pitch_yaw_roll"]) == 3
+
+
+def test_demo_with_a_keras_network_and_texture(tmp_path, tiny, rendered, default_model):
+    image, _, _, placed = rendered
+    cv2.imwrite(str(tmp_path / "face.jpg"), image[..., ::-1])
+    np.savetxt(tmp_path / "face.txt", placed[default_model.kpt_ind, :2])
+    out = tmp_path / "out"
+    assert _run_demo("-i", tmp_path, "-o", out, "--model", tiny["keras"], "--landmarks", tmp_path / "face.txt",
+                     "--texture") == 0
+    for name in ("face_landmarks.jpg", "face_mesh.jpg", "face_depth.png", "face.obj", "face.mtl",
+                 "face_texture.png", "face_kpt.txt", "face_pose.json"):
+        assert (out / name).is_file(), name
+
+
+def test_demo_errors_name_the_problem(tmp_path, capsys, monkeypatch, constant_onnx):
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), np.zeros((20, 20, 3), np.uint8))
+    assert _run_demo("-i", tmp_path / "nothing.jpg", "-o", tmp_path / "o", "--box", 0, 0, 5, 5) == 2
+    assert "nothing.jpg" in capsys.readouterr().err
+    assert _run_demo("-i", photo, "-o", tmp_path / "o", "--model", tmp_path / "none.keras", "--box", 0, 0, 5, 5) == 2
+    assert "none.keras" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if dlib were not installed
+    assert _run_demo("-i", photo, "-o", tmp_path / "o", "--model", constant_onnx[0]) == 2
+    assert "pip install dlib-bin" in capsys.readouterr().err
+
+
+def test_dlib_detector_finds_the_astronaut():
+    pytest.importorskip("dlib")
+    from skimage import data
+
+    from face3d.prnet.detect import DlibDetector
+    boxes, scores = DlibDetector("hog").detect(data.astronaut())
+    assert scores[0] == scores.max()
+    x0, y0, x1, y1 = boxes[0]
+    ax0, ay0, ax1, ay1 = helpers.ASTRONAUT_BOX
+    overlap = max(0, min(x1, ax1) - max(x0, ax0)) * max(0, min(y1, ay1) - max(y0, ay0))
+    assert overlap / ((ax1 - ax0) * (ay1 - ay0)) > 0.8

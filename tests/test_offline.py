@@ -1,0 +1,181 @@
+"""The msame flow without a board: pre_process -> offline runner -> post_process against in-process evaluation.
+
+A narrow random-weight network (input 64, width 4) and three synthetic AFLW2000-3D-format samples keep this file
+around 40 s on 2 cores.
+"""
+import json
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io as sio
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("tensorflow")
+pytest.importorskip("onnxruntime")
+
+from face3d.prnet import evaluation, offline  # noqa: E402
+from face3d.prnet.export import export_model  # noqa: E402
+from face3d.prnet.inference import PRN  # noqa: E402
+from face3d.prnet.model import build_resfcn256  # noqa: E402
+from face3d.trainset.synthetic import synthesize_dataset  # noqa: E402
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def aflw(tmp_path_factory):
+    """Three rendered faces in the AFLW2000-3D format: pt3d_68 = the projected keypoints plus a depth."""
+    root = tmp_path_factory.mktemp("aflw")
+    for i, mat_path in enumerate(synthesize_dataset(root, count=3, seed=5, size=160)):
+        mat = sio.loadmat(str(mat_path))
+        pt2d = np.asarray(mat["pt2d"], dtype=np.float64)
+        depth = np.linspace(0.0, 20.0 + i, 68)[None]
+        mat["pt3d_68"] = np.concatenate([pt2d, depth])
+        sio.savemat(str(mat_path), {k: v for k, v in mat.items() if not k.startswith("__")})
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(11)
+    model = build_resfcn256(input_size=SIZE, width=4)
+    out = tmp_path_factory.mktemp("export")
+    export_model(model, out / "b1", batch_size=1, onnx=True, run_atc=False)
+    export_model(model, out / "b2", batch_size=2, run_atc=False)
+    return model, out
+
+
+@pytest.fixture(scope="module")
+def direct(exported, aflw):
+    """In-process evaluation of the same Keras model (evaluation.evaluate_model)."""
+    return evaluation.evaluate_model(PRN(exported[0]), aflw)
+
+
+def _compare_reports(report, reference):
+    assert report["samples"] == reference["samples"] == 3
+    for key in ("nme_2d", "nme_3d", "nme_3d_diagonal"):
+        assert abs(report[key] - reference[key]) < 1e-4, key
+    for mine, theirs in zip(report["per_sample"], reference["per_sample"]):
+        assert mine["name"] == theirs["name"] and abs(mine["nme_2d"] - theirs["nme_2d"]) < 1e-4
+
+
+def test_round_trip_onnx_gives_the_direct_nme(exported, aflw, direct, tmp_path, capsys):
+    _, out = exported
+    manifest = offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE)
+    bins = sorted(p.name for p in (tmp_path / "bin").glob("*.bin"))
+    assert bins == ["SYNTH_0000_0.bin", "SYNTH_0001_0.bin", "SYNTH_0002_0.bin"]
+    assert all((tmp_path / "bin" / b).stat().st_size == SIZE * SIZE * 3 * 4 for b in bins)
+    assert manifest["ground_truth"] and len(manifest["samples"]) == 3
+    result = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out")
+    assert re.fullmatch(r"\d{8}_\d{6}(_\d+)?", result.name) and result.parent == tmp_path / "out"
+    assert sorted(p.name for p in result.glob("*.bin")) == [b.replace(".bin", "_output_0.bin") for b in bins]
+    printed = capsys.readouterr().out
+    assert "Inference average time : " in printed and "Inference average time without first time: " in printed
+    timing = json.loads((result / offline.TIMING).read_text())
+    assert list(timing["files_ms"]) == [b[:-4] for b in bins]  # processed in sorted order
+    report = offline.post_process(result, tmp_path / "bin" / offline.MANIFEST, tmp_path / "report")
+    _compare_reports(report, direct)
+    assert report["latency"]["calls"] == 3 and report["latency"]["images_per_s"] > 0
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert abs(saved["nme_2d"] - direct["nme_2d"]) < 1e-4 and (tmp_path / "report" / "latency.md").is_file()
+
+
+def test_round_trip_batch_two_pb_through_the_command_line(exported, aflw, direct, tmp_path):
+    _, out = exported
+    assert offline.main(["pre_process", "--data", str(aflw), "--output", str(tmp_path / "bin"),
+                         "--input-size", str(SIZE), "--batch", "2"]) == 0
+    manifest = json.loads((tmp_path / "bin" / offline.MANIFEST).read_text())
+    assert [f["samples"] for f in manifest["files"]] == [["SYNTH_0000_0", "SYNTH_0001_0"], ["SYNTH_0002_0"]]
+    padded = np.fromfile(tmp_path / "bin" / "batch_00001.bin", dtype="<f4").reshape(2, SIZE, SIZE, 3)
+    assert padded[1].max() == 0 and padded[0].max() > 0
+    assert offline.main(["run", "--model", str(out / "b2" / "prnet.pb"), "--input", str(tmp_path / "bin"),
+                         "--output", str(tmp_path / "out")]) == 0
+    result, = (tmp_path / "out").iterdir()
+    assert offline.main(["post_process", "--result", str(result), "--manifest",
+                         str(tmp_path / "bin" / offline.MANIFEST), "--output", str(tmp_path / "report")]) == 0
+    _compare_reports(json.loads((tmp_path / "report" / "report.json").read_text()), direct)
+
+
+def test_fp16_mode_predicts_a_small_nme_change(exported, aflw, direct, tmp_path):
+    _, out = exported
+    offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE)
+    full = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
+    half = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", fp16=True,
+                               quiet=True)
+    assert full != half and json.loads((half / offline.TIMING).read_text())["fp16"] is True
+    a = np.fromfile(full / "SYNTH_0000_0_output_0.bin", dtype="<f4")
+    b = np.fromfile(half / "SYNTH_0000_0_output_0.bin", dtype="<f4")
+    assert 0 < np.abs(a - b).max() < 2e-2
+    report = offline.post_process(half, tmp_path / "bin" / offline.MANIFEST, tmp_path / "report16")
+    assert 0 < abs(report["nme_2d"] - direct["nme_2d"]) < 0.01
+    with pytest.raises(ValueError, match="fp16 mode needs an .onnx"):
+        offline.run_offline(out / "b2" / "prnet.pb", tmp_path / "bin", tmp_path / "out", fp16=True)
+
+
+def test_images_with_boxes_give_the_landmarks_of_prn(exported, aflw, tmp_path):
+    model, out = exported
+    images = sorted(aflw.rglob("*.jpg"))[:2]
+    boxes = {p.name: np.array([30.0, 35.0, 120.0, 130.0]) + k for k, p in enumerate(images)}
+    (tmp_path / "boxes.txt").write_text("# name x0 y0 x1 y1\n" + "".join(
+        f"{name} {' '.join(str(v) for v in box)}\n" for name, box in boxes.items()))
+    manifest = offline.pre_process(images[0].parent, tmp_path / "bin", input_size=SIZE,
+                                   boxes=tmp_path / "boxes.txt")
+    assert not manifest["ground_truth"]
+    result = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
+    report = offline.post_process(result, tmp_path / "bin" / offline.MANIFEST, tmp_path / "report")
+    prn = PRN(model)
+    for name, landmarks in zip(report["names"], report["landmarks"]):
+        image = cv2.cvtColor(cv2.imread(str(images[0].parent / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
+        expected = prn.get_landmarks(prn.process(image, box=boxes[f"{name}.jpg"]))
+        np.testing.assert_allclose(landmarks, expected, atol=1e-2)
+    assert (tmp_path / "report" / "landmarks.npz").is_file()
+
+
+def test_timing_from_an_msame_log_and_latency_figures(tmp_path):
+    log = tmp_path / "msame.log"
+    log.write_text("[INFO] start to process file:./bin/a.bin\n[INFO] model execute success\n"
+                   "Inference time: 30.5ms\n[INFO] output data success\nInference time: 10.0ms\n"
+                   "Inference time: 12.0ms\nInference average time : 17.5 ms\n")
+    times = offline.read_timing(log)
+    assert times == [30.5, 10.0, 12.0]
+    summary = offline.latency_summary(times, batch_size=2)
+    assert summary["first_call_ms"] == 30.5 and summary["call_ms_mean"] == 11.0
+    assert summary["image_ms_mean"] == 5.5 and summary["images_per_s"] == pytest.approx(2000.0 / 11.0)
+    (tmp_path / "empty.log").write_text("nothing here\n")
+    with pytest.raises(ValueError, match="Inference time"):
+        offline.read_timing(tmp_path / "empty.log")
+
+
+def test_bad_inputs_are_named(exported, aflw, tmp_path):
+    _, out = exported
+    (tmp_path / "bin").mkdir()
+    np.zeros(10, np.float32).tofile(tmp_path / "bin" / "short.bin")
+    with pytest.raises(ValueError, match="short.bin"):
+        offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
+    with pytest.raises(FileNotFoundError, match="no .bin file"):
+        offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "out", tmp_path / "out2")
+    offline.pre_process(aflw, tmp_path / "bin2", input_size=SIZE, limit=1)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="SYNTH_0000_0_output_0.bin"):
+        offline.post_process(tmp_path / "empty", tmp_path / "bin2" / offline.MANIFEST, tmp_path / "report")
+
+
+def _fixtures():
+    root = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+    return root / "AFLW2000"
+
+
+@pytest.mark.skipif(not _fixtures().is_dir(), reason="shared AFLW2000-3D fixtures absent")
+def test_round_trip_on_real_aflw2000_samples(exported, tmp_path):
+    model, out = exported
+    reference = evaluation.evaluate_model(PRN(model), _fixtures())
+    offline.pre_process(_fixtures(), tmp_path / "bin", input_size=SIZE)
+    result = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
+    report = offline.post_process(result, tmp_path / "bin" / offline.MANIFEST, tmp_path / "report")
+    assert report["samples"] == reference["samples"] == 2
+    for key in ("nme_2d", "nme_3d"):
+        assert abs(report[key] - reference[key]) < 1e-4
