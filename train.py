@@ -27,8 +27,10 @@ def build_parser():
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, metavar="F",
                    help="share of source samples held out for validation when no --val-list is given; rotated "
                         "copies (<stem>_angle_<deg>) stay with their source; 0 disables validation")
-    p.add_argument("--uv-data", metavar="DIR", help="folder with uv_kpt_ind.txt and uv_weight_mask.png (default: "
-                                                   "uv-data next to the label file or pack, else Data/uv-data)")
+    p.add_argument("--uv-data", metavar="DIR",
+                   help="PRNet's uv-data folder for the model that made the maps (uv_kpt_ind.txt, face_ind.txt, "
+                        "triangles.txt, uv_face_mask.png, uv_weight_mask.png, uv_face_eyes.png; default: uv-data "
+                        "next to the label file or pack, else Data/uv-data)")
     p.add_argument("--output", metavar="DIR", default=d.output,
                    help="receives checkpoints/, best.keras, log.csv (loss, learning rate, val NME), TensorBoard "
                         "logs/ and config.json")

@@ -18,8 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from face3d.prnet.data import AugmentConfig, check_samples, make_dataset, read_label_file  # noqa: E402
-from face3d.prnet.uvdata import load_uv_data  # noqa: E402
+from face3d.prnet.data import AugmentConfig, check_samples, make_dataset  # noqa: E402
+from face3d.trainset.pack import read_label_file  # noqa: E402
+from face3d.trainset.uv_data import load_uv_data  # noqa: E402
 
 
 def _default_set(folder, count):

@@ -3,17 +3,22 @@
 Each sample's position map is an affine image of a fixed UV "face" (an ellipse with darker eyes and mouth):
 crop-space (x, y) = A (u, v) + t, z = a dome scaled with A; the crop is the UV texture warped by the same affine,
 so the map can be learnt from the image. Files: ``<name>.jpg`` (R x R crop), ``<name>.npy`` (R, R, 3) float16,
-``trainDataLabel.txt`` (absolute paths), ``uv-data/`` (uv_kpt_ind.txt 2x68, uv_weight_mask.png 255:64:48:0,
-uv_face_mask.png, face_ind.txt).
+``trainDataLabel.txt`` (absolute paths), ``uv-data/`` (PRNet's six files, written by
+``face3d.trainset.uv_data.write_uv_data``: weight mask 255 : 64 : 48 : 0 for keypoints : eyes and mouth : rest of
+the face : outside).
 """
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from face3d.prnet.uvdata import uv_data_from_masks
+from face3d.trainset import uv_data as trainset_uv_data
+
 
 def uv_layout(resolution):
-    """Face mask (R, R) bool, region mask (eyes + mouth) (R, R) bool, keypoints (2, 68) int, texture (R, R, 3) uint8."""
+    """Face mask (R, R) bool, eyes (R, R) bool, region mask (eyes + mouth) (R, R) bool, keypoints (2, 68) int,
+    texture (R, R, 3) uint8."""
     r = resolution
     v, u = np.mgrid[0:r, 0:r].astype(np.float64) / (r - 1)
     face = ((u - 0.5) / 0.42) ** 2 + ((v - 0.5) / 0.48) ** 2 <= 1.0
@@ -34,28 +39,28 @@ def uv_layout(resolution):
     texture[..., 2] += 40 * v * face
     texture[eyes & face] = (40, 40, 60)
     texture[mouth & face] = (60, 50, 160)
-    return face, region, kpt, np.clip(texture, 0, 255).astype(np.uint8)
+    return face, eyes & face, region, kpt, np.clip(texture, 0, 255).astype(np.uint8)
 
 
-def write_uv_data(folder, resolution):
-    """Write uv-data files for ``uv_layout(resolution)``; returns the folder Path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    face, region, kpt, _ = uv_layout(resolution)
+def layout_uv_data(resolution):
+    """``face3d.trainset.uv_data.UVData`` of ``uv_layout(resolution)``."""
+    face, eyes, region, kpt, _ = uv_layout(resolution)
     weight = np.where(face, np.uint8(48), np.uint8(0))
     weight[region] = 64
     weight[kpt[1], kpt[0]] = 255
-    cv2.imwrite(str(folder / "uv_weight_mask.png"), weight)
-    cv2.imwrite(str(folder / "uv_face_mask.png"), face.astype(np.uint8) * 255)
-    np.savetxt(folder / "uv_kpt_ind.txt", kpt.astype(np.float64), fmt="%.6e")
-    np.savetxt(folder / "face_ind.txt", np.flatnonzero(face.ravel()), fmt="%d")
-    return folder
+    return uv_data_from_masks(kpt, face.astype(np.uint8) * 255, weight, (face & ~eyes).astype(np.uint8) * 255)
+
+
+def write_uv_data(folder, resolution):
+    """Write the uv-data files of ``uv_layout(resolution)``; returns the folder Path."""
+    trainset_uv_data.write_uv_data(layout_uv_data(resolution), folder)
+    return Path(folder)
 
 
 def make_sample(resolution, rng):
     """One (image uint8 (R, R, 3), map float32 (R, R, 3)) pair with a random affine pose."""
     r = resolution
-    face, _, _, texture = uv_layout(r)
+    face, _, _, _, texture = uv_layout(r)
     angle = rng.uniform(-0.5, 0.5)
     scale = rng.uniform(0.7, 0.95)
     aspect = rng.uniform(0.9, 1.1)

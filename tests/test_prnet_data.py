@@ -1,6 +1,7 @@
 """Sample lists, up-front checks, the tf.data pipeline and its augmentation (about 20 s on 2 cores)."""
 import logging
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -8,8 +9,10 @@ import pytest
 
 from face3d.prnet import metrics
 from face3d.prnet.data import (AugmentConfig, BadSampleError, check_samples, group_key, make_dataset, open_h5,
-                               read_label_file, split_train_val)
-from face3d.prnet.uvdata import load_uv_data
+                               split_train_val)
+from face3d.prnet.uvdata import loss_weights
+from face3d.trainset.pack import read_label_file
+from face3d.trainset.uv_data import load_uv_data
 
 import _prnet_data
 
@@ -53,16 +56,12 @@ def _one_batch(samples, uv, **kwargs):
     return images.numpy(), targets.numpy(), weights.numpy()
 
 
-def test_label_file_relative_paths_and_errors(tmp_path):
-    label = _prnet_data.make_dataset(tmp_path, 2, 16, rel_paths=True)
-    pairs = read_label_file(label)
-    assert pairs[0] == (str(tmp_path / "sample_000.jpg"), str(tmp_path / "sample_000.npy"))
-    bad = tmp_path / "bad.txt"
-    bad.write_text("only_one_path.jpg\n")
-    with pytest.raises(BadSampleError, match=r"bad.txt:1"):
-        read_label_file(bad)
-    with pytest.raises(FileNotFoundError, match="missing.txt"):
-        read_label_file(tmp_path / "missing.txt")
+def test_label_file_relative_paths_become_absolute(tmp_path, monkeypatch):
+    label = _prnet_data.make_dataset(tmp_path / "set", 2, 16, rel_paths=True)
+    monkeypatch.chdir(tmp_path)
+    samples = check_samples(read_label_file(Path("set") / label.name))
+    assert samples.images[0] == str(tmp_path / "set" / "sample_000.jpg")
+    assert samples.posmaps == (str(tmp_path / "set" / "sample_000.npy"), str(tmp_path / "set" / "sample_001.npy"))
 
 
 @pytest.mark.parametrize("damage, reason", [
@@ -115,7 +114,7 @@ def test_pipeline_targets_and_weights_without_augmentation(small_set):
     first_image = cv2.imread(samples.images[0])[..., ::-1]
     np.testing.assert_allclose(targets[0], first_map / (1.1 * R), rtol=1e-6)
     np.testing.assert_array_equal(images[0] * 255, first_image)  # decoded exactly as OpenCV does
-    np.testing.assert_array_equal(weights[2], uv.weight_mask)
+    np.testing.assert_array_equal(weights[2], loss_weights(uv))
     assert images.dtype == targets.dtype == weights.dtype == np.float32
 
 
@@ -137,10 +136,10 @@ def test_rotated_map_keypoints_land_on_rotated_image_landmarks(tmp_path):
     label = _ramp_set(tmp_path, 8, res, seed=0)
     samples = check_samples(read_label_file(label))
     uv = load_uv_data(tmp_path / "uv-data")
-    originals = metrics.keypoints_from_map(np.stack([np.load(p) for p in samples.posmaps]), uv.kpt_ind)
+    originals = metrics.keypoints_from_map(np.stack([np.load(p) for p in samples.posmaps]), uv.uv_kpt_ind)
     augment = AugmentConfig(color=False, occlusion=False)
     images, targets, _ = _one_batch(samples, uv, batch_size=8, augment=augment, seed=11, shuffle=False)
-    moved = metrics.keypoints_from_map(targets * 1.1 * res, uv.kpt_ind)
+    moved = metrics.keypoints_from_map(targets * 1.1 * res, uv.uv_kpt_ind)
     checked = 0
     for b in range(8):
         rotation = math.degrees(math.atan2(moved[b, 1, 1] - moved[b, 0, 1], moved[b, 1, 0] - moved[b, 0, 0])
@@ -216,7 +215,7 @@ def test_reduced_input_size_resamples_maps_and_images(small_set):
     images16, targets16, weights16 = (t.numpy() for t in next(iter(small)))
     index = resample_indices(R, 16)
     np.testing.assert_allclose(targets16, targets[:, index][:, :, index], rtol=1e-6)
-    np.testing.assert_array_equal(weights16[0], uv16.weight_mask)
+    np.testing.assert_array_equal(weights16[0], loss_weights(uv16))
     assert images16.shape == (2, 16, 16, 3)
     np.testing.assert_allclose(images16.mean(axis=(1, 2)), images.mean(axis=(1, 2)), atol=0.03)
 
@@ -240,6 +239,11 @@ def test_h5_pack_gives_the_same_batches(small_set, tmp_path):
         h5["images"] = images
     with pytest.raises(BadSampleError, match="bad.h5.*posmaps"):
         open_h5(bad)
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5" * 100)
+    with pytest.raises(BadSampleError, match="junk.h5: not a readable HDF5 file"):
+        open_h5(tmp_path / "junk.h5")
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        open_h5(tmp_path / "missing.h5")
 
 
 def test_generator_pack_is_readable(small_set, tmp_path):

@@ -1,15 +1,17 @@
-"""NME, keypoint reading, weighted MSE and UV files: pure numpy, and TensorFlow stays out of non-training imports."""
+"""NME, keypoint reading, weighted MSE and the training views of UV data: pure numpy, and TensorFlow stays out of
+non-training imports."""
+import dataclasses
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
 from face3d.prnet import metrics
-from face3d.prnet.uvdata import load_uv_data, resample_indices, resize_uv_data
+from face3d.prnet.uvdata import loss_weights, resample_indices, resize_uv_data
+from face3d.trainset.uv_data import load_uv_data
 
-from _prnet_data import uv_layout, write_uv_data
+from _prnet_data import layout_uv_data, uv_layout, write_uv_data
 
 
 def test_keypoints_read_at_row_y_column_x():
@@ -57,38 +59,43 @@ def test_weighted_mse_reference():
     assert metrics.weighted_mse(pred, target, weight) == pytest.approx(total / 40, rel=1e-12)
 
 
-def test_uv_data_files_round_trip(tmp_path):
-    folder = write_uv_data(tmp_path / "uv-data", 32)
-    face, region, kpt, _ = uv_layout(32)
-    uv = load_uv_data(folder)
-    np.testing.assert_array_equal(uv.kpt_ind, kpt)
-    assert uv.resolution == 32
-    assert uv.weight_mask.dtype == np.float32 and uv.weight_mask.max() == 1
-    np.testing.assert_allclose(uv.weight_mask[kpt[1], kpt[0]], 1)
-    np.testing.assert_allclose(np.unique(uv.weight_mask), [0, 48 / 255, 64 / 255, 1], rtol=1e-6)
-    np.testing.assert_array_equal(uv.face_mask, face)
-    (folder / "uv_kpt_ind.txt").write_text("1 2 3\n4 5 6\n")
-    with pytest.raises(ValueError, match="2x68"):
-        load_uv_data(folder)
+def test_loss_weights_and_uv_data_from_the_generator_files(tmp_path):
+    """The trainer reads the generator's uv-data files (face3d.trainset) and weighs the loss 1 : 64/255 : 48/255 : 0."""
+    uv = load_uv_data(write_uv_data(tmp_path / "uv-data", 32))
+    face, eyes, region, kpt, _ = uv_layout(32)
+    np.testing.assert_array_equal(uv.uv_kpt_ind, kpt)
+    np.testing.assert_array_equal(uv.face_ind, np.flatnonzero(face))
+    np.testing.assert_array_equal(uv.face_eyes > 0, face & ~eyes)
+    weight = loss_weights(uv)
+    assert weight.dtype == np.float32 and weight.shape == (32, 32)
+    np.testing.assert_array_equal(weight[kpt[1], kpt[0]], 1)
+    np.testing.assert_allclose(np.unique(weight), [0, 48 / 255, 64 / 255, 1], rtol=1e-6)
+    np.testing.assert_array_equal(weight > 0, face)
+    # every triangle of the UV grid joins three face pixels that are 4-neighbours or diagonal neighbours
+    y, x = np.divmod(uv.face_ind[uv.triangles], 32)
+    assert uv.triangles.shape[0] > 0 and face.ravel()[uv.face_ind[uv.triangles]].all()
+    assert np.ptp(y, axis=1).max() == 1 and np.ptp(x, axis=1).max() == 1
+    with pytest.raises(ValueError, match="all zero"):
+        loss_weights(dataclasses.replace(uv, weight_mask=np.zeros((32, 32), np.uint8)))
 
 
-def test_resize_uv_data_samples_like_the_pipeline(tmp_path):
-    uv = load_uv_data(write_uv_data(tmp_path / "uv", 64))
+def test_resize_uv_data_samples_like_the_pipeline():
+    uv = layout_uv_data(64)
     small = resize_uv_data(uv, 32)
     index = resample_indices(64, 32)
     np.testing.assert_array_equal(index[:3], [1, 3, 5])
-    assert small.resolution == 32
-    np.testing.assert_allclose(small.weight_mask[small.kpt_ind[1], small.kpt_ind[0]], 1)
+    assert small.resolution == 32 and small.weight_mask.shape == small.face_eyes.shape == (32, 32)
+    np.testing.assert_array_equal(small.weight_mask[small.uv_kpt_ind[1], small.uv_kpt_ind[0]], 255)
+    np.testing.assert_array_equal(small.face_mask, uv.face_mask[np.ix_(index, index)])
+    np.testing.assert_array_equal(small.face_ind, np.flatnonzero(small.face_mask))
+    assert small.triangles.max() < len(small.face_ind)
+    # away from the keypoints the weights are the sampled ones
+    moved = np.zeros((32, 32), bool)
+    moved[small.uv_kpt_ind[1], small.uv_kpt_ind[0]] = True
+    np.testing.assert_array_equal(small.weight_mask[~moved], uv.weight_mask[np.ix_(index, index)][~moved])
     # each resized keypoint samples a source pixel within one pixel of the original keypoint
-    assert np.abs(index[small.kpt_ind] - uv.kpt_ind).max() <= 1
+    assert np.abs(index[small.uv_kpt_ind] - uv.uv_kpt_ind).max() <= 1
     assert resize_uv_data(uv, 64) is uv
-
-
-def test_mask_png_must_be_8bit(tmp_path):
-    folder = write_uv_data(tmp_path / "uv", 16)
-    cv2.imwrite(str(folder / "uv_weight_mask.png"), np.zeros((16, 16), np.uint16) + 300)
-    with pytest.raises(ValueError, match="8-bit"):
-        load_uv_data(folder)
 
 
 @pytest.mark.parametrize("module", ["face3d.mesh", "face3d.morphable_model", "face3d.trainset", "face3d.prnet",

@@ -1,18 +1,20 @@
 """Training input for PRNet: sample lists, up-front validation, and the ``tf.data`` pipeline with augmentation.
 
-Samples come from ``trainDataLabel.txt`` (one ``<image path> <npy path>`` line per sample, as written by
-``face3d.trainset``; relative paths are taken relative to the label file's folder, then to the working folder)
-or from an HDF5 pack (datasets ``images`` uint8 (N, R, R, 3), ``posmaps`` float16/float32 (N, R, R, 3), optional
-``names``). Crops are R x R images; position maps hold crop-space x, y (pixels, pixel centres at integers) and z.
+Samples come from ``trainDataLabel.txt`` (one ``<image path> <npy path>`` line per sample, read by
+``face3d.trainset.pack.read_label_file``: relative paths are taken relative to the label file's folder) or from an
+HDF5 pack written by ``face3d pack`` (read through ``face3d.trainset.pack.PackedTrainset``: ``images`` uint8
+(N, R, R, 3), ``posmaps`` float16/float32 (N, R, R, 3), ``names``). Crops are R x R images; position maps hold
+crop-space x, y (pixels, pixel centres at integers) and z.
 
 Every file is checked before training starts (``check_samples``): a missing, truncated or corrupt file raises
 ``BadSampleError`` naming it, or is skipped with a warning under ``skip_bad``.
 
 The pipeline (``make_dataset``) yields ``(image, target, weight)`` batches: image float32 (B, S, S, 3) in [0, 1];
 target float32 (B, S, S, 3) = position map / (1.1 * R) (the official model's normalisation, so the network's
-sigmoid output times 1.1 * R is a position map in crop pixels); weight float32 (B, S, S), the UV weight mask, used
-by Keras as a per-pixel sample weight. S is the model's input size (R unless training at a reduced size; the map is
-then resampled nearest-neighbour at the pixels ``resample_indices`` picks and the image warped straight to S).
+sigmoid output times 1.1 * R is a position map in crop pixels); weight float32 (B, S, S), the UV weight mask scaled
+to a maximum of 1 (``uvdata.loss_weights``), used by Keras as a per-pixel sample weight. S is the model's input
+size (R unless training at a reduced size; the map is then resampled nearest-neighbour at the pixels
+``resample_indices`` picks and the image warped straight to S).
 Files are read and decoded by TensorFlow (JPEG exactly as OpenCV decodes it); the augmentation runs per sample in
 OpenCV (``augment_sample``) inside parallel ``tf.numpy_function`` calls.
 
@@ -35,12 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.prnet.uvdata import resample_indices
+from face3d.prnet.uvdata import loss_weights, resample_indices
 
 __all__ = [
-    "AugmentConfig", "BadSampleError", "FileSamples", "H5Samples", "read_label_file", "check_samples",
-    "open_h5", "split_train_val", "group_key", "make_dataset", "augment_params", "augment_sample",
-    "POSMAP_SCALE",
+    "AugmentConfig", "BadSampleError", "FileSamples", "H5Samples", "check_samples", "open_h5", "split_train_val",
+    "group_key", "make_dataset", "augment_params", "augment_sample", "POSMAP_SCALE",
 ]
 
 logger = logging.getLogger(__name__)
@@ -150,13 +151,13 @@ class FileSamples:
 
 @dataclass(frozen=True)
 class H5Samples:
-    """Samples in an HDF5 pack (``images`` uint8 (N, R, R, 3), ``posmaps`` (N, R, R, 3), optional ``names``).
+    """Rows of an HDF5 pack (``face3d pack``), read through ``face3d.trainset.pack.PackedTrainset``; see ``open_h5``.
 
     Attributes:
         path: the HDF5 file.
         indices: tuple of the pack's row indices used, in order.
         resolution: R.
-        all_names: tuple of the names of every row of the pack (row numbers when it has no ``names``).
+        all_names: tuple of the names of every row of the pack.
     """
     path: str
     indices: tuple
@@ -176,59 +177,23 @@ class H5Samples:
         return dataclasses.replace(self, indices=tuple(self.indices[i] for i in indices))
 
     def loader(self):
-        """A TF function index -> (image uint8 (R, R, 3), map float32 (R, R, 3)), reading rows through h5py."""
-        import h5py
+        """A TF function index -> (image uint8 (R, R, 3), map float32 (R, R, 3)), reading rows of the pack."""
         import tensorflow as tf
+        from face3d.trainset.pack import PackedTrainset
         rows = np.asarray(self.indices, dtype=np.int64)
         res = self.resolution
-        handle = {}  # opened lazily, once, in the process running the pipeline
+        opened = {}  # the pack, opened lazily, once, in the process running the pipeline
 
         def read(index):
-            if "file" not in handle:
-                handle["file"] = h5py.File(self.path, "r")
-            h5 = handle["file"]
-            row = int(rows[int(index)])
-            return h5["images"][row], h5["posmaps"][row].astype(np.float32)
+            if "pack" not in opened:
+                opened["pack"] = PackedTrainset(self.path)
+            image, posmap = opened["pack"][int(rows[int(index)])]
+            return image, posmap.astype(np.float32)
 
         def load(index):
             image, posmap = tf.numpy_function(read, [index], (tf.uint8, tf.float32), stateful=False)
             return tf.ensure_shape(image, (res, res, 3)), tf.ensure_shape(posmap, (res, res, 3))
         return load
-
-
-def read_label_file(path):
-    """Parse ``trainDataLabel.txt``.
-
-    Args:
-        path: the label file; each non-empty line is ``<image path> <npy path>`` (whitespace-separated; the image
-            path may itself contain spaces). Relative paths are resolved against the label file's folder when the
-            file exists there, else against the working folder.
-    Returns:
-        list of (image path, npy path) strings.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label file not found: {path}")
-    base = path.resolve().parent
-    pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.rsplit(None, 1)
-        if len(parts) != 2:
-            raise BadSampleError(f"{path}:{number}: expected '<image path> <npy path>', got {line!r}")
-        pairs.append(tuple(_resolve(part, base) for part in parts))
-    if not pairs:
-        raise BadSampleError(f"{path}: no samples listed")
-    return pairs
-
-
-def _resolve(name, base):
-    candidate = Path(name)
-    if not candidate.is_absolute() and (base / candidate).exists():
-        candidate = base / candidate
-    return os.path.abspath(candidate)
 
 
 def _image_size(path):
@@ -289,7 +254,7 @@ def check_samples(pairs, skip_bad=False):
         pairs: list of (image path, npy path).
         skip_bad: log a warning per bad sample and drop it, instead of raising.
     Returns:
-        FileSamples of the good samples.
+        FileSamples of the good samples, with absolute paths.
     Raises:
         BadSampleError naming the first bad file (skip_bad False), or when no sample is usable.
     """
@@ -317,7 +282,7 @@ def check_samples(pairs, skip_bad=False):
             logger.warning("skipping bad sample: %s", error)
             continue
         resolution, dtype = shape[0], map_dtype
-        good.append((image, posmap))
+        good.append((os.path.abspath(image), os.path.abspath(posmap)))
     if not good:
         raise BadSampleError(f"no usable sample among {len(pairs)}")
     if bad:
@@ -326,33 +291,34 @@ def check_samples(pairs, skip_bad=False):
 
 
 def open_h5(path):
-    """Open and check an HDF5 pack; returns H5Samples over all rows (raises BadSampleError naming the file)."""
-    import h5py
+    """Open an HDF5 pack (``face3d pack``) as training samples over all its rows.
+
+    ``PackedTrainset`` checks the file and its datasets; this adds what training needs: at least one sample,
+    ``images`` uint8 (N, R, R, 3) and ``posmaps`` float of the same shape.
+    Returns:
+        H5Samples.
+    Raises:
+        FileNotFoundError / BadSampleError naming the file.
+    """
+    from face3d.trainset.pack import PackedTrainset
     path = os.path.abspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"HDF5 pack not found: {path}")
     try:
-        with h5py.File(path, "r") as h5:
-            if "images" not in h5 or "posmaps" not in h5:
-                raise BadSampleError(f"{path}: expected datasets 'images' and 'posmaps', found {sorted(h5.keys())}")
-            images, posmaps = h5["images"], h5["posmaps"]
-            n = images.shape[0]
-            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-                raise BadSampleError(f"{path}: 'images' must be uint8 (N, R, R, 3), got {images.dtype} {images.shape}")
-            if posmaps.shape != images.shape or posmaps.dtype.kind != "f":
-                raise BadSampleError(f"{path}: 'posmaps' must be float {images.shape}, got {posmaps.dtype} "
-                                     f"{posmaps.shape}")
-            if images.shape[1] != images.shape[2] or n == 0:
-                raise BadSampleError(f"{path}: expected N >= 1 square samples, got {images.shape}")
-            names = [str(i) for i in range(n)]
-            if "names" in h5:
-                names = [v.decode() if isinstance(v, bytes) else str(v) for v in h5["names"][()]]
-                if len(names) != n:
-                    raise BadSampleError(f"{path}: {len(names)} names for {n} samples")
-            resolution = images.shape[1]
-    except OSError as error:
+        pack = PackedTrainset(path)
+    except FileNotFoundError:
+        raise
+    except OSError as error:  # h5py's message does not name the file
         raise BadSampleError(f"{path}: not a readable HDF5 file ({error})") from None
-    return H5Samples(path, tuple(range(n)), int(resolution), tuple(names))
+    except ValueError as error:
+        raise BadSampleError(str(error)) from None
+    with pack:
+        images, posmaps = pack.images, pack.posmaps
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
+            raise BadSampleError(f"{path}: 'images' must be uint8 (N, R, R, 3), got {images.dtype} {images.shape}")
+        if posmaps.shape != images.shape or posmaps.dtype.kind != "f":
+            raise BadSampleError(f"{path}: 'posmaps' must be float {images.shape}, got {posmaps.dtype} {posmaps.shape}")
+        if len(pack) == 0:
+            raise BadSampleError(f"{path}: the pack holds no samples")
+        return H5Samples(path, tuple(range(len(pack))), int(pack.resolution), tuple(pack.names))
 
 
 def group_key(name):
@@ -485,7 +451,8 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
 
     Args:
         samples: FileSamples or H5Samples.
-        uv: UVData at the model's input size S (``resize_uv_data``); its weight mask becomes the per-pixel weight.
+        uv: ``face3d.trainset.uv_data.UVData`` at the model's input size S (``uvdata.resize_uv_data``); its weight
+            mask (``uvdata.loss_weights``) becomes the per-pixel weight.
         batch_size: samples per batch.
         input_size: S (default: the samples' resolution R).
         augment: AugmentConfig, or None for no augmentation (validation).
@@ -529,7 +496,7 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
             image = tf.cast(image, tf.float32) / 255.0
         return image, posmap
 
-    weight = tf.constant(uv.weight_mask, tf.float32)
+    weight = tf.constant(loss_weights(uv), tf.float32)
     scale = POSMAP_SCALE * samples.resolution
 
     def finish(images, posmaps):

@@ -30,9 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from face3d.prnet import metrics
-from face3d.prnet.data import (POSMAP_SCALE, AugmentConfig, check_samples, make_dataset, open_h5,
-                               read_label_file, split_train_val)
-from face3d.prnet.uvdata import load_uv_data, resize_uv_data
+from face3d.prnet.data import (POSMAP_SCALE, AugmentConfig, BadSampleError, check_samples, make_dataset, open_h5,
+                               split_train_val)
+from face3d.prnet.uvdata import resize_uv_data
+from face3d.trainset.pack import read_label_file
+from face3d.trainset.uv_data import load_uv_data
 
 __all__ = ["TrainConfig", "learning_rate_at", "load_samples", "evaluate", "train"]
 
@@ -53,8 +55,8 @@ class TrainConfig:
         h5: HDF5 pack (exclusive with train_list).
         val_list: validation label file or HDF5 pack; None -> a split of val_fraction of the training sources.
         val_fraction: share of source samples (rotated copies stay with their source) held out for validation.
-        uv_data: folder with ``uv_kpt_ind.txt`` and ``uv_weight_mask.png``; None -> ``uv-data`` next to the label
-            file or pack, else ``Data/uv-data``.
+        uv_data: PRNet's ``uv-data`` folder (``face3d.trainset.uv_data.load_uv_data``); None -> ``uv-data`` next to
+            the label file or pack, else ``Data/uv-data``.
         output: folder for checkpoints, the best model, the CSV and TensorBoard logs.
         epochs: total number of epochs (a resumed run stops at the same total).
         batch_size: global batch size (split across GPUs under MirroredStrategy).
@@ -122,7 +124,10 @@ def _check_config(config):
 def _open_source(path, skip_bad):
     if str(path).lower().endswith((".h5", ".hdf5")):
         return open_h5(path)
-    return check_samples(read_label_file(path), skip_bad=skip_bad)
+    pairs = read_label_file(path)
+    if not pairs:
+        raise BadSampleError(f"{path}: no samples listed")
+    return check_samples(pairs, skip_bad=skip_bad)
 
 
 def load_samples(config):
@@ -200,7 +205,7 @@ def evaluate(predict, samples, uv, batch_size, input_size):
         targets = targets.numpy()
         losses.append(metrics.weighted_mse(pred, targets, weights.numpy()))
         counts.append(len(pred))
-        errors.append(metrics.nme(pred * scale, targets * scale, uv.kpt_ind))
+        errors.append(metrics.nme(pred * scale, targets * scale, uv.uv_kpt_ind))
     return float(np.average(losses, weights=counts)), float(np.mean(np.concatenate(errors)))
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pixels, uv_to_pixels
 
-__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "UV_DATA_FILES",
+__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "grid_triangles", "UV_DATA_FILES",
            "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
 
 UV_DATA_FILES = ("uv_kpt_ind.txt", "face_ind.txt", "triangles.txt", "uv_face_mask.png", "uv_weight_mask.png",
@@ -85,8 +85,16 @@ def _above_jaw(uv_kpt_xy: np.ndarray, resolution: int) -> np.ndarray:
     return mask.astype(bool)
 
 
-def _grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
-    """Two triangles per 2x2 pixel block inside the face, as indices into ``face_ind`` (see module doc)."""
+def grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
+    """PRNet's ``triangles.txt``: a triangulation of the UV pixel grid over the face.
+
+    Args:
+        face_mask: (r, r) array, nonzero on the face.
+        face_ind: (k,) row-major indices ``y*r + x`` of the face pixels (``flatnonzero(face_mask)``).
+    Returns:
+        (t, 3) int32 indices into ``face_ind``: two triangles per 2x2 pixel block whose four corners are all in
+        the face, clockwise seen from outside (see the module doc).
+    """
     r = face_mask.shape[0]
     inside = face_mask > 0
     lookup = np.full(r * r, -1, dtype=np.int64)
@@ -142,7 +150,7 @@ def build_uv_data(model, resolution: int = 256, neck_zeroed: bool = False,
     weight[uv_kpt_ind[1], uv_kpt_ind[0]] = WEIGHT_KEYPOINT
 
     face_eyes = np.where(face & (region != _REGION_EYES), 255, 0).astype(np.uint8)
-    return UVData(uv_kpt_ind=uv_kpt_ind, face_ind=face_ind, triangles=_grid_triangles(face_mask, face_ind),
+    return UVData(uv_kpt_ind=uv_kpt_ind, face_ind=face_ind, triangles=grid_triangles(face_mask, face_ind),
                   face_mask=face_mask, weight_mask=weight, face_eyes=face_eyes)
 
 
