@@ -136,6 +136,23 @@ def test_sample_seed_depends_only_on_seed_and_path():
     assert seed != sample_seed(1, "AFW/AFW_1_0") and seed != sample_seed(0, "AFW_Flip/AFW_1_0")
 
 
+def test_npy_writer_matches_np_save(tmp_path):
+    """The runner's .npy bytes (cached header + data, float16 through OpenCV) are what np.save writes."""
+    import io
+
+    from face3d.trainset.dataset import _npy_chunks
+    rng = np.random.default_rng(0)
+    posmap = (rng.normal(0, 300, (16, 16, 3))).astype(np.float32)
+    posmap[0, 0] = [np.float32(65504.0), np.float32(1e-8), np.float32(-2.5e-5)]  # float16 max, underflow, subnormal
+    for dtype in ("float16", "float32"):
+        expected = io.BytesIO()
+        np.save(expected, posmap.astype(dtype), allow_pickle=False)
+        assert b"".join(bytes(chunk) for chunk in _npy_chunks(posmap, dtype)) == expected.getvalue(), dtype
+    negative_zero = np.full((4, 4, 3), -0.0, np.float32)
+    stored = np.frombuffer(bytes(_npy_chunks(negative_zero, "float16")[1]), np.uint16)
+    assert np.all(stored == 0)  # +0.0: the documented difference from astype
+
+
 # ---------------------------------------------------------------------------------------- synthetic set
 
 

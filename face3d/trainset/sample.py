@@ -4,39 +4,43 @@ Per sample (issue 4, "One sample"):
 
 1. Read the image and the ``.mat`` (``read_300wlp_sample``).
 2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
-   product dominates, and one matrix-matrix product for many samples (``process_many``) costs a fraction of a
-   matrix-vector product each; results are bit-identical whatever the batching (see ``_vertices_batch``), and
-   recently seen parameter sets (300W-LP's profiled views of a face share them) are not recomputed.
+   product dominates, and one matrix-matrix product for many samples (``process_iter`` / ``process_many``)
+   costs a fraction of a matrix-vector product each; results are bit-identical whatever the batching (see
+   ``_vertices_batch``), and recently seen parameter sets (300W-LP's profiled views of a face share them) are
+   not recomputed.
 3. Pose: ``s * V @ R.T + t`` with ``R = angle2matrix_3ddfa(Pose_Para[0:3])``, ``s = Pose_Para[6]``,
    ``t = Pose_Para[3:6]``, then image rows ``y = h - 1 - y``.  Written as one linear map ``V @ A.T + b``.
 4. Crop: PRNet's square around the 68 projected keypoints (``crop.keypoint_box``), perturbed by a generator
    seeded with ``seed``; image warped with ``cv2.warpAffine`` (bilinear, black outside).
 5. Position map: at each UV pixel the crop-space x, y of the surface point and its z scaled by the crop scale k
-   and shifted by ``-k * min z`` over all vertices (PRNet's ``position[:, 2] -= min``).  The map is the
-   once-rasterized UV interpolation (``posmap.UVRasterization``) of the model-space vertices, mapped by the
-   3x3 linear part and offset of the chain pose -> crop; interpolation commutes with that affine map because
-   barycentric weights sum to 1, so this equals ``render_colors`` of the crop-space vertices in UV space.
-   Uncovered UV pixels are 0.
+   and shifted by ``-k * min z`` over all vertices (PRNet's ``position[:, 2] -= min``).  Pose and crop make one
+   3x4 map of the model-space vertices (``_placement``, applied by ``cv2.transform``); the placed vertices are
+   interpolated with the once-rasterized UV layout (``posmap.UVRasterization``), which equals
+   ``render_colors`` of the crop-space vertices in UV space.  When rotated copies share the vertices, the
+   model-space vertices are interpolated once and each output maps those UV points instead: interpolation
+   commutes with the affine map because barycentric weights sum to 1.  Uncovered UV pixels are 0.
 
 Rotation augmentation: an in-plane rotation by theta about the face centre (the unperturbed keypoint box
 centre), composed into the pose exactly: rotated image positions are ``Rot @ (x, y)`` with z unchanged, the crop
 box is taken around the rotated keypoints, and the image is warped once from the original with
 ``crop o Rot`` (so no corner of the rotated picture is lost to an intermediate canvas).  The vertices and their
-UV interpolation are shared with the plain sample; each rotated copy costs one warp and one 3x3 map of the
+UV interpolation are shared with the plain sample; each rotated copy costs one warp and one 3x4 map of the
 interpolated points.  With ``refit=True`` the model is instead fitted (``model.fit``) to the rotated projected
 keypoints and the map comes from the fitted shape, expression and pose, as earlier forks built 300W-LP-Rotate;
 the crop is the same as in the exact mode, so the two label sets can be compared pixel for pixel.
 """
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
 import scipy.io as sio
+from scipy.linalg import blas
 
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
@@ -223,8 +227,8 @@ def draw_preview(image, posmap, uv_kpt_ind, step: int = 6) -> np.ndarray:
 class TrainsetGenerator:
     """Per-process generator of PRNet training pairs for one morphable model (see the module docstring).
 
-    Building it rasterizes the model's UV layout once (``posmap.rasterize_uv``); ``process`` and
-    ``process_many`` are pure computations (no file writing), deterministic in their ``seed``.
+    Building it rasterizes the model's UV layout once (``posmap.rasterize_uv``); ``process``, ``process_iter``
+    and ``process_many`` are pure computations (no file writing), deterministic in their ``seed``.
 
     Args:
         model: MorphableModel (uses ``model`` dict ``shapeMU``, ``shapePC``, ``expPC``; ``uv_coords``,
@@ -240,6 +244,8 @@ class TrainsetGenerator:
         self.config = config
         r = int(config.resolution)
         self.rasterization = rasterize_uv(model.uv_coords, model.full_triangles, r)
+        # 1 at covered UV pixels, 0 elsewhere, per channel: zeroes the offset a shared map gets outside the face
+        self._coverage = np.repeat(self.rasterization.covered.astype(np.float32)[:, :, None], 3, axis=2)
         self.kpt_ind = np.asarray(model.kpt_ind, dtype=np.int64)
         self.uv_kpt_ind = uv_keypoint_pixels(model.uv_coords, self.kpt_ind, r, self.rasterization.covered)
         m = model.model
@@ -247,7 +253,7 @@ class TrainsetGenerator:
         self._mean = np.ascontiguousarray(m["shapeMU"], dtype=np.float32).reshape(-1)
         self._shape_pc = np.ascontiguousarray(m["shapePC"], dtype=np.float32)
         self._exp_pc = np.ascontiguousarray(m["expPC"], dtype=np.float32)
-        self._cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._cache_size = int(cache_size)
 
     # ------------------------------------------------------------------ vertices
@@ -265,20 +271,13 @@ class TrainsetGenerator:
         out[ns:ns + min(ep.size, ne)] = ep[:ne]
         return out
 
-    def _geometry(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Homogeneous vertices (n, 4) float32 [x, y, z, 1] and their UV interpolation (r, r, 4) float32: x, y, z
-        of the surface and the coverage (sum of the barycentric weights: 1 covered, 0 not), the form
-        ``_posmap`` maps with one 3x4 matrix (the offset column then vanishes where nothing is covered)."""
-        homogeneous = np.ones((vertices.shape[0], 4), dtype=np.float32)
-        homogeneous[:, :3] = vertices
-        r = self.config.resolution
-        return homogeneous, np.asarray(self.rasterization.matrix @ homogeneous).reshape(r, r, 4)
-
-    def _vertices_batch(self, coefficients: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``_geometry`` per coefficient vector; vectors not in the cache share one dense matrix product."""
+    def _vertices_batch(self, coefficients: list[np.ndarray]) -> list[np.ndarray]:
+        """Model-space vertices (n, 3) float32 C-contiguous per coefficient vector; vectors not in the cache
+        share one dense matrix product."""
         ns = self._shape_pc.shape[1]
         keys = [c.tobytes() for c in coefficients]
         todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        fresh = {}
         if todo:
             columns = [np.frombuffer(k, dtype=np.float32) for k in todo]
             # BLAS's matrix-vector path rounds differently from its matrix-matrix path, whose columns come out
@@ -287,24 +286,37 @@ class TrainsetGenerator:
             if len(columns) == 1:
                 columns.append(np.zeros_like(columns[0]))
             coef = np.stack(columns, axis=1)
-            flat = self._shape_pc @ coef[:ns]
-            flat += self._exp_pc @ coef[ns:]
-            flat += self._mean[:, None]
+            # Fortran order makes each sample's vertices one contiguous column; the mean goes in first and
+            # both products accumulate onto it in place (BLAS beta = 1), with no temporary of the batch's size.
+            flat = np.empty((self._mean.size, coef.shape[1]), dtype=np.float32, order="F")
+            flat[...] = self._mean[:, None]
+            for basis, part in ((self._shape_pc, coef[:ns]), (self._exp_pc, coef[ns:])):
+                if basis.shape[1]:
+                    flat = blas.sgemm(1.0, basis.T, np.asfortranarray(part), beta=1.0, c=flat, trans_a=1,
+                                      overwrite_c=1)
             for i, k in enumerate(todo):
-                self._cache[k] = self._geometry(flat[:, i].reshape(-1, 3))
+                fresh[k] = flat[:, i].reshape(-1, 3)
         result = []
         for k in keys:
+            if k in fresh:
+                vertices = fresh[k]
+                self._cache[k] = vertices
+            else:
+                vertices = self._cache[k]
             self._cache.move_to_end(k)
-            result.append(self._cache[k])
-        while len(self._cache) > max(self._cache_size, len(set(keys))):
+            result.append(vertices)
+        while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+        for k, vertices in list(self._cache.items()):
+            if vertices.base is not None:  # a cached row must not keep the whole batch alive
+                self._cache[k] = vertices.copy()
         return result
 
     def vertices(self, shape_para, exp_para) -> np.ndarray:
         """Model-space vertices ``shapeMU + shapePC @ shape_para + expPC @ exp_para``, (n, 3) float32."""
         coef = self._padded({"Shape_Para": np.asarray(shape_para, dtype=np.float64),
                              "Exp_Para": np.asarray(exp_para, dtype=np.float64)}, "vertices()")
-        return self._vertices_batch([coef])[0][0][:, :3].copy()
+        return self._vertices_batch([coef])[0].copy()
 
     # ------------------------------------------------------------------ one sample
     @staticmethod
@@ -333,39 +345,53 @@ class TrainsetGenerator:
         return vertices, A, b
 
     @staticmethod
-    def _posmap(uv_points: np.ndarray, A: np.ndarray, b: np.ndarray, z_min: float,
-                matrix: np.ndarray) -> np.ndarray:
-        """Position map (r, r, 3) float32 from the (r, r, 4) UV points of ``_geometry``: image positions
-        ``V @ A.T + b`` taken to the crop by the (2, 3) ``matrix`` in x, y and by its scale k in z, with
-        ``z - z_min``; 0 where uncovered."""
+    def _placement(A: np.ndarray, b: np.ndarray, z_min: float, matrix: np.ndarray) -> np.ndarray:
+        """The (3, 4) float32 map ``M`` from model-space points to crop space, ``crop = M @ [v, 1]``: image
+        positions ``v @ A.T + b`` taken to the crop by the (2, 3) ``matrix`` in x, y and by its scale
+        ``k = sqrt(|det matrix[:, :2]|)`` in z, with ``z - z_min``."""
         k = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
         lin = np.zeros((3, 3))
         lin[:2, :2] = matrix[:, :2]
         lin[2, 2] = k
-        homogeneous = np.empty((3, 4))
-        homogeneous[:, :3] = lin @ A
-        homogeneous[:, 3] = np.concatenate([matrix[:, :2] @ b[:2] + matrix[:, 2], [k * (b[2] - z_min)]])
-        r = uv_points.shape[0]
-        return (uv_points.reshape(-1, 4) @ homogeneous.T.astype(np.float32)).reshape(r, r, 3)
+        placement = np.empty((3, 4))
+        placement[:, :3] = lin @ A
+        placement[:, 3] = np.concatenate([matrix[:, :2] @ b[:2] + matrix[:, 2], [k * (b[2] - z_min)]])
+        return placement.astype(np.float32)
 
-    def _output(self, name, image, matrix_img, uv_points, A, b, z_min, matrix_map) -> GeneratedSample:
+    @staticmethod
+    def _z_min(vertices: np.ndarray, A: np.ndarray, b: np.ndarray) -> float:
+        """Smallest image-space z over all vertices: PRNet shifts by the vertices' minimum, not the map's.
+        z is linear in the vertex, so this is one matrix-vector product, not a transform of every vertex."""
+        return float((vertices @ A[2].astype(np.float32)).min()) + float(b[2])
+
+    def _placed_posmap(self, vertices: np.ndarray, A: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """Position map (r, r, 3) float32 of one output: the vertices placed in the crop (``_placement``), then
+        interpolated at the UV pixels (``UVRasterization.interpolate``); uncovered pixels 0."""
+        placement = self._placement(A, b, self._z_min(vertices, A, b), matrix)
+        placed = cv2.transform(vertices.reshape(-1, 1, 3), placement).reshape(-1, 3)
+        r = self.config.resolution
+        return np.asarray(self.rasterization.matrix @ placed).reshape(r, r, 3)
+
+    def _shared_posmap(self, uv_points: np.ndarray, A: np.ndarray, b: np.ndarray, z_min: float,
+                       matrix: np.ndarray) -> np.ndarray:
+        """Position map (r, r, 3) float32 from the model-space UV points (r, r, 3) that several outputs share:
+        interpolation commutes with the affine ``_placement`` because barycentric weights sum to 1, so the
+        map is the placement of the interpolated points, with uncovered pixels set back to 0."""
+        placed = cv2.transform(uv_points, self._placement(A, b, z_min, matrix))
+        return cv2.multiply(placed, self._coverage)
+
+    def _output(self, name, image, matrix_img, posmap) -> GeneratedSample:
         r = self.config.resolution
         crop = cv2.warpAffine(image, matrix_img, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=(0, 0, 0))
-        posmap = self._posmap(uv_points, A, b, z_min, matrix_map)
         preview = draw_preview(crop, posmap, self.uv_kpt_ind) if self.config.preview else None
         return GeneratedSample(name=name, image=crop, posmap=posmap, preview=preview, crop_matrix=matrix_img)
 
-    @staticmethod
-    def _z_min(homogeneous: np.ndarray, A: np.ndarray, b: np.ndarray) -> float:
-        """Smallest image-space z over all vertices: PRNet shifts by the vertices' minimum, not the map's."""
-        return float((homogeneous @ np.append(A[2], 0.0).astype(np.float32)).min()) + float(b[2])
-
-    def _generate(self, image, params, stem, seed, where, homogeneous, uv_points) -> list[GeneratedSample]:
+    def _generate(self, image, params, stem, seed, where, vertices) -> list[GeneratedSample]:
         cfg = self.config
         h, w = image.shape[:2]
         A, b = self.image_pose(params["Pose_Para"], h)
-        kpt = homogeneous[self.kpt_ind, :3] @ A.T + b
+        kpt = vertices[self.kpt_ind].astype(np.float64) @ A.T + b
         inside = (kpt[:, 0] >= 0) & (kpt[:, 0] <= w - 1) & (kpt[:, 1] >= 0) & (kpt[:, 1] <= h - 1)
         if int(inside.sum()) < min(cfg.min_visible_keypoints, kpt.shape[0]):
             raise SampleError(f"{where}: face outside the image: {int(inside.sum())} of {kpt.shape[0]} projected "
@@ -373,14 +399,24 @@ class TrainsetGenerator:
         box_size = np.ptp(kpt[:, :2], axis=0)
         if not box_size.sum() / 2.0 >= 1.0:
             raise SampleError(f"{where}: projected keypoints span {box_size.tolist()} pixels; the pose is degenerate")
-        z_min = self._z_min(homogeneous, A, b)
         rng = np.random.default_rng(seed) if cfg.perturb else None
+        if cfg.angles and not cfg.refit:
+            # Outputs sharing the vertices share their interpolation; each output then maps those UV points.
+            r = cfg.resolution
+            uv_points = np.asarray(self.rasterization.matrix @ vertices).reshape(r, r, 3)
+            z_min = self._z_min(vertices, A, b)
+
+            def posmap(matrix):
+                return self._shared_posmap(uv_points, A, b, z_min, matrix)
+        else:
+            def posmap(matrix):
+                return self._placed_posmap(vertices, A, b, matrix)
 
         def box(points_xy):
             return keypoint_box(points_xy, cfg.crop_scale, rng, cfg.max_shift, cfg.scale_range)
 
         plain = crop_matrix(box(kpt[:, :2]), cfg.resolution)
-        outputs = [self._output(stem, image, plain, uv_points, A, b, z_min, plain)]
+        outputs = [self._output(stem, image, plain, posmap(plain))]
         face = keypoint_box(kpt[:, :2])
         for angle in cfg.angles:
             rot = rotation_matrix((face.cx, face.cy), angle)
@@ -390,12 +426,10 @@ class TrainsetGenerator:
             if cfg.refit:
                 # The fitted pose already places the face in the rotated frame: only the crop remains.
                 fitted, A_fit, b_fit = self._refit_pose(rotated_kpt, h)
-                fitted_homogeneous, fitted_uv = self._geometry(fitted)
-                outputs.append(self._output(angle_name(stem, angle), image, matrix_img, fitted_uv, A_fit, b_fit,
-                                            self._z_min(fitted_homogeneous, A_fit, b_fit), crop_rotated))
+                rotated_map = self._placed_posmap(fitted, A_fit, b_fit, crop_rotated)
             else:
-                outputs.append(self._output(angle_name(stem, angle), image, matrix_img, uv_points, A, b, z_min,
-                                            matrix_img))
+                rotated_map = posmap(matrix_img)
+            outputs.append(self._output(angle_name(stem, angle), image, matrix_img, rotated_map))
         return outputs
 
     def generate(self, image, params: dict, stem: str, seed: int) -> list[GeneratedSample]:
@@ -410,8 +444,7 @@ class TrainsetGenerator:
             SampleError: too many parameters for the model, face outside the image, degenerate pose.
         """
         coef = self._padded(params, stem)
-        homogeneous, uv_points = self._vertices_batch([coef])[0]
-        return self._generate(image, params, stem, seed, stem, homogeneous, uv_points)
+        return self._generate(image, params, stem, seed, stem, self._vertices_batch([coef])[0])
 
     def process(self, image_path, mat_path, seed: int) -> list[GeneratedSample]:
         """Training pairs of one 300W-LP sample (plain first, then ``<stem>_angle_<deg>`` copies).
@@ -421,36 +454,45 @@ class TrainsetGenerator:
         """
         image, params = read_300wlp_sample(image_path, mat_path)
         coef = self._padded(params, str(mat_path))
-        homogeneous, uv_points = self._vertices_batch([coef])[0]
-        return self._generate(image, params, Path(image_path).stem, seed, str(mat_path), homogeneous, uv_points)
+        return self._generate(image, params, Path(image_path).stem, seed, str(mat_path),
+                              self._vertices_batch([coef])[0])
 
-    def process_many(self, jobs: Sequence[tuple]) -> list[list[GeneratedSample] | SampleError]:
+    def process_iter(self, jobs: Sequence[tuple]) -> Iterator[list[GeneratedSample] | SampleError]:
         """``process`` for several samples with one matrix-matrix product for all their vertices (several times
-        faster per sample than one matrix-vector product each on a BFM-sized model).
+        faster per sample than one matrix-vector product each on a BFM-sized model), yielding each sample's
+        result as soon as it is made, so that a caller can write it before the next image is decoded.
+
+        All ``.mat`` files are read first (the product needs every parameter set); each image is decoded when
+        its turn comes. A missing image is reported before the ``.mat`` is read, as ``process`` does.
 
         Args:
             jobs: sequence of (image_path, mat_path, seed).
-        Returns:
+        Yields:
             per job, in order, its list of GeneratedSample or the SampleError it raised.
+        Memory: the batch's vertices, 12 bytes per vertex per sample (about 0.64 MB on a BFM-sized model),
+        plus one decoded image at a time.
         """
-        decoded: list = []
+        read: list = []
         for image_path, mat_path, seed in jobs:
             try:
-                image, params = read_300wlp_sample(image_path, mat_path)
-                decoded.append((image, params, Path(image_path).stem, seed, str(mat_path),
-                                self._padded(params, str(mat_path))))
+                if not os.path.isfile(image_path):
+                    raise SampleError(f"{image_path}: image file not found")
+                params = _read_params(Path(mat_path))
+                read.append((params, self._padded(params, str(mat_path))))
             except SampleError as exc:
-                decoded.append(exc)
-        ready = [d for d in decoded if not isinstance(d, SampleError)]
-        geometry = iter(self._vertices_batch([d[5] for d in ready]))
-        results: list = []
-        for d in decoded:
+                read.append(exc)
+        geometry = iter(self._vertices_batch([d[1] for d in read if not isinstance(d, SampleError)]))
+        for (image_path, mat_path, seed), d in zip(jobs, read):
             if isinstance(d, SampleError):
-                results.append(d)
+                yield d
                 continue
-            homogeneous, uv_points = next(geometry)
+            vertices = next(geometry)
             try:
-                results.append(self._generate(*d[:5], homogeneous, uv_points))
+                image = _read_image(Path(image_path))
+                yield self._generate(image, d[0], Path(image_path).stem, seed, str(mat_path), vertices)
             except SampleError as exc:
-                results.append(exc)
-        return results
+                yield exc
+
+    def process_many(self, jobs: Sequence[tuple]) -> list[list[GeneratedSample] | SampleError]:
+        """``process_iter`` collected into a list: per job, in order, its outputs or its SampleError."""
+        return list(self.process_iter(jobs))
