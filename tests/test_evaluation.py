@@ -112,6 +112,9 @@ def test_read_sample_errors(tmp_path):
     sio.savemat(str(tmp_path / "a.mat"), {"Pose_Para": np.zeros((1, 7)), "pt3d_68": np.zeros((2, 68))})
     with pytest.raises(ValueError, match=r"pt3d_68 must be a finite \(3, 68\)"):
         evaluation.read_sample(tmp_path / "a.jpg", tmp_path / "a.mat")
+    (tmp_path / "a.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=r"a\.jpg: cannot decode the image"):
+        evaluation.read_sample(tmp_path / "a.jpg", tmp_path / "a.mat")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no image with a .mat"):
         evaluation.find_samples(tmp_path / "empty")

@@ -120,16 +120,13 @@ def read_sample(image_path, mat_path):
     Raises:
         FileNotFoundError: a file is missing. ValueError: undecodable image, missing or misshaped keys.
     """
-    import cv2
+    from face3d.trainset.sample import read_image
 
     image_path, mat_path = Path(image_path), Path(mat_path)
     for path in (image_path, mat_path):
         if not path.is_file():
             raise FileNotFoundError(f"file not found: {path}")
-    data = np.fromfile(image_path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError(f"{image_path}: cannot decode the image")
+    image = read_image(image_path)
     try:
         mat = sio.loadmat(str(mat_path))
     except Exception as exc:  # scipy raises assorted types for damaged files
@@ -151,7 +148,7 @@ def read_sample(image_path, mat_path):
         yaw_deg=float(np.rad2deg(pose[1])), pose_para=pose,
         shape_para=None if shape is None else np.asarray(shape, dtype=np.float64).reshape(-1, 1),
         exp_para=None if exp is None else np.asarray(exp, dtype=np.float64).reshape(-1, 1))
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), sample
+    return image, sample
 
 
 # ------------------------------------------------------------------------------------------------ metrics

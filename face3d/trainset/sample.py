@@ -46,8 +46,8 @@ from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
 from face3d.trainset.posmap import posmap_keypoints, rasterize_uv, uv_keypoint_pixels
 
-__all__ = ["SampleError", "read_300wlp_sample", "GenerationConfig", "GeneratedSample", "TrainsetGenerator",
-           "angle_name", "draw_preview"]
+__all__ = ["SampleError", "read_image", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
+           "TrainsetGenerator", "angle_name", "draw_preview"]
 
 _REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
 _MAT_KEYS = _REQUIRED_KEYS + ("pt2d",)
@@ -58,7 +58,9 @@ class SampleError(ValueError):
     """A sample that cannot be used; the message names the file and the problem."""
 
 
-def _read_image(image_path: Path) -> np.ndarray:
+def read_image(image_path) -> np.ndarray:
+    """Decode an image file to (h, w, 3) uint8 RGB; SampleError names the file when it is missing or undecodable."""
+    image_path = Path(image_path)
     if not image_path.is_file():
         raise SampleError(f"{image_path}: image file not found")
     data = np.fromfile(image_path, dtype=np.uint8)
@@ -114,7 +116,7 @@ def read_300wlp_sample(image_path, mat_path) -> tuple[np.ndarray, dict]:
         SampleError: missing or undecodable image, missing or unreadable ``.mat``, a missing key, a wrongly
             shaped or non-finite parameter, a non-positive scale; the message names the file.
     """
-    return _read_image(Path(image_path)), _read_params(Path(mat_path))
+    return read_image(Path(image_path)), _read_params(Path(mat_path))
 
 
 @dataclass(frozen=True)
@@ -488,7 +490,7 @@ class TrainsetGenerator:
                 continue
             vertices = next(geometry)
             try:
-                image = _read_image(Path(image_path))
+                image = read_image(Path(image_path))
                 yield self._generate(image, d[0], Path(image_path).stem, seed, str(mat_path), vertices)
             except SampleError as exc:
                 yield exc
