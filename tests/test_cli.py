@@ -89,7 +89,7 @@ def test_generate_without_root_synthesizes_the_default_set(tmp_path, capsys):
 
 def test_synthesize_command(tmp_path, capsys):
     assert main(["synthesize", "--output", str(tmp_path), "--count", "1", "--size", "128", "--seed", "5"]) == 0
-    assert f'"samples": 1' in capsys.readouterr().out
+    assert '"samples": 1' in capsys.readouterr().out
     assert cv2.imread(str(tmp_path / "SYNTH" / "SYNTH_0000_0.jpg")).shape == (128, 128, 3)
 
 

@@ -18,13 +18,10 @@ from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model import default_model as dm
 from face3d.morphable_model import load
 
+from _fixtures import fixtures_dir
+
 BFM_ROWS = 159645
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _fixtures_dir():
-    return Path(os.environ.get("FACE3D_FIXTURES",
-                               Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 
 
 def _sha(arr):
@@ -349,7 +346,7 @@ def test_expressions_move_the_mouth_and_brows(built):
 
 
 def _fixture_samples():
-    root = _fixtures_dir()
+    root = fixtures_dir()
     return sorted(root.glob("*/*.mat")) if root.is_dir() else []
 
 

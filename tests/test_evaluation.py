@@ -19,8 +19,9 @@ from face3d.prnet.inference import DEFAULT_UV_DATA, PRN
 from face3d.trainset.uv_data import load_uv_data
 
 import _inference_helpers as helpers
+from _fixtures import fixtures_dir
 
-FIXTURES = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+FIXTURES = fixtures_dir()
 
 
 def _box_points(width=100.0, height=50.0, seed=0):

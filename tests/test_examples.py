@@ -16,6 +16,8 @@ import pytest
 
 from face3d.mesh.io import read_obj
 
+from _fixtures import fixtures_dir
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 S = 64  # image side used in the tests
 
@@ -241,7 +243,7 @@ def test_8_posmap_from_synthetic_sample(out, tmp_path):
 
 
 def test_8_posmap_from_300wlp_fixture(out):
-    fixtures = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+    fixtures = fixtures_dir()
     jpgs = sorted((fixtures / "300W_LP").glob("*.jpg"))
     if not jpgs:
         pytest.skip(f"no 300W-LP fixture under {fixtures}")

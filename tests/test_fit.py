@@ -2,8 +2,6 @@
 
 Budget: ~15 s (the default model loads once per module; fits use <= 48 faces).
 """
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +12,10 @@ from face3d.morphable_model import (LandmarkFitter, MorphableModel, fit_from_pos
                                     pose_para_from_fit)
 from face3d.morphable_model.fit import affine_camera_batch, scaled_rotation_from_affine
 
+from _fixtures import fixtures_dir
+
 SCALE = 8e-4  # face3d's example scale: the default face is ~120 px wide
 BUCKETS = ((-90, -45), (-45, 0), (0, 45), (45, 91))
-
-
-def fixtures_dir():
-    env = os.environ.get("FACE3D_FIXTURES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 def random_model(rng, nver=1500, n_sp=40, n_ep=10):

@@ -2,8 +2,6 @@
 
 Budget: ~3 s (the default model is built/loaded once per module).
 """
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +9,8 @@ import scipy.io as sio
 
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model import MorphabelModel, MorphableModel, flip_y, load
+
+from _fixtures import fixtures_dir
 
 
 def small_model(rng, nver=30, n_sp=4, n_ep=3, n_tp=2):
@@ -184,8 +184,7 @@ def test_default_model(bfm):
 
 def test_real_pose_places_the_default_model_on_the_face(bfm):
     """300W-LP Pose_Para + zero parameters land near pt2d (axes, units, y flip): NME < 15 %."""
-    env = os.environ.get("FACE3D_FIXTURES")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+    root = fixtures_dir()
     path = root / "300W_LP" / "IBUG_image_008_1_0.mat"
     if not path.is_file():
         pytest.skip(f"fixture {path} not available")

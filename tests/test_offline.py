@@ -4,9 +4,7 @@ A narrow random-weight network (input 64, width 4) and three synthetic AFLW2000-
 around 40 s on 2 cores.
 """
 import json
-import os
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,6 +20,8 @@ from face3d.prnet.export import export_model  # noqa: E402
 from face3d.prnet.inference import PRN  # noqa: E402
 from face3d.prnet.model import build_resfcn256  # noqa: E402
 from face3d.trainset.synthetic import synthesize_dataset  # noqa: E402
+
+from _fixtures import fixtures_dir  # noqa: E402
 
 SIZE = 64
 
@@ -164,16 +164,15 @@ def test_bad_inputs_are_named(exported, aflw, tmp_path):
         offline.post_process(tmp_path / "empty", tmp_path / "bin2" / offline.MANIFEST, tmp_path / "report")
 
 
-def _fixtures():
-    root = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
-    return root / "AFLW2000"
+def _aflw2000():
+    return fixtures_dir() / "AFLW2000"
 
 
-@pytest.mark.skipif(not _fixtures().is_dir(), reason="shared AFLW2000-3D fixtures absent")
+@pytest.mark.skipif(not _aflw2000().is_dir(), reason="shared AFLW2000-3D fixtures absent")
 def test_round_trip_on_real_aflw2000_samples(exported, tmp_path):
     model, out = exported
-    reference = evaluation.evaluate_model(PRN(model), _fixtures())
-    offline.pre_process(_fixtures(), tmp_path / "bin", input_size=SIZE)
+    reference = evaluation.evaluate_model(PRN(model), _aflw2000())
+    offline.pre_process(_aflw2000(), tmp_path / "bin", input_size=SIZE)
     result = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
     report = offline.post_process(result, tmp_path / "bin" / offline.MANIFEST, tmp_path / "report")
     assert report["samples"] == reference["samples"] == 2

@@ -25,6 +25,8 @@ from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
 from face3d.trainset.uv_data import UV_DATA_FILES
 
+from _fixtures import fixtures_dir
+
 REPO = Path(__file__).resolve().parents[1]
 N_SAMPLES = 6
 RESOLUTION = 32
@@ -371,12 +373,8 @@ def test_changed_settings_redo_samples(reference, synth_root, tmp_path):
     assert (reseeded["written"], reseeded["skipped"]) == (N_SAMPLES, 0)
 
 
-def _fixtures():
-    return Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
-
-
 def test_300wlp_fixture_goes_through_with_the_default_model(tmp_path):
-    root = _fixtures() / "300W_LP"
+    root = fixtures_dir() / "300W_LP"
     if not root.is_dir():
         pytest.skip(f"real-format fixtures not found at {root}")
     config = GenerationConfig(resolution=64, angles=(30,), preview=True)

@@ -3,9 +3,7 @@
 Uses the embedded default model; the 300W-LP fixture test skips when ../shared/fixtures is absent.
 Budget: < 15 s.
 """
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,7 +16,9 @@ from face3d.morphable_model import MorphableModel
 from face3d.trainset import (GenerationConfig, SampleError, TrainsetGenerator, apply_affine, posmap_keypoints,
                              read_300wlp_sample, rotation_matrix, uv_to_pixels)
 
-FIXTURES = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+from _fixtures import fixtures_dir
+
+FIXTURES = fixtures_dir()
 H = W = 300
 
 
