@@ -4,6 +4,8 @@
 ``posmap``: the UV layout rasterized once, position maps by interpolation.
 ``crop``: PRNet's keypoint crop and the affine maps between image, rotated image and crop.
 ``sample``: reading a sample and turning it into (crop, position map) pairs, rotated copies included.
+``dataset``: the resumable, sharded, multi-process runner over a 300W-LP tree (``face3d generate``).
+``pack``: a label file packed into one HDF5 file, and its reader. ``synthetic``: the rendered default sample set.
 
 The names below are imported on first use (PEP 562), so importing a light submodule (the command line's
 argument parsing) does not load OpenCV and SciPy.

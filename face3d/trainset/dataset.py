@@ -16,9 +16,9 @@ module runs it over a dataset and owns everything that makes a long run safe:
 * Seeds (``sample_seed``): each sample's seed is a hash of ``--seed`` and its relative path, and the generator's
   batched vertices are bit-identical whatever the batch (``TrainsetGenerator.process_iter``), so outputs do not
   depend on the worker count, the chunking, the order of completion, the shard or what a resumed run had left.
-  Bit-identical float32 results also
-  need the same BLAS set-up: the command line runs one BLAS thread per process (``OPENBLAS_NUM_THREADS=1`` etc.
-  unless already set), so runs and resumes of the same command match; a Python caller should do the same.
+  Bit-identical float32 results also need the same BLAS set-up: the command line runs one BLAS thread per
+  process (``OPENBLAS_NUM_THREADS=1`` etc. unless already set), so runs and resumes of the same command match;
+  a Python caller should do the same.
 * Outputs mirror the input folders under ``output``: ``<name>.jpg`` (the crop), ``<name>.npy`` (the position
   map, float16 unless float32 is requested) and optionally ``<name>_preview.png``, for the plain sample and each
   rotation ``<stem>_angle_<deg>``. Each file is written under a hidden temporary name in its final folder and
@@ -60,6 +60,7 @@ import numpy as np
 
 from face3d.trainset.sample import SampleError
 from face3d.trainset.uv_data import build_uv_data, write_uv_data
+from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
 from face3d.utils.progress import Progress
 
 __all__ = [
@@ -76,7 +77,6 @@ LABEL_FILE = "trainDataLabel.txt"
 SUMMARY_FILE = "summary.json"
 DONE_DIR = ".done"
 UV_DATA_DIR = "uv-data"
-TEMP_SUFFIX = ".partial"
 JPEG_QUALITY = 95
 
 
@@ -212,40 +212,11 @@ def default_worker_count():
 # Files
 
 
-def _temp_name(path):
-    """Hidden temporary twin of ``path`` in the same folder. It is deterministic, so the redo of a sample
-    interrupted mid-write overwrites and renames the leftover instead of leaving it behind."""
-    path = Path(path)
-    return path.with_name(f".{path.name}{TEMP_SUFFIX}")
-
-
-@contextlib.contextmanager
-def _atomic_file(path):
-    """Open a temporary file next to ``path`` for writing; on success it is ``os.replace``-d onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    with _atomic_file(path) as f:
-        f.write(data)
-
-
 def _write_file_atomically(folder, name, chunks):
     """``atomic_write_bytes`` for the per-sample files, without the folder creation (the caller made the folder):
     the hidden temporary twin ``.<name>.partial`` receives the byte buffers ``chunks`` in order (no joined copy)
-    and is renamed onto ``name``. No fsync: a
-    crash may lose the last files but never shows a partial one, and the done marker, renamed last, is what
-    a resumed run trusts."""
+    and is renamed onto ``name``. No fsync: a crash may lose the last files but never shows a partial one, and
+    the done marker, renamed last, is what a resumed run trusts."""
     path = os.path.join(folder, name)
     tmp = os.path.join(folder, f".{name}{TEMP_SUFFIX}")
     try:
@@ -284,9 +255,8 @@ def _npy_header(shape, dtype_str):
 
 def _npy_chunks(array, dtype):
     """The bytes of ``np.save(f, array.astype(dtype))`` as (header, data) buffers: the cached header, then the
-    array in C order. float32
-    to float16 goes through OpenCV (round to nearest even like numpy, several times faster here; a -0.0 comes
-    out as +0.0)."""
+    array in C order. float32 to float16 goes through OpenCV (round to nearest even like numpy, several times
+    faster here; a -0.0 comes out as +0.0)."""
     array = np.asarray(array)
     dtype = np.dtype(dtype)
     if dtype == np.float16 and array.dtype == np.float32 and array.ndim == 3 and array.shape[2] <= 4:
@@ -505,17 +475,16 @@ def _label_lines(output, samples, fingerprint, relative):
         names = read_done_marker(output, ref.rel, fingerprint)
         if names is None:
             continue
+        folder = Path(ref.folder) if relative else base / ref.folder
         for name in names:
-            image = (Path(ref.folder) / f"{name}.jpg") if relative else base / ref.folder / f"{name}.jpg"
-            npy = (Path(ref.folder) / f"{name}.npy") if relative else base / ref.folder / f"{name}.npy"
-            yield f"{image.as_posix()} {npy.as_posix()}\n"
+            yield f"{(folder / f'{name}.jpg').as_posix()} {(folder / f'{name}.npy').as_posix()}\n"
 
 
 def write_label_file(path, output, samples, fingerprint, relative=False):
     """Write the label file for the done ``samples`` (in the given order), streamed to a temporary file and
     renamed; returns the line count."""
     count = 0
-    with _atomic_file(path) as f:
+    with atomic_file(path) as f:
         for line in _label_lines(output, samples, fingerprint, relative):
             f.write(line.encode("utf-8"))
             count += 1

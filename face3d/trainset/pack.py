@@ -15,9 +15,9 @@ relative paths are resolved against ``base_dir`` (default: the label file's fold
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from face3d.trainset.sample import read_image
 from face3d.utils.progress import Progress
 
 __all__ = ["read_label_file", "pack_label_file", "PackedTrainset"]
@@ -53,13 +53,6 @@ def read_label_file(path, base_dir=None):
     return pairs
 
 
-def _read_rgb(path):
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {str(path)!r}")
-    return image[..., ::-1]
-
-
 def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", compression="none",
                     progress=True):
     """Pack every sample of a label file into one HDF5 file (written to a temporary name, then renamed).
@@ -87,7 +80,7 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
     pairs = read_label_file(label_path, base_dir)
     if not pairs:
         raise ValueError(f"label file {str(label_path)!r} lists no samples")
-    first = _read_rgb(pairs[0][0])
+    first = read_image(pairs[0][0])
     shape = first.shape
     if shape[0] != shape[1] or shape[2] != 3:
         raise ValueError(f"expected square RGB crops, {pairs[0][0]!r} has shape {shape}")
@@ -102,7 +95,7 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
             posmaps = f.create_dataset("posmaps", (n,) + shape, dtype=posmap_dtype, chunks=(1,) + shape, **options)
             names = f.create_dataset("names", (n,), dtype=h5py.string_dtype("utf-8"))
             for i, (image_path, npy_path) in enumerate(pairs):
-                image = first if i == 0 else _read_rgb(image_path)
+                image = first if i == 0 else read_image(image_path)
                 posmap = np.load(npy_path, allow_pickle=False)
                 if image.shape != shape or posmap.shape != shape:
                     raise ValueError(f"sample {i}: {image_path!r} {image.shape} and {npy_path!r} {posmap.shape} "

@@ -58,11 +58,15 @@ class SampleError(ValueError):
     """A sample that cannot be used; the message names the file and the problem."""
 
 
+def _require_image_file(image_path) -> None:
+    if not os.path.isfile(image_path):
+        raise SampleError(f"{image_path}: image file not found")
+
+
 def read_image(image_path) -> np.ndarray:
     """Decode an image file to (h, w, 3) uint8 RGB; SampleError names the file when it is missing or undecodable."""
     image_path = Path(image_path)
-    if not image_path.is_file():
-        raise SampleError(f"{image_path}: image file not found")
+    _require_image_file(image_path)
     data = np.fromfile(image_path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
@@ -477,8 +481,7 @@ class TrainsetGenerator:
         read: list = []
         for image_path, mat_path, seed in jobs:
             try:
-                if not os.path.isfile(image_path):
-                    raise SampleError(f"{image_path}: image file not found")
+                _require_image_file(image_path)
                 params = _read_params(Path(mat_path))
                 read.append((params, self._padded(params, str(mat_path))))
             except SampleError as exc:

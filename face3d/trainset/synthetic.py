@@ -30,6 +30,7 @@ import scipy.io
 from face3d.mesh import light as mesh_light
 from face3d.mesh import render as mesh_render
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
+from face3d.utils.atomic import atomic_file, atomic_write_bytes
 
 __all__ = ["synthesize_dataset", "synthesize_sample", "random_background", "SYNTH_FOLDER", "RECORD_FILE"]
 
@@ -188,26 +189,11 @@ def synthesize_sample(model, rng, size=450, yaw_fraction=None):
     return image, mat
 
 
-def _atomic_write(path, write):
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_jpg(path, image):
+def _jpg_bytes(image):
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
     if not ok:
-        raise ValueError(f"OpenCV could not encode {path}")
-    path.write_bytes(buf.tobytes())
-
-
-def _write_mat(path, mat):
-    with open(path, "wb") as f:  # a file object: savemat would append ".mat" to the temporary name
-        scipy.io.savemat(f, mat, do_compression=False)
+        raise ValueError("OpenCV could not encode a rendered sample as JPEG")
+    return buf.tobytes()
 
 
 def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None):
@@ -249,7 +235,8 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
     for i, mat_path in enumerate(mats):
         image, mat = synthesize_sample(model, np.random.default_rng([int(seed), i]), int(size),
                                        yaw_fraction=((i + 0.5) * _GOLDEN) % 1.0)
-        _atomic_write(mat_path.with_suffix(".jpg"), lambda p: _write_jpg(p, image))
-        _atomic_write(mat_path, lambda p: _write_mat(p, mat))
-    _atomic_write(record, lambda p: p.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8"))
+        atomic_write_bytes(mat_path.with_suffix(".jpg"), _jpg_bytes(image))
+        with atomic_file(mat_path) as f:  # a file object: savemat would append ".mat" to the temporary name
+            scipy.io.savemat(f, mat, do_compression=False)
+    atomic_write_bytes(record, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
     return mats

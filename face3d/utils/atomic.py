@@ -1,0 +1,40 @@
+"""Atomic file writes: a hidden temporary twin in the same folder, renamed onto the target with ``os.replace``.
+
+Readers never see a half-written file. The temporary name is deterministic (``.<name>.partial``), so a job
+killed mid-write and run again overwrites and renames its leftover instead of leaving it behind.
+"""
+import contextlib
+import os
+from pathlib import Path
+
+__all__ = ["TEMP_SUFFIX", "temp_name", "atomic_file", "atomic_write_bytes"]
+
+TEMP_SUFFIX = ".partial"
+
+
+def temp_name(path) -> Path:
+    """The hidden temporary twin ``.<name>.partial`` of ``path``, in the same folder."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TEMP_SUFFIX}")
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Open the temporary twin of ``path`` for binary writing (creating the folder); on success it replaces
+    ``path``, on any error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` (bytes) to ``path`` through its temporary twin and ``os.replace``."""
+    with atomic_file(path) as f:
+        f.write(data)
