@@ -136,9 +136,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        import cv2
-
         from face3d.prnet.inference import PRN
+        from face3d.trainset.sample import read_image
 
         images = list_images(args.input)
         output = Path(args.output)
@@ -149,10 +148,7 @@ def main(argv=None):
             detector = DlibDetector(args.detector)
         prn = PRN(args.model, uv_data=args.uv_data, bfm=args.bfm)
         for image_path in images:
-            bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError(f"{image_path}: cannot decode the image")
-            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            image = read_image(image_path)
             if args.box is not None:
                 pos = prn.process(image, box=args.box)
             elif args.landmarks is not None:

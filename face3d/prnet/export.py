@@ -3,7 +3,8 @@
 
 Graph contract (both formats): one float32 input ``input`` NHWC ``[B, S, S, 3]`` (an image in [0, 1], the
 training normalisation) and one float32 output ``output`` NHWC ``[B, S, S, 3]`` (the normalised position map,
-crop pixels / (1.1 x S)); B and S are fixed (ATC needs static shapes).
+crop pixels / (1.1 x R), R the UV map resolution: the training normalisation, ``data.POSMAP_SCALE``); B and S are
+fixed (ATC needs static shapes).
 
 Batch norm folding (default). An Ascend port of PRNet reported wrong outputs from ATC's ConvBatchnormFusionPass,
 so the default graph carries no batch norm at all: each inference-mode batch norm

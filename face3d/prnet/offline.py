@@ -81,10 +81,9 @@ def pre_process(data_dir, output_dir, input_size=256, uv_data=None, boxes=None, 
     Returns:
         the manifest dict (also written to ``output_dir/manifest.json``).
     """
-    import cv2
-
     from face3d.prnet import evaluation
     from face3d.prnet.inference import DEFAULT_UV_DATA, box_crop, crop_face, landmark_crop
+    from face3d.trainset.sample import read_image
     from face3d.trainset.uv_data import load_uv_data
 
     uv_dir = Path(DEFAULT_UV_DATA if uv_data is None else uv_data).resolve()
@@ -112,10 +111,7 @@ def pre_process(data_dir, output_dir, input_size=256, uv_data=None, boxes=None, 
                 image, truth = evaluation.read_sample(image_path, mat_path)
                 crop = crop_face(image, landmark_crop(truth.landmarks), input_size, resolution)
             else:
-                raw = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-                if raw is None:
-                    raise ValueError(f"{image_path}: cannot decode the image")
-                image, truth = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), None
+                image, truth = read_image(image_path), None
                 crop = crop_face(image, box_crop(box), input_size, resolution)
         except (OSError, ValueError) as exc:
             logger.warning("skipping %s: %s", image_path, exc)
@@ -315,11 +311,11 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         (output_dir / "landmarks.json").write_text(json.dumps(report) + "\n")
         report["files"] = {"landmarks": str(output_dir / "landmarks.npz"), "json": str(output_dir / "landmarks.json")}
     if latency is not None:
-        lines = ["", "## Latency (offline runner / msame)", "",
+        lines = ["## Latency (offline runner / msame)", "",
                  f"{latency['calls']} calls of batch {b}: first call {latency['first_call_ms']:.2f} ms; then per "
                  f"image mean {latency['image_ms_mean']:.2f} ms, median {latency['image_ms_median']:.2f} ms, "
                  f"p90 {latency['image_ms_p90']:.2f} ms ({latency['images_per_s']:.1f} images/s)."]
-        (output_dir / "latency.md").write_text("\n".join(lines[1:]) + "\n")
+        (output_dir / "latency.md").write_text("\n".join(lines) + "\n")
         report["files"]["latency"] = str(output_dir / "latency.md")
     return report
 

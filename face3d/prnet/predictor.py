@@ -96,11 +96,8 @@ class KerasPredictor(Predictor):
     def __init__(self, model):
         import tensorflow as tf
         if isinstance(model, (str, Path)):
-            import keras
-            path = Path(model)
-            if not path.is_file():
-                raise FileNotFoundError(f"Keras model file not found: {path}")
-            model = keras.models.load_model(path, compile=False)
+            from face3d.prnet.export import load_keras_model
+            model = load_keras_model(model)
         shape = tuple(model.inputs[0].shape)
         if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or _static_dim(shape[1]) is None:
             raise ValueError(f"expected a model with input (batch, S, S, 3), got {shape}")
