@@ -20,6 +20,7 @@ With ``deterministic`` (TensorFlow op determinism) its weights are bitwise equal
 """
 import csv
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ from face3d.prnet.data import (POSMAP_SCALE, AugmentConfig, BadSampleError, chec
 from face3d.prnet.uvdata import resize_uv_data
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.uv_data import load_uv_data
+from face3d.utils.atomic import atomic_write_bytes
 
 __all__ = ["TrainConfig", "learning_rate_at", "load_samples", "evaluate", "train"]
 
@@ -165,9 +167,7 @@ def _atomic_save_model(model, path):
 
 
 def _atomic_write_json(path, values):
-    temp = path.with_name(f".{path.name}.partial")
-    temp.write_text(json.dumps(values, indent=2, sort_keys=True))
-    os.replace(temp, path)
+    atomic_write_bytes(path, json.dumps(values, indent=2, sort_keys=True).encode("utf-8"))
 
 
 def _read_csv_rows(path, last_epoch):
@@ -178,12 +178,11 @@ def _read_csv_rows(path, last_epoch):
 
 
 def _write_csv(path, rows):
-    temp = path.with_name(f".{path.name}.partial")
-    with open(temp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, text.getvalue().encode("utf-8"))
 
 
 def evaluate(predict, samples, uv, batch_size, input_size):
