@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.prnet.predictor import load_keras_model, load_predictor
+
 __all__ = [
     "ATC_SUPPORTED_TF_OPS", "ATC_SUPPORTED_ONNX_OPS", "BATCH_NORM_OP_TYPES", "UnsupportedOpError", "LayerNode",
     "model_to_nodes", "fold_batch_norms", "build_graph_def", "build_onnx_model", "onnx_to_float16",
@@ -95,18 +97,6 @@ class LayerNode:
     inputs: list
     params: dict = field(default_factory=dict)
     shape: tuple = ()
-
-
-def load_keras_model(path):
-    """Load a Keras model (``.keras`` / ``.h5``) for inference (``compile=False``); ``path`` may be a model."""
-    import keras
-
-    if isinstance(path, keras.Model):
-        return path
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Keras model file not found: {path}")
-    return keras.saving.load_model(path, compile=False)
 
 
 def _inbound_names(layer):
@@ -791,8 +781,6 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     Returns:
         ExportResult.
     """
-    from face3d.prnet.predictor import load_predictor
-
     model = load_keras_model(model)
     output_dir = Path(output_dir)
     nodes, input_name, output_name = model_to_nodes(model)
