@@ -17,6 +17,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from face3d.prnet import export as ex  # noqa: E402
+from face3d.prnet import tf_graph  # noqa: E402
 from face3d.prnet.model import build_resfcn256  # noqa: E402
 from face3d.prnet.predictor import load_predictor  # noqa: E402
 
@@ -73,7 +74,7 @@ def test_folded_pb_has_no_batch_norm_and_matches_keras(tiny_model, folded):
     assert "Sub" not in ops and ops["Conv2DBackpropInput"] == 17 and ops["Conv2D"] == 36
     assert ops["Mul"] == 5  # the five identity shortcuts (blocks 2, 4, 6, 8, 10) take the post-add scale
     assert not {"VarHandleOp", "ReadVariableOp", "VariableV2", "Assign", "PlaceholderWithDefault"} & set(ops)
-    assert ex._foldable_nodes(graph_def) == []  # every constant subgraph folded
+    assert tf_graph._foldable_nodes(graph_def) == []  # every constant subgraph folded
     placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
     assert [n.name for n in placeholders] == ["input"]
     assert [d.size for d in placeholders[0].attr["shape"].shape.dim] == [2, SIZE, SIZE, 3]

@@ -184,7 +184,7 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
                 raise ValueError(f"fp16 mode needs an .onnx model, got {model}")
             import onnx
 
-            from face3d.prnet.export import onnx_to_float16
+            from face3d.prnet.onnx_graph import onnx_to_float16
             converted = Path(scratch) / f"{model.stem}_fp16.onnx"
             converted.write_bytes(onnx_to_float16(onnx.load(str(model))).SerializeToString())
             predictor = load_predictor(converted, **options)
