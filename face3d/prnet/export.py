@@ -77,7 +77,8 @@ def _write_and_compare(result, output_dir, graph_def, onnx_model, model, images,
     """Write ``prnet.pb`` (and ``prnet.onnx``), reload each with ``load_predictor`` and record
     max |exported - Keras model| over ``images`` (float32 (B, S, S, 3)) in ``result.max_abs_diff``; RuntimeError
     when one is not below ``tolerance``."""
-    result.pb_path.write_bytes(graph_def.SerializeToString())
+    # deterministic: protobuf writes attribute maps in hash order otherwise, so two exports would differ in bytes
+    result.pb_path.write_bytes(graph_def.SerializeToString(deterministic=True))
     expected = np.asarray(model(images, training=False), dtype=np.float32)
     result.max_abs_diff["pb"] = float(np.abs(load_predictor(result.pb_path).predict(images) - expected).max())
     if onnx_model is not None:
