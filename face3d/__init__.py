@@ -5,4 +5,9 @@ Subpackages: ``mesh`` (C++-backed kernels), ``mesh_numpy`` (their plain-numpy tw
 ``prnet`` (network, training, inference, evaluation, export; TensorFlow is imported only where a Keras/TF model
 is used). Importing ``face3d``, ``mesh``, ``morphable_model`` or ``trainset`` never imports TensorFlow.
 """
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("face3d")  # the one version, pyproject.toml's, as installed
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
