@@ -1,20 +1,20 @@
 """``face3d generate``: a PRNet training set from 300W-LP-style samples (example 9 takes the same words).
 
-The flags that set a ``GenerationConfig`` field take their default from it and store under the field's name, so
-``generation_config(args)`` builds the config from the parsed arguments field by field.
+The flags that set a ``GenerationConfig`` field (``CONFIG_FIELDS``) take their default from it and store under the
+field's name, so ``generation_config(args)`` builds the config from the parsed arguments field by field.
 """
 import argparse
-import dataclasses
 import os
 import sys
 
 from face3d.cli._common import Command, field_default, limit_blas_threads, non_negative_int, positive_int, setup_logging
 
 __all__ = ["GENERATE", "add_generate_arguments", "build_generate_parser", "generate_main", "run_generate",
-           "generation_config", "DEFAULT_OUTPUT", "SYNTHETIC_DIR"]
+           "generation_config", "DEFAULT_OUTPUT", "SYNTHETIC_DIR", "CONFIG_FIELDS"]
 
 DEFAULT_OUTPUT = "prnet_trainset"
 SYNTHETIC_DIR = "synthetic_300W_LP"
+CONFIG_FIELDS = ("angles", "refit", "preview", "perturb", "posmap_dtype", "resolution", "neck_zeroed")
 
 _DESCRIPTION = """\
 Generate a PRNet training set (256x256 crops, UV position maps, rotated copies and trainDataLabel.txt) from
@@ -93,10 +93,10 @@ def add_generate_arguments(parser):
 
 
 def generation_config(args):
-    """The GenerationConfig of parsed generate arguments: every field the parser sets (the rest keep defaults)."""
+    """The GenerationConfig of parsed generate arguments: the CONFIG_FIELDS set by flags, the rest their defaults."""
     from face3d.trainset.sample import GenerationConfig
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(GenerationConfig) if hasattr(args, f.name)}
+    values = {name: getattr(args, name) for name in CONFIG_FIELDS}
     values["angles"] = tuple(values["angles"])
     return GenerationConfig(**values)
 
