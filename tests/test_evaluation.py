@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
+from face3d.cli import main as face3d_main
 from face3d.prnet import evaluation
 from face3d.prnet.evaluation import auc, ced, failure_rate, keypoint_nme, summarize_errors, yaw_bucket
 from face3d.prnet.inference import DEFAULT_UV_DATA, PRN
@@ -199,7 +200,7 @@ def _independent_landmarks(model, image, gt, uv_kpt_ind, size, resolution):
 @pytest.mark.slow
 def test_end_to_end_train_then_evaluate(tmp_path, default_model):
     """Train a 32 x 32, width-4 network for 4 epochs (eager, 16 steps) on 32 default renders, evaluate it on 8
-    held-back renders (AFLW2000-3D format) with evaluate.py, and recompute the report's numbers independently."""
+    held-back renders (AFLW2000-3D format) with face3d evaluate, and recompute the report's numbers independently."""
     pytest.importorskip("tensorflow")
     import keras
 
@@ -224,9 +225,8 @@ def test_end_to_end_train_then_evaluate(tmp_path, default_model):
     model_path = tmp_path / "run" / "checkpoints" / "last.keras"
     uv_dir = tmp_path / "set" / "uv-data"
 
-    import evaluate
-    assert evaluate.main(["--model", str(model_path), "--data", str(test_dir), "--output", str(tmp_path / "rep"),
-                          "--uv-data", str(uv_dir), "--dense", "default", "--quiet"]) == 0
+    assert face3d_main(["evaluate", "--model", str(model_path), "--data", str(test_dir), "--output",
+                        str(tmp_path / "rep"), "--uv-data", str(uv_dir), "--dense", "default", "--quiet"]) == 0
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["samples"] == 8 and report["dense"]
 

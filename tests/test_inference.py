@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from face3d.cli import main as face3d_main
 from face3d.mesh import io as mesh_io
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.prnet import inference
@@ -333,8 +334,7 @@ def test_prn_rejects_a_network_larger_than_the_uv_data(tmp_path, tiny):
 # ------------------------------------------------------------------------------------------------ demo
 
 def _run_demo(*args):
-    import demo
-    return demo.main([str(a) for a in args])
+    return face3d_main(["demo", *map(str, args)])
 
 
 def test_demo_on_a_real_photograph(tmp_path, constant_onnx, uv):

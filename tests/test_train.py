@@ -1,4 +1,4 @@
-"""train.py and the training loop: CLI, bad input, loss, validation NME, resume, logs; plus the slow NME-halving
+"""face3d train and the training loop: CLI, bad input, loss, validation NME, resume, logs; plus the slow NME-halving
 runs (a synthetic affine set, and the embedded default set).
 
 Budget: about 45 s without the slow tests, which add about 35 s (affine set) and 110 s (default set) on 2 cores.
@@ -29,8 +29,8 @@ FLAGS = ["--train-list", "--h5", "--val-list", "--val-fraction", "--uv-data", "-
 
 
 def _run_cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run([sys.executable, "-m", "face3d", "train", *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
 
 
 def _csv(path):
