@@ -30,7 +30,7 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="PATH",
                    help=f"trained network: .keras/.h5, SavedModel folder, frozen .pb or .onnx ({DEFAULT_MODEL})")
-    p.add_argument("--uv-data", metavar="DIR", help="UV data the network was trained with (default Data/uv-data)")
+    p.add_argument("--uv-data", metavar="DIR", help="UV data the network was trained with (default: the packaged one)")
     p.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
                                                     "face (default: the embedded default model)")
     face = p.add_mutually_exclusive_group()

@@ -23,7 +23,7 @@ def build_parser():
     p.add_argument("--data", required=True, metavar="DIR",
                    help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para)")
     p.add_argument("--output", required=True, metavar="DIR", help="report folder (created)")
-    p.add_argument("--uv-data", metavar="DIR", help="UV data the network was trained with (default Data/uv-data)")
+    p.add_argument("--uv-data", metavar="DIR", help="UV data the network was trained with (default: the packaged one)")
     p.add_argument("--dense", metavar="MODEL",
                    help="dense ground truth from the .mat's Shape_Para/Exp_Para with this morphable model: "
                         "'default' (the embedded model) or a BFM.mat; the UV data must be that model's")

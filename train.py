@@ -30,7 +30,7 @@ def build_parser():
     p.add_argument("--uv-data", metavar="DIR",
                    help="PRNet's uv-data folder for the model that made the maps (uv_kpt_ind.txt, face_ind.txt, "
                         "triangles.txt, uv_face_mask.png, uv_weight_mask.png, uv_face_eyes.png; default: uv-data "
-                        "next to the label file or pack, else Data/uv-data)")
+                        "next to the label file or pack, else the packaged one)")
     p.add_argument("--output", metavar="DIR", default=d.output,
                    help="receives checkpoints/, best.keras, log.csv (loss, learning rate, val NME), TensorBoard "
                         "logs/ and config.json")

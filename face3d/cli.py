@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from face3d.contract import RESOLUTION
+
 __all__ = ["main", "build_parser", "add_generate_arguments", "build_generate_parser", "generate_main", "run_generate",
            "DEFAULT_OUTPUT", "DEFAULT_ANGLES", "SYNTHETIC_DIR"]
 
@@ -95,7 +97,7 @@ def add_generate_arguments(parser):
     parser.add_argument("--no-perturb", action="store_true",
                         help="centre the crop exactly (no random shift/scale of the crop box)")
     parser.add_argument("--float32", action="store_true", help="save position maps as float32 (default float16)")
-    parser.add_argument("--resolution", metavar="R", type=_positive_int, default=256,
+    parser.add_argument("--resolution", metavar="R", type=_positive_int, default=RESOLUTION,
                         help="side of the crops and position maps in pixels (default: %(default)s)")
     parser.add_argument("--neck-zeroed", action="store_true",
                         help="uv-data/uv_weight_mask.png with the neck at weight 0 (the PRNet paper) instead of "
@@ -229,7 +231,7 @@ def _run_synthesize(args):
 def _run_uv_data(args):
     _setup_logging(args.verbose)
     from face3d.morphable_model import MorphableModel
-    from face3d.trainset.uv_data import build_uv_data, write_uv_data
+    from face3d.trainset.uv_layout import build_uv_data, write_uv_data
 
     uv_data = build_uv_data(MorphableModel(args.bfm), resolution=args.resolution, neck_zeroed=args.neck_zeroed)
     write_uv_data(uv_data, args.output)
@@ -290,11 +292,12 @@ def build_parser():
     uvd = sub.add_parser("uv-data", help="write PRNet's UV files (uv_kpt_ind.txt, face_ind.txt, masks) for a model",
                          description="Write uv_kpt_ind.txt, face_ind.txt, triangles.txt, uv_face_mask.png, "
                                      "uv_weight_mask.png and uv_face_eyes.png for the model in use, as PRNet's "
-                                     "Data/uv-data ships them.")
-    uvd.add_argument("--output", metavar="DIR", default=os.path.join("Data", "uv-data"),
-                     help="output folder (default: %(default)s)")
+                                     "Data/uv-data ships them (face3d ships the embedded model's in "
+                                     "face3d/data/uv-data).")
+    uvd.add_argument("--output", metavar="DIR", default="uv-data",
+                     help="output folder (default: %(default)s in the current directory)")
     uvd.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")
-    uvd.add_argument("--resolution", metavar="R", type=_positive_int, default=256,
+    uvd.add_argument("--resolution", metavar="R", type=_positive_int, default=RESOLUTION,
                      help="UV map side in pixels (default: %(default)s)")
     uvd.add_argument("--neck-zeroed", action="store_true",
                      help="the paper's weight mask with the neck at 0 (default: PRNet's shipped mask)")
