@@ -198,7 +198,7 @@ def test_restore_inverts_the_generators_crop(rendered, uv, default_model):
 
 def test_reduced_maps_are_read_where_training_reads_them(uv):
     """An S x S output expanded to R x R nearest-neighbour gives, at uv_kpt_ind, the values at the trainer's
-    resized keypoints (uvdata.resize_uv_data)."""
+    resized keypoints (uv_weights.resize_uv_data)."""
     s, r = 64, 256
     output = np.random.default_rng(2).random((s, s, 3)).astype(np.float32)
     matrix = crop_matrix(CropBox(128.0, 140.0, 200.0), r)
