@@ -191,7 +191,7 @@ def test_format_duration():
 
 def test_uv_data_command_writes_prnet_files(tmp_path):
     from face3d.morphable_model import MorphableModel
-    from face3d.trainset.uv_data import build_uv_data, load_uv_data
+    from face3d.trainset.uv_layout import build_uv_data, load_uv_data
 
     assert main(["uv-data", "--output", str(tmp_path), "--resolution", "64"]) == 0
     written = load_uv_data(tmp_path)

@@ -16,8 +16,9 @@ import scipy.io as sio
 from face3d.cli import main as face3d_main
 from face3d.prnet import evaluation
 from face3d.prnet.evaluation import auc, ced, failure_rate, keypoint_nme, summarize_errors, yaw_bucket
-from face3d.prnet.inference import DEFAULT_UV_DATA, PRN
-from face3d.trainset.uv_data import load_uv_data
+from face3d.prnet.inference import PRN
+from face3d.resources import default_uv_data_dir
+from face3d.trainset.uv_layout import load_uv_data
 
 import _inference_helpers as helpers
 from _fixtures import fixtures_dir
@@ -165,7 +166,7 @@ def test_fixtures_load_and_report(tmp_path, default_model):
     # a network that always answers with one face map: the report is built against pt3d_68
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    uv = load_uv_data(DEFAULT_UV_DATA)
+    uv = load_uv_data(default_uv_data_dir())
     yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
     face = np.stack([xx, yy, np.full_like(xx, 40.0)], -1) / np.float32(1.1 * 256)
     model = helpers.constant_onnx(tmp_path / "constant.onnx", face)

@@ -93,9 +93,9 @@ def test_validation_nme_is_the_numpy_nme_of_the_held_out_maps(tmp_path, input_si
     tf = pytest.importorskip("tensorflow")
     from face3d.prnet.data import check_samples
     from face3d.prnet.training import evaluate
-    from face3d.prnet.uvdata import loss_weights, resample_indices, resize_uv_data
+    from face3d.prnet.uv_weights import loss_weights, resample_indices, resize_uv_data
     from face3d.trainset.pack import read_label_file
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.trainset.uv_layout import load_uv_data
     label = _prnet_data.make_dataset(tmp_path, 5, 32, seed=4)
     samples = check_samples(read_label_file(label))
     uv = resize_uv_data(load_uv_data(tmp_path / "uv-data"), input_size)
@@ -189,7 +189,7 @@ def test_short_run_halves_validation_nme_on_the_embedded_default_set(tmp_path):
     from face3d.trainset.pack import read_label_file
     from face3d.trainset.sample import GenerationConfig
     from face3d.trainset.synthetic import synthesize_dataset
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.trainset.uv_layout import load_uv_data
 
     synthesize_dataset(tmp_path / "faces", count=192, seed=0, size=128)
     generate_dataset(tmp_path / "faces", tmp_path / "set", GenerationConfig(resolution=64, angles=()), workers=1,

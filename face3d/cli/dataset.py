@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 from face3d.cli._common import Command, positive_int, setup_logging
+from face3d.contract import RESOLUTION
 from face3d.cli.generate import SYNTHETIC_DIR
 
 __all__ = ["PACK", "PREVIEW", "SYNTHESIZE", "UV_DATA"]
@@ -92,10 +93,10 @@ def _run_synthesize(args):
 
 
 def _uv_data_arguments(parser):
-    parser.add_argument("--output", metavar="DIR", default=os.path.join("Data", "uv-data"),
-                        help="output folder (default: %(default)s)")
+    parser.add_argument("--output", metavar="DIR", default="uv-data",
+                        help="output folder (default: %(default)s in the current directory)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")
-    parser.add_argument("--resolution", metavar="R", type=positive_int, default=256,
+    parser.add_argument("--resolution", metavar="R", type=positive_int, default=RESOLUTION,
                         help="UV map side in pixels (default: %(default)s)")
     parser.add_argument("--neck-zeroed", action="store_true",
                         help="the paper's weight mask with the neck at 0 (default: PRNet's shipped mask)")
@@ -105,7 +106,7 @@ def _uv_data_arguments(parser):
 def _run_uv_data(args):
     setup_logging(args.verbose)
     from face3d.morphable_model import MorphableModel
-    from face3d.trainset.uv_data import build_uv_data, write_uv_data
+    from face3d.trainset.uv_layout import build_uv_data, write_uv_data
 
     uv_data = build_uv_data(MorphableModel(args.bfm), resolution=args.resolution, neck_zeroed=args.neck_zeroed)
     write_uv_data(uv_data, args.output)

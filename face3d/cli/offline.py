@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from face3d.cli._common import Command, setup_logging
+from face3d.contract import INPUT_SIZE
 
 __all__ = ["OFFLINE", "main"]
 
@@ -20,7 +21,7 @@ def _add_arguments(parser):
     pre = sub.add_parser("pre_process", aliases=["pre"], help="test images -> .bin crops + manifest.json")
     pre.add_argument("--data", required=True, help="AFLW2000-3D-format folder (image + .mat), or images with --boxes")
     pre.add_argument("--output", required=True, help="folder for the .bin files and manifest.json")
-    pre.add_argument("--input-size", type=int, default=256, help="the exported network's input side S")
+    pre.add_argument("--input-size", type=int, default=INPUT_SIZE, help="the exported network's input side S")
     pre.add_argument("--batch", type=int, default=1, help="images per .bin (the .om's batch size)")
     pre.add_argument("--uv-data", default=None, help="UV-data folder (default: the embedded default model's)")
     pre.add_argument("--boxes", default=None,

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.contract import INPUT_SIZE
+
 __all__ = ["MANIFEST", "TIMING", "read_boxes", "pre_process", "run_offline", "read_timing", "latency_summary",
            "post_process"]
 
@@ -66,14 +68,15 @@ def _write_bin(path, array):
     np.ascontiguousarray(array, dtype="<f4").tofile(path)
 
 
-def pre_process(data_dir, output_dir, input_size=256, uv_data=None, boxes=None, batch_size=1, limit=None):
+def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes=None, batch_size=1, limit=None):
     """Crop every face of a test folder into msame input files and write the manifest (module docstring).
 
     Args:
         data_dir: AFLW2000-3D-format folder, or a folder of images when ``boxes`` is given.
         output_dir: folder for the ``.bin`` files and ``manifest.json`` (created).
         input_size: S, the exported network's input side.
-        uv_data: UV-data folder (its resolution R is the crop the maps refer to; default ``Data/uv-data``).
+        uv_data: UV-data folder (its resolution R is the crop the maps refer to; default: the packaged
+            ``face3d.resources.default_uv_data_dir()``).
         boxes: boxes file (``read_boxes``) for plain images; None for AFLW2000-3D ground truth.
         batch_size: B, images per ``.bin`` (the ``.om``'s batch); the last file is padded with black crops.
         limit: only the first ``limit`` samples (sorted).
@@ -81,11 +84,12 @@ def pre_process(data_dir, output_dir, input_size=256, uv_data=None, boxes=None, 
         the manifest dict (also written to ``output_dir/manifest.json``).
     """
     from face3d.prnet import evaluation
-    from face3d.prnet.inference import DEFAULT_UV_DATA, box_crop, crop_face, landmark_crop
+    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
+    from face3d.resources import default_uv_data_dir
     from face3d.trainset.sample import read_image
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.trainset.uv_layout import load_uv_data
 
-    uv_dir = Path(DEFAULT_UV_DATA if uv_data is None else uv_data).resolve()
+    uv_dir = Path(default_uv_data_dir() if uv_data is None else uv_data).resolve()
     resolution = load_uv_data(uv_dir).resolution
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
@@ -264,8 +268,9 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         manifest has ground truth; else {"landmarks": (N, 68, 3) list, "names", "latency", "files"}.
     """
     from face3d.prnet import evaluation
-    from face3d.prnet.inference import landmarks_from_map, restore_map
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.prnet.face_crop import restore_map
+    from face3d.trainset.posmap import keypoints_from_map
+    from face3d.trainset.uv_layout import load_uv_data
 
     result_dir, output_dir = Path(result_dir), Path(output_dir)
     manifest_path = Path(manifest)
@@ -291,7 +296,7 @@ def post_process(result_dir, manifest, output_dir, timing=None):
             record = records[name]
             pos = restore_map(output, np.asarray(record["matrix"]), info["resolution"])
             names.append(name)
-            landmarks.append(landmarks_from_map(pos, uv.uv_kpt_ind))
+            landmarks.append(keypoints_from_map(pos, uv.uv_kpt_ind))
     timing = result_dir / TIMING if timing is None and (result_dir / TIMING).is_file() else timing
     latency = latency_summary(read_timing(timing), b) if timing is not None else None
     output_dir.mkdir(parents=True, exist_ok=True)
