@@ -4,7 +4,8 @@ import argparse
 import logging
 import sys
 
-from face3d.prnet.data import AugmentConfig, BadSampleError
+from face3d.prnet.data import AugmentConfig
+from face3d.utils.errors import InputFileError
 from face3d.prnet.training import TrainConfig
 
 
@@ -97,7 +98,7 @@ def main(argv=None):
     from face3d.prnet.training import train
     try:
         summary = train(config_from_args(args))
-    except (BadSampleError, FileNotFoundError, ValueError) as error:
+    except (InputFileError, FileNotFoundError, ValueError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
     print(f"finished {len(summary['history'])} epochs; best val NME {summary['best_nme']} "

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from face3d.prnet import metrics
-from face3d.prnet.data import AugmentConfig, BadSampleError
+from face3d.prnet.data import AugmentConfig
+from face3d.utils.errors import InputFileError
 from face3d.prnet.training import TrainConfig, learning_rate_at, load_samples, train
 
 import _prnet_data
@@ -65,7 +66,7 @@ def test_bad_input_stops_before_training_naming_the_file(tmp_path):
 def test_empty_or_malformed_label_file_is_named(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
-    with pytest.raises(BadSampleError, match="empty.txt: no samples listed"):
+    with pytest.raises(InputFileError, match="empty.txt: no samples listed"):
         load_samples(TrainConfig(train_list=str(empty)))
     bad = tmp_path / "bad.txt"
     bad.write_text("only_one_path.jpg\n")

@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from face3d.prnet import metrics
-from face3d.prnet.data import (POSMAP_SCALE, AugmentConfig, BadSampleError, check_samples, make_dataset, open_h5,
+from face3d.prnet.data import (POSMAP_SCALE, AugmentConfig, check_samples, make_dataset, open_h5,
                                split_train_val)
 from face3d.prnet.uvdata import resize_uv_data
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.uv_data import load_uv_data
 from face3d.utils.atomic import atomic_write_bytes
+from face3d.utils.errors import InputFileError
 
 __all__ = ["TrainConfig", "learning_rate_at", "load_samples", "evaluate", "train"]
 
@@ -128,7 +129,7 @@ def _open_source(path, skip_bad):
         return open_h5(path)
     pairs = read_label_file(path)
     if not pairs:
-        raise BadSampleError(f"{path}: no samples listed")
+        raise InputFileError(path, "no samples listed")
     return check_samples(pairs, skip_bad=skip_bad)
 
 
@@ -138,7 +139,7 @@ def load_samples(config):
     Returns:
         (train samples, val samples or None, uv-data folder Path).
     Raises:
-        BadSampleError / FileNotFoundError naming the offending file.
+        InputFileError / FileNotFoundError naming the offending file.
     """
     source_path = config.train_list or config.h5
     samples = _open_source(source_path, config.skip_bad)
