@@ -97,7 +97,7 @@ def test_map_keypoints_near_projected_keypoints_default_layout(model):
     sample = generator.generate(_image(), params, "s", seed=1)[0]
     expected = _crop_positions(model, params, sample.crop_matrix)[model.kpt_ind]
     err = np.linalg.norm(posmap_keypoints(sample.posmap, generator.uv_kpt_ind)[:, :2] - expected[:, :2], axis=1)
-    assert err.max() < 0.01, err.max()  # the issue asks < 0.5 px; only float32 rounding remains
+    assert err.max() < 0.01, err.max()  # 0.5 px would do; only float32 rounding remains
 
 
 def test_posmap_equals_render_colors_in_uv_space(model):

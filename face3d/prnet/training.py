@@ -75,7 +75,7 @@ class TrainConfig:
         deterministic: enable TensorFlow op determinism (bitwise reproducible, somewhat slower).
         keep_checkpoints: also keep ``checkpoints/epoch_NNN.keras`` for every epoch.
         run_eagerly: run the training step eagerly instead of as a compiled graph (debugging; also the fastest
-            choice for a handful of steps, since tracing the 160-layer network takes about 15 s on 2 cores).
+            choice for a handful of steps, since tracing the 160-layer network takes longer than a few steps).
         verbose: Keras verbosity (1 = a progress bar per epoch).
     """
     train_list: str = None

@@ -1,6 +1,6 @@
 """One 300W-LP sample to PRNet training pairs: a 256x256 face crop and its UV position map, plus rotated copies.
 
-Per sample (issue 4, "One sample"):
+Per sample:
 
 1. Read the image and the ``.mat`` (``read_300wlp_sample``).
 2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
