@@ -34,13 +34,13 @@ def list_images(inputs):
 
 def read_landmarks(path):
     """(68, 2) float64 landmarks from a .txt/.npy/.mat file (see --landmarks)."""
-    import scipy.io as sio
+    from face3d.utils.matfile import read_mat
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"landmarks file not found: {path}")
     if path.suffix == ".mat":
-        mat = sio.loadmat(str(path))
+        mat = read_mat(path)
         key = next((k for k in ("pt3d_68", "pt2d") if k in mat and np.shape(mat[k])[-1] == 68), None)
         if key is None:
             raise ValueError(f"{path}: no pt3d_68 (3, 68) or pt2d (2, 68) in the .mat")
