@@ -39,6 +39,7 @@ import numpy as np
 
 from face3d.contract import map_scale
 from face3d.prnet.uv_weights import loss_weights, resample_indices
+from face3d.trainset.posmap import posmap_value_problem
 from face3d.utils.errors import InputFileError
 
 __all__ = [
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ANGLE_SUFFIX = re.compile(r"_angle_-?\d+(\.\d+)?$")
+_H5_CHECK_ROWS = 64  # maps read at once when checking a pack (64 x 0.8 MB at R = 256 in float32)
 _N_UNIFORMS = 12  # per-sample uniforms: angle, tx, ty, scale, 3 colours, occlusion gate, rectangle (4)
 
 
@@ -244,7 +246,8 @@ def check_samples(pairs, skip_bad=False):
     """Check every sample's files before training; return the usable ones as FileSamples.
 
     Checks: both files exist; the image is a complete JPEG/PNG of size R x R; the map is a C-ordered
-    little-endian float16/float32 ``.npy`` of shape (R, R, 3) with all its bytes; R and the map dtype agree across
+    little-endian float16/float32 ``.npy`` of shape (R, R, 3) with all its bytes, finite and within the plausible
+    range of an R x R crop (``face3d.trainset.posmap.posmap_value_problem``); R and the map dtype agree across
     samples (the first good sample sets them).
 
     Args:
@@ -272,6 +275,9 @@ def check_samples(pairs, skip_bad=False):
                 raise InputFileError(posmap, f"resolution {shape[0]}, the other samples have {resolution}")
             if dtype is not None and map_dtype != dtype:
                 raise InputFileError(posmap, f"dtype {map_dtype}, the other samples have {dtype}")
+            problem = posmap_value_problem(np.load(posmap, allow_pickle=False), shape[0])
+            if problem is not None:
+                raise InputFileError(posmap, problem)
         except InputFileError as error:
             if not skip_bad:
                 raise
@@ -287,15 +293,20 @@ def check_samples(pairs, skip_bad=False):
     return FileSamples(tuple(p[0] for p in good), tuple(p[1] for p in good), int(resolution), dtype)
 
 
-def open_h5(path):
-    """Open an HDF5 pack (``face3d pack``) as training samples over all its rows.
+def open_h5(path, skip_bad=False):
+    """Open an HDF5 pack (``face3d pack``) as training samples over its rows.
 
     ``PackedTrainset`` checks the file and its datasets; this adds what training needs: at least one sample,
-    ``images`` uint8 (N, R, R, 3) and ``posmaps`` float of the same shape.
+    ``images`` uint8 (N, R, R, 3) and ``posmaps`` float of the same shape, every map finite and plausible
+    (``posmap_value_problem``; the whole pack is read once).
+
+    Args:
+        path: the ``.h5`` file.
+        skip_bad: log a warning per bad row and leave it out, instead of raising.
     Returns:
         H5Samples.
     Raises:
-        FileNotFoundError / InputFileError naming the file.
+        FileNotFoundError / InputFileError naming the file (and the row).
     """
     from face3d.trainset.pack import PackedTrainset
     path = os.path.abspath(path)
@@ -315,7 +326,22 @@ def open_h5(path):
             raise InputFileError(path, f"'posmaps' must be float {images.shape}, got {posmaps.dtype} {posmaps.shape}")
         if len(pack) == 0:
             raise InputFileError(path, "the pack holds no samples")
-        return H5Samples(path, tuple(range(len(pack))), int(pack.resolution), tuple(pack.names))
+        rows = []
+        for start in range(0, len(pack), _H5_CHECK_ROWS):
+            for row, posmap in enumerate(posmaps[start:start + _H5_CHECK_ROWS], start):
+                problem = posmap_value_problem(posmap, pack.resolution)
+                if problem is None:
+                    rows.append(row)
+                    continue
+                error = InputFileError(path, f"row {row} ({pack.names[row]}): {problem}")
+                if not skip_bad:
+                    raise error
+                logger.warning("skipping bad sample: %s", error)
+        if not rows:
+            raise InputFileError(path, f"no usable sample among {len(pack)}")
+        if len(rows) < len(pack):
+            logger.warning("skipped %d bad sample(s) of %d", len(pack) - len(rows), len(pack))
+        return H5Samples(path, tuple(rows), int(pack.resolution), tuple(pack.names))
 
 
 def group_key(name):

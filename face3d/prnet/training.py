@@ -127,7 +127,7 @@ def _check_config(config):
 
 def _open_source(path, skip_bad):
     if str(path).lower().endswith((".h5", ".hdf5")):
-        return open_h5(path)
+        return open_h5(path, skip_bad=skip_bad)
     pairs = read_label_file(path)
     if not pairs:
         raise InputFileError(path, "no samples listed")

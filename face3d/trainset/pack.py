@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.trainset.posmap import posmap_value_problem
 from face3d.trainset.sample import read_image
+from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
 
 __all__ = ["read_label_file", "pack_label_file", "PackedTrainset"]
@@ -35,15 +37,21 @@ def read_label_file(path, base_dir=None):
         list of ``(image_path, npy_path)`` strings.
     Raises:
         FileNotFoundError: the label file does not exist.
-        ValueError: a line does not hold exactly two paths (the message names the file and line number).
+        ValueError: a line does not hold exactly two paths (the message names the file and line number);
+            InputFileError: the file is not UTF-8 text.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file not found: {str(path)!r}")
     base = Path(base_dir) if base_dir is not None else path.parent
     pairs = []
-    with open(path, "r", encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InputFileError(path, f"line {number} is not UTF-8 text ({error.reason} at byte "
+                                           f"{error.start})") from None
             parts = line.split()
             if not parts:
                 continue
@@ -67,8 +75,8 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
     Returns:
         the number of samples packed.
     Raises:
-        ValueError: empty label file, unknown compression/dtype, or images/maps of inconsistent shapes
-        (the message names the file).
+        ValueError: empty label file, unknown compression/dtype, images/maps of inconsistent shapes, or a map
+        with non-finite or implausible values (``posmap_value_problem``; InputFileError naming the map).
     """
     import h5py
 
@@ -100,8 +108,12 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
                 if image.shape != shape or posmap.shape != shape:
                     raise ValueError(f"sample {i}: {image_path!r} {image.shape} and {npy_path!r} {posmap.shape} "
                                      f"must both have shape {shape}")
+                stored = posmap.astype(posmap_dtype)  # checked as stored: float16 turns values past 65504 into inf
+                problem = posmap_value_problem(stored, shape[0])
+                if problem is not None:
+                    raise InputFileError(npy_path, problem)
                 images[i] = image
-                posmaps[i] = posmap.astype(posmap_dtype)
+                posmaps[i] = stored
                 names[i] = Path(image_path).stem
                 bar.update()
             f.attrs["label_file"] = os.path.abspath(label_path)

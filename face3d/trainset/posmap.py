@@ -19,7 +19,13 @@ from scipy import sparse
 
 from face3d.mesh.render import rasterize_triangles
 
-__all__ = ["UVRasterization", "uv_to_pixels", "uv_keypoint_pixels", "rasterize_uv", "keypoints_from_map"]
+__all__ = ["UVRasterization", "uv_to_pixels", "uv_keypoint_pixels", "rasterize_uv", "keypoints_from_map",
+           "PLAUSIBLE_RANGE", "posmap_value_problem"]
+
+# Crop-space values of a position map, in units of the crop side R: the face lies in the crop (x, y in [0, R)) and
+# is about as deep as it is wide, so even a rotated, shifted copy stays far inside [-R, 2R]; a value beyond it is a
+# broken file or a broken fit, not a face.
+PLAUSIBLE_RANGE = (-1.0, 2.0)
 
 
 def uv_to_pixels(uv_coords, resolution: int) -> np.ndarray:
@@ -169,3 +175,26 @@ def keypoints_from_map(posmap, uv_kpt_ind) -> np.ndarray:
     if kpt.min() < 0 or kpt[0].max() >= width or kpt[1].max() >= height:
         raise ValueError(f"uv_kpt_ind indices must lie inside the {height}x{width} map")
     return posmap[..., kpt[1], kpt[0], :].astype(np.float64)
+
+
+def posmap_value_problem(posmap, resolution: int):
+    """What is wrong with a crop-space position map's values, or None when they are usable.
+
+    Args:
+        posmap: (R, R, 3) array (any float dtype), crop-space x, y, z in pixels.
+        resolution: R, the crop side in pixels.
+    Returns:
+        None, or a one-line problem: non-finite values (NaN / inf, with their count), or values outside
+        ``PLAUSIBLE_RANGE`` x R (with the extreme value).
+    """
+    values = np.asarray(posmap)
+    finite = np.isfinite(values)
+    if not finite.all():
+        return f"{values.size - int(finite.sum())} non-finite value(s) (NaN or inf) in the position map"
+    low, high = (bound * resolution for bound in PLAUSIBLE_RANGE)
+    lowest, highest = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    if lowest < low or highest > high:
+        extreme = lowest if lowest < low else highest
+        return (f"position-map value {extreme:g} outside the plausible range [{low:g}, {high:g}] of a "
+                f"{resolution} x {resolution} crop")
+    return None

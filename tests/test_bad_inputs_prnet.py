@@ -1,0 +1,446 @@
+"""Bad input on the PRNet side, built at run time: poisoned position maps, a non-finite loss, damaged models and
+states, hostile graphs, paths escaping their folder, a result folder from another run, and the one-line errors with
+exit status 2 of the command lines.
+
+Models are tiny (a two-layer Keras network stands in for resfcn256 where only training's bookkeeping is tested), the
+data 32 x 32 synthetic faces (``_prnet_data``); the whole file runs in well under two minutes on 2 cores.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from face3d.cli import main as face3d_main
+from face3d.prnet.data import check_samples, open_h5
+from face3d.trainset.pack import pack_label_file, read_label_file
+from face3d.utils.errors import InputFileError
+
+import _prnet_data
+
+ROOT = Path(__file__).resolve().parents[1]
+R = 32
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Label file of 8 synthetic 32 x 32 samples (``uv-data/`` beside it)."""
+    return _prnet_data.make_dataset(tmp_path_factory.mktemp("data"), 8, R, seed=7)
+
+
+def _poison(label, tmp_path, values):
+    """A copy of the data set whose third map holds ``values`` (a scalar broadcast into part of the map); returns
+    (label file, the poisoned map's path)."""
+    pairs = read_label_file(label)
+    poisoned = tmp_path / "poisoned.npy"
+    posmap = np.load(pairs[2][1]).astype(np.float32)
+    posmap[5:9, 5:9] = values
+    np.save(poisoned, posmap.astype(np.float16))
+    pairs[2] = (pairs[2][0], str(poisoned))
+    copy = tmp_path / "trainDataLabel.txt"
+    copy.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    return copy, poisoned
+
+
+def _one_line_error(capsys, status, *fragments):
+    """The command's stderr is one line holding every fragment, and its status is 2."""
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert len(err.splitlines()) == 1, err
+    for fragment in fragments:
+        assert str(fragment) in err, (fragment, err)
+    return err
+
+
+# ------------------------------------------------------------------------------------------ position-map values
+
+@pytest.mark.parametrize("value, problem", [(np.nan, "non-finite"), (np.inf, "non-finite"),
+                                            (60000.0, "outside the plausible range")])
+def test_check_samples_refuses_poisoned_maps(data, tmp_path, value, problem):
+    label, poisoned = _poison(data, tmp_path, value)
+    with pytest.raises(InputFileError, match=problem) as info:
+        check_samples(read_label_file(label))
+    assert info.value.path == str(poisoned)
+    assert len(check_samples(read_label_file(label), skip_bad=True)) == 7
+
+
+def test_pack_refuses_poisoned_maps(data, tmp_path):
+    label, poisoned = _poison(data, tmp_path, np.nan)
+    with pytest.raises(InputFileError, match="non-finite") as info:
+        pack_label_file(label, tmp_path / "train.h5", progress=False)
+    assert info.value.path == str(poisoned)
+    assert not list(tmp_path.glob("*.h5")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_open_h5_refuses_poisoned_rows(data, tmp_path):
+    import h5py
+    pack = tmp_path / "train.h5"
+    pack_label_file(data, pack, progress=False)
+    with h5py.File(pack, "r+") as f:
+        f["posmaps"][3, 0, 0, 0] = np.inf
+        f["posmaps"][5, 1, 1, 2] = -60000
+    with pytest.raises(InputFileError, match=r"row 3 \(sample_003\): 1 non-finite value") as info:
+        open_h5(pack)
+    assert info.value.path == str(pack)
+    assert open_h5(pack, skip_bad=True).indices == (0, 1, 2, 4, 6, 7)
+
+
+# --------------------------------------------------------------------------------------- training on bad values
+
+def _tiny_network(input_size=32, width=2, bn_momentum=0.99, name="tiny"):
+    """Stands in for resfcn256 (same signature): one 3x3 convolution and a sigmoid, a few milliseconds a step."""
+    import keras
+    inputs = keras.Input((input_size, input_size, 3), name="input")
+    hidden = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
+    outputs = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="output")(hidden)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@pytest.fixture
+def tiny_network(monkeypatch):
+    pytest.importorskip("tensorflow")
+    monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _tiny_network)
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_good_checkpoint(data, tmp_path, tiny_network, monkeypatch,
+                                                                     capsys):
+    out = tmp_path / "run"
+    flags = ["--output", str(out), "--width", "2", "--batch-size", "4", "--val-fraction", "0", "--no-augment",
+             "--seed", "1", "--deterministic", "--run-eagerly", "--verbose", "0"]
+    assert face3d_main(["train", "--train-list", str(data), "--epochs", "1"] + flags) == 0
+    capsys.readouterr()
+    last = out / "checkpoints" / "last.keras"
+    good = last.read_bytes()
+    # a NaN map slipping past the checks (as a map changed on disk after them would)
+    pairs = read_label_file(data)
+    monkeypatch.setattr("face3d.prnet.data.posmap_value_problem", lambda posmap, resolution: None)
+    poisoned = Path(pairs[2][1])
+    clean = poisoned.read_bytes()
+    try:
+        np.save(poisoned, np.full((R, R, 3), np.nan, np.float16))
+        status = face3d_main(["train", "--train-list", str(data), "--epochs", "2", "--resume"] + flags)
+    finally:
+        poisoned.write_bytes(clean)
+    err = _one_line_error(capsys, status, "epoch 2", "non-finite loss", poisoned)
+    assert err.count(".npy") == 4  # the four maps of the batch
+    assert last.read_bytes() == good
+    assert json.loads((out / "checkpoints" / "state.json").read_text())["epoch"] == 1
+
+
+# ---------------------------------------------------------------------------------------- one-line CLI errors
+
+@pytest.fixture(scope="module")
+def garbage(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("garbage")
+    for name in ("garbage.onnx", "garbage.h5", "garbage.pb"):
+        (folder / name).write_bytes(b"this is not a model\n" * 3)
+    return folder
+
+
+@pytest.mark.parametrize("name", ["garbage.onnx", "garbage.h5", "garbage.pb"])
+def test_evaluate_names_a_garbage_model(garbage, tmp_path, capsys, name):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("onnxruntime")
+    status = face3d_main(["evaluate", "--model", str(garbage / name), "--data", str(tmp_path), "--output",
+                          str(tmp_path / "report")])
+    _one_line_error(capsys, status, garbage / name)
+
+
+def test_offline_run_names_a_garbage_model(garbage, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    np.zeros((1, R, R, 3), "<f4").tofile(tmp_path / "a.bin")
+    status = face3d_main(["offline", "run", "--model", str(garbage / "garbage.onnx"), "--input", str(tmp_path),
+                          "--output", str(tmp_path / "out")])
+    _one_line_error(capsys, status, garbage / "garbage.onnx", "not a loadable ONNX model")
+
+
+def test_truncated_keras_file_is_not_reported_missing(tmp_path, capsys):
+    keras = pytest.importorskip("keras")
+    model = _tiny_network()
+    model.save(tmp_path / "whole.keras")
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes((tmp_path / "whole.keras").read_bytes()[:3000])
+    status = face3d_main(["evaluate", "--model", str(truncated), "--data", str(tmp_path), "--output",
+                          str(tmp_path / "report")])
+    err = _one_line_error(capsys, status, truncated, "truncated or corrupt")
+    assert "not found" not in err
+    assert keras  # the loader is Keras's
+
+
+def test_export_refuses_a_dynamic_shape_model_and_an_output_file(tmp_path, capsys):
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((None, None, 3), name="input")
+    keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same")(inputs)).save(tmp_path / "dynamic.keras")
+    status = face3d_main(["export", "--model", str(tmp_path / "dynamic.keras"), "--output", str(tmp_path / "out"),
+                          "--no-atc"])
+    _one_line_error(capsys, status, tmp_path / "dynamic.keras", "static input size")
+    _tiny_network().save(tmp_path / "tiny.keras")
+    existing = tmp_path / "existing.txt"
+    existing.write_text("keep me\n")
+    status = face3d_main(["export", "--model", str(tmp_path / "tiny.keras"), "--output", str(existing), "--no-atc"])
+    _one_line_error(capsys, status, existing, "not a folder")
+    assert existing.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("argv", [["export", "--model", "m.keras", "--output", "o", "--batch", "0"],
+                                  ["offline", "pre_process", "--data", "d", "--output", "o", "--batch", "0"],
+                                  ["evaluate", "--model", "m.onnx", "--data", "d", "--output", "o", "--batch-size",
+                                   "0"]])
+def test_zero_batch_is_an_argument_error(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        face3d_main(argv)
+    assert info.value.code == 2
+    assert "expected an integer >= 1, got '0'" in capsys.readouterr().err.splitlines()[-1]
+
+
+def _saved_run(tmp_path, data):
+    """An output folder holding a run as the previous release wrote it: last.keras without an embedded state,
+    state.json beside it, config.json."""
+    from face3d.prnet.training import TrainConfig
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    model = _tiny_network()
+    import keras
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mean_squared_error")
+    model.save(out / "checkpoints" / "last.keras")
+    config = TrainConfig(train_list=str(data), output=str(out), width=2, batch_size=4, resume=True)
+    (out / "config.json").write_text(json.dumps(config.to_json()))
+    return out
+
+
+def test_garbage_state_json_is_named(data, tmp_path, capsys):
+    pytest.importorskip("keras")
+    out = _saved_run(tmp_path, data)
+    state = out / "checkpoints" / "state.json"
+    state.write_text("{garbage")
+    status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2",
+                          "--batch-size", "4", "--resume"])
+    _one_line_error(capsys, status, state, "not a training state")
+
+
+def test_truncated_checkpoint_is_named(data, tmp_path, capsys):
+    pytest.importorskip("keras")
+    out = _saved_run(tmp_path, data)
+    (out / "checkpoints" / "state.json").write_text(json.dumps({"epoch": 1, "best_nme": None, "best_epoch": None}))
+    last = out / "checkpoints" / "last.keras"
+    last.write_bytes(last.read_bytes()[:2000])
+    status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2",
+                          "--batch-size", "4", "--resume"])
+    err = _one_line_error(capsys, status, last, "truncated or corrupt")
+    assert "not found" not in err
+
+
+def test_non_utf8_label_file_is_named(tmp_path, capsys):
+    label = tmp_path / "trainDataLabel.txt"
+    label.write_bytes(b"a.jpg a.npy\nb\xff\xfe.jpg b.npy\n")
+    status = face3d_main(["train", "--train-list", str(label), "--output", str(tmp_path / "out")])
+    _one_line_error(capsys, status, label, "line 2", "UTF-8")
+
+
+def _read_only_folder():
+    """A folder nobody (root included) may create entries in: sysfs, mounted read-only."""
+    probe = Path("/sys/face3d_probe")
+    try:
+        probe.mkdir()
+    except OSError:
+        return Path("/sys")
+    probe.rmdir()
+    pytest.skip("/sys is writable here")
+
+
+@pytest.mark.parametrize("command", ["train", "offline", "export"])
+def test_read_only_output_is_one_line(data, tmp_path, capsys, command):
+    target = _read_only_folder() / "face3d_out"
+    argv = {"train": ["train", "--train-list", str(data), "--output", str(target), "--width", "2",
+                      "--batch-size", "4"],
+            "offline": ["offline", "pre_process", "--data", str(tmp_path), "--output", str(target)],
+            "export": ["export", "--model", str(tmp_path / "tiny.keras"), "--output", str(target), "--no-atc"]}
+    if command == "export":
+        pytest.importorskip("keras")
+        _tiny_network().save(tmp_path / "tiny.keras")
+    _one_line_error(capsys, face3d_main(argv[command]), target)
+
+
+# Makes `import tensorflow` / `import keras` fail as on a machine without them (ModuleNotFoundError, as Python
+# raises for a package that is not installed).
+_NO_TENSORFLOW = textwrap.dedent("""
+    import sys
+
+    class _Missing:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, _Missing())
+    from face3d.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.parametrize("argv", [["train", "--train-list", "LABEL", "--output", "OUT", "--batch-size", "4"],
+                                  ["export", "--model", "OUT/m.keras", "--output", "OUT/export"]])
+def test_train_and_export_without_tensorflow_name_the_extra(data, tmp_path, argv):
+    (tmp_path / "m.keras").write_bytes(b"PK")
+    argv = [a.replace("LABEL", str(data)).replace("OUT", str(tmp_path)) for a in argv]
+    result = subprocess.run([sys.executable, "-c", _NO_TENSORFLOW, *argv], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("is not installed: pip install 'face3d[train]'")
+    assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------ hostile models
+
+def _frozen_graph(path, write_to=None):
+    """A frozen GraphDef ``input`` (1, 32, 32, 3) -> ``output`` = sigmoid(input); with ``write_to`` it also writes
+    that file when run (a WriteFile op the output depends on)."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.compat.v1.placeholder(tf.float32, (1, R, R, 3), name="input")
+        result = tf.sigmoid(images)
+        if write_to is not None:
+            with tf.control_dependencies([tf.io.write_file(str(write_to), "owned")]):
+                result = tf.identity(result)
+        tf.identity(result, name="output")
+    Path(path).write_bytes(graph.as_graph_def().SerializeToString())
+    return Path(path)
+
+
+def _saved_model(path, write_to=None):
+    """A SavedModel whose ``serving_default`` maps (None, 32, 32, 3) images to sigmoid(images), optionally writing
+    ``write_to`` first."""
+    import tensorflow as tf
+
+    class Net(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((None, R, R, 3), tf.float32, name="input")])
+        def serve(self, images):
+            if write_to is not None:
+                tf.io.write_file(str(write_to), "owned")
+            return {"output": tf.sigmoid(images)}
+
+    net = Net()
+    tf.saved_model.save(net, str(path), signatures={"serving_default": net.serve})
+    return Path(path)
+
+
+@pytest.mark.parametrize("make", [_frozen_graph, _saved_model])
+def test_graph_ops_outside_the_inference_list_are_refused(tmp_path, capsys, make):
+    pytest.importorskip("tensorflow")
+    from face3d.prnet.predictor import UntrustedModelError, load_predictor
+
+    images = np.random.default_rng(0).random((1, R, R, 3)).astype(np.float32)
+    plain = load_predictor(make(tmp_path / "plain.pb" if make is _frozen_graph else tmp_path / "plain"))
+    np.testing.assert_allclose(plain.predict(images), 1 / (1 + np.exp(-images)), rtol=1e-6)
+
+    victim = tmp_path / "victim.txt"
+    hostile = make(tmp_path / "hostile.pb" if make is _frozen_graph else tmp_path / "hostile", write_to=victim)
+    with pytest.raises(UntrustedModelError, match="WriteFile") as info:
+        load_predictor(hostile)
+    assert str(hostile) in str(info.value) and "--trust-model" in str(info.value)
+    status = face3d_main(["evaluate", "--model", str(hostile), "--data", str(tmp_path), "--output",
+                          str(tmp_path / "report")])
+    _one_line_error(capsys, status, hostile, "WriteFile")
+    status = face3d_main(["demo", "-i", str(tmp_path), "-o", str(tmp_path / "demo"), "--model", str(hostile)])
+    _one_line_error(capsys, status, hostile, "WriteFile")
+    assert not victim.exists()
+
+    trusted = load_predictor(hostile, trust_model=True)
+    trusted.predict(images)
+    assert victim.read_text() == "owned"
+
+
+def test_offline_run_refuses_a_hostile_graph(tmp_path, capsys):
+    pytest.importorskip("tensorflow")
+    victim = tmp_path / "victim.txt"
+    hostile = _frozen_graph(tmp_path / "hostile.pb", write_to=victim)
+    (tmp_path / "bins").mkdir()
+    np.zeros((1, R, R, 3), "<f4").tofile(tmp_path / "bins" / "a.bin")
+    argv = ["offline", "run", "--model", str(hostile), "--input", str(tmp_path / "bins"), "--output",
+            str(tmp_path / "out")]
+    _one_line_error(capsys, face3d_main(argv), hostile, "WriteFile")
+    assert not victim.exists()
+    assert face3d_main(argv + ["--trust-model"]) == 0
+    assert victim.exists()
+
+
+def test_boxes_file_paths_stay_in_the_data_folder(tmp_path):
+    from face3d.prnet.offline import pre_process
+    (tmp_path / "data").mkdir()
+    image = np.full((40, 40, 3), 128, np.uint8)
+    cv2.imwrite(str(tmp_path / "outside.jpg"), image)
+    boxes = tmp_path / "data" / "boxes.txt"
+    boxes.write_text("../outside.jpg 5 5 35 35\n")
+    with pytest.raises(InputFileError, match=r"boxes.txt:1: '\.\./outside\.jpg' lies outside"):
+        pre_process(tmp_path / "data", tmp_path / "bins", input_size=R, boxes=boxes)
+
+
+def test_obj_mtllib_stays_in_the_obj_folder(tmp_path):
+    from face3d.mesh.io import read_obj
+    (tmp_path / "mesh").mkdir()
+    (tmp_path / "secret.mtl").write_text("newmtl m\nmap_Kd secret.png\n")
+    obj = tmp_path / "mesh" / "face.obj"
+    obj.write_text("mtllib ../secret.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    with pytest.raises(InputFileError, match=r"mtllib '\.\./secret\.mtl' lies outside"):
+        read_obj(obj)
+    (tmp_path / "mesh" / "face.mtl").write_text("newmtl m\nmap_Kd /etc/passwd\n")
+    obj.write_text("mtllib face.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    with pytest.raises(InputFileError, match=r"map_Kd '/etc/passwd' lies outside"):
+        read_obj(obj)
+
+
+# ------------------------------------------------------------------------------------------------ offline results
+
+@pytest.fixture
+def offline_flow(tmp_path):
+    """Two pre-processed runs of the same images (boxes, no ground truth) and an ONNX model run on the first."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import _inference_helpers as helpers
+    from face3d.prnet.offline import pre_process, run_offline
+
+    (tmp_path / "images").mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.jpg"), rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    boxes = tmp_path / "images" / "boxes.txt"
+    boxes.write_text("a.jpg 8 8 40 40\nb.jpg 4 6 44 42\n")
+    for run in ("first", "second"):
+        pre_process(tmp_path / "images", tmp_path / run, input_size=256, boxes=boxes)
+    model = helpers.constant_onnx(tmp_path / "constant.onnx", np.full((256, 256, 3), 0.4, np.float32))
+    result = run_offline(model, tmp_path / "first", tmp_path / "out", quiet=True)
+    return tmp_path, result
+
+
+def test_post_process_refuses_a_manifest_of_another_run(offline_flow, capsys):
+    from face3d.prnet.offline import post_process
+    tmp_path, result = offline_flow
+    first = json.loads((tmp_path / "first" / "manifest.json").read_text())
+    second = json.loads((tmp_path / "second" / "manifest.json").read_text())
+    assert first["run_id"] != second["run_id"]
+    assert json.loads((result / "timing.json").read_text())["run_id"] == first["run_id"]
+    report = post_process(result, tmp_path / "first" / "manifest.json", tmp_path / "report")
+    assert report["run_id"] == first["run_id"] and len(report["names"]) == 2
+    status = face3d_main(["offline", "post", "--result", str(result), "--manifest",
+                          str(tmp_path / "second" / "manifest.json"), "--output", str(tmp_path / "report2")])
+    _one_line_error(capsys, status, result, first["run_id"], second["run_id"])
+    assert not (tmp_path / "report2").exists()
+
+
+def test_post_process_refuses_non_finite_outputs(offline_flow, capsys):
+    tmp_path, result = offline_flow
+    output = result / "a_output_0.bin"
+    maps = np.fromfile(output, "<f4")
+    maps[100] = np.nan
+    maps.tofile(output)
+    status = face3d_main(["offline", "post", "--result", str(result), "--manifest",
+                          str(tmp_path / "first" / "manifest.json"), "--output", str(tmp_path / "report")])
+    _one_line_error(capsys, status, output, "non-finite")
+    assert not (tmp_path / "report").exists()
