@@ -258,8 +258,11 @@ def test_read_only_output_is_one_line(data, tmp_path, capsys, command):
     target = _read_only_folder() / "face3d_out"
     argv = {"train": ["train", "--train-list", str(data), "--output", str(target), "--width", "2",
                       "--batch-size", "4"],
-            "offline": ["offline", "pre_process", "--data", str(tmp_path), "--output", str(target)],
+            "offline": ["offline", "pre_process", "--data", str(tmp_path), "--output", str(target), "--boxes",
+                        str(tmp_path / "boxes.txt"), "--input-size", str(R)],
             "export": ["export", "--model", str(tmp_path / "tiny.keras"), "--output", str(target), "--no-atc"]}
+    cv2.imwrite(str(tmp_path / "face.jpg"), np.full((40, 40, 3), 128, np.uint8))
+    (tmp_path / "boxes.txt").write_text("face.jpg 5 5 35 35\n")
     if command == "export":
         pytest.importorskip("keras")
         _tiny_network().save(tmp_path / "tiny.keras")
@@ -348,7 +351,9 @@ def test_graph_ops_outside_the_inference_list_are_refused(tmp_path, capsys, make
     status = face3d_main(["evaluate", "--model", str(hostile), "--data", str(tmp_path), "--output",
                           str(tmp_path / "report")])
     _one_line_error(capsys, status, hostile, "WriteFile")
-    status = face3d_main(["demo", "-i", str(tmp_path), "-o", str(tmp_path / "demo"), "--model", str(hostile)])
+    cv2.imwrite(str(tmp_path / "face.jpg"), np.full((40, 40, 3), 128, np.uint8))
+    status = face3d_main(["demo", "-i", str(tmp_path / "face.jpg"), "-o", str(tmp_path / "demo"), "--model",
+                          str(hostile), "--box", "5", "5", "35", "35"])
     _one_line_error(capsys, status, hostile, "WriteFile")
     assert not victim.exists()
 

@@ -278,5 +278,5 @@ def test_offline_module_runs_the_offline_command():
     assert "--manifest" in result.stdout
     missing = _run("-m", "face3d", "offline", "post", "--result", "nowhere", "--manifest", "nowhere/manifest.json",
                    "--output", "report")
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert missing.stderr.strip() == "post_process failed: manifest not found: nowhere/manifest.json"

@@ -241,4 +241,4 @@ def test_cli_writes_the_files_and_runs_atc_when_installed(tiny_model, tmp_path, 
     script = (out / "atc_pb.sh").read_text()
     assert '--input_shape="input:1,64,64,3"' in script and "--soc_version=Ascend310P3" in script
     assert json.loads((out / "export.json").read_text())["atc_status"] == {"pb": 0}
-    assert face3d_main(["export", "--model", str(tmp_path / "missing.keras"), "--output", str(out)]) == 1
+    assert face3d_main(["export", "--model", str(tmp_path / "missing.keras"), "--output", str(out)]) == 2

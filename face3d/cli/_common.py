@@ -52,13 +52,19 @@ class Command:
 
 
 def run_parsed(args):
-    """Run parsed ``args`` (``args.run``, ``args.prog``); a missing optional dependency is one line and status 2."""
+    """Run parsed ``args`` (``args.run``, ``args.prog``); a missing optional dependency, or a file or folder the
+    system refuses (read-only, a file where a folder is needed, ...), is one line and status 2."""
     try:
         return args.run(args)
     except ModuleNotFoundError as error:
         if missing_extra(error) is None:
             raise
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.filename is None:
+            raise
+        print(f"{args.prog}: error: {error.filename}: {error.strerror or error}", file=sys.stderr)
         return 2
 
 
@@ -99,6 +105,13 @@ def add_field_argument(parser, config_class, name, help, metavar=None, **options
             raise ValueError(f"{config_class.__name__}.{name} defaults to {default!r}: a switch must default to False")
         return parser.add_argument(flag, action="store_true", help=help, **options)
     return parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=help, **options)
+
+
+def add_trust_model_argument(parser):
+    """Add ``--trust-model``: run a frozen .pb or SavedModel whatever op types its graph holds."""
+    parser.add_argument("--trust-model", action="store_true",
+                        help="run a frozen .pb or SavedModel even when its graph holds op types outside face3d's "
+                             "inference list (file writes, ...): a model is code, pass it only for models you trust")
 
 
 def positive_int(text):

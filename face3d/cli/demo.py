@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from face3d.cli._common import Command, error_text, field_default, setup_logging
+from face3d.cli._common import Command, add_trust_model_argument, error_text, field_default, setup_logging
 
 __all__ = ["DEMO", "run_demo_command", "main"]
 
@@ -22,6 +22,7 @@ def _add_arguments(parser):
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument("--model", default=default_model, metavar="PATH",
                         help="trained network: .keras/.h5, SavedModel folder, frozen .pb or .onnx (%(default)s)")
+    add_trust_model_argument(parser)
     parser.add_argument("--uv-data", metavar="DIR",
                         help="UV data the network was trained with (default: the embedded default model's)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
@@ -45,7 +46,8 @@ def run_demo_command(args):
         from face3d.prnet.demo import run_demo
 
         run_demo(args.input, args.output, args.model, uv_data=args.uv_data, bfm=args.bfm, box=args.box,
-                 landmarks=args.landmarks, texture=args.texture, detector=args.detector)
+                 landmarks=args.landmarks, texture=args.texture, detector=args.detector,
+                 trust_model=args.trust_model)
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ documented in ``face3d/prnet/evaluation.py``.
 """
 import sys
 
-from face3d.cli._common import Command, error_text, setup_logging
+from face3d.cli._common import Command, add_trust_model_argument, error_text, positive_int, setup_logging
 
 __all__ = ["EVALUATE", "run_evaluate", "main"]
 
@@ -19,6 +19,7 @@ _DESCRIPTION = (
 def _add_arguments(parser):
     parser.add_argument("--model", required=True, metavar="PATH",
                         help="trained network: .keras/.h5, SavedModel folder, frozen .pb or .onnx")
+    add_trust_model_argument(parser)
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para)")
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (created)")
@@ -27,7 +28,7 @@ def _add_arguments(parser):
     parser.add_argument("--dense", metavar="MODEL",
                         help="dense ground truth from the .mat's Shape_Para/Exp_Para with this morphable model: "
                              "'default' (the embedded model) or a BFM.mat; the UV data must be that model's")
-    parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="crops per network call (8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="crops per network call (8)")
     parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N samples (sorted)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -39,9 +40,7 @@ def run_evaluate(args):
         from face3d.prnet.evaluation import evaluate_model
         from face3d.prnet.inference import PRN
 
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-        prn = PRN(args.model, uv_data=args.uv_data)
+        prn = PRN(args.model, uv_data=args.uv_data, trust_model=args.trust_model)
         dense_model = None
         if args.dense:
             from face3d.morphable_model import MorphableModel

@@ -8,7 +8,7 @@ the Keras model, and ``atc`` runs when it is on PATH. See ``face3d/prnet/export.
 import argparse
 import sys
 
-from face3d.cli._common import Command, setup_logging
+from face3d.cli._common import Command, positive_int, setup_logging
 
 __all__ = ["EXPORT", "run_export", "main"]
 
@@ -18,7 +18,7 @@ _PRECISION_MODES = ("force_fp16", "allow_fp32_to_fp16", "force_fp32", "must_keep
 def _add_arguments(parser):
     parser.add_argument("--model", required=True, help="trained Keras model file (.keras, e.g. best.keras)")
     parser.add_argument("--output", required=True, help="output folder for prnet.pb / prnet.onnx and the ATC files")
-    parser.add_argument("--batch", type=int, default=1, help="fixed batch size B of the exported input [B,S,S,3]")
+    parser.add_argument("--batch", type=positive_int, default=1, help="fixed batch size B of the exported input [B,S,S,3]")
     parser.add_argument("--no-fold-bn", action="store_true",
                         help="keep batch norm as FusedBatchNormV3 (then ATC needs fusion_switch.cfg, written too)")
     parser.add_argument("--onnx", action="store_true", help="also export DIR/prnet.onnx (checked with ONNX Runtime)")
@@ -32,7 +32,8 @@ def _add_arguments(parser):
 
 
 def run_export(args):
-    """Run the export; prints the files, op types, differences and ATC commands. Returns the exit status."""
+    """Run the export; prints the files, op types, differences and ATC commands. Returns the exit status: 2 for
+    bad input (one line naming it), 1 when the exported graph or ``atc`` fails."""
     setup_logging(format="%(levelname)s %(message)s")
     from face3d.prnet.export import UnsupportedOpError, export_model
 
@@ -40,7 +41,10 @@ def run_export(args):
         result = export_model(args.model, args.output, batch_size=args.batch, fold_bn=not args.no_fold_bn,
                               onnx=args.onnx, opset=args.opset, soc_version=args.soc_version,
                               precision_mode=args.precision_mode, tolerance=args.tolerance, run_atc=not args.no_atc)
-    except (UnsupportedOpError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (UnsupportedOpError, FileNotFoundError, ValueError) as exc:
+        print(f"{args.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {result.pb_path}" + (f" and {result.onnx_path}" if result.onnx_path else ""))

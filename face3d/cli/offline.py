@@ -5,7 +5,7 @@
 import argparse
 import sys
 
-from face3d.cli._common import Command, setup_logging
+from face3d.cli._common import Command, add_trust_model_argument, positive_int, setup_logging
 from face3d.contract import INPUT_SIZE
 
 __all__ = ["OFFLINE", "main"]
@@ -22,7 +22,7 @@ def _add_arguments(parser):
     pre.add_argument("--data", required=True, help="AFLW2000-3D-format folder (image + .mat), or images with --boxes")
     pre.add_argument("--output", required=True, help="folder for the .bin files and manifest.json")
     pre.add_argument("--input-size", type=int, default=INPUT_SIZE, help="the exported network's input side S")
-    pre.add_argument("--batch", type=int, default=1, help="images per .bin (the .om's batch size)")
+    pre.add_argument("--batch", type=positive_int, default=1, help="images per .bin (the .om's batch size)")
     pre.add_argument("--uv-data", default=None, help="UV-data folder (default: the embedded default model's)")
     pre.add_argument("--boxes", default=None,
                      help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth)")
@@ -32,7 +32,8 @@ def _add_arguments(parser):
     run.add_argument("--input", required=True, help="folder of .bin files (processed in sorted order)")
     run.add_argument("--output", required=True, help="parent folder of the <YYYYMMDD_HHMMSS> result folder")
     run.add_argument("--fp16", action="store_true", help="run the ONNX model converted to float16")
-    run.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    run.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime intra-op threads")
+    add_trust_model_argument(run)
     post = sub.add_parser("post_process", aliases=["post"], help="outputs + manifest -> landmarks, NME report, latency")
     post.add_argument("--result", required=True, help="folder with <stem>_output_0.bin (runner or msame output)")
     post.add_argument("--manifest", required=True, help="manifest.json from pre_process")
@@ -43,7 +44,7 @@ def _add_arguments(parser):
 
 
 def _run_step(args):
-    """Run one step of the flow; returns the exit status (1 with a one-line message when it fails)."""
+    """Run one step of the flow; returns the exit status (2 with a one-line message naming the bad input)."""
     setup_logging(format="%(levelname)s %(message)s")
     from face3d.prnet.offline import post_process, pre_process, run_offline
 
@@ -54,7 +55,8 @@ def _run_step(args):
             print(f"wrote {len(manifest['files'])} .bin files for {len(manifest['samples'])} faces to {args.output} "
                   f"({len(manifest['skipped'])} skipped)")
         elif args.step_name == "run":
-            run_offline(args.model, args.input, args.output, fp16=args.fp16, threads=args.threads)
+            run_offline(args.model, args.input, args.output, fp16=args.fp16, threads=args.threads,
+                        trust_model=args.trust_model)
         else:
             report = post_process(args.result, args.manifest, args.output, args.timing)
             if "nme_2d" in report:
@@ -66,7 +68,7 @@ def _run_step(args):
             print(f"report in {args.output}")
     except (FileNotFoundError, ValueError) as exc:
         print(f"{args.step_name} failed: {exc}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.mesh import _checks
+from face3d.utils.errors import InputFileError
 
 __all__ = ["write_obj_with_colors", "write_obj_with_texture", "write_obj_with_colors_texture", "read_obj",
            "write_ply", "read_ply", "save_mesh_mat", "load_mesh_mat", "write_asc"]
@@ -181,13 +182,20 @@ def read_obj(path):
 
 
 def _texture_path(folder, mtllibs):
+    """The ``map_Kd`` texture of the first existing ``mtllib`` (Path, or None); a data file only names files in
+    the OBJ's folder (or below), so a name leading out of it raises InputFileError."""
     for name in mtllibs:
         mtl = folder / name
+        if not mtl.resolve().is_relative_to(folder.resolve()):
+            raise InputFileError(folder, f"mtllib {name!r} lies outside the OBJ's folder")
         if not mtl.is_file():
             continue
         for line in mtl.read_text().splitlines():
             if line.split()[:1] == ["map_Kd"]:
-                return folder / line.strip()[len("map_Kd"):].strip()
+                texture = line.strip()[len("map_Kd"):].strip()
+                if not (folder / texture).resolve().is_relative_to(folder.resolve()):
+                    raise InputFileError(mtl, f"map_Kd {texture!r} lies outside the OBJ's folder")
+                return folder / texture
     return None
 
 

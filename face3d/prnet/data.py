@@ -44,7 +44,7 @@ from face3d.utils.errors import InputFileError
 
 __all__ = [
     "AugmentConfig", "FileSamples", "H5Samples", "check_samples", "open_h5", "split_train_val",
-    "group_key", "make_dataset", "augment_params", "augment_sample",
+    "group_key", "epoch_order", "make_dataset", "augment_params", "augment_sample",
 ]
 
 logger = logging.getLogger(__name__)
@@ -125,6 +125,10 @@ class FileSamples:
         return dataclasses.replace(self, images=tuple(self.images[i] for i in indices),
                                    posmaps=tuple(self.posmaps[i] for i in indices))
 
+    def sources(self, indices):
+        """Where the samples at ``indices`` come from: their map files (list of str)."""
+        return [self.posmaps[i] for i in indices]
+
     def loader(self):
         """A TF function index -> (image uint8 (R, R, 3), map float32 (R, R, 3))."""
         import tensorflow as tf
@@ -174,6 +178,10 @@ class H5Samples:
     def subset(self, indices):
         """The samples at ``indices`` (positions in this subset), in that order."""
         return dataclasses.replace(self, indices=tuple(self.indices[i] for i in indices))
+
+    def sources(self, indices):
+        """Where the samples at ``indices`` come from: ``<pack> row <row> (<name>)`` (list of str)."""
+        return [f"{self.path} row {self.indices[i]} ({self.all_names[self.indices[i]]})" for i in indices]
 
     def loader(self):
         """A TF function index -> (image uint8 (R, R, 3), map float32 (R, R, 3)), reading rows of the pack."""
@@ -468,6 +476,19 @@ def augment_sample(image, posmap, params, size, augment):
     return out, posmap
 
 
+def epoch_order(count, seed, epoch, shuffle=True):
+    """The order in which one epoch visits ``count`` samples: a stateless shuffle keyed by (seed, epoch).
+
+    Returns:
+        int64 tensor (count,), a permutation of 0 .. count - 1 (the identity when ``shuffle`` is False).
+    """
+    import tensorflow as tf
+    order = tf.range(count, dtype=tf.int64)
+    if shuffle:
+        order = tf.random.experimental.stateless_shuffle(order, seed=tf.constant([seed, epoch], tf.int64))
+    return order
+
+
 def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed=0, epoch=0, shuffle=True,
                  drop_remainder=True):
     """The ``tf.data`` pipeline of one epoch.
@@ -496,9 +517,7 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
         raise ValueError("samples is empty")
     augment = augment or AugmentConfig.off()
     n = len(samples)
-    order = tf.range(n, dtype=tf.int64)
-    if shuffle:
-        order = tf.random.experimental.stateless_shuffle(order, seed=tf.constant([seed, epoch], tf.int64))
+    order = epoch_order(n, seed, epoch, shuffle)
     load = samples.loader()
     epoch_key = tf.constant(int(epoch) * n, tf.int64)
     seed_value = tf.constant(int(seed), tf.int64)

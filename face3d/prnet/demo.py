@@ -102,7 +102,7 @@ def write_outputs(prn, image, pos, output, stem, texture=False):
 
 
 def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=None, texture=False,
-             detector="auto"):
+             detector="auto", trust_model=False):
     """Reconstruct every face image of ``inputs`` and write the demo's files into ``output``.
 
     Args:
@@ -115,6 +115,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         landmarks: a (68, 2|3) landmarks file, or a folder with one ``<stem>.txt/.npy/.mat`` per image;
             neither: dlib's ``detector`` ("auto", "cnn" or "hog") finds the face.
         texture: OBJ with a UV texture map instead of vertex colours.
+        trust_model: run a ``.pb`` / SavedModel whatever its ops (``predictor.load_predictor``).
     Prints one line per image (its files, or why it was skipped).
     """
     from face3d.prnet.inference import PRN
@@ -127,7 +128,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
     if box is None and landmarks is None:
         from face3d.prnet.detect import DlibDetector
         face_detector = DlibDetector(detector)
-    prn = PRN(model, uv_data=uv_data, bfm=bfm)
+    prn = PRN(model, uv_data=uv_data, bfm=bfm, trust_model=trust_model)
     for image_path in images:
         image = read_image(image_path)
         if box is not None:

@@ -139,12 +139,18 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     Returns:
         ExportResult.
     """
-    model = load_keras_model(model)
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"{output_dir}: exists and is not a folder (--output names the folder of the exports)")
+    name = model if isinstance(model, (str, Path)) else model.name
+    model = load_keras_model(model)
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+        raise ValueError(f"{name}: input shape {shape}; the export needs a static input size (batch, S, S, 3)")
     nodes, input_name, output_name = model_to_nodes(model)
     if fold_bn:
         nodes, output_name = fold_batch_norms(nodes, output_name)
-    size = int(model.inputs[0].shape[1])
+    size = int(shape[1])
     images = reference_images(size, batch_size) if check_images is None else \
         np.asarray(check_images, dtype=np.float32)
     if images.shape[0] != batch_size:

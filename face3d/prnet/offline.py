@@ -8,16 +8,17 @@
 * ``pre_process``: an AFLW2000-3D-format folder (image + ``.mat`` with ``pt3d_68``; cropped from the ground-truth
   landmarks exactly as ``evaluation.evaluate_model`` crops) or images + a boxes file (``name x0 y0 x1 y1`` per
   line; PRNet's detector-box crop) -> one ``.bin`` per network call: raw little-endian float32 NHWC
-  ``[B, S, S, 3]``, RGB / 255 as in training (``inference.crop_face``), and ``manifest.json`` with each crop's
-  image -> map affine, crop box (cx, cy, side), and the ground truth when there is one.
+  ``[B, S, S, 3]``, RGB / 255 as in training (``inference.crop_face``), and ``manifest.json`` with a new
+  ``run_id``, each crop's image -> map affine, crop box (cx, cy, side), and the ground truth when there is one.
 * ``run``: msame's contract: every ``*.bin`` of the input folder in sorted order, one inference each; outputs
   ``<output>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the normalised map); the
-  per-file times in ``timing.json`` there and msame's summary lines on stdout. Backed by ONNX Runtime (``.onnx``)
+  per-file times and the input folder's ``run_id`` in ``timing.json`` there and msame's summary lines on stdout. Backed by ONNX Runtime (``.onnx``)
   or TensorFlow (``.pb``) through ``predictor.load_predictor``; ``--fp16`` runs the ONNX model converted to
   float16 (``export.onnx_to_float16``), which predicts what ATC's ``--precision_mode=force_fp16`` costs.
 * ``post_process``: outputs + manifest -> position maps in image coordinates (``inference.restore_map``) -> 68
   landmarks -> the evaluation report (``evaluation.evaluate_predictions`` / ``write_reports``) with the per-image
-  latency (from ``timing.json`` or an msame log's ``Inference time`` lines).
+  latency (from ``timing.json`` or an msame log's ``Inference time`` lines). It refuses results whose
+  ``timing.json`` names another run than the manifest, and non-finite outputs.
 """
 import json
 import logging
@@ -25,11 +26,13 @@ import re
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
+from face3d.utils.errors import InputFileError
 
 __all__ = ["MANIFEST", "TIMING", "read_boxes", "pre_process", "run_offline", "read_timing", "latency_summary",
            "post_process"]
@@ -41,9 +44,12 @@ TIMING = "timing.json"
 _MSAME_TIME = re.compile(r"Inference time\s*:\s*([0-9.]+)\s*ms")
 
 
-def read_boxes(path):
+def read_boxes(path, folder=None):
     """Read a boxes file: one ``<image file name> x0 y0 x1 y1`` line per face (image pixels; ``#`` comments).
 
+    Args:
+        path: the boxes file.
+        folder: the images' folder; every name must lie inside it (no ``..`` or absolute path leading out).
     Returns:
         dict image name -> (4,) float64 box.
     """
@@ -58,6 +64,8 @@ def read_boxes(path):
         parts = line.split()
         if len(parts) != 5:
             raise ValueError(f"{path}:{number}: expected '<image> x0 y0 x1 y1', got {line!r}")
+        if folder is not None and not (Path(folder) / parts[0]).resolve().is_relative_to(Path(folder).resolve()):
+            raise InputFileError(f"{path}:{number}", f"{parts[0]!r} lies outside the image folder {folder}")
         boxes[parts[0]] = np.array([float(v) for v in parts[1:]], dtype=np.float64)
     if not boxes:
         raise ValueError(f"{path}: no box in the file")
@@ -97,7 +105,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     if boxes is None:
         items = [(image, mat, None) for image, mat in evaluation.find_samples(data_dir)]
     else:
-        box_table = read_boxes(boxes)
+        box_table = read_boxes(boxes, data_dir)
         items = []
         for name, box in sorted(box_table.items()):
             image = data_dir / name
@@ -141,7 +149,8 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         batch[:len(group)] = np.stack(group)
         _write_bin(output_dir / f"{stem}.bin", batch)
         files.append({"bin": f"{stem}.bin", "samples": names[start:start + b]})
-    manifest = {"format": "float32 little-endian NHWC [B, S, S, 3], RGB / 255", "input_size": s,
+    manifest = {"run_id": uuid.uuid4().hex, "format": "float32 little-endian NHWC [B, S, S, 3], RGB / 255",
+                "input_size": s,
                 "batch_size": b, "resolution": int(resolution), "uv_data": str(uv_dir),
                 "ground_truth": boxes is None, "files": files, "samples": samples, "skipped": skipped,
                 "data": str(data_dir.resolve())}
@@ -159,7 +168,19 @@ def _timestamp_folder(output_dir):
     return folder
 
 
-def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=False):
+def _recorded_run_id(path):
+    """The ``run_id`` a ``manifest.json`` or ``timing.json`` records; None when the file is absent (msame writes
+    none) or records none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("run_id")
+    except (ValueError, AttributeError) as error:
+        raise InputFileError(path, f"not a face3d {path.name} ({error})") from None
+
+
+def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=False, trust_model=False):
     """msame's loop on the host: every ``*.bin`` of ``input_dir`` (sorted) through the model.
 
     Args:
@@ -170,8 +191,10 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         fp16: run the ONNX model converted to float16 (``.onnx`` only).
         threads: ONNX Runtime intra-op threads (None: its default).
         quiet: no per-file lines on stdout.
+        trust_model: run a ``.pb`` whatever its ops (``predictor.load_predictor``).
     Returns:
-        Path of the result folder ``<output_dir>/<YYYYMMDD_HHMMSS>``.
+        Path of the result folder ``<output_dir>/<YYYYMMDD_HHMMSS>``; its ``timing.json`` carries the ``run_id``
+        of ``input_dir/manifest.json`` (None without one).
     """
     from face3d.prnet.predictor import load_predictor
 
@@ -179,8 +202,11 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
     files = sorted(input_dir.glob("*.bin"))
     if not files:
         raise FileNotFoundError(f"no .bin file in {input_dir}")
+    run_id = _recorded_run_id(input_dir / MANIFEST)
     model = Path(model)
-    options = {} if threads is None or model.suffix.lower() != ".onnx" else {"threads": int(threads)}
+    options = {"trust_model": trust_model}
+    if threads is not None and model.suffix.lower() == ".onnx":
+        options["threads"] = int(threads)
     with tempfile.TemporaryDirectory() as scratch:
         if fp16:
             if model.suffix.lower() != ".onnx":
@@ -212,7 +238,7 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
             if not quiet:
                 print(f"[INFO] start to process file:{path}\nInference time: {elapsed:.3f}ms")
     values = list(times.values())
-    summary = {"model": str(model), "backend": predictor.backend, "fp16": bool(fp16), "input": str(input_dir),
+    summary = {"run_id": run_id, "model": str(model), "backend": predictor.backend, "fp16": bool(fp16), "input": str(input_dir),
                "batch_size": predictor.batch_size, "files_ms": times,
                "average_ms": float(np.mean(values)),
                "average_ms_without_first": float(np.mean(values[1:])) if len(values) > 1 else None}
@@ -264,8 +290,12 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         output_dir: report folder (created).
         timing: ``timing.json`` or msame log; None -> ``result_dir/timing.json`` when present.
     Returns:
-        dict: the evaluation report (``evaluation.evaluate_predictions`` plus ``latency`` and ``files``) when the
-        manifest has ground truth; else {"landmarks": (N, 68, 3) list, "names", "latency", "files"}.
+        dict: the evaluation report (``evaluation.evaluate_predictions`` plus ``run_id``, ``latency`` and
+        ``files``) when the manifest has ground truth; else {"run_id", "landmarks": (N, 68, 3) list, "names",
+        "latency", "files"}.
+    Raises:
+        ValueError (InputFileError naming the file) before anything is written: the results' ``timing.json`` names
+        another run than the manifest, an output is missing, has the wrong size or holds non-finite values.
     """
     from face3d.prnet import evaluation
     from face3d.prnet.face_crop import restore_map
@@ -277,6 +307,13 @@ def post_process(result_dir, manifest, output_dir, timing=None):
     if not manifest_path.is_file():
         raise FileNotFoundError(f"manifest not found: {manifest_path}")
     info = json.loads(manifest_path.read_text())
+    results_run = _recorded_run_id(result_dir / TIMING)
+    if results_run is None:
+        logger.warning("%s has no run id (msame output?): cannot check that it belongs to %s", result_dir,
+                       manifest_path)
+    elif results_run != info.get("run_id"):
+        raise InputFileError(result_dir, f"results of run {results_run}, but {manifest_path} is of run "
+                                         f"{info.get('run_id')}: pass the manifest of the run's input folder")
     uv = load_uv_data(info["uv_data"])
     if uv.resolution != info["resolution"]:
         raise ValueError(f"UV data {info['uv_data']} has resolution {uv.resolution}, manifest says "
@@ -291,6 +328,9 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         data = np.fromfile(path, dtype="<f4")
         if data.size != b * s * s * 3:
             raise ValueError(f"{path}: {data.size} floats, expected [{b}, {s}, {s}, 3]")
+        bad = data.size - int(np.isfinite(data).sum())
+        if bad:
+            raise InputFileError(path, f"{bad} non-finite value(s) (NaN or inf) in the network output")
         maps = data.reshape(b, s, s, 3)
         for name, output in zip(entry["samples"], maps):
             record = records[name]
@@ -305,12 +345,13 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         gt = np.stack([np.asarray(records[n]["landmarks"], dtype=np.float64) for n in names])
         yaw = np.array([records[n]["yaw_deg"] for n in names])
         report = evaluation.evaluate_predictions(pred, gt, yaw, names)
+        report["run_id"] = info.get("run_id")
         report["data"] = info["data"]
         report["skipped"] = info["skipped"]
         report["latency"] = latency
         report["files"] = evaluation.write_reports(report, output_dir, predictions=(pred, gt))
     else:
-        report = {"names": names, "landmarks": pred.tolist(), "latency": latency}
+        report = {"run_id": info.get("run_id"), "names": names, "landmarks": pred.tolist(), "latency": latency}
         np.savez(output_dir / "landmarks.npz", names=np.array(names), landmarks=pred)
         (output_dir / "landmarks.json").write_text(json.dumps(report) + "\n")
         report["files"] = {"landmarks": str(output_dir / "landmarks.npz"), "json": str(output_dir / "landmarks.json")}

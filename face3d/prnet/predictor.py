@@ -16,18 +16,29 @@ crop pixels divided by 1.1 x the map resolution). Models with a fixed batch size
 are fed in chunks of that size, the last one padded. TensorFlow and ONNX Runtime are imported only by their own
 backend, so an ONNX-only installation never needs TensorFlow.
 """
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
+from face3d.prnet.graph_trust import UntrustedModelError, check_graph_def, check_saved_model
+from face3d.utils.errors import InputFileError
 
 __all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPredictor", "OnnxPredictor",
-           "load_keras_model", "load_predictor"]
+           "UntrustedModelError", "load_keras_model", "load_predictor"]
 
 
-def load_keras_model(path):
-    """Load a Keras model (``.keras`` / ``.h5``) for inference (``compile=False``); ``path`` may be a model."""
+def load_keras_model(path, compile=False):
+    """Load a Keras model (``.keras`` / ``.h5``); ``path`` may be a model.
+
+    Args:
+        path: the file, or a keras.Model (returned as is).
+        compile: also restore the training configuration and optimizer (False: for inference).
+    Raises:
+        FileNotFoundError: no such file. InputFileError: a truncated or corrupt file (Keras itself reports a
+        ``.keras`` file that is not a zip archive as "File not found").
+    """
     import keras
 
     if isinstance(path, keras.Model):
@@ -35,7 +46,13 @@ def load_keras_model(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Keras model file not found: {path}")
-    return keras.saving.load_model(path, compile=False)
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        raise InputFileError(path, "truncated or corrupt .keras file (not a zip archive)")
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # h5py, zipfile and Keras's deserialisation raise many types
+        raise InputFileError(path, f"not a loadable Keras model ({type(error).__name__}: "
+                                   f"{str(error).splitlines()[0] if str(error) else ''})") from None
 
 
 def _static_dim(value):
@@ -123,15 +140,18 @@ class KerasPredictor(Predictor):
 
 class SavedModelPredictor(Predictor):
     """A TensorFlow SavedModel folder; runs its ``serving_default`` signature (one image input, the output
-    named ``output`` or the only one)."""
+    named ``output`` or the only one). Unless ``trust_model``, its op types are checked before it is loaded
+    (``graph_trust.check_saved_model``)."""
 
     backend = "saved_model"
 
-    def __init__(self, path):
+    def __init__(self, path, trust_model=False):
         import tensorflow as tf
         path = Path(path)
         if not (path / "saved_model.pb").is_file():
             raise FileNotFoundError(f"not a SavedModel folder (no saved_model.pb): {path}")
+        if not trust_model:
+            check_saved_model(path)
         self._loaded = tf.saved_model.load(str(path))
         signatures = getattr(self._loaded, "signatures", {})
         if "serving_default" not in signatures:
@@ -158,11 +178,12 @@ class SavedModelPredictor(Predictor):
 
 
 class FrozenGraphPredictor(Predictor):
-    """A frozen GraphDef (``.pb``) pruned to ``input_name:0 -> output_name:0``."""
+    """A frozen GraphDef (``.pb``) pruned to ``input_name:0 -> output_name:0``. Unless ``trust_model``, its op
+    types are checked before it is imported (``graph_trust.check_graph_def``)."""
 
     backend = "frozen_graph"
 
-    def __init__(self, path, input_name="input", output_name="output"):
+    def __init__(self, path, input_name="input", output_name="output", trust_model=False):
         import tensorflow as tf
         path = Path(path)
         if not path.is_file():
@@ -172,6 +193,8 @@ class FrozenGraphPredictor(Predictor):
             graph_def.ParseFromString(path.read_bytes())
         except Exception as exc:  # protobuf's DecodeError is not importable without protobuf internals
             raise ValueError(f"{path}: not a binary GraphDef ({type(exc).__name__}: {exc})") from exc
+        if not trust_model:
+            check_graph_def(graph_def, path)
         nodes = {node.name: node for node in graph_def.node}
         for role, name in (("input", input_name), ("output", output_name)):
             if name not in nodes:
@@ -215,8 +238,11 @@ class OnnxPredictor(Predictor):
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = int(threads)
-        self._session = ort.InferenceSession(str(path), options,
-                                             providers=list(providers or ["CPUExecutionProvider"]))
+        try:
+            self._session = ort.InferenceSession(str(path), options,
+                                                 providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as error:  # ONNX Runtime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
+            raise InputFileError(path, f"not a loadable ONNX model ({str(error).splitlines()[0]})") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         self._input = next((i for i in inputs if i.name == "input"), inputs[0])
         self._output = next((o.name for o in outputs if o.name == "output"), outputs[0].name)
@@ -230,18 +256,22 @@ class OnnxPredictor(Predictor):
         return self._session.run([self._output], {self._input.name: images})[0]
 
 
-def load_predictor(model, **options):
+def load_predictor(model, trust_model=False, **options):
     """A predictor for a saved model, the backend chosen by the path (see the module docstring).
 
     Args:
         model: path (str or Path) to a ``.keras``/``.h5`` file, a SavedModel folder, a ``.pb`` frozen graph or an
             ``.onnx`` file; an in-memory ``keras.Model``; or a Predictor (returned as is).
+        trust_model: run a ``.pb`` or SavedModel whatever ops its graph holds (default: refuse op types outside
+            ``graph_trust.INFERENCE_TF_OPS``, such as file writes). Keras files load in Keras's safe mode and ONNX
+            Runtime has no file ops, so they need no check.
         options: backend options (``input_name``/``output_name`` for ``.pb``, ``threads``/``providers`` for
             ONNX).
     Returns:
         Predictor.
     Raises:
-        FileNotFoundError: the path does not exist. ValueError: unknown file type or unexpected model shape.
+        FileNotFoundError: the path does not exist. ValueError: unknown file type or unexpected model shape;
+        InputFileError: an unreadable model file; UntrustedModelError: a graph with ops outside the list.
     """
     if isinstance(model, Predictor):
         return model
@@ -254,11 +284,11 @@ def load_predictor(model, **options):
         raise FileNotFoundError(f"model not found: {path}")
     suffix = path.suffix.lower()
     if path.is_dir():
-        return SavedModelPredictor(path)
+        return SavedModelPredictor(path, trust_model=trust_model)
     if suffix in (".keras", ".h5"):
         return KerasPredictor(path)
     if suffix == ".pb":
-        return FrozenGraphPredictor(path, **options)
+        return FrozenGraphPredictor(path, trust_model=trust_model, **options)
     if suffix == ".onnx":
         return OnnxPredictor(path, **options)
     raise ValueError(f"{path}: unknown model type {suffix!r}; expected .keras, .h5, .pb, .onnx or a SavedModel "

@@ -6,12 +6,18 @@ normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight m
 
 ``output`` receives:
 
-* ``checkpoints/last.keras``: model + optimizer state after the last finished epoch (rewritten atomically every
-  epoch; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``), and ``checkpoints/state.json``
-  (finished epochs, best NME), written last, so a run killed at any moment resumes from a consistent epoch;
+* ``checkpoints/last.keras``: model + optimizer state after the last finished epoch, with the run's state (finished
+  epochs, best NME, the CSV rows) inside it (``face3d_state.json``), committed by one rename at the end of every
+  epoch, so weights and state never disagree; ``checkpoints/state.json`` is a readable copy of that state written
+  after it; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``;
 * ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far;
 * ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
 * ``config.json``: the run's configuration.
+
+Every other file of an epoch is written before its checkpoint, so a run killed at any moment resumes from the last
+committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice).
+A non-finite training loss stops the run at its first such batch (``NonFiniteLossError`` naming the batch's
+samples) before anything of that epoch is written, and a checkpoint is only committed with finite weights.
 
 ``resume`` reloads ``last.keras`` (weights, Adam moments and iteration count), sets the epoch counter to the
 finished epochs and recomputes the same learning rate; since each epoch's sample order and augmentation depend
@@ -25,6 +31,7 @@ import json
 import logging
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +39,8 @@ import numpy as np
 
 from face3d.contract import map_scale
 from face3d.prnet import metrics
-from face3d.prnet.data import AugmentConfig, check_samples, make_dataset, open_h5, split_train_val
+from face3d.prnet.data import AugmentConfig, check_samples, epoch_order, make_dataset, open_h5, split_train_val
+from face3d.prnet.predictor import load_keras_model
 from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
@@ -40,11 +48,12 @@ from face3d.trainset.uv_layout import load_uv_data
 from face3d.utils.atomic import atomic_write_bytes
 from face3d.utils.errors import InputFileError
 
-__all__ = ["TrainConfig", "learning_rate_at", "load_samples", "evaluate", "train"]
+__all__ = ["TrainConfig", "NonFiniteLossError", "learning_rate_at", "load_samples", "evaluate", "train"]
 
 logger = logging.getLogger(__name__)
 
 CSV_FIELDS = ("epoch", "loss", "learning_rate", "val_loss", "val_nme")
+STATE_ENTRY = "face3d_state.json"  # the run's state inside checkpoints/last.keras (a zip archive)
 # settings a resumed run must share with the run it continues
 _RESUME_KEYS = ("train_list", "h5", "val_list", "val_fraction", "batch_size", "lr", "lr_decay_epochs", "lr_decay",
                 "width", "input_size", "seed", "augment", "bn_momentum")
@@ -110,6 +119,11 @@ class TrainConfig:
         return values
 
 
+class NonFiniteLossError(ValueError):
+    """Training produced a non-finite loss or non-finite weights; the message names the epoch, the batch and its
+    samples. Nothing of that epoch was written."""
+
+
 def learning_rate_at(config, epoch):
     """Learning rate of 0-based ``epoch``: lr * lr_decay ** (epoch // lr_decay_epochs)."""
     return float(config.lr * config.lr_decay ** (epoch // config.lr_decay_epochs))
@@ -162,10 +176,43 @@ def load_samples(config):
     return train, val, Path(uv_dir)
 
 
-def _atomic_save_model(model, path):
+def _atomic_save_model(model, path, state=None):
+    """Save ``model`` to ``path`` through a temporary twin and one rename; ``state`` (a JSON-able dict), when given,
+    goes inside the archive as ``STATE_ENTRY``, so the weights and the state are committed together."""
     temp = path.with_name(f".{path.stem}.partial.keras")
     model.save(temp)
+    if state is not None:
+        with zipfile.ZipFile(temp, "a") as archive:
+            archive.writestr(STATE_ENTRY, json.dumps(state, sort_keys=True))
     os.replace(temp, path)
+
+
+def _read_state(last_path, state_path):
+    """The state committed with checkpoint ``last_path`` (dict with ``epoch``, ``best_nme``, ``best_epoch`` and,
+    when the checkpoint holds it, ``rows``); a checkpoint written without an embedded state is paired with
+    ``state_path``.
+
+    Raises:
+        InputFileError naming a truncated or corrupt checkpoint, or a state file that is not a training state.
+    """
+    try:
+        with zipfile.ZipFile(last_path) as archive:
+            text = archive.read(STATE_ENTRY) if STATE_ENTRY in archive.namelist() else None
+    except (zipfile.BadZipFile, OSError) as error:
+        raise InputFileError(last_path, f"truncated or corrupt checkpoint ({error})") from None
+    source = last_path
+    if text is None:
+        source = state_path
+        if not state_path.is_file():
+            raise InputFileError(last_path, f"the checkpoint holds no training state and {state_path.name} is "
+                                            "missing")
+        text = state_path.read_bytes()
+    try:
+        state = json.loads(text)
+        int(state["epoch"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputFileError(source, f"not a training state ({type(error).__name__}: {error})") from None
+    return state
 
 
 def _atomic_write_json(path, values):
@@ -233,18 +280,19 @@ class _ScalarLog:
 
 
 def _previous_run(config, output, state_path, last_path):
-    """The saved state of the run in ``output`` when resuming it (None for a fresh run), after checking that
-    ``config`` may continue it; then writes the run's ``config.json``.
+    """The saved state of the run in ``output`` when resuming it (None for a fresh run, ``_read_state``), after
+    checking that ``config`` may continue it; then writes the run's ``config.json``.
 
     Raises:
-        ValueError: ``output`` holds a run and ``resume`` is off, or a setting of ``_RESUME_KEYS`` changed.
+        ValueError: ``output`` holds a run and ``resume`` is off, or a setting of ``_RESUME_KEYS`` changed;
+        InputFileError: the run's checkpoint or state cannot be read.
     """
     state = None
-    if state_path.is_file() and last_path.is_file():
+    if last_path.is_file():
+        state = _read_state(last_path, state_path)
         if not config.resume:
-            raise ValueError(f"{output} already holds a run (epoch {json.loads(state_path.read_text())['epoch']}); "
-                             "pass --resume to continue it or choose another --output")
-        state = json.loads(state_path.read_text())
+            raise ValueError(f"{output} already holds a run (epoch {state['epoch']}); pass --resume to continue it "
+                             "or choose another --output")
         saved = json.loads((output / "config.json").read_text())
         current = config.to_json()
         changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
@@ -282,7 +330,7 @@ def _model_for(config, keras, strategy, state, last_path, input_size):
     from face3d.prnet.model import build_resfcn256
     with strategy.scope():
         if state is not None:
-            model = keras.models.load_model(last_path)
+            model = load_keras_model(last_path, compile=True)
             model.run_eagerly = config.run_eagerly
         else:
             model = build_resfcn256(input_size, config.width, bn_momentum=config.bn_momentum)
@@ -291,14 +339,47 @@ def _model_for(config, keras, strategy, state, last_path, input_size):
     return model
 
 
+def _loss_guard():
+    """A Keras callback stopping ``fit`` after the first batch whose running mean loss is not finite (the mean
+    stays non-finite from there on, so that batch is the first bad one); ``batch`` (0-based) and ``loss`` say
+    which, None while every loss is finite."""
+    import keras
+
+    class LossGuard(keras.callbacks.Callback):
+        batch = loss = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = float(logs["loss"])
+            if self.batch is None and not math.isfinite(loss):
+                self.batch, self.loss = batch, loss
+                self.model.stop_training = True
+
+    return LossGuard()
+
+
 def _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size):
     """Trains one epoch (0-based ``epoch``) at its learning rate, then validates. Returns the epoch's CSV row:
-    epoch (1-based), loss, learning_rate, val_loss, val_nme ('' without validation samples)."""
+    epoch (1-based), loss, learning_rate, val_loss, val_nme ('' without validation samples).
+
+    Raises:
+        NonFiniteLossError: a batch's loss or the weights after the epoch are not finite (the message names the
+        batch's samples, ``sources`` of the samples).
+    """
     lr = learning_rate_at(config, epoch)
     model.optimizer.learning_rate = lr
     dataset = make_dataset(train_samples, uv_in, batch_size=config.batch_size, input_size=input_size,
                            augment=config.augment, seed=config.seed, epoch=epoch, shuffle=True)
-    history = model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, verbose=config.verbose, shuffle=False)
+    guard = _loss_guard()
+    history = model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, verbose=config.verbose, shuffle=False,
+                        callbacks=[guard])
+    if guard.batch is not None:
+        order = epoch_order(len(train_samples), config.seed, epoch).numpy()
+        batch = order[guard.batch * config.batch_size:(guard.batch + 1) * config.batch_size]
+        raise NonFiniteLossError(f"epoch {epoch + 1}, batch {guard.batch + 1}: non-finite loss {guard.loss}; "
+                                 "stopped before writing the epoch; the batch's samples: "
+                                 + ", ".join(train_samples.sources(batch)))
+    if not all(np.isfinite(weights).all() for weights in model.get_weights()):
+        raise NonFiniteLossError(f"epoch {epoch + 1}: non-finite weights; stopped before writing the epoch")
     val_loss = val_nme = ""
     if val_samples:
         val_loss, val_nme = evaluate(predict, val_samples, uv_in, config.batch_size, input_size)
@@ -341,7 +422,7 @@ def train(config):
     start = int(state["epoch"]) if state else 0
     best_nme = float(state["best_nme"]) if state and state.get("best_nme") is not None else math.inf
     best_epoch = state.get("best_epoch") if state else None
-    rows = _read_csv_rows(output / "log.csv", start)
+    rows = state["rows"] if state and "rows" in state else _read_csv_rows(output / "log.csv", start)
     scalars = _ScalarLog(tf, output / "logs")
     predict = lambda images: model(images, training=False)  # noqa: E731
     if not config.run_eagerly:
@@ -349,9 +430,9 @@ def train(config):
 
     for epoch in range(start, config.epochs):
         row = _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size)
-        _atomic_save_model(model, last_path)
+        # everything else first, the checkpoint with its state last: a kill before that rename redoes the epoch
         if config.keep_checkpoints:
-            model.save(ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
+            _atomic_save_model(model, ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
         if row["val_nme"] != "" and row["val_nme"] < best_nme:
             best_nme, best_epoch = row["val_nme"], epoch + 1
             _atomic_save_model(model, output / "best.keras")
@@ -359,8 +440,10 @@ def train(config):
         _log_scalars(scalars, row)
         rows.append(row)
         _write_csv(output / "log.csv", rows)
-        _atomic_write_json(state_path, {"epoch": epoch + 1, "best_nme": None if math.isinf(best_nme) else best_nme,
-                                        "best_epoch": best_epoch})
+        state = {"epoch": epoch + 1, "best_nme": None if math.isinf(best_nme) else best_nme,
+                 "best_epoch": best_epoch, "rows": rows}
+        _atomic_save_model(model, last_path, state)
+        _atomic_write_json(state_path, state)
         logger.info("epoch %d/%d: loss %.6g, lr %.3g, val NME %s", epoch + 1, config.epochs, row["loss"],
                     row["learning_rate"], row["val_nme"])
     history_rows = [{k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
