@@ -107,3 +107,13 @@ def make_dataset(folder, n, resolution=64, seed=0, angles=(), rel_paths=False):
     label.write_text("\n".join(lines) + "\n")
     write_uv_data(folder / "uv-data", resolution)
     return label
+
+
+def tiny_network(input_size=32, width=2, bn_momentum=0.99, name="tiny"):
+    """Stands in for ``build_resfcn256`` (same signature) where a test checks training's bookkeeping, not the
+    network: two 3x3 convolutions (``width`` channels, then 3 with a sigmoid), a few milliseconds a step."""
+    import keras
+    inputs = keras.Input((input_size, input_size, 3), name="input")
+    hidden = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
+    outputs = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="output")(hidden)
+    return keras.Model(inputs, outputs, name=name)

@@ -92,13 +92,7 @@ def test_open_h5_refuses_poisoned_rows(data, tmp_path):
 
 # --------------------------------------------------------------------------------------- training on bad values
 
-def _tiny_network(input_size=32, width=2, bn_momentum=0.99, name="tiny"):
-    """Stands in for resfcn256 (same signature): one 3x3 convolution and a sigmoid, a few milliseconds a step."""
-    import keras
-    inputs = keras.Input((input_size, input_size, 3), name="input")
-    hidden = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
-    outputs = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="output")(hidden)
-    return keras.Model(inputs, outputs, name=name)
+_tiny_network = _prnet_data.tiny_network
 
 
 @pytest.fixture

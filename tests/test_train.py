@@ -7,6 +7,7 @@ their few steps.
 """
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,59 @@ def test_resume_continues_exactly(tiny_label, tmp_path):
     assert (tmp_path / "straight" / "best.keras").is_file()
     assert list((tmp_path / "straight" / "logs" / "validation").glob("events.out.tfevents.*"))
     assert list((tmp_path / "straight" / "logs" / "train").glob("events.out.tfevents.*"))
+
+
+class _Killed(BaseException):
+    """A simulated kill -9 before a write: a BaseException, so no handler of the code under test runs for it."""
+
+
+def _equal_checkpoints(keras, a, b):
+    """Weights and optimizer state (Adam moments, iteration count) of two .keras files are bitwise equal."""
+    a, b = keras.models.load_model(a), keras.models.load_model(b)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    for va, vb in zip(a.optimizer.variables, b.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(va), np.asarray(vb))
+
+
+@pytest.mark.slow
+def test_resume_is_bit_identical_from_every_kill_point(tiny_label, tmp_path, monkeypatch):
+    """Kill a two-epoch run just before each of its writes in turn (every file committed by os.replace, every
+    TensorBoard write), resume it, and compare with the uninterrupted run: history, log.csv, best.json, the
+    checkpoint's weights and Adam state, bit for bit (a tiny network stands in for resfcn256)."""
+    keras = pytest.importorskip("keras")
+    from face3d.prnet import training
+    monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _prnet_data.tiny_network)
+    writes, kill_at = [], [0]
+
+    def counted(write, label):
+        def wrapper(*args, **kwargs):
+            writes.append(label(*args))
+            if len(writes) == kill_at[0]:
+                raise _Killed(writes[-1])
+            return write(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(os, "replace", counted(os.replace, lambda source, target: Path(target).name))
+    monkeypatch.setattr(training, "_log_scalars", counted(training._log_scalars, lambda *args: "tensorboard"))
+    straight = train(_tiny_config(tiny_label, tmp_path / "straight"))
+    points = list(writes)
+    assert points.count("last.keras") == 2 and points.count("tensorboard") == 2
+    for point in range(1, len(points) + 1):
+        out = tmp_path / f"killed_{point}"
+        writes.clear()
+        kill_at[0] = point
+        with pytest.raises(_Killed):
+            train(_tiny_config(tiny_label, out))
+        kill_at[0] = 0
+        resumed = train(_tiny_config(tiny_label, out, resume=True))
+        where = f"killed before write {point} ({points[point - 1]})"
+        assert resumed["history"] == straight["history"], where
+        for name in ("log.csv", "best.json"):
+            assert (out / name).read_text() == (tmp_path / "straight" / name).read_text(), where
+        _equal_checkpoints(keras, out / "checkpoints" / "last.keras", tmp_path / "straight" / "checkpoints" /
+                           "last.keras")
+        assert json.loads((out / "checkpoints" / "state.json").read_text())["epoch"] == 2, where
 
 
 def test_skip_bad_trains_on_the_rest(tmp_path):

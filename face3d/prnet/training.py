@@ -417,6 +417,8 @@ def train(config):
     ckpt_dir = output / "checkpoints"
     state_path, last_path = ckpt_dir / "state.json", ckpt_dir / "last.keras"
     state = _previous_run(config, output, state_path, last_path)
+    if state is not None:  # the readable copy, in case the run was killed between the checkpoint and it
+        _atomic_write_json(state_path, state)
     keras, tf, strategy = _set_up_tensorflow(config)
     model = _model_for(config, keras, strategy, state, last_path, input_size)
     start = int(state["epoch"]) if state else 0
