@@ -293,7 +293,10 @@ def _previous_run(config, output, state_path, last_path):
         if not config.resume:
             raise ValueError(f"{output} already holds a run (epoch {state['epoch']}); pass --resume to continue it "
                              "or choose another --output")
-        saved = json.loads((output / "config.json").read_text())
+        try:
+            saved = json.loads((output / "config.json").read_text())
+        except ValueError as error:
+            raise InputFileError(output / "config.json", f"not a run configuration ({error})") from None
         current = config.to_json()
         changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
         if changed:
