@@ -1,0 +1,180 @@
+"""Hostile input to the mesh layer: arrays another thread changes during a render, odd arrays given to the private
+C++ bridge, damaged OBJ / PLY / .mat mesh files and BFM keypoint tables.
+
+The thread and bridge cases run in a child process (this file run as a script), so a crash shows as a failed exit
+status instead of ending the test run.
+"""
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from face3d.mesh import _mesh_core, light, render
+
+ROOT = Path(__file__).resolve().parents[1]
+BRIDGE_FUNCTIONS = ("rasterize_triangles", "render_colors", "render_texture", "triangle_normals", "vertex_normals")
+
+
+def run_child(*args):
+    """Runs this file as a script with args in a fresh interpreter; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+
+
+# ----------------------------------------------------------------------------- arrays changed by another thread
+def overlapping_mesh(ntri, size):
+    """ntri triangles that each cover the whole size x size image, each nearer than the one before, so each wins
+    every pixel in turn (the kernels read a triangle's indices once more for every pixel it wins)."""
+    corners = np.array([[-size, -size], [4 * size, -size], [-size, 4 * size]], dtype=np.float32)
+    v = np.zeros((ntri, 3, 3), dtype=np.float32)
+    v[:, :, :2] = corners
+    v[:, :, 2] = np.arange(ntri, dtype=np.float32)[:, None]
+    return v.reshape(-1, 3), np.arange(3 * ntri, dtype=np.int32).reshape(ntri, 3)
+
+
+def race(rounds=150, size=48):
+    """Calls every kernel, through the public functions and the private bridge, while a thread keeps writing
+    out-of-range indices into triangles / tex_triangles and shrinking the mesh into the image's corner and back.
+    Every call must return or raise ValueError; prints how many did which."""
+    v, t = overlapping_mesh(24, size)
+    tt = t.copy()
+    good_v, good_t, tiny_v = v.copy(), t.copy(), v * np.float32(0.02)
+    bad_t = np.full_like(t, 1 << 30)
+    colors = np.ones((len(v), 3), np.float32)
+    texture = np.ones((4, 4, 3), np.float32)
+    uv = np.zeros((len(v), 2), np.float32)
+    stop = threading.Event()
+
+    def mutate():
+        while not stop.is_set():
+            t[:], tt[:], v[:] = bad_t, -bad_t, tiny_v
+            time.sleep(0)  # hands the GIL over, so calls start with either state of the arrays
+            t[:], tt[:], v[:] = good_t, good_t, good_v
+            time.sleep(0)
+
+    def image():
+        return np.zeros((size, size, 3), np.float32)
+
+    calls = {
+        "rasterize_triangles": lambda: render.rasterize_triangles(v, t, size, size),
+        "render_colors": lambda: render.render_colors(v, t, colors, size, size),
+        "render_texture": lambda: render.render_texture(v, t, texture, uv, tt, size, size),
+        "triangle_normals": lambda: light.triangle_normals(v, t),
+        "vertex_normals": lambda: light.vertex_normals(v, t),
+        "bridge render_colors": lambda: _mesh_core.render_colors(v, t, colors, size, size, image()),
+        "bridge render_texture": lambda: _mesh_core.render_texture(v, t, texture, uv, tt, size, size, True,
+                                                                   image()),
+        "bridge vertex_normals": lambda: _mesh_core.vertex_normals(v, t, np.empty_like(v)),
+    }
+    sys.setswitchinterval(1e-5)  # hand the GIL back and forth often: the mutator runs between and during calls
+    mutator = threading.Thread(target=mutate)
+    mutator.start()
+    outcomes = {}
+    try:
+        for _ in range(rounds):
+            for name, call in calls.items():
+                try:
+                    result = call()
+                    outcome = "ok" if not isinstance(result, int) or result == 0 else f"status {result}"
+                except ValueError:
+                    outcome = "ValueError"
+                outcomes[name, outcome] = outcomes.get((name, outcome), 0) + 1
+    finally:
+        stop.set()
+        mutator.join()
+    print(outcomes)
+
+
+def test_changing_arrays_during_renders_never_crashes():
+    child = run_child("race")
+    assert child.returncode == 0, (child.returncode, child.stdout[-2000:], child.stderr[-2000:])
+    assert "render_colors" in child.stdout  # the loop ran to the end
+
+
+# ----------------------------------------------------------------------------- odd arrays at the private bridge
+def good_bridge_arguments(name):
+    """Keyword arguments of a valid call of _mesh_core.<name> (3 vertices, 1 triangle, 5 x 6 image, 2 channels)."""
+    h, w, c = 5, 6, 2
+    args = {"vertices": np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0]], np.float32),
+            "triangles": np.array([[0, 1, 2]], np.int32)}
+    if name == "rasterize_triangles":
+        args.update(h=h, w=w, depth=np.zeros((h, w), np.float32), tri_buf=np.zeros((h, w), np.int32),
+                    bary=np.zeros((h, w, 3), np.float32))
+    elif name == "render_colors":
+        args.update(colors=np.ones((3, c), np.float32), h=h, w=w, image=np.zeros((h, w, c), np.float32))
+    elif name == "render_texture":
+        args.update(texture=np.ones((4, 4, c), np.float32), tex_coords=np.zeros((3, 2), np.float32),
+                    tex_triangles=np.array([[0, 1, 2]], np.int32), h=h, w=w, bilinear=False,
+                    image=np.zeros((h, w, c), np.float32))
+    else:
+        rows = 1 if name == "triangle_normals" else 3
+        args.update(normals=np.zeros((rows, 3), np.float32))
+    return args
+
+
+def odd_variants(value):
+    """(label, odd value) pairs for one argument: other types, 0-d and other ranks, other dtypes, byte order,
+    memory layout, alignment and writeability, and out-of-range sizes."""
+    if not isinstance(value, np.ndarray):
+        if isinstance(value, bool):
+            return []
+        return [("negative", -1), ("huge", 1 << 40), ("float", 2.5), ("None", None), ("str", "5")]
+    other = np.float64 if value.dtype == np.float32 else np.int64
+    wide = np.zeros(value.shape[:-1] + (2 * value.shape[-1],), value.dtype)
+    unaligned = np.frombuffer(bytearray(value.nbytes + 1), value.dtype, offset=1, count=value.size)
+    read_only = value.copy()
+    read_only.flags.writeable = False
+    return [("0-d", np.array(0, value.dtype)), ("None", None), ("list", value.tolist()), ("1-D", value.ravel()),
+            ("one more axis", value[None]), ("dtype", value.astype(other)), ("object", value.astype(object)),
+            ("byte-swapped", value.astype(value.dtype.newbyteorder())), ("strided", wide[..., ::2]),
+            ("unaligned", unaligned.reshape(value.shape)), ("read-only", read_only),
+            ("huge empty", np.empty((1 << 31,) + value.shape[1:-1] + (0,), value.dtype)
+             if value.ndim == 3 else np.empty((0, 0, 0), value.dtype))]
+
+
+INPUTS = {"vertices", "triangles", "colors", "texture", "tex_coords", "tex_triangles"}
+
+
+def bridge_problems(name):
+    """Calls _mesh_core.<name> with each odd variant of each argument; returns the calls that did not raise a
+    ValueError naming the argument (read-only arrays are fine where the kernel only reads)."""
+    function = getattr(_mesh_core, name)
+    good = good_bridge_arguments(name)
+    problems = []
+    if function(**good) != 0:
+        problems.append("the valid call failed")
+    for arg, value in good.items():
+        for label, odd in odd_variants(value):
+            if label == "read-only" and arg in INPUTS:
+                if function(**dict(good, **{arg: odd})) != 0:
+                    problems.append(f"{arg} read-only: the valid call failed")
+                continue
+            try:
+                function(**dict(good, **{arg: odd}))
+                problems.append(f"{arg} {label}: no error")
+            except ValueError as err:
+                if not re.search(rf"\b{arg}\b", str(err)):
+                    problems.append(f"{arg} {label}: message does not name it: {err}")
+            except Exception as err:  # noqa: BLE001 - any other type is the defect being looked for
+                problems.append(f"{arg} {label}: {type(err).__name__}: {err}")
+    return problems
+
+
+def test_bridge_rejects_odd_arrays_naming_the_argument():
+    child = run_child("bridge")
+    assert child.returncode == 0, (child.returncode, child.stdout[-3000:], child.stderr[-2000:])
+    assert child.stdout.split() == [f"{name}:ok" for name in BRIDGE_FUNCTIONS]
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "race":
+        race()
+    else:
+        for function_name in BRIDGE_FUNCTIONS:
+            print(f"{function_name}:" + ("\n  ".join(bridge_problems(function_name)) or "ok"), flush=True)
