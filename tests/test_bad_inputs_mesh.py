@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+import scipy.io as sio
 
-from face3d.mesh import _mesh_core, light, render
+from face3d.mesh import _mesh_core, io, light, render
 
 ROOT = Path(__file__).resolve().parents[1]
 BRIDGE_FUNCTIONS = ("rasterize_triangles", "render_colors", "render_texture", "triangle_normals", "vertex_normals")
@@ -170,6 +172,104 @@ def test_bridge_rejects_odd_arrays_naming_the_argument():
     child = run_child("bridge")
     assert child.returncode == 0, (child.returncode, child.stdout[-3000:], child.stderr[-2000:])
     assert child.stdout.split() == [f"{name}:ok" for name in BRIDGE_FUNCTIONS]
+
+
+# ----------------------------------------------------------------------------- damaged mesh files
+PLY_HEADER = ("ply\nformat {fmt} 1.0\nelement vertex {nver}\nproperty float x\nproperty float y\nproperty float z\n"
+              "element face {ntri}\nproperty list uchar int vertex_indices\nend_header\n")
+PLY_VERTICES = "0 0 0\n1 0 0\n0 1 0\n"
+
+
+def write(path, text):
+    path.write_bytes(text.encode("latin-1") if isinstance(text, str) else text)
+    return path
+
+
+@pytest.mark.parametrize("body, nver, ntri, match", [
+    (PLY_VERTICES + "3 0 1 2\n", 3, 5, r":7: the header declares 5 'face' entries, the file holds 1$"),
+    (PLY_VERTICES, 4, 0, r":3: the header declares 4 'vertex' entries, the file holds 3$"),
+    ("0 0 0\n1 0\n0 1 0\n", 3, 0, r":11: 'vertex' entry has 2 values, expected 3$"),
+    ("0 0 0\n1 0 x\n0 1 0\n", 3, 0, r":11: 'vertex' entry holds 'x', not a float$"),
+    (PLY_VERTICES + "3 0 1 3\n", 3, 1, r":13: face refers to a vertex that does not exist \(3; 3 vertices\)$"),
+    (PLY_VERTICES + "3 0 1\n", 3, 1, r":13: 'face' entry has 3 values, expected 4$"),
+    (PLY_VERTICES + "2 0 1\n", 3, 1, r":13: face has 2 vertices, at least 3 needed$"),
+    (PLY_VERTICES + "3 0 1 2.5\n", 3, 1, r":13: 'face' entry holds '2.5', not an int$"),
+    (PLY_VERTICES + "3 0 1 2\n1 1 1\n", 3, 1, r":14: data after the last element the header declares$"),
+    (PLY_VERTICES + "300 0 1 2\n", 3, 1, r":13: 'face' entry holds '300', outside \[0, 255\]$"),
+], ids=["5 faces hold 1", "4 vertices hold 3", "short vertex", "not a float", "face index", "short face",
+        "2-gon", "not an int", "trailing data", "uchar range"])
+def test_read_ply_ascii_is_strict_and_names_file_and_line(tmp_path, body, nver, ntri, match):
+    path = write(tmp_path / "damaged.ply", PLY_HEADER.format(fmt="ascii", nver=nver, ntri=ntri) + body)
+    with pytest.raises(ValueError, match=r"^" + re.escape(str(path)) + match):
+        io.read_ply(path)
+
+
+@pytest.mark.parametrize("header, match", [
+    (PLY_HEADER.replace("float z", "float16 z"), r":6: unknown PLY property type 'float16'$"),
+    (PLY_HEADER.replace("element face {ntri}", "element face many"), r":7: malformed header line 'element face many'$"),
+    (PLY_HEADER.replace("element face {ntri}", "element face -1"), r":7: malformed header line 'element face -1'$"),
+    (PLY_HEADER.replace("format {fmt} 1.0\n", ""), r": PLY header has no format line$"),
+    (PLY_HEADER.replace("property float z\n", ""), r":3: the 'vertex' element has no 'z' property$"),
+], ids=["type", "count", "negative count", "no format", "no z"])
+def test_read_ply_header_errors_name_file_and_line(tmp_path, header, match):
+    path = write(tmp_path / "header.ply", header.format(fmt="ascii", nver=3, ntri=0) + PLY_VERTICES)
+    with pytest.raises(ValueError, match=r"header\.ply" + match):
+        io.read_ply(path)
+
+
+def test_read_ply_binary_is_strict(tmp_path):
+    path = io.write_ply(tmp_path / "b.ply", np.eye(3), [[0, 1, 2], [2, 1, 0]], binary=True)
+    data = path.read_bytes()
+    write(path, data[:-5])
+    with pytest.raises(ValueError, match=r"b\.ply:7: the header declares 2 'face' entries, the file holds 1$"):
+        io.read_ply(path)
+    write(path, data + b"\n")
+    with pytest.raises(ValueError, match=r"b\.ply: 1 bytes after the last element the header declares$"):
+        io.read_ply(path)
+    # face entry 1 refers to vertex 7: (n, i0, i1, i2) records of 13 bytes at the end
+    write(path, data[:-4] + np.array([7], "<i4").tobytes())
+    with pytest.raises(ValueError, match=r"b\.ply: 'face' entry 1 refers to a vertex that does not exist "
+                                         r"\(7; 3 vertices\)$"):
+        io.read_ply(path)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/5 3/1\n",
+     r":5: face refers to a texture coordinate that does not exist \(5; 1 'vt' lines\)$"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/-5 3/1\n",
+     r":5: face refers to a texture coordinate that does not exist \(-5; 1 'vt' lines\)$"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 0\n", r":4: face refers to a vertex that does not exist \(0; 3 'v' lines\)$"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 4\nf 1 2 3\n",
+     r":4: face refers to a vertex that does not exist \(4; 3 'v' lines\)$"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2\n", r":4: face has 2 vertices, at least 3 needed$"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1\n", r":3: 'v' line has 2 numbers, expected 3 \(x y z\) or 6 \(x y z r g b\)$"),
+    ("v 0 0 0 1 1 1\nv 1 0 0\n", r":2: 'v' line has 3 numbers, the first 'v' line 6$"),
+    ("v 0 0 0\nvt 0.5\n", r":2: 'vt' line has 1 numbers, expected 2 \(u v\) or 3 \(u v w\)$"),
+    (b"v 0 0 0\nv 1 \xff 0\n", r":2: not UTF-8 text$"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2 3/1\n", r":5: face gives texture coordinates for some corners only$"),
+], ids=["vt index", "relative vt index", "index 0", "v index", "2 corners", "short v", "v count changes",
+        "short vt", "not UTF-8", "some corners without vt"])
+def test_read_obj_is_strict_and_names_file_and_line(tmp_path, text, match):
+    path = write(tmp_path / "damaged.obj", text)
+    with pytest.raises(ValueError, match=r"damaged\.obj" + match):
+        io.read_obj(path)
+
+
+def test_load_mesh_mat_checks_arrays_naming_file_and_key(tmp_path):
+    path = tmp_path / "mesh.mat"
+    good = {"vertices": np.eye(3), "triangles": np.array([[0, 1, 2]], np.int32), "colors": np.ones((3, 3))}
+    for changes, match in [
+        ({"triangles": np.array([[0, 1, 3]])}, r"mesh\.mat: triangles must hold indices into vertices in \[0, 3\)"),
+        ({"vertices": np.zeros((3, 2))}, r"mesh\.mat: vertices must have shape \(nver, 3\), got \(3, 2\)"),
+        ({"colors": np.ones((2, 3))}, r"mesh\.mat: colors must have shape \(3, 3\), got \(2, 3\)"),
+    ]:
+        sio.savemat(path, dict(good, **changes))
+        with pytest.raises(ValueError, match=match):
+            io.load_mesh_mat(path)
+    sio.savemat(path, good)
+    write(path, path.read_bytes()[:-7])
+    with pytest.raises(ValueError, match=r"mesh\.mat: not a readable MATLAB"):
+        io.load_mesh_mat(path)
 
 
 if __name__ == "__main__":
