@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io as sio
+from test_bfm_io import make_model
 
 from face3d.mesh import _mesh_core, io, light, render
+from face3d.morphable_model import load
 
 ROOT = Path(__file__).resolve().parents[1]
 BRIDGE_FUNCTIONS = ("rasterize_triangles", "render_colors", "render_texture", "triangle_normals", "vertex_normals")
@@ -270,6 +272,24 @@ def test_load_mesh_mat_checks_arrays_naming_file_and_key(tmp_path):
     write(path, path.read_bytes()[:-7])
     with pytest.raises(ValueError, match=r"mesh\.mat: not a readable MATLAB"):
         io.load_mesh_mat(path)
+
+
+# ----------------------------------------------------------------------------- BFM keypoints
+@pytest.mark.parametrize("kpt", [np.arange(1, 11, dtype=np.float64)[None, :], np.zeros((0, 0)), np.zeros((1, 0))],
+                         ids=["10", "empty 0x0", "empty 1x0"])
+def test_load_BFM_requires_68_keypoints(tmp_path, kpt):
+    path = tmp_path / "BFM.mat"
+    load.save_BFM(path, make_model())
+    record = sio.loadmat(path)["model"][0, 0]
+    sio.savemat(path, {"model": dict({k: record[k] for k in record.dtype.names}, kpt_ind=kpt)})
+    with pytest.raises(ValueError, match=rf"BFM\.mat: 'kpt_ind' has {kpt.size} entries, expected 68"):
+        load.load_BFM(path)
+
+
+def test_save_BFM_requires_68_keypoints(tmp_path):
+    with pytest.raises(ValueError, match=r"out\.mat\): 'kpt_ind' has 10 entries, expected 68"):
+        load.save_BFM(tmp_path / "out.mat", dict(make_model(), kpt_ind=np.arange(10, dtype=np.int32)))
+    assert not (tmp_path / "out.mat").exists()
 
 
 if __name__ == "__main__":
