@@ -171,39 +171,32 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
     return err
 
 
-cdef tuple _normals_arguments(vertices, triangles, normals, bint per_vertex):
-    """(vertices, a private copy of triangles, normals) checked for the normal kernels."""
+ctypedef int (*NormalKernel)(const float*, int64_t, const int32_t*, int64_t, float*) noexcept nogil
+
+
+cdef int _normals(NormalKernel kernel, vertices, triangles, normals, bint per_vertex) except -1:
+    """Checks the arguments of a normal kernel (normals has one row per vertex when per_vertex, else per triangle),
+    runs it on a private copy of triangles and returns its status code."""
     cdef cnp.ndarray v = _array(vertices, FLOAT32, (ANY, 3), "vertices")
     cdef cnp.ndarray t = _private(_array(triangles, INT32, (ANY, 3), "triangles"), "triangles")
     cdef cnp.ndarray n = _array(normals, FLOAT32, (_rows(v) if per_vertex else _rows(t), 3), "normals", True)
-    return v, t, n
+    cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
+    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(t)
+    cdef float* pn = <float*> cnp.PyArray_DATA(n)
+    cdef int64_t nver = _rows(v), ntri = _rows(t)
+    cdef int err
+    with nogil:
+        err = kernel(pv, nver, pt, ntri, pn)
+    return err
 
 
 def triangle_normals(vertices, triangles, normals):
     """Fills normals (ntri, 3) float32 of vertices (nver, 3) float32, triangles (ntri, 3) int32; returns the
     status code."""
-    cdef cnp.ndarray v, t, n
-    v, t, n = _normals_arguments(vertices, triangles, normals, False)
-    cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
-    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(t)
-    cdef float* pn = <float*> cnp.PyArray_DATA(n)
-    cdef int64_t nver = _rows(v), ntri = _rows(t)
-    cdef int err
-    with nogil:
-        err = c_triangle_normals(pv, nver, pt, ntri, pn)
-    return err
+    return _normals(c_triangle_normals, vertices, triangles, normals, False)
 
 
 def vertex_normals(vertices, triangles, normals):
     """Fills normals (nver, 3) float32 of vertices (nver, 3) float32, triangles (ntri, 3) int32; returns the
     status code."""
-    cdef cnp.ndarray v, t, n
-    v, t, n = _normals_arguments(vertices, triangles, normals, True)
-    cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
-    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(t)
-    cdef float* pn = <float*> cnp.PyArray_DATA(n)
-    cdef int64_t nver = _rows(v), ntri = _rows(t)
-    cdef int err
-    with nogil:
-        err = c_vertex_normals(pv, nver, pt, ntri, pn)
-    return err
+    return _normals(c_vertex_normals, vertices, triangles, normals, True)
