@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import _prnet_data
 import cv2
 import numpy as np
 import pytest
@@ -20,8 +21,6 @@ from face3d.cli import main as face3d_main
 from face3d.prnet.data import check_samples, open_h5
 from face3d.trainset.pack import pack_label_file, read_label_file
 from face3d.utils.errors import InputFileError
-
-import _prnet_data
 
 ROOT = Path(__file__).resolve().parents[1]
 R = 32
@@ -403,6 +402,7 @@ def offline_flow(tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     import _inference_helpers as helpers
+
     from face3d.prnet.offline import pre_process, run_offline
 
     (tmp_path / "images").mkdir()

@@ -18,7 +18,8 @@ _PRECISION_MODES = ("force_fp16", "allow_fp32_to_fp16", "force_fp32", "must_keep
 def _add_arguments(parser):
     parser.add_argument("--model", required=True, help="trained Keras model file (.keras, e.g. best.keras)")
     parser.add_argument("--output", required=True, help="output folder for prnet.pb / prnet.onnx and the ATC files")
-    parser.add_argument("--batch", type=positive_int, default=1, help="fixed batch size B of the exported input [B,S,S,3]")
+    parser.add_argument("--batch", type=positive_int, default=1,
+                        help="fixed batch size B of the exported input [B,S,S,3]")
     parser.add_argument("--no-fold-bn", action="store_true",
                         help="keep batch norm as FusedBatchNormV3 (then ATC needs fusion_switch.cfg, written too)")
     parser.add_argument("--onnx", action="store_true", help="also export DIR/prnet.onnx (checked with ONNX Runtime)")

@@ -12,9 +12,10 @@
   ``run_id``, each crop's image -> map affine, crop box (cx, cy, side), and the ground truth when there is one.
 * ``run``: msame's contract: every ``*.bin`` of the input folder in sorted order, one inference each; outputs
   ``<output>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the normalised map); the
-  per-file times and the input folder's ``run_id`` in ``timing.json`` there and msame's summary lines on stdout. Backed by ONNX Runtime (``.onnx``)
-  or TensorFlow (``.pb``) through ``predictor.load_predictor``; ``--fp16`` runs the ONNX model converted to
-  float16 (``export.onnx_to_float16``), which predicts what ATC's ``--precision_mode=force_fp16`` costs.
+  per-file times and the input folder's ``run_id`` in ``timing.json`` there and msame's summary lines on stdout.
+  Backed by ONNX Runtime (``.onnx``) or TensorFlow (``.pb``) through ``predictor.load_predictor``; ``--fp16`` runs
+  the ONNX model converted to float16 (``export.onnx_to_float16``), which predicts what ATC's
+  ``--precision_mode=force_fp16`` costs.
 * ``post_process``: outputs + manifest -> position maps in image coordinates (``inference.restore_map``) -> 68
   landmarks -> the evaluation report (``evaluation.evaluate_predictions`` / ``write_reports``) with the per-image
   latency (from ``timing.json`` or an msame log's ``Inference time`` lines). It refuses results whose
@@ -65,7 +66,7 @@ def read_boxes(path, folder=None):
         if len(parts) != 5:
             raise ValueError(f"{path}:{number}: expected '<image> x0 y0 x1 y1', got {line!r}")
         if folder is not None and not (Path(folder) / parts[0]).resolve().is_relative_to(Path(folder).resolve()):
-            raise InputFileError(f"{path}:{number}", f"{parts[0]!r} lies outside the image folder {folder}")
+            raise InputFileError(path, f"{parts[0]!r} lies outside the image folder {folder}", number)
         boxes[parts[0]] = np.array([float(v) for v in parts[1:]], dtype=np.float64)
     if not boxes:
         raise ValueError(f"{path}: no box in the file")
@@ -238,8 +239,8 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
             if not quiet:
                 print(f"[INFO] start to process file:{path}\nInference time: {elapsed:.3f}ms")
     values = list(times.values())
-    summary = {"run_id": run_id, "model": str(model), "backend": predictor.backend, "fp16": bool(fp16), "input": str(input_dir),
-               "batch_size": predictor.batch_size, "files_ms": times,
+    summary = {"run_id": run_id, "model": str(model), "backend": predictor.backend, "fp16": bool(fp16),
+               "input": str(input_dir), "batch_size": predictor.batch_size, "files_ms": times,
                "average_ms": float(np.mean(values)),
                "average_ms_without_first": float(np.mean(values[1:])) if len(values) > 1 else None}
     (folder / TIMING).write_text(json.dumps(summary, indent=1) + "\n")
