@@ -153,7 +153,7 @@ def test_offline_run_names_a_garbage_model(garbage, tmp_path, capsys):
 
 
 def test_truncated_keras_file_is_not_reported_missing(tmp_path, capsys):
-    keras = pytest.importorskip("keras")
+    pytest.importorskip("keras")
     model = _tiny_network()
     model.save(tmp_path / "whole.keras")
     truncated = tmp_path / "truncated.keras"
@@ -162,7 +162,6 @@ def test_truncated_keras_file_is_not_reported_missing(tmp_path, capsys):
                           str(tmp_path / "report")])
     err = _one_line_error(capsys, status, truncated, "truncated or corrupt")
     assert "not found" not in err
-    assert keras  # the loader is Keras's
 
 
 def test_export_refuses_a_dynamic_shape_model_and_an_output_file(tmp_path, capsys):
