@@ -1,4 +1,5 @@
-"""The ``face3d`` command line: ``generate``, ``pack``, ``preview``, ``synthesize``, ``uv-data`` (each with ``--help``).
+"""The ``face3d`` command line: ``generate``, ``pack``, ``preview``, ``synthesize``, ``uv-data``, ``serve`` (each with
+``--help``).
 
 Also runnable as ``python -m face3d``. ``examples/9_generate_prnet_trainset.py`` takes exactly the words of
 ``face3d generate``: both build their parser with ``add_generate_arguments`` and run ``run_generate``.
@@ -300,6 +301,12 @@ def build_parser():
                      help="the paper's weight mask with the neck at 0 (default: PRNet's shipped mask)")
     uvd.add_argument("--verbose", action="store_true", help="debug logging")
     uvd.set_defaults(func=_run_uv_data)
+
+    from face3d.serve.cli import DESCRIPTION as SERVE_DESCRIPTION, add_serve_arguments, run_serve
+    serve = sub.add_parser("serve", help="serve 3D face reconstruction over HTTP (FastAPI + uvicorn)",
+                           description=SERVE_DESCRIPTION)
+    add_serve_arguments(serve)
+    serve.set_defaults(func=run_serve)
     return parser
 
 
