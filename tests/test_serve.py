@@ -433,6 +433,9 @@ def test_image_headers_are_read_without_decoding():
         data = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))[1].tobytes()
         header = image_header(data)
         assert (header.format, header.width, header.height) == (fmt, 53, 37), ext
+    jpeg = cv2.imencode(".jpg", np.zeros((37, 53, 3), np.uint8))[1].tobytes()
+    app15 = b"\xff\xef" + (65535).to_bytes(2, "big") + bytes(65533)  # two full metadata segments before the frame
+    assert image_header(jpeg[:2] + 2 * app15 + jpeg[2:]).width == 53
     lossy = cv2.imencode(".webp", np.zeros((37, 53, 3), np.uint8), [cv2.IMWRITE_WEBP_QUALITY, 80])[1].tobytes()
     assert (image_header(lossy).width, image_header(lossy).height) == (53, 37)
     assert check_image(_png_header(1000, 1000), Limits(max_pixels=10 ** 6)).width == 1000

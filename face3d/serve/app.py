@@ -28,11 +28,14 @@ from face3d.serve.limits import Limits
 from face3d.serve.metrics import ServiceMetrics
 from face3d.serve.pipeline import Detector, Reconstructor
 
-__all__ = ["ServeConfig", "load_reconstructor", "create_app", "app_from_environment", "CONFIG_ENVIRONMENT"]
+__all__ = ["ServeConfig", "load_reconstructor", "create_app", "app_from_environment", "CONFIG_ENVIRONMENT",
+           "LOG_LEVEL_ENVIRONMENT", "LOG_FORMAT"]
 
 log = logging.getLogger("face3d.serve")
 
 CONFIG_ENVIRONMENT = "FACE3D_SERVE_CONFIG"  # JSON ServeConfig for the worker processes of ``--workers N``
+LOG_LEVEL_ENVIRONMENT = "FACE3D_SERVE_LOG_LEVEL"  # and their log level
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 _ROUTES = ("/health", "/metrics", "/v1/reconstruct", "/docs", "/openapi.json")
 _JSON_FIELDS = ("image", "box", "landmarks")
 
@@ -320,5 +323,6 @@ def create_app(config, reconstructor=None):
 
 def app_from_environment():
     """The application of the ServeConfig in ``$FACE3D_SERVE_CONFIG`` (uvicorn's factory for ``--workers N``:
-    every worker process loads its own model)."""
+    every worker process loads its own model), logging at ``$FACE3D_SERVE_LOG_LEVEL`` (default INFO)."""
+    logging.basicConfig(level=os.environ.get(LOG_LEVEL_ENVIRONMENT, "INFO"), format=LOG_FORMAT)
     return create_app(ServeConfig.from_json(os.environ[CONFIG_ENVIRONMENT]))

@@ -96,14 +96,15 @@ def _config(args):
 
 def run_serve(args):
     """Run the service until SIGINT/SIGTERM (then drain); returns the exit status (2 on a bad model or options)."""
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         import uvicorn
 
-        from face3d.serve.app import CONFIG_ENVIRONMENT, create_app, load_reconstructor
+        from face3d.serve.app import (CONFIG_ENVIRONMENT, LOG_FORMAT, LOG_LEVEL_ENVIRONMENT, create_app,
+                                      load_reconstructor)
     except ImportError as exc:
         print(f"face3d serve: error: {exc.name or exc} is not installed: pip install -e \".[serve]\"", file=sys.stderr)
         return 2
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     config = _config(args)
     options = {"host": args.host, "port": args.port, "log_level": args.log_level, "access_log": args.access_log,
                "timeout_graceful_shutdown": int(config.limits.timeout_s) + 5, "lifespan": "on"}
@@ -119,6 +120,7 @@ def run_serve(args):
             print(f"face3d serve: error: model not found: {config.model}", file=sys.stderr)
             return 2
         os.environ[CONFIG_ENVIRONMENT] = config.to_json()
+        os.environ[LOG_LEVEL_ENVIRONMENT] = args.log_level.upper()
         target, extra = "face3d.serve.app:app_from_environment", {"factory": True, "workers": args.workers}
     # uvicorn drains on SIGINT/SIGTERM, then raises the signal again for the previous handler; with this one the
     # drained server exits with status 0 instead of dying of the signal

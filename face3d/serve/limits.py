@@ -98,7 +98,7 @@ def image_header(data):
         ApiError: 415 ``unsupported_image`` for another format, 400 ``bad_image`` for a truncated or corrupt
             header.
     """
-    data = bytes(data[:65536])  # headers sit at the start; a JPEG's frame header follows its EXIF (< 64 KiB)
+    data = bytes(data)  # a JPEG's frame header follows its EXIF, ICC and XMP segments, which the walk skips over
     try:
         if data.startswith(_PNG_SIGNATURE):
             if len(data) < 24 or data[12:16] != b"IHDR":
