@@ -20,6 +20,7 @@ from typing import Literal
 
 from fastapi import FastAPI, Query, Request
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from face3d.serve.batching import DynamicBatcher
 from face3d.serve.codecs import decode_base64, decode_image, parse_box, parse_landmarks
@@ -132,6 +133,13 @@ class _Service:
 
 async def _read_fields(request):
     """(image bytes, box value, landmarks value) of a multipart or JSON request (400/415/422 otherwise)."""
+    try:
+        return await _read_body_fields(request)
+    except ClientDisconnect:  # nobody is left to read the answer; counted as an error, not logged as a crash
+        raise ApiError(400, "bad_request", "the client disconnected before sending the whole body") from None
+
+
+async def _read_body_fields(request):
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
         form = await request.form(max_files=2, max_fields=8)
