@@ -150,7 +150,7 @@ def test_round_trip_default_model_fixed_index(bfm):
     yaw, verts, lms = make_faces(bfm, 32, rng)
     r = bfm.fit_batch(lms, max_iter=4)
     lm, dense = errors(bfm, r, lms, verts)
-    # Issue 3 targets: landmark RMSE <= 1.5 px and dense error at most half of that.
+    # Targets: landmark RMSE <= 1.5 px and dense error at most half of that.
     assert np.all(per_bucket(yaw, lm) <= 1.5), per_bucket(yaw, lm)
     assert np.all(per_bucket(yaw, dense) <= 0.75), per_bucket(yaw, dense)
 

@@ -14,7 +14,6 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -25,12 +24,12 @@ from starlette.requests import ClientDisconnect
 from face3d.serve.batching import DynamicBatcher
 from face3d.serve.codecs import decode_base64, decode_image, parse_box, parse_landmarks
 from face3d.serve.errors import ApiError, error_response, install_error_handlers
-from face3d.serve.limits import Limits
+from face3d.serve.config import ServeConfig
 from face3d.serve.metrics import ServiceMetrics
 from face3d.serve.pipeline import Detector, Reconstructor
 
-__all__ = ["ServeConfig", "load_reconstructor", "create_app", "app_from_environment", "CONFIG_ENVIRONMENT",
-           "LOG_LEVEL_ENVIRONMENT", "LOG_FORMAT"]
+__all__ = ["load_reconstructor", "create_app", "app_from_environment", "CONFIG_ENVIRONMENT", "LOG_LEVEL_ENVIRONMENT",
+           "LOG_FORMAT"]
 
 log = logging.getLogger("face3d.serve")
 
@@ -55,41 +54,6 @@ _ERRORS = {400: {"description": "bad_request, bad_image"}, 408: {"description": 
                                                                                     "unsupported_media_type"},
            422: {"description": "invalid_box, invalid_landmarks, invalid_parameter, face_locator_missing, no_face"},
            503: {"description": "busy, shutting_down"}, 504: {"description": "timeout (processing)"}}
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """What ``face3d serve`` runs.
-
-    Attributes:
-        model: any model ``face3d.prnet.predictor.load_predictor`` reads (``.onnx`` needs no TensorFlow).
-        uv_data: UV-data folder the network was trained with (None: the default).
-        bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default).
-        max_batch, max_delay_ms: dynamic batching (``DynamicBatcher``).
-        threads: threads for decoding, cropping and post-processing.
-        model_threads: ONNX Runtime intra-op threads (None: all cores).
-        detector: dlib detector kind ('auto', 'cnn', 'hog') used when a request has no box nor landmarks.
-        limits: Limits.
-    """
-    model: str
-    uv_data: str | None = None
-    bfm: str | None = None
-    max_batch: int = 8
-    max_delay_ms: float = 5.0
-    threads: int = 2
-    model_threads: int | None = None
-    detector: str = "auto"
-    limits: Limits = field(default_factory=Limits)
-
-    def to_json(self):
-        """The config as a JSON string (``from_json`` reads it back)."""
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text):
-        """A ServeConfig from ``to_json``'s string."""
-        values = json.loads(text)
-        return cls(**{**values, "limits": Limits(**values["limits"])})
 
 
 def load_reconstructor(config):
