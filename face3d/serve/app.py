@@ -23,8 +23,8 @@ from starlette.requests import ClientDisconnect
 
 from face3d.serve.batching import DynamicBatcher
 from face3d.serve.codecs import decode_base64, decode_image, parse_box, parse_landmarks
-from face3d.serve.errors import ApiError, error_response, install_error_handlers
 from face3d.serve.config import ServeConfig
+from face3d.serve.errors import ApiError, error_response, install_error_handlers
 from face3d.serve.metrics import ServiceMetrics
 from face3d.serve.pipeline import Detector, Reconstructor
 

@@ -26,8 +26,7 @@ def run_server(config, host="127.0.0.1", port=8000, workers=1, log_level="info",
     """
     import uvicorn
 
-    from face3d.serve.app import (CONFIG_ENVIRONMENT, LOG_FORMAT, LOG_LEVEL_ENVIRONMENT, create_app,
-                                  load_reconstructor)
+    from face3d.serve.app import CONFIG_ENVIRONMENT, LOG_FORMAT, LOG_LEVEL_ENVIRONMENT, create_app, load_reconstructor
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     options = {"host": host, "port": int(port), "log_level": log_level, "access_log": access_log,
