@@ -3,7 +3,8 @@ the batcher and the image-header reader in-process.
 
 The model maps a 32 x 32 crop to ``map + 0.02 x crop`` (a fixed face-like map plus a trace of the input), so its
 answers depend on the request and are compared with ``face3d.prnet.inference.PRN`` run here on the same file.
-The server runs with ``import tensorflow`` made to fail. Budget: about 30 s on 2 cores (two servers started together).
+The servers run with ``import tensorflow`` and ``import keras`` made to fail. Budget: about a minute on the 2
+shared development cores (two servers started together; the OBJ writer alone takes seconds).
 """
 import asyncio
 import base64
@@ -67,13 +68,15 @@ def _free_port():
 
 
 class Server:
-    """A ``python -m face3d.serve`` process on 127.0.0.1 with TensorFlow unimportable (``wait`` until it serves)."""
+    """A ``python -m face3d.serve`` process on 127.0.0.1 with TensorFlow and Keras unimportable (``wait`` until it
+    serves)."""
 
     def __init__(self, folder, model, *options):
-        blocker = folder / "no_tensorflow" / "tensorflow"
-        blocker.mkdir(parents=True, exist_ok=True)
-        (blocker / "__init__.py").write_text("raise ImportError('TensorFlow is blocked in this test')\n")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), str(ROOT)])}
+        blockers = folder / "no_tensorflow"
+        for name in ("tensorflow", "keras"):
+            (blockers / name).mkdir(parents=True, exist_ok=True)
+            (blockers / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked in this test')\n")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blockers), str(ROOT)])}
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = folder / f"server-{self.port}.log"
@@ -112,13 +115,15 @@ def model_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory, model_path):
-    """The main server and one with a 2 s timeout and one request in flight at most, started together."""
+def servers(tmp_path_factory, model_path, request):
+    """The main server and one with a 2 s timeout and one request in flight at most, started together (the
+    reference PRN loads here meanwhile)."""
     folder = tmp_path_factory.mktemp("server")
     main = Server(folder, model_path, "--max-batch", 4, "--max-delay-ms", 500, "--max-bytes", 1_000_000,
                   "--max-pixels", 1_000_000, "--timeout-s", 60)
     strict = Server(folder, model_path, "--timeout-s", 2, "--max-in-flight", 1)
     try:
+        request.getfixturevalue("prn")
         yield {"main": main.wait(), "strict": strict.wait()}
     finally:
         codes = main.stop(), strict.stop()
@@ -227,14 +232,17 @@ def test_meshes_and_texture(client, prn, photo, tmp_path):
     y_up[:, 1] = 511 - y_up[:, 1]
     box = " ".join(map(str, BOX))
 
-    def mesh_file(fmt, **query):
-        answer = _post(client, png, f"?mesh={fmt}", box=box).json()["mesh"]
-        assert (answer["format"], answer["vertices"], answer["triangles"]) == (fmt, len(vertices), len(prn.triangles))
+    answers = {}
+
+    def mesh_file(fmt, query=""):
+        answers[fmt] = _post(client, png, f"?mesh={fmt}{query}", box=box).json()
+        mesh = answers[fmt]["mesh"]
+        assert (mesh["format"], mesh["vertices"], mesh["triangles"]) == (fmt, len(vertices), len(prn.triangles))
         path = tmp_path / f"face.{fmt}"
-        path.write_bytes(base64.b64decode(answer["base64"]))
+        path.write_bytes(base64.b64decode(mesh["base64"]))
         return path
 
-    ply = mesh_io.read_ply(mesh_file("ply"))
+    ply = mesh_io.read_ply(mesh_file("ply", "&texture=1"))
     np.testing.assert_allclose(ply["vertices"], y_up, atol=1e-4)
     np.testing.assert_array_equal(ply["triangles"], prn.triangles)
     np.testing.assert_array_equal(ply["colors"], np.round(colors * 255).astype(np.uint8))
@@ -257,7 +265,8 @@ def test_meshes_and_texture(client, prn, photo, tmp_path):
     np.testing.assert_allclose(length[edge], 1, atol=1e-5)
     assert normals[edge, 2].mean() > 0.5  # outward: towards the viewer on a face seen from the front
     np.testing.assert_allclose(mat["bounding_box"].ravel(), [*y_up.min(0), *y_up.max(0)], atol=1e-4)
-    texture = _post(client, png, "?texture=1", box=box).json()["texture"]
+    texture = answers["ply"]["texture"]
+    assert "texture" not in answers["mat"]
     decoded = cv2.imdecode(np.frombuffer(base64.b64decode(texture["base64"]), np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(decoded[..., ::-1], prn.get_texture(image, pos))
 
