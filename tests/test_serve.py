@@ -277,12 +277,15 @@ def test_concurrent_requests_are_batched_and_kept_apart(server, prn, photo):
 
     async def run():
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
-            return await asyncio.gather(*[
-                c.post("/v1/reconstruct", files={"image": ("f.png", png, "image/png")},
-                       data={"box": " ".join(map(str, b))})
-                for b in boxes])
+            def post(data, box):
+                return c.post("/v1/reconstruct", files={"image": ("f.png", data, "image/png")}, data={"box": box})
+            good = [post(png, " ".join(map(str, b))) for b in boxes]
+            bad = [post(png[:300], "175 76 265 166"), post(png, "1 2 3"), post(b"GIF89a", "175 76 265 166")]
+            answers = await asyncio.gather(*(good[:4] + bad + good[4:]))
+            return answers[:4] + answers[7:], answers[4:7]
 
-    answers = asyncio.run(run())
+    answers, failures = asyncio.run(run())
+    assert [r.status_code for r in failures] == [400, 422, 415]  # among them, without harm to the others
     for box, response in zip(boxes, answers):
         assert response.status_code == 200, response.text
         np.testing.assert_allclose(response.json()["landmarks"], prn.get_landmarks(prn.process(image, box=box)),
