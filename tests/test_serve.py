@@ -353,6 +353,10 @@ def test_every_bad_request_gets_its_json_error(client, photo):
     metrics = client.get("/metrics").json()
     assert metrics["errors"]["too_large"] >= 2 and metrics["errors"]["invalid_box"] >= 4
     assert metrics["requests"]["GET other 404"] >= 1 and metrics["in_flight"] == 0
+    text = client.get("/metrics", params={"format": "prometheus"}).text
+    assert f'face3d_errors_total{{code="too_large"}} {metrics["errors"]["too_large"]}' in text
+    assert 'face3d_requests_total{method="GET",path="other",status="404"}' in text
+    assert 'face3d_latency_seconds{quantile="0.99"}' in text and "face3d_in_flight 0" in text
 
 
 def _stalled_request(port, png, box, send_first):

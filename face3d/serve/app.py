@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, Query, Request
+from fastapi.responses import PlainTextResponse
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
@@ -248,7 +249,7 @@ def create_app(config, reconstructor=None):
                  loaded.detector.kind if loaded.detector else "none")
         yield
         await service.close()
-        log.info("drained: %d reconstructions answered", metrics.requests["POST /v1/reconstruct 200"])
+        log.info("drained: %d reconstructions answered", metrics.requests[("POST", "/v1/reconstruct", 200)])
 
     app = FastAPI(title="face3d", version=face3d.__version__, lifespan=lifespan,
                   description="3D face reconstruction (PRNet) over HTTP: 68 landmarks, head pose, dense mesh.")
@@ -264,7 +265,10 @@ def create_app(config, reconstructor=None):
                 "limits": dataclasses.asdict(config.limits), "pid": os.getpid(), "version": face3d.__version__}
 
     @app.get("/metrics", summary="requests, errors, latency quantiles, batch sizes")
-    async def metrics_route():
+    async def metrics_route(exposition: Literal["json", "prometheus"] = Query(
+            "json", alias="format", description="'prometheus': Prometheus' text exposition format")):
+        if exposition == "prometheus":
+            return PlainTextResponse(metrics.prometheus(), media_type="text/plain; version=0.0.4")
         return metrics.snapshot()
 
     @app.post("/v1/reconstruct", summary="3D face of an uploaded image", responses=_ERRORS,

@@ -1,4 +1,4 @@
-"""Counters of the HTTP service, served at ``GET /metrics``.
+"""Counters of the HTTP service, served at ``GET /metrics`` (JSON, or Prometheus' text format).
 
 Requests and error codes are counted since start; latency quantiles are over the most recent reconstructions (a
 bounded window, so memory stays flat however long the service runs); batch sizes are counted per size, so the
@@ -19,7 +19,7 @@ class ServiceMetrics:
 
     def __init__(self, window=LATENCY_WINDOW):
         self.started = time.time()
-        self.requests = Counter()  # "POST /v1/reconstruct 200" -> count
+        self.requests = Counter()  # (method, path, status) -> count
         self.errors = Counter()  # error code -> count
         self.latencies = deque(maxlen=int(window))  # seconds, successful reconstructions
         self.batch_sizes = Counter()
@@ -28,7 +28,7 @@ class ServiceMetrics:
 
     def record_request(self, method, path, status):
         """Count one answered request."""
-        self.requests[f"{method} {path} {status}"] += 1
+        self.requests[(method, path, int(status))] += 1
 
     def record_error(self, code):
         """Count one error answer by its code."""
@@ -61,10 +61,42 @@ class ServiceMetrics:
         batches = sum(self.batch_sizes.values())
         images = sum(size * count for size, count in self.batch_sizes.items())
         return {"uptime_s": time.time() - self.started,
-                "requests": {"total": sum(self.requests.values()), **dict(sorted(self.requests.items()))},
+                "requests": {"total": sum(self.requests.values()),
+                             **{f"{m} {p} {s}": n for (m, p, s), n in sorted(self.requests.items())}},
                 "errors": {"total": sum(self.errors.values()), **dict(sorted(self.errors.items()))},
                 "in_flight": self.in_flight,
                 "latency_ms": latency,
                 "batches": {"count": batches, "images": images, "mean_size": images / batches if batches else 0.0,
                             "sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
                             "network_s": self.network_s}}
+
+    def prometheus(self):
+        """The statistics in Prometheus' text exposition format (version 0.0.4), metric names ``face3d_*``:
+        requests and errors (counters), requests in flight (gauge), reconstruction latency (summary over the
+        window, seconds), network calls by batch size and network seconds (counters), uptime (gauge)."""
+        def sample(name, value, **labels):
+            inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            return f"{name}{{{inner}}} {value!r}" if labels else f"{name} {value!r}"
+
+        lines = ["# HELP face3d_requests_total Answered HTTP requests.", "# TYPE face3d_requests_total counter"]
+        lines += [sample("face3d_requests_total", n, method=m, path=p, status=s)
+                  for (m, p, s), n in sorted(self.requests.items())]
+        lines += ["# HELP face3d_errors_total Error answers by code.", "# TYPE face3d_errors_total counter"]
+        lines += [sample("face3d_errors_total", n, code=code) for code, n in sorted(self.errors.items())]
+        lines += ["# HELP face3d_in_flight Reconstructions in progress.", "# TYPE face3d_in_flight gauge",
+                  sample("face3d_in_flight", self.in_flight)]
+        lines += ["# HELP face3d_latency_seconds Reconstruction latency over the recent window.",
+                  "# TYPE face3d_latency_seconds summary"]
+        if self.latencies:
+            latencies = np.asarray(self.latencies, dtype=np.float64)
+            for q in (0.5, 0.9, 0.99):
+                lines.append(sample("face3d_latency_seconds", float(np.quantile(latencies, q)), quantile=q))
+            lines += [sample("face3d_latency_seconds_sum", float(latencies.sum())),
+                      sample("face3d_latency_seconds_count", len(latencies))]
+        lines += ["# HELP face3d_batches_total Network calls by batch size.", "# TYPE face3d_batches_total counter"]
+        lines += [sample("face3d_batches_total", n, size=size) for size, n in sorted(self.batch_sizes.items())]
+        lines += ["# HELP face3d_network_seconds_total Seconds spent in network calls.",
+                  "# TYPE face3d_network_seconds_total counter", sample("face3d_network_seconds_total", self.network_s),
+                  "# HELP face3d_uptime_seconds Seconds since the service started.",
+                  "# TYPE face3d_uptime_seconds gauge", sample("face3d_uptime_seconds", time.time() - self.started)]
+        return "\n".join(lines) + "\n"
