@@ -126,7 +126,7 @@ class DynamicBatcher:
 
     async def _wait_for_wake(self, timeout=None):
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):  # the builtin TimeoutError only from Python 3.11
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _collect(self):
