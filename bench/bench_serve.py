@@ -191,7 +191,7 @@ def main(argv=None):
                         "rss_mib_max": max(result["rss"]),
                         # flat memory: the second half of the run holds no more than the first half's peak
                         "rss_mib_max_first_half": max(result["rss"][:half]), "rss_mib_max_second_half":
-                            max(result["rss"][half:])})
+                            max(result["rss"][half:]), "rss_mib_samples": [round(v) for v in result["rss"]]})
             finally:
                 process.send_signal(signal.SIGTERM)
                 exit_status = process.wait(CLIENT_TIMEOUT_S)
