@@ -37,8 +37,8 @@ def build_parser():
     face.add_argument("--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"),
                       help="face box in image pixels, for every input image (PRNet's crop: 1.58 x its mean side)")
     face.add_argument("--landmarks", metavar="FILE|DIR",
-                      help="68 landmarks (.txt/.npy (68, 2|3) or (2|3, 68), or .mat with pt3d_68/pt2d); a folder "
-                           "holds one <stem>.txt/.npy/.mat per image")
+                      help="68 landmarks (iBUG .pts, .txt/.npy (68, 2|3) or (2|3, 68), or .mat with pt3d_68/pt2d); "
+                           "a folder holds one <stem>.pts/.txt/.npy/.mat per image")
     p.add_argument("--texture", action="store_true", help="OBJ with a UV texture map instead of vertex colours")
     p.add_argument("--detector", choices=("auto", "cnn", "hog"), default="auto",
                    help="dlib detector used when neither --box nor --landmarks is given (auto: the CNN when "
@@ -62,38 +62,15 @@ def list_images(inputs):
     return images
 
 
-def read_landmarks(path):
-    """(68, 2) float64 landmarks from a .txt/.npy/.mat file (see --landmarks)."""
-    import scipy.io as sio
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"landmarks file not found: {path}")
-    if path.suffix == ".mat":
-        mat = sio.loadmat(str(path))
-        key = next((k for k in ("pt3d_68", "pt2d") if k in mat and np.shape(mat[k])[-1] == 68), None)
-        if key is None:
-            raise ValueError(f"{path}: no pt3d_68 (3, 68) or pt2d (2, 68) in the .mat")
-        points = np.asarray(mat[key], dtype=np.float64)
-    elif path.suffix == ".npy":
-        points = np.load(path).astype(np.float64)
-    else:
-        points = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    if points.shape[0] in (2, 3) and points.shape[1] == 68:
-        points = points.T
-    if points.shape not in ((68, 2), (68, 3)):
-        raise ValueError(f"{path}: expected 68 landmarks as (68, 2|3) or (2|3, 68), got {points.shape}")
-    return points[:, :2]
-
-
 def _landmarks_for(source, image_path):
+    from face3d.fitting.landmark_files import find_landmark_file, read_landmarks
+
     source = Path(source)
     if source.is_dir():
-        for suffix in (".txt", ".npy", ".mat"):
-            candidate = source / f"{image_path.stem}{suffix}"
-            if candidate.is_file():
-                return read_landmarks(candidate)
-        raise FileNotFoundError(f"no landmarks for {image_path.name} in {source} (<stem>.txt/.npy/.mat)")
+        candidate = find_landmark_file(image_path, image_path.parent, source)
+        if candidate is None:
+            raise FileNotFoundError(f"no landmarks for {image_path.name} in {source} (<stem>.pts/.txt/.npy/.mat)")
+        return read_landmarks(candidate)
     return read_landmarks(source)
 
 

@@ -1,4 +1,4 @@
-"""The ``face3d`` command line: ``generate``, ``pack``, ``preview``, ``synthesize``, ``uv-data`` (each with ``--help``).
+"""The ``face3d`` command line: ``fit``, ``generate``, ``pack``, ``preview``, ``synthesize``, ``uv-data`` (``--help``).
 
 Also runnable as ``python -m face3d``. ``examples/9_generate_prnet_trainset.py`` takes exactly the words of
 ``face3d generate``: both build their parser with ``add_generate_arguments`` and run ``run_generate``.
@@ -237,6 +237,19 @@ def _run_uv_data(args):
     return 0
 
 
+def add_fit_arguments(parser):
+    """Add the arguments of ``face3d fit`` to ``parser`` (``face3d.fitting.command.add_fit_arguments``)."""
+    from face3d.fitting.command import add_fit_arguments as add
+
+    return add(parser)
+
+
+def _run_fit(args):
+    from face3d.fitting.command import run_fit
+
+    return run_fit(args)
+
+
 def build_parser():
     """The ``face3d`` parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="face3d", description="3D-face ground truth and PRNet training sets.")
@@ -246,6 +259,14 @@ def build_parser():
                          description=_GENERATE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generate_arguments(gen)
     gen.set_defaults(func=run_generate)
+
+    fit = sub.add_parser("fit", help="fit the morphable model to your photos' 68 landmarks: 300W-LP samples",
+                         description="Fit the morphable model (contour-aware) to the 68 landmarks of every photo "
+                                     "and write the photo and a 300W-LP .mat (Pose_Para, Shape_Para, Exp_Para, "
+                                     "pt2d, roi, fit_nme) per photo, mirroring the input folders: the --root of "
+                                     "face3d generate. Resumable, parallel; summary.json lists each fit's error.")
+    add_fit_arguments(fit)
+    fit.set_defaults(func=_run_fit)
 
     pack = sub.add_parser("pack", help="pack a trainDataLabel.txt into one chunked HDF5 file",
                           description="Pack the crops and position maps listed in a label file into one HDF5 file "
