@@ -4,7 +4,7 @@ import pytest
 
 from face3d.mesh.transform import angle2matrix
 from face3d.prnet import evaluation
-from face3d.prnet.reconstruction import icp_align, reconstruction_nme, rigid_motion
+from face3d.prnet.reconstruction import icp_align, outer_interocular_distance, reconstruction_nme, rigid_motion
 
 
 def _surface(n=24, seed=0):
@@ -48,6 +48,16 @@ def test_a_known_non_rigid_deformation_gives_its_hand_computed_value():
     assert reconstruction_nme(pred[None], gt[None], np.array([4.0]))[0] == pytest.approx(h / 4.0, rel=1e-9)
 
 
+def test_outer_interocular_distance_is_the_3d_distance_of_landmarks_36_and_45():
+    landmarks = np.zeros((2, 68, 3))
+    landmarks[0, 36], landmarks[0, 45] = (10.0, 20.0, 5.0), (70.0, 20.0, -75.0)
+    landmarks[1, 45] = (3.0, 4.0, 0.0)
+    np.testing.assert_allclose(outer_interocular_distance(landmarks), [100.0, 5.0])
+    assert outer_interocular_distance(landmarks[0]) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="68, 3"):
+        outer_interocular_distance(np.zeros((21, 3)))
+
+
 def test_report_has_the_reconstruction_key_and_every_ced_curve():
     gt_dense = np.stack([_surface(12), _surface(12)])
     pred_dense = gt_dense.copy()
@@ -56,7 +66,10 @@ def test_report_has_the_reconstruction_key_and_every_ced_curve():
     gt = np.stack([np.tile(box, (17, 1))] * 2)
     report = evaluation.evaluate_predictions(gt, gt, [10.0, 50.0], dense_pred=pred_dense, dense_gt=gt_dense)
     errors = [s["reconstruction_nme_3d"] for s in report["per_sample"]]
-    assert errors[0] < 1e-9 and 0.001 < errors[1] < 0.02
+    # the normaliser is the outer interocular distance: landmarks 36 and 45 are box corners 0 and 1, 100 apart
+    assert errors[0] < 1e-9
+    assert errors[1] == pytest.approx(reconstruction_nme(pred_dense[1:], gt_dense[1:], [100.0])[0], rel=1e-12)
+    assert 0.001 < errors[1] < 0.02
     assert report["reconstruction_nme_3d"] == pytest.approx(np.mean(errors))
     assert "ICP" in report["labels"]["reconstruction_nme_3d"] and "reconstruction" in report["protocol"]
     assert report["ced"]["thresholds"][:3] == [0.0, 0.001, 0.002] and report["ced"]["thresholds"][-1] == 0.1

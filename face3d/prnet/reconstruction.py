@@ -1,17 +1,35 @@
-"""3D face reconstruction error: dense vertices after rigid ICP alignment (PRNet, ECCV 2018, section 5).
+"""3D face reconstruction error: dense vertices after rigid ICP alignment (PRNet, ECCV 2018, "3D Face Reconstruction").
 
 The predicted point cloud P is aligned to the ground truth G by a rigid motion (rotation and translation, no
 scale): first the least-squares motion of the vertex correspondences (Kabsch), then iterative closest points,
 each step matching every predicted point to its nearest ground-truth point (a k-d tree) and solving the
 least-squares motion of those pairs, until the mean distance stops decreasing. The error is the mean distance
-of the aligned predicted points to their nearest ground-truth points, divided by a normaliser (the evaluation
-uses sqrt(w h) of the ground truth's 68-landmark box). A rigidly moved copy of G scores 0: pose errors are
-removed, shape errors remain. Pure numpy and scipy.
+of the aligned predicted points to their nearest ground-truth points, divided by a normaliser: PRNet's is the
+outer interocular distance in 3D (``outer_interocular_distance``). A rigidly moved copy of G scores 0: pose
+errors are removed, shape errors remain. Pure numpy and scipy.
 """
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["rigid_motion", "icp_align", "reconstruction_nme"]
+__all__ = ["rigid_motion", "icp_align", "reconstruction_nme", "outer_interocular_distance", "OUTER_EYE_CORNERS"]
+
+# 0-based iBUG 68 indices of the outer eye corners (the subject's right eye's, then the left eye's).
+OUTER_EYE_CORNERS = (36, 45)
+
+
+def outer_interocular_distance(landmarks):
+    """3D distance between the outer eye corners of 68 iBUG landmarks: ``|g_36 - g_45|`` (0-based).
+
+    Args:
+        landmarks: (N, 68, 3) or (68, 3).
+    Returns:
+        (N,) float64 (a scalar for one face).
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.shape[-2:] != (68, 3):
+        raise ValueError(f"landmarks must be (N, 68, 3) or (68, 3), got {landmarks.shape}")
+    right, left = OUTER_EYE_CORNERS
+    return np.linalg.norm(landmarks[..., right, :] - landmarks[..., left, :], axis=-1)
 
 
 def rigid_motion(source, target):
@@ -74,7 +92,7 @@ def reconstruction_nme(pred, gt, normalizer):
 
     Args:
         pred: (N, n, 3) predicted dense vertices. gt: (N, m, 3) ground truth (same units).
-        normalizer: (N,) per-sample normalisers (e.g. ``metrics.bbox_size`` of the ground-truth landmarks).
+        normalizer: (N,) per-sample normalisers (``outer_interocular_distance`` of the ground-truth landmarks).
     Returns:
         (N,) float64.
     """
