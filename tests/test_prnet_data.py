@@ -7,12 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from face3d.prnet import metrics
 from face3d.prnet.data import (AugmentConfig, BadSampleError, check_samples, group_key, make_dataset, open_h5,
                                split_train_val)
-from face3d.prnet.uvdata import loss_weights
+from face3d.prnet.uv_weights import loss_weights
 from face3d.trainset.pack import read_label_file
-from face3d.trainset.uv_data import load_uv_data
+from face3d.trainset.posmap import keypoints_from_map
+from face3d.trainset.uv_layout import load_uv_data
 
 import _prnet_data
 
@@ -136,10 +136,10 @@ def test_rotated_map_keypoints_land_on_rotated_image_landmarks(tmp_path):
     label = _ramp_set(tmp_path, 8, res, seed=0)
     samples = check_samples(read_label_file(label))
     uv = load_uv_data(tmp_path / "uv-data")
-    originals = metrics.keypoints_from_map(np.stack([np.load(p) for p in samples.posmaps]), uv.uv_kpt_ind)
+    originals = keypoints_from_map(np.stack([np.load(p) for p in samples.posmaps]), uv.uv_kpt_ind)
     augment = AugmentConfig(color=False, occlusion=False)
     images, targets, _ = _one_batch(samples, uv, batch_size=8, augment=augment, seed=11, shuffle=False)
-    moved = metrics.keypoints_from_map(targets * 1.1 * res, uv.uv_kpt_ind)
+    moved = keypoints_from_map(targets * 1.1 * res, uv.uv_kpt_ind)
     checked = 0
     for b in range(8):
         rotation = math.degrees(math.atan2(moved[b, 1, 1] - moved[b, 0, 1], moved[b, 1, 0] - moved[b, 0, 0])
@@ -207,7 +207,7 @@ def test_each_augmentation_is_switchable(small_set):
 
 def test_reduced_input_size_resamples_maps_and_images(small_set):
     _, samples, uv = small_set
-    from face3d.prnet.uvdata import resample_indices, resize_uv_data
+    from face3d.prnet.uv_weights import resample_indices, resize_uv_data
     images, targets, weights = _one_batch(samples, resize_uv_data(uv, 32 // 2 * 2), batch_size=2, shuffle=False)
     assert images.shape == (2, R, R, 3)
     uv16 = resize_uv_data(uv, 16) if R != 16 else uv

@@ -1,4 +1,4 @@
-"""train.py and the training loop: CLI, bad input, loss, validation NME, resume, logs; plus the slow NME-halving
+"""face3d train and the training loop: CLI, bad input, loss, validation NME, resume, logs; plus the slow NME-halving
 runs (a synthetic affine set, and the embedded default set).
 
 Budget: about 45 s without the slow tests, which add about 35 s (affine set) and 110 s (default set) on 2 cores.
@@ -29,8 +29,8 @@ FLAGS = ["--train-list", "--h5", "--val-list", "--val-fraction", "--uv-data", "-
 
 
 def _run_cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run([sys.executable, "-m", "face3d", "train", *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
 
 
 def _csv(path):
@@ -93,9 +93,9 @@ def test_validation_nme_is_the_numpy_nme_of_the_held_out_maps(tmp_path, input_si
     tf = pytest.importorskip("tensorflow")
     from face3d.prnet.data import check_samples
     from face3d.prnet.training import evaluate
-    from face3d.prnet.uvdata import loss_weights, resample_indices, resize_uv_data
+    from face3d.prnet.uv_weights import loss_weights, resample_indices, resize_uv_data
     from face3d.trainset.pack import read_label_file
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.trainset.uv_layout import load_uv_data
     label = _prnet_data.make_dataset(tmp_path, 5, 32, seed=4)
     samples = check_samples(read_label_file(label))
     uv = resize_uv_data(load_uv_data(tmp_path / "uv-data"), input_size)
@@ -189,7 +189,7 @@ def test_short_run_halves_validation_nme_on_the_embedded_default_set(tmp_path):
     from face3d.trainset.pack import read_label_file
     from face3d.trainset.sample import GenerationConfig
     from face3d.trainset.synthetic import synthesize_dataset
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.trainset.uv_layout import load_uv_data
 
     synthesize_dataset(tmp_path / "faces", count=192, seed=0, size=128)
     generate_dataset(tmp_path / "faces", tmp_path / "set", GenerationConfig(resolution=64, angles=()), workers=1,

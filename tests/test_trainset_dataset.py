@@ -23,7 +23,7 @@ from face3d.trainset.dataset import (DONE_DIR, TEMP_SUFFIX, UV_DATA_DIR, discove
                                      label_file_name, parse_shard, sample_seed, select_shard)
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
-from face3d.trainset.uv_data import UV_DATA_FILES
+from face3d.trainset.uv_layout import UV_DATA_FILES
 
 from _fixtures import fixtures_dir
 

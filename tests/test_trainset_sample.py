@@ -13,7 +13,7 @@ import scipy.io as sio
 from face3d.mesh.render import render_colors
 from face3d.mesh.transform import angle2matrix_3ddfa, matrix2angle_3ddfa
 from face3d.morphable_model import MorphableModel
-from face3d.trainset import (GenerationConfig, SampleError, TrainsetGenerator, apply_affine, posmap_keypoints,
+from face3d.trainset import (GenerationConfig, SampleError, TrainsetGenerator, apply_affine, keypoints_from_map,
                              read_300wlp_sample, rotation_matrix, uv_to_pixels)
 
 from _fixtures import fixtures_dir
@@ -80,7 +80,7 @@ def test_map_keypoints_equal_projected_keypoints_when_uv_is_on_the_grid(model):
     params = _params(model)
     sample = generator.generate(_image(), params, "s", seed=5)[0]
     expected = _crop_positions(model, params, sample.crop_matrix)[kpt]
-    got = posmap_keypoints(sample.posmap, generator.uv_kpt_ind)
+    got = keypoints_from_map(sample.posmap, generator.uv_kpt_ind)
     covered = generator.rasterization.covered[generator.uv_kpt_ind[1], generator.uv_kpt_ind[0]]
     on_grid = np.all(generator.uv_kpt_ind.T == np.round(uv_to_pixels(snapped[kpt], r)[:, :2]), axis=1) & covered
     assert on_grid.all()
@@ -95,7 +95,7 @@ def test_map_keypoints_near_projected_keypoints_default_layout(model):
     params = _params(model, seed=1)
     sample = generator.generate(_image(), params, "s", seed=1)[0]
     expected = _crop_positions(model, params, sample.crop_matrix)[model.kpt_ind]
-    err = np.linalg.norm(posmap_keypoints(sample.posmap, generator.uv_kpt_ind)[:, :2] - expected[:, :2], axis=1)
+    err = np.linalg.norm(keypoints_from_map(sample.posmap, generator.uv_kpt_ind)[:, :2] - expected[:, :2], axis=1)
     assert err.max() < 0.01, err.max()  # the issue asks < 0.5 px; only float32 rounding remains
 
 
@@ -206,8 +206,8 @@ def test_refit_mode_approximates_the_exact_rotation(model):
     a = exact.generate(_image(), params, "s", seed=0)[1]
     b = refit.generate(_image(), params, "s", seed=0)[1]
     np.testing.assert_array_equal(a.image, b.image)
-    ka = posmap_keypoints(a.posmap, exact.uv_kpt_ind)[:, :2]
-    kb = posmap_keypoints(b.posmap, refit.uv_kpt_ind)[:, :2]
+    ka = keypoints_from_map(a.posmap, exact.uv_kpt_ind)[:, :2]
+    kb = keypoints_from_map(b.posmap, refit.uv_kpt_ind)[:, :2]
     err = np.linalg.norm(ka - kb, axis=1)
     assert np.median(err) < 2.0, np.median(err)
 
@@ -321,7 +321,7 @@ def test_300wlp_fixture_with_default_model_and_preview(model):
     _, params = read_300wlp_sample(f"{stem}.jpg", f"{stem}.mat")
     for sample in samples:
         assert sample.preview.shape == (256, 512, 3) and sample.preview.dtype == np.uint8
-        keypoints = posmap_keypoints(sample.posmap, generator.uv_kpt_ind)[:, :2]
+        keypoints = keypoints_from_map(sample.posmap, generator.uv_kpt_ind)[:, :2]
         assert np.all((keypoints >= 0) & (keypoints <= 255))
         # the 300W-LP landmarks of the inner face (brows, nose, eyes: 17..47) in the crop
         pt2d = apply_affine(sample.crop_matrix, params["pt2d"].T)

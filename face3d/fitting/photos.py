@@ -1,6 +1,6 @@
 """Face photos + 68 landmarks -> 300W-LP samples (``face3d fit``), the input of ``face3d generate``.
 
-Per image: 68 landmarks from a file (``landmark_files``) or dlib (``--detect``); the contour-aware landmark fit
+Per image: 68 landmarks from a file (``trainset.landmark_files``) or dlib (``--detect``); the contour-aware landmark fit
 (``MorphableModel.fit_image_landmarks``: MAP estimate, jaw landmarks marching to the silhouette) gives
 ``Pose_Para``, ``Shape_Para`` and ``Exp_Para``. The fit error is the NME of the fitted landmark vertices,
 placed by the parameters as stored, against the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
@@ -19,17 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.fitting.command import DEFAULT_MAX_FIT_ERROR
-from face3d.fitting.landmark_files import LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
 from face3d.trainset.dataset import (IMAGE_EXTENSIONS, SUMMARY_FILE, config_fingerprint, default_worker_count,
                                      done_marker_path, pool_context, run_chunks_in_pool)
+from face3d.trainset.landmark_files import LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
 from face3d.utils.progress import Progress
 
-__all__ = ["FitConfig", "PhotoRef", "discover_photos", "project_landmarks", "fit_landmarks", "fit_photos"]
+__all__ = ["FitConfig", "PhotoRef", "discover_photos", "project_landmarks", "fit_landmarks", "fit_photos",
+           "DEFAULT_MAX_FIT_ERROR"]
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_FIT_ERROR = 0.05
 # Images fitted together: one vectorised fit per chunk.
 CHUNK_SIZE = 32
 

@@ -12,7 +12,7 @@ Every file is checked before training starts (``check_samples``): a missing, tru
 The pipeline (``make_dataset``) yields ``(image, target, weight)`` batches: image float32 (B, S, S, 3) in [0, 1];
 target float32 (B, S, S, 3) = position map / (1.1 * R) (the official model's normalisation, so the network's
 sigmoid output times 1.1 * R is a position map in crop pixels); weight float32 (B, S, S), the UV weight mask scaled
-to a maximum of 1 (``uvdata.loss_weights``), used by Keras as a per-pixel sample weight. S is the model's input
+to a maximum of 1 (``uv_weights.loss_weights``), used by Keras as a per-pixel sample weight. S is the model's input
 size (R unless training at a reduced size; the map is then resampled nearest-neighbour at the pixels
 ``resample_indices`` picks and the image warped straight to S).
 Files are read and decoded by TensorFlow (JPEG exactly as OpenCV decodes it); the augmentation runs per sample in
@@ -37,16 +37,16 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.prnet.uvdata import loss_weights, resample_indices
+from face3d.contract import map_scale
+from face3d.prnet.uv_weights import loss_weights, resample_indices
 
 __all__ = [
     "AugmentConfig", "BadSampleError", "FileSamples", "H5Samples", "check_samples", "open_h5", "split_train_val",
-    "group_key", "make_dataset", "augment_params", "augment_sample", "POSMAP_SCALE",
+    "group_key", "make_dataset", "augment_params", "augment_sample",
 ]
 
 logger = logging.getLogger(__name__)
 
-POSMAP_SCALE = 1.1  # the official model's normalisation: position map / (1.1 * resolution)
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ANGLE_SUFFIX = re.compile(r"_angle_-?\d+(\.\d+)?$")
@@ -451,8 +451,8 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
 
     Args:
         samples: FileSamples or H5Samples.
-        uv: ``face3d.trainset.uv_data.UVData`` at the model's input size S (``uvdata.resize_uv_data``); its weight
-            mask (``uvdata.loss_weights``) becomes the per-pixel weight.
+        uv: ``face3d.trainset.uv_layout.UVData`` at the model's input size S (``uv_weights.resize_uv_data``); its
+            weight mask (``uv_weights.loss_weights``) becomes the per-pixel weight.
         batch_size: samples per batch.
         input_size: S (default: the samples' resolution R).
         augment: AugmentConfig, or None for no augmentation (validation).
@@ -497,7 +497,7 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
         return image, posmap
 
     weight = tf.constant(loss_weights(uv), tf.float32)
-    scale = POSMAP_SCALE * samples.resolution
+    scale = map_scale(samples.resolution)
 
     def finish(images, posmaps):
         return images, posmaps / scale, tf.broadcast_to(weight, tf.shape(posmaps)[:3])

@@ -374,7 +374,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         the report dict (``evaluate_predictions``) with ``data``, ``skipped`` (samples that could not be read,
         with the reason) and, when written, ``files``.
     """
-    from face3d.prnet.inference import landmark_crop, crop_face
+    from face3d.prnet.face_crop import crop_face, landmark_crop
     from face3d.utils.progress import Progress
 
     pairs = find_samples(data_dir)

@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.contract import map_scale
 from face3d.prnet import metrics
-from face3d.prnet.data import (POSMAP_SCALE, AugmentConfig, BadSampleError, check_samples, make_dataset, open_h5,
-                               split_train_val)
-from face3d.prnet.uvdata import resize_uv_data
+from face3d.prnet.data import AugmentConfig, BadSampleError, check_samples, make_dataset, open_h5, split_train_val
+from face3d.prnet.uv_weights import resize_uv_data
+from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
-from face3d.trainset.uv_data import load_uv_data
+from face3d.trainset.uv_layout import load_uv_data
 from face3d.utils.atomic import atomic_write_bytes
 
 __all__ = ["TrainConfig", "learning_rate_at", "load_samples", "evaluate", "train"]
@@ -57,8 +58,8 @@ class TrainConfig:
         h5: HDF5 pack (exclusive with train_list).
         val_list: validation label file or HDF5 pack; None -> a split of val_fraction of the training sources.
         val_fraction: share of source samples (rotated copies stay with their source) held out for validation.
-        uv_data: PRNet's ``uv-data`` folder (``face3d.trainset.uv_data.load_uv_data``); None -> ``uv-data`` next to
-            the label file or pack, else ``Data/uv-data``.
+        uv_data: PRNet's ``uv-data`` folder (``face3d.trainset.uv_layout.load_uv_data``); None -> ``uv-data`` next to
+            the label file or pack, else the packaged default (``face3d.resources.default_uv_data_dir``).
         output: folder for checkpoints, the best model, the CSV and TensorBoard logs.
         epochs: total number of epochs (a resumed run stops at the same total).
         batch_size: global batch size (split across GPUs under MirroredStrategy).
@@ -156,7 +157,7 @@ def load_samples(config):
     uv_dir = config.uv_data
     if uv_dir is None:
         beside = Path(source_path).resolve().parent / "uv-data"
-        uv_dir = beside if beside.is_dir() else Path("Data") / "uv-data"
+        uv_dir = beside if beside.is_dir() else default_uv_data_dir()
     return train, val, Path(uv_dir)
 
 
@@ -197,7 +198,7 @@ def evaluate(predict, samples, uv, batch_size, input_size):
     """
     dataset = make_dataset(samples, uv, batch_size=batch_size, input_size=input_size, augment=None,
                            shuffle=False, drop_remainder=False)
-    scale = POSMAP_SCALE * samples.resolution
+    scale = map_scale(samples.resolution)
     errors, losses, counts = [], [], []
     for images, targets, weights in dataset:
         pred = predict(images).numpy().astype(np.float64)

@@ -59,7 +59,7 @@ import cv2
 import numpy as np
 
 from face3d.trainset.sample import SampleError
-from face3d.trainset.uv_data import build_uv_data, write_uv_data
+from face3d.trainset.uv_layout import build_uv_data, write_uv_data
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
 from face3d.utils.progress import Progress
 

@@ -42,9 +42,10 @@ import numpy as np
 import scipy.io as sio
 from scipy.linalg import blas
 
+from face3d.contract import LANDMARK_SCALE, RESOLUTION
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
-from face3d.trainset.posmap import posmap_keypoints, rasterize_uv, uv_keypoint_pixels
+from face3d.trainset.posmap import keypoints_from_map, rasterize_uv, uv_keypoint_pixels
 
 __all__ = ["SampleError", "read_image", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
            "TrainsetGenerator", "angle_name", "draw_preview"]
@@ -142,13 +143,13 @@ class GenerationConfig:
             itself always returns float32.
         preview: also draw a preview image per output.
         neck_zeroed: which weight mask goes with the data set: False (default) PRNet's shipped mask with the neck
-            weighted as the rest of the face, True the paper's variant with the neck at 0 (see ``uv_data``).
+            weighted as the rest of the face, True the paper's variant with the neck at 0 (see ``uv_layout``).
         min_visible_keypoints: a sample whose projected keypoints lie inside the image fewer times than this
             is rejected as "face outside the image".
     """
 
-    resolution: int = 256
-    crop_scale: float = 1.5
+    resolution: int = RESOLUTION
+    crop_scale: float = LANDMARK_SCALE
     perturb: bool = True
     max_shift: float = 0.1
     scale_range: tuple[float, float] = (0.9, 1.1)
@@ -220,7 +221,7 @@ def draw_preview(image, posmap, uv_kpt_ind, step: int = 6) -> np.ndarray:
     xy = np.round(grid[:, :2]).astype(np.int64)
     ok = (xy[:, 0] >= 0) & (xy[:, 0] < r) & (xy[:, 1] >= 0) & (xy[:, 1] < r)
     left[xy[ok, 1], xy[ok, 0]] = (0, 255, 255)
-    centres = [(int(round(float(x))), int(round(float(y)))) for x, y, _ in posmap_keypoints(posmap, uv_kpt_ind)]
+    centres = [(int(round(float(x))), int(round(float(y)))) for x, y, _ in keypoints_from_map(posmap, uv_kpt_ind)]
     # outlines first, so that no outline covers the centre of a neighbouring keypoint
     for centre in centres:
         cv2.circle(left, centre, 3, (255, 0, 0), 1, lineType=cv2.LINE_8)

@@ -1,5 +1,7 @@
 """68-landmark files: iBUG ``.pts``, ``.txt``, ``.npy`` and ``.mat``, read to (68, 2) image pixels.
 
+One reader for ``face3d fit`` (``face3d.fitting``) and ``face3d demo`` (``face3d.prnet.demo``).
+
 Coordinates are 0-based image pixels, x right, y down (the project's convention). iBUG ``.pts`` files (300-W,
 LFPW, HELEN, AFW, iBUG) are 1-based, as menpo's ``pts_importer`` documents and handles, so 1 is subtracted;
 the other formats are taken as they are: ``.txt`` 68 rows ``x y`` (a third column is ignored), ``.npy``

@@ -1,26 +1,21 @@
-"""The ``face3d fit`` command: its arguments and its run (the work is ``face3d.fitting.photos``).
-
-Light to import (argparse only), so that building the ``face3d`` parser stays instant.
-"""
-import logging
+"""``face3d fit``: your photos and their 68 landmarks as 300W-LP samples (``face3d.fitting.photos``)."""
 import os
 import sys
 
-__all__ = ["add_fit_arguments", "run_fit", "DEFAULT_MAX_FIT_ERROR"]
+from face3d.cli._common import Command, add_field_argument, error_text, positive_int, setup_logging
 
-DEFAULT_MAX_FIT_ERROR = 0.05
+__all__ = ["FIT", "add_fit_arguments", "run_fit"]
 
-
-
-def _fraction(text):
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"expected a positive fraction, got {text!r}")
-    return value
+_DESCRIPTION = (
+    "Fit the morphable model (contour-aware) to the 68 landmarks of every photo and write the photo and a 300W-LP "
+    ".mat (Pose_Para, Shape_Para, Exp_Para, pt2d, roi, fit_nme) per photo, mirroring the input folders: the --root "
+    "of face3d generate. Resumable, parallel; summary.json lists each fit's error, the dropped fits and the failures.")
 
 
 def add_fit_arguments(parser):
     """Add the arguments of ``face3d fit`` to ``parser``; returns it."""
+    from face3d.fitting.photos import FitConfig
+
     parser.add_argument("--images", required=True, metavar="DIR",
                         help="folder of face photos (.jpg, .jpeg, .png; nested folders are mirrored)")
     source = parser.add_mutually_exclusive_group()
@@ -29,18 +24,18 @@ def add_fit_arguments(parser):
                              "beside each image): iBUG .pts (1-based), .txt (68 lines 'x y'), .npy (68, 2), .mat "
                              "with pt2d (2, 68) or pt3d_68 (3, 68)")
     source.add_argument("--detect", nargs="?", const="auto", choices=("auto", "cnn", "hog"), metavar="KIND",
-                        help="find the landmarks with dlib instead (pip install -e '.[detect]'): the face detector "
-                             "(auto: the CNN when face_recognition_models has it, else HOG) and its 68-point "
-                             "shape predictor")
+                        help="find the landmarks with dlib instead (pip install 'face3d[detect]'): the face "
+                             "detector (auto: the CNN when face_recognition_models has it, else HOG) and its "
+                             "68-point shape predictor")
     parser.add_argument("--output", required=True, metavar="DIR",
                         help="output folder: <stem> image (hard link, else copy) + <stem>.mat per photo, "
                              "summary.json; the --root of face3d generate")
     parser.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")
-    parser.add_argument("--workers", metavar="N", type=int, default=None,
+    parser.add_argument("--workers", metavar="N", type=positive_int, default=None,
                         help="worker processes (default: all usable cores)")
-    parser.add_argument("--max-fit-error", metavar="E", type=_fraction, default=DEFAULT_MAX_FIT_ERROR,
-                        help="drop fits whose landmark NME (mean distance / sqrt(w*h) of the landmarks' box) is "
-                             "above E, a fraction (default: %(default)s)")
+    add_field_argument(parser, FitConfig, "max_fit_error", metavar="E",
+                       help="drop fits whose landmark NME (mean distance / sqrt(w*h) of the landmarks' box) is "
+                            "above E, a fraction (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
@@ -48,8 +43,7 @@ def add_fit_arguments(parser):
 
 def run_fit(args):
     """Run ``face3d fit`` from parsed ``args``; returns the exit status (1 when an image failed, 2 on bad input)."""
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(args.verbose)
     from face3d.fitting.photos import FitConfig, fit_photos
 
     try:
@@ -57,19 +51,22 @@ def run_fit(args):
                            landmarks=None if args.landmarks is None else os.path.abspath(args.landmarks))
         summary = fit_photos(args.images, args.output, model_path=args.bfm, config=config, workers=args.workers,
                              progress=not args.quiet)
-    except (FileNotFoundError, ValueError, ImportError) as exc:
-        sys.stderr.write(f"face3d fit: error: {exc}\n")
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: finished images are kept; rerun the same command to resume\n")
+        print("interrupted: finished images are kept; rerun the same command to resume", file=sys.stderr)
         return 130
     mean = "-" if summary["fit_nme_mean"] is None else f"{100 * summary['fit_nme_mean']:.2f} %"
-    sys.stdout.write(f"photos {summary['photos']}: written {summary['written']}, skipped {summary['skipped']} "
-                     f"(already done), dropped {summary['dropped']} (fit NME > {100 * args.max_fit_error:g} %), "
-                     f"failed {summary['failed']}; mean fit NME {mean}; {summary['samples']} samples in "
-                     f"{summary['output']}\n")
+    print(f"photos {summary['photos']}: written {summary['written']}, skipped {summary['skipped']} (already done), "
+          f"dropped {summary['dropped']} (fit NME > {100 * args.max_fit_error:g} %), failed {summary['failed']}; "
+          f"mean fit NME {mean}; {summary['samples']} samples in {summary['output']}")
     for item in summary["dropped_images"]:
-        sys.stdout.write(f"  dropped {item['image']}: fit NME {100 * item['fit_nme']:.2f} %\n")
+        print(f"  dropped {item['image']}: fit NME {100 * item['fit_nme']:.2f} %")
     for failure in summary["failures"]:
-        sys.stdout.write(f"  failed {failure['image']}: {failure['reason']}\n")
+        print(f"  failed {failure['image']}: {failure['reason']}")
     return 1 if summary["failed"] else 0
+
+
+FIT = Command("fit", "fit the morphable model to your photos' 68 landmarks: 300W-LP samples for generate",
+              _DESCRIPTION, add_fit_arguments, run_fit, one_blas_thread=True)
