@@ -309,4 +309,4 @@ def test_fit_help_lists_its_flags(capsys):
     assert text.startswith("usage: face3d fit")
     for flag in ("--images", "--landmarks", "--detect", "--output", "--bfm", "--workers", "--max-fit-error"):
         assert flag in text, flag
-    assert "0.05)" in " ".join(text.split())  # the default, whatever the line wrapping
+    assert "(default: 0.05)" in " ".join(text.split())  # whatever the line wrapping
