@@ -15,7 +15,6 @@ import scipy.io
 from _fixtures import fixtures_dir
 
 from face3d.cli import main
-from face3d.trainset.landmark_files import find_landmark_file, read_landmarks, read_pts
 from face3d.fitting.photos import (
     FitConfig,
     discover_photos,
@@ -24,6 +23,7 @@ from face3d.fitting.photos import (
 )
 from face3d.morphable_model import MorphableModel
 from face3d.trainset.dataset import DONE_DIR, TEMP_SUFFIX
+from face3d.trainset.landmark_files import find_landmark_file, read_landmarks, read_pts
 from face3d.trainset.uv_layout import load_uv_data
 
 FIXTURES = fixtures_dir()

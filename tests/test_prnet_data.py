@@ -7,8 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from face3d.prnet.data import (AugmentConfig, BadSampleError, check_samples, group_key, make_dataset, open_h5,
+from face3d.prnet import metrics
+from face3d.prnet.data import (AugmentConfig, check_samples, group_key, make_dataset, open_h5,
                                split_train_val)
+from face3d.utils.errors import InputFileError
 from face3d.prnet.uv_weights import loss_weights
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.posmap import keypoints_from_map
@@ -87,7 +89,7 @@ def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
     elif damage == "text_image":
         open(image, "w").write("hello")
     bad_file = posmap if "npy" in damage or damage == "wrong_shape" else image
-    with pytest.raises(BadSampleError, match=reason) as info:
+    with pytest.raises(InputFileError, match=reason) as info:
         check_samples(pairs)
     assert bad_file in str(info.value)
     with caplog.at_level(logging.WARNING, logger="face3d.prnet.data"):
@@ -237,10 +239,10 @@ def test_h5_pack_gives_the_same_batches(small_set, tmp_path):
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as h5:
         h5["images"] = images
-    with pytest.raises(BadSampleError, match="bad.h5.*posmaps"):
+    with pytest.raises(InputFileError, match="bad.h5.*posmaps"):
         open_h5(bad)
     (tmp_path / "junk.h5").write_bytes(b"not hdf5" * 100)
-    with pytest.raises(BadSampleError, match="junk.h5: not a readable HDF5 file"):
+    with pytest.raises(InputFileError, match="junk.h5: not a readable HDF5 file"):
         open_h5(tmp_path / "junk.h5")
     with pytest.raises(FileNotFoundError, match="missing.h5"):
         open_h5(tmp_path / "missing.h5")

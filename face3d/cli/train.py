@@ -104,12 +104,12 @@ def train_config(args):
 def run_train(args):
     """Train with the parsed arguments; bad input stops with exit status 2 and a message naming the file."""
     setup_logging()
-    from face3d.prnet.data import BadSampleError
+    from face3d.utils.errors import InputFileError
     from face3d.prnet.training import train
 
     try:
         summary = train(train_config(args))
-    except (BadSampleError, FileNotFoundError, ValueError) as error:
+    except (InputFileError, FileNotFoundError, ValueError) as error:
         print(f"{args.prog}: error: {error}", file=sys.stderr)
         return 2
     print(f"finished {len(summary['history'])} epochs; best val NME {summary['best_nme']} "

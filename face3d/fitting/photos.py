@@ -19,10 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.trainset.dataset import (IMAGE_EXTENSIONS, SUMMARY_FILE, config_fingerprint, default_worker_count,
-                                     done_marker_path, pool_context, run_chunks_in_pool)
+from face3d.trainset.dataset import (
+    IMAGE_EXTENSIONS,
+    SUMMARY_FILE,
+    config_fingerprint,
+    default_worker_count,
+    done_marker_path,
+    pool_context,
+    run_chunks_in_pool,
+)
 from face3d.trainset.landmark_files import LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
+from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
 
 __all__ = ["FitConfig", "PhotoRef", "discover_photos", "project_landmarks", "fit_landmarks", "fit_photos",
@@ -244,20 +252,20 @@ def _build_state(model_path, config, images_root, output, fingerprint):
 
 
 def _read_input(state, ref):
-    """(68 landmarks (68, 2), image height) of a photo; ValueError / OSError naming the file when unusable."""
+    """(68 landmarks (68, 2), image height) of a photo; InputFileError / OSError naming the file when unusable."""
     from face3d.trainset.sample import read_image
 
     image = read_image(ref.image_path)
     if state.landmarker is not None:
         points = state.landmarker.landmarks(image)
         if points is None:
-            raise ValueError(f"{ref.image_path}: the detector found no face")
+            raise InputFileError(ref.image_path, "the detector found no face")
         return points, image.shape[0]
     path = find_landmark_file(ref.image_path, state.images_root, state.config.landmarks)
     if path is None:
         where = "beside it" if state.config.landmarks is None else f"under {state.config.landmarks}"
-        raise ValueError(f"{ref.image_path}: no landmark file {Path(ref.image_path).stem}"
-                         f"{{{','.join(LANDMARK_SUFFIXES)}}} {where}")
+        raise InputFileError(ref.image_path, f"no landmark file {Path(ref.image_path).stem}"
+                                             f"{{{','.join(LANDMARK_SUFFIXES)}}} {where}")
     return read_landmarks(path), image.shape[0]
 
 

@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io as sio
 
 from face3d.prnet import metrics
 from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
+from face3d.utils.matfile import read_mat
 
 __all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "find_samples",
            "read_sample", "keypoint_nme", "yaw_bucket", "auc", "failure_rate", "ced", "summarize_errors",
@@ -140,10 +140,7 @@ def read_sample(image_path, mat_path):
         if not path.is_file():
             raise FileNotFoundError(f"file not found: {path}")
     image = read_image(image_path)
-    try:
-        mat = sio.loadmat(str(mat_path))
-    except Exception as exc:  # scipy raises assorted types for damaged files
-        raise ValueError(f"{mat_path}: cannot read the .mat file ({type(exc).__name__}: {exc})") from exc
+    mat = read_mat(mat_path)
     for key in ("pt3d_68", "Pose_Para"):
         if key not in mat:
             raise ValueError(f"{mat_path}: missing key {key!r} (an AFLW2000-3D .mat holds pt3d_68 (3, 68) and "

@@ -3,7 +3,7 @@
 
 Graph contract (both formats): one float32 input ``input`` NHWC [B, S, S, 3] (an image in [0, 1], the training
 normalisation) and one float32 output ``output`` NHWC [B, S, S, 3] (the position map in crop pixels / (1.1 x R),
-R the UV map resolution: the training normalisation, ``data.POSMAP_SCALE``); B and S are fixed (ATC needs static
+R the UV map resolution: the training normalisation, ``contract.POSMAP_SCALE``); B and S are fixed (ATC needs static
 shapes). The steps live in ``layer_graph`` (Keras walk, batch-norm folding), ``tf_graph``, ``onnx_graph`` and
 ``atc``; their public names are importable from here too.
 """

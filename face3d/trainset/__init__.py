@@ -1,4 +1,4 @@
-"""Ground-truth generator for PRNet training from 300W-LP style samples (issue 4).
+"""Ground-truth generator for PRNet training from 300W-LP style samples.
 
 ``uv_layout``: the model's UV-space masks and indices in PRNet's uv-data formats.
 ``posmap``: the UV layout rasterized once, position maps by interpolation, the keypoints a map encodes.
@@ -18,7 +18,7 @@ _EXPORTS = {
     "keypoint_box": "crop", "rotation_matrix": "crop",
     "UVRasterization": "posmap", "keypoints_from_map": "posmap", "rasterize_uv": "posmap",
     "uv_keypoint_pixels": "posmap", "uv_to_pixels": "posmap",
-    "GeneratedSample": "sample", "GenerationConfig": "sample", "SampleError": "sample",
+    "GeneratedSample": "sample", "GenerationConfig": "sample",
     "TrainsetGenerator": "sample", "angle_name": "sample", "draw_preview": "sample",
     "read_300wlp_sample": "sample",
     "UVData": "uv_layout", "build_uv_data": "uv_layout", "load_uv_data": "uv_layout", "write_uv_data": "uv_layout",

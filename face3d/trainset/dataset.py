@@ -58,9 +58,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from face3d.trainset.sample import SampleError
 from face3d.trainset.uv_layout import build_uv_data, write_uv_data
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
+from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
 
 __all__ = [
@@ -175,7 +175,7 @@ def select_shard(samples, k, n):
 
 def sample_seed(base_seed, rel):
     """Per-sample seed: the first 8 bytes of ``sha256(f"{base_seed}:{rel}")`` as an int in [0, 2**63)."""
-    digest = hashlib.sha256(f"{int(base_seed)}:{rel}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{int(base_seed)}:{rel}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
 
 
@@ -275,7 +275,7 @@ def done_marker_path(output, rel):
 def read_done_marker(output, rel, fingerprint):
     """The output names of a done sample, or None when it is not done under ``fingerprint``."""
     try:
-        with open(done_marker_path(output, rel), "r", encoding="utf-8") as f:
+        with open(done_marker_path(output, rel), encoding="utf-8") as f:
             marker = json.load(f)
     except (OSError, ValueError):
         return None
@@ -373,7 +373,7 @@ def _process_tasks(state, tasks):
     jobs = [(ref.image_path, ref.mat_path, seed) for ref, seed in tasks]
     for (ref, _), generated in zip(tasks, _generated_results(state.generator, jobs)):
         if isinstance(generated, Exception):
-            reason = str(generated) if isinstance(generated, SampleError) else \
+            reason = str(generated) if isinstance(generated, InputFileError) else \
                 f"unexpected {type(generated).__name__}: {generated}"
             records.append((ref.rel, "failed", reason))
             continue

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.utils.errors import InputFileError
+
 __all__ = ["LANDMARK_SUFFIXES", "N_LANDMARKS", "read_landmarks", "read_pts", "find_landmark_file"]
 
 N_LANDMARKS = 68
@@ -24,7 +26,7 @@ def read_pts(path):
     Returns:
         (N, 2) float64, 0-based (the file's 1-based values minus 1).
     Raises:
-        ValueError: naming the file, when the header, the braces or the point count are wrong.
+        InputFileError: the header, the braces or the point count are wrong.
     """
     lines = [line.strip() for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()]
     lines = [line for line in lines if line]
@@ -33,21 +35,21 @@ def read_pts(path):
         body = lines[lines.index("{") + 1:lines.index("}")]
         points = np.array([[float(v) for v in line.split()[:2]] for line in body], dtype=np.float64)
     except (StopIteration, ValueError, IndexError) as exc:
-        raise ValueError(f"{path}: not an iBUG .pts file (version, n_points, then points between braces)") from exc
+        raise InputFileError(path, "not an iBUG .pts file (version, n_points, then points between braces)") from exc
     if points.shape != (count, 2):
-        raise ValueError(f"{path}: n_points says {count} but {len(body)} point lines follow")
+        raise InputFileError(path, f"n_points says {count} but {len(body)} point lines follow")
     return points - 1.0
 
 
 def _from_mat(path):
-    from face3d.morphable_model.load import read_mat
+    from face3d.utils.matfile import read_mat
 
     mat = read_mat(path, variable_names=("pt3d_68", "pt2d"))
     for key in ("pt3d_68", "pt2d"):  # AFLW2000-3D's pt2d holds AFLW's own 21 points: prefer pt3d_68
         if key in mat and np.shape(mat[key])[-1] == N_LANDMARKS:
             return np.asarray(mat[key], dtype=np.float64)
     found = {k: np.shape(v) for k, v in mat.items() if not k.startswith("__")}
-    raise ValueError(f"{path}: no pt3d_68 (3, 68) or pt2d (2, 68) in the .mat (found {found or 'neither'})")
+    raise InputFileError(path, f"no pt3d_68 (3, 68) or pt2d (2, 68) in the .mat (found {found or 'neither'})")
 
 
 def read_landmarks(path):
@@ -56,8 +58,8 @@ def read_landmarks(path):
     Returns:
         (68, 2) float64 x, y in 0-based image pixels.
     Raises:
-        FileNotFoundError: the file does not exist. ValueError: unknown suffix, unreadable file, not 68 points
-            or non-finite values; the message names the file.
+        FileNotFoundError: the file does not exist. InputFileError (a ValueError): unknown suffix, unreadable file,
+            not 68 points or non-finite values; the message names the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -73,17 +75,17 @@ def read_landmarks(path):
         elif suffix == ".mat":
             points = _from_mat(path)
         else:
-            raise ValueError(f"{path}: unknown landmark file type (expected one of {', '.join(LANDMARK_SUFFIXES)})")
-    except ValueError as exc:
-        if str(path) in str(exc):
-            raise
-        raise ValueError(f"{path}: cannot read the landmarks ({exc})") from exc
+            raise InputFileError(path, f"unknown landmark file type (expected one of {', '.join(LANDMARK_SUFFIXES)})")
+    except InputFileError:
+        raise
+    except ValueError as exc:  # numpy's parsers: text that is not numbers, a damaged .npy
+        raise InputFileError(path, f"cannot read the landmarks ({exc})") from exc
     if points.ndim == 2 and points.shape[0] in (2, 3) and points.shape[1] == N_LANDMARKS:
         points = points.T
     if points.ndim != 2 or points.shape[0] != N_LANDMARKS or points.shape[1] not in (2, 3):
-        raise ValueError(f"{path}: expected 68 landmarks as (68, 2|3) or (2|3, 68), got shape {points.shape}")
+        raise InputFileError(path, f"expected 68 landmarks as (68, 2|3) or (2|3, 68), got shape {points.shape}")
     if not np.all(np.isfinite(points[:, :2])):
-        raise ValueError(f"{path}: landmarks contain NaN or infinite values")
+        raise InputFileError(path, "landmarks contain NaN or infinite values")
     return np.ascontiguousarray(points[:, :2])
 
 
