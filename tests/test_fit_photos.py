@@ -197,8 +197,8 @@ def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys):
 
 
 def _photo_tree(root, model):
-    """good/{a,b}: rendered faces with exact landmarks; bad: no landmarks, undecodable, 60 landmarks; wild: a
-    face whose landmarks the model cannot explain."""
+    """good/{a,b}: rendered faces with exact landmarks; bad: no landmarks, undecodable, 60 landmarks, all 68 at one
+    point; wild: a face whose landmarks the model cannot explain."""
     from face3d.trainset.synthetic import synthesize_sample
 
     for i, name in enumerate(("good/a", "good/b")):
@@ -211,6 +211,8 @@ def _photo_tree(root, model):
     np.savetxt(root / "bad/corrupt.txt", _landmarks())
     _write_image(root / "bad/short.jpg")
     np.savetxt(root / "bad/short.txt", _landmarks()[:60])
+    _write_image(root / "bad/flat.jpg")
+    np.savetxt(root / "bad/flat.txt", np.full((68, 2), 40.0))
     _write_image(root / "wild.jpg")
     np.savetxt(root / "wild.txt", _landmarks(seed=4))
 
@@ -223,11 +225,12 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     assert main(argv) == 1  # something failed
     text = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["photos"], summary["written"], summary["dropped"], summary["failed"]) == (6, 2, 1, 3)
+    assert (summary["photos"], summary["written"], summary["dropped"], summary["failed"]) == (7, 2, 1, 4)
     reasons = {Path(f["image"]).name: f["reason"] for f in summary["failures"]}
     assert "no landmark file no_landmarks{.pts,.txt,.npy,.mat} beside it" in reasons["no_landmarks.jpg"]
     assert "cannot decode the image" in reasons["corrupt.jpg"]
     assert "short.txt: expected 68 landmarks" in reasons["short.jpg"]
+    assert "flat.txt: the 68 landmarks are degenerate" in reasons["flat.jpg"]
     assert [Path(d["image"]).name for d in summary["dropped_images"]] == ["wild.jpg"]
     assert summary["fit_nme"]["wild"] > 0.04 > max(summary["fit_nme"]["good/a"], summary["fit_nme"]["good/b"])
     assert "dropped" in text and "wild.jpg" in text
@@ -238,7 +241,7 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
 
     assert main(argv) == 1  # the failures are retried (and fail again); the rest is done
     again = json.loads((out / "summary.json").read_text())
-    assert (again["written"], again["skipped"], again["dropped"], again["failed"]) == (0, 3, 0, 3)
+    assert (again["written"], again["skipped"], again["dropped"], again["failed"]) == (0, 3, 0, 4)
     assert again["fit_nme"] == summary["fit_nme"] and again["dropped_images"] == summary["dropped_images"]
     assert (out / "good/a.mat").stat().st_mtime_ns == stamp
 
@@ -279,6 +282,30 @@ def test_workers_agree_and_detector_path(tmp_path, model, monkeypatch):
     detected = fit_photos(photos, tmp_path / "detected", config=FitConfig(detect="hog"), workers=1, progress=False)
     assert detected["written"] == 2 and detected["failed"] == 0
     assert detected["fit_nme"]["good/a"] == detected["fit_nme"]["good/b"] == one["fit_nme"]["good/a"]
+
+
+def test_a_failing_batch_fit_is_redone_image_by_image(tmp_path, model, monkeypatch):
+    """A singular system in the batched fit must not fail the chunk: each image is fitted alone, the one that
+    fails again is reported, the others are written."""
+    from face3d.fitting import photos as photos_module
+
+    photos = tmp_path / "photos"
+    _photo_tree(photos, model)
+    shutil.rmtree(photos / "bad")
+    (photos / "wild.jpg").unlink()
+    real_fit = photos_module.fit_landmarks
+    poisoned = np.loadtxt(photos / "good/b.txt")
+
+    def fit(model, landmarks, heights, config):
+        if any(np.array_equal(points, poisoned) for points in landmarks):
+            raise np.linalg.LinAlgError("Singular matrix")
+        return real_fit(model, landmarks, heights, config)
+
+    monkeypatch.setattr(photos_module, "fit_landmarks", fit)
+    summary = fit_photos(photos, tmp_path / "out", workers=1, progress=False)
+    assert (summary["written"], summary["failed"]) == (1, 1)
+    assert summary["failures"][0]["reason"].endswith("b.png: the fit failed (Singular matrix)")
+    assert (tmp_path / "out/good/a.mat").is_file() and not (tmp_path / "out/good/b.mat").exists()
 
 
 def test_fit_command_errors(tmp_path, capsys):

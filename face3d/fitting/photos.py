@@ -257,16 +257,36 @@ def _read_input(state, ref):
 
     image = read_image(ref.image_path)
     if state.landmarker is not None:
-        points = state.landmarker.landmarks(image)
+        points, source = state.landmarker.landmarks(image), ref.image_path
         if points is None:
             raise InputFileError(ref.image_path, "the detector found no face")
-        return points, image.shape[0]
-    path = find_landmark_file(ref.image_path, state.images_root, state.config.landmarks)
-    if path is None:
-        where = "beside it" if state.config.landmarks is None else f"under {state.config.landmarks}"
-        raise InputFileError(ref.image_path, f"no landmark file {Path(ref.image_path).stem}"
-                                             f"{{{','.join(LANDMARK_SUFFIXES)}}} {where}")
-    return read_landmarks(path), image.shape[0]
+    else:
+        source = find_landmark_file(ref.image_path, state.images_root, state.config.landmarks)
+        if source is None:
+            where = "beside it" if state.config.landmarks is None else f"under {state.config.landmarks}"
+            raise InputFileError(ref.image_path, f"no landmark file {Path(ref.image_path).stem}"
+                                                 f"{{{','.join(LANDMARK_SUFFIXES)}}} {where}")
+        points = read_landmarks(source)
+    if not np.all(np.ptp(points, axis=0) > 0):
+        raise InputFileError(source, "the 68 landmarks are degenerate (their box has no width or no height)")
+    return points, image.shape[0]
+
+
+def _fit_all(state, ready):
+    """``fit_landmarks`` of the ready photos [(ref, points, height)] in one call; should that fail (a singular
+    system), each photo alone, so that one bad landmark set cannot fail its neighbours. Returns per photo its
+    300W-LP dict or the exception."""
+    points, heights = np.stack([r[1] for r in ready]), [r[2] for r in ready]
+    try:
+        return fit_landmarks(state.model, points, heights, state.config)
+    except (np.linalg.LinAlgError, ValueError):
+        results = []
+        for i in range(len(ready)):
+            try:
+                results.append(fit_landmarks(state.model, points[i:i + 1], heights[i:i + 1], state.config)[0])
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                results.append(exc)
+        return results
 
 
 def _fit_chunk(state, refs):
@@ -280,8 +300,10 @@ def _fit_chunk(state, refs):
         except (OSError, ValueError) as exc:
             records[ref.rel] = (ref.rel, "failed", str(exc))
     if ready:
-        mats = fit_landmarks(state.model, np.stack([r[1] for r in ready]), [r[2] for r in ready], state.config)
-        for (ref, _, _), mat in zip(ready, mats):
+        for (ref, _, _), mat in zip(ready, _fit_all(state, ready)):
+            if isinstance(mat, Exception):
+                records[ref.rel] = (ref.rel, "failed", f"{ref.image_path}: the fit failed ({mat})")
+                continue
             nme = float(mat["fit_nme"][0, 0])
             try:
                 if nme > state.config.max_fit_error:
