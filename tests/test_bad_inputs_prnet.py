@@ -5,6 +5,7 @@ exit status 2 of the command lines.
 Models are tiny (a two-layer Keras network stands in for resfcn256 where only training's bookkeeping is tested), the
 data 32 x 32 synthetic faces (``_prnet_data``); the whole file runs in well under two minutes on 2 cores.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -347,6 +348,8 @@ def test_graph_ops_outside_the_inference_list_are_refused(tmp_path, capsys, make
     status = face3d_main(["demo", "-i", str(tmp_path / "face.jpg"), "-o", str(tmp_path / "demo"), "--model",
                           str(hostile), "--box", "5", "5", "35", "35"])
     _one_line_error(capsys, status, hostile, "WriteFile")
+    if importlib.util.find_spec("fastapi") and importlib.util.find_spec("uvicorn"):
+        _one_line_error(capsys, face3d_main(["serve", "--model", str(hostile), "--port", "0"]), hostile, "WriteFile")
     assert not victim.exists()
 
     trusted = load_predictor(hostile, trust_model=True)

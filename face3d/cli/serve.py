@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from face3d.cli._common import Command, error_text, field_default, positive_int
+from face3d.cli._common import Command, add_trust_model_argument, error_text, field_default, positive_int
 
 __all__ = ["SERVE", "add_serve_arguments", "run_serve", "main"]
 
@@ -39,6 +39,7 @@ def add_serve_arguments(parser):
     parser.add_argument("--model", required=True, metavar="PATH",
                         help="trained network: .onnx (ONNX Runtime, no TensorFlow needed), .keras/.h5, SavedModel "
                              "folder or frozen .pb")
+    add_trust_model_argument(parser)
     parser.add_argument("--uv-data", metavar="DIR", help="UV data the network was trained with (default: the "
                                                          "packaged uv-data of the embedded default model)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
@@ -82,7 +83,7 @@ def run_serve(args):
 
     config = ServeConfig(model=str(args.model), uv_data=args.uv_data, bfm=args.bfm, max_batch=args.max_batch,
                          max_delay_ms=args.max_delay_ms, threads=args.threads, model_threads=args.model_threads,
-                         detector=args.detector,
+                         detector=args.detector, trust_model=args.trust_model,
                          limits=Limits(max_bytes=args.max_bytes, max_pixels=args.max_pixels,
                                        timeout_s=args.timeout_s, max_in_flight=args.max_in_flight))
     try:

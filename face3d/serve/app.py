@@ -69,7 +69,7 @@ def load_reconstructor(config):
     options = {}
     if config.model_threads is not None and Path(config.model).suffix.lower() == ".onnx":
         options["threads"] = config.model_threads
-    prn = PRN(config.model, uv_data=config.uv_data, bfm=config.bfm, **options)
+    prn = PRN(config.model, uv_data=config.uv_data, bfm=config.bfm, trust_model=config.trust_model, **options)
     detector, missing = None, "face detection needs dlib on the server (pip install dlib-bin)"
     if detector_available():
         try:

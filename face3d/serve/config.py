@@ -22,6 +22,7 @@ class ServeConfig:
         model_threads: ONNX Runtime intra-op threads (None: all cores).
         detector: dlib detector kind ('auto', 'cnn', 'hog') used when a request has no box nor landmarks.
         limits: Limits.
+        trust_model: run a frozen ``.pb`` / SavedModel whatever op types its graph holds (``load_predictor``).
     """
     model: str
     uv_data: str | None = None
@@ -32,6 +33,7 @@ class ServeConfig:
     model_threads: int | None = None
     detector: str = "auto"
     limits: Limits = field(default_factory=Limits)
+    trust_model: bool = False
 
     def to_json(self):
         """The config as a JSON string (``from_json`` reads it back)."""
