@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 from face3d.prnet import metrics
 from face3d.prnet.data import (POSMAP_SCALE, AugmentConfig, BadSampleError, check_samples, make_dataset, open_h5,
                                split_train_val)
+from face3d.prnet.predictor import save_keras_model
 from face3d.prnet.uvdata import resize_uv_data
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.uv_data import load_uv_data
@@ -69,6 +69,9 @@ class TrainConfig:
         seed: seeds weights, split, order and augmentation.
         augment: AugmentConfig.
         resume: continue the run in output.
+        init_from: start from these weights instead of random ones (a ``.keras`` model or PRNet's TF1 checkpoint
+            prefix / ``.index`` / folder, ``predictor.load_keras_model``); same width, any input size. Ignored on
+            resume (the run continues from its own last epoch).
         skip_bad: drop bad samples with a warning instead of stopping.
         mixed_precision: float16 compute on GPU (ignored with a warning on CPU).
         deterministic: enable TensorFlow op determinism (bitwise reproducible, somewhat slower).
@@ -94,6 +97,7 @@ class TrainConfig:
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     resume: bool = False
+    init_from: str = None
     skip_bad: bool = False
     mixed_precision: bool = False
     deterministic: bool = False
@@ -160,12 +164,6 @@ def load_samples(config):
     return train, val, Path(uv_dir)
 
 
-def _atomic_save_model(model, path):
-    temp = path.with_name(f".{path.stem}.partial.keras")
-    model.save(temp)
-    os.replace(temp, path)
-
-
 def _atomic_write_json(path, values):
     atomic_write_bytes(path, json.dumps(values, indent=2, sort_keys=True).encode("utf-8"))
 
@@ -230,6 +228,27 @@ class _ScalarLog:
         self._writers[run].flush()
 
 
+def _copy_weights(source, model):
+    """Copy every layer's weights from the model at ``source`` (``predictor.load_keras_model``) into ``model``
+    by layer name; ValueError naming the first layer missing or of another shape (a different width)."""
+    from face3d.prnet.predictor import load_keras_model
+
+    source_model = load_keras_model(source)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        try:
+            values = source_model.get_layer(layer.name).get_weights()
+        except ValueError:
+            raise ValueError(f"{source}: has no layer {layer.name!r} to initialise from") from None
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in values] != shapes:
+            raise ValueError(f"{source}: layer {layer.name!r} has weights {[v.shape for v in values]}, the model "
+                             f"{shapes} (another --width?)")
+        layer.set_weights(values)
+    logger.info("initialised the weights from %s", source)
+
+
 def train(config):
     """Train PRNet's resfcn256 as ``config`` says (see the module docstring for outputs and resume).
 
@@ -288,6 +307,8 @@ def train(config):
             model.run_eagerly = config.run_eagerly
         else:
             model = build_resfcn256(input_size, config.width, bn_momentum=config.bn_momentum)
+            if config.init_from is not None:
+                _copy_weights(config.init_from, model)
             model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.lr), loss="mean_squared_error",
                           jit_compile=False, run_eagerly=config.run_eagerly)
     start = int(state["epoch"]) if state else 0
@@ -310,12 +331,12 @@ def train(config):
             logs["val_loss"], logs["val_nme"] = evaluate(predict, val_samples, uv_in, config.batch_size, input_size)
         row = {"epoch": epoch + 1, "loss": logs["loss"], "learning_rate": lr,
                "val_loss": logs.get("val_loss", ""), "val_nme": logs.get("val_nme", "")}
-        _atomic_save_model(model, last_path)
+        save_keras_model(model, last_path)
         if config.keep_checkpoints:
             model.save(ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
         if "val_nme" in logs and logs["val_nme"] < best_nme:
             best_nme, best_epoch = logs["val_nme"], epoch + 1
-            _atomic_save_model(model, output / "best.keras")
+            save_keras_model(model, output / "best.keras")
             _atomic_write_json(output / "best.json", {"epoch": best_epoch, "val_nme": best_nme})
         scalars.write("train", "loss", logs["loss"], epoch + 1)
         scalars.write("train", "learning_rate", lr, epoch + 1)
