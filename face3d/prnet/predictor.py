@@ -21,6 +21,7 @@ crop pixels divided by 1.1 x the map resolution). Models with a fixed batch size
 are fed in chunks of that size, the last one padded. TensorFlow and ONNX Runtime are imported only by their own
 backend, so an ONNX-only installation never needs TensorFlow.
 """
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -31,6 +32,8 @@ __all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPre
            "TFLitePredictor", "load_keras_model", "save_keras_model", "load_predictor"]
 
 DEFAULT_INPUT_SIZE = 256
+
+logger = logging.getLogger(__name__)
 
 
 def load_keras_model(path):
@@ -256,6 +259,14 @@ class OnnxPredictor(Predictor):
         return self._session.run([self._output], {self._input.name: images})[0]
 
 
+def _builtin_resolver(interpreter_class):
+    """The op resolver of ``interpreter_class``'s module that applies no default delegate (XNNPACK)."""
+    import importlib
+
+    module = importlib.import_module(interpreter_class.__module__)
+    return module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+
 class TFLitePredictor(Predictor):
     """A TensorFlow Lite model (``.tflite``) run by LiteRT's interpreter (``ai_edge_litert``) when installed, else
     by ``tf.lite.Interpreter`` (the same runtime, deprecated in TensorFlow).
@@ -283,9 +294,17 @@ class TFLitePredictor(Predictor):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
                 self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                try:
+                    self._interpreter.allocate_tensors()
+                except RuntimeError as exc:
+                    # XNNPACK (the default CPU delegate) refuses int8 layers whose requantization scale is out of
+                    # its range (a near-constant activation); the built-in kernels run them
+                    logger.warning("%s: %s; running without the XNNPACK delegate", path, str(exc).splitlines()[0])
+                    self._interpreter = Interpreter(model_path=str(path), num_threads=threads,
+                                                    experimental_op_resolver_type=_builtin_resolver(Interpreter))
+                    self._interpreter.allocate_tensors()
         except ValueError as exc:
             raise ValueError(f"{path}: not a TFLite model ({exc})") from exc
-        self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         shape = [int(d) for d in self._input["shape"]]
