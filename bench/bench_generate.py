@@ -18,8 +18,8 @@ face-like grid surface with a full-square UV layout) and the embedded default mo
 
 Single process, single-threaded BLAS/OpenCV, CPU time of the process (user + system, so the file writes'
 kernel time counts; figures per core; wall time on a shared machine mostly measures the neighbours), best of
-``--repeats``. Speed-ups are per output against the in-run baseline and against the 48 ms per sample the
-issue measured for the PRNet fork on this machine. ``--workers N`` also runs the runner path on N processes
+``--repeats``. Speed-ups are per output against the in-run baseline and against the 48 ms per sample
+measured for the PRNet fork on the development machine. ``--workers N`` also runs the runner path on N processes
 (wall time, all cores).
 Usage: python bench/bench_generate.py [--samples N] [--chunk B] [--workers N] [--quick]
 """
@@ -161,7 +161,7 @@ def timed(fn, repeats):
     return best
 
 
-REFERENCE_MS = 48.0  # the PRNet fork's per-sample time the issue measured on this machine (BFM, one core)
+REFERENCE_MS = 48.0  # the PRNet fork's per-sample time measured on the development machine (BFM, one core)
 
 
 def _runner_state(generator, output):
@@ -228,7 +228,7 @@ def bench_model(kind, model, jobs, args, tmp):
         per_output = per_sample / outputs_per
         print(f"  {label:54s} {1000 * per_sample:9.2f} {1000 * per_output:9.2f} {1 / per_sample:9.1f} "
               f"{1 / per_output:9.1f} {base_per_sample / per_output:10.1f} {REFERENCE_MS / 1000 / per_output:8.1f}")
-    print("  (x baseline, x 48 ms: outputs per second against the in-run baseline and the issue's 48 ms reference; "
+    print("  (x baseline, x 48 ms: outputs per second against the in-run baseline and the fork's 48 ms reference; "
           "targets: x10 plain, x20 per output with rotations)")
 
 

@@ -3,7 +3,6 @@
 A narrow network (input 64, width 4) keeps this file around a minute on 2 cores.
 """
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from face3d.contract import INPUT_SIZE
 from face3d.prnet.tf_graph import graph_op_types
 
 __all__ = ["ATC_SUPPORTED_TF_OPS", "ATC_SUPPORTED_ONNX_OPS", "UnsupportedOpError", "check_atc_ops",
@@ -70,7 +71,7 @@ def check_onnx_ops(model, supported=ATC_SUPPORTED_ONNX_OPS):
     return dict(sorted(counts.items()))
 
 
-def atc_command(model_path, output_prefix, framework, batch_size=1, input_size=256, soc_version="Ascend310",
+def atc_command(model_path, output_prefix, framework, batch_size=1, input_size=INPUT_SIZE, soc_version="Ascend310",
                 precision_mode="force_fp16", fusion_switch_file=None):
     """The ``atc`` command converting an exported model to an Ascend ``.om``.
 

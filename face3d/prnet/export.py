@@ -4,7 +4,7 @@ model, each export reloaded and checked against the Keras model.
 
 Graph contract (both formats): one float32 input ``input`` NHWC [B, S, S, 3] (an image in [0, 1], the training
 normalisation) and one float32 output ``output`` NHWC [B, S, S, 3] (the position map in crop pixels / (1.1 x R),
-R the UV map resolution: the training normalisation, ``data.POSMAP_SCALE``); B and S are fixed (ATC needs static
+R the UV map resolution: the training normalisation, ``contract.POSMAP_SCALE``); B and S are fixed (ATC needs static
 shapes). The steps live in ``layer_graph`` (Keras walk, batch-norm folding), ``tf_graph``, ``onnx_graph``,
 ``atc``, ``tflite`` and ``quantize``; the graph-building names are importable from here too.
 """
@@ -15,8 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.prnet.atc import (ATC_SUPPORTED_ONNX_OPS, ATC_SUPPORTED_TF_OPS, UnsupportedOpError, atc_command,
-                              check_atc_ops, check_onnx_ops, run_atc_command, shell_line, write_fusion_switch)
+from face3d.prnet.atc import (
+    ATC_SUPPORTED_ONNX_OPS,
+    ATC_SUPPORTED_TF_OPS,
+    UnsupportedOpError,
+    atc_command,
+    check_atc_ops,
+    check_onnx_ops,
+    run_atc_command,
+    shell_line,
+    write_fusion_switch,
+)
 from face3d.prnet.layer_graph import LayerNode, fold_batch_norms, model_to_nodes
 from face3d.prnet.onnx_graph import build_onnx_model, onnx_to_float16
 from face3d.prnet.predictor import load_keras_model, load_predictor
@@ -120,11 +129,11 @@ def _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version,
 
 def _keypoint_indices(size):
     """(2, 68) keypoint pixels of an S x S map: the default UV data's ``uv_kpt_ind`` resized to S."""
-    from face3d.prnet.inference import DEFAULT_UV_DATA
-    from face3d.prnet.uvdata import resize_uv_data
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.prnet.uv_weights import resize_uv_data
+    from face3d.resources import default_uv_data_dir
+    from face3d.trainset.uv_layout import load_uv_data
 
-    return resize_uv_data(load_uv_data(DEFAULT_UV_DATA), size).uv_kpt_ind
+    return resize_uv_data(load_uv_data(default_uv_data_dir()), size).uv_kpt_ind
 
 
 def compare_files(model, paths, images, uv_kpt_ind=None):
@@ -144,13 +153,13 @@ def compare_files(model, paths, images, uv_kpt_ind=None):
         dict file name -> {"path": str, "size_mb": float (10^6 bytes), "max_abs_diff": float (normalised map),
         "keypoint_shift_px": float, "nme_vs_float32": float or None}.
     """
+    from face3d.contract import map_scale
     from face3d.prnet import metrics
-    from face3d.prnet.data import POSMAP_SCALE
 
     images = np.asarray(images, dtype=np.float32)
     size = images.shape[1]
     kpt = _keypoint_indices(size) if uv_kpt_ind is None else uv_kpt_ind
-    to_pixels = np.float32(POSMAP_SCALE * size)
+    to_pixels = np.float32(map_scale(size))
     reference = np.asarray(model(images, training=False), dtype=np.float32)
     reference_kpt = metrics.keypoints_from_map(reference * to_pixels, kpt)
     faces = bool(np.all(metrics.bbox_size(reference_kpt) >= 1.0))

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.contract import INPUT_SIZE
+
 __all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPredictor", "OnnxPredictor",
            "TFLitePredictor", "load_keras_model", "save_keras_model", "load_predictor"]
-
-DEFAULT_INPUT_SIZE = 256
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class OnnxPredictor(Predictor):
         if len(shape) != 4:
             raise ValueError(f"{path}: input {self._input.name!r} has shape {shape}, expected (batch, S, S, 3)")
         size = _static_dim(shape[1])
-        super().__init__(DEFAULT_INPUT_SIZE if size is None else size, _static_dim(shape[0]))
+        super().__init__(INPUT_SIZE if size is None else size, _static_dim(shape[0]))
 
     def _run(self, images):
         return self._session.run([self._output], {self._input.name: images})[0]

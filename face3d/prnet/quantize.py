@@ -40,7 +40,7 @@ def calibration_images(folder, size, limit=None):
     import cv2
 
     from face3d.prnet import evaluation
-    from face3d.prnet.inference import crop_face, landmark_crop
+    from face3d.prnet.face_crop import crop_face, landmark_crop
     from face3d.trainset.sample import read_image
 
     folder = Path(folder)
@@ -80,8 +80,13 @@ def quantize_onnx(model, output, calibration, batch_size=1):
     Returns:
         Path of ``output``.
     """
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     images = np.asarray(calibration, dtype=np.float32)
     if images.ndim != 4 or len(images) < batch_size or len(images) % batch_size:
