@@ -177,3 +177,27 @@ def test_index_without_data_file_and_non_checkpoints(tmp_path):
         pc.find_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match="no TF1 checkpoint"):
         pc.checkpoint_prefix(tmp_path / "other")
+
+
+def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_path, monkeypatch):
+    """``python export.py --model PREFIX --output DIR --onnx`` (PRNet's checkpoint -> pb -> atc flow) and
+    ``face3d import-prnet``."""
+    import export as export_script
+
+    from face3d.cli import main as face3d_main
+
+    prefix, images, maps = tf1_checkpoint
+    monkeypatch.setenv("PATH", "/nonexistent")  # no atc here: the script is written, not run
+    assert export_script.main(["--model", str(prefix), "--output", str(tmp_path / "export"), "--onnx"]) == 0
+    graph_def = tf.compat.v1.GraphDef.FromString((tmp_path / "export" / "prnet.pb").read_bytes())
+    placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
+    assert [n.name for n in placeholders] == ["input"]
+    assert [d.size for d in placeholders[0].attr["shape"].shape.dim] == [1, SIZE, SIZE, 3]
+    assert (tmp_path / "export" / "prnet.onnx").is_file()
+    assert "--input_shape=\"input:1,256,256,3\"" in (tmp_path / "export" / "atc_pb.sh").read_text()
+    np.testing.assert_allclose(load_predictor(tmp_path / "export" / "prnet.pb").predict(images), maps, atol=1e-4)
+    assert face3d_main(["import-prnet", "--checkpoint", str(prefix.parent), "--output",
+                        str(tmp_path / "prnet.keras")]) == 0
+    np.testing.assert_allclose(load_predictor(tmp_path / "prnet.keras").predict(images), maps, rtol=0, atol=1e-5)
+    assert face3d_main(["import-prnet", "--checkpoint", str(tmp_path / "none"), "--output",
+                        str(tmp_path / "x.keras")]) == 1
