@@ -201,3 +201,16 @@ def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_pa
     np.testing.assert_allclose(load_predictor(tmp_path / "prnet.keras").predict(images), maps, rtol=0, atol=1e-5)
     assert face3d_main(["import-prnet", "--checkpoint", str(tmp_path / "none"), "--output",
                         str(tmp_path / "x.keras")]) == 1
+
+
+def test_fine_tuning_starts_from_the_checkpoint_at_any_input_size(tf1_checkpoint):
+    from face3d.prnet.training import _copy_weights
+
+    prefix, _, _ = tf1_checkpoint
+    model = build_resfcn256(input_size=64, width=WIDTH)
+    _copy_weights(prefix, model)
+    images = np.random.default_rng(2).random((1, 64, 64, 3)).astype(np.float32)
+    expected = pc.load_prnet_checkpoint(prefix, input_size=64)(images, training=False).numpy()
+    np.testing.assert_array_equal(model(images, training=False).numpy(), expected)
+    with pytest.raises(ValueError, match=r"layer 'conv0' has weights \[\(4, 4, 3, 16\)\].*another --width"):
+        _copy_weights(prefix, build_resfcn256(input_size=32, width=2))
