@@ -40,6 +40,9 @@ def _add_arguments(parser):
                              "calibrated on --calibration")
     parser.add_argument("--calibration", metavar="DIR", default=None,
                         help="int8 calibration images: a folder of face crops or an AFLW2000-3D folder")
+    parser.add_argument("--uv-data", metavar="DIR", default=None,
+                        help="the model's uv-data, whose keypoints give export.json's NME (default: the embedded "
+                             "default model's; PRNet's Data/uv-data for PRNet's checkpoint)")
 
 
 def run_export(args):
@@ -51,7 +54,8 @@ def run_export(args):
         result = export_model(args.model, args.output, batch_size=args.batch, fold_bn=not args.no_fold_bn,
                               onnx=args.onnx, opset=args.opset, soc_version=args.soc_version,
                               precision_mode=args.precision_mode, tolerance=args.tolerance, run_atc=not args.no_atc,
-                              tflite=args.tflite, int8=args.int8, calibration=args.calibration)
+                              tflite=args.tflite, int8=args.int8, calibration=args.calibration,
+                              uv_data=args.uv_data)
     except (UnsupportedOpError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1

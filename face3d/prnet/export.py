@@ -74,8 +74,8 @@ class ExportResult:
         max_abs_diff: format ("pb", "onnx") -> max |exported - Keras| over the check images (normalised map).
         atc_commands: format -> shell line; atc_status: format -> exit status, None when atc is not installed.
         fusion_switch_path: the fusion switch config (unfolded graphs) or None.
-        files: file name -> {"path", "size_mb", "max_abs_diff", "nme_vs_float32"} for every written model
-            (``compare_files``; TFLite and int8 files included).
+        files: file name -> {"path", "size_mb", "max_abs_diff", "keypoint_shift_px", "nme_vs_float32"} for every
+            written model (``compare_files``; TFLite and int8 files included).
     """
     pb_path: Path
     onnx_path: Path = None
@@ -127,13 +127,14 @@ def _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version,
             logger.info("atc not run for %s; command in %s", fmt, script)
 
 
-def _keypoint_indices(size):
-    """(2, 68) keypoint pixels of an S x S map: the default UV data's ``uv_kpt_ind`` resized to S."""
+def _keypoint_indices(size, uv_data=None):
+    """(2, 68) keypoint pixels of an S x S map: the ``uv_kpt_ind`` of the uv-data folder ``uv_data`` (default: the
+    packaged one) resized to S."""
     from face3d.prnet.uv_weights import resize_uv_data
     from face3d.resources import default_uv_data_dir
     from face3d.trainset.uv_layout import load_uv_data
 
-    return resize_uv_data(load_uv_data(default_uv_data_dir()), size).uv_kpt_ind
+    return resize_uv_data(load_uv_data(default_uv_data_dir() if uv_data is None else uv_data), size).uv_kpt_ind
 
 
 def compare_files(model, paths, images, uv_kpt_ind=None):
@@ -215,7 +216,7 @@ def _calibration_batches(calibration, size, batch_size):
 
 def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opset=11, soc_version="Ascend310",
                  precision_mode="force_fp16", check_images=None, tolerance=1e-3, run_atc=True, tflite=False,
-                 int8=False, calibration=None):
+                 int8=False, calibration=None, uv_data=None):
     """Export a Keras PRNet to ``output_dir/prnet.pb`` (and ``prnet.onnx``, TFLite, int8), verify, and write the
     ATC files.
 
@@ -246,6 +247,7 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
             ``calibration``.
         calibration: float32 (N, S, S, 3) images in [0, 1] or a folder (``quantize.calibration_images``);
             required by ``int8``; N is cut to a multiple of B.
+        uv_data: the model's uv-data folder, whose keypoints ``compare_files`` reads (default: the packaged one).
     Returns:
         ExportResult.
     """
@@ -281,7 +283,8 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     _write_and_compare(result, output_dir, graph_def, onnx_model, model, images, tolerance)
     _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode, run_atc)
     written = [result.pb_path] + ([result.onnx_path] if result.onnx_path else []) + deployment
-    result.files = compare_files(model, written, images if calibration is None else calibration)
+    result.files = compare_files(model, written, images if calibration is None else calibration,
+                                 _keypoint_indices(size, uv_data))
     summary = {"batch_size": batch_size, "input_size": size, "fold_bn": fold_bn, "opset": opset if onnx else None,
                "op_types": op_types, "onnx_op_types": onnx_op_types, "max_abs_diff": result.max_abs_diff,
                "tolerance": tolerance, "atc_commands": result.atc_commands, "atc_status": result.atc_status,
