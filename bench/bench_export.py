@@ -87,8 +87,8 @@ def main(argv=None):
             print(f"batch {batch}: export ({', '.join(result.files)}; with checks) {export_s:.1f} s", flush=True)
     big = args.batch
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    weights = "random weights" if args.model is None else args.model
-    print(f"\nresfcn256 width {args.width}, input {args.size}, {weights}; median ms per call "
+    weights = f"width {args.width}, random weights" if args.model is None else args.model
+    print(f"\nresfcn256 {weights}, input {args.size}; median ms per call "
           f"(interleaved; load average {load:.1f} on {os.cpu_count()} cores)")
     print(f"{'runtime':<12} {'batch 1 ms':>11} {'x keras':>8} {f'batch {big} ms':>13} {'images/s':>9} {'x keras':>8}")
     base1, base16 = rows["keras"][1], rows["keras"][big]
