@@ -28,7 +28,7 @@ def calibration_images(folder, size, limit=None):
 
     Args:
         folder: AFLW2000-3D-format folder (every image with a ``.mat`` beside it holding ``pt3d_68``: cropped by
-            ``inference.landmark_crop`` at S), else a folder of face crops (every image resized to S x S with
+            ``face_crop.landmark_crop`` at S), else a folder of face crops (every image resized to S x S with
             area interpolation). Unreadable files are logged and skipped.
         size: S, the network's input side.
         limit: at most this many images (sorted by path).
