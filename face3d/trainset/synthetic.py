@@ -32,7 +32,8 @@ from face3d.mesh import render as mesh_render
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.utils.atomic import atomic_file, atomic_write_bytes
 
-__all__ = ["synthesize_dataset", "synthesize_sample", "random_background", "SYNTH_FOLDER", "RECORD_FILE"]
+__all__ = ["synthesize_dataset", "synthesize_sample", "random_background", "landmark_roi", "SYNTH_FOLDER",
+           "RECORD_FILE"]
 
 SYNTH_FOLDER = "SYNTH"
 RECORD_FILE = "synthetic.json"
@@ -173,12 +174,9 @@ def synthesize_sample(model, rng, size=450, yaw_fraction=None):
 
     kpt = _far_side_contour(model, vertices, kpt_ind, R, pose[1])
     pt2d = image_vertices[kpt, :2].T.astype(np.float64)
-    lo, hi = pt2d.min(axis=1), pt2d.max(axis=1)
-    pad = 0.25 * (hi - lo)
-    roi = np.round(np.concatenate([lo - pad, hi + pad])).astype(np.int16).reshape(1, 4)
     mat = {
         "pt2d": pt2d,
-        "roi": roi,
+        "roi": landmark_roi(pt2d),
         "Pose_Para": pose.astype(np.float32).reshape(1, 7),
         "Shape_Para": shape_para,
         "Exp_Para": exp_para,
@@ -187,6 +185,20 @@ def synthesize_sample(model, rng, size=450, yaw_fraction=None):
         "Illum_Para": illum.reshape(1, 10),
     }
     return image, mat
+
+
+def landmark_roi(pt2d):
+    """300W-LP's ``roi`` for landmarks: their box grown by a quarter of its size on each side.
+
+    Args:
+        pt2d: (2, k) image pixels (x row, y row).
+    Returns:
+        (1, 4) int16 [x0, y0, x1, y1].
+    """
+    pt2d = np.asarray(pt2d, dtype=np.float64)
+    lo, hi = pt2d.min(axis=1), pt2d.max(axis=1)
+    pad = 0.25 * (hi - lo)
+    return np.round(np.concatenate([lo - pad, hi + pad])).astype(np.int16).reshape(1, 4)
 
 
 def _jpg_bytes(image):
