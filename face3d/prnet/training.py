@@ -30,7 +30,6 @@ import io
 import json
 import logging
 import math
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 from face3d.contract import map_scale
 from face3d.prnet import metrics
 from face3d.prnet.data import AugmentConfig, check_samples, epoch_order, make_dataset, open_h5, split_train_val
-from face3d.prnet.predictor import load_keras_model
+from face3d.prnet.predictor import load_keras_model, save_keras_model
 from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
@@ -80,6 +79,9 @@ class TrainConfig:
         seed: seeds weights, split, order and augmentation.
         augment: AugmentConfig.
         resume: continue the run in output.
+        init_from: start from these weights instead of random ones (a ``.keras`` model or PRNet's TF1 checkpoint
+            prefix / ``.index`` / folder, ``predictor.load_keras_model``); same width, any input size. Ignored on
+            resume (the run continues from its own last epoch).
         skip_bad: drop bad samples with a warning instead of stopping.
         mixed_precision: float16 compute on GPU (ignored with a warning on CPU).
         deterministic: enable TensorFlow op determinism (bitwise reproducible, somewhat slower).
@@ -105,6 +107,7 @@ class TrainConfig:
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     resume: bool = False
+    init_from: str = None
     skip_bad: bool = False
     mixed_precision: bool = False
     deterministic: bool = False
@@ -174,17 +177,6 @@ def load_samples(config):
         beside = Path(source_path).resolve().parent / "uv-data"
         uv_dir = beside if beside.is_dir() else default_uv_data_dir()
     return train, val, Path(uv_dir)
-
-
-def _atomic_save_model(model, path, state=None):
-    """Save ``model`` to ``path`` through a temporary twin and one rename; ``state`` (a JSON-able dict), when given,
-    goes inside the archive as ``STATE_ENTRY``, so the weights and the state are committed together."""
-    temp = path.with_name(f".{path.stem}.partial.keras")
-    model.save(temp)
-    if state is not None:
-        with zipfile.ZipFile(temp, "a") as archive:
-            archive.writestr(STATE_ENTRY, json.dumps(state, sort_keys=True))
-    os.replace(temp, path)
 
 
 def _read_state(last_path, state_path):
@@ -328,6 +320,27 @@ def _set_up_tensorflow(config):
     return keras, tf, strategy
 
 
+def _copy_weights(source, model):
+    """Copy every layer's weights from the model at ``source`` (``predictor.load_keras_model``) into ``model``
+    by layer name; ValueError naming the first layer missing or of another shape (a different width)."""
+    from face3d.prnet.predictor import load_keras_model
+
+    source_model = load_keras_model(source)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        try:
+            values = source_model.get_layer(layer.name).get_weights()
+        except ValueError:
+            raise ValueError(f"{source}: has no layer {layer.name!r} to initialise from") from None
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in values] != shapes:
+            raise ValueError(f"{source}: layer {layer.name!r} has weights {[v.shape for v in values]}, the model "
+                             f"{shapes} (another --width?)")
+        layer.set_weights(values)
+    logger.info("initialised the weights from %s", source)
+
+
 def _model_for(config, keras, strategy, state, last_path, input_size):
     """The compiled resfcn256: reloaded from ``last_path`` (weights, Adam state) when resuming, else new."""
     from face3d.prnet.model import build_resfcn256
@@ -337,6 +350,8 @@ def _model_for(config, keras, strategy, state, last_path, input_size):
             model.run_eagerly = config.run_eagerly
         else:
             model = build_resfcn256(input_size, config.width, bn_momentum=config.bn_momentum)
+            if config.init_from is not None:
+                _copy_weights(config.init_from, model)
             model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.lr), loss="mean_squared_error",
                           jit_compile=False, run_eagerly=config.run_eagerly)
     return model
@@ -437,17 +452,17 @@ def train(config):
         row = _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size)
         # everything else first, the checkpoint with its state last: a kill before that rename redoes the epoch
         if config.keep_checkpoints:
-            _atomic_save_model(model, ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
+            save_keras_model(model, ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
         if row["val_nme"] != "" and row["val_nme"] < best_nme:
             best_nme, best_epoch = row["val_nme"], epoch + 1
-            _atomic_save_model(model, output / "best.keras")
+            save_keras_model(model, output / "best.keras")
             _atomic_write_json(output / "best.json", {"epoch": best_epoch, "val_nme": best_nme})
         _log_scalars(scalars, row)
         rows.append(row)
         _write_csv(output / "log.csv", rows)
         state = {"epoch": epoch + 1, "best_nme": None if math.isinf(best_nme) else best_nme,
                  "best_epoch": best_epoch, "rows": rows}
-        _atomic_save_model(model, last_path, state)
+        save_keras_model(model, last_path, {STATE_ENTRY: json.dumps(state, sort_keys=True)})
         _atomic_write_json(state_path, state)
         logger.info("epoch %d/%d: loss %.6g, lr %.3g, val NME %s", epoch + 1, config.epochs, row["loss"],
                     row["learning_rate"], row["val_nme"])
