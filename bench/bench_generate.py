@@ -42,6 +42,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import argparse
 import importlib.util
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -243,14 +244,22 @@ def fork_sample(model, uv_pixels, render, image_path, mat_path, out_folder, r=RE
 
 def floor_sample(image_path, out_folder, outputs):
     """The physical floor of one sample with ``outputs`` outputs: decode its JPEG once, then per output encode a
-    256x256 JPEG and write a float16 ``.npy``."""
+    256x256 JPEG and write a float16 ``.npy`` as a new file (as a run creates them)."""
     image = cv2.imdecode(np.fromfile(image_path, dtype=np.uint8), cv2.IMREAD_COLOR)
     crop = np.ascontiguousarray(image[:RESOLUTION, :RESOLUTION])
     posmap = np.zeros((RESOLUTION, RESOLUTION, 3), dtype=np.float16)
+    stem = Path(image_path).parent.name + Path(image_path).stem
     for k in range(outputs):
         cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        with open(out_folder / f"floor_{k}.npy", "wb") as f:
+        with open(out_folder / f"{stem}_{k}.npy", "wb") as f:
             np.save(f, posmap)
+
+
+def fresh_folder(folder):
+    """``folder``, emptied (untimed): every case writes new files each repetition, as a first run does."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 # ----------------------------------------------------------------------------------------------- timing
@@ -260,8 +269,9 @@ def runner_case(model, root, out, angles):
     refs = [(ref, sample_seed(0, ref.rel)) for ref in discover_samples(root)]
     chunks = [refs[i:i + CHUNK_SIZE] for i in range(0, len(refs), CHUNK_SIZE)]
 
-    def prepare():  # a fresh generator each repetition: no parameter set is cached from the last one
-        return _RunState(TrainsetGenerator(model, GenerationConfig(angles=angles)), str(out), "float16", "bench")
+    def prepare():  # a fresh generator and folder each repetition: nothing cached or overwritten
+        return _RunState(TrainsetGenerator(model, GenerationConfig(angles=angles)), str(fresh_folder(out)),
+                         "float16", "bench")
 
     def run(state):
         for chunk in chunks:
@@ -305,16 +315,14 @@ def main(argv=None):
         write_300wlp_set(tmp / "lp", model, args.faces, args.views)
         n_lp = 2 * args.faces * args.views
         write_distinct_set(tmp / "distinct", model, n_lp)
-        for name in ("fork", "floor", "out"):
-            (tmp / name).mkdir()
         lp_jobs = [(r.image_path, r.mat_path, 0) for r in discover_samples(tmp / "lp")]
         distinct_jobs = [(r.image_path, r.mat_path, 0) for r in discover_samples(tmp / "distinct")]
         fork_jobs = lp_jobs[:: max(1, len(lp_jobs) // args.fork_samples)][:args.fork_samples]
         single_jobs = distinct_jobs[:args.single_samples]
         angles = GenerationConfig().angles
 
-        def fixed(run, units):
-            return (lambda: None), (lambda _: run()), units
+        def fixed(run, units, folder):
+            return (lambda: fresh_folder(folder)), (lambda _: run()), units
 
         def generator_case(method):
             def run(generator):
@@ -327,11 +335,11 @@ def main(argv=None):
 
         cases = {
             "fork": fixed(lambda: [fork_sample(model, uv_pixels, render, i, m, tmp / "fork") for i, m, _ in fork_jobs],
-                          len(fork_jobs)),
+                          len(fork_jobs), tmp / "fork"),
             "floor_plain": fixed(lambda: [floor_sample(i, tmp / "floor", 1) for i, _, _ in fork_jobs],
-                                 len(fork_jobs)),
+                                 len(fork_jobs), tmp / "floor"),
             "floor_rotated": fixed(lambda: [floor_sample(i, tmp / "floor", 1 + len(angles)) for i, _, _ in fork_jobs],
-                                   len(fork_jobs) * (1 + len(angles))),
+                                   len(fork_jobs) * (1 + len(angles)), tmp / "floor"),
             "plain": runner_case(model, tmp / "lp", tmp / "out" / "plain", ()),
             "plain_distinct": runner_case(model, tmp / "distinct", tmp / "out" / "distinct", ()),
             "rotated": runner_case(model, tmp / "lp", tmp / "out" / "rotated", angles),

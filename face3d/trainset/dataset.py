@@ -212,15 +212,36 @@ def default_worker_count():
 # Files
 
 
-def _write_file_atomically(folder, name, chunks):
-    """``atomic_write_bytes`` for the per-sample files, without the folder creation (the caller made the folder):
-    the hidden temporary twin ``.<name>.partial`` receives the byte buffers ``chunks`` in order (no joined copy)
-    and is renamed onto ``name``. No fsync: a crash may lose the last files but never shows a partial one, and
-    the done marker, renamed last, is what a resumed run trusts."""
-    path = os.path.join(folder, name)
-    tmp = os.path.join(folder, f".{name}{TEMP_SUFFIX}")
+class _Folders:
+    """Descriptors of the output folders one process writes into, each created and opened on first use: files
+    are then created and renamed relative to their folder (``dir_fd``) instead of resolving the whole path for
+    every system call."""
+
+    def __init__(self):
+        self._fds = {}
+
+    def fd(self, folder):
+        """The descriptor of ``folder`` (a path string), creating the folder if needed."""
+        fd = self._fds.get(folder)
+        if fd is None:
+            os.makedirs(folder, exist_ok=True)
+            fd = self._fds[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        return fd
+
+    def close(self):
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _write_file_atomically(folder_fd, name, chunks):
+    """``atomic_write_bytes`` for the per-sample files, in the folder open as ``folder_fd``: the hidden temporary
+    twin ``.<name>.partial`` receives the byte buffers ``chunks`` in order (no joined copy) and is renamed onto
+    ``name``. No fsync: a crash may lose the last files but never shows a partial one, and the done marker,
+    renamed last, is what a resumed run trusts."""
+    tmp = f".{name}{TEMP_SUFFIX}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dir_fd=folder_fd)
         try:
             for chunk in chunks:
                 view = memoryview(chunk).cast("B")
@@ -228,12 +249,11 @@ def _write_file_atomically(folder, name, chunks):
                     view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=folder_fd)
         raise
-    return path
 
 
 def _encode(ext, image):
@@ -266,14 +286,10 @@ def _npy_chunks(array, dtype):
     return _npy_header(data.shape, np.lib.format.dtype_to_descr(data.dtype)), data.reshape(-1).view(np.uint8)
 
 
-def _marker_path(output, rel):
-    return Path(output) / DONE_DIR / f"{rel}.json"
-
-
 def read_done_marker(output, rel, fingerprint):
     """The output names of a done sample, or None when it is not done under ``fingerprint``."""
     try:
-        with open(_marker_path(output, rel), "r", encoding="utf-8") as f:
+        with open(os.path.join(output, DONE_DIR, f"{rel}.json"), encoding="utf-8") as f:
             marker = json.load(f)
     except (OSError, ValueError):
         return None
@@ -282,37 +298,44 @@ def read_done_marker(output, rel, fingerprint):
     return list(marker["outputs"])
 
 
-def _write_sample(output, ref, generated, posmap_dtype, fingerprint, made_folders=None):
+def _marker_folder(output, ref):
+    """Folder and file name of a sample's done marker, ``<output>/.done/<relative path>.json``."""
+    return os.path.join(output, DONE_DIR, ref.folder), f"{ref.stem}.json"
+
+
+def _output_files(item, posmap_dtype):
+    """(file name, byte buffers) of one generated output: the crop ``.jpg``, the map ``.npy`` and optionally the
+    preview ``.png``."""
+    if "/" in item.name or "\\" in item.name or not item.name:
+        raise ValueError(f"generated sample name must be a plain file name, got {item.name!r}")
+    files = [(f"{item.name}.jpg", (_encode(".jpg", item.image),)),
+             (f"{item.name}.npy", _npy_chunks(item.posmap, posmap_dtype))]
+    if item.preview is not None:
+        files.append((f"{item.name}_preview.png", (_encode(".png", item.preview),)))
+    return files
+
+
+def _write_sample(output, ref, generated, posmap_dtype, fingerprint, folders):
     """Write the outputs of one sample, then its done marker. Returns the output names.
 
     Args:
-        made_folders: optional set of folders already created by this process (filled in here), which saves
-            the folder checks when many samples share folders.
+        folders: the process's ``_Folders``.
     """
-    made_folders = set() if made_folders is None else made_folders
-    folder = os.path.join(output, ref.folder)
-    marker = _marker_path(output, ref.rel)
-    for needed in (folder, str(marker.parent)):
-        if needed not in made_folders:
-            os.makedirs(needed, exist_ok=True)
-            made_folders.add(needed)
+    folder_fd = folders.fd(os.path.join(output, ref.folder))
     written, names = [], []
     try:
         for item in generated:
-            if "/" in item.name or "\\" in item.name or not item.name:
-                raise ValueError(f"generated sample name must be a plain file name, got {item.name!r}")
-            files = [(".jpg", (_encode(".jpg", item.image),)), (".npy", _npy_chunks(item.posmap, posmap_dtype))]
-            if item.preview is not None:
-                files.append(("_preview.png", (_encode(".png", item.preview),)))
-            for suffix, data in files:
-                written.append(_write_file_atomically(folder, f"{item.name}{suffix}", data))
+            for name, data in _output_files(item, posmap_dtype):
+                _write_file_atomically(folder_fd, name, data)
+                written.append(name)
             names.append(item.name)
         text = json.dumps({"sample": ref.rel, "fingerprint": fingerprint, "outputs": names}, indent=None)
-        _write_file_atomically(str(marker.parent), marker.name, (text.encode("utf-8"),))
+        marker_folder, marker_name = _marker_folder(output, ref)
+        _write_file_atomically(folders.fd(marker_folder), marker_name, (text.encode("utf-8"),))
     except BaseException:
-        for path in written:  # a sample is all or nothing
+        for name in written:  # a sample is all or nothing
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(name, dir_fd=folder_fd)
         raise
     return names
 
@@ -327,7 +350,7 @@ class _RunState:
     output: str
     posmap_dtype: str
     fingerprint: str
-    made_folders: set = dataclasses.field(default_factory=set, compare=False)
+    folders: _Folders = dataclasses.field(default_factory=_Folders, compare=False)
 
 
 # Samples per generator call: their vertices come from one matrix-matrix product, whose cost per sample falls
@@ -365,8 +388,9 @@ def _process_tasks(state, tasks):
         one short record per task: ``(rel, "written", n_outputs)`` or ``(rel, "failed", reason)``.
     """
     for ref, _ in tasks:
+        marker_folder, marker_name = _marker_folder(state.output, ref)
         with contextlib.suppress(FileNotFoundError):  # a stale marker must not outlive a redo
-            os.unlink(_marker_path(state.output, ref.rel))
+            os.unlink(marker_name, dir_fd=state.folders.fd(marker_folder))
     records = []
     jobs = [(ref.image_path, ref.mat_path, seed) for ref, seed in tasks]
     for (ref, _), generated in zip(tasks, _generated_results(state.generator, jobs)):
@@ -377,7 +401,7 @@ def _process_tasks(state, tasks):
             continue
         try:
             names = _write_sample(state.output, ref, generated, state.posmap_dtype, state.fingerprint,
-                                  state.made_folders)
+                                  state.folders)
         except (OSError, ValueError) as exc:
             records.append((ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}"))
             continue
@@ -513,26 +537,10 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
         the summary dict, also written to ``output/summary.json`` (or its shard name).
     """
     started = time.monotonic()
-    shard = parse_shard(shard if shard is None or isinstance(shard, str) else f"{shard[0]}/{shard[1]}")
-    if limit is not None and int(limit) < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
-    workers = default_worker_count() if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    shard, workers = _checked_run_arguments(root, output, shard, limit, workers)
     output = Path(output)
-    if any(c.isspace() for c in os.path.abspath(output)):
-        logger.warning("output path %r contains whitespace; PRNet's train.py splits label lines on it",
-                       str(output))
-    if os.path.realpath(output) == os.path.realpath(root):
-        raise ValueError(f"output must be a folder other than root (the crops would replace the input images), "
-                         f"got {str(output)!r} for both")
-    samples = discover_samples(root, exclude=[output])
-    if limit is not None:
-        samples = samples[:int(limit)]
-    if shard is not None:
-        samples = select_shard(samples, *shard)
+    samples = _selected_samples(root, output, limit, shard)
     output.mkdir(parents=True, exist_ok=True)
-
     factory = default_generator_factory if generator_factory is None else generator_factory
     model_id = "default" if model_path is None else os.path.abspath(model_path)
     fingerprint = config_fingerprint(config, model_id, seed)
@@ -540,62 +548,98 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     generator = factory(model_path, config)
     _write_uv_data(generator, output, config)
     state = _RunState(generator, str(output), posmap_dtype, fingerprint)
-
-    pending, skipped = [], 0
-    for ref in samples:
-        if read_done_marker(output, ref.rel, fingerprint) is None:
-            pending.append((ref, sample_seed(seed, ref.rel)))
-        else:
-            skipped += 1
-    counts = {"written": 0, "failed": 0, "outputs_written": 0}
-    failures = []
-    by_rel = {ref.rel: ref for ref, _ in pending}
-    bar = Progress(len(samples), desc="generate", enabled=progress, initial=skipped)
-    bar.postfix = f"{skipped} skipped" if skipped else ""
-
-    def on_records(records):
-        for rel, status, detail in records:
-            if status == "written":
-                counts["written"] += 1
-                counts["outputs_written"] += detail
-            else:
-                counts["failed"] += 1
-                ref = by_rel[rel]
-                logger.warning("skipping sample %s (image %s): %s", ref.mat_path, ref.image_path, detail)
-                failures.append({"sample": rel, "image": ref.image_path, "mat": ref.mat_path, "reason": detail})
-        notes = [f"{skipped} skipped"] * bool(skipped) + [f"{counts['failed']} failed"] * bool(counts["failed"])
-        bar.update(len(records), postfix=", ".join(notes))
-
+    pending = [(ref, sample_seed(seed, ref.rel)) for ref in samples
+               if read_done_marker(output, ref.rel, fingerprint) is None]
+    tally = _Tally(pending, len(samples) - len(pending), len(samples), progress)
     run_workers = min(workers, max(len(pending), 1))
     try:
-        if run_workers == 1:
-            for tasks in _chunked(pending, CHUNK_SIZE):
-                on_records(_process_tasks(state, tasks))
-        else:
-            factory_args = (factory, model_path, config, str(output), posmap_dtype, fingerprint)
-            _run_pool(state, factory_args, pending, run_workers, on_records)
-    except cf.process.BrokenProcessPool as exc:
-        raise RuntimeError("a worker process died (killed, or out of memory); the finished samples are kept: "
-                           "rerun the same command to resume") from exc
+        _run_tasks(state, (factory, model_path, config, str(output), posmap_dtype, fingerprint), pending,
+                   run_workers, tally.add)
     finally:
-        bar.close()
-
+        tally.close()
+        state.folders.close()
     label_path = output / label_file_name(shard)
     n_lines = write_label_file(label_path, output, samples, fingerprint, relative=relative_paths)
-    elapsed = time.monotonic() - started
-    failures.sort(key=lambda f: f["sample"])
     summary = {
         "root": os.path.abspath(root), "output": os.path.abspath(output), "label_file": os.path.abspath(label_path),
         "label_paths": "relative" if relative_paths else "absolute",
         "model": model_id, "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "limit": limit,
         "seed": int(seed), "workers": run_workers, "fingerprint": fingerprint,
-        "config": dataclasses.asdict(config),
-        "samples": len(samples), "written": counts["written"], "skipped": skipped, "failed": counts["failed"],
-        "label_lines": n_lines, "outputs_written": counts["outputs_written"],
-        "elapsed_s": round(elapsed, 3),
-        "samples_per_s": round(counts["written"] / elapsed, 3) if elapsed > 0 else 0.0,
-        "failures": failures,
+        "config": dataclasses.asdict(config), "samples": len(samples), "label_lines": n_lines,
+        **tally.summary(time.monotonic() - started),
     }
     atomic_write_bytes(output / summary_file_name(shard),
                        (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8"))
     return summary
+
+
+def _checked_run_arguments(root, output, shard, limit, workers):
+    """``generate_dataset``'s arguments checked: returns (shard as (K, N) or None, worker count)."""
+    shard = parse_shard(shard if shard is None or isinstance(shard, str) else f"{shard[0]}/{shard[1]}")
+    if limit is not None and int(limit) < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    workers = default_worker_count() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if any(c.isspace() for c in os.path.abspath(output)):
+        logger.warning("output path %r contains whitespace; PRNet's train.py splits label lines on it",
+                       str(output))
+    if os.path.realpath(output) == os.path.realpath(root):
+        raise ValueError(f"output must be a folder other than root (the crops would replace the input images), "
+                         f"got {str(output)!r} for both")
+    return shard, workers
+
+
+def _selected_samples(root, output, limit, shard):
+    """The samples under ``root`` (the output folder excluded), the first ``limit``, then the shard's block."""
+    samples = discover_samples(root, exclude=[output])
+    if limit is not None:
+        samples = samples[:int(limit)]
+    return samples if shard is None else select_shard(samples, *shard)
+
+
+def _run_tasks(state, factory_args, pending, workers, on_records):
+    """Run the pending tasks in this process (one worker) or on a pool, passing each chunk's records on."""
+    try:
+        if workers == 1:
+            for tasks in _chunked(pending, CHUNK_SIZE):
+                on_records(_process_tasks(state, tasks))
+        else:
+            _run_pool(state, factory_args, pending, workers, on_records)
+    except cf.process.BrokenProcessPool as exc:
+        raise RuntimeError("a worker process died (killed, or out of memory); the finished samples are kept: "
+                           "rerun the same command to resume") from exc
+
+
+class _Tally:
+    """Counts the workers' records (written, failed with the reason logged) and shows them on the progress bar."""
+
+    def __init__(self, pending, skipped, total, progress):
+        self.by_rel = {ref.rel: ref for ref, _ in pending}
+        self.skipped, self.written, self.failed, self.outputs_written = skipped, 0, 0, 0
+        self.failures = []
+        self.bar = Progress(total, desc="generate", enabled=progress, initial=skipped)
+        self.bar.postfix = f"{skipped} skipped" if skipped else ""
+
+    def add(self, records):
+        for rel, status, detail in records:
+            if status == "written":
+                self.written += 1
+                self.outputs_written += detail
+            else:
+                self.failed += 1
+                ref = self.by_rel[rel]
+                logger.warning("skipping sample %s (image %s): %s", ref.mat_path, ref.image_path, detail)
+                self.failures.append({"sample": rel, "image": ref.image_path, "mat": ref.mat_path, "reason": detail})
+        notes = [f"{self.skipped} skipped"] * bool(self.skipped) + [f"{self.failed} failed"] * bool(self.failed)
+        self.bar.update(len(records), postfix=", ".join(notes))
+
+    def close(self):
+        self.bar.close()
+
+    def summary(self, elapsed):
+        """The counts part of the run summary."""
+        return {"written": self.written, "skipped": self.skipped, "failed": self.failed,
+                "outputs_written": self.outputs_written, "elapsed_s": round(elapsed, 3),
+                "samples_per_s": round(self.written / elapsed, 3) if elapsed > 0 else 0.0,
+                "failures": sorted(self.failures, key=lambda f: f["sample"])}
