@@ -19,8 +19,9 @@ import pytest
 import scipy.io
 
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
-from face3d.trainset.dataset import (DONE_DIR, TEMP_SUFFIX, UV_DATA_DIR, discover_samples, generate_dataset,
-                                     label_file_name, parse_shard, sample_seed, select_shard)
+from face3d.trainset.dataset import (DONE_DIR, TEMP_SUFFIX, UV_DATA_DIR, discover_samples, done_outputs,
+                                     generate_dataset, label_file_name, parse_shard, read_journals, sample_seed,
+                                     select_shard)
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import FLIP_FOLDER, RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
 from face3d.trainset.uv_data import UV_DATA_FILES
@@ -243,7 +244,8 @@ def test_reference_run_outputs(reference, synth_root):
     crop = cv2.imread(str(output / "SYNTH" / "SYNTH_0000_1_0_angle_15.jpg"))
     assert crop.shape == (RESOLUTION, RESOLUTION, 3)
     assert sorted(p.name for p in (output / UV_DATA_DIR).iterdir()) == sorted(UV_DATA_FILES)
-    assert len(list((output / DONE_DIR).rglob("*.json"))) == N_SAMPLES
+    latest = read_journals(output)
+    assert sum(done_outputs(latest, rel, summary["fingerprint"]) is not None for rel in latest) == N_SAMPLES
     assert not _temp_files(output)
 
 
@@ -276,9 +278,14 @@ def test_shard_label_files_concatenate_into_the_whole(reference, synth_root, tmp
 
 
 def _count_done(output):
-    folder = output / DONE_DIR / SYNTH_FOLDER
-    names = os.listdir(folder) if folder.is_dir() else []
-    return sum(1 for name in names if name.endswith(".json"))  # not a marker's temporary twin
+    return sum("outputs" in record for record in read_journals(output).values())  # complete records only
+
+
+def _forget(output, rel):
+    """Drop a sample's records from the journals, as if the run had stopped before appending its record."""
+    for journal in (output / DONE_DIR).iterdir():
+        lines = journal.read_bytes().splitlines(keepends=True)
+        journal.write_bytes(b"".join(line for line in lines if json.loads(line)["sample"] != rel))
 
 
 def test_resume_after_sigkill_is_byte_identical(synth_root, tmp_path):
@@ -309,10 +316,10 @@ def test_resume_after_sigkill_is_byte_identical(synth_root, tmp_path):
     assert _tree_digest(tmp_path) == _tree_digest(output)
     assert not _temp_files(tmp_path)
 
-    # A sample caught between two renames: its marker is absent, one output truncated, a temporary left over.
+    # A sample caught between two renames: its record is absent, one output truncated, a temporary left over.
     # The rerun redoes exactly that sample and consumes the leftover.
     partial = tmp_path / SYNTH_FOLDER / "SYNTH_0000_1_2_angle_15.npy"
-    (tmp_path / DONE_DIR / SYNTH_FOLDER / "SYNTH_0000_1_2.json").unlink()
+    _forget(tmp_path, f"{SYNTH_FOLDER}/SYNTH_0000_1_2")
     partial.write_bytes(partial.read_bytes()[:50])
     _touch(tmp_path / SYNTH_FOLDER / f".SYNTH_0000_1_2_angle_-30.jpg{TEMP_SUFFIX}", b"half")
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -408,3 +415,12 @@ def test_300wlp_fixture_goes_through_with_the_default_model(tmp_path):
         keypoints = posmap[uv_kpt[1], uv_kpt[0], :2]
         assert np.all((keypoints > 0) & (keypoints < 63))  # the face lies in the crop
         assert cv2.imread(str(tmp_path / f"{name}_preview.png")).shape == (64, 128, 3)
+
+
+def test_settings_changed_back_redo_what_the_other_settings_rewrote(reference, synth_root, tmp_path):
+    output, _ = reference
+    shutil.copytree(output, tmp_path / "out")
+    _generate(synth_root, tmp_path / "out", limit=2, seed=9)  # rewrites the first two samples' files
+    back = _generate(synth_root, tmp_path / "out")  # their records under the first settings no longer count
+    assert (back["written"], back["skipped"]) == (2, N_SAMPLES - 2)
+    assert _tree_digest(tmp_path / "out") == _tree_digest(output)

@@ -22,12 +22,13 @@ module runs it over a dataset and owns everything that makes a long run safe:
 * Outputs mirror the input folders under ``output``: ``<name>.jpg`` (the crop), ``<name>.npy`` (the position
   map, float16 unless float32 is requested) and optionally ``<name>_preview.png``, for the plain sample and each
   rotation ``<stem>_angle_<deg>``. Each file is written under a hidden temporary name in its final folder and
-  ``os.replace``-d, so no half-written file is ever visible. A sample is done when its marker
-  ``<output>/.done/<relative path>.json`` exists, written last and holding the output names and a fingerprint
-  of the settings; a restart (even after SIGKILL) skips done samples and redoes the rest, whose rewrite
-  reuses and renames any leftover temporary file.
-* ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the done
-  markers in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
+  ``os.replace``-d, so no half-written file is ever visible. A sample is done when its record, holding the
+  output names and a fingerprint of the settings, is in a journal: each process appends one line per finished
+  sample, after its files are in place, to its own ``<output>/.done/journal.<host>.<pid>.<ns>.txt`` (one
+  ``write``, no extra file per sample; see ``_Journal``). A restart (even after SIGKILL) skips done samples and
+  redoes the rest, whose rewrite reuses and renames any leftover temporary file.
+* ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the
+  journals in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
   gives the same bytes as an uninterrupted one. Paths are absolute by default (``os.path.abspath`` of the
   output folder), or relative to the output folder.
 * A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
@@ -51,6 +52,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,7 @@ from face3d.utils.progress import Progress
 __all__ = [
     "SampleRef", "discover_samples", "parse_shard", "select_shard", "sample_seed", "label_file_name",
     "summary_file_name", "config_fingerprint", "default_worker_count", "generate_dataset",
+    "read_journals", "done_outputs",
     "LABEL_FILE", "SUMMARY_FILE", "DONE_DIR", "UV_DATA_DIR", "TEMP_SUFFIX", "KNOWN_300WLP_FOLDERS",
 ]
 
@@ -76,6 +79,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 LABEL_FILE = "trainDataLabel.txt"
 SUMMARY_FILE = "summary.json"
 DONE_DIR = ".done"
+JOURNAL_PREFIX = "journal."
 UV_DATA_DIR = "uv-data"
 JPEG_QUALITY = 95
 
@@ -194,7 +198,7 @@ def summary_file_name(shard=None):
 
 
 def config_fingerprint(config, model_id, seed):
-    """sha256 (hex, 16 chars) of the generation settings, the model identity and the base seed: a done marker
+    """sha256 (hex, 16 chars) of the generation settings, the model identity and the base seed: a journal record
     counts only when it was written under the same fingerprint (so changed settings redo the samples)."""
     fields = dataclasses.asdict(config)
     text = json.dumps({"config": fields, "model": str(model_id), "seed": int(seed)}, sort_keys=True, default=str)
@@ -237,8 +241,8 @@ class _Folders:
 def _write_file_atomically(folder_fd, name, chunks):
     """``atomic_write_bytes`` for the per-sample files, in the folder open as ``folder_fd``: the hidden temporary
     twin ``.<name>.partial`` receives the byte buffers ``chunks`` in order (no joined copy) and is renamed onto
-    ``name``. No fsync: a crash may lose the last files but never shows a partial one, and the done marker,
-    renamed last, is what a resumed run trusts."""
+    ``name``. No fsync: a crash may lose the last files but never shows a partial one, and the journal record,
+    appended last, is what a resumed run trusts."""
     tmp = f".{name}{TEMP_SUFFIX}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dir_fd=folder_fd)
@@ -286,21 +290,63 @@ def _npy_chunks(array, dtype):
     return _npy_header(data.shape, np.lib.format.dtype_to_descr(data.dtype)), data.reshape(-1).view(np.uint8)
 
 
-def read_done_marker(output, rel, fingerprint):
-    """The output names of a done sample, or None when it is not done under ``fingerprint``."""
-    try:
-        with open(os.path.join(output, DONE_DIR, f"{rel}.json"), encoding="utf-8") as f:
-            marker = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if marker.get("fingerprint") != fingerprint:
-        return None
-    return list(marker["outputs"])
+def _journal_records(output):
+    """Every complete record of every journal under ``<output>/.done`` (a line cut short by a crash is skipped)."""
+    folder = os.path.join(output, DONE_DIR)
+    names = sorted(n for n in os.listdir(folder) if n.startswith(JOURNAL_PREFIX)) if os.path.isdir(folder) else []
+    for name in names:
+        with open(os.path.join(folder, name), "rb") as f:
+            for line in f.read().split(b"\n")[:-1]:  # the text after the last newline is an unfinished record
+                with contextlib.suppress(ValueError):
+                    yield json.loads(line)
 
 
-def _marker_folder(output, ref):
-    """Folder and file name of a sample's done marker, ``<output>/.done/<relative path>.json``."""
-    return os.path.join(output, DONE_DIR, ref.folder), f"{ref.stem}.json"
+def read_journals(output):
+    """The latest journal record of each sample, ``{rel: record}`` (see ``_Journal``)."""
+    latest = {}
+    for record in _journal_records(output):
+        rel = record.get("sample")
+        if rel is not None and (rel not in latest or record["t"] >= latest[rel]["t"]):
+            latest[rel] = record
+    return latest
+
+
+def done_outputs(latest, rel, fingerprint):
+    """The output names of a sample done under ``fingerprint`` according to ``read_journals``' ``latest``, or None."""
+    record = latest.get(rel)
+    if record is None or record.get("fingerprint") != fingerprint or "outputs" not in record:
+        return None
+    return list(record["outputs"])
+
+
+class _Journal:
+    """The append-only record of the samples one process finished: ``<output>/.done/journal.<host>.<pid>.<ns>.txt``,
+    one JSON line per sample, ``{"sample": rel, "fingerprint": ..., "outputs": [names], "t": ns}``, appended with
+    one ``write`` once all of the sample's files are in place (a line cut short by a crash does not count); a
+    ``{"sample": rel, "redo": true, "t": ns}`` line marks a sample about to be rewritten. A sample's state is its
+    record with the latest ``t`` over all journals. Opened on first use in each process (forked workers open
+    their own)."""
+
+    def __init__(self, output):
+        self.output = output
+        self._fd, self._pid = None, None
+
+    def append(self, records):
+        """Append records (dicts without ``t``), stamped with the wall clock in ns, in one write."""
+        if self._pid != os.getpid():
+            folder = os.path.join(self.output, DONE_DIR)
+            os.makedirs(folder, exist_ok=True)
+            name = f"{JOURNAL_PREFIX}.{socket.gethostname()}.{os.getpid()}.{time.time_ns()}.txt"
+            self._fd, self._pid = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666), \
+                os.getpid()
+        now = time.time_ns()
+        text = "".join(json.dumps({**record, "t": now}, separators=(",", ":")) + "\n" for record in records)
+        os.write(self._fd, text.encode("utf-8"))
+
+    def close(self):
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd, self._pid = None, None
 
 
 def _output_files(item, posmap_dtype):
@@ -315,8 +361,8 @@ def _output_files(item, posmap_dtype):
     return files
 
 
-def _write_sample(output, ref, generated, posmap_dtype, fingerprint, folders):
-    """Write the outputs of one sample, then its done marker. Returns the output names.
+def _write_sample(output, ref, generated, posmap_dtype, folders):
+    """Write the outputs of one sample. Returns the output names.
 
     Args:
         folders: the process's ``_Folders``.
@@ -329,9 +375,6 @@ def _write_sample(output, ref, generated, posmap_dtype, fingerprint, folders):
                 _write_file_atomically(folder_fd, name, data)
                 written.append(name)
             names.append(item.name)
-        text = json.dumps({"sample": ref.rel, "fingerprint": fingerprint, "outputs": names}, indent=None)
-        marker_folder, marker_name = _marker_folder(output, ref)
-        _write_file_atomically(folders.fd(marker_folder), marker_name, (text.encode("utf-8"),))
     except BaseException:
         for name in written:  # a sample is all or nothing
             with contextlib.suppress(OSError):
@@ -351,6 +394,11 @@ class _RunState:
     posmap_dtype: str
     fingerprint: str
     folders: _Folders = dataclasses.field(default_factory=_Folders, compare=False)
+    journal: _Journal = None
+
+    def __post_init__(self):
+        if self.journal is None:
+            object.__setattr__(self, "journal", _Journal(self.output))
 
 
 # Samples per generator call: their vertices come from one matrix-matrix product, whose cost per sample falls
@@ -387,10 +435,6 @@ def _process_tasks(state, tasks):
     Returns:
         one short record per task: ``(rel, "written", n_outputs)`` or ``(rel, "failed", reason)``.
     """
-    for ref, _ in tasks:
-        marker_folder, marker_name = _marker_folder(state.output, ref)
-        with contextlib.suppress(FileNotFoundError):  # a stale marker must not outlive a redo
-            os.unlink(marker_name, dir_fd=state.folders.fd(marker_folder))
     records = []
     jobs = [(ref.image_path, ref.mat_path, seed) for ref, seed in tasks]
     for (ref, _), generated in zip(tasks, _generated_results(state.generator, jobs)):
@@ -400,11 +444,11 @@ def _process_tasks(state, tasks):
             records.append((ref.rel, "failed", reason))
             continue
         try:
-            names = _write_sample(state.output, ref, generated, state.posmap_dtype, state.fingerprint,
-                                  state.folders)
+            names = _write_sample(state.output, ref, generated, state.posmap_dtype, state.folders)
         except (OSError, ValueError) as exc:
             records.append((ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}"))
             continue
+        state.journal.append([{"sample": ref.rel, "fingerprint": state.fingerprint, "outputs": names}])
         records.append((ref.rel, "written", len(names)))
     return records
 
@@ -465,7 +509,7 @@ def _run_pool(state, factory_args, pending, workers, on_records):
                     on_records(future.result())
         except BaseException:
             # Stop now rather than after the running chunks: the executor has no public way to, so end its
-            # processes; their unfinished samples have no done marker and are redone by the next run.
+            # processes; their unfinished samples have no journal record and are redone by the next run.
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
             raise
@@ -495,8 +539,9 @@ def _write_uv_data(generator, output, config):
 
 def _label_lines(output, samples, fingerprint, relative):
     base = Path(output) if relative else Path(os.path.abspath(output))
+    latest = read_journals(output)
     for ref in samples:
-        names = read_done_marker(output, ref.rel, fingerprint)
+        names = done_outputs(latest, ref.rel, fingerprint)
         if names is None:
             continue
         folder = Path(ref.folder) if relative else base / ref.folder
@@ -548,8 +593,13 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     generator = factory(model_path, config)
     _write_uv_data(generator, output, config)
     state = _RunState(generator, str(output), posmap_dtype, fingerprint)
+    latest = read_journals(output)
     pending = [(ref, sample_seed(seed, ref.rel)) for ref in samples
-               if read_done_marker(output, ref.rel, fingerprint) is None]
+               if done_outputs(latest, ref.rel, fingerprint) is None]
+    # a sample done under other settings is about to be rewritten: its record must not outlive the redo
+    stale = [{"sample": ref.rel, "redo": True} for ref, _ in pending if ref.rel in latest]
+    if stale:
+        state.journal.append(stale)
     tally = _Tally(pending, len(samples) - len(pending), len(samples), progress)
     run_workers = min(workers, max(len(pending), 1))
     try:
@@ -558,6 +608,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     finally:
         tally.close()
         state.folders.close()
+        state.journal.close()
     label_path = output / label_file_name(shard)
     n_lines = write_label_file(label_path, output, samples, fingerprint, relative=relative_paths)
     summary = {
