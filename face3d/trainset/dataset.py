@@ -401,9 +401,9 @@ class _RunState:
             object.__setattr__(self, "journal", _Journal(self.output))
 
 
-# Samples per generator call: their vertices come from one matrix-matrix product, whose cost per sample falls
-# with the batch (on a BFM-sized model, one core: about 1.9 ms at 32, 0.96 ms at 64, 0.75 ms at 128, 0.65 ms at
-# 256) while the batch's vertices take 0.64 MB per sample there (82 MB at 128), whatever the dataset size.
+# Samples per generator call: their vertices come from one product that reads the basis from memory once for the
+# whole batch (on a BFM-sized model a lone sample streams 146 MB; in a batch of 128 the arithmetic dominates),
+# while the batch's vertices take 0.64 MB per sample there (82 MB at 128), whatever the dataset size.
 CHUNK_SIZE = 128
 
 
@@ -429,9 +429,9 @@ def _generated_results(generator, jobs):
 def _process_tasks(state, tasks):
     """Run the generator on ``tasks`` [(SampleRef, seed)] and write each sample's outputs as soon as it is made.
 
-    The chunk goes through ``generator.process_iter``, whose one matrix-matrix product for all vertices is
-    several times faster per sample than a matrix-vector product each on a BFM-sized model, and whose bytes
-    do not depend on the batch (so not on the worker count or on what a resumed run has left).
+    The chunk goes through ``generator.process_iter``, whose one product for all vertices reads the basis once
+    (several times faster per sample than a product each on a BFM-sized model), and whose bytes do not depend
+    on the batch (so not on the worker count or on what a resumed run has left).
     Returns:
         one short record per task: ``(rel, "written", n_outputs)`` or ``(rel, "failed", reason)``.
     """

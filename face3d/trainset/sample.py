@@ -4,9 +4,8 @@ Per sample (issue 4, "One sample"):
 
 1. Read the image and the ``.mat`` (``read_300wlp_sample``).
 2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
-   product dominates, and one matrix-matrix product for many samples (``process_iter`` / ``process_many``)
-   costs a fraction of a matrix-vector product each; results are bit-identical whatever the batching (see
-   ``_vertex_product``). What the outputs of one parameter set share (``_Geometry``: the vertices and their UV
+   product dominates; one product for many samples (``process_iter`` / ``process_many``) reads the basis once
+   for all of them, and results are bit-identical whatever the batching (see ``_vertex_product``). What the outputs of one parameter set share (``_Geometry``: the vertices and their UV
    interpolation) is computed once and kept for recently seen sets (300W-LP's profiled views of a face share
    Shape and Exp).
 3. Pose: ``s * V @ R.T + t`` with ``R = angle2matrix_3ddfa(Pose_Para[0:3])``, ``s = Pose_Para[6]``,
@@ -41,8 +40,8 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 import scipy.io as sio
-from scipy.linalg import blas
 
+from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
 from face3d.trainset.posmap import posmap_keypoints, rasterize_uv, uv_keypoint_pixels
@@ -270,17 +269,18 @@ class TrainsetGenerator:
         self.kpt_ind = np.asarray(model.kpt_ind, dtype=np.int64)
         self.uv_kpt_ind = uv_keypoint_pixels(model.uv_coords, self.kpt_ind, r, self.rasterization.covered)
         m = model.model
-        # float32 C-order copies only when the model's arrays are not already so (no copy for face3d's loader).
-        self._mean = np.ascontiguousarray(m["shapeMU"], dtype=np.float32).reshape(-1)
-        self._shape_pc = np.ascontiguousarray(m["shapePC"], dtype=np.float32)
-        self._exp_pc = np.ascontiguousarray(m["expPC"], dtype=np.float32)
+        self._n_shape, self._n_exp = m["shapePC"].shape[1], m["expPC"].shape[1]
+        self._n_coordinates = np.size(m["shapeMU"])
+        # The shape and expression bases side by side in the kernel's tiled layout: one copy of the basis
+        # (146 MB on the BFM) made once per generator, shared copy-on-write by forked workers.
+        self._mean, self._basis_tiles = tile_basis(m["shapeMU"], m["shapePC"], m["expPC"])
         self._cache: OrderedDict[bytes, _Geometry] = OrderedDict()
         self._cache_size = int(cache_size)
 
     # ------------------------------------------------------------------ vertices
     def _padded(self, params: dict, where: str) -> np.ndarray:
         """Shape and expression parameters as one float32 vector (n_shape + n_exp,), zero-padded."""
-        ns, ne = self._shape_pc.shape[1], self._exp_pc.shape[1]
+        ns, ne = self._n_shape, self._n_exp
         sp = params["Shape_Para"].reshape(-1)
         ep = params["Exp_Para"].reshape(-1)
         for key, value, n in (("Shape_Para", sp, ns), ("Exp_Para", ep, ne)):
@@ -294,7 +294,7 @@ class TrainsetGenerator:
 
     def _geometry_batch(self, coefficients: list[np.ndarray]) -> list[_Geometry]:
         """The ``_Geometry`` of each coefficient vector: from the cache, or with vertices (n, 3) float32
-        C-contiguous from one dense matrix product shared by the vectors not in the cache."""
+        C-contiguous from one product shared by the vectors not in the cache."""
         keys = [c.tobytes() for c in coefficients]
         todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
         fresh = dict(zip(todo, self._vertex_product(todo))) if todo else {}
@@ -315,24 +315,12 @@ class TrainsetGenerator:
 
     def _vertex_product(self, keys: list[bytes]) -> list[np.ndarray]:
         """Vertices ``shapeMU + shapePC @ sp + expPC @ ep`` (n, 3) float32 per coefficient vector (given as
-        float32 bytes), views of one (3n, k) Fortran-order product."""
-        ns = self._shape_pc.shape[1]
-        columns = [np.frombuffer(k, dtype=np.float32) for k in keys]
-        # BLAS's matrix-vector path rounds differently from its matrix-matrix path, whose columns come out
-        # bit-identical whatever the batch; a zero column keeps one sample on the matrix-matrix path, so
-        # results never depend on how samples are batched (resumed or sharded runs reproduce bytes).
-        if len(columns) == 1:
-            columns.append(np.zeros_like(columns[0]))
-        coef = np.stack(columns, axis=1)
-        # Fortran order makes each sample's vertices one contiguous column; the mean goes in first and
-        # both products accumulate onto it in place (BLAS beta = 1), with no temporary of the batch's size.
-        flat = np.empty((self._mean.size, coef.shape[1]), dtype=np.float32, order="F")
-        flat[...] = self._mean[:, None]
-        for basis, part in ((self._shape_pc, coef[:ns]), (self._exp_pc, coef[ns:])):
-            if basis.shape[1]:
-                flat = blas.sgemm(1.0, basis.T, np.asfortranarray(part), beta=1.0, c=flat, trans_a=1,
-                                  overwrite_c=1)
-        return [flat[:, i].reshape(-1, 3) for i in range(len(keys))]
+        float32 bytes), rows of one product. ``face3d.mesh.linear.combine_basis`` sums every element in one fixed
+        order, so a sample's vertices are bit-identical whether it is computed alone or in any batch (resumed,
+        sharded or differently chunked runs reproduce bytes), on any CPU; a batch reads the basis once."""
+        coef = np.stack([np.frombuffer(k, dtype=np.float32) for k in keys])
+        flat = combine_basis(self._mean, self._basis_tiles, coef)
+        return [flat[i, :self._n_coordinates].reshape(-1, 3) for i in range(len(keys))]
 
     def _uv_points(self, geometry: _Geometry) -> np.ndarray:
         """``geometry.uv_points``, interpolated (one sparse product) on first use."""
@@ -486,8 +474,8 @@ class TrainsetGenerator:
                               self._geometry_batch([coef])[0])
 
     def process_iter(self, jobs: Sequence[tuple]) -> Iterator[list[GeneratedSample] | SampleError]:
-        """``process`` for several samples with one matrix-matrix product for all their vertices (several times
-        faster per sample than one matrix-vector product each on a BFM-sized model), yielding each sample's
+        """``process`` for several samples with one product for all their vertices (reading the basis once:
+        several times faster per sample than one product each on a BFM-sized model), yielding each sample's
         result as soon as it is made, so that a caller can write it before the next image is decoded.
 
         All ``.mat`` files are read first (the product needs every parameter set); each image is decoded when
