@@ -55,7 +55,7 @@ def bench_runtime(prn, image, repeats, warmup):
     output = prn.predictor.predict(batch)[0]
 
     def post():
-        from face3d.prnet.inference import restore_map
+        from face3d.prnet.face_crop import restore_map
         c = prn.crop(image, box=ASTRONAUT_BOX)
         prn.get_landmarks(restore_map(output, c.matrix, c.resolution))
 

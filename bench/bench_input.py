@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from face3d.prnet.data import AugmentConfig, check_samples, make_dataset  # noqa: E402
+from face3d.resources import default_uv_data_dir  # noqa: E402
 from face3d.trainset.pack import read_label_file  # noqa: E402
-from face3d.trainset.uv_data import load_uv_data  # noqa: E402
+from face3d.trainset.uv_layout import load_uv_data  # noqa: E402
 
 
 def _default_set(folder, count):
@@ -77,7 +78,7 @@ def main(argv=None):
         label = Path(args.train_list) if args.train_list else _default_set(tmp, args.count)
         samples = check_samples(read_label_file(label))
         uv_dir = label.resolve().parent / "uv-data"
-        uv = load_uv_data(uv_dir if uv_dir.is_dir() else ROOT / "Data" / "uv-data")
+        uv = load_uv_data(uv_dir if uv_dir.is_dir() else default_uv_data_dir())
         import tensorflow as tf
         gpus = len(tf.config.list_physical_devices("GPU"))
         print(f"{len(samples)} samples at {samples.resolution}x{samples.resolution}, batch {args.batch_size}, "

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 from face3d import mesh  # noqa: E402  (after the path set-up)
 from face3d.morphable_model import MorphableModel  # noqa: E402
 from face3d.trainset import (GenerationConfig, TrainsetGenerator, apply_affine, crop_matrix,  # noqa: E402
-                             keypoint_box, posmap_keypoints, read_300wlp_sample, uv_to_pixels)
+                             keypoint_box, keypoints_from_map, read_300wlp_sample, uv_to_pixels)
 from face3d.trainset.synthetic import synthesize_dataset  # noqa: E402
 
 
@@ -105,7 +105,7 @@ def main(argv=None):
     print(f"TrainsetGenerator vs render_colors: max |map difference| {np.abs(sample.posmap - posmap).max():.2e} px")
 
     # The map read at the keypoints' UV pixels: the keypoints in crop space (up to the UV pixel grid's rounding)
-    keypoints = posmap_keypoints(posmap, generator.uv_kpt_ind)
+    keypoints = keypoints_from_map(posmap, generator.uv_kpt_ind)
     error = np.linalg.norm(keypoints[:, :2] - position[model.kpt_ind, :2], axis=1)
     print(f"keypoints read from the map vs projected keypoints: mean {error.mean():.3f} px, max {error.max():.3f} px "
           f"(in the {r}x{r} crop)")

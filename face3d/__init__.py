@@ -3,6 +3,12 @@
 Subpackages: ``mesh`` (C++-backed kernels), ``mesh_numpy`` (their plain-numpy twins), ``morphable_model``
 (BFM loading, the embedded default model, generation, fitting), ``trainset`` (PRNet ground-truth generation),
 ``prnet`` (network, training, inference, evaluation, export; TensorFlow is imported only where a Keras/TF model
-is used). Importing ``face3d``, ``mesh``, ``morphable_model`` or ``trainset`` never imports TensorFlow.
+is used), ``cli`` (the ``face3d`` command). Importing ``face3d``, ``mesh``, ``morphable_model``, ``trainset`` or
+``cli`` never imports TensorFlow.
 """
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("face3d")  # the one version, pyproject.toml's, as installed
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import scipy.io as sio
 
-from face3d.prnet.data import POSMAP_SCALE
+from face3d.contract import POSMAP_SCALE
 from face3d.prnet.predictor import Predictor
 
 ASTRONAUT_BOX = (175.0, 76.0, 265.0, 166.0)  # dlib's HOG detection of the face in skimage.data.astronaut()

@@ -4,7 +4,7 @@ Each sample's position map is an affine image of a fixed UV "face" (an ellipse w
 crop-space (x, y) = A (u, v) + t, z = a dome scaled with A; the crop is the UV texture warped by the same affine,
 so the map can be learnt from the image. Files: ``<name>.jpg`` (R x R crop), ``<name>.npy`` (R, R, 3) float16,
 ``trainDataLabel.txt`` (absolute paths), ``uv-data/`` (PRNet's six files, written by
-``face3d.trainset.uv_data.write_uv_data``: weight mask 255 : 64 : 48 : 0 for keypoints : eyes and mouth : rest of
+``face3d.trainset.uv_layout.write_uv_data``: weight mask 255 : 64 : 48 : 0 for keypoints : eyes and mouth : rest of
 the face : outside).
 """
 from pathlib import Path
@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from face3d.prnet.uvdata import uv_data_from_masks
-from face3d.trainset import uv_data as trainset_uv_data
+from face3d.prnet.uv_weights import uv_data_from_masks
+from face3d.trainset import uv_layout as trainset_uv_layout
 
 
 def uv_layout(resolution):
@@ -43,7 +43,7 @@ def uv_layout(resolution):
 
 
 def layout_uv_data(resolution):
-    """``face3d.trainset.uv_data.UVData`` of ``uv_layout(resolution)``."""
+    """``face3d.trainset.uv_layout.UVData`` of ``uv_layout(resolution)``."""
     face, eyes, region, kpt, _ = uv_layout(resolution)
     weight = np.where(face, np.uint8(48), np.uint8(0))
     weight[region] = 64
@@ -53,7 +53,7 @@ def layout_uv_data(resolution):
 
 def write_uv_data(folder, resolution):
     """Write the uv-data files of ``uv_layout(resolution)``; returns the folder Path."""
-    trainset_uv_data.write_uv_data(layout_uv_data(resolution), folder)
+    trainset_uv_layout.write_uv_data(layout_uv_data(resolution), folder)
     return Path(folder)
 
 

@@ -1,4 +1,6 @@
-"""The face3d command line (face3d.cli, example 9) and the progress bar (face3d.utils.progress); budget < 5 s."""
+"""The face3d command line (face3d.cli, example 9, the root scripts) and the progress bar (face3d.utils.progress)."""
+import dataclasses
+import importlib.metadata
 import io
 import subprocess
 import sys
@@ -8,8 +10,16 @@ import cv2
 import numpy as np
 import pytest
 
-from face3d.cli import DEFAULT_ANGLES, build_generate_parser, build_parser, main
+import face3d
+from face3d.cli import build_generate_parser, build_parser, main
+from face3d.cli.generate import generation_config
+from face3d.cli.train import train_config
+from face3d.prnet.data import AugmentConfig
+from face3d.prnet.training import TrainConfig
+from face3d.trainset.sample import GenerationConfig
 from face3d.utils.progress import Progress, format_duration
+
+import _prnet_data
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATE_FLAGS = ("--root", "--bfm", "--output", "--angles", "--workers", "--shard", "--limit", "--seed", "--refit",
@@ -27,6 +37,14 @@ def _run(*args):
     ("preview", ("npy", "--image", "--uv-data", "--output")),
     ("synthesize", ("--output", "--count", "--seed", "--size", "--bfm")),
     ("uv-data", ("--output", "--bfm", "--resolution", "--neck-zeroed")),
+    ("train", ("--train-list", "--h5", "--val-list", "--epochs", "--lr-decay-epochs", "--no-augment", "--no-occlusion",
+               "--resume", "--run-eagerly", "--verbose")),
+    ("evaluate", ("--model", "--data", "--output", "--uv-data", "--dense", "--batch-size", "--limit", "--quiet")),
+    ("demo", ("--input", "--output", "--model", "--uv-data", "--bfm", "--box", "--landmarks", "--texture",
+              "--detector")),
+    ("export", ("--model", "--output", "--batch", "--no-fold-bn", "--onnx", "--opset", "--soc-version",
+                "--precision-mode", "--tolerance", "--no-atc")),
+    ("offline", ("pre_process", "run", "post_process")),
 ])
 def test_subcommand_help(command, words, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -54,12 +72,12 @@ def test_console_entry_points_help():
 
 def test_generate_arguments():
     args = build_generate_parser().parse_args([])
-    assert args.root is None and args.output == "prnet_trainset" and args.angles == list(DEFAULT_ANGLES)
+    assert args.root is None and args.output == "prnet_trainset" and args.angles == list(GenerationConfig().angles)
     assert args.workers is None and args.shard is None and args.seed == 0 and args.resolution == 256
     args = build_parser().parse_args(["generate", "--angles", "7.5", "-20", "--shard", "2/3", "--limit", "0",
                                       "--float32", "--no-perturb", "--label-paths", "relative"])
     assert args.angles == [7.5, -20] and isinstance(args.angles[1], int)
-    assert args.shard == (2, 3) and args.limit == 0 and args.float32 and args.no_perturb
+    assert args.shard == (2, 3) and args.limit == 0 and args.posmap_dtype == "float32" and not args.perturb
     assert build_parser().parse_args(["generate", "--angles"]).angles == []
 
 
@@ -173,7 +191,7 @@ def test_format_duration():
 
 def test_uv_data_command_writes_prnet_files(tmp_path):
     from face3d.morphable_model import MorphableModel
-    from face3d.trainset.uv_data import build_uv_data, load_uv_data
+    from face3d.trainset.uv_layout import build_uv_data, load_uv_data
 
     assert main(["uv-data", "--output", str(tmp_path), "--resolution", "64"]) == 0
     written = load_uv_data(tmp_path)
@@ -182,3 +200,83 @@ def test_uv_data_command_writes_prnet_files(tmp_path):
     np.testing.assert_array_equal(written.face_ind, expected.face_ind)
     assert written.uv_kpt_ind.shape == (2, 68) and written.uv_kpt_ind.max() <= 63
     assert set(np.unique(written.weight_mask).tolist()) == {0, 48, 64, 255}
+
+
+# ---------------------------------------------------------------------------------------------- PRNet commands
+
+def test_version_is_the_installed_metadata_version():
+    try:
+        expected = importlib.metadata.version("face3d")
+    except importlib.metadata.PackageNotFoundError:
+        expected = "0+unknown"
+    assert face3d.__version__ == expected
+    result = _run("-m", "face3d", "--version")
+    assert result.returncode == 0 and result.stdout == f"face3d {expected}\n"
+
+
+def test_help_never_imports_tensorflow():
+    code = ("import sys\nfrom face3d.cli import main\n"
+            "for argv in ([], ['--help'], ['generate', '--help'], ['train', '--help'], ['offline', 'run', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('loaded:', sorted(m for m in ('tensorflow', 'keras', 'onnx') if m in sys.modules))\n")
+    result = _run("-c", code)
+    assert "usage: face3d train" in result.stdout and "usage: face3d offline run" in result.stdout
+    assert result.stdout.splitlines()[-1] == "loaded: []", result.stderr
+
+
+def test_train_without_tensorflow_names_the_extra(tmp_path):
+    label = _prnet_data.make_dataset(tmp_path / "data", 2, 32)
+    code = ("import sys\nsys.modules['tensorflow'] = sys.modules['keras'] = None  # as if not installed\n"
+            "from face3d.cli import main\n"
+            f"sys.exit(main(['train', '--train-list', r'{label}', '--output', r'{tmp_path / 'out'}', "
+            "'--batch-size', '1']))\n")
+    result = _run("-c", code)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == \
+        "face3d train: error: keras is not installed: pip install 'face3d[train]'"
+    assert "Traceback" not in result.stderr
+
+
+def test_flag_defaults_are_the_config_defaults(capsys):
+    """Parsing no optional flag gives exactly the dataclass defaults (every field), so flags cannot drift."""
+    assert train_config(build_parser().parse_args(["train", "--train-list", "x.txt"])) == TrainConfig(
+        train_list="x.txt")
+    assert generation_config(build_parser().parse_args(["generate"])) == GenerationConfig()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = capsys.readouterr().out
+    for field in dataclasses.fields(TrainConfig):
+        if field.name != "augment":
+            assert "--" + field.name.replace("_", "-") in help_text, field.name
+
+
+def test_flags_set_their_config_fields():
+    args = build_parser().parse_args(["train", "--h5", "p.h5", "--epochs", "3", "--lr", "0.002", "--input-size",
+                                      "64", "--no-rotation", "--no-color", "--resume", "--verbose", "2"])
+    assert train_config(args) == TrainConfig(h5="p.h5", epochs=3, lr=0.002, input_size=64, resume=True, verbose=2,
+                                             augment=AugmentConfig(rotation=False, color=False))
+    assert train_config(build_parser().parse_args(["train", "--h5", "p.h5", "--no-augment"])).augment == \
+        AugmentConfig.off()
+    args = build_parser().parse_args(["generate", "--angles", "10", "--refit", "--preview", "--no-perturb",
+                                      "--float32", "--resolution", "64", "--neck-zeroed"])
+    assert generation_config(args) == GenerationConfig(angles=(10,), refit=True, preview=True, perturb=False,
+                                                       posmap_dtype="float32", resolution=64, neck_zeroed=True)
+
+
+@pytest.mark.parametrize("script, flag", [("train.py", "--train-list"), ("evaluate.py", "--dense"),
+                                          ("demo.py", "--landmarks"), ("export.py", "--soc-version")])
+def test_root_scripts_run_the_commands(script, flag):
+    result = _run(script, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {script}") and flag in result.stdout
+
+
+def test_offline_module_runs_the_offline_command():
+    result = _run("-m", "face3d.prnet.offline", "post_process", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m face3d.prnet.offline post_process")
+    assert "--manifest" in result.stdout
+    missing = _run("-m", "face3d", "offline", "post", "--result", "nowhere", "--manifest", "nowhere/manifest.json",
+                   "--output", "report")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "post_process failed: manifest not found: nowhere/manifest.json"

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
+from face3d.cli import main as face3d_main
 from face3d.prnet import evaluation
 from face3d.prnet.evaluation import auc, ced, failure_rate, keypoint_nme, summarize_errors, yaw_bucket
-from face3d.prnet.inference import DEFAULT_UV_DATA, PRN
-from face3d.trainset.uv_data import load_uv_data
+from face3d.prnet.inference import PRN
+from face3d.resources import default_uv_data_dir
+from face3d.trainset.uv_layout import load_uv_data
 
 import _inference_helpers as helpers
 from _fixtures import fixtures_dir
@@ -165,7 +167,7 @@ def test_fixtures_load_and_report(tmp_path, default_model):
     # a network that always answers with one face map: the report is built against pt3d_68
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    uv = load_uv_data(DEFAULT_UV_DATA)
+    uv = load_uv_data(default_uv_data_dir())
     yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
     face = np.stack([xx, yy, np.full_like(xx, 40.0)], -1) / np.float32(1.1 * 256)
     model = helpers.constant_onnx(tmp_path / "constant.onnx", face)
@@ -200,7 +202,7 @@ def _independent_landmarks(model, image, gt, uv_kpt_ind, size, resolution):
 @pytest.mark.slow
 def test_end_to_end_train_then_evaluate(tmp_path, default_model):
     """Train a 32 x 32, width-4 network for 4 epochs (eager, 16 steps) on 32 default renders, evaluate it on 8
-    held-back renders (AFLW2000-3D format) with evaluate.py, and recompute the report's numbers independently."""
+    held-back renders (AFLW2000-3D format) with face3d evaluate, and recompute the report's numbers independently."""
     pytest.importorskip("tensorflow")
     import keras
 
@@ -225,9 +227,8 @@ def test_end_to_end_train_then_evaluate(tmp_path, default_model):
     model_path = tmp_path / "run" / "checkpoints" / "last.keras"
     uv_dir = tmp_path / "set" / "uv-data"
 
-    import evaluate
-    assert evaluate.main(["--model", str(model_path), "--data", str(test_dir), "--output", str(tmp_path / "rep"),
-                          "--uv-data", str(uv_dir), "--dense", "default", "--quiet"]) == 0
+    assert face3d_main(["evaluate", "--model", str(model_path), "--data", str(test_dir), "--output",
+                        str(tmp_path / "rep"), "--uv-data", str(uv_dir), "--dense", "default", "--quiet"]) == 0
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["samples"] == 8 and report["dense"]
 

@@ -5,7 +5,6 @@ Narrow networks (input 64, width 4) keep this file around 40 s on 2 cores.
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,12 @@ tf = pytest.importorskip("tensorflow")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from face3d.cli import main as face3d_main  # noqa: E402
 from face3d.prnet import export as ex  # noqa: E402
+from face3d.prnet import tf_graph  # noqa: E402
 from face3d.prnet.model import build_resfcn256  # noqa: E402
 from face3d.prnet.predictor import load_predictor  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE, WIDTH = 64, 4
 
 
@@ -73,7 +73,7 @@ def test_folded_pb_has_no_batch_norm_and_matches_keras(tiny_model, folded):
     assert "Sub" not in ops and ops["Conv2DBackpropInput"] == 17 and ops["Conv2D"] == 36
     assert ops["Mul"] == 5  # the five identity shortcuts (blocks 2, 4, 6, 8, 10) take the post-add scale
     assert not {"VarHandleOp", "ReadVariableOp", "VariableV2", "Assign", "PlaceholderWithDefault"} & set(ops)
-    assert ex._foldable_nodes(graph_def) == []  # every constant subgraph folded
+    assert tf_graph._foldable_nodes(graph_def) == []  # every constant subgraph folded
     placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
     assert [n.name for n in placeholders] == ["input"]
     assert [d.size for d in placeholders[0].attr["shape"].shape.dim] == [2, SIZE, SIZE, 3]
@@ -231,13 +231,8 @@ def test_cli_writes_the_files_and_runs_atc_when_installed(tiny_model, tmp_path, 
     atc.chmod(atc.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
-    sys.path.insert(0, str(REPO))
-    try:
-        import export as export_cli
-    finally:
-        sys.path.remove(str(REPO))
     out = tmp_path / "out"
-    status = export_cli.main(["--model", str(model_path), "--output", str(out), "--soc-version", "Ascend310P3",
+    status = face3d_main(["export", "--model", str(model_path), "--output", str(out), "--soc-version", "Ascend310P3",
                               "--precision-mode", "allow_mix_precision"])
     assert status == 0
     assert (out / "prnet.pb").is_file() and not (out / "prnet.onnx").exists()
@@ -246,4 +241,4 @@ def test_cli_writes_the_files_and_runs_atc_when_installed(tiny_model, tmp_path, 
     script = (out / "atc_pb.sh").read_text()
     assert '--input_shape="input:1,64,64,3"' in script and "--soc_version=Ascend310P3" in script
     assert json.loads((out / "export.json").read_text())["atc_status"] == {"pb": 0}
-    assert export_cli.main(["--model", str(tmp_path / "missing.keras"), "--output", str(out)]) == 1
+    assert face3d_main(["export", "--model", str(tmp_path / "missing.keras"), "--output", str(out)]) == 1

@@ -10,7 +10,7 @@ import scipy.io as sio
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, estimate_affine_matrix_3d22d
 from face3d.morphable_model import (LandmarkFitter, MorphableModel, fit_from_pose_para, flip_y,
                                     pose_para_from_fit)
-from face3d.morphable_model.fit import affine_camera_batch, scaled_rotation_from_affine
+from face3d.morphable_model.camera import affine_camera_batch, scaled_rotation_from_affine
 
 from _fixtures import fixtures_dir
 
@@ -150,7 +150,7 @@ def test_round_trip_default_model_fixed_index(bfm):
     yaw, verts, lms = make_faces(bfm, 32, rng)
     r = bfm.fit_batch(lms, max_iter=4)
     lm, dense = errors(bfm, r, lms, verts)
-    # Issue 3 targets: landmark RMSE <= 1.5 px and dense error at most half of that.
+    # Targets: landmark RMSE <= 1.5 px and dense error at most half of that.
     assert np.all(per_bucket(yaw, lm) <= 1.5), per_bucket(yaw, lm)
     assert np.all(per_bucket(yaw, dense) <= 0.75), per_bucket(yaw, dense)
 

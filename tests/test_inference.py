@@ -13,15 +13,19 @@ import cv2
 import numpy as np
 import pytest
 
+from face3d.cli import main as face3d_main
 from face3d.mesh import io as mesh_io
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.prnet import inference
-from face3d.prnet.data import POSMAP_SCALE, AugmentConfig, augment_sample
+from face3d.contract import POSMAP_SCALE
+from face3d.prnet.data import AugmentConfig, augment_sample
 from face3d.prnet.inference import PRN
 from face3d.prnet.predictor import load_predictor
-from face3d.prnet.uvdata import resize_uv_data
+from face3d.prnet.uv_weights import resize_uv_data
+from face3d.resources import default_uv_data_dir
 from face3d.trainset.crop import CropBox, crop_matrix, keypoint_box
-from face3d.trainset.uv_data import load_uv_data
+from face3d.trainset.posmap import keypoints_from_map
+from face3d.trainset.uv_layout import load_uv_data
 
 import _inference_helpers as helpers
 
@@ -38,7 +42,7 @@ def default_model():
 
 @pytest.fixture(scope="module")
 def uv():
-    return load_uv_data(inference.DEFAULT_UV_DATA)
+    return load_uv_data(default_uv_data_dir())
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +187,7 @@ def test_reduced_input_crop_matches_the_training_resampling(rendered):
 def test_restore_inverts_the_generators_crop(rendered, uv, default_model):
     image, mat, sample, placed = rendered
     pos = inference.restore_map(sample.posmap / np.float32(POSMAP_SCALE * 256), sample.crop_matrix, 256)
-    landmarks = inference.landmarks_from_map(pos, uv.uv_kpt_ind)
+    landmarks = keypoints_from_map(pos, uv.uv_kpt_ind)
     truth = placed[default_model.kpt_ind]
     np.testing.assert_allclose(landmarks[:, :2], truth[:, :2], atol=2e-3)
     # z: the map holds k (z - min z) in crop pixels; restored it is z - min z in image pixels
@@ -195,7 +199,7 @@ def test_restore_inverts_the_generators_crop(rendered, uv, default_model):
 
 def test_reduced_maps_are_read_where_training_reads_them(uv):
     """An S x S output expanded to R x R nearest-neighbour gives, at uv_kpt_ind, the values at the trainer's
-    resized keypoints (uvdata.resize_uv_data)."""
+    resized keypoints (uv_weights.resize_uv_data)."""
     s, r = 64, 256
     output = np.random.default_rng(2).random((s, s, 3)).astype(np.float32)
     matrix = crop_matrix(CropBox(128.0, 140.0, 200.0), r)
@@ -204,7 +208,7 @@ def test_reduced_maps_are_read_where_training_reads_them(uv):
     at_kpt = output[small_kpt[1], small_kpt[0]].astype(np.float64) * POSMAP_SCALE * r
     k = (r - 1) / 200.0
     expected_xy = at_kpt[:, :2] / k + np.array([128.0 - 100.0, 140.0 - 100.0])
-    landmarks = inference.landmarks_from_map(pos, uv.uv_kpt_ind)
+    landmarks = keypoints_from_map(pos, uv.uv_kpt_ind)
     np.testing.assert_allclose(landmarks[:, :2], expected_xy, rtol=1e-5)
     np.testing.assert_allclose(landmarks[:, 2], at_kpt[:, 2] / k, rtol=1e-5)
 
@@ -322,7 +326,7 @@ def test_drawings_mark_the_face(rendered, uv, default_model):
 
 
 def test_prn_rejects_a_network_larger_than_the_uv_data(tmp_path, tiny):
-    full = load_uv_data(inference.DEFAULT_UV_DATA)
+    full = load_uv_data(default_uv_data_dir())
     tiny_uv = dataclasses.replace(full, face_mask=full.face_mask[:16, :16])  # resolution 16 < 32
     with pytest.raises(ValueError, match="input size 32 exceeds"):
         PRN(tiny["model"], uv_data=tiny_uv)
@@ -333,8 +337,7 @@ def test_prn_rejects_a_network_larger_than_the_uv_data(tmp_path, tiny):
 # ------------------------------------------------------------------------------------------------ demo
 
 def _run_demo(*args):
-    import demo
-    return demo.main([str(a) for a in args])
+    return face3d_main(["demo", *map(str, args)])
 
 
 def test_demo_on_a_real_photograph(tmp_path, constant_onnx, uv):

@@ -1,10 +1,17 @@
 """Normals (C++ vs numpy twin, known geometry), Phong and spherical-harmonics lighting."""
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from face3d.mesh import light as cpp
 from face3d.mesh_numpy import light as ref
 
+ROOT = Path(__file__).resolve().parents[1]
 TWINS = [pytest.param(cpp, id="cpp"), pytest.param(ref, id="numpy")]
 
 
@@ -29,6 +36,19 @@ def uv_sphere(n=12):
     a, b, c, d = idx[:-1].ravel(), nxt[:-1].ravel(), idx[1:].ravel(), nxt[1:].ravel()
     t = np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)])  # counter-clockwise from outside
     return v.astype(np.float32), t[:, ::-1].copy()
+
+
+def test_twins_expose_the_same_functions():
+    assert cpp.__all__ == ref.__all__
+    for name in cpp.__all__:
+        assert inspect.signature(getattr(cpp, name)) == inspect.signature(getattr(ref, name)), name
+
+
+def test_mesh_does_not_import_its_numpy_twin():
+    code = "import sys, face3d.mesh; print(any(m.startswith('face3d.mesh_numpy') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert out.strip() == "False"
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -1,9 +1,13 @@
 """The C++ rasteriser/renderers (face3d.mesh.render) against their numpy twins, hand-checked geometry and errors."""
+import inspect
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 
+from face3d.mesh import _checks
 from face3d.mesh import _mesh_core
 from face3d.mesh import render as cpp
 from face3d.mesh_numpy import render as ref
@@ -194,7 +198,7 @@ def test_checkerboard_bilinear(twin):
         assert np.allclose(image[y, x], expected, atol=1e-5), (y, x, image[y, x])
 
 
-def test_kernels_release_the_gil_and_threads_agree():
+def test_threads_rendering_at_once_agree():
     v, t = random_mesh(3, nver=300, ntri=3000)
     colors = np.random.default_rng(1).uniform(0, 1, (len(v), 3))
     want = cpp.render_colors(v, t, colors, H, W)
@@ -211,13 +215,46 @@ def test_kernels_release_the_gil_and_threads_agree():
     assert all(np.array_equal(r, want) for r in results)
 
 
-def test_pixel_rule_is_documented_identically_in_both_twins():
-    def rule(doc):
-        return doc[doc.index("Pixel rule."):].strip()
+def test_render_kernel_releases_the_gil():
+    """A Python thread counts while another runs the C++ kernel. The switch interval is made huge, so a thread
+    running Python code is never preempted: the counter can only move during the kernel call if the kernel
+    releases the GIL (holding it, the counter stays exactly where it was, on every attempt)."""
+    h = w = 200
+    v, t = random_mesh(5, nver=300, ntri=3000)
+    v[:, :2] *= w / W
+    v, t = cpp._mesh(v, t)  # the kernel's dtypes
+    colors = _checks.as_attributes(np.random.default_rng(1).uniform(0, 1, (len(v), 3)), len(v), 3)
+    counter = [0]
+    moved = []
 
-    assert rule(cpp.__doc__) == rule(ref.__doc__)
-    for name in ("rasterize_triangles", "render_colors", "render_texture"):
-        assert getattr(cpp, name).__doc__ == getattr(ref, name).__doc__
+    def render():
+        image = np.zeros((h, w, 3), dtype=np.float32)
+        before = counter[0]
+        code = _mesh_core.render_colors(v, t, colors, h, w, image)
+        moved.append(counter[0] - before)
+        assert code == 0
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        for _ in range(5):  # a loaded machine may not schedule the counter during one call; never during five
+            worker = threading.Thread(target=render)
+            worker.start()
+            while worker.is_alive():
+                counter[0] += 1
+                time.sleep(0)  # releases the GIL, so the worker can take it back
+            worker.join()
+            if moved[-1] > 0:
+                break
+    finally:
+        sys.setswitchinterval(interval)
+    assert moved[-1] > 0, moved
+
+
+def test_twins_expose_the_same_functions():
+    assert cpp.__all__ == ref.__all__
+    for name in cpp.__all__:
+        assert inspect.signature(getattr(cpp, name)) == inspect.signature(getattr(ref, name)), name
 
 
 GOOD_V = np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0]], dtype=np.float32)

@@ -15,6 +15,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 pytest.importorskip("onnxruntime")
 
+from face3d.cli import main as face3d_main  # noqa: E402
 from face3d.prnet import evaluation, offline  # noqa: E402
 from face3d.prnet.export import export_model  # noqa: E402
 from face3d.prnet.inference import PRN  # noqa: E402
@@ -86,16 +87,16 @@ def test_round_trip_onnx_gives_the_direct_nme(exported, aflw, direct, tmp_path, 
 
 def test_round_trip_batch_two_pb_through_the_command_line(exported, aflw, direct, tmp_path):
     _, out = exported
-    assert offline.main(["pre_process", "--data", str(aflw), "--output", str(tmp_path / "bin"),
+    assert face3d_main(["offline", "pre_process", "--data", str(aflw), "--output", str(tmp_path / "bin"),
                          "--input-size", str(SIZE), "--batch", "2"]) == 0
     manifest = json.loads((tmp_path / "bin" / offline.MANIFEST).read_text())
     assert [f["samples"] for f in manifest["files"]] == [["SYNTH_0000_1_0", "SYNTH_0001_1_0"], ["SYNTH_0002_1_0"]]
     padded = np.fromfile(tmp_path / "bin" / "batch_00001.bin", dtype="<f4").reshape(2, SIZE, SIZE, 3)
     assert padded[1].max() == 0 and padded[0].max() > 0
-    assert offline.main(["run", "--model", str(out / "b2" / "prnet.pb"), "--input", str(tmp_path / "bin"),
+    assert face3d_main(["offline", "run", "--model", str(out / "b2" / "prnet.pb"), "--input", str(tmp_path / "bin"),
                          "--output", str(tmp_path / "out")]) == 0
     result, = (tmp_path / "out").iterdir()
-    assert offline.main(["post_process", "--result", str(result), "--manifest",
+    assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest",
                          str(tmp_path / "bin" / offline.MANIFEST), "--output", str(tmp_path / "report")]) == 0
     _compare_reports(json.loads((tmp_path / "report" / "report.json").read_text()), direct)
 

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from face3d.prnet import metrics
-from face3d.prnet.data import (AugmentConfig, BadSampleError, check_samples, group_key, make_dataset, open_h5,
+from face3d.prnet.data import (AugmentConfig, check_samples, group_key, make_dataset, open_h5,
                                split_train_val)
-from face3d.prnet.uvdata import loss_weights
+from face3d.utils.errors import InputFileError
+from face3d.prnet.uv_weights import loss_weights
 from face3d.trainset.pack import read_label_file
-from face3d.trainset.uv_data import load_uv_data
+from face3d.trainset.posmap import keypoints_from_map
+from face3d.trainset.uv_layout import load_uv_data
 
 import _prnet_data
 
@@ -87,7 +89,7 @@ def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
     elif damage == "text_image":
         open(image, "w").write("hello")
     bad_file = posmap if "npy" in damage or damage == "wrong_shape" else image
-    with pytest.raises(BadSampleError, match=reason) as info:
+    with pytest.raises(InputFileError, match=reason) as info:
         check_samples(pairs)
     assert bad_file in str(info.value)
     with caplog.at_level(logging.WARNING, logger="face3d.prnet.data"):
@@ -136,10 +138,10 @@ def test_rotated_map_keypoints_land_on_rotated_image_landmarks(tmp_path):
     label = _ramp_set(tmp_path, 8, res, seed=0)
     samples = check_samples(read_label_file(label))
     uv = load_uv_data(tmp_path / "uv-data")
-    originals = metrics.keypoints_from_map(np.stack([np.load(p) for p in samples.posmaps]), uv.uv_kpt_ind)
+    originals = keypoints_from_map(np.stack([np.load(p) for p in samples.posmaps]), uv.uv_kpt_ind)
     augment = AugmentConfig(color=False, occlusion=False)
     images, targets, _ = _one_batch(samples, uv, batch_size=8, augment=augment, seed=11, shuffle=False)
-    moved = metrics.keypoints_from_map(targets * 1.1 * res, uv.uv_kpt_ind)
+    moved = keypoints_from_map(targets * 1.1 * res, uv.uv_kpt_ind)
     checked = 0
     for b in range(8):
         rotation = math.degrees(math.atan2(moved[b, 1, 1] - moved[b, 0, 1], moved[b, 1, 0] - moved[b, 0, 0])
@@ -207,7 +209,7 @@ def test_each_augmentation_is_switchable(small_set):
 
 def test_reduced_input_size_resamples_maps_and_images(small_set):
     _, samples, uv = small_set
-    from face3d.prnet.uvdata import resample_indices, resize_uv_data
+    from face3d.prnet.uv_weights import resample_indices, resize_uv_data
     images, targets, weights = _one_batch(samples, resize_uv_data(uv, 32 // 2 * 2), batch_size=2, shuffle=False)
     assert images.shape == (2, R, R, 3)
     uv16 = resize_uv_data(uv, 16) if R != 16 else uv
@@ -237,10 +239,10 @@ def test_h5_pack_gives_the_same_batches(small_set, tmp_path):
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as h5:
         h5["images"] = images
-    with pytest.raises(BadSampleError, match="bad.h5.*posmaps"):
+    with pytest.raises(InputFileError, match="bad.h5.*posmaps"):
         open_h5(bad)
     (tmp_path / "junk.h5").write_bytes(b"not hdf5" * 100)
-    with pytest.raises(BadSampleError, match="junk.h5: not a readable HDF5 file"):
+    with pytest.raises(InputFileError, match="junk.h5: not a readable HDF5 file"):
         open_h5(tmp_path / "junk.h5")
     with pytest.raises(FileNotFoundError, match="missing.h5"):
         open_h5(tmp_path / "missing.h5")

@@ -1,8 +1,8 @@
-"""train.py and the training loop: CLI, bad input, loss, validation NME, resume, logs; plus the slow NME-halving
+"""face3d train and the training loop: CLI, bad input, loss, validation NME, resume, logs; plus the slow NME-halving
 runs (a synthetic affine set, and the embedded default set).
 
-Budget: about 45 s without the slow tests, which add about 35 s (affine set) and 110 s (default set) on 2 cores.
-The tiny runs execute eagerly (``run_eagerly``): tracing the 160-layer graph costs about 15 s per model, more than
+The slow tests (two short training runs) are seeded and deterministic (``--deterministic``), so they give the same
+numbers on every run. The tiny runs execute eagerly (``run_eagerly``): tracing the 160-layer graph costs more than
 their few steps.
 """
 import csv
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from face3d.prnet import metrics
-from face3d.prnet.data import AugmentConfig, BadSampleError
+from face3d.prnet.data import AugmentConfig
 from face3d.prnet.training import TrainConfig, learning_rate_at, load_samples, train
+from face3d.utils.errors import InputFileError
 
 import _prnet_data
 
@@ -29,8 +30,8 @@ FLAGS = ["--train-list", "--h5", "--val-list", "--val-fraction", "--uv-data", "-
 
 
 def _run_cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run([sys.executable, "-m", "face3d", "train", *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
 
 
 def _csv(path):
@@ -65,7 +66,7 @@ def test_bad_input_stops_before_training_naming_the_file(tmp_path):
 def test_empty_or_malformed_label_file_is_named(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
-    with pytest.raises(BadSampleError, match="empty.txt: no samples listed"):
+    with pytest.raises(InputFileError, match="empty.txt: no samples listed"):
         load_samples(TrainConfig(train_list=str(empty)))
     bad = tmp_path / "bad.txt"
     bad.write_text("only_one_path.jpg\n")
@@ -93,9 +94,9 @@ def test_validation_nme_is_the_numpy_nme_of_the_held_out_maps(tmp_path, input_si
     tf = pytest.importorskip("tensorflow")
     from face3d.prnet.data import check_samples
     from face3d.prnet.training import evaluate
-    from face3d.prnet.uvdata import loss_weights, resample_indices, resize_uv_data
+    from face3d.prnet.uv_weights import loss_weights, resample_indices, resize_uv_data
     from face3d.trainset.pack import read_label_file
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.trainset.uv_layout import load_uv_data
     label = _prnet_data.make_dataset(tmp_path, 5, 32, seed=4)
     samples = check_samples(read_label_file(label))
     uv = resize_uv_data(load_uv_data(tmp_path / "uv-data"), input_size)
@@ -168,11 +169,11 @@ def test_skip_bad_trains_on_the_rest(tmp_path):
 @pytest.mark.slow
 def test_short_run_halves_validation_nme(tmp_path):
     """128 synthetic faces (the generator's formats, affine poses) at 32 x 32, width 4, constant lr 3e-3, batch 8,
-    no augmentation, 8 epochs: NME at least halves (~35 s)."""
+    no augmentation, 8 epochs, seeded and deterministic: NME at least halves."""
     label = _prnet_data.make_dataset(tmp_path / "data", 128, 32, seed=0)
     summary = train(TrainConfig(train_list=str(label), output=str(tmp_path / "out"), epochs=8, batch_size=8, width=4,
                                 lr=3e-3, lr_decay_epochs=1000, bn_momentum=0.9, val_fraction=0.25, seed=0,
-                                augment=AugmentConfig.off(), verbose=0))
+                                deterministic=True, augment=AugmentConfig.off(), verbose=0))
     nme = [row["val_nme"] for row in summary["history"]]
     assert nme[-1] <= 0.5 * nme[0], nme
 
@@ -181,7 +182,7 @@ def test_short_run_halves_validation_nme(tmp_path):
 def test_short_run_halves_validation_nme_on_the_embedded_default_set(tmp_path):
     """192 faces rendered from the embedded default model (yaw over +-90 degrees), as the generator crops them at
     64 x 64; 48 of them held out for validation. Width 4, batch 4, lr 3e-3 halved every 10 epochs, 26 epochs, no
-    augmentation (about 110 s on 2 cores). The validation NME (first epoch about 0.37) falls below half of it and
+    augmentation, seeded and deterministic. The validation NME (first epoch about 0.37) falls below half of it and
     well below that of the mean training map (about 0.25), which the network reaches first and stays near for the
     first ~400 steps."""
     from face3d.prnet.data import group_key
@@ -189,14 +190,15 @@ def test_short_run_halves_validation_nme_on_the_embedded_default_set(tmp_path):
     from face3d.trainset.pack import read_label_file
     from face3d.trainset.sample import GenerationConfig
     from face3d.trainset.synthetic import synthesize_dataset
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.trainset.uv_layout import load_uv_data
 
     synthesize_dataset(tmp_path / "faces", count=192, seed=0, size=128, views=1, flip=False)
     generate_dataset(tmp_path / "faces", tmp_path / "set", GenerationConfig(resolution=64, angles=()), workers=1,
                      progress=False)
     config = TrainConfig(train_list=str(tmp_path / "set" / "trainDataLabel.txt"), output=str(tmp_path / "out"),
                          epochs=26, batch_size=4, width=4, input_size=64, lr=3e-3, lr_decay_epochs=10,
-                         bn_momentum=0.9, val_fraction=0.25, seed=0, augment=AugmentConfig.off(), verbose=0)
+                         bn_momentum=0.9, val_fraction=0.25, seed=0, deterministic=True, augment=AugmentConfig.off(),
+                         verbose=0)
     train_samples, val_samples, _ = load_samples(config)
     assert len(val_samples) == 48 and len(train_samples) == 144
     assert not {group_key(n) for n in val_samples.names} & {group_key(n) for n in train_samples.names}

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -24,7 +23,7 @@ from face3d.trainset.dataset import (DONE_DIR, TEMP_SUFFIX, UV_DATA_DIR, discove
                                      select_shard)
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import FLIP_FOLDER, RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
-from face3d.trainset.uv_data import UV_DATA_FILES
+from face3d.trainset.uv_layout import UV_DATA_FILES
 
 from _fixtures import fixtures_dir
 
@@ -288,26 +287,47 @@ def _forget(output, rel):
         journal.write_bytes(b"".join(line for line in lines if json.loads(line)["sample"] != rel))
 
 
+KILL_AFTER = 3  # done records appended before the run is killed
+
+# Runs `python -m face3d ARGS` and SIGKILLs it right after its KILL_AFTER-th done record is appended to its
+# journal (one os.write of a '{"sample": ...' line holding "outputs"), so the kill lands at the same point on
+# every run.
+KILLING_RUNNER = f"""
+import os, runpy, signal, sys
+write, records = os.write, []
+
+def write_then_kill(fd, data):
+    written = write(fd, data)
+    if isinstance(data, bytes) and data.startswith(b'{{"sample"') and b'"outputs"' in data:
+        records.append(data)
+        if len(records) == {KILL_AFTER}:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return written
+
+os.write = write_then_kill
+sys.argv = ["face3d", *sys.argv[1:]]
+runpy.run_module("face3d", run_name="__main__", alter_sys=True)
+"""
+
+
 def test_resume_after_sigkill_is_byte_identical(synth_root, tmp_path):
-    # The reference is an uninterrupted run of the same command: the command line pins one BLAS thread per
-    # process, and float32 products are only bit-identical under the same BLAS thread count.
+    # The reference is an uninterrupted run of the same command (the command line pins one BLAS thread per
+    # process, so numpy's products round alike in both).
     output = tmp_path / "uninterrupted"
-    command = [sys.executable, "-m", "face3d", "generate", "--root", str(synth_root), "--workers", "1", *CLI_WORDS]
-    reference = subprocess.run(command + ["--output", str(output)], cwd=REPO, capture_output=True, text=True,
-                               timeout=120)
+    args = ["generate", "--root", str(synth_root), "--workers", "1", *CLI_WORDS]
+    reference = subprocess.run([sys.executable, "-m", "face3d", *args, "--output", str(output)], cwd=REPO,
+                               capture_output=True, text=True, timeout=120)
     assert reference.returncode == 0, reference.stderr
     tmp_path = tmp_path / "resumed"
-    command += ["--output", str(tmp_path)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while _count_done(tmp_path) < 1 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.001)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    args += ["--output", str(tmp_path)]
+    killed = subprocess.run([sys.executable, "-c", KILLING_RUNNER, *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     done = _count_done(tmp_path)
-    assert 1 <= done < N_SAMPLES, f"the kill should land mid-run, {done} of {N_SAMPLES} samples were done"
+    assert done == KILL_AFTER < N_SAMPLES
     assert not (tmp_path / "trainDataLabel.txt").exists()
 
+    command = [sys.executable, "-m", "face3d", *args]
     resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -1,17 +1,16 @@
-"""UV-space data (face3d.trainset.uv_data, posmap rasterization): formulas, file formats, render equality.
+"""UV-space data (face3d.trainset.uv_layout, posmap rasterization): formulas, file formats, render equality.
 
 Uses the embedded default model. Budget: < 8 s.
 """
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from face3d.mesh.render import render_colors
 from face3d.morphable_model import MorphableModel
+from face3d.resources import default_uv_data_dir
 from face3d.trainset import (build_uv_data, load_uv_data, rasterize_uv, uv_keypoint_pixels, uv_to_pixels,
                              write_uv_data)
-from face3d.trainset.uv_data import UV_DATA_FILES
+from face3d.trainset.uv_layout import UV_DATA_FILES
 
 R = 256
 
@@ -176,8 +175,9 @@ def test_build_requires_uv_coords(model):
 
 
 def test_shipped_uv_data_matches_the_default_model():
-    """Data/uv-data is what `face3d uv-data` writes for the embedded default model (rerun it after changing the model)."""
-    shipped = load_uv_data(Path(__file__).resolve().parents[1] / "Data" / "uv-data")
+    """The packaged uv-data is what `face3d uv-data` writes for the embedded default model (rerun it after changing
+    the model)."""
+    shipped = load_uv_data(default_uv_data_dir())
     built = build_uv_data(MorphableModel(), 256)
     for name in ("uv_kpt_ind", "face_ind", "triangles", "face_mask", "weight_mask", "face_eyes"):
         np.testing.assert_array_equal(getattr(shipped, name), getattr(built, name), err_msg=name)

@@ -352,12 +352,9 @@ def save_mesh_mat(path, vertices, triangles, colors=None, **arrays):
 def load_mesh_mat(path):
     """Loads a .mat mesh written by save_mesh_mat (or face3d's examples): a dict with 'vertices', 'triangles'
     (int32, 0-based as stored), 'colors' when present and every other non-private key, as numpy arrays."""
-    from scipy.io import loadmat
+    from face3d.utils.matfile import read_mat  # imports SciPy, which the rest of this module does not need
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f".mat file not found: {path}")
-    content = {k: v for k, v in loadmat(os.fspath(path)).items() if not k.startswith("__")}
+    content = {k: v for k, v in read_mat(path).items() if not k.startswith("__")}
     for key in ("vertices", "triangles"):
         if key not in content:
             raise ValueError(f"{path}: no '{key}' array in the .mat file")

@@ -1,5 +1,5 @@
 """Normals and lighting of meshes; normals come from the C++ kernels, the shading formulas from
-face3d.mesh_numpy.light (one implementation: they are plain numpy either way).
+face3d.mesh._shading (plain numpy, shared with the numpy twin face3d.mesh_numpy.light).
 
 Normals. The raw normal of triangle (v0, v1, v2) is cross(v1 - v0, v2 - v0) (right-hand rule, computed in float64);
 a vertex normal is the normalised sum of the raw normals of the triangles at the vertex (so larger triangles weigh
@@ -15,8 +15,8 @@ import numpy as np
 
 from face3d.mesh import _checks
 from face3d.mesh import _mesh_core
-from face3d.mesh_numpy import light as _numpy_light
-from face3d.mesh_numpy.light import sh_basis
+from face3d.mesh import _shading
+from face3d.mesh._shading import sh_basis
 
 __all__ = ["triangle_normals", "vertex_normals", "get_normal", "add_light", "sh_basis", "add_light_sh",
            "estimate_light"]
@@ -92,8 +92,8 @@ def add_light(vertices, triangles, colors, light_positions, light_intensities, a
         ValueError: naming the argument for wrong shapes, bad indices or non-finite values.
     """
     n = _outward(vertices, triangles, clockwise)
-    return _numpy_light.shade_phong(n, vertices, colors, light_positions, light_intensities, ambient, specular,
-                                    shininess, eye)
+    return _shading.shade_phong(n, vertices, colors, light_positions, light_intensities, ambient, specular, shininess,
+                                eye)
 
 
 def add_light_sh(vertices, triangles, colors, sh_coeff, clockwise=True):
@@ -106,7 +106,7 @@ def add_light_sh(vertices, triangles, colors, sh_coeff, clockwise=True):
     Returns:
         (nver, c) float32.
     """
-    return _numpy_light.shade_sh(_outward(vertices, triangles, clockwise), colors, sh_coeff)
+    return _shading.shade_sh(_outward(vertices, triangles, clockwise), colors, sh_coeff)
 
 
 def estimate_light(vertices, triangles, albedo, observed, vertex_ind=None, lamb=0.0, clockwise=True):
@@ -122,4 +122,4 @@ def estimate_light(vertices, triangles, albedo, observed, vertex_ind=None, lamb=
     Returns:
         (9, c) float64 coefficients in the order of sh_basis.
     """
-    return _numpy_light.fit_sh(_outward(vertices, triangles, clockwise), albedo, observed, vertex_ind, lamb)
+    return _shading.fit_sh(_outward(vertices, triangles, clockwise), albedo, observed, vertex_ind, lamb)

@@ -1,7 +1,7 @@
 """The embedded default face model: a BFM-layout morphable model built by our own code.
 
 Users without the Basel Face Model (which needs a licence) still get a working pipeline:
-:func:`build_default_model` constructs, deterministically and in 1-3 seconds, a face model in
+:func:`build_default_model` constructs, deterministically and in seconds, a face model in
 exactly the layout, units (micrometres) and axes of face3d's ``BFM.mat`` (x right, y up, z towards
 the viewer, origin near the head's centre), so a real 300W-LP ``Pose_Para`` places it where the
 real face is.  :func:`default_model_dir` writes it once into a cache folder as the four files the

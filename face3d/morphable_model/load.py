@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io as sio
 
+from face3d.utils.matfile import read_mat  # noqa: F401  (re-exported: load.read_mat)
+
 # Field order of the struct `model` as generate.m assigns it (MATLAB keeps assignment order).
 MODEL_FIELDS = ("shapeMU", "shapePC", "shapeEV", "texMU", "texPC", "texEV", "tri", "kpt_ind",
                 "expMU", "expPC", "expEV", "tri_mouth")
@@ -59,31 +61,6 @@ N_CONTOUR_LANDMARKS = 17
 
 
 # ----------------------------------------------------------------------------- file helpers
-def read_mat(path, variable_names=None) -> dict:
-    """Read a MATLAB 5/7 .mat file with scipy, with errors that name the file.
-
-    Args:
-        path: str or Path of the .mat file.
-        variable_names: optional sequence of variable names to read (others are skipped, which
-            matters for the ~500 MB ``01_MorphableModel.mat``).
-    Returns:
-        dict name -> value as ``scipy.io.loadmat`` returns it (no squeezing, structs as records).
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not a readable MATLAB 5/7 file (MATLAB v7.3/HDF5 included).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    try:
-        return sio.loadmat(os.fspath(path), variable_names=variable_names)
-    except NotImplementedError as err:  # scipy raises this for v7.3 (HDF5) files
-        raise ValueError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; "
-                         f"re-save it in MATLAB with save(..., '-v7') ({err})") from err
-    except Exception as err:  # scipy raises assorted types on corrupt files
-        raise ValueError(f"{path}: not a readable MATLAB .mat file ({err})") from err
-
-
 def require_var(path, mat: dict, key: str, what: str) -> np.ndarray:
     """Return variable ``key`` of a loaded .mat dict, or raise ValueError naming file and key."""
     if key not in mat:

@@ -1,7 +1,9 @@
-"""PRNet training with TensorFlow/Keras (optional extra: ``pip install -e .[train]``).
+"""PRNet (Feng et al., ECCV 2018) on the position maps of face3d.trainset: train, evaluate, run and export it.
 
-Modules: ``model`` (resfcn256), ``data`` (sample lists, checks, ``tf.data`` pipeline, augmentation),
-``training`` (``TrainConfig``, ``train``), ``metrics`` (68-landmark NME, pure numpy) and ``uvdata`` (loss
-weights and reduced-size UV data on top of ``face3d.trainset.uv_data``, pure numpy). Importing this package,
-``metrics``, ``uvdata`` or ``data`` does not import TensorFlow; it is imported when a model or pipeline is built.
+Training: ``model`` (resfcn256), ``data`` (sample lists, checks, ``tf.data`` pipeline, augmentation), ``training``
+(``TrainConfig``, ``train``), ``uv_weights`` (loss weights, reduced-size UV data), ``metrics`` (68-landmark NME).
+Use: ``inference`` (``PRN``: crop, predict, read the 3D face), ``predictor`` (Keras, SavedModel, GraphDef or ONNX),
+``detect`` (optional dlib face detector), ``evaluation`` (AFLW2000-3D NME, CED, reports).
+Deployment: ``export`` (frozen ``.pb`` and ONNX for Huawei ATC), ``offline`` (the ``.om`` pre/run/post flow).
+TensorFlow (``pip install -e .[train]``) is imported only when a model or pipeline is built or loaded.
 """

@@ -7,12 +7,12 @@ HDF5 pack written by ``face3d pack`` (read through ``face3d.trainset.pack.Packed
 crop-space x, y (pixels, pixel centres at integers) and z.
 
 Every file is checked before training starts (``check_samples``): a missing, truncated or corrupt file raises
-``BadSampleError`` naming it, or is skipped with a warning under ``skip_bad``.
+``InputFileError`` naming it, or is skipped with a warning under ``skip_bad``.
 
 The pipeline (``make_dataset``) yields ``(image, target, weight)`` batches: image float32 (B, S, S, 3) in [0, 1];
 target float32 (B, S, S, 3) = position map / (1.1 * R) (the official model's normalisation, so the network's
 sigmoid output times 1.1 * R is a position map in crop pixels); weight float32 (B, S, S), the UV weight mask scaled
-to a maximum of 1 (``uvdata.loss_weights``), used by Keras as a per-pixel sample weight. S is the model's input
+to a maximum of 1 (``uv_weights.loss_weights``), used by Keras as a per-pixel sample weight. S is the model's input
 size (R unless training at a reduced size; the map is then resampled nearest-neighbour at the pixels
 ``resample_indices`` picks and the image warped straight to S).
 Files are read and decoded by TensorFlow (JPEG exactly as OpenCV decodes it); the augmentation runs per sample in
@@ -37,24 +37,21 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.prnet.uvdata import loss_weights, resample_indices
+from face3d.contract import map_scale
+from face3d.prnet.uv_weights import loss_weights, resample_indices
+from face3d.utils.errors import InputFileError
 
 __all__ = [
-    "AugmentConfig", "BadSampleError", "FileSamples", "H5Samples", "check_samples", "open_h5", "split_train_val",
-    "group_key", "make_dataset", "augment_params", "augment_sample", "POSMAP_SCALE",
+    "AugmentConfig", "FileSamples", "H5Samples", "check_samples", "open_h5", "split_train_val",
+    "group_key", "make_dataset", "augment_params", "augment_sample",
 ]
 
 logger = logging.getLogger(__name__)
 
-POSMAP_SCALE = 1.1  # the official model's normalisation: position map / (1.1 * resolution)
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ANGLE_SUFFIX = re.compile(r"_angle_-?\d+(\.\d+)?$")
 _N_UNIFORMS = 12  # per-sample uniforms: angle, tx, ty, scale, 3 colours, occlusion gate, rectangle (4)
-
-
-class BadSampleError(ValueError):
-    """A training sample's file is missing, truncated or not in the expected format (the message names it)."""
 
 
 @dataclass(frozen=True)
@@ -197,20 +194,20 @@ class H5Samples:
 
 
 def _image_size(path):
-    """(width, height) from a JPEG's SOF or a PNG's IHDR header; raises BadSampleError for anything else."""
+    """(width, height) from a JPEG's SOF or a PNG's IHDR header; raises InputFileError for anything else."""
     data = Path(path).read_bytes()
     if data.startswith(_PNG_SIGNATURE):
         if len(data) < 33 or data[12:16] != b"IHDR" or not data.rstrip(b"\0").endswith(b"IEND\xaeB`\x82"):
-            raise BadSampleError(f"{path}: truncated or corrupt PNG")
+            raise InputFileError(path, "truncated or corrupt PNG")
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     if not data.startswith(b"\xff\xd8"):
-        raise BadSampleError(f"{path}: not a JPEG or PNG image")
+        raise InputFileError(path, "not a JPEG or PNG image")
     if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
-        raise BadSampleError(f"{path}: truncated JPEG (no end-of-image marker)")
+        raise InputFileError(path, "truncated JPEG (no end-of-image marker)")
     pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            raise BadSampleError(f"{path}: corrupt JPEG header")
+            raise InputFileError(path, "corrupt JPEG header")
         marker = data[pos + 1]
         if marker == 0xFF:
             pos += 1
@@ -219,11 +216,11 @@ def _image_size(path):
         if marker in _JPEG_SOF and pos + 9 <= len(data):
             return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
         pos += 2 + length
-    raise BadSampleError(f"{path}: corrupt JPEG (no frame header)")
+    raise InputFileError(path, "corrupt JPEG (no frame header)")
 
 
 def _npy_info(path):
-    """(shape, dtype string) of a ``.npy`` file after checking its header and size; raises BadSampleError."""
+    """(shape, dtype string) of a ``.npy`` file after checking its header and size; raises InputFileError."""
     with open(path, "rb") as handle:
         try:
             version = np.lib.format.read_magic(handle)
@@ -231,15 +228,15 @@ def _npy_info(path):
                            else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read_header(handle)
         except (ValueError, EOFError, SyntaxError, TypeError) as error:
-            raise BadSampleError(f"{path}: not a .npy file ({error})") from None
+            raise InputFileError(path, f"not a .npy file ({error})") from None
         offset = handle.tell()
     if fortran:
-        raise BadSampleError(f"{path}: Fortran-ordered array, expected C order")
+        raise InputFileError(path, "Fortran-ordered array, expected C order")
     if dtype.str not in ("<f2", "<f4"):
-        raise BadSampleError(f"{path}: dtype {dtype.str}, expected little-endian float16 or float32")
+        raise InputFileError(path, f"dtype {dtype.str}, expected little-endian float16 or float32")
     expected = offset + int(np.prod(shape)) * dtype.itemsize
     if os.path.getsize(path) != expected:
-        raise BadSampleError(f"{path}: truncated or padded .npy ({os.path.getsize(path)} bytes, expected {expected})")
+        raise InputFileError(path, f"truncated or padded .npy ({os.path.getsize(path)} bytes, expected {expected})")
     return shape, dtype.str
 
 
@@ -256,7 +253,7 @@ def check_samples(pairs, skip_bad=False):
     Returns:
         FileSamples of the good samples, with absolute paths.
     Raises:
-        BadSampleError naming the first bad file (skip_bad False), or when no sample is usable.
+        InputFileError naming the first bad file (skip_bad False), or when no sample is usable.
     """
     good, bad = [], 0
     resolution = dtype = None
@@ -264,18 +261,18 @@ def check_samples(pairs, skip_bad=False):
         try:
             for name in (image, posmap):
                 if not os.path.isfile(name):
-                    raise BadSampleError(f"{name}: file not found")
+                    raise InputFileError(name, "file not found")
             shape, map_dtype = _npy_info(posmap)
             if len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1]:
-                raise BadSampleError(f"{posmap}: shape {shape}, expected (R, R, 3)")
+                raise InputFileError(posmap, f"shape {shape}, expected (R, R, 3)")
             width, height = _image_size(image)
             if (height, width) != shape[:2]:
-                raise BadSampleError(f"{image}: size {width}x{height} differs from its map's {shape[1]}x{shape[0]}")
+                raise InputFileError(image, f"size {width}x{height} differs from its map's {shape[1]}x{shape[0]}")
             if resolution is not None and shape[0] != resolution:
-                raise BadSampleError(f"{posmap}: resolution {shape[0]}, the other samples have {resolution}")
+                raise InputFileError(posmap, f"resolution {shape[0]}, the other samples have {resolution}")
             if dtype is not None and map_dtype != dtype:
-                raise BadSampleError(f"{posmap}: dtype {map_dtype}, the other samples have {dtype}")
-        except BadSampleError as error:
+                raise InputFileError(posmap, f"dtype {map_dtype}, the other samples have {dtype}")
+        except InputFileError as error:
             if not skip_bad:
                 raise
             bad += 1
@@ -284,7 +281,7 @@ def check_samples(pairs, skip_bad=False):
         resolution, dtype = shape[0], map_dtype
         good.append((os.path.abspath(image), os.path.abspath(posmap)))
     if not good:
-        raise BadSampleError(f"no usable sample among {len(pairs)}")
+        raise InputFileError(None, f"no usable sample among {len(pairs)}")
     if bad:
         logger.warning("skipped %d bad sample(s) of %d", bad, len(pairs))
     return FileSamples(tuple(p[0] for p in good), tuple(p[1] for p in good), int(resolution), dtype)
@@ -298,7 +295,7 @@ def open_h5(path):
     Returns:
         H5Samples.
     Raises:
-        FileNotFoundError / BadSampleError naming the file.
+        FileNotFoundError / InputFileError naming the file.
     """
     from face3d.trainset.pack import PackedTrainset
     path = os.path.abspath(path)
@@ -307,17 +304,17 @@ def open_h5(path):
     except FileNotFoundError:
         raise
     except OSError as error:  # h5py's message does not name the file
-        raise BadSampleError(f"{path}: not a readable HDF5 file ({error})") from None
+        raise InputFileError(path, f"not a readable HDF5 file ({error})") from None
     except ValueError as error:
-        raise BadSampleError(str(error)) from None
+        raise InputFileError(None, str(error)) from None
     with pack:
         images, posmaps = pack.images, pack.posmaps
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
-            raise BadSampleError(f"{path}: 'images' must be uint8 (N, R, R, 3), got {images.dtype} {images.shape}")
+            raise InputFileError(path, f"'images' must be uint8 (N, R, R, 3), got {images.dtype} {images.shape}")
         if posmaps.shape != images.shape or posmaps.dtype.kind != "f":
-            raise BadSampleError(f"{path}: 'posmaps' must be float {images.shape}, got {posmaps.dtype} {posmaps.shape}")
+            raise InputFileError(path, f"'posmaps' must be float {images.shape}, got {posmaps.dtype} {posmaps.shape}")
         if len(pack) == 0:
-            raise BadSampleError(f"{path}: the pack holds no samples")
+            raise InputFileError(path, "the pack holds no samples")
         return H5Samples(path, tuple(range(len(pack))), int(pack.resolution), tuple(pack.names))
 
 
@@ -451,8 +448,8 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
 
     Args:
         samples: FileSamples or H5Samples.
-        uv: ``face3d.trainset.uv_data.UVData`` at the model's input size S (``uvdata.resize_uv_data``); its weight
-            mask (``uvdata.loss_weights``) becomes the per-pixel weight.
+        uv: ``face3d.trainset.uv_layout.UVData`` at the model's input size S (``uv_weights.resize_uv_data``); its
+            weight mask (``uv_weights.loss_weights``) becomes the per-pixel weight.
         batch_size: samples per batch.
         input_size: S (default: the samples' resolution R).
         augment: AugmentConfig, or None for no augmentation (validation).
@@ -497,7 +494,7 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
         return image, posmap
 
     weight = tf.constant(loss_weights(uv), tf.float32)
-    scale = POSMAP_SCALE * samples.resolution
+    scale = map_scale(samples.resolution)
 
     def finish(images, posmaps):
         return images, posmaps / scale, tf.broadcast_to(weight, tf.shape(posmaps)[:3])

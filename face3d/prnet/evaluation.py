@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io as sio
 
 from face3d.prnet import metrics
+from face3d.utils.matfile import read_mat
 
 __all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "AFLWSample", "find_samples", "read_sample",
            "keypoint_nme", "yaw_bucket", "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth",
@@ -127,10 +127,7 @@ def read_sample(image_path, mat_path):
         if not path.is_file():
             raise FileNotFoundError(f"file not found: {path}")
     image = read_image(image_path)
-    try:
-        mat = sio.loadmat(str(mat_path))
-    except Exception as exc:  # scipy raises assorted types for damaged files
-        raise ValueError(f"{mat_path}: cannot read the .mat file ({type(exc).__name__}: {exc})") from exc
+    mat = read_mat(mat_path)
     for key in ("pt3d_68", "Pose_Para"):
         if key not in mat:
             raise ValueError(f"{mat_path}: missing key {key!r} (an AFLW2000-3D .mat holds pt3d_68 (3, 68) and "
@@ -357,7 +354,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         the report dict (``evaluate_predictions``) with ``data``, ``skipped`` (samples that could not be read,
         with the reason) and, when written, ``files``.
     """
-    from face3d.prnet.inference import landmark_crop, crop_face
+    from face3d.prnet.face_crop import crop_face, landmark_crop
     from face3d.utils.progress import Progress
 
     pairs = find_samples(data_dir)

@@ -1,7 +1,8 @@
 """Landmark error of predicted position maps: pure numpy (no TensorFlow), shared by training and evaluation.
 
 The 68 iBUG keypoints are read from a position map at PRNet's ``uv_kpt_ind`` (row 0 = x, row 1 = y, read as
-``map[y, x]``). The normalised mean error follows PRNet's AFLW2000-3D protocol:
+``map[y, x]``; ``face3d.trainset.posmap.keypoints_from_map``). The normalised mean error follows PRNet's
+AFLW2000-3D protocol:
 
     NME = mean_k || p_k - g_k || / sqrt(w * h)
 
@@ -10,33 +11,9 @@ height of the ground-truth 68 keypoints' bounding box in x, y.
 """
 import numpy as np
 
-__all__ = ["keypoints_from_map", "bbox_size", "nme", "weighted_mse"]
+from face3d.trainset.posmap import keypoints_from_map
 
-
-def _check_kpt(uv_kpt_ind, height, width):
-    kpt = np.asarray(uv_kpt_ind)
-    if kpt.ndim != 2 or kpt.shape[0] != 2:
-        raise ValueError(f"uv_kpt_ind must have shape (2, K) (row 0 x, row 1 y), got {kpt.shape}")
-    kpt = np.rint(kpt).astype(np.int64)
-    if kpt.min() < 0 or kpt[0].max() >= width or kpt[1].max() >= height:
-        raise ValueError(f"uv_kpt_ind indices must lie inside the {height}x{width} map")
-    return kpt
-
-
-def keypoints_from_map(posmap, uv_kpt_ind):
-    """Keypoints stored in one or many position maps.
-
-    Args:
-        posmap: (H, W, 3) or (N, H, W, 3) position map(s) (any float dtype; crop-space x, y, z in pixels).
-        uv_kpt_ind: (2, K) keypoint UV indices, row 0 = x (column), row 1 = y (row).
-    Returns:
-        (K, 3) or (N, K, 3) float64, ``posmap[..., y_k, x_k, :]``.
-    """
-    posmap = np.asarray(posmap)
-    if posmap.ndim not in (3, 4) or posmap.shape[-1] != 3:
-        raise ValueError(f"posmap must have shape (H, W, 3) or (N, H, W, 3), got {posmap.shape}")
-    kpt = _check_kpt(uv_kpt_ind, posmap.shape[-3], posmap.shape[-2])
-    return posmap[..., kpt[1], kpt[0], :].astype(np.float64)
+__all__ = ["bbox_size", "nme", "weighted_mse"]
 
 
 def bbox_size(keypoints):

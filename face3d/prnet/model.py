@@ -20,6 +20,8 @@ normalisation has scale and offset. The output is a (size, size, 3) map in [0, 1
 import keras
 from keras import layers
 
+from face3d.contract import INPUT_SIZE
+
 __all__ = ["build_resfcn256", "ENCODER_WIDTHS", "DECODER_WIDTHS"]
 
 # Channels of the 10 residual blocks and the 17 transposed convolutions, in units of the base width
@@ -30,7 +32,7 @@ DECODER_WIDTHS = (32, 16, 16, 16, 8, 8, 8, 4, 4, 4, 2, 2, 1, 1, None, None, None
 DECODER_STRIDES = (1, 2, 1, 1, 2, 1, 1, 2, 1, 1, 2, 1, 2, 1, 1, 1, 1)
 
 
-def build_resfcn256(input_size=256, width=16, bn_momentum=0.99, name="resfcn256"):
+def build_resfcn256(input_size=INPUT_SIZE, width=16, bn_momentum=0.99, name="resfcn256"):
     """Build PRNet's resfcn256.
 
     Args:

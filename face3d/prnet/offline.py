@@ -1,9 +1,9 @@
 """The offline-inference flow around an Ascend ``.om`` (msame), runnable and testable without a board.
 
-    python -m face3d.prnet.offline pre_process --data AFLW2000 --output work/bin [--input-size 256] [--batch 1]
-    python -m face3d.prnet.offline run --model export/prnet.onnx --input work/bin --output work/out [--fp16]
-    python -m face3d.prnet.offline post_process --result work/out/<timestamp> --manifest work/bin/manifest.json
-                                                --output work/report [--timing msame.log]
+    face3d offline pre_process --data AFLW2000 --output work/bin [--input-size 256] [--batch 1]
+    face3d offline run --model export/prnet.onnx --input work/bin --output work/out [--fp16]
+    face3d offline post_process --result work/out/<timestamp> --manifest work/bin/manifest.json
+                                --output work/report [--timing msame.log]
 
 * ``pre_process``: an AFLW2000-3D-format folder (image + ``.mat`` with ``pt3d_68``; cropped from the ground-truth
   landmarks exactly as ``evaluation.evaluate_model`` crops) or images + a boxes file (``name x0 y0 x1 y1`` per
@@ -19,7 +19,6 @@
   landmarks -> the evaluation report (``evaluation.evaluate_predictions`` / ``write_reports``) with the per-image
   latency (from ``timing.json`` or an msame log's ``Inference time`` lines).
 """
-import argparse
 import json
 import logging
 import re
@@ -30,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.contract import INPUT_SIZE
+
 __all__ = ["MANIFEST", "TIMING", "read_boxes", "pre_process", "run_offline", "read_timing", "latency_summary",
-           "post_process", "main"]
+           "post_process"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +68,15 @@ def _write_bin(path, array):
     np.ascontiguousarray(array, dtype="<f4").tofile(path)
 
 
-def pre_process(data_dir, output_dir, input_size=256, uv_data=None, boxes=None, batch_size=1, limit=None):
+def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes=None, batch_size=1, limit=None):
     """Crop every face of a test folder into msame input files and write the manifest (module docstring).
 
     Args:
         data_dir: AFLW2000-3D-format folder, or a folder of images when ``boxes`` is given.
         output_dir: folder for the ``.bin`` files and ``manifest.json`` (created).
         input_size: S, the exported network's input side.
-        uv_data: UV-data folder (its resolution R is the crop the maps refer to; default ``Data/uv-data``).
+        uv_data: UV-data folder (its resolution R is the crop the maps refer to; default: the packaged
+            ``face3d.resources.default_uv_data_dir()``).
         boxes: boxes file (``read_boxes``) for plain images; None for AFLW2000-3D ground truth.
         batch_size: B, images per ``.bin`` (the ``.om``'s batch); the last file is padded with black crops.
         limit: only the first ``limit`` samples (sorted).
@@ -82,11 +84,12 @@ def pre_process(data_dir, output_dir, input_size=256, uv_data=None, boxes=None, 
         the manifest dict (also written to ``output_dir/manifest.json``).
     """
     from face3d.prnet import evaluation
-    from face3d.prnet.inference import DEFAULT_UV_DATA, box_crop, crop_face, landmark_crop
+    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
+    from face3d.resources import default_uv_data_dir
     from face3d.trainset.sample import read_image
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.trainset.uv_layout import load_uv_data
 
-    uv_dir = Path(DEFAULT_UV_DATA if uv_data is None else uv_data).resolve()
+    uv_dir = Path(default_uv_data_dir() if uv_data is None else uv_data).resolve()
     resolution = load_uv_data(uv_dir).resolution
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
@@ -184,7 +187,7 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
                 raise ValueError(f"fp16 mode needs an .onnx model, got {model}")
             import onnx
 
-            from face3d.prnet.export import onnx_to_float16
+            from face3d.prnet.onnx_graph import onnx_to_float16
             converted = Path(scratch) / f"{model.stem}_fp16.onnx"
             converted.write_bytes(onnx_to_float16(onnx.load(str(model))).SerializeToString())
             predictor = load_predictor(converted, **options)
@@ -265,8 +268,9 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         manifest has ground truth; else {"landmarks": (N, 68, 3) list, "names", "latency", "files"}.
     """
     from face3d.prnet import evaluation
-    from face3d.prnet.inference import landmarks_from_map, restore_map
-    from face3d.trainset.uv_data import load_uv_data
+    from face3d.prnet.face_crop import restore_map
+    from face3d.trainset.posmap import keypoints_from_map
+    from face3d.trainset.uv_layout import load_uv_data
 
     result_dir, output_dir = Path(result_dir), Path(output_dir)
     manifest_path = Path(manifest)
@@ -292,7 +296,7 @@ def post_process(result_dir, manifest, output_dir, timing=None):
             record = records[name]
             pos = restore_map(output, np.asarray(record["matrix"]), info["resolution"])
             names.append(name)
-            landmarks.append(landmarks_from_map(pos, uv.uv_kpt_ind))
+            landmarks.append(keypoints_from_map(pos, uv.uv_kpt_ind))
     timing = result_dir / TIMING if timing is None and (result_dir / TIMING).is_file() else timing
     latency = latency_summary(read_timing(timing), b) if timing is not None else None
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -320,58 +324,7 @@ def post_process(result_dir, manifest, output_dir, timing=None):
     return report
 
 
-def _parser():
-    parser = argparse.ArgumentParser(prog="python -m face3d.prnet.offline", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    pre = sub.add_parser("pre_process", help="test images -> .bin crops + manifest.json")
-    pre.add_argument("--data", required=True, help="AFLW2000-3D-format folder (image + .mat), or images with --boxes")
-    pre.add_argument("--output", required=True, help="folder for the .bin files and manifest.json")
-    pre.add_argument("--input-size", type=int, default=256, help="the exported network's input side S")
-    pre.add_argument("--batch", type=int, default=1, help="images per .bin (the .om's batch size)")
-    pre.add_argument("--uv-data", default=None, help="UV-data folder (default Data/uv-data)")
-    pre.add_argument("--boxes", default=None, help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth)")
-    pre.add_argument("--limit", type=int, default=None, help="only the first N samples")
-    run = sub.add_parser("run", help="msame-compatible runner on the host (ONNX Runtime or TensorFlow)")
-    run.add_argument("--model", required=True, help="prnet.onnx or prnet.pb from export.py")
-    run.add_argument("--input", required=True, help="folder of .bin files (processed in sorted order)")
-    run.add_argument("--output", required=True, help="parent folder of the <YYYYMMDD_HHMMSS> result folder")
-    run.add_argument("--fp16", action="store_true", help="run the ONNX model converted to float16")
-    run.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
-    post = sub.add_parser("post_process", help="outputs + manifest -> landmarks, NME report, latency")
-    post.add_argument("--result", required=True, help="folder with <stem>_output_0.bin (runner or msame output)")
-    post.add_argument("--manifest", required=True, help="manifest.json from pre_process")
-    post.add_argument("--output", required=True, help="report folder")
-    post.add_argument("--timing", default=None, help="timing.json or an msame log (default RESULT/timing.json)")
-    return parser
+if __name__ == "__main__":  # the command line lives in face3d.cli.offline (``face3d offline``)
+    from face3d.cli.offline import main
 
-
-def main(argv=None):
-    """Command-line entry point (see the module docstring); returns the exit status."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        if args.command == "pre_process":
-            manifest = pre_process(args.data, args.output, args.input_size, args.uv_data, args.boxes, args.batch,
-                                   args.limit)
-            print(f"wrote {len(manifest['files'])} .bin files for {len(manifest['samples'])} faces to {args.output} "
-                  f"({len(manifest['skipped'])} skipped)")
-        elif args.command == "run":
-            run_offline(args.model, args.input, args.output, fp16=args.fp16, threads=args.threads)
-        else:
-            report = post_process(args.result, args.manifest, args.output, args.timing)
-            if "nme_2d" in report:
-                print(f"{report['samples']} samples: NME 2D {100 * report['nme_2d']:.3f} %, 3D "
-                      f"{100 * report['nme_3d']:.3f} %; balanced 2D {100 * report['balanced']['nme_2d']:.3f} %")
-            if report.get("latency"):
-                print(f"latency per image {report['latency']['image_ms_mean']:.2f} ms "
-                      f"({report['latency']['images_per_s']:.1f} images/s)")
-            print(f"report in {args.output}")
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"{args.command} failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m face3d.prnet.offline"))

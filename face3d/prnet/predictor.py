@@ -20,10 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPredictor", "OnnxPredictor",
-           "load_predictor"]
+from face3d.contract import INPUT_SIZE
 
-DEFAULT_INPUT_SIZE = 256
+__all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPredictor", "OnnxPredictor",
+           "load_keras_model", "load_predictor"]
+
+
+def load_keras_model(path):
+    """Load a Keras model (``.keras`` / ``.h5``) for inference (``compile=False``); ``path`` may be a model."""
+    import keras
+
+    if isinstance(path, keras.Model):
+        return path
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Keras model file not found: {path}")
+    return keras.saving.load_model(path, compile=False)
 
 
 def _static_dim(value):
@@ -96,7 +108,6 @@ class KerasPredictor(Predictor):
     def __init__(self, model):
         import tensorflow as tf
         if isinstance(model, (str, Path)):
-            from face3d.prnet.export import load_keras_model
             model = load_keras_model(model)
         shape = tuple(model.inputs[0].shape)
         if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or _static_dim(shape[1]) is None:
@@ -213,7 +224,7 @@ class OnnxPredictor(Predictor):
         if len(shape) != 4:
             raise ValueError(f"{path}: input {self._input.name!r} has shape {shape}, expected (batch, S, S, 3)")
         size = _static_dim(shape[1])
-        super().__init__(DEFAULT_INPUT_SIZE if size is None else size, _static_dim(shape[0]))
+        super().__init__(INPUT_SIZE if size is None else size, _static_dim(shape[0]))
 
     def _run(self, images):
         return self._session.run([self._output], {self._input.name: images})[0]

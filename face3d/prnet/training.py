@@ -30,13 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.contract import map_scale
 from face3d.prnet import metrics
-from face3d.prnet.data import (POSMAP_SCALE, AugmentConfig, BadSampleError, check_samples, make_dataset, open_h5,
-                               split_train_val)
-from face3d.prnet.uvdata import resize_uv_data
+from face3d.prnet.data import AugmentConfig, check_samples, make_dataset, open_h5, split_train_val
+from face3d.prnet.uv_weights import resize_uv_data
+from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
-from face3d.trainset.uv_data import load_uv_data
+from face3d.trainset.uv_layout import load_uv_data
 from face3d.utils.atomic import atomic_write_bytes
+from face3d.utils.errors import InputFileError
 
 __all__ = ["TrainConfig", "learning_rate_at", "load_samples", "evaluate", "train"]
 
@@ -57,8 +59,8 @@ class TrainConfig:
         h5: HDF5 pack (exclusive with train_list).
         val_list: validation label file or HDF5 pack; None -> a split of val_fraction of the training sources.
         val_fraction: share of source samples (rotated copies stay with their source) held out for validation.
-        uv_data: PRNet's ``uv-data`` folder (``face3d.trainset.uv_data.load_uv_data``); None -> ``uv-data`` next to
-            the label file or pack, else ``Data/uv-data``.
+        uv_data: PRNet's ``uv-data`` folder (``face3d.trainset.uv_layout.load_uv_data``); None -> ``uv-data`` next to
+            the label file or pack, else the packaged default (``face3d.resources.default_uv_data_dir``).
         output: folder for checkpoints, the best model, the CSV and TensorBoard logs.
         epochs: total number of epochs (a resumed run stops at the same total).
         batch_size: global batch size (split across GPUs under MirroredStrategy).
@@ -74,7 +76,7 @@ class TrainConfig:
         deterministic: enable TensorFlow op determinism (bitwise reproducible, somewhat slower).
         keep_checkpoints: also keep ``checkpoints/epoch_NNN.keras`` for every epoch.
         run_eagerly: run the training step eagerly instead of as a compiled graph (debugging; also the fastest
-            choice for a handful of steps, since tracing the 160-layer network takes about 15 s on 2 cores).
+            choice for a handful of steps, since tracing the 160-layer network takes longer than a few steps).
         verbose: Keras verbosity (1 = a progress bar per epoch).
     """
     train_list: str = None
@@ -128,7 +130,7 @@ def _open_source(path, skip_bad):
         return open_h5(path)
     pairs = read_label_file(path)
     if not pairs:
-        raise BadSampleError(f"{path}: no samples listed")
+        raise InputFileError(path, "no samples listed")
     return check_samples(pairs, skip_bad=skip_bad)
 
 
@@ -138,7 +140,7 @@ def load_samples(config):
     Returns:
         (train samples, val samples or None, uv-data folder Path).
     Raises:
-        BadSampleError / FileNotFoundError naming the offending file.
+        InputFileError / FileNotFoundError naming the offending file.
     """
     source_path = config.train_list or config.h5
     samples = _open_source(source_path, config.skip_bad)
@@ -156,7 +158,7 @@ def load_samples(config):
     uv_dir = config.uv_data
     if uv_dir is None:
         beside = Path(source_path).resolve().parent / "uv-data"
-        uv_dir = beside if beside.is_dir() else Path("Data") / "uv-data"
+        uv_dir = beside if beside.is_dir() else default_uv_data_dir()
     return train, val, Path(uv_dir)
 
 
@@ -197,7 +199,7 @@ def evaluate(predict, samples, uv, batch_size, input_size):
     """
     dataset = make_dataset(samples, uv, batch_size=batch_size, input_size=input_size, augment=None,
                            shuffle=False, drop_remainder=False)
-    scale = POSMAP_SCALE * samples.resolution
+    scale = map_scale(samples.resolution)
     errors, losses, counts = [], [], []
     for images, targets, weights in dataset:
         pred = predict(images).numpy().astype(np.float64)
@@ -230,6 +232,89 @@ class _ScalarLog:
         self._writers[run].flush()
 
 
+def _previous_run(config, output, state_path, last_path):
+    """The saved state of the run in ``output`` when resuming it (None for a fresh run), after checking that
+    ``config`` may continue it; then writes the run's ``config.json``.
+
+    Raises:
+        ValueError: ``output`` holds a run and ``resume`` is off, or a setting of ``_RESUME_KEYS`` changed.
+    """
+    state = None
+    if state_path.is_file() and last_path.is_file():
+        if not config.resume:
+            raise ValueError(f"{output} already holds a run (epoch {json.loads(state_path.read_text())['epoch']}); "
+                             "pass --resume to continue it or choose another --output")
+        state = json.loads(state_path.read_text())
+        saved = json.loads((output / "config.json").read_text())
+        current = config.to_json()
+        changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
+        if changed:
+            raise ValueError(f"cannot resume {output}: settings differ from the saved run: "
+                             + ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed))
+    elif config.resume:
+        logger.warning("nothing to resume in %s; starting at epoch 1", output)
+    last_path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_json(output / "config.json", config.to_json())
+    return state
+
+
+def _set_up_tensorflow(config):
+    """Seeds, op determinism, mixed precision and the distribution strategy (all GPUs, else the default one).
+    Returns (keras, tf, strategy)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    gpus = tf.config.list_physical_devices("GPU")
+    if config.mixed_precision:
+        if gpus:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        else:
+            logger.warning("--mixed-precision needs a GPU; training in float32 on the CPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    return keras, tf, strategy
+
+
+def _model_for(config, keras, strategy, state, last_path, input_size):
+    """The compiled resfcn256: reloaded from ``last_path`` (weights, Adam state) when resuming, else new."""
+    from face3d.prnet.model import build_resfcn256
+    with strategy.scope():
+        if state is not None:
+            model = keras.models.load_model(last_path)
+            model.run_eagerly = config.run_eagerly
+        else:
+            model = build_resfcn256(input_size, config.width, bn_momentum=config.bn_momentum)
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.lr), loss="mean_squared_error",
+                          jit_compile=False, run_eagerly=config.run_eagerly)
+    return model
+
+
+def _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size):
+    """Trains one epoch (0-based ``epoch``) at its learning rate, then validates. Returns the epoch's CSV row:
+    epoch (1-based), loss, learning_rate, val_loss, val_nme ('' without validation samples)."""
+    lr = learning_rate_at(config, epoch)
+    model.optimizer.learning_rate = lr
+    dataset = make_dataset(train_samples, uv_in, batch_size=config.batch_size, input_size=input_size,
+                           augment=config.augment, seed=config.seed, epoch=epoch, shuffle=True)
+    history = model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, verbose=config.verbose, shuffle=False)
+    val_loss = val_nme = ""
+    if val_samples:
+        val_loss, val_nme = evaluate(predict, val_samples, uv_in, config.batch_size, input_size)
+    return {"epoch": epoch + 1, "loss": float(history.history["loss"][-1]), "learning_rate": lr,
+            "val_loss": val_loss, "val_nme": val_nme}
+
+
+def _log_scalars(scalars, row):
+    """The epoch's loss, learning rate and (when validated) validation loss and NME as TensorBoard scalars."""
+    scalars.write("train", "loss", row["loss"], row["epoch"])
+    scalars.write("train", "learning_rate", row["learning_rate"], row["epoch"])
+    if row["val_nme"] != "":
+        scalars.write("validation", "loss", row["val_loss"], row["epoch"])
+        scalars.write("validation", "nme", row["val_nme"], row["epoch"])
+
+
 def train(config):
     """Train PRNet's resfcn256 as ``config`` says (see the module docstring for outputs and resume).
 
@@ -250,46 +335,9 @@ def train(config):
     output = Path(config.output)
     ckpt_dir = output / "checkpoints"
     state_path, last_path = ckpt_dir / "state.json", ckpt_dir / "last.keras"
-    state = None
-    if state_path.is_file() and last_path.is_file():
-        if not config.resume:
-            raise ValueError(f"{output} already holds a run (epoch {json.loads(state_path.read_text())['epoch']}); "
-                             "pass --resume to continue it or choose another --output")
-        state = json.loads(state_path.read_text())
-        saved = json.loads((output / "config.json").read_text())
-        current = config.to_json()
-        changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
-        if changed:
-            raise ValueError(f"cannot resume {output}: settings differ from the saved run: "
-                             + ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed))
-    elif config.resume:
-        logger.warning("nothing to resume in %s; starting at epoch 1", output)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_json(output / "config.json", config.to_json())
-
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    gpus = tf.config.list_physical_devices("GPU")
-    if config.mixed_precision:
-        if gpus:
-            keras.mixed_precision.set_global_policy("mixed_float16")
-        else:
-            logger.warning("--mixed-precision needs a GPU; training in float32 on the CPU")
-    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-
-    from face3d.prnet.model import build_resfcn256
-    with strategy.scope():
-        if state is not None:
-            model = keras.models.load_model(last_path)
-            model.run_eagerly = config.run_eagerly
-        else:
-            model = build_resfcn256(input_size, config.width, bn_momentum=config.bn_momentum)
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.lr), loss="mean_squared_error",
-                          jit_compile=False, run_eagerly=config.run_eagerly)
+    state = _previous_run(config, output, state_path, last_path)
+    keras, tf, strategy = _set_up_tensorflow(config)
+    model = _model_for(config, keras, strategy, state, last_path, input_size)
     start = int(state["epoch"]) if state else 0
     best_nme = float(state["best_nme"]) if state and state.get("best_nme") is not None else math.inf
     best_epoch = state.get("best_epoch") if state else None
@@ -300,34 +348,21 @@ def train(config):
         predict = tf.function(predict, reduce_retracing=True)
 
     for epoch in range(start, config.epochs):
-        lr = learning_rate_at(config, epoch)
-        model.optimizer.learning_rate = lr
-        dataset = make_dataset(train_samples, uv_in, batch_size=config.batch_size, input_size=input_size,
-                               augment=config.augment, seed=config.seed, epoch=epoch, shuffle=True)
-        history = model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, verbose=config.verbose, shuffle=False)
-        logs = {"loss": float(history.history["loss"][-1])}
-        if val_samples:
-            logs["val_loss"], logs["val_nme"] = evaluate(predict, val_samples, uv_in, config.batch_size, input_size)
-        row = {"epoch": epoch + 1, "loss": logs["loss"], "learning_rate": lr,
-               "val_loss": logs.get("val_loss", ""), "val_nme": logs.get("val_nme", "")}
+        row = _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size)
         _atomic_save_model(model, last_path)
         if config.keep_checkpoints:
             model.save(ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
-        if "val_nme" in logs and logs["val_nme"] < best_nme:
-            best_nme, best_epoch = logs["val_nme"], epoch + 1
+        if row["val_nme"] != "" and row["val_nme"] < best_nme:
+            best_nme, best_epoch = row["val_nme"], epoch + 1
             _atomic_save_model(model, output / "best.keras")
             _atomic_write_json(output / "best.json", {"epoch": best_epoch, "val_nme": best_nme})
-        scalars.write("train", "loss", logs["loss"], epoch + 1)
-        scalars.write("train", "learning_rate", lr, epoch + 1)
-        if val_samples:
-            scalars.write("validation", "loss", logs["val_loss"], epoch + 1)
-            scalars.write("validation", "nme", logs["val_nme"], epoch + 1)
+        _log_scalars(scalars, row)
         rows.append(row)
         _write_csv(output / "log.csv", rows)
         _atomic_write_json(state_path, {"epoch": epoch + 1, "best_nme": None if math.isinf(best_nme) else best_nme,
                                         "best_epoch": best_epoch})
-        logger.info("epoch %d/%d: loss %.6g, lr %.3g, val NME %s", epoch + 1, config.epochs, logs["loss"], lr,
-                    row["val_nme"])
+        logger.info("epoch %d/%d: loss %.6g, lr %.3g, val NME %s", epoch + 1, config.epochs, row["loss"],
+                    row["learning_rate"], row["val_nme"])
     history_rows = [{k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
                      for k, v in r.items()} for r in rows]
     return {"history": history_rows, "best_nme": None if math.isinf(best_nme) else best_nme,

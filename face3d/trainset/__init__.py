@@ -1,7 +1,7 @@
-"""Ground-truth generator for PRNet training from 300W-LP style samples (issue 4).
+"""Ground-truth generator for PRNet training from 300W-LP style samples.
 
-``uv_data``: the model's UV-space masks and indices in PRNet's ``Data/uv-data`` formats.
-``posmap``: the UV layout rasterized once, position maps by interpolation.
+``uv_layout``: the model's UV-space masks and indices in PRNet's uv-data formats.
+``posmap``: the UV layout rasterized once, position maps by interpolation, the keypoints a map encodes.
 ``crop``: PRNet's keypoint crop and the affine maps between image, rotated image and crop.
 ``sample``: reading a sample and turning it into (crop, position map) pairs, rotated copies included.
 ``dataset``: the resumable, sharded, multi-process runner over a 300W-LP tree (``face3d generate``).
@@ -15,12 +15,12 @@ import importlib
 _EXPORTS = {
     "CropBox": "crop", "apply_affine": "crop", "compose": "crop", "crop_matrix": "crop",
     "keypoint_box": "crop", "rotation_matrix": "crop",
-    "UVRasterization": "posmap", "posmap_keypoints": "posmap", "rasterize_uv": "posmap",
+    "UVRasterization": "posmap", "keypoints_from_map": "posmap", "rasterize_uv": "posmap",
     "uv_keypoint_pixels": "posmap", "uv_to_pixels": "posmap",
-    "GeneratedSample": "sample", "GenerationConfig": "sample", "SampleError": "sample",
+    "GeneratedSample": "sample", "GenerationConfig": "sample",
     "TrainsetGenerator": "sample", "angle_name": "sample", "draw_preview": "sample",
     "read_300wlp_sample": "sample",
-    "UVData": "uv_data", "build_uv_data": "uv_data", "load_uv_data": "uv_data", "write_uv_data": "uv_data",
+    "UVData": "uv_layout", "build_uv_data": "uv_layout", "load_uv_data": "uv_layout", "write_uv_data": "uv_layout",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from face3d.contract import LANDMARK_SCALE
+
 __all__ = ["CropBox", "keypoint_box", "crop_matrix", "rotation_matrix", "compose", "apply_affine"]
 
 
@@ -21,7 +23,7 @@ class CropBox:
     size: float
 
 
-def keypoint_box(keypoints_xy, crop_scale: float = 1.5, rng: np.random.Generator | None = None,
+def keypoint_box(keypoints_xy, crop_scale: float = LANDMARK_SCALE, rng: np.random.Generator | None = None,
                  max_shift: float = 0.1, scale_range: tuple[float, float] = (0.9, 1.1)) -> CropBox:
     """PRNet's crop around keypoints, optionally perturbed.
 

@@ -60,9 +60,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from face3d.trainset.sample import SampleError
-from face3d.trainset.uv_data import build_uv_data, write_uv_data
+from face3d.trainset.uv_layout import build_uv_data, write_uv_data
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
+from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
 
 __all__ = [
@@ -439,7 +439,7 @@ def _process_tasks(state, tasks):
     jobs = [(ref.image_path, ref.mat_path, seed) for ref, seed in tasks]
     for (ref, _), generated in zip(tasks, _generated_results(state.generator, jobs)):
         if isinstance(generated, Exception):
-            reason = str(generated) if isinstance(generated, SampleError) else \
+            reason = str(generated) if isinstance(generated, InputFileError) else \
                 f"unexpected {type(generated).__name__}: {generated}"
             records.append((ref.rel, "failed", reason))
             continue

@@ -4,7 +4,8 @@ The UV layout of a model never changes, so which triangle covers each UV pixel a
 weights is computed once (``rasterize_uv``); every position map is then a weighted sum of three vertices per
 covered pixel (``UVRasterization.interpolate``, one sparse matrix product), which equals a fresh
 ``face3d.mesh.render.render_colors`` of the vertex positions in UV space (the same rasterizer decides coverage
-and weights).
+and weights). ``keypoints_from_map`` reads the keypoints a map encodes, for the generator, training, evaluation
+and inference alike.
 
 UV pixel coordinates follow PRNet (``process_uv``): ``x = u * (r - 1)``, ``y = (r - 1) - v * (r - 1)``,
 pixel centres at integer coordinates, image rows growing downwards.
@@ -18,7 +19,7 @@ from scipy import sparse
 
 from face3d.mesh.render import rasterize_triangles
 
-__all__ = ["UVRasterization", "uv_to_pixels", "uv_keypoint_pixels", "rasterize_uv", "posmap_keypoints"]
+__all__ = ["UVRasterization", "uv_to_pixels", "uv_keypoint_pixels", "rasterize_uv", "keypoints_from_map"]
 
 
 def uv_to_pixels(uv_coords, resolution: int) -> np.ndarray:
@@ -146,8 +147,25 @@ def rasterize_uv(uv_coords, triangles, resolution: int) -> UVRasterization:
                            vertex_ids=vertex_ids, weights=weights, matrix=matrix)
 
 
-def posmap_keypoints(posmap, uv_kpt_ind) -> np.ndarray:
-    """The keypoints a position map encodes: ``posmap[uv_kpt_ind[1], uv_kpt_ind[0]]``, (k, 3) float32
-    (crop-space x, y and depth z)."""
-    ind = np.asarray(uv_kpt_ind)
-    return np.asarray(posmap, dtype=np.float32)[ind[1], ind[0]]
+def keypoints_from_map(posmap, uv_kpt_ind) -> np.ndarray:
+    """The keypoints one or many position maps encode: ``posmap[..., y_k, x_k, :]``, read at PRNet's ``uv_kpt_ind``.
+
+    Args:
+        posmap: (H, W, 3) or (N, H, W, 3) position map(s), any dtype (crop- or image-space x, y, z in pixels).
+        uv_kpt_ind: (2, K) keypoint UV pixels, row 0 = x (column), row 1 = y (row).
+    Returns:
+        (K, 3) or (N, K, 3) float64.
+    Raises:
+        ValueError: a map or ``uv_kpt_ind`` of the wrong shape, or a keypoint outside the map.
+    """
+    posmap = np.asarray(posmap)
+    if posmap.ndim not in (3, 4) or posmap.shape[-1] != 3:
+        raise ValueError(f"posmap must have shape (H, W, 3) or (N, H, W, 3), got {posmap.shape}")
+    kpt = np.asarray(uv_kpt_ind)
+    if kpt.ndim != 2 or kpt.shape[0] != 2:
+        raise ValueError(f"uv_kpt_ind must have shape (2, K) (row 0 x, row 1 y), got {kpt.shape}")
+    kpt = np.rint(kpt).astype(np.int64)
+    height, width = posmap.shape[-3:-1]
+    if kpt.min() < 0 or kpt[0].max() >= width or kpt[1].max() >= height:
+        raise ValueError(f"uv_kpt_ind indices must lie inside the {height}x{width} map")
+    return posmap[..., kpt[1], kpt[0], :].astype(np.float64)

@@ -1,13 +1,13 @@
 """One 300W-LP sample to PRNet training pairs: a 256x256 face crop and its UV position map, plus rotated copies.
 
-Per sample (issue 4, "One sample"):
+Per sample:
 
 1. Read the image and the ``.mat`` (``read_300wlp_sample``).
 2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
    product dominates; one product for many samples (``process_iter`` / ``process_many``) reads the basis once
-   for all of them, and results are bit-identical whatever the batching (see ``_vertex_product``). What the outputs of one parameter set share (``_Geometry``: the vertices and their UV
-   interpolation) is computed once and kept for recently seen sets (300W-LP's profiled views of a face share
-   Shape and Exp).
+   for all of them, and results are bit-identical whatever the batching (see ``_vertex_product``). What the
+   outputs of one parameter set share (``_Geometry``: the vertices and their UV interpolation) is computed once
+   and kept for recently seen sets (300W-LP's profiled views of a face share Shape and Exp).
 3. Pose: ``s * V @ R.T + t`` with ``R = angle2matrix_3ddfa(Pose_Para[0:3])``, ``s = Pose_Para[6]``,
    ``t = Pose_Para[3:6]``, then image rows ``y = h - 1 - y``.  Written as one linear map ``V @ A.T + b``.
 4. Crop: PRNet's square around the 68 projected keypoints (``crop.keypoint_box``), perturbed by a generator
@@ -39,14 +39,16 @@ from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
-import scipy.io as sio
 
+from face3d.contract import LANDMARK_SCALE, RESOLUTION
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
-from face3d.trainset.posmap import posmap_keypoints, rasterize_uv, uv_keypoint_pixels
+from face3d.trainset.posmap import keypoints_from_map, rasterize_uv, uv_keypoint_pixels
+from face3d.utils.errors import InputFileError
+from face3d.utils.matfile import read_mat
 
-__all__ = ["SampleError", "read_image", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
+__all__ = ["read_image", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
            "TrainsetGenerator", "angle_name", "draw_preview"]
 
 _REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
@@ -54,53 +56,46 @@ _MAT_KEYS = _REQUIRED_KEYS + ("pt2d",)
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])
 
 
-class SampleError(ValueError):
-    """A sample that cannot be used; the message names the file and the problem."""
-
-
 def _require_image_file(image_path) -> None:
     if not os.path.isfile(image_path):
-        raise SampleError(f"{image_path}: image file not found")
+        raise InputFileError(image_path, "image file not found")
 
 
 def read_image(image_path) -> np.ndarray:
-    """Decode an image file to (h, w, 3) uint8 RGB; SampleError names the file when it is missing or undecodable."""
+    """Decode an image file to (h, w, 3) uint8 RGB; InputFileError names the file when it is missing or undecodable."""
     image_path = Path(image_path)
     _require_image_file(image_path)
     data = np.fromfile(image_path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise SampleError(f"{image_path}: cannot decode the image (corrupt or not an image file)")
+        raise InputFileError(image_path, "cannot decode the image (corrupt or not an image file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _read_params(mat_path: Path) -> dict:
     if not mat_path.is_file():
-        raise SampleError(f"{mat_path}: parameter file (.mat) not found")
-    try:
-        mat = sio.loadmat(str(mat_path), variable_names=_MAT_KEYS)
-    except Exception as exc:  # scipy raises assorted types for damaged files
-        raise SampleError(f"{mat_path}: cannot read the .mat file ({type(exc).__name__}: {exc})") from exc
+        raise InputFileError(mat_path, "parameter file (.mat) not found")
+    mat = read_mat(mat_path, variable_names=_MAT_KEYS)
     missing = [k for k in _REQUIRED_KEYS if k not in mat]
     if missing:
-        raise SampleError(f"{mat_path}: missing key(s) {', '.join(missing)} (a 300W-LP .mat needs "
+        raise InputFileError(mat_path, f"missing key(s) {', '.join(missing)} (a 300W-LP .mat needs "
                           f"{', '.join(_REQUIRED_KEYS)})")
     params = {}
     for key, shape in (("Pose_Para", (7,)), ("Shape_Para", (-1, 1)), ("Exp_Para", (-1, 1))):
         try:
             value = np.asarray(mat[key], dtype=np.float64).reshape(shape)
         except (TypeError, ValueError) as exc:
-            raise SampleError(f"{mat_path}: {key} has shape {np.shape(mat[key])}, expected "
+            raise InputFileError(mat_path, f"{key} has shape {np.shape(mat[key])}, expected "
                               f"{'7 values' if key == 'Pose_Para' else 'a column vector'}") from exc
         if not np.all(np.isfinite(value)):
-            raise SampleError(f"{mat_path}: {key} contains NaN or infinite values")
+            raise InputFileError(mat_path, f"{key} contains NaN or infinite values")
         params[key] = value
     if not params["Pose_Para"][6] > 0:
-        raise SampleError(f"{mat_path}: Pose_Para scale (entry 7) must be positive, got {params['Pose_Para'][6]}")
+        raise InputFileError(mat_path, f"Pose_Para scale (entry 7) must be positive, got {params['Pose_Para'][6]}")
     if "pt2d" in mat:
         pt2d = np.asarray(mat["pt2d"], dtype=np.float64)
         if pt2d.ndim != 2 or pt2d.shape[0] != 2:
-            raise SampleError(f"{mat_path}: pt2d has shape {pt2d.shape}, expected (2, k)")
+            raise InputFileError(mat_path, f"pt2d has shape {pt2d.shape}, expected (2, k)")
         params["pt2d"] = pt2d
     return params
 
@@ -117,7 +112,7 @@ def read_300wlp_sample(image_path, mat_path) -> tuple[np.ndarray, dict]:
         params: dict with ``Pose_Para`` (7,) float64 [pitch, yaw, roll (rad), tx, ty, tz, scale],
         ``Shape_Para`` (n, 1) float64, ``Exp_Para`` (m, 1) float64 and ``pt2d`` (2, k) float64 if present.
     Raises:
-        SampleError: missing or undecodable image, missing or unreadable ``.mat``, a missing key, a wrongly
+        InputFileError: missing or undecodable image, missing or unreadable ``.mat``, a missing key, a wrongly
             shaped or non-finite parameter, a non-positive scale; the message names the file.
     """
     return read_image(Path(image_path)), _read_params(Path(mat_path))
@@ -142,13 +137,13 @@ class GenerationConfig:
             itself always returns float32.
         preview: also draw a preview image per output.
         neck_zeroed: which weight mask goes with the data set: False (default) PRNet's shipped mask with the neck
-            weighted as the rest of the face, True the paper's variant with the neck at 0 (see ``uv_data``).
+            weighted as the rest of the face, True the paper's variant with the neck at 0 (see ``uv_layout``).
         min_visible_keypoints: a sample whose projected keypoints lie inside the image fewer times than this
             is rejected as "face outside the image".
     """
 
-    resolution: int = 256
-    crop_scale: float = 1.5
+    resolution: int = RESOLUTION
+    crop_scale: float = LANDMARK_SCALE
     perturb: bool = True
     max_shift: float = 0.1
     scale_range: tuple[float, float] = (0.9, 1.1)
@@ -220,7 +215,7 @@ def draw_preview(image, posmap, uv_kpt_ind, step: int = 6) -> np.ndarray:
     xy = np.round(grid[:, :2]).astype(np.int64)
     ok = (xy[:, 0] >= 0) & (xy[:, 0] < r) & (xy[:, 1] >= 0) & (xy[:, 1] < r)
     left[xy[ok, 1], xy[ok, 0]] = (0, 255, 255)
-    centres = [(int(round(float(x))), int(round(float(y)))) for x, y, _ in posmap_keypoints(posmap, uv_kpt_ind)]
+    centres = [(int(round(float(x))), int(round(float(y)))) for x, y, _ in keypoints_from_map(posmap, uv_kpt_ind)]
     # outlines first, so that no outline covers the centre of a neighbouring keypoint
     for centre in centres:
         cv2.circle(left, centre, 3, (255, 0, 0), 1, lineType=cv2.LINE_8)
@@ -285,7 +280,7 @@ class TrainsetGenerator:
         ep = params["Exp_Para"].reshape(-1)
         for key, value, n in (("Shape_Para", sp, ns), ("Exp_Para", ep, ne)):
             if value.size > n and np.any(value[n:] != 0):
-                raise SampleError(f"{where}: {key} has {value.size} entries, nonzero beyond the model's {n} "
+                raise InputFileError(where, f"{key} has {value.size} entries, nonzero beyond the model's {n} "
                                   f"components")
         out = np.zeros(ns + ne, dtype=np.float32)
         out[:min(sp.size, ns)] = sp[:ns]
@@ -405,17 +400,17 @@ class TrainsetGenerator:
         return GeneratedSample(name=name, image=crop, posmap=posmap, preview=preview, crop_matrix=matrix_img)
 
     def _projected_keypoints(self, vertices, A, b, shape, where) -> np.ndarray:
-        """Image positions (68, 3) float64 of the keypoint vertices; SampleError when the face lies outside the
+        """Image positions (68, 3) float64 of the keypoint vertices; InputFileError when the face lies outside the
         image or the pose is degenerate."""
         h, w = shape
         kpt = vertices[self.kpt_ind].astype(np.float64) @ A.T + b
         inside = (kpt[:, 0] >= 0) & (kpt[:, 0] <= w - 1) & (kpt[:, 1] >= 0) & (kpt[:, 1] <= h - 1)
         if int(inside.sum()) < min(self.config.min_visible_keypoints, kpt.shape[0]):
-            raise SampleError(f"{where}: face outside the image: {int(inside.sum())} of {kpt.shape[0]} projected "
-                              f"keypoints lie inside the {w}x{h} image")
+            raise InputFileError(where, f"face outside the image: {int(inside.sum())} of {kpt.shape[0]} "
+                                        f"projected keypoints lie inside the {w}x{h} image")
         box_size = np.ptp(kpt[:, :2], axis=0)
         if not box_size.sum() / 2.0 >= 1.0:
-            raise SampleError(f"{where}: projected keypoints span {box_size.tolist()} pixels; the pose is degenerate")
+            raise InputFileError(where, f"projected keypoints span {box_size.tolist()} pixels; the pose is degenerate")
         return kpt
 
     def _generate(self, image, params, stem, seed, where, geometry: _Geometry) -> list[GeneratedSample]:
@@ -457,7 +452,7 @@ class TrainsetGenerator:
         Returns:
             [plain sample, then one rotated copy per ``config.angles`` entry].
         Raises:
-            SampleError: too many parameters for the model, face outside the image, degenerate pose.
+            InputFileError: too many parameters for the model, face outside the image, degenerate pose.
         """
         coef = self._padded(params, stem)
         return self._generate(image, params, stem, seed, stem, self._geometry_batch([coef])[0])
@@ -466,14 +461,14 @@ class TrainsetGenerator:
         """Training pairs of one 300W-LP sample (plain first, then ``<stem>_angle_<deg>`` copies).
 
         Raises:
-            SampleError: see ``read_300wlp_sample`` and ``generate``.
+            InputFileError: see ``read_300wlp_sample`` and ``generate``.
         """
         image, params = read_300wlp_sample(image_path, mat_path)
         coef = self._padded(params, str(mat_path))
         return self._generate(image, params, Path(image_path).stem, seed, str(mat_path),
                               self._geometry_batch([coef])[0])
 
-    def process_iter(self, jobs: Sequence[tuple]) -> Iterator[list[GeneratedSample] | SampleError]:
+    def process_iter(self, jobs: Sequence[tuple]) -> Iterator[list[GeneratedSample] | InputFileError]:
         """``process`` for several samples with one product for all their vertices (reading the basis once:
         several times faster per sample than one product each on a BFM-sized model), yielding each sample's
         result as soon as it is made, so that a caller can write it before the next image is decoded.
@@ -484,7 +479,7 @@ class TrainsetGenerator:
         Args:
             jobs: sequence of (image_path, mat_path, seed).
         Yields:
-            per job, in order, its list of GeneratedSample or the SampleError it raised.
+            per job, in order, its list of GeneratedSample or the InputFileError it raised.
         Memory: the batch's vertices, 12 bytes per vertex per sample (about 0.64 MB on a BFM-sized model),
         plus one decoded image at a time.
         """
@@ -494,21 +489,21 @@ class TrainsetGenerator:
                 _require_image_file(image_path)
                 params = _read_params(Path(mat_path))
                 read.append((params, self._padded(params, str(mat_path))))
-            except SampleError as exc:
+            except InputFileError as exc:
                 read.append(exc)
         # popped one by one, so that a sample's UV points are freed with it unless the cache keeps them
-        geometries = self._geometry_batch([d[1] for d in read if not isinstance(d, SampleError)])[::-1]
+        geometries = self._geometry_batch([d[1] for d in read if not isinstance(d, InputFileError)])[::-1]
         for (image_path, mat_path, seed), d in zip(jobs, read):
-            if isinstance(d, SampleError):
+            if isinstance(d, InputFileError):
                 yield d
                 continue
             geometry = geometries.pop()
             try:
                 image = read_image(Path(image_path))
                 yield self._generate(image, d[0], Path(image_path).stem, seed, str(mat_path), geometry)
-            except SampleError as exc:
+            except InputFileError as exc:
                 yield exc
 
-    def process_many(self, jobs: Sequence[tuple]) -> list[list[GeneratedSample] | SampleError]:
-        """``process_iter`` collected into a list: per job, in order, its outputs or its SampleError."""
+    def process_many(self, jobs: Sequence[tuple]) -> list[list[GeneratedSample] | InputFileError]:
+        """``process_iter`` collected into a list: per job, in order, its outputs or its InputFileError."""
         return list(self.process_iter(jobs))

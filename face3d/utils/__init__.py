@@ -1,4 +1,8 @@
-"""Small utilities shared by the command-line tools (progress reporting)."""
+"""Small helpers every layer may use (they import nothing from face3d above them).
+
+``atomic`` (atomic file writes), ``progress`` (``Progress`` bars, ``format_duration``), ``errors``
+(``InputFileError``, the one unusable-input-file exception) and ``matfile`` (``read_mat``, the one .mat reader).
+"""
 from face3d.utils.progress import Progress, format_duration
 
 __all__ = ["Progress", "format_duration"]

@@ -1,13 +1,13 @@
 """Training views of PRNet's UV data: loss weights, and the UV data of maps resampled to a smaller network input.
 Pure numpy.
 
-The UV data itself (``Data/uv-data``: ``uv_kpt_ind.txt``, ``face_ind.txt``, ``triangles.txt`` and the three mask
-PNGs) is read and held by ``face3d.trainset.uv_data`` (``load_uv_data`` -> ``UVData``); the functions here work on
-that ``UVData``.
+The UV data itself (PRNet's uv-data folder: ``uv_kpt_ind.txt``, ``face_ind.txt``, ``triangles.txt`` and the three
+mask PNGs) is read and held by ``face3d.trainset.uv_layout`` (``load_uv_data`` -> ``UVData``); the functions here
+work on that ``UVData``.
 """
 import numpy as np
 
-from face3d.trainset.uv_data import UVData, grid_triangles
+from face3d.trainset.uv_layout import UVData, grid_triangles
 
 __all__ = ["loss_weights", "uv_data_from_masks", "resample_indices", "resize_uv_data"]
 
@@ -30,7 +30,7 @@ def uv_data_from_masks(uv_kpt_ind, face_mask, weight_mask, face_eyes):
 
     Args:
         uv_kpt_ind: (2, 68) ints, row 0 x (column), row 1 y (row).
-        face_mask, weight_mask, face_eyes: (R, R) uint8 masks (see ``face3d.trainset.uv_data``).
+        face_mask, weight_mask, face_eyes: (R, R) uint8 masks (see ``face3d.trainset.uv_layout``).
     Returns:
         UVData at resolution R.
     """

@@ -1,4 +1,4 @@
-"""UV-space data for the model in use, in PRNet's ``Data/uv-data/`` file names and formats.
+"""UV-space data for the model in use (``UVData``: build, write, read), in PRNet's uv-data file names and formats.
 
 Files (r = resolution, 256 for PRNet):
 
@@ -32,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from face3d.contract import RESOLUTION
 from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pixels, uv_to_pixels
 
 __all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "grid_triangles", "UV_DATA_FILES",
@@ -108,7 +109,7 @@ def grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
     return np.concatenate([first, second]).astype(np.int32)
 
 
-def build_uv_data(model, resolution: int = 256, neck_zeroed: bool = False,
+def build_uv_data(model, resolution: int = RESOLUTION, neck_zeroed: bool = False,
                   rasterization: UVRasterization | None = None) -> UVData:
     """Build PRNet's UV-space data for a morphable model.
 

@@ -1,0 +1,128 @@
+"""Pieces every ``face3d`` command shares: the ``Command`` record, argument types, flags read from config
+dataclasses, logging set-up and the one-line report of a missing optional dependency."""
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import typing
+from dataclasses import dataclass
+
+# top-level module of a missing optional dependency -> the extra of pyproject.toml that installs it
+EXTRAS = {"tensorflow": "train", "keras": "train", "tensorboard": "train", "onnx": "export", "onnxruntime": "infer",
+          "matplotlib": "vis"}
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``face3d`` subcommand.
+
+    Attributes:
+        name: the word after ``face3d``.
+        help: one line for ``face3d --help``.
+        description: the paragraph heading the command's own ``--help``.
+        add_arguments: function(parser) adding the command's arguments; may import light modules (never TensorFlow).
+        run: function(parsed args) -> exit status.
+        formatter: the help formatter class of the command's parser.
+        one_blas_thread: set one BLAS thread per process before parsing (commands whose parallelism is worker
+            processes); training and inference keep the libraries' own threading.
+    """
+    name: str
+    help: str
+    description: str
+    add_arguments: typing.Callable
+    run: typing.Callable
+    formatter: type = argparse.HelpFormatter
+    one_blas_thread: bool = False
+
+    def parser(self, prog):
+        """A stand-alone parser for the command (the root scripts ``train.py`` ... use it)."""
+        parser = argparse.ArgumentParser(prog=prog, description=self.description, formatter_class=self.formatter)
+        self.add_arguments(parser)
+        parser.set_defaults(run=self.run, prog=parser.prog)
+        return parser
+
+    def main(self, argv=None, prog=None):
+        """Parse ``argv`` (default ``sys.argv[1:]``) with the stand-alone parser and run; returns the exit status.
+
+        ``prog`` names the program in usage and error lines (default: the running script's file name)."""
+        if self.one_blas_thread:
+            limit_blas_threads()  # before the parser imports numpy
+        return run_parsed(self.parser(prog).parse_args(argv))
+
+
+def run_parsed(args):
+    """Run parsed ``args`` (``args.run``, ``args.prog``); a missing optional dependency is one line and status 2."""
+    try:
+        return args.run(args)
+    except ModuleNotFoundError as error:
+        if missing_extra(error) is None:
+            raise
+        print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
+        return 2
+
+
+def missing_extra(error):
+    """The extra (``face3d[<extra>]``) providing the module a ModuleNotFoundError names, or None."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    return EXTRAS.get(error.name.partition(".")[0])
+
+
+def error_text(error):
+    """One line for ``error``: its message, or for a missing optional dependency the pip command installing it."""
+    extra = missing_extra(error)
+    if extra is None:
+        return str(error)
+    return f"{error.name} is not installed: pip install 'face3d[{extra}]'"
+
+
+def field_default(config_class, name):
+    """The default value of dataclass field ``name`` of ``config_class`` (its default_factory called)."""
+    field = next(f for f in dataclasses.fields(config_class) if f.name == name)
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def add_field_argument(parser, config_class, name, help, metavar=None, **options):
+    """Add ``--<name with dashes>`` for dataclass field ``name`` of ``config_class``, with dest ``name``.
+
+    The type and default are the field's: a bool field (default False) becomes a store_true switch; any other field
+    takes one value of its annotated type. ``options`` go to ``add_argument`` (e.g. ``choices``).
+    """
+    kind = typing.get_type_hints(config_class)[name]
+    default = field_default(config_class, name)
+    flag = "--" + name.replace("_", "-")
+    if kind is bool:
+        if default is not False:
+            raise ValueError(f"{config_class.__name__}.{name} defaults to {default!r}: a switch must default to False")
+        return parser.add_argument(flag, action="store_true", help=help, **options)
+    return parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=help, **options)
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def limit_blas_threads():
+    """One BLAS thread per process: the parallelism is the worker processes (set before numpy loads)."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+
+def setup_logging(verbose=False, format="%(levelname)s %(name)s: %(message)s"):
+    """Log to stderr at INFO (DEBUG when ``verbose``)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=format, stream=sys.stderr)

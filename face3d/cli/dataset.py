@@ -1,0 +1,136 @@
+"""``face3d pack | preview | synthesize | uv-data``: tools around a generated training set."""
+import json
+import os
+from pathlib import Path
+
+from face3d.cli._common import Command, positive_int, setup_logging
+from face3d.contract import RESOLUTION
+from face3d.cli.generate import SYNTHETIC_DIR
+
+__all__ = ["PACK", "PREVIEW", "SYNTHESIZE", "UV_DATA"]
+
+
+def _pack_arguments(parser):
+    parser.add_argument("label", help="trainDataLabel.txt")
+    parser.add_argument("output", help="output .h5 file")
+    parser.add_argument("--base-dir", metavar="DIR",
+                        help="folder relative label paths are resolved against (default: the label file's folder)")
+    parser.add_argument("--compression", choices=("none", "lzf", "gzip"), default="none",
+                        help="HDF5 compression (default: %(default)s)")
+    parser.add_argument("--float32", action="store_true", help="store position maps as float32 (default float16)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def _run_pack(args):
+    setup_logging(args.verbose)
+    from face3d.trainset.pack import pack_label_file
+
+    n = pack_label_file(args.label, args.output, base_dir=args.base_dir,
+                        posmap_dtype="float32" if args.float32 else "float16", compression=args.compression,
+                        progress=not args.quiet)
+    print(f"packed {n} samples into {args.output}")
+    return 0
+
+
+def _preview_arguments(parser):
+    parser.add_argument("npy", help="position map <name>.npy written by generate")
+    parser.add_argument("--image", metavar="JPG", help="the crop (default: <name>.jpg next to the map)")
+    parser.add_argument("--uv-data", metavar="DIR",
+                        help="folder with uv_kpt_ind.txt (default: the nearest uv-data/ above the map)")
+    parser.add_argument("--output", metavar="PNG", help="output picture (default: <name>_preview.png)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def _find_uv_data(npy_path):
+    for folder in Path(npy_path).resolve().parents:
+        if (folder / "uv-data" / "uv_kpt_ind.txt").is_file():
+            return folder / "uv-data"
+    return None
+
+
+def _run_preview(args):
+    setup_logging(args.verbose)
+    import cv2
+    import numpy as np
+
+    from face3d.trainset.sample import draw_preview, read_image
+
+    npy = Path(args.npy)
+    posmap = np.load(npy, allow_pickle=False).astype(np.float32)
+    if posmap.ndim != 3 or posmap.shape[2] != 3:
+        raise ValueError(f"{str(npy)!r} must hold an (R, R, 3) position map, got shape {posmap.shape}")
+    image = read_image(Path(args.image) if args.image else npy.with_suffix(".jpg"))
+    uv_dir = Path(args.uv_data) if args.uv_data else _find_uv_data(npy)
+    if uv_dir is None or not (uv_dir / "uv_kpt_ind.txt").is_file():
+        raise FileNotFoundError(f"no uv-data/uv_kpt_ind.txt found above {str(npy)!r}; give the folder with --uv-data")
+    uv_kpt_ind = np.loadtxt(uv_dir / "uv_kpt_ind.txt", ndmin=2).astype(np.int64)  # (2, 68): x row, y row
+    picture = draw_preview(image, posmap, uv_kpt_ind)
+    output = Path(args.output) if args.output else npy.with_name(npy.stem + "_preview.png")
+    if not cv2.imwrite(str(output), np.ascontiguousarray(picture[..., ::-1])):
+        raise ValueError(f"cannot write {str(output)!r}")
+    print(f"wrote {output}")
+    return 0
+
+
+def _synthesize_arguments(parser):
+    parser.add_argument("--output", metavar="DIR", default=SYNTHETIC_DIR, help="output folder (default: %(default)s)")
+    parser.add_argument("--count", metavar="N", type=positive_int, default=24, help="samples (default: %(default)s)")
+    parser.add_argument("--seed", metavar="S", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--size", metavar="PX", type=positive_int, default=450,
+                        help="image side in pixels (default: %(default)s)")
+    parser.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def _run_synthesize(args):
+    setup_logging(args.verbose)
+    from face3d.trainset.synthetic import synthesize_dataset
+
+    paths = synthesize_dataset(args.output, count=args.count, seed=args.seed, model_path=args.bfm, size=args.size)
+    print(json.dumps({"output": os.path.abspath(args.output), "samples": len(paths)}))
+    return 0
+
+
+def _uv_data_arguments(parser):
+    parser.add_argument("--output", metavar="DIR", default="uv-data",
+                        help="output folder (default: %(default)s in the current directory)")
+    parser.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")
+    parser.add_argument("--resolution", metavar="R", type=positive_int, default=RESOLUTION,
+                        help="UV map side in pixels (default: %(default)s)")
+    parser.add_argument("--neck-zeroed", action="store_true",
+                        help="the paper's weight mask with the neck at 0 (default: PRNet's shipped mask)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def _run_uv_data(args):
+    setup_logging(args.verbose)
+    from face3d.morphable_model import MorphableModel
+    from face3d.trainset.uv_layout import build_uv_data, write_uv_data
+
+    uv_data = build_uv_data(MorphableModel(args.bfm), resolution=args.resolution, neck_zeroed=args.neck_zeroed)
+    write_uv_data(uv_data, args.output)
+    print(f"wrote PRNet's UV files ({args.resolution}x{args.resolution}) to {args.output}")
+    return 0
+
+
+PACK = Command(
+    "pack", "pack a trainDataLabel.txt into one chunked HDF5 file",
+    "Pack the crops and position maps listed in a label file into one HDF5 file (datasets images uint8, posmaps "
+    "float16, names), read by face3d.trainset.pack.PackedTrainset.",
+    _pack_arguments, _run_pack, one_blas_thread=True)
+PREVIEW = Command(
+    "preview", "draw a position map's points and 68 keypoints on its crop",
+    "Draw a sparse grid of a position map's points (cyan) and the 68 keypoints read from it (green) onto its crop, "
+    "next to the map as an RGB picture, and save a PNG (the same picture as generate --preview).",
+    _preview_arguments, _run_preview, one_blas_thread=True)
+SYNTHESIZE = Command(
+    "synthesize", "render a small 300W-LP-format sample set from the morphable model",
+    "Render faces with random identity, expression, texture, lighting and pose (yaw up to +-90 degrees) on varied "
+    "backgrounds, saved as 300W-LP samples (.jpg + .mat with Pose_Para, Shape_Para, Exp_Para, Tex_Para, pt2d, roi).",
+    _synthesize_arguments, _run_synthesize, one_blas_thread=True)
+UV_DATA = Command(
+    "uv-data", "write PRNet's UV files (uv_kpt_ind.txt, face_ind.txt, masks) for a model",
+    "Write uv_kpt_ind.txt, face_ind.txt, triangles.txt, uv_face_mask.png, uv_weight_mask.png and uv_face_eyes.png "
+    "for the model in use, as PRNet's Data/uv-data ships them.",
+    _uv_data_arguments, _run_uv_data, one_blas_thread=True)

@@ -1,0 +1,61 @@
+"""``face3d demo`` (and the root ``demo.py``): 3D faces from images with a trained PRNet (``face3d.prnet.demo``)."""
+import sys
+from pathlib import Path
+
+from face3d.cli._common import Command, error_text, field_default, setup_logging
+
+__all__ = ["DEMO", "run_demo_command", "main"]
+
+_DESCRIPTION = (
+    "Reconstruct the 3D face in images with a trained PRNet (Keras, SavedModel, frozen .pb or ONNX). The face comes "
+    "from --box, from --landmarks, or from dlib's detector when it is installed (pip install dlib-bin "
+    "face_recognition_models). Per image <stem>: <stem>_landmarks.jpg, _mesh.jpg, _depth.png, .obj (--texture: "
+    ".mtl + _texture.png), _kpt.txt and _pose.json.")
+
+
+def _add_arguments(parser):
+    from face3d.prnet.training import TrainConfig
+
+    default_model = str(Path(field_default(TrainConfig, "output")) / "best.keras")  # where `face3d train` puts it
+    parser.add_argument("-i", "--input", nargs="+", required=True, metavar="PATH",
+                        help="images and/or folders of images")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
+    parser.add_argument("--model", default=default_model, metavar="PATH",
+                        help="trained network: .keras/.h5, SavedModel folder, frozen .pb or .onnx (%(default)s)")
+    parser.add_argument("--uv-data", metavar="DIR",
+                        help="UV data the network was trained with (default: the embedded default model's)")
+    parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
+                                                         "face (default: the embedded default model)")
+    face = parser.add_mutually_exclusive_group()
+    face.add_argument("--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"),
+                      help="face box in image pixels, for every input image (PRNet's crop: 1.58 x its mean side)")
+    face.add_argument("--landmarks", metavar="FILE|DIR",
+                      help="68 landmarks (.txt/.npy (68, 2|3) or (2|3, 68), or .mat with pt3d_68/pt2d); a folder "
+                           "holds one <stem>.txt/.npy/.mat per image")
+    parser.add_argument("--texture", action="store_true", help="OBJ with a UV texture map instead of vertex colours")
+    parser.add_argument("--detector", choices=("auto", "cnn", "hog"), default="auto",
+                        help="dlib detector used when neither --box nor --landmarks is given (auto: the CNN when "
+                             "face_recognition_models is installed, else HOG)")
+
+
+def run_demo_command(args):
+    """Run the demo; returns the exit status (2 on bad input, with a message naming it)."""
+    setup_logging()
+    try:
+        from face3d.prnet.demo import run_demo
+
+        run_demo(args.input, args.output, args.model, uv_data=args.uv_data, bfm=args.bfm, box=args.box,
+                 landmarks=args.landmarks, texture=args.texture, detector=args.detector)
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+DEMO = Command("demo", "reconstruct 3D faces in images with a trained PRNet (landmarks, mesh, depth, OBJ, pose)",
+               _DESCRIPTION, _add_arguments, run_demo_command)
+
+
+def main(argv=None, prog=None):
+    """``face3d demo`` as a program of its own (the root ``demo.py``); returns the exit status."""
+    return DEMO.main(argv, prog)

@@ -1,0 +1,64 @@
+"""``face3d export`` (and the root ``export.py``): a trained PRNet (Keras ``.keras``) for Huawei Ascend ATC.
+
+Writes ``DIR/prnet.pb`` (``DIR/prnet.onnx``), ``DIR/atc_pb.sh`` (``atc_onnx.sh``) with the exact ``atc`` command,
+``DIR/fusion_switch.cfg`` for ``--no-fold-bn`` and ``DIR/export.json``; every file is reloaded and compared with
+the Keras model, and ``atc`` runs when it is on PATH. See ``face3d/prnet/export.py`` and the README section
+"Deploying on Ascend".
+"""
+import argparse
+import sys
+
+from face3d.cli._common import Command, setup_logging
+
+__all__ = ["EXPORT", "run_export", "main"]
+
+_PRECISION_MODES = ("force_fp16", "allow_fp32_to_fp16", "force_fp32", "must_keep_origin_dtype", "allow_mix_precision")
+
+
+def _add_arguments(parser):
+    parser.add_argument("--model", required=True, help="trained Keras model file (.keras, e.g. best.keras)")
+    parser.add_argument("--output", required=True, help="output folder for prnet.pb / prnet.onnx and the ATC files")
+    parser.add_argument("--batch", type=int, default=1, help="fixed batch size B of the exported input [B,S,S,3]")
+    parser.add_argument("--no-fold-bn", action="store_true",
+                        help="keep batch norm as FusedBatchNormV3 (then ATC needs fusion_switch.cfg, written too)")
+    parser.add_argument("--onnx", action="store_true", help="also export DIR/prnet.onnx (checked with ONNX Runtime)")
+    parser.add_argument("--opset", type=int, default=11, help="ONNX opset")
+    parser.add_argument("--soc-version", default="Ascend310", help="ATC --soc_version (Ascend310, Ascend310P3, ...)")
+    parser.add_argument("--precision-mode", default="force_fp16", choices=_PRECISION_MODES,
+                        help="ATC --precision_mode")
+    parser.add_argument("--tolerance", type=float, default=1e-3,
+                        help="largest accepted |exported - Keras| of the normalised map on the check images")
+    parser.add_argument("--no-atc", action="store_true", help="do not run atc even when it is on PATH")
+
+
+def run_export(args):
+    """Run the export; prints the files, op types, differences and ATC commands. Returns the exit status."""
+    setup_logging(format="%(levelname)s %(message)s")
+    from face3d.prnet.export import UnsupportedOpError, export_model
+
+    try:
+        result = export_model(args.model, args.output, batch_size=args.batch, fold_bn=not args.no_fold_bn,
+                              onnx=args.onnx, opset=args.opset, soc_version=args.soc_version,
+                              precision_mode=args.precision_mode, tolerance=args.tolerance, run_atc=not args.no_atc)
+    except (UnsupportedOpError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {result.pb_path}" + (f" and {result.onnx_path}" if result.onnx_path else ""))
+    print("op types (.pb): " + ", ".join(f"{k} x{v}" for k, v in result.op_types.items()))
+    for fmt, diff in result.max_abs_diff.items():
+        print(f"max |{fmt} - keras| = {diff:.3g}")
+    for fmt, command in result.atc_commands.items():
+        status = result.atc_status.get(fmt)
+        print(f"{command}\n  -> " + ("atc not on PATH: run it on the Ascend host" if status is None
+                                     else f"atc exit status {status}"))
+    return 0
+
+
+EXPORT = Command("export", "export a trained PRNet to a frozen .pb (and ONNX) for Huawei Ascend ATC",
+                 "Export a trained PRNet (Keras .keras file) for Huawei Ascend ATC: a frozen .pb and optionally ONNX.",
+                 _add_arguments, run_export, argparse.ArgumentDefaultsHelpFormatter)
+
+
+def main(argv=None, prog=None):
+    """``face3d export`` as a program of its own (the root ``export.py``); returns the exit status."""
+    return EXPORT.main(argv, prog)

@@ -1,0 +1,80 @@
+"""``face3d offline pre_process | run | post_process``: the msame flow of ``face3d.prnet.offline`` without a board.
+
+``pre`` and ``post`` are short aliases; ``python -m face3d.prnet.offline`` runs the same command line.
+"""
+import argparse
+import sys
+
+from face3d.cli._common import Command, setup_logging
+from face3d.contract import INPUT_SIZE
+
+__all__ = ["OFFLINE", "main"]
+
+_STEPS = ("pre_process", "run", "post_process")
+
+
+def _add_arguments(parser):
+    from face3d.prnet import offline
+
+    parser.epilog = offline.__doc__
+    sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+    pre = sub.add_parser("pre_process", aliases=["pre"], help="test images -> .bin crops + manifest.json")
+    pre.add_argument("--data", required=True, help="AFLW2000-3D-format folder (image + .mat), or images with --boxes")
+    pre.add_argument("--output", required=True, help="folder for the .bin files and manifest.json")
+    pre.add_argument("--input-size", type=int, default=INPUT_SIZE, help="the exported network's input side S")
+    pre.add_argument("--batch", type=int, default=1, help="images per .bin (the .om's batch size)")
+    pre.add_argument("--uv-data", default=None, help="UV-data folder (default: the embedded default model's)")
+    pre.add_argument("--boxes", default=None,
+                     help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth)")
+    pre.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    run = sub.add_parser("run", help="msame-compatible runner on the host (ONNX Runtime or TensorFlow)")
+    run.add_argument("--model", required=True, help="prnet.onnx or prnet.pb from face3d export")
+    run.add_argument("--input", required=True, help="folder of .bin files (processed in sorted order)")
+    run.add_argument("--output", required=True, help="parent folder of the <YYYYMMDD_HHMMSS> result folder")
+    run.add_argument("--fp16", action="store_true", help="run the ONNX model converted to float16")
+    run.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    post = sub.add_parser("post_process", aliases=["post"], help="outputs + manifest -> landmarks, NME report, latency")
+    post.add_argument("--result", required=True, help="folder with <stem>_output_0.bin (runner or msame output)")
+    post.add_argument("--manifest", required=True, help="manifest.json from pre_process")
+    post.add_argument("--output", required=True, help="report folder")
+    post.add_argument("--timing", default=None, help="timing.json or an msame log (default RESULT/timing.json)")
+    for name, step in zip(_STEPS, (pre, run, post)):
+        step.set_defaults(step_name=name)
+
+
+def _run_step(args):
+    """Run one step of the flow; returns the exit status (1 with a one-line message when it fails)."""
+    setup_logging(format="%(levelname)s %(message)s")
+    from face3d.prnet.offline import post_process, pre_process, run_offline
+
+    try:
+        if args.step_name == "pre_process":
+            manifest = pre_process(args.data, args.output, args.input_size, args.uv_data, args.boxes, args.batch,
+                                   args.limit)
+            print(f"wrote {len(manifest['files'])} .bin files for {len(manifest['samples'])} faces to {args.output} "
+                  f"({len(manifest['skipped'])} skipped)")
+        elif args.step_name == "run":
+            run_offline(args.model, args.input, args.output, fp16=args.fp16, threads=args.threads)
+        else:
+            report = post_process(args.result, args.manifest, args.output, args.timing)
+            if "nme_2d" in report:
+                print(f"{report['samples']} samples: NME 2D {100 * report['nme_2d']:.3f} %, 3D "
+                      f"{100 * report['nme_3d']:.3f} %; balanced 2D {100 * report['balanced']['nme_2d']:.3f} %")
+            if report.get("latency"):
+                print(f"latency per image {report['latency']['image_ms_mean']:.2f} ms "
+                      f"({report['latency']['images_per_s']:.1f} images/s)")
+            print(f"report in {args.output}")
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{args.step_name} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+OFFLINE = Command("offline", "the Ascend msame flow on the host: pre_process, run, post_process",
+                  "The offline-inference flow around an Ascend .om (msame), runnable and testable without a board.",
+                  _add_arguments, _run_step, argparse.RawDescriptionHelpFormatter)
+
+
+def main(argv=None, prog=None):
+    """``face3d offline`` as a program of its own (``python -m face3d.prnet.offline``); returns the exit status."""
+    return OFFLINE.main(argv, prog)

@@ -1,0 +1,106 @@
+"""Shading formulas shared by face3d.mesh.light and its numpy twin face3d.mesh_numpy.light (plain numpy either way).
+
+Everything here takes outward unit vertex normals; the twins differ only in how they compute the normals.
+"""
+import numpy as np
+
+from face3d.mesh import _checks
+
+
+def _light_array(values, name):
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] != 3 or not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite with shape (nlight, 3) or (3,), got shape {np.shape(values)}")
+    return a
+
+
+def _unit_rows(d):
+    """d / |d| along the last axis (float64), zero where |d| == 0."""
+    length = np.sqrt(np.sum(d * d, axis=-1, keepdims=True))
+    return np.divide(d, length, out=np.zeros_like(d), where=length > 0)
+
+
+def shade_phong(normals, vertices, colors, light_positions, light_intensities, ambient=0.0, specular=0.0,
+                shininess=20.0, eye=None):
+    """Blinn-Phong shading of face3d.mesh.light.add_light (formula there) given (nver, 3) outward unit normals;
+    the other arguments are add_light's. Returns (nver, 3) float32 lit colours in [0, 1]."""
+    n = np.asarray(normals, dtype=np.float64)
+    v = np.asarray(vertices, dtype=np.float64)
+    col = _checks.as_float_rows(colors, "colors", 3).astype(np.float64)
+    if col.shape[0] != v.shape[0]:
+        raise ValueError(f"colors must have one row per vertex ({v.shape[0]}), got {col.shape[0]}")
+    pos = _light_array(light_positions, "light_positions")
+    inten = _light_array(light_intensities, "light_intensities")
+    if inten.shape[0] != pos.shape[0]:
+        raise ValueError(f"light_intensities must have one row per light ({pos.shape[0]}), got {inten.shape[0]}")
+    amb = np.broadcast_to(np.asarray(ambient, dtype=np.float64), (3,))
+    to_light = _unit_rows(pos[None, :, :] - v[:, None, :])  # (nver, nlight, 3)
+    n_dot_l = np.einsum("vk,vlk->vl", n, to_light)
+    lit = col * (amb + np.maximum(n_dot_l, 0.0) @ inten)
+    if specular:
+        if eye is None:
+            to_eye = np.broadcast_to(np.array([0.0, 0.0, 1.0]), v.shape)
+        else:
+            to_eye = _unit_rows(np.asarray(eye, dtype=np.float64).reshape(1, 3) - v)
+        half = _unit_rows(to_light + to_eye[:, None, :])
+        n_dot_h = np.maximum(np.einsum("vk,vlk->vl", n, half), 0.0) ** shininess * (n_dot_l > 0)
+        lit = lit + specular * (n_dot_h @ inten)
+    return np.clip(lit, 0.0, 1.0).astype(np.float32)
+
+
+def sh_basis(normals):
+    """Real orthonormal spherical harmonics of bands 0..2 at unit normals (x, y, z), order (l, m) with m = -l..l:
+
+    [0.282095, 0.488603 y, 0.488603 z, 0.488603 x, 1.092548 xy, 1.092548 yz, 0.315392 (3z^2 - 1), 1.092548 xz,
+    0.546274 (x^2 - y^2)], i.e. 1/(2 sqrt(pi)), sqrt(3/(4 pi)), sqrt(15/(4 pi)), sqrt(5/(16 pi)), sqrt(15/(16 pi)).
+
+    Args:
+        normals: (n, 3) unit normals.
+    Returns:
+        (n, 9) float64.
+    """
+    n = np.asarray(normals, dtype=np.float64)
+    x, y, z = n[:, 0], n[:, 1], n[:, 2]
+    c0, c1 = 0.5 / np.sqrt(np.pi), np.sqrt(3 / (4 * np.pi))
+    c2, c3, c4 = np.sqrt(15 / (4 * np.pi)), np.sqrt(5 / (16 * np.pi)), np.sqrt(15 / (16 * np.pi))
+    return np.stack([np.full_like(x, c0), c1 * y, c1 * z, c1 * x, c2 * x * y, c2 * y * z,
+                     c3 * (3 * z * z - 1), c2 * x * z, c4 * (x * x - y * y)], axis=1)
+
+
+def _sh_coeff(sh_coeff, c):
+    s = np.asarray(sh_coeff, dtype=np.float64)
+    if s.ndim == 1:
+        s = s[:, None]
+    if s.shape[0] != 9 or s.ndim != 2 or s.shape[1] not in (1, c):
+        raise ValueError(f"sh_coeff must have shape (9,), (9, 1) or (9, {c}), got {np.shape(sh_coeff)}")
+    return s
+
+
+def shade_sh(normals, colors, sh_coeff):
+    """colors * (sh_basis(normals) @ sh_coeff) as float32 (the formula behind add_light_sh; not clipped)."""
+    col = _checks.as_float_rows(colors, "colors").astype(np.float64)
+    if col.shape[0] != len(normals):
+        raise ValueError(f"colors must have one row per vertex ({len(normals)}), got {col.shape[0]}")
+    return (col * (sh_basis(normals) @ _sh_coeff(sh_coeff, col.shape[1]))).astype(np.float32)
+
+
+def fit_sh(normals, albedo, observed, vertex_ind=None, lamb=0.0):
+    """Least-squares SH coefficients from outward unit normals (the solver behind estimate_light)."""
+    alb = _checks.as_float_rows(albedo, "albedo").astype(np.float64)
+    obs = _checks.as_float_rows(observed, "observed").astype(np.float64)
+    if alb.shape != obs.shape or alb.shape[0] != len(normals):
+        raise ValueError(f"albedo and observed must both have shape ({len(normals)}, c), got {alb.shape}, {obs.shape}")
+    basis = sh_basis(normals)
+    if vertex_ind is not None:
+        idx = np.asarray(vertex_ind)
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or (
+                idx.size and (idx.min() < 0 or idx.max() >= len(normals))):
+            raise ValueError(f"vertex_ind must be 1-D integer indices in [0, {len(normals)})")
+        basis, alb, obs = basis[idx], alb[idx], obs[idx]
+    coeff = np.empty((9, alb.shape[1]))
+    for k in range(alb.shape[1]):
+        a = alb[:, k:k + 1] * basis
+        coeff[:, k] = np.linalg.solve(a.T @ a + lamb * np.eye(9), a.T @ obs[:, k])
+    return coeff

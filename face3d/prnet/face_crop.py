@@ -1,0 +1,156 @@
+"""Face crops for the network and the network's maps back in the image (no TensorFlow).
+
+Crop rules (``face3d.contract``; both give a ``face3d.trainset.crop.CropBox``, mapped to the crop by
+``crop.crop_matrix``: the box's corners go to pixels 0 and R - 1):
+
+* from a face detector's box (``box_crop``): PRNet's rule for dlib boxes, centre = box centre moved down by 0.14 x
+  the mean side, side = 1.58 x the mean side ``((x1 - x0) + (y1 - y0)) / 2``;
+* from 68 landmarks (``landmark_crop``): the generator's training crop, ``crop.keypoint_box`` unperturbed:
+  centre of the landmarks' box, side 1.5 x its mean side (PRNet's demo uses 1.6 with its own training crop), so a
+  network sees faces framed as in training.
+
+Maps and sizes: the network takes S x S crops and returns S x S maps in [0, 1]; the map in crop pixels is
+``output * 1.1 * R`` with R the UV-data resolution (``contract.map_scale``). When S < R (a network trained at
+a reduced input size) the crop is taken straight at S (pixel q of the S crop at ``(R / S) q + (R / S - 1) / 2`` of
+the R crop, as the training pipeline resamples) and the S map is expanded to R x R nearest-neighbour, so the
+keypoints are read exactly where training read them (``uv_weights.resize_uv_data``). Restoring inverts the crop
+affine ``p' = A p + t``: ``p = A^-1 (p' - t)`` for x, y and ``z = z' / k`` with k the crop's scale
+``sqrt(|det A|)`` (PRNet's ``z / tform.params[0, 0]``).
+"""
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from face3d.contract import BOX_SCALE, BOX_SHIFT, LANDMARK_SCALE, map_scale
+from face3d.trainset.crop import CropBox, compose, crop_matrix, keypoint_box
+
+__all__ = ["FaceCrop", "as_rgb_uint8", "box_crop", "landmark_crop", "crop_face", "restore_map"]
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """A face crop ready for the network.
+
+    Attributes:
+        image: (S, S, 3) float32 RGB in [0, 1], the network input.
+        matrix: (2, 3) float64 affine map from original image pixels to map pixels (the R x R crop the map's
+            values refer to).
+        box: the CropBox in the original image.
+        resolution: R, the side of the crop the map's values refer to (the UV-data resolution).
+    """
+    image: np.ndarray
+    matrix: np.ndarray
+    box: CropBox
+    resolution: int
+
+
+def as_rgb_uint8(image):
+    """An image as (h, w, 3) uint8 RGB: greyscale is repeated, alpha dropped, floats in [0, 1] scaled by 255.
+
+    Args:
+        image: (h, w), (h, w, 1), (h, w, 3) or (h, w, 4) uint8, or float in [0, 1].
+    Returns:
+        (h, w, 3) uint8 C-contiguous.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or min(image.shape[:2]) < 1:
+        raise ValueError(f"image must have shape (h, w), (h, w, 3) or (h, w, 4), got {image.shape}")
+    if image.dtype != np.uint8:
+        if not np.issubdtype(image.dtype, np.floating):
+            raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {image.dtype}")
+        image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def box_crop(box):
+    """PRNet's crop for a face detector's box (see the module docstring).
+
+    Args:
+        box: (x0, y0, x1, y1) image pixels, x1 > x0, y1 > y0.
+    Returns:
+        CropBox: centre ``((x0 + x1) / 2, (y0 + y1) / 2 + 0.14 m)``, side ``1.58 m``, m the mean side.
+    """
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    if not (x1 > x0 and y1 > y0) or not np.all(np.isfinite([x0, y0, x1, y1])):
+        raise ValueError(f"box must be finite (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box}")
+    mean_side = ((x1 - x0) + (y1 - y0)) / 2.0
+    return CropBox((x0 + x1) / 2.0, (y0 + y1) / 2.0 + BOX_SHIFT * mean_side, BOX_SCALE * mean_side)
+
+
+def landmark_crop(landmarks):
+    """The generator's crop around 68 landmarks (``crop.keypoint_box`` with scale 1.5, unperturbed).
+
+    Args:
+        landmarks: (k, >=2) or (>=2, k) image pixels (x, y); only x and y are used.
+    Returns:
+        CropBox.
+    """
+    pts = np.asarray(landmarks, dtype=np.float64)
+    if pts.ndim == 2 and pts.shape[0] in (2, 3) and pts.shape[1] > 3:
+        pts = pts.T
+    if pts.ndim != 2 or pts.shape[1] < 2 or len(pts) < 2 or not np.all(np.isfinite(pts[:, :2])):
+        raise ValueError(f"landmarks must be finite (k, 2) or (2, k) image points, got shape {pts.shape}")
+    box = keypoint_box(pts[:, :2], crop_scale=LANDMARK_SCALE)
+    if not box.size > 0:
+        raise ValueError("landmarks span no area: cannot crop around them")
+    return box
+
+
+def crop_face(image, box, input_size, resolution):
+    """Warp the face in ``box`` to the network's input.
+
+    Args:
+        image: (h, w, 3) uint8 RGB (anything ``as_rgb_uint8`` accepts).
+        box: CropBox.
+        input_size: S, the network's input side.
+        resolution: R, the map resolution (the UV data's); S <= R.
+    Returns:
+        FaceCrop (bilinear warp, black outside the image).
+    """
+    s, r = int(input_size), int(resolution)
+    if not 1 <= s <= r:
+        raise ValueError(f"input_size must be in [1, resolution={r}], got {s}")
+    to_map = crop_matrix(box, r)
+    to_input = to_map
+    if s != r:
+        k = r / s
+        offset = (0.5 * k - 0.5) / k
+        to_input = compose(np.array([[1.0 / k, 0.0, -offset], [0.0, 1.0 / k, -offset]]), to_map)
+    warped = cv2.warpAffine(as_rgb_uint8(image), to_input, (s, s), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return FaceCrop(warped.astype(np.float32) * np.float32(1.0 / 255.0), to_map, box, r)
+
+
+def restore_map(output, matrix, resolution):
+    """A network output back in original image coordinates (see the module docstring).
+
+    Args:
+        output: (S, S, 3) normalised map in [0, 1].
+        matrix: (2, 3) image -> map-pixel affine of the crop (``FaceCrop.matrix``).
+        resolution: R.
+    Returns:
+        (R, R, 3) float32 position map: image x, y (pixels) and z (pixels, arbitrary origin).
+    """
+    output = np.asarray(output, dtype=np.float32)
+    r = int(resolution)
+    s = output.shape[0]
+    if output.ndim != 3 or output.shape != (s, s, 3) or s > r:
+        raise ValueError(f"output must be an (S, S, 3) map with S <= {r}, got {output.shape}")
+    if s != r:
+        index = np.clip(np.rint((np.arange(r) + 0.5) * s / r - 0.5), 0, s - 1).astype(np.int64)
+        output = output[np.ix_(index, index)]
+    m = np.asarray(matrix, dtype=np.float64)
+    inverse = np.linalg.inv(m[:, :2])
+    k = np.sqrt(abs(np.linalg.det(m[:, :2])))
+    scale = map_scale(r)  # normalised map -> crop pixels, folded into the one affine map below
+    affine = np.zeros((3, 4))
+    affine[:2, :2] = inverse * scale
+    affine[2, 2] = scale / k
+    affine[:2, 3] = -inverse @ m[:, 2]
+    # cv2.transform applies a 3x4 map per pixel (in double, SIMD), far faster than a numpy (R*R, 3) x (3, 3) product
+    return cv2.transform(np.ascontiguousarray(output), affine)

@@ -1,0 +1,35 @@
+"""The reconstructed face as a Wavefront OBJ, with per-vertex colours or a UV texture (``face3d.mesh.io``)."""
+import numpy as np
+
+from face3d.mesh import io as mesh_io
+
+__all__ = ["write_obj"]
+
+
+def write_obj(path, vertices, triangles, h, colors=None, texture=None, uv_data=None):
+    """Write the face as an OBJ with per-vertex colours or with a texture map (``face3d.mesh.io``).
+
+    Vertices are stored with y flipped to point up (``h - 1 - y``, as PRNet saves them), so viewers show the face
+    upright and the UV data's triangles (BFM winding, clockwise seen from outside with y up) face outwards.
+
+    Args:
+        path: the ``.obj`` path. vertices: (n, 3) image coordinates. triangles: (t, 3) indices.
+        h: image height (pixels). colors: (n, 3) floats in [0, 1] (per-vertex colours).
+        texture: (R, R, 3) uint8 RGB UV texture (``texture_from_map``); then ``uv_data`` gives each vertex's
+            texture coordinate (u = x / (R - 1), v = 1 - y / (R - 1) of its ``face_ind`` pixel) and the files
+            ``<name>.mtl`` and ``<name>_texture.png`` are written too.
+    Returns:
+        Path of the OBJ.
+    """
+    v = np.array(vertices, dtype=np.float64)
+    v[:, 1] = h - 1 - v[:, 1]
+    if texture is None:
+        if colors is None:
+            raise ValueError("write_obj needs colors (per-vertex) or texture (with uv_data)")
+        return mesh_io.write_obj_with_colors(path, v, triangles, np.asarray(colors, dtype=np.float64))
+    if uv_data is None:
+        raise ValueError("write_obj with a texture needs uv_data (the texture coordinates come from face_ind)")
+    r = uv_data.resolution
+    face_ind = np.asarray(uv_data.face_ind)
+    uv = np.column_stack([(face_ind % r) / (r - 1.0), 1.0 - (face_ind // r) / (r - 1.0)])
+    return mesh_io.write_obj_with_texture(path, v, triangles, texture, uv, colors=colors)

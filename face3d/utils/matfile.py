@@ -1,0 +1,34 @@
+"""The one reader of MATLAB .mat files (scipy), with errors that name the file."""
+import os
+from pathlib import Path
+
+import scipy.io as sio
+
+from face3d.utils.errors import InputFileError
+
+__all__ = ["read_mat"]
+
+
+def read_mat(path, variable_names=None) -> dict:
+    """Read a MATLAB 5/7 .mat file with scipy, with errors that name the file.
+
+    Args:
+        path: str or Path of the .mat file.
+        variable_names: optional sequence of variable names to read (others are skipped, which
+            matters for the ~500 MB ``01_MorphableModel.mat``).
+    Returns:
+        dict name -> value as ``scipy.io.loadmat`` returns it (no squeezing, structs as records).
+    Raises:
+        FileNotFoundError: the file does not exist.
+        InputFileError (a ValueError): the file is not a readable MATLAB 5/7 file (MATLAB v7.3/HDF5 included).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        return sio.loadmat(os.fspath(path), variable_names=variable_names)
+    except NotImplementedError as err:  # scipy raises this for v7.3 (HDF5) files
+        raise InputFileError(path, f"MATLAB v7.3 (HDF5) files are not supported; "
+                                   f"re-save it in MATLAB with save(..., '-v7') ({err})") from err
+    except Exception as err:  # scipy raises assorted types on corrupt files
+        raise InputFileError(path, f"not a readable MATLAB .mat file ({type(err).__name__}: {err})") from err
