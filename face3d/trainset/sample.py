@@ -63,7 +63,7 @@ def _require_image_file(image_path) -> None:
 
 def read_image(image_path) -> np.ndarray:
     """Decode an image file to (h, w, 3) uint8 RGB; InputFileError names the file when it is missing or undecodable."""
-    image_path = Path(image_path)
+    image_path = os.fspath(image_path)  # plain strings: this runs for every sample
     _require_image_file(image_path)
     data = np.fromfile(image_path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
@@ -72,8 +72,8 @@ def read_image(image_path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _read_params(mat_path: Path) -> dict:
-    if not mat_path.is_file():
+def _read_params(mat_path) -> dict:
+    if not os.path.isfile(mat_path):
         raise InputFileError(mat_path, "parameter file (.mat) not found")
     mat = read_mat(mat_path, variable_names=_MAT_KEYS)
     missing = [k for k in _REQUIRED_KEYS if k not in mat]
@@ -487,7 +487,7 @@ class TrainsetGenerator:
         for image_path, mat_path, seed in jobs:
             try:
                 _require_image_file(image_path)
-                params = _read_params(Path(mat_path))
+                params = _read_params(mat_path)
                 read.append((params, self._padded(params, str(mat_path))))
             except InputFileError as exc:
                 read.append(exc)
@@ -499,8 +499,9 @@ class TrainsetGenerator:
                 continue
             geometry = geometries.pop()
             try:
-                image = read_image(Path(image_path))
-                yield self._generate(image, d[0], Path(image_path).stem, seed, str(mat_path), geometry)
+                image = read_image(image_path)
+                stem = os.path.splitext(os.path.basename(image_path))[0]
+                yield self._generate(image, d[0], stem, seed, str(mat_path), geometry)
             except InputFileError as exc:
                 yield exc
 
