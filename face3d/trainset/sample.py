@@ -392,10 +392,13 @@ class TrainsetGenerator:
         placed = cv2.transform(uv_points, self._placement(A, b, z_min, matrix))
         return cv2.multiply(placed, self._coverage)
 
-    def _output(self, name, image, matrix_img, posmap) -> GeneratedSample:
+    def _output(self, name, rgba, matrix_img, posmap) -> GeneratedSample:
+        """One output: the (h, w, 4) uint8 RGBA source warped by ``matrix_img`` (OpenCV's bilinear warp is about
+        twice as fast on 4 channels as on 3 and interpolates each channel alike, so the RGB crop is the same)."""
         r = self.config.resolution
-        crop = cv2.warpAffine(image, matrix_img, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=(0, 0, 0))
+        crop = cv2.cvtColor(cv2.warpAffine(rgba, matrix_img, (r, r), flags=cv2.INTER_LINEAR,
+                                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0)),
+                            cv2.COLOR_RGBA2RGB)
         preview = draw_preview(crop, posmap, self.uv_kpt_ind) if self.config.preview else None
         return GeneratedSample(name=name, image=crop, posmap=posmap, preview=preview, crop_matrix=matrix_img)
 
@@ -427,7 +430,8 @@ class TrainsetGenerator:
             return keypoint_box(points_xy, cfg.crop_scale, rng, cfg.max_shift, cfg.scale_range)
 
         plain = crop_matrix(box(kpt[:, :2]), cfg.resolution)
-        outputs = [self._output(stem, image, plain, self._shared_posmap(uv_points, A, b, z_min, plain))]
+        rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+        outputs = [self._output(stem, rgba, plain, self._shared_posmap(uv_points, A, b, z_min, plain))]
         face = keypoint_box(kpt[:, :2])
         for angle in cfg.angles:
             rot = rotation_matrix((face.cx, face.cy), angle)
@@ -440,7 +444,7 @@ class TrainsetGenerator:
                 rotated_map = self._placed_posmap(fitted, A_fit, b_fit, crop_rotated)
             else:
                 rotated_map = self._shared_posmap(uv_points, A, b, z_min, matrix_img)
-            outputs.append(self._output(angle_name(stem, angle), image, matrix_img, rotated_map))
+            outputs.append(self._output(angle_name(stem, angle), rgba, matrix_img, rotated_map))
         return outputs
 
     def generate(self, image, params: dict, stem: str, seed: int) -> list[GeneratedSample]:
