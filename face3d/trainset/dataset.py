@@ -37,9 +37,10 @@ module runs it over a dataset and owns everything that makes a long run safe:
   every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use.
 
 Memory stays bounded whatever the dataset size: samples go through the generator in chunks of at most
-``CHUNK_SIZE`` (128) whose vertices share one matrix product (82 MB per process on a BFM-sized model),
-each sample is written as soon as it is made, workers return only short records, and at most
-``4 * workers`` chunks of tasks (paths and seeds) are in flight.
+``CHUNK_SIZE`` (128) whose vertices share one product (82 MB per process on a BFM-sized model, beside the
+generator's tiled copy of the basis, 146 MB, made before the workers fork and shared by them), each sample is
+written as soon as it is made, workers return only short records, and at most ``4 * workers`` chunks of tasks
+(paths and seeds) are in flight.
 """
 import concurrent.futures as cf
 import contextlib
