@@ -12,8 +12,9 @@ __all__ = ["EVALUATE", "run_evaluate", "main"]
 _DESCRIPTION = (
     "AFLW2000-3D evaluation following PRNet / 3DDFA's benchmark: 68-landmark NME (2D and 3D) normalised by "
     "sqrt(w*h) of the ground-truth box (3D also by the box diagonal), by |yaw| bucket [0,30], (30,60], (60,90] and "
-    "their balanced mean; CED curves, AUC at 7% and 10%, failure rate at 10%; dense NME with --dense. Writes "
-    "report.json, report.md, ced.png and predictions.npz.")
+    "their balanced mean; CED curves, AUC at 7% and 10%, failure rate at 10%; with --dense, dense NME and the 3D "
+    "reconstruction NME after rigid ICP. Writes report.json (with each metric's CED curve), report.md, ced.png and "
+    "predictions.npz.")
 
 
 def _add_arguments(parser):

@@ -23,6 +23,12 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   morphable model they were fitted with): the NME over every face vertex of the UV data (``face_ind``) against the
   model's surface placed by the pose and read at the same UV pixels, normalised like the landmarks (the 68-point
   box), 2D and 3D (mean depth aligned).
+* 3D face reconstruction (with dense ground truth; PRNet's "3D Face Reconstruction"): the predicted dense vertices
+  are rigidly aligned to the ground truth by ICP (``reconstruction.icp_align``: rotation and translation, no
+  scale) and the mean distance to the nearest ground-truth vertex is divided, as PRNet does, by the outer
+  interocular distance of the ground truth's 3D landmarks 36 and 45 (``reconstruction_nme_3d``).
+* Every metric key also gets its CED curve in ``report.json`` (``ced``: the fraction of samples with NME <= t for
+  t = 0, 0.001, ..., 0.1) and in ``ced.png``.
 
 All NME values are fractions (0.035 = 3.5 %); the Markdown report prints percentages.
 """
@@ -34,17 +40,20 @@ from pathlib import Path
 import numpy as np
 
 from face3d.prnet import metrics
+from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
 from face3d.utils.matfile import read_mat
 
-__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "AFLWSample", "find_samples", "read_sample",
-           "keypoint_nme", "yaw_bucket", "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth",
-           "evaluate_predictions", "evaluate_model", "write_reports", "plot_ced", "markdown_report"]
+__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "find_samples",
+           "read_sample", "keypoint_nme", "yaw_bucket", "auc", "failure_rate", "ced", "summarize_errors",
+           "DenseGroundTruth", "evaluate_predictions", "evaluate_model", "write_reports", "plot_ced",
+           "markdown_report"]
 
 logger = logging.getLogger(__name__)
 
 YAW_BUCKETS = ("[0,30]", "(30,60]", "(60,90]")
 AUC_LIMITS = (0.07, 0.10)
 FAILURE_THRESHOLD = 0.10
+CED_THRESHOLDS = np.round(np.linspace(0.0, 0.10, 101), 6)
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _METRIC_LABELS = {
     "nme_2d": "NME 2D (68 landmarks, / sqrt(w*h))",
@@ -52,6 +61,7 @@ _METRIC_LABELS = {
     "nme_3d_diagonal": "NME 3D (68 landmarks, / box diagonal)",
     "dense_nme_2d": "dense NME 2D (face vertices, / sqrt(w*h))",
     "dense_nme_3d": "dense NME 3D (face vertices, / sqrt(w*h))",
+    "reconstruction_nme_3d": "3D reconstruction NME (face vertices after rigid ICP, / outer interocular distance)",
 }
 _PROTOCOL = {
     "source": "PRNet (Feng et al., ECCV 2018) on AFLW2000-3D, following 3DDFA's benchmark_aflw2000.py "
@@ -61,6 +71,9 @@ _PROTOCOL = {
     "depth": "3D errors after shifting prediction and ground truth to zero mean depth",
     "yaw_buckets": "|Pose_Para yaw| in degrees: [0,30], (30,60], (60,90]; balanced mean = mean of bucket means",
     "auc": "integral of the CED over [0, T] / T, T = 0.07 and 0.10; failure rate = fraction with NME > 0.10",
+    "reconstruction": "dense vertices rigidly aligned to the ground truth by ICP (rotation, translation), mean "
+                      "distance to the nearest ground-truth vertex / 3D outer interocular distance (landmarks 36, "
+                      "45), as PRNet's 3D face reconstruction experiment",
 }
 
 
@@ -296,7 +309,8 @@ def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dens
     Returns:
         dict (see ``write_reports``): ``samples``, ``nme_2d``, ``nme_3d``, ``nme_3d_diagonal`` (overall means),
         ``balanced`` ({metric: balanced mean}), ``yaw_buckets`` ({label: {"count", metric: mean}}),
-        ``metrics`` ({metric: ``summarize_errors``}), ``per_sample`` (list of dicts), ``labels``, ``protocol``.
+        ``metrics`` ({metric: ``summarize_errors``}), ``per_sample`` (list of dicts), ``labels``, ``protocol``,
+        ``ced`` ({"thresholds": T values, metric: fraction of samples with NME <= each}).
     """
     pred = np.asarray(pred_landmarks, dtype=np.float64)
     gt = np.asarray(gt_landmarks, dtype=np.float64)
@@ -317,6 +331,7 @@ def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dens
         to_landmark_box = metrics.bbox_size(dense_gt) / metrics.bbox_size(gt)
         errors["dense_nme_2d"] = keypoint_nme(dense_pred, dense_gt, dims=2) * to_landmark_box
         errors["dense_nme_3d"] = keypoint_nme(dense_pred, dense_gt, dims=3) * to_landmark_box
+        errors["reconstruction_nme_3d"] = reconstruction_nme(dense_pred, dense_gt, outer_interocular_distance(gt))
     summaries = {key: summarize_errors(value, yaw) for key, value in errors.items()}
     buckets = {label: {"count": summaries["nme_2d"]["buckets"][label]["count"]} for label in YAW_BUCKETS}
     for key, summary in summaries.items():
@@ -332,6 +347,8 @@ def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dens
     report["metrics"] = summaries
     report["dense"] = "dense_nme_2d" in errors
     report["labels"] = {key: _METRIC_LABELS[key] for key in errors}
+    report["ced"] = {"thresholds": CED_THRESHOLDS.tolist(),
+                     **{key: ced(value, CED_THRESHOLDS).tolist() for key, value in errors.items()}}
     report["protocol"] = dict(_PROTOCOL)
     report["per_sample"] = per_sample
     return report

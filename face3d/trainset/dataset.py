@@ -71,6 +71,7 @@ __all__ = [
     "summary_file_name", "config_fingerprint", "default_worker_count", "generate_dataset",
     "read_journals", "done_outputs",
     "LABEL_FILE", "SUMMARY_FILE", "DONE_DIR", "UV_DATA_DIR", "TEMP_SUFFIX", "KNOWN_300WLP_FOLDERS",
+    "IMAGE_EXTENSIONS", "done_marker_path", "pool_context", "run_chunks_in_pool",
 ]
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def select_shard(samples, k, n):
 
 def sample_seed(base_seed, rel):
     """Per-sample seed: the first 8 bytes of ``sha256(f"{base_seed}:{rel}")`` as an int in [0, 2**63)."""
-    digest = hashlib.sha256(f"{int(base_seed)}:{rel}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{int(base_seed)}:{rel}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
 
 
@@ -292,6 +293,12 @@ def _npy_chunks(array, dtype):
     else:
         data = np.ascontiguousarray(array, dtype=dtype)
     return _npy_header(data.shape, np.lib.format.dtype_to_descr(data.dtype)), data.reshape(-1).view(np.uint8)
+
+
+def done_marker_path(output, rel):
+    """The done marker ``<output>/.done/<rel>.json`` of an item with relative path ``rel`` (the photo fitter's
+    resume record; the generator's are its journals, see ``_Journal``)."""
+    return Path(output) / DONE_DIR / f"{rel}.json"
 
 
 def _journal_records(output):
@@ -488,35 +495,56 @@ def _chunked(items, size):
         yield items[start:start + size]
 
 
-def _run_pool(state, factory_args, pending, workers, on_records):
-    """Run ``pending`` tasks on a process pool, at most ``4 * workers`` chunks in flight."""
-    methods = multiprocessing.get_all_start_methods()
-    # fork shares the parent's model pages copy-on-write; elsewhere each worker builds its own generator.
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    initargs = (state, None) if ctx.get_start_method() == "fork" else (None, factory_args)
-    # Large chunks for the matrix product, yet at least 8 per worker so that the last ones finish together.
-    chunk = max(1, min(CHUNK_SIZE, len(pending) // (workers * 8)))
-    chunks = _chunked(pending, chunk)
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
+def pool_context():
+    """The multiprocessing context of the runners: fork where available (workers share the parent's model pages
+    copy-on-write, and the initializer's arguments are not pickled), else spawn."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def run_chunks_in_pool(worker, chunks, workers, on_result, initializer=None, initargs=(), context=None):
+    """Run ``worker(chunk)`` for every chunk on a process pool and pass each result to ``on_result`` in the parent.
+
+    At most ``4 * workers`` chunks are in flight, so the task list of a huge dataset is never materialised in the
+    pool; results arrive in order of completion. On any error or interrupt the worker processes are ended at once:
+    work is resumable, so what they had not finished is redone by the next run.
+
+    Args:
+        worker: module-level function of one chunk (picklable where processes spawn).
+        chunks: iterable of chunks. workers: pool size (>= 1). on_result: called with each ``worker`` result.
+        initializer, initargs: run once per worker process (``ProcessPoolExecutor``'s). context: multiprocessing
+            context (default ``pool_context()``).
+    """
+    chunks = iter(chunks)
+    context = pool_context() if context is None else context
+    with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
         in_flight = set()
         try:
             while True:
                 while len(in_flight) < 4 * workers:
-                    tasks = next(chunks, None)
-                    if tasks is None:
+                    chunk = next(chunks, None)
+                    if chunk is None:
                         break
-                    in_flight.add(pool.submit(_worker_chunk, tasks))
+                    in_flight.add(pool.submit(worker, chunk))
                 if not in_flight:
                     break
                 finished, in_flight = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
-                    on_records(future.result())
+                    on_result(future.result())
         except BaseException:
             # Stop now rather than after the running chunks: the executor has no public way to, so end its
-            # processes; their unfinished samples have no journal record and are redone by the next run.
+            # processes.
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
             raise
+
+
+def _run_pool(state, factory_args, pending, workers, on_records):
+    """Run ``pending`` tasks on a process pool (``run_chunks_in_pool``); each worker builds its generator once."""
+    ctx = pool_context()
+    initargs = (state, None) if ctx.get_start_method() == "fork" else (None, factory_args)
+    # Large chunks for the matrix product, yet at least 8 per worker so that the last ones finish together.
+    chunk = max(1, min(CHUNK_SIZE, len(pending) // (workers * 8)))
+    run_chunks_in_pool(_worker_chunk, _chunked(pending, chunk), workers, on_records, _init_worker, initargs, ctx)
 
 
 # ---------------------------------------------------------------------------------------------------------
