@@ -35,7 +35,7 @@ def _run(*args):
     ("generate", GENERATE_FLAGS),
     ("pack", ("label", "output", "--base-dir", "--compression", "--float32")),
     ("preview", ("npy", "--image", "--uv-data", "--output")),
-    ("synthesize", ("--output", "--count", "--seed", "--size", "--bfm")),
+    ("synthesize", ("--output", "--count", "--seed", "--size", "--bfm", "--views", "--no-flip")),
     ("uv-data", ("--output", "--bfm", "--resolution", "--neck-zeroed")),
     ("train", ("--train-list", "--h5", "--val-list", "--epochs", "--lr-decay-epochs", "--no-augment", "--no-occlusion",
                "--resume", "--run-eagerly", "--verbose")),

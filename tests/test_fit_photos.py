@@ -160,7 +160,8 @@ def test_real_fixtures_fit_within_3_percent_and_generate(tmp_path, model, capsys
 
 def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys):
     rendered, fitted = tmp_path / "rendered", tmp_path / "fitted"
-    assert main(["synthesize", "--output", str(rendered), "--count", "8", "--seed", "5", "--size", "450"]) == 0
+    assert main(["synthesize", "--output", str(rendered), "--count", "8", "--seed", "5", "--size", "450",
+                 "--views", "1", "--no-flip"]) == 0  # eight different faces
     # The landmarks: each rendered face's projected 68 points, as a .npy file under a separate folder.
     landmarks = tmp_path / "landmarks"
     kept = []
