@@ -137,6 +137,7 @@ SYNTHESIZE = Command(
     _synthesize_arguments, _run_synthesize, one_blas_thread=True)
 UV_DATA = Command(
     "uv-data", "write PRNet's UV files (uv_kpt_ind.txt, face_ind.txt, masks) for a model",
-    "Write uv_kpt_ind.txt, face_ind.txt, triangles.txt, uv_face_mask.png, uv_weight_mask.png and uv_face_eyes.png "
-    "for the model in use, as PRNet's Data/uv-data ships them.",
+    "Write uv_kpt_ind.txt, face_ind.txt, triangles.txt, uv_face_mask.png, uv_weight_mask.png, uv_face_eyes.png and "
+    "canonical_vertices.npy (the mean face at the face pixels, position-map axes: PRNet's pose reference) for the "
+    "model in use, in the formats of PRNet's Data/uv-data.",
     _uv_data_arguments, _run_uv_data, one_blas_thread=True)

@@ -21,7 +21,8 @@ def _add_arguments(parser):
                         help="images and/or folders of images")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument("--model", default=default_model, metavar="PATH",
-                        help="trained network: .keras/.h5, SavedModel folder, frozen .pb or .onnx (%(default)s)")
+                        help="trained network: .keras/.h5, PRNet's TF1 checkpoint (prefix, .index or folder), "
+                             "SavedModel folder, frozen .pb, .onnx or .tflite (%(default)s)")
     parser.add_argument("--uv-data", metavar="DIR",
                         help="UV data the network was trained with (default: the embedded default model's)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "

@@ -19,7 +19,8 @@ _DESCRIPTION = (
 
 def _add_arguments(parser):
     parser.add_argument("--model", required=True, metavar="PATH",
-                        help="trained network: .keras/.h5, SavedModel folder, frozen .pb or .onnx")
+                        help="trained network: .keras/.h5, PRNet's TF1 checkpoint (prefix, .index or folder), "
+                             "SavedModel folder, frozen .pb, .onnx or .tflite")
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para)")
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (created)")

@@ -277,12 +277,14 @@ class DenseGroundTruth:
     rasterization, exactly as the generator builds position maps.
 
     Args:
-        model: MorphableModel (the UV data must have been built for it). uv_data: UVData.
+        model: MorphableModel. uv_data: UVData built for it (else ValueError, ``uv_layout.check_uv_data_fits``).
     """
 
     def __init__(self, model, uv_data):
         from face3d.trainset.sample import GenerationConfig, TrainsetGenerator
+        from face3d.trainset.uv_layout import check_uv_data_fits
 
+        check_uv_data_fits(uv_data, model)
         self._generator = TrainsetGenerator(model, GenerationConfig(resolution=uv_data.resolution, angles=()))
         self._face_ind = np.asarray(uv_data.face_ind)
 

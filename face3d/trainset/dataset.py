@@ -34,7 +34,8 @@ module runs it over a dataset and owns everything that makes a long run safe:
 * A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
   with its file and reason, counted in the summary and skipped; it leaves no output.
 * ``summary.json`` (``summary.part-KK-of-N.json`` for a shard) records written / skipped / failed counts and
-  every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use.
+  every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use (or a copy of the
+  ``uv_data`` folder given, checked against the model).
 
 Memory stays bounded whatever the dataset size: samples go through the generator in chunks of at most
 ``CHUNK_SIZE`` (128) whose vertices share one product (82 MB per process on a BFM-sized model, beside the
@@ -52,6 +53,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import time
@@ -61,7 +63,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from face3d.trainset.uv_layout import build_uv_data, write_uv_data
+from face3d.trainset.uv_layout import build_uv_data, check_uv_data_fits, load_uv_data, write_uv_data
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
 from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
@@ -551,15 +553,27 @@ def _run_pool(state, factory_args, pending, workers, on_records):
 # The run
 
 
-def _write_uv_data(generator, output, config):
-    """Write PRNet's uv-data files for the generator's model into ``output/uv-data`` (file by file, atomically)."""
-    data = build_uv_data(generator.model, int(config.resolution), neck_zeroed=bool(config.neck_zeroed),
-                         rasterization=getattr(generator, "rasterization", None))
+def _write_uv_data(generator, output, config, uv_data=None):
+    """Write PRNet's uv-data files for the generator's model into ``output/uv-data`` (file by file, atomically), or
+    copy the files of the existing folder ``uv_data`` there after checking that it fits the model and resolution."""
     final = Path(output) / UV_DATA_DIR
     tmp = Path(output) / f".{UV_DATA_DIR}.{os.getpid()}{TEMP_SUFFIX}"
+    if uv_data is not None:
+        source = Path(uv_data)
+        layout = load_uv_data(source)
+        if layout.resolution != int(config.resolution):
+            raise ValueError(f"{source}: uv-data resolution {layout.resolution} differs from the set's "
+                             f"{config.resolution}")
+        check_uv_data_fits(layout, generator.model, str(source))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        write_uv_data(data, tmp)
+        if uv_data is None:
+            write_uv_data(build_uv_data(generator.model, int(config.resolution),
+                                        neck_zeroed=bool(config.neck_zeroed),
+                                        rasterization=getattr(generator, "rasterization", None)), tmp)
+        else:
+            for path in sorted(p for p in source.iterdir() if p.is_file()):
+                shutil.copyfile(path, tmp / path.name)
         final.mkdir(parents=True, exist_ok=True)
         for path in sorted(tmp.iterdir()):
             os.replace(path, final / path.name)  # file by file: concurrent shards may write the same folder
@@ -593,7 +607,7 @@ def write_label_file(path, output, samples, fingerprint, relative=False):
 
 
 def generate_dataset(root, output, config, model_path=None, workers=None, shard=None, limit=None, seed=0,
-                     relative_paths=False, progress=True, generator_factory=None):
+                     relative_paths=False, progress=True, generator_factory=None, uv_data=None):
     """Generate the training set for every sample under ``root`` into ``output``; resumable.
 
     Args:
@@ -610,6 +624,9 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
         generator_factory: ``f(model_path, config) -> generator`` with ``process_iter(jobs)`` (or
             ``process_many(jobs)``) and ``process(image, mat, seed)`` (default ``default_generator_factory``);
             must be a module-level function where processes spawn.
+        uv_data: an existing uv-data folder (e.g. PRNet's) to copy into ``output/uv-data`` instead of building one
+            for the model; ValueError when it does not fit the model (``uv_layout.check_uv_data_fits``) or the
+            resolution.
     Returns:
         the summary dict, also written to ``output/summary.json`` (or its shard name).
     """
@@ -623,7 +640,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     fingerprint = config_fingerprint(config, model_id, seed)
     posmap_dtype = str(np.dtype(config.posmap_dtype))
     generator = factory(model_path, config)
-    _write_uv_data(generator, output, config)
+    _write_uv_data(generator, output, config, uv_data)
     state = _RunState(generator, str(output), posmap_dtype, fingerprint)
     latest = read_journals(output)
     pending = [(ref, sample_seed(seed, ref.rel)) for ref in samples
