@@ -1,6 +1,6 @@
 # distutils: language = c++
 # cython: boundscheck=False, wraparound=False, language_level=3
-"""Private Cython bridge to the C++ mesh kernels (mesh_core.h); use face3d.mesh.render / face3d.mesh.light.
+"""Private Cython bridge to the C++ mesh kernels (mesh_core.h); use face3d.mesh.render / .light / .linear.
 
 Every function checks each argument before the kernel runs: a numpy array of the kernel's dtype (native byte order,
 aligned, C order) with a shape consistent with the other arguments, outputs writeable, sizes within a C int; anything
@@ -10,7 +10,8 @@ writes are therefore copied first, and the kernel checks and reads only its priv
 (checked, then read again for every pixel), and in render_colors / render_texture the vertices (their bounding box
 sizes the scratch depth buffer; rasterize_triangles clips to the whole image and the normal kernels only compute
 with them). The other inputs (colors, texture, tex_coords) only decide output values (texture lookups are
-clamped), so changing them mid-call gives wrong values, never an access outside a buffer.
+clamped), and combine_basis only computes with its inputs, so changing them mid-call gives wrong values, never an
+access outside a buffer.
 
 Each function returns the kernel's status code: 0 ok, 1 a triangle index outside [0, nver), 2 a non-finite vertex,
 3 a tex_triangles index outside [0, ntex), 4 out of memory. Outputs are unspecified unless 0.
@@ -42,6 +43,9 @@ cdef extern from "mesh_core.h" namespace "face3d" nogil:
         const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, float* normals)
     int c_vertex_normals "face3d::vertex_normals"(
         const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, float* normals)
+    int c_combine_basis "face3d::combine_basis"(
+        const float* mean, const float* tiles, int64_t ntiles, int64_t nk, const float* coef, int64_t batch,
+        float* out)
 
 cdef object FLOAT32 = np.dtype(np.float32)
 cdef object INT32 = np.dtype(np.int32)
@@ -200,3 +204,22 @@ def vertex_normals(vertices, triangles, normals):
     """Fills normals (nver, 3) float32 of vertices (nver, 3) float32, triangles (ntri, 3) int32; returns the
     status code."""
     return _normals(c_vertex_normals, vertices, triangles, normals, True)
+
+
+def combine_basis(mean, tiles, coef, out):
+    """Fills out (batch, m) float32 with mean (m,) float32 + coef (batch, nk) float32 times the basis held in tiles
+    (m / 32, nk, 32) float32, element by element in one fixed order (mesh_core.h); returns the status code."""
+    cdef cnp.ndarray tl = _array(tiles, FLOAT32, (ANY, ANY, 32), "tiles")
+    cdef int64_t ntiles = _rows(tl), nk = cnp.PyArray_DIM(tl, 1)
+    cdef cnp.ndarray mn = _array(mean, FLOAT32, (ntiles * 32,), "mean")
+    cdef cnp.ndarray cf = _array(coef, FLOAT32, (ANY, nk), "coef")
+    cdef int64_t batch = _rows(cf)
+    cdef cnp.ndarray o = _array(out, FLOAT32, (batch, ntiles * 32), "out", True)
+    cdef const float* pm = <const float*> cnp.PyArray_DATA(mn)
+    cdef const float* pt = <const float*> cnp.PyArray_DATA(tl)
+    cdef const float* pc = <const float*> cnp.PyArray_DATA(cf)
+    cdef float* po = <float*> cnp.PyArray_DATA(o)
+    cdef int status
+    with nogil:
+        status = c_combine_basis(pm, pt, ntiles, nk, pc, batch, po)
+    return status
