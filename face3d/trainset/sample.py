@@ -48,12 +48,19 @@ from face3d.trainset.posmap import keypoints_from_map, rasterize_uv, uv_keypoint
 from face3d.utils.errors import InputFileError
 from face3d.utils.matfile import read_mat
 
-__all__ = ["read_image", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
-           "TrainsetGenerator", "angle_name", "draw_preview"]
+__all__ = ["read_image", "image_size", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
+           "TrainsetGenerator", "angle_name", "draw_preview", "DEFAULT_MAX_PIXELS", "MAX_DEPTH_SHIFT"]
 
 _REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
 _MAT_KEYS = _REQUIRED_KEYS + ("pt2d",)
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])
+# Largest image a reader decodes: 100 megapixels take 300 MB as RGB (a few times that while decoding).
+DEFAULT_MAX_PIXELS = 100_000_000
+# z is measured from the lowest vertex, (z + tz) - (z_min + tz) in float64: beyond 2**32 pixels the rounding of
+# tz (2**-20 px) starts to show in the maps, and no image has a depth offset of that size.
+MAX_DEPTH_SHIFT = 2.0 ** 32
+# JPEG start-of-frame markers (baseline, progressive, lossless ...): C0-CF except DHT (C4), JPG (C8), DAC (CC)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def _require_image_file(image_path) -> None:
@@ -61,14 +68,58 @@ def _require_image_file(image_path) -> None:
         raise InputFileError(image_path, "image file not found")
 
 
-def read_image(image_path) -> np.ndarray:
-    """Decode an image file to (h, w, 3) uint8 RGB; InputFileError names the file when it is missing or undecodable."""
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a JPEG, PNG or BMP file's bytes, without decoding; None for another
+    format or a header cut short.
+
+    PNG: the IHDR chunk first, big-endian width and height at bytes 16-23. BMP: little-endian signed width and
+    height at bytes 18-25 (height negative for top-down rows). JPEG: the segments after SOI are walked by their
+    lengths to the first start-of-frame marker, whose height and width follow its length and sample precision.
+    """
+    data = memoryview(data)
+    if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n" and bytes(data[12:16]) == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if bytes(data[:2]) == b"BM" and len(data) >= 26:
+        width, height = (int.from_bytes(data[i:i + 4], "little", signed=True) for i in (18, 22))
+        return abs(width), abs(height)
+    if bytes(data[:2]) != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+        elif marker in _JPEG_SOF:
+            if pos + 9 > len(data):
+                return None
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return None
+
+
+def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to (h, w, 3) uint8 RGB.
+
+    The size is read from the header first (``image_size``): an image above ``max_pixels`` (width * height) is
+    refused before any pixel memory is taken, and so is a format whose header gives no size.
+    Raises:
+        InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
+    """
     image_path = Path(image_path)
     _require_image_file(image_path)
     data = np.fromfile(image_path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    size = image_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise InputFileError(image_path, f"the image is {size[0]}x{size[1]} = {size[0] * size[1]} pixels, above the "
+                                         f"limit of {max_pixels} (--max-pixels)")
+    image = None if size is None else cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
-        raise InputFileError(image_path, "cannot decode the image (corrupt or not an image file)")
+        raise InputFileError(image_path, "cannot decode the image (corrupt, or not a JPEG, PNG or BMP file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -82,6 +133,8 @@ def _read_params(mat_path: Path) -> dict:
                           f"{', '.join(_REQUIRED_KEYS)})")
     params = {}
     for key, shape in (("Pose_Para", (7,)), ("Shape_Para", (-1, 1)), ("Exp_Para", (-1, 1))):
+        if np.iscomplexobj(mat[key]):
+            raise InputFileError(mat_path, f"{key} has complex values")
         try:
             value = np.asarray(mat[key], dtype=np.float64).reshape(shape)
         except (TypeError, ValueError) as exc:
@@ -100,22 +153,24 @@ def _read_params(mat_path: Path) -> dict:
     return params
 
 
-def read_300wlp_sample(image_path, mat_path) -> tuple[np.ndarray, dict]:
+def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict]:
     """Read one 300W-LP sample.
 
     Args:
-        image_path: the image (any format OpenCV decodes; greyscale is expanded to 3 channels).
+        image_path: the image (JPEG, PNG or BMP; greyscale is expanded to 3 channels).
         mat_path: its ``.mat`` with ``Pose_Para`` (1, 7), ``Shape_Para`` (n, 1), ``Exp_Para`` (m, 1) and
             optionally ``pt2d`` (2, k) (k = 68 in 300W-LP, 21 in AFLW2000).
+        max_pixels: largest image decoded (see ``read_image``).
     Returns:
         image: (h, w, 3) uint8 RGB.
         params: dict with ``Pose_Para`` (7,) float64 [pitch, yaw, roll (rad), tx, ty, tz, scale],
         ``Shape_Para`` (n, 1) float64, ``Exp_Para`` (m, 1) float64 and ``pt2d`` (2, k) float64 if present.
     Raises:
-        InputFileError: missing or undecodable image, missing or unreadable ``.mat``, a missing key, a wrongly
-            shaped or non-finite parameter, a non-positive scale; the message names the file.
+        InputFileError: missing, undecodable or too large image (see ``read_image``), missing or unreadable
+            ``.mat``, a missing key, a wrongly shaped, complex or non-finite parameter, a non-positive scale; the
+            message names the file.
     """
-    return read_image(Path(image_path)), _read_params(Path(mat_path))
+    return read_image(Path(image_path), max_pixels), _read_params(Path(mat_path))
 
 
 @dataclass(frozen=True)
@@ -140,6 +195,9 @@ class GenerationConfig:
             weighted as the rest of the face, True the paper's variant with the neck at 0 (see ``uv_layout``).
         min_visible_keypoints: a sample whose projected keypoints lie inside the image fewer times than this
             is rejected as "face outside the image".
+        allow_short_params: zero-pad ``Shape_Para`` / ``Exp_Para`` shorter than the model's bases (a data set
+            that truncates them on purpose); by default such a sample is refused, as a 300W-LP file has them all.
+        max_pixels: largest image (width * height) decoded; a larger one is refused from its header.
     """
 
     resolution: int = RESOLUTION
@@ -154,6 +212,8 @@ class GenerationConfig:
     preview: bool = False
     neck_zeroed: bool = False
     min_visible_keypoints: int = 34
+    allow_short_params: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self):
         if int(self.resolution) < 8:
@@ -167,6 +227,8 @@ class GenerationConfig:
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}")
         if self.posmap_dtype not in ("float16", "float32"):
             raise ValueError(f"posmap_dtype must be 'float16' or 'float32', got {self.posmap_dtype!r}")
+        if int(self.max_pixels) < 1:
+            raise ValueError(f"max_pixels must be at least 1, got {self.max_pixels}")
         if len(set(float(a) for a in self.angles)) != len(self.angles):
             raise ValueError(f"angles must be distinct (they name the outputs), got {self.angles}")
         object.__setattr__(self, "angles", tuple(self.angles))
@@ -258,8 +320,9 @@ class TrainsetGenerator:
         self._cache_size = int(cache_size)
 
     # ------------------------------------------------------------------ vertices
-    def _padded(self, params: dict, where: str) -> np.ndarray:
-        """Shape and expression parameters as one float32 vector (n_shape + n_exp,), zero-padded."""
+    def _padded(self, params: dict, where: str, allow_short: bool) -> np.ndarray:
+        """Shape and expression parameters as one float32 vector (n_shape + n_exp,), zero-padded when
+        ``allow_short``, else a shorter vector than the model's basis is refused."""
         ns, ne = self._shape_pc.shape[1], self._exp_pc.shape[1]
         sp = params["Shape_Para"].reshape(-1)
         ep = params["Exp_Para"].reshape(-1)
@@ -267,6 +330,10 @@ class TrainsetGenerator:
             if value.size > n and np.any(value[n:] != 0):
                 raise InputFileError(where, f"{key} has {value.size} entries, nonzero beyond the model's {n} "
                                   f"components")
+            if value.size < n and not allow_short:
+                raise InputFileError(where, f"{key} has {value.size} entries where the model has {n} (a 300W-LP "
+                                            f"file has them all; --allow-short-params if the data set truncates "
+                                            f"them on purpose)")
         out = np.zeros(ns + ne, dtype=np.float32)
         out[:min(sp.size, ns)] = sp[:ns]
         out[ns:ns + min(ep.size, ne)] = ep[:ne]
@@ -314,9 +381,10 @@ class TrainsetGenerator:
         return result
 
     def vertices(self, shape_para, exp_para) -> np.ndarray:
-        """Model-space vertices ``shapeMU + shapePC @ shape_para + expPC @ exp_para``, (n, 3) float32."""
+        """Model-space vertices ``shapeMU + shapePC @ shape_para + expPC @ exp_para``, (n, 3) float32; vectors
+        shorter than the bases are zero-padded."""
         coef = self._padded({"Shape_Para": np.asarray(shape_para, dtype=np.float64),
-                             "Exp_Para": np.asarray(exp_para, dtype=np.float64)}, "vertices()")
+                             "Exp_Para": np.asarray(exp_para, dtype=np.float64)}, "vertices()", allow_short=True)
         return self._vertices_batch([coef])[0].copy()
 
     # ------------------------------------------------------------------ one sample
@@ -392,7 +460,13 @@ class TrainsetGenerator:
         cfg = self.config
         h, w = image.shape[:2]
         A, b = self.image_pose(params["Pose_Para"], h)
-        kpt = vertices[self.kpt_ind].astype(np.float64) @ A.T + b
+        if not abs(b[2]) <= MAX_DEPTH_SHIFT:
+            raise InputFileError(where, f"Pose_Para tz = {b[2]:g} is beyond +-{MAX_DEPTH_SHIFT:g} pixels: depths "
+                                        f"measured from the lowest vertex would lose their precision")
+        with np.errstate(over="ignore", invalid="ignore"):  # reported just below, naming the file
+            kpt = vertices[self.kpt_ind].astype(np.float64) @ A.T + b
+        if not np.all(np.isfinite(kpt)):
+            raise InputFileError(where, "Pose_Para projects the keypoints to non-finite positions")
         inside = (kpt[:, 0] >= 0) & (kpt[:, 0] <= w - 1) & (kpt[:, 1] >= 0) & (kpt[:, 1] <= h - 1)
         if int(inside.sum()) < min(cfg.min_visible_keypoints, kpt.shape[0]):
             raise InputFileError(where, f"face outside the image: {int(inside.sum())} of {kpt.shape[0]} projected "
@@ -442,9 +516,10 @@ class TrainsetGenerator:
         Returns:
             [plain sample, then one rotated copy per ``config.angles`` entry].
         Raises:
-            InputFileError: too many parameters for the model, face outside the image, degenerate pose.
+            InputFileError: too many parameters for the model (or too few without ``allow_short_params``), face
+                outside the image, a depth offset beyond ``MAX_DEPTH_SHIFT``, non-finite or degenerate projection.
         """
-        coef = self._padded(params, stem)
+        coef = self._padded(params, stem, self.config.allow_short_params)
         return self._generate(image, params, stem, seed, stem, self._vertices_batch([coef])[0])
 
     def process(self, image_path, mat_path, seed: int) -> list[GeneratedSample]:
@@ -453,8 +528,8 @@ class TrainsetGenerator:
         Raises:
             InputFileError: see ``read_300wlp_sample`` and ``generate``.
         """
-        image, params = read_300wlp_sample(image_path, mat_path)
-        coef = self._padded(params, str(mat_path))
+        image, params = read_300wlp_sample(image_path, mat_path, self.config.max_pixels)
+        coef = self._padded(params, str(mat_path), self.config.allow_short_params)
         return self._generate(image, params, Path(image_path).stem, seed, str(mat_path),
                               self._vertices_batch([coef])[0])
 
@@ -478,7 +553,7 @@ class TrainsetGenerator:
             try:
                 _require_image_file(image_path)
                 params = _read_params(Path(mat_path))
-                read.append((params, self._padded(params, str(mat_path))))
+                read.append((params, self._padded(params, str(mat_path), self.config.allow_short_params)))
             except InputFileError as exc:
                 read.append(exc)
         geometry = iter(self._vertices_batch([d[1] for d in read if not isinstance(d, InputFileError)]))
@@ -488,7 +563,7 @@ class TrainsetGenerator:
                 continue
             vertices = next(geometry)
             try:
-                image = read_image(Path(image_path))
+                image = read_image(Path(image_path), self.config.max_pixels)
                 yield self._generate(image, d[0], Path(image_path).stem, seed, str(mat_path), vertices)
             except InputFileError as exc:
                 yield exc
