@@ -52,13 +52,19 @@ class Command:
 
 
 def run_parsed(args):
-    """Run parsed ``args`` (``args.run``, ``args.prog``); a missing optional dependency is one line and status 2."""
+    """Run parsed ``args`` (``args.run``, ``args.prog``); a missing optional dependency, a missing input file or
+    folder and an unusable input file (``InputFileError``) are one line on stderr and status 2."""
+    from face3d.utils.errors import InputFileError
+
     try:
         return args.run(args)
     except ModuleNotFoundError as error:
         if missing_extra(error) is None:
             raise
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, InputFileError) as error:
+        print(f"{args.prog}: error: {error}", file=sys.stderr)
         return 2
 
 

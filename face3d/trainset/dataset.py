@@ -31,7 +31,9 @@ module runs it over a dataset and owns everything that makes a long run safe:
   gives the same bytes as an uninterrupted one. Paths are absolute by default (``os.path.abspath`` of the
   output folder), or relative to the output folder.
 * A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
-  with its file and reason, counted in the summary and skipped; it leaves no output.
+  with its file and reason, counted in the summary and skipped; it leaves no output. So is, up front, a sample
+  whose name the label file cannot hold (not UTF-8, or with whitespace); a folder that cannot be listed is logged
+  and listed in the summary's ``unreadable_folders``.
 * ``summary.json`` (``summary.part-KK-of-N.json`` for a shard) records written / skipped / failed counts and
   every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use.
 
@@ -58,7 +60,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from face3d.trainset.uv_layout import build_uv_data, write_uv_data
+from face3d.trainset.uv_layout import build_uv_data, load_uv_model, write_uv_data
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
 from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
@@ -108,12 +110,31 @@ def _is_excluded_dir(name):
     return name.startswith(".") or name.lower() == "landmarks"
 
 
-def discover_samples(root, exclude=()):
+def _printable(path):
+    """``path`` (str) as text any stream can print: the bytes of a name that is not UTF-8 as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _label_text_problem(text):
+    """Why ``text`` cannot go into a label line (``<image path> <npy path>``, UTF-8), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8, which the label file is written in"
+    if any(c.isspace() for c in text):
+        return "contains whitespace, which separates the two paths of a label line"
+    return None
+
+
+def discover_samples(root, exclude=(), unreadable=None):
     """List the samples under ``root``, sorted by relative path.
 
     Args:
         root: folder of the 300W-LP tree or of any image + ``.mat`` pairs (nested folders allowed).
         exclude: folders never walked (e.g. the output folder when it lies inside ``root``).
+        unreadable: optional list receiving ``{"folder": path, "reason": "<error type>: <message>"}`` for each
+            folder that cannot be listed (permission denied ...), whose samples are then missing; each is also
+            logged at WARNING.
     Returns:
         list of ``SampleRef`` sorted by ``rel``. A ``.mat`` file whose image is missing is still listed (with the
         ``.jpg`` name it should have), so the run reports it instead of silently dropping it.
@@ -127,8 +148,15 @@ def discover_samples(root, exclude=()):
     known = [name for name in KNOWN_300WLP_FOLDERS if (root / name).is_dir()]
     tops = [root / name for name in known] if known else [root]
     samples = []
+
+    def on_error(error):
+        folder, reason = _printable(error.filename), f"{type(error).__name__}: {error.strerror or error}"
+        logger.warning("cannot list folder %s: %s", folder, reason)
+        if unreadable is not None:
+            unreadable.append({"folder": folder, "reason": reason})
+
     for top in tops:
-        for dirpath, dirnames, filenames in os.walk(top):
+        for dirpath, dirnames, filenames in os.walk(top, onerror=on_error):
             dirnames[:] = sorted(d for d in dirnames if not _is_excluded_dir(d)
                                  and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
             by_stem = {}
@@ -173,8 +201,9 @@ def select_shard(samples, k, n):
 
 
 def sample_seed(base_seed, rel):
-    """Per-sample seed: the first 8 bytes of ``sha256(f"{base_seed}:{rel}")`` as an int in [0, 2**63)."""
-    digest = hashlib.sha256(f"{int(base_seed)}:{rel}".encode("utf-8")).digest()
+    """Per-sample seed: the first 8 bytes of ``sha256(f"{base_seed}:{rel}")`` as an int in [0, 2**63), the text
+    encoded as the file system's bytes (UTF-8, and the raw bytes of a name that is not UTF-8)."""
+    digest = hashlib.sha256(f"{int(base_seed)}:{rel}".encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
 
 
@@ -193,10 +222,16 @@ def summary_file_name(shard=None):
     return SUMMARY_FILE if shard is None else f"summary{_shard_suffix(shard)}.json"
 
 
+# GenerationConfig fields that decide which samples are refused, not the bytes of the others: changing them
+# leaves finished samples done (refused ones were never done, so a rerun retries them anyway).
+ADMISSION_FIELDS = ("allow_short_params", "max_pixels")
+
+
 def config_fingerprint(config, model_id, seed):
-    """sha256 (hex, 16 chars) of the generation settings, the model identity and the base seed: a done marker
-    counts only when it was written under the same fingerprint (so changed settings redo the samples)."""
-    fields = dataclasses.asdict(config)
+    """sha256 (hex, 16 chars) of the generation settings (less ``ADMISSION_FIELDS``), the model identity and the
+    base seed: a done marker counts only when it was written under the same fingerprint (so changed settings redo
+    the samples)."""
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in ADMISSION_FIELDS}
     text = json.dumps({"config": fields, "model": str(model_id), "seed": int(seed)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -404,11 +439,10 @@ def _worker_chunk(tasks):
 
 
 def default_generator_factory(model_path, config):
-    """Build ``TrainsetGenerator(MorphableModel(model_path), config)``; ``model_path=None`` is the default model."""
-    from face3d.morphable_model import MorphableModel
+    """Build ``TrainsetGenerator(load_uv_model(model_path), config)``; ``model_path=None`` is the default model."""
     from face3d.trainset.sample import TrainsetGenerator
 
-    return TrainsetGenerator(MorphableModel(model_path), config)
+    return TrainsetGenerator(load_uv_model(model_path), config)
 
 
 def _chunked(items, size):
@@ -520,13 +554,17 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     output = Path(output)
-    if any(c.isspace() for c in os.path.abspath(output)):
-        logger.warning("output path %r contains whitespace; PRNet's train.py splits label lines on it",
-                       str(output))
+    problem = None if relative_paths else _label_text_problem(os.path.abspath(output))
+    if problem:
+        raise ValueError(f"output path {_printable(os.path.abspath(output))!r} {problem}: give --label-paths "
+                         f"relative or another output folder")
     if os.path.realpath(output) == os.path.realpath(root):
         raise ValueError(f"output must be a folder other than root (the crops would replace the input images), "
                          f"got {str(output)!r} for both")
-    samples = discover_samples(root, exclude=[output])
+    unreadable = []
+    samples = discover_samples(root, exclude=[output], unreadable=unreadable)
+    if not samples and not unreadable:
+        raise InputFileError(root, "no samples (an image with a .mat of the same name) in this folder or below")
     if limit is not None:
         samples = samples[:int(limit)]
     if shard is not None:
@@ -541,15 +579,21 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     _write_uv_data(generator, output, config)
     state = _RunState(generator, str(output), posmap_dtype, fingerprint)
 
+    # names the label file cannot hold are refused up front, with the reason
+    refused = [(ref.rel, "failed", f"{_printable(ref.mat_path)}: the name {problem}; rename it")
+               for ref in samples if (problem := _label_text_problem(ref.rel))]
+    refused_rels = {rel for rel, _, _ in refused}
     pending, skipped = [], 0
     for ref in samples:
+        if ref.rel in refused_rels:
+            continue
         if read_done_marker(output, ref.rel, fingerprint) is None:
             pending.append((ref, sample_seed(seed, ref.rel)))
         else:
             skipped += 1
     counts = {"written": 0, "failed": 0, "outputs_written": 0}
     failures = []
-    by_rel = {ref.rel: ref for ref, _ in pending}
+    by_rel = {ref.rel: ref for ref in samples}
     bar = Progress(len(samples), desc="generate", enabled=progress, initial=skipped)
     bar.postfix = f"{skipped} skipped" if skipped else ""
 
@@ -561,11 +605,14 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
             else:
                 counts["failed"] += 1
                 ref = by_rel[rel]
-                logger.warning("skipping sample %s (image %s): %s", ref.mat_path, ref.image_path, detail)
-                failures.append({"sample": rel, "image": ref.image_path, "mat": ref.mat_path, "reason": detail})
+                image, mat = _printable(ref.image_path), _printable(ref.mat_path)
+                logger.warning("skipping sample %s (image %s): %s", mat, image, detail)
+                failures.append({"sample": _printable(rel), "image": image, "mat": mat, "reason": detail})
         notes = [f"{skipped} skipped"] * bool(skipped) + [f"{counts['failed']} failed"] * bool(counts["failed"])
         bar.update(len(records), postfix=", ".join(notes))
 
+    if refused:
+        on_records(refused)
     run_workers = min(workers, max(len(pending), 1))
     try:
         if run_workers == 1:
@@ -591,7 +638,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
         "seed": int(seed), "workers": run_workers, "fingerprint": fingerprint,
         "config": dataclasses.asdict(config),
         "samples": len(samples), "written": counts["written"], "skipped": skipped, "failed": counts["failed"],
-        "label_lines": n_lines, "outputs_written": counts["outputs_written"],
+        "label_lines": n_lines, "outputs_written": counts["outputs_written"], "unreadable_folders": unreadable,
         "elapsed_s": round(elapsed, 3),
         "samples_per_s": round(counts["written"] / elapsed, 3) if elapsed > 0 else 0.0,
         "failures": failures,

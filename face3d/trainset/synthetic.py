@@ -197,7 +197,9 @@ def _jpg_bytes(image):
 
 
 def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None):
-    """Render ``count`` samples into ``output/SYNTH`` (reusing a complete set rendered with the same settings).
+    """Render ``count`` samples into ``output/SYNTH`` (reusing a complete set rendered with the same settings);
+    rendering with other settings also removes the samples of an earlier, larger count, so the folder holds
+    exactly this set.
 
     Args:
         output: folder of the set (created).
@@ -232,6 +234,10 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         model = MorphableModel(model_path)
     folder.mkdir(parents=True, exist_ok=True)
     record.unlink(missing_ok=True)
+    wanted = {m.name for m in mats} | {m.with_suffix(".jpg").name for m in mats}
+    for stale in folder.glob(f"{SYNTH_FOLDER}_*"):  # samples of an earlier, larger count are not in this set
+        if stale.name not in wanted:
+            stale.unlink()
     for i, mat_path in enumerate(mats):
         image, mat = synthesize_sample(model, np.random.default_rng([int(seed), i]), int(size),
                                        yaw_fraction=((i + 0.5) * _GOLDEN) % 1.0)

@@ -34,8 +34,10 @@ import numpy as np
 
 from face3d.contract import RESOLUTION
 from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pixels, uv_to_pixels
+from face3d.utils.errors import InputFileError
 
-__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "grid_triangles", "UV_DATA_FILES",
+__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "load_uv_model", "grid_triangles",
+           "UV_DATA_FILES",
            "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
 
 UV_DATA_FILES = ("uv_kpt_ind.txt", "face_ind.txt", "triangles.txt", "uv_face_mask.png", "uv_weight_mask.png",
@@ -107,6 +109,22 @@ def grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
     first = np.stack([a, b, c], axis=-1)[ia & ic & ib]
     second = np.stack([b, d, c], axis=-1)[ib & ic & id_]
     return np.concatenate([first, second]).astype(np.int32)
+def load_uv_model(model_path=None):
+    """``MorphableModel(model_path)`` (None: the embedded default model), which must have UV coordinates.
+
+    Raises:
+        FileNotFoundError: ``model_path`` does not exist.
+        InputFileError: naming ``BFM_UV.mat`` beside ``model_path`` when it is missing (face3d's generate.m
+            writes it there).
+    """
+    from face3d.morphable_model import MorphableModel
+
+    model = MorphableModel(model_path)
+    if model.uv_coords is None:
+        raise InputFileError(Path(model_path).parent / "BFM_UV.mat", "not found: the UV coordinates of the model "
+                                                                     "(written by face3d's generate.m) must lie "
+                                                                     "beside BFM.mat")
+    return model
 
 
 def build_uv_data(model, resolution: int = RESOLUTION, neck_zeroed: bool = False,
