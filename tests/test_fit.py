@@ -10,7 +10,7 @@ import scipy.io as sio
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, estimate_affine_matrix_3d22d
 from face3d.morphable_model import (LandmarkFitter, MorphableModel, fit_from_pose_para, flip_y,
                                     pose_para_from_fit)
-from face3d.morphable_model.fit import affine_camera_batch, scaled_rotation_from_affine
+from face3d.morphable_model.camera import affine_camera_batch, scaled_rotation_from_affine
 
 from _fixtures import fixtures_dir
 

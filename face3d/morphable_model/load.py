@@ -28,9 +28,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import scipy.io as sio
 
-from face3d.utils.matfile import read_mat  # noqa: F401  (re-exported: load.read_mat)
+from face3d.morphable_model._mat_fields import (_cell_column, _field, _float32, _numeric, _struct_fields, _vector,
+                                                index_to_one_based, one_based_to_index, require_var)
+from face3d.utils.matfile import read_mat, save_mat
 
 # Field order of the struct `model` as generate.m assigns it (MATLAB keeps assignment order).
 MODEL_FIELDS = ("shapeMU", "shapePC", "shapeEV", "texMU", "texPC", "texEV", "tri", "kpt_ind",
@@ -58,119 +59,6 @@ SEGBIN_ROWS = {"nose": 0, "eyes": 1, "mouth": 2, "rest": 3}
 # region_labels values.
 REGION_REST, REGION_EYES, REGION_NOSE, REGION_MOUTH = 0, 1, 2, 3
 N_CONTOUR_LANDMARKS = 17
-
-
-# ----------------------------------------------------------------------------- file helpers
-def require_var(path, mat: dict, key: str, what: str) -> np.ndarray:
-    """Return variable ``key`` of a loaded .mat dict, or raise ValueError naming file and key."""
-    if key not in mat:
-        found = sorted(k for k in mat if not k.startswith("__"))
-        raise ValueError(f"{path}: no variable '{key}' (expected {what}); found {found}")
-    return mat[key]
-
-
-def _struct_fields(path, mat: dict, key: str) -> dict:
-    """Fields of the 1x1 MATLAB struct variable ``key`` as a dict name -> ndarray."""
-    var = require_var(path, mat, key, f"a 1x1 MATLAB struct '{key}'")
-    if not (isinstance(var, np.ndarray) and var.dtype.names and var.size == 1):
-        raise ValueError(f"{path}: variable '{key}' is not a 1x1 MATLAB struct "
-                         f"(got {type(var).__name__} {getattr(var, 'shape', '')})")
-    record = var.reshape(-1)[0]
-    return {name: record[name] for name in var.dtype.names}
-
-
-def _field(path, fields: dict, key: str, what: str) -> np.ndarray:
-    if key not in fields:
-        raise ValueError(f"{path}: field '{key}' missing (expected {what}); "
-                         f"found {sorted(fields)}")
-    return fields[key]
-
-
-def _numeric(path, key: str, arr) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{path}: '{key}' must be a numeric array, got dtype {arr.dtype}")
-    return arr
-
-
-def _float32(path, key: str, arr, shape: tuple) -> np.ndarray:
-    """Check ``arr`` against ``shape`` (None = any) and return a C-ordered float32 copy."""
-    arr = _numeric(path, key, arr)
-    if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
-        want = "(" + ", ".join("k" if s is None else str(s) for s in shape) + ")"
-        raise ValueError(f"{path}: '{key}' has shape {arr.shape}, expected {want}")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.all(np.isfinite(out)):
-        raise ValueError(f"{path}: '{key}' contains NaN or infinite values")
-    return out
-
-
-def _vector(path, key: str, arr, length=None) -> np.ndarray:
-    """A MATLAB row or column vector (1,k)/(k,1) (or 1-D) -> (k,) array, length checked."""
-    arr = _numeric(path, key, arr)
-    if arr.ndim > 2 or (arr.ndim == 2 and min(arr.shape) > 1):
-        raise ValueError(f"{path}: '{key}' has shape {arr.shape}, expected a vector (k,1) or (1,k)")
-    arr = arr.reshape(-1)
-    if length is not None and arr.size != length:
-        raise ValueError(f"{path}: '{key}' has {arr.size} entries, expected {length}")
-    return arr
-
-
-def one_based_to_index(path, key: str, arr, n_max=None) -> np.ndarray:
-    """1-based MATLAB indices (any numeric dtype) -> 0-based int32 of the same shape.
-
-    Raises ValueError naming ``path`` and ``key`` if a value is not an integer, is < 1, or is
-    > ``n_max`` (when given: the number of addressable items).
-    """
-    arr = _numeric(path, key, arr)
-    if arr.size == 0:
-        return np.zeros(arr.shape, dtype=np.int32)
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
-        raise ValueError(f"{path}: '{key}' must hold integer (1-based MATLAB) indices")
-    lo, hi = arr.min(), arr.max()
-    if lo < 1 or (n_max is not None and hi > n_max):
-        limit = f"1..{n_max}" if n_max is not None else ">= 1"
-        raise ValueError(f"{path}: '{key}' index out of range: values span {lo:g}..{hi:g}, "
-                         f"expected 1-based indices in {limit}")
-    return np.ascontiguousarray(arr.astype(np.int64) - 1, dtype=np.int32)
-
-
-def index_to_one_based(where, key: str, arr, n_max=None) -> np.ndarray:
-    """0-based integer indices -> float64 1-based (MATLAB's double), range-checked."""
-    arr = np.asarray(arr)
-    if arr.dtype.kind not in "iu":
-        raise ValueError(f"{where}: '{key}' must be an integer index array, got dtype {arr.dtype}")
-    if arr.size and (arr.min() < 0 or (n_max is not None and arr.max() >= n_max)):
-        limit = f"0..{n_max - 1}" if n_max is not None else ">= 0"
-        raise ValueError(f"{where}: '{key}' index out of range: values span "
-                         f"{arr.min()}..{arr.max()}, expected 0-based indices in {limit}")
-    return arr.astype(np.float64) + 1.0
-
-
-def _cell_column(rows: list) -> np.ndarray:
-    """A list of 1-D arrays -> the object array savemat writes as a (K,1) MATLAB cell."""
-    cell = np.empty((len(rows), 1), dtype=object)
-    for i, row in enumerate(rows):
-        cell[i, 0] = np.asarray(row, dtype=np.float64).reshape(1, -1)
-    return cell
-
-
-# The 116-byte text field opening every MATLAB 5 file; scipy puts the current time in it, which
-# would make identical models give different bytes (the default model's cache must not).
-MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by face3d.morphable_model.load"
-
-
-def save_mat(path, variables: dict) -> None:
-    """Write ``variables`` as a MATLAB 5 .mat file (what MATLAB's ``save`` reads and writes).
-
-    Dicts become 1x1 structs, object arrays cells, 1-D arrays columns.  The header text is fixed,
-    so equal inputs give byte-identical files.  The parent folder is created if missing.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sio.savemat(os.fspath(path), variables, format="5", oned_as="column")
-    with open(path, "r+b") as f:
-        f.write(MAT_HEADER_TEXT.ljust(116, b" "))
 
 
 # ----------------------------------------------------------------------------- BFM.mat

@@ -1,4 +1,4 @@
-"""The one reader of MATLAB .mat files (scipy), with errors that name the file."""
+"""The one reader and writer of MATLAB .mat files (scipy), with errors that name the file."""
 import os
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import scipy.io as sio
 
 from face3d.utils.errors import InputFileError
 
-__all__ = ["read_mat"]
+__all__ = ["read_mat", "save_mat", "MAT_HEADER_TEXT"]
 
 
 def read_mat(path, variable_names=None) -> dict:
@@ -32,3 +32,21 @@ def read_mat(path, variable_names=None) -> dict:
                                    f"re-save it in MATLAB with save(..., '-v7') ({err})") from err
     except Exception as err:  # scipy raises assorted types on corrupt files
         raise InputFileError(path, f"not a readable MATLAB .mat file ({type(err).__name__}: {err})") from err
+
+
+# The 116-byte text field opening every MATLAB 5 file; scipy puts the current time in it, which
+# would make identical models give different bytes (the default model's cache must not).
+MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by face3d.morphable_model.load"
+
+
+def save_mat(path, variables: dict) -> None:
+    """Write ``variables`` as a MATLAB 5 .mat file (what MATLAB's ``save`` reads and writes).
+
+    Dicts become 1x1 structs, object arrays cells, 1-D arrays columns.  The header text is fixed,
+    so equal inputs give byte-identical files.  The parent folder is created if missing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.savemat(os.fspath(path), variables, format="5", oned_as="column")
+    with open(path, "r+b") as f:
+        f.write(MAT_HEADER_TEXT.ljust(116, b" "))
