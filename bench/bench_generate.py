@@ -1,27 +1,36 @@
-"""Benchmark of the ground-truth generator (face3d.trainset) against the PRNet-fork way, in the same run.
+"""Benchmark of the ground-truth generator against a transcription of the PRNet fork's per-sample function, and
+against the physical floor, all measured in this run.
 
-Baseline (PRNet's ``generate_posmap_300WLP.py`` as the forks run it, on face3d's core): skimage ``io.imread`` and
-``loadmat``; ``MorphableModel.generate_vertices`` (one matrix-vector product); ``transform_3ddfa``; crop with
-``skimage.transform.estimate_transform`` + ``warp``; the UV map with a fresh ``render_colors`` per sample; then
-``io.imsave`` of the crop, ``np.save`` of the map and ``io.imsave`` of the map preview (``map / max(h, w)``).
+Anchors (each timed in this process, interleaved with ours repetition by repetition):
+  * fork: a TRANSCRIPTION (written here, not imported) of ``run_posmap_300W_LP`` from face3d's
+    ``examples/8_generate_posmap_300WLP.py``, the function the PRNet forks run per sample: skimage ``io.imread``
+    and ``loadmat``; face3d's vertex formula ``shapeMU + shapePC.dot(sp) + expPC.dot(ep)`` (one matrix-vector
+    product); ``transform_3ddfa``; the crop with ``estimate_transform`` + ``warp``; a fresh UV render
+    (``render_colors`` of the crop-space positions at the UV pixels); its two writes, ``io.imsave`` of the crop and
+    ``np.save`` of the float32 map (its third, "only for show" map picture is left out). The render is face3d's
+    Cython kernel with ``--face3d DIR`` (a built checkout's ``face3d/mesh/cython``), else this project's kernel,
+    which applies the same pixel rule and is faster (``bench_render.py``), so the anchor is then if anything fast.
+  * floor: decode the 450x450 JPEG, encode a 256x256 JPEG, write a float16 ``.npy`` (plain sample); with rotations
+    the decode is shared by the 9 outputs, so a rotated output's floor is (decode + 9 x (encode + write)) / 9.
+Ours: the dataset runner's own per-chunk path (``face3d.trainset.dataset._process_tasks``, chunks of 128, every
+file it writes) on a BFM-sized model, plain and with the 8 default rotations, and ``TrainsetGenerator.process``
+(one sample a call) against ``process_many`` (no writes) on distinct parameter sets.
 
-Ours, plain and with the 8 default rotations (9 outputs per sample):
-  * ``process`` (one sample per call) and ``process_many`` (chunks sharing one matrix-matrix product): no writes;
-  * "runner": ``face3d.trainset.dataset._process_tasks``, the dataset runner's own per-chunk path: generation
-    plus every file it writes per sample (crop ``.jpg``, float16 ``.npy``, each through a temporary file and a
-    rename, and the done marker).
-Generators run with ``cache_size=0`` on distinct parameter sets, so repeats never hit the vertex cache.
+Sets: "300W-LP": faces with ``--views`` profiled views each sharing Shape_Para / Exp_Para (only Pose_Para
+differs; ``<name>_1_<view>``) in ``SET/`` and their ``_Flip`` copies (mirrored image, own parameters, yaw and
+roll negated, tx mirrored) in ``SET_Flip/``; "distinct": every sample its own parameters (the worst case).
 
-Models: a random model of Basel Face Model size (53,361 vertices, 105,800 triangles, 199 + 29 components, a
-face-like grid surface with a full-square UV layout) and the embedded default model. Samples: 450x450 JPEGs
-(the 300W-LP fixture image when ../shared/fixtures is present) with random parameters placing the face.
+Model: a random morphable model of BFM size (53,361 vertices, 105,800 triangles, 199 + 29 components, face-like
+grid surface, full-square UV layout). Images: the 300W-LP fixture picture when ../shared/fixtures is present,
+else a textured synthetic picture, 450x450.
 
-Single process, single-threaded BLAS/OpenCV, CPU time of the process (user + system, so the file writes'
-kernel time counts; figures per core; wall time on a shared machine mostly measures the neighbours), best of
-``--repeats``. Speed-ups are per output against the in-run baseline and against the 48 ms per sample
-measured for the PRNet fork on the development machine. ``--workers N`` also runs the runner path on N processes
-(wall time, all cores).
-Usage: python bench/bench_generate.py [--samples N] [--chunk B] [--workers N] [--quick]
+Timing: CPU time of this process (user + system, so file writes' kernel time counts), one BLAS / OpenCV thread,
+the median of ``--repeats`` interleaved repetitions; figures are per core. The last line is JSON:
+``plain_x`` / ``plain_distinct_x`` (fork ms per sample / ours per plain sample on the 300W-LP / distinct set),
+``rotated_x`` (fork ms per sample / ours per output with 8 rotations, 300W-LP set), ``plain_floor_ratio`` and
+``rotated_floor_ratio`` (ours / floor), ``single_ms`` and ``batched_ms`` (``process`` vs ``process_many`` per
+sample), plus every measured time.
+Usage: python bench/bench_generate.py [--faces F] [--views V] [--repeats N] [--face3d DIR] [--quick]
 """
 import os
 
@@ -30,29 +39,42 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import multiprocessing  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import importlib.util
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import scipy.io as sio  # noqa: E402
-import skimage.io  # noqa: E402
-import skimage.transform  # noqa: E402
+import cv2
+import numpy as np
+import scipy.io as sio
+import skimage.io
+import skimage.transform
+from skimage import img_as_ubyte
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from face3d.mesh.render import render_colors  # noqa: E402
-from face3d.morphable_model import MorphableModel  # noqa: E402
-from face3d.trainset import GenerationConfig, TrainsetGenerator  # noqa: E402
-from face3d.trainset.dataset import CHUNK_SIZE, SampleRef, _process_tasks, _RunState  # noqa: E402
+from face3d.mesh.render import render_colors
+from face3d.mesh.transform import angle2matrix_3ddfa
+from face3d.morphable_model import MorphableModel
+from face3d.trainset import GenerationConfig, TrainsetGenerator
+from face3d.trainset.dataset import (
+    CHUNK_SIZE,
+    _process_tasks,
+    _RunState,
+    discover_samples,
+    sample_seed,
+)
+from face3d.trainset.posmap import uv_to_pixels
 
 FIXTURE = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 GRID = 231
 IMAGE_SIZE = 450
+RESOLUTION = 256
 
 
 def bfm_sized_model(seed=0):
@@ -69,15 +91,15 @@ def bfm_sized_model(seed=0):
     idx = np.arange(n).reshape(GRID, GRID)
     a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
     tri = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([b, d, c], -1).reshape(-1, 3)])
-    # smooth random deformation fields as components (unit parameters move vertices by ~1..10 mm)
-    def basis(k, amplitude):
+
+    def basis(k, amplitude):  # smooth random deformation fields (unit parameters move vertices by ~1..10 mm)
         freq = rng.normal(0, 3, (k, 2))
         phase = rng.uniform(0, 2 * np.pi, (k, 3))
         fields = np.sin(np.einsum("kc,nc->nk", freq, np.column_stack([theta, phi]))[:, None, :] + phase.T[None])
         return (amplitude * fields).reshape(3 * n, k).astype(np.float32)
     jaw = [(0.5 + 0.4 * np.cos(np.pi * (1 - i / 16)), 0.55 - 0.4 * np.sin(np.pi * (1 - i / 16))) for i in range(17)]
     inner = [(0.3 + 0.4 * (i % 17) / 16, 0.3 + 0.35 * (i // 17) / 2) for i in range(51)]
-    kpt = np.array([idx[int(round((1 - v) * (GRID - 1))), int(round(u * (GRID - 1)))] for u, v in jaw + inner])
+    kpt = np.array([idx[round((1 - v) * (GRID - 1)), round(u * (GRID - 1))] for u, v in jaw + inner])
     model = {
         "shapeMU": np.column_stack([x, y, z]).reshape(-1, 1).astype(np.float32),
         "shapePC": basis(199, 1.0 / np.sqrt(3 * n)), "shapeEV": np.full((199, 1), 1e5, np.float32),
@@ -89,171 +111,258 @@ def bfm_sized_model(seed=0):
     return MorphableModel.from_arrays(model, uv_coords=uv)
 
 
-def write_samples(folder, model, count, seed=0):
-    """``count`` image + .mat pairs (450x450 JPEG) with random parameters; returns [(image, mat, seed)]."""
-    rng = np.random.default_rng(seed)
+# ----------------------------------------------------------------------------------------------- input sets
+
+def source_picture(rng):
+    """(450, 450, 3) uint8 BGR: the 300W-LP fixture picture, or a textured synthetic one."""
     fixture = FIXTURE / "300W_LP" / "IBUG_image_008_1_0.jpg"
     if fixture.is_file():
-        picture = cv2.imread(str(fixture))
-    else:
-        yy, xx = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
-        picture = np.dstack([xx * 0.5, yy * 0.5, 128 + 60 * np.sin(xx / 17.0) * np.cos(yy / 23.0)])
-        picture = (picture + rng.normal(0, 8, picture.shape)).clip(0, 255).astype(np.uint8)
+        return cv2.imread(str(fixture))
+    yy, xx = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
+    picture = np.dstack([xx * 0.5, yy * 0.5, 128 + 60 * np.sin(xx / 17.0) * np.cos(yy / 23.0)])
+    return (picture + rng.normal(0, 8, picture.shape)).clip(0, 255).astype(np.uint8)
+
+
+def random_face(model, rng):
+    """Shape_Para (199, 1) and Exp_Para (29, 1) float64 of a random face."""
+    return rng.normal(0, 1, (199, 1)) * model.model["shapeEV"][:199] * 0.5, rng.normal(0, 0.5, (29, 1))
+
+
+def random_pose(model, rng, yaw):
+    """Pose_Para (7,) placing the face about the image centre at the given yaw (radians)."""
     scale = 190.0 / np.ptp(model.model["shapeMU"].reshape(-1, 3)[:, 1])
-    jobs = []
+    return np.array([rng.uniform(-0.3, 0.3), yaw, rng.uniform(-0.3, 0.3),
+                     225 + rng.uniform(-20, 20), 225 + rng.uniform(-20, 20), 0.0, scale])
+
+
+def mirrored_pose(pose):
+    """The pose of a horizontally mirrored picture: yaw and roll negated, tx mirrored."""
+    out = pose.copy()
+    out[1], out[2], out[3] = -pose[1], -pose[2], IMAGE_SIZE - 1 - pose[3]
+    return out
+
+
+def write_sample(stem, picture, pose, face):
+    cv2.imwrite(f"{stem}.jpg", picture)
+    sio.savemat(f"{stem}.mat", {"Pose_Para": pose[None].astype(np.float32), "Shape_Para": face[0],
+                                "Exp_Para": face[1]})
+
+
+def write_300wlp_set(root, model, faces, views, seed=0):
+    """``faces`` faces of ``views`` views each in ``root/SET`` (shared Shape/Exp, yaw growing with the view) and
+    their ``_Flip`` copies in ``root/SET_Flip`` (own parameters, mirrored picture and pose)."""
+    rng = np.random.default_rng(seed)
+    picture = source_picture(rng)
+    for folder in ("SET", "SET_Flip"):
+        (root / folder).mkdir(parents=True)
+    for f in range(faces):
+        face, flipped_face = random_face(model, rng), random_face(model, rng)
+        shifted = np.roll(picture, 7 * f, axis=1)
+        for v in range(views):
+            pose = random_pose(model, rng, yaw=0.8 * v / max(views - 1, 1) * (-1) ** f)
+            write_sample(root / "SET" / f"SET_{f:04d}_1_{v}", shifted, pose, face)
+            write_sample(root / "SET_Flip" / f"SET_{f:04d}_1_{v}", shifted[:, ::-1], mirrored_pose(pose),
+                         flipped_face)
+
+
+def write_distinct_set(root, model, count, seed=1):
+    """``count`` samples in ``root/SET``, every one with its own parameters."""
+    rng = np.random.default_rng(seed)
+    picture = source_picture(rng)
+    (root / "SET").mkdir(parents=True)
     for i in range(count):
-        stem = folder / f"sample_{i:04d}"
-        cv2.imwrite(f"{stem}.jpg", np.roll(picture, 7 * i, axis=1))
-        pose = np.array([rng.uniform(-0.3, 0.3), rng.uniform(-0.8, 0.8), rng.uniform(-0.3, 0.3),
-                         225 + rng.uniform(-20, 20), 225 + rng.uniform(-20, 20), 0.0, scale])
-        sio.savemat(f"{stem}.mat", {"Pose_Para": pose[None].astype(np.float32),
-                                    "Shape_Para": rng.normal(0, 1, (199, 1)) * model.model["shapeEV"][:199] * 0.5,
-                                    "Exp_Para": rng.normal(0, 0.5, (29, 1))})
-        jobs.append((f"{stem}.jpg", f"{stem}.mat", i))
-    return jobs
+        pose = random_pose(model, rng, yaw=rng.uniform(-0.8, 0.8))
+        write_sample(root / "SET" / f"SET_{i:04d}_1_0", np.roll(picture, 7 * i, axis=1), pose,
+                     random_face(model, rng))
 
 
-def baseline_sample(model, uv_pixels, image_path, mat_path, out_folder, r=256):
-    """One sample the PRNet-fork way (see the module docstring), files written to ``out_folder``."""
-    image = skimage.io.imread(image_path) / 255.0
+# ----------------------------------------------------------------------------------------------- anchors
+
+def load_face3d_render(folder):
+    """face3d's ``render_colors`` over its built Cython core in ``folder`` (loaded by path: its package name
+    clashes with this project's), allocating as its render.py does."""
+    found = sorted(Path(folder).glob("mesh_core_cython*.so"))
+    if not found:
+        raise SystemExit(f"{folder}: no mesh_core_cython*.so (build it with `python setup.py build_ext -i`)")
+    spec = importlib.util.spec_from_file_location("mesh_core_cython", found[0])
+    core = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(core)
+
+    def render(vertices, triangles, colors, h, w, c=3):
+        image = np.zeros((h, w, c), dtype=np.float32)
+        depth = np.zeros([h, w], dtype=np.float32, order="C") - 999999.
+        vertices = vertices.astype(np.float32).copy()
+        triangles = triangles.astype(np.int32).copy()
+        colors = colors.astype(np.float32).copy()
+        core.render_colors_core(image, vertices, triangles, colors, depth, vertices.shape[0], triangles.shape[0],
+                                h, w, c)
+        return image
+    return render
+
+
+def fork_sample(model, uv_pixels, render, image_path, mat_path, out_folder, r=RESOLUTION):
+    """TRANSCRIPTION of the PRNet fork's ``run_posmap_300W_LP`` (see the module docstring), step by step with the
+    same library calls; files go to ``out_folder``."""
+    image = skimage.io.imread(image_path) / 255.
     h = image.shape[0]
     info = sio.loadmat(mat_path)
-    pose = info["Pose_Para"].T.astype(np.float32)
-    vertices = model.generate_vertices(info["Shape_Para"].astype(np.float32), info["Exp_Para"].astype(np.float32))
-    projected = model.transform_3ddfa(vertices, pose[-1, 0], pose[:3, 0], pose[3:6, 0])
-    image_vertices = projected.copy()
+    pose_para = info["Pose_Para"].T.astype(np.float32)
+    shape_para = info["Shape_Para"].astype(np.float32)
+    exp_para = info["Exp_Para"].astype(np.float32)
+    m = model.model  # face3d's MorphabelModel.generate_vertices
+    vertices = m["shapeMU"] + m["shapePC"].dot(shape_para) + m["expPC"].dot(exp_para)
+    vertices = np.reshape(vertices, [3, len(vertices) // 3], "F").T
+    s, angles, t = pose_para[-1, 0], pose_para[:3, 0], pose_para[3:6, 0]  # face3d's transform_3ddfa
+    transformed = s * vertices.dot(angle2matrix_3ddfa(angles).T) + np.squeeze(np.array(t, dtype=np.float32))
+    image_vertices = transformed.copy()
     image_vertices[:, 1] = h - image_vertices[:, 1] - 1
     kpt = image_vertices[model.kpt_ind, :].astype(np.int32)
-    left, right, top, bottom = kpt[:, 0].min(), kpt[:, 0].max(), kpt[:, 1].min(), kpt[:, 1].max()
+    left, right, top, bottom = np.min(kpt[:, 0]), np.max(kpt[:, 0]), np.min(kpt[:, 1]), np.max(kpt[:, 1])
     center = np.array([right - (right - left) / 2.0, bottom - (bottom - top) / 2.0])
     old_size = (right - left + bottom - top) / 2
     size = int(old_size * 1.5)
     marg = old_size * 0.1
-    center += np.random.rand(2) * marg * 2 - marg
+    center[0] += np.random.rand() * marg * 2 - marg
+    center[1] += np.random.rand() * marg * 2 - marg
     size = size * (np.random.rand() * 0.2 + 0.9)
-    src = np.array([[center[0] - size / 2, center[1] - size / 2], [center[0] - size / 2, center[1] + size / 2],
-                    [center[0] + size / 2, center[1] - size / 2]])
-    dst = np.array([[0, 0], [0, r - 1], [r - 1, 0]])
-    tform = skimage.transform.estimate_transform("similarity", src, dst)
-    cropped = skimage.transform.warp(image, tform.inverse, output_shape=(r, r))
+    src_pts = np.array([[center[0] - size / 2, center[1] - size / 2], [center[0] - size / 2, center[1] + size / 2],
+                        [center[0] + size / 2, center[1] - size / 2]])
+    dst_pts = np.array([[0, 0], [0, r - 1], [r - 1, 0]])
+    tform = skimage.transform.estimate_transform("similarity", src_pts, dst_pts)
+    cropped_image = skimage.transform.warp(image, tform.inverse, output_shape=(r, r))
     position = image_vertices.copy()
     position[:, 2] = 1
     position = np.dot(position, tform.params.T)
     position[:, 2] = image_vertices[:, 2] * tform.params[0, 0]
     position[:, 2] = position[:, 2] - np.min(position[:, 2])
-    uv_map = render_colors(uv_pixels, model.full_triangles, position.astype(np.float32), r, r, c=3)
+    uv_position_map = render(uv_pixels, model.full_triangles, position, r, r, c=3)
     name = Path(image_path).name
-    skimage.io.imsave(str(out_folder / name), (cropped * 255).astype(np.uint8), check_contrast=False)
-    np.save(out_folder / name.replace(".jpg", ".npy"), uv_map)
-    skimage.io.imsave(str(out_folder / name.replace(".jpg", "_posmap.jpg")),
-                      (np.clip(uv_map / max(h, image.shape[1]), 0, 1) * 255).astype(np.uint8), check_contrast=False)
+    # old skimage's imsave converted a float image with img_as_ubyte itself; current versions need it explicit
+    skimage.io.imsave(str(out_folder / name), img_as_ubyte(np.squeeze(cropped_image)), check_contrast=False)
+    np.save(out_folder / name.replace("jpg", "npy"), uv_position_map)
 
 
-def timed(fn, repeats):
-    """Best of ``repeats`` CPU times (``time.process_time``, this process; BLAS and OpenCV are single-threaded)
-    of ``fn()`` in seconds: on a shared machine CPU time is far steadier than wall time, and per core is what
-    the targets are stated in."""
-    best = np.inf
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    return best
+def floor_sample(image_path, out_folder, outputs):
+    """The physical floor of one sample with ``outputs`` outputs: decode its JPEG once, then per output encode a
+    256x256 JPEG and write a float16 ``.npy`` as a new file (as a run creates them)."""
+    image = cv2.imdecode(np.fromfile(image_path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    crop = np.ascontiguousarray(image[:RESOLUTION, :RESOLUTION])
+    posmap = np.zeros((RESOLUTION, RESOLUTION, 3), dtype=np.float16)
+    stem = Path(image_path).parent.name + Path(image_path).stem
+    for k in range(outputs):
+        cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        with open(out_folder / f"{stem}_{k}.npy", "wb") as f:
+            np.save(f, posmap)
 
 
-REFERENCE_MS = 48.0  # the PRNet fork's per-sample time measured on the development machine (BFM, one core)
+def fresh_folder(folder):
+    """``folder``, emptied (untimed): every case writes new files each repetition, as a first run does."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
-def _runner_state(generator, output):
-    return _RunState(generator, str(output), "float16", "bench")
+# ----------------------------------------------------------------------------------------------- timing
+
+def runner_case(model, root, out, angles):
+    """A case timing the runner over every sample under ``root``: (prepare, run, samples)."""
+    refs = [(ref, sample_seed(0, ref.rel)) for ref in discover_samples(root)]
+    chunks = [refs[i:i + CHUNK_SIZE] for i in range(0, len(refs), CHUNK_SIZE)]
+
+    def prepare():  # a fresh generator and folder each repetition: nothing cached or overwritten
+        return _RunState(TrainsetGenerator(model, GenerationConfig(angles=angles)), str(fresh_folder(out)),
+                         "float16", "bench")
+
+    def run(state):
+        for chunk in chunks:
+            _process_tasks(state, chunk)
+    return prepare, run, len(refs)
 
 
-def _refs(jobs):
-    """The runner's task list for bench jobs: (SampleRef, seed), all in one folder."""
-    return [(SampleRef(f"bench/{Path(image).stem}", image, mat), seed) for image, mat, seed in jobs]
-
-
-def _worker_init(model_kind, angles, output):
-    global _STATE  # noqa: PLW0603 -- one generator per worker process, built once
-    model = bfm_sized_model() if model_kind == "bfm-sized" else MorphableModel()
-    _STATE = _runner_state(TrainsetGenerator(model, GenerationConfig(angles=angles), cache_size=0), output)
-
-
-def _worker_chunk(tasks):
-    return sum(n for _, status, n in _process_tasks(_STATE, tasks) if status == "written")
-
-
-def bench_model(kind, model, jobs, args, tmp):
-    from face3d.trainset.posmap import uv_to_pixels
-    n = len(jobs)
-    chunks = [jobs[i:i + args.chunk] for i in range(0, n, args.chunk)]
-    uv_pixels = uv_to_pixels(model.uv_coords, 256)
-    out = Path(tmp) / f"out_{kind}"
-    out.mkdir(exist_ok=True)
-    rows = []  # (label, seconds per sample, outputs per sample)
-
-    base_jobs = jobs[:args.single_samples]
-    t = timed(lambda: [baseline_sample(model, uv_pixels, i, m, out) for i, m, _ in base_jobs], args.repeats)
-    base_per_sample = t / len(base_jobs)
-    rows.append(("baseline (PRNet fork, with its 3 file writes)", base_per_sample, 1))
-
-    for label, angles, outputs_per in (("plain", (), 1), ("8 rotations", GenerationConfig().angles, 9)):
-        generator = TrainsetGenerator(model, GenerationConfig(angles=angles), cache_size=0)
-        state = _runner_state(generator, out / label.replace(" ", "_"))
-        t = timed(lambda: [generator.process(*job) for job in base_jobs], args.repeats)
-        rows.append((f"process, {label}, no writes", t / len(base_jobs), outputs_per))
-        t = timed(lambda: [generator.process_many(c) for c in chunks], args.repeats)
-        rows.append((f"process_many({args.chunk}), {label}, no writes", t / n, outputs_per))
-        t = timed(lambda: [_process_tasks(state, _refs(c)) for c in chunks], args.repeats)
-        rows.append((f"runner chunk {args.chunk}, {label}, with writes", t / n, outputs_per))
-    if args.workers > 1:
-        for label, angles, outputs_per in (("plain", (), 1), ("8 rotations", GenerationConfig().angles, 9)):
-            folder = out / f"pool_{label.replace(' ', '_')}"
-            tasks = [_refs(c) for c in chunks]
-            with multiprocessing.get_context("fork").Pool(args.workers, _worker_init, (kind, angles, folder)) as pool:
-                pool.map(_worker_chunk, tasks[:args.workers])  # warm-up: workers built
-                start = time.perf_counter()
-                produced = sum(pool.map(_worker_chunk, tasks * 2, chunksize=1))
-                t = time.perf_counter() - start
-            rows.append((f"{args.workers} workers (wall), runner, {label}, with writes",
-                         t * outputs_per / produced, outputs_per))
-
-    print(f"\n{kind}: {model.nver} vertices, {model.full_triangles.shape[0]} triangles, "
-          f"{model.n_shape_para}+{model.n_exp_para} components, {n} samples ({len(base_jobs)} for the baseline "
-          f"and process), "
-          f"CPU time, best of {args.repeats}")
-    print(f"  {'':54s} {'ms/sample':>9s} {'ms/output':>9s} {'samples/s':>9s} {'outputs/s':>9s} "
-          f"{'x baseline':>10s} {'x 48 ms':>8s}")
-    for label, per_sample, outputs_per in rows:
-        per_output = per_sample / outputs_per
-        print(f"  {label:54s} {1000 * per_sample:9.2f} {1000 * per_output:9.2f} {1 / per_sample:9.1f} "
-              f"{1 / per_output:9.1f} {base_per_sample / per_output:10.1f} {REFERENCE_MS / 1000 / per_output:8.1f}")
-    print("  (x baseline, x 48 ms: outputs per second against the in-run baseline and the fork's 48 ms reference; "
-          "targets: x10 plain, x20 per output with rotations)")
+def interleaved(cases, repeats):
+    """Median CPU ms per unit of each case {name: (prepare, run, units)} over ``repeats`` rounds, the cases run
+    one after the other in each round (so a change in the machine's load hits them all)."""
+    times = {name: [] for name in cases}
+    for round_ in range(repeats + 1):
+        for name, (prepare, run, units) in cases.items():
+            arg = prepare()
+            start = time.process_time()
+            run(arg)
+            if round_:  # round 0 warms up: imports, page faults, the files' first creation
+                times[name].append((time.process_time() - start) * 1e3 / units)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--samples", type=int, default=256, help="samples per model (default 256)")
-    parser.add_argument("--single-samples", type=int, default=16,
-                        help="of which the baseline and one-sample-per-call process run (default 16)")
-    parser.add_argument("--chunk", type=int, default=CHUNK_SIZE,
-                        help=f"samples per process_many call / runner chunk (default {CHUNK_SIZE}, the runner's)")
-    parser.add_argument("--repeats", type=int, default=3, help="repetitions, best taken (default 3)")
-    parser.add_argument("--workers", type=int, default=1, help="also run this many worker processes (default 1)")
-    parser.add_argument("--quick", action="store_true", help="8 samples, 1 repeat, default model only")
+    parser.add_argument("--faces", type=int, default=8, help="faces of the 300W-LP set (default 8)")
+    parser.add_argument("--views", type=int, default=16, help="profiled views per face (default 16)")
+    parser.add_argument("--fork-samples", type=int, default=12, help="samples the fork transcription runs (12)")
+    parser.add_argument("--single-samples", type=int, default=24, help="samples of process vs process_many (24)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions, median taken (3)")
+    parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout's face3d/mesh/cython folder")
+    parser.add_argument("--quick", action="store_true", help="2 faces of 4 views, 1 repetition")
     args = parser.parse_args(argv)
     if args.quick:
-        args.samples, args.single_samples, args.repeats = 8, 4, 1
+        args.faces, args.views, args.fork_samples, args.single_samples, args.repeats = 2, 4, 4, 8, 1
     cv2.setNumThreads(1)
     np.random.seed(0)
-    models = [("default", MorphableModel)] if args.quick else [("bfm-sized", bfm_sized_model),
-                                                                ("default", MorphableModel)]
+    model = bfm_sized_model()
+    render = load_face3d_render(args.face3d) if args.face3d else render_colors
+    uv_pixels = uv_to_pixels(model.uv_coords, RESOLUTION)
     with tempfile.TemporaryDirectory() as tmp:
-        for kind, build in models:
-            model = build()
-            jobs = write_samples(Path(tmp), model, args.samples)
-            bench_model(kind, model, jobs, args, tmp)
+        tmp = Path(tmp)
+        write_300wlp_set(tmp / "lp", model, args.faces, args.views)
+        n_lp = 2 * args.faces * args.views
+        write_distinct_set(tmp / "distinct", model, n_lp)
+        lp_jobs = [(r.image_path, r.mat_path, 0) for r in discover_samples(tmp / "lp")]
+        distinct_jobs = [(r.image_path, r.mat_path, 0) for r in discover_samples(tmp / "distinct")]
+        fork_jobs = lp_jobs[:: max(1, len(lp_jobs) // args.fork_samples)][:args.fork_samples]
+        single_jobs = distinct_jobs[:args.single_samples]
+        angles = GenerationConfig().angles
+
+        def fixed(run, units, folder):
+            return (lambda: fresh_folder(folder)), (lambda _: run()), units
+
+        def generator_case(method):
+            def run(generator):
+                if method == "process":
+                    for job in single_jobs:
+                        generator.process(*job)
+                else:
+                    generator.process_many(single_jobs)
+            return (lambda: TrainsetGenerator(model, GenerationConfig(angles=()))), run, len(single_jobs)
+
+        cases = {
+            "fork": fixed(lambda: [fork_sample(model, uv_pixels, render, i, m, tmp / "fork") for i, m, _ in fork_jobs],
+                          len(fork_jobs), tmp / "fork"),
+            "floor_plain": fixed(lambda: [floor_sample(i, tmp / "floor", 1) for i, _, _ in fork_jobs],
+                                 len(fork_jobs), tmp / "floor"),
+            "floor_rotated": fixed(lambda: [floor_sample(i, tmp / "floor", 1 + len(angles)) for i, _, _ in fork_jobs],
+                                   len(fork_jobs) * (1 + len(angles)), tmp / "floor"),
+            "plain": runner_case(model, tmp / "lp", tmp / "out" / "plain", ()),
+            "plain_distinct": runner_case(model, tmp / "distinct", tmp / "out" / "distinct", ()),
+            "rotated": runner_case(model, tmp / "lp", tmp / "out" / "rotated", angles),
+            "single": generator_case("process"),
+            "batched": generator_case("process_many"),
+        }
+        rotated_prepare, rotated_run, rotated_samples = cases["rotated"]
+        cases["rotated"] = rotated_prepare, rotated_run, rotated_samples * (1 + len(angles))  # per output
+        ms = interleaved(cases, args.repeats)
+    print(f"BFM-sized model ({model.nver} vertices, {model.full_triangles.shape[0]} triangles); 300W-LP set: "
+          f"{args.faces} faces x {args.views} views + _Flip = {n_lp} samples; distinct set: {n_lp} samples; "
+          f"fork transcription on {len(fork_jobs)} samples ({'face3d' if args.face3d else 'our'} render kernel); "
+          f"CPU ms, median of {args.repeats} interleaved repetitions")
+    for name, value in ms.items():
+        unit = "output" if name in ("rotated", "floor_rotated") else "sample"
+        print(f"  {name:16s} {value:8.2f} ms per {unit}")
+    result = {
+        "plain_x": ms["fork"] / ms["plain"], "plain_distinct_x": ms["fork"] / ms["plain_distinct"],
+        "rotated_x": ms["fork"] / ms["rotated"], "plain_floor_ratio": ms["plain"] / ms["floor_plain"],
+        "rotated_floor_ratio": ms["rotated"] / ms["floor_rotated"], "single_ms": ms["single"],
+        "batched_ms": ms["batched"], **{f"{name}_ms": value for name, value in ms.items()},
+    }
+    print(json.dumps({key: round(value, 3) for key, value in result.items()}))
 
 
 if __name__ == "__main__":

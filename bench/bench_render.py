@@ -1,19 +1,29 @@
-"""Benchmark of the C++ mesh kernels against their numpy twins on a mesh of Basel Face Model size.
+"""Benchmark of the C++ mesh kernels against their numpy twins and, when given, face3d's and Sim3DR's kernels.
 
-Builds a synthetic face-like mesh (a displaced ellipsoid cap on a 231 x 231 vertex grid: 53,361 vertices and
-105,800 triangles; face3d's BFM has 53,215 and 105,840), projects it once to a face of about 180 x 220 px inside a
-450 x 450 image and once lays it out as a 256 x 256 UV map, then prints the median time (ms; wall clock and CPU
-time) of rasterize_triangles and render_colors (C++), of the numpy twin and their ratio, the speedup against the
-reference figures of face3d's published Cython kernel on this machine (8.9 ms into 450 x 450, 6.1 ms into a
-256 x 256 UV map, single thread), and the throughput of 2 threads rendering concurrently against one (the kernels
-release the GIL; the ratio is bounded by the free cores, so it is noisy on a shared machine).
+Every figure comes from this run: ``rasterize_triangles`` and ``render_colors`` of face3d.mesh (C++), of its numpy
+twin and, with ``--face3d DIR`` / ``--sim3dr DIR``, of the built Cython kernels of a checkout of YadiraF/face3d
+(``DIR`` = its ``face3d/mesh/cython`` folder, ``mesh_core_cython*.so``) and of 3DDFA_V2's Sim3DR (``DIR`` = its
+``Sim3DR`` folder, ``Sim3DR_Cython*.so``); nothing of theirs is part of this project. Their kernels are called as
+their own Python wrappers call them, buffer allocation included (face3d: float32 image and a -999999 depth buffer;
+Sim3DR: a uint8 image and a -1e8 depth buffer; its ``rasterize`` is its render_colors).
 
-Usage: python bench/bench_render.py [--repeats N] [--quick]
+Meshes: face-like grid surfaces (a displaced ellipsoid cap) of 38,416 vertices / 76,050 triangles and 53,361 /
+105,800 (3DDFA's 38,365-vertex and the BFM's 53,215-vertex meshes have 76,073 and 105,840), each projected once to
+a face of about 180 x 220 px in a 450 x 450 image and once laid out as a 256 x 256 UV map (z = 0).
+
+Timing: CPU time of this thread (``time.thread_time``; on a shared machine it leaves out the time spent waiting for
+a core), the implementations interleaved repetition by repetition, median reported. The last line is JSON:
+``numpy_x`` (and ``face3d_x``, ``sim3dr_x``) is the smallest ratio their time / ours over all cases and both
+kernels, with every case's ratios under ``cases``.
+
+Usage: python bench/bench_render.py [--repeats N] [--quick] [--face3d DIR] [--sim3dr DIR]
 """
 import argparse
+import functools
+import importlib.util
+import json
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,14 +31,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from face3d.mesh import render  # noqa: E402
-from face3d.mesh_numpy import render as render_numpy  # noqa: E402
+from face3d.mesh import render
+from face3d.mesh_numpy import render as render_numpy
 
-REFERENCE_MS = {"image 450x450": 8.9, "uv 256x256": 6.1}
-GRID = 231
+GRIDS = {"38k": 196, "53k": 231}
 
 
-def face_mesh(grid=GRID, seed=0):
+def face_mesh(grid, seed=0):
     """Synthetic face-sized mesh: vertices (grid*grid, 3) float32 in a unit-ish frame, triangles (ntri, 3) int32,
     grid parameters (grid*grid, 2) in [0, 1], colors (grid*grid, 3) float32 in [0, 1]."""
     rng = np.random.default_rng(seed)
@@ -67,66 +76,113 @@ def uv_vertices(params, size=256):
     return out
 
 
-def median_ms(fn, repeats):
-    """Median wall-clock and median CPU time (this thread) of fn in ms. On a shared machine the CPU time is the
-    steadier figure: it leaves out the time the thread waited for a core."""
-    fn()  # warm-up (page faults, caches)
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.thread_time()
-        fn()
-        cpu.append((time.thread_time() - c0) * 1e3)
-        wall.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(wall), statistics.median(cpu)
+def load_extension(folder, stem):
+    """Import the compiled module ``stem`` (``stem*.so``) found in ``folder`` by its path (face3d's own package
+    name would clash with this project's)."""
+    found = sorted(Path(folder).glob(f"{stem}*.so"))
+    if not found:
+        raise SystemExit(f"{folder}: no {stem}*.so (build it there with `python setup.py build_ext -i`)")
+    spec = importlib.util.spec_from_file_location(stem, found[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def threaded_throughput(fn, repeats, nthreads):
-    """Renders per second with nthreads threads each calling fn `repeats` times."""
-    def work():
-        for _ in range(repeats):
+def face3d_kernels(core):
+    """face3d's rasterize_triangles and render_colors as its render.py calls them (float32 depth: the core's type)."""
+    def rasterize(v, tri, colors, h, w):
+        depth = np.full((h, w), -999999.0, dtype=np.float32)
+        tri_buf = np.full((h, w), -1, dtype=np.int32)
+        bary = np.zeros((h * w, 3), dtype=np.float32)  # the core takes it 2-D
+        core.rasterize_triangles_core(v, tri, depth, tri_buf, bary, v.shape[0], tri.shape[0], h, w)
+        return tri_buf
+
+    def colors_(v, tri, colors, h, w):
+        image = np.zeros((h, w, 3), dtype=np.float32)
+        depth = np.full((h, w), -999999.0, dtype=np.float32)
+        core.render_colors_core(image, v, tri, colors, depth, v.shape[0], tri.shape[0], h, w, 3)
+        return image
+    return rasterize, colors_
+
+
+def sim3dr_kernels(core):
+    """Sim3DR's rasterize_triangles and rasterize (its colour renderer, uint8 output) as Sim3DR.py calls them."""
+    def rasterize(v, tri, colors, h, w):
+        depth = np.full((h, w), -1e8, dtype=np.float32)
+        tri_buf = np.full((h, w), -1, dtype=np.int32)
+        bary = np.zeros((h * w, 3), dtype=np.float32)
+        core.rasterize_triangles(v, tri, depth, tri_buf, bary, tri.shape[0], h, w)
+        return tri_buf
+
+    def colors_(v, tri, colors, h, w):
+        image = np.zeros((h, w, 3), dtype=np.uint8)
+        depth = np.full((h, w), -1e8, dtype=np.float32)
+        core.rasterize(image, v, tri, colors, depth, tri.shape[0], h, w, 3)
+        return image
+    return rasterize, colors_
+
+
+def implementations(args):
+    """{name: (rasterize(v, tri, colors, h, w), render_colors(v, tri, colors, h, w))}, ours first."""
+    impls = {
+        "ours": (lambda v, tri, col, h, w: render.rasterize_triangles(v, tri, h, w),
+                 lambda v, tri, col, h, w: render.render_colors(v, tri, col, h, w)),
+        "numpy": (lambda v, tri, col, h, w: render_numpy.rasterize_triangles(v, tri, h, w),
+                  lambda v, tri, col, h, w: render_numpy.render_colors(v, tri, col, h, w)),
+    }
+    if args.face3d:
+        impls["face3d"] = face3d_kernels(load_extension(args.face3d, "mesh_core_cython"))
+    if args.sim3dr:
+        impls["sim3dr"] = sim3dr_kernels(load_extension(args.sim3dr, "Sim3DR_Cython"))
+    return impls
+
+
+def interleaved_ms(fns, repeats, slow=("numpy",), slow_repeats=3):
+    """Median CPU time (this thread, ms) of each function, one repetition of each in turn; the ``slow`` ones
+    (the numpy twin) run only ``slow_repeats`` times."""
+    times = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up: page faults, caches
+    for i in range(repeats):
+        for name, fn in fns.items():
+            if name in slow and i >= slow_repeats:
+                continue
+            start = time.thread_time()
             fn()
-    threads = [threading.Thread(target=work) for _ in range(nthreads)]
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    return nthreads * repeats / (time.perf_counter() - t0)
+            times[name].append((time.thread_time() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=50, help="timed repetitions per figure (median reported)")
-    parser.add_argument("--quick", action="store_true", help="few repeats, numpy twin timed once")
+    parser.add_argument("--repeats", type=int, default=30, help="interleaved repetitions per figure (median)")
+    parser.add_argument("--quick", action="store_true", help="5 repetitions, numpy twin once")
+    parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout's face3d/mesh/cython folder")
+    parser.add_argument("--sim3dr", metavar="DIR", help="built 3DDFA_V2 checkout's Sim3DR folder")
     args = parser.parse_args(argv)
     repeats = 5 if args.quick else max(1, args.repeats)
-    numpy_repeats = 1 if args.quick else 3
-
-    vertices, triangles, params, colors = face_mesh()
-    print(f"mesh: {vertices.shape[0]} vertices, {triangles.shape[0]} triangles")
-    cases = {"image 450x450": (image_vertices(vertices), 450, 450), "uv 256x256": (uv_vertices(params), 256, 256)}
-    for name, (v, h, w) in cases.items():
-        span = v.max(0) - v.min(0)
-        covered = int((render.rasterize_triangles(v, triangles, h, w)[1] >= 0).sum())
-        print(f"\n[{name}] mesh spans {span[0]:.0f} x {span[1]:.0f} px, {covered} pixels covered")
-        ref = REFERENCE_MS[name]
-        for label, fn_c, fn_np in [
-            ("rasterize_triangles", lambda: render.rasterize_triangles(v, triangles, h, w),
-             lambda: render_numpy.rasterize_triangles(v, triangles, h, w)),
-            ("render_colors", lambda: render.render_colors(v, triangles, colors, h, w),
-             lambda: render_numpy.render_colors(v, triangles, colors, h, w)),
-        ]:
-            t_c, cpu_c = median_ms(fn_c, repeats)
-            t_np, cpu_np = median_ms(fn_np, numpy_repeats)
-            print(f"  {label:20s} C++ {t_c:6.2f} ms (CPU {cpu_c:5.2f}) | numpy {t_np:7.1f} ms (CPU {cpu_np:6.1f}) | "
-                  f"numpy/C++ {t_np / t_c:5.1f}x (CPU {cpu_np / cpu_c:5.1f}x)")
-            if label == "render_colors":
-                print(f"  {'':20s} reference {ref} ms -> speedup {ref / t_c:.2f}x wall, {ref / cpu_c:.2f}x CPU "
-                      "(target >= 2x)")
-        fn = lambda: render.render_colors(v, triangles, colors, h, w)  # noqa: E731
-        one = threaded_throughput(fn, repeats, 1)
-        two = threaded_throughput(fn, repeats, 2)
-        print(f"  render_colors threads: 1 -> {one:.0f}/s, 2 -> {two:.0f}/s, ratio {two / one:.2f}x")
+    impls = implementations(args)
+    others = [name for name in impls if name != "ours"]
+    cases, worst = {}, {name: np.inf for name in others}
+    for mesh_name, grid in GRIDS.items():
+        vertices, triangles, params, colors = face_mesh(grid)
+        targets = {"image 450x450": (image_vertices(vertices), 450, 450),
+                   "uv 256x256": (uv_vertices(params), 256, 256)}
+        for target, (v, h, w) in targets.items():
+            covered = int((render.rasterize_triangles(v, triangles, h, w)[1] >= 0).sum())
+            print(f"\n[{mesh_name}: {v.shape[0]} vertices, {triangles.shape[0]} triangles -> {target}, "
+                  f"{covered} pixels covered] CPU ms, median of {repeats} interleaved")
+            for k, kernel in enumerate(("rasterize_triangles", "render_colors")):
+                fns = {name: functools.partial(pair[k], v, triangles, colors, h, w) for name, pair in impls.items()}
+                ms = interleaved_ms(fns, repeats, slow_repeats=1 if args.quick else 3)
+                ratios = {name: ms[name] / ms["ours"] for name in others}
+                cases[f"{mesh_name} {target} {kernel}"] = {"ours_ms": round(ms["ours"], 3),
+                                                           **{f"{n}_x": round(r, 2) for n, r in ratios.items()}}
+                for name, ratio in ratios.items():
+                    worst[name] = min(worst[name], ratio)
+                print(f"  {kernel:20s} ours {ms['ours']:6.2f} | " + " | ".join(
+                    f"{name} {ms[name]:7.2f} ({ratios[name]:5.2f}x)" for name in others))
+    print(json.dumps({**{f"{name}_x": round(r, 2) for name, r in worst.items()}, "cases": cases}))
 
 
 if __name__ == "__main__":

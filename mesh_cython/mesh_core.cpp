@@ -241,6 +241,69 @@ int render_texture(const float* vertices, int64_t nver, const int32_t* triangles
         });
 }
 
+namespace {
+
+// Eight float32 lanes, loaded and stored unaligned; arithmetic is lane-wise IEEE float (no contraction).
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+
+inline v8 load8(const float* p) { return *reinterpret_cast<const v8*>(p); }
+inline void store8(float* p, v8 v) { *reinterpret_cast<v8*>(p) = v; }
+
+// One tile (kBasisTile rows) of two samples' combinations: each basis vector is loaded once for both.
+inline void combine_tile_pair(const float* mean, const float* tile, int64_t nk, const float* c0, const float* c1,
+                              float* out0, float* out1) {
+    v8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {};
+    for (int64_t k = 0; k < nk; ++k) {
+        const float* row = tile + k * kBasisTile;
+        const v8 r0 = load8(row), r1 = load8(row + 8), r2 = load8(row + 16), r3 = load8(row + 24);
+        a0 = a0 + r0 * c0[k];
+        a1 = a1 + r1 * c0[k];
+        a2 = a2 + r2 * c0[k];
+        a3 = a3 + r3 * c0[k];
+        b0 = b0 + r0 * c1[k];
+        b1 = b1 + r1 * c1[k];
+        b2 = b2 + r2 * c1[k];
+        b3 = b3 + r3 * c1[k];
+    }
+    const v8 m0 = load8(mean), m1 = load8(mean + 8), m2 = load8(mean + 16), m3 = load8(mean + 24);
+    store8(out0, m0 + a0), store8(out0 + 8, m1 + a1), store8(out0 + 16, m2 + a2), store8(out0 + 24, m3 + a3);
+    store8(out1, m0 + b0), store8(out1 + 8, m1 + b1), store8(out1 + 16, m2 + b2), store8(out1 + 24, m3 + b3);
+}
+
+// One tile of one sample's combination (a batch's odd last sample, and one-sample calls).
+inline void combine_tile_one(const float* mean, const float* tile, int64_t nk, const float* c, float* out) {
+    v8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    for (int64_t k = 0; k < nk; ++k) {
+        const float* row = tile + k * kBasisTile;
+        a0 = a0 + load8(row) * c[k];
+        a1 = a1 + load8(row + 8) * c[k];
+        a2 = a2 + load8(row + 16) * c[k];
+        a3 = a3 + load8(row + 24) * c[k];
+    }
+    store8(out, load8(mean) + a0), store8(out + 8, load8(mean + 8) + a1), store8(out + 16, load8(mean + 16) + a2);
+    store8(out + 24, load8(mean + 24) + a3);
+}
+
+}  // namespace
+
+__attribute__((target_clones("avx2", "default")))
+int combine_basis(const float* mean, const float* tiles, int64_t ntiles, int64_t nk, const float* coef, int64_t batch,
+                  float* out) {
+    const int64_t m = ntiles * kBasisTile;
+    // Tiles outside, samples inside: a tile (nk x 128 bytes) is read from memory once and stays in cache for the
+    // batch, and memory is read in order.
+    for (int64_t t = 0; t < ntiles; ++t) {
+        const float* tile = tiles + t * nk * kBasisTile;
+        const float* tile_mean = mean + t * kBasisTile;
+        int64_t j = 0;
+        for (; j + 2 <= batch; j += 2)
+            combine_tile_pair(tile_mean, tile, nk, coef + j * nk, coef + (j + 1) * nk, out + j * m + t * kBasisTile,
+                              out + (j + 1) * m + t * kBasisTile);
+        if (j < batch) combine_tile_one(tile_mean, tile, nk, coef + j * nk, out + j * m + t * kBasisTile);
+    }
+    return kOk;
+}
+
 int triangle_normals(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, float* normals) {
     if (!indices_in_range(triangles, 3 * ntri, nver)) return kBadVertexIndex;
     for (int64_t t = 0; t < ntri; ++t) {

@@ -57,4 +57,15 @@ int triangle_normals(const float* vertices, int64_t nver, const int32_t* triangl
 // cross(v1 - v0, v2 - v0) of every triangle corner at the vertex, normalised; (0, 0, 0) where that sum is zero.
 int vertex_normals(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, float* normals);
 
+// Linear combinations of one basis stored in tiles of kBasisTile rows: with m = ntiles * kBasisTile rows and
+// B[i][k] = tiles[((i / kBasisTile) * nk + k) * kBasisTile + i % kBasisTile] (the tile of rows [t*32, t*32+32) holds
+// its nk columns one after the other), out[j*m + i] = mean[i] + sum_k B[i][k] * coef[j*nk + k] for j < batch,
+// evaluated for every element in exactly this order in float32 (acc = 0; acc = acc + B[i][k] * coef[j][k] for
+// k = 0, 1, ...; then mean[i] + acc: the terms are summed before the large mean, as a BLAS product with beta = 1
+// does), so an element never depends on the batch, its position or the instruction set.
+// mean: (m,) float32; tiles: (ntiles, nk, kBasisTile) float32; coef: (batch, nk) float32; out: (batch, m) float32.
+constexpr int64_t kBasisTile = 32;
+int combine_basis(const float* mean, const float* tiles, int64_t ntiles, int64_t nk, const float* coef, int64_t batch,
+                  float* out);
+
 }  // namespace face3d

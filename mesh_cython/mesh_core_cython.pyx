@@ -28,6 +28,9 @@ cdef extern from "mesh_core.h" namespace "face3d" nogil:
         const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, float* normals)
     int c_vertex_normals "face3d::vertex_normals"(
         const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, float* normals)
+    int c_combine_basis "face3d::combine_basis"(
+        const float* mean, const float* tiles, int64_t ntiles, int64_t nk, const float* coef, int64_t batch,
+        float* out)
 
 
 cdef void _require(cnp.ndarray a, int typenum, tuple shape, str name) except *:
@@ -130,3 +133,19 @@ def vertex_normals(cnp.ndarray vertices, cnp.ndarray triangles, cnp.ndarray norm
     with nogil:
         err = c_vertex_normals(pv, nver, pt, ntri, pn)
     return err
+
+
+def combine_basis(cnp.ndarray mean, cnp.ndarray tiles, cnp.ndarray coef, cnp.ndarray out):
+    """Fills out (batch, m) float32 with mean + coef @ basis, the basis in tiles (ntiles, nk, 32), element by element
+    in a fixed order; returns the status code."""
+    cdef int64_t ntiles = tiles.shape[0], nk = tiles.shape[1], batch = coef.shape[0], m = ntiles * 32
+    _require(mean, cnp.NPY_FLOAT32, (m,), "mean")
+    _require(tiles, cnp.NPY_FLOAT32, (ntiles, nk, 32), "tiles")
+    _require(coef, cnp.NPY_FLOAT32, (batch, nk), "coef")
+    _require(out, cnp.NPY_FLOAT32, (batch, m), "out")
+    cdef int status
+    with nogil:
+        status = c_combine_basis(<const float*> cnp.PyArray_DATA(mean), <const float*> cnp.PyArray_DATA(tiles),
+                                 ntiles, nk, <const float*> cnp.PyArray_DATA(coef), batch,
+                                 <float*> cnp.PyArray_DATA(out))
+    return status

@@ -24,11 +24,11 @@ from face3d.cli.generate import generation_config
 from face3d.trainset.dataset import config_fingerprint, discover_samples, generate_dataset, sample_seed
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.sample import GenerationConfig
-from face3d.trainset.synthetic import SYNTH_FOLDER, synthesize_dataset
+from face3d.trainset.synthetic import FLIP_FOLDER, SYNTH_FOLDER, synthesize_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = GenerationConfig(resolution=16, angles=())
-SOURCE = f"{SYNTH_FOLDER}/{SYNTH_FOLDER}_0000_0"
+SOURCE = f"{SYNTH_FOLDER}/{SYNTH_FOLDER}_0000_1_0"
 
 
 @pytest.fixture(scope="module")
@@ -270,13 +270,13 @@ def test_generate_exits_non_zero_when_a_sample_failed_unless_allowed(tmp_path, s
 
 
 def test_synthetic_count_change_renders_exactly_the_new_count(tmp_path):
-    synthesize_dataset(tmp_path, count=3, seed=2, size=64)
-    first = (tmp_path / SYNTH_FOLDER / f"{SYNTH_FOLDER}_0000_0.jpg").read_bytes()
-    synthesize_dataset(tmp_path, count=2, seed=2, size=64)
-    assert [s.rel for s in discover_samples(tmp_path)] == [f"{SYNTH_FOLDER}/{SYNTH_FOLDER}_000{i}_0" for i in (0, 1)]
-    assert (tmp_path / SYNTH_FOLDER / f"{SYNTH_FOLDER}_0000_0.jpg").read_bytes() == first
     synthesize_dataset(tmp_path, count=4, seed=2, size=64)
-    assert len(discover_samples(tmp_path)) == 4
+    first = (tmp_path / f"{SOURCE}.jpg").read_bytes()
+    synthesize_dataset(tmp_path, count=2, seed=2, size=64)
+    assert [s.rel for s in discover_samples(tmp_path)] == [SOURCE, f"{FLIP_FOLDER}/{SYNTH_FOLDER}_0000_1_0"]
+    assert (tmp_path / f"{SOURCE}.jpg").read_bytes() == first
+    synthesize_dataset(tmp_path, count=3, seed=2, size=64)
+    assert len(discover_samples(tmp_path)) == 3
 
 
 # ------------------------------------------------------------------------------ commands on a fresh machine

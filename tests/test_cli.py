@@ -99,16 +99,16 @@ def test_generate_without_root_synthesizes_the_default_set(tmp_path, capsys):
     assert main(["generate", "--output", str(out), "--synthetic-count", "2", "--resolution", "16", "--angles", "10",
                  "--workers", "1", "--label-paths", "relative", "--quiet"]) == 0
     assert "samples 2: written 2, skipped 0 (already done), failed 0; 4 label lines" in capsys.readouterr().out
-    assert sorted((out / "synthetic_300W_LP" / "SYNTH").glob("*.mat")) == [
-        out / "synthetic_300W_LP" / "SYNTH" / f"SYNTH_000{i}_0.mat" for i in (0, 1)]
+    assert sorted((out / "synthetic_300W_LP").glob("*/*.mat")) == [  # a face's first view and its _Flip copy
+        out / "synthetic_300W_LP" / folder / "SYNTH_0000_1_0.mat" for folder in ("SYNTH", "SYNTH_Flip")]
     assert (out / "trainDataLabel.txt").read_text().splitlines()[1] == \
-        "SYNTH/SYNTH_0000_0_angle_10.jpg SYNTH/SYNTH_0000_0_angle_10.npy"
+        "SYNTH/SYNTH_0000_1_0_angle_10.jpg SYNTH/SYNTH_0000_1_0_angle_10.npy"
 
 
 def test_synthesize_command(tmp_path, capsys):
     assert main(["synthesize", "--output", str(tmp_path), "--count", "1", "--size", "128", "--seed", "5"]) == 0
     assert '"samples": 1' in capsys.readouterr().out
-    assert cv2.imread(str(tmp_path / "SYNTH" / "SYNTH_0000_0.jpg")).shape == (128, 128, 3)
+    assert cv2.imread(str(tmp_path / "SYNTH" / "SYNTH_0000_1_0.jpg")).shape == (128, 128, 3)
 
 
 def test_preview_command(tmp_path):

@@ -138,7 +138,8 @@ def test_a_perfect_prediction_scores_zero(tmp_path, default_model):
     is zero up to float32 rounding, so crop, restore, ground truth, depth alignment and dense truth agree."""
     from face3d.trainset.sample import GenerationConfig, TrainsetGenerator
     from face3d.trainset.synthetic import synthesize_dataset
-    mats = synthesize_dataset(tmp_path / "synth", count=4, seed=5, size=300, model=default_model)
+    mats = synthesize_dataset(tmp_path / "synth", count=4, seed=5, size=300, model=default_model, views=1,
+                              flip=False)
     folder = helpers.aflw_from_synthetic(mats, tmp_path / "aflw", default_model)
     generator = TrainsetGenerator(default_model, GenerationConfig(resolution=256, angles=(), perturb=False))
     oracle = helpers.OraclePredictor(256)
@@ -211,7 +212,7 @@ def test_end_to_end_train_then_evaluate(tmp_path, default_model):
     from face3d.trainset.sample import GenerationConfig
     from face3d.trainset.synthetic import synthesize_dataset
 
-    mats = synthesize_dataset(tmp_path / "synth", count=40, seed=11, model=default_model)
+    mats = synthesize_dataset(tmp_path / "synth", count=40, seed=11, model=default_model, views=1, flip=False)
     train_root = tmp_path / "train_src"
     train_root.mkdir()
     for mat in mats[:32]:

@@ -237,9 +237,9 @@ def check_posmap_outputs(folder, name, stdout):
 def test_8_posmap_from_synthetic_sample(out, tmp_path):
     # no fixtures (as on a fresh clone): the example renders its own 300W-LP-format sample
     stdout = run_example("8_generate_posmap_300WLP.py", out / "8s", env={"FACE3D_FIXTURES": str(tmp_path)})
-    mat = out / "8s" / "synthetic_300W_LP" / "SYNTH" / "SYNTH_0000_0.mat"
+    mat = out / "8s" / "synthetic_300W_LP" / "SYNTH" / "SYNTH_0000_1_0.mat"
     assert mat.is_file() and mat.with_suffix(".jpg").is_file()
-    check_posmap_outputs(out / "8s", "SYNTH_0000_0", stdout)
+    check_posmap_outputs(out / "8s", "SYNTH_0000_1_0", stdout)
 
 
 def test_8_posmap_from_300wlp_fixture(out):

@@ -31,7 +31,7 @@ SIZE = 64
 def aflw(tmp_path_factory):
     """Three rendered faces in the AFLW2000-3D format: pt3d_68 = the projected keypoints plus a depth."""
     root = tmp_path_factory.mktemp("aflw")
-    for i, mat_path in enumerate(synthesize_dataset(root, count=3, seed=5, size=160)):
+    for i, mat_path in enumerate(synthesize_dataset(root, count=3, seed=5, size=160, views=1, flip=False)):
         mat = sio.loadmat(str(mat_path))
         pt2d = np.asarray(mat["pt2d"], dtype=np.float64)
         depth = np.linspace(0.0, 20.0 + i, 68)[None]
@@ -68,7 +68,7 @@ def test_round_trip_onnx_gives_the_direct_nme(exported, aflw, direct, tmp_path, 
     _, out = exported
     manifest = offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE)
     bins = sorted(p.name for p in (tmp_path / "bin").glob("*.bin"))
-    assert bins == ["SYNTH_0000_0.bin", "SYNTH_0001_0.bin", "SYNTH_0002_0.bin"]
+    assert bins == ["SYNTH_0000_1_0.bin", "SYNTH_0001_1_0.bin", "SYNTH_0002_1_0.bin"]
     assert all((tmp_path / "bin" / b).stat().st_size == SIZE * SIZE * 3 * 4 for b in bins)
     assert manifest["ground_truth"] and len(manifest["samples"]) == 3
     result = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out")
@@ -90,7 +90,7 @@ def test_round_trip_batch_two_pb_through_the_command_line(exported, aflw, direct
     assert face3d_main(["offline", "pre_process", "--data", str(aflw), "--output", str(tmp_path / "bin"),
                          "--input-size", str(SIZE), "--batch", "2"]) == 0
     manifest = json.loads((tmp_path / "bin" / offline.MANIFEST).read_text())
-    assert [f["samples"] for f in manifest["files"]] == [["SYNTH_0000_0", "SYNTH_0001_0"], ["SYNTH_0002_0"]]
+    assert [f["samples"] for f in manifest["files"]] == [["SYNTH_0000_1_0", "SYNTH_0001_1_0"], ["SYNTH_0002_1_0"]]
     padded = np.fromfile(tmp_path / "bin" / "batch_00001.bin", dtype="<f4").reshape(2, SIZE, SIZE, 3)
     assert padded[1].max() == 0 and padded[0].max() > 0
     assert face3d_main(["offline", "run", "--model", str(out / "b2" / "prnet.pb"), "--input", str(tmp_path / "bin"),

@@ -192,7 +192,7 @@ def test_short_run_halves_validation_nme_on_the_embedded_default_set(tmp_path):
     from face3d.trainset.synthetic import synthesize_dataset
     from face3d.trainset.uv_layout import load_uv_data
 
-    synthesize_dataset(tmp_path / "faces", count=192, seed=0, size=128)
+    synthesize_dataset(tmp_path / "faces", count=192, seed=0, size=128, views=1, flip=False)
     generate_dataset(tmp_path / "faces", tmp_path / "set", GenerationConfig(resolution=64, angles=()), workers=1,
                      progress=False)
     config = TrainConfig(train_list=str(tmp_path / "set" / "trainDataLabel.txt"), output=str(tmp_path / "out"),

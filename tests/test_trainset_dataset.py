@@ -18,10 +18,11 @@ import pytest
 import scipy.io
 
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
-from face3d.trainset.dataset import (DONE_DIR, TEMP_SUFFIX, UV_DATA_DIR, discover_samples, generate_dataset,
-                                     label_file_name, parse_shard, sample_seed, select_shard)
+from face3d.trainset.dataset import (DONE_DIR, TEMP_SUFFIX, UV_DATA_DIR, discover_samples, done_outputs,
+                                     generate_dataset, label_file_name, parse_shard, read_journals, sample_seed,
+                                     select_shard)
 from face3d.trainset.sample import GenerationConfig
-from face3d.trainset.synthetic import RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
+from face3d.trainset.synthetic import FLIP_FOLDER, RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
 from face3d.trainset.uv_layout import UV_DATA_FILES
 
 from _fixtures import fixtures_dir
@@ -161,8 +162,11 @@ def test_synthetic_set_is_300wlp_format(synth_root):
     from face3d.morphable_model import MorphableModel
 
     model = MorphableModel()
-    mats = sorted((synth_root / SYNTH_FOLDER).glob("*.mat"))
-    assert len(mats) == N_SAMPLES
+    mirror = np.arange(model.nver)
+    mirror[model.info["symlist"][0]], mirror[model.info["symlist"][1]] = model.info["symlist"][1], \
+        model.info["symlist"][0]
+    mats = sorted(synth_root.glob("*/*.mat"))
+    assert len(mats) == N_SAMPLES  # 3 views and their 3 _Flip copies
     yaws = []
     for mat_path in mats:
         mat = scipy.io.loadmat(mat_path)
@@ -173,7 +177,9 @@ def test_synthetic_set_is_300wlp_format(synth_root):
         assert mat["Tex_Para"].shape == (model.n_tex_para, 1) and mat["Illum_Para"].shape == (1, 10)
         pose = mat["Pose_Para"][0].astype(np.float64)
         vertices = model.generate_vertices(mat["Shape_Para"], mat["Exp_Para"]).astype(np.float64)
-        projected = similarity_transform(vertices[model.kpt_ind], pose[6], angle2matrix_3ddfa(pose[:3]), pose[3:6])
+        # a flip's point k is the mirror vertex of the view's point k: mirrored in x, not re-ordered
+        kpt = mirror[model.kpt_ind] if mat_path.parent.name == FLIP_FOLDER else model.kpt_ind
+        projected = similarity_transform(vertices[kpt], pose[6], angle2matrix_3ddfa(pose[:3]), pose[3:6])
         expected = np.stack([projected[:, 0], 449 - projected[:, 1]])
         # all but the jaw points of the far side are the projected keypoints (300W-LP's convention)
         np.testing.assert_allclose(mat["pt2d"][:, 17:], expected[:, 17:], atol=1e-6)
@@ -186,17 +192,33 @@ def test_synthetic_set_is_300wlp_format(synth_root):
     assert max(np.abs(yaws)) > 60.0 and min(yaws) < 0 < max(yaws)
 
 
+def test_synthetic_views_share_the_face_and_flips_mirror_it(synth_root):
+    views = [scipy.io.loadmat(synth_root / SYNTH_FOLDER / f"SYNTH_0000_1_{v}.mat") for v in range(3)]
+    flips = [scipy.io.loadmat(synth_root / FLIP_FOLDER / f"SYNTH_0000_1_{v}.mat") for v in range(3)]
+    for group in (views, flips):
+        for mat in group[1:]:  # only the pose differs between the views of a face
+            for key in ("Shape_Para", "Exp_Para", "Tex_Para"):
+                np.testing.assert_array_equal(mat[key], group[0][key])
+    yaws = [abs(float(mat["Pose_Para"][0, 1])) for mat in views]
+    assert yaws == sorted(yaws) and len(set(yaws)) == 3  # turning on towards the profile
+    assert not np.allclose(flips[0]["Shape_Para"], views[0]["Shape_Para"])  # the mirrored face's own parameters
+    for view, flip in zip(views, flips):
+        a, b = view["Pose_Para"][0].astype(np.float64), flip["Pose_Para"][0].astype(np.float64)
+        np.testing.assert_allclose(b[[0, 1, 2, 6]], a[[0, 1, 2, 6]] * [1, -1, -1, 1], rtol=1e-6)  # yaw, roll negated
+        assert abs(b[3] - (449 - a[3])) < 2.0 and abs(b[4] - a[4]) < 2.0  # tx mirrored
+        np.testing.assert_allclose(flip["pt2d"], [449 - view["pt2d"][0], view["pt2d"][1]], atol=2.0)
+
+
 def test_synthetic_set_is_deterministic_and_reused(synth_root, tmp_path):
     first = sorted((synth_root / SYNTH_FOLDER).glob("*"))
     mtimes = [p.stat().st_mtime_ns for p in first]
     synthesize_dataset(synth_root, count=N_SAMPLES, seed=3)  # same settings: reused as is
     assert [p.stat().st_mtime_ns for p in first] == mtimes
     synthesize_dataset(tmp_path, count=2, seed=3)  # a prefix of the same set, rendered again
-    for name in ("SYNTH_0000_0", "SYNTH_0001_0"):
-        assert (tmp_path / SYNTH_FOLDER / f"{name}.jpg").read_bytes() == \
-            (synth_root / SYNTH_FOLDER / f"{name}.jpg").read_bytes()
-        a = scipy.io.loadmat(tmp_path / SYNTH_FOLDER / f"{name}.mat")
-        b = scipy.io.loadmat(synth_root / SYNTH_FOLDER / f"{name}.mat")
+    for name in (f"{SYNTH_FOLDER}/SYNTH_0000_1_0", f"{FLIP_FOLDER}/SYNTH_0000_1_0"):  # a view and its flip
+        assert (tmp_path / f"{name}.jpg").read_bytes() == (synth_root / f"{name}.jpg").read_bytes()
+        a = scipy.io.loadmat(tmp_path / f"{name}.mat")
+        b = scipy.io.loadmat(synth_root / f"{name}.mat")
         for key in ("Pose_Para", "Shape_Para", "Exp_Para", "Tex_Para", "pt2d", "roi"):
             np.testing.assert_array_equal(a[key], b[key])
     assert json.loads((tmp_path / RECORD_FILE).read_text())["count"] == 2
@@ -212,15 +234,17 @@ def test_reference_run_outputs(reference, synth_root):
     assert counts == (N_SAMPLES, N_SAMPLES, 0, 0)
     assert json.loads((output / "summary.json").read_text())["written"] == N_SAMPLES
     lines = (output / "trainDataLabel.txt").read_text().splitlines()
-    stems = [f"SYNTH_{i:04d}_0" for i in range(N_SAMPLES)]
-    assert lines == [f"SYNTH/{n}.jpg SYNTH/{n}.npy" for s in stems
+    # the set's 6 samples: 3 views of one face, then (sorted after SYNTH/) their _Flip copies
+    stems = [f"{folder}/SYNTH_0000_1_{v}" for folder in (SYNTH_FOLDER, FLIP_FOLDER) for v in range(3)]
+    assert lines == [f"{n}.jpg {n}.npy" for s in stems
                      for n in (s, f"{s}_angle_15", f"{s}_angle_-30")]
-    posmap = np.load(output / "SYNTH" / "SYNTH_0000_0.npy")
+    posmap = np.load(output / "SYNTH" / "SYNTH_0000_1_0.npy")
     assert posmap.dtype == np.float16 and posmap.shape == (RESOLUTION, RESOLUTION, 3)
-    crop = cv2.imread(str(output / "SYNTH" / "SYNTH_0000_0_angle_15.jpg"))
+    crop = cv2.imread(str(output / "SYNTH" / "SYNTH_0000_1_0_angle_15.jpg"))
     assert crop.shape == (RESOLUTION, RESOLUTION, 3)
     assert sorted(p.name for p in (output / UV_DATA_DIR).iterdir()) == sorted(UV_DATA_FILES)
-    assert len(list((output / DONE_DIR).rglob("*.json"))) == N_SAMPLES
+    latest = read_journals(output)
+    assert sum(done_outputs(latest, rel, summary["fingerprint"]) is not None for rel in latest) == N_SAMPLES
     assert not _temp_files(output)
 
 
@@ -249,39 +273,46 @@ def test_shard_label_files_concatenate_into_the_whole(reference, synth_root, tmp
     limited = _generate(synth_root, tmp_path / "limited", limit=3, shard="2/2")  # limit first, then shard
     assert limited["samples"] == 2
     assert (tmp_path / "limited" / "trainDataLabel.part-2-of-2.txt").read_text().split("\n")[0].startswith(
-        "SYNTH/SYNTH_0001_0.jpg")
+        "SYNTH/SYNTH_0000_1_1.jpg")
 
 
 def _count_done(output):
-    folder = output / DONE_DIR / SYNTH_FOLDER
-    names = os.listdir(folder) if folder.is_dir() else []
-    return sum(1 for name in names if name.endswith(".json"))  # not a marker's temporary twin
+    return sum("outputs" in record for record in read_journals(output).values())  # complete records only
 
 
-KILL_AFTER = 3  # done markers written before the run is killed
+def _forget(output, rel):
+    """Drop a sample's records from the journals, as if the run had stopped before appending its record."""
+    for journal in (output / DONE_DIR).iterdir():
+        lines = journal.read_bytes().splitlines(keepends=True)
+        journal.write_bytes(b"".join(line for line in lines if json.loads(line)["sample"] != rel))
 
-# Runs `python -m face3d ARGS` and SIGKILLs it right after its KILL_AFTER-th done marker is renamed into place
-# (every atomic write ends with os.replace), so the kill lands at the same point on every run.
+
+KILL_AFTER = 3  # done records appended before the run is killed
+
+# Runs `python -m face3d ARGS` and SIGKILLs it right after its KILL_AFTER-th done record is appended to its
+# journal (one os.write of a '{"sample": ...' line holding "outputs"), so the kill lands at the same point on
+# every run.
 KILLING_RUNNER = f"""
 import os, runpy, signal, sys
-replace, markers = os.replace, []
+write, records = os.write, []
 
-def replace_then_kill(src, dst, *args, **kwargs):
-    replace(src, dst, *args, **kwargs)
-    if {DONE_DIR!r} in os.fspath(dst).split(os.sep) and os.fspath(dst).endswith(".json"):
-        markers.append(dst)
-        if len(markers) == {KILL_AFTER}:
+def write_then_kill(fd, data):
+    written = write(fd, data)
+    if isinstance(data, bytes) and data.startswith(b'{{"sample"') and b'"outputs"' in data:
+        records.append(data)
+        if len(records) == {KILL_AFTER}:
             os.kill(os.getpid(), signal.SIGKILL)
+    return written
 
-os.replace = replace_then_kill
+os.write = write_then_kill
 sys.argv = ["face3d", *sys.argv[1:]]
 runpy.run_module("face3d", run_name="__main__", alter_sys=True)
 """
 
 
 def test_resume_after_sigkill_is_byte_identical(synth_root, tmp_path):
-    # The reference is an uninterrupted run of the same command: the command line pins one BLAS thread per
-    # process, and float32 products are only bit-identical under the same BLAS thread count.
+    # The reference is an uninterrupted run of the same command (the command line pins one BLAS thread per
+    # process, so numpy's products round alike in both).
     output = tmp_path / "uninterrupted"
     args = ["generate", "--root", str(synth_root), "--workers", "1", *CLI_WORDS]
     reference = subprocess.run([sys.executable, "-m", "face3d", *args, "--output", str(output)], cwd=REPO,
@@ -305,12 +336,12 @@ def test_resume_after_sigkill_is_byte_identical(synth_root, tmp_path):
     assert _tree_digest(tmp_path) == _tree_digest(output)
     assert not _temp_files(tmp_path)
 
-    # A sample caught between two renames: its marker is absent, one output truncated, a temporary left over.
+    # A sample caught between two renames: its record is absent, one output truncated, a temporary left over.
     # The rerun redoes exactly that sample and consumes the leftover.
-    partial = tmp_path / SYNTH_FOLDER / "SYNTH_0002_0_angle_15.npy"
-    (tmp_path / DONE_DIR / SYNTH_FOLDER / "SYNTH_0002_0.json").unlink()
+    partial = tmp_path / SYNTH_FOLDER / "SYNTH_0000_1_2_angle_15.npy"
+    _forget(tmp_path, f"{SYNTH_FOLDER}/SYNTH_0000_1_2")
     partial.write_bytes(partial.read_bytes()[:50])
-    _touch(tmp_path / SYNTH_FOLDER / f".SYNTH_0002_0_angle_-30.jpg{TEMP_SUFFIX}", b"half")
+    _touch(tmp_path / SYNTH_FOLDER / f".SYNTH_0000_1_2_angle_-30.jpg{TEMP_SUFFIX}", b"half")
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert f"written 1, skipped {N_SAMPLES - 1} (already done), failed 0" in again.stdout
@@ -320,13 +351,13 @@ def test_resume_after_sigkill_is_byte_identical(synth_root, tmp_path):
 
 def test_bad_inputs_are_logged_counted_and_skipped(synth_root, tmp_path, caplog):
     root = tmp_path / "in"
-    good = ["SYNTH_0000_0", "SYNTH_0001_0"]
+    good = ["SYNTH_0000_1_0", "SYNTH_0000_1_1"]
     for name in good:
         _touch(root / f"{name}.jpg", (synth_root / SYNTH_FOLDER / f"{name}.jpg").read_bytes())
         _touch(root / f"{name}.mat", (synth_root / SYNTH_FOLDER / f"{name}.mat").read_bytes())
-    params = scipy.io.loadmat(synth_root / SYNTH_FOLDER / "SYNTH_0002_0.mat")
+    params = scipy.io.loadmat(synth_root / SYNTH_FOLDER / "SYNTH_0000_1_2.mat")
     params = {k: v for k, v in params.items() if not k.startswith("__")}
-    jpg = (synth_root / SYNTH_FOLDER / "SYNTH_0002_0.jpg").read_bytes()
+    jpg = (synth_root / SYNTH_FOLDER / "SYNTH_0000_1_2.jpg").read_bytes()
 
     def bad(name, mat, image=jpg):
         scipy.io.savemat(root / f"{name}.mat", mat)
@@ -367,16 +398,16 @@ def test_limit_float32_and_previews(synth_root, tmp_path):
                               perturb=False)
     summary = _generate(synth_root, tmp_path, limit=2, config=config)
     assert (summary["samples"], summary["written"], summary["label_lines"]) == (2, 2, 2)
-    posmap = np.load(tmp_path / SYNTH_FOLDER / "SYNTH_0001_0.npy")
+    posmap = np.load(tmp_path / SYNTH_FOLDER / "SYNTH_0000_1_1.npy")
     assert posmap.dtype == np.float32
-    preview = cv2.imread(str(tmp_path / SYNTH_FOLDER / "SYNTH_0001_0_preview.png"))
+    preview = cv2.imread(str(tmp_path / SYNTH_FOLDER / "SYNTH_0000_1_1_preview.png"))
     assert preview.shape == (RESOLUTION, 2 * RESOLUTION, 3)
     first = (tmp_path / "trainDataLabel.txt").read_text().split()[0]
-    assert first == "SYNTH/SYNTH_0000_0.jpg"
+    assert first == "SYNTH/SYNTH_0000_1_0.jpg"
     absolute = generate_dataset(synth_root, tmp_path, config, limit=1, workers=1, progress=False)
     assert absolute["skipped"] == 1
     line = (tmp_path / "trainDataLabel.txt").read_text().split()
-    assert line == [str(tmp_path / SYNTH_FOLDER / f"SYNTH_0000_0.{ext}") for ext in ("jpg", "npy")]
+    assert line == [str(tmp_path / SYNTH_FOLDER / f"SYNTH_0000_1_0.{ext}") for ext in ("jpg", "npy")]
 
 
 def test_changed_settings_redo_samples(reference, synth_root, tmp_path):
@@ -385,8 +416,8 @@ def test_changed_settings_redo_samples(reference, synth_root, tmp_path):
     summary = _generate(synth_root, tmp_path / "out", limit=2,
                         config=GenerationConfig(resolution=RESOLUTION, angles=ANGLES, perturb=False))
     assert (summary["written"], summary["skipped"]) == (2, 0)  # a different fingerprint: not done
-    changed = np.load(tmp_path / "out" / SYNTH_FOLDER / "SYNTH_0000_0.npy")
-    assert not np.array_equal(changed, np.load(output / SYNTH_FOLDER / "SYNTH_0000_0.npy"))
+    changed = np.load(tmp_path / "out" / SYNTH_FOLDER / "SYNTH_0000_1_0.npy")
+    assert not np.array_equal(changed, np.load(output / SYNTH_FOLDER / "SYNTH_0000_1_0.npy"))
     reseeded = _generate(synth_root, tmp_path / "out", seed=1)  # another base seed: other crops, all redone
     assert (reseeded["written"], reseeded["skipped"]) == (N_SAMPLES, 0)
 
@@ -404,3 +435,12 @@ def test_300wlp_fixture_goes_through_with_the_default_model(tmp_path):
         keypoints = posmap[uv_kpt[1], uv_kpt[0], :2]
         assert np.all((keypoints > 0) & (keypoints < 63))  # the face lies in the crop
         assert cv2.imread(str(tmp_path / f"{name}_preview.png")).shape == (64, 128, 3)
+
+
+def test_settings_changed_back_redo_what_the_other_settings_rewrote(reference, synth_root, tmp_path):
+    output, _ = reference
+    shutil.copytree(output, tmp_path / "out")
+    _generate(synth_root, tmp_path / "out", limit=2, seed=9)  # rewrites the first two samples' files
+    back = _generate(synth_root, tmp_path / "out")  # their records under the first settings no longer count
+    assert (back["written"], back["skipped"]) == (2, N_SAMPLES - 2)
+    assert _tree_digest(tmp_path / "out") == _tree_digest(output)

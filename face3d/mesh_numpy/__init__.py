@@ -1,5 +1,6 @@
-"""Plain-numpy twins of face3d.mesh with the same signatures and results: render and light are reimplemented in
-numpy (the reference for the C++ kernels); transform, io and vis have no kernel and re-export face3d.mesh's."""
-from face3d.mesh_numpy import io, light, render, transform, vis
+"""Plain-numpy twins of face3d.mesh with the same signatures and results: render, light and linear are
+reimplemented in numpy (the reference for the C++ kernels); transform, io and vis have no kernel and re-export
+face3d.mesh's."""
+from face3d.mesh_numpy import io, light, linear, render, transform, vis
 
-__all__ = ["io", "light", "render", "transform", "vis"]
+__all__ = ["io", "light", "linear", "render", "transform", "vis"]

@@ -22,12 +22,13 @@ module runs it over a dataset and owns everything that makes a long run safe:
 * Outputs mirror the input folders under ``output``: ``<name>.jpg`` (the crop), ``<name>.npy`` (the position
   map, float16 unless float32 is requested) and optionally ``<name>_preview.png``, for the plain sample and each
   rotation ``<stem>_angle_<deg>``. Each file is written under a hidden temporary name in its final folder and
-  ``os.replace``-d, so no half-written file is ever visible. A sample is done when its marker
-  ``<output>/.done/<relative path>.json`` exists, written last and holding the output names and a fingerprint
-  of the settings; a restart (even after SIGKILL) skips done samples and redoes the rest, whose rewrite
-  reuses and renames any leftover temporary file.
-* ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the done
-  markers in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
+  ``os.replace``-d, so no half-written file is ever visible. A sample is done when its record, holding the
+  output names and a fingerprint of the settings, is in a journal: each process appends one line per finished
+  sample, after its files are in place, to its own ``<output>/.done/journal.<host>.<pid>.<ns>.txt`` (one
+  ``write``, no extra file per sample; see ``_Journal``). A restart (even after SIGKILL) skips done samples and
+  redoes the rest, whose rewrite reuses and renames any leftover temporary file.
+* ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the
+  journals in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
   gives the same bytes as an uninterrupted one. Paths are absolute by default (``os.path.abspath`` of the
   output folder), or relative to the output folder.
 * A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
@@ -53,6 +54,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,7 @@ from face3d.utils.progress import Progress
 __all__ = [
     "SampleRef", "discover_samples", "parse_shard", "select_shard", "sample_seed", "label_file_name",
     "summary_file_name", "config_fingerprint", "default_worker_count", "generate_dataset",
+    "read_journals", "done_outputs",
     "LABEL_FILE", "SUMMARY_FILE", "DONE_DIR", "UV_DATA_DIR", "TEMP_SUFFIX", "KNOWN_300WLP_FOLDERS",
 ]
 
@@ -78,6 +81,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 LABEL_FILE = "trainDataLabel.txt"
 SUMMARY_FILE = "summary.json"
 DONE_DIR = ".done"
+JOURNAL_PREFIX = "journal."
 UV_DATA_DIR = "uv-data"
 JPEG_QUALITY = 95
 
@@ -229,8 +233,8 @@ ADMISSION_FIELDS = ("allow_short_params", "max_pixels")
 
 def config_fingerprint(config, model_id, seed):
     """sha256 (hex, 16 chars) of the generation settings (less ``ADMISSION_FIELDS``), the model identity and the
-    base seed: a done marker counts only when it was written under the same fingerprint (so changed settings redo
-    the samples)."""
+    base seed: a journal record counts only when it was written under the same fingerprint (so changed settings
+    redo the samples)."""
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in ADMISSION_FIELDS}
     text = json.dumps({"config": fields, "model": str(model_id), "seed": int(seed)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -247,15 +251,36 @@ def default_worker_count():
 # Files
 
 
-def _write_file_atomically(folder, name, chunks):
-    """``atomic_write_bytes`` for the per-sample files, without the folder creation (the caller made the folder):
-    the hidden temporary twin ``.<name>.partial`` receives the byte buffers ``chunks`` in order (no joined copy)
-    and is renamed onto ``name``. No fsync: a crash may lose the last files but never shows a partial one, and
-    the done marker, renamed last, is what a resumed run trusts."""
-    path = os.path.join(folder, name)
-    tmp = os.path.join(folder, f".{name}{TEMP_SUFFIX}")
+class _Folders:
+    """Descriptors of the output folders one process writes into, each created and opened on first use: files
+    are then created and renamed relative to their folder (``dir_fd``) instead of resolving the whole path for
+    every system call."""
+
+    def __init__(self):
+        self._fds = {}
+
+    def fd(self, folder):
+        """The descriptor of ``folder`` (a path string), creating the folder if needed."""
+        fd = self._fds.get(folder)
+        if fd is None:
+            os.makedirs(folder, exist_ok=True)
+            fd = self._fds[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        return fd
+
+    def close(self):
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _write_file_atomically(folder_fd, name, chunks):
+    """``atomic_write_bytes`` for the per-sample files, in the folder open as ``folder_fd``: the hidden temporary
+    twin ``.<name>.partial`` receives the byte buffers ``chunks`` in order (no joined copy) and is renamed onto
+    ``name``. No fsync: a crash may lose the last files but never shows a partial one, and the journal record,
+    appended last, is what a resumed run trusts."""
+    tmp = f".{name}{TEMP_SUFFIX}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dir_fd=folder_fd)
         try:
             for chunk in chunks:
                 view = memoryview(chunk).cast("B")
@@ -263,12 +288,11 @@ def _write_file_atomically(folder, name, chunks):
                     view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=folder_fd)
         raise
-    return path
 
 
 def _encode(ext, image):
@@ -301,53 +325,95 @@ def _npy_chunks(array, dtype):
     return _npy_header(data.shape, np.lib.format.dtype_to_descr(data.dtype)), data.reshape(-1).view(np.uint8)
 
 
-def _marker_path(output, rel):
-    return Path(output) / DONE_DIR / f"{rel}.json"
+def _journal_records(output):
+    """Every complete record of every journal under ``<output>/.done`` (a line cut short by a crash is skipped)."""
+    folder = os.path.join(output, DONE_DIR)
+    names = sorted(n for n in os.listdir(folder) if n.startswith(JOURNAL_PREFIX)) if os.path.isdir(folder) else []
+    for name in names:
+        with open(os.path.join(folder, name), "rb") as f:
+            for line in f.read().split(b"\n")[:-1]:  # the text after the last newline is an unfinished record
+                with contextlib.suppress(ValueError):
+                    yield json.loads(line)
 
 
-def read_done_marker(output, rel, fingerprint):
-    """The output names of a done sample, or None when it is not done under ``fingerprint``."""
-    try:
-        with open(_marker_path(output, rel), "r", encoding="utf-8") as f:
-            marker = json.load(f)
-    except (OSError, ValueError):
+def read_journals(output):
+    """The latest journal record of each sample, ``{rel: record}`` (see ``_Journal``)."""
+    latest = {}
+    for record in _journal_records(output):
+        rel = record.get("sample")
+        if rel is not None and (rel not in latest or record["t"] >= latest[rel]["t"]):
+            latest[rel] = record
+    return latest
+
+
+def done_outputs(latest, rel, fingerprint):
+    """The output names of a sample done under ``fingerprint`` according to ``read_journals``' ``latest``, or None."""
+    record = latest.get(rel)
+    if record is None or record.get("fingerprint") != fingerprint or "outputs" not in record:
         return None
-    if marker.get("fingerprint") != fingerprint:
-        return None
-    return list(marker["outputs"])
+    return list(record["outputs"])
 
 
-def _write_sample(output, ref, generated, posmap_dtype, fingerprint, made_folders=None):
-    """Write the outputs of one sample, then its done marker. Returns the output names.
+class _Journal:
+    """The append-only record of the samples one process finished: ``<output>/.done/journal.<host>.<pid>.<ns>.txt``,
+    one JSON line per sample, ``{"sample": rel, "fingerprint": ..., "outputs": [names], "t": ns}``, appended with
+    one ``write`` once all of the sample's files are in place (a line cut short by a crash does not count); a
+    ``{"sample": rel, "redo": true, "t": ns}`` line marks a sample about to be rewritten. A sample's state is its
+    record with the latest ``t`` over all journals. Opened on first use in each process (forked workers open
+    their own)."""
+
+    def __init__(self, output):
+        self.output = output
+        self._fd, self._pid = None, None
+
+    def append(self, records):
+        """Append records (dicts without ``t``), stamped with the wall clock in ns, in one write."""
+        if self._pid != os.getpid():
+            folder = os.path.join(self.output, DONE_DIR)
+            os.makedirs(folder, exist_ok=True)
+            name = f"{JOURNAL_PREFIX}.{socket.gethostname()}.{os.getpid()}.{time.time_ns()}.txt"
+            self._fd, self._pid = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666), \
+                os.getpid()
+        now = time.time_ns()
+        text = "".join(json.dumps({**record, "t": now}, separators=(",", ":")) + "\n" for record in records)
+        os.write(self._fd, text.encode("utf-8"))
+
+    def close(self):
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd, self._pid = None, None
+
+
+def _output_files(item, posmap_dtype):
+    """(file name, byte buffers) of one generated output: the crop ``.jpg``, the map ``.npy`` and optionally the
+    preview ``.png``."""
+    if "/" in item.name or "\\" in item.name or not item.name:
+        raise ValueError(f"generated sample name must be a plain file name, got {item.name!r}")
+    files = [(f"{item.name}.jpg", (_encode(".jpg", item.image),)),
+             (f"{item.name}.npy", _npy_chunks(item.posmap, posmap_dtype))]
+    if item.preview is not None:
+        files.append((f"{item.name}_preview.png", (_encode(".png", item.preview),)))
+    return files
+
+
+def _write_sample(output, ref, generated, posmap_dtype, folders):
+    """Write the outputs of one sample. Returns the output names.
 
     Args:
-        made_folders: optional set of folders already created by this process (filled in here), which saves
-            the folder checks when many samples share folders.
+        folders: the process's ``_Folders``.
     """
-    made_folders = set() if made_folders is None else made_folders
-    folder = os.path.join(output, ref.folder)
-    marker = _marker_path(output, ref.rel)
-    for needed in (folder, str(marker.parent)):
-        if needed not in made_folders:
-            os.makedirs(needed, exist_ok=True)
-            made_folders.add(needed)
+    folder_fd = folders.fd(os.path.join(output, ref.folder))
     written, names = [], []
     try:
         for item in generated:
-            if "/" in item.name or "\\" in item.name or not item.name:
-                raise ValueError(f"generated sample name must be a plain file name, got {item.name!r}")
-            files = [(".jpg", (_encode(".jpg", item.image),)), (".npy", _npy_chunks(item.posmap, posmap_dtype))]
-            if item.preview is not None:
-                files.append(("_preview.png", (_encode(".png", item.preview),)))
-            for suffix, data in files:
-                written.append(_write_file_atomically(folder, f"{item.name}{suffix}", data))
+            for name, data in _output_files(item, posmap_dtype):
+                _write_file_atomically(folder_fd, name, data)
+                written.append(name)
             names.append(item.name)
-        text = json.dumps({"sample": ref.rel, "fingerprint": fingerprint, "outputs": names}, indent=None)
-        _write_file_atomically(str(marker.parent), marker.name, (text.encode("utf-8"),))
     except BaseException:
-        for path in written:  # a sample is all or nothing
+        for name in written:  # a sample is all or nothing
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(name, dir_fd=folder_fd)
         raise
     return names
 
@@ -362,12 +428,17 @@ class _RunState:
     output: str
     posmap_dtype: str
     fingerprint: str
-    made_folders: set = dataclasses.field(default_factory=set, compare=False)
+    folders: _Folders = dataclasses.field(default_factory=_Folders, compare=False)
+    journal: _Journal = None
+
+    def __post_init__(self):
+        if self.journal is None:
+            object.__setattr__(self, "journal", _Journal(self.output))
 
 
-# Samples per generator call: their vertices come from one matrix-matrix product, whose cost per sample falls
-# with the batch (on a BFM-sized model, one core: about 1.9 ms at 32, 0.96 ms at 64, 0.75 ms at 128, 0.65 ms at
-# 256) while the batch's vertices take 0.64 MB per sample there (82 MB at 128), whatever the dataset size.
+# Samples per generator call: their vertices come from one product that reads the basis from memory once for the
+# whole batch (on a BFM-sized model a lone sample streams 146 MB; in a batch of 128 the arithmetic dominates),
+# while the batch's vertices take 0.64 MB per sample there (82 MB at 128), whatever the dataset size.
 CHUNK_SIZE = 128
 
 
@@ -393,15 +464,12 @@ def _generated_results(generator, jobs):
 def _process_tasks(state, tasks):
     """Run the generator on ``tasks`` [(SampleRef, seed)] and write each sample's outputs as soon as it is made.
 
-    The chunk goes through ``generator.process_iter``, whose one matrix-matrix product for all vertices is
-    several times faster per sample than a matrix-vector product each on a BFM-sized model, and whose bytes
-    do not depend on the batch (so not on the worker count or on what a resumed run has left).
+    The chunk goes through ``generator.process_iter``, whose one product for all vertices reads the basis once
+    (several times faster per sample than a product each on a BFM-sized model), and whose bytes do not depend
+    on the batch (so not on the worker count or on what a resumed run has left).
     Returns:
         one short record per task: ``(rel, "written", n_outputs)`` or ``(rel, "failed", reason)``.
     """
-    for ref, _ in tasks:
-        with contextlib.suppress(FileNotFoundError):  # a stale marker must not outlive a redo
-            os.unlink(_marker_path(state.output, ref.rel))
     records = []
     jobs = [(ref.image_path, ref.mat_path, seed) for ref, seed in tasks]
     for (ref, _), generated in zip(tasks, _generated_results(state.generator, jobs)):
@@ -411,11 +479,11 @@ def _process_tasks(state, tasks):
             records.append((ref.rel, "failed", reason))
             continue
         try:
-            names = _write_sample(state.output, ref, generated, state.posmap_dtype, state.fingerprint,
-                                  state.made_folders)
+            names = _write_sample(state.output, ref, generated, state.posmap_dtype, state.folders)
         except (OSError, ValueError) as exc:
             records.append((ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}"))
             continue
+        state.journal.append([{"sample": ref.rel, "fingerprint": state.fingerprint, "outputs": names}])
         records.append((ref.rel, "written", len(names)))
     return records
 
@@ -475,7 +543,7 @@ def _run_pool(state, factory_args, pending, workers, on_records):
                     on_records(future.result())
         except BaseException:
             # Stop now rather than after the running chunks: the executor has no public way to, so end its
-            # processes; their unfinished samples have no done marker and are redone by the next run.
+            # processes; their unfinished samples have no journal record and are redone by the next run.
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
             raise
@@ -505,8 +573,9 @@ def _write_uv_data(generator, output, config):
 
 def _label_lines(output, samples, fingerprint, relative):
     base = Path(output) if relative else Path(os.path.abspath(output))
+    latest = read_journals(output)
     for ref in samples:
-        names = read_done_marker(output, ref.rel, fingerprint)
+        names = done_outputs(latest, ref.rel, fingerprint)
         if names is None:
             continue
         folder = Path(ref.folder) if relative else base / ref.folder
@@ -547,30 +616,11 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
         the summary dict, also written to ``output/summary.json`` (or its shard name).
     """
     started = time.monotonic()
-    shard = parse_shard(shard if shard is None or isinstance(shard, str) else f"{shard[0]}/{shard[1]}")
-    if limit is not None and int(limit) < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
-    workers = default_worker_count() if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    shard, workers = _checked_run_arguments(root, output, shard, limit, workers, relative_paths)
     output = Path(output)
-    problem = None if relative_paths else _label_text_problem(os.path.abspath(output))
-    if problem:
-        raise ValueError(f"output path {_printable(os.path.abspath(output))!r} {problem}: give --label-paths "
-                         f"relative or another output folder")
-    if os.path.realpath(output) == os.path.realpath(root):
-        raise ValueError(f"output must be a folder other than root (the crops would replace the input images), "
-                         f"got {str(output)!r} for both")
     unreadable = []
-    samples = discover_samples(root, exclude=[output], unreadable=unreadable)
-    if not samples and not unreadable:
-        raise InputFileError(root, "no samples (an image with a .mat of the same name) in this folder or below")
-    if limit is not None:
-        samples = samples[:int(limit)]
-    if shard is not None:
-        samples = select_shard(samples, *shard)
+    samples = _selected_samples(root, output, limit, shard, unreadable)
     output.mkdir(parents=True, exist_ok=True)
-
     factory = default_generator_factory if generator_factory is None else generator_factory
     model_id = "default" if model_path is None else os.path.abspath(model_path)
     fingerprint = config_fingerprint(config, model_id, seed)
@@ -578,71 +628,119 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     generator = factory(model_path, config)
     _write_uv_data(generator, output, config)
     state = _RunState(generator, str(output), posmap_dtype, fingerprint)
-
+    latest = read_journals(output)
     # names the label file cannot hold are refused up front, with the reason
     refused = [(ref.rel, "failed", f"{_printable(ref.mat_path)}: the name {problem}; rename it")
                for ref in samples if (problem := _label_text_problem(ref.rel))]
     refused_rels = {rel for rel, _, _ in refused}
-    pending, skipped = [], 0
-    for ref in samples:
-        if ref.rel in refused_rels:
-            continue
-        if read_done_marker(output, ref.rel, fingerprint) is None:
-            pending.append((ref, sample_seed(seed, ref.rel)))
-        else:
-            skipped += 1
-    counts = {"written": 0, "failed": 0, "outputs_written": 0}
-    failures = []
-    by_rel = {ref.rel: ref for ref in samples}
-    bar = Progress(len(samples), desc="generate", enabled=progress, initial=skipped)
-    bar.postfix = f"{skipped} skipped" if skipped else ""
-
-    def on_records(records):
-        for rel, status, detail in records:
-            if status == "written":
-                counts["written"] += 1
-                counts["outputs_written"] += detail
-            else:
-                counts["failed"] += 1
-                ref = by_rel[rel]
-                image, mat = _printable(ref.image_path), _printable(ref.mat_path)
-                logger.warning("skipping sample %s (image %s): %s", mat, image, detail)
-                failures.append({"sample": _printable(rel), "image": image, "mat": mat, "reason": detail})
-        notes = [f"{skipped} skipped"] * bool(skipped) + [f"{counts['failed']} failed"] * bool(counts["failed"])
-        bar.update(len(records), postfix=", ".join(notes))
-
+    pending = [(ref, sample_seed(seed, ref.rel)) for ref in samples
+               if ref.rel not in refused_rels and done_outputs(latest, ref.rel, fingerprint) is None]
+    # a sample done under other settings is about to be rewritten: its record must not outlive the redo
+    stale = [{"sample": ref.rel, "redo": True} for ref, _ in pending if ref.rel in latest]
+    if stale:
+        state.journal.append(stale)
+    tally = _Tally(samples, len(samples) - len(pending) - len(refused), progress)
     if refused:
-        on_records(refused)
+        tally.add(refused)
     run_workers = min(workers, max(len(pending), 1))
     try:
-        if run_workers == 1:
-            for tasks in _chunked(pending, CHUNK_SIZE):
-                on_records(_process_tasks(state, tasks))
-        else:
-            factory_args = (factory, model_path, config, str(output), posmap_dtype, fingerprint)
-            _run_pool(state, factory_args, pending, run_workers, on_records)
-    except cf.process.BrokenProcessPool as exc:
-        raise RuntimeError("a worker process died (killed, or out of memory); the finished samples are kept: "
-                           "rerun the same command to resume") from exc
+        _run_tasks(state, (factory, model_path, config, str(output), posmap_dtype, fingerprint), pending,
+                   run_workers, tally.add)
     finally:
-        bar.close()
-
+        tally.close()
+        state.folders.close()
+        state.journal.close()
     label_path = output / label_file_name(shard)
     n_lines = write_label_file(label_path, output, samples, fingerprint, relative=relative_paths)
-    elapsed = time.monotonic() - started
-    failures.sort(key=lambda f: f["sample"])
     summary = {
         "root": os.path.abspath(root), "output": os.path.abspath(output), "label_file": os.path.abspath(label_path),
         "label_paths": "relative" if relative_paths else "absolute",
         "model": model_id, "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "limit": limit,
         "seed": int(seed), "workers": run_workers, "fingerprint": fingerprint,
-        "config": dataclasses.asdict(config),
-        "samples": len(samples), "written": counts["written"], "skipped": skipped, "failed": counts["failed"],
-        "label_lines": n_lines, "outputs_written": counts["outputs_written"], "unreadable_folders": unreadable,
-        "elapsed_s": round(elapsed, 3),
-        "samples_per_s": round(counts["written"] / elapsed, 3) if elapsed > 0 else 0.0,
-        "failures": failures,
+        "config": dataclasses.asdict(config), "samples": len(samples), "label_lines": n_lines,
+        "unreadable_folders": unreadable, **tally.summary(time.monotonic() - started),
     }
     atomic_write_bytes(output / summary_file_name(shard),
                        (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8"))
     return summary
+
+
+def _checked_run_arguments(root, output, shard, limit, workers, relative_paths):
+    """``generate_dataset``'s arguments checked: returns (shard as (K, N) or None, worker count)."""
+    shard = parse_shard(shard if shard is None or isinstance(shard, str) else f"{shard[0]}/{shard[1]}")
+    if limit is not None and int(limit) < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    workers = default_worker_count() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    problem = None if relative_paths else _label_text_problem(os.path.abspath(output))
+    if problem:
+        raise ValueError(f"output path {_printable(os.path.abspath(output))!r} {problem}: give --label-paths "
+                         f"relative or another output folder")
+    if os.path.realpath(output) == os.path.realpath(root):
+        raise ValueError(f"output must be a folder other than root (the crops would replace the input images), "
+                         f"got {str(output)!r} for both")
+    return shard, workers
+
+
+def _selected_samples(root, output, limit, shard, unreadable):
+    """The samples under ``root`` (the output folder excluded), the first ``limit``, then the shard's block;
+    ``unreadable`` receives the folders that cannot be listed (see ``discover_samples``).
+
+    Raises:
+        InputFileError: ``root`` holds no sample at all (and no folder that could not be listed).
+    """
+    samples = discover_samples(root, exclude=[output], unreadable=unreadable)
+    if not samples and not unreadable:
+        raise InputFileError(root, "no samples (an image with a .mat of the same name) in this folder or below")
+    if limit is not None:
+        samples = samples[:int(limit)]
+    return samples if shard is None else select_shard(samples, *shard)
+
+
+def _run_tasks(state, factory_args, pending, workers, on_records):
+    """Run the pending tasks in this process (one worker) or on a pool, passing each chunk's records on."""
+    try:
+        if workers == 1:
+            for tasks in _chunked(pending, CHUNK_SIZE):
+                on_records(_process_tasks(state, tasks))
+        else:
+            _run_pool(state, factory_args, pending, workers, on_records)
+    except cf.process.BrokenProcessPool as exc:
+        raise RuntimeError("a worker process died (killed, or out of memory); the finished samples are kept: "
+                           "rerun the same command to resume") from exc
+
+
+class _Tally:
+    """Counts the workers' records (written, failed with the reason logged) and shows them on the progress bar."""
+
+    def __init__(self, samples, skipped, progress):
+        self.by_rel = {ref.rel: ref for ref in samples}
+        self.skipped, self.written, self.failed, self.outputs_written = skipped, 0, 0, 0
+        self.failures = []
+        self.bar = Progress(len(samples), desc="generate", enabled=progress, initial=skipped)
+        self.bar.postfix = f"{skipped} skipped" if skipped else ""
+
+    def add(self, records):
+        for rel, status, detail in records:
+            if status == "written":
+                self.written += 1
+                self.outputs_written += detail
+            else:
+                self.failed += 1
+                ref = self.by_rel[rel]
+                image, mat = _printable(ref.image_path), _printable(ref.mat_path)
+                logger.warning("skipping sample %s (image %s): %s", mat, image, detail)
+                self.failures.append({"sample": _printable(rel), "image": image, "mat": mat, "reason": detail})
+        notes = [f"{self.skipped} skipped"] * bool(self.skipped) + [f"{self.failed} failed"] * bool(self.failed)
+        self.bar.update(len(records), postfix=", ".join(notes))
+
+    def close(self):
+        self.bar.close()
+
+    def summary(self, elapsed):
+        """The counts part of the run summary."""
+        return {"written": self.written, "skipped": self.skipped, "failed": self.failed,
+                "outputs_written": self.outputs_written, "elapsed_s": round(elapsed, 3),
+                "samples_per_s": round(self.written / elapsed, 3) if elapsed > 0 else 0.0,
+                "failures": sorted(self.failures, key=lambda f: f["sample"])}

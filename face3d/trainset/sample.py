@@ -4,30 +4,30 @@ Per sample:
 
 1. Read the image and the ``.mat`` (``read_300wlp_sample``).
 2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
-   product dominates, and one matrix-matrix product for many samples (``process_iter`` / ``process_many``)
-   costs a fraction of a matrix-vector product each; results are bit-identical whatever the batching (see
-   ``_vertices_batch``), and recently seen parameter sets (300W-LP's profiled views of a face share them) are
-   not recomputed.
+   product dominates; one product for many samples (``process_iter`` / ``process_many``) reads the basis once
+   for all of them, and results are bit-identical whatever the batching (see ``_vertex_product``). What the
+   outputs of one parameter set share (``_Geometry``: the vertices and their UV interpolation) is computed once
+   and kept for recently seen sets (300W-LP's profiled views of a face share Shape and Exp).
 3. Pose: ``s * V @ R.T + t`` with ``R = angle2matrix_3ddfa(Pose_Para[0:3])``, ``s = Pose_Para[6]``,
    ``t = Pose_Para[3:6]``, then image rows ``y = h - 1 - y``.  Written as one linear map ``V @ A.T + b``.
 4. Crop: PRNet's square around the 68 projected keypoints (``crop.keypoint_box``), perturbed by a generator
    seeded with ``seed``; image warped with ``cv2.warpAffine`` (bilinear, black outside).
 5. Position map: at each UV pixel the crop-space x, y of the surface point and its z scaled by the crop scale k
    and shifted by ``-k * min z`` over all vertices (PRNet's ``position[:, 2] -= min``).  Pose and crop make one
-   3x4 map of the model-space vertices (``_placement``, applied by ``cv2.transform``); the placed vertices are
-   interpolated with the once-rasterized UV layout (``posmap.UVRasterization``), which equals
-   ``render_colors`` of the crop-space vertices in UV space.  When rotated copies share the vertices, the
-   model-space vertices are interpolated once and each output maps those UV points instead: interpolation
-   commutes with the affine map because barycentric weights sum to 1.  Uncovered UV pixels are 0.
+   3x4 map of model space (``_placement``).  The model-space vertices are interpolated once per parameter set
+   with the once-rasterized UV layout (``posmap.UVRasterization``) and each output's map is the placement of
+   those UV points (``cv2.transform``): interpolation commutes with the affine map because barycentric weights
+   sum to 1, so this equals ``render_colors`` of the crop-space vertices in UV space (up to float32 rounding).
+   Uncovered UV pixels are 0.
 
 Rotation augmentation: an in-plane rotation by theta about the face centre (the unperturbed keypoint box
 centre), composed into the pose exactly: rotated image positions are ``Rot @ (x, y)`` with z unchanged, the crop
 box is taken around the rotated keypoints, and the image is warped once from the original with
 ``crop o Rot`` (so no corner of the rotated picture is lost to an intermediate canvas).  The vertices and their
-UV interpolation are shared with the plain sample; each rotated copy costs one warp and one 3x4 map of the
-interpolated points.  With ``refit=True`` the model is instead fitted (``model.fit``) to the rotated projected
-keypoints and the map comes from the fitted shape, expression and pose, as earlier forks built 300W-LP-Rotate;
-the crop is the same as in the exact mode, so the two label sets can be compared pixel for pixel.
+UV points are shared with the plain sample; each rotated copy costs one warp and one 3x4 map of the UV points.
+With ``refit=True`` the model is instead fitted (``model.fit``) to the rotated projected keypoints and the map
+comes from the fitted shape, expression and pose, as earlier forks built 300W-LP-Rotate; the crop is the same
+as in the exact mode, so the two label sets can be compared pixel for pixel.
 """
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
-from scipy.linalg import blas
 
 from face3d.contract import LANDMARK_SCALE, RESOLUTION
+from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
 from face3d.trainset.posmap import keypoints_from_map, rasterize_uv, uv_keypoint_pixels
@@ -287,6 +287,20 @@ def draw_preview(image, posmap, uv_kpt_ind, step: int = 6) -> np.ndarray:
     return np.hstack([left, right])
 
 
+@dataclass
+class _Geometry:
+    """What every output of one parameter set shares (300W-LP's views of a face share Shape and Exp).
+
+    Attributes:
+        vertices: (n, 3) float32 model-space vertices.
+        uv_points: (r, r, 3) float32 the vertices interpolated at the UV pixels (0 where uncovered), filled in by
+            ``TrainsetGenerator._uv_points`` when first needed.
+    """
+
+    vertices: np.ndarray
+    uv_points: np.ndarray | None = None
+
+
 class TrainsetGenerator:
     """Per-process generator of PRNet training pairs for one morphable model (see the module docstring).
 
@@ -297,7 +311,7 @@ class TrainsetGenerator:
         model: MorphableModel (uses ``model`` dict ``shapeMU``, ``shapePC``, ``expPC``; ``uv_coords``,
             ``full_triangles``, ``kpt_ind``; ``fit`` and ``generate_vertices`` in refit mode).
         config: GenerationConfig.
-        cache_size: parameter sets whose vertices are kept (least recently used dropped).
+        cache_size: parameter sets whose vertices and UV points are kept (least recently used dropped).
     """
 
     def __init__(self, model, config: GenerationConfig = GenerationConfig(), cache_size: int = 8):
@@ -312,18 +326,19 @@ class TrainsetGenerator:
         self.kpt_ind = np.asarray(model.kpt_ind, dtype=np.int64)
         self.uv_kpt_ind = uv_keypoint_pixels(model.uv_coords, self.kpt_ind, r, self.rasterization.covered)
         m = model.model
-        # float32 C-order copies only when the model's arrays are not already so (no copy for face3d's loader).
-        self._mean = np.ascontiguousarray(m["shapeMU"], dtype=np.float32).reshape(-1)
-        self._shape_pc = np.ascontiguousarray(m["shapePC"], dtype=np.float32)
-        self._exp_pc = np.ascontiguousarray(m["expPC"], dtype=np.float32)
-        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._n_shape, self._n_exp = m["shapePC"].shape[1], m["expPC"].shape[1]
+        self._n_coordinates = np.size(m["shapeMU"])
+        # The shape and expression bases side by side in the kernel's tiled layout: one copy of the basis
+        # (146 MB on the BFM) made once per generator, shared copy-on-write by forked workers.
+        self._mean, self._basis_tiles = tile_basis(m["shapeMU"], m["shapePC"], m["expPC"])
+        self._cache: OrderedDict[bytes, _Geometry] = OrderedDict()
         self._cache_size = int(cache_size)
 
     # ------------------------------------------------------------------ vertices
     def _padded(self, params: dict, where: str, allow_short: bool) -> np.ndarray:
         """Shape and expression parameters as one float32 vector (n_shape + n_exp,), zero-padded when
         ``allow_short``, else a shorter vector than the model's basis is refused."""
-        ns, ne = self._shape_pc.shape[1], self._exp_pc.shape[1]
+        ns, ne = self._n_shape, self._n_exp
         sp = params["Shape_Para"].reshape(-1)
         ep = params["Exp_Para"].reshape(-1)
         for key, value, n in (("Shape_Para", sp, ns), ("Exp_Para", ep, ne)):
@@ -339,53 +354,49 @@ class TrainsetGenerator:
         out[ns:ns + min(ep.size, ne)] = ep[:ne]
         return out
 
-    def _vertices_batch(self, coefficients: list[np.ndarray]) -> list[np.ndarray]:
-        """Model-space vertices (n, 3) float32 C-contiguous per coefficient vector; vectors not in the cache
-        share one dense matrix product."""
-        ns = self._shape_pc.shape[1]
+    def _geometry_batch(self, coefficients: list[np.ndarray]) -> list[_Geometry]:
+        """The ``_Geometry`` of each coefficient vector: from the cache, or with vertices (n, 3) float32
+        C-contiguous from one product shared by the vectors not in the cache."""
         keys = [c.tobytes() for c in coefficients]
         todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
-        fresh = {}
-        if todo:
-            columns = [np.frombuffer(k, dtype=np.float32) for k in todo]
-            # BLAS's matrix-vector path rounds differently from its matrix-matrix path, whose columns come out
-            # bit-identical whatever the batch; a zero column keeps one sample on the matrix-matrix path, so
-            # results never depend on how samples are batched (resumed or sharded runs reproduce bytes).
-            if len(columns) == 1:
-                columns.append(np.zeros_like(columns[0]))
-            coef = np.stack(columns, axis=1)
-            # Fortran order makes each sample's vertices one contiguous column; the mean goes in first and
-            # both products accumulate onto it in place (BLAS beta = 1), with no temporary of the batch's size.
-            flat = np.empty((self._mean.size, coef.shape[1]), dtype=np.float32, order="F")
-            flat[...] = self._mean[:, None]
-            for basis, part in ((self._shape_pc, coef[:ns]), (self._exp_pc, coef[ns:])):
-                if basis.shape[1]:
-                    flat = blas.sgemm(1.0, basis.T, np.asfortranarray(part), beta=1.0, c=flat, trans_a=1,
-                                      overwrite_c=1)
-            for i, k in enumerate(todo):
-                fresh[k] = flat[:, i].reshape(-1, 3)
+        fresh = dict(zip(todo, self._vertex_product(todo))) if todo else {}
         result = []
         for k in keys:
             if k in fresh:
-                vertices = fresh[k]
-                self._cache[k] = vertices
+                geometry = self._cache[k] = _Geometry(fresh.pop(k))
             else:
-                vertices = self._cache[k]
+                geometry = self._cache[k]
             self._cache.move_to_end(k)
-            result.append(vertices)
+            result.append(geometry)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        for k, vertices in list(self._cache.items()):
-            if vertices.base is not None:  # a cached row must not keep the whole batch alive
-                self._cache[k] = vertices.copy()
+        for geometry in self._cache.values():
+            if geometry.vertices.base is not None:  # a cached row must not keep the whole batch alive
+                geometry.vertices = geometry.vertices.copy()
         return result
+
+    def _vertex_product(self, keys: list[bytes]) -> list[np.ndarray]:
+        """Vertices ``shapeMU + shapePC @ sp + expPC @ ep`` (n, 3) float32 per coefficient vector (given as
+        float32 bytes), rows of one product. ``face3d.mesh.linear.combine_basis`` sums every element in one fixed
+        order, so a sample's vertices are bit-identical whether it is computed alone or in any batch (resumed,
+        sharded or differently chunked runs reproduce bytes), on any CPU; a batch reads the basis once."""
+        coef = np.stack([np.frombuffer(k, dtype=np.float32) for k in keys])
+        flat = combine_basis(self._mean, self._basis_tiles, coef)
+        return [flat[i, :self._n_coordinates].reshape(-1, 3) for i in range(len(keys))]
+
+    def _uv_points(self, geometry: _Geometry) -> np.ndarray:
+        """``geometry.uv_points``, interpolated (one sparse product) on first use."""
+        if geometry.uv_points is None:
+            r = self.config.resolution
+            geometry.uv_points = np.asarray(self.rasterization.matrix @ geometry.vertices).reshape(r, r, 3)
+        return geometry.uv_points
 
     def vertices(self, shape_para, exp_para) -> np.ndarray:
         """Model-space vertices ``shapeMU + shapePC @ shape_para + expPC @ exp_para``, (n, 3) float32; vectors
         shorter than the bases are zero-padded."""
         coef = self._padded({"Shape_Para": np.asarray(shape_para, dtype=np.float64),
                              "Exp_Para": np.asarray(exp_para, dtype=np.float64)}, "vertices()", allow_short=True)
-        return self._vertices_batch([coef])[0].copy()
+        return self._geometry_batch([coef])[0].vertices.copy()
 
     # ------------------------------------------------------------------ one sample
     @staticmethod
@@ -456,10 +467,11 @@ class TrainsetGenerator:
         preview = draw_preview(crop, posmap, self.uv_kpt_ind) if self.config.preview else None
         return GeneratedSample(name=name, image=crop, posmap=posmap, preview=preview, crop_matrix=matrix_img)
 
-    def _generate(self, image, params, stem, seed, where, vertices) -> list[GeneratedSample]:
-        cfg = self.config
-        h, w = image.shape[:2]
-        A, b = self.image_pose(params["Pose_Para"], h)
+    def _projected_keypoints(self, vertices, A, b, shape, where) -> np.ndarray:
+        """Image positions (68, 3) float64 of the keypoint vertices; InputFileError when the depth offset is beyond
+        ``MAX_DEPTH_SHIFT``, the projection is not finite, the face lies outside the image or the pose is
+        degenerate."""
+        h, w = shape
         if not abs(b[2]) <= MAX_DEPTH_SHIFT:
             raise InputFileError(where, f"Pose_Para tz = {b[2]:g} is beyond +-{MAX_DEPTH_SHIFT:g} pixels: depths "
                                         f"measured from the lowest vertex would lose their precision")
@@ -468,30 +480,29 @@ class TrainsetGenerator:
         if not np.all(np.isfinite(kpt)):
             raise InputFileError(where, "Pose_Para projects the keypoints to non-finite positions")
         inside = (kpt[:, 0] >= 0) & (kpt[:, 0] <= w - 1) & (kpt[:, 1] >= 0) & (kpt[:, 1] <= h - 1)
-        if int(inside.sum()) < min(cfg.min_visible_keypoints, kpt.shape[0]):
-            raise InputFileError(where, f"face outside the image: {int(inside.sum())} of {kpt.shape[0]} projected "
-                              f"keypoints lie inside the {w}x{h} image")
+        if int(inside.sum()) < min(self.config.min_visible_keypoints, kpt.shape[0]):
+            raise InputFileError(where, f"face outside the image: {int(inside.sum())} of {kpt.shape[0]} "
+                                        f"projected keypoints lie inside the {w}x{h} image")
         box_size = np.ptp(kpt[:, :2], axis=0)
         if not box_size.sum() / 2.0 >= 1.0:
             raise InputFileError(where, f"projected keypoints span {box_size.tolist()} pixels; the pose is degenerate")
-        rng = np.random.default_rng(seed) if cfg.perturb else None
-        if cfg.angles and not cfg.refit:
-            # Outputs sharing the vertices share their interpolation; each output then maps those UV points.
-            r = cfg.resolution
-            uv_points = np.asarray(self.rasterization.matrix @ vertices).reshape(r, r, 3)
-            z_min = self._z_min(vertices, A, b)
+        return kpt
 
-            def posmap(matrix):
-                return self._shared_posmap(uv_points, A, b, z_min, matrix)
-        else:
-            def posmap(matrix):
-                return self._placed_posmap(vertices, A, b, matrix)
+    def _generate(self, image, params, stem, seed, where, geometry: _Geometry) -> list[GeneratedSample]:
+        """The outputs of one sample: every map is one 3x4 placement of the parameter set's shared UV points
+        (``_shared_posmap``), except refitted rotations, which have their own vertices."""
+        cfg = self.config
+        h = image.shape[0]
+        A, b = self.image_pose(params["Pose_Para"], h)
+        kpt = self._projected_keypoints(geometry.vertices, A, b, image.shape[:2], where)
+        uv_points, z_min = self._uv_points(geometry), self._z_min(geometry.vertices, A, b)
+        rng = np.random.default_rng(seed) if cfg.perturb else None
 
         def box(points_xy):
             return keypoint_box(points_xy, cfg.crop_scale, rng, cfg.max_shift, cfg.scale_range)
 
         plain = crop_matrix(box(kpt[:, :2]), cfg.resolution)
-        outputs = [self._output(stem, image, plain, posmap(plain))]
+        outputs = [self._output(stem, image, plain, self._shared_posmap(uv_points, A, b, z_min, plain))]
         face = keypoint_box(kpt[:, :2])
         for angle in cfg.angles:
             rot = rotation_matrix((face.cx, face.cy), angle)
@@ -503,7 +514,7 @@ class TrainsetGenerator:
                 fitted, A_fit, b_fit = self._refit_pose(rotated_kpt, h)
                 rotated_map = self._placed_posmap(fitted, A_fit, b_fit, crop_rotated)
             else:
-                rotated_map = posmap(matrix_img)
+                rotated_map = self._shared_posmap(uv_points, A, b, z_min, matrix_img)
             outputs.append(self._output(angle_name(stem, angle), image, matrix_img, rotated_map))
         return outputs
 
@@ -520,7 +531,7 @@ class TrainsetGenerator:
                 outside the image, a depth offset beyond ``MAX_DEPTH_SHIFT``, non-finite or degenerate projection.
         """
         coef = self._padded(params, stem, self.config.allow_short_params)
-        return self._generate(image, params, stem, seed, stem, self._vertices_batch([coef])[0])
+        return self._generate(image, params, stem, seed, stem, self._geometry_batch([coef])[0])
 
     def process(self, image_path, mat_path, seed: int) -> list[GeneratedSample]:
         """Training pairs of one 300W-LP sample (plain first, then ``<stem>_angle_<deg>`` copies).
@@ -531,11 +542,11 @@ class TrainsetGenerator:
         image, params = read_300wlp_sample(image_path, mat_path, self.config.max_pixels)
         coef = self._padded(params, str(mat_path), self.config.allow_short_params)
         return self._generate(image, params, Path(image_path).stem, seed, str(mat_path),
-                              self._vertices_batch([coef])[0])
+                              self._geometry_batch([coef])[0])
 
     def process_iter(self, jobs: Sequence[tuple]) -> Iterator[list[GeneratedSample] | InputFileError]:
-        """``process`` for several samples with one matrix-matrix product for all their vertices (several times
-        faster per sample than one matrix-vector product each on a BFM-sized model), yielding each sample's
+        """``process`` for several samples with one product for all their vertices (reading the basis once:
+        several times faster per sample than one product each on a BFM-sized model), yielding each sample's
         result as soon as it is made, so that a caller can write it before the next image is decoded.
 
         All ``.mat`` files are read first (the product needs every parameter set); each image is decoded when
@@ -556,15 +567,16 @@ class TrainsetGenerator:
                 read.append((params, self._padded(params, str(mat_path), self.config.allow_short_params)))
             except InputFileError as exc:
                 read.append(exc)
-        geometry = iter(self._vertices_batch([d[1] for d in read if not isinstance(d, InputFileError)]))
+        # popped one by one, so that a sample's UV points are freed with it unless the cache keeps them
+        geometries = self._geometry_batch([d[1] for d in read if not isinstance(d, InputFileError)])[::-1]
         for (image_path, mat_path, seed), d in zip(jobs, read):
             if isinstance(d, InputFileError):
                 yield d
                 continue
-            vertices = next(geometry)
+            geometry = geometries.pop()
             try:
                 image = read_image(Path(image_path), self.config.max_pixels)
-                yield self._generate(image, d[0], Path(image_path).stem, seed, str(mat_path), vertices)
+                yield self._generate(image, d[0], Path(image_path).stem, seed, str(mat_path), geometry)
             except InputFileError as exc:
                 yield exc
 

@@ -13,30 +13,50 @@ roll)`` and image row ``y = size - 1 - projected_y``. As in 300W-LP, the jaw key
 from the camera (|yaw| > 10 degrees) are moved to the silhouette: for each of them, the outermost vertex of its
 ``contour_lines`` candidates (BFM_info's ``parallel``) when the model has them.
 
-Sample i is drawn from ``numpy.random.default_rng([seed, i])`` alone, so the set is deterministic and its first
-k samples do not depend on ``count``. Yaw is spread over [-90, 90] degrees by a golden-ratio sequence so that even
-a few samples include large yaw; pitch and roll are uniform in +-20 degrees. The tree is ``<output>/SYNTH/
-SYNTH_<iiii>_0.{jpg,mat}``; ``<output>/synthetic.json`` records the settings and is written last, so a complete
-set with the same settings is reused instead of re-rendered.
+Structure as 300W-LP: a face (subject, expression, light, background) has ``views`` profiled views that share
+``Shape_Para`` and ``Exp_Para`` (only ``Pose_Para`` differs: the yaw turns on towards the profile), named
+``SYNTH_<ffff>_1_<view>`` in ``<output>/SYNTH``, and each view has a ``_Flip`` copy of the same name in
+``<output>/SYNTH_Flip``: the mirrored face (its own least-squares Shape/Exp, yaw and roll negated, tx mirrored)
+rendered with the mirrored colours, light and background, whose ``pt2d`` is mirrored in x but not re-ordered
+(point 0 is then the subject's left jaw). Face f is drawn from ``numpy.random.default_rng([seed, f])`` alone
+(yaw spread over [-90, 90] degrees by a golden-ratio sequence, pitch and roll uniform in +-20 degrees), so the
+set is deterministic and its first k samples do not depend on ``count``; a one-view face without flip is what
+``synthesize_sample`` renders. ``<output>/synthetic.json`` records the settings and is written last, so a
+complete set with the same settings is reused instead of re-rendered.
 """
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import scipy.io
+import scipy.linalg
 
 from face3d.mesh import light as mesh_light
 from face3d.mesh import render as mesh_render
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.utils.atomic import atomic_file, atomic_write_bytes
 
-__all__ = ["synthesize_dataset", "synthesize_sample", "random_background", "SYNTH_FOLDER", "RECORD_FILE"]
+__all__ = [
+    "FLIP_FOLDER",
+    "RECORD_FILE",
+    "SYNTH_FOLDER",
+    "VIEWS",
+    "random_background",
+    "sample_names",
+    "synthesize_dataset",
+    "synthesize_sample",
+    "view_yaws",
+]
 
 SYNTH_FOLDER = "SYNTH"
+FLIP_FOLDER = "SYNTH_Flip"
 RECORD_FILE = "synthetic.json"
-FORMAT_VERSION = 1
+VIEWS = 4
+FORMAT_VERSION = 2
 _GOLDEN = 0.6180339887498949
 _JPEG_QUALITY = 95
 
@@ -92,7 +112,7 @@ def _far_side_contour(model, vertices, kpt_ind, R, yaw):
     if len(lines) != 17 or abs(np.rad2deg(yaw)) <= 10.0:
         return kpt
     camera = vertices @ R.T  # x right, z towards the viewer
-    left, right = list(range(0, 8)), list(range(9, 17))
+    left, right = list(range(8)), list(range(9, 17))
     far = left if camera[kpt[left], 2].mean() < camera[kpt[right], 2].mean() else right
     for j in far:
         candidates = np.asarray(lines[j], dtype=np.int64)
@@ -102,25 +122,117 @@ def _far_side_contour(model, vertices, kpt_ind, R, yaw):
     return kpt
 
 
-def _shade(model, vertices, colors, R, rng):
+def _draw_light(rng):
+    """Ambient rgb, directional rgb, elevation and azimuth (radians) of the light: (3,), (3,), float, float."""
+    ambient = rng.uniform(0.35, 0.6) * rng.uniform(0.9, 1.1, 3)
+    directional = rng.uniform(0.35, 0.75) * rng.uniform(0.9, 1.1, 3)
+    elevation, azimuth = rng.uniform(-0.6, 0.8), rng.uniform(-1.2, 1.2)
+    return ambient, directional, elevation, azimuth
+
+
+def _shade(model, vertices, colors, R, light):
     """Lambertian shading in camera space: ambient + one directional light (face3d.mesh.light normals).
 
     Returns:
         (colors (n,3) float32 in [0, 1], Illum_Para (10,) float64).
     """
+    ambient, directional, elevation, azimuth = light
     normals = mesh_light.vertex_normals(vertices, model.full_triangles)
     if normals[:, 2].sum() < 0:  # the triangle winding decides the sign; a frontal face must face +z
         normals = -normals
     normals = normals @ R.T
-    ambient = rng.uniform(0.35, 0.6) * rng.uniform(0.9, 1.1, 3)
-    directional = rng.uniform(0.35, 0.75) * rng.uniform(0.9, 1.1, 3)
-    elevation, azimuth = rng.uniform(-0.6, 0.8), rng.uniform(-1.2, 1.2)
     direction = np.array([np.cos(elevation) * np.sin(azimuth), np.sin(elevation),
                           np.cos(elevation) * np.cos(azimuth)])
     lambert = np.clip(normals @ direction, 0.0, None)[:, None]
     shaded = colors / 255.0 * (ambient[None, :] + directional[None, :] * lambert)
     illum = np.concatenate([ambient, directional, [elevation, azimuth, 0.0, 20.0]])
     return np.clip(shaded, 0.0, 1.0).astype(np.float32), illum
+
+
+@dataclass(frozen=True)
+class _Face:
+    """What every view of one face shares: the subject (parameters, vertices (n, 3), colours (n, 3) 0-255), pitch,
+    roll and base yaw (radians), scale, the keypoint-box centre (2,) in projected pixels (y up), the light and the
+    background (size, size, 3) float32."""
+
+    shape_para: np.ndarray
+    exp_para: np.ndarray
+    tex_para: np.ndarray
+    vertices: np.ndarray
+    colors: np.ndarray
+    pitch: float
+    roll: float
+    yaw: float
+    scale: float
+    target: np.ndarray
+    light: tuple
+    background: np.ndarray
+
+
+def _draw_face(model, rng, size, yaw_fraction):
+    """A random face (see ``synthesize_sample`` for the distributions)."""
+    m = model.model
+    # Components ~ N(0, (k EV)^2), clipped at 2.5 sigma: plausible faces, the scales of 300W-LP's fits.
+    shape_para = (np.clip(rng.standard_normal((model.n_shape_para, 1)), -2.5, 2.5) * 0.7
+                  * m["shapeEV"].reshape(-1, 1)).astype(np.float64)
+    exp_para = (np.clip(rng.standard_normal((model.n_exp_para, 1)), -2.5, 2.5) * 0.6
+                * m["expEV"].reshape(-1, 1)).astype(np.float64)
+    tex_para = (np.clip(rng.standard_normal((model.n_tex_para, 1)), -2.5, 2.5) * 0.6
+                * m["texEV"].reshape(-1, 1)).astype(np.float64)
+    vertices = model.generate_vertices(shape_para, exp_para).astype(np.float64)
+    colors = model.generate_colors(tex_para).astype(np.float64)
+    fraction = rng.random() if yaw_fraction is None else float(yaw_fraction)
+    yaw = np.deg2rad(np.clip(-90.0 + 180.0 * fraction + rng.uniform(-3.0, 3.0), -90.0, 90.0))
+    pitch, roll = np.deg2rad(rng.uniform(-20.0, 20.0, 2))
+    scale = rng.uniform(0.33, 0.5) * size / np.ptp(vertices[:, 0])  # face (mask) width 33-50% of the image
+    target = (size - 1) / 2.0 + rng.uniform(-0.06, 0.06, 2) * size  # in projected coordinates (y up)
+    light = _draw_light(rng)
+    return _Face(shape_para, exp_para, tex_para, vertices, colors, float(pitch), float(roll), float(yaw),
+                 float(scale), target, light, random_background(rng, size))
+
+
+def _render_view(model, face, yaw, rng, size, kpt=None):
+    """One view of ``face`` at ``yaw`` (radians), its keypoint box centred on ``face.target``; ``rng`` draws the
+    sensor grain. ``kpt``: the keypoint vertices of pt2d, by default 300W-LP's (``_far_side_contour``).
+
+    Returns:
+        (image (size, size, 3) uint8 RGB, mat dict (module docstring), keypoint vertex indices (68,)).
+    """
+    vertices = face.vertices
+    kpt_ind = np.asarray(model.kpt_ind, dtype=np.int64)
+    R = angle2matrix_3ddfa([face.pitch, yaw, face.roll])
+    placed = similarity_transform(vertices, face.scale, R, np.zeros(3))
+    box_centre = 0.5 * (placed[kpt_ind, :2].min(axis=0) + placed[kpt_ind, :2].max(axis=0))
+    # Stored as float32 (as 300W-LP does); everything below uses the stored values, so the labels are exact.
+    pose = np.array([face.pitch, yaw, face.roll, face.target[0] - box_centre[0], face.target[1] - box_centre[1],
+                     0.0, face.scale], dtype=np.float32).astype(np.float64)
+    R = angle2matrix_3ddfa(pose[:3])
+    projected = similarity_transform(vertices, pose[6], R, pose[3:6])
+
+    shaded, illum = _shade(model, vertices, face.colors, R, face.light)
+    image_vertices = projected.copy()
+    image_vertices[:, 1] = size - 1 - image_vertices[:, 1]
+    rendered = mesh_render.render_colors(image_vertices.astype(np.float32), model.full_triangles, shaded,
+                                         size, size, c=3, BG=face.background.copy())
+    rendered = rendered + rng.normal(0.0, 1.5 / 255.0, rendered.shape)  # sensor grain
+    image = np.clip(np.round(rendered * 255.0), 0, 255).astype(np.uint8)
+
+    kpt = _far_side_contour(model, vertices, kpt_ind, R, pose[1]) if kpt is None else kpt
+    pt2d = image_vertices[kpt, :2].T.astype(np.float64)
+    lo, hi = pt2d.min(axis=1), pt2d.max(axis=1)
+    pad = 0.25 * (hi - lo)
+    roi = np.round(np.concatenate([lo - pad, hi + pad])).astype(np.int16).reshape(1, 4)
+    mat = {
+        "pt2d": pt2d,
+        "roi": roi,
+        "Pose_Para": pose.astype(np.float32).reshape(1, 7),
+        "Shape_Para": face.shape_para,
+        "Exp_Para": face.exp_para,
+        "Tex_Para": face.tex_para,
+        "Color_Para": np.array([[1, 1, 1, 0, 0, 0, 1]], dtype=np.float32),
+        "Illum_Para": illum.reshape(1, 10),
+    }
+    return image, mat, kpt
 
 
 def synthesize_sample(model, rng, size=450, yaw_fraction=None):
@@ -135,58 +247,78 @@ def synthesize_sample(model, rng, size=450, yaw_fraction=None):
     Returns:
         (image (size, size, 3) uint8 RGB, mat dict with the keys listed in the module docstring).
     """
-    m = model.model
-    # Components ~ N(0, (k EV)^2), clipped at 2.5 sigma: plausible faces, the scales of 300W-LP's fits.
-    shape_para = (np.clip(rng.standard_normal((model.n_shape_para, 1)), -2.5, 2.5) * 0.7
-                  * m["shapeEV"].reshape(-1, 1)).astype(np.float64)
-    exp_para = (np.clip(rng.standard_normal((model.n_exp_para, 1)), -2.5, 2.5) * 0.6
-                * m["expEV"].reshape(-1, 1)).astype(np.float64)
-    tex_para = (np.clip(rng.standard_normal((model.n_tex_para, 1)), -2.5, 2.5) * 0.6
-                * m["texEV"].reshape(-1, 1)).astype(np.float64)
-    vertices = model.generate_vertices(shape_para, exp_para).astype(np.float64)
-    colors = model.generate_colors(tex_para).astype(np.float64)
+    face = _draw_face(model, rng, size, yaw_fraction)
+    return _render_view(model, face, face.yaw, rng, size)[:2]
 
-    fraction = rng.random() if yaw_fraction is None else float(yaw_fraction)
-    yaw = np.deg2rad(np.clip(-90.0 + 180.0 * fraction + rng.uniform(-3.0, 3.0), -90.0, 90.0))
-    pitch, roll = np.deg2rad(rng.uniform(-20.0, 20.0, 2))
-    R = angle2matrix_3ddfa([pitch, yaw, roll])
-    kpt_ind = np.asarray(model.kpt_ind, dtype=np.int64)
-    width = np.ptp(vertices[:, 0])
-    scale = rng.uniform(0.33, 0.5) * size / width  # face (mask) width 33-50% of the image
-    placed = similarity_transform(vertices, scale, R, np.zeros(3))
-    box_centre = 0.5 * (placed[kpt_ind, :2].min(axis=0) + placed[kpt_ind, :2].max(axis=0))
-    target = (size - 1) / 2.0 + rng.uniform(-0.06, 0.06, 2) * size  # in projected coordinates (y up)
-    # Stored as float32 (as 300W-LP does); everything below uses the stored values, so the labels are exact.
-    pose = np.array([pitch, yaw, roll, target[0] - box_centre[0], target[1] - box_centre[1], 0.0, scale],
-                    dtype=np.float32).astype(np.float64)
-    R = angle2matrix_3ddfa(pose[:3])
-    projected = similarity_transform(vertices, pose[6], R, pose[3:6])
 
-    shaded, illum = _shade(model, vertices, colors, R, rng)
-    image_vertices = projected.copy()
-    image_vertices[:, 1] = size - 1 - image_vertices[:, 1]
-    background = random_background(rng, size)
-    rendered = mesh_render.render_colors(image_vertices.astype(np.float32), model.full_triangles, shaded,
-                                         size, size, c=3, BG=background)
-    rendered = rendered + rng.normal(0.0, 1.5 / 255.0, rendered.shape)  # sensor grain
-    image = np.clip(np.round(rendered * 255.0), 0, 255).astype(np.uint8)
+def view_yaws(yaw, views):
+    """Yaws (radians) of a face's ``views`` profiled views: the first at ``yaw``, the others evenly on towards
+    the profile (+-90 degrees) on its side, as 300W-LP's ``_1_<view>`` samples turn the face further away."""
+    side = 1.0 if yaw >= 0 else -1.0
+    return [yaw + side * (np.pi / 2 - abs(yaw)) * v / views for v in range(views)]
 
-    kpt = _far_side_contour(model, vertices, kpt_ind, R, pose[1])
-    pt2d = image_vertices[kpt, :2].T.astype(np.float64)
-    lo, hi = pt2d.min(axis=1), pt2d.max(axis=1)
-    pad = 0.25 * (hi - lo)
-    roi = np.round(np.concatenate([lo - pad, hi + pad])).astype(np.int16).reshape(1, 4)
-    mat = {
-        "pt2d": pt2d,
-        "roi": roi,
-        "Pose_Para": pose.astype(np.float32).reshape(1, 7),
-        "Shape_Para": shape_para,
-        "Exp_Para": exp_para,
-        "Tex_Para": tex_para,
-        "Color_Para": np.array([[1, 1, 1, 0, 0, 0, 1]], dtype=np.float32),
-        "Illum_Para": illum.reshape(1, 10),
-    }
-    return image, mat
+
+class _Mirror:
+    """Mirror image of a face in the model (x -> -x): the model's vertex symmetry (BFM_info's ``symlist``) and the
+    least-squares shape and expression parameters of the mirrored vertices (Cholesky of the basis' normal
+    matrix, factored once)."""
+
+    def __init__(self, model):
+        pairs = np.asarray((getattr(model, "info", None) or {}).get("symlist", np.zeros((2, 0))), dtype=np.int64)
+        if pairs.size == 0:
+            raise ValueError("the model has no vertex symmetry (BFM_info's symlist): cannot render _Flip copies")
+        self.model = model
+        self.permutation = np.arange(model.nver)
+        self.permutation[pairs[0]], self.permutation[pairs[1]] = pairs[1], pairs[0]
+        m = model.model
+        self._basis = np.hstack([m["shapePC"], m["expPC"]]).astype(np.float64)
+        self._factor = scipy.linalg.cho_factor(self._basis.T @ self._basis)
+
+    def __call__(self, face, size):
+        """The mirrored ``face``: fitted parameters and their vertices, colours and background mirrored, roll,
+        yaw, light azimuth and target x mirrored (``x -> size - 1 - x`` in the image)."""
+        mirrored = face.vertices[self.permutation] * np.array([-1.0, 1.0, 1.0])
+        rhs = self._basis.T @ (mirrored.reshape(-1) - self.model.model["shapeMU"].reshape(-1))
+        para = scipy.linalg.cho_solve(self._factor, rhs).reshape(-1, 1)
+        ns = self.model.n_shape_para
+        vertices = self.model.generate_vertices(para[:ns], para[ns:]).astype(np.float64)
+        ambient, directional, elevation, azimuth = face.light
+        return dataclasses.replace(
+            face, shape_para=para[:ns], exp_para=para[ns:], vertices=vertices,
+            colors=face.colors[self.permutation], roll=-face.roll, yaw=-face.yaw,
+            target=np.array([size - 1 - face.target[0], face.target[1]]),
+            light=(ambient, directional, elevation, -azimuth), background=face.background[:, ::-1])
+
+
+def sample_names(count, views=VIEWS, flip=True):
+    """(folder, stem, face, view, flipped) of the set's samples in order: sample i is view ``v`` of face ``f``
+    (``<SYNTH>/SYNTH_<ffff>_1_<v>``), or with ``flip`` its mirror copy for odd i (same stem in ``SYNTH_Flip``)."""
+    names = []
+    for i in range(int(count)):
+        pair, flipped = (i // 2, i % 2 == 1) if flip else (i, False)
+        face, view = divmod(pair, int(views))
+        folder = FLIP_FOLDER if flipped else SYNTH_FOLDER
+        names.append((folder, f"{SYNTH_FOLDER}_{face:04d}_1_{view}", face, view, flipped))
+    return names
+
+
+def _render_set(model, names, seed, size, views):
+    """Yield (folder, stem, image, mat) for ``names`` (``sample_names``), each face drawn once."""
+    mirror = _Mirror(model) if any(n[4] for n in names) else None
+    face, face_index, keypoints = None, -1, {}
+    for folder, stem, f, v, flipped in names:
+        if f != face_index:
+            rng = np.random.default_rng([int(seed), f])
+            face, face_index = _draw_face(model, rng, size, ((f + 0.5) * _GOLDEN) % 1.0), f
+            mirrored = mirror(face, size) if mirror is not None else None
+            yaws = view_yaws(face.yaw, views)
+        if flipped:  # the mirror of view v: keypoint k is the mirror vertex of the view's keypoint k
+            image, mat, _ = _render_view(model, mirrored, -yaws[v], np.random.default_rng([int(seed), f, v, 1]),
+                                         size, kpt=mirror.permutation[keypoints[v]])
+        else:  # view 0 continues the face's generator, so a one-view face is what synthesize_sample renders
+            image, mat, keypoints[v] = _render_view(model, face, yaws[v], rng if v == 0 else
+                                                    np.random.default_rng([int(seed), f, v]), size)
+        yield folder, stem, image, mat
 
 
 def _jpg_bytes(image):
@@ -196,18 +328,20 @@ def _jpg_bytes(image):
     return buf.tobytes()
 
 
-def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None):
-    """Render ``count`` samples into ``output/SYNTH`` (reusing a complete set rendered with the same settings);
-    rendering with other settings also removes the samples of an earlier, larger count, so the folder holds
-    exactly this set.
+def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None, views=VIEWS, flip=True):
+    """Render ``count`` samples into ``output/SYNTH`` and ``output/SYNTH_Flip`` (reusing a complete set rendered
+    with the same settings); rendering with other settings also removes the samples of an earlier, larger count,
+    so the folders hold exactly this set.
 
     Args:
         output: folder of the set (created).
-        count: number of samples (>= 1).
-        seed: base seed; sample i uses ``default_rng([seed, i])`` (seed >= 0).
+        count: number of samples (>= 1), flipped copies included; see ``sample_names`` for their order.
+        seed: base seed; face f uses ``default_rng([seed, f])`` (seed >= 0).
         model_path: ``BFM.mat`` or None for the embedded default model.
         size: image side in pixels (300W-LP: 450).
         model: an already loaded MorphableModel (overrides ``model_path``).
+        views: profiled views per face (>= 1), sharing Shape_Para and Exp_Para.
+        flip: every other sample is the ``_Flip`` copy of the one before (needs the model's ``symlist``).
     Returns:
         list of the ``.mat`` paths, in sample order.
     """
@@ -217,10 +351,13 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         raise ValueError(f"seed must be >= 0 for the synthetic set, got {seed}")
     if int(size) < 64:
         raise ValueError(f"size must be >= 64 pixels, got {size}")
+    if int(views) < 1:
+        raise ValueError(f"views must be >= 1, got {views}")
     output = Path(output)
-    folder = output / SYNTH_FOLDER
-    mats = [folder / f"{SYNTH_FOLDER}_{i:04d}_0.mat" for i in range(int(count))]
+    names = sample_names(count, views, flip)
+    mats = [output / folder / f"{stem}.mat" for folder, stem, *_ in names]
     settings = {"version": FORMAT_VERSION, "count": int(count), "seed": int(seed), "size": int(size),
+                "views": int(views), "flip": bool(flip),
                 "model": "default" if model_path is None else os.path.abspath(model_path)}
     record = output / RECORD_FILE
     try:
@@ -232,15 +369,14 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
     if model is None:
         from face3d.morphable_model import MorphableModel
         model = MorphableModel(model_path)
-    folder.mkdir(parents=True, exist_ok=True)
     record.unlink(missing_ok=True)
-    wanted = {m.name for m in mats} | {m.with_suffix(".jpg").name for m in mats}
-    for stale in folder.glob(f"{SYNTH_FOLDER}_*"):  # samples of an earlier, larger count are not in this set
-        if stale.name not in wanted:
+    wanted = set(mats) | {m.with_suffix(".jpg") for m in mats}
+    for stale in [p for folder in (SYNTH_FOLDER, FLIP_FOLDER) for p in (output / folder).glob(f"{SYNTH_FOLDER}_*")]:
+        if stale not in wanted:  # a sample of an earlier, larger count is not in this set
             stale.unlink()
-    for i, mat_path in enumerate(mats):
-        image, mat = synthesize_sample(model, np.random.default_rng([int(seed), i]), int(size),
-                                       yaw_fraction=((i + 0.5) * _GOLDEN) % 1.0)
+    for folder, stem, image, mat in _render_set(model, names, seed, int(size), int(views)):
+        mat_path = output / folder / f"{stem}.mat"
+        mat_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(mat_path.with_suffix(".jpg"), _jpg_bytes(image))
         with atomic_file(mat_path) as f:  # a file object: savemat would append ".mat" to the temporary name
             scipy.io.savemat(f, mat, do_compression=False)

@@ -1,0 +1,51 @@
+"""Basis combinations (face3d.mesh.linear): the C++ kernel against its numpy twin, bit for bit, and a float64 sum."""
+import numpy as np
+import pytest
+
+from face3d.mesh import linear
+from face3d.mesh_numpy import linear as linear_numpy
+
+
+@pytest.fixture(scope="module")
+def basis():
+    rng = np.random.default_rng(4)
+    m = 3 * 37  # not a multiple of the tile: the last tile is partial
+    mean = rng.normal(0, 1e4, m).astype(np.float32)
+    shape_pc = rng.normal(0, 1e3, (m, 9)).astype(np.float32)
+    exp_pc = rng.normal(0, 1e2, (m, 4)).astype(np.float32)
+    coef = rng.normal(0, 1, (7, 13)).astype(np.float32)
+    return mean, shape_pc, exp_pc, coef
+
+
+def test_layout_holds_the_basis_row_by_row(basis):
+    mean, shape_pc, exp_pc, _ = basis
+    mean_p, tiles = linear.tile_basis(mean, shape_pc, exp_pc)
+    assert mean_p.shape == (128,) and tiles.shape == (4, 13, linear.TILE)
+    rows = tiles.transpose(0, 2, 1).reshape(128, 13)
+    np.testing.assert_array_equal(rows[:111], np.hstack([shape_pc, exp_pc]))
+    assert not rows[111:].any() and not mean_p[111:].any()
+
+
+def test_kernel_equals_numpy_twin_and_float64_sum(basis):
+    mean, shape_pc, exp_pc, coef = basis
+    mean_p, tiles = linear.tile_basis(mean, shape_pc, exp_pc)
+    got = linear.combine_basis(mean_p, tiles, coef)
+    np.testing.assert_array_equal(got, linear_numpy.combine_basis(mean_p, tiles, coef))
+    exact = mean.astype(np.float64) + coef.astype(np.float64) @ np.hstack([shape_pc, exp_pc]).T.astype(np.float64)
+    np.testing.assert_allclose(got[:, :111], exact, rtol=0, atol=0.05)  # float32 rounding of sums near 1e4
+
+
+def test_combination_does_not_depend_on_the_batch(basis):
+    mean, shape_pc, exp_pc, coef = basis
+    mean_p, tiles = linear.tile_basis(mean, shape_pc, exp_pc)
+    batch = linear.combine_basis(mean_p, tiles, coef)
+    for j in range(coef.shape[0]):  # alone, and at another place in a batch of another size
+        np.testing.assert_array_equal(linear.combine_basis(mean_p, tiles, coef[j:j + 1])[0], batch[j])
+        np.testing.assert_array_equal(linear.combine_basis(mean_p, tiles, coef[j::-1])[0], batch[j])
+
+
+def test_wrong_coefficient_count_is_refused(basis):
+    mean, shape_pc, exp_pc, coef = basis
+    mean_p, tiles = linear.tile_basis(mean, shape_pc, exp_pc)
+    with pytest.raises(ValueError, match=r"coefficients must have shape \(batch, 13\)"):
+        linear.combine_basis(mean_p, tiles, coef[:, :12])
