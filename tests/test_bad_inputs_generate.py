@@ -8,6 +8,8 @@ claims 40000x40000 pixels, an unreadable folder, empty and missing roots, a mode
 import dataclasses
 import json
 import os
+import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -21,7 +23,14 @@ import scipy.io
 
 from face3d.cli import build_parser
 from face3d.cli.generate import generation_config
-from face3d.trainset.dataset import config_fingerprint, discover_samples, generate_dataset, sample_seed
+from face3d.trainset.dataset import (
+    TEMP_SUFFIX,
+    UV_DATA_DIR,
+    config_fingerprint,
+    discover_samples,
+    generate_dataset,
+    sample_seed,
+)
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import FLIP_FOLDER, SYNTH_FOLDER, synthesize_dataset
@@ -57,7 +66,8 @@ def _add_sample(root, name, synth, image=None, **changes):
 
 
 def _run(root, output, config=CONFIG, **kwargs):
-    return generate_dataset(root, output, config, workers=1, progress=False, relative_paths=True, **kwargs)
+    kwargs.setdefault("workers", 1)
+    return generate_dataset(root, output, config, progress=False, relative_paths=True, **kwargs)
 
 
 def _reasons(summary):
@@ -337,3 +347,96 @@ def test_bad_inputs_leave_no_half_written_outputs(tmp_path, synth):
     _run(root, out)
     files = sorted(p.name for p in out.iterdir() if p.is_file())
     assert files == ["good.jpg", "good.npy", "summary.json", "trainDataLabel.txt"]
+
+
+# ------------------------------------------------------------------------------------- resume and workers
+
+
+def _outputs(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
+            if p.suffix in (".jpg", ".npy") and UV_DATA_DIR not in p.parts}
+
+
+def test_resume_redoes_missing_truncated_or_changed_outputs(tmp_path, synth):
+    root = tmp_path / "root"
+    for name in ("a", "b", "c", "d"):
+        _add_sample(root, name, synth)
+    out = tmp_path / "out"
+    assert _run(root, out)["written"] == 4
+    reference = _outputs(out)
+    (out / "a.npy").unlink()
+    (out / "b.jpg").write_bytes((out / "b.jpg").read_bytes()[:100])  # truncated
+    npy = bytearray((out / "c.npy").read_bytes())
+    npy[-3] ^= 0xFF  # same size, changed near the end
+    (out / "c.npy").write_bytes(bytes(npy))
+    again = _run(root, out)
+    assert (again["written"], again["skipped"], again["failed"]) == (3, 1, 0)
+    assert _outputs(out) == reference
+    assert (out / "trainDataLabel.txt").read_text().split() == [f"{n}.{e}" for n in "abcd" for e in ("jpg", "npy")]
+
+
+def test_resume_drops_a_damaged_sample_whose_redo_fails_from_the_label_file(tmp_path, synth):
+    root = tmp_path / "root"
+    for name in ("a", "b"):
+        _add_sample(root, name, synth)
+    out = tmp_path / "out"
+    assert _run(root, out)["written"] == 2
+    (out / "b.npy").write_bytes(b"")
+    (root / "b.jpg").unlink()  # the redo fails: b must leave the label file, not stay listed with a broken map
+    again = _run(root, out)
+    assert (again["written"], again["skipped"], again["failed"]) == (0, 1, 1)
+    assert (out / "trainDataLabel.txt").read_text() == "a.jpg a.npy\n"
+
+
+def test_stale_partial_uv_data_folders_are_removed(tmp_path, synth):
+    root = tmp_path / "root"
+    _add_sample(root, "a", synth)
+    out = tmp_path / "out"
+    host = socket.gethostname()
+    dead = 2 ** 22 + 1  # above Linux's largest pid: no such process
+    stale = [out / f".{UV_DATA_DIR}.{dead}{TEMP_SUFFIX}", out / f".{UV_DATA_DIR}.{host}.{dead}{TEMP_SUFFIX}"]
+    live = out / f".{UV_DATA_DIR}.{host}.{os.getppid()}{TEMP_SUFFIX}"  # another run writing right now
+    for folder in (*stale, live):
+        folder.mkdir(parents=True)
+        (folder / "uv_kpt_ind.txt").write_text("half")
+    _run(root, out)
+    assert [p.exists() for p in stale] == [False, False] and live.exists()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(f".{UV_DATA_DIR}")) == [live.name]
+
+
+class _PoisonedGenerator:
+    """The real generator, except that the process working on an image named ``poison*`` kills itself, as the
+    kernel's out-of-memory killer ends a worker."""
+
+    def __init__(self, model_path, config):
+        from face3d.trainset.dataset import default_generator_factory
+
+        self._generator = default_generator_factory(model_path, config)
+        self.model, self.rasterization = self._generator.model, self._generator.rasterization
+
+    def _check(self, image_path):
+        if Path(image_path).name.startswith("poison"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def process_iter(self, jobs):
+        for job, result in zip(jobs, self._generator.process_iter(jobs)):
+            self._check(job[0])
+            yield result
+
+    def process(self, image_path, mat_path, seed):
+        self._check(image_path)
+        return self._generator.process(image_path, mat_path, seed)
+
+
+def test_a_worker_dying_on_one_sample_fails_that_sample_only(tmp_path, synth):
+    root = tmp_path / "root"
+    for name in ("a", "b", "poison", "c", "d"):
+        _add_sample(root, name, synth)
+    out = tmp_path / "out"
+    summary = _run(root, out, workers=2, generator_factory=_PoisonedGenerator)
+    assert (summary["written"], summary["failed"]) == (4, 1)
+    assert _reasons(summary) == {"poison": "the worker process died on this sample (killed, or out of memory)"}
+    assert (out / "trainDataLabel.txt").read_text().split() == [f"{n}.{e}" for n in "abcd" for e in ("jpg", "npy")]
+    reference = tmp_path / "one process"
+    assert _run(root, reference)["written"] == 5  # the real generator in this process: the same bytes
+    assert _outputs(out) == {k: v for k, v in _outputs(reference).items() if not k.startswith("poison")}

@@ -23,10 +23,15 @@ module runs it over a dataset and owns everything that makes a long run safe:
   map, float16 unless float32 is requested) and optionally ``<name>_preview.png``, for the plain sample and each
   rotation ``<stem>_angle_<deg>``. Each file is written under a hidden temporary name in its final folder and
   ``os.replace``-d, so no half-written file is ever visible. A sample is done when its record, holding the
-  output names and a fingerprint of the settings, is in a journal: each process appends one line per finished
-  sample, after its files are in place, to its own ``<output>/.done/journal.<host>.<pid>.<ns>.txt`` (one
-  ``write``, no extra file per sample; see ``_Journal``). A restart (even after SIGKILL) skips done samples and
-  redoes the rest, whose rewrite reuses and renames any leftover temporary file.
+  output names, each file's size and checksum, and a fingerprint of the settings, is in a journal: each process
+  appends one line per finished sample, after its files are in place, to its own
+  ``<output>/.done/journal.<host>.<pid>.<ns>.txt`` (one ``write``, no extra file per sample; see ``_Journal``).
+  A restart (even after SIGKILL) skips done samples whose files are still as written (size, and crc32 of the
+  first and last ``CHECKED_BYTES``) and redoes the rest, whose rewrite reuses and renames any leftover temporary
+  file; a sample whose redo fails leaves the label file. ``.uv-data.<host>.<pid>.partial`` folders of killed
+  runs on this host are removed.
+* A worker process that dies (killed, out of memory) fails the sample it was on (``WORKER_DIED``), found by
+  running the unfinished samples of the chunks then in flight again, each chunk's first alone; the run goes on.
 * ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the
   journals in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
   gives the same bytes as an uninterrupted one. Paths are absolute by default (``os.path.abspath`` of the
@@ -43,6 +48,7 @@ Memory stays bounded whatever the dataset size: samples go through the generator
 each sample is written as soon as it is made, workers return only short records, and at most
 ``4 * workers`` chunks of tasks (paths and seeds) are in flight.
 """
+import collections
 import concurrent.futures as cf
 import contextlib
 import dataclasses
@@ -53,9 +59,11 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,6 +303,48 @@ def _write_file_atomically(folder_fd, name, chunks):
         raise
 
 
+# A resume checks each finished file's size and the crc32 of its first and last 4 KiB: a truncated, emptied or
+# rewritten file is caught while reading at most 8 KiB per file (a full checksum would read the whole data set).
+CHECKED_BYTES = 4096
+
+
+def _checked_ranges(size):
+    """The byte ranges of a ``size``-byte file whose crc32 a resume checks: the first and the last
+    ``CHECKED_BYTES`` (the whole file up to twice that)."""
+    head = min(size, CHECKED_BYTES)
+    return (0, head), (max(head, size - CHECKED_BYTES), size)
+
+
+def _buffers_check(chunks):
+    """``[size, crc32 of _checked_ranges]`` of the byte buffers ``chunks`` written one after the other."""
+    views = [memoryview(chunk).cast("B") for chunk in chunks]
+    size, crc = sum(len(view) for view in views), 0
+    for start, stop in _checked_ranges(size):
+        offset = 0
+        for view in views:
+            part = view[max(start - offset, 0):max(stop - offset, 0)]
+            crc = zlib.crc32(part, crc)
+            offset += len(view)
+    return [size, crc]
+
+
+def _file_problem(path, check):
+    """What is wrong with the finished file ``path`` against its ``[size, crc]`` (``_buffers_check``), or None."""
+    size, crc = check
+    try:
+        with open(path, "rb") as f:
+            actual = os.fstat(f.fileno()).st_size
+            if actual != size:
+                return f"{os.path.basename(path)} has {actual} bytes, {size} were written"
+            found = 0
+            for start, stop in _checked_ranges(size):
+                f.seek(start)
+                found = zlib.crc32(f.read(stop - start), found)
+    except FileNotFoundError:
+        return f"{os.path.basename(path)} is missing"
+    return None if found == crc else f"{os.path.basename(path)} changed since it was written"
+
+
 def _encode(ext, image):
     # cvtColor swaps R and B with the same bytes as image[..., ::-1], without a strided copy
     ok, buf = cv2.imencode(ext, cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR),
@@ -349,14 +399,26 @@ def read_journals(output):
 def done_outputs(latest, rel, fingerprint):
     """The output names of a sample done under ``fingerprint`` according to ``read_journals``' ``latest``, or None."""
     record = latest.get(rel)
-    if record is None or record.get("fingerprint") != fingerprint or "outputs" not in record:
+    if record is None or record.get("fingerprint") != fingerprint or "files" not in record:
         return None
     return list(record["outputs"])
 
 
+def damaged_outputs(output, ref, record):
+    """What is wrong with the files of a done sample (``ref``, its journal ``record``): the first file that is
+    missing, of another size or another checksum than when written (see ``CHECKED_BYTES``), or None."""
+    folder = os.path.join(output, ref.folder)
+    for name, check in record["files"].items():
+        problem = _file_problem(os.path.join(folder, name), check)
+        if problem:
+            return problem
+    return None
+
+
 class _Journal:
     """The append-only record of the samples one process finished: ``<output>/.done/journal.<host>.<pid>.<ns>.txt``,
-    one JSON line per sample, ``{"sample": rel, "fingerprint": ..., "outputs": [names], "t": ns}``, appended with
+    one JSON line per sample, ``{"sample": rel, "fingerprint": ..., "outputs": [names], "files": {file name:
+    [size, crc]}, "t": ns}`` (``files``: what a resume checks, see ``damaged_outputs``), appended with
     one ``write`` once all of the sample's files are in place (a line cut short by a crash does not count); a
     ``{"sample": rel, "redo": true, "t": ns}`` line marks a sample about to be rewritten. A sample's state is its
     record with the latest ``t`` over all journals. Opened on first use in each process (forked workers open
@@ -397,25 +459,27 @@ def _output_files(item, posmap_dtype):
 
 
 def _write_sample(output, ref, generated, posmap_dtype, folders):
-    """Write the outputs of one sample. Returns the output names.
+    """Write the outputs of one sample. Returns the output names and ``{file name: [size, crc]}`` of the files
+    written (``_buffers_check``).
 
     Args:
         folders: the process's ``_Folders``.
     """
     folder_fd = folders.fd(os.path.join(output, ref.folder))
-    written, names = [], []
+    written, names, checks = [], [], {}
     try:
         for item in generated:
             for name, data in _output_files(item, posmap_dtype):
                 _write_file_atomically(folder_fd, name, data)
                 written.append(name)
+                checks[name] = _buffers_check(data)
             names.append(item.name)
     except BaseException:
         for name in written:  # a sample is all or nothing
             with contextlib.suppress(OSError):
                 os.unlink(name, dir_fd=folder_fd)
         raise
-    return names
+    return names, checks
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -479,11 +543,12 @@ def _process_tasks(state, tasks):
             records.append((ref.rel, "failed", reason))
             continue
         try:
-            names = _write_sample(state.output, ref, generated, state.posmap_dtype, state.folders)
+            names, checks = _write_sample(state.output, ref, generated, state.posmap_dtype, state.folders)
         except (OSError, ValueError) as exc:
             records.append((ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}"))
             continue
-        state.journal.append([{"sample": ref.rel, "fingerprint": state.fingerprint, "outputs": names}])
+        state.journal.append([{"sample": ref.rel, "fingerprint": state.fingerprint, "outputs": names,
+                               "files": checks}])
         records.append((ref.rel, "written", len(names)))
     return records
 
@@ -518,29 +583,68 @@ def _chunked(items, size):
         yield items[start:start + size]
 
 
+WORKER_DIED = "the worker process died on this sample (killed, or out of memory)"
+
+
 def _run_pool(state, factory_args, pending, workers, on_records):
-    """Run ``pending`` tasks on a process pool, at most ``4 * workers`` chunks in flight."""
+    """Run ``pending`` tasks on process pools, at most ``4 * workers`` chunks in flight.
+
+    A worker that dies (killed, out of memory) breaks its pool. The samples of the chunks then in flight that have
+    no journal record are taken up again: the first of each chunk (the one a dead worker was on) alone in a fresh
+    process, where dying again records it as failed (``WORKER_DIED``), the rest with the chunks not yet started
+    on a new pool. Samples the broken pool finished are counted from their journal records.
+    """
     methods = multiprocessing.get_all_start_methods()
     # fork shares the parent's model pages copy-on-write; elsewhere each worker builds its own generator.
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     initargs = (state, None) if ctx.get_start_method() == "fork" else (None, factory_args)
     # Large chunks for the matrix product, yet at least 8 per worker so that the last ones finish together.
     chunk = max(1, min(CHUNK_SIZE, len(pending) // (workers * 8)))
-    chunks = _chunked(pending, chunk)
+    queue = collections.deque(_chunked(pending, chunk))
+    while queue:
+        broken = _run_pool_until_broken(ctx, initargs, queue, workers, on_records)
+        latest = read_journals(state.output) if broken else {}
+        for tasks in broken:
+            names = [done_outputs(latest, ref.rel, state.fingerprint) for ref, _ in tasks]
+            on_records([(ref.rel, "written", len(n)) for (ref, _), n in zip(tasks, names) if n is not None])
+            unfinished = [task for task, n in zip(tasks, names) if n is None]
+            if unfinished:
+                on_records(_run_alone(ctx, initargs, unfinished[0]))
+            if unfinished[1:]:
+                queue.appendleft(unfinished[1:])
+
+
+def _run_alone(ctx, initargs, task):
+    """The records of one task run in a fresh one-process pool, or its failure when that process dies."""
+    with cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
+        try:
+            return pool.submit(_worker_chunk, [task]).result()
+        except cf.process.BrokenProcessPool:
+            return [(task[0].rel, "failed", WORKER_DIED)]
+
+
+def _run_pool_until_broken(ctx, initargs, queue, workers, on_records):
+    """Run the chunks of ``queue`` (taken from its left) on a new pool until it is empty ([] returned) or a worker
+    dies: then the chunks in flight are returned, their records unknown."""
     with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
-        in_flight = set()
+        in_flight = {}
         try:
             while True:
-                while len(in_flight) < 4 * workers:
-                    tasks = next(chunks, None)
-                    if tasks is None:
-                        break
-                    in_flight.add(pool.submit(_worker_chunk, tasks))
+                while len(in_flight) < 4 * workers and queue:
+                    tasks = queue.popleft()
+                    in_flight[pool.submit(_worker_chunk, tasks)] = tasks
                 if not in_flight:
-                    break
-                finished, in_flight = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                    return []
+                finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                broken = []
                 for future in finished:
-                    on_records(future.result())
+                    tasks = in_flight.pop(future)
+                    if isinstance(future.exception(), cf.process.BrokenProcessPool):
+                        broken.append(tasks)
+                    else:
+                        on_records(future.result())
+                if broken:
+                    return broken + list(in_flight.values())
         except BaseException:
             # Stop now rather than after the running chunks: the executor has no public way to, so end its
             # processes; their unfinished samples have no journal record and are redone by the next run.
@@ -558,7 +662,8 @@ def _write_uv_data(generator, output, config):
     data = build_uv_data(generator.model, int(config.resolution), neck_zeroed=bool(config.neck_zeroed),
                          rasterization=getattr(generator, "rasterization", None))
     final = Path(output) / UV_DATA_DIR
-    tmp = Path(output) / f".{UV_DATA_DIR}.{os.getpid()}{TEMP_SUFFIX}"
+    _remove_stale_uv_temporaries(output)
+    tmp = Path(output) / f".{UV_DATA_DIR}.{socket.gethostname()}.{os.getpid()}{TEMP_SUFFIX}"
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         write_uv_data(data, tmp)
@@ -569,6 +674,28 @@ def _write_uv_data(generator, output, config):
         for path in tmp.iterdir():
             path.unlink()
         tmp.rmdir()
+
+
+def _process_exists(pid):
+    """Whether process ``pid`` (> 0) runs on this host, whoever's it is."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+
+
+def _remove_stale_uv_temporaries(output):
+    """Remove the ``.uv-data.<host>.<pid>.partial`` folders (and ``.uv-data.<pid>.partial`` ones of earlier
+    versions) that a run killed while writing uv-data left on this host: its pid no longer runs. Another host's
+    folders are left alone, since its processes cannot be seen from here."""
+    prefix, host = f".{UV_DATA_DIR}.", socket.gethostname()
+    for path in Path(output).glob(f"{prefix}*{TEMP_SUFFIX}"):
+        owner, _, pid = path.name[len(prefix):-len(TEMP_SUFFIX)].rpartition(".")
+        if owner in ("", host) and pid.isdigit() and int(pid) > 0 and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _label_lines(output, samples, fingerprint, relative):
@@ -634,7 +761,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
                for ref in samples if (problem := _label_text_problem(ref.rel))]
     refused_rels = {rel for rel, _, _ in refused}
     pending = [(ref, sample_seed(seed, ref.rel)) for ref in samples
-               if ref.rel not in refused_rels and done_outputs(latest, ref.rel, fingerprint) is None]
+               if ref.rel not in refused_rels and not _still_done(output, ref, latest, fingerprint)]
     # a sample done under other settings is about to be rewritten: its record must not outlive the redo
     stale = [{"sample": ref.rel, "redo": True} for ref, _ in pending if ref.rel in latest]
     if stale:
@@ -698,17 +825,23 @@ def _selected_samples(root, output, limit, shard, unreadable):
     return samples if shard is None else select_shard(samples, *shard)
 
 
+def _still_done(output, ref, latest, fingerprint):
+    """Whether ``ref`` is done under ``fingerprint`` and its files are as written; a damaged one is logged."""
+    if done_outputs(latest, ref.rel, fingerprint) is None:
+        return False
+    problem = damaged_outputs(output, ref, latest[ref.rel])
+    if problem:
+        logger.warning("redoing sample %s: %s", _printable(ref.rel), problem)
+    return problem is None
+
+
 def _run_tasks(state, factory_args, pending, workers, on_records):
     """Run the pending tasks in this process (one worker) or on a pool, passing each chunk's records on."""
-    try:
-        if workers == 1:
-            for tasks in _chunked(pending, CHUNK_SIZE):
-                on_records(_process_tasks(state, tasks))
-        else:
-            _run_pool(state, factory_args, pending, workers, on_records)
-    except cf.process.BrokenProcessPool as exc:
-        raise RuntimeError("a worker process died (killed, or out of memory); the finished samples are kept: "
-                           "rerun the same command to resume") from exc
+    if workers == 1:
+        for tasks in _chunked(pending, CHUNK_SIZE):
+            on_records(_process_tasks(state, tasks))
+    else:
+        _run_pool(state, factory_args, pending, workers, on_records)
 
 
 class _Tally:
