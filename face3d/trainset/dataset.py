@@ -342,6 +342,8 @@ def _file_problem(path, check):
                 found = zlib.crc32(f.read(stop - start), found)
     except FileNotFoundError:
         return f"{os.path.basename(path)} is missing"
+    except OSError as error:
+        return f"{os.path.basename(path)} cannot be read ({error.strerror})"
     return None if found == crc else f"{os.path.basename(path)} changed since it was written"
 
 
@@ -404,7 +406,7 @@ def done_outputs(latest, rel, fingerprint):
     return list(record["outputs"])
 
 
-def damaged_outputs(output, ref, record):
+def _damaged_outputs(output, ref, record):
     """What is wrong with the files of a done sample (``ref``, its journal ``record``): the first file that is
     missing, of another size or another checksum than when written (see ``CHECKED_BYTES``), or None."""
     folder = os.path.join(output, ref.folder)
@@ -418,7 +420,7 @@ def damaged_outputs(output, ref, record):
 class _Journal:
     """The append-only record of the samples one process finished: ``<output>/.done/journal.<host>.<pid>.<ns>.txt``,
     one JSON line per sample, ``{"sample": rel, "fingerprint": ..., "outputs": [names], "files": {file name:
-    [size, crc]}, "t": ns}`` (``files``: what a resume checks, see ``damaged_outputs``), appended with
+    [size, crc]}, "t": ns}`` (``files``: what a resume checks, see ``_damaged_outputs``), appended with
     one ``write`` once all of the sample's files are in place (a line cut short by a crash does not count); a
     ``{"sample": rel, "redo": true, "t": ns}`` line marks a sample about to be rewritten. A sample's state is its
     record with the latest ``t`` over all journals. Opened on first use in each process (forked workers open
@@ -605,9 +607,9 @@ def _run_pool(state, factory_args, pending, workers, on_records):
         broken = _run_pool_until_broken(ctx, initargs, queue, workers, on_records)
         latest = read_journals(state.output) if broken else {}
         for tasks in broken:
-            names = [done_outputs(latest, ref.rel, state.fingerprint) for ref, _ in tasks]
-            on_records([(ref.rel, "written", len(n)) for (ref, _), n in zip(tasks, names) if n is not None])
-            unfinished = [task for task, n in zip(tasks, names) if n is None]
+            done = [done_outputs(latest, ref.rel, state.fingerprint) for ref, _ in tasks]
+            on_records([(ref.rel, "written", len(names)) for (ref, _), names in zip(tasks, done) if names is not None])
+            unfinished = [task for task, names in zip(tasks, done) if names is None]
             if unfinished:
                 on_records(_run_alone(ctx, initargs, unfinished[0]))
             if unfinished[1:]:
@@ -760,8 +762,10 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     refused = [(ref.rel, "failed", f"{_printable(ref.mat_path)}: the name {problem}; rename it")
                for ref in samples if (problem := _label_text_problem(ref.rel))]
     refused_rels = {rel for rel, _, _ in refused}
+    intact = _intact_done(output, [ref for ref in samples if ref.rel not in refused_rels], latest, fingerprint,
+                          threads=min(32, 4 * workers))
     pending = [(ref, sample_seed(seed, ref.rel)) for ref in samples
-               if ref.rel not in refused_rels and not _still_done(output, ref, latest, fingerprint)]
+               if ref.rel not in refused_rels and ref.rel not in intact]
     # a sample done under other settings is about to be rewritten: its record must not outlive the redo
     stale = [{"sample": ref.rel, "redo": True} for ref, _ in pending if ref.rel in latest]
     if stale:
@@ -825,14 +829,17 @@ def _selected_samples(root, output, limit, shard, unreadable):
     return samples if shard is None else select_shard(samples, *shard)
 
 
-def _still_done(output, ref, latest, fingerprint):
-    """Whether ``ref`` is done under ``fingerprint`` and its files are as written; a damaged one is logged."""
-    if done_outputs(latest, ref.rel, fingerprint) is None:
-        return False
-    problem = damaged_outputs(output, ref, latest[ref.rel])
-    if problem:
-        logger.warning("redoing sample %s: %s", _printable(ref.rel), problem)
-    return problem is None
+def _intact_done(output, samples, latest, fingerprint, threads):
+    """The rels of ``samples`` done under ``fingerprint`` whose files are still as written (``_damaged_outputs``),
+    checked on ``threads`` threads, since waiting for the files' ends from disk is what a resume spends its time
+    on; a damaged sample is logged."""
+    done = [ref for ref in samples if done_outputs(latest, ref.rel, fingerprint) is not None]
+    with cf.ThreadPoolExecutor(threads) as pool:
+        problems = list(pool.map(lambda ref: _damaged_outputs(output, ref, latest[ref.rel]), done))
+    for ref, problem in zip(done, problems):
+        if problem:
+            logger.warning("redoing sample %s: %s", _printable(ref.rel), problem)
+    return {ref.rel for ref, problem in zip(done, problems) if problem is None}
 
 
 def _run_tasks(state, factory_args, pending, workers, on_records):
