@@ -331,6 +331,8 @@ def test_commands_end_in_one_line_on_missing_inputs(tmp_path, synth):
     bfm = _tiny_bfm(tmp_path / "bfm")
     _one_line_error(_cli("generate", "--root", root, "--bfm", bfm, "--output", out),
                     "face3d generate: error:", str(tmp_path / "bfm" / "BFM_UV.mat"), "not found")
+    _one_line_error(_cli("generate", "--root", root, "--output", tmp_path / "my out"),
+                    "face3d generate: error:", str(tmp_path / "my out"), "contains whitespace")
     _one_line_error(_cli("pack", tmp_path / "trainDataLabel.txt", tmp_path / "set.h5"),
                     "face3d pack: error:", str(tmp_path / "trainDataLabel.txt"), "not found")
     _one_line_error(_cli("preview", synth / f"{SOURCE}.jpg"),

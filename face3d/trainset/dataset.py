@@ -797,7 +797,12 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
 
 
 def _checked_run_arguments(root, output, shard, limit, workers, relative_paths):
-    """``generate_dataset``'s arguments checked: returns (shard as (K, N) or None, worker count)."""
+    """``generate_dataset``'s arguments checked: returns (shard as (K, N) or None, worker count).
+
+    Raises:
+        ValueError: a bad shard, limit or worker count.
+        InputFileError: an output folder the label file cannot name (see ``_label_text_problem``) or equal to root.
+    """
     shard = parse_shard(shard if shard is None or isinstance(shard, str) else f"{shard[0]}/{shard[1]}")
     if limit is not None and int(limit) < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
@@ -806,11 +811,11 @@ def _checked_run_arguments(root, output, shard, limit, workers, relative_paths):
         raise ValueError(f"workers must be >= 1, got {workers}")
     problem = None if relative_paths else _label_text_problem(os.path.abspath(output))
     if problem:
-        raise ValueError(f"output path {_printable(os.path.abspath(output))!r} {problem}: give --label-paths "
-                         f"relative or another output folder")
+        raise InputFileError(_printable(os.path.abspath(output)), f"the output path {problem}: give --label-paths "
+                                                                  f"relative or another output folder")
     if os.path.realpath(output) == os.path.realpath(root):
-        raise ValueError(f"output must be a folder other than root (the crops would replace the input images), "
-                         f"got {str(output)!r} for both")
+        raise InputFileError(output, "the output must be a folder other than root (the crops would replace the "
+                                     "input images)")
     return shard, workers
 
 
