@@ -1,13 +1,28 @@
 # distutils: language = c++
 # cython: boundscheck=False, wraparound=False, language_level=3
-"""Private Cython bridge to the C++ mesh kernels (mesh_core.h); use face3d.mesh.render / face3d.mesh.light.
+"""Private Cython bridge to the C++ mesh kernels (mesh_core.h); use face3d.mesh.render / .light / .linear.
 
-Every function checks dtypes, C order and shapes of the buffers it receives (so no call can read or write outside
-them), runs its kernel without the GIL and returns the kernel's status code: 0 ok, 1 a triangle index outside
-[0, nver), 2 a non-finite vertex, 3 a tex_triangles index outside [0, ntex), 4 out of memory. Outputs are
-unspecified unless 0.
+Every function checks each argument before the kernel runs: a numpy array of the kernel's dtype (native byte order,
+aligned, C order) with a shape consistent with the other arguments, outputs writeable, sizes within a C int; anything
+else (None, a list, a 0-d array, ...) raises ValueError naming the argument. The kernels run without the GIL, so
+another thread may change the caller's arrays meanwhile. The arrays whose values decide where a kernel reads or
+writes are therefore copied first, and the kernel checks and reads only its private copy: triangles and tex_triangles
+(checked, then read again for every pixel), and in render_colors / render_texture the vertices (their bounding box
+sizes the scratch depth buffer; rasterize_triangles clips to the whole image and the normal kernels only compute
+with them). The other inputs (colors, texture, tex_coords) only decide output values (texture lookups are
+clamped), and combine_basis only computes with its inputs, so changing them mid-call gives wrong values, never an
+access outside a buffer.
+
+Each function returns the kernel's status code: 0 ok, 1 a triangle index outside [0, nver), 2 a non-finite vertex,
+3 a tex_triangles index outside [0, ntex), 4 out of memory. Outputs are unspecified unless 0.
 """
+import operator
+import threading
+
+import numpy as np
+
 cimport numpy as cnp
+from libc.limits cimport INT_MAX
 from libc.stdint cimport int32_t, int64_t
 from libcpp cimport bool as cbool
 
@@ -32,120 +47,179 @@ cdef extern from "mesh_core.h" namespace "face3d" nogil:
         const float* mean, const float* tiles, int64_t ntiles, int64_t nk, const float* coef, int64_t batch,
         float* out)
 
+cdef object FLOAT32 = np.dtype(np.float32)
+cdef object INT32 = np.dtype(np.int32)
+ANY = -1  # a shape entry that accepts any length
+_scratch = threading.local()  # per-thread buffers of the private copies (see _private)
 
-cdef void _require(cnp.ndarray a, int typenum, tuple shape, str name) except *:
-    if cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a) or tuple((<object> a).shape) != shape:
-        raise ValueError(f"_mesh_core: {name} must be a C-contiguous array of shape {shape} and type number "
-                         f"{typenum}, got shape {(<object> a).shape}, dtype {a.dtype}")
+
+cdef int _size(object value, str name) except -1:
+    """value (a Python or numpy integer) as a C int in [0, INT_MAX], else ValueError naming it."""
+    try:
+        size = operator.index(value)
+    except TypeError:
+        raise ValueError(f"_mesh_core: {name} must be an integer, got {value!r}") from None
+    if not 0 <= size <= INT_MAX:
+        raise ValueError(f"_mesh_core: {name} must be in [0, {INT_MAX}], got {size}")
+    return size
 
 
-def rasterize_triangles(cnp.ndarray vertices, cnp.ndarray triangles, int h, int w,
-                        cnp.ndarray depth, cnp.ndarray tri_buf, cnp.ndarray bary):
-    """Fills depth (h, w) float32, tri_buf (h, w) int32, bary (h, w, 3) float32; returns the status code."""
-    cdef int64_t nver = vertices.shape[0], ntri = triangles.shape[0]
-    _require(vertices, cnp.NPY_FLOAT32, (nver, 3), "vertices")
-    _require(triangles, cnp.NPY_INT32, (ntri, 3), "triangles")
-    _require(depth, cnp.NPY_FLOAT32, (h, w), "depth")
-    _require(tri_buf, cnp.NPY_INT32, (h, w), "tri_buf")
-    _require(bary, cnp.NPY_FLOAT32, (h, w, 3), "bary")
-    cdef const float* pv = <const float*> cnp.PyArray_DATA(vertices)
-    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(triangles)
-    cdef float* pd = <float*> cnp.PyArray_DATA(depth)
-    cdef int32_t* pb = <int32_t*> cnp.PyArray_DATA(tri_buf)
-    cdef float* pw = <float*> cnp.PyArray_DATA(bary)
+cdef cnp.ndarray _array(object value, object dtype, tuple shape, str name, bint output=False):
+    """value after checking that it is an aligned, C-contiguous ndarray of dtype (native byte order) and of shape
+    (ANY entries accept any length; lengths must fit a C int), writeable when output; else ValueError naming it."""
+    if not isinstance(value, cnp.ndarray):
+        raise ValueError(f"_mesh_core: {name} must be a numpy array, got {type(value).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray> value
+    got = value.shape
+    if (value.dtype != dtype or not cnp.PyArray_ISALIGNED(a) or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or len(got) != len(shape) or any(s != ANY and s != g for s, g in zip(shape, got))
+            or any(g > INT_MAX for g in got[1:])):
+        want = "(" + ", ".join("k" if s == ANY else str(s) for s in shape) + ")"
+        raise ValueError(f"_mesh_core: {name} must be an aligned, C-contiguous {dtype} array of shape {want} "
+                         f"(native byte order), got shape {got}, dtype {value.dtype!r}")
+    if output and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"_mesh_core: {name} must be writeable")
+    return a
+
+
+cdef cnp.ndarray _private(cnp.ndarray a, str slot):
+    """A copy of the C-contiguous array a that no other thread can reach (see the module docstring), held in this
+    thread's scratch buffer `slot`: it is reused by the thread's next calls (and grown when too small), so the copy
+    costs no allocation -- a fresh multi-megabyte array per call can make the allocator return memory to the
+    system and fault it in again on every render, which costs more than the kernel."""
+    nbytes = a.nbytes
+    buffer = getattr(_scratch, slot, None)
+    if buffer is None or buffer.size < nbytes:
+        buffer = np.empty(nbytes, np.uint8)
+        setattr(_scratch, slot, buffer)
+    copy = buffer[:nbytes].view(a.dtype).reshape((<object> a).shape)
+    copy[...] = a
+    return copy
+
+
+cdef inline int64_t _rows(cnp.ndarray a):
+    return cnp.PyArray_DIM(a, 0)
+
+
+def rasterize_triangles(vertices, triangles, h, w, depth, tri_buf, bary):
+    """Fills depth (h, w) float32, tri_buf (h, w) int32, bary (h, w, 3) float32 from vertices (nver, 3) float32
+    and triangles (ntri, 3) int32; returns the status code."""
+    cdef int ih = _size(h, "h"), iw = _size(w, "w")
+    cdef cnp.ndarray v = _array(vertices, FLOAT32, (ANY, 3), "vertices")
+    cdef cnp.ndarray t = _private(_array(triangles, INT32, (ANY, 3), "triangles"), "triangles")
+    cdef cnp.ndarray d = _array(depth, FLOAT32, (ih, iw), "depth", True)
+    cdef cnp.ndarray b = _array(tri_buf, INT32, (ih, iw), "tri_buf", True)
+    cdef cnp.ndarray wts = _array(bary, FLOAT32, (ih, iw, 3), "bary", True)
+    cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
+    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(t)
+    cdef float* pd = <float*> cnp.PyArray_DATA(d)
+    cdef int32_t* pb = <int32_t*> cnp.PyArray_DATA(b)
+    cdef float* pw = <float*> cnp.PyArray_DATA(wts)
+    cdef int64_t nver = _rows(v), ntri = _rows(t)
     cdef int err
     with nogil:
-        err = c_rasterize_triangles(pv, nver, pt, ntri, h, w, pd, pb, pw)
+        err = c_rasterize_triangles(pv, nver, pt, ntri, ih, iw, pd, pb, pw)
     return err
 
 
-def render_colors(cnp.ndarray vertices, cnp.ndarray triangles, cnp.ndarray colors, int h, int w,
-                  cnp.ndarray image):
-    """Draws into image (h, w, c) float32, which holds the background; returns the status code."""
-    cdef int64_t nver = vertices.shape[0], ntri = triangles.shape[0]
-    cdef int c = image.shape[2] if image.ndim == 3 else 0
-    _require(vertices, cnp.NPY_FLOAT32, (nver, 3), "vertices")
-    _require(triangles, cnp.NPY_INT32, (ntri, 3), "triangles")
-    _require(colors, cnp.NPY_FLOAT32, (nver, c), "colors")
-    _require(image, cnp.NPY_FLOAT32, (h, w, c), "image")
-    cdef const float* pv = <const float*> cnp.PyArray_DATA(vertices)
-    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(triangles)
-    cdef const float* pc = <const float*> cnp.PyArray_DATA(colors)
-    cdef float* pi = <float*> cnp.PyArray_DATA(image)
+def render_colors(vertices, triangles, colors, h, w, image):
+    """Draws into image (h, w, c) float32, which holds the background, the colors (nver, c) float32 of the mesh
+    vertices (nver, 3) float32, triangles (ntri, 3) int32; returns the status code."""
+    cdef int ih = _size(h, "h"), iw = _size(w, "w")
+    cdef cnp.ndarray im = _array(image, FLOAT32, (ih, iw, ANY), "image", True)
+    cdef int c = cnp.PyArray_DIM(im, 2)
+    cdef cnp.ndarray v = _private(_array(vertices, FLOAT32, (ANY, 3), "vertices"), "vertices")
+    cdef cnp.ndarray t = _private(_array(triangles, INT32, (ANY, 3), "triangles"), "triangles")
+    cdef int64_t nver = _rows(v), ntri = _rows(t)
+    cdef cnp.ndarray col = _array(colors, FLOAT32, (nver, c), "colors")
+    cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
+    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(t)
+    cdef const float* pc = <const float*> cnp.PyArray_DATA(col)
+    cdef float* pi = <float*> cnp.PyArray_DATA(im)
     cdef int err
     with nogil:
-        err = c_render_colors(pv, nver, pt, ntri, pc, c, h, w, pi)
+        err = c_render_colors(pv, nver, pt, ntri, pc, c, ih, iw, pi)
     return err
 
 
-def render_texture(cnp.ndarray vertices, cnp.ndarray triangles, cnp.ndarray texture, cnp.ndarray tex_coords,
-                   cnp.ndarray tex_triangles, int h, int w, bint bilinear, cnp.ndarray image):
-    """Draws into image (h, w, c) float32, which holds the background; returns the status code."""
-    cdef int64_t nver = vertices.shape[0], ntri = triangles.shape[0], ntex = tex_coords.shape[0]
-    cdef int c = image.shape[2] if image.ndim == 3 else 0
-    cdef int th = texture.shape[0], tw = texture.shape[1] if texture.ndim == 3 else 0
-    cdef int stride = tex_coords.shape[1] if tex_coords.ndim == 2 else 0
-    _require(vertices, cnp.NPY_FLOAT32, (nver, 3), "vertices")
-    _require(triangles, cnp.NPY_INT32, (ntri, 3), "triangles")
-    _require(texture, cnp.NPY_FLOAT32, (th, tw, c), "texture")
-    _require(tex_coords, cnp.NPY_FLOAT32, (ntex, stride), "tex_coords")
-    _require(tex_triangles, cnp.NPY_INT32, (ntri, 3), "tex_triangles")
-    _require(image, cnp.NPY_FLOAT32, (h, w, c), "image")
-    if th < 1 or tw < 1 or stride < 2:
-        raise ValueError("_mesh_core: texture must be non-empty and tex_coords must have at least 2 columns")
-    cdef const float* pv = <const float*> cnp.PyArray_DATA(vertices)
-    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(triangles)
-    cdef const float* ptex = <const float*> cnp.PyArray_DATA(texture)
-    cdef const float* puv = <const float*> cnp.PyArray_DATA(tex_coords)
-    cdef const int32_t* ptt = <const int32_t*> cnp.PyArray_DATA(tex_triangles)
-    cdef float* pi = <float*> cnp.PyArray_DATA(image)
+def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w, bint bilinear, image):
+    """Draws into image (h, w, c) float32, which holds the background, the mesh vertices (nver, 3) float32,
+    triangles (ntri, 3) int32 textured with texture (th >= 1, tw >= 1, c) float32 at tex_coords (ntex, k >= 2)
+    float32 (columns x, y) of tex_triangles (ntri, 3) int32; returns the status code."""
+    cdef int ih = _size(h, "h"), iw = _size(w, "w")
+    cdef cnp.ndarray im = _array(image, FLOAT32, (ih, iw, ANY), "image", True)
+    cdef int c = cnp.PyArray_DIM(im, 2)
+    cdef cnp.ndarray v = _private(_array(vertices, FLOAT32, (ANY, 3), "vertices"), "vertices")
+    cdef cnp.ndarray t = _private(_array(triangles, INT32, (ANY, 3), "triangles"), "triangles")
+    cdef int64_t nver = _rows(v), ntri = _rows(t)
+    cdef cnp.ndarray tex = _array(texture, FLOAT32, (ANY, ANY, c), "texture")
+    if _rows(tex) > INT_MAX or _rows(tex) < 1 or cnp.PyArray_DIM(tex, 1) < 1:
+        raise ValueError(f"_mesh_core: texture must have 1 to {INT_MAX} rows and at least 1 column, "
+                         f"got shape {texture.shape}")
+    cdef int th = _rows(tex), tw = cnp.PyArray_DIM(tex, 1)
+    cdef cnp.ndarray uv = _array(tex_coords, FLOAT32, (ANY, ANY), "tex_coords")
+    if cnp.PyArray_DIM(uv, 1) < 2:
+        raise ValueError(f"_mesh_core: tex_coords must have at least 2 columns, got shape {tex_coords.shape}")
+    cdef int64_t ntex = _rows(uv)
+    cdef int stride = cnp.PyArray_DIM(uv, 1)
+    cdef cnp.ndarray tt = _private(_array(tex_triangles, INT32, (ntri, 3), "tex_triangles"), "tex_triangles")
+    cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
+    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(t)
+    cdef const float* ptex = <const float*> cnp.PyArray_DATA(tex)
+    cdef const float* puv = <const float*> cnp.PyArray_DATA(uv)
+    cdef const int32_t* ptt = <const int32_t*> cnp.PyArray_DATA(tt)
+    cdef float* pi = <float*> cnp.PyArray_DATA(im)
     cdef int err
     with nogil:
-        err = c_render_texture(pv, nver, pt, ntri, puv, ntex, stride, ptt, ptex, th, tw, c, bilinear, h, w, pi)
+        err = c_render_texture(pv, nver, pt, ntri, puv, ntex, stride, ptt, ptex, th, tw, c, bilinear, ih, iw, pi)
     return err
 
 
-def triangle_normals(cnp.ndarray vertices, cnp.ndarray triangles, cnp.ndarray normals):
-    """Fills normals (ntri, 3) float32; returns the status code."""
-    cdef int64_t nver = vertices.shape[0], ntri = triangles.shape[0]
-    _require(vertices, cnp.NPY_FLOAT32, (nver, 3), "vertices")
-    _require(triangles, cnp.NPY_INT32, (ntri, 3), "triangles")
-    _require(normals, cnp.NPY_FLOAT32, (ntri, 3), "normals")
-    cdef const float* pv = <const float*> cnp.PyArray_DATA(vertices)
-    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(triangles)
-    cdef float* pn = <float*> cnp.PyArray_DATA(normals)
+ctypedef int (*NormalKernel)(const float*, int64_t, const int32_t*, int64_t, float*) noexcept nogil
+
+
+cdef int _normals(NormalKernel kernel, vertices, triangles, normals, bint per_vertex) except -1:
+    """Checks the arguments of a normal kernel (normals has one row per vertex when per_vertex, else per triangle),
+    runs it on a private copy of triangles and returns its status code."""
+    cdef cnp.ndarray v = _array(vertices, FLOAT32, (ANY, 3), "vertices")
+    cdef cnp.ndarray t = _private(_array(triangles, INT32, (ANY, 3), "triangles"), "triangles")
+    cdef cnp.ndarray n = _array(normals, FLOAT32, (_rows(v) if per_vertex else _rows(t), 3), "normals", True)
+    cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
+    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(t)
+    cdef float* pn = <float*> cnp.PyArray_DATA(n)
+    cdef int64_t nver = _rows(v), ntri = _rows(t)
     cdef int err
     with nogil:
-        err = c_triangle_normals(pv, nver, pt, ntri, pn)
+        err = kernel(pv, nver, pt, ntri, pn)
     return err
 
 
-def vertex_normals(cnp.ndarray vertices, cnp.ndarray triangles, cnp.ndarray normals):
-    """Fills normals (nver, 3) float32; returns the status code."""
-    cdef int64_t nver = vertices.shape[0], ntri = triangles.shape[0]
-    _require(vertices, cnp.NPY_FLOAT32, (nver, 3), "vertices")
-    _require(triangles, cnp.NPY_INT32, (ntri, 3), "triangles")
-    _require(normals, cnp.NPY_FLOAT32, (nver, 3), "normals")
-    cdef const float* pv = <const float*> cnp.PyArray_DATA(vertices)
-    cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(triangles)
-    cdef float* pn = <float*> cnp.PyArray_DATA(normals)
-    cdef int err
-    with nogil:
-        err = c_vertex_normals(pv, nver, pt, ntri, pn)
-    return err
+def triangle_normals(vertices, triangles, normals):
+    """Fills normals (ntri, 3) float32 of vertices (nver, 3) float32, triangles (ntri, 3) int32; returns the
+    status code."""
+    return _normals(c_triangle_normals, vertices, triangles, normals, False)
 
 
-def combine_basis(cnp.ndarray mean, cnp.ndarray tiles, cnp.ndarray coef, cnp.ndarray out):
-    """Fills out (batch, m) float32 with mean + coef @ basis, the basis in tiles (ntiles, nk, 32), element by element
-    in a fixed order; returns the status code."""
-    cdef int64_t ntiles = tiles.shape[0], nk = tiles.shape[1], batch = coef.shape[0], m = ntiles * 32
-    _require(mean, cnp.NPY_FLOAT32, (m,), "mean")
-    _require(tiles, cnp.NPY_FLOAT32, (ntiles, nk, 32), "tiles")
-    _require(coef, cnp.NPY_FLOAT32, (batch, nk), "coef")
-    _require(out, cnp.NPY_FLOAT32, (batch, m), "out")
+def vertex_normals(vertices, triangles, normals):
+    """Fills normals (nver, 3) float32 of vertices (nver, 3) float32, triangles (ntri, 3) int32; returns the
+    status code."""
+    return _normals(c_vertex_normals, vertices, triangles, normals, True)
+
+
+def combine_basis(mean, tiles, coef, out):
+    """Fills out (batch, m) float32 with mean (m,) float32 + coef (batch, nk) float32 times the basis held in tiles
+    (m / 32, nk, 32) float32, element by element in one fixed order (mesh_core.h); returns the status code."""
+    cdef cnp.ndarray tl = _array(tiles, FLOAT32, (ANY, ANY, 32), "tiles")
+    cdef int64_t ntiles = _rows(tl), nk = cnp.PyArray_DIM(tl, 1)
+    cdef cnp.ndarray mn = _array(mean, FLOAT32, (ntiles * 32,), "mean")
+    cdef cnp.ndarray cf = _array(coef, FLOAT32, (ANY, nk), "coef")
+    cdef int64_t batch = _rows(cf)
+    cdef cnp.ndarray o = _array(out, FLOAT32, (batch, ntiles * 32), "out", True)
+    cdef const float* pm = <const float*> cnp.PyArray_DATA(mn)
+    cdef const float* pt = <const float*> cnp.PyArray_DATA(tl)
+    cdef const float* pc = <const float*> cnp.PyArray_DATA(cf)
+    cdef float* po = <float*> cnp.PyArray_DATA(o)
     cdef int status
     with nogil:
-        status = c_combine_basis(<const float*> cnp.PyArray_DATA(mean), <const float*> cnp.PyArray_DATA(tiles),
-                                 ntiles, nk, <const float*> cnp.PyArray_DATA(coef), batch,
-                                 <float*> cnp.PyArray_DATA(out))
+        status = c_combine_basis(pm, pt, ntiles, nk, pc, batch, po)
     return status

@@ -24,7 +24,7 @@ def make_model(seed=0):
         "texEV": f32(rng.uniform(1, 100, (K_TEX, 1))),
         "tri": rng.integers(0, NVER, (NTRI, 3)).astype(np.int32),
         "tri_mouth": rng.integers(0, NVER, (NMOUTH, 3)).astype(np.int32),
-        "kpt_ind": rng.permutation(NVER)[:30].astype(np.int32),
+        "kpt_ind": rng.integers(0, NVER, L.N_KEYPOINTS).astype(np.int32),
     }
 
 
@@ -101,7 +101,7 @@ def test_save_BFM_writes_generate_m_layout(tmp_path):
     assert rec["tri"].shape == (3, NTRI)
     assert np.array_equal(rec["tri"][:, 7], model["tri"][7] + 1)
     assert rec["tri_mouth"].shape == (3, NMOUTH)
-    assert rec["kpt_ind"].shape == (1, 30) and rec["kpt_ind"][0, 0] == model["kpt_ind"][0] + 1
+    assert rec["kpt_ind"].shape == (1, 68) and rec["kpt_ind"][0, 0] == model["kpt_ind"][0] + 1
     # the file keeps the neutral shape apart from the mean expression
     assert np.allclose(rec["shapeMU"] + rec["expMU"], model["shapeMU"], rtol=0, atol=1e-6)
     assert np.array_equal(rec["expMU"], model["expMU"].astype(np.float64))

@@ -108,8 +108,8 @@ def test_fp16_mode_predicts_a_small_nme_change(exported, aflw, direct, tmp_path)
     half = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", fp16=True,
                                quiet=True)
     assert full != half and json.loads((half / offline.TIMING).read_text())["fp16"] is True
-    a = np.fromfile(full / "SYNTH_0000_0_output_0.bin", dtype="<f4")
-    b = np.fromfile(half / "SYNTH_0000_0_output_0.bin", dtype="<f4")
+    a = np.fromfile(full / "SYNTH_0000_1_0_output_0.bin", dtype="<f4")
+    b = np.fromfile(half / "SYNTH_0000_1_0_output_0.bin", dtype="<f4")
     assert 0 < np.abs(a - b).max() < 2e-2
     report = offline.post_process(half, tmp_path / "bin" / offline.MANIFEST, tmp_path / "report16")
     assert 0 < abs(report["nme_2d"] - direct["nme_2d"]) < 0.01
@@ -161,7 +161,7 @@ def test_bad_inputs_are_named(exported, aflw, tmp_path):
         offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "out", tmp_path / "out2")
     offline.pre_process(aflw, tmp_path / "bin2", input_size=SIZE, limit=1)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="SYNTH_0000_0_output_0.bin"):
+    with pytest.raises(FileNotFoundError, match="SYNTH_0000_1_0_output_0.bin"):
         offline.post_process(tmp_path / "empty", tmp_path / "bin2" / offline.MANIFEST, tmp_path / "report")
 
 

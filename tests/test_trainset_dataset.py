@@ -5,7 +5,6 @@ Budget < 40 s: a few synthetic samples at a 32-pixel resolution, one rotation pa
 import hashlib
 import json
 import logging
-import os
 import shutil
 import signal
 import subprocess

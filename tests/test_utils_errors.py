@@ -19,6 +19,13 @@ def test_input_file_error_names_the_file_and_survives_pickling():
     assert str(InputFileError(None, "no usable sample among 3")) == "no usable sample among 3"
 
 
+def test_input_file_error_names_the_line():
+    error = InputFileError("m.obj", "face has 2 vertices", 7)
+    assert str(error) == "m.obj:7: face has 2 vertices" and error.line == 7 and error.path == "m.obj"
+    copy = pickle.loads(pickle.dumps(error))
+    assert str(copy) == str(error) and copy.line == 7
+
+
 def test_read_mat_round_trip_and_errors(tmp_path):
     good = tmp_path / "good.mat"
     scipy.io.savemat(good, {"x": np.arange(3.0)})

@@ -11,10 +11,12 @@ face3d.mesh.light); OBJ and PLY files expect counter-clockwise faces, so the wri
 """
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from face3d.mesh import _checks
+from face3d.utils.errors import InputFileError
 
 __all__ = ["write_obj_with_colors", "write_obj_with_texture", "write_obj_with_colors_texture", "read_obj",
            "write_ply", "read_ply", "save_mesh_mat", "load_mesh_mat", "write_asc"]
@@ -118,64 +120,100 @@ def write_obj_with_colors_texture(obj_name, vertices, triangles, colors, texture
     return write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, colors=colors)
 
 
-def _obj_index(token, n):
-    i = int(token)
-    return i - 1 if i > 0 else n + i  # OBJ: 1-based, negative = relative to the end
+def _obj_numbers(parts, counts, what, lineno, path):
+    """The numbers of a 'v' / 'vt' line, whose count must be in counts (described by `what`)."""
+    row = [float(x) for x in parts[1:]]
+    if len(row) not in counts:
+        raise InputFileError(path, f"'{parts[0]}' line has {len(row)} numbers, expected {what}", lineno)
+    return row
+
+
+def _obj_indices(tokens, n, what, key, lineno, path):
+    """0-based indices of OBJ index tokens into the n '<key>' lines above: 1-based, or negative = counted back from
+    the last of them; InputFileError naming the line for any other (0 included)."""
+    indices = []
+    for token in tokens:
+        i = int(token)
+        k = i - 1 if i > 0 else n + i
+        if not 0 <= k < n:
+            raise InputFileError(path, f"face refers to {what} that does not exist ({i}; {n} '{key}' lines)", lineno)
+        indices.append(k)
+    return indices
 
 
 def read_obj(path):
     """Reads an OBJ (the subset written here and by common tools): v (with optional r g b), vt, f (triangles, or
     polygons split into fans; 'v', 'v/vt', 'v//vn', 'v/vt/vn'), mtllib + map_Kd.
 
+    Strict: every 'v' line holds 3 or 6 numbers (the same in all), every 'vt' line 2 or 3, every face at least 3
+    corners, with a texture coordinate index for all of them or for none, and every index refers to a 'v' / 'vt'
+    line above the face (1-based, or negative = counted back from the last one).
+
     Args:
         path: .obj file.
     Returns:
         dict with 'vertices' (nver, 3) float64, 'colors' (nver, 3) float64 or None, 'triangles' (ntri, 3) int32
         (0-based, winding reversed back, see the module docstring), 'uv_coords' (nvt, 2) float64 or None,
-        'uv_triangles' (ntri, 3) int32 or None (indices into uv_coords), 'texture_path' (Path of map_Kd) or None.
+        'uv_triangles' (ntri, 3) int32 or None (indices into uv_coords; None unless every face has them),
+        'texture_path' (Path of map_Kd) or None.
     Raises:
-        FileNotFoundError: path does not exist; ValueError: malformed content (naming the file and line).
+        FileNotFoundError: path does not exist; InputFileError (a ValueError): malformed content, as
+        "<path>:<line>: <problem>".
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"OBJ file not found: {path}")
     verts, uvs, faces, uv_faces, mtllibs = [], [], [], [], []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
+    all_faces_have_uv = True
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputFileError(path, "not UTF-8 text", lineno) from None
             parts = line.split()
             if not parts or parts[0].startswith("#"):
                 continue
             try:
                 if parts[0] == "v":
-                    verts.append([float(x) for x in parts[1:]])
+                    row = _obj_numbers(parts, (3, 6), "3 (x y z) or 6 (x y z r g b)", lineno, path)
+                    if verts and len(row) != len(verts[0]):
+                        raise InputFileError(path, f"'v' line has {len(row)} numbers, the first 'v' line "
+                                                   f"{len(verts[0])}", lineno)
+                    verts.append(row)
                 elif parts[0] == "vt":
-                    uvs.append([float(x) for x in parts[1:3]])
+                    uvs.append(_obj_numbers(parts, (2, 3), "2 (u v) or 3 (u v w)", lineno, path)[:2])
                 elif parts[0] == "f":
                     corners = [p.split("/") for p in parts[1:]]
-                    vi = [_obj_index(c[0], len(verts)) for c in corners]
-                    ti = [_obj_index(c[1], len(uvs)) if len(c) > 1 and c[1] else -1 for c in corners]
+                    if len(corners) < 3:
+                        raise InputFileError(path, f"face has {len(corners)} vertices, at least 3 needed", lineno)
+                    has_uv = [len(c) > 1 and c[1] != "" for c in corners]
+                    if any(has_uv) and not all(has_uv):
+                        raise InputFileError(path, "face gives texture coordinates for some corners only", lineno)
+                    vi = _obj_indices([c[0] for c in corners], len(verts), "a vertex", "v", lineno, path)
+                    all_faces_have_uv &= has_uv[0]
                     for k in range(1, len(vi) - 1):
                         faces.append([vi[0], vi[k], vi[k + 1]])
-                        uv_faces.append([ti[0], ti[k], ti[k + 1]])
+                    if has_uv[0]:
+                        ti = _obj_indices([c[1] for c in corners], len(uvs), "a texture coordinate", "vt", lineno,
+                                          path)
+                        uv_faces.extend([ti[0], ti[k], ti[k + 1]] for k in range(1, len(ti) - 1))
                 elif parts[0] == "mtllib":
                     mtllibs.append(line.strip()[len("mtllib"):].strip())
+            except InputFileError:
+                raise
             except (ValueError, IndexError):
-                raise ValueError(f"{path}:{lineno}: malformed OBJ line {line.strip()!r}") from None
-    lengths = {len(v) for v in verts}
-    if not lengths <= {3, 6} or len(lengths) > 1:
-        raise ValueError(f"{path}: every 'v' line must hold 3 (x y z) or 6 (x y z r g b) numbers, the same in all")
+                raise InputFileError(path, f"malformed OBJ line {line.strip()!r}", lineno) from None
+    tris = np.array(faces, dtype=np.int64).reshape(-1, 3)
+    uv_tris = np.array(uv_faces, dtype=np.int64).reshape(-1, 3)
     table = np.array(verts, dtype=np.float64).reshape(len(verts), -1)
-    tris = np.array(faces, dtype=np.int64).reshape(-1, 3)[:, ::-1]
-    if tris.size and (tris.min() < 0 or tris.max() >= len(verts)):
-        raise ValueError(f"{path}: a face refers to a vertex that does not exist")
-    uv_tris = np.array(uv_faces, dtype=np.int64).reshape(-1, 3)[:, ::-1]
-    has_uv = bool(uvs) and uv_tris.size > 0 and uv_tris.min() >= 0
+    has_uv = bool(faces) and all_faces_have_uv
     return {
         "vertices": np.ascontiguousarray(table[:, :3]),
         "colors": np.ascontiguousarray(table[:, 3:6]) if table.shape[1] == 6 else None,
-        "triangles": np.ascontiguousarray(tris, dtype=np.int32),
+        "triangles": np.ascontiguousarray(tris[:, ::-1], dtype=np.int32),
         "uv_coords": np.array(uvs, dtype=np.float64).reshape(-1, 2) if uvs else None,
-        "uv_triangles": np.ascontiguousarray(uv_tris, dtype=np.int32) if has_uv else None,
+        "uv_triangles": np.ascontiguousarray(uv_tris[:, ::-1], dtype=np.int32) if has_uv else None,
         "texture_path": _texture_path(path.parent, mtllibs),
     }
 
@@ -243,32 +281,189 @@ def write_ply(path, vertices, triangles, colors=None, binary=False):
     return path
 
 
+class _PlyProperty(NamedTuple):
+    name: str
+    type: str  # numpy type code of the value, or of a list's items ('f4', 'u1', ...)
+    count_type: str | None  # numpy type code of a list's length; None for a scalar property
+
+
+class _PlyElement(NamedTuple):
+    name: str
+    count: int
+    properties: list
+    line: int  # the header line declaring the element
+
+
+_PLY_FORMATS = {"ascii": None, "binary_little_endian": "<", "binary_big_endian": ">"}
+_PLY_FACE_LISTS = ("vertex_indices", "vertex_index")
+
+
+def _ply_type(name, path, lineno):
+    if name not in _PLY_TYPES:
+        raise InputFileError(path, f"unknown PLY property type {name!r}", lineno)
+    return _PLY_TYPES[name]
+
+
 def _ply_header(f, path):
+    """Parses the header of the PLY file open (binary) as f: (format, [_PlyElement], number of header lines)."""
     if f.readline().strip() != b"ply":
-        raise ValueError(f"{path}: not a PLY file (first line must be 'ply')")
+        raise InputFileError(path, "not a PLY file (first line must be 'ply')")
     fmt, elements = None, []
-    for raw in iter(f.readline, b""):
-        parts = raw.decode("ascii", "replace").split()
+    for lineno, raw in enumerate(iter(f.readline, b""), 2):
+        text = raw.decode("ascii", "replace").strip()
+        parts = text.split()
         if not parts or parts[0] in ("comment", "obj_info"):
             continue
         if parts[0] == "end_header":
-            return fmt, elements
-        if parts[0] == "format":
+            if fmt is None:
+                raise InputFileError(path, "PLY header has no format line")
+            return fmt, elements, lineno
+        if parts[0] == "format" and len(parts) == 3 and parts[1] in _PLY_FORMATS:
             fmt = parts[1]
-        elif parts[0] == "element":
-            elements.append((parts[1], int(parts[2]), []))
-        elif parts[0] == "property" and elements:
-            if parts[1] == "list":
-                elements[-1][2].append((parts[4], "list", _PLY_TYPES[parts[2]], _PLY_TYPES[parts[3]]))
-            else:
-                elements[-1][2].append((parts[2], _PLY_TYPES[parts[1]]))
-    raise ValueError(f"{path}: PLY header has no end_header")
+        elif parts[0] == "element" and len(parts) == 3 and parts[2].isdigit():
+            elements.append(_PlyElement(parts[1], int(parts[2]), [], lineno))
+        elif parts[0] == "property" and elements and len(parts) == 3:
+            elements[-1].properties.append(_PlyProperty(parts[2], _ply_type(parts[1], path, lineno), None))
+        elif parts[0] == "property" and elements and len(parts) == 5 and parts[1] == "list":
+            elements[-1].properties.append(
+                _PlyProperty(parts[4], _ply_type(parts[3], path, lineno), _ply_type(parts[2], path, lineno)))
+        else:
+            raise InputFileError(path, f"malformed header line {text!r}", lineno)
+    raise InputFileError(path, "PLY header has no end_header")
+
+
+def _ascii_number(token, ptype):
+    """token as a number of PLY type ptype ('f4', 'u1', ...); ValueError saying why not."""
+    if ptype[0] == "f":
+        try:
+            return float(token)
+        except ValueError:
+            raise ValueError(f"holds {token!r}, not a float") from None
+    try:
+        value = int(token)
+    except ValueError:
+        raise ValueError(f"holds {token!r}, not an int") from None
+    info = np.iinfo(ptype)
+    if not info.min <= value <= info.max:
+        raise ValueError(f"holds {token!r}, outside [{info.min}, {info.max}]")
+    return value
+
+
+def _ascii_entry(tokens, element):
+    """The values of one ascii entry (a number per scalar property, a list per list property); ValueError with
+    the reason when a token is not a number of its type or the token count differs from the declared layout."""
+    values, need = [], 0
+    for prop in element.properties:
+        start = need
+        need += 1
+        if need > len(tokens):
+            continue
+        if prop.count_type is None:
+            values.append(_ascii_number(tokens[start], prop.type))
+            continue
+        length = _ascii_number(tokens[start], prop.count_type)
+        if length < 0:
+            raise ValueError(f"holds {tokens[start]!r}, not a list length")
+        need += length
+        values.append([_ascii_number(t, prop.type) for t in tokens[start + 1:need]])
+    if need != len(tokens):
+        raise ValueError(f"has {len(tokens)} values, expected {need}")
+    return values
+
+
+def _read_ply_ascii(body, elements, header_lines, path):
+    """{element name: (values per entry, line of each entry)} of an ascii PLY body (blank lines are skipped)."""
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError as err:
+        raise InputFileError(path, "not ASCII text", header_lines + 1 + body[:err.start].count(b"\n")) from None
+    rows = [(lineno, line.split()) for lineno, line in enumerate(text.split("\n"), header_lines + 1) if line.strip()]
+    data, pos = {}, 0
+    for element in elements:
+        entries = rows[pos:pos + element.count]
+        if len(entries) < element.count:
+            raise InputFileError(path, f"the header declares {element.count} '{element.name}' entries, the file "
+                                       f"holds {len(entries)}", element.line)
+        pos += element.count
+        values = []
+        for lineno, tokens in entries:
+            try:
+                values.append(_ascii_entry(tokens, element))
+            except ValueError as err:
+                raise InputFileError(path, f"'{element.name}' entry {err}", lineno) from None
+        data[element.name] = (values, [lineno for lineno, _ in entries])
+    if pos < len(rows):
+        raise InputFileError(path, "data after the last element the header declares", rows[pos][0])
+    return data
+
+
+def _read_ply_binary(body, elements, order, path):
+    """{element name: structured array} of a binary PLY body; list properties must be alone in their element and
+    hold 3 items (triangles)."""
+    data, offset = {}, 0
+    for element in elements:
+        lists = [p for p in element.properties if p.count_type is not None]
+        if lists and len(element.properties) != 1:
+            raise InputFileError(path, f"binary element {element.name!r} mixes lists with other properties",
+                                 element.line)
+        if lists:
+            dt = np.dtype([("n", order + lists[0].count_type), ("i", order + lists[0].type, (3,))])
+        else:
+            dt = np.dtype([(p.name, order + p.type) for p in element.properties])
+        held = element.count if dt.itemsize == 0 else min(element.count, (len(body) - offset) // dt.itemsize)
+        if held < element.count:
+            raise InputFileError(path, f"the header declares {element.count} '{element.name}' entries, the file "
+                                       f"holds {held}", element.line)
+        rec = np.frombuffer(body, dtype=dt, count=element.count, offset=offset) if element.count else np.zeros(0, dt)
+        if lists and not np.all(rec["n"] == 3):
+            raise InputFileError(path, "binary PLY faces must all be triangles", element.line)
+        data[element.name] = rec
+        offset += dt.itemsize * element.count
+    if offset < len(body):
+        raise InputFileError(path, f"{len(body) - offset} bytes after the last element the header declares")
+    return data
+
+
+def _ply_columns(data, element, fmt):
+    """{property name: 1-D array} of an element's scalar properties."""
+    if fmt != "ascii":
+        return {p.name: data[element.name][p.name] for p in element.properties}
+    values, _ = data[element.name]
+    return {p.name: np.array([row[k] for row in values]) for k, p in enumerate(element.properties)
+            if p.count_type is None}
+
+
+def _ply_triangles(data, element, fmt, nver, path):
+    """(ntri, 3) int64 triangles of the 'face' element in file order (polygons split into fans), range-checked."""
+    if fmt != "ascii":
+        tris = data[element.name]["i"].astype(np.int64).reshape(-1, 3)
+        bad = np.flatnonzero(((tris < 0) | (tris >= nver)).any(axis=1))
+        if bad.size:
+            index = tris[bad[0]][(tris[bad[0]] < 0) | (tris[bad[0]] >= nver)][0]
+            raise InputFileError(path, f"'face' entry {bad[0]} refers to a vertex that does not exist ({index}; "
+                                       f"{nver} vertices)")
+        return tris
+    k = next(i for i, p in enumerate(element.properties) if p.name in _PLY_FACE_LISTS)
+    tris = []
+    for row, lineno in zip(*data[element.name]):
+        poly = row[k]
+        if len(poly) < 3:
+            raise InputFileError(path, f"face has {len(poly)} vertices, at least 3 needed", lineno)
+        outside = [i for i in poly if not 0 <= i < nver]
+        if outside:
+            raise InputFileError(path, f"face refers to a vertex that does not exist ({outside[0]}; {nver} "
+                                       f"vertices)", lineno)
+        tris.extend([poly[0], poly[j], poly[j + 1]] for j in range(1, len(poly) - 1))
+    return np.array(tris, dtype=np.int64).reshape(-1, 3)
 
 
 def read_ply(path):
     """Reads a PLY mesh (ascii, binary_little_endian or binary_big_endian) with a 'vertex' element (x, y, z and
-    optional red, green, blue) and an optional 'face' element whose list property holds triangles (ascii polygons
-    are split into fans).
+    optional red, green, blue) and an optional 'face' element whose list property 'vertex_indices' (or
+    'vertex_index') holds triangles (ascii polygons are split into fans).
+
+    Strict: the body must hold exactly the entries the header declares, each with the declared number of values of
+    the declared types, faces at least 3 vertices, each an index into the vertices.
 
     Args:
         path: .ply file.
@@ -276,65 +471,37 @@ def read_ply(path):
         dict with 'vertices' (nver, 3) float64, 'colors' (nver, 3) (float64, or uint8 when stored as uchar) or None,
         'triangles' (ntri, 3) int32 (0-based, winding reversed back).
     Raises:
-        FileNotFoundError: path does not exist; ValueError: unsupported or malformed content (naming the file).
+        FileNotFoundError: path does not exist; InputFileError (a ValueError): unsupported or malformed content, as
+        "<path>:<line>: <problem>" (the line of the header or of the ascii entry; binary entries by number).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"PLY file not found: {path}")
     with open(path, "rb") as f:
-        try:
-            fmt, elements = _ply_header(f, path)
-        except (KeyError, IndexError):
-            raise ValueError(f"{path}: malformed PLY header") from None
+        fmt, elements, header_lines = _ply_header(f, path)
         body = f.read()
-    data = {}
+    by_name = {e.name: e for e in elements}
+    vertex, face = by_name.get("vertex"), by_name.get("face")
+    if vertex is None:
+        raise InputFileError(path, "PLY file has no 'vertex' element")
+    scalars = {p.name: p.type for p in vertex.properties if p.count_type is None}
+    for key in "xyz":
+        if key not in scalars:
+            raise InputFileError(path, f"the 'vertex' element has no {key!r} property", vertex.line)
+    if face is not None and not any(p.name in _PLY_FACE_LISTS and p.count_type for p in face.properties):
+        raise InputFileError(path, "the 'face' element has no 'vertex_indices' list property", face.line)
     if fmt == "ascii":
-        lines = body.decode("ascii").splitlines()
-        pos = 0
-        for name, count, props in elements:
-            rows = lines[pos:pos + count]
-            pos += count
-            if any(p[1] == "list" for p in props):
-                data[name] = [[int(x) for x in r.split()[1:]] for r in rows]
-            else:
-                table = np.array(" ".join(rows).split(), dtype=np.float64).reshape(count, len(props))
-                data[name] = {p[0]: table[:, k] for k, p in enumerate(props)}
-    elif fmt in ("binary_little_endian", "binary_big_endian"):
-        order = "<" if fmt == "binary_little_endian" else ">"
-        offset = 0
-        for name, count, props in elements:
-            if any(p[1] == "list" for p in props):
-                if len(props) != 1:
-                    raise ValueError(f"{path}: binary element {name!r} mixes lists with other properties")
-                _, _, ctype, itype = props[0]
-                dt = np.dtype([("n", order + ctype), ("i", order + itype, (3,))])
-                rec = np.frombuffer(body, dtype=dt, count=count, offset=offset)
-                if count and not np.all(rec["n"] == 3):
-                    raise ValueError(f"{path}: binary PLY faces must all be triangles")
-                data[name] = rec["i"].tolist() if name == "face" else None
-            else:
-                dt = np.dtype([(p[0], order + p[1]) for p in props])
-                rec = np.frombuffer(body, dtype=dt, count=count, offset=offset)
-                data[name] = {p[0]: rec[p[0]] for p in props}
-            offset += dt.itemsize * count
+        data = _read_ply_ascii(body, elements, header_lines, path)
     else:
-        raise ValueError(f"{path}: unsupported PLY format {fmt!r}")
-    if "vertex" not in data:
-        raise ValueError(f"{path}: PLY file has no 'vertex' element")
-    vert = data["vertex"]
-    vertices = np.stack([np.asarray(vert[k], dtype=np.float64) for k in "xyz"], axis=1)
+        data = _read_ply_binary(body, elements, _PLY_FORMATS[fmt], path)
+    vert = _ply_columns(data, vertex, fmt)
+    vertices = np.stack([np.asarray(vert[k], dtype=np.float64).reshape(-1) for k in "xyz"], axis=1)
     colors = None
-    if all(k in vert for k in ("red", "green", "blue")):
-        types = {p[1] for name, _, props in elements if name == "vertex" for p in props if p[0] == "red"}
-        ctype = np.uint8 if types == {"u1"} else np.float64
-        colors = np.stack([np.asarray(vert[k]).astype(ctype) for k in ("red", "green", "blue")], axis=1)
-    tris = []
-    for poly in data.get("face", []):
-        tris.extend([poly[0], poly[k], poly[k + 1]] for k in range(1, len(poly) - 1))
-    t = np.array(tris, dtype=np.int64).reshape(-1, 3)[:, ::-1]
-    if t.size and (t.min() < 0 or t.max() >= len(vertices)):
-        raise ValueError(f"{path}: a face refers to a vertex that does not exist")
-    return {"vertices": vertices, "colors": colors, "triangles": np.ascontiguousarray(t, dtype=np.int32)}
+    if all(k in scalars for k in ("red", "green", "blue")):
+        ctype = np.uint8 if {scalars[k] for k in ("red", "green", "blue")} == {"u1"} else np.float64
+        colors = np.stack([np.asarray(vert[k]).astype(ctype).reshape(-1) for k in ("red", "green", "blue")], axis=1)
+    t = np.zeros((0, 3), np.int64) if face is None else _ply_triangles(data, face, fmt, len(vertices), path)
+    return {"vertices": vertices, "colors": colors, "triangles": np.ascontiguousarray(t[:, ::-1], dtype=np.int32)}
 
 
 def save_mesh_mat(path, vertices, triangles, colors=None, **arrays):
@@ -350,15 +517,24 @@ def save_mesh_mat(path, vertices, triangles, colors=None, **arrays):
 
 
 def load_mesh_mat(path):
-    """Loads a .mat mesh written by save_mesh_mat (or face3d's examples): a dict with 'vertices', 'triangles'
-    (int32, 0-based as stored), 'colors' when present and every other non-private key, as numpy arrays."""
+    """Loads a .mat mesh written by save_mesh_mat (or face3d's examples): a dict with 'vertices' (nver, 3),
+    'triangles' (ntri, 3) int32 (0-based as stored, each in [0, nver)), 'colors' (nver, 3) when present and every
+    other non-private key, as numpy arrays.
+
+    Raises:
+        FileNotFoundError: path does not exist; InputFileError (a ValueError) naming the file: not a readable .mat
+        file, or a missing or malformed 'vertices', 'triangles' or 'colors'.
+    """
     from face3d.utils.matfile import read_mat  # imports SciPy, which the rest of this module does not need
 
     content = {k: v for k, v in read_mat(path).items() if not k.startswith("__")}
     for key in ("vertices", "triangles"):
         if key not in content:
-            raise ValueError(f"{path}: no '{key}' array in the .mat file")
-    content["triangles"] = _checks.as_indices(content["triangles"], content["vertices"].shape[0], "triangles")
+            raise InputFileError(path, f"no '{key}' array in the .mat file")
+    try:
+        _, content["triangles"], _ = _mesh_arrays(content["vertices"], content["triangles"], content.get("colors"))
+    except ValueError as err:
+        raise InputFileError(path, str(err)) from None
     return content
 
 

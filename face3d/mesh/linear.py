@@ -1,10 +1,11 @@
 """Linear combinations of a basis, ``mean + basis @ coefficients``, with the C++ kernel of face3d.mesh._mesh_core.
 
 Every element is summed in one fixed order in float32 (``acc = 0``, ``acc = acc + basis[i, k] * c[k]`` for
-k = 0, 1, ..., then ``mean[i] + acc``: the terms before the large mean, for accuracy), so a combination's bits never depend on how many are computed together, on its place in the
-batch or on the CPU's instruction set (a BLAS matrix product picks its kernels by all three). The basis is stored
-in tiles of ``TILE`` rows (``tile_basis``), so that the kernel reads memory in order: one combination streams the
-basis once, a batch reuses each tile from cache. face3d.mesh_numpy.linear is the numpy twin.
+k = 0, 1, ..., then ``mean[i] + acc``: the terms before the large mean, for accuracy), so a combination's bits
+never depend on how many are computed together, on its place in the batch or on the CPU's instruction set (a BLAS
+matrix product picks its kernels by all three). The basis is stored in tiles of ``TILE`` rows (``tile_basis``),
+so that the kernel reads memory in order: one combination streams the basis once, a batch reuses each tile from
+cache. face3d.mesh_numpy.linear is the numpy twin.
 """
 import numpy as np
 

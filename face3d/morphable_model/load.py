@@ -59,6 +59,7 @@ SEGBIN_ROWS = {"nose": 0, "eyes": 1, "mouth": 2, "rest": 3}
 # region_labels values.
 REGION_REST, REGION_EYES, REGION_NOSE, REGION_MOUTH = 0, 1, 2, 3
 N_CONTOUR_LANDMARKS = 17
+N_KEYPOINTS = 68  # kpt_ind: the iBUG-68 landmarks, in iBUG order
 
 
 # ----------------------------------------------------------------------------- BFM.mat
@@ -109,6 +110,9 @@ def _check_model(where, fields: dict, from_file: bool) -> dict:
     else:
         index_to_one_based(where, "kpt_ind", kpt, nver)
         out["kpt_ind"] = np.ascontiguousarray(kpt, dtype=np.int32)
+    if kpt.size != N_KEYPOINTS:
+        raise ValueError(f"{where}: 'kpt_ind' has {kpt.size} entries, expected {N_KEYPOINTS} "
+                         f"(the iBUG-68 keypoint vertices)")
     return out
 
 
@@ -128,8 +132,8 @@ def load_BFM(path) -> dict:
             tri (ntri,3) int32 0-based, tri_mouth (m,3) int32 0-based, kpt_ind (68,) int32 0-based.
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: no struct ``model``, a missing field, a wrong shape, or an index out of range
-            (the message names the file and the field).
+        ValueError: no struct ``model``, a missing field, a wrong shape (a kpt_ind of other than 68
+            entries included), or an index out of range (the message names the file and the field).
     """
     mat = read_mat(path, variable_names=["model"])
     return _check_model(Path(path), _struct_fields(Path(path), mat, "model"), from_file=True)
@@ -143,7 +147,8 @@ def save_BFM(path, model: dict) -> None:
     (3,ntri) 1-based, kpt_ind (1,68) 1-based, fields in generate.m's order.
 
     Raises:
-        ValueError: a missing key, a wrong shape or an out-of-range index (message names the key).
+        ValueError: a missing key, a wrong shape (a kpt_ind of other than 68 entries included) or an
+            out-of-range index (message names the key).
     """
     where = f"save_BFM({os.fspath(path)})"
     checked = _check_model(where, model, from_file=False)
