@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from _fixtures import fixtures_dir
 
 from face3d.cli import build_parser
 from face3d.cli.generate import generation_config
@@ -103,6 +104,22 @@ def test_short_parameter_vectors_fail_the_sample_unless_allowed(tmp_path, synth,
                                           f"the data set truncates them on purpose)"}
     allowed = _run(root, tmp_path / "allowed", dataclasses.replace(CONFIG, allow_short_params=True))
     assert (allowed["written"], allowed["failed"]) == (2, 0)
+
+
+def test_real_300wlp_sample_passes_and_its_truncated_copy_fails(tmp_path):
+    """The shared 300W-LP fixture (199 / 29 parameters) against the default model; skipped without fixtures."""
+    source = fixtures_dir() / "300W_LP" / "IBUG_image_008_1_0"
+    if not source.with_suffix(".mat").is_file():
+        pytest.skip(f"no 300W-LP fixture at {source}")
+    mat = {k: v for k, v in scipy.io.loadmat(source.with_suffix(".mat")).items() if not k.startswith("__")}
+    root = tmp_path / "IBUG"
+    root.mkdir()
+    for name, changes in (("real", {}), ("truncated", {"Shape_Para": mat["Shape_Para"][:40]})):
+        (root / f"{name}.jpg").write_bytes(source.with_suffix(".jpg").read_bytes())
+        scipy.io.savemat(root / f"{name}.mat", {**mat, **changes})
+    summary = _run(tmp_path, tmp_path / "out")
+    assert (summary["written"], summary["failed"]) == (1, 1)
+    assert "Shape_Para has 40 entries where the model has 199" in _reasons(summary)["IBUG/truncated"]
 
 
 def test_allow_short_params_and_max_pixels_flags_leave_the_outputs_fingerprint(synth):
