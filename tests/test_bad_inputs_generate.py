@@ -22,7 +22,7 @@ import pytest
 import scipy.io
 from _fixtures import fixtures_dir
 
-from face3d.cli import build_parser
+from face3d.cli import build_parser, main
 from face3d.cli.generate import generation_config
 from face3d.trainset.dataset import (
     TEMP_SUFFIX,
@@ -252,7 +252,7 @@ def test_image_above_the_pixel_limit_fails_without_being_decoded(tmp_path, synth
 # -------------------------------------------------------------------------------------------- folders
 
 
-def test_unreadable_folder_is_reported_and_counted(tmp_path, synth, monkeypatch, caplog):
+def test_unreadable_folder_is_reported_and_counted(tmp_path, synth, monkeypatch, caplog, capsys):
     root = tmp_path / "root"
     for folder in ("HELEN", "AFW"):
         _add_sample(root / folder, "good", synth)
@@ -272,6 +272,11 @@ def test_unreadable_folder_is_reported_and_counted(tmp_path, synth, monkeypatch,
     assert f"cannot list folder {root / 'HELEN'}" in caplog.text
     saved = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert saved["unreadable_folders"] == unreadable
+    words = ["generate", "--root", str(root), "--resolution", "16", "--angles", "--workers", "1", "--quiet"]
+    assert main([*words, "--output", str(tmp_path / "cli")]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "face3d generate: 1 folders could not be listed (more than --max-failures 0)"
+    assert main([*words, "--output", str(tmp_path / "cli"), "--max-failures", "1"]) == 0
 
 
 # ------------------------------------------------------------------------------------------ exit status
