@@ -232,6 +232,8 @@ def test_image_size_reads_only_the_header(synth):
     assert image_size(_png_claiming(40000, 30000)) == (40000, 30000)
     assert image_size((synth / f"{SOURCE}.jpg").read_bytes()) == (64, 64)
     assert image_size(cv2.imencode(".bmp", np.zeros((5, 7, 3), np.uint8))[1].tobytes()) == (7, 5)
+    progressive = cv2.imencode(".jpg", np.zeros((37, 53, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    assert image_size(progressive.tobytes()) == (53, 37)  # SOF2, after the segments before it
     assert image_size(b"GIF89a" + bytes(20)) is None
 
 
