@@ -2,9 +2,10 @@
 
 Subpackages: ``mesh`` (C++-backed kernels), ``mesh_numpy`` (their plain-numpy twins), ``morphable_model``
 (BFM loading, the embedded default model, generation, fitting), ``trainset`` (PRNet ground-truth generation),
-``prnet`` (network, training, inference, evaluation, export; TensorFlow is imported only where a Keras/TF model
-is used), ``cli`` (the ``face3d`` command). Importing ``face3d``, ``mesh``, ``morphable_model``, ``trainset`` or
-``cli`` never imports TensorFlow.
+``fitting`` (your own photos and their landmarks as 300W-LP samples), ``prnet`` (network, training, inference,
+evaluation, export; TensorFlow is imported only where a Keras/TF model is used), ``serve`` (reconstruction over
+HTTP), ``cli`` (the ``face3d`` command). Importing ``face3d``, ``mesh``, ``morphable_model``, ``trainset``,
+``fitting`` or ``cli`` never imports TensorFlow.
 """
 from importlib import metadata as _metadata
 

@@ -35,16 +35,17 @@ def _run(*args):
     ("generate", GENERATE_FLAGS),
     ("pack", ("label", "output", "--base-dir", "--compression", "--float32")),
     ("preview", ("npy", "--image", "--uv-data", "--output")),
-    ("synthesize", ("--output", "--count", "--seed", "--size", "--bfm")),
+    ("synthesize", ("--output", "--count", "--seed", "--size", "--bfm", "--views", "--no-flip")),
     ("uv-data", ("--output", "--bfm", "--resolution", "--neck-zeroed")),
     ("train", ("--train-list", "--h5", "--val-list", "--epochs", "--lr-decay-epochs", "--no-augment", "--no-occlusion",
-               "--resume", "--run-eagerly", "--verbose")),
+               "--resume", "--run-eagerly", "--verbose", "--init-from")),
     ("evaluate", ("--model", "--data", "--output", "--uv-data", "--dense", "--batch-size", "--limit", "--quiet")),
     ("demo", ("--input", "--output", "--model", "--uv-data", "--bfm", "--box", "--landmarks", "--texture",
               "--detector")),
     ("export", ("--model", "--output", "--batch", "--no-fold-bn", "--onnx", "--opset", "--soc-version",
-                "--precision-mode", "--tolerance", "--no-atc")),
+                "--precision-mode", "--tolerance", "--no-atc", "--tflite", "--int8", "--calibration")),
     ("offline", ("pre_process", "run", "post_process")),
+    ("import-prnet", ("--checkpoint", "--output", "--input-size")),
 ])
 def test_subcommand_help(command, words, capsys):
     with pytest.raises(SystemExit) as exit_info:

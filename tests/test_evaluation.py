@@ -148,7 +148,7 @@ def test_a_perfect_prediction_scores_zero(tmp_path, default_model):
         oracle.add(sample.image, sample.posmap)
     report = evaluation.evaluate_model(PRN(oracle), folder, tmp_path / "report", dense_model=default_model)
     assert report["samples"] == 4 and report["dense"]
-    for key in ("nme_2d", "nme_3d", "nme_3d_diagonal", "dense_nme_2d", "dense_nme_3d"):
+    for key in ("nme_2d", "nme_3d", "nme_3d_diagonal", "dense_nme_2d", "dense_nme_3d", "reconstruction_nme_3d"):
         assert report[key] < 1e-5, key
     assert report["metrics"]["nme_2d"]["auc_7"] > 0.9999
     assert sum(b["count"] for b in report["yaw_buckets"].values()) == 4

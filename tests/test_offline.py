@@ -117,6 +117,21 @@ def test_fp16_mode_predicts_a_small_nme_change(exported, aflw, direct, tmp_path)
         offline.run_offline(out / "b2" / "prnet.pb", tmp_path / "bin", tmp_path / "out", fp16=True)
 
 
+def test_int8_mode_runs_the_quantized_model(exported, aflw, tmp_path):
+    _, out = exported
+    offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE)
+    full = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
+    assert face3d_main(["offline", "run", "--model", str(out / "b1" / "prnet.onnx"), "--input", str(tmp_path / "bin"),
+                        "--output", str(tmp_path / "out8"), "--int8", "--calibration", str(aflw)]) == 0
+    (quantized,) = (tmp_path / "out8").iterdir()
+    assert json.loads((quantized / offline.TIMING).read_text())["int8"] is True
+    a = np.fromfile(full / "SYNTH_0000_0_output_0.bin", dtype="<f4")
+    b = np.fromfile(quantized / "SYNTH_0000_0_output_0.bin", dtype="<f4")
+    assert 0 < np.abs(a - b).max() < 0.05
+    with pytest.raises(ValueError, match="int8 mode needs an .onnx"):
+        offline.run_offline(out / "b2" / "prnet.pb", tmp_path / "bin", tmp_path / "out", int8=True)
+
+
 def test_images_with_boxes_give_the_landmarks_of_prn(exported, aflw, tmp_path):
     model, out = exported
     images = sorted(aflw.rglob("*.jpg"))[:2]

@@ -22,7 +22,7 @@ from face3d.trainset.dataset import (DONE_DIR, TEMP_SUFFIX, UV_DATA_DIR, discove
                                      select_shard)
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import FLIP_FOLDER, RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
-from face3d.trainset.uv_layout import UV_DATA_FILES
+from face3d.trainset.uv_layout import CANONICAL_FILE, UV_DATA_FILES
 
 from _fixtures import fixtures_dir
 
@@ -241,7 +241,7 @@ def test_reference_run_outputs(reference, synth_root):
     assert posmap.dtype == np.float16 and posmap.shape == (RESOLUTION, RESOLUTION, 3)
     crop = cv2.imread(str(output / "SYNTH" / "SYNTH_0000_1_0_angle_15.jpg"))
     assert crop.shape == (RESOLUTION, RESOLUTION, 3)
-    assert sorted(p.name for p in (output / UV_DATA_DIR).iterdir()) == sorted(UV_DATA_FILES)
+    assert sorted(p.name for p in (output / UV_DATA_DIR).iterdir()) == sorted([*UV_DATA_FILES, CANONICAL_FILE])
     latest = read_journals(output)
     assert sum(done_outputs(latest, rel, summary["fingerprint"]) is not None for rel in latest) == N_SAMPLES
     assert not _temp_files(output)

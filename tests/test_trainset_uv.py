@@ -10,7 +10,7 @@ from face3d.morphable_model import MorphableModel
 from face3d.resources import default_uv_data_dir
 from face3d.trainset import (build_uv_data, load_uv_data, rasterize_uv, uv_keypoint_pixels, uv_to_pixels,
                              write_uv_data)
-from face3d.trainset.uv_layout import UV_DATA_FILES
+from face3d.trainset.uv_layout import CANONICAL_FILE, UV_DATA_FILES
 
 R = 256
 
@@ -136,14 +136,15 @@ def test_face_ind_and_triangles(uv_data):
 
 def test_write_and_load_round_trip_with_prnet_text_layout(uv_data, tmp_path):
     paths = write_uv_data(uv_data, tmp_path / "uv-data")
-    assert [p.name for p in paths] == list(UV_DATA_FILES)
+    assert [p.name for p in paths] == [*UV_DATA_FILES, CANONICAL_FILE]
     lines = (tmp_path / "uv-data" / "uv_kpt_ind.txt").read_text().splitlines()
     assert len(lines) == 2 and all(len(line.split()) == 68 for line in lines)
     assert [int(t) for t in lines[0].split()] == uv_data.uv_kpt_ind[0].tolist()
     face_lines = (tmp_path / "uv-data" / "face_ind.txt").read_text().split()
     assert [int(t) for t in face_lines[:5]] == uv_data.face_ind[:5].tolist()
     back = load_uv_data(tmp_path / "uv-data")
-    for name in ("uv_kpt_ind", "face_ind", "triangles", "face_mask", "weight_mask", "face_eyes"):
+    for name in ("uv_kpt_ind", "face_ind", "triangles", "face_mask", "weight_mask", "face_eyes",
+                 "canonical_vertices"):
         np.testing.assert_array_equal(getattr(back, name), getattr(uv_data, name), err_msg=name)
     assert back.resolution == R
 

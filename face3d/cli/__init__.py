@@ -1,7 +1,9 @@
 """The ``face3d`` command line: one console for the whole pipeline (each subcommand with ``--help``).
 
-    face3d generate | pack | preview | synthesize | uv-data      # training data (never imports TensorFlow)
-    face3d train | evaluate | demo | export | offline            # PRNet (TensorFlow loaded only when one runs)
+    face3d fit | generate | pack | preview | synthesize | uv-data   # training data (never imports TensorFlow)
+    face3d train | evaluate | demo | export | offline               # PRNet (TensorFlow loaded only when one runs)
+    face3d serve                                                    # reconstruction over HTTP (FastAPI + uvicorn)
+    face3d import-prnet                                             # PRNet's released checkpoint -> .keras
 
 Also runnable as ``python -m face3d``; the root scripts ``train.py``, ``evaluate.py``, ``demo.py``, ``export.py``
 and ``examples/9_generate_prnet_trainset.py`` run the same commands. One module per command group builds its
@@ -18,15 +20,19 @@ from face3d.cli.dataset import PACK, PREVIEW, SYNTHESIZE, UV_DATA
 from face3d.cli.demo import DEMO
 from face3d.cli.evaluate import EVALUATE
 from face3d.cli.export import EXPORT
+from face3d.cli.fit import FIT
 from face3d.cli.generate import (DEFAULT_OUTPUT, GENERATE, SYNTHETIC_DIR, add_generate_arguments,
                                  build_generate_parser, generate_main, run_generate)
 from face3d.cli.offline import OFFLINE
+from face3d.cli.prnet_import import IMPORT_PRNET
+from face3d.cli.serve import SERVE
 from face3d.cli.train import TRAIN
 
 __all__ = ["main", "build_parser", "COMMANDS", "add_generate_arguments", "build_generate_parser", "generate_main",
            "run_generate", "DEFAULT_OUTPUT", "SYNTHETIC_DIR"]
 
-COMMANDS = (GENERATE, PACK, PREVIEW, SYNTHESIZE, UV_DATA, TRAIN, EVALUATE, DEMO, EXPORT, OFFLINE)
+COMMANDS = (FIT, GENERATE, PACK, PREVIEW, SYNTHESIZE, UV_DATA, TRAIN, EVALUATE, DEMO, EXPORT, OFFLINE, SERVE,
+            IMPORT_PRNET)
 
 
 def build_parser(commands=None):

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 # top-level module of a missing optional dependency -> the extra of pyproject.toml that installs it
 EXTRAS = {"tensorflow": "train", "keras": "train", "tensorboard": "train", "onnx": "export", "onnxruntime": "infer",
-          "matplotlib": "vis"}
+          "matplotlib": "vis", "fastapi": "serve", "starlette": "serve", "uvicorn": "serve", "multipart": "serve",
+          "python_multipart": "serve"}
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,10 @@ def _synthesize_arguments(parser):
     parser.add_argument("--size", metavar="PX", type=positive_int, default=450,
                         help="image side in pixels (default: %(default)s)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")
+    parser.add_argument("--views", metavar="V", type=positive_int,
+                        help="profiled views per face, sharing Shape_Para and Exp_Para (default: "
+                             "face3d.trainset.synthetic.VIEWS, 4)")
+    parser.add_argument("--no-flip", action="store_true", help="no _Flip copies (default: one per view)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -91,7 +95,9 @@ def _run_synthesize(args):
     setup_logging(args.verbose)
     from face3d.trainset.synthetic import synthesize_dataset
 
-    paths = synthesize_dataset(args.output, count=args.count, seed=args.seed, model_path=args.bfm, size=args.size)
+    views = {} if args.views is None else {"views": args.views}
+    paths = synthesize_dataset(args.output, count=args.count, seed=args.seed, model_path=args.bfm, size=args.size,
+                               flip=not args.no_flip, **views)
     print(json.dumps({"output": os.path.abspath(args.output), "samples": len(paths)}))
     return 0
 
@@ -134,6 +140,7 @@ SYNTHESIZE = Command(
     _synthesize_arguments, _run_synthesize, one_blas_thread=True)
 UV_DATA = Command(
     "uv-data", "write PRNet's UV files (uv_kpt_ind.txt, face_ind.txt, masks) for a model",
-    "Write uv_kpt_ind.txt, face_ind.txt, triangles.txt, uv_face_mask.png, uv_weight_mask.png and uv_face_eyes.png "
-    "for the model in use, as PRNet's Data/uv-data ships them.",
+    "Write uv_kpt_ind.txt, face_ind.txt, triangles.txt, uv_face_mask.png, uv_weight_mask.png, uv_face_eyes.png and "
+    "canonical_vertices.npy (the mean face at the face pixels, position-map axes: PRNet's pose reference) for the "
+    "model in use, in the formats of PRNet's Data/uv-data.",
     _uv_data_arguments, _run_uv_data, one_blas_thread=True)

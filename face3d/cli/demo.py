@@ -21,7 +21,8 @@ def _add_arguments(parser):
                         help="images and/or folders of images")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument("--model", default=default_model, metavar="PATH",
-                        help="trained network: .keras/.h5, SavedModel folder, frozen .pb or .onnx (%(default)s)")
+                        help="trained network: .keras/.h5, PRNet's TF1 checkpoint (prefix, .index or folder), "
+                             "SavedModel folder, frozen .pb, .onnx or .tflite (%(default)s)")
     parser.add_argument("--uv-data", metavar="DIR",
                         help="UV data the network was trained with (default: the embedded default model's)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
@@ -30,8 +31,8 @@ def _add_arguments(parser):
     face.add_argument("--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"),
                       help="face box in image pixels, for every input image (PRNet's crop: 1.58 x its mean side)")
     face.add_argument("--landmarks", metavar="FILE|DIR",
-                      help="68 landmarks (.txt/.npy (68, 2|3) or (2|3, 68), or .mat with pt3d_68/pt2d); a folder "
-                           "holds one <stem>.txt/.npy/.mat per image")
+                      help="68 landmarks (iBUG .pts, .txt/.npy (68, 2|3) or (2|3, 68), or .mat with pt3d_68/pt2d); "
+                           "a folder holds one <stem>.pts/.txt/.npy/.mat per image")
     parser.add_argument("--texture", action="store_true", help="OBJ with a UV texture map instead of vertex colours")
     parser.add_argument("--detector", choices=("auto", "cnn", "hog"), default="auto",
                         help="dlib detector used when neither --box nor --landmarks is given (auto: the CNN when "

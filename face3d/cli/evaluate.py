@@ -12,13 +12,15 @@ __all__ = ["EVALUATE", "run_evaluate", "main"]
 _DESCRIPTION = (
     "AFLW2000-3D evaluation following PRNet / 3DDFA's benchmark: 68-landmark NME (2D and 3D) normalised by "
     "sqrt(w*h) of the ground-truth box (3D also by the box diagonal), by |yaw| bucket [0,30], (30,60], (60,90] and "
-    "their balanced mean; CED curves, AUC at 7% and 10%, failure rate at 10%; dense NME with --dense. Writes "
-    "report.json, report.md, ced.png and predictions.npz.")
+    "their balanced mean; CED curves, AUC at 7% and 10%, failure rate at 10%; with --dense, dense NME and the 3D "
+    "reconstruction NME after rigid ICP. Writes report.json (with each metric's CED curve), report.md, ced.png and "
+    "predictions.npz.")
 
 
 def _add_arguments(parser):
     parser.add_argument("--model", required=True, metavar="PATH",
-                        help="trained network: .keras/.h5, SavedModel folder, frozen .pb or .onnx")
+                        help="trained network: .keras/.h5, PRNet's TF1 checkpoint (prefix, .index or folder), "
+                             "SavedModel folder, frozen .pb, .onnx or .tflite")
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para)")
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (created)")

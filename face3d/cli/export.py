@@ -1,9 +1,11 @@
-"""``face3d export`` (and the root ``export.py``): a trained PRNet (Keras ``.keras``) for Huawei Ascend ATC.
+"""``face3d export`` (and the root ``export.py``): a trained PRNet (Keras ``.keras`` or PRNet's TF1 checkpoint) for
+Huawei Ascend ATC, phones (TFLite) and int8.
 
 Writes ``DIR/prnet.pb`` (``DIR/prnet.onnx``), ``DIR/atc_pb.sh`` (``atc_onnx.sh``) with the exact ``atc`` command,
-``DIR/fusion_switch.cfg`` for ``--no-fold-bn`` and ``DIR/export.json``; every file is reloaded and compared with
-the Keras model, and ``atc`` runs when it is on PATH. See ``face3d/prnet/export.py`` and the README section
-"Deploying on Ascend".
+``DIR/fusion_switch.cfg`` for ``--no-fold-bn``, ``prnet.tflite`` / ``prnet_fp16.tflite`` (``--tflite``),
+``prnet_int8.tflite`` / ``prnet_int8.onnx`` (``--int8``) and ``DIR/export.json``; every file is reloaded and
+compared with the Keras model, and ``atc`` runs when it is on PATH. See ``face3d/prnet/export.py`` and the README
+section "Deploying on Ascend".
 """
 import argparse
 import sys
@@ -16,7 +18,9 @@ _PRECISION_MODES = ("force_fp16", "allow_fp32_to_fp16", "force_fp32", "must_keep
 
 
 def _add_arguments(parser):
-    parser.add_argument("--model", required=True, help="trained Keras model file (.keras, e.g. best.keras)")
+    parser.add_argument("--model", required=True,
+                        help="trained Keras model file (.keras, e.g. best.keras) or PRNet's TF1 checkpoint (prefix, "
+                             ".index or folder)")
     parser.add_argument("--output", required=True, help="output folder for prnet.pb / prnet.onnx and the ATC files")
     parser.add_argument("--batch", type=int, default=1, help="fixed batch size B of the exported input [B,S,S,3]")
     parser.add_argument("--no-fold-bn", action="store_true",
@@ -29,6 +33,16 @@ def _add_arguments(parser):
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="largest accepted |exported - Keras| of the normalised map on the check images")
     parser.add_argument("--no-atc", action="store_true", help="do not run atc even when it is on PATH")
+    parser.add_argument("--tflite", action="store_true",
+                        help="also write DIR/prnet.tflite (float32) and DIR/prnet_fp16.tflite (float16 weights)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write DIR/prnet_int8.tflite (full integer) and DIR/prnet_int8.onnx (QDQ), "
+                             "calibrated on --calibration")
+    parser.add_argument("--calibration", metavar="DIR", default=None,
+                        help="int8 calibration images: a folder of face crops or an AFLW2000-3D folder")
+    parser.add_argument("--uv-data", metavar="DIR", default=None,
+                        help="the model's uv-data, whose keypoints give export.json's NME (default: the embedded "
+                             "default model's; PRNet's Data/uv-data for PRNet's checkpoint)")
 
 
 def run_export(args):
@@ -39,7 +53,9 @@ def run_export(args):
     try:
         result = export_model(args.model, args.output, batch_size=args.batch, fold_bn=not args.no_fold_bn,
                               onnx=args.onnx, opset=args.opset, soc_version=args.soc_version,
-                              precision_mode=args.precision_mode, tolerance=args.tolerance, run_atc=not args.no_atc)
+                              precision_mode=args.precision_mode, tolerance=args.tolerance, run_atc=not args.no_atc,
+                              tflite=args.tflite, int8=args.int8, calibration=args.calibration,
+                              uv_data=args.uv_data)
     except (UnsupportedOpError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
@@ -47,6 +63,10 @@ def run_export(args):
     print("op types (.pb): " + ", ".join(f"{k} x{v}" for k, v in result.op_types.items()))
     for fmt, diff in result.max_abs_diff.items():
         print(f"max |{fmt} - keras| = {diff:.3g}")
+    for name, row in result.files.items():
+        nme = "n/a" if row["nme_vs_float32"] is None else f"{100 * row['nme_vs_float32']:.3f} %"
+        print(f"{name}: {row['size_mb']:.2f} MB, max |diff| {row['max_abs_diff']:.3g}, keypoint shift "
+              f"{row['keypoint_shift_px']:.3f} px, NME vs float32 {nme}")
     for fmt, command in result.atc_commands.items():
         status = result.atc_status.get(fmt)
         print(f"{command}\n  -> " + ("atc not on PATH: run it on the Ascend host" if status is None
@@ -54,8 +74,9 @@ def run_export(args):
     return 0
 
 
-EXPORT = Command("export", "export a trained PRNet to a frozen .pb (and ONNX) for Huawei Ascend ATC",
-                 "Export a trained PRNet (Keras .keras file) for Huawei Ascend ATC: a frozen .pb and optionally ONNX.",
+EXPORT = Command("export", "export a trained PRNet to a frozen .pb (and ONNX, TFLite, int8) for Ascend ATC and phones",
+                 "Export a trained PRNet (Keras .keras file or PRNet's TF1 checkpoint) for Huawei Ascend ATC: a frozen "
+                 ".pb and optionally ONNX, TFLite (float32, float16) and int8 (TFLite, ONNX QDQ).",
                  _add_arguments, run_export, argparse.ArgumentDefaultsHelpFormatter)
 
 

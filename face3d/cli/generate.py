@@ -53,6 +53,10 @@ def add_generate_arguments(parser):
     parser.add_argument("--bfm", metavar="BFM.mat",
                         help="the real Basel Face Model (BFM_info.mat and BFM_UV.mat are looked up next to it); "
                              "default: the embedded default model")
+    parser.add_argument("--uv-data", metavar="DIR",
+                        help="an existing uv-data folder to build the set on (e.g. PRNet's Data/uv-data with --bfm "
+                             "the real BFM): checked against the model and copied as it is into OUTPUT/uv-data, so "
+                             "training uses its masks and keypoints; default: built for the model")
     parser.add_argument("--output", metavar="DIR", default=DEFAULT_OUTPUT,
                         help="output folder (created); receives the crops, maps, trainDataLabel.txt, summary.json "
                              "and uv-data/ (default: %(default)s)")
@@ -138,7 +142,8 @@ def run_generate(args):
     try:
         summary = generate_dataset(root, args.output, generation_config(args), model_path=args.bfm,
                                    workers=args.workers, shard=args.shard, limit=args.limit, seed=args.seed,
-                                   relative_paths=args.label_paths == "relative", progress=not args.quiet)
+                                   relative_paths=args.label_paths == "relative", progress=not args.quiet,
+                                   uv_data=args.uv_data)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: finished samples are kept; rerun the same command to resume\n")
         return 130

@@ -32,6 +32,12 @@ def _add_arguments(parser):
     run.add_argument("--input", required=True, help="folder of .bin files (processed in sorted order)")
     run.add_argument("--output", required=True, help="parent folder of the <YYYYMMDD_HHMMSS> result folder")
     run.add_argument("--fp16", action="store_true", help="run the ONNX model converted to float16")
+    run.add_argument("--int8", action="store_true",
+                     help="run the ONNX model quantized to int8 (static QDQ, per-channel weights: the scheme of "
+                          "Ascend's AMCT), to estimate an int8 board deployment's accuracy")
+    run.add_argument("--calibration", default=None, metavar="DIR",
+                     help="--int8 calibration images: face crops or an AFLW2000-3D folder (default: the input .bin "
+                          "crops)")
     run.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     post = sub.add_parser("post_process", aliases=["post"], help="outputs + manifest -> landmarks, NME report, latency")
     post.add_argument("--result", required=True, help="folder with <stem>_output_0.bin (runner or msame output)")
@@ -54,7 +60,8 @@ def _run_step(args):
             print(f"wrote {len(manifest['files'])} .bin files for {len(manifest['samples'])} faces to {args.output} "
                   f"({len(manifest['skipped'])} skipped)")
         elif args.step_name == "run":
-            run_offline(args.model, args.input, args.output, fp16=args.fp16, threads=args.threads)
+            run_offline(args.model, args.input, args.output, fp16=args.fp16, threads=args.threads, int8=args.int8,
+                        calibration=args.calibration)
         else:
             report = post_process(args.result, args.manifest, args.output, args.timing)
             if "nme_2d" in report:

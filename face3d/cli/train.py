@@ -45,6 +45,9 @@ _HELP = {
     "seed": ("S", "seeds the weights, the validation split, the sample order and the augmentation", {}),
     "resume": (None, "continue the run in --output at its next epoch (same learning-rate schedule, order and "
                      "augmentation)", {}),
+    "init_from": ("MODEL_OR_PREFIX", "start from these weights instead of random ones: a .keras model or PRNet's "
+                                     "released TF1 checkpoint (its prefix, .index file or folder); same --width "
+                                     "(16 for PRNet's), any --input-size; ignored with --resume", {}),
     "skip_bad": (None, "skip missing or corrupt samples with a warning (default: stop before training, naming the "
                        "file)", {}),
     "mixed_precision": (None, "float16 compute on GPU (ignored on CPU)", {}),

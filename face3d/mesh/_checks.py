@@ -147,3 +147,19 @@ def as_tex_coords(tex_coords):
     if not np.isfinite(uv[:, :2]).all():
         raise ValueError("tex_coords must be finite, found NaN or inf")
     return uv
+
+
+def mesh_arrays(vertices, triangles, colors=None):
+    """A mesh to write: (nver, 3) real vertices, (ntri, 3) valid int32 triangles (as_indices), optional (nver, 3)
+    colours; ValueError naming the argument otherwise."""
+    v = np.asarray(vertices)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (nver, 3), got {v.shape}")
+    if not np.issubdtype(v.dtype, np.number):
+        raise ValueError(f"vertices must hold real numbers, got dtype {v.dtype}")
+    t = as_indices(triangles, v.shape[0])
+    if colors is not None:
+        colors = np.asarray(colors)
+        if colors.shape != (v.shape[0], 3):
+            raise ValueError(f"colors must have shape ({v.shape[0]}, 3), got {colors.shape}")
+    return v, t, colors

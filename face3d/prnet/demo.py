@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
+
 __all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo"]
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -32,38 +34,13 @@ def list_images(inputs):
     return images
 
 
-def read_landmarks(path):
-    """(68, 2) float64 landmarks from a .txt/.npy/.mat file (see --landmarks)."""
-    from face3d.utils.matfile import read_mat
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"landmarks file not found: {path}")
-    if path.suffix == ".mat":
-        mat = read_mat(path)
-        key = next((k for k in ("pt3d_68", "pt2d") if k in mat and np.shape(mat[k])[-1] == 68), None)
-        if key is None:
-            raise ValueError(f"{path}: no pt3d_68 (3, 68) or pt2d (2, 68) in the .mat")
-        points = np.asarray(mat[key], dtype=np.float64)
-    elif path.suffix == ".npy":
-        points = np.load(path).astype(np.float64)
-    else:
-        points = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    if points.shape[0] in (2, 3) and points.shape[1] == 68:
-        points = points.T
-    if points.shape not in ((68, 2), (68, 3)):
-        raise ValueError(f"{path}: expected 68 landmarks as (68, 2|3) or (2|3, 68), got {points.shape}")
-    return points[:, :2]
-
-
 def _landmarks_for(source, image_path):
     source = Path(source)
     if source.is_dir():
-        for suffix in (".txt", ".npy", ".mat"):
-            candidate = source / f"{image_path.stem}{suffix}"
-            if candidate.is_file():
-                return read_landmarks(candidate)
-        raise FileNotFoundError(f"no landmarks for {image_path.name} in {source} (<stem>.txt/.npy/.mat)")
+        candidate = find_landmark_file(image_path, image_path.parent, source)
+        if candidate is None:
+            raise FileNotFoundError(f"no landmarks for {image_path.name} in {source} (<stem>.pts/.txt/.npy/.mat)")
+        return read_landmarks(candidate)
     return read_landmarks(source)
 
 
@@ -112,8 +89,8 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         uv_data: UV data the network was trained with (None: the default).
         bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default model).
         box: (4,) face box x0, y0, x1, y1 in image pixels for every image; or
-        landmarks: a (68, 2|3) landmarks file, or a folder with one ``<stem>.txt/.npy/.mat`` per image;
-            neither: dlib's ``detector`` ("auto", "cnn" or "hog") finds the face.
+        landmarks: a 68-landmark file (``read_landmarks``), or a folder with one ``<stem>.pts/.txt/.npy/.mat`` per
+            image; neither: dlib's ``detector`` ("auto", "cnn" or "hog") finds the face.
         texture: OBJ with a UV texture map instead of vertex colours.
     Prints one line per image (its files, or why it was skipped).
     """

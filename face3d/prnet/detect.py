@@ -3,11 +3,12 @@
 PRNet's demo finds faces with dlib's CNN detector (``mmod_human_face_detector.dat``) and crops with the box rule
 in ``inference.box_crop``. This module uses that CNN model when the ``face_recognition_models`` package provides
 it, and dlib's built-in HOG frontal-face detector otherwise (no model file needed). Without dlib every entry point
-raises an ImportError that names the packages to install.
+raises an ImportError that names the packages to install. ``DlibLandmarker`` adds dlib's 68-point iBUG shape
+predictor (``shape_predictor_68_face_landmarks.dat`` from ``face_recognition_models``) on the best face.
 """
 import numpy as np
 
-__all__ = ["DetectorUnavailable", "DlibDetector", "detector_available"]
+__all__ = ["DetectorUnavailable", "DlibDetector", "DlibLandmarker", "detector_available"]
 
 _INSTALL_HINT = ("face detection needs dlib: pip install dlib-bin (and face_recognition_models for the CNN "
                  "detector PRNet uses); or pass the face box (--box x0 y0 x1 y1) or 68 landmarks (--landmarks)")
@@ -83,3 +84,39 @@ class DlibDetector:
             return np.zeros((0, 4), dtype=np.float64), np.zeros(0, dtype=np.float64)
         order = np.argsort(-scores, kind="stable")
         return boxes[order], scores[order]
+
+
+class DlibLandmarker:
+    """The 68 iBUG landmarks of the most confident face: ``DlibDetector`` boxes, then dlib's 68-point shape
+    predictor (the model file of the ``face_recognition_models`` package).
+
+    Args:
+        kind, upsample: of the ``DlibDetector``.
+    Raises:
+        DetectorUnavailable: dlib or face_recognition_models missing.
+    """
+
+    def __init__(self, kind="auto", upsample=1):
+        self.detector = DlibDetector(kind, upsample)
+        try:
+            import face_recognition_models
+        except ImportError as exc:
+            raise DetectorUnavailable("68-landmark detection needs dlib's shape predictor from the "
+                                      "face_recognition_models package: pip install face_recognition_models") from exc
+        import dlib
+
+        self._rectangle = dlib.rectangle
+        self._predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+
+    def landmarks(self, image):
+        """The 68 landmarks of the most confident face in an (h, w, 3) uint8 RGB image.
+
+        Returns:
+            (68, 2) float64 x, y image pixels (y down), or None when no face is found.
+        """
+        boxes, _ = self.detector.detect(image)
+        if not len(boxes):
+            return None
+        x0, y0, x1, y1 = (int(round(v)) for v in boxes[0])
+        shape = self._predictor(np.ascontiguousarray(image, dtype=np.uint8), self._rectangle(x0, y0, x1, y1))
+        return np.array([[shape.part(i).x, shape.part(i).y] for i in range(shape.num_parts)], dtype=np.float64)

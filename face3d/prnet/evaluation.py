@@ -23,10 +23,15 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   morphable model they were fitted with): the NME over every face vertex of the UV data (``face_ind``) against the
   model's surface placed by the pose and read at the same UV pixels, normalised like the landmarks (the 68-point
   box), 2D and 3D (mean depth aligned).
+* 3D face reconstruction (with dense ground truth; PRNet's "3D Face Reconstruction"): the predicted dense vertices
+  are rigidly aligned to the ground truth by ICP (``reconstruction.icp_align``: rotation and translation, no
+  scale) and the mean distance to the nearest ground-truth vertex is divided, as PRNet does, by the outer
+  interocular distance of the ground truth's 3D landmarks 36 and 45 (``reconstruction_nme_3d``).
+* Every metric key also gets its CED curve in ``report.json`` (``ced``: the fraction of samples with NME <= t for
+  t = 0, 0.001, ..., 0.1) and in ``ced.png``.
 
 All NME values are fractions (0.035 = 3.5 %); the Markdown report prints percentages.
 """
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,17 +39,22 @@ from pathlib import Path
 import numpy as np
 
 from face3d.prnet import metrics
+from face3d.prnet.metrics import ced
+from face3d.prnet.evaluation_report import markdown_report, plot_ced, write_reports
+from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
 from face3d.utils.matfile import read_mat
 
-__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "AFLWSample", "find_samples", "read_sample",
-           "keypoint_nme", "yaw_bucket", "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth",
-           "evaluate_predictions", "evaluate_model", "write_reports", "plot_ced", "markdown_report"]
+__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "find_samples",
+           "read_sample", "keypoint_nme", "yaw_bucket", "auc", "failure_rate", "ced", "summarize_errors",
+           "DenseGroundTruth", "evaluate_predictions", "evaluate_model", "write_reports", "plot_ced",
+           "markdown_report"]
 
 logger = logging.getLogger(__name__)
 
 YAW_BUCKETS = ("[0,30]", "(30,60]", "(60,90]")
 AUC_LIMITS = (0.07, 0.10)
 FAILURE_THRESHOLD = 0.10
+CED_THRESHOLDS = np.round(np.linspace(0.0, 0.10, 101), 6)
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _METRIC_LABELS = {
     "nme_2d": "NME 2D (68 landmarks, / sqrt(w*h))",
@@ -52,6 +62,7 @@ _METRIC_LABELS = {
     "nme_3d_diagonal": "NME 3D (68 landmarks, / box diagonal)",
     "dense_nme_2d": "dense NME 2D (face vertices, / sqrt(w*h))",
     "dense_nme_3d": "dense NME 3D (face vertices, / sqrt(w*h))",
+    "reconstruction_nme_3d": "3D reconstruction NME (face vertices after rigid ICP, / outer interocular distance)",
 }
 _PROTOCOL = {
     "source": "PRNet (Feng et al., ECCV 2018) on AFLW2000-3D, following 3DDFA's benchmark_aflw2000.py "
@@ -61,6 +72,9 @@ _PROTOCOL = {
     "depth": "3D errors after shifting prediction and ground truth to zero mean depth",
     "yaw_buckets": "|Pose_Para yaw| in degrees: [0,30], (30,60], (60,90]; balanced mean = mean of bucket means",
     "auc": "integral of the CED over [0, T] / T, T = 0.07 and 0.10; failure rate = fraction with NME > 0.10",
+    "reconstruction": "dense vertices rigidly aligned to the ground truth by ICP (rotation, translation), mean "
+                      "distance to the nearest ground-truth vertex / 3D outer interocular distance (landmarks 36, "
+                      "45), as PRNet's 3D face reconstruction experiment",
 }
 
 
@@ -211,16 +225,6 @@ def failure_rate(errors, threshold=FAILURE_THRESHOLD):
     return float(np.mean(errors > threshold))
 
 
-def ced(errors, thresholds):
-    """Cumulative error distribution: the fraction of errors <= each threshold.
-
-    Returns:
-        (T,) float64.
-    """
-    errors = np.sort(np.asarray(errors, dtype=np.float64))
-    return np.searchsorted(errors, np.asarray(thresholds, dtype=np.float64), side="right") / max(errors.size, 1)
-
-
 def summarize_errors(errors, yaw_deg=None):
     """Mean, std, per-yaw-bucket and balanced means, AUCs and failure rate of per-sample errors.
 
@@ -264,12 +268,14 @@ class DenseGroundTruth:
     rasterization, exactly as the generator builds position maps.
 
     Args:
-        model: MorphableModel (the UV data must have been built for it). uv_data: UVData.
+        model: MorphableModel. uv_data: UVData built for it (else ValueError, ``uv_layout.check_uv_data_fits``).
     """
 
     def __init__(self, model, uv_data):
         from face3d.trainset.sample import GenerationConfig, TrainsetGenerator
+        from face3d.trainset.uv_layout import check_uv_data_fits
 
+        check_uv_data_fits(uv_data, model)
         self._generator = TrainsetGenerator(model, GenerationConfig(resolution=uv_data.resolution, angles=()))
         self._face_ind = np.asarray(uv_data.face_ind)
 
@@ -296,7 +302,8 @@ def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dens
     Returns:
         dict (see ``write_reports``): ``samples``, ``nme_2d``, ``nme_3d``, ``nme_3d_diagonal`` (overall means),
         ``balanced`` ({metric: balanced mean}), ``yaw_buckets`` ({label: {"count", metric: mean}}),
-        ``metrics`` ({metric: ``summarize_errors``}), ``per_sample`` (list of dicts), ``labels``, ``protocol``.
+        ``metrics`` ({metric: ``summarize_errors``}), ``per_sample`` (list of dicts), ``labels``, ``protocol``,
+        ``ced`` ({"thresholds": T values, metric: fraction of samples with NME <= each}).
     """
     pred = np.asarray(pred_landmarks, dtype=np.float64)
     gt = np.asarray(gt_landmarks, dtype=np.float64)
@@ -317,6 +324,7 @@ def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dens
         to_landmark_box = metrics.bbox_size(dense_gt) / metrics.bbox_size(gt)
         errors["dense_nme_2d"] = keypoint_nme(dense_pred, dense_gt, dims=2) * to_landmark_box
         errors["dense_nme_3d"] = keypoint_nme(dense_pred, dense_gt, dims=3) * to_landmark_box
+        errors["reconstruction_nme_3d"] = reconstruction_nme(dense_pred, dense_gt, outer_interocular_distance(gt))
     summaries = {key: summarize_errors(value, yaw) for key, value in errors.items()}
     buckets = {label: {"count": summaries["nme_2d"]["buckets"][label]["count"]} for label in YAW_BUCKETS}
     for key, summary in summaries.items():
@@ -332,6 +340,8 @@ def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dens
     report["metrics"] = summaries
     report["dense"] = "dense_nme_2d" in errors
     report["labels"] = {key: _METRIC_LABELS[key] for key in errors}
+    report["ced"] = {"thresholds": CED_THRESHOLDS.tolist(),
+                     **{key: ced(value, CED_THRESHOLDS).tolist() for key, value in errors.items()}}
     report["protocol"] = dict(_PROTOCOL)
     report["per_sample"] = per_sample
     return report
@@ -407,88 +417,3 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
     if output_dir is not None:
         report["files"] = write_reports(report, output_dir, predictions=(np.stack(preds), np.stack(gts)))
     return report
-
-
-# ------------------------------------------------------------------------------------------------ reports
-
-def _percent(value):
-    return "-" if value is None else f"{100.0 * value:.3f}"
-
-
-def markdown_report(report):
-    """The report as Markdown: a table of NME (%) per yaw bucket, balanced and overall, then AUC and failures."""
-    keys = list(report["labels"])
-    lines = [f"# AFLW2000-3D-protocol evaluation ({report['samples']} samples)", ""]
-    counts = " | ".join(f"{label} (n={report['yaw_buckets'][label]['count']})" for label in YAW_BUCKETS)
-    lines += [f"| metric (%) | {counts} | balanced | all |", "| --- |" + " ---: |" * 5]
-    for key in keys:
-        cells = [_percent(report["yaw_buckets"][label][key]) for label in YAW_BUCKETS]
-        lines.append(f"| {report['labels'][key]} | {' | '.join(cells)} | {_percent(report['balanced'][key])} | "
-                     f"{_percent(report[key])} |")
-    if report.get("balanced_buckets", 3) < 3:
-        lines += ["", f"Balanced means average the {report['balanced_buckets']} non-empty buckets only."]
-    lines += ["", "| metric | AUC 7% | AUC 10% | failure rate (NME > 10%) |", "| --- | ---: | ---: | ---: |"]
-    for key in keys:
-        m = report["metrics"][key]
-        lines.append(f"| {report['labels'][key]} | {m['auc_7']:.4f} | {m['auc_10']:.4f} | "
-                     f"{100.0 * m['failure_rate_10']:.2f} % |")
-    lines += ["", "Protocol:", ""] + [f"* {k}: {v}" for k, v in report["protocol"].items()]
-    if report.get("skipped"):
-        lines += ["", f"Skipped {len(report['skipped'])} unreadable sample(s):", ""]
-        lines += [f"* {s['image']}: {s['reason']}" for s in report["skipped"]]
-    return "\n".join(lines) + "\n"
-
-
-def plot_ced(report, path, max_error=0.10):
-    """Write the CED curves (fraction of samples vs NME, one curve per metric, AUC@7% in the legend) as a PNG.
-
-    Uses matplotlib (imported here, Agg canvas); returns the Path, or None with a warning when matplotlib is
-    missing.
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        logger.warning("matplotlib is not installed: no CED plot (pip install matplotlib)")
-        return None
-    thresholds = np.linspace(0.0, max_error, 201)
-    figure = Figure(figsize=(6.4, 4.8), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    for key, label in report["labels"].items():
-        errors = [s[key] for s in report["per_sample"]]
-        axes.plot(100.0 * thresholds, 100.0 * ced(errors, thresholds),
-                  label=f"{label}: AUC@7% {report['metrics'][key]['auc_7']:.3f}")
-    axes.set_xlim(0.0, 100.0 * max_error)
-    axes.set_ylim(0.0, 100.0)
-    axes.set_xlabel("NME (%)")
-    axes.set_ylabel("images (%)")
-    axes.set_title(f"CED, {report['samples']} samples")
-    axes.grid(True, alpha=0.3)
-    axes.legend(loc="lower right", fontsize=7)
-    path = Path(path)
-    figure.savefig(path)
-    return path
-
-
-def write_reports(report, output_dir, predictions=None):
-    """Write ``report.json`` (the report dict), ``report.md`` (``markdown_report``), ``ced.png`` (``plot_ced``)
-    and, given (pred, gt) landmark arrays, ``predictions.npz`` (names, yaw_deg, pred, gt) into ``output_dir``.
-
-    Returns:
-        dict of the written file paths (strings).
-    """
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    files = {"json": str(output / "report.json"), "markdown": str(output / "report.md")}
-    ced_path = plot_ced(report, output / "ced.png")
-    if ced_path is not None:
-        files["ced"] = str(ced_path)
-    if predictions is not None:
-        pred, gt = predictions
-        np.savez(output / "predictions.npz", names=np.array([s["name"] for s in report["per_sample"]]),
-                 yaw_deg=np.array([s["yaw_deg"] for s in report["per_sample"]]), pred=pred, gt=gt)
-        files["predictions"] = str(output / "predictions.npz")
-    Path(files["markdown"]).write_text(markdown_report(report), encoding="utf-8")
-    Path(files["json"]).write_text(json.dumps({**report, "files": files}, indent=2) + "\n", encoding="utf-8")
-    return files

@@ -1,11 +1,12 @@
 """Export a Keras PRNet to a frozen TensorFlow GraphDef (``.pb``, ATC ``--framework=3``) and to ONNX
-(``--framework=5``) for Huawei Ascend's ATC, each export reloaded and checked against the Keras model.
+(``--framework=5``) for Huawei Ascend's ATC, to TFLite (float32, float16, int8) for phones and to an int8 QDQ ONNX
+model, each export reloaded and checked against the Keras model.
 
 Graph contract (both formats): one float32 input ``input`` NHWC [B, S, S, 3] (an image in [0, 1], the training
 normalisation) and one float32 output ``output`` NHWC [B, S, S, 3] (the position map in crop pixels / (1.1 x R),
 R the UV map resolution: the training normalisation, ``contract.POSMAP_SCALE``); B and S are fixed (ATC needs static
-shapes). The steps live in ``layer_graph`` (Keras walk, batch-norm folding), ``tf_graph``, ``onnx_graph`` and
-``atc``; their public names are importable from here too.
+shapes). The steps live in ``layer_graph`` (Keras walk, batch-norm folding), ``tf_graph``, ``onnx_graph``,
+``atc``, ``tflite`` and ``quantize``; the graph-building names are importable from here too.
 """
 import json
 import logging
@@ -14,18 +15,29 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.prnet.atc import (ATC_SUPPORTED_ONNX_OPS, ATC_SUPPORTED_TF_OPS, UnsupportedOpError, atc_command,
-                              check_atc_ops, check_onnx_ops, run_atc_command, shell_line, write_fusion_switch)
+from face3d.prnet.atc import (
+    ATC_SUPPORTED_ONNX_OPS,
+    ATC_SUPPORTED_TF_OPS,
+    UnsupportedOpError,
+    atc_command,
+    check_atc_ops,
+    check_onnx_ops,
+    run_atc_command,
+    shell_line,
+    write_fusion_switch,
+)
 from face3d.prnet.layer_graph import LayerNode, fold_batch_norms, model_to_nodes
 from face3d.prnet.onnx_graph import build_onnx_model, onnx_to_float16
 from face3d.prnet.predictor import load_keras_model, load_predictor
 from face3d.prnet.tf_graph import BATCH_NORM_OP_TYPES, build_graph_def, graph_op_types
+from face3d.prnet.tflite import build_tflite
 
 __all__ = [
     "ATC_SUPPORTED_TF_OPS", "ATC_SUPPORTED_ONNX_OPS", "BATCH_NORM_OP_TYPES", "UnsupportedOpError", "LayerNode",
     "model_to_nodes", "fold_batch_norms", "build_graph_def", "build_onnx_model", "onnx_to_float16",
     "graph_op_types", "check_atc_ops", "check_onnx_ops", "reference_images",
     "atc_command", "shell_line", "write_fusion_switch", "ExportResult", "export_model", "load_keras_model",
+    "compare_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,6 +74,8 @@ class ExportResult:
         max_abs_diff: format ("pb", "onnx") -> max |exported - Keras| over the check images (normalised map).
         atc_commands: format -> shell line; atc_status: format -> exit status, None when atc is not installed.
         fusion_switch_path: the fusion switch config (unfolded graphs) or None.
+        files: file name -> {"path", "size_mb", "max_abs_diff", "keypoint_shift_px", "nme_vs_float32"} for every
+            written model (``compare_files``; TFLite and int8 files included).
     """
     pb_path: Path
     onnx_path: Path = None
@@ -71,6 +85,7 @@ class ExportResult:
     atc_commands: dict = field(default_factory=dict)
     atc_status: dict = field(default_factory=dict)
     fusion_switch_path: Path = None
+    files: dict = field(default_factory=dict)
 
 
 def _write_and_compare(result, output_dir, graph_def, onnx_model, model, images, tolerance):
@@ -112,21 +127,112 @@ def _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version,
             logger.info("atc not run for %s; command in %s", fmt, script)
 
 
+def _keypoint_indices(size, uv_data=None):
+    """(2, 68) keypoint pixels of an S x S map: the ``uv_kpt_ind`` of the uv-data folder ``uv_data`` (default: the
+    packaged one) resized to S."""
+    from face3d.prnet.uv_weights import resize_uv_data
+    from face3d.resources import default_uv_data_dir
+    from face3d.trainset.uv_layout import load_uv_data
+
+    return resize_uv_data(load_uv_data(default_uv_data_dir() if uv_data is None else uv_data), size).uv_kpt_ind
+
+
+def compare_files(model, paths, images, uv_kpt_ind=None):
+    """Reload exported models and compare each with the float32 Keras model on the same images.
+
+    The 68 keypoints are read at ``uv_kpt_ind`` from both maps in crop pixels (normalised map x 1.1 x S). The
+    keypoint shift is their mean 2D distance; NME vs float32 is ``metrics.nme`` with the Keras model's maps as the
+    ground truth (shift / sqrt(w h) of the float32 keypoints' box), averaged over the images, and None when a box
+    is under one pixel (an untrained network, whose map is nearly constant, has no face to normalise by).
+
+    Args:
+        model: keras.Model (the float32 reference).
+        paths: list of exported model files (anything ``load_predictor`` runs).
+        images: float32 (N, S, S, 3) in [0, 1].
+        uv_kpt_ind: (2, 68) keypoint pixels of an S x S map (default: the default UV data's, resized to S).
+    Returns:
+        dict file name -> {"path": str, "size_mb": float (10^6 bytes), "max_abs_diff": float (normalised map),
+        "keypoint_shift_px": float, "nme_vs_float32": float or None}.
+    """
+    from face3d.contract import map_scale
+    from face3d.prnet import metrics
+
+    images = np.asarray(images, dtype=np.float32)
+    size = images.shape[1]
+    kpt = _keypoint_indices(size) if uv_kpt_ind is None else uv_kpt_ind
+    to_pixels = np.float32(map_scale(size))
+    reference = np.asarray(model(images, training=False), dtype=np.float32)
+    reference_kpt = metrics.keypoints_from_map(reference * to_pixels, kpt)
+    faces = bool(np.all(metrics.bbox_size(reference_kpt) >= 1.0))
+    table = {}
+    for path in map(Path, paths):
+        maps = load_predictor(path).predict(images)
+        shift = np.linalg.norm(metrics.keypoints_from_map(maps * to_pixels, kpt)[..., :2] - reference_kpt[..., :2],
+                               axis=-1)
+        table[path.name] = {
+            "path": str(path), "size_mb": path.stat().st_size / 1e6,
+            "max_abs_diff": float(np.abs(maps - reference).max()), "keypoint_shift_px": float(shift.mean()),
+            "nme_vs_float32": float(np.mean(metrics.nme(maps * to_pixels, reference * to_pixels, kpt)))
+            if faces else None}
+    return table
+
+
+def _write_deployment_files(output_dir, nodes, input_name, output_name, onnx_model, batch_size, opset, tflite,
+                            calibration):
+    """Write ``prnet.tflite`` and ``prnet_fp16.tflite`` (``tflite``) and ``prnet_int8.tflite`` and
+    ``prnet_int8.onnx`` (``calibration`` given: float32 (N, S, S, 3), N a multiple of ``batch_size``); returns
+    the written paths."""
+    from face3d.prnet.quantize import quantize_onnx
+    from face3d.utils.atomic import atomic_write_bytes
+
+    written = []
+    variants = ([("prnet.tflite", "float32"), ("prnet_fp16.tflite", "float16")] if tflite else []) + \
+        ([("prnet_int8.tflite", "int8")] if calibration is not None else [])
+    for name, mode in variants:
+        data = build_tflite(nodes, input_name, output_name, batch_size, mode,
+                            calibration if mode == "int8" else None)
+        atomic_write_bytes(output_dir / name, data)
+        written.append(output_dir / name)
+    if calibration is not None:
+        if onnx_model is None:
+            onnx_model = build_onnx_model(nodes, input_name, output_name, batch_size, opset)
+        written.append(quantize_onnx(onnx_model, output_dir / "prnet_int8.onnx", calibration, batch_size))
+    return written
+
+
+def _calibration_batches(calibration, size, batch_size):
+    """Calibration images (array or folder, ``quantize.calibration_images``) cut to a multiple of the batch."""
+    from face3d.prnet.quantize import calibration_images
+
+    images = calibration_images(calibration, size) if isinstance(calibration, (str, Path)) else \
+        np.asarray(calibration, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        raise ValueError(f"calibration images must be (N, {size}, {size}, 3), got {images.shape}")
+    usable = len(images) // batch_size * batch_size
+    if usable == 0:
+        raise ValueError(f"{len(images)} calibration images are fewer than one batch of {batch_size}")
+    return images[:usable]
+
+
 def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opset=11, soc_version="Ascend310",
-                 precision_mode="force_fp16", check_images=None, tolerance=1e-3, run_atc=True):
-    """Export a Keras PRNet to ``output_dir/prnet.pb`` (and ``prnet.onnx``), verify, and write the ATC files.
+                 precision_mode="force_fp16", check_images=None, tolerance=1e-3, run_atc=True, tflite=False,
+                 int8=False, calibration=None, uv_data=None):
+    """Export a Keras PRNet to ``output_dir/prnet.pb`` (and ``prnet.onnx``, TFLite, int8), verify, and write the
+    ATC files.
 
     Steps (the written files are run by ``predictor.load_predictor``, the loader inference uses): translate the
     layers (``model_to_nodes``), fold batch norms (unless ``fold_bn`` is False; ATC must then run with the
     ``fusion_switch.cfg`` written here, ConvBatchnormFusionPass off), build the frozen graph, check its op types
     against ``ATC_SUPPORTED_TF_OPS`` (UnsupportedOpError before anything is written), write it, reload the
     written file and compare it with the Keras model on ``check_images`` (max |difference| of the normalised map
-    < ``tolerance``, else RuntimeError); the same for ONNX with ONNX Runtime. Then write ``atc_pb.sh`` /
-    ``atc_onnx.sh`` (the exact command), ``fusion_switch.cfg`` for unfolded graphs and ``export.json`` (op types,
-    differences, commands), and run ``atc`` when it is on PATH.
+    < ``tolerance``, else RuntimeError); the same for ONNX with ONNX Runtime and for the float32 TFLite model.
+    Then write ``atc_pb.sh`` / ``atc_onnx.sh`` (the exact command), ``fusion_switch.cfg`` for unfolded graphs and
+    ``export.json`` (op types, differences, commands, and per file its size, max |difference| and NME against the
+    float32 model on the calibration images, else the check images; ``compare_files``), and run ``atc`` when it
+    is on PATH.
 
     Args:
-        model: keras.Model or the path of a ``.keras`` file.
+        model: keras.Model, the path of a ``.keras`` file or PRNet's TF1 checkpoint (prefix, ``.index``, folder).
         output_dir: folder (created).
         batch_size: the graph's fixed batch B.
         fold_bn: fold batch norms into the convolutions (True) or keep FusedBatchNormV3.
@@ -136,6 +242,12 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         check_images: float32 (B, S, S, 3) in [0, 1]; None -> ``reference_images(S, B)``.
         tolerance: largest accepted difference (float32 rounding of the 17 transposed convs is about 3e-4).
         run_atc: run ``atc`` when it is installed.
+        tflite: also write ``prnet.tflite`` (float32) and ``prnet_fp16.tflite`` (float16 weights).
+        int8: also write ``prnet_int8.tflite`` (full integer) and ``prnet_int8.onnx`` (QDQ), calibrated on
+            ``calibration``.
+        calibration: float32 (N, S, S, 3) images in [0, 1] or a folder (``quantize.calibration_images``);
+            required by ``int8``; N is cut to a multiple of B.
+        uv_data: the model's uv-data folder, whose keypoints ``compare_files`` reads (default: the packaged one).
     Returns:
         ExportResult.
     """
@@ -149,6 +261,9 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         np.asarray(check_images, dtype=np.float32)
     if images.shape[0] != batch_size:
         raise ValueError(f"check_images must hold batch_size={batch_size} images, got {images.shape[0]}")
+    if int8 and calibration is None:
+        raise ValueError("int8 export needs calibration images (a folder of face crops or an AFLW2000-3D folder)")
+    calibration = _calibration_batches(calibration, size, batch_size) if int8 else None
 
     graph_def = build_graph_def(nodes, input_name, output_name, batch_size)
     op_types = check_atc_ops(graph_def)
@@ -159,10 +274,22 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
 
     output_dir.mkdir(parents=True, exist_ok=True)
     result = ExportResult(pb_path=output_dir / "prnet.pb", op_types=op_types, onnx_op_types=onnx_op_types)
+    deployment = _write_deployment_files(output_dir, nodes, input_name, output_name, onnx_model, batch_size, opset,
+                                         tflite, calibration)
+    if tflite:
+        expected = np.asarray(model(images, training=False), dtype=np.float32)
+        result.max_abs_diff["tflite"] = float(np.abs(load_predictor(output_dir / "prnet.tflite").predict(images)
+                                                     - expected).max())
     _write_and_compare(result, output_dir, graph_def, onnx_model, model, images, tolerance)
     _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode, run_atc)
+    written = [result.pb_path] + ([result.onnx_path] if result.onnx_path else []) + deployment
+    result.files = compare_files(model, written, images if calibration is None else calibration,
+                                 _keypoint_indices(size, uv_data))
     summary = {"batch_size": batch_size, "input_size": size, "fold_bn": fold_bn, "opset": opset if onnx else None,
                "op_types": op_types, "onnx_op_types": onnx_op_types, "max_abs_diff": result.max_abs_diff,
-               "tolerance": tolerance, "atc_commands": result.atc_commands, "atc_status": result.atc_status}
+               "tolerance": tolerance, "atc_commands": result.atc_commands, "atc_status": result.atc_status,
+               "files": result.files,
+               "compared_on": f"{len(images if calibration is None else calibration)} "
+                              + ("check images" if calibration is None else "calibration images")}
     (output_dir / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
     return result

@@ -120,10 +120,11 @@ class PRN:
 
     @property
     def canonical(self):
-        """(n, 3) float32 canonical face at ``face_ind`` (``canonical_vertices`` of ``bfm``), built on first use."""
+        """(n, 3) float32 canonical face at ``face_ind``, built on first use: the uv-data's
+        ``canonical_vertices.npy`` when present, else the mean face of ``bfm`` (``pose.canonical_vertices``)."""
         if self._canonical is None:
             model = self._bfm
-            if model is None or isinstance(model, (str, Path)):
+            if self.uv.canonical_vertices is None and (model is None or isinstance(model, (str, Path))):
                 from face3d.morphable_model import MorphableModel
                 model = MorphableModel(None if model is None else str(model))
             self._canonical = canonical_vertices(model, self.uv)

@@ -13,7 +13,7 @@ import numpy as np
 
 from face3d.trainset.posmap import keypoints_from_map
 
-__all__ = ["bbox_size", "nme", "weighted_mse"]
+__all__ = ["bbox_size", "nme", "weighted_mse", "ced"]
 
 
 def bbox_size(keypoints):
@@ -60,3 +60,13 @@ def weighted_mse(pred, target, weight):
         raise ValueError(f"pred and target must both be (N, H, W, C), got {pred.shape} and {target.shape}")
     weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), pred.shape[:3])
     return float(np.mean(weight * np.mean((pred - target) ** 2, axis=-1)))
+
+
+def ced(errors, thresholds):
+    """Cumulative error distribution: the fraction of errors <= each threshold.
+
+    Returns:
+        (T,) float64.
+    """
+    errors = np.sort(np.asarray(errors, dtype=np.float64))
+    return np.searchsorted(errors, np.asarray(thresholds, dtype=np.float64), side="right") / max(errors.size, 1)

@@ -159,7 +159,41 @@ def _timestamp_folder(output_dir):
     return folder
 
 
-def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=False):
+def _load_runner(model, scratch, fp16, int8, calibration, input_files, options):
+    """The predictor ``run_offline`` uses: the model as is, its float16 conversion or its int8 QDQ quantization
+    (calibrated on ``calibration`` or, without it, on the input crops), written into ``scratch``."""
+    from face3d.prnet.predictor import load_predictor
+
+    if not (fp16 or int8):
+        return load_predictor(model, **options)
+    if fp16 and int8:
+        raise ValueError("choose one of fp16 and int8")
+    if model.suffix.lower() != ".onnx":
+        raise ValueError(f"{'fp16' if fp16 else 'int8'} mode needs an .onnx model, got {model}")
+    import onnx
+
+    float_model = onnx.load(str(model))
+    if fp16:
+        from face3d.prnet.onnx_graph import onnx_to_float16
+        converted = Path(scratch) / f"{model.stem}_fp16.onnx"
+        converted.write_bytes(onnx_to_float16(float_model).SerializeToString())
+        return load_predictor(converted, **options)
+    from face3d.prnet.quantize import calibration_images, quantize_onnx
+
+    dims = [d.dim_value for d in float_model.graph.input[0].type.tensor_type.shape.dim]
+    batch, size = dims[0] or 1, dims[1]
+    if calibration is not None:
+        images = calibration_images(calibration, size)
+    else:
+        logger.info("int8: calibrating on the %d input files (pass a calibration folder for an unbiased figure)",
+                    len(input_files))
+        images = np.concatenate([np.fromfile(f, dtype="<f4").reshape(-1, size, size, 3) for f in input_files])
+    images = images[:len(images) // batch * batch]
+    converted = quantize_onnx(float_model, Path(scratch) / f"{model.stem}_int8.onnx", images, batch)
+    return load_predictor(converted, **options)
+
+
+def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=False, int8=False, calibration=None):
     """msame's loop on the host: every ``*.bin`` of ``input_dir`` (sorted) through the model.
 
     Args:
@@ -168,13 +202,14 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
             S*S*3 floats for a model with a free batch).
         output_dir: parent of the timestamped result folder.
         fp16: run the ONNX model converted to float16 (``.onnx`` only).
+        int8: run the ONNX model quantized to int8 QDQ (``quantize.quantize_onnx``), which predicts what an int8
+            (AMCT) board deployment costs.
+        calibration: the int8 calibration folder (``quantize.calibration_images``); None: the input crops.
         threads: ONNX Runtime intra-op threads (None: its default).
         quiet: no per-file lines on stdout.
     Returns:
         Path of the result folder ``<output_dir>/<YYYYMMDD_HHMMSS>``.
     """
-    from face3d.prnet.predictor import load_predictor
-
     input_dir = Path(input_dir)
     files = sorted(input_dir.glob("*.bin"))
     if not files:
@@ -182,17 +217,7 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
     model = Path(model)
     options = {} if threads is None or model.suffix.lower() != ".onnx" else {"threads": int(threads)}
     with tempfile.TemporaryDirectory() as scratch:
-        if fp16:
-            if model.suffix.lower() != ".onnx":
-                raise ValueError(f"fp16 mode needs an .onnx model, got {model}")
-            import onnx
-
-            from face3d.prnet.onnx_graph import onnx_to_float16
-            converted = Path(scratch) / f"{model.stem}_fp16.onnx"
-            converted.write_bytes(onnx_to_float16(onnx.load(str(model))).SerializeToString())
-            predictor = load_predictor(converted, **options)
-        else:
-            predictor = load_predictor(model, **options)
+        predictor = _load_runner(model, scratch, fp16, int8, calibration, files, options)
         s = predictor.input_size
         folder = _timestamp_folder(output_dir)
         times = {}
@@ -212,8 +237,8 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
             if not quiet:
                 print(f"[INFO] start to process file:{path}\nInference time: {elapsed:.3f}ms")
     values = list(times.values())
-    summary = {"model": str(model), "backend": predictor.backend, "fp16": bool(fp16), "input": str(input_dir),
-               "batch_size": predictor.batch_size, "files_ms": times,
+    summary = {"model": str(model), "backend": predictor.backend, "fp16": bool(fp16), "int8": bool(int8),
+               "input": str(input_dir), "batch_size": predictor.batch_size, "files_ms": times,
                "average_ms": float(np.mean(values)),
                "average_ms_without_first": float(np.mean(values[1:])) if len(values) > 1 else None}
     (folder / TIMING).write_text(json.dumps(summary, indent=1) + "\n")

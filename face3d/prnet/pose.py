@@ -7,6 +7,7 @@ import numpy as np
 
 from face3d.mesh import transform
 from face3d.trainset.posmap import rasterize_uv
+from face3d.trainset.uv_layout import canonical_face, check_uv_data_fits
 
 __all__ = ["PoseEstimate", "canonical_vertices", "estimate_pose"]
 
@@ -31,20 +32,32 @@ class PoseEstimate:
 
 
 def canonical_vertices(model, uv_data):
-    """The model's mean face at the UV data's face pixels: the canonical face for ``estimate_pose``.
+    """The canonical face for ``estimate_pose``, in the model's frame (x right, y up, z to the viewer).
+
+    The UV data's own ``canonical_vertices.npy`` when it has one (PRNet's, or the one ``face3d uv-data`` writes;
+    position-map axes, so y is negated here), else the model's mean face at the UV data's face pixels
+    (``uv_layout.canonical_face``), after checking that the UV data was built for that model.
 
     Args:
-        model: MorphableModel (``model['shapeMU']`` (3n, 1), ``uv_coords``, ``full_triangles``); the UV data must
-            have been built for this model (``face3d uv-data`` / the generator's ``uv-data``).
-        uv_data: UVData (``face_ind``, ``resolution``).
+        model: MorphableModel (``model['shapeMU']`` (3n, 1), ``uv_coords``, ``full_triangles``, ``kpt_ind``), or
+            None when ``uv_data`` has canonical vertices.
+        uv_data: UVData (``face_ind``, ``resolution``, ``canonical_vertices``).
     Returns:
-        (m, 3) float32 in the model's frame (x right, y up, z to the viewer, model units), order of ``face_ind``.
+        (m, 3) float32, order of ``face_ind`` (units of the source: model units or PRNet's pixels).
+    Raises:
+        ValueError: the UV data does not fit the model (``uv_layout.check_uv_data_fits``), or no canonical face.
     """
-    if getattr(model, "uv_coords", None) is None:
-        raise ValueError("model.uv_coords is None: the canonical face needs the model's UV coordinates")
-    mean = np.asarray(model.model["shapeMU"], dtype=np.float32).reshape(-1, 3)
-    layout = rasterize_uv(model.uv_coords, model.full_triangles, uv_data.resolution)
-    return layout.interpolate(mean)[np.asarray(uv_data.face_ind)]
+    flip = np.array([1, -1, 1], dtype=np.float32)
+    if uv_data.canonical_vertices is not None:
+        return np.asarray(uv_data.canonical_vertices, dtype=np.float32) * flip
+    if model is None or getattr(model, "uv_coords", None) is None:
+        raise ValueError("no canonical face: the uv-data has no canonical_vertices.npy and the model no UV coordinates")
+    check_uv_data_fits(uv_data, model)
+    face = canonical_face(model, rasterize_uv(model.uv_coords, model.full_triangles, uv_data.resolution),
+                          uv_data.face_ind)
+    if face is None:
+        raise ValueError("no canonical face: the model has no mean shape (shapeMU)")
+    return face * flip
 
 
 def estimate_pose(vertices, canonical):

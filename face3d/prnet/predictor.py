@@ -1,14 +1,19 @@
-"""Run a trained PRNet in any of its saved forms: Keras file, SavedModel, frozen GraphDef or ONNX.
+"""Run a trained PRNet in any of its saved forms: Keras file, PRNet's TF1 checkpoint, SavedModel, frozen GraphDef,
+ONNX or TFLite.
 
 ``load_predictor(path)`` picks the backend from the path:
 
 * ``*.keras`` / ``*.h5``: a Keras 3 model file (``train.py``'s ``best.keras``), run by a ``tf.function``;
+* PRNet's TF1 checkpoint (its prefix, ``.index`` file or folder): converted to that Keras model by name
+  (``prnet_checkpoint``);
 * a folder holding ``saved_model.pb``: a TensorFlow SavedModel (Keras 3 ``model.export``), its
   ``serving_default`` signature;
 * ``*.pb``: a frozen GraphDef with one float32 placeholder (``input``) and one output node (``output``), the
   form ``face3d.prnet.export`` writes for Ascend ATC;
 * ``*.onnx``: an ONNX model run by ONNX Runtime (input and output taken by name when they are ``input`` and
-  ``output``, else the model's first ones).
+  ``output``, else the model's first ones);
+* ``*.tflite``: a TensorFlow Lite model run by its interpreter (float32, float16 or full-integer int8: quantized
+  inputs and outputs are converted with the model's own scale and zero point).
 
 Every predictor maps images to normalised position maps: ``predict(images)`` takes (N, S, S, 3) float32 crops in
 [0, 1] (NHWC, RGB, image / 255 as in training) and returns (N, S, S, 3) float32 maps in [0, 1] (the position map in
@@ -16,6 +21,9 @@ crop pixels divided by 1.1 x the map resolution). Models with a fixed batch size
 are fed in chunks of that size, the last one padded. TensorFlow and ONNX Runtime are imported only by their own
 backend, so an ONNX-only installation never needs TensorFlow.
 """
+import logging
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +31,40 @@ import numpy as np
 from face3d.contract import INPUT_SIZE
 
 __all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPredictor", "OnnxPredictor",
-           "load_keras_model", "load_predictor"]
+           "TFLitePredictor", "load_keras_model", "save_keras_model", "load_predictor"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_keras_model(path):
-    """Load a Keras model (``.keras`` / ``.h5``) for inference (``compile=False``); ``path`` may be a model."""
+    """Load a Keras model (``.keras`` / ``.h5``, ``compile=False``) or PRNet's TF1 checkpoint (prefix, ``.index``
+    file or folder; ``prnet_checkpoint.load_prnet_checkpoint``); ``path`` may be a model."""
     import keras
+
+    from face3d.prnet.prnet_checkpoint import find_checkpoint, load_prnet_checkpoint
 
     if isinstance(path, keras.Model):
         return path
     path = Path(path)
+    if path.suffix.lower() not in (".keras", ".h5") and find_checkpoint(path) is not None:
+        return load_prnet_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"Keras model file not found: {path}")
     return keras.saving.load_model(path, compile=False)
+
+
+def save_keras_model(model, path):
+    """Save a Keras model to ``path`` (``.keras``) through a hidden ``.<stem>.partial.keras`` twin renamed onto it,
+    so a reader never sees half a file (Keras picks the format from the suffix, hence not ``face3d.utils.atomic``'s
+    ``.partial`` name). Returns the Path."""
+    path = Path(path)
+    temp = path.with_name(f".{path.stem}.partial.keras")
+    try:
+        model.save(temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
 
 
 def _static_dim(value):
@@ -230,14 +259,83 @@ class OnnxPredictor(Predictor):
         return self._session.run([self._output], {self._input.name: images})[0]
 
 
+def _builtin_resolver(interpreter_class):
+    """The op resolver of ``interpreter_class``'s module that applies no default delegate (XNNPACK)."""
+    import importlib
+
+    module = importlib.import_module(interpreter_class.__module__)
+    return module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+
+class TFLitePredictor(Predictor):
+    """A TensorFlow Lite model (``.tflite``) run by LiteRT's interpreter (``ai_edge_litert``) when installed, else
+    by ``tf.lite.Interpreter`` (the same runtime, deprecated in TensorFlow).
+
+    An int8/uint8 input is quantized as q = clip(round(x / scale) + zero_point) and an integer output dequantized
+    as (q - zero_point) * scale, with the model's own parameters, so every variant takes and returns floats.
+
+    Args:
+        path: the ``.tflite`` file.
+        threads: interpreter threads (None: its default).
+    """
+
+    backend = "tflite"
+
+    def __init__(self, path, threads=None):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"TFLite model not found: {path}")
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            import tensorflow as tf
+            Interpreter = tf.lite.Interpreter  # noqa: N806 (a class)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                try:
+                    self._interpreter.allocate_tensors()
+                except RuntimeError as exc:
+                    # XNNPACK (the default CPU delegate) refuses int8 layers whose requantization scale is out of
+                    # its range (a near-constant activation); the built-in kernels run them
+                    logger.warning("%s: %s; running without the XNNPACK delegate", path, str(exc).splitlines()[0])
+                    self._interpreter = Interpreter(model_path=str(path), num_threads=threads,
+                                                    experimental_op_resolver_type=_builtin_resolver(Interpreter))
+                    self._interpreter.allocate_tensors()
+        except ValueError as exc:
+            raise ValueError(f"{path}: not a TFLite model ({exc})") from exc
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        shape = [int(d) for d in self._input["shape"]]
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
+            raise ValueError(f"{path}: input has shape {shape}, expected (batch, S, S, 3)")
+        super().__init__(shape[1], shape[0])
+
+    def _run(self, images):
+        scale, zero_point = self._input["quantization"]
+        dtype = np.dtype(self._input["dtype"])
+        if dtype.kind in "iu":
+            limits = np.iinfo(dtype)
+            images = np.clip(np.round(images / scale) + zero_point, limits.min, limits.max).astype(dtype)
+        self._interpreter.set_tensor(self._input["index"], images)
+        self._interpreter.invoke()
+        out = self._interpreter.get_tensor(self._output["index"])
+        scale, zero_point = self._output["quantization"]
+        if out.dtype.kind in "iu":
+            out = (out.astype(np.float32) - zero_point) * np.float32(scale)
+        return out
+
+
 def load_predictor(model, **options):
     """A predictor for a saved model, the backend chosen by the path (see the module docstring).
 
     Args:
-        model: path (str or Path) to a ``.keras``/``.h5`` file, a SavedModel folder, a ``.pb`` frozen graph or an
-            ``.onnx`` file; an in-memory ``keras.Model``; or a Predictor (returned as is).
+        model: path (str or Path) to a ``.keras``/``.h5`` file, PRNet's TF1 checkpoint (prefix, ``.index`` or its
+            folder), a SavedModel folder, a ``.pb`` frozen graph, an ``.onnx`` or a ``.tflite`` file; an in-memory
+            ``keras.Model``; or a Predictor (returned as is).
         options: backend options (``input_name``/``output_name`` for ``.pb``, ``threads``/``providers`` for
-            ONNX).
+            ONNX, ``threads`` for TFLite).
     Returns:
         Predictor.
     Raises:
@@ -249,10 +347,14 @@ def load_predictor(model, **options):
         if hasattr(model, "inputs") and callable(model):
             return KerasPredictor(model)
         raise ValueError(f"model must be a path, a keras.Model or a Predictor, got {type(model).__name__}")
+    from face3d.prnet.prnet_checkpoint import find_checkpoint
+
     path = Path(model)
+    suffix = path.suffix.lower()
+    if suffix not in (".keras", ".h5", ".pb", ".onnx", ".tflite") and find_checkpoint(path) is not None:
+        return KerasPredictor(load_keras_model(path))
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
-    suffix = path.suffix.lower()
     if path.is_dir():
         return SavedModelPredictor(path)
     if suffix in (".keras", ".h5"):
@@ -261,5 +363,7 @@ def load_predictor(model, **options):
         return FrozenGraphPredictor(path, **options)
     if suffix == ".onnx":
         return OnnxPredictor(path, **options)
-    raise ValueError(f"{path}: unknown model type {suffix!r}; expected .keras, .h5, .pb, .onnx or a SavedModel "
-                     "folder")
+    if suffix == ".tflite":
+        return TFLitePredictor(path, **options)
+    raise ValueError(f"{path}: unknown model type {suffix!r}; expected .keras, .h5, .pb, .onnx, .tflite, a "
+                     "SavedModel folder or a TF1 checkpoint (PREFIX.index)")

@@ -7,7 +7,7 @@ not know), nodes not feeding ``output`` are pruned, and attributes at their defa
 (the IR ATC's parser documents) does not know are stripped.
 """
 
-__all__ = ["BATCH_NORM_OP_TYPES", "build_graph_def", "graph_op_types"]
+__all__ = ["BATCH_NORM_OP_TYPES", "graph_function", "build_graph_def", "graph_op_types"]
 
 # op types a folded graph must not contain (Keras 3 lowers batch norm to Rsqrt/Mul/Sub/AddV2, which TensorFlow's
 # optimize_for_inference does not fold)
@@ -57,19 +57,16 @@ def _tf_op(tf, node, x, batch):
     return y
 
 
-def build_graph_def(nodes, input_name, output_name, batch_size=1):
-    """Build the frozen TensorFlow GraphDef of a node list.
+def graph_function(nodes, input_name, output_name, batch_size=1):
+    """The node list as a TensorFlow concrete function (the graph ``build_graph_def`` freezes and the TFLite
+    converter reads).
 
     Args:
-        nodes: LayerNode list (``model_to_nodes``, optionally ``fold_batch_norms``).
-        input_name, output_name: the graph's input and output nodes.
-        batch_size: fixed batch size B of the placeholder.
+        nodes, input_name, output_name, batch_size: as for ``build_graph_def``.
     Returns:
-        tf.compat.v1.GraphDef with the Placeholder ``input`` float32 [B, H, W, C] and the Identity ``output``;
-        variables (from "keras" nodes) frozen, constant subgraphs folded, nodes not feeding ``output`` removed.
+        tf ConcreteFunction: float32 ``input`` [B, H, W, C] -> the Identity ``output``.
     """
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
@@ -85,7 +82,23 @@ def build_graph_def(nodes, input_name, output_name, batch_size=1):
                 values[node.name] = _tf_op(tf, node, [values[i] for i in node.inputs], batch_size)
         return tf.identity(values[output_name], name="output")
 
-    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+    return forward.get_concrete_function()
+
+
+def build_graph_def(nodes, input_name, output_name, batch_size=1):
+    """Build the frozen TensorFlow GraphDef of a node list.
+
+    Args:
+        nodes: LayerNode list (``model_to_nodes``, optionally ``fold_batch_norms``).
+        input_name, output_name: the graph's input and output nodes.
+        batch_size: fixed batch size B of the placeholder.
+    Returns:
+        tf.compat.v1.GraphDef with the Placeholder ``input`` float32 [B, H, W, C] and the Identity ``output``;
+        variables (from "keras" nodes) frozen, constant subgraphs folded, nodes not feeding ``output`` removed.
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(graph_function(nodes, input_name, output_name, batch_size))
     graph_def = frozen.graph.as_graph_def()
     graph_def = _strip_default_attrs(_prune(_fold_constants(graph_def, ["output"]), ["output"]))
     names = {n.name for n in graph_def.node}

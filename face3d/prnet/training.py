@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 from face3d.contract import map_scale
 from face3d.prnet import metrics
 from face3d.prnet.data import AugmentConfig, check_samples, make_dataset, open_h5, split_train_val
+from face3d.prnet.predictor import save_keras_model
 from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
@@ -71,6 +71,9 @@ class TrainConfig:
         seed: seeds weights, split, order and augmentation.
         augment: AugmentConfig.
         resume: continue the run in output.
+        init_from: start from these weights instead of random ones (a ``.keras`` model or PRNet's TF1 checkpoint
+            prefix / ``.index`` / folder, ``predictor.load_keras_model``); same width, any input size. Ignored on
+            resume (the run continues from its own last epoch).
         skip_bad: drop bad samples with a warning instead of stopping.
         mixed_precision: float16 compute on GPU (ignored with a warning on CPU).
         deterministic: enable TensorFlow op determinism (bitwise reproducible, somewhat slower).
@@ -96,6 +99,7 @@ class TrainConfig:
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     resume: bool = False
+    init_from: str = None
     skip_bad: bool = False
     mixed_precision: bool = False
     deterministic: bool = False
@@ -160,12 +164,6 @@ def load_samples(config):
         beside = Path(source_path).resolve().parent / "uv-data"
         uv_dir = beside if beside.is_dir() else default_uv_data_dir()
     return train, val, Path(uv_dir)
-
-
-def _atomic_save_model(model, path):
-    temp = path.with_name(f".{path.stem}.partial.keras")
-    model.save(temp)
-    os.replace(temp, path)
 
 
 def _atomic_write_json(path, values):
@@ -277,6 +275,27 @@ def _set_up_tensorflow(config):
     return keras, tf, strategy
 
 
+def _copy_weights(source, model):
+    """Copy every layer's weights from the model at ``source`` (``predictor.load_keras_model``) into ``model``
+    by layer name; ValueError naming the first layer missing or of another shape (a different width)."""
+    from face3d.prnet.predictor import load_keras_model
+
+    source_model = load_keras_model(source)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        try:
+            values = source_model.get_layer(layer.name).get_weights()
+        except ValueError:
+            raise ValueError(f"{source}: has no layer {layer.name!r} to initialise from") from None
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in values] != shapes:
+            raise ValueError(f"{source}: layer {layer.name!r} has weights {[v.shape for v in values]}, the model "
+                             f"{shapes} (another --width?)")
+        layer.set_weights(values)
+    logger.info("initialised the weights from %s", source)
+
+
 def _model_for(config, keras, strategy, state, last_path, input_size):
     """The compiled resfcn256: reloaded from ``last_path`` (weights, Adam state) when resuming, else new."""
     from face3d.prnet.model import build_resfcn256
@@ -286,6 +305,8 @@ def _model_for(config, keras, strategy, state, last_path, input_size):
             model.run_eagerly = config.run_eagerly
         else:
             model = build_resfcn256(input_size, config.width, bn_momentum=config.bn_momentum)
+            if config.init_from is not None:
+                _copy_weights(config.init_from, model)
             model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.lr), loss="mean_squared_error",
                           jit_compile=False, run_eagerly=config.run_eagerly)
     return model
@@ -349,12 +370,12 @@ def train(config):
 
     for epoch in range(start, config.epochs):
         row = _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size)
-        _atomic_save_model(model, last_path)
+        save_keras_model(model, last_path)
         if config.keep_checkpoints:
             model.save(ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
         if row["val_nme"] != "" and row["val_nme"] < best_nme:
             best_nme, best_epoch = row["val_nme"], epoch + 1
-            _atomic_save_model(model, output / "best.keras")
+            save_keras_model(model, output / "best.keras")
             _atomic_write_json(output / "best.json", {"epoch": best_epoch, "val_nme": best_nme})
         _log_scalars(scalars, row)
         rows.append(row)

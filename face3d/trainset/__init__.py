@@ -6,6 +6,7 @@
 ``sample``: reading a sample and turning it into (crop, position map) pairs, rotated copies included.
 ``dataset``: the resumable, sharded, multi-process runner over a 300W-LP tree (``face3d generate``).
 ``pack``: a label file packed into one HDF5 file, and its reader. ``synthetic``: the rendered default sample set.
+``landmark_files``: 68-landmark files (iBUG ``.pts``, ``.txt``, ``.npy``, ``.mat``) for ``face3d fit`` and the demo.
 
 The names below are imported on first use (PEP 562), so importing a light submodule (the command line's
 argument parsing) does not load OpenCV and SciPy.

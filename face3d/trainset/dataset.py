@@ -41,20 +41,22 @@ module runs it over a dataset and owns everything that makes a long run safe:
   whose name the label file cannot hold (not UTF-8, or with whitespace); a folder that cannot be listed is logged
   and listed in the summary's ``unreadable_folders``.
 * ``summary.json`` (``summary.part-KK-of-N.json`` for a shard) records written / skipped / failed counts and
-  every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use.
+  every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use (or a copy of the
+  ``uv_data`` folder given, checked against the model).
 
 Memory stays bounded whatever the dataset size: samples go through the generator in chunks of at most
-``CHUNK_SIZE`` (128) whose vertices share one matrix product (82 MB per process on a BFM-sized model),
-each sample is written as soon as it is made, workers return only short records, and at most
-``4 * workers`` chunks of tasks (paths and seeds) are in flight.
+``CHUNK_SIZE`` (128) whose vertices share one product (82 MB per process on a BFM-sized model, beside the
+generator's tiled copy of the basis, 146 MB, made before the workers fork and shared by them), each sample is
+written as soon as it is made, workers return only short records, and at most ``4 * workers`` chunks of tasks
+(paths and seeds) are in flight.
 """
-import collections
 import concurrent.futures as cf
 import contextlib
 import dataclasses
 import functools
 import hashlib
 import io
+import itertools
 import json
 import logging
 import multiprocessing
@@ -70,7 +72,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from face3d.trainset.uv_layout import build_uv_data, load_uv_model, write_uv_data
+from face3d.trainset.uv_layout import build_uv_data, check_uv_data_fits, load_uv_data, load_uv_model, write_uv_data
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
 from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
@@ -80,6 +82,7 @@ __all__ = [
     "summary_file_name", "config_fingerprint", "default_worker_count", "generate_dataset",
     "read_journals", "done_outputs",
     "LABEL_FILE", "SUMMARY_FILE", "DONE_DIR", "UV_DATA_DIR", "TEMP_SUFFIX", "KNOWN_300WLP_FOLDERS",
+    "IMAGE_EXTENSIONS", "done_marker_path", "pool_context", "run_chunks_in_pool",
 ]
 
 logger = logging.getLogger(__name__)
@@ -380,6 +383,12 @@ def _npy_chunks(array, dtype):
     return _npy_header(data.shape, np.lib.format.dtype_to_descr(data.dtype)), data.reshape(-1).view(np.uint8)
 
 
+def done_marker_path(output, rel):
+    """The done marker ``<output>/.done/<rel>.json`` of an item with relative path ``rel`` (the photo fitter's
+    resume record; the generator's are its journals, see ``_Journal``)."""
+    return Path(output) / DONE_DIR / f"{rel}.json"
+
+
 def _journal_records(output):
     """Every complete record of every journal under ``<output>/.done`` (a line cut short by a crash is skipped)."""
     folder = os.path.join(output, DONE_DIR)
@@ -588,90 +597,139 @@ def _chunked(items, size):
         yield items[start:start + size]
 
 
+def pool_context():
+    """The multiprocessing context of the runners: fork where available (workers share the parent's model pages
+    copy-on-write, and the initializer's arguments are not pickled), else spawn."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def run_chunks_in_pool(worker, chunks, workers, on_result, initializer=None, initargs=(), context=None,
+                       on_broken=None):
+    """Run ``worker(chunk)`` for every chunk on a process pool and pass each result to ``on_result`` in the parent.
+
+    At most ``4 * workers`` chunks are in flight, so the task list of a huge dataset is never materialised in the
+    pool; results arrive in order of completion. On any error or interrupt the worker processes are ended at once:
+    work is resumable, so what they had not finished is redone by the next run.
+
+    Args:
+        worker: module-level function of one chunk (picklable where processes spawn).
+        chunks: iterable of chunks. workers: pool size (>= 1). on_result: called with each ``worker`` result.
+        initializer, initargs: run once per worker process (``ProcessPoolExecutor``'s). context: multiprocessing
+            context (default ``pool_context()``).
+        on_broken: when a worker process dies (killed, out of memory) the pool breaks and the results of the
+            chunks then in flight are lost: ``on_broken(those chunks)`` returns the chunks to run again, which a
+            new pool runs before the rest. Without it the pool's ``BrokenProcessPool`` is raised.
+    """
+    chunks = iter(chunks)
+    context = pool_context() if context is None else context
+    while True:
+        lost = _run_until_broken(worker, chunks, workers, on_result, initializer, initargs, context,
+                                 on_broken is not None)
+        if not lost:
+            return
+        chunks = itertools.chain(on_broken(lost), chunks)
+
+
+def _run_until_broken(worker, chunks, workers, on_result, initializer, initargs, context, survive_broken):
+    """``run_chunks_in_pool`` on one pool: returns [] when ``chunks`` ran out, or, with ``survive_broken``, the
+    chunks in flight when a worker process died."""
+    with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+        in_flight = {}
+        try:
+            while True:
+                while len(in_flight) < 4 * workers:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        break
+                    in_flight[pool.submit(worker, chunk)] = chunk
+                if not in_flight:
+                    return []
+                finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                lost = []
+                for future in finished:
+                    chunk = in_flight.pop(future)
+                    if survive_broken and isinstance(future.exception(), cf.process.BrokenProcessPool):
+                        lost.append(chunk)
+                    else:
+                        on_result(future.result())
+                if lost:
+                    return lost + list(in_flight.values())
+        except BaseException:
+            # Stop now rather than after the running chunks: the executor has no public way to, so end its
+            # processes.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            raise
+
+
 WORKER_DIED = "the worker process died on this sample (killed, or out of memory)"
 
 
 def _run_pool(state, factory_args, pending, workers, on_records):
-    """Run ``pending`` tasks on process pools, at most ``4 * workers`` chunks in flight.
+    """Run ``pending`` tasks on a process pool (``run_chunks_in_pool``); each worker builds its generator once.
 
-    A worker that dies (killed, out of memory) breaks its pool. The samples of the chunks then in flight that have
-    no journal record are taken up again: the first of each chunk (the one a dead worker was on) alone in a fresh
-    process, where dying again records it as failed (``WORKER_DIED``), the rest with the chunks not yet started
-    on a new pool. Samples the broken pool finished are counted from their journal records.
+    A worker that dies (killed, out of memory) breaks the pool. Of the chunks then in flight, the samples with a
+    journal record are counted as written; of the others, the first of each chunk (the one a dead worker was on)
+    runs alone in a fresh process, where dying again records it as failed (``WORKER_DIED``), and the rest run again
+    on a new pool.
     """
-    methods = multiprocessing.get_all_start_methods()
-    # fork shares the parent's model pages copy-on-write; elsewhere each worker builds its own generator.
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    ctx = pool_context()
     initargs = (state, None) if ctx.get_start_method() == "fork" else (None, factory_args)
     # Large chunks for the matrix product, yet at least 8 per worker so that the last ones finish together.
     chunk = max(1, min(CHUNK_SIZE, len(pending) // (workers * 8)))
-    queue = collections.deque(_chunked(pending, chunk))
-    while queue:
-        broken = _run_pool_until_broken(ctx, initargs, queue, workers, on_records)
-        latest = read_journals(state.output) if broken else {}
-        for tasks in broken:
+
+    def on_broken(lost):
+        latest, again = read_journals(state.output), []
+        for tasks in lost:
             done = [done_outputs(latest, ref.rel, state.fingerprint) for ref, _ in tasks]
             on_records([(ref.rel, "written", len(names)) for (ref, _), names in zip(tasks, done) if names is not None])
             unfinished = [task for task, names in zip(tasks, done) if names is None]
             if unfinished:
-                on_records(_run_alone(ctx, initargs, unfinished[0]))
+                on_records(_run_alone(unfinished[0], initargs, ctx))
             if unfinished[1:]:
-                queue.appendleft(unfinished[1:])
+                again.append(unfinished[1:])
+        return again
+
+    run_chunks_in_pool(_worker_chunk, _chunked(pending, chunk), workers, on_records, _init_worker, initargs, ctx,
+                       on_broken)
 
 
-def _run_alone(ctx, initargs, task):
+def _run_alone(task, initargs, context):
     """The records of one task run in a fresh one-process pool, or its failure when that process dies."""
-    with cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
-        try:
-            return pool.submit(_worker_chunk, [task]).result()
-        except cf.process.BrokenProcessPool:
-            return [(task[0].rel, "failed", WORKER_DIED)]
-
-
-def _run_pool_until_broken(ctx, initargs, queue, workers, on_records):
-    """Run the chunks of ``queue`` (taken from its left) on a new pool until it is empty ([] returned) or a worker
-    dies: then the chunks in flight are returned, their records unknown."""
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
-        in_flight = {}
-        try:
-            while True:
-                while len(in_flight) < 4 * workers and queue:
-                    tasks = queue.popleft()
-                    in_flight[pool.submit(_worker_chunk, tasks)] = tasks
-                if not in_flight:
-                    return []
-                finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
-                broken = []
-                for future in finished:
-                    tasks = in_flight.pop(future)
-                    if isinstance(future.exception(), cf.process.BrokenProcessPool):
-                        broken.append(tasks)
-                    else:
-                        on_records(future.result())
-                if broken:
-                    return broken + list(in_flight.values())
-        except BaseException:
-            # Stop now rather than after the running chunks: the executor has no public way to, so end its
-            # processes; their unfinished samples have no journal record and are redone by the next run.
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            raise
+    records = []
+    try:
+        run_chunks_in_pool(_worker_chunk, [[task]], 1, records.extend, _init_worker, initargs, context)
+    except cf.process.BrokenProcessPool:
+        return [(task[0].rel, "failed", WORKER_DIED)]
+    return records
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The run
 
 
-def _write_uv_data(generator, output, config):
-    """Write PRNet's uv-data files for the generator's model into ``output/uv-data`` (file by file, atomically)."""
-    data = build_uv_data(generator.model, int(config.resolution), neck_zeroed=bool(config.neck_zeroed),
-                         rasterization=getattr(generator, "rasterization", None))
+def _write_uv_data(generator, output, config, uv_data=None):
+    """Write PRNet's uv-data files for the generator's model into ``output/uv-data`` (file by file, atomically), or
+    copy the files of the existing folder ``uv_data`` there after checking that it fits the model and resolution."""
     final = Path(output) / UV_DATA_DIR
     _remove_stale_uv_temporaries(output)
     tmp = Path(output) / f".{UV_DATA_DIR}.{socket.gethostname()}.{os.getpid()}{TEMP_SUFFIX}"
+    if uv_data is not None:
+        source = Path(uv_data)
+        layout = load_uv_data(source)
+        if layout.resolution != int(config.resolution):
+            raise ValueError(f"{source}: uv-data resolution {layout.resolution} differs from the set's "
+                             f"{config.resolution}")
+        check_uv_data_fits(layout, generator.model, str(source))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        write_uv_data(data, tmp)
+        if uv_data is None:
+            write_uv_data(build_uv_data(generator.model, int(config.resolution),
+                                        neck_zeroed=bool(config.neck_zeroed),
+                                        rasterization=getattr(generator, "rasterization", None)), tmp)
+        else:
+            for path in sorted(p for p in source.iterdir() if p.is_file()):
+                shutil.copyfile(path, tmp / path.name)
         final.mkdir(parents=True, exist_ok=True)
         for path in sorted(tmp.iterdir()):
             os.replace(path, final / path.name)  # file by file: concurrent shards may write the same folder
@@ -727,7 +785,7 @@ def write_label_file(path, output, samples, fingerprint, relative=False):
 
 
 def generate_dataset(root, output, config, model_path=None, workers=None, shard=None, limit=None, seed=0,
-                     relative_paths=False, progress=True, generator_factory=None):
+                     relative_paths=False, progress=True, generator_factory=None, uv_data=None):
     """Generate the training set for every sample under ``root`` into ``output``; resumable.
 
     Args:
@@ -744,6 +802,9 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
         generator_factory: ``f(model_path, config) -> generator`` with ``process_iter(jobs)`` (or
             ``process_many(jobs)``) and ``process(image, mat, seed)`` (default ``default_generator_factory``);
             must be a module-level function where processes spawn.
+        uv_data: an existing uv-data folder (e.g. PRNet's) to copy into ``output/uv-data`` instead of building one
+            for the model; ValueError when it does not fit the model (``uv_layout.check_uv_data_fits``) or the
+            resolution.
     Returns:
         the summary dict, also written to ``output/summary.json`` (or its shard name).
     """
@@ -758,7 +819,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     fingerprint = config_fingerprint(config, model_id, seed)
     posmap_dtype = str(np.dtype(config.posmap_dtype))
     generator = factory(model_path, config)
-    _write_uv_data(generator, output, config)
+    _write_uv_data(generator, output, config, uv_data)
     state = _RunState(generator, str(output), posmap_dtype, fingerprint)
     latest = read_journals(output)
     # names the label file cannot hold are refused up front, with the reason

@@ -17,8 +17,16 @@ Files (r = resolution, 256 for PRNet):
                        UV area, 0 outside.  By default the "rest" includes the neck (covered pixels below the jaw
                        line), as in the mask PRNet ships; ``neck_zeroed=True`` gives the paper's variant with the
                        neck at 0.
-``uv_face_eyes.png``   uint8 face mask with the eye regions removed (255 face without eyes, 0 elsewhere); PRNet's
-                       texture tools take the eyes as the difference of this and the face mask.
+``uv_face_eyes.png``   uint8 face mask with the eye regions removed (255 face without eyes, 0 elsewhere). PRNet
+                       ships instead two pictures of a face texture, ``uv_face.png`` (RGB) and ``uv_face_eyes.png``
+                       (RGBA), whose eye mask is where they differ; ``load_uv_data`` recognises them.
+``canonical_vertices.npy`` (m, 3) float: the model's mean face at the ``face_ind`` pixels, frontal, in position-map
+                       axes (x right, y down, z towards the viewer), PRNet's pose reference. PRNet's file holds its
+                       mean face in pixels of a frontal placement; ``build_uv_data`` writes the model's in model
+                       units (x, -y, z). Only the shape matters: pose estimation fits scale and translation.
+
+``load_uv_data`` also reads PRNet's own folder, which has no ``triangles.txt``: the grid triangulation is derived from
+``face_ind`` (logged).
 
 The neck is where the model's region labels cannot help (they only split the face into eyes, nose, mouth and
 rest): it is the covered UV area below the polyline through the jaw keypoints 0..16, extended sideways from
@@ -26,6 +34,7 @@ keypoints 0 and 16.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +46,14 @@ from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pi
 from face3d.utils.errors import InputFileError
 
 __all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "load_uv_model", "grid_triangles",
-           "UV_DATA_FILES",
-           "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
+           "canonical_face", "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE", "WEIGHT_KEYPOINT",
+           "WEIGHT_FEATURE", "WEIGHT_REST"]
+
+logger = logging.getLogger(__name__)
 
 UV_DATA_FILES = ("uv_kpt_ind.txt", "face_ind.txt", "triangles.txt", "uv_face_mask.png", "uv_weight_mask.png",
                  "uv_face_eyes.png")
+CANONICAL_FILE = "canonical_vertices.npy"
 WEIGHT_KEYPOINT, WEIGHT_FEATURE, WEIGHT_REST = 255, 64, 48
 _REGION_EYES, _REGION_NOSE, _REGION_MOUTH = 1, 2, 3
 _N_JAW = 17
@@ -58,6 +70,7 @@ class UVData:
         face_mask: (r, r) uint8 {0, 255}.
         weight_mask: (r, r) uint8 {0, 48, 64, 255}.
         face_eyes: (r, r) uint8 {0, 255}.
+        canonical_vertices: (m, 3) float32 canonical face at ``face_ind`` (position-map axes, y down), or None.
     """
 
     uv_kpt_ind: np.ndarray
@@ -66,6 +79,7 @@ class UVData:
     face_mask: np.ndarray
     weight_mask: np.ndarray
     face_eyes: np.ndarray
+    canonical_vertices: np.ndarray | None = None
 
     @property
     def resolution(self) -> int:
@@ -173,7 +187,56 @@ def build_uv_data(model, resolution: int = RESOLUTION, neck_zeroed: bool = False
 
     face_eyes = np.where(face & (region != _REGION_EYES), 255, 0).astype(np.uint8)
     return UVData(uv_kpt_ind=uv_kpt_ind, face_ind=face_ind, triangles=grid_triangles(face_mask, face_ind),
-                  face_mask=face_mask, weight_mask=weight, face_eyes=face_eyes)
+                  face_mask=face_mask, weight_mask=weight, face_eyes=face_eyes,
+                  canonical_vertices=canonical_face(model, ras, face_ind))
+
+
+def canonical_face(model, rasterization: UVRasterization, face_ind: np.ndarray) -> np.ndarray | None:
+    """PRNet's ``canonical_vertices.npy`` for a model: the mean face at the face pixels in position-map axes.
+
+    Args:
+        model: MorphableModel (``model['shapeMU']`` (3n, 1); None is returned for a model without one).
+        rasterization: ``rasterize_uv`` of the model's UV layout. face_ind: (m,) face pixel indices.
+    Returns:
+        (m, 3) float32 (x, -y, z) of the mean shape interpolated at the pixels (model units, y down as in a
+        position map), or None.
+    """
+    parameters = getattr(model, "model", None)
+    if not isinstance(parameters, dict) or "shapeMU" not in parameters:
+        return None
+    mean = np.asarray(parameters["shapeMU"], dtype=np.float32).reshape(-1, 3)
+    vertices = rasterization.interpolate(mean)[np.asarray(face_ind)]
+    return (vertices * np.array([1, -1, 1], dtype=np.float32)).astype(np.float32)
+
+
+def check_uv_data_fits(uv_data: UVData, model, source="uv-data") -> None:
+    """Refuse UV data built for another morphable model than ``model`` (its face pixels would read garbage).
+
+    The UV data fits when its 68 keypoint pixels are those of the model's keypoint vertices (within one pixel)
+    and the model's UV layout covers its face pixels (all but 1 %).
+
+    Args:
+        uv_data: UVData. model: MorphableModel (``uv_coords``, ``kpt_ind``, ``full_triangles``).
+        source: the folder's name, for the message.
+    Raises:
+        ValueError saying which test failed and by how much.
+    """
+    uv = getattr(model, "uv_coords", None)
+    if uv is None:
+        raise ValueError(f"{source}: the model has no UV coordinates to check the uv-data against")
+    r = uv_data.resolution
+    ras = rasterize_uv(uv, model.full_triangles, r)
+    expected = uv_keypoint_pixels(uv, model.kpt_ind, r, ras.covered).astype(np.int64)
+    shift = np.abs(expected - np.asarray(uv_data.uv_kpt_ind, dtype=np.int64)).max()
+    outside = np.count_nonzero(~ras.covered.reshape(-1)[np.asarray(uv_data.face_ind)])
+    hint = "it was built for another morphable model; give the model it was made for, or write one for this " \
+           "model with face3d uv-data"
+    if shift > 1:
+        raise ValueError(f"{source}: uv-data does not fit the model: its keypoint pixels lie up to {shift} px from "
+                         f"the model's keypoint vertices ({hint})")
+    if outside > 0.01 * len(uv_data.face_ind):
+        raise ValueError(f"{source}: uv-data does not fit the model: {outside} of its {len(uv_data.face_ind)} face "
+                         f"pixels lie outside the model's UV layout ({hint})")
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -185,9 +248,9 @@ def write_uv_data(uv_data: UVData, folder) -> list[Path]:
     """Write ``uv_data`` into ``folder`` (created if missing) under PRNet's file names.
 
     Text files hold integers separated by spaces (``numpy.loadtxt`` reads them, as PRNet does); PNGs are
-    8-bit single-channel.
+    8-bit single-channel; ``canonical_vertices.npy`` is written when the UVData has one.
     Returns:
-        the paths written, in ``UV_DATA_FILES`` order.
+        the paths written, in ``UV_DATA_FILES`` order (then ``CANONICAL_FILE``).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -198,13 +261,16 @@ def write_uv_data(uv_data: UVData, folder) -> list[Path]:
     _write_png(paths[3], uv_data.face_mask)
     _write_png(paths[4], uv_data.weight_mask)
     _write_png(paths[5], uv_data.face_eyes)
+    if uv_data.canonical_vertices is not None:
+        paths.append(folder / CANONICAL_FILE)
+        np.save(paths[-1], np.asarray(uv_data.canonical_vertices, dtype=np.float32))
     return paths
 
 
-def _read_png(path: Path) -> np.ndarray:
+def _read_png(path: Path, flags=cv2.IMREAD_GRAYSCALE) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    image = cv2.imread(str(path), flags)
     if image is None:
         raise ValueError(f"{path}: not a readable PNG image")
     return image
@@ -222,8 +288,31 @@ def _read_ints(path: Path, ndmin: int) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def _face_eyes(folder: Path, face_mask: np.ndarray) -> np.ndarray:
+    """The face-without-eyes mask of ``uv_face_eyes.png``: the file itself when it is a mask (one channel), else
+    PRNet's pictures: the face mask minus the pixels where ``uv_face_eyes.png`` (RGBA) and ``uv_face.png`` (RGB)
+    differ in colour (PRNet's texture-editing eye mask)."""
+    path = folder / "uv_face_eyes.png"
+    image = _read_png(path, cv2.IMREAD_UNCHANGED)
+    if image.ndim == 2:
+        return image
+    picture = folder / "uv_face.png"
+    if not picture.is_file():
+        raise FileNotFoundError(f"{path} is a picture ({image.shape[2]} channels), not a mask: its eye mask needs "
+                                f"PRNet's uv_face.png beside it")
+    face = _read_png(picture, cv2.IMREAD_COLOR)
+    if face.shape[:2] != image.shape[:2]:
+        raise ValueError(f"{picture}: shape {face.shape[:2]} differs from uv_face_eyes.png's {image.shape[:2]}")
+    eyes = np.any(face[..., :3] != image[..., :3], axis=-1)
+    return np.where((face_mask > 0) & ~eyes, 255, 0).astype(np.uint8)
+
+
 def load_uv_data(folder) -> UVData:
     """Read the files ``write_uv_data`` (or PRNet) wrote in ``folder`` back into a UVData.
+
+    PRNet's folder is read as it is: a missing ``triangles.txt`` is derived from ``face_ind`` (``grid_triangles``,
+    logged), ``uv_face_eyes.png`` / ``uv_face.png`` pictures give the eye mask, ``canonical_vertices.npy`` is read
+    when present.
 
     Raises:
         FileNotFoundError: a file is missing. ValueError: a file has the wrong shape or content.
@@ -233,14 +322,9 @@ def load_uv_data(folder) -> UVData:
     if kpt.shape[0] != 2:
         raise ValueError(f"{folder / 'uv_kpt_ind.txt'}: expected 2 rows (x, y), got shape {kpt.shape}")
     face_ind = _read_ints(folder / "face_ind.txt", 1).reshape(-1)
-    triangles = _read_ints(folder / "triangles.txt", 2)
-    if triangles.size == 0:
-        triangles = triangles.reshape(0, 3)
-    if triangles.shape[1] != 3:
-        raise ValueError(f"{folder / 'triangles.txt'}: expected 3 columns, got shape {triangles.shape}")
     face_mask = _read_png(folder / "uv_face_mask.png")
     weight_mask = _read_png(folder / "uv_weight_mask.png")
-    face_eyes = _read_png(folder / "uv_face_eyes.png")
+    face_eyes = _face_eyes(folder, face_mask)
     r = face_mask.shape[0]
     for name, image in (("uv_face_mask.png", face_mask), ("uv_weight_mask.png", weight_mask),
                         ("uv_face_eyes.png", face_eyes)):
@@ -250,7 +334,24 @@ def load_uv_data(folder) -> UVData:
         raise ValueError(f"{folder / 'uv_kpt_ind.txt'}: pixel coordinates outside 0..{r - 1}")
     if face_ind.size and (face_ind.min() < 0 or face_ind.max() >= r * r):
         raise ValueError(f"{folder / 'face_ind.txt'}: indices outside 0..{r * r - 1}")
+    if (folder / "triangles.txt").is_file():
+        triangles = _read_ints(folder / "triangles.txt", 2)
+        if triangles.size == 0:
+            triangles = triangles.reshape(0, 3)
+        if triangles.shape[1] != 3:
+            raise ValueError(f"{folder / 'triangles.txt'}: expected 3 columns, got shape {triangles.shape}")
+    else:
+        triangles = grid_triangles(face_mask, face_ind)
+        logger.info("%s: no triangles.txt; derived %d triangles of the UV grid from face_ind.txt", folder,
+                    len(triangles))
     if triangles.size and (triangles.min() < 0 or triangles.max() >= face_ind.size):
         raise ValueError(f"{folder / 'triangles.txt'}: indices outside 0..{face_ind.size - 1}")
+    canonical = None
+    if (folder / CANONICAL_FILE).is_file():
+        canonical = np.load(folder / CANONICAL_FILE)
+        if canonical.shape != (face_ind.size, 3):
+            raise ValueError(f"{folder / CANONICAL_FILE}: shape {canonical.shape} does not fit the {face_ind.size} "
+                             "face pixels of face_ind.txt: expected one (x, y, z) per face pixel")
+        canonical = canonical.astype(np.float32)
     return UVData(uv_kpt_ind=kpt.astype(np.int32), face_ind=face_ind, triangles=triangles.astype(np.int32),
-                  face_mask=face_mask, weight_mask=weight_mask, face_eyes=face_eyes)
+                  face_mask=face_mask, weight_mask=weight_mask, face_eyes=face_eyes, canonical_vertices=canonical)

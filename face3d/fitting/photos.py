@@ -1,0 +1,425 @@
+"""Face photos + 68 landmarks -> 300W-LP samples (``face3d fit``), the input of ``face3d generate``.
+
+Per image: 68 landmarks from a file (``trainset.landmark_files``) or dlib (``--detect``); the contour-aware landmark fit
+(``MorphableModel.fit_image_landmarks``: MAP estimate, jaw landmarks marching to the silhouette) gives
+``Pose_Para``, ``Shape_Para`` and ``Exp_Para``. The fit error is the NME of the fitted landmark vertices,
+placed by the parameters as stored, against the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
+Outputs mirror the input folders: ``<stem>.<ext>`` (the image: a hard link, else a copy) and ``<stem>.mat``.
+The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool, atomic writes,
+a done marker per image (so a rerun resumes), bad inputs logged and skipped, a progress bar, ``summary.json``.
+"""
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from face3d.trainset.dataset import (
+    IMAGE_EXTENSIONS,
+    SUMMARY_FILE,
+    config_fingerprint,
+    default_worker_count,
+    done_marker_path,
+    pool_context,
+    run_chunks_in_pool,
+)
+from face3d.trainset.landmark_files import LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
+from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
+from face3d.utils.errors import InputFileError
+from face3d.utils.progress import Progress
+
+__all__ = ["FitConfig", "PhotoRef", "discover_photos", "project_landmarks", "fit_landmarks", "fit_photos",
+           "DEFAULT_MAX_FIT_ERROR"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_FIT_ERROR = 0.05
+# Images fitted together: one vectorised fit per chunk.
+CHUNK_SIZE = 32
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of a fitting run (their fingerprint decides which done markers a rerun trusts).
+
+    Attributes:
+        max_fit_error: fits with a larger NME (fraction, 0.05 = 5 %) are dropped.
+        max_iter, noise_sigma: of ``MorphableModel.fit_image_landmarks`` (iterations; landmark noise in pixels).
+        detect: None for landmark files, else the dlib detector kind ("auto", "cnn", "hog").
+        landmarks: folder of the landmark files (absolute), or None for files beside the images.
+    """
+
+    max_fit_error: float = DEFAULT_MAX_FIT_ERROR
+    max_iter: int = 4
+    noise_sigma: float = 2.0
+    detect: str | None = None
+    landmarks: str | None = None
+
+    def __post_init__(self):
+        if not self.max_fit_error > 0:
+            raise ValueError(f"max_fit_error must be a positive fraction, got {self.max_fit_error}")
+        if self.detect is not None and self.landmarks is not None:
+            raise ValueError("landmarks come from files or from the detector, not both")
+
+
+@dataclass(frozen=True)
+class PhotoRef:
+    """One input image: ``rel`` (relative path without extension, posix separators) and its ``image_path``."""
+
+    rel: str
+    image_path: str
+
+
+def discover_photos(images_root, exclude=()):
+    """Images (``IMAGE_EXTENSIONS``) under ``images_root``, sorted by relative path; hidden folders and
+    ``exclude`` are not walked.
+
+    Returns:
+        (photos [PhotoRef], clashes [(PhotoRef, reason)]): a second image with the same relative stem (``a.jpg``
+        and ``a.png``) would write the same ``.mat``, so only the first (in ``IMAGE_EXTENSIONS`` order) is kept.
+    Raises:
+        FileNotFoundError: ``images_root`` is not a folder.
+    """
+    root = Path(images_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: images folder not found")
+    excluded = {os.path.realpath(p) for p in exclude}
+    photos, clashes = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
+        by_stem = {}
+        for name in filenames:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in IMAGE_EXTENSIONS and not stem.startswith("."):
+                by_stem.setdefault(stem, []).append(name)
+        for stem, names in by_stem.items():
+            names.sort(key=lambda n: (IMAGE_EXTENSIONS.index(os.path.splitext(n)[1].lower()), n))
+            rel = Path(os.path.relpath(os.path.join(dirpath, stem), root)).as_posix()
+            photos.append(PhotoRef(rel, os.path.join(dirpath, names[0])))
+            reason = f"same stem as {names[0]}, whose fit it would overwrite"
+            clashes += [(PhotoRef(rel, os.path.join(dirpath, n)), reason) for n in names[1:]]
+    photos.sort(key=lambda p: p.rel)
+    return photos, clashes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fitting
+
+
+def project_landmarks(model, shape_para, exp_para, pose_para, vertex_index, height):
+    """Image positions of chosen vertices of N faces placed by 300W-LP parameters.
+
+    ``X_v = shapeMU_v + shapePC_v @ sp + expPC_v @ ep`` for the listed vertices only, then the 300W-LP
+    placement ``image = X @ A.T + b`` (``TrainsetGenerator.image_pose``: ``s R``, row ``y = h - 1 - y``).
+
+    Args:
+        model: MorphableModel. shape_para (N, n_sp), exp_para (N, n_ep), pose_para (N, 7).
+        vertex_index: (N, m) int vertex indices per face. height: (N,) image heights in pixels.
+    Returns:
+        (N, m, 2) float64 x, y image pixels (y down).
+    """
+    from face3d.trainset.sample import TrainsetGenerator
+
+    m = model.model
+    out = np.empty(np.shape(vertex_index) + (2,))
+    for i, index in enumerate(np.asarray(vertex_index, dtype=np.int64)):
+        rows = (3 * index[:, None] + np.arange(3)).reshape(-1)
+        X = (m["shapeMU"][rows, 0].astype(np.float64) + m["shapePC"][rows] @ np.asarray(shape_para[i], np.float64)
+             + m["expPC"][rows] @ np.asarray(exp_para[i], np.float64)).reshape(-1, 3)
+        A, b = TrainsetGenerator.image_pose(pose_para[i], int(height[i]))
+        out[i] = (X @ A.T + b)[:, :2]
+    return out
+
+
+def fit_landmarks(model, landmarks, heights, config=FitConfig()):
+    """Fit the model to the 68 landmarks of N images at once and return their 300W-LP parameter sets.
+
+    Contour-aware (the jaw landmarks of the far side march to the silhouette) when the model has contour lines.
+
+    Args:
+        model: MorphableModel. landmarks: (N, 68, 2) image pixels (y down). heights: (N,) image heights.
+        config: FitConfig (max_iter, noise_sigma).
+    Returns:
+        list of N dicts in the 300W-LP layout: ``Pose_Para`` (1, 7) float32, ``Shape_Para`` (n_sp, 1) and
+        ``Exp_Para`` (n_ep, 1) float64, ``pt2d`` (2, 68) float64 (the input), ``roi`` (1, 4) int16 and
+        ``fit_nme`` (1, 1) float64, the NME of the landmark vertices placed by the parameters as stored.
+    """
+    from face3d.prnet.evaluation import keypoint_nme
+    from face3d.trainset.synthetic import landmark_roi
+
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    heights = np.asarray(heights, dtype=np.int64).reshape(-1)
+    projected = landmarks.copy()
+    projected[..., 1] = heights[:, None] - 1.0 - projected[..., 1]  # flip_y, per image height
+    result = model.fit_batch(projected, max_iter=config.max_iter, noise_sigma=config.noise_sigma,
+                             contour=model.contour_lines is not None)
+    pose = result.pose_para().astype(np.float32)
+    shape_para = result.shape_para.astype(np.float64)
+    exp_para = result.exp_para.astype(np.float64)
+    fitted = project_landmarks(model, shape_para, exp_para, pose.astype(np.float64), result.landmark_vertices,
+                               heights)
+    zeros = np.zeros(landmarks.shape[:2] + (1,))
+    nme = keypoint_nme(np.concatenate([fitted, zeros], axis=2), np.concatenate([landmarks, zeros], axis=2))
+    return [{"Pose_Para": pose[i:i + 1], "Shape_Para": shape_para[i][:, None], "Exp_Para": exp_para[i][:, None],
+             "pt2d": landmarks[i].T.copy(), "roi": landmark_roi(landmarks[i].T), "fit_nme": np.array([[nme[i]]])}
+            for i in range(len(landmarks))]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files
+
+
+def _output_paths(output, ref):
+    """(image copy, .mat) output paths of a photo."""
+    base = Path(output) / ref.rel
+    return base.with_name(base.name + Path(ref.image_path).suffix.lower()), base.with_suffix(".mat")
+
+
+def _link_or_copy(source, target):
+    """``target`` becomes a hard link to ``source`` (a copy where links fail), through its temporary twin."""
+    tmp = temp_name(target)
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # another file system, or links unsupported
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _write_marker(output, ref, fingerprint, status, fit_nme):
+    text = json.dumps({"image": ref.rel, "fingerprint": fingerprint, "status": status, "fit_nme": fit_nme})
+    atomic_write_bytes(done_marker_path(output, ref.rel), text.encode("utf-8"))
+
+
+def _read_marker(output, ref, fingerprint):
+    """(status, fit_nme) of an image done under ``fingerprint``, else None."""
+    try:
+        marker = json.loads(done_marker_path(output, ref.rel).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if marker.get("fingerprint") != fingerprint:
+        return None
+    return marker["status"], marker["fit_nme"]
+
+
+def _write_sample(output, ref, mat, fingerprint):
+    """Write the image and the ``.mat`` of a kept fit, then its done marker."""
+    import scipy.io
+
+    image_out, mat_out = _output_paths(output, ref)
+    image_out.parent.mkdir(parents=True, exist_ok=True)
+    _link_or_copy(ref.image_path, image_out)
+    with atomic_file(mat_out) as f:  # a file object: savemat would append ".mat" to the temporary name
+        scipy.io.savemat(f, mat, do_compression=False)
+    _write_marker(output, ref, fingerprint, "written", float(mat["fit_nme"][0, 0]))
+
+
+def _remove_outputs(output, ref):
+    """Remove the marker and outputs of an image before it is redone (a dropped fit must leave no sample)."""
+    for path in (done_marker_path(output, ref.rel), *_output_paths(output, ref)):
+        path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Workers
+
+
+@dataclass
+class _RunState:
+    model: object
+    landmarker: object
+    config: FitConfig
+    images_root: str
+    output: str
+    fingerprint: str
+
+
+def _build_state(model_path, config, images_root, output, fingerprint):
+    from face3d.morphable_model import MorphableModel
+
+    landmarker = None
+    if config.detect is not None:
+        from face3d.prnet.detect import DlibLandmarker
+
+        landmarker = DlibLandmarker(config.detect)
+    return _RunState(MorphableModel(model_path), landmarker, config, images_root, output, fingerprint)
+
+
+def _read_input(state, ref):
+    """(68 landmarks (68, 2), image height) of a photo; InputFileError / OSError naming the file when unusable."""
+    from face3d.trainset.sample import read_image
+
+    image = read_image(ref.image_path)
+    if state.landmarker is not None:
+        points, source = state.landmarker.landmarks(image), ref.image_path
+        if points is None:
+            raise InputFileError(ref.image_path, "the detector found no face")
+    else:
+        source = find_landmark_file(ref.image_path, state.images_root, state.config.landmarks)
+        if source is None:
+            where = "beside it" if state.config.landmarks is None else f"under {state.config.landmarks}"
+            raise InputFileError(ref.image_path, f"no landmark file {Path(ref.image_path).stem}"
+                                                 f"{{{','.join(LANDMARK_SUFFIXES)}}} {where}")
+        points = read_landmarks(source)
+    if not np.all(np.ptp(points, axis=0) > 0):
+        raise InputFileError(source, "the 68 landmarks are degenerate (their box has no width or no height)")
+    return points, image.shape[0]
+
+
+def _fit_all(state, ready):
+    """``fit_landmarks`` of the ready photos [(ref, points, height)] in one call; should that fail (a singular
+    system), each photo alone, so that one bad landmark set cannot fail its neighbours. Returns per photo its
+    300W-LP dict or the exception."""
+    points, heights = np.stack([r[1] for r in ready]), [r[2] for r in ready]
+    try:
+        return fit_landmarks(state.model, points, heights, state.config)
+    except (np.linalg.LinAlgError, ValueError):
+        results = []
+        for i in range(len(ready)):
+            try:
+                results.append(fit_landmarks(state.model, points[i:i + 1], heights[i:i + 1], state.config)[0])
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                results.append(exc)
+        return results
+
+
+def _fit_chunk(state, refs):
+    """Fit and write a chunk of photos. Returns one record per photo: (rel, status, fit_nme or reason), status
+    "written", "dropped" or "failed"."""
+    records, ready = {}, []
+    for ref in refs:
+        _remove_outputs(state.output, ref)
+        try:
+            ready.append((ref, *_read_input(state, ref)))
+        except (OSError, ValueError) as exc:
+            records[ref.rel] = (ref.rel, "failed", str(exc))
+    if ready:
+        for (ref, _, _), mat in zip(ready, _fit_all(state, ready)):
+            if isinstance(mat, Exception):
+                records[ref.rel] = (ref.rel, "failed", f"{ref.image_path}: the fit failed ({mat})")
+                continue
+            nme = float(mat["fit_nme"][0, 0])
+            try:
+                if nme > state.config.max_fit_error:
+                    _write_marker(state.output, ref, state.fingerprint, "dropped", nme)
+                    records[ref.rel] = (ref.rel, "dropped", nme)
+                else:
+                    _write_sample(state.output, ref, mat, state.fingerprint)
+                    records[ref.rel] = (ref.rel, "written", nme)
+            except (OSError, ValueError) as exc:
+                _remove_outputs(state.output, ref)
+                records[ref.rel] = (ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}")
+    return [records[ref.rel] for ref in refs]
+
+
+_WORKER_STATE = None
+
+
+def _init_worker(state, state_args):
+    global _WORKER_STATE
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent, which stops the pool
+    _WORKER_STATE = state if state is not None else _build_state(*state_args)
+
+
+def _worker_chunk(refs):
+    return _fit_chunk(_WORKER_STATE, refs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run
+
+
+def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None, progress=True):
+    """Fit every image under ``images`` and write the 300W-LP samples into ``output``; resumable.
+
+    Args:
+        images: folder of photos (nested folders allowed). output: output folder (created; not ``images``).
+        model_path: ``BFM.mat`` or None for the embedded default model. config: FitConfig.
+        workers: processes (default ``default_worker_count()``); 1 runs here. progress: progress bar on stderr.
+    Returns:
+        the summary dict, also written to ``output/summary.json``: counts (``images``, ``written``, ``skipped``
+        (done by an earlier run), ``dropped``, ``failed``), ``fit_nme`` ({image: NME} of every fit, dropped ones
+        included), ``dropped_images`` and ``failures`` (with reasons).
+    """
+    started = time.monotonic()
+    images, output = Path(images), Path(output)
+    if output.resolve() == images.resolve():
+        raise ValueError(f"output must be a folder other than the images folder, got {str(output)!r} for both")
+    workers = default_worker_count() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if config.landmarks is not None and not Path(config.landmarks).is_dir():
+        raise FileNotFoundError(f"{config.landmarks}: landmarks folder not found")
+    photos, clashes = discover_photos(images, exclude=[output])
+    output.mkdir(parents=True, exist_ok=True)
+    model_id = "default" if model_path is None else os.path.abspath(model_path)
+    fingerprint = config_fingerprint(config, model_id, 0)
+
+    fit_nme, statuses, failures = {}, {}, []
+    pending = []
+    for ref in photos:
+        done = _read_marker(output, ref, fingerprint)
+        if done is None:
+            pending.append(ref)
+        else:
+            statuses[ref.rel], fit_nme[ref.rel] = done
+    skipped = len(photos) - len(pending)
+    counts = {"written": 0, "dropped": 0, "failed": 0}
+    by_rel = {ref.rel: ref for ref in photos}
+    for ref, reason in clashes:
+        logger.warning("skipping %s: %s", ref.image_path, reason)
+        failures.append({"image": ref.image_path, "reason": reason})
+    bar = Progress(len(photos), desc="fit", enabled=progress, initial=skipped)
+
+    def on_records(records):
+        for rel, status, detail in records:
+            counts[status] += 1
+            statuses[rel] = status
+            if status == "failed":
+                logger.warning("skipping %s: %s", by_rel[rel].image_path, detail)
+                failures.append({"image": by_rel[rel].image_path, "reason": detail})
+            else:
+                fit_nme[rel] = detail
+        notes = [f"{skipped} skipped"] * bool(skipped) + [f"{counts['dropped']} dropped"] * bool(counts["dropped"])
+        bar.update(len(records), postfix=", ".join(notes + [f"{counts['failed']} failed"] * bool(counts["failed"])))
+
+    state_args = (model_path, config, str(images), str(output), fingerprint)
+    chunks = [pending[i:i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
+    run_workers = min(workers, max(len(chunks), 1))
+    try:
+        if run_workers == 1:
+            state = _build_state(*state_args) if chunks else None
+            for chunk in chunks:
+                on_records(_fit_chunk(state, chunk))
+        else:
+            fork = pool_context().get_start_method() == "fork"
+            initargs = (_build_state(*state_args), None) if fork else (None, state_args)
+            run_chunks_in_pool(_worker_chunk, chunks, run_workers, on_records, _init_worker, initargs)
+    finally:
+        bar.close()
+
+    dropped = sorted(rel for rel, status in statuses.items() if status == "dropped")
+    values = [fit_nme[rel] for rel in sorted(fit_nme)]
+    summary = {
+        "images": os.path.abspath(images), "output": os.path.abspath(output), "model": model_id,
+        "config": dataclasses.asdict(config), "fingerprint": fingerprint, "workers": run_workers,
+        "photos": len(photos) + len(clashes), "written": counts["written"], "skipped": skipped,
+        "dropped": counts["dropped"], "failed": counts["failed"] + len(clashes),
+        "samples": sum(status == "written" for status in statuses.values()),
+        "fit_nme_mean": float(np.mean(values)) if values else None,
+        "fit_nme_max": float(np.max(values)) if values else None,
+        "elapsed_s": round(time.monotonic() - started, 3),
+        "dropped_images": [{"image": by_rel[rel].image_path, "fit_nme": fit_nme[rel]} for rel in dropped],
+        "failures": sorted(failures, key=lambda f: f["image"]),
+        "fit_nme": {rel: fit_nme[rel] for rel in sorted(fit_nme)},
+    }
+    atomic_write_bytes(output / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+    return summary

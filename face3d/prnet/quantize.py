@@ -1,0 +1,119 @@
+"""int8 post-training quantization of the exported ONNX model, and the calibration images it needs.
+
+``quantize_onnx`` writes a static QDQ model with ONNX Runtime's ``quantize_static``: int8 weights, symmetric per
+output channel, and int8 activations, asymmetric, their ranges the min-max over the calibration images. This is
+the scheme of Ascend's AMCT (int8 data with an offset, symmetric per-channel int8 weights), so ONNX Runtime on the
+QDQ model estimates on the host what an int8 board deployment costs in accuracy; the board's kernels and
+calibration differ, so the figure is an estimate.
+
+``calibration_images`` reads a folder as network inputs: an AFLW2000-3D-format folder (image + ``.mat``; cropped
+from the ground-truth landmarks as evaluation crops) or a folder of face crops (resized to S x S).
+"""
+import logging
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["QDQ_MIN_OPSET", "calibration_images", "quantize_onnx"]
+
+logger = logging.getLogger(__name__)
+
+QDQ_MIN_OPSET = 13  # per-channel DequantizeLinear (its axis attribute) needs opset 13; older models are upgraded
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def calibration_images(folder, size, limit=None):
+    """Network inputs from a calibration folder.
+
+    Args:
+        folder: AFLW2000-3D-format folder (every image with a ``.mat`` beside it holding ``pt3d_68``: cropped by
+            ``face_crop.landmark_crop`` at S), else a folder of face crops (every image resized to S x S with
+            area interpolation). Unreadable files are logged and skipped.
+        size: S, the network's input side.
+        limit: at most this many images (sorted by path).
+    Returns:
+        float32 (N, S, S, 3) in [0, 1] (RGB / 255).
+    Raises:
+        FileNotFoundError: no folder or no image in it. ValueError: no image could be read.
+    """
+    import cv2
+
+    from face3d.prnet import evaluation
+    from face3d.prnet.face_crop import crop_face, landmark_crop
+    from face3d.trainset.sample import read_image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"calibration folder not found: {folder}")
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not images:
+        raise FileNotFoundError(f"{folder}: no image ({', '.join(_IMAGE_SUFFIXES)}) for calibration")
+    with_truth = all(p.with_suffix(".mat").is_file() for p in images)
+    crops = []
+    for path in images[:limit]:
+        try:
+            if with_truth:
+                image, truth = evaluation.read_sample(path, path.with_suffix(".mat"))
+                crops.append(crop_face(image, landmark_crop(truth.landmarks), size, size).image)
+            else:
+                image = read_image(path)
+                crops.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+                             / np.float32(255.0))
+        except (OSError, ValueError) as exc:
+            logger.warning("calibration: skipping %s: %s", path, exc)
+    if not crops:
+        raise ValueError(f"{folder}: none of {len(images)} images could be read for calibration")
+    logger.info("calibration: %d %s from %s", len(crops), "landmark crops" if with_truth else "face crops", folder)
+    return np.stack(crops).astype(np.float32)
+
+
+def quantize_onnx(model, output, calibration, batch_size=1):
+    """Write the static int8 QDQ model of a float32 ONNX model (module docstring for the scheme).
+
+    Args:
+        model: float32 onnx.ModelProto or ``.onnx`` path (one input ``input`` [B, S, S, 3]); a model below
+            ``QDQ_MIN_OPSET`` is converted to it first (``onnx.version_converter``).
+        output: the ``.onnx`` file written.
+        calibration: float32 (N, S, S, 3) images in [0, 1], N a positive multiple of ``batch_size``.
+        batch_size: B of the model's input.
+    Returns:
+        Path of ``output``.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    images = np.asarray(calibration, dtype=np.float32)
+    if images.ndim != 4 or len(images) < batch_size or len(images) % batch_size:
+        raise ValueError(f"calibration must be (N, S, S, 3) with N a positive multiple of the batch {batch_size}, "
+                         f"got {images.shape}")
+
+    class Batches(CalibrationDataReader):
+        """The calibration images, one model input at a time."""
+
+        def __init__(self):
+            self._starts = iter(range(0, len(images), batch_size))
+
+        def get_next(self):
+            start = next(self._starts, None)
+            return None if start is None else {"input": images[start:start + batch_size]}
+
+    import onnx
+    from onnx import version_converter
+
+    # a copy: quantize_static rewrites a ModelProto in place (its weights become external data)
+    model = onnx.load(str(model)) if isinstance(model, (str, Path)) else \
+        onnx.ModelProto.FromString(model.SerializeToString())
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < QDQ_MIN_OPSET:
+        model = version_converter.convert_version(model, QDQ_MIN_OPSET)
+    output = Path(output)
+    quantize_static(model, output, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    return output

@@ -1,0 +1,190 @@
+"""What travels over HTTP: images in, face boxes and landmarks in, meshes and textures out.
+
+Inputs are checked here and every problem becomes an ``ApiError`` naming the field. Meshes are written by the
+``face3d.mesh.io`` writers (OBJ with vertex colours, binary PLY) or, for ``mat``, with the field names of
+PRNet-keras's ``/extract`` service so its clients read our files unchanged. Mesh vertices are stored as
+``write_obj`` stores them: image x, ``h - 1 - y`` (y up) and z, in pixels.
+"""
+import base64
+import binascii
+import io
+import re
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from face3d.serve.errors import ApiError
+from face3d.serve.limits import check_image
+
+__all__ = ["MESH_FORMATS", "MESH_MEDIA_TYPES", "decode_base64", "decode_image", "parse_box", "parse_landmarks",
+           "encode_png", "encode_mesh", "mat_fields", "keypoint_vertices"]
+
+MESH_FORMATS = ("obj", "ply", "mat")
+MESH_MEDIA_TYPES = {"obj": "model/obj", "ply": "application/x-ply", "mat": "application/x-matlab-data"}
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)", re.IGNORECASE)
+
+
+def decode_base64(text, field):
+    """Bytes of a base64 string (standard alphabet; a ``data:...;base64,`` prefix is allowed)."""
+    if not isinstance(text, str) or not text:
+        raise ApiError(400, "bad_request", f"{field}: expected a base64 string")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_request", f"{field}: not valid base64") from None
+
+
+def decode_image(data, limits):
+    """An uploaded image file as (h, w, 3) uint8 RGB, its header checked against ``limits`` before decoding.
+
+    Raises:
+        ApiError: 400 ``bad_image`` (empty, truncated, corrupt), 413 ``too_many_pixels``, 415 ``unsupported_image``.
+    """
+    if not data:
+        raise ApiError(400, "bad_image", "image: the file is empty")
+    header = check_image(data, limits)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ApiError(400, "bad_image", f"image: the {header.format.upper()} file could not be decoded "
+                                         "(truncated or corrupt)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _numbers(value, field):
+    """Floats from a string ('x0 y0 x1 y1', commas or newlines allowed) or a (nested) JSON list."""
+    if isinstance(value, str):
+        tokens = value.replace(",", " ").split()
+        if not all(_NUMBER.fullmatch(t) for t in tokens):
+            raise ApiError(422, f"invalid_{field}", f"{field}: expected numbers separated by spaces or commas, "
+                                                    f"got {value[:60]!r}")
+        return np.array(tokens, dtype=np.float64)
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ApiError(422, f"invalid_{field}", f"{field}: expected a list of numbers") from None
+
+
+def parse_box(value, width, height):
+    """A face box ``(x0, y0, x1, y1)`` in image pixels.
+
+    Args:
+        value: 'x0 y0 x1 y1' (spaces or commas) or a list of 4 numbers.
+        width, height: the image size; the box must overlap the image.
+    Returns:
+        tuple of 4 floats.
+    Raises:
+        ApiError: 422 ``invalid_box`` naming the problem.
+    """
+    box = _numbers(value, "box").reshape(-1)
+    if box.size != 4 or not np.all(np.isfinite(box)):
+        raise ApiError(422, "invalid_box", f"box: expected 4 finite numbers x0 y0 x1 y1, got {box.size} values")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not (x1 > x0 and y1 > y0):
+        raise ApiError(422, "invalid_box", f"box: needs x1 > x0 and y1 > y0, got {x0:g} {y0:g} {x1:g} {y1:g}")
+    if x1 < 0 or y1 < 0 or x0 > width - 1 or y0 > height - 1:
+        raise ApiError(422, "invalid_box", f"box: {x0:g} {y0:g} {x1:g} {y1:g} lies outside the {width} x {height} "
+                                           "image")
+    return x0, y0, x1, y1
+
+
+def parse_landmarks(value):
+    """68 landmarks as (68, 2) float64 image pixels (x, y).
+
+    Args:
+        value: text with 136 or 204 numbers (68 rows 'x y' or 'x y z', as ``np.savetxt`` writes them) or a list
+            shaped (68, 2), (68, 3), (2, 68) or (3, 68).
+    Raises:
+        ApiError: 422 ``invalid_landmarks``.
+    """
+    points = _numbers(value, "landmarks")
+    if points.ndim == 1 and points.size in (136, 204):
+        points = points.reshape(68, -1)
+    if points.ndim == 2 and points.shape[0] in (2, 3) and points.shape[1] == 68:
+        points = points.T
+    if points.shape not in ((68, 2), (68, 3)):
+        raise ApiError(422, "invalid_landmarks", f"landmarks: expected 68 points (68 x 2 or 68 x 3 numbers), got "
+                                                 f"shape {points.shape}")
+    if not np.all(np.isfinite(points[:, :2])):
+        raise ApiError(422, "invalid_landmarks", "landmarks: coordinates must be finite")
+    return points[:, :2]
+
+
+def encode_png(rgb):
+    """PNG bytes of an (h, w, 3) uint8 RGB image."""
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the PNG")
+    return data.tobytes()
+
+
+def keypoint_vertices(uv_kpt_ind, face_ind, resolution):
+    """Index in the dense vertices (``face_ind`` order) of each of the 68 keypoint pixels: the face pixel nearest to
+    the keypoint's UV pixel (the pixel itself whenever it is a face pixel, as in PRNet's uv-data).
+
+    Args:
+        uv_kpt_ind: (2, 68) UV x, y. face_ind: (n,) row-major face pixels. resolution: R.
+    Returns:
+        (68,) int32.
+    """
+    face_ind = np.asarray(face_ind, dtype=np.int64)
+    face_xy = np.column_stack([face_ind % resolution, face_ind // resolution]).astype(np.float64)
+    kpt = np.asarray(uv_kpt_ind, dtype=np.float64).T
+    return np.array([np.argmin(((face_xy - point) ** 2).sum(axis=1)) for point in kpt], dtype=np.int32)
+
+
+def mat_fields(vertices, triangles, colors, kpt_vertices):
+    """The arrays of a PRNet-keras ``/extract`` mesh (.mat).
+
+    Args:
+        vertices: (n, 3) y-up vertices. triangles: (t, 3) indices (BFM winding: clockwise seen from outside).
+        colors: (n, 3) RGB in [0, 1]. kpt_vertices: (68,) indices of the landmarks in ``vertices``.
+    Returns:
+        dict: ``vertices`` (n, 3) float32, ``colors`` (n, 3) float32, ``full_triangles`` (t, 3) int32 (0-based),
+        ``vertex_normals`` (n, 3) float32 unit outward normals, ``kptIdxs`` (68,) int32 (0-based),
+        ``bounding_box`` (6,) float32 ``(min x, min y, min z, max x, max y, max z)``.
+    """
+    from face3d.mesh import light
+
+    v = np.asarray(vertices, dtype=np.float32)
+    # BFM triangles are clockwise seen from outside, so the right-hand vertex normals point inwards
+    outward = -light.vertex_normals(v, triangles)
+    return {"vertices": v, "colors": np.asarray(colors, dtype=np.float32),
+            "full_triangles": np.asarray(triangles, dtype=np.int32), "vertex_normals": outward.astype(np.float32),
+            "kptIdxs": np.asarray(kpt_vertices, dtype=np.int32),
+            "bounding_box": np.concatenate([v.min(axis=0), v.max(axis=0)]).astype(np.float32)}
+
+
+def encode_mesh(fmt, vertices, triangles, height, colors, kpt_vertices):
+    """A face mesh as file bytes.
+
+    Args:
+        fmt: 'obj' (per-vertex colours, ``inference.write_obj``), 'ply' (binary, uchar colours,
+            ``mesh.io.write_ply``) or 'mat' (``mat_fields``).
+        vertices: (n, 3) image coordinates (x right, y down, z nearer). triangles: (t, 3). height: image height.
+        colors: (n, 3) RGB in [0, 1]. kpt_vertices: (68,) landmark vertex indices (used by 'mat').
+    Returns:
+        bytes; vertices stored y up (``height - 1 - y``) in every format.
+    """
+    from scipy.io import savemat
+
+    from face3d.mesh import io as mesh_io
+    from face3d.prnet.inference import write_obj
+
+    if fmt not in MESH_FORMATS:
+        raise ValueError(f"mesh format must be one of {MESH_FORMATS}, got {fmt!r}")
+    if fmt == "obj":
+        with tempfile.TemporaryDirectory(prefix="face3d-serve-") as folder:
+            return write_obj(Path(folder) / "face.obj", vertices, triangles, height, colors=colors).read_bytes()
+    y_up = np.array(vertices, dtype=np.float32)
+    y_up[:, 1] = height - 1 - y_up[:, 1]
+    if fmt == "ply":
+        rgb = np.round(np.clip(colors, 0.0, 1.0) * 255.0).astype(np.uint8)
+        with tempfile.TemporaryDirectory(prefix="face3d-serve-") as folder:
+            return mesh_io.write_ply(Path(folder) / "face.ply", y_up, triangles, rgb, binary=True).read_bytes()
+    buffer = io.BytesIO()
+    savemat(buffer, mat_fields(y_up, triangles, colors, kpt_vertices))  # uncompressed: zlib costs ~0.5 s per mesh
+    return buffer.getvalue()

@@ -1,0 +1,107 @@
+"""68-landmark files: iBUG ``.pts``, ``.txt``, ``.npy`` and ``.mat``, read to (68, 2) image pixels.
+
+One reader for ``face3d fit`` (``face3d.fitting``) and ``face3d demo`` (``face3d.prnet.demo``).
+
+Coordinates are 0-based image pixels, x right, y down (the project's convention). iBUG ``.pts`` files (300-W,
+LFPW, HELEN, AFW, iBUG) are 1-based, as menpo's ``pts_importer`` documents and handles, so 1 is subtracted;
+the other formats are taken as they are: ``.txt`` 68 rows ``x y`` (a third column is ignored), ``.npy``
+(68, 2|3) or (2|3, 68), ``.mat`` with ``pt3d_68`` (3, 68) (AFLW2000-3D) or ``pt2d`` (2, 68) (300W-LP).
+"""
+from pathlib import Path
+
+import numpy as np
+
+from face3d.utils.errors import InputFileError
+
+__all__ = ["LANDMARK_SUFFIXES", "N_LANDMARKS", "read_landmarks", "read_pts", "find_landmark_file"]
+
+N_LANDMARKS = 68
+# Looked up in this order next to an image (or under the landmarks folder).
+LANDMARK_SUFFIXES = (".pts", ".txt", ".npy", ".mat")
+
+
+def read_pts(path):
+    """Points of an iBUG ``.pts`` file (``version: 1``, ``n_points: N``, ``{``, N lines ``x y``, ``}``).
+
+    Returns:
+        (N, 2) float64, 0-based (the file's 1-based values minus 1).
+    Raises:
+        InputFileError: the header, the braces or the point count are wrong.
+    """
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    try:
+        count = int(next(line for line in lines if line.startswith("n_points")).split(":")[1])
+        body = lines[lines.index("{") + 1:lines.index("}")]
+        points = np.array([[float(v) for v in line.split()[:2]] for line in body], dtype=np.float64)
+    except (StopIteration, ValueError, IndexError) as exc:
+        raise InputFileError(path, "not an iBUG .pts file (version, n_points, then points between braces)") from exc
+    if points.shape != (count, 2):
+        raise InputFileError(path, f"n_points says {count} but {len(body)} point lines follow")
+    return points - 1.0
+
+
+def _from_mat(path):
+    from face3d.utils.matfile import read_mat
+
+    mat = read_mat(path, variable_names=("pt3d_68", "pt2d"))
+    for key in ("pt3d_68", "pt2d"):  # AFLW2000-3D's pt2d holds AFLW's own 21 points: prefer pt3d_68
+        if key in mat and np.shape(mat[key])[-1] == N_LANDMARKS:
+            return np.asarray(mat[key], dtype=np.float64)
+    found = {k: np.shape(v) for k, v in mat.items() if not k.startswith("__")}
+    raise InputFileError(path, f"no pt3d_68 (3, 68) or pt2d (2, 68) in the .mat (found {found or 'neither'})")
+
+
+def read_landmarks(path):
+    """The 68 landmarks of a ``.pts``, ``.txt``, ``.npy`` or ``.mat`` file (see the module docstring).
+
+    Returns:
+        (68, 2) float64 x, y in 0-based image pixels.
+    Raises:
+        FileNotFoundError: the file does not exist. InputFileError (a ValueError): unknown suffix, unreadable file,
+            not 68 points or non-finite values; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: landmark file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".pts":
+            points = read_pts(path)
+        elif suffix == ".txt":
+            points = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        elif suffix == ".npy":
+            points = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
+        elif suffix == ".mat":
+            points = _from_mat(path)
+        else:
+            raise InputFileError(path, f"unknown landmark file type (expected one of {', '.join(LANDMARK_SUFFIXES)})")
+    except InputFileError:
+        raise
+    except ValueError as exc:  # numpy's parsers: text that is not numbers, a damaged .npy
+        raise InputFileError(path, f"cannot read the landmarks ({exc})") from exc
+    if points.ndim == 2 and points.shape[0] in (2, 3) and points.shape[1] == N_LANDMARKS:
+        points = points.T
+    if points.ndim != 2 or points.shape[0] != N_LANDMARKS or points.shape[1] not in (2, 3):
+        raise InputFileError(path, f"expected 68 landmarks as (68, 2|3) or (2|3, 68), got shape {points.shape}")
+    if not np.all(np.isfinite(points[:, :2])):
+        raise InputFileError(path, "landmarks contain NaN or infinite values")
+    return np.ascontiguousarray(points[:, :2])
+
+
+def find_landmark_file(image_path, images_root=None, landmarks_root=None):
+    """The landmark file of an image: ``<stem>`` plus the first of ``LANDMARK_SUFFIXES`` that exists, beside the
+    image, or under ``landmarks_root`` at the image's path relative to ``images_root`` when both are given.
+
+    Returns:
+        Path, or None when there is none.
+    """
+    image_path = Path(image_path)
+    folder = image_path.parent
+    if landmarks_root is not None:
+        folder = Path(landmarks_root) / image_path.parent.relative_to(images_root)
+    for suffix in LANDMARK_SUFFIXES:
+        candidate = folder / f"{image_path.stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None

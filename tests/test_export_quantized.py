@@ -1,0 +1,109 @@
+"""TFLite (float32, float16, int8) and int8 QDQ ONNX exports: files, reload checks, export.json, calibration.
+
+A narrow network (input 64, width 4) keeps this file around a minute on 2 cores.
+"""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tests._fixtures import fixtures_dir
+from tests._inference_helpers import randomize_batch_norms
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from face3d.prnet import export as ex  # noqa: E402
+from face3d.prnet.model import build_resfcn256  # noqa: E402
+from face3d.prnet.predictor import load_predictor  # noqa: E402
+from face3d.prnet.quantize import calibration_images  # noqa: E402
+
+SIZE, WIDTH = 64, 4
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    keras.utils.set_random_seed(5)
+    return randomize_batch_norms(build_resfcn256(input_size=SIZE, width=WIDTH), 5)
+
+
+@pytest.fixture(scope="module")
+def crops_dir(tmp_path_factory):
+    """Eight face-crop PNGs (skimage photos) of another size than the network's input."""
+    folder = tmp_path_factory.mktemp("crops")
+    for k, image in enumerate(ex.reference_images(96, 8)):
+        cv2.imwrite(str(folder / f"crop_{k}.png"), cv2.cvtColor(np.round(image * 255).astype(np.uint8),
+                                                                 cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, crops_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mobile")
+    return ex.export_model(tiny_model, out, onnx=True, tflite=True, int8=True, calibration=crops_dir,
+                           run_atc=False), out
+
+
+def test_every_file_is_written_reloaded_and_recorded(tiny_model, crops_dir, exported):
+    result, out = exported
+    names = ["prnet.pb", "prnet.onnx", "prnet.tflite", "prnet_fp16.tflite", "prnet_int8.tflite", "prnet_int8.onnx"]
+    assert list(result.files) == names
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["files"] == json.loads(json.dumps(result.files)) and summary["compared_on"] == \
+        "8 calibration images"
+    for name in names:
+        assert result.files[name]["size_mb"] == (out / name).stat().st_size / 1e6
+    # the random network has no face, so no box to normalise by: NME is None, the keypoint shift is measured
+    assert all(row["nme_vs_float32"] is None for row in result.files.values())
+    images = calibration_images(crops_dir, SIZE)
+    expected = tiny_model(images, training=False).numpy()
+    int8 = load_predictor(out / "prnet_int8.tflite").predict(images)
+    assert np.abs(int8 - expected).max() == pytest.approx(result.files["prnet_int8.tflite"]["max_abs_diff"])
+    kpt = ex._keypoint_indices(SIZE)
+    shift = np.linalg.norm((int8 - expected)[:, kpt[1], kpt[0], :2], axis=-1).mean() * 1.1 * SIZE
+    assert result.files["prnet_int8.tflite"]["keypoint_shift_px"] == pytest.approx(shift, rel=1e-4)
+
+
+def test_float_tflite_matches_and_reduced_formats_are_close_and_smaller(exported):
+    result, out = exported
+    files = result.files
+    assert result.max_abs_diff["tflite"] < 1e-4 and files["prnet.tflite"]["max_abs_diff"] < 1e-4
+    assert 0 < files["prnet_fp16.tflite"]["max_abs_diff"] < 1e-3
+    for name in ("prnet_int8.tflite", "prnet_int8.onnx"):
+        assert 1e-4 < files[name]["max_abs_diff"] < 0.1, name  # the map spans about 0.2: int8 is close, not equal
+    assert files["prnet.tflite"]["size_mb"] / files["prnet_fp16.tflite"]["size_mb"] > 1.9
+    assert files["prnet.tflite"]["size_mb"] / files["prnet_int8.tflite"]["size_mb"] > 3.5
+    assert files["prnet.onnx"]["size_mb"] / files["prnet_int8.onnx"]["size_mb"] > 3.5
+
+
+def test_int8_tflite_is_full_integer_and_onnx_is_qdq(exported):
+    _, out = exported
+    interpreter = tf.lite.Interpreter(model_path=str(out / "prnet_int8.tflite"))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    float_ops = {d["op_name"] for d in interpreter._get_ops_details()} & {"CONV_2D", "TRANSPOSE_CONV"}
+    assert float_ops == {"CONV_2D", "TRANSPOSE_CONV"}
+    tensors = {t["name"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    assert not any(dtype == np.float32 for dtype in tensors.values())  # every tensor integer
+    model = onnx.load(str(out / "prnet_int8.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "ConvTranspose"} <= ops
+    kernels = [t for t in model.graph.initializer if t.name.endswith("kernel_quantized")]
+    assert len(kernels) == 53 and all(t.data_type == onnx.TensorProto.INT8 for t in kernels)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 13  # upgraded from 11
+
+
+def test_int8_needs_calibration_and_reads_dataset_folders(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="int8 export needs calibration images"):
+        ex.export_model(tiny_model, tmp_path / "out", int8=True, run_atc=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(FileNotFoundError, match="no image"):
+        calibration_images(tmp_path, SIZE)
+    aflw = fixtures_dir() / "AFLW2000"
+    if not aflw.is_dir():
+        pytest.skip("AFLW2000 fixtures not present")
+    crops = calibration_images(aflw, SIZE)
+    assert crops.shape == (2, SIZE, SIZE, 3) and crops.dtype == np.float32 and 0 <= crops.min() < crops.max() <= 1

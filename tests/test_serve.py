@@ -1,0 +1,478 @@
+"""``face3d serve``: a real uvicorn process on 127.0.0.1 with a tiny ONNX model, every route and error over httpx;
+the batcher and the image-header reader in-process.
+
+The model maps a 32 x 32 crop to ``map + 0.02 x crop`` (a fixed face-like map plus a trace of the input), so its
+answers depend on the request and are compared with ``face3d.prnet.inference.PRN`` run here on the same file.
+The servers run with ``import tensorflow`` and ``import keras`` made to fail. Budget: about a minute on the 2
+shared development cores (two servers started together; the OBJ writer alone takes seconds).
+"""
+import asyncio
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from face3d.mesh import io as mesh_io  # noqa: E402
+from face3d.serve.batching import DynamicBatcher  # noqa: E402
+from face3d.serve.errors import ApiError  # noqa: E402
+from face3d.serve.limits import Limits, check_image, image_header  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 32
+BOX = (175.0, 76.0, 265.0, 166.0)  # the astronaut's face
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+def _tiny_onnx(path):
+    """An ONNX model (input/output [N, 32, 32, 3]): output = map + 0.02 x input, the map a tilted bump."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    bump = np.clip(1 - ((xs - 15.5) ** 2 + (ys - 15.5) ** 2) / 16 ** 2, 0, 1)
+    face = np.stack([(xs + 0.5) / SIZE * 0.7 + 0.1, (ys + 0.5) / SIZE * 0.7 + 0.1 + 0.02 * xs / SIZE, 0.2 * bump], -1)
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["input", "gain"], ["scaled"]),
+         helper.make_node("Add", ["scaled", "map"], ["output"])],
+        "tiny_face", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", SIZE, SIZE, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", SIZE, SIZE, 3])],
+        [numpy_helper.from_array(np.full((), 0.02, np.float32), "gain"),
+         numpy_helper.from_array(face[None].astype(np.float32), "map")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A ``python -m face3d.serve`` process on 127.0.0.1 with TensorFlow and Keras unimportable (``wait`` until it
+    serves)."""
+
+    def __init__(self, folder, model, *options):
+        blockers = folder / "no_tensorflow"
+        for name in ("tensorflow", "keras"):
+            (blockers / name).mkdir(parents=True, exist_ok=True)
+            (blockers / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked in this test')\n")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blockers), str(ROOT)])}
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = folder / f"server-{self.port}.log"
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "face3d.serve", "--model", str(model), "--host", "127.0.0.1",
+                 "--port", str(self.port), *map(str, options)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait(self, seconds=120):
+        """Return once ``/health`` answers (the model is loaded); fail with the log after ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"the server did not start in {seconds} s:\n{self.log.read_text()}")
+
+    def stop(self):
+        """SIGTERM, then the exit status (killed after 30 s)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return _tiny_onnx(tmp_path_factory.mktemp("serve") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory, model_path, request):
+    """The main server and one with a 2 s timeout and one request in flight at most, started together (the
+    reference PRN loads here meanwhile)."""
+    folder = tmp_path_factory.mktemp("server")
+    main = Server(folder, model_path, "--max-batch", 4, "--max-delay-ms", 500, "--max-bytes", 1_000_000,
+                  "--max-pixels", 1_000_000, "--timeout-s", 60)
+    strict = Server(folder, model_path, "--timeout-s", 2, "--max-in-flight", 1)
+    try:
+        request.getfixturevalue("prn")
+        yield {"main": main.wait(), "strict": strict.wait()}
+    finally:
+        codes = main.stop(), strict.stop()
+    assert codes == (0, 0), main.log.read_text() + strict.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(servers):
+    return servers["main"]
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def prn(model_path):
+    from face3d.prnet.inference import PRN
+    return PRN(model_path)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """skimage's astronaut (512 x 512 RGB) and its PNG bytes."""
+    from skimage import data
+    image = data.astronaut()
+    return image, cv2.imencode(".png", image[..., ::-1])[1].tobytes()
+
+
+def _post(client, image_bytes, query="", **fields):
+    return client.post(f"/v1/reconstruct{query}", files={"image": ("face.png", image_bytes, "image/png")},
+                       data={k: v for k, v in fields.items()})
+
+
+def _expect_error(response, status, code, *words):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"] == code, body
+    for word in words:
+        assert word in body["detail"], body
+
+
+# ------------------------------------------------------------------------------------------------ routes
+
+def test_health_metrics_and_docs(client):
+    health = client.get("/health").json()
+    assert (health["backend"], health["input_size"], health["resolution"], health["model_batch_size"]) == \
+        ("onnx", SIZE, 256, None)
+    assert health["max_batch"] == 4 and health["limits"]["max_pixels"] == 1_000_000
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/reconstruct"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+    assert {"requests", "errors", "latency_ms", "batches", "in_flight"} <= set(client.get("/metrics").json())
+
+
+def test_reconstruct_matches_the_library(client, prn, photo):
+    from face3d.prnet.inference import box_crop
+    image, png = photo
+    answer = _post(client, png, box=" ".join(map(str, BOX))).json()
+    pos = prn.process(image, box=BOX)
+    np.testing.assert_allclose(answer["landmarks"], prn.get_landmarks(pos), atol=1e-4)
+    pose = prn.estimate_pose(prn.get_vertices(pos))
+    np.testing.assert_allclose(answer["pose"]["angles"], pose.angles, atol=1e-6)
+    np.testing.assert_allclose(answer["pose"]["angles_3ddfa"], pose.angles_3ddfa, atol=1e-8)
+    np.testing.assert_allclose(answer["pose"]["camera"]["rotation"], pose.R, atol=1e-8)
+    assert answer["pose"]["camera"]["scale"] == pytest.approx(pose.scale, rel=1e-8)
+    crop = box_crop(BOX)
+    assert answer["box"] == list(BOX) and answer["box_source"] == "box"
+    assert answer["crop"] == {"center": [crop.cx, crop.cy], "size": crop.size}
+    assert answer["image"] == {"width": 512, "height": 512}
+    assert answer["timing_ms"]["batch_size"] == 1  # alone: the batcher waits for nobody
+    assert "mesh" not in answer and "texture" not in answer
+
+
+def test_json_body_and_landmarks(client, prn, photo):
+    image, png = photo
+    landmarks = prn.get_landmarks(prn.process(image, box=BOX))[:, :2]
+    expected = prn.get_landmarks(prn.process(image, landmarks=landmarks))
+    as_json = client.post("/v1/reconstruct", json={"image": base64.b64encode(png).decode(),
+                                                   "landmarks": landmarks.tolist()})
+    assert as_json.status_code == 200, as_json.text
+    np.testing.assert_allclose(as_json.json()["landmarks"], expected, atol=1e-4)
+    assert as_json.json()["box_source"] == "landmarks"
+    np.testing.assert_allclose(as_json.json()["box"], [*landmarks.min(0), *landmarks.max(0)])
+    text = io.StringIO()
+    np.savetxt(text, landmarks)  # the demo's _kpt.txt layout
+    as_form = _post(client, png, landmarks=text.getvalue())
+    np.testing.assert_allclose(as_form.json()["landmarks"], expected, atol=1e-4)
+    box_json = client.post("/v1/reconstruct", json={"image": "data:image/png;base64," + base64.b64encode(png).decode(),
+                                                    "box": list(BOX)})
+    np.testing.assert_allclose(box_json.json()["landmarks"], prn.get_landmarks(prn.process(image, box=BOX)),
+                               atol=1e-4)
+
+
+def test_meshes_and_texture(client, prn, photo, tmp_path):
+    from scipy.io import loadmat
+    image, png = photo
+    pos = prn.process(image, box=BOX)
+    vertices = prn.get_vertices(pos)
+    colors = prn.get_colors(image, vertices)
+    y_up = vertices.astype(np.float64)
+    y_up[:, 1] = 511 - y_up[:, 1]
+    box = " ".join(map(str, BOX))
+
+    answers = {}
+
+    def mesh_file(fmt, query=""):
+        answers[fmt] = _post(client, png, f"?mesh={fmt}{query}", box=box).json()
+        mesh = answers[fmt]["mesh"]
+        assert (mesh["format"], mesh["vertices"], mesh["triangles"]) == (fmt, len(vertices), len(prn.triangles))
+        path = tmp_path / f"face.{fmt}"
+        path.write_bytes(base64.b64decode(mesh["base64"]))
+        return path
+
+    ply = mesh_io.read_ply(mesh_file("ply", "&texture=1"))
+    np.testing.assert_allclose(ply["vertices"], y_up, atol=1e-4)
+    np.testing.assert_array_equal(ply["triangles"], prn.triangles)
+    np.testing.assert_array_equal(ply["colors"], np.round(colors * 255).astype(np.uint8))
+    obj = mesh_io.read_obj(mesh_file("obj"))
+    np.testing.assert_allclose(obj["vertices"], y_up, atol=1e-4)
+    np.testing.assert_array_equal(obj["triangles"], prn.triangles)
+    mat = loadmat(mesh_file("mat"))
+    assert {"vertices", "colors", "full_triangles", "vertex_normals", "kptIdxs", "bounding_box"} <= set(mat)
+    np.testing.assert_allclose(mat["vertices"], y_up, atol=1e-4)
+    np.testing.assert_array_equal(mat["full_triangles"], prn.triangles)
+    kpt = mat["vertices"][mat["kptIdxs"].ravel()]  # the 68 landmarks among the vertices (y up)
+    landmarks = prn.get_landmarks(pos)
+    np.testing.assert_allclose(kpt[:, [0, 2]], landmarks[:, [0, 2]], atol=1e-4)
+    np.testing.assert_allclose(kpt[:, 1], 511 - landmarks[:, 1], atol=1e-4)
+    normals = mat["vertex_normals"]
+    length = np.linalg.norm(normals, axis=1)
+    # the 32 x 32 map is expanded to 256 x 256 by repeating pixels: only vertices on the block edges have area
+    edge = length > 0
+    assert edge.sum() > 1000
+    np.testing.assert_allclose(length[edge], 1, atol=1e-5)
+    assert normals[edge, 2].mean() > 0.5  # outward: towards the viewer on a face seen from the front
+    np.testing.assert_allclose(mat["bounding_box"].ravel(), [*y_up.min(0), *y_up.max(0)], atol=1e-4)
+    texture = answers["ply"]["texture"]
+    assert "texture" not in answers["mat"]
+    decoded = cv2.imdecode(np.frombuffer(base64.b64decode(texture["base64"]), np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decoded[..., ::-1], prn.get_texture(image, pos))
+
+
+def test_concurrent_requests_are_batched_and_kept_apart(server, prn, photo):
+    image, png = photo
+    boxes = [(175.0 + 3 * k, 76.0 + 2 * k, 265.0 + k, 166.0 + 3 * k) for k in range(8)]
+
+    async def run():
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
+            def post(data, box):
+                return c.post("/v1/reconstruct", files={"image": ("f.png", data, "image/png")}, data={"box": box})
+            good = [post(png, " ".join(map(str, b))) for b in boxes]
+            bad = [post(png[:300], "175 76 265 166"), post(png, "1 2 3"), post(b"GIF89a", "175 76 265 166")]
+            answers = await asyncio.gather(*(good[:4] + bad + good[4:]))
+            return answers[:4] + answers[7:], answers[4:7]
+
+    answers, failures = asyncio.run(run())
+    assert [r.status_code for r in failures] == [400, 422, 415]  # among them, without harm to the others
+    for box, response in zip(boxes, answers):
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(response.json()["landmarks"], prn.get_landmarks(prn.process(image, box=box)),
+                                   atol=1e-4)
+    assert max(r.json()["timing_ms"]["batch_size"] for r in answers) >= 2
+    sizes = httpx.get(f"{server.url}/metrics").json()["batches"]["sizes"]
+    assert max(map(int, sizes)) >= 2 and max(map(int, sizes)) <= 4
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+def _png_header(width, height):
+    """The first 33 bytes of a PNG declaring width x height (no pixel data follows)."""
+    import struct
+    import zlib
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
+def test_every_bad_request_gets_its_json_error(client, photo):
+    _, png = photo
+    box = " ".join(map(str, BOX))
+    no_locator = _post(client, png)
+    if no_locator.status_code == 422:  # without dlib on the server
+        _expect_error(no_locator, 422, "face_locator_missing", "box", "landmarks", "dlib")
+    _expect_error(_post(client, png, box="1 2 3"), 422, "invalid_box", "4 finite numbers")
+    _expect_error(_post(client, png, box="10 10 5 5"), 422, "invalid_box", "x1 > x0")
+    _expect_error(_post(client, png, box="600 600 700 700"), 422, "invalid_box", "outside the 512 x 512 image")
+    _expect_error(_post(client, png, box="a b c d"), 422, "invalid_box", "numbers")
+    _expect_error(_post(client, png, box=box, landmarks="1 2"), 422, "invalid_parameter", "not both")
+    _expect_error(_post(client, png, landmarks="1 2 3 4"), 422, "invalid_landmarks", "68 points")
+    _expect_error(_post(client, png, landmarks=" ".join(["5"] * 136)), 422, "invalid_landmarks", "no area")
+    _expect_error(_post(client, png, "?mesh=stl", box=box), 422, "invalid_parameter", "mesh")
+    _expect_error(_post(client, png, "?texture=maybe", box=box), 422, "invalid_parameter", "texture")
+    _expect_error(_post(client, png[:200], box=box), 400, "bad_image", "could not be decoded")
+    _expect_error(_post(client, b"", box=box), 400, "bad_image", "empty")
+    _expect_error(_post(client, b"hello, not an image", box=box), 415, "unsupported_image", "PNG")
+    # a 33-byte file declaring 2000 x 2000 pixels: refused on its header, never decoded
+    _expect_error(_post(client, _png_header(2000, 2000), box=box), 413, "too_many_pixels", "2000 x 2000",
+                  "1000000")
+    _expect_error(_post(client, b"\x00" * 1_100_000, box=box), 413, "too_large", "1000000")
+
+    def chunks():  # no Content-Length: the limit is enforced while the body arrives
+        for _ in range(12):
+            yield b"\x00" * 100_000
+
+    _expect_error(client.post("/v1/reconstruct", content=chunks(), headers={"content-type": "application/json"}),
+                  413, "too_large")
+    _expect_error(client.post("/v1/reconstruct", content=b"{nope", headers={"content-type": "application/json"}),
+                  400, "bad_request", "JSON")
+    _expect_error(client.post("/v1/reconstruct", json={"image": "***"}), 400, "bad_request", "base64")
+    _expect_error(client.post("/v1/reconstruct", json={"box": list(BOX)}), 400, "bad_request", "image: missing")
+    _expect_error(client.post("/v1/reconstruct", json={"image": "", "bbox": []}), 422, "invalid_parameter", "bbox")
+    _expect_error(client.post("/v1/reconstruct", json=[1, 2]), 400, "bad_request", "JSON object")
+    _expect_error(client.post("/v1/reconstruct", content=b"x", headers={"content-type": "text/plain"}), 415,
+                  "unsupported_media_type", "multipart/form-data")
+    _expect_error(client.post("/v1/reconstruct", data={"box": box}, files={"other": ("a", b"b")}), 422,
+                  "invalid_parameter", "other")
+    _expect_error(client.post("/v1/reconstruct", files={"landmarks": ("a", b"1 2")}, data={"box": box}), 400,
+                  "bad_request", "image: missing")
+    _expect_error(client.get("/v1/reconstruct"), 405, "method_not_allowed")
+    _expect_error(client.get("/v2/nothing"), 404, "not_found")
+    # the server is unharmed: a good request right after
+    assert _post(client, png, box=box).status_code == 200
+    metrics = client.get("/metrics").json()
+    assert metrics["errors"]["too_large"] >= 2 and metrics["errors"]["invalid_box"] >= 4
+    assert metrics["requests"]["GET other 404"] >= 1 and metrics["in_flight"] == 0
+    text = client.get("/metrics", params={"format": "prometheus"}).text
+    assert f'face3d_errors_total{{code="too_large"}} {metrics["errors"]["too_large"]}' in text
+    assert 'face3d_requests_total{method="GET",path="other",status="404"}' in text
+    assert 'face3d_latency_seconds{quantile="0.99"}' in text and "face3d_in_flight 0" in text
+
+
+def _stalled_request(port, png, box, send_first):
+    """A raw HTTP/1.1 multipart request whose first ``send_first`` body bytes are sent; returns (socket, rest)."""
+    boundary = "face3dtestboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"box\"\r\n\r\n{box}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"f.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
+    head = (f"POST /v1/reconstruct HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nConnection: close\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock.sendall(head + body[:send_first])
+    return sock, body[send_first:]
+
+
+def _read_response(sock):
+    """(status, JSON body) of a raw HTTP/1.1 response read until the server closes."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_timeouts_busy_and_graceful_shutdown(servers, photo):
+    _, png = photo
+    box = " ".join(map(str, BOX))
+    server = servers["strict"]
+    stalled, _ = _stalled_request(server.port, png, box, 100)  # never finished: times out after 2 s
+    time.sleep(0.5)
+    _expect_error(httpx.post(f"{server.url}/v1/reconstruct", files={"image": ("f.png", png)}, data={"box": box},
+                             timeout=30), 503, "busy", "--max-in-flight")
+    status, body = _read_response(stalled)
+    assert (status, body["error"]) == (408, "timeout") and "2 s" in body["detail"]
+    # drain: a request in progress when SIGTERM arrives is answered, new connections are refused
+    draining, rest = _stalled_request(server.port, png, box, 100)
+    time.sleep(0.3)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/health", timeout=5)
+    draining.sendall(rest)
+    status, body = _read_response(draining)
+    assert status == 200 and len(body["landmarks"]) == 68
+    assert server.stop() == 0, server.log.read_text()
+    assert "drained: 1 reconstructions answered" in server.log.read_text()
+
+
+# ------------------------------------------------------------------------------------------------ in-process
+
+def test_batcher_isolates_a_failing_input_and_drains_on_close():
+    calls = []
+
+    def predict(batch):
+        calls.append(len(batch))
+        if (batch < 0).any():
+            raise ValueError("negative input")
+        return batch * 2
+
+    async def run():
+        batcher = DynamicBatcher(predict, max_batch=8, max_delay_s=5.0)
+        batcher.start()
+
+        async def request(x):
+            with batcher.expect() as ticket:
+                await asyncio.sleep(0.01)  # decoding
+                return await ticket.submit(np.full(3, x, np.float32))
+
+        results = await asyncio.gather(*[request(x) for x in (1, -1, 2, 3)], return_exceptions=True)
+        lone = await asyncio.wait_for(request(7), 4.0)  # nobody else expected: no 5 s wait
+        queued = [asyncio.ensure_future(batcher.submit(np.full(3, x, np.float32))) for x in (4, 5)]
+        await asyncio.sleep(0)
+        await batcher.close()  # runs the queued inputs first
+        with pytest.raises(RuntimeError, match="shutting down"):
+            await batcher.submit(np.zeros(3, np.float32))
+        return results, lone, [q.result() for q in queued]
+
+    results, lone, drained = asyncio.run(run())
+    assert isinstance(results[1], ValueError)
+    for x, result in zip((1, 2, 3), (results[0], results[2], results[3])):
+        np.testing.assert_array_equal(result.output, np.full(3, 2 * x))
+    assert calls[:5] == [4, 1, 1, 1, 1]  # one batch of 4 fails, then each input alone
+    assert lone.batch_size == 1 and np.all(lone.output == 14)
+    assert [d.output[0] for d in drained] == [8, 10]
+
+
+def test_image_headers_are_read_without_decoding():
+    for ext, fmt in ((".png", "png"), (".jpg", "jpeg"), (".bmp", "bmp"), (".webp", "webp")):
+        data = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))[1].tobytes()
+        header = image_header(data)
+        assert (header.format, header.width, header.height) == (fmt, 53, 37), ext
+    jpeg = cv2.imencode(".jpg", np.zeros((37, 53, 3), np.uint8))[1].tobytes()
+    app15 = b"\xff\xef" + (65535).to_bytes(2, "big") + bytes(65533)  # two full metadata segments before the frame
+    assert image_header(jpeg[:2] + 2 * app15 + jpeg[2:]).width == 53
+    lossy = cv2.imencode(".webp", np.zeros((37, 53, 3), np.uint8), [cv2.IMWRITE_WEBP_QUALITY, 80])[1].tobytes()
+    assert (image_header(lossy).width, image_header(lossy).height) == (53, 37)
+    assert check_image(_png_header(1000, 1000), Limits(max_pixels=10 ** 6)).width == 1000
+    with pytest.raises(ApiError, match="1001 x 1000") as error:
+        check_image(_png_header(1001, 1000), Limits(max_pixels=10 ** 6))
+    assert (error.value.status, error.value.code) == (413, "too_many_pixels")
+    for bad, status in ((b"\xff\xd8\xff\xe0\x00\x10JFIF", 400), (_png_header(0, 5), 400), (b"GIF89a....", 415)):
+        with pytest.raises(ApiError) as error:
+            image_header(bad)
+        assert error.value.status == status, bad
+
+
+def test_command_line(capsys, tmp_path):
+    from face3d.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: face3d serve")
+    for flag in ("--model", "--uv-data", "--host", "--port", "--workers", "--max-batch", "--max-delay-ms",
+                 "--max-bytes", "--max-pixels", "--timeout-s", "--max-in-flight"):
+        assert flag in text, flag
+    assert main(["serve", "--model", str(tmp_path / "none.onnx")]) == 2
+    assert "model not found" in capsys.readouterr().err
