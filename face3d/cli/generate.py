@@ -31,7 +31,7 @@ def _angle(text):
 
 
 def _shard(text):
-    from face3d.trainset.dataset import parse_shard  # light: no numpy work at import
+    from face3d.trainset.discovery import parse_shard  # light: no numpy at import
 
     try:
         return parse_shard(text)
