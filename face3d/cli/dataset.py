@@ -54,7 +54,8 @@ def _run_preview(args):
     import cv2
     import numpy as np
 
-    from face3d.trainset.sample import draw_preview, read_image
+    from face3d.trainset.preview import draw_preview
+    from face3d.trainset.sample_io import read_image
     from face3d.utils.errors import InputFileError
 
     npy = Path(args.npy)

@@ -248,7 +248,7 @@ def _build_state(model_path, config, images_root, output, fingerprint):
 
 def _read_input(state, ref):
     """(68 landmarks (68, 2), image height) of a photo; InputFileError / OSError naming the file when unusable."""
-    from face3d.trainset.sample import read_image
+    from face3d.trainset.sample_io import read_image
 
     image = read_image(ref.image_path)
     if state.landmarker is not None:

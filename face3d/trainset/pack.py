@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.trainset.sample import read_image
+from face3d.trainset.sample_io import read_image
 from face3d.utils.progress import Progress
 
 __all__ = ["read_label_file", "pack_label_file", "PackedTrainset"]

@@ -1,33 +1,7 @@
 """One 300W-LP sample to PRNet training pairs: a 256x256 face crop and its UV position map, plus rotated copies.
 
-Per sample:
-
-1. Read the image and the ``.mat`` (``read_300wlp_sample``).
-2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
-   product dominates; one product for many samples (``process_iter`` / ``process_many``) reads the basis once
-   for all of them, and results are bit-identical whatever the batching (see ``_vertex_product``). What the
-   outputs of one parameter set share (``_Geometry``: the vertices and their UV interpolation) is computed once
-   and kept for recently seen sets (300W-LP's profiled views of a face share Shape and Exp).
-3. Pose: ``s * V @ R.T + t`` with ``R = angle2matrix_3ddfa(Pose_Para[0:3])``, ``s = Pose_Para[6]``,
-   ``t = Pose_Para[3:6]``, then image rows ``y = h - 1 - y``.  Written as one linear map ``V @ A.T + b``.
-4. Crop: PRNet's square around the 68 projected keypoints (``crop.keypoint_box``), perturbed by a generator
-   seeded with ``seed``; image warped with ``cv2.warpAffine`` (bilinear, black outside).
-5. Position map: at each UV pixel the crop-space x, y of the surface point and its z scaled by the crop scale k
-   and shifted by ``-k * min z`` over all vertices (PRNet's ``position[:, 2] -= min``).  Pose and crop make one
-   3x4 map of model space (``_placement``).  The model-space vertices are interpolated once per parameter set
-   with the once-rasterized UV layout (``posmap.UVRasterization``) and each output's map is the placement of
-   those UV points (``cv2.transform``): interpolation commutes with the affine map because barycentric weights
-   sum to 1, so this equals ``render_colors`` of the crop-space vertices in UV space (up to float32 rounding).
-   Uncovered UV pixels are 0.
-
-Rotation augmentation: an in-plane rotation by theta about the face centre (the unperturbed keypoint box
-centre), composed into the pose exactly: rotated image positions are ``Rot @ (x, y)`` with z unchanged, the crop
-box is taken around the rotated keypoints, and the image is warped once from the original with
-``crop o Rot`` (so no corner of the rotated picture is lost to an intermediate canvas).  The vertices and their
-UV points are shared with the plain sample; each rotated copy costs one warp and one 3x4 map of the UV points.
-With ``refit=True`` the model is instead fitted (``model.fit``) to the rotated projected keypoints and the map
-comes from the fitted shape, expression and pose, as earlier forks built 300W-LP-Rotate; the crop is the same
-as in the exact mode, so the two label sets can be compared pixel for pixel.
+``TrainsetGenerator`` (its docstring gives the steps) makes ``GeneratedSample`` pairs under a ``GenerationConfig``.
+Reading a sample (``sample_io``) and the preview image (``preview``) are re-exported here.
 """
 from __future__ import annotations
 
@@ -44,133 +18,19 @@ from face3d.contract import LANDMARK_SCALE, RESOLUTION
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
-from face3d.trainset.posmap import keypoints_from_map, rasterize_uv, uv_keypoint_pixels
+from face3d.trainset.posmap import rasterize_uv, uv_keypoint_pixels
+from face3d.trainset.preview import draw_preview
+from face3d.trainset.sample_io import (DEFAULT_MAX_PIXELS, image_size, read_300wlp_sample, read_image, read_params,
+                                       require_image_file)
 from face3d.utils.errors import InputFileError
-from face3d.utils.matfile import read_mat
 
 __all__ = ["read_image", "image_size", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
            "TrainsetGenerator", "angle_name", "draw_preview", "DEFAULT_MAX_PIXELS", "MAX_DEPTH_SHIFT"]
 
-_REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
-_MAT_KEYS = _REQUIRED_KEYS + ("pt2d",)
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])
-# Largest image a reader decodes: 100 megapixels take 300 MB as RGB (a few times that while decoding).
-DEFAULT_MAX_PIXELS = 100_000_000
 # z is measured from the lowest vertex, (z + tz) - (z_min + tz) in float64: beyond 2**32 pixels the rounding of
 # tz (2**-20 px) starts to show in the maps, and no image has a depth offset of that size.
 MAX_DEPTH_SHIFT = 2.0 ** 32
-# JPEG start-of-frame markers (baseline, progressive, lossless ...): C0-CF except DHT (C4), JPG (C8), DAC (CC)
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def _require_image_file(image_path) -> None:
-    if not os.path.isfile(image_path):
-        raise InputFileError(image_path, "image file not found")
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header of a JPEG, PNG or BMP file's bytes, without decoding; None for another
-    format or a header cut short.
-
-    PNG: the IHDR chunk first, big-endian width and height at bytes 16-23. BMP: little-endian signed width and
-    height at bytes 18-25 (height negative for top-down rows). JPEG: the segments after SOI are walked by their
-    lengths to the first start-of-frame marker, whose height and width follow its length and sample precision.
-    """
-    data = memoryview(data)
-    if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n" and bytes(data[12:16]) == b"IHDR" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if bytes(data[:2]) == b"BM" and len(data) >= 26:
-        width, height = (int.from_bytes(data[i:i + 4], "little", signed=True) for i in (18, 22))
-        return abs(width), abs(height)
-    if bytes(data[:2]) != b"\xff\xd8":
-        return None
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-        elif marker in _JPEG_SOF:
-            if pos + 9 > len(data):
-                return None
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            pos += 2
-        else:
-            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return None
-
-
-def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an image file to (h, w, 3) uint8 RGB.
-
-    The size is read from the header first (``image_size``): an image above ``max_pixels`` (width * height) is
-    refused before any pixel memory is taken, and so is a format whose header gives no size.
-    Raises:
-        InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
-    """
-    image_path = os.fspath(image_path)  # plain strings: this runs for every sample
-    _require_image_file(image_path)
-    data = np.fromfile(image_path, dtype=np.uint8)
-    size = image_size(data)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise InputFileError(image_path, f"the image is {size[0]}x{size[1]} = {size[0] * size[1]} pixels, above the "
-                                         f"limit of {max_pixels} (--max-pixels)")
-    image = None if size is None else cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputFileError(image_path, "cannot decode the image (corrupt, or not a JPEG, PNG or BMP file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _read_params(mat_path) -> dict:
-    if not os.path.isfile(mat_path):
-        raise InputFileError(mat_path, "parameter file (.mat) not found")
-    mat = read_mat(mat_path, variable_names=_MAT_KEYS)
-    missing = [k for k in _REQUIRED_KEYS if k not in mat]
-    if missing:
-        raise InputFileError(mat_path, f"missing key(s) {', '.join(missing)} (a 300W-LP .mat needs "
-                          f"{', '.join(_REQUIRED_KEYS)})")
-    params = {}
-    for key, shape in (("Pose_Para", (7,)), ("Shape_Para", (-1, 1)), ("Exp_Para", (-1, 1))):
-        if np.iscomplexobj(mat[key]):
-            raise InputFileError(mat_path, f"{key} has complex values")
-        try:
-            value = np.asarray(mat[key], dtype=np.float64).reshape(shape)
-        except (TypeError, ValueError) as exc:
-            raise InputFileError(mat_path, f"{key} has shape {np.shape(mat[key])}, expected "
-                              f"{'7 values' if key == 'Pose_Para' else 'a column vector'}") from exc
-        if not np.all(np.isfinite(value)):
-            raise InputFileError(mat_path, f"{key} contains NaN or infinite values")
-        params[key] = value
-    if not params["Pose_Para"][6] > 0:
-        raise InputFileError(mat_path, f"Pose_Para scale (entry 7) must be positive, got {params['Pose_Para'][6]}")
-    if "pt2d" in mat:
-        pt2d = np.asarray(mat["pt2d"], dtype=np.float64)
-        if pt2d.ndim != 2 or pt2d.shape[0] != 2:
-            raise InputFileError(mat_path, f"pt2d has shape {pt2d.shape}, expected (2, k)")
-        params["pt2d"] = pt2d
-    return params
-
-
-def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict]:
-    """Read one 300W-LP sample.
-
-    Args:
-        image_path: the image (JPEG, PNG or BMP; greyscale is expanded to 3 channels).
-        mat_path: its ``.mat`` with ``Pose_Para`` (1, 7), ``Shape_Para`` (n, 1), ``Exp_Para`` (m, 1) and
-            optionally ``pt2d`` (2, k) (k = 68 in 300W-LP, 21 in AFLW2000).
-        max_pixels: largest image decoded (see ``read_image``).
-    Returns:
-        image: (h, w, 3) uint8 RGB.
-        params: dict with ``Pose_Para`` (7,) float64 [pitch, yaw, roll (rad), tx, ty, tz, scale],
-        ``Shape_Para`` (n, 1) float64, ``Exp_Para`` (m, 1) float64 and ``pt2d`` (2, k) float64 if present.
-    Raises:
-        InputFileError: missing, undecodable or too large image (see ``read_image``), missing or unreadable
-            ``.mat``, a missing key, a wrongly shaped, complex or non-finite parameter, a non-positive scale; the
-            message names the file.
-    """
-    return read_image(Path(image_path), max_pixels), _read_params(Path(mat_path))
 
 
 @dataclass(frozen=True)
@@ -260,33 +120,6 @@ def angle_name(stem: str, angle: float) -> str:
     return f"{stem}_angle_{float(angle):g}"
 
 
-def draw_preview(image, posmap, uv_kpt_ind, step: int = 6) -> np.ndarray:
-    """Preview of a training pair: the crop with a sparse grid of map points (cyan) and the 68 keypoints read
-    from the map (green, red outline), next to the map's x, y, z as an RGB image.
-
-    Args:
-        image: (r, r, 3) uint8 RGB crop. posmap: (r, r, 3) crop-space map. uv_kpt_ind: (2, 68) UV pixels.
-        step: UV pixel spacing of the drawn map points.
-    Returns:
-        (r, 2r, 3) uint8 RGB.
-    """
-    r = image.shape[0]
-    left = np.ascontiguousarray(image, dtype=np.uint8).copy()
-    grid = posmap[::step, ::step].reshape(-1, 3)
-    grid = grid[np.any(grid != 0, axis=1)]
-    xy = np.round(grid[:, :2]).astype(np.int64)
-    ok = (xy[:, 0] >= 0) & (xy[:, 0] < r) & (xy[:, 1] >= 0) & (xy[:, 1] < r)
-    left[xy[ok, 1], xy[ok, 0]] = (0, 255, 255)
-    centres = [(int(round(float(x))), int(round(float(y)))) for x, y, _ in keypoints_from_map(posmap, uv_kpt_ind)]
-    # outlines first, so that no outline covers the centre of a neighbouring keypoint
-    for centre in centres:
-        cv2.circle(left, centre, 3, (255, 0, 0), 1, lineType=cv2.LINE_8)
-    for centre in centres:
-        cv2.circle(left, centre, 1, (0, 255, 0), -1, lineType=cv2.LINE_8)
-    right = np.clip(np.asarray(posmap, dtype=np.float32) * (255.0 / max(r - 1, 1)), 0, 255).astype(np.uint8)
-    return np.hstack([left, right])
-
-
 @dataclass
 class _Geometry:
     """What every output of one parameter set shares (300W-LP's views of a face share Shape and Exp).
@@ -302,7 +135,34 @@ class _Geometry:
 
 
 class TrainsetGenerator:
-    """Per-process generator of PRNet training pairs for one morphable model (see the module docstring).
+    """Per-process generator of PRNet training pairs for one morphable model; per sample:
+
+    1. Read the image and the ``.mat`` (``read_300wlp_sample``).
+    2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
+       product dominates; one product for many samples (``process_iter`` / ``process_many``) reads the basis once
+       for all of them, and results are bit-identical whatever the batching (see ``_vertex_product``). What the
+       outputs of one parameter set share (``_Geometry``: the vertices and their UV interpolation) is computed once
+       and kept for recently seen sets (300W-LP's profiled views of a face share Shape and Exp).
+    3. Pose: ``s * V @ R.T + t`` with ``R = angle2matrix_3ddfa(Pose_Para[0:3])``, ``s = Pose_Para[6]``,
+       ``t = Pose_Para[3:6]``, then image rows ``y = h - 1 - y``.  Written as one linear map ``V @ A.T + b``.
+    4. Crop: PRNet's square around the 68 projected keypoints (``crop.keypoint_box``), perturbed by a generator
+       seeded with ``seed``; image warped with ``cv2.warpAffine`` (bilinear, black outside).
+    5. Position map: at each UV pixel the crop-space x, y of the surface point and its z scaled by the crop scale k
+       and shifted by ``-k * min z`` over all vertices (PRNet's ``position[:, 2] -= min``).  Pose and crop make one
+       3x4 map of model space (``_placement``).  The model-space vertices are interpolated once per parameter set
+       with the once-rasterized UV layout (``posmap.UVRasterization``) and each output's map is the placement of
+       those UV points (``cv2.transform``): interpolation commutes with the affine map because barycentric weights
+       sum to 1, so this equals ``render_colors`` of the crop-space vertices in UV space (up to float32 rounding).
+       Uncovered UV pixels are 0.
+
+    Rotation augmentation: an in-plane rotation by theta about the face centre (the unperturbed keypoint box
+    centre), composed into the pose exactly: rotated image positions are ``Rot @ (x, y)`` with z unchanged, the crop
+    box is taken around the rotated keypoints, and the image is warped once from the original with
+    ``crop o Rot`` (so no corner of the rotated picture is lost to an intermediate canvas).  The vertices and their
+    UV points are shared with the plain sample; each rotated copy costs one warp and one 3x4 map of the UV points.
+    With ``refit=True`` the model is instead fitted (``model.fit``) to the rotated projected keypoints and the map
+    comes from the fitted shape, expression and pose, as earlier forks built 300W-LP-Rotate; the crop is the same
+    as in the exact mode, so the two label sets can be compared pixel for pixel.
 
     Building it rasterizes the model's UV layout once (``posmap.rasterize_uv``); ``process``, ``process_iter``
     and ``process_many`` are pure computations (no file writing), deterministic in their ``seed``.
@@ -566,8 +426,8 @@ class TrainsetGenerator:
         read: list = []
         for image_path, mat_path, seed in jobs:
             try:
-                _require_image_file(image_path)
-                params = _read_params(mat_path)
+                require_image_file(image_path)
+                params = read_params(mat_path)
                 read.append((params, self._padded(params, str(mat_path), self.config.allow_short_params)))
             except InputFileError as exc:
                 read.append(exc)
