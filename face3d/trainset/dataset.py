@@ -1,54 +1,9 @@
-"""Generate a PRNet training set from a whole 300W-LP-style folder: discovery, sharding, workers, resume.
+"""Generate a PRNet training set from a whole 300W-LP-style folder (``face3d generate``): ``generate_dataset``.
 
-The per-sample work (crop, position map, rotations) is ``face3d.trainset.sample.TrainsetGenerator``; this
-module runs it over a dataset and owns everything that makes a long run safe:
-
-* Discovery (``discover_samples``): a sample is a ``.mat`` parameter file with an image of the same stem
-  (``.jpg``, ``.jpeg`` or ``.png``). In the 300W-LP tree (the root holds ``AFW``, ``HELEN``, ``IBUG``, ``LFPW`` or
-  their ``_Flip`` twins) only those folders are walked, so ``landmarks/`` and ``Code/`` are never samples;
-  any other root is walked whole except ``landmarks/`` folders and hidden folders. Samples are sorted by their
-  relative path (posix separators, no extension), which defines the order of everything below.
-* ``--limit L`` keeps the first L samples of that order; ``--shard K/N`` then keeps the K-th of N contiguous,
-  near-equal blocks (``select_shard``), so shard label files concatenated in K order are the whole label file:
-  with every shard writing to the same output folder, ``cat OUT/trainDataLabel.part-*-of-N.txt >
-  OUT/trainDataLabel.txt`` (K is zero-padded, so the shell's sorted glob is K order), or rerun without
-  ``--shard`` once all shards are done (every sample is skipped and the whole label file is written).
-* Seeds (``sample_seed``): each sample's seed is a hash of ``--seed`` and its relative path, and the generator's
-  batched vertices are bit-identical whatever the batch (``TrainsetGenerator.process_iter``), so outputs do not
-  depend on the worker count, the chunking, the order of completion, the shard or what a resumed run had left.
-  Bit-identical float32 results also need the same BLAS set-up: the command line runs one BLAS thread per
-  process (``OPENBLAS_NUM_THREADS=1`` etc. unless already set), so runs and resumes of the same command match;
-  a Python caller should do the same.
-* Outputs mirror the input folders under ``output``: ``<name>.jpg`` (the crop), ``<name>.npy`` (the position
-  map, float16 unless float32 is requested) and optionally ``<name>_preview.png``, for the plain sample and each
-  rotation ``<stem>_angle_<deg>``. Each file is written under a hidden temporary name in its final folder and
-  ``os.replace``-d, so no half-written file is ever visible. A sample is done when its record, holding the
-  output names, each file's size and checksum, and a fingerprint of the settings, is in a journal: each process
-  appends one line per finished sample, after its files are in place, to its own
-  ``<output>/.done/journal.<host>.<pid>.<ns>.txt`` (one ``write``, no extra file per sample; see ``outputs.Journal``).
-  A restart (even after SIGKILL) skips done samples whose files are still as written (size, and crc32 of the
-  first and last ``CHECKED_BYTES``) and redoes the rest, whose rewrite reuses and renames any leftover temporary
-  file; a sample whose redo fails leaves the label file. ``.uv-data.<host>.<pid>.partial`` folders of killed
-  runs on this host are removed.
-* A worker process that dies (killed, out of memory) fails the sample it was on (``WORKER_DIED``), found by
-  running the unfinished samples of the chunks then in flight again, each chunk's first alone; the run goes on.
-* ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the
-  journals in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
-  gives the same bytes as an uninterrupted one. Paths are absolute by default (``os.path.abspath`` of the
-  output folder), or relative to the output folder.
-* A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
-  with its file and reason, counted in the summary and skipped; it leaves no output. So is, up front, a sample
-  whose name the label file cannot hold (not UTF-8, or with whitespace); a folder that cannot be listed is logged
-  and listed in the summary's ``unreadable_folders``.
-* ``summary.json`` (``summary.part-KK-of-N.json`` for a shard) records written / skipped / failed counts and
-  every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use (or a copy of the
-  ``uv_data`` folder given, checked against the model).
-
-Memory stays bounded whatever the dataset size: samples go through the generator in chunks of at most
-``CHUNK_SIZE`` (128) whose vertices share one product (82 MB per process on a BFM-sized model, beside the
-generator's tiled copy of the basis, 146 MB, made before the workers fork and shared by them), each sample is
-written as soon as it is made, workers return only short records, and at most ``4 * workers`` chunks of tasks
-(paths and seeds) are in flight.
+The run is resumable, sharded and multi-process; ``generate_dataset``'s docstring gives its rules (discovery, shards,
+seeds, outputs and journal, dead workers, label file, bad samples, summary, memory). Its parts live in ``discovery``
+(samples, shards, seeds), ``outputs`` (atomic writes, the journal, resume checks) and ``worker_pool`` (processes);
+this module writes uv-data, the label file and the summary.
 """
 import concurrent.futures as cf
 import dataclasses
@@ -203,9 +158,59 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
                      relative_paths=False, progress=True, generator_factory=None, uv_data=None):
     """Generate the training set for every sample under ``root`` into ``output``; resumable.
 
+    The per-sample work (crop, position map, rotations) is ``face3d.trainset.sample.TrainsetGenerator``; this
+    runs it over a dataset and owns everything that makes a long run safe:
+
+    * Discovery (``discover_samples``): a sample is a ``.mat`` parameter file with an image of the same stem
+      (``.jpg``, ``.jpeg`` or ``.png``). In the 300W-LP tree (the root holds ``AFW``, ``HELEN``, ``IBUG``, ``LFPW`` or
+      their ``_Flip`` twins) only those folders are walked, so ``landmarks/`` and ``Code/`` are never samples;
+      any other root is walked whole except ``landmarks/`` folders and hidden folders. Samples are sorted by their
+      relative path (posix separators, no extension), which defines the order of everything below.
+    * ``--limit L`` keeps the first L samples of that order; ``--shard K/N`` then keeps the K-th of N contiguous,
+      near-equal blocks (``select_shard``), so shard label files concatenated in K order are the whole label file:
+      with every shard writing to the same output folder, ``cat OUT/trainDataLabel.part-*-of-N.txt >
+      OUT/trainDataLabel.txt`` (K is zero-padded, so the shell's sorted glob is K order), or rerun without
+      ``--shard`` once all shards are done (every sample is skipped and the whole label file is written).
+    * Seeds (``sample_seed``): each sample's seed is a hash of ``--seed`` and its relative path, and the generator's
+      batched vertices are bit-identical whatever the batch (``TrainsetGenerator.process_iter``), so outputs do not
+      depend on the worker count, the chunking, the order of completion, the shard or what a resumed run had left.
+      Bit-identical float32 results also need the same BLAS set-up: the command line runs one BLAS thread per
+      process (``OPENBLAS_NUM_THREADS=1`` etc. unless already set), so runs and resumes of the same command match;
+      a Python caller should do the same.
+    * Outputs mirror the input folders under ``output``: ``<name>.jpg`` (the crop), ``<name>.npy`` (the position map,
+      float16 unless float32 is requested) and optionally ``<name>_preview.png``, for the plain sample and each rotation
+      ``<stem>_angle_<deg>``. Each file is written under a hidden temporary name in its final folder and
+      ``os.replace``-d, so no half-written file is ever visible. A sample is done when its record, holding the output
+      names, each file's size and checksum, and a fingerprint of the settings, is in a journal: each process appends one
+      line per finished sample, after its files are in place, to its own
+      ``<output>/.done/journal.<host>.<pid>.<ns>.txt`` (one ``write``, no extra file per sample; see
+      ``outputs.Journal``). A restart (even after SIGKILL) skips done samples whose files are still as written (size,
+      and crc32 of the first and last ``CHECKED_BYTES``) and redoes the rest, whose rewrite reuses and renames any
+      leftover temporary file; a sample whose redo fails leaves the label file. ``.uv-data.<host>.<pid>.partial``
+      folders of killed runs on this host are removed.
+    * A worker process that dies (killed, out of memory) fails the sample it was on (``WORKER_DIED``), found by
+      running the unfinished samples of the chunks then in flight again, each chunk's first alone; the run goes on.
+    * ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the
+      journals in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
+      gives the same bytes as an uninterrupted one. Paths are absolute by default (``os.path.abspath`` of the
+      output folder), or relative to the output folder.
+    * A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
+      with its file and reason, counted in the summary and skipped; it leaves no output. So is, up front, a sample
+      whose name the label file cannot hold (not UTF-8, or with whitespace); a folder that cannot be listed is logged
+      and listed in the summary's ``unreadable_folders``.
+    * ``summary.json`` (``summary.part-KK-of-N.json`` for a shard) records written / skipped / failed counts and
+      every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use (or a copy of the
+      ``uv_data`` folder given, checked against the model).
+
+    Memory stays bounded whatever the dataset size: samples go through the generator in chunks of at most
+    ``CHUNK_SIZE`` (128) whose vertices share one product (82 MB per process on a BFM-sized model, beside the
+    generator's tiled copy of the basis, 146 MB, made before the workers fork and shared by them), each sample is
+    written as soon as it is made, workers return only short records, and at most ``4 * workers`` chunks of tasks
+    (paths and seeds) are in flight.
+
     Args:
         root: input folder (300W-LP tree or image + ``.mat`` pairs); see ``discover_samples``.
-        output: output folder (created); see the module docstring for its layout.
+        output: output folder (created); its layout is above.
         config: ``GenerationConfig`` (resolution, perturbation, angles, refit, posmap dtype, preview).
         model_path: ``BFM.mat`` of the real model, or None for the embedded default model.
         workers: worker processes (default ``default_worker_count()``); 1 runs in this process.
