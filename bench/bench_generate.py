@@ -12,7 +12,7 @@ Anchors (each timed in this process, interleaved with ours repetition by repetit
     which applies the same pixel rule and is faster (``bench_render.py``), so the anchor is then if anything fast.
   * floor: decode the 450x450 JPEG, encode a 256x256 JPEG, write a float16 ``.npy`` (plain sample); with rotations
     the decode is shared by the 9 outputs, so a rotated output's floor is (decode + 9 x (encode + write)) / 9.
-Ours: the dataset runner's own per-chunk path (``face3d.trainset.dataset._process_tasks``, chunks of 128, every
+Ours: the dataset runner's own per-chunk path (``face3d.trainset.worker_pool._process_tasks``, chunks of 128, every
 file it writes) on a BFM-sized model, plain and with the 8 default rotations, and ``TrainsetGenerator.process``
 (one sample a call) against ``process_many`` (no writes) on distinct parameter sets.
 
@@ -62,13 +62,8 @@ from face3d.mesh.render import render_colors
 from face3d.mesh.transform import angle2matrix_3ddfa
 from face3d.morphable_model import MorphableModel
 from face3d.trainset import GenerationConfig, TrainsetGenerator
-from face3d.trainset.dataset import (
-    CHUNK_SIZE,
-    _process_tasks,
-    _RunState,
-    discover_samples,
-    sample_seed,
-)
+from face3d.trainset.discovery import discover_samples, sample_seed
+from face3d.trainset.worker_pool import CHUNK_SIZE, RunState, _process_tasks
 from face3d.trainset.posmap import uv_to_pixels
 
 FIXTURE = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
@@ -270,7 +265,7 @@ def runner_case(model, root, out, angles):
     chunks = [refs[i:i + CHUNK_SIZE] for i in range(0, len(refs), CHUNK_SIZE)]
 
     def prepare():  # a fresh generator and folder each repetition: nothing cached or overwritten
-        return _RunState(TrainsetGenerator(model, GenerationConfig(angles=angles)), str(fresh_folder(out)),
+        return RunState(TrainsetGenerator(model, GenerationConfig(angles=angles)), str(fresh_folder(out)),
                          "float16", "bench")
 
     def run(state):

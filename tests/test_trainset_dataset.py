@@ -141,7 +141,7 @@ def test_npy_writer_matches_np_save(tmp_path):
     """The runner's .npy bytes (cached header + data, float16 through OpenCV) are what np.save writes."""
     import io
 
-    from face3d.trainset.dataset import _npy_chunks
+    from face3d.trainset.outputs import _npy_chunks
     rng = np.random.default_rng(0)
     posmap = (rng.normal(0, 300, (16, 16, 3))).astype(np.float32)
     posmap[0, 0] = [np.float32(65504.0), np.float32(1e-8), np.float32(-2.5e-5)]  # float16 max, underflow, subnormal

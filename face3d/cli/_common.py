@@ -53,14 +53,20 @@ class Command:
 
 
 def run_parsed(args):
-    """Run parsed ``args`` (``args.run``, ``args.prog``); a missing optional dependency, or a file or folder the
-    system refuses (read-only, a file where a folder is needed, ...), is one line and status 2."""
+    """Run parsed ``args`` (``args.run``, ``args.prog``); a missing optional dependency, a missing input file or
+    folder, an unusable input file (``InputFileError``) and a file or folder the system refuses (read-only, a file
+    where a folder is needed, ...) are one line on stderr and status 2."""
+    from face3d.utils.errors import InputFileError
+
     try:
         return args.run(args)
     except ModuleNotFoundError as error:
         if missing_extra(error) is None:
             raise
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, InputFileError) as error:
+        print(f"{args.prog}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
         if error.filename is None:

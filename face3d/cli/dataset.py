@@ -54,12 +54,17 @@ def _run_preview(args):
     import cv2
     import numpy as np
 
-    from face3d.trainset.sample import draw_preview, read_image
+    from face3d.trainset.preview import draw_preview
+    from face3d.trainset.sample_io import read_image
+    from face3d.utils.errors import InputFileError
 
     npy = Path(args.npy)
-    posmap = np.load(npy, allow_pickle=False).astype(np.float32)
+    try:
+        posmap = np.load(npy, allow_pickle=False).astype(np.float32)
+    except (ValueError, EOFError) as error:  # numpy's errors for bytes that are no .npy file
+        raise InputFileError(npy, f"not a .npy position map ({error})") from None
     if posmap.ndim != 3 or posmap.shape[2] != 3:
-        raise ValueError(f"{str(npy)!r} must hold an (R, R, 3) position map, got shape {posmap.shape}")
+        raise InputFileError(npy, f"not a .npy position map: expected shape (R, R, 3), got {posmap.shape}")
     image = read_image(Path(args.image) if args.image else npy.with_suffix(".jpg"))
     uv_dir = Path(args.uv_data) if args.uv_data else _find_uv_data(npy)
     if uv_dir is None or not (uv_dir / "uv_kpt_ind.txt").is_file():
@@ -111,10 +116,9 @@ def _uv_data_arguments(parser):
 
 def _run_uv_data(args):
     setup_logging(args.verbose)
-    from face3d.morphable_model import MorphableModel
-    from face3d.trainset.uv_layout import build_uv_data, write_uv_data
+    from face3d.trainset.uv_layout import build_uv_data, load_uv_model, write_uv_data
 
-    uv_data = build_uv_data(MorphableModel(args.bfm), resolution=args.resolution, neck_zeroed=args.neck_zeroed)
+    uv_data = build_uv_data(load_uv_model(args.bfm), resolution=args.resolution, neck_zeroed=args.neck_zeroed)
     write_uv_data(uv_data, args.output)
     print(f"wrote PRNet's UV files ({args.resolution}x{args.resolution}) to {args.output}")
     return 0

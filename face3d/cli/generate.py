@@ -14,7 +14,8 @@ __all__ = ["GENERATE", "add_generate_arguments", "build_generate_parser", "gener
 
 DEFAULT_OUTPUT = "prnet_trainset"
 SYNTHETIC_DIR = "synthetic_300W_LP"
-CONFIG_FIELDS = ("angles", "refit", "preview", "perturb", "posmap_dtype", "resolution", "neck_zeroed")
+CONFIG_FIELDS = ("angles", "refit", "preview", "perturb", "posmap_dtype", "resolution", "neck_zeroed",
+                 "allow_short_params", "max_pixels")
 
 _DESCRIPTION = """\
 Generate a PRNet training set (256x256 crops, UV position maps, rotated copies and trainDataLabel.txt) from
@@ -30,7 +31,7 @@ def _angle(text):
 
 
 def _shard(text):
-    from face3d.trainset.dataset import parse_shard  # light: no numpy work at import
+    from face3d.trainset.discovery import parse_shard  # light: no numpy at import
 
     try:
         return parse_shard(text)
@@ -87,6 +88,16 @@ def add_generate_arguments(parser):
     parser.add_argument("--neck-zeroed", action="store_true", default=default("neck_zeroed"),
                         help="uv-data/uv_weight_mask.png with the neck at weight 0 (the PRNet paper) instead of "
                              "PRNet's shipped mask, which weights the neck as the rest of the face (default)")
+    parser.add_argument("--allow-short-params", action="store_true", default=default("allow_short_params"),
+                        help="zero-pad Shape_Para / Exp_Para shorter than the model's bases (a data set that "
+                             "truncates them on purpose); by default such a sample fails, as 300W-LP has them all")
+    parser.add_argument("--max-pixels", metavar="N", type=positive_int, default=default("max_pixels"),
+                        help="refuse an image above N pixels (width * height, read from its header before "
+                             "decoding) (default: %(default)s)")
+    parser.add_argument("--max-failures", metavar="N", type=non_negative_int, default=0,
+                        help="exit status 0 with up to N failed samples (a data set with known bad files); more "
+                             "failures, or an unreadable folder counted as one, exit with status 1 "
+                             "(default: %(default)s)")
     parser.add_argument("--label-paths", choices=("absolute", "relative"), default="absolute",
                         help="paths in the label file: absolute, or relative to --output (default: %(default)s)")
     parser.add_argument("--synthetic-count", metavar="N", type=positive_int, default=24,
@@ -111,10 +122,13 @@ def _print_summary(summary, stream):
                  f"{summary['label_file']} ({summary['elapsed_s']:.1f} s, {summary['samples_per_s']:.2f} samples/s)\n")
     for failure in summary["failures"]:
         stream.write(f"  failed {failure['sample']}: {failure['reason']}\n")
+    for folder in summary["unreadable_folders"]:
+        stream.write(f"  cannot list folder {folder['folder']}: {folder['reason']}\n")
 
 
 def run_generate(args):
-    """Run the generate command from parsed ``args``; returns the exit status (0 when the run completed)."""
+    """Run the generate command from parsed ``args``; returns the exit status: 0 when the run completed with at
+    most ``--max-failures`` failed samples and unreadable folders, 1 with more, 130 when interrupted."""
     limit_blas_threads()
     setup_logging(args.verbose)
     from face3d.trainset.dataset import generate_dataset
@@ -134,6 +148,11 @@ def run_generate(args):
         sys.stderr.write("interrupted: finished samples are kept; rerun the same command to resume\n")
         return 130
     _print_summary(summary, sys.stdout)
+    problems = [f"{summary['failed']} samples failed"] * bool(summary["failed"]) + \
+        [f"{len(summary['unreadable_folders'])} folders could not be listed"] * bool(summary["unreadable_folders"])
+    if summary["failed"] + len(summary["unreadable_folders"]) > args.max_failures:
+        sys.stderr.write(f"{args.prog}: {' and '.join(problems)} (more than --max-failures {args.max_failures})\n")
+        return 1
     return 0
 
 

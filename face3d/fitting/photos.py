@@ -19,15 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.trainset.dataset import (
-    IMAGE_EXTENSIONS,
-    SUMMARY_FILE,
-    config_fingerprint,
-    default_worker_count,
-    done_marker_path,
-    pool_context,
-    run_chunks_in_pool,
-)
+from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint
+from face3d.trainset.discovery import IMAGE_EXTENSIONS
+from face3d.trainset.outputs import done_marker_path
+from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
 from face3d.trainset.landmark_files import LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
 from face3d.utils.errors import InputFileError
@@ -253,7 +248,7 @@ def _build_state(model_path, config, images_root, output, fingerprint):
 
 def _read_input(state, ref):
     """(68 landmarks (68, 2), image height) of a photo; InputFileError / OSError naming the file when unusable."""
-    from face3d.trainset.sample import read_image
+    from face3d.trainset.sample_io import read_image
 
     image = read_image(ref.image_path)
     if state.landmarker is not None:

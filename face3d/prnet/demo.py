@@ -96,7 +96,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
     Prints one line per image (its files, or why it was skipped).
     """
     from face3d.prnet.inference import PRN
-    from face3d.trainset.sample import read_image
+    from face3d.trainset.sample_io import read_image
 
     images = list_images(inputs)
     output = Path(output)

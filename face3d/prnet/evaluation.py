@@ -134,7 +134,7 @@ def read_sample(image_path, mat_path):
     Raises:
         FileNotFoundError: a file is missing. ValueError: undecodable image, missing or misshaped keys.
     """
-    from face3d.trainset.sample import read_image
+    from face3d.trainset.sample_io import read_image
 
     image_path, mat_path = Path(image_path), Path(mat_path)
     for path in (image_path, mat_path):

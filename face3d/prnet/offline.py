@@ -95,7 +95,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     from face3d.prnet import evaluation
     from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
     from face3d.resources import default_uv_data_dir
-    from face3d.trainset.sample import read_image
+    from face3d.trainset.sample_io import read_image
     from face3d.trainset.uv_layout import load_uv_data
 
     uv_dir = Path(default_uv_data_dir() if uv_data is None else uv_data).resolve()

@@ -41,7 +41,7 @@ def calibration_images(folder, size, limit=None):
 
     from face3d.prnet import evaluation
     from face3d.prnet.face_crop import crop_face, landmark_crop
-    from face3d.trainset.sample import read_image
+    from face3d.trainset.sample_io import read_image
 
     folder = Path(folder)
     if not folder.is_dir():

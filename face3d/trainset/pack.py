@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.trainset.posmap import posmap_value_problem
-from face3d.trainset.sample import read_image
+from face3d.trainset.sample_io import read_image
 from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
 

@@ -1,33 +1,7 @@
 """One 300W-LP sample to PRNet training pairs: a 256x256 face crop and its UV position map, plus rotated copies.
 
-Per sample:
-
-1. Read the image and the ``.mat`` (``read_300wlp_sample``).
-2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
-   product dominates; one product for many samples (``process_iter`` / ``process_many``) reads the basis once
-   for all of them, and results are bit-identical whatever the batching (see ``_vertex_product``). What the
-   outputs of one parameter set share (``_Geometry``: the vertices and their UV interpolation) is computed once
-   and kept for recently seen sets (300W-LP's profiled views of a face share Shape and Exp).
-3. Pose: ``s * V @ R.T + t`` with ``R = angle2matrix_3ddfa(Pose_Para[0:3])``, ``s = Pose_Para[6]``,
-   ``t = Pose_Para[3:6]``, then image rows ``y = h - 1 - y``.  Written as one linear map ``V @ A.T + b``.
-4. Crop: PRNet's square around the 68 projected keypoints (``crop.keypoint_box``), perturbed by a generator
-   seeded with ``seed``; image warped with ``cv2.warpAffine`` (bilinear, black outside).
-5. Position map: at each UV pixel the crop-space x, y of the surface point and its z scaled by the crop scale k
-   and shifted by ``-k * min z`` over all vertices (PRNet's ``position[:, 2] -= min``).  Pose and crop make one
-   3x4 map of model space (``_placement``).  The model-space vertices are interpolated once per parameter set
-   with the once-rasterized UV layout (``posmap.UVRasterization``) and each output's map is the placement of
-   those UV points (``cv2.transform``): interpolation commutes with the affine map because barycentric weights
-   sum to 1, so this equals ``render_colors`` of the crop-space vertices in UV space (up to float32 rounding).
-   Uncovered UV pixels are 0.
-
-Rotation augmentation: an in-plane rotation by theta about the face centre (the unperturbed keypoint box
-centre), composed into the pose exactly: rotated image positions are ``Rot @ (x, y)`` with z unchanged, the crop
-box is taken around the rotated keypoints, and the image is warped once from the original with
-``crop o Rot`` (so no corner of the rotated picture is lost to an intermediate canvas).  The vertices and their
-UV points are shared with the plain sample; each rotated copy costs one warp and one 3x4 map of the UV points.
-With ``refit=True`` the model is instead fitted (``model.fit``) to the rotated projected keypoints and the map
-comes from the fitted shape, expression and pose, as earlier forks built 300W-LP-Rotate; the crop is the same
-as in the exact mode, so the two label sets can be compared pixel for pixel.
+``TrainsetGenerator`` (its docstring gives the steps) makes ``GeneratedSample`` pairs under a ``GenerationConfig``.
+Reading a sample (``sample_io``) and the preview image (``preview``) are re-exported here.
 """
 from __future__ import annotations
 
@@ -44,78 +18,19 @@ from face3d.contract import LANDMARK_SCALE, RESOLUTION
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
-from face3d.trainset.posmap import keypoints_from_map, rasterize_uv, uv_keypoint_pixels
+from face3d.trainset.posmap import rasterize_uv, uv_keypoint_pixels
+from face3d.trainset.preview import draw_preview
+from face3d.trainset.sample_io import (DEFAULT_MAX_PIXELS, image_size, read_300wlp_sample, read_image, read_params,
+                                       require_image_file)
 from face3d.utils.errors import InputFileError
-from face3d.utils.matfile import read_mat
 
-__all__ = ["read_image", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
-           "TrainsetGenerator", "angle_name", "draw_preview"]
+__all__ = ["read_image", "image_size", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
+           "TrainsetGenerator", "angle_name", "draw_preview", "DEFAULT_MAX_PIXELS", "MAX_DEPTH_SHIFT"]
 
-_REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
-_MAT_KEYS = _REQUIRED_KEYS + ("pt2d",)
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])
-
-
-def _require_image_file(image_path) -> None:
-    if not os.path.isfile(image_path):
-        raise InputFileError(image_path, "image file not found")
-
-
-def read_image(image_path) -> np.ndarray:
-    """Decode an image file to (h, w, 3) uint8 RGB; InputFileError names the file when it is missing or undecodable."""
-    image_path = os.fspath(image_path)  # plain strings: this runs for every sample
-    _require_image_file(image_path)
-    data = np.fromfile(image_path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise InputFileError(image_path, "cannot decode the image (corrupt or not an image file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _read_params(mat_path) -> dict:
-    if not os.path.isfile(mat_path):
-        raise InputFileError(mat_path, "parameter file (.mat) not found")
-    mat = read_mat(mat_path, variable_names=_MAT_KEYS)
-    missing = [k for k in _REQUIRED_KEYS if k not in mat]
-    if missing:
-        raise InputFileError(mat_path, f"missing key(s) {', '.join(missing)} (a 300W-LP .mat needs "
-                          f"{', '.join(_REQUIRED_KEYS)})")
-    params = {}
-    for key, shape in (("Pose_Para", (7,)), ("Shape_Para", (-1, 1)), ("Exp_Para", (-1, 1))):
-        try:
-            value = np.asarray(mat[key], dtype=np.float64).reshape(shape)
-        except (TypeError, ValueError) as exc:
-            raise InputFileError(mat_path, f"{key} has shape {np.shape(mat[key])}, expected "
-                              f"{'7 values' if key == 'Pose_Para' else 'a column vector'}") from exc
-        if not np.all(np.isfinite(value)):
-            raise InputFileError(mat_path, f"{key} contains NaN or infinite values")
-        params[key] = value
-    if not params["Pose_Para"][6] > 0:
-        raise InputFileError(mat_path, f"Pose_Para scale (entry 7) must be positive, got {params['Pose_Para'][6]}")
-    if "pt2d" in mat:
-        pt2d = np.asarray(mat["pt2d"], dtype=np.float64)
-        if pt2d.ndim != 2 or pt2d.shape[0] != 2:
-            raise InputFileError(mat_path, f"pt2d has shape {pt2d.shape}, expected (2, k)")
-        params["pt2d"] = pt2d
-    return params
-
-
-def read_300wlp_sample(image_path, mat_path) -> tuple[np.ndarray, dict]:
-    """Read one 300W-LP sample.
-
-    Args:
-        image_path: the image (any format OpenCV decodes; greyscale is expanded to 3 channels).
-        mat_path: its ``.mat`` with ``Pose_Para`` (1, 7), ``Shape_Para`` (n, 1), ``Exp_Para`` (m, 1) and
-            optionally ``pt2d`` (2, k) (k = 68 in 300W-LP, 21 in AFLW2000).
-    Returns:
-        image: (h, w, 3) uint8 RGB.
-        params: dict with ``Pose_Para`` (7,) float64 [pitch, yaw, roll (rad), tx, ty, tz, scale],
-        ``Shape_Para`` (n, 1) float64, ``Exp_Para`` (m, 1) float64 and ``pt2d`` (2, k) float64 if present.
-    Raises:
-        InputFileError: missing or undecodable image, missing or unreadable ``.mat``, a missing key, a wrongly
-            shaped or non-finite parameter, a non-positive scale; the message names the file.
-    """
-    return read_image(Path(image_path)), _read_params(Path(mat_path))
+# z is measured from the lowest vertex, (z + tz) - (z_min + tz) in float64: beyond 2**32 pixels the rounding of
+# tz (2**-20 px) starts to show in the maps, and no image has a depth offset of that size.
+MAX_DEPTH_SHIFT = 2.0 ** 32
 
 
 @dataclass(frozen=True)
@@ -140,6 +55,9 @@ class GenerationConfig:
             weighted as the rest of the face, True the paper's variant with the neck at 0 (see ``uv_layout``).
         min_visible_keypoints: a sample whose projected keypoints lie inside the image fewer times than this
             is rejected as "face outside the image".
+        allow_short_params: zero-pad ``Shape_Para`` / ``Exp_Para`` shorter than the model's bases (a data set
+            that truncates them on purpose); by default such a sample is refused, as a 300W-LP file has them all.
+        max_pixels: largest image (width * height) decoded; a larger one is refused from its header.
     """
 
     resolution: int = RESOLUTION
@@ -154,6 +72,8 @@ class GenerationConfig:
     preview: bool = False
     neck_zeroed: bool = False
     min_visible_keypoints: int = 34
+    allow_short_params: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self):
         if int(self.resolution) < 8:
@@ -167,6 +87,8 @@ class GenerationConfig:
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}")
         if self.posmap_dtype not in ("float16", "float32"):
             raise ValueError(f"posmap_dtype must be 'float16' or 'float32', got {self.posmap_dtype!r}")
+        if int(self.max_pixels) < 1:
+            raise ValueError(f"max_pixels must be at least 1, got {self.max_pixels}")
         if len(set(float(a) for a in self.angles)) != len(self.angles):
             raise ValueError(f"angles must be distinct (they name the outputs), got {self.angles}")
         object.__setattr__(self, "angles", tuple(self.angles))
@@ -198,33 +120,6 @@ def angle_name(stem: str, angle: float) -> str:
     return f"{stem}_angle_{float(angle):g}"
 
 
-def draw_preview(image, posmap, uv_kpt_ind, step: int = 6) -> np.ndarray:
-    """Preview of a training pair: the crop with a sparse grid of map points (cyan) and the 68 keypoints read
-    from the map (green, red outline), next to the map's x, y, z as an RGB image.
-
-    Args:
-        image: (r, r, 3) uint8 RGB crop. posmap: (r, r, 3) crop-space map. uv_kpt_ind: (2, 68) UV pixels.
-        step: UV pixel spacing of the drawn map points.
-    Returns:
-        (r, 2r, 3) uint8 RGB.
-    """
-    r = image.shape[0]
-    left = np.ascontiguousarray(image, dtype=np.uint8).copy()
-    grid = posmap[::step, ::step].reshape(-1, 3)
-    grid = grid[np.any(grid != 0, axis=1)]
-    xy = np.round(grid[:, :2]).astype(np.int64)
-    ok = (xy[:, 0] >= 0) & (xy[:, 0] < r) & (xy[:, 1] >= 0) & (xy[:, 1] < r)
-    left[xy[ok, 1], xy[ok, 0]] = (0, 255, 255)
-    centres = [(int(round(float(x))), int(round(float(y)))) for x, y, _ in keypoints_from_map(posmap, uv_kpt_ind)]
-    # outlines first, so that no outline covers the centre of a neighbouring keypoint
-    for centre in centres:
-        cv2.circle(left, centre, 3, (255, 0, 0), 1, lineType=cv2.LINE_8)
-    for centre in centres:
-        cv2.circle(left, centre, 1, (0, 255, 0), -1, lineType=cv2.LINE_8)
-    right = np.clip(np.asarray(posmap, dtype=np.float32) * (255.0 / max(r - 1, 1)), 0, 255).astype(np.uint8)
-    return np.hstack([left, right])
-
-
 @dataclass
 class _Geometry:
     """What every output of one parameter set shares (300W-LP's views of a face share Shape and Exp).
@@ -240,7 +135,34 @@ class _Geometry:
 
 
 class TrainsetGenerator:
-    """Per-process generator of PRNet training pairs for one morphable model (see the module docstring).
+    """Per-process generator of PRNet training pairs for one morphable model; per sample:
+
+    1. Read the image and the ``.mat`` (``read_300wlp_sample``).
+    2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
+       product dominates; one product for many samples (``process_iter`` / ``process_many``) reads the basis once
+       for all of them, and results are bit-identical whatever the batching (see ``_vertex_product``). What the
+       outputs of one parameter set share (``_Geometry``: the vertices and their UV interpolation) is computed once
+       and kept for recently seen sets (300W-LP's profiled views of a face share Shape and Exp).
+    3. Pose: ``s * V @ R.T + t`` with ``R = angle2matrix_3ddfa(Pose_Para[0:3])``, ``s = Pose_Para[6]``,
+       ``t = Pose_Para[3:6]``, then image rows ``y = h - 1 - y``.  Written as one linear map ``V @ A.T + b``.
+    4. Crop: PRNet's square around the 68 projected keypoints (``crop.keypoint_box``), perturbed by a generator
+       seeded with ``seed``; image warped with ``cv2.warpAffine`` (bilinear, black outside).
+    5. Position map: at each UV pixel the crop-space x, y of the surface point and its z scaled by the crop scale k
+       and shifted by ``-k * min z`` over all vertices (PRNet's ``position[:, 2] -= min``).  Pose and crop make one
+       3x4 map of model space (``_placement``).  The model-space vertices are interpolated once per parameter set
+       with the once-rasterized UV layout (``posmap.UVRasterization``) and each output's map is the placement of
+       those UV points (``cv2.transform``): interpolation commutes with the affine map because barycentric weights
+       sum to 1, so this equals ``render_colors`` of the crop-space vertices in UV space (up to float32 rounding).
+       Uncovered UV pixels are 0.
+
+    Rotation augmentation: an in-plane rotation by theta about the face centre (the unperturbed keypoint box
+    centre), composed into the pose exactly: rotated image positions are ``Rot @ (x, y)`` with z unchanged, the crop
+    box is taken around the rotated keypoints, and the image is warped once from the original with
+    ``crop o Rot`` (so no corner of the rotated picture is lost to an intermediate canvas).  The vertices and their
+    UV points are shared with the plain sample; each rotated copy costs one warp and one 3x4 map of the UV points.
+    With ``refit=True`` the model is instead fitted (``model.fit``) to the rotated projected keypoints and the map
+    comes from the fitted shape, expression and pose, as earlier forks built 300W-LP-Rotate; the crop is the same
+    as in the exact mode, so the two label sets can be compared pixel for pixel.
 
     Building it rasterizes the model's UV layout once (``posmap.rasterize_uv``); ``process``, ``process_iter``
     and ``process_many`` are pure computations (no file writing), deterministic in their ``seed``.
@@ -273,8 +195,9 @@ class TrainsetGenerator:
         self._cache_size = int(cache_size)
 
     # ------------------------------------------------------------------ vertices
-    def _padded(self, params: dict, where: str) -> np.ndarray:
-        """Shape and expression parameters as one float32 vector (n_shape + n_exp,), zero-padded."""
+    def _padded(self, params: dict, where: str, allow_short: bool) -> np.ndarray:
+        """Shape and expression parameters as one float32 vector (n_shape + n_exp,), zero-padded when
+        ``allow_short``, else a shorter vector than the model's basis is refused."""
         ns, ne = self._n_shape, self._n_exp
         sp = params["Shape_Para"].reshape(-1)
         ep = params["Exp_Para"].reshape(-1)
@@ -282,6 +205,10 @@ class TrainsetGenerator:
             if value.size > n and np.any(value[n:] != 0):
                 raise InputFileError(where, f"{key} has {value.size} entries, nonzero beyond the model's {n} "
                                   f"components")
+            if value.size < n and not allow_short:
+                raise InputFileError(where, f"{key} has {value.size} entries where the model has {n} (a 300W-LP "
+                                            f"file has them all; --allow-short-params if the data set truncates "
+                                            f"them on purpose)")
         out = np.zeros(ns + ne, dtype=np.float32)
         out[:min(sp.size, ns)] = sp[:ns]
         out[ns:ns + min(ep.size, ne)] = ep[:ne]
@@ -325,9 +252,10 @@ class TrainsetGenerator:
         return geometry.uv_points
 
     def vertices(self, shape_para, exp_para) -> np.ndarray:
-        """Model-space vertices ``shapeMU + shapePC @ shape_para + expPC @ exp_para``, (n, 3) float32."""
+        """Model-space vertices ``shapeMU + shapePC @ shape_para + expPC @ exp_para``, (n, 3) float32; vectors
+        shorter than the bases are zero-padded."""
         coef = self._padded({"Shape_Para": np.asarray(shape_para, dtype=np.float64),
-                             "Exp_Para": np.asarray(exp_para, dtype=np.float64)}, "vertices()")
+                             "Exp_Para": np.asarray(exp_para, dtype=np.float64)}, "vertices()", allow_short=True)
         return self._geometry_batch([coef])[0].vertices.copy()
 
     # ------------------------------------------------------------------ one sample
@@ -403,10 +331,17 @@ class TrainsetGenerator:
         return GeneratedSample(name=name, image=crop, posmap=posmap, preview=preview, crop_matrix=matrix_img)
 
     def _projected_keypoints(self, vertices, A, b, shape, where) -> np.ndarray:
-        """Image positions (68, 3) float64 of the keypoint vertices; InputFileError when the face lies outside the
-        image or the pose is degenerate."""
+        """Image positions (68, 3) float64 of the keypoint vertices; InputFileError when the depth offset is beyond
+        ``MAX_DEPTH_SHIFT``, the projection is not finite, the face lies outside the image or the pose is
+        degenerate."""
         h, w = shape
-        kpt = vertices[self.kpt_ind].astype(np.float64) @ A.T + b
+        if not abs(b[2]) <= MAX_DEPTH_SHIFT:
+            raise InputFileError(where, f"Pose_Para tz = {b[2]:g} is beyond +-{MAX_DEPTH_SHIFT:g} pixels: depths "
+                                        f"measured from the lowest vertex would lose their precision")
+        with np.errstate(over="ignore", invalid="ignore"):  # reported just below, naming the file
+            kpt = vertices[self.kpt_ind].astype(np.float64) @ A.T + b
+        if not np.all(np.isfinite(kpt)):
+            raise InputFileError(where, "Pose_Para projects the keypoints to non-finite positions")
         inside = (kpt[:, 0] >= 0) & (kpt[:, 0] <= w - 1) & (kpt[:, 1] >= 0) & (kpt[:, 1] <= h - 1)
         if int(inside.sum()) < min(self.config.min_visible_keypoints, kpt.shape[0]):
             raise InputFileError(where, f"face outside the image: {int(inside.sum())} of {kpt.shape[0]} "
@@ -456,9 +391,10 @@ class TrainsetGenerator:
         Returns:
             [plain sample, then one rotated copy per ``config.angles`` entry].
         Raises:
-            InputFileError: too many parameters for the model, face outside the image, degenerate pose.
+            InputFileError: too many parameters for the model (or too few without ``allow_short_params``), face
+                outside the image, a depth offset beyond ``MAX_DEPTH_SHIFT``, non-finite or degenerate projection.
         """
-        coef = self._padded(params, stem)
+        coef = self._padded(params, stem, self.config.allow_short_params)
         return self._generate(image, params, stem, seed, stem, self._geometry_batch([coef])[0])
 
     def process(self, image_path, mat_path, seed: int) -> list[GeneratedSample]:
@@ -467,8 +403,8 @@ class TrainsetGenerator:
         Raises:
             InputFileError: see ``read_300wlp_sample`` and ``generate``.
         """
-        image, params = read_300wlp_sample(image_path, mat_path)
-        coef = self._padded(params, str(mat_path))
+        image, params = read_300wlp_sample(image_path, mat_path, self.config.max_pixels)
+        coef = self._padded(params, str(mat_path), self.config.allow_short_params)
         return self._generate(image, params, Path(image_path).stem, seed, str(mat_path),
                               self._geometry_batch([coef])[0])
 
@@ -490,9 +426,9 @@ class TrainsetGenerator:
         read: list = []
         for image_path, mat_path, seed in jobs:
             try:
-                _require_image_file(image_path)
-                params = _read_params(mat_path)
-                read.append((params, self._padded(params, str(mat_path))))
+                require_image_file(image_path)
+                params = read_params(mat_path)
+                read.append((params, self._padded(params, str(mat_path), self.config.allow_short_params)))
             except InputFileError as exc:
                 read.append(exc)
         # popped one by one, so that a sample's UV points are freed with it unless the cache keeps them
@@ -503,7 +439,7 @@ class TrainsetGenerator:
                 continue
             geometry = geometries.pop()
             try:
-                image = read_image(image_path)
+                image = read_image(image_path, self.config.max_pixels)
                 stem = os.path.splitext(os.path.basename(image_path))[0]
                 yield self._generate(image, d[0], stem, seed, str(mat_path), geometry)
             except InputFileError as exc:

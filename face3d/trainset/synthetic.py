@@ -342,7 +342,8 @@ def _jpg_bytes(image):
 
 def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None, views=VIEWS, flip=True):
     """Render ``count`` samples into ``output/SYNTH`` and ``output/SYNTH_Flip`` (reusing a complete set rendered
-    with the same settings).
+    with the same settings); rendering with other settings also removes the samples of an earlier, larger count,
+    so the folders hold exactly this set.
 
     Args:
         output: folder of the set (created).
@@ -381,6 +382,10 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         from face3d.morphable_model import MorphableModel
         model = MorphableModel(model_path)
     record.unlink(missing_ok=True)
+    wanted = set(mats) | {m.with_suffix(".jpg") for m in mats}
+    for stale in [p for folder in (SYNTH_FOLDER, FLIP_FOLDER) for p in (output / folder).glob(f"{SYNTH_FOLDER}_*")]:
+        if stale not in wanted:  # a sample of an earlier, larger count is not in this set
+            stale.unlink()
     for folder, stem, image, mat in _render_set(model, names, seed, int(size), int(views)):
         mat_path = output / folder / f"{stem}.mat"
         mat_path.parent.mkdir(parents=True, exist_ok=True)

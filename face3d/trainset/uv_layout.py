@@ -43,10 +43,11 @@ import numpy as np
 
 from face3d.contract import RESOLUTION
 from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pixels, uv_to_pixels
+from face3d.utils.errors import InputFileError
 
-__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "grid_triangles", "canonical_face",
-           "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE", "WEIGHT_KEYPOINT", "WEIGHT_FEATURE",
-           "WEIGHT_REST"]
+__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "load_uv_model", "grid_triangles",
+           "canonical_face", "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE", "WEIGHT_KEYPOINT",
+           "WEIGHT_FEATURE", "WEIGHT_REST"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,25 @@ def grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
     first = np.stack([a, b, c], axis=-1)[ia & ic & ib]
     second = np.stack([b, d, c], axis=-1)[ib & ic & id_]
     return np.concatenate([first, second]).astype(np.int32)
+def load_uv_model(model_path=None):
+    """``MorphableModel(model_path)`` (None: the embedded default model), which must have UV coordinates.
+
+    Raises:
+        FileNotFoundError: ``model_path`` does not exist.
+        InputFileError: a model file that is not what it should be (the loader's message, naming the file), or
+            ``BFM_UV.mat`` missing beside ``model_path`` (face3d's generate.m writes it there).
+    """
+    from face3d.morphable_model import MorphableModel
+
+    try:
+        model = MorphableModel(model_path)
+    except ValueError as error:  # the loaders name the file and the field
+        raise InputFileError(None, str(error)) from error
+    if model.uv_coords is None:
+        raise InputFileError(Path(model_path).parent / "BFM_UV.mat", "not found: the UV coordinates of the model "
+                                                                     "(written by face3d's generate.m) must lie "
+                                                                     "beside BFM.mat")
+    return model
 
 
 def build_uv_data(model, resolution: int = RESOLUTION, neck_zeroed: bool = False,

@@ -1,0 +1,145 @@
+"""Sample discovery for ``face3d generate``: the samples of a 300W-LP-style folder, their shard and seeds.
+
+A sample is a ``.mat`` parameter file with an image of the same stem; samples are sorted by their relative path
+(posix separators, no extension), which defines the order of everything the runner does. ``--shard K/N`` keeps the
+K-th of N contiguous blocks, and each sample's seed is a hash of the base seed and its relative path.
+"""
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SampleRef", "discover_samples", "parse_shard", "select_shard", "sample_seed", "printable_path",
+           "label_text_problem", "KNOWN_300WLP_FOLDERS", "IMAGE_EXTENSIONS"]
+
+logger = logging.getLogger(__name__)
+
+KNOWN_300WLP_FOLDERS = ("AFW", "HELEN", "IBUG", "LFPW", "AFW_Flip", "HELEN_Flip", "IBUG_Flip", "LFPW_Flip")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """One input sample.
+
+    Attributes:
+        rel: relative path of the sample from the root, posix separators, no extension ("AFW/AFW_134212_1_0").
+        image_path: the image file (may not exist: the sample then fails with that reason).
+        mat_path: the ``.mat`` parameter file.
+    """
+    rel: str
+    image_path: str
+    mat_path: str
+
+    @property
+    def stem(self):
+        """File name of the sample without folder and extension."""
+        return self.rel.rsplit("/", 1)[-1]
+
+    @property
+    def folder(self):
+        """Relative folder of the sample ("" at the root)."""
+        return self.rel.rsplit("/", 1)[0] if "/" in self.rel else ""
+
+
+def _is_excluded_dir(name):
+    return name.startswith(".") or name.lower() == "landmarks"
+
+
+def printable_path(path):
+    """``path`` (str) as text any stream can print: the bytes of a name that is not UTF-8 as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def label_text_problem(text):
+    """Why ``text`` cannot go into a label line (``<image path> <npy path>``, UTF-8), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8, which the label file is written in"
+    if any(c.isspace() for c in text):
+        return "contains whitespace, which separates the two paths of a label line"
+    return None
+
+
+def discover_samples(root, exclude=(), unreadable=None):
+    """List the samples under ``root``, sorted by relative path.
+
+    Args:
+        root: folder of the 300W-LP tree or of any image + ``.mat`` pairs (nested folders allowed).
+        exclude: folders never walked (e.g. the output folder when it lies inside ``root``).
+        unreadable: optional list receiving ``{"folder": path, "reason": "<error type>: <message>"}`` for each
+            folder that cannot be listed (permission denied ...), whose samples are then missing; each is also
+            logged at WARNING.
+    Returns:
+        list of ``SampleRef`` sorted by ``rel``. A ``.mat`` file whose image is missing is still listed (with the
+        ``.jpg`` name it should have), so the run reports it instead of silently dropping it.
+    Raises:
+        FileNotFoundError: ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"root must be a folder of 300W-LP-style samples, got {str(root)!r}")
+    excluded = {os.path.realpath(p) for p in exclude}
+    known = [name for name in KNOWN_300WLP_FOLDERS if (root / name).is_dir()]
+    tops = [root / name for name in known] if known else [root]
+    samples = []
+
+    def on_error(error):
+        folder, reason = printable_path(error.filename), f"{type(error).__name__}: {error.strerror or error}"
+        logger.warning("cannot list folder %s: %s", folder, reason)
+        if unreadable is not None:
+            unreadable.append({"folder": folder, "reason": reason})
+
+    for top in tops:
+        for dirpath, dirnames, filenames in os.walk(top, onerror=on_error):
+            dirnames[:] = sorted(d for d in dirnames if not _is_excluded_dir(d)
+                                 and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
+            by_stem = {}
+            for name in filenames:
+                stem, ext = os.path.splitext(name)
+                by_stem.setdefault(stem, {})[ext.lower()] = name
+            for stem, exts in by_stem.items():
+                if ".mat" not in exts or stem.startswith("."):
+                    continue
+                image = next((exts[e] for e in IMAGE_EXTENSIONS if e in exts), stem + ".jpg")
+                rel = Path(os.path.relpath(os.path.join(dirpath, stem), root)).as_posix()
+                samples.append(SampleRef(rel, os.path.join(dirpath, image), os.path.join(dirpath, exts[".mat"])))
+    samples.sort(key=lambda s: s.rel)
+    return samples
+
+
+def parse_shard(text):
+    """Parse ``"K/N"`` (1 <= K <= N) into ``(K, N)``; None stays None.
+
+    Raises:
+        ValueError: the text is not two positive integers ``K/N`` with ``K <= N``.
+    """
+    if text is None:
+        return None
+    try:
+        k, n = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard must be 'K/N' with integers 1 <= K <= N, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"shard must be 'K/N' with integers 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def select_shard(samples, k, n):
+    """The K-th of N contiguous blocks of ``samples`` (1-based K).
+
+    Block K holds indices ``[floor((K-1) M / N), floor(K M / N))`` of the M samples: the blocks are disjoint,
+    cover the list, differ in size by at most one and, concatenated in K order, give the list back.
+    """
+    m = len(samples)
+    return samples[(k - 1) * m // n: k * m // n]
+
+
+def sample_seed(base_seed, rel):
+    """Per-sample seed: the first 8 bytes of ``sha256(f"{base_seed}:{rel}")`` as an int in [0, 2**63), the text
+    encoded as the file system's bytes (UTF-8, and the raw bytes of a name that is not UTF-8)."""
+    digest = hashlib.sha256(f"{int(base_seed)}:{rel}".encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+

@@ -1,0 +1,263 @@
+"""Output files of ``face3d generate``: atomic per-sample writes, ``.npy`` encoding, the journal, resume checks.
+
+Each file is written under a hidden temporary name in its final folder and renamed, so no half-written file is
+ever visible. A sample is done when its record (output names, each file's size and checksum, the settings'
+fingerprint) is in its process's journal under ``<output>/.done``; a resume trusts a record only while the files
+are still as written (``damaged_outputs``).
+"""
+import contextlib
+import functools
+import io
+import json
+import os
+import socket
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from face3d.utils.atomic import TEMP_SUFFIX
+
+__all__ = ["OutputFolders", "Journal", "write_sample", "read_journals", "done_outputs", "damaged_outputs",
+           "done_marker_path", "DONE_DIR", "CHECKED_BYTES"]
+
+DONE_DIR = ".done"
+JOURNAL_PREFIX = "journal."
+JPEG_QUALITY = 95
+
+
+class OutputFolders:
+    """Descriptors of the output folders one process writes into, each created and opened on first use: files
+    are then created and renamed relative to their folder (``dir_fd``) instead of resolving the whole path for
+    every system call."""
+
+    def __init__(self):
+        self._fds = {}
+
+    def fd(self, folder):
+        """The descriptor of ``folder`` (a path string), creating the folder if needed."""
+        fd = self._fds.get(folder)
+        if fd is None:
+            os.makedirs(folder, exist_ok=True)
+            fd = self._fds[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        return fd
+
+    def close(self):
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _write_file_atomically(folder_fd, name, chunks):
+    """``atomic_write_bytes`` for the per-sample files, in the folder open as ``folder_fd``: the hidden temporary
+    twin ``.<name>.partial`` receives the byte buffers ``chunks`` in order (one ``writev``, no joined copy) and is
+    renamed onto ``name``. No fsync: a crash may lose the last files but never shows a partial one, and the journal
+    record, appended last, is what a resumed run trusts."""
+    tmp = f".{name}{TEMP_SUFFIX}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dir_fd=folder_fd)
+        try:
+            views = [v for v in (memoryview(chunk).cast("B") for chunk in chunks) if v]
+            while views:  # one writev for all chunks, unless the kernel takes fewer bytes
+                written = os.writev(fd, views)
+                while views and written >= len(views[0]):
+                    written -= len(views.pop(0))
+                if written:
+                    views[0] = views[0][written:]
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=folder_fd)
+        raise
+
+
+# A resume checks each finished file's size and the crc32 of its first and last 4 KiB: a truncated, emptied or
+# rewritten file is caught while reading at most 8 KiB per file (a full checksum would read the whole data set).
+CHECKED_BYTES = 4096
+
+
+def _checked_ranges(size):
+    """The byte ranges of a ``size``-byte file whose crc32 a resume checks: the first and the last
+    ``CHECKED_BYTES`` (the whole file up to twice that)."""
+    head = min(size, CHECKED_BYTES)
+    return (0, head), (max(head, size - CHECKED_BYTES), size)
+
+
+def _buffers_check(chunks):
+    """``[size, crc32 of _checked_ranges]`` of the byte buffers ``chunks`` written one after the other."""
+    views = [memoryview(chunk).cast("B") for chunk in chunks]
+    size, crc = sum(len(view) for view in views), 0
+    for start, stop in _checked_ranges(size):
+        offset = 0
+        for view in views:
+            part = view[max(start - offset, 0):max(stop - offset, 0)]
+            crc = zlib.crc32(part, crc)
+            offset += len(view)
+    return [size, crc]
+
+
+def _file_problem(path, check):
+    """What is wrong with the finished file ``path`` against its ``[size, crc]`` (``_buffers_check``), or None."""
+    size, crc = check
+    try:
+        with open(path, "rb") as f:
+            actual = os.fstat(f.fileno()).st_size
+            if actual != size:
+                return f"{os.path.basename(path)} has {actual} bytes, {size} were written"
+            found = 0
+            for start, stop in _checked_ranges(size):
+                f.seek(start)
+                found = zlib.crc32(f.read(stop - start), found)
+    except FileNotFoundError:
+        return f"{os.path.basename(path)} is missing"
+    except OSError as error:
+        return f"{os.path.basename(path)} cannot be read ({error.strerror})"
+    return None if found == crc else f"{os.path.basename(path)} changed since it was written"
+
+
+def _encode(ext, image):
+    # cvtColor swaps R and B with the same bytes as image[..., ::-1], without a strided copy
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext == ".jpg" else [])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode an image of shape {image.shape} as {ext}")
+    return buf
+
+
+@functools.lru_cache(maxsize=8)
+def _npy_header(shape, dtype_str):
+    """The ``.npy`` (format 1.0) header ``np.save`` writes for a C-order array of ``shape`` and ``dtype_str``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype_str, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _npy_chunks(array, dtype):
+    """The bytes of ``np.save(f, array.astype(dtype))`` as (header, data) buffers: the cached header, then the
+    array in C order. float32 to float16 goes through OpenCV (round to nearest even like numpy, several times
+    faster here; a -0.0 comes out as +0.0)."""
+    array = np.asarray(array)
+    dtype = np.dtype(dtype)
+    if dtype == np.float16 and array.dtype == np.float32 and array.ndim == 3 and array.shape[2] <= 4:
+        data = cv2.add(np.ascontiguousarray(array), 0.0, dtype=cv2.CV_16F)
+    else:
+        data = np.ascontiguousarray(array, dtype=dtype)
+    return _npy_header(data.shape, np.lib.format.dtype_to_descr(data.dtype)), data.reshape(-1).view(np.uint8)
+
+
+def done_marker_path(output, rel):
+    """The done marker ``<output>/.done/<rel>.json`` of an item with relative path ``rel`` (the photo fitter's
+    resume record; the generator's are its journals, see ``Journal``)."""
+    return Path(output) / DONE_DIR / f"{rel}.json"
+
+
+def _journal_records(output):
+    """Every complete record of every journal under ``<output>/.done`` (a line cut short by a crash is skipped)."""
+    folder = os.path.join(output, DONE_DIR)
+    names = sorted(n for n in os.listdir(folder) if n.startswith(JOURNAL_PREFIX)) if os.path.isdir(folder) else []
+    for name in names:
+        with open(os.path.join(folder, name), "rb") as f:
+            for line in f.read().split(b"\n")[:-1]:  # the text after the last newline is an unfinished record
+                with contextlib.suppress(ValueError):
+                    yield json.loads(line)
+
+
+def read_journals(output):
+    """The latest journal record of each sample, ``{rel: record}`` (see ``Journal``)."""
+    latest = {}
+    for record in _journal_records(output):
+        rel = record.get("sample")
+        if rel is not None and (rel not in latest or record["t"] >= latest[rel]["t"]):
+            latest[rel] = record
+    return latest
+
+
+def done_outputs(latest, rel, fingerprint):
+    """The output names of a sample done under ``fingerprint`` according to ``read_journals``' ``latest``, or None."""
+    record = latest.get(rel)
+    if record is None or record.get("fingerprint") != fingerprint or "files" not in record:
+        return None
+    return list(record["outputs"])
+
+
+def damaged_outputs(output, ref, record):
+    """What is wrong with the files of a done sample (``ref``, its journal ``record``): the first file that is
+    missing, of another size or another checksum than when written (see ``CHECKED_BYTES``), or None."""
+    folder = os.path.join(output, ref.folder)
+    for name, check in record["files"].items():
+        problem = _file_problem(os.path.join(folder, name), check)
+        if problem:
+            return problem
+    return None
+
+
+class Journal:
+    """The append-only record of the samples one process finished: ``<output>/.done/journal.<host>.<pid>.<ns>.txt``,
+    one JSON line per sample, ``{"sample": rel, "fingerprint": ..., "outputs": [names], "files": {file name:
+    [size, crc]}, "t": ns}`` (``files``: what a resume checks, see ``damaged_outputs``), appended with
+    one ``write`` once all of the sample's files are in place (a line cut short by a crash does not count); a
+    ``{"sample": rel, "redo": true, "t": ns}`` line marks a sample about to be rewritten. A sample's state is its
+    record with the latest ``t`` over all journals. Opened on first use in each process (forked workers open
+    their own)."""
+
+    def __init__(self, output):
+        self.output = output
+        self._fd, self._pid = None, None
+
+    def append(self, records):
+        """Append records (dicts without ``t``), stamped with the wall clock in ns, in one write."""
+        if self._pid != os.getpid():
+            folder = os.path.join(self.output, DONE_DIR)
+            os.makedirs(folder, exist_ok=True)
+            name = f"{JOURNAL_PREFIX}.{socket.gethostname()}.{os.getpid()}.{time.time_ns()}.txt"
+            self._fd, self._pid = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666), \
+                os.getpid()
+        now = time.time_ns()
+        text = "".join(json.dumps({**record, "t": now}, separators=(",", ":")) + "\n" for record in records)
+        os.write(self._fd, text.encode("utf-8"))
+
+    def close(self):
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd, self._pid = None, None
+
+
+def _output_files(item, posmap_dtype):
+    """(file name, byte buffers) of one generated output: the crop ``.jpg``, the map ``.npy`` and optionally the
+    preview ``.png``."""
+    if "/" in item.name or "\\" in item.name or not item.name:
+        raise ValueError(f"generated sample name must be a plain file name, got {item.name!r}")
+    files = [(f"{item.name}.jpg", (_encode(".jpg", item.image),)),
+             (f"{item.name}.npy", _npy_chunks(item.posmap, posmap_dtype))]
+    if item.preview is not None:
+        files.append((f"{item.name}_preview.png", (_encode(".png", item.preview),)))
+    return files
+
+
+def write_sample(output, ref, generated, posmap_dtype, folders):
+    """Write the outputs of one sample. Returns the output names and ``{file name: [size, crc]}`` of the files
+    written (``_buffers_check``).
+
+    Args:
+        folders: the process's ``OutputFolders``.
+    """
+    folder_fd = folders.fd(os.path.join(output, ref.folder))
+    written, names, checks = [], [], {}
+    try:
+        for item in generated:
+            for name, data in _output_files(item, posmap_dtype):
+                _write_file_atomically(folder_fd, name, data)
+                written.append(name)
+                checks[name] = _buffers_check(data)
+            names.append(item.name)
+    except BaseException:
+        for name in written:  # a sample is all or nothing
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=folder_fd)
+        raise
+    return names, checks
+

@@ -1,0 +1,133 @@
+"""Reading a 300W-LP sample: the image (size checked from its header before decoding) and the ``.mat``
+parameters (keys, shapes, finite values, positive scale), each refused with a one-line error naming the file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from face3d.utils.errors import InputFileError
+from face3d.utils.matfile import read_mat
+
+__all__ = ["read_image", "image_size", "read_params", "read_300wlp_sample", "require_image_file",
+           "DEFAULT_MAX_PIXELS"]
+
+_REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
+_MAT_KEYS = _REQUIRED_KEYS + ("pt2d",)
+# Largest image a reader decodes: 100 megapixels take 300 MB as RGB (a few times that while decoding).
+DEFAULT_MAX_PIXELS = 100_000_000
+# JPEG start-of-frame markers (baseline, progressive, lossless ...): C0-CF except DHT (C4), JPG (C8), DAC (CC)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def require_image_file(image_path) -> None:
+    if not os.path.isfile(image_path):
+        raise InputFileError(image_path, "image file not found")
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a JPEG, PNG or BMP file's bytes, without decoding; None for another
+    format or a header cut short.
+
+    PNG: the IHDR chunk first, big-endian width and height at bytes 16-23. BMP: little-endian signed width and
+    height at bytes 18-25 (height negative for top-down rows). JPEG: the segments after SOI are walked by their
+    lengths to the first start-of-frame marker, whose height and width follow its length and sample precision.
+    """
+    data = memoryview(data)
+    if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n" and bytes(data[12:16]) == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if bytes(data[:2]) == b"BM" and len(data) >= 26:
+        width, height = (int.from_bytes(data[i:i + 4], "little", signed=True) for i in (18, 22))
+        return abs(width), abs(height)
+    if bytes(data[:2]) != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+        elif marker in _JPEG_SOF:
+            if pos + 9 > len(data):
+                return None
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return None
+
+
+def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to (h, w, 3) uint8 RGB.
+
+    The size is read from the header first (``image_size``): an image above ``max_pixels`` (width * height) is
+    refused before any pixel memory is taken, and so is a format whose header gives no size.
+    Raises:
+        InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
+    """
+    image_path = os.fspath(image_path)  # plain strings: this runs for every sample
+    require_image_file(image_path)
+    data = np.fromfile(image_path, dtype=np.uint8)
+    size = image_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise InputFileError(image_path, f"the image is {size[0]}x{size[1]} = {size[0] * size[1]} pixels, above the "
+                                         f"limit of {max_pixels} (--max-pixels)")
+    image = None if size is None else cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputFileError(image_path, "cannot decode the image (corrupt, or not a JPEG, PNG or BMP file)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_params(mat_path) -> dict:
+    if not os.path.isfile(mat_path):
+        raise InputFileError(mat_path, "parameter file (.mat) not found")
+    mat = read_mat(mat_path, variable_names=_MAT_KEYS)
+    missing = [k for k in _REQUIRED_KEYS if k not in mat]
+    if missing:
+        raise InputFileError(mat_path, f"missing key(s) {', '.join(missing)} (a 300W-LP .mat needs "
+                          f"{', '.join(_REQUIRED_KEYS)})")
+    params = {}
+    for key, shape in (("Pose_Para", (7,)), ("Shape_Para", (-1, 1)), ("Exp_Para", (-1, 1))):
+        if np.iscomplexobj(mat[key]):
+            raise InputFileError(mat_path, f"{key} has complex values")
+        try:
+            value = np.asarray(mat[key], dtype=np.float64).reshape(shape)
+        except (TypeError, ValueError) as exc:
+            raise InputFileError(mat_path, f"{key} has shape {np.shape(mat[key])}, expected "
+                              f"{'7 values' if key == 'Pose_Para' else 'a column vector'}") from exc
+        if not np.all(np.isfinite(value)):
+            raise InputFileError(mat_path, f"{key} contains NaN or infinite values")
+        params[key] = value
+    if not params["Pose_Para"][6] > 0:
+        raise InputFileError(mat_path, f"Pose_Para scale (entry 7) must be positive, got {params['Pose_Para'][6]}")
+    if "pt2d" in mat:
+        pt2d = np.asarray(mat["pt2d"], dtype=np.float64)
+        if pt2d.ndim != 2 or pt2d.shape[0] != 2:
+            raise InputFileError(mat_path, f"pt2d has shape {pt2d.shape}, expected (2, k)")
+        params["pt2d"] = pt2d
+    return params
+
+
+def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict]:
+    """Read one 300W-LP sample.
+
+    Args:
+        image_path: the image (JPEG, PNG or BMP; greyscale is expanded to 3 channels).
+        mat_path: its ``.mat`` with ``Pose_Para`` (1, 7), ``Shape_Para`` (n, 1), ``Exp_Para`` (m, 1) and
+            optionally ``pt2d`` (2, k) (k = 68 in 300W-LP, 21 in AFLW2000).
+        max_pixels: largest image decoded (see ``read_image``).
+    Returns:
+        image: (h, w, 3) uint8 RGB.
+        params: dict with ``Pose_Para`` (7,) float64 [pitch, yaw, roll (rad), tx, ty, tz, scale],
+        ``Shape_Para`` (n, 1) float64, ``Exp_Para`` (m, 1) float64 and ``pt2d`` (2, k) float64 if present.
+    Raises:
+        InputFileError: missing, undecodable or too large image (see ``read_image``), missing or unreadable
+            ``.mat``, a missing key, a wrongly shaped, complex or non-finite parameter, a non-positive scale; the
+            message names the file.
+    """
+    return read_image(Path(image_path), max_pixels), read_params(Path(mat_path))

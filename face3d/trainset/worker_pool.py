@@ -1,0 +1,234 @@
+"""The worker processes of ``face3d generate``: chunks of samples through the generator, on a process pool.
+
+``run_chunks_in_pool`` (shared with the photo fitter) keeps at most ``4 * workers`` chunks in flight and survives
+a worker process that dies (killed, out of memory) when given ``on_broken``. The generator is built once per
+worker process and kept in ``_WORKER_STATE``, so the functions the pool runs are module-level ones of this module.
+"""
+import concurrent.futures as cf
+import dataclasses
+import itertools
+import multiprocessing
+import os
+import signal
+from dataclasses import dataclass
+
+from face3d.trainset.outputs import Journal, OutputFolders, done_outputs, read_journals, write_sample
+from face3d.utils.errors import InputFileError
+
+__all__ = ["RunState", "run_tasks", "run_chunks_in_pool", "pool_context", "default_worker_count", "CHUNK_SIZE",
+           "WORKER_DIED"]
+
+
+def default_worker_count():
+    """CPUs this process may use: ``os.sched_getaffinity`` (respects cluster CPU sets), else ``os.cpu_count()``."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return max(os.cpu_count() or 1, 1)
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What one process needs to run chunks: the generator, the output folder, the map dtype and the settings'
+    fingerprint, with the output folders and the journal it opens on first use."""
+    generator: object
+    output: str
+    posmap_dtype: str
+    fingerprint: str
+    folders: OutputFolders = dataclasses.field(default_factory=OutputFolders, compare=False)
+    journal: Journal = None
+
+    def __post_init__(self):
+        if self.journal is None:
+            object.__setattr__(self, "journal", Journal(self.output))
+
+
+# Samples per generator call: their vertices come from one product that reads the basis from memory once for the
+# whole batch (on a BFM-sized model a lone sample streams 146 MB; in a batch of 128 the arithmetic dominates),
+# while the batch's vertices take 0.64 MB per sample there (82 MB at 128), whatever the dataset size.
+CHUNK_SIZE = 128
+
+
+def _generated_results(generator, jobs):
+    """Each job's result from ``generator.process_iter`` as it is made (``process_many`` for generators without
+    it); should the batch fail unexpectedly, the samples not yet done are run one by one with ``process``, so
+    that one sample cannot fail its neighbours."""
+    done = 0
+    try:
+        stream = generator.process_iter(jobs) if hasattr(generator, "process_iter") else \
+            iter(generator.process_many(jobs))
+        for result in stream:
+            done += 1
+            yield result
+    except Exception:  # noqa: BLE001 - fall back to isolating the sample that broke the batch
+        for image_path, mat_path, seed in jobs[done:]:
+            try:
+                yield generator.process(image_path, mat_path, seed)
+            except Exception as exc:  # noqa: BLE001 - one sample must never end a day-long run
+                yield exc
+
+
+def _process_tasks(state, tasks):
+    """Run the generator on ``tasks`` [(SampleRef, seed)] and write each sample's outputs as soon as it is made.
+
+    The chunk goes through ``generator.process_iter``, whose one product for all vertices reads the basis once
+    (several times faster per sample than a product each on a BFM-sized model), and whose bytes do not depend
+    on the batch (so not on the worker count or on what a resumed run has left).
+    Returns:
+        one short record per task: ``(rel, "written", n_outputs)`` or ``(rel, "failed", reason)``.
+    """
+    records = []
+    jobs = [(ref.image_path, ref.mat_path, seed) for ref, seed in tasks]
+    for (ref, _), generated in zip(tasks, _generated_results(state.generator, jobs)):
+        if isinstance(generated, Exception):
+            reason = str(generated) if isinstance(generated, InputFileError) else \
+                f"unexpected {type(generated).__name__}: {generated}"
+            records.append((ref.rel, "failed", reason))
+            continue
+        try:
+            names, checks = write_sample(state.output, ref, generated, state.posmap_dtype, state.folders)
+        except (OSError, ValueError) as exc:
+            records.append((ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}"))
+            continue
+        state.journal.append([{"sample": ref.rel, "fingerprint": state.fingerprint, "outputs": names,
+                               "files": checks}])
+        records.append((ref.rel, "written", len(names)))
+    return records
+
+
+# Set once per worker process by the pool initializer: the generator must be built once per process, not
+# once per sample, and a process pool offers no other place to keep it.
+_WORKER_STATE = None
+
+
+def _init_worker(state, factory_args):
+    global _WORKER_STATE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent, which stops the pool
+    if state is None:
+        factory, model_path, config, output, posmap_dtype, fingerprint = factory_args
+        state = RunState(factory(model_path, config), output, posmap_dtype, fingerprint)
+    _WORKER_STATE = state
+
+
+def _worker_chunk(tasks):
+    return _process_tasks(_WORKER_STATE, tasks)
+
+
+def _chunked(items, size):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def pool_context():
+    """The multiprocessing context of the runners: fork where available (workers share the parent's model pages
+    copy-on-write, and the initializer's arguments are not pickled), else spawn."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def run_chunks_in_pool(worker, chunks, workers, on_result, initializer=None, initargs=(), context=None,
+                       on_broken=None):
+    """Run ``worker(chunk)`` for every chunk on a process pool and pass each result to ``on_result`` in the parent.
+
+    At most ``4 * workers`` chunks are in flight, so the task list of a huge dataset is never materialised in the
+    pool; results arrive in order of completion. On any error or interrupt the worker processes are ended at once:
+    work is resumable, so what they had not finished is redone by the next run.
+
+    Args:
+        worker: module-level function of one chunk (picklable where processes spawn).
+        chunks: iterable of chunks. workers: pool size (>= 1). on_result: called with each ``worker`` result.
+        initializer, initargs: run once per worker process (``ProcessPoolExecutor``'s). context: multiprocessing
+            context (default ``pool_context()``).
+        on_broken: when a worker process dies (killed, out of memory) the pool breaks and the results of the
+            chunks then in flight are lost: ``on_broken(those chunks)`` returns the chunks to run again, which a
+            new pool runs before the rest. Without it the pool's ``BrokenProcessPool`` is raised.
+    """
+    chunks = iter(chunks)
+    context = pool_context() if context is None else context
+    while True:
+        lost = _run_until_broken(worker, chunks, workers, on_result, initializer, initargs, context,
+                                 on_broken is not None)
+        if not lost:
+            return
+        chunks = itertools.chain(on_broken(lost), chunks)
+
+
+def _run_until_broken(worker, chunks, workers, on_result, initializer, initargs, context, survive_broken):
+    """``run_chunks_in_pool`` on one pool: returns [] when ``chunks`` ran out, or, with ``survive_broken``, the
+    chunks in flight when a worker process died."""
+    with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+        in_flight = {}
+        try:
+            while True:
+                while len(in_flight) < 4 * workers:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        break
+                    in_flight[pool.submit(worker, chunk)] = chunk
+                if not in_flight:
+                    return []
+                finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                lost = []
+                for future in finished:
+                    chunk = in_flight.pop(future)
+                    if survive_broken and isinstance(future.exception(), cf.process.BrokenProcessPool):
+                        lost.append(chunk)
+                    else:
+                        on_result(future.result())
+                if lost:
+                    return lost + list(in_flight.values())
+        except BaseException:
+            # Stop now rather than after the running chunks: the executor has no public way to, so end its
+            # processes.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            raise
+
+
+WORKER_DIED = "the worker process died on this sample (killed, or out of memory)"
+
+
+def _run_pool(state, factory_args, pending, workers, on_records):
+    """Run ``pending`` tasks on a process pool (``run_chunks_in_pool``); each worker builds its generator once.
+
+    A worker that dies (killed, out of memory) breaks the pool. Of the chunks then in flight, the samples with a
+    journal record are counted as written; of the others, the first of each chunk (the one a dead worker was on)
+    runs alone in a fresh process, where dying again records it as failed (``WORKER_DIED``), and the rest run again
+    on a new pool.
+    """
+    ctx = pool_context()
+    initargs = (state, None) if ctx.get_start_method() == "fork" else (None, factory_args)
+    # Large chunks for the matrix product, yet at least 8 per worker so that the last ones finish together.
+    chunk = max(1, min(CHUNK_SIZE, len(pending) // (workers * 8)))
+
+    def on_broken(lost):
+        latest, again = read_journals(state.output), []
+        for tasks in lost:
+            done = [done_outputs(latest, ref.rel, state.fingerprint) for ref, _ in tasks]
+            on_records([(ref.rel, "written", len(names)) for (ref, _), names in zip(tasks, done) if names is not None])
+            unfinished = [task for task, names in zip(tasks, done) if names is None]
+            if unfinished:
+                on_records(_run_alone(unfinished[0], initargs, ctx))
+            if unfinished[1:]:
+                again.append(unfinished[1:])
+        return again
+
+    run_chunks_in_pool(_worker_chunk, _chunked(pending, chunk), workers, on_records, _init_worker, initargs, ctx,
+                       on_broken)
+
+
+def _run_alone(task, initargs, context):
+    """The records of one task run in a fresh one-process pool, or its failure when that process dies."""
+    records = []
+    try:
+        run_chunks_in_pool(_worker_chunk, [[task]], 1, records.extend, _init_worker, initargs, context)
+    except cf.process.BrokenProcessPool:
+        return [(task[0].rel, "failed", WORKER_DIED)]
+    return records
+
+
+def run_tasks(state, factory_args, pending, workers, on_records):
+    """Run the pending tasks in this process (one worker) or on a pool, passing each chunk's records on."""
+    if workers == 1:
+        for tasks in _chunked(pending, CHUNK_SIZE):
+            on_records(_process_tasks(state, tasks))
+    else:
+        _run_pool(state, factory_args, pending, workers, on_records)

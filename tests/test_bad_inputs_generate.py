@@ -1,0 +1,470 @@
+"""Bad inputs to the training-set generator and the data commands: each is refused with one line naming the file
+and the problem, the rest of the run goes on, and the exit status tells.
+
+The bad corpus is built at run time from two tiny synthesized samples (64x64 images, 16-pixel maps, no rotations):
+short parameter vectors, complex or absurd poses, a non-UTF-8 name, a name with a space, an image whose header
+claims 40000x40000 pixels, an unreadable folder, empty and missing roots, a model without BFM_UV.mat.
+"""
+import dataclasses
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+from _fixtures import fixtures_dir
+
+from face3d.cli import build_parser, main
+from face3d.cli.generate import generation_config
+from face3d.trainset.dataset import (
+    TEMP_SUFFIX,
+    UV_DATA_DIR,
+    config_fingerprint,
+    discover_samples,
+    generate_dataset,
+    sample_seed,
+)
+from face3d.trainset.pack import read_label_file
+from face3d.trainset.sample import GenerationConfig
+from face3d.trainset.synthetic import FLIP_FOLDER, SYNTH_FOLDER, synthesize_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = GenerationConfig(resolution=16, angles=())
+SOURCE = f"{SYNTH_FOLDER}/{SYNTH_FOLDER}_0000_1_0"
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """Two synthesized 64x64 samples; ``synth / SOURCE`` is the one every bad sample is made from."""
+    root = tmp_path_factory.mktemp("synth")
+    synthesize_dataset(root, count=2, seed=5, size=64)
+    return root
+
+
+def _params(synth):
+    mat = scipy.io.loadmat(synth / f"{SOURCE}.mat")
+    return {k: v for k, v in mat.items() if not k.startswith("__")}
+
+
+def _add_sample(root, name, synth, image=None, **changes):
+    """Write sample ``name`` (str, or bytes for a name the file system holds but UTF-8 cannot spell) into ``root``:
+    the source sample's image (or the bytes ``image``) and its parameters with ``changes``."""
+    folder = os.fsencode(root)
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.join(folder, os.fsencode(name))
+    with open(base + b".jpg", "wb") as f:
+        f.write((synth / f"{SOURCE}.jpg").read_bytes() if image is None else image)
+    with open(base + b".mat", "wb") as f:
+        scipy.io.savemat(f, {**_params(synth), **changes})
+
+
+def _run(root, output, config=CONFIG, **kwargs):
+    kwargs.setdefault("workers", 1)
+    return generate_dataset(root, output, config, progress=False, relative_paths=True, **kwargs)
+
+
+def _reasons(summary):
+    return {failure["sample"]: failure["reason"] for failure in summary["failures"]}
+
+
+def _cli(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "face3d", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=240)
+
+
+def _one_line_error(result, *words):
+    """The command failed with status 2 and one stderr line holding ``words``, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and all(w in lines[0] for w in words), lines
+
+
+# -------------------------------------------------------------------------------- short Shape_Para / Exp_Para
+
+
+@pytest.mark.parametrize("key, size, model_size", [("Shape_Para", 40, 199), ("Shape_Para", 5, 199),
+                                                   ("Exp_Para", 10, 29), ("Exp_Para", 0, 29)])
+def test_short_parameter_vectors_fail_the_sample_unless_allowed(tmp_path, synth, key, size, model_size):
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    _add_sample(root, "short", synth, **{key: _params(synth)[key][:size]})
+    summary = _run(root, tmp_path / "out")
+    assert (summary["written"], summary["failed"]) == (1, 1)
+    assert _reasons(summary) == {"short": f"{root / 'short.mat'}: {key} has {size} entries where the model "
+                                          f"has {model_size} (a 300W-LP file has them all; --allow-short-params if "
+                                          f"the data set truncates them on purpose)"}
+    allowed = _run(root, tmp_path / "allowed", dataclasses.replace(CONFIG, allow_short_params=True))
+    assert (allowed["written"], allowed["failed"]) == (2, 0)
+
+
+def test_real_300wlp_sample_passes_and_its_truncated_copy_fails(tmp_path):
+    """The shared 300W-LP fixture (199 / 29 parameters) against the default model; skipped without fixtures."""
+    source = fixtures_dir() / "300W_LP" / "IBUG_image_008_1_0"
+    if not source.with_suffix(".mat").is_file():
+        pytest.skip(f"no 300W-LP fixture at {source}")
+    mat = {k: v for k, v in scipy.io.loadmat(source.with_suffix(".mat")).items() if not k.startswith("__")}
+    root = tmp_path / "IBUG"
+    root.mkdir()
+    for name, changes in (("real", {}), ("truncated", {"Shape_Para": mat["Shape_Para"][:40]})):
+        (root / f"{name}.jpg").write_bytes(source.with_suffix(".jpg").read_bytes())
+        scipy.io.savemat(root / f"{name}.mat", {**mat, **changes})
+    summary = _run(tmp_path, tmp_path / "out")
+    assert (summary["written"], summary["failed"]) == (1, 1)
+    assert "Shape_Para has 40 entries where the model has 199" in _reasons(summary)["IBUG/truncated"]
+
+
+def test_allow_short_params_and_max_pixels_flags_leave_the_outputs_fingerprint(synth):
+    args = build_parser().parse_args(["generate", "--allow-short-params", "--max-pixels", "5000"])
+    config = generation_config(args)
+    assert config.allow_short_params is True and config.max_pixels == 5000
+    assert GenerationConfig().allow_short_params is False and GenerationConfig().max_pixels == 100_000_000
+    # they decide which samples are refused, not the bytes of the others: finished samples stay done
+    assert config_fingerprint(config, "default", 0) == config_fingerprint(GenerationConfig(), "default", 0)
+
+
+# -------------------------------------------------------------------------------------------- absurd poses
+
+
+def _pose(synth, index, value):
+    pose = _params(synth)["Pose_Para"].astype(np.complex128 if isinstance(value, complex) else np.float64)
+    pose[0, index] = value
+    return pose
+
+
+@pytest.mark.parametrize("index, value, problem", [
+    (5, 1e30, "Pose_Para tz = 1e+30 is beyond +-4.29497e+09 pixels: depths measured from the lowest vertex would "
+              "lose their precision"),
+    (6, 1e306, "Pose_Para projects the keypoints to non-finite positions"),
+    (0, 0.1 + 0.5j, "Pose_Para has complex values"),
+])
+def test_absurd_poses_fail_the_sample(tmp_path, synth, index, value, problem):
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    _add_sample(root, "absurd", synth, Pose_Para=_pose(synth, index, value))
+    summary = _run(root, tmp_path / "out")
+    assert (summary["written"], summary["failed"]) == (1, 1)
+    assert _reasons(summary) == {"absurd": f"{root / 'absurd.mat'}: {problem}"}
+
+
+def test_large_but_resolvable_depth_shift_gives_the_same_map(tmp_path, synth):
+    """z is measured from the lowest vertex (PRNet), so a plausible tz changes nothing."""
+    root = tmp_path / "root"
+    _add_sample(root, "a", synth)
+    _add_sample(root, "b", synth, Pose_Para=_pose(synth, 5, 1e6))
+    out = tmp_path / "out"
+    summary = _run(root, out, dataclasses.replace(CONFIG, perturb=False))
+    assert summary["written"] == 2
+    a, b = np.load(out / "a.npy").astype(np.float32), np.load(out / "b.npy").astype(np.float32)
+    assert np.abs(a - b).max() <= 0.02  # float16 rounding of z values up to ~16
+
+
+# ------------------------------------------------------------------------------------------- file names
+
+
+def test_sample_seed_takes_any_file_system_name():
+    assert sample_seed(7, "AFW/AFW_1_0") == 6133219883888409367  # unchanged for UTF-8 names
+    assert sample_seed(0, "SYNTH/caf\udce9") != sample_seed(0, "SYNTH/caf\udce8")  # raw bytes 0xe9, 0xe8
+
+
+def test_non_utf8_name_is_skipped_with_its_reason(tmp_path, synth):
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    _add_sample(root, b"caf\xe9", synth)  # Latin-1 e-acute: not UTF-8
+    out = tmp_path / "out"
+    summary = _run(root, out)
+    assert (summary["written"], summary["failed"]) == (1, 1)
+    assert summary["failures"][0]["sample"] == "caf\\xe9"
+    assert summary["failures"][0]["reason"] == (f"{root}/caf\\xe9.mat: the name is not valid UTF-8, which the label "
+                                                f"file is written in; rename it")
+    assert json.loads((out / "summary.json").read_bytes().decode("utf-8"))["failed"] == 1
+    assert (out / "trainDataLabel.txt").read_text(encoding="utf-8") == "good.jpg good.npy\n"
+
+
+def test_name_with_a_space_is_refused_and_the_label_file_stays_readable(tmp_path, synth):
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    _add_sample(root / "sub folder", "x", synth)
+    _add_sample(root, "two words", synth)
+    out = tmp_path / "out"
+    summary = _run(root, out)
+    assert (summary["written"], summary["failed"]) == (1, 2)
+    assert _reasons(summary) == {
+        name: f"{root / name}.mat: the name contains whitespace, which separates the two paths of a label line; "
+              f"rename it" for name in ("sub folder/x", "two words")}
+    assert read_label_file(out / "trainDataLabel.txt") == [(str(out / "good.jpg"), str(out / "good.npy"))]
+
+
+def test_output_folder_with_a_space_needs_relative_label_paths(tmp_path, synth):
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    with pytest.raises(ValueError, match="contains whitespace, which separates the two paths of a label line: "
+                                         "give --label-paths relative or another output folder"):
+        generate_dataset(root, tmp_path / "my out", CONFIG, workers=1, progress=False)
+    assert not (tmp_path / "my out").exists()
+    assert _run(root, tmp_path / "my out")["written"] == 1  # relative paths hold no space
+
+
+# --------------------------------------------------------------------------------------------- images
+
+
+def _png_claiming(width, height):
+    """A valid 8x8 PNG whose header (IHDR, CRC fixed) claims ``width`` x ``height``: decoding it would need
+    width * height * 3 bytes."""
+    ok, buf = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_image_size_reads_only_the_header(synth):
+    from face3d.trainset.sample import image_size
+
+    assert image_size(_png_claiming(40000, 30000)) == (40000, 30000)
+    assert image_size((synth / f"{SOURCE}.jpg").read_bytes()) == (64, 64)
+    assert image_size(cv2.imencode(".bmp", np.zeros((5, 7, 3), np.uint8))[1].tobytes()) == (7, 5)
+    progressive = cv2.imencode(".jpg", np.zeros((37, 53, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    assert image_size(progressive.tobytes()) == (53, 37)  # SOF2, after the segments before it
+    assert image_size(b"GIF89a" + bytes(20)) is None
+
+
+def test_image_above_the_pixel_limit_fails_without_being_decoded(tmp_path, synth):
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    _add_sample(root, "huge", synth, image=_png_claiming(40000, 40000))
+    summary = _run(root, tmp_path / "out")
+    assert (summary["written"], summary["failed"]) == (1, 1)
+    assert _reasons(summary) == {"huge": f"{root / 'huge.jpg'}: the image is 40000x40000 = 1600000000 pixels, "
+                                         f"above the limit of 100000000 (--max-pixels)"}
+    small = _run(root, tmp_path / "small", dataclasses.replace(CONFIG, max_pixels=64 * 64 - 1))
+    assert small["failed"] == 2
+    assert _reasons(small)["good"] == (f"{root / 'good.jpg'}: the image is 64x64 = 4096 pixels, above the limit "
+                                       f"of 4095 (--max-pixels)")
+
+
+# -------------------------------------------------------------------------------------------- folders
+
+
+def test_unreadable_folder_is_reported_and_counted(tmp_path, synth, monkeypatch, caplog, capsys):
+    root = tmp_path / "root"
+    for folder in ("HELEN", "AFW"):
+        _add_sample(root / folder, "good", synth)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("HELEN"):  # as for a folder without read permission (tests may run as root)
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    unreadable = []
+    assert [s.rel for s in discover_samples(root, unreadable=unreadable)] == ["AFW/good"]
+    assert unreadable == [{"folder": str(root / "HELEN"), "reason": "PermissionError: Permission denied"}]
+    summary = _run(root, tmp_path / "out")
+    assert summary["written"] == 1 and summary["unreadable_folders"] == unreadable
+    assert f"cannot list folder {root / 'HELEN'}" in caplog.text
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert saved["unreadable_folders"] == unreadable
+    words = ["generate", "--root", str(root), "--resolution", "16", "--angles", "--workers", "1", "--quiet"]
+    assert main([*words, "--output", str(tmp_path / "cli")]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "face3d generate: 1 folders could not be listed (more than --max-failures 0)"
+    assert main([*words, "--output", str(tmp_path / "cli"), "--max-failures", "1"]) == 0
+
+
+# ------------------------------------------------------------------------------------------ exit status
+
+
+def test_generate_exits_non_zero_when_a_sample_failed_unless_allowed(tmp_path, synth):
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    _add_sample(root, b"caf\xe9", synth)
+    _add_sample(root, "short", synth, Exp_Para=_params(synth)["Exp_Para"][:10])
+    words = ["generate", "--root", root, "--resolution", "16", "--angles", "--workers", "1", "--quiet"]
+    failed = _cli(*words, "--output", tmp_path / "out")
+    assert failed.returncode == 1, failed.stderr
+    assert "samples 3: written 1, skipped 0 (already done), failed 2" in failed.stdout
+    assert "failed caf\\xe9: " in failed.stdout
+    assert failed.stderr.strip().splitlines()[-1] == "face3d generate: 2 samples failed (more than --max-failures 0)"
+    tolerated = _cli(*words, "--output", tmp_path / "out", "--max-failures", "2")
+    assert tolerated.returncode == 0, tolerated.stderr
+    assert "samples 3: written 0, skipped 1 (already done), failed 2" in tolerated.stdout
+
+
+# --------------------------------------------------------------------------------------- synthetic set
+
+
+def test_synthetic_count_change_renders_exactly_the_new_count(tmp_path):
+    synthesize_dataset(tmp_path, count=4, seed=2, size=64)
+    first = (tmp_path / f"{SOURCE}.jpg").read_bytes()
+    synthesize_dataset(tmp_path, count=2, seed=2, size=64)
+    assert [s.rel for s in discover_samples(tmp_path)] == [SOURCE, f"{FLIP_FOLDER}/{SYNTH_FOLDER}_0000_1_0"]
+    assert (tmp_path / f"{SOURCE}.jpg").read_bytes() == first
+    synthesize_dataset(tmp_path, count=3, seed=2, size=64)
+    assert len(discover_samples(tmp_path)) == 3
+
+
+# ------------------------------------------------------------------------------ commands on a fresh machine
+
+
+def test_generate_on_a_folder_without_samples_says_so(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "photo.jpg").write_bytes(b"")
+    result = _cli("generate", "--root", tmp_path / "empty", "--output", tmp_path / "out", "--quiet")
+    _one_line_error(result, "face3d generate: error:", str(tmp_path / "empty"),
+                    "no samples (an image with a .mat of the same name)")
+    assert not (tmp_path / "out" / "trainDataLabel.txt").exists()
+
+
+def _tiny_bfm(folder):
+    """A BFM.mat of 100 random vertices with 68 keypoints, and no BFM_UV.mat beside it."""
+    from face3d.morphable_model.load import save_BFM
+
+    rng = np.random.default_rng(0)
+    n3 = 300
+    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    model = {"shapeMU": f32(rng.normal(0, 5e4, (n3, 1))), "shapePC": f32(rng.normal(0, 1, (n3, 4))),
+             "shapeEV": f32(np.ones((4, 1))), "expMU": f32(np.zeros((n3, 1))),
+             "expPC": f32(rng.normal(0, 1, (n3, 2))), "expEV": f32(np.ones((2, 1))),
+             "texMU": f32(np.full((n3, 1), 128)), "texPC": f32(rng.normal(0, 1, (n3, 2))),
+             "texEV": f32(np.ones((2, 1))), "tri": rng.integers(0, 100, (50, 3)).astype(np.int32),
+             "tri_mouth": rng.integers(0, 100, (2, 3)).astype(np.int32),
+             "kpt_ind": rng.permutation(100)[:68].astype(np.int32)}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_BFM(folder / "BFM.mat", model)
+    return folder / "BFM.mat"
+
+
+def test_commands_end_in_one_line_on_missing_inputs(tmp_path, synth):
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    out = tmp_path / "out"
+    _one_line_error(_cli("generate", "--root", tmp_path / "nowhere", "--output", out),
+                    "face3d generate: error:", str(tmp_path / "nowhere"))
+    _one_line_error(_cli("generate", "--root", root, "--bfm", tmp_path / "BFM.mat", "--output", out),
+                    "face3d generate: error:", str(tmp_path / "BFM.mat"), "not found")
+    _one_line_error(_cli("generate", "--root", root, "--bfm", synth / f"{SOURCE}.mat", "--output", out),
+                    "face3d generate: error:", str(synth / f"{SOURCE}.mat"), "no variable 'model'")
+    bfm = _tiny_bfm(tmp_path / "bfm")
+    _one_line_error(_cli("generate", "--root", root, "--bfm", bfm, "--output", out),
+                    "face3d generate: error:", str(tmp_path / "bfm" / "BFM_UV.mat"), "not found")
+    _one_line_error(_cli("generate", "--root", root, "--output", tmp_path / "my out"),
+                    "face3d generate: error:", str(tmp_path / "my out"), "contains whitespace")
+    _one_line_error(_cli("pack", tmp_path / "trainDataLabel.txt", tmp_path / "set.h5"),
+                    "face3d pack: error:", str(tmp_path / "trainDataLabel.txt"), "not found")
+    _one_line_error(_cli("preview", synth / f"{SOURCE}.jpg"),
+                    "face3d preview: error:", str(synth / f"{SOURCE}.jpg"), "not a .npy position map")
+
+
+def test_bad_inputs_leave_no_half_written_outputs(tmp_path, synth):
+    """Every refused sample above leaves nothing behind: only the good sample's files are in the output."""
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    _add_sample(root, "huge", synth, image=_png_claiming(40000, 40000))
+    _add_sample(root, "absurd", synth, Pose_Para=_pose(synth, 5, 1e30))
+    out = tmp_path / "out"
+    _run(root, out)
+    files = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert files == ["good.jpg", "good.npy", "summary.json", "trainDataLabel.txt"]
+
+
+# ------------------------------------------------------------------------------------- resume and workers
+
+
+def _outputs(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
+            if p.suffix in (".jpg", ".npy") and UV_DATA_DIR not in p.parts}
+
+
+def test_resume_redoes_missing_truncated_or_changed_outputs(tmp_path, synth):
+    root = tmp_path / "root"
+    for name in ("a", "b", "c", "d"):
+        _add_sample(root, name, synth)
+    out = tmp_path / "out"
+    assert _run(root, out)["written"] == 4
+    reference = _outputs(out)
+    (out / "a.npy").unlink()
+    (out / "b.jpg").write_bytes((out / "b.jpg").read_bytes()[:100])  # truncated
+    npy = bytearray((out / "c.npy").read_bytes())
+    npy[-3] ^= 0xFF  # same size, changed near the end
+    (out / "c.npy").write_bytes(bytes(npy))
+    again = _run(root, out)
+    assert (again["written"], again["skipped"], again["failed"]) == (3, 1, 0)
+    assert _outputs(out) == reference
+    assert (out / "trainDataLabel.txt").read_text().split() == [f"{n}.{e}" for n in "abcd" for e in ("jpg", "npy")]
+
+
+def test_resume_drops_a_damaged_sample_whose_redo_fails_from_the_label_file(tmp_path, synth):
+    root = tmp_path / "root"
+    for name in ("a", "b"):
+        _add_sample(root, name, synth)
+    out = tmp_path / "out"
+    assert _run(root, out)["written"] == 2
+    (out / "b.npy").write_bytes(b"")
+    (root / "b.jpg").unlink()  # the redo fails: b must leave the label file, not stay listed with a broken map
+    again = _run(root, out)
+    assert (again["written"], again["skipped"], again["failed"]) == (0, 1, 1)
+    assert (out / "trainDataLabel.txt").read_text() == "a.jpg a.npy\n"
+
+
+def test_stale_partial_uv_data_folders_are_removed(tmp_path, synth):
+    root = tmp_path / "root"
+    _add_sample(root, "a", synth)
+    out = tmp_path / "out"
+    host = socket.gethostname()
+    dead = 2 ** 22 + 1  # above Linux's largest pid: no such process
+    stale = [out / f".{UV_DATA_DIR}.{dead}{TEMP_SUFFIX}", out / f".{UV_DATA_DIR}.{host}.{dead}{TEMP_SUFFIX}"]
+    live = out / f".{UV_DATA_DIR}.{host}.{os.getppid()}{TEMP_SUFFIX}"  # another run writing right now
+    for folder in (*stale, live):
+        folder.mkdir(parents=True)
+        (folder / "uv_kpt_ind.txt").write_text("half")
+    _run(root, out)
+    assert [p.exists() for p in stale] == [False, False] and live.exists()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(f".{UV_DATA_DIR}")) == [live.name]
+
+
+class _PoisonedGenerator:
+    """The real generator, except that the process working on an image named ``poison*`` kills itself, as the
+    kernel's out-of-memory killer ends a worker."""
+
+    def __init__(self, model_path, config):
+        from face3d.trainset.dataset import default_generator_factory
+
+        self._generator = default_generator_factory(model_path, config)
+        self.model, self.rasterization = self._generator.model, self._generator.rasterization
+
+    def _check(self, image_path):
+        if Path(image_path).name.startswith("poison"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def process_iter(self, jobs):
+        for job, result in zip(jobs, self._generator.process_iter(jobs)):
+            self._check(job[0])
+            yield result
+
+    def process(self, image_path, mat_path, seed):
+        self._check(image_path)
+        return self._generator.process(image_path, mat_path, seed)
+
+
+def test_a_worker_dying_on_one_sample_fails_that_sample_only(tmp_path, synth):
+    root = tmp_path / "root"
+    for name in ("a", "b", "poison", "c", "d"):
+        _add_sample(root, name, synth)
+    out = tmp_path / "out"
+    summary = _run(root, out, workers=2, generator_factory=_PoisonedGenerator)
+    assert (summary["written"], summary["failed"]) == (4, 1)
+    assert _reasons(summary) == {"poison": "the worker process died on this sample (killed, or out of memory)"}
+    assert (out / "trainDataLabel.txt").read_text().split() == [f"{n}.{e}" for n in "abcd" for e in ("jpg", "npy")]
+    reference = tmp_path / "one process"
+    assert _run(root, reference)["written"] == 5  # the real generator in this process: the same bytes
+    assert _outputs(out) == {k: v for k, v in _outputs(reference).items() if not k.startswith("poison")}
