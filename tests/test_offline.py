@@ -125,8 +125,8 @@ def test_int8_mode_runs_the_quantized_model(exported, aflw, tmp_path):
                         "--output", str(tmp_path / "out8"), "--int8", "--calibration", str(aflw)]) == 0
     (quantized,) = (tmp_path / "out8").iterdir()
     assert json.loads((quantized / offline.TIMING).read_text())["int8"] is True
-    a = np.fromfile(full / "SYNTH_0000_0_output_0.bin", dtype="<f4")
-    b = np.fromfile(quantized / "SYNTH_0000_0_output_0.bin", dtype="<f4")
+    a = np.fromfile(full / "SYNTH_0000_1_0_output_0.bin", dtype="<f4")
+    b = np.fromfile(quantized / "SYNTH_0000_1_0_output_0.bin", dtype="<f4")
     assert 0 < np.abs(a - b).max() < 0.05
     with pytest.raises(ValueError, match="int8 mode needs an .onnx"):
         offline.run_offline(out / "b2" / "prnet.pb", tmp_path / "bin", tmp_path / "out", int8=True)
