@@ -112,7 +112,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_good_checkpoint(data, tmp_
     good = last.read_bytes()
     # a NaN map slipping past the checks (as a map changed on disk after them would)
     pairs = read_label_file(data)
-    monkeypatch.setattr("face3d.prnet.data.posmap_value_problem", lambda posmap, resolution: None)
+    monkeypatch.setattr("face3d.prnet.samples.posmap_value_problem", lambda posmap, resolution: None)
     poisoned = Path(pairs[2][1])
     clean = poisoned.read_bytes()
     try:

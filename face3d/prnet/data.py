@@ -1,13 +1,6 @@
-"""Training input for PRNet: sample lists, up-front validation, and the ``tf.data`` pipeline with augmentation.
+"""Training input for PRNet: the ``tf.data`` pipeline with augmentation.
 
-Samples come from ``trainDataLabel.txt`` (one ``<image path> <npy path>`` line per sample, read by
-``face3d.trainset.pack.read_label_file``: relative paths are taken relative to the label file's folder) or from an
-HDF5 pack written by ``face3d pack`` (read through ``face3d.trainset.pack.PackedTrainset``: ``images`` uint8
-(N, R, R, 3), ``posmaps`` float16/float32 (N, R, R, 3), ``names``). Crops are R x R images; position maps hold
-crop-space x, y (pixels, pixel centres at integers) and z.
-
-Every file is checked before training starts (``check_samples``): a missing, truncated or corrupt file raises
-``InputFileError`` naming it, or is skipped with a warning under ``skip_bad``.
+Samples and their up-front checks are in ``face3d.prnet.samples``.
 
 The pipeline (``make_dataset``) yields ``(image, target, weight)`` batches: image float32 (B, S, S, 3) in [0, 1];
 target float32 (B, S, S, 3) = position map / (1.1 * R) (the official model's normalisation, so the network's
@@ -27,32 +20,24 @@ Random numbers come from stateless generators keyed by (seed, epoch, sample inde
 epoch from a stateless shuffle keyed by (seed, epoch), so an epoch's batches depend only on those and not on
 parallelism or on where a run was resumed.
 """
-import dataclasses
 import logging
 import math
-import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from face3d.contract import map_scale
+from face3d.prnet.samples import (FileSamples, H5Samples, check_samples, group_key, open_h5,
+                                  split_train_val)
 from face3d.prnet.uv_weights import loss_weights, resample_indices
-from face3d.trainset.posmap import posmap_value_problem
-from face3d.utils.errors import InputFileError
 
 __all__ = [
     "AugmentConfig", "FileSamples", "H5Samples", "check_samples", "open_h5", "split_train_val",
     "group_key", "epoch_order", "make_dataset", "augment_params", "augment_sample",
-]
+]  # the sample sources and checks are re-exported from face3d.prnet.samples
 
 logger = logging.getLogger(__name__)
 
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_ANGLE_SUFFIX = re.compile(r"_angle_-?\d+(\.\d+)?$")
-_H5_CHECK_ROWS = 64  # maps read at once when checking a pack (64 x 0.8 MB at R = 256 in float32)
 _N_UNIFORMS = 12  # per-sample uniforms: angle, tx, ty, scale, 3 colours, occlusion gate, rectangle (4)
 
 
@@ -94,292 +79,6 @@ class AugmentConfig:
     def enabled(self):
         """True when any augmentation is on."""
         return self.geometric or self.color or self.occlusion
-
-
-# ----------------------------------------------------------------------------------------------- sample sources
-
-@dataclass(frozen=True)
-class FileSamples:
-    """Samples as image / ``.npy`` file pairs (checked by ``check_samples``).
-
-    Attributes:
-        images, posmaps: tuples of path strings, one pair per sample.
-        resolution: R, the side of every crop and map.
-        posmap_dtype: numpy dtype string of every map ('<f2' or '<f4').
-    """
-    images: tuple
-    posmaps: tuple
-    resolution: int
-    posmap_dtype: str
-
-    def __len__(self):
-        return len(self.images)
-
-    @property
-    def names(self):
-        """Sample names: image file stems."""
-        return [Path(p).stem for p in self.images]
-
-    def subset(self, indices):
-        """The samples at ``indices`` (a sequence of ints), in that order."""
-        return dataclasses.replace(self, images=tuple(self.images[i] for i in indices),
-                                   posmaps=tuple(self.posmaps[i] for i in indices))
-
-    def sources(self, indices):
-        """Where the samples at ``indices`` come from: their map files (list of str)."""
-        return [self.posmaps[i] for i in indices]
-
-    def loader(self):
-        """A TF function index -> (image uint8 (R, R, 3), map float32 (R, R, 3))."""
-        import tensorflow as tf
-        images = tf.constant(list(self.images), dtype=tf.string)
-        posmaps = tf.constant(list(self.posmaps), dtype=tf.string)
-        res = self.resolution
-        dtype = tf.float16 if np.dtype(self.posmap_dtype).itemsize == 2 else tf.float32
-        nbytes = res * res * 3 * np.dtype(self.posmap_dtype).itemsize
-
-        def load(index):
-            encoded = tf.io.read_file(images[index])
-            # INTEGER_ACCURATE decodes JPEG exactly as OpenCV (and so the HDF5 pack) does
-            image = tf.cond(tf.io.is_jpeg(encoded),
-                            lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
-                            lambda: tf.io.decode_png(encoded, channels=3))
-            content = tf.io.read_file(posmaps[index])
-            # the array data is the file's tail, whatever the header length (checked by check_samples)
-            raw = tf.strings.substr(content, tf.strings.length(content) - nbytes, nbytes)
-            posmap = tf.reshape(tf.io.decode_raw(raw, dtype, little_endian=True), (res, res, 3))
-            return tf.ensure_shape(image, (res, res, 3)), tf.cast(posmap, tf.float32)
-        return load
-
-
-@dataclass(frozen=True)
-class H5Samples:
-    """Rows of an HDF5 pack (``face3d pack``), read through ``face3d.trainset.pack.PackedTrainset``; see ``open_h5``.
-
-    Attributes:
-        path: the HDF5 file.
-        indices: tuple of the pack's row indices used, in order.
-        resolution: R.
-        all_names: tuple of the names of every row of the pack.
-    """
-    path: str
-    indices: tuple
-    resolution: int
-    all_names: tuple
-
-    def __len__(self):
-        return len(self.indices)
-
-    @property
-    def names(self):
-        """Sample names of the used rows."""
-        return [self.all_names[i] for i in self.indices]
-
-    def subset(self, indices):
-        """The samples at ``indices`` (positions in this subset), in that order."""
-        return dataclasses.replace(self, indices=tuple(self.indices[i] for i in indices))
-
-    def sources(self, indices):
-        """Where the samples at ``indices`` come from: ``<pack> row <row> (<name>)`` (list of str)."""
-        return [f"{self.path} row {self.indices[i]} ({self.all_names[self.indices[i]]})" for i in indices]
-
-    def loader(self):
-        """A TF function index -> (image uint8 (R, R, 3), map float32 (R, R, 3)), reading rows of the pack."""
-        import tensorflow as tf
-        from face3d.trainset.pack import PackedTrainset
-        rows = np.asarray(self.indices, dtype=np.int64)
-        res = self.resolution
-        opened = {}  # the pack, opened lazily, once, in the process running the pipeline
-
-        def read(index):
-            if "pack" not in opened:
-                opened["pack"] = PackedTrainset(self.path)
-            image, posmap = opened["pack"][int(rows[int(index)])]
-            return image, posmap.astype(np.float32)
-
-        def load(index):
-            image, posmap = tf.numpy_function(read, [index], (tf.uint8, tf.float32), stateful=False)
-            return tf.ensure_shape(image, (res, res, 3)), tf.ensure_shape(posmap, (res, res, 3))
-        return load
-
-
-def _image_size(path):
-    """(width, height) from a JPEG's SOF or a PNG's IHDR header; raises InputFileError for anything else."""
-    data = Path(path).read_bytes()
-    if data.startswith(_PNG_SIGNATURE):
-        if len(data) < 33 or data[12:16] != b"IHDR" or not data.rstrip(b"\0").endswith(b"IEND\xaeB`\x82"):
-            raise InputFileError(path, "truncated or corrupt PNG")
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if not data.startswith(b"\xff\xd8"):
-        raise InputFileError(path, "not a JPEG or PNG image")
-    if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
-        raise InputFileError(path, "truncated JPEG (no end-of-image marker)")
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise InputFileError(path, "corrupt JPEG header")
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        if marker in _JPEG_SOF and pos + 9 <= len(data):
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
-        pos += 2 + length
-    raise InputFileError(path, "corrupt JPEG (no frame header)")
-
-
-def _npy_info(path):
-    """(shape, dtype string) of a ``.npy`` file after checking its header and size; raises InputFileError."""
-    with open(path, "rb") as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(handle)
-        except (ValueError, EOFError, SyntaxError, TypeError) as error:
-            raise InputFileError(path, f"not a .npy file ({error})") from None
-        offset = handle.tell()
-    if fortran:
-        raise InputFileError(path, "Fortran-ordered array, expected C order")
-    if dtype.str not in ("<f2", "<f4"):
-        raise InputFileError(path, f"dtype {dtype.str}, expected little-endian float16 or float32")
-    expected = offset + int(np.prod(shape)) * dtype.itemsize
-    if os.path.getsize(path) != expected:
-        raise InputFileError(path, f"truncated or padded .npy ({os.path.getsize(path)} bytes, expected {expected})")
-    return shape, dtype.str
-
-
-def check_samples(pairs, skip_bad=False):
-    """Check every sample's files before training; return the usable ones as FileSamples.
-
-    Checks: both files exist; the image is a complete JPEG/PNG of size R x R; the map is a C-ordered
-    little-endian float16/float32 ``.npy`` of shape (R, R, 3) with all its bytes, finite and within the plausible
-    range of an R x R crop (``face3d.trainset.posmap.posmap_value_problem``); R and the map dtype agree across
-    samples (the first good sample sets them).
-
-    Args:
-        pairs: list of (image path, npy path).
-        skip_bad: log a warning per bad sample and drop it, instead of raising.
-    Returns:
-        FileSamples of the good samples, with absolute paths.
-    Raises:
-        InputFileError naming the first bad file (skip_bad False), or when no sample is usable.
-    """
-    good, bad = [], 0
-    resolution = dtype = None
-    for image, posmap in pairs:
-        try:
-            for name in (image, posmap):
-                if not os.path.isfile(name):
-                    raise InputFileError(name, "file not found")
-            shape, map_dtype = _npy_info(posmap)
-            if len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1]:
-                raise InputFileError(posmap, f"shape {shape}, expected (R, R, 3)")
-            width, height = _image_size(image)
-            if (height, width) != shape[:2]:
-                raise InputFileError(image, f"size {width}x{height} differs from its map's {shape[1]}x{shape[0]}")
-            if resolution is not None and shape[0] != resolution:
-                raise InputFileError(posmap, f"resolution {shape[0]}, the other samples have {resolution}")
-            if dtype is not None and map_dtype != dtype:
-                raise InputFileError(posmap, f"dtype {map_dtype}, the other samples have {dtype}")
-            problem = posmap_value_problem(np.load(posmap, allow_pickle=False), shape[0])
-            if problem is not None:
-                raise InputFileError(posmap, problem)
-        except InputFileError as error:
-            if not skip_bad:
-                raise
-            bad += 1
-            logger.warning("skipping bad sample: %s", error)
-            continue
-        resolution, dtype = shape[0], map_dtype
-        good.append((os.path.abspath(image), os.path.abspath(posmap)))
-    if not good:
-        raise InputFileError(None, f"no usable sample among {len(pairs)}")
-    if bad:
-        logger.warning("skipped %d bad sample(s) of %d", bad, len(pairs))
-    return FileSamples(tuple(p[0] for p in good), tuple(p[1] for p in good), int(resolution), dtype)
-
-
-def open_h5(path, skip_bad=False):
-    """Open an HDF5 pack (``face3d pack``) as training samples over its rows.
-
-    ``PackedTrainset`` checks the file and its datasets; this adds what training needs: at least one sample,
-    ``images`` uint8 (N, R, R, 3) and ``posmaps`` float of the same shape, every map finite and plausible
-    (``posmap_value_problem``; the whole pack is read once).
-
-    Args:
-        path: the ``.h5`` file.
-        skip_bad: log a warning per bad row and leave it out, instead of raising.
-    Returns:
-        H5Samples.
-    Raises:
-        FileNotFoundError / InputFileError naming the file (and the row).
-    """
-    from face3d.trainset.pack import PackedTrainset
-    path = os.path.abspath(path)
-    try:
-        pack = PackedTrainset(path)
-    except FileNotFoundError:
-        raise
-    except OSError as error:  # h5py's message does not name the file
-        raise InputFileError(path, f"not a readable HDF5 file ({error})") from None
-    except ValueError as error:
-        raise InputFileError(None, str(error)) from None
-    with pack:
-        images, posmaps = pack.images, pack.posmaps
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
-            raise InputFileError(path, f"'images' must be uint8 (N, R, R, 3), got {images.dtype} {images.shape}")
-        if posmaps.shape != images.shape or posmaps.dtype.kind != "f":
-            raise InputFileError(path, f"'posmaps' must be float {images.shape}, got {posmaps.dtype} {posmaps.shape}")
-        if len(pack) == 0:
-            raise InputFileError(path, "the pack holds no samples")
-        rows = []
-        for start in range(0, len(pack), _H5_CHECK_ROWS):
-            for row, posmap in enumerate(posmaps[start:start + _H5_CHECK_ROWS], start):
-                problem = posmap_value_problem(posmap, pack.resolution)
-                if problem is None:
-                    rows.append(row)
-                    continue
-                error = InputFileError(path, f"row {row} ({pack.names[row]}): {problem}")
-                if not skip_bad:
-                    raise error
-                logger.warning("skipping bad sample: %s", error)
-        if not rows:
-            raise InputFileError(path, f"no usable sample among {len(pack)}")
-        if len(rows) < len(pack):
-            logger.warning("skipped %d bad sample(s) of %d", len(pack) - len(rows), len(pack))
-        return H5Samples(path, tuple(rows), int(pack.resolution), tuple(pack.names))
-
-
-def group_key(name):
-    """Name of the source sample: a rotated copy ``<stem>_angle_<deg>`` belongs to ``<stem>``."""
-    return _ANGLE_SUFFIX.sub("", name)
-
-
-def split_train_val(names, fraction, seed):
-    """Deterministic split keeping every rotated copy in the same part as its source sample.
-
-    Args:
-        names: sample names.
-        fraction: share of the groups used for validation, in [0, 1); at least one group when > 0.
-        seed: int, the split's random seed.
-    Returns:
-        (train indices, val indices): sorted lists of ints.
-    """
-    if not 0 <= fraction < 1:
-        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
-    groups = sorted({group_key(n) for n in names})
-    if fraction == 0:
-        return list(range(len(names))), []
-    if len(groups) < 2:
-        raise ValueError(f"cannot split {len(names)} samples from {len(groups)} source sample(s) into train and val")
-    order = np.random.default_rng(seed).permutation(len(groups))
-    n_val = min(max(1, int(round(fraction * len(groups)))), len(groups) - 1)
-    val_groups = {groups[i] for i in order[:n_val]}
-    val = [i for i, n in enumerate(names) if group_key(n) in val_groups]
-    train = [i for i, n in enumerate(names) if group_key(n) not in val_groups]
-    return train, val
 
 
 # ------------------------------------------------------------------------------------------------- augmentation

@@ -38,7 +38,8 @@ import numpy as np
 
 from face3d.contract import map_scale
 from face3d.prnet import metrics
-from face3d.prnet.data import AugmentConfig, check_samples, epoch_order, make_dataset, open_h5, split_train_val
+from face3d.prnet.data import AugmentConfig, epoch_order, make_dataset
+from face3d.prnet.samples import check_samples, open_h5, split_train_val
 from face3d.prnet.predictor import load_keras_model, save_keras_model
 from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
