@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from face3d.prnet import metrics
 from face3d.prnet.data import (AugmentConfig, check_samples, group_key, make_dataset, open_h5,
                                split_train_val)
 from face3d.utils.errors import InputFileError

@@ -24,13 +24,10 @@ finished epochs and recomputes the same learning rate; since each epoch's sample
 only on (seed, epoch) (see ``data.py``), the resumed run sees exactly the batches the uninterrupted run sees.
 With ``deterministic`` (TensorFlow op determinism) its weights are bitwise equal to the uninterrupted run's.
 """
-import csv
 import dataclasses
-import io
 import json
 import logging
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,19 +38,17 @@ from face3d.prnet import metrics
 from face3d.prnet.data import AugmentConfig, epoch_order, make_dataset
 from face3d.prnet.samples import check_samples, open_h5, split_train_val
 from face3d.prnet.predictor import load_keras_model, save_keras_model
+from face3d.prnet.run_records import STATE_ENTRY, ScalarLog, read_csv_rows, read_state, write_csv, write_json
 from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.uv_layout import load_uv_data
-from face3d.utils.atomic import atomic_write_bytes
 from face3d.utils.errors import InputFileError
 
 __all__ = ["TrainConfig", "NonFiniteLossError", "learning_rate_at", "load_samples", "evaluate", "train"]
 
 logger = logging.getLogger(__name__)
 
-CSV_FIELDS = ("epoch", "loss", "learning_rate", "val_loss", "val_nme")
-STATE_ENTRY = "face3d_state.json"  # the run's state inside checkpoints/last.keras (a zip archive)
 # settings a resumed run must share with the run it continues
 _RESUME_KEYS = ("train_list", "h5", "val_list", "val_fraction", "batch_size", "lr", "lr_decay_epochs", "lr_decay",
                 "width", "input_size", "seed", "augment", "bn_momentum")
@@ -180,53 +175,6 @@ def load_samples(config):
     return train, val, Path(uv_dir)
 
 
-def _read_state(last_path, state_path):
-    """The state committed with checkpoint ``last_path`` (dict with ``epoch``, ``best_nme``, ``best_epoch`` and,
-    when the checkpoint holds it, ``rows``); a checkpoint written without an embedded state is paired with
-    ``state_path``.
-
-    Raises:
-        InputFileError naming a truncated or corrupt checkpoint, or a state file that is not a training state.
-    """
-    try:
-        with zipfile.ZipFile(last_path) as archive:
-            text = archive.read(STATE_ENTRY) if STATE_ENTRY in archive.namelist() else None
-    except (zipfile.BadZipFile, OSError) as error:
-        raise InputFileError(last_path, f"truncated or corrupt checkpoint ({error})") from None
-    source = last_path
-    if text is None:
-        source = state_path
-        if not state_path.is_file():
-            raise InputFileError(last_path, f"the checkpoint holds no training state and {state_path.name} is "
-                                            "missing")
-        text = state_path.read_bytes()
-    try:
-        state = json.loads(text)
-        int(state["epoch"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise InputFileError(source, f"not a training state ({type(error).__name__}: {error})") from None
-    return state
-
-
-def _atomic_write_json(path, values):
-    atomic_write_bytes(path, json.dumps(values, indent=2, sort_keys=True).encode("utf-8"))
-
-
-def _read_csv_rows(path, last_epoch):
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [row for row in csv.DictReader(handle) if int(row["epoch"]) <= last_epoch]
-
-
-def _write_csv(path, rows):
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(path, text.getvalue().encode("utf-8"))
-
-
 def evaluate(predict, samples, uv, batch_size, input_size):
     """Validation loss and NME of a model on ``samples`` (no augmentation).
 
@@ -250,30 +198,8 @@ def evaluate(predict, samples, uv, batch_size, input_size):
     return float(np.average(losses, weights=counts)), float(np.mean(np.concatenate(errors)))
 
 
-class _ScalarLog:
-    """TensorBoard scalars written with TensorFlow's core summary ops (the ``tensorboard`` package, which
-    ``tf.summary.scalar`` needs and TensorFlow >= 2.21 no longer installs, is only needed to view them)."""
-
-    def __init__(self, tf, log_dir):
-        from tensorflow.core.framework import summary_pb2
-        self._tf = tf
-        self._writers = {}
-        self._log_dir = log_dir
-        self._metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-
-    def write(self, run, tag, value, step):
-        """Log ``value`` as scalar ``tag`` of ``run`` ('train' or 'validation') at ``step`` (the epoch)."""
-        if run not in self._writers:
-            self._writers[run] = self._tf.summary.create_file_writer(str(self._log_dir / run))
-        with self._writers[run].as_default():
-            self._tf.summary.write(tag, self._tf.constant(value, self._tf.float32), step=step,
-                                   metadata=self._metadata)
-        self._writers[run].flush()
-
-
 def _previous_run(config, output, state_path, last_path):
-    """The saved state of the run in ``output`` when resuming it (None for a fresh run, ``_read_state``), after
+    """The saved state of the run in ``output`` when resuming it (None for a fresh run, ``read_state``), after
     checking that ``config`` may continue it; then writes the run's ``config.json``.
 
     Raises:
@@ -282,7 +208,7 @@ def _previous_run(config, output, state_path, last_path):
     """
     state = None
     if last_path.is_file():
-        state = _read_state(last_path, state_path)
+        state = read_state(last_path, state_path)
         if not config.resume:
             raise ValueError(f"{output} already holds a run (epoch {state['epoch']}); pass --resume to continue it "
                              "or choose another --output")
@@ -298,7 +224,7 @@ def _previous_run(config, output, state_path, last_path):
     elif config.resume:
         logger.warning("nothing to resume in %s; starting at epoch 1", output)
     last_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_json(output / "config.json", config.to_json())
+    write_json(output / "config.json", config.to_json())
     return state
 
 
@@ -437,14 +363,14 @@ def train(config):
     state_path, last_path = ckpt_dir / "state.json", ckpt_dir / "last.keras"
     state = _previous_run(config, output, state_path, last_path)
     if state is not None:  # the readable copy, in case the run was killed between the checkpoint and it
-        _atomic_write_json(state_path, state)
+        write_json(state_path, state)
     keras, tf, strategy = _set_up_tensorflow(config)
     model = _model_for(config, keras, strategy, state, last_path, input_size)
     start = int(state["epoch"]) if state else 0
     best_nme = float(state["best_nme"]) if state and state.get("best_nme") is not None else math.inf
     best_epoch = state.get("best_epoch") if state else None
-    rows = state["rows"] if state and "rows" in state else _read_csv_rows(output / "log.csv", start)
-    scalars = _ScalarLog(tf, output / "logs")
+    rows = state["rows"] if state and "rows" in state else read_csv_rows(output / "log.csv", start)
+    scalars = ScalarLog(tf, output / "logs")
     predict = lambda images: model(images, training=False)  # noqa: E731
     if not config.run_eagerly:
         predict = tf.function(predict, reduce_retracing=True)
@@ -457,14 +383,14 @@ def train(config):
         if row["val_nme"] != "" and row["val_nme"] < best_nme:
             best_nme, best_epoch = row["val_nme"], epoch + 1
             save_keras_model(model, output / "best.keras")
-            _atomic_write_json(output / "best.json", {"epoch": best_epoch, "val_nme": best_nme})
+            write_json(output / "best.json", {"epoch": best_epoch, "val_nme": best_nme})
         _log_scalars(scalars, row)
         rows.append(row)
-        _write_csv(output / "log.csv", rows)
+        write_csv(output / "log.csv", rows)
         state = {"epoch": epoch + 1, "best_nme": None if math.isinf(best_nme) else best_nme,
                  "best_epoch": best_epoch, "rows": rows}
         save_keras_model(model, last_path, {STATE_ENTRY: json.dumps(state, sort_keys=True)})
-        _atomic_write_json(state_path, state)
+        write_json(state_path, state)
         logger.info("epoch %d/%d: loss %.6g, lr %.3g, val NME %s", epoch + 1, config.epochs, row["loss"],
                     row["learning_rate"], row["val_nme"])
     history_rows = [{k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
