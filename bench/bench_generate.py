@@ -63,8 +63,8 @@ from face3d.mesh.transform import angle2matrix_3ddfa
 from face3d.morphable_model import MorphableModel
 from face3d.trainset import GenerationConfig, TrainsetGenerator
 from face3d.trainset.discovery import discover_samples, sample_seed
-from face3d.trainset.worker_pool import CHUNK_SIZE, RunState, _process_tasks
 from face3d.trainset.posmap import uv_to_pixels
+from face3d.trainset.worker_pool import CHUNK_SIZE, RunState, _process_tasks
 
 FIXTURE = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 GRID = 231

@@ -6,8 +6,9 @@ The network is the paper's resfcn256 (width 16, 256 x 256) with untrained weight
 exported to ONNX with ``face3d.prnet.export``. The image is ``skimage.data.astronaut()`` (512 x 512) with its face
 box. Calls alternate between the bare network and the full path so that both see the same machine load; each
 figure is the median over ``--repeats`` calls after ``--warmup`` calls. Overhead = full / bare - 1 (target: at
-most 15 %), from the medians and from the fastest calls. On a loaded machine that difference of two medians is noisy, so the post-processing (crop + restore +
-landmarks without the network) is also timed alone and reported as a share of the bare network ("post %").
+most 15 %), from the medians and from the fastest calls. On a loaded machine that difference of two medians is
+noisy, so the post-processing (crop + restore + landmarks without the network) is also timed alone and reported
+as a share of the bare network ("post %").
 
     python bench/bench_infer.py [--repeats 20] [--warmup 3] [--width 16] [--size 256] [--threads N] [--json FILE]
 """

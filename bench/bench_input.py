@@ -53,6 +53,7 @@ def bench_pipeline(samples, uv, batch_size, batches):
 def bench_step(samples, uv, batch_size, width, steps):
     """Samples/s of ``model.train_on_batch`` at the given width (after one warm-up step)."""
     import keras
+
     from face3d.prnet.model import build_resfcn256
     model = build_resfcn256(samples.resolution, width)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mean_squared_error", jit_compile=False)

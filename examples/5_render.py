@@ -103,7 +103,7 @@ def main(argv=None):
 
     # -- the same calls through the C++ kernels and their numpy twins
     for name, module in (("face3d.mesh (C++)", mesh), ("face3d.mesh_numpy", mesh_numpy)):
-        ms = best_time(lambda: module.render.render_colors(image_vertices, triangles, colors, h, w))
+        ms = best_time(lambda render=module.render: render.render_colors(image_vertices, triangles, colors, h, w))
         print(f"{name:18s} render_colors {h}x{w}: {ms:7.2f} ms")
     print("wrote colors.jpg, texture.jpg, texture_map.jpg, checker_nearest.jpg, checker_bilinear.jpg, "
           f"background.jpg, depth.png, triangles.png, barycentric.png to {args.output}")

@@ -30,8 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 
 from face3d import mesh  # noqa: E402  (after the path set-up)
 from face3d.morphable_model import MorphableModel  # noqa: E402
-from face3d.trainset import (GenerationConfig, TrainsetGenerator, apply_affine, crop_matrix,  # noqa: E402
-                             keypoint_box, keypoints_from_map, read_300wlp_sample, uv_to_pixels)
+from face3d.trainset import (  # noqa: E402
+    GenerationConfig,
+    TrainsetGenerator,
+    apply_affine,
+    crop_matrix,
+    keypoint_box,
+    keypoints_from_map,
+    read_300wlp_sample,
+    uv_to_pixels,
+)
 from face3d.trainset.synthetic import synthesize_dataset  # noqa: E402
 
 

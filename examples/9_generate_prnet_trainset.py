@@ -4,9 +4,9 @@
         [--angles 15 -15 ...] [--workers N] [--shard K/N] [--limit N] [--seed S] [--refit] [--preview]
         [--no-perturb] [--float32] [--resolution R] [--label-paths absolute|relative] [--synthetic-count N]
 
-With no ``--root`` it first renders the embedded sample set (24 samples in the 300W-LP format and structure, from the default
-model) into ``<output>/synthetic_300W_LP`` and generates from it, rotations included. With ``--root`` pointing
-at 300W-LP (and ``--bfm`` at the real BFM.mat) it produces the full set; rerunning the same command resumes an
+With no ``--root`` it first renders the embedded sample set (24 samples in the 300W-LP format and structure, from
+the default model) into ``<output>/synthetic_300W_LP`` and generates from it, rotations included. With ``--root``
+pointing at 300W-LP (and ``--bfm`` at the real BFM.mat) it produces the full set; rerunning the same command resumes an
 interrupted run. This script is ``face3d generate`` (same words, same code); see ``face3d generate --help``.
 """
 import sys

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _prnet_data
 import cv2
 import numpy as np
 import pytest
@@ -18,8 +19,6 @@ from face3d.prnet.data import AugmentConfig
 from face3d.prnet.training import TrainConfig
 from face3d.trainset.sample import GenerationConfig
 from face3d.utils.progress import Progress, format_duration
-
-import _prnet_data
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATE_FLAGS = ("--root", "--bfm", "--output", "--angles", "--workers", "--shard", "--limit", "--seed", "--refit",

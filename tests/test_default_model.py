@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io as sio
+from _fixtures import fixtures_dir
 
 from face3d.mesh.render import rasterize_triangles
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model import default_model as dm
 from face3d.morphable_model import load
-
-from _fixtures import fixtures_dir
 
 BFM_ROWS = 159645
 REPO = Path(__file__).resolve().parents[1]

@@ -8,10 +8,12 @@ import json
 import os
 from pathlib import Path
 
+import _inference_helpers as helpers
 import cv2
 import numpy as np
 import pytest
 import scipy.io as sio
+from _fixtures import fixtures_dir
 
 from face3d.cli import main as face3d_main
 from face3d.prnet import evaluation
@@ -19,9 +21,6 @@ from face3d.prnet.evaluation import auc, ced, failure_rate, keypoint_nme, summar
 from face3d.prnet.inference import PRN
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.uv_layout import load_uv_data
-
-import _inference_helpers as helpers
-from _fixtures import fixtures_dir
 
 FIXTURES = fixtures_dir()
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _fixtures import fixtures_dir
 
 from face3d.mesh.io import read_obj
-
-from _fixtures import fixtures_dir
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 S = 64  # image side used in the tests

@@ -6,13 +6,11 @@ Budget: ~15 s (the default model loads once per module; fits use <= 48 faces).
 import numpy as np
 import pytest
 import scipy.io as sio
+from _fixtures import fixtures_dir
 
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, estimate_affine_matrix_3d22d
-from face3d.morphable_model import (LandmarkFitter, MorphableModel, fit_from_pose_para, flip_y,
-                                    pose_para_from_fit)
+from face3d.morphable_model import LandmarkFitter, MorphableModel, fit_from_pose_para, flip_y, pose_para_from_fit
 from face3d.morphable_model.camera import affine_camera_batch, scaled_rotation_from_affine
-
-from _fixtures import fixtures_dir
 
 SCALE = 8e-4  # face3d's example scale: the default face is ~120 px wide
 BUCKETS = ((-90, -45), (-45, 0), (0, 45), (45, 91))

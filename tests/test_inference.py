@@ -9,15 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _inference_helpers as helpers
 import cv2
 import numpy as np
 import pytest
 
 from face3d.cli import main as face3d_main
+from face3d.contract import POSMAP_SCALE
 from face3d.mesh import io as mesh_io
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.prnet import inference
-from face3d.contract import POSMAP_SCALE
 from face3d.prnet.data import AugmentConfig, augment_sample
 from face3d.prnet.inference import PRN
 from face3d.prnet.predictor import load_predictor
@@ -26,8 +27,6 @@ from face3d.resources import default_uv_data_dir
 from face3d.trainset.crop import CropBox, crop_matrix, keypoint_box
 from face3d.trainset.posmap import keypoints_from_map
 from face3d.trainset.uv_layout import load_uv_data
-
-import _inference_helpers as helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from face3d.mesh import _checks
-from face3d.mesh import _mesh_core
+from face3d.mesh import _checks, _mesh_core
 from face3d.mesh import render as cpp
 from face3d.mesh_numpy import render as ref
 

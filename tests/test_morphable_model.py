@@ -6,11 +6,10 @@ Budget: ~3 s (the default model is built/loaded once per module).
 import numpy as np
 import pytest
 import scipy.io as sio
+from _fixtures import fixtures_dir
 
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model import MorphabelModel, MorphableModel, flip_y, load
-
-from _fixtures import fixtures_dir
 
 
 def small_model(rng, nver=30, n_sp=4, n_ep=3, n_tp=2):

@@ -15,14 +15,14 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 pytest.importorskip("onnxruntime")
 
+from _fixtures import fixtures_dir  # noqa: E402
+
 from face3d.cli import main as face3d_main  # noqa: E402
 from face3d.prnet import evaluation, offline  # noqa: E402
 from face3d.prnet.export import export_model  # noqa: E402
 from face3d.prnet.inference import PRN  # noqa: E402
 from face3d.prnet.model import build_resfcn256  # noqa: E402
 from face3d.trainset.synthetic import synthesize_dataset  # noqa: E402
-
-from _fixtures import fixtures_dir  # noqa: E402
 
 SIZE = 64
 

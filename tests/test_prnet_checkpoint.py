@@ -183,7 +183,6 @@ def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_pa
     """``python export.py --model PREFIX --output DIR --onnx`` (PRNet's checkpoint -> pb -> atc flow) and
     ``face3d import-prnet``."""
     import export as export_script
-
     from face3d.cli import main as face3d_main
 
     prefix, images, maps = tf1_checkpoint

@@ -3,19 +3,17 @@ import logging
 import math
 from pathlib import Path
 
+import _prnet_data
 import cv2
 import numpy as np
 import pytest
 
-from face3d.prnet.data import (AugmentConfig, check_samples, group_key, make_dataset, open_h5,
-                               split_train_val)
-from face3d.utils.errors import InputFileError
+from face3d.prnet.data import AugmentConfig, check_samples, group_key, make_dataset, open_h5, split_train_val
 from face3d.prnet.uv_weights import loss_weights
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.posmap import keypoints_from_map
 from face3d.trainset.uv_layout import load_uv_data
-
-import _prnet_data
+from face3d.utils.errors import InputFileError
 
 tf = pytest.importorskip("tensorflow")
 

@@ -3,13 +3,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from _prnet_data import layout_uv_data, uv_layout, write_uv_data
 
 from face3d.prnet import metrics
 from face3d.prnet.uv_weights import loss_weights, resample_indices, resize_uv_data
 from face3d.trainset.posmap import keypoints_from_map
 from face3d.trainset.uv_layout import load_uv_data
-
-from _prnet_data import layout_uv_data, uv_layout, write_uv_data
 
 
 def test_keypoints_read_at_row_y_column_x():

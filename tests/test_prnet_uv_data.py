@@ -6,9 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
-
 from _fixtures import fixtures_dir
 from _inference_helpers import OraclePredictor
+
 from face3d.mesh.transform import angle2matrix
 from face3d.morphable_model import MorphableModel
 from face3d.prnet import pose as prnet_pose
@@ -18,8 +18,14 @@ from face3d.resources import default_uv_data_dir
 from face3d.trainset.dataset import UV_DATA_DIR, generate_dataset
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import synthesize_dataset
-from face3d.trainset.uv_layout import (CANONICAL_FILE, build_uv_data, check_uv_data_fits, grid_triangles,
-                                       load_uv_data, write_uv_data)
+from face3d.trainset.uv_layout import (
+    CANONICAL_FILE,
+    build_uv_data,
+    check_uv_data_fits,
+    grid_triangles,
+    load_uv_data,
+    write_uv_data,
+)
 
 PRNET_UV = fixtures_dir() / "prnet" / "uv-data"
 needs_prnet_uv = pytest.mark.skipif(not PRNET_UV.is_dir(), reason="PRNet's uv-data not in the fixtures")

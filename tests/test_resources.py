@@ -3,6 +3,8 @@ used by the generator, training and inference alike. Budget: about 2 s."""
 import shutil
 from pathlib import Path
 
+import _prnet_data
+
 import face3d
 from face3d import contract
 from face3d.prnet import inference
@@ -10,8 +12,6 @@ from face3d.prnet.training import TrainConfig, load_samples
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.uv_layout import UV_DATA_FILES, load_uv_data
-
-import _prnet_data
 
 
 def test_default_uv_data_is_package_data_with_prnet_files():

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _prnet_data
 import numpy as np
 import pytest
 
@@ -19,8 +20,6 @@ from face3d.prnet import metrics
 from face3d.prnet.data import AugmentConfig
 from face3d.prnet.training import TrainConfig, learning_rate_at, load_samples, train
 from face3d.utils.errors import InputFileError
-
-import _prnet_data
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["--train-list", "--h5", "--val-list", "--val-fraction", "--uv-data", "--epochs", "--batch-size", "--lr",

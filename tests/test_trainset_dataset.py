@@ -15,16 +15,25 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from _fixtures import fixtures_dir
 
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
-from face3d.trainset.dataset import (DONE_DIR, TEMP_SUFFIX, UV_DATA_DIR, discover_samples, done_outputs,
-                                     generate_dataset, label_file_name, parse_shard, read_journals, sample_seed,
-                                     select_shard)
+from face3d.trainset.dataset import (
+    DONE_DIR,
+    TEMP_SUFFIX,
+    UV_DATA_DIR,
+    discover_samples,
+    done_outputs,
+    generate_dataset,
+    label_file_name,
+    parse_shard,
+    read_journals,
+    sample_seed,
+    select_shard,
+)
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import FLIP_FOLDER, RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
 from face3d.trainset.uv_layout import CANONICAL_FILE, UV_DATA_FILES
-
-from _fixtures import fixtures_dir
 
 REPO = Path(__file__).resolve().parents[1]
 N_SAMPLES = 6

@@ -9,15 +9,21 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io as sio
+from _fixtures import fixtures_dir
 
 from face3d.mesh.render import render_colors
 from face3d.mesh.transform import angle2matrix_3ddfa, matrix2angle_3ddfa
 from face3d.morphable_model import MorphableModel
-from face3d.trainset import (GenerationConfig, TrainsetGenerator, apply_affine, keypoints_from_map,
-                             read_300wlp_sample, rotation_matrix, uv_to_pixels)
+from face3d.trainset import (
+    GenerationConfig,
+    TrainsetGenerator,
+    apply_affine,
+    keypoints_from_map,
+    read_300wlp_sample,
+    rotation_matrix,
+    uv_to_pixels,
+)
 from face3d.utils.errors import InputFileError
-
-from _fixtures import fixtures_dir
 
 FIXTURES = fixtures_dir()
 H = W = 300

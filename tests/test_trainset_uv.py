@@ -8,8 +8,7 @@ import pytest
 from face3d.mesh.render import render_colors
 from face3d.morphable_model import MorphableModel
 from face3d.resources import default_uv_data_dir
-from face3d.trainset import (build_uv_data, load_uv_data, rasterize_uv, uv_keypoint_pixels, uv_to_pixels,
-                             write_uv_data)
+from face3d.trainset import build_uv_data, load_uv_data, rasterize_uv, uv_keypoint_pixels, uv_to_pixels, write_uv_data
 from face3d.trainset.uv_layout import CANONICAL_FILE, UV_DATA_FILES
 
 R = 256

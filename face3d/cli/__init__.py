@@ -21,8 +21,15 @@ from face3d.cli.demo import DEMO
 from face3d.cli.evaluate import EVALUATE
 from face3d.cli.export import EXPORT
 from face3d.cli.fit import FIT
-from face3d.cli.generate import (DEFAULT_OUTPUT, GENERATE, SYNTHETIC_DIR, add_generate_arguments,
-                                 build_generate_parser, generate_main, run_generate)
+from face3d.cli.generate import (
+    DEFAULT_OUTPUT,
+    GENERATE,
+    SYNTHETIC_DIR,
+    add_generate_arguments,
+    build_generate_parser,
+    generate_main,
+    run_generate,
+)
 from face3d.cli.offline import OFFLINE
 from face3d.cli.prnet_import import IMPORT_PRNET
 from face3d.cli.serve import SERVE

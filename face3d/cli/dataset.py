@@ -4,8 +4,8 @@ import os
 from pathlib import Path
 
 from face3d.cli._common import Command, positive_int, setup_logging
-from face3d.contract import RESOLUTION
 from face3d.cli.generate import SYNTHETIC_DIR
+from face3d.contract import RESOLUTION
 
 __all__ = ["PACK", "PREVIEW", "SYNTHESIZE", "UV_DATA"]
 

@@ -107,8 +107,8 @@ def train_config(args):
 def run_train(args):
     """Train with the parsed arguments; bad input stops with exit status 2 and a message naming the file."""
     setup_logging()
-    from face3d.utils.errors import InputFileError
     from face3d.prnet.training import train
+    from face3d.utils.errors import InputFileError
 
     try:
         summary = train(train_config(args))

@@ -21,9 +21,9 @@ import numpy as np
 
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint
 from face3d.trainset.discovery import IMAGE_EXTENSIONS
+from face3d.trainset.landmark_files import LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
 from face3d.trainset.outputs import done_marker_path
 from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
-from face3d.trainset.landmark_files import LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
 from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress

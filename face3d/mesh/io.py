@@ -250,7 +250,8 @@ def load_mesh_mat(path):
         if key not in content:
             raise InputFileError(path, f"no '{key}' array in the .mat file")
     try:
-        _, content["triangles"], _ = _checks.mesh_arrays(content["vertices"], content["triangles"], content.get("colors"))
+        _, content["triangles"], _ = _checks.mesh_arrays(content["vertices"], content["triangles"],
+                                                          content.get("colors"))
     except ValueError as err:
         raise InputFileError(path, str(err)) from None
     return content

@@ -13,9 +13,7 @@ computed in the frame the vertices are given in (world coordinates: x right, y u
 """
 import numpy as np
 
-from face3d.mesh import _checks
-from face3d.mesh import _mesh_core
-from face3d.mesh import _shading
+from face3d.mesh import _checks, _mesh_core, _shading
 from face3d.mesh._shading import sh_basis
 
 __all__ = ["triangle_normals", "vertex_normals", "get_normal", "add_light", "sh_basis", "add_light_sh",

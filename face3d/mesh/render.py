@@ -20,8 +20,7 @@ depth is z = float32((w0*Z0 + w1*Z1) + w2*Z2), and a pixel takes the triangle if
 """
 import numpy as np
 
-from face3d.mesh import _checks
-from face3d.mesh import _mesh_core
+from face3d.mesh import _checks, _mesh_core
 
 __all__ = ["rasterize_triangles", "render_colors", "render_texture"]
 

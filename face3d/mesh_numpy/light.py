@@ -5,8 +5,7 @@ reimplemented here (bit for bit the C++ kernels'), the shading formulas are the 
 """
 import numpy as np
 
-from face3d.mesh import _checks
-from face3d.mesh import _shading
+from face3d.mesh import _checks, _shading
 from face3d.mesh._shading import sh_basis
 
 __all__ = ["triangle_normals", "vertex_normals", "get_normal", "add_light", "sh_basis", "add_light_sh",

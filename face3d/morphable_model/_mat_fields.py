@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def require_var(path, mat: dict, key: str, what: str) -> np.ndarray:
     """Return variable ``key`` of a loaded .mat dict, or raise ValueError naming file and key."""
     if key not in mat:

@@ -19,8 +19,13 @@ import numpy as np
 from scipy.linalg.lapack import dposv as _dposv
 
 from face3d.mesh.transform import matrix2angle
-from face3d.morphable_model.camera import (affine_camera_batch, orthonormalise, pose_para_from_fit, rodrigues,
-                                           scaled_rotation_from_affine)
+from face3d.morphable_model.camera import (
+    affine_camera_batch,
+    orthonormalise,
+    pose_para_from_fit,
+    rodrigues,
+    scaled_rotation_from_affine,
+)
 
 __all__ = ["FitResult", "LandmarkFitter"]
 

@@ -29,8 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.morphable_model._mat_fields import (_cell_column, _field, _float32, _numeric, _struct_fields, _vector,
-                                                index_to_one_based, one_based_to_index, require_var)
+from face3d.morphable_model._mat_fields import (
+    _cell_column,
+    _field,
+    _float32,
+    _numeric,
+    _struct_fields,
+    _vector,
+    index_to_one_based,
+    one_based_to_index,
+    require_var,
+)
 from face3d.utils.matfile import read_mat, save_mat
 
 # Field order of the struct `model` as generate.m assigns it (MATLAB keeps assignment order).

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.mesh.transform import (angle2matrix, angle2matrix_3ddfa, matrix2angle,
-                                   similarity_transform)
+from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, matrix2angle, similarity_transform
 from face3d.morphable_model import load
 from face3d.morphable_model.camera import fit_from_pose_para, flip_y, pose_para_from_fit
 from face3d.morphable_model.fit import LandmarkFitter

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from face3d.contract import map_scale
-from face3d.prnet.samples import (FileSamples, H5Samples, check_samples, group_key, open_h5,
-                                  split_train_val)
+from face3d.prnet.samples import FileSamples, H5Samples, check_samples, group_key, open_h5, split_train_val
 from face3d.prnet.uv_weights import loss_weights, resample_indices
 
 __all__ = [

@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from face3d.prnet import metrics
-from face3d.prnet.metrics import ced
 from face3d.prnet.evaluation_report import markdown_report, plot_ced, write_reports
+from face3d.prnet.metrics import ced
 from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
 from face3d.utils.matfile import read_mat
 

@@ -115,6 +115,7 @@ class H5Samples:
     def loader(self):
         """A TF function index -> (image uint8 (R, R, 3), map float32 (R, R, 3)), reading rows of the pack."""
         import tensorflow as tf
+
         from face3d.trainset.pack import PackedTrainset
         rows = np.asarray(self.indices, dtype=np.int64)
         res = self.resolution

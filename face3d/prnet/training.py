@@ -36,9 +36,9 @@ import numpy as np
 from face3d.contract import map_scale
 from face3d.prnet import metrics
 from face3d.prnet.data import AugmentConfig, epoch_order, make_dataset
-from face3d.prnet.samples import check_samples, open_h5, split_train_val
 from face3d.prnet.predictor import load_keras_model, save_keras_model
 from face3d.prnet.run_records import STATE_ENTRY, ScalarLog, read_csv_rows, read_state, write_csv, write_json
+from face3d.prnet.samples import check_samples, open_h5, split_train_val
 from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file

@@ -18,8 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.trainset.discovery import (IMAGE_EXTENSIONS, KNOWN_300WLP_FOLDERS, SampleRef, discover_samples,
-                                       label_text_problem, parse_shard, printable_path, sample_seed, select_shard)
+from face3d.trainset.discovery import (
+    IMAGE_EXTENSIONS,
+    KNOWN_300WLP_FOLDERS,
+    SampleRef,
+    discover_samples,
+    label_text_problem,
+    parse_shard,
+    printable_path,
+    sample_seed,
+    select_shard,
+)
 from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_marker_path, done_outputs, read_journals
 from face3d.trainset.uv_layout import build_uv_data, check_uv_data_fits, load_uv_data, load_uv_model, write_uv_data
 from face3d.trainset.worker_pool import RunState, default_worker_count, pool_context, run_chunks_in_pool, run_tasks

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -20,8 +20,14 @@ from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
 from face3d.trainset.posmap import rasterize_uv, uv_keypoint_pixels
 from face3d.trainset.preview import draw_preview
-from face3d.trainset.sample_io import (DEFAULT_MAX_PIXELS, image_size, read_300wlp_sample, read_image, read_params,
-                                       require_image_file)
+from face3d.trainset.sample_io import (
+    DEFAULT_MAX_PIXELS,
+    image_size,
+    read_300wlp_sample,
+    read_image,
+    read_params,
+    require_image_file,
+)
 from face3d.utils.errors import InputFileError
 
 __all__ = ["read_image", "image_size", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
@@ -424,7 +430,7 @@ class TrainsetGenerator:
         plus one decoded image at a time.
         """
         read: list = []
-        for image_path, mat_path, seed in jobs:
+        for image_path, mat_path, _seed in jobs:
             try:
                 require_image_file(image_path)
                 params = read_params(mat_path)
