@@ -1,6 +1,6 @@
 """``face3d offline pre_process | run | post_process``: the msame flow of ``face3d.prnet.offline`` without a board.
 
-``pre`` and ``post`` are short aliases; ``python -m face3d.prnet.offline`` runs the same command line.
+``pre`` and ``post`` are short aliases.
 """
 import argparse
 import sys
@@ -8,7 +8,7 @@ import sys
 from face3d.cli._common import Command, add_trust_model_argument, positive_int, setup_logging
 from face3d.contract import INPUT_SIZE
 
-__all__ = ["OFFLINE", "main"]
+__all__ = ["OFFLINE"]
 
 _STEPS = ("pre_process", "run", "post_process")
 
@@ -81,8 +81,3 @@ def _run_step(args):
 OFFLINE = Command("offline", "the Ascend msame flow on the host: pre_process, run, post_process",
                   "The offline-inference flow around an Ascend .om (msame), runnable and testable without a board.",
                   _add_arguments, _run_step, argparse.RawDescriptionHelpFormatter)
-
-
-def main(argv=None, prog=None):
-    """``face3d offline`` as a program of its own (``python -m face3d.prnet.offline``); returns the exit status."""
-    return OFFLINE.main(argv, prog)

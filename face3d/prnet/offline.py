@@ -24,7 +24,6 @@
 import json
 import logging
 import re
-import sys
 import tempfile
 import time
 import uuid
@@ -392,8 +391,3 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         report["files"]["latency"] = str(output_dir / "latency.md")
     return report
 
-
-if __name__ == "__main__":  # the command line lives in face3d.cli.offline (``face3d offline``)
-    from face3d.cli.offline import main
-
-    sys.exit(main(prog="python -m face3d.prnet.offline"))
