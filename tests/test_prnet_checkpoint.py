@@ -199,7 +199,7 @@ def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_pa
                         str(tmp_path / "prnet.keras")]) == 0
     np.testing.assert_allclose(load_predictor(tmp_path / "prnet.keras").predict(images), maps, rtol=0, atol=1e-5)
     assert face3d_main(["import-prnet", "--checkpoint", str(tmp_path / "none"), "--output",
-                        str(tmp_path / "x.keras")]) == 1
+                        str(tmp_path / "x.keras")]) == 2
 
 
 def test_fine_tuning_starts_from_the_checkpoint_at_any_input_size(tf1_checkpoint):

@@ -7,7 +7,7 @@ import sys
 from face3d.cli._common import Command, setup_logging
 from face3d.contract import INPUT_SIZE
 
-__all__ = ["IMPORT_PRNET", "run_import", "main"]
+__all__ = ["IMPORT_PRNET", "run_import"]
 
 
 def _add_arguments(parser):
@@ -28,7 +28,7 @@ def run_import(args):
         output, model = convert_checkpoint(args.checkpoint, args.output, args.input_size)
     except (FileNotFoundError, ValueError) as exc:
         print(f"import-prnet failed: {exc}", file=sys.stderr)
-        return 1
+        return 2
     print(f"wrote {output}: resfcn256, input {args.input_size}, {model.count_params():,} parameters")
     return 0
 
@@ -37,8 +37,3 @@ IMPORT_PRNET = Command("import-prnet", "convert PRNet's released TF1 checkpoint 
                        "Convert PRNet's released TF1 checkpoint to our Keras resfcn256 by tensor name (Adam slots "
                        "ignored; a missing, extra or misshaped network tensor is an error naming it).",
                        _add_arguments, run_import, argparse.ArgumentDefaultsHelpFormatter)
-
-
-def main(argv=None, prog=None):
-    """``face3d import-prnet`` as a program of its own; returns the exit status."""
-    return IMPORT_PRNET.main(argv, prog)
