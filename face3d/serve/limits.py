@@ -5,18 +5,13 @@
 decoding it, so ``check_image`` refuses a decompression bomb (a small file declaring a huge image) before any
 pixel memory is allocated.
 """
-import struct
 from dataclasses import dataclass
 
 from face3d.serve.errors import ApiError
+from face3d.utils.image_header import IMAGE_FORMATS, ImageHeader, UnsupportedImageFormat, read_image_header
 
 __all__ = ["Limits", "ImageHeader", "image_header", "check_image", "IMAGE_FORMATS"]
 
-IMAGE_FORMATS = ("png", "jpeg", "bmp", "webp")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers (they carry the image size): C0-CF except DHT (C4), JPG (C8) and DAC (CC)
-_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_JPEG_STANDALONE = frozenset([0x01, 0xD8, *range(0xD0, 0xD8)])  # markers without a length field
 
 
 @dataclass(frozen=True)
@@ -40,92 +35,19 @@ class Limits:
             raise ValueError(f"limits must be positive, got {self}")
 
 
-@dataclass(frozen=True)
-class ImageHeader:
-    """Format ('png', 'jpeg', 'bmp' or 'webp') and size (pixels) declared by an image file's header."""
-    format: str
-    width: int
-    height: int
-
-
-def _jpeg_size(data):
-    """(width, height) from the first start-of-frame segment, walking the marker segments."""
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            raise ValueError("JPEG marker segments are corrupt")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in _JPEG_STANDALONE:
-            i += 2
-            continue
-        if marker in _JPEG_FRAMES:
-            if i + 9 > len(data):
-                break
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
-            return width, height
-        if marker == 0xDA:  # start of scan before any frame header
-            break
-        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
-    raise ValueError("JPEG has no frame header (truncated?)")
-
-
-def _webp_size(data):
-    """(width, height) of a lossy (VP8), lossless (VP8L) or extended (VP8X) WebP."""
-    chunk = data[12:16]
-    if chunk == b"VP8 " and len(data) >= 30:
-        width, height = struct.unpack("<HH", data[26:30])
-        return width & 0x3FFF, height & 0x3FFF
-    if chunk == b"VP8L" and len(data) >= 25:
-        bits = struct.unpack("<I", data[21:25])[0]
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8X" and len(data) >= 30:
-        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-    raise ValueError("WebP header is truncated or of an unknown kind")
-
-
 def image_header(data):
-    """The format and size an image file declares, read from its first bytes (nothing is decoded).
+    """The format and size an image file declares (``face3d.utils.image_header.read_image_header``).
 
-    Args:
-        data: the file's bytes (only the header is read: PNG IHDR, JPEG start-of-frame, BMP info header,
-            WebP VP8/VP8L/VP8X chunk).
-    Returns:
-        ImageHeader.
     Raises:
         ApiError: 415 ``unsupported_image`` for another format, 400 ``bad_image`` for a truncated or corrupt
             header.
     """
-    data = bytes(data)  # a JPEG's frame header follows its EXIF, ICC and XMP segments, which the walk skips over
     try:
-        if data.startswith(_PNG_SIGNATURE):
-            if len(data) < 24 or data[12:16] != b"IHDR":
-                raise ValueError("PNG has no IHDR chunk")
-            width, height = struct.unpack(">II", data[16:24])
-            return _checked(ImageHeader("png", width, height))
-        if data.startswith(b"\xff\xd8"):
-            return _checked(ImageHeader("jpeg", *_jpeg_size(data)))
-        if data.startswith(b"BM") and len(data) >= 26:
-            if struct.unpack("<I", data[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
-                width, height = struct.unpack("<HH", data[18:22])
-            else:
-                width, height = struct.unpack("<ii", data[18:26])
-            return _checked(ImageHeader("bmp", abs(width), abs(height)))  # negative height: top-down rows
-        if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
-            return _checked(ImageHeader("webp", *_webp_size(data)))
-    except (ValueError, struct.error) as exc:
+        return read_image_header(data)
+    except UnsupportedImageFormat as exc:
+        raise ApiError(415, "unsupported_image", f"image: {exc}") from None
+    except ValueError as exc:
         raise ApiError(400, "bad_image", f"image: {exc}") from None
-    raise ApiError(415, "unsupported_image", f"image: not a {', '.join(IMAGE_FORMATS).upper()} file "
-                                              f"(first bytes {data[:8]!r})")
-
-
-def _checked(header):
-    if header.width < 1 or header.height < 1:
-        raise ValueError(f"{header.format.upper()} header declares an empty image ({header.width} x "
-                         f"{header.height})")
-    return header
 
 
 def check_image(data, limits):

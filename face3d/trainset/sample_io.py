@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from face3d.utils.errors import InputFileError
+from face3d.utils.image_header import read_image_header
 from face3d.utils.matfile import read_mat
 
 __all__ = ["read_image", "image_size", "read_params", "read_300wlp_sample", "require_image_file",
@@ -19,8 +20,6 @@ _REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
 _MAT_KEYS = _REQUIRED_KEYS + ("pt2d",)
 # Largest image a reader decodes: 100 megapixels take 300 MB as RGB (a few times that while decoding).
 DEFAULT_MAX_PIXELS = 100_000_000
-# JPEG start-of-frame markers (baseline, progressive, lossless ...): C0-CF except DHT (C4), JPG (C8), DAC (CC)
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def require_image_file(image_path) -> None:
@@ -29,37 +28,13 @@ def require_image_file(image_path) -> None:
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header of a JPEG, PNG or BMP file's bytes, without decoding; None for another
-    format or a header cut short.
-
-    PNG: the IHDR chunk first, big-endian width and height at bytes 16-23. BMP: little-endian signed width and
-    height at bytes 18-25 (height negative for top-down rows). JPEG: the segments after SOI are walked by their
-    lengths to the first start-of-frame marker, whose height and width follow its length and sample precision.
-    """
-    data = memoryview(data)
-    if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n" and bytes(data[12:16]) == b"IHDR" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if bytes(data[:2]) == b"BM" and len(data) >= 26:
-        width, height = (int.from_bytes(data[i:i + 4], "little", signed=True) for i in (18, 22))
-        return abs(width), abs(height)
-    if bytes(data[:2]) != b"\xff\xd8":
+    """(width, height) from the header of a JPEG, PNG or BMP file's bytes (the formats decoded here), without
+    decoding (``face3d.utils.image_header``); None for another format or a truncated or corrupt header."""
+    try:
+        header = read_image_header(data)
+    except ValueError:
         return None
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-        elif marker in _JPEG_SOF:
-            if pos + 9 > len(data):
-                return None
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            pos += 2
-        else:
-            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return None
+    return (header.width, header.height) if header.format in ("png", "jpeg", "bmp") else None
 
 
 def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
