@@ -177,8 +177,9 @@ def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys):
             mat_path.unlink()
     yaws = [abs(y) for _, y in kept]
     assert len(kept) >= 5 and max(yaws) > 60 and min(yaws) < 30
+    # The landmarks are exact projections: the fit is told so (0.5 px instead of a detector's 2 px).
     assert main(["fit", "--images", str(rendered), "--landmarks", str(landmarks), "--output", str(fitted),
-                 "--workers", "2", "--quiet"]) == 0
+                 "--landmark-noise", "0.5", "--workers", "2", "--quiet"]) == 0
     words = ["--resolution", "256", "--angles", "--no-perturb", "--workers", "1", "--quiet"]
     assert main(["generate", "--root", str(rendered), "--output", str(tmp_path / "true_maps"), *words]) == 0
     assert main(["generate", "--root", str(fitted), "--output", str(tmp_path / "fit_maps"), *words]) == 0
@@ -189,10 +190,11 @@ def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys):
         fit = np.load(tmp_path / "fit_maps" / "SYNTH" / f"{stem}.npy").astype(np.float64)
         errors[f"{stem} yaw {yaw:.0f}"] = np.linalg.norm((true - fit)[face][:, :2], axis=1)
     per_map = {name: float(e.mean()) for name, e in errors.items()}
-    # Mean over the face region of all maps (the same number of face pixels in each): 1.12 px here; per map
-    # 0.72-1.84 px (68 landmarks leave parts of the shape unobserved: the worst map is a -35 degree face).
-    assert float(np.mean(np.concatenate(list(errors.values())))) < 1.5, per_map
-    assert max(per_map.values()) < 2.0 and min(per_map.values()) > 0.05, per_map  # two fits, not one file twice
+    # Every map within 1.5 px: 0.38-0.94 px here (mean 0.55 px; 68 landmarks leave parts of the shape unobserved,
+    # the worst map is the 74 degree face). The renderer and the fitter march the jaw by one rule; with different
+    # rules, or with the fit assuming a detector's 2 px noise, one map was 1.6-1.8 px off.
+    assert float(np.mean(np.concatenate(list(errors.values())))) < 0.8, per_map
+    assert max(per_map.values()) < 1.5 and min(per_map.values()) > 0.05, per_map  # two fits, not one file twice
 
 
 # ------------------------------------------------------------------------------------------------ batch behaviour
@@ -320,6 +322,9 @@ def test_fit_command_errors(tmp_path, capsys):
     assert main(["fit", "--images", str(photos), "--landmarks", str(tmp_path / "none"), "--output",
                  str(tmp_path / "o"), "--quiet"]) == 2
     assert "landmarks folder not found" in capsys.readouterr().err
+    assert main(["fit", "--images", str(photos), "--landmark-noise", "0", "--output", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    assert "landmark_noise must be a positive number of pixels, got 0.0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["fit", "--images", str(photos), "--landmarks", "x", "--detect", "--output", "o"])
     assert "not allowed with argument" in capsys.readouterr().err
@@ -336,6 +341,7 @@ def test_fit_help_lists_its_flags(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: face3d fit")
-    for flag in ("--images", "--landmarks", "--detect", "--output", "--bfm", "--workers", "--max-fit-error"):
+    for flag in ("--images", "--landmarks", "--detect", "--output", "--bfm", "--workers", "--max-fit-error",
+                 "--landmark-noise"):
         assert flag in text, flag
     assert "(default: 0.05)" in " ".join(text.split())  # whatever the line wrapping

@@ -36,6 +36,9 @@ def add_fit_arguments(parser):
     add_field_argument(parser, FitConfig, "max_fit_error", metavar="E",
                        help="drop fits whose landmark NME (mean distance / sqrt(w*h) of the landmarks' box) is "
                             "above E, a fraction (default: %(default)s)")
+    add_field_argument(parser, FitConfig, "landmark_noise", metavar="PX",
+                       help="expected error of the landmarks in pixels (default: %(default)s, a detector's); "
+                            "smaller for exact landmarks lets the fit follow them more closely")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
@@ -47,7 +50,7 @@ def run_fit(args):
     from face3d.fitting.photos import FitConfig, fit_photos
 
     try:
-        config = FitConfig(max_fit_error=args.max_fit_error, detect=args.detect,
+        config = FitConfig(max_fit_error=args.max_fit_error, landmark_noise=args.landmark_noise, detect=args.detect,
                            landmarks=None if args.landmarks is None else os.path.abspath(args.landmarks))
         summary = fit_photos(args.images, args.output, model_path=args.bfm, config=config, workers=args.workers,
                              progress=not args.quiet)

@@ -44,20 +44,24 @@ class FitConfig:
 
     Attributes:
         max_fit_error: fits with a larger NME (fraction, 0.05 = 5 %) are dropped.
-        max_iter, noise_sigma: of ``MorphableModel.fit_image_landmarks`` (iterations; landmark noise in pixels).
+        max_iter: Gauss-Newton steps of ``MorphableModel.fit_image_landmarks``.
+        landmark_noise: standard deviation of the landmarks' error in pixels, the fit's ``noise_sigma``: how far
+            the fit may leave the landmarks to keep the face likely under the model's prior.
         detect: None for landmark files, else the dlib detector kind ("auto", "cnn", "hog").
         landmarks: folder of the landmark files (absolute), or None for files beside the images.
     """
 
     max_fit_error: float = DEFAULT_MAX_FIT_ERROR
     max_iter: int = 4
-    noise_sigma: float = 2.0
+    landmark_noise: float = 2.0
     detect: str | None = None
     landmarks: str | None = None
 
     def __post_init__(self):
         if not self.max_fit_error > 0:
             raise ValueError(f"max_fit_error must be a positive fraction, got {self.max_fit_error}")
+        if not self.landmark_noise > 0:
+            raise ValueError(f"landmark_noise must be a positive number of pixels, got {self.landmark_noise}")
         if self.detect is not None and self.landmarks is not None:
             raise ValueError("landmarks come from files or from the detector, not both")
 
@@ -139,7 +143,7 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig()):
 
     Args:
         model: MorphableModel. landmarks: (N, 68, 2) image pixels (y down). heights: (N,) image heights.
-        config: FitConfig (max_iter, noise_sigma).
+        config: FitConfig (max_iter, landmark_noise).
     Returns:
         list of N dicts in the 300W-LP layout: ``Pose_Para`` (1, 7) float32, ``Shape_Para`` (n_sp, 1) and
         ``Exp_Para`` (n_ep, 1) float64, ``pt2d`` (2, 68) float64 (the input), ``roi`` (1, 4) int16 and
@@ -152,7 +156,7 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig()):
     heights = np.asarray(heights, dtype=np.int64).reshape(-1)
     projected = landmarks.copy()
     projected[..., 1] = heights[:, None] - 1.0 - projected[..., 1]  # flip_y, per image height
-    result = model.fit_batch(projected, max_iter=config.max_iter, noise_sigma=config.noise_sigma,
+    result = model.fit_batch(projected, max_iter=config.max_iter, noise_sigma=config.landmark_noise,
                              contour=model.contour_lines is not None)
     pose = result.pose_para().astype(np.float32)
     shape_para = result.shape_para.astype(np.float64)

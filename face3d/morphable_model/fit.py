@@ -26,12 +26,11 @@ from face3d.morphable_model.camera import (
     rodrigues,
     scaled_rotation_from_affine,
 )
+from face3d.morphable_model.contour import MARCHING, line_table, silhouette_vertices, yaw_3ddfa
 
 __all__ = ["FitResult", "LandmarkFitter"]
 
 # iBUG 68 jaw landmarks that march to the silhouette: subject's right (model -x) and left (+x).
-_JAW_RIGHT = np.arange(0, 8)
-_JAW_LEFT = np.arange(9, 17)
 _N_IBUG = 68
 # Step lengths tried along each Gauss-Newton update (1 first: the full step wins ties).
 _STEPS = np.array([1.0, 0.5, 0.25, 0.1, 0.0])
@@ -125,11 +124,11 @@ class LandmarkFitter:
        (0 included) is kept, so the MAP objective never increases (plain Gauss-Newton can overshoot
        when the model cannot explain the landmarks).  A face stops once its landmarks move less than
        ``tol`` pixels.
-    3. Contour-aware mode (68 iBUG landmarks): at each iteration the jaw landmarks of the side turned
-       away from the camera (0-7 or 9-16) move, along their candidate line (``contour_lines``), to the
-       vertex that is outermost in the current projection, measured across the face (perpendicular to
-       the projected vertical axis, so roll does not bias it): 3DDFA's landmark marching; eos picks
-       the contour side by yaw in the same way.  The chin (8) and the near side keep their vertices.
+    3. Contour-aware mode (68 iBUG landmarks): at each iteration, once the face is turned more than
+       10 degrees, the jaw landmarks of the side turned away from the camera (0-7 or 9-16) move, along
+       their candidate line (``contour_lines``), to the vertex outermost in the current projection:
+       3DDFA's landmark marching, the rule 300W-LP's landmarks follow (``morphable_model.contour``).
+       The chin (8) and the near side keep their vertices.
 
     Args:
         model: dict with shapeMU (3n,1), shapePC (3n,k), shapeEV (k,1), expPC (3n,ke),
@@ -173,7 +172,7 @@ class LandmarkFitter:
             if m != _N_IBUG or len(contour_lines) != 17:
                 raise ValueError(f"contour_lines needs the 68 iBUG landmarks and 17 lines, got "
                                  f"{m} landmarks and {len(contour_lines)} lines")
-            dyn_pos = np.concatenate([_JAW_RIGHT, _JAW_LEFT])
+            dyn_pos = MARCHING
         else:
             dyn_pos = np.zeros(0, dtype=np.int64)
         self._dyn_pos = dyn_pos
@@ -201,15 +200,8 @@ class LandmarkFitter:
             self._mu_d, self._L_d = self._rows(cand)                  # (nc,3), (nc,3,P)
             # Cross Gram blocks candidate x static landmarks, gathered per face later.
             self._G_ds = (self._L_d.reshape(-1, Ls.shape[1]) @ Ls.T).reshape(len(cand), 3, ns, 3)
-            width = max(len(lines[p]) for p in dyn_pos)
-            table = np.empty((len(dyn_pos), width), dtype=np.int64)
-            for r, p in enumerate(dyn_pos):
-                local = np.searchsorted(cand, lines[p])
-                table[r] = np.concatenate([local, np.full(width - len(local), local[0])])
-            self._lines_local = table                                   # (nd, width) into cand
+            self._lines_local = line_table(lines, cand)                 # (nd, width) into cand
             self._kpt_local = np.searchsorted(cand, kpt_dyn)            # (nd,)
-            # +1 for the subject's left jaw (model +x), -1 for the right jaw.
-            self._outward = np.where(dyn_pos >= 9, 1.0, -1.0)
 
     def _rows(self, vertices):
         """Mean (k,3) and whitened basis (k,3,P) float64 rows of the given vertices."""
@@ -220,23 +212,13 @@ class LandmarkFitter:
 
     # ------------------------------------------------------------------------------ helpers
     def _select(self, s, R, z):
-        """Candidate index (into ``self._cand``) of each marching landmark: (N, nd) int64."""
+        """Candidate index (into ``self._cand``) of each marching landmark: (N, nd) int64
+        (:func:`face3d.morphable_model.contour.silhouette_vertices` on the current shape and pose)."""
         N = len(s)
         nc = len(self._cand)
         Xc = self._mu_d[None] + (z @ self._L_d.reshape(3 * nc, -1).T).reshape(N, nc, 3)
-        up = R[:, 1, :2]                                  # image direction of the model's +y axis
-        right = np.stack([up[:, 1], -up[:, 0]], axis=1)   # perpendicular: image "right" of the face
-        right /= np.linalg.norm(right, axis=1, keepdims=True) + 1e-300
-        # Image-right direction expressed as a model-space direction through the camera (x = R2 X).
-        g = np.einsum("ba,bac->bc", right, R[:, :2, :])
-        score = np.einsum("bvc,bc->bv", Xc, g)                          # (N, nc)
-        per_line = score[:, self._lines_local] * self._outward[None, :, None]
-        best = self._lines_local[np.arange(len(self._dyn_pos))[None, :],
-                                 np.argmax(per_line, axis=2)]           # (N, nd)
-        # The nose points to the far (self-occluded) side: its jaw landmarks sit on the silhouette.
-        nose_right = np.einsum("ba,ba->b", R[:, :2, 2], right) > 0
-        far = np.where(nose_right[:, None], self._outward[None] > 0, self._outward[None] < 0)
-        return np.where(far, best, self._kpt_local[None])
+        camera = np.einsum("bvc,bkc->bvk", Xc, R)                        # (N, nc, 3) = X @ R.T
+        return silhouette_vertices(camera, self._lines_local, self._kpt_local, yaw_3ddfa(R))
 
     def _camera_K(self, M, Ld_sel, sel, noise_var):
         """Lower triangle of K = A A^T + noise_var I for N faces.

@@ -38,6 +38,7 @@ import scipy.linalg
 from face3d.mesh import light as mesh_light
 from face3d.mesh import render as mesh_render
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
+from face3d.morphable_model.contour import MARCHING, line_table, silhouette_vertices
 from face3d.utils.atomic import atomic_file, atomic_write_bytes
 
 __all__ = [
@@ -107,19 +108,14 @@ def random_background(rng, size):
 
 
 def _far_side_contour(model, vertices, kpt_ind, R, yaw):
-    """Keypoint vertex indices with the turned-away jaw side moved to the silhouette (see module doc)."""
+    """Keypoint vertex indices (68,) with the turned-away jaw side on the silhouette
+    (:func:`face3d.morphable_model.contour.silhouette_vertices`); unchanged without 17 contour lines."""
     lines = getattr(model, "contour_lines", None) or []
     kpt = np.array(kpt_ind, dtype=np.int64)
-    if len(lines) != 17 or abs(np.rad2deg(yaw)) <= 10.0:
+    if len(lines) != 17:
         return kpt
-    camera = vertices @ R.T  # x right, z towards the viewer
-    left, right = list(range(8)), list(range(9, 17))
-    far = left if camera[kpt[left], 2].mean() < camera[kpt[right], 2].mean() else right
-    for j in far:
-        candidates = np.asarray(lines[j], dtype=np.int64)
-        if candidates.size:
-            x = camera[candidates, 0]
-            kpt[j] = candidates[np.argmin(x) if j < 8 else np.argmax(x)]
+    camera = (vertices @ R.T)[None]
+    kpt[MARCHING] = silhouette_vertices(camera, line_table(lines), kpt[MARCHING], np.array([yaw]))[0]
     return kpt
 
 
