@@ -16,7 +16,7 @@ It prints fits per second (wall clock and process CPU time: the machine may be s
 speed-up of the batch over face3d, and per yaw bucket the landmark RMSE (fitted keypoints vs the
 noisy input landmarks) and the dense 2D vertex RMSE (all projected vertices, fitted vs true), in
 pixels.  The default model is also fitted in contour-aware mode on 300W-LP-style landmarks (jaw
-points of the far side on the silhouette).
+points of the far side on the silhouette, by the rule of ``face3d.morphable_model.contour``).
 
 Usage: python bench/bench_fit.py [--faces 200] [--single 40] [--seed 0]
 OpenBLAS threads default to 1 (set OPENBLAS_NUM_THREADS to override): per-face work is small and
@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 
 from face3d.mesh.transform import P2sRt, angle2matrix, estimate_affine_matrix_3d22d  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
+from face3d.morphable_model.contour import landmark_vertices  # noqa: E402
 
 SCALE = 8e-4
 BUCKETS = ((-90, -60), (-60, -30), (-30, 0), (0, 30), (30, 60), (60, 91))
@@ -103,17 +104,6 @@ def random_bfm_sized_model(rng, nver=53215, n_sp=199, n_ep=29):
     return MorphableModel.from_arrays(model)
 
 
-def silhouette_keypoints(mm, vertices, R, yaw):
-    """300W-LP-style landmark vertices (3DDFA's landmark marching, written independently of the
-    fitter): the far-side jaw landmarks take the contour-line vertex with extreme rotated x."""
-    idx = mm.kpt_ind.copy()
-    x_rot = vertices @ R[0]
-    for k in (range(9, 17) if yaw > 0 else range(0, 8)):
-        line = mm.contour_lines[k]
-        idx[k] = line[np.argmax(x_rot[line]) if yaw > 0 else np.argmin(x_rot[line])]
-    return idx
-
-
 def make_faces(mm, n, rng, silhouette=False):
     """n faces: yaw (n,) degrees, projected vertices (n, nver, 2), noisy landmarks (n, 68, 2)."""
     sp = np.stack([mm.get_shape_para("random", rng)[:, 0] for _ in range(n)])
@@ -126,7 +116,7 @@ def make_faces(mm, n, rng, silhouette=False):
         ind = mm.kpt_ind
         if silhouette:
             v3 = mm.generate_vertices(sp[i], ep[i]).astype(np.float64)
-            ind = silhouette_keypoints(mm, v3, R[i], yaw[i])
+            ind = landmark_vertices(v3, R[i], mm.kpt_ind, mm.contour_lines)
         lms[i] = verts[i, ind]
     return yaw, verts, lms + rng.standard_normal((n, 68, 2))
 

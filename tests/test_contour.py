@@ -4,9 +4,8 @@ import pytest
 
 from face3d.mesh.transform import angle2matrix_3ddfa
 from face3d.morphable_model import MorphableModel
-from face3d.morphable_model.contour import MARCHING, line_table, silhouette_vertices, yaw_3ddfa
+from face3d.morphable_model.contour import MARCHING, landmark_vertices, line_table, silhouette_vertices, yaw_3ddfa
 from face3d.morphable_model.fit import LandmarkFitter
-from face3d.trainset.synthetic import _far_side_contour
 
 
 def _lines():
@@ -65,7 +64,8 @@ def test_yaw_3ddfa_reads_pose_para_back():
 
 
 def test_fitter_marches_like_the_renderer():
-    """On the default model, the fitter given the true shape and pose selects the renderer's landmark vertices."""
+    """On the default model, the fitter given the true shape and pose selects the vertices the synthetic set's
+    landmarks are drawn from (landmark_vertices)."""
     mm = MorphableModel()
     fitter = LandmarkFitter(mm.model, mm.kpt_ind, mm.contour_lines)
     rng = np.random.default_rng(3)
@@ -75,7 +75,7 @@ def test_fitter_marches_like_the_renderer():
         shape = z[:fitter.n_shape_para] * fitter.ev[:fitter.n_shape_para]
         exp = z[fitter.n_shape_para:] * fitter.ev[fitter.n_shape_para:]
         vertices = mm.generate_vertices(shape[:, None], exp[:, None]).astype(np.float64)
-        expected = _far_side_contour(mm, vertices, mm.kpt_ind, R, yaw)
+        expected = landmark_vertices(vertices, R, mm.kpt_ind, mm.contour_lines)
         chosen = fitter._cand[fitter._select(np.ones(1), R[None], z[None])[0]]
         np.testing.assert_array_equal(chosen, expected[MARCHING])
         assert (chosen != mm.kpt_ind[MARCHING]).any() == (abs(yaw) > np.deg2rad(10))

@@ -67,3 +67,19 @@ def silhouette_vertices(camera, table, frontal, yaw):
     far = np.where(left_is_far[:, None], ~right_jaw[None], right_jaw[None])
     far &= (np.abs(np.asarray(yaw, dtype=np.float64)) > np.deg2rad(MIN_YAW_DEG))[:, None]
     return np.where(far, best, frontal[None]).astype(np.int64)
+
+
+def landmark_vertices(vertices, R, kpt_ind, contour_lines):
+    """The 68 landmark vertices of one face as 300W-LP places its landmarks.
+
+    Args:
+        vertices: (nver, 3) model-space vertices; R: (3, 3) rotation applied as ``vertices @ R.T``.
+        kpt_ind: (68,) frontal landmark vertex indices; contour_lines: the 17 jaw candidate lines.
+    Returns:
+        (68,) int64 vertex indices: ``kpt_ind`` with the marching jaw landmarks of :func:`silhouette_vertices`.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    kpt = np.array(kpt_ind, dtype=np.int64)
+    camera = (np.asarray(vertices, dtype=np.float64) @ R.T)[None]
+    kpt[MARCHING] = silhouette_vertices(camera, line_table(contour_lines), kpt[MARCHING], yaw_3ddfa(R[None]))[0]
+    return kpt

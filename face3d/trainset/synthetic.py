@@ -38,7 +38,7 @@ import scipy.linalg
 from face3d.mesh import light as mesh_light
 from face3d.mesh import render as mesh_render
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
-from face3d.morphable_model.contour import MARCHING, line_table, silhouette_vertices
+from face3d.morphable_model.contour import landmark_vertices
 from face3d.utils.atomic import atomic_file, atomic_write_bytes
 
 __all__ = [
@@ -105,18 +105,6 @@ def random_background(rng, size):
         t = np.clip(np.hypot(xx - centre[0], yy - centre[1]) / (0.8 * size), 0.0, 1.0)
         image = c0 + (c1 - c0) * t[..., None] + rng.normal(0.0, 0.03, (size, size, 3)).astype(np.float32)
     return np.clip(image, 0.0, 1.0).astype(np.float32)
-
-
-def _far_side_contour(model, vertices, kpt_ind, R, yaw):
-    """Keypoint vertex indices (68,) with the turned-away jaw side on the silhouette
-    (:func:`face3d.morphable_model.contour.silhouette_vertices`); unchanged without 17 contour lines."""
-    lines = getattr(model, "contour_lines", None) or []
-    kpt = np.array(kpt_ind, dtype=np.int64)
-    if len(lines) != 17:
-        return kpt
-    camera = (vertices @ R.T)[None]
-    kpt[MARCHING] = silhouette_vertices(camera, line_table(lines), kpt[MARCHING], np.array([yaw]))[0]
-    return kpt
 
 
 def _draw_light(rng):
@@ -190,7 +178,7 @@ def _draw_face(model, rng, size, yaw_fraction):
 
 def _render_view(model, face, yaw, rng, size, kpt=None):
     """One view of ``face`` at ``yaw`` (radians), its keypoint box centred on ``face.target``; ``rng`` draws the
-    sensor grain. ``kpt``: the keypoint vertices of pt2d, by default 300W-LP's (``_far_side_contour``).
+    sensor grain. ``kpt``: the keypoint vertices of pt2d, by default 300W-LP's (``contour.landmark_vertices``).
 
     Returns:
         (image (size, size, 3) uint8 RGB, mat dict (module docstring), keypoint vertex indices (68,)).
@@ -214,7 +202,9 @@ def _render_view(model, face, yaw, rng, size, kpt=None):
     rendered = rendered + rng.normal(0.0, 1.5 / 255.0, rendered.shape)  # sensor grain
     image = np.clip(np.round(rendered * 255.0), 0, 255).astype(np.uint8)
 
-    kpt = _far_side_contour(model, vertices, kpt_ind, R, pose[1]) if kpt is None else kpt
+    if kpt is None:
+        lines = model.contour_lines
+        kpt = kpt_ind if lines is None else landmark_vertices(vertices, R, kpt_ind, lines)
     pt2d = image_vertices[kpt, :2].T.astype(np.float64)
     mat = {
         "pt2d": pt2d,
