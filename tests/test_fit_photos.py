@@ -249,6 +249,15 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     assert again["fit_nme"] == summary["fit_nme"] and again["dropped_images"] == summary["dropped_images"]
     assert (out / "good/a.mat").stat().st_mtime_ns == stamp
 
+    # Finished images are journal lines, not a file each; a resume checks their files: a lost output is redone
+    assert {p.name.split(".")[0] for p in (out / DONE_DIR).iterdir()} == {"journal"}
+    (out / "good/b.mat").unlink()
+    assert main(argv) == 1
+    third = json.loads((out / "summary.json").read_text())
+    assert (third["written"], third["skipped"], third["failed"]) == (1, 2, 4) and (out / "good/b.mat").is_file()
+    assert third["fit_nme"] == pytest.approx(summary["fit_nme"], rel=1e-6)  # b now fitted alone, not in a chunk
+    assert (out / "good/a.mat").stat().st_mtime_ns == stamp
+
     # A looser threshold is another run: the wild fit is now kept
     assert main(argv[:-1] + ["0.9"]) == 1
     assert (out / "wild.mat").is_file() and json.loads((out / "summary.json").read_text())["written"] == 3

@@ -6,7 +6,8 @@ Per image: 68 landmarks from a file (``trainset.landmark_files``) or dlib (``--d
 placed by the parameters as stored, against the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
 Outputs mirror the input folders: ``<stem>.<ext>`` (the image: a hard link, else a copy) and ``<stem>.mat``.
 The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool, atomic writes,
-a done marker per image (so a rerun resumes), bad inputs logged and skipped, a progress bar, ``summary.json``.
+the journal of finished images (``trainset.outputs.Journal``: a rerun resumes), bad inputs logged and skipped, a
+progress bar, ``summary.json``.
 """
 import dataclasses
 import json
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint
+from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
 from face3d.trainset.discovery import IMAGE_EXTENSIONS
 from face3d.trainset.landmark_files import LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
-from face3d.trainset.outputs import done_marker_path
+from face3d.trainset.outputs import Journal, file_check, read_journals
 from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
 from face3d.utils.errors import InputFileError
@@ -40,7 +41,7 @@ CHUNK_SIZE = 32
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Settings of a fitting run (their fingerprint decides which done markers a rerun trusts).
+    """Settings of a fitting run (their fingerprint decides which journal records a rerun trusts).
 
     Attributes:
         max_fit_error: fits with a larger NME (fraction, 0.05 = 5 %) are dropped.
@@ -72,6 +73,11 @@ class PhotoRef:
 
     rel: str
     image_path: str
+
+    @property
+    def folder(self):
+        """Relative folder of the image ("" at the root), where its outputs go."""
+        return self.rel.rsplit("/", 1)[0] if "/" in self.rel else ""
 
 
 def discover_photos(images_root, exclude=()):
@@ -191,24 +197,14 @@ def _link_or_copy(source, target):
     os.replace(tmp, target)
 
 
-def _write_marker(output, ref, fingerprint, status, fit_nme):
-    text = json.dumps({"image": ref.rel, "fingerprint": fingerprint, "status": status, "fit_nme": fit_nme})
-    atomic_write_bytes(done_marker_path(output, ref.rel), text.encode("utf-8"))
+def _record(ref, fingerprint, status, fit_nme, files):
+    """The journal record of a finished image: ``status`` "written" or "dropped", ``files`` {name: [size, crc]}."""
+    return {"sample": ref.rel, "fingerprint": fingerprint, "status": status, "fit_nme": fit_nme,
+            "outputs": sorted(files), "files": files}
 
 
-def _read_marker(output, ref, fingerprint):
-    """(status, fit_nme) of an image done under ``fingerprint``, else None."""
-    try:
-        marker = json.loads(done_marker_path(output, ref.rel).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if marker.get("fingerprint") != fingerprint:
-        return None
-    return marker["status"], marker["fit_nme"]
-
-
-def _write_sample(output, ref, mat, fingerprint):
-    """Write the image and the ``.mat`` of a kept fit, then its done marker."""
+def _write_sample(output, ref, mat):
+    """Write the image and the ``.mat`` of a kept fit. Returns their ``{file name: [size, crc]}``."""
     import scipy.io
 
     image_out, mat_out = _output_paths(output, ref)
@@ -216,12 +212,12 @@ def _write_sample(output, ref, mat, fingerprint):
     _link_or_copy(ref.image_path, image_out)
     with atomic_file(mat_out) as f:  # a file object: savemat would append ".mat" to the temporary name
         scipy.io.savemat(f, mat, do_compression=False)
-    _write_marker(output, ref, fingerprint, "written", float(mat["fit_nme"][0, 0]))
+    return {path.name: file_check(path) for path in (image_out, mat_out)}
 
 
 def _remove_outputs(output, ref):
-    """Remove the marker and outputs of an image before it is redone (a dropped fit must leave no sample)."""
-    for path in (done_marker_path(output, ref.rel), *_output_paths(output, ref)):
+    """Remove the outputs of an image before it is redone (a dropped fit must leave no sample)."""
+    for path in _output_paths(output, ref):
         path.unlink(missing_ok=True)
 
 
@@ -237,6 +233,7 @@ class _RunState:
     images_root: str
     output: str
     fingerprint: str
+    journal: Journal
 
 
 def _build_state(model_path, config, images_root, output, fingerprint):
@@ -247,7 +244,8 @@ def _build_state(model_path, config, images_root, output, fingerprint):
         from face3d.prnet.detect import DlibLandmarker
 
         landmarker = DlibLandmarker(config.detect)
-    return _RunState(MorphableModel(model_path), landmarker, config, images_root, output, fingerprint)
+    return _RunState(MorphableModel(model_path), landmarker, config, images_root, output, fingerprint,
+                     Journal(output))
 
 
 def _read_input(state, ref):
@@ -289,9 +287,9 @@ def _fit_all(state, ready):
 
 
 def _fit_chunk(state, refs):
-    """Fit and write a chunk of photos. Returns one record per photo: (rel, status, fit_nme or reason), status
-    "written", "dropped" or "failed"."""
-    records, ready = {}, []
+    """Fit and write a chunk of photos, then journal the finished ones in one append. Returns one record per
+    photo: (rel, status, fit_nme or reason), status "written", "dropped" or "failed"."""
+    records, ready, journal = {}, [], []
     for ref in refs:
         _remove_outputs(state.output, ref)
         try:
@@ -305,15 +303,15 @@ def _fit_chunk(state, refs):
                 continue
             nme = float(mat["fit_nme"][0, 0])
             try:
-                if nme > state.config.max_fit_error:
-                    _write_marker(state.output, ref, state.fingerprint, "dropped", nme)
-                    records[ref.rel] = (ref.rel, "dropped", nme)
-                else:
-                    _write_sample(state.output, ref, mat, state.fingerprint)
-                    records[ref.rel] = (ref.rel, "written", nme)
+                status = "dropped" if nme > state.config.max_fit_error else "written"
+                files = _write_sample(state.output, ref, mat) if status == "written" else {}
+                journal.append(_record(ref, state.fingerprint, status, nme, files))
+                records[ref.rel] = (ref.rel, status, nme)
             except (OSError, ValueError) as exc:
                 _remove_outputs(state.output, ref)
                 records[ref.rel] = (ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}")
+    if journal:
+        state.journal.append(journal)
     return [records[ref.rel] for ref in refs]
 
 
@@ -363,13 +361,11 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     fingerprint = config_fingerprint(config, model_id, 0)
 
     fit_nme, statuses, failures = {}, {}, []
-    pending = []
-    for ref in photos:
-        done = _read_marker(output, ref, fingerprint)
-        if done is None:
-            pending.append(ref)
-        else:
-            statuses[ref.rel], fit_nme[ref.rel] = done
+    latest = read_journals(output)
+    intact = intact_done(output, photos, latest, fingerprint, threads=4)
+    pending = [ref for ref in photos if ref.rel not in intact]
+    for rel in intact:
+        statuses[rel], fit_nme[rel] = latest[rel]["status"], latest[rel]["fit_nme"]
     skipped = len(photos) - len(pending)
     counts = {"written": 0, "dropped": 0, "failed": 0}
     by_rel = {ref.rel: ref for ref in photos}
@@ -394,11 +390,14 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     chunks = [pending[i:i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
     run_workers = min(workers, max(len(chunks), 1))
     try:
-        if run_workers == 1:
-            state = _build_state(*state_args) if chunks else None
-            for chunk in chunks:
-                on_records(_fit_chunk(state, chunk))
-        else:
+        if run_workers == 1 and chunks:
+            state = _build_state(*state_args)
+            try:
+                for chunk in chunks:
+                    on_records(_fit_chunk(state, chunk))
+            finally:
+                state.journal.close()
+        elif chunks:
             fork = pool_context().get_start_method() == "fork"
             initargs = (_build_state(*state_args), None) if fork else (None, state_args)
             run_chunks_in_pool(_worker_chunk, chunks, run_workers, on_records, _init_worker, initargs)

@@ -29,7 +29,7 @@ from face3d.trainset.discovery import (
     sample_seed,
     select_shard,
 )
-from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_marker_path, done_outputs, read_journals
+from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_outputs, read_journals
 from face3d.trainset.uv_layout import build_uv_data, check_uv_data_fits, load_uv_data, load_uv_model, write_uv_data
 from face3d.trainset.worker_pool import RunState, default_worker_count, pool_context, run_chunks_in_pool, run_tasks
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
@@ -41,7 +41,7 @@ __all__ = [
     "summary_file_name", "config_fingerprint", "default_worker_count", "generate_dataset",
     "read_journals", "done_outputs",
     "LABEL_FILE", "SUMMARY_FILE", "DONE_DIR", "UV_DATA_DIR", "TEMP_SUFFIX", "KNOWN_300WLP_FOLDERS",
-    "IMAGE_EXTENSIONS", "done_marker_path", "pool_context", "run_chunks_in_pool",
+    "IMAGE_EXTENSIONS", "intact_done", "pool_context", "run_chunks_in_pool",
 ]
 
 logger = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     refused = [(ref.rel, "failed", f"{printable_path(ref.mat_path)}: the name {problem}; rename it")
                for ref in samples if (problem := label_text_problem(ref.rel))]
     refused_rels = {rel for rel, _, _ in refused}
-    intact = _intact_done(output, [ref for ref in samples if ref.rel not in refused_rels], latest, fingerprint,
+    intact = intact_done(output, [ref for ref in samples if ref.rel not in refused_rels], latest, fingerprint,
                           threads=min(32, 4 * workers))
     pending = [(ref, sample_seed(seed, ref.rel)) for ref in samples
                if ref.rel not in refused_rels and ref.rel not in intact]
@@ -327,8 +327,9 @@ def _selected_samples(root, output, limit, shard, unreadable):
     return samples if shard is None else select_shard(samples, *shard)
 
 
-def _intact_done(output, samples, latest, fingerprint, threads):
-    """The rels of ``samples`` done under ``fingerprint`` whose files are still as written (``damaged_outputs``),
+def intact_done(output, samples, latest, fingerprint, threads):
+    """The rels of ``samples`` (with ``rel`` and ``folder``) done under ``fingerprint`` according to ``latest``
+    (``read_journals``) whose files are still as written (``damaged_outputs``),
     checked on ``threads`` threads, since waiting for the files' ends from disk is what a resume spends its time
     on; a damaged sample is logged."""
     done = [ref for ref in samples if done_outputs(latest, ref.rel, fingerprint) is not None]

@@ -13,7 +13,6 @@ import os
 import socket
 import time
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from face3d.utils.atomic import TEMP_SUFFIX
 
 __all__ = ["OutputFolders", "Journal", "write_sample", "read_journals", "done_outputs", "damaged_outputs",
-           "done_marker_path", "DONE_DIR", "CHECKED_BYTES"]
+           "file_check", "DONE_DIR", "CHECKED_BYTES"]
 
 DONE_DIR = ".done"
 JOURNAL_PREFIX = "journal."
@@ -100,6 +99,17 @@ def _buffers_check(chunks):
     return [size, crc]
 
 
+def file_check(path):
+    """``[size, crc32 of _checked_ranges]`` of the finished file ``path``, as ``_buffers_check`` gives for the
+    buffers written into it (for outputs written by other means than ``write_sample``)."""
+    with open(path, "rb") as f:
+        size, crc = os.fstat(f.fileno()).st_size, 0
+        for start, stop in _checked_ranges(size):
+            f.seek(start)
+            crc = zlib.crc32(f.read(stop - start), crc)
+    return [size, crc]
+
+
 def _file_problem(path, check):
     """What is wrong with the finished file ``path`` against its ``[size, crc]`` (``_buffers_check``), or None."""
     size, crc = check
@@ -147,12 +157,6 @@ def _npy_chunks(array, dtype):
     else:
         data = np.ascontiguousarray(array, dtype=dtype)
     return _npy_header(data.shape, np.lib.format.dtype_to_descr(data.dtype)), data.reshape(-1).view(np.uint8)
-
-
-def done_marker_path(output, rel):
-    """The done marker ``<output>/.done/<rel>.json`` of an item with relative path ``rel`` (the photo fitter's
-    resume record; the generator's are its journals, see ``Journal``)."""
-    return Path(output) / DONE_DIR / f"{rel}.json"
 
 
 def _journal_records(output):
