@@ -76,26 +76,18 @@ inline bool read_triangle(const int32_t* tris, int64_t t, uint64_t n, int32_t& i
     return !(out_of_range(i0, n) | out_of_range(i1, n) | out_of_range(i2, n));
 }
 
-// Where the rasteriser writes: pixel (x, y) of `win` at offset (y - win.y0) * stride + (x - win.x0) of depth
-// (nearest z so far), tri (its triangle) and bary (3 float32 weights per pixel).
-struct Target {
-    Rect win;
-    int64_t stride;
-    float* depth;
-    int32_t* tri;
-    float* bary;
-};
-
-// Rasterises every triangle, in order, into out (the three edge functions of a pixel are evaluated at once, lane
-// i holding edge i: the same float64 operations per lane as the scalar rule, so the same bits); returns
-// kBadVertexIndex at the first triangle with an index outside [0, nver).
-__attribute__((target_clones("avx2", "default")))
-int rasterize(const Corner* corners, int64_t nver, const int32_t* tris, int64_t ntri, const Target& out) {
+// Rasterises every triangle, in order, into the depth buffer over `win` (pixel (x, y) at offset
+// (y - win.y0) * stride + x - win.x0), calling visit(offset, x, y, t, i0, i1, i2, weights) whenever triangle t
+// (corners i0, i1, i2) wins the strict z-test, with its float32 weights in lanes 0-2. The three edge functions of
+// a pixel are evaluated at once, lane i holding edge i: the same float64 operations per lane as the scalar rule,
+// so the same bits. Returns kBadVertexIndex at the first triangle with an index outside [0, nver), or the first
+// status other than kOk that visit returns.
+template <class Visit>
+__attribute__((always_inline)) inline int rasterize(const Corner* corners, int64_t nver, const int32_t* tris,
+                                                    int64_t ntri, const Rect& win, int64_t stride, float* depth,
+                                                    Visit&& visit) {
     const uint64_t n = static_cast<uint64_t>(nver);
-    const int64_t stride = out.stride, win_x0 = out.win.x0, win_y0 = out.win.y0;
-    float* const depth = out.depth;
-    int32_t* const tri_buf = out.tri;
-    float* const bary = out.bary;
+    const int64_t win_x0 = win.x0, win_y0 = win.y0;
     for (int64_t t = 0; t < ntri; ++t) {
         int32_t i0, i1, i2;
         if (!read_triangle(tris, t, n, i0, i1, i2)) return kBadVertexIndex;
@@ -126,10 +118,10 @@ int rasterize(const Corner* corners, int64_t nver, const int32_t* tris, int64_t 
                 const float z = static_cast<float>(WZ[0] + WZ[1] + WZ[2]);
                 const int64_t p = row + x;
                 if (z > depth[p]) {
-                    const v4f weights = __builtin_convertvector(W, v4f);
                     depth[p] = z;
-                    tri_buf[p] = static_cast<int32_t>(t);
-                    bary[3 * p] = weights[0], bary[3 * p + 1] = weights[1], bary[3 * p + 2] = weights[2];
+                    const int err = visit(p, x, y, static_cast<int32_t>(t), i0, i1, i2,
+                                          __builtin_convertvector(W, v4f));
+                    if (err != kOk) return err;
                 }
             }
         }
@@ -137,42 +129,108 @@ int rasterize(const Corner* corners, int64_t nver, const int32_t* tris, int64_t 
     return kOk;
 }
 
-// Rasterises the mesh into scratch buffers over its window, then calls shade(t, i0, i1, i2, w0, w1, w2, pixel)
-// for every pixel of the (h, w, c) image a triangle covers, with the visible triangle t, its corner indices (read
-// again, once, and checked) and float32 weights; shade returns a status, and the first that is not kOk ends the
-// call. Shading after the visibility is settled computes each pixel once, in a loop free of the z-test.
-template <class Shade>
-int shade_visible(const float* v, int64_t nver, const int32_t* tris, int64_t ntri, int h, int w, int c,
-                  float* image, Shade&& shade) {
+// The rasterising kernels proper, one per way of using a pixel a triangle wins, each compiled for AVX2 and for
+// the baseline instruction set (picked when the library loads).
+
+// Depth, triangle index and weights into (h, w) buffers (stride w).
+__attribute__((target_clones("avx2", "default")))
+int rasterize_buffers(const Corner* corners, int64_t nver, const int32_t* tris, int64_t ntri, int h, int w,
+                      float* depth, int32_t* tri_buf, float* bary) {
+    return rasterize(corners, nver, tris, ntri, Rect{0, 0, w - 1, h - 1}, w, depth,
+                     [tri_buf, bary](int64_t p, int, int, int32_t t, int32_t, int32_t, int32_t, v4f weights) {
+                         tri_buf[p] = t;
+                         bary[3 * p] = weights[0], bary[3 * p + 1] = weights[1], bary[3 * p + 2] = weights[2];
+                         return static_cast<int>(kOk);
+                     });
+}
+
+// (w0*C0 + w1*C1) + w2*C2 of the vertex colours (nver, channels) into the pixel of the (h, w, channels) image.
+template <int kChannels>
+__attribute__((always_inline)) inline int draw_colors(const Corner* corners, int64_t nver, const int32_t* tris,
+                                                      int64_t ntri, const Rect& win, float* depth,
+                                                      const float* colors, int channels, int w, float* image) {
+    const int c = kChannels > 0 ? kChannels : channels;
+    return rasterize(corners, nver, tris, ntri, win, win.width(), depth,
+                     [=](int64_t, int x, int y, int32_t, int32_t i0, int32_t i1, int32_t i2, v4f weights) {
+                         const float* c0 = colors + static_cast<int64_t>(i0) * c;
+                         const float* c1 = colors + static_cast<int64_t>(i1) * c;
+                         const float* c2 = colors + static_cast<int64_t>(i2) * c;
+                         float* out = image + (static_cast<int64_t>(y) * w + x) * c;
+                         for (int k = 0; k < c; ++k) out[k] = weights[0] * c0[k] + weights[1] * c1[k] + weights[2] * c2[k];
+                         return static_cast<int>(kOk);
+                     });
+}
+
+__attribute__((target_clones("avx2", "default")))
+int rasterize_colors(const Corner* corners, int64_t nver, const int32_t* tris, int64_t ntri, const Rect& win,
+                     float* depth, const float* colors, int c, int w, float* image) {
+    // Three channels (colours) get a copy of the loop unrolled for them.
+    if (c == 3) return draw_colors<3>(corners, nver, tris, ntri, win, depth, colors, c, w, image);
+    return draw_colors<0>(corners, nver, tris, ntri, win, depth, colors, c, w, image);
+}
+
+// Texture lookups (see render_texture in mesh_core.h) into the pixel of the (h, w, c) image.
+__attribute__((target_clones("avx2", "default")))
+int rasterize_texture(const Corner* corners, int64_t nver, const int32_t* tris, int64_t ntri, const Rect& win,
+                      float* depth, const float* tex_coords, int64_t ntex, int tex_stride,
+                      const int32_t* tex_triangles, const float* texture, int th, int tw, int c, bool bilinear, int w,
+                      float* image) {
+    const float umax = static_cast<float>(tw - 1), vmax = static_cast<float>(th - 1);
+    const uint64_t n = static_cast<uint64_t>(ntex);
+    return rasterize(
+        corners, nver, tris, ntri, win, win.width(), depth,
+        [=](int64_t, int x, int y, int32_t t, int32_t, int32_t, int32_t, v4f weights) {
+            int32_t j0, j1, j2;  // checked again: the caller's tex_triangles may have changed since
+            if (!read_triangle(tex_triangles, t, n, j0, j1, j2)) return static_cast<int>(kBadTexIndex);
+            const float* t0 = tex_coords + static_cast<int64_t>(j0) * tex_stride;
+            const float* t1 = tex_coords + static_cast<int64_t>(j1) * tex_stride;
+            const float* t2 = tex_coords + static_cast<int64_t>(j2) * tex_stride;
+            const float w0 = weights[0], w1 = weights[1], w2 = weights[2];
+            float u = w0 * t0[0] + w1 * t1[0] + w2 * t2[0];
+            float v = w0 * t0[1] + w1 * t1[1] + w2 * t2[1];
+            // Written so that NaN (from overflowing coordinates) clamps to 0 rather than indexing anywhere.
+            u = u >= 0.0f ? u : 0.0f;
+            u = u <= umax ? u : umax;
+            v = v >= 0.0f ? v : 0.0f;
+            v = v <= vmax ? v : vmax;
+            float* out = image + (static_cast<int64_t>(y) * w + x) * c;
+            if (!bilinear) {
+                const int64_t ix = static_cast<int64_t>(std::floor(u + 0.5f));
+                const int64_t iy = static_cast<int64_t>(std::floor(v + 0.5f));
+                const float* texel = texture + (iy * tw + ix) * c;
+                for (int k = 0; k < c; ++k) out[k] = texel[k];
+                return static_cast<int>(kOk);
+            }
+            const float fu = std::floor(u), fv = std::floor(v);
+            const int64_t x0 = static_cast<int64_t>(fu), y0 = static_cast<int64_t>(fv);
+            const int64_t x1 = std::min<int64_t>(x0 + 1, tw - 1), y1 = std::min<int64_t>(y0 + 1, th - 1);
+            const float a = u - fu, b = v - fv;
+            const float ia = 1.0f - a, ib = 1.0f - b;
+            const float* p00 = texture + (y0 * tw + x0) * c;
+            const float* p01 = texture + (y0 * tw + x1) * c;
+            const float* p10 = texture + (y1 * tw + x0) * c;
+            const float* p11 = texture + (y1 * tw + x1) * c;
+            for (int k = 0; k < c; ++k) out[k] = (p00[k] * ia + p01[k] * a) * ib + (p10[k] * ia + p11[k] * a) * b;
+            return static_cast<int>(kOk);
+        });
+}
+
+// Reads the vertices into a private copy, then calls draw(corners, win, depth) with the mesh's window and a
+// depth buffer over it (-inf): a renderer draws each pixel a triangle wins, and a later, nearer triangle simply
+// overwrites it, so the pixel ends with the values of the visible triangle, from the same float32 weights as
+// rasterize_triangles'.
+template <class Draw>
+int render_window(const float* v, int64_t nver, int h, int w, Draw&& draw) {
     std::unique_ptr<Corner[]> corners(new (std::nothrow) Corner[nver]);
     if (!corners) return kOutOfMemory;
     Rect win;
     int err = read_corners(v, nver, h, w, corners.get(), win);
     if (err != kOk || win.empty()) return err;
     const int64_t size = static_cast<int64_t>(win.width()) * win.height();
-    std::unique_ptr<float[]> scratch(new (std::nothrow) float[5 * size]);
-    if (!scratch) return kOutOfMemory;
-    const Target out{win, win.width(), scratch.get(), reinterpret_cast<int32_t*>(scratch.get() + size),
-                     scratch.get() + 2 * size};
-    std::fill_n(out.depth, size, -std::numeric_limits<float>::infinity());
-    std::fill_n(out.tri, size, -1);
-    err = rasterize(corners.get(), nver, tris, ntri, out);
-    if (err != kOk) return err;
-    const uint64_t n = static_cast<uint64_t>(nver);
-    for (int y = win.y0; y <= win.y1; ++y) {
-        const int64_t row = (y - win.y0) * out.stride - win.x0;
-        for (int x = win.x0; x <= win.x1; ++x) {
-            const int64_t p = row + x;
-            if (out.tri[p] < 0) continue;
-            const int32_t t = out.tri[p];
-            int32_t i0, i1, i2;
-            if (!read_triangle(tris, t, n, i0, i1, i2)) return kBadVertexIndex;
-            err = shade(t, i0, i1, i2, out.bary[3 * p], out.bary[3 * p + 1], out.bary[3 * p + 2],
-                        image + (static_cast<int64_t>(y) * w + x) * c);
-            if (err != kOk) return err;
-        }
-    }
-    return kOk;
+    std::unique_ptr<float[]> depth(new (std::nothrow) float[size]);
+    if (!depth) return kOutOfMemory;
+    std::fill_n(depth.get(), size, -std::numeric_limits<float>::infinity());
+    return draw(corners.get(), win, depth.get());
 }
 
 inline void cross_double(const float* a, const float* b, const float* c, double n[3]) {
@@ -216,72 +274,24 @@ int rasterize_triangles(const float* vertices, int64_t nver, const int32_t* tria
     Rect win;
     int err = read_corners(vertices, nver, h, w, corners.get(), win);
     if (err != kOk || win.empty()) return err;
-    return rasterize(corners.get(), nver, triangles, ntri, Target{{0, 0, w - 1, h - 1}, w, depth, tri_buf, bary});
-}
-
-// render_colors with C channels (C = 0: c channels).
-template <int C>
-int shade_colors(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, const float* colors,
-                 int c, int h, int w, float* image) {
-    const int channels = C > 0 ? C : c;
-    return shade_visible(vertices, nver, triangles, ntri, h, w, channels, image,
-                         [colors, channels](int32_t, int32_t i0, int32_t i1, int32_t i2, float w0, float w1,
-                                            float w2, float* out) {
-                             const float* c0 = colors + static_cast<int64_t>(i0) * channels;
-                             const float* c1 = colors + static_cast<int64_t>(i1) * channels;
-                             const float* c2 = colors + static_cast<int64_t>(i2) * channels;
-                             for (int k = 0; k < channels; ++k) out[k] = w0 * c0[k] + w1 * c1[k] + w2 * c2[k];
-                             return kOk;
-                         });
+    return rasterize_buffers(corners.get(), nver, triangles, ntri, h, w, depth, tri_buf, bary);
 }
 
 int render_colors(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, const float* colors,
                   int c, int h, int w, float* image) {
-    // Three channels (colours) get their own copy of the loop, unrolled.
-    if (c == 3) return shade_colors<3>(vertices, nver, triangles, ntri, colors, 3, h, w, image);
-    return shade_colors<0>(vertices, nver, triangles, ntri, colors, c, h, w, image);
+    return render_window(vertices, nver, h, w, [=](const Corner* corners, const Rect& win, float* depth) {
+        return rasterize_colors(corners, nver, triangles, ntri, win, depth, colors, c, w, image);
+    });
 }
 
 int render_texture(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri,
                    const float* tex_coords, int64_t ntex, int tex_stride, const int32_t* tex_triangles,
                    const float* texture, int th, int tw, int c, bool bilinear, int h, int w, float* image) {
     if (!indices_in_range(tex_triangles, 3 * ntri, ntex)) return kBadTexIndex;
-    const float umax = static_cast<float>(tw - 1), vmax = static_cast<float>(th - 1);
-    const uint64_t n = static_cast<uint64_t>(ntex);
-    return shade_visible(
-        vertices, nver, triangles, ntri, h, w, c, image,
-        [=](int32_t t, int32_t, int32_t, int32_t, float w0, float w1, float w2, float* out) {
-            int32_t j0, j1, j2;  // checked again: the caller's tex_triangles may have changed since
-            if (!read_triangle(tex_triangles, t, n, j0, j1, j2)) return kBadTexIndex;
-            const float* t0 = tex_coords + static_cast<int64_t>(j0) * tex_stride;
-            const float* t1 = tex_coords + static_cast<int64_t>(j1) * tex_stride;
-            const float* t2 = tex_coords + static_cast<int64_t>(j2) * tex_stride;
-            float u = w0 * t0[0] + w1 * t1[0] + w2 * t2[0];
-            float v = w0 * t0[1] + w1 * t1[1] + w2 * t2[1];
-            // Written so that NaN (from overflowing coordinates) clamps to 0 rather than indexing anywhere.
-            u = u >= 0.0f ? u : 0.0f;
-            u = u <= umax ? u : umax;
-            v = v >= 0.0f ? v : 0.0f;
-            v = v <= vmax ? v : vmax;
-            if (!bilinear) {
-                const int64_t ix = static_cast<int64_t>(std::floor(u + 0.5f));
-                const int64_t iy = static_cast<int64_t>(std::floor(v + 0.5f));
-                const float* texel = texture + (iy * tw + ix) * c;
-                for (int k = 0; k < c; ++k) out[k] = texel[k];
-                return kOk;
-            }
-            const float fu = std::floor(u), fv = std::floor(v);
-            const int64_t x0 = static_cast<int64_t>(fu), y0 = static_cast<int64_t>(fv);
-            const int64_t x1 = std::min<int64_t>(x0 + 1, tw - 1), y1 = std::min<int64_t>(y0 + 1, th - 1);
-            const float a = u - fu, b = v - fv;
-            const float ia = 1.0f - a, ib = 1.0f - b;
-            const float* p00 = texture + (y0 * tw + x0) * c;
-            const float* p01 = texture + (y0 * tw + x1) * c;
-            const float* p10 = texture + (y1 * tw + x0) * c;
-            const float* p11 = texture + (y1 * tw + x1) * c;
-            for (int k = 0; k < c; ++k) out[k] = (p00[k] * ia + p01[k] * a) * ib + (p10[k] * ia + p11[k] * a) * b;
-            return kOk;
-        });
+    return render_window(vertices, nver, h, w, [=](const Corner* corners, const Rect& win, float* depth) {
+        return rasterize_texture(corners, nver, triangles, ntri, win, depth, tex_coords, ntex, tex_stride,
+                                 tex_triangles, texture, th, tw, c, bilinear, w, image);
+    });
 }
 
 namespace {
