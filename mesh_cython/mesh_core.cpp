@@ -107,22 +107,28 @@ __attribute__((always_inline)) inline int rasterize(const Corner* corners, int64
         const v4q top_left = (DY < 0.0) | ((DY == 0.0) & (DX > 0.0));
         const v4d Z = {static_cast<double>(a.z), static_cast<double>(b.z), static_cast<double>(c.z), 0.0};
 
+        // The pixel rule at one pixel of the box, with E its three edge functions.
+        const auto pixel = [&](int x, int y, const v4d& E) {
+            const v4q inside = (E > 0.0) | (top_left & (E == 0.0));
+            if (!(inside[0] & inside[1] & inside[2])) return static_cast<int>(kOk);
+            const v4d W = E / A, WZ = W * Z;
+            const float z = static_cast<float>(WZ[0] + WZ[1] + WZ[2]);
+            const int64_t p = (y - win_y0) * stride + (x - win_x0);
+            if (!(z > depth[p])) return static_cast<int>(kOk);
+            depth[p] = z;
+            return visit(p, x, y, static_cast<int32_t>(t), i0, i1, i2, __builtin_convertvector(W, v4f));
+        };
+        // Most triangles of a dense mesh have a box of one pixel: no loops for them.
+        if ((x0 == x1) & (y0 == y1)) {
+            const int err = pixel(x0, y0, DX * (static_cast<double>(y0) - YJ) - DY * (static_cast<double>(x0) - XJ));
+            if (err != kOk) return err;
+            continue;
+        }
         for (int y = y0; y <= y1; ++y) {
             const v4d R = DX * (static_cast<double>(y) - YJ);
-            const int64_t row = (y - win_y0) * stride - win_x0;
             for (int x = x0; x <= x1; ++x) {
-                const v4d E = R - DY * (static_cast<double>(x) - XJ);
-                const v4q inside = (E > 0.0) | (top_left & (E == 0.0));
-                if (!(inside[0] & inside[1] & inside[2])) continue;
-                const v4d W = E / A, WZ = W * Z;
-                const float z = static_cast<float>(WZ[0] + WZ[1] + WZ[2]);
-                const int64_t p = row + x;
-                if (z > depth[p]) {
-                    depth[p] = z;
-                    const int err = visit(p, x, y, static_cast<int32_t>(t), i0, i1, i2,
-                                          __builtin_convertvector(W, v4f));
-                    if (err != kOk) return err;
-                }
+                const int err = pixel(x, y, R - DY * (static_cast<double>(x) - XJ));
+                if (err != kOk) return err;
             }
         }
     }
@@ -155,8 +161,9 @@ __attribute__((always_inline)) inline int draw_colors(const Corner* corners, int
                          const float* c0 = colors + static_cast<int64_t>(i0) * c;
                          const float* c1 = colors + static_cast<int64_t>(i1) * c;
                          const float* c2 = colors + static_cast<int64_t>(i2) * c;
+                         const float w0 = weights[0], w1 = weights[1], w2 = weights[2];
                          float* out = image + (static_cast<int64_t>(y) * w + x) * c;
-                         for (int k = 0; k < c; ++k) out[k] = weights[0] * c0[k] + weights[1] * c1[k] + weights[2] * c2[k];
+                         for (int k = 0; k < c; ++k) out[k] = w0 * c0[k] + w1 * c1[k] + w2 * c2[k];
                          return static_cast<int>(kOk);
                      });
 }
