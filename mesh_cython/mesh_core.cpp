@@ -41,6 +41,7 @@ inline v4i min4(v4i a, v4i b) { return a < b ? a : b; }
 // Reads every vertex once into corners (the kernel's private copy: a thread changing the caller's vertices
 // meanwhile cannot move a triangle out of the buffers sized here), checks that all are finite and returns in win
 // the pixels the vertices' bounding box covers, which holds every triangle's clipped bounding box.
+__attribute__((target_clones("avx2", "default")))
 int read_corners(const float* v, int64_t nver, int h, int w, Corner* corners, Rect& win) {
     // Lanes {x, -x, y, -y} clamped to [-1, size] / [-size, 1] (which changes no clipped bound), then ceil: x0,
     // -floor(x) = -x1, y0, -y1, clipped to the image.
@@ -48,10 +49,11 @@ int read_corners(const float* v, int64_t nver, int h, int w, Corner* corners, Re
     const v4f sign = {1.0f, -1.0f, 1.0f, -1.0f}, low = {-1.0f, -fw, -1.0f, -fh}, high = {fw, 1.0f, fh, 1.0f};
     const v4i first = {0, 1 - w, 0, 1 - h};
     v4i window = {w, 1, h, 1};
-    float nonfinite = 0.0f;
+    v4i finite = {-1, -1, -1, -1};
     for (int64_t i = 0; i < nver; ++i) {
         const float x = v[3 * i], y = v[3 * i + 1], z = v[3 * i + 2];
-        nonfinite += (x - x) + (y - y) + (z - z);  // stays 0 unless a coordinate is NaN or infinite
+        const v4f xyz = {x, y, z, 0.0f};
+        finite &= (xyz - xyz) == 0.0f;  // NaN for a NaN or infinite coordinate
         v4f c = v4f{x, x, y, y} * sign;
         c = c > low ? c : low;
         c = c < high ? c : high;
@@ -62,7 +64,7 @@ int read_corners(const float* v, int64_t nver, int h, int w, Corner* corners, Re
         window = min4(window, span);
     }
     win = {window[0], window[2], -window[1], -window[3]};
-    return nonfinite == 0.0f ? kOk : kNonFiniteVertex;
+    return (finite[0] & finite[1] & finite[2]) ? kOk : kNonFiniteVertex;
 }
 
 // The value at p, read exactly once (another thread may be changing it; the checked copy is then the one used).
