@@ -33,7 +33,7 @@ typedef int32_t v4i __attribute__((vector_size(16)));
 // min / max.
 struct Corner {
     v4i span;
-    float x, y, z, unused;
+    float x, y, z, unused;  // unused: pads a corner to 32 bytes
 };
 
 inline v4i min4(v4i a, v4i b) { return a < b ? a : b; }
@@ -224,22 +224,30 @@ int rasterize_texture(const Corner* corners, int64_t nver, const int32_t* tris, 
         });
 }
 
-// Reads the vertices into a private copy, then calls draw(corners, win, depth) with the mesh's window and a
-// depth buffer over it (-inf): a renderer draws each pixel a triangle wins, and a later, nearer triangle simply
-// overwrites it, so the pixel ends with the values of the visible triangle, from the same float32 weights as
-// rasterize_triangles'.
+// Reads the vertices into a private copy and calls draw(corners, win) with the mesh's window, unless a vertex is
+// not finite or the window is empty.
 template <class Draw>
-int render_window(const float* v, int64_t nver, int h, int w, Draw&& draw) {
+int with_corners(const float* v, int64_t nver, int h, int w, Draw&& draw) {
     std::unique_ptr<Corner[]> corners(new (std::nothrow) Corner[nver]);
     if (!corners) return kOutOfMemory;
     Rect win;
-    int err = read_corners(v, nver, h, w, corners.get(), win);
+    const int err = read_corners(v, nver, h, w, corners.get(), win);
     if (err != kOk || win.empty()) return err;
-    const int64_t size = static_cast<int64_t>(win.width()) * win.height();
-    std::unique_ptr<float[]> depth(new (std::nothrow) float[size]);
-    if (!depth) return kOutOfMemory;
-    std::fill_n(depth.get(), size, -std::numeric_limits<float>::infinity());
-    return draw(corners.get(), win, depth.get());
+    return draw(corners.get(), win);
+}
+
+// Calls draw(corners, win, depth) with a depth buffer over the mesh's window (-inf): a renderer draws each pixel a
+// triangle wins, and a later, nearer triangle simply overwrites it, so the pixel ends with the values of the
+// visible triangle, from the same float32 weights as rasterize_triangles'.
+template <class Draw>
+int render_window(const float* v, int64_t nver, int h, int w, Draw&& draw) {
+    return with_corners(v, nver, h, w, [&](const Corner* corners, const Rect& win) {
+        const int64_t size = static_cast<int64_t>(win.width()) * win.height();
+        std::unique_ptr<float[]> depth(new (std::nothrow) float[size]);
+        if (!depth) return static_cast<int>(kOutOfMemory);
+        std::fill_n(depth.get(), size, -std::numeric_limits<float>::infinity());
+        return draw(corners, win, depth.get());
+    });
 }
 
 inline void cross_double(const float* a, const float* b, const float* c, double n[3]) {
@@ -278,12 +286,9 @@ int rasterize_triangles(const float* vertices, int64_t nver, const int32_t* tria
     std::fill_n(depth, npix, -std::numeric_limits<float>::infinity());
     std::fill_n(tri_buf, npix, -1);
     std::fill_n(bary, 3 * npix, 0.0f);
-    std::unique_ptr<Corner[]> corners(new (std::nothrow) Corner[nver]);
-    if (!corners) return kOutOfMemory;
-    Rect win;
-    int err = read_corners(vertices, nver, h, w, corners.get(), win);
-    if (err != kOk || win.empty()) return err;
-    return rasterize_buffers(corners.get(), nver, triangles, ntri, h, w, depth, tri_buf, bary);
+    return with_corners(vertices, nver, h, w, [=](const Corner* corners, const Rect&) {
+        return rasterize_buffers(corners, nver, triangles, ntri, h, w, depth, tri_buf, bary);
+    });
 }
 
 int render_colors(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, const float* colors,
