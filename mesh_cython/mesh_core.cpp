@@ -20,125 +20,234 @@ struct Rect {
     int height() const { return y1 - y0 + 1; }
 };
 
-// Pixel centres of [lo, hi] inside [0, size-1]: first = max(ceil(lo), 0), last = min(floor(hi), size-1), empty when
-// first > last (what the numpy twin computes with np.ceil/np.floor on float32). Written with comparisons and
-// truncation: ceil/floor are not inlined without SSE4.1, and this runs twice per triangle.
-inline void clip_span(float lo, float hi, int size, int& first, int& last) {
-    const float top = static_cast<float>(size - 1);
-    if (!(hi >= 0.0f && lo <= top)) {
-        first = 1;
-        last = 0;
-        return;
-    }
-    const float a = lo > 0.0f ? lo : 0.0f;  // in [0, size-1]: truncation is floor
-    const float b = hi < top ? hi : top;
-    const int ia = static_cast<int>(a);
-    first = ia + (static_cast<float>(ia) < a);
-    last = static_cast<int>(b);
-}
+// Vectors of the rasteriser (GCC / Clang vector extensions: each target compiles them with its own instructions,
+// lane by lane IEEE arithmetic, so every target gives the same bits).
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4q __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
 
-// Checks that every vertex is finite and returns the pixels the vertices' bounding box covers: every triangle's
-// clipped bounding box lies inside it, so scratch buffers need only this window.
-int vertex_window(const float* v, int64_t nver, int h, int w, Rect& rect) {
-    float minx = std::numeric_limits<float>::infinity(), maxx = -minx, miny = minx, maxy = -minx;
-    bool finite = true;
+// One vertex as the rasteriser reads it. span = {x0, -x1, y0, -y1}, where [x0, x1] = [max(ceil(x), 0),
+// min(floor(x), w-1)] are the pixel centres at and after / at and before x (likewise y): a triangle's clipped
+// bounding box is then the lane-wise min of its corners' spans, exactly the float32 ceil / floor of the corners'
+// min / max.
+struct Corner {
+    v4i span;
+    float x, y, z, unused;  // unused: pads a corner to 32 bytes
+};
+
+inline v4i min4(v4i a, v4i b) { return a < b ? a : b; }
+
+// Reads every vertex once into corners (the kernel's private copy: a thread changing the caller's vertices
+// meanwhile cannot move a triangle out of the buffers sized here), checks that all are finite and returns in win
+// the pixels the vertices' bounding box covers, which holds every triangle's clipped bounding box.
+__attribute__((target_clones("avx2", "default")))
+int read_corners(const float* v, int64_t nver, int h, int w, Corner* corners, Rect& win) {
+    // Lanes {x, -x, y, -y} clamped to [-1, size] / [-size, 1] (which changes no clipped bound), then ceil: x0,
+    // -floor(x) = -x1, y0, -y1, clipped to the image.
+    const float fw = static_cast<float>(w), fh = static_cast<float>(h);
+    const v4f sign = {1.0f, -1.0f, 1.0f, -1.0f}, low = {-1.0f, -fw, -1.0f, -fh}, high = {fw, 1.0f, fh, 1.0f};
+    const v4i first = {0, 1 - w, 0, 1 - h};
+    v4i window = {w, 1, h, 1};
+    v4i finite = {-1, -1, -1, -1};
     for (int64_t i = 0; i < nver; ++i) {
         const float x = v[3 * i], y = v[3 * i + 1], z = v[3 * i + 2];
-        finite &= std::isfinite(x) & std::isfinite(y) & std::isfinite(z);
-        minx = std::min(minx, x);
-        maxx = std::max(maxx, x);
-        miny = std::min(miny, y);
-        maxy = std::max(maxy, y);
+        const v4f xyz = {x, y, z, 0.0f};
+        finite &= (xyz - xyz) == 0.0f;  // NaN for a NaN or infinite coordinate
+        v4f c = v4f{x, x, y, y} * sign;
+        c = c > low ? c : low;
+        c = c < high ? c : high;
+        const v4i t = __builtin_convertvector(c, v4i);  // truncation: exact integers up to 2**24 (MAX_IMAGE_SIDE)
+        const v4i ceil = t - (__builtin_convertvector(t, v4f) < c);
+        const v4i span = ceil > first ? ceil : first;
+        corners[i] = Corner{span, x, y, z, 0.0f};
+        window = min4(window, span);
     }
-    if (!finite) return kNonFiniteVertex;
-    if (nver == 0) {
-        rect = {1, 1, 0, 0};
-        return kOk;
-    }
-    clip_span(minx, maxx, w, rect.x0, rect.x1);
-    clip_span(miny, maxy, h, rect.y0, rect.y1);
-    return kOk;
+    win = {window[0], window[2], -window[1], -window[3]};
+    return (finite[0] & finite[1] & finite[2]) ? kOk : kNonFiniteVertex;
 }
 
-// Rasterises every triangle into the depth buffer of `win` (stride win.width()), calling
-// visit(x, y, pixel offset in win, triangle index, w0, w1, w2) whenever a triangle wins the strict z-test.
-template <class Visit>
-int rasterize(const float* v, int64_t nver, const int32_t* tris, int64_t ntri, int h, int w, const Rect& win,
-              float* depth, Visit&& visit) {
-    const int64_t stride = win.width();
-    const uint64_t n = static_cast<uint64_t>(nver);
-    for (int64_t t = 0; t < ntri; ++t) {
-        const int32_t* tr = tris + 3 * t;
-        // One unsigned comparison also rejects negative indices.
-        if (static_cast<uint64_t>(static_cast<int64_t>(tr[0])) >= n ||
-            static_cast<uint64_t>(static_cast<int64_t>(tr[1])) >= n ||
-            static_cast<uint64_t>(static_cast<int64_t>(tr[2])) >= n)
-            return kBadVertexIndex;
-        const float* a = v + 3 * static_cast<int64_t>(tr[0]);
-        const float* b = v + 3 * static_cast<int64_t>(tr[1]);
-        const float* c = v + 3 * static_cast<int64_t>(tr[2]);
-        Rect box;
-        clip_span(std::min({a[0], b[0], c[0]}), std::max({a[0], b[0], c[0]}), w, box.x0, box.x1);
-        if (box.x0 > box.x1) continue;
-        clip_span(std::min({a[1], b[1], c[1]}), std::max({a[1], b[1], c[1]}), h, box.y0, box.y1);
-        if (box.y0 > box.y1) continue;
+// The value at p, read exactly once (another thread may be changing it; the checked copy is then the one used).
+inline int32_t read_once(const int32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
-        const double X0 = a[0], Y0 = a[1], X1 = b[0], Y1 = b[1], X2 = c[0], Y2 = c[1];
+inline bool out_of_range(int32_t i, uint64_t n) { return static_cast<uint64_t>(static_cast<int64_t>(i)) >= n; }
+
+// Reads triangle t's three corner indices once each; false when one is outside [0, n) (negative included).
+inline bool read_triangle(const int32_t* tris, int64_t t, uint64_t n, int32_t& i0, int32_t& i1, int32_t& i2) {
+    i0 = read_once(tris + 3 * t), i1 = read_once(tris + 3 * t + 1), i2 = read_once(tris + 3 * t + 2);
+    return !(out_of_range(i0, n) | out_of_range(i1, n) | out_of_range(i2, n));
+}
+
+// Rasterises every triangle, in order, into the depth buffer over `win` (pixel (x, y) at offset
+// (y - win.y0) * stride + x - win.x0), calling visit(offset, x, y, t, i0, i1, i2, weights) whenever triangle t
+// (corners i0, i1, i2) wins the strict z-test, with its float32 weights in lanes 0-2. The three edge functions of
+// a pixel are evaluated at once, lane i holding edge i: the same float64 operations per lane as the scalar rule,
+// so the same bits. Returns kBadVertexIndex at the first triangle with an index outside [0, nver), or the first
+// status other than kOk that visit returns.
+template <class Visit>
+__attribute__((always_inline)) inline int rasterize(const Corner* corners, int64_t nver, const int32_t* tris,
+                                                    int64_t ntri, const Rect& win, int64_t stride, float* depth,
+                                                    Visit&& visit) {
+    const uint64_t n = static_cast<uint64_t>(nver);
+    const int64_t win_x0 = win.x0, win_y0 = win.y0;
+    for (int64_t t = 0; t < ntri; ++t) {
+        int32_t i0, i1, i2;
+        if (!read_triangle(tris, t, n, i0, i1, i2)) return kBadVertexIndex;
+        const Corner &a = corners[i0], &b = corners[i1], &c = corners[i2];
+        const v4i box = min4(min4(a.span, b.span), c.span);
+        const int x0 = box[0], x1 = -box[1], y0 = box[2], y1 = -box[3];
+        if ((x0 > x1) | (y0 > y1)) continue;
+
+        const double X0 = a.x, Y0 = a.y, X1 = b.x, Y1 = b.y, X2 = c.x, Y2 = c.y;
         const double area = (X1 - X0) * (Y2 - Y0) - (Y1 - Y0) * (X2 - X0);
         if (area == 0.0) continue;
         const double s = area > 0.0 ? 1.0 : -1.0;
         const double A = s * area;
-        const double dx0 = s * (X2 - X1), dy0 = s * (Y2 - Y1);
-        const double dx1 = s * (X0 - X2), dy1 = s * (Y0 - Y2);
-        const double dx2 = s * (X1 - X0), dy2 = s * (Y1 - Y0);
-        const bool tl0 = dy0 < 0.0 || (dy0 == 0.0 && dx0 > 0.0);
-        const bool tl1 = dy1 < 0.0 || (dy1 == 0.0 && dx1 > 0.0);
-        const bool tl2 = dy2 < 0.0 || (dy2 == 0.0 && dx2 > 0.0);
-        const double Z0 = a[2], Z1 = b[2], Z2 = c[2];
+        // Edge i runs from vertex j = i+1 to k = i+2: lane i of XJ is Xj, of XK is Xk.
+        const v4d XJ = {X1, X2, X0, 0.0}, XK = {X2, X0, X1, 0.0}, YJ = {Y1, Y2, Y0, 0.0}, YK = {Y2, Y0, Y1, 0.0};
+        const v4d DX = s * (XK - XJ), DY = s * (YK - YJ);
+        const v4q top_left = (DY < 0.0) | ((DY == 0.0) & (DX > 0.0));
+        const v4d Z = {static_cast<double>(a.z), static_cast<double>(b.z), static_cast<double>(c.z), 0.0};
 
-        for (int y = box.y0; y <= box.y1; ++y) {
-            const double fy = y;
-            const double r0 = dx0 * (fy - Y1), r1 = dx1 * (fy - Y2), r2 = dx2 * (fy - Y0);
-            float* drow = depth + (y - win.y0) * stride;
-            for (int x = box.x0; x <= box.x1; ++x) {
-                const double fx = x;
-                const double e0 = r0 - dy0 * (fx - X1);
-                const double e1 = r1 - dy1 * (fx - X2);
-                const double e2 = r2 - dy2 * (fx - X0);
-                const bool in0 = e0 > 0.0 || (tl0 && e0 == 0.0);
-                const bool in1 = e1 > 0.0 || (tl1 && e1 == 0.0);
-                const bool in2 = e2 > 0.0 || (tl2 && e2 == 0.0);
-                if (!(in0 && in1 && in2)) continue;
-                const double w0 = e0 / A, w1 = e1 / A, w2 = e2 / A;
-                const float z = static_cast<float>(w0 * Z0 + w1 * Z1 + w2 * Z2);
-                if (z > drow[x - win.x0]) {
-                    drow[x - win.x0] = z;
-                    visit(x, y, (y - win.y0) * stride + (x - win.x0), static_cast<int32_t>(t),
-                          static_cast<float>(w0), static_cast<float>(w1), static_cast<float>(w2));
-                }
+        // The pixel rule at one pixel of the box, with E its three edge functions.
+        const auto pixel = [&](int x, int y, const v4d& E) {
+            const v4q inside = (E > 0.0) | (top_left & (E == 0.0));
+            if (!(inside[0] & inside[1] & inside[2])) return static_cast<int>(kOk);
+            const v4d W = E / A, WZ = W * Z;
+            const float z = static_cast<float>(WZ[0] + WZ[1] + WZ[2]);
+            const int64_t p = (y - win_y0) * stride + (x - win_x0);
+            if (!(z > depth[p])) return static_cast<int>(kOk);
+            depth[p] = z;
+            return visit(p, x, y, static_cast<int32_t>(t), i0, i1, i2, __builtin_convertvector(W, v4f));
+        };
+        // Most triangles of a dense mesh have a box of one pixel: no loops for them.
+        if ((x0 == x1) & (y0 == y1)) {
+            const int err = pixel(x0, y0, DX * (static_cast<double>(y0) - YJ) - DY * (static_cast<double>(x0) - XJ));
+            if (err != kOk) return err;
+            continue;
+        }
+        for (int y = y0; y <= y1; ++y) {
+            const v4d R = DX * (static_cast<double>(y) - YJ);
+            for (int x = x0; x <= x1; ++x) {
+                const int err = pixel(x, y, R - DY * (static_cast<double>(x) - XJ));
+                if (err != kOk) return err;
             }
         }
     }
     return kOk;
 }
 
-// Rasterises into a depth buffer covering only the mesh's window and calls shade(triangle, w0, w1, w2, pixel) each
-// time a triangle wins a pixel of the (h, w, c) image: a later, nearer triangle simply overwrites the pixel, which
-// ends with the values of the visible triangle, computed from the same float32 weights as rasterize_triangles'.
-template <class Shade>
-int render_window(const float* v, int64_t nver, const int32_t* tris, int64_t ntri, int h, int w, int c,
-                  float* image, Shade&& shade) {
-    Rect win;
-    int err = vertex_window(v, nver, h, w, win);
-    if (err != kOk) return err;
-    const int64_t size = win.empty() ? 0 : static_cast<int64_t>(win.width()) * win.height();
-    std::unique_ptr<float[]> depth(new (std::nothrow) float[size]);
-    if (!depth) return kOutOfMemory;
-    std::fill_n(depth.get(), size, -std::numeric_limits<float>::infinity());
-    return rasterize(v, nver, tris, ntri, h, w, win, depth.get(),
-                     [&](int x, int y, int64_t, int32_t t, float w0, float w1, float w2) {
-                         shade(t, w0, w1, w2, image + (static_cast<int64_t>(y) * w + x) * c);
+// The rasterising kernels proper, one per way of using a pixel a triangle wins, each compiled for AVX2 and for
+// the baseline instruction set (picked when the library loads).
+
+// Depth, triangle index and weights into (h, w) buffers (stride w).
+__attribute__((target_clones("avx2", "default")))
+int rasterize_buffers(const Corner* corners, int64_t nver, const int32_t* tris, int64_t ntri, int h, int w,
+                      float* depth, int32_t* tri_buf, float* bary) {
+    return rasterize(corners, nver, tris, ntri, Rect{0, 0, w - 1, h - 1}, w, depth,
+                     [tri_buf, bary](int64_t p, int, int, int32_t t, int32_t, int32_t, int32_t, v4f weights) {
+                         tri_buf[p] = t;
+                         bary[3 * p] = weights[0], bary[3 * p + 1] = weights[1], bary[3 * p + 2] = weights[2];
+                         return static_cast<int>(kOk);
                      });
+}
+
+// (w0*C0 + w1*C1) + w2*C2 of the vertex colours (nver, channels) into the pixel of the (h, w, channels) image.
+template <int kChannels>
+__attribute__((always_inline)) inline int draw_colors(const Corner* corners, int64_t nver, const int32_t* tris,
+                                                      int64_t ntri, const Rect& win, float* depth,
+                                                      const float* colors, int channels, int w, float* image) {
+    const int c = kChannels > 0 ? kChannels : channels;
+    return rasterize(corners, nver, tris, ntri, win, win.width(), depth,
+                     [=](int64_t, int x, int y, int32_t, int32_t i0, int32_t i1, int32_t i2, v4f weights) {
+                         const float* c0 = colors + static_cast<int64_t>(i0) * c;
+                         const float* c1 = colors + static_cast<int64_t>(i1) * c;
+                         const float* c2 = colors + static_cast<int64_t>(i2) * c;
+                         const float w0 = weights[0], w1 = weights[1], w2 = weights[2];
+                         float* out = image + (static_cast<int64_t>(y) * w + x) * c;
+                         for (int k = 0; k < c; ++k) out[k] = w0 * c0[k] + w1 * c1[k] + w2 * c2[k];
+                         return static_cast<int>(kOk);
+                     });
+}
+
+__attribute__((target_clones("avx2", "default")))
+int rasterize_colors(const Corner* corners, int64_t nver, const int32_t* tris, int64_t ntri, const Rect& win,
+                     float* depth, const float* colors, int c, int w, float* image) {
+    // Three channels (colours) get a copy of the loop unrolled for them.
+    if (c == 3) return draw_colors<3>(corners, nver, tris, ntri, win, depth, colors, c, w, image);
+    return draw_colors<0>(corners, nver, tris, ntri, win, depth, colors, c, w, image);
+}
+
+// Texture lookups (see render_texture in mesh_core.h) into the pixel of the (h, w, c) image.
+__attribute__((target_clones("avx2", "default")))
+int rasterize_texture(const Corner* corners, int64_t nver, const int32_t* tris, int64_t ntri, const Rect& win,
+                      float* depth, const float* tex_coords, int64_t ntex, int tex_stride,
+                      const int32_t* tex_triangles, const float* texture, int th, int tw, int c, bool bilinear, int w,
+                      float* image) {
+    const float umax = static_cast<float>(tw - 1), vmax = static_cast<float>(th - 1);
+    const uint64_t n = static_cast<uint64_t>(ntex);
+    return rasterize(
+        corners, nver, tris, ntri, win, win.width(), depth,
+        [=](int64_t, int x, int y, int32_t t, int32_t, int32_t, int32_t, v4f weights) {
+            int32_t j0, j1, j2;  // checked again: the caller's tex_triangles may have changed since
+            if (!read_triangle(tex_triangles, t, n, j0, j1, j2)) return static_cast<int>(kBadTexIndex);
+            const float* t0 = tex_coords + static_cast<int64_t>(j0) * tex_stride;
+            const float* t1 = tex_coords + static_cast<int64_t>(j1) * tex_stride;
+            const float* t2 = tex_coords + static_cast<int64_t>(j2) * tex_stride;
+            const float w0 = weights[0], w1 = weights[1], w2 = weights[2];
+            float u = w0 * t0[0] + w1 * t1[0] + w2 * t2[0];
+            float v = w0 * t0[1] + w1 * t1[1] + w2 * t2[1];
+            // Written so that NaN (from overflowing coordinates) clamps to 0 rather than indexing anywhere.
+            u = u >= 0.0f ? u : 0.0f;
+            u = u <= umax ? u : umax;
+            v = v >= 0.0f ? v : 0.0f;
+            v = v <= vmax ? v : vmax;
+            float* out = image + (static_cast<int64_t>(y) * w + x) * c;
+            if (!bilinear) {
+                const int64_t ix = static_cast<int64_t>(std::floor(u + 0.5f));
+                const int64_t iy = static_cast<int64_t>(std::floor(v + 0.5f));
+                const float* texel = texture + (iy * tw + ix) * c;
+                for (int k = 0; k < c; ++k) out[k] = texel[k];
+                return static_cast<int>(kOk);
+            }
+            const float fu = std::floor(u), fv = std::floor(v);
+            const int64_t x0 = static_cast<int64_t>(fu), y0 = static_cast<int64_t>(fv);
+            const int64_t x1 = std::min<int64_t>(x0 + 1, tw - 1), y1 = std::min<int64_t>(y0 + 1, th - 1);
+            const float a = u - fu, b = v - fv;
+            const float ia = 1.0f - a, ib = 1.0f - b;
+            const float* p00 = texture + (y0 * tw + x0) * c;
+            const float* p01 = texture + (y0 * tw + x1) * c;
+            const float* p10 = texture + (y1 * tw + x0) * c;
+            const float* p11 = texture + (y1 * tw + x1) * c;
+            for (int k = 0; k < c; ++k) out[k] = (p00[k] * ia + p01[k] * a) * ib + (p10[k] * ia + p11[k] * a) * b;
+            return static_cast<int>(kOk);
+        });
+}
+
+// Reads the vertices into a private copy and calls draw(corners, win) with the mesh's window, unless a vertex is
+// not finite or the window is empty.
+template <class Draw>
+int with_corners(const float* v, int64_t nver, int h, int w, Draw&& draw) {
+    std::unique_ptr<Corner[]> corners(new (std::nothrow) Corner[nver]);
+    if (!corners) return kOutOfMemory;
+    Rect win;
+    const int err = read_corners(v, nver, h, w, corners.get(), win);
+    if (err != kOk || win.empty()) return err;
+    return draw(corners.get(), win);
+}
+
+// Calls draw(corners, win, depth) with a depth buffer over the mesh's window (-inf): a renderer draws each pixel a
+// triangle wins, and a later, nearer triangle simply overwrites it, so the pixel ends with the values of the
+// visible triangle, from the same float32 weights as rasterize_triangles'.
+template <class Draw>
+int render_window(const float* v, int64_t nver, int h, int w, Draw&& draw) {
+    return with_corners(v, nver, h, w, [&](const Corner* corners, const Rect& win) {
+        const int64_t size = static_cast<int64_t>(win.width()) * win.height();
+        std::unique_ptr<float[]> depth(new (std::nothrow) float[size]);
+        if (!depth) return static_cast<int>(kOutOfMemory);
+        std::fill_n(depth.get(), size, -std::numeric_limits<float>::infinity());
+        return draw(corners, win, depth.get());
+    });
 }
 
 inline void cross_double(const float* a, const float* b, const float* c, double n[3]) {
@@ -177,68 +286,26 @@ int rasterize_triangles(const float* vertices, int64_t nver, const int32_t* tria
     std::fill_n(depth, npix, -std::numeric_limits<float>::infinity());
     std::fill_n(tri_buf, npix, -1);
     std::fill_n(bary, 3 * npix, 0.0f);
-    Rect win;
-    int err = vertex_window(vertices, nver, h, w, win);
-    if (err != kOk) return err;
-    const Rect full{0, 0, w - 1, h - 1};
-    return rasterize(vertices, nver, triangles, ntri, h, w, full, depth,
-                     [tri_buf, bary](int, int, int64_t i, int32_t t, float w0, float w1, float w2) {
-                         tri_buf[i] = t;
-                         bary[3 * i] = w0;
-                         bary[3 * i + 1] = w1;
-                         bary[3 * i + 2] = w2;
-                     });
+    return with_corners(vertices, nver, h, w, [=](const Corner* corners, const Rect&) {
+        return rasterize_buffers(corners, nver, triangles, ntri, h, w, depth, tri_buf, bary);
+    });
 }
 
 int render_colors(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, const float* colors,
                   int c, int h, int w, float* image) {
-    return render_window(vertices, nver, triangles, ntri, h, w, c, image,
-                         [triangles, colors, c](int32_t t, float w0, float w1, float w2, float* out) {
-                             const int32_t* tr = triangles + 3 * static_cast<int64_t>(t);
-                             const float* c0 = colors + static_cast<int64_t>(tr[0]) * c;
-                             const float* c1 = colors + static_cast<int64_t>(tr[1]) * c;
-                             const float* c2 = colors + static_cast<int64_t>(tr[2]) * c;
-                             for (int k = 0; k < c; ++k) out[k] = w0 * c0[k] + w1 * c1[k] + w2 * c2[k];
-                         });
+    return render_window(vertices, nver, h, w, [=](const Corner* corners, const Rect& win, float* depth) {
+        return rasterize_colors(corners, nver, triangles, ntri, win, depth, colors, c, w, image);
+    });
 }
 
 int render_texture(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri,
                    const float* tex_coords, int64_t ntex, int tex_stride, const int32_t* tex_triangles,
                    const float* texture, int th, int tw, int c, bool bilinear, int h, int w, float* image) {
     if (!indices_in_range(tex_triangles, 3 * ntri, ntex)) return kBadTexIndex;
-    const float umax = static_cast<float>(tw - 1), vmax = static_cast<float>(th - 1);
-    return render_window(
-        vertices, nver, triangles, ntri, h, w, c, image,
-        [=](int32_t t, float w0, float w1, float w2, float* out) {
-            const int32_t* tr = tex_triangles + 3 * static_cast<int64_t>(t);
-            const float* t0 = tex_coords + static_cast<int64_t>(tr[0]) * tex_stride;
-            const float* t1 = tex_coords + static_cast<int64_t>(tr[1]) * tex_stride;
-            const float* t2 = tex_coords + static_cast<int64_t>(tr[2]) * tex_stride;
-            float u = w0 * t0[0] + w1 * t1[0] + w2 * t2[0];
-            float v = w0 * t0[1] + w1 * t1[1] + w2 * t2[1];
-            // Written so that NaN (from overflowing coordinates) clamps to 0 rather than indexing anywhere.
-            u = u >= 0.0f ? u : 0.0f;
-            u = u <= umax ? u : umax;
-            v = v >= 0.0f ? v : 0.0f;
-            v = v <= vmax ? v : vmax;
-            if (!bilinear) {
-                const int64_t ix = static_cast<int64_t>(std::floor(u + 0.5f));
-                const int64_t iy = static_cast<int64_t>(std::floor(v + 0.5f));
-                const float* texel = texture + (iy * tw + ix) * c;
-                for (int k = 0; k < c; ++k) out[k] = texel[k];
-                return;
-            }
-            const float fu = std::floor(u), fv = std::floor(v);
-            const int64_t x0 = static_cast<int64_t>(fu), y0 = static_cast<int64_t>(fv);
-            const int64_t x1 = std::min<int64_t>(x0 + 1, tw - 1), y1 = std::min<int64_t>(y0 + 1, th - 1);
-            const float a = u - fu, b = v - fv;
-            const float ia = 1.0f - a, ib = 1.0f - b;
-            const float* p00 = texture + (y0 * tw + x0) * c;
-            const float* p01 = texture + (y0 * tw + x1) * c;
-            const float* p10 = texture + (y1 * tw + x0) * c;
-            const float* p11 = texture + (y1 * tw + x1) * c;
-            for (int k = 0; k < c; ++k) out[k] = (p00[k] * ia + p01[k] * a) * ib + (p10[k] * ia + p11[k] * a) * b;
-        });
+    return render_window(vertices, nver, h, w, [=](const Corner* corners, const Rect& win, float* depth) {
+        return rasterize_texture(corners, nver, triangles, ntri, win, depth, tex_coords, ntex, tex_stride,
+                                 tex_triangles, texture, th, tw, c, bilinear, w, image);
+    });
 }
 
 namespace {
@@ -305,23 +372,23 @@ int combine_basis(const float* mean, const float* tiles, int64_t ntiles, int64_t
 }
 
 int triangle_normals(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, float* normals) {
-    if (!indices_in_range(triangles, 3 * ntri, nver)) return kBadVertexIndex;
     for (int64_t t = 0; t < ntri; ++t) {
-        const int32_t* tr = triangles + 3 * t;
+        int32_t i0, i1, i2;
+        if (!read_triangle(triangles, t, static_cast<uint64_t>(nver), i0, i1, i2)) return kBadVertexIndex;
         double n[3];
-        cross_double(vertices + 3 * static_cast<int64_t>(tr[0]), vertices + 3 * static_cast<int64_t>(tr[1]),
-                     vertices + 3 * static_cast<int64_t>(tr[2]), n);
+        cross_double(vertices + 3 * static_cast<int64_t>(i0), vertices + 3 * static_cast<int64_t>(i1),
+                     vertices + 3 * static_cast<int64_t>(i2), n);
         normalize_to(n, normals + 3 * t);
     }
     return kOk;
 }
 
 int vertex_normals(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, float* normals) {
-    if (!indices_in_range(triangles, 3 * ntri, nver)) return kBadVertexIndex;
     std::unique_ptr<double[]> acc(new (std::nothrow) double[3 * nver]());
     if (!acc) return kOutOfMemory;
     for (int64_t t = 0; t < ntri; ++t) {
-        const int32_t* tr = triangles + 3 * t;
+        int32_t tr[3];
+        if (!read_triangle(triangles, t, static_cast<uint64_t>(nver), tr[0], tr[1], tr[2])) return kBadVertexIndex;
         double n[3];
         cross_double(vertices + 3 * static_cast<int64_t>(tr[0]), vertices + 3 * static_cast<int64_t>(tr[1]),
                      vertices + 3 * static_cast<int64_t>(tr[2]), n);

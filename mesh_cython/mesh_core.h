@@ -16,7 +16,11 @@
 // (strict: among equal depths the lowest triangle index wins).
 //
 // Every function returns 0 on success or one of the error codes below (the outputs are then unspecified).
-// None of them touches the Python interpreter, so the Cython layer calls them without the GIL.
+// None of them touches the Python interpreter, so the Cython layer calls them without the GIL; another thread may
+// then change the input arrays during a call. Each kernel therefore reads every triangle index exactly once and
+// checks that copy before using it, and the rasterising kernels read the vertices once into a private copy that
+// sizes and bounds all their scratch buffers: a change mid-call gives wrong values or an error code, never an access
+// outside a buffer.
 #pragma once
 
 #include <cstdint>

@@ -5,19 +5,15 @@
 Every function checks each argument before the kernel runs: a numpy array of the kernel's dtype (native byte order,
 aligned, C order) with a shape consistent with the other arguments, outputs writeable, sizes within a C int; anything
 else (None, a list, a 0-d array, ...) raises ValueError naming the argument. The kernels run without the GIL, so
-another thread may change the caller's arrays meanwhile. The arrays whose values decide where a kernel reads or
-writes are therefore copied first, and the kernel checks and reads only its private copy: triangles and tex_triangles
-(checked, then read again for every pixel), and in render_colors / render_texture the vertices (their bounding box
-sizes the scratch depth buffer; rasterize_triangles clips to the whole image and the normal kernels only compute
-with them). The other inputs (colors, texture, tex_coords) only decide output values (texture lookups are
-clamped), and combine_basis only computes with its inputs, so changing them mid-call gives wrong values, never an
-access outside a buffer.
+another thread may change the caller's arrays meanwhile; the kernels themselves make that harmless (mesh_core.h):
+they read each triangle index once and check that copy before using it, read the vertices once into a private
+copy that sizes their scratch buffers, and clamp texture lookups, so a change mid-call gives wrong values or an
+error status, never an access outside a buffer.
 
 Each function returns the kernel's status code: 0 ok, 1 a triangle index outside [0, nver), 2 a non-finite vertex,
 3 a tex_triangles index outside [0, ntex), 4 out of memory. Outputs are unspecified unless 0.
 """
 import operator
-import threading
 
 import numpy as np
 
@@ -50,7 +46,6 @@ cdef extern from "mesh_core.h" namespace "face3d" nogil:
 cdef object FLOAT32 = np.dtype(np.float32)
 cdef object INT32 = np.dtype(np.int32)
 ANY = -1  # a shape entry that accepts any length
-_scratch = threading.local()  # per-thread buffers of the private copies (see _private)
 
 
 cdef int _size(object value, str name) except -1:
@@ -82,21 +77,6 @@ cdef cnp.ndarray _array(object value, object dtype, tuple shape, str name, bint 
     return a
 
 
-cdef cnp.ndarray _private(cnp.ndarray a, str slot):
-    """A copy of the C-contiguous array a that no other thread can reach (see the module docstring), held in this
-    thread's scratch buffer `slot`: it is reused by the thread's next calls (and grown when too small), so the copy
-    costs no allocation -- a fresh multi-megabyte array per call can make the allocator return memory to the
-    system and fault it in again on every render, which costs more than the kernel."""
-    nbytes = a.nbytes
-    buffer = getattr(_scratch, slot, None)
-    if buffer is None or buffer.size < nbytes:
-        buffer = np.empty(nbytes, np.uint8)
-        setattr(_scratch, slot, buffer)
-    copy = buffer[:nbytes].view(a.dtype).reshape((<object> a).shape)
-    copy[...] = a
-    return copy
-
-
 cdef inline int64_t _rows(cnp.ndarray a):
     return cnp.PyArray_DIM(a, 0)
 
@@ -106,7 +86,7 @@ def rasterize_triangles(vertices, triangles, h, w, depth, tri_buf, bary):
     and triangles (ntri, 3) int32; returns the status code."""
     cdef int ih = _size(h, "h"), iw = _size(w, "w")
     cdef cnp.ndarray v = _array(vertices, FLOAT32, (ANY, 3), "vertices")
-    cdef cnp.ndarray t = _private(_array(triangles, INT32, (ANY, 3), "triangles"), "triangles")
+    cdef cnp.ndarray t = _array(triangles, INT32, (ANY, 3), "triangles")
     cdef cnp.ndarray d = _array(depth, FLOAT32, (ih, iw), "depth", True)
     cdef cnp.ndarray b = _array(tri_buf, INT32, (ih, iw), "tri_buf", True)
     cdef cnp.ndarray wts = _array(bary, FLOAT32, (ih, iw, 3), "bary", True)
@@ -128,8 +108,8 @@ def render_colors(vertices, triangles, colors, h, w, image):
     cdef int ih = _size(h, "h"), iw = _size(w, "w")
     cdef cnp.ndarray im = _array(image, FLOAT32, (ih, iw, ANY), "image", True)
     cdef int c = cnp.PyArray_DIM(im, 2)
-    cdef cnp.ndarray v = _private(_array(vertices, FLOAT32, (ANY, 3), "vertices"), "vertices")
-    cdef cnp.ndarray t = _private(_array(triangles, INT32, (ANY, 3), "triangles"), "triangles")
+    cdef cnp.ndarray v = _array(vertices, FLOAT32, (ANY, 3), "vertices")
+    cdef cnp.ndarray t = _array(triangles, INT32, (ANY, 3), "triangles")
     cdef int64_t nver = _rows(v), ntri = _rows(t)
     cdef cnp.ndarray col = _array(colors, FLOAT32, (nver, c), "colors")
     cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
@@ -149,8 +129,8 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
     cdef int ih = _size(h, "h"), iw = _size(w, "w")
     cdef cnp.ndarray im = _array(image, FLOAT32, (ih, iw, ANY), "image", True)
     cdef int c = cnp.PyArray_DIM(im, 2)
-    cdef cnp.ndarray v = _private(_array(vertices, FLOAT32, (ANY, 3), "vertices"), "vertices")
-    cdef cnp.ndarray t = _private(_array(triangles, INT32, (ANY, 3), "triangles"), "triangles")
+    cdef cnp.ndarray v = _array(vertices, FLOAT32, (ANY, 3), "vertices")
+    cdef cnp.ndarray t = _array(triangles, INT32, (ANY, 3), "triangles")
     cdef int64_t nver = _rows(v), ntri = _rows(t)
     cdef cnp.ndarray tex = _array(texture, FLOAT32, (ANY, ANY, c), "texture")
     if _rows(tex) > INT_MAX or _rows(tex) < 1 or cnp.PyArray_DIM(tex, 1) < 1:
@@ -162,7 +142,7 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
         raise ValueError(f"_mesh_core: tex_coords must have at least 2 columns, got shape {tex_coords.shape}")
     cdef int64_t ntex = _rows(uv)
     cdef int stride = cnp.PyArray_DIM(uv, 1)
-    cdef cnp.ndarray tt = _private(_array(tex_triangles, INT32, (ntri, 3), "tex_triangles"), "tex_triangles")
+    cdef cnp.ndarray tt = _array(tex_triangles, INT32, (ntri, 3), "tex_triangles")
     cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
     cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(t)
     cdef const float* ptex = <const float*> cnp.PyArray_DATA(tex)
@@ -180,9 +160,9 @@ ctypedef int (*NormalKernel)(const float*, int64_t, const int32_t*, int64_t, flo
 
 cdef int _normals(NormalKernel kernel, vertices, triangles, normals, bint per_vertex) except -1:
     """Checks the arguments of a normal kernel (normals has one row per vertex when per_vertex, else per triangle),
-    runs it on a private copy of triangles and returns its status code."""
+    runs it and returns its status code."""
     cdef cnp.ndarray v = _array(vertices, FLOAT32, (ANY, 3), "vertices")
-    cdef cnp.ndarray t = _private(_array(triangles, INT32, (ANY, 3), "triangles"), "triangles")
+    cdef cnp.ndarray t = _array(triangles, INT32, (ANY, 3), "triangles")
     cdef cnp.ndarray n = _array(normals, FLOAT32, (_rows(v) if per_vertex else _rows(t), 3), "normals", True)
     cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
     cdef const int32_t* pt = <const int32_t*> cnp.PyArray_DATA(t)
