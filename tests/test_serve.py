@@ -473,6 +473,8 @@ def test_processing_timeout_answers_504_and_the_service_goes_on(tmp_path, photo)
         assert metrics["requests"]["POST /v1/reconstruct 504"] == 1
         assert metrics["requests"]["POST /v1/reconstruct 200"] == 1
         assert metrics["batches"]["count"] == 2 and metrics["in_flight"] == 0
+        assert metrics["latency_ms"]["count"] == 1  # the quantiles cover answered reconstructions only
+        assert metrics["latency_ms"]["p99"] == pytest.approx(answer.json()["timing_ms"]["total"], rel=1e-9)
     finally:
         assert slow.stop() == 0, slow.log.read_text()
 
