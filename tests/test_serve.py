@@ -3,8 +3,10 @@ the batcher and the image-header reader in-process.
 
 The model maps a 32 x 32 crop to ``map + 0.02 x crop`` (a fixed face-like map plus a trace of the input), so its
 answers depend on the request and are compared with ``face3d.prnet.inference.PRN`` run here on the same file.
-The servers run with ``import tensorflow`` and ``import keras`` made to fail. Budget: about a minute on the 2
-shared development cores (two servers started together; the OBJ writer alone takes seconds).
+A variant of the model is slow on white crops only, for the processing timeout; another server runs two worker
+processes on a small UV layout of its own. The servers run with ``import tensorflow`` and ``import keras`` made to
+fail. Budget: about a minute on the 2 shared development cores (two servers started together; the OBJ writer alone
+takes seconds, the slow model about 4).
 """
 import asyncio
 import base64
