@@ -14,7 +14,7 @@ than the cores left over divided by the CPU seconds per answer). The clients run
 machine's cores with the server. The last line printed is the JSON summary.
 
     python bench/bench_serve.py [--clients 1 32] [--seconds 20] [--width 16] [--size 256] [--max-batch 8]
-                                [--max-delay-ms 5] [--threads 2] [--model PATH] [--json FILE]
+                                [--max-delay-ms 5] [--threads 2] [--model-threads N] [--model PATH] [--json FILE]
 """
 import argparse
 import asyncio
@@ -85,6 +85,8 @@ def start_server(model, args, log):
                str(port), "--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms),
                "--threads", str(args.threads), "--max-in-flight", str(max(64, max(args.clients))),
                "--timeout-s", str(CLIENT_TIMEOUT_S)]  # a loaded 2-core machine queues N clients for N answers
+    if args.model_threads:
+        command += ["--model-threads", str(args.model_threads)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"
@@ -165,6 +167,7 @@ def main(argv=None):
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-delay-ms", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=2, help="server's pre/post-processing threads")
+    p.add_argument("--model-threads", type=int, help="the network's threads (default: the server's, all cores)")
     p.add_argument("--json", metavar="FILE", help="also write the summary here")
     args = p.parse_args(argv)
     if args.seconds > 120 or max(args.clients) > 256:
@@ -225,7 +228,8 @@ def main(argv=None):
     load_average = os.getloadavg()
     print(f"face3d serve, {health['backend']} resfcn256 input {health['input_size']} "
           f"({'--model ' + str(args.model) if args.model else f'width {args.width}'}), max batch {args.max_batch}, "
-          f"max delay {args.max_delay_ms} ms, {args.threads} threads, {os.cpu_count()} cores, "
+          f"max delay {args.max_delay_ms} ms, {args.threads} threads, model threads {args.model_threads or 'all'}, "
+          f"{os.cpu_count()} cores, "
           f"load average {load_average[0]:.1f}")
     print(f"{'clients':>7} {'answers':>8} {'errors':>6} {'answers/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'mean batch':>10}  RSS MiB start/end, max 1st/2nd half")
@@ -245,7 +249,8 @@ def main(argv=None):
         print(f"throughput {runs[-1]['clients']} clients / {runs[0]['clients']} client: {speedup:.2f}x")
     summary = {"bench": "serve", "backend": health["backend"], "input_size": health["input_size"],
                "width": None if args.model else args.width, "max_batch": args.max_batch,
-               "max_delay_ms": args.max_delay_ms, "threads": args.threads, "cores": os.cpu_count(),
+               "max_delay_ms": args.max_delay_ms, "threads": args.threads, "model_threads": args.model_threads,
+               "cores": os.cpu_count(),
                "load_average": [round(v, 2) for v in load_average], "runs": runs,
                "speedup": speedup, "errors": sum(r["errors"] for r in runs), "server_exit_status": exit_status,
                "drained": "drained:" in server_log}
