@@ -519,6 +519,17 @@ def test_workers_and_uv_data(tmp_path, model_path, photo):
 
 # ------------------------------------------------------------------------------------------------ in-process
 
+def test_the_model_threads_sleep_and_follow_model_threads(model_path):
+    from face3d.serve.app import load_reconstructor
+    from face3d.serve.config import ServeConfig
+
+    # the network shares the cores with decoding and post-processing: its idle threads must not spin
+    options = load_reconstructor(ServeConfig(str(model_path), model_threads=1)).prn.predictor._session \
+        .get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_batcher_isolates_a_failing_input_and_drains_on_close():
     calls = []
 
