@@ -8,11 +8,13 @@ and translated by ``face3d.prnet.export``, or ``--model PATH``. Each client post
 ``--max-requests`` requests (requests in progress at the deadline are finished and counted). Reported per run:
 throughput (answers/s), latency p50/p99, errors, the server's batch sizes (from ``/metrics``), where the server's
 time went (the answers' ``timing_ms``, averaged) and its resident memory (VmRSS, sampled every second, after a
-warm-up with full batches). The clients run in this process and share the machine's cores with the server. The
-last line printed is the JSON summary.
+warm-up with full batches and as many requests in flight as the largest run), the CPU seconds per answer of the
+server and of the clients, and the cores the machine's other processes took meanwhile (throughput can be no more
+than the cores left over divided by the CPU seconds per answer). The clients run in this process and share the
+machine's cores with the server. The last line printed is the JSON summary.
 
     python bench/bench_serve.py [--clients 1 32] [--seconds 20] [--width 16] [--size 256] [--max-batch 8]
-                                [--max-delay-ms 5] [--threads 2] [--model PATH] [--json FILE]
+                                [--max-delay-ms 5] [--threads 2] [--model-threads N] [--model PATH] [--json FILE]
 """
 import argparse
 import asyncio
@@ -57,6 +59,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid):
+    """CPU seconds (user + system) a process has used, from /proc (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds():
+    """CPU seconds every process on the machine has used (all cores, idle and I/O wait excluded), from /proc."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid):
     """Resident memory of a process (MiB), from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -71,6 +85,8 @@ def start_server(model, args, log):
                str(port), "--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms),
                "--threads", str(args.threads), "--max-in-flight", str(max(64, max(args.clients))),
                "--timeout-s", str(CLIENT_TIMEOUT_S)]  # a loaded 2-core machine queues N clients for N answers
+    if args.model_threads:
+        command += ["--model-threads", str(args.model_threads)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"
@@ -121,13 +137,17 @@ async def load(httpx, url, png, clients, seconds, max_requests, pid):
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT_S, limits=limits) as http:
+        cpu = (cpu_seconds(pid), time.process_time(), machine_busy_seconds())
         started = time.perf_counter()
         sampler = asyncio.ensure_future(sample_memory())
         await asyncio.gather(*[client(http) for _ in range(clients)])
         elapsed = time.perf_counter() - started
         sampler.cancel()
+        server_cpu, client_cpu = cpu_seconds(pid) - cpu[0], time.process_time() - cpu[1]
+        other_cpu = machine_busy_seconds() - cpu[2] - server_cpu - client_cpu
     rss.append(rss_mib(pid))
-    return {"latencies": latencies, "timings": timings, "statuses": statuses, "elapsed": elapsed, "rss": rss}
+    return {"latencies": latencies, "timings": timings, "statuses": statuses, "elapsed": elapsed, "rss": rss,
+            "cpu_s": {"server": server_cpu, "clients": client_cpu, "other_processes": max(0.0, other_cpu)}}
 
 
 def batch_sizes(httpx, url):
@@ -139,13 +159,15 @@ def main(argv=None):
     p.add_argument("--clients", type=int, nargs="+", default=[1, 32], help="concurrent clients of each run")
     p.add_argument("--seconds", type=float, default=20.0, help="length of each run")
     p.add_argument("--max-requests", type=int, default=20000, help="requests per run at most")
-    p.add_argument("--warmup", type=int, default=32, help="requests before the runs (2 x max batch at once)")
+    p.add_argument("--warmup", type=int, default=32,
+                   help="requests before the runs, as many at once as the largest run's clients")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--model", help="serve this model instead of building resfcn256")
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-delay-ms", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=2, help="server's pre/post-processing threads")
+    p.add_argument("--model-threads", type=int, help="the network's threads (default: the server's, all cores)")
     p.add_argument("--json", metavar="FILE", help="also write the summary here")
     args = p.parse_args(argv)
     if args.seconds > 120 or max(args.clients) > 256:
@@ -163,8 +185,9 @@ def main(argv=None):
             process, url = start_server(model, args, log)
             try:
                 health = wait_ready(httpx, process, url)
-                # warm-up: full batches, so the runtime's memory arena has its working size before RSS is watched
-                warmup = asyncio.run(load(httpx, url, png, 2 * args.max_batch, 1.0, args.warmup, process.pid))
+                # warm-up: full batches and the largest run's requests in flight at once, so the runtime's memory
+                # arena and the buffers of the requests in flight have their working size before RSS is watched
+                warmup = asyncio.run(load(httpx, url, png, max(args.clients), 1.0, args.warmup, process.pid))
                 if set(warmup["statuses"]) != {200}:
                     raise RuntimeError(f"warm-up requests failed: {warmup['statuses']}")
                 runs = []
@@ -187,6 +210,11 @@ def main(argv=None):
                         "mean_batch": (sum(k * v for k, v in sizes.items()) / max(1, sum(sizes.values()))),
                         "server_ms": {key: float(np.mean([t[key] for t in result["timings"]])) if answered else None
                                       for key in SERVER_STEPS},
+                        # where the cores went: CPU ms per answer of the server and of the clients, and the cores
+                        # the rest of the machine took meanwhile; cores / CPU per answer bounds the throughput
+                        "cpu_ms_per_answer": {k: 1e3 * result["cpu_s"][k] / max(1, answered)
+                                              for k in ("server", "clients")},
+                        "other_processes_cores": result["cpu_s"]["other_processes"] / result["elapsed"],
                         "rss_mib_start": result["rss"][0], "rss_mib_end": result["rss"][-1],
                         "rss_mib_max": max(result["rss"]),
                         # flat memory: the second half of the run holds no more than the first half's peak
@@ -200,7 +228,8 @@ def main(argv=None):
     load_average = os.getloadavg()
     print(f"face3d serve, {health['backend']} resfcn256 input {health['input_size']} "
           f"({'--model ' + str(args.model) if args.model else f'width {args.width}'}), max batch {args.max_batch}, "
-          f"max delay {args.max_delay_ms} ms, {args.threads} threads, {os.cpu_count()} cores, "
+          f"max delay {args.max_delay_ms} ms, {args.threads} threads, model threads {args.model_threads or 'all'}, "
+          f"{os.cpu_count()} cores, "
           f"load average {load_average[0]:.1f}")
     print(f"{'clients':>7} {'answers':>8} {'errors':>6} {'answers/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'mean batch':>10}  RSS MiB start/end, max 1st/2nd half")
@@ -212,12 +241,16 @@ def main(argv=None):
     print("server time per answer (mean ms): " + "; ".join(
         f"{r['clients']} clients: " + ", ".join(f"{k} {v:.1f}" for k, v in r["server_ms"].items() if v is not None)
         for r in runs))
+    print("CPU per answer (ms, server + clients) and cores other processes used: " + "; ".join(
+        f"{r['clients']} clients: {r['cpu_ms_per_answer']['server']:.0f} + {r['cpu_ms_per_answer']['clients']:.0f}, "
+        f"{r['other_processes_cores']:.2f} cores" for r in runs))
     speedup = runs[-1]["throughput"] / runs[0]["throughput"] if len(runs) > 1 and runs[0]["throughput"] else None
     if speedup is not None:
         print(f"throughput {runs[-1]['clients']} clients / {runs[0]['clients']} client: {speedup:.2f}x")
     summary = {"bench": "serve", "backend": health["backend"], "input_size": health["input_size"],
                "width": None if args.model else args.width, "max_batch": args.max_batch,
-               "max_delay_ms": args.max_delay_ms, "threads": args.threads, "cores": os.cpu_count(),
+               "max_delay_ms": args.max_delay_ms, "threads": args.threads, "model_threads": args.model_threads,
+               "cores": os.cpu_count(),
                "load_average": [round(v, 2) for v in load_average], "runs": runs,
                "speedup": speedup, "errors": sum(r["errors"] for r in runs), "server_exit_status": exit_status,
                "drained": "drained:" in server_log}

@@ -3,8 +3,10 @@ the batcher and the image-header reader in-process.
 
 The model maps a 32 x 32 crop to ``map + 0.02 x crop`` (a fixed face-like map plus a trace of the input), so its
 answers depend on the request and are compared with ``face3d.prnet.inference.PRN`` run here on the same file.
-The servers run with ``import tensorflow`` and ``import keras`` made to fail. Budget: about a minute on the 2
-shared development cores (two servers started together; the OBJ writer alone takes seconds).
+A variant of the model is slow on white crops only, for the processing timeout; another server runs two worker
+processes on a small UV layout of its own. The servers run with ``import tensorflow`` and ``import keras`` made to
+fail. Budget: about a minute on the 2 shared development cores (two servers started together; the OBJ writer alone
+takes seconds, the slow model about 4).
 """
 import asyncio
 import base64
@@ -40,23 +42,52 @@ BOX = (175.0, 76.0, 265.0, 166.0)  # the astronaut's face
 
 # ------------------------------------------------------------------------------------------------ fixtures
 
-def _tiny_onnx(path):
-    """An ONNX model (input/output [N, 32, 32, 3]): output = map + 0.02 x input, the map a tilted bump."""
+def _tiny_onnx(path, slow_products=0):
+    """An ONNX model (input/output [N, 32, 32, 3]): output = map + 0.02 x input, the map a tilted bump.
+
+    With ``slow_products`` > 0, a batch of all-white crops (every input value 1) first runs that many products
+    of 512 x 512 matrices (a Loop whose trip count is floor(min(input)) x slow_products; its result, bounded by
+    tanh, enters the output multiplied by 0): a model that is slow on one kind of request only.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
     bump = np.clip(1 - ((xs - 15.5) ** 2 + (ys - 15.5) ** 2) / 16 ** 2, 0, 1)
     face = np.stack([(xs + 0.5) / SIZE * 0.7 + 0.1, (ys + 0.5) / SIZE * 0.7 + 0.1 + 0.02 * xs / SIZE, 0.2 * bump], -1)
+    nodes = [helper.make_node("Mul", ["input", "gain"], ["scaled"])]
+    initializers = [numpy_helper.from_array(np.full((), 0.02, np.float32), "gain"),
+                    numpy_helper.from_array(face[None].astype(np.float32), "map")]
+    if slow_products:
+        body = helper.make_graph(
+            [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+             helper.make_node("MatMul", ["state_in", "weights"], ["product"]),
+             helper.make_node("Tanh", ["product"], ["state_out"])], "slow_body",
+            [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+             helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [512, 512])],
+            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [512, 512])])
+        nodes += [helper.make_node("ReduceMin", ["input"], ["lowest"], keepdims=0),
+                  helper.make_node("Floor", ["lowest"], ["white"]),
+                  helper.make_node("Mul", ["white", "products"], ["trips_float"]),
+                  helper.make_node("Cast", ["trips_float"], ["trips"], to=TensorProto.INT64),
+                  helper.make_node("Loop", ["trips", "", "state"], ["looped"], body=body),
+                  helper.make_node("ReduceSum", ["looped"], ["total"], keepdims=0),
+                  helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+                  helper.make_node("Add", ["map", "nothing"], ["slow_map"])]
+        rng = np.random.default_rng(0)
+        initializers += [numpy_helper.from_array(np.full((), slow_products, np.float32), "products"),
+                         numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+                         numpy_helper.from_array(rng.normal(0, 0.05, (512, 512)).astype(np.float32), "weights"),
+                         numpy_helper.from_array(rng.normal(0, 1, (512, 512)).astype(np.float32), "state")]
+    nodes.append(helper.make_node("Add", ["scaled", "slow_map" if slow_products else "map"], ["output"]))
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["input", "gain"], ["scaled"]),
-         helper.make_node("Add", ["scaled", "map"], ["output"])],
-        "tiny_face", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", SIZE, SIZE, 3])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", SIZE, SIZE, 3])],
-        [numpy_helper.from_array(np.full((), 0.02, np.float32), "gain"),
-         numpy_helper.from_array(face[None].astype(np.float32), "map")])
+        nodes, "tiny_face", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", SIZE, SIZE, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", SIZE, SIZE, 3])], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
+    onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
 
@@ -174,6 +205,7 @@ def test_health_metrics_and_docs(client):
     health = client.get("/health").json()
     assert (health["backend"], health["input_size"], health["resolution"], health["model_batch_size"]) == \
         ("onnx", SIZE, 256, None)
+    assert health["model"].endswith("tiny.onnx") and health["status"] == "ok"
     assert health["max_batch"] == 4 and health["limits"]["max_pixels"] == 1_000_000
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -311,6 +343,11 @@ def test_every_bad_request_gets_its_json_error(client, photo):
     no_locator = _post(client, png)
     if no_locator.status_code == 422:  # without dlib on the server
         _expect_error(no_locator, 422, "face_locator_missing", "box", "landmarks", "dlib")
+    else:  # dlib finds the astronaut's face
+        assert no_locator.status_code == 200 and no_locator.json()["box_source"] == "detector", no_locator.text
+        (x0, y0, x1, y1), (a0, b0, a1, b1) = no_locator.json()["box"], BOX
+        overlap = max(0, min(x1, a1) - max(x0, a0)) * max(0, min(y1, b1) - max(y0, b0))
+        assert overlap > 0.5 * (a1 - a0) * (b1 - b0), no_locator.json()["box"]
     _expect_error(_post(client, png, box="1 2 3"), 422, "invalid_box", "4 finite numbers")
     _expect_error(_post(client, png, box="10 10 5 5"), 422, "invalid_box", "x1 > x0")
     _expect_error(_post(client, png, box="600 600 700 700"), 422, "invalid_box", "outside the 512 x 512 image")
@@ -406,7 +443,92 @@ def test_timeouts_busy_and_graceful_shutdown(servers, photo):
     assert "drained: 1 reconstructions answered" in server.log.read_text()
 
 
+def _wait_for_batches(url, count, seconds=120):
+    """Return once the server's /metrics counts ``count`` network calls (fail after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while httpx.get(f"{url}/metrics", timeout=30).json()["batches"]["count"] < count:
+        assert time.monotonic() < deadline, f"fewer than {count} network calls after {seconds} s"
+        time.sleep(0.2)
+
+
+def test_processing_timeout_answers_504_and_the_service_goes_on(tmp_path, photo):
+    # a white image makes the model run 1000 products of 512 x 512 matrices on one thread (about 4 s on the
+    # development machine), far beyond the 1 s limit; any other image takes it microseconds
+    slow = Server(tmp_path, _tiny_onnx(tmp_path / "slow.onnx", slow_products=1000), "--timeout-s", 1,
+                  "--model-threads", 1).wait()
+    try:
+        white = cv2.imencode(".png", np.full((256, 256, 3), 255, np.uint8))[1].tobytes()  # the crop is white too
+        with httpx.Client(base_url=slow.url, timeout=60) as client:
+            _expect_error(_post(client, white, box="100 100 150 150"), 504, "timeout",
+                          "reconstruction took longer than 1 s")
+            # answered at the limit: the model still runs the white batch, and the event loop answers meanwhile
+            busy = client.get("/metrics").json()
+            assert busy["batches"]["count"] == 0 and busy["in_flight"] == 0
+            assert client.get("/health").json()["status"] == "ok"
+            _wait_for_batches(slow.url, 1)  # the model thread is free again
+            _, png = photo
+            answer = _post(client, png, box=" ".join(map(str, BOX)))
+            assert answer.status_code == 200, answer.text
+            assert len(answer.json()["landmarks"]) == 68 and answer.json()["timing_ms"]["batch_size"] == 1
+            metrics = client.get("/metrics").json()
+        assert metrics["errors"] == {"total": 1, "timeout": 1}
+        assert metrics["requests"]["POST /v1/reconstruct 504"] == 1
+        assert metrics["requests"]["POST /v1/reconstruct 200"] == 1
+        assert metrics["batches"]["count"] == 2 and metrics["in_flight"] == 0
+        assert metrics["latency_ms"]["count"] == 1  # the quantiles cover answered reconstructions only
+        assert metrics["latency_ms"]["p99"] == pytest.approx(answer.json()["timing_ms"]["total"], rel=1e-9)
+    finally:
+        assert slow.stop() == 0, slow.log.read_text()
+
+
+def test_workers_and_uv_data(tmp_path, model_path, photo):
+    import dataclasses
+
+    from _prnet_data import layout_uv_data
+
+    from face3d.prnet.inference import PRN
+    from face3d.trainset.uv_layout import write_uv_data
+
+    # a 64 x 64 UV layout with its own canonical face (a tilted plane), instead of the packaged 256 one
+    layout = layout_uv_data(64)
+    u, v = layout.face_ind % 64, layout.face_ind // 64
+    canonical = np.column_stack([u, v, 0.3 * u + 0.1 * v]).astype(np.float32)
+    uv_folder = tmp_path / "uv-data"
+    write_uv_data(dataclasses.replace(layout, canonical_vertices=canonical), uv_folder)
+    server = Server(tmp_path, model_path, "--workers", 2, "--uv-data", uv_folder)
+    try:
+        server.wait()
+        health = httpx.get(f"{server.url}/health", timeout=30).json()
+        assert (health["resolution"], health["vertices"], health["model"]) == (64, len(layout.face_ind),
+                                                                               str(model_path))
+        image, png = photo
+        answer = httpx.post(f"{server.url}/v1/reconstruct", files={"image": ("f.png", png)},
+                            data={"box": " ".join(map(str, BOX))}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        prn = PRN(model_path, uv_data=uv_folder)
+        np.testing.assert_allclose(answer.json()["landmarks"], prn.get_landmarks(prn.process(image, box=BOX)),
+                                   atol=1e-4)
+    finally:
+        status = server.stop()
+    log = server.log.read_text()
+    assert status == 0, log
+    # uvicorn's supervisor started two processes, each of which loaded the model and drained on SIGTERM
+    assert log.count("Started server process") == 2 and log.count("serving ") == 2, log
+    assert log.count("drained: ") == 2, log
+
+
 # ------------------------------------------------------------------------------------------------ in-process
+
+def test_the_model_threads_sleep_and_follow_model_threads(model_path):
+    from face3d.serve.app import load_reconstructor
+    from face3d.serve.config import ServeConfig
+
+    # the network shares the cores with decoding and post-processing: its idle threads must not spin
+    options = load_reconstructor(ServeConfig(str(model_path), model_threads=1)).prn.predictor._session \
+        .get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
 
 def test_batcher_isolates_a_failing_input_and_drains_on_close():
     calls = []

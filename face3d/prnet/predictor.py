@@ -257,11 +257,15 @@ class OnnxPredictor(Predictor):
         path: the ``.onnx`` file.
         threads: intra-op threads (None: ONNX Runtime's default, all cores).
         providers: execution providers (default: CPUExecutionProvider).
+        spinning: idle intra-op threads spin waiting for the next operator (ONNX Runtime's default: the lowest
+            latency when the cores are the model's alone). False puts them to sleep, which leaves the cycles to
+            the other threads of a process that shares its cores with the model, such as ``face3d serve``'s
+            decoding and post-processing.
     """
 
     backend = "onnx"
 
-    def __init__(self, path, threads=None, providers=None):
+    def __init__(self, path, threads=None, providers=None, spinning=True):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -272,6 +276,8 @@ class OnnxPredictor(Predictor):
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = int(threads)
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(path), options,
                                                  providers=list(providers or ["CPUExecutionProvider"]))
@@ -368,8 +374,8 @@ def load_predictor(model, trust_model=False, **options):
         trust_model: run a ``.pb`` or SavedModel whatever ops its graph holds (default: refuse op types outside
             ``graph_trust.INFERENCE_TF_OPS``, such as file writes). Keras files load in Keras's safe mode, and
             checkpoints, ONNX and TFLite runtimes have no file ops, so they need no check.
-        options: backend options (``input_name``/``output_name`` for ``.pb``, ``threads``/``providers`` for
-            ONNX, ``threads`` for TFLite).
+        options: backend options (``input_name``/``output_name`` for ``.pb``, ``threads``/``providers``/
+            ``spinning`` for ONNX, ``threads`` for TFLite).
     Returns:
         Predictor.
     Raises:

@@ -67,8 +67,9 @@ def load_reconstructor(config):
     from face3d.prnet.inference import PRN
 
     options = {}
-    if config.model_threads is not None and Path(config.model).suffix.lower() == ".onnx":
-        options["threads"] = config.model_threads
+    if Path(config.model).suffix.lower() == ".onnx":
+        # the model thread shares the cores with decoding and post-processing: its idle threads must not spin
+        options = {"threads": config.model_threads, "spinning": False}
     prn = PRN(config.model, uv_data=config.uv_data, bfm=config.bfm, trust_model=config.trust_model, **options)
     detector, missing = None, "face detection needs dlib on the server (pip install dlib-bin)"
     if detector_available():
