@@ -5,6 +5,7 @@ default-model faces round-trip to maps within 1.5 px of the true parameters' map
 resume. Budget: about 30 s on 2 cores (tiny images; the round trip renders 8 faces).
 """
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -261,6 +262,25 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     # A looser threshold is another run: the wild fit is now kept
     assert main(argv[:-1] + ["0.9"]) == 1
     assert (out / "wild.mat").is_file() and json.loads((out / "summary.json").read_text())["written"] == 3
+
+
+def test_unreadable_folder_is_reported_and_fails_the_run(tmp_path, model, monkeypatch, capsys):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _photo_tree(photos, model)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("bad"):  # as for a folder without read permission (tests may run as root)
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert main(["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    reason = "PermissionError: Permission denied"
+    assert summary["unreadable_folders"] == [{"folder": str(photos / "bad"), "reason": reason}]
+    assert (summary["written"], summary["dropped"], summary["failed"]) == (2, 1, 0)  # nothing of bad/ was seen
+    assert f"cannot list {photos / 'bad'}: PermissionError: Permission denied" in capsys.readouterr().out
 
 
 def test_workers_agree_and_detector_path(tmp_path, model, monkeypatch):

@@ -45,7 +45,8 @@ def add_fit_arguments(parser):
 
 
 def run_fit(args):
-    """Run ``face3d fit`` from parsed ``args``; returns the exit status (1 when an image failed, 2 on bad input)."""
+    """Run ``face3d fit`` from parsed ``args``; returns the exit status (1 when an image failed or a folder could
+    not be listed, 2 on bad input)."""
     setup_logging(args.verbose)
     from face3d.fitting.photos import FitConfig, fit_photos
 
@@ -68,7 +69,9 @@ def run_fit(args):
         print(f"  dropped {item['image']}: fit NME {100 * item['fit_nme']:.2f} %")
     for failure in summary["failures"]:
         print(f"  failed {failure['image']}: {failure['reason']}")
-    return 1 if summary["failed"] else 0
+    for folder in summary["unreadable_folders"]:
+        print(f"  cannot list {folder['folder']}: {folder['reason']}")
+    return 1 if summary["failed"] or summary["unreadable_folders"] else 0
 
 
 FIT = Command("fit", "fit the morphable model to your photos' 68 landmarks: 300W-LP samples for generate",

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
-from face3d.trainset.discovery import IMAGE_EXTENSIONS
+from face3d.trainset.discovery import IMAGE_EXTENSIONS, walk_stems
 from face3d.trainset.landmark_files import LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
 from face3d.trainset.outputs import Journal, file_check, read_journals
 from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
@@ -80,9 +80,9 @@ class PhotoRef:
         return self.rel.rsplit("/", 1)[0] if "/" in self.rel else ""
 
 
-def discover_photos(images_root, exclude=()):
+def discover_photos(images_root, exclude=(), unreadable=None):
     """Images (``IMAGE_EXTENSIONS``) under ``images_root``, sorted by relative path; hidden folders and
-    ``exclude`` are not walked.
+    ``exclude`` are not walked; ``unreadable`` receives the folders that cannot be listed (``walk_stems``).
 
     Returns:
         (photos [PhotoRef], clashes [(PhotoRef, reason)]): a second image with the same relative stem (``a.jpg``
@@ -93,19 +93,13 @@ def discover_photos(images_root, exclude=()):
     root = Path(images_root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: images folder not found")
-    excluded = {os.path.realpath(p) for p in exclude}
     photos, clashes = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
-        by_stem = {}
-        for name in filenames:
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in IMAGE_EXTENSIONS and not stem.startswith("."):
-                by_stem.setdefault(stem, []).append(name)
-        for stem, names in by_stem.items():
-            names.sort(key=lambda n: (IMAGE_EXTENSIONS.index(os.path.splitext(n)[1].lower()), n))
-            rel = Path(os.path.relpath(os.path.join(dirpath, stem), root)).as_posix()
+    # Only hidden folders are skipped: unlike in 300W-LP, a folder named "landmarks" may hold photos here.
+    for dirpath, rel, names in walk_stems(root, [root], exclude, skip_dir=lambda name: name.startswith("."),
+                                          unreadable=unreadable):
+        names = sorted((n for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS),
+                       key=lambda n: (IMAGE_EXTENSIONS.index(os.path.splitext(n)[1].lower()), n))
+        if names:
             photos.append(PhotoRef(rel, os.path.join(dirpath, names[0])))
             reason = f"same stem as {names[0]}, whose fit it would overwrite"
             clashes += [(PhotoRef(rel, os.path.join(dirpath, n)), reason) for n in names[1:]]
@@ -344,7 +338,8 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     Returns:
         the summary dict, also written to ``output/summary.json``: counts (``images``, ``written``, ``skipped``
         (done by an earlier run), ``dropped``, ``failed``), ``fit_nme`` ({image: NME} of every fit, dropped ones
-        included), ``dropped_images`` and ``failures`` (with reasons).
+        included), ``dropped_images``, ``failures`` (with reasons) and ``unreadable_folders`` (folders that could
+        not be listed, whose photos are missing).
     """
     started = time.monotonic()
     images, output = Path(images), Path(output)
@@ -355,7 +350,8 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         raise ValueError(f"workers must be >= 1, got {workers}")
     if config.landmarks is not None and not Path(config.landmarks).is_dir():
         raise FileNotFoundError(f"{config.landmarks}: landmarks folder not found")
-    photos, clashes = discover_photos(images, exclude=[output])
+    unreadable = []
+    photos, clashes = discover_photos(images, exclude=[output], unreadable=unreadable)
     output.mkdir(parents=True, exist_ok=True)
     model_id = "default" if model_path is None else os.path.abspath(model_path)
     fingerprint = config_fingerprint(config, model_id, 0)
@@ -410,7 +406,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         "images": os.path.abspath(images), "output": os.path.abspath(output), "model": model_id,
         "config": dataclasses.asdict(config), "fingerprint": fingerprint, "workers": run_workers,
         "photos": len(photos) + len(clashes), "written": counts["written"], "skipped": skipped,
-        "dropped": counts["dropped"], "failed": counts["failed"] + len(clashes),
+        "dropped": counts["dropped"], "failed": counts["failed"] + len(clashes), "unreadable_folders": unreadable,
         "samples": sum(status == "written" for status in statuses.values()),
         "fit_nme_mean": float(np.mean(values)) if values else None,
         "fit_nme_max": float(np.max(values)) if values else None,

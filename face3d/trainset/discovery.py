@@ -63,28 +63,19 @@ def label_text_problem(text):
     return None
 
 
-def discover_samples(root, exclude=(), unreadable=None):
-    """List the samples under ``root``, sorted by relative path.
+def walk_stems(root, tops, exclude=(), skip_dir=_is_excluded_dir, unreadable=None):
+    """The files under the folders ``tops`` (``root`` or folders inside it), grouped by stem, folders in sorted order.
 
     Args:
-        root: folder of the 300W-LP tree or of any image + ``.mat`` pairs (nested folders allowed).
-        exclude: folders never walked (e.g. the output folder when it lies inside ``root``).
+        root: the folder relative paths start from. tops: the folders walked.
+        exclude: folders never walked; skip_dir: ``skip_dir(name)`` true for folder names never walked.
         unreadable: optional list receiving ``{"folder": path, "reason": "<error type>: <message>"}`` for each
-            folder that cannot be listed (permission denied ...), whose samples are then missing; each is also
-            logged at WARNING.
-    Returns:
-        list of ``SampleRef`` sorted by ``rel``. A ``.mat`` file whose image is missing is still listed (with the
-        ``.jpg`` name it should have), so the run reports it instead of silently dropping it.
-    Raises:
-        FileNotFoundError: ``root`` is not a folder.
+            folder that cannot be listed (permission denied ...); each is also logged at WARNING.
+    Yields:
+        (dirpath, rel, names) per stem not starting with a dot: ``rel`` the posix path of ``dirpath/stem`` relative
+        to ``root``, ``names`` the file names with that stem.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"root must be a folder of 300W-LP-style samples, got {str(root)!r}")
     excluded = {os.path.realpath(p) for p in exclude}
-    known = [name for name in KNOWN_300WLP_FOLDERS if (root / name).is_dir()]
-    tops = [root / name for name in known] if known else [root]
-    samples = []
 
     def on_error(error):
         folder, reason = printable_path(error.filename), f"{type(error).__name__}: {error.strerror or error}"
@@ -94,18 +85,42 @@ def discover_samples(root, exclude=(), unreadable=None):
 
     for top in tops:
         for dirpath, dirnames, filenames in os.walk(top, onerror=on_error):
-            dirnames[:] = sorted(d for d in dirnames if not _is_excluded_dir(d)
+            dirnames[:] = sorted(d for d in dirnames if not skip_dir(d)
                                  and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
             by_stem = {}
             for name in filenames:
-                stem, ext = os.path.splitext(name)
-                by_stem.setdefault(stem, {})[ext.lower()] = name
-            for stem, exts in by_stem.items():
-                if ".mat" not in exts or stem.startswith("."):
-                    continue
-                image = next((exts[e] for e in IMAGE_EXTENSIONS if e in exts), stem + ".jpg")
-                rel = Path(os.path.relpath(os.path.join(dirpath, stem), root)).as_posix()
-                samples.append(SampleRef(rel, os.path.join(dirpath, image), os.path.join(dirpath, exts[".mat"])))
+                stem = os.path.splitext(name)[0]
+                if not stem.startswith("."):
+                    by_stem.setdefault(stem, []).append(name)
+            for stem, names in by_stem.items():
+                yield dirpath, Path(os.path.relpath(os.path.join(dirpath, stem), root)).as_posix(), names
+
+
+def discover_samples(root, exclude=(), unreadable=None):
+    """List the samples under ``root``, sorted by relative path.
+
+    Args:
+        root: folder of the 300W-LP tree or of any image + ``.mat`` pairs (nested folders allowed).
+        exclude: folders never walked (e.g. the output folder when it lies inside ``root``).
+        unreadable: optional list receiving the folders that cannot be listed, whose samples are then missing
+            (see ``walk_stems``).
+    Returns:
+        list of ``SampleRef`` sorted by ``rel``. A ``.mat`` file whose image is missing is still listed (with the
+        ``.jpg`` name it should have), so the run reports it instead of silently dropping it.
+    Raises:
+        FileNotFoundError: ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"root must be a folder of 300W-LP-style samples, got {str(root)!r}")
+    known = [name for name in KNOWN_300WLP_FOLDERS if (root / name).is_dir()]
+    tops = [root / name for name in known] if known else [root]
+    samples = []
+    for dirpath, rel, names in walk_stems(root, tops, exclude, unreadable=unreadable):
+        exts = {os.path.splitext(name)[1].lower(): name for name in names}
+        if ".mat" in exts:
+            image = next((exts[e] for e in IMAGE_EXTENSIONS if e in exts), rel.rsplit("/", 1)[-1] + ".jpg")
+            samples.append(SampleRef(rel, os.path.join(dirpath, image), os.path.join(dirpath, exts[".mat"])))
     samples.sort(key=lambda s: s.rel)
     return samples
 
