@@ -1,4 +1,5 @@
-"""Where the real-format samples of ../shared/fixtures live, for the tests that use them (they skip when absent)."""
+"""Shared test fixtures: where the real-format samples of ../shared/fixtures live (tests that use them skip when
+absent), and folders that cannot be listed."""
 import os
 from pathlib import Path
 
@@ -7,3 +8,16 @@ def fixtures_dir() -> Path:
     """``$FACE3D_FIXTURES``, else ``shared/fixtures`` beside the repository (the folder may not exist)."""
     env = os.environ.get("FACE3D_FIXTURES")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def deny_listing(monkeypatch, folder_name):
+    """Make every folder named ``folder_name`` unlistable, as a folder without read permission is (tests may run
+    as root, for whom permissions do not apply): ``os.scandir`` on it raises PermissionError."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(os.fspath(path)) == folder_name:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-from _fixtures import fixtures_dir
+from _fixtures import deny_listing, fixtures_dir
 
 from face3d.cli import build_parser, main
 from face3d.cli.generate import generation_config
@@ -258,14 +258,7 @@ def test_unreadable_folder_is_reported_and_counted(tmp_path, synth, monkeypatch,
     root = tmp_path / "root"
     for folder in ("HELEN", "AFW"):
         _add_sample(root / folder, "good", synth)
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if os.fspath(path).endswith("HELEN"):  # as for a folder without read permission (tests may run as root)
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    deny_listing(monkeypatch, "HELEN")
     unreadable = []
     assert [s.rel for s in discover_samples(root, unreadable=unreadable)] == ["AFW/good"]
     assert unreadable == [{"folder": str(root / "HELEN"), "reason": "PermissionError: Permission denied"}]

@@ -5,7 +5,6 @@ default-model faces round-trip to maps within 1.5 px of the true parameters' map
 resume. Budget: about 30 s on 2 cores (tiny images; the round trip renders 8 faces).
 """
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-from _fixtures import fixtures_dir
+from _fixtures import deny_listing, fixtures_dir
 
 from face3d.cli import main
 from face3d.fitting.photos import (
@@ -267,14 +266,7 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
 def test_unreadable_folder_is_reported_and_fails_the_run(tmp_path, model, monkeypatch, capsys):
     photos, out = tmp_path / "photos", tmp_path / "out"
     _photo_tree(photos, model)
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if os.fspath(path).endswith("bad"):  # as for a folder without read permission (tests may run as root)
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    deny_listing(monkeypatch, "bad")
     assert main(["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]) == 1
     summary = json.loads((out / "summary.json").read_text())
     reason = "PermissionError: Permission denied"
