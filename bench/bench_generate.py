@@ -8,8 +8,9 @@ Anchors (each timed in this process, interleaved with ours repetition by repetit
     product); ``transform_3ddfa``; the crop with ``estimate_transform`` + ``warp``; a fresh UV render
     (``render_colors`` of the crop-space positions at the UV pixels); its two writes, ``io.imsave`` of the crop and
     ``np.save`` of the float32 map (its third, "only for show" map picture is left out). The render is face3d's
-    Cython kernel with ``--face3d DIR`` (a built checkout's ``face3d/mesh/cython``), else this project's kernel,
-    which applies the same pixel rule and is faster (``bench_render.py``), so the anchor is then if anything fast.
+    Cython kernel with ``--face3d DIR`` (a built checkout of face3d, or its ``face3d/mesh/cython``), else this
+    project's kernel, which applies the same pixel rule and is faster (``bench_render.py``), so the anchor is then
+    if anything fast.
   * floor: decode the 450x450 JPEG, encode a 256x256 JPEG, write a float16 ``.npy`` (plain sample); with rotations
     the decode is shared by the 9 outputs, so a rotated output's floor is (decode + 9 x (encode + write)) / 9.
 Ours: the dataset runner's own per-chunk path (``face3d.trainset.worker_pool._process_tasks``, chunks of 128, every
@@ -174,9 +175,11 @@ def write_distinct_set(root, model, count, seed=1):
 # ----------------------------------------------------------------------------------------------- anchors
 
 def load_face3d_render(folder):
-    """face3d's ``render_colors`` over its built Cython core in ``folder`` (loaded by path: its package name
-    clashes with this project's), allocating as its render.py does."""
-    found = sorted(Path(folder).glob("mesh_core_cython*.so"))
+    """face3d's ``render_colors`` over its built Cython core in ``folder`` (the checkout or its
+    ``face3d/mesh/cython``; loaded by path: its package name clashes with this project's), allocating as its
+    render.py does."""
+    found = sorted(Path(folder).glob("mesh_core_cython*.so")) or \
+        sorted((Path(folder) / "face3d" / "mesh" / "cython").glob("mesh_core_cython*.so"))
     if not found:
         raise SystemExit(f"{folder}: no mesh_core_cython*.so (build it with `python setup.py build_ext -i`)")
     spec = importlib.util.spec_from_file_location("mesh_core_cython", found[0])
@@ -295,7 +298,7 @@ def main(argv=None):
     parser.add_argument("--fork-samples", type=int, default=12, help="samples the fork transcription runs (12)")
     parser.add_argument("--single-samples", type=int, default=24, help="samples of process vs process_many (24)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions, median taken (3)")
-    parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout's face3d/mesh/cython folder")
+    parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout (or its face3d/mesh/cython folder)")
     parser.add_argument("--quick", action="store_true", help="2 faces of 4 views, 1 repetition")
     args = parser.parse_args(argv)
     if args.quick:
