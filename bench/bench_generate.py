@@ -30,7 +30,7 @@ the median of ``--repeats`` interleaved repetitions; figures are per core. The l
 ``plain_x`` / ``plain_distinct_x`` (fork ms per sample / ours per plain sample on the 300W-LP / distinct set),
 ``rotated_x`` (fork ms per sample / ours per output with 8 rotations, 300W-LP set), ``plain_floor_ratio`` and
 ``rotated_floor_ratio`` (ours / floor), ``single_ms`` and ``batched_ms`` (``process`` vs ``process_many`` per
-sample), plus every measured time.
+sample), plus every measured time and, as ``<case>_kernel_ms``, the part of it in the kernel (system time).
 Usage: python bench/bench_generate.py [--faces F] [--views V] [--repeats N] [--face3d DIR] [--quick]
 """
 import os
@@ -43,6 +43,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import argparse
 import importlib.util
 import json
+import resource
 import shutil
 import statistics
 import sys
@@ -279,16 +280,20 @@ def runner_case(model, root, out, angles):
 
 def interleaved(cases, repeats):
     """Median CPU ms per unit of each case {name: (prepare, run, units)} over ``repeats`` rounds, the cases run
-    one after the other in each round (so a change in the machine's load hits them all)."""
+    one after the other in each round (so a change in the machine's load hits them all), and the median of the
+    part of it spent in the kernel (system time: file creation and writes, mostly). Returns (ms, kernel ms)."""
     times = {name: [] for name in cases}
+    kernel = {name: [] for name in cases}
     for round_ in range(repeats + 1):
         for name, (prepare, run, units) in cases.items():
             arg = prepare()
-            start = time.process_time()
+            start, start_sys = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
             run(arg)
             if round_:  # round 0 warms up: imports, page faults, the files' first creation
                 times[name].append((time.process_time() - start) * 1e3 / units)
-    return {name: statistics.median(t) for name, t in times.items()}
+                kernel[name].append((resource.getrusage(resource.RUSAGE_SELF).ru_stime - start_sys) * 1e3 / units)
+    return ({name: statistics.median(t) for name, t in times.items()},
+            {name: statistics.median(t) for name, t in kernel.items()})
 
 
 def main(argv=None):
@@ -346,19 +351,20 @@ def main(argv=None):
         }
         rotated_prepare, rotated_run, rotated_samples = cases["rotated"]
         cases["rotated"] = rotated_prepare, rotated_run, rotated_samples * (1 + len(angles))  # per output
-        ms = interleaved(cases, args.repeats)
+        ms, kernel_ms = interleaved(cases, args.repeats)
     print(f"BFM-sized model ({model.nver} vertices, {model.full_triangles.shape[0]} triangles); 300W-LP set: "
           f"{args.faces} faces x {args.views} views + _Flip = {n_lp} samples; distinct set: {n_lp} samples; "
           f"fork transcription on {len(fork_jobs)} samples ({'face3d' if args.face3d else 'our'} render kernel); "
           f"CPU ms, median of {args.repeats} interleaved repetitions")
     for name, value in ms.items():
         unit = "output" if name in ("rotated", "floor_rotated") else "sample"
-        print(f"  {name:16s} {value:8.2f} ms per {unit}")
+        print(f"  {name:16s} {value:8.2f} ms per {unit} (in the kernel {kernel_ms[name]:.2f})")
     result = {
         "plain_x": ms["fork"] / ms["plain"], "plain_distinct_x": ms["fork"] / ms["plain_distinct"],
         "rotated_x": ms["fork"] / ms["rotated"], "plain_floor_ratio": ms["plain"] / ms["floor_plain"],
         "rotated_floor_ratio": ms["rotated"] / ms["floor_rotated"], "single_ms": ms["single"],
         "batched_ms": ms["batched"], **{f"{name}_ms": value for name, value in ms.items()},
+        **{f"{name}_kernel_ms": value for name, value in kernel_ms.items()},
     }
     print(json.dumps({key: round(value, 3) for key, value in result.items()}))
 
