@@ -8,8 +8,9 @@ Anchors (each timed in this process, interleaved with ours repetition by repetit
     product); ``transform_3ddfa``; the crop with ``estimate_transform`` + ``warp``; a fresh UV render
     (``render_colors`` of the crop-space positions at the UV pixels); its two writes, ``io.imsave`` of the crop and
     ``np.save`` of the float32 map (its third, "only for show" map picture is left out). The render is face3d's
-    Cython kernel with ``--face3d DIR`` (a built checkout's ``face3d/mesh/cython``), else this project's kernel,
-    which applies the same pixel rule and is faster (``bench_render.py``), so the anchor is then if anything fast.
+    Cython kernel with ``--face3d DIR`` (a built checkout of face3d, or its ``face3d/mesh/cython``), else this
+    project's kernel, which applies the same pixel rule and is faster (``bench_render.py``), so the anchor is then
+    if anything fast.
   * floor: decode the 450x450 JPEG, encode a 256x256 JPEG, write a float16 ``.npy`` (plain sample); with rotations
     the decode is shared by the 9 outputs, so a rotated output's floor is (decode + 9 x (encode + write)) / 9.
 Ours: the dataset runner's own per-chunk path (``face3d.trainset.worker_pool._process_tasks``, chunks of 128, every
@@ -29,7 +30,7 @@ the median of ``--repeats`` interleaved repetitions; figures are per core. The l
 ``plain_x`` / ``plain_distinct_x`` (fork ms per sample / ours per plain sample on the 300W-LP / distinct set),
 ``rotated_x`` (fork ms per sample / ours per output with 8 rotations, 300W-LP set), ``plain_floor_ratio`` and
 ``rotated_floor_ratio`` (ours / floor), ``single_ms`` and ``batched_ms`` (``process`` vs ``process_many`` per
-sample), plus every measured time.
+sample), plus every measured time and, as ``<case>_kernel_ms``, the part of it in the kernel (system time).
 Usage: python bench/bench_generate.py [--faces F] [--views V] [--repeats N] [--face3d DIR] [--quick]
 """
 import os
@@ -42,6 +43,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import argparse
 import importlib.util
 import json
+import resource
 import shutil
 import statistics
 import sys
@@ -174,9 +176,11 @@ def write_distinct_set(root, model, count, seed=1):
 # ----------------------------------------------------------------------------------------------- anchors
 
 def load_face3d_render(folder):
-    """face3d's ``render_colors`` over its built Cython core in ``folder`` (loaded by path: its package name
-    clashes with this project's), allocating as its render.py does."""
-    found = sorted(Path(folder).glob("mesh_core_cython*.so"))
+    """face3d's ``render_colors`` over its built Cython core in ``folder`` (the checkout or its
+    ``face3d/mesh/cython``; loaded by path: its package name clashes with this project's), allocating as its
+    render.py does."""
+    found = sorted(Path(folder).glob("mesh_core_cython*.so")) or \
+        sorted((Path(folder) / "face3d" / "mesh" / "cython").glob("mesh_core_cython*.so"))
     if not found:
         raise SystemExit(f"{folder}: no mesh_core_cython*.so (build it with `python setup.py build_ext -i`)")
     spec = importlib.util.spec_from_file_location("mesh_core_cython", found[0])
@@ -276,16 +280,20 @@ def runner_case(model, root, out, angles):
 
 def interleaved(cases, repeats):
     """Median CPU ms per unit of each case {name: (prepare, run, units)} over ``repeats`` rounds, the cases run
-    one after the other in each round (so a change in the machine's load hits them all)."""
+    one after the other in each round (so a change in the machine's load hits them all), and the median of the
+    part of it spent in the kernel (system time: file creation and writes, mostly). Returns (ms, kernel ms)."""
     times = {name: [] for name in cases}
+    kernel = {name: [] for name in cases}
     for round_ in range(repeats + 1):
         for name, (prepare, run, units) in cases.items():
             arg = prepare()
-            start = time.process_time()
+            start, start_sys = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
             run(arg)
             if round_:  # round 0 warms up: imports, page faults, the files' first creation
                 times[name].append((time.process_time() - start) * 1e3 / units)
-    return {name: statistics.median(t) for name, t in times.items()}
+                kernel[name].append((resource.getrusage(resource.RUSAGE_SELF).ru_stime - start_sys) * 1e3 / units)
+    return ({name: statistics.median(t) for name, t in times.items()},
+            {name: statistics.median(t) for name, t in kernel.items()})
 
 
 def main(argv=None):
@@ -295,7 +303,7 @@ def main(argv=None):
     parser.add_argument("--fork-samples", type=int, default=12, help="samples the fork transcription runs (12)")
     parser.add_argument("--single-samples", type=int, default=24, help="samples of process vs process_many (24)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions, median taken (3)")
-    parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout's face3d/mesh/cython folder")
+    parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout (or its face3d/mesh/cython folder)")
     parser.add_argument("--quick", action="store_true", help="2 faces of 4 views, 1 repetition")
     args = parser.parse_args(argv)
     if args.quick:
@@ -343,19 +351,20 @@ def main(argv=None):
         }
         rotated_prepare, rotated_run, rotated_samples = cases["rotated"]
         cases["rotated"] = rotated_prepare, rotated_run, rotated_samples * (1 + len(angles))  # per output
-        ms = interleaved(cases, args.repeats)
+        ms, kernel_ms = interleaved(cases, args.repeats)
     print(f"BFM-sized model ({model.nver} vertices, {model.full_triangles.shape[0]} triangles); 300W-LP set: "
           f"{args.faces} faces x {args.views} views + _Flip = {n_lp} samples; distinct set: {n_lp} samples; "
           f"fork transcription on {len(fork_jobs)} samples ({'face3d' if args.face3d else 'our'} render kernel); "
           f"CPU ms, median of {args.repeats} interleaved repetitions")
     for name, value in ms.items():
         unit = "output" if name in ("rotated", "floor_rotated") else "sample"
-        print(f"  {name:16s} {value:8.2f} ms per {unit}")
+        print(f"  {name:16s} {value:8.2f} ms per {unit} (in the kernel {kernel_ms[name]:.2f})")
     result = {
         "plain_x": ms["fork"] / ms["plain"], "plain_distinct_x": ms["fork"] / ms["plain_distinct"],
         "rotated_x": ms["fork"] / ms["rotated"], "plain_floor_ratio": ms["plain"] / ms["floor_plain"],
         "rotated_floor_ratio": ms["rotated"] / ms["floor_rotated"], "single_ms": ms["single"],
         "batched_ms": ms["batched"], **{f"{name}_ms": value for name, value in ms.items()},
+        **{f"{name}_kernel_ms": value for name, value in kernel_ms.items()},
     }
     print(json.dumps({key: round(value, 3) for key, value in result.items()}))
 

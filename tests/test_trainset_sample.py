@@ -315,6 +315,21 @@ def test_read_300wlp_sample_returns_rgb_and_parameters(model, tmp_path):
     assert got["Pose_Para"].shape == (7,) and got["Shape_Para"].shape == (199, 1)
     assert got["Exp_Para"].shape == (29, 1) and got["pt2d"].shape == (2, 68)
     np.testing.assert_allclose(got["Pose_Para"], params["Pose_Para"])
+    rgba, _ = read_300wlp_sample(image_path, mat_path, alpha=True)  # the generator's warp source
+    assert rgba.shape == (*image.shape[:2], 4) and np.all(rgba[..., 3] == 255)
+    np.testing.assert_array_equal(rgba[..., :3], image)
+
+
+def test_process_equals_generate_on_the_decoded_sample(model, tmp_path):
+    """``process`` decodes straight to RGBA, ``generate`` converts the RGB image it is given: the same bytes."""
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=32, angles=(15, -30)))
+    image_path, mat_path = _write_sample(tmp_path, "s", _image(5), _params(model, seed=5))
+    processed = generator.process(image_path, mat_path, 3)
+    generated = generator.generate(*read_300wlp_sample(image_path, mat_path), "s", 3)
+    assert [o.name for o in processed] == [o.name for o in generated] == ["s", "s_angle_15", "s_angle_-30"]
+    for a, b in zip(processed, generated):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.posmap, b.posmap)
 
 
 def test_300wlp_fixture_with_default_model_and_preview(model):

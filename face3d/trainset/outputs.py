@@ -49,16 +49,16 @@ class OutputFolders:
         self._fds.clear()
 
 
-def _write_file_atomically(folder_fd, name, chunks):
+def _write_file_atomically(folder_fd, name, views):
     """``atomic_write_bytes`` for the per-sample files, in the folder open as ``folder_fd``: the hidden temporary
-    twin ``.<name>.partial`` receives the byte buffers ``chunks`` in order (one ``writev``, no joined copy) and is
-    renamed onto ``name``. No fsync: a crash may lose the last files but never shows a partial one, and the journal
-    record, appended last, is what a resumed run trusts."""
+    twin ``.<name>.partial`` receives the byte views ``views`` (``_byte_views``) in order (one ``writev``, no joined
+    copy) and is renamed onto ``name``. No fsync: a crash may lose the last files but never shows a partial one, and
+    the journal record, appended last, is what a resumed run trusts."""
     tmp = f".{name}{TEMP_SUFFIX}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dir_fd=folder_fd)
         try:
-            views = [v for v in (memoryview(chunk).cast("B") for chunk in chunks) if v]
+            views = [v for v in views if v]
             while views:  # one writev for all chunks, unless the kernel takes fewer bytes
                 written = os.writev(fd, views)
                 while views and written >= len(views[0]):
@@ -86,9 +86,14 @@ def _checked_ranges(size):
     return (0, head), (max(head, size - CHECKED_BYTES), size)
 
 
-def _buffers_check(chunks):
-    """``[size, crc32 of _checked_ranges]`` of the byte buffers ``chunks`` written one after the other."""
-    views = [memoryview(chunk).cast("B") for chunk in chunks]
+def _byte_views(chunks):
+    """Flat byte views of the buffers ``chunks`` (no copies)."""
+    return [memoryview(chunk).cast("B") for chunk in chunks]
+
+
+def _buffers_check(views):
+    """``[size, crc32 of _checked_ranges]`` of the byte views ``views`` (``_byte_views``) written one after the
+    other."""
     size, crc = sum(len(view) for view in views), 0
     for start, stop in _checked_ranges(size):
         offset = 0
@@ -139,10 +144,11 @@ def _encode(ext, image):
 
 
 @functools.lru_cache(maxsize=8)
-def _npy_header(shape, dtype_str):
-    """The ``.npy`` (format 1.0) header ``np.save`` writes for a C-order array of ``shape`` and ``dtype_str``."""
+def _npy_header(shape, dtype):
+    """The ``.npy`` (format 1.0) header ``np.save`` writes for a C-order array of ``shape`` and ``dtype``."""
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": dtype_str, "fortran_order": False, "shape": shape})
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                                               "shape": shape})
     return buf.getvalue()
 
 
@@ -156,7 +162,7 @@ def _npy_chunks(array, dtype):
         data = cv2.add(np.ascontiguousarray(array), 0.0, dtype=cv2.CV_16F)
     else:
         data = np.ascontiguousarray(array, dtype=dtype)
-    return _npy_header(data.shape, np.lib.format.dtype_to_descr(data.dtype)), data.reshape(-1).view(np.uint8)
+    return _npy_header(data.shape, data.dtype), data.reshape(-1).view(np.uint8)
 
 
 def _journal_records(output):
@@ -253,10 +259,11 @@ def write_sample(output, ref, generated, posmap_dtype, folders):
     written, names, checks = [], [], {}
     try:
         for item in generated:
-            for name, data in _output_files(item, posmap_dtype):
-                _write_file_atomically(folder_fd, name, data)
+            for name, chunks in _output_files(item, posmap_dtype):
+                views = _byte_views(chunks)
+                _write_file_atomically(folder_fd, name, views)
                 written.append(name)
-                checks[name] = _buffers_check(data)
+                checks[name] = _buffers_check(views)
             names.append(item.name)
     except BaseException:
         for name in written:  # a sample is all or nothing

@@ -324,7 +324,7 @@ class TrainsetGenerator:
         interpolation commutes with the affine ``_placement`` because barycentric weights sum to 1, so the
         map is the placement of the interpolated points, with uncovered pixels set back to 0."""
         placed = cv2.transform(uv_points, self._placement(A, b, z_min, matrix))
-        return cv2.multiply(placed, self._coverage)
+        return cv2.multiply(placed, self._coverage, dst=placed)
 
     def _output(self, name, rgba, matrix_img, posmap) -> GeneratedSample:
         """One output: the (h, w, 4) uint8 RGBA source warped by ``matrix_img`` (OpenCV's bilinear warp is about
@@ -357,13 +357,14 @@ class TrainsetGenerator:
             raise InputFileError(where, f"projected keypoints span {box_size.tolist()} pixels; the pose is degenerate")
         return kpt
 
-    def _generate(self, image, params, stem, seed, where, geometry: _Geometry) -> list[GeneratedSample]:
-        """The outputs of one sample: every map is one 3x4 placement of the parameter set's shared UV points
-        (``_shared_posmap``), except refitted rotations, which have their own vertices."""
+    def _generate(self, rgba, params, stem, seed, where, geometry: _Geometry) -> list[GeneratedSample]:
+        """The outputs of one sample from its (h, w, 4) uint8 RGBA image: every map is one 3x4 placement of the
+        parameter set's shared UV points (``_shared_posmap``), except refitted rotations, which have their own
+        vertices."""
         cfg = self.config
-        h = image.shape[0]
+        h = rgba.shape[0]
         A, b = self.image_pose(params["Pose_Para"], h)
-        kpt = self._projected_keypoints(geometry.vertices, A, b, image.shape[:2], where)
+        kpt = self._projected_keypoints(geometry.vertices, A, b, rgba.shape[:2], where)
         uv_points, z_min = self._uv_points(geometry), self._z_min(geometry.vertices, A, b)
         rng = np.random.default_rng(seed) if cfg.perturb else None
 
@@ -371,7 +372,6 @@ class TrainsetGenerator:
             return keypoint_box(points_xy, cfg.crop_scale, rng, cfg.max_shift, cfg.scale_range)
 
         plain = crop_matrix(box(kpt[:, :2]), cfg.resolution)
-        rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
         outputs = [self._output(stem, rgba, plain, self._shared_posmap(uv_points, A, b, z_min, plain))]
         face = keypoint_box(kpt[:, :2])
         for angle in cfg.angles:
@@ -401,7 +401,8 @@ class TrainsetGenerator:
                 outside the image, a depth offset beyond ``MAX_DEPTH_SHIFT``, non-finite or degenerate projection.
         """
         coef = self._padded(params, stem, self.config.allow_short_params)
-        return self._generate(image, params, stem, seed, stem, self._geometry_batch([coef])[0])
+        return self._generate(cv2.cvtColor(image, cv2.COLOR_RGB2RGBA), params, stem, seed, stem,
+                              self._geometry_batch([coef])[0])
 
     def process(self, image_path, mat_path, seed: int) -> list[GeneratedSample]:
         """Training pairs of one 300W-LP sample (plain first, then ``<stem>_angle_<deg>`` copies).
@@ -409,7 +410,7 @@ class TrainsetGenerator:
         Raises:
             InputFileError: see ``read_300wlp_sample`` and ``generate``.
         """
-        image, params = read_300wlp_sample(image_path, mat_path, self.config.max_pixels)
+        image, params = read_300wlp_sample(image_path, mat_path, self.config.max_pixels, alpha=True)
         coef = self._padded(params, str(mat_path), self.config.allow_short_params)
         return self._generate(image, params, Path(image_path).stem, seed, str(mat_path),
                               self._geometry_batch([coef])[0])
@@ -445,7 +446,7 @@ class TrainsetGenerator:
                 continue
             geometry = geometries.pop()
             try:
-                image = read_image(image_path, self.config.max_pixels)
+                image = read_image(image_path, self.config.max_pixels, alpha=True)
                 stem = os.path.splitext(os.path.basename(image_path))[0]
                 yield self._generate(image, d[0], stem, seed, str(mat_path), geometry)
             except InputFileError as exc:

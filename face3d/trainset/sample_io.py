@@ -37,8 +37,9 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     return (header.width, header.height) if header.format in ("png", "jpeg", "bmp") else None
 
 
-def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an image file to (h, w, 3) uint8 RGB.
+def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = False) -> np.ndarray:
+    """Decode an image file to (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with alpha 255 when ``alpha`` (the
+    generator's warp source: one conversion from OpenCV's BGR instead of two).
 
     The size is read from the header first (``image_size``): an image above ``max_pixels`` (width * height) is
     refused before any pixel memory is taken, and so is a format whose header gives no size.
@@ -55,7 +56,7 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     image = None if size is None else cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise InputFileError(image_path, "cannot decode the image (corrupt, or not a JPEG, PNG or BMP file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGBA if alpha else cv2.COLOR_BGR2RGB)
 
 
 def read_params(mat_path) -> dict:
@@ -88,16 +89,17 @@ def read_params(mat_path) -> dict:
     return params
 
 
-def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict]:
+def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXELS,
+                       alpha: bool = False) -> tuple[np.ndarray, dict]:
     """Read one 300W-LP sample.
 
     Args:
         image_path: the image (JPEG, PNG or BMP; greyscale is expanded to 3 channels).
         mat_path: its ``.mat`` with ``Pose_Para`` (1, 7), ``Shape_Para`` (n, 1), ``Exp_Para`` (m, 1) and
             optionally ``pt2d`` (2, k) (k = 68 in 300W-LP, 21 in AFLW2000).
-        max_pixels: largest image decoded (see ``read_image``).
+        max_pixels: largest image decoded, alpha: RGBA instead of RGB (see ``read_image``).
     Returns:
-        image: (h, w, 3) uint8 RGB.
+        image: (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with ``alpha``.
         params: dict with ``Pose_Para`` (7,) float64 [pitch, yaw, roll (rad), tx, ty, tz, scale],
         ``Shape_Para`` (n, 1) float64, ``Exp_Para`` (m, 1) float64 and ``pt2d`` (2, k) float64 if present.
     Raises:
@@ -105,4 +107,4 @@ def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXEL
             ``.mat``, a missing key, a wrongly shaped, complex or non-finite parameter, a non-positive scale; the
             message names the file.
     """
-    return read_image(Path(image_path), max_pixels), read_params(Path(mat_path))
+    return read_image(Path(image_path), max_pixels, alpha), read_params(Path(mat_path))
