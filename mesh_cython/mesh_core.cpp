@@ -126,6 +126,14 @@ __attribute__((always_inline)) inline int rasterize(const Corner* corners, int64
             if (err != kOk) return err;
             continue;
         }
+        // Most others have two (1 x 2 or 2 x 1), drawn in the loops' order without the loops' hard-to-predict exits.
+        if ((x1 - x0) + (y1 - y0) == 1) {
+            int err = pixel(x0, y0, DX * (static_cast<double>(y0) - YJ) - DY * (static_cast<double>(x0) - XJ));
+            if (err != kOk) return err;
+            err = pixel(x1, y1, DX * (static_cast<double>(y1) - YJ) - DY * (static_cast<double>(x1) - XJ));
+            if (err != kOk) return err;
+            continue;
+        }
         for (int y = y0; y <= y1; ++y) {
             const v4d R = DX * (static_cast<double>(y) - YJ);
             for (int x = x0; x <= x1; ++x) {
