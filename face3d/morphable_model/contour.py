@@ -9,6 +9,9 @@ import numpy as np
 
 from face3d.mesh.transform import matrix2angle_3ddfa
 
+__all__ = ["JAW_RIGHT", "JAW_LEFT", "MARCHING", "MIN_YAW_DEG", "line_table", "yaw_3ddfa", "silhouette_vertices",
+           "landmark_vertices"]
+
 JAW_RIGHT = np.arange(0, 8)   # iBUG 0-7: the subject's right jaw (model -x)
 JAW_LEFT = np.arange(9, 17)   # iBUG 9-16: the subject's left jaw (model +x); 8, the chin, never marches
 MARCHING = np.concatenate([JAW_RIGHT, JAW_LEFT])

@@ -30,7 +30,6 @@ from face3d.morphable_model.contour import MARCHING, line_table, silhouette_vert
 
 __all__ = ["FitResult", "LandmarkFitter"]
 
-# iBUG 68 jaw landmarks that march to the silhouette: subject's right (model -x) and left (+x).
 _N_IBUG = 68
 # Step lengths tried along each Gauss-Newton update (1 first: the full step wins ties).
 _STEPS = np.array([1.0, 0.5, 0.25, 0.1, 0.0])

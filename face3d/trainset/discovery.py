@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SampleRef", "discover_samples", "parse_shard", "select_shard", "sample_seed", "printable_path",
-           "label_text_problem", "KNOWN_300WLP_FOLDERS", "IMAGE_EXTENSIONS"]
+__all__ = ["SampleRef", "discover_samples", "walk_stems", "parse_shard", "select_shard", "sample_seed",
+           "printable_path", "label_text_problem", "KNOWN_300WLP_FOLDERS", "IMAGE_EXTENSIONS"]
 
 logger = logging.getLogger(__name__)
 
