@@ -45,12 +45,16 @@ def _run(*args):
                 "--precision-mode", "--tolerance", "--no-atc", "--tflite", "--int8", "--calibration")),
     ("offline", ("pre_process", "run", "post_process")),
     ("import-prnet", ("--checkpoint", "--output", "--input-size")),
+    ("fit", ("--images", "--landmarks", "--detect", "--output", "--bfm", "--workers", "--max-fit-error",
+             "--landmark-noise", "(default: 0.05)", "(default: 2.0, a detector's)")),
+    ("serve", ("--model", "--uv-data", "--host", "--port", "--workers", "--max-batch", "--max-delay-ms",
+               "--max-bytes", "--max-pixels", "--timeout-s", "--max-in-flight", "--model-threads")),
 ])
 def test_subcommand_help(command, words, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
-    text = capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())  # whatever the line wrapping
     assert text.startswith(f"usage: face3d {command}")
     for word in words:
         assert word in text, word

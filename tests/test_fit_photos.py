@@ -354,15 +354,3 @@ def test_fit_command_errors(tmp_path, capsys):
     except ImportError:
         assert main(["fit", "--images", str(photos), "--detect", "--output", str(tmp_path / "o"), "--quiet"]) == 2
         assert "pip install dlib-bin" in capsys.readouterr().err
-
-
-def test_fit_help_lists_its_flags(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--help"])
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    assert text.startswith("usage: face3d fit")
-    for flag in ("--images", "--landmarks", "--detect", "--output", "--bfm", "--workers", "--max-fit-error",
-                 "--landmark-noise"):
-        assert flag in text, flag
-    assert "(default: 0.05)" in " ".join(text.split())  # whatever the line wrapping
