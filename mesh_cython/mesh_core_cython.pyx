@@ -102,14 +102,21 @@ def rasterize_triangles(vertices, triangles, h, w, depth, tri_buf, bary):
     return err
 
 
+cdef tuple _render_arguments(vertices, triangles, h, w, image):
+    """Checks what every renderer takes, in this order: h, w, image (h, w, c) float32 writeable, vertices (nver, 3)
+    float32, triangles (ntri, 3) int32; returns (h, w, image, vertices, triangles)."""
+    cdef int ih = _size(h, "h"), iw = _size(w, "w")
+    return (ih, iw, _array(image, FLOAT32, (ih, iw, ANY), "image", True),
+            _array(vertices, FLOAT32, (ANY, 3), "vertices"), _array(triangles, INT32, (ANY, 3), "triangles"))
+
+
 def render_colors(vertices, triangles, colors, h, w, image):
     """Draws into image (h, w, c) float32, which holds the background, the colors (nver, c) float32 of the mesh
     vertices (nver, 3) float32, triangles (ntri, 3) int32; returns the status code."""
-    cdef int ih = _size(h, "h"), iw = _size(w, "w")
-    cdef cnp.ndarray im = _array(image, FLOAT32, (ih, iw, ANY), "image", True)
+    cdef int ih, iw
+    cdef cnp.ndarray im, v, t
+    ih, iw, im, v, t = _render_arguments(vertices, triangles, h, w, image)
     cdef int c = cnp.PyArray_DIM(im, 2)
-    cdef cnp.ndarray v = _array(vertices, FLOAT32, (ANY, 3), "vertices")
-    cdef cnp.ndarray t = _array(triangles, INT32, (ANY, 3), "triangles")
     cdef int64_t nver = _rows(v), ntri = _rows(t)
     cdef cnp.ndarray col = _array(colors, FLOAT32, (nver, c), "colors")
     cdef const float* pv = <const float*> cnp.PyArray_DATA(v)
@@ -126,11 +133,10 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
     """Draws into image (h, w, c) float32, which holds the background, the mesh vertices (nver, 3) float32,
     triangles (ntri, 3) int32 textured with texture (th >= 1, tw >= 1, c) float32 at tex_coords (ntex, k >= 2)
     float32 (columns x, y) of tex_triangles (ntri, 3) int32; returns the status code."""
-    cdef int ih = _size(h, "h"), iw = _size(w, "w")
-    cdef cnp.ndarray im = _array(image, FLOAT32, (ih, iw, ANY), "image", True)
+    cdef int ih, iw
+    cdef cnp.ndarray im, v, t
+    ih, iw, im, v, t = _render_arguments(vertices, triangles, h, w, image)
     cdef int c = cnp.PyArray_DIM(im, 2)
-    cdef cnp.ndarray v = _array(vertices, FLOAT32, (ANY, 3), "vertices")
-    cdef cnp.ndarray t = _array(triangles, INT32, (ANY, 3), "triangles")
     cdef int64_t nver = _rows(v), ntri = _rows(t)
     cdef cnp.ndarray tex = _array(texture, FLOAT32, (ANY, ANY, c), "texture")
     if _rows(tex) > INT_MAX or _rows(tex) < 1 or cnp.PyArray_DIM(tex, 1) < 1:
