@@ -27,6 +27,7 @@ from face3d.trainset.outputs import Journal, file_check, read_journals
 from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
 from face3d.utils.errors import InputFileError
+from face3d.utils.matfile import save_mat
 from face3d.utils.progress import Progress
 
 __all__ = ["FitConfig", "PhotoRef", "discover_photos", "project_landmarks", "fit_landmarks", "fit_photos",
@@ -199,13 +200,11 @@ def _record(ref, fingerprint, status, fit_nme, files):
 
 def _write_sample(output, ref, mat):
     """Write the image and the ``.mat`` of a kept fit. Returns their ``{file name: [size, crc]}``."""
-    import scipy.io
-
     image_out, mat_out = _output_paths(output, ref)
     image_out.parent.mkdir(parents=True, exist_ok=True)
     _link_or_copy(ref.image_path, image_out)
-    with atomic_file(mat_out) as f:  # a file object: savemat would append ".mat" to the temporary name
-        scipy.io.savemat(f, mat, do_compression=False)
+    with atomic_file(mat_out) as f:
+        save_mat(f, mat)
     return {path.name: file_check(path) for path in (image_out, mat_out)}
 
 

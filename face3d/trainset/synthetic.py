@@ -32,7 +32,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import scipy.io
 import scipy.linalg
 
 from face3d.mesh import light as mesh_light
@@ -40,6 +39,7 @@ from face3d.mesh import render as mesh_render
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model.contour import landmark_vertices
 from face3d.utils.atomic import atomic_file, atomic_write_bytes
+from face3d.utils.matfile import save_mat
 
 __all__ = [
     "FLIP_FOLDER",
@@ -376,7 +376,7 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         mat_path = output / folder / f"{stem}.mat"
         mat_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(mat_path.with_suffix(".jpg"), _jpg_bytes(image))
-        with atomic_file(mat_path) as f:  # a file object: savemat would append ".mat" to the temporary name
-            scipy.io.savemat(f, mat, do_compression=False)
+        with atomic_file(mat_path) as f:
+            save_mat(f, mat)
     atomic_write_bytes(record, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
     return mats

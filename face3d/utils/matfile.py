@@ -1,4 +1,5 @@
-"""The one reader and writer of MATLAB .mat files (scipy), with errors that name the file."""
+"""The one reader of MATLAB .mat files (scipy), with errors that name the file, and the writer of the project's
+own (the model files, 300W-LP samples); mesh exports and the HTTP service's answers write theirs with scipy."""
 import os
 from pathlib import Path
 
@@ -39,14 +40,25 @@ def read_mat(path, variable_names=None) -> dict:
 MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by face3d.morphable_model.load"
 
 
-def save_mat(path, variables: dict) -> None:
-    """Write ``variables`` as a MATLAB 5 .mat file (what MATLAB's ``save`` reads and writes).
+def save_mat(target, variables: dict) -> None:
+    """Write ``variables`` as an uncompressed MATLAB 5 .mat file (what MATLAB's ``save`` reads and writes).
 
     Dicts become 1x1 structs, object arrays cells, 1-D arrays columns.  The header text is fixed,
-    so equal inputs give byte-identical files.  The parent folder is created if missing.
+    so equal inputs give byte-identical files.
+
+    Args:
+        target: a path (its parent folder is created if missing) or a binary file object open for writing,
+            e.g. ``face3d.utils.atomic.atomic_file``'s.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sio.savemat(os.fspath(path), variables, format="5", oned_as="column")
-    with open(path, "r+b") as f:
-        f.write(MAT_HEADER_TEXT.ljust(116, b" "))
+    if not hasattr(target, "write"):
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            save_mat(f, variables)
+        return
+    start = target.tell()
+    sio.savemat(target, variables, format="5", oned_as="column")
+    end = target.tell()
+    target.seek(start)
+    target.write(MAT_HEADER_TEXT.ljust(116, b" "))
+    target.seek(end)
