@@ -26,6 +26,16 @@ def test_layout_holds_the_basis_row_by_row(basis):
     assert not rows[111:].any() and not mean_p[111:].any()
 
 
+def test_a_basis_of_whole_tiles_has_no_partial_tile():
+    m = 3 * linear.TILE
+    mean = np.arange(m, dtype=np.float32)
+    pc = np.arange(2 * m, dtype=np.float32).reshape(m, 2)
+    mean_p, tiles = linear.tile_basis(mean, pc)
+    assert mean_p.shape == (m,) and tiles.shape == (3, 2, linear.TILE)
+    np.testing.assert_array_equal(tiles.transpose(0, 2, 1).reshape(m, 2), pc)
+    np.testing.assert_array_equal(linear.combine_basis(mean_p, tiles, [[1.0, -2.0]])[0], mean + pc[:, 0] - 2 * pc[:, 1])
+
+
 def test_kernel_equals_numpy_twin_and_float64_sum(basis):
     mean, shape_pc, exp_pc, coef = basis
     mean_p, tiles = linear.tile_basis(mean, shape_pc, exp_pc)

@@ -36,7 +36,8 @@ def tile_basis(mean, *bases) -> tuple[np.ndarray, np.ndarray]:
     for b in bases:
         b = np.asarray(b)
         rows[:full, :, start:start + b.shape[1]] = b[:full * TILE].reshape(full, TILE, -1)
-        rows[full, :m - full * TILE, start:start + b.shape[1]] = b[full * TILE:]  # the last, partial tile
+        if m > full * TILE:  # the last, partial tile
+            rows[full, :m - full * TILE, start:start + b.shape[1]] = b[full * TILE:]
         start += b.shape[1]
     return mean_p, tiles
 

@@ -52,9 +52,9 @@ def canonical_vertices(model, uv_data):
         return np.asarray(uv_data.canonical_vertices, dtype=np.float32) * flip
     if model is None or getattr(model, "uv_coords", None) is None:
         raise ValueError("no canonical face: the uv-data has no canonical_vertices.npy and the model no UV coordinates")
-    check_uv_data_fits(uv_data, model)
-    face = canonical_face(model, rasterize_uv(model.uv_coords, model.full_triangles, uv_data.resolution),
-                          uv_data.face_ind)
+    rasterization = rasterize_uv(model.uv_coords, model.full_triangles, uv_data.resolution)
+    check_uv_data_fits(uv_data, model, rasterization=rasterization)
+    face = canonical_face(model, rasterization, uv_data.face_ind)
     if face is None:
         raise ValueError("no canonical face: the model has no mean shape (shapeMU)")
     return face * flip

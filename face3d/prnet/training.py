@@ -250,8 +250,6 @@ def _set_up_tensorflow(config):
 def _copy_weights(source, model):
     """Copy every layer's weights from the model at ``source`` (``predictor.load_keras_model``) into ``model``
     by layer name; ValueError naming the first layer missing or of another shape (a different width)."""
-    from face3d.prnet.predictor import load_keras_model
-
     source_model = load_keras_model(source)
     for layer in model.layers:
         if not layer.weights:

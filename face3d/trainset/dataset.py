@@ -99,7 +99,7 @@ def _write_uv_data(generator, output, config, uv_data=None):
         if layout.resolution != int(config.resolution):
             raise ValueError(f"{source}: uv-data resolution {layout.resolution} differs from the set's "
                              f"{config.resolution}")
-        check_uv_data_fits(layout, generator.model, str(source))
+        check_uv_data_fits(layout, generator.model, str(source), getattr(generator, "rasterization", None))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         if uv_data is None:

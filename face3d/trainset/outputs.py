@@ -119,19 +119,14 @@ def _file_problem(path, check):
     """What is wrong with the finished file ``path`` against its ``[size, crc]`` (``_buffers_check``), or None."""
     size, crc = check
     try:
-        with open(path, "rb") as f:
-            actual = os.fstat(f.fileno()).st_size
-            if actual != size:
-                return f"{os.path.basename(path)} has {actual} bytes, {size} were written"
-            found = 0
-            for start, stop in _checked_ranges(size):
-                f.seek(start)
-                found = zlib.crc32(f.read(stop - start), found)
+        actual_size, actual_crc = file_check(path)
     except FileNotFoundError:
         return f"{os.path.basename(path)} is missing"
     except OSError as error:
         return f"{os.path.basename(path)} cannot be read ({error.strerror})"
-    return None if found == crc else f"{os.path.basename(path)} changed since it was written"
+    if actual_size != size:
+        return f"{os.path.basename(path)} has {actual_size} bytes, {size} were written"
+    return None if actual_crc == crc else f"{os.path.basename(path)} changed since it was written"
 
 
 def _encode(ext, image):

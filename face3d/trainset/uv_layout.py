@@ -162,9 +162,7 @@ def build_uv_data(model, resolution: int = RESOLUTION, neck_zeroed: bool = False
     if uv is None:
         raise ValueError("model.uv_coords is None: the model has no UV coordinates (BFM_UV.mat)")
     r = int(resolution)
-    ras = rasterization if rasterization is not None else rasterize_uv(uv, model.full_triangles, r)
-    if ras.resolution != r:
-        raise ValueError(f"rasterization has resolution {ras.resolution}, expected {r}")
+    ras = _uv_rasterization(model, r, rasterization)
     covered = ras.covered
     uv_kpt_ind = uv_keypoint_pixels(uv, model.kpt_ind, r, covered)
 
@@ -209,7 +207,18 @@ def canonical_face(model, rasterization: UVRasterization, face_ind: np.ndarray) 
     return (vertices * np.array([1, -1, 1], dtype=np.float32)).astype(np.float32)
 
 
-def check_uv_data_fits(uv_data: UVData, model, source="uv-data") -> None:
+def _uv_rasterization(model, resolution: int, rasterization: UVRasterization | None) -> UVRasterization:
+    """``rasterization`` when given (checked to be at ``resolution``), else ``rasterize_uv`` of the model's UV
+    layout at ``resolution``."""
+    if rasterization is None:
+        return rasterize_uv(model.uv_coords, model.full_triangles, resolution)
+    if rasterization.resolution != resolution:
+        raise ValueError(f"rasterization has resolution {rasterization.resolution}, expected {resolution}")
+    return rasterization
+
+
+def check_uv_data_fits(uv_data: UVData, model, source="uv-data",
+                       rasterization: UVRasterization | None = None) -> None:
     """Refuse UV data built for another morphable model than ``model`` (its face pixels would read garbage).
 
     The UV data fits when its 68 keypoint pixels are those of the model's keypoint vertices (within one pixel)
@@ -218,6 +227,7 @@ def check_uv_data_fits(uv_data: UVData, model, source="uv-data") -> None:
     Args:
         uv_data: UVData. model: MorphableModel (``uv_coords``, ``kpt_ind``, ``full_triangles``).
         source: the folder's name, for the message.
+        rasterization: a ``rasterize_uv(model.uv_coords, model.full_triangles, uv_data.resolution)`` already at hand.
     Raises:
         ValueError saying which test failed and by how much.
     """
@@ -225,7 +235,7 @@ def check_uv_data_fits(uv_data: UVData, model, source="uv-data") -> None:
     if uv is None:
         raise ValueError(f"{source}: the model has no UV coordinates to check the uv-data against")
     r = uv_data.resolution
-    ras = rasterize_uv(uv, model.full_triangles, r)
+    ras = _uv_rasterization(model, r, rasterization)
     expected = uv_keypoint_pixels(uv, model.kpt_ind, r, ras.covered).astype(np.int64)
     shift = np.abs(expected - np.asarray(uv_data.uv_kpt_ind, dtype=np.int64)).max()
     outside = np.count_nonzero(~ras.covered.reshape(-1)[np.asarray(uv_data.face_ind)])
