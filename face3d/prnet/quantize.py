@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.utils.image_header import IMAGE_SUFFIXES
+
 __all__ = ["QDQ_MIN_OPSET", "calibration_images", "quantize_onnx"]
 
 logger = logging.getLogger(__name__)
 
 QDQ_MIN_OPSET = 13  # per-channel DequantizeLinear (its axis attribute) needs opset 13; older models are upgraded
-
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def calibration_images(folder, size, limit=None):
@@ -46,9 +46,9 @@ def calibration_images(folder, size, limit=None):
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"calibration folder not found: {folder}")
-    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise FileNotFoundError(f"{folder}: no image ({', '.join(_IMAGE_SUFFIXES)}) for calibration")
+        raise FileNotFoundError(f"{folder}: no image ({', '.join(IMAGE_SUFFIXES)}) for calibration")
     with_truth = all(p.with_suffix(".mat").is_file() for p in images)
     crops = []
     for path in images[:limit]:
