@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
+from face3d.utils.image_header import IMAGE_SUFFIXES
 
 __all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo"]
-
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def list_images(inputs):
@@ -24,7 +23,7 @@ def list_images(inputs):
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images += sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+            images += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         elif path.is_file():
             images.append(path)
         else:

@@ -42,6 +42,7 @@ from face3d.prnet import metrics
 from face3d.prnet.evaluation_report import markdown_report, plot_ced, write_reports
 from face3d.prnet.metrics import ced
 from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
+from face3d.utils.image_header import IMAGE_SUFFIXES
 from face3d.utils.matfile import read_mat
 
 __all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "find_samples",
@@ -55,7 +56,6 @@ YAW_BUCKETS = ("[0,30]", "(30,60]", "(60,90]")
 AUC_LIMITS = (0.07, 0.10)
 FAILURE_THRESHOLD = 0.10
 CED_THRESHOLDS = np.round(np.linspace(0.0, 0.10, 101), 6)
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _METRIC_LABELS = {
     "nme_2d": "NME 2D (68 landmarks, / sqrt(w*h))",
     "nme_3d": "NME 3D (68 landmarks, / sqrt(w*h))",
@@ -113,7 +113,7 @@ def find_samples(folder):
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder not found: {folder}")
     pairs = []
-    for image in sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
+    for image in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
         mat = image.with_suffix(".mat")
         if mat.is_file():
             pairs.append((image, mat))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.contract import INPUT_SIZE
+
 __all__ = ["CHECKPOINT_SCOPE", "BATCH_NORM_LEAVES", "find_checkpoint", "checkpoint_prefix", "checkpoint_names",
            "network_tensors", "match_checkpoint", "load_prnet_checkpoint", "convert_checkpoint"]
 
@@ -160,7 +162,7 @@ def match_checkpoint(shapes, model):
     return names
 
 
-def load_prnet_checkpoint(path, input_size=256):
+def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
     """Build a Keras ``resfcn256`` holding the weights of a PRNet TF1 checkpoint.
 
     The base width is read from ``resfcn256/Conv/weights`` (16 in the official model); weights are copied by
@@ -198,7 +200,7 @@ def load_prnet_checkpoint(path, input_size=256):
     return model
 
 
-def convert_checkpoint(path, output, input_size=256):
+def convert_checkpoint(path, output, input_size=INPUT_SIZE):
     """Convert a PRNet TF1 checkpoint to a Keras ``.keras`` file (written atomically).
 
     Args:

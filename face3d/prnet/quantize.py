@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["QDQ_MIN_OPSET", "calibration_images", "quantize_onnx"]
+from face3d.utils.image_header import IMAGE_SUFFIXES
+
+__all__ = ["QDQ_MIN_OPSET", "calibration_images", "calibration_batches", "quantize_onnx"]
 
 logger = logging.getLogger(__name__)
 
 QDQ_MIN_OPSET = 13  # per-channel DequantizeLinear (its axis attribute) needs opset 13; older models are upgraded
-
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def calibration_images(folder, size, limit=None):
@@ -46,9 +46,9 @@ def calibration_images(folder, size, limit=None):
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"calibration folder not found: {folder}")
-    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise FileNotFoundError(f"{folder}: no image ({', '.join(_IMAGE_SUFFIXES)}) for calibration")
+        raise FileNotFoundError(f"{folder}: no image ({', '.join(IMAGE_SUFFIXES)}) for calibration")
     with_truth = all(p.with_suffix(".mat").is_file() for p in images)
     crops = []
     for path in images[:limit]:
@@ -66,6 +66,24 @@ def calibration_images(folder, size, limit=None):
         raise ValueError(f"{folder}: none of {len(images)} images could be read for calibration")
     logger.info("calibration: %d %s from %s", len(crops), "landmark crops" if with_truth else "face crops", folder)
     return np.stack(crops).astype(np.float32)
+
+
+def calibration_batches(calibration, batch_size):
+    """Calibration images cut into model inputs (one calibration step each).
+
+    Args:
+        calibration: float32 (N, S, S, 3) images in [0, 1], N a positive multiple of ``batch_size``.
+        batch_size: B of the model's input.
+    Returns:
+        list of N / B float32 (B, S, S, 3) arrays.
+    Raises:
+        ValueError: no images, not 4-D, or N not a positive multiple of B.
+    """
+    images = None if calibration is None else np.asarray(calibration, dtype=np.float32)
+    if images is None or images.ndim != 4 or len(images) < batch_size or len(images) % batch_size:
+        raise ValueError(f"calibration must be (N, S, S, 3) images with N a positive multiple of the batch "
+                         f"{batch_size}, got {None if images is None else images.shape}")
+    return [images[start:start + batch_size] for start in range(0, len(images), batch_size)]
 
 
 def quantize_onnx(model, output, calibration, batch_size=1):
@@ -88,20 +106,17 @@ def quantize_onnx(model, output, calibration, batch_size=1):
         quantize_static,
     )
 
-    images = np.asarray(calibration, dtype=np.float32)
-    if images.ndim != 4 or len(images) < batch_size or len(images) % batch_size:
-        raise ValueError(f"calibration must be (N, S, S, 3) with N a positive multiple of the batch {batch_size}, "
-                         f"got {images.shape}")
+    batches = calibration_batches(calibration, batch_size)
 
     class Batches(CalibrationDataReader):
         """The calibration images, one model input at a time."""
 
         def __init__(self):
-            self._starts = iter(range(0, len(images), batch_size))
+            self._batches = iter(batches)
 
         def get_next(self):
-            start = next(self._starts, None)
-            return None if start is None else {"input": images[start:start + batch_size]}
+            batch = next(self._batches, None)
+            return None if batch is None else {"input": batch}
 
     import onnx
     from onnx import version_converter

@@ -10,8 +10,7 @@ The converter (``tf.lite.TFLiteConverter``) reads the same concrete function the
   int8 weights (symmetric, per output channel), int8 activations (asymmetric, ranges from the calibration
   images), int8 input and output (``predictor.TFLitePredictor`` converts with the model's scale and zero point).
 """
-import numpy as np
-
+from face3d.prnet.quantize import calibration_batches
 from face3d.prnet.tf_graph import graph_function
 
 __all__ = ["TFLITE_MODES", "build_tflite"]
@@ -26,7 +25,7 @@ def build_tflite(nodes, input_name, output_name, batch_size=1, mode="float32", c
         nodes, input_name, output_name, batch_size: as for ``tf_graph.build_graph_def``.
         mode: one of ``TFLITE_MODES``.
         calibration: float32 (N, H, W, C) images in [0, 1] whose activation ranges set the int8 scales (int8 only;
-            N a multiple of ``batch_size``, each batch one calibration step).
+            ``quantize.calibration_batches``: N a multiple of ``batch_size``, each batch one calibration step).
     Returns:
         bytes of the ``.tflite`` model.
     """
@@ -41,17 +40,9 @@ def build_tflite(nodes, input_name, output_name, batch_size=1, mode="float32", c
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
-        images = np.asarray(calibration, dtype=np.float32) if calibration is not None else None
-        if images is None or images.ndim != 4 or len(images) < batch_size or len(images) % batch_size:
-            raise ValueError(f"int8 needs calibration images (N, H, W, C) with N a positive multiple of the batch "
-                             f"{batch_size}, got {None if images is None else images.shape}")
-
-        def representative():
-            for start in range(0, len(images), batch_size):
-                yield [images[start:start + batch_size]]
-
+        batches = calibration_batches(calibration, batch_size)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
+        converter.representative_dataset = lambda: ([batch] for batch in batches)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8

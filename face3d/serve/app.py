@@ -38,7 +38,7 @@ CONFIG_ENVIRONMENT = "FACE3D_SERVE_CONFIG"  # JSON ServeConfig for the worker pr
 LOG_LEVEL_ENVIRONMENT = "FACE3D_SERVE_LOG_LEVEL"  # and their log level
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 _ROUTES = ("/health", "/metrics", "/v1/reconstruct", "/docs", "/openapi.json")
-_JSON_FIELDS = ("image", "box", "landmarks")
+_FIELDS = ("image", "box", "landmarks")  # of a multipart form and of a JSON body alike
 
 _REQUEST_BODY = {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
@@ -109,9 +109,9 @@ async def _read_body_fields(request):
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
         form = await request.form(max_files=2, max_fields=8)
-        unknown = sorted(set(form.keys()) - set(_JSON_FIELDS))
+        unknown = sorted(set(form.keys()) - set(_FIELDS))
         if unknown:
-            raise ApiError(422, "invalid_parameter", f"unknown form field {unknown[0]!r} (expected {_JSON_FIELDS})")
+            raise ApiError(422, "invalid_parameter", f"unknown form field {unknown[0]!r} (expected {_FIELDS})")
         image = form.get("image")
         if not isinstance(image, UploadFile):
             raise ApiError(400, "bad_request", "image: missing; upload the file as the multipart field 'image'")
@@ -127,9 +127,9 @@ async def _read_body_fields(request):
             raise ApiError(400, "bad_request", f"body: not valid JSON ({exc})") from None
         if not isinstance(body, dict):
             raise ApiError(400, "bad_request", "body: expected a JSON object with 'image' (base64)")
-        unknown = sorted(set(body) - set(_JSON_FIELDS))
+        unknown = sorted(set(body) - set(_FIELDS))
         if unknown:
-            raise ApiError(422, "invalid_parameter", f"unknown field {unknown[0]!r} (expected {_JSON_FIELDS})")
+            raise ApiError(422, "invalid_parameter", f"unknown field {unknown[0]!r} (expected {_FIELDS})")
         if "image" not in body:
             raise ApiError(400, "bad_request", "image: missing; send the image file base64-encoded as 'image'")
         return decode_base64(body["image"], "image"), body.get("box"), body.get("landmarks")

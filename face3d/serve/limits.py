@@ -8,10 +8,9 @@ pixel memory is allocated.
 from dataclasses import dataclass
 
 from face3d.serve.errors import ApiError
-from face3d.utils.image_header import IMAGE_FORMATS, ImageHeader, UnsupportedImageFormat, read_image_header
+from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
 
-__all__ = ["Limits", "ImageHeader", "image_header", "check_image", "IMAGE_FORMATS"]
-
+__all__ = ["Limits", "image_header", "check_image"]
 
 
 @dataclass(frozen=True)

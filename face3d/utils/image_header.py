@@ -3,9 +3,11 @@ decompression bomb (a small file declaring a huge image) before any pixel memory
 import struct
 from dataclasses import dataclass
 
-__all__ = ["ImageHeader", "UnsupportedImageFormat", "read_image_header", "IMAGE_FORMATS"]
+__all__ = ["ImageHeader", "UnsupportedImageFormat", "read_image_header", "IMAGE_FORMATS", "IMAGE_SUFFIXES"]
 
 IMAGE_FORMATS = ("png", "jpeg", "bmp", "webp")
+# file names listed as images in folders: the formats ``trainset.sample_io.read_image`` decodes
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (they carry the image size): C0-CF except DHT (C4), JPG (C8) and DAC (CC)
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
