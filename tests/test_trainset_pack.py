@@ -108,3 +108,8 @@ def test_pack_command(tmp_path):
     assert f"packed 3 samples into {out}" in result.stdout
     with PackedTrainset(out) as ds:
         np.testing.assert_array_equal(ds[[0, 1, 2]][0], images)
+    label.write_text(f"{lines[0][0]}\n")  # one path only: one line naming the file and line, exit 2
+    result = subprocess.run([sys.executable, "-m", "face3d", "pack", str(label), str(tmp_path / "q.h5"), "--quiet"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"face3d pack: error: {label}:1: expected '<image path> <npy path>', got '{lines[0][0]}'"], result.stderr

@@ -1,9 +1,10 @@
 """``face3d pack | preview | synthesize | uv-data``: tools around a generated training set."""
 import json
 import os
+import sys
 from pathlib import Path
 
-from face3d.cli._common import Command, positive_int, setup_logging
+from face3d.cli._common import Command, error_text, positive_int, setup_logging
 from face3d.cli.generate import SYNTHETIC_DIR
 from face3d.contract import RESOLUTION
 
@@ -26,9 +27,13 @@ def _run_pack(args):
     setup_logging(args.verbose)
     from face3d.trainset.pack import pack_label_file
 
-    n = pack_label_file(args.label, args.output, base_dir=args.base_dir,
-                        posmap_dtype="float32" if args.float32 else "float16", compression=args.compression,
-                        progress=not args.quiet)
+    try:
+        n = pack_label_file(args.label, args.output, base_dir=args.base_dir,
+                            posmap_dtype="float32" if args.float32 else "float16", compression=args.compression,
+                            progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as error:  # InputFileError is a ValueError
+        print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
+        return 2
     print(f"packed {n} samples into {args.output}")
     return 0
 

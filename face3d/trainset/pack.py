@@ -37,8 +37,8 @@ def read_label_file(path, base_dir=None):
         list of ``(image_path, npy_path)`` strings.
     Raises:
         FileNotFoundError: the label file does not exist.
-        ValueError: a line does not hold exactly two paths (the message names the file and line number);
-            InputFileError: the file is not UTF-8 text.
+        InputFileError (a ValueError): a line does not hold exactly two paths (the message names the file and
+            line number), or the file is not UTF-8 text.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,7 +56,7 @@ def read_label_file(path, base_dir=None):
             if not parts:
                 continue
             if len(parts) != 2:
-                raise ValueError(f"{path}:{number}: expected '<image path> <npy path>', got {line.strip()!r}")
+                raise InputFileError(path, f"expected '<image path> <npy path>', got {line.strip()!r}", line=number)
             pairs.append(tuple(str(p if os.path.isabs(p) else base / p) for p in parts))
     return pairs
 
