@@ -9,9 +9,11 @@ and translated by ``face3d.prnet.export``, or ``--model PATH``. Each client post
 throughput (answers/s), latency p50/p99, errors, the server's batch sizes (from ``/metrics``), where the server's
 time went (the answers' ``timing_ms``, averaged) and its resident memory (VmRSS, sampled every second, after a
 warm-up with full batches and as many requests in flight as the largest run), the CPU seconds per answer of the
-server and of the clients, and the cores the machine's other processes took meanwhile (throughput can be no more
-than the cores left over divided by the CPU seconds per answer). The clients run in this process and share the
-machine's cores with the server. The last line printed is the JSON summary.
+server and of the clients, and the cores the machine's other processes took meanwhile: throughput can be no more
+than the cores left over divided by the CPU seconds per answer, printed as ``throughput_bound`` and, over the
+first run's throughput, ``speedup_bound`` (batching raises the bound only where it makes an answer cheaper). The
+clients run in this process and share the machine's cores with the server. The last line printed is the JSON
+summary.
 
     python bench/bench_serve.py [--clients 1 32] [--seconds 20] [--width 16] [--size 256] [--max-batch 8]
                                 [--max-delay-ms 5] [--threads 2] [--model-threads N] [--model PATH] [--json FILE]
@@ -245,14 +247,22 @@ def main(argv=None):
         f"{r['clients']} clients: {r['cpu_ms_per_answer']['server']:.0f} + {r['cpu_ms_per_answer']['clients']:.0f}, "
         f"{r['other_processes_cores']:.2f} cores" for r in runs))
     speedup = runs[-1]["throughput"] / runs[0]["throughput"] if len(runs) > 1 and runs[0]["throughput"] else None
+    # the most the last run could answer: the cores the rest of the machine left, each answer costing its CPU
+    last = runs[-1]
+    cpu_per_answer_s = sum(last["cpu_ms_per_answer"].values()) / 1e3
+    throughput_bound = (os.cpu_count() - last["other_processes_cores"]) / cpu_per_answer_s if last["answered"] else None
+    speedup_bound = throughput_bound / runs[0]["throughput"] if speedup is not None and throughput_bound else None
     if speedup is not None:
-        print(f"throughput {runs[-1]['clients']} clients / {runs[0]['clients']} client: {speedup:.2f}x")
+        print(f"throughput {last['clients']} clients / {runs[0]['clients']} client: {speedup:.2f}x; at most "
+              f"{throughput_bound:.2f} answers/s ({speedup_bound:.2f}x) with {last['clients']} clients' CPU per answer "
+              f"on the cores left")
     summary = {"bench": "serve", "backend": health["backend"], "input_size": health["input_size"],
                "width": None if args.model else args.width, "max_batch": args.max_batch,
                "max_delay_ms": args.max_delay_ms, "threads": args.threads, "model_threads": args.model_threads,
                "cores": os.cpu_count(),
                "load_average": [round(v, 2) for v in load_average], "runs": runs,
-               "speedup": speedup, "errors": sum(r["errors"] for r in runs), "server_exit_status": exit_status,
+               "speedup": speedup, "throughput_bound": throughput_bound, "speedup_bound": speedup_bound,
+               "errors": sum(r["errors"] for r in runs), "server_exit_status": exit_status,
                "drained": "drained:" in server_log}
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")

@@ -519,7 +519,7 @@ def test_workers_and_uv_data(tmp_path, model_path, photo):
 
 # ------------------------------------------------------------------------------------------------ in-process
 
-def test_the_model_threads_sleep_and_follow_model_threads(model_path):
+def test_the_model_threads_sleep_follow_model_threads_and_keep_no_plan_per_batch_size(model_path):
     from face3d.serve.app import load_reconstructor
     from face3d.serve.config import ServeConfig
 
@@ -528,6 +528,7 @@ def test_the_model_threads_sleep_and_follow_model_threads(model_path):
         .get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert not options.enable_mem_pattern  # a plan per batch size would grow the server's memory with each size
 
 
 def test_batcher_isolates_a_failing_input_and_drains_on_close():

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from face3d.mesh import _checks
-from face3d.mesh.ply import read_ply, write_ply
+from face3d.mesh.ply import encode_ply, read_ply, write_ply
 from face3d.utils.errors import InputFileError
 
-__all__ = ["write_obj_with_colors", "write_obj_with_texture", "write_obj_with_colors_texture", "read_obj",
-           "write_ply", "read_ply", "save_mesh_mat", "load_mesh_mat", "write_asc"]
+__all__ = ["encode_obj_with_colors", "write_obj_with_colors", "write_obj_with_texture",
+           "write_obj_with_colors_texture", "read_obj", "encode_ply", "write_ply", "read_ply", "save_mesh_mat",
+           "load_mesh_mat", "write_asc"]
 
 
 def _rows(prefix, *columns):
@@ -33,21 +34,22 @@ def _obj_path(obj_name):
     return path if path.suffix == ".obj" else path.with_name(path.name + ".obj")
 
 
-def write_obj_with_colors(obj_name, vertices, triangles, colors):
-    """Writes an OBJ with per-vertex colours ('v x y z r g b', as MeshLab reads them).
+def encode_obj_with_colors(vertices, triangles, colors) -> bytes:
+    """An OBJ with per-vertex colours ('v x y z r g b', as MeshLab reads them) as file bytes.
 
     Args:
-        obj_name: path; '.obj' is appended when missing.
         vertices: (nver, 3) floats; triangles: (ntri, 3) 0-based ints (written reversed, 1-based);
         colors: (nver, 3) floats (written as given, usually in [0, 1]).
-    Returns:
-        The Path written.
     """
     v, t, col = _checks.mesh_arrays(vertices, triangles, colors)
+    return (_rows("v", v, col) + _rows("f", t[:, ::-1] + 1)).encode("ascii")
+
+
+def write_obj_with_colors(obj_name, vertices, triangles, colors):
+    """Writes ``encode_obj_with_colors(vertices, triangles, colors)`` to ``obj_name`` ('.obj' appended when
+    missing). Returns the Path written."""
     path = _obj_path(obj_name)
-    with open(path, "w") as f:
-        f.write(_rows("v", v, col))
-        f.write(_rows("f", t[:, ::-1] + 1))
+    path.write_bytes(encode_obj_with_colors(vertices, triangles, colors))
     return path
 
 

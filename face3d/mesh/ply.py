@@ -12,7 +12,7 @@ import numpy as np
 from face3d.mesh import _checks
 from face3d.utils.errors import InputFileError
 
-__all__ = ["write_ply", "read_ply"]
+__all__ = ["encode_ply", "write_ply", "read_ply"]
 
 
 _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
@@ -20,16 +20,14 @@ _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short":
               "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
 
 
-def write_ply(path, vertices, triangles, colors=None, binary=False):
-    """Writes a PLY mesh: vertex x y z (float for float32 input, else double), optional red green blue (uchar for
-    uint8 colours, else float/double as given), faces as 'vertex_indices' lists of 3 ints (reversed, see the module
-    docstring).
+def encode_ply(vertices, triangles, colors=None, binary=False) -> bytes:
+    """A PLY mesh as file bytes: vertex x y z (float for float32 input, else double), optional red green blue
+    (uchar for uint8 colours, else float/double as given), faces as 'vertex_indices' lists of 3 ints (reversed,
+    see the module docstring).
 
     Args:
-        path: output file; vertices: (nver, 3); triangles: (ntri, 3) 0-based ints; colors: optional (nver, 3).
+        vertices: (nver, 3); triangles: (ntri, 3) 0-based ints; colors: optional (nver, 3).
         binary: False for 'ascii 1.0', True for 'binary_little_endian 1.0'.
-    Returns:
-        The Path written.
     """
     v, t, col = _checks.mesh_arrays(vertices, triangles, colors)
     vtype = "f4" if v.dtype == np.float32 else "f8"
@@ -41,29 +39,33 @@ def write_ply(path, vertices, triangles, colors=None, binary=False):
     header = ["ply", f"format {'binary_little_endian' if binary else 'ascii'} 1.0", f"element vertex {len(v)}"]
     header += [f"property {names[ty]} {name}" for name, ty in fields]
     header += [f"element face {len(t)}", "property list uchar int vertex_indices", "end_header"]
+    parts = [("\n".join(header) + "\n").encode("ascii")]
     faces = t[:, ::-1]
+    if binary:
+        rec = np.empty(len(v), dtype=[(name, "<" + ty) for name, ty in fields])
+        for k, name in enumerate("xyz"):
+            rec[name] = v[:, k]
+        if col is not None:
+            for k, name in enumerate(("red", "green", "blue")):
+                rec[name] = col[:, k]
+        frec = np.empty(len(t), dtype=[("n", "u1"), ("i", "<i4", (3,))])
+        frec["n"], frec["i"] = 3, faces
+        parts += [rec.tobytes(), frec.tobytes()]
+    else:
+        rows = v.astype(np.float64).tolist()
+        if col is not None:
+            # uint8 colours become ints (repr '255'), others float64: repr is exact either way.
+            extra = col.tolist() if col.dtype == np.uint8 else col.astype(np.float64).tolist()
+            rows = [p + c for p, c in zip(rows, extra)]
+        parts.append("".join(" ".join(map(repr, row)) + "\n" for row in rows).encode("ascii"))
+        parts.append("".join(f"3 {a} {b} {c}\n" for a, b, c in faces.tolist()).encode("ascii"))
+    return b"".join(parts)
+
+
+def write_ply(path, vertices, triangles, colors=None, binary=False):
+    """Writes ``encode_ply(vertices, triangles, colors, binary)`` to ``path``. Returns the Path written."""
     path = Path(path)
-    with open(path, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
-        if binary:
-            rec = np.empty(len(v), dtype=[(name, "<" + ty) for name, ty in fields])
-            for k, name in enumerate("xyz"):
-                rec[name] = v[:, k]
-            if col is not None:
-                for k, name in enumerate(("red", "green", "blue")):
-                    rec[name] = col[:, k]
-            f.write(rec.tobytes())
-            frec = np.empty(len(t), dtype=[("n", "u1"), ("i", "<i4", (3,))])
-            frec["n"], frec["i"] = 3, faces
-            f.write(frec.tobytes())
-        else:
-            rows = v.astype(np.float64).tolist()
-            if col is not None:
-                # uint8 colours become ints (repr '255'), others float64: repr is exact either way.
-                extra = col.tolist() if col.dtype == np.uint8 else col.astype(np.float64).tolist()
-                rows = [p + c for p, c in zip(rows, extra)]
-            f.write("".join(" ".join(map(repr, row)) + "\n" for row in rows).encode("ascii"))
-            f.write("".join(f"3 {a} {b} {c}\n" for a, b, c in faces.tolist()).encode("ascii"))
+    path.write_bytes(encode_ply(vertices, triangles, colors, binary))
     return path
 
 

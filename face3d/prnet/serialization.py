@@ -3,7 +3,19 @@ import numpy as np
 
 from face3d.mesh import io as mesh_io
 
-__all__ = ["write_obj"]
+__all__ = ["write_obj", "encode_obj"]
+
+
+def _y_up(vertices, h):
+    """(n, 3) float64 copy of image-coordinate vertices with y pointing up, ``h - 1 - y`` (as PRNet saves them)."""
+    v = np.array(vertices, dtype=np.float64)
+    v[:, 1] = h - 1 - v[:, 1]
+    return v
+
+
+def encode_obj(vertices, triangles, h, colors) -> bytes:
+    """The OBJ file ``write_obj`` writes for per-vertex ``colors``, as bytes (arguments as there)."""
+    return mesh_io.encode_obj_with_colors(_y_up(vertices, h), triangles, np.asarray(colors, dtype=np.float64))
 
 
 def write_obj(path, vertices, triangles, h, colors=None, texture=None, uv_data=None):
@@ -21,15 +33,13 @@ def write_obj(path, vertices, triangles, h, colors=None, texture=None, uv_data=N
     Returns:
         Path of the OBJ.
     """
-    v = np.array(vertices, dtype=np.float64)
-    v[:, 1] = h - 1 - v[:, 1]
     if texture is None:
         if colors is None:
             raise ValueError("write_obj needs colors (per-vertex) or texture (with uv_data)")
-        return mesh_io.write_obj_with_colors(path, v, triangles, np.asarray(colors, dtype=np.float64))
+        return mesh_io.write_obj_with_colors(path, _y_up(vertices, h), triangles, np.asarray(colors, dtype=np.float64))
     if uv_data is None:
         raise ValueError("write_obj with a texture needs uv_data (the texture coordinates come from face_ind)")
     r = uv_data.resolution
     face_ind = np.asarray(uv_data.face_ind)
     uv = np.column_stack([(face_ind % r) / (r - 1.0), 1.0 - (face_ind // r) / (r - 1.0)])
-    return mesh_io.write_obj_with_texture(path, v, triangles, texture, uv, colors=colors)
+    return mesh_io.write_obj_with_texture(path, _y_up(vertices, h), triangles, texture, uv, colors=colors)

@@ -68,8 +68,9 @@ def load_reconstructor(config):
 
     options = {}
     if Path(config.model).suffix.lower() == ".onnx":
-        # the model thread shares the cores with decoding and post-processing: its idle threads must not spin
-        options = {"threads": config.model_threads, "spinning": False}
+        # the model thread shares the cores with decoding and post-processing: its idle threads must not spin;
+        # batches come in every size up to max_batch: no memory plan kept per size
+        options = {"threads": config.model_threads, "spinning": False, "memory_pattern": False}
     prn = PRN(config.model, uv_data=config.uv_data, bfm=config.bfm, trust_model=config.trust_model, **options)
     detector, missing = None, "face detection needs dlib on the server (pip install dlib-bin)"
     if detector_available():

@@ -1,7 +1,7 @@
 """What travels over HTTP: images in, face boxes and landmarks in, meshes and textures out.
 
-Inputs are checked here and every problem becomes an ``ApiError`` naming the field. Meshes are written by the
-``face3d.mesh.io`` writers (OBJ with vertex colours, binary PLY) or, for ``mat``, with the field names of
+Inputs are checked here and every problem becomes an ``ApiError`` naming the field. Meshes are encoded in memory
+by the encoders behind the file writers (OBJ with vertex colours, binary PLY) or, for ``mat``, with the field names of
 PRNet-keras's ``/extract`` service so its clients read our files unchanged. Mesh vertices are stored as
 ``write_obj`` stores them: image x, ``h - 1 - y`` (y up) and z, in pixels.
 """
@@ -9,8 +9,6 @@ import base64
 import binascii
 import io
 import re
-import tempfile
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -159,11 +157,11 @@ def mat_fields(vertices, triangles, colors, kpt_vertices):
 
 
 def encode_mesh(fmt, vertices, triangles, height, colors, kpt_vertices):
-    """A face mesh as file bytes.
+    """A face mesh as file bytes, made in memory.
 
     Args:
-        fmt: 'obj' (per-vertex colours, ``inference.write_obj``), 'ply' (binary, uchar colours,
-            ``mesh.io.write_ply``) or 'mat' (``mat_fields``).
+        fmt: 'obj' (per-vertex colours, ``serialization.encode_obj``), 'ply' (binary, uchar colours,
+            ``mesh.io.encode_ply``) or 'mat' (``mat_fields``).
         vertices: (n, 3) image coordinates (x right, y down, z nearer). triangles: (t, 3). height: image height.
         colors: (n, 3) RGB in [0, 1]. kpt_vertices: (68,) landmark vertex indices (used by 'mat').
     Returns:
@@ -172,19 +170,17 @@ def encode_mesh(fmt, vertices, triangles, height, colors, kpt_vertices):
     from scipy.io import savemat
 
     from face3d.mesh import io as mesh_io
-    from face3d.prnet.inference import write_obj
+    from face3d.prnet.serialization import encode_obj
 
     if fmt not in MESH_FORMATS:
         raise ValueError(f"mesh format must be one of {MESH_FORMATS}, got {fmt!r}")
     if fmt == "obj":
-        with tempfile.TemporaryDirectory(prefix="face3d-serve-") as folder:
-            return write_obj(Path(folder) / "face.obj", vertices, triangles, height, colors=colors).read_bytes()
+        return encode_obj(vertices, triangles, height, colors)
     y_up = np.array(vertices, dtype=np.float32)
     y_up[:, 1] = height - 1 - y_up[:, 1]
     if fmt == "ply":
         rgb = np.round(np.clip(colors, 0.0, 1.0) * 255.0).astype(np.uint8)
-        with tempfile.TemporaryDirectory(prefix="face3d-serve-") as folder:
-            return mesh_io.write_ply(Path(folder) / "face.ply", y_up, triangles, rgb, binary=True).read_bytes()
+        return mesh_io.encode_ply(y_up, triangles, rgb, binary=True)
     buffer = io.BytesIO()
     savemat(buffer, mat_fields(y_up, triangles, colors, kpt_vertices))  # uncompressed: zlib costs ~0.5 s per mesh
     return buffer.getvalue()
