@@ -531,6 +531,24 @@ def test_the_model_threads_sleep_follow_model_threads_and_keep_no_plan_per_batch
     assert not options.enable_mem_pattern  # a plan per batch size would grow the server's memory with each size
 
 
+def test_metrics_quantiles_agree_between_json_and_prometheus():
+    from face3d.serve.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics(window=100)
+    for ms in range(1, 151):  # the window keeps the last 100: 51..150 ms
+        metrics.record_latency(ms / 1e3)
+    latency = metrics.snapshot()["latency_ms"]
+    # linear interpolation over 51..150: the q-quantile is 51 + 99 q
+    assert latency["count"] == 100 and latency["max"] == pytest.approx(150.0)
+    assert latency["mean"] == pytest.approx(100.5)
+    assert (latency["p50"], latency["p90"], latency["p99"]) == pytest.approx((100.5, 140.1, 149.01))
+    text = metrics.prometheus()
+    for q, ms in ((0.5, 100.5), (0.9, 140.1), (0.99, 149.01)):
+        line = next(line for line in text.splitlines() if line.startswith(f'face3d_latency_seconds{{quantile="{q}"}}'))
+        assert float(line.split()[-1]) == pytest.approx(ms / 1e3)
+    assert "face3d_latency_seconds_count 100" in text
+
+
 def test_batcher_isolates_a_failing_input_and_drains_on_close():
     calls = []
 

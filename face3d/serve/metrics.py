@@ -12,6 +12,7 @@ import numpy as np
 __all__ = ["ServiceMetrics", "LATENCY_WINDOW"]
 
 LATENCY_WINDOW = 10_000  # reconstructions whose latency the quantiles cover
+QUANTILES = (0.5, 0.9, 0.99)
 
 
 class ServiceMetrics:
@@ -51,13 +52,11 @@ class ServiceMetrics:
             ``in_flight``; ``latency_ms`` (count, mean, p50, p90, p99, max over the last ``window``
             reconstructions); ``batches`` (count, images, mean_size, sizes {size: count}, network_s).
         """
-        latencies = np.asarray(self.latencies, dtype=np.float64) * 1e3
-        if len(latencies):
-            p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
-            latency = {"count": len(latencies), "mean": float(latencies.mean()), "p50": float(p50),
-                       "p90": float(p90), "p99": float(p99), "max": float(latencies.max())}
-        else:
-            latency = {"count": 0}
+        latency = {"count": len(self.latencies)}
+        if self.latencies:
+            seconds = np.asarray(self.latencies, dtype=np.float64)
+            latency["mean"], latency["max"] = float(seconds.mean()) * 1e3, float(seconds.max()) * 1e3
+            latency.update({f"p{round(q * 100)}": v * 1e3 for q, v in self._latency_quantiles(seconds).items()})
         batches = sum(self.batch_sizes.values())
         images = sum(size * count for size, count in self.batch_sizes.items())
         return {"uptime_s": time.time() - self.started,
@@ -69,6 +68,11 @@ class ServiceMetrics:
                 "batches": {"count": batches, "images": images, "mean_size": images / batches if batches else 0.0,
                             "sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
                             "network_s": self.network_s}}
+
+    @staticmethod
+    def _latency_quantiles(seconds):
+        """{q: the q-quantile of ``seconds``} for q in ``QUANTILES`` (linear interpolation)."""
+        return dict(zip(QUANTILES, np.quantile(seconds, QUANTILES).tolist()))
 
     def prometheus(self):
         """The statistics in Prometheus' text exposition format (version 0.0.4), metric names ``face3d_*``:
@@ -89,8 +93,8 @@ class ServiceMetrics:
                   "# TYPE face3d_latency_seconds summary"]
         if self.latencies:
             latencies = np.asarray(self.latencies, dtype=np.float64)
-            for q in (0.5, 0.9, 0.99):
-                lines.append(sample("face3d_latency_seconds", float(np.quantile(latencies, q)), quantile=q))
+            lines += [sample("face3d_latency_seconds", value, quantile=q)
+                      for q, value in self._latency_quantiles(latencies).items()]
             lines += [sample("face3d_latency_seconds_sum", float(latencies.sum())),
                       sample("face3d_latency_seconds_count", len(latencies))]
         lines += ["# HELP face3d_batches_total Network calls by batch size.", "# TYPE face3d_batches_total counter"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from face3d.prnet.inference import box_crop, crop_face, landmark_crop, restore_map
+from face3d.prnet.inference import restore_map
 from face3d.serve.codecs import MESH_MEDIA_TYPES, encode_mesh, encode_png, keypoint_vertices
 from face3d.serve.errors import ApiError
 
@@ -74,27 +74,25 @@ class Reconstructor:
             ApiError: 422 ``face_locator_missing`` (no box, landmarks nor detector), 422 ``no_face`` (the
                 detector found none), 422 ``invalid_landmarks`` (they span no area).
         """
-        if box is not None:
-            source = "box"
-            crop_box = box_crop(box)
-        elif landmarks is not None:
-            source = "landmarks"
-            try:
-                crop_box = landmark_crop(landmarks)
-            except ValueError as exc:
-                raise ApiError(422, "invalid_landmarks", f"landmarks: {exc}") from None
-            box = (*np.min(landmarks, axis=0).tolist(), *np.max(landmarks, axis=0).tolist())
-        else:
+        if box is None and landmarks is None:
             if self.detector is None:
                 raise ApiError(422, "face_locator_missing", "no face box: send box (x0 y0 x1 y1) or landmarks "
                                                             f"(68 points); {self.detector_missing}")
-            source = "detector"
             box = self.detector.best_box(image)
             if box is None:
                 raise ApiError(422, "no_face", f"the {self.detector.kind} face detector found no face in the image; "
                                                "send box or landmarks")
-            crop_box = box_crop(box)
-        crop = crop_face(image, crop_box, self.prn.input_size, self.prn.resolution)
+            source = "detector"
+        else:
+            source = "box" if box is not None else "landmarks"
+        if source == "landmarks":
+            try:
+                crop = self.prn.crop(image, landmarks=landmarks)
+            except ValueError as exc:
+                raise ApiError(422, "invalid_landmarks", f"landmarks: {exc}") from None
+            box = (*np.min(landmarks, axis=0).tolist(), *np.max(landmarks, axis=0).tolist())
+        else:
+            crop = self.prn.crop(image, box=box)
         return Prepared(crop, tuple(float(v) for v in box), source)
 
     def describe(self, image, prepared, output, mesh=None, texture=False):
