@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from face3d.trainset.posmap import posmap_value_problem
-from face3d.trainset.sample_io import image_size
 from face3d.utils.errors import InputFileError
+from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
 
 __all__ = ["FileSamples", "H5Samples", "check_samples", "open_h5", "group_key", "split_train_val"]
 
 logger = logging.getLogger(__name__)
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _H5_CHECK_ROWS = 64  # maps read at once when checking a pack (64 x 0.8 MB at R = 256 in float32)
 _ANGLE_SUFFIX = re.compile(r"_angle_-?\d+(\.\d+)?$")
 
@@ -133,22 +132,27 @@ class H5Samples:
         return load
 
 
+# The bytes a complete file of each format ends with (trailing zero padding aside).
+_END_MARKERS = {"png": (b"IEND\xaeB`\x82", "truncated or corrupt PNG"),
+                "jpeg": (b"\xff\xd9", "truncated JPEG (no end-of-image marker)")}
+
+
 def _image_size(path):
     """(width, height) of a complete JPEG or PNG (the formats TensorFlow decodes here), read from its header
-    (``face3d.trainset.sample_io.image_size``); raises InputFileError for a truncated file or another format."""
+    (``face3d.utils.image_header``); raises InputFileError for a truncated file or another format."""
     data = Path(path).read_bytes()
-    if data.startswith(_PNG_SIGNATURE):
-        if not data.rstrip(b"\0").endswith(b"IEND\xaeB`\x82"):
-            raise InputFileError(path, "truncated or corrupt PNG")
-    elif data.startswith(b"\xff\xd8"):
-        if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
-            raise InputFileError(path, "truncated JPEG (no end-of-image marker)")
-    else:
+    try:
+        header = read_image_header(data)
+    except UnsupportedImageFormat:
+        header = None
+    except ValueError as exc:
+        raise InputFileError(path, f"corrupt image header ({exc})") from None
+    if header is None or header.format not in _END_MARKERS:
         raise InputFileError(path, "not a JPEG or PNG image")
-    size = image_size(data)
-    if size is None:
-        raise InputFileError(path, "corrupt image header (no size)")
-    return size
+    end, problem = _END_MARKERS[header.format]
+    if not data.rstrip(b"\0").endswith(end):
+        raise InputFileError(path, problem)
+    return header.width, header.height
 
 
 def _npy_info(path):

@@ -9,7 +9,6 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -143,7 +142,8 @@ class _Geometry:
 class TrainsetGenerator:
     """Per-process generator of PRNet training pairs for one morphable model; per sample:
 
-    1. Read the image and the ``.mat`` (``read_300wlp_sample``).
+    1. Read the ``.mat`` (``read_params``), then decode the image (``read_image``); a missing image is reported
+       before the ``.mat`` is read.
     2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
        product dominates; one product for many samples (``process_iter`` / ``process_many``) reads the basis once
        for all of them, and results are bit-identical whatever the batching (see ``_vertex_product``). What the
@@ -408,12 +408,12 @@ class TrainsetGenerator:
         """Training pairs of one 300W-LP sample (plain first, then ``<stem>_angle_<deg>`` copies).
 
         Raises:
-            InputFileError: see ``read_300wlp_sample`` and ``generate``.
+            InputFileError: see ``read_params``, ``read_image`` and ``generate``.
         """
-        image, params = read_300wlp_sample(image_path, mat_path, self.config.max_pixels, alpha=True)
-        coef = self._padded(params, str(mat_path), self.config.allow_short_params)
-        return self._generate(image, params, Path(image_path).stem, seed, str(mat_path),
-                              self._geometry_batch([coef])[0])
+        result = next(self.process_iter([(image_path, mat_path, seed)]))
+        if isinstance(result, InputFileError):
+            raise result
+        return result
 
     def process_iter(self, jobs: Sequence[tuple]) -> Iterator[list[GeneratedSample] | InputFileError]:
         """``process`` for several samples with one product for all their vertices (reading the basis once:
@@ -421,7 +421,7 @@ class TrainsetGenerator:
         result as soon as it is made, so that a caller can write it before the next image is decoded.
 
         All ``.mat`` files are read first (the product needs every parameter set); each image is decoded when
-        its turn comes. A missing image is reported before the ``.mat`` is read, as ``process`` does.
+        its turn comes. A missing image is reported before the ``.mat`` is read. ``process`` is this for one job.
 
         Args:
             jobs: sequence of (image_path, mat_path, seed).
