@@ -18,7 +18,10 @@ Anchors (each timed in this process, interleaved with ours repetition by repetit
     once, 256 samples against 12).
 Ours: the dataset runner's own per-chunk path (``face3d.trainset.worker_pool._process_tasks``, chunks of 128, every
 file it writes) on a BFM-sized model, plain and with the 8 default rotations, and ``TrainsetGenerator.process``
-(one sample a call) against ``process_many`` (no writes) on distinct parameter sets.
+(one sample a call) against ``process_many`` (no writes) on distinct parameter sets, and ``basis_stream``: one
+vertex product of one parameter set (``face3d.mesh.linear.combine_basis``), the cost a lone sample cannot share
+with others (it reads the whole basis from memory, which a batch reads once for all), to compare with
+``single_ms - batched_ms``.
 
 Sets: "300W-LP": faces with ``--views`` profiled views each sharing Shape_Para / Exp_Para (only Pose_Para
 differs; ``<name>_1_<view>``) in ``SET/`` and their ``_Flip`` copies (mirrored image, own parameters, yaw and
@@ -63,6 +66,7 @@ from skimage import img_as_ubyte
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.render import render_colors
 from face3d.mesh.transform import angle2matrix_3ddfa
 from face3d.morphable_model import MorphableModel
@@ -339,7 +343,13 @@ def main(argv=None):
                     generator.process_many(single_jobs)
             return (lambda: TrainsetGenerator(model, GenerationConfig(angles=()))), run, len(single_jobs)
 
+        # the one part of a lone sample that a batch shares out: the vertex product streaming the whole basis
+        mean, tiles = tile_basis(model.model["shapeMU"], model.model["shapePC"], model.model["expPC"])
+        coefficients = np.random.default_rng(2).normal(0, 1, (len(single_jobs), 1, tiles.shape[1]))
+
         cases = {
+            "basis_stream": fixed(lambda: [combine_basis(mean, tiles, c) for c in coefficients], len(single_jobs),
+                                  tmp / "unused"),
             "fork": fixed(lambda: [fork_sample(model, uv_pixels, render, i, m, tmp / "fork") for i, m, _ in fork_jobs],
                           len(fork_jobs), tmp / "fork"),
             "floor_plain": fixed(lambda: [floor_sample(i, tmp / "floor", 1) for i, _, _ in lp_jobs],
@@ -362,6 +372,8 @@ def main(argv=None):
     for name, value in ms.items():
         unit = "output" if name in ("rotated", "floor_rotated") else "sample"
         print(f"  {name:16s} {value:8.2f} ms per {unit} (in the kernel {kernel_ms[name]:.2f})")
+    print(f"a lone sample's vertex product reads the whole {tiles.nbytes / 1e6:.0f} MB basis: {ms['basis_stream']:.2f} "
+          f"ms, where a batch shares one pass (single - batched: {ms['single'] - ms['batched']:.2f} ms)")
     result = {
         "plain_x": ms["fork"] / ms["plain"], "plain_distinct_x": ms["fork"] / ms["plain_distinct"],
         "rotated_x": ms["fork"] / ms["rotated"], "plain_floor_ratio": ms["plain"] / ms["floor_plain"],
