@@ -23,6 +23,7 @@ from face3d.trainset import (
     rotation_matrix,
     uv_to_pixels,
 )
+from face3d.trainset.sample_io import read_image
 from face3d.utils.errors import InputFileError
 
 FIXTURES = fixtures_dir()
@@ -315,7 +316,7 @@ def test_read_300wlp_sample_returns_rgb_and_parameters(model, tmp_path):
     assert got["Pose_Para"].shape == (7,) and got["Shape_Para"].shape == (199, 1)
     assert got["Exp_Para"].shape == (29, 1) and got["pt2d"].shape == (2, 68)
     np.testing.assert_allclose(got["Pose_Para"], params["Pose_Para"])
-    rgba, _ = read_300wlp_sample(image_path, mat_path, alpha=True)  # the generator's warp source
+    rgba = read_image(image_path, alpha=True)  # the generator's warp source
     assert rgba.shape == (*image.shape[:2], 4) and np.all(rgba[..., 3] == 255)
     np.testing.assert_array_equal(rgba[..., :3], image)
 

@@ -92,6 +92,7 @@ def _write_uv_data(generator, output, config, uv_data=None):
     copy the files of the existing folder ``uv_data`` there after checking that it fits the model and resolution."""
     final = Path(output) / UV_DATA_DIR
     _remove_stale_uv_temporaries(output)
+    rasterization = getattr(generator, "rasterization", None)  # a generator factory's own class may have none
     tmp = Path(output) / f".{UV_DATA_DIR}.{socket.gethostname()}.{os.getpid()}{TEMP_SUFFIX}"
     if uv_data is not None:
         source = Path(uv_data)
@@ -99,13 +100,13 @@ def _write_uv_data(generator, output, config, uv_data=None):
         if layout.resolution != int(config.resolution):
             raise ValueError(f"{source}: uv-data resolution {layout.resolution} differs from the set's "
                              f"{config.resolution}")
-        check_uv_data_fits(layout, generator.model, str(source), getattr(generator, "rasterization", None))
+        check_uv_data_fits(layout, generator.model, str(source), rasterization)
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         if uv_data is None:
             write_uv_data(build_uv_data(generator.model, int(config.resolution),
                                         neck_zeroed=bool(config.neck_zeroed),
-                                        rasterization=getattr(generator, "rasterization", None)), tmp)
+                                        rasterization=rasterization), tmp)
         else:
             for path in sorted(p for p in source.iterdir() if p.is_file()):
                 shutil.copyfile(path, tmp / path.name)

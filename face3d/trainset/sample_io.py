@@ -89,17 +89,16 @@ def read_params(mat_path) -> dict:
     return params
 
 
-def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXELS,
-                       alpha: bool = False) -> tuple[np.ndarray, dict]:
+def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict]:
     """Read one 300W-LP sample.
 
     Args:
         image_path: the image (JPEG, PNG or BMP; greyscale is expanded to 3 channels).
         mat_path: its ``.mat`` with ``Pose_Para`` (1, 7), ``Shape_Para`` (n, 1), ``Exp_Para`` (m, 1) and
             optionally ``pt2d`` (2, k) (k = 68 in 300W-LP, 21 in AFLW2000).
-        max_pixels: largest image decoded, alpha: RGBA instead of RGB (see ``read_image``).
+        max_pixels: largest image decoded (see ``read_image``).
     Returns:
-        image: (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with ``alpha``.
+        image: (h, w, 3) uint8 RGB.
         params: dict with ``Pose_Para`` (7,) float64 [pitch, yaw, roll (rad), tx, ty, tz, scale],
         ``Shape_Para`` (n, 1) float64, ``Exp_Para`` (m, 1) float64 and ``pt2d`` (2, k) float64 if present.
     Raises:
@@ -107,4 +106,4 @@ def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXEL
             ``.mat``, a missing key, a wrongly shaped, complex or non-finite parameter, a non-positive scale; the
             message names the file.
     """
-    return read_image(Path(image_path), max_pixels, alpha), read_params(Path(mat_path))
+    return read_image(Path(image_path), max_pixels), read_params(Path(mat_path))
