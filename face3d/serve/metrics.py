@@ -9,7 +9,7 @@ from collections import Counter, deque
 
 import numpy as np
 
-__all__ = ["ServiceMetrics", "LATENCY_WINDOW"]
+__all__ = ["ServiceMetrics", "LATENCY_WINDOW", "QUANTILES"]
 
 LATENCY_WINDOW = 10_000  # reconstructions whose latency the quantiles cover
 QUANTILES = (0.5, 0.9, 0.99)

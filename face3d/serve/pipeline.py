@@ -74,7 +74,15 @@ class Reconstructor:
             ApiError: 422 ``face_locator_missing`` (no box, landmarks nor detector), 422 ``no_face`` (the
                 detector found none), 422 ``invalid_landmarks`` (they span no area).
         """
-        if box is None and landmarks is None:
+        if box is None and landmarks is not None:
+            try:
+                crop = self.prn.crop(image, landmarks=landmarks)
+            except ValueError as exc:
+                raise ApiError(422, "invalid_landmarks", f"landmarks: {exc}") from None
+            box = (*np.min(landmarks, axis=0).tolist(), *np.max(landmarks, axis=0).tolist())
+            return Prepared(crop, tuple(float(v) for v in box), "landmarks")
+        source = "box"
+        if box is None:
             if self.detector is None:
                 raise ApiError(422, "face_locator_missing", "no face box: send box (x0 y0 x1 y1) or landmarks "
                                                             f"(68 points); {self.detector_missing}")
@@ -83,17 +91,7 @@ class Reconstructor:
                 raise ApiError(422, "no_face", f"the {self.detector.kind} face detector found no face in the image; "
                                                "send box or landmarks")
             source = "detector"
-        else:
-            source = "box" if box is not None else "landmarks"
-        if source == "landmarks":
-            try:
-                crop = self.prn.crop(image, landmarks=landmarks)
-            except ValueError as exc:
-                raise ApiError(422, "invalid_landmarks", f"landmarks: {exc}") from None
-            box = (*np.min(landmarks, axis=0).tolist(), *np.max(landmarks, axis=0).tolist())
-        else:
-            crop = self.prn.crop(image, box=box)
-        return Prepared(crop, tuple(float(v) for v in box), source)
+        return Prepared(self.prn.crop(image, box=box), tuple(float(v) for v in box), source)
 
     def describe(self, image, prepared, output, mesh=None, texture=False):
         """The answer for one face from the network's normalised output map.
