@@ -32,11 +32,14 @@ grid surface, full-square UV layout). Images: the 300W-LP fixture picture when .
 else a textured synthetic picture, 450x450.
 
 Timing: CPU time of this process (user + system, so file writes' kernel time counts), one BLAS / OpenCV thread,
-the median of ``--repeats`` interleaved repetitions; figures are per core. The last line is JSON:
-``plain_x`` / ``plain_distinct_x`` (fork ms per sample / ours per plain sample on the 300W-LP / distinct set),
-``rotated_x`` (fork ms per sample / ours per output with 8 rotations, 300W-LP set), ``plain_floor_ratio`` and
-``rotated_floor_ratio`` (ours / floor), ``single_ms`` and ``batched_ms`` (``process`` vs ``process_many`` per
-sample), plus every measured time and, as ``<case>_kernel_ms``, the part of it in the kernel (system time).
+``--repeats`` interleaved repetitions; figures are per core. A ratio is taken within each repetition, where its two
+cases ran one after the other, and the median over the repetitions is reported (a load that changes between
+repetitions then moves both sides of a ratio), with its smallest and largest value as ``<ratio>_range``. The last
+line is JSON: ``plain_x`` / ``plain_distinct_x`` (fork ms per sample / ours per plain sample on the 300W-LP /
+distinct set), ``rotated_x`` (fork ms per sample / ours per output with 8 rotations, 300W-LP set),
+``plain_floor_ratio`` and ``rotated_floor_ratio`` (ours / floor), ``single_ms`` and ``batched_ms`` (``process`` vs
+``process_many`` per sample; ``single_x``: their ratio), plus every case's median time and, as
+``<case>_kernel_ms``, the median part of it in the kernel (system time).
 Usage: python bench/bench_generate.py [--faces F] [--views V] [--repeats N] [--face3d DIR] [--quick]
 """
 import os
@@ -286,9 +289,10 @@ def runner_case(model, root, out, angles):
 
 
 def interleaved(cases, repeats):
-    """Median CPU ms per unit of each case {name: (prepare, run, units)} over ``repeats`` rounds, the cases run
-    one after the other in each round (so a change in the machine's load hits them all), and the median of the
-    part of it spent in the kernel (system time: file creation and writes, mostly). Returns (ms, kernel ms)."""
+    """CPU ms per unit of each case {name: (prepare, run, units)} in each of ``repeats`` rounds, the cases run one
+    after the other in each round (so a change in the machine's load hits them all), and the part of it spent in
+    the kernel (system time: file creation and writes, mostly). Returns ({name: [ms per round]}, {name: [kernel
+    ms per round]})."""
     times = {name: [] for name in cases}
     kernel = {name: [] for name in cases}
     for round_ in range(repeats + 1):
@@ -299,17 +303,22 @@ def interleaved(cases, repeats):
             if round_:  # round 0 warms up: imports, page faults, the files' first creation
                 times[name].append((time.process_time() - start) * 1e3 / units)
                 kernel[name].append((resource.getrusage(resource.RUSAGE_SELF).ru_stime - start_sys) * 1e3 / units)
-    return ({name: statistics.median(t) for name, t in times.items()},
-            {name: statistics.median(t) for name, t in kernel.items()})
+    return times, kernel
+
+
+def round_ratio(numerator, denominator):
+    """Median over the rounds of ``numerator[r] / denominator[r]`` (lists of per-round times), and (min, max)."""
+    ratios = [a / b for a, b in zip(numerator, denominator)]
+    return statistics.median(ratios), (min(ratios), max(ratios))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faces", type=int, default=8, help="faces of the 300W-LP set (default 8)")
     parser.add_argument("--views", type=int, default=16, help="profiled views per face (default 16)")
-    parser.add_argument("--fork-samples", type=int, default=12, help="samples the fork transcription runs (12)")
+    parser.add_argument("--fork-samples", type=int, default=24, help="samples the fork transcription runs (24)")
     parser.add_argument("--single-samples", type=int, default=24, help="samples of process vs process_many (24)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions, median taken (3)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions, median taken (5)")
     parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout (or its face3d/mesh/cython folder)")
     parser.add_argument("--quick", action="store_true", help="2 faces of 4 views, 1 repetition")
     args = parser.parse_args(argv)
@@ -364,24 +373,33 @@ def main(argv=None):
         }
         rotated_prepare, rotated_run, rotated_samples = cases["rotated"]
         cases["rotated"] = rotated_prepare, rotated_run, rotated_samples * (1 + len(angles))  # per output
-        ms, kernel_ms = interleaved(cases, args.repeats)
+        rounds, kernel_rounds = interleaved(cases, args.repeats)
+    ms = {name: statistics.median(t) for name, t in rounds.items()}
+    kernel_ms = {name: statistics.median(t) for name, t in kernel_rounds.items()}
     print(f"BFM-sized model ({model.nver} vertices, {model.full_triangles.shape[0]} triangles); 300W-LP set: "
           f"{args.faces} faces x {args.views} views + _Flip = {n_lp} samples; distinct set: {n_lp} samples; "
           f"fork transcription on {len(fork_jobs)} samples ({'face3d' if args.face3d else 'our'} render kernel); "
           f"CPU ms, median of {args.repeats} interleaved repetitions")
     for name, value in ms.items():
         unit = "output" if name in ("rotated", "floor_rotated") else "sample"
-        print(f"  {name:16s} {value:8.2f} ms per {unit} (in the kernel {kernel_ms[name]:.2f})")
+        print(f"  {name:16s} {value:8.2f} ms per {unit} (in the kernel {kernel_ms[name]:.2f}; rounds "
+              f"{min(rounds[name]):.2f}-{max(rounds[name]):.2f})")
     print(f"a lone sample's vertex product reads the whole {tiles.nbytes / 1e6:.0f} MB basis: {ms['basis_stream']:.2f} "
           f"ms, where a batch shares one pass (single - batched: {ms['single'] - ms['batched']:.2f} ms)")
+    ratios = {"plain_x": ("fork", "plain"), "plain_distinct_x": ("fork", "plain_distinct"),
+              "rotated_x": ("fork", "rotated"), "plain_floor_ratio": ("plain", "floor_plain"),
+              "rotated_floor_ratio": ("rotated", "floor_rotated"), "single_x": ("single", "batched")}
+    result, ranges = {}, {}
+    for key, (numerator, denominator) in ratios.items():
+        result[key], (low, high) = round_ratio(rounds[numerator], rounds[denominator])
+        ranges[f"{key}_range"] = [round(low, 3), round(high, 3)]
+        print(f"  {key:20s} {result[key]:7.2f}  (rounds {low:.2f}-{high:.2f})")
     result = {
-        "plain_x": ms["fork"] / ms["plain"], "plain_distinct_x": ms["fork"] / ms["plain_distinct"],
-        "rotated_x": ms["fork"] / ms["rotated"], "plain_floor_ratio": ms["plain"] / ms["floor_plain"],
-        "rotated_floor_ratio": ms["rotated"] / ms["floor_rotated"], "single_ms": ms["single"],
-        "batched_ms": ms["batched"], **{f"{name}_ms": value for name, value in ms.items()},
+        **result, "single_ms": ms["single"], "batched_ms": ms["batched"],
+        **{f"{name}_ms": value for name, value in ms.items()},
         **{f"{name}_kernel_ms": value for name, value in kernel_ms.items()},
     }
-    print(json.dumps({key: round(value, 3) for key, value in result.items()}))
+    print(json.dumps({**{key: round(value, 3) for key, value in result.items()}, **ranges}))
 
 
 if __name__ == "__main__":
