@@ -12,9 +12,9 @@ Meshes: face-like grid surfaces (a displaced ellipsoid cap) of 38,416 vertices /
 a face of about 180 x 220 px in a 450 x 450 image and once laid out as a 256 x 256 UV map (z = 0).
 
 Timing: CPU time of this thread (``time.thread_time``; on a shared machine it leaves out the time spent waiting for
-a core), the implementations interleaved repetition by repetition, median reported. The last line is JSON:
-``numpy_x`` (and ``face3d_x``, ``sim3dr_x``) is the smallest ratio their time / ours over all cases and both
-kernels, with every case's ratios under ``cases``.
+a core), the implementations interleaved repetition by repetition in rotating order, median reported. The last line
+is JSON: ``numpy_x`` (and ``face3d_x``, ``sim3dr_x``) is the smallest ratio their time / ours over all cases and
+both kernels, with every case's ratios under ``cases``.
 
 Usage: python bench/bench_render.py [--repeats N] [--quick] [--face3d DIR] [--sim3dr DIR]
 """
@@ -138,15 +138,18 @@ def implementations(args):
 
 
 def interleaved_ms(fns, repeats, slow=("numpy",), slow_repeats=3):
-    """Median CPU time (this thread, ms) of each function, one repetition of each in turn; the ``slow`` ones
-    (the numpy twin) run only ``slow_repeats`` times."""
+    """Median CPU time (this thread, ms) of each function, one repetition of each in turn, the order rotated by one
+    each repetition (a call runs measurably faster or slower after some than after others: every function gets
+    each place equally often); the ``slow`` ones (the numpy twin) run only ``slow_repeats`` times."""
     times = {name: [] for name in fns}
     for fn in fns.values():
         fn()  # warm-up: page faults, caches
+    names = list(fns)
     for i in range(repeats):
-        for name, fn in fns.items():
+        for name in names[i % len(names):] + names[:i % len(names)]:
             if name in slow and i >= slow_repeats:
                 continue
+            fn = fns[name]
             start = time.thread_time()
             fn()
             times[name].append((time.thread_time() - start) * 1e3)
@@ -155,7 +158,7 @@ def interleaved_ms(fns, repeats, slow=("numpy",), slow_repeats=3):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30, help="interleaved repetitions per figure (median)")
+    parser.add_argument("--repeats", type=int, default=100, help="interleaved repetitions per figure (median)")
     parser.add_argument("--quick", action="store_true", help="5 repetitions, numpy twin once")
     parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout's face3d/mesh/cython folder")
     parser.add_argument("--sim3dr", metavar="DIR", help="built 3DDFA_V2 checkout's Sim3DR folder")
