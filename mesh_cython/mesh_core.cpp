@@ -9,6 +9,14 @@
 #include <memory>
 #include <new>
 
+// On x86-64 each kernel is compiled twice, for AVX2 and for the baseline instruction set, and the loader picks the
+// copy for the processor; elsewhere (ARM) once, for the target's own vector unit.
+#if defined(__x86_64__)
+#define FACE3D_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define FACE3D_CLONES
+#endif
+
 namespace face3d {
 namespace {
 
@@ -41,7 +49,7 @@ inline v4i min4(v4i a, v4i b) { return a < b ? a : b; }
 // Reads every vertex once into corners (the kernel's private copy: a thread changing the caller's vertices
 // meanwhile cannot move a triangle out of the buffers sized here), checks that all are finite and returns in win
 // the pixels the vertices' bounding box covers, which holds every triangle's clipped bounding box.
-__attribute__((target_clones("avx2", "default")))
+FACE3D_CLONES
 int read_corners(const float* v, int64_t nver, int h, int w, Corner* corners, Rect& win) {
     // Lanes {x, -x, y, -y} clamped to [-1, size] / [-size, 1] (which changes no clipped bound), then ceil: x0,
     // -floor(x) = -x1, y0, -y1, clipped to the image.
@@ -145,11 +153,11 @@ __attribute__((always_inline)) inline int rasterize(const Corner* corners, int64
     return kOk;
 }
 
-// The rasterising kernels proper, one per way of using a pixel a triangle wins, each compiled for AVX2 and for
-// the baseline instruction set (picked when the library loads).
+// The rasterising kernels proper, one per way of using a pixel a triangle wins (each cloned per instruction set,
+// see FACE3D_CLONES).
 
 // Depth, triangle index and weights into (h, w) buffers (stride w).
-__attribute__((target_clones("avx2", "default")))
+FACE3D_CLONES
 int rasterize_buffers(const Corner* corners, int64_t nver, const int32_t* tris, int64_t ntri, int h, int w,
                       float* depth, int32_t* tri_buf, float* bary) {
     return rasterize(corners, nver, tris, ntri, Rect{0, 0, w - 1, h - 1}, w, depth,
@@ -178,7 +186,7 @@ __attribute__((always_inline)) inline int draw_colors(const Corner* corners, int
                      });
 }
 
-__attribute__((target_clones("avx2", "default")))
+FACE3D_CLONES
 int rasterize_colors(const Corner* corners, int64_t nver, const int32_t* tris, int64_t ntri, const Rect& win,
                      float* depth, const float* colors, int c, int w, float* image) {
     // Three channels (colours) get a copy of the loop unrolled for them.
@@ -187,7 +195,7 @@ int rasterize_colors(const Corner* corners, int64_t nver, const int32_t* tris, i
 }
 
 // Texture lookups (see render_texture in mesh_core.h) into the pixel of the (h, w, c) image.
-__attribute__((target_clones("avx2", "default")))
+FACE3D_CLONES
 int rasterize_texture(const Corner* corners, int64_t nver, const int32_t* tris, int64_t ntri, const Rect& win,
                       float* depth, const float* tex_coords, int64_t ntex, int tex_stride,
                       const int32_t* tex_triangles, const float* texture, int th, int tw, int c, bool bilinear, int w,
@@ -361,7 +369,7 @@ inline void combine_tile_one(const float* mean, const float* tile, int64_t nk, c
 
 }  // namespace
 
-__attribute__((target_clones("avx2", "default")))
+FACE3D_CLONES
 int combine_basis(const float* mean, const float* tiles, int64_t ntiles, int64_t nk, const float* coef, int64_t batch,
                   float* out) {
     const int64_t m = ntiles * kBasisTile;
