@@ -10,8 +10,8 @@
 #include <new>
 
 // On x86-64 with glibc each kernel is compiled twice, for AVX2 and for the baseline instruction set, and the loader
-// picks the copy for the processor (an ifunc, which musl and other C libraries do not resolve); elsewhere once, for
-// the target's own vector unit.
+// picks the copy for the processor (an ifunc: musl does not resolve them, GCC rejects x86 names on ARM); elsewhere
+// once, for the target's own vector unit.
 #if defined(__x86_64__) && defined(__GLIBC__)
 #define FACE3D_CLONES __attribute__((target_clones("avx2", "default")))
 #else
