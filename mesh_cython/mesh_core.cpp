@@ -154,8 +154,7 @@ __attribute__((always_inline)) inline int rasterize(const Corner* corners, int64
     return kOk;
 }
 
-// The rasterising kernels proper, one per way of using a pixel a triangle wins (each cloned per instruction set,
-// see FACE3D_CLONES).
+// The rasterising kernels proper, one per way of using a pixel a triangle wins (built as FACE3D_CLONES says).
 
 // Depth, triangle index and weights into (h, w) buffers (stride w).
 FACE3D_CLONES
