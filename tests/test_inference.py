@@ -5,6 +5,7 @@ subprocess without TensorFlow).
 """
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,11 +23,13 @@ from face3d.prnet import inference
 from face3d.prnet.data import AugmentConfig, augment_sample
 from face3d.prnet.inference import PRN
 from face3d.prnet.predictor import load_predictor
+from face3d.prnet.prnet_checkpoint import uv_data_for_model
 from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.crop import CropBox, crop_matrix, keypoint_box
 from face3d.trainset.posmap import keypoints_from_map
 from face3d.trainset.uv_layout import load_uv_data
+from tests._fixtures import fixtures_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -331,6 +334,49 @@ def test_prn_rejects_a_network_larger_than_the_uv_data(tmp_path, tiny):
         PRN(tiny["model"], uv_data=tiny_uv)
     with pytest.raises(ValueError, match="exactly one of box"):
         PRN(tiny["model"]).crop(np.zeros((10, 10, 3), np.uint8))
+
+
+
+def _released_layout(root, uv_data=None):
+    """PRNet's Data folder under ``root``: net-data/ with an (empty) checkpoint index, and uv-data/ copied from
+    ``uv_data`` when given. Returns the checkpoint prefix."""
+    net = root / "Data" / "net-data"
+    net.mkdir(parents=True)
+    (net / "256_256_resfcn256_weight.index").write_bytes(b"")
+    if uv_data is not None:
+        shutil.copytree(uv_data, root / "Data" / "uv-data")
+    return net / "256_256_resfcn256_weight"
+
+
+def test_prnets_checkpoint_is_read_with_prnets_uv_data(tmp_path):
+    prefix = _released_layout(tmp_path / "bare")
+    # refused before the network is read (its data file is missing here too), naming the flag
+    with pytest.raises(ValueError, match=r"256_256_resfcn256_weight: PRNet's checkpoint .* no uv-data folder lies "
+                                         r"beside .*net-data .* \(--uv-data DIR\)"):
+        PRN(prefix)
+    assert face3d_main(["evaluate", "--model", str(prefix), "--data", str(tmp_path), "--output",
+                        str(tmp_path / "report"), "--quiet"]) == 2
+    assert uv_data_for_model(prefix, uv_data="mine") == "mine"
+    assert uv_data_for_model(tmp_path / "model.onnx") == default_uv_data_dir()
+    assert uv_data_for_model(object()) == default_uv_data_dir()  # a keras.Model or Predictor
+
+    prefix = _released_layout(tmp_path / "prnet", default_uv_data_dir())
+    beside = tmp_path / "prnet" / "Data" / "uv-data"
+    for named in (prefix, f"{prefix}.index", prefix.parent):
+        assert uv_data_for_model(named) == beside
+
+
+def test_prnets_uv_data_is_found_beside_the_released_checkpoint(tmp_path):
+    released = fixtures_dir() / "prnet"
+    if not (released / "uv-data" / "uv_kpt_ind.txt").is_file():
+        pytest.skip("PRNet's uv-data not in the fixtures")
+    prefix = _released_layout(tmp_path, released / "uv-data")
+    shipped = np.loadtxt(released / "uv-data" / "uv_kpt_ind.txt").astype(int)
+    found = load_uv_data(uv_data_for_model(prefix))
+    np.testing.assert_array_equal(found.uv_kpt_ind, shipped)
+    # what the packaged uv-data would have read instead: other pixels for every keypoint
+    packaged = load_uv_data(default_uv_data_dir()).uv_kpt_ind
+    assert (packaged != shipped).any(axis=0).all()
 
 
 # ------------------------------------------------------------------------------------------------ demo

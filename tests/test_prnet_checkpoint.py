@@ -18,6 +18,7 @@ keras = pytest.importorskip("keras")
 from face3d.prnet import prnet_checkpoint as pc  # noqa: E402
 from face3d.prnet.model import build_resfcn256  # noqa: E402
 from face3d.prnet.predictor import load_predictor  # noqa: E402
+from face3d.resources import default_uv_data_dir  # noqa: E402
 
 FIXTURE_PREFIX = fixtures_dir() / "prnet" / "net-data" / "256_256_resfcn256_weight"
 SIZE, WIDTH = 256, 16
@@ -187,7 +188,11 @@ def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_pa
 
     prefix, images, maps = tf1_checkpoint
     monkeypatch.setenv("PATH", "/nonexistent")  # no atc here: the script is written, not run
-    assert export_script.main(["--model", str(prefix), "--output", str(tmp_path / "export"), "--onnx"]) == 0
+    # no Data/uv-data lies beside this checkpoint (random weights): the export needs one for its keypoint check
+    assert export_script.main(["--model", str(prefix), "--output", str(tmp_path / "refused"), "--onnx"]) == 2
+    assert not (tmp_path / "refused").exists()
+    assert export_script.main(["--model", str(prefix), "--output", str(tmp_path / "export"), "--onnx",
+                               "--uv-data", str(default_uv_data_dir())]) == 0
     graph_def = tf.compat.v1.GraphDef.FromString((tmp_path / "export" / "prnet.pb").read_bytes())
     placeholders = [n for n in graph_def.node if n.op == "Placeholder"]
     assert [n.name for n in placeholders] == ["input"]

@@ -25,7 +25,8 @@ def _add_arguments(parser):
                              "SavedModel folder, frozen .pb, .onnx or .tflite (%(default)s)")
     add_trust_model_argument(parser)
     parser.add_argument("--uv-data", metavar="DIR",
-                        help="UV data the network was trained with (default: the embedded default model's)")
+                        help="UV data the network was trained with (default: PRNet's Data/uv-data beside its "
+                             "released checkpoint, else the embedded default model's)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
                                                          "face (default: the embedded default model)")
     face = parser.add_mutually_exclusive_group()

@@ -40,7 +40,8 @@ def add_serve_arguments(parser):
                         help="trained network: .onnx (ONNX Runtime, no TensorFlow needed), .keras/.h5, SavedModel "
                              "folder or frozen .pb")
     add_trust_model_argument(parser)
-    parser.add_argument("--uv-data", metavar="DIR", help="UV data the network was trained with (default: the "
+    parser.add_argument("--uv-data", metavar="DIR", help="UV data the network was trained with (default: PRNet's "
+                                                         "Data/uv-data beside its released checkpoint, else the "
                                                          "packaged uv-data of the embedded default model)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
                                                          "face (default: the embedded default model)")

@@ -29,6 +29,7 @@ from face3d.prnet.atc import (
 from face3d.prnet.layer_graph import LayerNode, fold_batch_norms, model_to_nodes
 from face3d.prnet.onnx_graph import build_onnx_model, onnx_to_float16
 from face3d.prnet.predictor import load_keras_model, load_predictor
+from face3d.prnet.prnet_checkpoint import uv_data_for_model
 from face3d.prnet.tf_graph import BATCH_NORM_OP_TYPES, build_graph_def, graph_op_types
 from face3d.prnet.tflite import build_tflite
 
@@ -247,7 +248,8 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
             ``calibration``.
         calibration: float32 (N, S, S, 3) images in [0, 1] or a folder (``quantize.calibration_images``);
             required by ``int8``; N is cut to a multiple of B.
-        uv_data: the model's uv-data folder, whose keypoints ``compare_files`` reads (default: the packaged one).
+        uv_data: the model's uv-data folder, whose keypoints ``compare_files`` reads (default:
+            ``prnet_checkpoint.uv_data_for_model``).
     Returns:
         ExportResult.
     """
@@ -255,6 +257,7 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"{output_dir}: exists and is not a folder (--output names the folder of the exports)")
     name = model if isinstance(model, (str, Path)) else model.name
+    uv_data = uv_data_for_model(model, uv_data)
     model = load_keras_model(model)
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):

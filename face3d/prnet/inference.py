@@ -20,6 +20,7 @@ from face3d.prnet.drawing import draw_landmarks, mesh_overlay
 from face3d.prnet.face_crop import FaceCrop, as_rgb_uint8, box_crop, crop_face, landmark_crop, restore_map
 from face3d.prnet.pose import PoseEstimate, canonical_vertices, estimate_pose
 from face3d.prnet.predictor import load_predictor
+from face3d.prnet.prnet_checkpoint import uv_data_for_model
 from face3d.prnet.readout import sample_colors, texture_from_map, vertices_from_map
 from face3d.prnet.serialization import write_obj
 from face3d.resources import default_uv_data_dir
@@ -40,7 +41,8 @@ class PRN:
     Args:
         model: anything ``predictor.load_predictor`` takes (a ``.keras``/``.h5``/``.pb``/``.onnx`` path, a
             SavedModel folder, a keras.Model, a Predictor).
-        uv_data: UV-data folder or UVData (default ``DEFAULT_UV_DATA``: the packaged uv-data of the embedded default
+        uv_data: UV-data folder or UVData; default ``prnet_checkpoint.uv_data_for_model``: PRNet's ``Data/uv-data``
+            for PRNet's released checkpoint, else ``DEFAULT_UV_DATA`` (the packaged uv-data of the embedded default
             model, at 256).
         bfm: the morphable model whose mean face is the canonical face for ``estimate_pose``: a MorphableModel,
             a ``BFM.mat`` path, or None for the embedded default (loaded on first use; must be the model the UV
@@ -52,9 +54,9 @@ class PRN:
     """
 
     def __init__(self, model, uv_data=None, bfm=None, **predictor_options):
+        uv_data = uv_data_for_model(model, uv_data)  # before the network: a wrong layout fails fast
+        self.uv = uv_data if isinstance(uv_data, UVData) else load_uv_data(uv_data)
         self.predictor = load_predictor(model, **predictor_options)
-        self.uv = uv_data if isinstance(uv_data, UVData) else load_uv_data(DEFAULT_UV_DATA if uv_data is None
-                                                                           else uv_data)
         self.resolution = self.uv.resolution
         self.input_size = self.predictor.input_size
         if self.input_size > self.resolution:

@@ -9,6 +9,7 @@ layouts of Keras's Conv2D / Conv2DTranspose, so tensors map one to one by name. 
 ``<tensor>/Adam``, ``beta1_power`` ...) are ignored.
 """
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import numpy as np
 
 from face3d.contract import INPUT_SIZE
 
-__all__ = ["CHECKPOINT_SCOPE", "BATCH_NORM_LEAVES", "find_checkpoint", "checkpoint_prefix", "checkpoint_names",
+__all__ = ["CHECKPOINT_SCOPE", "BATCH_NORM_LEAVES", "find_checkpoint", "checkpoint_prefix", "uv_data_for_model",
+           "checkpoint_names",
            "network_tensors", "match_checkpoint", "load_prnet_checkpoint", "convert_checkpoint"]
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,34 @@ def checkpoint_prefix(path):
         raise FileNotFoundError(f"no TF1 checkpoint at {path} (expected PREFIX, PREFIX.index or a folder holding "
                                 "PREFIX.index and PREFIX.data-00000-of-00001)")
     return prefix
+
+
+def uv_data_for_model(model, uv_data=None):
+    """The uv-data that reads a model's maps: ``uv_data`` when given; for PRNet's released checkpoint (a path
+    ``find_checkpoint`` recognises), PRNet's ``Data/uv-data`` beside its ``Data/net-data`` folder, since its maps
+    are in PRNet's UV layout, which the packaged keypoint and face indices misread; otherwise the packaged uv-data
+    of the embedded default model (``face3d.resources.default_uv_data_dir``).
+
+    Args:
+        model: a model path (or any object ``predictor.load_predictor`` takes). uv_data: a folder, a UVData or None.
+    Returns:
+        ``uv_data`` as given, or a Path.
+    Raises:
+        ValueError: PRNet's checkpoint without a ``uv-data`` folder beside its folder.
+    """
+    from face3d.resources import default_uv_data_dir
+
+    if uv_data is not None:
+        return uv_data
+    prefix = find_checkpoint(model) if isinstance(model, (str, os.PathLike)) else None
+    if prefix is None:
+        return default_uv_data_dir()
+    beside = Path(prefix).parent.parent / "uv-data"
+    if not beside.is_dir():
+        raise ValueError(f"{model}: PRNet's checkpoint gives maps in PRNet's UV layout, and no uv-data folder lies "
+                         f"beside {Path(prefix).parent} (as Data/uv-data beside Data/net-data): give PRNet's "
+                         "uv-data (--uv-data DIR)")
+    return beside
 
 
 def _unique_scope(base, index):
