@@ -151,6 +151,41 @@ def test_a_perfect_prediction_scores_zero(tmp_path, default_model):
         assert report[key] < 1e-5, key
     assert report["metrics"]["nme_2d"]["auc_7"] > 0.9999
     assert sum(b["count"] for b in report["yaw_buckets"].values()) == 4
+    assert "dense_disabled" not in report
+
+    assert evaluation.evaluate_model(PRN(oracle), folder, limit=2)["samples"] == 2
+    with pytest.raises(ValueError, match="limit must be a positive number of samples, got 0"):
+        evaluation.evaluate_model(PRN(oracle), folder, limit=0)
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--model", "m.onnx", "--data", "d", "--output", "o"],
+                                     ["offline", "pre_process", "--data", "d", "--output", "o"]])
+def test_a_limit_below_one_is_refused(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        face3d_main([*command, "--limit", "-1"])
+    assert exit_info.value.code == 2
+    assert "--limit: expected an integer >= 1, got '-1'" in capsys.readouterr().err
+
+
+def test_a_sample_without_parameters_disables_the_dense_metrics_and_says_so(tmp_path, default_model, caplog):
+    from face3d.trainset.sample import GenerationConfig, TrainsetGenerator
+    from face3d.trainset.synthetic import synthesize_dataset
+    mats = synthesize_dataset(tmp_path / "synth", count=2, seed=5, size=300, model=default_model, views=1,
+                              flip=False)
+    folder = helpers.aflw_from_synthetic(mats, tmp_path / "aflw", default_model)
+    generator = TrainsetGenerator(default_model, GenerationConfig(resolution=256, angles=(), perturb=False))
+    oracle = helpers.OraclePredictor(256)
+    for mat in mats:
+        sample = generator.process(mat.with_suffix(".jpg"), mat, seed=0)[0]
+        oracle.add(sample.image, sample.posmap)
+    second = sorted(folder.glob("*.mat"))[1]
+    kept = {k: v for k, v in sio.loadmat(second).items()
+            if not k.startswith("__") and k not in ("Shape_Para", "Exp_Para")}
+    sio.savemat(second, kept)
+    report = evaluation.evaluate_model(PRN(oracle), folder, dense_model=default_model)
+    assert report["samples"] == 2 and not report["dense"] and "dense_nme_2d" not in report
+    assert report["dense_disabled"] == f"{second} has no Shape_Para / Exp_Para"
+    assert f"no dense metric for the set: {second} has no Shape_Para / Exp_Para" in caplog.text
 
 
 def test_fixtures_load_and_report(tmp_path, default_model):

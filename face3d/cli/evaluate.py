@@ -32,7 +32,8 @@ def _add_arguments(parser):
                         help="dense ground truth from the .mat's Shape_Para/Exp_Para with this morphable model: "
                              "'default' (the embedded model) or a BFM.mat; the UV data must be that model's")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="crops per network call (8)")
-    parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N samples (sorted)")
+    parser.add_argument("--limit", type=positive_int, metavar="N",
+                        help="evaluate only the first N samples (sorted)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -362,16 +362,20 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         progress: show a progress bar on stderr.
     Returns:
         the report dict (``evaluate_predictions``) with ``data``, ``skipped`` (samples that could not be read,
-        with the reason) and, when written, ``files``.
+        with the reason), ``dense_disabled`` (why there is no dense metric although ``dense_model`` was given: a
+        sample without Shape_Para / Exp_Para) and, when written, ``files``.
     """
     from face3d.prnet.face_crop import crop_face, landmark_crop
     from face3d.utils.progress import Progress
 
+    if limit is not None and int(limit) < 1:
+        raise ValueError(f"limit must be a positive number of samples, got {limit}")
     pairs = find_samples(data_dir)
     if limit is not None:
         pairs = pairs[:int(limit)]
     dense = None if dense_model is None else DenseGroundTruth(dense_model, prn.uv)
     names, yaws, preds, gts, dense_preds, dense_gts, skipped = [], [], [], [], [], [], []
+    dense_disabled = None
     batch = []
 
     def flush():
@@ -398,7 +402,10 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
                 bar.update(1)
                 continue
             if dense is not None and dense_truth is None:
-                dense = None  # one sample without parameters: no dense metric for the set
+                # one sample without parameters: no dense metric for the set, said in the log and the report
+                dense_disabled = f"{mat_path} has no Shape_Para / Exp_Para"
+                logger.warning("no dense metric for the set: %s", dense_disabled)
+                dense = None
                 dense_preds.clear()
                 dense_gts.clear()
             batch.append((crop, sample, dense_truth))
@@ -414,6 +421,8 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
                                   np.stack(dense_gts) if dense is not None else None)
     report["data"] = str(Path(data_dir).resolve())
     report["skipped"] = skipped
+    if dense_disabled is not None:
+        report["dense_disabled"] = dense_disabled
     if output_dir is not None:
         report["files"] = write_reports(report, output_dir, predictions=(np.stack(preds), np.stack(gts)))
     return report
