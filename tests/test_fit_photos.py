@@ -15,15 +15,18 @@ import scipy.io
 from _fixtures import deny_listing, fixtures_dir
 
 from face3d.cli import main
+from face3d.fitting import photos as fitting_photos
 from face3d.fitting.photos import (
     FitConfig,
     discover_photos,
+    fit_landmarks,
     fit_photos,
     project_landmarks,
 )
 from face3d.morphable_model import MorphableModel
+from face3d.morphable_model.load import load_BFM_info
 from face3d.trainset.dataset import DONE_DIR, TEMP_SUFFIX
-from face3d.trainset.landmark_files import find_landmark_file, read_landmarks, read_pts
+from face3d.trainset.landmark_files import IBUG_MIRROR, find_landmark_file, read_landmarks, read_pts
 from face3d.trainset.uv_layout import load_uv_data
 
 FIXTURES = fixtures_dir()
@@ -69,12 +72,13 @@ def test_landmark_files_read_every_format_to_zero_based_pixels(tmp_path):
     (tmp_path / "a.pts").write_text("version: 1\nn_points:  68\n{\n" + "".join(f"{x + 1} {y + 1}\n" for x, y in points)
                                     + "}\n")
     np.savetxt(tmp_path / "b.txt", points)
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "b.txt").read_bytes())  # as Notepad saves
     np.savetxt(tmp_path / "b3.txt", np.column_stack([points, np.ones(68)]))
     np.save(tmp_path / "c.npy", points)
     np.save(tmp_path / "ct.npy", points.T)
     scipy.io.savemat(tmp_path / "lp.mat", {"pt2d": points.T})
     scipy.io.savemat(tmp_path / "aflw.mat", {"pt2d": np.zeros((2, 21)), "pt3d_68": np.vstack([points.T, np.ones(68)])})
-    for name in ("a.pts", "b.txt", "b3.txt", "c.npy", "ct.npy", "lp.mat", "aflw.mat"):
+    for name in ("a.pts", "b.txt", "bom.txt", "b3.txt", "c.npy", "ct.npy", "lp.mat", "aflw.mat"):
         read = read_landmarks(tmp_path / name)
         assert read.shape == (68, 2) and read.dtype == np.float64, name
         np.testing.assert_allclose(read, points, atol=1e-9, err_msg=name)
@@ -110,6 +114,23 @@ def test_landmark_lookup_beside_the_image_or_under_the_landmarks_folder(tmp_path
     other.parent.mkdir(parents=True)
     np.savetxt(other, _landmarks())
     assert find_landmark_file(image, tmp_path / "photos", tmp_path / "lms") == other
+
+
+def test_ibug_mirror_order_is_the_models_symmetry(model):
+    pairs = np.asarray(model.info["symlist"], dtype=np.int64)
+    mirror = np.arange(model.nver)
+    mirror[pairs[0]], mirror[pairs[1]] = pairs[1], pairs[0]
+    kpt = np.asarray(model.kpt_ind)
+    np.testing.assert_array_equal(mirror[kpt], kpt[IBUG_MIRROR])  # the embedded model is exactly symmetric
+    info_path = FIXTURES / "BFM" / "Out" / "BFM_info.mat"
+    if not info_path.is_file():
+        pytest.skip("BFM_info.mat not in the fixtures")
+    info = load_BFM_info(info_path)
+    pairs, kpt = np.asarray(info["symlist"], dtype=np.int64), np.asarray(info["kpt_ind"]).reshape(-1).astype(int)
+    mirror = np.arange(kpt.max() + pairs.max() + 1)
+    mirror[pairs[0]], mirror[pairs[1]] = pairs[1], pairs[0]
+    # the real BFM: every keypoint's mirror vertex is its partner's, except at the four mouth corners
+    assert np.nonzero(mirror[kpt] != kpt[IBUG_MIRROR])[0].tolist() == [48, 54, 60, 64]
 
 
 def test_discovery_sorts_mirrors_and_reports_stem_clashes(tmp_path):
@@ -195,6 +216,52 @@ def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys):
     # rules, or with the fit assuming a detector's 2 px noise, one map was 1.6-1.8 px off.
     assert float(np.mean(np.concatenate(list(errors.values())))) < 0.8, per_map
     assert max(per_map.values()) < 1.5 and min(per_map.values()) > 0.05, per_map  # two fits, not one file twice
+
+
+def test_flip_copies_mirrored_landmarks_are_fitted_in_ibug_order(tmp_path, model, caplog, monkeypatch):
+    rendered, fitted = tmp_path / "rendered", tmp_path / "fitted"
+    assert main(["synthesize", "--output", str(rendered), "--count", "4", "--seed", "5", "--size", "450",
+                 "--views", "1"]) == 0  # two faces and their _Flip copies, whose pt2d is mirrored, not re-ordered
+    # the .mat beside each image is its landmark file (its pt2d)
+    assert main(["fit", "--images", str(rendered), "--output", str(fitted), "--landmark-noise", "0.5",
+                 "--workers", "1", "--quiet"]) == 0
+    words = ["--resolution", "256", "--angles", "--no-perturb", "--workers", "1", "--quiet"]
+    assert main(["generate", "--root", str(rendered), "--output", str(tmp_path / "true_maps"), *words]) == 0
+    assert main(["generate", "--root", str(fitted), "--output", str(tmp_path / "fit_maps"), *words]) == 0
+    face = load_uv_data(tmp_path / "true_maps" / "uv-data").face_mask > 0
+    for folder in ("SYNTH", "SYNTH_Flip"):
+        for mat_path in sorted((rendered / folder).glob("*.mat")):
+            given = scipy.io.loadmat(mat_path)["pt2d"]
+            written = scipy.io.loadmat(fitted / folder / mat_path.name)["pt2d"]
+            np.testing.assert_array_equal(written, given[:, IBUG_MIRROR] if folder == "SYNTH_Flip" else given)
+            mirrored = f"{fitted.parent / 'rendered' / folder / mat_path.stem}.jpg: its landmarks are in mirrored"
+            assert (mirrored in caplog.text) == (folder == "SYNTH_Flip")
+            true = np.load(tmp_path / "true_maps" / folder / f"{mat_path.stem}.npy").astype(np.float64)
+            fit = np.load(tmp_path / "fit_maps" / folder / f"{mat_path.stem}.npy").astype(np.float64)
+            error = np.linalg.norm((true - fit)[face][:, :2], axis=1).mean()
+            assert error < 1.5, (folder, mat_path.stem, error)  # a fit of the face seen from behind: 110 px
+
+    # landmarks that no order turns towards the camera are refused
+    monkeypatch.setattr(fitting_photos, "MIN_FACING", 1.5)
+    landmarks = scipy.io.loadmat(rendered / "SYNTH" / "SYNTH_0000_1_0.mat")["pt2d"].T
+    with pytest.raises(ValueError, match="turned away from the camera with the landmarks in either order"):
+        fit_landmarks(model, landmarks[None], [450])
+
+
+def test_photo_names_with_dots_keep_their_whole_stem(tmp_path, model):
+    from face3d.trainset.synthetic import synthesize_sample
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, name in enumerate(("face.v1", "face.v2")):
+        image, mat = synthesize_sample(model, np.random.default_rng([7, i]), 96, yaw_fraction=0.3)
+        cv2.imwrite(str(photos / f"{name}.png"), image[..., ::-1])
+        np.savetxt(photos / f"{name}.txt", mat["pt2d"].T)
+    summary = fit_photos(photos, tmp_path / "out", model_path=None, workers=1, progress=False)
+    assert summary["written"] == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix in (".png", ".mat")) == [
+        "face.v1.mat", "face.v1.png", "face.v2.mat", "face.v2.png"]
+    assert fit_photos(photos, tmp_path / "out", model_path=None, workers=1, progress=False)["skipped"] == 2
 
 
 # ------------------------------------------------------------------------------------------------ batch behaviour

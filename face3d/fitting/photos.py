@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.mesh.transform import angle2matrix_3ddfa
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
 from face3d.trainset.discovery import IMAGE_EXTENSIONS, walk_stems
-from face3d.trainset.landmark_files import LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
+from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
 from face3d.trainset.outputs import Journal, file_check, read_journals
 from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
@@ -36,6 +37,10 @@ __all__ = ["FitConfig", "PhotoRef", "discover_photos", "project_landmarks", "fit
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_FIT_ERROR = 0.05
+# Smallest R[2, 2] of a kept fit (a face turned about 105 degrees from the camera). Measured on 48 rendered views
+# of the default model and their _Flip copies: true fits (yaw up to 90 degrees) 0.01 to 0.99; fits of the copies'
+# mirrored landmarks -0.99 to -0.22 (-0.99 to -0.91 where their NME is under 5 %).
+MIN_FACING = -0.25
 # Images fitted together: one vectorised fit per chunk.
 CHUNK_SIZE = 32
 
@@ -137,24 +142,14 @@ def project_landmarks(model, shape_para, exp_para, pose_para, vertex_index, heig
     return out
 
 
-def fit_landmarks(model, landmarks, heights, config=FitConfig()):
-    """Fit the model to the 68 landmarks of N images at once and return their 300W-LP parameter sets.
+def _fit_batch(model, landmarks, heights, config):
+    """The landmark fit of ``fit_landmarks`` on (N, 68, 2) landmarks (y down) and (N,) heights.
 
-    Contour-aware (the jaw landmarks of the far side march to the silhouette) when the model has contour lines.
-
-    Args:
-        model: MorphableModel. landmarks: (N, 68, 2) image pixels (y down). heights: (N,) image heights.
-        config: FitConfig (max_iter, landmark_noise).
     Returns:
-        list of N dicts in the 300W-LP layout: ``Pose_Para`` (1, 7) float32, ``Shape_Para`` (n_sp, 1) and
-        ``Exp_Para`` (n_ep, 1) float64, ``pt2d`` (2, 68) float64 (the input), ``roi`` (1, 4) int16 and
-        ``fit_nme`` (1, 1) float64, the NME of the landmark vertices placed by the parameters as stored.
+        Pose_Para (N, 7) float32, Shape_Para (N, n_sp) and Exp_Para (N, n_ep) float64, NME (N,) float64.
     """
     from face3d.prnet.evaluation import keypoint_nme
-    from face3d.trainset.synthetic import landmark_roi
 
-    landmarks = np.asarray(landmarks, dtype=np.float64)
-    heights = np.asarray(heights, dtype=np.int64).reshape(-1)
     projected = landmarks.copy()
     projected[..., 1] = heights[:, None] - 1.0 - projected[..., 1]  # flip_y, per image height
     result = model.fit_batch(projected, max_iter=config.max_iter, noise_sigma=config.landmark_noise,
@@ -166,6 +161,51 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig()):
                                heights)
     zeros = np.zeros(landmarks.shape[:2] + (1,))
     nme = keypoint_nme(np.concatenate([fitted, zeros], axis=2), np.concatenate([landmarks, zeros], axis=2))
+    return pose, shape_para, exp_para, np.asarray(nme, dtype=np.float64)
+
+
+def _facing(pose):
+    """(N,) z of the face's forward axis in the camera frame, ``R[2, 2]`` of each Pose_Para row (1 frontal, 0 in
+    profile, negative turned away; roll does not change it)."""
+    return np.array([angle2matrix_3ddfa(row[:3])[2, 2] for row in np.asarray(pose, dtype=np.float64)])
+
+
+def fit_landmarks(model, landmarks, heights, config=FitConfig()):
+    """Fit the model to the 68 landmarks of N images at once and return their 300W-LP parameter sets.
+
+    Contour-aware (the jaw landmarks of the far side march to the silhouette) when the model has contour lines.
+    Landmarks in mirrored order (a 300W-LP ``_Flip`` file's ``pt2d`` is mirrored in x but not re-ordered, so its
+    point 0 lies on the face's left) fit a face turned away from the camera, often with a small error: a fit whose
+    forward axis points away (``_facing`` below 0) is made again on the landmarks re-ordered (``IBUG_MIRROR``),
+    and the fit facing the camera more is kept, with its landmark order as ``pt2d``.
+
+    Args:
+        model: MorphableModel. landmarks: (N, 68, 2) image pixels (y down). heights: (N,) image heights.
+        config: FitConfig (max_iter, landmark_noise).
+    Returns:
+        list of N dicts in the 300W-LP layout: ``Pose_Para`` (1, 7) float32, ``Shape_Para`` (n_sp, 1) and
+        ``Exp_Para`` (n_ep, 1) float64, ``pt2d`` (2, 68) float64 (the input, in iBUG order), ``roi`` (1, 4) int16
+        and ``fit_nme`` (1, 1) float64, the NME of the landmark vertices placed by the parameters as stored.
+    Raises:
+        ValueError: a face turned away from the camera (``_facing`` below ``MIN_FACING``) in either landmark order.
+    """
+    from face3d.trainset.synthetic import landmark_roi
+
+    landmarks = np.array(landmarks, dtype=np.float64)
+    heights = np.asarray(heights, dtype=np.int64).reshape(-1)
+    pose, shape_para, exp_para, nme = _fit_batch(model, landmarks, heights, config)
+    facing = _facing(pose)
+    away = np.nonzero(facing < 0)[0]
+    if away.size:
+        reordered = landmarks[away][:, IBUG_MIRROR]
+        refit = _fit_batch(model, reordered, heights[away], config)
+        better = _facing(refit[0]) > facing[away]
+        landmarks[away[better]] = reordered[better]
+        for fitted, again in zip((pose, shape_para, exp_para, nme), refit):
+            fitted[away[better]] = again[better]
+    if np.any(_facing(pose) < MIN_FACING):
+        raise ValueError("the fitted face is turned away from the camera with the landmarks in either order "
+                         "(not the 68 iBUG landmarks of one face?)")
     return [{"Pose_Para": pose[i:i + 1], "Shape_Para": shape_para[i][:, None], "Exp_Para": exp_para[i][:, None],
              "pt2d": landmarks[i].T.copy(), "roi": landmark_roi(landmarks[i].T), "fit_nme": np.array([[nme[i]]])}
             for i in range(len(landmarks))]
@@ -178,7 +218,7 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig()):
 def _output_paths(output, ref):
     """(image copy, .mat) output paths of a photo."""
     base = Path(output) / ref.rel
-    return base.with_name(base.name + Path(ref.image_path).suffix.lower()), base.with_suffix(".mat")
+    return base.with_name(base.name + Path(ref.image_path).suffix.lower()), base.with_name(base.name + ".mat")
 
 
 def _link_or_copy(source, target):
@@ -290,11 +330,14 @@ def _fit_chunk(state, refs):
         except (OSError, ValueError) as exc:
             records[ref.rel] = (ref.rel, "failed", str(exc))
     if ready:
-        for (ref, _, _), mat in zip(ready, _fit_all(state, ready)):
+        for (ref, points, _), mat in zip(ready, _fit_all(state, ready)):
             if isinstance(mat, Exception):
                 records[ref.rel] = (ref.rel, "failed", f"{ref.image_path}: the fit failed ({mat})")
                 continue
             nme = float(mat["fit_nme"][0, 0])
+            if not np.array_equal(mat["pt2d"], points.T):
+                logger.warning("%s: its landmarks are in mirrored order (as in a 300W-LP _Flip file's pt2d); fitted "
+                               "and written in iBUG order", ref.image_path)
             try:
                 status = "dropped" if nme > state.config.max_fit_error else "written"
                 files = _write_sample(state.output, ref, mat) if status == "written" else {}

@@ -13,9 +13,15 @@ import numpy as np
 
 from face3d.utils.errors import InputFileError
 
-__all__ = ["LANDMARK_SUFFIXES", "N_LANDMARKS", "read_landmarks", "read_pts", "find_landmark_file"]
+__all__ = ["LANDMARK_SUFFIXES", "N_LANDMARKS", "IBUG_MIRROR", "read_landmarks", "read_pts", "find_landmark_file"]
 
 N_LANDMARKS = 68
+# The iBUG 68-point order of a mirrored face: landmark k of the mirror image is landmark IBUG_MIRROR[k] of the face
+# (jaw 0-16 reversed; brows 17-21 <-> 26-22; nose 31-35 reversed; eyes 36-41 <-> 45-42, 47, 46; mouth 48-54
+# reversed, 55-59 reversed, 60-64 reversed, 65-67 reversed; the midline points stay).
+IBUG_MIRROR = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *range(35, 30, -1),
+                        45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40, *range(54, 47, -1), *range(59, 54, -1),
+                        *range(64, 59, -1), *range(67, 64, -1)])
 # Looked up in this order next to an image (or under the landmarks folder).
 LANDMARK_SUFFIXES = (".pts", ".txt", ".npy", ".mat")
 
@@ -69,7 +75,7 @@ def read_landmarks(path):
         if suffix == ".pts":
             points = read_pts(path)
         elif suffix == ".txt":
-            points = np.loadtxt(path, dtype=np.float64, ndmin=2)
+            points = np.loadtxt(path, dtype=np.float64, ndmin=2, encoding="utf-8-sig")  # a BOM: Windows editors
         elif suffix == ".npy":
             points = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
         elif suffix == ".mat":
