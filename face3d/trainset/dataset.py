@@ -174,8 +174,10 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     * Discovery (``discover_samples``): a sample is a ``.mat`` parameter file with an image of the same stem
       (``.jpg``, ``.jpeg`` or ``.png``). In the 300W-LP tree (the root holds ``AFW``, ``HELEN``, ``IBUG``, ``LFPW`` or
       their ``_Flip`` twins) only those folders are walked, so ``landmarks/`` and ``Code/`` are never samples;
-      any other root is walked whole except ``landmarks/`` folders and hidden folders. Samples are sorted by their
-      relative path (posix separators, no extension), which defines the order of everything below.
+      any other root is walked whole except ``landmarks/`` folders and hidden folders. Links to folders are
+      followed, each folder walked once (``discovery.walk_stems``), and outputs mirror the path through the link.
+      Samples are sorted by their relative path (posix separators, no extension), which defines the order of
+      everything below.
     * ``--limit L`` keeps the first L samples of that order; ``--shard K/N`` then keeps the K-th of N contiguous,
       near-equal blocks (``select_shard``), so shard label files concatenated in K order are the whole label file:
       with every shard writing to the same output folder, ``cat OUT/trainDataLabel.part-*-of-N.txt >
