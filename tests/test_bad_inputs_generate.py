@@ -213,6 +213,35 @@ def test_output_folder_with_a_space_needs_relative_label_paths(tmp_path, synth):
     assert _run(root, tmp_path / "my out")["written"] == 1  # relative paths hold no space
 
 
+def test_name_of_another_samples_rotated_copy_is_refused_and_reruns_settle(tmp_path, synth, capsys):
+    root, out = tmp_path / "root", tmp_path / "out"
+    for name in ("a", "a_angle_15", "a_angle_30"):  # a's 15-degree copy is named a_angle_15 too
+        _add_sample(root, name, synth)
+    _add_sample(root / "sub", "a_angle_15", synth)  # another folder: no sample a beside it
+    config = dataclasses.replace(CONFIG, angles=(15,))
+    summary = _run(root, out, config)
+    assert (summary["samples"], summary["written"], summary["failed"]) == (4, 3, 1)
+    assert _reasons(summary) == {"a_angle_15": f"{root}/a_angle_15.mat: its output name a_angle_15 is also the "
+                                               f"name of the 15-degree copy of sample {root}/a.mat, which sorts "
+                                               f"first and is kept; rename one of them"}
+    label = (out / "trainDataLabel.txt").read_text()
+    assert label.splitlines() == [f"{n}.jpg {n}.npy" for n in ("a", "a_angle_15", "a_angle_30", "a_angle_30_angle_15",
+                                                               "sub/a_angle_15", "sub/a_angle_15_angle_15")]
+    alone = tmp_path / "alone"  # a's outputs, made without the refused sample: nothing overwrote them
+    _add_sample(alone / "root", "a", synth)
+    _run(alone / "root", alone / "out", config)
+    assert {n: b for n, b in _outputs(out).items() if n.startswith("a.") or n.startswith("a_angle_15.")} == \
+        _outputs(alone / "out")
+    outputs = _outputs(out)
+    words = ["generate", "--root", root, "--output", out, "--resolution", "16", "--angles", "15", "--workers", "1",
+             "--label-paths", "relative", "--quiet"]
+    assert main(list(map(str, words))) == 1
+    assert "samples 4: written 0, skipped 3 (already done), failed 1" in capsys.readouterr().out
+    assert _outputs(out) == outputs and (out / "trainDataLabel.txt").read_text() == label
+    shard = _run(root, tmp_path / "shard", config, shard="2/4")  # a_angle_15 alone, a in another shard
+    assert (shard["samples"], shard["failed"]) == (1, 1) and _reasons(shard) == _reasons(summary)
+
+
 # --------------------------------------------------------------------------------------------- images
 
 

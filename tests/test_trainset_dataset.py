@@ -118,6 +118,60 @@ def test_discover_any_folder_of_pairs(tmp_path):
         discover_samples(tmp_path / "missing")
 
 
+def _pairs(folder, *stems):
+    for stem in stems:
+        _touch(folder / f"{stem}.jpg")
+        _touch(folder / f"{stem}.mat")
+
+
+def test_discover_follows_links_to_folders(tmp_path):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    _pairs(root / "real", "a")
+    _pairs(elsewhere / "faces", "c")
+    _pairs(elsewhere / "more", "d")
+    (root / "linked").symlink_to(elsewhere / "faces")
+    (elsewhere / "faces" / "deeper").symlink_to(elsewhere / "more")  # a link inside a linked folder
+    samples = discover_samples(root)
+    assert [s.rel for s in samples] == ["linked/c", "linked/deeper/d", "real/a"]
+    assert samples[0].image_path == str(root / "linked" / "c.jpg") and samples[1].folder == "linked/deeper"
+
+
+def test_discover_follows_linked_300wlp_folders(tmp_path):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    _pairs(elsewhere / "AFW", "AFW_1_0")
+    _pairs(elsewhere / "extra", "e")
+    _pairs(elsewhere / "more", "m")
+    _pairs(root / "HELEN", "h")
+    _pairs(root / "landmarks", "l")
+    (root / "AFW").symlink_to(elsewhere / "AFW")
+    (root / "HELEN" / "more").symlink_to(elsewhere / "more")
+    (root / "HELEN" / "extra").symlink_to(elsewhere / "extra")
+    (root / "IBUG_Flip").symlink_to(elsewhere / "extra")  # the same folder again: walked once, as the outer link
+    assert [s.rel for s in discover_samples(root)] == ["AFW/AFW_1_0", "HELEN/h", "HELEN/more/m", "IBUG_Flip/e"]
+
+
+def test_discover_walks_each_folder_once_through_link_loops(tmp_path, caplog):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    _pairs(root, "top")
+    _pairs(root / "b_real", "x")
+    _pairs(elsewhere, "e")
+    links = {"b_real/up": root, "b_real/self": root / "b_real", "a_link": root / "b_real",
+             "z": elsewhere, "b_real/ext": elsewhere}
+    for link, target in links.items():
+        (root / link).symlink_to(target)
+    (elsewhere / "back").symlink_to(elsewhere)
+    with caplog.at_level(logging.WARNING, logger="face3d.trainset.discovery"):
+        samples = discover_samples(root)
+    # real folders keep their own path; the first link found (sorted, outer folders first) names the rest
+    assert [s.rel for s in samples] == ["b_real/x", "top", "z/e"]
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping folder")]
+    assert sorted(skipped) == sorted(
+        f"skipping folder {root / link}: it is {real}, walked already as {walked}"
+        for link, real, walked in [("a_link", root / "b_real", root / "b_real"), ("b_real/up", root, root),
+                                   ("b_real/self", root / "b_real", root / "b_real"),
+                                   ("b_real/ext", elsewhere, root / "z"), ("z/back", elsewhere, root / "z")])
+
+
 # ------------------------------------------------------------------------------------------ shards, seeds
 
 
@@ -266,6 +320,19 @@ def test_worker_count_does_not_change_outputs(reference, synth_root, tmp_path):
     again = _generate(synth_root, tmp_path, workers=2)
     assert (again["written"], again["skipped"]) == (0, N_SAMPLES)
     assert (tmp_path / "trainDataLabel.txt").read_bytes() == (output / "trainDataLabel.txt").read_bytes()
+
+
+def test_linked_folder_outputs_go_under_the_link_name(reference, synth_root, tmp_path):
+    output, _ = reference
+    root = tmp_path / "root"
+    shutil.copytree(synth_root / FLIP_FOLDER, root / FLIP_FOLDER)
+    (root / SYNTH_FOLDER).symlink_to(synth_root / SYNTH_FOLDER)
+    (root / FLIP_FOLDER / "loop").symlink_to(root)
+    summary = _generate(root, tmp_path / "out")
+    assert (summary["samples"], summary["written"], summary["failed"]) == (N_SAMPLES, N_SAMPLES, 0)
+    # the same relative paths as the reference's real folders: the same seeds, files and label file
+    assert _tree_digest(tmp_path / "out") == _tree_digest(output)
+    assert (tmp_path / "out" / "trainDataLabel.txt").read_bytes() == (output / "trainDataLabel.txt").read_bytes()
 
 
 def test_shard_label_files_concatenate_into_the_whole(reference, synth_root, tmp_path):

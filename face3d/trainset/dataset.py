@@ -30,6 +30,7 @@ from face3d.trainset.discovery import (
     select_shard,
 )
 from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_outputs, read_journals
+from face3d.trainset.sample import angle_name
 from face3d.trainset.uv_layout import build_uv_data, check_uv_data_fits, load_uv_data, load_uv_model, write_uv_data
 from face3d.trainset.worker_pool import RunState, default_worker_count, pool_context, run_chunks_in_pool, run_tasks
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
@@ -174,8 +175,10 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     * Discovery (``discover_samples``): a sample is a ``.mat`` parameter file with an image of the same stem
       (``.jpg``, ``.jpeg`` or ``.png``). In the 300W-LP tree (the root holds ``AFW``, ``HELEN``, ``IBUG``, ``LFPW`` or
       their ``_Flip`` twins) only those folders are walked, so ``landmarks/`` and ``Code/`` are never samples;
-      any other root is walked whole except ``landmarks/`` folders and hidden folders. Samples are sorted by their
-      relative path (posix separators, no extension), which defines the order of everything below.
+      any other root is walked whole except ``landmarks/`` folders and hidden folders. Links to folders are
+      followed, each folder walked once (``discovery.walk_stems``), and outputs mirror the path through the link.
+      Samples are sorted by their relative path (posix separators, no extension), which defines the order of
+      everything below.
     * ``--limit L`` keeps the first L samples of that order; ``--shard K/N`` then keeps the K-th of N contiguous,
       near-equal blocks (``select_shard``), so shard label files concatenated in K order are the whole label file:
       with every shard writing to the same output folder, ``cat OUT/trainDataLabel.part-*-of-N.txt >
@@ -206,8 +209,10 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       output folder), or relative to the output folder.
     * A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
       with its file and reason, counted in the summary and skipped; it leaves no output. So is, up front, a sample
-      whose name the label file cannot hold (not UTF-8, or with whitespace); a folder that cannot be listed is logged
-      and listed in the summary's ``unreadable_folders``.
+      whose name the label file cannot hold (not UTF-8, or with whitespace) or that another sample's rotated copy
+      also writes (``a_angle_15`` beside ``a`` with angle 15: the later in sorted order, ``a_angle_15``, is refused;
+      see ``_refused_samples``); a folder that cannot be listed is logged and listed in the summary's
+      ``unreadable_folders``.
     * ``summary.json`` (``summary.part-KK-of-N.json`` for a shard) records written / skipped / failed counts and
       every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use (or a copy of the
       ``uv_data`` folder given, checked against the model).
@@ -242,7 +247,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     shard, workers = _checked_run_arguments(root, output, shard, limit, workers, relative_paths)
     output = Path(output)
     unreadable = []
-    samples = _selected_samples(root, output, limit, shard, unreadable)
+    discovered, samples = _selected_samples(root, output, limit, shard, unreadable)
     output.mkdir(parents=True, exist_ok=True)
     factory = default_generator_factory if generator_factory is None else generator_factory
     model_id = "default" if model_path is None else os.path.abspath(model_path)
@@ -252,14 +257,11 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     _write_uv_data(generator, output, config, uv_data)
     state = RunState(generator, str(output), posmap_dtype, fingerprint)
     latest = read_journals(output)
-    # names the label file cannot hold are refused up front, with the reason
-    refused = [(ref.rel, "failed", f"{printable_path(ref.mat_path)}: the name {problem}; rename it")
-               for ref in samples if (problem := label_text_problem(ref.rel))]
+    refused = _refused_samples(samples, discovered, config.angles)
     refused_rels = {rel for rel, _, _ in refused}
-    intact = intact_done(output, [ref for ref in samples if ref.rel not in refused_rels], latest, fingerprint,
-                          threads=min(32, 4 * workers))
-    pending = [(ref, sample_seed(seed, ref.rel)) for ref in samples
-               if ref.rel not in refused_rels and ref.rel not in intact]
+    accepted = [ref for ref in samples if ref.rel not in refused_rels]
+    intact = intact_done(output, accepted, latest, fingerprint, threads=min(32, 4 * workers))
+    pending = [(ref, sample_seed(seed, ref.rel)) for ref in accepted if ref.rel not in intact]
     # a sample done under other settings is about to be rewritten: its record must not outlive the redo
     stale = [{"sample": ref.rel, "redo": True} for ref, _ in pending if ref.rel in latest]
     if stale:
@@ -276,7 +278,8 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
         state.folders.close()
         state.journal.close()
     label_path = output / label_file_name(shard)
-    n_lines = write_label_file(label_path, output, samples, fingerprint, relative=relative_paths)
+    # a refused sample's record from an earlier version's run must not put a second line for its outputs
+    n_lines = write_label_file(label_path, output, accepted, fingerprint, relative=relative_paths)
     summary = {
         "root": os.path.abspath(root), "output": os.path.abspath(output), "label_file": os.path.abspath(label_path),
         "label_paths": "relative" if relative_paths else "absolute",
@@ -314,18 +317,45 @@ def _checked_run_arguments(root, output, shard, limit, workers, relative_paths):
 
 
 def _selected_samples(root, output, limit, shard, unreadable):
-    """The samples under ``root`` (the output folder excluded), the first ``limit``, then the shard's block;
-    ``unreadable`` receives the folders that cannot be listed (see ``discover_samples``).
+    """``(discovered, samples)``: every sample under ``root`` (the output folder excluded), and the run's ones: the
+    first ``limit`` of them, then the shard's block. ``unreadable`` receives the folders that cannot be listed (see
+    ``discover_samples``).
 
     Raises:
         InputFileError: ``root`` holds no sample at all (and no folder that could not be listed).
     """
-    samples = discover_samples(root, exclude=[output], unreadable=unreadable)
-    if not samples and not unreadable:
+    discovered = discover_samples(root, exclude=[output], unreadable=unreadable)
+    if not discovered and not unreadable:
         raise InputFileError(root, "no samples (an image with a .mat of the same name) in this folder or below")
-    if limit is not None:
-        samples = samples[:int(limit)]
-    return samples if shard is None else select_shard(samples, *shard)
+    samples = discovered if limit is None else discovered[:int(limit)]
+    return discovered, samples if shard is None else select_shard(samples, *shard)
+
+
+def _refused_samples(samples, discovered, angles):
+    """The ``samples`` refused up front, as failure records ``(rel, "failed", reason)``: a name the label file
+    cannot hold (``label_text_problem``), or a name that another sample's rotated copy also writes.
+
+    A sample writes ``<stem>`` and ``angle_name(stem, deg)`` for each of ``angles`` in the folder mirroring its
+    own. Rotated copies of two stems never share a name (the degrees after a name's last ``_angle_`` hold no
+    underscore, so the name gives its stem back), so a clash is a sample ``<stem>_angle_<deg>`` beside a sample
+    ``<stem>``: the later of the two in sorted order, ``<stem>_angle_<deg>``, is refused. ``<stem>`` is looked for
+    among ``discovered`` (every sample, before ``--limit`` and ``--shard``), so that every shard refuses the same
+    samples.
+    """
+    suffixes = {angle_name("", angle) for angle in angles}
+    by_rel = {ref.rel: ref for ref in discovered} if suffixes else {}
+    refused = []
+    for ref in samples:
+        mat = printable_path(ref.mat_path)
+        base, tag, degrees = ref.rel.rpartition("_angle_")
+        first = by_rel.get(base) if tag + degrees in suffixes else None
+        if problem := label_text_problem(ref.rel):
+            refused.append((ref.rel, "failed", f"{mat}: the name {problem}; rename it"))
+        elif first is not None:
+            refused.append((ref.rel, "failed", f"{mat}: its output name {ref.rel} is also the name of the "
+                                               f"{degrees}-degree copy of sample {printable_path(first.mat_path)}, "
+                                               f"which sorts first and is kept; rename one of them"))
+    return refused
 
 
 def intact_done(output, samples, latest, fingerprint, threads):

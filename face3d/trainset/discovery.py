@@ -7,6 +7,7 @@ K-th of N contiguous blocks, and each sample's seed is a hash of the base seed a
 import hashlib
 import logging
 import os
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,12 @@ def label_text_problem(text):
 
 
 def walk_stems(root, tops, exclude=(), skip_dir=_is_excluded_dir, unreadable=None):
-    """The files under the folders ``tops`` (``root`` or folders inside it), grouped by stem, folders in sorted order.
+    """The files under the folders ``tops`` (``root`` or folders inside it), grouped by stem, in a fixed order.
+
+    Links to folders are followed, but each folder (by its real path) is walked once: first every folder reached
+    without a link, then the links in the order they are found, so a folder that is also reached through a link
+    keeps its own path, and a link back to an ancestor or to a folder walked already is skipped (logged at
+    WARNING). Relative paths are the paths as seen through the links.
 
     Args:
         root: the folder relative paths start from. tops: the folders walked.
@@ -76,6 +82,7 @@ def walk_stems(root, tops, exclude=(), skip_dir=_is_excluded_dir, unreadable=Non
         to ``root``, ``names`` the file names with that stem.
     """
     excluded = {os.path.realpath(p) for p in exclude}
+    walked = {}  # real path -> the path it is walked as
 
     def on_error(error):
         folder, reason = printable_path(error.filename), f"{type(error).__name__}: {error.strerror or error}"
@@ -83,10 +90,32 @@ def walk_stems(root, tops, exclude=(), skip_dir=_is_excluded_dir, unreadable=Non
         if unreadable is not None:
             unreadable.append({"folder": folder, "reason": reason})
 
-    for top in tops:
+    def first_visit(path):
+        real = os.path.realpath(path)
+        if real in walked:
+            logger.warning("skipping folder %s: it is %s, walked already as %s", printable_path(path),
+                           printable_path(real), printable_path(walked[real]))
+            return False
+        walked[real] = path
+        return True
+
+    pending = deque([str(t) for t in tops if not os.path.islink(t)] + [str(t) for t in tops if os.path.islink(t)])
+    while pending:
+        top = pending.popleft()
+        if not first_visit(top):
+            continue
+        # os.walk lists a link to a folder among the folders without entering it: it is queued instead
         for dirpath, dirnames, filenames in os.walk(top, onerror=on_error):
-            dirnames[:] = sorted(d for d in dirnames if not skip_dir(d)
-                                 and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
+            kept = []
+            for name in sorted(dirnames):
+                path = os.path.join(dirpath, name)
+                if skip_dir(name) or os.path.realpath(path) in excluded:
+                    continue
+                if os.path.islink(path):
+                    pending.append(path)
+                elif first_visit(path):
+                    kept.append(name)
+            dirnames[:] = kept
             by_stem = {}
             for name in filenames:
                 stem = os.path.splitext(name)[0]
@@ -100,7 +129,8 @@ def discover_samples(root, exclude=(), unreadable=None):
     """List the samples under ``root``, sorted by relative path.
 
     Args:
-        root: folder of the 300W-LP tree or of any image + ``.mat`` pairs (nested folders allowed).
+        root: folder of the 300W-LP tree or of any image + ``.mat`` pairs (nested folders and links to folders
+            allowed, each folder walked once: see ``walk_stems``).
         exclude: folders never walked (e.g. the output folder when it lies inside ``root``).
         unreadable: optional list receiving the folders that cannot be listed, whose samples are then missing
             (see ``walk_stems``).
