@@ -362,7 +362,8 @@ def test_300wlp_fixture_with_default_model_and_preview(model):
     ({"resolution": 4}, "resolution"),
     ({"scale_range": (1.1, 0.9)}, "scale_range"),
     ({"posmap_dtype": "float64"}, "posmap_dtype"),
-    ({"angles": (15, 15.0)}, "angles must be distinct"),
+    ({"angles": (15, 15.0)}, "angles must have distinct names"),
+    ({"angles": (15.0000001, 15.0000002)}, r"angles must have distinct names .*\(15.0000001, 15.0000002\)"),
     ({"max_shift": 1.5}, "max_shift"),
 ])
 def test_generation_config_rejects_bad_values(kwargs, message):

@@ -94,8 +94,9 @@ class GenerationConfig:
             raise ValueError(f"posmap_dtype must be 'float16' or 'float32', got {self.posmap_dtype!r}")
         if int(self.max_pixels) < 1:
             raise ValueError(f"max_pixels must be at least 1, got {self.max_pixels}")
-        if len(set(float(a) for a in self.angles)) != len(self.angles):
-            raise ValueError(f"angles must be distinct (they name the outputs), got {self.angles}")
+        if len({angle_name("", a) for a in self.angles}) != len(self.angles):
+            raise ValueError(f"angles must have distinct names (each names its outputs <stem>_angle_<deg>, the "
+                             f"degrees in shortest form), got {self.angles}")
         object.__setattr__(self, "angles", tuple(self.angles))
         object.__setattr__(self, "scale_range", (float(low), float(high)))
 
