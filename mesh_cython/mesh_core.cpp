@@ -240,15 +240,23 @@ int rasterize_texture(const Corner* corners, int64_t nver, const int32_t* tris, 
         });
 }
 
+bool indices_in_range(const int32_t* idx, int64_t count, int64_t n) {
+    const uint64_t un = static_cast<uint64_t>(n);
+    bool ok = true;
+    for (int64_t i = 0; i < count; ++i) ok &= static_cast<uint64_t>(static_cast<int64_t>(idx[i])) < un;
+    return ok;
+}
+
 // Reads the vertices into a private copy and calls draw(corners, win) with the mesh's window, unless a vertex is
-// not finite or the window is empty.
+// not finite or the window is empty (no triangle is then drawn, but a bad index is still reported).
 template <class Draw>
-int with_corners(const float* v, int64_t nver, int h, int w, Draw&& draw) {
+int with_corners(const float* v, int64_t nver, const int32_t* tris, int64_t ntri, int h, int w, Draw&& draw) {
     std::unique_ptr<Corner[]> corners(new (std::nothrow) Corner[nver]);
     if (!corners) return kOutOfMemory;
     Rect win;
     const int err = read_corners(v, nver, h, w, corners.get(), win);
-    if (err != kOk || win.empty()) return err;
+    if (err != kOk) return err;
+    if (win.empty()) return indices_in_range(tris, 3 * ntri, nver) ? kOk : kBadVertexIndex;
     return draw(corners.get(), win);
 }
 
@@ -256,8 +264,8 @@ int with_corners(const float* v, int64_t nver, int h, int w, Draw&& draw) {
 // triangle wins, and a later, nearer triangle simply overwrites it, so the pixel ends with the values of the
 // visible triangle, from the same float32 weights as rasterize_triangles'.
 template <class Draw>
-int render_window(const float* v, int64_t nver, int h, int w, Draw&& draw) {
-    return with_corners(v, nver, h, w, [&](const Corner* corners, const Rect& win) {
+int render_window(const float* v, int64_t nver, const int32_t* tris, int64_t ntri, int h, int w, Draw&& draw) {
+    return with_corners(v, nver, tris, ntri, h, w, [&](const Corner* corners, const Rect& win) {
         const int64_t size = static_cast<int64_t>(win.width()) * win.height();
         std::unique_ptr<float[]> depth(new (std::nothrow) float[size]);
         if (!depth) return static_cast<int>(kOutOfMemory);
@@ -287,13 +295,6 @@ inline void normalize_to(const double n[3], float* out) {
     }
 }
 
-bool indices_in_range(const int32_t* idx, int64_t count, int64_t n) {
-    const uint64_t un = static_cast<uint64_t>(n);
-    bool ok = true;
-    for (int64_t i = 0; i < count; ++i) ok &= static_cast<uint64_t>(static_cast<int64_t>(idx[i])) < un;
-    return ok;
-}
-
 }  // namespace
 
 int rasterize_triangles(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, int h, int w,
@@ -302,14 +303,15 @@ int rasterize_triangles(const float* vertices, int64_t nver, const int32_t* tria
     std::fill_n(depth, npix, -std::numeric_limits<float>::infinity());
     std::fill_n(tri_buf, npix, -1);
     std::fill_n(bary, 3 * npix, 0.0f);
-    return with_corners(vertices, nver, h, w, [=](const Corner* corners, const Rect&) {
+    return with_corners(vertices, nver, triangles, ntri, h, w, [=](const Corner* corners, const Rect&) {
         return rasterize_buffers(corners, nver, triangles, ntri, h, w, depth, tri_buf, bary);
     });
 }
 
 int render_colors(const float* vertices, int64_t nver, const int32_t* triangles, int64_t ntri, const float* colors,
                   int c, int h, int w, float* image) {
-    return render_window(vertices, nver, h, w, [=](const Corner* corners, const Rect& win, float* depth) {
+    return render_window(vertices, nver, triangles, ntri, h, w,
+                         [=](const Corner* corners, const Rect& win, float* depth) {
         return rasterize_colors(corners, nver, triangles, ntri, win, depth, colors, c, w, image);
     });
 }
@@ -318,7 +320,8 @@ int render_texture(const float* vertices, int64_t nver, const int32_t* triangles
                    const float* tex_coords, int64_t ntex, int tex_stride, const int32_t* tex_triangles,
                    const float* texture, int th, int tw, int c, bool bilinear, int h, int w, float* image) {
     if (!indices_in_range(tex_triangles, 3 * ntri, ntex)) return kBadTexIndex;
-    return render_window(vertices, nver, h, w, [=](const Corner* corners, const Rect& win, float* depth) {
+    return render_window(vertices, nver, triangles, ntri, h, w,
+                         [=](const Corner* corners, const Rect& win, float* depth) {
         return rasterize_texture(corners, nver, triangles, ntri, win, depth, tex_coords, ntex, tex_stride,
                                  tex_triangles, texture, th, tw, c, bilinear, w, image);
     });

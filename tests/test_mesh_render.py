@@ -270,6 +270,12 @@ GOOD_T = np.array([[0, 1, 2]])
     (dict(triangles=np.array([[0, -1, 2]], dtype=np.int32)), r"^triangles must hold indices"),
     (dict(triangles=np.array([[0, 1, 2 + 2 ** 32]])), r"^triangles must hold indices"),
     (dict(triangles=np.array([[0, 1, 1.5]])), r"^triangles must hold whole-number"),
+    # a mesh wholly outside the image draws nothing, and its indices are still checked (int32: as the kernel
+    # takes them, so that no conversion checks them first)
+    (dict(vertices=GOOD_V - 100, triangles=np.array([[0, 1, 5]], dtype=np.int32)),
+     r"^triangles must hold indices into vertices"),
+    (dict(vertices=np.zeros((0, 3), np.float32), triangles=np.array([[0, 0, 0]], dtype=np.int32)),
+     r"^triangles must hold indices into"),
     (dict(h=0), r"^h must be a positive integer"),
     (dict(w=2.5), r"^w must be a positive integer"),
 ])
@@ -278,8 +284,13 @@ def test_bad_input_raises_value_error_naming_the_argument(twin, kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         twin.rasterize_triangles(**args)
+    colors = np.zeros((len(args["vertices"]), 3))
     with pytest.raises(ValueError, match=match):
-        twin.render_colors(args["vertices"], args["triangles"], np.zeros((3, 3)), args["h"], args["w"])
+        twin.render_colors(args["vertices"], args["triangles"], colors, args["h"], args["w"])
+    if "h" not in kwargs and "w" not in kwargs:
+        with pytest.raises(ValueError, match=match):
+            twin.render_texture(args["vertices"], args["triangles"], np.zeros((4, 4, 3)), np.zeros((3, 2)),
+                                GOOD_T, args["h"], args["w"])
 
 
 @pytest.mark.parametrize("twin", TWINS)
