@@ -32,6 +32,13 @@ def test_obj_with_colors_round_trip_is_exact(tmp_path, dtype):
     assert faces[0] == f"f {t[0, 2] + 1} {t[0, 1] + 1} {t[0, 0] + 1}"  # 1-based, counter-clockwise in the file
 
 
+def test_obj_with_colors_of_a_mesh_without_triangles_or_vertices(tmp_path):
+    v, _, colors = mesh(np.float64)
+    back = io.read_obj(io.write_obj_with_colors(tmp_path / "points", v, np.zeros((0, 3), np.int32), colors))
+    assert np.array_equal(back["vertices"], v) and back["triangles"].shape == (0, 3)
+    assert io.encode_obj_with_colors(np.zeros((0, 3)), np.zeros((0, 3), np.int32), np.zeros((0, 3))) == b""
+
+
 def test_obj_with_texture_and_mtl(tmp_path):
     import cv2
 

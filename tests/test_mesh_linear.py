@@ -36,6 +36,16 @@ def test_a_basis_of_whole_tiles_has_no_partial_tile():
     np.testing.assert_array_equal(linear.combine_basis(mean_p, tiles, [[1.0, -2.0]])[0], mean + pc[:, 0] - 2 * pc[:, 1])
 
 
+def test_a_basis_smaller_than_one_tile():
+    m = 9  # a tiny model: only the partial tile
+    mean = np.arange(m, dtype=np.float32)
+    pc = np.arange(2 * m, dtype=np.float32).reshape(m, 2)
+    mean_p, tiles = linear.tile_basis(mean, pc)
+    assert mean_p.shape == (linear.TILE,) and tiles.shape == (1, 2, linear.TILE)
+    np.testing.assert_array_equal(linear.combine_basis(mean_p, tiles, [[1.0, -2.0]])[0, :m],
+                                  mean + pc[:, 0] - 2 * pc[:, 1])
+
+
 def test_kernel_equals_numpy_twin_and_float64_sum(basis):
     mean, shape_pc, exp_pc, coef = basis
     mean_p, tiles = linear.tile_basis(mean, shape_pc, exp_pc)

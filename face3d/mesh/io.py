@@ -25,7 +25,8 @@ __all__ = ["encode_obj_with_colors", "write_obj_with_colors", "write_obj_with_te
 
 def _rows(prefix, *columns):
     """Lines 'prefix a b c ...' with every number written by repr (exact round trip)."""
-    table = np.concatenate([np.asarray(c).reshape(len(c), -1) for c in columns], axis=1).tolist()
+    table = np.concatenate([np.asarray(c).reshape(len(c), int(np.prod(np.shape(c)[1:]))) for c in columns],
+                           axis=1).tolist()
     return "".join(f"{prefix} {' '.join(map(repr, row))}\n" for row in table)
 
 

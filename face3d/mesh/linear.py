@@ -35,7 +35,7 @@ def tile_basis(mean, *bases) -> tuple[np.ndarray, np.ndarray]:
     full, start = m // TILE, 0
     for b in bases:
         b = np.asarray(b)
-        rows[:full, :, start:start + b.shape[1]] = b[:full * TILE].reshape(full, TILE, -1)
+        rows[:full, :, start:start + b.shape[1]] = b[:full * TILE].reshape(full, TILE, b.shape[1])
         if m > full * TILE:  # the last, partial tile
             rows[full, :m - full * TILE, start:start + b.shape[1]] = b[full * TILE:]
         start += b.shape[1]
