@@ -225,10 +225,14 @@ class MorphableModel:
     def generate_colors(self, tex_para):
         """Per-vertex colours ``(texMU + texPC @ tp).reshape(-1, 3)`` (0..255 scale).
 
+        Unlike face3d's ``generate_colors``, which returns ``(texMU + texPC @ (tp * texEV)) / 255``, the parameters
+        are in basis units (``get_tex_para('random')`` draws them with the EVs already applied) and the colours stay
+        on the model's 0..255 scale: divide by 255 for [0, 1].
+
         Args:
             tex_para: (n_tex_para,) or (n_tex_para, 1).
         Returns:
-            (nver, 3) float32 (face3d divides by 255 later, when rendering).
+            (nver, 3) float32 on the 0..255 scale of ``texMU``.
         """
         tp = _para(tex_para, self.n_tex_para, "tex_para").astype(np.float32)
         return (self.model["texMU"][:, 0] + self.model["texPC"] @ tp).reshape(-1, 3)
