@@ -42,7 +42,9 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
     generator's warp source: one conversion from OpenCV's BGR instead of two).
 
     The size is read from the header first (``image_size``): an image above ``max_pixels`` (width * height) is
-    refused before any pixel memory is taken, and so is a format whose header gives no size.
+    refused before any pixel memory is taken, and so is a format whose header gives no size. A JPEG's EXIF
+    Orientation tag is ignored: the pixels come as stored, which is what a 300W-LP ``.mat`` (fitted in MATLAB,
+    read by PRNet through skimage) and the header's size describe.
     Raises:
         InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
     """
@@ -53,7 +55,7 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
     if size is not None and size[0] * size[1] > max_pixels:
         raise InputFileError(image_path, f"the image is {size[0]}x{size[1]} = {size[0] * size[1]} pixels, above the "
                                          f"limit of {max_pixels} (--max-pixels)")
-    image = None if size is None else cv2.imdecode(data, cv2.IMREAD_COLOR)
+    image = None if size is None else cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise InputFileError(image_path, "cannot decode the image (corrupt, or not a JPEG, PNG or BMP file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGBA if alpha else cv2.COLOR_BGR2RGB)
