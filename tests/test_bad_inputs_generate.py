@@ -35,6 +35,7 @@ from face3d.trainset.dataset import (
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import FLIP_FOLDER, SYNTH_FOLDER, synthesize_dataset
+from face3d.utils.errors import InputFileError
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = GenerationConfig(resolution=16, angles=())
@@ -165,6 +166,38 @@ def test_large_but_resolvable_depth_shift_gives_the_same_map(tmp_path, synth):
     assert summary["written"] == 2
     a, b = np.load(out / "a.npy").astype(np.float32), np.load(out / "b.npy").astype(np.float32)
     assert np.abs(a - b).max() <= 0.02  # float16 rounding of z values up to ~16
+
+
+# --------------------------------------------------------------------------------------------- pt2d
+
+
+def _pt2d_cell(pt2d):
+    """``pt2d`` as a (1, 2) MATLAB cell of its two rows (scipy writes object arrays as cells)."""
+    cell = np.empty((1, 2), dtype=object)
+    cell[0, 0], cell[0, 1] = pt2d[:1], pt2d[1:]
+    return cell
+
+
+def test_a_malformed_pt2d_fails_no_sample_and_is_named_where_it_is_read(tmp_path, synth):
+    """The generator never uses pt2d; ``read_300wlp_sample``, which returns it, refuses it naming file and shape."""
+    from face3d.trainset.sample_io import read_300wlp_sample
+
+    pt2d = _params(synth)["pt2d"]
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    _add_sample(root, "transposed", synth, pt2d=pt2d.T)
+    _add_sample(root, "cell", synth, pt2d=_pt2d_cell(pt2d))
+    out = tmp_path / "out"
+    summary = _run(root, out, dataclasses.replace(CONFIG, perturb=False))
+    assert (summary["written"], summary["failed"]) == (3, 0), summary["failures"]
+    for name in ("transposed", "cell"):
+        assert (out / f"{name}.npy").read_bytes() == (out / "good.npy").read_bytes()
+    for name, problem in (("transposed", "pt2d is a numeric array of shape (68, 2), expected a (2, k) numeric array"),
+                          ("cell", "pt2d is a cell of shape (1, 2), expected a (2, k) numeric array")):
+        with pytest.raises(InputFileError) as info:
+            read_300wlp_sample(root / f"{name}.jpg", root / f"{name}.mat")
+        assert str(info.value) == f"{root / name}.mat: {problem}"
+    assert read_300wlp_sample(root / "good.jpg", root / "good.mat")[1]["pt2d"].shape == (2, 68)
 
 
 # ------------------------------------------------------------------------------------------- file names

@@ -89,10 +89,15 @@ def test_landmark_file_errors_name_the_file(tmp_path):
     (tmp_path / "bad.pts").write_text("version: 1\nn_points: 68\n{\n1 2\n}\n")
     (tmp_path / "junk.pts").write_text("hello\n")
     scipy.io.savemat(tmp_path / "aflw21.mat", {"pt2d": np.zeros((2, 21))})
+    cell = np.empty((1, 68), dtype=object)  # a MATLAB cell of 68 points (scipy writes object arrays as cells)
+    cell[0, :] = list(_landmarks())
+    scipy.io.savemat(tmp_path / "cell.mat", {"pt2d": cell})
     np.save(tmp_path / "nan.npy", np.full((68, 2), np.nan))
     (tmp_path / "x.json").write_text("{}")
     cases = {"short.txt": "expected 68 landmarks", "bad.pts": "n_points says 68 but 1", "junk.pts": "not an iBUG",
-             "aflw21.mat": "no pt3d_68 .3, 68. or pt2d", "nan.npy": "NaN", "x.json": "unknown landmark file type"}
+             "aflw21.mat": "no pt3d_68 .3, 68. or pt2d", "nan.npy": "NaN", "x.json": "unknown landmark file type",
+             "cell.mat": r"no pt3d_68 .3, 68. or pt2d .2, 68. numeric array in the .mat .found pt2d: a cell of "
+                         r"shape .1, 68.."}
     for name, message in cases.items():
         with pytest.raises(ValueError, match=message) as info:
             read_landmarks(tmp_path / name)

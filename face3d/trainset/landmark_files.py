@@ -48,14 +48,17 @@ def read_pts(path):
 
 
 def _from_mat(path):
-    from face3d.utils.matfile import read_mat
+    from face3d.utils.matfile import matlab_kind, read_mat
 
     mat = read_mat(path, variable_names=("pt3d_68", "pt2d"))
+    found = {k: v for k, v in mat.items() if not k.startswith("__")}
     for key in ("pt3d_68", "pt2d"):  # AFLW2000-3D's pt2d holds AFLW's own 21 points: prefer pt3d_68
-        if key in mat and np.shape(mat[key])[-1] == N_LANDMARKS:
-            return np.asarray(mat[key], dtype=np.float64)
-    found = {k: np.shape(v) for k, v in mat.items() if not k.startswith("__")}
-    raise InputFileError(path, f"no pt3d_68 (3, 68) or pt2d (2, 68) in the .mat (found {found or 'neither'})")
+        value = found.get(key)
+        if value is not None and matlab_kind(value) == "numeric array" and np.shape(value)[-1] == N_LANDMARKS:
+            return np.asarray(value, dtype=np.float64)
+    described = ", ".join(f"{k}: a {matlab_kind(v)} of shape {np.shape(v)}" for k, v in found.items())
+    raise InputFileError(path, f"no pt3d_68 (3, 68) or pt2d (2, 68) numeric array in the .mat "
+                               f"(found {described or 'neither'})")
 
 
 def read_landmarks(path):

@@ -1,5 +1,6 @@
 """Reading a 300W-LP sample: the image (size checked from its header before decoding) and the ``.mat``
 parameters (keys, shapes, finite values, positive scale), each refused with a one-line error naming the file.
+The generator reads only the parameters it uses (``read_params``); ``read_300wlp_sample`` adds ``pt2d``.
 """
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ import numpy as np
 
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import read_image_header
-from face3d.utils.matfile import read_mat
+from face3d.utils.matfile import matlab_kind, read_mat
 
 __all__ = ["read_image", "image_size", "read_params", "read_300wlp_sample", "require_image_file",
            "DEFAULT_MAX_PIXELS"]
 
 _REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
-_MAT_KEYS = _REQUIRED_KEYS + ("pt2d",)
 # Largest image a reader decodes: 100 megapixels take 300 MB as RGB (a few times that while decoding).
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -61,10 +61,13 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGBA if alpha else cv2.COLOR_BGR2RGB)
 
 
-def read_params(mat_path) -> dict:
+def _read_mat(mat_path, keys) -> dict:
     if not os.path.isfile(mat_path):
         raise InputFileError(mat_path, "parameter file (.mat) not found")
-    mat = read_mat(mat_path, variable_names=_MAT_KEYS)
+    return read_mat(mat_path, variable_names=keys)
+
+
+def _generation_params(mat_path, mat: dict) -> dict:
     missing = [k for k in _REQUIRED_KEYS if k not in mat]
     if missing:
         raise InputFileError(mat_path, f"missing key(s) {', '.join(missing)} (a 300W-LP .mat needs "
@@ -83,12 +86,27 @@ def read_params(mat_path) -> dict:
         params[key] = value
     if not params["Pose_Para"][6] > 0:
         raise InputFileError(mat_path, f"Pose_Para scale (entry 7) must be positive, got {params['Pose_Para'][6]}")
-    if "pt2d" in mat:
-        pt2d = np.asarray(mat["pt2d"], dtype=np.float64)
-        if pt2d.ndim != 2 or pt2d.shape[0] != 2:
-            raise InputFileError(mat_path, f"pt2d has shape {pt2d.shape}, expected (2, k)")
-        params["pt2d"] = pt2d
     return params
+
+
+def _pt2d(mat_path, value) -> np.ndarray:
+    """A .mat's ``pt2d`` as (2, k) float64; InputFileError naming the file, what it holds and its shape otherwise."""
+    kind = matlab_kind(value)
+    if kind != "numeric array" or value.ndim != 2 or value.shape[0] != 2:
+        raise InputFileError(mat_path, f"pt2d is a {kind} of shape {np.shape(value)}, expected a (2, k) numeric "
+                                       f"array")
+    return value.astype(np.float64)
+
+
+def read_params(mat_path) -> dict:
+    """The generation parameters of a 300W-LP ``.mat``: ``Pose_Para`` (7,), ``Shape_Para`` (n, 1), ``Exp_Para``
+    (m, 1), float64. Only these three variables are read (``pt2d``, ``roi`` and the rest are not even parsed), so
+    an annotation the generator does not use cannot fail a sample.
+
+    Raises:
+        InputFileError: see ``read_300wlp_sample``.
+    """
+    return _generation_params(mat_path, _read_mat(mat_path, _REQUIRED_KEYS))
 
 
 def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict]:
@@ -105,7 +123,13 @@ def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXEL
         ``Shape_Para`` (n, 1) float64, ``Exp_Para`` (m, 1) float64 and ``pt2d`` (2, k) float64 if present.
     Raises:
         InputFileError: missing, undecodable or too large image (see ``read_image``), missing or unreadable
-            ``.mat``, a missing key, a wrongly shaped, complex or non-finite parameter, a non-positive scale; the
-            message names the file.
+            ``.mat``, a missing key, a wrongly shaped, complex or non-finite parameter, a non-positive scale, a
+            ``pt2d`` that is not a (2, k) numeric array (a MATLAB cell, another shape); the message names the file.
     """
-    return read_image(Path(image_path), max_pixels), read_params(Path(mat_path))
+    image = read_image(Path(image_path), max_pixels)
+    mat_path = Path(mat_path)
+    mat = _read_mat(mat_path, _REQUIRED_KEYS + ("pt2d",))
+    params = _generation_params(mat_path, mat)
+    if "pt2d" in mat:
+        params["pt2d"] = _pt2d(mat_path, mat["pt2d"])
+    return image, params

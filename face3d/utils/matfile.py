@@ -3,11 +3,12 @@ own (the model files, 300W-LP samples); mesh exports and the HTTP service's answ
 import os
 from pathlib import Path
 
+import numpy as np
 import scipy.io as sio
 
 from face3d.utils.errors import InputFileError
 
-__all__ = ["read_mat", "save_mat", "MAT_HEADER_TEXT"]
+__all__ = ["read_mat", "matlab_kind", "save_mat", "MAT_HEADER_TEXT"]
 
 
 def read_mat(path, variable_names=None) -> dict:
@@ -33,6 +34,19 @@ def read_mat(path, variable_names=None) -> dict:
                                    f"re-save it in MATLAB with save(..., '-v7') ({err})") from err
     except Exception as err:  # scipy raises assorted types on corrupt files
         raise InputFileError(path, f"not a readable MATLAB .mat file ({type(err).__name__}: {err})") from err
+
+
+# numpy dtype kinds of what scipy returns for each MATLAB class that is not a real numeric array
+_NON_NUMERIC_KINDS = {"O": "cell", "V": "struct", "U": "char array", "S": "char array", "c": "complex array"}
+
+
+def matlab_kind(value) -> str:
+    """What a value ``read_mat`` returned holds, for checks and error messages: 'numeric array' (a real MATLAB
+    array, double, single, integer or logical), 'cell', 'struct', 'char array', 'complex array' or, for a
+    sparse matrix, its Python type name. Only a 'numeric array' converts to a float64 array."""
+    if not isinstance(value, np.ndarray):
+        return type(value).__name__
+    return _NON_NUMERIC_KINDS.get(value.dtype.kind, "numeric array")
 
 
 # The 116-byte text field opening every MATLAB 5 file; scipy puts the current time in it, which
