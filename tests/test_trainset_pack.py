@@ -1,4 +1,5 @@
 """HDF5 packing of a label file and its reader (face3d.trainset.pack); budget < 3 s."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from face3d.cli import main
 from face3d.trainset.pack import PackedTrainset, pack_label_file, read_label_file
+from face3d.utils.errors import InputFileError
 
 REPO = Path(__file__).resolve().parents[1]
 R = 16
@@ -95,6 +98,27 @@ def test_bad_label_files(tmp_path):
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / ".x.h5.partial").exists()
     with pytest.raises(ValueError, match="compression must be one of"):
         pack_label_file(mismatch, tmp_path / "x.h5", compression="zip", progress=False)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda data: data[:-10], "Failed to read all data for array"),  # cut short while written
+    (lambda data: data[:20], "EOF: reading array header"),
+    (lambda data: b"", "No data left in file"),
+    (lambda data: data.replace(b"),", b" ,", 1), "the header's brackets do not close"),
+])
+def test_damaged_npy_is_one_line_naming_it(tmp_path, capsys, damage, reason):
+    _make_samples(tmp_path, 2)
+    npy = tmp_path / "s1.npy"
+    npy.write_bytes(damage(npy.read_bytes()))
+    label = tmp_path / "trainDataLabel.txt"
+    label.write_text("s0.png s0.npy\ns1.png s1.npy\n")
+    with pytest.raises(InputFileError, match=re.escape(f"{npy}: not a .npy position map ({reason}")) as info:
+        pack_label_file(label, tmp_path / "x.h5", progress=False)
+    assert info.value.path == str(npy)
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / ".x.h5.partial").exists()
+    assert main(["pack", str(label), str(tmp_path / "x.h5"), "--quiet"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"face3d pack: error: {npy}: not a .npy position map ({reason}")
 
 
 def test_pack_command(tmp_path):

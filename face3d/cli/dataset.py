@@ -59,15 +59,13 @@ def _run_preview(args):
     import cv2
     import numpy as np
 
+    from face3d.trainset.posmap import load_posmap
     from face3d.trainset.preview import draw_preview
     from face3d.trainset.sample_io import read_image
     from face3d.utils.errors import InputFileError
 
     npy = Path(args.npy)
-    try:
-        posmap = np.load(npy, allow_pickle=False).astype(np.float32)
-    except (ValueError, EOFError) as error:  # numpy's errors for bytes that are no .npy file
-        raise InputFileError(npy, f"not a .npy position map ({error})") from None
+    posmap = load_posmap(npy).astype(np.float32)
     if posmap.ndim != 3 or posmap.shape[2] != 3:
         raise InputFileError(npy, f"not a .npy position map: expected shape (R, R, 3), got {posmap.shape}")
     image = read_image(Path(args.image) if args.image else npy.with_suffix(".jpg"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.trainset.posmap import posmap_value_problem
+from face3d.trainset.posmap import load_posmap, posmap_value_problem
 from face3d.trainset.sample_io import read_image
 from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
@@ -75,8 +75,9 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
     Returns:
         the number of samples packed.
     Raises:
-        ValueError: empty label file, unknown compression/dtype, images/maps of inconsistent shapes, or a map
-        with non-finite or implausible values (``posmap_value_problem``; InputFileError naming the map).
+        ValueError: empty label file, unknown compression/dtype, images/maps of inconsistent shapes, a map that is
+        no readable .npy file (``load_posmap``) or has non-finite or implausible values (``posmap_value_problem``),
+        both an InputFileError naming the map.
     """
     import h5py
 
@@ -104,7 +105,7 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
             names = f.create_dataset("names", (n,), dtype=h5py.string_dtype("utf-8"))
             for i, (image_path, npy_path) in enumerate(pairs):
                 image = first if i == 0 else read_image(image_path)
-                posmap = np.load(npy_path, allow_pickle=False)
+                posmap = load_posmap(npy_path)
                 if image.shape != shape or posmap.shape != shape:
                     raise ValueError(f"sample {i}: {image_path!r} {image.shape} and {npy_path!r} {posmap.shape} "
                                      f"must both have shape {shape}")

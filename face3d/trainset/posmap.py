@@ -12,15 +12,17 @@ pixel centres at integer coordinates, image rows growing downwards.
 """
 from __future__ import annotations
 
+import tokenize
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
 
 from face3d.mesh.render import rasterize_triangles
+from face3d.utils.errors import InputFileError
 
 __all__ = ["UVRasterization", "uv_to_pixels", "uv_keypoint_pixels", "rasterize_uv", "keypoints_from_map",
-           "PLAUSIBLE_RANGE", "posmap_value_problem"]
+           "PLAUSIBLE_RANGE", "posmap_value_problem", "load_posmap"]
 
 # Crop-space values of a position map, in units of the crop side R: the face lies in the crop (x, y in [0, R)) and
 # is about as deep as it is wide, so even a rotated, shifted copy stays far inside [-R, 2R]; a value beyond it is a
@@ -198,3 +200,18 @@ def posmap_value_problem(posmap, resolution: int):
         return (f"position-map value {extreme:g} outside the plausible range [{low:g}, {high:g}] of a "
                 f"{resolution} x {resolution} crop")
     return None
+
+
+def load_posmap(path) -> np.ndarray:
+    """A position map ``.npy`` file as stored (``generate`` writes (R, R, 3) float16 or float32), never unpickled.
+
+    Raises:
+        FileNotFoundError (an OSError naming the file): missing. InputFileError (a ValueError) naming the file:
+            not a .npy file, truncated, with a damaged header or holding pickled objects (numpy's reason given).
+    """
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as error:  # numpy's: empty, short data, a bad header, pickles
+        raise InputFileError(path, f"not a .npy position map ({error})") from None
+    except tokenize.TokenError:  # numpy's for a header whose brackets do not close; its text is a tuple
+        raise InputFileError(path, "not a .npy position map (the header's brackets do not close)") from None
