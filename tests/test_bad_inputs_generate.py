@@ -420,6 +420,88 @@ def test_commands_end_in_one_line_on_missing_inputs(tmp_path, synth):
                     "face3d preview: error:", str(synth / f"{SOURCE}.jpg"), "not a .npy position map")
 
 
+def _main_error(capsys, *args):
+    """``face3d.cli.main(args)`` ended with status 2 (returned, or argparse's exit) and no traceback: its stderr
+    lines (argparse's usage lines, then its error line)."""
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as stop:
+        status = stop.code
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err, err
+    return err.strip().splitlines()
+
+
+def _misfit_uv_data(folder, resolution):
+    """The default model's uv-data at ``resolution`` with its keypoint pixels moved 3 px right: another model's."""
+    from face3d.trainset.uv_layout import build_uv_data, load_uv_model, write_uv_data
+
+    write_uv_data(build_uv_data(load_uv_model(None), resolution), folder)
+    kpt = np.loadtxt(folder / "uv_kpt_ind.txt").astype(int)
+    kpt[0] = np.minimum(kpt[0] + 3, resolution - 1)
+    np.savetxt(folder / "uv_kpt_ind.txt", kpt, fmt="%d")
+    return folder
+
+
+def test_bad_generate_options_end_in_one_line_with_status_2(tmp_path, synth, capsys):
+    from face3d.resources import default_uv_data_dir
+
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    run = ["generate", "--root", root, "--output", tmp_path / "out", "--workers", "1", "--quiet", "--angles"]
+    misfit = _misfit_uv_data(tmp_path / "misfit", 16)
+    assert _main_error(capsys, *run, "--resolution", "16", "--uv-data", misfit) == [
+        f"face3d generate: error: {misfit}: uv-data does not fit the model: its keypoint pixels lie up to 3 px from "
+        f"the model's keypoint vertices (it was built for another morphable model; give the model it was made for, "
+        f"or write one for this model with face3d uv-data)"]
+    assert _main_error(capsys, *run, "--resolution", "16", "--uv-data", default_uv_data_dir()) == [
+        f"face3d generate: error: {default_uv_data_dir()}: uv-data resolution 256 differs from the set's 16 "
+        f"(--resolution)"]
+    assert _main_error(capsys, *run, "15", "15.0", "--resolution", "16") == [
+        "face3d generate: error: angles must have distinct names (each names its outputs <stem>_angle_<deg>, the "
+        "degrees in shortest form), got (15, 15)"]
+    assert _main_error(capsys, *run, "--resolution", "4")[-1] == \
+        "face3d generate: error: argument --resolution: expected an integer >= 8 (pixels), got '4'"
+    assert not (tmp_path / "out" / "trainDataLabel.txt").exists()
+    # checked before the synthetic set is rendered into the output folder
+    synthetic = ["generate", "--output", tmp_path / "synthetic", "--synthetic-count", "1", "--resolution", "16"]
+    assert _main_error(capsys, *synthetic, "--seed", "-1")[-1] == \
+        "face3d generate: error: argument --seed: expected an integer >= 0, got '-1'"
+    assert _main_error(capsys, *synthetic, "--angles", "30", "30")[-1].startswith(
+        "face3d generate: error: angles must have distinct names")
+    assert _main_error(capsys, "synthesize", "--output", tmp_path / "synthetic", "--seed", "-1")[-1] == \
+        "face3d synthesize: error: argument --seed: expected an integer >= 0, got '-1'"
+    assert not (tmp_path / "synthetic").exists()
+
+
+@pytest.mark.skipif(not (fixtures_dir() / "prnet" / "uv-data").is_dir(), reason="no PRNet uv-data in the fixtures")
+def test_prnet_uv_data_with_the_default_model_ends_in_one_line(tmp_path, synth, capsys):
+    uv_data = fixtures_dir() / "prnet" / "uv-data"
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    lines = _main_error(capsys, "generate", "--root", root, "--output", tmp_path / "out", "--workers", "1",
+                        "--quiet", "--angles", "--uv-data", uv_data)
+    assert lines[-1].startswith(f"face3d generate: error: {uv_data}: uv-data does not fit the model: its keypoint "
+                                f"pixels lie up to 42 px")
+
+
+def test_bad_preview_output_ends_in_one_line_with_status_2(tmp_path, synth, capsys):
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    out = tmp_path / "out"
+    assert _run(root, out)["written"] == 1
+    npy = out / "good.npy"
+    assert _main_error(capsys, "preview", npy, "--output", tmp_path / "picture")[-1] == (
+        f"face3d preview: error: argument --output: {tmp_path / 'picture'}: no image format for its extension ''; "
+        f"give .png or .jpg")
+    assert _main_error(capsys, "preview", npy, "--output", tmp_path / "missing" / "p.png")[-1] == (
+        f"face3d preview: error: argument --output: {tmp_path / 'missing' / 'p.png'}: folder "
+        f"'{tmp_path / 'missing'}' not found")
+    assert not (tmp_path / "picture").exists() and not (tmp_path / "missing").exists()
+    assert main(["preview", str(npy), "--output", str(tmp_path / "p.jpg")]) == 0
+    assert cv2.imread(str(tmp_path / "p.jpg")).shape == (16, 32, 3)  # the crop beside the map
+
+
 def test_bad_inputs_leave_no_half_written_outputs(tmp_path, synth):
     """Every refused sample above leaves nothing behind: only the good sample's files are in the output."""
     root = tmp_path / "root"

@@ -1,10 +1,11 @@
 """``face3d pack | preview | synthesize | uv-data``: tools around a generated training set."""
+import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
-from face3d.cli._common import Command, error_text, positive_int, setup_logging
+from face3d.cli._common import Command, error_text, non_negative_int, positive_int, setup_logging
 from face3d.cli.generate import SYNTHETIC_DIR
 from face3d.contract import RESOLUTION
 
@@ -43,8 +44,22 @@ def _preview_arguments(parser):
     parser.add_argument("--image", metavar="JPG", help="the crop (default: <name>.jpg next to the map)")
     parser.add_argument("--uv-data", metavar="DIR",
                         help="folder with uv_kpt_ind.txt (default: the nearest uv-data/ above the map)")
-    parser.add_argument("--output", metavar="PNG", help="output picture (default: <name>_preview.png)")
+    parser.add_argument("--output", metavar="PNG", type=_picture_path,
+                        help="output picture, .png or .jpg, in an existing folder (default: <name>_preview.png)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def _picture_path(text):
+    """argparse type of preview's --output: a path whose extension OpenCV writes, in a folder that exists."""
+    import cv2
+
+    path = Path(text)
+    if not cv2.haveImageWriter(str(path)):
+        raise argparse.ArgumentTypeError(f"{text}: no image format for its extension {path.suffix!r}; give .png or "
+                                         f".jpg")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: folder {str(path.parent)!r} not found")
+    return path
 
 
 def _find_uv_data(npy_path):
@@ -62,6 +77,7 @@ def _run_preview(args):
     from face3d.trainset.posmap import load_posmap
     from face3d.trainset.preview import draw_preview
     from face3d.trainset.sample_io import read_image
+    from face3d.utils.atomic import atomic_write_bytes
     from face3d.utils.errors import InputFileError
 
     npy = Path(args.npy)
@@ -74,9 +90,11 @@ def _run_preview(args):
         raise FileNotFoundError(f"no uv-data/uv_kpt_ind.txt found above {str(npy)!r}; give the folder with --uv-data")
     uv_kpt_ind = np.loadtxt(uv_dir / "uv_kpt_ind.txt", ndmin=2).astype(np.int64)  # (2, 68): x row, y row
     picture = draw_preview(image, posmap, uv_kpt_ind)
-    output = Path(args.output) if args.output else npy.with_name(npy.stem + "_preview.png")
-    if not cv2.imwrite(str(output), np.ascontiguousarray(picture[..., ::-1])):
-        raise ValueError(f"cannot write {str(output)!r}")
+    output = args.output or npy.with_name(npy.stem + "_preview.png")
+    ok, encoded = cv2.imencode(output.suffix, np.ascontiguousarray(picture[..., ::-1]))
+    if not ok:
+        raise ValueError(f"cannot encode the picture as {output.suffix}")
+    atomic_write_bytes(output, encoded.tobytes())
     print(f"wrote {output}")
     return 0
 
@@ -84,7 +102,8 @@ def _run_preview(args):
 def _synthesize_arguments(parser):
     parser.add_argument("--output", metavar="DIR", default=SYNTHETIC_DIR, help="output folder (default: %(default)s)")
     parser.add_argument("--count", metavar="N", type=positive_int, default=24, help="samples (default: %(default)s)")
-    parser.add_argument("--seed", metavar="S", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--seed", metavar="S", type=non_negative_int, default=0,
+                        help="random seed, 0 or more (default: %(default)s)")
     parser.add_argument("--size", metavar="PX", type=positive_int, default=450,
                         help="image side in pixels (default: %(default)s)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")

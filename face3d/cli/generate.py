@@ -30,6 +30,16 @@ def _angle(text):
     return int(value) if value.is_integer() else value
 
 
+def _resolution(text):
+    """argparse type of --resolution: an integer >= ``MIN_RESOLUTION``."""
+    from face3d.trainset.sample import MIN_RESOLUTION  # loaded already: the parser's defaults come from it
+
+    value = int(text)
+    if value < MIN_RESOLUTION:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {MIN_RESOLUTION} (pixels), got {text!r}")
+    return value
+
+
 def _shard(text):
     from face3d.trainset.discovery import parse_shard  # light: no numpy at import
 
@@ -70,7 +80,7 @@ def add_generate_arguments(parser):
                              "writes trainDataLabel.part-KK-of-N.txt, concatenate them in K order")
     parser.add_argument("--limit", metavar="N", type=non_negative_int, default=None,
                         help="use only the first N samples in sorted order (applied before --shard)")
-    parser.add_argument("--seed", metavar="S", type=int, default=0,
+    parser.add_argument("--seed", metavar="S", type=non_negative_int, default=0,
                         help="base seed of the crop perturbation (and of the synthesized set); the per-sample seed "
                              "is derived from it and the sample's relative path (default: %(default)s)")
     parser.add_argument("--refit", action="store_true", default=default("refit"),
@@ -83,7 +93,7 @@ def add_generate_arguments(parser):
     parser.add_argument("--float32", dest="posmap_dtype", action="store_const", const="float32",
                         default=default("posmap_dtype"),
                         help="save position maps as float32 (default %(default)s)")
-    parser.add_argument("--resolution", metavar="R", type=positive_int, default=default("resolution"),
+    parser.add_argument("--resolution", metavar="R", type=_resolution, default=default("resolution"),
                         help="side of the crops and position maps in pixels (default: %(default)s)")
     parser.add_argument("--neck-zeroed", action="store_true", default=default("neck_zeroed"),
                         help="uv-data/uv_weight_mask.png with the neck at weight 0 (the PRNet paper) instead of "
@@ -128,11 +138,17 @@ def _print_summary(summary, stream):
 
 def run_generate(args):
     """Run the generate command from parsed ``args``; returns the exit status: 0 when the run completed with at
-    most ``--max-failures`` failed samples and unreadable folders, 1 with more, 130 when interrupted."""
+    most ``--max-failures`` failed samples and unreadable folders, 1 with more, 2 for options ``GenerationConfig``
+    refuses (and, through ``run_parsed``, for unusable inputs), 130 when interrupted."""
     limit_blas_threads()
     setup_logging(args.verbose)
     from face3d.trainset.dataset import generate_dataset
 
+    try:
+        config = generation_config(args)
+    except ValueError as error:  # values the parser cannot judge one by one, e.g. --angles 15 15.0
+        print(f"{args.prog}: error: {error}", file=sys.stderr)
+        return 2
     root = args.root
     if root is None:
         from face3d.trainset.synthetic import synthesize_dataset
@@ -140,7 +156,7 @@ def run_generate(args):
         root = os.path.join(args.output, SYNTHETIC_DIR)
         synthesize_dataset(root, count=args.synthetic_count, seed=args.seed, model_path=args.bfm)
     try:
-        summary = generate_dataset(root, args.output, generation_config(args), model_path=args.bfm,
+        summary = generate_dataset(root, args.output, config, model_path=args.bfm,
                                    workers=args.workers, shard=args.shard, limit=args.limit, seed=args.seed,
                                    relative_paths=args.label_paths == "relative", progress=not args.quiet,
                                    uv_data=args.uv_data)

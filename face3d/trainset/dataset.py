@@ -99,8 +99,8 @@ def _write_uv_data(generator, output, config, uv_data=None):
         source = Path(uv_data)
         layout = load_uv_data(source)
         if layout.resolution != int(config.resolution):
-            raise ValueError(f"{source}: uv-data resolution {layout.resolution} differs from the set's "
-                             f"{config.resolution}")
+            raise InputFileError(source, f"uv-data resolution {layout.resolution} differs from the set's "
+                                         f"{config.resolution} (--resolution)")
         check_uv_data_fits(layout, generator.model, str(source), rasterization)
     tmp.mkdir(parents=True, exist_ok=True)
     try:
@@ -238,8 +238,8 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
             ``process_many(jobs)``) and ``process(image, mat, seed)`` (default ``default_generator_factory``);
             must be a module-level function where processes spawn.
         uv_data: an existing uv-data folder (e.g. PRNet's) to copy into ``output/uv-data`` instead of building one
-            for the model; ValueError when it does not fit the model (``uv_layout.check_uv_data_fits``) or the
-            resolution.
+            for the model; InputFileError (a ValueError) naming the folder when it does not fit the model
+            (``uv_layout.check_uv_data_fits``) or the resolution, or a file of it is unreadable.
     Returns:
         the summary dict, also written to ``output/summary.json`` (or its shard name).
     """

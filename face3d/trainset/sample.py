@@ -30,12 +30,14 @@ from face3d.trainset.sample_io import (
 from face3d.utils.errors import InputFileError
 
 __all__ = ["read_image", "image_size", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
-           "TrainsetGenerator", "angle_name", "draw_preview", "DEFAULT_MAX_PIXELS", "MAX_DEPTH_SHIFT"]
+           "TrainsetGenerator", "angle_name", "draw_preview", "DEFAULT_MAX_PIXELS", "MAX_DEPTH_SHIFT", "MIN_RESOLUTION"]
 
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])
 # z is measured from the lowest vertex, (z + tz) - (z_min + tz) in float64: beyond 2**32 pixels the rounding of
 # tz (2**-20 px) starts to show in the maps, and no image has a depth offset of that size.
 MAX_DEPTH_SHIFT = 2.0 ** 32
+# Smallest crop and map side in pixels that GenerationConfig accepts (face3d generate checks it while parsing).
+MIN_RESOLUTION = 8
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,8 @@ class GenerationConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self):
-        if int(self.resolution) < 8:
-            raise ValueError(f"resolution must be at least 8 pixels, got {self.resolution}")
+        if int(self.resolution) < MIN_RESOLUTION:
+            raise ValueError(f"resolution must be at least {MIN_RESOLUTION} pixels, got {self.resolution}")
         if not self.crop_scale > 0:
             raise ValueError(f"crop_scale must be positive, got {self.crop_scale}")
         if not 0 <= self.max_shift < 1:

@@ -229,7 +229,8 @@ def check_uv_data_fits(uv_data: UVData, model, source="uv-data",
         source: the folder's name, for the message.
         rasterization: a ``rasterize_uv(model.uv_coords, model.full_triangles, uv_data.resolution)`` already at hand.
     Raises:
-        ValueError saying which test failed and by how much.
+        InputFileError (a ValueError) naming ``source`` and saying which test failed and by how much; ValueError
+        for a model without UV coordinates.
     """
     uv = getattr(model, "uv_coords", None)
     if uv is None:
@@ -242,11 +243,11 @@ def check_uv_data_fits(uv_data: UVData, model, source="uv-data",
     hint = "it was built for another morphable model; give the model it was made for, or write one for this " \
            "model with face3d uv-data"
     if shift > 1:
-        raise ValueError(f"{source}: uv-data does not fit the model: its keypoint pixels lie up to {shift} px from "
-                         f"the model's keypoint vertices ({hint})")
+        raise InputFileError(source, f"uv-data does not fit the model: its keypoint pixels lie up to {shift} px "
+                                     f"from the model's keypoint vertices ({hint})")
     if outside > 0.01 * len(uv_data.face_ind):
-        raise ValueError(f"{source}: uv-data does not fit the model: {outside} of its {len(uv_data.face_ind)} face "
-                         f"pixels lie outside the model's UV layout ({hint})")
+        raise InputFileError(source, f"uv-data does not fit the model: {outside} of its {len(uv_data.face_ind)} "
+                                     f"face pixels lie outside the model's UV layout ({hint})")
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -282,7 +283,7 @@ def _read_png(path: Path, flags=cv2.IMREAD_GRAYSCALE) -> np.ndarray:
         raise FileNotFoundError(f"{path}: file not found")
     image = cv2.imread(str(path), flags)
     if image is None:
-        raise ValueError(f"{path}: not a readable PNG image")
+        raise InputFileError(path, "not a readable PNG image")
     return image
 
 
@@ -292,9 +293,9 @@ def _read_ints(path: Path, ndmin: int) -> np.ndarray:
     try:
         values = np.loadtxt(path, ndmin=ndmin)
     except ValueError as exc:
-        raise ValueError(f"{path}: expected whitespace-separated integers ({exc})") from exc
+        raise InputFileError(path, f"expected whitespace-separated integers ({exc})") from exc
     if values.size and not np.all(values == np.round(values)):
-        raise ValueError(f"{path}: expected integers")
+        raise InputFileError(path, "expected integers")
     return values.astype(np.int64)
 
 
@@ -312,7 +313,7 @@ def _face_eyes(folder: Path, face_mask: np.ndarray) -> np.ndarray:
                                 f"PRNet's uv_face.png beside it")
     face = _read_png(picture, cv2.IMREAD_COLOR)
     if face.shape[:2] != image.shape[:2]:
-        raise ValueError(f"{picture}: shape {face.shape[:2]} differs from uv_face_eyes.png's {image.shape[:2]}")
+        raise InputFileError(picture, f"shape {face.shape[:2]} differs from uv_face_eyes.png's {image.shape[:2]}")
     eyes = np.any(face[..., :3] != image[..., :3], axis=-1)
     return np.where((face_mask > 0) & ~eyes, 255, 0).astype(np.uint8)
 
@@ -325,12 +326,13 @@ def load_uv_data(folder) -> UVData:
     when present.
 
     Raises:
-        FileNotFoundError: a file is missing. ValueError: a file has the wrong shape or content.
+        FileNotFoundError: a file is missing. InputFileError (a ValueError): a file has the wrong shape or
+            content; the message names it.
     """
     folder = Path(folder)
     kpt = _read_ints(folder / "uv_kpt_ind.txt", 2)
     if kpt.shape[0] != 2:
-        raise ValueError(f"{folder / 'uv_kpt_ind.txt'}: expected 2 rows (x, y), got shape {kpt.shape}")
+        raise InputFileError(folder / "uv_kpt_ind.txt", f"expected 2 rows (x, y), got shape {kpt.shape}")
     face_ind = _read_ints(folder / "face_ind.txt", 1).reshape(-1)
     face_mask = _read_png(folder / "uv_face_mask.png")
     weight_mask = _read_png(folder / "uv_weight_mask.png")
@@ -339,29 +341,30 @@ def load_uv_data(folder) -> UVData:
     for name, image in (("uv_face_mask.png", face_mask), ("uv_weight_mask.png", weight_mask),
                         ("uv_face_eyes.png", face_eyes)):
         if image.shape != (r, r):
-            raise ValueError(f"{folder / name}: expected a square {r}x{r} image, got {image.shape}")
+            raise InputFileError(folder / name, f"expected a square {r}x{r} image, got {image.shape}")
     if kpt.size and (kpt.min() < 0 or kpt.max() >= r):
-        raise ValueError(f"{folder / 'uv_kpt_ind.txt'}: pixel coordinates outside 0..{r - 1}")
+        raise InputFileError(folder / "uv_kpt_ind.txt", f"pixel coordinates outside 0..{r - 1}")
     if face_ind.size and (face_ind.min() < 0 or face_ind.max() >= r * r):
-        raise ValueError(f"{folder / 'face_ind.txt'}: indices outside 0..{r * r - 1}")
+        raise InputFileError(folder / "face_ind.txt", f"indices outside 0..{r * r - 1}")
     if (folder / "triangles.txt").is_file():
         triangles = _read_ints(folder / "triangles.txt", 2)
         if triangles.size == 0:
             triangles = triangles.reshape(0, 3)
         if triangles.shape[1] != 3:
-            raise ValueError(f"{folder / 'triangles.txt'}: expected 3 columns, got shape {triangles.shape}")
+            raise InputFileError(folder / "triangles.txt", f"expected 3 columns, got shape {triangles.shape}")
     else:
         triangles = grid_triangles(face_mask, face_ind)
         logger.info("%s: no triangles.txt; derived %d triangles of the UV grid from face_ind.txt", folder,
                     len(triangles))
     if triangles.size and (triangles.min() < 0 or triangles.max() >= face_ind.size):
-        raise ValueError(f"{folder / 'triangles.txt'}: indices outside 0..{face_ind.size - 1}")
+        raise InputFileError(folder / "triangles.txt", f"indices outside 0..{face_ind.size - 1}")
     canonical = None
     if (folder / CANONICAL_FILE).is_file():
         canonical = np.load(folder / CANONICAL_FILE)
         if canonical.shape != (face_ind.size, 3):
-            raise ValueError(f"{folder / CANONICAL_FILE}: shape {canonical.shape} does not fit the {face_ind.size} "
-                             "face pixels of face_ind.txt: expected one (x, y, z) per face pixel")
+            raise InputFileError(folder / CANONICAL_FILE, f"shape {canonical.shape} does not fit the "
+                                                          f"{face_ind.size} face pixels of face_ind.txt: expected one "
+                                                          "(x, y, z) per face pixel")
         canonical = canonical.astype(np.float32)
     return UVData(uv_kpt_ind=kpt.astype(np.int32), face_ind=face_ind, triangles=triangles.astype(np.int32),
                   face_mask=face_mask, weight_mask=weight_mask, face_eyes=face_eyes, canonical_vertices=canonical)
