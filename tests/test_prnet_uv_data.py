@@ -20,6 +20,7 @@ from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import synthesize_dataset
 from face3d.trainset.uv_layout import (
     CANONICAL_FILE,
+    UV_DATA_FILES,
     build_uv_data,
     check_uv_data_fits,
     grid_triangles,
@@ -113,3 +114,31 @@ def test_generate_on_an_existing_uv_data_copies_it(tmp_path):
     assert copied == sorted(p.name for p in default_uv_data_dir().iterdir())
     for name in copied:
         assert (tmp_path / "set" / UV_DATA_DIR / name).read_bytes() == (default_uv_data_dir() / name).read_bytes()
+
+
+def test_output_uv_data_holds_exactly_the_given_set(default_model, tmp_path):
+    """A rerun on a folder in PRNet's layout (no triangles.txt, no canonical face) keeps no file of the earlier
+    run's set, a run without one drops PRNet's extra files; other files in OUTPUT/uv-data are the user's."""
+    root, output = tmp_path / "root", tmp_path / "set"
+    synthesize_dataset(root, count=1, seed=3, size=64)
+
+    def run(uv_data=None):
+        generate_dataset(root, output, GenerationConfig(resolution=16, angles=()), uv_data=uv_data, workers=1,
+                         progress=False)
+        return {p.name: p.read_bytes() for p in (output / UV_DATA_DIR).iterdir()}
+
+    written = run()
+    assert sorted(written) == sorted([*UV_DATA_FILES, CANONICAL_FILE])
+    (output / UV_DATA_DIR / "notes.txt").write_text("mine")
+    source = tmp_path / "prnet-layout"
+    write_uv_data(build_uv_data(default_model, 16), source)
+    (source / "triangles.txt").unlink()
+    (source / CANONICAL_FILE).unlink()
+    shutil.copyfile(source / "uv_face_mask.png", source / "uv_kpt_mask.png")  # a file only PRNet's folder has
+    given = {p.name: p.read_bytes() for p in source.iterdir()}
+    assert run(source) == {**given, "notes.txt": b"mine"}
+    loaded, expected = load_uv_data(output / UV_DATA_DIR), load_uv_data(source)
+    assert loaded.canonical_vertices is None and expected.canonical_vertices is None
+    for field in ("uv_kpt_ind", "face_ind", "triangles", "face_mask", "weight_mask", "face_eyes"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(expected, field), err_msg=field)
+    assert run() == {**written, "notes.txt": b"mine"}

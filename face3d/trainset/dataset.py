@@ -31,7 +31,14 @@ from face3d.trainset.discovery import (
 )
 from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_outputs, read_journals
 from face3d.trainset.sample import angle_name
-from face3d.trainset.uv_layout import build_uv_data, check_uv_data_fits, load_uv_data, load_uv_model, write_uv_data
+from face3d.trainset.uv_layout import (
+    KNOWN_UV_DATA_FILES,
+    build_uv_data,
+    check_uv_data_fits,
+    load_uv_data,
+    load_uv_model,
+    write_uv_data,
+)
 from face3d.trainset.worker_pool import RunState, default_worker_count, pool_context, run_chunks_in_pool, run_tasks
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
 from face3d.utils.errors import InputFileError
@@ -90,7 +97,10 @@ def default_generator_factory(model_path, config):
 
 def _write_uv_data(generator, output, config, uv_data=None):
     """Write PRNet's uv-data files for the generator's model into ``output/uv-data`` (file by file, atomically), or
-    copy the files of the existing folder ``uv_data`` there after checking that it fits the model and resolution."""
+    copy the files of the existing folder ``uv_data`` there after checking that it fits the model and resolution.
+    Files of ``KNOWN_UV_DATA_FILES`` that the new set lacks (an earlier run's ``triangles.txt`` or
+    ``canonical_vertices.npy`` where PRNet's folder has none) are removed, so the folder reads as the set given;
+    other files there are left alone."""
     final = Path(output) / UV_DATA_DIR
     _remove_stale_uv_temporaries(output)
     rasterization = getattr(generator, "rasterization", None)  # a generator factory's own class may have none
@@ -112,8 +122,11 @@ def _write_uv_data(generator, output, config, uv_data=None):
             for path in sorted(p for p in source.iterdir() if p.is_file()):
                 shutil.copyfile(path, tmp / path.name)
         final.mkdir(parents=True, exist_ok=True)
-        for path in sorted(tmp.iterdir()):
+        given = sorted(tmp.iterdir())
+        for path in given:
             os.replace(path, final / path.name)  # file by file: concurrent shards may write the same folder
+        for name in set(KNOWN_UV_DATA_FILES) - {path.name for path in given}:
+            (final / name).unlink(missing_ok=True)
     finally:
         for path in tmp.iterdir():
             path.unlink()

@@ -46,14 +46,17 @@ from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pi
 from face3d.utils.errors import InputFileError
 
 __all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "load_uv_model", "grid_triangles",
-           "canonical_face", "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE", "WEIGHT_KEYPOINT",
-           "WEIGHT_FEATURE", "WEIGHT_REST"]
+           "canonical_face", "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE", "KNOWN_UV_DATA_FILES",
+           "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
 
 logger = logging.getLogger(__name__)
 
 UV_DATA_FILES = ("uv_kpt_ind.txt", "face_ind.txt", "triangles.txt", "uv_face_mask.png", "uv_weight_mask.png",
                  "uv_face_eyes.png")
 CANONICAL_FILE = "canonical_vertices.npy"
+# Every file name of a uv-data folder: ours, and the two only PRNet's Data/uv-data ships (its texture picture, read
+# for the eye mask, and its keypoint mask). A generated set's uv-data/ holds of these exactly the ones it was given.
+KNOWN_UV_DATA_FILES = (*UV_DATA_FILES, CANONICAL_FILE, "uv_face.png", "uv_kpt_mask.png")
 WEIGHT_KEYPOINT, WEIGHT_FEATURE, WEIGHT_REST = 255, 64, 48
 _REGION_EYES, _REGION_NOSE, _REGION_MOUTH = 1, 2, 3
 _N_JAW = 17
