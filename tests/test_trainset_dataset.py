@@ -497,6 +497,30 @@ def test_changed_settings_redo_samples(reference, synth_root, tmp_path):
     assert (reseeded["written"], reseeded["skipped"]) == (N_SAMPLES, 0)
 
 
+def test_the_model_counts_by_its_files_content(reference, synth_root, tmp_path):
+    from face3d.morphable_model import load, model_identity
+    from face3d.morphable_model.default_model import MODEL_VERSION, default_model_dir
+
+    copies = [tmp_path / "here", tmp_path / "there"]
+    for folder in copies:
+        folder.mkdir()
+        for name in ("BFM.mat", "BFM_info.mat", "BFM_UV.mat"):
+            shutil.copyfile(default_model_dir() / name, folder / name)
+    here, there = (folder / "BFM.mat" for folder in copies)
+    assert model_identity(None) == f"default-v{MODEL_VERSION}"
+    assert model_identity(here) == model_identity(there) != model_identity(None)
+    written = _generate(synth_root, tmp_path / "out", model_path=here, limit=2)
+    assert (written["written"], written["skipped"]) == (2, 0)
+    # the same files elsewhere (another machine's path) resume; a changed file beside BFM.mat redoes
+    assert _generate(synth_root, tmp_path / "out", model_path=there, limit=2)["skipped"] == 2
+    uv = load.load_uv_coords(there.parent / "BFM_UV.mat")
+    load.save_uv_coords(there.parent / "BFM_UV.mat", uv * np.float32(0.999))
+    assert model_identity(there) != model_identity(here)
+    assert _generate(synth_root, tmp_path / "out", model_path=there, limit=2)["written"] == 2
+    with pytest.raises(FileNotFoundError, match="nowhere/BFM.mat: BFM model file not found"):
+        model_identity(tmp_path / "nowhere" / "BFM.mat")
+
+
 def test_300wlp_fixture_goes_through_with_the_default_model(tmp_path):
     root = fixtures_dir() / "300W_LP"
     if not root.is_dir():

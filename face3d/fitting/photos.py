@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.mesh.transform import angle2matrix_3ddfa
+from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
 from face3d.trainset.discovery import IMAGE_EXTENSIONS, walk_stems
 from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
@@ -396,7 +397,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     photos, clashes = discover_photos(images, exclude=[output], unreadable=unreadable)
     output.mkdir(parents=True, exist_ok=True)
     model_id = "default" if model_path is None else os.path.abspath(model_path)
-    fingerprint = config_fingerprint(config, model_id, 0)
+    fingerprint = config_fingerprint(config, model_identity(model_path), 0)
 
     fit_nme, statuses, failures = {}, {}, []
     latest = read_journals(output)

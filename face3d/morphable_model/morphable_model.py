@@ -9,6 +9,7 @@ so old scripts run.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from face3d.morphable_model import load
 from face3d.morphable_model.camera import fit_from_pose_para, flip_y, pose_para_from_fit
 from face3d.morphable_model.fit import LandmarkFitter
 
-__all__ = ["MorphableModel", "MorphabelModel"]
+__all__ = ["MorphableModel", "MorphabelModel", "model_identity"]
 
 _REQUIRED = ("shapeMU", "shapePC", "shapeEV", "expPC", "expEV", "texMU", "texPC", "texEV", "tri",
              "kpt_ind")
@@ -364,3 +365,28 @@ class MorphableModel:
 
 
 MorphabelModel = MorphableModel
+
+
+def model_identity(model_path=None) -> str:
+    """What a resumable run records as its model: ``default-v<MODEL_VERSION>`` for the embedded model, else the
+    sha256 (16 hex digits) of ``BFM.mat`` and of the ``BFM_info.mat`` and ``BFM_UV.mat`` beside it when present
+    (the files ``MorphableModel(model_path)`` reads). The same files give the same identity wherever they lie
+    (shards on several machines), and a replaced file gives another.
+
+    Raises:
+        FileNotFoundError: no file at ``model_path``.
+    """
+    from face3d.morphable_model.default_model import MODEL_VERSION
+
+    if model_path is None:
+        return f"default-v{MODEL_VERSION}"
+    path = Path(model_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: BFM model file not found")
+    digest = hashlib.sha256()
+    for file in (path, path.parent / "BFM_info.mat", path.parent / "BFM_UV.mat"):
+        if file.is_file():
+            digest.update(file.name.encode("utf-8") + b"\0")
+            with open(file, "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:16]

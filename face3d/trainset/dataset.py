@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.discovery import (
     IMAGE_EXTENSIONS,
     KNOWN_300WLP_FOLDERS,
@@ -80,9 +81,9 @@ ADMISSION_FIELDS = ("allow_short_params", "max_pixels")
 
 
 def config_fingerprint(config, model_id, seed):
-    """sha256 (hex, 16 chars) of the generation settings (less ``ADMISSION_FIELDS``), the model identity and the
-    base seed: a journal record counts only when it was written under the same fingerprint (so changed settings
-    redo the samples)."""
+    """sha256 (hex, 16 chars) of the generation settings (less ``ADMISSION_FIELDS``), the model identity
+    (``morphable_model.model_identity``: its files' content) and the base seed: a journal record counts only when it
+    was written under the same fingerprint (so changed settings or model files redo the samples)."""
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in ADMISSION_FIELDS}
     text = json.dumps({"config": fields, "model": str(model_id), "seed": int(seed)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -264,7 +265,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     output.mkdir(parents=True, exist_ok=True)
     factory = default_generator_factory if generator_factory is None else generator_factory
     model_id = "default" if model_path is None else os.path.abspath(model_path)
-    fingerprint = config_fingerprint(config, model_id, seed)
+    fingerprint = config_fingerprint(config, model_identity(model_path), seed)
     posmap_dtype = str(np.dtype(config.posmap_dtype))
     generator = factory(model_path, config)
     _write_uv_data(generator, output, config, uv_data)
