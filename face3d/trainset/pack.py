@@ -31,7 +31,7 @@ def read_label_file(path, base_dir=None):
     """Parse a label file.
 
     Args:
-        path: ``trainDataLabel.txt``; blank lines are ignored.
+        path: ``trainDataLabel.txt`` (UTF-8, with or without a byte-order mark); blank lines are ignored.
         base_dir: folder that relative paths are resolved against (default: the label file's folder).
     Returns:
         list of ``(image_path, npy_path)`` strings.
@@ -48,7 +48,8 @@ def read_label_file(path, base_dir=None):
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8")
+                # a byte-order mark (Windows editors write one) is no part of the first path
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as error:
                 raise InputFileError(path, f"line {number} is not UTF-8 text ({error.reason} at byte "
                                            f"{error.start})") from None
