@@ -191,6 +191,15 @@ def test_zero_batch_is_an_argument_error(argv, capsys):
     assert "expected an integer >= 1, got '0'" in capsys.readouterr().err.splitlines()[-1]
 
 
+@pytest.mark.parametrize("fraction", ["-0.1", "1", "nan"])
+def test_val_fraction_outside_zero_to_one_is_refused(data, tmp_path, capsys, fraction):
+    out = tmp_path / "out"
+    status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",
+                          "4", "--val-fraction", fraction])
+    _one_line_error(capsys, status, f"val_fraction must be in [0, 1) (0: no validation), got {float(fraction)}")
+    assert not out.exists()
+
+
 def _saved_run(tmp_path, data):
     """An output folder holding a run as the previous release wrote it: last.keras without an embedded state,
     state.json beside it, config.json."""

@@ -136,6 +136,8 @@ def _check_config(config):
             raise ValueError(f"{name} must be a positive integer, got {getattr(config, name)}")
     if not config.lr > 0 or not 0 < config.lr_decay <= 1:
         raise ValueError(f"lr must be > 0 and lr_decay in (0, 1], got {config.lr} and {config.lr_decay}")
+    if not 0 <= config.val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1) (0: no validation), got {config.val_fraction}")
 
 
 def _open_source(path, skip_bad):
