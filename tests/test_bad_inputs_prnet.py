@@ -195,8 +195,16 @@ def test_zero_batch_is_an_argument_error(argv, capsys):
 def test_val_fraction_outside_zero_to_one_is_refused(data, tmp_path, capsys, fraction):
     out = tmp_path / "out"
     status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",
-                          "4", "--val-fraction", fraction])
+                          "4", "--epochs", "1", "--val-fraction", fraction])
     _one_line_error(capsys, status, f"val_fraction must be in [0, 1) (0: no validation), got {float(fraction)}")
+    assert not out.exists()
+
+
+def test_input_size_above_the_data_resolution_is_refused(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",
+                          "4", "--epochs", "1", "--input-size", str(2 * R)])
+    _one_line_error(capsys, status, f"input_size {2 * R} is larger than the data's resolution {R}")
     assert not out.exists()
 
 

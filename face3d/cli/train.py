@@ -39,8 +39,8 @@ _HELP = {
     "lr_decay": ("F", "learning-rate factor applied every --lr-decay-epochs epochs", {}),
     "lr_decay_epochs": ("N", "epochs between learning-rate decays", {}),
     "width": ("W", "base channel count of the network (16 = the paper's resfcn256, 13.4 M parameters)", {}),
-    "input_size": ("S", "network input side, a multiple of 32 (default: the data's resolution, 256); smaller sizes "
-                        "resample crops and maps", {}),
+    "input_size": ("S", "network input side, a multiple of 32 and at most the data's resolution (default: the "
+                        "data's resolution, 256); smaller sizes resample crops and maps", {}),
     "bn_momentum": ("F", "batch-normalisation moving-average momentum", {}),
     "seed": ("S", "seeds the weights, the validation split, the sample order and the augmentation", {}),
     "resume": (None, "continue the run in --output at its next epoch (same learning-rate schedule, order and "

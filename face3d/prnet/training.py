@@ -70,7 +70,7 @@ class TrainConfig:
         batch_size: global batch size (split across GPUs under MirroredStrategy).
         lr, lr_decay, lr_decay_epochs: lr(e) = lr * lr_decay ** (e // lr_decay_epochs).
         width: the network's base channel count (16 = the paper).
-        input_size: network input side (multiple of 32); None -> the data's resolution.
+        input_size: network input side S (multiple of 32, at most the data's resolution R); None -> R.
         bn_momentum: batch-normalisation moving-average momentum.
         seed: seeds weights, split, order and augmentation.
         augment: AugmentConfig.
@@ -352,10 +352,14 @@ def train(config):
     """
     _check_config(config)
     train_samples, val_samples, uv_dir = load_samples(config)
+    resolution = train_samples.resolution
+    input_size = int(config.input_size or resolution)
+    if input_size > resolution:  # the contract: the network reads the R x R crop, resampled to S <= R
+        raise ValueError(f"input_size {input_size} is larger than the data's resolution {resolution}: the network "
+                         f"input must be at most the crop side ({resolution})")
     uv = load_uv_data(uv_dir)
-    if uv.resolution != train_samples.resolution:
-        raise ValueError(f"{uv_dir}: UV resolution {uv.resolution} differs from the maps' {train_samples.resolution}")
-    input_size = int(config.input_size or train_samples.resolution)
+    if uv.resolution != resolution:
+        raise ValueError(f"{uv_dir}: UV resolution {uv.resolution} differs from the maps' {resolution}")
     uv_in = resize_uv_data(uv, input_size)
 
     output = Path(config.output)
