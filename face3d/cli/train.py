@@ -26,8 +26,9 @@ _HELP = {
     "h5": ("FILE", "HDF5 pack (datasets images, posmaps, names) instead of a list", {}),
     "val_list": ("FILE", "validation label file or HDF5 pack (default: a split of the training data, see "
                          "--val-fraction)", {}),
-    "val_fraction": ("F", "share of source samples held out for validation when no --val-list is given; rotated "
-                          "copies (<stem>_angle_<deg>) stay with their source; 0 disables validation", {}),
+    "val_fraction": ("F", "share of source faces held out for validation when no --val-list is given; a face's "
+                          "samples stay together (rotated copies <stem>_angle_<deg>, views <image>_<k>_<view>, "
+                          "_Flip copies); 0 disables validation", {}),
     "uv_data": ("DIR", "PRNet's uv-data folder for the model that made the maps (uv_kpt_ind.txt, face_ind.txt, "
                        "triangles.txt, uv_face_mask.png, uv_weight_mask.png, uv_face_eyes.png; default: uv-data "
                        "next to the label file or pack, else the embedded default model's)", {}),

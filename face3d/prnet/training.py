@@ -62,7 +62,8 @@ class TrainConfig:
         train_list: ``trainDataLabel.txt`` (exclusive with h5).
         h5: HDF5 pack (exclusive with train_list).
         val_list: validation label file or HDF5 pack; None -> a split of val_fraction of the training sources.
-        val_fraction: share of source samples (rotated copies stay with their source) held out for validation.
+        val_fraction: share of source faces held out for validation, in [0, 1) (0: none); a face's views, rotated
+            and mirrored copies stay on its side (``samples.group_key``).
         uv_data: PRNet's ``uv-data`` folder (``face3d.trainset.uv_layout.load_uv_data``); None -> ``uv-data`` next to
             the label file or pack, else the packaged default (``face3d.resources.default_uv_data_dir``).
         output: folder for checkpoints, the best model, the CSV and TensorBoard logs.
