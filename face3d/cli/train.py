@@ -31,7 +31,8 @@ _HELP = {
                           "_Flip copies); 0 disables validation", {}),
     "uv_data": ("DIR", "PRNet's uv-data folder for the model that made the maps (uv_kpt_ind.txt, face_ind.txt, "
                        "triangles.txt, uv_face_mask.png, uv_weight_mask.png, uv_face_eyes.png; default: uv-data "
-                       "next to the label file or pack, else the embedded default model's)", {}),
+                       "next to the label file or pack, else next to the label file the pack was made from, else the "
+                       "embedded default model's, with a warning); --resume keeps the run's folder", {}),
     "output": ("DIR", "receives checkpoints/, best.keras, log.csv (loss, learning rate, val NME), TensorBoard logs/ "
                       "and config.json", {}),
     "epochs": ("N", "total number of epochs", {}),

@@ -90,11 +90,13 @@ class H5Samples:
         indices: tuple of the pack's row indices used, in order.
         resolution: R.
         all_names: tuple of the names of every row of the pack.
+        label_file: the label file the pack was made from (``PackedTrainset.label_file``), or None.
     """
     path: str
     indices: tuple
     resolution: int
     all_names: tuple
+    label_file: str = None
 
     def __len__(self):
         return len(self.indices)
@@ -276,7 +278,7 @@ def open_h5(path, skip_bad=False):
             raise InputFileError(path, f"no usable sample among {len(pack)}")
         if len(rows) < len(pack):
             logger.warning("skipped %d bad sample(s) of %d", len(pack) - len(rows), len(pack))
-        return H5Samples(path, tuple(rows), int(pack.resolution), tuple(pack.names))
+        return H5Samples(path, tuple(rows), int(pack.resolution), tuple(pack.names), pack.label_file)
 
 
 def group_key(name):

@@ -160,6 +160,13 @@ class PackedTrainset:
         """Side of the crops and maps in pixels."""
         return self.images.shape[1]
 
+    @property
+    def label_file(self):
+        """The label file the pack was made from (the ``label_file`` attribute, an absolute path str), or None for
+        a pack without it."""
+        value = self._file.attrs.get("label_file")
+        return None if value is None else str(value)
+
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
             i = int(index)
