@@ -191,6 +191,23 @@ def test_zero_batch_is_an_argument_error(argv, capsys):
     assert "expected an integer >= 1, got '0'" in capsys.readouterr().err.splitlines()[-1]
 
 
+@pytest.mark.parametrize("fraction", ["-0.1", "1", "nan"])
+def test_val_fraction_outside_zero_to_one_is_refused(data, tmp_path, capsys, fraction):
+    out = tmp_path / "out"
+    status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",
+                          "4", "--epochs", "1", "--val-fraction", fraction])
+    _one_line_error(capsys, status, f"val_fraction must be in [0, 1) (0: no validation), got {float(fraction)}")
+    assert not out.exists()
+
+
+def test_input_size_above_the_data_resolution_is_refused(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",
+                          "4", "--epochs", "1", "--input-size", str(2 * R)])
+    _one_line_error(capsys, status, f"input_size {2 * R} is larger than the data's resolution {R}")
+    assert not out.exists()
+
+
 def _saved_run(tmp_path, data):
     """An output folder holding a run as the previous release wrote it: last.keras without an embedded state,
     state.json beside it, config.json."""
@@ -228,7 +245,26 @@ def test_truncated_checkpoint_is_named(data, tmp_path, capsys):
     assert "not found" not in err
 
 
-def test_non_utf8_label_file_is_named(tmp_path, capsys):
+def test_resume_keeps_the_uv_data_folder(data, tmp_path, capsys):
+    """A run records the uv-data folder it used; resuming it with another is refused (it would switch the loss
+    weights and keypoints). A run recorded without one (an earlier release's default) resumes with the folder found
+    beside the data, one recorded relative with that folder resolved from here."""
+    pytest.importorskip("keras")
+    out = _saved_run(tmp_path, data)
+    (out / "checkpoints" / "state.json").write_text(json.dumps({"epoch": 1, "best_nme": None, "best_epoch": None}))
+    argv = ["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size", "4",
+            "--epochs", "1", "--resume", "--verbose", "0"]
+    used = str((data.parent / "uv-data").resolve())
+    assert face3d_main(argv) == 0, capsys.readouterr().err  # epoch 1 of 1 is done: nothing left to train
+    assert json.loads((out / "config.json").read_text())["uv_data"] == used
+    other = _prnet_data.write_uv_data(tmp_path / "other-uv-data", R)
+    status = face3d_main(argv + ["--uv-data", str(other)])
+    _one_line_error(capsys, status, f"cannot resume {out}", f"uv_data {used!r} -> {str(other.resolve())!r}")
+    assert face3d_main(argv + ["--uv-data", str(data.parent / "uv-data")]) == 0, capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())  # an earlier release recorded a given folder as given
+    (out / "config.json").write_text(json.dumps({**config, "uv_data": os.path.relpath(used)}))
+    assert face3d_main(argv) == 0, capsys.readouterr().err
+
     label = tmp_path / "trainDataLabel.txt"
     label.write_bytes(b"a.jpg a.npy\nb\xff\xfe.jpg b.npy\n")
     status = face3d_main(["train", "--train-list", str(label), "--output", str(tmp_path / "out")])

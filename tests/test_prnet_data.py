@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from face3d.prnet.data import AugmentConfig, check_samples, group_key, make_dataset, open_h5, split_train_val
+from face3d.prnet.samples import FileSamples
 from face3d.prnet.uv_weights import loss_weights
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.posmap import keypoints_from_map
@@ -97,13 +98,37 @@ def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
 
 def test_split_keeps_rotated_copies_together():
     names = [f"s{i}" for i in range(10)] + [f"s{i}_angle_{a}" for i in range(10) for a in (15, -30)]
-    assert group_key("AFW_1_0_angle_-45") == "AFW_1_0"
+    assert group_key("AFW_1_0_angle_-45") == "AFW_1"
     train, val = split_train_val(names, 0.2, seed=1)
     assert sorted(train + val) == list(range(30))
     val_groups = {group_key(names[i]) for i in val}
     assert len(val_groups) == 2 and len(val) == 6
     assert not val_groups & {group_key(names[i]) for i in train}
     assert split_train_val(names, 0.2, seed=1) == (train, val)
+
+
+def test_split_keeps_views_and_flip_copies_with_their_face():
+    """The names of a generated 300W-LP-style set: 10 faces x 4 profiled views, each view with a _Flip copy (same
+    stem in SYNTH_Flip) and a rotated copy; the user-style names beside them are each their own source."""
+    from face3d.trainset.synthetic import sample_names
+    faces, images = [], []
+    for folder, stem, face, _, _ in sample_names(80, views=4, flip=True):
+        for suffix in ("", "_angle_30"):
+            images.append(f"/set/{folder}/{stem}{suffix}.jpg")
+            faces.append(face)
+    users = ["IMG_1234", "IMG_1235", "IMG_1234_angle_-15", "photo_7", "photo_8"]
+    images += [f"/set/mine/{name}.jpg" for name in users]
+    faces += [100, 101, 100, 102, 103]
+    names = FileSamples(tuple(images), tuple(images), 32, "<f2").names
+    assert names[:4] == ["SYNTH_0000_1_0", "SYNTH_0000_1_0_angle_30", "SYNTH_0000_1_0", "SYNTH_0000_1_0_angle_30"]
+    assert [group_key(n) for n in names[:16:2]] == ["SYNTH_0000_1"] * 8
+    assert group_key("AFW_134212_1_3_angle_-30") == "AFW_134212_1" != group_key("AFW_134212_2_0")
+    assert [group_key(n) for n in users] == ["IMG_1234", "IMG_1235", "IMG_1234", "photo_7", "photo_8"]
+    train, val = split_train_val(names, 0.25, seed=0)
+    assert sorted(train + val) == list(range(len(names)))
+    val_faces = {faces[i] for i in val}
+    assert len(val_faces) == 4 and len(val) == sum(faces.count(f) for f in val_faces)
+    assert not val_faces & {faces[i] for i in train}
 
 
 def test_pipeline_targets_and_weights_without_augmentation(small_set):

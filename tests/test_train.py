@@ -7,7 +7,9 @@ their few steps.
 """
 import csv
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +74,39 @@ def test_empty_or_malformed_label_file_is_named(tmp_path):
     bad.write_text("only_one_path.jpg\n")
     with pytest.raises(ValueError, match="bad.txt:1"):
         load_samples(TrainConfig(train_list=str(bad)))
+
+
+def test_uv_data_default_beside_the_data_or_the_packs_label_file(tmp_path, caplog):
+    """A pack's default uv-data: beside the .h5, else beside the label file it was made from, else the packaged
+    one with a warning; a label file's: beside it, else the packaged one with a warning. INFO names the folder."""
+    from face3d.resources import default_uv_data_dir
+    from face3d.trainset.pack import pack_label_file
+    label = _prnet_data.make_dataset(tmp_path / "data", 4, 32)
+    pack = tmp_path / "packs" / "train.h5"
+    pack_label_file(label, pack, progress=False)
+    caplog.set_level(logging.INFO, logger="face3d.prnet.training")
+
+    def chosen(**source):
+        caplog.clear()
+        folder = load_samples(TrainConfig(val_fraction=0, batch_size=2, **source))[2]
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert (f"uv-data: {folder}" in caplog.text) != bool(warnings)  # INFO names the folder, else one WARNING
+        return folder, warnings
+
+    beside_label = (tmp_path / "data" / "uv-data").resolve()
+    assert chosen(h5=str(pack)) == (beside_label, [])
+    assert f"uv-data: {beside_label} (beside {label.resolve()})" in caplog.text
+    beside_pack = _prnet_data.write_uv_data(tmp_path / "packs" / "uv-data", 32).resolve()
+    assert chosen(h5=str(pack)) == (beside_pack, [])
+    given = _prnet_data.write_uv_data(tmp_path / "given", 32).resolve()
+    assert chosen(h5=str(pack), uv_data=str(given)) == (given, [])
+    shutil.rmtree(beside_pack)
+    shutil.rmtree(beside_label)
+    for source, named in [({"h5": str(pack)}, [pack, label]), ({"train_list": str(label)}, [label])]:
+        folder, warnings = chosen(**source)
+        assert folder == Path(default_uv_data_dir()) and len(warnings) == 1
+        assert f"no uv-data folder beside {' or '.join(str(p.resolve()) for p in named)}: using the packaged " \
+               f"one ({folder})" in warnings[0]
 
 
 def test_keras_loss_is_the_weighted_mse():

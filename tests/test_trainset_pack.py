@@ -100,6 +100,17 @@ def test_bad_label_files(tmp_path):
         pack_label_file(mismatch, tmp_path / "x.h5", compression="zip", progress=False)
 
 
+def test_label_file_with_a_byte_order_mark(tmp_path, capsys):
+    images, _, lines = _make_samples(tmp_path, 2)
+    label = tmp_path / "trainDataLabel.txt"
+    label.write_bytes(b"\xef\xbb\xbf" + "".join(f"{a} {b}\n" for a, b in lines).encode("utf-8"))
+    assert read_label_file(label) == [(str(tmp_path / a), str(tmp_path / b)) for a, b in lines]
+    assert main(["pack", str(label), str(tmp_path / "p.h5"), "--quiet"]) == 0, capsys.readouterr().err
+    with PackedTrainset(tmp_path / "p.h5") as ds:
+        assert ds.names == ["s0", "s1"]
+        np.testing.assert_array_equal(ds[[0, 1]][0], images)
+
+
 @pytest.mark.parametrize("damage, reason", [
     (lambda data: data[:-10], "Failed to read all data for array"),  # cut short while written
     (lambda data: data[:20], "EOF: reading array header"),

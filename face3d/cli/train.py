@@ -26,11 +26,13 @@ _HELP = {
     "h5": ("FILE", "HDF5 pack (datasets images, posmaps, names) instead of a list", {}),
     "val_list": ("FILE", "validation label file or HDF5 pack (default: a split of the training data, see "
                          "--val-fraction)", {}),
-    "val_fraction": ("F", "share of source samples held out for validation when no --val-list is given; rotated "
-                          "copies (<stem>_angle_<deg>) stay with their source; 0 disables validation", {}),
+    "val_fraction": ("F", "share of source faces held out for validation when no --val-list is given; a face's "
+                          "samples stay together (rotated copies <stem>_angle_<deg>, views <image>_<k>_<view>, "
+                          "_Flip copies); 0 disables validation", {}),
     "uv_data": ("DIR", "PRNet's uv-data folder for the model that made the maps (uv_kpt_ind.txt, face_ind.txt, "
                        "triangles.txt, uv_face_mask.png, uv_weight_mask.png, uv_face_eyes.png; default: uv-data "
-                       "next to the label file or pack, else the embedded default model's)", {}),
+                       "next to the label file or pack, else next to the label file the pack was made from, else the "
+                       "embedded default model's, with a warning); --resume keeps the run's folder", {}),
     "output": ("DIR", "receives checkpoints/, best.keras, log.csv (loss, learning rate, val NME), TensorBoard logs/ "
                       "and config.json", {}),
     "epochs": ("N", "total number of epochs", {}),
@@ -39,8 +41,8 @@ _HELP = {
     "lr_decay": ("F", "learning-rate factor applied every --lr-decay-epochs epochs", {}),
     "lr_decay_epochs": ("N", "epochs between learning-rate decays", {}),
     "width": ("W", "base channel count of the network (16 = the paper's resfcn256, 13.4 M parameters)", {}),
-    "input_size": ("S", "network input side, a multiple of 32 (default: the data's resolution, 256); smaller sizes "
-                        "resample crops and maps", {}),
+    "input_size": ("S", "network input side, a multiple of 32 and at most the data's resolution (default: the "
+                        "data's resolution, 256); smaller sizes resample crops and maps", {}),
     "bn_momentum": ("F", "batch-normalisation moving-average momentum", {}),
     "seed": ("S", "seeds the weights, the validation split, the sample order and the augmentation", {}),
     "resume": (None, "continue the run in --output at its next epoch (same learning-rate schedule, order and "

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 _H5_CHECK_ROWS = 64  # maps read at once when checking a pack (64 x 0.8 MB at R = 256 in float32)
 _ANGLE_SUFFIX = re.compile(r"_angle_-?\d+(\.\d+)?$")
+_VIEW_SUFFIX = re.compile(r"(_\d+)_\d+$")  # <image>_<k>_<view>: keeps <image>_<k>
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,13 @@ class H5Samples:
         indices: tuple of the pack's row indices used, in order.
         resolution: R.
         all_names: tuple of the names of every row of the pack.
+        label_file: the label file the pack was made from (``PackedTrainset.label_file``), or None.
     """
     path: str
     indices: tuple
     resolution: int
     all_names: tuple
+    label_file: str = None
 
     def __len__(self):
         return len(self.indices)
@@ -275,19 +278,34 @@ def open_h5(path, skip_bad=False):
             raise InputFileError(path, f"no usable sample among {len(pack)}")
         if len(rows) < len(pack):
             logger.warning("skipped %d bad sample(s) of %d", len(pack) - len(rows), len(pack))
-        return H5Samples(path, tuple(rows), int(pack.resolution), tuple(pack.names))
+        return H5Samples(path, tuple(rows), int(pack.resolution), tuple(pack.names), pack.label_file)
 
 
 def group_key(name):
-    """Name of the source sample: a rotated copy ``<stem>_angle_<deg>`` belongs to ``<stem>``."""
-    return _ANGLE_SUFFIX.sub("", name)
+    """The source face of a sample, the unit that the validation split keeps on one side.
+
+    ``name`` is an image stem, as ``FileSamples.names`` and a pack's ``names`` give them (no folder). Rules:
+
+    * a rotated copy ``<stem>_angle_<deg>`` belongs to ``<stem>``;
+    * then a name ending in two numeric groups ``<image>_<k>_<view>`` belongs to ``<image>_<k>``: 300W-LP's profiled
+      views of face k of an image (``AFW_134212_1_0``, ``AFW_134212_1_1``) and ``face3d synthesize``'s
+      ``SYNTH_<ffff>_1_<view>`` share one face's Shape_Para and Exp_Para;
+    * a ``_Flip`` copy (the same stem in the folder ``<X>_Flip``: the mirrored photo of the same face) has the
+      same stem as its source, so the same key.
+
+    A name with a single trailing number (``IMG_1234``) is its own source.
+
+    Example: ``AFW_134212_1_3_angle_-30`` -> ``AFW_134212_1``.
+    """
+    return _VIEW_SUFFIX.sub(r"\1", _ANGLE_SUFFIX.sub("", name))
 
 
 def split_train_val(names, fraction, seed):
-    """Deterministic split keeping every rotated copy in the same part as its source sample.
+    """Deterministic split keeping every sample of a source face (``group_key``: its views, rotated and mirrored
+    copies) in the same part.
 
     Args:
-        names: sample names.
+        names: sample names (image stems).
         fraction: share of the groups used for validation, in [0, 1); at least one group when > 0.
         seed: int, the split's random seed.
     Returns:

@@ -12,7 +12,7 @@ normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight m
   after it; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``;
 * ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far;
 * ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
-* ``config.json``: the run's configuration.
+* ``config.json``: the run's configuration, with the uv-data folder used (``uv_data``).
 
 Every other file of an epoch is written before its checkpoint, so a run killed at any moment resumes from the last
 committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice).
@@ -50,8 +50,8 @@ __all__ = ["TrainConfig", "NonFiniteLossError", "learning_rate_at", "load_sample
 logger = logging.getLogger(__name__)
 
 # settings a resumed run must share with the run it continues
-_RESUME_KEYS = ("train_list", "h5", "val_list", "val_fraction", "batch_size", "lr", "lr_decay_epochs", "lr_decay",
-                "width", "input_size", "seed", "augment", "bn_momentum")
+_RESUME_KEYS = ("train_list", "h5", "val_list", "val_fraction", "uv_data", "batch_size", "lr", "lr_decay_epochs",
+                "lr_decay", "width", "input_size", "seed", "augment", "bn_momentum")
 
 
 @dataclass
@@ -62,15 +62,17 @@ class TrainConfig:
         train_list: ``trainDataLabel.txt`` (exclusive with h5).
         h5: HDF5 pack (exclusive with train_list).
         val_list: validation label file or HDF5 pack; None -> a split of val_fraction of the training sources.
-        val_fraction: share of source samples (rotated copies stay with their source) held out for validation.
+        val_fraction: share of source faces held out for validation, in [0, 1) (0: none); a face's views, rotated
+            and mirrored copies stay on its side (``samples.group_key``).
         uv_data: PRNet's ``uv-data`` folder (``face3d.trainset.uv_layout.load_uv_data``); None -> ``uv-data`` next to
-            the label file or pack, else the packaged default (``face3d.resources.default_uv_data_dir``).
+            the label file or pack, else next to the label file a pack was made from, else the packaged default
+            (``face3d.resources.default_uv_data_dir``); the run's ``config.json`` records the folder used.
         output: folder for checkpoints, the best model, the CSV and TensorBoard logs.
         epochs: total number of epochs (a resumed run stops at the same total).
         batch_size: global batch size (split across GPUs under MirroredStrategy).
         lr, lr_decay, lr_decay_epochs: lr(e) = lr * lr_decay ** (e // lr_decay_epochs).
         width: the network's base channel count (16 = the paper).
-        input_size: network input side (multiple of 32); None -> the data's resolution.
+        input_size: network input side S (multiple of 32, at most the data's resolution R); None -> R.
         bn_momentum: batch-normalisation moving-average momentum.
         seed: seeds weights, split, order and augmentation.
         augment: AugmentConfig.
@@ -136,6 +138,8 @@ def _check_config(config):
             raise ValueError(f"{name} must be a positive integer, got {getattr(config, name)}")
     if not config.lr > 0 or not 0 < config.lr_decay <= 1:
         raise ValueError(f"lr must be > 0 and lr_decay in (0, 1], got {config.lr} and {config.lr_decay}")
+    if not 0 <= config.val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1) (0: no validation), got {config.val_fraction}")
 
 
 def _open_source(path, skip_bad):
@@ -147,11 +151,42 @@ def _open_source(path, skip_bad):
     return check_samples(pairs, skip_bad=skip_bad)
 
 
+def _uv_data_folder(config, samples):
+    """The run's uv-data folder: ``config.uv_data`` when given; else ``uv-data/`` beside the label file or pack,
+    else beside the label file the pack was made from (``H5Samples.label_file``), else the packaged default
+    (``default_uv_data_dir``, the embedded default model's, with a warning: maps of another model, or made with
+    other masks, would train with the wrong loss weights and validate with the wrong keypoints). The folder used
+    is logged at INFO.
+
+    Args:
+        config: TrainConfig.
+        samples: the training source's FileSamples or H5Samples (before the validation split).
+    Returns:
+        absolute Path.
+    """
+    if config.uv_data is not None:
+        folder = Path(config.uv_data).resolve()
+        logger.info("uv-data: %s", folder)
+        return folder
+    sources = [Path(config.train_list or config.h5).resolve()]
+    if config.h5 is not None and samples.label_file is not None:
+        sources.append(Path(samples.label_file))
+    for source in sources:
+        folder = source.parent / "uv-data"
+        if folder.is_dir():
+            logger.info("uv-data: %s (beside %s)", folder, source)
+            return folder
+    folder = Path(default_uv_data_dir())
+    logger.warning("no uv-data folder beside %s: using the packaged one (%s), which fits only maps of the embedded "
+                   "default model; pass --uv-data for others", " or ".join(map(str, sources)), folder)
+    return folder
+
+
 def load_samples(config):
     """Read and check the training and validation samples (before any TensorFlow work).
 
     Returns:
-        (train samples, val samples or None, uv-data folder Path).
+        (train samples, val samples or None, the uv-data folder: an absolute Path, ``_uv_data_folder``).
     Raises:
         InputFileError / FileNotFoundError naming the offending file.
     """
@@ -168,11 +203,7 @@ def load_samples(config):
         train, val = samples, None
     if len(train) < config.batch_size:
         raise ValueError(f"{len(train)} training samples is fewer than one batch of {config.batch_size}")
-    uv_dir = config.uv_data
-    if uv_dir is None:
-        beside = Path(source_path).resolve().parent / "uv-data"
-        uv_dir = beside if beside.is_dir() else default_uv_data_dir()
-    return train, val, Path(uv_dir)
+    return train, val, _uv_data_folder(config, samples)
 
 
 def evaluate(predict, samples, uv, batch_size, input_size):
@@ -217,6 +248,10 @@ def _previous_run(config, output, state_path, last_path):
         except ValueError as error:
             raise InputFileError(output / "config.json", f"not a run configuration ({error})") from None
         current = config.to_json()
+        # earlier releases recorded the uv-data folder only when it was given, maybe relative: a run without one is
+        # taken to have used the folder found now, a relative one is resolved from here
+        saved_uv = saved.get("uv_data")
+        saved["uv_data"] = current["uv_data"] if saved_uv is None else str(Path(saved_uv).resolve())
         changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
         if changed:
             raise ValueError(f"cannot resume {output}: settings differ from the saved run: "
@@ -350,10 +385,15 @@ def train(config):
     """
     _check_config(config)
     train_samples, val_samples, uv_dir = load_samples(config)
+    config = dataclasses.replace(config, uv_data=str(uv_dir))  # recorded in config.json: a resume keeps the masks
+    resolution = train_samples.resolution
+    input_size = int(config.input_size or resolution)
+    if input_size > resolution:  # the contract: the network reads the R x R crop, resampled to S <= R
+        raise ValueError(f"input_size {input_size} is larger than the data's resolution {resolution}: the network "
+                         f"input must be at most the crop side ({resolution})")
     uv = load_uv_data(uv_dir)
-    if uv.resolution != train_samples.resolution:
-        raise ValueError(f"{uv_dir}: UV resolution {uv.resolution} differs from the maps' {train_samples.resolution}")
-    input_size = int(config.input_size or train_samples.resolution)
+    if uv.resolution != resolution:
+        raise ValueError(f"{uv_dir}: UV resolution {uv.resolution} differs from the maps' {resolution}")
     uv_in = resize_uv_data(uv, input_size)
 
     output = Path(config.output)

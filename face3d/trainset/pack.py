@@ -31,7 +31,7 @@ def read_label_file(path, base_dir=None):
     """Parse a label file.
 
     Args:
-        path: ``trainDataLabel.txt``; blank lines are ignored.
+        path: ``trainDataLabel.txt`` (UTF-8, with or without a byte-order mark); blank lines are ignored.
         base_dir: folder that relative paths are resolved against (default: the label file's folder).
     Returns:
         list of ``(image_path, npy_path)`` strings.
@@ -48,7 +48,8 @@ def read_label_file(path, base_dir=None):
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8")
+                # a byte-order mark (Windows editors write one) is no part of the first path
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as error:
                 raise InputFileError(path, f"line {number} is not UTF-8 text ({error.reason} at byte "
                                            f"{error.start})") from None
@@ -158,6 +159,13 @@ class PackedTrainset:
     def resolution(self):
         """Side of the crops and maps in pixels."""
         return self.images.shape[1]
+
+    @property
+    def label_file(self):
+        """The label file the pack was made from (the ``label_file`` attribute, an absolute path str), or None for
+        a pack without it."""
+        value = self._file.attrs.get("label_file")
+        return None if value is None else str(value)
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
