@@ -132,19 +132,25 @@ def default_model():
     return MorphableModel()
 
 
-def test_a_perfect_prediction_scores_zero(tmp_path, default_model):
-    """An oracle network returning each crop's true map (the generator's, unperturbed): every NME, dense included,
-    is zero up to float32 rounding, so crop, restore, ground truth, depth alignment and dense truth agree."""
+def _oracle_set(tmp_path, model, count):
+    """``count`` rendered faces in the AFLW2000-3D format and an oracle network returning each crop's true map (the
+    generator's, unperturbed). Returns (folder, oracle)."""
     from face3d.trainset.sample import GenerationConfig, TrainsetGenerator
     from face3d.trainset.synthetic import synthesize_dataset
-    mats = synthesize_dataset(tmp_path / "synth", count=4, seed=5, size=300, model=default_model, views=1,
-                              flip=False)
-    folder = helpers.aflw_from_synthetic(mats, tmp_path / "aflw", default_model)
-    generator = TrainsetGenerator(default_model, GenerationConfig(resolution=256, angles=(), perturb=False))
+    mats = synthesize_dataset(tmp_path / "synth", count=count, seed=5, size=300, model=model, views=1, flip=False)
+    folder = helpers.aflw_from_synthetic(mats, tmp_path / "aflw", model)
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=256, angles=(), perturb=False))
     oracle = helpers.OraclePredictor(256)
     for mat in mats:
         sample = generator.process(mat.with_suffix(".jpg"), mat, seed=0)[0]
         oracle.add(sample.image, sample.posmap)
+    return folder, oracle
+
+
+def test_a_perfect_prediction_scores_zero(tmp_path, default_model):
+    """An oracle network returning each crop's true map: every NME, dense included, is zero up to float32 rounding,
+    so crop, restore, ground truth, depth alignment and dense truth agree."""
+    folder, oracle = _oracle_set(tmp_path, default_model, 4)
     report = evaluation.evaluate_model(PRN(oracle), folder, tmp_path / "report", dense_model=default_model)
     assert report["samples"] == 4 and report["dense"]
     for key in ("nme_2d", "nme_3d", "nme_3d_diagonal", "dense_nme_2d", "dense_nme_3d", "reconstruction_nme_3d"):
@@ -168,16 +174,7 @@ def test_a_limit_below_one_is_refused(command, capsys):
 
 
 def test_a_sample_without_parameters_disables_the_dense_metrics_and_says_so(tmp_path, default_model, caplog):
-    from face3d.trainset.sample import GenerationConfig, TrainsetGenerator
-    from face3d.trainset.synthetic import synthesize_dataset
-    mats = synthesize_dataset(tmp_path / "synth", count=2, seed=5, size=300, model=default_model, views=1,
-                              flip=False)
-    folder = helpers.aflw_from_synthetic(mats, tmp_path / "aflw", default_model)
-    generator = TrainsetGenerator(default_model, GenerationConfig(resolution=256, angles=(), perturb=False))
-    oracle = helpers.OraclePredictor(256)
-    for mat in mats:
-        sample = generator.process(mat.with_suffix(".jpg"), mat, seed=0)[0]
-        oracle.add(sample.image, sample.posmap)
+    folder, oracle = _oracle_set(tmp_path, default_model, 2)
     second = sorted(folder.glob("*.mat"))[1]
     kept = {k: v for k, v in sio.loadmat(second).items()
             if not k.startswith("__") and k not in ("Shape_Para", "Exp_Para")}
