@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _image_files import with_exif_orientation
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -251,6 +252,20 @@ def test_json_body_and_landmarks(client, prn, photo):
     box_json = client.post("/v1/reconstruct", json={"image": "data:image/png;base64," + base64.b64encode(png).decode(),
                                                     "box": list(BOX)})
     np.testing.assert_allclose(box_json.json()["landmarks"], prn.get_landmarks(prn.process(image, box=BOX)),
+                               atol=1e-4)
+
+
+def test_a_phone_photo_is_read_as_stored_whatever_its_exif_orientation(client, prn, photo):
+    """The box, the landmarks and ``face3d demo``'s _kpt.txt are in the stored pixels' frame, as everywhere in
+    face3d: an Orientation tag (6: turn 90 degrees for display) must not turn the image."""
+    image, _ = photo
+    plain = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :400, ::-1]))[1].tobytes()  # 400 wide, 512 high
+    stored = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    response = client.post("/v1/reconstruct", files={"image": ("phone.jpg", with_exif_orientation(plain, 6),
+                                                               "image/jpeg")}, data={"box": " ".join(map(str, BOX))})
+    assert response.status_code == 200, response.text
+    assert response.json()["image"] == {"width": 400, "height": 512}
+    np.testing.assert_allclose(response.json()["landmarks"], prn.get_landmarks(prn.process(stored, box=BOX)),
                                atol=1e-4)
 
 

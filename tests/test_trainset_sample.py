@@ -3,7 +3,6 @@
 Uses the embedded default model; the 300W-LP fixture test skips when ../shared/fixtures is absent.
 Budget: < 15 s.
 """
-import struct
 from dataclasses import replace
 
 import cv2
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.io as sio
 from _fixtures import fixtures_dir
+from _image_files import with_exif_orientation
 
 from face3d.mesh.render import render_colors
 from face3d.mesh.transform import angle2matrix_3ddfa, matrix2angle_3ddfa
@@ -382,22 +382,12 @@ def test_too_many_parameters_for_the_model(model):
     assert generator.generate(_image(), params, "s", seed=0)[0].name == "s"
 
 
-def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
-    """``jpeg`` with an APP1 Exif segment right after SOI: a little-endian TIFF header and one IFD entry, tag 0x0112
-    (Orientation), type SHORT, count 1, value ``orientation`` (6: the stored pixels are to be turned 90 degrees
-    clockwise for display)."""
-    ifd = struct.pack("<HHHIHH", 1, 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
-    exif = b"Exif\0\0" + b"II" + struct.pack("<HI", 42, 8) + ifd
-    assert jpeg[:2] == b"\xff\xd8"
-    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:]
-
-
 def test_read_image_ignores_the_exif_orientation(tmp_path):
     """A 300W-LP .mat describes the pixels as stored: an Orientation tag must not turn them."""
     image = np.random.default_rng(3).integers(0, 256, (8, 16, 3), dtype=np.uint8)
     plain = cv2.imencode(".jpg", image)[1].tobytes()
     (tmp_path / "plain.jpg").write_bytes(plain)
-    (tmp_path / "rotated.jpg").write_bytes(_with_exif_orientation(plain, 6))
+    (tmp_path / "rotated.jpg").write_bytes(with_exif_orientation(plain, 6))
     stored = read_image(tmp_path / "plain.jpg")
     got = read_image(tmp_path / "rotated.jpg")
     assert stored.shape == got.shape == (8, 16, 3)

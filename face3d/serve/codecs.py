@@ -37,7 +37,8 @@ def decode_base64(text, field):
 
 
 def decode_image(data, limits):
-    """An uploaded image file as (h, w, 3) uint8 RGB, its header checked against ``limits`` before decoding.
+    """An uploaded image file as (h, w, 3) uint8 RGB, its header checked against ``limits`` before decoding; pixels
+    as stored (a JPEG's Exif orientation is ignored).
 
     Raises:
         ApiError: 400 ``bad_image`` (empty, truncated, corrupt), 413 ``too_many_pixels``, 415 ``unsupported_image``.
@@ -45,7 +46,9 @@ def decode_image(data, limits):
     if not data:
         raise ApiError(400, "bad_image", "image: the file is empty")
     header = check_image(data, limits)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    # the pixels as stored, as ``face3d.trainset.sample_io.read_image`` reads them: a box or landmarks made by face3d
+    # (``face3d demo``'s _kpt.txt) are in that frame, so a JPEG's Exif orientation must not turn the image
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ApiError(400, "bad_image", f"image: the {header.format.upper()} file could not be decoded "
                                          "(truncated or corrupt)")
