@@ -249,6 +249,12 @@ def test_json_body_and_landmarks(client, prn, photo):
     np.savetxt(text, landmarks)  # the demo's _kpt.txt layout
     as_form = _post(client, png, landmarks=text.getvalue())
     np.testing.assert_allclose(as_form.json()["landmarks"], expected, atol=1e-4)
+    for rows in (landmarks.T, np.vstack([landmarks.T, np.ones(68)])):  # 2 or 3 lines of 68, as read_landmarks reads
+        text = io.StringIO()
+        np.savetxt(text, rows)
+        as_rows = _post(client, png, landmarks=text.getvalue())
+        assert as_rows.status_code == 200, as_rows.text
+        np.testing.assert_allclose(as_rows.json()["landmarks"], expected, atol=1e-4)
     box_json = client.post("/v1/reconstruct", json={"image": "data:image/png;base64," + base64.b64encode(png).decode(),
                                                     "box": list(BOX)})
     np.testing.assert_allclose(box_json.json()["landmarks"], prn.get_landmarks(prn.process(image, box=BOX)),
@@ -368,8 +374,9 @@ def test_every_bad_request_gets_its_json_error(client, photo):
     _expect_error(_post(client, png, box="600 600 700 700"), 422, "invalid_box", "outside the 512 x 512 image")
     _expect_error(_post(client, png, box="a b c d"), 422, "invalid_box", "numbers")
     _expect_error(_post(client, png, box=box, landmarks="1 2"), 422, "invalid_parameter", "not both")
-    _expect_error(_post(client, png, landmarks="1 2 3 4"), 422, "invalid_landmarks", "68 points")
-    _expect_error(_post(client, png, landmarks=" ".join(["5"] * 136)), 422, "invalid_landmarks", "no area")
+    _expect_error(_post(client, png, landmarks="1 2 3 4"), 422, "invalid_landmarks",
+                  "68 landmarks as (68, 2|3) or (2|3, 68)", "(1, 4)")
+    _expect_error(_post(client, png, landmarks="\n".join(["5 5"] * 68)), 422, "invalid_landmarks", "no area")
     _expect_error(_post(client, png, "?mesh=stl", box=box), 422, "invalid_parameter", "mesh")
     _expect_error(_post(client, png, "?texture=maybe", box=box), 422, "invalid_parameter", "texture")
     _expect_error(_post(client, png[:200], box=box), 400, "bad_image", "could not be decoded")
@@ -409,6 +416,41 @@ def test_every_bad_request_gets_its_json_error(client, photo):
     assert f'face3d_errors_total{{code="too_large"}} {metrics["errors"]["too_large"]}' in text
     assert 'face3d_requests_total{method="GET",path="other",status="404"}' in text
     assert 'face3d_latency_seconds{quantile="0.99"}' in text and "face3d_in_flight 0" in text
+
+
+def test_absurd_boxes_and_landmarks_answer_422_naming_the_problem(client, prn, photo):
+    """Finite numbers that no face has: beyond 100 x the image's side from it, under a pixel, beyond float64, or a
+    landmark text laid out in neither 68 rows nor 2-3 lines of 68."""
+    image, png = photo
+    far = "farther than 100 x 512 pixels from the 512 x 512 image"
+    _expect_error(_post(client, png, box="0 0 1e40 1e40"), 422, "invalid_box", far)
+    _expect_error(_post(client, png, box="-1e308 -1e308 1e308 1e308"), 422, "invalid_box", far)
+    _expect_error(_post(client, png, box="200 200 200.5 200.5"), 422, "invalid_box", "0.5 pixels, under 1")
+    _expect_error(client.post("/v1/reconstruct", json={"image": base64.b64encode(png).decode(),
+                                                       "box": [0, 0, 10 ** 400, 10 ** 400]}),
+                  422, "invalid_box", "too large for a float64")
+    landmarks = prn.get_landmarks(prn.process(image, box=BOX))[:, :2]
+    _expect_error(client.post("/v1/reconstruct", json={"image": base64.b64encode(png).decode(),
+                                                       "landmarks": (landmarks * 1e300).tolist()}),
+                  422, "invalid_landmarks", far)
+    _expect_error(client.post("/v1/reconstruct", json={"image": base64.b64encode(png).decode(),
+                                                       "landmarks": [[10 ** 400, 1]] * 68}),
+                  422, "invalid_landmarks", "too large for a float64")
+    _expect_error(_post(client, png, landmarks="\n".join([" ".join(["5"] * 34)] * 4)), 422, "invalid_landmarks",
+                  "got shape (4, 34)")
+    _expect_error(_post(client, png, landmarks="1 2\n3 4 5"), 422, "invalid_landmarks", "as many numbers")
+    assert _post(client, png, box=" ".join(map(str, BOX))).status_code == 200
+
+
+def test_a_map_beyond_float32_answers_422_not_500(prn, photo):
+    """The last guard: a crop whose map in image pixels overflows float32 (parse_box refuses such boxes first)."""
+    from face3d.serve.pipeline import Prepared, Reconstructor
+    image, _ = photo
+    box = (0.0, 0.0, 1e40, 1e40)
+    prepared = Prepared(prn.crop(image, box=box), box, "box")
+    with pytest.raises(ApiError) as error:
+        Reconstructor(prn).describe(image, prepared, np.full((SIZE, SIZE, 3), 0.5, np.float32))
+    assert (error.value.status, error.value.code) == (422, "invalid_box") and "not finite" in error.value.detail
 
 
 def _stalled_request(port, png, box, send_first):

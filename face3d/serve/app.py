@@ -143,7 +143,7 @@ def _decode_and_prepare(service, data, box, landmarks):
     image = decode_image(data, service.config.limits)
     h, w = image.shape[:2]
     box = None if box is None else parse_box(box, w, h)
-    landmarks = None if landmarks is None else parse_landmarks(landmarks)
+    landmarks = None if landmarks is None else parse_landmarks(landmarks, w, h)
     return image, service.reconstructor.prepare(image, box=box, landmarks=landmarks)
 
 

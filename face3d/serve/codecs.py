@@ -15,12 +15,17 @@ import numpy as np
 
 from face3d.serve.errors import ApiError
 from face3d.serve.limits import check_image
+from face3d.trainset.landmark_files import landmarks_from_array
 
-__all__ = ["MESH_FORMATS", "MESH_MEDIA_TYPES", "decode_base64", "decode_image", "parse_box", "parse_landmarks",
-           "encode_png", "encode_mesh", "mat_fields", "keypoint_vertices"]
+__all__ = ["MESH_FORMATS", "MESH_MEDIA_TYPES", "REACH", "MIN_SIDE", "decode_base64", "decode_image", "parse_box",
+           "parse_landmarks", "encode_png", "encode_mesh", "mat_fields", "keypoint_vertices"]
 
 MESH_FORMATS = ("obj", "ply", "mat")
 MESH_MEDIA_TYPES = {"obj": "model/obj", "ply": "application/x-ply", "mat": "application/x-matlab-data"}
+# A face may reach beyond the image (a crop is black outside it), but not farther than this many times the image's
+# larger side; and its mean side must be at least MIN_SIDE pixels: beyond either the crop's affine overflows
+REACH = 100
+MIN_SIDE = 1.0
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)", re.IGNORECASE)
 
 
@@ -56,17 +61,41 @@ def decode_image(data, limits):
 
 
 def _numbers(value, field):
-    """Floats from a string ('x0 y0 x1 y1', commas or newlines allowed) or a (nested) JSON list."""
+    """Floats from text (numbers separated by spaces or commas, a row per line) or a (nested) JSON list.
+
+    Returns:
+        float64 array: text as (lines, numbers per line), a list as its own shape.
+    """
     if isinstance(value, str):
-        tokens = value.replace(",", " ").split()
-        if not all(_NUMBER.fullmatch(t) for t in tokens):
+        rows = [row for row in (line.replace(",", " ").split() for line in value.splitlines()) if row]
+        if not all(_NUMBER.fullmatch(t) for row in rows for t in row):
             raise ApiError(422, f"invalid_{field}", f"{field}: expected numbers separated by spaces or commas, "
                                                     f"got {value[:60]!r}")
-        return np.array(tokens, dtype=np.float64)
+        if len({len(row) for row in rows}) > 1:
+            raise ApiError(422, f"invalid_{field}", f"{field}: every line must hold as many numbers, got lines of "
+                                                    f"{sorted({len(row) for row in rows})} numbers")
+        return np.array(rows, dtype=np.float64)
     try:
         return np.asarray(value, dtype=np.float64)
+    except OverflowError:  # a JSON integer beyond float64
+        raise ApiError(422, f"invalid_{field}", f"{field}: a number is too large for a float64") from None
     except (TypeError, ValueError):
         raise ApiError(422, f"invalid_{field}", f"{field}: expected a list of numbers") from None
+
+
+def _check_extent(x0, y0, x1, y1, width, height, field):
+    """Refuse a face whose box (x0, y0, x1, y1) reaches farther than ``REACH`` x max(w, h) pixels from the
+    ``width`` x ``height`` image or whose mean side ((x1 - x0) + (y1 - y0)) / 2, which sets the crop's size, is
+    under ``MIN_SIDE`` pixels: their crop matrices overflow or are singular (422 ``invalid_<field>``)."""
+    reach = REACH * max(width, height)
+    if min(x0, y0) < -reach or x1 > width - 1 + reach or y1 > height - 1 + reach:
+        raise ApiError(422, f"invalid_{field}", f"{field}: {x0:g} {y0:g} {x1:g} {y1:g} reaches farther than "
+                                                f"{REACH} x {max(width, height)} pixels from the {width} x {height} "
+                                                "image")
+    mean_side = ((x1 - x0) + (y1 - y0)) / 2.0
+    if mean_side < MIN_SIDE:
+        raise ApiError(422, f"invalid_{field}", f"{field}: the face's mean side is {mean_side:g} pixels, under "
+                                                f"{MIN_SIDE:g}: no area to crop")
 
 
 def parse_box(value, width, height):
@@ -74,7 +103,8 @@ def parse_box(value, width, height):
 
     Args:
         value: 'x0 y0 x1 y1' (spaces or commas) or a list of 4 numbers.
-        width, height: the image size; the box must overlap the image.
+        width, height: the image size; the box must overlap the image, reach no farther than ``REACH`` x
+            max(w, h) pixels from it and have a mean side of at least ``MIN_SIDE`` pixels.
     Returns:
         tuple of 4 floats.
     Raises:
@@ -89,29 +119,27 @@ def parse_box(value, width, height):
     if x1 < 0 or y1 < 0 or x0 > width - 1 or y0 > height - 1:
         raise ApiError(422, "invalid_box", f"box: {x0:g} {y0:g} {x1:g} {y1:g} lies outside the {width} x {height} "
                                            "image")
+    _check_extent(x0, y0, x1, y1, width, height, "box")
     return x0, y0, x1, y1
 
 
-def parse_landmarks(value):
+def parse_landmarks(value, width, height):
     """68 landmarks as (68, 2) float64 image pixels (x, y).
 
     Args:
-        value: text with 136 or 204 numbers (68 rows 'x y' or 'x y z', as ``np.savetxt`` writes them) or a list
-            shaped (68, 2), (68, 3), (2, 68) or (3, 68).
+        value: text of 68 lines 'x y' or 'x y z' (as ``np.savetxt`` writes them), or of 2 or 3 lines of 68
+            numbers; or a list shaped (68, 2), (68, 3), (2, 68) or (3, 68) (``landmark_files.landmarks_from_array``).
+        width, height: the image size; their box must reach no farther than ``REACH`` x max(w, h) pixels from
+            the image and have a mean side of at least ``MIN_SIDE`` pixels.
     Raises:
         ApiError: 422 ``invalid_landmarks``.
     """
-    points = _numbers(value, "landmarks")
-    if points.ndim == 1 and points.size in (136, 204):
-        points = points.reshape(68, -1)
-    if points.ndim == 2 and points.shape[0] in (2, 3) and points.shape[1] == 68:
-        points = points.T
-    if points.shape not in ((68, 2), (68, 3)):
-        raise ApiError(422, "invalid_landmarks", f"landmarks: expected 68 points (68 x 2 or 68 x 3 numbers), got "
-                                                 f"shape {points.shape}")
-    if not np.all(np.isfinite(points[:, :2])):
-        raise ApiError(422, "invalid_landmarks", "landmarks: coordinates must be finite")
-    return points[:, :2]
+    try:
+        points = landmarks_from_array(_numbers(value, "landmarks"))
+    except ValueError as exc:
+        raise ApiError(422, "invalid_landmarks", f"landmarks: {exc}") from None
+    _check_extent(*points.min(axis=0), *points.max(axis=0), width, height, "landmarks")
+    return points
 
 
 def encode_png(rgb):

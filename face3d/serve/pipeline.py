@@ -106,9 +106,16 @@ class Reconstructor:
             rotation @ canonical + translation), or None with ``pose_error`` when the prediction is degenerate;
             ``mesh`` (format, media_type, vertices, triangles, base64) and ``texture`` (format, size, base64)
             when asked.
+        Raises:
+            ApiError: 422 ``invalid_box`` / ``invalid_landmarks`` when the map in image pixels is not finite.
         """
         prn, crop = self.prn, prepared.crop
         pos = restore_map(output, crop.matrix, crop.resolution)
+        if not np.all(np.isfinite(pos)):  # a face far too large or small for float32 image coordinates
+            field = "landmarks" if prepared.source == "landmarks" else "box"
+            raise ApiError(422, f"invalid_{field}", f"{field}: the face's position map in image pixels is not finite "
+                                                    f"(crop side {crop.box.size:g} pixels); send a face within the "
+                                                    "image")
         landmarks = prn.get_landmarks(pos)
         vertices = prn.get_vertices(pos)
         answer = {"box": list(prepared.box), "box_source": prepared.source,

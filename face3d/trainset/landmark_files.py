@@ -13,7 +13,8 @@ import numpy as np
 
 from face3d.utils.errors import InputFileError
 
-__all__ = ["LANDMARK_SUFFIXES", "N_LANDMARKS", "IBUG_MIRROR", "read_landmarks", "read_pts", "find_landmark_file"]
+__all__ = ["LANDMARK_SUFFIXES", "N_LANDMARKS", "IBUG_MIRROR", "read_landmarks", "read_pts", "landmarks_from_array",
+           "find_landmark_file"]
 
 N_LANDMARKS = 68
 # The iBUG 68-point order of a mirrored face: landmark k of the mirror image is landmark IBUG_MIRROR[k] of the face
@@ -89,12 +90,31 @@ def read_landmarks(path):
         raise
     except ValueError as exc:  # numpy's parsers: text that is not numbers, a damaged .npy
         raise InputFileError(path, f"cannot read the landmarks ({exc})") from exc
+    try:
+        return landmarks_from_array(points)
+    except ValueError as exc:
+        raise InputFileError(path, str(exc)) from None
+
+
+def landmarks_from_array(points):
+    """The 68 landmarks of a parsed array laid out as (68, 2|3) (one row ``x y [z]`` per point) or (2|3, 68).
+
+    One rule for every reader: the files above and the landmarks sent to ``face3d serve``.
+
+    Args:
+        points: float64 array (any shape; anything else is refused).
+    Returns:
+        (68, 2) float64 x, y (a z row or column is dropped).
+    Raises:
+        ValueError: another shape, or NaN or infinite x, y.
+    """
+    points = np.asarray(points, dtype=np.float64)
     if points.ndim == 2 and points.shape[0] in (2, 3) and points.shape[1] == N_LANDMARKS:
         points = points.T
     if points.ndim != 2 or points.shape[0] != N_LANDMARKS or points.shape[1] not in (2, 3):
-        raise InputFileError(path, f"expected 68 landmarks as (68, 2|3) or (2|3, 68), got shape {points.shape}")
+        raise ValueError(f"expected 68 landmarks as (68, 2|3) or (2|3, 68), got shape {points.shape}")
     if not np.all(np.isfinite(points[:, :2])):
-        raise InputFileError(path, "landmarks contain NaN or infinite values")
+        raise ValueError("landmarks contain NaN or infinite values")
     return np.ascontiguousarray(points[:, :2])
 
 
