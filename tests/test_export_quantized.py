@@ -107,3 +107,20 @@ def test_int8_needs_calibration_and_reads_dataset_folders(tiny_model, tmp_path):
         pytest.skip("AFLW2000 fixtures not present")
     crops = calibration_images(aflw, SIZE)
     assert crops.shape == (2, SIZE, SIZE, 3) and crops.dtype == np.float32 and 0 <= crops.min() < crops.max() <= 1
+
+
+def test_a_calibration_folder_with_some_mat_files_crops_those_and_skips_the_others(tmp_path, caplog):
+    """An AFLW2000-3D-format folder with a stray image: its pairs are cropped from their landmarks as in a clean
+    folder, the stray image is skipped with one warning."""
+    import shutil
+    aflw = fixtures_dir() / "AFLW2000"
+    if not aflw.is_dir():
+        pytest.skip("AFLW2000 fixtures not present")
+    for path in aflw.iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    cv2.imwrite(str(tmp_path / "stray.png"), np.full((40, 30, 3), 200, np.uint8))
+    with caplog.at_level("WARNING", logger="face3d.prnet.quantize"):
+        crops = calibration_images(tmp_path, SIZE)
+    np.testing.assert_array_equal(crops, calibration_images(aflw, SIZE))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "skipping 1 of 3 images without a .mat" in warnings[0], warnings

@@ -27,9 +27,10 @@ def calibration_images(folder, size, limit=None):
     """Network inputs from a calibration folder.
 
     Args:
-        folder: AFLW2000-3D-format folder (every image with a ``.mat`` beside it holding ``pt3d_68``: cropped by
-            ``face_crop.landmark_crop`` at S), else a folder of face crops (every image resized to S x S with
-            area interpolation). Unreadable files are logged and skipped.
+        folder: AFLW2000-3D-format folder (any image with a ``.mat`` beside it holding ``pt3d_68``; those images
+            are cropped by ``face_crop.landmark_crop`` at S and the others skipped with one warning), else a folder
+            of face crops (every image resized to S x S with area interpolation). Unreadable files are logged and
+            skipped.
         size: S, the network's input side.
         limit: at most this many images (sorted by path).
     Returns:
@@ -49,7 +50,17 @@ def calibration_images(folder, size, limit=None):
     images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise FileNotFoundError(f"{folder}: no image ({', '.join(IMAGE_SUFFIXES)}) for calibration")
-    with_truth = all(p.with_suffix(".mat").is_file() for p in images)
+    try:
+        pairs = evaluation.find_samples(folder)  # the images with a .mat beside them, as evaluation pairs them
+    except FileNotFoundError:  # no pair at all: a folder of face crops
+        pairs = []
+    with_truth = bool(pairs)
+    if with_truth:
+        if len(pairs) < len(images):
+            logger.warning("calibration: %s: skipping %d of %d images without a .mat beside them (an AFLW2000-3D-"
+                           "format folder: only image + .mat pairs are cropped)", folder, len(images) - len(pairs),
+                           len(images))
+        images = [image for image, _ in pairs]
     crops = []
     for path in images[:limit]:
         try:
