@@ -132,6 +132,28 @@ def test_int8_mode_runs_the_quantized_model(exported, aflw, tmp_path):
         offline.run_offline(out / "b2" / "prnet.pb", tmp_path / "bin", tmp_path / "out", int8=True)
 
 
+def test_int8_without_a_calibration_folder_calibrates_on_the_real_crops_only(exported, aflw, tmp_path, monkeypatch):
+    """pre_process pads the last .bin with black crops: the manifest tells them apart and calibration skips them."""
+    from face3d.prnet import quantize
+    _, out = exported
+    offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE, batch_size=2)
+    bins = [np.fromfile(tmp_path / "bin" / f"batch_{k:05d}.bin", dtype="<f4").reshape(2, SIZE, SIZE, 3)
+            for k in range(2)]
+    calibrated = []
+
+    class Captured(Exception):
+        """Stops the run before quantizing: the calibration images are what this test reads."""
+
+    def capture(model, output, calibration, batch_size=1):
+        calibrated.append(calibration)
+        raise Captured
+
+    monkeypatch.setattr(quantize, "quantize_onnx", capture)
+    with pytest.raises(Captured):
+        offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", int8=True, quiet=True)
+    np.testing.assert_array_equal(calibrated[0], np.concatenate([bins[0], bins[1][:1]]))
+
+
 def test_images_with_boxes_give_the_landmarks_of_prn(exported, aflw, tmp_path):
     model, out = exported
     images = sorted(aflw.rglob("*.jpg"))[:2]

@@ -180,9 +180,34 @@ def _recorded_run_id(path):
         raise InputFileError(path, f"not a face3d {path.name} ({error})") from None
 
 
+def _input_crops(input_files, size):
+    """The face crops of pre_process's ``.bin`` files, without the black crops that pad the last batch.
+
+    Args:
+        input_files: ``.bin`` paths of one folder, each float32 [B, S, S, 3]; its ``manifest.json`` lists each
+            file's samples, and only that many leading crops of a file are faces (all of them without a manifest,
+            or for a file it does not list).
+        size: S.
+    Returns:
+        float32 (N, S, S, 3).
+    """
+    manifest = Path(input_files[0]).parent / MANIFEST
+    counts = {}
+    if manifest.is_file():
+        try:
+            counts = {entry["bin"]: len(entry["samples"]) for entry in json.loads(manifest.read_text())["files"]}
+        except (ValueError, KeyError, TypeError) as error:
+            raise InputFileError(manifest, f"not a face3d {MANIFEST} ({error})") from None
+    else:
+        logger.warning("int8: no %s beside the input files: calibrating on every crop, padding included", MANIFEST)
+    return np.concatenate([np.fromfile(f, dtype="<f4").reshape(-1, size, size, 3)[:counts.get(Path(f).name)]
+                           for f in input_files])
+
+
 def _load_runner(model, scratch, fp16, int8, calibration, input_files, options):
     """The predictor ``run_offline`` uses: the model as is, its float16 conversion or its int8 QDQ quantization
-    (calibrated on ``calibration`` or, without it, on the input crops), written into ``scratch``."""
+    (calibrated on ``calibration`` or, without it, on the input crops: ``_input_crops``), written into
+    ``scratch``."""
     from face3d.prnet.predictor import load_predictor
 
     if not (fp16 or int8):
@@ -208,7 +233,7 @@ def _load_runner(model, scratch, fp16, int8, calibration, input_files, options):
     else:
         logger.info("int8: calibrating on the %d input files (pass a calibration folder for an unbiased figure)",
                     len(input_files))
-        images = np.concatenate([np.fromfile(f, dtype="<f4").reshape(-1, size, size, 3) for f in input_files])
+        images = _input_crops(input_files, size)
     images = images[:len(images) // batch * batch]
     converted = quantize_onnx(float_model, Path(scratch) / f"{model.stem}_int8.onnx", images, batch)
     return load_predictor(converted, **options)
@@ -226,7 +251,8 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         fp16: run the ONNX model converted to float16 (``.onnx`` only).
         int8: run the ONNX model quantized to int8 QDQ (``quantize.quantize_onnx``), which predicts what an int8
             (AMCT) board deployment costs.
-        calibration: the int8 calibration folder (``quantize.calibration_images``); None: the input crops.
+        calibration: the int8 calibration folder (``quantize.calibration_images``); None: the input crops that
+            ``input_dir/manifest.json`` lists (pre_process's padding left out).
         threads: ONNX Runtime intra-op threads (None: its default).
         quiet: no per-file lines on stdout.
         trust_model: run a ``.pb`` whatever its ops (``predictor.load_predictor``).
