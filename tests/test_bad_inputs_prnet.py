@@ -418,6 +418,18 @@ def test_boxes_file_paths_stay_in_the_data_folder(tmp_path):
         pre_process(tmp_path / "data", tmp_path / "bins", input_size=R, boxes=boxes)
 
 
+def test_boxes_file_refuses_a_second_box_for_an_image(tmp_path):
+    from face3d.prnet.offline import pre_process
+    (tmp_path / "data").mkdir()
+    cv2.imwrite(str(tmp_path / "data" / "face.jpg"), np.full((40, 40, 3), 128, np.uint8))
+    boxes = tmp_path / "data" / "boxes.txt"
+    for second in ("face.jpg", "./face.jpg"):
+        boxes.write_text(f"face.jpg 5 5 35 35\n# another face\n{second} 1 1 20 20\n")
+        with pytest.raises(InputFileError, match=rf"boxes.txt:3: '{second}' already has a box on line 1 \(one face"):
+            pre_process(tmp_path / "data", tmp_path / "bins", input_size=R, boxes=boxes)
+        assert not (tmp_path / "bins").exists()
+
+
 def test_obj_mtllib_stays_in_the_obj_folder(tmp_path):
     from face3d.mesh.io import read_obj
     (tmp_path / "mesh").mkdir()

@@ -45,18 +45,21 @@ _MSAME_TIME = re.compile(r"Inference time\s*:\s*([0-9.]+)\s*ms")
 
 
 def read_boxes(path, folder=None):
-    """Read a boxes file: one ``<image file name> x0 y0 x1 y1`` line per face (image pixels; ``#`` comments).
+    """Read a boxes file: one ``<image file name> x0 y0 x1 y1`` line per face, one face per image (image pixels;
+    ``#`` comments).
 
     Args:
         path: the boxes file.
         folder: the images' folder; every name must lie inside it (no ``..`` or absolute path leading out).
     Returns:
         dict image name -> (4,) float64 box.
+    Raises:
+        InputFileError: a name outside ``folder``, or an image named on two lines (one face per image).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"boxes file not found: {path}")
-    boxes = {}
+    boxes, first_line = {}, {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -64,8 +67,13 @@ def read_boxes(path, folder=None):
         parts = line.split()
         if len(parts) != 5:
             raise ValueError(f"{path}:{number}: expected '<image> x0 y0 x1 y1', got {line!r}")
-        if folder is not None and not (Path(folder) / parts[0]).resolve().is_relative_to(Path(folder).resolve()):
+        image = Path(parts[0]) if folder is None else (Path(folder) / parts[0]).resolve()
+        if folder is not None and not image.is_relative_to(Path(folder).resolve()):
             raise InputFileError(path, f"{parts[0]!r} lies outside the image folder {folder}", number)
+        if image in first_line:  # one face per image: its crop is named after the image
+            raise InputFileError(path, f"{parts[0]!r} already has a box on line {first_line[image]} (one face per "
+                                       "image)", number)
+        first_line[image] = number
         boxes[parts[0]] = np.array([float(v) for v in parts[1:]], dtype=np.float64)
     if not boxes:
         raise ValueError(f"{path}: no box in the file")
