@@ -666,3 +666,11 @@ def test_command_line(capsys, tmp_path):
     from face3d.cli import main  # its --help: tests/test_cli.py
     assert main(["serve", "--model", str(tmp_path / "none.onnx")]) == 2
     assert "model not found" in capsys.readouterr().err
+    for timeout in ("inf", "nan", "0"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["serve", "--model", str(tmp_path / "none.onnx"), "--timeout-s", timeout])
+        assert exit_info.value.code == 2
+        errors = capsys.readouterr().err.strip().splitlines()
+        assert errors[-1].endswith(f"argument --timeout-s: expected a finite number > 0, got '{timeout}'"), errors
+    with pytest.raises(ValueError, match="timeout_s finite"):
+        Limits(timeout_s=float("inf"))

@@ -1,5 +1,6 @@
 """``face3d serve`` (and ``python -m face3d.serve``): 3D face reconstruction over HTTP (``face3d.serve``)."""
 import argparse
+import math
 import sys
 
 from face3d.cli._common import Command, add_trust_model_argument, error_text, field_default, positive_int
@@ -18,10 +19,10 @@ def _non_negative_float(text):
     return value
 
 
-def _positive_float(text):
+def _positive_finite_float(text):
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
 
 
@@ -66,7 +67,7 @@ def add_serve_arguments(parser):
                         help="largest request body in bytes (default: %(default)s)")
     parser.add_argument("--max-pixels", type=positive_int, default=limit("max_pixels"), metavar="PIXELS",
                         help="largest image, width x height, checked on the file header (default: %(default)s)")
-    parser.add_argument("--timeout-s", type=_positive_float, default=limit("timeout_s"), metavar="S",
+    parser.add_argument("--timeout-s", type=_positive_finite_float, default=limit("timeout_s"), metavar="S",
                         help="seconds a request may take, upload included (default: %(default)s)")
     parser.add_argument("--max-in-flight", type=positive_int, default=limit("max_in_flight"), metavar="N",
                         help="reconstructions handled at once per worker; more get 503 (default: %(default)s)")

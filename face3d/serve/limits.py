@@ -5,6 +5,7 @@
 decoding it, so ``check_image`` refuses a decompression bomb (a small file declaring a huge image) before any
 pixel memory is allocated.
 """
+import math
 from dataclasses import dataclass
 
 from face3d.serve.errors import ApiError
@@ -30,8 +31,8 @@ class Limits:
     max_in_flight: int = 64
 
     def __post_init__(self):
-        if self.max_bytes < 1 or self.max_pixels < 1 or not self.timeout_s > 0 or self.max_in_flight < 1:
-            raise ValueError(f"limits must be positive, got {self}")
+        if self.max_bytes < 1 or self.max_pixels < 1 or not 0 < self.timeout_s < math.inf or self.max_in_flight < 1:
+            raise ValueError(f"limits must be positive (timeout_s finite), got {self}")
 
 
 def image_header(data):
