@@ -674,3 +674,9 @@ def test_command_line(capsys, tmp_path):
         assert errors[-1].endswith(f"argument --timeout-s: expected a finite number > 0, got '{timeout}'"), errors
     with pytest.raises(ValueError, match="timeout_s finite"):
         Limits(timeout_s=float("inf"))
+    for delay in ("inf", "-1"):  # an endless wait for a batch to fill would hang every request
+        with pytest.raises(SystemExit) as exit_info:
+            main(["serve", "--model", str(tmp_path / "none.onnx"), "--max-delay-ms", delay])
+        assert exit_info.value.code == 2
+        errors = capsys.readouterr().err.strip().splitlines()
+        assert errors[-1].endswith(f"argument --max-delay-ms: expected a finite number >= 0, got '{delay}'"), errors

@@ -14,8 +14,8 @@ DESCRIPTION = ("Serve 3D face reconstruction over HTTP: POST an image to /v1/rec
 
 def _non_negative_float(text):
     value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
 
