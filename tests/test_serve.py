@@ -259,6 +259,9 @@ def test_json_body_and_landmarks(client, prn, photo):
                                                     "box": list(BOX)})
     np.testing.assert_allclose(box_json.json()["landmarks"], prn.get_landmarks(prn.process(image, box=BOX)),
                                atol=1e-4)
+    wrapped = client.post("/v1/reconstruct", json={"image": base64.encodebytes(png).decode(), "box": list(BOX)})
+    assert wrapped.status_code == 200, wrapped.text  # lines of 76 characters, as the base64 command writes them
+    assert wrapped.json()["landmarks"] == box_json.json()["landmarks"]
 
 
 def test_a_phone_photo_is_read_as_stored_whatever_its_exif_orientation(client, prn, photo):

@@ -30,13 +30,14 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan
 
 
 def decode_base64(text, field):
-    """Bytes of a base64 string (standard alphabet; a ``data:...;base64,`` prefix is allowed)."""
+    """Bytes of a base64 string (standard alphabet; a ``data:...;base64,`` prefix is allowed, and line breaks, as
+    the ``base64`` command and ``base64.encodebytes`` write them, are ignored)."""
     if not isinstance(text, str) or not text:
         raise ApiError(400, "bad_request", f"{field}: expected a base64 string")
     if text.startswith("data:"):
         text = text.partition(",")[2]
     try:
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, "bad_request", f"{field}: not valid base64") from None
 
