@@ -202,6 +202,15 @@ def test_bad_inputs_are_named(exported, aflw, tmp_path):
         offline.post_process(tmp_path / "empty", tmp_path / "bin2" / offline.MANIFEST, tmp_path / "report")
 
 
+def test_a_rerun_removes_the_bin_files_of_the_earlier_one(aflw, tmp_path):
+    first = offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE, batch_size=1)
+    assert len(first["files"]) > 1
+    np.zeros(4, np.float32).tofile(tmp_path / "bin" / "mine.bin")  # not pre_process's: left alone
+    second = offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE, batch_size=2, limit=1)
+    assert sorted(p.name for p in (tmp_path / "bin").glob("*.bin")) == sorted(
+        [entry["bin"] for entry in second["files"]] + ["mine.bin"])
+
+
 def _aflw2000():
     return fixtures_dir() / "AFLW2000"
 

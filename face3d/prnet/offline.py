@@ -148,6 +148,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         raise ValueError(f"{data_dir}: image names (stems) must be unique for the .bin files")
     if not samples:
         raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
+    _remove_listed_inputs(output_dir)
     files = []
     b, s = int(batch_size), int(input_size)
     for start in range(0, len(samples), b):
@@ -164,6 +165,23 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
                 "data": str(data_dir.resolve())}
     (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _remove_listed_inputs(output_dir):
+    """Remove the ``.bin`` files an earlier ``pre_process`` listed in ``output_dir/manifest.json``: msame runs every
+    ``.bin`` of its input folder, so a rerun with fewer or other batches must not leave the old ones to be run (and
+    calibrated on). Other files are left alone; an unreadable manifest removes nothing (it is rewritten)."""
+    manifest = Path(output_dir) / MANIFEST
+    if not manifest.is_file():
+        return
+    try:
+        names = [entry["bin"] for entry in json.loads(manifest.read_text())["files"]]
+    except (ValueError, KeyError, TypeError) as error:
+        logger.warning("%s: not a face3d %s (%s): no earlier .bin file removed", manifest, MANIFEST, error)
+        return
+    for name in names:
+        if isinstance(name, str) and Path(name).name == name and name.endswith(".bin"):  # never a path elsewhere
+            (Path(output_dir) / name).unlink(missing_ok=True)
 
 
 def _timestamp_folder(output_dir):
