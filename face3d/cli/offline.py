@@ -23,7 +23,9 @@ def _add_arguments(parser):
     pre.add_argument("--output", required=True, help="folder for the .bin files and manifest.json")
     pre.add_argument("--input-size", type=int, default=INPUT_SIZE, help="the exported network's input side S")
     pre.add_argument("--batch", type=positive_int, default=1, help="images per .bin (the .om's batch size)")
-    pre.add_argument("--uv-data", default=None, help="UV-data folder (default: the embedded default model's)")
+    pre.add_argument("--uv-data", default=None,
+                     help="UV-data folder of the model's maps, whose keypoints post_process reads (default: the "
+                          "embedded default model's; PRNet's Data/uv-data for PRNet's released model)")
     pre.add_argument("--boxes", default=None,
                      help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth)")
     pre.add_argument("--limit", type=positive_int, default=None, help="only the first N samples")
