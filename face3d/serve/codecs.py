@@ -16,6 +16,7 @@ import numpy as np
 from face3d.serve.errors import ApiError
 from face3d.serve.limits import check_image
 from face3d.trainset.landmark_files import landmarks_from_array
+from face3d.trainset.sample_io import decode_stored_pixels
 
 __all__ = ["MESH_FORMATS", "MESH_MEDIA_TYPES", "REACH", "MIN_SIDE", "decode_base64", "decode_image", "parse_box",
            "parse_landmarks", "encode_png", "encode_mesh", "mat_fields", "keypoint_vertices"]
@@ -52,9 +53,8 @@ def decode_image(data, limits):
     if not data:
         raise ApiError(400, "bad_image", "image: the file is empty")
     header = check_image(data, limits)
-    # the pixels as stored, as ``face3d.trainset.sample_io.read_image`` reads them: a box or landmarks made by face3d
-    # (``face3d demo``'s _kpt.txt) are in that frame, so a JPEG's Exif orientation must not turn the image
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    # as face3d reads every image: a box or landmarks made by face3d (``face3d demo``'s _kpt.txt) are in that frame
+    image = decode_stored_pixels(data)
     if image is None:
         raise ApiError(400, "bad_image", f"image: the {header.format.upper()} file could not be decoded "
                                          "(truncated or corrupt)")

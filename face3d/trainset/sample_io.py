@@ -14,8 +14,8 @@ from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import read_image_header
 from face3d.utils.matfile import matlab_kind, read_mat
 
-__all__ = ["read_image", "image_size", "read_params", "read_300wlp_sample", "require_image_file",
-           "DEFAULT_MAX_PIXELS"]
+__all__ = ["read_image", "decode_stored_pixels", "image_size", "read_params", "read_300wlp_sample",
+           "require_image_file", "DEFAULT_MAX_PIXELS"]
 
 _REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
 # Largest image a reader decodes: 100 megapixels take 300 MB as RGB (a few times that while decoding).
@@ -37,14 +37,21 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     return (header.width, header.height) if header.format in ("png", "jpeg", "bmp") else None
 
 
+def decode_stored_pixels(data) -> np.ndarray | None:
+    """An image file's bytes (uint8 array or bytes) decoded by OpenCV to (h, w, 3) uint8 BGR with the pixels as
+    stored: a JPEG's EXIF Orientation tag is ignored, since a 300W-LP ``.mat`` (fitted in MATLAB, read by PRNet
+    through skimage), a landmark file and the header's size all describe the stored pixels. None when OpenCV cannot
+    decode them."""
+    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+
+
 def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = False) -> np.ndarray:
     """Decode an image file to (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with alpha 255 when ``alpha`` (the
     generator's warp source: one conversion from OpenCV's BGR instead of two).
 
     The size is read from the header first (``image_size``): an image above ``max_pixels`` (width * height) is
-    refused before any pixel memory is taken, and so is a format whose header gives no size. A JPEG's EXIF
-    Orientation tag is ignored: the pixels come as stored, which is what a 300W-LP ``.mat`` (fitted in MATLAB,
-    read by PRNet through skimage) and the header's size describe.
+    refused before any pixel memory is taken, and so is a format whose header gives no size. The pixels come as
+    stored (``decode_stored_pixels``: a JPEG's EXIF orientation is ignored).
     Raises:
         InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
     """
@@ -55,7 +62,7 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
     if size is not None and size[0] * size[1] > max_pixels:
         raise InputFileError(image_path, f"the image is {size[0]}x{size[1]} = {size[0] * size[1]} pixels, above the "
                                          f"limit of {max_pixels} (--max-pixels)")
-    image = None if size is None else cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = None if size is None else decode_stored_pixels(data)
     if image is None:
         raise InputFileError(image_path, "cannot decode the image (corrupt, or not a JPEG, PNG or BMP file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGBA if alpha else cv2.COLOR_BGR2RGB)
