@@ -167,6 +167,19 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     return manifest
 
 
+def _listed_inputs(manifest):
+    """``{.bin file name: its number of faces}`` that a ``manifest.json`` lists (the crops after that many in a
+    file pad the last batch).
+
+    Raises:
+        InputFileError: naming the manifest, when it is not one ``pre_process`` writes.
+    """
+    try:
+        return {entry["bin"]: len(entry["samples"]) for entry in json.loads(Path(manifest).read_text())["files"]}
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputFileError(manifest, f"not a face3d {MANIFEST} ({error})") from None
+
+
 def _remove_listed_inputs(output_dir):
     """Remove the ``.bin`` files an earlier ``pre_process`` listed in ``output_dir/manifest.json``: msame runs every
     ``.bin`` of its input folder, so a rerun with fewer or other batches must not leave the old ones to be run (and
@@ -175,9 +188,9 @@ def _remove_listed_inputs(output_dir):
     if not manifest.is_file():
         return
     try:
-        names = [entry["bin"] for entry in json.loads(manifest.read_text())["files"]]
-    except (ValueError, KeyError, TypeError) as error:
-        logger.warning("%s: not a face3d %s (%s): no earlier .bin file removed", manifest, MANIFEST, error)
+        names = _listed_inputs(manifest)
+    except InputFileError as error:
+        logger.warning("%s: no earlier .bin file removed", error)
         return
     for name in names:
         if isinstance(name, str) and Path(name).name == name and name.endswith(".bin"):  # never a path elsewhere
@@ -220,10 +233,7 @@ def _input_crops(input_files, size):
     manifest = Path(input_files[0]).parent / MANIFEST
     counts = {}
     if manifest.is_file():
-        try:
-            counts = {entry["bin"]: len(entry["samples"]) for entry in json.loads(manifest.read_text())["files"]}
-        except (ValueError, KeyError, TypeError) as error:
-            raise InputFileError(manifest, f"not a face3d {MANIFEST} ({error})") from None
+        counts = _listed_inputs(manifest)
     else:
         logger.warning("int8: no %s beside the input files: calibrating on every crop, padding included", MANIFEST)
     return np.concatenate([np.fromfile(f, dtype="<f4").reshape(-1, size, size, 3)[:counts.get(Path(f).name)]
