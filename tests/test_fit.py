@@ -245,6 +245,20 @@ def test_bad_inputs_raise(bfm):
         bfm.fit(np.zeros((2, 68, 2)), bfm.kpt_ind)
 
 
+def test_pose_only_contour_fitter_recovers_a_turned_mean_face(bfm):
+    """No shape or expression parameters: the contour-aware fit is a pose fit with jaw marching."""
+    fitter = LandmarkFitter(bfm.model, bfm.kpt_ind, bfm.contour_lines, n_shape_para=0, n_exp_para=0)
+    R = angle2matrix([8, 50, -5])
+    V = bfm.generate_vertices(bfm.get_shape_para("zero"), bfm.get_exp_para("zero")).astype(np.float64)
+    index = silhouette_indices(bfm, V, R, 50)
+    x = (SCALE * V @ R.T + [30.0, -20.0, 0])[index, :2]
+    r = fitter.fit(x, contour=True, noise_sigma=1e-3)
+    assert r.shape_para.shape == (1, 0) and r.exp_para.shape == (1, 0)
+    np.testing.assert_array_equal(r.landmark_vertices[0], index)
+    assert r.s[0] == pytest.approx(SCALE, rel=1e-6)
+    np.testing.assert_allclose(r.R[0], R, atol=1e-6)
+    np.testing.assert_allclose(r.t[0], [30.0, -20.0, 0.0], atol=1e-4)
+
 # ---------------------------------------------------------------------------- Pose_Para
 def test_pose_para_round_trip():
     pose = np.array([-0.13, -0.77, 0.056, 183.6, 189.5, -81.7, 1.3e-3])

@@ -198,7 +198,7 @@ class LandmarkFitter:
             self._cand = cand
             self._mu_d, self._L_d = self._rows(cand)                  # (nc,3), (nc,3,P)
             # Cross Gram blocks candidate x static landmarks, gathered per face later.
-            self._G_ds = (self._L_d.reshape(-1, Ls.shape[1]) @ Ls.T).reshape(len(cand), 3, ns, 3)
+            self._G_ds = (self._L_d.reshape(3 * len(cand), -1) @ Ls.T).reshape(len(cand), 3, ns, 3)
             self._lines_local = line_table(lines, cand)                 # (nd, width) into cand
             self._kpt_local = np.searchsorted(cand, kpt_dyn)            # (nd,)
 
