@@ -272,9 +272,11 @@ class LandmarkFitter:
             chunk_size: faces solved together; 32 keeps the per-chunk systems (~0.2 MB per face)
                 in cache, which is faster than larger chunks.
         Returns:
-            :class:`FitResult` with a batch axis (N = 1 for a single (m, 2) input).
+            :class:`FitResult` with a batch axis (N = 1 for a single (m, 2) input; N = 0 gives
+            empty arrays).
         Raises:
-            ValueError: wrong shape, NaN/inf, bad max_iter / noise_sigma, or contour without lines.
+            ValueError: wrong shape, NaN/inf, a face whose landmarks' box has no width or no
+                height (named by its index), bad max_iter / noise_sigma, or contour without lines.
         """
         pts = np.asarray(x, dtype=np.float64)
         if pts.ndim == 2:
@@ -296,6 +298,16 @@ class LandmarkFitter:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         if not (np.isfinite(tol) and tol >= 0):
             raise ValueError(f"tol must be a non-negative number of pixels, got {tol}")
+        # Landmarks at one point (or one row or column of pixels) make the camera system singular.
+        flat = np.flatnonzero((np.ptp(pts, axis=1) <= 0).any(axis=1))
+        if flat.size:
+            raise ValueError(f"face {flat[0]}: the landmarks' box has no width or no height "
+                             f"(no camera can be estimated)")
+        if not len(pts):
+            empty = self._snapshot(np.zeros((0, len(self.ev))), np.zeros(0), np.zeros((0, 3, 3)),
+                                   np.zeros((0, 2)))
+            return FitResult(*empty, np.zeros((0, m), np.int32), np.zeros(0, np.int32),
+                             [empty] * (int(max_iter) + 1) if keep_history else [])
         parts = [self._fit_chunk(pts[i:i + int(chunk_size)], int(max_iter), bool(contour),
                                  float(noise_sigma) ** 2, float(tol), keep_history)
                  for i in range(0, len(pts), int(chunk_size))]
