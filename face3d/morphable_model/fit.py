@@ -110,8 +110,9 @@ class LandmarkFitter:
     What this module does instead (``LandmarkFitter``):
     1. Initial pose from the mean shape by the Gold Standard affine camera (Hartley & Zisserman,
        Algorithm 7.2: linear least squares on centred points, which is what the normalised DLT solves),
-       then the nearest scaled rotation (SVD of the 2x3 part).  In contour-aware mode only the 51
-       inner landmarks are used, since the jaw ones may sit on the silhouette.
+       then the nearest scaled rotation (SVD of the 2x3 part).  In contour-aware mode only the 52
+       landmarks that never march (the 51 inner ones and the chin) are used, since the other jaw
+       ones may sit on the silhouette.
     2. Each iteration is one Gauss-Newton step on pose AND all shape/expression parameters jointly:
        with the observation Jacobians ``A`` (2n x P, shape) and ``J`` (2n x 6, pose: rotation
        increment, log-scale, translation) the linearised MAP problem is solved in its dual (2n x 2n)
@@ -261,7 +262,8 @@ class LandmarkFitter:
 
         Args:
             x: (N, m, 2) or (m, 2) landmark positions in the projected frame (pixels, y up; use
-                :func:`flip_y` for image coordinates), row j observing vertex ``X_ind[j]``.
+                :func:`face3d.morphable_model.camera.flip_y` for image coordinates), row j
+                observing vertex ``X_ind[j]``.
             max_iter: at most this many joint pose + shape + expression Gauss-Newton iterations.
             contour: march the jaw landmarks to the silhouette (needs ``contour_lines``).
             noise_sigma: landmark noise plus model error in pixels (> 0), the weight of the
@@ -334,7 +336,7 @@ class LandmarkFitter:
             if not contour:
                 mu = np.concatenate([mu, self._mu_d[sel]], axis=1)
         # In contour mode the jaw landmarks may sit on the silhouette, away from their frontal
-        # vertices: the initial camera comes from the 52 inner landmarks only.
+        # vertices: the initial camera comes from the 52 that never march.
         A, t = affine_camera_batch(mu, obs[:, :mu.shape[1]])
         s, R = scaled_rotation_from_affine(A)
         z = np.zeros((N, P))
