@@ -426,3 +426,18 @@ def test_fit_command_errors(tmp_path, capsys):
     except ImportError:
         assert main(["fit", "--images", str(photos), "--detect", "--output", str(tmp_path / "o"), "--quiet"]) == 2
         assert "pip install dlib-bin" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("noise", ["inf", "nan", "-1"])
+def test_landmark_noise_must_be_a_finite_positive_number(tmp_path, capsys, noise):
+    with pytest.raises(ValueError, match=f"landmark_noise must be a positive number of pixels, got {noise}"):
+        FitConfig(landmark_noise=float(noise))
+    photos = tmp_path / "photos"
+    _write_image(photos / "x.jpg")
+    np.savetxt(photos / "x.txt", _landmarks())
+    out = tmp_path / "out"
+    assert main(["fit", "--images", str(photos), "--output", str(out), "--landmark-noise", noise, "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d fit: error: landmark_noise must be a positive number of pixels, got {float(noise)}"]
+    assert not out.exists()
+

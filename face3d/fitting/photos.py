@@ -53,8 +53,8 @@ class FitConfig:
     Attributes:
         max_fit_error: fits with a larger NME (fraction, 0.05 = 5 %) are dropped.
         max_iter: Gauss-Newton steps of ``MorphableModel.fit_image_landmarks``.
-        landmark_noise: standard deviation of the landmarks' error in pixels, the fit's ``noise_sigma``: how far
-            the fit may leave the landmarks to keep the face likely under the model's prior.
+        landmark_noise: standard deviation of the landmarks' error in pixels (finite, > 0), the fit's
+            ``noise_sigma``: how far the fit may leave the landmarks to keep the face likely under the model's prior.
         detect: None for landmark files, else the dlib detector kind ("auto", "cnn", "hog").
         landmarks: folder of the landmark files (absolute), or None for files beside the images.
     """
@@ -68,7 +68,7 @@ class FitConfig:
     def __post_init__(self):
         if not self.max_fit_error > 0:
             raise ValueError(f"max_fit_error must be a positive fraction, got {self.max_fit_error}")
-        if not self.landmark_noise > 0:
+        if not (np.isfinite(self.landmark_noise) and self.landmark_noise > 0):
             raise ValueError(f"landmark_noise must be a positive number of pixels, got {self.landmark_noise}")
         if self.detect is not None and self.landmarks is not None:
             raise ValueError("landmarks come from files or from the detector, not both")
