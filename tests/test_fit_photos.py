@@ -441,3 +441,22 @@ def test_landmark_noise_must_be_a_finite_positive_number(tmp_path, capsys, noise
         f"face3d fit: error: landmark_noise must be a positive number of pixels, got {float(noise)}"]
     assert not out.exists()
 
+
+def test_no_images_or_a_missing_model_exit_2_before_the_output_folder_is_made(tmp_path, capsys):
+    empty, bmp_only, out = tmp_path / "empty", tmp_path / "bmp_only", tmp_path / "out"
+    empty.mkdir()
+    bmp_only.mkdir()
+    cv2.imwrite(str(bmp_only / "x.bmp"), np.full((8, 8, 3), 128, dtype=np.uint8))  # not an accepted extension
+    np.savetxt(bmp_only / "x.txt", _landmarks())
+    for folder in (empty, bmp_only):
+        assert main(["fit", "--images", str(folder), "--output", str(out), "--quiet"]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"face3d fit: error: {folder}: no .jpg/.jpeg/.png images in this folder or below"]
+        assert not out.exists()
+    photos = tmp_path / "photos"
+    _write_image(photos / "x.jpg")
+    np.savetxt(photos / "x.txt", _landmarks())
+    missing = tmp_path / "BFM.mat"
+    assert main(["fit", "--images", str(photos), "--output", str(out), "--bfm", str(missing), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d fit: error: {missing}: BFM model file not found"]
+    assert not out.exists()

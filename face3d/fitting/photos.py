@@ -383,6 +383,10 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         (done by an earlier run), ``dropped``, ``failed``), ``fit_nme`` ({image: NME} of every fit, dropped ones
         included), ``dropped_images``, ``failures`` (with reasons) and ``unreadable_folders`` (folders that could
         not be listed, whose photos are missing).
+    Raises:
+        InputFileError: no image under ``images``. FileNotFoundError: no ``images`` or ``config.landmarks`` folder,
+            or no file at ``model_path``. ValueError: ``output`` is ``images``, or ``workers`` is below 1.
+        Nothing is created under ``output`` in these cases.
     """
     started = time.monotonic()
     images, output = Path(images), Path(output)
@@ -395,9 +399,11 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         raise FileNotFoundError(f"{config.landmarks}: landmarks folder not found")
     unreadable = []
     photos, clashes = discover_photos(images, exclude=[output], unreadable=unreadable)
-    output.mkdir(parents=True, exist_ok=True)
+    if not photos and not unreadable:
+        raise InputFileError(images, f"no {'/'.join(IMAGE_EXTENSIONS)} images in this folder or below")
     model_id = "default" if model_path is None else os.path.abspath(model_path)
     fingerprint = config_fingerprint(config, model_identity(model_path), 0)
+    output.mkdir(parents=True, exist_ok=True)
 
     fit_nme, statuses, failures = {}, {}, []
     latest = read_journals(output)
