@@ -316,9 +316,13 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     stamp = (out / "good/a.mat").stat().st_mtime_ns
 
     assert main(argv) == 1  # the failures are retried (and fail again); the rest is done
+    text = capsys.readouterr().out
     again = json.loads((out / "summary.json").read_text())
-    assert (again["written"], again["skipped"], again["dropped"], again["failed"]) == (0, 3, 0, 4)
+    # each photo counted once: skipped (written before), dropped (the earlier fit of wild.jpg), failed
+    assert (again["written"], again["skipped"], again["dropped"], again["failed"]) == (0, 2, 1, 4)
     assert again["fit_nme"] == summary["fit_nme"] and again["dropped_images"] == summary["dropped_images"]
+    assert again["dropped"] == len(again["dropped_images"]) and again["samples"] == 2
+    assert "written 0, skipped 2 (already done), dropped 1 (fit NME > 4 %), failed 4;" in text
     assert (out / "good/a.mat").stat().st_mtime_ns == stamp
 
     # Finished images are journal lines, not a file each; a resume checks their files: a lost output is redone
@@ -326,7 +330,8 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     (out / "good/b.mat").unlink()
     assert main(argv) == 1
     third = json.loads((out / "summary.json").read_text())
-    assert (third["written"], third["skipped"], third["failed"]) == (1, 2, 4) and (out / "good/b.mat").is_file()
+    assert (third["written"], third["skipped"], third["dropped"], third["failed"]) == (1, 1, 1, 4)
+    assert (out / "good/b.mat").is_file()
     assert third["fit_nme"] == pytest.approx(summary["fit_nme"], rel=1e-6)  # b now fitted alone, not in a chunk
     assert (out / "good/a.mat").stat().st_mtime_ns == stamp
 

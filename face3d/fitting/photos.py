@@ -379,10 +379,12 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         model_path: ``BFM.mat`` or None for the embedded default model. config: FitConfig.
         workers: processes (default ``default_worker_count()``); 1 runs here. progress: progress bar on stderr.
     Returns:
-        the summary dict, also written to ``output/summary.json``: counts (``images``, ``written``, ``skipped``
-        (done by an earlier run), ``dropped``, ``failed``), ``fit_nme`` ({image: NME} of every fit, dropped ones
-        included), ``dropped_images``, ``failures`` (with reasons) and ``unreadable_folders`` (folders that could
-        not be listed, whose photos are missing).
+        the summary dict, also written to ``output/summary.json``: counts that add up to ``photos``, each photo
+        counted once (``written`` by this run, ``skipped``: written by an earlier run, ``dropped``: a fit of this
+        run or an earlier one above ``max_fit_error``, one per ``dropped_images`` entry, ``failed``), ``samples``
+        (written + skipped), ``fit_nme`` ({image: NME} of every fit, dropped ones included), ``dropped_images``,
+        ``failures`` (with reasons) and ``unreadable_folders`` (folders that could not be listed, whose photos are
+        missing).
     Raises:
         InputFileError: no image under ``images``. FileNotFoundError: no ``images`` or ``config.landmarks`` folder,
             or no file at ``model_path``. ValueError: ``output`` is ``images``, or ``workers`` is below 1.
@@ -411,13 +413,15 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     pending = [ref for ref in photos if ref.rel not in intact]
     for rel in intact:
         statuses[rel], fit_nme[rel] = latest[rel]["status"], latest[rel]["fit_nme"]
-    skipped = len(photos) - len(pending)
-    counts = {"written": 0, "dropped": 0, "failed": 0}
+    # Each photo is counted once: an earlier run's dropped fit counts as dropped, not as skipped.
+    earlier = list(statuses.values())
+    skipped = earlier.count("written")
+    counts = {"written": 0, "dropped": earlier.count("dropped"), "failed": 0}
     by_rel = {ref.rel: ref for ref in photos}
     for ref, reason in clashes:
         logger.warning("skipping %s: %s", ref.image_path, reason)
         failures.append({"image": ref.image_path, "reason": reason})
-    bar = Progress(len(photos), desc="fit", enabled=progress, initial=skipped)
+    bar = Progress(len(photos), desc="fit", enabled=progress, initial=len(intact))
 
     def on_records(records):
         for rel, status, detail in records:
