@@ -340,6 +340,29 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     assert (out / "wild.mat").is_file() and json.loads((out / "summary.json").read_text())["written"] == 3
 
 
+def test_a_changed_landmark_file_is_refitted_on_rerun(tmp_path, model):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _photo_tree(photos, model)
+    shutil.rmtree(photos / "bad")
+    (photos / "wild.jpg").unlink()
+    assert fit_photos(photos, out, workers=1, progress=False)["written"] == 2
+    # the same number of bytes, other points: only the content tells
+    landmarks = photos / "good/b.txt"
+    size, moved = landmarks.stat().st_size, np.loadtxt(landmarks) + [3.0, 0.0]
+    np.savetxt(landmarks, moved)
+    assert landmarks.stat().st_size == size
+    rerun = fit_photos(photos, out, workers=1, progress=False)
+    assert (rerun["written"], rerun["skipped"]) == (1, 1)
+    np.testing.assert_array_equal(scipy.io.loadmat(out / "good/b.mat")["pt2d"], moved.T)
+    # another file of the photo's stem: a .pts is looked up before the .txt
+    (photos / "good/b.pts").write_text("version: 1\nn_points: 68\n{\n"
+                                         + "".join(f"{x + 1} {y + 1}\n" for x, y in moved + [0.0, 2.0]) + "}\n")
+    rerun = fit_photos(photos, out, workers=1, progress=False)
+    assert (rerun["written"], rerun["skipped"]) == (1, 1)
+    np.testing.assert_allclose(scipy.io.loadmat(out / "good/b.mat")["pt2d"], (moved + [0.0, 2.0]).T, atol=1e-9)
+    assert fit_photos(photos, out, workers=1, progress=False)["skipped"] == 2
+
+
 def test_unreadable_folder_is_reported_and_fails_the_run(tmp_path, model, monkeypatch, capsys):
     photos, out = tmp_path / "photos", tmp_path / "out"
     _photo_tree(photos, model)

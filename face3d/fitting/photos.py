@@ -9,12 +9,14 @@ The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a 
 the journal of finished images (``trainset.outputs.Journal``: a rerun resumes), bad inputs logged and skipped, a
 progress bar, ``summary.json``.
 """
+import concurrent.futures as cf
 import dataclasses
 import json
 import logging
 import os
 import shutil
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,10 +235,31 @@ def _link_or_copy(source, target):
     os.replace(tmp, target)
 
 
-def _record(ref, fingerprint, status, fit_nme, files):
-    """The journal record of a finished image: ``status`` "written" or "dropped", ``files`` {name: [size, crc]}."""
-    return {"sample": ref.rel, "fingerprint": fingerprint, "status": status, "fit_nme": fit_nme,
-            "outputs": sorted(files), "files": files}
+def _landmark_identity(path, root):
+    """What the journal records of a landmark file: ``{"file": its path relative to root (posix), "size": bytes,
+    "crc32": of all its bytes}`` (landmark files are small), so that a rerun refits a photo whose file changed."""
+    data = Path(path).read_bytes()
+    return {"file": Path(path).relative_to(root).as_posix(), "size": len(data), "crc32": zlib.crc32(data)}
+
+
+def _landmarks_unchanged(images_root, config, ref, record):
+    """Whether the landmark file of photo ``ref`` is still the one its journal ``record`` names, with the same
+    bytes (always true for detected landmarks, which come from the image)."""
+    if config.detect is not None:
+        return True
+    source = find_landmark_file(ref.image_path, images_root, config.landmarks)
+    try:
+        return source is not None and record.get("landmarks") == _landmark_identity(
+            source, config.landmarks or images_root)
+    except OSError:  # unreadable now: the refit reports it
+        return False
+
+
+def _record(photo, fingerprint, status, fit_nme, files):
+    """The journal record of a finished image (``_PhotoInput``): ``status`` "written" or "dropped", ``files``
+    {name: [size, crc]}, ``landmarks`` its landmark file's ``_landmark_identity`` (None when detected)."""
+    return {"sample": photo.ref.rel, "fingerprint": fingerprint, "status": status, "fit_nme": fit_nme,
+            "outputs": sorted(files), "files": files, "landmarks": photo.landmark_file}
 
 
 def _write_sample(output, ref, mat):
@@ -282,11 +305,23 @@ def _build_state(model_path, config, images_root, output, fingerprint):
                      Journal(output))
 
 
+@dataclass
+class _PhotoInput:
+    """What a photo's fit needs: ``points`` (68, 2) landmarks (image pixels), the image ``height``, and the
+    ``_landmark_identity`` of the landmark file (None for detected landmarks)."""
+
+    ref: PhotoRef
+    points: np.ndarray
+    height: int
+    landmark_file: dict | None
+
+
 def _read_input(state, ref):
-    """(68 landmarks (68, 2), image height) of a photo; InputFileError / OSError naming the file when unusable."""
+    """The ``_PhotoInput`` of a photo; InputFileError / OSError naming the file when unusable."""
     from face3d.trainset.sample_io import read_image
 
     image = read_image(ref.image_path)
+    landmark_file = None
     if state.landmarker is not None:
         points, source = state.landmarker.landmarks(image), ref.image_path
         if points is None:
@@ -297,17 +332,18 @@ def _read_input(state, ref):
             where = "beside it" if state.config.landmarks is None else f"under {state.config.landmarks}"
             raise InputFileError(ref.image_path, f"no landmark file {Path(ref.image_path).stem}"
                                                  f"{{{','.join(LANDMARK_SUFFIXES)}}} {where}")
+        landmark_file = _landmark_identity(source, state.config.landmarks or state.images_root)
         points = read_landmarks(source)
     if not np.all(np.ptp(points, axis=0) > 0):
         raise InputFileError(source, "the 68 landmarks are degenerate (their box has no width or no height)")
-    return points, image.shape[0]
+    return _PhotoInput(ref, points, image.shape[0], landmark_file)
 
 
 def _fit_all(state, ready):
-    """``fit_landmarks`` of the ready photos [(ref, points, height)] in one call; should that fail (a singular
-    system), each photo alone, so that one bad landmark set cannot fail its neighbours. Returns per photo its
-    300W-LP dict or the exception."""
-    points, heights = np.stack([r[1] for r in ready]), [r[2] for r in ready]
+    """``fit_landmarks`` of the ready photos [_PhotoInput] in one call; should that fail (a singular system), each
+    photo alone, so that one bad landmark set cannot fail its neighbours. Returns per photo its 300W-LP dict or
+    the exception."""
+    points, heights = np.stack([photo.points for photo in ready]), [photo.height for photo in ready]
     try:
         return fit_landmarks(state.model, points, heights, state.config)
     except (np.linalg.LinAlgError, ValueError):
@@ -327,22 +363,23 @@ def _fit_chunk(state, refs):
     for ref in refs:
         _remove_outputs(state.output, ref)
         try:
-            ready.append((ref, *_read_input(state, ref)))
+            ready.append(_read_input(state, ref))
         except (OSError, ValueError) as exc:
             records[ref.rel] = (ref.rel, "failed", str(exc))
     if ready:
-        for (ref, points, _), mat in zip(ready, _fit_all(state, ready)):
+        for photo, mat in zip(ready, _fit_all(state, ready)):
+            ref = photo.ref
             if isinstance(mat, Exception):
                 records[ref.rel] = (ref.rel, "failed", f"{ref.image_path}: the fit failed ({mat})")
                 continue
             nme = float(mat["fit_nme"][0, 0])
-            if not np.array_equal(mat["pt2d"], points.T):
+            if not np.array_equal(mat["pt2d"], photo.points.T):
                 logger.warning("%s: its landmarks are in mirrored order (as in a 300W-LP _Flip file's pt2d); fitted "
                                "and written in iBUG order", ref.image_path)
             try:
                 status = "dropped" if nme > state.config.max_fit_error else "written"
                 files = _write_sample(state.output, ref, mat) if status == "written" else {}
-                journal.append(_record(ref, state.fingerprint, status, nme, files))
+                journal.append(_record(photo, state.fingerprint, status, nme, files))
                 records[ref.rel] = (ref.rel, status, nme)
             except (OSError, ValueError) as exc:
                 _remove_outputs(state.output, ref)
@@ -369,6 +406,21 @@ def _worker_chunk(refs):
 
 # ---------------------------------------------------------------------------------------------------------
 # The run
+
+
+def _done_photos(output, photos, latest, fingerprint, images_root, config):
+    """The rels of ``photos`` that an earlier run finished under ``fingerprint`` with their outputs still as written
+    (``intact_done``) and their landmark file unchanged since (``_landmarks_unchanged``), both checked on 4
+    threads: reading the files is what a resume waits for."""
+    by_rel = {ref.rel: ref for ref in photos}
+    done = sorted(intact_done(output, photos, latest, fingerprint, threads=4))
+    with cf.ThreadPoolExecutor(4) as pool:
+        unchanged = list(pool.map(lambda rel: _landmarks_unchanged(images_root, config, by_rel[rel], latest[rel]),
+                                  done))
+    for rel, same in zip(done, unchanged):
+        if not same:
+            logger.info("refitting %s: its landmark file changed", by_rel[rel].image_path)
+    return {rel for rel, same in zip(done, unchanged) if same}
 
 
 def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None, progress=True):
@@ -409,7 +461,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
 
     fit_nme, statuses, failures = {}, {}, []
     latest = read_journals(output)
-    intact = intact_done(output, photos, latest, fingerprint, threads=4)
+    intact = _done_photos(output, photos, latest, fingerprint, images, config)
     pending = [ref for ref in photos if ref.rel not in intact]
     for rel in intact:
         statuses[rel], fit_nme[rel] = latest[rel]["status"], latest[rel]["fit_nme"]
