@@ -1,9 +1,10 @@
 """Face photos + 68 landmarks -> 300W-LP samples (``face3d fit``), the input of ``face3d generate``.
 
-Per image: 68 landmarks from a file (``trainset.landmark_files``) or dlib (``--detect``); the contour-aware landmark fit
-(``MorphableModel.fit_image_landmarks``: MAP estimate, jaw landmarks marching to the silhouette) gives
-``Pose_Para``, ``Shape_Para`` and ``Exp_Para``. The fit error is the NME of the fitted landmark vertices,
-placed by the parameters as stored, against the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
+Per image: 68 landmarks from a file (``trainset.landmark_files``) or dlib (``--detect``); the landmark fit
+(``MorphableModel.fit_batch``: MAP estimate; contour-aware, the jaw landmarks marching to the silhouette, unless
+they are AFLW2000-3D's ``pt3d_68``, projected landmark vertices) gives ``Pose_Para``, ``Shape_Para`` and
+``Exp_Para``. The fit error is the NME of the fitted landmark vertices, placed by the parameters as stored, against
+the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
 Outputs mirror the input folders: ``<stem>.<ext>`` (the image: a hard link, else a copy) and ``<stem>.mat``.
 The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool, atomic writes,
 the journal of finished images (``trainset.outputs.Journal``: a rerun resumes), bad inputs logged and skipped, a
@@ -26,7 +27,7 @@ from face3d.mesh.transform import angle2matrix_3ddfa
 from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
 from face3d.trainset.discovery import IMAGE_EXTENSIONS, walk_stems
-from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
+from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmark_file
 from face3d.trainset.outputs import Journal, file_check, read_journals
 from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
@@ -54,7 +55,7 @@ class FitConfig:
 
     Attributes:
         max_fit_error: fits with a larger NME (fraction, 0.05 = 5 %) are dropped.
-        max_iter: Gauss-Newton steps of ``MorphableModel.fit_image_landmarks``.
+        max_iter: Gauss-Newton steps of ``MorphableModel.fit_batch``.
         landmark_noise: standard deviation of the landmarks' error in pixels (finite, > 0), the fit's
             ``noise_sigma``: how far the fit may leave the landmarks to keep the face likely under the model's prior.
         detect: None for landmark files, else the dlib detector kind ("auto", "cnn", "hog").
@@ -145,8 +146,10 @@ def project_landmarks(model, shape_para, exp_para, pose_para, vertex_index, heig
     return out
 
 
-def _fit_batch(model, landmarks, heights, config):
-    """The landmark fit of ``fit_landmarks`` on (N, 68, 2) landmarks (y down) and (N,) heights.
+def _fit_batch(model, landmarks, heights, config, silhouette_jaw):
+    """The landmark fit of ``fit_landmarks`` on (N, 68, 2) landmarks (y down), (N,) heights and (N,) bool
+    ``silhouette_jaw``: contour-aware (``fit_batch(contour=True)``) for the faces whose jaw landmarks follow the
+    silhouette when the model has contour lines, each landmark at its ``kpt_ind`` vertex for the others.
 
     Returns:
         Pose_Para (N, 7) float32, Shape_Para (N, n_sp) and Exp_Para (N, n_ep) float64, NME (N,) float64.
@@ -155,13 +158,18 @@ def _fit_batch(model, landmarks, heights, config):
 
     projected = landmarks.copy()
     projected[..., 1] = heights[:, None] - 1.0 - projected[..., 1]  # flip_y, per image height
-    result = model.fit_batch(projected, max_iter=config.max_iter, noise_sigma=config.landmark_noise,
-                             contour=model.contour_lines is not None)
-    pose = result.pose_para().astype(np.float32)
-    shape_para = result.shape_para.astype(np.float64)
-    exp_para = result.exp_para.astype(np.float64)
-    fitted = project_landmarks(model, shape_para, exp_para, pose.astype(np.float64), result.landmark_vertices,
-                               heights)
+    contour = np.asarray(silhouette_jaw, dtype=bool) & (model.contour_lines is not None)
+    n = len(landmarks)
+    pose, shape_para, exp_para = np.empty((n, 7)), np.empty((n, model.n_shape_para)), np.empty((n, model.n_exp_para))
+    vertices = np.empty(landmarks.shape[:2], dtype=np.int64)
+    for marching in np.unique(contour):  # one vectorised fit per kind of landmarks
+        rows = np.flatnonzero(contour == marching)
+        result = model.fit_batch(projected[rows], max_iter=config.max_iter, noise_sigma=config.landmark_noise,
+                                 contour=bool(marching))
+        pose[rows], vertices[rows] = result.pose_para(), result.landmark_vertices
+        shape_para[rows], exp_para[rows] = result.shape_para, result.exp_para
+    pose = pose.astype(np.float32)
+    fitted = project_landmarks(model, shape_para, exp_para, pose.astype(np.float64), vertices, heights)
     zeros = np.zeros(landmarks.shape[:2] + (1,))
     nme = keypoint_nme(np.concatenate([fitted, zeros], axis=2), np.concatenate([landmarks, zeros], axis=2))
     return pose, shape_para, exp_para, np.asarray(nme, dtype=np.float64)
@@ -173,10 +181,12 @@ def _facing(pose):
     return np.array([angle2matrix_3ddfa(row[:3])[2, 2] for row in np.asarray(pose, dtype=np.float64)])
 
 
-def fit_landmarks(model, landmarks, heights, config=FitConfig()):
+def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=True):
     """Fit the model to the 68 landmarks of N images at once and return their 300W-LP parameter sets.
 
-    Contour-aware (the jaw landmarks of the far side march to the silhouette) when the model has contour lines.
+    Contour-aware (the jaw landmarks of the far side march to the silhouette) when the model has contour lines and
+    the landmarks' jaw follows the silhouette (``silhouette_jaw``, ``read_landmark_file``); landmarks that are
+    projected landmark vertices (AFLW2000-3D's ``pt3d_68``) are fitted at their vertices.
     Landmarks in mirrored order (a 300W-LP ``_Flip`` file's ``pt2d`` is mirrored in x but not re-ordered, so its
     point 0 lies on the face's left) fit a face turned away from the camera, often with a small error: a fit whose
     forward axis points away (``_facing`` below 0) is made again on the landmarks re-ordered (``IBUG_MIRROR``),
@@ -184,7 +194,7 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig()):
 
     Args:
         model: MorphableModel. landmarks: (N, 68, 2) image pixels (y down). heights: (N,) image heights.
-        config: FitConfig (max_iter, landmark_noise).
+        config: FitConfig (max_iter, landmark_noise). silhouette_jaw: bool, or (N,) bool per image.
     Returns:
         list of N dicts in the 300W-LP layout: ``Pose_Para`` (1, 7) float32, ``Shape_Para`` (n_sp, 1) and
         ``Exp_Para`` (n_ep, 1) float64, ``pt2d`` (2, 68) float64 (the input, in iBUG order), ``roi`` (1, 4) int16
@@ -196,12 +206,13 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig()):
 
     landmarks = np.array(landmarks, dtype=np.float64)
     heights = np.asarray(heights, dtype=np.int64).reshape(-1)
-    pose, shape_para, exp_para, nme = _fit_batch(model, landmarks, heights, config)
+    silhouette_jaw = np.broadcast_to(np.asarray(silhouette_jaw, dtype=bool), heights.shape)
+    pose, shape_para, exp_para, nme = _fit_batch(model, landmarks, heights, config, silhouette_jaw)
     facing = _facing(pose)
     away = np.nonzero(facing < 0)[0]
     if away.size:
         reordered = landmarks[away][:, IBUG_MIRROR]
-        refit = _fit_batch(model, reordered, heights[away], config)
+        refit = _fit_batch(model, reordered, heights[away], config, silhouette_jaw[away])
         better = _facing(refit[0]) > facing[away]
         landmarks[away[better]] = reordered[better]
         for fitted, again in zip((pose, shape_para, exp_para, nme), refit):
@@ -307,13 +318,15 @@ def _build_state(model_path, config, images_root, output, fingerprint):
 
 @dataclass
 class _PhotoInput:
-    """What a photo's fit needs: ``points`` (68, 2) landmarks (image pixels), the image ``height``, and the
-    ``_landmark_identity`` of the landmark file (None for detected landmarks)."""
+    """What a photo's fit needs: ``points`` (68, 2) landmarks (image pixels), the image ``height``, the
+    ``_landmark_identity`` of the landmark file (None for detected landmarks) and whether the landmarks' jaw follows
+    the silhouette (``silhouette_jaw``: detected ones do, ``read_landmark_file`` tells for a file)."""
 
     ref: PhotoRef
     points: np.ndarray
     height: int
     landmark_file: dict | None
+    silhouette_jaw: bool
 
 
 def _read_input(state, ref):
@@ -321,7 +334,7 @@ def _read_input(state, ref):
     from face3d.trainset.sample_io import read_image
 
     image = read_image(ref.image_path)
-    landmark_file = None
+    landmark_file, silhouette_jaw = None, True
     if state.landmarker is not None:
         points, source = state.landmarker.landmarks(image), ref.image_path
         if points is None:
@@ -333,10 +346,10 @@ def _read_input(state, ref):
             raise InputFileError(ref.image_path, f"no landmark file {Path(ref.image_path).stem}"
                                                  f"{{{','.join(LANDMARK_SUFFIXES)}}} {where}")
         landmark_file = _landmark_identity(source, state.config.landmarks or state.images_root)
-        points = read_landmarks(source)
+        points, silhouette_jaw = read_landmark_file(source)
     if not np.all(np.ptp(points, axis=0) > 0):
         raise InputFileError(source, "the 68 landmarks are degenerate (their box has no width or no height)")
-    return _PhotoInput(ref, points, image.shape[0], landmark_file)
+    return _PhotoInput(ref, points, image.shape[0], landmark_file, silhouette_jaw)
 
 
 def _fit_all(state, ready):
@@ -344,13 +357,15 @@ def _fit_all(state, ready):
     photo alone, so that one bad landmark set cannot fail its neighbours. Returns per photo its 300W-LP dict or
     the exception."""
     points, heights = np.stack([photo.points for photo in ready]), [photo.height for photo in ready]
+    silhouette_jaw = [photo.silhouette_jaw for photo in ready]
     try:
-        return fit_landmarks(state.model, points, heights, state.config)
+        return fit_landmarks(state.model, points, heights, state.config, silhouette_jaw)
     except (np.linalg.LinAlgError, ValueError):
         results = []
         for i in range(len(ready)):
             try:
-                results.append(fit_landmarks(state.model, points[i:i + 1], heights[i:i + 1], state.config)[0])
+                results.append(fit_landmarks(state.model, points[i:i + 1], heights[i:i + 1], state.config,
+                                             silhouette_jaw[i:i + 1])[0])
             except (np.linalg.LinAlgError, ValueError) as exc:
                 results.append(exc)
         return results
