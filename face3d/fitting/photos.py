@@ -345,8 +345,8 @@ def _read_input(state, ref):
             where = "beside it" if state.config.landmarks is None else f"under {state.config.landmarks}"
             raise InputFileError(ref.image_path, f"no landmark file {Path(ref.image_path).stem}"
                                                  f"{{{','.join(LANDMARK_SUFFIXES)}}} {where}")
-        landmark_file = _landmark_identity(source, state.config.landmarks or state.images_root)
         points, silhouette_jaw = read_landmark_file(source)
+        landmark_file = _landmark_identity(source, state.config.landmarks or state.images_root)
     if not np.all(np.ptp(points, axis=0) > 0):
         raise InputFileError(source, "the 68 landmarks are degenerate (their box has no width or no height)")
     return _PhotoInput(ref, points, image.shape[0], landmark_file, silhouette_jaw)
