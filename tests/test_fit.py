@@ -245,6 +245,43 @@ def test_bad_inputs_raise(bfm):
         bfm.fit(np.zeros((2, 68, 2)), bfm.kpt_ind)
 
 
+def test_pose_only_contour_fitter_recovers_a_turned_mean_face(bfm):
+    """No shape or expression parameters: the contour-aware fit is a pose fit with jaw marching."""
+    fitter = LandmarkFitter(bfm.model, bfm.kpt_ind, bfm.contour_lines, n_shape_para=0, n_exp_para=0)
+    R = angle2matrix([8, 50, -5])
+    V = bfm.generate_vertices(bfm.get_shape_para("zero"), bfm.get_exp_para("zero")).astype(np.float64)
+    index = silhouette_indices(bfm, V, R, 50)
+    x = (SCALE * V @ R.T + [30.0, -20.0, 0])[index, :2]
+    r = fitter.fit(x, contour=True, noise_sigma=1e-3)
+    assert r.shape_para.shape == (1, 0) and r.exp_para.shape == (1, 0)
+    np.testing.assert_array_equal(r.landmark_vertices[0], index)
+    assert r.s[0] == pytest.approx(SCALE, rel=1e-6)
+    np.testing.assert_allclose(r.R[0], R, atol=1e-6)
+    np.testing.assert_allclose(r.t[0], [30.0, -20.0, 0.0], atol=1e-4)
+
+
+@pytest.mark.parametrize("contour", [False, True])
+def test_fit_of_no_faces_gives_empty_results(bfm, contour):
+    r = bfm.fit_batch(np.zeros((0, 68, 2)), contour=contour)
+    assert r.shape_para.shape == (0, bfm.n_shape_para) and r.shape_para.dtype == np.float32
+    assert r.exp_para.shape == (0, bfm.n_exp_para) and r.exp_para.dtype == np.float32
+    assert (r.s.shape, r.R.shape, r.t.shape) == ((0,), (0, 3, 3), (0, 3))
+    assert r.landmark_vertices.shape == (0, 68) and r.landmark_vertices.dtype == np.int32
+    assert r.n_iter.shape == (0,) and r.n_iter.dtype == np.int32
+    assert r.pose_para().shape == (0, 7) and r.angles.shape == (0, 3) and r.history == []
+
+
+def test_landmarks_without_spread_are_refused_naming_the_face(bfm):
+    rng = np.random.default_rng(9)
+    x = rng.uniform(50, 150, (3, 68, 2))
+    x[1] = 5.0                                              # 68 coincident landmarks
+    with pytest.raises(ValueError, match=r"face 1: the landmarks' box has no width or no height"):
+        bfm.fit_batch(x)
+    x[1, :, 0] = np.linspace(0, 100, 68)                    # all on one horizontal line
+    with pytest.raises(ValueError, match=r"face 1: the landmarks' box has no width or no height"):
+        bfm.fit_batch(x, contour=True)
+
+
 # ---------------------------------------------------------------------------- Pose_Para
 def test_pose_para_round_trip():
     pose = np.array([-0.13, -0.77, 0.056, 183.6, 189.5, -81.7, 1.3e-3])

@@ -26,7 +26,13 @@ from face3d.fitting.photos import (
 from face3d.morphable_model import MorphableModel
 from face3d.morphable_model.load import load_BFM_info
 from face3d.trainset.dataset import DONE_DIR, TEMP_SUFFIX
-from face3d.trainset.landmark_files import IBUG_MIRROR, find_landmark_file, read_landmarks, read_pts
+from face3d.trainset.landmark_files import (
+    IBUG_MIRROR,
+    find_landmark_file,
+    read_landmark_file,
+    read_landmarks,
+    read_pts,
+)
 from face3d.trainset.uv_layout import load_uv_data
 
 FIXTURES = fixtures_dir()
@@ -82,6 +88,10 @@ def test_landmark_files_read_every_format_to_zero_based_pixels(tmp_path):
         read = read_landmarks(tmp_path / name)
         assert read.shape == (68, 2) and read.dtype == np.float64, name
         np.testing.assert_allclose(read, points, atol=1e-9, err_msg=name)
+        # only AFLW2000-3D's pt3d_68 are landmark vertices, whose far-side jaw is not on the silhouette
+        again, silhouette_jaw = read_landmark_file(tmp_path / name)
+        np.testing.assert_array_equal(again, read)
+        assert silhouette_jaw == (name != "aflw.mat"), name
 
 
 def test_landmark_file_errors_name_the_file(tmp_path):
@@ -223,6 +233,31 @@ def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys):
     assert max(per_map.values()) < 1.5 and min(per_map.values()) > 0.05, per_map  # two fits, not one file twice
 
 
+def test_aflw2000_pt3d_68_landmarks_are_fitted_without_jaw_marching(tmp_path, model):
+    """AFLW2000-3D's pt3d_68 are the 68 landmark vertices projected: the far-side jaw points stay where those
+    vertices are, hidden behind the cheek, instead of on the silhouette as in 300W-LP's pt2d. Fitted as silhouette
+    landmarks, the faces below were 7.6-9.1 px off (dense mean); fitted as the vertices they are, 1.1-1.2 px."""
+    rng = np.random.default_rng(3)
+    photos, out, height = tmp_path / "photos", tmp_path / "out", 450
+    every = np.arange(model.nver)[None]
+    truth = {}
+    for name, yaw in (("left", -60), ("right", 60)):
+        shape = rng.standard_normal(model.n_shape_para) * model.model["shapeEV"][:, 0]
+        exp = rng.standard_normal(model.n_exp_para) * model.model["expEV"][:, 0]
+        pose = np.array([[0.05, np.radians(yaw), 0.03, 225, 225, 0, 1.4e-3]])
+        truth[name] = project_landmarks(model, shape[None], exp[None], pose, every, [height])[0]
+        _write_image(photos / f"{name}.jpg", size=height)
+        scipy.io.savemat(photos / f"{name}.mat", {"pt3d_68": np.vstack([truth[name][model.kpt_ind].T,
+                                                                       np.zeros(68)])})
+    assert fit_photos(photos, out, workers=1, progress=False)["written"] == 2
+    for name, vertices in truth.items():
+        mat = scipy.io.loadmat(out / f"{name}.mat")
+        fitted = project_landmarks(model, mat["Shape_Para"].T, mat["Exp_Para"].T,
+                                   mat["Pose_Para"].astype(np.float64), every, [height])[0]
+        error = np.linalg.norm(fitted - vertices, axis=1).mean()
+        assert error < 2.0, (name, error)
+
+
 def test_flip_copies_mirrored_landmarks_are_fitted_in_ibug_order(tmp_path, model, caplog, monkeypatch):
     rendered, fitted = tmp_path / "rendered", tmp_path / "fitted"
     assert main(["synthesize", "--output", str(rendered), "--count", "4", "--seed", "5", "--size", "450",
@@ -316,9 +351,13 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     stamp = (out / "good/a.mat").stat().st_mtime_ns
 
     assert main(argv) == 1  # the failures are retried (and fail again); the rest is done
+    text = capsys.readouterr().out
     again = json.loads((out / "summary.json").read_text())
-    assert (again["written"], again["skipped"], again["dropped"], again["failed"]) == (0, 3, 0, 4)
+    # each photo counted once: skipped (written before), dropped (the earlier fit of wild.jpg), failed
+    assert (again["written"], again["skipped"], again["dropped"], again["failed"]) == (0, 2, 1, 4)
     assert again["fit_nme"] == summary["fit_nme"] and again["dropped_images"] == summary["dropped_images"]
+    assert again["dropped"] == len(again["dropped_images"]) and again["samples"] == 2
+    assert "written 0, skipped 2 (already done), dropped 1 (fit NME > 4 %), failed 4;" in text
     assert (out / "good/a.mat").stat().st_mtime_ns == stamp
 
     # Finished images are journal lines, not a file each; a resume checks their files: a lost output is redone
@@ -326,13 +365,37 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     (out / "good/b.mat").unlink()
     assert main(argv) == 1
     third = json.loads((out / "summary.json").read_text())
-    assert (third["written"], third["skipped"], third["failed"]) == (1, 2, 4) and (out / "good/b.mat").is_file()
+    assert (third["written"], third["skipped"], third["dropped"], third["failed"]) == (1, 1, 1, 4)
+    assert (out / "good/b.mat").is_file()
     assert third["fit_nme"] == pytest.approx(summary["fit_nme"], rel=1e-6)  # b now fitted alone, not in a chunk
     assert (out / "good/a.mat").stat().st_mtime_ns == stamp
 
     # A looser threshold is another run: the wild fit is now kept
     assert main(argv[:-1] + ["0.9"]) == 1
     assert (out / "wild.mat").is_file() and json.loads((out / "summary.json").read_text())["written"] == 3
+
+
+def test_a_changed_landmark_file_is_refitted_on_rerun(tmp_path, model):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _photo_tree(photos, model)
+    shutil.rmtree(photos / "bad")
+    (photos / "wild.jpg").unlink()
+    assert fit_photos(photos, out, workers=1, progress=False)["written"] == 2
+    # the same number of bytes, other points: only the content tells
+    landmarks = photos / "good/b.txt"
+    size, moved = landmarks.stat().st_size, np.loadtxt(landmarks) + [3.0, 0.0]
+    np.savetxt(landmarks, moved)
+    assert landmarks.stat().st_size == size
+    rerun = fit_photos(photos, out, workers=1, progress=False)
+    assert (rerun["written"], rerun["skipped"]) == (1, 1)
+    np.testing.assert_array_equal(scipy.io.loadmat(out / "good/b.mat")["pt2d"], moved.T)
+    # another file of the photo's stem: a .pts is looked up before the .txt
+    (photos / "good/b.pts").write_text("version: 1\nn_points: 68\n{\n"
+                                         + "".join(f"{x + 1} {y + 1}\n" for x, y in moved + [0.0, 2.0]) + "}\n")
+    rerun = fit_photos(photos, out, workers=1, progress=False)
+    assert (rerun["written"], rerun["skipped"]) == (1, 1)
+    np.testing.assert_allclose(scipy.io.loadmat(out / "good/b.mat")["pt2d"], (moved + [0.0, 2.0]).T, atol=1e-9)
+    assert fit_photos(photos, out, workers=1, progress=False)["skipped"] == 2
 
 
 def test_unreadable_folder_is_reported_and_fails_the_run(tmp_path, model, monkeypatch, capsys):
@@ -393,10 +456,10 @@ def test_a_failing_batch_fit_is_redone_image_by_image(tmp_path, model, monkeypat
     real_fit = photos_module.fit_landmarks
     poisoned = np.loadtxt(photos / "good/b.txt")
 
-    def fit(model, landmarks, heights, config):
+    def fit(model, landmarks, heights, config, silhouette_jaw):
         if any(np.array_equal(points, poisoned) for points in landmarks):
             raise np.linalg.LinAlgError("Singular matrix")
-        return real_fit(model, landmarks, heights, config)
+        return real_fit(model, landmarks, heights, config, silhouette_jaw)
 
     monkeypatch.setattr(photos_module, "fit_landmarks", fit)
     summary = fit_photos(photos, tmp_path / "out", workers=1, progress=False)
@@ -426,3 +489,37 @@ def test_fit_command_errors(tmp_path, capsys):
     except ImportError:
         assert main(["fit", "--images", str(photos), "--detect", "--output", str(tmp_path / "o"), "--quiet"]) == 2
         assert "pip install dlib-bin" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("noise", ["inf", "nan", "-1"])
+def test_landmark_noise_must_be_a_finite_positive_number(tmp_path, capsys, noise):
+    with pytest.raises(ValueError, match=f"landmark_noise must be a positive number of pixels, got {noise}"):
+        FitConfig(landmark_noise=float(noise))
+    photos = tmp_path / "photos"
+    _write_image(photos / "x.jpg")
+    np.savetxt(photos / "x.txt", _landmarks())
+    out = tmp_path / "out"
+    assert main(["fit", "--images", str(photos), "--output", str(out), "--landmark-noise", noise, "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d fit: error: landmark_noise must be a positive number of pixels, got {float(noise)}"]
+    assert not out.exists()
+
+
+def test_no_images_or_a_missing_model_exit_2_before_the_output_folder_is_made(tmp_path, capsys):
+    empty, bmp_only, out = tmp_path / "empty", tmp_path / "bmp_only", tmp_path / "out"
+    empty.mkdir()
+    bmp_only.mkdir()
+    cv2.imwrite(str(bmp_only / "x.bmp"), np.full((8, 8, 3), 128, dtype=np.uint8))  # not an accepted extension
+    np.savetxt(bmp_only / "x.txt", _landmarks())
+    for folder in (empty, bmp_only):
+        assert main(["fit", "--images", str(folder), "--output", str(out), "--quiet"]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"face3d fit: error: {folder}: no .jpg/.jpeg/.png images in this folder or below"]
+        assert not out.exists()
+    photos = tmp_path / "photos"
+    _write_image(photos / "x.jpg")
+    np.savetxt(photos / "x.txt", _landmarks())
+    missing = tmp_path / "BFM.mat"
+    assert main(["fit", "--images", str(photos), "--output", str(out), "--bfm", str(missing), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d fit: error: {missing}: BFM model file not found"]
+    assert not out.exists()

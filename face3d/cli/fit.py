@@ -7,9 +7,10 @@ from face3d.cli._common import Command, add_field_argument, error_text, positive
 __all__ = ["FIT", "add_fit_arguments", "run_fit"]
 
 _DESCRIPTION = (
-    "Fit the morphable model (contour-aware) to the 68 landmarks of every photo and write the photo and a 300W-LP "
-    ".mat (Pose_Para, Shape_Para, Exp_Para, pt2d, roi, fit_nme) per photo, mirroring the input folders: the --root "
-    "of face3d generate. Resumable, parallel; summary.json lists each fit's error, the dropped fits and the failures.")
+    "Fit the morphable model (contour-aware, but for AFLW2000-3D's pt3d_68) to the 68 landmarks of every photo and "
+    "write the photo and a 300W-LP .mat (Pose_Para, Shape_Para, Exp_Para, pt2d, roi, fit_nme) per photo, mirroring "
+    "the input folders: the --root of face3d generate. Resumable, parallel; summary.json lists each fit's error, the "
+    "dropped fits and the failures.")
 
 
 def add_fit_arguments(parser):
@@ -22,7 +23,7 @@ def add_fit_arguments(parser):
     source.add_argument("--landmarks", metavar="DIR",
                         help="folder of the 68-landmark files at the images' relative paths and stems (default: "
                              "beside each image): iBUG .pts (1-based), .txt (68 lines 'x y'), .npy (68, 2), .mat "
-                             "with pt2d (2, 68) or pt3d_68 (3, 68)")
+                             "with pt2d (2, 68) or pt3d_68 (3, 68) (projected vertices: fitted without jaw marching)")
     source.add_argument("--detect", nargs="?", const="auto", choices=("auto", "cnn", "hog"), metavar="KIND",
                         help="find the landmarks with dlib instead (pip install 'face3d[detect]'): the face "
                              "detector (auto: the CNN when face_recognition_models has it, else HOG) and its "

@@ -1,20 +1,23 @@
 """Face photos + 68 landmarks -> 300W-LP samples (``face3d fit``), the input of ``face3d generate``.
 
-Per image: 68 landmarks from a file (``trainset.landmark_files``) or dlib (``--detect``); the contour-aware landmark fit
-(``MorphableModel.fit_image_landmarks``: MAP estimate, jaw landmarks marching to the silhouette) gives
-``Pose_Para``, ``Shape_Para`` and ``Exp_Para``. The fit error is the NME of the fitted landmark vertices,
-placed by the parameters as stored, against the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
+Per image: 68 landmarks from a file (``trainset.landmark_files``) or dlib (``--detect``); the landmark fit
+(``MorphableModel.fit_batch``: MAP estimate; contour-aware, the jaw landmarks marching to the silhouette, unless
+they are AFLW2000-3D's ``pt3d_68``, projected landmark vertices) gives ``Pose_Para``, ``Shape_Para`` and
+``Exp_Para``. The fit error is the NME of the fitted landmark vertices, placed by the parameters as stored, against
+the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
 Outputs mirror the input folders: ``<stem>.<ext>`` (the image: a hard link, else a copy) and ``<stem>.mat``.
 The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool, atomic writes,
 the journal of finished images (``trainset.outputs.Journal``: a rerun resumes), bad inputs logged and skipped, a
 progress bar, ``summary.json``.
 """
+import concurrent.futures as cf
 import dataclasses
 import json
 import logging
 import os
 import shutil
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from face3d.mesh.transform import angle2matrix_3ddfa
 from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
 from face3d.trainset.discovery import IMAGE_EXTENSIONS, walk_stems
-from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmarks
+from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmark_file
 from face3d.trainset.outputs import Journal, file_check, read_journals
 from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
@@ -52,9 +55,9 @@ class FitConfig:
 
     Attributes:
         max_fit_error: fits with a larger NME (fraction, 0.05 = 5 %) are dropped.
-        max_iter: Gauss-Newton steps of ``MorphableModel.fit_image_landmarks``.
-        landmark_noise: standard deviation of the landmarks' error in pixels, the fit's ``noise_sigma``: how far
-            the fit may leave the landmarks to keep the face likely under the model's prior.
+        max_iter: Gauss-Newton steps of ``MorphableModel.fit_batch``.
+        landmark_noise: standard deviation of the landmarks' error in pixels (finite, > 0), the fit's
+            ``noise_sigma``: how far the fit may leave the landmarks to keep the face likely under the model's prior.
         detect: None for landmark files, else the dlib detector kind ("auto", "cnn", "hog").
         landmarks: folder of the landmark files (absolute), or None for files beside the images.
     """
@@ -68,7 +71,7 @@ class FitConfig:
     def __post_init__(self):
         if not self.max_fit_error > 0:
             raise ValueError(f"max_fit_error must be a positive fraction, got {self.max_fit_error}")
-        if not self.landmark_noise > 0:
+        if not (np.isfinite(self.landmark_noise) and self.landmark_noise > 0):
             raise ValueError(f"landmark_noise must be a positive number of pixels, got {self.landmark_noise}")
         if self.detect is not None and self.landmarks is not None:
             raise ValueError("landmarks come from files or from the detector, not both")
@@ -143,8 +146,10 @@ def project_landmarks(model, shape_para, exp_para, pose_para, vertex_index, heig
     return out
 
 
-def _fit_batch(model, landmarks, heights, config):
-    """The landmark fit of ``fit_landmarks`` on (N, 68, 2) landmarks (y down) and (N,) heights.
+def _fit_batch(model, landmarks, heights, config, silhouette_jaw):
+    """The landmark fit of ``fit_landmarks`` on (N, 68, 2) landmarks (y down), (N,) heights and (N,) bool
+    ``silhouette_jaw``: contour-aware (``fit_batch(contour=True)``) for the faces whose jaw landmarks follow the
+    silhouette when the model has contour lines, each landmark at its ``kpt_ind`` vertex for the others.
 
     Returns:
         Pose_Para (N, 7) float32, Shape_Para (N, n_sp) and Exp_Para (N, n_ep) float64, NME (N,) float64.
@@ -153,13 +158,18 @@ def _fit_batch(model, landmarks, heights, config):
 
     projected = landmarks.copy()
     projected[..., 1] = heights[:, None] - 1.0 - projected[..., 1]  # flip_y, per image height
-    result = model.fit_batch(projected, max_iter=config.max_iter, noise_sigma=config.landmark_noise,
-                             contour=model.contour_lines is not None)
-    pose = result.pose_para().astype(np.float32)
-    shape_para = result.shape_para.astype(np.float64)
-    exp_para = result.exp_para.astype(np.float64)
-    fitted = project_landmarks(model, shape_para, exp_para, pose.astype(np.float64), result.landmark_vertices,
-                               heights)
+    contour = np.asarray(silhouette_jaw, dtype=bool) & (model.contour_lines is not None)
+    n = len(landmarks)
+    pose, shape_para, exp_para = np.empty((n, 7)), np.empty((n, model.n_shape_para)), np.empty((n, model.n_exp_para))
+    vertices = np.empty(landmarks.shape[:2], dtype=np.int64)
+    for marching in np.unique(contour):  # one vectorised fit per kind of landmarks
+        rows = np.flatnonzero(contour == marching)
+        result = model.fit_batch(projected[rows], max_iter=config.max_iter, noise_sigma=config.landmark_noise,
+                                 contour=bool(marching))
+        pose[rows], vertices[rows] = result.pose_para(), result.landmark_vertices
+        shape_para[rows], exp_para[rows] = result.shape_para, result.exp_para
+    pose = pose.astype(np.float32)
+    fitted = project_landmarks(model, shape_para, exp_para, pose.astype(np.float64), vertices, heights)
     zeros = np.zeros(landmarks.shape[:2] + (1,))
     nme = keypoint_nme(np.concatenate([fitted, zeros], axis=2), np.concatenate([landmarks, zeros], axis=2))
     return pose, shape_para, exp_para, np.asarray(nme, dtype=np.float64)
@@ -171,10 +181,12 @@ def _facing(pose):
     return np.array([angle2matrix_3ddfa(row[:3])[2, 2] for row in np.asarray(pose, dtype=np.float64)])
 
 
-def fit_landmarks(model, landmarks, heights, config=FitConfig()):
+def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=True):
     """Fit the model to the 68 landmarks of N images at once and return their 300W-LP parameter sets.
 
-    Contour-aware (the jaw landmarks of the far side march to the silhouette) when the model has contour lines.
+    Contour-aware (the jaw landmarks of the far side march to the silhouette) when the model has contour lines and
+    the landmarks' jaw follows the silhouette (``silhouette_jaw``, ``read_landmark_file``); landmarks that are
+    projected landmark vertices (AFLW2000-3D's ``pt3d_68``) are fitted at their vertices.
     Landmarks in mirrored order (a 300W-LP ``_Flip`` file's ``pt2d`` is mirrored in x but not re-ordered, so its
     point 0 lies on the face's left) fit a face turned away from the camera, often with a small error: a fit whose
     forward axis points away (``_facing`` below 0) is made again on the landmarks re-ordered (``IBUG_MIRROR``),
@@ -182,7 +194,7 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig()):
 
     Args:
         model: MorphableModel. landmarks: (N, 68, 2) image pixels (y down). heights: (N,) image heights.
-        config: FitConfig (max_iter, landmark_noise).
+        config: FitConfig (max_iter, landmark_noise). silhouette_jaw: bool, or (N,) bool per image.
     Returns:
         list of N dicts in the 300W-LP layout: ``Pose_Para`` (1, 7) float32, ``Shape_Para`` (n_sp, 1) and
         ``Exp_Para`` (n_ep, 1) float64, ``pt2d`` (2, 68) float64 (the input, in iBUG order), ``roi`` (1, 4) int16
@@ -194,12 +206,13 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig()):
 
     landmarks = np.array(landmarks, dtype=np.float64)
     heights = np.asarray(heights, dtype=np.int64).reshape(-1)
-    pose, shape_para, exp_para, nme = _fit_batch(model, landmarks, heights, config)
+    silhouette_jaw = np.broadcast_to(np.asarray(silhouette_jaw, dtype=bool), heights.shape)
+    pose, shape_para, exp_para, nme = _fit_batch(model, landmarks, heights, config, silhouette_jaw)
     facing = _facing(pose)
     away = np.nonzero(facing < 0)[0]
     if away.size:
         reordered = landmarks[away][:, IBUG_MIRROR]
-        refit = _fit_batch(model, reordered, heights[away], config)
+        refit = _fit_batch(model, reordered, heights[away], config, silhouette_jaw[away])
         better = _facing(refit[0]) > facing[away]
         landmarks[away[better]] = reordered[better]
         for fitted, again in zip((pose, shape_para, exp_para, nme), refit):
@@ -233,10 +246,31 @@ def _link_or_copy(source, target):
     os.replace(tmp, target)
 
 
-def _record(ref, fingerprint, status, fit_nme, files):
-    """The journal record of a finished image: ``status`` "written" or "dropped", ``files`` {name: [size, crc]}."""
-    return {"sample": ref.rel, "fingerprint": fingerprint, "status": status, "fit_nme": fit_nme,
-            "outputs": sorted(files), "files": files}
+def _landmark_identity(path, root):
+    """What the journal records of a landmark file: ``{"file": its path relative to root (posix), "size": bytes,
+    "crc32": of all its bytes}`` (landmark files are small), so that a rerun refits a photo whose file changed."""
+    data = Path(path).read_bytes()
+    return {"file": Path(path).relative_to(root).as_posix(), "size": len(data), "crc32": zlib.crc32(data)}
+
+
+def _landmarks_unchanged(images_root, config, ref, record):
+    """Whether the landmark file of photo ``ref`` is still the one its journal ``record`` names, with the same
+    bytes (always true for detected landmarks, which come from the image)."""
+    if config.detect is not None:
+        return True
+    source = find_landmark_file(ref.image_path, images_root, config.landmarks)
+    try:
+        return source is not None and record.get("landmarks") == _landmark_identity(
+            source, config.landmarks or images_root)
+    except OSError:  # unreadable now: the refit reports it
+        return False
+
+
+def _record(photo, fingerprint, status, fit_nme, files):
+    """The journal record of a finished image (``_PhotoInput``): ``status`` "written" or "dropped", ``files``
+    {name: [size, crc]}, ``landmarks`` its landmark file's ``_landmark_identity`` (None when detected)."""
+    return {"sample": photo.ref.rel, "fingerprint": fingerprint, "status": status, "fit_nme": fit_nme,
+            "outputs": sorted(files), "files": files, "landmarks": photo.landmark_file}
 
 
 def _write_sample(output, ref, mat):
@@ -282,11 +316,25 @@ def _build_state(model_path, config, images_root, output, fingerprint):
                      Journal(output))
 
 
+@dataclass
+class _PhotoInput:
+    """What a photo's fit needs: ``points`` (68, 2) landmarks (image pixels), the image ``height``, the
+    ``_landmark_identity`` of the landmark file (None for detected landmarks) and whether the landmarks' jaw follows
+    the silhouette (``silhouette_jaw``: detected ones do, ``read_landmark_file`` tells for a file)."""
+
+    ref: PhotoRef
+    points: np.ndarray
+    height: int
+    landmark_file: dict | None
+    silhouette_jaw: bool
+
+
 def _read_input(state, ref):
-    """(68 landmarks (68, 2), image height) of a photo; InputFileError / OSError naming the file when unusable."""
+    """The ``_PhotoInput`` of a photo; InputFileError / OSError naming the file when unusable."""
     from face3d.trainset.sample_io import read_image
 
     image = read_image(ref.image_path)
+    landmark_file, silhouette_jaw = None, True
     if state.landmarker is not None:
         points, source = state.landmarker.landmarks(image), ref.image_path
         if points is None:
@@ -297,24 +345,27 @@ def _read_input(state, ref):
             where = "beside it" if state.config.landmarks is None else f"under {state.config.landmarks}"
             raise InputFileError(ref.image_path, f"no landmark file {Path(ref.image_path).stem}"
                                                  f"{{{','.join(LANDMARK_SUFFIXES)}}} {where}")
-        points = read_landmarks(source)
+        points, silhouette_jaw = read_landmark_file(source)
+        landmark_file = _landmark_identity(source, state.config.landmarks or state.images_root)
     if not np.all(np.ptp(points, axis=0) > 0):
         raise InputFileError(source, "the 68 landmarks are degenerate (their box has no width or no height)")
-    return points, image.shape[0]
+    return _PhotoInput(ref, points, image.shape[0], landmark_file, silhouette_jaw)
 
 
 def _fit_all(state, ready):
-    """``fit_landmarks`` of the ready photos [(ref, points, height)] in one call; should that fail (a singular
-    system), each photo alone, so that one bad landmark set cannot fail its neighbours. Returns per photo its
-    300W-LP dict or the exception."""
-    points, heights = np.stack([r[1] for r in ready]), [r[2] for r in ready]
+    """``fit_landmarks`` of the ready photos [_PhotoInput] in one call; should that fail (a singular system), each
+    photo alone, so that one bad landmark set cannot fail its neighbours. Returns per photo its 300W-LP dict or
+    the exception."""
+    points, heights = np.stack([photo.points for photo in ready]), [photo.height for photo in ready]
+    silhouette_jaw = [photo.silhouette_jaw for photo in ready]
     try:
-        return fit_landmarks(state.model, points, heights, state.config)
+        return fit_landmarks(state.model, points, heights, state.config, silhouette_jaw)
     except (np.linalg.LinAlgError, ValueError):
         results = []
         for i in range(len(ready)):
             try:
-                results.append(fit_landmarks(state.model, points[i:i + 1], heights[i:i + 1], state.config)[0])
+                results.append(fit_landmarks(state.model, points[i:i + 1], heights[i:i + 1], state.config,
+                                             silhouette_jaw[i:i + 1])[0])
             except (np.linalg.LinAlgError, ValueError) as exc:
                 results.append(exc)
         return results
@@ -327,22 +378,23 @@ def _fit_chunk(state, refs):
     for ref in refs:
         _remove_outputs(state.output, ref)
         try:
-            ready.append((ref, *_read_input(state, ref)))
+            ready.append(_read_input(state, ref))
         except (OSError, ValueError) as exc:
             records[ref.rel] = (ref.rel, "failed", str(exc))
     if ready:
-        for (ref, points, _), mat in zip(ready, _fit_all(state, ready)):
+        for photo, mat in zip(ready, _fit_all(state, ready)):
+            ref = photo.ref
             if isinstance(mat, Exception):
                 records[ref.rel] = (ref.rel, "failed", f"{ref.image_path}: the fit failed ({mat})")
                 continue
             nme = float(mat["fit_nme"][0, 0])
-            if not np.array_equal(mat["pt2d"], points.T):
+            if not np.array_equal(mat["pt2d"], photo.points.T):
                 logger.warning("%s: its landmarks are in mirrored order (as in a 300W-LP _Flip file's pt2d); fitted "
                                "and written in iBUG order", ref.image_path)
             try:
                 status = "dropped" if nme > state.config.max_fit_error else "written"
                 files = _write_sample(state.output, ref, mat) if status == "written" else {}
-                journal.append(_record(ref, state.fingerprint, status, nme, files))
+                journal.append(_record(photo, state.fingerprint, status, nme, files))
                 records[ref.rel] = (ref.rel, status, nme)
             except (OSError, ValueError) as exc:
                 _remove_outputs(state.output, ref)
@@ -371,6 +423,21 @@ def _worker_chunk(refs):
 # The run
 
 
+def _done_photos(output, photos, latest, fingerprint, images_root, config):
+    """The rels of ``photos`` that an earlier run finished under ``fingerprint`` with their outputs still as written
+    (``intact_done``) and their landmark file unchanged since (``_landmarks_unchanged``), both checked on 4
+    threads: reading the files is what a resume waits for."""
+    by_rel = {ref.rel: ref for ref in photos}
+    done = sorted(intact_done(output, photos, latest, fingerprint, threads=4))
+    with cf.ThreadPoolExecutor(4) as pool:
+        unchanged = list(pool.map(lambda rel: _landmarks_unchanged(images_root, config, by_rel[rel], latest[rel]),
+                                  done))
+    for rel, same in zip(done, unchanged):
+        if not same:
+            logger.info("refitting %s: its landmark file changed", by_rel[rel].image_path)
+    return {rel for rel, same in zip(done, unchanged) if same}
+
+
 def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None, progress=True):
     """Fit every image under ``images`` and write the 300W-LP samples into ``output``; resumable.
 
@@ -379,10 +446,16 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         model_path: ``BFM.mat`` or None for the embedded default model. config: FitConfig.
         workers: processes (default ``default_worker_count()``); 1 runs here. progress: progress bar on stderr.
     Returns:
-        the summary dict, also written to ``output/summary.json``: counts (``images``, ``written``, ``skipped``
-        (done by an earlier run), ``dropped``, ``failed``), ``fit_nme`` ({image: NME} of every fit, dropped ones
-        included), ``dropped_images``, ``failures`` (with reasons) and ``unreadable_folders`` (folders that could
-        not be listed, whose photos are missing).
+        the summary dict, also written to ``output/summary.json``: counts that add up to ``photos``, each photo
+        counted once (``written`` by this run, ``skipped``: written by an earlier run, ``dropped``: a fit of this
+        run or an earlier one above ``max_fit_error``, one per ``dropped_images`` entry, ``failed``), ``samples``
+        (written + skipped), ``fit_nme`` ({image: NME} of every fit, dropped ones included), ``dropped_images``,
+        ``failures`` (with reasons) and ``unreadable_folders`` (folders that could not be listed, whose photos are
+        missing).
+    Raises:
+        InputFileError: no image under ``images``. FileNotFoundError: no ``images`` or ``config.landmarks`` folder,
+            or no file at ``model_path``. ValueError: ``output`` is ``images``, or ``workers`` is below 1.
+        Nothing is created under ``output`` in these cases.
     """
     started = time.monotonic()
     images, output = Path(images), Path(output)
@@ -395,23 +468,27 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         raise FileNotFoundError(f"{config.landmarks}: landmarks folder not found")
     unreadable = []
     photos, clashes = discover_photos(images, exclude=[output], unreadable=unreadable)
-    output.mkdir(parents=True, exist_ok=True)
+    if not photos and not unreadable:
+        raise InputFileError(images, f"no {'/'.join(IMAGE_EXTENSIONS)} images in this folder or below")
     model_id = "default" if model_path is None else os.path.abspath(model_path)
     fingerprint = config_fingerprint(config, model_identity(model_path), 0)
+    output.mkdir(parents=True, exist_ok=True)
 
     fit_nme, statuses, failures = {}, {}, []
     latest = read_journals(output)
-    intact = intact_done(output, photos, latest, fingerprint, threads=4)
+    intact = _done_photos(output, photos, latest, fingerprint, images, config)
     pending = [ref for ref in photos if ref.rel not in intact]
     for rel in intact:
         statuses[rel], fit_nme[rel] = latest[rel]["status"], latest[rel]["fit_nme"]
-    skipped = len(photos) - len(pending)
-    counts = {"written": 0, "dropped": 0, "failed": 0}
+    # Each photo is counted once: an earlier run's dropped fit counts as dropped, not as skipped.
+    earlier = list(statuses.values())
+    skipped = earlier.count("written")
+    counts = {"written": 0, "dropped": earlier.count("dropped"), "failed": 0}
     by_rel = {ref.rel: ref for ref in photos}
     for ref, reason in clashes:
         logger.warning("skipping %s: %s", ref.image_path, reason)
         failures.append({"image": ref.image_path, "reason": reason})
-    bar = Progress(len(photos), desc="fit", enabled=progress, initial=skipped)
+    bar = Progress(len(photos), desc="fit", enabled=progress, initial=len(intact))
 
     def on_records(records):
         for rel, status, detail in records:

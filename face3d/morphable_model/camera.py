@@ -108,17 +108,18 @@ def pose_para_from_fit(s, R, t, tz=0.0):
         s: (N,) or scalar scale. R: (N, 3, 3) or (3, 3) rotations. t: (N, 2|3) or (2|3,)
             translation (pixels). tz: depth translation to store (not observable from 2D).
     Returns:
-        (N, 7) float64 [pitch, yaw, roll (radians), tx, ty, tz, scale] (N = 1 for unbatched input).
+        (N, 7) float64 [pitch, yaw, roll (radians), tx, ty, tz, scale] (N = 1 for unbatched input;
+        N = 0 for no faces).
     """
     s = np.atleast_1d(np.asarray(s, dtype=np.float64))
     R = np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)
-    t = np.asarray(t, dtype=np.float64)
-    t = t.reshape(len(R), -1)
+    t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    t = t.reshape(len(R), t.shape[-1])
     if len(s) != len(R) or t.shape[1] not in (2, 3):
         raise ValueError(f"s, R, t must describe the same number of faces with t of 2 or 3 "
                          f"values, got s {s.shape}, R {R.shape}, t {t.shape}")
     out = np.empty((len(R), 7))
-    out[:, 0:3] = [matrix2angle_3ddfa(r) for r in R]
+    out[:, 0:3] = np.reshape([matrix2angle_3ddfa(r) for r in R], (len(R), 3))
     out[:, 3:5] = t[:, :2]
     out[:, 5] = tz
     out[:, 6] = s

@@ -110,8 +110,9 @@ class LandmarkFitter:
     What this module does instead (``LandmarkFitter``):
     1. Initial pose from the mean shape by the Gold Standard affine camera (Hartley & Zisserman,
        Algorithm 7.2: linear least squares on centred points, which is what the normalised DLT solves),
-       then the nearest scaled rotation (SVD of the 2x3 part).  In contour-aware mode only the 51
-       inner landmarks are used, since the jaw ones may sit on the silhouette.
+       then the nearest scaled rotation (SVD of the 2x3 part).  In contour-aware mode only the 52
+       landmarks that never march (the 51 inner ones and the chin) are used, since the other jaw
+       ones may sit on the silhouette.
     2. Each iteration is one Gauss-Newton step on pose AND all shape/expression parameters jointly:
        with the observation Jacobians ``A`` (2n x P, shape) and ``J`` (2n x 6, pose: rotation
        increment, log-scale, translation) the linearised MAP problem is solved in its dual (2n x 2n)
@@ -198,7 +199,7 @@ class LandmarkFitter:
             self._cand = cand
             self._mu_d, self._L_d = self._rows(cand)                  # (nc,3), (nc,3,P)
             # Cross Gram blocks candidate x static landmarks, gathered per face later.
-            self._G_ds = (self._L_d.reshape(-1, Ls.shape[1]) @ Ls.T).reshape(len(cand), 3, ns, 3)
+            self._G_ds = (self._L_d.reshape(3 * len(cand), -1) @ Ls.T).reshape(len(cand), 3, ns, 3)
             self._lines_local = line_table(lines, cand)                 # (nd, width) into cand
             self._kpt_local = np.searchsorted(cand, kpt_dyn)            # (nd,)
 
@@ -261,7 +262,8 @@ class LandmarkFitter:
 
         Args:
             x: (N, m, 2) or (m, 2) landmark positions in the projected frame (pixels, y up; use
-                :func:`flip_y` for image coordinates), row j observing vertex ``X_ind[j]``.
+                :func:`face3d.morphable_model.camera.flip_y` for image coordinates), row j
+                observing vertex ``X_ind[j]``.
             max_iter: at most this many joint pose + shape + expression Gauss-Newton iterations.
             contour: march the jaw landmarks to the silhouette (needs ``contour_lines``).
             noise_sigma: landmark noise plus model error in pixels (> 0), the weight of the
@@ -272,9 +274,11 @@ class LandmarkFitter:
             chunk_size: faces solved together; 32 keeps the per-chunk systems (~0.2 MB per face)
                 in cache, which is faster than larger chunks.
         Returns:
-            :class:`FitResult` with a batch axis (N = 1 for a single (m, 2) input).
+            :class:`FitResult` with a batch axis (N = 1 for a single (m, 2) input; N = 0 gives
+            empty arrays).
         Raises:
-            ValueError: wrong shape, NaN/inf, bad max_iter / noise_sigma, or contour without lines.
+            ValueError: wrong shape, NaN/inf, a face whose landmarks' box has no width or no
+                height (named by its index), bad max_iter / noise_sigma, or contour without lines.
         """
         pts = np.asarray(x, dtype=np.float64)
         if pts.ndim == 2:
@@ -296,6 +300,16 @@ class LandmarkFitter:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         if not (np.isfinite(tol) and tol >= 0):
             raise ValueError(f"tol must be a non-negative number of pixels, got {tol}")
+        # Landmarks at one point (or one row or column of pixels) make the camera system singular.
+        flat = np.flatnonzero((np.ptp(pts, axis=1) <= 0).any(axis=1))
+        if flat.size:
+            raise ValueError(f"face {flat[0]}: the landmarks' box has no width or no height "
+                             f"(no camera can be estimated)")
+        if not len(pts):
+            empty = self._snapshot(np.zeros((0, len(self.ev))), np.zeros(0), np.zeros((0, 3, 3)),
+                                   np.zeros((0, 2)))
+            return FitResult(*empty, np.zeros((0, m), np.int32), np.zeros(0, np.int32),
+                             [empty] * (int(max_iter) + 1) if keep_history else [])
         parts = [self._fit_chunk(pts[i:i + int(chunk_size)], int(max_iter), bool(contour),
                                  float(noise_sigma) ** 2, float(tol), keep_history)
                  for i in range(0, len(pts), int(chunk_size))]
@@ -322,7 +336,7 @@ class LandmarkFitter:
             if not contour:
                 mu = np.concatenate([mu, self._mu_d[sel]], axis=1)
         # In contour mode the jaw landmarks may sit on the silhouette, away from their frontal
-        # vertices: the initial camera comes from the 52 inner landmarks only.
+        # vertices: the initial camera comes from the 52 that never march.
         A, t = affine_camera_batch(mu, obs[:, :mu.shape[1]])
         s, R = scaled_rotation_from_affine(A)
         z = np.zeros((N, P))

@@ -256,7 +256,7 @@ class MorphableModel:
 
         With ``angles = Pose_Para[0:3]`` (RADIANS), ``t3d = Pose_Para[3:6]``, ``s = Pose_Para[6]``
         this gives image pixels with y up; the image row is ``h - 1 - y``
-        (:func:`face3d.morphable_model.fit.flip_y`).
+        (:func:`face3d.morphable_model.camera.flip_y`).
         """
         s, a, t = _pose(s, angles, t3d)
         return similarity_transform(_vertices(vertices), s, angle2matrix_3ddfa(a), t)

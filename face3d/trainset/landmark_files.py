@@ -6,6 +6,9 @@ Coordinates are 0-based image pixels, x right, y down (the project's convention)
 LFPW, HELEN, AFW, iBUG) are 1-based, as menpo's ``pts_importer`` documents and handles, so 1 is subtracted;
 the other formats are taken as they are: ``.txt`` 68 rows ``x y`` (a third column is ignored), ``.npy``
 (68, 2|3) or (2|3, 68), ``.mat`` with ``pt3d_68`` (3, 68) (AFLW2000-3D) or ``pt2d`` (2, 68) (300W-LP).
+AFLW2000-3D's ``pt3d_68`` are the model's 68 landmark vertices projected, so the jaw points of the far side lie
+hidden behind the face; every other source is a 2D annotation whose jaw follows the visible outline (300W-LP's
+``pt2d``, iBUG files, detectors): ``read_landmark_file`` tells which.
 """
 from pathlib import Path
 
@@ -13,8 +16,8 @@ import numpy as np
 
 from face3d.utils.errors import InputFileError
 
-__all__ = ["LANDMARK_SUFFIXES", "N_LANDMARKS", "IBUG_MIRROR", "read_landmarks", "read_pts", "landmarks_from_array",
-           "find_landmark_file"]
+__all__ = ["LANDMARK_SUFFIXES", "N_LANDMARKS", "IBUG_MIRROR", "read_landmarks", "read_landmark_file", "read_pts",
+           "landmarks_from_array", "find_landmark_file"]
 
 N_LANDMARKS = 68
 # The iBUG 68-point order of a mirrored face: landmark k of the mirror image is landmark IBUG_MIRROR[k] of the face
@@ -49,6 +52,7 @@ def read_pts(path):
 
 
 def _from_mat(path):
+    """(landmark array, its key "pt3d_68" or "pt2d") of a ``.mat``."""
     from face3d.utils.matfile import matlab_kind, read_mat
 
     mat = read_mat(path, variable_names=("pt3d_68", "pt2d"))
@@ -56,7 +60,7 @@ def _from_mat(path):
     for key in ("pt3d_68", "pt2d"):  # AFLW2000-3D's pt2d holds AFLW's own 21 points: prefer pt3d_68
         value = found.get(key)
         if value is not None and matlab_kind(value) == "numeric array" and np.shape(value)[-1] == N_LANDMARKS:
-            return np.asarray(value, dtype=np.float64)
+            return np.asarray(value, dtype=np.float64), key
     described = ", ".join(f"{k}: a {matlab_kind(v)} of shape {np.shape(v)}" for k, v in found.items())
     raise InputFileError(path, f"no pt3d_68 (3, 68) or pt2d (2, 68) numeric array in the .mat "
                                f"(found {described or 'neither'})")
@@ -68,6 +72,20 @@ def read_landmarks(path):
     Returns:
         (68, 2) float64 x, y in 0-based image pixels.
     Raises:
+        as ``read_landmark_file``.
+    """
+    return read_landmark_file(path)[0]
+
+
+def read_landmark_file(path):
+    """The 68 landmarks of a ``.pts``, ``.txt``, ``.npy`` or ``.mat`` file and whether their jaw follows the face's
+    outline (see the module docstring).
+
+    Returns:
+        (points, silhouette_jaw): points (68, 2) float64 x, y in 0-based image pixels; silhouette_jaw False for a
+        ``.mat``'s ``pt3d_68`` (the far-side jaw points where the model's landmark vertices are, hidden), True for
+        every other source (the jaw points on the visible outline, where a contour-aware fit marches them).
+    Raises:
         FileNotFoundError: the file does not exist. InputFileError (a ValueError): unknown suffix, unreadable file,
             not 68 points or non-finite values; the message names the file.
     """
@@ -75,6 +93,7 @@ def read_landmarks(path):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: landmark file not found")
     suffix = path.suffix.lower()
+    key = None
     try:
         if suffix == ".pts":
             points = read_pts(path)
@@ -83,7 +102,7 @@ def read_landmarks(path):
         elif suffix == ".npy":
             points = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
         elif suffix == ".mat":
-            points = _from_mat(path)
+            points, key = _from_mat(path)
         else:
             raise InputFileError(path, f"unknown landmark file type (expected one of {', '.join(LANDMARK_SUFFIXES)})")
     except InputFileError:
@@ -91,7 +110,7 @@ def read_landmarks(path):
     except ValueError as exc:  # numpy's parsers: text that is not numbers, a damaged .npy
         raise InputFileError(path, f"cannot read the landmarks ({exc})") from exc
     try:
-        return landmarks_from_array(points)
+        return landmarks_from_array(points), key != "pt3d_68"
     except ValueError as exc:
         raise InputFileError(path, str(exc)) from None
 
