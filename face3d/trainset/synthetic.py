@@ -16,13 +16,14 @@ from the camera (|yaw| > 10 degrees) are moved to the silhouette: for each of th
 Structure as 300W-LP: a face (subject, expression, light, background) has ``views`` profiled views that share
 ``Shape_Para`` and ``Exp_Para`` (only ``Pose_Para`` differs: the yaw turns on towards the profile), named
 ``SYNTH_<ffff>_1_<view>`` in ``<output>/SYNTH``, and each view has a ``_Flip`` copy of the same name in
-``<output>/SYNTH_Flip``: the mirrored face (its own least-squares Shape/Exp, yaw and roll negated, tx mirrored)
-rendered with the mirrored colours, light and background, whose ``pt2d`` is mirrored in x but not re-ordered
-(point 0 is then the subject's left jaw). Face f is drawn from ``numpy.random.default_rng([seed, f])`` alone
-(yaw spread over [-90, 90] degrees by a golden-ratio sequence, pitch and roll uniform in +-20 degrees), so the
-set is deterministic and its first k samples do not depend on ``count``; a one-view face without flip is what
-``synthesize_sample`` renders. ``<output>/synthetic.json`` records the settings and is written last, so a
-complete set with the same settings is reused instead of re-rendered.
+``<output>/SYNTH_Flip``: the mirrored face (the least-squares Shape/Exp of the mirrored vertices and Tex of the
+mirrored colours, rendered as these parameters give it; yaw and roll negated, tx mirrored) with the mirrored light
+and background, whose ``pt2d`` is mirrored in x but not re-ordered (point 0 is then the subject's left jaw).
+Face f is drawn from ``numpy.random.default_rng([seed, f])`` alone (yaw spread over [-90, 90] degrees by a
+golden-ratio sequence, pitch and roll uniform in +-20 degrees), so the set is deterministic and its first k samples
+do not depend on ``count``; a one-view face without flip is what ``synthesize_sample`` renders.
+``<output>/synthetic.json`` records the settings and is written last, so a complete set with the same settings is
+reused instead of re-rendered.
 """
 import dataclasses
 import json
@@ -58,7 +59,7 @@ SYNTH_FOLDER = "SYNTH"
 FLIP_FOLDER = "SYNTH_Flip"
 RECORD_FILE = "synthetic.json"
 VIEWS = 4
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # bumped when the rendered samples change, so that older sets are rendered again
 _GOLDEN = 0.6180339887498949
 _JPEG_QUALITY = 95
 
@@ -242,10 +243,29 @@ def view_yaws(yaw, views):
     return [yaw + side * (np.pi / 2 - abs(yaw)) * v / views for v in range(views)]
 
 
+class _BasisFit:
+    """Least-squares parameters of a linear model ``values = mean + basis @ para``: ``para = (B^T B)^-1 B^T (values -
+    mean)`` through the Cholesky factor of the normal matrix ``B^T B``, factored once.
+
+    Args:
+        mean: (3n, 1) or (3n,).
+        basis: (3n, k).
+    """
+
+    def __init__(self, mean, basis):
+        self._mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        self._basis = np.asarray(basis, dtype=np.float64)
+        self._factor = scipy.linalg.cho_factor(self._basis.T @ self._basis)
+
+    def __call__(self, values):
+        """(n, 3) values -> (k, 1) float64 parameters."""
+        rhs = self._basis.T @ (np.asarray(values, dtype=np.float64).reshape(-1) - self._mean)
+        return scipy.linalg.cho_solve(self._factor, rhs).reshape(-1, 1)
+
+
 class _Mirror:
     """Mirror image of a face in the model (x -> -x): the model's vertex symmetry (BFM_info's ``symlist``) and the
-    least-squares shape and expression parameters of the mirrored vertices (Cholesky of the basis' normal
-    matrix, factored once)."""
+    least-squares shape, expression and texture parameters of the mirrored vertices and colours (``_BasisFit``)."""
 
     def __init__(self, model):
         pairs = np.asarray((getattr(model, "info", None) or {}).get("symlist", np.zeros((2, 0))), dtype=np.int64)
@@ -255,21 +275,21 @@ class _Mirror:
         self.permutation = np.arange(model.nver)
         self.permutation[pairs[0]], self.permutation[pairs[1]] = pairs[1], pairs[0]
         m = model.model
-        self._basis = np.hstack([m["shapePC"], m["expPC"]]).astype(np.float64)
-        self._factor = scipy.linalg.cho_factor(self._basis.T @ self._basis)
+        self._fit_geometry = _BasisFit(m["shapeMU"], np.hstack([m["shapePC"], m["expPC"]]))
+        self._fit_texture = _BasisFit(m["texMU"], m["texPC"])
 
     def __call__(self, face, size):
-        """The mirrored ``face``: fitted parameters and their vertices, colours and background mirrored, roll,
-        yaw, light azimuth and target x mirrored (``x -> size - 1 - x`` in the image)."""
-        mirrored = face.vertices[self.permutation] * np.array([-1.0, 1.0, 1.0])
-        rhs = self._basis.T @ (mirrored.reshape(-1) - self.model.model["shapeMU"].reshape(-1))
-        para = scipy.linalg.cho_solve(self._factor, rhs).reshape(-1, 1)
+        """The mirrored ``face``: fitted parameters and the vertices and colours they give (the model's nearest face
+        to the mirror image, so that the parameters describe what is rendered), background mirrored, roll, yaw,
+        light azimuth and target x mirrored (``x -> size - 1 - x`` in the image)."""
+        para = self._fit_geometry(face.vertices[self.permutation] * np.array([-1.0, 1.0, 1.0]))
+        tex_para = self._fit_texture(face.colors[self.permutation])
         ns = self.model.n_shape_para
-        vertices = self.model.generate_vertices(para[:ns], para[ns:]).astype(np.float64)
         ambient, directional, elevation, azimuth = face.light
         return dataclasses.replace(
-            face, shape_para=para[:ns], exp_para=para[ns:], vertices=vertices,
-            colors=face.colors[self.permutation], roll=-face.roll, yaw=-face.yaw,
+            face, shape_para=para[:ns], exp_para=para[ns:], tex_para=tex_para,
+            vertices=self.model.generate_vertices(para[:ns], para[ns:]).astype(np.float64),
+            colors=self.model.generate_colors(tex_para).astype(np.float64), roll=-face.roll, yaw=-face.yaw,
             target=np.array([size - 1 - face.target[0], face.target[1]]),
             light=(ambient, directional, elevation, -azimuth), background=face.background[:, ::-1])
 
