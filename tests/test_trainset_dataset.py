@@ -312,6 +312,37 @@ def test_synthetic_set_is_deterministic_and_reused(synth_root, tmp_path):
     assert not _temp_files(tmp_path)
 
 
+def test_synthetic_set_of_another_model_is_rendered_again(tmp_path):
+    from face3d.morphable_model import MorphableModel, load, model_identity
+    from face3d.morphable_model.default_model import default_model_dir
+
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    for name in ("BFM_info.mat", "BFM_UV.mat"):
+        shutil.copyfile(default_model_dir() / name, wide / name)
+    arrays = load.load_BFM(default_model_dir() / "BFM.mat")
+    arrays["shapeMU"] = arrays["shapeMU"] * np.float32(1.3)  # a wider face: another scale in Pose_Para
+    load.save_BFM(wide / "BFM.mat", arrays)
+
+    def pose(folder):
+        return scipy.io.loadmat(folder / SYNTH_FOLDER / "SYNTH_0000_1_0.mat")["Pose_Para"]
+
+    synthesize_dataset(tmp_path / "default", count=2, seed=3, size=64)
+    synthesize_dataset(tmp_path / "wide_set", count=2, seed=3, size=64, model_path=wide / "BFM.mat")
+    assert not np.array_equal(pose(tmp_path / "wide_set"), pose(tmp_path / "default"))
+    assert json.loads((tmp_path / "default" / RECORD_FILE).read_text())["model"] == model_identity(None)
+    # a set rendered with a model object (unidentified) is never reused: asking for the default renders it again
+    out = tmp_path / "out"
+    synthesize_dataset(out, count=2, seed=3, size=64, model=MorphableModel(wide / "BFM.mat"))
+    assert np.array_equal(pose(out), pose(tmp_path / "wide_set"))
+    synthesize_dataset(out, count=2, seed=3, size=64)
+    assert np.array_equal(pose(out), pose(tmp_path / "default"))
+    # and a set of the default model is not reused for another model file
+    synthesize_dataset(out, count=2, seed=3, size=64, model_path=wide / "BFM.mat")
+    assert np.array_equal(pose(out), pose(tmp_path / "wide_set"))
+    assert json.loads((out / RECORD_FILE).read_text())["model"] == model_identity(wide / "BFM.mat")
+
+
 # ------------------------------------------------------------------------------------------- the runner
 
 

@@ -22,12 +22,12 @@ and background, whose ``pt2d`` is mirrored in x but not re-ordered (point 0 is t
 Face f is drawn from ``numpy.random.default_rng([seed, f])`` alone (yaw spread over [-90, 90] degrees by a
 golden-ratio sequence, pitch and roll uniform in +-20 degrees), so the set is deterministic and its first k samples
 do not depend on ``count``; a one-view face without flip is what ``synthesize_sample`` renders.
-``<output>/synthetic.json`` records the settings and is written last, so a complete set with the same settings is
-reused instead of re-rendered.
+``<output>/synthetic.json`` records the settings and the model's identity (``model_identity``: the embedded model's
+version or the model files' content) and is written last, so a complete set with the same settings and model is
+reused instead of re-rendered; a set rendered with a model object passed in (``model=``) is never reused.
 """
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from face3d.mesh import light as mesh_light
 from face3d.mesh import render as mesh_render
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model.contour import landmark_vertices
+from face3d.morphable_model.morphable_model import model_identity
 from face3d.utils.atomic import atomic_file, atomic_write_bytes
 from face3d.utils.matfile import save_mat
 
@@ -348,8 +349,8 @@ def _jpg_bytes(image):
 
 def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None, views=VIEWS, flip=True):
     """Render ``count`` samples into ``output/SYNTH`` and ``output/SYNTH_Flip`` (reusing a complete set rendered
-    with the same settings); rendering with other settings also removes the samples of an earlier, larger count,
-    so the folders hold exactly this set.
+    with the same settings and model files, see the module docstring); rendering with other settings also removes
+    the samples of an earlier, larger count, so the folders hold exactly this set.
 
     Args:
         output: folder of the set (created).
@@ -357,7 +358,8 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         seed: base seed; face f uses ``default_rng([seed, f])`` (seed >= 0).
         model_path: ``BFM.mat`` or None for the embedded default model.
         size: image side in pixels (300W-LP: 450).
-        model: an already loaded MorphableModel (overrides ``model_path``).
+        model: an already loaded MorphableModel (overrides ``model_path``); its set is always rendered (an object
+            may differ from its files) and recorded with model null.
         views: profiled views per face (>= 1), sharing Shape_Para and Exp_Para.
         flip: every other sample is the ``_Flip`` copy of the one before (needs the model's ``symlist``).
     Returns:
@@ -376,13 +378,13 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
     mats = [output / folder / f"{stem}.mat" for folder, stem, *_ in names]
     settings = {"version": FORMAT_VERSION, "count": int(count), "seed": int(seed), "size": int(size),
                 "views": int(views), "flip": bool(flip),
-                "model": "default" if model_path is None else os.path.abspath(model_path)}
+                "model": None if model is not None else model_identity(model_path)}
     record = output / RECORD_FILE
     try:
         done = json.loads(record.read_text(encoding="utf-8")) == settings
     except (OSError, ValueError):
         done = False
-    if done and all(m.is_file() and m.with_suffix(".jpg").is_file() for m in mats):
+    if done and settings["model"] is not None and all(m.is_file() and m.with_suffix(".jpg").is_file() for m in mats):
         return mats
     if model is None:
         from face3d.morphable_model import MorphableModel
