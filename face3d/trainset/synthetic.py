@@ -41,6 +41,7 @@ from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model.contour import landmark_vertices
 from face3d.morphable_model.morphable_model import model_identity
 from face3d.utils.atomic import atomic_file, atomic_write_bytes
+from face3d.utils.errors import InputFileError
 from face3d.utils.matfile import save_mat
 
 __all__ = [
@@ -266,12 +267,21 @@ class _BasisFit:
 
 class _Mirror:
     """Mirror image of a face in the model (x -> -x): the model's vertex symmetry (BFM_info's ``symlist``) and the
-    least-squares shape, expression and texture parameters of the mirrored vertices and colours (``_BasisFit``)."""
+    least-squares shape, expression and texture parameters of the mirrored vertices and colours (``_BasisFit``).
 
-    def __init__(self, model):
+    Raises:
+        InputFileError: the model has no ``symlist``, naming ``info_file`` (the BFM_info.mat it would come from).
+        ValueError: the same, when ``info_file`` is None (a model object).
+    """
+
+    def __init__(self, model, info_file=None):
         pairs = np.asarray((getattr(model, "info", None) or {}).get("symlist", np.zeros((2, 0))), dtype=np.int64)
         if pairs.size == 0:
-            raise ValueError("the model has no vertex symmetry (BFM_info's symlist): cannot render _Flip copies")
+            problem = "no 'symlist': _Flip copies need it; use --no-flip (face3d synthesize; give its set to " \
+                      "generate as --root)"
+            if info_file is None:
+                raise ValueError(f"the model has no vertex symmetry (BFM_info's symlist): {problem}")
+            raise InputFileError(info_file, problem)
         self.model = model
         self.permutation = np.arange(model.nver)
         self.permutation[pairs[0]], self.permutation[pairs[1]] = pairs[1], pairs[0]
@@ -307,9 +317,9 @@ def sample_names(count, views=VIEWS, flip=True):
     return names
 
 
-def _render_set(model, names, seed, size, views):
-    """Yield (folder, stem, image, mat) for ``names`` (``sample_names``), each face drawn once."""
-    mirror = _Mirror(model) if any(n[4] for n in names) else None
+def _render_set(model, mirror, names, seed, size, views):
+    """Yield (folder, stem, image, mat) for ``names`` (``sample_names``), each face drawn once; ``mirror``: the
+    model's ``_Mirror`` (None when no name is a flipped copy)."""
     face, face_index, keypoints = None, -1, {}
     for folder, stem, f, v, flipped in names:
         if f != face_index:
@@ -361,7 +371,8 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         model: an already loaded MorphableModel (overrides ``model_path``); its set is always rendered (an object
             may differ from its files) and recorded with model null.
         views: profiled views per face (>= 1), sharing Shape_Para and Exp_Para.
-        flip: every other sample is the ``_Flip`` copy of the one before (needs the model's ``symlist``).
+        flip: every other sample is the ``_Flip`` copy of the one before (needs the model's ``symlist``; without it
+            ``InputFileError`` names the ``BFM_info.mat`` beside ``model_path``, before the output is touched).
     Returns:
         list of the ``.mat`` paths, in sample order.
     """
@@ -386,15 +397,19 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         done = False
     if done and settings["model"] is not None and all(m.is_file() and m.with_suffix(".jpg").is_file() for m in mats):
         return mats
+    info_file = None
     if model is None:
         from face3d.morphable_model import MorphableModel
         model = MorphableModel(model_path)
+        info_file = None if model_path is None else Path(model_path).parent / "BFM_info.mat"
+    # before the output is touched: a model without mirror pairs leaves an earlier set as it is
+    mirror = _Mirror(model, info_file) if any(flipped for *_, flipped in names) else None
     record.unlink(missing_ok=True)
     wanted = set(mats) | {m.with_suffix(".jpg") for m in mats}
     for stale in [p for folder in (SYNTH_FOLDER, FLIP_FOLDER) for p in (output / folder).glob(f"{SYNTH_FOLDER}_*")]:
         if stale not in wanted:  # a sample of an earlier, larger count is not in this set
             stale.unlink()
-    for folder, stem, image, mat in _render_set(model, names, seed, int(size), int(views)):
+    for folder, stem, image, mat in _render_set(model, mirror, names, seed, int(size), int(views)):
         mat_path = output / folder / f"{stem}.mat"
         mat_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(mat_path.with_suffix(".jpg"), _jpg_bytes(image))
