@@ -482,6 +482,11 @@ def test_bad_generate_options_end_in_one_line_with_status_2(tmp_path, synth, cap
         "face3d generate: error: angles must have distinct names")
     assert _main_error(capsys, "synthesize", "--output", tmp_path / "synthetic", "--seed", "-1")[-1] == \
         "face3d synthesize: error: argument --seed: expected an integer >= 0, got '-1'"
+    assert _main_error(capsys, "synthesize", "--output", tmp_path / "synthetic", "--size", "63")[-1] == \
+        "face3d synthesize: error: argument --size: expected an integer >= 64 (pixels), got '63'"
+    assert _main_error(capsys, "uv-data", "--output", tmp_path / "uv", "--resolution", "1")[-1] == \
+        "face3d uv-data: error: argument --resolution: expected an integer >= 8 (pixels), got '1'"
+    assert not (tmp_path / "uv").exists()
     assert not (tmp_path / "synthetic").exists()
 
 

@@ -46,6 +46,7 @@ from face3d.utils.matfile import save_mat
 
 __all__ = [
     "FLIP_FOLDER",
+    "MIN_SIZE",
     "RECORD_FILE",
     "SYNTH_FOLDER",
     "VIEWS",
@@ -61,6 +62,7 @@ SYNTH_FOLDER = "SYNTH"
 FLIP_FOLDER = "SYNTH_Flip"
 RECORD_FILE = "synthetic.json"
 VIEWS = 4
+MIN_SIZE = 64  # the smallest image side in pixels synthesize_dataset renders
 FORMAT_VERSION = 3  # bumped when the rendered samples change, so that older sets are rendered again
 _GOLDEN = 0.6180339887498949
 _JPEG_QUALITY = 95
@@ -380,8 +382,8 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         raise ValueError(f"count must be >= 1, got {count}")
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0 for the synthetic set, got {seed}")
-    if int(size) < 64:
-        raise ValueError(f"size must be >= 64 pixels, got {size}")
+    if int(size) < MIN_SIZE:
+        raise ValueError(f"size must be >= {MIN_SIZE} pixels, got {size}")
     if int(views) < 1:
         raise ValueError(f"views must be >= 1, got {views}")
     output = Path(output)
