@@ -278,12 +278,12 @@ class _Mirror:
 
     def __init__(self, model, info_file=None):
         pairs = np.asarray((getattr(model, "info", None) or {}).get("symlist", np.zeros((2, 0))), dtype=np.int64)
+        if pairs.size == 0 and info_file is None:
+            raise ValueError("the model has no 'symlist' (BFM_info's mirror vertex pairs): _Flip copies need it; "
+                             "pass flip=False")
         if pairs.size == 0:
-            problem = "no 'symlist': _Flip copies need it; use --no-flip (face3d synthesize; give its set to " \
-                      "generate as --root)"
-            if info_file is None:
-                raise ValueError(f"the model has no vertex symmetry (BFM_info's symlist): {problem}")
-            raise InputFileError(info_file, problem)
+            raise InputFileError(info_file, "no 'symlist': _Flip copies need it; use --no-flip (face3d synthesize; "
+                                            "give its set to generate as --root)")
         self.model = model
         self.permutation = np.arange(model.nver)
         self.permutation[pairs[0]], self.permutation[pairs[1]] = pairs[1], pairs[0]
