@@ -8,6 +8,7 @@ claims 40000x40000 pixels, an unreadable folder, empty and missing roots, a mode
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -24,6 +25,7 @@ from _fixtures import deny_listing, fixtures_dir
 
 from face3d.cli import build_parser, main
 from face3d.cli.generate import generation_config
+from face3d.morphable_model.default_model import default_model_dir
 from face3d.trainset.dataset import (
     TEMP_SUFFIX,
     UV_DATA_DIR,
@@ -414,6 +416,15 @@ def test_commands_end_in_one_line_on_missing_inputs(tmp_path, synth):
                     "face3d generate: error:", str(tmp_path / "bfm" / "BFM_UV.mat"), "not found")
     _one_line_error(_cli("generate", "--root", root, "--output", tmp_path / "my out"),
                     "face3d generate: error:", str(tmp_path / "my out"), "contains whitespace")
+    no_info = tmp_path / "no_info"  # the default model without BFM_info.mat: no mirror pairs (symlist)
+    no_info.mkdir()
+    for name in ("BFM.mat", "BFM_UV.mat"):
+        shutil.copyfile(default_model_dir() / name, no_info / name)
+    for command in (["synthesize", "--count", "2", "--size", "64"], ["generate", "--synthetic-count", "2"]):
+        _one_line_error(_cli(*command, "--bfm", no_info / "BFM.mat", "--output", tmp_path / command[0]),
+                        f"face3d {command[0]}: error: {no_info / 'BFM_info.mat'}: no 'symlist': _Flip copies need it; "
+                        f"use --no-flip")
+        assert not (tmp_path / command[0]).exists()
     _one_line_error(_cli("pack", tmp_path / "trainDataLabel.txt", tmp_path / "set.h5"),
                     "face3d pack: error:", str(tmp_path / "trainDataLabel.txt"), "not found")
     _one_line_error(_cli("preview", synth / f"{SOURCE}.jpg"),
@@ -471,6 +482,11 @@ def test_bad_generate_options_end_in_one_line_with_status_2(tmp_path, synth, cap
         "face3d generate: error: angles must have distinct names")
     assert _main_error(capsys, "synthesize", "--output", tmp_path / "synthetic", "--seed", "-1")[-1] == \
         "face3d synthesize: error: argument --seed: expected an integer >= 0, got '-1'"
+    assert _main_error(capsys, "synthesize", "--output", tmp_path / "synthetic", "--size", "63")[-1] == \
+        "face3d synthesize: error: argument --size: expected an integer >= 64 (pixels), got '63'"
+    assert _main_error(capsys, "uv-data", "--output", tmp_path / "uv", "--resolution", "1")[-1] == \
+        "face3d uv-data: error: argument --resolution: expected an integer >= 8 (pixels), got '1'"
+    assert not (tmp_path / "uv").exists()
     assert not (tmp_path / "synthetic").exists()
 
 

@@ -121,20 +121,22 @@ def add_trust_model_argument(parser):
                              "inference list (file writes, ...): a model is code, pass it only for models you trust")
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+def int_at_least(minimum, unit=None):
+    """argparse type: an integer >= ``minimum``; ``unit`` (e.g. "pixels") is named in the error line."""
+    bound = f"{minimum} ({unit})" if unit else f"{minimum}"
+
+    def parse(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = "int"  # argparse's line for a non-integer: "invalid int value: 'x'"
+    return parse
 
 
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def limit_blas_threads():

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from face3d.cli._common import Command, error_text, non_negative_int, positive_int, setup_logging
+from face3d.cli._common import Command, error_text, int_at_least, non_negative_int, positive_int, setup_logging
 from face3d.cli.generate import SYNTHETIC_DIR
 from face3d.contract import RESOLUTION
 
@@ -100,12 +100,14 @@ def _run_preview(args):
 
 
 def _synthesize_arguments(parser):
+    from face3d.trainset.synthetic import MIN_SIZE
+
     parser.add_argument("--output", metavar="DIR", default=SYNTHETIC_DIR, help="output folder (default: %(default)s)")
     parser.add_argument("--count", metavar="N", type=positive_int, default=24, help="samples (default: %(default)s)")
     parser.add_argument("--seed", metavar="S", type=non_negative_int, default=0,
                         help="random seed, 0 or more (default: %(default)s)")
-    parser.add_argument("--size", metavar="PX", type=positive_int, default=450,
-                        help="image side in pixels (default: %(default)s)")
+    parser.add_argument("--size", metavar="PX", type=int_at_least(MIN_SIZE, "pixels"), default=450,
+                        help=f"image side in pixels, {MIN_SIZE} or more (default: %(default)s)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")
     parser.add_argument("--views", metavar="V", type=positive_int,
                         help="profiled views per face, sharing Shape_Para and Exp_Para (default: "
@@ -126,11 +128,13 @@ def _run_synthesize(args):
 
 
 def _uv_data_arguments(parser):
+    from face3d.trainset.sample import MIN_RESOLUTION  # generate's minimum
+
     parser.add_argument("--output", metavar="DIR", default="uv-data",
                         help="output folder (default: %(default)s in the current directory)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="the real Basel Face Model (default: the embedded model)")
-    parser.add_argument("--resolution", metavar="R", type=positive_int, default=RESOLUTION,
-                        help="UV map side in pixels (default: %(default)s)")
+    parser.add_argument("--resolution", metavar="R", type=int_at_least(MIN_RESOLUTION, "pixels"), default=RESOLUTION,
+                        help=f"UV map side in pixels, {MIN_RESOLUTION} or more (default: %(default)s)")
     parser.add_argument("--neck-zeroed", action="store_true",
                         help="the paper's weight mask with the neck at 0 (default: PRNet's shipped mask)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")

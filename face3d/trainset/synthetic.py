@@ -16,17 +16,18 @@ from the camera (|yaw| > 10 degrees) are moved to the silhouette: for each of th
 Structure as 300W-LP: a face (subject, expression, light, background) has ``views`` profiled views that share
 ``Shape_Para`` and ``Exp_Para`` (only ``Pose_Para`` differs: the yaw turns on towards the profile), named
 ``SYNTH_<ffff>_1_<view>`` in ``<output>/SYNTH``, and each view has a ``_Flip`` copy of the same name in
-``<output>/SYNTH_Flip``: the mirrored face (its own least-squares Shape/Exp, yaw and roll negated, tx mirrored)
-rendered with the mirrored colours, light and background, whose ``pt2d`` is mirrored in x but not re-ordered
-(point 0 is then the subject's left jaw). Face f is drawn from ``numpy.random.default_rng([seed, f])`` alone
-(yaw spread over [-90, 90] degrees by a golden-ratio sequence, pitch and roll uniform in +-20 degrees), so the
-set is deterministic and its first k samples do not depend on ``count``; a one-view face without flip is what
-``synthesize_sample`` renders. ``<output>/synthetic.json`` records the settings and is written last, so a
-complete set with the same settings is reused instead of re-rendered.
+``<output>/SYNTH_Flip``: the mirrored face (the least-squares Shape/Exp of the mirrored vertices and Tex of the
+mirrored colours, rendered as these parameters give it; yaw and roll negated, tx mirrored) with the mirrored light
+and background, whose ``pt2d`` is mirrored in x but not re-ordered (point 0 is then the subject's left jaw).
+Face f is drawn from ``numpy.random.default_rng([seed, f])`` alone (yaw spread over [-90, 90] degrees by a
+golden-ratio sequence, pitch and roll uniform in +-20 degrees), so the set is deterministic and its first k samples
+do not depend on ``count``; a one-view face without flip is what ``synthesize_sample`` renders.
+``<output>/synthetic.json`` records the settings and the model's identity (``model_identity``: the embedded model's
+version or the model files' content) and is written last, so a complete set with the same settings and model is
+reused instead of re-rendered; a set rendered with a model object passed in (``model=``) is never reused.
 """
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +39,14 @@ from face3d.mesh import light as mesh_light
 from face3d.mesh import render as mesh_render
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model.contour import landmark_vertices
+from face3d.morphable_model.morphable_model import model_identity
 from face3d.utils.atomic import atomic_file, atomic_write_bytes
+from face3d.utils.errors import InputFileError
 from face3d.utils.matfile import save_mat
 
 __all__ = [
     "FLIP_FOLDER",
+    "MIN_SIZE",
     "RECORD_FILE",
     "SYNTH_FOLDER",
     "VIEWS",
@@ -58,7 +62,8 @@ SYNTH_FOLDER = "SYNTH"
 FLIP_FOLDER = "SYNTH_Flip"
 RECORD_FILE = "synthetic.json"
 VIEWS = 4
-FORMAT_VERSION = 2
+MIN_SIZE = 64  # the smallest image side in pixels synthesize_dataset renders
+FORMAT_VERSION = 3  # bumped when the rendered samples change, so that older sets are rendered again
 _GOLDEN = 0.6180339887498949
 _JPEG_QUALITY = 95
 
@@ -242,34 +247,62 @@ def view_yaws(yaw, views):
     return [yaw + side * (np.pi / 2 - abs(yaw)) * v / views for v in range(views)]
 
 
+class _BasisFit:
+    """Least-squares parameters of a linear model ``values = mean + basis @ para``: ``para = (B^T B)^-1 B^T (values -
+    mean)`` through the Cholesky factor of the normal matrix ``B^T B``, factored once.
+
+    Args:
+        mean: (3n, 1) or (3n,).
+        basis: (3n, k).
+    """
+
+    def __init__(self, mean, basis):
+        self._mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        self._basis = np.asarray(basis, dtype=np.float64)
+        self._factor = scipy.linalg.cho_factor(self._basis.T @ self._basis)
+
+    def __call__(self, values):
+        """(n, 3) values -> (k, 1) float64 parameters."""
+        rhs = self._basis.T @ (np.asarray(values, dtype=np.float64).reshape(-1) - self._mean)
+        return scipy.linalg.cho_solve(self._factor, rhs).reshape(-1, 1)
+
+
 class _Mirror:
     """Mirror image of a face in the model (x -> -x): the model's vertex symmetry (BFM_info's ``symlist``) and the
-    least-squares shape and expression parameters of the mirrored vertices (Cholesky of the basis' normal
-    matrix, factored once)."""
+    least-squares shape, expression and texture parameters of the mirrored vertices and colours (``_BasisFit``).
 
-    def __init__(self, model):
+    Raises:
+        InputFileError: the model has no ``symlist``, naming ``info_file`` (the BFM_info.mat it would come from).
+        ValueError: the same, when ``info_file`` is None (a model object).
+    """
+
+    def __init__(self, model, info_file=None):
         pairs = np.asarray((getattr(model, "info", None) or {}).get("symlist", np.zeros((2, 0))), dtype=np.int64)
+        if pairs.size == 0 and info_file is None:
+            raise ValueError("the model has no 'symlist' (BFM_info's mirror vertex pairs): _Flip copies need it; "
+                             "pass flip=False")
         if pairs.size == 0:
-            raise ValueError("the model has no vertex symmetry (BFM_info's symlist): cannot render _Flip copies")
+            raise InputFileError(info_file, "no 'symlist': _Flip copies need it; use --no-flip (face3d synthesize; "
+                                            "give its set to generate as --root)")
         self.model = model
         self.permutation = np.arange(model.nver)
         self.permutation[pairs[0]], self.permutation[pairs[1]] = pairs[1], pairs[0]
         m = model.model
-        self._basis = np.hstack([m["shapePC"], m["expPC"]]).astype(np.float64)
-        self._factor = scipy.linalg.cho_factor(self._basis.T @ self._basis)
+        self._fit_geometry = _BasisFit(m["shapeMU"], np.hstack([m["shapePC"], m["expPC"]]))
+        self._fit_texture = _BasisFit(m["texMU"], m["texPC"])
 
     def __call__(self, face, size):
-        """The mirrored ``face``: fitted parameters and their vertices, colours and background mirrored, roll,
-        yaw, light azimuth and target x mirrored (``x -> size - 1 - x`` in the image)."""
-        mirrored = face.vertices[self.permutation] * np.array([-1.0, 1.0, 1.0])
-        rhs = self._basis.T @ (mirrored.reshape(-1) - self.model.model["shapeMU"].reshape(-1))
-        para = scipy.linalg.cho_solve(self._factor, rhs).reshape(-1, 1)
+        """The mirrored ``face``: fitted parameters and the vertices and colours they give (the model's nearest face
+        to the mirror image, so that the parameters describe what is rendered), background mirrored, roll, yaw,
+        light azimuth and target x mirrored (``x -> size - 1 - x`` in the image)."""
+        para = self._fit_geometry(face.vertices[self.permutation] * np.array([-1.0, 1.0, 1.0]))
+        tex_para = self._fit_texture(face.colors[self.permutation])
         ns = self.model.n_shape_para
-        vertices = self.model.generate_vertices(para[:ns], para[ns:]).astype(np.float64)
         ambient, directional, elevation, azimuth = face.light
         return dataclasses.replace(
-            face, shape_para=para[:ns], exp_para=para[ns:], vertices=vertices,
-            colors=face.colors[self.permutation], roll=-face.roll, yaw=-face.yaw,
+            face, shape_para=para[:ns], exp_para=para[ns:], tex_para=tex_para,
+            vertices=self.model.generate_vertices(para[:ns], para[ns:]).astype(np.float64),
+            colors=self.model.generate_colors(tex_para).astype(np.float64), roll=-face.roll, yaw=-face.yaw,
             target=np.array([size - 1 - face.target[0], face.target[1]]),
             light=(ambient, directional, elevation, -azimuth), background=face.background[:, ::-1])
 
@@ -286,9 +319,9 @@ def sample_names(count, views=VIEWS, flip=True):
     return names
 
 
-def _render_set(model, names, seed, size, views):
-    """Yield (folder, stem, image, mat) for ``names`` (``sample_names``), each face drawn once."""
-    mirror = _Mirror(model) if any(n[4] for n in names) else None
+def _render_set(model, mirror, names, seed, size, views):
+    """Yield (folder, stem, image, mat) for ``names`` (``sample_names``), each face drawn once; ``mirror``: the
+    model's ``_Mirror`` (None when no name is a flipped copy)."""
     face, face_index, keypoints = None, -1, {}
     for folder, stem, f, v, flipped in names:
         if f != face_index:
@@ -328,8 +361,8 @@ def _jpg_bytes(image):
 
 def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None, views=VIEWS, flip=True):
     """Render ``count`` samples into ``output/SYNTH`` and ``output/SYNTH_Flip`` (reusing a complete set rendered
-    with the same settings); rendering with other settings also removes the samples of an earlier, larger count,
-    so the folders hold exactly this set.
+    with the same settings and model files, see the module docstring); rendering with other settings also removes
+    the samples of an earlier, larger count, so the folders hold exactly this set.
 
     Args:
         output: folder of the set (created).
@@ -337,9 +370,11 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         seed: base seed; face f uses ``default_rng([seed, f])`` (seed >= 0).
         model_path: ``BFM.mat`` or None for the embedded default model.
         size: image side in pixels (300W-LP: 450).
-        model: an already loaded MorphableModel (overrides ``model_path``).
+        model: an already loaded MorphableModel (overrides ``model_path``); its set is always rendered (an object
+            may differ from its files) and recorded with model null.
         views: profiled views per face (>= 1), sharing Shape_Para and Exp_Para.
-        flip: every other sample is the ``_Flip`` copy of the one before (needs the model's ``symlist``).
+        flip: every other sample is the ``_Flip`` copy of the one before (needs the model's ``symlist``; without it
+            ``InputFileError`` names the ``BFM_info.mat`` beside ``model_path``, before the output is touched).
     Returns:
         list of the ``.mat`` paths, in sample order.
     """
@@ -347,8 +382,8 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         raise ValueError(f"count must be >= 1, got {count}")
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0 for the synthetic set, got {seed}")
-    if int(size) < 64:
-        raise ValueError(f"size must be >= 64 pixels, got {size}")
+    if int(size) < MIN_SIZE:
+        raise ValueError(f"size must be >= {MIN_SIZE} pixels, got {size}")
     if int(views) < 1:
         raise ValueError(f"views must be >= 1, got {views}")
     output = Path(output)
@@ -356,23 +391,27 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
     mats = [output / folder / f"{stem}.mat" for folder, stem, *_ in names]
     settings = {"version": FORMAT_VERSION, "count": int(count), "seed": int(seed), "size": int(size),
                 "views": int(views), "flip": bool(flip),
-                "model": "default" if model_path is None else os.path.abspath(model_path)}
+                "model": None if model is not None else model_identity(model_path)}
     record = output / RECORD_FILE
     try:
         done = json.loads(record.read_text(encoding="utf-8")) == settings
     except (OSError, ValueError):
         done = False
-    if done and all(m.is_file() and m.with_suffix(".jpg").is_file() for m in mats):
+    if done and settings["model"] is not None and all(m.is_file() and m.with_suffix(".jpg").is_file() for m in mats):
         return mats
+    info_file = None
     if model is None:
         from face3d.morphable_model import MorphableModel
         model = MorphableModel(model_path)
+        info_file = None if model_path is None else Path(model_path).parent / "BFM_info.mat"
+    # before the output is touched: a model without mirror pairs leaves an earlier set as it is
+    mirror = _Mirror(model, info_file) if any(flipped for *_, flipped in names) else None
     record.unlink(missing_ok=True)
     wanted = set(mats) | {m.with_suffix(".jpg") for m in mats}
     for stale in [p for folder in (SYNTH_FOLDER, FLIP_FOLDER) for p in (output / folder).glob(f"{SYNTH_FOLDER}_*")]:
         if stale not in wanted:  # a sample of an earlier, larger count is not in this set
             stale.unlink()
-    for folder, stem, image, mat in _render_set(model, names, seed, int(size), int(views)):
+    for folder, stem, image, mat in _render_set(model, mirror, names, seed, int(size), int(views)):
         mat_path = output / folder / f"{stem}.mat"
         mat_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(mat_path.with_suffix(".jpg"), _jpg_bytes(image))
