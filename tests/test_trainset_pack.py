@@ -57,8 +57,14 @@ def test_pack_round_trip_relative_and_absolute_paths(tmp_path):
         np.testing.assert_array_equal(got_images, images[[3, 0, 3]])
         np.testing.assert_array_equal(got_maps, maps[[3, 0, 3]])
         np.testing.assert_array_equal(ds[1:4][1], maps[1:4])
+        mask = np.array([True, False, True, False, True])
+        for selected in (mask, list(mask)):  # a boolean mask selects rows, like numpy's
+            np.testing.assert_array_equal(ds[selected][0], images[mask])
+            np.testing.assert_array_equal(ds[selected][1], maps[mask])
         with pytest.raises(IndexError):
             ds[5]
+        with pytest.raises(IndexError, match="boolean mask of 4 values for 5 samples"):
+            ds[mask[:4]]
 
 
 def test_batches_cover_every_sample_once(tmp_path):
