@@ -67,6 +67,7 @@ def test_label_file_relative_paths_become_absolute(tmp_path, monkeypatch):
 @pytest.mark.parametrize("damage, reason", [
     ("missing_npy", "file not found"), ("truncated_jpg", "truncated JPEG"), ("garbage_npy", "not a .npy"),
     ("short_npy", "truncated or padded"), ("wrong_shape", "expected \\(R, R, 3\\)"), ("text_image", "not a JPEG"),
+    ("unclosed_npy_header", "the header's brackets do not close"),
 ])
 def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
     label = _prnet_data.make_dataset(tmp_path, 3, 16)
@@ -82,6 +83,9 @@ def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
     elif damage == "short_npy":
         data = open(posmap, "rb").read()
         open(posmap, "wb").write(data[:-10])
+    elif damage == "unclosed_npy_header":
+        data = open(posmap, "rb").read()
+        open(posmap, "wb").write(data.replace(b"),", b" ,", 1))
     elif damage == "wrong_shape":
         np.save(posmap, np.zeros((16, 16), np.float16))
     elif damage == "text_image":

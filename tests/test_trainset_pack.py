@@ -120,8 +120,10 @@ def test_label_file_with_a_byte_order_mark(tmp_path, capsys):
 @pytest.mark.parametrize("damage, reason", [
     (lambda data: data[:-10], "Failed to read all data for array"),  # cut short while written
     (lambda data: data[:20], "EOF: reading array header"),
-    (lambda data: b"", "No data left in file"),
+    (lambda data: b"", "EOF: reading magic string, expected 8 bytes got 0"),
     (lambda data: data.replace(b"),", b" ,", 1), "the header's brackets do not close"),
+    (lambda data: b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + data,  # a JPEG: named as such, not taken for a pickle
+     "the magic string is not correct; expected b'\\x93NUMPY', got b'\\xff\\xd8\\xff\\xe0\\x00\\x10'"),
 ])
 def test_damaged_npy_is_one_line_naming_it(tmp_path, capsys, damage, reason):
     _make_samples(tmp_path, 2)

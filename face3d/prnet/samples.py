@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.trainset.posmap import posmap_value_problem
+from face3d.trainset.posmap import posmap_value_problem, read_npy_header
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
 
@@ -159,16 +159,9 @@ def _image_size(path):
 
 
 def _npy_info(path):
-    """(shape, dtype string) of a ``.npy`` file after checking its header and size; raises InputFileError."""
-    with open(path, "rb") as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(handle)
-        except (ValueError, EOFError, SyntaxError, TypeError) as error:
-            raise InputFileError(path, f"not a .npy file ({error})") from None
-        offset = handle.tell()
+    """(shape, dtype string) of a ``.npy`` file after checking its header (``read_npy_header``) and size; raises
+    InputFileError."""
+    shape, fortran, dtype, offset = read_npy_header(path)
     if fortran:
         raise InputFileError(path, "Fortran-ordered array, expected C order")
     if dtype.str not in ("<f2", "<f4"):
