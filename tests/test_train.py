@@ -248,9 +248,12 @@ def test_resume_is_bit_identical_from_every_kill_point(tiny_label, tmp_path, mon
 def test_skip_bad_trains_on_the_rest(tmp_path):
     label = _prnet_data.make_dataset(tmp_path / "data", 7, 32, seed=2)
     (tmp_path / "data" / "sample_004.jpg").write_bytes(b"\xff\xd8 broken")
+    damaged = bytearray((tmp_path / "data" / "sample_005.jpg").read_bytes())  # whole, with a bad table number
+    damaged[damaged.index(b"\xff\xdb") + 4] = 0x0F
+    (tmp_path / "data" / "sample_005.jpg").write_bytes(damaged)
     summary = train(_tiny_config(label, tmp_path / "out", epochs=1, skip_bad=True, deterministic=False,
                                  augment=AugmentConfig.off()))
-    assert summary["train_samples"] + summary["val_samples"] == 6
+    assert summary["train_samples"] + summary["val_samples"] == 5
     assert np.isfinite(summary["history"][0]["loss"])
 
 
