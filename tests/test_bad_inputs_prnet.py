@@ -200,6 +200,13 @@ def test_val_fraction_outside_zero_to_one_is_refused(data, tmp_path, capsys, fra
     assert not out.exists()
 
 
+def test_h5_flag_given_a_label_file_is_one_line(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = face3d_main(["train", "--h5", str(data), "--output", str(out), "--width", "2", "--batch-size", "4"])
+    _one_line_error(capsys, status, data, "not a readable HDF5 file")
+    assert not out.exists()
+
+
 def test_input_size_above_the_data_resolution_is_refused(data, tmp_path, capsys):
     out = tmp_path / "out"
     status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",

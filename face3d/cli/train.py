@@ -24,8 +24,8 @@ _HELP = {
     "train_list": ("FILE", "trainDataLabel.txt: one '<image path> <npy path>' line per sample (relative paths are "
                            "taken relative to the file's folder)", {}),
     "h5": ("FILE", "HDF5 pack (datasets images, posmaps, names) instead of a list", {}),
-    "val_list": ("FILE", "validation label file or HDF5 pack (default: a split of the training data, see "
-                         "--val-fraction)", {}),
+    "val_list": ("FILE", "validation label file or HDF5 pack, told apart by the file's contents (default: a split "
+                         "of the training data, see --val-fraction)", {}),
     "val_fraction": ("F", "share of source faces held out for validation when no --val-list is given; a face's "
                           "samples stay together (rotated copies <stem>_angle_<deg>, views <image>_<k>_<view>, "
                           "_Flip copies); 0 disables validation", {}),

@@ -38,7 +38,7 @@ from face3d.prnet import metrics
 from face3d.prnet.data import AugmentConfig, epoch_order, make_dataset
 from face3d.prnet.predictor import load_keras_model, save_keras_model
 from face3d.prnet.run_records import STATE_ENTRY, ScalarLog, read_csv_rows, read_state, write_csv, write_json
-from face3d.prnet.samples import check_samples, open_h5, split_train_val
+from face3d.prnet.samples import H5Samples, check_samples, open_h5, split_train_val
 from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
@@ -59,9 +59,10 @@ class TrainConfig:
     """Every setting of a training run (defaults: the paper's recipe; ``train.py --help`` documents each).
 
     Attributes:
-        train_list: ``trainDataLabel.txt`` (exclusive with h5).
+        train_list: ``trainDataLabel.txt`` (exclusive with h5); an HDF5 pack is also read, told by its signature.
         h5: HDF5 pack (exclusive with train_list).
-        val_list: validation label file or HDF5 pack; None -> a split of val_fraction of the training sources.
+        val_list: validation label file or HDF5 pack (told by its signature, not its name); None -> a split of
+            val_fraction of the training sources.
         val_fraction: share of source faces held out for validation, in [0, 1) (0: none); a face's views, rotated
             and mirrored copies stay on its side (``samples.group_key``).
         uv_data: PRNet's ``uv-data`` folder (``face3d.trainset.uv_layout.load_uv_data``); None -> ``uv-data`` next to
@@ -143,7 +144,11 @@ def _check_config(config):
 
 
 def _open_source(path, skip_bad):
-    if str(path).lower().endswith((".h5", ".hdf5")):
+    """The samples of a ``train_list`` / ``val_list`` file: an HDF5 pack (``open_h5``) when the file holds HDF5's
+    signature b"\\x89HDF\\r\\n\\x1a\\n" (``h5py.is_hdf5``), whatever its name ends with, else a label file
+    (``check_samples``)."""
+    import h5py
+    if h5py.is_hdf5(path):
         return open_h5(path, skip_bad=skip_bad)
     pairs = read_label_file(path)
     if not pairs:
@@ -169,7 +174,7 @@ def _uv_data_folder(config, samples):
         logger.info("uv-data: %s", folder)
         return folder
     sources = [Path(config.train_list or config.h5).resolve()]
-    if config.h5 is not None and samples.label_file is not None:
+    if isinstance(samples, H5Samples) and samples.label_file is not None:
         sources.append(Path(samples.label_file))
     for source in sources:
         folder = source.parent / "uv-data"
@@ -190,8 +195,10 @@ def load_samples(config):
     Raises:
         InputFileError / FileNotFoundError naming the offending file.
     """
-    source_path = config.train_list or config.h5
-    samples = _open_source(source_path, config.skip_bad)
+    if config.h5 is not None:
+        samples = open_h5(config.h5, skip_bad=config.skip_bad)
+    else:
+        samples = _open_source(config.train_list, config.skip_bad)
     if config.val_list:
         train, val = samples, _open_source(config.val_list, config.skip_bad)
         if val.resolution != train.resolution:
