@@ -191,12 +191,17 @@ def test_zero_batch_is_an_argument_error(argv, capsys):
     assert "expected an integer >= 1, got '0'" in capsys.readouterr().err.splitlines()[-1]
 
 
-@pytest.mark.parametrize("fraction", ["-0.1", "1", "nan"])
-def test_val_fraction_outside_zero_to_one_is_refused(data, tmp_path, capsys, fraction):
+_OUT_OF_RANGE = ([("--val-fraction", v, f"val_fraction must be in [0, 1) (0: no validation), got {float(v)}")
+                  for v in ("-0.1", "1", "nan")]
+                 + [("--seed", v, f"seed must be in [0, 2**32), got {v}") for v in ("-1", str(2 ** 32))])
+
+
+@pytest.mark.parametrize("flag, value, message", _OUT_OF_RANGE)
+def test_setting_out_of_range_is_refused_before_the_output_exists(data, tmp_path, capsys, flag, value, message):
     out = tmp_path / "out"
     status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",
-                          "4", "--epochs", "1", "--val-fraction", fraction])
-    _one_line_error(capsys, status, f"val_fraction must be in [0, 1) (0: no validation), got {float(fraction)}")
+                          "4", "--epochs", "1", flag, value])
+    _one_line_error(capsys, status, message)
     assert not out.exists()
 
 

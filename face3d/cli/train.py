@@ -44,7 +44,8 @@ _HELP = {
     "input_size": ("S", "network input side, a multiple of 32 and at most the data's resolution (default: the "
                         "data's resolution, 256); smaller sizes resample crops and maps", {}),
     "bn_momentum": ("F", "batch-normalisation moving-average momentum", {}),
-    "seed": ("S", "seeds the weights, the validation split, the sample order and the augmentation", {}),
+    "seed": ("S", "seeds the weights, the validation split, the sample order and the augmentation (0 to "
+                  "2**32 - 1)", {}),
     "resume": (None, "continue the run in --output at its next epoch (same learning-rate schedule, order and "
                      "augmentation)", {}),
     "init_from": ("MODEL_OR_PREFIX", "start from these weights instead of random ones: a .keras model or PRNet's "

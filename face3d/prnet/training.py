@@ -75,7 +75,7 @@ class TrainConfig:
         width: the network's base channel count (16 = the paper).
         input_size: network input side S (multiple of 32, at most the data's resolution R); None -> R.
         bn_momentum: batch-normalisation moving-average momentum.
-        seed: seeds weights, split, order and augmentation.
+        seed: seeds weights, split, order and augmentation; in [0, 2**32).
         augment: AugmentConfig.
         resume: continue the run in output.
         init_from: start from these weights instead of random ones (a ``.keras`` model or PRNet's TF1 checkpoint
@@ -141,6 +141,8 @@ def _check_config(config):
         raise ValueError(f"lr must be > 0 and lr_decay in (0, 1], got {config.lr} and {config.lr_decay}")
     if not 0 <= config.val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1) (0: no validation), got {config.val_fraction}")
+    if not 0 <= config.seed < 2 ** 32:  # what numpy's global seed (keras.utils.set_random_seed) takes
+        raise ValueError(f"seed must be in [0, 2**32), got {config.seed}")
 
 
 def _open_source(path, skip_bad):
