@@ -12,7 +12,7 @@ normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight m
   after it; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``;
 * ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far;
 * ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
-* ``config.json``: the run's configuration, with the uv-data folder used (``uv_data``).
+* ``config.json``: the run's configuration, with the uv-data folder used (``uv_data``) and every path resolved.
 
 Every other file of an epoch is written before its checkpoint, so a run killed at any moment resumes from the last
 committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice).
@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 # settings a resumed run must share with the run it continues
 _RESUME_KEYS = ("train_list", "h5", "val_list", "val_fraction", "uv_data", "batch_size", "lr", "lr_decay_epochs",
                 "lr_decay", "width", "input_size", "seed", "augment", "bn_momentum")
+# settings naming files or folders: recorded and compared as resolved paths, however they were spelled
+_PATH_KEYS = ("train_list", "h5", "val_list", "uv_data")
 
 
 @dataclass
@@ -129,6 +131,11 @@ class NonFiniteLossError(ValueError):
 def learning_rate_at(config, epoch):
     """Learning rate of 0-based ``epoch``: lr * lr_decay ** (epoch // lr_decay_epochs)."""
     return float(config.lr * config.lr_decay ** (epoch // config.lr_decay_epochs))
+
+
+def _resolved(path):
+    """``path`` (str or Path) resolved from the current folder, as a str; None stays None."""
+    return None if path is None else str(Path(path).resolve())
 
 
 def _check_config(config):
@@ -243,7 +250,8 @@ def _previous_run(config, output, state_path, last_path):
     checking that ``config`` may continue it; then writes the run's ``config.json``.
 
     Raises:
-        ValueError: ``output`` holds a run and ``resume`` is off, or a setting of ``_RESUME_KEYS`` changed;
+        ValueError: ``output`` holds a run and ``resume`` is off, or a setting of ``_RESUME_KEYS`` changed (the
+            files and folders of ``_PATH_KEYS`` compared as resolved paths);
         InputFileError: the run's checkpoint or state cannot be read.
     """
     state = None
@@ -257,10 +265,11 @@ def _previous_run(config, output, state_path, last_path):
         except ValueError as error:
             raise InputFileError(output / "config.json", f"not a run configuration ({error})") from None
         current = config.to_json()
-        # earlier releases recorded the uv-data folder only when it was given, maybe relative: a run without one is
-        # taken to have used the folder found now, a relative one is resolved from here
-        saved_uv = saved.get("uv_data")
-        saved["uv_data"] = current["uv_data"] if saved_uv is None else str(Path(saved_uv).resolve())
+        # earlier releases recorded paths as given, maybe relative: they are resolved from here; and the uv-data
+        # folder only when it was given: a run without one is taken to have used the folder found now
+        if saved.get("uv_data") is None:
+            saved["uv_data"] = current["uv_data"]
+        saved.update({key: _resolved(saved.get(key)) for key in _PATH_KEYS})
         changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
         if changed:
             raise ValueError(f"cannot resume {output}: settings differ from the saved run: "
@@ -394,7 +403,9 @@ def train(config):
     """
     _check_config(config)
     train_samples, val_samples, uv_dir = load_samples(config)
-    config = dataclasses.replace(config, uv_data=str(uv_dir))  # recorded in config.json: a resume keeps the masks
+    # recorded in config.json: a resume keeps the masks; paths resolved, so that a resume may spell them otherwise
+    paths = {key: _resolved(getattr(config, key)) for key in _PATH_KEYS}
+    config = dataclasses.replace(config, **{**paths, "uv_data": _resolved(uv_dir)})
     resolution = train_samples.resolution
     input_size = int(config.input_size or resolution)
     if input_size > resolution:  # the contract: the network reads the R x R crop, resampled to S <= R
