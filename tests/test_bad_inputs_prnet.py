@@ -8,6 +8,7 @@ data 32 x 32 synthetic faces (``_prnet_data``); the whole file runs in well unde
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -191,12 +192,24 @@ def test_zero_batch_is_an_argument_error(argv, capsys):
     assert "expected an integer >= 1, got '0'" in capsys.readouterr().err.splitlines()[-1]
 
 
-@pytest.mark.parametrize("fraction", ["-0.1", "1", "nan"])
-def test_val_fraction_outside_zero_to_one_is_refused(data, tmp_path, capsys, fraction):
+_OUT_OF_RANGE = ([("--val-fraction", v, f"val_fraction must be in [0, 1) (0: no validation), got {float(v)}")
+                  for v in ("-0.1", "1", "nan")]
+                 + [("--seed", v, f"seed must be in [0, 2**32), got {v}") for v in ("-1", str(2 ** 32))])
+
+
+@pytest.mark.parametrize("flag, value, message", _OUT_OF_RANGE)
+def test_setting_out_of_range_is_refused_before_the_output_exists(data, tmp_path, capsys, flag, value, message):
     out = tmp_path / "out"
     status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",
-                          "4", "--epochs", "1", "--val-fraction", fraction])
-    _one_line_error(capsys, status, f"val_fraction must be in [0, 1) (0: no validation), got {float(fraction)}")
+                          "4", "--epochs", "1", flag, value])
+    _one_line_error(capsys, status, message)
+    assert not out.exists()
+
+
+def test_h5_flag_given_a_label_file_is_one_line(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = face3d_main(["train", "--h5", str(data), "--output", str(out), "--width", "2", "--batch-size", "4"])
+    _one_line_error(capsys, status, data, "not a readable HDF5 file")
     assert not out.exists()
 
 
@@ -269,6 +282,29 @@ def test_resume_keeps_the_uv_data_folder(data, tmp_path, capsys):
     label.write_bytes(b"a.jpg a.npy\nb\xff\xfe.jpg b.npy\n")
     status = face3d_main(["train", "--train-list", str(label), "--output", str(tmp_path / "out")])
     _one_line_error(capsys, status, label, "line 2", "UTF-8")
+
+
+def test_resume_takes_another_spelling_of_the_same_files(data, tmp_path, capsys, monkeypatch):
+    """The label file, pack and validation list are compared as resolved paths: a resumed run may name them
+    relative or absolute, and a run saved with a relative path (as an earlier release recorded them) resumes with
+    that path resolved from here. Another file is still refused."""
+    pytest.importorskip("keras")
+    out = _saved_run(tmp_path, data)
+    (out / "checkpoints" / "state.json").write_text(json.dumps({"epoch": 1, "best_nme": None, "best_epoch": None}))
+    monkeypatch.chdir(data.parent)
+    flags = ["--output", str(out), "--width", "2", "--batch-size", "4", "--epochs", "1", "--resume", "--verbose",
+             "0"]
+    assert face3d_main(["train", "--train-list", data.name] + flags) == 0, capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["train_list"] == str(data.resolve())
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "train_list": data.name}))
+    assert face3d_main(["train", "--train-list", str(data)] + flags) == 0, capsys.readouterr().err
+    other = tmp_path / "other.txt"
+    shutil.copy(data, other)
+    status = face3d_main(["train", "--train-list", str(other), "--uv-data", "uv-data"] + flags)
+    err = _one_line_error(capsys, status, f"cannot resume {out}: settings differ from the saved run: train_list "
+                                          f"{str(data.resolve())!r} -> {str(other.resolve())!r}")
+    assert "uv_data" not in err
 
 
 def _read_only_folder():

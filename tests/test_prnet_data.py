@@ -67,6 +67,8 @@ def test_label_file_relative_paths_become_absolute(tmp_path, monkeypatch):
 @pytest.mark.parametrize("damage, reason", [
     ("missing_npy", "file not found"), ("truncated_jpg", "truncated JPEG"), ("garbage_npy", "not a .npy"),
     ("short_npy", "truncated or padded"), ("wrong_shape", "expected \\(R, R, 3\\)"), ("text_image", "not a JPEG"),
+    ("bad_jpeg_table", "corrupt image data"), ("flipped_png_byte", "corrupt image data"),
+    ("unclosed_npy_header", "the header's brackets do not close"),
 ])
 def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
     label = _prnet_data.make_dataset(tmp_path, 3, 16)
@@ -82,10 +84,23 @@ def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
     elif damage == "short_npy":
         data = open(posmap, "rb").read()
         open(posmap, "wb").write(data[:-10])
+    elif damage == "unclosed_npy_header":
+        data = open(posmap, "rb").read()
+        open(posmap, "wb").write(data.replace(b"),", b" ,", 1))
     elif damage == "wrong_shape":
         np.save(posmap, np.zeros((16, 16), np.float16))
     elif damage == "text_image":
         open(image, "w").write("hello")
+    elif damage == "bad_jpeg_table":  # a quantisation table numbered 15 (JPEG allows 0-3): header and end intact
+        data = bytearray(open(image, "rb").read())
+        data[data.index(b"\xff\xdb") + 4] = 0x0F
+        open(image, "wb").write(data)
+    elif damage == "flipped_png_byte":  # one byte of the compressed pixels inverted: header and IEND intact
+        image = image[:-len(".jpg")] + ".png"
+        data = bytearray(cv2.imencode(".png", cv2.imread(pairs[1][0]))[1].tobytes())
+        data[data.index(b"IDAT") + 10] ^= 0xFF
+        open(image, "wb").write(data)
+        pairs[1] = (image, posmap)
     bad_file = posmap if "npy" in damage or damage == "wrong_shape" else image
     with pytest.raises(InputFileError, match=reason) as info:
         check_samples(pairs)

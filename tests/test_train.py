@@ -109,6 +109,26 @@ def test_uv_data_default_beside_the_data_or_the_packs_label_file(tmp_path, caplo
                f"one ({folder})" in warnings[0]
 
 
+def test_packs_are_told_by_their_signature_not_their_name(tmp_path):
+    """--h5 always opens a pack; --train-list and --val-list open a file starting with HDF5's signature as a pack
+    and anything else as a label file, whatever its name ends with."""
+    from face3d.prnet.samples import FileSamples, H5Samples
+    from face3d.trainset.pack import pack_label_file
+    label = _prnet_data.make_dataset(tmp_path / "data", 4, 32)
+    pack = tmp_path / "data" / "train.hdf"
+    pack_label_file(label, pack, progress=False)
+    label_named_h5 = tmp_path / "data" / "list.h5"
+    shutil.copy(label, label_named_h5)
+    train, val, _ = load_samples(TrainConfig(train_list=str(pack), val_list=str(label_named_h5), batch_size=2))
+    assert isinstance(train, H5Samples) and isinstance(val, FileSamples) and len(train) == len(val) == 4
+    train, val, _ = load_samples(TrainConfig(train_list=str(label_named_h5), val_list=str(pack), batch_size=2))
+    assert isinstance(train, FileSamples) and isinstance(val, H5Samples)
+    for not_a_pack in (label, label_named_h5):
+        with pytest.raises(InputFileError, match="not a readable HDF5 file") as info:
+            load_samples(TrainConfig(h5=str(not_a_pack), batch_size=2))
+        assert info.value.path == str(not_a_pack)
+
+
 def test_keras_loss_is_the_weighted_mse():
     keras = pytest.importorskip("keras")
     from face3d.prnet.model import build_resfcn256
@@ -248,9 +268,12 @@ def test_resume_is_bit_identical_from_every_kill_point(tiny_label, tmp_path, mon
 def test_skip_bad_trains_on_the_rest(tmp_path):
     label = _prnet_data.make_dataset(tmp_path / "data", 7, 32, seed=2)
     (tmp_path / "data" / "sample_004.jpg").write_bytes(b"\xff\xd8 broken")
+    damaged = bytearray((tmp_path / "data" / "sample_005.jpg").read_bytes())  # whole, with a bad table number
+    damaged[damaged.index(b"\xff\xdb") + 4] = 0x0F
+    (tmp_path / "data" / "sample_005.jpg").write_bytes(damaged)
     summary = train(_tiny_config(label, tmp_path / "out", epochs=1, skip_bad=True, deterministic=False,
                                  augment=AugmentConfig.off()))
-    assert summary["train_samples"] + summary["val_samples"] == 6
+    assert summary["train_samples"] + summary["val_samples"] == 5
     assert np.isfinite(summary["history"][0]["loss"])
 
 

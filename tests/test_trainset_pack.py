@@ -57,8 +57,14 @@ def test_pack_round_trip_relative_and_absolute_paths(tmp_path):
         np.testing.assert_array_equal(got_images, images[[3, 0, 3]])
         np.testing.assert_array_equal(got_maps, maps[[3, 0, 3]])
         np.testing.assert_array_equal(ds[1:4][1], maps[1:4])
+        mask = np.array([True, False, True, False, True])
+        for selected in (mask, list(mask)):  # a boolean mask selects rows, like numpy's
+            np.testing.assert_array_equal(ds[selected][0], images[mask])
+            np.testing.assert_array_equal(ds[selected][1], maps[mask])
         with pytest.raises(IndexError):
             ds[5]
+        with pytest.raises(IndexError, match="boolean mask of 4 values for 5 samples"):
+            ds[mask[:4]]
 
 
 def test_batches_cover_every_sample_once(tmp_path):
@@ -114,8 +120,10 @@ def test_label_file_with_a_byte_order_mark(tmp_path, capsys):
 @pytest.mark.parametrize("damage, reason", [
     (lambda data: data[:-10], "Failed to read all data for array"),  # cut short while written
     (lambda data: data[:20], "EOF: reading array header"),
-    (lambda data: b"", "No data left in file"),
+    (lambda data: b"", "EOF: reading magic string, expected 8 bytes got 0"),
     (lambda data: data.replace(b"),", b" ,", 1), "the header's brackets do not close"),
+    (lambda data: b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + data,  # a JPEG: named as such, not taken for a pickle
+     "the magic string is not correct; expected b'\\x93NUMPY', got b'\\xff\\xd8\\xff\\xe0\\x00\\x10'"),
 ])
 def test_damaged_npy_is_one_line_naming_it(tmp_path, capsys, damage, reason):
     _make_samples(tmp_path, 2)

@@ -24,8 +24,8 @@ _HELP = {
     "train_list": ("FILE", "trainDataLabel.txt: one '<image path> <npy path>' line per sample (relative paths are "
                            "taken relative to the file's folder)", {}),
     "h5": ("FILE", "HDF5 pack (datasets images, posmaps, names) instead of a list", {}),
-    "val_list": ("FILE", "validation label file or HDF5 pack (default: a split of the training data, see "
-                         "--val-fraction)", {}),
+    "val_list": ("FILE", "validation label file or HDF5 pack, told apart by the file's contents (default: a split "
+                         "of the training data, see --val-fraction)", {}),
     "val_fraction": ("F", "share of source faces held out for validation when no --val-list is given; a face's "
                           "samples stay together (rotated copies <stem>_angle_<deg>, views <image>_<k>_<view>, "
                           "_Flip copies); 0 disables validation", {}),
@@ -44,7 +44,8 @@ _HELP = {
     "input_size": ("S", "network input side, a multiple of 32 and at most the data's resolution (default: the "
                         "data's resolution, 256); smaller sizes resample crops and maps", {}),
     "bn_momentum": ("F", "batch-normalisation moving-average momentum", {}),
-    "seed": ("S", "seeds the weights, the validation split, the sample order and the augmentation", {}),
+    "seed": ("S", "seeds the weights, the validation split, the sample order and the augmentation (0 to "
+                  "2**32 - 1)", {}),
     "resume": (None, "continue the run in --output at its next epoch (same learning-rate schedule, order and "
                      "augmentation)", {}),
     "init_from": ("MODEL_OR_PREFIX", "start from these weights instead of random ones: a .keras model or PRNet's "

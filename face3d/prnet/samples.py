@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.trainset.posmap import posmap_value_problem
+from face3d.trainset.posmap import posmap_value_problem, read_npy_header
+from face3d.trainset.sample_io import decode_stored_pixels
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
 
@@ -141,8 +142,14 @@ _END_MARKERS = {"png": (b"IEND\xaeB`\x82", "truncated or corrupt PNG"),
 
 
 def _image_size(path):
-    """(width, height) of a complete JPEG or PNG (the formats TensorFlow decodes here), read from its header
-    (``face3d.utils.image_header``); raises InputFileError for a truncated file or another format."""
+    """(width, height) of a complete, decodable JPEG or PNG (the formats TensorFlow decodes here): the header
+    (``face3d.utils.image_header``) and the end marker are checked, then the pixels are decoded once
+    (``face3d.trainset.sample_io.decode_stored_pixels``), so that a damaged table or damaged compressed data stops
+    before training instead of failing TensorFlow's decoder mid-epoch. Raises InputFileError for a truncated or
+    corrupt file or another format.
+
+    A JPEG whose scan data is damaged with its end marker intact decodes (libjpeg fills what is missing, with a
+    warning OpenCV does not report) in OpenCV and in TensorFlow alike, so it passes."""
     data = Path(path).read_bytes()
     try:
         header = read_image_header(data)
@@ -155,20 +162,15 @@ def _image_size(path):
     end, problem = _END_MARKERS[header.format]
     if not data.rstrip(b"\0").endswith(end):
         raise InputFileError(path, problem)
+    if decode_stored_pixels(data) is None:
+        raise InputFileError(path, f"corrupt image data (its {header.format.upper()} pixels do not decode)")
     return header.width, header.height
 
 
 def _npy_info(path):
-    """(shape, dtype string) of a ``.npy`` file after checking its header and size; raises InputFileError."""
-    with open(path, "rb") as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(handle)
-        except (ValueError, EOFError, SyntaxError, TypeError) as error:
-            raise InputFileError(path, f"not a .npy file ({error})") from None
-        offset = handle.tell()
+    """(shape, dtype string) of a ``.npy`` file after checking its header (``read_npy_header``) and size; raises
+    InputFileError."""
+    shape, fortran, dtype, offset = read_npy_header(path)
     if fortran:
         raise InputFileError(path, "Fortran-ordered array, expected C order")
     if dtype.str not in ("<f2", "<f4"):
@@ -182,10 +184,10 @@ def _npy_info(path):
 def check_samples(pairs, skip_bad=False):
     """Check every sample's files before training; return the usable ones as FileSamples.
 
-    Checks: both files exist; the image is a complete JPEG/PNG of size R x R; the map is a C-ordered
-    little-endian float16/float32 ``.npy`` of shape (R, R, 3) with all its bytes, finite and within the plausible
-    range of an R x R crop (``face3d.trainset.posmap.posmap_value_problem``); R and the map dtype agree across
-    samples (the first good sample sets them).
+    Checks: both files exist; the image is a complete JPEG/PNG of size R x R whose pixels decode (``_image_size``);
+    the map is a C-ordered little-endian float16/float32 ``.npy`` of shape (R, R, 3) with all its bytes, finite
+    and within the plausible range of an R x R crop (``face3d.trainset.posmap.posmap_value_problem``); R and the
+    map dtype agree across samples (the first good sample sets them).
 
     Args:
         pairs: list of (image path, npy path).

@@ -12,7 +12,7 @@ normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight m
   after it; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``;
 * ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far;
 * ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
-* ``config.json``: the run's configuration, with the uv-data folder used (``uv_data``).
+* ``config.json``: the run's configuration, with the uv-data folder used (``uv_data``) and every path resolved.
 
 Every other file of an epoch is written before its checkpoint, so a run killed at any moment resumes from the last
 committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice).
@@ -38,7 +38,7 @@ from face3d.prnet import metrics
 from face3d.prnet.data import AugmentConfig, epoch_order, make_dataset
 from face3d.prnet.predictor import load_keras_model, save_keras_model
 from face3d.prnet.run_records import STATE_ENTRY, ScalarLog, read_csv_rows, read_state, write_csv, write_json
-from face3d.prnet.samples import check_samples, open_h5, split_train_val
+from face3d.prnet.samples import H5Samples, check_samples, open_h5, split_train_val
 from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 # settings a resumed run must share with the run it continues
 _RESUME_KEYS = ("train_list", "h5", "val_list", "val_fraction", "uv_data", "batch_size", "lr", "lr_decay_epochs",
                 "lr_decay", "width", "input_size", "seed", "augment", "bn_momentum")
+# settings naming files or folders: recorded and compared as resolved paths, however they were spelled
+_PATH_KEYS = ("train_list", "h5", "val_list", "uv_data")
 
 
 @dataclass
@@ -59,9 +61,10 @@ class TrainConfig:
     """Every setting of a training run (defaults: the paper's recipe; ``train.py --help`` documents each).
 
     Attributes:
-        train_list: ``trainDataLabel.txt`` (exclusive with h5).
+        train_list: ``trainDataLabel.txt`` (exclusive with h5); an HDF5 pack is also read, told by its signature.
         h5: HDF5 pack (exclusive with train_list).
-        val_list: validation label file or HDF5 pack; None -> a split of val_fraction of the training sources.
+        val_list: validation label file or HDF5 pack (told by its signature, not its name); None -> a split of
+            val_fraction of the training sources.
         val_fraction: share of source faces held out for validation, in [0, 1) (0: none); a face's views, rotated
             and mirrored copies stay on its side (``samples.group_key``).
         uv_data: PRNet's ``uv-data`` folder (``face3d.trainset.uv_layout.load_uv_data``); None -> ``uv-data`` next to
@@ -74,7 +77,7 @@ class TrainConfig:
         width: the network's base channel count (16 = the paper).
         input_size: network input side S (multiple of 32, at most the data's resolution R); None -> R.
         bn_momentum: batch-normalisation moving-average momentum.
-        seed: seeds weights, split, order and augmentation.
+        seed: seeds weights, split, order and augmentation; in [0, 2**32).
         augment: AugmentConfig.
         resume: continue the run in output.
         init_from: start from these weights instead of random ones (a ``.keras`` model or PRNet's TF1 checkpoint
@@ -130,6 +133,11 @@ def learning_rate_at(config, epoch):
     return float(config.lr * config.lr_decay ** (epoch // config.lr_decay_epochs))
 
 
+def _resolved(path):
+    """``path`` (str or Path) resolved from the current folder, as a str; None stays None."""
+    return None if path is None else str(Path(path).resolve())
+
+
 def _check_config(config):
     if (config.train_list is None) == (config.h5 is None):
         raise ValueError("give exactly one of train_list (trainDataLabel.txt) and h5 (HDF5 pack)")
@@ -140,10 +148,16 @@ def _check_config(config):
         raise ValueError(f"lr must be > 0 and lr_decay in (0, 1], got {config.lr} and {config.lr_decay}")
     if not 0 <= config.val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1) (0: no validation), got {config.val_fraction}")
+    if not 0 <= config.seed < 2 ** 32:  # what numpy's global seed (keras.utils.set_random_seed) takes
+        raise ValueError(f"seed must be in [0, 2**32), got {config.seed}")
 
 
 def _open_source(path, skip_bad):
-    if str(path).lower().endswith((".h5", ".hdf5")):
+    """The samples of a ``train_list`` / ``val_list`` file: an HDF5 pack (``open_h5``) when the file holds HDF5's
+    signature b"\\x89HDF\\r\\n\\x1a\\n" (``h5py.is_hdf5``), whatever its name ends with, else a label file
+    (``check_samples``)."""
+    import h5py
+    if h5py.is_hdf5(path):
         return open_h5(path, skip_bad=skip_bad)
     pairs = read_label_file(path)
     if not pairs:
@@ -169,7 +183,7 @@ def _uv_data_folder(config, samples):
         logger.info("uv-data: %s", folder)
         return folder
     sources = [Path(config.train_list or config.h5).resolve()]
-    if config.h5 is not None and samples.label_file is not None:
+    if isinstance(samples, H5Samples) and samples.label_file is not None:
         sources.append(Path(samples.label_file))
     for source in sources:
         folder = source.parent / "uv-data"
@@ -190,8 +204,10 @@ def load_samples(config):
     Raises:
         InputFileError / FileNotFoundError naming the offending file.
     """
-    source_path = config.train_list or config.h5
-    samples = _open_source(source_path, config.skip_bad)
+    if config.h5 is not None:
+        samples = open_h5(config.h5, skip_bad=config.skip_bad)
+    else:
+        samples = _open_source(config.train_list, config.skip_bad)
     if config.val_list:
         train, val = samples, _open_source(config.val_list, config.skip_bad)
         if val.resolution != train.resolution:
@@ -234,7 +250,8 @@ def _previous_run(config, output, state_path, last_path):
     checking that ``config`` may continue it; then writes the run's ``config.json``.
 
     Raises:
-        ValueError: ``output`` holds a run and ``resume`` is off, or a setting of ``_RESUME_KEYS`` changed;
+        ValueError: ``output`` holds a run and ``resume`` is off, or a setting of ``_RESUME_KEYS`` changed (the
+            files and folders of ``_PATH_KEYS`` compared as resolved paths);
         InputFileError: the run's checkpoint or state cannot be read.
     """
     state = None
@@ -248,10 +265,11 @@ def _previous_run(config, output, state_path, last_path):
         except ValueError as error:
             raise InputFileError(output / "config.json", f"not a run configuration ({error})") from None
         current = config.to_json()
-        # earlier releases recorded the uv-data folder only when it was given, maybe relative: a run without one is
-        # taken to have used the folder found now, a relative one is resolved from here
-        saved_uv = saved.get("uv_data")
-        saved["uv_data"] = current["uv_data"] if saved_uv is None else str(Path(saved_uv).resolve())
+        # earlier releases recorded paths as given, maybe relative: they are resolved from here; and the uv-data
+        # folder only when it was given: a run without one is taken to have used the folder found now
+        if saved.get("uv_data") is None:
+            saved["uv_data"] = current["uv_data"]
+        saved.update({key: _resolved(saved.get(key)) for key in _PATH_KEYS})
         changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
         if changed:
             raise ValueError(f"cannot resume {output}: settings differ from the saved run: "
@@ -385,7 +403,9 @@ def train(config):
     """
     _check_config(config)
     train_samples, val_samples, uv_dir = load_samples(config)
-    config = dataclasses.replace(config, uv_data=str(uv_dir))  # recorded in config.json: a resume keeps the masks
+    # recorded in config.json: a resume keeps the masks; paths resolved, so that a resume may spell them otherwise
+    paths = {key: _resolved(getattr(config, key)) for key in _PATH_KEYS}
+    config = dataclasses.replace(config, **{**paths, "uv_data": _resolved(uv_dir)})
     resolution = train_samples.resolution
     input_size = int(config.input_size or resolution)
     if input_size > resolution:  # the contract: the network reads the R x R crop, resampled to S <= R

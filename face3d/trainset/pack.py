@@ -132,8 +132,8 @@ class PackedTrainset:
     """Read a packed training set: ``len``, indexing and batch iteration.
 
     ``ds[i]`` -> ``(image uint8 (R,R,3), posmap (R,R,3))``; ``ds[a:b]`` or ``ds[[i, j, ...]]`` -> stacked
-    ``(k,R,R,3)`` arrays in the requested order. ``ds.names[i]`` is the sample name. Use as a context manager
-    or call ``close()``.
+    ``(k,R,R,3)`` arrays in the requested order; ``ds[mask]`` (N booleans) -> the rows where ``mask`` is True.
+    ``ds.names[i]`` is the sample name. Use as a context manager or call ``close()``.
     """
 
     def __init__(self, path):
@@ -176,7 +176,12 @@ class PackedTrainset:
             return self.images[i], self.posmaps[i]
         if isinstance(index, slice):
             index = np.arange(len(self))[index]
-        return self._take(np.asarray(index, dtype=np.int64))
+        index = np.asarray(index)
+        if index.dtype == bool:  # a mask: as an int64 array its True / False would read rows 1 and 0
+            if index.shape != (len(self),):
+                raise IndexError(f"boolean mask of {index.size} values for {len(self)} samples")
+            index = np.flatnonzero(index)
+        return self._take(index.astype(np.int64))
 
     def _take(self, indices):
         if indices.size and (indices.min() < -len(self) or indices.max() >= len(self)):

@@ -22,7 +22,7 @@ from face3d.mesh.render import rasterize_triangles
 from face3d.utils.errors import InputFileError
 
 __all__ = ["UVRasterization", "uv_to_pixels", "uv_keypoint_pixels", "rasterize_uv", "keypoints_from_map",
-           "PLAUSIBLE_RANGE", "posmap_value_problem", "load_posmap"]
+           "PLAUSIBLE_RANGE", "posmap_value_problem", "read_npy_header", "load_posmap"]
 
 # Crop-space values of a position map, in units of the crop side R: the face lies in the crop (x, y in [0, R)) and
 # is about as deep as it is wide, so even a rotated, shifted copy stays far inside [-R, 2R]; a value beyond it is a
@@ -202,16 +202,38 @@ def posmap_value_problem(posmap, resolution: int):
     return None
 
 
+def read_npy_header(path):
+    """The header of a ``.npy`` file, read without its array (numpy's ``read_magic`` and ``read_array_header``).
+
+    Returns:
+        (shape tuple, fortran_order bool, dtype, offset of the array data in bytes).
+    Raises:
+        InputFileError (a ValueError) naming the file, with numpy's reason: not a .npy file (its first bytes are
+            not numpy's magic string, as for an image in the map column), empty, or a short or damaged header.
+    """
+    with open(path, "rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(handle)
+        except (ValueError, EOFError, SyntaxError, TypeError) as error:
+            raise InputFileError(path, f"not a .npy position map ({error})") from None
+        except tokenize.TokenError:  # numpy's for a header whose brackets do not close; its text is a tuple
+            raise InputFileError(path, "not a .npy position map (the header's brackets do not close)") from None
+        return shape, fortran_order, dtype, handle.tell()
+
+
 def load_posmap(path) -> np.ndarray:
     """A position map ``.npy`` file as stored (``generate`` writes (R, R, 3) float16 or float32), never unpickled.
 
     Raises:
         FileNotFoundError (an OSError naming the file): missing. InputFileError (a ValueError) naming the file:
-            not a .npy file, truncated, with a damaged header or holding pickled objects (numpy's reason given).
+            not a .npy file, empty, with a damaged header (``read_npy_header``), truncated or holding pickled
+            objects (numpy's reason given).
     """
+    read_npy_header(path)  # first: np.load takes any file without numpy's magic for a pickle, and says so
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, EOFError) as error:  # numpy's: empty, short data, a bad header, pickles
+    except (ValueError, EOFError) as error:  # numpy's: short data, an object dtype
         raise InputFileError(path, f"not a .npy position map ({error})") from None
-    except tokenize.TokenError:  # numpy's for a header whose brackets do not close; its text is a tuple
-        raise InputFileError(path, "not a .npy position map (the header's brackets do not close)") from None
