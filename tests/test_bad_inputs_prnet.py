@@ -216,7 +216,7 @@ def test_h5_flag_given_a_label_file_is_one_line(data, tmp_path, capsys):
 def test_input_size_above_the_data_resolution_is_refused(data, tmp_path, capsys):
     out = tmp_path / "out"
     status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",
-                          "4", "--epochs", "1", "--input-size", str(2 * R)])
+                          "4", "--epochs", "1", "--input-size", str(2 * R), "--verbose", "0"])
     _one_line_error(capsys, status, f"input_size {2 * R} is larger than the data's resolution {R}")
     assert not out.exists()
 
@@ -242,7 +242,7 @@ def test_garbage_state_json_is_named(data, tmp_path, capsys):
     state = out / "checkpoints" / "state.json"
     state.write_text("{garbage")
     status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2",
-                          "--batch-size", "4", "--resume"])
+                          "--batch-size", "4", "--resume", "--verbose", "0"])
     _one_line_error(capsys, status, state, "not a training state")
 
 
@@ -253,7 +253,7 @@ def test_truncated_checkpoint_is_named(data, tmp_path, capsys):
     last = out / "checkpoints" / "last.keras"
     last.write_bytes(last.read_bytes()[:2000])
     status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2",
-                          "--batch-size", "4", "--resume"])
+                          "--batch-size", "4", "--resume", "--verbose", "0"])
     err = _one_line_error(capsys, status, last, "truncated or corrupt")
     assert "not found" not in err
 
@@ -322,7 +322,7 @@ def _read_only_folder():
 def test_read_only_output_is_one_line(data, tmp_path, capsys, command):
     target = _read_only_folder() / "face3d_out"
     argv = {"train": ["train", "--train-list", str(data), "--output", str(target), "--width", "2",
-                      "--batch-size", "4"],
+                      "--batch-size", "4", "--verbose", "0"],
             "offline": ["offline", "pre_process", "--data", str(tmp_path), "--output", str(target), "--boxes",
                         str(tmp_path / "boxes.txt"), "--input-size", str(R)],
             "export": ["export", "--model", str(tmp_path / "tiny.keras"), "--output", str(target), "--no-atc"]}

@@ -64,6 +64,15 @@ def test_label_file_relative_paths_become_absolute(tmp_path, monkeypatch):
     assert samples.posmaps == (str(tmp_path / "set" / "sample_000.npy"), str(tmp_path / "set" / "sample_001.npy"))
 
 
+def test_check_shows_its_progress(tmp_path, capsys):
+    pairs = read_label_file(_prnet_data.make_dataset(tmp_path, 3, 16))
+    check_samples(pairs)
+    assert capsys.readouterr().err == ""
+    check_samples(pairs, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("check samples: 3/3 100.0% ")
+
+
 @pytest.mark.parametrize("damage, reason", [
     ("missing_npy", "file not found"), ("truncated_jpg", "truncated JPEG"), ("garbage_npy", "not a .npy"),
     ("short_npy", "truncated or padded"), ("wrong_shape", "expected \\(R, R, 3\\)"), ("text_image", "not a JPEG"),

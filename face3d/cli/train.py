@@ -58,7 +58,8 @@ _HELP = {
     "keep_checkpoints": (None, "keep checkpoints/epoch_NNN.keras for every epoch (checkpoints/last.keras is always "
                                "written)", {}),
     "run_eagerly": (None, "run the training step eagerly, without graph compilation (debugging, tiny runs)", {}),
-    "verbose": (None, "0 silent, 1 a progress bar per epoch, 2 one line per epoch", {"choices": (0, 1, 2)}),
+    "verbose": (None, "0 silent, 1 a progress bar per epoch (and over the sample check), 2 one line per epoch",
+                {"choices": (0, 1, 2)}),
 }
 # AugmentConfig switch -> help of its --no-<name> flag, formatted with the AugmentConfig defaults
 _AUGMENT_HELP = {

@@ -18,6 +18,7 @@ from face3d.trainset.posmap import posmap_value_problem, read_npy_header
 from face3d.trainset.sample_io import decode_stored_pixels
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
+from face3d.utils.progress import Progress
 
 __all__ = ["FileSamples", "H5Samples", "check_samples", "open_h5", "group_key", "split_train_val"]
 
@@ -181,7 +182,36 @@ def _npy_info(path):
     return shape, dtype.str
 
 
-def check_samples(pairs, skip_bad=False):
+def _checked_sample(image, posmap, resolution, dtype, skip_bad):
+    """``check_samples``' checks of one (image, map) pair against the resolution and map dtype of the samples before
+    (None before the first good one). Returns (resolution, map dtype) of a good pair; None for a bad one when
+    ``skip_bad`` (a warning is logged), else raises InputFileError naming the bad file."""
+    try:
+        for name in (image, posmap):
+            if not os.path.isfile(name):
+                raise InputFileError(name, "file not found")
+        shape, map_dtype = _npy_info(posmap)
+        if len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1]:
+            raise InputFileError(posmap, f"shape {shape}, expected (R, R, 3)")
+        width, height = _image_size(image)
+        if (height, width) != shape[:2]:
+            raise InputFileError(image, f"size {width}x{height} differs from its map's {shape[1]}x{shape[0]}")
+        if resolution is not None and shape[0] != resolution:
+            raise InputFileError(posmap, f"resolution {shape[0]}, the other samples have {resolution}")
+        if dtype is not None and map_dtype != dtype:
+            raise InputFileError(posmap, f"dtype {map_dtype}, the other samples have {dtype}")
+        problem = posmap_value_problem(np.load(posmap, allow_pickle=False), shape[0])
+        if problem is not None:
+            raise InputFileError(posmap, problem)
+    except InputFileError as error:
+        if not skip_bad:
+            raise
+        logger.warning("skipping bad sample: %s", error)
+        return None
+    return shape[0], map_dtype
+
+
+def check_samples(pairs, skip_bad=False, progress=False):
     """Check every sample's files before training; return the usable ones as FileSamples.
 
     Checks: both files exist; the image is a complete JPEG/PNG of size R x R whose pixels decode (``_image_size``);
@@ -192,6 +222,7 @@ def check_samples(pairs, skip_bad=False):
     Args:
         pairs: list of (image path, npy path).
         skip_bad: log a warning per bad sample and drop it, instead of raising.
+        progress: a progress bar on stderr (decoding every image makes the check last a few ms a sample).
     Returns:
         FileSamples of the good samples, with absolute paths.
     Raises:
@@ -199,32 +230,15 @@ def check_samples(pairs, skip_bad=False):
     """
     good, bad = [], 0
     resolution = dtype = None
-    for image, posmap in pairs:
-        try:
-            for name in (image, posmap):
-                if not os.path.isfile(name):
-                    raise InputFileError(name, "file not found")
-            shape, map_dtype = _npy_info(posmap)
-            if len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1]:
-                raise InputFileError(posmap, f"shape {shape}, expected (R, R, 3)")
-            width, height = _image_size(image)
-            if (height, width) != shape[:2]:
-                raise InputFileError(image, f"size {width}x{height} differs from its map's {shape[1]}x{shape[0]}")
-            if resolution is not None and shape[0] != resolution:
-                raise InputFileError(posmap, f"resolution {shape[0]}, the other samples have {resolution}")
-            if dtype is not None and map_dtype != dtype:
-                raise InputFileError(posmap, f"dtype {map_dtype}, the other samples have {dtype}")
-            problem = posmap_value_problem(np.load(posmap, allow_pickle=False), shape[0])
-            if problem is not None:
-                raise InputFileError(posmap, problem)
-        except InputFileError as error:
-            if not skip_bad:
-                raise
-            bad += 1
-            logger.warning("skipping bad sample: %s", error)
-            continue
-        resolution, dtype = shape[0], map_dtype
-        good.append((os.path.abspath(image), os.path.abspath(posmap)))
+    with Progress(len(pairs), desc="check samples", enabled=progress) as bar:
+        for image, posmap in pairs:
+            checked = _checked_sample(image, posmap, resolution, dtype, skip_bad)
+            bar.update()
+            if checked is None:
+                bad += 1
+                continue
+            resolution, dtype = checked
+            good.append((os.path.abspath(image), os.path.abspath(posmap)))
     if not good:
         raise InputFileError(None, f"no usable sample among {len(pairs)}")
     if bad:

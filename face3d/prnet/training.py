@@ -152,17 +152,17 @@ def _check_config(config):
         raise ValueError(f"seed must be in [0, 2**32), got {config.seed}")
 
 
-def _open_source(path, skip_bad):
+def _open_source(path, skip_bad, progress):
     """The samples of a ``train_list`` / ``val_list`` file: an HDF5 pack (``open_h5``) when the file holds HDF5's
     signature b"\\x89HDF\\r\\n\\x1a\\n" (``h5py.is_hdf5``), whatever its name ends with, else a label file
-    (``check_samples``)."""
+    (``check_samples``, with a progress bar when ``progress``)."""
     import h5py
     if h5py.is_hdf5(path):
         return open_h5(path, skip_bad=skip_bad)
     pairs = read_label_file(path)
     if not pairs:
         raise InputFileError(path, "no samples listed")
-    return check_samples(pairs, skip_bad=skip_bad)
+    return check_samples(pairs, skip_bad=skip_bad, progress=progress)
 
 
 def _uv_data_folder(config, samples):
@@ -207,9 +207,9 @@ def load_samples(config):
     if config.h5 is not None:
         samples = open_h5(config.h5, skip_bad=config.skip_bad)
     else:
-        samples = _open_source(config.train_list, config.skip_bad)
+        samples = _open_source(config.train_list, config.skip_bad, config.verbose > 0)
     if config.val_list:
-        train, val = samples, _open_source(config.val_list, config.skip_bad)
+        train, val = samples, _open_source(config.val_list, config.skip_bad, config.verbose > 0)
         if val.resolution != train.resolution:
             raise ValueError(f"{config.val_list}: resolution {val.resolution}, training data has {train.resolution}")
     elif config.val_fraction > 0:
