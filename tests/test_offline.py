@@ -225,3 +225,15 @@ def test_round_trip_on_real_aflw2000_samples(exported, tmp_path):
     assert report["samples"] == reference["samples"] == 2
     for key in ("nme_2d", "nme_3d"):
         assert abs(report[key] - reference[key]) < 1e-4
+
+
+def test_an_input_size_outside_the_uv_resolution_is_one_error(aflw, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        face3d_main(["offline", "pre_process", "--data", str(aflw), "--output", str(tmp_path / "zero"),
+                     "--input-size", "0"])
+    assert info.value.code == 2 and "expected an integer >= 1, got '0'" in capsys.readouterr().err
+    assert face3d_main(["offline", "pre_process", "--data", str(aflw), "--output", str(tmp_path / "big"),
+                        "--input-size", "512"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # once, not once per sample
+    assert line.startswith("pre_process failed: input_size must be in [1, 256]") and line.endswith("got 512")
+    assert not (tmp_path / "big").exists()

@@ -21,7 +21,8 @@ def _add_arguments(parser):
     pre = sub.add_parser("pre_process", aliases=["pre"], help="test images -> .bin crops + manifest.json")
     pre.add_argument("--data", required=True, help="AFLW2000-3D-format folder (image + .mat), or images with --boxes")
     pre.add_argument("--output", required=True, help="folder for the .bin files and manifest.json")
-    pre.add_argument("--input-size", type=int, default=INPUT_SIZE, help="the exported network's input side S")
+    pre.add_argument("--input-size", type=positive_int, default=INPUT_SIZE,
+                     help="the exported network's input side S (at most the UV data's resolution)")
     pre.add_argument("--batch", type=positive_int, default=1, help="images per .bin (the .om's batch size)")
     pre.add_argument("--uv-data", default=None,
                      help="UV-data folder of the model's maps, whose keypoints post_process reads (default: the "

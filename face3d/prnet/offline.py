@@ -90,7 +90,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     Args:
         data_dir: AFLW2000-3D-format folder, or a folder of images when ``boxes`` is given.
         output_dir: folder for the ``.bin`` files and ``manifest.json`` (created).
-        input_size: S, the exported network's input side.
+        input_size: S, the exported network's input side, 1 <= S <= R.
         uv_data: UV-data folder (its resolution R is the crop the maps refer to; default: the packaged
             ``face3d.resources.default_uv_data_dir()``).
         boxes: boxes file (``read_boxes``) for plain images; None for AFLW2000-3D ground truth.
@@ -109,6 +109,9 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     resolution = load_uv_data(uv_dir).resolution
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    if not 1 <= int(input_size) <= resolution:  # a crop never has more pixels than the map it is read into
+        raise ValueError(f"input_size must be in [1, {resolution}] (the resolution of the UV data {uv_dir}), got "
+                         f"{input_size}")
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     if boxes is None:
         items = [(image, mat, None) for image, mat in evaluation.find_samples(data_dir)]
