@@ -493,3 +493,18 @@ def test_post_process_refuses_non_finite_outputs(offline_flow, capsys):
                           str(tmp_path / "first" / "manifest.json"), "--output", str(tmp_path / "report")])
     _one_line_error(capsys, status, output, "non-finite")
     assert not (tmp_path / "report").exists()
+
+
+def test_post_process_names_a_json_file_of_the_wrong_kind(offline_flow, capsys):
+    tmp_path, result = offline_flow
+    manifest, timing = tmp_path / "first" / "manifest.json", result / "timing.json"
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(manifest.read_text()[:100])
+    for argv, named, problem in ((["--manifest", str(timing)], timing, "not a face3d manifest.json"),
+                                 (["--manifest", str(truncated)], truncated, "not a face3d manifest.json"),
+                                 (["--manifest", str(manifest), "--timing", str(manifest)], manifest,
+                                  "not a face3d timing.json")):
+        status = face3d_main(["offline", "post", "--result", str(result), "--output", str(tmp_path / "report")]
+                             + argv)
+        _one_line_error(capsys, status, f"post_process failed: {named}: {problem} (")
+        assert not (tmp_path / "report").exists()

@@ -34,8 +34,8 @@ import numpy as np
 from face3d.contract import INPUT_SIZE
 from face3d.utils.errors import InputFileError
 
-__all__ = ["MANIFEST", "TIMING", "read_boxes", "pre_process", "run_offline", "read_timing", "latency_summary",
-           "post_process"]
+__all__ = ["MANIFEST", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
+           "latency_summary", "post_process"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,17 +170,64 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     return manifest
 
 
+# the fields post_process reads, and their types (run_id is checked against the results when the manifest has one)
+_MANIFEST_FIELDS = {"input_size": int, "batch_size": int, "resolution": int, "uv_data": str, "ground_truth": bool,
+                    "files": list, "samples": list, "skipped": list, "data": str}
+
+
+def _manifest_problem(info):
+    """What makes a parsed JSON value not a manifest ``pre_process`` writes (a short phrase), or None."""
+    if not isinstance(info, dict):
+        return f"a JSON {type(info).__name__}, not an object"
+    missing = [key for key in _MANIFEST_FIELDS if key not in info]
+    if missing:
+        return "no " + ", ".join(missing)
+    wrong = [key for key, kind in _MANIFEST_FIELDS.items() if not isinstance(info[key], kind)]
+    if wrong:
+        return "wrong type of " + ", ".join(wrong)
+    needed = {"name", "matrix"} | ({"landmarks", "yaw_deg"} if info["ground_truth"] else set())
+    if not all(isinstance(record, dict) and needed <= set(record) for record in info["samples"]):
+        return f"a sample without {', '.join(sorted(needed))}"
+    names = {record["name"] for record in info["samples"]}
+    for entry in info["files"]:
+        if not (isinstance(entry, dict) and isinstance(entry.get("bin"), str)
+                and isinstance(entry.get("samples"), list)):
+            return f"a files entry without bin and samples: {entry!r}"
+        if Path(entry["bin"]).name != entry["bin"] or not entry["bin"].endswith(".bin"):  # never a path elsewhere
+            return f"{entry['bin']!r} is not a .bin file name"
+        if not set(entry["samples"]) <= names:
+            return f"{entry['bin']} lists samples the manifest does not have"
+    return None
+
+
+def read_manifest(path):
+    """Read a ``manifest.json`` that ``pre_process`` wrote, checking the fields ``run_offline`` and
+    ``post_process`` read.
+
+    Returns:
+        dict (module docstring): ``files`` -> [{"bin": plain ``.bin`` name, "samples": names}], ``samples`` ->
+        records {"name", "matrix", ...}, ``input_size`` S, ``batch_size`` B, ``resolution`` R, ``run_id``, ...
+    Raises:
+        FileNotFoundError: no such file.
+        InputFileError: naming the file, when it is not JSON or not a face3d manifest (a ``timing.json``, say).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    try:
+        info = json.loads(path.read_text())
+    except ValueError as error:  # UnicodeDecodeError included
+        raise InputFileError(path, f"not a face3d {MANIFEST} ({error})") from None
+    problem = _manifest_problem(info)
+    if problem is not None:
+        raise InputFileError(path, f"not a face3d {MANIFEST} ({problem})")
+    return info
+
+
 def _listed_inputs(manifest):
     """``{.bin file name: its number of faces}`` that a ``manifest.json`` lists (the crops after that many in a
-    file pad the last batch).
-
-    Raises:
-        InputFileError: naming the manifest, when it is not one ``pre_process`` writes.
-    """
-    try:
-        return {entry["bin"]: len(entry["samples"]) for entry in json.loads(Path(manifest).read_text())["files"]}
-    except (ValueError, KeyError, TypeError) as error:
-        raise InputFileError(manifest, f"not a face3d {MANIFEST} ({error})") from None
+    file pad the last batch); ``read_manifest``'s errors."""
+    return {entry["bin"]: len(entry["samples"]) for entry in read_manifest(manifest)["files"]}
 
 
 def _remove_listed_inputs(output_dir):
@@ -196,8 +243,7 @@ def _remove_listed_inputs(output_dir):
         logger.warning("%s: no earlier .bin file removed", error)
         return
     for name in names:
-        if isinstance(name, str) and Path(name).name == name and name.endswith(".bin"):  # never a path elsewhere
-            (Path(output_dir) / name).unlink(missing_ok=True)
+        (Path(output_dir) / name).unlink(missing_ok=True)
 
 
 def _timestamp_folder(output_dir):
@@ -345,13 +391,18 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
 
 def read_timing(path):
     """Per-file inference times (ms, in run order) from a ``timing.json`` or an msame log (``Inference time``
-    lines). Returns a list of floats."""
+    lines). Returns a list of floats; InputFileError naming the file when it is neither (a ``manifest.json``, say).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"timing file not found: {path}")
     text = path.read_text(errors="replace")
     if path.suffix == ".json":
-        return [float(v) for v in json.loads(text)["files_ms"].values()]
+        try:
+            return [float(v) for v in json.loads(text)["files_ms"].values()]
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            problem = f"no {error}" if isinstance(error, KeyError) else str(error)
+            raise InputFileError(path, f"not a face3d {TIMING} ({problem})") from None
     times = [float(v) for v in _MSAME_TIME.findall(text)]
     if not times:
         raise ValueError(f"{path}: no 'Inference time: <x> ms' line (an msame log) and not a timing.json")
@@ -386,8 +437,9 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         ``files``) when the manifest has ground truth; else {"run_id", "landmarks": (N, 68, 3) list, "names",
         "latency", "files"}.
     Raises:
-        ValueError (InputFileError naming the file) before anything is written: the results' ``timing.json`` names
-        another run than the manifest, an output is missing, has the wrong size or holds non-finite values.
+        ValueError (InputFileError naming the file) before anything is written: the manifest or the timing file is
+        not one (``read_manifest``, ``read_timing``), the results' ``timing.json`` names another run than the
+        manifest, an output is missing, has the wrong size or holds non-finite values.
     """
     from face3d.prnet import evaluation
     from face3d.prnet.face_crop import restore_map
@@ -396,9 +448,7 @@ def post_process(result_dir, manifest, output_dir, timing=None):
 
     result_dir, output_dir = Path(result_dir), Path(output_dir)
     manifest_path = Path(manifest)
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"manifest not found: {manifest_path}")
-    info = json.loads(manifest_path.read_text())
+    info = read_manifest(manifest_path)
     results_run = _recorded_run_id(result_dir / TIMING)
     if results_run is None:
         logger.warning("%s has no run id (msame output?): cannot check that it belongs to %s", result_dir,
