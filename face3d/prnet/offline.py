@@ -1,18 +1,19 @@
 """The offline-inference flow around an Ascend ``.om`` (msame), runnable and testable without a board.
 
-    face3d offline pre_process --data AFLW2000 --output work/bin [--input-size 256] [--batch 1]
+    face3d offline pre_process --data AFLW2000 --output work [--input-size 256] [--batch 1]
     face3d offline run --model export/prnet.onnx --input work/bin --output work/out [--fp16]
-    face3d offline post_process --result work/out/<timestamp> --manifest work/bin/manifest.json
+    face3d offline post_process --result work/out/<timestamp> --manifest work/manifest.json
                                 --output work/report [--timing msame.log]
 
 * ``pre_process``: an AFLW2000-3D-format folder (image + ``.mat`` with ``pt3d_68``; cropped from the ground-truth
   landmarks exactly as ``evaluation.evaluate_model`` crops) or images + a boxes file (``name x0 y0 x1 y1`` per
-  line; PRNet's detector-box crop) -> one ``.bin`` per network call: raw little-endian float32 NHWC
-  ``[B, S, S, 3]``, RGB / 255 as in training (``inference.crop_face``), and ``manifest.json`` with a new
-  ``run_id``, each crop's image -> map affine, crop box (cx, cy, side), and the ground truth when there is one.
-* ``run``: msame's contract: every ``*.bin`` of the input folder in sorted order, one inference each; outputs
-  ``<output>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the normalised map); the
-  per-file times and the input folder's ``run_id`` in ``timing.json`` there and msame's summary lines on stdout.
+  line; PRNet's detector-box crop) -> ``DIR/bin/``, holding only one ``.bin`` per network call (raw little-endian
+  float32 NHWC ``[B, S, S, 3]``, RGB / 255 as in training, ``inference.crop_face``), and ``DIR/manifest.json``
+  beside it with a new ``run_id``, each crop's image -> map affine, crop box (cx, cy, side), and the ground truth.
+* ``run``: msame's contract: every entry of the input folder (``DIR/bin``) but hidden ones, in sorted order, one
+  inference each; outputs ``<output>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the
+  normalised map); the per-file times and the ``run_id`` of ``DIR/manifest.json`` in ``timing.json`` there and
+  msame's summary lines on stdout.
   Backed by ONNX Runtime (``.onnx``) or TensorFlow (``.pb``) through ``predictor.load_predictor``; ``--fp16`` runs
   the ONNX model converted to float16 (``export.onnx_to_float16``), which predicts what ATC's
   ``--precision_mode=force_fp16`` costs.
@@ -23,6 +24,7 @@
 """
 import json
 import logging
+import os
 import re
 import tempfile
 import time
@@ -34,12 +36,13 @@ import numpy as np
 from face3d.contract import INPUT_SIZE
 from face3d.utils.errors import InputFileError
 
-__all__ = ["MANIFEST", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
+__all__ = ["MANIFEST", "INPUTS", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
            "latency_summary", "post_process"]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+INPUTS = "bin"  # pre_process's folder of model inputs, beside its manifest: msame runs every file in it
 TIMING = "timing.json"
 _MSAME_TIME = re.compile(r"Inference time\s*:\s*([0-9.]+)\s*ms")
 
@@ -89,7 +92,8 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
 
     Args:
         data_dir: AFLW2000-3D-format folder, or a folder of images when ``boxes`` is given.
-        output_dir: folder for the ``.bin`` files and ``manifest.json`` (created).
+        output_dir: DIR (created): the ``.bin`` files go to ``DIR/bin/`` (msame's ``--input``, holding nothing
+            else), the manifest to ``DIR/manifest.json``.
         input_size: S, the exported network's input side, 1 <= S <= R.
         uv_data: UV-data folder (its resolution R is the crop the maps refer to; default: the packaged
             ``face3d.resources.default_uv_data_dir()``).
@@ -97,7 +101,8 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         batch_size: B, images per ``.bin`` (the ``.om``'s batch); the last file is padded with black crops.
         limit: only the first ``limit`` samples (sorted).
     Returns:
-        the manifest dict (also written to ``output_dir/manifest.json``).
+        the manifest dict (also written to ``output_dir/manifest.json``); its ``files`` name the ``.bin`` files of
+        ``output_dir/bin``.
     """
     from face3d.prnet import evaluation
     from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
@@ -152,6 +157,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     if not samples:
         raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
     _remove_listed_inputs(output_dir)
+    (output_dir / INPUTS).mkdir(exist_ok=True)
     files = []
     b, s = int(batch_size), int(input_size)
     for start in range(0, len(samples), b):
@@ -159,7 +165,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         stem = samples[start]["name"] if b == 1 else f"batch_{start // b:05d}"
         batch = np.zeros((b, s, s, 3), np.float32)
         batch[:len(group)] = np.stack(group)
-        _write_bin(output_dir / f"{stem}.bin", batch)
+        _write_bin(output_dir / INPUTS / f"{stem}.bin", batch)
         files.append({"bin": f"{stem}.bin", "samples": names[start:start + b]})
     manifest = {"run_id": uuid.uuid4().hex, "format": "float32 little-endian NHWC [B, S, S, 3], RGB / 255",
                 "input_size": s,
@@ -224,26 +230,38 @@ def read_manifest(path):
     return info
 
 
-def _listed_inputs(manifest):
-    """``{.bin file name: its number of faces}`` that a ``manifest.json`` lists (the crops after that many in a
-    file pad the last batch); ``read_manifest``'s errors."""
-    return {entry["bin"]: len(entry["samples"]) for entry in read_manifest(manifest)["files"]}
-
-
 def _remove_listed_inputs(output_dir):
-    """Remove the ``.bin`` files an earlier ``pre_process`` listed in ``output_dir/manifest.json``: msame runs every
-    ``.bin`` of its input folder, so a rerun with fewer or other batches must not leave the old ones to be run (and
-    calibrated on). Other files are left alone; an unreadable manifest removes nothing (it is rewritten)."""
+    """Remove the ``.bin`` files of ``output_dir/bin`` that an earlier ``pre_process`` listed in
+    ``output_dir/manifest.json``: msame runs every file of its input folder, so a rerun with fewer or other batches
+    must not leave the old ones to be run (and calibrated on). Other files are left alone; an unreadable manifest
+    removes nothing (it is rewritten)."""
     manifest = Path(output_dir) / MANIFEST
     if not manifest.is_file():
         return
     try:
-        names = _listed_inputs(manifest)
+        entries = read_manifest(manifest)["files"]
     except InputFileError as error:
         logger.warning("%s: no earlier .bin file removed", error)
         return
-    for name in names:
-        (Path(output_dir) / name).unlink(missing_ok=True)
+    for entry in entries:
+        (Path(output_dir) / INPUTS / entry["bin"]).unlink(missing_ok=True)
+
+
+def _msame_inputs(input_dir):
+    """The files msame runs from ``--input``, in its order: every entry of the folder whose name does not start
+    with ``.`` (msame's ``Utils::ScanFiles``), sorted; [] for a missing folder.
+
+    Raises:
+        InputFileError: an entry that is not a file (msame would read it as a model input too).
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        return []
+    entries = sorted(p for p in input_dir.iterdir() if not p.name.startswith("."))
+    for path in entries:
+        if not path.is_file():
+            raise InputFileError(path, "not a file: msame runs every entry of its input folder")
+    return entries
 
 
 def _timestamp_folder(output_dir):
@@ -257,8 +275,8 @@ def _timestamp_folder(output_dir):
 
 
 def _recorded_run_id(path):
-    """The ``run_id`` a ``manifest.json`` or ``timing.json`` records; None when the file is absent (msame writes
-    none) or records none."""
+    """The ``run_id`` a ``timing.json`` records; None when the file is absent (msame writes none) or records
+    none."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -268,31 +286,26 @@ def _recorded_run_id(path):
         raise InputFileError(path, f"not a face3d {path.name} ({error})") from None
 
 
-def _input_crops(input_files, size):
+def _input_crops(input_files, size, manifest):
     """The face crops of pre_process's ``.bin`` files, without the black crops that pad the last batch.
 
     Args:
-        input_files: ``.bin`` paths of one folder, each float32 [B, S, S, 3]; its ``manifest.json`` lists each
-            file's samples, and only that many leading crops of a file are faces (all of them without a manifest,
-            or for a file it does not list).
+        input_files: ``.bin`` paths, each float32 [B, S, S, 3].
         size: S.
+        manifest: the ``read_manifest`` dict of their folder: only as many leading crops of a file as it lists
+            samples for it are faces (all of them for a file it does not list).
     Returns:
         float32 (N, S, S, 3).
     """
-    manifest = Path(input_files[0]).parent / MANIFEST
-    counts = {}
-    if manifest.is_file():
-        counts = _listed_inputs(manifest)
-    else:
-        logger.warning("int8: no %s beside the input files: calibrating on every crop, padding included", MANIFEST)
+    counts = {entry["bin"]: len(entry["samples"]) for entry in manifest["files"]}
     return np.concatenate([np.fromfile(f, dtype="<f4").reshape(-1, size, size, 3)[:counts.get(Path(f).name)]
                            for f in input_files])
 
 
-def _load_runner(model, scratch, fp16, int8, calibration, input_files, options):
+def _load_runner(model, scratch, fp16, int8, calibration, input_files, manifest, options):
     """The predictor ``run_offline`` uses: the model as is, its float16 conversion or its int8 QDQ quantization
-    (calibrated on ``calibration`` or, without it, on the input crops: ``_input_crops``), written into
-    ``scratch``."""
+    (calibrated on ``calibration`` or, without it, on the input crops that ``manifest`` lists: ``_input_crops``),
+    written into ``scratch``."""
     from face3d.prnet.predictor import load_predictor
 
     if not (fp16 or int8):
@@ -318,7 +331,7 @@ def _load_runner(model, scratch, fp16, int8, calibration, input_files, options):
     else:
         logger.info("int8: calibrating on the %d input files (pass a calibration folder for an unbiased figure)",
                     len(input_files))
-        images = _input_crops(input_files, size)
+        images = _input_crops(input_files, size, manifest)
     images = images[:len(images) // batch * batch]
     converted = quantize_onnx(float_model, Path(scratch) / f"{model.stem}_int8.onnx", images, batch)
     return load_predictor(converted, **options)
@@ -326,36 +339,43 @@ def _load_runner(model, scratch, fp16, int8, calibration, input_files, options):
 
 def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=False, int8=False, calibration=None,
                 trust_model=False):
-    """msame's loop on the host: every ``*.bin`` of ``input_dir`` (sorted) through the model.
+    """msame's loop on the host: every entry of ``input_dir`` but hidden ones (sorted) through the model.
 
     Args:
         model: ``.onnx`` or ``.pb`` path (anything ``predictor.load_predictor`` takes).
-        input_dir: folder of ``.bin`` files, each float32 [B, S, S, 3] (B the model's batch, or any multiple of
-            S*S*3 floats for a model with a free batch).
+        input_dir: ``DIR/bin`` of ``pre_process``: ``.bin`` files, each float32 [B, S, S, 3] (B the model's batch,
+            or any multiple of S*S*3 floats for a model with a free batch); ``DIR/manifest.json`` must lie beside
+            it.
         output_dir: parent of the timestamped result folder.
         fp16: run the ONNX model converted to float16 (``.onnx`` only).
         int8: run the ONNX model quantized to int8 QDQ (``quantize.quantize_onnx``), which predicts what an int8
             (AMCT) board deployment costs.
         calibration: the int8 calibration folder (``quantize.calibration_images``); None: the input crops that
-            ``input_dir/manifest.json`` lists (pre_process's padding left out).
+            ``DIR/manifest.json`` lists (pre_process's padding left out).
         threads: ONNX Runtime intra-op threads (None: its default).
         quiet: no per-file lines on stdout.
         trust_model: run a ``.pb`` whatever its ops (``predictor.load_predictor``).
     Returns:
         Path of the result folder ``<output_dir>/<YYYYMMDD_HHMMSS>``; its ``timing.json`` carries the ``run_id``
-        of ``input_dir/manifest.json`` (None without one).
+        of ``DIR/manifest.json``.
+    Raises:
+        FileNotFoundError: no input, or no ``DIR/manifest.json``; InputFileError naming an input that is not one.
     """
     input_dir = Path(input_dir)
-    files = sorted(input_dir.glob("*.bin"))
+    files = _msame_inputs(input_dir)
     if not files:
         raise FileNotFoundError(f"no .bin file in {input_dir}")
-    run_id = _recorded_run_id(input_dir / MANIFEST)
+    manifest_path = Path(os.path.abspath(input_dir)).parent / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"manifest not found: {manifest_path} (pre_process writes DIR/{MANIFEST} beside the "
+                                f"input folder DIR/{INPUTS})")
+    manifest = read_manifest(manifest_path)
     model = Path(model)
     options = {"trust_model": trust_model}
     if threads is not None and model.suffix.lower() == ".onnx":
         options["threads"] = int(threads)
     with tempfile.TemporaryDirectory() as scratch:
-        predictor = _load_runner(model, scratch, fp16, int8, calibration, files, options)
+        predictor = _load_runner(model, scratch, fp16, int8, calibration, files, manifest, options)
         s = predictor.input_size
         folder = _timestamp_folder(output_dir)
         times = {}
@@ -375,7 +395,7 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
             if not quiet:
                 print(f"[INFO] start to process file:{path}\nInference time: {elapsed:.3f}ms")
     values = list(times.values())
-    summary = {"run_id": run_id, "model": str(model), "backend": predictor.backend, "fp16": bool(fp16),
+    summary = {"run_id": manifest.get("run_id"), "model": str(model), "backend": predictor.backend, "fp16": bool(fp16),
                "int8": bool(int8),
                "input": str(input_dir), "batch_size": predictor.batch_size, "files_ms": times,
                "average_ms": float(np.mean(values)),
