@@ -209,6 +209,46 @@ def test_bad_inputs_are_named(exported, aflw, tmp_path):
         offline.post_process(tmp_path / "empty", work / offline.MANIFEST, tmp_path / "report")
 
 
+def test_a_wrong_size_input_stops_the_run_before_any_result(exported, aflw, tmp_path, capsys):
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE)
+    earlier = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    bad = work / "bin" / "SYNTH_0001_1_0.bin"  # the second of three: the first would run before it
+    bad.write_bytes(bad.read_bytes()[:1000])
+    assert face3d_main(["offline", "run", "--model", str(out / "b1" / "prnet.onnx"), "--input", str(work / "bin"),
+                        "--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"run failed: {bad}: 1000 bytes, not the model's input [1, {SIZE}, {SIZE}, 3] of float32 "
+        f"({SIZE * SIZE * 3 * 4} bytes)"]
+    assert list((tmp_path / "out").iterdir()) == [earlier]
+
+
+def test_a_failure_during_the_run_removes_its_result_folder(exported, aflw, tmp_path, monkeypatch):
+    from face3d.prnet import predictor as predictor_module
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE)
+    load = predictor_module.load_predictor
+
+    def failing_on_the_second_call(*args, **kwargs):
+        runner, calls = load(*args, **kwargs), []
+        predict = runner.predict
+
+        def predict_once(images):
+            calls.append(len(images))
+            if len(calls) == 2:
+                raise RuntimeError("device lost")
+            return predict(images)
+        runner.predict = predict_once
+        return runner
+
+    monkeypatch.setattr(predictor_module, "load_predictor", failing_on_the_second_call)
+    with pytest.raises(RuntimeError, match="device lost"):
+        offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 @pytest.mark.parametrize("batch", [1, 2])
 def test_the_input_folder_holds_only_the_model_inputs(aflw, tmp_path, batch):
     """msame runs every entry of its --input folder (its ScanFiles skips only hidden names): DIR/bin holds the
@@ -241,6 +281,7 @@ def test_run_reads_the_manifest_beside_its_input_folder(exported, aflw, tmp_path
     assert face3d_main(argv) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"run failed: {work / 'bin' / 'notes.txt'}: ")
+    assert not (tmp_path / "out2").exists()
 
 
 def test_a_rerun_removes_the_bin_files_of_the_earlier_one(aflw, tmp_path):

@@ -13,7 +13,8 @@
 * ``run``: msame's contract: every entry of the input folder (``DIR/bin``) but hidden ones, in sorted order, one
   inference each; outputs ``<output>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the
   normalised map); the per-file times and the ``run_id`` of ``DIR/manifest.json`` in ``timing.json`` there and
-  msame's summary lines on stdout.
+  msame's summary lines on stdout. Every input's size is checked before that folder is created; a failed run
+  removes it.
   Backed by ONNX Runtime (``.onnx``) or TensorFlow (``.pb``) through ``predictor.load_predictor``; ``--fp16`` runs
   the ONNX model converted to float16 (``export.onnx_to_float16``), which predicts what ATC's
   ``--precision_mode=force_fp16`` costs.
@@ -26,6 +27,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 import uuid
@@ -264,6 +266,19 @@ def _msame_inputs(input_dir):
     return entries
 
 
+def _check_input_size(path, size, batch):
+    """InputFileError naming ``path`` unless its size in bytes is that of the model's float32 input
+    [batch, size, size, 3] (a positive multiple of one image for a model with a free batch, ``batch`` None)."""
+    image = size * size * 3 * 4
+    found = Path(path).stat().st_size
+    if batch is not None and found != batch * image:
+        raise InputFileError(path, f"{found} bytes, not the model's input [{batch}, {size}, {size}, 3] of float32 "
+                                   f"({batch * image} bytes)")
+    if batch is None and (found == 0 or found % image):
+        raise InputFileError(path, f"{found} bytes, not a whole number of the model's [{size}, {size}, 3] float32 "
+                                   f"images ({image} bytes each)")
+
+
 def _timestamp_folder(output_dir):
     output_dir = Path(output_dir)
     stamp = time.strftime("%Y%m%d_%H%M%S")
@@ -359,7 +374,9 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         Path of the result folder ``<output_dir>/<YYYYMMDD_HHMMSS>``; its ``timing.json`` carries the ``run_id``
         of ``DIR/manifest.json``.
     Raises:
-        FileNotFoundError: no input, or no ``DIR/manifest.json``; InputFileError naming an input that is not one.
+        FileNotFoundError: no input, or no ``DIR/manifest.json``; InputFileError naming an input that is not one
+        (not a file, or not the model's input size): each is checked before the result folder is created, and a
+        failure during the run removes that folder.
     """
     input_dir = Path(input_dir)
     files = _msame_inputs(input_dir)
@@ -377,30 +394,29 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
     with tempfile.TemporaryDirectory() as scratch:
         predictor = _load_runner(model, scratch, fp16, int8, calibration, files, manifest, options)
         s = predictor.input_size
+        for path in files:  # every input before the result folder exists: a bad one leaves nothing behind
+            _check_input_size(path, s, predictor.batch_size)
         folder = _timestamp_folder(output_dir)
-        times = {}
-        for path in files:
-            data = np.fromfile(path, dtype="<f4")
-            per_image = s * s * 3
-            if data.size == 0 or data.size % per_image or \
-                    (predictor.batch_size is not None and data.size != predictor.batch_size * per_image):
-                raise ValueError(f"{path}: {data.size} floats do not match the model's input "
-                                 f"[{predictor.batch_size or 'B'}, {s}, {s}, 3]")
-            images = data.reshape(-1, s, s, 3)
-            start = time.perf_counter()
-            maps = predictor.predict(images)
-            elapsed = (time.perf_counter() - start) * 1000.0
-            _write_bin(folder / f"{path.stem}_output_0.bin", maps)
-            times[path.stem] = elapsed
-            if not quiet:
-                print(f"[INFO] start to process file:{path}\nInference time: {elapsed:.3f}ms")
-    values = list(times.values())
-    summary = {"run_id": manifest.get("run_id"), "model": str(model), "backend": predictor.backend, "fp16": bool(fp16),
-               "int8": bool(int8),
-               "input": str(input_dir), "batch_size": predictor.batch_size, "files_ms": times,
-               "average_ms": float(np.mean(values)),
-               "average_ms_without_first": float(np.mean(values[1:])) if len(values) > 1 else None}
-    (folder / TIMING).write_text(json.dumps(summary, indent=1) + "\n")
+        try:
+            times = {}
+            for path in files:
+                images = np.fromfile(path, dtype="<f4").reshape(-1, s, s, 3)
+                start = time.perf_counter()
+                maps = predictor.predict(images)
+                elapsed = (time.perf_counter() - start) * 1000.0
+                _write_bin(folder / f"{path.stem}_output_0.bin", maps)
+                times[path.stem] = elapsed
+                if not quiet:
+                    print(f"[INFO] start to process file:{path}\nInference time: {elapsed:.3f}ms")
+            values = list(times.values())
+            summary = {"run_id": manifest.get("run_id"), "model": str(model), "backend": predictor.backend,
+                       "fp16": bool(fp16), "int8": bool(int8), "input": str(input_dir),
+                       "batch_size": predictor.batch_size, "files_ms": times, "average_ms": float(np.mean(values)),
+                       "average_ms_without_first": float(np.mean(values[1:])) if len(values) > 1 else None}
+            (folder / TIMING).write_text(json.dumps(summary, indent=1) + "\n")
+        except BaseException:  # no half-written result folder for post_process to read
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     if not quiet:
         print(f"Inference average time : {summary['average_ms']:.3f} ms")
         if summary["average_ms_without_first"] is not None:
