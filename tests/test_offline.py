@@ -160,6 +160,18 @@ def test_int8_without_a_calibration_folder_calibrates_on_the_real_crops_only(exp
     np.testing.assert_array_equal(calibrated[0], np.concatenate([bins[0], bins[1][:1]]))
 
 
+def test_int8_calibration_on_crops_of_another_size_names_the_file(exported, aflw, tmp_path, capsys):
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE // 2)
+    assert face3d_main(["offline", "run", "--model", str(out / "b1" / "prnet.onnx"), "--input", str(work / "bin"),
+                        "--output", str(tmp_path / "out"), "--int8"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"run failed: {work / 'bin' / 'SYNTH_0000_1_0.bin'}: {(SIZE // 2) ** 2 * 3 * 4} bytes, not a whole number "
+        f"of the model's [{SIZE}, {SIZE}, 3] float32 images ({SIZE * SIZE * 3 * 4} bytes each)"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_images_with_boxes_give_the_landmarks_of_prn(exported, aflw, tmp_path):
     work = tmp_path / "work"
     model, out = exported

@@ -305,7 +305,8 @@ def _input_crops(input_files, size, manifest):
     """The face crops of pre_process's ``.bin`` files, without the black crops that pad the last batch.
 
     Args:
-        input_files: ``.bin`` paths, each float32 [B, S, S, 3].
+        input_files: ``.bin`` paths, each float32 [n, S, S, 3] (InputFileError naming one that is not; the run
+            checks n against the model's batch).
         size: S.
         manifest: the ``read_manifest`` dict of their folder: only as many leading crops of a file as it lists
             samples for it are faces (all of them for a file it does not list).
@@ -313,6 +314,8 @@ def _input_crops(input_files, size, manifest):
         float32 (N, S, S, 3).
     """
     counts = {entry["bin"]: len(entry["samples"]) for entry in manifest["files"]}
+    for path in input_files:
+        _check_input_size(path, size, None)
     return np.concatenate([np.fromfile(f, dtype="<f4").reshape(-1, size, size, 3)[:counts.get(Path(f).name)]
                            for f in input_files])
 
