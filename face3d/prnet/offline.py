@@ -440,7 +440,7 @@ def read_timing(path):
         try:
             return [float(v) for v in json.loads(text)["files_ms"].values()]
         except (ValueError, KeyError, TypeError, AttributeError) as error:
-            problem = f"no {error}" if isinstance(error, KeyError) else str(error)
+            problem = f"no {error.args[0]}" if isinstance(error, KeyError) else str(error)
             raise InputFileError(path, f"not a face3d {TIMING} ({problem})") from None
     times = [float(v) for v in _MSAME_TIME.findall(text)]
     if not times:
