@@ -146,11 +146,20 @@ def test_evaluate_names_a_garbage_model(garbage, tmp_path, capsys, name):
     _one_line_error(capsys, status, garbage / name)
 
 
+def _offline_inputs(tmp_path):
+    """``offline pre_process`` of one grey image at input size R; returns its input folder DIR/bin."""
+    from face3d.prnet.offline import pre_process
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.full((40, 40, 3), 128, np.uint8))
+    (tmp_path / "boxes.txt").write_text("a.jpg 5 5 35 35\n")
+    pre_process(tmp_path / "images", tmp_path / "work", input_size=R, boxes=tmp_path / "boxes.txt")
+    return tmp_path / "work" / "bin"
+
+
 def test_offline_run_names_a_garbage_model(garbage, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    np.zeros((1, R, R, 3), "<f4").tofile(tmp_path / "a.bin")
-    status = face3d_main(["offline", "run", "--model", str(garbage / "garbage.onnx"), "--input", str(tmp_path),
-                          "--output", str(tmp_path / "out")])
+    status = face3d_main(["offline", "run", "--model", str(garbage / "garbage.onnx"), "--input",
+                          str(_offline_inputs(tmp_path)), "--output", str(tmp_path / "out")])
     _one_line_error(capsys, status, garbage / "garbage.onnx", "not a loadable ONNX model")
 
 
@@ -433,9 +442,7 @@ def test_offline_run_refuses_a_hostile_graph(tmp_path, capsys):
     pytest.importorskip("tensorflow")
     victim = tmp_path / "victim.txt"
     hostile = _frozen_graph(tmp_path / "hostile.pb", write_to=victim)
-    (tmp_path / "bins").mkdir()
-    np.zeros((1, R, R, 3), "<f4").tofile(tmp_path / "bins" / "a.bin")
-    argv = ["offline", "run", "--model", str(hostile), "--input", str(tmp_path / "bins"), "--output",
+    argv = ["offline", "run", "--model", str(hostile), "--input", str(_offline_inputs(tmp_path)), "--output",
             str(tmp_path / "out")]
     _one_line_error(capsys, face3d_main(argv), hostile, "WriteFile")
     assert not victim.exists()
@@ -500,7 +507,7 @@ def offline_flow(tmp_path):
     for run in ("first", "second"):
         pre_process(tmp_path / "images", tmp_path / run, input_size=256, boxes=boxes)
     model = helpers.constant_onnx(tmp_path / "constant.onnx", np.full((256, 256, 3), 0.4, np.float32))
-    result = run_offline(model, tmp_path / "first", tmp_path / "out", quiet=True)
+    result = run_offline(model, tmp_path / "first" / "bin", tmp_path / "out", quiet=True)
     return tmp_path, result
 
 
@@ -529,3 +536,18 @@ def test_post_process_refuses_non_finite_outputs(offline_flow, capsys):
                           str(tmp_path / "first" / "manifest.json"), "--output", str(tmp_path / "report")])
     _one_line_error(capsys, status, output, "non-finite")
     assert not (tmp_path / "report").exists()
+
+
+def test_post_process_names_a_json_file_of_the_wrong_kind(offline_flow, capsys):
+    tmp_path, result = offline_flow
+    manifest, timing = tmp_path / "first" / "manifest.json", result / "timing.json"
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(manifest.read_text()[:100])
+    for argv, named, problem in ((["--manifest", str(timing)], timing, "not a face3d manifest.json"),
+                                 (["--manifest", str(truncated)], truncated, "not a face3d manifest.json"),
+                                 (["--manifest", str(manifest), "--timing", str(manifest)], manifest,
+                                  "not a face3d timing.json")):
+        status = face3d_main(["offline", "post", "--result", str(result), "--output", str(tmp_path / "report")]
+                             + argv)
+        _one_line_error(capsys, status, f"post_process failed: {named}: {problem} (")
+        assert not (tmp_path / "report").exists()

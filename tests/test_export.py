@@ -242,3 +242,40 @@ def test_cli_writes_the_files_and_runs_atc_when_installed(tiny_model, tmp_path, 
     assert '--input_shape="input:1,64,64,3"' in script and "--soc_version=Ascend310P3" in script
     assert json.loads((out / "export.json").read_text())["atc_status"] == {"pb": 0}
     assert face3d_main(["export", "--model", str(tmp_path / "missing.keras"), "--output", str(out)]) == 2
+
+
+def _small_model(seed):
+    keras.utils.set_random_seed(seed)
+    return _randomise_batch_norms(build_resfcn256(input_size=32, width=2), seed)
+
+
+def test_a_new_export_into_the_folder_removes_the_earlier_files_it_does_not_write(tmp_path):
+    out = tmp_path / "out"
+    ex.export_model(_small_model(1), out, fold_bn=False, onnx=True, tflite=True, run_atc=False)
+    assert {"prnet.onnx", "prnet.tflite", "prnet_fp16.tflite", "fusion_switch.cfg", "atc_onnx.sh"} <= set(
+        os.listdir(out))
+    for name in ("prnet_pb.om", "prnet_onnx.om", "atc_pb.log", "atc_onnx.log"):  # what atc left on an earlier run
+        (out / name).write_text("earlier\n")
+    (out / "notes.txt").write_text("mine\n")
+    model = _small_model(2)
+    result = ex.export_model(model, out, run_atc=False)
+    assert sorted(os.listdir(out)) == ["atc_pb.sh", "export.json", "notes.txt", "prnet.pb"]
+    summary = json.loads((out / "export.json").read_text())
+    assert list(summary["files"]) == ["prnet.pb"] and list(summary["atc_commands"]) == ["pb"]
+    assert summary["fold_bn"] is True and summary["opset"] is None and result.onnx_path is None
+    x = _random_inputs(1, 9)[:, :32, :32]
+    assert np.abs(load_predictor(out / "prnet.pb").predict(x) - model(x, training=False).numpy()).max() < 1e-4
+
+
+def test_a_failed_check_keeps_the_earlier_export(tmp_path, capsys):
+    out = tmp_path / "out"
+    ex.export_model(_small_model(1), out, onnx=True, run_atc=False)
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    _small_model(2).save(tmp_path / "other.keras")
+    status = face3d_main(["export", "--model", str(tmp_path / "other.keras"), "--output", str(out), "--no-atc",
+                          "--tflite", "--tolerance", "0"])
+    assert status == 1 and "differs from the Keras model" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before  # no staged file left either
+    with pytest.raises(RuntimeError, match="differs from the Keras model"):
+        ex.export_model(_small_model(2), tmp_path / "fresh", onnx=True, tolerance=0.0, run_atc=False)
+    assert os.listdir(tmp_path / "fresh") == []

@@ -4,6 +4,7 @@ A narrow random-weight network (input 64, width 4) and three synthetic AFLW2000-
 around 40 s on 2 cores.
 """
 import json
+import os
 import re
 
 import cv2
@@ -65,20 +66,21 @@ def _compare_reports(report, reference):
 
 
 def test_round_trip_onnx_gives_the_direct_nme(exported, aflw, direct, tmp_path, capsys):
+    work = tmp_path / "work"
     _, out = exported
-    manifest = offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE)
-    bins = sorted(p.name for p in (tmp_path / "bin").glob("*.bin"))
+    manifest = offline.pre_process(aflw, work, input_size=SIZE)
+    bins = sorted(p.name for p in (work / "bin").glob("*.bin"))
     assert bins == ["SYNTH_0000_1_0.bin", "SYNTH_0001_1_0.bin", "SYNTH_0002_1_0.bin"]
-    assert all((tmp_path / "bin" / b).stat().st_size == SIZE * SIZE * 3 * 4 for b in bins)
+    assert all((work / "bin" / b).stat().st_size == SIZE * SIZE * 3 * 4 for b in bins)
     assert manifest["ground_truth"] and len(manifest["samples"]) == 3
-    result = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out")
+    result = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out")
     assert re.fullmatch(r"\d{8}_\d{6}(_\d+)?", result.name) and result.parent == tmp_path / "out"
     assert sorted(p.name for p in result.glob("*.bin")) == [b.replace(".bin", "_output_0.bin") for b in bins]
     printed = capsys.readouterr().out
     assert "Inference average time : " in printed and "Inference average time without first time: " in printed
     timing = json.loads((result / offline.TIMING).read_text())
     assert list(timing["files_ms"]) == [b[:-4] for b in bins]  # processed in sorted order
-    report = offline.post_process(result, tmp_path / "bin" / offline.MANIFEST, tmp_path / "report")
+    report = offline.post_process(result, work / offline.MANIFEST, tmp_path / "report")
     _compare_reports(report, direct)
     assert report["latency"]["calls"] == 3 and report["latency"]["images_per_s"] > 0
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
@@ -86,42 +88,45 @@ def test_round_trip_onnx_gives_the_direct_nme(exported, aflw, direct, tmp_path, 
 
 
 def test_round_trip_batch_two_pb_through_the_command_line(exported, aflw, direct, tmp_path):
+    work = tmp_path / "work"
     _, out = exported
-    assert face3d_main(["offline", "pre_process", "--data", str(aflw), "--output", str(tmp_path / "bin"),
+    assert face3d_main(["offline", "pre_process", "--data", str(aflw), "--output", str(work),
                          "--input-size", str(SIZE), "--batch", "2"]) == 0
-    manifest = json.loads((tmp_path / "bin" / offline.MANIFEST).read_text())
+    manifest = json.loads((work / offline.MANIFEST).read_text())
     assert [f["samples"] for f in manifest["files"]] == [["SYNTH_0000_1_0", "SYNTH_0001_1_0"], ["SYNTH_0002_1_0"]]
-    padded = np.fromfile(tmp_path / "bin" / "batch_00001.bin", dtype="<f4").reshape(2, SIZE, SIZE, 3)
+    padded = np.fromfile(work / "bin" / "batch_00001.bin", dtype="<f4").reshape(2, SIZE, SIZE, 3)
     assert padded[1].max() == 0 and padded[0].max() > 0
-    assert face3d_main(["offline", "run", "--model", str(out / "b2" / "prnet.pb"), "--input", str(tmp_path / "bin"),
+    assert face3d_main(["offline", "run", "--model", str(out / "b2" / "prnet.pb"), "--input", str(work / "bin"),
                          "--output", str(tmp_path / "out")]) == 0
     result, = (tmp_path / "out").iterdir()
     assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest",
-                         str(tmp_path / "bin" / offline.MANIFEST), "--output", str(tmp_path / "report")]) == 0
+                         str(work / offline.MANIFEST), "--output", str(tmp_path / "report")]) == 0
     _compare_reports(json.loads((tmp_path / "report" / "report.json").read_text()), direct)
 
 
 def test_fp16_mode_predicts_a_small_nme_change(exported, aflw, direct, tmp_path):
+    work = tmp_path / "work"
     _, out = exported
-    offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE)
-    full = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
-    half = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", fp16=True,
+    offline.pre_process(aflw, work, input_size=SIZE)
+    full = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    half = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", fp16=True,
                                quiet=True)
     assert full != half and json.loads((half / offline.TIMING).read_text())["fp16"] is True
     a = np.fromfile(full / "SYNTH_0000_1_0_output_0.bin", dtype="<f4")
     b = np.fromfile(half / "SYNTH_0000_1_0_output_0.bin", dtype="<f4")
     assert 0 < np.abs(a - b).max() < 2e-2
-    report = offline.post_process(half, tmp_path / "bin" / offline.MANIFEST, tmp_path / "report16")
+    report = offline.post_process(half, work / offline.MANIFEST, tmp_path / "report16")
     assert 0 < abs(report["nme_2d"] - direct["nme_2d"]) < 0.01
     with pytest.raises(ValueError, match="fp16 mode needs an .onnx"):
-        offline.run_offline(out / "b2" / "prnet.pb", tmp_path / "bin", tmp_path / "out", fp16=True)
+        offline.run_offline(out / "b2" / "prnet.pb", work / "bin", tmp_path / "out", fp16=True)
 
 
 def test_int8_mode_runs_the_quantized_model(exported, aflw, tmp_path):
+    work = tmp_path / "work"
     _, out = exported
-    offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE)
-    full = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
-    assert face3d_main(["offline", "run", "--model", str(out / "b1" / "prnet.onnx"), "--input", str(tmp_path / "bin"),
+    offline.pre_process(aflw, work, input_size=SIZE)
+    full = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    assert face3d_main(["offline", "run", "--model", str(out / "b1" / "prnet.onnx"), "--input", str(work / "bin"),
                         "--output", str(tmp_path / "out8"), "--int8", "--calibration", str(aflw)]) == 0
     (quantized,) = (tmp_path / "out8").iterdir()
     assert json.loads((quantized / offline.TIMING).read_text())["int8"] is True
@@ -129,15 +134,16 @@ def test_int8_mode_runs_the_quantized_model(exported, aflw, tmp_path):
     b = np.fromfile(quantized / "SYNTH_0000_1_0_output_0.bin", dtype="<f4")
     assert 0 < np.abs(a - b).max() < 0.05
     with pytest.raises(ValueError, match="int8 mode needs an .onnx"):
-        offline.run_offline(out / "b2" / "prnet.pb", tmp_path / "bin", tmp_path / "out", int8=True)
+        offline.run_offline(out / "b2" / "prnet.pb", work / "bin", tmp_path / "out", int8=True)
 
 
 def test_int8_without_a_calibration_folder_calibrates_on_the_real_crops_only(exported, aflw, tmp_path, monkeypatch):
     """pre_process pads the last .bin with black crops: the manifest tells them apart and calibration skips them."""
+    work = tmp_path / "work"
     from face3d.prnet import quantize
     _, out = exported
-    offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE, batch_size=2)
-    bins = [np.fromfile(tmp_path / "bin" / f"batch_{k:05d}.bin", dtype="<f4").reshape(2, SIZE, SIZE, 3)
+    offline.pre_process(aflw, work, input_size=SIZE, batch_size=2)
+    bins = [np.fromfile(work / "bin" / f"batch_{k:05d}.bin", dtype="<f4").reshape(2, SIZE, SIZE, 3)
             for k in range(2)]
     calibrated = []
 
@@ -150,21 +156,34 @@ def test_int8_without_a_calibration_folder_calibrates_on_the_real_crops_only(exp
 
     monkeypatch.setattr(quantize, "quantize_onnx", capture)
     with pytest.raises(Captured):
-        offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", int8=True, quiet=True)
+        offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", int8=True, quiet=True)
     np.testing.assert_array_equal(calibrated[0], np.concatenate([bins[0], bins[1][:1]]))
 
 
+def test_int8_calibration_on_crops_of_another_size_names_the_file(exported, aflw, tmp_path, capsys):
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE // 2)
+    assert face3d_main(["offline", "run", "--model", str(out / "b1" / "prnet.onnx"), "--input", str(work / "bin"),
+                        "--output", str(tmp_path / "out"), "--int8"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"run failed: {work / 'bin' / 'SYNTH_0000_1_0.bin'}: {(SIZE // 2) ** 2 * 3 * 4} bytes, not a whole number "
+        f"of the model's [{SIZE}, {SIZE}, 3] float32 images ({SIZE * SIZE * 3 * 4} bytes each)"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_images_with_boxes_give_the_landmarks_of_prn(exported, aflw, tmp_path):
+    work = tmp_path / "work"
     model, out = exported
     images = sorted(aflw.rglob("*.jpg"))[:2]
     boxes = {p.name: np.array([30.0, 35.0, 120.0, 130.0]) + k for k, p in enumerate(images)}
     (tmp_path / "boxes.txt").write_text("# name x0 y0 x1 y1\n" + "".join(
         f"{name} {' '.join(str(v) for v in box)}\n" for name, box in boxes.items()))
-    manifest = offline.pre_process(images[0].parent, tmp_path / "bin", input_size=SIZE,
+    manifest = offline.pre_process(images[0].parent, work, input_size=SIZE,
                                    boxes=tmp_path / "boxes.txt")
     assert not manifest["ground_truth"]
-    result = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
-    report = offline.post_process(result, tmp_path / "bin" / offline.MANIFEST, tmp_path / "report")
+    result = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    report = offline.post_process(result, work / offline.MANIFEST, tmp_path / "report")
     prn = PRN(model)
     for name, landmarks in zip(report["names"], report["landmarks"]):
         image = cv2.cvtColor(cv2.imread(str(images[0].parent / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
@@ -190,24 +209,100 @@ def test_timing_from_an_msame_log_and_latency_figures(tmp_path):
 
 def test_bad_inputs_are_named(exported, aflw, tmp_path):
     _, out = exported
-    (tmp_path / "bin").mkdir()
-    np.zeros(10, np.float32).tofile(tmp_path / "bin" / "short.bin")
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=1)
+    np.zeros(10, np.float32).tofile(work / "bin" / "short.bin")
     with pytest.raises(ValueError, match="short.bin"):
-        offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
-    with pytest.raises(FileNotFoundError, match="no .bin file"):
-        offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "out", tmp_path / "out2")
-    offline.pre_process(aflw, tmp_path / "bin2", input_size=SIZE, limit=1)
+        offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
     (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no .bin file"):
+        offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "empty", tmp_path / "out2")
     with pytest.raises(FileNotFoundError, match="SYNTH_0000_1_0_output_0.bin"):
-        offline.post_process(tmp_path / "empty", tmp_path / "bin2" / offline.MANIFEST, tmp_path / "report")
+        offline.post_process(tmp_path / "empty", work / offline.MANIFEST, tmp_path / "report")
+
+
+def test_a_wrong_size_input_stops_the_run_before_any_result(exported, aflw, tmp_path, capsys):
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE)
+    earlier = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    bad = work / "bin" / "SYNTH_0001_1_0.bin"  # the second of three: the first would run before it
+    bad.write_bytes(bad.read_bytes()[:1000])
+    assert face3d_main(["offline", "run", "--model", str(out / "b1" / "prnet.onnx"), "--input", str(work / "bin"),
+                        "--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"run failed: {bad}: 1000 bytes, not the model's input [1, {SIZE}, {SIZE}, 3] of float32 "
+        f"({SIZE * SIZE * 3 * 4} bytes)"]
+    assert list((tmp_path / "out").iterdir()) == [earlier]
+
+
+def test_a_failure_during_the_run_removes_its_result_folder(exported, aflw, tmp_path, monkeypatch):
+    from face3d.prnet import predictor as predictor_module
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE)
+    load = predictor_module.load_predictor
+
+    def failing_on_the_second_call(*args, **kwargs):
+        runner, calls = load(*args, **kwargs), []
+        predict = runner.predict
+
+        def predict_once(images):
+            calls.append(len(images))
+            if len(calls) == 2:
+                raise RuntimeError("device lost")
+            return predict(images)
+        runner.predict = predict_once
+        return runner
+
+    monkeypatch.setattr(predictor_module, "load_predictor", failing_on_the_second_call)
+    with pytest.raises(RuntimeError, match="device lost"):
+        offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_the_input_folder_holds_only_the_model_inputs(aflw, tmp_path, batch):
+    """msame runs every entry of its --input folder (its ScanFiles skips only hidden names): DIR/bin holds the
+    .bin inputs, DIR/manifest.json lies beside it."""
+    work = tmp_path / "work"
+    manifest = offline.pre_process(aflw, work, input_size=SIZE, batch_size=batch)
+    entries = sorted(os.listdir(work / "bin"))
+    assert entries == sorted(entry["bin"] for entry in manifest["files"]) and len(entries) == {1: 3, 2: 2}[batch]
+    for name in entries:
+        assert name.endswith(".bin") and (work / "bin" / name).stat().st_size == batch * SIZE * SIZE * 3 * 4
+    assert json.loads((work / offline.MANIFEST).read_text()) == manifest
+    assert sorted(os.listdir(work)) == ["bin", offline.MANIFEST]
+
+
+def test_run_reads_the_manifest_beside_its_input_folder(exported, aflw, tmp_path, capsys):
+    _, out = exported
+    work = tmp_path / "work"
+    manifest = offline.pre_process(aflw, work, input_size=SIZE, limit=2)
+    result = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    assert json.loads((result / offline.TIMING).read_text())["run_id"] == manifest["run_id"]
+    (work / offline.MANIFEST).rename(work / "bin" / offline.MANIFEST)  # the layout msame would run it in
+    argv = ["offline", "run", "--model", str(out / "b1" / "prnet.onnx"), "--input", str(work / "bin"), "--output",
+            str(tmp_path / "out2")]
+    assert face3d_main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"run failed: manifest not found: {work / offline.MANIFEST} (pre_process writes DIR/{offline.MANIFEST} "
+        "beside the input folder DIR/bin)"]
+    (work / "bin" / offline.MANIFEST).rename(work / offline.MANIFEST)
+    (work / "bin" / "notes.txt").write_text("msame would feed this file to the model too\n")
+    assert face3d_main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"run failed: {work / 'bin' / 'notes.txt'}: ")
+    assert not (tmp_path / "out2").exists()
 
 
 def test_a_rerun_removes_the_bin_files_of_the_earlier_one(aflw, tmp_path):
-    first = offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE, batch_size=1)
+    work = tmp_path / "work"
+    first = offline.pre_process(aflw, work, input_size=SIZE, batch_size=1)
     assert len(first["files"]) > 1
-    np.zeros(4, np.float32).tofile(tmp_path / "bin" / "mine.bin")  # not pre_process's: left alone
-    second = offline.pre_process(aflw, tmp_path / "bin", input_size=SIZE, batch_size=2, limit=1)
-    assert sorted(p.name for p in (tmp_path / "bin").glob("*.bin")) == sorted(
+    np.zeros(4, np.float32).tofile(work / "bin" / "mine.bin")  # not pre_process's: left alone
+    second = offline.pre_process(aflw, work, input_size=SIZE, batch_size=2, limit=1)
+    assert sorted(p.name for p in (work / "bin").glob("*.bin")) == sorted(
         [entry["bin"] for entry in second["files"]] + ["mine.bin"])
 
 
@@ -217,11 +312,24 @@ def _aflw2000():
 
 @pytest.mark.skipif(not _aflw2000().is_dir(), reason="shared AFLW2000-3D fixtures absent")
 def test_round_trip_on_real_aflw2000_samples(exported, tmp_path):
+    work = tmp_path / "work"
     model, out = exported
     reference = evaluation.evaluate_model(PRN(model), _aflw2000())
-    offline.pre_process(_aflw2000(), tmp_path / "bin", input_size=SIZE)
-    result = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "bin", tmp_path / "out", quiet=True)
-    report = offline.post_process(result, tmp_path / "bin" / offline.MANIFEST, tmp_path / "report")
+    offline.pre_process(_aflw2000(), work, input_size=SIZE)
+    result = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    report = offline.post_process(result, work / offline.MANIFEST, tmp_path / "report")
     assert report["samples"] == reference["samples"] == 2
     for key in ("nme_2d", "nme_3d"):
         assert abs(report[key] - reference[key]) < 1e-4
+
+
+def test_an_input_size_outside_the_uv_resolution_is_one_error(aflw, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        face3d_main(["offline", "pre_process", "--data", str(aflw), "--output", str(tmp_path / "zero"),
+                     "--input-size", "0"])
+    assert info.value.code == 2 and "expected an integer >= 1, got '0'" in capsys.readouterr().err
+    assert face3d_main(["offline", "pre_process", "--data", str(aflw), "--output", str(tmp_path / "big"),
+                        "--input-size", "512"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # once, not once per sample
+    assert line.startswith("pre_process failed: input_size must be in [1, 256]") and line.endswith("got 512")
+    assert not (tmp_path / "big").exists()

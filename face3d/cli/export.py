@@ -4,8 +4,9 @@ Huawei Ascend ATC, phones (TFLite) and int8.
 Writes ``DIR/prnet.pb`` (``DIR/prnet.onnx``), ``DIR/atc_pb.sh`` (``atc_onnx.sh``) with the exact ``atc`` command,
 ``DIR/fusion_switch.cfg`` for ``--no-fold-bn``, ``prnet.tflite`` / ``prnet_fp16.tflite`` (``--tflite``),
 ``prnet_int8.tflite`` / ``prnet_int8.onnx`` (``--int8``) and ``DIR/export.json``; every file is reloaded and
-compared with the Keras model, and ``atc`` runs when it is on PATH. See ``face3d/prnet/export.py`` and the README
-section "Deploying on Ascend".
+compared with the Keras model before it replaces an earlier export's files in DIR (which are removed, written or
+not), and ``atc`` runs when it is on PATH. See ``face3d/prnet/export.py`` and the README section "Deploying on
+Ascend".
 """
 import argparse
 import sys
@@ -21,7 +22,9 @@ def _add_arguments(parser):
     parser.add_argument("--model", required=True,
                         help="trained Keras model file (.keras, e.g. best.keras) or PRNet's TF1 checkpoint (prefix, "
                              ".index or folder)")
-    parser.add_argument("--output", required=True, help="output folder for prnet.pb / prnet.onnx and the ATC files")
+    parser.add_argument("--output", required=True,
+                        help="output folder for prnet.pb / prnet.onnx and the ATC files (an earlier export's files in "
+                             "it are replaced or removed once the new ones pass their checks)")
     parser.add_argument("--batch", type=positive_int, default=1,
                         help="fixed batch size B of the exported input [B,S,S,3]")
     parser.add_argument("--no-fold-bn", action="store_true",

@@ -4,6 +4,7 @@
 """
 import argparse
 import sys
+from pathlib import Path
 
 from face3d.cli._common import Command, add_trust_model_argument, positive_int, setup_logging
 from face3d.contract import INPUT_SIZE
@@ -18,10 +19,13 @@ def _add_arguments(parser):
 
     parser.epilog = offline.__doc__
     sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
-    pre = sub.add_parser("pre_process", aliases=["pre"], help="test images -> .bin crops + manifest.json")
+    pre = sub.add_parser("pre_process", aliases=["pre"], help="test images -> DIR/bin/*.bin crops + DIR/manifest.json")
     pre.add_argument("--data", required=True, help="AFLW2000-3D-format folder (image + .mat), or images with --boxes")
-    pre.add_argument("--output", required=True, help="folder for the .bin files and manifest.json")
-    pre.add_argument("--input-size", type=int, default=INPUT_SIZE, help="the exported network's input side S")
+    pre.add_argument("--output", required=True, metavar="DIR",
+                     help="DIR/bin/ gets the .bin files (msame's --input, nothing else in it), DIR/manifest.json the "
+                          "crops' records")
+    pre.add_argument("--input-size", type=positive_int, default=INPUT_SIZE,
+                     help="the exported network's input side S (at most the UV data's resolution)")
     pre.add_argument("--batch", type=positive_int, default=1, help="images per .bin (the .om's batch size)")
     pre.add_argument("--uv-data", default=None,
                      help="UV-data folder of the model's maps, whose keypoints post_process reads (default: the "
@@ -31,7 +35,9 @@ def _add_arguments(parser):
     pre.add_argument("--limit", type=positive_int, default=None, help="only the first N samples")
     run = sub.add_parser("run", help="msame-compatible runner on the host (ONNX Runtime or TensorFlow)")
     run.add_argument("--model", required=True, help="prnet.onnx or prnet.pb from face3d export")
-    run.add_argument("--input", required=True, help="folder of .bin files (processed in sorted order)")
+    run.add_argument("--input", required=True,
+                     help="DIR/bin of pre_process: every file in it but hidden ones, in sorted order, as msame runs "
+                          "them; DIR/manifest.json beside it gives the run id and each file's faces")
     run.add_argument("--output", required=True, help="parent folder of the <YYYYMMDD_HHMMSS> result folder")
     run.add_argument("--fp16", action="store_true", help="run the ONNX model converted to float16")
     run.add_argument("--int8", action="store_true",
@@ -44,7 +50,7 @@ def _add_arguments(parser):
     add_trust_model_argument(run)
     post = sub.add_parser("post_process", aliases=["post"], help="outputs + manifest -> landmarks, NME report, latency")
     post.add_argument("--result", required=True, help="folder with <stem>_output_0.bin (runner or msame output)")
-    post.add_argument("--manifest", required=True, help="manifest.json from pre_process")
+    post.add_argument("--manifest", required=True, help="DIR/manifest.json from pre_process")
     post.add_argument("--output", required=True, help="report folder")
     post.add_argument("--timing", default=None, help="timing.json or an msame log (default RESULT/timing.json)")
     for name, step in zip(_STEPS, (pre, run, post)):
@@ -54,14 +60,15 @@ def _add_arguments(parser):
 def _run_step(args):
     """Run one step of the flow; returns the exit status (2 with a one-line message naming the bad input)."""
     setup_logging(format="%(levelname)s %(message)s")
-    from face3d.prnet.offline import post_process, pre_process, run_offline
+    from face3d.prnet.offline import INPUTS, MANIFEST, post_process, pre_process, run_offline
 
     try:
         if args.step_name == "pre_process":
             manifest = pre_process(args.data, args.output, args.input_size, args.uv_data, args.boxes, args.batch,
                                    args.limit)
-            print(f"wrote {len(manifest['files'])} .bin files for {len(manifest['samples'])} faces to {args.output} "
-                  f"({len(manifest['skipped'])} skipped)")
+            print(f"wrote {len(manifest['files'])} .bin files for {len(manifest['samples'])} faces to "
+                  f"{Path(args.output) / INPUTS} and {Path(args.output) / MANIFEST} ({len(manifest['skipped'])} "
+                  "skipped)")
         elif args.step_name == "run":
             run_offline(args.model, args.input, args.output, fp16=args.fp16, threads=args.threads, int8=args.int8,
                         calibration=args.calibration, trust_model=args.trust_model)

@@ -10,6 +10,8 @@ shapes). The steps live in ``layer_graph`` (Keras walk, batch-norm folding), ``t
 """
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,16 +34,23 @@ from face3d.prnet.predictor import load_keras_model, load_predictor
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
 from face3d.prnet.tf_graph import BATCH_NORM_OP_TYPES, build_graph_def, graph_op_types
 from face3d.prnet.tflite import build_tflite
+from face3d.utils.atomic import atomic_write_bytes, temp_name
 
 __all__ = [
     "ATC_SUPPORTED_TF_OPS", "ATC_SUPPORTED_ONNX_OPS", "BATCH_NORM_OP_TYPES", "UnsupportedOpError", "LayerNode",
     "model_to_nodes", "fold_batch_norms", "build_graph_def", "build_onnx_model", "onnx_to_float16",
     "graph_op_types", "check_atc_ops", "check_onnx_ops", "reference_images",
     "atc_command", "shell_line", "write_fusion_switch", "ExportResult", "export_model", "load_keras_model",
-    "compare_files",
+    "compare_files", "EXPORT_FILES",
 ]
 
 logger = logging.getLogger(__name__)
+
+# every file an export writes, ATC's outputs (``_write_atc_files``' names) included: an export removes those of an
+# earlier one that it does not rewrite, which would otherwise be taken for its own
+EXPORT_FILES = ("prnet.pb", "prnet.onnx", "prnet.tflite", "prnet_fp16.tflite", "prnet_int8.tflite", "prnet_int8.onnx",
+                "fusion_switch.cfg", "export.json") + tuple(
+    name for fmt in ("pb", "onnx") for name in (f"atc_{fmt}.sh", f"atc_{fmt}.log", f"prnet_{fmt}.om"))
 
 
 def reference_images(size, count):
@@ -89,22 +98,27 @@ class ExportResult:
     files: dict = field(default_factory=dict)
 
 
-def _write_and_compare(result, output_dir, graph_def, onnx_model, model, images, tolerance):
-    """Write ``prnet.pb`` (and ``prnet.onnx``), reload each with ``load_predictor`` and record
-    max |exported - Keras model| over ``images`` (float32 (B, S, S, 3)) in ``result.max_abs_diff``; RuntimeError
-    when one is not below ``tolerance``."""
-    # deterministic: protobuf writes attribute maps in hash order otherwise, so two exports would differ in bytes
-    result.pb_path.write_bytes(graph_def.SerializeToString(deterministic=True))
+def _compare_with_keras(folder, model, images, tolerance):
+    """Reload ``prnet.pb`` (``prnet.onnx``, ``prnet.tflite`` when written) of ``folder`` with ``load_predictor``;
+    returns format -> max |exported - Keras model| over ``images`` (float32 (B, S, S, 3), the normalised map);
+    RuntimeError when one is not below ``tolerance``."""
     expected = np.asarray(model(images, training=False), dtype=np.float32)
-    result.max_abs_diff["pb"] = float(np.abs(load_predictor(result.pb_path).predict(images) - expected).max())
-    if onnx_model is not None:
-        result.onnx_path = output_dir / "prnet.onnx"
-        result.onnx_path.write_bytes(onnx_model.SerializeToString())
-        result.max_abs_diff["onnx"] = float(np.abs(load_predictor(result.onnx_path).predict(images)
-                                                   - expected).max())
-    bad = {k: v for k, v in result.max_abs_diff.items() if not v < tolerance}
+    diffs = {fmt: float(np.abs(load_predictor(folder / name).predict(images) - expected).max())
+             for fmt, name in (("tflite", "prnet.tflite"), ("pb", "prnet.pb"), ("onnx", "prnet.onnx"))
+             if (folder / name).is_file()}
+    bad = {k: v for k, v in diffs.items() if not v < tolerance}
     if bad:
         raise RuntimeError(f"exported graph differs from the Keras model by {bad} (tolerance {tolerance})")
+    return diffs
+
+
+def _replace_export_files(staging, output_dir):
+    """Remove every ``EXPORT_FILES`` name from ``output_dir`` (an earlier export's, maybe of another model or
+    format set, that would otherwise be taken for this one's), then move the files of ``staging`` in."""
+    for name in EXPORT_FILES:
+        (output_dir / name).unlink(missing_ok=True)
+    for path in staging.iterdir():
+        os.replace(path, output_dir / path.name)
 
 
 def _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode, run_atc):
@@ -178,21 +192,25 @@ def compare_files(model, paths, images, uv_kpt_ind=None):
     return table
 
 
-def _write_deployment_files(output_dir, nodes, input_name, output_name, onnx_model, batch_size, opset, tflite,
-                            calibration):
-    """Write ``prnet.tflite`` and ``prnet_fp16.tflite`` (``tflite``) and ``prnet_int8.tflite`` and
-    ``prnet_int8.onnx`` (``calibration`` given: float32 (N, S, S, 3), N a multiple of ``batch_size``); returns
-    the written paths."""
+def _write_models(output_dir, graph_def, nodes, input_name, output_name, onnx_model, batch_size, opset, tflite,
+                  calibration):
+    """Write ``prnet.pb``, ``prnet.onnx`` (``onnx_model`` given), ``prnet.tflite`` and ``prnet_fp16.tflite``
+    (``tflite``) and ``prnet_int8.tflite`` and ``prnet_int8.onnx`` (``calibration`` given: float32 (N, S, S, 3), N a
+    multiple of ``batch_size``); returns the written paths."""
     from face3d.prnet.quantize import quantize_onnx
-    from face3d.utils.atomic import atomic_write_bytes
 
-    written = []
+    # deterministic: protobuf writes attribute maps in hash order otherwise, so two exports would differ in bytes
+    (output_dir / "prnet.pb").write_bytes(graph_def.SerializeToString(deterministic=True))
+    written = [output_dir / "prnet.pb"]
+    if onnx_model is not None:
+        (output_dir / "prnet.onnx").write_bytes(onnx_model.SerializeToString())
+        written.append(output_dir / "prnet.onnx")
     variants = ([("prnet.tflite", "float32"), ("prnet_fp16.tflite", "float16")] if tflite else []) + \
         ([("prnet_int8.tflite", "int8")] if calibration is not None else [])
     for name, mode in variants:
         data = build_tflite(nodes, input_name, output_name, batch_size, mode,
                             calibration if mode == "int8" else None)
-        atomic_write_bytes(output_dir / name, data)
+        (output_dir / name).write_bytes(data)
         written.append(output_dir / name)
     if calibration is not None:
         if onnx_model is None:
@@ -224,10 +242,13 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     Steps (the written files are run by ``predictor.load_predictor``, the loader inference uses): translate the
     layers (``model_to_nodes``), fold batch norms (unless ``fold_bn`` is False; ATC must then run with the
     ``fusion_switch.cfg`` written here, ConvBatchnormFusionPass off), build the frozen graph, check its op types
-    against ``ATC_SUPPORTED_TF_OPS`` (UnsupportedOpError before anything is written), write it, reload the
-    written file and compare it with the Keras model on ``check_images`` (max |difference| of the normalised map
-    < ``tolerance``, else RuntimeError); the same for ONNX with ONNX Runtime and for the float32 TFLite model.
-    Then write ``atc_pb.sh`` / ``atc_onnx.sh`` (the exact command), ``fusion_switch.cfg`` for unfolded graphs and
+    against ``ATC_SUPPORTED_TF_OPS`` (UnsupportedOpError before anything is written), write it and the other
+    models into the hidden staging folder ``output_dir/.export.partial``, reload the written file and compare it
+    with the Keras model on ``check_images`` (max |difference| of the normalised map < ``tolerance``, else
+    RuntimeError and ``output_dir`` is left as it was); the same for ONNX with ONNX Runtime and for the float32
+    TFLite model. Only then remove the ``EXPORT_FILES`` of an earlier export from ``output_dir`` and move the
+    models in. Then write ``atc_pb.sh`` / ``atc_onnx.sh`` (the exact command), ``fusion_switch.cfg`` for unfolded
+    graphs and
     ``export.json`` (op types, differences, commands, and per file its size, max |difference| and NME against the
     float32 model on the calibration images, else the check images; ``compare_files``), and run ``atc`` when it
     is on PATH.
@@ -282,16 +303,21 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     onnx_op_types = check_onnx_ops(onnx_model) if onnx else None
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    result = ExportResult(pb_path=output_dir / "prnet.pb", op_types=op_types, onnx_op_types=onnx_op_types)
-    deployment = _write_deployment_files(output_dir, nodes, input_name, output_name, onnx_model, batch_size, opset,
-                                         tflite, calibration)
-    if tflite:
-        expected = np.asarray(model(images, training=False), dtype=np.float32)
-        result.max_abs_diff["tflite"] = float(np.abs(load_predictor(output_dir / "prnet.tflite").predict(images)
-                                                     - expected).max())
-    _write_and_compare(result, output_dir, graph_def, onnx_model, model, images, tolerance)
+    # the models wait in a hidden staging folder until every check passed: a failed export leaves the folder as it was
+    staging = temp_name(output_dir / "export")
+    shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftover
+    staging.mkdir()
+    try:
+        staged = _write_models(staging, graph_def, nodes, input_name, output_name, onnx_model, batch_size, opset,
+                               tflite, calibration)
+        max_abs_diff = _compare_with_keras(staging, model, images, tolerance)
+        _replace_export_files(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    written = [output_dir / path.name for path in staged]
+    result = ExportResult(pb_path=output_dir / "prnet.pb", onnx_path=output_dir / "prnet.onnx" if onnx else None,
+                          op_types=op_types, onnx_op_types=onnx_op_types, max_abs_diff=max_abs_diff)
     _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode, run_atc)
-    written = [result.pb_path] + ([result.onnx_path] if result.onnx_path else []) + deployment
     result.files = compare_files(model, written, images if calibration is None else calibration,
                                  _keypoint_indices(size, uv_data))
     summary = {"batch_size": batch_size, "input_size": size, "fold_bn": fold_bn, "opset": opset if onnx else None,
@@ -300,5 +326,5 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
                "files": result.files,
                "compared_on": f"{len(images if calibration is None else calibration)} "
                               + ("check images" if calibration is None else "calibration images")}
-    (output_dir / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_bytes(output_dir / "export.json", (json.dumps(summary, indent=2) + "\n").encode())
     return result

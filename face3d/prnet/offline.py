@@ -1,18 +1,20 @@
 """The offline-inference flow around an Ascend ``.om`` (msame), runnable and testable without a board.
 
-    face3d offline pre_process --data AFLW2000 --output work/bin [--input-size 256] [--batch 1]
+    face3d offline pre_process --data AFLW2000 --output work [--input-size 256] [--batch 1]
     face3d offline run --model export/prnet.onnx --input work/bin --output work/out [--fp16]
-    face3d offline post_process --result work/out/<timestamp> --manifest work/bin/manifest.json
+    face3d offline post_process --result work/out/<timestamp> --manifest work/manifest.json
                                 --output work/report [--timing msame.log]
 
 * ``pre_process``: an AFLW2000-3D-format folder (image + ``.mat`` with ``pt3d_68``; cropped from the ground-truth
   landmarks exactly as ``evaluation.evaluate_model`` crops) or images + a boxes file (``name x0 y0 x1 y1`` per
-  line; PRNet's detector-box crop) -> one ``.bin`` per network call: raw little-endian float32 NHWC
-  ``[B, S, S, 3]``, RGB / 255 as in training (``inference.crop_face``), and ``manifest.json`` with a new
-  ``run_id``, each crop's image -> map affine, crop box (cx, cy, side), and the ground truth when there is one.
-* ``run``: msame's contract: every ``*.bin`` of the input folder in sorted order, one inference each; outputs
-  ``<output>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the normalised map); the
-  per-file times and the input folder's ``run_id`` in ``timing.json`` there and msame's summary lines on stdout.
+  line; PRNet's detector-box crop) -> ``DIR/bin/``, holding only one ``.bin`` per network call (raw little-endian
+  float32 NHWC ``[B, S, S, 3]``, RGB / 255 as in training, ``inference.crop_face``), and ``DIR/manifest.json``
+  beside it with a new ``run_id``, each crop's image -> map affine, crop box (cx, cy, side), and the ground truth.
+* ``run``: msame's contract: every entry of the input folder (``DIR/bin``) but hidden ones, in sorted order, one
+  inference each; outputs ``<output>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the
+  normalised map); the per-file times and the ``run_id`` of ``DIR/manifest.json`` in ``timing.json`` there and
+  msame's summary lines on stdout. Every input's size is checked before that folder is created; a failed run
+  removes it.
   Backed by ONNX Runtime (``.onnx``) or TensorFlow (``.pb``) through ``predictor.load_predictor``; ``--fp16`` runs
   the ONNX model converted to float16 (``export.onnx_to_float16``), which predicts what ATC's
   ``--precision_mode=force_fp16`` costs.
@@ -23,7 +25,9 @@
 """
 import json
 import logging
+import os
 import re
+import shutil
 import tempfile
 import time
 import uuid
@@ -34,12 +38,13 @@ import numpy as np
 from face3d.contract import INPUT_SIZE
 from face3d.utils.errors import InputFileError
 
-__all__ = ["MANIFEST", "TIMING", "read_boxes", "pre_process", "run_offline", "read_timing", "latency_summary",
-           "post_process"]
+__all__ = ["MANIFEST", "INPUTS", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
+           "latency_summary", "post_process"]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+INPUTS = "bin"  # pre_process's folder of model inputs, beside its manifest: msame runs every file in it
 TIMING = "timing.json"
 _MSAME_TIME = re.compile(r"Inference time\s*:\s*([0-9.]+)\s*ms")
 
@@ -89,15 +94,17 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
 
     Args:
         data_dir: AFLW2000-3D-format folder, or a folder of images when ``boxes`` is given.
-        output_dir: folder for the ``.bin`` files and ``manifest.json`` (created).
-        input_size: S, the exported network's input side.
+        output_dir: DIR (created): the ``.bin`` files go to ``DIR/bin/`` (msame's ``--input``, holding nothing
+            else), the manifest to ``DIR/manifest.json``.
+        input_size: S, the exported network's input side, 1 <= S <= R.
         uv_data: UV-data folder (its resolution R is the crop the maps refer to; default: the packaged
             ``face3d.resources.default_uv_data_dir()``).
         boxes: boxes file (``read_boxes``) for plain images; None for AFLW2000-3D ground truth.
         batch_size: B, images per ``.bin`` (the ``.om``'s batch); the last file is padded with black crops.
         limit: only the first ``limit`` samples (sorted).
     Returns:
-        the manifest dict (also written to ``output_dir/manifest.json``).
+        the manifest dict (also written to ``output_dir/manifest.json``); its ``files`` name the ``.bin`` files of
+        ``output_dir/bin``.
     """
     from face3d.prnet import evaluation
     from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
@@ -109,6 +116,9 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     resolution = load_uv_data(uv_dir).resolution
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    if not 1 <= int(input_size) <= resolution:  # a crop never has more pixels than the map it is read into
+        raise ValueError(f"input_size must be in [1, {resolution}] (the resolution of the UV data {uv_dir}), got "
+                         f"{input_size}")
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     if boxes is None:
         items = [(image, mat, None) for image, mat in evaluation.find_samples(data_dir)]
@@ -149,6 +159,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     if not samples:
         raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
     _remove_listed_inputs(output_dir)
+    (output_dir / INPUTS).mkdir(exist_ok=True)
     files = []
     b, s = int(batch_size), int(input_size)
     for start in range(0, len(samples), b):
@@ -156,7 +167,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         stem = samples[start]["name"] if b == 1 else f"batch_{start // b:05d}"
         batch = np.zeros((b, s, s, 3), np.float32)
         batch[:len(group)] = np.stack(group)
-        _write_bin(output_dir / f"{stem}.bin", batch)
+        _write_bin(output_dir / INPUTS / f"{stem}.bin", batch)
         files.append({"bin": f"{stem}.bin", "samples": names[start:start + b]})
     manifest = {"run_id": uuid.uuid4().hex, "format": "float32 little-endian NHWC [B, S, S, 3], RGB / 255",
                 "input_size": s,
@@ -167,34 +178,105 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     return manifest
 
 
-def _listed_inputs(manifest):
-    """``{.bin file name: its number of faces}`` that a ``manifest.json`` lists (the crops after that many in a
-    file pad the last batch).
+# the fields post_process reads, and their types (run_id is checked against the results when the manifest has one)
+_MANIFEST_FIELDS = {"input_size": int, "batch_size": int, "resolution": int, "uv_data": str, "ground_truth": bool,
+                    "files": list, "samples": list, "skipped": list, "data": str}
 
+
+def _manifest_problem(info):
+    """What makes a parsed JSON value not a manifest ``pre_process`` writes (a short phrase), or None."""
+    if not isinstance(info, dict):
+        return f"a JSON {type(info).__name__}, not an object"
+    missing = [key for key in _MANIFEST_FIELDS if key not in info]
+    if missing:
+        return "no " + ", ".join(missing)
+    wrong = [key for key, kind in _MANIFEST_FIELDS.items() if not isinstance(info[key], kind)]
+    if wrong:
+        return "wrong type of " + ", ".join(wrong)
+    needed = {"name", "matrix"} | ({"landmarks", "yaw_deg"} if info["ground_truth"] else set())
+    if not all(isinstance(record, dict) and needed <= set(record) for record in info["samples"]):
+        return f"a sample without {', '.join(sorted(needed))}"
+    names = {record["name"] for record in info["samples"]}
+    for entry in info["files"]:
+        if not (isinstance(entry, dict) and isinstance(entry.get("bin"), str)
+                and isinstance(entry.get("samples"), list)):
+            return f"a files entry without bin and samples: {entry!r}"
+        if Path(entry["bin"]).name != entry["bin"] or not entry["bin"].endswith(".bin"):  # never a path elsewhere
+            return f"{entry['bin']!r} is not a .bin file name"
+        if not set(entry["samples"]) <= names:
+            return f"{entry['bin']} lists samples the manifest does not have"
+    return None
+
+
+def read_manifest(path):
+    """Read a ``manifest.json`` that ``pre_process`` wrote, checking the fields ``run_offline`` and
+    ``post_process`` read.
+
+    Returns:
+        dict (module docstring): ``files`` -> [{"bin": plain ``.bin`` name, "samples": names}], ``samples`` ->
+        records {"name", "matrix", ...}, ``input_size`` S, ``batch_size`` B, ``resolution`` R, ``run_id``, ...
     Raises:
-        InputFileError: naming the manifest, when it is not one ``pre_process`` writes.
+        FileNotFoundError: no such file.
+        InputFileError: naming the file, when it is not JSON or not a face3d manifest (a ``timing.json``, say).
     """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
     try:
-        return {entry["bin"]: len(entry["samples"]) for entry in json.loads(Path(manifest).read_text())["files"]}
-    except (ValueError, KeyError, TypeError) as error:
-        raise InputFileError(manifest, f"not a face3d {MANIFEST} ({error})") from None
+        info = json.loads(path.read_text())
+    except ValueError as error:  # UnicodeDecodeError included
+        raise InputFileError(path, f"not a face3d {MANIFEST} ({error})") from None
+    problem = _manifest_problem(info)
+    if problem is not None:
+        raise InputFileError(path, f"not a face3d {MANIFEST} ({problem})")
+    return info
 
 
 def _remove_listed_inputs(output_dir):
-    """Remove the ``.bin`` files an earlier ``pre_process`` listed in ``output_dir/manifest.json``: msame runs every
-    ``.bin`` of its input folder, so a rerun with fewer or other batches must not leave the old ones to be run (and
-    calibrated on). Other files are left alone; an unreadable manifest removes nothing (it is rewritten)."""
+    """Remove the ``.bin`` files of ``output_dir/bin`` that an earlier ``pre_process`` listed in
+    ``output_dir/manifest.json``: msame runs every file of its input folder, so a rerun with fewer or other batches
+    must not leave the old ones to be run (and calibrated on). Other files are left alone; an unreadable manifest
+    removes nothing (it is rewritten)."""
     manifest = Path(output_dir) / MANIFEST
     if not manifest.is_file():
         return
     try:
-        names = _listed_inputs(manifest)
+        entries = read_manifest(manifest)["files"]
     except InputFileError as error:
         logger.warning("%s: no earlier .bin file removed", error)
         return
-    for name in names:
-        if isinstance(name, str) and Path(name).name == name and name.endswith(".bin"):  # never a path elsewhere
-            (Path(output_dir) / name).unlink(missing_ok=True)
+    for entry in entries:
+        (Path(output_dir) / INPUTS / entry["bin"]).unlink(missing_ok=True)
+
+
+def _msame_inputs(input_dir):
+    """The files msame runs from ``--input``, in its order: every entry of the folder whose name does not start
+    with ``.`` (msame's ``Utils::ScanFiles``), sorted; [] for a missing folder.
+
+    Raises:
+        InputFileError: an entry that is not a file (msame would read it as a model input too).
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        return []
+    entries = sorted(p for p in input_dir.iterdir() if not p.name.startswith("."))
+    for path in entries:
+        if not path.is_file():
+            raise InputFileError(path, "not a file: msame runs every entry of its input folder")
+    return entries
+
+
+def _check_input_size(path, size, batch):
+    """InputFileError naming ``path`` unless its size in bytes is that of the model's float32 input
+    [batch, size, size, 3] (a positive multiple of one image for a model with a free batch, ``batch`` None)."""
+    image = size * size * 3 * 4
+    found = Path(path).stat().st_size
+    if batch is not None and found != batch * image:
+        raise InputFileError(path, f"{found} bytes, not the model's input [{batch}, {size}, {size}, 3] of float32 "
+                                   f"({batch * image} bytes)")
+    if batch is None and (found == 0 or found % image):
+        raise InputFileError(path, f"{found} bytes, not a whole number of the model's [{size}, {size}, 3] float32 "
+                                   f"images ({image} bytes each)")
 
 
 def _timestamp_folder(output_dir):
@@ -208,8 +290,8 @@ def _timestamp_folder(output_dir):
 
 
 def _recorded_run_id(path):
-    """The ``run_id`` a ``manifest.json`` or ``timing.json`` records; None when the file is absent (msame writes
-    none) or records none."""
+    """The ``run_id`` a ``timing.json`` records; None when the file is absent (msame writes none) or records
+    none."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -219,31 +301,29 @@ def _recorded_run_id(path):
         raise InputFileError(path, f"not a face3d {path.name} ({error})") from None
 
 
-def _input_crops(input_files, size):
+def _input_crops(input_files, size, manifest):
     """The face crops of pre_process's ``.bin`` files, without the black crops that pad the last batch.
 
     Args:
-        input_files: ``.bin`` paths of one folder, each float32 [B, S, S, 3]; its ``manifest.json`` lists each
-            file's samples, and only that many leading crops of a file are faces (all of them without a manifest,
-            or for a file it does not list).
+        input_files: ``.bin`` paths, each float32 [n, S, S, 3] (InputFileError naming one that is not; the run
+            checks n against the model's batch).
         size: S.
+        manifest: the ``read_manifest`` dict of their folder: only as many leading crops of a file as it lists
+            samples for it are faces (all of them for a file it does not list).
     Returns:
         float32 (N, S, S, 3).
     """
-    manifest = Path(input_files[0]).parent / MANIFEST
-    counts = {}
-    if manifest.is_file():
-        counts = _listed_inputs(manifest)
-    else:
-        logger.warning("int8: no %s beside the input files: calibrating on every crop, padding included", MANIFEST)
+    counts = {entry["bin"]: len(entry["samples"]) for entry in manifest["files"]}
+    for path in input_files:
+        _check_input_size(path, size, None)
     return np.concatenate([np.fromfile(f, dtype="<f4").reshape(-1, size, size, 3)[:counts.get(Path(f).name)]
                            for f in input_files])
 
 
-def _load_runner(model, scratch, fp16, int8, calibration, input_files, options):
+def _load_runner(model, scratch, fp16, int8, calibration, input_files, manifest, options):
     """The predictor ``run_offline`` uses: the model as is, its float16 conversion or its int8 QDQ quantization
-    (calibrated on ``calibration`` or, without it, on the input crops: ``_input_crops``), written into
-    ``scratch``."""
+    (calibrated on ``calibration`` or, without it, on the input crops that ``manifest`` lists: ``_input_crops``),
+    written into ``scratch``."""
     from face3d.prnet.predictor import load_predictor
 
     if not (fp16 or int8):
@@ -269,7 +349,7 @@ def _load_runner(model, scratch, fp16, int8, calibration, input_files, options):
     else:
         logger.info("int8: calibrating on the %d input files (pass a calibration folder for an unbiased figure)",
                     len(input_files))
-        images = _input_crops(input_files, size)
+        images = _input_crops(input_files, size, manifest)
     images = images[:len(images) // batch * batch]
     converted = quantize_onnx(float_model, Path(scratch) / f"{model.stem}_int8.onnx", images, batch)
     return load_predictor(converted, **options)
@@ -277,61 +357,69 @@ def _load_runner(model, scratch, fp16, int8, calibration, input_files, options):
 
 def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=False, int8=False, calibration=None,
                 trust_model=False):
-    """msame's loop on the host: every ``*.bin`` of ``input_dir`` (sorted) through the model.
+    """msame's loop on the host: every entry of ``input_dir`` but hidden ones (sorted) through the model.
 
     Args:
         model: ``.onnx`` or ``.pb`` path (anything ``predictor.load_predictor`` takes).
-        input_dir: folder of ``.bin`` files, each float32 [B, S, S, 3] (B the model's batch, or any multiple of
-            S*S*3 floats for a model with a free batch).
+        input_dir: ``DIR/bin`` of ``pre_process``: ``.bin`` files, each float32 [B, S, S, 3] (B the model's batch,
+            or any multiple of S*S*3 floats for a model with a free batch); ``DIR/manifest.json`` must lie beside
+            it.
         output_dir: parent of the timestamped result folder.
         fp16: run the ONNX model converted to float16 (``.onnx`` only).
         int8: run the ONNX model quantized to int8 QDQ (``quantize.quantize_onnx``), which predicts what an int8
             (AMCT) board deployment costs.
         calibration: the int8 calibration folder (``quantize.calibration_images``); None: the input crops that
-            ``input_dir/manifest.json`` lists (pre_process's padding left out).
+            ``DIR/manifest.json`` lists (pre_process's padding left out).
         threads: ONNX Runtime intra-op threads (None: its default).
         quiet: no per-file lines on stdout.
         trust_model: run a ``.pb`` whatever its ops (``predictor.load_predictor``).
     Returns:
         Path of the result folder ``<output_dir>/<YYYYMMDD_HHMMSS>``; its ``timing.json`` carries the ``run_id``
-        of ``input_dir/manifest.json`` (None without one).
+        of ``DIR/manifest.json``.
+    Raises:
+        FileNotFoundError: no input, or no ``DIR/manifest.json``; InputFileError naming an input that is not one
+        (not a file, or not the model's input size): each is checked before the result folder is created, and a
+        failure during the run removes that folder.
     """
     input_dir = Path(input_dir)
-    files = sorted(input_dir.glob("*.bin"))
+    files = _msame_inputs(input_dir)
     if not files:
         raise FileNotFoundError(f"no .bin file in {input_dir}")
-    run_id = _recorded_run_id(input_dir / MANIFEST)
+    manifest_path = Path(os.path.abspath(input_dir)).parent / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"manifest not found: {manifest_path} (pre_process writes DIR/{MANIFEST} beside the "
+                                f"input folder DIR/{INPUTS})")
+    manifest = read_manifest(manifest_path)
     model = Path(model)
     options = {"trust_model": trust_model}
     if threads is not None and model.suffix.lower() == ".onnx":
         options["threads"] = int(threads)
     with tempfile.TemporaryDirectory() as scratch:
-        predictor = _load_runner(model, scratch, fp16, int8, calibration, files, options)
+        predictor = _load_runner(model, scratch, fp16, int8, calibration, files, manifest, options)
         s = predictor.input_size
+        for path in files:  # every input before the result folder exists: a bad one leaves nothing behind
+            _check_input_size(path, s, predictor.batch_size)
         folder = _timestamp_folder(output_dir)
-        times = {}
-        for path in files:
-            data = np.fromfile(path, dtype="<f4")
-            per_image = s * s * 3
-            if data.size == 0 or data.size % per_image or \
-                    (predictor.batch_size is not None and data.size != predictor.batch_size * per_image):
-                raise ValueError(f"{path}: {data.size} floats do not match the model's input "
-                                 f"[{predictor.batch_size or 'B'}, {s}, {s}, 3]")
-            images = data.reshape(-1, s, s, 3)
-            start = time.perf_counter()
-            maps = predictor.predict(images)
-            elapsed = (time.perf_counter() - start) * 1000.0
-            _write_bin(folder / f"{path.stem}_output_0.bin", maps)
-            times[path.stem] = elapsed
-            if not quiet:
-                print(f"[INFO] start to process file:{path}\nInference time: {elapsed:.3f}ms")
-    values = list(times.values())
-    summary = {"run_id": run_id, "model": str(model), "backend": predictor.backend, "fp16": bool(fp16),
-               "int8": bool(int8),
-               "input": str(input_dir), "batch_size": predictor.batch_size, "files_ms": times,
-               "average_ms": float(np.mean(values)),
-               "average_ms_without_first": float(np.mean(values[1:])) if len(values) > 1 else None}
-    (folder / TIMING).write_text(json.dumps(summary, indent=1) + "\n")
+        try:
+            times = {}
+            for path in files:
+                images = np.fromfile(path, dtype="<f4").reshape(-1, s, s, 3)
+                start = time.perf_counter()
+                maps = predictor.predict(images)
+                elapsed = (time.perf_counter() - start) * 1000.0
+                _write_bin(folder / f"{path.stem}_output_0.bin", maps)
+                times[path.stem] = elapsed
+                if not quiet:
+                    print(f"[INFO] start to process file:{path}\nInference time: {elapsed:.3f}ms")
+            values = list(times.values())
+            summary = {"run_id": manifest.get("run_id"), "model": str(model), "backend": predictor.backend,
+                       "fp16": bool(fp16), "int8": bool(int8), "input": str(input_dir),
+                       "batch_size": predictor.batch_size, "files_ms": times, "average_ms": float(np.mean(values)),
+                       "average_ms_without_first": float(np.mean(values[1:])) if len(values) > 1 else None}
+            (folder / TIMING).write_text(json.dumps(summary, indent=1) + "\n")
+        except BaseException:  # no half-written result folder for post_process to read
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     if not quiet:
         print(f"Inference average time : {summary['average_ms']:.3f} ms")
         if summary["average_ms_without_first"] is not None:
@@ -342,13 +430,18 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
 
 def read_timing(path):
     """Per-file inference times (ms, in run order) from a ``timing.json`` or an msame log (``Inference time``
-    lines). Returns a list of floats."""
+    lines). Returns a list of floats; InputFileError naming the file when it is neither (a ``manifest.json``, say).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"timing file not found: {path}")
     text = path.read_text(errors="replace")
     if path.suffix == ".json":
-        return [float(v) for v in json.loads(text)["files_ms"].values()]
+        try:
+            return [float(v) for v in json.loads(text)["files_ms"].values()]
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            problem = f"no {error.args[0]}" if isinstance(error, KeyError) else str(error)
+            raise InputFileError(path, f"not a face3d {TIMING} ({problem})") from None
     times = [float(v) for v in _MSAME_TIME.findall(text)]
     if not times:
         raise ValueError(f"{path}: no 'Inference time: <x> ms' line (an msame log) and not a timing.json")
@@ -383,8 +476,9 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         ``files``) when the manifest has ground truth; else {"run_id", "landmarks": (N, 68, 3) list, "names",
         "latency", "files"}.
     Raises:
-        ValueError (InputFileError naming the file) before anything is written: the results' ``timing.json`` names
-        another run than the manifest, an output is missing, has the wrong size or holds non-finite values.
+        ValueError (InputFileError naming the file) before anything is written: the manifest or the timing file is
+        not one (``read_manifest``, ``read_timing``), the results' ``timing.json`` names another run than the
+        manifest, an output is missing, has the wrong size or holds non-finite values.
     """
     from face3d.prnet import evaluation
     from face3d.prnet.face_crop import restore_map
@@ -393,9 +487,7 @@ def post_process(result_dir, manifest, output_dir, timing=None):
 
     result_dir, output_dir = Path(result_dir), Path(output_dir)
     manifest_path = Path(manifest)
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"manifest not found: {manifest_path}")
-    info = json.loads(manifest_path.read_text())
+    info = read_manifest(manifest_path)
     results_run = _recorded_run_id(result_dir / TIMING)
     if results_run is None:
         logger.warning("%s has no run id (msame output?): cannot check that it belongs to %s", result_dir,
