@@ -248,10 +248,9 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     RuntimeError and ``output_dir`` is left as it was); the same for ONNX with ONNX Runtime and for the float32
     TFLite model. Only then remove the ``EXPORT_FILES`` of an earlier export from ``output_dir`` and move the
     models in. Then write ``atc_pb.sh`` / ``atc_onnx.sh`` (the exact command), ``fusion_switch.cfg`` for unfolded
-    graphs and
-    ``export.json`` (op types, differences, commands, and per file its size, max |difference| and NME against the
-    float32 model on the calibration images, else the check images; ``compare_files``), and run ``atc`` when it
-    is on PATH.
+    graphs and ``export.json`` (op types, differences, commands, and per file its size, max |difference| and NME
+    against the float32 model on the calibration images, else the check images; ``compare_files``), and run
+    ``atc`` when it is on PATH.
 
     Args:
         model: keras.Model, the path of a ``.keras`` file or PRNet's TF1 checkpoint (prefix, ``.index``, folder).
