@@ -90,6 +90,9 @@ def test_generate_arguments():
     (["--shard", "a/b"], "shard must be 'K/N'"),
     (["--workers", "0"], "expected an integer >= 1, got '0'"),
     (["--limit", "-1"], "expected an integer >= 0, got '-1'"),
+    (["--angles", "15", "nan"], "argument --angles: expected a finite number of degrees, got 'nan'"),
+    (["--angles", "inf"], "argument --angles: expected a finite number of degrees, got 'inf'"),
+    (["--angles", "1e400"], "argument --angles: expected a finite number of degrees, got '1e400'"),
 ])
 def test_generate_argument_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

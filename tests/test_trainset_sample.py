@@ -367,6 +367,8 @@ def test_300wlp_fixture_with_default_model_and_preview(model):
     ({"angles": (15, 15.0)}, "angles must have distinct names"),
     ({"angles": (15.0000001, 15.0000002)}, r"angles must have distinct names .*\(15.0000001, 15.0000002\)"),
     ({"max_shift": 1.5}, "max_shift"),
+    ({"angles": (15, float("nan"))}, r"angles must be finite degrees, got \(15, nan\)"),
+    ({"angles": (float("inf"),)}, r"angles must be finite degrees, got \(inf,\)"),
 ])
 def test_generation_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -4,6 +4,7 @@ The flags that set a ``GenerationConfig`` field (``CONFIG_FIELDS``) take their d
 field's name, so ``generation_config(args)`` builds the config from the parsed arguments field by field.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -26,7 +27,10 @@ output, sorted), summary.json (written / skipped / failed with reasons) and uv-d
 
 
 def _angle(text):
+    """argparse type of --angles: a finite number of degrees, an int when whole (15, not 15.0)."""
     value = float(text)
+    if not math.isfinite(value):  # a NaN or infinite rotation gives an all-NaN map and a black crop
+        raise argparse.ArgumentTypeError(f"expected a finite number of degrees, got {text!r}")
     return int(value) if value.is_integer() else value
 
 
