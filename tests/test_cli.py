@@ -112,6 +112,25 @@ def test_generate_without_root_synthesizes_the_default_set(tmp_path, capsys):
         "SYNTH/SYNTH_0000_1_0_angle_10.jpg SYNTH/SYNTH_0000_1_0_angle_10.npy"
 
 
+@pytest.mark.parametrize("phase", ["synthesize_dataset", "generate_dataset"])
+def test_generate_interrupted_in_either_phase_exits_130_with_one_line(phase, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the synthetic set is rendered (no --root) or while the training set is written."""
+    import face3d.trainset.dataset
+    import face3d.trainset.synthetic
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    module = face3d.trainset.synthetic if phase == "synthesize_dataset" else face3d.trainset.dataset
+    monkeypatch.setattr(module, phase, interrupted)
+    if phase == "generate_dataset":  # a set already rendered: synthesis is not the step interrupted
+        monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", lambda *args, **kwargs: [])
+    assert main(["generate", "--output", str(tmp_path / "out"), "--quiet"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "interrupted: finished samples are kept; rerun the same command to resume\n"
+    assert captured.out == ""
+
+
 def test_synthesize_command(tmp_path, capsys):
     assert main(["synthesize", "--output", str(tmp_path), "--count", "1", "--size", "128", "--seed", "5"]) == 0
     assert '"samples": 1' in capsys.readouterr().out
