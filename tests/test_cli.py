@@ -1,4 +1,5 @@
 """The face3d command line (face3d.cli, example 9, the root scripts) and the progress bar (face3d.utils.progress)."""
+import argparse
 import dataclasses
 import importlib.metadata
 import io
@@ -58,6 +59,35 @@ def test_subcommand_help(command, words, capsys):
     assert text.startswith(f"usage: face3d {command}")
     for word in words:
         assert word in text, word
+
+
+def _help_entries(parser):
+    """Each argument's entry of ``parser``'s help, its wrapped lines joined: {first word: text}."""
+    entries, current = {}, None
+    for line in parser.format_help().splitlines():
+        if line.startswith("  ") and not line.startswith("   "):  # an argument's first line
+            current = line.split()[0].rstrip(",")
+            entries[current] = line
+        elif current is not None and line.startswith("   "):
+            entries[current] += line
+        else:
+            current = None
+    return {name: " ".join(text.split()) for name, text in entries.items()}
+
+
+def test_every_help_states_each_default_once_and_never_none():
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(subparsers.choices) == 13
+    for command, parser in subparsers.choices.items():
+        for text in _help_entries(parser).values():
+            assert text.lower().count("default:") <= 1, (command, text)
+            assert "(default: None)" not in text and "(default: False)" not in text, (command, text)
+    train, export = _help_entries(subparsers.choices["train"]), _help_entries(subparsers.choices["export"])
+    assert train["--val-list"] == ("--val-list FILE validation label file or HDF5 pack (default: a split of the "
+                                   "training data, see --val-fraction)")
+    assert train["--epochs"] == "--epochs N total number of epochs (default: 30)"
+    assert train["--no-augment"] == "--no-augment disable every augmentation"
+    assert export["--model"].endswith("(prefix, .index or folder)")
 
 
 def test_console_entry_points_help():
