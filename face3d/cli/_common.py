@@ -147,6 +147,17 @@ def non_negative_int(text):
     return value
 
 
+def map_resolution(text):
+    """argparse type of a crop and position-map side (face3d generate's --resolution, example 8's --size): an
+    integer >= ``MIN_RESOLUTION`` pixels."""
+    from face3d.trainset.sample import MIN_RESOLUTION  # loaded already: the parsers' defaults come from it
+
+    value = int(text)
+    if value < MIN_RESOLUTION:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {MIN_RESOLUTION} (pixels), got {text!r}")
+    return value
+
+
 def limit_blas_threads():
     """One BLAS thread per process: the parallelism is the worker processes (set before numpy loads)."""
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -8,7 +8,15 @@ import math
 import os
 import sys
 
-from face3d.cli._common import Command, field_default, limit_blas_threads, non_negative_int, positive_int, setup_logging
+from face3d.cli._common import (
+    Command,
+    field_default,
+    limit_blas_threads,
+    map_resolution,
+    non_negative_int,
+    positive_int,
+    setup_logging,
+)
 
 __all__ = ["GENERATE", "add_generate_arguments", "build_generate_parser", "generate_main", "run_generate",
            "generation_config", "DEFAULT_OUTPUT", "SYNTHETIC_DIR", "CONFIG_FIELDS"]
@@ -32,16 +40,6 @@ def _angle(text):
     if not math.isfinite(value):  # a NaN or infinite rotation gives an all-NaN map and a black crop
         raise argparse.ArgumentTypeError(f"expected a finite number of degrees, got {text!r}")
     return int(value) if value.is_integer() else value
-
-
-def _resolution(text):
-    """argparse type of --resolution: an integer >= ``MIN_RESOLUTION``."""
-    from face3d.trainset.sample import MIN_RESOLUTION  # loaded already: the parser's defaults come from it
-
-    value = int(text)
-    if value < MIN_RESOLUTION:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {MIN_RESOLUTION} (pixels), got {text!r}")
-    return value
 
 
 def _shard(text):
@@ -97,7 +95,7 @@ def add_generate_arguments(parser):
     parser.add_argument("--float32", dest="posmap_dtype", action="store_const", const="float32",
                         default=default("posmap_dtype"),
                         help="save position maps as float32 (default %(default)s)")
-    parser.add_argument("--resolution", metavar="R", type=_resolution, default=default("resolution"),
+    parser.add_argument("--resolution", metavar="R", type=map_resolution, default=default("resolution"),
                         help="side of the crops and position maps in pixels (default: %(default)s)")
     parser.add_argument("--neck-zeroed", action="store_true", default=default("neck_zeroed"),
                         help="uv-data/uv_weight_mask.png with the neck at weight 0 (the PRNet paper) instead of "
