@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 from face3d import mesh  # noqa: E402  (after the path set-up)
+from face3d.cli._common import positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
 
 
@@ -35,7 +36,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "light",
                         help="folder for the pictures (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=256, help="side of each tile in pixels (default: %(default)s)")
+    parser.add_argument("--size", type=positive_int, default=256,
+                        help="side of each tile in pixels (default: %(default)s)")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     h = w = args.size

@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 from face3d import mesh, mesh_numpy  # noqa: E402  (after the path set-up)
+from face3d.cli._common import positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "render",
                         help="folder for the pictures (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
+    parser.add_argument("--size", type=positive_int, default=256, help="image side in pixels (default: %(default)s)")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     h = w = args.size

@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 from face3d import mesh  # noqa: E402  (after the path set-up)
+from face3d.cli._common import int_at_least  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
 from face3d.trainset import (  # noqa: E402
     GenerationConfig,
@@ -40,7 +41,9 @@ from face3d.trainset import (  # noqa: E402
     read_300wlp_sample,
     uv_to_pixels,
 )
+from face3d.trainset.sample import MIN_RESOLUTION  # noqa: E402
 from face3d.trainset.synthetic import synthesize_dataset  # noqa: E402
+from face3d.utils.errors import InputFileError  # noqa: E402
 
 
 def save_image(path, image):
@@ -66,7 +69,8 @@ def main(argv=None):
     parser.add_argument("--image", type=Path, help="a 300W-LP image (with --mat)")
     parser.add_argument("--mat", type=Path, help="its .mat (Pose_Para, Shape_Para, Exp_Para, pt2d)")
     parser.add_argument("--synthetic", action="store_true", help="use a synthetic sample even if the fixture exists")
-    parser.add_argument("--size", type=int, default=256, help="side of the crop and of the map (default: 256)")
+    parser.add_argument("--size", type=int_at_least(MIN_RESOLUTION, "pixels"), default=256,
+                        help="side of the crop and of the map (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sample (default: %(default)s)")
     args = parser.parse_args(argv)
     if (args.image is None) != (args.mat is None):
@@ -83,7 +87,10 @@ def main(argv=None):
         mat_path = synthesize_dataset(args.output / "synthetic_300W_LP", count=1, seed=args.seed, model=model)[0]
         image_path = mat_path.with_suffix(".jpg")
     print(f"sample: {image_path}")
-    image, params = read_300wlp_sample(image_path, mat_path)  # RGB uint8; Pose_Para (7,)
+    try:
+        image, params = read_300wlp_sample(image_path, mat_path)  # RGB uint8; Pose_Para (7,)
+    except InputFileError as error:  # missing, unreadable or not a 300W-LP sample: one line naming the file
+        parser.error(str(error))
     name = image_path.stem
     h = image.shape[0]
 

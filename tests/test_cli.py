@@ -1,4 +1,5 @@
 """The face3d command line (face3d.cli, example 9, the root scripts) and the progress bar (face3d.utils.progress)."""
+import argparse
 import dataclasses
 import importlib.metadata
 import io
@@ -60,6 +61,35 @@ def test_subcommand_help(command, words, capsys):
         assert word in text, word
 
 
+def _help_entries(parser):
+    """Each argument's entry of ``parser``'s help, its wrapped lines joined: {first word: text}."""
+    entries, current = {}, None
+    for line in parser.format_help().splitlines():
+        if line.startswith("  ") and not line.startswith("   "):  # an argument's first line
+            current = line.split()[0].rstrip(",")
+            entries[current] = line
+        elif current is not None and line.startswith("   "):
+            entries[current] += line
+        else:
+            current = None
+    return {name: " ".join(text.split()) for name, text in entries.items()}
+
+
+def test_every_help_states_each_default_once_and_never_none():
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(subparsers.choices) == 13
+    for command, parser in subparsers.choices.items():
+        for text in _help_entries(parser).values():
+            assert text.lower().count("default:") <= 1, (command, text)
+            assert "(default: None)" not in text and "(default: False)" not in text, (command, text)
+    train, export = _help_entries(subparsers.choices["train"]), _help_entries(subparsers.choices["export"])
+    assert train["--val-list"] == ("--val-list FILE validation label file or HDF5 pack (default: a split of the "
+                                   "training data, see --val-fraction)")
+    assert train["--epochs"] == "--epochs N total number of epochs (default: 30)"
+    assert train["--no-augment"] == "--no-augment disable every augmentation"
+    assert export["--model"].endswith("(prefix, .index or folder)")
+
+
 def test_console_entry_points_help():
     top = _run("-m", "face3d", "--help")
     assert top.returncode == 0
@@ -90,6 +120,9 @@ def test_generate_arguments():
     (["--shard", "a/b"], "shard must be 'K/N'"),
     (["--workers", "0"], "expected an integer >= 1, got '0'"),
     (["--limit", "-1"], "expected an integer >= 0, got '-1'"),
+    (["--angles", "15", "nan"], "argument --angles: expected a finite number of degrees, got 'nan'"),
+    (["--angles", "inf"], "argument --angles: expected a finite number of degrees, got 'inf'"),
+    (["--angles", "1e400"], "argument --angles: expected a finite number of degrees, got '1e400'"),
 ])
 def test_generate_argument_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -107,6 +140,25 @@ def test_generate_without_root_synthesizes_the_default_set(tmp_path, capsys):
         out / "synthetic_300W_LP" / folder / "SYNTH_0000_1_0.mat" for folder in ("SYNTH", "SYNTH_Flip")]
     assert (out / "trainDataLabel.txt").read_text().splitlines()[1] == \
         "SYNTH/SYNTH_0000_1_0_angle_10.jpg SYNTH/SYNTH_0000_1_0_angle_10.npy"
+
+
+@pytest.mark.parametrize("phase", ["synthesize_dataset", "generate_dataset"])
+def test_generate_interrupted_in_either_phase_exits_130_with_one_line(phase, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the synthetic set is rendered (no --root) or while the training set is written."""
+    import face3d.trainset.dataset
+    import face3d.trainset.synthetic
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    module = face3d.trainset.synthetic if phase == "synthesize_dataset" else face3d.trainset.dataset
+    monkeypatch.setattr(module, phase, interrupted)
+    if phase == "generate_dataset":  # a set already rendered: synthesis is not the step interrupted
+        monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", lambda *args, **kwargs: [])
+    assert main(["generate", "--output", str(tmp_path / "out"), "--quiet"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "interrupted: finished samples are kept; rerun the same command to resume\n"
+    assert captured.out == ""
 
 
 def test_synthesize_command(tmp_path, capsys):

@@ -4,6 +4,7 @@ the camera, a fitted face matching the generated one, ...).
 
 Budget: about 25 s on a quiet 2-core machine (nine example runs of 1-3 s each, mostly start-up and imports).
 """
+import importlib.util
 import os
 import re
 import subprocess
@@ -251,3 +252,36 @@ def test_8_posmap_from_300wlp_fixture(out):
     assert f"sample: {jpgs[0]}" in stdout
     check_posmap_outputs(out / "8f", jpgs[0].stem, stdout)
     assert not (out / "8f" / "synthetic_300W_LP").exists()
+
+
+def run_main(monkeypatch, script, *args):
+    """Runs examples/<script>'s main(args) in this process, as ``python examples/<script>`` (the parser's errors
+    come before any work); returns its SystemExit code."""
+    monkeypatch.setattr(sys, "argv", [str(EXAMPLES / script)])  # the program name of usage and error lines
+    spec = importlib.util.spec_from_file_location(Path(script).stem, EXAMPLES / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*map(str, args)])
+    return exit_info.value.code
+
+
+@pytest.mark.parametrize("script, size, message", [
+    *[(script, "0", "expected an integer >= 1, got '0'") for script in (
+        "1_pipeline.py", "2_3dmm.py", "3_transform.py", "4_light.py", "5_render.py", "6_image_map.py", "7_uv_map.py")],
+    ("8_generate_posmap_300WLP.py", "7", "expected an integer >= 8 (pixels), got '7'"),  # the generator's least map
+])
+def test_a_size_too_small_is_refused_naming_size(script, size, message, tmp_path, capsys, monkeypatch):
+    assert run_main(monkeypatch, script, "--output", tmp_path, "--size", size) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[-1] == f"{script}: error: argument --size: {message}", errors
+    assert not any(tmp_path.iterdir())
+
+
+def test_8_missing_sample_file_is_one_line(tmp_path, capsys, monkeypatch):
+    mat = tmp_path / "a.mat"
+    mat.write_bytes(b"")
+    assert run_main(monkeypatch, "8_generate_posmap_300WLP.py", "--output", tmp_path / "o",
+                    "--image", tmp_path / "a.jpg", "--mat", mat) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[-1] == f"8_generate_posmap_300WLP.py: error: {tmp_path / 'a.jpg'}: image file not found", errors

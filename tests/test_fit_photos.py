@@ -6,6 +6,7 @@ resume. Budget: about 30 s on 2 cores (tiny images; the round trip renders 8 fac
 """
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -488,7 +489,19 @@ def test_fit_command_errors(tmp_path, capsys):
         import dlib  # noqa: F401
     except ImportError:
         assert main(["fit", "--images", str(photos), "--detect", "--output", str(tmp_path / "o"), "--quiet"]) == 2
-        assert "pip install dlib-bin" in capsys.readouterr().err
+        assert "pip install 'face3d[detect]'" in capsys.readouterr().err
+
+
+def test_fit_detect_without_dlib_names_the_extra_and_fit_s_own_flag(tmp_path, capsys, monkeypatch):
+    photos = tmp_path / "photos"
+    _write_image(photos / "x.jpg")
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if dlib were not installed
+    assert main(["fit", "--images", str(photos), "--detect", "--output", str(tmp_path / "o"), "--quiet"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == ["face3d fit: error: --detect needs dlib and face_recognition_models: pip install "
+                      "'face3d[detect]'; or give the photos' 68-landmark files (--landmarks DIR, default: beside "
+                      "each image)"], errors
+    assert not (tmp_path / "o" / "summary.json").exists()
 
 
 @pytest.mark.parametrize("noise", ["inf", "nan", "-1"])

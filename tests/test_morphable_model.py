@@ -9,7 +9,7 @@ import scipy.io as sio
 from _fixtures import fixtures_dir
 
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, similarity_transform
-from face3d.morphable_model import MorphabelModel, MorphableModel, flip_y, load
+from face3d.morphable_model import MorphabelModel, MorphableModel, flip_y, load, model_identity
 
 
 def small_model(rng, nver=30, n_sp=4, n_ep=3, n_tp=2):
@@ -168,6 +168,22 @@ def test_loads_files_in_the_bfm_layout(tmp_path):
     assert bare.info == {} and bare.uv_coords is None and bare.contour_lines is None
     with pytest.raises(FileNotFoundError, match="nothing.mat"):
         MorphableModel(tmp_path / "nothing.mat")
+
+
+def test_model_identity_hashes_each_file_in_chunks_without_file_digest(tmp_path, monkeypatch):
+    """The identity is sha256 over (name, NUL, sha256 of the bytes) of BFM.mat and each side file present; read in
+    chunks, it needs no ``hashlib.file_digest`` (Python 3.11+), which is removed here as on Python 3.10."""
+    import hashlib
+
+    monkeypatch.delattr(hashlib, "file_digest", raising=False)
+    rng = np.random.default_rng(3)
+    contents = {"BFM.mat": rng.bytes((1 << 20) + 3), "BFM_UV.mat": rng.bytes(1000)}  # one past a 1 MiB chunk
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+    expected = hashlib.sha256()
+    for name, data in contents.items():  # in model_identity's order: BFM.mat, (no BFM_info.mat), BFM_UV.mat
+        expected.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    assert model_identity(tmp_path / "BFM.mat") == expected.hexdigest()[:16]
 
 
 def test_default_model(bfm):

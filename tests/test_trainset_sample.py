@@ -26,6 +26,7 @@ from face3d.trainset import (
 )
 from face3d.trainset.sample_io import read_image
 from face3d.utils.errors import InputFileError
+from face3d.utils.image_header import ImageHeader, read_image_header
 
 FIXTURES = fixtures_dir()
 H = W = 300
@@ -366,6 +367,8 @@ def test_300wlp_fixture_with_default_model_and_preview(model):
     ({"angles": (15, 15.0)}, "angles must have distinct names"),
     ({"angles": (15.0000001, 15.0000002)}, r"angles must have distinct names .*\(15.0000001, 15.0000002\)"),
     ({"max_shift": 1.5}, "max_shift"),
+    ({"angles": (15, float("nan"))}, r"angles must be finite degrees, got \(15, nan\)"),
+    ({"angles": (float("inf"),)}, r"angles must be finite degrees, got \(inf,\)"),
 ])
 def test_generation_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -393,3 +396,18 @@ def test_read_image_ignores_the_exif_orientation(tmp_path):
     assert stored.shape == got.shape == (8, 16, 3)
     np.testing.assert_array_equal(got, stored)
     np.testing.assert_array_equal(read_image(tmp_path / "rotated.jpg", alpha=True)[..., :3], stored)
+
+
+def test_read_image_takes_a_jpeg_with_stray_bytes_between_segments(tmp_path):
+    """Bytes between two marker segments (libjpeg: "Corrupt JPEG data: 3 extraneous bytes before marker") are
+    skipped up to the next 0xFF, as libjpeg does: the header gives the size and the pixels are OpenCV's."""
+    image = np.random.default_rng(4).integers(0, 256, (8, 16, 3), dtype=np.uint8)
+    clean = cv2.imencode(".jpg", image)[1].tobytes()
+    assert clean[2:4] == b"\xff\xe0"  # SOI, then the APP0 (JFIF) segment and its length
+    app0_end = 4 + int.from_bytes(clean[4:6], "big")
+    stray = clean[:app0_end] + b"\0\0\0" + clean[app0_end:]
+    assert read_image_header(stray) == ImageHeader("jpeg", 16, 8)
+    (tmp_path / "stray.jpg").write_bytes(stray)
+    decoded = cv2.imdecode(np.frombuffer(stray, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decoded, cv2.imdecode(np.frombuffer(clean, np.uint8), cv2.IMREAD_COLOR))
+    np.testing.assert_array_equal(read_image(tmp_path / "stray.jpg"), cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB))

@@ -52,6 +52,16 @@ class Command:
         return run_parsed(self.parser(prog).parse_args(argv))
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's ArgumentDefaultsHelpFormatter, but an argument's help gets no ``(default: ...)`` when its text
+    states the default itself ("default: ...") or when the default is None or False (an unset option, a switch)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default:" in (action.help or "").lower():
+            return action.help
+        return super()._get_help_string(action)
+
+
 def run_parsed(args):
     """Run parsed ``args`` (``args.run``, ``args.prog``); a missing optional dependency, a missing input file or
     folder, an unusable input file (``InputFileError``) and a file or folder the system refuses (read-only, a file

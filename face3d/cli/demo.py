@@ -44,12 +44,18 @@ def _add_arguments(parser):
 def run_demo_command(args):
     """Run the demo; returns the exit status (2 on bad input, with a message naming it)."""
     setup_logging()
+    from face3d.prnet.detect import DetectorUnavailable
+
     try:
         from face3d.prnet.demo import run_demo
 
         run_demo(args.input, args.output, args.model, uv_data=args.uv_data, bfm=args.bfm, box=args.box,
                  landmarks=args.landmarks, texture=args.texture, detector=args.detector,
                  trust_model=args.trust_model)
+    except DetectorUnavailable as error:
+        print(f"{args.prog}: error: {error}; or give the face box (--box X0 Y0 X1 Y1) or its 68 landmarks "
+              "(--landmarks FILE|DIR)", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
         return 2

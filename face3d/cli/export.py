@@ -8,10 +8,9 @@ compared with the Keras model before it replaces an earlier export's files in DI
 not), and ``atc`` runs when it is on PATH. See ``face3d/prnet/export.py`` and the README section "Deploying on
 Ascend".
 """
-import argparse
 import sys
 
-from face3d.cli._common import Command, positive_int, setup_logging
+from face3d.cli._common import Command, DefaultsHelpFormatter, positive_int, setup_logging
 
 __all__ = ["EXPORT", "run_export", "main"]
 
@@ -85,7 +84,7 @@ def run_export(args):
 EXPORT = Command("export", "export a trained PRNet to a frozen .pb (and ONNX, TFLite, int8) for Ascend ATC and phones",
                  "Export a trained PRNet (Keras .keras file or PRNet's TF1 checkpoint) for Huawei Ascend ATC: a frozen "
                  ".pb and optionally ONNX, TFLite (float32, float16) and int8 (TFLite, ONNX QDQ).",
-                 _add_arguments, run_export, argparse.ArgumentDefaultsHelpFormatter)
+                 _add_arguments, run_export, DefaultsHelpFormatter)
 
 
 def main(argv=None, prog=None):

@@ -50,12 +50,17 @@ def run_fit(args):
     not be listed, 2 on bad input)."""
     setup_logging(args.verbose)
     from face3d.fitting.photos import FitConfig, fit_photos
+    from face3d.prnet.detect import DetectorUnavailable
 
     try:
         config = FitConfig(max_fit_error=args.max_fit_error, landmark_noise=args.landmark_noise, detect=args.detect,
                            landmarks=None if args.landmarks is None else os.path.abspath(args.landmarks))
         summary = fit_photos(args.images, args.output, model_path=args.bfm, config=config, workers=args.workers,
                              progress=not args.quiet)
+    except DetectorUnavailable:  # dlib or its shape predictor missing
+        print(f"{args.prog}: error: --detect needs dlib and face_recognition_models: pip install 'face3d[detect]'; "
+              "or give the photos' 68-landmark files (--landmarks DIR, default: beside each image)", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ The flags that set a ``GenerationConfig`` field (``CONFIG_FIELDS``) take their d
 field's name, so ``generation_config(args)`` builds the config from the parsed arguments field by field.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -34,7 +35,10 @@ output, sorted), summary.json (written / skipped / failed with reasons) and uv-d
 
 
 def _angle(text):
+    """argparse type of --angles: a finite number of degrees, an int when whole (15, not 15.0)."""
     value = float(text)
+    if not math.isfinite(value):  # a NaN or infinite rotation gives an all-NaN map and a black crop
+        raise argparse.ArgumentTypeError(f"expected a finite number of degrees, got {text!r}")
     return int(value) if value.is_integer() else value
 
 
@@ -149,12 +153,12 @@ def run_generate(args):
         print(f"{args.prog}: error: {error}", file=sys.stderr)
         return 2
     root = args.root
-    if root is None:
-        from face3d.trainset.synthetic import synthesize_dataset
-
-        root = os.path.join(args.output, SYNTHETIC_DIR)
-        synthesize_dataset(root, count=args.synthetic_count, seed=args.seed, model_path=args.bfm)
     try:
+        if root is None:
+            from face3d.trainset.synthetic import synthesize_dataset
+
+            root = os.path.join(args.output, SYNTHETIC_DIR)
+            synthesize_dataset(root, count=args.synthetic_count, seed=args.seed, model_path=args.bfm)
         summary = generate_dataset(root, args.output, config, model_path=args.bfm,
                                    workers=args.workers, shard=args.shard, limit=args.limit, seed=args.seed,
                                    relative_paths=args.label_paths == "relative", progress=not args.quiet,

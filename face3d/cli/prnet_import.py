@@ -1,10 +1,9 @@
 """``face3d import-prnet``: PRNet's released TF1 checkpoint (``Data/net-data/256_256_resfcn256_weight``) as a Keras
 ``.keras`` model, its tensors matched by name (``face3d.prnet.prnet_checkpoint``).
 """
-import argparse
 import sys
 
-from face3d.cli._common import Command, setup_logging
+from face3d.cli._common import Command, DefaultsHelpFormatter, setup_logging
 from face3d.contract import INPUT_SIZE
 
 __all__ = ["IMPORT_PRNET", "run_import"]
@@ -36,4 +35,4 @@ def run_import(args):
 IMPORT_PRNET = Command("import-prnet", "convert PRNet's released TF1 checkpoint to a Keras model (needs face3d[train])",
                        "Convert PRNet's released TF1 checkpoint to our Keras resfcn256 by tensor name (Adam slots "
                        "ignored; a missing, extra or misshaped network tensor is an error naming it).",
-                       _add_arguments, run_import, argparse.ArgumentDefaultsHelpFormatter)
+                       _add_arguments, run_import, DefaultsHelpFormatter)

@@ -4,11 +4,10 @@ One flag per ``TrainConfig`` field, ``--<field-name>`` with the field's type and
 help text), and one ``--no-<name>`` per AugmentConfig switch, so the flags follow the config. TensorFlow is imported
 only once training starts: ``--help`` and bad input never load it.
 """
-import argparse
 import dataclasses
 import sys
 
-from face3d.cli._common import Command, add_field_argument, field_default, setup_logging
+from face3d.cli._common import Command, DefaultsHelpFormatter, add_field_argument, field_default, setup_logging
 
 __all__ = ["TRAIN", "add_train_arguments", "train_config", "run_train", "main"]
 
@@ -125,7 +124,7 @@ def run_train(args):
 
 
 TRAIN = Command("train", "train PRNet (resfcn256) on a generated training set (needs face3d[train])", _DESCRIPTION,
-                add_train_arguments, run_train, argparse.ArgumentDefaultsHelpFormatter)
+                add_train_arguments, run_train, DefaultsHelpFormatter)
 
 
 def main(argv=None, prog=None):

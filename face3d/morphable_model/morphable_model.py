@@ -387,6 +387,9 @@ def model_identity(model_path=None) -> str:
     for file in (path, path.parent / "BFM_info.mat", path.parent / "BFM_UV.mat"):
         if file.is_file():
             digest.update(file.name.encode("utf-8") + b"\0")
-            with open(file, "rb") as f:
-                digest.update(hashlib.file_digest(f, "sha256").digest())
+            file_digest = hashlib.sha256()
+            with open(file, "rb") as f:  # 1 MiB at a time (hashlib.file_digest is Python 3.11+)
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    file_digest.update(chunk)
+            digest.update(file_digest.digest())
     return digest.hexdigest()[:16]

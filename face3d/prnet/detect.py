@@ -10,8 +10,9 @@ import numpy as np
 
 __all__ = ["DetectorUnavailable", "DlibDetector", "DlibLandmarker", "detector_available"]
 
+# each command adds its own way around a detector (face3d demo: --box or --landmarks; face3d fit: --landmarks)
 _INSTALL_HINT = ("face detection needs dlib: pip install dlib-bin (and face_recognition_models for the CNN "
-                 "detector PRNet uses); or pass the face box (--box x0 y0 x1 y1) or 68 landmarks (--landmarks)")
+                 "detector PRNet uses)")
 
 
 class DetectorUnavailable(ImportError):

@@ -96,6 +96,8 @@ class GenerationConfig:
             raise ValueError(f"posmap_dtype must be 'float16' or 'float32', got {self.posmap_dtype!r}")
         if int(self.max_pixels) < 1:
             raise ValueError(f"max_pixels must be at least 1, got {self.max_pixels}")
+        if not np.all(np.isfinite(np.asarray(self.angles, dtype=np.float64))):
+            raise ValueError(f"angles must be finite degrees, got {tuple(self.angles)}")
         if len({angle_name("", a) for a in self.angles}) != len(self.angles):
             raise ValueError(f"angles must have distinct names (each names its outputs <stem>_angle_<deg>, the "
                              f"degrees in shortest form), got {self.angles}")

@@ -27,26 +27,27 @@ class ImageHeader:
 
 
 def _jpeg_size(data):
-    """(width, height) from the first start-of-frame segment, walking the marker segments."""
+    """(width, height) from the first start-of-frame segment, walking the marker segments. As libjpeg's
+    next_marker, the walk skips stray bytes up to the next 0xFF (libjpeg warns "extraneous bytes before marker"
+    and decodes the image), fill bytes (0xFF) and stuffed zeros (0xFF 0x00)."""
     i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            raise ValueError("JPEG marker segments are corrupt")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
+    while (i := data.find(b"\xff", i)) >= 0:
+        while i < len(data) and data[i] == 0xFF:
+            i += 1
+        if i + 3 > len(data):  # i: the marker byte, followed by a 2-byte segment length
+            break
+        marker = data[i]
+        if marker == 0x00 or marker in _JPEG_STANDALONE:
             i += 1
             continue
-        if marker in _JPEG_STANDALONE:
-            i += 2
-            continue
         if marker in _JPEG_FRAMES:
-            if i + 9 > len(data):
+            if i + 8 > len(data):
                 break
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            height, width = struct.unpack(">HH", data[i + 4:i + 8])
             return width, height
         if marker == 0xDA:  # start of scan before any frame header
             break
-        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+        i += 1 + struct.unpack(">H", data[i + 1:i + 3])[0]
     raise ValueError("JPEG has no frame header (truncated?)")
 
 

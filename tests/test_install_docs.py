@@ -1,0 +1,24 @@
+"""The README's install instructions agree with pyproject.toml and setup.py. Budget: well under 1 s."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _requirements(pyproject, key):
+    """{lower-case name: requirement} of the ``key = [...]`` list (the first one: [build-system] before [project])."""
+    listed = re.search(rf"^{key} = \[(.*?)\]", pyproject, re.M | re.S).group(1)
+    return {re.split(r"[<>=\[]", req)[0].lower(): req for req in re.findall(r'"([^"]+)"', listed)}
+
+
+def test_the_rebuild_command_installs_what_setup_py_imports():
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    build, runtime = _requirements(pyproject, "requires"), _requirements(pyproject, "dependencies")
+    command = re.search(r"`(pip install [^`]*&& python setup\.py build_ext -i)`", (ROOT / "README.md").read_text(
+        encoding="utf-8")).group(1)
+    installed = {req.split(">=")[0].lower(): req.lower() for req in re.findall(r'"([^"]+)"', command)}
+    imported = re.findall(r"^(?:from|import) (\w+)", (ROOT / "setup.py").read_text(encoding="utf-8"), re.M)
+    assert sorted(name.lower() for name in imported) == ["cython", "numpy", "setuptools"]
+    for name in (name.lower() for name in imported):
+        # a venv made by Python 3.12+ has no setuptools: the command installs each build-only requirement
+        assert name in runtime or installed.get(name) == build[name].lower(), (name, command)
