@@ -83,8 +83,8 @@ def test_every_help_states_each_default_once_and_never_none():
             assert text.lower().count("default:") <= 1, (command, text)
             assert "(default: None)" not in text and "(default: False)" not in text, (command, text)
     train, export = _help_entries(subparsers.choices["train"]), _help_entries(subparsers.choices["export"])
-    assert train["--val-list"] == ("--val-list FILE validation label file or HDF5 pack (default: a split of the "
-                                   "training data, see --val-fraction)")
+    assert train["--val-list"] == ("--val-list FILE validation label file or HDF5 pack, told apart by the file's "
+                                   "contents (default: a split of the training data, see --val-fraction)")
     assert train["--epochs"] == "--epochs N total number of epochs (default: 30)"
     assert train["--no-augment"] == "--no-augment disable every augmentation"
     assert export["--model"].endswith("(prefix, .index or folder)")
