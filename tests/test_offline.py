@@ -4,6 +4,7 @@ A narrow random-weight network (input 64, width 4) and three synthetic AFLW2000-
 around 40 s on 2 cores.
 """
 import json
+import logging
 import os
 import re
 
@@ -296,14 +297,26 @@ def test_run_reads_the_manifest_beside_its_input_folder(exported, aflw, tmp_path
     assert not (tmp_path / "out2").exists()
 
 
-def test_a_rerun_removes_the_bin_files_of_the_earlier_one(aflw, tmp_path):
+def test_a_rerun_removes_the_bin_files_of_the_earlier_one(aflw, tmp_path, caplog):
     work = tmp_path / "work"
     first = offline.pre_process(aflw, work, input_size=SIZE, batch_size=1)
     assert len(first["files"]) > 1
-    np.zeros(4, np.float32).tofile(work / "bin" / "mine.bin")  # not pre_process's: left alone
-    second = offline.pre_process(aflw, work, input_size=SIZE, batch_size=2, limit=1)
+    np.zeros(4, np.float32).tofile(work / "bin" / "mine.bin")  # not pre_process's: left alone, with a warning
+    with caplog.at_level(logging.WARNING, logger="face3d.prnet.offline"):
+        second = offline.pre_process(aflw, work, input_size=SIZE, batch_size=2, limit=1)
     assert sorted(p.name for p in (work / "bin").glob("*.bin")) == sorted(
         [entry["bin"] for entry in second["files"]] + ["mine.bin"])
+    assert f"{work / 'bin'} also holds mine.bin, not listed in {work / offline.MANIFEST}" in caplog.text
+
+
+def test_a_rerun_over_the_earlier_layout_removes_its_manifest_and_inputs(aflw, tmp_path):
+    """Earlier releases wrote the manifest among the inputs, where msame would run it as one."""
+    work = tmp_path / "work"
+    first = offline.pre_process(aflw, work, input_size=SIZE, batch_size=1)
+    (work / offline.MANIFEST).rename(work / "bin" / offline.MANIFEST)
+    second = offline.pre_process(aflw, work, input_size=SIZE, batch_size=2, limit=1)
+    assert len(first["files"]) > 1 and len(second["files"]) == 1
+    assert sorted(p.name for p in (work / "bin").iterdir()) == [second["files"][0]["bin"]]
 
 
 def _aflw2000():

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
+from face3d.utils.atomic import atomic_write_bytes
 from face3d.utils.errors import InputFileError
 
 __all__ = ["MANIFEST", "INPUTS", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
@@ -174,7 +175,8 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
                 "batch_size": b, "resolution": int(resolution), "uv_data": str(uv_dir),
                 "ground_truth": boxes is None, "files": files, "samples": samples, "skipped": skipped,
                 "data": str(data_dir.resolve())}
-    (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    atomic_write_bytes(output_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    _warn_unlisted_inputs(output_dir, files)
     return manifest
 
 
@@ -233,33 +235,50 @@ def read_manifest(path):
 
 
 def _remove_listed_inputs(output_dir):
-    """Remove the ``.bin`` files of ``output_dir/bin`` that an earlier ``pre_process`` listed in
-    ``output_dir/manifest.json``: msame runs every file of its input folder, so a rerun with fewer or other batches
-    must not leave the old ones to be run (and calibrated on). Other files are left alone; an unreadable manifest
-    removes nothing (it is rewritten)."""
-    manifest = Path(output_dir) / MANIFEST
-    if not manifest.is_file():
-        return
-    try:
-        entries = read_manifest(manifest)["files"]
-    except InputFileError as error:
-        logger.warning("%s: no earlier .bin file removed", error)
-        return
-    for entry in entries:
-        (Path(output_dir) / INPUTS / entry["bin"]).unlink(missing_ok=True)
+    """Remove the ``.bin`` files of ``output_dir/bin`` that an earlier ``pre_process`` listed in its manifest:
+    ``output_dir/manifest.json``, or ``output_dir/bin/manifest.json`` where earlier releases wrote it (that manifest
+    goes too, since msame would run it). msame runs every file of its input folder, so a rerun with fewer or other
+    batches must not leave the old ones to be run (and calibrated on). Other files are left alone; an unreadable
+    manifest removes nothing."""
+    inputs = Path(output_dir) / INPUTS
+    for manifest in (Path(output_dir) / MANIFEST, inputs / MANIFEST):
+        if not manifest.is_file():
+            continue
+        try:
+            entries = read_manifest(manifest)["files"]
+        except InputFileError as error:
+            logger.warning("%s: no earlier .bin file removed", error)
+            continue
+        for entry in entries:
+            (inputs / entry["bin"]).unlink(missing_ok=True)
+        if manifest.parent == inputs:
+            manifest.unlink()
+
+
+def _warn_unlisted_inputs(output_dir, files):
+    """Warn about the entries of ``output_dir/bin`` that the new manifest's ``files`` do not list: msame would feed
+    them to the model too."""
+    listed = {entry["bin"] for entry in files}
+    others = [path.name for path in _msame_entries(Path(output_dir) / INPUTS) if path.name not in listed]
+    if others:
+        logger.warning("%s also holds %s, not listed in %s: msame runs every file of its input folder, remove them",
+                       Path(output_dir) / INPUTS, ", ".join(others), Path(output_dir) / MANIFEST)
+
+
+def _msame_entries(input_dir):
+    """What msame runs from ``--input``, in its order: every entry of the folder whose name does not start with
+    ``.`` (msame's ``Utils::ScanFiles``), sorted; [] for a missing folder."""
+    input_dir = Path(input_dir)
+    return sorted(p for p in input_dir.iterdir() if not p.name.startswith(".")) if input_dir.is_dir() else []
 
 
 def _msame_inputs(input_dir):
-    """The files msame runs from ``--input``, in its order: every entry of the folder whose name does not start
-    with ``.`` (msame's ``Utils::ScanFiles``), sorted; [] for a missing folder.
+    """The files msame runs from ``--input`` (``_msame_entries``).
 
     Raises:
         InputFileError: an entry that is not a file (msame would read it as a model input too).
     """
-    input_dir = Path(input_dir)
-    if not input_dir.is_dir():
-        return []
-    entries = sorted(p for p in input_dir.iterdir() if not p.name.startswith("."))
+    entries = _msame_entries(input_dir)
     for path in entries:
         if not path.is_file():
             raise InputFileError(path, "not a file: msame runs every entry of its input folder")
