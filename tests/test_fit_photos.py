@@ -5,6 +5,7 @@ default-model faces round-trip to maps within 1.5 px of the true parameters' map
 resume. Budget: about 30 s on 2 cores (tiny images; the round trip renders 8 faces).
 """
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -399,6 +400,30 @@ def test_a_changed_landmark_file_is_refitted_on_rerun(tmp_path, model):
     assert fit_photos(photos, out, workers=1, progress=False)["skipped"] == 2
 
 
+def test_records_of_an_earlier_release_stand_but_for_pt3d_68(tmp_path, model, caplog):
+    """Journal lines written before the landmark file was recorded name none: their photos are not refitted, but
+    those fitted from AFLW2000-3D's pt3d_68 are (that release marched their jaw landmarks)."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _photo_tree(photos, model)
+    shutil.rmtree(photos / "bad")
+    (photos / "wild.jpg").unlink()
+    points = np.loadtxt(photos / "good/b.txt")
+    (photos / "good/b.txt").unlink()  # good/b's landmarks come from a .mat's pt3d_68 instead
+    scipy.io.savemat(photos / "good/b.mat", {"pt3d_68": np.vstack([points.T, np.zeros(68)])})
+    assert fit_photos(photos, out, workers=1, progress=False)["written"] == 2
+    for journal in (out / DONE_DIR).iterdir():
+        lines = [json.loads(line) for line in journal.read_text().splitlines()]
+        assert all("landmarks" in record for record in lines)
+        journal.write_text("".join(json.dumps({k: v for k, v in record.items() if k != "landmarks"}) + "\n"
+                                   for record in lines))
+    with caplog.at_level(logging.INFO, logger="face3d.fitting.photos"):
+        rerun = fit_photos(photos, out, workers=1, progress=False)
+    assert (rerun["written"], rerun["skipped"]) == (1, 1)
+    assert "good/b.png: its pt3d_68 landmarks are now fitted without jaw marching" in caplog.text
+    assert "good/a.png" not in caplog.text
+    assert fit_photos(photos, out, workers=1, progress=False)["skipped"] == 2
+
+
 def test_unreadable_folder_is_reported_and_fails_the_run(tmp_path, model, monkeypatch, capsys):
     photos, out = tmp_path / "photos", tmp_path / "out"
     _photo_tree(photos, model)
@@ -481,7 +506,7 @@ def test_fit_command_errors(tmp_path, capsys):
     assert "landmarks folder not found" in capsys.readouterr().err
     assert main(["fit", "--images", str(photos), "--landmark-noise", "0", "--output", str(tmp_path / "o"),
                  "--quiet"]) == 2
-    assert "landmark_noise must be a positive number of pixels, got 0.0" in capsys.readouterr().err
+    assert "landmark_noise must be a finite number of pixels > 0, got 0.0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["fit", "--images", str(photos), "--landmarks", "x", "--detect", "--output", "o"])
     assert "not allowed with argument" in capsys.readouterr().err
@@ -506,7 +531,7 @@ def test_fit_detect_without_dlib_names_the_extra_and_fit_s_own_flag(tmp_path, ca
 
 @pytest.mark.parametrize("noise", ["inf", "nan", "-1"])
 def test_landmark_noise_must_be_a_finite_positive_number(tmp_path, capsys, noise):
-    with pytest.raises(ValueError, match=f"landmark_noise must be a positive number of pixels, got {noise}"):
+    with pytest.raises(ValueError, match=f"landmark_noise must be a finite number of pixels > 0, got {noise}"):
         FitConfig(landmark_noise=float(noise))
     photos = tmp_path / "photos"
     _write_image(photos / "x.jpg")
@@ -514,7 +539,7 @@ def test_landmark_noise_must_be_a_finite_positive_number(tmp_path, capsys, noise
     out = tmp_path / "out"
     assert main(["fit", "--images", str(photos), "--output", str(out), "--landmark-noise", noise, "--quiet"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"face3d fit: error: landmark_noise must be a positive number of pixels, got {float(noise)}"]
+        f"face3d fit: error: landmark_noise must be a finite number of pixels > 0, got {float(noise)}"]
     assert not out.exists()
 
 

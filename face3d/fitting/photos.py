@@ -72,7 +72,7 @@ class FitConfig:
         if not self.max_fit_error > 0:
             raise ValueError(f"max_fit_error must be a positive fraction, got {self.max_fit_error}")
         if not (np.isfinite(self.landmark_noise) and self.landmark_noise > 0):
-            raise ValueError(f"landmark_noise must be a positive number of pixels, got {self.landmark_noise}")
+            raise ValueError(f"landmark_noise must be a finite number of pixels > 0, got {self.landmark_noise}")
         if self.detect is not None and self.landmarks is not None:
             raise ValueError("landmarks come from files or from the detector, not both")
 
@@ -253,17 +253,25 @@ def _landmark_identity(path, root):
     return {"file": Path(path).relative_to(root).as_posix(), "size": len(data), "crc32": zlib.crc32(data)}
 
 
-def _landmarks_unchanged(images_root, config, ref, record):
-    """Whether the landmark file of photo ``ref`` is still the one its journal ``record`` names, with the same
-    bytes (always true for detected landmarks, which come from the image)."""
+def _refit_reason(images_root, config, ref, record):
+    """Why photo ``ref``, finished as its journal ``record`` says, must be fitted again because of its landmark file
+    (a short phrase), or None: the file is no longer the one the record names with the same bytes. Detected
+    landmarks come from the image and never count. A record of an earlier release names no file: it stands,
+    except for AFLW2000-3D's ``pt3d_68``, which that release fitted with jaw marching."""
     if config.detect is not None:
-        return True
+        return None
     source = find_landmark_file(ref.image_path, images_root, config.landmarks)
+    if source is None:
+        return "its landmark file is gone"
     try:
-        return source is not None and record.get("landmarks") == _landmark_identity(
-            source, config.landmarks or images_root)
-    except OSError:  # unreadable now: the refit reports it
-        return False
+        if "landmarks" not in record:
+            silhouette_jaw = read_landmark_file(source)[1]
+            return None if silhouette_jaw else "its pt3d_68 landmarks are now fitted without jaw marching"
+        if record["landmarks"] != _landmark_identity(source, config.landmarks or images_root):
+            return "its landmark file changed"
+    except (OSError, ValueError):  # unreadable or malformed now: the refit reports it
+        return "its landmark file cannot be read"
+    return None
 
 
 def _record(photo, fingerprint, status, fit_nme, files):
@@ -425,17 +433,16 @@ def _worker_chunk(refs):
 
 def _done_photos(output, photos, latest, fingerprint, images_root, config):
     """The rels of ``photos`` that an earlier run finished under ``fingerprint`` with their outputs still as written
-    (``intact_done``) and their landmark file unchanged since (``_landmarks_unchanged``), both checked on 4
+    (``intact_done``) and no reason to refit in their landmark file (``_refit_reason``), both checked on 4
     threads: reading the files is what a resume waits for."""
     by_rel = {ref.rel: ref for ref in photos}
     done = sorted(intact_done(output, photos, latest, fingerprint, threads=4))
     with cf.ThreadPoolExecutor(4) as pool:
-        unchanged = list(pool.map(lambda rel: _landmarks_unchanged(images_root, config, by_rel[rel], latest[rel]),
-                                  done))
-    for rel, same in zip(done, unchanged):
-        if not same:
-            logger.info("refitting %s: its landmark file changed", by_rel[rel].image_path)
-    return {rel for rel, same in zip(done, unchanged) if same}
+        reasons = list(pool.map(lambda rel: _refit_reason(images_root, config, by_rel[rel], latest[rel]), done))
+    for rel, reason in zip(done, reasons):
+        if reason is not None:
+            logger.info("refitting %s: %s", by_rel[rel].image_path, reason)
+    return {rel for rel, reason in zip(done, reasons) if reason is None}
 
 
 def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None, progress=True):
