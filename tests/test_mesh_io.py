@@ -39,6 +39,16 @@ def test_obj_with_colors_of_a_mesh_without_triangles_or_vertices(tmp_path):
     assert io.encode_obj_with_colors(np.zeros((0, 3)), np.zeros((0, 3), np.int32), np.zeros((0, 3))) == b""
 
 
+@pytest.mark.parametrize("text", ["", "# exported by a tool\no Empty\n"], ids=["zero bytes", "comments only"])
+def test_read_obj_without_vertices(tmp_path, text):
+    empty = io.write_obj_with_colors(tmp_path / "empty", np.zeros((0, 3)), np.zeros((0, 3), np.int32), np.zeros((0, 3)))
+    (tmp_path / "other.obj").write_text(text)
+    for path in (empty, tmp_path / "other.obj"):
+        back = io.read_obj(path)
+        assert back["vertices"].shape == (0, 3) and back["vertices"].dtype == np.float64
+        assert back["colors"] is None and back["triangles"].shape == (0, 3) and back["uv_triangles"] is None
+
+
 def test_obj_with_texture_and_mtl(tmp_path):
     import cv2
 

@@ -195,7 +195,7 @@ def read_obj(path):
                 raise InputFileError(path, f"malformed OBJ line {line.strip()!r}", lineno) from None
     tris = np.array(faces, dtype=np.int64).reshape(-1, 3)
     uv_tris = np.array(uv_faces, dtype=np.int64).reshape(-1, 3)
-    table = np.array(verts, dtype=np.float64).reshape(len(verts), -1)
+    table = np.array(verts, dtype=np.float64).reshape(len(verts), len(verts[0]) if verts else 3)
     has_uv = bool(faces) and all_faces_have_uv
     return {
         "vertices": np.ascontiguousarray(table[:, :3]),
