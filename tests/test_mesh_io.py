@@ -96,6 +96,89 @@ def test_ply_round_trip_is_exact(tmp_path, binary, dtype):
     assert back["colors"] is None and np.array_equal(back["triangles"], t)
 
 
+PLY_STRUCT = {"char": "b", "uchar": "B", "short": "h", "ushort": "H", "int": "i", "uint": "I", "float": "f",
+              "double": "d"}
+
+
+def ply_file(fmt, elements):
+    """PLY bytes of format fmt; elements: (name, property declarations as in the header, rows), a row holding a
+    value per scalar property and a Python list per list property."""
+    import struct
+
+    header = ["ply", f"format {fmt} 1.0"]
+    body = []
+    for name, props, rows in elements:
+        header += [f"element {name} {len(rows)}"] + [f"property {p}" for p in props]
+        for row in rows:
+            if fmt == "ascii":
+                body.append(" ".join(" ".join(map(str, [len(x), *x])) if isinstance(x, list) else str(x)
+                                     for x in row).encode() + b"\n")
+                continue
+            order = "<" if fmt == "binary_little_endian" else ">"
+            for decl, x in zip(props, row):
+                types = decl.split()[:-1]
+                if types[0] == "list":
+                    count, item = PLY_STRUCT[types[1]], PLY_STRUCT[types[2]]
+                    body.append(struct.pack(f"{order}{count}{len(x)}{item}", len(x), *x))
+                else:
+                    body.append(struct.pack(order + PLY_STRUCT[types[0]], x))
+    return ("\n".join(header + ["end_header"]) + "\n").encode() + b"".join(body)
+
+
+SQUARE = ("vertex", ["float x", "float y", "float z", "uchar red", "uchar green", "uchar blue"],
+          [[0, 0, 0, 255, 0, 0], [1, 0, 0, 0, 255, 0], [1, 1, 0, 0, 0, 255], [0, 1, 0, 10, 20, 30],
+           [0.5, 2, 0.25, 1, 2, 3]])
+
+
+@pytest.mark.parametrize("face", [
+    (["list uchar int vertex_indices", "uchar red", "uchar green", "uchar blue", "uchar alpha"],
+     [[[0, 1, 2], 1, 2, 3, 255], [[0, 2, 3], 4, 5, 6, 255], [[3, 2, 4], 7, 8, 9, 128]],
+     [[0, 1, 2], [0, 2, 3], [3, 2, 4]]),
+    (["list uchar int vertex_indices"], [[[0, 1, 2, 3]], [[3, 2, 4]], [[0, 1, 2, 4, 3]]],
+     [[0, 1, 2], [0, 2, 3], [3, 2, 4], [0, 1, 2], [0, 2, 4], [0, 4, 3]]),
+    (["list uchar int vertex_indices", "list uchar float texcoord"],
+     [[[0, 1, 2], [0, 0, 1, 0, 1, 1]], [[0, 2, 3, 4], [0, 0, 1, 1, 0, 1, 0.5, 0.5]]],
+     [[0, 1, 2], [0, 2, 3], [0, 3, 4]]),
+    (["int flags", "list char ushort vertex_index", "float quality"], [[7, [0, 1, 2], 0.5], [-1, [2, 3, 4], 1.5]],
+     [[0, 1, 2], [2, 3, 4]]),
+], ids=["face colours", "polygons", "per-wedge texcoords", "flags and quality"])
+def test_binary_ply_faces_with_other_properties_or_polygons_read_as_in_ascii(tmp_path, face):
+    props, rows, fans = face
+    results = {}
+    for fmt in ("ascii", "binary_little_endian", "binary_big_endian"):
+        path = tmp_path / f"{fmt}.ply"
+        path.write_bytes(ply_file(fmt, [SQUARE, ("face", props, rows)]))
+        results[fmt] = io.read_ply(path)
+    for fmt, back in results.items():
+        assert np.array_equal(back["vertices"], np.array(SQUARE[2], np.float64)[:, :3]), fmt
+        assert back["colors"].dtype == np.uint8 and back["colors"].tolist() == [r[3:] for r in SQUARE[2]], fmt
+        assert back["triangles"].dtype == np.int32 and back["triangles"][:, ::-1].tolist() == fans, fmt
+
+
+def test_binary_ply_faces_read_entry_by_entry_are_strict(tmp_path):
+    path = tmp_path / "f.ply"
+    props = ["list char int vertex_indices", "uchar red"]
+
+    def read(rows, edit=lambda data: data):
+        path.write_bytes(edit(ply_file("binary_little_endian", [SQUARE, ("face", props, rows)])))
+        return io.read_ply(path)
+
+    good = [[[0, 1, 2, 3], 1], [[0, 2, 4], 2]]
+    assert read(good)["triangles"][:, ::-1].tolist() == [[0, 1, 2], [0, 2, 3], [0, 2, 4]]
+    with pytest.raises(ValueError, match=r"f\.ply:10: the header declares 2 'face' entries, the file holds 1$"):
+        read(good, lambda data: data[:-1])
+    with pytest.raises(ValueError, match=r"f\.ply: 1 bytes after the last element the header declares$"):
+        read(good, lambda data: data + b"\0")
+    with pytest.raises(ValueError, match=r"f\.ply: 'face' entry 1 refers to a vertex that does not exist "
+                                         r"\(9; 5 vertices\)$"):
+        read([[[0, 1, 2, 3], 1], [[0, 2, 9], 2]])
+    with pytest.raises(ValueError, match=r"f\.ply: 'face' entry 1 has 2 vertices, at least 3 needed$"):
+        read([[[0, 1, 2, 3], 1], [[0, 2], 2]])
+    first_face = len(ply_file("binary_little_endian", [SQUARE, ("face", props, [])]))
+    with pytest.raises(ValueError, match=r"f\.ply: 'face' entry 0 holds a list of -1 items$"):
+        read(good, lambda data: data[:first_face] + b"\xff" + data[first_face + 1:])
+
+
 def test_ply_header_and_winding(tmp_path):
     v, t, _ = mesh(np.float32)
     text = io.write_ply(tmp_path / "a.ply", v, t).read_text().splitlines()
