@@ -1,4 +1,5 @@
 """OBJ / PLY / .mat round trips (exact), the files' winding and texture output, error handling; vis."""
+import re
 import sys
 
 import numpy as np
@@ -68,6 +69,16 @@ def test_obj_with_texture_and_mtl(tmp_path):
     plain = io.read_obj(tmp_path / "plain.obj")
     assert plain["colors"] is None
     assert np.array_equal(cv2.imread(str(plain["texture_path"]))[:, :, ::-1], texture)
+
+
+@pytest.mark.parametrize("texture", [np.zeros((8, 8, 2)), np.zeros((0, 8, 3)), np.zeros((8, 0))],
+                         ids=["two channels", "no rows", "no columns"])
+def test_invalid_texture_is_refused_before_any_file_is_written(tmp_path, texture):
+    v, t, _ = mesh(np.float32)
+    with pytest.raises(ValueError, match=r"^texture must have shape \(h, w\), \(h, w, 3\) or \(h, w, 4\) with "
+                                         rf"h, w >= 1, got {re.escape(str(texture.shape))}$"):
+        io.write_obj_with_texture(tmp_path / "tex", v, t, texture, np.zeros((30, 2)))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_read_obj_polygons_and_relative_indices(tmp_path):

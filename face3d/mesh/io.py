@@ -54,30 +54,35 @@ def write_obj_with_colors(obj_name, vertices, triangles, colors):
     return path
 
 
-def _save_texture(path, texture):
+def _encode_texture(texture) -> bytes:
+    """PNG bytes of an (h, w), (h, w, 3) or (h, w, 4) texture (uint8 as is, else floats in [0, 1] scaled to 0..255,
+    RGB(A)); ValueError naming texture for another shape or an empty image."""
     import cv2
 
     tex = np.asarray(texture)
     if tex.ndim == 2:
         tex = tex[:, :, None]
-    if tex.ndim != 3 or tex.shape[2] not in (1, 3, 4):
-        raise ValueError(f"texture must have shape (h, w), (h, w, 3) or (h, w, 4), got {np.shape(texture)}")
+    if tex.ndim != 3 or tex.shape[2] not in (1, 3, 4) or 0 in tex.shape:
+        raise ValueError(f"texture must have shape (h, w), (h, w, 3) or (h, w, 4) with h, w >= 1, got "
+                         f"{np.shape(texture)}")
     if tex.dtype != np.uint8:
         tex = np.round(np.clip(tex.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
     if tex.shape[2] >= 3:
-        tex = tex[:, :, [2, 1, 0, 3][: tex.shape[2]]]  # cv2 writes BGR(A)
-    if not cv2.imwrite(str(path), tex):
-        raise OSError(f"could not write texture image {path}")
+        tex = tex[:, :, [2, 1, 0, 3][: tex.shape[2]]]  # cv2 encodes BGR(A)
+    ok, png = cv2.imencode(".png", tex)
+    if not ok:
+        raise ValueError(f"texture of shape {np.shape(texture)} could not be encoded as PNG")
+    return png.tobytes()
 
 
 def write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, colors=None):
-    """Writes an OBJ with a texture map: <name>.obj, <name>.mtl (material FaceTexture, map_Kd) and
-    <name>_texture.png.
+    """Writes an OBJ with a texture map: <name>_texture.png, <name>.mtl (material FaceTexture, map_Kd) and
+    <name>.obj, in this order, once every argument is checked (bad input writes no file).
 
     Args:
         obj_name: path; '.obj' is appended when missing.
         vertices: (nver, 3) floats; triangles: (ntri, 3) 0-based ints.
-        texture: (h, w, 3) uint8 (0..255) or float (0..1) RGB image; row 0 is the top (v = 1).
+        texture: (h, w, 3) uint8 (0..255) or float (0..1) RGB image, h, w >= 1; row 0 is the top (v = 1).
         uv_coords: (nver, 2) (or (nver, 3), the rest ignored) OBJ texture coordinates of each vertex: u right,
             v up, in [0, 1] (BFM_UV.mat's convention); written as given.
         colors: optional (nver, 3) per-vertex colours, written after the positions.
@@ -88,19 +93,17 @@ def write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, co
     uv = np.asarray(uv_coords)
     if uv.ndim != 2 or uv.shape[0] != v.shape[0] or uv.shape[1] < 2:
         raise ValueError(f"uv_coords must have shape ({v.shape[0]}, 2), got {uv.shape}")
+    png = _encode_texture(texture)
     path = _obj_path(obj_name)
     mtl_path = path.with_suffix(".mtl")
     tex_path = path.with_name(path.stem + "_texture.png")
-    with open(path, "w") as f:
-        f.write(f"mtllib {mtl_path.name}\n")
-        f.write(_rows("v", v) if col is None else _rows("v", v, col))
-        f.write(_rows("vt", uv[:, :2]))
-        f.write("usemtl FaceTexture\n")
-        r = t[:, ::-1] + 1
-        f.write("".join(f"f {a}/{a} {b}/{b} {c}/{c}\n" for a, b, c in r.tolist()))
-    with open(mtl_path, "w") as f:
-        f.write(f"newmtl FaceTexture\nmap_Kd {tex_path.name}\n")
-    _save_texture(tex_path, texture)
+    r = t[:, ::-1] + 1
+    obj = (f"mtllib {mtl_path.name}\n" + (_rows("v", v) if col is None else _rows("v", v, col))
+           + _rows("vt", uv[:, :2]) + "usemtl FaceTexture\n"
+           + "".join(f"f {a}/{a} {b}/{b} {c}/{c}\n" for a, b, c in r.tolist()))
+    tex_path.write_bytes(png)
+    mtl_path.write_text(f"newmtl FaceTexture\nmap_Kd {tex_path.name}\n")
+    path.write_text(obj)
     return path
 
 
