@@ -106,6 +106,34 @@ def test_dense_self_occluding_mesh_matches_numpy_twin():
     assert visible.size > 500 and not np.isin(hidden_side, visible).any()
 
 
+def test_numpy_twin_holds_a_large_triangle_in_bounded_memory():
+    import tracemalloc
+
+    size = 2048  # two triangles, each with a bounding box of 2048 x 2048 pixels
+    v = np.array([[0, 0, 0], [size, 0, 1], [0, size, 2], [size, size, 3]], np.float32)
+    t = np.array([[0, 1, 2], [1, 3, 2]])
+    tracemalloc.start()
+    try:
+        buffers = ref.rasterize_triangles(v, t, size, size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # The three buffers returned take 80 MB; one chunk of candidate pairs about 50 MB (a whole box: 650 MB).
+    assert peak < 150 * 2 ** 20, peak / 2 ** 20
+    for got, want in zip(buffers, cpp.rasterize_triangles(v, t, size, size)):
+        assert np.array_equal(got, want)
+    colors = np.arange(12, dtype=np.float32).reshape(4, 3)
+    assert np.array_equal(ref.render_colors(v, t, colors, size, size), cpp.render_colors(v, t, colors, size, size))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_numpy_twin_splitting_boxes_into_small_spans_changes_nothing(monkeypatch, seed):
+    v, t = random_mesh(seed)
+    monkeypatch.setattr(ref, "_CHUNK_PAIRS", 7)  # spans end mid-row, chunks hold parts of overlapping triangles
+    for got, want in zip(ref.rasterize_triangles(v, t, H, W), cpp.rasterize_triangles(v, t, H, W)):
+        assert np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("twin", TWINS)
 def test_empty_mesh_renders_background(twin):
     v = np.zeros((0, 3))
