@@ -284,6 +284,30 @@ def test_twins_expose_the_same_functions():
         assert inspect.signature(getattr(cpp, name)) == inspect.signature(getattr(ref, name)), name
 
 
+# Every mesh.* / mesh_numpy.* name that face3d's examples 1-8 (YadiraF/face3d, examples/*.py) call.
+FACE3D_EXAMPLE_NAMES = [
+    "mesh.io.write_obj_with_colors_texture", "mesh.light.add_light", "mesh.render.render_colors",
+    "mesh.render.render_texture", "mesh.transform.angle2matrix", "mesh.transform.lookat_camera",
+    "mesh.transform.orthographic_project", "mesh.transform.perspective_project", "mesh.transform.similarity_transform",
+    "mesh.transform.to_image", "mesh.vis.plot_mesh", "mesh_numpy.io.write_obj_with_colors_texture",
+    "mesh_numpy.render.render_colors", "mesh_numpy.render.render_colors_ras", "mesh_numpy.render.render_texture",
+]
+
+
+@pytest.mark.parametrize("name", FACE3D_EXAMPLE_NAMES)
+def test_names_that_face3d_examples_call_exist(name):
+    import importlib
+
+    package, module, function = name.split(".")
+    assert callable(getattr(importlib.import_module(f"face3d.{package}.{module}"), function))
+
+
+def test_render_colors_ras_is_render_colors():
+    # face3d's render_colors_ras(vertices, triangles, colors, h, w, c=3) rasterises, then interpolates the colours
+    # with the barycentric weights, zeros where no triangle is: render_colors with BG=None.
+    assert ref.render_colors_ras is ref.render_colors
+
+
 GOOD_V = np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0]], dtype=np.float32)
 GOOD_T = np.array([[0, 1, 2]])
 

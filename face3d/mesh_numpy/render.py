@@ -142,6 +142,11 @@ def render_colors(vertices, triangles, colors, h, w, c=3, BG=None):
     return image.reshape(h, w, c)
 
 
+# face3d's name (its examples/5_render.py calls it): face3d's numpy render_colors_ras(vertices, triangles, colors,
+# h, w, c=3) rasterises first and then interpolates, zeros where no triangle is, which render_colors does.
+render_colors_ras = render_colors
+
+
 def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w, c=3, mapping_type="nearest",
                    BG=None):
     """Numpy twin of face3d.mesh.render.render_texture (same arguments, bit-identical result)."""
