@@ -249,7 +249,7 @@ def test_render_kernel_releases_the_gil():
     h = w = 200
     v, t = random_mesh(5, nver=300, ntri=3000)
     v[:, :2] *= w / W
-    v, t = cpp._mesh(v, t)  # the kernel's dtypes
+    v, t = _checks.as_mesh(v, t)  # the kernel's dtypes
     colors = _checks.as_attributes(np.random.default_rng(1).uniform(0, 1, (len(v), 3)), len(v), 3)
     counter = [0]
     moved = []
@@ -365,6 +365,59 @@ def test_bad_colors_texture_and_background(twin):
         twin.render_texture(GOOD_V, GOOD_T, tex, uv, GOOD_T, 5, 5, mapping_type="cubic")
     with pytest.raises(ValueError, match=r"^c must equal the number of channels of texture"):
         twin.render_texture(GOOD_V, GOOD_T, tex, uv, GOOD_T, 5, 5, c=1)
+
+
+# One fault per entry, each in one argument: several at once must give the same error in both twins.
+FAULTS = {
+    "NaN vertex": dict(vertices=np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0], [np.nan, 0, 0]], np.float32)),
+    "int64 index": dict(triangles=np.array([[0, 1, 9]])),
+    "int32 index": dict(triangles=np.array([[0, 1, 9]], np.int32)),
+    "whole-number index": dict(triangles=np.array([[0, 1, 2.5]])),
+    "colors": dict(colors=np.zeros((2, 3))),
+    "BG": dict(BG=np.zeros(7)),
+    "texture": dict(texture=np.zeros((0, 4, 3))),
+    "tex_coords": dict(tex_coords=np.array([[0, 0], [np.nan, 0], [0, 0]])),
+    "int64 tex index": dict(tex_triangles=np.array([[0, 1, 5]])),
+    "int32 tex index": dict(tex_triangles=np.array([[0, 1, 5]], np.int32)),
+    "h": dict(h=0),
+}
+
+
+@pytest.mark.parametrize("faults", [(a, b) for i, a in enumerate(FAULTS) for b in list(FAULTS)[i + 1:]
+                                    if FAULTS[a].keys() != FAULTS[b].keys()], ids=" + ".join)
+def test_twins_raise_the_same_error_for_several_faults(faults):
+    args = dict(vertices=np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0], [4, 4, 0]], np.float32), triangles=GOOD_T,
+                colors=np.zeros((4, 3)), BG=None, texture=np.zeros((4, 4, 3)), tex_coords=np.zeros((3, 2)),
+                tex_triangles=GOOD_T, h=5, w=5)
+    for fault in faults:
+        args.update(FAULTS[fault])
+    calls = {
+        "rasterize_triangles": lambda twin: twin.rasterize_triangles(args["vertices"], args["triangles"], args["h"],
+                                                                     args["w"]),
+        "render_colors": lambda twin: twin.render_colors(args["vertices"], args["triangles"], args["colors"],
+                                                         args["h"], args["w"], BG=args["BG"]),
+        "render_texture": lambda twin: twin.render_texture(args["vertices"], args["triangles"], args["texture"],
+                                                           args["tex_coords"], args["tex_triangles"], args["h"],
+                                                           args["w"], BG=args["BG"]),
+    }
+    for name, call in calls.items():
+        messages = []
+        for twin in (cpp, ref):
+            try:
+                call(twin)
+                messages.append(None)
+            except ValueError as err:
+                messages.append(str(err))
+        assert messages[0] == messages[1], (name, messages)
+
+
+def test_a_triangle_index_that_needs_converting_is_checked_before_the_vertices_are():
+    v = np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0], [np.nan, 0, 0]], np.float32)
+    for twin in (cpp, ref):
+        with pytest.raises(ValueError, match=r"^triangles must hold indices into vertices in \[0, 4\)"):
+            twin.rasterize_triangles(v, np.array([[0, 1, 9]]), 5, 5)
+        with pytest.raises(ValueError, match=r"^vertices must be finite, found NaN or inf$"):
+            twin.rasterize_triangles(v, np.array([[0, 1, 9]], np.int32), 5, 5)
 
 
 def test_background_is_not_modified():

@@ -21,12 +21,6 @@ def _clip_span(lo, hi, size):
     return first, last
 
 
-def _mesh(vertices, triangles):
-    v = _checks.as_vertices(vertices)
-    t = _checks.as_indices(triangles, v.shape[0])
-    return v, t
-
-
 class _Setup:
     """Per-triangle quantities of the pixel rule (float64), for the triangles that can cover a pixel: non-empty
     clipped bounding box and non-zero area, in triangle order."""
@@ -119,7 +113,8 @@ def _rasterize(v, t, h, w):
 def rasterize_triangles(vertices, triangles, h, w):
     """Numpy twin of face3d.mesh.render.rasterize_triangles (same arguments, bit-identical result)."""
     h, w = _checks.as_size(h, "h"), _checks.as_size(w, "w")
-    v, t = _mesh(vertices, triangles)
+    v, t = _checks.as_mesh(vertices, triangles)
+    _checks.kernel_checks(v, t)
     depth, tri_buf, bary = _rasterize(v, t, h, w)
     return depth.reshape(h, w), tri_buf.reshape(h, w), bary.reshape(h, w, 3)
 
@@ -133,9 +128,10 @@ def _interpolate(values, corners, bary):
 def render_colors(vertices, triangles, colors, h, w, c=3, BG=None):
     """Numpy twin of face3d.mesh.render.render_colors (same arguments, bit-identical result)."""
     h, w, c = _checks.as_size(h, "h"), _checks.as_size(w, "w"), _checks.as_channels(c)
-    v, t = _mesh(vertices, triangles)
+    v, t = _checks.as_mesh(vertices, triangles)
     col = _checks.as_attributes(colors, v.shape[0], c)
     image = _checks.background(BG, h, w, c).reshape(h * w, c)
+    _checks.kernel_checks(v, t)
     _, tri_buf, bary = _rasterize(v, t, h, w)
     pix = np.flatnonzero(tri_buf >= 0)
     image[pix] = _interpolate(col, t[tri_buf[pix]], bary[pix])
@@ -152,13 +148,14 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
     """Numpy twin of face3d.mesh.render.render_texture (same arguments, bit-identical result)."""
     h, w, c = _checks.as_size(h, "h"), _checks.as_size(w, "w"), _checks.as_channels(c)
     bilinear = _checks.mapping(mapping_type)
-    v, t = _mesh(vertices, triangles)
+    v, t = _checks.as_mesh(vertices, triangles)
     tex = _checks.as_texture(texture, c)
     uv = _checks.as_tex_coords(tex_coords)
-    tt = _checks.as_indices(tex_triangles, uv.shape[0], "tex_triangles", "tex_coords")
+    tt = _checks.as_indices(tex_triangles, uv.shape[0], "tex_triangles", "tex_coords", check_range=False)
     if tt.shape[0] != t.shape[0]:
         raise ValueError(f"tex_triangles must have one row per triangle ({t.shape[0]}), got {tt.shape[0]}")
     image = _checks.background(BG, h, w, c).reshape(h * w, c)
+    _checks.kernel_checks(v, t, tt, uv.shape[0])
     _, tri_buf, bary = _rasterize(v, t, h, w)
     pix = np.flatnonzero(tri_buf >= 0)
     coords = _interpolate(uv[:, :2], tt[tri_buf[pix]], bary[pix])
