@@ -91,6 +91,49 @@ def test_read_obj_polygons_and_relative_indices(tmp_path):
     assert back["uv_triangles"] is None  # the last face has no texture coordinates
 
 
+TRIANGLE_OBJ = "v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/1 3/1\n"
+
+
+def test_read_obj_drops_a_byte_order_mark_and_the_w_of_v_lines(tmp_path):
+    path = tmp_path / "m.obj"
+    path.write_text("\ufeffv 0 0 0\nv 1 0 0 1\nv 0 1 0 0.5\nf 1 2 3\n", encoding="utf-8")
+    back = io.read_obj(path)
+    assert back["vertices"].tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0]] and back["colors"] is None
+    assert back["triangles"].tolist() == [[2, 1, 0]]
+
+
+@pytest.mark.parametrize("mtllib, files, texture", [
+    ("a.mtl b.mtl", {"b.mtl": "newmtl m\nmap_Kd b.png\n"}, "b.png"),
+    ("a.mtl b.mtl", {"a.mtl": "newmtl m\nKd 1 1 1\n", "b.mtl": "newmtl m\nmap_Kd b.png\n"}, "b.png"),
+    ("a.mtl b.mtl", {"a.mtl": "newmtl m\nmap_Kd a.png\n", "b.mtl": "newmtl m\nmap_Kd b.png\n"}, "a.png"),
+    ("my mesh.mtl", {"my mesh.mtl": "newmtl m\nmap_Kd my mesh.png\n"}, "my mesh.png"),
+    ("o.mtl", {"o.mtl": "\ufeffmap_Kd -s 1 1 1 t.png\n"}, "t.png"),
+    ("o.mtl", {"o.mtl": "newmtl m\nmap_Kd -o 0.5 -clamp on tex image.png\n"}, "tex image.png"),
+    ("o.mtl", {"o.mtl": "newmtl m\nmap_Kd -blendu off -blendv on -cc off -mm 0 1 -t 1 2 -texres 512 -bm 0.5 "
+                        "-boost 2 -imfchan l t.png\n"}, "t.png"),
+    ("o.mtl", {"o.mtl": "newmtl m\nmap_Kd -s 2 2 3.png\n"}, "3.png"),
+], ids=["second library", "first without map_Kd", "first", "name with a space", "BOM, -s u v w", "-o u, -clamp",
+        "every option", "-s u v then a numeric name"])
+def test_read_obj_texture_of_mtl_libraries_and_map_options(tmp_path, mtllib, files, texture):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    path = tmp_path / "m.obj"
+    path.write_text(f"mtllib {mtllib}\n" + TRIANGLE_OBJ)
+    assert io.read_obj(path)["texture_path"] == tmp_path / texture
+
+
+@pytest.mark.parametrize("mtl, problem", [
+    ("newmtl m\nmap_Kd caf\xe9.png\n".encode("latin-1"), "not UTF-8 text"),
+    (b"newmtl m\nmap_Kd -clamp on\n", "map_Kd names no file"),
+], ids=["latin-1", "options only"])
+def test_read_obj_names_a_bad_mtl_file_and_line(tmp_path, mtl, problem):
+    (tmp_path / "l.mtl").write_bytes(mtl)
+    path = tmp_path / "m.obj"
+    path.write_text("mtllib l.mtl\n" + TRIANGLE_OBJ)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'l.mtl'))}:2: {problem}$"):
+        io.read_obj(path)
+
+
 @pytest.mark.parametrize("binary", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_ply_round_trip_is_exact(tmp_path, binary, dtype):
