@@ -244,13 +244,15 @@ def test_read_ply_binary_is_strict(tmp_path):
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 4\nf 1 2 3\n",
      r":4: face refers to a vertex that does not exist \(4; 3 'v' lines\)$"),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2\n", r":4: face has 2 vertices, at least 3 needed$"),
-    ("v 0 0 0\nv 1 0 0\nv 0 1\n", r":3: 'v' line has 2 numbers, expected 3 \(x y z\) or 6 \(x y z r g b\)$"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1\n",
+     r":3: 'v' line has 2 numbers, expected 3 \(x y z\), 4 \(x y z w\) or 6 \(x y z r g b\)$"),
     ("v 0 0 0 1 1 1\nv 1 0 0\n", r":2: 'v' line has 3 numbers, the first 'v' line 6$"),
+    ("v 0 0 0 1\nv 1 0 0 1 1 1\n", r":2: 'v' line has 6 numbers, the first 'v' line 4$"),
     ("v 0 0 0\nvt 0.5\n", r":2: 'vt' line has 1 numbers, expected 2 \(u v\) or 3 \(u v w\)$"),
     (b"v 0 0 0\nv 1 \xff 0\n", r":2: not UTF-8 text$"),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2 3/1\n", r":5: face gives texture coordinates for some corners only$"),
 ], ids=["vt index", "relative vt index", "index 0", "v index", "2 corners", "short v", "v count changes",
-        "short vt", "not UTF-8", "some corners without vt"])
+        "w then colours", "short vt", "not UTF-8", "some corners without vt"])
 def test_read_obj_is_strict_and_names_file_and_line(tmp_path, text, match):
     path = write(tmp_path / "damaged.obj", text)
     with pytest.raises(ValueError, match=r"damaged\.obj" + match):

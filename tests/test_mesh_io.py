@@ -1,4 +1,5 @@
 """OBJ / PLY / .mat round trips (exact), the files' winding and texture output, error handling; vis."""
+import re
 import sys
 
 import numpy as np
@@ -39,6 +40,16 @@ def test_obj_with_colors_of_a_mesh_without_triangles_or_vertices(tmp_path):
     assert io.encode_obj_with_colors(np.zeros((0, 3)), np.zeros((0, 3), np.int32), np.zeros((0, 3))) == b""
 
 
+@pytest.mark.parametrize("text", ["", "# exported by a tool\no Empty\n"], ids=["zero bytes", "comments only"])
+def test_read_obj_without_vertices(tmp_path, text):
+    empty = io.write_obj_with_colors(tmp_path / "empty", np.zeros((0, 3)), np.zeros((0, 3), np.int32), np.zeros((0, 3)))
+    (tmp_path / "other.obj").write_text(text)
+    for path in (empty, tmp_path / "other.obj"):
+        back = io.read_obj(path)
+        assert back["vertices"].shape == (0, 3) and back["vertices"].dtype == np.float64
+        assert back["colors"] is None and back["triangles"].shape == (0, 3) and back["uv_triangles"] is None
+
+
 def test_obj_with_texture_and_mtl(tmp_path):
     import cv2
 
@@ -60,6 +71,16 @@ def test_obj_with_texture_and_mtl(tmp_path):
     assert np.array_equal(cv2.imread(str(plain["texture_path"]))[:, :, ::-1], texture)
 
 
+@pytest.mark.parametrize("texture", [np.zeros((8, 8, 2)), np.zeros((0, 8, 3)), np.zeros((8, 0))],
+                         ids=["two channels", "no rows", "no columns"])
+def test_invalid_texture_is_refused_before_any_file_is_written(tmp_path, texture):
+    v, t, _ = mesh(np.float32)
+    with pytest.raises(ValueError, match=r"^texture must have shape \(h, w\), \(h, w, 3\) or \(h, w, 4\) with "
+                                         rf"h, w >= 1, got {re.escape(str(texture.shape))}$"):
+        io.write_obj_with_texture(tmp_path / "tex", v, t, texture, np.zeros((30, 2)))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_read_obj_polygons_and_relative_indices(tmp_path):
     path = tmp_path / "quad.obj"
     path.write_text("# quad\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
@@ -68,6 +89,49 @@ def test_read_obj_polygons_and_relative_indices(tmp_path):
     # Fan (1 2 3), (1 3 4), then (1 3 4) again; each reversed into the in-memory (clockwise) order.
     assert back["triangles"].tolist() == [[2, 1, 0], [3, 2, 0], [3, 2, 0]]
     assert back["uv_triangles"] is None  # the last face has no texture coordinates
+
+
+TRIANGLE_OBJ = "v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/1 3/1\n"
+
+
+def test_read_obj_drops_a_byte_order_mark_and_the_w_of_v_lines(tmp_path):
+    path = tmp_path / "m.obj"
+    path.write_text("\ufeffv 0 0 0\nv 1 0 0 1\nv 0 1 0 0.5\nf 1 2 3\n", encoding="utf-8")
+    back = io.read_obj(path)
+    assert back["vertices"].tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0]] and back["colors"] is None
+    assert back["triangles"].tolist() == [[2, 1, 0]]
+
+
+@pytest.mark.parametrize("mtllib, files, texture", [
+    ("a.mtl b.mtl", {"b.mtl": "newmtl m\nmap_Kd b.png\n"}, "b.png"),
+    ("a.mtl b.mtl", {"a.mtl": "newmtl m\nKd 1 1 1\n", "b.mtl": "newmtl m\nmap_Kd b.png\n"}, "b.png"),
+    ("a.mtl b.mtl", {"a.mtl": "newmtl m\nmap_Kd a.png\n", "b.mtl": "newmtl m\nmap_Kd b.png\n"}, "a.png"),
+    ("my mesh.mtl", {"my mesh.mtl": "newmtl m\nmap_Kd my mesh.png\n"}, "my mesh.png"),
+    ("o.mtl", {"o.mtl": "\ufeffmap_Kd -s 1 1 1 t.png\n"}, "t.png"),
+    ("o.mtl", {"o.mtl": "newmtl m\nmap_Kd -o 0.5 -clamp on tex image.png\n"}, "tex image.png"),
+    ("o.mtl", {"o.mtl": "newmtl m\nmap_Kd -blendu off -blendv on -cc off -mm 0 1 -t 1 2 -texres 512 -bm 0.5 "
+                        "-boost 2 -imfchan l t.png\n"}, "t.png"),
+    ("o.mtl", {"o.mtl": "newmtl m\nmap_Kd -s 2 2 3.png\n"}, "3.png"),
+], ids=["second library", "first without map_Kd", "first", "name with a space", "BOM, -s u v w", "-o u, -clamp",
+        "every option", "-s u v then a numeric name"])
+def test_read_obj_texture_of_mtl_libraries_and_map_options(tmp_path, mtllib, files, texture):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    path = tmp_path / "m.obj"
+    path.write_text(f"mtllib {mtllib}\n" + TRIANGLE_OBJ)
+    assert io.read_obj(path)["texture_path"] == tmp_path / texture
+
+
+@pytest.mark.parametrize("mtl, problem", [
+    ("newmtl m\nmap_Kd caf\xe9.png\n".encode("latin-1"), "not UTF-8 text"),
+    (b"newmtl m\nmap_Kd -clamp on\n", "map_Kd names no file"),
+], ids=["latin-1", "options only"])
+def test_read_obj_names_a_bad_mtl_file_and_line(tmp_path, mtl, problem):
+    (tmp_path / "l.mtl").write_bytes(mtl)
+    path = tmp_path / "m.obj"
+    path.write_text("mtllib l.mtl\n" + TRIANGLE_OBJ)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'l.mtl'))}:2: {problem}$"):
+        io.read_obj(path)
 
 
 @pytest.mark.parametrize("binary", [False, True])
@@ -84,6 +148,89 @@ def test_ply_round_trip_is_exact(tmp_path, binary, dtype):
     assert back["colors"].dtype == np.uint8 and np.array_equal(back["colors"], byte_colors)
     back = io.read_ply(io.write_ply(tmp_path / "nocolor.ply", v, t, binary=binary))
     assert back["colors"] is None and np.array_equal(back["triangles"], t)
+
+
+PLY_STRUCT = {"char": "b", "uchar": "B", "short": "h", "ushort": "H", "int": "i", "uint": "I", "float": "f",
+              "double": "d"}
+
+
+def ply_file(fmt, elements):
+    """PLY bytes of format fmt; elements: (name, property declarations as in the header, rows), a row holding a
+    value per scalar property and a Python list per list property."""
+    import struct
+
+    header = ["ply", f"format {fmt} 1.0"]
+    body = []
+    for name, props, rows in elements:
+        header += [f"element {name} {len(rows)}"] + [f"property {p}" for p in props]
+        for row in rows:
+            if fmt == "ascii":
+                body.append(" ".join(" ".join(map(str, [len(x), *x])) if isinstance(x, list) else str(x)
+                                     for x in row).encode() + b"\n")
+                continue
+            order = "<" if fmt == "binary_little_endian" else ">"
+            for decl, x in zip(props, row):
+                types = decl.split()[:-1]
+                if types[0] == "list":
+                    count, item = PLY_STRUCT[types[1]], PLY_STRUCT[types[2]]
+                    body.append(struct.pack(f"{order}{count}{len(x)}{item}", len(x), *x))
+                else:
+                    body.append(struct.pack(order + PLY_STRUCT[types[0]], x))
+    return ("\n".join(header + ["end_header"]) + "\n").encode() + b"".join(body)
+
+
+SQUARE = ("vertex", ["float x", "float y", "float z", "uchar red", "uchar green", "uchar blue"],
+          [[0, 0, 0, 255, 0, 0], [1, 0, 0, 0, 255, 0], [1, 1, 0, 0, 0, 255], [0, 1, 0, 10, 20, 30],
+           [0.5, 2, 0.25, 1, 2, 3]])
+
+
+@pytest.mark.parametrize("face", [
+    (["list uchar int vertex_indices", "uchar red", "uchar green", "uchar blue", "uchar alpha"],
+     [[[0, 1, 2], 1, 2, 3, 255], [[0, 2, 3], 4, 5, 6, 255], [[3, 2, 4], 7, 8, 9, 128]],
+     [[0, 1, 2], [0, 2, 3], [3, 2, 4]]),
+    (["list uchar int vertex_indices"], [[[0, 1, 2, 3]], [[3, 2, 4]], [[0, 1, 2, 4, 3]]],
+     [[0, 1, 2], [0, 2, 3], [3, 2, 4], [0, 1, 2], [0, 2, 4], [0, 4, 3]]),
+    (["list uchar int vertex_indices", "list uchar float texcoord"],
+     [[[0, 1, 2], [0, 0, 1, 0, 1, 1]], [[0, 2, 3, 4], [0, 0, 1, 1, 0, 1, 0.5, 0.5]]],
+     [[0, 1, 2], [0, 2, 3], [0, 3, 4]]),
+    (["int flags", "list char ushort vertex_index", "float quality"], [[7, [0, 1, 2], 0.5], [-1, [2, 3, 4], 1.5]],
+     [[0, 1, 2], [2, 3, 4]]),
+], ids=["face colours", "polygons", "per-wedge texcoords", "flags and quality"])
+def test_binary_ply_faces_with_other_properties_or_polygons_read_as_in_ascii(tmp_path, face):
+    props, rows, fans = face
+    results = {}
+    for fmt in ("ascii", "binary_little_endian", "binary_big_endian"):
+        path = tmp_path / f"{fmt}.ply"
+        path.write_bytes(ply_file(fmt, [SQUARE, ("face", props, rows)]))
+        results[fmt] = io.read_ply(path)
+    for fmt, back in results.items():
+        assert np.array_equal(back["vertices"], np.array(SQUARE[2], np.float64)[:, :3]), fmt
+        assert back["colors"].dtype == np.uint8 and back["colors"].tolist() == [r[3:] for r in SQUARE[2]], fmt
+        assert back["triangles"].dtype == np.int32 and back["triangles"][:, ::-1].tolist() == fans, fmt
+
+
+def test_binary_ply_faces_read_entry_by_entry_are_strict(tmp_path):
+    path = tmp_path / "f.ply"
+    props = ["list char int vertex_indices", "uchar red"]
+
+    def read(rows, edit=lambda data: data):
+        path.write_bytes(edit(ply_file("binary_little_endian", [SQUARE, ("face", props, rows)])))
+        return io.read_ply(path)
+
+    good = [[[0, 1, 2, 3], 1], [[0, 2, 4], 2]]
+    assert read(good)["triangles"][:, ::-1].tolist() == [[0, 1, 2], [0, 2, 3], [0, 2, 4]]
+    with pytest.raises(ValueError, match=r"f\.ply:10: the header declares 2 'face' entries, the file holds 1$"):
+        read(good, lambda data: data[:-1])
+    with pytest.raises(ValueError, match=r"f\.ply: 1 bytes after the last element the header declares$"):
+        read(good, lambda data: data + b"\0")
+    with pytest.raises(ValueError, match=r"f\.ply: 'face' entry 1 refers to a vertex that does not exist "
+                                         r"\(9; 5 vertices\)$"):
+        read([[[0, 1, 2, 3], 1], [[0, 2, 9], 2]])
+    with pytest.raises(ValueError, match=r"f\.ply: 'face' entry 1 has 2 vertices, at least 3 needed$"):
+        read([[[0, 1, 2, 3], 1], [[0, 2], 2]])
+    first_face = len(ply_file("binary_little_endian", [SQUARE, ("face", props, [])]))
+    with pytest.raises(ValueError, match=r"f\.ply: 'face' entry 0 holds a list of -1 items$"):
+        read(good, lambda data: data[:first_face] + b"\xff" + data[first_face + 1:])
 
 
 def test_ply_header_and_winding(tmp_path):

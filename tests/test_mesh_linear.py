@@ -55,6 +55,15 @@ def test_kernel_equals_numpy_twin_and_float64_sum(basis):
     np.testing.assert_allclose(got[:, :111], exact, rtol=0, atol=0.05)  # float32 rounding of sums near 1e4
 
 
+def test_a_basis_without_columns_gives_the_mean_in_both_twins(basis):
+    mean = basis[0]
+    mean_p, tiles = linear.tile_basis(mean, np.zeros((mean.size, 0), np.float32))
+    assert tiles.shape == (4, 0, linear.TILE)
+    got = linear.combine_basis(mean_p, tiles, np.zeros((2, 0)))
+    np.testing.assert_array_equal(got, np.stack([mean_p, mean_p]))
+    np.testing.assert_array_equal(linear_numpy.combine_basis(mean_p, tiles, np.zeros((2, 0))), got)
+
+
 def test_combination_does_not_depend_on_the_batch(basis):
     mean, shape_pc, exp_pc, coef = basis
     mean_p, tiles = linear.tile_basis(mean, shape_pc, exp_pc)

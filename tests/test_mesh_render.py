@@ -106,6 +106,34 @@ def test_dense_self_occluding_mesh_matches_numpy_twin():
     assert visible.size > 500 and not np.isin(hidden_side, visible).any()
 
 
+def test_numpy_twin_holds_a_large_triangle_in_bounded_memory():
+    import tracemalloc
+
+    size = 2048  # two triangles, each with a bounding box of 2048 x 2048 pixels
+    v = np.array([[0, 0, 0], [size, 0, 1], [0, size, 2], [size, size, 3]], np.float32)
+    t = np.array([[0, 1, 2], [1, 3, 2]])
+    tracemalloc.start()
+    try:
+        buffers = ref.rasterize_triangles(v, t, size, size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # The three buffers returned take 80 MB; one chunk of candidate pairs about 50 MB (a whole box: 650 MB).
+    assert peak < 150 * 2 ** 20, peak / 2 ** 20
+    for got, want in zip(buffers, cpp.rasterize_triangles(v, t, size, size)):
+        assert np.array_equal(got, want)
+    colors = np.arange(12, dtype=np.float32).reshape(4, 3)
+    assert np.array_equal(ref.render_colors(v, t, colors, size, size), cpp.render_colors(v, t, colors, size, size))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_numpy_twin_splitting_boxes_into_small_spans_changes_nothing(monkeypatch, seed):
+    v, t = random_mesh(seed)
+    monkeypatch.setattr(ref, "_CHUNK_PAIRS", 7)  # spans end mid-row, chunks hold parts of overlapping triangles
+    for got, want in zip(ref.rasterize_triangles(v, t, H, W), cpp.rasterize_triangles(v, t, H, W)):
+        assert np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("twin", TWINS)
 def test_empty_mesh_renders_background(twin):
     v = np.zeros((0, 3))
@@ -221,7 +249,7 @@ def test_render_kernel_releases_the_gil():
     h = w = 200
     v, t = random_mesh(5, nver=300, ntri=3000)
     v[:, :2] *= w / W
-    v, t = cpp._mesh(v, t)  # the kernel's dtypes
+    v, t = _checks.as_mesh(v, t)  # the kernel's dtypes
     colors = _checks.as_attributes(np.random.default_rng(1).uniform(0, 1, (len(v), 3)), len(v), 3)
     counter = [0]
     moved = []
@@ -254,6 +282,30 @@ def test_twins_expose_the_same_functions():
     assert cpp.__all__ == ref.__all__
     for name in cpp.__all__:
         assert inspect.signature(getattr(cpp, name)) == inspect.signature(getattr(ref, name)), name
+
+
+# Every mesh.* / mesh_numpy.* name that face3d's examples 1-8 (YadiraF/face3d, examples/*.py) call.
+FACE3D_EXAMPLE_NAMES = [
+    "mesh.io.write_obj_with_colors_texture", "mesh.light.add_light", "mesh.render.render_colors",
+    "mesh.render.render_texture", "mesh.transform.angle2matrix", "mesh.transform.lookat_camera",
+    "mesh.transform.orthographic_project", "mesh.transform.perspective_project", "mesh.transform.similarity_transform",
+    "mesh.transform.to_image", "mesh.vis.plot_mesh", "mesh_numpy.io.write_obj_with_colors_texture",
+    "mesh_numpy.render.render_colors", "mesh_numpy.render.render_colors_ras", "mesh_numpy.render.render_texture",
+]
+
+
+@pytest.mark.parametrize("name", FACE3D_EXAMPLE_NAMES)
+def test_names_that_face3d_examples_call_exist(name):
+    import importlib
+
+    package, module, function = name.split(".")
+    assert callable(getattr(importlib.import_module(f"face3d.{package}.{module}"), function))
+
+
+def test_render_colors_ras_is_render_colors():
+    # face3d's render_colors_ras(vertices, triangles, colors, h, w, c=3) rasterises, then interpolates the colours
+    # with the barycentric weights, zeros where no triangle is: render_colors with BG=None.
+    assert ref.render_colors_ras is ref.render_colors
 
 
 GOOD_V = np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0]], dtype=np.float32)
@@ -313,6 +365,59 @@ def test_bad_colors_texture_and_background(twin):
         twin.render_texture(GOOD_V, GOOD_T, tex, uv, GOOD_T, 5, 5, mapping_type="cubic")
     with pytest.raises(ValueError, match=r"^c must equal the number of channels of texture"):
         twin.render_texture(GOOD_V, GOOD_T, tex, uv, GOOD_T, 5, 5, c=1)
+
+
+# One fault per entry, each in one argument: several at once must give the same error in both twins.
+FAULTS = {
+    "NaN vertex": dict(vertices=np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0], [np.nan, 0, 0]], np.float32)),
+    "int64 index": dict(triangles=np.array([[0, 1, 9]])),
+    "int32 index": dict(triangles=np.array([[0, 1, 9]], np.int32)),
+    "whole-number index": dict(triangles=np.array([[0, 1, 2.5]])),
+    "colors": dict(colors=np.zeros((2, 3))),
+    "BG": dict(BG=np.zeros(7)),
+    "texture": dict(texture=np.zeros((0, 4, 3))),
+    "tex_coords": dict(tex_coords=np.array([[0, 0], [np.nan, 0], [0, 0]])),
+    "int64 tex index": dict(tex_triangles=np.array([[0, 1, 5]])),
+    "int32 tex index": dict(tex_triangles=np.array([[0, 1, 5]], np.int32)),
+    "h": dict(h=0),
+}
+
+
+@pytest.mark.parametrize("faults", [(a, b) for i, a in enumerate(FAULTS) for b in list(FAULTS)[i + 1:]
+                                    if FAULTS[a].keys() != FAULTS[b].keys()], ids=" + ".join)
+def test_twins_raise_the_same_error_for_several_faults(faults):
+    args = dict(vertices=np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0], [4, 4, 0]], np.float32), triangles=GOOD_T,
+                colors=np.zeros((4, 3)), BG=None, texture=np.zeros((4, 4, 3)), tex_coords=np.zeros((3, 2)),
+                tex_triangles=GOOD_T, h=5, w=5)
+    for fault in faults:
+        args.update(FAULTS[fault])
+    calls = {
+        "rasterize_triangles": lambda twin: twin.rasterize_triangles(args["vertices"], args["triangles"], args["h"],
+                                                                     args["w"]),
+        "render_colors": lambda twin: twin.render_colors(args["vertices"], args["triangles"], args["colors"],
+                                                         args["h"], args["w"], BG=args["BG"]),
+        "render_texture": lambda twin: twin.render_texture(args["vertices"], args["triangles"], args["texture"],
+                                                           args["tex_coords"], args["tex_triangles"], args["h"],
+                                                           args["w"], BG=args["BG"]),
+    }
+    for name, call in calls.items():
+        messages = []
+        for twin in (cpp, ref):
+            try:
+                call(twin)
+                messages.append(None)
+            except ValueError as err:
+                messages.append(str(err))
+        assert messages[0] == messages[1], (name, messages)
+
+
+def test_a_triangle_index_that_needs_converting_is_checked_before_the_vertices_are():
+    v = np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0], [np.nan, 0, 0]], np.float32)
+    for twin in (cpp, ref):
+        with pytest.raises(ValueError, match=r"^triangles must hold indices into vertices in \[0, 4\)"):
+            twin.rasterize_triangles(v, np.array([[0, 1, 9]]), 5, 5)
+        with pytest.raises(ValueError, match=r"^vertices must be finite, found NaN or inf$"):
+            twin.rasterize_triangles(v, np.array([[0, 1, 9]], np.int32), 5, 5)
 
 
 def test_background_is_not_modified():

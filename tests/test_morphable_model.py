@@ -119,6 +119,20 @@ def test_transforms_known_geometry():
                                0.5 * v @ angle2matrix_3ddfa(rad).T + [1, 2, 3], atol=1e-12)
 
 
+def test_pose_scale_may_be_a_one_element_array():
+    mm = MorphableModel.from_arrays(small_model(np.random.default_rng(4)))
+    v = np.random.default_rng(5).normal(0, 1, (7, 3))
+    ang, t = [10.0, -35.0, 20.0], [1, 2, 3]
+    for s in (np.array([0.5]), np.array([[0.5]])):  # scipy.io.loadmat gives (1, 1)
+        assert np.array_equal(mm.transform(v, s, ang, t), mm.transform(v, 0.5, ang, t))
+        assert np.array_equal(mm.transform_3ddfa(v, s, ang, t), mm.transform_3ddfa(v, 0.5, ang, t))
+        assert np.array_equal(mm.fit_to_pose_para(s, ang, t), mm.fit_to_pose_para(0.5, ang, t))
+    with pytest.raises(ValueError, match=r"^s must be a number or a one-element array, got shape \(2,\)"):
+        mm.transform(v, np.array([0.5, 0.5]), ang, t)
+    with pytest.raises(ValueError, match=r"^s must be a positive finite scale, got -0.5"):
+        mm.transform(v, np.array([[-0.5]]), ang, t)
+
+
 def test_pose_para_conversion_round_trip():
     mm = MorphableModel.from_arrays(small_model(np.random.default_rng(6)))
     pose = mm.fit_to_pose_para(1.3e-3, [-7.0, 44.0, 3.0], [183.0, 189.0, 0.0], tz=-81.0)

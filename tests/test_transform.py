@@ -50,6 +50,21 @@ def test_similarity_transform_and_rotate():
     np.testing.assert_allclose(tf.rotate(v, [0, 0, 90]), v @ R.T, atol=1e-6)
 
 
+@pytest.mark.parametrize("s", [2, np.float32(2), np.array(2.0), np.array([2.0]), np.array([[2]], np.uint8)],
+                         ids=["int", "float32", "0-d", "(1,)", "(1, 1) as loadmat gives"])
+def test_similarity_transform_takes_any_one_element_scale(s):
+    v = np.array([[1.0, 2.0, 3.0], [-1.0, 0.0, 0.5]])
+    R = tf.angle2matrix([0, 0, 90])
+    assert np.array_equal(tf.similarity_transform(v, s, R, [10, 20, 30]), 2.0 * v @ R.T + [10, 20, 30])
+
+
+@pytest.mark.parametrize("s, got", [(np.array([1.0, 2.0]), r"shape \(2,\)"), (np.zeros((1, 0)), r"shape \(1, 0\)"),
+                                    ("two", "'two'"), (None, "None")])
+def test_similarity_transform_names_a_scale_that_is_not_one_number(s, got):
+    with pytest.raises(ValueError, match=r"^s must be a number or a one-element array, got " + got):
+        tf.similarity_transform(np.zeros((2, 3)), s, np.eye(3), [0, 0, 0])
+
+
 def test_estimate_affine_and_P2sRt_recover_exact_pose():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(68, 3)) * 50000

@@ -1,7 +1,8 @@
 """Input validation shared by face3d.mesh (C++ kernels) and face3d.mesh_numpy (their numpy twins).
 
 Both twins convert their inputs through these functions, so they see identical float32 / int32 arrays and raise
-identical ``ValueError`` messages, each naming the offending argument.
+identical ``ValueError`` messages, each naming the offending argument, in the same order (the numpy twins make the
+C++ kernels' own checks with ``kernel_checks``, where the C++ twins call the kernel).
 """
 import operator
 
@@ -75,9 +76,33 @@ def as_indices(triangles, n, name="triangles", what="vertices", check_range=True
     elif not np.issubdtype(t.dtype, np.integer) or t.dtype == np.bool_:
         raise ValueError(f"{name} must have an integer dtype, got {t.dtype}")
     converted = t.dtype != np.int32
-    if (check_range or converted) and t.size and (t.min() < 0 or t.max() >= n):
+    if (check_range or converted) and _outside(t, n):
         raise ValueError(index_range_message(name, n, what))
     return np.ascontiguousarray(t, dtype=np.int32)
+
+
+def _outside(indices, n):
+    """Whether an index lies outside [0, n)."""
+    return indices.size > 0 and (indices.min() < 0 or indices.max() >= n)
+
+
+def as_mesh(vertices, triangles):
+    """(n, 3) float32 vertices and (ntri, 3) int32 triangles as the C++ render kernels take them: shapes and dtypes
+    checked, and the index range where a conversion is needed (as_indices); the rest is kernel_checks'."""
+    v = as_vertices(vertices, check_finite=False)
+    return v, as_indices(triangles, v.shape[0], check_range=False)
+
+
+def kernel_checks(v, t, tex_triangles=None, ntex=0):
+    """The checks the C++ render kernels make themselves, in their order: tex_triangles in [0, ntex) (for
+    render_texture), vertices finite, triangles in [0, nver). The numpy twins call it where the C++ twins call the
+    kernel, so that several faults at once give the same error."""
+    if tex_triangles is not None and _outside(tex_triangles, ntex):
+        raise ValueError(index_range_message("tex_triangles", ntex, "tex_coords"))
+    if not np.isfinite(v).all():
+        raise ValueError(nonfinite_vertices_message())
+    if _outside(t, v.shape[0]):
+        raise ValueError(index_range_message("triangles", v.shape[0]))
 
 
 def as_attributes(values, nrows, c, name="colors"):

@@ -10,6 +10,7 @@ face3d.mesh.light); OBJ and PLY files expect counter-clockwise faces, so the wri
 0-based in PLY and in the .mat files written here (face3d's example .mat layout).
 """
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,30 +55,35 @@ def write_obj_with_colors(obj_name, vertices, triangles, colors):
     return path
 
 
-def _save_texture(path, texture):
+def _encode_texture(texture) -> bytes:
+    """PNG bytes of an (h, w), (h, w, 3) or (h, w, 4) texture (uint8 as is, else floats in [0, 1] scaled to 0..255,
+    RGB(A)); ValueError naming texture for another shape or an empty image."""
     import cv2
 
     tex = np.asarray(texture)
     if tex.ndim == 2:
         tex = tex[:, :, None]
-    if tex.ndim != 3 or tex.shape[2] not in (1, 3, 4):
-        raise ValueError(f"texture must have shape (h, w), (h, w, 3) or (h, w, 4), got {np.shape(texture)}")
+    if tex.ndim != 3 or tex.shape[2] not in (1, 3, 4) or 0 in tex.shape:
+        raise ValueError(f"texture must have shape (h, w), (h, w, 3) or (h, w, 4) with h, w >= 1, got "
+                         f"{np.shape(texture)}")
     if tex.dtype != np.uint8:
         tex = np.round(np.clip(tex.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
     if tex.shape[2] >= 3:
-        tex = tex[:, :, [2, 1, 0, 3][: tex.shape[2]]]  # cv2 writes BGR(A)
-    if not cv2.imwrite(str(path), tex):
-        raise OSError(f"could not write texture image {path}")
+        tex = tex[:, :, [2, 1, 0, 3][: tex.shape[2]]]  # cv2 encodes BGR(A)
+    ok, png = cv2.imencode(".png", tex)
+    if not ok:
+        raise ValueError(f"texture of shape {np.shape(texture)} could not be encoded as PNG")
+    return png.tobytes()
 
 
 def write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, colors=None):
-    """Writes an OBJ with a texture map: <name>.obj, <name>.mtl (material FaceTexture, map_Kd) and
-    <name>_texture.png.
+    """Writes an OBJ with a texture map: <name>_texture.png, <name>.mtl (material FaceTexture, map_Kd) and
+    <name>.obj, in this order, once every argument is checked (bad input writes no file).
 
     Args:
         obj_name: path; '.obj' is appended when missing.
         vertices: (nver, 3) floats; triangles: (ntri, 3) 0-based ints.
-        texture: (h, w, 3) uint8 (0..255) or float (0..1) RGB image; row 0 is the top (v = 1).
+        texture: (h, w, 3) uint8 (0..255) or float (0..1) RGB image, h, w >= 1; row 0 is the top (v = 1).
         uv_coords: (nver, 2) (or (nver, 3), the rest ignored) OBJ texture coordinates of each vertex: u right,
             v up, in [0, 1] (BFM_UV.mat's convention); written as given.
         colors: optional (nver, 3) per-vertex colours, written after the positions.
@@ -88,25 +94,35 @@ def write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, co
     uv = np.asarray(uv_coords)
     if uv.ndim != 2 or uv.shape[0] != v.shape[0] or uv.shape[1] < 2:
         raise ValueError(f"uv_coords must have shape ({v.shape[0]}, 2), got {uv.shape}")
+    png = _encode_texture(texture)
     path = _obj_path(obj_name)
     mtl_path = path.with_suffix(".mtl")
     tex_path = path.with_name(path.stem + "_texture.png")
-    with open(path, "w") as f:
-        f.write(f"mtllib {mtl_path.name}\n")
-        f.write(_rows("v", v) if col is None else _rows("v", v, col))
-        f.write(_rows("vt", uv[:, :2]))
-        f.write("usemtl FaceTexture\n")
-        r = t[:, ::-1] + 1
-        f.write("".join(f"f {a}/{a} {b}/{b} {c}/{c}\n" for a, b, c in r.tolist()))
-    with open(mtl_path, "w") as f:
-        f.write(f"newmtl FaceTexture\nmap_Kd {tex_path.name}\n")
-    _save_texture(tex_path, texture)
+    r = t[:, ::-1] + 1
+    obj = (f"mtllib {mtl_path.name}\n" + (_rows("v", v) if col is None else _rows("v", v, col))
+           + _rows("vt", uv[:, :2]) + "usemtl FaceTexture\n"
+           + "".join(f"f {a}/{a} {b}/{b} {c}/{c}\n" for a, b, c in r.tolist()))
+    tex_path.write_bytes(png)
+    mtl_path.write_text(f"newmtl FaceTexture\nmap_Kd {tex_path.name}\n")
+    path.write_text(obj)
     return path
 
 
 def write_obj_with_colors_texture(obj_name, vertices, triangles, colors, texture, uv_coords):
     """face3d's name: write_obj_with_texture with per-vertex colours as well."""
     return write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, colors=colors)
+
+
+def _text_lines(path):
+    """(line number, text) of each line of a UTF-8 text file, a leading byte order mark dropped; InputFileError
+    naming the file and line for bytes that are not UTF-8."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputFileError(path, "not UTF-8 text", lineno) from None
+            yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
 
 
 def _obj_numbers(parts, counts, what, lineno, path):
@@ -132,11 +148,13 @@ def _obj_indices(tokens, n, what, key, lineno, path):
 
 def read_obj(path):
     """Reads an OBJ (the subset written here and by common tools): v (with optional r g b), vt, f (triangles, or
-    polygons split into fans; 'v', 'v/vt', 'v//vn', 'v/vt/vn'), mtllib + map_Kd.
+    polygons split into fans; 'v', 'v/vt', 'v//vn', 'v/vt/vn'), mtllib + map_Kd (see ``_texture_path``). UTF-8
+    text; a byte order mark is dropped.
 
-    Strict: every 'v' line holds 3 or 6 numbers (the same in all), every 'vt' line 2 or 3, every face at least 3
-    corners, with a texture coordinate index for all of them or for none, and every index refers to a 'v' / 'vt'
-    line above the face (1-based, or negative = counted back from the last one).
+    Strict: every 'v' line holds 3 numbers (x y z), 4 (x y z w; w ignored) or 6 (x y z r g b), colours in all or
+    in none, every 'vt' line 2 or 3, every face at least 3 corners, with a texture coordinate index for all of
+    them or for none, and every index refers to a 'v' / 'vt' line above the face (1-based, or negative = counted
+    back from the last one).
 
     Args:
         path: .obj file.
@@ -153,49 +171,47 @@ def read_obj(path):
     if not path.is_file():
         raise FileNotFoundError(f"OBJ file not found: {path}")
     verts, uvs, faces, uv_faces, mtllibs = [], [], [], [], []
-    all_faces_have_uv = True
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputFileError(path, "not UTF-8 text", lineno) from None
-            parts = line.split()
-            if not parts or parts[0].startswith("#"):
-                continue
-            try:
-                if parts[0] == "v":
-                    row = _obj_numbers(parts, (3, 6), "3 (x y z) or 6 (x y z r g b)", lineno, path)
-                    if verts and len(row) != len(verts[0]):
-                        raise InputFileError(path, f"'v' line has {len(row)} numbers, the first 'v' line "
-                                                   f"{len(verts[0])}", lineno)
-                    verts.append(row)
-                elif parts[0] == "vt":
-                    uvs.append(_obj_numbers(parts, (2, 3), "2 (u v) or 3 (u v w)", lineno, path)[:2])
-                elif parts[0] == "f":
-                    corners = [p.split("/") for p in parts[1:]]
-                    if len(corners) < 3:
-                        raise InputFileError(path, f"face has {len(corners)} vertices, at least 3 needed", lineno)
-                    has_uv = [len(c) > 1 and c[1] != "" for c in corners]
-                    if any(has_uv) and not all(has_uv):
-                        raise InputFileError(path, "face gives texture coordinates for some corners only", lineno)
-                    vi = _obj_indices([c[0] for c in corners], len(verts), "a vertex", "v", lineno, path)
-                    all_faces_have_uv &= has_uv[0]
-                    for k in range(1, len(vi) - 1):
-                        faces.append([vi[0], vi[k], vi[k + 1]])
-                    if has_uv[0]:
-                        ti = _obj_indices([c[1] for c in corners], len(uvs), "a texture coordinate", "vt", lineno,
-                                          path)
-                        uv_faces.extend([ti[0], ti[k], ti[k + 1]] for k in range(1, len(ti) - 1))
-                elif parts[0] == "mtllib":
-                    mtllibs.append(line.strip()[len("mtllib"):].strip())
-            except InputFileError:
-                raise
-            except (ValueError, IndexError):
-                raise InputFileError(path, f"malformed OBJ line {line.strip()!r}", lineno) from None
+    all_faces_have_uv, first_v_count = True, None
+    for lineno, line in _text_lines(path):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            if parts[0] == "v":
+                row = _obj_numbers(parts, (3, 4, 6), "3 (x y z), 4 (x y z w) or 6 (x y z r g b)", lineno, path)
+                first_v_count = first_v_count or len(row)
+                if len(row) == 4:
+                    row = row[:3]  # w weighs rational curves and surfaces' control points, not mesh vertices
+                if verts and len(row) != len(verts[0]):
+                    raise InputFileError(path, f"'v' line has {len(parts) - 1} numbers, the first 'v' line "
+                                               f"{first_v_count}", lineno)
+                verts.append(row)
+            elif parts[0] == "vt":
+                uvs.append(_obj_numbers(parts, (2, 3), "2 (u v) or 3 (u v w)", lineno, path)[:2])
+            elif parts[0] == "f":
+                corners = [p.split("/") for p in parts[1:]]
+                if len(corners) < 3:
+                    raise InputFileError(path, f"face has {len(corners)} vertices, at least 3 needed", lineno)
+                has_uv = [len(c) > 1 and c[1] != "" for c in corners]
+                if any(has_uv) and not all(has_uv):
+                    raise InputFileError(path, "face gives texture coordinates for some corners only", lineno)
+                vi = _obj_indices([c[0] for c in corners], len(verts), "a vertex", "v", lineno, path)
+                all_faces_have_uv &= has_uv[0]
+                for k in range(1, len(vi) - 1):
+                    faces.append([vi[0], vi[k], vi[k + 1]])
+                if has_uv[0]:
+                    ti = _obj_indices([c[1] for c in corners], len(uvs), "a texture coordinate", "vt", lineno,
+                                      path)
+                    uv_faces.extend([ti[0], ti[k], ti[k + 1]] for k in range(1, len(ti) - 1))
+            elif parts[0] == "mtllib":
+                mtllibs.append(line.strip()[len("mtllib"):].strip())
+        except InputFileError:
+            raise
+        except (ValueError, IndexError):
+            raise InputFileError(path, f"malformed OBJ line {line.strip()!r}", lineno) from None
     tris = np.array(faces, dtype=np.int64).reshape(-1, 3)
     uv_tris = np.array(uv_faces, dtype=np.int64).reshape(-1, 3)
-    table = np.array(verts, dtype=np.float64).reshape(len(verts), -1)
+    table = np.array(verts, dtype=np.float64).reshape(len(verts), len(verts[0]) if verts else 3)
     has_uv = bool(faces) and all_faces_have_uv
     return {
         "vertices": np.ascontiguousarray(table[:, :3]),
@@ -207,20 +223,57 @@ def read_obj(path):
     }
 
 
+# Arguments of the MTL texture map options: -o, -s and -t take 1 to 3 numbers (u [v [w]]), the others a fixed count.
+_MAP_OPTION_ARITY = {"-blendu": 1, "-blendv": 1, "-cc": 1, "-clamp": 1, "-mm": 2, "-texres": 1, "-bm": 1,
+                     "-boost": 1, "-imfchan": 1, "-o": 3, "-s": 3, "-t": 3}
+
+
+def _is_number(token):
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _map_file(arguments):
+    """The file name of a texture map statement's arguments ('-s 1 1 1 tex image.png' -> 'tex image.png'): the
+    options are skipped with their arguments, the rest is the name, spaces kept; '' when nothing is left."""
+    tokens = [(m.start(), m.group()) for m in re.finditer(r"\S+", arguments)]
+    k = 0
+    while k < len(tokens) - 1 and tokens[k][1] in _MAP_OPTION_ARITY:
+        option, k = tokens[k][1], k + 1
+        if option in ("-o", "-s", "-t"):  # up to 3 numbers, leaving the name
+            stop = min(k + 3, len(tokens) - 1)
+            while k < stop and _is_number(tokens[k][1]):
+                k += 1
+        else:
+            k += _MAP_OPTION_ARITY[option]
+    return arguments[tokens[k][0]:].strip() if k < len(tokens) else ""
+
+
 def _texture_path(folder, mtllibs):
-    """The ``map_Kd`` texture of the first existing ``mtllib`` (Path, or None); a data file only names files in
-    the OBJ's folder (or below), so a name leading out of it raises InputFileError."""
-    for name in mtllibs:
-        mtl = folder / name
-        if not mtl.resolve().is_relative_to(folder.resolve()):
-            raise InputFileError(folder, f"mtllib {name!r} lies outside the OBJ's folder")
-        if not mtl.is_file():
-            continue
-        for line in mtl.read_text().splitlines():
-            if line.split()[:1] == ["map_Kd"]:
-                texture = line.strip()[len("map_Kd"):].strip()
+    """The ``map_Kd`` texture (Path, or None) of the first existing library with one; each ``mtllib`` statement
+    names one library (a name with spaces, as written here) or several separated by spaces. Map options
+    ('-s 1 1 1', '-clamp on', ...) are skipped. A data file only names files in the OBJ's folder (or below), so a
+    name leading out of it raises InputFileError, as do a library that is not UTF-8 text and a map_Kd without a
+    file name."""
+    for statement in mtllibs:
+        names = statement.split()
+        for name in [statement] + (names if len(names) > 1 else []):
+            mtl = folder / name
+            if not mtl.resolve().is_relative_to(folder.resolve()):
+                raise InputFileError(folder, f"mtllib {name!r} lies outside the OBJ's folder")
+            if not mtl.is_file():
+                continue
+            for lineno, line in _text_lines(mtl):
+                if line.split()[:1] != ["map_Kd"]:
+                    continue
+                texture = _map_file(line.strip()[len("map_Kd"):])
+                if not texture:
+                    raise InputFileError(mtl, "map_Kd names no file", lineno)
                 if not (folder / texture).resolve().is_relative_to(folder.resolve()):
-                    raise InputFileError(mtl, f"map_Kd {texture!r} lies outside the OBJ's folder")
+                    raise InputFileError(mtl, f"map_Kd {texture!r} lies outside the OBJ's folder", lineno)
                 return folder / texture
     return None
 

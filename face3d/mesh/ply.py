@@ -4,6 +4,7 @@ The reader checks the header against the data: every declared entry present with
 element, faces of at least 3 existing vertices; errors name the file and the line (or the entry, for binary data).
 Winding and index conventions are those of ``face3d.mesh.io``.
 """
+import struct
 from pathlib import Path
 from typing import NamedTuple
 
@@ -159,8 +160,20 @@ def _ascii_entry(tokens, element):
     return values
 
 
+class _Entries(NamedTuple):
+    """An element read entry by entry: per entry its values (a number per scalar property, a list per list
+    property, in the header's order) and, for ascii, the line of each entry (None: binary entries go by number)."""
+    values: list
+    lines: list | None
+
+
+def _missing_entries(path, element, held):
+    return InputFileError(path, f"the header declares {element.count} '{element.name}' entries, the file holds "
+                                f"{held}", element.line)
+
+
 def _read_ply_ascii(body, elements, header_lines, path):
-    """{element name: (values per entry, line of each entry)} of an ascii PLY body (blank lines are skipped)."""
+    """{element name: _Entries} of an ascii PLY body (blank lines are skipped)."""
     try:
         text = body.decode("ascii")
     except UnicodeDecodeError as err:
@@ -170,8 +183,7 @@ def _read_ply_ascii(body, elements, header_lines, path):
     for element in elements:
         entries = rows[pos:pos + element.count]
         if len(entries) < element.count:
-            raise InputFileError(path, f"the header declares {element.count} '{element.name}' entries, the file "
-                                       f"holds {len(entries)}", element.line)
+            raise _missing_entries(path, element, len(entries))
         pos += element.count
         values = []
         for lineno, tokens in entries:
@@ -179,52 +191,90 @@ def _read_ply_ascii(body, elements, header_lines, path):
                 values.append(_ascii_entry(tokens, element))
             except ValueError as err:
                 raise InputFileError(path, f"'{element.name}' entry {err}", lineno) from None
-        data[element.name] = (values, [lineno for lineno, _ in entries])
+        data[element.name] = _Entries(values, [lineno for lineno, _ in entries])
     if pos < len(rows):
         raise InputFileError(path, "data after the last element the header declares", rows[pos][0])
     return data
 
 
-def _read_ply_binary(body, elements, order, path):
-    """{element name: structured array} of a binary PLY body; list properties must be alone in their element and
-    hold 3 items (triangles)."""
-    data, offset = {}, 0
-    for element in elements:
-        lists = [p for p in element.properties if p.count_type is not None]
-        if lists and len(element.properties) != 1:
-            raise InputFileError(path, f"binary element {element.name!r} mixes lists with other properties",
-                                 element.line)
+_STRUCT_CODES = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "f4": "f", "f8": "d"}
+
+
+def _binary_records(body, offset, element, order, path):
+    """The entries of a binary element of fixed layout as one structured array: scalar properties only (a field
+    per property), or a lone list holding 3 items in every entry (triangles: fields 'n' and 'i'). None for any
+    other element (read entry by entry)."""
+    lists = [p for p in element.properties if p.count_type is not None]
+    if not lists:
+        dt = np.dtype([(p.name, order + p.type) for p in element.properties])
+    elif len(element.properties) == 1:
+        dt = np.dtype([("n", order + lists[0].count_type), ("i", order + lists[0].type, (3,))])
+    else:
+        return None
+    held = element.count if dt.itemsize == 0 else min(element.count, (len(body) - offset) // dt.itemsize)
+    if held < element.count:
         if lists:
-            dt = np.dtype([("n", order + lists[0].count_type), ("i", order + lists[0].type, (3,))])
+            return None
+        raise _missing_entries(path, element, held)
+    rec = np.frombuffer(body, dtype=dt, count=element.count, offset=offset) if element.count else np.zeros(0, dt)
+    if lists and not np.all(rec["n"] == 3):
+        return None
+    return rec
+
+
+def _binary_entries(view, offset, element, order, path):
+    """Reads a binary element entry by entry from the memoryview of the body, each property in the header's
+    order: a scalar's value, or a list's count then its items. Returns (_Entries, offset after the element)."""
+    scalars = {ptype: struct.Struct(order + code) for ptype, code in _STRUCT_CODES.items()}
+    values = []
+    try:
+        for k in range(element.count):
+            row = []
+            for prop in element.properties:
+                if prop.count_type is None:
+                    row.append(scalars[prop.type].unpack_from(view, offset)[0])
+                    offset += scalars[prop.type].size
+                    continue
+                length = scalars[prop.count_type].unpack_from(view, offset)[0]
+                offset += scalars[prop.count_type].size
+                if length < 0:
+                    raise InputFileError(path, f"'{element.name}' entry {k} holds a list of {length} items")
+                row.append(list(struct.unpack_from(f"{order}{length}{_STRUCT_CODES[prop.type]}", view, offset)))
+                offset += length * scalars[prop.type].size
+            values.append(row)
+    except struct.error:
+        raise _missing_entries(path, element, len(values)) from None
+    return _Entries(values, None), offset
+
+
+def _read_ply_binary(body, elements, order, path):
+    """{element name: structured array (_binary_records) or _Entries} of a binary PLY body."""
+    data, offset, view = {}, 0, memoryview(body)
+    for element in elements:
+        rec = _binary_records(body, offset, element, order, path)
+        if rec is None:
+            data[element.name], offset = _binary_entries(view, offset, element, order, path)
         else:
-            dt = np.dtype([(p.name, order + p.type) for p in element.properties])
-        held = element.count if dt.itemsize == 0 else min(element.count, (len(body) - offset) // dt.itemsize)
-        if held < element.count:
-            raise InputFileError(path, f"the header declares {element.count} '{element.name}' entries, the file "
-                                       f"holds {held}", element.line)
-        rec = np.frombuffer(body, dtype=dt, count=element.count, offset=offset) if element.count else np.zeros(0, dt)
-        if lists and not np.all(rec["n"] == 3):
-            raise InputFileError(path, "binary PLY faces must all be triangles", element.line)
-        data[element.name] = rec
-        offset += dt.itemsize * element.count
+            data[element.name] = rec
+            offset += rec.dtype.itemsize * element.count
     if offset < len(body):
         raise InputFileError(path, f"{len(body) - offset} bytes after the last element the header declares")
     return data
 
 
-def _ply_columns(data, element, fmt):
+def _ply_columns(entries, element):
     """{property name: 1-D array} of an element's scalar properties."""
-    if fmt != "ascii":
-        return {p.name: data[element.name][p.name] for p in element.properties}
-    values, _ = data[element.name]
-    return {p.name: np.array([row[k] for row in values]) for k, p in enumerate(element.properties)
+    if isinstance(entries, np.ndarray):
+        return {p.name: entries[p.name] for p in element.properties if p.count_type is None}
+    return {p.name: np.array([row[k] for row in entries.values]) for k, p in enumerate(element.properties)
             if p.count_type is None}
 
 
-def _ply_triangles(data, element, fmt, nver, path):
-    """(ntri, 3) int64 triangles of the 'face' element in file order (polygons split into fans), range-checked."""
-    if fmt != "ascii":
-        tris = data[element.name]["i"].astype(np.int64).reshape(-1, 3)
+def _ply_triangles(entries, element, nver, path):
+    """(ntri, 3) int64 triangles of the 'face' element in file order, range-checked: polygon (p0, p1, ..., pn-1)
+    is split into the fan (p0, pj, pj+1), j = 1 .. n-2."""
+    if isinstance(entries, np.ndarray):
+        tris = entries["i"].astype(np.int64).reshape(-1, 3)
         bad = np.flatnonzero(((tris < 0) | (tris >= nver)).any(axis=1))
         if bad.size:
             index = tris[bad[0]][(tris[bad[0]] < 0) | (tris[bad[0]] >= nver)][0]
@@ -233,13 +283,14 @@ def _ply_triangles(data, element, fmt, nver, path):
         return tris
     k = next(i for i, p in enumerate(element.properties) if p.name in _PLY_FACE_LISTS)
     tris = []
-    for row, lineno in zip(*data[element.name]):
+    for n, row in enumerate(entries.values):
         poly = row[k]
+        what, lineno = ("face", entries.lines[n]) if entries.lines is not None else (f"'face' entry {n}", None)
         if len(poly) < 3:
-            raise InputFileError(path, f"face has {len(poly)} vertices, at least 3 needed", lineno)
+            raise InputFileError(path, f"{what} has {len(poly)} vertices, at least 3 needed", lineno)
         outside = [i for i in poly if not 0 <= i < nver]
         if outside:
-            raise InputFileError(path, f"face refers to a vertex that does not exist ({outside[0]}; {nver} "
+            raise InputFileError(path, f"{what} refers to a vertex that does not exist ({outside[0]}; {nver} "
                                        f"vertices)", lineno)
         tris.extend([poly[0], poly[j], poly[j + 1]] for j in range(1, len(poly) - 1))
     return np.array(tris, dtype=np.int64).reshape(-1, 3)
@@ -248,7 +299,8 @@ def _ply_triangles(data, element, fmt, nver, path):
 def read_ply(path):
     """Reads a PLY mesh (ascii, binary_little_endian or binary_big_endian) with a 'vertex' element (x, y, z and
     optional red, green, blue) and an optional 'face' element whose list property 'vertex_indices' (or
-    'vertex_index') holds triangles (ascii polygons are split into fans).
+    'vertex_index') holds triangles or polygons (split into fans); other properties of either element (normals,
+    face colours, per-wedge texture coordinates, flags, other elements) are read and ignored.
 
     Strict: the body must hold exactly the entries the header declares, each with the declared number of values of
     the declared types, faces at least 3 vertices, each an index into the vertices.
@@ -282,11 +334,11 @@ def read_ply(path):
         data = _read_ply_ascii(body, elements, header_lines, path)
     else:
         data = _read_ply_binary(body, elements, _PLY_FORMATS[fmt], path)
-    vert = _ply_columns(data, vertex, fmt)
+    vert = _ply_columns(data["vertex"], vertex)
     vertices = np.stack([np.asarray(vert[k], dtype=np.float64).reshape(-1) for k in "xyz"], axis=1)
     colors = None
     if all(k in scalars for k in ("red", "green", "blue")):
         ctype = np.uint8 if {scalars[k] for k in ("red", "green", "blue")} == {"u1"} else np.float64
         colors = np.stack([np.asarray(vert[k]).astype(ctype).reshape(-1) for k in ("red", "green", "blue")], axis=1)
-    t = np.zeros((0, 3), np.int64) if face is None else _ply_triangles(data, face, fmt, len(vertices), path)
+    t = np.zeros((0, 3), np.int64) if face is None else _ply_triangles(data["face"], face, len(vertices), path)
     return {"vertices": vertices, "colors": colors, "triangles": np.ascontiguousarray(t[:, ::-1], dtype=np.int32)}

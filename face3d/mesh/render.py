@@ -39,12 +39,6 @@ def _raise_for(code, nver, ntex=0):
         raise RuntimeError(f"mesh kernel failed with status {code}")
 
 
-def _mesh(vertices, triangles):
-    v = _checks.as_vertices(vertices, check_finite=False)
-    t = _checks.as_indices(triangles, v.shape[0], check_range=False)
-    return v, t
-
-
 def rasterize_triangles(vertices, triangles, h, w):
     """Rasterises a mesh: which triangle is visible at each pixel centre, at what depth and barycentric weights.
 
@@ -65,7 +59,7 @@ def rasterize_triangles(vertices, triangles, h, w):
         a non-finite vertex or a non-positive size.
     """
     h, w = _checks.as_size(h, "h"), _checks.as_size(w, "w")
-    v, t = _mesh(vertices, triangles)
+    v, t = _checks.as_mesh(vertices, triangles)
     depth = np.empty((h, w), dtype=np.float32)
     tri_buf = np.empty((h, w), dtype=np.int32)
     bary = np.empty((h, w, 3), dtype=np.float32)
@@ -92,7 +86,7 @@ def render_colors(vertices, triangles, colors, h, w, c=3, BG=None):
         ValueError: naming the argument, as in rasterize_triangles, or colors / c / BG when they do not match.
     """
     h, w, c = _checks.as_size(h, "h"), _checks.as_size(w, "w"), _checks.as_channels(c)
-    v, t = _mesh(vertices, triangles)
+    v, t = _checks.as_mesh(vertices, triangles)
     col = _checks.as_attributes(colors, v.shape[0], c)
     image = _checks.background(BG, h, w, c)
     _raise_for(_mesh_core.render_colors(v, t, col, h, w, image), v.shape[0])
@@ -127,7 +121,7 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
     """
     h, w, c = _checks.as_size(h, "h"), _checks.as_size(w, "w"), _checks.as_channels(c)
     bilinear = _checks.mapping(mapping_type)
-    v, t = _mesh(vertices, triangles)
+    v, t = _checks.as_mesh(vertices, triangles)
     tex = _checks.as_texture(texture, c)
     uv = _checks.as_tex_coords(tex_coords)
     tt = _checks.as_indices(tex_triangles, uv.shape[0], "tex_triangles", "tex_coords", check_range=False)

@@ -86,11 +86,23 @@ def rotate(vertices, angles):
     return (v @ angle2matrix(angles).T).astype(v.dtype, copy=False)
 
 
+def as_scale(s, name="s") -> float:
+    """A scale given as a number or as any one-element array ((1,), or (1, 1) as scipy.io.loadmat gives it),
+    as a Python float; ValueError naming ``name`` for anything else."""
+    a = np.asarray(s)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must be a number or a one-element array, got {s!r}")
+    if a.size != 1:
+        raise ValueError(f"{name} must be a number or a one-element array, got shape {a.shape}")
+    return float(a.reshape(()))
+
+
 def similarity_transform(vertices, s, R, t3d):
     """Similarity transform ``s * R @ v + t3d`` applied to every vertex.
 
     Args:
-        vertices: (n, 3). s: scale (scalar). R: (3, 3) rotation. t3d: (3,) translation.
+        vertices: (n, 3). s: scale, a number or a one-element array (``as_scale``). R: (3, 3) rotation.
+            t3d: (3,) translation.
     Returns:
         (n, 3) transformed vertices, ``s * vertices @ R.T + t3d``, dtype of ``vertices``
         (float64 for integer input).
@@ -102,7 +114,7 @@ def similarity_transform(vertices, s, R, t3d):
     t = np.asarray(t3d, dtype=np.float64).reshape(-1)
     if t.shape != (3,):
         raise ValueError(f"t3d must hold 3 values, got shape {np.shape(t3d)}")
-    return (float(s) * (v @ R.T) + t).astype(v.dtype, copy=False)
+    return (as_scale(s) * (v @ R.T) + t).astype(v.dtype, copy=False)
 
 
 def _normalize(x):

@@ -1,7 +1,8 @@
 """Rasterisation and rendering of triangle meshes in plain numpy: the reference twin of face3d.mesh.render.
 
 Same signatures, conventions, pixel rule, validation and results (bit for bit) as the C++ kernels (documented
-there); vectorised over (triangle, pixel) candidate pairs, processed in chunks of bounded memory.
+there); vectorised over (triangle, pixel) candidate pairs, processed in chunks of bounded memory (a large
+triangle's bounding box is split across chunks).
 """
 import numpy as np
 
@@ -18,12 +19,6 @@ def _clip_span(lo, hi, size):
     first = np.maximum(np.ceil(lo), np.float32(0))
     last = np.minimum(np.floor(hi), np.float32(size - 1))
     return first, last
-
-
-def _mesh(vertices, triangles):
-    v = _checks.as_vertices(vertices)
-    t = _checks.as_indices(triangles, v.shape[0])
-    return v, t
 
 
 class _Setup:
@@ -53,26 +48,37 @@ class _Setup:
             self.edges.append((dx, dy, X[:, j], Y[:, j], top_left))
 
 
-def _rasterize_pairs(su, sl, w):
-    """Covered (pixel, triangle) pairs of the setup slice sl: flat pixel index, triangle, z (float32), weights."""
-    counts, bw = su.count[sl], su.bw[sl]
-    rep = np.repeat(np.arange(counts.size), counts)
-    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    rep_g = rep + sl.start  # index into the whole setup
-    px = (su.x0[rep_g] + local % bw[rep]).astype(np.float64)
-    py = (su.y0[rep_g] + local // bw[rep]).astype(np.float64)
+def _spans(count):
+    """Splits each triangle's bounding box (count pixels, numbered row by row) into spans of at most _CHUNK_PAIRS
+    consecutive pixels (bands of whole rows when the box is at most _CHUNK_PAIRS wide), so that no triangle, however
+    large, is held at once. Returns the setup index of each span's triangle, its first pixel and its pixel count,
+    in triangle order."""
+    n = -(-count // _CHUNK_PAIRS)
+    owner = np.repeat(np.arange(count.size), n)
+    first = (np.arange(owner.size) - np.repeat(np.cumsum(n) - n, n)) * _CHUNK_PAIRS
+    return owner, first, np.minimum(count[owner] - first, _CHUNK_PAIRS)
+
+
+def _rasterize_pairs(su, owner, first, size, w):
+    """Covered (pixel, triangle) pairs of the spans (setup index, first pixel, pixel count) of _spans: flat pixel
+    index, triangle, z (float32), weights."""
+    rep = np.repeat(owner, size)  # setup index of each candidate pair
+    local = np.arange(size.sum()) - np.repeat(np.cumsum(size) - size - first, size)  # pixel number in the box
+    bw = su.bw[rep]
+    px = (su.x0[rep] + local % bw).astype(np.float64)
+    py = (su.y0[rep] + local // bw).astype(np.float64)
     inside = np.ones(px.shape, dtype=bool)
     E = []
     for dx, dy, xj, yj, top_left in su.edges:
-        e = dx[rep_g] * (py - yj[rep_g]) - dy[rep_g] * (px - xj[rep_g])
-        inside &= (e > 0) | (top_left[rep_g] & (e == 0))
+        e = dx[rep] * (py - yj[rep]) - dy[rep] * (px - xj[rep])
+        inside &= (e > 0) | (top_left[rep] & (e == 0))
         E.append(e)
-    owner = rep_g[inside]
-    wts = [e[inside] / su.A[owner] for e in E]
-    Z = su.Z[owner]
+    covered = rep[inside]
+    wts = [e[inside] / su.A[covered] for e in E]
+    Z = su.Z[covered]
     z = (wts[0] * Z[:, 0] + wts[1] * Z[:, 1] + wts[2] * Z[:, 2]).astype(np.float32)
     pix = (py[inside] * w + px[inside]).astype(np.int64)
-    return pix, su.tid[owner], z, np.stack(wts, axis=1).astype(np.float32)
+    return pix, su.tid[covered], z, np.stack(wts, axis=1).astype(np.float32)
 
 
 def _rasterize(v, t, h, w):
@@ -82,17 +88,22 @@ def _rasterize(v, t, h, w):
     if t.shape[0] == 0:
         return depth, tri_buf, bary
     su = _Setup(v, t, h, w)
+    owner, first, size = _spans(su.count)
+    ends = np.cumsum(size)
     start = 0
-    while start < su.tid.size:
-        # Chunks hold whole triangles in index order, so "strictly nearer than what earlier chunks left" is the
-        # sequential strict z-test.
-        stop = start + max(1, int(np.searchsorted(np.cumsum(su.count[start:]), _CHUNK_PAIRS, side="right")))
-        pix, tri, z, wts = _rasterize_pairs(su, slice(start, stop), w)
+    while start < size.size:
+        # Chunks hold whole spans in triangle order, and the spans of one triangle cover different pixels, so
+        # "strictly nearer than what earlier chunks left" is the sequential strict z-test. A span holds at most
+        # _CHUNK_PAIRS pixels, so every chunk holds at least one.
+        done = ends[start - 1] if start else 0
+        stop = int(np.searchsorted(ends, done + _CHUNK_PAIRS, side="right"))
+        chunk = slice(start, stop)
+        pix, tri, z, wts = _rasterize_pairs(su, owner[chunk], first[chunk], size[chunk], w)
         order = np.lexsort((tri, -z, pix))  # per pixel: nearest first, then lowest triangle index
         pix, tri, z, wts = pix[order], tri[order], z[order], wts[order]
-        first = np.ones(pix.size, dtype=bool)
-        first[1:] = pix[1:] != pix[:-1]
-        pix, tri, z, wts = pix[first], tri[first], z[first], wts[first]
+        first_of_pixel = np.ones(pix.size, dtype=bool)
+        first_of_pixel[1:] = pix[1:] != pix[:-1]
+        pix, tri, z, wts = pix[first_of_pixel], tri[first_of_pixel], z[first_of_pixel], wts[first_of_pixel]
         win = z > depth[pix]
         depth[pix[win]], tri_buf[pix[win]], bary[pix[win]] = z[win], tri[win], wts[win]
         start = stop
@@ -102,7 +113,8 @@ def _rasterize(v, t, h, w):
 def rasterize_triangles(vertices, triangles, h, w):
     """Numpy twin of face3d.mesh.render.rasterize_triangles (same arguments, bit-identical result)."""
     h, w = _checks.as_size(h, "h"), _checks.as_size(w, "w")
-    v, t = _mesh(vertices, triangles)
+    v, t = _checks.as_mesh(vertices, triangles)
+    _checks.kernel_checks(v, t)
     depth, tri_buf, bary = _rasterize(v, t, h, w)
     return depth.reshape(h, w), tri_buf.reshape(h, w), bary.reshape(h, w, 3)
 
@@ -116,13 +128,19 @@ def _interpolate(values, corners, bary):
 def render_colors(vertices, triangles, colors, h, w, c=3, BG=None):
     """Numpy twin of face3d.mesh.render.render_colors (same arguments, bit-identical result)."""
     h, w, c = _checks.as_size(h, "h"), _checks.as_size(w, "w"), _checks.as_channels(c)
-    v, t = _mesh(vertices, triangles)
+    v, t = _checks.as_mesh(vertices, triangles)
     col = _checks.as_attributes(colors, v.shape[0], c)
     image = _checks.background(BG, h, w, c).reshape(h * w, c)
+    _checks.kernel_checks(v, t)
     _, tri_buf, bary = _rasterize(v, t, h, w)
     pix = np.flatnonzero(tri_buf >= 0)
     image[pix] = _interpolate(col, t[tri_buf[pix]], bary[pix])
     return image.reshape(h, w, c)
+
+
+# face3d's name (its examples/5_render.py calls it): face3d's numpy render_colors_ras(vertices, triangles, colors,
+# h, w, c=3) rasterises first and then interpolates, zeros where no triangle is, which render_colors does.
+render_colors_ras = render_colors
 
 
 def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w, c=3, mapping_type="nearest",
@@ -130,13 +148,14 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
     """Numpy twin of face3d.mesh.render.render_texture (same arguments, bit-identical result)."""
     h, w, c = _checks.as_size(h, "h"), _checks.as_size(w, "w"), _checks.as_channels(c)
     bilinear = _checks.mapping(mapping_type)
-    v, t = _mesh(vertices, triangles)
+    v, t = _checks.as_mesh(vertices, triangles)
     tex = _checks.as_texture(texture, c)
     uv = _checks.as_tex_coords(tex_coords)
-    tt = _checks.as_indices(tex_triangles, uv.shape[0], "tex_triangles", "tex_coords")
+    tt = _checks.as_indices(tex_triangles, uv.shape[0], "tex_triangles", "tex_coords", check_range=False)
     if tt.shape[0] != t.shape[0]:
         raise ValueError(f"tex_triangles must have one row per triangle ({t.shape[0]}), got {tt.shape[0]}")
     image = _checks.background(BG, h, w, c).reshape(h * w, c)
+    _checks.kernel_checks(v, t, tt, uv.shape[0])
     _, tri_buf, bary = _rasterize(v, t, h, w)
     pix = np.flatnonzero(tri_buf >= 0)
     coords = _interpolate(uv[:, :2], tt[tri_buf[pix]], bary[pix])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, matrix2angle, similarity_transform
+from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, as_scale, matrix2angle, similarity_transform
 from face3d.morphable_model import load
 from face3d.morphable_model.camera import fit_from_pose_para, flip_y, pose_para_from_fit
 from face3d.morphable_model.fit import LandmarkFitter
@@ -45,7 +45,7 @@ def _vertices(vertices, name="vertices"):
 
 
 def _pose(s, angles, t3d):
-    s = float(s)
+    s = as_scale(s)
     if not np.isfinite(s) or s <= 0:
         raise ValueError(f"s must be a positive finite scale, got {s}")
     a = np.asarray(angles, dtype=np.float64).reshape(-1)
@@ -243,7 +243,8 @@ class MorphableModel:
         """face3d similarity transform: ``s * vertices @ angle2matrix(angles).T + t3d``.
 
         Args:
-            vertices: (n, 3). s: scale. angles: [pitch, yaw, roll] in DEGREES (face3d).
+            vertices: (n, 3). s: scale (a number or a one-element array). angles: [pitch, yaw, roll] in
+                DEGREES (face3d).
             t3d: (3,) translation.
         Returns:
             (n, 3) transformed vertices (dtype of ``vertices``).
