@@ -127,6 +127,24 @@ def test_load_predictor_errors(tmp_path, tiny):
         load_predictor(tiny["onnx"]).predict(np.zeros((1, 64, 64, 3), np.float32))
 
 
+def test_onnx_model_with_nchw_input_is_refused(tmp_path):
+    """A channels-first model (a PyTorch export) is named with its shape, not run into an ONNX Runtime error."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Sigmoid", ["input"], ["output"])], "nchw",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, 32, 32])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "nchw.onnx"))
+    with pytest.raises(ValueError) as caught:
+        load_predictor(tmp_path / "nchw.onnx")
+    assert str(caught.value) == (f"{tmp_path / 'nchw.onnx'}: input 'input' has shape ['N', 3, 32, 32], expected NHWC "
+                                 "(batch, S, S, 3)")
+
+
 def test_onnx_inference_never_imports_tensorflow(constant_onnx, rendered, tmp_path):
     path, normalised = constant_onnx
     np.save(tmp_path / "image.npy", rendered[0])
