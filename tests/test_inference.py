@@ -311,6 +311,22 @@ def test_colors_and_texture_read_the_image():
     np.testing.assert_array_equal(inference.texture_from_map(image, identity), image)
 
 
+def test_float_images_must_be_in_unit_range():
+    """A float image is read as [0, 1]; one in 0-255 (PRNet's api.process takes those) is refused, not clipped
+    to white."""
+    image = np.random.default_rng(5).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    image[0, 0, 0] = 255
+    np.testing.assert_array_equal(inference.as_rgb_uint8(image / 255.0), image)
+    np.testing.assert_array_equal(inference.as_rgb_uint8(np.float32(1 + 1e-7) * np.ones((2, 2))), 255)
+    message = r"float images must be in \[0, 1\] \(got max 255\); pass uint8 or divide by 255"
+    with pytest.raises(ValueError, match=message):
+        inference.as_rgb_uint8(image.astype(np.float64))
+    with pytest.raises(ValueError, match=message):
+        inference.crop_face(np.full((40, 40, 3), 255.0), inference.box_crop((5, 5, 30, 30)), 32, 32)
+    with pytest.raises(ValueError, match=message):
+        inference.sample_colors(np.full((40, 40, 3), 255.0, np.float32), np.zeros((1, 3)))
+
+
 def test_obj_with_colors_and_texture(tmp_path, uv):
     r = uv.resolution
     rng = np.random.default_rng(4)
