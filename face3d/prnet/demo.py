@@ -129,8 +129,7 @@ def write_outputs(prn, image, pos, output, stem, texture=False):
 
 def _skip_reason(error, image_path):
     """One line for a failed image: the error's message, without the image's path when it names just that."""
-    if isinstance(error, InputFileError) and error.line is None and error.path is not None \
-            and Path(error.path) == image_path:
+    if isinstance(error, InputFileError) and error.line is None and str(error.path) == str(image_path):
         return error.problem
     return str(error)
 
