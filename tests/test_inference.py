@@ -21,6 +21,7 @@ from face3d.mesh import io as mesh_io
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.prnet import inference
 from face3d.prnet.data import AugmentConfig, augment_sample
+from face3d.prnet.demo import list_images
 from face3d.prnet.inference import PRN
 from face3d.prnet.predictor import load_predictor
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
@@ -125,6 +126,24 @@ def test_load_predictor_errors(tmp_path, tiny):
         load_predictor(tiny["pb"], input_name="image")
     with pytest.raises(ValueError, match=r"\(N, 32, 32, 3\)"):
         load_predictor(tiny["onnx"]).predict(np.zeros((1, 64, 64, 3), np.float32))
+
+
+def test_onnx_model_with_nchw_input_is_refused(tmp_path):
+    """A channels-first model (a PyTorch export) is named with its shape, not run into an ONNX Runtime error."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Sigmoid", ["input"], ["output"])], "nchw",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, 32, 32])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "nchw.onnx"))
+    with pytest.raises(ValueError) as caught:
+        load_predictor(tmp_path / "nchw.onnx")
+    assert str(caught.value) == (f"{tmp_path / 'nchw.onnx'}: input 'input' has shape ['N', 3, 32, 32], expected NHWC "
+                                 "(batch, S, S, 3)")
 
 
 def test_onnx_inference_never_imports_tensorflow(constant_onnx, rendered, tmp_path):
@@ -293,6 +312,22 @@ def test_colors_and_texture_read_the_image():
     np.testing.assert_array_equal(inference.texture_from_map(image, identity), image)
 
 
+def test_float_images_must_be_in_unit_range():
+    """A float image is read as [0, 1]; one in 0-255 (PRNet's api.process takes those) is refused, not clipped
+    to white."""
+    image = np.random.default_rng(5).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    image[0, 0, 0] = 255
+    np.testing.assert_array_equal(inference.as_rgb_uint8(image / 255.0), image)
+    np.testing.assert_array_equal(inference.as_rgb_uint8(np.float32(1 + 1e-7) * np.ones((2, 2))), 255)
+    message = r"float images must be in \[0, 1\] \(got max 255\); pass uint8 or divide by 255"
+    with pytest.raises(ValueError, match=message):
+        inference.as_rgb_uint8(image.astype(np.float64))
+    with pytest.raises(ValueError, match=message):
+        inference.crop_face(np.full((40, 40, 3), 255.0), inference.box_crop((5, 5, 30, 30)), 32, 32)
+    with pytest.raises(ValueError, match=message):
+        inference.sample_colors(np.full((40, 40, 3), 255.0, np.float32), np.zeros((1, 3)))
+
+
 def test_obj_with_colors_and_texture(tmp_path, uv):
     r = uv.resolution
     rng = np.random.default_rng(4)
@@ -437,6 +472,93 @@ def test_demo_errors_name_the_problem(tmp_path, capsys, monkeypatch, constant_on
     assert "pip install dlib-bin" in errors[-1]
     assert errors[-1].endswith("; or give the face box (--box X0 Y0 X1 Y1) or its 68 landmarks (--landmarks "
                                "FILE|DIR)"), errors
+
+
+DEMO_FILES = ("_landmarks.jpg", "_mesh.jpg", "_depth.png", ".obj", "_kpt.txt", "_pose.json")
+BOX = (5, 5, 35, 35)  # of the 40 x 40 photos below
+
+
+def _photos(folder, *names):
+    """40 x 40 noise photos named ``names`` in ``folder``; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(6).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    for name in names:
+        cv2.imwrite(str(folder / name), pixels)
+    return folder
+
+
+def _listing(folder):
+    """Every name in ``folder`` (hidden ones included), sorted."""
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_demo_skips_a_bad_image_reports_it_and_fails(tmp_path, capsys, constant_onnx):
+    photos = _photos(tmp_path / "photos", "a.jpg", "c.png")
+    (photos / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")  # a JPEG cut short
+    (photos / "._a.jpg").write_bytes(b"\x00\x05\x16\x07Mac OS X" + bytes(100))  # macOS's AppleDouble companion
+    assert [p.name for p in list_images([photos])] == ["a.jpg", "b.jpg", "c.png"]
+    out = tmp_path / "out"
+    assert _run_demo("-i", photos, "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 1
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{photos / 'b.jpg'}: skipped: cannot decode the image"), err
+    assert captured.out.splitlines()[-1] == "3 images: written 2, no face 0, failed 1"
+    assert _listing(out) == sorted(stem + name for stem in "ac" for name in DEMO_FILES)  # no staging left behind
+    assert _run_demo("-i", photos / "b.jpg", "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and str(photos / "b.jpg") in err[0], err
+
+
+def test_demo_leaves_no_file_of_an_image_it_could_not_write(tmp_path, capsys, monkeypatch, constant_onnx):
+    photos = _photos(tmp_path / "photos", "a.jpg", "b.jpg")
+    save_obj = PRN.save_obj
+
+    def disk_full_for_b(self, path, *args, **kwargs):  # the OBJ comes after the images
+        if Path(path).stem == "b":
+            raise OSError(28, "No space left on device", str(path))
+        return save_obj(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(PRN, "save_obj", disk_full_for_b)
+    out = tmp_path / "out"
+    assert _run_demo("-i", photos, "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{photos / 'b.jpg'}: skipped: ") and "No space left" in err[0]
+    assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
+
+
+def test_demo_with_a_landmark_folder_skips_an_image_without_landmarks(tmp_path, capsys, constant_onnx):
+    photos = _photos(tmp_path / "photos", "a.jpg", "b.jpg")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    np.savetxt(marks / "a.txt", np.random.default_rng(7).uniform(5, 35, (68, 2)))
+    out = tmp_path / "out"
+    assert _run_demo("-i", photos, "-o", out, "--model", constant_onnx[0], "--landmarks", marks) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{photos / 'b.jpg'}: skipped: no landmarks for b.jpg in {marks} (<stem>.pts/.txt/.npy/.mat)"]
+    assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
+    # one landmark file for every image: an unusable one is an argument error, before any image
+    assert _run_demo("-i", photos, "-o", tmp_path / "o2", "--model", constant_onnx[0], "--landmarks",
+                     marks / "b.txt") == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d demo: error: {marks / 'b.txt'}: landmark file not found"]
+    assert not (tmp_path / "o2").exists()
+
+
+def test_demo_refuses_images_sharing_a_stem(tmp_path, capsys, constant_onnx):
+    first = _photos(tmp_path / "one", "a.jpg") / "a.jpg"
+    second = _photos(tmp_path / "two", "a.png") / "a.png"
+    out = tmp_path / "out"
+    assert _run_demo("-i", first, second, "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"{first} and {second} share the stem 'a'" in err[0], err
+    _photos(tmp_path / "one", "a.png")  # side by side in one folder
+    assert _run_demo("-i", tmp_path / "one", "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"{first} and {tmp_path / 'one' / 'a.png'} share the stem 'a'" in err[0], err
+    assert not out.exists()
+    # the same file named twice is one image
+    assert _run_demo("-i", first, tmp_path / "one" / "." / "a.jpg", "-o", out, "--model", constant_onnx[0],
+                     "--box", *BOX) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 image: written 1, no face 0, failed 0"
 
 
 def test_dlib_detector_finds_the_astronaut():

@@ -180,6 +180,48 @@ def test_index_without_data_file_and_non_checkpoints(tmp_path):
         pc.checkpoint_prefix(tmp_path / "other")
 
 
+def _width2_checkpoint(folder):
+    """A width-2 resfcn256 checkpoint written by TF's own SaveV2: every network tensor, the k-th name (sorted)
+    filled with k / 1000. Returns (prefix, list of (name, (layer, attribute)) sorted by name)."""
+    model = build_resfcn256(input_size=32, width=2)
+    names = sorted(pc.checkpoint_names(layer.name for layer in model.layers).items())
+    prefix = folder / "256_256_resfcn256_weight"
+    tensors = [np.full(getattr(model.get_layer(layer), attribute).shape, k / 1000, np.float32)
+               for k, (_, (layer, attribute)) in enumerate(names)]
+    tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=[name for name, _ in names],
+                      shape_and_slices=[""] * len(names), tensors=tensors)
+    return prefix, names
+
+
+def test_truncated_or_corrupt_checkpoint_files_are_named(tmp_path, capsys):
+    from face3d.cli import main as face3d_main
+    from face3d.utils.errors import InputFileError
+
+    prefix, names = _width2_checkpoint(tmp_path)
+    model = pc.load_prnet_checkpoint(prefix, input_size=32)  # the intact files load
+    for k, (_, (layer, attribute)) in enumerate(names):
+        assert np.all(getattr(model.get_layer(layer), attribute).numpy() == np.float32(k / 1000)), layer
+    data = Path(f"{prefix}.data-00000-of-00001")
+    intact = data.read_bytes()
+    data.write_bytes(intact[:-4] + bytes(4))  # the last tensor's bytes changed: its checksum fails
+    with pytest.raises(InputFileError, match="unreadable checkpoint data") as caught:
+        pc.load_prnet_checkpoint(prefix, input_size=32)
+    assert caught.value.path == data
+    data.write_bytes(intact[:len(intact) // 2])  # truncated
+    with pytest.raises(InputFileError, match="unreadable checkpoint data") as caught:
+        pc.load_prnet_checkpoint(prefix, input_size=32)
+    assert caught.value.path == data
+    assert face3d_main(["import-prnet", "--checkpoint", str(prefix), "--output", str(tmp_path / "x.keras")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and str(data) in err[0] and "truncated or corrupt" in err[0], err
+    assert not (tmp_path / "x.keras").exists()
+    index = Path(f"{prefix}.index")
+    index.write_bytes(index.read_bytes()[:20])
+    with pytest.raises(InputFileError, match="unreadable checkpoint index") as caught:
+        pc.load_prnet_checkpoint(prefix, input_size=32)
+    assert caught.value.path == index
+
+
 def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_path, monkeypatch):
     """``python export.py --model PREFIX --output DIR --onnx`` (PRNet's checkpoint -> pb -> atc flow) and
     ``face3d import-prnet``."""

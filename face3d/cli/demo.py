@@ -10,7 +10,9 @@ _DESCRIPTION = (
     "Reconstruct the 3D face in images with a trained PRNet (Keras, SavedModel, frozen .pb or ONNX). The face comes "
     "from --box, from --landmarks, or from dlib's detector when it is installed (pip install dlib-bin "
     "face_recognition_models). Per image <stem>: <stem>_landmarks.jpg, _mesh.jpg, _depth.png, .obj (--texture: "
-    ".mtl + _texture.png), _kpt.txt and _pose.json.")
+    ".mtl + _texture.png), _kpt.txt and _pose.json. An image that cannot be read or written is named on stderr and "
+    "skipped (none of its files is left), the others are written, and the exit status is 1; two images sharing a "
+    "stem are refused (status 2).")
 
 
 def _add_arguments(parser):
@@ -18,7 +20,7 @@ def _add_arguments(parser):
 
     default_model = str(Path(field_default(TrainConfig, "output")) / "best.keras")  # where `face3d train` puts it
     parser.add_argument("-i", "--input", nargs="+", required=True, metavar="PATH",
-                        help="images and/or folders of images")
+                        help="images and/or folders of images (hidden files left out)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument("--model", default=default_model, metavar="PATH",
                         help="trained network: .keras/.h5, PRNet's TF1 checkpoint (prefix, .index or folder), "
@@ -42,16 +44,18 @@ def _add_arguments(parser):
 
 
 def run_demo_command(args):
-    """Run the demo; returns the exit status (2 on bad input, with a message naming it)."""
+    """Run the demo; returns the exit status: 0 when every image was written or had no face, 1 when one failed
+    (named on stderr and skipped, the others written), 2 on arguments that fit no image (a missing input, images
+    sharing a stem, a bad box, landmark file or model), with a message naming it."""
     setup_logging()
     from face3d.prnet.detect import DetectorUnavailable
 
     try:
         from face3d.prnet.demo import run_demo
 
-        run_demo(args.input, args.output, args.model, uv_data=args.uv_data, bfm=args.bfm, box=args.box,
-                 landmarks=args.landmarks, texture=args.texture, detector=args.detector,
-                 trust_model=args.trust_model)
+        summary = run_demo(args.input, args.output, args.model, uv_data=args.uv_data, bfm=args.bfm, box=args.box,
+                           landmarks=args.landmarks, texture=args.texture, detector=args.detector,
+                           trust_model=args.trust_model)
     except DetectorUnavailable as error:
         print(f"{args.prog}: error: {error}; or give the face box (--box X0 Y0 X1 Y1) or its 68 landmarks "
               "(--landmarks FILE|DIR)", file=sys.stderr)
@@ -59,7 +63,10 @@ def run_demo_command(args):
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
         return 2
-    return 0
+    count = summary["images"]
+    print(f"{count} image{'s' * (count != 1)}: written {summary['written']}, no face {len(summary['no_face'])}, "
+          f"failed {len(summary['failures'])}")
+    return 1 if summary["failures"] else 0
 
 
 DEMO = Command("demo", "reconstruct 3D faces in images with a trained PRNet (landmarks, mesh, depth, OBJ, pose)",

@@ -19,7 +19,8 @@ def _add_arguments(parser):
 
 
 def run_import(args):
-    """Convert the checkpoint; returns the exit status (1 with a one-line message naming the problem)."""
+    """Convert the checkpoint; returns the exit status (2 with a one-line message naming the problem: no
+    checkpoint, a truncated or corrupt file, tensors that do not fit resfcn256, an output that is no .keras)."""
     setup_logging(format="%(levelname)s %(message)s")
     from face3d.prnet.prnet_checkpoint import convert_checkpoint
 

@@ -3,68 +3,92 @@
 Per image ``<stem>`` it writes into the output folder: ``<stem>_landmarks.jpg`` (the 68 landmarks drawn),
 ``<stem>_mesh.jpg`` (the mesh over the image), ``<stem>_depth.png`` (the depth image), ``<stem>.obj`` (per-vertex
 colours, or with ``texture`` a texture map: ``.mtl`` + ``_texture.png``), ``<stem>_kpt.txt`` (68 x 3 landmarks)
-and ``<stem>_pose.json`` (head pose, visible vertices).
+and ``<stem>_pose.json`` (head pose, visible vertices). An image that fails is reported and skipped; none of its
+files is left behind.
 """
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
+from face3d.utils.atomic import temp_name
+from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import IMAGE_SUFFIXES
 
 __all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo"]
 
 
 def list_images(inputs):
-    """Image paths from files and folders (folders: their images, sorted)."""
+    """Image paths from files and folders (folders: their images, sorted, hidden files such as macOS's ``._*``
+    companions left out); a file named twice is listed once."""
     images = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            images += sorted(p for p in path.iterdir()
+                             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         elif path.is_file():
             images.append(path)
         else:
             raise FileNotFoundError(f"input not found: {path}")
     if not images:
         raise FileNotFoundError(f"no image in {', '.join(map(str, inputs))}")
-    return images
+    unique = {}
+    for path in images:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
-def _landmarks_for(source, image_path):
-    source = Path(source)
-    if source.is_dir():
-        candidate = find_landmark_file(image_path, image_path.parent, source)
-        if candidate is None:
-            raise FileNotFoundError(f"no landmarks for {image_path.name} in {source} (<stem>.pts/.txt/.npy/.mat)")
-        return read_landmarks(candidate)
-    return read_landmarks(source)
+def _refuse_shared_stems(images):
+    """ValueError naming the first two images that share a stem: their output files would overwrite each other."""
+    seen = {}
+    for path in images:
+        if path.stem in seen:
+            raise ValueError(f"{seen[path.stem]} and {path} share the stem {path.stem!r}: their outputs "
+                             f"({path.stem}_kpt.txt, ...) would overwrite each other; rename one, or run each "
+                             "into its own output folder")
+        seen[path.stem] = path
 
 
-def write_outputs(prn, image, pos, output, stem, texture=False):
-    """Write the demo's files for one face; returns their paths."""
+def _landmarks_in(folder, image_path):
+    """The 68 landmarks of ``image_path`` from its ``<stem>.pts/.txt/.npy/.mat`` in ``folder``."""
+    candidate = find_landmark_file(image_path, image_path.parent, folder)
+    if candidate is None:
+        raise FileNotFoundError(f"no landmarks for {image_path.name} in {folder} (<stem>.pts/.txt/.npy/.mat)")
+    return read_landmarks(candidate)
+
+
+def _write_image(path, rgb):
+    """Write an (h, w, 3) RGB or (h, w) grey uint8 image (format from the suffix); OSError when OpenCV cannot."""
     import cv2
 
+    if not cv2.imwrite(str(path), rgb[..., ::-1] if rgb.ndim == 3 else rgb):
+        raise OSError(f"{path}: OpenCV could not write the image")
+
+
+def _write_files(prn, image, pos, folder, stem, texture):
+    """Write the demo's files for one face into ``folder``; returns their paths (dict kind -> Path)."""
     from face3d.prnet import inference
 
     h, w = image.shape[:2]
     landmarks = prn.get_landmarks(pos)
     vertices = prn.get_vertices(pos)
-    paths = {"landmarks": output / f"{stem}_landmarks.jpg", "mesh": output / f"{stem}_mesh.jpg",
-             "depth": output / f"{stem}_depth.png", "kpt": output / f"{stem}_kpt.txt",
-             "pose": output / f"{stem}_pose.json"}
-    cv2.imwrite(str(paths["landmarks"]), inference.draw_landmarks(image, landmarks)[..., ::-1])
-    cv2.imwrite(str(paths["mesh"]), inference.mesh_overlay(image, vertices, prn.triangles)[..., ::-1])
-    depth = prn.get_depth_image(vertices, h, w)
-    cv2.imwrite(str(paths["depth"]), np.round(depth * 255.0).astype(np.uint8))
+    paths = {"landmarks": folder / f"{stem}_landmarks.jpg", "mesh": folder / f"{stem}_mesh.jpg",
+             "depth": folder / f"{stem}_depth.png", "kpt": folder / f"{stem}_kpt.txt",
+             "pose": folder / f"{stem}_pose.json"}
+    _write_image(paths["landmarks"], inference.draw_landmarks(image, landmarks))
+    _write_image(paths["mesh"], inference.mesh_overlay(image, vertices, prn.triangles))
+    _write_image(paths["depth"], np.round(prn.get_depth_image(vertices, h, w) * 255.0).astype(np.uint8))
     np.savetxt(paths["kpt"], landmarks, fmt="%.4f")
     colors = prn.get_colors(image, vertices)
     if texture:
-        paths["obj"] = prn.save_obj(output / f"{stem}.obj", vertices, h, texture=prn.get_texture(image, pos))
+        paths["obj"] = prn.save_obj(folder / f"{stem}.obj", vertices, h, texture=prn.get_texture(image, pos))
     else:
-        paths["obj"] = prn.save_obj(output / f"{stem}.obj", vertices, h, colors=colors)
+        paths["obj"] = prn.save_obj(folder / f"{stem}.obj", vertices, h, colors=colors)
     visible = prn.get_visibility(vertices, h, w)
     summary = {"visible_vertices": int(visible.sum()), "vertices": int(len(vertices))}
     try:
@@ -77,27 +101,78 @@ def write_outputs(prn, image, pos, output, stem, texture=False):
     return paths
 
 
+def write_outputs(prn, image, pos, output, stem, texture=False):
+    """Write the demo's files for one face into ``output``; returns their paths (dict kind -> Path; the OBJ's
+    ``.mtl`` and ``_texture.png`` lie beside it).
+
+    The files are written into the hidden folder ``output/.<stem>.partial`` (``atomic.temp_name``) and moved into
+    ``output`` once every one is written, so a failure (an exception) leaves none of them there.
+    """
+    output = Path(output)
+    staging = temp_name(output / stem)
+    shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftover
+    staging.mkdir()
+    try:
+        paths = _write_files(prn, image, pos, staging, stem, texture)
+        names = sorted(p.name for p in staging.iterdir())
+        try:
+            for name in names:
+                os.replace(staging / name, output / name)
+        except BaseException:
+            for name in names:
+                (output / name).unlink(missing_ok=True)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {kind: output / path.name for kind, path in paths.items()}
+
+
+def _skip_reason(error, image_path):
+    """One line for a failed image: the error's message, without the image's path when it names just that."""
+    if isinstance(error, InputFileError) and error.line is None and str(error.path) == str(image_path):
+        return error.problem
+    return str(error)
+
+
 def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=None, texture=False,
              detector="auto", trust_model=False):
     """Reconstruct every face image of ``inputs`` and write the demo's files into ``output``.
 
     Args:
-        inputs: image paths and/or folders of images.
+        inputs: image paths and/or folders of images (``list_images``); no two may share a stem.
         output: output folder (created).
         model: trained network (``.keras``/``.h5``, SavedModel folder, frozen ``.pb`` or ``.onnx``).
         uv_data: UV data the network was trained with (None: the default).
         bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default model).
         box: (4,) face box x0, y0, x1, y1 in image pixels for every image; or
-        landmarks: a 68-landmark file (``read_landmarks``), or a folder with one ``<stem>.pts/.txt/.npy/.mat`` per
-            image; neither: dlib's ``detector`` ("auto", "cnn" or "hog") finds the face.
+        landmarks: a 68-landmark file (``read_landmarks``) for every image, or a folder with one
+            ``<stem>.pts/.txt/.npy/.mat`` per image; neither: dlib's ``detector`` ("auto", "cnn" or "hog") finds
+            the face.
         texture: OBJ with a UV texture map instead of vertex colours.
         trust_model: run a ``.pb`` / SavedModel whatever its ops (``predictor.load_predictor``).
-    Prints one line per image (its files, or why it was skipped).
+    Prints one line per image: its files (stdout), or why it was skipped (stderr): no face found, or a failure
+    (an unreadable image or landmark file, a write that failed: none of the image's files is left).
+    Returns:
+        dict: ``images`` (count), ``written`` (count), ``no_face`` (list of Paths), ``failures`` (list of dicts
+        ``image``, ``reason``).
+    Raises:
+        FileNotFoundError / ValueError (InputFileError) before any image is read, for what fits no image: a
+        missing input, two images sharing a stem, a bad box, an unusable single landmark file or model.
     """
+    from face3d.prnet.face_crop import box_crop, landmark_crop
     from face3d.prnet.inference import PRN
     from face3d.trainset.sample_io import read_image
 
     images = list_images(inputs)
+    _refuse_shared_stems(images)
+    if box is not None:
+        box_crop(box)  # a bad box is refused before any image is read
+    landmark_folder = fixed_landmarks = None
+    if landmarks is not None and Path(landmarks).is_dir():
+        landmark_folder = Path(landmarks)
+    elif landmarks is not None:
+        fixed_landmarks = read_landmarks(landmarks)
+        landmark_crop(fixed_landmarks)  # landmarks spanning no area are refused before any image is read
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     face_detector = None
@@ -105,17 +180,29 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         from face3d.prnet.detect import DlibDetector
         face_detector = DlibDetector(detector)
     prn = PRN(model, uv_data=uv_data, bfm=bfm, trust_model=trust_model)
+    summary = {"images": len(images), "written": 0, "no_face": [], "failures": []}
     for image_path in images:
-        image = read_image(image_path)
-        if box is not None:
-            pos = prn.process(image, box=box)
-        elif landmarks is not None:
-            pos = prn.process(image, landmarks=_landmarks_for(landmarks, image_path))
-        else:
-            boxes, _ = face_detector.detect(image)
-            if not len(boxes):
-                print(f"{image_path}: no face found, skipped", file=sys.stderr)
-                continue
-            pos = prn.process(image, box=boxes[0])
-        written = write_outputs(prn, image, pos, output, image_path.stem, texture=texture)
+        try:
+            image = read_image(image_path)
+            if box is not None:
+                pos = prn.process(image, box=box)
+            elif landmark_folder is not None:
+                pos = prn.process(image, landmarks=_landmarks_in(landmark_folder, image_path))
+            elif fixed_landmarks is not None:
+                pos = prn.process(image, landmarks=fixed_landmarks)
+            else:
+                boxes, _ = face_detector.detect(image)
+                if not len(boxes):
+                    print(f"{image_path}: no face found, skipped", file=sys.stderr)
+                    summary["no_face"].append(image_path)
+                    continue
+                pos = prn.process(image, box=boxes[0])
+            written = write_outputs(prn, image, pos, output, image_path.stem, texture=texture)
+        except (OSError, ValueError) as error:  # this image's problem: the others go on
+            reason = _skip_reason(error, image_path)
+            print(f"{image_path}: skipped: {reason}", file=sys.stderr)
+            summary["failures"].append({"image": image_path, "reason": reason})
+            continue
+        summary["written"] += 1
         print(f"{image_path}: " + ", ".join(str(p) for p in written.values()))
+    return summary

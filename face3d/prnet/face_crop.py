@@ -46,12 +46,16 @@ class FaceCrop:
 
 
 def as_rgb_uint8(image):
-    """An image as (h, w, 3) uint8 RGB: greyscale is repeated, alpha dropped, floats in [0, 1] scaled by 255.
+    """An image as (h, w, 3) uint8 RGB: greyscale is repeated, alpha dropped, floats in [0, 1] scaled by 255
+    (``round(255 x)``, below 0 clipped to 0).
 
     Args:
         image: (h, w), (h, w, 1), (h, w, 3) or (h, w, 4) uint8, or float in [0, 1].
     Returns:
         (h, w, 3) uint8 C-contiguous.
+    Raises:
+        ValueError: another shape or dtype, or a float image above 1 (+1e-6: rounding) such as one in 0-255
+        (PRNet's ``api.process`` took those), which would be clipped to white.
     """
     image = np.asarray(image)
     if image.ndim == 2:
@@ -61,6 +65,8 @@ def as_rgb_uint8(image):
     if image.dtype != np.uint8:
         if not np.issubdtype(image.dtype, np.floating):
             raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {image.dtype}")
+        if image.max() > 1.0 + 1e-6:
+            raise ValueError(f"float images must be in [0, 1] (got max {image.max():g}); pass uint8 or divide by 255")
         image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)

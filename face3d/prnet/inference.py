@@ -89,7 +89,9 @@ class PRN:
         """The face's position map in original image coordinates (PRNet's ``process``).
 
         Args:
-            image: (h, w, 3) uint8 RGB. box: detector box (x0, y0, x1, y1), or landmarks: (68, 2) / (2, 68).
+            image: (h, w, 3) RGB, uint8 or float in [0, 1] (a float image in 0-255, as PRNet's ``process``
+                took, is a ValueError: pass uint8 or divide by 255). box: detector box (x0, y0, x1, y1), or
+                landmarks: (68, 2) / (2, 68).
         Returns:
             (R, R, 3) float32: image x, y and z of the face surface at every UV pixel.
         """

@@ -291,11 +291,11 @@ class OnnxPredictor(Predictor):
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         self._input = next((i for i in inputs if i.name == "input"), inputs[0])
         self._output = next((o.name for o in outputs if o.name == "output"), outputs[0].name)
-        shape = list(self._input.shape)
-        if len(shape) != 4:
-            raise ValueError(f"{path}: input {self._input.name!r} has shape {shape}, expected (batch, S, S, 3)")
-        size = _static_dim(shape[1])
-        super().__init__(INPUT_SIZE if size is None else size, _static_dim(shape[0]))
+        shape = list(self._input.shape)  # a dynamic dimension is a name or None
+        sides = {_static_dim(d) for d in shape[1:3]} - {None} if len(shape) == 4 else set()
+        if len(shape) != 4 or shape[3] != 3 or len(sides) > 1:  # channels-first (a PyTorch export) included
+            raise ValueError(f"{path}: input {self._input.name!r} has shape {shape}, expected NHWC (batch, S, S, 3)")
+        super().__init__(sides.pop() if sides else INPUT_SIZE, _static_dim(shape[0]))
 
     def _run(self, images):
         return self._session.run([self._output], {self._input.name: images})[0]

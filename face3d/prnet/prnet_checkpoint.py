@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
+from face3d.utils.errors import InputFileError
 
 __all__ = ["CHECKPOINT_SCOPE", "BATCH_NORM_LEAVES", "find_checkpoint", "checkpoint_prefix", "uv_data_for_model",
            "checkpoint_names",
@@ -204,7 +205,8 @@ def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
     Returns:
         keras.Model (``build_resfcn256(input_size, width)``), weights from the checkpoint.
     Raises:
-        FileNotFoundError: no checkpoint, or its data file is missing. ValueError: see ``match_checkpoint``.
+        FileNotFoundError: no checkpoint, or its data file is missing. InputFileError naming the ``.index`` or
+        ``.data-*`` file: a truncated or corrupt one. ValueError: see ``match_checkpoint``.
     """
     import tensorflow as tf
 
@@ -215,7 +217,11 @@ def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
     if not data_files:
         raise FileNotFoundError(f"{prefix}.index has no data file beside it ({Path(prefix).name}.data-00000-of-"
                                 "00001 holds the weights)")
-    reader = tf.train.load_checkpoint(prefix)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except tf.errors.OpError as error:
+        raise InputFileError(Path(f"{prefix}.index"), "unreadable checkpoint index (truncated or corrupt?): "
+                                                      f"{str(error).splitlines()[0]}") from None
     shapes = reader.get_variable_to_shape_map()
     first = f"{CHECKPOINT_SCOPE}/Conv/weights"
     if first not in shapes or len(shapes[first]) != 4:
@@ -223,8 +229,14 @@ def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
     width = int(shapes[first][3])
     model = build_resfcn256(input_size=input_size, width=width)
     names = match_checkpoint(shapes, model)
+    data_name = data_files[0] if len(data_files) == 1 else Path(f"{prefix}.data-*")
     for name, (layer, attribute) in names.items():
-        getattr(model.get_layer(layer), attribute).assign(np.asarray(reader.get_tensor(name), dtype=np.float32))
+        try:  # a short file raises IndexError, changed bytes a checksum OpError
+            value = reader.get_tensor(name)
+        except (IndexError, tf.errors.OpError) as error:
+            raise InputFileError(data_name, f"unreadable checkpoint data (truncated or corrupt?): "
+                                            f"{str(error).splitlines()[0]}") from None
+        getattr(model.get_layer(layer), attribute).assign(np.asarray(value, dtype=np.float32))
     logger.info("read %d network tensors of %s (width %d; %d optimizer entries ignored)", len(names), prefix,
                 width, len(shapes) - len(names))
     return model
