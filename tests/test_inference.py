@@ -466,6 +466,7 @@ def test_demo_errors_name_the_problem(tmp_path, capsys, monkeypatch, constant_on
     assert "nothing.jpg" in capsys.readouterr().err
     assert _run_demo("-i", photo, "-o", tmp_path / "o", "--model", tmp_path / "none.keras", "--box", 0, 0, 5, 5) == 2
     assert "none.keras" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before the output folder is made
     monkeypatch.setitem(sys.modules, "dlib", None)  # as if dlib were not installed
     assert _run_demo("-i", photo, "-o", tmp_path / "o", "--model", constant_onnx[0]) == 2
     errors = capsys.readouterr().err.splitlines()

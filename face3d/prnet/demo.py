@@ -173,13 +173,13 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
     elif landmarks is not None:
         fixed_landmarks = read_landmarks(landmarks)
         landmark_crop(fixed_landmarks)  # landmarks spanning no area are refused before any image is read
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     face_detector = None
     if box is None and landmarks is None:
         from face3d.prnet.detect import DlibDetector
         face_detector = DlibDetector(detector)
     prn = PRN(model, uv_data=uv_data, bfm=bfm, trust_model=trust_model)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)  # after the model loaded: a bad one leaves no empty folder
     summary = {"images": len(images), "written": 0, "no_face": [], "failures": []}
     for image_path in images:
         try:
