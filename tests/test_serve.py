@@ -577,6 +577,24 @@ def test_workers_and_uv_data(tmp_path, model_path, photo):
     assert log.count("drained: ") == 2, log
 
 
+def test_workers_with_a_bad_model_or_uv_data_exit_2_with_one_line(tmp_path, model_path):
+    """The model is loaded once before the worker processes start, so a load error is the command's error."""
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    bad_model = Server(tmp_path, bad, "--workers", 2)
+    bad_uv = Server(tmp_path, model_path, "--workers", 2, "--uv-data", tmp_path / "no-uv-data")
+    for server, message in ((bad_model, f"{bad}: not a loadable ONNX model"),
+                            (bad_uv, f"{tmp_path / 'no-uv-data'}")):
+        try:
+            status = server.process.wait(120)
+        finally:
+            server.stop()
+        log = server.log.read_text()
+        assert status == 2, log
+        assert "Traceback" not in log and "Started" not in log, log
+        assert log.strip().splitlines()[-1].startswith(f"python -m face3d.serve: error: {message}"), log
+
+
 # ------------------------------------------------------------------------------------------------ in-process
 
 def test_the_model_threads_sleep_follow_model_threads_and_keep_no_plan_per_batch_size(model_path):
