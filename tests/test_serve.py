@@ -617,14 +617,36 @@ def test_metrics_quantiles_agree_between_json_and_prometheus():
         metrics.record_latency(ms / 1e3)
     latency = metrics.snapshot()["latency_ms"]
     # linear interpolation over 51..150: the q-quantile is 51 + 99 q
-    assert latency["count"] == 100 and latency["max"] == pytest.approx(150.0)
+    assert latency["count"] == 150 and latency["window"] == 100 and latency["max"] == pytest.approx(150.0)
     assert latency["mean"] == pytest.approx(100.5)
     assert (latency["p50"], latency["p90"], latency["p99"]) == pytest.approx((100.5, 140.1, 149.01))
     text = metrics.prometheus()
     for q, ms in ((0.5, 100.5), (0.9, 140.1), (0.99, 149.01)):
         line = next(line for line in text.splitlines() if line.startswith(f'face3d_latency_seconds{{quantile="{q}"}}'))
         assert float(line.split()[-1]) == pytest.approx(ms / 1e3)
-    assert "face3d_latency_seconds_count 100" in text
+    assert "face3d_latency_seconds_count 150" in text
+
+
+def test_prometheus_latency_sum_and_count_cover_every_reconstruction():
+    """A summary's _sum and _count only grow (Prometheus takes a drop for a restart); the quantiles stay windowed."""
+    from face3d.serve.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics(window=100)
+    assert "face3d_latency_seconds_count 0\n" in metrics.prometheus()
+    for ms in range(1, 151):
+        metrics.record_latency(ms / 1e3)
+
+    def sample(name):
+        return float(next(line for line in metrics.prometheus().splitlines() if line.startswith(name + " ")).split()[1])
+
+    assert sample("face3d_latency_seconds_count") == 150
+    assert sample("face3d_latency_seconds_sum") == pytest.approx(sum(range(1, 151)) / 1e3)  # 11.325 s
+    assert metrics.snapshot()["latency_ms"]["count"] == 150 and metrics.snapshot()["latency_ms"]["window"] == 100
+    for _ in range(100):  # a whole window of faster answers: the totals still grow
+        metrics.record_latency(0.001)
+    assert sample("face3d_latency_seconds_count") == 250
+    assert sample("face3d_latency_seconds_sum") == pytest.approx(11.325 + 0.1)
+    assert sample('face3d_latency_seconds{quantile="0.99"}') == pytest.approx(0.001)
 
 
 def test_batcher_isolates_a_failing_input_and_drains_on_close():
