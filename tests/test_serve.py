@@ -32,7 +32,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from face3d.mesh import io as mesh_io  # noqa: E402
-from face3d.serve.batching import DynamicBatcher  # noqa: E402
+from face3d.serve.batching import BatcherClosed, DynamicBatcher  # noqa: E402
 from face3d.serve.errors import ApiError  # noqa: E402
 from face3d.serve.limits import Limits, check_image, image_header  # noqa: E402
 
@@ -649,6 +649,34 @@ def test_prometheus_latency_sum_and_count_cover_every_reconstruction():
     assert sample('face3d_latency_seconds{quantile="0.99"}') == pytest.approx(0.001)
 
 
+@pytest.fixture(scope="module")
+def reconstructor(model_path):
+    """The tiny model loaded in-process, for applications run by Starlette's TestClient."""
+    from face3d.serve.app import load_reconstructor
+    from face3d.serve.config import ServeConfig
+    return load_reconstructor(ServeConfig(str(model_path), model_threads=1))
+
+
+def test_a_failing_model_answers_500_internal(model_path, reconstructor, photo, monkeypatch):
+    """TFLite's invoke raises RuntimeError when an op fails: that is the model's failure (500), not a shutdown."""
+    from fastapi.testclient import TestClient
+
+    from face3d.serve.app import create_app
+    from face3d.serve.config import ServeConfig
+
+    def failing(batch):
+        raise RuntimeError("tensorflow/lite/kernels/conv.cc Node number 3 (CONV_2D) failed to invoke")
+
+    monkeypatch.setattr(reconstructor.prn.predictor, "predict", failing)
+    _, png = photo
+    app = create_app(ServeConfig(str(model_path), model_threads=1), reconstructor)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _expect_error(_post(client, png, box=" ".join(map(str, BOX))), 500, "internal",
+                      "RuntimeError: tensorflow/lite/kernels/conv.cc Node number 3 (CONV_2D) failed to invoke")
+        metrics = client.get("/metrics").json()
+    assert metrics["errors"] == {"total": 1, "internal": 1}
+
+
 def test_batcher_isolates_a_failing_input_and_drains_on_close():
     calls = []
 
@@ -672,7 +700,7 @@ def test_batcher_isolates_a_failing_input_and_drains_on_close():
         queued = [asyncio.ensure_future(batcher.submit(np.full(3, x, np.float32))) for x in (4, 5)]
         await asyncio.sleep(0)
         await batcher.close()  # runs the queued inputs first
-        with pytest.raises(RuntimeError, match="shutting down"):
+        with pytest.raises(BatcherClosed, match="shutting down"):
             await batcher.submit(np.zeros(3, np.float32))
         return results, lone, [q.result() for q in queued]
 

@@ -22,7 +22,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from face3d.serve.batching import DynamicBatcher
+from face3d.serve.batching import BatcherClosed, DynamicBatcher
 from face3d.serve.codecs import decode_base64, decode_image, parse_box, parse_landmarks
 from face3d.serve.config import ServeConfig
 from face3d.serve.errors import ApiError, error_response, install_error_handlers
@@ -160,7 +160,7 @@ async def _reconstruct(service, request, mesh, texture, phase):
         ready = time.perf_counter()
         try:
             prediction = await ticket.submit(prepared.crop.image)
-        except RuntimeError as exc:
+        except BatcherClosed as exc:
             raise ApiError(503, "shutting_down", str(exc)) from None
     predicted = time.perf_counter()
     answer = await service.in_pool(service.reconstructor.describe, image, prepared, prediction.output, mesh, texture)
