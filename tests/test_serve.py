@@ -657,24 +657,31 @@ def reconstructor(model_path):
     return load_reconstructor(ServeConfig(str(model_path), model_threads=1))
 
 
-def test_a_failing_model_answers_500_internal(model_path, reconstructor, photo, monkeypatch):
-    """TFLite's invoke raises RuntimeError when an op fails: that is the model's failure (500), not a shutdown."""
+@pytest.mark.parametrize("failure", [RuntimeError("tensorflow/lite/kernels/conv.cc Node number 3 (CONV_2D) failed "
+                                                  "to invoke"), ValueError("a broken model")],
+                         ids=["RuntimeError", "ValueError"])
+def test_a_failing_model_answers_500_internal_and_is_counted(model_path, reconstructor, photo, monkeypatch, failure):
+    """TFLite's invoke raises RuntimeError when an op fails: that is the model's failure (500), not a shutdown. The
+    500 answer is written outside the application's middleware, yet it is counted among the requests."""
     from fastapi.testclient import TestClient
 
     from face3d.serve.app import create_app
     from face3d.serve.config import ServeConfig
 
     def failing(batch):
-        raise RuntimeError("tensorflow/lite/kernels/conv.cc Node number 3 (CONV_2D) failed to invoke")
+        raise failure
 
     monkeypatch.setattr(reconstructor.prn.predictor, "predict", failing)
     _, png = photo
     app = create_app(ServeConfig(str(model_path), model_threads=1), reconstructor)
     with TestClient(app, raise_server_exceptions=False) as client:
         _expect_error(_post(client, png, box=" ".join(map(str, BOX))), 500, "internal",
-                      "RuntimeError: tensorflow/lite/kernels/conv.cc Node number 3 (CONV_2D) failed to invoke")
+                      f"{type(failure).__name__}: {failure}")
         metrics = client.get("/metrics").json()
+        text = client.get("/metrics", params={"format": "prometheus"}).text
     assert metrics["errors"] == {"total": 1, "internal": 1}
+    assert metrics["requests"] == {"total": 1, "POST /v1/reconstruct 500": 1}  # the GET answering is counted next
+    assert 'face3d_requests_total{method="POST",path="/v1/reconstruct",status="500"} 1' in text
 
 
 def test_batcher_isolates_a_failing_input_and_drains_on_close():

@@ -207,7 +207,10 @@ class _BodyLimit:
 
 
 class _CountRequests:
-    """ASGI middleware: count every answered request by method, route and status."""
+    """ASGI middleware: count every answered request by method, route and status.
+
+    An unexpected exception passes through it before Starlette's outermost middleware answers 500 (``errors``), so
+    an exception raised before the answer started is counted here as that 500."""
 
     def __init__(self, app, metrics):
         self.app, self.metrics = app, metrics
@@ -215,14 +218,22 @@ class _CountRequests:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        path = scope["path"] if scope["path"] in _ROUTES else "other"
+        started = False
 
         async def counting_send(message):
+            nonlocal started
             if message["type"] == "http.response.start":
-                path = scope["path"] if scope["path"] in _ROUTES else "other"
+                started = True
                 self.metrics.record_request(scope["method"], path, message["status"])
             await send(message)
 
-        await self.app(scope, receive, counting_send)
+        try:
+            await self.app(scope, receive, counting_send)
+        except Exception:
+            if not started:
+                self.metrics.record_request(scope["method"], path, 500)
+            raise
 
 
 def create_app(config, reconstructor=None):
