@@ -421,6 +421,12 @@ def test_every_bad_request_gets_its_json_error(client, photo):
     assert 'face3d_latency_seconds{quantile="0.99"}' in text and "face3d_in_flight 0" in text
 
 
+def test_deeply_nested_json_answers_400(client):
+    body = b'{"image": "AAAA", "box": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # 200 kB, under --max-bytes
+    _expect_error(client.post("/v1/reconstruct", content=body, headers={"content-type": "application/json"}),
+                  400, "bad_request", "body: not valid JSON (nested too deeply)")
+
+
 def test_absurd_boxes_and_landmarks_answer_422_naming_the_problem(client, prn, photo):
     """Finite numbers that no face has: beyond 100 x the image's side from it, under a pixel, beyond float64, or a
     landmark text laid out in neither 68 rows nor 2-3 lines of 68."""

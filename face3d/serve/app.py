@@ -126,6 +126,8 @@ async def _read_body_fields(request):
             body = json.loads(await request.body())
         except (UnicodeDecodeError, ValueError) as exc:
             raise ApiError(400, "bad_request", f"body: not valid JSON ({exc})") from None
+        except RecursionError:  # arrays or objects nested deeper than the parser's stack
+            raise ApiError(400, "bad_request", "body: not valid JSON (nested too deeply)") from None
         if not isinstance(body, dict):
             raise ApiError(400, "bad_request", "body: expected a JSON object with 'image' (base64)")
         unknown = sorted(set(body) - set(_FIELDS))
