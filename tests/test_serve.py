@@ -764,3 +764,9 @@ def test_command_line(capsys, tmp_path):
         assert exit_info.value.code == 2
         errors = capsys.readouterr().err.strip().splitlines()
         assert errors[-1].endswith(f"argument --max-delay-ms: expected a finite number >= 0, got '{delay}'"), errors
+    for port in ("70000", "-1"):  # refused before the model loads, not by bind() after it
+        with pytest.raises(SystemExit) as exit_info:
+            main(["serve", "--model", str(tmp_path / "none.onnx"), "--port", port])
+        assert exit_info.value.code == 2
+        errors = capsys.readouterr().err.strip().splitlines()
+        assert errors[-1].endswith(f"argument --port: expected an integer from 0 to 65535, got '{port}'"), errors
