@@ -421,6 +421,17 @@ def test_every_bad_request_gets_its_json_error(client, photo):
     assert 'face3d_latency_seconds{quantile="0.99"}' in text and "face3d_in_flight 0" in text
 
 
+def test_unknown_query_parameters_answer_422_naming_them(client, photo):
+    """A misspelt option (``format`` for ``mesh``) must not silently drop what it asked for."""
+    _, png = photo
+    box = " ".join(map(str, BOX))
+    _expect_error(_post(client, png, "?format=ply", box=box), 422, "invalid_parameter",
+                  "unknown query parameter 'format' (expected ('mesh', 'texture'))")
+    _expect_error(_post(client, png, "?mesh=ply&textures=1&meshes=obj", box=box), 422, "invalid_parameter",
+                  "unknown query parameters 'meshes', 'textures' (expected")
+    assert _post(client, png, "?mesh=ply&texture=0", box=box).status_code == 200
+
+
 def test_deeply_nested_json_answers_400(client):
     body = b'{"image": "AAAA", "box": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # 200 kB, under --max-bytes
     _expect_error(client.post("/v1/reconstruct", content=body, headers={"content-type": "application/json"}),
