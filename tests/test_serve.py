@@ -438,6 +438,13 @@ def test_deeply_nested_json_answers_400(client):
                   400, "bad_request", "body: not valid JSON (nested too deeply)")
 
 
+def test_an_image_sent_as_a_text_field_is_told_to_be_uploaded_as_a_file(client):
+    """``curl -F image=<photo.jpg`` sends the file's bytes as a text field (no filename)."""
+    _expect_error(client.post("/v1/reconstruct", files={"image": (None, "\xff\xd8 not a file"),
+                                                        "box": (None, "1 2 3 4")}),
+                  400, "bad_request", "image: sent as a text field; upload it as a file (curl -F image=@photo.jpg)")
+
+
 def test_absurd_boxes_and_landmarks_answer_422_naming_the_problem(client, prn, photo):
     """Finite numbers that no face has: beyond 100 x the image's side from it, under a pixel, beyond float64, or a
     landmark text laid out in neither 68 rows nor 2-3 lines of 68."""

@@ -55,6 +55,7 @@ _ERRORS = {400: {"description": "bad_request, bad_image"}, 408: {"description": 
            413: {"description": "too_large, too_many_pixels"}, 415: {"description": "unsupported_image, "
                                                                                     "unsupported_media_type"},
            422: {"description": "invalid_box, invalid_landmarks, invalid_parameter, face_locator_missing, no_face"},
+           500: {"description": "internal (an unexpected failure, the model's included)"},
            503: {"description": "busy, shutting_down"}, 504: {"description": "timeout (processing)"}}
 
 
@@ -115,7 +116,10 @@ async def _read_body_fields(request):
         if unknown:
             raise ApiError(422, "invalid_parameter", f"unknown form field {unknown[0]!r} (expected {_FIELDS})")
         image = form.get("image")
-        if not isinstance(image, UploadFile):
+        if isinstance(image, str):  # curl -F image=<photo.jpg: the file's bytes as text, without a filename
+            raise ApiError(400, "bad_request", "image: sent as a text field; upload it as a file "
+                                               "(curl -F image=@photo.jpg)")
+        if image is None:
             raise ApiError(400, "bad_request", "image: missing; upload the file as the multipart field 'image'")
         values = {}
         for name in ("box", "landmarks"):
