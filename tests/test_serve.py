@@ -1,12 +1,12 @@
 """``face3d serve``: a real uvicorn process on 127.0.0.1 with a tiny ONNX model, every route and error over httpx;
-the batcher and the image-header reader in-process.
+the batcher, the image-header reader and an application whose model fails (Starlette's TestClient) in-process.
 
 The model maps a 32 x 32 crop to ``map + 0.02 x crop`` (a fixed face-like map plus a trace of the input), so its
 answers depend on the request and are compared with ``face3d.prnet.inference.PRN`` run here on the same file.
 A variant of the model is slow on white crops only, for the processing timeout; another server runs two worker
-processes on a small UV layout of its own. The servers run with ``import tensorflow`` and ``import keras`` made to
-fail. Budget: about a minute on the 2 shared development cores (two servers started together; the OBJ writer alone
-takes seconds, the slow model about 4).
+processes on a small UV layout of its own; two more, with a bad model or UV data, must not start. The servers run
+with ``import tensorflow`` and ``import keras`` made to fail. Budget: about a minute on the 2 shared development
+cores (two servers started together; the OBJ writer alone takes seconds, the slow model about 4).
 """
 import asyncio
 import base64
