@@ -1,12 +1,12 @@
 """``face3d serve``: a real uvicorn process on 127.0.0.1 with a tiny ONNX model, every route and error over httpx;
-the batcher and the image-header reader in-process.
+the batcher, the image-header reader and an application whose model fails (Starlette's TestClient) in-process.
 
 The model maps a 32 x 32 crop to ``map + 0.02 x crop`` (a fixed face-like map plus a trace of the input), so its
 answers depend on the request and are compared with ``face3d.prnet.inference.PRN`` run here on the same file.
 A variant of the model is slow on white crops only, for the processing timeout; another server runs two worker
-processes on a small UV layout of its own. The servers run with ``import tensorflow`` and ``import keras`` made to
-fail. Budget: about a minute on the 2 shared development cores (two servers started together; the OBJ writer alone
-takes seconds, the slow model about 4).
+processes on a small UV layout of its own; two more, with a bad model or UV data, must not start. The servers run
+with ``import tensorflow`` and ``import keras`` made to fail. Budget: about a minute on the 2 shared development
+cores (two servers started together; the OBJ writer alone takes seconds, the slow model about 4).
 """
 import asyncio
 import base64
@@ -32,7 +32,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from face3d.mesh import io as mesh_io  # noqa: E402
-from face3d.serve.batching import DynamicBatcher  # noqa: E402
+from face3d.serve.batching import BatcherClosed, DynamicBatcher  # noqa: E402
 from face3d.serve.errors import ApiError  # noqa: E402
 from face3d.serve.limits import Limits, check_image, image_header  # noqa: E402
 
@@ -421,6 +421,30 @@ def test_every_bad_request_gets_its_json_error(client, photo):
     assert 'face3d_latency_seconds{quantile="0.99"}' in text and "face3d_in_flight 0" in text
 
 
+def test_unknown_query_parameters_answer_422_naming_them(client, photo):
+    """A misspelt option (``format`` for ``mesh``) must not silently drop what it asked for."""
+    _, png = photo
+    box = " ".join(map(str, BOX))
+    _expect_error(_post(client, png, "?format=ply", box=box), 422, "invalid_parameter",
+                  "unknown query parameter 'format' (expected ('mesh', 'texture'))")
+    _expect_error(_post(client, png, "?mesh=ply&textures=1&meshes=obj", box=box), 422, "invalid_parameter",
+                  "unknown query parameters 'meshes', 'textures' (expected")
+    assert _post(client, png, "?mesh=ply&texture=0", box=box).status_code == 200
+
+
+def test_deeply_nested_json_answers_400(client):
+    body = b'{"image": "AAAA", "box": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # 200 kB, under --max-bytes
+    _expect_error(client.post("/v1/reconstruct", content=body, headers={"content-type": "application/json"}),
+                  400, "bad_request", "body: not valid JSON (nested too deeply)")
+
+
+def test_an_image_sent_as_a_text_field_is_told_to_be_uploaded_as_a_file(client):
+    """``curl -F image=<photo.jpg`` sends the file's bytes as a text field (no filename)."""
+    _expect_error(client.post("/v1/reconstruct", files={"image": (None, "\xff\xd8 not a file"),
+                                                        "box": (None, "1 2 3 4")}),
+                  400, "bad_request", "image: sent as a text field; upload it as a file (curl -F image=@photo.jpg)")
+
+
 def test_absurd_boxes_and_landmarks_answer_422_naming_the_problem(client, prn, photo):
     """Finite numbers that no face has: beyond 100 x the image's side from it, under a pixel, beyond float64, or a
     landmark text laid out in neither 68 rows nor 2-3 lines of 68."""
@@ -577,6 +601,24 @@ def test_workers_and_uv_data(tmp_path, model_path, photo):
     assert log.count("drained: ") == 2, log
 
 
+def test_workers_with_a_bad_model_or_uv_data_exit_2_with_one_line(tmp_path, model_path):
+    """The model is loaded once before the worker processes start, so a load error is the command's error."""
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    bad_model = Server(tmp_path, bad, "--workers", 2)
+    bad_uv = Server(tmp_path, model_path, "--workers", 2, "--uv-data", tmp_path / "no-uv-data")
+    for server, message in ((bad_model, f"{bad}: not a loadable ONNX model"),
+                            (bad_uv, f"{tmp_path / 'no-uv-data'}")):
+        try:
+            status = server.process.wait(120)
+        finally:
+            server.stop()
+        log = server.log.read_text()
+        assert status == 2, log
+        assert "Traceback" not in log and "Started" not in log, log
+        assert log.strip().splitlines()[-1].startswith(f"python -m face3d.serve: error: {message}"), log
+
+
 # ------------------------------------------------------------------------------------------------ in-process
 
 def test_the_model_threads_sleep_follow_model_threads_and_keep_no_plan_per_batch_size(model_path):
@@ -599,14 +641,71 @@ def test_metrics_quantiles_agree_between_json_and_prometheus():
         metrics.record_latency(ms / 1e3)
     latency = metrics.snapshot()["latency_ms"]
     # linear interpolation over 51..150: the q-quantile is 51 + 99 q
-    assert latency["count"] == 100 and latency["max"] == pytest.approx(150.0)
+    assert latency["count"] == 150 and latency["window"] == 100 and latency["max"] == pytest.approx(150.0)
     assert latency["mean"] == pytest.approx(100.5)
     assert (latency["p50"], latency["p90"], latency["p99"]) == pytest.approx((100.5, 140.1, 149.01))
     text = metrics.prometheus()
     for q, ms in ((0.5, 100.5), (0.9, 140.1), (0.99, 149.01)):
         line = next(line for line in text.splitlines() if line.startswith(f'face3d_latency_seconds{{quantile="{q}"}}'))
         assert float(line.split()[-1]) == pytest.approx(ms / 1e3)
-    assert "face3d_latency_seconds_count 100" in text
+    assert "face3d_latency_seconds_count 150" in text
+
+
+def test_prometheus_latency_sum_and_count_cover_every_reconstruction():
+    """A summary's _sum and _count only grow (Prometheus takes a drop for a restart); the quantiles stay windowed."""
+    from face3d.serve.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics(window=100)
+    assert "face3d_latency_seconds_count 0\n" in metrics.prometheus()
+    for ms in range(1, 151):
+        metrics.record_latency(ms / 1e3)
+
+    def sample(name):
+        return float(next(line for line in metrics.prometheus().splitlines() if line.startswith(name + " ")).split()[1])
+
+    assert sample("face3d_latency_seconds_count") == 150
+    assert sample("face3d_latency_seconds_sum") == pytest.approx(sum(range(1, 151)) / 1e3)  # 11.325 s
+    assert metrics.snapshot()["latency_ms"]["count"] == 150 and metrics.snapshot()["latency_ms"]["window"] == 100
+    for _ in range(100):  # a whole window of faster answers: the totals still grow
+        metrics.record_latency(0.001)
+    assert sample("face3d_latency_seconds_count") == 250
+    assert sample("face3d_latency_seconds_sum") == pytest.approx(11.325 + 0.1)
+    assert sample('face3d_latency_seconds{quantile="0.99"}') == pytest.approx(0.001)
+
+
+@pytest.fixture(scope="module")
+def reconstructor(model_path):
+    """The tiny model loaded in-process, for applications run by Starlette's TestClient."""
+    from face3d.serve.app import load_reconstructor
+    from face3d.serve.config import ServeConfig
+    return load_reconstructor(ServeConfig(str(model_path), model_threads=1))
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("tensorflow/lite/kernels/conv.cc Node number 3 (CONV_2D) failed "
+                                                  "to invoke"), ValueError("a broken model")],
+                         ids=["RuntimeError", "ValueError"])
+def test_a_failing_model_answers_500_internal_and_is_counted(model_path, reconstructor, photo, monkeypatch, failure):
+    """TFLite's invoke raises RuntimeError when an op fails: that is the model's failure (500), not a shutdown. The
+    500 answer is written outside the application's middleware, yet it is counted among the requests."""
+    from fastapi.testclient import TestClient
+
+    from face3d.serve.app import create_app
+    from face3d.serve.config import ServeConfig
+
+    def failing(batch):
+        raise failure
+
+    monkeypatch.setattr(reconstructor.prn.predictor, "predict", failing)
+    _, png = photo
+    app = create_app(ServeConfig(str(model_path), model_threads=1), reconstructor)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _expect_error(_post(client, png, box=" ".join(map(str, BOX))), 500, "internal",
+                      f"{type(failure).__name__}: {failure}")
+        metrics = client.get("/metrics").json()
+        text = client.get("/metrics", params={"format": "prometheus"}).text
+    assert metrics["errors"] == {"total": 1, "internal": 1}
+    assert metrics["requests"] == {"total": 1, "POST /v1/reconstruct 500": 1}  # the GET answering is counted next
+    assert 'face3d_requests_total{method="POST",path="/v1/reconstruct",status="500"} 1' in text
 
 
 def test_batcher_isolates_a_failing_input_and_drains_on_close():
@@ -632,7 +731,7 @@ def test_batcher_isolates_a_failing_input_and_drains_on_close():
         queued = [asyncio.ensure_future(batcher.submit(np.full(3, x, np.float32))) for x in (4, 5)]
         await asyncio.sleep(0)
         await batcher.close()  # runs the queued inputs first
-        with pytest.raises(RuntimeError, match="shutting down"):
+        with pytest.raises(BatcherClosed, match="shutting down"):
             await batcher.submit(np.zeros(3, np.float32))
         return results, lone, [q.result() for q in queued]
 
@@ -683,3 +782,9 @@ def test_command_line(capsys, tmp_path):
         assert exit_info.value.code == 2
         errors = capsys.readouterr().err.strip().splitlines()
         assert errors[-1].endswith(f"argument --max-delay-ms: expected a finite number >= 0, got '{delay}'"), errors
+    for port in ("70000", "-1"):  # refused before the model loads, not by bind() after it
+        with pytest.raises(SystemExit) as exit_info:
+            main(["serve", "--model", str(tmp_path / "none.onnx"), "--port", port])
+        assert exit_info.value.code == 2
+        errors = capsys.readouterr().err.strip().splitlines()
+        assert errors[-1].endswith(f"argument --port: expected an integer from 0 to 65535, got '{port}'"), errors

@@ -131,14 +131,16 @@ def add_trust_model_argument(parser):
                              "inference list (file writes, ...): a model is code, pass it only for models you trust")
 
 
-def int_at_least(minimum, unit=None):
-    """argparse type: an integer >= ``minimum``; ``unit`` (e.g. "pixels") is named in the error line."""
-    bound = f"{minimum} ({unit})" if unit else f"{minimum}"
+def int_at_least(minimum, unit=None, maximum=None):
+    """argparse type: an integer >= ``minimum`` (and <= ``maximum`` when given); ``unit`` (e.g. "pixels") is named
+    in the error line."""
+    bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+    bound += f" ({unit})" if unit else ""
 
     def parse(text):
         value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {bound}, got {text!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {text!r}")
         return value
 
     parse.__name__ = "int"  # argparse's line for a non-integer: "invalid int value: 'x'"

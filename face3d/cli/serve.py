@@ -3,7 +3,7 @@ import argparse
 import math
 import sys
 
-from face3d.cli._common import Command, add_trust_model_argument, error_text, field_default, positive_int
+from face3d.cli._common import Command, add_trust_model_argument, error_text, field_default, int_at_least, positive_int
 
 __all__ = ["SERVE", "add_serve_arguments", "run_serve", "main"]
 
@@ -48,7 +48,8 @@ def add_serve_arguments(parser):
                                                          "face (default: the embedded default model)")
     parser.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
                         help="address to bind (default: %(default)s, this machine only)")
-    parser.add_argument("--port", type=int, default=8000, metavar="N", help="TCP port (default: %(default)s)")
+    parser.add_argument("--port", type=int_at_least(0, maximum=65535), default=8000, metavar="N",
+                        help="TCP port (default: %(default)s)")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
                         help="server processes, each with its own model (default: %(default)s)")
     parser.add_argument("--max-batch", type=positive_int, default=default("max_batch"), metavar="B",

@@ -22,7 +22,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from face3d.serve.batching import DynamicBatcher
+from face3d.serve.batching import BatcherClosed, DynamicBatcher
 from face3d.serve.codecs import decode_base64, decode_image, parse_box, parse_landmarks
 from face3d.serve.config import ServeConfig
 from face3d.serve.errors import ApiError, error_response, install_error_handlers
@@ -39,6 +39,7 @@ LOG_LEVEL_ENVIRONMENT = "FACE3D_SERVE_LOG_LEVEL"  # and their log level
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 _ROUTES = ("/health", "/metrics", "/v1/reconstruct", "/docs", "/openapi.json")
 _FIELDS = ("image", "box", "landmarks")  # of a multipart form and of a JSON body alike
+_QUERY = ("mesh", "texture")  # the query parameters of POST /v1/reconstruct
 
 _REQUEST_BODY = {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
@@ -54,6 +55,7 @@ _ERRORS = {400: {"description": "bad_request, bad_image"}, 408: {"description": 
            413: {"description": "too_large, too_many_pixels"}, 415: {"description": "unsupported_image, "
                                                                                     "unsupported_media_type"},
            422: {"description": "invalid_box, invalid_landmarks, invalid_parameter, face_locator_missing, no_face"},
+           500: {"description": "internal (an unexpected failure, the model's included)"},
            503: {"description": "busy, shutting_down"}, 504: {"description": "timeout (processing)"}}
 
 
@@ -114,7 +116,10 @@ async def _read_body_fields(request):
         if unknown:
             raise ApiError(422, "invalid_parameter", f"unknown form field {unknown[0]!r} (expected {_FIELDS})")
         image = form.get("image")
-        if not isinstance(image, UploadFile):
+        if isinstance(image, str):  # curl -F image=<photo.jpg: the file's bytes as text, without a filename
+            raise ApiError(400, "bad_request", "image: sent as a text field; upload it as a file "
+                                               "(curl -F image=@photo.jpg)")
+        if image is None:
             raise ApiError(400, "bad_request", "image: missing; upload the file as the multipart field 'image'")
         values = {}
         for name in ("box", "landmarks"):
@@ -126,6 +131,8 @@ async def _read_body_fields(request):
             body = json.loads(await request.body())
         except (UnicodeDecodeError, ValueError) as exc:
             raise ApiError(400, "bad_request", f"body: not valid JSON ({exc})") from None
+        except RecursionError:  # arrays or objects nested deeper than the parser's stack
+            raise ApiError(400, "bad_request", "body: not valid JSON (nested too deeply)") from None
         if not isinstance(body, dict):
             raise ApiError(400, "bad_request", "body: expected a JSON object with 'image' (base64)")
         unknown = sorted(set(body) - set(_FIELDS))
@@ -160,7 +167,7 @@ async def _reconstruct(service, request, mesh, texture, phase):
         ready = time.perf_counter()
         try:
             prediction = await ticket.submit(prepared.crop.image)
-        except RuntimeError as exc:
+        except BatcherClosed as exc:
             raise ApiError(503, "shutting_down", str(exc)) from None
     predicted = time.perf_counter()
     answer = await service.in_pool(service.reconstructor.describe, image, prepared, prediction.output, mesh, texture)
@@ -207,7 +214,10 @@ class _BodyLimit:
 
 
 class _CountRequests:
-    """ASGI middleware: count every answered request by method, route and status."""
+    """ASGI middleware: count every answered request by method, route and status.
+
+    An unexpected exception passes through it before Starlette's outermost middleware answers 500 (``errors``), so
+    an exception raised before the answer started is counted here as that 500."""
 
     def __init__(self, app, metrics):
         self.app, self.metrics = app, metrics
@@ -215,14 +225,22 @@ class _CountRequests:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        path = scope["path"] if scope["path"] in _ROUTES else "other"
+        started = False
 
         async def counting_send(message):
+            nonlocal started
             if message["type"] == "http.response.start":
-                path = scope["path"] if scope["path"] in _ROUTES else "other"
+                started = True
                 self.metrics.record_request(scope["method"], path, message["status"])
             await send(message)
 
-        await self.app(scope, receive, counting_send)
+        try:
+            await self.app(scope, receive, counting_send)
+        except Exception:
+            if not started:
+                self.metrics.record_request(scope["method"], path, 500)
+            raise
 
 
 def create_app(config, reconstructor=None):
@@ -280,6 +298,10 @@ def create_app(config, reconstructor=None):
                               None, description="add the dense mesh in this format (base64 in 'mesh')"),
                           texture: bool = Query(False, description="add the UV texture as a PNG (base64)")):
         service, limits = services[0], config.limits
+        unknown = sorted(set(request.query_params) - set(_QUERY))
+        if unknown:  # a misspelt option would silently drop the mesh or texture it asked for
+            raise ApiError(422, "invalid_parameter", f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                                                     f"{', '.join(map(repr, unknown))} (expected {_QUERY})")
         if metrics.in_flight >= limits.max_in_flight:
             raise ApiError(503, "busy", f"{metrics.in_flight} requests in flight, the limit is "
                                         f"{limits.max_in_flight} (--max-in-flight); retry later")

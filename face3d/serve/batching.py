@@ -16,7 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Prediction", "DynamicBatcher"]
+__all__ = ["Prediction", "BatcherClosed", "DynamicBatcher"]
+
+
+class BatcherClosed(RuntimeError):
+    """An input submitted while the batcher is closing (or before it started); a RuntimeError of the model is not
+    one."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +110,10 @@ class DynamicBatcher:
         """The Prediction for one input ``x`` (one element of the batch ``predict`` takes).
 
         Raises:
-            RuntimeError: the batcher is closing. Any exception ``predict`` raised for this input alone.
+            BatcherClosed: the batcher is closing. Any exception ``predict`` raised for this input alone.
         """
         if self._closing or self._task is None:
-            raise RuntimeError("the model is shutting down")
+            raise BatcherClosed("the model is shutting down")
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Job(x, future, time.perf_counter()))
         self._wake.set()

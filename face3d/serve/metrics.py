@@ -1,8 +1,9 @@
 """Counters of the HTTP service, served at ``GET /metrics`` (JSON, or Prometheus' text format).
 
-Requests and error codes are counted since start; latency quantiles are over the most recent reconstructions (a
-bounded window, so memory stays flat however long the service runs); batch sizes are counted per size, so the
-mean batch and how often batches filled up can be read directly.
+Requests, error codes and reconstructions (their count and total latency) are counted since start; the latency's
+mean, maximum and quantiles are over the most recent reconstructions (a bounded window, so memory stays flat however
+long the service runs); batch sizes are counted per size, so the mean batch and how often batches filled up can be
+read directly.
 """
 import time
 from collections import Counter, deque
@@ -22,7 +23,9 @@ class ServiceMetrics:
         self.started = time.time()
         self.requests = Counter()  # (method, path, status) -> count
         self.errors = Counter()  # error code -> count
-        self.latencies = deque(maxlen=int(window))  # seconds, successful reconstructions
+        self.latencies = deque(maxlen=int(window))  # seconds, the most recent successful reconstructions
+        self.reconstructions = 0  # successful reconstructions since start
+        self.latency_total_s = 0.0  # and the sum of their latencies
         self.batch_sizes = Counter()
         self.network_s = 0.0
         self.in_flight = 0
@@ -38,6 +41,8 @@ class ServiceMetrics:
     def record_latency(self, seconds):
         """Latency of one successful reconstruction."""
         self.latencies.append(float(seconds))
+        self.reconstructions += 1
+        self.latency_total_s += float(seconds)
 
     def record_batch(self, size, seconds):
         """One network call on ``size`` inputs that took ``seconds``."""
@@ -49,10 +54,11 @@ class ServiceMetrics:
 
         Returns:
             ``uptime_s``; ``requests`` (total and by "METHOD path status"); ``errors`` (total and by code);
-            ``in_flight``; ``latency_ms`` (count, mean, p50, p90, p99, max over the last ``window``
-            reconstructions); ``batches`` (count, images, mean_size, sizes {size: count}, network_s).
+            ``in_flight``; ``latency_ms`` (count: reconstructions since start; window: how many of the most
+            recent ones mean, p50, p90, p99 and max cover); ``batches`` (count, images, mean_size,
+            sizes {size: count}, network_s).
         """
-        latency = {"count": len(self.latencies)}
+        latency = {"count": self.reconstructions, "window": len(self.latencies)}
         if self.latencies:
             seconds = np.asarray(self.latencies, dtype=np.float64)
             latency["mean"], latency["max"] = float(seconds.mean()) * 1e3, float(seconds.max()) * 1e3
@@ -76,8 +82,9 @@ class ServiceMetrics:
 
     def prometheus(self):
         """The statistics in Prometheus' text exposition format (version 0.0.4), metric names ``face3d_*``:
-        requests and errors (counters), requests in flight (gauge), reconstruction latency (summary over the
-        window, seconds), network calls by batch size and network seconds (counters), uptime (gauge)."""
+        requests and errors (counters), requests in flight (gauge), reconstruction latency (summary, seconds:
+        quantiles over the window, sum and count since start), network calls by batch size and network seconds
+        (counters), uptime (gauge)."""
         def sample(name, value, **labels):
             inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
             return f"{name}{{{inner}}} {value!r}" if labels else f"{name} {value!r}"
@@ -89,14 +96,14 @@ class ServiceMetrics:
         lines += [sample("face3d_errors_total", n, code=code) for code, n in sorted(self.errors.items())]
         lines += ["# HELP face3d_in_flight Reconstructions in progress.", "# TYPE face3d_in_flight gauge",
                   sample("face3d_in_flight", self.in_flight)]
-        lines += ["# HELP face3d_latency_seconds Reconstruction latency over the recent window.",
+        lines += ["# HELP face3d_latency_seconds Reconstruction latency (quantiles over the recent window).",
                   "# TYPE face3d_latency_seconds summary"]
         if self.latencies:
             latencies = np.asarray(self.latencies, dtype=np.float64)
             lines += [sample("face3d_latency_seconds", value, quantile=q)
                       for q, value in self._latency_quantiles(latencies).items()]
-            lines += [sample("face3d_latency_seconds_sum", float(latencies.sum())),
-                      sample("face3d_latency_seconds_count", len(latencies))]
+        lines += [sample("face3d_latency_seconds_sum", self.latency_total_s),
+                  sample("face3d_latency_seconds_count", self.reconstructions)]
         lines += ["# HELP face3d_batches_total Network calls by batch size.", "# TYPE face3d_batches_total counter"]
         lines += [sample("face3d_batches_total", n, size=size) for size, n in sorted(self.batch_sizes.items())]
         lines += ["# HELP face3d_network_seconds_total Seconds spent in network calls.",

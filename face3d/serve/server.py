@@ -1,14 +1,13 @@
 """Run the service on uvicorn: one process with the model loaded first, or N worker processes.
 
-With one worker the model is loaded before the port opens, so a bad model is an exception here, not a server that
-fails after binding. With N workers uvicorn starts N processes that each load the model (the config travels in
-``$FACE3D_SERVE_CONFIG``). SIGINT/SIGTERM drain: uvicorn stops accepting, finishes the requests in progress, then
-the application's shutdown runs the queued batches.
+The model is loaded before the port opens, so a bad model or UV data is an exception here, not a server that fails
+after binding. With N workers it is loaded once here to check it, then dropped, and uvicorn starts N processes that
+each load their own (the config travels in ``$FACE3D_SERVE_CONFIG``). SIGINT/SIGTERM drain: uvicorn stops
+accepting, finishes the requests in progress, then the application's shutdown runs the queued batches.
 """
 import logging
 import os
 import signal
-from pathlib import Path
 
 __all__ = ["run_server"]
 
@@ -34,8 +33,8 @@ def run_server(config, host="127.0.0.1", port=8000, workers=1, log_level="info",
     if workers == 1:
         target = create_app(config, load_reconstructor(config))
     else:
-        if not Path(config.model).exists():
-            raise FileNotFoundError(f"model not found: {config.model}")
+        # a worker that fails to load only prints its traceback, and uvicorn's supervisor then exits with status 0
+        load_reconstructor(config)
         os.environ[CONFIG_ENVIRONMENT] = config.to_json()
         os.environ[LOG_LEVEL_ENVIRONMENT] = log_level.upper()
         target, options = "face3d.serve.app:app_from_environment", {**options, "factory": True, "workers": workers}
