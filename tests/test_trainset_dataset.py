@@ -312,6 +312,44 @@ def test_synthetic_set_is_deterministic_and_reused(synth_root, tmp_path):
     assert not _temp_files(tmp_path)
 
 
+def test_an_interrupted_synthetic_set_resumes_by_whole_faces(tmp_path, monkeypatch):
+    import face3d.trainset.synthetic as synthetic
+
+    settings = {"count": 6, "seed": 3, "size": 64, "views": 2}  # face 0: two views and their flips; face 1: one
+    synthesize_dataset(tmp_path / "whole", **settings)
+    render_set, rendered = synthetic._render_set, []
+
+    def stopped_after_five(*args):
+        for k, sample in enumerate(render_set(*args)):
+            if k == 5:
+                raise KeyboardInterrupt
+            yield sample
+
+    def recorded(*args):
+        for sample in render_set(*args):
+            rendered.append(sample[:2])
+            yield sample
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(synthetic, "_render_set", stopped_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize_dataset(out, **settings)
+    assert json.loads((out / RECORD_FILE).read_text())["complete"] is False
+    monkeypatch.setattr(synthetic, "_render_set", recorded)
+    synthesize_dataset(out, **settings)
+    assert rendered == [(folder, stem) for folder, stem, face, *_ in synthetic.sample_names(6, 2) if face == 1]
+    files = sorted(p.relative_to(out) for p in out.rglob("SYNTH_*.*"))
+    assert len(files) == 12 and files == sorted(p.relative_to(tmp_path / "whole")
+                                                for p in (tmp_path / "whole").rglob("SYNTH_*.*"))
+    assert all((out / f).read_bytes() == (tmp_path / "whole" / f).read_bytes() for f in files)
+    assert json.loads((out / RECORD_FILE).read_text()) == json.loads((tmp_path / "whole" / RECORD_FILE).read_text())
+    # other settings remove the interrupted set's samples instead of resuming over them
+    monkeypatch.setattr(synthetic, "_render_set", stopped_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize_dataset(out, **{**settings, "seed": 4})
+    assert len(list(out.rglob("SYNTH_*.*"))) == 10  # five samples of seed 4, none of seed 3
+
+
 def test_synthetic_set_of_another_model_is_rendered_again(tmp_path):
     from face3d.morphable_model import MorphableModel, load, model_identity
     from face3d.morphable_model.default_model import default_model_dir

@@ -153,16 +153,12 @@ def run_generate(args):
         print(f"{args.prog}: error: {error}", file=sys.stderr)
         return 2
     root = args.root
-    if root is None:
-        from face3d.trainset.synthetic import synthesize_dataset
-
-        root = os.path.join(args.output, SYNTHETIC_DIR)
-        try:
-            synthesize_dataset(root, count=args.synthetic_count, seed=args.seed, model_path=args.bfm)
-        except KeyboardInterrupt:  # the set is recorded only when complete: a rerun renders it again
-            sys.stderr.write("interrupted while rendering the synthetic set; a rerun renders it again\n")
-            return 130
     try:
+        if root is None:
+            from face3d.trainset.synthetic import synthesize_dataset
+
+            root = os.path.join(args.output, SYNTHETIC_DIR)
+            synthesize_dataset(root, count=args.synthetic_count, seed=args.seed, model_path=args.bfm)
         summary = generate_dataset(root, args.output, config, model_path=args.bfm,
                                    workers=args.workers, shard=args.shard, limit=args.limit, seed=args.seed,
                                    relative_paths=args.label_paths == "relative", progress=not args.quiet,

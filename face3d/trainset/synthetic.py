@@ -23,8 +23,10 @@ Face f is drawn from ``numpy.random.default_rng([seed, f])`` alone (yaw spread o
 golden-ratio sequence, pitch and roll uniform in +-20 degrees), so the set is deterministic and its first k samples
 do not depend on ``count``; a one-view face without flip is what ``synthesize_sample`` renders.
 ``<output>/synthetic.json`` records the settings and the model's identity (``model_identity``: the embedded model's
-version or the model files' content) and is written last, so a complete set with the same settings and model is
-reused instead of re-rendered; a set rendered with a model object passed in (``model=``) is never reused.
+version or the model files' content), marked ``"complete": false`` before the first sample and rewritten without
+the mark after the last: a complete set with the same settings and model is reused instead of re-rendered, an
+interrupted one keeps its finished faces and renders the rest; a set rendered with a model object passed in
+(``model=``) is never reused.
 """
 import dataclasses
 import json
@@ -361,8 +363,8 @@ def _jpg_bytes(image):
 
 def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None, views=VIEWS, flip=True):
     """Render ``count`` samples into ``output/SYNTH`` and ``output/SYNTH_Flip`` (reusing a complete set rendered
-    with the same settings and model files, see the module docstring); rendering with other settings also removes
-    the samples of an earlier, larger count, so the folders hold exactly this set.
+    with the same settings and model files and the finished faces of an interrupted one, see the module docstring);
+    rendering with other settings first removes the samples there, so the folders hold exactly this set.
 
     Args:
         output: folder of the set (created).
@@ -394,11 +396,15 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
                 "model": None if model is not None else model_identity(model_path)}
     record = output / RECORD_FILE
     try:
-        done = json.loads(record.read_text(encoding="utf-8")) == settings
+        recorded = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        done = False
-    if done and settings["model"] is not None and all(m.is_file() and m.with_suffix(".jpg").is_file() for m in mats):
+        recorded = None
+    written = [m.is_file() and m.with_suffix(".jpg").is_file() for m in mats]
+    reusable = settings["model"] is not None  # a model object may differ from any files: never reused
+    if reusable and recorded == settings and all(written):
         return mats
+    # a run with these settings was interrupted: its finished faces stand (a face's samples depend on it alone)
+    resuming = reusable and recorded == {**settings, "complete": False}
     info_file = None
     if model is None:
         from face3d.morphable_model import MorphableModel
@@ -406,12 +412,15 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         info_file = None if model_path is None else Path(model_path).parent / "BFM_info.mat"
     # before the output is touched: a model without mirror pairs leaves an earlier set as it is
     mirror = _Mirror(model, info_file) if any(flipped for *_, flipped in names) else None
-    record.unlink(missing_ok=True)
-    wanted = set(mats) | {m.with_suffix(".jpg") for m in mats}
+    wanted = set(mats) | {m.with_suffix(".jpg") for m in mats} if resuming else set()
     for stale in [p for folder in (SYNTH_FOLDER, FLIP_FOLDER) for p in (output / folder).glob(f"{SYNTH_FOLDER}_*")]:
-        if stale not in wanted:  # a sample of an earlier, larger count is not in this set
+        if stale not in wanted:  # another set's sample (other settings, or an earlier, larger count)
             stale.unlink()
-    for folder, stem, image, mat in _render_set(model, mirror, names, seed, int(size), int(views)):
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(record, (json.dumps({**settings, "complete": False}, indent=2) + "\n").encode("utf-8"))
+    unfinished = {name[2] for name, done in zip(names, written) if not (resuming and done)}
+    todo = [name for name in names if name[2] in unfinished]  # whole faces: a flip needs its view's render
+    for folder, stem, image, mat in _render_set(model, mirror, todo, seed, int(size), int(views)):
         mat_path = output / folder / f"{stem}.mat"
         mat_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(mat_path.with_suffix(".jpg"), _jpg_bytes(image))
