@@ -480,6 +480,16 @@ def test_a_map_beyond_float32_answers_422_not_500(prn, photo):
     assert (error.value.status, error.value.code) == (422, "invalid_box") and "not finite" in error.value.detail
 
 
+def test_a_network_output_with_nan_is_the_models_failure_not_the_box(prn, photo):
+    """A NaN map is not blamed on the client's box: it fails as the model's error (answered 500 internal)."""
+    from face3d.serve.pipeline import Prepared, Reconstructor
+    image, _ = photo
+    box = (5.0, 5.0, 35.0, 35.0)
+    prepared = Prepared(prn.crop(image, box=box), box, "box")
+    with pytest.raises(ValueError, match="network's output map holds NaN or inf"):
+        Reconstructor(prn).describe(image, prepared, np.full((SIZE, SIZE, 3), np.nan, np.float32))
+
+
 def _stalled_request(port, png, box, send_first):
     """A raw HTTP/1.1 multipart request whose first ``send_first`` body bytes are sent; returns (socket, rest)."""
     boundary = "face3dtestboundary"

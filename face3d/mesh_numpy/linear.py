@@ -9,8 +9,8 @@ __all__ = ["TILE", "tile_basis", "combine_basis"]
 def combine_basis(mean, tiles, coefficients) -> np.ndarray:
     """``mean + basis @ c`` per row c of ``coefficients``, term by term in float32 (face3d.mesh.linear)."""
     coef = np.asarray(coefficients, dtype=np.float32)
-    ntiles, k, tile = tiles.shape
-    basis = tiles.transpose(0, 2, 1).reshape(ntiles * tile, k)  # explicit shape: k may be 0
+    ntiles, ncols, tile = tiles.shape
+    basis = tiles.transpose(0, 2, 1).reshape(ntiles * tile, ncols)  # explicit shape: there may be no column
     acc = np.zeros((coef.shape[0], basis.shape[0]), dtype=np.float32)
     for k in range(basis.shape[1]):
         acc = acc + basis[None, :, k] * coef[:, k:k + 1]

@@ -9,6 +9,7 @@ waits for the requests in progress; then the batcher runs what is queued and the
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -39,7 +40,6 @@ LOG_LEVEL_ENVIRONMENT = "FACE3D_SERVE_LOG_LEVEL"  # and their log level
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 _ROUTES = ("/health", "/metrics", "/v1/reconstruct", "/docs", "/openapi.json")
 _FIELDS = ("image", "box", "landmarks")  # of a multipart form and of a JSON body alike
-_QUERY = ("mesh", "texture")  # the query parameters of POST /v1/reconstruct
 
 _REQUEST_BODY = {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
@@ -298,10 +298,10 @@ def create_app(config, reconstructor=None):
                               None, description="add the dense mesh in this format (base64 in 'mesh')"),
                           texture: bool = Query(False, description="add the UV texture as a PNG (base64)")):
         service, limits = services[0], config.limits
-        unknown = sorted(set(request.query_params) - set(_QUERY))
+        unknown = sorted(set(request.query_params) - set(query_names))
         if unknown:  # a misspelt option would silently drop the mesh or texture it asked for
             raise ApiError(422, "invalid_parameter", f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
-                                                     f"{', '.join(map(repr, unknown))} (expected {_QUERY})")
+                                                     f"{', '.join(map(repr, unknown))} (expected {query_names})")
         if metrics.in_flight >= limits.max_in_flight:
             raise ApiError(503, "busy", f"{metrics.in_flight} requests in flight, the limit is "
                                         f"{limits.max_in_flight} (--max-in-flight); retry later")
@@ -316,6 +316,8 @@ def create_app(config, reconstructor=None):
         finally:
             metrics.in_flight -= 1
 
+    # the query parameters reconstruct takes, read from its signature so that the check follows it
+    query_names = tuple(name for name in inspect.signature(reconstruct).parameters if name != "request")
     app.add_middleware(_BodyLimit, max_bytes=config.limits.max_bytes, on_error=metrics.record_error)
     app.add_middleware(_CountRequests, metrics=metrics)  # outermost: counts the body limit's answers too
     return app

@@ -107,9 +107,12 @@ class Reconstructor:
             ``mesh`` (format, media_type, vertices, triangles, base64) and ``texture`` (format, size, base64)
             when asked.
         Raises:
+            ValueError: the network's output holds NaN or inf (the model's failure: answered 500 ``internal``).
             ApiError: 422 ``invalid_box`` / ``invalid_landmarks`` when the map in image pixels is not finite.
         """
         prn, crop = self.prn, prepared.crop
+        if not np.all(np.isfinite(output)):
+            raise ValueError("the network's output map holds NaN or inf")
         pos = restore_map(output, crop.matrix, crop.resolution)
         if not np.all(np.isfinite(pos)):  # a face far too large or small for float32 image coordinates
             field = "landmarks" if prepared.source == "landmarks" else "box"
