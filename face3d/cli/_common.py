@@ -3,6 +3,7 @@ dataclasses, logging set-up and the one-line report of a missing optional depend
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import sys
 import typing
@@ -149,6 +150,20 @@ def int_at_least(minimum, unit=None, maximum=None):
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+
+
+def finite_float_above(minimum, inclusive=False):
+    """argparse type: a finite number > ``minimum`` (>= when ``inclusive``)."""
+    relation = ">=" if inclusive else ">"
+
+    def parse(text):
+        value = float(text)
+        if not (value >= minimum if inclusive else value > minimum) or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number {relation} {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = "float"  # argparse's line for a non-number: "invalid float value: 'x'"
+    return parse
 
 
 def limit_blas_threads():

@@ -1,29 +1,21 @@
 """``face3d serve`` (and ``python -m face3d.serve``): 3D face reconstruction over HTTP (``face3d.serve``)."""
-import argparse
-import math
 import sys
 
-from face3d.cli._common import Command, add_trust_model_argument, error_text, field_default, int_at_least, positive_int
+from face3d.cli._common import (
+    Command,
+    add_trust_model_argument,
+    error_text,
+    field_default,
+    finite_float_above,
+    int_at_least,
+    positive_int,
+)
 
 __all__ = ["SERVE", "add_serve_arguments", "run_serve", "main"]
 
 DESCRIPTION = ("Serve 3D face reconstruction over HTTP: POST an image to /v1/reconstruct and get the 68 landmarks, "
                "the head pose and, on request, the dense mesh (OBJ, PLY, .mat) and UV texture. GET /health, "
                "/metrics; OpenAPI docs at /docs. Needs the 'serve' extra: pip install 'face3d[serve]'.")
-
-
-def _non_negative_float(text):
-    value = float(text)
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def _positive_finite_float(text):
-    value = float(text)
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
 
 
 def add_serve_arguments(parser):
@@ -54,7 +46,8 @@ def add_serve_arguments(parser):
                         help="server processes, each with its own model (default: %(default)s)")
     parser.add_argument("--max-batch", type=positive_int, default=default("max_batch"), metavar="B",
                         help="largest batch of concurrent requests run as one network call (default: %(default)s)")
-    parser.add_argument("--max-delay-ms", type=_non_negative_float, default=default("max_delay_ms"), metavar="MS",
+    parser.add_argument("--max-delay-ms", type=finite_float_above(0, inclusive=True), default=default("max_delay_ms"),
+                        metavar="MS",
                         help="longest wait for more requests to join a batch, while some are on their way "
                              "(default: %(default)s)")
     parser.add_argument("--threads", type=positive_int, default=default("threads"), metavar="N",
@@ -68,7 +61,7 @@ def add_serve_arguments(parser):
                         help="largest request body in bytes (default: %(default)s)")
     parser.add_argument("--max-pixels", type=positive_int, default=limit("max_pixels"), metavar="PIXELS",
                         help="largest image, width x height, checked on the file header (default: %(default)s)")
-    parser.add_argument("--timeout-s", type=_positive_finite_float, default=limit("timeout_s"), metavar="S",
+    parser.add_argument("--timeout-s", type=finite_float_above(0), default=limit("timeout_s"), metavar="S",
                         help="seconds a request may take, upload included (default: %(default)s)")
     parser.add_argument("--max-in-flight", type=positive_int, default=limit("max_in_flight"), metavar="N",
                         help="reconstructions handled at once per worker; more get 503 (default: %(default)s)")

@@ -8,14 +8,13 @@ files is left behind.
 """
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
-from face3d.utils.atomic import temp_name
+from face3d.utils.atomic import staging_folder
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import IMAGE_SUFFIXES
 
@@ -105,14 +104,11 @@ def write_outputs(prn, image, pos, output, stem, texture=False):
     """Write the demo's files for one face into ``output``; returns their paths (dict kind -> Path; the OBJ's
     ``.mtl`` and ``_texture.png`` lie beside it).
 
-    The files are written into the hidden folder ``output/.<stem>.partial`` (``atomic.temp_name``) and moved into
+    The files are written into the hidden folder ``output/.<stem>.partial`` (``atomic.staging_folder``) and moved into
     ``output`` once every one is written, so a failure (an exception) leaves none of them there.
     """
     output = Path(output)
-    staging = temp_name(output / stem)
-    shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftover
-    staging.mkdir()
-    try:
+    with staging_folder(output / stem) as staging:
         paths = _write_files(prn, image, pos, staging, stem, texture)
         names = sorted(p.name for p in staging.iterdir())
         try:
@@ -122,8 +118,6 @@ def write_outputs(prn, image, pos, output, stem, texture=False):
             for name in names:
                 (output / name).unlink(missing_ok=True)
             raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {kind: output / path.name for kind, path in paths.items()}
 
 

@@ -101,6 +101,11 @@ class AFLWSample:
     exp_para: np.ndarray = None
 
 
+def image_mat_pairs(images):
+    """(image, mat) for each of ``images`` (Paths) with a ``.mat`` of the same stem beside it, in their order."""
+    return [(image, image.with_suffix(".mat")) for image in images if image.with_suffix(".mat").is_file()]
+
+
 def find_samples(folder):
     """Image + ``.mat`` pairs under ``folder`` (recursively), sorted by path.
 
@@ -112,11 +117,7 @@ def find_samples(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder not found: {folder}")
-    pairs = []
-    for image in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-        mat = image.with_suffix(".mat")
-        if mat.is_file():
-            pairs.append((image, mat))
+    pairs = image_mat_pairs(sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
     if not pairs:
         raise FileNotFoundError(f"{folder}: no image with a .mat beside it (AFLW2000-3D format: image00002.jpg + "
                                 "image00002.mat holding pt3d_68)")

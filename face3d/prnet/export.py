@@ -11,7 +11,6 @@ shapes). The steps live in ``layer_graph`` (Keras walk, batch-norm folding), ``t
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from face3d.prnet.predictor import load_keras_model, load_predictor
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
 from face3d.prnet.tf_graph import BATCH_NORM_OP_TYPES, build_graph_def, graph_op_types
 from face3d.prnet.tflite import build_tflite
-from face3d.utils.atomic import atomic_write_bytes, temp_name
+from face3d.utils.atomic import atomic_write_bytes, staging_folder
 
 __all__ = [
     "ATC_SUPPORTED_TF_OPS", "ATC_SUPPORTED_ONNX_OPS", "BATCH_NORM_OP_TYPES", "UnsupportedOpError", "LayerNode",
@@ -303,16 +302,11 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
 
     output_dir.mkdir(parents=True, exist_ok=True)
     # the models wait in a hidden staging folder until every check passed: a failed export leaves the folder as it was
-    staging = temp_name(output_dir / "export")
-    shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftover
-    staging.mkdir()
-    try:
+    with staging_folder(output_dir / "export") as staging:
         staged = _write_models(staging, graph_def, nodes, input_name, output_name, onnx_model, batch_size, opset,
                                tflite, calibration)
         max_abs_diff = _compare_with_keras(staging, model, images, tolerance)
         _replace_export_files(staging, output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     written = [output_dir / path.name for path in staged]
     result = ExportResult(pb_path=output_dir / "prnet.pb", onnx_path=output_dir / "prnet.onnx" if onnx else None,
                           op_types=op_types, onnx_op_types=onnx_op_types, max_abs_diff=max_abs_diff)

@@ -404,11 +404,11 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
     files = _msame_inputs(input_dir)
     if not files:
         raise FileNotFoundError(f"no .bin file in {input_dir}")
-    manifest_path = Path(os.path.abspath(input_dir)).parent / MANIFEST
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"manifest not found: {manifest_path} (pre_process writes DIR/{MANIFEST} beside the "
-                                f"input folder DIR/{INPUTS})")
-    manifest = read_manifest(manifest_path)
+    try:
+        manifest = read_manifest(Path(os.path.abspath(input_dir)).parent / MANIFEST)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error} (pre_process writes DIR/{MANIFEST} beside the input folder DIR/{INPUTS})") \
+            from None
     model = Path(model)
     options = {"trust_model": trust_model}
     if threads is not None and model.suffix.lower() == ".onnx":

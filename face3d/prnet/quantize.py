@@ -50,22 +50,20 @@ def calibration_images(folder, size, limit=None):
     images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise FileNotFoundError(f"{folder}: no image ({', '.join(IMAGE_SUFFIXES)}) for calibration")
-    try:
-        pairs = evaluation.find_samples(folder)  # the images with a .mat beside them, as evaluation pairs them
-    except FileNotFoundError:  # no pair at all: a folder of face crops
-        pairs = []
+    pairs = evaluation.image_mat_pairs(images)  # the images with a .mat beside them, as evaluation pairs them
     with_truth = bool(pairs)
     if with_truth:
         if len(pairs) < len(images):
             logger.warning("calibration: %s: skipping %d of %d images without a .mat beside them (an AFLW2000-3D-"
                            "format folder: only image + .mat pairs are cropped)", folder, len(images) - len(pairs),
                            len(images))
-        images = [image for image, _ in pairs]
+    else:  # no pair at all: a folder of face crops
+        pairs = [(image, None) for image in images]
     crops = []
-    for path in images[:limit]:
+    for path, mat in pairs[:limit]:
         try:
             if with_truth:
-                image, truth = evaluation.read_sample(path, path.with_suffix(".mat"))
+                image, truth = evaluation.read_sample(path, mat)
                 crops.append(crop_face(image, landmark_crop(truth.landmarks), size, size).image)
             else:
                 image = read_image(path)
@@ -74,7 +72,7 @@ def calibration_images(folder, size, limit=None):
         except (OSError, ValueError) as exc:
             logger.warning("calibration: skipping %s: %s", path, exc)
     if not crops:
-        raise ValueError(f"{folder}: none of {len(images)} images could be read for calibration")
+        raise ValueError(f"{folder}: none of {len(pairs)} images could be read for calibration")
     logger.info("calibration: %d %s from %s", len(crops), "landmark crops" if with_truth else "face crops", folder)
     return np.stack(crops).astype(np.float32)
 

@@ -5,9 +5,10 @@ killed mid-write and run again overwrites and renames its leftover instead of le
 """
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
-__all__ = ["TEMP_SUFFIX", "temp_name", "atomic_file", "atomic_write_bytes"]
+__all__ = ["TEMP_SUFFIX", "temp_name", "atomic_file", "atomic_write_bytes", "staging_folder"]
 
 TEMP_SUFFIX = ".partial"
 
@@ -38,3 +39,16 @@ def atomic_write_bytes(path, data):
     """Write ``data`` (bytes) to ``path`` through its temporary twin and ``os.replace``."""
     with atomic_file(path) as f:
         f.write(data)
+
+
+@contextlib.contextmanager
+def staging_folder(path):
+    """A fresh hidden folder ``temp_name(path)`` (a killed run's leftover cleared first) for files that must appear
+    together or not at all: the caller moves them out, and the folder is removed afterwards whatever happened."""
+    staging = temp_name(path)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
