@@ -479,7 +479,7 @@ def test_a_failing_batch_fit_is_redone_image_by_image(tmp_path, model, monkeypat
     _photo_tree(photos, model)
     shutil.rmtree(photos / "bad")
     (photos / "wild.jpg").unlink()
-    real_fit = photos_module.fit_landmarks
+    real_fit = photos_module._fit_rows
     poisoned = np.loadtxt(photos / "good/b.txt")
 
     def fit(model, landmarks, heights, config, silhouette_jaw):
@@ -487,11 +487,37 @@ def test_a_failing_batch_fit_is_redone_image_by_image(tmp_path, model, monkeypat
             raise np.linalg.LinAlgError("Singular matrix")
         return real_fit(model, landmarks, heights, config, silhouette_jaw)
 
-    monkeypatch.setattr(photos_module, "fit_landmarks", fit)
+    monkeypatch.setattr(photos_module, "_fit_rows", fit)
     summary = fit_photos(photos, tmp_path / "out", workers=1, progress=False)
     assert (summary["written"], summary["failed"]) == (1, 1)
     assert summary["failures"][0]["reason"].endswith("b.png: the fit failed (Singular matrix)")
     assert (tmp_path / "out/good/a.mat").is_file() and not (tmp_path / "out/good/b.mat").exists()
+
+
+def test_a_face_turned_away_fails_alone_without_refitting_its_chunk(tmp_path, model, monkeypatch):
+    from face3d.fitting import photos as photos_module
+
+    photos = tmp_path / "photos"
+    _photo_tree(photos, model)
+    shutil.rmtree(photos / "bad")
+    (photos / "wild.jpg").unlink()
+    points = np.stack([np.loadtxt(photos / f"good/{name}.txt") for name in "ab"])
+    facing = photos_module._facing(np.concatenate([fit["Pose_Para"] for fit in fit_landmarks(model, points,
+                                                                                             [96, 96])]))
+    assert facing[0] != facing[1]
+    monkeypatch.setattr(photos_module, "MIN_FACING", facing.mean())  # one of the two counts as turned away
+    real_fit, calls = photos_module._fit_rows, []
+
+    def counted(*args):
+        calls.append(len(args[1]))
+        return real_fit(*args)
+
+    monkeypatch.setattr(photos_module, "_fit_rows", counted)
+    summary = fit_photos(photos, tmp_path / "out", workers=1, progress=False)
+    assert (summary["written"], summary["failed"]) == (1, 1) and calls == [2]
+    assert summary["failures"][0]["reason"].endswith("the fit failed (the fitted face is turned away from the camera "
+                                                     "with the landmarks in either order (not the 68 iBUG landmarks "
+                                                     "of one face?))")
 
 
 def test_fit_command_errors(tmp_path, capsys):

@@ -202,6 +202,16 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=
     Raises:
         ValueError: a face turned away from the camera (``_facing`` below ``MIN_FACING``) in either landmark order.
     """
+    results = _fit_rows(model, landmarks, heights, config, silhouette_jaw)
+    for result in results:
+        if isinstance(result, ValueError):
+            raise result
+    return results
+
+
+def _fit_rows(model, landmarks, heights, config, silhouette_jaw):
+    """``fit_landmarks``, with the ValueError of a face turned away in either landmark order in that face's place
+    of the list instead of raised, so that one such face does not fail the others."""
     from face3d.trainset.synthetic import landmark_roi
 
     landmarks = np.array(landmarks, dtype=np.float64)
@@ -217,10 +227,10 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=
         landmarks[away[better]] = reordered[better]
         for fitted, again in zip((pose, shape_para, exp_para, nme), refit):
             fitted[away[better]] = again[better]
-    if np.any(_facing(pose) < MIN_FACING):
-        raise ValueError("the fitted face is turned away from the camera with the landmarks in either order "
-                         "(not the 68 iBUG landmarks of one face?)")
-    return [{"Pose_Para": pose[i:i + 1], "Shape_Para": shape_para[i][:, None], "Exp_Para": exp_para[i][:, None],
+    turned_away = _facing(pose) < MIN_FACING
+    return [ValueError("the fitted face is turned away from the camera with the landmarks in either order (not the "
+                       "68 iBUG landmarks of one face?)") if turned_away[i] else
+            {"Pose_Para": pose[i:i + 1], "Shape_Para": shape_para[i][:, None], "Exp_Para": exp_para[i][:, None],
              "pt2d": landmarks[i].T.copy(), "roi": landmark_roi(landmarks[i].T), "fit_nme": np.array([[nme[i]]])}
             for i in range(len(landmarks))]
 
@@ -361,13 +371,13 @@ def _read_input(state, ref):
 
 
 def _fit_all(state, ready):
-    """``fit_landmarks`` of the ready photos [_PhotoInput] in one call; should that fail (a singular system), each
-    photo alone, so that one bad landmark set cannot fail its neighbours. Returns per photo its 300W-LP dict or
-    the exception."""
+    """The fits of the ready photos [_PhotoInput] in one call (``_fit_rows``: a face turned away fails alone);
+    should the call fail (a singular system), each photo alone, so that one bad landmark set cannot fail its
+    neighbours. Returns per photo its 300W-LP dict or the exception."""
     points, heights = np.stack([photo.points for photo in ready]), [photo.height for photo in ready]
     silhouette_jaw = [photo.silhouette_jaw for photo in ready]
     try:
-        return fit_landmarks(state.model, points, heights, state.config, silhouette_jaw)
+        return _fit_rows(state.model, points, heights, state.config, silhouette_jaw)
     except (np.linalg.LinAlgError, ValueError):
         results = []
         for i in range(len(ready)):
