@@ -71,9 +71,9 @@ def _find_uv_data(npy_path):
 
 def _run_preview(args):
     setup_logging(args.verbose)
-    import cv2
     import numpy as np
 
+    from face3d.trainset.outputs import encode_image
     from face3d.trainset.posmap import load_posmap
     from face3d.trainset.preview import draw_preview
     from face3d.trainset.sample_io import read_image
@@ -91,10 +91,7 @@ def _run_preview(args):
     uv_kpt_ind = np.loadtxt(uv_dir / "uv_kpt_ind.txt", ndmin=2).astype(np.int64)  # (2, 68): x row, y row
     picture = draw_preview(image, posmap, uv_kpt_ind)
     output = args.output or npy.with_name(npy.stem + "_preview.png")
-    ok, encoded = cv2.imencode(output.suffix, np.ascontiguousarray(picture[..., ::-1]))
-    if not ok:
-        raise ValueError(f"cannot encode the picture as {output.suffix}")
-    atomic_write_bytes(output, encoded.tobytes())
+    atomic_write_bytes(output, encode_image(output.suffix, picture).tobytes())
     print(f"wrote {output}")
     return 0
 

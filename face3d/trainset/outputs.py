@@ -19,8 +19,8 @@ import numpy as np
 
 from face3d.utils.atomic import TEMP_SUFFIX
 
-__all__ = ["OutputFolders", "Journal", "write_sample", "read_journals", "done_outputs", "damaged_outputs",
-           "file_check", "DONE_DIR", "CHECKED_BYTES"]
+__all__ = ["OutputFolders", "Journal", "write_sample", "encode_image", "read_journals", "done_outputs",
+           "damaged_outputs", "file_check", "DONE_DIR", "CHECKED_BYTES"]
 
 DONE_DIR = ".done"
 JOURNAL_PREFIX = "journal."
@@ -129,7 +129,9 @@ def _file_problem(path, check):
     return None if actual_crc == crc else f"{os.path.basename(path)} changed since it was written"
 
 
-def _encode(ext, image):
+def encode_image(ext, image):
+    """(h, w, 3) uint8 RGB encoded as ``ext`` (".jpg" at quality ``JPEG_QUALITY``, ".png", ...); a uint8 buffer.
+    ValueError when OpenCV cannot encode it."""
     # cvtColor swaps R and B with the same bytes as image[..., ::-1], without a strided copy
     ok, buf = cv2.imencode(ext, cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext == ".jpg" else [])
@@ -236,10 +238,10 @@ def _output_files(item, posmap_dtype):
     preview ``.png``."""
     if "/" in item.name or "\\" in item.name or not item.name:
         raise ValueError(f"generated sample name must be a plain file name, got {item.name!r}")
-    files = [(f"{item.name}.jpg", (_encode(".jpg", item.image),)),
+    files = [(f"{item.name}.jpg", (encode_image(".jpg", item.image),)),
              (f"{item.name}.npy", _npy_chunks(item.posmap, posmap_dtype))]
     if item.preview is not None:
-        files.append((f"{item.name}_preview.png", (_encode(".png", item.preview),)))
+        files.append((f"{item.name}_preview.png", (encode_image(".png", item.preview),)))
     return files
 
 

@@ -42,6 +42,7 @@ from face3d.mesh import render as mesh_render
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model.contour import landmark_vertices
 from face3d.morphable_model.morphable_model import model_identity
+from face3d.trainset.outputs import encode_image
 from face3d.utils.atomic import atomic_file, atomic_write_bytes
 from face3d.utils.errors import InputFileError
 from face3d.utils.matfile import save_mat
@@ -67,7 +68,6 @@ VIEWS = 4
 MIN_SIZE = 64  # the smallest image side in pixels synthesize_dataset renders
 FORMAT_VERSION = 3  # bumped when the rendered samples change, so that older sets are rendered again
 _GOLDEN = 0.6180339887498949
-_JPEG_QUALITY = 95
 
 
 def random_background(rng, size):
@@ -354,13 +354,6 @@ def landmark_roi(pt2d):
     return np.round(np.concatenate([lo - pad, hi + pad])).astype(np.int16).reshape(1, 4)
 
 
-def _jpg_bytes(image):
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
-    if not ok:
-        raise ValueError("OpenCV could not encode a rendered sample as JPEG")
-    return buf.tobytes()
-
-
 def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None, views=VIEWS, flip=True):
     """Render ``count`` samples into ``output/SYNTH`` and ``output/SYNTH_Flip`` (reusing a complete set rendered
     with the same settings and model files and the finished faces of an interrupted one, see the module docstring);
@@ -423,7 +416,7 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
     for folder, stem, image, mat in _render_set(model, mirror, todo, seed, int(size), int(views)):
         mat_path = output / folder / f"{stem}.mat"
         mat_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(mat_path.with_suffix(".jpg"), _jpg_bytes(image))
+        atomic_write_bytes(mat_path.with_suffix(".jpg"), encode_image(".jpg", image).tobytes())
         with atomic_file(mat_path) as f:
             save_mat(f, mat)
     atomic_write_bytes(record, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
