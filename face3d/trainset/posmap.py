@@ -212,16 +212,21 @@ def read_npy_header(path):
             not numpy's magic string, as for an image in the map column), empty, or a short or damaged header.
     """
     with open(path, "rb") as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran_order, dtype = read_header(handle)
-        except (ValueError, EOFError, SyntaxError, TypeError) as error:
-            raise InputFileError(path, f"not a .npy position map ({error})") from None
-        except tokenize.TokenError:  # numpy's for a header whose brackets do not close; its text is a tuple
-            raise InputFileError(path, "not a .npy position map (the header's brackets do not close)") from None
-        return shape, fortran_order, dtype, handle.tell()
+        return _npy_header(handle, path)
+
+
+def _npy_header(handle, path):
+    """``read_npy_header`` from an open binary ``handle`` at the file's start (``path`` names it in errors)."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read_header(handle)
+    except (ValueError, EOFError, SyntaxError, TypeError) as error:
+        raise InputFileError(path, f"not a .npy position map ({error})") from None
+    except tokenize.TokenError:  # numpy's for a header whose brackets do not close; its text is a tuple
+        raise InputFileError(path, "not a .npy position map (the header's brackets do not close)") from None
+    return shape, fortran_order, dtype, handle.tell()
 
 
 def load_posmap(path) -> np.ndarray:
@@ -232,8 +237,10 @@ def load_posmap(path) -> np.ndarray:
             not a .npy file, empty, with a damaged header (``read_npy_header``), truncated or holding pickled
             objects (numpy's reason given).
     """
-    read_npy_header(path)  # first: np.load takes any file without numpy's magic for a pickle, and says so
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, EOFError) as error:  # numpy's: short data, an object dtype
-        raise InputFileError(path, f"not a .npy position map ({error})") from None
+    with open(path, "rb") as handle:
+        _npy_header(handle, path)  # first: np.load takes any file without numpy's magic for a pickle, and says so
+        handle.seek(0)
+        try:
+            return np.load(handle, allow_pickle=False)
+        except (ValueError, EOFError) as error:  # numpy's: short data, an object dtype
+            raise InputFileError(path, f"not a .npy position map ({error})") from None
