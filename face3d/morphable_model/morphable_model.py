@@ -9,6 +9,7 @@ so old scripts run.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -384,13 +385,21 @@ def model_identity(model_path=None) -> str:
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: BFM model file not found")
+    files = [file for file in (path, path.parent / "BFM_info.mat", path.parent / "BFM_UV.mat") if file.is_file()]
+    return _files_identity(tuple((file.name, str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns)
+                                 for file in files))
+
+
+@functools.lru_cache(maxsize=4)
+def _files_identity(files):
+    """``model_identity`` of the files given as (name, resolved path, size, mtime in ns): one hash per run, however
+    many steps ask (a changed file has another size or time, so another key)."""
     digest = hashlib.sha256()
-    for file in (path, path.parent / "BFM_info.mat", path.parent / "BFM_UV.mat"):
-        if file.is_file():
-            digest.update(file.name.encode("utf-8") + b"\0")
-            file_digest = hashlib.sha256()
-            with open(file, "rb") as f:  # 1 MiB at a time (hashlib.file_digest is Python 3.11+)
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    file_digest.update(chunk)
-            digest.update(file_digest.digest())
+    for name, resolved, _, _ in files:
+        digest.update(name.encode("utf-8") + b"\0")
+        file_digest = hashlib.sha256()
+        with open(resolved, "rb") as f:  # 1 MiB at a time (hashlib.file_digest is Python 3.11+)
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                file_digest.update(chunk)
+        digest.update(file_digest.digest())
     return digest.hexdigest()[:16]
