@@ -44,6 +44,7 @@ import numpy as np
 from face3d.contract import RESOLUTION
 from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pixels, uv_to_pixels
 from face3d.utils.errors import InputFileError
+from face3d.utils.npyfile import load_npy
 
 __all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "load_uv_model", "grid_triangles",
            "canonical_face", "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE", "KNOWN_UV_DATA_FILES",
@@ -363,7 +364,7 @@ def load_uv_data(folder) -> UVData:
         raise InputFileError(folder / "triangles.txt", f"indices outside 0..{face_ind.size - 1}")
     canonical = None
     if (folder / CANONICAL_FILE).is_file():
-        canonical = np.load(folder / CANONICAL_FILE)
+        canonical = load_npy(folder / CANONICAL_FILE, "array of canonical vertices")
         if canonical.shape != (face_ind.size, 3):
             raise InputFileError(folder / CANONICAL_FILE, f"shape {canonical.shape} does not fit the "
                                                           f"{face_ind.size} face pixels of face_ind.txt: expected one "
