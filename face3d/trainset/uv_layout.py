@@ -132,15 +132,12 @@ def load_uv_model(model_path=None):
 
     Raises:
         FileNotFoundError: ``model_path`` does not exist.
-        InputFileError: a model file that is not what it should be (the loader's message, naming the file), or
+        InputFileError: a model file that is not what it should be (``MorphableModel``'s, naming the file), or
             ``BFM_UV.mat`` missing beside ``model_path`` (face3d's generate.m writes it there).
     """
     from face3d.morphable_model import MorphableModel
 
-    try:
-        model = MorphableModel(model_path)
-    except ValueError as error:  # the loaders name the file and the field
-        raise InputFileError(None, str(error)) from error
+    model = MorphableModel(model_path)
     if model.uv_coords is None:
         raise InputFileError(Path(model_path).parent / "BFM_UV.mat", "not found: the UV coordinates of the model "
                                                                      "(written by face3d's generate.m) must lie "
