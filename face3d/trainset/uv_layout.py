@@ -25,8 +25,8 @@ Files (r = resolution, 256 for PRNet):
                        mean face in pixels of a frontal placement; ``build_uv_data`` writes the model's in model
                        units (x, -y, z). Only the shape matters: pose estimation fits scale and translation.
 
-``load_uv_data`` also reads PRNet's own folder, which has no ``triangles.txt``: the grid triangulation is derived from
-``face_ind`` (logged).
+``load_uv_data`` also reads PRNet's own folder, ``triangles.txt`` included; where a copy lacks that file the grid
+triangulation is derived from ``face_ind`` (logged).
 
 The neck is where the model's region labels cannot help (they only split the face into eyes, nose, mouth and
 rest): it is the covered UV area below the polyline through the jaw keypoints 0..16, extended sideways from
@@ -107,7 +107,8 @@ def _above_jaw(uv_kpt_xy: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
-    """PRNet's ``triangles.txt``: a triangulation of the UV pixel grid over the face.
+    """The ``triangles.txt`` ``build_uv_data`` writes and ``load_uv_data`` derives for a folder without one: a
+    triangulation of the UV pixel grid over the face.
 
     Args:
         face_mask: (r, r) array, nonzero on the face.
@@ -322,9 +323,9 @@ def _face_eyes(folder: Path, face_mask: np.ndarray) -> np.ndarray:
 def load_uv_data(folder) -> UVData:
     """Read the files ``write_uv_data`` (or PRNet) wrote in ``folder`` back into a UVData.
 
-    PRNet's folder is read as it is: a missing ``triangles.txt`` is derived from ``face_ind`` (``grid_triangles``,
-    logged), ``uv_face_eyes.png`` / ``uv_face.png`` pictures give the eye mask, ``canonical_vertices.npy`` is read
-    when present.
+    PRNet's folder is read as it is: its ``triangles.txt`` as ours, derived from ``face_ind`` where a copy lacks it
+    (``grid_triangles``, logged); ``uv_face_eyes.png`` / ``uv_face.png`` pictures give the eye mask;
+    ``canonical_vertices.npy`` is read when present.
 
     Raises:
         FileNotFoundError: a file is missing. InputFileError (a ValueError): a file has the wrong shape or
