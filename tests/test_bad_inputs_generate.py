@@ -490,6 +490,32 @@ def test_bad_generate_options_end_in_one_line_with_status_2(tmp_path, synth, cap
     assert not (tmp_path / "synthetic").exists()
 
 
+def test_a_damaged_canonical_vertices_file_ends_generate_in_one_line(tmp_path, synth, capsys):
+    from face3d.trainset.uv_layout import CANONICAL_FILE, build_uv_data, load_uv_model, write_uv_data
+
+    root, uv_data = tmp_path / "root", tmp_path / "uv"
+    _add_sample(root, "good", synth)
+    write_uv_data(build_uv_data(load_uv_model(None), 16), uv_data)
+    canonical = uv_data / CANONICAL_FILE
+    canonical.write_bytes(canonical.read_bytes()[:200])
+    lines = _main_error(capsys, "generate", "--root", root, "--output", tmp_path / "out", "--workers", "1", "--quiet",
+                        "--angles", "--resolution", "16", "--uv-data", uv_data)
+    assert lines == [f"face3d generate: error: {canonical}: not a .npy array of canonical vertices (Failed to read "
+                     f"all data for array. Expected (166, 3) = 498 elements, could only read 18 elements. (file seems "
+                     f"not fully written?))"]
+
+
+def test_a_mat_that_is_not_bfm_ends_synthesize_and_generate_in_one_line(tmp_path, synth, capsys):
+    """The synthetic set (synthesize, generate without --root) loads the model the way generate --root does."""
+    not_bfm = synth / f"{SOURCE}.mat"
+    for command in (["synthesize", "--count", "1", "--size", "64"], ["generate", "--synthetic-count", "1"]):
+        output = tmp_path / command[0]
+        assert _main_error(capsys, *command, "--bfm", not_bfm, "--output", output) == [
+            f"face3d {command[0]}: error: {not_bfm}: no variable 'model' (expected a 1x1 MATLAB struct 'model'); "
+            f"found ['Color_Para', 'Exp_Para', 'Illum_Para', 'Pose_Para', 'Shape_Para', 'Tex_Para', 'pt2d', 'roi']"]
+        assert not output.exists()
+
+
 @pytest.mark.skipif(not (fixtures_dir() / "prnet" / "uv-data").is_dir(), reason="no PRNet uv-data in the fixtures")
 def test_prnet_uv_data_with_the_default_model_ends_in_one_line(tmp_path, synth, capsys):
     uv_data = fixtures_dir() / "prnet" / "uv-data"

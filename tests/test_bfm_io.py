@@ -267,6 +267,32 @@ def test_load_BFM_errors_name_file_and_key(tmp_path):
         L.load_BFM(path)
 
 
+def test_a_missing_variable_is_named_with_the_variables_the_file_holds(tmp_path, monkeypatch):
+    """Each loader reads only its own variable; the message lists every variable of the file, e.g. BFM_info.mat's
+    model_info where BFM.mat's model was expected."""
+    info_path = tmp_path / "BFM_info.mat"
+    L.save_BFM_info(info_path, make_info())
+    with pytest.raises(ValueError) as error:
+        L.load_BFM(info_path)
+    assert str(error.value) == (f"{info_path}: no variable 'model' (expected a 1x1 MATLAB struct 'model'); "
+                                "found ['model_info']")
+    uv_path = tmp_path / "uv.mat"
+    sio.savemat(str(uv_path), {"uv": np.zeros((4, 2)), "Coords": np.zeros((4, 2))})
+    with pytest.raises(ValueError, match=r"uv\.mat: no variable 'UV' .*; found \['Coords', 'uv'\]$"):
+        L.load_uv_coords(uv_path)
+    for loader, path, key in ((L.load_BFM_info, uv_path, "model_info"), (L.load_pncc_code, info_path, "vertex_code")):
+        with pytest.raises(ValueError, match=rf"no variable '{key}' .*; found \['"):
+            loader(path)
+
+    def cannot_list(*args, **kwargs):
+        raise OSError("unreadable variable directory")
+
+    monkeypatch.setattr(sio, "whosmat", cannot_list)  # a file scipy reads but cannot list: the message stops there
+    with pytest.raises(ValueError) as error:
+        L.load_BFM(info_path)
+    assert str(error.value) == f"{info_path}: no variable 'model' (expected a 1x1 MATLAB struct 'model')"
+
+
 def test_load_BFM_rejects_tri_stored_as_rows(tmp_path):
     # a (ntri,3) tri is the Python layout, not the MATLAB one the file must hold
     path = tmp_path / "BFM.mat"

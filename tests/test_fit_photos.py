@@ -6,6 +6,7 @@ resume. Budget: about 30 s on 2 cores (tiny images; the round trip renders 8 fac
 """
 import json
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ from face3d.trainset.landmark_files import (
     read_pts,
 )
 from face3d.trainset.uv_layout import load_uv_data
+from face3d.utils.errors import InputFileError
 
 FIXTURES = fixtures_dir()
 
@@ -118,6 +120,19 @@ def test_landmark_file_errors_name_the_file(tmp_path):
         read_landmarks(tmp_path / "missing.txt")
     with pytest.raises(ValueError, match="not an iBUG"):
         read_pts(tmp_path / "junk.pts")
+
+
+def test_an_empty_truncated_or_foreign_npy_landmark_file_is_one_error_naming_it(tmp_path):
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "truncated.npy", _landmarks())
+    (tmp_path / "truncated.npy").write_bytes((tmp_path / "truncated.npy").read_bytes()[:300])
+    (tmp_path / "image.npy").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    cases = {"empty.npy": "EOF: reading magic string, expected 8 bytes got 0",
+             "truncated.npy": "Failed to read all data for array", "image.npy": "the magic string is not correct"}
+    for name, reason in cases.items():
+        with pytest.raises(InputFileError, match=re.escape(f"{tmp_path / name}: not a .npy array of landmarks (")
+                           + ".*" + reason):
+            read_landmark_file(tmp_path / name)
 
 
 def test_landmark_lookup_beside_the_image_or_under_the_landmarks_folder(tmp_path):
@@ -375,6 +390,23 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     # A looser threshold is another run: the wild fit is now kept
     assert main(argv[:-1] + ["0.9"]) == 1
     assert (out / "wild.mat").is_file() and json.loads((out / "summary.json").read_text())["written"] == 3
+
+
+def test_an_empty_npy_landmark_file_fails_its_photo_alone(tmp_path, model):
+    from face3d.trainset.synthetic import synthesize_sample
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image, mat = synthesize_sample(model, np.random.default_rng([9, 0]), 96, yaw_fraction=0.4)
+    cv2.imwrite(str(photos / "good.png"), image[..., ::-1])
+    np.save(photos / "good.npy", mat["pt2d"].T)
+    _write_image(photos / "empty.jpg")
+    (photos / "empty.npy").write_bytes(b"")
+    summary = fit_photos(photos, tmp_path / "out", workers=1, progress=False)
+    assert (summary["written"], summary["failed"]) == (1, 1)
+    assert [(Path(f["image"]).name, f["reason"]) for f in summary["failures"]] == [
+        ("empty.jpg", f"{photos / 'empty.npy'}: not a .npy array of landmarks "
+                      "(EOF: reading magic string, expected 8 bytes got 0)")]
 
 
 def test_a_changed_landmark_file_is_refitted_on_rerun(tmp_path, model):

@@ -1,5 +1,5 @@
-"""PRNet's shipped uv-data folder, read as it is: derived triangles, the picture pair's eye mask, its canonical face
-for pose, and refusal of a uv-data folder built for another model. No TensorFlow."""
+"""PRNet's shipped uv-data folder, read as it is: its triangles.txt (derived where a copy lacks it), the picture pair's
+eye mask, its canonical face for pose, and refusal of a uv-data folder built for another model. No TensorFlow."""
 import dataclasses
 import logging
 import shutil
@@ -52,6 +52,22 @@ def test_prnet_folder_loads_with_derived_triangles_and_eye_mask(caplog):
     # the weight mask is read as shipped: 0 only on the first row, anti-aliased edge values kept
     assert np.all(uv.weight_mask[0] == 0) and np.all(uv.weight_mask[1:] > 0)
     assert set(np.unique(uv.weight_mask)) == {0, 48, 53, 58, 64, 117, 122, 128, 255}
+
+
+@needs_prnet_uv
+def test_prnet_folder_with_its_triangles_txt_reads_the_file(tmp_path, caplog):
+    """PRNet's repository ships Data/uv-data/triangles.txt (the fixtures' copy lacks it): the file is read, not
+    derived. Here the derived triangulation in reverse order and winding, written as PRNet's txt files are."""
+    folder = tmp_path / "uv-data"
+    shutil.copytree(PRNET_UV, folder)
+    derived = load_uv_data(PRNET_UV).triangles
+    shipped = derived[::-1, ::-1]
+    np.savetxt(folder / "triangles.txt", shipped)  # numpy's default %.18e, as PRNet's other txt files
+    with caplog.at_level(logging.INFO, logger="face3d.trainset.uv_layout"):
+        uv = load_uv_data(folder)
+    assert "no triangles.txt" not in caplog.text
+    np.testing.assert_array_equal(uv.triangles, shipped)
+    assert uv.triangles.dtype == np.int32
 
 
 @needs_prnet_uv
@@ -117,7 +133,7 @@ def test_generate_on_an_existing_uv_data_copies_it(tmp_path):
 
 
 def test_output_uv_data_holds_exactly_the_given_set(default_model, tmp_path):
-    """A rerun on a folder in PRNet's layout (no triangles.txt, no canonical face) keeps no file of the earlier
+    """A rerun on a folder of PRNet's files without triangles.txt and canonical face keeps no file of the earlier
     run's set, a run without one drops PRNet's extra files; other files in OUTPUT/uv-data are the user's."""
     root, output = tmp_path / "root", tmp_path / "set"
     synthesize_dataset(root, count=1, seed=3, size=64)

@@ -2,6 +2,8 @@
 
 Uses the embedded default model. Budget: < 8 s.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from face3d.morphable_model import MorphableModel
 from face3d.resources import default_uv_data_dir
 from face3d.trainset import build_uv_data, load_uv_data, rasterize_uv, uv_keypoint_pixels, uv_to_pixels, write_uv_data
 from face3d.trainset.uv_layout import CANONICAL_FILE, UV_DATA_FILES
+from face3d.utils.errors import InputFileError
 
 R = 256
 
@@ -152,6 +155,15 @@ def test_load_reports_missing_file(uv_data, tmp_path):
     write_uv_data(uv_data, tmp_path)
     (tmp_path / "face_ind.txt").unlink()
     with pytest.raises(FileNotFoundError, match="face_ind.txt"):
+        load_uv_data(tmp_path)
+
+
+def test_load_names_a_damaged_canonical_vertices_file(uv_data, tmp_path):
+    write_uv_data(uv_data, tmp_path)
+    canonical = tmp_path / CANONICAL_FILE
+    canonical.write_bytes(canonical.read_bytes()[:1000])
+    with pytest.raises(InputFileError, match=re.escape(f"{canonical}: not a .npy array of canonical vertices (Failed "
+                                                       "to read all data for array")):
         load_uv_data(tmp_path)
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from face3d.utils.matfile import mat_variable_names
+
 
 def require_var(path, mat: dict, key: str, what: str) -> np.ndarray:
-    """Return variable ``key`` of a loaded .mat dict, or raise ValueError naming file and key."""
+    """Return variable ``key`` of the dict ``read_mat(path, ...)`` gave, or raise ValueError naming file and key and
+    listing the variables the file holds (the dict has only those asked for)."""
     if key not in mat:
-        found = sorted(k for k in mat if not k.startswith("__"))
-        raise ValueError(f"{path}: no variable '{key}' (expected {what}); found {found}")
+        names = mat_variable_names(path)
+        found = "" if names is None else f"; found {names}"
+        raise ValueError(f"{path}: no variable '{key}' (expected {what}){found}")
     return mat[key]
 
 

@@ -19,6 +19,7 @@ from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, as_scale, ma
 from face3d.morphable_model import load
 from face3d.morphable_model.camera import fit_from_pose_para, flip_y, pose_para_from_fit
 from face3d.morphable_model.fit import LandmarkFitter
+from face3d.utils.errors import InputFileError
 
 __all__ = ["MorphableModel", "MorphabelModel", "model_identity"]
 
@@ -70,7 +71,8 @@ class MorphableModel:
         uv_path: ``BFM_UV.mat`` (default: next to ``model_path``, used if present).
     Raises:
         FileNotFoundError: ``model_path`` (or an explicitly given info/uv path) does not exist.
-        ValueError: a file is malformed (message from the loader, naming file and field).
+        InputFileError (a ValueError): a file is malformed or the files disagree (the loader's message, naming
+            file and field), so every command reports a wrong model file the same way.
 
     Attributes:
         model: dict (see :func:`face3d.morphable_model.load.load_BFM`).
@@ -92,11 +94,16 @@ class MorphableModel:
         if not model_path.is_file():
             raise FileNotFoundError(f"{model_path}: BFM model file not found")
         info, uv = {}, None
-        if info_path is not None or (model_path.parent / "BFM_info.mat").is_file():
-            info = load.load_BFM_info(info_path or model_path.parent / "BFM_info.mat")
-        if uv_path is not None or (model_path.parent / "BFM_UV.mat").is_file():
-            uv = load.load_uv_coords(uv_path or model_path.parent / "BFM_UV.mat")
-        self._setup(load.load_BFM(model_path), info, uv, None)
+        try:
+            if info_path is not None or (model_path.parent / "BFM_info.mat").is_file():
+                info = load.load_BFM_info(info_path or model_path.parent / "BFM_info.mat")
+            if uv_path is not None or (model_path.parent / "BFM_UV.mat").is_file():
+                uv = load.load_uv_coords(uv_path or model_path.parent / "BFM_UV.mat")
+            self._setup(load.load_BFM(model_path), info, uv, None)
+        except InputFileError:
+            raise
+        except ValueError as error:  # the loaders name the file and the field: one error for every command
+            raise InputFileError(None, str(error)) from error
 
     @classmethod
     def from_arrays(cls, model, info=None, uv_coords=None, contour_lines=None):

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.trainset.posmap import posmap_value_problem, read_npy_header
+from face3d.trainset.posmap import posmap_value_problem
 from face3d.trainset.sample_io import decode_stored_pixels
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
+from face3d.utils.npyfile import read_npy_header
 from face3d.utils.progress import Progress
 
 __all__ = ["FileSamples", "H5Samples", "check_samples", "open_h5", "group_key", "split_train_val"]
@@ -171,7 +172,7 @@ def _image_size(path):
 def _npy_info(path):
     """(shape, dtype string) of a ``.npy`` file after checking its header (``read_npy_header``) and size; raises
     InputFileError."""
-    shape, fortran, dtype, offset = read_npy_header(path)
+    shape, fortran, dtype, offset = read_npy_header(path, "position map")
     if fortran:
         raise InputFileError(path, "Fortran-ordered array, expected C order")
     if dtype.str not in ("<f2", "<f4"):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.utils.errors import InputFileError
+from face3d.utils.npyfile import load_npy
 
 __all__ = ["LANDMARK_SUFFIXES", "N_LANDMARKS", "IBUG_MIRROR", "read_landmarks", "read_landmark_file", "read_pts",
            "landmarks_from_array", "find_landmark_file"]
@@ -86,8 +87,9 @@ def read_landmark_file(path):
         ``.mat``'s ``pt3d_68`` (the far-side jaw points where the model's landmark vertices are, hidden), True for
         every other source (the jaw points on the visible outline, where a contour-aware fit marches them).
     Raises:
-        FileNotFoundError: the file does not exist. InputFileError (a ValueError): unknown suffix, unreadable file,
-            not 68 points or non-finite values; the message names the file.
+        FileNotFoundError: the file does not exist. InputFileError (a ValueError): unknown suffix, unreadable file
+            (an empty, truncated or foreign ``.npy`` included), not 68 points or non-finite values; the message
+            names the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -100,14 +102,14 @@ def read_landmark_file(path):
         elif suffix == ".txt":
             points = np.loadtxt(path, dtype=np.float64, ndmin=2, encoding="utf-8-sig")  # a BOM: Windows editors
         elif suffix == ".npy":
-            points = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
+            points = np.asarray(load_npy(path, "array of landmarks"), dtype=np.float64)
         elif suffix == ".mat":
             points, key = _from_mat(path)
         else:
             raise InputFileError(path, f"unknown landmark file type (expected one of {', '.join(LANDMARK_SUFFIXES)})")
     except InputFileError:
         raise
-    except ValueError as exc:  # numpy's parsers: text that is not numbers, a damaged .npy
+    except ValueError as exc:  # numpy: text, or a .npy array, that is not numbers
         raise InputFileError(path, f"cannot read the landmarks ({exc})") from exc
     try:
         return landmarks_from_array(points), key != "pt3d_68"

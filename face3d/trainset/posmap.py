@@ -12,17 +12,16 @@ pixel centres at integer coordinates, image rows growing downwards.
 """
 from __future__ import annotations
 
-import tokenize
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
 
 from face3d.mesh.render import rasterize_triangles
-from face3d.utils.errors import InputFileError
+from face3d.utils.npyfile import load_npy
 
 __all__ = ["UVRasterization", "uv_to_pixels", "uv_keypoint_pixels", "rasterize_uv", "keypoints_from_map",
-           "PLAUSIBLE_RANGE", "posmap_value_problem", "read_npy_header", "load_posmap"]
+           "PLAUSIBLE_RANGE", "posmap_value_problem", "load_posmap"]
 
 # Crop-space values of a position map, in units of the crop side R: the face lies in the crop (x, y in [0, R)) and
 # is about as deep as it is wide, so even a rotated, shifted copy stays far inside [-R, 2R]; a value beyond it is a
@@ -202,45 +201,11 @@ def posmap_value_problem(posmap, resolution: int):
     return None
 
 
-def read_npy_header(path):
-    """The header of a ``.npy`` file, read without its array (numpy's ``read_magic`` and ``read_array_header``).
-
-    Returns:
-        (shape tuple, fortran_order bool, dtype, offset of the array data in bytes).
-    Raises:
-        InputFileError (a ValueError) naming the file, with numpy's reason: not a .npy file (its first bytes are
-            not numpy's magic string, as for an image in the map column), empty, or a short or damaged header.
-    """
-    with open(path, "rb") as handle:
-        return _npy_header(handle, path)
-
-
-def _npy_header(handle, path):
-    """``read_npy_header`` from an open binary ``handle`` at the file's start (``path`` names it in errors)."""
-    try:
-        version = np.lib.format.read_magic(handle)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran_order, dtype = read_header(handle)
-    except (ValueError, EOFError, SyntaxError, TypeError) as error:
-        raise InputFileError(path, f"not a .npy position map ({error})") from None
-    except tokenize.TokenError:  # numpy's for a header whose brackets do not close; its text is a tuple
-        raise InputFileError(path, "not a .npy position map (the header's brackets do not close)") from None
-    return shape, fortran_order, dtype, handle.tell()
-
-
 def load_posmap(path) -> np.ndarray:
     """A position map ``.npy`` file as stored (``generate`` writes (R, R, 3) float16 or float32), never unpickled.
 
     Raises:
-        FileNotFoundError (an OSError naming the file): missing. InputFileError (a ValueError) naming the file:
-            not a .npy file, empty, with a damaged header (``read_npy_header``), truncated or holding pickled
-            objects (numpy's reason given).
+        as ``face3d.utils.npyfile.load_npy``: FileNotFoundError; InputFileError (a ValueError) naming the file,
+            "not a .npy position map" with numpy's reason (not a .npy file, empty, damaged header, truncated, pickled).
     """
-    with open(path, "rb") as handle:
-        _npy_header(handle, path)  # first: np.load takes any file without numpy's magic for a pickle, and says so
-        handle.seek(0)
-        try:
-            return np.load(handle, allow_pickle=False)
-        except (ValueError, EOFError) as error:  # numpy's: short data, an object dtype
-            raise InputFileError(path, f"not a .npy position map ({error})") from None
+    return load_npy(path, "position map")

@@ -372,6 +372,10 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
             ``InputFileError`` names the ``BFM_info.mat`` beside ``model_path``, before the output is touched).
     Returns:
         list of the ``.mat`` paths, in sample order.
+    Raises:
+        FileNotFoundError: no file at ``model_path``. InputFileError: a model file that is not what it should be
+            (``MorphableModel``'s message, naming the file), or no ``symlist`` for ``flip``; both before the output
+            is touched.
     """
     if int(count) < 1:
         raise ValueError(f"count must be >= 1, got {count}")

@@ -25,8 +25,8 @@ Files (r = resolution, 256 for PRNet):
                        mean face in pixels of a frontal placement; ``build_uv_data`` writes the model's in model
                        units (x, -y, z). Only the shape matters: pose estimation fits scale and translation.
 
-``load_uv_data`` also reads PRNet's own folder, which has no ``triangles.txt``: the grid triangulation is derived from
-``face_ind`` (logged).
+``load_uv_data`` also reads PRNet's own folder, ``triangles.txt`` included; where a copy lacks that file the grid
+triangulation is derived from ``face_ind`` (logged).
 
 The neck is where the model's region labels cannot help (they only split the face into eyes, nose, mouth and
 rest): it is the covered UV area below the polyline through the jaw keypoints 0..16, extended sideways from
@@ -44,6 +44,7 @@ import numpy as np
 from face3d.contract import RESOLUTION
 from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pixels, uv_to_pixels
 from face3d.utils.errors import InputFileError
+from face3d.utils.npyfile import load_npy
 
 __all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "load_uv_model", "grid_triangles",
            "canonical_face", "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE", "KNOWN_UV_DATA_FILES",
@@ -106,7 +107,8 @@ def _above_jaw(uv_kpt_xy: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
-    """PRNet's ``triangles.txt``: a triangulation of the UV pixel grid over the face.
+    """The ``triangles.txt`` ``build_uv_data`` writes and ``load_uv_data`` derives for a folder without one: a
+    triangulation of the UV pixel grid over the face.
 
     Args:
         face_mask: (r, r) array, nonzero on the face.
@@ -131,15 +133,12 @@ def load_uv_model(model_path=None):
 
     Raises:
         FileNotFoundError: ``model_path`` does not exist.
-        InputFileError: a model file that is not what it should be (the loader's message, naming the file), or
+        InputFileError: a model file that is not what it should be (``MorphableModel``'s, naming the file), or
             ``BFM_UV.mat`` missing beside ``model_path`` (face3d's generate.m writes it there).
     """
     from face3d.morphable_model import MorphableModel
 
-    try:
-        model = MorphableModel(model_path)
-    except ValueError as error:  # the loaders name the file and the field
-        raise InputFileError(None, str(error)) from error
+    model = MorphableModel(model_path)
     if model.uv_coords is None:
         raise InputFileError(Path(model_path).parent / "BFM_UV.mat", "not found: the UV coordinates of the model "
                                                                      "(written by face3d's generate.m) must lie "
@@ -324,9 +323,9 @@ def _face_eyes(folder: Path, face_mask: np.ndarray) -> np.ndarray:
 def load_uv_data(folder) -> UVData:
     """Read the files ``write_uv_data`` (or PRNet) wrote in ``folder`` back into a UVData.
 
-    PRNet's folder is read as it is: a missing ``triangles.txt`` is derived from ``face_ind`` (``grid_triangles``,
-    logged), ``uv_face_eyes.png`` / ``uv_face.png`` pictures give the eye mask, ``canonical_vertices.npy`` is read
-    when present.
+    PRNet's folder is read as it is: its ``triangles.txt`` as ours, derived from ``face_ind`` where a copy lacks it
+    (``grid_triangles``, logged); ``uv_face_eyes.png`` / ``uv_face.png`` pictures give the eye mask;
+    ``canonical_vertices.npy`` is read when present.
 
     Raises:
         FileNotFoundError: a file is missing. InputFileError (a ValueError): a file has the wrong shape or
@@ -363,7 +362,7 @@ def load_uv_data(folder) -> UVData:
         raise InputFileError(folder / "triangles.txt", f"indices outside 0..{face_ind.size - 1}")
     canonical = None
     if (folder / CANONICAL_FILE).is_file():
-        canonical = np.load(folder / CANONICAL_FILE)
+        canonical = load_npy(folder / CANONICAL_FILE, "array of canonical vertices")
         if canonical.shape != (face_ind.size, 3):
             raise InputFileError(folder / CANONICAL_FILE, f"shape {canonical.shape} does not fit the "
                                                           f"{face_ind.size} face pixels of face_ind.txt: expected one "

@@ -8,7 +8,7 @@ import scipy.io as sio
 
 from face3d.utils.errors import InputFileError
 
-__all__ = ["read_mat", "matlab_kind", "save_mat", "MAT_HEADER_TEXT"]
+__all__ = ["read_mat", "mat_variable_names", "matlab_kind", "save_mat", "MAT_HEADER_TEXT"]
 
 
 def read_mat(path, variable_names=None) -> dict:
@@ -34,6 +34,15 @@ def read_mat(path, variable_names=None) -> dict:
                                    f"re-save it in MATLAB with save(..., '-v7') ({err})") from err
     except Exception as err:  # scipy raises assorted types on corrupt files
         raise InputFileError(path, f"not a readable MATLAB .mat file ({type(err).__name__}: {err})") from err
+
+
+def mat_variable_names(path):
+    """The sorted names of the variables in a .mat file (scipy's ``whosmat``, no array read), for messages about a
+    variable ``read_mat(path, variable_names=...)`` did not find; None when scipy cannot list them."""
+    try:
+        return sorted(name for name, _shape, _matlab_class in sio.whosmat(os.fspath(path)))
+    except Exception:  # scipy raises assorted types on files it cannot list; the message then goes without
+        return None
 
 
 # numpy dtype kinds of what scipy returns for each MATLAB class that is not a real numeric array
