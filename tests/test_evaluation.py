@@ -70,6 +70,18 @@ def test_auc_and_failure_of_a_known_ced():
         auc([], 0.07)
 
 
+def test_a_non_finite_error_is_a_failure_that_adds_nothing_to_the_auc():
+    """NaN (a diverged network) and inf (a degenerate box) read as "NME > 10 %": failed, never reached by the CED."""
+    errors = np.array([0.02, np.nan, np.inf])
+    assert failure_rate(errors, 0.10) == pytest.approx(2 / 3)
+    assert auc(errors, 0.10) == pytest.approx(0.8 / 3)
+    np.testing.assert_allclose(ced(errors, [0.0, 0.02, 0.1]), [0, 1 / 3, 1 / 3])
+    s = summarize_errors(errors, [0.0, 10.0, 20.0])
+    assert s["auc_10"] == pytest.approx(0.8 / 3) and s["auc_7"] == pytest.approx((1 - 2 / 7) / 3)
+    assert s["failure_rate_10"] == pytest.approx(2 / 3)
+    assert np.isnan(s["mean"])  # the mean of a set holding NaN is not a number: not a finite figure to quote
+
+
 def test_summary_by_bucket_and_balanced_mean():
     errors = np.array([0.01, 0.03, 0.10, 0.20, 0.30, 0.40])
     yaws = np.array([5.0, -20.0, 45.0, 70.0, -80.0, 89.0])

@@ -18,7 +18,8 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   it). When a bucket is empty the balanced mean is taken over the others and ``balanced_buckets`` says how many.
 * Cumulative error distribution (CED): the fraction of samples with NME <= t; the AUC up to T is the integral of
   the CED over [0, T] divided by T, exactly ``mean_i max(0, 1 - e_i / T)``, reported for T = 7 % and 10 %; the
-  failure rate is the fraction with NME > 10 %.
+  failure rate is the fraction with NME > 10 %. A non-finite NME (NaN, inf) counts as NME > 10 %: a failure,
+  never reached by the CED, 0 in the AUC (its mean, and the means holding it, stay non-finite).
 * Dense alignment (when dense ground truth exists: the ``.mat``'s Shape_Para / Exp_Para / Pose_Para with the
   morphable model they were fitted with): the NME over every face vertex of the UV data (``face_ind``) against the
   model's surface placed by the pose and read at the same UV pixels, normalised like the landmarks (the 68-point
@@ -209,21 +210,26 @@ def yaw_bucket(yaw_deg):
 def auc(errors, limit):
     """Area under the CED curve on [0, limit], divided by limit: exactly ``mean(max(0, 1 - e / limit))``.
 
+    A non-finite error (NaN from a diverged network, inf from a degenerate box) is never reached by the CED
+    (``metrics.ced``) and adds 0, as an error above ``limit`` does.
+
     Returns:
         float in [0, 1] (1: every error is 0).
     """
     errors = np.asarray(errors, dtype=np.float64)
     if errors.size == 0 or not limit > 0:
         raise ValueError(f"auc needs errors and a positive limit, got {errors.size} errors and limit {limit}")
-    return float(np.mean(np.clip(1.0 - errors / limit, 0.0, 1.0)))
+    with np.errstate(invalid="ignore"):
+        area = np.clip(1.0 - errors / limit, 0.0, 1.0)
+    return float(np.mean(np.where(np.isfinite(errors), area, 0.0)))
 
 
 def failure_rate(errors, threshold=FAILURE_THRESHOLD):
-    """Fraction of errors strictly above ``threshold``."""
+    """Fraction of errors strictly above ``threshold``; a non-finite error (NaN, inf) is a failure."""
     errors = np.asarray(errors, dtype=np.float64)
     if errors.size == 0:
         raise ValueError("failure_rate needs at least one error")
-    return float(np.mean(errors > threshold))
+    return float(np.mean(~(np.isfinite(errors) & (errors <= threshold))))
 
 
 def summarize_errors(errors, yaw_deg=None):
