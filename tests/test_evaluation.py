@@ -118,6 +118,25 @@ def test_report_files(tmp_path):
     assert cv2.imread(files["ced"]) is not None
 
 
+def test_report_json_is_strict_json_with_null_for_non_finite_values(tmp_path):
+    gt = np.stack([_box_points(seed=i) for i in range(2)])
+    pred = gt + [1.0, 0.0, 0.0]
+    pred[1, 7] = np.nan
+    report = evaluation.evaluate_predictions(pred, gt, [10.0, 40.0], names=["a", "b"])
+    files = evaluation.write_reports(report, tmp_path)
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    saved = json.loads(Path(files["json"]).read_text(), parse_constant=refuse)
+    assert saved["per_sample"][0]["nme_2d"] == pytest.approx(1 / np.sqrt(5000))
+    assert saved["per_sample"][1]["nme_2d"] is None and saved["nme_2d"] is None
+    assert saved["balanced"]["nme_2d"] is None and saved["yaw_buckets"]["(30,60]"]["nme_2d"] is None
+    assert saved["metrics"]["nme_2d"]["failure_rate_10"] == 0.5
+    assert saved["metrics"]["nme_2d"]["auc_10"] == pytest.approx((1 - 1 / np.sqrt(5000) / 0.1) / 2)
+    assert np.isnan(report["nme_2d"])  # the report in memory keeps the float
+
+
 def test_read_sample_errors(tmp_path):
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
     sio.savemat(str(tmp_path / "a.mat"), {"Pose_Para": np.zeros((1, 7))})
