@@ -216,6 +216,29 @@ def test_a_sample_without_parameters_disables_the_dense_metrics_and_says_so(tmp_
     assert f"no dense metric for the set: {second} has no Shape_Para / Exp_Para" in caplog.text
 
 
+def test_a_non_finite_map_skips_its_sample_with_the_reason(tmp_path, default_model, caplog):
+    """A network answering NaN for one face: that sample is skipped (named, with the reason) before the dense
+    metrics and ICP; the others are measured as usual. Answering NaN for every face is an error naming why."""
+    folder, oracle = _oracle_set(tmp_path, default_model, 3)
+    oracle.maps[0] = np.full_like(oracle.maps[0], np.nan)
+    report = evaluation.evaluate_model(PRN(oracle), folder, tmp_path / "report", dense_model=default_model)
+    assert report["samples"] == 2 and report["dense"] and len(report["skipped"]) == 1
+    skipped = report["skipped"][0]
+    reason = f"the network's position map has {256 * 256 * 3} non-finite value(s) (NaN or inf)"
+    assert skipped["reason"] == reason
+    assert Path(skipped["image"]).stem not in [s["name"] for s in report["per_sample"]]
+    assert f"skipping {skipped['image']}: {reason}" in caplog.text
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert f"Skipped 1 image(s), not in the figures above:\n\n* {skipped['image']}: {reason}\n" in markdown
+    for key in ("nme_2d", "dense_nme_3d", "reconstruction_nme_3d"):
+        assert report[key] < 1e-5, key
+
+    oracle.maps = [np.full_like(m, np.nan) for m in oracle.maps]
+    with pytest.raises(ValueError, match=r"no sample could be evaluated \(3 skipped; first: .*\.jpg: the network's "
+                                         r"position map has"):
+        evaluation.evaluate_model(PRN(oracle), folder, dense_model=default_model)
+
+
 def test_fixtures_load_and_report(tmp_path, default_model):
     folder = FIXTURES / "AFLW2000"
     if not folder.is_dir():

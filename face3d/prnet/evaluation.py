@@ -28,6 +28,8 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   are rigidly aligned to the ground truth by ICP (``reconstruction.icp_align``: rotation and translation, no
   scale) and the mean distance to the nearest ground-truth vertex is divided, as PRNet does, by the outer
   interocular distance of the ground truth's 3D landmarks 36 and 45 (``reconstruction_nme_3d``).
+* Skipped, not measured: a sample whose files cannot be read, and one whose predicted map holds NaN or inf (a
+  diverged network gives no face to measure); ``skipped`` lists each with the reason.
 * Every metric key also gets its CED curve in ``report.json`` (``ced``: the fraction of samples with NME <= t for
   t = 0, 0.001, ..., 0.1) and in ``ced.png``.
 
@@ -76,6 +78,8 @@ _PROTOCOL = {
     "reconstruction": "dense vertices rigidly aligned to the ground truth by ICP (rotation, translation), mean "
                       "distance to the nearest ground-truth vertex / 3D outer interocular distance (landmarks 36, "
                       "45), as PRNet's 3D face reconstruction experiment",
+    "skipped": "not measured, listed in skipped with the reason: a sample whose files cannot be read, one whose "
+               "predicted map holds NaN or inf",
 }
 
 
@@ -368,8 +372,9 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         limit: evaluate only the first ``limit`` samples (sorted order).
         progress: show a progress bar on stderr.
     Returns:
-        the report dict (``evaluate_predictions``) with ``data``, ``skipped`` (samples that could not be read,
-        with the reason), ``dense_disabled`` (why there is no dense metric although ``dense_model`` was given: a
+        the report dict (``evaluate_predictions``) with ``data``, ``skipped`` (samples that could not be read, or
+        whose predicted map holds NaN or inf: a diverged network measures no face; each with the reason),
+        ``dense_disabled`` (why there is no dense metric although ``dense_model`` was given: a
         sample without Shape_Para / Exp_Para) and, when written, ``files``.
     """
     from face3d.prnet.face_crop import crop_face, landmark_crop
@@ -385,9 +390,18 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
     dense_disabled = None
     batch = []
 
+    def skip(image_path, reason):
+        logger.warning("skipping %s: %s", image_path, reason)
+        skipped.append({"image": str(image_path), "reason": reason})
+
     def flush():
         maps = prn.predict_crops([crop for crop, _, _ in batch])
         for pos, (_, sample, dense_truth) in zip(maps, batch):
+            non_finite = pos.size - int(np.isfinite(pos).sum())
+            if non_finite:  # a diverged network: no face to measure (and no motion for ICP to fit)
+                skip(sample.image_path,
+                     f"the network's position map has {non_finite} non-finite value(s) (NaN or inf)")
+                continue
             names.append(sample.name)
             yaws.append(sample.yaw_deg)
             preds.append(prn.get_landmarks(pos))
@@ -404,8 +418,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
                 crop = crop_face(image, landmark_crop(sample.landmarks), prn.input_size, prn.resolution)
                 dense_truth = None if dense is None else dense.vertices(sample, image.shape[0])
             except (OSError, ValueError) as exc:
-                logger.warning("skipping %s: %s", image_path, exc)
-                skipped.append({"image": str(image_path), "reason": str(exc)})
+                skip(image_path, str(exc))
                 bar.update(1)
                 continue
             if dense is not None and dense_truth is None:
@@ -422,7 +435,8 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         if batch:
             flush()
     if not preds:
-        raise ValueError(f"{data_dir}: no sample could be evaluated ({len(skipped)} skipped)")
+        raise ValueError(f"{data_dir}: no sample could be evaluated ({len(skipped)} skipped; first: "
+                         f"{skipped[0]['image']}: {skipped[0]['reason']})")
     report = evaluate_predictions(np.stack(preds), np.stack(gts), np.array(yaws), names,
                                   np.stack(dense_preds) if dense is not None else None,
                                   np.stack(dense_gts) if dense is not None else None)

@@ -48,7 +48,7 @@ def markdown_report(report):
                      f"{100.0 * m['failure_rate_10']:.2f} % |")
     lines += ["", "Protocol:", ""] + [f"* {k}: {v}" for k, v in report["protocol"].items()]
     if report.get("skipped"):
-        lines += ["", f"Skipped {len(report['skipped'])} unreadable sample(s):", ""]
+        lines += ["", f"Skipped {len(report['skipped'])} image(s), not in the figures above:", ""]
         lines += [f"* {s['image']}: {s['reason']}" for s in report["skipped"]]
     return "\n".join(lines) + "\n"
 
