@@ -155,6 +155,18 @@ def test_read_sample_errors(tmp_path):
         evaluation.find_samples(tmp_path / "absent")
 
 
+def test_find_samples_lists_every_image_with_its_mat_or_none_hidden_files_left_out(tmp_path):
+    for name in ("a.jpg", "a.mat", "b.png", "._a.jpg", "._a.mat", "sub/c.JPG", "sub/c.mat", "d.txt", "e.mat"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert evaluation.find_samples(tmp_path) == [(tmp_path / "a.jpg", tmp_path / "a.mat"), (tmp_path / "b.png", None),
+                                                 (tmp_path / "sub/c.JPG", tmp_path / "sub/c.mat")]
+    for name in ("a.mat", "sub/c.mat"):
+        (tmp_path / name).unlink()
+    with pytest.raises(FileNotFoundError, match="no image with a .mat"):
+        evaluation.find_samples(tmp_path)
+
+
 # ------------------------------------------------------------------------------------------------ with a model
 
 @pytest.fixture(scope="module")
@@ -237,6 +249,26 @@ def test_a_non_finite_map_skips_its_sample_with_the_reason(tmp_path, default_mod
     with pytest.raises(ValueError, match=r"no sample could be evaluated \(3 skipped; first: .*\.jpg: the network's "
                                          r"position map has"):
         evaluation.evaluate_model(PRN(oracle), folder, dense_model=default_model)
+
+
+def test_an_image_without_a_mat_is_skipped_listed_and_counted_once(tmp_path, default_model, caplog):
+    """A stray image is no sample: listed in skipped (the set measured is not the folder), one warning counts such
+    images. A hidden file (macOS's ._ companion of a pair) is not an image of the set at all."""
+    import shutil
+    folder, oracle = _oracle_set(tmp_path, default_model, 2)
+    first = sorted(folder.glob("*.jpg"))[0]
+    shutil.copy(first, folder / "stray.jpg")
+    for suffix in (".jpg", ".mat"):
+        (folder / f"._{first.stem}{suffix}").write_bytes(b"\x00\x05\x16\x07Mac OS X" + bytes(100))
+    report = evaluation.evaluate_model(PRN(oracle), folder, tmp_path / "report")
+    assert report["samples"] == 2 and report["skipped"] == [{"image": str(folder / "stray.jpg"),
+                                                             "reason": "no .mat beside it"}]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{folder}: skipping 1 of 3 images without a .mat beside them (AFLW2000-3D format: "
+                        "image00002.jpg + image00002.mat)"]
+    assert "stray.jpg: no .mat beside it" in (tmp_path / "report" / "report.md").read_text()
+    # --limit counts images: the first one alone is evaluated, the stray one (sorted last) is not reached
+    assert evaluation.evaluate_model(PRN(oracle), folder, limit=1)["skipped"] == []
 
 
 def test_fixtures_load_and_report(tmp_path, default_model):

@@ -23,7 +23,8 @@ def _add_arguments(parser):
                              "SavedModel folder, frozen .pb, .onnx or .tflite")
     add_trust_model_argument(parser)
     parser.add_argument("--data", required=True, metavar="DIR",
-                        help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para)")
+                        help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para), searched "
+                             "recursively; hidden files are left out")
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (created)")
     parser.add_argument("--uv-data", metavar="DIR",
                         help="UV data the network was trained with (default: PRNet's Data/uv-data beside its "
@@ -33,7 +34,7 @@ def _add_arguments(parser):
                              "'default' (the embedded model) or a BFM.mat; the UV data must be that model's")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="crops per network call (8)")
     parser.add_argument("--limit", type=positive_int, metavar="N",
-                        help="evaluate only the first N samples (sorted)")
+                        help="evaluate only the first N images (sorted; one without a .mat is skipped)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -28,8 +28,9 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   are rigidly aligned to the ground truth by ICP (``reconstruction.icp_align``: rotation and translation, no
   scale) and the mean distance to the nearest ground-truth vertex is divided, as PRNet does, by the outer
   interocular distance of the ground truth's 3D landmarks 36 and 45 (``reconstruction_nme_3d``).
-* Skipped, not measured: a sample whose files cannot be read, and one whose predicted map holds NaN or inf (a
-  diverged network gives no face to measure); ``skipped`` lists each with the reason.
+* Skipped, not measured: an image without a ``.mat`` beside it, a sample whose files cannot be read, and one
+  whose predicted map holds NaN or inf (a diverged network gives no face to measure); ``skipped`` lists each with
+  the reason. Hidden files (macOS's ``._image00002.jpg``) are not images of the set.
 * Every metric key also gets its CED curve in ``report.json`` (``ced``: the fraction of samples with NME <= t for
   t = 0, 0.001, ..., 0.1) and in ``ced.png``.
 
@@ -45,19 +46,20 @@ from face3d.prnet import metrics
 from face3d.prnet.evaluation_report import markdown_report, plot_ced, write_reports
 from face3d.prnet.metrics import ced
 from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
-from face3d.utils.image_header import IMAGE_SUFFIXES
+from face3d.utils.image_header import is_listed_image
 from face3d.utils.matfile import read_mat
 
-__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "find_samples",
-           "read_sample", "keypoint_nme", "yaw_bucket", "auc", "failure_rate", "ced", "summarize_errors",
-           "DenseGroundTruth", "evaluate_predictions", "evaluate_model", "write_reports", "plot_ced",
-           "markdown_report"]
+__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "NO_MAT", "AFLWSample",
+           "image_mat_pairs", "find_samples", "split_pairs", "read_sample", "keypoint_nme", "yaw_bucket", "auc",
+           "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "evaluate_predictions", "evaluate_model",
+           "write_reports", "plot_ced", "markdown_report"]
 
 logger = logging.getLogger(__name__)
 
 YAW_BUCKETS = ("[0,30]", "(30,60]", "(60,90]")
 AUC_LIMITS = (0.07, 0.10)
 FAILURE_THRESHOLD = 0.10
+NO_MAT = "no .mat beside it"  # the skipped reason of an image without ground truth
 CED_THRESHOLDS = np.round(np.linspace(0.0, 0.10, 101), 6)
 _METRIC_LABELS = {
     "nme_2d": "NME 2D (68 landmarks, / sqrt(w*h))",
@@ -78,8 +80,8 @@ _PROTOCOL = {
     "reconstruction": "dense vertices rigidly aligned to the ground truth by ICP (rotation, translation), mean "
                       "distance to the nearest ground-truth vertex / 3D outer interocular distance (landmarks 36, "
                       "45), as PRNet's 3D face reconstruction experiment",
-    "skipped": "not measured, listed in skipped with the reason: a sample whose files cannot be read, one whose "
-               "predicted map holds NaN or inf",
+    "skipped": "not measured, listed in skipped with the reason: an image without a .mat, a sample whose files "
+               "cannot be read, one whose predicted map holds NaN or inf",
 }
 
 
@@ -107,26 +109,45 @@ class AFLWSample:
 
 
 def image_mat_pairs(images):
-    """(image, mat) for each of ``images`` (Paths) with a ``.mat`` of the same stem beside it, in their order."""
-    return [(image, image.with_suffix(".mat")) for image in images if image.with_suffix(".mat").is_file()]
+    """(image, mat) for each of ``images`` (Paths), in their order: mat the ``.mat`` of the same stem beside the
+    image, None when there is none."""
+    return [(image, mat if (mat := image.with_suffix(".mat")).is_file() else None) for image in images]
 
 
 def find_samples(folder):
-    """Image + ``.mat`` pairs under ``folder`` (recursively), sorted by path.
+    """Every image under ``folder`` (recursively; ``is_listed_image``: hidden files left out), sorted by path, with
+    its ``.mat``.
 
     Returns:
-        list of (image Path, mat Path); images without a ``.mat`` next to them are ignored.
+        list of (image Path, mat Path, or None for an image without a ``.mat`` beside it: ``split_pairs``).
     Raises:
-        FileNotFoundError: the folder does not exist or holds no pair.
+        FileNotFoundError: the folder does not exist or holds no image with a ``.mat``.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder not found: {folder}")
-    pairs = image_mat_pairs(sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
-    if not pairs:
+    items = image_mat_pairs(sorted(p for p in folder.rglob("*") if is_listed_image(p)))
+    if not any(mat is not None for _, mat in items):
         raise FileNotFoundError(f"{folder}: no image with a .mat beside it (AFLW2000-3D format: image00002.jpg + "
                                 "image00002.mat holding pt3d_68)")
-    return pairs
+    return items
+
+
+def split_pairs(items, folder):
+    """The image + ``.mat`` pairs of ``items`` and a skipped record for each image without a ``.mat``.
+
+    Args:
+        items: (image, mat or None) from ``image_mat_pairs`` / ``find_samples``. folder: their folder (for the log).
+    Returns:
+        (pairs [(image, mat)], skipped [{"image": str, "reason": NO_MAT}]), both in the order of ``items``; the
+        count of images without a ``.mat`` is logged once (a warning), not once per image.
+    """
+    pairs = [(image, mat) for image, mat in items if mat is not None]
+    skipped = [{"image": str(image), "reason": NO_MAT} for image, mat in items if mat is None]
+    if skipped:
+        logger.warning("%s: skipping %d of %d images without a .mat beside them (AFLW2000-3D format: image00002.jpg "
+                       "+ image00002.mat)", folder, len(skipped), len(items))
+    return pairs, skipped
 
 
 def read_sample(image_path, mat_path):
@@ -363,18 +384,18 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
 
     Args:
         prn: ``inference.PRN``.
-        data_dir: folder of image + ``.mat`` pairs (``find_samples``).
+        data_dir: folder of image + ``.mat`` pairs (``find_samples``; an image without a ``.mat`` is skipped).
         output_dir: where ``write_reports`` puts report.json, report.md, ced.png and predictions.npz (None: no
             files).
         dense_model: MorphableModel for dense ground truth (``DenseGroundTruth``; the UV data of ``prn`` must be
             this model's), or None for landmarks only.
         batch_size: crops per network call.
-        limit: evaluate only the first ``limit`` samples (sorted order).
+        limit: evaluate only the first ``limit`` images (sorted order; one without a ``.mat`` is skipped).
         progress: show a progress bar on stderr.
     Returns:
-        the report dict (``evaluate_predictions``) with ``data``, ``skipped`` (samples that could not be read, or
-        whose predicted map holds NaN or inf: a diverged network measures no face; each with the reason),
-        ``dense_disabled`` (why there is no dense metric although ``dense_model`` was given: a
+        the report dict (``evaluate_predictions``) with ``data``, ``skipped`` (images without a ``.mat``, samples
+        that could not be read, or whose predicted map holds NaN or inf: a diverged network measures no face; each
+        with the reason), ``dense_disabled`` (why there is no dense metric although ``dense_model`` was given: a
         sample without Shape_Para / Exp_Para) and, when written, ``files``.
     """
     from face3d.prnet.face_crop import crop_face, landmark_crop
@@ -382,11 +403,10 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
 
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be a positive number of samples, got {limit}")
-    pairs = find_samples(data_dir)
-    if limit is not None:
-        pairs = pairs[:int(limit)]
+    items = find_samples(data_dir)
+    pairs, skipped = split_pairs(items if limit is None else items[:int(limit)], data_dir)
     dense = None if dense_model is None else DenseGroundTruth(dense_model, prn.uv)
-    names, yaws, preds, gts, dense_preds, dense_gts, skipped = [], [], [], [], [], [], []
+    names, yaws, preds, gts, dense_preds, dense_gts = [], [], [], [], [], []
     dense_disabled = None
     batch = []
 
