@@ -271,6 +271,35 @@ def test_an_image_without_a_mat_is_skipped_listed_and_counted_once(tmp_path, def
     assert evaluation.evaluate_model(PRN(oracle), folder, limit=1)["skipped"] == []
 
 
+def _constant_face_onnx(path):
+    """An ONNX network that always answers with one face-like map (x, y the crop pixel, z 40), written to ``path``."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    face = np.stack([xx, yy, np.full_like(xx, 40.0)], -1) / np.float32(1.1 * 256)
+    return helpers.constant_onnx(path, face)
+
+
+def test_the_command_counts_the_skipped_images_and_exits_1_when_there_are_any(tmp_path, default_model, capsys):
+    import shutil
+    folder, _ = _oracle_set(tmp_path, default_model, 2)
+    first, second = sorted(folder.glob("*.mat"))
+    mat = {k: v for k, v in sio.loadmat(second).items() if not k.startswith("__")}
+    sio.savemat(second, {**mat, "pt3d_68": mat["pt3d_68"].T})  # (68, 3): unreadable
+    shutil.copy(first.with_suffix(".jpg"), folder / "stray.jpg")
+    argv = ["evaluate", "--model", str(_constant_face_onnx(tmp_path / "constant.onnx")), "--data", str(folder),
+            "--output", str(tmp_path / "report"), "--uv-data", str(default_uv_data_dir()), "--quiet"]
+    assert face3d_main(argv) == 1
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("3 images: 1 evaluated, 2 skipped; NME 2D ") and "% (balanced " in line, line
+    assert line.endswith(f"; report in {tmp_path / 'report' / 'report.md'}"), line
+    assert len(json.loads((tmp_path / "report" / "report.json").read_text())["skipped"]) == 2
+    for path in (folder / "stray.jpg", second, second.with_suffix(".jpg")):
+        path.unlink()
+    assert face3d_main(argv) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("1 image: 1 evaluated, 0 skipped; NME 2D ")
+
+
 def test_fixtures_load_and_report(tmp_path, default_model):
     folder = FIXTURES / "AFLW2000"
     if not folder.is_dir():
@@ -282,12 +311,8 @@ def test_fixtures_load_and_report(tmp_path, default_model):
         np.testing.assert_array_equal(sample.landmarks, sio.loadmat(str(mat_path))["pt3d_68"].T)
         assert image.shape == (450, 450, 3) and abs(sample.yaw_deg) <= 90
     # a network that always answers with one face map: the report is built against pt3d_68
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
     uv = load_uv_data(default_uv_data_dir())
-    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
-    face = np.stack([xx, yy, np.full_like(xx, 40.0)], -1) / np.float32(1.1 * 256)
-    model = helpers.constant_onnx(tmp_path / "constant.onnx", face)
+    model = _constant_face_onnx(tmp_path / "constant.onnx")
     report = evaluation.evaluate_model(PRN(model, uv_data=uv), folder, tmp_path / "report")
     assert report["samples"] == len(pairs) and report["skipped"] == []
     saved = np.load(tmp_path / "report" / "predictions.npz")

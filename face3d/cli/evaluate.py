@@ -14,7 +14,8 @@ _DESCRIPTION = (
     "sqrt(w*h) of the ground-truth box (3D also by the box diagonal), by |yaw| bucket [0,30], (30,60], (60,90] and "
     "their balanced mean; CED curves, AUC at 7% and 10%, failure rate at 10%; with --dense, dense NME and the 3D "
     "reconstruction NME after rigid ICP. Writes report.json (with each metric's CED curve), report.md, ced.png and "
-    "predictions.npz.")
+    "predictions.npz. An image without a .mat, unreadable, or whose predicted map holds NaN or inf is logged, listed "
+    "in the report and skipped; the last line counts them and the exit status is then 1.")
 
 
 def _add_arguments(parser):
@@ -39,7 +40,8 @@ def _add_arguments(parser):
 
 
 def run_evaluate(args):
-    """Run the evaluation; returns the exit status (2 on bad input, with a message naming it)."""
+    """Run the evaluation; returns the exit status: 0, 1 when an image was skipped (the report covers fewer images
+    than the folder holds; each is logged and listed in the report), 2 on bad input (a message naming it)."""
     setup_logging()
     try:
         from face3d.prnet.evaluation import evaluate_model
@@ -55,11 +57,13 @@ def run_evaluate(args):
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
         return 2
-    balanced = report["balanced"]
-    print(f"{report['samples']} samples: NME 2D {100 * report['nme_2d']:.3f} % (balanced "
-          f"{100 * balanced['nme_2d']:.3f} %), NME 3D {100 * report['nme_3d']:.3f} % (balanced "
-          f"{100 * balanced['nme_3d']:.3f} %); report in {report['files']['markdown']}")
-    return 0
+    balanced, skipped = report["balanced"], len(report["skipped"])
+    count = report["samples"] + skipped
+    print(f"{count} image{'s' * (count != 1)}: {report['samples']} evaluated, {skipped} skipped; NME 2D "
+          f"{100 * report['nme_2d']:.3f} % (balanced {100 * balanced['nme_2d']:.3f} %), NME 3D "
+          f"{100 * report['nme_3d']:.3f} % (balanced {100 * balanced['nme_3d']:.3f} %); report in "
+          f"{report['files']['markdown']}")
+    return 1 if skipped else 0
 
 
 EVALUATE = Command("evaluate", "AFLW2000-3D evaluation of a trained PRNet (NME, yaw buckets, CED)", _DESCRIPTION,
