@@ -70,6 +70,18 @@ def test_auc_and_failure_of_a_known_ced():
         auc([], 0.07)
 
 
+def test_a_non_finite_error_is_a_failure_that_adds_nothing_to_the_auc():
+    """NaN (a diverged network) and inf (a degenerate box) read as "NME > 10 %": failed, never reached by the CED."""
+    errors = np.array([0.02, np.nan, np.inf])
+    assert failure_rate(errors, 0.10) == pytest.approx(2 / 3)
+    assert auc(errors, 0.10) == pytest.approx(0.8 / 3)
+    np.testing.assert_allclose(ced(errors, [0.0, 0.02, 0.1]), [0, 1 / 3, 1 / 3])
+    s = summarize_errors(errors, [0.0, 10.0, 20.0])
+    assert s["auc_10"] == pytest.approx(0.8 / 3) and s["auc_7"] == pytest.approx((1 - 2 / 7) / 3)
+    assert s["failure_rate_10"] == pytest.approx(2 / 3)
+    assert np.isnan(s["mean"])  # the mean of a set holding NaN is not a number: not a finite figure to quote
+
+
 def test_summary_by_bucket_and_balanced_mean():
     errors = np.array([0.01, 0.03, 0.10, 0.20, 0.30, 0.40])
     yaws = np.array([5.0, -20.0, 45.0, 70.0, -80.0, 89.0])
@@ -106,6 +118,25 @@ def test_report_files(tmp_path):
     assert cv2.imread(files["ced"]) is not None
 
 
+def test_report_json_is_strict_json_with_null_for_non_finite_values(tmp_path):
+    gt = np.stack([_box_points(seed=i) for i in range(2)])
+    pred = gt + [1.0, 0.0, 0.0]
+    pred[1, 7] = np.nan
+    report = evaluation.evaluate_predictions(pred, gt, [10.0, 40.0], names=["a", "b"])
+    files = evaluation.write_reports(report, tmp_path)
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    saved = json.loads(Path(files["json"]).read_text(), parse_constant=refuse)
+    assert saved["per_sample"][0]["nme_2d"] == pytest.approx(1 / np.sqrt(5000))
+    assert saved["per_sample"][1]["nme_2d"] is None and saved["nme_2d"] is None
+    assert saved["balanced"]["nme_2d"] is None and saved["yaw_buckets"]["(30,60]"]["nme_2d"] is None
+    assert saved["metrics"]["nme_2d"]["failure_rate_10"] == 0.5
+    assert saved["metrics"]["nme_2d"]["auc_10"] == pytest.approx((1 - 1 / np.sqrt(5000) / 0.1) / 2)
+    assert np.isnan(report["nme_2d"])  # the report in memory keeps the float
+
+
 def test_read_sample_errors(tmp_path):
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
     sio.savemat(str(tmp_path / "a.mat"), {"Pose_Para": np.zeros((1, 7))})
@@ -122,6 +153,18 @@ def test_read_sample_errors(tmp_path):
         evaluation.find_samples(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="data folder not found"):
         evaluation.find_samples(tmp_path / "absent")
+
+
+def test_find_samples_lists_every_image_with_its_mat_or_none_hidden_files_left_out(tmp_path):
+    for name in ("a.jpg", "a.mat", "b.png", "._a.jpg", "._a.mat", "sub/c.JPG", "sub/c.mat", "d.txt", "e.mat"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert evaluation.find_samples(tmp_path) == [(tmp_path / "a.jpg", tmp_path / "a.mat"), (tmp_path / "b.png", None),
+                                                 (tmp_path / "sub/c.JPG", tmp_path / "sub/c.mat")]
+    for name in ("a.mat", "sub/c.mat"):
+        (tmp_path / name).unlink()
+    with pytest.raises(FileNotFoundError, match="no image with a .mat"):
+        evaluation.find_samples(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ with a model
@@ -185,6 +228,78 @@ def test_a_sample_without_parameters_disables_the_dense_metrics_and_says_so(tmp_
     assert f"no dense metric for the set: {second} has no Shape_Para / Exp_Para" in caplog.text
 
 
+def test_a_non_finite_map_skips_its_sample_with_the_reason(tmp_path, default_model, caplog):
+    """A network answering NaN for one face: that sample is skipped (named, with the reason) before the dense
+    metrics and ICP; the others are measured as usual. Answering NaN for every face is an error naming why."""
+    folder, oracle = _oracle_set(tmp_path, default_model, 3)
+    oracle.maps[0] = np.full_like(oracle.maps[0], np.nan)
+    report = evaluation.evaluate_model(PRN(oracle), folder, tmp_path / "report", dense_model=default_model)
+    assert report["samples"] == 2 and report["dense"] and len(report["skipped"]) == 1
+    skipped = report["skipped"][0]
+    reason = f"the network's position map has {256 * 256 * 3} non-finite value(s) (NaN or inf)"
+    assert skipped["reason"] == reason
+    assert Path(skipped["image"]).stem not in [s["name"] for s in report["per_sample"]]
+    assert f"skipping {skipped['image']}: {reason}" in caplog.text
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert f"Skipped 1 image(s), not in the figures above:\n\n* {skipped['image']}: {reason}\n" in markdown
+    for key in ("nme_2d", "dense_nme_3d", "reconstruction_nme_3d"):
+        assert report[key] < 1e-5, key
+
+    oracle.maps = [np.full_like(m, np.nan) for m in oracle.maps]
+    with pytest.raises(ValueError, match=r"no sample could be evaluated \(3 skipped; first: .*\.jpg: the network's "
+                                         r"position map has"):
+        evaluation.evaluate_model(PRN(oracle), folder, dense_model=default_model)
+
+
+def test_an_image_without_a_mat_is_skipped_listed_and_counted_once(tmp_path, default_model, caplog):
+    """A stray image is no sample: listed in skipped (the set measured is not the folder), one warning counts such
+    images. A hidden file (macOS's ._ companion of a pair) is not an image of the set at all."""
+    import shutil
+    folder, oracle = _oracle_set(tmp_path, default_model, 2)
+    first = sorted(folder.glob("*.jpg"))[0]
+    shutil.copy(first, folder / "stray.jpg")
+    for suffix in (".jpg", ".mat"):
+        (folder / f"._{first.stem}{suffix}").write_bytes(b"\x00\x05\x16\x07Mac OS X" + bytes(100))
+    report = evaluation.evaluate_model(PRN(oracle), folder, tmp_path / "report")
+    assert report["samples"] == 2 and report["skipped"] == [{"image": str(folder / "stray.jpg"),
+                                                             "reason": "no .mat beside it"}]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{folder}: skipping 1 of 3 images without a .mat beside them (AFLW2000-3D format: "
+                        "image00002.jpg + image00002.mat)"]
+    assert "stray.jpg: no .mat beside it" in (tmp_path / "report" / "report.md").read_text()
+    # --limit counts images: the first one alone is evaluated, the stray one (sorted last) is not reached
+    assert evaluation.evaluate_model(PRN(oracle), folder, limit=1)["skipped"] == []
+
+
+def _constant_face_onnx(path):
+    """An ONNX network that always answers with one face-like map (x, y the crop pixel, z 40), written to ``path``."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    face = np.stack([xx, yy, np.full_like(xx, 40.0)], -1) / np.float32(1.1 * 256)
+    return helpers.constant_onnx(path, face)
+
+
+def test_the_command_counts_the_skipped_images_and_exits_1_when_there_are_any(tmp_path, default_model, capsys):
+    import shutil
+    folder, _ = _oracle_set(tmp_path, default_model, 2)
+    first, second = sorted(folder.glob("*.mat"))
+    mat = {k: v for k, v in sio.loadmat(second).items() if not k.startswith("__")}
+    sio.savemat(second, {**mat, "pt3d_68": mat["pt3d_68"].T})  # (68, 3): unreadable
+    shutil.copy(first.with_suffix(".jpg"), folder / "stray.jpg")
+    argv = ["evaluate", "--model", str(_constant_face_onnx(tmp_path / "constant.onnx")), "--data", str(folder),
+            "--output", str(tmp_path / "report"), "--uv-data", str(default_uv_data_dir()), "--quiet"]
+    assert face3d_main(argv) == 1
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("3 images: 1 evaluated, 2 skipped; NME 2D ") and "% (balanced " in line, line
+    assert line.endswith(f"; report in {tmp_path / 'report' / 'report.md'}"), line
+    assert len(json.loads((tmp_path / "report" / "report.json").read_text())["skipped"]) == 2
+    for path in (folder / "stray.jpg", second, second.with_suffix(".jpg")):
+        path.unlink()
+    assert face3d_main(argv) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("1 image: 1 evaluated, 0 skipped; NME 2D ")
+
+
 def test_fixtures_load_and_report(tmp_path, default_model):
     folder = FIXTURES / "AFLW2000"
     if not folder.is_dir():
@@ -196,12 +311,8 @@ def test_fixtures_load_and_report(tmp_path, default_model):
         np.testing.assert_array_equal(sample.landmarks, sio.loadmat(str(mat_path))["pt3d_68"].T)
         assert image.shape == (450, 450, 3) and abs(sample.yaw_deg) <= 90
     # a network that always answers with one face map: the report is built against pt3d_68
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
     uv = load_uv_data(default_uv_data_dir())
-    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
-    face = np.stack([xx, yy, np.full_like(xx, 40.0)], -1) / np.float32(1.1 * 256)
-    model = helpers.constant_onnx(tmp_path / "constant.onnx", face)
+    model = _constant_face_onnx(tmp_path / "constant.onnx")
     report = evaluation.evaluate_model(PRN(model, uv_data=uv), folder, tmp_path / "report")
     assert report["samples"] == len(pairs) and report["skipped"] == []
     saved = np.load(tmp_path / "report" / "predictions.npz")

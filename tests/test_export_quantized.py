@@ -124,3 +124,13 @@ def test_a_calibration_folder_with_some_mat_files_crops_those_and_skips_the_othe
     np.testing.assert_array_equal(crops, calibration_images(aflw, SIZE))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "skipping 1 of 3 images without a .mat" in warnings[0], warnings
+
+
+def test_calibration_leaves_hidden_files_out(tmp_path, caplog):
+    """macOS's ._ companions are no images (as for face3d demo and evaluate): not read, no warning."""
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((40, 30, 3), 200, np.uint8))
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07Mac OS X" + bytes(100))
+    with caplog.at_level("WARNING"):
+        crops = calibration_images(tmp_path, SIZE)
+    assert crops.shape == (1, SIZE, SIZE, 3) and np.all(crops == np.float32(200 / 255))
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []

@@ -297,6 +297,17 @@ def test_run_reads_the_manifest_beside_its_input_folder(exported, aflw, tmp_path
     assert not (tmp_path / "out2").exists()
 
 
+def test_an_image_without_a_mat_is_listed_as_skipped_in_the_manifest(aflw, tmp_path):
+    """As in face3d evaluate: a stray image is no sample, and the manifest (then post_process's report) says so."""
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(aflw, data)
+    shutil.copy(sorted(data.rglob("*.jpg"))[0], data / "stray.jpg")
+    manifest = offline.pre_process(data, tmp_path / "work", input_size=SIZE)
+    assert len(manifest["samples"]) == 3
+    assert manifest["skipped"] == [{"image": str(data / "stray.jpg"), "reason": "no .mat beside it"}]
+
+
 def test_a_rerun_removes_the_bin_files_of_the_earlier_one(aflw, tmp_path, caplog):
     work = tmp_path / "work"
     first = offline.pre_process(aflw, work, input_size=SIZE, batch_size=1)

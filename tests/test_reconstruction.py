@@ -48,6 +48,16 @@ def test_a_known_non_rigid_deformation_gives_its_hand_computed_value():
     assert reconstruction_nme(pred[None], gt[None], np.array([4.0]))[0] == pytest.approx(h / 4.0, rel=1e-9)
 
 
+def test_a_non_finite_prediction_scores_nan_without_running_icp():
+    """A diverged network's NaN vertices: that sample's error is NaN (a failure in the report), the others are
+    measured (ICP's SVD is never given NaN)."""
+    gt = np.stack([_surface(8), _surface(8)])
+    pred = gt.copy()
+    pred[1, 5] = np.nan
+    errors = reconstruction_nme(pred, gt, [100.0, 100.0])
+    assert errors[0] < 1e-9 and np.isnan(errors[1])
+
+
 def test_outer_interocular_distance_is_the_3d_distance_of_landmarks_36_and_45():
     landmarks = np.zeros((2, 68, 3))
     landmarks[0, 36], landmarks[0, 45] = (10.0, 20.0, 5.0), (70.0, 20.0, -75.0)

@@ -14,7 +14,8 @@ _DESCRIPTION = (
     "sqrt(w*h) of the ground-truth box (3D also by the box diagonal), by |yaw| bucket [0,30], (30,60], (60,90] and "
     "their balanced mean; CED curves, AUC at 7% and 10%, failure rate at 10%; with --dense, dense NME and the 3D "
     "reconstruction NME after rigid ICP. Writes report.json (with each metric's CED curve), report.md, ced.png and "
-    "predictions.npz.")
+    "predictions.npz. An image without a .mat, unreadable, or whose predicted map holds NaN or inf is logged, listed "
+    "in the report and skipped; the last line counts them and the exit status is then 1.")
 
 
 def _add_arguments(parser):
@@ -23,7 +24,8 @@ def _add_arguments(parser):
                              "SavedModel folder, frozen .pb, .onnx or .tflite")
     add_trust_model_argument(parser)
     parser.add_argument("--data", required=True, metavar="DIR",
-                        help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para)")
+                        help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para), searched "
+                             "recursively; hidden files are left out")
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (created)")
     parser.add_argument("--uv-data", metavar="DIR",
                         help="UV data the network was trained with (default: PRNet's Data/uv-data beside its "
@@ -33,12 +35,13 @@ def _add_arguments(parser):
                              "'default' (the embedded model) or a BFM.mat; the UV data must be that model's")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="crops per network call (8)")
     parser.add_argument("--limit", type=positive_int, metavar="N",
-                        help="evaluate only the first N samples (sorted)")
+                        help="evaluate only the first N images (sorted; one without a .mat is skipped)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_evaluate(args):
-    """Run the evaluation; returns the exit status (2 on bad input, with a message naming it)."""
+    """Run the evaluation; returns the exit status: 0, 1 when an image was skipped (the report covers fewer images
+    than the folder holds; each is logged and listed in the report), 2 on bad input (a message naming it)."""
     setup_logging()
     try:
         from face3d.prnet.evaluation import evaluate_model
@@ -54,11 +57,13 @@ def run_evaluate(args):
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
         return 2
-    balanced = report["balanced"]
-    print(f"{report['samples']} samples: NME 2D {100 * report['nme_2d']:.3f} % (balanced "
-          f"{100 * balanced['nme_2d']:.3f} %), NME 3D {100 * report['nme_3d']:.3f} % (balanced "
-          f"{100 * balanced['nme_3d']:.3f} %); report in {report['files']['markdown']}")
-    return 0
+    balanced, skipped = report["balanced"], len(report["skipped"])
+    count = report["samples"] + skipped
+    print(f"{count} image{'s' * (count != 1)}: {report['samples']} evaluated, {skipped} skipped; NME 2D "
+          f"{100 * report['nme_2d']:.3f} % (balanced {100 * balanced['nme_2d']:.3f} %), NME 3D "
+          f"{100 * report['nme_3d']:.3f} % (balanced {100 * balanced['nme_3d']:.3f} %); report in "
+          f"{report['files']['markdown']}")
+    return 1 if skipped else 0
 
 
 EVALUATE = Command("evaluate", "AFLW2000-3D evaluation of a trained PRNet (NME, yaw buckets, CED)", _DESCRIPTION,

@@ -32,7 +32,7 @@ def _add_arguments(parser):
                           "embedded default model's; PRNet's Data/uv-data for PRNet's released model)")
     pre.add_argument("--boxes", default=None,
                      help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth)")
-    pre.add_argument("--limit", type=positive_int, default=None, help="only the first N samples")
+    pre.add_argument("--limit", type=positive_int, default=None, help="only the first N images (sorted)")
     run = sub.add_parser("run", help="msame-compatible runner on the host (ONNX Runtime or TensorFlow)")
     run.add_argument("--model", required=True, help="prnet.onnx or prnet.pb from face3d export")
     run.add_argument("--input", required=True,

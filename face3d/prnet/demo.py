@@ -16,7 +16,7 @@ import numpy as np
 from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
 from face3d.utils.atomic import staging_folder
 from face3d.utils.errors import InputFileError
-from face3d.utils.image_header import IMAGE_SUFFIXES
+from face3d.utils.image_header import is_listed_image
 
 __all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo"]
 
@@ -28,8 +28,7 @@ def list_images(inputs):
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images += sorted(p for p in path.iterdir()
-                             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            images += sorted(p for p in path.iterdir() if is_listed_image(p))
         elif path.is_file():
             images.append(path)
         else:

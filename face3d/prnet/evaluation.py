@@ -18,7 +18,8 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   it). When a bucket is empty the balanced mean is taken over the others and ``balanced_buckets`` says how many.
 * Cumulative error distribution (CED): the fraction of samples with NME <= t; the AUC up to T is the integral of
   the CED over [0, T] divided by T, exactly ``mean_i max(0, 1 - e_i / T)``, reported for T = 7 % and 10 %; the
-  failure rate is the fraction with NME > 10 %.
+  failure rate is the fraction with NME > 10 %. A non-finite NME (NaN, inf) counts as NME > 10 %: a failure,
+  never reached by the CED, 0 in the AUC (its mean, and the means holding it, stay non-finite).
 * Dense alignment (when dense ground truth exists: the ``.mat``'s Shape_Para / Exp_Para / Pose_Para with the
   morphable model they were fitted with): the NME over every face vertex of the UV data (``face_ind``) against the
   model's surface placed by the pose and read at the same UV pixels, normalised like the landmarks (the 68-point
@@ -27,6 +28,9 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   are rigidly aligned to the ground truth by ICP (``reconstruction.icp_align``: rotation and translation, no
   scale) and the mean distance to the nearest ground-truth vertex is divided, as PRNet does, by the outer
   interocular distance of the ground truth's 3D landmarks 36 and 45 (``reconstruction_nme_3d``).
+* Skipped, not measured: an image without a ``.mat`` beside it, a sample whose files cannot be read, and one
+  whose predicted map holds NaN or inf (a diverged network gives no face to measure); ``skipped`` lists each with
+  the reason. Hidden files (macOS's ``._image00002.jpg``) are not images of the set.
 * Every metric key also gets its CED curve in ``report.json`` (``ced``: the fraction of samples with NME <= t for
   t = 0, 0.001, ..., 0.1) and in ``ced.png``.
 
@@ -42,19 +46,20 @@ from face3d.prnet import metrics
 from face3d.prnet.evaluation_report import markdown_report, plot_ced, write_reports
 from face3d.prnet.metrics import ced
 from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
-from face3d.utils.image_header import IMAGE_SUFFIXES
+from face3d.utils.image_header import is_listed_image
 from face3d.utils.matfile import read_mat
 
-__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "find_samples",
-           "read_sample", "keypoint_nme", "yaw_bucket", "auc", "failure_rate", "ced", "summarize_errors",
-           "DenseGroundTruth", "evaluate_predictions", "evaluate_model", "write_reports", "plot_ced",
-           "markdown_report"]
+__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "NO_MAT", "AFLWSample",
+           "image_mat_pairs", "find_samples", "split_pairs", "read_sample", "keypoint_nme", "yaw_bucket", "auc",
+           "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "evaluate_predictions", "evaluate_model",
+           "write_reports", "plot_ced", "markdown_report"]
 
 logger = logging.getLogger(__name__)
 
 YAW_BUCKETS = ("[0,30]", "(30,60]", "(60,90]")
 AUC_LIMITS = (0.07, 0.10)
 FAILURE_THRESHOLD = 0.10
+NO_MAT = "no .mat beside it"  # the skipped reason of an image without ground truth
 CED_THRESHOLDS = np.round(np.linspace(0.0, 0.10, 101), 6)
 _METRIC_LABELS = {
     "nme_2d": "NME 2D (68 landmarks, / sqrt(w*h))",
@@ -75,6 +80,8 @@ _PROTOCOL = {
     "reconstruction": "dense vertices rigidly aligned to the ground truth by ICP (rotation, translation), mean "
                       "distance to the nearest ground-truth vertex / 3D outer interocular distance (landmarks 36, "
                       "45), as PRNet's 3D face reconstruction experiment",
+    "skipped": "not measured, listed in skipped with the reason: an image without a .mat, a sample whose files "
+               "cannot be read, one whose predicted map holds NaN or inf",
 }
 
 
@@ -102,26 +109,45 @@ class AFLWSample:
 
 
 def image_mat_pairs(images):
-    """(image, mat) for each of ``images`` (Paths) with a ``.mat`` of the same stem beside it, in their order."""
-    return [(image, image.with_suffix(".mat")) for image in images if image.with_suffix(".mat").is_file()]
+    """(image, mat) for each of ``images`` (Paths), in their order: mat the ``.mat`` of the same stem beside the
+    image, None when there is none."""
+    return [(image, mat if (mat := image.with_suffix(".mat")).is_file() else None) for image in images]
 
 
 def find_samples(folder):
-    """Image + ``.mat`` pairs under ``folder`` (recursively), sorted by path.
+    """Every image under ``folder`` (recursively; ``is_listed_image``: hidden files left out), sorted by path, with
+    its ``.mat``.
 
     Returns:
-        list of (image Path, mat Path); images without a ``.mat`` next to them are ignored.
+        list of (image Path, mat Path, or None for an image without a ``.mat`` beside it: ``split_pairs``).
     Raises:
-        FileNotFoundError: the folder does not exist or holds no pair.
+        FileNotFoundError: the folder does not exist or holds no image with a ``.mat``.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder not found: {folder}")
-    pairs = image_mat_pairs(sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
-    if not pairs:
+    items = image_mat_pairs(sorted(p for p in folder.rglob("*") if is_listed_image(p)))
+    if not any(mat is not None for _, mat in items):
         raise FileNotFoundError(f"{folder}: no image with a .mat beside it (AFLW2000-3D format: image00002.jpg + "
                                 "image00002.mat holding pt3d_68)")
-    return pairs
+    return items
+
+
+def split_pairs(items, folder):
+    """The image + ``.mat`` pairs of ``items`` and a skipped record for each image without a ``.mat``.
+
+    Args:
+        items: (image, mat or None) from ``image_mat_pairs`` / ``find_samples``. folder: their folder (for the log).
+    Returns:
+        (pairs [(image, mat)], skipped [{"image": str, "reason": NO_MAT}]), both in the order of ``items``; the
+        count of images without a ``.mat`` is logged once (a warning), not once per image.
+    """
+    pairs = [(image, mat) for image, mat in items if mat is not None]
+    skipped = [{"image": str(image), "reason": NO_MAT} for image, mat in items if mat is None]
+    if skipped:
+        logger.warning("%s: skipping %d of %d images without a .mat beside them (AFLW2000-3D format: image00002.jpg "
+                       "+ image00002.mat)", folder, len(skipped), len(items))
+    return pairs, skipped
 
 
 def read_sample(image_path, mat_path):
@@ -209,21 +235,26 @@ def yaw_bucket(yaw_deg):
 def auc(errors, limit):
     """Area under the CED curve on [0, limit], divided by limit: exactly ``mean(max(0, 1 - e / limit))``.
 
+    A non-finite error (NaN from a diverged network, inf from a degenerate box) is never reached by the CED
+    (``metrics.ced``) and adds 0, as an error above ``limit`` does.
+
     Returns:
         float in [0, 1] (1: every error is 0).
     """
     errors = np.asarray(errors, dtype=np.float64)
     if errors.size == 0 or not limit > 0:
         raise ValueError(f"auc needs errors and a positive limit, got {errors.size} errors and limit {limit}")
-    return float(np.mean(np.clip(1.0 - errors / limit, 0.0, 1.0)))
+    with np.errstate(invalid="ignore"):
+        area = np.clip(1.0 - errors / limit, 0.0, 1.0)
+    return float(np.mean(np.where(np.isfinite(errors), area, 0.0)))
 
 
 def failure_rate(errors, threshold=FAILURE_THRESHOLD):
-    """Fraction of errors strictly above ``threshold``."""
+    """Fraction of errors strictly above ``threshold``; a non-finite error (NaN, inf) is a failure."""
     errors = np.asarray(errors, dtype=np.float64)
     if errors.size == 0:
         raise ValueError("failure_rate needs at least one error")
-    return float(np.mean(errors > threshold))
+    return float(np.mean(~(np.isfinite(errors) & (errors <= threshold))))
 
 
 def summarize_errors(errors, yaw_deg=None):
@@ -353,16 +384,17 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
 
     Args:
         prn: ``inference.PRN``.
-        data_dir: folder of image + ``.mat`` pairs (``find_samples``).
+        data_dir: folder of image + ``.mat`` pairs (``find_samples``; an image without a ``.mat`` is skipped).
         output_dir: where ``write_reports`` puts report.json, report.md, ced.png and predictions.npz (None: no
             files).
         dense_model: MorphableModel for dense ground truth (``DenseGroundTruth``; the UV data of ``prn`` must be
             this model's), or None for landmarks only.
         batch_size: crops per network call.
-        limit: evaluate only the first ``limit`` samples (sorted order).
+        limit: evaluate only the first ``limit`` images (sorted order; one without a ``.mat`` is skipped).
         progress: show a progress bar on stderr.
     Returns:
-        the report dict (``evaluate_predictions``) with ``data``, ``skipped`` (samples that could not be read,
+        the report dict (``evaluate_predictions``) with ``data``, ``skipped`` (images without a ``.mat``, samples
+        that could not be read, or whose predicted map holds NaN or inf: a diverged network measures no face; each
         with the reason), ``dense_disabled`` (why there is no dense metric although ``dense_model`` was given: a
         sample without Shape_Para / Exp_Para) and, when written, ``files``.
     """
@@ -371,17 +403,25 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
 
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be a positive number of samples, got {limit}")
-    pairs = find_samples(data_dir)
-    if limit is not None:
-        pairs = pairs[:int(limit)]
+    items = find_samples(data_dir)
+    pairs, skipped = split_pairs(items if limit is None else items[:int(limit)], data_dir)
     dense = None if dense_model is None else DenseGroundTruth(dense_model, prn.uv)
-    names, yaws, preds, gts, dense_preds, dense_gts, skipped = [], [], [], [], [], [], []
+    names, yaws, preds, gts, dense_preds, dense_gts = [], [], [], [], [], []
     dense_disabled = None
     batch = []
+
+    def skip(image_path, reason):
+        logger.warning("skipping %s: %s", image_path, reason)
+        skipped.append({"image": str(image_path), "reason": reason})
 
     def flush():
         maps = prn.predict_crops([crop for crop, _, _ in batch])
         for pos, (_, sample, dense_truth) in zip(maps, batch):
+            non_finite = pos.size - int(np.isfinite(pos).sum())
+            if non_finite:  # a diverged network: no face to measure (and no motion for ICP to fit)
+                skip(sample.image_path,
+                     f"the network's position map has {non_finite} non-finite value(s) (NaN or inf)")
+                continue
             names.append(sample.name)
             yaws.append(sample.yaw_deg)
             preds.append(prn.get_landmarks(pos))
@@ -398,8 +438,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
                 crop = crop_face(image, landmark_crop(sample.landmarks), prn.input_size, prn.resolution)
                 dense_truth = None if dense is None else dense.vertices(sample, image.shape[0])
             except (OSError, ValueError) as exc:
-                logger.warning("skipping %s: %s", image_path, exc)
-                skipped.append({"image": str(image_path), "reason": str(exc)})
+                skip(image_path, str(exc))
                 bar.update(1)
                 continue
             if dense is not None and dense_truth is None:
@@ -416,7 +455,8 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         if batch:
             flush()
     if not preds:
-        raise ValueError(f"{data_dir}: no sample could be evaluated ({len(skipped)} skipped)")
+        raise ValueError(f"{data_dir}: no sample could be evaluated ({len(skipped)} skipped; first: "
+                         f"{skipped[0]['image']}: {skipped[0]['reason']})")
     report = evaluate_predictions(np.stack(preds), np.stack(gts), np.array(yaws), names,
                                   np.stack(dense_preds) if dense is not None else None,
                                   np.stack(dense_gts) if dense is not None else None)

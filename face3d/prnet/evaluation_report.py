@@ -2,6 +2,7 @@
 ``ced.png`` (every metric's cumulative error distribution), ``report.json`` and ``predictions.npz``."""
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,17 @@ logger = logging.getLogger(__name__)
 
 def _percent(value):
     return "-" if value is None else f"{100.0 * value:.3f}"
+
+
+def _finite_or_null(value):
+    """``value`` (a JSON-like tree) with every non-finite float (NaN, inf) replaced by None: strict JSON's null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def markdown_report(report):
@@ -36,7 +48,7 @@ def markdown_report(report):
                      f"{100.0 * m['failure_rate_10']:.2f} % |")
     lines += ["", "Protocol:", ""] + [f"* {k}: {v}" for k, v in report["protocol"].items()]
     if report.get("skipped"):
-        lines += ["", f"Skipped {len(report['skipped'])} unreadable sample(s):", ""]
+        lines += ["", f"Skipped {len(report['skipped'])} image(s), not in the figures above:", ""]
         lines += [f"* {s['image']}: {s['reason']}" for s in report["skipped"]]
     return "\n".join(lines) + "\n"
 
@@ -74,8 +86,9 @@ def plot_ced(report, path, max_error=0.10):
 
 
 def write_reports(report, output_dir, predictions=None):
-    """Write ``report.json`` (the report dict), ``report.md`` (``markdown_report``), ``ced.png`` (``plot_ced``)
-    and, given (pred, gt) landmark arrays, ``predictions.npz`` (names, yaw_deg, pred, gt) into ``output_dir``.
+    """Write ``report.json`` (the report dict, strict JSON: a non-finite value such as a diverged network's NaN NME
+    is null), ``report.md`` (``markdown_report``), ``ced.png`` (``plot_ced``) and, given (pred, gt) landmark arrays,
+    ``predictions.npz`` (names, yaw_deg, pred, gt) into ``output_dir``.
 
     Returns:
         dict of the written file paths (strings).
@@ -92,5 +105,6 @@ def write_reports(report, output_dir, predictions=None):
                  yaw_deg=np.array([s["yaw_deg"] for s in report["per_sample"]]), pred=pred, gt=gt)
         files["predictions"] = str(output / "predictions.npz")
     Path(files["markdown"]).write_text(markdown_report(report), encoding="utf-8")
-    Path(files["json"]).write_text(json.dumps({**report, "files": files}, indent=2) + "\n", encoding="utf-8")
+    Path(files["json"]).write_text(json.dumps(_finite_or_null({**report, "files": files}), indent=2, allow_nan=False)
+                                   + "\n", encoding="utf-8")
     return files

@@ -63,7 +63,8 @@ def weighted_mse(pred, target, weight):
 
 
 def ced(errors, thresholds):
-    """Cumulative error distribution: the fraction of errors <= each threshold.
+    """Cumulative error distribution: the fraction of errors <= each threshold (a NaN error is never counted, as
+    an infinite one: it is a failure).
 
     Returns:
         (T,) float64.

@@ -102,7 +102,8 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
             ``face3d.resources.default_uv_data_dir()``).
         boxes: boxes file (``read_boxes``) for plain images; None for AFLW2000-3D ground truth.
         batch_size: B, images per ``.bin`` (the ``.om``'s batch); the last file is padded with black crops.
-        limit: only the first ``limit`` samples (sorted).
+        limit: only the first ``limit`` images (sorted; with ground truth, one without a ``.mat`` is skipped,
+            as ``evaluation.split_pairs`` says) or boxes file entries (sorted by name).
     Returns:
         the manifest dict (also written to ``output_dir/manifest.json``); its ``files`` name the ``.bin`` files of
         ``output_dir/bin``.
@@ -122,19 +123,21 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
                          f"{input_size}")
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     if boxes is None:
-        items = [(image, mat, None) for image, mat in evaluation.find_samples(data_dir)]
+        listed = evaluation.find_samples(data_dir)
+        pairs, skipped = evaluation.split_pairs(listed if limit is None else listed[:int(limit)], data_dir)
+        items = [(image, mat, None) for image, mat in pairs]
     else:
         box_table = read_boxes(boxes, data_dir)
-        items = []
+        items, skipped = [], []
         for name, box in sorted(box_table.items()):
             image = data_dir / name
             if not image.is_file():
                 raise FileNotFoundError(f"image named in {boxes} not found: {image}")
             items.append((image, None, box))
-    if limit is not None:
-        items = items[:int(limit)]
+        if limit is not None:
+            items = items[:int(limit)]
     output_dir.mkdir(parents=True, exist_ok=True)
-    samples, skipped, crops = [], [], []
+    samples, crops = [], []
     for image_path, mat_path, box in items:
         try:
             if mat_path is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.utils.image_header import IMAGE_SUFFIXES
+from face3d.utils.image_header import IMAGE_SUFFIXES, is_listed_image
 
 __all__ = ["QDQ_MIN_OPSET", "calibration_images", "calibration_batches", "quantize_onnx"]
 
@@ -29,8 +29,8 @@ def calibration_images(folder, size, limit=None):
     Args:
         folder: AFLW2000-3D-format folder (any image with a ``.mat`` beside it holding ``pt3d_68``; those images
             are cropped by ``face_crop.landmark_crop`` at S and the others skipped with one warning), else a folder
-            of face crops (every image resized to S x S with area interpolation). Unreadable files are logged and
-            skipped.
+            of face crops (every image resized to S x S with area interpolation). Hidden files (macOS's ``._*``
+            companions) are left out, as ``evaluation.find_samples`` does; unreadable files are logged and skipped.
         size: S, the network's input side.
         limit: at most this many images (sorted by path).
     Returns:
@@ -47,18 +47,13 @@ def calibration_images(folder, size, limit=None):
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"calibration folder not found: {folder}")
-    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in folder.rglob("*") if is_listed_image(p))  # the images evaluation lists
     if not images:
         raise FileNotFoundError(f"{folder}: no image ({', '.join(IMAGE_SUFFIXES)}) for calibration")
-    pairs = evaluation.image_mat_pairs(images)  # the images with a .mat beside them, as evaluation pairs them
-    with_truth = bool(pairs)
-    if with_truth:
-        if len(pairs) < len(images):
-            logger.warning("calibration: %s: skipping %d of %d images without a .mat beside them (an AFLW2000-3D-"
-                           "format folder: only image + .mat pairs are cropped)", folder, len(images) - len(pairs),
-                           len(images))
-    else:  # no pair at all: a folder of face crops
-        pairs = [(image, None) for image in images]
+    pairs = evaluation.image_mat_pairs(images)  # as evaluation pairs them
+    with_truth = any(mat is not None for _, mat in pairs)
+    if with_truth:  # only image + .mat pairs are cropped; the others are counted in one warning
+        pairs, _ = evaluation.split_pairs(pairs, folder)
     crops = []
     for path, mat in pairs[:limit]:
         try:

@@ -94,11 +94,13 @@ def reconstruction_nme(pred, gt, normalizer):
         pred: (N, n, 3) predicted dense vertices. gt: (N, m, 3) ground truth (same units).
         normalizer: (N,) per-sample normalisers (``outer_interocular_distance`` of the ground-truth landmarks).
     Returns:
-        (N,) float64.
+        (N,) float64; NaN for a sample whose points are not all finite (no motion fits them, ICP is not run).
     """
     pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
     normalizer = np.asarray(normalizer, dtype=np.float64).reshape(-1)
     if pred.ndim != 3 or gt.ndim != 3 or len(pred) != len(gt) or len(normalizer) != len(pred):
         raise ValueError(f"pred (N, n, 3), gt (N, m, 3) and normalizer (N,) must match, got {pred.shape}, "
                          f"{gt.shape}, {normalizer.shape}")
-    return np.array([icp_align(p, g)[1].mean() for p, g in zip(pred, gt)]) / normalizer
+    finite = np.isfinite(pred).all(axis=(1, 2)) & np.isfinite(gt).all(axis=(1, 2))
+    distances = [icp_align(p, g)[1].mean() if ok else np.nan for p, g, ok in zip(pred, gt, finite)]
+    return np.array(distances, dtype=np.float64) / normalizer

@@ -2,8 +2,10 @@
 decompression bomb (a small file declaring a huge image) before any pixel memory is taken."""
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["ImageHeader", "UnsupportedImageFormat", "read_image_header", "IMAGE_FORMATS", "IMAGE_SUFFIXES"]
+__all__ = ["ImageHeader", "UnsupportedImageFormat", "read_image_header", "is_listed_image", "IMAGE_FORMATS",
+           "IMAGE_SUFFIXES"]
 
 IMAGE_FORMATS = ("png", "jpeg", "bmp", "webp")
 # file names listed as images in folders: the formats ``trainset.sample_io.read_image`` decodes
@@ -12,6 +14,13 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (they carry the image size): C0-CF except DHT (C4), JPG (C8) and DAC (CC)
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset([0x01, 0xD8, *range(0xD0, 0xD8)])  # markers without a length field
+
+
+def is_listed_image(path):
+    """Whether a folder listing takes the file ``path`` as an image: an ``IMAGE_SUFFIXES`` suffix (any case) and
+    not hidden (a name starting with ".", such as macOS's ``._photo.jpg`` companions, which hold no image)."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 class UnsupportedImageFormat(ValueError):
