@@ -5,6 +5,7 @@ import importlib.metadata
 import io
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import _prnet_data
@@ -167,8 +168,10 @@ def test_synthesize_command(tmp_path, capsys):
     assert cv2.imread(str(tmp_path / "SYNTH" / "SYNTH_0000_1_0.jpg")).shape == (128, 128, 3)
 
 
-def test_preview_command(tmp_path):
-    r = 32
+def _preview_sample(tmp_path, r=32):
+    """``AFW/a.npy`` (an (r, r, 3) float16 map, zero but for three keypoints), its black crop ``AFW/a.jpg`` and
+    ``uv-data/uv_kpt_ind.txt`` of those three keypoints; returns the map's path and the crop pixels (x, y) the
+    keypoints map to."""
     uv_dir = tmp_path / "uv-data"
     uv_dir.mkdir()
     kpt = np.array([[3, 10, 20], [5, 12, 25]])  # (2, k): x row, y row
@@ -181,6 +184,13 @@ def test_preview_command(tmp_path):
     sub.mkdir()
     np.save(sub / "a.npy", posmap)
     cv2.imwrite(str(sub / "a.jpg"), np.zeros((r, r, 3), np.uint8))
+    return sub / "a.npy", targets
+
+
+def test_preview_command(tmp_path):
+    r = 32
+    npy, targets = _preview_sample(tmp_path, r)
+    sub = npy.parent
     result = _run("-m", "face3d", "preview", str(sub / "a.npy"))  # finds ../uv-data by itself
     assert result.returncode == 0, result.stderr
     picture = cv2.imread(str(sub / "a_preview.png"))
@@ -190,6 +200,52 @@ def test_preview_command(tmp_path):
     assert tuple(picture[16, 0]) == (0, 0, 0)
     missing = _run("-m", "face3d", "preview", str(sub / "a.npy"), "--uv-data", str(tmp_path / "nowhere"))
     assert missing.returncode != 0 and "uv_kpt_ind.txt" in missing.stderr
+
+
+def test_preview_of_a_map_with_non_finite_values_draws_its_finite_part(tmp_path, caplog):
+    r = 32
+    npy, targets = _preview_sample(tmp_path, r)
+    posmap = np.load(npy).astype(np.float32)
+    posmap[:8] = np.nan  # UV rows 0-7: the first keypoint (u 3, v 5) among them
+    posmap[12, 10, 0] = 1e30  # finite but far outside the crop: the second keypoint, not drawn either
+    np.save(npy, posmap)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no NaN cast to an integer on the way
+        assert main(["preview", str(npy)]) == 0
+    picture = cv2.imread(str(npy.with_name("a_preview.png")))
+    green_y, green_x = np.nonzero(np.all(picture[:, :r] == (0, 255, 0), axis=-1))
+    assert tuple(picture[targets[2][1], targets[2][0]]) == (0, 255, 0)  # the finite keypoint, drawn
+    assert np.abs(green_x - targets[2][0]).max() <= 1 and np.abs(green_y - targets[2][1]).max() <= 1  # alone
+    assert np.all(picture[:8, r:] == (255, 0, 255))  # non-finite map pixels in magenta (BGR)
+    assert not np.any(np.all(picture[8:, r:] == (255, 0, 255), axis=-1))
+    assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+        f"{npy}: {8 * r * 3} non-finite value(s) (NaN or inf) in the position map; previewed anyway: map pixels "
+        f"with NaN or inf in magenta, 2 of 3 keypoints not drawn"]
+
+
+def test_preview_inputs_that_do_not_fit_the_map_are_one_line(tmp_path, capsys):
+    npy, _ = _preview_sample(tmp_path, 32)
+    image = tmp_path / "big.png"
+    cv2.imwrite(str(image), np.zeros((40, 48, 3), np.uint8))
+    other = tmp_path / "uv-data-256"
+    other.mkdir()
+    np.savetxt(other / "uv_kpt_ind.txt", [[3, 200], [5, 40]], fmt="%d")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_row = tmp_path / "one-row"
+    one_row.mkdir()
+    (one_row / "uv_kpt_ind.txt").write_text("3 10 20\n")
+    for args, line in [
+        (["--image", image], f"{image}: the image is 48x40, the map {npy} is 32x32: give the crop it was made from"),
+        (["--uv-data", other], f"{other / 'uv_kpt_ind.txt'}: keypoint pixels 3..200 do not fit the 32x32 map "
+                               f"{npy}: give the uv-data folder of its resolution"),
+        (["--uv-data", empty], f"{empty / 'uv_kpt_ind.txt'}: file not found"),
+        (["--uv-data", one_row], f"{one_row / 'uv_kpt_ind.txt'}: expected 2 rows of integers (x, y), got shape "
+                                 f"(1, 3)"),
+    ]:
+        assert main(["preview", str(npy), *map(str, args)]) == 2
+        assert capsys.readouterr().err.splitlines() == [f"face3d preview: error: {line}"]
+    assert not npy.with_name("a_preview.png").exists()
 
 
 class _Clock:

@@ -4,6 +4,7 @@ generate.m's repairs address fixed vertices of the 53215-vertex 3DDFA trimming (
 mouth vertex 6664), so the synthetic trimmed model has 11000 vertices, with few components.
 """
 
+import errno
 import importlib.util
 import shutil
 import subprocess
@@ -281,7 +282,7 @@ def test_cli_help_progress_and_error_exit(tmp_path, converted, capsys):
     assert ran.returncode == 0, ran.stderr
     assert "[1/7] read" in ran.stderr and "[7/7] wrote" in ran.stderr
     assert sorted(p.name for p in (tmp_path / "Out").iterdir()) == sorted(convert_mod.OUT_FILES)
-    assert convert_mod.main(["--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 1
+    assert convert_mod.main(["--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: missing raw input") and "01_MorphableModel.mat" in err
 
@@ -292,3 +293,53 @@ def test_segbin_missing_everywhere_is_reported(tmp_path, converted):
     raw_dir = _broken(tmp_path, src, "raw/01_MorphableModel.mat", **{k: raw[k] for k in keys})
     with pytest.raises(ValueError, match=r"01_MorphableModel\.mat.*'segbin'.*model_info\.mat"):
         convert_mod.convert(raw_dir, tmp_path / "Out", quiet=True)
+
+
+def _older_outputs(folder):
+    """The four output names in ``folder``, each holding ``b"older <name>"`` (a previous conversion's)."""
+    folder.mkdir(parents=True)
+    for name in convert_mod.OUT_FILES:
+        (folder / name).write_bytes(f"older {name}".encode())
+
+
+def _assert_older_outputs_only(folder):
+    assert sorted(p.name for p in folder.iterdir()) == sorted(convert_mod.OUT_FILES)  # no staging folder left
+    for name in convert_mod.OUT_FILES:
+        assert (folder / name).read_bytes() == f"older {name}".encode()
+
+
+def test_failed_write_leaves_the_older_outputs(tmp_path, converted, monkeypatch, capsys):
+    """The four files are moved in together: a failure on the last leaves the older set whole, not a new BFM.mat
+    beside older ones; the error names the output, not the staging folder."""
+    _, src, _ = converted
+    out = tmp_path / "Out"
+    _older_outputs(out)
+
+    def full_disk(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(convert_mod.shutil, "copyfile", full_disk)
+    with pytest.raises(OSError) as info:
+        convert_mod.convert(src, out, quiet=True)
+    assert info.value.filename == str(out / "pncc_code.mat")
+    _assert_older_outputs_only(out)
+    assert convert_mod.main(["--raw", str(src), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {out / 'pncc_code.mat'}: No space left on device"]
+    _assert_older_outputs_only(out)
+
+
+def test_write_refused_by_the_system_is_one_line(tmp_path, converted):
+    """A write past the process's file size limit (as on a full disk): one line naming the file, status 2, no
+    truncated BFM.mat under its final name."""
+    resource = pytest.importorskip("resource")
+    _, src, _ = converted
+    out = tmp_path / "Out"
+    _older_outputs(out)
+
+    def limit_file_size():  # BFM.mat takes about 2 MB here; Python ignores SIGXFSZ: the write fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+    ran = subprocess.run([sys.executable, str(CONVERT), "--raw", str(src), "--out", str(out), "--quiet"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120, preexec_fn=limit_file_size)
+    assert ran.returncode == 2 and ran.stderr.splitlines() == [f"error: {out / 'BFM.mat'}: File too large"], ran.stderr
+    _assert_older_outputs_only(out)

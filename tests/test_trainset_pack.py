@@ -3,11 +3,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
+import face3d.trainset.pack as pack_module
 from face3d.cli import main
 from face3d.trainset.pack import PackedTrainset, pack_label_file, read_label_file
 from face3d.utils.errors import InputFileError
@@ -156,3 +158,55 @@ def test_pack_command(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.splitlines() == [
         f"face3d pack: error: {label}:1: expected '<image path> <npy path>', got '{lines[0][0]}'"], result.stderr
+
+
+def test_output_folder_is_refused_before_any_row_is_read(tmp_path, capsys):
+    label = tmp_path / "trainDataLabel.txt"
+    label.write_text("missing.png missing.npy\n")  # reading a row would fail first
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        pack_label_file(label, folder, progress=False)
+    assert info.value.filename == str(folder)
+    assert main(["pack", str(label), str(folder), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d pack: error: {folder}: is a folder; give the .h5 file to write"]
+    assert sorted(tmp_path.iterdir()) == [folder, label] and not any(folder.iterdir())
+
+
+def test_write_failure_is_one_line_naming_the_output(tmp_path):
+    """A write that the system refuses (here the process's file size limit, as a full disk would) ends with one line
+    and status 2 through the command's error path, the partial file removed, whatever HDF5 was flushing."""
+    resource = pytest.importorskip("resource")
+    _, _, lines = _make_samples(tmp_path / "d", 1)
+    label = tmp_path / "d" / "trainDataLabel.txt"
+    label.write_text(f"{lines[0][0]} {lines[0][1]}\n" * 200)  # 200 x 2304 bytes of maps and crops
+    out = tmp_path / "out" / "train.h5"
+
+    def limit_file_size():  # Python ignores SIGXFSZ: a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    result = subprocess.run([sys.executable, "-m", "face3d", "pack", str(label), str(out), "--quiet"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60, preexec_fn=limit_file_size)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"face3d pack: error: {out}: File too large"], result.stderr
+    assert list(out.parent.iterdir()) == []
+
+
+def test_too_little_free_space_is_refused_before_writing(tmp_path, monkeypatch, capsys):
+    _, _, lines = _make_samples(tmp_path, 2)
+    label = tmp_path / "trainDataLabel.txt"
+    label.write_text("".join(f"{a} {b}\n" for a, b in lines))
+    needed = 2 * R * R * 3 * (1 + 2)  # uint8 crops and float16 maps, uncompressed
+    free = needed - 1
+    monkeypatch.setattr(pack_module.shutil, "disk_usage", lambda folder: SimpleNamespace(free=free))
+    out = tmp_path / "out" / "train.h5"
+    assert main(["pack", str(label), str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d pack: error: {out}: 2 samples need at least {needed} bytes uncompressed; the disk has {free} bytes "
+        f"free"]
+    assert list(out.parent.iterdir()) == []
+    # compressed rows take an unknown size: the disk full, if it comes, is the write's error
+    assert main(["pack", str(label), str(out), "--quiet", "--compression", "lzf"]) == 0
+    monkeypatch.setattr(pack_module.shutil, "disk_usage", lambda folder: SimpleNamespace(free=needed))
+    assert main(["pack", str(label), str(out), "--quiet"]) == 0

@@ -24,6 +24,7 @@ face3d.morphable_model.load.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -36,6 +37,7 @@ try:
 except ImportError:  # run as a script from a checkout: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from face3d.morphable_model import load as bfm_load
+from face3d.utils.atomic import staging_folder
 
 # generate.m's repairs, 1-based indices of the trimmed 53215-vertex model.
 # Three vertices with broken 3DMMasSTN UVs get the mean UV of their neighbours.
@@ -136,6 +138,9 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
         FileNotFoundError: an input file is missing (the message names it).
         ValueError: an input file lacks a variable, has a wrong shape, or an index out of range
             (the message names the file, the variable and what was expected).
+        OSError: an output the system refuses to write (full disk), its ``filename`` the output's path. The four
+            files are written into ``out_dir/.BFM.partial/`` and moved in only when all are written, so a failure
+            leaves the files already in ``out_dir`` as they were.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     src = {k: raw_dir / v for k, v in RAW_FILES.items()}
@@ -262,11 +267,21 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = {name: out_dir / name for name in OUT_FILES}
-    bfm_load.save_mat(outputs["BFM.mat"], {"model": {k: model[k] for k in bfm_load.MODEL_FIELDS}})
-    bfm_load.save_mat(outputs["BFM_info.mat"],
-                      {"model_info": {k: model_info[k] for k in bfm_load.INFO_FIELDS}})
-    bfm_load.save_mat(outputs["BFM_UV.mat"], {"UV": model_info["uv_coords"]})
-    shutil.copyfile(src["pncc"], outputs["pncc_code.mat"])
+    variables = {"BFM.mat": {"model": {k: model[k] for k in bfm_load.MODEL_FIELDS}},
+                 "BFM_info.mat": {"model_info": {k: model_info[k] for k in bfm_load.INFO_FIELDS}},
+                 "BFM_UV.mat": {"UV": model_info["uv_coords"]}}
+    # written into a hidden folder and moved in together: a failure leaves the older set (or none) whole
+    with staging_folder(out_dir / "BFM") as staging:
+        for name in OUT_FILES:
+            try:
+                if name in variables:
+                    bfm_load.save_mat(staging / name, variables[name])
+                else:
+                    shutil.copyfile(src["pncc"], staging / name)
+            except OSError as error:  # a write gives no file name, copyfile its source's: name the output
+                raise OSError(error.errno, error.strerror or str(error), str(outputs[name])) from error
+        for name in OUT_FILES:
+            os.replace(staging / name, outputs[name])
     step(f"wrote {', '.join(str(p) for p in outputs.values())}")
     return outputs
 
@@ -287,9 +302,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         convert(args.raw, args.out, quiet=args.quiet)
-    except (FileNotFoundError, ValueError) as err:
+    except OSError as err:
+        print(f"error: {err.filename}: {err.strerror}" if err.filename else f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

@@ -1,6 +1,7 @@
 """``face3d pack | preview | synthesize | uv-data``: tools around a generated training set."""
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -71,29 +72,65 @@ def _find_uv_data(npy_path):
 
 def _run_preview(args):
     setup_logging(args.verbose)
-    import numpy as np
-
     from face3d.trainset.outputs import encode_image
-    from face3d.trainset.posmap import load_posmap
-    from face3d.trainset.preview import draw_preview
-    from face3d.trainset.sample_io import read_image
+    from face3d.trainset.posmap import posmap_value_problem
+    from face3d.trainset.preview import draw_preview, keypoints_drawn
     from face3d.utils.atomic import atomic_write_bytes
-    from face3d.utils.errors import InputFileError
 
     npy = Path(args.npy)
-    posmap = load_posmap(npy).astype(np.float32)
-    if posmap.ndim != 3 or posmap.shape[2] != 3:
-        raise InputFileError(npy, f"not a .npy position map: expected shape (R, R, 3), got {posmap.shape}")
-    image = read_image(Path(args.image) if args.image else npy.with_suffix(".jpg"))
-    uv_dir = Path(args.uv_data) if args.uv_data else _find_uv_data(npy)
-    if uv_dir is None or not (uv_dir / "uv_kpt_ind.txt").is_file():
-        raise FileNotFoundError(f"no uv-data/uv_kpt_ind.txt found above {str(npy)!r}; give the folder with --uv-data")
-    uv_kpt_ind = np.loadtxt(uv_dir / "uv_kpt_ind.txt", ndmin=2).astype(np.int64)  # (2, 68): x row, y row
+    image, posmap, uv_kpt_ind = _preview_inputs(npy, args.image, args.uv_data)
+    problem = posmap_value_problem(posmap, posmap.shape[0])
+    if problem is not None:  # a broken map is what one previews to see where it breaks: drawn, with a warning
+        left_out = uv_kpt_ind.shape[1] - len(keypoints_drawn(posmap, uv_kpt_ind, posmap.shape[0]))
+        logging.getLogger(__name__).warning("%s: %s; previewed anyway: map pixels with NaN or inf in magenta, %d of "
+                                            "%d keypoints not drawn", npy, problem, left_out, uv_kpt_ind.shape[1])
     picture = draw_preview(image, posmap, uv_kpt_ind)
     output = args.output or npy.with_name(npy.stem + "_preview.png")
     atomic_write_bytes(output, encode_image(output.suffix, picture).tobytes())
     print(f"wrote {output}")
     return 0
+
+
+def _preview_inputs(npy, image_path, uv_data):
+    """The crop (r, r, 3) uint8 RGB, the map (r, r, 3) float32 and uv_kpt_ind (2, K) int64 of ``face3d preview``,
+    each checked against the map: InputFileError naming the crop of another size, or the uv_kpt_ind.txt of pixels
+    outside the map; FileNotFoundError for a missing file."""
+    import numpy as np
+
+    from face3d.trainset.posmap import load_posmap
+    from face3d.trainset.sample_io import read_image
+    from face3d.utils.errors import InputFileError
+
+    posmap = load_posmap(npy).astype(np.float32)
+    if posmap.ndim != 3 or posmap.shape[2] != 3 or posmap.shape[0] != posmap.shape[1]:
+        raise InputFileError(npy, f"not a .npy position map: expected shape (R, R, 3), got {posmap.shape}")
+    r = posmap.shape[0]
+    image_path = Path(image_path) if image_path else npy.with_suffix(".jpg")
+    image = read_image(image_path)
+    if image.shape[:2] != (r, r):
+        raise InputFileError(image_path, f"the image is {image.shape[1]}x{image.shape[0]}, the map {npy} is {r}x{r}: "
+                                         f"give the crop it was made from")
+    if uv_data:
+        kpt_file = Path(uv_data) / "uv_kpt_ind.txt"
+        if not kpt_file.is_file():
+            raise FileNotFoundError(f"{kpt_file}: file not found")
+    else:
+        found = _find_uv_data(npy)
+        if found is None:
+            raise FileNotFoundError(f"no uv-data/uv_kpt_ind.txt found above {str(npy)!r}; give the folder with "
+                                    f"--uv-data")
+        kpt_file = found / "uv_kpt_ind.txt"
+    try:
+        uv_kpt_ind = np.loadtxt(kpt_file, ndmin=2).astype(np.int64)  # (2, K): x row, y row
+    except ValueError as error:
+        raise InputFileError(kpt_file, f"expected 2 rows of integers ({error})") from None
+    if uv_kpt_ind.shape[0] != 2 or uv_kpt_ind.shape[1] == 0:
+        raise InputFileError(kpt_file, f"expected 2 rows of integers (x, y), got shape {uv_kpt_ind.shape}")
+    low, high = int(uv_kpt_ind.min()), int(uv_kpt_ind.max())
+    if low < 0 or high >= r:
+        raise InputFileError(kpt_file, f"keypoint pixels {low}..{high} do not fit the {r}x{r} map {npy}: give the "
+                                       f"uv-data folder of its resolution")
+    return image, posmap, uv_kpt_ind
 
 
 def _synthesize_arguments(parser):

@@ -12,13 +12,18 @@ Label lines are ``<image path> <npy path>`` as the PRNet training forks read the
 relative paths are resolved against ``base_dir`` (default: the label file's folder, which is what
 ``face3d generate --label-paths relative`` writes).
 """
+import contextlib
+import errno
 import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from face3d.trainset.posmap import load_posmap, posmap_value_problem
 from face3d.trainset.sample_io import read_image
+from face3d.utils.atomic import temp_name
 from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
 
@@ -79,6 +84,10 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
         ValueError: empty label file, unknown compression/dtype, images/maps of inconsistent shapes, a map that is
         no readable .npy file (``load_posmap``) or has non-finite or implausible values (``posmap_value_problem``),
         both an InputFileError naming the map.
+        OSError naming ``h5_path`` (its ``filename``): a folder (IsADirectoryError, before any row is read), less
+        free space than the uncompressed rows take (N * R * R * 3 * (1 + posmap itemsize) bytes, checked before
+        writing when ``compression`` is "none"), or a write the system refuses (full disk, file size limit).
+        No partial file is left.
     """
     import h5py
 
@@ -87,6 +96,9 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
     posmap_dtype = np.dtype(posmap_dtype)
     if posmap_dtype not in (np.float16, np.float32):
         raise ValueError(f"posmap_dtype must be float16 or float32, got {posmap_dtype}")
+    h5_path = Path(h5_path)
+    if h5_path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give the .h5 file to write", str(h5_path))
     pairs = read_label_file(label_path, base_dir)
     if not pairs:
         raise ValueError(f"label file {str(label_path)!r} lists no samples")
@@ -95,37 +107,87 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
     if shape[0] != shape[1] or shape[2] != 3:
         raise ValueError(f"expected square RGB crops, {pairs[0][0]!r} has shape {shape}")
     n = len(pairs)
-    h5_path = Path(h5_path)
     h5_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = h5_path.with_name(f".{h5_path.name}.partial")
+    if compression == "none":
+        _require_free_space(h5_path, n, n * first.size * (1 + posmap_dtype.itemsize))
+    tmp = temp_name(h5_path)
     options = {} if compression == "none" else {"compression": compression}
     try:
-        with h5py.File(tmp, "w") as f, Progress(n, desc="pack", enabled=progress) as bar:
-            images = f.create_dataset("images", (n,) + shape, dtype=np.uint8, chunks=(1,) + shape, **options)
-            posmaps = f.create_dataset("posmaps", (n,) + shape, dtype=posmap_dtype, chunks=(1,) + shape, **options)
-            names = f.create_dataset("names", (n,), dtype=h5py.string_dtype("utf-8"))
-            for i, (image_path, npy_path) in enumerate(pairs):
-                image = first if i == 0 else read_image(image_path)
-                posmap = load_posmap(npy_path)
-                if image.shape != shape or posmap.shape != shape:
-                    raise ValueError(f"sample {i}: {image_path!r} {image.shape} and {npy_path!r} {posmap.shape} "
-                                     f"must both have shape {shape}")
-                stored = posmap.astype(posmap_dtype)  # checked as stored: float16 turns values past 65504 into inf
-                problem = posmap_value_problem(stored, shape[0])
-                if problem is not None:
-                    raise InputFileError(npy_path, problem)
-                images[i] = image
-                posmaps[i] = stored
-                names[i] = Path(image_path).stem
-                bar.update()
-            f.attrs["label_file"] = os.path.abspath(label_path)
-            f.attrs["resolution"] = shape[0]
-            f.attrs["count"] = n
+        with _write_errors(h5_path):
+            # no chunk cache: each row goes to disk as it is written, so a failed write leaves no cached chunk for
+            # the close to flush (HDF5 1.14 crashes the process when that flush fails too)
+            f = h5py.File(tmp, "w", rdcc_nbytes=0)
+        try:
+            _write_rows(f, pairs, first, posmap_dtype, options, h5_path, progress)
+            with _write_errors(h5_path):
+                f.attrs["label_file"] = os.path.abspath(label_path)
+                f.attrs["resolution"] = shape[0]
+                f.attrs["count"] = n
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to report: this close fails as well
+                f.close()                          # when a write did
+            raise
+        with _write_errors(h5_path):
+            f.close()
         os.replace(tmp, h5_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return n
+
+
+def _write_rows(f, pairs, first, posmap_dtype, options, h5_path, progress):
+    """Create the datasets ``images``, ``posmaps`` and ``names`` of ``len(pairs)`` rows in the open h5py file ``f``
+    and fill them row by row; ``first`` is the first pair's image, already read. Raises the reading errors of
+    ``pack_label_file``, and its OSError naming ``h5_path`` for a failed write."""
+    import h5py
+
+    n, shape = len(pairs), first.shape
+    with Progress(n, desc="pack", enabled=progress) as bar:
+        with _write_errors(h5_path):
+            images = f.create_dataset("images", (n,) + shape, dtype=np.uint8, chunks=(1,) + shape, **options)
+            posmaps = f.create_dataset("posmaps", (n,) + shape, dtype=posmap_dtype, chunks=(1,) + shape, **options)
+            names = f.create_dataset("names", (n,), dtype=h5py.string_dtype("utf-8"))
+        for i, (image_path, npy_path) in enumerate(pairs):
+            image = first if i == 0 else read_image(image_path)
+            posmap = load_posmap(npy_path)
+            if image.shape != shape or posmap.shape != shape:
+                raise ValueError(f"sample {i}: {image_path!r} {image.shape} and {npy_path!r} {posmap.shape} "
+                                 f"must both have shape {shape}")
+            stored = posmap.astype(posmap_dtype)  # checked as stored: float16 turns values past 65504 into inf
+            problem = posmap_value_problem(stored, shape[0])
+            if problem is not None:
+                raise InputFileError(npy_path, problem)
+            with _write_errors(h5_path):
+                images[i] = image
+                posmaps[i] = stored
+                names[i] = Path(image_path).stem
+            bar.update()
+
+
+def _require_free_space(h5_path, n, needed):
+    """Refuse to start a pack of ``n`` rows whose uncompressed bytes alone (``needed``, a lower bound of the file's
+    size) exceed the free space of ``h5_path``'s folder."""
+    free = shutil.disk_usage(h5_path.parent).free
+    if needed > free:
+        raise OSError(errno.ENOSPC, f"{n} samples need at least {needed} bytes uncompressed; the disk has {free} "
+                                    f"bytes free", str(h5_path))
+
+
+@contextlib.contextmanager
+def _write_errors(h5_path):
+    """Report HDF5's failures to write ``h5_path`` as an OSError naming it, with the system's reason: h5py raises an
+    OSError without a file name, or a RuntimeError for a failed flush or close, its errno only in the text
+    ("errno = 28")."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        number = getattr(error, "errno", None)
+        if number is None:
+            found = re.search(r"errno\s*=\s*(\d+)", str(error))
+            number = int(found.group(1)) if found else None
+        reason = os.strerror(number) if number else str(error).split(" (", 1)[0]
+        raise OSError(number, reason, str(h5_path)) from error
 
 
 class PackedTrainset:
