@@ -50,7 +50,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
-import importlib.util
 import json
 import resource
 import shutil
@@ -68,6 +67,8 @@ import skimage.transform
 from skimage import img_as_ubyte
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import load_face3d_core
 
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.render import render_colors
@@ -187,15 +188,8 @@ def write_distinct_set(root, model, count, seed=1):
 
 def load_face3d_render(folder):
     """face3d's ``render_colors`` over its built Cython core in ``folder`` (the checkout or its
-    ``face3d/mesh/cython``; loaded by path: its package name clashes with this project's), allocating as its
-    render.py does."""
-    found = sorted(Path(folder).glob("mesh_core_cython*.so")) or \
-        sorted((Path(folder) / "face3d" / "mesh" / "cython").glob("mesh_core_cython*.so"))
-    if not found:
-        raise SystemExit(f"{folder}: no mesh_core_cython*.so (build it with `python setup.py build_ext -i`)")
-    spec = importlib.util.spec_from_file_location("mesh_core_cython", found[0])
-    core = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(core)
+    ``face3d/mesh/cython``), allocating and copying as its render.py does."""
+    core = load_face3d_core(folder)
 
     def render(vertices, triangles, colors, h, w, c=3):
         image = np.zeros((h, w, c), dtype=np.float32)

@@ -2,10 +2,11 @@
 
 Every figure comes from this run: ``rasterize_triangles`` and ``render_colors`` of face3d.mesh (C++), of its numpy
 twin and, with ``--face3d DIR`` / ``--sim3dr DIR``, of the built Cython kernels of a checkout of YadiraF/face3d
-(``DIR`` = its ``face3d/mesh/cython`` folder, ``mesh_core_cython*.so``) and of 3DDFA_V2's Sim3DR (``DIR`` = its
-``Sim3DR`` folder, ``Sim3DR_Cython*.so``); nothing of theirs is part of this project. Their kernels are called as
-their own Python wrappers call them, buffer allocation included (face3d: float32 image and a -999999 depth buffer;
-Sim3DR: a uint8 image and a -1e8 depth buffer; its ``rasterize`` is its render_colors).
+(``DIR`` = the checkout or its ``face3d/mesh/cython`` folder, ``mesh_core_cython*.so``) and of 3DDFA_V2's Sim3DR
+(``DIR`` = the checkout or its ``Sim3DR`` folder, ``Sim3DR_Cython*.so``); nothing of theirs is part of this
+project. Their kernels are called as their own Python wrappers call them, buffer allocation included (face3d:
+float32 image and a -999999 depth buffer; Sim3DR: a uint8 image and a -1e8 depth buffer; its ``rasterize`` is its
+render_colors).
 
 Meshes: face-like grid surfaces (a displaced ellipsoid cap) of 38,416 vertices / 76,050 triangles and 53,361 /
 105,800 (3DDFA's 38,365-vertex and the BFM's 53,215-vertex meshes have 76,073 and 105,840), each projected once to
@@ -20,7 +21,6 @@ Usage: python bench/bench_render.py [--repeats N] [--quick] [--face3d DIR] [--si
 """
 import argparse
 import functools
-import importlib.util
 import json
 import statistics
 import sys
@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import load_face3d_core, load_sim3dr_core
 
 from face3d.mesh import render
 from face3d.mesh_numpy import render as render_numpy
@@ -76,18 +78,6 @@ def uv_vertices(params, size=256):
     return out
 
 
-def load_extension(folder, stem):
-    """Import the compiled module ``stem`` (``stem*.so``) found in ``folder`` by its path (face3d's own package
-    name would clash with this project's)."""
-    found = sorted(Path(folder).glob(f"{stem}*.so"))
-    if not found:
-        raise SystemExit(f"{folder}: no {stem}*.so (build it there with `python setup.py build_ext -i`)")
-    spec = importlib.util.spec_from_file_location(stem, found[0])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def face3d_kernels(core):
     """face3d's rasterize_triangles and render_colors as its render.py calls them (float32 depth: the core's type)."""
     def rasterize(v, tri, colors, h, w):
@@ -131,9 +121,9 @@ def implementations(args):
                   lambda v, tri, col, h, w: render_numpy.render_colors(v, tri, col, h, w)),
     }
     if args.face3d:
-        impls["face3d"] = face3d_kernels(load_extension(args.face3d, "mesh_core_cython"))
+        impls["face3d"] = face3d_kernels(load_face3d_core(args.face3d))
     if args.sim3dr:
-        impls["sim3dr"] = sim3dr_kernels(load_extension(args.sim3dr, "Sim3DR_Cython"))
+        impls["sim3dr"] = sim3dr_kernels(load_sim3dr_core(args.sim3dr))
     return impls
 
 
@@ -160,8 +150,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=100, help="interleaved repetitions per figure (median)")
     parser.add_argument("--quick", action="store_true", help="5 repetitions, numpy twin once")
-    parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout's face3d/mesh/cython folder")
-    parser.add_argument("--sim3dr", metavar="DIR", help="built 3DDFA_V2 checkout's Sim3DR folder")
+    parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout (or its face3d/mesh/cython folder)")
+    parser.add_argument("--sim3dr", metavar="DIR", help="built 3DDFA_V2 checkout (or its Sim3DR folder)")
     args = parser.parse_args(argv)
     repeats = 5 if args.quick else max(1, args.repeats)
     impls = implementations(args)
