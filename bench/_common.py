@@ -1,9 +1,15 @@
-"""What the benchmark scripts share: the loading of an anchor's compiled kernels from a built checkout.
+"""What the benchmark scripts share: their ``--help`` text and the loading of an anchor's compiled kernels from a
+built checkout.
 
 The scripts run as ``python bench/<script>.py``, which puts this folder first on ``sys.path``.
 """
 import importlib.util
 from pathlib import Path
+
+
+def description(doc):
+    """A script's ``--help`` description: the first paragraph of its module docstring ``doc``."""
+    return doc.strip().split("\n\n")[0]
 
 
 def load_extension(folder, stem, subfolder):

@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import description  # noqa: E402
+
 
 def _median_ms(functions, images, repeats):
     """Median ms per call of each function; the calls are interleaved (one of each per round) so that load from
@@ -40,7 +42,7 @@ def _median_ms(functions, images, repeats):
 
 def main(argv=None):
     """Run the benchmark; returns 0."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--width", type=int, default=16, help="base width (16 = the paper)")
     parser.add_argument("--size", type=int, default=256, help="input side")
     parser.add_argument("--batch", type=int, default=16, help="batch of the throughput test")

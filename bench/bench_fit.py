@@ -32,6 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from _common import description  # noqa: E402
 
 from face3d.mesh.transform import P2sRt, angle2matrix, estimate_affine_matrix_3d22d  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
@@ -192,7 +193,7 @@ def run(mm, label, n_faces, n_single, rng, contour_table):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--faces", type=int, default=200, help="faces per batch")
     parser.add_argument("--single", type=int, default=40, help="faces timed one by one")
     parser.add_argument("--seed", type=int, default=0)

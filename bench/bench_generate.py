@@ -68,7 +68,7 @@ from skimage import img_as_ubyte
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import load_face3d_core
+from _common import description, load_face3d_core
 
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.render import render_colors
@@ -307,7 +307,7 @@ def round_ratio(numerator, denominator):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--faces", type=int, default=8, help="faces of the 300W-LP set (default 8)")
     parser.add_argument("--views", type=int, default=16, help="profiled views per face (default 16)")
     parser.add_argument("--fork-samples", type=int, default=24, help="samples the fork transcription runs (24)")

@@ -24,6 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import description  # noqa: E402
+
 ASTRONAUT_BOX = (175.0, 76.0, 265.0, 166.0)  # dlib's HOG detection of the face
 
 
@@ -77,7 +79,7 @@ def _timed(call):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=description(__doc__))
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--width", type=int, default=16)

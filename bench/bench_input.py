@@ -18,6 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import description  # noqa: E402
+
 from face3d.prnet.data import AugmentConfig, check_samples, make_dataset  # noqa: E402
 from face3d.resources import default_uv_data_dir  # noqa: E402
 from face3d.trainset.pack import read_label_file  # noqa: E402
@@ -66,7 +68,7 @@ def bench_step(samples, uv, batch_size, width, steps):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--train-list", help="trainDataLabel.txt (default: render the default set)")
     parser.add_argument("--count", type=int, default=24, help="source samples of the default set (x9 with rotations)")
     parser.add_argument("--batches", type=int, default=30, help="batches timed through the pipeline")

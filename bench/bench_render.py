@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import load_face3d_core, load_sim3dr_core
+from _common import description, load_face3d_core, load_sim3dr_core
 
 from face3d.mesh import render
 from face3d.mesh_numpy import render as render_numpy
@@ -147,7 +147,7 @@ def interleaved_ms(fns, repeats, slow=("numpy",), slow_repeats=3):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--repeats", type=int, default=100, help="interleaved repetitions per figure (median)")
     parser.add_argument("--quick", action="store_true", help="5 repetitions, numpy twin once")
     parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout (or its face3d/mesh/cython folder)")
