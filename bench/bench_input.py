@@ -8,6 +8,7 @@ Data: ``--train-list`` (a generator output), or else a default set rendered by `
     python bench/bench_input.py [--train-list FILE] [--batches 30] [--steps 3] [--width 16] [--batch-size 16]
 """
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -32,10 +33,21 @@ def _default_set(folder, count):
     return Path(folder) / "trainDataLabel.txt"
 
 
+def require_two_batches(count, batch_size, source, more_samples):
+    """Exits with one line naming ``source`` unless an epoch of ``count`` samples makes at least 2 batches of
+    ``batch_size`` (``make_dataset`` drops an incomplete last batch and ``bench_pipeline`` leaves out each epoch's
+    first, so with fewer it would time nothing). ``more_samples``: how the user gets more samples."""
+    batches = count // batch_size
+    if batches < 2:
+        smaller = f"--batch-size {count // 2} or less, or " if count >= 2 else ""
+        raise SystemExit(f"{source}: {count} samples make {batches} batch(es) of {batch_size} per epoch; the pipeline "
+                         f"is timed after each epoch's first batch, so it needs 2: pass {smaller}{more_samples}")
+
+
 def bench_pipeline(samples, uv, batch_size, batches):
     """Steady-state samples/s of augmented batches over ``batches`` batches, epochs chained. Each epoch's first
     batch (pipeline construction and start-up, negligible in a real epoch of tens of thousands of samples) is
-    excluded from both the count and the time."""
+    excluded from both the count and the time, so an epoch must make 2 batches or more (``require_two_batches``)."""
     delivered, epoch, elapsed = 0, 0, 0.0
     while delivered < batches * batch_size:
         start = None
@@ -76,10 +88,19 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=16, help="model base width (16 = the paper)")
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with tempfile.TemporaryDirectory() as tmp:
         label = Path(args.train_list) if args.train_list else _default_set(tmp, args.count)
         samples = check_samples(read_label_file(label))
+        if args.train_list:
+            require_two_batches(len(samples), args.batch_size, label,
+                                f"a label file of {2 * args.batch_size} samples or more")
+        else:  # each source sample of the default set gives several (its rotations)
+            count = math.ceil(2 * args.batch_size * args.count / len(samples))
+            require_two_batches(len(samples), args.batch_size, f"the default set of --count {args.count}",
+                                f"--count {count} or more")
         uv_dir = label.resolve().parent / "uv-data"
         uv = load_uv_data(uv_dir if uv_dir.is_dir() else default_uv_data_dir())
         import tensorflow as tf

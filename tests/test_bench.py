@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _prnet_data
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,3 +26,19 @@ def test_help_shows_the_first_paragraph_of_the_docstring(script):
     result = run_script(script, "--help")
     assert result.returncode == 0, result.stderr
     assert " ".join(first_paragraph.split()) in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("count, batches", [(2, 1), (1, 0)])
+def test_bench_input_refuses_an_epoch_of_fewer_than_two_batches(tmp_path, count, batches):
+    """Each epoch's first batch is not timed, so an epoch of one batch times nothing (the loop would rebuild the
+    pipeline forever) and one of none has no start: the script stops before timing, naming the file."""
+    label = _prnet_data.make_dataset(tmp_path, count, resolution=32)
+    try:
+        result = run_script(REPO / "bench" / "bench_input.py", "--train-list", label, "--batch-size", 2)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"bench_input.py with {count} samples in batches of 2 did not stop")
+    smaller = "--batch-size 1 or less, or " if count == 2 else ""
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"{label}: {count} samples make {batches} batch(es) of 2 per epoch; the pipeline is timed after each "
+        f"epoch's first batch, so it needs 2: pass {smaller}a label file of 4 samples or more")
