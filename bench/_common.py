@@ -1,5 +1,6 @@
 """What the benchmark scripts share: their ``--help`` text, the loading of an anchor's compiled kernels from a built
-checkout, and timing in interleaved rounds with each ratio taken within a round.
+checkout, timing in interleaved rounds with each ratio taken within a round, and the rounding of the JSON summary
+each prints last.
 
 The scripts run as ``python bench/<script>.py``, which puts this folder first on ``sys.path``.
 """
@@ -71,3 +72,13 @@ def round_ratio(numerator, denominator):
     """Median over the rounds of ``numerator[r] / denominator[r]`` (lists of per-round times), and (min, max)."""
     ratios = [a / b for a, b in zip(numerator, denominator)]
     return statistics.median(ratios), (min(ratios), max(ratios))
+
+
+def rounded(value, digits=4):
+    """``value`` (a JSON-able summary: dicts, lists, numbers) with every float rounded to ``digits`` significant
+    digits (a figure of a few ms and a difference of 1e-8 alike)."""
+    if isinstance(value, dict):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item, digits) for item in value]
+    return float(f"{value:.{digits}g}") if isinstance(value, float) else value

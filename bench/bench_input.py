@@ -5,9 +5,13 @@ samples/s one training step of resfcn256 consumes (default: the paper's width 16
 Data: ``--train-list`` (a generator output), or else a default set rendered by ``face3d.trainset``'s example
 (``examples/9_generate_prnet_trainset.py``) into a temporary folder.
 
+The last line is JSON: ``samples``, ``resolution``, ``batch_size``, ``width``, ``params`` (the model's),
+``pipeline_samples_per_s`` and ``step_samples_per_s`` (the two rates) and ``pipeline_over_step`` (their ratio).
+
     python bench/bench_input.py [--train-list FILE] [--batches 30] [--steps 3] [--width 16] [--batch-size 16]
 """
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -19,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import description  # noqa: E402
+from _common import description, rounded  # noqa: E402
 
 from face3d.prnet.data import AugmentConfig, check_samples, make_dataset  # noqa: E402
 from face3d.resources import default_uv_data_dir  # noqa: E402
@@ -113,6 +117,10 @@ def main(argv=None):
         print(f"training step (width {args.width}, {params:,} parameters): {step:8.2f} samples/s "
               f"({args.batch_size / step:.2f} s per batch of {args.batch_size})")
         print(f"pipeline / step: {pipeline / step:.1f}x ({'not ' if pipeline > step else ''}the bottleneck)")
+        print(json.dumps(rounded({"samples": len(samples), "resolution": samples.resolution,
+                                  "batch_size": args.batch_size, "width": args.width, "params": params,
+                                  "pipeline_samples_per_s": pipeline, "step_samples_per_s": step,
+                                  "pipeline_over_step": pipeline / step})))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The benchmark scripts as a user runs them (subprocesses): their --help text, and their refusals of inputs they
-cannot measure. No timings are checked."""
+"""The benchmark scripts as a user runs them (subprocesses): their --help text, their refusals of inputs they
+cannot measure, and the JSON summary that ends a run (the quick one: bench_fit's). No timings are checked."""
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -42,3 +43,17 @@ def test_bench_input_refuses_an_epoch_of_fewer_than_two_batches(tmp_path, count,
     assert result.stderr.strip() == (
         f"{label}: {count} samples make {batches} batch(es) of 2 per epoch; the pipeline is timed after each "
         f"epoch's first batch, so it needs 2: pass {smaller}a label file of 4 samples or more")
+
+
+def test_bench_fit_ends_with_its_json_summary():
+    result = run_script(REPO / "bench" / "bench_fit.py", "--faces", 12, "--single", 4, "--rounds", 3)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["faces"], summary["single"], summary["rounds"]) == (12, 4, 3)
+    assert "contour_dense_rmse" in summary["default"] and "contour_dense_rmse" not in summary["bfm_sized"]
+    for model in (summary["default"], summary["bfm_sized"]):
+        for case in ("single", "batch", "batch_forced"):
+            for ratio in (f"{case}_x", f"{case}_cpu_x"):
+                low, high = model[f"{ratio}_range"]
+                assert low <= model[ratio] <= high
+        assert 0 < model["ours_dense_rmse"] < 5 and 0 < model["face3d_dense_rmse"] < 5
