@@ -4,9 +4,16 @@ Every figure comes from this run: ``rasterize_triangles`` and ``render_colors`` 
 twin and, with ``--face3d DIR`` / ``--sim3dr DIR``, of the built Cython kernels of a checkout of YadiraF/face3d
 (``DIR`` = the checkout or its ``face3d/mesh/cython`` folder, ``mesh_core_cython*.so``) and of 3DDFA_V2's Sim3DR
 (``DIR`` = the checkout or its ``Sim3DR`` folder, ``Sim3DR_Cython*.so``); nothing of theirs is part of this
-project. Their kernels are called as their own Python wrappers call them, buffer allocation included (face3d:
-float32 image and a -999999 depth buffer; Sim3DR: a uint8 image and a -1e8 depth buffer; its ``rasterize`` is its
-render_colors).
+project. Their kernels are timed kernel against kernel: each call allocates the output buffers their Python
+wrappers allocate (same shapes, types and initial values, filled by ``np.full`` where the wrappers subtract a
+constant from ``np.zeros``), and leaves out the wrappers' input copies, which would only add to their time.
+face3d's render.py: a float32 image and a float32 depth buffer of -999999; its wrappers copy the vertices and
+triangles, and ``render_colors`` the colours too (``astype(np.float32).copy()``, ``astype(np.int32).copy()``), left
+out here; its ``rasterize_triangles`` wrapper passes a float64 depth buffer and an (h, w, 3) barycentric buffer,
+which its core refuses (it takes float32 and (h * w, 3)), so those are allocated in the core's types. Sim3DR.py:
+``rasterize`` (its render_colors) allocates a uint8 image and a float32 depth buffer of -1e8 and converts the
+colours only when they are not float32 (they are, so nothing is copied); it has no wrapper for
+``rasterize_triangles``, given the same -1e8 depth buffer here.
 
 Meshes: face-like grid surfaces (a displaced ellipsoid cap) of 38,416 vertices / 76,050 triangles and 53,361 /
 105,800 (3DDFA's 38,365-vertex and the BFM's 53,215-vertex meshes have 76,073 and 105,840), each projected once to
@@ -79,7 +86,8 @@ def uv_vertices(params, size=256):
 
 
 def face3d_kernels(core):
-    """face3d's rasterize_triangles and render_colors as its render.py calls them (float32 depth: the core's type)."""
+    """face3d's rasterize_triangles and render_colors cores with the output buffers its render.py allocates (in the
+    core's types: float32 depth, (h * w, 3) barycentric weights), without its wrappers' input copies."""
     def rasterize(v, tri, colors, h, w):
         depth = np.full((h, w), -999999.0, dtype=np.float32)
         tri_buf = np.full((h, w), -1, dtype=np.int32)
@@ -96,7 +104,8 @@ def face3d_kernels(core):
 
 
 def sim3dr_kernels(core):
-    """Sim3DR's rasterize_triangles and rasterize (its colour renderer, uint8 output) as Sim3DR.py calls them."""
+    """Sim3DR's rasterize_triangles and rasterize (its colour renderer, uint8 output) with the buffers Sim3DR.py's
+    rasterize allocates (it has no wrapper for rasterize_triangles)."""
     def rasterize(v, tri, colors, h, w):
         depth = np.full((h, w), -1e8, dtype=np.float32)
         tri_buf = np.full((h, w), -1, dtype=np.int32)
