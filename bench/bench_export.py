@@ -11,8 +11,15 @@ process through ``predictor.load_predictor`` (the loader inference uses): median
 calls after two warm-up calls. Prints the runtime table with the ratios against Keras, then per file its size,
 batch-1 latency, max |map - float32 map|, keypoint shift and NME against the float32 model on the calibration
 images (``export.compare_files``; NME needs a trained model: random weights give a map without a face).
+
+The last line is JSON: ``width``, ``input_size``, ``batch`` (the large one), ``load_average``; per runtime
+(``keras``, ``frozen .pb``, ``onnxruntime``) under ``runtimes``: ``batch1_ms`` and ``batch_ms`` (medians),
+``batch_images_per_s`` and the speed-ups over Keras ``batch1_x_keras`` and ``batch_x_keras``; per exported file
+under ``files``: ``size_mb``, ``x_smaller`` (than the float32 file of its format), ``batch1_ms``, ``max_abs_diff``,
+``keypoint_shift_px`` and ``nme_vs_float32`` (null without a face).
 """
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -21,6 +28,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import description, rounded  # noqa: E402
 
 
 def _median_ms(functions, images, repeats):
@@ -40,7 +49,7 @@ def _median_ms(functions, images, repeats):
 
 def main(argv=None):
     """Run the benchmark; returns 0."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--width", type=int, default=16, help="base width (16 = the paper)")
     parser.add_argument("--size", type=int, default=256, help="input side")
     parser.add_argument("--batch", type=int, default=16, help="batch of the throughput test")
@@ -92,10 +101,15 @@ def main(argv=None):
           f"(interleaved; load average {load:.1f} on {os.cpu_count()} cores)")
     print(f"{'runtime':<12} {'batch 1 ms':>11} {'x keras':>8} {f'batch {big} ms':>13} {'images/s':>9} {'x keras':>8}")
     base1, base16 = rows["keras"][1], rows["keras"][big]
+    summary = {"width": args.width, "input_size": args.size, "batch": big, "load_average": load, "runtimes": {},
+               "files": {}}
     for name, values in rows.items():
         if big in values:
             print(f"{name:<12} {values[1]:>11.1f} {base1 / values[1]:>8.2f} {values[big]:>13.1f} "
                   f"{1000.0 * big / values[big]:>9.2f} {base16 / values[big]:>8.2f}")
+            summary["runtimes"][name] = {"batch1_ms": values[1], "batch1_x_keras": base1 / values[1],
+                                         "batch_ms": values[big], "batch_images_per_s": 1000.0 * big / values[big],
+                                         "batch_x_keras": base16 / values[big]}
     count = len(calibration) if args.calibration is None else f"the images of {args.calibration}"
     print(f"\nexported files, batch 1; accuracy against the float32 Keras model on {count} images")
     print(f"{'file':<18} {'MB':>7} {'x smaller':>9} {'batch 1 ms':>11} {'max |diff|':>11} {'kpt shift px':>13} "
@@ -107,6 +121,10 @@ def main(argv=None):
         ms = rows["frozen .pb" if name == "prnet.pb" else "onnxruntime" if name == "prnet.onnx" else name][1]
         print(f"{name:<18} {row['size_mb']:>7.2f} {reference[Path(name).suffix] / row['size_mb']:>9.2f} "
               f"{ms:>11.1f} {row['max_abs_diff']:>11.2e} {row['keypoint_shift_px']:>13.3f} {nme:>12}")
+        summary["files"][name] = {"size_mb": row["size_mb"], "x_smaller": reference[Path(name).suffix] / row["size_mb"],
+                                  "batch1_ms": ms, **{key: row[key] for key in ("max_abs_diff", "keypoint_shift_px",
+                                                                                "nme_vs_float32")}}
+    print(json.dumps(rounded(summary)))
     return 0
 
 

@@ -10,28 +10,43 @@ adds 1 px Gaussian noise and fits with 4 iterations:
   pose -> expression alone (lamb 20) -> shape alone (lamb 40), ``np.linalg.inv`` solves), one
   face at a time;
 * ``ours single``: ``MorphableModel.fit`` called per face;
-* ``ours batch``: ``MorphableModel.fit_batch`` on all N faces at once.
+* ``ours batch``: ``MorphableModel.fit_batch`` on all N faces at once (tolerance 1e-3 px), and
+  ``ours batch, 4 forced`` with tolerance 0 (every face runs the 4 iterations).
 
-It prints fits per second (wall clock and process CPU time: the machine may be shared), the
-speed-up of the batch over face3d, and per yaw bucket the landmark RMSE (fitted keypoints vs the
-noisy input landmarks) and the dense 2D vertex RMSE (all projected vertices, fitted vs true), in
-pixels.  The default model is also fitted in contour-aware mode on 300W-LP-style landmarks (jaw
-points of the far side on the silhouette, by the rule of ``face3d.morphable_model.contour``).
+Timing: face3d and ours single fit ``--single`` of the faces, the batches all N; the four cases run
+one after the other in each of ``--rounds`` rounds (after an untimed warm-up round), the order
+rotated by one each round, so that a change in the machine's load hits them all. It prints per face
+the median over the rounds of the wall time (and fits per second) and of the process CPU time (the
+machine may be shared), and each case's speed-up over face3d, taken within each round: the median
+over the rounds and its range. Then per yaw bucket the landmark RMSE (fitted keypoints vs the noisy
+input landmarks) and the dense 2D vertex RMSE (all projected vertices, fitted vs true), in pixels.
+The default model is also fitted in contour-aware mode on 300W-LP-style landmarks (jaw points of the
+far side on the silhouette, by the rule of ``face3d.morphable_model.contour``).
 
-Usage: python bench/bench_fit.py [--faces 200] [--single 40] [--seed 0]
+The last line is JSON: ``faces``, ``single``, ``rounds`` and per model (``default``, ``bfm_sized``) the
+median ms per face ``<case>_ms`` (wall) and ``<case>_cpu_ms`` for the cases ``face3d``, ``single``,
+``batch`` and ``batch_forced``; each of ours' speed-up over face3d ``<case>_x`` (wall) and
+``<case>_cpu_x`` with their ranges over the rounds (``<case>_x_range``, ``<case>_cpu_x_range``);
+``iterations_mean`` (ours batch); and the RMSEs over all faces ``<fit>_landmark_rmse`` and
+``<fit>_dense_rmse`` (px) for ``face3d`` and ``ours`` (plus ``fixed_index`` and ``contour`` on the
+default model's 300W-LP-style landmarks).
+
+Usage: python bench/bench_fit.py [--faces 200] [--single 40] [--rounds 5] [--seed 0]
 OpenBLAS threads default to 1 (set OPENBLAS_NUM_THREADS to override): per-face work is small and
 threads only add contention on a shared machine.
 """
 import argparse
+import json
 import os
+import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from _common import description, interleaved, round_ratio, rounded  # noqa: E402
 
 from face3d.mesh.transform import P2sRt, angle2matrix, estimate_affine_matrix_3d22d  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
@@ -130,7 +145,8 @@ def project_all(mm, sp, ep, s, R, t):
 
 
 def report(mm, name, yaw, lms, verts, sp, ep, s, R, t, lmk_vertices):
-    """Print landmark RMSE (vs the noisy input) / dense 2D RMSE (vs truth) per yaw bucket, px."""
+    """Print landmark RMSE (vs the noisy input) / dense 2D RMSE (vs truth) per yaw bucket, px; returns the means
+    over all faces (landmark, dense)."""
     proj = project_all(mm, sp, ep, s, R, t)
     fitted_lms = np.take_along_axis(proj, lmk_vertices[:, :, None].astype(np.int64), axis=1)
     lm = np.sqrt(((fitted_lms - lms) ** 2).sum(-1).mean(1))
@@ -140,68 +156,79 @@ def report(mm, name, yaw, lms, verts, sp, ep, s, R, t, lmk_vertices):
         k = (yaw >= lo) & (yaw < hi)
         cells.append(f"{lm[k].mean():5.2f}/{dense[k].mean():5.2f}")
     print(f"  {name:<22} all {lm.mean():5.2f}/{dense.mean():5.2f} | " + "  ".join(cells))
+    return float(lm.mean()), float(dense.mean())
 
 
-def run(mm, label, n_faces, n_single, rng, contour_table):
-    """Time and score face3d's algorithm, our single fits and our batch fits on one model."""
+def run(mm, label, n_faces, n_single, rounds, rng, contour_table):
+    """Time and score face3d's algorithm, our single fits and our batch fits on one model; returns the model's
+    part of the JSON summary (keys in the module docstring)."""
     print(f"\n== {label}: {mm.nver} vertices, {mm.n_shape_para}+{mm.n_exp_para} components, "
           f"{n_faces} faces, 68 landmarks, 1 px noise, 4 iterations, s = {SCALE}")
     yaw, verts, lms = make_faces(mm, n_faces, rng)
     kpt = np.broadcast_to(mm.kpt_ind, (n_faces, 68))
     single = np.linspace(0, n_faces - 1, n_single).astype(int)
-
-    t0, c0 = time.perf_counter(), time.process_time()
-    ref = [face3d_fit(lms[i], mm.kpt_ind, mm.model) for i in single]
-    ref_wall, ref_cpu = [(time.perf_counter() - t0) / n_single,
-                         (time.process_time() - c0) / n_single]
     mm.fitter()  # per-model precomputation, excluded from the per-face timings
-    t0, c0 = time.perf_counter(), time.process_time()
-    for i in single:
-        mm.fit(lms[i], mm.kpt_ind, max_iter=4)
-    one_wall, one_cpu = [(time.perf_counter() - t0) / n_single,
-                         (time.process_time() - c0) / n_single]
-    t0, c0 = time.perf_counter(), time.process_time()
+
+    def case(fit_all, units):
+        return (lambda: None), (lambda _: fit_all()), units
+    cases = {"face3d": case(lambda: [face3d_fit(lms[i], mm.kpt_ind, mm.model) for i in single], n_single),
+             "single": case(lambda: [mm.fit(lms[i], mm.kpt_ind, max_iter=4) for i in single], n_single),
+             "batch": case(lambda: mm.fit_batch(lms, max_iter=4), n_faces),
+             "batch_forced": case(lambda: mm.fit_batch(lms, max_iter=4, tol=0.0), n_faces)}
+    times = interleaved(cases, rounds, rotate=True)
+    ref = [face3d_fit(lms[i], mm.kpt_ind, mm.model) for i in single]
     res = mm.fit_batch(lms, max_iter=4)
-    bat_wall, bat_cpu = [(time.perf_counter() - t0) / n_faces,
-                         (time.process_time() - c0) / n_faces]
-    t0, c0 = time.perf_counter(), time.process_time()
-    mm.fit_batch(lms, max_iter=4, tol=0.0)
-    all_wall, all_cpu = [(time.perf_counter() - t0) / n_faces,
-                         (time.process_time() - c0) / n_faces]
     print(f"  iterations used by ours (tol 1e-3 px): mean {res.n_iter.mean():.2f}, "
           f"max {res.n_iter.max()}")
-    print("  timing per face        wall ms  (fits/s)   cpu ms   speed-up vs face3d (wall / cpu)")
-    for name, w, c in (("face3d (per face)", ref_wall, ref_cpu), ("ours single", one_wall, one_cpu),
-                       ("ours batch", bat_wall, bat_cpu),
-                       ("ours batch, 4 forced", all_wall, all_cpu)):
-        print(f"  {name:<22} {1e3 * w:7.3f}  ({1 / w:8.1f})  {1e3 * c:7.3f}   "
-              f"{ref_wall / w:6.1f}x / {ref_cpu / c:6.1f}x")
+    print(f"  timing per face, median of {rounds} interleaved rounds; speed-up vs face3d within each round: "
+          "median (range)")
+    print("  case                   wall ms  (fits/s)   cpu ms   speed-up wall           cpu")
+    summary = {"iterations_mean": float(res.n_iter.mean())}
+    labels = {"face3d": "face3d (per face)", "single": "ours single", "batch": "ours batch",
+              "batch_forced": "ours batch, 4 forced"}
+    for name, label in labels.items():
+        wall, cpu = statistics.median(times["wall"][name]), statistics.median(times["cpu"][name])
+        x_wall, (low_wall, high_wall) = round_ratio(times["wall"]["face3d"], times["wall"][name])
+        x_cpu, (low_cpu, high_cpu) = round_ratio(times["cpu"]["face3d"], times["cpu"][name])
+        print(f"  {label:<22} {wall:7.3f}  ({1e3 / wall:8.1f})  {cpu:7.3f}   {x_wall:5.1f}x ({low_wall:4.1f}-"
+              f"{high_wall:4.1f})  {x_cpu:5.1f}x ({low_cpu:4.1f}-{high_cpu:4.1f})")
+        summary.update({f"{name}_ms": wall, f"{name}_cpu_ms": cpu})
+        if name != "face3d":
+            summary.update({f"{name}_x": x_wall, f"{name}_x_range": [low_wall, high_wall],
+                            f"{name}_cpu_x": x_cpu, f"{name}_cpu_x_range": [low_cpu, high_cpu]})
     print("  accuracy, landmark RMSE / dense 2D RMSE (px) per yaw bucket "
           + " ".join(f"[{lo},{min(hi, 90)})" for lo, hi in BUCKETS))
     sp, ep, s, R, t = (np.array(f) for f in zip(*ref))
-    report(mm, "face3d", yaw[single], lms[single], verts[single], sp, ep, s, R, t, kpt[single])
-    report(mm, "ours", yaw, lms, verts, res.shape_para, res.exp_para, res.s, res.R, res.t,
-           res.landmark_vertices)
+    rmse = {"face3d": report(mm, "face3d", yaw[single], lms[single], verts[single], sp, ep, s, R, t, kpt[single]),
+            "ours": report(mm, "ours", yaw, lms, verts, res.shape_para, res.exp_para, res.s, res.R, res.t,
+                           res.landmark_vertices)}
     if contour_table:
         yaw, verts, lms = make_faces(mm, n_faces, rng, silhouette=True)
         print("  300W-LP-style landmarks (far-side jaw on the silhouette):")
-        for contour in (False, True):
+        for contour, name in ((False, "fixed_index"), (True, "contour")):
             r = mm.fit_batch(lms, max_iter=4, contour=contour)
-            report(mm, "ours " + ("contour-aware" if contour else "fixed-index"), yaw, lms, verts,
-                   r.shape_para, r.exp_para, r.s, r.R, r.t, r.landmark_vertices)
+            rmse[name] = report(mm, "ours " + ("contour-aware" if contour else "fixed-index"), yaw, lms, verts,
+                                r.shape_para, r.exp_para, r.s, r.R, r.t, r.landmark_vertices)
+    for name, (landmark, dense) in rmse.items():
+        summary.update({f"{name}_landmark_rmse": landmark, f"{name}_dense_rmse": dense})
+    return summary
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--faces", type=int, default=200, help="faces per batch")
     parser.add_argument("--single", type=int, default=40, help="faces timed one by one")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds, median taken")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     print(f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, cpu count {os.cpu_count()}")
-    run(MorphableModel(), "default model", args.faces, args.single, rng, contour_table=True)
-    run(random_bfm_sized_model(rng), "random BFM-sized model", args.faces, args.single, rng,
-        contour_table=False)
+    summary = {"faces": args.faces, "single": args.single, "rounds": args.rounds}
+    summary["default"] = run(MorphableModel(), "default model", args.faces, args.single, args.rounds, rng,
+                             contour_table=True)
+    summary["bfm_sized"] = run(random_bfm_sized_model(rng), "random BFM-sized model", args.faces, args.single,
+                               args.rounds, rng, contour_table=False)
+    print(json.dumps(rounded(summary)))
 
 
 if __name__ == "__main__":

@@ -50,14 +50,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
-import importlib.util
 import json
-import resource
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -68,6 +65,8 @@ import skimage.transform
 from skimage import img_as_ubyte
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import description, interleaved, load_face3d_core, round_ratio
 
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.render import render_colors
@@ -187,15 +186,8 @@ def write_distinct_set(root, model, count, seed=1):
 
 def load_face3d_render(folder):
     """face3d's ``render_colors`` over its built Cython core in ``folder`` (the checkout or its
-    ``face3d/mesh/cython``; loaded by path: its package name clashes with this project's), allocating as its
-    render.py does."""
-    found = sorted(Path(folder).glob("mesh_core_cython*.so")) or \
-        sorted((Path(folder) / "face3d" / "mesh" / "cython").glob("mesh_core_cython*.so"))
-    if not found:
-        raise SystemExit(f"{folder}: no mesh_core_cython*.so (build it with `python setup.py build_ext -i`)")
-    spec = importlib.util.spec_from_file_location("mesh_core_cython", found[0])
-    core = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(core)
+    ``face3d/mesh/cython``), allocating and copying as its render.py does."""
+    core = load_face3d_core(folder)
 
     def render(vertices, triangles, colors, h, w, c=3):
         image = np.zeros((h, w, c), dtype=np.float32)
@@ -288,32 +280,8 @@ def runner_case(model, root, out, angles):
     return prepare, run, len(refs)
 
 
-def interleaved(cases, repeats):
-    """CPU ms per unit of each case {name: (prepare, run, units)} in each of ``repeats`` rounds, the cases run one
-    after the other in each round (so a change in the machine's load hits them all), and the part of it spent in
-    the kernel (system time: file creation and writes, mostly). Returns ({name: [ms per round]}, {name: [kernel
-    ms per round]})."""
-    times = {name: [] for name in cases}
-    kernel = {name: [] for name in cases}
-    for round_ in range(repeats + 1):
-        for name, (prepare, run, units) in cases.items():
-            arg = prepare()
-            start, start_sys = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
-            run(arg)
-            if round_:  # round 0 warms up: imports, page faults, the files' first creation
-                times[name].append((time.process_time() - start) * 1e3 / units)
-                kernel[name].append((resource.getrusage(resource.RUSAGE_SELF).ru_stime - start_sys) * 1e3 / units)
-    return times, kernel
-
-
-def round_ratio(numerator, denominator):
-    """Median over the rounds of ``numerator[r] / denominator[r]`` (lists of per-round times), and (min, max)."""
-    ratios = [a / b for a, b in zip(numerator, denominator)]
-    return statistics.median(ratios), (min(ratios), max(ratios))
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--faces", type=int, default=8, help="faces of the 300W-LP set (default 8)")
     parser.add_argument("--views", type=int, default=16, help="profiled views per face (default 16)")
     parser.add_argument("--fork-samples", type=int, default=24, help="samples the fork transcription runs (24)")
@@ -373,7 +341,8 @@ def main(argv=None):
         }
         rotated_prepare, rotated_run, rotated_samples = cases["rotated"]
         cases["rotated"] = rotated_prepare, rotated_run, rotated_samples * (1 + len(angles))  # per output
-        rounds, kernel_rounds = interleaved(cases, args.repeats)
+        times = interleaved(cases, args.repeats, rotate=False)  # the order of the README's runs
+        rounds, kernel_rounds = times["cpu"], times["kernel"]
     ms = {name: statistics.median(t) for name, t in rounds.items()}
     kernel_ms = {name: statistics.median(t) for name, t in kernel_rounds.items()}
     print(f"BFM-sized model ({model.nver} vertices, {model.full_triangles.shape[0]} triangles); 300W-LP set: "

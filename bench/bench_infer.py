@@ -10,6 +10,11 @@ most 15 %), from the medians and from the fastest calls. On a loaded machine tha
 noisy, so the post-processing (crop + restore + landmarks without the network) is also timed alone and reported
 as a share of the bare network ("post %").
 
+The last line is JSON (``--json FILE`` writes it too): ``image``, ``width``, ``input_size``, ``batch``, ``params``;
+per runtime (``tensorflow``, ``onnxruntime``) ``bare_ms``, ``full_ms``, ``post_ms`` (medians), ``bare_min_ms``,
+``full_min_ms``, ``bare_images_per_s``, ``full_images_per_s``, ``overhead_percent``, ``overhead_min_percent`` and
+``post_percent``; and ``onnxruntime_over_tensorflow``, the ratio of their full-path speeds.
+
     python bench/bench_infer.py [--repeats 20] [--warmup 3] [--width 16] [--size 256] [--threads N] [--json FILE]
 """
 import argparse
@@ -23,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _common import description, rounded  # noqa: E402
 
 ASTRONAUT_BOX = (175.0, 76.0, 265.0, 166.0)  # dlib's HOG detection of the face
 
@@ -77,7 +84,7 @@ def _timed(call):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=description(__doc__))
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--width", type=int, default=16)
@@ -114,11 +121,14 @@ def main(argv=None):
         print(f"{name:<12} {r['bare_ms']:9.1f} {r['full_ms']:9.1f} {r['post_ms']:8.2f} {r['bare_images_per_s']:11.2f} "
               f"{r['full_images_per_s']:11.2f} {r['overhead_percent']:8.1f}% {r['post_percent']:6.2f}% "
               f"{r['bare_min_ms']:9.1f} {r['full_min_ms']:9.1f} {r['overhead_min_percent']:13.1f}%")
-    print(f"ONNX Runtime / TensorFlow speed (full path): "
-          f"{results['onnxruntime']['full_images_per_s'] / results['tensorflow']['full_images_per_s']:.2f}x; "
+    results["onnxruntime_over_tensorflow"] = (results["onnxruntime"]["full_images_per_s"]
+                                              / results["tensorflow"]["full_images_per_s"])
+    print(f"ONNX Runtime / TensorFlow speed (full path): {results['onnxruntime_over_tensorflow']:.2f}x; "
           "target: overhead <= 15 %")
+    summary = rounded(results)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
     return 0
 
 

@@ -2,10 +2,18 @@
 
 Every figure comes from this run: ``rasterize_triangles`` and ``render_colors`` of face3d.mesh (C++), of its numpy
 twin and, with ``--face3d DIR`` / ``--sim3dr DIR``, of the built Cython kernels of a checkout of YadiraF/face3d
-(``DIR`` = its ``face3d/mesh/cython`` folder, ``mesh_core_cython*.so``) and of 3DDFA_V2's Sim3DR (``DIR`` = its
-``Sim3DR`` folder, ``Sim3DR_Cython*.so``); nothing of theirs is part of this project. Their kernels are called as
-their own Python wrappers call them, buffer allocation included (face3d: float32 image and a -999999 depth buffer;
-Sim3DR: a uint8 image and a -1e8 depth buffer; its ``rasterize`` is its render_colors).
+(``DIR`` = the checkout or its ``face3d/mesh/cython`` folder, ``mesh_core_cython*.so``) and of 3DDFA_V2's Sim3DR
+(``DIR`` = the checkout or its ``Sim3DR`` folder, ``Sim3DR_Cython*.so``); nothing of theirs is part of this
+project. Their kernels are timed kernel against kernel: each call allocates the output buffers their Python
+wrappers allocate (same shapes, types and initial values, filled by ``np.full`` where the wrappers subtract a
+constant from ``np.zeros``), and leaves out the wrappers' input copies, which would only add to their time.
+face3d's render.py: a float32 image and a float32 depth buffer of -999999; its wrappers copy the vertices and
+triangles, and ``render_colors`` the colours too (``astype(np.float32).copy()``, ``astype(np.int32).copy()``), left
+out here; its ``rasterize_triangles`` wrapper passes a float64 depth buffer and an (h, w, 3) barycentric buffer,
+which its core refuses (it takes float32 and (h * w, 3)), so those are allocated in the core's types. Sim3DR.py:
+``rasterize`` (its render_colors) allocates a uint8 image and a float32 depth buffer of -1e8 and converts the
+colours only when they are not float32 (they are, so nothing is copied); it has no wrapper for
+``rasterize_triangles``, given the same -1e8 depth buffer here.
 
 Meshes: face-like grid surfaces (a displaced ellipsoid cap) of 38,416 vertices / 76,050 triangles and 53,361 /
 105,800 (3DDFA's 38,365-vertex and the BFM's 53,215-vertex meshes have 76,073 and 105,840), each projected once to
@@ -20,7 +28,6 @@ Usage: python bench/bench_render.py [--repeats N] [--quick] [--face3d DIR] [--si
 """
 import argparse
 import functools
-import importlib.util
 import json
 import statistics
 import sys
@@ -30,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import description, load_face3d_core, load_sim3dr_core
 
 from face3d.mesh import render
 from face3d.mesh_numpy import render as render_numpy
@@ -76,20 +85,9 @@ def uv_vertices(params, size=256):
     return out
 
 
-def load_extension(folder, stem):
-    """Import the compiled module ``stem`` (``stem*.so``) found in ``folder`` by its path (face3d's own package
-    name would clash with this project's)."""
-    found = sorted(Path(folder).glob(f"{stem}*.so"))
-    if not found:
-        raise SystemExit(f"{folder}: no {stem}*.so (build it there with `python setup.py build_ext -i`)")
-    spec = importlib.util.spec_from_file_location(stem, found[0])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def face3d_kernels(core):
-    """face3d's rasterize_triangles and render_colors as its render.py calls them (float32 depth: the core's type)."""
+    """face3d's rasterize_triangles and render_colors cores with the output buffers its render.py allocates (in the
+    core's types: float32 depth, (h * w, 3) barycentric weights), without its wrappers' input copies."""
     def rasterize(v, tri, colors, h, w):
         depth = np.full((h, w), -999999.0, dtype=np.float32)
         tri_buf = np.full((h, w), -1, dtype=np.int32)
@@ -106,7 +104,8 @@ def face3d_kernels(core):
 
 
 def sim3dr_kernels(core):
-    """Sim3DR's rasterize_triangles and rasterize (its colour renderer, uint8 output) as Sim3DR.py calls them."""
+    """Sim3DR's rasterize_triangles and rasterize (its colour renderer, uint8 output) with the buffers Sim3DR.py's
+    rasterize allocates (it has no wrapper for rasterize_triangles)."""
     def rasterize(v, tri, colors, h, w):
         depth = np.full((h, w), -1e8, dtype=np.float32)
         tri_buf = np.full((h, w), -1, dtype=np.int32)
@@ -131,9 +130,9 @@ def implementations(args):
                   lambda v, tri, col, h, w: render_numpy.render_colors(v, tri, col, h, w)),
     }
     if args.face3d:
-        impls["face3d"] = face3d_kernels(load_extension(args.face3d, "mesh_core_cython"))
+        impls["face3d"] = face3d_kernels(load_face3d_core(args.face3d))
     if args.sim3dr:
-        impls["sim3dr"] = sim3dr_kernels(load_extension(args.sim3dr, "Sim3DR_Cython"))
+        impls["sim3dr"] = sim3dr_kernels(load_sim3dr_core(args.sim3dr))
     return impls
 
 
@@ -157,11 +156,11 @@ def interleaved_ms(fns, repeats, slow=("numpy",), slow_repeats=3):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--repeats", type=int, default=100, help="interleaved repetitions per figure (median)")
     parser.add_argument("--quick", action="store_true", help="5 repetitions, numpy twin once")
-    parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout's face3d/mesh/cython folder")
-    parser.add_argument("--sim3dr", metavar="DIR", help="built 3DDFA_V2 checkout's Sim3DR folder")
+    parser.add_argument("--face3d", metavar="DIR", help="built face3d checkout (or its face3d/mesh/cython folder)")
+    parser.add_argument("--sim3dr", metavar="DIR", help="built 3DDFA_V2 checkout (or its Sim3DR folder)")
     args = parser.parse_args(argv)
     repeats = 5 if args.quick else max(1, args.repeats)
     impls = implementations(args)

@@ -35,6 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import description  # noqa: E402
+
 ASTRONAUT_BOX = "175 76 265 166"  # dlib's HOG detection of the face
 CLIENT_TIMEOUT_S = 300  # seconds a request may take, on both sides
 SERVER_STEPS = ("decode_and_crop", "queue", "network", "postprocess", "total")  # the answers' timing_ms, averaged
@@ -157,7 +159,7 @@ def batch_sizes(httpx, url):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=description(__doc__))
     p.add_argument("--clients", type=int, nargs="+", default=[1, 32], help="concurrent clients of each run")
     p.add_argument("--seconds", type=float, default=20.0, help="length of each run")
     p.add_argument("--max-requests", type=int, default=20000, help="requests per run at most")

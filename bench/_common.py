@@ -1,0 +1,84 @@
+"""What the benchmark scripts share: their ``--help`` text, the loading of an anchor's compiled kernels from a built
+checkout, timing in interleaved rounds with each ratio taken within a round, and the rounding of the JSON summary
+each prints last.
+
+The scripts run as ``python bench/<script>.py``, which puts this folder first on ``sys.path``.
+"""
+import importlib.util
+import resource
+import statistics
+import time
+from pathlib import Path
+
+
+def description(doc):
+    """A script's ``--help`` description: the first paragraph of its module docstring ``doc``."""
+    return doc.strip().split("\n\n")[0]
+
+
+def load_extension(folder, stem, subfolder):
+    """The compiled module ``stem`` (a ``stem*.so`` file) of an anchor, imported by its path (the anchors' package
+    names would clash with this project's). ``folder``: the anchor's built checkout, or its ``subfolder`` that holds
+    the .so."""
+    folder = Path(folder)
+    found = sorted(folder.glob(f"{stem}*.so")) or sorted((folder / subfolder).glob(f"{stem}*.so"))
+    if not found:
+        raise SystemExit(f"{folder}: no {stem}*.so in it or in its {subfolder} (build it there with "
+                         "`python setup.py build_ext -i`)")
+    spec = importlib.util.spec_from_file_location(stem, found[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_face3d_core(folder):
+    """YadiraF/face3d's Cython core ``mesh_core_cython`` from its checkout ``folder`` (or its face3d/mesh/cython)."""
+    return load_extension(folder, "mesh_core_cython", Path("face3d", "mesh", "cython"))
+
+
+def load_sim3dr_core(folder):
+    """3DDFA_V2's ``Sim3DR_Cython`` from its checkout ``folder`` (or its Sim3DR folder)."""
+    return load_extension(folder, "Sim3DR_Cython", Path("Sim3DR"))
+
+
+def interleaved(cases, repeats, rotate):
+    """Times per unit of each case {name: (prepare, run, units)} in each of ``repeats`` rounds: in a round every case
+    runs once, one after the other (so a change in the machine's load hits them all), ``prepare()`` untimed, then
+    ``run(prepared)`` timed. Round 0 is an untimed warm-up (imports, page faults, the files' first creation). With
+    ``rotate`` round r starts at the r-th case (a case can run faster or slower after some cases than after others:
+    each gets each place in turn).
+
+    Returns {clock: {name: [ms per unit, one per round]}} for the clocks ``"cpu"`` (this process, user + system),
+    ``"kernel"`` (its system time: file creation and writes, mostly) and ``"wall"``."""
+    times = {clock: {name: [] for name in cases} for clock in ("cpu", "kernel", "wall")}
+    names = list(cases)
+    for round_ in range(repeats + 1):
+        shift = round_ % len(names) if rotate else 0
+        for name in names[shift:] + names[:shift]:
+            prepare, run, units = cases[name]
+            arg = prepare()
+            start_cpu, start_wall = time.process_time(), time.perf_counter()
+            start_sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime
+            run(arg)
+            if round_:
+                times["cpu"][name].append((time.process_time() - start_cpu) * 1e3 / units)
+                times["wall"][name].append((time.perf_counter() - start_wall) * 1e3 / units)
+                times["kernel"][name].append((resource.getrusage(resource.RUSAGE_SELF).ru_stime - start_sys) * 1e3
+                                             / units)
+    return times
+
+
+def round_ratio(numerator, denominator):
+    """Median over the rounds of ``numerator[r] / denominator[r]`` (lists of per-round times), and (min, max)."""
+    ratios = [a / b for a, b in zip(numerator, denominator)]
+    return statistics.median(ratios), (min(ratios), max(ratios))
+
+
+def rounded(value, digits=4):
+    """``value`` (a JSON-able summary: dicts, lists, numbers) with every float rounded to ``digits`` significant
+    digits (a figure of a few ms and a difference of 1e-8 alike)."""
+    if isinstance(value, dict):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item, digits) for item in value]
+    return float(f"{value:.{digits}g}") if isinstance(value, float) else value

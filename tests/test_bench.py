@@ -1,0 +1,59 @@
+"""The benchmark scripts as a user runs them (subprocesses): their --help text, their refusals of inputs they
+cannot measure, and the JSON summary that ends a run (the quick one: bench_fit's). No timings are checked."""
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import _prnet_data
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((REPO / "bench").glob("bench_*.py"))
+
+
+def run_script(script, *args, timeout=120):
+    """``python bench/<script> args`` from the repository root with this checkout first on the path."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_help_shows_the_first_paragraph_of_the_docstring(script):
+    first_paragraph = ast.get_docstring(ast.parse(script.read_text())).split("\n\n")[0]
+    result = run_script(script, "--help")
+    assert result.returncode == 0, result.stderr
+    assert " ".join(first_paragraph.split()) in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("count, batches", [(2, 1), (1, 0)])
+def test_bench_input_refuses_an_epoch_of_fewer_than_two_batches(tmp_path, count, batches):
+    """Each epoch's first batch is not timed, so an epoch of one batch times nothing (the loop would rebuild the
+    pipeline forever) and one of none has no start: the script stops before timing, naming the file."""
+    label = _prnet_data.make_dataset(tmp_path, count, resolution=32)
+    try:
+        result = run_script(REPO / "bench" / "bench_input.py", "--train-list", label, "--batch-size", 2)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"bench_input.py with {count} samples in batches of 2 did not stop")
+    smaller = "--batch-size 1 or less, or " if count == 2 else ""
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"{label}: {count} samples make {batches} batch(es) of 2 per epoch; the pipeline is timed after each "
+        f"epoch's first batch, so it needs 2: pass {smaller}a label file of 4 samples or more")
+
+
+def test_bench_fit_ends_with_its_json_summary():
+    result = run_script(REPO / "bench" / "bench_fit.py", "--faces", 12, "--single", 4, "--rounds", 3)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["faces"], summary["single"], summary["rounds"]) == (12, 4, 3)
+    assert "contour_dense_rmse" in summary["default"] and "contour_dense_rmse" not in summary["bfm_sized"]
+    for model in (summary["default"], summary["bfm_sized"]):
+        for case in ("single", "batch", "batch_forced"):
+            for ratio in (f"{case}_x", f"{case}_cpu_x"):
+                low, high = model[f"{ratio}_range"]
+                assert low <= model[ratio] <= high
+        assert 0 < model["ours_dense_rmse"] < 5 and 0 < model["face3d_dense_rmse"] < 5
