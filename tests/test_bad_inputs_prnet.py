@@ -222,6 +222,19 @@ def test_h5_flag_given_a_label_file_is_one_line(data, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_validation_list_without_a_usable_sample_is_named(data, tmp_path, capsys):
+    val = _prnet_data.make_dataset(tmp_path / "val", 2, R, seed=8)
+    for npy in (tmp_path / "val").glob("*.npy"):
+        npy.unlink()
+    out = tmp_path / "out"
+    status = face3d_main(["train", "--train-list", str(data), "--val-list", str(val), "--skip-bad", "--output",
+                          str(out), "--width", "2", "--batch-size", "4", "--verbose", "0"])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.splitlines()[-1] == f"face3d train: error: {val}: no usable sample among 2"
+    assert not out.exists()
+
+
 def test_input_size_above_the_data_resolution_is_refused(data, tmp_path, capsys):
     out = tmp_path / "out"
     status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",

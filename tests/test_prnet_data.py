@@ -148,6 +148,15 @@ def test_float16_and_float32_maps_mix(tmp_path):
         np.testing.assert_allclose(target, np.load(posmap).astype(np.float32) / (1.1 * 16), rtol=1e-6)
 
 
+def test_no_usable_sample_names_the_label_file(tmp_path):
+    label = _prnet_data.make_dataset(tmp_path, 2, 16)
+    for npy in tmp_path.glob("*.npy"):
+        npy.unlink()
+    with pytest.raises(InputFileError) as info:
+        check_samples(read_label_file(label), skip_bad=True, source=label)
+    assert str(info.value) == f"{label}: no usable sample among 2"
+
+
 def test_split_keeps_rotated_copies_together():
     names = [f"s{i}" for i in range(10)] + [f"s{i}_angle_{a}" for i in range(10) for a in (15, -30)]
     assert group_key("AFW_1_0_angle_-45") == "AFW_1"

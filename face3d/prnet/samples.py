@@ -214,7 +214,7 @@ def _checked_sample(image, posmap):
     return shape[0], map_dtype
 
 
-def check_samples(pairs, skip_bad=False, progress=False):
+def check_samples(pairs, skip_bad=False, progress=False, source=None):
     """Check every sample's files before training; return the usable ones as FileSamples.
 
     Checks: both files exist; the image is a complete JPEG/PNG of size R x R whose pixels decode (``_image_size``);
@@ -227,11 +227,12 @@ def check_samples(pairs, skip_bad=False, progress=False):
         pairs: list of (image path, npy path).
         skip_bad: log a warning per bad sample and drop it, instead of raising.
         progress: a progress bar on stderr (decoding every image makes the check last a few ms a sample).
+        source: the label file ``pairs`` were read from, named when no sample is usable (None: none named).
     Returns:
         FileSamples of the good samples, with absolute paths.
     Raises:
         InputFileError naming the first bad file (skip_bad False; a sample of another resolution only after every
-        sample was checked), or when no sample is usable.
+        sample was checked), or the source when no sample is usable.
     """
     checked = []  # (image, map, resolution, map dtype) of the samples passing the checks of one sample
     with Progress(len(pairs), desc="check samples", enabled=progress) as bar:
@@ -242,7 +243,7 @@ def check_samples(pairs, skip_bad=False, progress=False):
                 _skip_or_raise(error, skip_bad)
             bar.update()
     if not checked:
-        raise InputFileError(None, f"no usable sample among {len(pairs)}")
+        raise InputFileError(source, f"no usable sample among {len(pairs)}")
     resolution, count = Counter(r for _, _, r, _ in checked).most_common(1)[0]
     good = []
     for image, posmap, map_resolution, map_dtype in checked:

@@ -162,7 +162,7 @@ def _open_source(path, skip_bad, progress):
     pairs = read_label_file(path)
     if not pairs:
         raise InputFileError(path, "no samples listed")
-    return check_samples(pairs, skip_bad=skip_bad, progress=progress)
+    return check_samples(pairs, skip_bad=skip_bad, progress=progress, source=path)
 
 
 def _uv_data_folder(config, samples):
