@@ -203,7 +203,9 @@ def test_zero_batch_is_an_argument_error(argv, capsys):
 
 _OUT_OF_RANGE = ([("--val-fraction", v, f"val_fraction must be in [0, 1) (0: no validation), got {float(v)}")
                   for v in ("-0.1", "1", "nan")]
-                 + [("--seed", v, f"seed must be in [0, 2**32), got {v}") for v in ("-1", str(2 ** 32))])
+                 + [("--seed", v, f"seed must be in [0, 2**32), got {v}") for v in ("-1", str(2 ** 32))]
+                 + [("--input-size", v, f"input_size must be a positive multiple of 32, got {v}")
+                    for v in ("16", "0", "48")])
 
 
 @pytest.mark.parametrize("flag, value, message", _OUT_OF_RANGE)

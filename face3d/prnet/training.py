@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.contract import map_scale
+from face3d.contract import check_input_size, map_scale
 from face3d.prnet import metrics
 from face3d.prnet.data import AugmentConfig, epoch_order, make_dataset
 from face3d.prnet.predictor import load_keras_model, save_keras_model
@@ -150,6 +150,8 @@ def _check_config(config):
         raise ValueError(f"val_fraction must be in [0, 1) (0: no validation), got {config.val_fraction}")
     if not 0 <= config.seed < 2 ** 32:  # what numpy's global seed (keras.utils.set_random_seed) takes
         raise ValueError(f"seed must be in [0, 2**32), got {config.seed}")
+    if config.input_size is not None:
+        check_input_size(config.input_size)
 
 
 def _open_source(path, skip_bad, progress):
@@ -407,7 +409,7 @@ def train(config):
     paths = {key: _resolved(getattr(config, key)) for key in _PATH_KEYS}
     config = dataclasses.replace(config, **{**paths, "uv_data": _resolved(uv_dir)})
     resolution = train_samples.resolution
-    input_size = int(config.input_size or resolution)
+    input_size = resolution if config.input_size is None else int(config.input_size)
     if input_size > resolution:  # the contract: the network reads the R x R crop, resampled to S <= R
         raise ValueError(f"input_size {input_size} is larger than the data's resolution {resolution}: the network "
                          f"input must be at most the crop side ({resolution})")
