@@ -308,6 +308,27 @@ def test_resume_keeps_the_uv_data_folder(data, tmp_path, capsys):
     _one_line_error(capsys, status, label, "line 2", "UTF-8")
 
 
+def test_resume_compares_the_input_size_used(data, tmp_path, capsys):
+    """A run records the input size it used (the data's resolution R when none was given), so it resumes with
+    --input-size R or without it; a run recorded without one (an earlier release's default) used R too. Another
+    size is refused."""
+    pytest.importorskip("keras")
+    out = _saved_run(tmp_path, data)
+    (out / "checkpoints" / "state.json").write_text(json.dumps({"epoch": 1, "best_nme": None, "best_epoch": None}))
+    argv = ["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size", "4",
+            "--epochs", "1", "--resume", "--verbose", "0"]
+    assert face3d_main(argv) == 0, capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    assert config["input_size"] == R
+    assert face3d_main(argv + ["--input-size", str(R)]) == 0, capsys.readouterr().err
+    (out / "config.json").write_text(json.dumps({**config, "input_size": None}))
+    assert face3d_main(argv + ["--input-size", str(R)]) == 0, capsys.readouterr().err
+    (out / "config.json").write_text(json.dumps({**config, "input_size": 2 * R}))
+    status = face3d_main(argv)
+    _one_line_error(capsys, status, f"cannot resume {out}: settings differ from the saved run: input_size {2 * R} "
+                                    f"-> {R}")
+
+
 def test_resume_takes_another_spelling_of_the_same_files(data, tmp_path, capsys, monkeypatch):
     """The label file, pack and validation list are compared as resolved paths: a resumed run may name them
     relative or absolute, and a run saved with a relative path (as an earlier release recorded them) resumes with

@@ -12,7 +12,8 @@ normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight m
   after it; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``;
 * ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far;
 * ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
-* ``config.json``: the run's configuration, with the uv-data folder used (``uv_data``) and every path resolved.
+* ``config.json``: the run's configuration, with the uv-data folder (``uv_data``) and the input size
+  (``input_size``) used and every path resolved.
 
 Every other file of an epoch is written before its checkpoint, so a run killed at any moment resumes from the last
 committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice).
@@ -247,9 +248,10 @@ def evaluate(predict, samples, uv, batch_size, input_size):
     return float(np.average(losses, weights=counts)), float(np.mean(np.concatenate(errors)))
 
 
-def _previous_run(config, output, state_path, last_path):
+def _previous_run(config, output, state_path, last_path, resolution):
     """The saved state of the run in ``output`` when resuming it (None for a fresh run, ``read_state``), after
-    checking that ``config`` may continue it; then writes the run's ``config.json``.
+    checking that ``config`` (its input size resolved) may continue it; then writes the run's ``config.json``.
+    ``resolution`` is the data's R: the input size of a run recorded without one.
 
     Raises:
         ValueError: ``output`` holds a run and ``resume`` is off, or a setting of ``_RESUME_KEYS`` changed (the
@@ -271,6 +273,8 @@ def _previous_run(config, output, state_path, last_path):
         # folder only when it was given: a run without one is taken to have used the folder found now
         if saved.get("uv_data") is None:
             saved["uv_data"] = current["uv_data"]
+        if saved.get("input_size") is None:  # earlier releases recorded it as given: None was the data's R
+            saved["input_size"] = resolution
         saved.update({key: _resolved(saved.get(key)) for key in _PATH_KEYS})
         changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
         if changed:
@@ -405,14 +409,15 @@ def train(config):
     """
     _check_config(config)
     train_samples, val_samples, uv_dir = load_samples(config)
-    # recorded in config.json: a resume keeps the masks; paths resolved, so that a resume may spell them otherwise
-    paths = {key: _resolved(getattr(config, key)) for key in _PATH_KEYS}
-    config = dataclasses.replace(config, **{**paths, "uv_data": _resolved(uv_dir)})
     resolution = train_samples.resolution
     input_size = resolution if config.input_size is None else int(config.input_size)
     if input_size > resolution:  # the contract: the network reads the R x R crop, resampled to S <= R
         raise ValueError(f"input_size {input_size} is larger than the data's resolution {resolution}: the network "
                          f"input must be at most the crop side ({resolution})")
+    # recorded in config.json as used: a resume keeps the masks and the input size, given or not; paths resolved,
+    # so that a resume may spell them otherwise
+    paths = {key: _resolved(getattr(config, key)) for key in _PATH_KEYS}
+    config = dataclasses.replace(config, **{**paths, "uv_data": _resolved(uv_dir), "input_size": input_size})
     uv = load_uv_data(uv_dir)
     if uv.resolution != resolution:
         raise ValueError(f"{uv_dir}: UV resolution {uv.resolution} differs from the maps' {resolution}")
@@ -421,7 +426,7 @@ def train(config):
     output = Path(config.output)
     ckpt_dir = output / "checkpoints"
     state_path, last_path = ckpt_dir / "state.json", ckpt_dir / "last.keras"
-    state = _previous_run(config, output, state_path, last_path)
+    state = _previous_run(config, output, state_path, last_path, resolution)
     if state is not None:  # the readable copy, in case the run was killed between the checkpoint and it
         write_json(state_path, state)
     keras, tf, strategy = _set_up_tensorflow(config)
