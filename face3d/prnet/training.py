@@ -10,13 +10,15 @@ normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight m
   epochs, best NME, the CSV rows) inside it (``face3d_state.json``), committed by one rename at the end of every
   epoch, so weights and state never disagree; ``checkpoints/state.json`` is a readable copy of that state written
   after it; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``;
-* ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far;
+* ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far, written after the checkpoint of
+  its epoch, so that they never describe an epoch a resumed run redoes;
 * ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
 * ``config.json``: the run's configuration, with the uv-data folder (``uv_data``) and the input size
   (``input_size``) used and every path resolved.
 
 Every other file of an epoch is written before its checkpoint, so a run killed at any moment resumes from the last
-committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice).
+committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice);
+a run killed between a new best epoch's checkpoint and its best files gets them from that checkpoint on resume.
 A non-finite training loss stops the run at its first such batch (``NonFiniteLossError`` naming the batch's
 samples) before anything of that epoch is written, and a checkpoint is only committed with finite weights.
 
@@ -389,6 +391,22 @@ def _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in,
             "val_loss": val_loss, "val_nme": val_nme}
 
 
+def _save_best(model, output, epoch, nme):
+    """Write ``best.keras``, then ``best.json`` ({"epoch": 1-based ``epoch``, "val_nme": ``nme``})."""
+    save_keras_model(model, output / "best.keras")
+    write_json(output / "best.json", {"epoch": epoch, "val_nme": nme})
+
+
+def _best_written(output, epoch):
+    """Whether ``best.json`` (written after ``best.keras``) names 1-based ``epoch``; False when it is absent or
+    unreadable."""
+    try:
+        best = json.loads((output / "best.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(best, dict) and best.get("epoch") == epoch
+
+
 def _log_scalars(scalars, row):
     """The epoch's loss, learning rate and (when validated) validation loss and NME as TensorBoard scalars."""
     scalars.write("train", "loss", row["loss"], row["epoch"])
@@ -434,6 +452,8 @@ def train(config):
     start = int(state["epoch"]) if state else 0
     best_nme = float(state["best_nme"]) if state and state.get("best_nme") is not None else math.inf
     best_epoch = state.get("best_epoch") if state else None
+    if best_epoch == start and not _best_written(output, best_epoch):
+        _save_best(model, output, best_epoch, best_nme)  # killed after the checkpoint, which holds the best model
     rows = state["rows"] if state and "rows" in state else read_csv_rows(output / "log.csv", start)
     scalars = ScalarLog(tf, output / "logs")
     predict = lambda images: model(images, training=False)  # noqa: E731
@@ -442,13 +462,11 @@ def train(config):
 
     for epoch in range(start, config.epochs):
         row = _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size)
-        # everything else first, the checkpoint with its state last: a kill before that rename redoes the epoch
+        # the checkpoint with its state after the epoch's other files: a kill before that rename redoes the epoch
         if config.keep_checkpoints:
             save_keras_model(model, ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
         if row["val_nme"] != "" and row["val_nme"] < best_nme:
             best_nme, best_epoch = row["val_nme"], epoch + 1
-            save_keras_model(model, output / "best.keras")
-            write_json(output / "best.json", {"epoch": best_epoch, "val_nme": best_nme})
         _log_scalars(scalars, row)
         rows.append(row)
         write_csv(output / "log.csv", rows)
@@ -456,6 +474,8 @@ def train(config):
                  "best_epoch": best_epoch, "rows": rows}
         save_keras_model(model, last_path, {STATE_ENTRY: json.dumps(state, sort_keys=True)})
         write_json(state_path, state)
+        if best_epoch == epoch + 1:  # after the checkpoint: a kill before it redoes the epoch, maybe not as well
+            _save_best(model, output, best_epoch, best_nme)
         logger.info("epoch %d/%d: loss %.6g, lr %.3g, val NME %s", epoch + 1, config.epochs, row["loss"],
                     row["learning_rate"], row["val_nme"])
     history_rows = [{k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
