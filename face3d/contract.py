@@ -6,7 +6,8 @@ ends in a sigmoid; its output times 1.1 x R is a position map in crop pixels, x,
 of the crop the map's values refer to (the UV-data resolution), S <= R the network's input side.
 """
 
-__all__ = ["RESOLUTION", "INPUT_SIZE", "POSMAP_SCALE", "LANDMARK_SCALE", "BOX_SCALE", "BOX_SHIFT", "map_scale"]
+__all__ = ["RESOLUTION", "INPUT_SIZE", "POSMAP_SCALE", "LANDMARK_SCALE", "BOX_SCALE", "BOX_SHIFT", "map_scale",
+           "check_input_size"]
 
 RESOLUTION = 256  # R: PRNet's crop, position-map and UV-data side in pixels
 INPUT_SIZE = 256  # S: PRNet's network input side (smaller networks, a multiple of 32, read the R crop resampled)
@@ -23,3 +24,11 @@ def map_scale(resolution):
     crop pixels.
     """
     return POSMAP_SCALE * resolution
+
+
+def check_input_size(size):
+    """``size`` as an int when it is a network input side S that resfcn256 takes: a positive multiple of 32 (its
+    encoder halves the side five times); else ValueError."""
+    if int(size) != size or size < 32 or size % 32:
+        raise ValueError(f"input_size must be a positive multiple of 32, got {size}")
+    return int(size)

@@ -203,7 +203,9 @@ def test_zero_batch_is_an_argument_error(argv, capsys):
 
 _OUT_OF_RANGE = ([("--val-fraction", v, f"val_fraction must be in [0, 1) (0: no validation), got {float(v)}")
                   for v in ("-0.1", "1", "nan")]
-                 + [("--seed", v, f"seed must be in [0, 2**32), got {v}") for v in ("-1", str(2 ** 32))])
+                 + [("--seed", v, f"seed must be in [0, 2**32), got {v}") for v in ("-1", str(2 ** 32))]
+                 + [("--input-size", v, f"input_size must be a positive multiple of 32, got {v}")
+                    for v in ("16", "0", "48")])
 
 
 @pytest.mark.parametrize("flag, value, message", _OUT_OF_RANGE)
@@ -219,6 +221,19 @@ def test_h5_flag_given_a_label_file_is_one_line(data, tmp_path, capsys):
     out = tmp_path / "out"
     status = face3d_main(["train", "--h5", str(data), "--output", str(out), "--width", "2", "--batch-size", "4"])
     _one_line_error(capsys, status, data, "not a readable HDF5 file")
+    assert not out.exists()
+
+
+def test_validation_list_without_a_usable_sample_is_named(data, tmp_path, capsys):
+    val = _prnet_data.make_dataset(tmp_path / "val", 2, R, seed=8)
+    for npy in (tmp_path / "val").glob("*.npy"):
+        npy.unlink()
+    out = tmp_path / "out"
+    status = face3d_main(["train", "--train-list", str(data), "--val-list", str(val), "--skip-bad", "--output",
+                          str(out), "--width", "2", "--batch-size", "4", "--verbose", "0"])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.splitlines()[-1] == f"face3d train: error: {val}: no usable sample among 2"
     assert not out.exists()
 
 
@@ -291,6 +306,27 @@ def test_resume_keeps_the_uv_data_folder(data, tmp_path, capsys):
     label.write_bytes(b"a.jpg a.npy\nb\xff\xfe.jpg b.npy\n")
     status = face3d_main(["train", "--train-list", str(label), "--output", str(tmp_path / "out")])
     _one_line_error(capsys, status, label, "line 2", "UTF-8")
+
+
+def test_resume_compares_the_input_size_used(data, tmp_path, capsys):
+    """A run records the input size it used (the data's resolution R when none was given), so it resumes with
+    --input-size R or without it; a run recorded without one (an earlier release's default) used R too. Another
+    size is refused."""
+    pytest.importorskip("keras")
+    out = _saved_run(tmp_path, data)
+    (out / "checkpoints" / "state.json").write_text(json.dumps({"epoch": 1, "best_nme": None, "best_epoch": None}))
+    argv = ["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size", "4",
+            "--epochs", "1", "--resume", "--verbose", "0"]
+    assert face3d_main(argv) == 0, capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    assert config["input_size"] == R
+    assert face3d_main(argv + ["--input-size", str(R)]) == 0, capsys.readouterr().err
+    (out / "config.json").write_text(json.dumps({**config, "input_size": None}))
+    assert face3d_main(argv + ["--input-size", str(R)]) == 0, capsys.readouterr().err
+    (out / "config.json").write_text(json.dumps({**config, "input_size": 2 * R}))
+    status = face3d_main(argv)
+    _one_line_error(capsys, status, f"cannot resume {out}: settings differ from the saved run: input_size {2 * R} "
+                                    f"-> {R}")
 
 
 def test_resume_takes_another_spelling_of_the_same_files(data, tmp_path, capsys, monkeypatch):

@@ -120,6 +120,43 @@ def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
     assert bad_file in caplog.text
 
 
+def test_the_majority_resolution_wins(tmp_path, caplog):
+    """One 32 x 32 sample listed before four 16 x 16 ones: the odd one is named (the error, or the one skipped),
+    whatever its place in the list."""
+    odd = read_label_file(_prnet_data.make_dataset(tmp_path / "odd", 1, 32, seed=0))
+    pairs = odd + read_label_file(_prnet_data.make_dataset(tmp_path / "main", 4, 16, seed=1))
+    with pytest.raises(InputFileError) as info:
+        check_samples(pairs)
+    assert str(info.value) == f"{odd[0][1]}: resolution 32, 4 of 5 samples have 16"
+    with caplog.at_level(logging.WARNING, logger="face3d.prnet.samples"):
+        samples = check_samples(pairs, skip_bad=True)
+    assert samples.resolution == 16 and samples.posmaps == tuple(p for _, p in pairs[1:])
+    assert f"skipping bad sample: {odd[0][1]}: resolution 32" in caplog.text
+
+
+def test_float16_and_float32_maps_mix(tmp_path):
+    """Maps written with and without ``face3d generate --float32`` in one list: each is read in its own dtype."""
+    label = _prnet_data.make_dataset(tmp_path, 3, 16, seed=2)
+    pairs = read_label_file(label)
+    wide = np.load(pairs[1][1]).astype(np.float32) + np.float32(1 / 1024)  # not a float16 value
+    np.save(pairs[1][1], wide)
+    samples = check_samples(pairs)
+    assert samples.posmap_dtypes == ("<f2", "<f4", "<f2")
+    uv = load_uv_data(tmp_path / "uv-data")
+    _, targets, _ = _one_batch(samples, uv, batch_size=3, shuffle=False)
+    for target, (_, posmap) in zip(targets, pairs):
+        np.testing.assert_allclose(target, np.load(posmap).astype(np.float32) / (1.1 * 16), rtol=1e-6)
+
+
+def test_no_usable_sample_names_the_label_file(tmp_path):
+    label = _prnet_data.make_dataset(tmp_path, 2, 16)
+    for npy in tmp_path.glob("*.npy"):
+        npy.unlink()
+    with pytest.raises(InputFileError) as info:
+        check_samples(read_label_file(label), skip_bad=True, source=label)
+    assert str(info.value) == f"{label}: no usable sample among 2"
+
+
 def test_split_keeps_rotated_copies_together():
     names = [f"s{i}" for i in range(10)] + [f"s{i}_angle_{a}" for i in range(10) for a in (15, -30)]
     assert group_key("AFW_1_0_angle_-45") == "AFW_1"
@@ -143,7 +180,7 @@ def test_split_keeps_views_and_flip_copies_with_their_face():
     users = ["IMG_1234", "IMG_1235", "IMG_1234_angle_-15", "photo_7", "photo_8"]
     images += [f"/set/mine/{name}.jpg" for name in users]
     faces += [100, 101, 100, 102, 103]
-    names = FileSamples(tuple(images), tuple(images), 32, "<f2").names
+    names = FileSamples(tuple(images), tuple(images), 32, ("<f2",) * len(images)).names
     assert names[:4] == ["SYNTH_0000_1_0", "SYNTH_0000_1_0_angle_30", "SYNTH_0000_1_0", "SYNTH_0000_1_0_angle_30"]
     assert [group_key(n) for n in names[:16:2]] == ["SYNTH_0000_1"] * 8
     assert group_key("AFW_134212_1_3_angle_-30") == "AFW_134212_1" != group_key("AFW_134212_2_0")

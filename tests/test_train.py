@@ -229,7 +229,8 @@ def _equal_checkpoints(keras, a, b):
 def test_resume_is_bit_identical_from_every_kill_point(tiny_label, tmp_path, monkeypatch):
     """Kill a two-epoch run just before each of its writes in turn (every file committed by os.replace, every
     TensorBoard write), resume it, and compare with the uninterrupted run: history, log.csv, best.json, the
-    checkpoint's weights and Adam state, bit for bit (a tiny network stands in for resfcn256)."""
+    weights and Adam state of the checkpoint and of best.keras, bit for bit (a tiny network stands in for
+    resfcn256)."""
     keras = pytest.importorskip("keras")
     from face3d.prnet import training
     monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _prnet_data.tiny_network)
@@ -260,9 +261,51 @@ def test_resume_is_bit_identical_from_every_kill_point(tiny_label, tmp_path, mon
         assert resumed["history"] == straight["history"], where
         for name in ("log.csv", "best.json"):
             assert (out / name).read_text() == (tmp_path / "straight" / name).read_text(), where
-        _equal_checkpoints(keras, out / "checkpoints" / "last.keras", tmp_path / "straight" / "checkpoints" /
-                           "last.keras")
+        for name in ("checkpoints/last.keras", "best.keras"):
+            _equal_checkpoints(keras, out / name, tmp_path / "straight" / name)
         assert json.loads((out / "checkpoints" / "state.json").read_text())["epoch"] == 2, where
+
+
+def test_best_model_never_describes_a_discarded_epoch(tiny_label, tmp_path, monkeypatch):
+    """Validation NMEs 0.5, 0.4, then 0.6 for epoch 2 redone (as a GPU without --deterministic may give). Killed
+    before epoch 2's checkpoint is committed, the resumed run redoes epoch 2: best.keras and best.json stay epoch 1's.
+    Killed after that commit but before best.keras, the resume writes epoch 2's best from the checkpoint."""
+    keras = pytest.importorskip("keras")
+    from face3d.prnet import training
+    monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _prnet_data.tiny_network)
+    real_replace = os.replace
+
+    def killed_run(out, target):
+        """Run two epochs, killed before the second rename onto ``target``; then resume."""
+        nmes = iter([0.5, 0.4, 0.6])
+        monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: (0.01, next(nmes)))
+        seen = []
+
+        def replace(source, destination):
+            seen.append(Path(destination).name)
+            if seen.count(target) == 2 and seen[-1] == target:
+                raise _Killed(target)
+            real_replace(source, destination)
+
+        monkeypatch.setattr(os, "replace", replace)
+        with pytest.raises(_Killed):
+            train(_tiny_config(tiny_label, out, keep_checkpoints=True))
+        monkeypatch.setattr(os, "replace", real_replace)
+        return train(_tiny_config(tiny_label, out, keep_checkpoints=True, resume=True))
+
+    redone = killed_run(tmp_path / "redone", "last.keras")
+    assert [row["val_nme"] for row in redone["history"]] == [0.5, 0.6]
+    assert (redone["best_epoch"], redone["best_nme"]) == (1, 0.5)
+    assert json.loads((tmp_path / "redone" / "best.json").read_text()) == {"epoch": 1, "val_nme": 0.5}
+    _equal_checkpoints(keras, tmp_path / "redone" / "best.keras", tmp_path / "redone" / "checkpoints" /
+                       "epoch_001.keras")
+
+    finished = killed_run(tmp_path / "finished", "best.keras")
+    assert [row["val_nme"] for row in finished["history"]] == [0.5, 0.4]
+    assert (finished["best_epoch"], finished["best_nme"]) == (2, 0.4)
+    assert json.loads((tmp_path / "finished" / "best.json").read_text()) == {"epoch": 2, "val_nme": 0.4}
+    _equal_checkpoints(keras, tmp_path / "finished" / "best.keras", tmp_path / "finished" / "checkpoints" /
+                       "last.keras")
 
 
 def test_skip_bad_trains_on_the_rest(tmp_path):

@@ -20,7 +20,7 @@ normalisation has scale and offset. The output is a (size, size, 3) map in [0, 1
 import keras
 from keras import layers
 
-from face3d.contract import INPUT_SIZE
+from face3d.contract import INPUT_SIZE, check_input_size
 
 __all__ = ["build_resfcn256", "ENCODER_WIDTHS", "DECODER_WIDTHS"]
 
@@ -45,11 +45,10 @@ def build_resfcn256(input_size=INPUT_SIZE, width=16, bn_momentum=0.99, name="res
         keras.Model mapping (batch, size, size, 3) float images in [0, 1] to (batch, size, size, 3) float32 maps
         in [0, 1] (the final sigmoid always runs in float32, also under mixed precision).
     """
-    if int(input_size) != input_size or input_size < 32 or input_size % 32:
-        raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
+    input_size = check_input_size(input_size)
     if int(width) != width or width < 1:
         raise ValueError(f"width must be a positive integer, got {width}")
-    input_size, width = int(input_size), int(width)
+    width = int(width)
 
     def conv_bn_relu(x, filters, kernel, stride, prefix, suffix=""):
         x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,

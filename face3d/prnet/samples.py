@@ -3,12 +3,14 @@
 Samples come from ``trainDataLabel.txt`` (read by ``face3d.trainset.pack.read_label_file``; relative paths are taken
 relative to the label file's folder) or from an HDF5 pack written by ``face3d pack`` (``images`` uint8 (N, R, R, 3),
 ``posmaps`` float16/float32 (N, R, R, 3), ``names``). Every file is checked before training (``check_samples``): a
-missing, truncated, corrupt or implausible file raises ``InputFileError`` naming it, or is skipped under ``skip_bad``.
+missing, truncated, corrupt or implausible file, or a sample of a resolution other than most samples', raises
+``InputFileError`` naming it, or is skipped under ``skip_bad``.
 """
 import dataclasses
 import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +39,12 @@ class FileSamples:
     Attributes:
         images, posmaps: tuples of path strings, one pair per sample.
         resolution: R, the side of every crop and map.
-        posmap_dtype: numpy dtype string of every map ('<f2' or '<f4').
+        posmap_dtypes: tuple of each map's numpy dtype string ('<f2' or '<f4'): float16 and float32 maps may mix.
     """
     images: tuple
     posmaps: tuple
     resolution: int
-    posmap_dtype: str
+    posmap_dtypes: tuple
 
     def __len__(self):
         return len(self.images)
@@ -55,20 +57,27 @@ class FileSamples:
     def subset(self, indices):
         """The samples at ``indices`` (a sequence of ints), in that order."""
         return dataclasses.replace(self, images=tuple(self.images[i] for i in indices),
-                                   posmaps=tuple(self.posmaps[i] for i in indices))
+                                   posmaps=tuple(self.posmaps[i] for i in indices),
+                                   posmap_dtypes=tuple(self.posmap_dtypes[i] for i in indices))
 
     def sources(self, indices):
         """Where the samples at ``indices`` come from: their map files (list of str)."""
         return [self.posmaps[i] for i in indices]
 
     def loader(self):
-        """A TF function index -> (image uint8 (R, R, 3), map float32 (R, R, 3))."""
+        """A TF function index -> (image uint8 (R, R, 3), map float32 (R, R, 3)); each map is decoded in its own
+        dtype (``posmap_dtypes``)."""
         import tensorflow as tf
         images = tf.constant(list(self.images), dtype=tf.string)
         posmaps = tf.constant(list(self.posmaps), dtype=tf.string)
+        half = tf.constant([np.dtype(d) == np.float16 for d in self.posmap_dtypes], dtype=tf.bool)
         res = self.resolution
-        dtype = tf.float16 if np.dtype(self.posmap_dtype).itemsize == 2 else tf.float32
-        nbytes = res * res * 3 * np.dtype(self.posmap_dtype).itemsize
+
+        def decode(content, dtype):
+            # the array data is the file's tail, whatever the header length (checked by check_samples)
+            nbytes = res * res * 3 * dtype.size
+            raw = tf.strings.substr(content, tf.strings.length(content) - nbytes, nbytes)
+            return tf.cast(tf.reshape(tf.io.decode_raw(raw, dtype, little_endian=True), (res, res, 3)), tf.float32)
 
         def load(index):
             encoded = tf.io.read_file(images[index])
@@ -77,10 +86,8 @@ class FileSamples:
                             lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
                             lambda: tf.io.decode_png(encoded, channels=3))
             content = tf.io.read_file(posmaps[index])
-            # the array data is the file's tail, whatever the header length (checked by check_samples)
-            raw = tf.strings.substr(content, tf.strings.length(content) - nbytes, nbytes)
-            posmap = tf.reshape(tf.io.decode_raw(raw, dtype, little_endian=True), (res, res, 3))
-            return tf.ensure_shape(image, (res, res, 3)), tf.cast(posmap, tf.float32)
+            posmap = tf.cond(half[index], lambda: decode(content, tf.float16), lambda: decode(content, tf.float32))
+            return tf.ensure_shape(image, (res, res, 3)), posmap
         return load
 
 
@@ -183,68 +190,73 @@ def _npy_info(path):
     return shape, dtype.str
 
 
-def _checked_sample(image, posmap, resolution, dtype, skip_bad):
-    """``check_samples``' checks of one (image, map) pair against the resolution and map dtype of the samples before
-    (None before the first good one). Returns (resolution, map dtype) of a good pair; None for a bad one when
-    ``skip_bad`` (a warning is logged), else raises InputFileError naming the bad file."""
-    try:
-        for name in (image, posmap):
-            if not os.path.isfile(name):
-                raise InputFileError(name, "file not found")
-        shape, map_dtype = _npy_info(posmap)
-        if len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1]:
-            raise InputFileError(posmap, f"shape {shape}, expected (R, R, 3)")
-        width, height = _image_size(image)
-        if (height, width) != shape[:2]:
-            raise InputFileError(image, f"size {width}x{height} differs from its map's {shape[1]}x{shape[0]}")
-        if resolution is not None and shape[0] != resolution:
-            raise InputFileError(posmap, f"resolution {shape[0]}, the other samples have {resolution}")
-        if dtype is not None and map_dtype != dtype:
-            raise InputFileError(posmap, f"dtype {map_dtype}, the other samples have {dtype}")
-        problem = posmap_value_problem(np.load(posmap, allow_pickle=False), shape[0])
-        if problem is not None:
-            raise InputFileError(posmap, problem)
-    except InputFileError as error:
-        if not skip_bad:
-            raise
-        logger.warning("skipping bad sample: %s", error)
-        return None
+def _skip_or_raise(error, skip_bad):
+    """A bad sample: log ``error`` (InputFileError) as a warning when ``skip_bad``, else raise it."""
+    if not skip_bad:
+        raise error
+    logger.warning("skipping bad sample: %s", error)
+
+
+def _checked_sample(image, posmap):
+    """``check_samples``' checks of one (image, map) pair on its own. Returns (resolution, map dtype string);
+    raises InputFileError naming the bad file."""
+    for name in (image, posmap):
+        if not os.path.isfile(name):
+            raise InputFileError(name, "file not found")
+    shape, map_dtype = _npy_info(posmap)
+    if len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1]:
+        raise InputFileError(posmap, f"shape {shape}, expected (R, R, 3)")
+    width, height = _image_size(image)
+    if (height, width) != shape[:2]:
+        raise InputFileError(image, f"size {width}x{height} differs from its map's {shape[1]}x{shape[0]}")
+    problem = posmap_value_problem(np.load(posmap, allow_pickle=False), shape[0])
+    if problem is not None:
+        raise InputFileError(posmap, problem)
     return shape[0], map_dtype
 
 
-def check_samples(pairs, skip_bad=False, progress=False):
+def check_samples(pairs, skip_bad=False, progress=False, source=None):
     """Check every sample's files before training; return the usable ones as FileSamples.
 
     Checks: both files exist; the image is a complete JPEG/PNG of size R x R whose pixels decode (``_image_size``);
     the map is a C-ordered little-endian float16/float32 ``.npy`` of shape (R, R, 3) with all its bytes, finite
-    and within the plausible range of an R x R crop (``face3d.trainset.posmap.posmap_value_problem``); R and the
-    map dtype agree across samples (the first good sample sets them).
+    and within the plausible range of an R x R crop (``face3d.trainset.posmap.posmap_value_problem``). Then every
+    sample must have the resolution R that most samples passing those checks have (the first one's among equally
+    common ones): a sample of another R is bad. float16 and float32 maps may mix.
 
     Args:
         pairs: list of (image path, npy path).
         skip_bad: log a warning per bad sample and drop it, instead of raising.
         progress: a progress bar on stderr (decoding every image makes the check last a few ms a sample).
+        source: the label file ``pairs`` were read from, named when no sample is usable (None: none named).
     Returns:
         FileSamples of the good samples, with absolute paths.
     Raises:
-        InputFileError naming the first bad file (skip_bad False), or when no sample is usable.
+        InputFileError naming the first bad file (skip_bad False; a sample of another resolution only after every
+        sample was checked), or the source when no sample is usable.
     """
-    good, bad = [], 0
-    resolution = dtype = None
+    checked = []  # (image, map, resolution, map dtype) of the samples passing the checks of one sample
     with Progress(len(pairs), desc="check samples", enabled=progress) as bar:
         for image, posmap in pairs:
-            checked = _checked_sample(image, posmap, resolution, dtype, skip_bad)
+            try:
+                checked.append((image, posmap, *_checked_sample(image, posmap)))
+            except InputFileError as error:
+                _skip_or_raise(error, skip_bad)
             bar.update()
-            if checked is None:
-                bad += 1
-                continue
-            resolution, dtype = checked
-            good.append((os.path.abspath(image), os.path.abspath(posmap)))
-    if not good:
-        raise InputFileError(None, f"no usable sample among {len(pairs)}")
-    if bad:
-        logger.warning("skipped %d bad sample(s) of %d", bad, len(pairs))
-    return FileSamples(tuple(p[0] for p in good), tuple(p[1] for p in good), int(resolution), dtype)
+    if not checked:
+        raise InputFileError(source, f"no usable sample among {len(pairs)}")
+    resolution, count = Counter(r for _, _, r, _ in checked).most_common(1)[0]
+    good = []
+    for image, posmap, map_resolution, map_dtype in checked:
+        if map_resolution == resolution:
+            good.append((os.path.abspath(image), os.path.abspath(posmap), map_dtype))
+            continue
+        _skip_or_raise(InputFileError(posmap, f"resolution {map_resolution}, {count} of {len(checked)} samples "
+                                              f"have {resolution}"), skip_bad)
+    if len(good) < len(pairs):
+        logger.warning("skipped %d bad sample(s) of %d", len(pairs) - len(good), len(pairs))
+    images, posmaps, dtypes = zip(*good)
+    return FileSamples(images, posmaps, int(resolution), dtypes)
 
 
 def open_h5(path, skip_bad=False):

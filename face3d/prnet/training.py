@@ -10,12 +10,15 @@ normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight m
   epochs, best NME, the CSV rows) inside it (``face3d_state.json``), committed by one rename at the end of every
   epoch, so weights and state never disagree; ``checkpoints/state.json`` is a readable copy of that state written
   after it; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``;
-* ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far;
+* ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far, written after the checkpoint of
+  its epoch, so that they never describe an epoch a resumed run redoes;
 * ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
-* ``config.json``: the run's configuration, with the uv-data folder used (``uv_data``) and every path resolved.
+* ``config.json``: the run's configuration, with the uv-data folder (``uv_data``) and the input size
+  (``input_size``) used and every path resolved.
 
 Every other file of an epoch is written before its checkpoint, so a run killed at any moment resumes from the last
-committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice).
+committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice);
+a run killed between a new best epoch's checkpoint and its best files gets them from that checkpoint on resume.
 A non-finite training loss stops the run at its first such batch (``NonFiniteLossError`` naming the batch's
 samples) before anything of that epoch is written, and a checkpoint is only committed with finite weights.
 
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.contract import map_scale
+from face3d.contract import check_input_size, map_scale
 from face3d.prnet import metrics
 from face3d.prnet.data import AugmentConfig, epoch_order, make_dataset
 from face3d.prnet.predictor import load_keras_model, save_keras_model
@@ -150,6 +153,8 @@ def _check_config(config):
         raise ValueError(f"val_fraction must be in [0, 1) (0: no validation), got {config.val_fraction}")
     if not 0 <= config.seed < 2 ** 32:  # what numpy's global seed (keras.utils.set_random_seed) takes
         raise ValueError(f"seed must be in [0, 2**32), got {config.seed}")
+    if config.input_size is not None:
+        check_input_size(config.input_size)
 
 
 def _open_source(path, skip_bad, progress):
@@ -162,7 +167,7 @@ def _open_source(path, skip_bad, progress):
     pairs = read_label_file(path)
     if not pairs:
         raise InputFileError(path, "no samples listed")
-    return check_samples(pairs, skip_bad=skip_bad, progress=progress)
+    return check_samples(pairs, skip_bad=skip_bad, progress=progress, source=path)
 
 
 def _uv_data_folder(config, samples):
@@ -245,9 +250,10 @@ def evaluate(predict, samples, uv, batch_size, input_size):
     return float(np.average(losses, weights=counts)), float(np.mean(np.concatenate(errors)))
 
 
-def _previous_run(config, output, state_path, last_path):
+def _previous_run(config, output, state_path, last_path, resolution):
     """The saved state of the run in ``output`` when resuming it (None for a fresh run, ``read_state``), after
-    checking that ``config`` may continue it; then writes the run's ``config.json``.
+    checking that ``config`` (its input size resolved) may continue it; then writes the run's ``config.json``.
+    ``resolution`` is the data's R: the input size of a run recorded without one.
 
     Raises:
         ValueError: ``output`` holds a run and ``resume`` is off, or a setting of ``_RESUME_KEYS`` changed (the
@@ -269,6 +275,8 @@ def _previous_run(config, output, state_path, last_path):
         # folder only when it was given: a run without one is taken to have used the folder found now
         if saved.get("uv_data") is None:
             saved["uv_data"] = current["uv_data"]
+        if saved.get("input_size") is None:  # earlier releases recorded it as given: None was the data's R
+            saved["input_size"] = resolution
         saved.update({key: _resolved(saved.get(key)) for key in _PATH_KEYS})
         changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
         if changed:
@@ -383,6 +391,22 @@ def _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in,
             "val_loss": val_loss, "val_nme": val_nme}
 
 
+def _save_best(model, output, epoch, nme):
+    """Write ``best.keras``, then ``best.json`` ({"epoch": 1-based ``epoch``, "val_nme": ``nme``})."""
+    save_keras_model(model, output / "best.keras")
+    write_json(output / "best.json", {"epoch": epoch, "val_nme": nme})
+
+
+def _best_written(output, epoch):
+    """Whether ``best.json`` (written after ``best.keras``) names 1-based ``epoch``; False when it is absent or
+    unreadable."""
+    try:
+        best = json.loads((output / "best.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(best, dict) and best.get("epoch") == epoch
+
+
 def _log_scalars(scalars, row):
     """The epoch's loss, learning rate and (when validated) validation loss and NME as TensorBoard scalars."""
     scalars.write("train", "loss", row["loss"], row["epoch"])
@@ -403,14 +427,15 @@ def train(config):
     """
     _check_config(config)
     train_samples, val_samples, uv_dir = load_samples(config)
-    # recorded in config.json: a resume keeps the masks; paths resolved, so that a resume may spell them otherwise
-    paths = {key: _resolved(getattr(config, key)) for key in _PATH_KEYS}
-    config = dataclasses.replace(config, **{**paths, "uv_data": _resolved(uv_dir)})
     resolution = train_samples.resolution
-    input_size = int(config.input_size or resolution)
+    input_size = resolution if config.input_size is None else int(config.input_size)
     if input_size > resolution:  # the contract: the network reads the R x R crop, resampled to S <= R
         raise ValueError(f"input_size {input_size} is larger than the data's resolution {resolution}: the network "
                          f"input must be at most the crop side ({resolution})")
+    # recorded in config.json as used: a resume keeps the masks and the input size, given or not; paths resolved,
+    # so that a resume may spell them otherwise
+    paths = {key: _resolved(getattr(config, key)) for key in _PATH_KEYS}
+    config = dataclasses.replace(config, **{**paths, "uv_data": _resolved(uv_dir), "input_size": input_size})
     uv = load_uv_data(uv_dir)
     if uv.resolution != resolution:
         raise ValueError(f"{uv_dir}: UV resolution {uv.resolution} differs from the maps' {resolution}")
@@ -419,7 +444,7 @@ def train(config):
     output = Path(config.output)
     ckpt_dir = output / "checkpoints"
     state_path, last_path = ckpt_dir / "state.json", ckpt_dir / "last.keras"
-    state = _previous_run(config, output, state_path, last_path)
+    state = _previous_run(config, output, state_path, last_path, resolution)
     if state is not None:  # the readable copy, in case the run was killed between the checkpoint and it
         write_json(state_path, state)
     keras, tf, strategy = _set_up_tensorflow(config)
@@ -427,6 +452,8 @@ def train(config):
     start = int(state["epoch"]) if state else 0
     best_nme = float(state["best_nme"]) if state and state.get("best_nme") is not None else math.inf
     best_epoch = state.get("best_epoch") if state else None
+    if best_epoch == start and not _best_written(output, best_epoch):
+        _save_best(model, output, best_epoch, best_nme)  # killed after the checkpoint, which holds the best model
     rows = state["rows"] if state and "rows" in state else read_csv_rows(output / "log.csv", start)
     scalars = ScalarLog(tf, output / "logs")
     predict = lambda images: model(images, training=False)  # noqa: E731
@@ -435,13 +462,11 @@ def train(config):
 
     for epoch in range(start, config.epochs):
         row = _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size)
-        # everything else first, the checkpoint with its state last: a kill before that rename redoes the epoch
+        # the checkpoint with its state after the epoch's other files: a kill before that rename redoes the epoch
         if config.keep_checkpoints:
             save_keras_model(model, ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
         if row["val_nme"] != "" and row["val_nme"] < best_nme:
             best_nme, best_epoch = row["val_nme"], epoch + 1
-            save_keras_model(model, output / "best.keras")
-            write_json(output / "best.json", {"epoch": best_epoch, "val_nme": best_nme})
         _log_scalars(scalars, row)
         rows.append(row)
         write_csv(output / "log.csv", rows)
@@ -449,6 +474,8 @@ def train(config):
                  "best_epoch": best_epoch, "rows": rows}
         save_keras_model(model, last_path, {STATE_ENTRY: json.dumps(state, sort_keys=True)})
         write_json(state_path, state)
+        if best_epoch == epoch + 1:  # after the checkpoint: a kill before it redoes the epoch, maybe not as well
+            _save_best(model, output, best_epoch, best_nme)
         logger.info("epoch %d/%d: loss %.6g, lr %.3g, val NME %s", epoch + 1, config.epochs, row["loss"],
                     row["learning_rate"], row["val_nme"])
     history_rows = [{k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
