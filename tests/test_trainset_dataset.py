@@ -5,10 +5,12 @@ Budget < 40 s: a few synthetic samples at a 32-pixel resolution, one rotation pa
 import hashlib
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -516,6 +518,77 @@ def test_resume_after_sigkill_is_byte_identical(synth_root, tmp_path):
     assert f"written 1, skipped {N_SAMPLES - 1} (already done), failed 0" in again.stdout
     assert _tree_digest(tmp_path) == _tree_digest(output)
     assert not _temp_files(tmp_path)
+
+
+# Runs `python -m face3d ARGS` with a generator whose process_iter stalls after its chunk, as the workers of a long
+# run are still busy when the main process is killed.
+STALLING_RUNNER = """
+import runpy, sys, time
+import face3d.trainset.dataset as dataset
+
+build = dataset.default_generator_factory
+
+def stalling_factory(model_path, config):
+    generator = build(model_path, config)
+    process_iter = generator.process_iter
+
+    def stall_after(jobs):
+        yield from process_iter(jobs)
+        time.sleep(600)
+
+    generator.process_iter = stall_after
+    return generator
+
+dataset.default_generator_factory = stalling_factory
+sys.argv = ["face3d", *sys.argv[1:]]
+runpy.run_module("face3d", run_name="__main__", alter_sys=True)
+"""
+
+
+def _children(pid):
+    """The pids of the live (not zombie) processes whose parent is ``pid``, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes are found through /proc")
+def test_workers_end_when_the_main_process_is_killed(synth_root, tmp_path):
+    args = ["generate", "--root", str(synth_root), "--workers", "2", *CLI_WORDS, "--output", str(tmp_path)]
+    main = subprocess.Popen([sys.executable, "-c", STALLING_RUNNER, *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while _count_done(tmp_path) == 0 or len(workers) < 2:
+            assert main.poll() is None and time.monotonic() < deadline, "no worker wrote a sample"
+            time.sleep(0.05)
+            workers = _children(main.pid)
+        main.kill()  # SIGKILL: the main process has no say
+        main.wait()
+        deadline = time.monotonic() + 10
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the main process"
+    finally:
+        main.kill()
+        main.wait()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_bad_inputs_are_logged_counted_and_skipped(synth_root, tmp_path, caplog):

@@ -217,6 +217,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       folders of killed runs on this host are removed.
     * A worker process that dies (killed, out of memory) fails the sample it was on (``WORKER_DIED``), found by
       running the unfinished samples of the chunks then in flight again, each chunk's first alone; the run goes on.
+      This process dying ends the worker processes too (``worker_pool._end_with_parent``).
     * ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the
       journals in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
       gives the same bytes as an uninterrupted one. Paths are absolute by default (``os.path.abspath`` of the

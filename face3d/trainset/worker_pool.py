@@ -1,15 +1,20 @@
 """The worker processes of ``face3d generate``: chunks of samples through the generator, on a process pool.
 
-``run_chunks_in_pool`` (shared with the photo fitter) keeps at most ``4 * workers`` chunks in flight and survives
-a worker process that dies (killed, out of memory) when given ``on_broken``. The generator is built once per
-worker process and kept in ``_WORKER_STATE``, so the functions the pool runs are module-level ones of this module.
+``run_chunks_in_pool`` (shared with the photo fitter) keeps at most ``4 * workers`` chunks in flight, survives
+a worker process that dies (killed, out of memory) when given ``on_broken``, and ends its processes when their
+parent dies. The generator is built once per worker process and kept in ``_WORKER_STATE``, so the functions the
+pool runs are module-level ones of this module.
 """
 import concurrent.futures as cf
+import ctypes
 import dataclasses
 import itertools
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass
 
 from face3d.trainset.outputs import Journal, OutputFolders, done_outputs, read_journals, write_sample
@@ -113,6 +118,46 @@ def _worker_chunk(tasks):
     return _process_tasks(_WORKER_STATE, tasks)
 
 
+# <linux/prctl.h>: the signal the kernel sends this process when the thread that forked it ends
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent():
+    """Make this pool process end as soon as its parent does (``kill -9``, the OOM killer), instead of finishing
+    its queued chunks (outputs and journal lines a rerun would race with) and then waiting for work forever,
+    holding its memory and the caller's pipes.
+
+    On Linux the kernel sends it SIGKILL then (``prctl(PR_SET_PDEATHSIG)``); a parent that died before that call
+    is seen as a changed ``os.getppid()`` (the orphan was adopted by another process), and this process exits at
+    once. Elsewhere a daemon thread compares ``os.getppid()`` once a second. The kernel's signal comes when the
+    *thread* that forked this process ends: ``ProcessPoolExecutor`` forks (or spawns) its processes in the thread
+    that submits to it, here the one running ``run_chunks_in_pool``, which outlives the pool.
+    """
+    parent = multiprocessing.parent_process().pid  # the pid of the process that started this one, taken before
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:
+            os._exit(1)
+    else:
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent):
+    """End this process once its parent is no longer ``parent`` (pid), checking once a second."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _start_worker(initializer, initargs):
+    """The initializer of ``run_chunks_in_pool``'s processes: ``_end_with_parent``, then the caller's."""
+    _end_with_parent()
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def _chunked(items, size):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -130,7 +175,8 @@ def run_chunks_in_pool(worker, chunks, workers, on_result, initializer=None, ini
 
     At most ``4 * workers`` chunks are in flight, so the task list of a huge dataset is never materialised in the
     pool; results arrive in order of completion. On any error or interrupt the worker processes are ended at once:
-    work is resumable, so what they had not finished is redone by the next run.
+    work is resumable, so what they had not finished is redone by the next run. Should this process die, they end
+    too (``_end_with_parent``).
 
     Args:
         worker: module-level function of one chunk (picklable where processes spawn).
@@ -154,7 +200,8 @@ def run_chunks_in_pool(worker, chunks, workers, on_result, initializer=None, ini
 def _run_until_broken(worker, chunks, workers, on_result, initializer, initargs, context, survive_broken):
     """``run_chunks_in_pool`` on one pool: returns [] when ``chunks`` ran out, or, with ``survive_broken``, the
     chunks in flight when a worker process died."""
-    with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                initargs=(initializer, initargs)) as pool:
         in_flight = {}
         try:
             while True:
