@@ -2,6 +2,7 @@
 
 Budget < 40 s: a few synthetic samples at a 32-pixel resolution, one rotation pair, --workers 1 and 2.
 """
+import dataclasses
 import hashlib
 import json
 import logging
@@ -662,6 +663,22 @@ def test_changed_settings_redo_samples(reference, synth_root, tmp_path):
     assert not np.array_equal(changed, np.load(output / SYNTH_FOLDER / "SYNTH_0000_1_0.npy"))
     reseeded = _generate(synth_root, tmp_path / "out", seed=1)  # another base seed: other crops, all redone
     assert (reseeded["written"], reseeded["skipped"]) == (N_SAMPLES, 0)
+
+
+def test_neck_zeroed_rewrites_uv_data_and_leaves_finished_samples_done(reference, synth_root, tmp_path):
+    output, summary = reference
+    out = tmp_path / "out"
+    shutil.copytree(output, out)
+    mask = UV_DATA_DIR + "/uv_weight_mask.png"
+    zeroed = _generate(synth_root, out, config=dataclasses.replace(CONFIG, neck_zeroed=True))
+    assert (zeroed["written"], zeroed["skipped"]) == (0, N_SAMPLES)
+    assert zeroed["fingerprint"] == summary["fingerprint"]
+    assert json.loads((out / "summary.json").read_text())["config"]["neck_zeroed"] is True
+    assert (out / mask).read_bytes() != (output / mask).read_bytes()  # the neck at weight 0
+    assert _tree_digest(out) == _tree_digest(output)
+    back = _generate(synth_root, out)
+    assert (back["written"], back["skipped"], back["config"]["neck_zeroed"]) == (0, N_SAMPLES, False)
+    assert (out / mask).read_bytes() == (output / mask).read_bytes()
 
 
 def test_the_model_counts_by_its_files_content(reference, synth_root, tmp_path):

@@ -75,16 +75,17 @@ def summary_file_name(shard=None):
     return SUMMARY_FILE if shard is None else f"summary{_shard_suffix(shard)}.json"
 
 
-# GenerationConfig fields that decide which samples are refused, not the bytes of the others: changing them
-# leaves finished samples done (refused ones were never done, so a rerun retries them anyway).
-ADMISSION_FIELDS = ("allow_short_params", "max_pixels")
+# GenerationConfig fields that change no finished sample's bytes, so changing them leaves those samples done:
+# allow_short_params and max_pixels decide which samples are refused (refused ones were never done, so a rerun
+# retries them anyway), neck_zeroed only uv-data's weight mask (every run writes uv-data anew).
+UNFINGERPRINTED_FIELDS = ("allow_short_params", "max_pixels", "neck_zeroed")
 
 
 def config_fingerprint(config, model_id, seed):
-    """sha256 (hex, 16 chars) of the generation settings (less ``ADMISSION_FIELDS``), the model identity
+    """sha256 (hex, 16 chars) of the generation settings (less ``UNFINGERPRINTED_FIELDS``), the model identity
     (``morphable_model.model_identity``: its files' content) and the base seed: a journal record counts only when it
     was written under the same fingerprint (so changed settings or model files redo the samples)."""
-    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in ADMISSION_FIELDS}
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in UNFINGERPRINTED_FIELDS}
     text = json.dumps({"config": fields, "model": str(model_id), "seed": int(seed)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
