@@ -6,8 +6,10 @@ short parameter vectors, complex or absurd poses, a non-UTF-8 name, a name with 
 claims 40000x40000 pixels, an unreadable folder, empty and missing roots, a model without BFM_UV.mat.
 """
 import dataclasses
+import errno
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,13 +29,16 @@ from face3d.cli import build_parser, main
 from face3d.cli.generate import generation_config
 from face3d.morphable_model.default_model import default_model_dir
 from face3d.trainset.dataset import (
+    DONE_DIR,
     TEMP_SUFFIX,
     UV_DATA_DIR,
     config_fingerprint,
     discover_samples,
     generate_dataset,
+    read_journals,
     sample_seed,
 )
+from face3d.trainset.outputs import Journal
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import FLIP_FOLDER, SYNTH_FOLDER, synthesize_dataset
@@ -621,3 +626,98 @@ def test_a_worker_dying_on_one_sample_fails_that_sample_only(tmp_path, synth):
     reference = tmp_path / "one process"
     assert _run(root, reference)["written"] == 5  # the real generator in this process: the same bytes
     assert _outputs(out) == {k: v for k, v in _outputs(reference).items() if not k.startswith("poison")}
+
+
+# ------------------------------------------------------------------------------------------------- a full disk
+
+
+def _refuse(code=errno.ENOSPC):
+    """Raise what a failed write or close raises: an OSError of errno ``code`` naming no file."""
+    raise OSError(code, os.strerror(code))
+
+
+def _refusing(monkeypatch, after, code=errno.ENOSPC):
+    """Make ``os.writev`` (the sample files' write) refuse with OSError ``code`` from its ``after + 1``-th call on,
+    as a file system that filled up does; returns the list of its calls."""
+    writev, calls = os.writev, []
+
+    def refusing_writev(fd, buffers):
+        calls.append(fd)
+        if len(calls) > after:
+            _refuse(code)
+        return writev(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", refusing_writev)
+    return calls
+
+
+def _four_samples(tmp_path, synth):
+    root = tmp_path / "root"
+    for name in ("a", "b", "c", "d"):
+        _add_sample(root, name, synth)
+    return root
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
+def test_a_full_disk_stops_the_run_with_one_line_and_the_run_resumes(tmp_path, synth, capsys, monkeypatch, code):
+    root, out = _four_samples(tmp_path, synth), tmp_path / "out"
+    calls = _refusing(monkeypatch, after=2, code=code)  # a.jpg and a.npy are written, b.jpg is refused
+    run = ["generate", "--root", root, "--output", out, "--workers", "1", "--quiet", "--angles", "--resolution", "16"]
+    assert _main_error(capsys, *run) == [f"face3d generate: error: {out / 'b.jpg'}: {os.strerror(code)}"]
+    assert len(calls) == 3  # c and d were not tried
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["a.jpg", "a.npy"]  # nothing of b
+    assert list(read_journals(out)) == ["a"]
+    monkeypatch.undo()
+    resumed = _run(root, out)
+    assert (resumed["written"], resumed["skipped"], resumed["failed"]) == (3, 1, 0)
+    assert _run(root, tmp_path / "reference")["written"] == 4
+    assert _outputs(out) == _outputs(tmp_path / "reference")
+
+
+def test_a_full_disk_stops_a_run_on_worker_processes_with_one_line(tmp_path, synth, capsys, monkeypatch):
+    root, out = _four_samples(tmp_path, synth), tmp_path / "out"
+    _refusing(monkeypatch, after=0)  # the workers fork with it: each one's first file is refused
+    lines = _main_error(capsys, "generate", "--root", root, "--output", out, "--workers", "2", "--quiet", "--angles",
+                        "--resolution", "16")
+    assert len(lines) == 1 and re.fullmatch(rf"face3d generate: error: {re.escape(str(out))}/[abcd]\.jpg: No space "
+                                            rf"left on device", lines[0]), lines
+    assert not (out / "summary.json").exists() and not (out / "trainDataLabel.txt").exists()
+    assert not [p for p in out.iterdir() if p.is_file()] and not read_journals(out)
+
+
+def test_a_full_disk_at_the_uv_data_or_the_label_file_ends_in_one_line(tmp_path, synth, capsys, monkeypatch):
+    import face3d.trainset.dataset as dataset
+
+    root, out = _four_samples(tmp_path, synth), tmp_path / "out"
+    run = ["generate", "--root", root, "--output", out, "--workers", "1", "--quiet", "--angles", "--resolution", "16"]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dataset, "write_uv_data", lambda *args: _refuse())
+        assert _main_error(capsys, *run) == [f"face3d generate: error: {out / UV_DATA_DIR}: No space left on device"]
+    assert not [p for p in out.iterdir() if p.name.endswith(TEMP_SUFFIX)]
+
+    def lines_then_full(*args, **kwargs):
+        yield "a.jpg a.npy\n"
+        _refuse()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dataset, "_label_lines", lines_then_full)
+        assert _main_error(capsys, *run) == [
+            f"face3d generate: error: {out / 'trainDataLabel.txt'}: No space left on device"]
+    assert not (out / "trainDataLabel.txt").exists() and not [p for p in out.iterdir() if p.name.endswith(TEMP_SUFFIX)]
+    assert _run(root, out)["skipped"] == 4  # the samples were done before the label file
+
+
+def test_the_journal_writes_every_byte_when_the_kernel_takes_fewer(tmp_path, monkeypatch):
+    journal, write = Journal(str(tmp_path)), os.write
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "write", lambda fd, data: write(fd, bytes(data[:5])))  # 5 bytes a call
+        journal.append([{"sample": "a", "redo": True}, {"sample": "b", "redo": True}])
+        journal.append([{"sample": "c", "redo": True}])
+    assert sorted(read_journals(tmp_path)) == ["a", "b", "c"]
+    with monkeypatch.context() as patch, pytest.raises(OSError) as raised:
+        patch.setattr(os, "write", lambda fd, data: _refuse())
+        journal.append([{"sample": "d", "redo": True}])
+    journal.close()
+    assert raised.value.errno == errno.ENOSPC and Path(raised.value.filename).parent == tmp_path / DONE_DIR
+    assert raised.value.filename == str(next((tmp_path / DONE_DIR).iterdir()))

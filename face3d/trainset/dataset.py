@@ -42,7 +42,7 @@ from face3d.trainset.uv_layout import (
 )
 from face3d.trainset.worker_pool import RunState, default_worker_count, pool_context, run_chunks_in_pool, run_tasks
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
-from face3d.utils.errors import InputFileError
+from face3d.utils.errors import InputFileError, os_error_at
 from face3d.utils.progress import Progress
 
 __all__ = [
@@ -102,7 +102,7 @@ def _write_uv_data(generator, output, config, uv_data=None):
     copy the files of the existing folder ``uv_data`` there after checking that it fits the model and resolution.
     Files of ``KNOWN_UV_DATA_FILES`` that the new set lacks (an earlier run's ``triangles.txt`` or
     ``canonical_vertices.npy`` where PRNet's folder has none) are removed, so the folder reads as the set given;
-    other files there are left alone."""
+    other files there are left alone. A refused write (a full disk) raises an OSError naming ``output/uv-data``."""
     final = Path(output) / UV_DATA_DIR
     _remove_stale_uv_temporaries(output)
     rasterization = getattr(generator, "rasterization", None)  # a generator factory's own class may have none
@@ -129,6 +129,10 @@ def _write_uv_data(generator, output, config, uv_data=None):
             os.replace(path, final / path.name)  # file by file: concurrent shards may write the same folder
         for name in set(KNOWN_UV_DATA_FILES) - {path.name for path in given}:
             (final / name).unlink(missing_ok=True)
+    except OSError as error:
+        if error.filename is None or Path(error.filename).parent == tmp:  # a write, a close: the staged files
+            raise os_error_at(error, final) from error
+        raise
     finally:
         for path in tmp.iterdir():
             path.unlink()
@@ -229,6 +233,9 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       also writes (``a_angle_15`` beside ``a`` with angle 15: the later in sorted order, ``a_angle_15``, is refused;
       see ``_refused_samples``); a folder that cannot be listed is logged and listed in the summary's
       ``unreadable_folders``.
+    * A write that the file system refuses for good (full, over quota, read-only: ``STORAGE_REFUSED``) stops the
+      run at once, since every later sample would fail alike, with an OSError naming the file (or ``uv-data``);
+      no summary or label file is written, and a rerun once there is room resumes.
     * ``summary.json`` (``summary.part-KK-of-N.json`` for a shard) records written / skipped / failed counts and
       every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use (or a copy of the
       ``uv_data`` folder given, checked against the model).
@@ -258,6 +265,8 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
             (``uv_layout.check_uv_data_fits``) or the resolution, or a file of it is unreadable.
     Returns:
         the summary dict, also written to ``output/summary.json`` (or its shard name).
+    Raises:
+        OSError: naming the file, for a write the file system refuses for good (see above).
     """
     started = time.monotonic()
     shard, workers = _checked_run_arguments(root, output, shard, limit, workers, relative_paths)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from face3d.trainset.outputs import Journal, OutputFolders, done_outputs, read_journals, write_sample
-from face3d.utils.errors import InputFileError
+from face3d.utils.errors import STORAGE_REFUSED, InputFileError
 
 __all__ = ["RunState", "run_tasks", "run_chunks_in_pool", "pool_context", "default_worker_count", "CHUNK_SIZE",
            "WORKER_DIED"]
@@ -80,6 +80,9 @@ def _process_tasks(state, tasks):
     on the batch (so not on the worker count or on what a resumed run has left).
     Returns:
         one short record per task: ``(rel, "written", n_outputs)`` or ``(rel, "failed", reason)``.
+    Raises:
+        OSError: naming the file, when the file system refuses the bytes of a sample (full, over quota, read-only:
+            ``STORAGE_REFUSED``) or of the journal.
     """
     records = []
     jobs = [(ref.image_path, ref.mat_path, seed) for ref, seed in tasks]
@@ -92,6 +95,8 @@ def _process_tasks(state, tasks):
         try:
             names, checks = write_sample(state.output, ref, generated, state.posmap_dtype, state.folders)
         except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno in STORAGE_REFUSED:
+                raise  # every later sample would fail alike: the run stops, to be resumed once there is room
             records.append((ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}"))
             continue
         state.journal.append([{"sample": ref.rel, "fingerprint": state.fingerprint, "outputs": names,
