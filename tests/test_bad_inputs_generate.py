@@ -8,6 +8,7 @@ claims 40000x40000 pixels, an unreadable folder, empty and missing roots, a mode
 import dataclasses
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ from face3d.trainset.dataset import (
     config_fingerprint,
     discover_samples,
     generate_dataset,
+    pool_context,
     read_journals,
     sample_seed,
 )
@@ -614,13 +616,20 @@ class _PoisonedGenerator:
         return self._generator.process(image_path, mat_path, seed)
 
 
-def test_a_worker_dying_on_one_sample_fails_that_sample_only(tmp_path, synth):
+def test_a_worker_dying_on_one_sample_fails_that_sample_only(tmp_path, synth, caplog):
     root = tmp_path / "root"
     for name in ("a", "b", "poison", "c", "d"):
         _add_sample(root, name, synth)
     out = tmp_path / "out"
-    summary = _run(root, out, workers=2, generator_factory=_PoisonedGenerator)
+    with caplog.at_level(logging.DEBUG, logger="face3d.trainset.worker_pool"):
+        summary = _run(root, out, workers=2, generator_factory=_PoisonedGenerator)
     assert (summary["written"], summary["failed"]) == (4, 1)
+    restarts = [r.getMessage() for r in caplog.records if r.name == "face3d.trainset.worker_pool"]
+    start = pool_context().get_start_method()
+    assert restarts[0] == f"5 samples to write on 2 worker processes ({start}), in chunks of 1"
+    assert re.fullmatch(r"a worker process died with \d chunks \(\d samples\) in flight", restarts[1]), restarts
+    assert re.fullmatch(r"of those, \d had finished and \d ran alone in a fresh process; \d go to a new pool of 2 "
+                        r"worker processes", restarts[2]), restarts
     assert _reasons(summary) == {"poison": "the worker process died on this sample (killed, or out of memory)"}
     assert (out / "trainDataLabel.txt").read_text().split() == [f"{n}.{e}" for n in "abcd" for e in ("jpg", "npy")]
     reference = tmp_path / "one process"

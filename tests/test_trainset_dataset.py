@@ -30,6 +30,7 @@ from face3d.trainset.dataset import (
     generate_dataset,
     label_file_name,
     parse_shard,
+    pool_context,
     read_journals,
     sample_seed,
     select_shard,
@@ -590,6 +591,33 @@ def test_workers_end_when_the_main_process_is_killed(synth_root, tmp_path):
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_verbose_logs_the_runs_decisions_at_debug(reference, synth_root, tmp_path, caplog):
+    from face3d.cli import main
+
+    output, summary = reference
+    out = tmp_path / "out"
+    shutil.copytree(output, out)
+    _forget(out, f"{SYNTH_FOLDER}/SYNTH_0000_1_2")  # never finished: written, without a redo line
+    other = f"{FLIP_FOLDER}/SYNTH_0000_1_0"  # done under other settings: redone
+    journal = next((out / DONE_DIR).iterdir())
+    journal.write_text(journal.read_text().replace(f'"sample":"{other}","fingerprint":"{summary["fingerprint"]}"',
+                                                   f'"sample":"{other}","fingerprint":"0123456789abcdef"'))
+    try:
+        assert main(["generate", "--root", str(synth_root), "--output", str(out), "--workers", "2", *CLI_WORDS,
+                     "--verbose"]) == 0
+    finally:
+        logging.getLogger("face3d").setLevel(logging.NOTSET)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG] == [
+        f"3 samples in {synth_root / SYNTH_FOLDER}", f"3 samples in {synth_root / FLIP_FOLDER}",
+        f"{N_SAMPLES} samples found under {synth_root}; {N_SAMPLES} of them in this run (--limit None, --shard None)",
+        f"settings fingerprint {summary['fingerprint']} (model default, seed 0)",
+        f"uv-data written for the model (neck_zeroed=False) into {out / UV_DATA_DIR}",
+        f"{N_SAMPLES - 2} samples already done under these settings: skipped; 2 to write",
+        f"redoing sample {other}: done under other settings or another model (fingerprint 0123456789abcdef)",
+        f"2 samples to write on 2 worker processes ({pool_context().get_start_method()}), in chunks of 1"]
+    assert _tree_digest(out) == _tree_digest(output)
 
 
 def test_bad_inputs_are_logged_counted_and_skipped(synth_root, tmp_path, caplog):

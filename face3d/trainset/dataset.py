@@ -5,6 +5,7 @@ seeds, outputs and journal, dead workers, label file, bad samples, summary, memo
 (samples, shards, seeds), ``outputs`` (atomic writes, the journal, resume checks) and ``worker_pool`` (processes);
 this module writes uv-data, the label file and the summary.
 """
+import collections
 import concurrent.futures as cf
 import dataclasses
 import hashlib
@@ -129,6 +130,8 @@ def _write_uv_data(generator, output, config, uv_data=None):
             os.replace(path, final / path.name)  # file by file: concurrent shards may write the same folder
         for name in set(KNOWN_UV_DATA_FILES) - {path.name for path in given}:
             (final / name).unlink(missing_ok=True)
+        logger.debug("uv-data %s into %s", f"copied from {source}" if uv_data is not None else
+                     f"written for the model (neck_zeroed={bool(config.neck_zeroed)})", final)
     except OSError as error:
         if error.filename is None or Path(error.filename).parent == tmp:  # a write, a close: the staged files
             raise os_error_at(error, final) from error
@@ -277,6 +280,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     factory = default_generator_factory if generator_factory is None else generator_factory
     model_id = "default" if model_path is None else os.path.abspath(model_path)
     fingerprint = config_fingerprint(config, model_identity(model_path), seed)
+    logger.debug("settings fingerprint %s (model %s, seed %d)", fingerprint, model_id, seed)
     posmap_dtype = str(np.dtype(config.posmap_dtype))
     generator = factory(model_path, config)
     _write_uv_data(generator, output, config, uv_data)
@@ -287,6 +291,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     accepted = [ref for ref in samples if ref.rel not in refused_rels]
     intact = intact_done(output, accepted, latest, fingerprint, threads=min(32, 4 * workers))
     pending = [(ref, sample_seed(seed, ref.rel)) for ref in accepted if ref.rel not in intact]
+    _log_resume(len(intact), pending, latest, fingerprint)
     # a sample done under other settings is about to be rewritten: its record must not outlive the redo
     stale = [{"sample": ref.rel, "redo": True} for ref, _ in pending if ref.rel in latest]
     if stale:
@@ -353,7 +358,13 @@ def _selected_samples(root, output, limit, shard, unreadable):
     if not discovered and not unreadable:
         raise InputFileError(root, "no samples (an image with a .mat of the same name) in this folder or below")
     samples = discovered if limit is None else discovered[:int(limit)]
-    return discovered, samples if shard is None else select_shard(samples, *shard)
+    samples = samples if shard is None else select_shard(samples, *shard)
+    if logger.isEnabledFor(logging.DEBUG):
+        for folder, count in sorted(collections.Counter(ref.folder for ref in discovered).items()):
+            logger.debug("%d samples in %s", count, printable_path(str(Path(root, folder))))
+        logger.debug("%d samples found under %s; %d of them in this run (--limit %s, --shard %s)", len(discovered),
+                     printable_path(str(root)), len(samples), limit, shard and f"{shard[0]}/{shard[1]}")
+    return discovered, samples
 
 
 def _refused_samples(samples, discovered, angles):
@@ -395,6 +406,26 @@ def intact_done(output, samples, latest, fingerprint, threads):
         if problem:
             logger.warning("redoing sample %s: %s", printable_path(ref.rel), problem)
     return {ref.rel for ref, problem in zip(done, problems) if problem is None}
+
+
+def _log_resume(skipped, pending, latest, fingerprint):
+    """DEBUG lines of what the journals ``latest`` (``read_journals``) left to do: the count of samples skipped as
+    done, and each sample with a record that is redone, with the reason (a damaged one was logged at WARNING by
+    ``intact_done``)."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    logger.debug("%d samples already done under these settings: skipped; %d to write", skipped, len(pending))
+    for ref, _ in pending:
+        record = latest.get(ref.rel)
+        if record is None or done_outputs(latest, ref.rel, fingerprint) is not None:  # never done, or damaged
+            continue
+        if record.get("redo"):
+            reason = "an earlier run began to rewrite it and did not finish"
+        elif record.get("fingerprint") != fingerprint:
+            reason = f"done under other settings or another model (fingerprint {record.get('fingerprint')})"
+        else:
+            reason = "its record holds no file checks (an earlier version's)"
+        logger.debug("redoing sample %s: %s", printable_path(ref.rel), reason)
 
 
 class _Tally:

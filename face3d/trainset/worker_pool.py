@@ -9,6 +9,7 @@ import concurrent.futures as cf
 import ctypes
 import dataclasses
 import itertools
+import logging
 import multiprocessing
 import os
 import signal
@@ -22,6 +23,8 @@ from face3d.utils.errors import STORAGE_REFUSED, InputFileError
 
 __all__ = ["RunState", "run_tasks", "run_chunks_in_pool", "pool_context", "default_worker_count", "CHUNK_SIZE",
            "WORKER_DIED"]
+
+logger = logging.getLogger(__name__)
 
 
 def default_worker_count():
@@ -252,17 +255,24 @@ def _run_pool(state, factory_args, pending, workers, on_records):
     chunk = max(1, min(CHUNK_SIZE, len(pending) // (workers * 8)))
 
     def on_broken(lost):
-        latest, again = read_journals(state.output), []
+        latest, again, finished, alone = read_journals(state.output), [], 0, 0
+        logger.debug("a worker process died with %d chunks (%d samples) in flight", len(lost), sum(map(len, lost)))
         for tasks in lost:
             done = [done_outputs(latest, ref.rel, state.fingerprint) for ref, _ in tasks]
             on_records([(ref.rel, "written", len(names)) for (ref, _), names in zip(tasks, done) if names is not None])
+            finished += len(tasks) - done.count(None)
             unfinished = [task for task, names in zip(tasks, done) if names is None]
             if unfinished:
+                alone += 1
                 on_records(_run_alone(unfinished[0], initargs, ctx))
             if unfinished[1:]:
                 again.append(unfinished[1:])
+        logger.debug("of those, %d had finished and %d ran alone in a fresh process; %d go to a new pool of %d "
+                     "worker processes", finished, alone, sum(map(len, again)), workers)
         return again
 
+    logger.debug("%d samples to write on %d worker processes (%s), in chunks of %d", len(pending), workers,
+                 ctx.get_start_method(), chunk)
     run_chunks_in_pool(_worker_chunk, _chunked(pending, chunk), workers, on_records, _init_worker, initargs, ctx,
                        on_broken)
 
@@ -280,6 +290,7 @@ def _run_alone(task, initargs, context):
 def run_tasks(state, factory_args, pending, workers, on_records):
     """Run the pending tasks in this process (one worker) or on a pool, passing each chunk's records on."""
     if workers == 1:
+        logger.debug("%d samples to write in this process, in chunks of %d", len(pending), CHUNK_SIZE)
         for tasks in _chunked(pending, CHUNK_SIZE):
             on_records(_process_tasks(state, tasks))
     else:
