@@ -226,10 +226,10 @@ class Journal:
             self._fd, self._pid = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666), os.getpid()
         now = time.time_ns()
         text = "".join(json.dumps({**record, "t": now}, separators=(",", ":")) + "\n" for record in records)
-        data = memoryview(text.encode("utf-8"))
+        data, written = text.encode("utf-8"), 0
         try:
-            while data:  # a write may take fewer bytes (a signal, a nearly full disk): the rest follows it
-                data = data[os.write(self._fd, data):]
+            while written < len(data):  # a write may take fewer bytes (a signal, a nearly full disk): the rest follows
+                written += os.write(self._fd, data[written:])
         except OSError as error:
             raise os_error_at(error, self._path) from error
 
