@@ -141,7 +141,7 @@ def _end_with_parent():
     *thread* that forked this process ends: ``ProcessPoolExecutor`` forks (or spawns) its processes in the thread
     that submits to it, here the one running ``run_chunks_in_pool``, which outlives the pool.
     """
-    parent = multiprocessing.parent_process().pid  # the pid of the process that started this one, taken before
+    parent = multiprocessing.parent_process().pid  # taken by the parent before it started this process
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
