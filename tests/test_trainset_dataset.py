@@ -522,7 +522,7 @@ def test_resume_after_sigkill_is_byte_identical(synth_root, tmp_path):
     assert not _temp_files(tmp_path)
 
 
-# Runs `python -m face3d ARGS` with a generator whose process_iter stalls after its chunk, as the workers of a long
+# Runs `python -m face3d ARGS` with a generator that stalls on each process's second chunk, as the workers of a long
 # run are still busy when the main process is killed.
 STALLING_RUNNER = """
 import runpy, sys, time
@@ -532,13 +532,15 @@ build = dataset.default_generator_factory
 
 def stalling_factory(model_path, config):
     generator = build(model_path, config)
-    process_iter = generator.process_iter
+    process_iter, calls = generator.process_iter, []  # each forked worker counts its own calls
 
-    def stall_after(jobs):
+    def stall_after_one_chunk(jobs):
+        calls.append(jobs)
+        if len(calls) > 1:
+            time.sleep(600)
         yield from process_iter(jobs)
-        time.sleep(600)
 
-    generator.process_iter = stall_after
+    generator.process_iter = stall_after_one_chunk
     return generator
 
 dataset.default_generator_factory = stalling_factory
