@@ -6,8 +6,11 @@ short parameter vectors, complex or absurd poses, a non-UTF-8 name, a name with 
 claims 40000x40000 pixels, an unreadable folder, empty and missing roots, a model without BFM_UV.mat.
 """
 import dataclasses
+import errno
 import json
+import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,13 +30,17 @@ from face3d.cli import build_parser, main
 from face3d.cli.generate import generation_config
 from face3d.morphable_model.default_model import default_model_dir
 from face3d.trainset.dataset import (
+    DONE_DIR,
     TEMP_SUFFIX,
     UV_DATA_DIR,
     config_fingerprint,
     discover_samples,
     generate_dataset,
+    pool_context,
+    read_journals,
     sample_seed,
 )
+from face3d.trainset.outputs import Journal
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import FLIP_FOLDER, SYNTH_FOLDER, synthesize_dataset
@@ -635,15 +642,117 @@ class _PoisonedGenerator:
         return self._generator.process(image_path, mat_path, seed)
 
 
-def test_a_worker_dying_on_one_sample_fails_that_sample_only(tmp_path, synth):
+def test_a_worker_dying_on_one_sample_fails_that_sample_only(tmp_path, synth, caplog):
     root = tmp_path / "root"
     for name in ("a", "b", "poison", "c", "d"):
         _add_sample(root, name, synth)
     out = tmp_path / "out"
-    summary = _run(root, out, workers=2, generator_factory=_PoisonedGenerator)
+    with caplog.at_level(logging.DEBUG, logger="face3d.trainset.worker_pool"):
+        summary = _run(root, out, workers=2, generator_factory=_PoisonedGenerator)
     assert (summary["written"], summary["failed"]) == (4, 1)
+    restarts = [r.getMessage() for r in caplog.records if r.name == "face3d.trainset.worker_pool"]
+    start = pool_context().get_start_method()
+    assert restarts[0] == f"5 samples to write on 2 worker processes ({start}), in chunks of 1"
+    assert re.fullmatch(r"a worker process died with \d chunks \(\d samples\) in flight", restarts[1]), restarts
+    assert re.fullmatch(r"of those, \d had finished and \d ran alone in a fresh process; \d go to a new pool of 2 "
+                        r"worker processes", restarts[2]), restarts
     assert _reasons(summary) == {"poison": "the worker process died on this sample (killed, or out of memory)"}
     assert (out / "trainDataLabel.txt").read_text().split() == [f"{n}.{e}" for n in "abcd" for e in ("jpg", "npy")]
     reference = tmp_path / "one process"
     assert _run(root, reference)["written"] == 5  # the real generator in this process: the same bytes
     assert _outputs(out) == {k: v for k, v in _outputs(reference).items() if not k.startswith("poison")}
+
+
+# ------------------------------------------------------------------------------------------------- a full disk
+
+
+def _refuse(code=errno.ENOSPC):
+    """Raise what a failed write or close raises: an OSError of errno ``code`` naming no file."""
+    raise OSError(code, os.strerror(code))
+
+
+def _refusing(monkeypatch, after, code=errno.ENOSPC):
+    """Make ``os.writev`` (the sample files' write) refuse with OSError ``code`` from its ``after + 1``-th call on,
+    as a file system that filled up does; returns the list of its calls."""
+    writev, calls = os.writev, []
+
+    def refusing_writev(fd, buffers):
+        calls.append(fd)
+        if len(calls) > after:
+            _refuse(code)
+        return writev(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", refusing_writev)
+    return calls
+
+
+def _four_samples(tmp_path, synth):
+    root = tmp_path / "root"
+    for name in ("a", "b", "c", "d"):
+        _add_sample(root, name, synth)
+    return root
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
+def test_a_full_disk_stops_the_run_with_one_line_and_the_run_resumes(tmp_path, synth, capsys, monkeypatch, code):
+    root, out = _four_samples(tmp_path, synth), tmp_path / "out"
+    calls = _refusing(monkeypatch, after=2, code=code)  # a.jpg and a.npy are written, b.jpg is refused
+    run = ["generate", "--root", root, "--output", out, "--workers", "1", "--quiet", "--angles", "--resolution", "16"]
+    assert _main_error(capsys, *run) == [f"face3d generate: error: {out / 'b.jpg'}: {os.strerror(code)}"]
+    assert len(calls) == 3  # c and d were not tried
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["a.jpg", "a.npy"]  # nothing of b
+    assert list(read_journals(out)) == ["a"]
+    monkeypatch.undo()
+    resumed = _run(root, out)
+    assert (resumed["written"], resumed["skipped"], resumed["failed"]) == (3, 1, 0)
+    assert _run(root, tmp_path / "reference")["written"] == 4
+    assert _outputs(out) == _outputs(tmp_path / "reference")
+
+
+def test_a_full_disk_stops_a_run_on_worker_processes_with_one_line(tmp_path, synth, capsys, monkeypatch):
+    root, out = _four_samples(tmp_path, synth), tmp_path / "out"
+    _refusing(monkeypatch, after=0)  # the workers fork with it: each one's first file is refused
+    lines = _main_error(capsys, "generate", "--root", root, "--output", out, "--workers", "2", "--quiet", "--angles",
+                        "--resolution", "16")
+    assert len(lines) == 1 and re.fullmatch(rf"face3d generate: error: {re.escape(str(out))}/[abcd]\.jpg: No space "
+                                            rf"left on device", lines[0]), lines
+    assert not (out / "summary.json").exists() and not (out / "trainDataLabel.txt").exists()
+    assert not [p for p in out.iterdir() if p.is_file()] and not read_journals(out)
+
+
+def test_a_full_disk_at_the_uv_data_or_the_label_file_ends_in_one_line(tmp_path, synth, capsys, monkeypatch):
+    import face3d.trainset.dataset as dataset
+
+    root, out = _four_samples(tmp_path, synth), tmp_path / "out"
+    run = ["generate", "--root", root, "--output", out, "--workers", "1", "--quiet", "--angles", "--resolution", "16"]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dataset, "write_uv_data", lambda *args: _refuse())
+        assert _main_error(capsys, *run) == [f"face3d generate: error: {out / UV_DATA_DIR}: No space left on device"]
+    assert not [p for p in out.iterdir() if p.name.endswith(TEMP_SUFFIX)]
+
+    def lines_then_full(*args, **kwargs):
+        yield "a.jpg a.npy\n"
+        _refuse()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dataset, "_label_lines", lines_then_full)
+        assert _main_error(capsys, *run) == [
+            f"face3d generate: error: {out / 'trainDataLabel.txt'}: No space left on device"]
+    assert not (out / "trainDataLabel.txt").exists() and not [p for p in out.iterdir() if p.name.endswith(TEMP_SUFFIX)]
+    assert _run(root, out)["skipped"] == 4  # the samples were done before the label file
+
+
+def test_the_journal_writes_every_byte_when_the_kernel_takes_fewer(tmp_path, monkeypatch):
+    journal, write = Journal(str(tmp_path)), os.write
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "write", lambda fd, data: write(fd, bytes(data[:5])))  # 5 bytes a call
+        journal.append([{"sample": "a", "redo": True}, {"sample": "b", "redo": True}])
+        journal.append([{"sample": "c", "redo": True}])
+    assert sorted(read_journals(tmp_path)) == ["a", "b", "c"]
+    with monkeypatch.context() as patch, pytest.raises(OSError) as raised:
+        patch.setattr(os, "write", lambda fd, data: _refuse())
+        journal.append([{"sample": "d", "redo": True}])
+    journal.close()
+    assert raised.value.errno == errno.ENOSPC and Path(raised.value.filename).parent == tmp_path / DONE_DIR
+    assert raised.value.filename == str(next((tmp_path / DONE_DIR).iterdir()))

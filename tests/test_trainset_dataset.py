@@ -2,13 +2,16 @@
 
 Budget < 40 s: a few synthetic samples at a 32-pixel resolution, one rotation pair, --workers 1 and 2.
 """
+import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -27,6 +30,7 @@ from face3d.trainset.dataset import (
     generate_dataset,
     label_file_name,
     parse_shard,
+    pool_context,
     read_journals,
     sample_seed,
     select_shard,
@@ -518,6 +522,106 @@ def test_resume_after_sigkill_is_byte_identical(synth_root, tmp_path):
     assert not _temp_files(tmp_path)
 
 
+# Runs `python -m face3d ARGS` with a generator that stalls on each process's second chunk, as the workers of a long
+# run are still busy when the main process is killed.
+STALLING_RUNNER = """
+import runpy, sys, time
+import face3d.trainset.dataset as dataset
+
+build = dataset.default_generator_factory
+
+def stalling_factory(model_path, config):
+    generator = build(model_path, config)
+    process_iter, calls = generator.process_iter, []  # each forked worker counts its own calls
+
+    def stall_after_one_chunk(jobs):
+        calls.append(jobs)
+        if len(calls) > 1:
+            time.sleep(600)
+        yield from process_iter(jobs)
+
+    generator.process_iter = stall_after_one_chunk
+    return generator
+
+dataset.default_generator_factory = stalling_factory
+sys.argv = ["face3d", *sys.argv[1:]]
+runpy.run_module("face3d", run_name="__main__", alter_sys=True)
+"""
+
+
+def _children(pid):
+    """The pids of the live (not zombie) processes whose parent is ``pid``, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes are found through /proc")
+def test_workers_end_when_the_main_process_is_killed(synth_root, tmp_path):
+    args = ["generate", "--root", str(synth_root), "--workers", "2", *CLI_WORDS, "--output", str(tmp_path)]
+    main = subprocess.Popen([sys.executable, "-c", STALLING_RUNNER, *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while _count_done(tmp_path) == 0 or len(workers) < 2:
+            assert main.poll() is None and time.monotonic() < deadline, "no worker wrote a sample"
+            time.sleep(0.05)
+            workers = _children(main.pid)
+        main.kill()  # SIGKILL: the main process has no say
+        main.wait()
+        deadline = time.monotonic() + 10
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the main process"
+    finally:
+        main.kill()
+        main.wait()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_verbose_logs_the_runs_decisions_at_debug(reference, synth_root, tmp_path, caplog):
+    from face3d.cli import main
+
+    output, summary = reference
+    out = tmp_path / "out"
+    shutil.copytree(output, out)
+    _forget(out, f"{SYNTH_FOLDER}/SYNTH_0000_1_2")  # never finished: written, without a redo line
+    other = f"{FLIP_FOLDER}/SYNTH_0000_1_0"  # done under other settings: redone
+    journal = next((out / DONE_DIR).iterdir())
+    journal.write_text(journal.read_text().replace(f'"sample":"{other}","fingerprint":"{summary["fingerprint"]}"',
+                                                   f'"sample":"{other}","fingerprint":"0123456789abcdef"'))
+    try:
+        assert main(["generate", "--root", str(synth_root), "--output", str(out), "--workers", "2", *CLI_WORDS,
+                     "--verbose"]) == 0
+    finally:
+        logging.getLogger("face3d").setLevel(logging.NOTSET)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG] == [
+        f"3 samples in {synth_root / SYNTH_FOLDER}", f"3 samples in {synth_root / FLIP_FOLDER}",
+        f"{N_SAMPLES} samples found under {synth_root}; {N_SAMPLES} of them in this run (--limit None, --shard None)",
+        f"settings fingerprint {summary['fingerprint']} (model default, seed 0)",
+        f"uv-data written for the model (neck_zeroed=False) into {out / UV_DATA_DIR}",
+        f"{N_SAMPLES - 2} samples already done under these settings: skipped; 2 to write",
+        f"redoing sample {other}: done under other settings or another model (fingerprint 0123456789abcdef)",
+        f"2 samples to write on 2 worker processes ({pool_context().get_start_method()}), in chunks of 1"]
+    assert _tree_digest(out) == _tree_digest(output)
+
+
 def test_bad_inputs_are_logged_counted_and_skipped(synth_root, tmp_path, caplog):
     root = tmp_path / "in"
     good = ["SYNTH_0000_1_0", "SYNTH_0000_1_1"]
@@ -589,6 +693,22 @@ def test_changed_settings_redo_samples(reference, synth_root, tmp_path):
     assert not np.array_equal(changed, np.load(output / SYNTH_FOLDER / "SYNTH_0000_1_0.npy"))
     reseeded = _generate(synth_root, tmp_path / "out", seed=1)  # another base seed: other crops, all redone
     assert (reseeded["written"], reseeded["skipped"]) == (N_SAMPLES, 0)
+
+
+def test_neck_zeroed_rewrites_uv_data_and_leaves_finished_samples_done(reference, synth_root, tmp_path):
+    output, summary = reference
+    out = tmp_path / "out"
+    shutil.copytree(output, out)
+    mask = UV_DATA_DIR + "/uv_weight_mask.png"
+    zeroed = _generate(synth_root, out, config=dataclasses.replace(CONFIG, neck_zeroed=True))
+    assert (zeroed["written"], zeroed["skipped"]) == (0, N_SAMPLES)
+    assert zeroed["fingerprint"] == summary["fingerprint"]
+    assert json.loads((out / "summary.json").read_text())["config"]["neck_zeroed"] is True
+    assert (out / mask).read_bytes() != (output / mask).read_bytes()  # the neck at weight 0
+    assert _tree_digest(out) == _tree_digest(output)
+    back = _generate(synth_root, out)
+    assert (back["written"], back["skipped"], back["config"]["neck_zeroed"]) == (0, N_SAMPLES, False)
+    assert (out / mask).read_bytes() == (output / mask).read_bytes()
 
 
 def test_the_model_counts_by_its_files_content(reference, synth_root, tmp_path):

@@ -1,4 +1,6 @@
-"""The input-file exception and the one .mat reader."""
+"""The input-file exception, a refused write naming its file, and the one .mat reader."""
+import errno
+import os
 import pickle
 
 import numpy as np
@@ -6,7 +8,8 @@ import pytest
 import scipy.io
 
 from face3d.morphable_model import load
-from face3d.utils.errors import InputFileError
+from face3d.utils.atomic import atomic_file, temp_name
+from face3d.utils.errors import STORAGE_REFUSED, InputFileError, os_error_at
 from face3d.utils.matfile import read_mat
 
 
@@ -24,6 +27,30 @@ def test_input_file_error_names_the_line():
     assert str(error) == "m.obj:7: face has 2 vertices" and error.line == 7 and error.path == "m.obj"
     copy = pickle.loads(pickle.dumps(error))
     assert str(copy) == str(error) and copy.line == 7
+
+
+def test_a_refused_write_names_its_file_and_survives_pickling(tmp_path):
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what a failed write or close raises
+    error = os_error_at(full, tmp_path / "a.npy")
+    assert (error.errno, error.strerror, error.filename) == (errno.ENOSPC, "No space left on device",
+                                                             str(tmp_path / "a.npy"))
+    assert error.errno in STORAGE_REFUSED and errno.EACCES not in STORAGE_REFUSED
+    assert type(os_error_at(OSError(errno.ENOENT, "gone"), "x")) is FileNotFoundError
+    copy = pickle.loads(pickle.dumps(error))  # process pools send it back to the parent
+    assert (copy.errno, copy.filename) == (errno.ENOSPC, str(tmp_path / "a.npy"))
+
+
+def test_atomic_file_names_its_path_in_a_refused_write(tmp_path):
+    path = tmp_path / "label.txt"
+    with pytest.raises(OSError) as raised, atomic_file(path) as f:
+        f.write(b"a line\n")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as the close of a full disk's file does
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(path))
+    assert not path.exists() and not temp_name(path).exists()
+    missing = tmp_path / "missing.mat"
+    with pytest.raises(FileNotFoundError) as raised, atomic_file(path):
+        open(missing, "rb")  # an error naming its own file keeps it
+    assert raised.value.filename == str(missing)
 
 
 def test_read_mat_round_trip_and_errors(tmp_path):

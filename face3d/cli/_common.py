@@ -175,3 +175,5 @@ def limit_blas_threads():
 def setup_logging(verbose=False, format="%(levelname)s %(name)s: %(message)s"):
     """Log to stderr at INFO (DEBUG when ``verbose``)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=format, stream=sys.stderr)
+    if verbose:  # basicConfig does nothing where the root logger has handlers (a program calling main): the
+        logging.getLogger("face3d").setLevel(logging.DEBUG)  # debug records of face3d then reach them all the same

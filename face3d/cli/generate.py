@@ -142,7 +142,8 @@ def _print_summary(summary, stream):
 def run_generate(args):
     """Run the generate command from parsed ``args``; returns the exit status: 0 when the run completed with at
     most ``--max-failures`` failed samples and unreadable folders, 1 with more, 2 for options ``GenerationConfig``
-    refuses (and, through ``run_parsed``, for unusable inputs), 130 when interrupted."""
+    refuses (and, through ``run_parsed``, for unusable inputs and a write refused for good: a full disk), 130 when
+    interrupted."""
     limit_blas_threads()
     setup_logging(args.verbose)
     from face3d.trainset.dataset import generate_dataset

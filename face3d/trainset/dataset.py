@@ -5,6 +5,7 @@ seeds, outputs and journal, dead workers, label file, bad samples, summary, memo
 (samples, shards, seeds), ``outputs`` (atomic writes, the journal, resume checks) and ``worker_pool`` (processes);
 this module writes uv-data, the label file and the summary.
 """
+import collections
 import concurrent.futures as cf
 import dataclasses
 import hashlib
@@ -42,7 +43,7 @@ from face3d.trainset.uv_layout import (
 )
 from face3d.trainset.worker_pool import RunState, default_worker_count, pool_context, run_chunks_in_pool, run_tasks
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
-from face3d.utils.errors import InputFileError
+from face3d.utils.errors import InputFileError, os_error_at
 from face3d.utils.progress import Progress
 
 __all__ = [
@@ -75,16 +76,17 @@ def summary_file_name(shard=None):
     return SUMMARY_FILE if shard is None else f"summary{_shard_suffix(shard)}.json"
 
 
-# GenerationConfig fields that decide which samples are refused, not the bytes of the others: changing them
-# leaves finished samples done (refused ones were never done, so a rerun retries them anyway).
-ADMISSION_FIELDS = ("allow_short_params", "max_pixels")
+# GenerationConfig fields that change no finished sample's bytes, so changing them leaves those samples done:
+# allow_short_params and max_pixels decide which samples are refused (refused ones were never done, so a rerun
+# retries them anyway), neck_zeroed only uv-data's weight mask (every run writes uv-data anew).
+UNFINGERPRINTED_FIELDS = ("allow_short_params", "max_pixels", "neck_zeroed")
 
 
 def config_fingerprint(config, model_id, seed):
-    """sha256 (hex, 16 chars) of the generation settings (less ``ADMISSION_FIELDS``), the model identity
+    """sha256 (hex, 16 chars) of the generation settings (less ``UNFINGERPRINTED_FIELDS``), the model identity
     (``morphable_model.model_identity``: its files' content) and the base seed: a journal record counts only when it
     was written under the same fingerprint (so changed settings or model files redo the samples)."""
-    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in ADMISSION_FIELDS}
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in UNFINGERPRINTED_FIELDS}
     text = json.dumps({"config": fields, "model": str(model_id), "seed": int(seed)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -101,7 +103,7 @@ def _write_uv_data(generator, output, config, uv_data=None):
     copy the files of the existing folder ``uv_data`` there after checking that it fits the model and resolution.
     Files of ``KNOWN_UV_DATA_FILES`` that the new set lacks (an earlier run's ``triangles.txt`` or
     ``canonical_vertices.npy`` where PRNet's folder has none) are removed, so the folder reads as the set given;
-    other files there are left alone."""
+    other files there are left alone. A refused write (a full disk) raises an OSError naming ``output/uv-data``."""
     final = Path(output) / UV_DATA_DIR
     _remove_stale_uv_temporaries(output)
     rasterization = getattr(generator, "rasterization", None)  # a generator factory's own class may have none
@@ -128,6 +130,12 @@ def _write_uv_data(generator, output, config, uv_data=None):
             os.replace(path, final / path.name)  # file by file: concurrent shards may write the same folder
         for name in set(KNOWN_UV_DATA_FILES) - {path.name for path in given}:
             (final / name).unlink(missing_ok=True)
+        logger.debug("uv-data %s into %s", f"copied from {source}" if uv_data is not None else
+                     f"written for the model (neck_zeroed={bool(config.neck_zeroed)})", final)
+    except OSError as error:
+        if error.filename is None or Path(error.filename).parent == tmp:  # a write, a close: the staged files
+            raise os_error_at(error, final) from error
+        raise
     finally:
         for path in tmp.iterdir():
             path.unlink()
@@ -217,6 +225,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       folders of killed runs on this host are removed.
     * A worker process that dies (killed, out of memory) fails the sample it was on (``WORKER_DIED``), found by
       running the unfinished samples of the chunks then in flight again, each chunk's first alone; the run goes on.
+      This process dying ends the worker processes too (``worker_pool._end_with_parent``).
     * ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the
       journals in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
       gives the same bytes as an uninterrupted one. Paths are absolute by default (``os.path.abspath`` of the
@@ -227,6 +236,9 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       also writes (``a_angle_15`` beside ``a`` with angle 15: the later in sorted order, ``a_angle_15``, is refused;
       see ``_refused_samples``); a folder that cannot be listed is logged and listed in the summary's
       ``unreadable_folders``.
+    * A write that the file system refuses for good (full, over quota, read-only: ``STORAGE_REFUSED``) stops the
+      run at once, since every later sample would fail alike, with an OSError naming the file (or ``uv-data``);
+      no summary or label file is written, and a rerun once there is room resumes.
     * ``summary.json`` (``summary.part-KK-of-N.json`` for a shard) records written / skipped / failed counts and
       every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use (or a copy of the
       ``uv_data`` folder given, checked against the model).
@@ -256,6 +268,8 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
             (``uv_layout.check_uv_data_fits``) or the resolution, or a file of it is unreadable.
     Returns:
         the summary dict, also written to ``output/summary.json`` (or its shard name).
+    Raises:
+        OSError: naming the file, for a write the file system refuses for good (see above).
     """
     started = time.monotonic()
     shard, workers = _checked_run_arguments(root, output, shard, limit, workers, relative_paths)
@@ -266,6 +280,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     factory = default_generator_factory if generator_factory is None else generator_factory
     model_id = "default" if model_path is None else os.path.abspath(model_path)
     fingerprint = config_fingerprint(config, model_identity(model_path), seed)
+    logger.debug("settings fingerprint %s (model %s, seed %d)", fingerprint, model_id, seed)
     posmap_dtype = str(np.dtype(config.posmap_dtype))
     generator = factory(model_path, config)
     _write_uv_data(generator, output, config, uv_data)
@@ -276,6 +291,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     accepted = [ref for ref in samples if ref.rel not in refused_rels]
     intact = intact_done(output, accepted, latest, fingerprint, threads=min(32, 4 * workers))
     pending = [(ref, sample_seed(seed, ref.rel)) for ref in accepted if ref.rel not in intact]
+    _log_resume(len(intact), pending, latest, fingerprint)
     # a sample done under other settings is about to be rewritten: its record must not outlive the redo
     stale = [{"sample": ref.rel, "redo": True} for ref, _ in pending if ref.rel in latest]
     if stale:
@@ -342,7 +358,13 @@ def _selected_samples(root, output, limit, shard, unreadable):
     if not discovered and not unreadable:
         raise InputFileError(root, "no samples (an image with a .mat of the same name) in this folder or below")
     samples = discovered if limit is None else discovered[:int(limit)]
-    return discovered, samples if shard is None else select_shard(samples, *shard)
+    samples = samples if shard is None else select_shard(samples, *shard)
+    if logger.isEnabledFor(logging.DEBUG):
+        for folder, count in sorted(collections.Counter(ref.folder for ref in discovered).items()):
+            logger.debug("%d samples in %s", count, printable_path(str(Path(root, folder))))
+        logger.debug("%d samples found under %s; %d of them in this run (--limit %s, --shard %s)", len(discovered),
+                     printable_path(str(root)), len(samples), limit, shard and f"{shard[0]}/{shard[1]}")
+    return discovered, samples
 
 
 def _refused_samples(samples, discovered, angles):
@@ -384,6 +406,26 @@ def intact_done(output, samples, latest, fingerprint, threads):
         if problem:
             logger.warning("redoing sample %s: %s", printable_path(ref.rel), problem)
     return {ref.rel for ref, problem in zip(done, problems) if problem is None}
+
+
+def _log_resume(skipped, pending, latest, fingerprint):
+    """DEBUG lines of what the journals ``latest`` (``read_journals``) left to do: the count of samples skipped as
+    done, and each sample with a record that is redone, with the reason (a damaged one was logged at WARNING by
+    ``intact_done``)."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    logger.debug("%d samples already done under these settings: skipped; %d to write", skipped, len(pending))
+    for ref, _ in pending:
+        record = latest.get(ref.rel)
+        if record is None or done_outputs(latest, ref.rel, fingerprint) is not None:  # never done, or damaged
+            continue
+        if record.get("redo"):
+            reason = "an earlier run began to rewrite it and did not finish"
+        elif record.get("fingerprint") != fingerprint:
+            reason = f"done under other settings or another model (fingerprint {record.get('fingerprint')})"
+        else:
+            reason = "its record holds no file checks (an earlier version's)"
+        logger.debug("redoing sample %s: %s", printable_path(ref.rel), reason)
 
 
 class _Tally:

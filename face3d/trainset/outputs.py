@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from face3d.utils.atomic import TEMP_SUFFIX
+from face3d.utils.errors import os_error_at
 
 __all__ = ["OutputFolders", "Journal", "write_sample", "encode_image", "read_journals", "done_outputs",
            "damaged_outputs", "file_check", "DONE_DIR", "CHECKED_BYTES"]
@@ -206,31 +207,36 @@ class Journal:
     """The append-only record of the samples one process finished: ``<output>/.done/journal.<host>.<pid>.<ns>.txt``,
     one JSON line per sample, ``{"sample": rel, "fingerprint": ..., "outputs": [names], "files": {file name:
     [size, crc]}, "t": ns}`` (``files``: what a resume checks, see ``damaged_outputs``), appended with
-    one ``write`` once all of the sample's files are in place (a line cut short by a crash does not count); a
-    ``{"sample": rel, "redo": true, "t": ns}`` line marks a sample about to be rewritten. A sample's state is its
-    record with the latest ``t`` over all journals. Opened on first use in each process (forked workers open
-    their own)."""
+    one ``write`` (more only where the kernel takes fewer bytes) once all of the sample's files are in place (a
+    line cut short by a crash or a full disk does not count); a ``{"sample": rel, "redo": true, "t": ns}`` line
+    marks a sample about to be rewritten. A sample's state is its record with the latest ``t`` over all journals.
+    Opened on first use in each process (forked workers open their own)."""
 
     def __init__(self, output):
         self.output = output
-        self._fd, self._pid = None, None
+        self._fd, self._pid, self._path = None, None, None
 
     def append(self, records):
-        """Append records (dicts without ``t``), stamped with the wall clock in ns, in one write."""
+        """Append records (dicts without ``t``), stamped with the wall clock in ns; an OSError names the journal."""
         if self._pid != os.getpid():
             folder = os.path.join(self.output, DONE_DIR)
             os.makedirs(folder, exist_ok=True)
             name = f"{JOURNAL_PREFIX}.{socket.gethostname()}.{os.getpid()}.{time.time_ns()}.txt"
-            self._fd, self._pid = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666), \
-                os.getpid()
+            self._path = os.path.join(folder, name)
+            self._fd, self._pid = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666), os.getpid()
         now = time.time_ns()
         text = "".join(json.dumps({**record, "t": now}, separators=(",", ":")) + "\n" for record in records)
-        os.write(self._fd, text.encode("utf-8"))
+        data, written = text.encode("utf-8"), 0
+        try:
+            while written < len(data):  # a write may take fewer bytes (a signal, a nearly full disk): the rest follows
+                written += os.write(self._fd, data[written:])
+        except OSError as error:
+            raise os_error_at(error, self._path) from error
 
     def close(self):
         if self._fd is not None and self._pid == os.getpid():
             os.close(self._fd)
-        self._fd, self._pid = None, None
+        self._fd, self._pid, self._path = None, None, None
 
 
 def _output_files(item, posmap_dtype):
@@ -247,18 +253,23 @@ def _output_files(item, posmap_dtype):
 
 def write_sample(output, ref, generated, posmap_dtype, folders):
     """Write the outputs of one sample. Returns the output names and ``{file name: [size, crc]}`` of the files
-    written (``_buffers_check``).
+    written (``_buffers_check``); a failed write removes the sample's files written so far and raises an OSError
+    naming the output's path.
 
     Args:
         folders: the process's ``OutputFolders``.
     """
-    folder_fd = folders.fd(os.path.join(output, ref.folder))
+    folder = os.path.join(output, ref.folder)
+    folder_fd = folders.fd(folder)
     written, names, checks = [], [], {}
     try:
         for item in generated:
             for name, chunks in _output_files(item, posmap_dtype):
                 views = _byte_views(chunks)
-                _write_file_atomically(folder_fd, name, views)
+                try:
+                    _write_file_atomically(folder_fd, name, views)
+                except OSError as error:  # it names no file, or the temporary one relative to the folder
+                    raise os_error_at(error, os.path.join(folder, name)) from error
                 written.append(name)
                 checks[name] = _buffers_check(views)
             names.append(item.name)

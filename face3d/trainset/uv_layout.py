@@ -253,8 +253,11 @@ def check_uv_data_fits(uv_data: UVData, model, source="uv-data",
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"{path}: cannot write PNG")
+    # encoded here and written by Python: cv2.imwrite reports success when a full disk took the file's bytes
+    ok, png = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"{path}: OpenCV could not encode an image of shape {image.shape} as PNG")
+    path.write_bytes(png)
 
 
 def write_uv_data(uv_data: UVData, folder) -> list[Path]:

@@ -1,22 +1,30 @@
 """The worker processes of ``face3d generate``: chunks of samples through the generator, on a process pool.
 
-``run_chunks_in_pool`` (shared with the photo fitter) keeps at most ``4 * workers`` chunks in flight and survives
-a worker process that dies (killed, out of memory) when given ``on_broken``. The generator is built once per
-worker process and kept in ``_WORKER_STATE``, so the functions the pool runs are module-level ones of this module.
+``run_chunks_in_pool`` (shared with the photo fitter) keeps at most ``4 * workers`` chunks in flight, survives
+a worker process that dies (killed, out of memory) when given ``on_broken``, and ends its processes when their
+parent dies. The generator is built once per worker process and kept in ``_WORKER_STATE``, so the functions the
+pool runs are module-level ones of this module.
 """
 import concurrent.futures as cf
+import ctypes
 import dataclasses
 import itertools
+import logging
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass
 
 from face3d.trainset.outputs import Journal, OutputFolders, done_outputs, read_journals, write_sample
-from face3d.utils.errors import InputFileError
+from face3d.utils.errors import STORAGE_REFUSED, InputFileError
 
 __all__ = ["RunState", "run_tasks", "run_chunks_in_pool", "pool_context", "default_worker_count", "CHUNK_SIZE",
            "WORKER_DIED"]
+
+logger = logging.getLogger(__name__)
 
 
 def default_worker_count():
@@ -75,6 +83,9 @@ def _process_tasks(state, tasks):
     on the batch (so not on the worker count or on what a resumed run has left).
     Returns:
         one short record per task: ``(rel, "written", n_outputs)`` or ``(rel, "failed", reason)``.
+    Raises:
+        OSError: naming the file, when the file system refuses the bytes of a sample (full, over quota, read-only:
+            ``STORAGE_REFUSED``) or of the journal.
     """
     records = []
     jobs = [(ref.image_path, ref.mat_path, seed) for ref, seed in tasks]
@@ -87,6 +98,8 @@ def _process_tasks(state, tasks):
         try:
             names, checks = write_sample(state.output, ref, generated, state.posmap_dtype, state.folders)
         except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno in STORAGE_REFUSED:
+                raise  # every later sample would fail alike: the run stops, to be resumed once there is room
             records.append((ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}"))
             continue
         state.journal.append([{"sample": ref.rel, "fingerprint": state.fingerprint, "outputs": names,
@@ -113,6 +126,46 @@ def _worker_chunk(tasks):
     return _process_tasks(_WORKER_STATE, tasks)
 
 
+# <linux/prctl.h>: the signal the kernel sends this process when the thread that forked it ends
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent():
+    """Make this pool process end as soon as its parent does (``kill -9``, the OOM killer), instead of finishing
+    its queued chunks (outputs and journal lines a rerun would race with) and then waiting for work forever,
+    holding its memory and the caller's pipes.
+
+    On Linux the kernel sends it SIGKILL then (``prctl(PR_SET_PDEATHSIG)``); a parent that died before that call
+    is seen as a changed ``os.getppid()`` (the orphan was adopted by another process), and this process exits at
+    once. Elsewhere a daemon thread compares ``os.getppid()`` once a second. The kernel's signal comes when the
+    *thread* that forked this process ends: ``ProcessPoolExecutor`` forks (or spawns) its processes in the thread
+    that submits to it, here the one running ``run_chunks_in_pool``, which outlives the pool.
+    """
+    parent = multiprocessing.parent_process().pid  # taken by the parent before it started this process
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:
+            os._exit(1)
+    else:
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent):
+    """End this process once its parent is no longer ``parent`` (pid), checking once a second."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _start_worker(initializer, initargs):
+    """The initializer of ``run_chunks_in_pool``'s processes: ``_end_with_parent``, then the caller's."""
+    _end_with_parent()
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def _chunked(items, size):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -130,7 +183,8 @@ def run_chunks_in_pool(worker, chunks, workers, on_result, initializer=None, ini
 
     At most ``4 * workers`` chunks are in flight, so the task list of a huge dataset is never materialised in the
     pool; results arrive in order of completion. On any error or interrupt the worker processes are ended at once:
-    work is resumable, so what they had not finished is redone by the next run.
+    work is resumable, so what they had not finished is redone by the next run. Should this process die, they end
+    too (``_end_with_parent``).
 
     Args:
         worker: module-level function of one chunk (picklable where processes spawn).
@@ -154,7 +208,8 @@ def run_chunks_in_pool(worker, chunks, workers, on_result, initializer=None, ini
 def _run_until_broken(worker, chunks, workers, on_result, initializer, initargs, context, survive_broken):
     """``run_chunks_in_pool`` on one pool: returns [] when ``chunks`` ran out, or, with ``survive_broken``, the
     chunks in flight when a worker process died."""
-    with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                initargs=(initializer, initargs)) as pool:
         in_flight = {}
         try:
             while True:
@@ -200,17 +255,24 @@ def _run_pool(state, factory_args, pending, workers, on_records):
     chunk = max(1, min(CHUNK_SIZE, len(pending) // (workers * 8)))
 
     def on_broken(lost):
-        latest, again = read_journals(state.output), []
+        latest, again, finished, alone = read_journals(state.output), [], 0, 0
+        logger.debug("a worker process died with %d chunks (%d samples) in flight", len(lost), sum(map(len, lost)))
         for tasks in lost:
             done = [done_outputs(latest, ref.rel, state.fingerprint) for ref, _ in tasks]
             on_records([(ref.rel, "written", len(names)) for (ref, _), names in zip(tasks, done) if names is not None])
+            finished += len(tasks) - done.count(None)
             unfinished = [task for task, names in zip(tasks, done) if names is None]
             if unfinished:
+                alone += 1
                 on_records(_run_alone(unfinished[0], initargs, ctx))
             if unfinished[1:]:
                 again.append(unfinished[1:])
+        logger.debug("of those, %d had finished and %d ran alone in a fresh process; %d go to a new pool of %d "
+                     "worker processes", finished, alone, sum(map(len, again)), workers)
         return again
 
+    logger.debug("%d samples to write on %d worker processes (%s), in chunks of %d", len(pending), workers,
+                 ctx.get_start_method(), chunk)
     run_chunks_in_pool(_worker_chunk, _chunked(pending, chunk), workers, on_records, _init_worker, initargs, ctx,
                        on_broken)
 
@@ -228,6 +290,7 @@ def _run_alone(task, initargs, context):
 def run_tasks(state, factory_args, pending, workers, on_records):
     """Run the pending tasks in this process (one worker) or on a pool, passing each chunk's records on."""
     if workers == 1:
+        logger.debug("%d samples to write in this process, in chunks of %d", len(pending), CHUNK_SIZE)
         for tasks in _chunked(pending, CHUNK_SIZE):
             on_records(_process_tasks(state, tasks))
     else:

@@ -8,6 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
+from face3d.utils.errors import os_error_at
+
 __all__ = ["TEMP_SUFFIX", "temp_name", "atomic_file", "atomic_write_bytes", "staging_folder"]
 
 TEMP_SUFFIX = ".partial"
@@ -22,7 +24,8 @@ def temp_name(path) -> Path:
 @contextlib.contextmanager
 def atomic_file(path):
     """Open the temporary twin of ``path`` for binary writing (creating the folder); on success it replaces
-    ``path``, on any error it is removed."""
+    ``path``, on any error it is removed. An OSError naming no file (a failed write or close: a full disk) is raised
+    naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
@@ -30,8 +33,10 @@ def atomic_file(path):
         with open(tmp, "wb") as f:
             yield f
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            raise os_error_at(error, path) from error
         raise
 
 

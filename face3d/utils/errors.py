@@ -1,6 +1,20 @@
-"""The one exception for an unusable input file (missing, unreadable, or with wrong content)."""
+"""The one exception for an unusable input file (missing, unreadable, or with wrong content), and what a batch job
+needs of a refused write: the errors that stop it (``STORAGE_REFUSED``) and one naming its file (``os_error_at``)."""
+import errno
+import os
 
-__all__ = ["InputFileError"]
+__all__ = ["InputFileError", "STORAGE_REFUSED", "os_error_at"]
+
+# errno values of a file system that takes no more bytes (full, over quota, read-only): every later write would fail
+# the same way, so a batch job stops at the first one instead of failing each remaining item.
+STORAGE_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def os_error_at(error, path):
+    """An OSError (the subclass its errno maps to) with ``error``'s errno and message, naming ``path``: for an error
+    that names no file (a failed write or close reports only the errno) or names one relative to a folder's
+    descriptor (``raise os_error_at(error, path) from error``)."""
+    return OSError(error.errno, error.strerror or str(error), os.fspath(path))
 
 
 class InputFileError(ValueError):
