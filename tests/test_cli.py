@@ -3,6 +3,7 @@ import argparse
 import dataclasses
 import importlib.metadata
 import io
+import logging
 import subprocess
 import sys
 import warnings
@@ -15,6 +16,7 @@ import pytest
 
 import face3d
 from face3d.cli import build_generate_parser, build_parser, main
+from face3d.cli._common import setup_logging
 from face3d.cli.generate import generation_config
 from face3d.cli.train import train_config
 from face3d.prnet.data import AugmentConfig
@@ -223,6 +225,20 @@ def test_preview_of_a_map_with_non_finite_values_draws_its_finite_part(tmp_path,
         f"with NaN or inf in magenta, 2 of 3 keypoints not drawn"]
 
 
+def test_preview_of_a_finite_implausible_map_warns_without_the_drawing_notes(tmp_path, caplog):
+    """Nothing is magenta and every keypoint is drawn: the warning says only what pack would refuse."""
+    from face3d.trainset.posmap import posmap_value_problem
+
+    r = 32
+    npy, _ = _preview_sample(tmp_path, r)
+    posmap = np.load(npy).astype(np.float32)
+    posmap[30, 30, 2] = 10000.0  # no keypoint's pixel
+    np.save(npy, posmap)
+    assert main(["preview", str(npy)]) == 0
+    assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+        f"{npy}: {posmap_value_problem(posmap, r)}; previewed anyway"]
+
+
 def test_preview_inputs_that_do_not_fit_the_map_are_one_line(tmp_path, capsys):
     npy, _ = _preview_sample(tmp_path, 32)
     image = tmp_path / "big.png"
@@ -235,13 +251,16 @@ def test_preview_inputs_that_do_not_fit_the_map_are_one_line(tmp_path, capsys):
     one_row = tmp_path / "one-row"
     one_row.mkdir()
     (one_row / "uv_kpt_ind.txt").write_text("3 10 20\n")
+    fractional = tmp_path / "fractional"
+    fractional.mkdir()
+    (fractional / "uv_kpt_ind.txt").write_text("3.5 10\n5 8\n")  # a pixel index, not a position: refused
     for args, line in [
         (["--image", image], f"{image}: the image is 48x40, the map {npy} is 32x32: give the crop it was made from"),
         (["--uv-data", other], f"{other / 'uv_kpt_ind.txt'}: keypoint pixels 3..200 do not fit the 32x32 map "
                                f"{npy}: give the uv-data folder of its resolution"),
         (["--uv-data", empty], f"{empty / 'uv_kpt_ind.txt'}: file not found"),
-        (["--uv-data", one_row], f"{one_row / 'uv_kpt_ind.txt'}: expected 2 rows of integers (x, y), got shape "
-                                 f"(1, 3)"),
+        (["--uv-data", one_row], f"{one_row / 'uv_kpt_ind.txt'}: expected 2 rows (x, y), got shape (1, 3)"),
+        (["--uv-data", fractional], f"{fractional / 'uv_kpt_ind.txt'}: expected integers"),
     ]:
         assert main(["preview", str(npy), *map(str, args)]) == 2
         assert capsys.readouterr().err.splitlines() == [f"face3d preview: error: {line}"]
@@ -391,3 +410,15 @@ def test_offline_command_names_a_missing_manifest():
                    "--output", "report")
     assert missing.returncode == 2
     assert missing.stderr.strip() == "post_process failed: manifest not found: nowhere/manifest.json"
+
+
+def test_verbose_logging_ends_with_the_call_that_asked_for_it():
+    """A program calling main twice gets face3d's debug records only from the run given --verbose."""
+    face3d_logger = logging.getLogger("face3d")
+    try:
+        setup_logging(verbose=True)
+        assert face3d_logger.isEnabledFor(logging.DEBUG)
+        setup_logging(verbose=False)
+        assert face3d_logger.level == logging.NOTSET
+    finally:
+        face3d_logger.setLevel(logging.NOTSET)

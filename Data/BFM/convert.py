@@ -38,6 +38,7 @@ except ImportError:  # run as a script from a checkout: make the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from face3d.morphable_model import load as bfm_load
 from face3d.utils.atomic import staging_folder
+from face3d.utils.errors import os_error_at
 
 # generate.m's repairs, 1-based indices of the trimmed 53215-vertex model.
 # Three vertices with broken 3DMMasSTN UVs get the mean UV of their neighbours.
@@ -279,7 +280,7 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
                 else:
                     shutil.copyfile(src["pncc"], staging / name)
             except OSError as error:  # a write gives no file name, copyfile its source's: name the output
-                raise OSError(error.errno, error.strerror or str(error), str(outputs[name])) from error
+                raise os_error_at(error, outputs[name]) from error
         for name in OUT_FILES:
             os.replace(staging / name, outputs[name])
     step(f"wrote {', '.join(str(p) for p in outputs.values())}")

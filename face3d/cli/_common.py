@@ -175,5 +175,6 @@ def limit_blas_threads():
 def setup_logging(verbose=False, format="%(levelname)s %(name)s: %(message)s"):
     """Log to stderr at INFO (DEBUG when ``verbose``)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=format, stream=sys.stderr)
-    if verbose:  # basicConfig does nothing where the root logger has handlers (a program calling main): the
-        logging.getLogger("face3d").setLevel(logging.DEBUG)  # debug records of face3d then reach them all the same
+    # basicConfig does nothing where the root logger has handlers (a program calling main): face3d's own level
+    # then lets its debug records reach them all the same, and a later call without verbose takes it back
+    logging.getLogger("face3d").setLevel(logging.DEBUG if verbose else logging.NOTSET)

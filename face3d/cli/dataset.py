@@ -72,6 +72,8 @@ def _find_uv_data(npy_path):
 
 def _run_preview(args):
     setup_logging(args.verbose)
+    import numpy as np
+
     from face3d.trainset.outputs import encode_image
     from face3d.trainset.posmap import posmap_value_problem
     from face3d.trainset.preview import draw_preview, keypoints_drawn
@@ -82,8 +84,10 @@ def _run_preview(args):
     problem = posmap_value_problem(posmap, posmap.shape[0])
     if problem is not None:  # a broken map is what one previews to see where it breaks: drawn, with a warning
         left_out = uv_kpt_ind.shape[1] - len(keypoints_drawn(posmap, uv_kpt_ind, posmap.shape[0]))
-        logging.getLogger(__name__).warning("%s: %s; previewed anyway: map pixels with NaN or inf in magenta, %d of "
-                                            "%d keypoints not drawn", npy, problem, left_out, uv_kpt_ind.shape[1])
+        notes = [] if np.isfinite(posmap).all() else ["map pixels with NaN or inf in magenta"]
+        notes += [f"{left_out} of {uv_kpt_ind.shape[1]} keypoints not drawn"] if left_out else []
+        logging.getLogger(__name__).warning("%s: %s; previewed anyway%s", npy, problem,
+                                            f": {', '.join(notes)}" if notes else "")
     picture = draw_preview(image, posmap, uv_kpt_ind)
     output = args.output or npy.with_name(npy.stem + "_preview.png")
     atomic_write_bytes(output, encode_image(output.suffix, picture).tobytes())
@@ -99,6 +103,7 @@ def _preview_inputs(npy, image_path, uv_data):
 
     from face3d.trainset.posmap import load_posmap
     from face3d.trainset.sample_io import read_image
+    from face3d.trainset.uv_layout import read_uv_kpt_ind
     from face3d.utils.errors import InputFileError
 
     posmap = load_posmap(npy).astype(np.float32)
@@ -112,20 +117,15 @@ def _preview_inputs(npy, image_path, uv_data):
                                          f"give the crop it was made from")
     if uv_data:
         kpt_file = Path(uv_data) / "uv_kpt_ind.txt"
-        if not kpt_file.is_file():
-            raise FileNotFoundError(f"{kpt_file}: file not found")
     else:
         found = _find_uv_data(npy)
         if found is None:
             raise FileNotFoundError(f"no uv-data/uv_kpt_ind.txt found above {str(npy)!r}; give the folder with "
                                     f"--uv-data")
         kpt_file = found / "uv_kpt_ind.txt"
-    try:
-        uv_kpt_ind = np.loadtxt(kpt_file, ndmin=2).astype(np.int64)  # (2, K): x row, y row
-    except ValueError as error:
-        raise InputFileError(kpt_file, f"expected 2 rows of integers ({error})") from None
-    if uv_kpt_ind.shape[0] != 2 or uv_kpt_ind.shape[1] == 0:
-        raise InputFileError(kpt_file, f"expected 2 rows of integers (x, y), got shape {uv_kpt_ind.shape}")
+    uv_kpt_ind = read_uv_kpt_ind(kpt_file)
+    if uv_kpt_ind.shape[1] == 0:
+        raise InputFileError(kpt_file, "no keypoints")
     low, high = int(uv_kpt_ind.min()), int(uv_kpt_ind.max())
     if low < 0 or high >= r:
         raise InputFileError(kpt_file, f"keypoint pixels {low}..{high} do not fit the {r}x{r} map {npy}: give the "

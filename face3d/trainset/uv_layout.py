@@ -46,9 +46,9 @@ from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pi
 from face3d.utils.errors import InputFileError
 from face3d.utils.npyfile import load_npy
 
-__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "load_uv_model", "grid_triangles",
-           "canonical_face", "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE", "KNOWN_UV_DATA_FILES",
-           "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
+__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "load_uv_model", "read_uv_kpt_ind",
+           "grid_triangles", "canonical_face", "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE",
+           "KNOWN_UV_DATA_FILES", "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +304,19 @@ def _read_ints(path: Path, ndmin: int) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def read_uv_kpt_ind(path) -> np.ndarray:
+    """The keypoints' UV pixels of a ``uv_kpt_ind.txt``: (2, K) int64, x row then y row (PRNet's layout).
+
+    Raises:
+        FileNotFoundError: no such file. InputFileError: not whole numbers, or not 2 rows.
+    """
+    path = Path(path)
+    kpt = _read_ints(path, 2)
+    if kpt.shape[0] != 2:
+        raise InputFileError(path, f"expected 2 rows (x, y), got shape {kpt.shape}")
+    return kpt
+
+
 def _face_eyes(folder: Path, face_mask: np.ndarray) -> np.ndarray:
     """The face-without-eyes mask of ``uv_face_eyes.png``: the file itself when it is a mask (one channel), else
     PRNet's pictures: the face mask minus the pixels where ``uv_face_eyes.png`` (RGBA) and ``uv_face.png`` (RGB)
@@ -335,9 +348,7 @@ def load_uv_data(folder) -> UVData:
             content; the message names it.
     """
     folder = Path(folder)
-    kpt = _read_ints(folder / "uv_kpt_ind.txt", 2)
-    if kpt.shape[0] != 2:
-        raise InputFileError(folder / "uv_kpt_ind.txt", f"expected 2 rows (x, y), got shape {kpt.shape}")
+    kpt = read_uv_kpt_ind(folder / "uv_kpt_ind.txt")
     face_ind = _read_ints(folder / "face_ind.txt", 1).reshape(-1)
     face_mask = _read_png(folder / "uv_face_mask.png")
     weight_mask = _read_png(folder / "uv_weight_mask.png")
