@@ -15,7 +15,7 @@ _DESCRIPTION = (
     "their balanced mean; CED curves, AUC at 7% and 10%, failure rate at 10%; with --dense, dense NME and the 3D "
     "reconstruction NME after rigid ICP. Writes report.json (with each metric's CED curve), report.md, ced.png and "
     "predictions.npz. An image without a .mat, unreadable, or whose predicted map holds NaN or inf is logged, listed "
-    "in the report and skipped; the last line counts them and the exit status is then 1.")
+    "in the report and skipped; the last line counts them and the exit status is then 1 (2 when none is left).")
 
 
 def _add_arguments(parser):

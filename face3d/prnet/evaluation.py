@@ -49,8 +49,8 @@ from face3d.prnet.reconstruction import outer_interocular_distance, reconstructi
 from face3d.utils.image_header import is_listed_image
 from face3d.utils.matfile import read_mat
 
-__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "NO_MAT", "AFLWSample",
-           "image_mat_pairs", "find_samples", "split_pairs", "read_sample", "keypoint_nme", "yaw_bucket", "auc",
+__all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "image_mat_pairs",
+           "find_samples", "listed_pairs", "split_pairs", "read_sample", "keypoint_nme", "yaw_bucket", "auc",
            "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "evaluate_predictions", "evaluate_model",
            "write_reports", "plot_ced", "markdown_report"]
 
@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 YAW_BUCKETS = ("[0,30]", "(30,60]", "(60,90]")
 AUC_LIMITS = (0.07, 0.10)
 FAILURE_THRESHOLD = 0.10
-NO_MAT = "no .mat beside it"  # the skipped reason of an image without ground truth
+_NO_MAT = "no .mat beside it"  # the skipped reason of an image without ground truth
 CED_THRESHOLDS = np.round(np.linspace(0.0, 0.10, 101), 6)
 _METRIC_LABELS = {
     "nme_2d": "NME 2D (68 landmarks, / sqrt(w*h))",
@@ -133,17 +133,23 @@ def find_samples(folder):
     return items
 
 
+def listed_pairs(folder, limit=None):
+    """``split_pairs`` of the first ``limit`` images (all when None) that ``find_samples`` lists in ``folder``."""
+    items = find_samples(folder)
+    return split_pairs(items if limit is None else items[:int(limit)], folder)
+
+
 def split_pairs(items, folder):
     """The image + ``.mat`` pairs of ``items`` and a skipped record for each image without a ``.mat``.
 
     Args:
         items: (image, mat or None) from ``image_mat_pairs`` / ``find_samples``. folder: their folder (for the log).
     Returns:
-        (pairs [(image, mat)], skipped [{"image": str, "reason": NO_MAT}]), both in the order of ``items``; the
+        (pairs [(image, mat)], skipped [{"image": str, "reason": _NO_MAT}]), both in the order of ``items``; the
         count of images without a ``.mat`` is logged once (a warning), not once per image.
     """
     pairs = [(image, mat) for image, mat in items if mat is not None]
-    skipped = [{"image": str(image), "reason": NO_MAT} for image, mat in items if mat is None]
+    skipped = [{"image": str(image), "reason": _NO_MAT} for image, mat in items if mat is None]
     if skipped:
         logger.warning("%s: skipping %d of %d images without a .mat beside them (AFLW2000-3D format: image00002.jpg "
                        "+ image00002.mat)", folder, len(skipped), len(items))
@@ -235,7 +241,7 @@ def yaw_bucket(yaw_deg):
 def auc(errors, limit):
     """Area under the CED curve on [0, limit], divided by limit: exactly ``mean(max(0, 1 - e / limit))``.
 
-    A non-finite error (NaN from a diverged network, inf from a degenerate box) is never reached by the CED
+    A non-finite error (inf from a degenerate ground-truth box, NaN from non-finite values) is never reached by the CED
     (``metrics.ced``) and adds 0, as an error above ``limit`` does.
 
     Returns:
@@ -244,8 +250,7 @@ def auc(errors, limit):
     errors = np.asarray(errors, dtype=np.float64)
     if errors.size == 0 or not limit > 0:
         raise ValueError(f"auc needs errors and a positive limit, got {errors.size} errors and limit {limit}")
-    with np.errstate(invalid="ignore"):
-        area = np.clip(1.0 - errors / limit, 0.0, 1.0)
+    area = np.clip(1.0 - errors / limit, 0.0, 1.0)
     return float(np.mean(np.where(np.isfinite(errors), area, 0.0)))
 
 
@@ -403,8 +408,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
 
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be a positive number of samples, got {limit}")
-    items = find_samples(data_dir)
-    pairs, skipped = split_pairs(items if limit is None else items[:int(limit)], data_dir)
+    pairs, skipped = listed_pairs(data_dir, limit)
     dense = None if dense_model is None else DenseGroundTruth(dense_model, prn.uv)
     names, yaws, preds, gts, dense_preds, dense_gts = [], [], [], [], [], []
     dense_disabled = None

@@ -123,8 +123,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
                          f"{input_size}")
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     if boxes is None:
-        listed = evaluation.find_samples(data_dir)
-        pairs, skipped = evaluation.split_pairs(listed if limit is None else listed[:int(limit)], data_dir)
+        pairs, skipped = evaluation.listed_pairs(data_dir, limit)
         items = [(image, mat, None) for image, mat in pairs]
     else:
         box_table = read_boxes(boxes, data_dir)

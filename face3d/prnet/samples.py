@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.trainset.posmap import posmap_value_problem
+from face3d.trainset.posmap import load_posmap, posmap_value_problem
 from face3d.trainset.sample_io import decode_stored_pixels
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
@@ -209,7 +209,7 @@ def _checked_sample(image, posmap):
     width, height = _image_size(image)
     if (height, width) != shape[:2]:
         raise InputFileError(image, f"size {width}x{height} differs from its map's {shape[1]}x{shape[0]}")
-    problem = posmap_value_problem(np.load(posmap, allow_pickle=False), shape[0])
+    problem = posmap_value_problem(load_posmap(posmap), shape[0])
     if problem is not None:
         raise InputFileError(posmap, problem)
     return shape[0], map_dtype
