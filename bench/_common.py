@@ -1,6 +1,7 @@
 """What the benchmark scripts share: their ``--help`` text, the loading of an anchor's compiled kernels from a built
-checkout, timing in interleaved rounds with each ratio taken within a round, and the rounding of the JSON summary
-each prints last.
+checkout, and for bench_fit and bench_generate, timing in interleaved rounds with each ratio taken within a round
+(bench_render times per thread and bench_export by wall clock, each with its own loop); ``rounded`` rounds the JSON
+summaries of bench_fit, bench_input, bench_infer and bench_export.
 
 The scripts run as ``python bench/<script>.py``, which puts this folder first on ``sys.path``.
 """

@@ -169,15 +169,16 @@ def run(mm, label, n_faces, n_single, rounds, rng, contour_table):
     single = np.linspace(0, n_faces - 1, n_single).astype(int)
     mm.fitter()  # per-model precomputation, excluded from the per-face timings
 
-    def case(fit_all, units):
-        return (lambda: None), (lambda _: fit_all()), units
-    cases = {"face3d": case(lambda: [face3d_fit(lms[i], mm.kpt_ind, mm.model) for i in single], n_single),
-             "single": case(lambda: [mm.fit(lms[i], mm.kpt_ind, max_iter=4) for i in single], n_single),
-             "batch": case(lambda: mm.fit_batch(lms, max_iter=4), n_faces),
-             "batch_forced": case(lambda: mm.fit_batch(lms, max_iter=4, tol=0.0), n_faces)}
+    fits = {}  # each case's fits of its last round (the fits are deterministic): scored below
+
+    def case(name, fit_all, units):
+        return (lambda: None), (lambda _: fits.__setitem__(name, fit_all())), units
+    cases = {"face3d": case("face3d", lambda: [face3d_fit(lms[i], mm.kpt_ind, mm.model) for i in single], n_single),
+             "single": case("single", lambda: [mm.fit(lms[i], mm.kpt_ind, max_iter=4) for i in single], n_single),
+             "batch": case("batch", lambda: mm.fit_batch(lms, max_iter=4), n_faces),
+             "batch_forced": case("batch_forced", lambda: mm.fit_batch(lms, max_iter=4, tol=0.0), n_faces)}
     times = interleaved(cases, rounds, rotate=True)
-    ref = [face3d_fit(lms[i], mm.kpt_ind, mm.model) for i in single]
-    res = mm.fit_batch(lms, max_iter=4)
+    ref, res = fits["face3d"], fits["batch"]
     print(f"  iterations used by ours (tol 1e-3 px): mean {res.n_iter.mean():.2f}, "
           f"max {res.n_iter.max()}")
     print(f"  timing per face, median of {rounds} interleaved rounds; speed-up vs face3d within each round: "
