@@ -3,6 +3,8 @@
 Budget: ~3 s (the default model is built/loaded once per module).
 """
 
+import re
+
 import numpy as np
 import pytest
 import scipy.io as sio
@@ -10,6 +12,7 @@ from _fixtures import fixtures_dir
 
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model import MorphabelModel, MorphableModel, flip_y, load, model_identity
+from face3d.utils.errors import InputFileError
 
 
 def small_model(rng, nver=30, n_sp=4, n_ep=3, n_tp=2):
@@ -182,6 +185,38 @@ def test_loads_files_in_the_bfm_layout(tmp_path):
     assert bare.info == {} and bare.uv_coords is None and bare.contour_lines is None
     with pytest.raises(FileNotFoundError, match="nothing.mat"):
         MorphableModel(tmp_path / "nothing.mat")
+
+
+def test_side_files_of_another_model_are_refused_naming_both_files(tmp_path):
+    """A BFM_info.mat or BFM_UV.mat written for a model of another vertex count is refused on loading, the message
+    naming the side file and BFM.mat; so is an info file holding only jaw lines that index beyond the model."""
+    rng = np.random.default_rng(9)
+    load.save_BFM(tmp_path / "BFM.mat", small_model(rng))                     # 30 vertices, 10 triangles
+    model = tmp_path / "BFM.mat"
+    info, uv = tmp_path / "BFM_info.mat", tmp_path / "BFM_UV.mat"
+    lines = [np.array([i, 20 + i % 10], np.int32) for i in range(17)]
+    for fields, problem in (
+            ({"segbin": np.eye(4, 31, dtype=bool)}, "segbin has 31 vertices"),
+            ({"uv_coords": np.zeros((29, 2), np.float32)}, "uv_coords has 29 vertices"),
+            ({"segbin_tri": np.eye(4, 11, dtype=bool)}, "segbin_tri has 11 triangles"),
+            ({"parallel": lines[:16] + [np.array([3, 40], np.int32)]}, r"parallel indexes vertex 41 \(1-based\)"),
+            ({"face_contour": np.array([0, 30], np.int32)}, r"face_contour indexes vertex 31 \(1-based\)")):
+        load.save_BFM_info(info, fields)
+        count = "10" if "triangles" in problem else "30"
+        with pytest.raises(InputFileError, match=f"^{re.escape(str(info))}: {problem}, {re.escape(str(model))} "
+                                                 f"has {count}$") as caught:
+            MorphableModel(model)
+        assert caught.value.path == info
+    load.save_BFM_info(info, {"parallel": lines})                             # fits: loads
+    assert MorphableModel(model).contour_lines[16].tolist() == [16, 26]
+    load.save_uv_coords(uv, np.zeros((31, 2), np.float32))
+    with pytest.raises(InputFileError, match=f"^{re.escape(str(uv))}: UV has 31 vertices, "
+                                             f"{re.escape(str(model))} has 30$"):
+        MorphableModel(model)
+    # Given explicitly, a side file elsewhere is checked the same way.
+    load.save_uv_coords(tmp_path / "other_UV.mat", np.zeros((12, 2), np.float32))
+    with pytest.raises(InputFileError, match="other_UV.mat: UV has 12 vertices"):
+        MorphableModel(model, uv_path=tmp_path / "other_UV.mat")
 
 
 def test_model_identity_hashes_each_file_in_chunks_without_file_digest(tmp_path, monkeypatch):

@@ -71,8 +71,10 @@ class MorphableModel:
         uv_path: ``BFM_UV.mat`` (default: next to ``model_path``, used if present).
     Raises:
         FileNotFoundError: ``model_path`` (or an explicitly given info/uv path) does not exist.
-        InputFileError (a ValueError): a file is malformed or the files disagree (the loader's message, naming
-            file and field), so every command reports a wrong model file the same way.
+        InputFileError (a ValueError): a file is malformed (the loader's message, naming file and field), or a side
+            file was written for a model of another vertex count (naming both files, e.g.
+            ``".../BFM_info.mat: segbin has 53215 vertices, .../BFM.mat has 13019"``; see
+            :func:`load.info_model_mismatch`), so every command reports a wrong model file the same way.
 
     Attributes:
         model: dict (see :func:`face3d.morphable_model.load.load_BFM`).
@@ -93,13 +95,24 @@ class MorphableModel:
         model_path = Path(model_path)
         if not model_path.is_file():
             raise FileNotFoundError(f"{model_path}: BFM model file not found")
+        if info_path is None and (model_path.parent / "BFM_info.mat").is_file():
+            info_path = model_path.parent / "BFM_info.mat"
+        if uv_path is None and (model_path.parent / "BFM_UV.mat").is_file():
+            uv_path = model_path.parent / "BFM_UV.mat"
         info, uv = {}, None
         try:
-            if info_path is not None or (model_path.parent / "BFM_info.mat").is_file():
-                info = load.load_BFM_info(info_path or model_path.parent / "BFM_info.mat")
-            if uv_path is not None or (model_path.parent / "BFM_UV.mat").is_file():
-                uv = load.load_uv_coords(uv_path or model_path.parent / "BFM_UV.mat")
-            self._setup(load.load_BFM(model_path), info, uv, None)
+            model = load.load_BFM(model_path)
+            nver, ntri = model["shapeMU"].shape[0] // 3, model["tri"].shape[0]
+            if info_path is not None:  # a side file of another model: name both files, not a field of one
+                info = load.load_BFM_info(info_path)
+                mismatch = load.info_model_mismatch(info, nver, ntri, model_path)
+                if mismatch:
+                    raise InputFileError(info_path, mismatch)
+            if uv_path is not None:
+                uv = load.load_uv_coords(uv_path)
+                if uv.shape[0] != nver:
+                    raise InputFileError(uv_path, f"UV has {uv.shape[0]} vertices, {model_path} has {nver}")
+            self._setup(model, info, uv, None)
         except InputFileError:
             raise
         except ValueError as error:  # the loaders name the file and the field: one error for every command
