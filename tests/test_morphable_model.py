@@ -37,8 +37,19 @@ def bfm():
     return MorphableModel()
 
 
-def test_alias_is_the_same_class():
-    assert MorphabelModel is MorphableModel
+def test_face3d_class_name_takes_face3d_arguments(tmp_path):
+    """face3d's ``MorphabelModel(model_path, model_type='BFM')``: the same model, face3d's call forms, other model
+    types refused."""
+    m = small_model(np.random.default_rng(10))
+    load.save_BFM(tmp_path / "BFM.mat", m)
+    path = str(tmp_path / "BFM.mat")
+    for bfm in (MorphabelModel(path), MorphabelModel(path, "BFM"), MorphabelModel(path, model_type="BFM")):
+        assert isinstance(bfm, MorphableModel) and type(bfm) is MorphabelModel
+        np.testing.assert_array_equal(bfm.model["shapePC"], m["shapePC"])
+        np.testing.assert_array_equal(bfm.triangles, m["tri"])
+    with pytest.raises(ValueError, match="model_type must be 'BFM'.*'Basel2019'"):
+        MorphabelModel(path, "Basel2019")
+    assert type(MorphabelModel.from_arrays(m)) is MorphabelModel
 
 
 def test_generation_follows_the_bfm_formula():
@@ -70,6 +81,27 @@ def test_parameter_draws():
     assert mm.get_tex_para("random", rng=7).shape == (2, 1)
     with pytest.raises(ValueError, match="type"):
         mm.get_exp_para("gaussian")
+
+
+def test_parameter_draws_without_rng_follow_numpy_global_seed_as_face3d():
+    """rng=None draws from numpy's global random state: after np.random.seed the shape and expression draws are
+    face3d's own (``np.random.rand(n, 1) * 1e4``; ``-1.5 + 3 * np.random.random([n, 1])`` with rows 6.. zeroed),
+    the texture draw N(0, texEV^2) from the same stream."""
+    m = small_model(np.random.default_rng(11), n_ep=8)
+    mm = MorphableModel.from_arrays(m)
+    saved = np.random.get_state()
+    np.random.seed(0)
+    sp, ep, tp = mm.get_shape_para("random"), mm.get_exp_para("random"), mm.get_tex_para("random")
+    np.random.seed(0)
+    face3d_sp = np.random.rand(4, 1) * 1e04
+    face3d_ep = -1.5 + 3 * np.random.random([8, 1])
+    face3d_ep[6:, 0] = 0
+    normal = np.random.standard_normal((2, 1))
+    np.random.set_state(saved)
+    np.testing.assert_array_equal(sp, face3d_sp.astype(np.float32))
+    np.testing.assert_array_equal(ep, face3d_ep.astype(np.float32))
+    np.testing.assert_array_equal(tp, (normal * m["texEV"]).astype(np.float32))
+    assert np.all(ep[6:] == 0) and np.all(ep[:6] != 0)
 
 
 def test_parameter_validation():
@@ -120,6 +152,19 @@ def test_transforms_known_geometry():
     rad = np.deg2rad(ang)
     np.testing.assert_allclose(mm.transform_3ddfa(v, 0.5, rad, [1, 2, 3]),
                                0.5 * v @ angle2matrix_3ddfa(rad).T + [1, 2, 3], atol=1e-12)
+
+
+def test_rotate_is_face3d_rotation_about_the_origin():
+    mm = MorphableModel.from_arrays(small_model(np.random.default_rng(12)))
+    # face3d: yaw +90 degrees turns the nose (+z) to +x; pitch +90 turns it to -y.
+    np.testing.assert_allclose(mm.rotate(np.array([[0.0, 0.0, 1.0]]), [0, 90, 0]), [[1, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(mm.rotate(np.array([[0.0, 0.0, 1.0]]), [90, 0, 0]), [[0, -1, 0]], atol=1e-12)
+    v = np.random.default_rng(13).normal(0, 1e4, (5, 3)).astype(np.float32)
+    rotated = mm.rotate(v, [10, 30, 20])
+    assert rotated.dtype == np.float32
+    np.testing.assert_allclose(rotated, mm.transform(v, 1.0, [10, 30, 20], [0, 0, 0]), rtol=1e-6)
+    with pytest.raises(ValueError, match="vertices"):
+        mm.rotate(np.zeros((3, 2)), [0, 0, 0])
 
 
 def test_pose_scale_may_be_a_one_element_array():

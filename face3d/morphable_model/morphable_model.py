@@ -4,8 +4,8 @@ A model is the loaded BFM layout of :mod:`face3d.morphable_model.load` (float32 
 ``vertices = (shapeMU + shapePC @ shape_para + expPC @ exp_para).reshape(-1, 3)`` in micrometres
 (x right, y up, z towards the viewer), ``colors = (texMU + texPC @ tex_para).reshape(-1, 3)``.
 ``MorphableModel()`` loads the embedded default model, ``MorphableModel(path)`` a real ``BFM.mat``;
-both go through the same loader.  ``MorphabelModel`` is face3d's (misspelt) name, kept as an alias
-so old scripts run.
+both go through the same loader.  ``MorphabelModel`` is face3d's (misspelt) name with face3d's constructor
+arguments, so old scripts run.
 """
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, as_scale, matrix2angle, similarity_transform
+from face3d.mesh.transform import (
+    angle2matrix,
+    angle2matrix_3ddfa,
+    as_scale,
+    matrix2angle,
+    rotate,
+    similarity_transform,
+)
 from face3d.morphable_model import load
 from face3d.morphable_model.camera import fit_from_pose_para, flip_y, pose_para_from_fit
 from face3d.morphable_model.fit import LandmarkFitter
@@ -44,6 +51,13 @@ def _vertices(vertices, name="vertices"):
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} must be finite (found NaN or inf)")
     return v
+
+
+def _random_source(rng):
+    """Where parameter draws come from: numpy's global random state for None (face3d draws with ``np.random.rand``,
+    so ``np.random.seed`` makes them repeatable), else ``np.random.default_rng(rng)`` (a Generator or a seed).
+    Both offer ``random(size)`` (uniform [0, 1)) and ``standard_normal(size)``."""
+    return np.random if rng is None else np.random.default_rng(rng)
 
 
 def _pose(s, angles, t3d):
@@ -195,37 +209,37 @@ class MorphableModel:
         Args:
             type: 'zero' or 'random' (face3d: uniform in [0, 1e4) per component, small next to
                 BFM-scale shapeEV ~1e5..1e6).
-            rng: numpy Generator or seed (default: fresh entropy).
+            rng: numpy Generator or seed; None (default) draws from numpy's global random state as face3d does
+                (after ``np.random.seed(k)`` the same values as face3d's ``get_shape_para``).
         Returns:
             (n_shape_para, 1) float32.
         """
         if type == "zero":
             return np.zeros((self.n_shape_para, 1), dtype=np.float32)
         if type == "random":
-            return (np.random.default_rng(rng).random((self.n_shape_para, 1)) * 1e04).astype(
-                np.float32)
+            return (_random_source(rng).random((self.n_shape_para, 1)) * 1e04).astype(np.float32)
         raise ValueError(f"type must be 'zero' or 'random', got {type!r}")
 
     def get_exp_para(self, type="random", rng=None):
         """Expression parameters as face3d draws them: 'random' gives the first 6 components
-        uniform in [-1.5, 1.5) and the rest 0; 'zero' all zeros.
+        uniform in [-1.5, 1.5) and the rest 0; 'zero' all zeros. ``rng`` as in :meth:`get_shape_para`.
         Returns (n_exp_para, 1) float32."""
         if type == "zero":
             return np.zeros((self.n_exp_para, 1), dtype=np.float32)
         if type == "random":
-            ep = -1.5 + 3 * np.random.default_rng(rng).random((self.n_exp_para, 1))
+            ep = -1.5 + 3 * _random_source(rng).random((self.n_exp_para, 1))
             ep[6:] = 0
             return ep.astype(np.float32)
         raise ValueError(f"type must be 'zero' or 'random', got {type!r}")
 
     def get_tex_para(self, type="random", rng=None):
         """Texture parameters: 'random' ~ N(0, texEV^2) per component (plausible colours; face3d's
-        uniform [0, 1) draw barely changes BFM colours), 'zero' all zeros.
+        uniform [0, 1) draw barely changes BFM colours), 'zero' all zeros. ``rng`` as in :meth:`get_shape_para`.
         Returns (n_tex_para, 1) float32."""
         if type == "zero":
             return np.zeros((self.n_tex_para, 1), dtype=np.float32)
         if type == "random":
-            z = np.random.default_rng(rng).standard_normal((self.n_tex_para, 1))
+            z = _random_source(rng).standard_normal((self.n_tex_para, 1))
             return (z * self.model["texEV"]).astype(np.float32)
         raise ValueError(f"type must be 'zero' or 'random', got {type!r}")
 
@@ -260,6 +274,16 @@ class MorphableModel:
         return (self.model["texMU"][:, 0] + self.model["texPC"] @ tp).reshape(-1, 3)
 
     # ----------------------------------------------------------------------------- transforms
+    def rotate(self, vertices, angles):
+        """face3d rotation about the origin: ``vertices @ angle2matrix(angles).T``.
+
+        Args:
+            vertices: (n, 3). angles: [pitch, yaw, roll] in DEGREES (face3d).
+        Returns:
+            (n, 3) rotated vertices (dtype of ``vertices``).
+        """
+        return rotate(_vertices(vertices), angles)
+
     def transform(self, vertices, s, angles, t3d):
         """face3d similarity transform: ``s * vertices @ angle2matrix(angles).T + t3d``.
 
@@ -386,7 +410,20 @@ class MorphableModel:
         return fit_from_pose_para(pose_para)
 
 
-MorphabelModel = MorphableModel
+class MorphabelModel(MorphableModel):
+    """face3d's ``MorphabelModel`` (its misspelt name), so its scripts run unchanged: a :class:`MorphableModel`
+    whose constructor takes face3d's arguments ``(model_path, model_type='BFM')``.
+
+    Args:
+        model_path: a face3d ``BFM.mat`` (None: the embedded default model).
+        model_type: 'BFM', the only kind face3d loads (it exits on any other; this raises ValueError).
+        info_path, uv_path: keyword only, as in :class:`MorphableModel`.
+    """
+
+    def __init__(self, model_path=None, model_type="BFM", *, info_path=None, uv_path=None):
+        if model_type != "BFM":
+            raise ValueError(f"model_type must be 'BFM' (the only model face3d supports), got {model_type!r}")
+        super().__init__(model_path, info_path=info_path, uv_path=uv_path)
 
 
 def model_identity(model_path=None) -> str:
