@@ -12,6 +12,7 @@ from _fixtures import fixtures_dir
 
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model import MorphabelModel, MorphableModel, flip_y, load, model_identity
+from face3d.morphable_model.morphable_model import FITTER_CACHE_SIZE
 from face3d.utils.errors import InputFileError
 
 
@@ -262,6 +263,20 @@ def test_side_files_of_another_model_are_refused_naming_both_files(tmp_path):
     load.save_uv_coords(tmp_path / "other_UV.mat", np.zeros((12, 2), np.float32))
     with pytest.raises(InputFileError, match="other_UV.mat: UV has 12 vertices"):
         MorphableModel(model, uv_path=tmp_path / "other_UV.mat")
+
+
+def test_fitter_cache_keeps_the_most_recently_used_subsets(bfm):
+    """One fitter per landmark subset, at most FITTER_CACHE_SIZE of them: the least recently used one goes."""
+    subsets = [np.delete(bfm.kpt_ind, i) for i in range(FITTER_CACHE_SIZE + 3)]
+    fitters = [bfm.fitter(ind) for ind in subsets[:FITTER_CACHE_SIZE]]     # fills the cache
+    assert bfm.fitter(subsets[0]) is fitters[0]                            # a hit: now the most recently used
+    for ind in subsets[FITTER_CACHE_SIZE:]:                                # evict the least recently used: 1, 2, 3
+        bfm.fitter(ind)
+    assert len(bfm._fitters) == FITTER_CACHE_SIZE
+    assert bfm.fitter(subsets[0]) is fitters[0] and bfm.fitter(subsets[4]) is fitters[4]
+    rebuilt = bfm.fitter(subsets[1])
+    assert rebuilt is not fitters[1]
+    np.testing.assert_array_equal(rebuilt.X_ind, subsets[1])
 
 
 def test_model_identity_hashes_each_file_in_chunks_without_file_digest(tmp_path, monkeypatch):

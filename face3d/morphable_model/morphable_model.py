@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,11 @@ from face3d.morphable_model.camera import fit_from_pose_para, flip_y, pose_para_
 from face3d.morphable_model.fit import LandmarkFitter
 from face3d.utils.errors import InputFileError
 
-__all__ = ["MorphableModel", "MorphabelModel", "model_identity"]
+__all__ = ["MorphableModel", "MorphabelModel", "model_identity", "FITTER_CACHE_SIZE"]
+
+# LandmarkFitters a model keeps, the most recently used (one per landmark subset, ~0.6 MB for 60 landmarks): a loop
+# over per-image visibility subsets (AFLW) holds a few MB instead of one fitter per subset ever seen.
+FITTER_CACHE_SIZE = 8
 
 _REQUIRED = ("shapeMU", "shapePC", "shapeEV", "expPC", "expEV", "texMU", "texPC", "texEV", "tri",
              "kpt_ind")
@@ -200,7 +205,7 @@ class MorphableModel:
         self.kpt_ind = m["kpt_ind"]
         self.triangles = m["tri"]
         self.full_triangles = np.vstack((m["tri"], m["tri_mouth"]))
-        self._fitters = {}
+        self._fitters = OrderedDict()  # (contour, landmark indices) -> LandmarkFitter, least recently used first
 
     # ----------------------------------------------------------------------------- parameters
     def get_shape_para(self, type="random", rng=None):
@@ -309,7 +314,8 @@ class MorphableModel:
 
     # ----------------------------------------------------------------------------- fitting
     def fitter(self, X_ind=None, contour=False):
-        """The (cached) :class:`LandmarkFitter` for landmark vertices ``X_ind`` (default kpt_ind).
+        """The :class:`LandmarkFitter` for landmark vertices ``X_ind`` (default kpt_ind), cached: the
+        ``FITTER_CACHE_SIZE`` most recently used landmark subsets keep theirs.
 
         Args:
             X_ind: (m,) landmark vertex indices or None for ``kpt_ind``.
@@ -324,9 +330,13 @@ class MorphableModel:
             raise ValueError("contour-aware fitting needs the 68 iBUG landmarks and a model with "
                              "contour lines (BFM_info.mat 'parallel')")
         key = (bool(contour), ind.astype(np.int64).tobytes())
-        if key not in self._fitters:
+        if key in self._fitters:
+            self._fitters.move_to_end(key)
+        else:
             self._fitters[key] = LandmarkFitter(self.model, ind, contour_lines=self.contour_lines
                                                 if contour else None)
+            if len(self._fitters) > FITTER_CACHE_SIZE:
+                self._fitters.popitem(last=False)
         return self._fitters[key]
 
     def fit_batch(self, x, X_ind=None, max_iter=4, contour=False, noise_sigma=2.0, tol=1e-3):
