@@ -265,6 +265,21 @@ def test_side_files_of_another_model_are_refused_naming_both_files(tmp_path):
         MorphableModel(model, uv_path=tmp_path / "other_UV.mat")
 
 
+def test_real_side_files_beside_a_smaller_model_are_refused(tmp_path):
+    """The real 53215-vertex BFM_info.mat, then BFM_UV.mat, beside a BFM.mat of 30 vertices."""
+    real = fixtures_dir() / "BFM" / "Out"
+    if not (real / "BFM_info.mat").is_file() or not (real / "BFM_UV.mat").is_file():
+        pytest.skip(f"real BFM_info.mat / BFM_UV.mat not in {real} (set FACE3D_FIXTURES)")
+    load.save_BFM(tmp_path / "BFM.mat", small_model(np.random.default_rng(14)))
+    (tmp_path / "BFM_info.mat").symlink_to(real / "BFM_info.mat")
+    with pytest.raises(InputFileError, match=r"BFM_info.mat: segbin has 53215 vertices, .*BFM.mat has 30$"):
+        MorphableModel(tmp_path / "BFM.mat")
+    (tmp_path / "BFM_info.mat").unlink()
+    (tmp_path / "BFM_UV.mat").symlink_to(real / "BFM_UV.mat")
+    with pytest.raises(InputFileError, match=r"BFM_UV.mat: UV has 53215 vertices, .*BFM.mat has 30$"):
+        MorphableModel(tmp_path / "BFM.mat")
+
+
 def test_fitter_cache_keeps_the_most_recently_used_subsets(bfm):
     """One fitter per landmark subset, at most FITTER_CACHE_SIZE of them: the least recently used one goes."""
     subsets = [np.delete(bfm.kpt_ind, i) for i in range(FITTER_CACHE_SIZE + 3)]
