@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.io as sio
+from _fixtures import fixtures_dir
 
 from face3d.morphable_model import load as L
 
@@ -236,6 +237,47 @@ def _write_model(path, **changes):
         else:
             fields[key] = value
     sio.savemat(str(path), {"model": fields})
+
+
+def test_real_bfm_info_and_uv_files_load_with_the_basel_layout():
+    """The real BFM_info.mat and BFM_UV.mat (53215-vertex trimmed BFM, generate.m's output) load with the shapes
+    of the Basel layout; segbin's rows hold the keypoints of their regions, BFM_UV.mat is info's uv_coords."""
+    folder = fixtures_dir() / "BFM" / "Out"
+    if not (folder / "BFM_info.mat").is_file() or not (folder / "BFM_UV.mat").is_file():
+        pytest.skip(f"real BFM_info.mat / BFM_UV.mat not in {folder} (set FACE3D_FIXTURES)")
+    info = L.load_BFM_info(folder / "BFM_info.mat")
+    nver, ntri = 53215, 105840
+    shapes = {"kpt_ind": (68,), "trimIndex": (nver,), "symlist": (2, 26720), "symlist_tri": (2, 52937),
+              "segbin": (4, nver), "segbin_tri": (4, ntri), "tri_mouth": (114, 3), "face_contour": (28,),
+              "face_contour_line": (512,), "nose_hole": (142,), "uv_coords": (nver, 2)}
+    assert {key: info[key].shape for key in shapes} == shapes
+    assert info["kpt_ind"].dtype == np.int32 and info["segbin"].dtype == bool and info["uv_coords"].dtype == np.float32
+    kpt = info["kpt_ind"]
+    assert kpt[[0, 8, 30, 48]].tolist() == [21873, 47914, 8192, 5522]       # 0-based (the file holds 1-based)
+    assert info["trimIndex"][[0, -1]].tolist() == [0, 53489]                 # into the full 53490-vertex model
+    np.testing.assert_array_equal(info["face_contour"][:3], kpt[:3])
+    # segbin: disjoint masks covering every vertex; rows nose, eyes, mouth, rest.
+    assert info["segbin"].sum(axis=1).tolist() == [2245, 7182, 2460, 41328]
+    assert np.all(info["segbin"].sum(axis=0) == 1)
+    labels = L.region_labels(info, nver)[kpt]
+    assert np.all(labels[0:17] == L.REGION_REST)                             # jaw
+    assert np.all(labels[17:27] == L.REGION_EYES)                            # brows
+    assert np.all(labels[27:36] == L.REGION_NOSE)
+    assert np.all(labels[36:48] == L.REGION_EYES)
+    assert np.all(labels[48:68] == L.REGION_MOUTH)
+    lines = L.contour_lines(info)
+    assert [line.size for line in lines] == [366, 267, 282, 427, 313, 132, 61, 30, 1, 31, 60, 136, 306, 437, 282,
+                                             269, 352]
+    assert lines[8].tolist() == [kpt[8]]                                     # the chin does not march
+    assert len(info["parallel_face_contour"]) == 28
+    uv = L.load_uv_coords(folder / "BFM_UV.mat")
+    assert uv.shape == (nver, 2) and uv.dtype == np.float32
+    np.testing.assert_array_equal(uv, info["uv_coords"])
+    assert uv.min() == 0.0 and uv.max() == 1.0
+    np.testing.assert_array_equal(uv[kpt[[8, 30]], 0], [0.5, 0.5])          # chin and nose tip on the mid line
+    # They fit the real BFM.mat's counts, and name the misfit for a model of another size.
+    assert L.info_model_mismatch(info, nver, ntri, "BFM.mat") is None
+    assert L.info_model_mismatch(info, 13019, 25648, "BFM.mat") == "segbin has 53215 vertices, BFM.mat has 13019"
 
 
 def test_missing_files_raise_file_not_found_naming_them(tmp_path):

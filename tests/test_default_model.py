@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,39 @@ def test_concurrent_first_use_keeps_the_winner(tmp_path, monkeypatch, cache_dir)
     assert dm.default_model_dir() == final
     assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
     assert (final / "BFM.mat").read_bytes() == (cache_dir / "BFM.mat").read_bytes()
+
+
+def test_killed_builds_temporaries_are_removed_once_the_cache_is_complete(tmp_path, monkeypatch):
+    """A build killed mid-write leaves its temporary folder: the next call that builds the cache, or finds it
+    complete, removes those untouched for over STALE_TEMPORARY_SECONDS (any model version), never a younger one,
+    which may be a running build's (a fresh folder, or an old folder with a fresh file)."""
+    monkeypatch.setenv("FACE3D_CACHE_DIR", str(tmp_path))
+    final = tmp_path / f"default_model_v{dm.MODEL_VERSION}"
+    prefix = f".{final.name}.tmp-"
+    folders = {name: tmp_path / name for name in (prefix + "killed", ".default_model_v2.tmp-killed",
+                                                  prefix + "running", prefix + "writing")}
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "BFM.mat").write_bytes(b"partial")
+    old = time.time() - dm.STALE_TEMPORARY_SECONDS - 60
+    for name in (prefix + "killed", ".default_model_v2.tmp-killed"):
+        os.utime(folders[name] / "BFM.mat", (old, old))
+        os.utime(folders[name], (old, old))
+    os.utime(folders[prefix + "writing"], (old, old))              # its BFM.mat is still being written
+
+    def write_files(folder):
+        for name in dm.FILE_NAMES:
+            (Path(folder) / name).write_bytes(b"model")
+
+    monkeypatch.setattr(dm, "write_default_model", write_files)
+    assert dm.default_model_dir() == final
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([prefix + "running", prefix + "writing", final.name])
+    for folder in (folders[prefix + "running"], folders[prefix + "writing"]):   # both builds were killed later
+        os.utime(folder / "BFM.mat", (old, old))
+        os.utime(folder, (old, old))
+    monkeypatch.setattr(dm, "write_default_model", lambda folder: pytest.fail("the complete cache was rebuilt"))
+    assert dm.default_model_dir() == final
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
 
 
 def test_layout_shapes_and_dtypes(built):

@@ -3,6 +3,8 @@
 Budget: ~3 s (the default model is built/loaded once per module).
 """
 
+import re
+
 import numpy as np
 import pytest
 import scipy.io as sio
@@ -10,6 +12,8 @@ from _fixtures import fixtures_dir
 
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model import MorphabelModel, MorphableModel, flip_y, load, model_identity
+from face3d.morphable_model.morphable_model import FITTER_CACHE_SIZE
+from face3d.utils.errors import InputFileError
 
 
 def small_model(rng, nver=30, n_sp=4, n_ep=3, n_tp=2):
@@ -34,8 +38,19 @@ def bfm():
     return MorphableModel()
 
 
-def test_alias_is_the_same_class():
-    assert MorphabelModel is MorphableModel
+def test_face3d_class_name_takes_face3d_arguments(tmp_path):
+    """face3d's ``MorphabelModel(model_path, model_type='BFM')``: the same model, face3d's call forms, other model
+    types refused."""
+    m = small_model(np.random.default_rng(10))
+    load.save_BFM(tmp_path / "BFM.mat", m)
+    path = str(tmp_path / "BFM.mat")
+    for bfm in (MorphabelModel(path), MorphabelModel(path, "BFM"), MorphabelModel(path, model_type="BFM")):
+        assert isinstance(bfm, MorphableModel) and type(bfm) is MorphabelModel
+        np.testing.assert_array_equal(bfm.model["shapePC"], m["shapePC"])
+        np.testing.assert_array_equal(bfm.triangles, m["tri"])
+    with pytest.raises(ValueError, match="model_type must be 'BFM'.*'Basel2019'"):
+        MorphabelModel(path, "Basel2019")
+    assert type(MorphabelModel.from_arrays(m)) is MorphabelModel
 
 
 def test_generation_follows_the_bfm_formula():
@@ -67,6 +82,27 @@ def test_parameter_draws():
     assert mm.get_tex_para("random", rng=7).shape == (2, 1)
     with pytest.raises(ValueError, match="type"):
         mm.get_exp_para("gaussian")
+
+
+def test_parameter_draws_without_rng_follow_numpy_global_seed_as_face3d():
+    """rng=None draws from numpy's global random state: after np.random.seed the shape and expression draws are
+    face3d's own (``np.random.rand(n, 1) * 1e4``; ``-1.5 + 3 * np.random.random([n, 1])`` with rows 6.. zeroed),
+    the texture draw N(0, texEV^2) from the same stream."""
+    m = small_model(np.random.default_rng(11), n_ep=8)
+    mm = MorphableModel.from_arrays(m)
+    saved = np.random.get_state()
+    np.random.seed(0)
+    sp, ep, tp = mm.get_shape_para("random"), mm.get_exp_para("random"), mm.get_tex_para("random")
+    np.random.seed(0)
+    face3d_sp = np.random.rand(4, 1) * 1e04
+    face3d_ep = -1.5 + 3 * np.random.random([8, 1])
+    face3d_ep[6:, 0] = 0
+    normal = np.random.standard_normal((2, 1))
+    np.random.set_state(saved)
+    np.testing.assert_array_equal(sp, face3d_sp.astype(np.float32))
+    np.testing.assert_array_equal(ep, face3d_ep.astype(np.float32))
+    np.testing.assert_array_equal(tp, (normal * m["texEV"]).astype(np.float32))
+    assert np.all(ep[6:] == 0) and np.all(ep[:6] != 0)
 
 
 def test_parameter_validation():
@@ -117,6 +153,19 @@ def test_transforms_known_geometry():
     rad = np.deg2rad(ang)
     np.testing.assert_allclose(mm.transform_3ddfa(v, 0.5, rad, [1, 2, 3]),
                                0.5 * v @ angle2matrix_3ddfa(rad).T + [1, 2, 3], atol=1e-12)
+
+
+def test_rotate_is_face3d_rotation_about_the_origin():
+    mm = MorphableModel.from_arrays(small_model(np.random.default_rng(12)))
+    # face3d: yaw +90 degrees turns the nose (+z) to +x; pitch +90 turns it to -y.
+    np.testing.assert_allclose(mm.rotate(np.array([[0.0, 0.0, 1.0]]), [0, 90, 0]), [[1, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(mm.rotate(np.array([[0.0, 0.0, 1.0]]), [90, 0, 0]), [[0, -1, 0]], atol=1e-12)
+    v = np.random.default_rng(13).normal(0, 1e4, (5, 3)).astype(np.float32)
+    rotated = mm.rotate(v, [10, 30, 20])
+    assert rotated.dtype == np.float32
+    np.testing.assert_allclose(rotated, mm.transform(v, 1.0, [10, 30, 20], [0, 0, 0]), rtol=1e-6)
+    with pytest.raises(ValueError, match="vertices"):
+        mm.rotate(np.zeros((3, 2)), [0, 0, 0])
 
 
 def test_pose_scale_may_be_a_one_element_array():
@@ -182,6 +231,67 @@ def test_loads_files_in_the_bfm_layout(tmp_path):
     assert bare.info == {} and bare.uv_coords is None and bare.contour_lines is None
     with pytest.raises(FileNotFoundError, match="nothing.mat"):
         MorphableModel(tmp_path / "nothing.mat")
+
+
+def test_side_files_of_another_model_are_refused_naming_both_files(tmp_path):
+    """A BFM_info.mat or BFM_UV.mat written for a model of another vertex count is refused on loading, the message
+    naming the side file and BFM.mat; so is an info file holding only jaw lines that index beyond the model."""
+    rng = np.random.default_rng(9)
+    load.save_BFM(tmp_path / "BFM.mat", small_model(rng))                     # 30 vertices, 10 triangles
+    model = tmp_path / "BFM.mat"
+    info, uv = tmp_path / "BFM_info.mat", tmp_path / "BFM_UV.mat"
+    lines = [np.array([i, 20 + i % 10], np.int32) for i in range(17)]
+    for fields, problem in (
+            ({"segbin": np.eye(4, 31, dtype=bool)}, "segbin has 31 vertices"),
+            ({"uv_coords": np.zeros((29, 2), np.float32)}, "uv_coords has 29 vertices"),
+            ({"segbin_tri": np.eye(4, 11, dtype=bool)}, "segbin_tri has 11 triangles"),
+            ({"parallel": lines[:16] + [np.array([3, 40], np.int32)]}, r"parallel indexes vertex 41 \(1-based\)"),
+            ({"face_contour": np.array([0, 30], np.int32)}, r"face_contour indexes vertex 31 \(1-based\)")):
+        load.save_BFM_info(info, fields)
+        count = "10" if "triangles" in problem else "30"
+        with pytest.raises(InputFileError, match=f"^{re.escape(str(info))}: {problem}, {re.escape(str(model))} "
+                                                 f"has {count}$") as caught:
+            MorphableModel(model)
+        assert caught.value.path == info
+    load.save_BFM_info(info, {"parallel": lines})                             # fits: loads
+    assert MorphableModel(model).contour_lines[16].tolist() == [16, 26]
+    load.save_uv_coords(uv, np.zeros((31, 2), np.float32))
+    with pytest.raises(InputFileError, match=f"^{re.escape(str(uv))}: UV has 31 vertices, "
+                                             f"{re.escape(str(model))} has 30$"):
+        MorphableModel(model)
+    # Given explicitly, a side file elsewhere is checked the same way.
+    load.save_uv_coords(tmp_path / "other_UV.mat", np.zeros((12, 2), np.float32))
+    with pytest.raises(InputFileError, match="other_UV.mat: UV has 12 vertices"):
+        MorphableModel(model, uv_path=tmp_path / "other_UV.mat")
+
+
+def test_real_side_files_beside_a_smaller_model_are_refused(tmp_path):
+    """The real 53215-vertex BFM_info.mat, then BFM_UV.mat, beside a BFM.mat of 30 vertices."""
+    real = fixtures_dir() / "BFM" / "Out"
+    if not (real / "BFM_info.mat").is_file() or not (real / "BFM_UV.mat").is_file():
+        pytest.skip(f"real BFM_info.mat / BFM_UV.mat not in {real} (set FACE3D_FIXTURES)")
+    load.save_BFM(tmp_path / "BFM.mat", small_model(np.random.default_rng(14)))
+    (tmp_path / "BFM_info.mat").symlink_to(real / "BFM_info.mat")
+    with pytest.raises(InputFileError, match=r"BFM_info.mat: segbin has 53215 vertices, .*BFM.mat has 30$"):
+        MorphableModel(tmp_path / "BFM.mat")
+    (tmp_path / "BFM_info.mat").unlink()
+    (tmp_path / "BFM_UV.mat").symlink_to(real / "BFM_UV.mat")
+    with pytest.raises(InputFileError, match=r"BFM_UV.mat: UV has 53215 vertices, .*BFM.mat has 30$"):
+        MorphableModel(tmp_path / "BFM.mat")
+
+
+def test_fitter_cache_keeps_the_most_recently_used_subsets(bfm):
+    """One fitter per landmark subset, at most FITTER_CACHE_SIZE of them: the least recently used one goes."""
+    subsets = [np.delete(bfm.kpt_ind, i) for i in range(FITTER_CACHE_SIZE + 3)]
+    fitters = [bfm.fitter(ind) for ind in subsets[:FITTER_CACHE_SIZE]]     # fills the cache
+    assert bfm.fitter(subsets[0]) is fitters[0]                            # a hit: now the most recently used
+    for ind in subsets[FITTER_CACHE_SIZE:]:                                # evict the least recently used: 1, 2, 3
+        bfm.fitter(ind)
+    assert len(bfm._fitters) == FITTER_CACHE_SIZE
+    assert bfm.fitter(subsets[0]) is fitters[0] and bfm.fitter(subsets[4]) is fitters[4]
+    rebuilt = bfm.fitter(subsets[1])
+    assert rebuilt is not fitters[1]
+    np.testing.assert_array_equal(rebuilt.X_ind, subsets[1])
 
 
 def test_model_identity_hashes_each_file_in_chunks_without_file_digest(tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ threads were checked identical), so the arrays are the same bit for bit on every
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,8 @@ from ._default.surface import build_surface, snap_to_pixel_centres, uv_unwrap
 MODEL_VERSION = 3
 SEED = 20161
 FILE_NAMES = ("BFM.mat", "BFM_info.mat", "BFM_UV.mat", "pncc_code.mat")
+# A build takes seconds: a temporary build folder untouched for this long is a killed build's, never a running one's.
+STALE_TEMPORARY_SECONDS = 3600
 # PRNet's UV map side: the keypoints' UVs sit on its pixel centres.
 UV_RESOLUTION = 256
 _MM_TO_UM = 1000.0
@@ -139,13 +142,30 @@ def write_default_model(folder):
     load.save_pncc_code(folder / "pncc_code.mat", pncc)
 
 
+def remove_stale_temporaries(root):
+    """Delete the temporary build folders (``.default_model_v*.tmp-*``, any version) that killed builds left in
+    ``root``: those whose newest modification time, of the folder or of a file in it, is over
+    STALE_TEMPORARY_SECONDS old.  A running build writes its files within seconds, so its folder is never that old
+    (no owner pid is recorded: a cache folder may be shared by several machines, where a pid says nothing).
+    Best effort: a folder that vanishes meanwhile (another process removing it) or cannot be removed stays.
+    """
+    for folder in root.glob(".default_model_v*.tmp-*"):
+        try:
+            newest = max([folder.stat().st_mtime] + [entry.stat().st_mtime for entry in folder.iterdir()])
+        except OSError:
+            continue
+        if time.time() - newest > STALE_TEMPORARY_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def default_model_dir():
     """Path of the cached default model (BFM.mat, BFM_info.mat, BFM_UV.mat, pncc_code.mat).
 
     The folder ``<cache_root()>/default_model_v<MODEL_VERSION>`` is built on first use: the files
     are written into a temporary sibling folder that is then renamed into place, so a reader never
     sees a half-written model, and concurrent first uses (several processes) are safe: the first
-    rename wins and the others discard their copy.
+    rename wins and the others discard their copy.  Once the folder is complete (found or built), the temporary
+    folders of killed builds are removed (:func:`remove_stale_temporaries`).
 
     Returns:
         Path of the folder.
@@ -155,6 +175,7 @@ def default_model_dir():
     root = cache_root()
     final = root / f"default_model_v{MODEL_VERSION}"
     if all((final / name).is_file() for name in FILE_NAMES):
+        remove_stale_temporaries(root)
         return final
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
@@ -171,4 +192,5 @@ def default_model_dir():
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    remove_stale_temporaries(root)
     return final

@@ -395,6 +395,34 @@ def region_labels(info: dict, nver: int) -> np.ndarray:
     return labels
 
 
+def info_model_mismatch(info: dict, nver: int, ntri: int, model="the model"):
+    """What in a loaded ``BFM_info`` does not fit a model of ``nver`` vertices and ``ntri`` triangles, or None.
+
+    Checked: segbin (4, nver), uv_coords (nver, 2), segbin_tri (4, ntri), and every trimmed-model vertex index
+    (INFO_VERTEX_ROWS, tri_mouth, the parallel cells) < nver.  trimIndex and symlist refer to the full Basel model
+    and are not checked.  :func:`load_BFM_info` can check the indices only against the vertex count of segbin or
+    uv_coords in the same file; this check catches an info file written for another model.
+
+    Args:
+        info: dict as :func:`load_BFM_info` returns. nver, ntri: the model's counts. model: its name in the message.
+    Returns:
+        None, or the first misfit, e.g. ``"segbin has 53215 vertices, BFM.mat has 13019"`` or
+        ``"parallel indexes vertex 52815 (1-based), BFM.mat has 13019"``.
+    """
+    for key, axis, unit, count in (("segbin", 1, "vertices", nver), ("uv_coords", 0, "vertices", nver),
+                                   ("segbin_tri", 1, "triangles", ntri)):
+        if key in info and np.shape(info[key])[axis] != count:
+            return f"{key} has {np.shape(info[key])[axis]} {unit}, {model} has {count}"
+    for key in INFO_VERTEX_ROWS + ("tri_mouth",) + INFO_VERTEX_CELLS:
+        if key not in info:
+            continue
+        arrays = info[key] if key in INFO_VERTEX_CELLS else [info[key]]
+        top = max((int(np.max(a)) for a in arrays if np.size(a)), default=-1)
+        if top >= nver:
+            return f"{key} indexes vertex {top + 1} (1-based), {model} has {nver}"
+    return None
+
+
 def contour_lines(info: dict) -> list:
     """Candidate vertices of the 17 jaw landmarks (iBUG 0..16) from ``info['parallel']``.
 

@@ -4,24 +4,36 @@ A model is the loaded BFM layout of :mod:`face3d.morphable_model.load` (float32 
 ``vertices = (shapeMU + shapePC @ shape_para + expPC @ exp_para).reshape(-1, 3)`` in micrometres
 (x right, y up, z towards the viewer), ``colors = (texMU + texPC @ tex_para).reshape(-1, 3)``.
 ``MorphableModel()`` loads the embedded default model, ``MorphableModel(path)`` a real ``BFM.mat``;
-both go through the same loader.  ``MorphabelModel`` is face3d's (misspelt) name, kept as an alias
-so old scripts run.
+both go through the same loader.  ``MorphabelModel`` is face3d's (misspelt) name with face3d's constructor
+arguments, so old scripts run.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa, as_scale, matrix2angle, similarity_transform
+from face3d.mesh.transform import (
+    angle2matrix,
+    angle2matrix_3ddfa,
+    as_scale,
+    matrix2angle,
+    rotate,
+    similarity_transform,
+)
 from face3d.morphable_model import load
 from face3d.morphable_model.camera import fit_from_pose_para, flip_y, pose_para_from_fit
 from face3d.morphable_model.fit import LandmarkFitter
 from face3d.utils.errors import InputFileError
 
-__all__ = ["MorphableModel", "MorphabelModel", "model_identity"]
+__all__ = ["MorphableModel", "MorphabelModel", "model_identity", "FITTER_CACHE_SIZE"]
+
+# LandmarkFitters a model keeps, the most recently used (one per landmark subset, ~0.6 MB for 60 landmarks): a loop
+# over per-image visibility subsets (AFLW) holds a few MB instead of one fitter per subset ever seen.
+FITTER_CACHE_SIZE = 8
 
 _REQUIRED = ("shapeMU", "shapePC", "shapeEV", "expPC", "expEV", "texMU", "texPC", "texEV", "tri",
              "kpt_ind")
@@ -44,6 +56,13 @@ def _vertices(vertices, name="vertices"):
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} must be finite (found NaN or inf)")
     return v
+
+
+def _random_source(rng):
+    """Where parameter draws come from: numpy's global random state for None (face3d draws with ``np.random.rand``,
+    so ``np.random.seed`` makes them repeatable), else ``np.random.default_rng(rng)`` (a Generator or a seed).
+    Both offer ``random(size)`` (uniform [0, 1)) and ``standard_normal(size)``."""
+    return np.random if rng is None else np.random.default_rng(rng)
 
 
 def _pose(s, angles, t3d):
@@ -71,8 +90,10 @@ class MorphableModel:
         uv_path: ``BFM_UV.mat`` (default: next to ``model_path``, used if present).
     Raises:
         FileNotFoundError: ``model_path`` (or an explicitly given info/uv path) does not exist.
-        InputFileError (a ValueError): a file is malformed or the files disagree (the loader's message, naming
-            file and field), so every command reports a wrong model file the same way.
+        InputFileError (a ValueError): a file is malformed (the loader's message, naming file and field), or a side
+            file was written for a model of another vertex count (naming both files, e.g.
+            ``".../BFM_info.mat: segbin has 53215 vertices, .../BFM.mat has 13019"``; see
+            :func:`load.info_model_mismatch`), so every command reports a wrong model file the same way.
 
     Attributes:
         model: dict (see :func:`face3d.morphable_model.load.load_BFM`).
@@ -93,13 +114,24 @@ class MorphableModel:
         model_path = Path(model_path)
         if not model_path.is_file():
             raise FileNotFoundError(f"{model_path}: BFM model file not found")
+        if info_path is None and (model_path.parent / "BFM_info.mat").is_file():
+            info_path = model_path.parent / "BFM_info.mat"
+        if uv_path is None and (model_path.parent / "BFM_UV.mat").is_file():
+            uv_path = model_path.parent / "BFM_UV.mat"
         info, uv = {}, None
         try:
-            if info_path is not None or (model_path.parent / "BFM_info.mat").is_file():
-                info = load.load_BFM_info(info_path or model_path.parent / "BFM_info.mat")
-            if uv_path is not None or (model_path.parent / "BFM_UV.mat").is_file():
-                uv = load.load_uv_coords(uv_path or model_path.parent / "BFM_UV.mat")
-            self._setup(load.load_BFM(model_path), info, uv, None)
+            model = load.load_BFM(model_path)
+            nver, ntri = model["shapeMU"].shape[0] // 3, model["tri"].shape[0]
+            if info_path is not None:  # a side file of another model: name both files, not a field of one
+                info = load.load_BFM_info(info_path)
+                mismatch = load.info_model_mismatch(info, nver, ntri, model_path)
+                if mismatch:
+                    raise InputFileError(info_path, mismatch)
+            if uv_path is not None:
+                uv = load.load_uv_coords(uv_path)
+                if uv.shape[0] != nver:
+                    raise InputFileError(uv_path, f"UV has {uv.shape[0]} vertices, {model_path} has {nver}")
+            self._setup(model, info, uv, None)
         except InputFileError:
             raise
         except ValueError as error:  # the loaders name the file and the field: one error for every command
@@ -173,7 +205,7 @@ class MorphableModel:
         self.kpt_ind = m["kpt_ind"]
         self.triangles = m["tri"]
         self.full_triangles = np.vstack((m["tri"], m["tri_mouth"]))
-        self._fitters = {}
+        self._fitters = OrderedDict()  # (contour, landmark indices) -> LandmarkFitter, least recently used first
 
     # ----------------------------------------------------------------------------- parameters
     def get_shape_para(self, type="random", rng=None):
@@ -182,37 +214,37 @@ class MorphableModel:
         Args:
             type: 'zero' or 'random' (face3d: uniform in [0, 1e4) per component, small next to
                 BFM-scale shapeEV ~1e5..1e6).
-            rng: numpy Generator or seed (default: fresh entropy).
+            rng: numpy Generator or seed; None (default) draws from numpy's global random state as face3d does
+                (after ``np.random.seed(k)`` the same values as face3d's ``get_shape_para``).
         Returns:
             (n_shape_para, 1) float32.
         """
         if type == "zero":
             return np.zeros((self.n_shape_para, 1), dtype=np.float32)
         if type == "random":
-            return (np.random.default_rng(rng).random((self.n_shape_para, 1)) * 1e04).astype(
-                np.float32)
+            return (_random_source(rng).random((self.n_shape_para, 1)) * 1e04).astype(np.float32)
         raise ValueError(f"type must be 'zero' or 'random', got {type!r}")
 
     def get_exp_para(self, type="random", rng=None):
         """Expression parameters as face3d draws them: 'random' gives the first 6 components
-        uniform in [-1.5, 1.5) and the rest 0; 'zero' all zeros.
+        uniform in [-1.5, 1.5) and the rest 0; 'zero' all zeros. ``rng`` as in :meth:`get_shape_para`.
         Returns (n_exp_para, 1) float32."""
         if type == "zero":
             return np.zeros((self.n_exp_para, 1), dtype=np.float32)
         if type == "random":
-            ep = -1.5 + 3 * np.random.default_rng(rng).random((self.n_exp_para, 1))
+            ep = -1.5 + 3 * _random_source(rng).random((self.n_exp_para, 1))
             ep[6:] = 0
             return ep.astype(np.float32)
         raise ValueError(f"type must be 'zero' or 'random', got {type!r}")
 
     def get_tex_para(self, type="random", rng=None):
         """Texture parameters: 'random' ~ N(0, texEV^2) per component (plausible colours; face3d's
-        uniform [0, 1) draw barely changes BFM colours), 'zero' all zeros.
+        uniform [0, 1) draw barely changes BFM colours), 'zero' all zeros. ``rng`` as in :meth:`get_shape_para`.
         Returns (n_tex_para, 1) float32."""
         if type == "zero":
             return np.zeros((self.n_tex_para, 1), dtype=np.float32)
         if type == "random":
-            z = np.random.default_rng(rng).standard_normal((self.n_tex_para, 1))
+            z = _random_source(rng).standard_normal((self.n_tex_para, 1))
             return (z * self.model["texEV"]).astype(np.float32)
         raise ValueError(f"type must be 'zero' or 'random', got {type!r}")
 
@@ -247,6 +279,16 @@ class MorphableModel:
         return (self.model["texMU"][:, 0] + self.model["texPC"] @ tp).reshape(-1, 3)
 
     # ----------------------------------------------------------------------------- transforms
+    def rotate(self, vertices, angles):
+        """face3d rotation about the origin: ``vertices @ angle2matrix(angles).T``.
+
+        Args:
+            vertices: (n, 3). angles: [pitch, yaw, roll] in DEGREES (face3d).
+        Returns:
+            (n, 3) rotated vertices (dtype of ``vertices``).
+        """
+        return rotate(_vertices(vertices), angles)
+
     def transform(self, vertices, s, angles, t3d):
         """face3d similarity transform: ``s * vertices @ angle2matrix(angles).T + t3d``.
 
@@ -272,7 +314,8 @@ class MorphableModel:
 
     # ----------------------------------------------------------------------------- fitting
     def fitter(self, X_ind=None, contour=False):
-        """The (cached) :class:`LandmarkFitter` for landmark vertices ``X_ind`` (default kpt_ind).
+        """The :class:`LandmarkFitter` for landmark vertices ``X_ind`` (default kpt_ind), cached: the
+        ``FITTER_CACHE_SIZE`` most recently used landmark subsets keep theirs.
 
         Args:
             X_ind: (m,) landmark vertex indices or None for ``kpt_ind``.
@@ -287,9 +330,13 @@ class MorphableModel:
             raise ValueError("contour-aware fitting needs the 68 iBUG landmarks and a model with "
                              "contour lines (BFM_info.mat 'parallel')")
         key = (bool(contour), ind.astype(np.int64).tobytes())
-        if key not in self._fitters:
+        if key in self._fitters:
+            self._fitters.move_to_end(key)
+        else:
             self._fitters[key] = LandmarkFitter(self.model, ind, contour_lines=self.contour_lines
                                                 if contour else None)
+            if len(self._fitters) > FITTER_CACHE_SIZE:
+                self._fitters.popitem(last=False)
         return self._fitters[key]
 
     def fit_batch(self, x, X_ind=None, max_iter=4, contour=False, noise_sigma=2.0, tol=1e-3):
@@ -373,7 +420,20 @@ class MorphableModel:
         return fit_from_pose_para(pose_para)
 
 
-MorphabelModel = MorphableModel
+class MorphabelModel(MorphableModel):
+    """face3d's ``MorphabelModel`` (its misspelt name), so its scripts run unchanged: a :class:`MorphableModel`
+    whose constructor takes face3d's arguments ``(model_path, model_type='BFM')``.
+
+    Args:
+        model_path: a face3d ``BFM.mat`` (None: the embedded default model).
+        model_type: 'BFM', the only kind face3d loads (it exits on any other; this raises ValueError).
+        info_path, uv_path: keyword only, as in :class:`MorphableModel`.
+    """
+
+    def __init__(self, model_path=None, model_type="BFM", *, info_path=None, uv_path=None):
+        if model_type != "BFM":
+            raise ValueError(f"model_type must be 'BFM' (the only model face3d supports), got {model_type!r}")
+        super().__init__(model_path, info_path=info_path, uv_path=uv_path)
 
 
 def model_identity(model_path=None) -> str:
