@@ -312,6 +312,34 @@ def test_colors_and_texture_read_the_image():
     np.testing.assert_array_equal(inference.texture_from_map(image, identity), image)
 
 
+def _remap_whole_image(image, pos):
+    """PRNet's texture read-out: cv2.remap of the whole image at the map's x, y."""
+    return cv2.remap(image, np.ascontiguousarray(pos[..., 0]), np.ascontiguousarray(pos[..., 1]),
+                     interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def test_texture_reads_the_face_s_sub_image_as_the_whole_image_would():
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    pos = np.zeros((16, 16, 3), np.float32)
+    pos[..., 0] = rng.uniform(20, 45, (16, 16))
+    pos[..., 1] = rng.uniform(-3, 30, (16, 16))  # some above the image: black, half-black at its edge
+    pos[:4, :4, :2] = np.round(pos[:4, :4, :2]) - np.float32(1 / 70)  # rounded by remap to the next pixel
+    pos[0, 0, 0], pos[0, 1, 1] = np.nan, np.inf
+    np.testing.assert_array_equal(inference.texture_from_map(image, pos), _remap_whole_image(image, pos))
+    # a 33000-pixel-wide panorama (cv2.remap takes sides < 32767): read from the face's part of it
+    wide = rng.integers(0, 256, (8, 33000, 3), dtype=np.uint8)
+    pos[..., 0] += 32900
+    left = 32800
+    texture = inference.texture_from_map(wide, pos)
+    np.testing.assert_array_equal(texture, _remap_whole_image(wide[:, left:], pos - np.float32([left, 0, 0])))
+    assert texture[8:, 8:].any()
+    pos[0, 2, 0], pos[0, 3, 0] = 10.0, 32950.5  # a face across the panorama: taps 8 to 32952
+    with pytest.raises(ValueError, match=r"the face covers 32945 x 8 pixels of the image; the texture read-out "
+                                         r"\(OpenCV's remap\) takes at most 32766 pixels a side"):
+        inference.texture_from_map(wide, pos)
+
+
 def test_float_images_must_be_in_unit_range():
     """A float image is read as [0, 1]; one in 0-255 (PRNet's api.process takes those) is refused, not clipped
     to white."""
