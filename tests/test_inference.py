@@ -503,6 +503,46 @@ def test_demo_errors_name_the_problem(tmp_path, capsys, monkeypatch, constant_on
                                "FILE|DIR)"), errors
 
 
+def test_demo_refuses_a_bfm_it_cannot_use_before_any_image(tmp_path, capsys, monkeypatch, uv, constant_onnx):
+    """A missing --bfm, or a model the uv-data does not fit, is one line and status 2 before any image is read,
+    not a skip (or a pose_error) per image."""
+    from face3d.trainset import sample_io
+    from face3d.trainset.uv_layout import write_uv_data
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), np.zeros((40, 40, 3), np.uint8))
+    monkeypatch.setattr(sample_io, "read_image", lambda path: pytest.fail(f"{path} was read"))
+    missing = tmp_path / "none" / "BFM.mat"
+    assert _run_demo("-i", photo, "-o", tmp_path / "o", "--model", constant_onnx[0], "--box", *BOX,
+                     "--bfm", missing) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d demo: error: {missing}: BFM model file not found"]
+    shifted = tmp_path / "shifted-uv"  # the default layout with its keypoints 3 pixels off, no canonical face
+    write_uv_data(dataclasses.replace(uv, uv_kpt_ind=uv.uv_kpt_ind + 3, canonical_vertices=None), shifted)
+    assert _run_demo("-i", photo, "-o", tmp_path / "o", "--model", constant_onnx[0], "--box", *BOX,
+                     "--uv-data", shifted) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"face3d demo: error: {shifted}: uv-data does not fit the model: "
+                                               "its keypoint pixels lie up to 3 px"), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_prn_reads_its_bfm_once_even_when_it_does_not_fit(monkeypatch, uv):
+    import face3d.morphable_model
+    loads = []
+
+    class CountedModel(face3d.morphable_model.MorphableModel):
+        def __init__(self, *args, **kwargs):
+            loads.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(face3d.morphable_model, "MorphableModel", CountedModel)
+    shifted = dataclasses.replace(uv, uv_kpt_ind=uv.uv_kpt_ind + 3, canonical_vertices=None)
+    prn = PRN(helpers.OraclePredictor(256), uv_data=shifted)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="^uv-data: uv-data does not fit the model"):
+            prn.estimate_pose(np.zeros((len(uv.face_ind), 3)))
+    assert len(loads) == 1
+
+
 DEMO_FILES = ("_landmarks.jpg", "_mesh.jpg", "_depth.png", ".obj", "_kpt.txt", "_pose.json")
 BOX = (5, 5, 35, 35)  # of the 40 x 40 photos below
 

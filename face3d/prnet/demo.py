@@ -136,7 +136,8 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         output: output folder (created).
         model: trained network (``.keras``/``.h5``, SavedModel folder, frozen ``.pb`` or ``.onnx``).
         uv_data: UV data the network was trained with (None: the default).
-        bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default model).
+        bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default model); read
+            once, before any image, unless the UV data has its own canonical face.
         box: (4,) face box x0, y0, x1, y1 in image pixels for every image; or
         landmarks: a 68-landmark file (``read_landmarks``) for every image, or a folder with one
             ``<stem>.pts/.txt/.npy/.mat`` per image; neither: dlib's ``detector`` ("auto", "cnn" or "hog") finds
@@ -150,7 +151,8 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         ``image``, ``reason``).
     Raises:
         FileNotFoundError / ValueError (InputFileError) before any image is read, for what fits no image: a
-        missing input, two images sharing a stem, a bad box, an unusable single landmark file or model.
+        missing input, two images sharing a stem, a bad box, an unusable single landmark file, model or bfm (missing,
+        or not the model the UV data was built for).
     """
     from face3d.prnet.face_crop import box_crop, landmark_crop
     from face3d.prnet.inference import PRN
@@ -171,8 +173,9 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         from face3d.prnet.detect import DlibDetector
         face_detector = DlibDetector(detector)
     prn = PRN(model, uv_data=uv_data, bfm=bfm, trust_model=trust_model)
+    _ = prn.canonical  # the pose's canonical face, once: a missing bfm or one the uv-data does not fit is refused
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)  # after the model loaded: a bad one leaves no empty folder
+    output.mkdir(parents=True, exist_ok=True)  # after the models loaded: a bad one leaves no empty folder
     summary = {"images": len(images), "written": 0, "no_face": [], "failures": []}
     for image_path in images:
         try:
