@@ -641,3 +641,61 @@ def test_dlib_detector_finds_the_astronaut():
     ax0, ay0, ax1, ay1 = helpers.ASTRONAUT_BOX
     overlap = max(0, min(x1, ax1) - max(x0, ax0)) * max(0, min(y1, ay1) - max(y0, ay0))
     assert overlap / ((ax1 - ax0) * (ay1 - ay0)) > 0.8
+
+
+def test_detectors_read_float_images_as_prn_does(monkeypatch):
+    """A float image in [0, 1] (PRN.process takes it) reaches dlib as the uint8 image as_rgb_uint8 makes, not
+    cast to 0/1 (dlib replaced by a stand-in that records what it gets)."""
+    import types
+
+    from face3d.prnet.detect import DlibLandmarker
+    seen = []
+
+    class Rect:
+        def left(self):
+            return 10
+
+        def top(self):
+            return 20
+
+        def right(self):
+            return 30
+
+        def bottom(self):
+            return 40
+
+    def run(image, upsample, threshold):
+        seen.append(image)
+        return [Rect()], [1.5], [0]
+
+    def predict(image, rectangle):
+        seen.append(image)
+        return types.SimpleNamespace(num_parts=68, part=lambda i: types.SimpleNamespace(x=i, y=2 * i))
+
+    dlib = types.SimpleNamespace(get_frontal_face_detector=lambda: types.SimpleNamespace(run=run),
+                                 shape_predictor=lambda path: predict, rectangle=lambda *corners: corners)
+    monkeypatch.setitem(sys.modules, "dlib", dlib)
+    monkeypatch.setitem(sys.modules, "face_recognition_models",
+                        types.SimpleNamespace(pose_predictor_model_location=lambda: "68.dat"))
+    image = np.random.default_rng(8).integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    landmarker = DlibLandmarker("hog")
+    boxes, scores = landmarker.detector.detect(image / 255.0)
+    np.testing.assert_array_equal(boxes, [[10, 20, 30, 40]])
+    np.testing.assert_array_equal(landmarker.landmarks(image.astype(np.float32) / 255)[67], [67, 134])
+    assert len(seen) == 3
+    for received in seen:
+        assert received.dtype == np.uint8 and received.flags.c_contiguous
+        np.testing.assert_array_equal(received, image)
+
+
+def test_dlib_finds_the_astronaut_in_a_float_image():
+    pytest.importorskip("dlib")
+    from skimage import data
+
+    from face3d.prnet.detect import DlibDetector
+    detector = DlibDetector("hog")
+    boxes, scores = detector.detect(data.astronaut() / 255.0)
+    expected_boxes, expected_scores = detector.detect(data.astronaut())
+    assert len(boxes) >= 1
+    np.testing.assert_array_equal(boxes, expected_boxes)
+    np.testing.assert_array_equal(scores, expected_scores)
