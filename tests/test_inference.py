@@ -595,6 +595,20 @@ def test_demo_leaves_no_file_of_an_image_it_could_not_write(tmp_path, capsys, mo
     assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
 
 
+def test_demo_names_the_jpeg_it_could_not_write_and_why(tmp_path, capsys, constant_onnx):
+    """A panorama 65,501 pixels wide has no JPEG drawings (JPEG's sides end at 65,500): the message names the output
+    file, not its staging copy, and the limit."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "pano.png"), np.zeros((8, 65501, 3), np.uint8))
+    out = tmp_path / "out"
+    assert _run_demo("-i", photos / "pano.png", "-o", out, "--model", constant_onnx[0], "--box", 0, 0, 8, 8) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{photos / 'pano.png'}: skipped: {out / 'pano_landmarks.jpg'}: the image is 65501 x 8 pixels; JPEG takes "
+        "at most 65,500 a side"]
+    assert _listing(out) == []
+
+
 def test_demo_with_a_landmark_folder_skips_an_image_without_landmarks(tmp_path, capsys, constant_onnx):
     photos = _photos(tmp_path / "photos", "a.jpg", "b.jpg")
     marks = tmp_path / "marks"

@@ -20,6 +20,8 @@ from face3d.utils.image_header import is_listed_image
 
 __all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo"]
 
+JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION: OpenCV writes no JPEG with a longer side
+
 
 def list_images(inputs):
     """Image paths from files and folders (folders: their images, sorted, hidden files such as macOS's ``._*``
@@ -60,16 +62,21 @@ def _landmarks_in(folder, image_path):
     return read_landmarks(candidate)
 
 
-def _write_image(path, rgb):
-    """Write an (h, w, 3) RGB or (h, w) grey uint8 image (format from the suffix); OSError when OpenCV cannot."""
+def _write_image(path, rgb, shown_as):
+    """Write an (h, w, 3) RGB or (h, w) grey uint8 image to ``path`` (format from the suffix); OSError naming
+    ``shown_as`` (the file's final path) when OpenCV cannot, saying so when a side is over JPEG's 65,500 pixels."""
     import cv2
 
     if not cv2.imwrite(str(path), rgb[..., ::-1] if rgb.ndim == 3 else rgb):
-        raise OSError(f"{path}: OpenCV could not write the image")
+        h, w = rgb.shape[:2]
+        if path.suffix.lower() in (".jpg", ".jpeg") and max(h, w) > JPEG_MAX_SIDE:
+            raise OSError(f"{shown_as}: the image is {w} x {h} pixels; JPEG takes at most {JPEG_MAX_SIDE:,} a side")
+        raise OSError(f"{shown_as}: OpenCV could not write the image")
 
 
-def _write_files(prn, image, pos, folder, stem, texture):
-    """Write the demo's files for one face into ``folder``; returns their paths (dict kind -> Path)."""
+def _write_files(prn, image, pos, folder, stem, texture, output):
+    """Write the demo's files for one face into ``folder`` (messages name them in ``output``, where they go);
+    returns their paths (dict kind -> Path)."""
     from face3d.prnet import inference
 
     h, w = image.shape[:2]
@@ -78,9 +85,10 @@ def _write_files(prn, image, pos, folder, stem, texture):
     paths = {"landmarks": folder / f"{stem}_landmarks.jpg", "mesh": folder / f"{stem}_mesh.jpg",
              "depth": folder / f"{stem}_depth.png", "kpt": folder / f"{stem}_kpt.txt",
              "pose": folder / f"{stem}_pose.json"}
-    _write_image(paths["landmarks"], inference.draw_landmarks(image, landmarks))
-    _write_image(paths["mesh"], inference.mesh_overlay(image, vertices, prn.triangles))
-    _write_image(paths["depth"], np.round(prn.get_depth_image(vertices, h, w) * 255.0).astype(np.uint8))
+    _write_image(paths["landmarks"], inference.draw_landmarks(image, landmarks), output / paths["landmarks"].name)
+    _write_image(paths["mesh"], inference.mesh_overlay(image, vertices, prn.triangles), output / paths["mesh"].name)
+    _write_image(paths["depth"], np.round(prn.get_depth_image(vertices, h, w) * 255.0).astype(np.uint8),
+                 output / paths["depth"].name)
     np.savetxt(paths["kpt"], landmarks, fmt="%.4f")
     colors = prn.get_colors(image, vertices)
     if texture:
@@ -108,7 +116,7 @@ def write_outputs(prn, image, pos, output, stem, texture=False):
     """
     output = Path(output)
     with staging_folder(output / stem) as staging:
-        paths = _write_files(prn, image, pos, staging, stem, texture)
+        paths = _write_files(prn, image, pos, staging, stem, texture, output)
         names = sorted(p.name for p in staging.iterdir())
         try:
             for name in names:
