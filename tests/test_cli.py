@@ -402,6 +402,13 @@ def test_root_scripts_run_the_commands(script, flag):
     assert result.stdout.startswith(f"usage: {script}") and flag in result.stdout
 
 
+def test_root_demo_takes_face3d_flags_not_prnets():
+    """The README's word: demo.py takes face3d demo's flags; PRNet's --isDlib/--isKpt are unknown (status 2)."""
+    result = _run("demo.py", "-i", "photos", "-o", "out", "--isDlib", "False", "--isKpt", "True")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == "demo.py: error: unrecognized arguments: --isDlib False --isKpt True"
+
+
 def test_offline_command_names_a_missing_manifest():
     result = _run("-m", "face3d", "offline", "post_process", "--help")
     assert result.returncode == 0, result.stderr

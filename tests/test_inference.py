@@ -312,6 +312,34 @@ def test_colors_and_texture_read_the_image():
     np.testing.assert_array_equal(inference.texture_from_map(image, identity), image)
 
 
+def _remap_whole_image(image, pos):
+    """PRNet's texture read-out: cv2.remap of the whole image at the map's x, y."""
+    return cv2.remap(image, np.ascontiguousarray(pos[..., 0]), np.ascontiguousarray(pos[..., 1]),
+                     interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def test_texture_reads_the_face_s_sub_image_as_the_whole_image_would():
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    pos = np.zeros((16, 16, 3), np.float32)
+    pos[..., 0] = rng.uniform(20, 45, (16, 16))
+    pos[..., 1] = rng.uniform(-3, 30, (16, 16))  # some above the image: black, half-black at its edge
+    pos[:4, :4, :2] = np.round(pos[:4, :4, :2]) - np.float32(1 / 70)  # rounded by remap to the next pixel
+    pos[0, 0, 0], pos[0, 1, 1] = np.nan, np.inf
+    np.testing.assert_array_equal(inference.texture_from_map(image, pos), _remap_whole_image(image, pos))
+    # a 33000-pixel-wide panorama (cv2.remap takes sides < 32767): read from the face's part of it
+    wide = rng.integers(0, 256, (8, 33000, 3), dtype=np.uint8)
+    pos[..., 0] += 32900
+    left = 32800
+    texture = inference.texture_from_map(wide, pos)
+    np.testing.assert_array_equal(texture, _remap_whole_image(wide[:, left:], pos - np.float32([left, 0, 0])))
+    assert texture[8:, 8:].any()
+    pos[0, 2, 0], pos[0, 3, 0] = 10.0, 32950.5  # a face across the panorama: taps 8 to 32952
+    with pytest.raises(ValueError, match=r"the face covers 32945 x 8 pixels of the image; the texture read-out "
+                                         r"\(OpenCV's remap\) takes at most 32766 pixels a side"):
+        inference.texture_from_map(wide, pos)
+
+
 def test_float_images_must_be_in_unit_range():
     """A float image is read as [0, 1]; one in 0-255 (PRNet's api.process takes those) is refused, not clipped
     to white."""
@@ -475,6 +503,46 @@ def test_demo_errors_name_the_problem(tmp_path, capsys, monkeypatch, constant_on
                                "FILE|DIR)"), errors
 
 
+def test_demo_refuses_a_bfm_it_cannot_use_before_any_image(tmp_path, capsys, monkeypatch, uv, constant_onnx):
+    """A missing --bfm, or a model the uv-data does not fit, is one line and status 2 before any image is read,
+    not a skip (or a pose_error) per image."""
+    from face3d.trainset import sample_io
+    from face3d.trainset.uv_layout import write_uv_data
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), np.zeros((40, 40, 3), np.uint8))
+    monkeypatch.setattr(sample_io, "read_image", lambda path: pytest.fail(f"{path} was read"))
+    missing = tmp_path / "none" / "BFM.mat"
+    assert _run_demo("-i", photo, "-o", tmp_path / "o", "--model", constant_onnx[0], "--box", *BOX,
+                     "--bfm", missing) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d demo: error: {missing}: BFM model file not found"]
+    shifted = tmp_path / "shifted-uv"  # the default layout with its keypoints 3 pixels off, no canonical face
+    write_uv_data(dataclasses.replace(uv, uv_kpt_ind=uv.uv_kpt_ind + 3, canonical_vertices=None), shifted)
+    assert _run_demo("-i", photo, "-o", tmp_path / "o", "--model", constant_onnx[0], "--box", *BOX,
+                     "--uv-data", shifted) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"face3d demo: error: {shifted}: uv-data does not fit the model: "
+                                               "its keypoint pixels lie up to 3 px"), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_prn_reads_its_bfm_once_even_when_it_does_not_fit(monkeypatch, uv):
+    import face3d.morphable_model
+    loads = []
+
+    class CountedModel(face3d.morphable_model.MorphableModel):
+        def __init__(self, *args, **kwargs):
+            loads.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(face3d.morphable_model, "MorphableModel", CountedModel)
+    shifted = dataclasses.replace(uv, uv_kpt_ind=uv.uv_kpt_ind + 3, canonical_vertices=None)
+    prn = PRN(helpers.OraclePredictor(256), uv_data=shifted)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="^uv-data: uv-data does not fit the model"):
+            prn.estimate_pose(np.zeros((len(uv.face_ind), 3)))
+    assert len(loads) == 1
+
+
 DEMO_FILES = ("_landmarks.jpg", "_mesh.jpg", "_depth.png", ".obj", "_kpt.txt", "_pose.json")
 BOX = (5, 5, 35, 35)  # of the 40 x 40 photos below
 
@@ -527,6 +595,20 @@ def test_demo_leaves_no_file_of_an_image_it_could_not_write(tmp_path, capsys, mo
     assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
 
 
+def test_demo_names_the_jpeg_it_could_not_write_and_why(tmp_path, capsys, constant_onnx):
+    """A panorama 65,501 pixels wide has no JPEG drawings (JPEG's sides end at 65,500): the message names the output
+    file, not its staging copy, and the limit."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "pano.png"), np.zeros((8, 65501, 3), np.uint8))
+    out = tmp_path / "out"
+    assert _run_demo("-i", photos / "pano.png", "-o", out, "--model", constant_onnx[0], "--box", 0, 0, 8, 8) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{photos / 'pano.png'}: skipped: {out / 'pano_landmarks.jpg'}: the image is 65501 x 8 pixels; JPEG takes "
+        "at most 65,500 a side"]
+    assert _listing(out) == []
+
+
 def test_demo_with_a_landmark_folder_skips_an_image_without_landmarks(tmp_path, capsys, constant_onnx):
     photos = _photos(tmp_path / "photos", "a.jpg", "b.jpg")
     marks = tmp_path / "marks"
@@ -573,3 +655,61 @@ def test_dlib_detector_finds_the_astronaut():
     ax0, ay0, ax1, ay1 = helpers.ASTRONAUT_BOX
     overlap = max(0, min(x1, ax1) - max(x0, ax0)) * max(0, min(y1, ay1) - max(y0, ay0))
     assert overlap / ((ax1 - ax0) * (ay1 - ay0)) > 0.8
+
+
+def test_detectors_read_float_images_as_prn_does(monkeypatch):
+    """A float image in [0, 1] (PRN.process takes it) reaches dlib as the uint8 image as_rgb_uint8 makes, not
+    cast to 0/1 (dlib replaced by a stand-in that records what it gets)."""
+    import types
+
+    from face3d.prnet.detect import DlibLandmarker
+    seen = []
+
+    class Rect:
+        def left(self):
+            return 10
+
+        def top(self):
+            return 20
+
+        def right(self):
+            return 30
+
+        def bottom(self):
+            return 40
+
+    def run(image, upsample, threshold):
+        seen.append(image)
+        return [Rect()], [1.5], [0]
+
+    def predict(image, rectangle):
+        seen.append(image)
+        return types.SimpleNamespace(num_parts=68, part=lambda i: types.SimpleNamespace(x=i, y=2 * i))
+
+    dlib = types.SimpleNamespace(get_frontal_face_detector=lambda: types.SimpleNamespace(run=run),
+                                 shape_predictor=lambda path: predict, rectangle=lambda *corners: corners)
+    monkeypatch.setitem(sys.modules, "dlib", dlib)
+    monkeypatch.setitem(sys.modules, "face_recognition_models",
+                        types.SimpleNamespace(pose_predictor_model_location=lambda: "68.dat"))
+    image = np.random.default_rng(8).integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    landmarker = DlibLandmarker("hog")
+    boxes, scores = landmarker.detector.detect(image / 255.0)
+    np.testing.assert_array_equal(boxes, [[10, 20, 30, 40]])
+    np.testing.assert_array_equal(landmarker.landmarks(image.astype(np.float32) / 255)[67], [67, 134])
+    assert len(seen) == 3
+    for received in seen:
+        assert received.dtype == np.uint8 and received.flags.c_contiguous
+        np.testing.assert_array_equal(received, image)
+
+
+def test_dlib_finds_the_astronaut_in_a_float_image():
+    pytest.importorskip("dlib")
+    from skimage import data
+
+    from face3d.prnet.detect import DlibDetector
+    detector = DlibDetector("hog")
+    boxes, scores = detector.detect(data.astronaut() / 255.0)
+    expected_boxes, expected_scores = detector.detect(data.astronaut())
+    assert len(boxes) >= 1
+    np.testing.assert_array_equal(boxes, expected_boxes)
+    np.testing.assert_array_equal(scores, expected_scores)

@@ -46,7 +46,7 @@ def _add_arguments(parser):
 def run_demo_command(args):
     """Run the demo; returns the exit status: 0 when every image was written or had no face, 1 when one failed
     (named on stderr and skipped, the others written), 2 on arguments that fit no image (a missing input, images
-    sharing a stem, a bad box, landmark file or model), with a message naming it."""
+    sharing a stem, a bad box, landmark file, model or --bfm), with a message naming it."""
     setup_logging()
     from face3d.prnet.detect import DetectorUnavailable
 

@@ -20,6 +20,8 @@ from face3d.utils.image_header import is_listed_image
 
 __all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo"]
 
+JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION: OpenCV writes no JPEG with a longer side
+
 
 def list_images(inputs):
     """Image paths from files and folders (folders: their images, sorted, hidden files such as macOS's ``._*``
@@ -60,16 +62,21 @@ def _landmarks_in(folder, image_path):
     return read_landmarks(candidate)
 
 
-def _write_image(path, rgb):
-    """Write an (h, w, 3) RGB or (h, w) grey uint8 image (format from the suffix); OSError when OpenCV cannot."""
+def _write_image(path, rgb, shown_as):
+    """Write an (h, w, 3) RGB or (h, w) grey uint8 image to ``path`` (format from the suffix); OSError naming
+    ``shown_as`` (the file's final path) when OpenCV cannot, saying so when a side is over JPEG's 65,500 pixels."""
     import cv2
 
     if not cv2.imwrite(str(path), rgb[..., ::-1] if rgb.ndim == 3 else rgb):
-        raise OSError(f"{path}: OpenCV could not write the image")
+        h, w = rgb.shape[:2]
+        if path.suffix.lower() in (".jpg", ".jpeg") and max(h, w) > JPEG_MAX_SIDE:
+            raise OSError(f"{shown_as}: the image is {w} x {h} pixels; JPEG takes at most {JPEG_MAX_SIDE:,} a side")
+        raise OSError(f"{shown_as}: OpenCV could not write the image")
 
 
-def _write_files(prn, image, pos, folder, stem, texture):
-    """Write the demo's files for one face into ``folder``; returns their paths (dict kind -> Path)."""
+def _write_files(prn, image, pos, folder, stem, texture, output):
+    """Write the demo's files for one face into ``folder`` (messages name them in ``output``, where they go);
+    returns their paths (dict kind -> Path)."""
     from face3d.prnet import inference
 
     h, w = image.shape[:2]
@@ -78,9 +85,10 @@ def _write_files(prn, image, pos, folder, stem, texture):
     paths = {"landmarks": folder / f"{stem}_landmarks.jpg", "mesh": folder / f"{stem}_mesh.jpg",
              "depth": folder / f"{stem}_depth.png", "kpt": folder / f"{stem}_kpt.txt",
              "pose": folder / f"{stem}_pose.json"}
-    _write_image(paths["landmarks"], inference.draw_landmarks(image, landmarks))
-    _write_image(paths["mesh"], inference.mesh_overlay(image, vertices, prn.triangles))
-    _write_image(paths["depth"], np.round(prn.get_depth_image(vertices, h, w) * 255.0).astype(np.uint8))
+    _write_image(paths["landmarks"], inference.draw_landmarks(image, landmarks), output / paths["landmarks"].name)
+    _write_image(paths["mesh"], inference.mesh_overlay(image, vertices, prn.triangles), output / paths["mesh"].name)
+    _write_image(paths["depth"], np.round(prn.get_depth_image(vertices, h, w) * 255.0).astype(np.uint8),
+                 output / paths["depth"].name)
     np.savetxt(paths["kpt"], landmarks, fmt="%.4f")
     colors = prn.get_colors(image, vertices)
     if texture:
@@ -108,7 +116,7 @@ def write_outputs(prn, image, pos, output, stem, texture=False):
     """
     output = Path(output)
     with staging_folder(output / stem) as staging:
-        paths = _write_files(prn, image, pos, staging, stem, texture)
+        paths = _write_files(prn, image, pos, staging, stem, texture, output)
         names = sorted(p.name for p in staging.iterdir())
         try:
             for name in names:
@@ -136,7 +144,8 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         output: output folder (created).
         model: trained network (``.keras``/``.h5``, SavedModel folder, frozen ``.pb`` or ``.onnx``).
         uv_data: UV data the network was trained with (None: the default).
-        bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default model).
+        bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default model); read
+            once, before any image, unless the UV data has its own canonical face.
         box: (4,) face box x0, y0, x1, y1 in image pixels for every image; or
         landmarks: a 68-landmark file (``read_landmarks``) for every image, or a folder with one
             ``<stem>.pts/.txt/.npy/.mat`` per image; neither: dlib's ``detector`` ("auto", "cnn" or "hog") finds
@@ -150,7 +159,8 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         ``image``, ``reason``).
     Raises:
         FileNotFoundError / ValueError (InputFileError) before any image is read, for what fits no image: a
-        missing input, two images sharing a stem, a bad box, an unusable single landmark file or model.
+        missing input, two images sharing a stem, a bad box, an unusable single landmark file, model or bfm (missing,
+        or not the model the UV data was built for).
     """
     from face3d.prnet.face_crop import box_crop, landmark_crop
     from face3d.prnet.inference import PRN
@@ -171,8 +181,9 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         from face3d.prnet.detect import DlibDetector
         face_detector = DlibDetector(detector)
     prn = PRN(model, uv_data=uv_data, bfm=bfm, trust_model=trust_model)
+    _ = prn.canonical  # the pose's canonical face, once: a missing bfm or one the uv-data does not fit is refused
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)  # after the model loaded: a bad one leaves no empty folder
+    output.mkdir(parents=True, exist_ok=True)  # after the models loaded: a bad one leaves no empty folder
     summary = {"images": len(images), "written": 0, "no_face": [], "failures": []}
     for image_path in images:
         try:

@@ -8,6 +8,8 @@ predictor (``shape_predictor_68_face_landmarks.dat`` from ``face_recognition_mod
 """
 import numpy as np
 
+from face3d.prnet.face_crop import as_rgb_uint8
+
 __all__ = ["DetectorUnavailable", "DlibDetector", "DlibLandmarker", "detector_available"]
 
 # each command adds its own way around a detector (face3d demo: --box or --landmarks; face3d fit: --landmarks)
@@ -66,14 +68,12 @@ class DlibDetector:
         """Faces in an image, the most confident first.
 
         Args:
-            image: (h, w, 3) uint8 RGB.
+            image: (h, w, 3) RGB, uint8 or float in [0, 1] (or grey, or RGBA: ``face_crop.as_rgb_uint8``).
         Returns:
             (boxes (k, 4) float64 (x0, y0, x1, y1), scores (k,) float64 detector confidences); k = 0 when no face
             is found.
         """
-        image = np.ascontiguousarray(image, dtype=np.uint8)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be (h, w, 3) uint8 RGB, got {image.shape}")
+        image = as_rgb_uint8(image)
         if self.kind == "cnn":
             found = self._detector(image, self.upsample)
             rects, scores = [d.rect for d in found], [d.confidence for d in found]
@@ -110,14 +110,16 @@ class DlibLandmarker:
         self._predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
 
     def landmarks(self, image):
-        """The 68 landmarks of the most confident face in an (h, w, 3) uint8 RGB image.
+        """The 68 landmarks of the most confident face in an (h, w, 3) RGB image, uint8 or float in [0, 1] (as
+        ``DlibDetector.detect`` takes).
 
         Returns:
             (68, 2) float64 x, y image pixels (y down), or None when no face is found.
         """
+        image = as_rgb_uint8(image)
         boxes, _ = self.detector.detect(image)
         if not len(boxes):
             return None
         x0, y0, x1, y1 = (int(round(v)) for v in boxes[0])
-        shape = self._predictor(np.ascontiguousarray(image, dtype=np.uint8), self._rectangle(x0, y0, x1, y1))
+        shape = self._predictor(image, self._rectangle(x0, y0, x1, y1))
         return np.array([[shape.part(i).x, shape.part(i).y] for i in range(shape.num_parts)], dtype=np.float64)

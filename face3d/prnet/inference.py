@@ -25,7 +25,7 @@ from face3d.prnet.readout import sample_colors, texture_from_map, vertices_from_
 from face3d.prnet.serialization import write_obj
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.posmap import keypoints_from_map
-from face3d.trainset.uv_layout import UVData, load_uv_data
+from face3d.trainset.uv_layout import UVData, load_uv_data, load_uv_model
 
 __all__ = ["BOX_SCALE", "BOX_SHIFT", "LANDMARK_SCALE", "DEFAULT_UV_DATA", "FaceCrop", "PoseEstimate", "PRN",
            "as_rgb_uint8", "box_crop", "landmark_crop", "crop_face", "restore_map", "vertices_from_map",
@@ -45,8 +45,8 @@ class PRN:
             for PRNet's released checkpoint, else ``DEFAULT_UV_DATA`` (the packaged uv-data of the embedded default
             model, at 256).
         bfm: the morphable model whose mean face is the canonical face for ``estimate_pose``: a MorphableModel,
-            a ``BFM.mat`` path, or None for the embedded default (loaded on first use; must be the model the UV
-            data was built for).
+            a ``BFM.mat`` path, or None for the embedded default (loaded once, on first use of ``canonical``; must be
+            the model the UV data was built for).
         predictor_options: passed to ``load_predictor``.
 
     Attributes:
@@ -56,6 +56,7 @@ class PRN:
     def __init__(self, model, uv_data=None, bfm=None, **predictor_options):
         uv_data = uv_data_for_model(model, uv_data)  # before the network: a wrong layout fails fast
         self.uv = uv_data if isinstance(uv_data, UVData) else load_uv_data(uv_data)
+        self._uv_source = "uv-data" if isinstance(uv_data, UVData) else str(uv_data)
         self.predictor = load_predictor(model, **predictor_options)
         self.resolution = self.uv.resolution
         self.input_size = self.predictor.input_size
@@ -125,13 +126,17 @@ class PRN:
     @property
     def canonical(self):
         """(n, 3) float32 canonical face at ``face_ind``, built on first use: the uv-data's
-        ``canonical_vertices.npy`` when present, else the mean face of ``bfm`` (``pose.canonical_vertices``)."""
+        ``canonical_vertices.npy`` when present, else the mean face of ``bfm`` (``pose.canonical_vertices``).
+
+        Raises:
+            FileNotFoundError / InputFileError (a ValueError): ``bfm`` missing, unreadable, without
+            ``BFM_UV.mat``, or not the model the uv-data was built for (the message names the file).
+        """
         if self._canonical is None:
-            model = self._bfm
-            if self.uv.canonical_vertices is None and (model is None or isinstance(model, (str, Path))):
-                from face3d.morphable_model import MorphableModel
-                model = MorphableModel(None if model is None else str(model))
-            self._canonical = canonical_vertices(model, self.uv)
+            if self.uv.canonical_vertices is None and (self._bfm is None or isinstance(self._bfm, (str, Path))):
+                # kept: a model that does not fit the uv-data is not read again on the next call
+                self._bfm = load_uv_model(None if self._bfm is None else str(self._bfm))
+            self._canonical = canonical_vertices(self._bfm, self.uv, source=self._uv_source)
         return self._canonical
 
     def estimate_pose(self, vertices):

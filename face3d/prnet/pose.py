@@ -31,7 +31,7 @@ class PoseEstimate:
     t2d: np.ndarray
 
 
-def canonical_vertices(model, uv_data):
+def canonical_vertices(model, uv_data, source="uv-data"):
     """The canonical face for ``estimate_pose``, in the model's frame (x right, y up, z to the viewer).
 
     The UV data's own ``canonical_vertices.npy`` when it has one (PRNet's, or the one ``face3d uv-data`` writes;
@@ -42,6 +42,7 @@ def canonical_vertices(model, uv_data):
         model: MorphableModel (``model['shapeMU']`` (3n, 1), ``uv_coords``, ``full_triangles``, ``kpt_ind``), or
             None when ``uv_data`` has canonical vertices.
         uv_data: UVData (``face_ind``, ``resolution``, ``canonical_vertices``).
+        source: the uv-data's folder, for the message when it does not fit the model.
     Returns:
         (m, 3) float32, order of ``face_ind`` (units of the source: model units or PRNet's pixels).
     Raises:
@@ -53,7 +54,7 @@ def canonical_vertices(model, uv_data):
     if model is None or getattr(model, "uv_coords", None) is None:
         raise ValueError("no canonical face: the uv-data has no canonical_vertices.npy and the model no UV coordinates")
     rasterization = rasterize_uv(model.uv_coords, model.full_triangles, uv_data.resolution)
-    check_uv_data_fits(uv_data, model, rasterization=rasterization)
+    check_uv_data_fits(uv_data, model, source=source, rasterization=rasterization)
     face = canonical_face(model, rasterization, uv_data.face_ind)
     if face is None:
         raise ValueError("no canonical face: the model has no mean shape (shapeMU)")

@@ -7,7 +7,12 @@ import numpy as np
 
 from face3d.prnet.face_crop import as_rgb_uint8
 
-__all__ = ["vertices_from_map", "sample_colors", "texture_from_map"]
+__all__ = ["REMAP_MAX_SIDE", "vertices_from_map", "sample_colors", "texture_from_map"]
+
+REMAP_MAX_SIDE = 32766  # cv2.remap asserts each side of its source and output < SHRT_MAX (32767)
+# pixels kept around the map's x, y bounding box: remap rounds x to 1/32 pixel (x just below an integer becomes
+# it) and reads that pixel and the next, so from floor(x) to floor(x) + 2
+REMAP_MARGIN = 2
 
 
 def vertices_from_map(pos, face_ind):
@@ -43,11 +48,42 @@ def texture_from_map(image, pos):
     """The face's UV texture: the image sampled at each map pixel's (x, y) (bilinear, black outside the image;
     PRNet's ``cv2.remap`` of the position map).
 
+    ``cv2.remap`` refuses a source with a side of ``REMAP_MAX_SIDE`` + 1 = 32767 (SHRT_MAX) pixels or more, so it
+    reads the sub-image covering the map's finite x, y (bounding box, ``REMAP_MARGIN`` pixels wider on each side
+    for the bilinear taps, clipped to the image) with the map shifted by the box's corner: the same texture as
+    remapping the whole image, since x - x0 is exact for the integer x0.
+
     Args:
-        image: (h, w, 3) uint8 RGB. pos: (R, R, 3) position map in image coordinates.
+        image: (h, w, 3) uint8 RGB (or float in [0, 1]). pos: (R, R, 3) position map in image coordinates.
     Returns:
         (R, R, 3) uint8 RGB texture, row 0 = v 1 (the top of the UV layout).
+    Raises:
+        ValueError: the sub-image the face covers has a side over ``REMAP_MAX_SIDE`` pixels.
     """
+    image = as_rgb_uint8(image)
     pos = np.asarray(pos, dtype=np.float32)
-    return cv2.remap(as_rgb_uint8(image), np.ascontiguousarray(pos[..., 0]), np.ascontiguousarray(pos[..., 1]),
+    if pos.ndim != 3 or pos.shape[2] != 3:
+        raise ValueError(f"pos must be an (R, R, 3) position map, got {pos.shape}")
+    x, y = pos[..., 0].astype(np.float64), pos[..., 1].astype(np.float64)  # float32 values, shifted exactly
+    finite = np.isfinite(x) & np.isfinite(y)
+    h, w = image.shape[:2]
+    texture = np.zeros((*pos.shape[:2], 3), dtype=np.uint8)
+    if not finite.any():
+        return texture
+    x0, x1 = _covered_range(x[finite], w)
+    y0, y1 = _covered_range(y[finite], h)
+    if x1 <= x0 or y1 <= y0:  # every tap outside the image: all black
+        return texture
+    if max(x1 - x0, y1 - y0) > REMAP_MAX_SIDE:
+        raise ValueError(f"the face covers {x1 - x0} x {y1 - y0} pixels of the image; the texture read-out "
+                         f"(OpenCV's remap) takes at most {REMAP_MAX_SIDE} pixels a side")
+    return cv2.remap(image[y0:y1, x0:x1], (x - x0).astype(np.float32), (y - y0).astype(np.float32),
                      interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def _covered_range(values, size):
+    """[start, stop) of the pixels ``cv2.remap``'s bilinear taps at ``values`` may read, clipped to [0, size):
+    floor(min) - REMAP_MARGIN to floor(max) + REMAP_MARGIN inclusive."""
+    start = int(np.clip(np.floor(values.min()) - REMAP_MARGIN, 0, size))
+    stop = int(np.clip(np.floor(values.max()) + REMAP_MARGIN + 1, 0, size))
+    return start, stop
