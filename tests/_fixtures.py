@@ -16,7 +16,8 @@ def deny_listing(monkeypatch, folder_name):
     real_scandir = os.scandir
 
     def scandir(path="."):
-        if os.path.basename(os.fspath(path)) == folder_name:
+        # a descriptor (shutil.rmtree lists folders by theirs) names no folder: listed as usual
+        if not isinstance(path, int) and os.path.basename(os.fspath(path)) == folder_name:
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_scandir(path)
 

@@ -743,6 +743,20 @@ def test_a_full_disk_at_the_uv_data_or_the_label_file_ends_in_one_line(tmp_path,
     assert _run(root, out)["skipped"] == 4  # the samples were done before the label file
 
 
+def test_a_read_only_output_is_named_not_the_uv_data_staging_folder(tmp_path, synth, capsys, monkeypatch):
+    root, out = _four_samples(tmp_path, synth), tmp_path / "out"
+    make_folder = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):  # a file system mounted read-only refuses the hidden staging folder first
+        if self.name.endswith(TEMP_SUFFIX):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return make_folder(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    assert _main_error(capsys, "generate", "--root", root, "--output", out, "--workers", "1", "--quiet",
+                       "--angles", "--resolution", "16") == [
+        f"face3d generate: error: {out / UV_DATA_DIR}: Read-only file system"]
+
+
 def test_the_journal_writes_every_byte_when_the_kernel_takes_fewer(tmp_path, monkeypatch):
     journal, write = Journal(str(tmp_path)), os.write
     with monkeypatch.context() as patch:

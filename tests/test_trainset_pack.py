@@ -1,4 +1,6 @@
 """HDF5 packing of a label file and its reader (face3d.trainset.pack); budget < 3 s."""
+import errno
+import os
 import re
 import subprocess
 import sys
@@ -191,6 +193,23 @@ def test_write_failure_is_one_line_naming_the_output(tmp_path):
     assert result.returncode == 2 and result.stderr.splitlines() == [
         f"face3d pack: error: {out}: File too large"], result.stderr
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_read_only_file_system_is_named_at_the_output(tmp_path, monkeypatch, capsys):
+    """There even removing the temporary file fails: the error of the write is the one reported."""
+    import h5py
+
+    _, _, lines = _make_samples(tmp_path, 1)
+    label = tmp_path / "trainDataLabel.txt"
+    label.write_text(f"{lines[0][0]} {lines[0][1]}\n")
+    out = tmp_path / "out.h5"
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(h5py, "File", refuse)
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: refuse())
+    assert main(["pack", str(label), str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d pack: error: {out}: Read-only file system"]
 
 
 def test_too_little_free_space_is_refused_before_writing(tmp_path, monkeypatch, capsys):

@@ -53,6 +53,23 @@ def test_atomic_file_names_its_path_in_a_refused_write(tmp_path):
     assert raised.value.filename == str(missing)
 
 
+def test_atomic_file_on_a_read_only_file_system_names_its_path(tmp_path, monkeypatch):
+    """There even removing the missing temporary twin fails (EROFS, not ENOENT): the first error is the one raised,
+    naming the file asked for, not its hidden twin."""
+    from pathlib import Path
+
+    path = tmp_path / "label.txt"
+    read_only = OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(temp_name(path)))
+    monkeypatch.setattr("builtins.open", refuse)
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(read_only))
+    with pytest.raises(OSError) as raised, atomic_file(path):
+        pass
+    assert (raised.value.errno, raised.value.filename) == (errno.EROFS, str(path))
+
+
 def test_read_mat_round_trip_and_errors(tmp_path):
     good = tmp_path / "good.mat"
     scipy.io.savemat(good, {"x": np.arange(3.0)})

@@ -115,8 +115,8 @@ def _write_uv_data(generator, output, config, uv_data=None):
             raise InputFileError(source, f"uv-data resolution {layout.resolution} differs from the set's "
                                          f"{config.resolution} (--resolution)")
         check_uv_data_fits(layout, generator.model, str(source), rasterization)
-    tmp.mkdir(parents=True, exist_ok=True)
     try:
+        tmp.mkdir(parents=True, exist_ok=True)
         if uv_data is None:
             write_uv_data(build_uv_data(generator.model, int(config.resolution),
                                         neck_zeroed=bool(config.neck_zeroed),
@@ -133,13 +133,12 @@ def _write_uv_data(generator, output, config, uv_data=None):
         logger.debug("uv-data %s into %s", f"copied from {source}" if uv_data is not None else
                      f"written for the model (neck_zeroed={bool(config.neck_zeroed)})", final)
     except OSError as error:
-        if error.filename is None or Path(error.filename).parent == tmp:  # a write, a close: the staged files
+        # the staging folder or a file in it (a write, a close, a read-only disk): name the uv-data folder
+        if error.filename is None or tmp in (Path(error.filename), Path(error.filename).parent):
             raise os_error_at(error, final) from error
         raise
     finally:
-        for path in tmp.iterdir():
-            path.unlink()
-        tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _process_exists(pid):

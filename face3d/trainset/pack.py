@@ -131,7 +131,8 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
             f.close()
         os.replace(tmp, h5_path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only file system refuses even this: the first error is the one
+            tmp.unlink(missing_ok=True)
         raise
     return n
 

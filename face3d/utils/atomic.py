@@ -24,8 +24,8 @@ def temp_name(path) -> Path:
 @contextlib.contextmanager
 def atomic_file(path):
     """Open the temporary twin of ``path`` for binary writing (creating the folder); on success it replaces
-    ``path``, on any error it is removed. An OSError naming no file (a failed write or close: a full disk) is raised
-    naming ``path``."""
+    ``path``, on any error it is removed. An OSError naming no file (a failed write or close: a full disk) or the
+    temporary twin (a read-only file system) is raised naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
@@ -34,8 +34,9 @@ def atomic_file(path):
             yield f
         os.replace(tmp, path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.filename is None:
+        with contextlib.suppress(OSError):  # a read-only file system refuses even this: the first error is the one
+            tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename in (None, str(tmp)):
             raise os_error_at(error, path) from error
         raise
 
