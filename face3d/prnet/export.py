@@ -302,17 +302,19 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
 
     output_dir.mkdir(parents=True, exist_ok=True)
     # the models wait in a hidden staging folder until every check passed: a failed export leaves the folder as it was
+    # (also the drift table: a file that no runtime can load, or one that crashes it, never replaces a working one)
     with staging_folder(output_dir / "export") as staging:
         staged = _write_models(staging, graph_def, nodes, input_name, output_name, onnx_model, batch_size, opset,
                                tflite, calibration)
         max_abs_diff = _compare_with_keras(staging, model, images, tolerance)
+        files = compare_files(model, staged, images if calibration is None else calibration,
+                              _keypoint_indices(size, uv_data))
         _replace_export_files(staging, output_dir)
-    written = [output_dir / path.name for path in staged]
+    for name, entry in files.items():
+        entry["path"] = str(output_dir / name)
     result = ExportResult(pb_path=output_dir / "prnet.pb", onnx_path=output_dir / "prnet.onnx" if onnx else None,
-                          op_types=op_types, onnx_op_types=onnx_op_types, max_abs_diff=max_abs_diff)
+                          op_types=op_types, onnx_op_types=onnx_op_types, max_abs_diff=max_abs_diff, files=files)
     _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode, run_atc)
-    result.files = compare_files(model, written, images if calibration is None else calibration,
-                                 _keypoint_indices(size, uv_data))
     summary = {"batch_size": batch_size, "input_size": size, "fold_bn": fold_bn, "opset": opset if onnx else None,
                "op_types": op_types, "onnx_op_types": onnx_op_types, "max_abs_diff": result.max_abs_diff,
                "tolerance": tolerance, "atc_commands": result.atc_commands, "atc_status": result.atc_status,
