@@ -279,3 +279,18 @@ def test_a_failed_check_keeps_the_earlier_export(tmp_path, capsys):
     with pytest.raises(RuntimeError, match="differs from the Keras model"):
         ex.export_model(_small_model(2), tmp_path / "fresh", onnx=True, tolerance=0.0, run_atc=False)
     assert os.listdir(tmp_path / "fresh") == []
+
+
+def test_a_file_its_runtime_cannot_run_keeps_the_earlier_export(tmp_path, monkeypatch):
+    """export.json's drift table reloads every written file (the int8 ones too, which TFLite's kernels may refuse or
+    even abort on) before an earlier export's files are replaced."""
+    out = tmp_path / "out"
+    ex.export_model(_small_model(1), out, onnx=True, run_atc=False)
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+
+    def refuse(model, paths, *args):
+        raise RuntimeError(f"cannot run {Path(paths[-1]).name}")
+    monkeypatch.setattr(ex, "compare_files", refuse)
+    with pytest.raises(RuntimeError, match="cannot run prnet.onnx"):
+        ex.export_model(_small_model(2), out, onnx=True, run_atc=False)
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before  # no staged file left either
