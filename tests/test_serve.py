@@ -718,6 +718,31 @@ def test_a_failing_model_answers_500_internal_and_is_counted(model_path, reconst
     assert 'face3d_requests_total{method="POST",path="/v1/reconstruct",status="500"} 1' in text
 
 
+def test_a_texture_of_a_face_wider_than_the_read_out_takes_is_422(model_path, reconstructor, monkeypatch):
+    """OpenCV's remap takes sources under 32767 pixels a side: a face spanning a 60000-pixel panorama is the
+    request's limit (422 naming the box), not the server's failure, and the rest of the answer still works."""
+    from fastapi.testclient import TestClient
+
+    from face3d.serve.app import create_app
+    from face3d.serve.config import ServeConfig
+
+    real_predict = reconstructor.prn.predictor.predict
+
+    def spread(batch):  # a map spanning its crop from side to side
+        maps = np.array(real_predict(batch))
+        maps[..., 0] = np.linspace(0.0, 0.9, maps.shape[2], dtype=np.float32)
+        return maps
+
+    monkeypatch.setattr(reconstructor.prn.predictor, "predict", spread)
+    png = cv2.imencode(".png", np.full((16, 60000, 3), 90, np.uint8))[1].tobytes()
+    app = create_app(ServeConfig(str(model_path), model_threads=1), reconstructor)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _expect_error(_post(client, png, "?texture=1", box="0 0 59999 15"), 422, "invalid_box",
+                      "box: the face covers", "at most 32766 pixels a side")
+        assert _post(client, png, box="0 0 59999 15").status_code == 200
+        assert client.get("/metrics").json()["errors"] == {"total": 1, "invalid_box": 1}
+
+
 def test_batcher_isolates_a_failing_input_and_drains_on_close():
     calls = []
 

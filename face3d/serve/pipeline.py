@@ -108,14 +108,16 @@ class Reconstructor:
             when asked.
         Raises:
             ValueError: the network's output holds NaN or inf (the model's failure: answered 500 ``internal``).
-            ApiError: 422 ``invalid_box`` / ``invalid_landmarks`` when the map in image pixels is not finite.
+            ApiError: 422 ``invalid_box`` / ``invalid_landmarks`` when the map in image pixels is not finite, or
+                when a texture is asked for a face wider or taller than the texture read-out takes
+                (``readout.REMAP_MAX_SIDE`` pixels).
         """
         prn, crop = self.prn, prepared.crop
         if not np.all(np.isfinite(output)):
             raise ValueError("the network's output map holds NaN or inf")
         pos = restore_map(output, crop.matrix, crop.resolution)
+        field = "landmarks" if prepared.source == "landmarks" else "box"
         if not np.all(np.isfinite(pos)):  # a face far too large or small for float32 image coordinates
-            field = "landmarks" if prepared.source == "landmarks" else "box"
             raise ApiError(422, f"invalid_{field}", f"{field}: the face's position map in image pixels is not finite "
                                                     f"(crop side {crop.box.size:g} pixels); send a face within the "
                                                     "image")
@@ -137,7 +139,10 @@ class Reconstructor:
             answer["mesh"] = {"format": mesh, "media_type": MESH_MEDIA_TYPES[mesh], "vertices": len(vertices),
                               "triangles": len(prn.triangles), "base64": base64.b64encode(data).decode("ascii")}
         if texture:
-            png = encode_png(prn.get_texture(image, pos))
+            try:
+                png = encode_png(prn.get_texture(image, pos))
+            except ValueError as exc:  # the request's face, not the server: OpenCV's remap takes < 32767 a side
+                raise ApiError(422, f"invalid_{field}", f"{field}: {exc}") from None
             answer["texture"] = {"format": "png", "size": prn.resolution,
                                  "base64": base64.b64encode(png).decode("ascii")}
         return answer
