@@ -695,6 +695,30 @@ def test_changed_settings_redo_samples(reference, synth_root, tmp_path):
     assert (reseeded["written"], reseeded["skipped"]) == (N_SAMPLES, 0)
 
 
+def test_a_sample_whose_mat_or_image_changed_is_redone(reference, synth_root, tmp_path, caplog):
+    """face3d fit rewrites the .mat of a photo it refits: the crop and map made from the old one must not stay."""
+    output, _ = reference
+    root, out = tmp_path / "root", tmp_path / "out"
+    shutil.copytree(synth_root, root)
+    shutil.copytree(output, out)
+    mat = root / SYNTH_FOLDER / "SYNTH_0000_1_0.mat"
+    params = scipy.io.loadmat(mat)
+    params["Pose_Para"][0, 3] += 5.0  # the face 5 pixels to the right
+    scipy.io.savemat(mat, {k: v for k, v in params.items() if not k.startswith("__")})
+    image = root / SYNTH_FOLDER / "SYNTH_0000_1_1.jpg"
+    image.write_bytes(cv2.imencode(".jpg", 255 - cv2.imread(str(image)))[1].tobytes())
+    with caplog.at_level(logging.WARNING, logger="face3d.trainset.dataset"):
+        summary = _generate(root, out)
+    assert (summary["written"], summary["skipped"]) == (2, N_SAMPLES - 2)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"redoing sample {SYNTH_FOLDER}/SYNTH_0000_1_0: its input SYNTH_0000_1_0.mat changed since its outputs "
+        f"were made from it",
+        f"redoing sample {SYNTH_FOLDER}/SYNTH_0000_1_1: its input SYNTH_0000_1_1.jpg changed since its outputs "
+        f"were made from it"]
+    _generate(root, tmp_path / "fresh")
+    assert _tree_digest(out) == _tree_digest(tmp_path / "fresh")  # as if the new inputs had always been there
+
+
 def test_neck_zeroed_rewrites_uv_data_and_leaves_finished_samples_done(reference, synth_root, tmp_path):
     output, summary = reference
     out = tmp_path / "out"

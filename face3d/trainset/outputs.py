@@ -21,7 +21,7 @@ from face3d.utils.atomic import TEMP_SUFFIX
 from face3d.utils.errors import os_error_at
 
 __all__ = ["OutputFolders", "Journal", "write_sample", "encode_image", "read_journals", "done_outputs",
-           "damaged_outputs", "file_check", "DONE_DIR", "CHECKED_BYTES"]
+           "damaged_outputs", "input_checks", "file_check", "DONE_DIR", "CHECKED_BYTES"]
 
 DONE_DIR = ".done"
 JOURNAL_PREFIX = "journal."
@@ -192,21 +192,39 @@ def done_outputs(latest, rel, fingerprint):
     return list(record["outputs"])
 
 
+def input_checks(ref):
+    """``{"image": [size, crc], "mat": [size, crc]}`` (``file_check``) of a sample's input files, recorded with its
+    outputs so that a resume redoes the sample when they change (``face3d fit`` rewrites a ``.mat`` it refits);
+    None when one cannot be read (the sample then fails on its own)."""
+    try:
+        return {"image": file_check(ref.image_path), "mat": file_check(ref.mat_path)}
+    except OSError:
+        return None
+
+
 def damaged_outputs(output, ref, record):
     """What is wrong with the files of a done sample (``ref``, its journal ``record``): the first file that is
-    missing, of another size or another checksum than when written (see ``CHECKED_BYTES``), or None."""
+    missing, of another size or another checksum than when written (see ``CHECKED_BYTES``), or an input (image,
+    ``.mat``) that changed since its outputs were made from it (records of earlier releases hold no input checks
+    and are trusted); None when all is as recorded."""
     folder = os.path.join(output, ref.folder)
     for name, check in record["files"].items():
         problem = _file_problem(os.path.join(folder, name), check)
         if problem:
             return problem
+    if record.get("inputs"):
+        current = input_checks(ref) or {}
+        for key, path in (("image", ref.image_path), ("mat", ref.mat_path)):
+            if current.get(key) != record["inputs"].get(key):
+                return f"its input {os.path.basename(path)} changed since its outputs were made from it"
     return None
 
 
 class Journal:
     """The append-only record of the samples one process finished: ``<output>/.done/journal.<host>.<pid>.<ns>.txt``,
     one JSON line per sample, ``{"sample": rel, "fingerprint": ..., "outputs": [names], "files": {file name:
-    [size, crc]}, "t": ns}`` (``files``: what a resume checks, see ``damaged_outputs``), appended with
+    [size, crc]}, "inputs": {"image": [size, crc], "mat": [size, crc]}, "t": ns}`` (``files`` and ``inputs``:
+    what a resume checks, see ``damaged_outputs``), appended with
     one ``write`` (more only where the kernel takes fewer bytes) once all of the sample's files are in place (a
     line cut short by a crash or a full disk does not count); a ``{"sample": rel, "redo": true, "t": ns}`` line
     marks a sample about to be rewritten. A sample's state is its record with the latest ``t`` over all journals.

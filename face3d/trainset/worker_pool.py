@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from face3d.trainset.outputs import Journal, OutputFolders, done_outputs, read_journals, write_sample
+from face3d.trainset.outputs import Journal, OutputFolders, done_outputs, input_checks, read_journals, write_sample
 from face3d.utils.errors import STORAGE_REFUSED, InputFileError
 
 __all__ = ["RunState", "run_tasks", "run_chunks_in_pool", "pool_context", "default_worker_count", "CHUNK_SIZE",
@@ -89,7 +89,8 @@ def _process_tasks(state, tasks):
     """
     records = []
     jobs = [(ref.image_path, ref.mat_path, seed) for ref, seed in tasks]
-    for (ref, _), generated in zip(tasks, _generated_results(state.generator, jobs)):
+    inputs = [input_checks(ref) for ref, _ in tasks]  # before the generator reads them
+    for (ref, _), checked_inputs, generated in zip(tasks, inputs, _generated_results(state.generator, jobs)):
         if isinstance(generated, Exception):
             reason = str(generated) if isinstance(generated, InputFileError) else \
                 f"unexpected {type(generated).__name__}: {generated}"
@@ -103,7 +104,7 @@ def _process_tasks(state, tasks):
             records.append((ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}"))
             continue
         state.journal.append([{"sample": ref.rel, "fingerprint": state.fingerprint, "outputs": names,
-                               "files": checks}])
+                               "files": checks, "inputs": checked_inputs}])
         records.append((ref.rel, "written", len(names)))
     return records
 
