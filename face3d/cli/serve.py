@@ -37,7 +37,8 @@ def add_serve_arguments(parser):
                                                          "Data/uv-data beside its released checkpoint, else the "
                                                          "packaged uv-data of the embedded default model)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
-                                                         "face (default: the embedded default model)")
+                                                         "face (default: the embedded default model; not read when "
+                                                         "the uv-data has its own canonical_vertices.npy)")
     parser.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
                         help="address to bind (default: %(default)s, this machine only)")
     parser.add_argument("--port", type=int_at_least(0, maximum=65535), default=8000, metavar="N",
