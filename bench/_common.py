@@ -11,6 +11,8 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def description(doc):
     """A script's ``--help`` description: the first paragraph of its module docstring ``doc``."""
@@ -35,6 +37,24 @@ def load_extension(folder, stem, subfolder):
 def load_face3d_core(folder):
     """YadiraF/face3d's Cython core ``mesh_core_cython`` from its checkout ``folder`` (or its face3d/mesh/cython)."""
     return load_extension(folder, "mesh_core_cython", Path("face3d", "mesh", "cython"))
+
+
+def face3d_render_colors(core, copy_inputs):
+    """face3d's ``render_colors`` on its core ``core`` (``load_face3d_core``): ``render(vertices, triangles,
+    colors, h, w, c=3)`` allocating the (h, w, c) float32 image and the -999999 float32 depth buffer as its
+    render.py does; with ``copy_inputs`` also its wrapper's ``astype(...).copy()`` of the three inputs (the fork's
+    whole call, bench_generate), without them kernel against kernel (bench_render)."""
+    def render(vertices, triangles, colors, h, w, c=3):
+        image = np.zeros((h, w, c), dtype=np.float32)
+        depth = np.full((h, w), -999999.0, dtype=np.float32)
+        if copy_inputs:
+            vertices = vertices.astype(np.float32).copy()
+            triangles = triangles.astype(np.int32).copy()
+            colors = colors.astype(np.float32).copy()
+        core.render_colors_core(image, vertices, triangles, colors, depth, vertices.shape[0], triangles.shape[0],
+                                h, w, c)
+        return image
+    return render
 
 
 def load_sim3dr_core(folder):

@@ -66,7 +66,7 @@ from skimage import img_as_ubyte
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import description, interleaved, load_face3d_core, round_ratio
+from _common import description, face3d_render_colors, interleaved, load_face3d_core, round_ratio
 
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.render import render_colors
@@ -187,18 +187,7 @@ def write_distinct_set(root, model, count, seed=1):
 def load_face3d_render(folder):
     """face3d's ``render_colors`` over its built Cython core in ``folder`` (the checkout or its
     ``face3d/mesh/cython``), allocating and copying as its render.py does."""
-    core = load_face3d_core(folder)
-
-    def render(vertices, triangles, colors, h, w, c=3):
-        image = np.zeros((h, w, c), dtype=np.float32)
-        depth = np.zeros([h, w], dtype=np.float32, order="C") - 999999.
-        vertices = vertices.astype(np.float32).copy()
-        triangles = triangles.astype(np.int32).copy()
-        colors = colors.astype(np.float32).copy()
-        core.render_colors_core(image, vertices, triangles, colors, depth, vertices.shape[0], triangles.shape[0],
-                                h, w, c)
-        return image
-    return render
+    return face3d_render_colors(load_face3d_core(folder), copy_inputs=True)
 
 
 def fork_sample(model, uv_pixels, render, image_path, mat_path, out_folder, r=RESOLUTION):

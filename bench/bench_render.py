@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import description, load_face3d_core, load_sim3dr_core
+from _common import description, face3d_render_colors, load_face3d_core, load_sim3dr_core
 
 from face3d.mesh import render
 from face3d.mesh_numpy import render as render_numpy
@@ -95,12 +95,7 @@ def face3d_kernels(core):
         core.rasterize_triangles_core(v, tri, depth, tri_buf, bary, v.shape[0], tri.shape[0], h, w)
         return tri_buf
 
-    def colors_(v, tri, colors, h, w):
-        image = np.zeros((h, w, 3), dtype=np.float32)
-        depth = np.full((h, w), -999999.0, dtype=np.float32)
-        core.render_colors_core(image, v, tri, colors, depth, v.shape[0], tri.shape[0], h, w, 3)
-        return image
-    return rasterize, colors_
+    return rasterize, face3d_render_colors(core, copy_inputs=False)
 
 
 def sim3dr_kernels(core):
