@@ -62,13 +62,15 @@ def _landmarks_in(folder, image_path):
     return read_landmarks(candidate)
 
 
-def _write_image(path, rgb, shown_as):
-    """Write an (h, w, 3) RGB or (h, w) grey uint8 image to ``path`` (format from the suffix); OSError naming
-    ``shown_as`` (the file's final path) when OpenCV cannot, saying so when a side is over JPEG's 65,500 pixels."""
+def _write_image(path, rgb, output):
+    """Write an (h, w, 3) RGB or (h, w) grey uint8 image to ``path`` (format from the suffix); OSError naming the
+    file in ``output`` (the folder it goes to) when OpenCV cannot, saying so when a side is over JPEG's 65,500
+    pixels."""
     import cv2
 
     if not cv2.imwrite(str(path), rgb[..., ::-1] if rgb.ndim == 3 else rgb):
         h, w = rgb.shape[:2]
+        shown_as = Path(output) / path.name
         if path.suffix.lower() in (".jpg", ".jpeg") and max(h, w) > JPEG_MAX_SIDE:
             raise OSError(f"{shown_as}: the image is {w} x {h} pixels; JPEG takes at most {JPEG_MAX_SIDE:,} a side")
         raise OSError(f"{shown_as}: OpenCV could not write the image")
@@ -85,16 +87,14 @@ def _write_files(prn, image, pos, folder, stem, texture, output):
     paths = {"landmarks": folder / f"{stem}_landmarks.jpg", "mesh": folder / f"{stem}_mesh.jpg",
              "depth": folder / f"{stem}_depth.png", "kpt": folder / f"{stem}_kpt.txt",
              "pose": folder / f"{stem}_pose.json"}
-    _write_image(paths["landmarks"], inference.draw_landmarks(image, landmarks), output / paths["landmarks"].name)
-    _write_image(paths["mesh"], inference.mesh_overlay(image, vertices, prn.triangles), output / paths["mesh"].name)
-    _write_image(paths["depth"], np.round(prn.get_depth_image(vertices, h, w) * 255.0).astype(np.uint8),
-                 output / paths["depth"].name)
+    _write_image(paths["landmarks"], inference.draw_landmarks(image, landmarks), output)
+    _write_image(paths["mesh"], inference.mesh_overlay(image, vertices, prn.triangles), output)
+    _write_image(paths["depth"], np.round(prn.get_depth_image(vertices, h, w) * 255.0).astype(np.uint8), output)
     np.savetxt(paths["kpt"], landmarks, fmt="%.4f")
-    colors = prn.get_colors(image, vertices)
     if texture:
         paths["obj"] = prn.save_obj(folder / f"{stem}.obj", vertices, h, texture=prn.get_texture(image, pos))
     else:
-        paths["obj"] = prn.save_obj(folder / f"{stem}.obj", vertices, h, colors=colors)
+        paths["obj"] = prn.save_obj(folder / f"{stem}.obj", vertices, h, colors=prn.get_colors(image, vertices))
     visible = prn.get_visibility(vertices, h, w)
     summary = {"visible_vertices": int(visible.sum()), "vertices": int(len(vertices))}
     try:

@@ -7,7 +7,7 @@ import numpy as np
 
 from face3d.prnet.face_crop import as_rgb_uint8
 
-__all__ = ["REMAP_MAX_SIDE", "vertices_from_map", "sample_colors", "texture_from_map"]
+__all__ = ["REMAP_MAX_SIDE", "RemapLimitError", "vertices_from_map", "sample_colors", "texture_from_map"]
 
 REMAP_MAX_SIDE = 32766  # cv2.remap asserts each side of its source and output < SHRT_MAX (32767)
 # pixels kept around the map's x, y bounding box: remap rounds x to 1/32 pixel (x just below an integer becomes
@@ -44,6 +44,11 @@ def sample_colors(image, vertices):
     return image[y, x].astype(np.float32) * np.float32(1.0 / 255.0)
 
 
+class RemapLimitError(ValueError):
+    """A face covering more of the image than ``cv2.remap`` takes (``REMAP_MAX_SIDE`` pixels a side): a limit of
+    the input, where the other ValueErrors of ``texture_from_map`` are a caller's mistake."""
+
+
 def texture_from_map(image, pos):
     """The face's UV texture: the image sampled at each map pixel's (x, y) (bilinear, black outside the image;
     PRNet's ``cv2.remap`` of the position map).
@@ -58,7 +63,8 @@ def texture_from_map(image, pos):
     Returns:
         (R, R, 3) uint8 RGB texture, row 0 = v 1 (the top of the UV layout).
     Raises:
-        ValueError: the sub-image the face covers has a side over ``REMAP_MAX_SIDE`` pixels.
+        RemapLimitError (a ValueError): the sub-image the face covers has a side over ``REMAP_MAX_SIDE`` pixels.
+        ValueError: ``pos`` is not an (R, R, 3) map, or ``image`` not an image ``as_rgb_uint8`` takes.
     """
     image = as_rgb_uint8(image)
     pos = np.asarray(pos, dtype=np.float32)
@@ -75,7 +81,7 @@ def texture_from_map(image, pos):
     if x1 <= x0 or y1 <= y0:  # every tap outside the image: all black
         return texture
     if max(x1 - x0, y1 - y0) > REMAP_MAX_SIDE:
-        raise ValueError(f"the face covers {x1 - x0} x {y1 - y0} pixels of the image; the texture read-out "
+        raise RemapLimitError(f"the face covers {x1 - x0} x {y1 - y0} pixels of the image; the texture read-out "
                          f"(OpenCV's remap) takes at most {REMAP_MAX_SIDE} pixels a side")
     return cv2.remap(image[y0:y1, x0:x1], (x - x0).astype(np.float32), (y - y0).astype(np.float32),
                      interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from face3d.prnet.inference import restore_map
+from face3d.prnet.readout import RemapLimitError
 from face3d.serve.codecs import MESH_MEDIA_TYPES, encode_mesh, encode_png, keypoint_vertices
 from face3d.serve.errors import ApiError
 
@@ -110,7 +111,7 @@ class Reconstructor:
             ValueError: the network's output holds NaN or inf (the model's failure: answered 500 ``internal``).
             ApiError: 422 ``invalid_box`` / ``invalid_landmarks`` when the map in image pixels is not finite, or
                 when a texture is asked for a face wider or taller than the texture read-out takes
-                (``readout.REMAP_MAX_SIDE`` pixels).
+                (``readout.RemapLimitError``).
         """
         prn, crop = self.prn, prepared.crop
         if not np.all(np.isfinite(output)):
@@ -141,7 +142,7 @@ class Reconstructor:
         if texture:
             try:
                 png = encode_png(prn.get_texture(image, pos))
-            except ValueError as exc:  # the request's face, not the server: OpenCV's remap takes < 32767 a side
+            except RemapLimitError as exc:  # the request's face, not the server: OpenCV's remap takes < 32767
                 raise ApiError(422, f"invalid_{field}", f"{field}: {exc}") from None
             answer["texture"] = {"format": "png", "size": prn.resolution,
                                  "base64": base64.b64encode(png).decode("ascii")}
