@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import stat
 from collections import OrderedDict
 from pathlib import Path
 
@@ -452,9 +453,15 @@ def model_identity(model_path=None) -> str:
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: BFM model file not found")
-    files = [file for file in (path, path.parent / "BFM_info.mat", path.parent / "BFM_UV.mat") if file.is_file()]
-    return _files_identity(tuple((file.name, str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns)
-                                 for file in files))
+    keys = []
+    for file in (path, path.parent / "BFM_info.mat", path.parent / "BFM_UV.mat"):
+        try:
+            status = file.stat()  # once: size and time of the same moment
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(status.st_mode):
+            keys.append((file.name, str(file.resolve()), status.st_size, status.st_mtime_ns))
+    return _files_identity(tuple(keys))
 
 
 @functools.lru_cache(maxsize=4)
