@@ -293,19 +293,15 @@ def test_best_model_never_describes_a_discarded_epoch(tiny_label, tmp_path, monk
         monkeypatch.setattr(os, "replace", real_replace)
         return train(_tiny_config(tiny_label, out, keep_checkpoints=True, resume=True))
 
-    redone = killed_run(tmp_path / "redone", "last.keras")
-    assert [row["val_nme"] for row in redone["history"]] == [0.5, 0.6]
-    assert (redone["best_epoch"], redone["best_nme"]) == (1, 0.5)
-    assert json.loads((tmp_path / "redone" / "best.json").read_text()) == {"epoch": 1, "val_nme": 0.5}
-    _equal_checkpoints(keras, tmp_path / "redone" / "best.keras", tmp_path / "redone" / "checkpoints" /
-                       "epoch_001.keras")
-
-    finished = killed_run(tmp_path / "finished", "best.keras")
-    assert [row["val_nme"] for row in finished["history"]] == [0.5, 0.4]
-    assert (finished["best_epoch"], finished["best_nme"]) == (2, 0.4)
-    assert json.loads((tmp_path / "finished" / "best.json").read_text()) == {"epoch": 2, "val_nme": 0.4}
-    _equal_checkpoints(keras, tmp_path / "finished" / "best.keras", tmp_path / "finished" / "checkpoints" /
-                       "last.keras")
+    # (case, killed before the second rename onto, val NMEs logged, best epoch and NME, checkpoint best.keras equals)
+    for name, target, history, (epoch, nme), checkpoint in (
+            ("redone", "last.keras", [0.5, 0.6], (1, 0.5), "epoch_001.keras"),
+            ("finished", "best.keras", [0.5, 0.4], (2, 0.4), "last.keras")):
+        summary = killed_run(tmp_path / name, target)
+        assert [row["val_nme"] for row in summary["history"]] == history, name
+        assert (summary["best_epoch"], summary["best_nme"]) == (epoch, nme), name
+        assert json.loads((tmp_path / name / "best.json").read_text()) == {"epoch": epoch, "val_nme": nme}, name
+        _equal_checkpoints(keras, tmp_path / name / "best.keras", tmp_path / name / "checkpoints" / checkpoint)
 
 
 def test_skip_bad_trains_on_the_rest(tmp_path):
