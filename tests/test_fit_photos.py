@@ -4,8 +4,10 @@ Real fixtures (AFLW2000's pt3d_68, 300W-LP's pt2d) fit within 3 % NME and genera
 default-model faces round-trip to maps within 1.5 px of the true parameters' maps; files, failures, drops and
 resume. Budget: about 30 s on 2 cores (tiny images; the round trip renders 8 faces).
 """
+import errno
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -36,6 +38,7 @@ from face3d.trainset.landmark_files import (
     read_landmarks,
     read_pts,
 )
+from face3d.trainset.outputs import read_journals
 from face3d.trainset.uv_layout import load_uv_data
 from face3d.utils.errors import InputFileError
 
@@ -390,6 +393,47 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     # A looser threshold is another run: the wild fit is now kept
     assert main(argv[:-1] + ["0.9"]) == 1
     assert (out / "wild.mat").is_file() and json.loads((out / "summary.json").read_text())["written"] == 3
+
+
+def _two_good_photos(root, model):
+    from face3d.trainset.synthetic import synthesize_sample
+
+    root.mkdir()
+    for i, name in enumerate("ab"):
+        image, mat = synthesize_sample(model, np.random.default_rng([9, i]), 96, yaw_fraction=0.4 + 0.1 * i)
+        cv2.imwrite(str(root / f"{name}.png"), image[..., ::-1])
+        np.savetxt(root / f"{name}.txt", mat["pt2d"].T)
+
+
+def _refuse(code):
+    raise OSError(code, os.strerror(code))  # what a failed write or close raises: no file named
+
+
+@pytest.mark.parametrize("refused", ["mat", "image copy"])
+def test_a_full_disk_stops_the_fit_with_one_line_and_the_rerun_resumes(tmp_path, model, capsys, monkeypatch,
+                                                                     refused):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _two_good_photos(photos, model)
+    argv = ["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]
+    save_mat, copy = fitting_photos.save_mat, shutil.copyfileobj
+    if refused == "mat":  # a.mat is written, b.mat refused
+        monkeypatch.setattr(fitting_photos, "save_mat", lambda f, mat: _refuse(errno.ENOSPC) if "b.mat" in f.name
+                            else save_mat(f, mat))
+    else:  # the output is on another file system (no hard links): b.png's copy is refused
+        monkeypatch.setattr(os, "link", lambda *args: _refuse(errno.EXDEV))
+        monkeypatch.setattr(shutil, "copyfileobj", lambda source, target: _refuse(errno.ENOSPC)
+                            if source.name.endswith("b.png") else copy(source, target))
+    failed = "b.mat" if refused == "mat" else "b.png"
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d fit: error: {out / failed}: No space left on device"]
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["a.mat", "a.png"]  # nothing of b, no summary
+    assert list(read_journals(out)) == ["a"]
+    monkeypatch.undo()
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["written"], summary["skipped"], summary["failed"]) == (1, 1, 0)
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["a.mat", "a.png", "b.mat", "b.png",
+                                                                    "summary.json"]
 
 
 def test_an_empty_npy_landmark_file_fails_its_photo_alone(tmp_path, model):

@@ -8,9 +8,10 @@ the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
 Outputs mirror the input folders: ``<stem>.<ext>`` (the image: a hard link, else a copy) and ``<stem>.mat``.
 The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool, atomic writes,
 the journal of finished images (``trainset.outputs.Journal``: a rerun resumes), bad inputs logged and skipped, a
-progress bar, ``summary.json``.
+write the file system refuses for good (full, read-only) stopping the run, a progress bar, ``summary.json``.
 """
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import json
 import logging
@@ -31,7 +32,7 @@ from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_
 from face3d.trainset.outputs import Journal, file_check, read_journals
 from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
-from face3d.utils.errors import InputFileError
+from face3d.utils.errors import STORAGE_REFUSED, InputFileError, os_error_at
 from face3d.utils.matfile import save_mat
 from face3d.utils.progress import Progress
 
@@ -246,14 +247,21 @@ def _output_paths(output, ref):
 
 
 def _link_or_copy(source, target):
-    """``target`` becomes a hard link to ``source`` (a copy where links fail), through its temporary twin."""
+    """``target`` becomes a hard link to ``source`` (a copy where links fail), through its temporary twin, which a
+    failure removes; an OSError of the write names ``target``."""
     tmp = temp_name(target)
     tmp.unlink(missing_ok=True)
     try:
         os.link(source, tmp)
-    except OSError:  # another file system, or links unsupported
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    except OSError:  # another file system, or links unsupported: a copy, written as every output is
+        with open(source, "rb") as original, atomic_file(target) as copy:
+            shutil.copyfileobj(original, copy)
+        return
+    try:
+        os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise os_error_at(error, target) from error
 
 
 def _landmark_identity(path, root):
@@ -416,6 +424,13 @@ def _fit_chunk(state, refs):
                 records[ref.rel] = (ref.rel, status, nme)
             except (OSError, ValueError) as exc:
                 _remove_outputs(state.output, ref)
+                if isinstance(exc, OSError) and exc.errno in STORAGE_REFUSED:
+                    # every later photo would fail alike: the run stops, to be resumed once there is room, with
+                    # the photos written so far journaled (unless the journal is refused too)
+                    if journal:
+                        with contextlib.suppress(OSError):
+                            state.journal.append(journal)
+                    raise
                 records[ref.rel] = (ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}")
     if journal:
         state.journal.append(journal)
@@ -472,7 +487,9 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     Raises:
         InputFileError: no image under ``images``. FileNotFoundError: no ``images`` or ``config.landmarks`` folder,
             or no file at ``model_path``. ValueError: ``output`` is ``images``, or ``workers`` is below 1.
-        Nothing is created under ``output`` in these cases.
+        Nothing is created under ``output`` in these cases. OSError naming the file: a write the file system refuses
+        for good (``STORAGE_REFUSED``: full, over quota, read-only) stops the run at once, leaving that photo no
+        output and no ``summary.json``; a rerun once there is room resumes.
     """
     started = time.monotonic()
     images, output = Path(images), Path(output)
