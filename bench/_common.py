@@ -1,7 +1,7 @@
 """What the benchmark scripts share: their ``--help`` text, the loading of an anchor's compiled kernels from a built
-checkout, and for bench_fit and bench_generate, timing in interleaved rounds with each ratio taken within a round
-(bench_render times per thread and bench_export by wall clock, each with its own loop); ``rounded`` rounds the JSON
-summaries of bench_fit, bench_input, bench_infer and bench_export.
+checkout, and for bench_fit, bench_generate and bench_infer, timing in interleaved rounds with each ratio taken
+within a round (bench_render times per thread and bench_export by wall clock, each with its own loop); ``rounded``
+rounds the JSON summaries of bench_fit, bench_input, bench_infer and bench_export.
 
 The scripts run as ``python bench/<script>.py``, which puts this folder first on ``sys.path``.
 """
@@ -62,18 +62,18 @@ def load_sim3dr_core(folder):
     return load_extension(folder, "Sim3DR_Cython", Path("Sim3DR"))
 
 
-def interleaved(cases, repeats, rotate):
+def interleaved(cases, repeats, rotate, warmup=1):
     """Times per unit of each case {name: (prepare, run, units)} in each of ``repeats`` rounds: in a round every case
     runs once, one after the other (so a change in the machine's load hits them all), ``prepare()`` untimed, then
-    ``run(prepared)`` timed. Round 0 is an untimed warm-up (imports, page faults, the files' first creation). With
-    ``rotate`` round r starts at the r-th case (a case can run faster or slower after some cases than after others:
-    each gets each place in turn).
+    ``run(prepared)`` timed. The first ``warmup`` rounds are untimed (imports, page faults, the files' first
+    creation, a runtime's first calls). With ``rotate`` round r starts at the r-th case (a case can run faster or
+    slower after some cases than after others: each gets each place in turn).
 
     Returns {clock: {name: [ms per unit, one per round]}} for the clocks ``"cpu"`` (this process, user + system),
     ``"kernel"`` (its system time: file creation and writes, mostly) and ``"wall"``."""
     times = {clock: {name: [] for name in cases} for clock in ("cpu", "kernel", "wall")}
     names = list(cases)
-    for round_ in range(repeats + 1):
+    for round_ in range(warmup + repeats):
         shift = round_ % len(names) if rotate else 0
         for name in names[shift:] + names[:shift]:
             prepare, run, units = cases[name]
@@ -81,7 +81,7 @@ def interleaved(cases, repeats, rotate):
             start_cpu, start_wall = time.process_time(), time.perf_counter()
             start_sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime
             run(arg)
-            if round_:
+            if round_ >= warmup:
                 times["cpu"][name].append((time.process_time() - start_cpu) * 1e3 / units)
                 times["wall"][name].append((time.perf_counter() - start_wall) * 1e3 / units)
                 times["kernel"][name].append((resource.getrusage(resource.RUSAGE_SELF).ru_stime - start_sys) * 1e3
