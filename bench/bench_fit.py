@@ -19,7 +19,8 @@ rotated by one each round, so that a change in the machine's load hits them all.
 the median over the rounds of the wall time (and fits per second) and of the process CPU time (the
 machine may be shared), and each case's speed-up over face3d, taken within each round: the median
 over the rounds and its range. Then per yaw bucket the landmark RMSE (fitted keypoints vs the noisy
-input landmarks) and the dense 2D vertex RMSE (all projected vertices, fitted vs true), in pixels.
+input landmarks) and the dense 2D vertex RMSE (all projected vertices, fitted vs true), in pixels, for face3d
+on its ``--single`` faces, ours (batch) on the same faces, and ours on all N.
 The default model is also fitted in contour-aware mode on 300W-LP-style landmarks (jaw points of the
 far side on the silhouette, by the rule of ``face3d.morphable_model.contour``).
 
@@ -27,9 +28,9 @@ The last line is JSON: ``faces``, ``single``, ``rounds`` and per model (``defaul
 median ms per face ``<case>_ms`` (wall) and ``<case>_cpu_ms`` for the cases ``face3d``, ``single``,
 ``batch`` and ``batch_forced``; each of ours' speed-up over face3d ``<case>_x`` (wall) and
 ``<case>_cpu_x`` with their ranges over the rounds (``<case>_x_range``, ``<case>_cpu_x_range``);
-``iterations_mean`` (ours batch); and the RMSEs over all faces ``<fit>_landmark_rmse`` and
-``<fit>_dense_rmse`` (px) for ``face3d`` and ``ours`` (plus ``fixed_index`` and ``contour`` on the
-default model's 300W-LP-style landmarks).
+``iterations_mean`` (ours batch); and the mean RMSEs ``<fit>_landmark_rmse`` and ``<fit>_dense_rmse`` (px)
+for ``face3d`` and ``ours_same_faces`` (its ``--single`` faces), ``ours`` (all N faces), plus ``fixed_index`` and
+``contour`` on the default model's 300W-LP-style landmarks.
 
 Usage: python bench/bench_fit.py [--faces 200] [--single 40] [--rounds 5] [--seed 0]
 OpenBLAS threads default to 1 (set OPENBLAS_NUM_THREADS to override): per-face work is small and
@@ -201,6 +202,9 @@ def run(mm, label, n_faces, n_single, rounds, rng, contour_table):
           + " ".join(f"[{lo},{min(hi, 90)})" for lo, hi in BUCKETS))
     sp, ep, s, R, t = (np.array(f) for f in zip(*ref))
     rmse = {"face3d": report(mm, "face3d", yaw[single], lms[single], verts[single], sp, ep, s, R, t, kpt[single]),
+            "ours_same_faces": report(mm, "ours, face3d's faces", yaw[single], lms[single], verts[single],
+                                      res.shape_para[single], res.exp_para[single], res.s[single], res.R[single],
+                                      res.t[single], res.landmark_vertices[single]),
             "ours": report(mm, "ours", yaw, lms, verts, res.shape_para, res.exp_para, res.s, res.R, res.t,
                            res.landmark_vertices)}
     if contour_table:
