@@ -219,15 +219,18 @@ int rasterize_texture(const Corner* corners, int64_t nver, const int32_t* tris, 
             v = v >= 0.0f ? v : 0.0f;
             v = v <= vmax ? v : vmax;
             float* out = image + (static_cast<int64_t>(y) * w + x) * c;
+            // Past 2**23 texels a float32 side rounds: u + 0.5 (and past 2**24 umax itself) may round up to tw
+            // (th), one past the last texel, so the indices are clamped again as integers.
             if (!bilinear) {
-                const int64_t ix = static_cast<int64_t>(std::floor(u + 0.5f));
-                const int64_t iy = static_cast<int64_t>(std::floor(v + 0.5f));
+                const int64_t ix = std::min<int64_t>(static_cast<int64_t>(std::floor(u + 0.5f)), tw - 1);
+                const int64_t iy = std::min<int64_t>(static_cast<int64_t>(std::floor(v + 0.5f)), th - 1);
                 const float* texel = texture + (iy * tw + ix) * c;
                 for (int k = 0; k < c; ++k) out[k] = texel[k];
                 return static_cast<int>(kOk);
             }
             const float fu = std::floor(u), fv = std::floor(v);
-            const int64_t x0 = static_cast<int64_t>(fu), y0 = static_cast<int64_t>(fv);
+            const int64_t x0 = std::min<int64_t>(static_cast<int64_t>(fu), tw - 1);
+            const int64_t y0 = std::min<int64_t>(static_cast<int64_t>(fv), th - 1);
             const int64_t x1 = std::min<int64_t>(x0 + 1, tw - 1), y1 = std::min<int64_t>(y0 + 1, th - 1);
             const float a = u - fu, b = v - fv;
             const float ia = 1.0f - a, ib = 1.0f - b;

@@ -346,6 +346,21 @@ def test_bad_input_raises_value_error_naming_the_argument(twin, kwargs, match):
 
 
 @pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("mapping_type, width", [("nearest", 2**23 + 2), ("bilinear", 2**24 + 4)])
+def test_a_lookup_clamped_to_the_last_column_of_a_very_wide_texture_reads_it(twin, mapping_type, width):
+    """Past 2**23 texels float32 rounds u + 0.5 (past 2**24 even the last column's u) up to the width: the texel
+    read must still be the row's last one, not the next row's first (or memory past the texture)."""
+    texture = np.ones((2, width, 1), np.float32)
+    texture[1, 0, 0] = 99.0  # the texel one past the end of row 0
+    vertices = np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0]], np.float32)
+    triangles = np.array([[0, 1, 2]])
+    tex_coords = np.full((3, 2), [1e9, 0], np.float32)  # u clamps to the last column, v to row 0
+    image = twin.render_texture(vertices, triangles, texture, tex_coords, triangles, 5, 5, c=1,
+                                mapping_type=mapping_type)
+    assert image[0, 0, 0] == 1.0
+
+
+@pytest.mark.parametrize("twin", TWINS)
 def test_bad_colors_texture_and_background(twin):
     with pytest.raises(ValueError, match=r"^colors must have one row per vertex"):
         twin.render_colors(GOOD_V, GOOD_T, np.zeros((2, 3)), 5, 5)

@@ -3,6 +3,7 @@
 Uses the embedded default model; the 300W-LP fixture test skips when ../shared/fixtures is absent.
 Budget: < 15 s.
 """
+import re
 from dataclasses import replace
 
 import cv2
@@ -20,6 +21,7 @@ from face3d.trainset import (
     TrainsetGenerator,
     apply_affine,
     keypoints_from_map,
+    rasterize_uv,
     read_300wlp_sample,
     rotation_matrix,
     uv_to_pixels,
@@ -411,3 +413,18 @@ def test_read_image_takes_a_jpeg_with_stray_bytes_between_segments(tmp_path):
     decoded = cv2.imdecode(np.frombuffer(stray, np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(decoded, cv2.imdecode(np.frombuffer(clean, np.uint8), cv2.IMREAD_COLOR))
     np.testing.assert_array_equal(read_image(tmp_path / "stray.jpg"), cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB))
+
+
+@pytest.mark.parametrize("triangles, resolution, message", [
+    (np.array([[2**32, 1, 2]], np.int64), 8, "triangles must hold indices into uv_coords in [0, 3)"),  # no wrap to 0
+    (np.array([[0.5, 1, 2]]), 8, "triangles must hold whole-number indices"),
+    (np.array([[0, 1, 2]]), 2.7, "resolution must be a positive integer, got 2.7"),
+    (np.array([[0, 1, 2]]), 2**24 + 1, "resolution must be a positive integer at most"),
+    (np.array([[0, 1, 2]]), 1, "resolution must be at least 2, got 1"),
+])
+def test_rasterize_uv_refuses_what_it_cannot_take_naming_the_argument(triangles, resolution, message):
+    uv = np.array([[0, 0], [1, 0], [0, 1]], np.float64)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        rasterize_uv(uv, triangles, resolution)
+    with pytest.raises(ValueError, match="^uv_coords must be finite$"):
+        rasterize_uv(np.where(uv == 1, np.nan, uv), np.array([[0, 1, 2]]), 8)

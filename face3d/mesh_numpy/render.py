@@ -166,13 +166,14 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
     u = np.where(u <= np.float32(tw - 1), u, np.float32(tw - 1))
     vv = np.where(vv >= 0, vv, np.float32(0))
     vv = np.where(vv <= np.float32(th - 1), vv, np.float32(th - 1))
+    # Past 2**23 texels a float32 side rounds (u + 0.5, past 2**24 tw - 1 itself): integer indices clamped again.
     if not bilinear:
-        ix = np.floor(u + np.float32(0.5)).astype(np.int64)
-        iy = np.floor(vv + np.float32(0.5)).astype(np.int64)
+        ix = np.minimum(np.floor(u + np.float32(0.5)).astype(np.int64), tw - 1)
+        iy = np.minimum(np.floor(vv + np.float32(0.5)).astype(np.int64), th - 1)
         image[pix] = tex[iy, ix]
         return image.reshape(h, w, c)
     fu, fv = np.floor(u), np.floor(vv)
-    x0, y0 = fu.astype(np.int64), fv.astype(np.int64)
+    x0, y0 = np.minimum(fu.astype(np.int64), tw - 1), np.minimum(fv.astype(np.int64), th - 1)
     x1, y1 = np.minimum(x0 + 1, tw - 1), np.minimum(y0 + 1, th - 1)
     a, b = (u - fu)[:, None], (vv - fv)[:, None]
     ia, ib = np.float32(1) - a, np.float32(1) - b

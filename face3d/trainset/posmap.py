@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
+from face3d.mesh import _checks
 from face3d.mesh.render import rasterize_triangles
 from face3d.utils.npyfile import load_npy
 
@@ -41,6 +42,8 @@ def uv_to_pixels(uv_coords, resolution: int) -> np.ndarray:
     uv = np.asarray(uv_coords, dtype=np.float64)
     if uv.ndim != 2 or uv.shape[1] != 2:
         raise ValueError(f"uv_coords must have shape (n, 2), got {uv.shape}")
+    if not np.isfinite(uv).all():
+        raise ValueError("uv_coords must be finite")
     r1 = float(resolution - 1)
     out = np.zeros((uv.shape[0], 3), dtype=np.float32)
     out[:, 0] = uv[:, 0] * r1
@@ -133,13 +136,11 @@ def rasterize_uv(uv_coords, triangles, resolution: int) -> UVRasterization:
         UVRasterization of the covered pixels (all UV depths are 0, so where triangles overlap the
         rasterizer's own tie rule decides, exactly as in ``render_colors``).
     """
-    if int(resolution) < 2:
-        raise ValueError(f"resolution must be at least 2, got {resolution}")
-    r = int(resolution)
-    tri = np.ascontiguousarray(triangles, dtype=np.int32)
-    if tri.ndim != 2 or tri.shape[1] != 3:
-        raise ValueError(f"triangles must have shape (ntri, 3), got {tri.shape}")
+    r = _checks.as_size(resolution, "resolution")
+    if r < 2:
+        raise ValueError(f"resolution must be at least 2, got {r}")
     pix = uv_to_pixels(uv_coords, r)
+    tri = _checks.as_indices(triangles, pix.shape[0], "triangles", "uv_coords")
     _, triangle_buffer, barycentric = rasterize_triangles(pix, tri, r, r)
     triangle_buffer = np.asarray(triangle_buffer).reshape(-1)
     index = np.flatnonzero(triangle_buffer >= 0)
