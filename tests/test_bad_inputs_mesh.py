@@ -212,7 +212,10 @@ def test_read_ply_ascii_is_strict_and_names_file_and_line(tmp_path, body, nver, 
     (PLY_HEADER.replace("element face {ntri}", "element face -1"), r":7: malformed header line 'element face -1'$"),
     (PLY_HEADER.replace("format {fmt} 1.0\n", ""), r": PLY header has no format line$"),
     (PLY_HEADER.replace("property float z\n", ""), r":3: the 'vertex' element has no 'z' property$"),
-], ids=["type", "count", "negative count", "no format", "no z"])
+    (PLY_HEADER.replace("list uchar int", "list float int"), r":8: list count type 'float' is not an integer type$"),
+    (PLY_HEADER.replace("list uchar int", "list uchar double"),
+     r":8: vertex_indices type 'double' is not an integer type$"),
+], ids=["type", "count", "negative count", "no format", "no z", "float list count", "float indices"])
 def test_read_ply_header_errors_name_file_and_line(tmp_path, header, match):
     path = write(tmp_path / "header.ply", header.format(fmt="ascii", nver=3, ntri=0) + PLY_VERTICES)
     with pytest.raises(ValueError, match=r"header\.ply" + match):

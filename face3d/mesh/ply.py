@@ -114,8 +114,12 @@ def _ply_header(f, path):
         elif parts[0] == "property" and elements and len(parts) == 3:
             elements[-1].properties.append(_PlyProperty(parts[2], _ply_type(parts[1], path, lineno), None))
         elif parts[0] == "property" and elements and len(parts) == 5 and parts[1] == "list":
-            elements[-1].properties.append(
-                _PlyProperty(parts[4], _ply_type(parts[3], path, lineno), _ply_type(parts[2], path, lineno)))
+            item_type, count_type = _ply_type(parts[3], path, lineno), _ply_type(parts[2], path, lineno)
+            if count_type[0] == "f":
+                raise InputFileError(path, f"list count type {parts[2]!r} is not an integer type", lineno)
+            if elements[-1].name == "face" and parts[4] in _PLY_FACE_LISTS and item_type[0] == "f":
+                raise InputFileError(path, f"{parts[4]} type {parts[3]!r} is not an integer type", lineno)
+            elements[-1].properties.append(_PlyProperty(parts[4], item_type, count_type))
         else:
             raise InputFileError(path, f"malformed header line {text!r}", lineno)
     raise InputFileError(path, "PLY header has no end_header")
