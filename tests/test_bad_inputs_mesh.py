@@ -254,8 +254,9 @@ def test_read_ply_binary_is_strict(tmp_path):
     ("v 0 0 0\nvt 0.5\n", r":2: 'vt' line has 1 numbers, expected 2 \(u v\) or 3 \(u v w\)$"),
     (b"v 0 0 0\nv 1 \xff 0\n", r":2: not UTF-8 text$"),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2 3/1\n", r":5: face gives texture coordinates for some corners only$"),
+    ("v 0 0 0\nmtllib ../x.mtl\n", r":2: mtllib '\.\./x\.mtl' lies outside the OBJ's folder$"),
 ], ids=["vt index", "relative vt index", "index 0", "v index", "2 corners", "short v", "v count changes",
-        "w then colours", "short vt", "not UTF-8", "some corners without vt"])
+        "w then colours", "short vt", "not UTF-8", "some corners without vt", "mtllib outside"])
 def test_read_obj_is_strict_and_names_file_and_line(tmp_path, text, match):
     path = write(tmp_path / "damaged.obj", text)
     with pytest.raises(ValueError, match=r"damaged\.obj" + match):

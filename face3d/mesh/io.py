@@ -204,7 +204,7 @@ def read_obj(path):
                                       path)
                     uv_faces.extend([ti[0], ti[k], ti[k + 1]] for k in range(1, len(ti) - 1))
             elif parts[0] == "mtllib":
-                mtllibs.append(line.strip()[len("mtllib"):].strip())
+                mtllibs.append((lineno, line.strip()[len("mtllib"):].strip()))
         except InputFileError:
             raise
         except (ValueError, IndexError):
@@ -219,7 +219,7 @@ def read_obj(path):
         "triangles": np.ascontiguousarray(tris[:, ::-1], dtype=np.int32),
         "uv_coords": np.array(uvs, dtype=np.float64).reshape(-1, 2) if uvs else None,
         "uv_triangles": np.ascontiguousarray(uv_tris[:, ::-1], dtype=np.int32) if has_uv else None,
-        "texture_path": _texture_path(path.parent, mtllibs),
+        "texture_path": _texture_path(path, mtllibs),
     }
 
 
@@ -252,18 +252,19 @@ def _map_file(arguments):
     return arguments[tokens[k][0]:].strip() if k < len(tokens) else ""
 
 
-def _texture_path(folder, mtllibs):
-    """The ``map_Kd`` texture (Path, or None) of the first existing library with one; each ``mtllib`` statement
-    names one library (a name with spaces, as written here) or several separated by spaces. Map options
-    ('-s 1 1 1', '-clamp on', ...) are skipped. A data file only names files in the OBJ's folder (or below), so a
-    name leading out of it raises InputFileError, as do a library that is not UTF-8 text and a map_Kd without a
-    file name."""
-    for statement in mtllibs:
+def _texture_path(obj_path, mtllibs):
+    """The ``map_Kd`` texture (Path, or None) of the first existing library with one, for the OBJ ``obj_path`` and
+    its ``mtllib`` statements ((line number, text) each); each statement names one library (a name with spaces, as
+    written here) or several separated by spaces. Map options ('-s 1 1 1', '-clamp on', ...) are skipped. A data file
+    only names files in the OBJ's folder (or below), so a name leading out of it raises InputFileError (naming the
+    OBJ and line, or the MTL and line), as do a library that is not UTF-8 text and a map_Kd without a file name."""
+    folder = obj_path.parent
+    for obj_line, statement in mtllibs:
         names = statement.split()
         for name in [statement] + (names if len(names) > 1 else []):
             mtl = folder / name
             if not mtl.resolve().is_relative_to(folder.resolve()):
-                raise InputFileError(folder, f"mtllib {name!r} lies outside the OBJ's folder")
+                raise InputFileError(obj_path, f"mtllib {name!r} lies outside the OBJ's folder", obj_line)
             if not mtl.is_file():
                 continue
             for lineno, line in _text_lines(mtl):
