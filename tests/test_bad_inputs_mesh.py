@@ -1,5 +1,6 @@
 """Hostile input to the mesh layer: arrays another thread changes during a render, odd arrays given to the private
-C++ bridge, damaged OBJ / PLY / .mat mesh files and BFM keypoint tables.
+C++ bridge, damaged OBJ / PLY / .mat mesh files, NaN or non-numeric arrays given to the mesh writers, and BFM
+keypoint tables.
 
 The thread and bridge cases run in a child process (this file run as a script), so a crash shows as a failed exit
 status instead of ending the test run.
@@ -261,6 +262,35 @@ def test_read_obj_is_strict_and_names_file_and_line(tmp_path, text, match):
     path = write(tmp_path / "damaged.obj", text)
     with pytest.raises(ValueError, match=r"damaged\.obj" + match):
         io.read_obj(path)
+
+
+# ----------------------------------------------------------------------------- mesh writers
+V3, NAN_V3, T1 = np.eye(3), np.array([[0, 0, 0], [1, np.nan, 0], [0, 1, 0]]), [[0, 1, 2]]
+TEX, UV3 = np.zeros((2, 2, 3), np.uint8), np.eye(3)[:, :2]
+
+
+@pytest.mark.parametrize("write, match", [
+    (lambda out: io.write_obj_with_colors(out / "m", NAN_V3, T1, V3), r"vertices must be finite, found NaN or inf"),
+    (lambda out: io.write_ply(out / "m.ply", V3, T1, np.full((3, 3), np.inf)),
+     r"colors must be finite, found NaN or inf"),
+    (lambda out: io.write_obj_with_colors(out / "m", V3, T1, np.full((3, 3), "x")),
+     r"colors must hold real numbers, got dtype <U1"),
+    (lambda out: io.write_obj_with_texture(out / "m", V3, T1, TEX, UV3 * np.nan),
+     r"uv_coords must be finite, found NaN or inf"),
+    (lambda out: io.write_obj_with_texture(out / "m", V3, T1, np.full((2, 2, 3), np.nan), UV3),
+     r"texture must be finite, found NaN or inf"),
+    (lambda out: io.write_obj_with_texture(out / "m", V3, T1, np.full((2, 2, 3), 100, np.int64), UV3),
+     r"texture must be uint8 \(0\.\.255\) or float \(0\.\.1\), got dtype int64"),
+    (lambda out: io.write_obj_with_texture(out / "m", V3, T1, np.full((2, 2, 3), 30000, np.uint16), UV3),
+     r"texture must be uint8 \(0\.\.255\) or float \(0\.\.1\), got dtype uint16"),
+    (lambda out: io.write_asc(out / "m", NAN_V3), r"vertices must be finite, found NaN or inf"),
+    (lambda out: io.save_mesh_mat(out / "m.mat", NAN_V3, T1), r"vertices must be finite, found NaN or inf"),
+], ids=["obj NaN vertex", "ply inf colours", "obj str colours", "NaN uv", "NaN texture", "int64 texture",
+        "uint16 texture", "asc NaN", "mat NaN"])
+def test_mesh_writers_refuse_non_finite_or_non_numeric_arrays(tmp_path, write, match):
+    with pytest.raises(ValueError, match=rf"^{match}$"):
+        write(tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_load_mesh_mat_checks_arrays_naming_file_and_key(tmp_path):

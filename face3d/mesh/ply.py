@@ -27,8 +27,10 @@ def encode_ply(vertices, triangles, colors=None, binary=False) -> bytes:
     see the module docstring).
 
     Args:
-        vertices: (nver, 3); triangles: (ntri, 3) 0-based ints; colors: optional (nver, 3).
+        vertices: (nver, 3) finite reals; triangles: (ntri, 3) 0-based ints; colors: optional (nver, 3) finite reals.
         binary: False for 'ascii 1.0', True for 'binary_little_endian 1.0'.
+    Raises:
+        ValueError: naming the argument (shape, dtype, NaN or inf, index outside [0, nver)).
     """
     v, t, col = _checks.mesh_arrays(vertices, triangles, colors)
     vtype = "f4" if v.dtype == np.float32 else "f8"
