@@ -1,10 +1,11 @@
 """Hostile input to the mesh layer: arrays another thread changes during a render, odd arrays given to the private
-C++ bridge, damaged OBJ / PLY / .mat mesh files, NaN or non-numeric arrays given to the mesh writers, and BFM
-keypoint tables.
+C++ bridge, damaged OBJ / PLY / .mat mesh files, NaN or non-numeric arrays and failed writes given to the mesh
+writers, and BFM keypoint tables.
 
-The thread and bridge cases run in a child process (this file run as a script), so a crash shows as a failed exit
-status instead of ending the test run.
+The thread, bridge and failed-write cases run in a child process (this file run as a script), so a crash shows as a
+failed exit status instead of ending the test run.
 """
+import json
 import os
 import re
 import subprocess
@@ -293,6 +294,39 @@ def test_mesh_writers_refuse_non_finite_or_non_numeric_arrays(tmp_path, write, m
     assert list(tmp_path.iterdir()) == []
 
 
+def write_under_a_size_limit(folder):
+    """Runs every mesh writer on a 30-vertex mesh into folder with files limited to 600 bytes (as a full disk: Python
+    ignores SIGXFSZ, so the write fails with EFBIG); prints {file name: filename of the OSError raised}."""
+    import resource
+
+    rng = np.random.default_rng(0)
+    v, colors, t = rng.normal(size=(30, 3)), rng.uniform(size=(30, 3)), np.arange(30).reshape(10, 3)
+    writers = {  # t.obj's PNG and MTL fit under the limit, its OBJ does not
+        "m.obj": lambda path: io.write_obj_with_colors(path, v, t, colors),
+        "t.obj": lambda path: io.write_obj_with_texture(path, v, t, TEX, colors[:, :2]),
+        "m.ply": lambda path: io.write_ply(path, v, t, colors, binary=True),
+        "m.asc": lambda path: io.write_asc(path, v),
+        "m.mat": lambda path: io.save_mesh_mat(path, v, t, colors),
+    }
+    resource.setrlimit(resource.RLIMIT_FSIZE, (600, resource.RLIM_INFINITY))
+    refused = {}
+    for name, write in writers.items():
+        try:
+            write(Path(folder) / name)
+        except OSError as error:
+            refused[name] = error.filename
+    print(json.dumps(refused))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_mesh_writers_leave_no_file_and_name_it_when_a_write_fails(tmp_path):
+    child = run_child("write_under_a_size_limit", str(tmp_path))
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert json.loads(child.stdout) == {name: str(tmp_path / name) for name in ("m.obj", "t.obj", "m.ply", "m.asc",
+                                                                                  "m.mat")}
+    assert list(tmp_path.iterdir()) == []  # no truncated file, no temporary, no PNG or MTL without their OBJ
+
+
 def test_load_mesh_mat_checks_arrays_naming_file_and_key(tmp_path):
     path = tmp_path / "mesh.mat"
     good = {"vertices": np.eye(3), "triangles": np.array([[0, 1, 2]], np.int32), "colors": np.ones((3, 3))}
@@ -331,6 +365,8 @@ def test_save_BFM_requires_68_keypoints(tmp_path):
 if __name__ == "__main__":
     if sys.argv[1] == "race":
         race()
+    elif sys.argv[1] == "write_under_a_size_limit":
+        write_under_a_size_limit(sys.argv[2])
     else:
         for function_name in BRIDGE_FUNCTIONS:
             print(f"{function_name}:" + ("\n  ".join(bridge_problems(function_name)) or "ok"), flush=True)

@@ -9,7 +9,6 @@ face3d.mesh.light); OBJ and PLY files expect counter-clockwise faces, so the wri
 (t2, t1, t0), as face3d does, and the readers reverse them back. Indices are 0-based in memory, 1-based in OBJ,
 0-based in PLY and in the .mat files written here (face3d's example .mat layout).
 """
-import os
 import re
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from face3d.mesh import _checks
 from face3d.mesh.ply import encode_ply, read_ply, write_ply
+from face3d.utils.atomic import atomic_file, atomic_write_bytes, atomic_write_files
 from face3d.utils.errors import InputFileError
 
 __all__ = ["encode_obj_with_colors", "write_obj_with_colors", "write_obj_with_texture",
@@ -51,9 +51,10 @@ def encode_obj_with_colors(vertices, triangles, colors) -> bytes:
 
 def write_obj_with_colors(obj_name, vertices, triangles, colors):
     """Writes ``encode_obj_with_colors(vertices, triangles, colors)`` to ``obj_name`` ('.obj' appended when
-    missing). Returns the Path written."""
+    missing) through a temporary twin (``face3d.utils.atomic``): a failed write leaves no file and raises an
+    OSError naming ``obj_name``. Returns the Path written."""
     path = _obj_path(obj_name)
-    path.write_bytes(encode_obj_with_colors(vertices, triangles, colors))
+    atomic_write_bytes(path, encode_obj_with_colors(vertices, triangles, colors))
     return path
 
 
@@ -84,7 +85,9 @@ def _encode_texture(texture) -> bytes:
 
 def write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, colors=None):
     """Writes an OBJ with a texture map: <name>_texture.png, <name>.mtl (material FaceTexture, map_Kd) and
-    <name>.obj, in this order, once every argument is checked (bad input writes no file).
+    <name>.obj, once every argument is checked (bad input writes no file). The three appear together or not at all
+    (``face3d.utils.atomic.atomic_write_files``): a failed write leaves none of them and raises an OSError naming
+    the file that failed.
 
     Args:
         obj_name: path; '.obj' is appended when missing.
@@ -110,9 +113,8 @@ def write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, co
     r = t[:, ::-1] + 1
     obj = (f"mtllib {mtl_path.name}\n" + _rows("v", v, col) + _rows("vt", uv) + "usemtl FaceTexture\n"
            + "".join(f"f {a}/{a} {b}/{b} {c}/{c}\n" for a, b, c in r.tolist()))
-    tex_path.write_bytes(png)
-    mtl_path.write_text(f"newmtl FaceTexture\nmap_Kd {tex_path.name}\n")
-    path.write_text(obj)
+    atomic_write_files({tex_path: png, mtl_path: f"newmtl FaceTexture\nmap_Kd {tex_path.name}\n".encode(),
+                        path: obj.encode()})
     return path
 
 
@@ -289,15 +291,17 @@ def _texture_path(obj_path, mtllibs):
 
 def save_mesh_mat(path, vertices, triangles, colors=None, **arrays):
     """Saves a mesh as a MATLAB .mat file with keys 'vertices' (nver, 3), 'triangles' (ntri, 3) 0-based int32 (the
-    layout of face3d's example .mat files), 'colors' (nver, 3) if given, plus any extra named arrays. ValueError
-    naming the argument for a bad mesh (shape, dtype, NaN or inf, index outside [0, nver))."""
+    layout of face3d's example .mat files), 'colors' (nver, 3) if given, plus any extra named arrays; through a
+    temporary twin (a failed write leaves no file and raises an OSError naming path). ValueError naming the argument
+    for a bad mesh (shape, dtype, NaN or inf, index outside [0, nver))."""
     from scipy.io import savemat
 
     v, t, col = _checks.mesh_arrays(vertices, triangles, colors)
     content = {"vertices": v, "triangles": t, **arrays}
     if col is not None:
         content["colors"] = col
-    savemat(os.fspath(path), content, do_compression=True)
+    with atomic_file(path) as f:
+        savemat(f, content, do_compression=True)
 
 
 def load_mesh_mat(path):
@@ -325,12 +329,12 @@ def load_mesh_mat(path):
 
 
 def write_asc(path, vertices):
-    """Writes vertices (nver, 3) finite reals as an ASCII point cloud 'x y z' per line (repr precision); '.asc' is
-    appended when missing. Returns the Path written. ValueError naming vertices for another shape, dtype or a NaN /
-    inf."""
+    """Writes vertices (nver, 3) finite reals as an ASCII point cloud 'x y z' per line (repr precision) through a
+    temporary twin (a failed write leaves no file and raises an OSError naming it); '.asc' is appended when missing.
+    Returns the Path written. ValueError naming vertices for another shape, dtype or a NaN / inf."""
     v = _checks.mesh_vertices(vertices).astype(np.float64)
     path = Path(path)
     if path.suffix != ".asc":
         path = path.with_name(path.name + ".asc")
-    path.write_text("".join(" ".join(map(repr, row)) + "\n" for row in v.tolist()))
+    atomic_write_bytes(path, "".join(" ".join(map(repr, row)) + "\n" for row in v.tolist()).encode("ascii"))
     return path

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from face3d.mesh import _checks
+from face3d.utils.atomic import atomic_write_bytes
 from face3d.utils.errors import InputFileError
 
 __all__ = ["encode_ply", "write_ply", "read_ply"]
@@ -66,9 +67,11 @@ def encode_ply(vertices, triangles, colors=None, binary=False) -> bytes:
 
 
 def write_ply(path, vertices, triangles, colors=None, binary=False):
-    """Writes ``encode_ply(vertices, triangles, colors, binary)`` to ``path``. Returns the Path written."""
+    """Writes ``encode_ply(vertices, triangles, colors, binary)`` to ``path`` through a temporary twin
+    (``face3d.utils.atomic``): a failed write leaves no file and raises an OSError naming ``path``. Returns the Path
+    written."""
     path = Path(path)
-    path.write_bytes(encode_ply(vertices, triangles, colors, binary))
+    atomic_write_bytes(path, encode_ply(vertices, triangles, colors, binary))
     return path
 
 
