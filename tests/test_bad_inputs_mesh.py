@@ -1,9 +1,11 @@
 """Hostile input to the mesh layer: arrays another thread changes during a render, odd arrays given to the private
-C++ bridge, damaged OBJ / PLY / .mat mesh files and BFM keypoint tables.
+C++ bridge, damaged OBJ / PLY / .mat mesh files, NaN or non-numeric arrays and failed writes given to the mesh
+writers, and BFM keypoint tables.
 
-The thread and bridge cases run in a child process (this file run as a script), so a crash shows as a failed exit
-status instead of ending the test run.
+The thread, bridge and failed-write cases run in a child process (this file run as a script), so a crash shows as a
+failed exit status instead of ending the test run.
 """
+import json
 import os
 import re
 import subprocess
@@ -212,7 +214,10 @@ def test_read_ply_ascii_is_strict_and_names_file_and_line(tmp_path, body, nver, 
     (PLY_HEADER.replace("element face {ntri}", "element face -1"), r":7: malformed header line 'element face -1'$"),
     (PLY_HEADER.replace("format {fmt} 1.0\n", ""), r": PLY header has no format line$"),
     (PLY_HEADER.replace("property float z\n", ""), r":3: the 'vertex' element has no 'z' property$"),
-], ids=["type", "count", "negative count", "no format", "no z"])
+    (PLY_HEADER.replace("list uchar int", "list float int"), r":8: list count type 'float' is not an integer type$"),
+    (PLY_HEADER.replace("list uchar int", "list uchar double"),
+     r":8: vertex_indices type 'double' is not an integer type$"),
+], ids=["type", "count", "negative count", "no format", "no z", "float list count", "float indices"])
 def test_read_ply_header_errors_name_file_and_line(tmp_path, header, match):
     path = write(tmp_path / "header.ply", header.format(fmt="ascii", nver=3, ntri=0) + PLY_VERTICES)
     with pytest.raises(ValueError, match=r"header\.ply" + match):
@@ -251,12 +256,75 @@ def test_read_ply_binary_is_strict(tmp_path):
     ("v 0 0 0\nvt 0.5\n", r":2: 'vt' line has 1 numbers, expected 2 \(u v\) or 3 \(u v w\)$"),
     (b"v 0 0 0\nv 1 \xff 0\n", r":2: not UTF-8 text$"),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2 3/1\n", r":5: face gives texture coordinates for some corners only$"),
+    ("v 0 0 0\nmtllib ../x.mtl\n", r":2: mtllib '\.\./x\.mtl' lies outside the OBJ's folder$"),
 ], ids=["vt index", "relative vt index", "index 0", "v index", "2 corners", "short v", "v count changes",
-        "w then colours", "short vt", "not UTF-8", "some corners without vt"])
+        "w then colours", "short vt", "not UTF-8", "some corners without vt", "mtllib outside"])
 def test_read_obj_is_strict_and_names_file_and_line(tmp_path, text, match):
     path = write(tmp_path / "damaged.obj", text)
     with pytest.raises(ValueError, match=r"damaged\.obj" + match):
         io.read_obj(path)
+
+
+# ----------------------------------------------------------------------------- mesh writers
+V3, NAN_V3, T1 = np.eye(3), np.array([[0, 0, 0], [1, np.nan, 0], [0, 1, 0]]), [[0, 1, 2]]
+TEX, UV3 = np.zeros((2, 2, 3), np.uint8), np.eye(3)[:, :2]
+
+
+@pytest.mark.parametrize("write, match", [
+    (lambda out: io.write_obj_with_colors(out / "m", NAN_V3, T1, V3), r"vertices must be finite, found NaN or inf"),
+    (lambda out: io.write_ply(out / "m.ply", V3, T1, np.full((3, 3), np.inf)),
+     r"colors must be finite, found NaN or inf"),
+    (lambda out: io.write_obj_with_colors(out / "m", V3, T1, np.full((3, 3), "x")),
+     r"colors must hold real numbers, got dtype <U1"),
+    (lambda out: io.write_obj_with_texture(out / "m", V3, T1, TEX, UV3 * np.nan),
+     r"uv_coords must be finite, found NaN or inf"),
+    (lambda out: io.write_obj_with_texture(out / "m", V3, T1, np.full((2, 2, 3), np.nan), UV3),
+     r"texture must be finite, found NaN or inf"),
+    (lambda out: io.write_obj_with_texture(out / "m", V3, T1, np.full((2, 2, 3), 100, np.int64), UV3),
+     r"texture must be uint8 \(0\.\.255\) or float \(0\.\.1\), got dtype int64"),
+    (lambda out: io.write_obj_with_texture(out / "m", V3, T1, np.full((2, 2, 3), 30000, np.uint16), UV3),
+     r"texture must be uint8 \(0\.\.255\) or float \(0\.\.1\), got dtype uint16"),
+    (lambda out: io.write_asc(out / "m", NAN_V3), r"vertices must be finite, found NaN or inf"),
+    (lambda out: io.save_mesh_mat(out / "m.mat", NAN_V3, T1), r"vertices must be finite, found NaN or inf"),
+], ids=["obj NaN vertex", "ply inf colours", "obj str colours", "NaN uv", "NaN texture", "int64 texture",
+        "uint16 texture", "asc NaN", "mat NaN"])
+def test_mesh_writers_refuse_non_finite_or_non_numeric_arrays(tmp_path, write, match):
+    with pytest.raises(ValueError, match=rf"^{match}$"):
+        write(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def write_under_a_size_limit(folder):
+    """Runs every mesh writer on a 30-vertex mesh into folder with files limited to 600 bytes (as a full disk: Python
+    ignores SIGXFSZ, so the write fails with EFBIG); prints {file name: filename of the OSError raised}."""
+    import resource
+
+    rng = np.random.default_rng(0)
+    v, colors, t = rng.normal(size=(30, 3)), rng.uniform(size=(30, 3)), np.arange(30).reshape(10, 3)
+    writers = {  # t.obj's PNG and MTL fit under the limit, its OBJ does not
+        "m.obj": lambda path: io.write_obj_with_colors(path, v, t, colors),
+        "t.obj": lambda path: io.write_obj_with_texture(path, v, t, TEX, colors[:, :2]),
+        "m.ply": lambda path: io.write_ply(path, v, t, colors, binary=True),
+        "m.asc": lambda path: io.write_asc(path, v),
+        "m.mat": lambda path: io.save_mesh_mat(path, v, t, colors),
+    }
+    resource.setrlimit(resource.RLIMIT_FSIZE, (600, resource.RLIM_INFINITY))
+    refused = {}
+    for name, write in writers.items():
+        try:
+            write(Path(folder) / name)
+        except OSError as error:
+            refused[name] = error.filename
+    print(json.dumps(refused))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_mesh_writers_leave_no_file_and_name_it_when_a_write_fails(tmp_path):
+    child = run_child("write_under_a_size_limit", str(tmp_path))
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert json.loads(child.stdout) == {name: str(tmp_path / name) for name in ("m.obj", "t.obj", "m.ply", "m.asc",
+                                                                                  "m.mat")}
+    assert list(tmp_path.iterdir()) == []  # no truncated file, no temporary, no PNG or MTL without their OBJ
 
 
 def test_load_mesh_mat_checks_arrays_naming_file_and_key(tmp_path):
@@ -297,6 +365,8 @@ def test_save_BFM_requires_68_keypoints(tmp_path):
 if __name__ == "__main__":
     if sys.argv[1] == "race":
         race()
+    elif sys.argv[1] == "write_under_a_size_limit":
+        write_under_a_size_limit(sys.argv[2])
     else:
         for function_name in BRIDGE_FUNCTIONS:
             print(f"{function_name}:" + ("\n  ".join(bridge_problems(function_name)) or "ok"), flush=True)

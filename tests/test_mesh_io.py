@@ -40,6 +40,14 @@ def test_obj_with_colors_of_a_mesh_without_triangles_or_vertices(tmp_path):
     assert io.encode_obj_with_colors(np.zeros((0, 3)), np.zeros((0, 3), np.int32), np.zeros((0, 3))) == b""
 
 
+def test_obj_without_colors_has_plain_vertex_lines(tmp_path):
+    v, t, _ = mesh(np.float64)
+    path = io.write_obj_with_colors(tmp_path / "plain", v, t, None)
+    assert path.read_text().splitlines()[0] == "v " + " ".join(map(repr, v[0].tolist()))
+    back = io.read_obj(path)
+    assert back["colors"] is None and np.array_equal(back["vertices"], v) and np.array_equal(back["triangles"], t)
+
+
 @pytest.mark.parametrize("text", ["", "# exported by a tool\no Empty\n"], ids=["zero bytes", "comments only"])
 def test_read_obj_without_vertices(tmp_path, text):
     empty = io.write_obj_with_colors(tmp_path / "empty", np.zeros((0, 3)), np.zeros((0, 3), np.int32), np.zeros((0, 3)))

@@ -149,3 +149,20 @@ def test_light_bad_input(twin):
         twin.add_light(v, t, np.ones((3, 3)), [0, 0, 1], [1, 1, 1])
     with pytest.raises(ValueError, match=r"^sh_coeff must have shape"):
         twin.add_light_sh(v, t, np.ones((len(v), 3)), np.ones(4))
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("options, match", [
+    (dict(colors=np.full((25, 3), np.nan)), r"colors must be finite, found NaN or inf"),
+    (dict(ambient=np.nan), r"ambient must be a finite scalar or \(3,\) RGB, got nan"),
+    (dict(ambient=[0.1, 0.2]), r"ambient must be a finite scalar or \(3,\) RGB, got \[0\.1, 0\.2\]"),
+    (dict(specular=np.inf), r"specular must be a finite scalar, got inf"),
+    (dict(specular=0.5, shininess=np.nan), r"shininess must be a finite scalar, got nan"),
+    (dict(specular=0.5, eye=[np.nan, 0, 1]), r"eye must be None or a finite \(3,\) point, got \[nan, 0\.0, 1\.0\]"),
+    (dict(eye=[0, 1]), r"eye must be None or a finite \(3,\) point, got \[0, 1\]"),
+], ids=["NaN colors", "NaN ambient", "ambient (2,)", "inf specular", "NaN shininess", "NaN eye", "eye (2,)"])
+def test_add_light_names_a_non_finite_or_misshaped_parameter(twin, options, match):
+    v, t = grid_plane()
+    args = {"colors": np.ones((len(v), 3)), "light_positions": [0, 0, 5], "light_intensities": [1, 1, 1], **options}
+    with pytest.raises(ValueError, match=rf"^{match}$"):
+        twin.add_light(v, t, **args)

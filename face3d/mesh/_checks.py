@@ -12,8 +12,8 @@ import numpy as np
 MAX_IMAGE_SIDE = 1 << 24
 
 
-def nonfinite_vertices_message(name="vertices"):
-    """Message of the error raised for NaN or infinite vertex coordinates."""
+def nonfinite_message(name):
+    """Message of the error raised for NaN or infinite values of the argument `name` (vertex coordinates, ...)."""
     return f"{name} must be finite, found NaN or inf"
 
 
@@ -35,6 +35,28 @@ def as_size(value, name):
     return size
 
 
+def as_real(array, name):
+    """Returns array as a numpy array (dtype kept) of real numbers: an integer or floating dtype (bool is not a
+    number here); ValueError naming it otherwise."""
+    a = np.asarray(array)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
+def require_finite(array, name):
+    """ValueError naming the argument (nonfinite_message) when array holds a NaN or an infinity."""
+    if not np.isfinite(array).all():
+        raise ValueError(nonfinite_message(name))
+
+
+def finite_reals(array, name):
+    """Returns array as a numpy array (dtype kept) of finite real numbers (as_real, require_finite)."""
+    a = as_real(array, name)
+    require_finite(a, name)
+    return a
+
+
 def as_float_rows(array, name, ncols=None):
     """Returns array as a C-contiguous 2-D float32 array (copying only when needed).
 
@@ -46,17 +68,15 @@ def as_float_rows(array, name, ncols=None):
     if a.ndim != 2 or (ncols is not None and a.shape[1] != ncols):
         want = f"(n, {ncols})" if ncols is not None else "(n, k)"
         raise ValueError(f"{name} must have shape {want}, got {a.shape}")
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return np.ascontiguousarray(as_real(a, name), dtype=np.float32)
 
 
 def as_vertices(vertices, name="vertices", check_finite=True):
     """Returns vertices as a C-contiguous (n, 3) float32 array; raises ValueError for other shapes or, when
     check_finite, for NaN/inf coordinates (the C++ kernels check finiteness themselves, without the GIL)."""
     v = as_float_rows(vertices, name, 3)
-    if check_finite and not np.isfinite(v).all():
-        raise ValueError(nonfinite_vertices_message(name))
+    if check_finite:
+        require_finite(v, name)
     return v
 
 
@@ -99,8 +119,7 @@ def kernel_checks(v, t, tex_triangles=None, ntex=0):
     kernel, so that several faults at once give the same error."""
     if tex_triangles is not None and _outside(tex_triangles, ntex):
         raise ValueError(index_range_message("tex_triangles", ntex, "tex_coords"))
-    if not np.isfinite(v).all():
-        raise ValueError(nonfinite_vertices_message())
+    require_finite(v, "vertices")
     if _outside(t, v.shape[0]):
         raise ValueError(index_range_message("triangles", v.shape[0]))
 
@@ -157,8 +176,7 @@ def as_texture(texture, c):
         t = t[:, :, None]
     if t.ndim != 3 or t.shape[0] < 1 or t.shape[1] < 1:
         raise ValueError(f"texture must have shape (tex_h, tex_w, c) with tex_h, tex_w >= 1, got {np.shape(texture)}")
-    if not (np.issubdtype(t.dtype, np.floating) or np.issubdtype(t.dtype, np.integer)):
-        raise ValueError(f"texture must hold real numbers, got dtype {t.dtype}")
+    as_real(t, "texture")
     if t.shape[2] != c:
         raise ValueError(f"c must equal the number of channels of texture ({t.shape[2]}), got {c}")
     return np.ascontiguousarray(t, dtype=np.float32)
@@ -169,22 +187,27 @@ def as_tex_coords(tex_coords):
     uv = as_float_rows(tex_coords, "tex_coords")
     if uv.shape[1] < 2:
         raise ValueError(f"tex_coords must have shape (ntex, 2) or (ntex, 3), got {uv.shape}")
-    if not np.isfinite(uv[:, :2]).all():
-        raise ValueError("tex_coords must be finite, found NaN or inf")
+    require_finite(uv[:, :2], "tex_coords")
     return uv
 
 
-def mesh_arrays(vertices, triangles, colors=None):
-    """A mesh to write: (nver, 3) real vertices, (ntri, 3) valid int32 triangles (as_indices), optional (nver, 3)
-    colours; ValueError naming the argument otherwise."""
+def mesh_vertices(vertices):
+    """Vertices to write: (nver, 3) finite real numbers (finite_reals), dtype kept; ValueError naming vertices
+    otherwise."""
     v = np.asarray(vertices)
     if v.ndim != 2 or v.shape[1] != 3:
         raise ValueError(f"vertices must have shape (nver, 3), got {v.shape}")
-    if not np.issubdtype(v.dtype, np.number):
-        raise ValueError(f"vertices must hold real numbers, got dtype {v.dtype}")
+    return finite_reals(v, "vertices")
+
+
+def mesh_arrays(vertices, triangles, colors=None):
+    """A mesh to write: (nver, 3) finite real vertices (mesh_vertices), (ntri, 3) valid int32 triangles
+    (as_indices), optional (nver, 3) finite real colours (dtypes kept); ValueError naming the argument otherwise."""
+    v = mesh_vertices(vertices)
     t = as_indices(triangles, v.shape[0])
     if colors is not None:
         colors = np.asarray(colors)
         if colors.shape != (v.shape[0], 3):
             raise ValueError(f"colors must have shape ({v.shape[0]}, 3), got {colors.shape}")
+        colors = finite_reals(colors, "colors")
     return v, t, colors

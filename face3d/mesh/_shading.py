@@ -16,6 +16,16 @@ def _light_array(values, name):
     return a
 
 
+def _finite_parameter(value, name, shapes, what):
+    """value as a float64 array of one of the shapes; ValueError naming it for a non-numeric dtype (_checks.as_real),
+    and '<name> must be <what>' for another shape or a NaN / inf."""
+    a = _checks.as_real(value, name)
+    if a.shape not in shapes or not np.isfinite(a).all():
+        shown = a.tolist() if a.size <= 3 else f"an array of shape {a.shape}"
+        raise ValueError(f"{name} must be {what}, got {shown}")
+    return a.astype(np.float64)
+
+
 def _unit_rows(d):
     """d / |d| along the last axis (float64), zero where |d| == 0."""
     length = np.sqrt(np.sum(d * d, axis=-1, keepdims=True))
@@ -25,17 +35,24 @@ def _unit_rows(d):
 def shade_phong(normals, vertices, colors, light_positions, light_intensities, ambient=0.0, specular=0.0,
                 shininess=20.0, eye=None):
     """Blinn-Phong shading of face3d.mesh.light.add_light (formula there) given (nver, 3) outward unit normals;
-    the other arguments are add_light's. Returns (nver, 3) float32 lit colours in [0, 1]."""
+    the other arguments are add_light's. Returns (nver, 3) float32 lit colours in [0, 1]. ValueError naming the
+    argument: colors not (nver, 3) finite reals; light_positions, light_intensities not finite (nlight, 3) or (3,);
+    ambient not a finite scalar or (3,); specular, shininess not finite scalars; eye neither None nor a finite (3,)."""
     n = np.asarray(normals, dtype=np.float64)
     v = np.asarray(vertices, dtype=np.float64)
     col = _checks.as_float_rows(colors, "colors", 3).astype(np.float64)
     if col.shape[0] != v.shape[0]:
         raise ValueError(f"colors must have one row per vertex ({v.shape[0]}), got {col.shape[0]}")
+    _checks.require_finite(col, "colors")
     pos = _light_array(light_positions, "light_positions")
     inten = _light_array(light_intensities, "light_intensities")
     if inten.shape[0] != pos.shape[0]:
         raise ValueError(f"light_intensities must have one row per light ({pos.shape[0]}), got {inten.shape[0]}")
-    amb = np.broadcast_to(np.asarray(ambient, dtype=np.float64), (3,))
+    amb = np.broadcast_to(_finite_parameter(ambient, "ambient", ((), (3,)), "a finite scalar or (3,) RGB"), (3,))
+    specular = _finite_parameter(specular, "specular", ((),), "a finite scalar")
+    shininess = _finite_parameter(shininess, "shininess", ((),), "a finite scalar")
+    if eye is not None:
+        eye = _finite_parameter(eye, "eye", ((3,),), "None or a finite (3,) point")
     to_light = _unit_rows(pos[None, :, :] - v[:, None, :])  # (nver, nlight, 3)
     n_dot_l = np.einsum("vk,vlk->vl", n, to_light)
     lit = col * (amb + np.maximum(n_dot_l, 0.0) @ inten)
@@ -43,7 +60,7 @@ def shade_phong(normals, vertices, colors, light_positions, light_intensities, a
         if eye is None:
             to_eye = np.broadcast_to(np.array([0.0, 0.0, 1.0]), v.shape)
         else:
-            to_eye = _unit_rows(np.asarray(eye, dtype=np.float64).reshape(1, 3) - v)
+            to_eye = _unit_rows(eye[None, :] - v)
         half = _unit_rows(to_light + to_eye[:, None, :])
         n_dot_h = np.maximum(np.einsum("vk,vlk->vl", n, half), 0.0) ** shininess * (n_dot_l > 0)
         lit = lit + specular * (n_dot_h @ inten)

@@ -9,7 +9,6 @@ face3d.mesh.light); OBJ and PLY files expect counter-clockwise faces, so the wri
 (t2, t1, t0), as face3d does, and the readers reverse them back. Indices are 0-based in memory, 1-based in OBJ,
 0-based in PLY and in the .mat files written here (face3d's example .mat layout).
 """
-import os
 import re
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from face3d.mesh import _checks
 from face3d.mesh.ply import encode_ply, read_ply, write_ply
+from face3d.utils.atomic import atomic_file, atomic_write_bytes, atomic_write_files
 from face3d.utils.errors import InputFileError
 
 __all__ = ["encode_obj_with_colors", "write_obj_with_colors", "write_obj_with_texture",
@@ -25,9 +25,9 @@ __all__ = ["encode_obj_with_colors", "write_obj_with_colors", "write_obj_with_te
 
 
 def _rows(prefix, *columns):
-    """Lines 'prefix a b c ...' with every number written by repr (exact round trip)."""
-    table = np.concatenate([np.asarray(c).reshape(len(c), int(np.prod(np.shape(c)[1:]))) for c in columns],
-                           axis=1).tolist()
+    """Lines 'prefix a b c ...' with every number written by repr (exact round trip); None columns are left out."""
+    table = np.concatenate([np.asarray(c).reshape(len(c), int(np.prod(np.shape(c)[1:]))) for c in columns
+                            if c is not None], axis=1).tolist()
     return "".join(f"{prefix} {' '.join(map(repr, row))}\n" for row in table)
 
 
@@ -40,8 +40,10 @@ def encode_obj_with_colors(vertices, triangles, colors) -> bytes:
     """An OBJ with per-vertex colours ('v x y z r g b', as MeshLab reads them) as file bytes.
 
     Args:
-        vertices: (nver, 3) floats; triangles: (ntri, 3) 0-based ints (written reversed, 1-based);
-        colors: (nver, 3) floats (written as given, usually in [0, 1]).
+        vertices: (nver, 3) finite reals; triangles: (ntri, 3) 0-based ints (written reversed, 1-based);
+        colors: (nver, 3) finite reals (written as given, usually in [0, 1]), or None for plain 'v x y z' lines.
+    Raises:
+        ValueError: naming the argument (shape, dtype, NaN or inf, index outside [0, nver)).
     """
     v, t, col = _checks.mesh_arrays(vertices, triangles, colors)
     return (_rows("v", v, col) + _rows("f", t[:, ::-1] + 1)).encode("ascii")
@@ -49,15 +51,17 @@ def encode_obj_with_colors(vertices, triangles, colors) -> bytes:
 
 def write_obj_with_colors(obj_name, vertices, triangles, colors):
     """Writes ``encode_obj_with_colors(vertices, triangles, colors)`` to ``obj_name`` ('.obj' appended when
-    missing). Returns the Path written."""
+    missing) through a temporary twin (``face3d.utils.atomic``): a failed write leaves no file and raises an
+    OSError naming ``obj_name``. Returns the Path written."""
     path = _obj_path(obj_name)
-    path.write_bytes(encode_obj_with_colors(vertices, triangles, colors))
+    atomic_write_bytes(path, encode_obj_with_colors(vertices, triangles, colors))
     return path
 
 
 def _encode_texture(texture) -> bytes:
-    """PNG bytes of an (h, w), (h, w, 3) or (h, w, 4) texture (uint8 as is, else floats in [0, 1] scaled to 0..255,
-    RGB(A)); ValueError naming texture for another shape or an empty image."""
+    """PNG bytes of an (h, w), (h, w, 3) or (h, w, 4) RGB(A) texture: uint8 (0..255) as is, or finite floats (0..1)
+    clipped and scaled to round(255 x); ValueError naming texture for another shape, an empty image, another dtype
+    (integers other than uint8 included) or a NaN / inf."""
     import cv2
 
     tex = np.asarray(texture)
@@ -67,6 +71,9 @@ def _encode_texture(texture) -> bytes:
         raise ValueError(f"texture must have shape (h, w), (h, w, 3) or (h, w, 4) with h, w >= 1, got "
                          f"{np.shape(texture)}")
     if tex.dtype != np.uint8:
+        if not np.issubdtype(tex.dtype, np.floating):
+            raise ValueError(f"texture must be uint8 (0..255) or float (0..1), got dtype {tex.dtype}")
+        _checks.require_finite(tex, "texture")
         tex = np.round(np.clip(tex.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
     if tex.shape[2] >= 3:
         tex = tex[:, :, [2, 1, 0, 3][: tex.shape[2]]]  # cv2 encodes BGR(A)
@@ -78,33 +85,36 @@ def _encode_texture(texture) -> bytes:
 
 def write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, colors=None):
     """Writes an OBJ with a texture map: <name>_texture.png, <name>.mtl (material FaceTexture, map_Kd) and
-    <name>.obj, in this order, once every argument is checked (bad input writes no file).
+    <name>.obj, once every argument is checked (bad input writes no file). The three appear together or not at all
+    (``face3d.utils.atomic.atomic_write_files``): a failed write leaves none of them and raises an OSError naming
+    the file that failed.
 
     Args:
         obj_name: path; '.obj' is appended when missing.
-        vertices: (nver, 3) floats; triangles: (ntri, 3) 0-based ints.
-        texture: (h, w, 3) uint8 (0..255) or float (0..1) RGB image, h, w >= 1; row 0 is the top (v = 1).
-        uv_coords: (nver, 2) (or (nver, 3), the rest ignored) OBJ texture coordinates of each vertex: u right,
+        vertices: (nver, 3) finite reals; triangles: (ntri, 3) 0-based ints.
+        texture: (h, w, 3) uint8 (0..255) or finite float (0..1) RGB image, h, w >= 1; row 0 is the top (v = 1).
+        uv_coords: (nver, 2) (or (nver, 3), the rest ignored) finite OBJ texture coordinates of each vertex: u right,
             v up, in [0, 1] (BFM_UV.mat's convention); written as given.
-        colors: optional (nver, 3) per-vertex colours, written after the positions.
+        colors: optional (nver, 3) finite per-vertex colours, written after the positions.
     Returns:
         The Path of the OBJ written.
+    Raises:
+        ValueError: naming the argument (shape, dtype, NaN or inf, index outside [0, nver)).
     """
     v, t, col = _checks.mesh_arrays(vertices, triangles, colors)
     uv = np.asarray(uv_coords)
     if uv.ndim != 2 or uv.shape[0] != v.shape[0] or uv.shape[1] < 2:
         raise ValueError(f"uv_coords must have shape ({v.shape[0]}, 2), got {uv.shape}")
+    uv = _checks.finite_reals(uv[:, :2], "uv_coords")
     png = _encode_texture(texture)
     path = _obj_path(obj_name)
     mtl_path = path.with_suffix(".mtl")
     tex_path = path.with_name(path.stem + "_texture.png")
     r = t[:, ::-1] + 1
-    obj = (f"mtllib {mtl_path.name}\n" + (_rows("v", v) if col is None else _rows("v", v, col))
-           + _rows("vt", uv[:, :2]) + "usemtl FaceTexture\n"
+    obj = (f"mtllib {mtl_path.name}\n" + _rows("v", v, col) + _rows("vt", uv) + "usemtl FaceTexture\n"
            + "".join(f"f {a}/{a} {b}/{b} {c}/{c}\n" for a, b, c in r.tolist()))
-    tex_path.write_bytes(png)
-    mtl_path.write_text(f"newmtl FaceTexture\nmap_Kd {tex_path.name}\n")
-    path.write_text(obj)
+    atomic_write_files({tex_path: png, mtl_path: f"newmtl FaceTexture\nmap_Kd {tex_path.name}\n".encode(),
+                        path: obj.encode()})
     return path
 
 
@@ -204,7 +214,7 @@ def read_obj(path):
                                       path)
                     uv_faces.extend([ti[0], ti[k], ti[k + 1]] for k in range(1, len(ti) - 1))
             elif parts[0] == "mtllib":
-                mtllibs.append(line.strip()[len("mtllib"):].strip())
+                mtllibs.append((lineno, line.strip()[len("mtllib"):].strip()))
         except InputFileError:
             raise
         except (ValueError, IndexError):
@@ -219,7 +229,7 @@ def read_obj(path):
         "triangles": np.ascontiguousarray(tris[:, ::-1], dtype=np.int32),
         "uv_coords": np.array(uvs, dtype=np.float64).reshape(-1, 2) if uvs else None,
         "uv_triangles": np.ascontiguousarray(uv_tris[:, ::-1], dtype=np.int32) if has_uv else None,
-        "texture_path": _texture_path(path.parent, mtllibs),
+        "texture_path": _texture_path(path, mtllibs),
     }
 
 
@@ -252,18 +262,19 @@ def _map_file(arguments):
     return arguments[tokens[k][0]:].strip() if k < len(tokens) else ""
 
 
-def _texture_path(folder, mtllibs):
-    """The ``map_Kd`` texture (Path, or None) of the first existing library with one; each ``mtllib`` statement
-    names one library (a name with spaces, as written here) or several separated by spaces. Map options
-    ('-s 1 1 1', '-clamp on', ...) are skipped. A data file only names files in the OBJ's folder (or below), so a
-    name leading out of it raises InputFileError, as do a library that is not UTF-8 text and a map_Kd without a
-    file name."""
-    for statement in mtllibs:
+def _texture_path(obj_path, mtllibs):
+    """The ``map_Kd`` texture (Path, or None) of the first existing library with one, for the OBJ ``obj_path`` and
+    its ``mtllib`` statements ((line number, text) each); each statement names one library (a name with spaces, as
+    written here) or several separated by spaces. Map options ('-s 1 1 1', '-clamp on', ...) are skipped. A data file
+    only names files in the OBJ's folder (or below), so a name leading out of it raises InputFileError (naming the
+    OBJ and line, or the MTL and line), as do a library that is not UTF-8 text and a map_Kd without a file name."""
+    folder = obj_path.parent
+    for obj_line, statement in mtllibs:
         names = statement.split()
         for name in [statement] + (names if len(names) > 1 else []):
             mtl = folder / name
             if not mtl.resolve().is_relative_to(folder.resolve()):
-                raise InputFileError(folder, f"mtllib {name!r} lies outside the OBJ's folder")
+                raise InputFileError(obj_path, f"mtllib {name!r} lies outside the OBJ's folder", obj_line)
             if not mtl.is_file():
                 continue
             for lineno, line in _text_lines(mtl):
@@ -280,14 +291,17 @@ def _texture_path(folder, mtllibs):
 
 def save_mesh_mat(path, vertices, triangles, colors=None, **arrays):
     """Saves a mesh as a MATLAB .mat file with keys 'vertices' (nver, 3), 'triangles' (ntri, 3) 0-based int32 (the
-    layout of face3d's example .mat files), 'colors' (nver, 3) if given, plus any extra named arrays."""
+    layout of face3d's example .mat files), 'colors' (nver, 3) if given, plus any extra named arrays; through a
+    temporary twin (a failed write leaves no file and raises an OSError naming path). ValueError naming the argument
+    for a bad mesh (shape, dtype, NaN or inf, index outside [0, nver))."""
     from scipy.io import savemat
 
     v, t, col = _checks.mesh_arrays(vertices, triangles, colors)
     content = {"vertices": v, "triangles": t, **arrays}
     if col is not None:
         content["colors"] = col
-    savemat(os.fspath(path), content, do_compression=True)
+    with atomic_file(path) as f:
+        savemat(f, content, do_compression=True)
 
 
 def load_mesh_mat(path):
@@ -297,7 +311,8 @@ def load_mesh_mat(path):
 
     Raises:
         FileNotFoundError: path does not exist; InputFileError (a ValueError) naming the file: not a readable .mat
-        file, or a missing or malformed 'vertices', 'triangles' or 'colors'.
+        file, or a missing or malformed 'vertices', 'triangles' or 'colors' (shape, dtype, NaN or inf, index
+        range: the checks of the writers).
     """
     from face3d.utils.matfile import read_mat  # imports SciPy, which the rest of this module does not need
 
@@ -314,13 +329,12 @@ def load_mesh_mat(path):
 
 
 def write_asc(path, vertices):
-    """Writes vertices (nver, 3) as an ASCII point cloud 'x y z' per line (repr precision); '.asc' is appended
-    when missing. Returns the Path written."""
-    v = np.asarray(vertices, dtype=np.float64)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices must have shape (nver, 3), got {v.shape}")
+    """Writes vertices (nver, 3) finite reals as an ASCII point cloud 'x y z' per line (repr precision) through a
+    temporary twin (a failed write leaves no file and raises an OSError naming it); '.asc' is appended when missing.
+    Returns the Path written. ValueError naming vertices for another shape, dtype or a NaN / inf."""
+    v = _checks.mesh_vertices(vertices).astype(np.float64)
     path = Path(path)
     if path.suffix != ".asc":
         path = path.with_name(path.name + ".asc")
-    path.write_text("".join(" ".join(map(repr, row)) + "\n" for row in v.tolist()))
+    atomic_write_bytes(path, "".join(" ".join(map(repr, row)) + "\n" for row in v.tolist()).encode("ascii"))
     return path

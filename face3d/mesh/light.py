@@ -82,7 +82,8 @@ def add_light(vertices, triangles, colors, light_positions, light_intensities, a
         colors: (nver, 3) albedo in [0, 1].
         light_positions: (nlight, 3) or (3,) positions in the vertices' frame.
         light_intensities: (nlight, 3) or (3,) RGB intensities.
-        ambient: scalar or (3,); specular: k_s (0 disables); shininess: exponent p; eye: None or (3,).
+        ambient: scalar or (3,); specular: k_s (0 disables); shininess: exponent p (scalars); eye: None or (3,)
+            (every value finite).
         clockwise: True when triangles are clockwise seen from outside (BFM/face3d), False for counter-clockwise.
     Returns:
         (nver, 3) float32 lit colours in [0, 1].

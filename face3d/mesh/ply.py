@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from face3d.mesh import _checks
+from face3d.utils.atomic import atomic_write_bytes
 from face3d.utils.errors import InputFileError
 
 __all__ = ["encode_ply", "write_ply", "read_ply"]
@@ -27,8 +28,10 @@ def encode_ply(vertices, triangles, colors=None, binary=False) -> bytes:
     see the module docstring).
 
     Args:
-        vertices: (nver, 3); triangles: (ntri, 3) 0-based ints; colors: optional (nver, 3).
+        vertices: (nver, 3) finite reals; triangles: (ntri, 3) 0-based ints; colors: optional (nver, 3) finite reals.
         binary: False for 'ascii 1.0', True for 'binary_little_endian 1.0'.
+    Raises:
+        ValueError: naming the argument (shape, dtype, NaN or inf, index outside [0, nver)).
     """
     v, t, col = _checks.mesh_arrays(vertices, triangles, colors)
     vtype = "f4" if v.dtype == np.float32 else "f8"
@@ -64,9 +67,11 @@ def encode_ply(vertices, triangles, colors=None, binary=False) -> bytes:
 
 
 def write_ply(path, vertices, triangles, colors=None, binary=False):
-    """Writes ``encode_ply(vertices, triangles, colors, binary)`` to ``path``. Returns the Path written."""
+    """Writes ``encode_ply(vertices, triangles, colors, binary)`` to ``path`` through a temporary twin
+    (``face3d.utils.atomic``): a failed write leaves no file and raises an OSError naming ``path``. Returns the Path
+    written."""
     path = Path(path)
-    path.write_bytes(encode_ply(vertices, triangles, colors, binary))
+    atomic_write_bytes(path, encode_ply(vertices, triangles, colors, binary))
     return path
 
 
@@ -114,8 +119,12 @@ def _ply_header(f, path):
         elif parts[0] == "property" and elements and len(parts) == 3:
             elements[-1].properties.append(_PlyProperty(parts[2], _ply_type(parts[1], path, lineno), None))
         elif parts[0] == "property" and elements and len(parts) == 5 and parts[1] == "list":
-            elements[-1].properties.append(
-                _PlyProperty(parts[4], _ply_type(parts[3], path, lineno), _ply_type(parts[2], path, lineno)))
+            item_type, count_type = _ply_type(parts[3], path, lineno), _ply_type(parts[2], path, lineno)
+            if count_type[0] == "f":
+                raise InputFileError(path, f"list count type {parts[2]!r} is not an integer type", lineno)
+            if elements[-1].name == "face" and parts[4] in _PLY_FACE_LISTS and item_type[0] == "f":
+                raise InputFileError(path, f"{parts[4]} type {parts[3]!r} is not an integer type", lineno)
+            elements[-1].properties.append(_PlyProperty(parts[4], item_type, count_type))
         else:
             raise InputFileError(path, f"malformed header line {text!r}", lineno)
     raise InputFileError(path, "PLY header has no end_header")

@@ -30,7 +30,7 @@ def _raise_for(code, nver, ntex=0):
     if code == 1:
         raise ValueError(_checks.index_range_message("triangles", nver))
     if code == 2:
-        raise ValueError(_checks.nonfinite_vertices_message())
+        raise ValueError(_checks.nonfinite_message("vertices"))
     if code == 3:
         raise ValueError(_checks.index_range_message("tex_triangles", ntex, "tex_coords"))
     if code == 4:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from face3d.utils.errors import os_error_at
 
-__all__ = ["TEMP_SUFFIX", "temp_name", "atomic_file", "atomic_write_bytes", "staging_folder"]
+__all__ = ["TEMP_SUFFIX", "temp_name", "atomic_file", "atomic_write_bytes", "atomic_write_files", "staging_folder"]
 
 TEMP_SUFFIX = ".partial"
 
@@ -36,15 +36,42 @@ def atomic_file(path):
     except BaseException as error:
         with contextlib.suppress(OSError):  # a read-only file system refuses even this: the first error is the one
             tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.filename in (None, str(tmp)):
+        if _names_no_file_but(error, tmp):
             raise os_error_at(error, path) from error
         raise
+
+
+def _names_no_file_but(error, tmp):
+    """Whether error is an OSError naming no file (a failed write or close) or only the temporary twin tmp."""
+    return isinstance(error, OSError) and error.filename in (None, str(tmp))
 
 
 def atomic_write_bytes(path, data):
     """Write ``data`` (bytes) to ``path`` through its temporary twin and ``os.replace``."""
     with atomic_file(path) as f:
         f.write(data)
+
+
+def atomic_write_files(files):
+    """Write ``files`` ({path: bytes}) so that they appear together or not at all: each is written to its temporary
+    twin, and once all are written the twins are renamed onto their paths in the given order. On any error the twins
+    and the files already renamed are removed; an OSError is raised naming the file as ``atomic_file``'s are."""
+    paths = [Path(p) for p in files]
+    renamed = []
+    try:
+        for path, data in zip(paths, files.values()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp_name(path).write_bytes(data)
+        for path in paths:
+            os.replace(temp_name(path), path)
+            renamed.append(path)
+    except BaseException as error:
+        for leftover in [*map(temp_name, paths), *renamed]:
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
+        if _names_no_file_but(error, temp_name(path)):
+            raise os_error_at(error, path) from error
+        raise
 
 
 @contextlib.contextmanager
