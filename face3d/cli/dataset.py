@@ -170,7 +170,8 @@ def _uv_data_arguments(parser):
     parser.add_argument("--resolution", metavar="R", type=int_at_least(MIN_RESOLUTION, "pixels"), default=RESOLUTION,
                         help=f"UV map side in pixels, {MIN_RESOLUTION} or more (default: %(default)s)")
     parser.add_argument("--neck-zeroed", action="store_true",
-                        help="the paper's weight mask with the neck at 0 (default: PRNet's shipped mask)")
+                        help="the paper's weight mask with the neck at 0 (default: the neck weighted 48 like the "
+                             "rest of the covered area)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 

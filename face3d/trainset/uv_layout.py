@@ -15,8 +15,8 @@ Files (r = resolution, 256 for PRNet):
 ``uv_weight_mask.png`` uint8 loss weights, PRNet's 16 : 4 : 3 : 0 scaled by 16 (256 clipped to 255):
                        255 at the 68 keypoint pixels, 64 on eyes, nose and mouth, 48 on the rest of the covered
                        UV area, 0 outside.  By default the "rest" includes the neck (covered pixels below the jaw
-                       line), as in the mask PRNet ships; ``neck_zeroed=True`` gives the paper's variant with the
-                       neck at 0.
+                       line); ``neck_zeroed=True`` gives the paper's variant with the neck at 0. (PRNet's shipped
+                       mask is 0 only on its first row, with anti-aliased values at region edges.)
 ``uv_face_eyes.png``   uint8 face mask with the eye regions removed (255 face without eyes, 0 elsewhere). PRNet
                        ships instead two pictures of a face texture, ``uv_face.png`` (RGB) and ``uv_face_eyes.png``
                        (RGBA), whose eye mask is where they differ; ``load_uv_data`` recognises them.
@@ -154,8 +154,8 @@ def build_uv_data(model, resolution: int = RESOLUTION, neck_zeroed: bool = False
         model: MorphableModel (uses ``uv_coords`` (n, 2), ``region_labels`` (n,) 0 rest / 1 eyes / 2 nose /
             3 mouth (None: all rest), ``kpt_ind`` (68,) and ``full_triangles``).
         resolution: side r of the UV images (PRNet: 256).
-        neck_zeroed: False (default) gives PRNet's shipped weight mask with the neck weighted as "rest" (48);
-            True zeroes the neck as in the paper.
+        neck_zeroed: False (default) weights the neck 48 like the rest of the covered UV area; True zeroes it as
+            in the paper. (PRNet's shipped mask is neither: 0 only on its first row, anti-aliased at region edges.)
         rasterization: a ``rasterize_uv(model.uv_coords, model.full_triangles, resolution)`` already at hand.
     Returns:
         UVData. A pixel's region is that of its triangle's vertex with the largest barycentric weight.
