@@ -34,7 +34,12 @@ keypoints 0 and 16.
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
+import os
+import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +48,13 @@ import numpy as np
 
 from face3d.contract import RESOLUTION
 from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pixels, uv_to_pixels
-from face3d.utils.errors import InputFileError
+from face3d.utils.atomic import TEMP_SUFFIX
+from face3d.utils.errors import InputFileError, os_error_at
 from face3d.utils.npyfile import load_npy
 
-__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "load_uv_model", "read_uv_kpt_ind",
-           "grid_triangles", "canonical_face", "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE",
-           "KNOWN_UV_DATA_FILES", "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
+__all__ = ["UVData", "build_uv_data", "write_uv_data", "staged_uv_data", "load_uv_data", "load_uv_model",
+           "read_uv_kpt_ind", "grid_triangles", "canonical_face", "check_uv_data_fits", "UV_DATA_FILES",
+           "CANONICAL_FILE", "KNOWN_UV_DATA_FILES", "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +134,8 @@ def grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
     first = np.stack([a, b, c], axis=-1)[ia & ic & ib]
     second = np.stack([b, d, c], axis=-1)[ib & ic & id_]
     return np.concatenate([first, second]).astype(np.int32)
+
+
 def load_uv_model(model_path=None):
     """``MorphableModel(model_path)`` (None: the embedded default model), which must have UV coordinates.
 
@@ -261,7 +269,8 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def write_uv_data(uv_data: UVData, folder) -> list[Path]:
-    """Write ``uv_data`` into ``folder`` (created if missing) under PRNet's file names.
+    """Write ``uv_data`` into ``folder`` (created if missing) under PRNet's file names, file by file in place (into
+    the folder of ``staged_uv_data`` to replace a folder's set all at once).
 
     Text files hold integers separated by spaces (``numpy.loadtxt`` reads them, as PRNet does); PNGs are
     8-bit single-channel; ``canonical_vertices.npy`` is written when the UVData has one.
@@ -281,6 +290,64 @@ def write_uv_data(uv_data: UVData, folder) -> list[Path]:
         paths.append(folder / CANONICAL_FILE)
         np.save(paths[-1], np.asarray(uv_data.canonical_vertices, dtype=np.float32))
     return paths
+
+
+@contextlib.contextmanager
+def staged_uv_data(folder):
+    """Replace the uv-data set of ``folder`` all at once: yields an empty hidden staging folder for the caller to
+    fill (``write_uv_data``, or copies of another set's files); when the block ends without error its files are
+    moved into ``folder`` (created if missing) with ``os.replace``, one by one since concurrent ``generate`` shards
+    may write the same folder, and the ``KNOWN_UV_DATA_FILES`` the new set lacks are removed there, so the folder
+    reads as the set given (other files are left alone). On an error ``folder`` is untouched.
+
+    The staging folder ``.<name>.<host>.<pid>.partial`` lies beside ``folder`` (one per process); those that runs
+    killed on this host left (their pid no longer runs) are removed first, and this one always at the end.
+
+    Raises:
+        OSError: naming ``folder`` for an error that names no file or one in the staging folder (a full disk, a
+            read-only file system); other errors as raised.
+    """
+    folder = Path(folder)
+    beside = Path(os.path.abspath(folder))
+    _remove_stale_stagings(beside)
+    staging = beside.parent / f".{beside.name}.{socket.gethostname()}.{os.getpid()}{TEMP_SUFFIX}"
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        yield staging
+        folder.mkdir(parents=True, exist_ok=True)
+        given = sorted(staging.iterdir())
+        for path in given:
+            os.replace(path, folder / path.name)
+        for name in set(KNOWN_UV_DATA_FILES) - {path.name for path in given}:
+            (folder / name).unlink(missing_ok=True)
+    except OSError as error:
+        if error.filename is None or staging in (Path(error.filename), Path(error.filename).parent):
+            raise os_error_at(error, folder) from error
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether process ``pid`` (> 0) runs on this host, whoever's it is."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+
+
+def _remove_stale_stagings(folder: Path) -> None:
+    """Remove the staging folders ``.<name>.<host>.<pid>.partial`` (and ``.<name>.<pid>.partial`` of earlier
+    versions) of absolute ``folder`` that a run killed while writing left on this host: its pid no longer runs.
+    Another host's are left alone, since its processes cannot be seen from here."""
+    prefix, host = f".{folder.name}.", socket.gethostname()
+    for path in folder.parent.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}"):
+        owner, _, pid = path.name[len(prefix):-len(TEMP_SUFFIX)].rpartition(".")
+        if owner in ("", host) and pid.isdigit() and int(pid) > 0 and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _read_png(path: Path, flags=cv2.IMREAD_GRAYSCALE) -> np.ndarray:
