@@ -358,6 +358,22 @@ def test_uv_data_command_leaves_the_folder_as_it_was_when_a_write_is_refused(tmp
     assert [path.name for path in tmp_path.iterdir()] == ["uv-data"]
 
 
+def test_uv_data_command_refuses_a_model_without_bfm_info(tmp_path, capsys):
+    """Without BFM_info.mat the model has no eyes, nose or mouth: no weight mask without its 64 band is written."""
+    from face3d.morphable_model.default_model import default_model_dir
+
+    bfm = tmp_path / "bfm"
+    bfm.mkdir()
+    (bfm / "BFM.mat").symlink_to(default_model_dir() / "BFM.mat")
+    (bfm / "BFM_UV.mat").write_bytes((default_model_dir() / "BFM_UV.mat").read_bytes())
+    output = tmp_path / "uv-data"
+    assert main(["uv-data", "--bfm", str(bfm / "BFM.mat"), "--output", str(output), "--resolution", "16"]) == 2
+    assert capsys.readouterr().err == (
+        f"face3d uv-data: error: {bfm / 'BFM_info.mat'}: not found: its segbin regions give uv-data's eyes/nose/mouth "
+        f"weights and eye mask (face3d's generate.m writes it beside BFM.mat)\n")
+    assert not output.exists()
+
+
 # ---------------------------------------------------------------------------------------------- PRNet commands
 
 def test_version_is_the_installed_metadata_version():

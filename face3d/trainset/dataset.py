@@ -37,6 +37,7 @@ from face3d.trainset.uv_layout import (
     check_uv_data_fits,
     load_uv_data,
     load_uv_model,
+    require_region_labels,
     staged_uv_data,
     write_uv_data,
 )
@@ -97,14 +98,17 @@ def default_generator_factory(model_path, config):
     return TrainsetGenerator(load_uv_model(model_path), config)
 
 
-def _write_uv_data(generator, output, config, uv_data=None):
+def _write_uv_data(generator, output, config, uv_data=None, model_path=None):
     """Write PRNet's uv-data files for the generator's model into ``output/uv-data``, or copy the files of the
     existing folder ``uv_data`` there after checking that it fits the model and resolution; the set replaces the
     folder's as a whole (``uv_layout.staged_uv_data``: a refused write, as on a full disk, raises an OSError naming
-    ``output/uv-data`` and leaves that folder as it was)."""
+    ``output/uv-data`` and leaves that folder as it was). Building needs the model's regions: a model loaded from
+    ``model_path`` (None: the default model) without them is refused (``uv_layout.require_region_labels``)."""
     final = Path(output) / UV_DATA_DIR
     rasterization = getattr(generator, "rasterization", None)  # a generator factory's own class may have none
-    if uv_data is not None:
+    if uv_data is None:
+        require_region_labels(generator.model, model_path)
+    else:
         source = Path(uv_data)
         layout = load_uv_data(source)
         if layout.resolution != int(config.resolution):
@@ -212,7 +216,9 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
         root: input folder (300W-LP tree or image + ``.mat`` pairs); see ``discover_samples``.
         output: output folder (created); its layout is above.
         config: ``GenerationConfig`` (resolution, perturbation, angles, refit, posmap dtype, preview).
-        model_path: ``BFM.mat`` of the real model, or None for the embedded default model.
+        model_path: ``BFM.mat`` of the real model, or None for the embedded default model; ``BFM_UV.mat`` must lie
+            beside it, and ``BFM_info.mat`` (its ``segbin`` regions) too unless ``uv_data`` is given (InputFileError
+            naming the file).
         workers: worker processes (default ``default_worker_count()``); 1 runs in this process.
         shard: ``(K, N)`` or ``"K/N"`` to run the K-th of N contiguous blocks, or None for all.
         limit: keep only the first ``limit`` samples (before sharding), or None.
@@ -242,7 +248,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     logger.debug("settings fingerprint %s (model %s, seed %d)", fingerprint, model_id, seed)
     posmap_dtype = str(np.dtype(config.posmap_dtype))
     generator = factory(model_path, config)
-    _write_uv_data(generator, output, config, uv_data)
+    _write_uv_data(generator, output, config, uv_data, model_path)
     state = RunState(generator, str(output), posmap_dtype, fingerprint)
     latest = read_journals(output)
     refused = _refused_samples(samples, discovered, config.angles)

@@ -53,8 +53,9 @@ from face3d.utils.errors import InputFileError, os_error_at
 from face3d.utils.npyfile import load_npy
 
 __all__ = ["UVData", "build_uv_data", "write_uv_data", "staged_uv_data", "load_uv_data", "load_uv_model",
-           "read_uv_kpt_ind", "grid_triangles", "canonical_face", "check_uv_data_fits", "UV_DATA_FILES",
-           "CANONICAL_FILE", "KNOWN_UV_DATA_FILES", "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
+           "require_region_labels", "read_uv_kpt_ind", "grid_triangles", "canonical_face", "check_uv_data_fits",
+           "UV_DATA_FILES", "CANONICAL_FILE", "KNOWN_UV_DATA_FILES", "WEIGHT_KEYPOINT", "WEIGHT_FEATURE",
+           "WEIGHT_REST"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,13 +155,32 @@ def load_uv_model(model_path=None):
     return model
 
 
+def require_region_labels(model, model_path=None) -> None:
+    """Refuse to build uv-data (``build_uv_data``) for a model without eye / nose / mouth regions: its weight mask
+    would lack the 64 band and its eye mask would remove no pixel.
+
+    Args:
+        model: MorphableModel (``region_labels`` (n,) or None). model_path: the ``BFM.mat`` it was loaded from
+            (None: the embedded default model, or a model made in memory).
+    Raises:
+        InputFileError: naming the ``BFM_info.mat`` beside ``model_path`` (missing, or without ``segbin``).
+    """
+    if getattr(model, "region_labels", None) is not None:
+        return
+    info = None if model_path is None else Path(model_path).parent / "BFM_info.mat"
+    problem = "not found" if info is not None and not info.is_file() else "no 'segbin'"
+    raise InputFileError(info, f"{problem}: its segbin regions give uv-data's eyes/nose/mouth weights and eye mask "
+                               f"(face3d's generate.m writes it beside BFM.mat)")
+
+
 def build_uv_data(model, resolution: int = RESOLUTION, neck_zeroed: bool = False,
                   rasterization: UVRasterization | None = None) -> UVData:
     """Build PRNet's UV-space data for a morphable model.
 
     Args:
         model: MorphableModel (uses ``uv_coords`` (n, 2), ``region_labels`` (n,) 0 rest / 1 eyes / 2 nose /
-            3 mouth (None: all rest), ``kpt_ind`` (68,) and ``full_triangles``).
+            3 mouth (None: all rest; ``require_region_labels`` refuses a model file without them), ``kpt_ind``
+            (68,) and ``full_triangles``).
         resolution: side r of the UV images (PRNet: 256).
         neck_zeroed: False (default) weights the neck 48 like the rest of the covered UV area; True zeroes it as
             in the paper. (PRNet's shipped mask is neither: 0 only on its first row, anti-aliased at region edges.)
