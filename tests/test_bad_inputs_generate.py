@@ -432,6 +432,11 @@ def test_commands_end_in_one_line_on_missing_inputs(tmp_path, synth):
                         f"face3d {command[0]}: error: {no_info / 'BFM_info.mat'}: no 'symlist': _Flip copies need it; "
                         f"use --no-flip")
         assert not (tmp_path / command[0]).exists()
+    # nor eyes, nose and mouth (segbin) for the uv-data's weight and eye masks
+    _one_line_error(_cli("generate", "--root", root, "--bfm", no_info / "BFM.mat", "--output", out),
+                    f"face3d generate: error: {no_info / 'BFM_info.mat'}: not found: its segbin regions give "
+                    f"uv-data's eyes/nose/mouth weights and eye mask")
+    assert not (out / "uv-data").exists() and not (out / "trainDataLabel.txt").exists()
     _one_line_error(_cli("pack", tmp_path / "trainDataLabel.txt", tmp_path / "set.h5"),
                     "face3d pack: error:", str(tmp_path / "trainDataLabel.txt"), "not found")
     _one_line_error(_cli("preview", synth / f"{SOURCE}.jpg"),

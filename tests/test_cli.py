@@ -1,9 +1,11 @@
 """The face3d command line (face3d.cli, example 9, the root scripts) and the progress bar (face3d.utils.progress)."""
 import argparse
 import dataclasses
+import errno
 import importlib.metadata
 import io
 import logging
+import os
 import subprocess
 import sys
 import warnings
@@ -331,6 +333,45 @@ def test_uv_data_command_writes_prnet_files(tmp_path):
     np.testing.assert_array_equal(written.face_ind, expected.face_ind)
     assert written.uv_kpt_ind.shape == (2, 68) and written.uv_kpt_ind.max() <= 63
     assert set(np.unique(written.weight_mask).tolist()) == {0, 48, 64, 255}
+
+
+def test_uv_data_command_leaves_the_folder_as_it_was_when_a_write_is_refused(tmp_path, capsys, monkeypatch):
+    """A full disk refusing the third file (an OSError naming no file, as a failed write raises): one line naming
+    the folder, status 2, the earlier set byte for byte, no temporary left."""
+    folder = tmp_path / "uv-data"
+    assert main(["uv-data", "--output", str(folder), "--resolution", "16"]) == 0
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    savetxt, written = np.savetxt, []
+
+    def full_at_the_third_file(path, *args, **kwargs):
+        written.append(Path(path).name)
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return savetxt(path, *args, **kwargs)
+
+    monkeypatch.setattr(np, "savetxt", full_at_the_third_file)
+    capsys.readouterr()
+    assert main(["uv-data", "--output", str(folder), "--resolution", "8"]) == 2
+    assert written == ["uv_kpt_ind.txt", "face_ind.txt", "triangles.txt"]
+    assert capsys.readouterr().err == f"face3d uv-data: error: {folder}: No space left on device\n"
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    assert [path.name for path in tmp_path.iterdir()] == ["uv-data"]
+
+
+def test_uv_data_command_refuses_a_model_without_bfm_info(tmp_path, capsys):
+    """Without BFM_info.mat the model has no eyes, nose or mouth: no weight mask without its 64 band is written."""
+    from face3d.morphable_model.default_model import default_model_dir
+
+    bfm = tmp_path / "bfm"
+    bfm.mkdir()
+    (bfm / "BFM.mat").symlink_to(default_model_dir() / "BFM.mat")
+    (bfm / "BFM_UV.mat").write_bytes((default_model_dir() / "BFM_UV.mat").read_bytes())
+    output = tmp_path / "uv-data"
+    assert main(["uv-data", "--bfm", str(bfm / "BFM.mat"), "--output", str(output), "--resolution", "16"]) == 2
+    assert capsys.readouterr().err == (
+        f"face3d uv-data: error: {bfm / 'BFM_info.mat'}: not found: its segbin regions give uv-data's eyes/nose/mouth "
+        f"weights and eye mask (face3d's generate.m writes it beside BFM.mat)\n")
+    assert not output.exists()
 
 
 # ---------------------------------------------------------------------------------------------- PRNet commands

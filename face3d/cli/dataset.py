@@ -170,16 +170,26 @@ def _uv_data_arguments(parser):
     parser.add_argument("--resolution", metavar="R", type=int_at_least(MIN_RESOLUTION, "pixels"), default=RESOLUTION,
                         help=f"UV map side in pixels, {MIN_RESOLUTION} or more (default: %(default)s)")
     parser.add_argument("--neck-zeroed", action="store_true",
-                        help="the paper's weight mask with the neck at 0 (default: PRNet's shipped mask)")
+                        help="the paper's weight mask with the neck at 0 (default: the neck weighted 48 like the "
+                             "rest of the covered area)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
 def _run_uv_data(args):
     setup_logging(args.verbose)
-    from face3d.trainset.uv_layout import build_uv_data, load_uv_model, write_uv_data
+    from face3d.trainset.uv_layout import (
+        build_uv_data,
+        load_uv_model,
+        require_region_labels,
+        staged_uv_data,
+        write_uv_data,
+    )
 
-    uv_data = build_uv_data(load_uv_model(args.bfm), resolution=args.resolution, neck_zeroed=args.neck_zeroed)
-    write_uv_data(uv_data, args.output)
+    model = load_uv_model(args.bfm)
+    require_region_labels(model, args.bfm)
+    uv_data = build_uv_data(model, resolution=args.resolution, neck_zeroed=args.neck_zeroed)
+    with staged_uv_data(args.output) as staging:  # all seven files replace the folder's, or none does
+        write_uv_data(uv_data, staging)
     print(f"wrote PRNet's UV files ({args.resolution}x{args.resolution}) to {args.output}")
     return 0
 

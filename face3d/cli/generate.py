@@ -100,7 +100,7 @@ def add_generate_arguments(parser):
                         help="side of the crops and position maps in pixels (default: %(default)s)")
     parser.add_argument("--neck-zeroed", action="store_true", default=default("neck_zeroed"),
                         help="uv-data/uv_weight_mask.png with the neck at weight 0 (the PRNet paper) instead of "
-                             "PRNet's shipped mask, which weights the neck as the rest of the face (default)")
+                             "48 like the rest of the covered area (default)")
     parser.add_argument("--allow-short-params", action="store_true", default=default("allow_short_params"),
                         help="zero-pad Shape_Para / Exp_Para shorter than the model's bases (a data set that "
                              "truncates them on purpose); by default such a sample fails, as 300W-LP has them all")

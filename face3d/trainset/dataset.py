@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -34,16 +33,17 @@ from face3d.trainset.discovery import (
 from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_outputs, read_journals
 from face3d.trainset.sample import angle_name
 from face3d.trainset.uv_layout import (
-    KNOWN_UV_DATA_FILES,
     build_uv_data,
     check_uv_data_fits,
     load_uv_data,
     load_uv_model,
+    require_region_labels,
+    staged_uv_data,
     write_uv_data,
 )
 from face3d.trainset.worker_pool import RunState, default_worker_count, pool_context, run_chunks_in_pool, run_tasks
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
-from face3d.utils.errors import InputFileError, os_error_at
+from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
 
 __all__ = [
@@ -98,69 +98,33 @@ def default_generator_factory(model_path, config):
     return TrainsetGenerator(load_uv_model(model_path), config)
 
 
-def _write_uv_data(generator, output, config, uv_data=None):
-    """Write PRNet's uv-data files for the generator's model into ``output/uv-data`` (file by file, atomically), or
-    copy the files of the existing folder ``uv_data`` there after checking that it fits the model and resolution.
-    Files of ``KNOWN_UV_DATA_FILES`` that the new set lacks (an earlier run's ``triangles.txt`` or
-    ``canonical_vertices.npy`` where PRNet's folder has none) are removed, so the folder reads as the set given;
-    other files there are left alone. A refused write (a full disk) raises an OSError naming ``output/uv-data``."""
+def _write_uv_data(generator, output, config, uv_data=None, model_path=None):
+    """Write PRNet's uv-data files for the generator's model into ``output/uv-data``, or copy the files of the
+    existing folder ``uv_data`` there after checking that it fits the model and resolution; the set replaces the
+    folder's as a whole (``uv_layout.staged_uv_data``: a refused write, as on a full disk, raises an OSError naming
+    ``output/uv-data`` and leaves that folder as it was). Building needs the model's regions: a model loaded from
+    ``model_path`` (None: the default model) without them is refused (``uv_layout.require_region_labels``)."""
     final = Path(output) / UV_DATA_DIR
-    _remove_stale_uv_temporaries(output)
     rasterization = getattr(generator, "rasterization", None)  # a generator factory's own class may have none
-    tmp = Path(output) / f".{UV_DATA_DIR}.{socket.gethostname()}.{os.getpid()}{TEMP_SUFFIX}"
-    if uv_data is not None:
+    if uv_data is None:
+        require_region_labels(generator.model, model_path)
+    else:
         source = Path(uv_data)
         layout = load_uv_data(source)
         if layout.resolution != int(config.resolution):
             raise InputFileError(source, f"uv-data resolution {layout.resolution} differs from the set's "
                                          f"{config.resolution} (--resolution)")
         check_uv_data_fits(layout, generator.model, str(source), rasterization)
-    try:
-        tmp.mkdir(parents=True, exist_ok=True)
+    with staged_uv_data(final) as staging:
         if uv_data is None:
             write_uv_data(build_uv_data(generator.model, int(config.resolution),
                                         neck_zeroed=bool(config.neck_zeroed),
-                                        rasterization=rasterization), tmp)
+                                        rasterization=rasterization), staging)
         else:
             for path in sorted(p for p in source.iterdir() if p.is_file()):
-                shutil.copyfile(path, tmp / path.name)
-        final.mkdir(parents=True, exist_ok=True)
-        given = sorted(tmp.iterdir())
-        for path in given:
-            os.replace(path, final / path.name)  # file by file: concurrent shards may write the same folder
-        for name in set(KNOWN_UV_DATA_FILES) - {path.name for path in given}:
-            (final / name).unlink(missing_ok=True)
-        logger.debug("uv-data %s into %s", f"copied from {source}" if uv_data is not None else
-                     f"written for the model (neck_zeroed={bool(config.neck_zeroed)})", final)
-    except OSError as error:
-        # the staging folder or a file in it (a write, a close, a read-only disk): name the uv-data folder
-        if error.filename is None or tmp in (Path(error.filename), Path(error.filename).parent):
-            raise os_error_at(error, final) from error
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _process_exists(pid):
-    """Whether process ``pid`` (> 0) runs on this host, whoever's it is."""
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a process of another user
-        return True
-
-
-def _remove_stale_uv_temporaries(output):
-    """Remove the ``.uv-data.<host>.<pid>.partial`` folders (and ``.uv-data.<pid>.partial`` ones of earlier
-    versions) that a run killed while writing uv-data left on this host: its pid no longer runs. Another host's
-    folders are left alone, since its processes cannot be seen from here."""
-    prefix, host = f".{UV_DATA_DIR}.", socket.gethostname()
-    for path in Path(output).glob(f"{prefix}*{TEMP_SUFFIX}"):
-        owner, _, pid = path.name[len(prefix):-len(TEMP_SUFFIX)].rpartition(".")
-        if owner in ("", host) and pid.isdigit() and int(pid) > 0 and not _process_exists(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+                shutil.copyfile(path, staging / path.name)
+    logger.debug("uv-data %s into %s", f"copied from {source}" if uv_data is not None else
+                 f"written for the model (neck_zeroed={bool(config.neck_zeroed)})", final)
 
 
 def _label_lines(output, samples, fingerprint, relative):
@@ -252,7 +216,9 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
         root: input folder (300W-LP tree or image + ``.mat`` pairs); see ``discover_samples``.
         output: output folder (created); its layout is above.
         config: ``GenerationConfig`` (resolution, perturbation, angles, refit, posmap dtype, preview).
-        model_path: ``BFM.mat`` of the real model, or None for the embedded default model.
+        model_path: ``BFM.mat`` of the real model, or None for the embedded default model; ``BFM_UV.mat`` must lie
+            beside it, and ``BFM_info.mat`` (its ``segbin`` regions) too unless ``uv_data`` is given (InputFileError
+            naming the file).
         workers: worker processes (default ``default_worker_count()``); 1 runs in this process.
         shard: ``(K, N)`` or ``"K/N"`` to run the K-th of N contiguous blocks, or None for all.
         limit: keep only the first ``limit`` samples (before sharding), or None.
@@ -282,7 +248,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     logger.debug("settings fingerprint %s (model %s, seed %d)", fingerprint, model_id, seed)
     posmap_dtype = str(np.dtype(config.posmap_dtype))
     generator = factory(model_path, config)
-    _write_uv_data(generator, output, config, uv_data)
+    _write_uv_data(generator, output, config, uv_data, model_path)
     state = RunState(generator, str(output), posmap_dtype, fingerprint)
     latest = read_journals(output)
     refused = _refused_samples(samples, discovered, config.angles)

@@ -58,8 +58,8 @@ class GenerationConfig:
         posmap_dtype: dtype the writer stores maps in, 'float16' (default) or 'float32'; the generator
             itself always returns float32.
         preview: also draw a preview image per output.
-        neck_zeroed: which weight mask goes with the data set: False (default) PRNet's shipped mask with the neck
-            weighted as the rest of the face, True the paper's variant with the neck at 0 (see ``uv_layout``).
+        neck_zeroed: which weight mask goes with the data set: False (default) the neck weighted 48 like the rest
+            of the covered UV area, True the paper's variant with the neck at 0 (see ``uv_layout``).
         min_visible_keypoints: a sample whose projected keypoints lie inside the image fewer times than this
             is rejected as "face outside the image".
         allow_short_params: zero-pad ``Shape_Para`` / ``Exp_Para`` shorter than the model's bases (a data set

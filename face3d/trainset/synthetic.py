@@ -4,8 +4,9 @@ Each sample is a ``size x size`` (450 by default, as 300W-LP) ``.jpg`` and a ``.
 300W-LP readers use: ``Pose_Para`` (1,7) = pitch, yaw, roll (radians, 3DDFA convention), tx, ty, tz, scale;
 ``Shape_Para`` (n_shape,1), ``Exp_Para`` (n_exp,1), ``Tex_Para`` (n_tex,1) in basis units (vertices =
 shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para, no EV scaling, as 300W-LP stores them); ``pt2d`` (2,68) the
-projected 68 keypoints in image pixels (x, y down); ``roi`` (1,4) int16 [x0, y0, x1, y1] around them;
-``Color_Para`` (1,7) neutral (gains 1, offsets 0, contrast 1) and ``Illum_Para`` (1,10) = ambient rgb,
+projected 68 keypoints in image pixels (x, y down); ``roi`` (1,4) int16 [x0, y0, x1, y1], their box grown by a
+quarter on each side (``landmark_roi``; 300W-LP's own roi is a square face box of its source image; nothing here
+reads it); ``Color_Para`` (1,7) neutral (gains 1, offsets 0, contrast 1) and ``Illum_Para`` (1,10) = ambient rgb,
 directional rgb, light elevation and azimuth (radians), specular 0, shininess 20, the lighting actually used.
 
 Placement follows 300W-LP: ``projected = s * vertices @ R.T + t3d`` with ``R = angle2matrix_3ddfa(pitch, yaw,
@@ -341,7 +342,8 @@ def _render_set(model, mirror, names, seed, size, views):
 
 
 def landmark_roi(pt2d):
-    """300W-LP's ``roi`` for landmarks: their box grown by a quarter of its size on each side.
+    """The ``roi`` written for landmarks: a landmark box grown by a quarter on each side (300W-LP's own roi is a
+    square face box of its source image; nothing here reads it).
 
     Args:
         pt2d: (2, k) image pixels (x row, y row).

@@ -15,8 +15,8 @@ Files (r = resolution, 256 for PRNet):
 ``uv_weight_mask.png`` uint8 loss weights, PRNet's 16 : 4 : 3 : 0 scaled by 16 (256 clipped to 255):
                        255 at the 68 keypoint pixels, 64 on eyes, nose and mouth, 48 on the rest of the covered
                        UV area, 0 outside.  By default the "rest" includes the neck (covered pixels below the jaw
-                       line), as in the mask PRNet ships; ``neck_zeroed=True`` gives the paper's variant with the
-                       neck at 0.
+                       line); ``neck_zeroed=True`` gives the paper's variant with the neck at 0. (PRNet's shipped
+                       mask is 0 only on its first row, with anti-aliased values at region edges.)
 ``uv_face_eyes.png``   uint8 face mask with the eye regions removed (255 face without eyes, 0 elsewhere). PRNet
                        ships instead two pictures of a face texture, ``uv_face.png`` (RGB) and ``uv_face_eyes.png``
                        (RGBA), whose eye mask is where they differ; ``load_uv_data`` recognises them.
@@ -34,7 +34,12 @@ keypoints 0 and 16.
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
+import os
+import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +48,14 @@ import numpy as np
 
 from face3d.contract import RESOLUTION
 from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pixels, uv_to_pixels
-from face3d.utils.errors import InputFileError
+from face3d.utils.atomic import TEMP_SUFFIX
+from face3d.utils.errors import InputFileError, os_error_at
 from face3d.utils.npyfile import load_npy
 
-__all__ = ["UVData", "build_uv_data", "write_uv_data", "load_uv_data", "load_uv_model", "read_uv_kpt_ind",
-           "grid_triangles", "canonical_face", "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE",
-           "KNOWN_UV_DATA_FILES", "WEIGHT_KEYPOINT", "WEIGHT_FEATURE", "WEIGHT_REST"]
+__all__ = ["UVData", "build_uv_data", "write_uv_data", "staged_uv_data", "load_uv_data", "load_uv_model",
+           "require_region_labels", "read_uv_kpt_ind", "grid_triangles", "canonical_face", "check_uv_data_fits",
+           "UV_DATA_FILES", "CANONICAL_FILE", "KNOWN_UV_DATA_FILES", "WEIGHT_KEYPOINT", "WEIGHT_FEATURE",
+           "WEIGHT_REST"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +135,8 @@ def grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
     first = np.stack([a, b, c], axis=-1)[ia & ic & ib]
     second = np.stack([b, d, c], axis=-1)[ib & ic & id_]
     return np.concatenate([first, second]).astype(np.int32)
+
+
 def load_uv_model(model_path=None):
     """``MorphableModel(model_path)`` (None: the embedded default model), which must have UV coordinates.
 
@@ -146,16 +155,35 @@ def load_uv_model(model_path=None):
     return model
 
 
+def require_region_labels(model, model_path=None) -> None:
+    """Refuse to build uv-data (``build_uv_data``) for a model without eye / nose / mouth regions: its weight mask
+    would lack the 64 band and its eye mask would remove no pixel.
+
+    Args:
+        model: MorphableModel (``region_labels`` (n,) or None). model_path: the ``BFM.mat`` it was loaded from
+            (None: the embedded default model, or a model made in memory).
+    Raises:
+        InputFileError: naming the ``BFM_info.mat`` beside ``model_path`` (missing, or without ``segbin``).
+    """
+    if getattr(model, "region_labels", None) is not None:
+        return
+    info = None if model_path is None else Path(model_path).parent / "BFM_info.mat"
+    problem = "not found" if info is not None and not info.is_file() else "no 'segbin'"
+    raise InputFileError(info, f"{problem}: its segbin regions give uv-data's eyes/nose/mouth weights and eye mask "
+                               f"(face3d's generate.m writes it beside BFM.mat)")
+
+
 def build_uv_data(model, resolution: int = RESOLUTION, neck_zeroed: bool = False,
                   rasterization: UVRasterization | None = None) -> UVData:
     """Build PRNet's UV-space data for a morphable model.
 
     Args:
         model: MorphableModel (uses ``uv_coords`` (n, 2), ``region_labels`` (n,) 0 rest / 1 eyes / 2 nose /
-            3 mouth (None: all rest), ``kpt_ind`` (68,) and ``full_triangles``).
+            3 mouth (None: all rest; ``require_region_labels`` refuses a model file without them), ``kpt_ind``
+            (68,) and ``full_triangles``).
         resolution: side r of the UV images (PRNet: 256).
-        neck_zeroed: False (default) gives PRNet's shipped weight mask with the neck weighted as "rest" (48);
-            True zeroes the neck as in the paper.
+        neck_zeroed: False (default) weights the neck 48 like the rest of the covered UV area; True zeroes it as
+            in the paper. (PRNet's shipped mask is neither: 0 only on its first row, anti-aliased at region edges.)
         rasterization: a ``rasterize_uv(model.uv_coords, model.full_triangles, resolution)`` already at hand.
     Returns:
         UVData. A pixel's region is that of its triangle's vertex with the largest barycentric weight.
@@ -261,7 +289,8 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def write_uv_data(uv_data: UVData, folder) -> list[Path]:
-    """Write ``uv_data`` into ``folder`` (created if missing) under PRNet's file names.
+    """Write ``uv_data`` into ``folder`` (created if missing) under PRNet's file names, file by file in place (into
+    the folder of ``staged_uv_data`` to replace a folder's set all at once).
 
     Text files hold integers separated by spaces (``numpy.loadtxt`` reads them, as PRNet does); PNGs are
     8-bit single-channel; ``canonical_vertices.npy`` is written when the UVData has one.
@@ -281,6 +310,64 @@ def write_uv_data(uv_data: UVData, folder) -> list[Path]:
         paths.append(folder / CANONICAL_FILE)
         np.save(paths[-1], np.asarray(uv_data.canonical_vertices, dtype=np.float32))
     return paths
+
+
+@contextlib.contextmanager
+def staged_uv_data(folder):
+    """Replace the uv-data set of ``folder`` all at once: yields an empty hidden staging folder for the caller to
+    fill (``write_uv_data``, or copies of another set's files); when the block ends without error its files are
+    moved into ``folder`` (created if missing) with ``os.replace``, one by one since concurrent ``generate`` shards
+    may write the same folder, and the ``KNOWN_UV_DATA_FILES`` the new set lacks are removed there, so the folder
+    reads as the set given (other files are left alone). On an error ``folder`` is untouched.
+
+    The staging folder ``.<name>.<host>.<pid>.partial`` lies beside ``folder`` (one per process); those that runs
+    killed on this host left (their pid no longer runs) are removed first, and this one always at the end.
+
+    Raises:
+        OSError: naming ``folder`` for an error that names no file or one in the staging folder (a full disk, a
+            read-only file system); other errors as raised.
+    """
+    folder = Path(folder)
+    beside = Path(os.path.abspath(folder))
+    _remove_stale_stagings(beside)
+    staging = beside.parent / f".{beside.name}.{socket.gethostname()}.{os.getpid()}{TEMP_SUFFIX}"
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        yield staging
+        folder.mkdir(parents=True, exist_ok=True)
+        given = sorted(staging.iterdir())
+        for path in given:
+            os.replace(path, folder / path.name)
+        for name in set(KNOWN_UV_DATA_FILES) - {path.name for path in given}:
+            (folder / name).unlink(missing_ok=True)
+    except OSError as error:
+        if error.filename is None or staging in (Path(error.filename), Path(error.filename).parent):
+            raise os_error_at(error, folder) from error
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether process ``pid`` (> 0) runs on this host, whoever's it is."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+
+
+def _remove_stale_stagings(folder: Path) -> None:
+    """Remove the staging folders ``.<name>.<host>.<pid>.partial`` (and ``.<name>.<pid>.partial`` of earlier
+    versions) of absolute ``folder`` that a run killed while writing left on this host: its pid no longer runs.
+    Another host's are left alone, since its processes cannot be seen from here."""
+    prefix, host = f".{folder.name}.", socket.gethostname()
+    for path in folder.parent.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}"):
+        owner, _, pid = path.name[len(prefix):-len(TEMP_SUFFIX)].rpartition(".")
+        if owner in ("", host) and pid.isdigit() and int(pid) > 0 and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _read_png(path: Path, flags=cv2.IMREAD_GRAYSCALE) -> np.ndarray:
