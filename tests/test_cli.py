@@ -370,7 +370,7 @@ def test_uv_data_command_refuses_a_model_without_bfm_info(tmp_path, capsys):
     assert main(["uv-data", "--bfm", str(bfm / "BFM.mat"), "--output", str(output), "--resolution", "16"]) == 2
     assert capsys.readouterr().err == (
         f"face3d uv-data: error: {bfm / 'BFM_info.mat'}: not found: its segbin regions give uv-data's eyes/nose/mouth "
-        f"weights and eye mask (face3d's generate.m writes it beside BFM.mat)\n")
+        f"weights and eye mask (Data/BFM/convert.py and face3d's generate.m write it beside BFM.mat)\n")
     assert not output.exists()
 
 

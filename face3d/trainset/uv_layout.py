@@ -170,7 +170,7 @@ def require_region_labels(model, model_path=None) -> None:
     info = None if model_path is None else Path(model_path).parent / "BFM_info.mat"
     problem = "not found" if info is not None and not info.is_file() else "no 'segbin'"
     raise InputFileError(info, f"{problem}: its segbin regions give uv-data's eyes/nose/mouth weights and eye mask "
-                               f"(face3d's generate.m writes it beside BFM.mat)")
+                               f"(Data/BFM/convert.py and face3d's generate.m write it beside BFM.mat)")
 
 
 def build_uv_data(model, resolution: int = RESOLUTION, neck_zeroed: bool = False,
