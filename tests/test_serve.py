@@ -439,11 +439,23 @@ def test_deeply_nested_json_answers_400(client):
                   400, "bad_request", "body: not valid JSON (nested too deeply)")
 
 
-def test_an_image_sent_as_a_text_field_is_told_to_be_uploaded_as_a_file(client):
-    """``curl -F image=<photo.jpg`` sends the file's bytes as a text field (no filename)."""
+def test_an_image_sent_as_a_text_field_is_told_to_be_uploaded_as_a_file(client, model_path, reconstructor):
+    """``curl -F image=<photo.jpg`` sends the file's bytes as a text field (no filename), as large as --max-bytes
+    allows (beyond Starlette's own 1 MiB limit on a text field)."""
+    from fastapi.testclient import TestClient
+
+    from face3d.serve.app import create_app
+    from face3d.serve.config import ServeConfig
+
+    message = "image: sent as a text field; upload it as a file (curl -F image=@photo.jpg)"
     _expect_error(client.post("/v1/reconstruct", files={"image": (None, "\xff\xd8 not a file"),
                                                         "box": (None, "1 2 3 4")}),
-                  400, "bad_request", "image: sent as a text field; upload it as a file (curl -F image=@photo.jpg)")
+                  400, "bad_request", message)
+    app = create_app(ServeConfig(str(model_path), model_threads=1, limits=Limits(max_bytes=2_000_000)), reconstructor)
+    with TestClient(app, raise_server_exceptions=False) as in_process:
+        _expect_error(in_process.post("/v1/reconstruct", files={"image": (None, b"\xff\xd8" + bytes(1_500_000)),
+                                                                "box": (None, "1 2 3 4")}),
+                      400, "bad_request", message)
 
 
 def test_absurd_boxes_and_landmarks_answer_422_naming_the_problem(client, prn, photo):

@@ -101,18 +101,21 @@ class _Service:
         self.pool.shutdown(wait=True)
 
 
-async def _read_fields(request):
-    """(image bytes, box value, landmarks value) of a multipart or JSON request (400/415/422 otherwise)."""
+async def _read_fields(request, max_bytes):
+    """(image bytes, box value, landmarks value) of a multipart or JSON request (400/415/422 otherwise) whose body
+    holds at most ``max_bytes`` bytes (``_BodyLimit``)."""
     try:
-        return await _read_body_fields(request)
+        return await _read_body_fields(request, max_bytes)
     except ClientDisconnect:  # nobody is left to read the answer; counted as an error, not logged as a crash
         raise ApiError(499, "client_closed", "the client disconnected before sending the whole body") from None
 
 
-async def _read_body_fields(request):
+async def _read_body_fields(request, max_bytes):
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
-        form = await request.form(max_files=2, max_fields=8)
+        # a text field may take the whole body (Starlette's own limit, 1 MiB, would answer an image sent as a
+        # text field with its own message instead of the one below)
+        form = await request.form(max_files=2, max_fields=8, max_part_size=max_bytes)
         unknown = sorted(set(form.keys()) - set(_FIELDS))
         if unknown:
             raise ApiError(422, "invalid_parameter", f"unknown form field {unknown[0]!r} (expected {_FIELDS})")
@@ -159,7 +162,7 @@ async def _reconstruct(service, request, mesh, texture, phase):
     """The whole request; ``phase[0]`` says whether the body is still being read (for the timeout's status)."""
     started = time.perf_counter()
     with service.batcher.expect() as ticket:
-        data, box, landmarks = await _read_fields(request)
+        data, box, landmarks = await _read_fields(request, service.config.limits.max_bytes)
         if box is not None and landmarks is not None:
             raise ApiError(422, "invalid_parameter", "give box or landmarks, not both")
         phase[0] = "process"
