@@ -756,13 +756,14 @@ def test_a_texture_of_a_face_wider_than_the_read_out_takes_is_422(model_path, re
         assert client.get("/metrics").json()["errors"] == {"total": 1, "invalid_box": 1}
 
 
-async def _asgi(app, method, path, body=b"", headers=(), leave=None):
-    """(status, JSON body) of one request handed to the ASGI ``app`` in-process, its whole body in one message;
-    the connection then stays open until the asyncio.Event ``leave`` is set (never when None)."""
+async def _asgi(app, method, path, body=b"", headers=(), leave=None, whole=True):
+    """(status, JSON body) of one request handed to the ASGI ``app`` in-process, ``body`` in one message (the whole
+    body, or with ``whole=False`` only its start); the connection then stays open until the asyncio.Event ``leave``
+    is set (never when None)."""
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
              "server": ("127.0.0.1", 80), "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    messages = [{"type": "http.request", "body": body, "more_body": not whole}]
     leave = leave or asyncio.Event()
     sent = []
 
@@ -778,6 +779,34 @@ async def _asgi(app, method, path, body=b"", headers=(), leave=None):
     await app(scope, receive, send)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     return status, json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+
+def _form(png):
+    """(body, headers) of a multipart request with ``png`` as the image and the astronaut's box."""
+    form = httpx.Request("POST", "http://face3d/", files={"image": ("f.png", png, "image/png")},
+                         data={"box": " ".join(map(str, BOX))})
+    return form.read(), [("content-type", form.headers["content-type"])]
+
+
+def test_a_client_that_leaves_during_its_body_is_counted_499(model_path, reconstructor, photo):
+    from face3d.serve.app import create_app
+    from face3d.serve.config import ServeConfig
+
+    body, headers = _form(photo[1])
+    app = create_app(ServeConfig(str(model_path), model_threads=1), reconstructor)
+
+    async def run():
+        async with app.router.lifespan_context(app):
+            gone = asyncio.Event()
+            gone.set()
+            half = await _asgi(app, "POST", "/v1/reconstruct", body[:len(body) // 2], headers, gone, whole=False)
+            return half, await _asgi(app, "GET", "/metrics")
+
+    (status, answer), (_, metrics) = asyncio.run(run())
+    assert (status, answer) == (499, {"error": "client_closed",
+                                      "detail": "the client disconnected before sending the whole body"})
+    assert metrics["requests"] == {"total": 1, "POST /v1/reconstruct 499": 1}  # the GET answering is counted next
+    assert metrics["errors"] == {"total": 1, "client_closed": 1} and metrics["in_flight"] == 0
 
 
 def test_a_client_that_leaves_frees_its_slot_at_once_and_is_counted_499(model_path, reconstructor, photo,
@@ -799,12 +828,9 @@ def test_a_client_that_leaves_frees_its_slot_at_once_and_is_counted_499(model_pa
 
     monkeypatch.setattr(reconstructor, "describe", describe)
     caplog.set_level("INFO", logger="face3d.serve")
-    _, png = photo
-    form = httpx.Request("POST", "http://face3d/", files={"image": ("f.png", png, "image/png")},
-                         data={"box": " ".join(map(str, BOX))})
-    body, headers = form.read(), [("content-type", form.headers["content-type"])]
-    app = create_app(ServeConfig(str(model_path), model_threads=1, threads=2, limits=Limits(max_in_flight=1)),
-                     reconstructor)
+    body, headers = _form(photo[1])
+    limits = Limits(max_in_flight=1, timeout_s=600)  # no timeout before the bound on a hang below
+    app = create_app(ServeConfig(str(model_path), model_threads=1, threads=2, limits=limits), reconstructor)
 
     async def run():
         async with app.router.lifespan_context(app):  # its shutdown waits for the pool's threads
