@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -438,11 +439,23 @@ def test_deeply_nested_json_answers_400(client):
                   400, "bad_request", "body: not valid JSON (nested too deeply)")
 
 
-def test_an_image_sent_as_a_text_field_is_told_to_be_uploaded_as_a_file(client):
-    """``curl -F image=<photo.jpg`` sends the file's bytes as a text field (no filename)."""
+def test_an_image_sent_as_a_text_field_is_told_to_be_uploaded_as_a_file(client, model_path, reconstructor):
+    """``curl -F image=<photo.jpg`` sends the file's bytes as a text field (no filename), as large as --max-bytes
+    allows (beyond Starlette's own 1 MiB limit on a text field)."""
+    from fastapi.testclient import TestClient
+
+    from face3d.serve.app import create_app
+    from face3d.serve.config import ServeConfig
+
+    message = "image: sent as a text field; upload it as a file (curl -F image=@photo.jpg)"
     _expect_error(client.post("/v1/reconstruct", files={"image": (None, "\xff\xd8 not a file"),
                                                         "box": (None, "1 2 3 4")}),
-                  400, "bad_request", "image: sent as a text field; upload it as a file (curl -F image=@photo.jpg)")
+                  400, "bad_request", message)
+    app = create_app(ServeConfig(str(model_path), model_threads=1, limits=Limits(max_bytes=2_000_000)), reconstructor)
+    with TestClient(app, raise_server_exceptions=False) as in_process:
+        _expect_error(in_process.post("/v1/reconstruct", files={"image": (None, b"\xff\xd8" + bytes(1_500_000)),
+                                                                "box": (None, "1 2 3 4")}),
+                      400, "bad_request", message)
 
 
 def test_absurd_boxes_and_landmarks_answer_422_naming_the_problem(client, prn, photo):
@@ -741,6 +754,108 @@ def test_a_texture_of_a_face_wider_than_the_read_out_takes_is_422(model_path, re
                       "box: the face covers", "at most 32766 pixels a side")
         assert _post(client, png, box="0 0 59999 15").status_code == 200
         assert client.get("/metrics").json()["errors"] == {"total": 1, "invalid_box": 1}
+
+
+async def _asgi(app, method, path, body=b"", headers=(), leave=None, whole=True):
+    """(status, JSON body) of one request handed to the ASGI ``app`` in-process, ``body`` in one message (the whole
+    body, or with ``whole=False`` only its start); the connection then stays open until the asyncio.Event ``leave``
+    is set (never when None)."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80), "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
+    messages = [{"type": "http.request", "body": body, "more_body": not whole}]
+    leave = leave or asyncio.Event()
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop()
+        await leave.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+
+def _form(png):
+    """(body, headers) of a multipart request with ``png`` as the image and the astronaut's box."""
+    form = httpx.Request("POST", "http://face3d/", files={"image": ("f.png", png, "image/png")},
+                         data={"box": " ".join(map(str, BOX))})
+    return form.read(), [("content-type", form.headers["content-type"])]
+
+
+def test_a_client_that_leaves_during_its_body_is_counted_499(model_path, reconstructor, photo):
+    from face3d.serve.app import create_app
+    from face3d.serve.config import ServeConfig
+
+    body, headers = _form(photo[1])
+    app = create_app(ServeConfig(str(model_path), model_threads=1), reconstructor)
+
+    async def run():
+        async with app.router.lifespan_context(app):
+            gone = asyncio.Event()
+            gone.set()
+            half = await _asgi(app, "POST", "/v1/reconstruct", body[:len(body) // 2], headers, gone, whole=False)
+            return half, await _asgi(app, "GET", "/metrics")
+
+    (status, answer), (_, metrics) = asyncio.run(run())
+    assert (status, answer) == (499, {"error": "client_closed",
+                                      "detail": "the client disconnected before sending the whole body"})
+    assert metrics["requests"] == {"total": 1, "POST /v1/reconstruct 499": 1}  # the GET answering is counted next
+    assert metrics["errors"] == {"total": 1, "client_closed": 1} and metrics["in_flight"] == 0
+
+
+def test_a_client_that_leaves_frees_its_slot_at_once_and_is_counted_499(model_path, reconstructor, photo,
+                                                                         monkeypatch, caplog):
+    """A client that disconnects after sending its whole body: its work is cancelled and its --max-in-flight slot
+    freed at once, while its post-processing, already running in a pool thread, runs on there with its result
+    dropped. /metrics counts it as 499 client_closed with no latency; the drain line does not count it."""
+    from face3d.serve.app import create_app
+    from face3d.serve.config import ServeConfig
+
+    running, release = threading.Event(), threading.Event()
+    real_describe = reconstructor.describe
+
+    def describe(*args):  # the first request's post-processing holds its pool thread until released
+        if not running.is_set():
+            running.set()
+            release.wait(60)
+        return real_describe(*args)
+
+    monkeypatch.setattr(reconstructor, "describe", describe)
+    caplog.set_level("INFO", logger="face3d.serve")
+    body, headers = _form(photo[1])
+    limits = Limits(max_in_flight=1, timeout_s=600)  # no timeout before the bound on a hang below
+    app = create_app(ServeConfig(str(model_path), model_threads=1, threads=2, limits=limits), reconstructor)
+
+    async def run():
+        async with app.router.lifespan_context(app):  # its shutdown waits for the pool's threads
+            try:
+                leave = asyncio.Event()
+                leaving = asyncio.create_task(_asgi(app, "POST", "/v1/reconstruct", body, headers, leave))
+                assert await asyncio.to_thread(running.wait, 60)
+                leave.set()
+                await asyncio.wait([leaving], timeout=30)  # a bound on a hang, not a timing
+                assert leaving.done(), "the request of a client that left still holds its slot"
+                staying = await _asgi(app, "POST", "/v1/reconstruct", body, headers)  # the one slot is free again
+                during = await _asgi(app, "GET", "/metrics")
+            finally:
+                release.set()
+        return leaving.result(), staying, during, await _asgi(app, "GET", "/metrics")
+
+    (left_status, left), (status, answer), (_, during), (_, after) = asyncio.run(run())
+    assert (left_status, left["error"]) == (499, "client_closed") and "disconnected" in left["detail"], left
+    assert status == 200 and len(answer["landmarks"]) == 68, answer
+    for metrics in (during, after):  # the dropped result, done once released, counts nowhere
+        assert metrics["requests"]["POST /v1/reconstruct 499"] == 1 and metrics["errors"] == {"total": 1,
+                                                                                               "client_closed": 1}
+        assert metrics["requests"]["POST /v1/reconstruct 200"] == 1 and metrics["latency_ms"]["count"] == 1
+        assert metrics["in_flight"] == 0
+    assert "drained: 1 reconstructions answered" in caplog.text
 
 
 def test_batcher_isolates_a_failing_input_and_drains_on_close():

@@ -3,8 +3,9 @@
 One process holds one model. Requests are read on the event loop, decoded and cropped in a thread pool, run
 through the network in dynamic batches (``batching.DynamicBatcher``) and post-processed in the pool again, so the
 loop only moves bytes. Limits (``limits.Limits``) bound the body, the image, the time and the requests in flight;
-every failure is a JSON error of its own request (``errors``). On shutdown uvicorn stops accepting connections and
-waits for the requests in progress; then the batcher runs what is queued and the threads stop.
+every failure is a JSON error of its own request (``errors``), and a client that disconnects cancels its request.
+On shutdown uvicorn stops accepting connections and waits for the requests in progress; then the batcher runs what
+is queued and the threads stop.
 """
 import asyncio
 import contextlib
@@ -100,18 +101,21 @@ class _Service:
         self.pool.shutdown(wait=True)
 
 
-async def _read_fields(request):
-    """(image bytes, box value, landmarks value) of a multipart or JSON request (400/415/422 otherwise)."""
+async def _read_fields(request, max_bytes):
+    """(image bytes, box value, landmarks value) of a multipart or JSON request (400/415/422 otherwise) whose body
+    holds at most ``max_bytes`` bytes (``_BodyLimit``)."""
     try:
-        return await _read_body_fields(request)
+        return await _read_body_fields(request, max_bytes)
     except ClientDisconnect:  # nobody is left to read the answer; counted as an error, not logged as a crash
-        raise ApiError(400, "bad_request", "the client disconnected before sending the whole body") from None
+        raise ApiError(499, "client_closed", "the client disconnected before sending the whole body") from None
 
 
-async def _read_body_fields(request):
+async def _read_body_fields(request, max_bytes):
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
-        form = await request.form(max_files=2, max_fields=8)
+        # a text field may take the whole body (Starlette's own limit, 1 MiB, would answer an image sent as a
+        # text field with its own message instead of the one below)
+        form = await request.form(max_files=2, max_fields=8, max_part_size=max_bytes)
         unknown = sorted(set(form.keys()) - set(_FIELDS))
         if unknown:
             raise ApiError(422, "invalid_parameter", f"unknown form field {unknown[0]!r} (expected {_FIELDS})")
@@ -158,17 +162,24 @@ async def _reconstruct(service, request, mesh, texture, phase):
     """The whole request; ``phase[0]`` says whether the body is still being read (for the timeout's status)."""
     started = time.perf_counter()
     with service.batcher.expect() as ticket:
-        data, box, landmarks = await _read_fields(request)
+        data, box, landmarks = await _read_fields(request, service.config.limits.max_bytes)
         if box is not None and landmarks is not None:
             raise ApiError(422, "invalid_parameter", "give box or landmarks, not both")
         phase[0] = "process"
-        read = time.perf_counter()
-        image, prepared = await service.in_pool(_decode_and_prepare, service, data, box, landmarks)
-        ready = time.perf_counter()
-        try:
-            prediction = await ticket.submit(prepared.crop.image)
-        except BatcherClosed as exc:
-            raise ApiError(503, "shutting_down", str(exc)) from None
+        return await _unless_the_client_leaves(
+            request, _process(service, ticket, data, box, landmarks, mesh, texture, started))
+
+
+async def _process(service, ticket, data, box, landmarks, mesh, texture, started):
+    """Decode and crop, the network (through ``ticket``), post-processing: the answer of a request whose body was
+    read from ``started`` (``time.perf_counter()``) until now."""
+    read = time.perf_counter()
+    image, prepared = await service.in_pool(_decode_and_prepare, service, data, box, landmarks)
+    ready = time.perf_counter()
+    try:
+        prediction = await ticket.submit(prepared.crop.image)
+    except BatcherClosed as exc:
+        raise ApiError(503, "shutting_down", str(exc)) from None
     predicted = time.perf_counter()
     answer = await service.in_pool(service.reconstructor.describe, image, prepared, prediction.output, mesh, texture)
     done = time.perf_counter()
@@ -179,6 +190,32 @@ async def _reconstruct(service, request, mesh, texture, phase):
                            "total": 1e3 * (done - started)}
     service.metrics.record_latency(done - started)
     return answer
+
+
+async def _client_gone(request):
+    """Return when the client disconnects: once the whole body is read, the next ASGI message is
+    ``http.disconnect``, sent when the connection closes (or after the answer)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_the_client_leaves(request, work):
+    """The result of the coroutine ``work``, run as a task while the connection is watched.
+
+    A client that disconnects first cancels the work (ApiError 499 ``client_closed``): its request leaves the
+    batcher's queue and the thread pool's queue. A step already running in a pool thread cannot be stopped; it runs
+    to its end there and its result is dropped.
+    """
+    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when the timeout cancels this request
+        task.cancel()
+        watcher.cancel()
+        await asyncio.wait((task, watcher))
+    if not task.cancelled():
+        return task.result()
+    raise ApiError(499, "client_closed", "the client disconnected before the answer")
 
 
 class _BodyLimit:
