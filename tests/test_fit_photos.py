@@ -395,12 +395,13 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     assert (out / "wild.mat").is_file() and json.loads((out / "summary.json").read_text())["written"] == 3
 
 
-def _two_good_photos(root, model):
+def _good_photos(root, model, names="ab", size=96):
+    """Rendered faces ``<name>.png`` (size x size) with their exact landmarks ``<name>.txt``."""
     from face3d.trainset.synthetic import synthesize_sample
 
     root.mkdir()
-    for i, name in enumerate("ab"):
-        image, mat = synthesize_sample(model, np.random.default_rng([9, i]), 96, yaw_fraction=0.4 + 0.1 * i)
+    for i, name in enumerate(names):
+        image, mat = synthesize_sample(model, np.random.default_rng([9, i]), size, yaw_fraction=0.4 + 0.1 * i)
         cv2.imwrite(str(root / f"{name}.png"), image[..., ::-1])
         np.savetxt(root / f"{name}.txt", mat["pt2d"].T)
 
@@ -413,7 +414,7 @@ def _refuse(code):
 def test_a_full_disk_stops_the_fit_with_one_line_and_the_rerun_resumes(tmp_path, model, capsys, monkeypatch,
                                                                      refused):
     photos, out = tmp_path / "photos", tmp_path / "out"
-    _two_good_photos(photos, model)
+    _good_photos(photos, model)
     argv = ["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]
     save_mat, copy = fitting_photos.save_mat, shutil.copyfileobj
     if refused == "mat":  # a.mat is written, b.mat refused
@@ -434,6 +435,44 @@ def test_a_full_disk_stops_the_fit_with_one_line_and_the_rerun_resumes(tmp_path,
     assert (summary["written"], summary["skipped"], summary["failed"]) == (1, 1, 0)
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["a.mat", "a.png", "b.mat", "b.png",
                                                                     "summary.json"]
+
+
+def test_a_worker_process_dying_on_a_photo_fails_that_photo_alone_and_the_rerun_completes(tmp_path, model,
+                                                                                           monkeypatch, capsys):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="abcde", size=64)
+    monkeypatch.setattr(fitting_photos, "CHUNK_SIZE", 2)  # chunks [a, b], [c, d], [e] on 2 worker processes
+    parent, read_input = os.getpid(), fitting_photos._read_input
+
+    def read_or_die(state, ref):
+        if ref.rel == "d" and os.getpid() != parent:
+            os._exit(137)  # as the kernel's out-of-memory killer ends a worker
+        return read_input(state, ref)
+
+    monkeypatch.setattr(fitting_photos, "_read_input", read_or_die)
+    argv = ["fit", "--images", str(photos), "--output", str(out), "--workers", "2", "--quiet"]
+    assert main(argv) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["workers"], summary["written"], summary["failed"]) == (2, 4, 1)
+    died = f"{photos / 'd.png'}: the worker process died on this sample (killed, or out of memory)"
+    assert summary["failures"] == [{"image": str(photos / "d.png"), "reason": died}]
+    assert f"failed {photos / 'd.png'}: {died}" in capsys.readouterr().out
+    written = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert written == [f"{name}.{ext}" for name in "abce" for ext in ("mat", "png")] + ["summary.json"]
+    # c refitted (its landmarks moved) in a chunk with d: its outputs are removed before d kills the worker, and
+    # its earlier record must not pass for the refit
+    moved = np.loadtxt(photos / "c.txt") + [1.0, 0.0]
+    np.savetxt(photos / "c.txt", moved)
+    (out / "e.mat").unlink()  # e redone as well: chunks [c, d], [e]
+    assert main(argv) == 1
+    rerun = json.loads((out / "summary.json").read_text())
+    assert (rerun["written"], rerun["skipped"], rerun["failed"]) == (2, 2, 1)
+    np.testing.assert_array_equal(scipy.io.loadmat(out / "c.mat")["pt2d"], moved.T)
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == written
+    monkeypatch.setattr(fitting_photos, "_read_input", read_input)
+    assert main(argv) == 0
+    rerun = json.loads((out / "summary.json").read_text())
+    assert (rerun["written"], rerun["skipped"], rerun["failed"]) == (1, 4, 0)
 
 
 def test_an_empty_npy_landmark_file_fails_its_photo_alone(tmp_path, model):

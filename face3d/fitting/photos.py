@@ -6,13 +6,15 @@ they are AFLW2000-3D's ``pt3d_68``, projected landmark vertices) gives ``Pose_Pa
 ``Exp_Para``. The fit error is the NME of the fitted landmark vertices, placed by the parameters as stored, against
 the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
 Outputs mirror the input folders: ``<stem>.<ext>`` (the image: a hard link, else a copy) and ``<stem>.mat``.
-The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool, atomic writes,
-the journal of finished images (``trainset.outputs.Journal``: a rerun resumes), bad inputs logged and skipped, a
-write the file system refuses for good (full, read-only) stopping the run, a progress bar, ``summary.json``.
+The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool (a worker process
+that dies fails the photo it was on), atomic writes, the journal of finished images (``trainset.outputs.Journal``:
+a rerun resumes), bad inputs logged and skipped, a write the file system refuses for good (full, read-only)
+stopping the run, a progress bar, ``summary.json``.
 """
 import concurrent.futures as cf
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -29,8 +31,8 @@ from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
 from face3d.trainset.discovery import IMAGE_EXTENSIONS, walk_stems
 from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmark_file
-from face3d.trainset.outputs import Journal, file_check, read_journals
-from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
+from face3d.trainset.outputs import Journal, done_outputs, file_check, read_journals
+from face3d.trainset.worker_pool import WORKER_DIED, default_worker_count, pool_context, run_journaled_chunks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
 from face3d.utils.errors import STORAGE_REFUSED, InputFileError, os_error_at
 from face3d.utils.matfile import save_mat
@@ -452,6 +454,22 @@ def _worker_chunk(refs):
     return _fit_chunk(_WORKER_STATE, refs)
 
 
+def _journaled_photo(fingerprint, latest, ref):
+    """The record (rel, status, fit_nme) of a photo that the journals' ``latest`` records (``read_journals``) hold
+    as fitted under ``fingerprint`` (redone photos carry a redo line), else None: a chunk is journaled as a whole,
+    so after a worker process died either all its photos are, or none."""
+    if done_outputs(latest, ref.rel, fingerprint) is None:
+        return None
+    return ref.rel, latest[ref.rel]["status"], latest[ref.rel]["fit_nme"]
+
+
+def _worker_died(output, ref):
+    """The failure record of a photo whose worker process died on it, alone in its process; any output it left
+    unjournaled is removed."""
+    _remove_outputs(output, ref)
+    return ref.rel, "failed", f"{ref.image_path}: {WORKER_DIED}"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The run
 
@@ -482,7 +500,8 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         counted once (``written`` by this run, ``skipped``: written by an earlier run, ``dropped``: a fit of this
         run or an earlier one above ``max_fit_error``, one per ``dropped_images`` entry, ``failed``), ``samples``
         (written + skipped), ``fit_nme`` ({image: NME} of every fit, dropped ones included), ``dropped_images``,
-        ``failures`` (with reasons) and ``unreadable_folders`` (folders that could not be listed, whose photos are
+        ``failures`` (with reasons; a photo whose worker process died on it, killed or out of memory:
+        ``worker_pool.WORKER_DIED``) and ``unreadable_folders`` (folders that could not be listed, whose photos are
         missing).
     Raises:
         InputFileError: no image under ``images``. FileNotFoundError: no ``images`` or ``config.landmarks`` folder,
@@ -539,6 +558,9 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     state_args = (model_path, config, str(images), str(output), fingerprint)
     chunks = [pending[i:i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
     run_workers = min(workers, max(len(chunks), 1))
+    # a photo refitted must not pass for finished by its earlier record should a worker process die
+    with contextlib.closing(Journal(str(output))) as marks:
+        marks.mark_redo([ref.rel for ref in pending if ref.rel in latest])
     try:
         if run_workers == 1 and chunks:
             state = _build_state(*state_args)
@@ -548,9 +570,12 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
             finally:
                 state.journal.close()
         elif chunks:
-            fork = pool_context().get_start_method() == "fork"
+            context = pool_context()
+            fork = context.get_start_method() == "fork"
             initargs = (_build_state(*state_args), None) if fork else (None, state_args)
-            run_chunks_in_pool(_worker_chunk, chunks, run_workers, on_records, _init_worker, initargs)
+            run_journaled_chunks(_worker_chunk, chunks, run_workers, on_records, _init_worker, initargs, context,
+                                 str(output), functools.partial(_journaled_photo, fingerprint),
+                                 functools.partial(_worker_died, str(output)), journals_chunks=True)
     finally:
         bar.close()
 
