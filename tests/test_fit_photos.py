@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -39,6 +40,7 @@ from face3d.trainset.landmark_files import (
     read_pts,
 )
 from face3d.trainset.outputs import read_journals
+from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.uv_layout import load_uv_data
 from face3d.utils.errors import InputFileError
 
@@ -473,6 +475,30 @@ def test_a_worker_process_dying_on_a_photo_fails_that_photo_alone_and_the_rerun_
     assert main(argv) == 0
     rerun = json.loads((out / "summary.json").read_text())
     assert (rerun["written"], rerun["skipped"], rerun["failed"]) == (1, 4, 0)
+
+
+def test_landmarks_off_the_photo_fail_it_naming_the_file_and_the_image_size(tmp_path, model):
+    """Landmarks annotated on a 2x larger photo than the one beside them, shifted off it in part, or absurdly large
+    (which would overflow the int16 roi): fewer than the generator's 34 inside the image fail the photo."""
+    photos = tmp_path / "photos"
+    _good_photos(photos, model, names="a", size=64)
+    points = np.loadtxt(photos / "a.txt")
+    cases = {"large": points * 2, "huge": points * 1e12}
+    for n_inside in (33, 34):
+        cases[f"off{n_inside}"] = np.where(np.arange(68)[:, None] < 68 - n_inside, points + [1000.0, 0.0], points)
+    for name, landmarks in cases.items():
+        shutil.copy(photos / "a.png", photos / f"{name}.png")
+        np.savetxt(photos / f"{name}.txt", landmarks)
+    inside = int(np.sum(np.all((points * 2 >= 0) & (points * 2 <= 63), axis=1)))
+    assert 0 < inside < GenerationConfig.min_visible_keypoints == 34
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way
+        summary = fit_photos(photos, tmp_path / "out", workers=1, progress=False)
+    reasons = {Path(f["image"]).name: f["reason"] for f in summary["failures"]}
+    outside = "face outside the image: {} of 68 landmarks lie inside the 64x64 image"
+    assert reasons == {f"{name}.png": f"{photos / name}.txt: " + outside.format(count)
+                       for name, count in (("large", inside), ("huge", 0), ("off33", 33))}
+    assert summary["failed"] == 3 and "off34" in summary["fit_nme"]  # 34 inside: fitted (and dropped)
 
 
 def test_an_empty_npy_landmark_file_fails_its_photo_alone(tmp_path, model):

@@ -358,7 +358,10 @@ class _PhotoInput:
 
 
 def _read_input(state, ref):
-    """The ``_PhotoInput`` of a photo; InputFileError / OSError naming the file when unusable."""
+    """The ``_PhotoInput`` of a photo; InputFileError / OSError naming the file when unusable: among others,
+    fewer of its landmarks inside the image than ``face3d generate`` asks of a sample's keypoints
+    (``GenerationConfig.min_visible_keypoints``)."""
+    from face3d.trainset.sample import GenerationConfig, check_face_inside
     from face3d.trainset.sample_io import read_image
 
     image = read_image(ref.image_path)
@@ -377,6 +380,9 @@ def _read_input(state, ref):
         landmark_file = _landmark_identity(source, state.config.landmarks or state.images_root)
     if not np.all(np.ptp(points, axis=0) > 0):
         raise InputFileError(source, "the 68 landmarks are degenerate (their box has no width or no height)")
+    # landmarks of another size of the photo (annotated on the full-size one beside a thumbnail): face3d generate
+    # would refuse the sample
+    check_face_inside(points, image.shape, GenerationConfig.min_visible_keypoints, source, "landmarks")
     return _PhotoInput(ref, points, image.shape[0], landmark_file, silhouette_jaw)
 
 
