@@ -310,6 +310,37 @@ def test_flip_copies_mirrored_landmarks_are_fitted_in_ibug_order(tmp_path, model
         fit_landmarks(model, landmarks[None], [450])
 
 
+def test_transposed_or_y_up_landmarks_fail_their_photo(tmp_path, model):
+    """(row, col) or y-up copies of a face's landmarks fit in mirrored order (as a _Flip file's) a face rotated by
+    about -90 - r or 180 - r degrees in the image (r: the face's own rotation): refused. The same face with its
+    photo turned upside down, landmarks in iBUG order, is kept as it is."""
+    photos = tmp_path / "photos"
+    _good_photos(photos, model, names="a", size=64)
+    points, image = np.loadtxt(photos / "a.txt"), cv2.imread(str(photos / "a.png"))
+    copies = {"yup": np.column_stack([points[:, 0], 63 - points[:, 1]]), "rowcol": points[:, ::-1],
+              "upside_down": 63 - points}
+    for name, landmarks in copies.items():
+        cv2.imwrite(str(photos / f"{name}.png"), image[::-1, ::-1] if name == "upside_down" else image)
+        np.savetxt(photos / f"{name}.txt", landmarks)
+    out = tmp_path / "out"
+    # upside down, the face fits 6 % off instead of 0.7 %: the jaw marching looks for an upright face's silhouette
+    # (without it both fit 1.5 % off)
+    summary = fit_photos(photos, out, config=FitConfig(max_fit_error=0.1), workers=1, progress=False)
+    assert (summary["written"], summary["failed"]) == (2, 2)
+    tilt = {name: fitting_photos._tilt(scipy.io.loadmat(out / f"{name}.mat")["Pose_Para"])[0]
+            for name in ("a", "upside_down")}
+    assert 10 < tilt["a"] < 20 and abs((tilt["upside_down"] - tilt["a"]) % 360 - 180) < 10, tilt
+    reasons = {Path(f["image"]).name: f["reason"] for f in summary["failures"]}
+    assert sorted(reasons) == ["rowcol.png", "yup.png"]
+    for name, expected in (("rowcol", -90 - tilt["a"]), ("yup", 180 - tilt["a"])):
+        reason = re.fullmatch(re.escape(f"{photos / name}.png: the fit failed (the landmarks look transposed (row, "
+                                        "col) or y-up: in iBUG order they fit a face turned away from the camera, in "
+                                        "mirrored order (a 300W-LP _Flip file's) a face rotated by ")
+                              + r"(-?\d+) degrees in the image\)", reasons[f"{name}.png"])
+        assert reason, reasons[f"{name}.png"]
+        assert abs((int(reason[1]) - expected + 180) % 360 - 180) < 10, (name, reason[1], expected)
+
+
 def test_photo_names_with_dots_keep_their_whole_stem(tmp_path, model):
     from face3d.trainset.synthetic import synthesize_sample
 

@@ -48,6 +48,11 @@ DEFAULT_MAX_FIT_ERROR = 0.05
 # of the default model and their _Flip copies: true fits (yaw up to 90 degrees) 0.01 to 0.99; fits of the copies'
 # mirrored landmarks -0.99 to -0.22 (-0.99 to -0.91 where their NME is under 5 %).
 MIN_FACING = -0.25
+# Largest rotation in the image (``_tilt``, degrees) of a face kept from its landmarks in mirrored order. Measured:
+# fits of the _Flip copies of 24 rendered views and of the x-mirrored fixtures (AFLW2000-3D, 300W-LP) 0 to 8 degrees;
+# y-up copies of those faces 172 to 180 and (row, col) copies 82 to 96 (a face at r comes out at about 180 - r and
+# -90 - r): halfway, keeping the _Flip files of faces tilted up to 45 degrees.
+MAX_MIRRORED_TILT = 45.0
 # Images fitted together: one vectorised fit per chunk.
 CHUNK_SIZE = 32
 
@@ -178,10 +183,24 @@ def _fit_batch(model, landmarks, heights, config, silhouette_jaw):
     return pose, shape_para, exp_para, np.asarray(nme, dtype=np.float64)
 
 
+def _rotations(pose):
+    """(N, 3, 3) rotation matrices R of the Pose_Para rows: R's columns are the model's axes in the camera frame
+    (x right, y up, z towards the camera)."""
+    return np.array([angle2matrix_3ddfa(row[:3]) for row in np.asarray(pose, dtype=np.float64)]).reshape(-1, 3, 3)
+
+
 def _facing(pose):
     """(N,) z of the face's forward axis in the camera frame, ``R[2, 2]`` of each Pose_Para row (1 frontal, 0 in
     profile, negative turned away; roll does not change it)."""
-    return np.array([angle2matrix_3ddfa(row[:3])[2, 2] for row in np.asarray(pose, dtype=np.float64)])
+    return _rotations(pose)[:, 2, 2]
+
+
+def _tilt(pose):
+    """(N,) rotation of each face in the image in degrees, in (-180, 180]: the angle of its up axis (the model's y,
+    ``R[:, 1]``) seen in the image from the image's up, ``atan2(R[0, 1], R[1, 1])`` (0 upright, 180 upside down;
+    the roll without the Euler angles' ambiguity in profile)."""
+    up = _rotations(pose)[:, :, 1]
+    return np.degrees(np.arctan2(up[:, 0], up[:, 1]))
 
 
 def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=True):
@@ -193,7 +212,9 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=
     Landmarks in mirrored order (a 300W-LP ``_Flip`` file's ``pt2d`` is mirrored in x but not re-ordered, so its
     point 0 lies on the face's left) fit a face turned away from the camera, often with a small error: a fit whose
     forward axis points away (``_facing`` below 0) is made again on the landmarks re-ordered (``IBUG_MIRROR``),
-    and the fit facing the camera more is kept, with its landmark order as ``pt2d``.
+    and the fit facing the camera more is kept, with its landmark order as ``pt2d``. Landmarks in (row, col) order
+    or with y pointing up fit, so re-ordered, a face sideways or upside down: a fit kept in mirrored order must be
+    upright (``_tilt`` within ``MAX_MIRRORED_TILT``).
 
     Args:
         model: MorphableModel. landmarks: (N, 68, 2) image pixels (y down). heights: (N,) image heights.
@@ -203,7 +224,8 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=
         ``Exp_Para`` (n_ep, 1) float64, ``pt2d`` (2, 68) float64 (the input, in iBUG order), ``roi`` (1, 4) int16
         and ``fit_nme`` (1, 1) float64, the NME of the landmark vertices placed by the parameters as stored.
     Raises:
-        ValueError: a face turned away from the camera (``_facing`` below ``MIN_FACING``) in either landmark order.
+        ValueError: a face turned away from the camera (``_facing`` below ``MIN_FACING``) in either landmark order,
+            or kept in mirrored order but not upright.
     """
     results = _fit_rows(model, landmarks, heights, config, silhouette_jaw)
     for result in results:
@@ -213,8 +235,9 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=
 
 
 def _fit_rows(model, landmarks, heights, config, silhouette_jaw):
-    """``fit_landmarks``, with the ValueError of a face turned away in either landmark order in that face's place
-    of the list instead of raised, so that one such face does not fail the others."""
+    """``fit_landmarks``, with the ValueError of a face turned away in either landmark order or not upright in
+    mirrored order in that face's place of the list instead of raised, so that one such face does not fail the
+    others."""
     from face3d.trainset.synthetic import landmark_roi
 
     landmarks = np.array(landmarks, dtype=np.float64)
@@ -223,6 +246,7 @@ def _fit_rows(model, landmarks, heights, config, silhouette_jaw):
     pose, shape_para, exp_para, nme = _fit_batch(model, landmarks, heights, config, silhouette_jaw)
     facing = _facing(pose)
     away = np.nonzero(facing < 0)[0]
+    mirrored = np.zeros(len(landmarks), dtype=bool)
     if away.size:
         reordered = landmarks[away][:, IBUG_MIRROR]
         refit = _fit_batch(model, reordered, heights[away], config, silhouette_jaw[away])
@@ -230,12 +254,21 @@ def _fit_rows(model, landmarks, heights, config, silhouette_jaw):
         landmarks[away[better]] = reordered[better]
         for fitted, again in zip((pose, shape_para, exp_para, nme), refit):
             fitted[away[better]] = again[better]
-    turned_away = _facing(pose) < MIN_FACING
-    return [ValueError("the fitted face is turned away from the camera with the landmarks in either order (not the "
-                       "68 iBUG landmarks of one face?)") if turned_away[i] else
-            {"Pose_Para": pose[i:i + 1], "Shape_Para": shape_para[i][:, None], "Exp_Para": exp_para[i][:, None],
-             "pt2d": landmarks[i].T.copy(), "roi": landmark_roi(landmarks[i].T), "fit_nme": np.array([[nme[i]]])}
-            for i in range(len(landmarks))]
+        mirrored[away[better]] = True
+    turned_away, tilt = _facing(pose) < MIN_FACING, _tilt(pose)
+
+    def result(i):
+        if turned_away[i]:
+            return ValueError("the fitted face is turned away from the camera with the landmarks in either order "
+                              "(not the 68 iBUG landmarks of one face?)")
+        if mirrored[i] and not abs(tilt[i]) <= MAX_MIRRORED_TILT:
+            return ValueError(f"the landmarks look transposed (row, col) or y-up: in iBUG order they fit a face "
+                              f"turned away from the camera, in mirrored order (a 300W-LP _Flip file's) a face "
+                              f"rotated by {tilt[i]:.0f} degrees in the image")
+        return {"Pose_Para": pose[i:i + 1], "Shape_Para": shape_para[i][:, None], "Exp_Para": exp_para[i][:, None],
+                "pt2d": landmarks[i].T.copy(), "roi": landmark_roi(landmarks[i].T), "fit_nme": np.array([[nme[i]]])}
+
+    return [result(i) for i in range(len(landmarks))]
 
 
 # ---------------------------------------------------------------------------------------------------------
