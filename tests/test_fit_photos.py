@@ -153,6 +153,24 @@ def test_landmark_lookup_beside_the_image_or_under_the_landmarks_folder(tmp_path
     assert find_landmark_file(image, tmp_path / "photos", tmp_path / "lms") == other
 
 
+def test_landmark_file_suffixes_match_in_any_case(tmp_path, model):
+    photos = tmp_path / "photos"
+    _good_photos(photos, model, names="a", size=64)
+    points = np.loadtxt(photos / "a.txt")
+    for name in ("UP.PNG", "Mixed.png"):
+        shutil.copy(photos / "a.png", photos / name)
+    (photos / "UP.PTS").write_text("version: 1\nn_points: 68\n{\n" + "".join(f"{x + 1} {y + 1}\n" for x, y in points)
+                                   + "}\n")
+    np.savetxt(photos / "Mixed.Txt", points)
+    assert find_landmark_file(photos / "UP.PNG") == photos / "UP.PTS"
+    assert find_landmark_file(photos / "Mixed.png") == photos / "Mixed.Txt"
+    assert find_landmark_file(photos / "Mixed.png", photos, tmp_path / "elsewhere") is None  # no such folder
+    summary = fit_photos(photos, tmp_path / "out", workers=1, progress=False)
+    assert (summary["written"], summary["failed"]) == (3, 0)
+    for name in ("UP", "Mixed"):
+        np.testing.assert_allclose(scipy.io.loadmat(tmp_path / "out" / f"{name}.mat")["pt2d"], points.T, atol=1e-9)
+
+
 def test_ibug_mirror_order_is_the_models_symmetry(model):
     pairs = np.asarray(model.info["symlist"], dtype=np.int64)
     mirror = np.arange(model.nver)
