@@ -235,7 +235,7 @@ def test_real_fixtures_fit_within_3_percent_and_generate(tmp_path, model, capsys
 # ------------------------------------------------------------------------------------------------ round trip
 
 
-def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys):
+def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys, monkeypatch):
     rendered, fitted = tmp_path / "rendered", tmp_path / "fitted"
     assert main(["synthesize", "--output", str(rendered), "--count", "8", "--seed", "5", "--size", "450",
                  "--views", "1", "--no-flip"]) == 0  # eight different faces
@@ -253,9 +253,12 @@ def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys):
             mat_path.unlink()
     yaws = [abs(y) for _, y in kept]
     assert len(kept) >= 5 and max(yaws) > 60 and min(yaws) < 30
-    # The landmarks are exact projections: the fit is told so (0.5 px instead of a detector's 2 px).
+    # The landmarks are exact projections: the fit is told so (0.5 px instead of a detector's 2 px). Chunks of 4
+    # photos, so that --workers 2 runs two processes.
+    monkeypatch.setattr(fitting_photos, "CHUNK_SIZE", 4)
     assert main(["fit", "--images", str(rendered), "--landmarks", str(landmarks), "--output", str(fitted),
                  "--landmark-noise", "0.5", "--workers", "2", "--quiet"]) == 0
+    assert json.loads((fitted / "summary.json").read_text())["workers"] == 2
     words = ["--resolution", "256", "--angles", "--no-perturb", "--workers", "1", "--quiet"]
     assert main(["generate", "--root", str(rendered), "--output", str(tmp_path / "true_maps"), *words]) == 0
     assert main(["generate", "--root", str(fitted), "--output", str(tmp_path / "fit_maps"), *words]) == 0
@@ -631,13 +634,17 @@ def test_workers_agree_and_detector_path(tmp_path, model, monkeypatch):
     _photo_tree(photos, model)
     shutil.rmtree(photos / "bad")
     (photos / "wild.jpg").unlink()
+    monkeypatch.setattr(fitting_photos, "CHUNK_SIZE", 1)  # two chunks: two worker processes
     one = fit_photos(photos, tmp_path / "one", config=FitConfig(), workers=1, progress=False)
     two = fit_photos(photos, tmp_path / "two", config=FitConfig(), workers=2, progress=False)
-    assert one["fit_nme"] == two["fit_nme"] and one["written"] == 2
+    assert (one["workers"], two["workers"]) == (1, 2)
+    assert one["fit_nme"] == two["fit_nme"] and one["written"] == two["written"] == 2
     for rel in ("good/a", "good/b"):
         a, b = (scipy.io.loadmat(tmp_path / run / f"{rel}.mat") for run in ("one", "two"))
         for key in ("Pose_Para", "Shape_Para", "Exp_Para", "pt2d", "roi", "fit_nme"):
             np.testing.assert_array_equal(a[key], b[key])
+        for name in (f"{rel}.mat", f"{rel}.png"):
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
 
     # --detect: the landmarks come from the detector (a stand-in giving face a's points for every image), none
     # from files
