@@ -49,9 +49,9 @@ DEFAULT_MAX_FIT_ERROR = 0.05
 # mirrored landmarks -0.99 to -0.22 (-0.99 to -0.91 where their NME is under 5 %).
 MIN_FACING = -0.25
 # Largest rotation in the image (``_tilt``, degrees) of a face kept from its landmarks in mirrored order. Measured:
-# fits of the _Flip copies of 24 rendered views and of the x-mirrored fixtures (AFLW2000-3D, 300W-LP) 0 to 8 degrees;
-# y-up copies of those faces 172 to 180 and (row, col) copies 82 to 96 (a face at r comes out at about 180 - r and
-# -90 - r): halfway, keeping the _Flip files of faces tilted up to 45 degrees.
+# fits of the _Flip copies of 12 rendered views and of 15 landmark sets mirrored in x (those views, AFLW2000-3D and
+# 300W-LP fixtures) 0 to 8 degrees; of y-up copies of the faces 172 to 180, of (row, col) copies 83 to 96 (a face at
+# r comes out at about 180 - r and -90 - r): halfway, keeping the _Flip files of faces tilted up to 45 degrees.
 MAX_MIRRORED_TILT = 45.0
 # Images fitted together: one vectorised fit per chunk.
 CHUNK_SIZE = 32
@@ -196,7 +196,7 @@ def _facing(pose):
 
 
 def _tilt(pose):
-    """(N,) rotation of each face in the image in degrees, in (-180, 180]: the angle of its up axis (the model's y,
+    """(N,) rotation of each face in the image in degrees, in [-180, 180]: the angle of its up axis (the model's y,
     ``R[:, 1]``) seen in the image from the image's up, ``atan2(R[0, 1], R[1, 1])`` (0 upright, 180 upside down;
     the roll without the Euler angles' ambiguity in profile)."""
     up = _rotations(pose)[:, :, 1]
