@@ -1,8 +1,9 @@
 """Photos + 68 landmarks -> 300W-LP samples (face3d.fitting, ``face3d fit``), then ``face3d generate``.
 
 Real fixtures (AFLW2000's pt3d_68, 300W-LP's pt2d) fit within 3 % NME and generate without failure; rendered
-default-model faces round-trip to maps within 1.5 px of the true parameters' maps; files, failures, drops and
-resume. Budget: about 30 s on 2 cores (tiny images; the round trip renders 8 faces).
+default-model faces round-trip to maps within 1.5 px of the true parameters' maps; files, failures, drops,
+resume and worker processes that die. Budget: about 45 s on 2 busy cores (tiny images; the round trip renders 8
+faces).
 """
 import errno
 import json
