@@ -1,8 +1,9 @@
 """Photos + 68 landmarks -> 300W-LP samples (face3d.fitting, ``face3d fit``), then ``face3d generate``.
 
 Real fixtures (AFLW2000's pt3d_68, 300W-LP's pt2d) fit within 3 % NME and generate without failure; rendered
-default-model faces round-trip to maps within 1.5 px of the true parameters' maps; files, failures, drops and
-resume. Budget: about 30 s on 2 cores (tiny images; the round trip renders 8 faces).
+default-model faces round-trip to maps within 1.5 px of the true parameters' maps; files, failures, drops,
+resume and worker processes that die. Budget: about 45 s on 2 busy cores (tiny images; the round trip renders 8
+faces).
 """
 import errno
 import json
@@ -11,6 +12,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -39,6 +41,7 @@ from face3d.trainset.landmark_files import (
     read_pts,
 )
 from face3d.trainset.outputs import read_journals
+from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.uv_layout import load_uv_data
 from face3d.utils.errors import InputFileError
 
@@ -151,6 +154,24 @@ def test_landmark_lookup_beside_the_image_or_under_the_landmarks_folder(tmp_path
     assert find_landmark_file(image, tmp_path / "photos", tmp_path / "lms") == other
 
 
+def test_landmark_file_suffixes_match_in_any_case(tmp_path, model):
+    photos = tmp_path / "photos"
+    _good_photos(photos, model, names="a", size=64)
+    points = np.loadtxt(photos / "a.txt")
+    for name in ("UP.PNG", "Mixed.png"):
+        shutil.copy(photos / "a.png", photos / name)
+    (photos / "UP.PTS").write_text("version: 1\nn_points: 68\n{\n" + "".join(f"{x + 1} {y + 1}\n" for x, y in points)
+                                   + "}\n")
+    np.savetxt(photos / "Mixed.Txt", points)
+    assert find_landmark_file(photos / "UP.PNG") == photos / "UP.PTS"
+    assert find_landmark_file(photos / "Mixed.png") == photos / "Mixed.Txt"
+    assert find_landmark_file(photos / "Mixed.png", photos, tmp_path / "elsewhere") is None  # no such folder
+    summary = fit_photos(photos, tmp_path / "out", workers=1, progress=False)
+    assert (summary["written"], summary["failed"]) == (3, 0)
+    for name in ("UP", "Mixed"):
+        np.testing.assert_allclose(scipy.io.loadmat(tmp_path / "out" / f"{name}.mat")["pt2d"], points.T, atol=1e-9)
+
+
 def test_ibug_mirror_order_is_the_models_symmetry(model):
     pairs = np.asarray(model.info["symlist"], dtype=np.int64)
     mirror = np.arange(model.nver)
@@ -215,7 +236,7 @@ def test_real_fixtures_fit_within_3_percent_and_generate(tmp_path, model, capsys
 # ------------------------------------------------------------------------------------------------ round trip
 
 
-def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys):
+def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys, monkeypatch):
     rendered, fitted = tmp_path / "rendered", tmp_path / "fitted"
     assert main(["synthesize", "--output", str(rendered), "--count", "8", "--seed", "5", "--size", "450",
                  "--views", "1", "--no-flip"]) == 0  # eight different faces
@@ -233,9 +254,12 @@ def test_round_trip_maps_within_1_5_px_up_to_75_degrees_yaw(tmp_path, capsys):
             mat_path.unlink()
     yaws = [abs(y) for _, y in kept]
     assert len(kept) >= 5 and max(yaws) > 60 and min(yaws) < 30
-    # The landmarks are exact projections: the fit is told so (0.5 px instead of a detector's 2 px).
+    # The landmarks are exact projections: the fit is told so (0.5 px instead of a detector's 2 px). Chunks of 4
+    # photos, so that --workers 2 runs two processes.
+    monkeypatch.setattr(fitting_photos, "CHUNK_SIZE", 4)
     assert main(["fit", "--images", str(rendered), "--landmarks", str(landmarks), "--output", str(fitted),
                  "--landmark-noise", "0.5", "--workers", "2", "--quiet"]) == 0
+    assert json.loads((fitted / "summary.json").read_text())["workers"] == 2
     words = ["--resolution", "256", "--angles", "--no-perturb", "--workers", "1", "--quiet"]
     assert main(["generate", "--root", str(rendered), "--output", str(tmp_path / "true_maps"), *words]) == 0
     assert main(["generate", "--root", str(fitted), "--output", str(tmp_path / "fit_maps"), *words]) == 0
@@ -306,6 +330,37 @@ def test_flip_copies_mirrored_landmarks_are_fitted_in_ibug_order(tmp_path, model
     landmarks = scipy.io.loadmat(rendered / "SYNTH" / "SYNTH_0000_1_0.mat")["pt2d"].T
     with pytest.raises(ValueError, match="turned away from the camera with the landmarks in either order"):
         fit_landmarks(model, landmarks[None], [450])
+
+
+def test_transposed_or_y_up_landmarks_fail_their_photo(tmp_path, model):
+    """(row, col) or y-up copies of a face's landmarks fit in mirrored order (as a _Flip file's) a face rotated by
+    about -90 - r or 180 - r degrees in the image (r: the face's own rotation): refused. The same face with its
+    photo turned upside down, landmarks in iBUG order, is kept as it is."""
+    photos = tmp_path / "photos"
+    _good_photos(photos, model, names="a", size=64)
+    points, image = np.loadtxt(photos / "a.txt"), cv2.imread(str(photos / "a.png"))
+    copies = {"yup": np.column_stack([points[:, 0], 63 - points[:, 1]]), "rowcol": points[:, ::-1],
+              "upside_down": 63 - points}
+    for name, landmarks in copies.items():
+        cv2.imwrite(str(photos / f"{name}.png"), image[::-1, ::-1] if name == "upside_down" else image)
+        np.savetxt(photos / f"{name}.txt", landmarks)
+    out = tmp_path / "out"
+    # upside down, the face fits 6 % off instead of 0.7 %: the jaw marching looks for an upright face's silhouette
+    # (without it both fit 1.5 % off)
+    summary = fit_photos(photos, out, config=FitConfig(max_fit_error=0.1), workers=1, progress=False)
+    assert (summary["written"], summary["failed"]) == (2, 2)
+    tilt = {name: fitting_photos._tilt(scipy.io.loadmat(out / f"{name}.mat")["Pose_Para"])[0]
+            for name in ("a", "upside_down")}
+    assert 10 < tilt["a"] < 20 and abs((tilt["upside_down"] - tilt["a"]) % 360 - 180) < 10, tilt
+    reasons = {Path(f["image"]).name: f["reason"] for f in summary["failures"]}
+    assert sorted(reasons) == ["rowcol.png", "yup.png"]
+    for name, expected in (("rowcol", -90 - tilt["a"]), ("yup", 180 - tilt["a"])):
+        reason = re.fullmatch(re.escape(f"{photos / name}.png: the fit failed (the landmarks look transposed (row, "
+                                        "col) or y-up: in iBUG order they fit a face turned away from the camera, in "
+                                        "mirrored order (a 300W-LP _Flip file's) a face rotated by ")
+                              + r"(-?\d+) degrees in the image\)", reasons[f"{name}.png"])
+        assert reason, reasons[f"{name}.png"]
+        assert abs((int(reason[1]) - expected + 180) % 360 - 180) < 10, (name, reason[1], expected)
 
 
 def test_photo_names_with_dots_keep_their_whole_stem(tmp_path, model):
@@ -395,12 +450,13 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     assert (out / "wild.mat").is_file() and json.loads((out / "summary.json").read_text())["written"] == 3
 
 
-def _two_good_photos(root, model):
+def _good_photos(root, model, names="ab", size=96):
+    """Rendered faces ``<name>.png`` (size x size) with their exact landmarks ``<name>.txt``."""
     from face3d.trainset.synthetic import synthesize_sample
 
     root.mkdir()
-    for i, name in enumerate("ab"):
-        image, mat = synthesize_sample(model, np.random.default_rng([9, i]), 96, yaw_fraction=0.4 + 0.1 * i)
+    for i, name in enumerate(names):
+        image, mat = synthesize_sample(model, np.random.default_rng([9, i]), size, yaw_fraction=0.4 + 0.1 * i)
         cv2.imwrite(str(root / f"{name}.png"), image[..., ::-1])
         np.savetxt(root / f"{name}.txt", mat["pt2d"].T)
 
@@ -413,7 +469,7 @@ def _refuse(code):
 def test_a_full_disk_stops_the_fit_with_one_line_and_the_rerun_resumes(tmp_path, model, capsys, monkeypatch,
                                                                      refused):
     photos, out = tmp_path / "photos", tmp_path / "out"
-    _two_good_photos(photos, model)
+    _good_photos(photos, model)
     argv = ["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]
     save_mat, copy = fitting_photos.save_mat, shutil.copyfileobj
     if refused == "mat":  # a.mat is written, b.mat refused
@@ -434,6 +490,68 @@ def test_a_full_disk_stops_the_fit_with_one_line_and_the_rerun_resumes(tmp_path,
     assert (summary["written"], summary["skipped"], summary["failed"]) == (1, 1, 0)
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["a.mat", "a.png", "b.mat", "b.png",
                                                                     "summary.json"]
+
+
+def test_a_worker_process_dying_on_a_photo_fails_that_photo_alone_and_the_rerun_completes(tmp_path, model,
+                                                                                           monkeypatch, capsys):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="abcde", size=64)
+    monkeypatch.setattr(fitting_photos, "CHUNK_SIZE", 2)  # chunks [a, b], [c, d], [e] on 2 worker processes
+    parent, read_input = os.getpid(), fitting_photos._read_input
+
+    def read_or_die(state, ref):
+        if ref.rel == "d" and os.getpid() != parent:
+            os._exit(137)  # as the kernel's out-of-memory killer ends a worker
+        return read_input(state, ref)
+
+    monkeypatch.setattr(fitting_photos, "_read_input", read_or_die)
+    argv = ["fit", "--images", str(photos), "--output", str(out), "--workers", "2", "--quiet"]
+    assert main(argv) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["workers"], summary["written"], summary["failed"]) == (2, 4, 1)
+    died = f"{photos / 'd.png'}: the worker process died on this sample (killed, or out of memory)"
+    assert summary["failures"] == [{"image": str(photos / "d.png"), "reason": died}]
+    assert f"failed {photos / 'd.png'}: {died}" in capsys.readouterr().out
+    written = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert written == [f"{name}.{ext}" for name in "abce" for ext in ("mat", "png")] + ["summary.json"]
+    # c refitted (its landmarks moved) in a chunk with d: its outputs are removed before d kills the worker, and
+    # its earlier record must not pass for the refit
+    moved = np.loadtxt(photos / "c.txt") + [1.0, 0.0]
+    np.savetxt(photos / "c.txt", moved)
+    (out / "e.mat").unlink()  # e redone as well: chunks [c, d], [e]
+    assert main(argv) == 1
+    rerun = json.loads((out / "summary.json").read_text())
+    assert (rerun["written"], rerun["skipped"], rerun["failed"]) == (2, 2, 1)
+    np.testing.assert_array_equal(scipy.io.loadmat(out / "c.mat")["pt2d"], moved.T)
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == written
+    monkeypatch.setattr(fitting_photos, "_read_input", read_input)
+    assert main(argv) == 0
+    rerun = json.loads((out / "summary.json").read_text())
+    assert (rerun["written"], rerun["skipped"], rerun["failed"]) == (1, 4, 0)
+
+
+def test_landmarks_off_the_photo_fail_it_naming_the_file_and_the_image_size(tmp_path, model):
+    """Landmarks annotated on a 2x larger photo than the one beside them, shifted off it in part, or absurdly large
+    (which would overflow the int16 roi): fewer than the generator's 34 inside the image fail the photo."""
+    photos = tmp_path / "photos"
+    _good_photos(photos, model, names="a", size=64)
+    points = np.loadtxt(photos / "a.txt")
+    cases = {"large": points * 2, "huge": points * 1e12}
+    for n_inside in (33, 34):
+        cases[f"off{n_inside}"] = np.where(np.arange(68)[:, None] < 68 - n_inside, points + [1000.0, 0.0], points)
+    for name, landmarks in cases.items():
+        shutil.copy(photos / "a.png", photos / f"{name}.png")
+        np.savetxt(photos / f"{name}.txt", landmarks)
+    inside = int(np.sum(np.all((points * 2 >= 0) & (points * 2 <= 63), axis=1)))
+    assert 0 < inside < GenerationConfig.min_visible_keypoints == 34
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way
+        summary = fit_photos(photos, tmp_path / "out", workers=1, progress=False)
+    reasons = {Path(f["image"]).name: f["reason"] for f in summary["failures"]}
+    outside = "face outside the image: {} of 68 landmarks lie inside the 64x64 image"
+    assert reasons == {f"{name}.png": f"{photos / name}.txt: " + outside.format(count)
+                       for name, count in (("large", inside), ("huge", 0), ("off33", 33))}
+    assert summary["failed"] == 3 and "off34" in summary["fit_nme"]  # 34 inside: fitted (and dropped)
 
 
 def test_an_empty_npy_landmark_file_fails_its_photo_alone(tmp_path, model):
@@ -517,13 +635,17 @@ def test_workers_agree_and_detector_path(tmp_path, model, monkeypatch):
     _photo_tree(photos, model)
     shutil.rmtree(photos / "bad")
     (photos / "wild.jpg").unlink()
+    monkeypatch.setattr(fitting_photos, "CHUNK_SIZE", 1)  # two chunks: two worker processes
     one = fit_photos(photos, tmp_path / "one", config=FitConfig(), workers=1, progress=False)
     two = fit_photos(photos, tmp_path / "two", config=FitConfig(), workers=2, progress=False)
-    assert one["fit_nme"] == two["fit_nme"] and one["written"] == 2
+    assert (one["workers"], two["workers"]) == (1, 2)
+    assert one["fit_nme"] == two["fit_nme"] and one["written"] == two["written"] == 2
     for rel in ("good/a", "good/b"):
         a, b = (scipy.io.loadmat(tmp_path / run / f"{rel}.mat") for run in ("one", "two"))
         for key in ("Pose_Para", "Shape_Para", "Exp_Para", "pt2d", "roi", "fit_nme"):
             np.testing.assert_array_equal(a[key], b[key])
+        for name in (f"{rel}.mat", f"{rel}.png"):
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
 
     # --detect: the landmarks come from the detector (a stand-in giving face a's points for every image), none
     # from files

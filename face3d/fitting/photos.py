@@ -6,13 +6,15 @@ they are AFLW2000-3D's ``pt3d_68``, projected landmark vertices) gives ``Pose_Pa
 ``Exp_Para``. The fit error is the NME of the fitted landmark vertices, placed by the parameters as stored, against
 the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
 Outputs mirror the input folders: ``<stem>.<ext>`` (the image: a hard link, else a copy) and ``<stem>.mat``.
-The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool, atomic writes,
-the journal of finished images (``trainset.outputs.Journal``: a rerun resumes), bad inputs logged and skipped, a
-write the file system refuses for good (full, read-only) stopping the run, a progress bar, ``summary.json``.
+The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool (a worker process
+that dies fails the photo it was on), atomic writes, the journal of finished images (``trainset.outputs.Journal``:
+a rerun resumes), bad inputs logged and skipped, a write the file system refuses for good (full, read-only)
+stopping the run, a progress bar, ``summary.json``.
 """
 import concurrent.futures as cf
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -29,8 +31,8 @@ from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
 from face3d.trainset.discovery import IMAGE_EXTENSIONS, walk_stems
 from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmark_file
-from face3d.trainset.outputs import Journal, file_check, read_journals
-from face3d.trainset.worker_pool import default_worker_count, pool_context, run_chunks_in_pool
+from face3d.trainset.outputs import Journal, done_outputs, file_check, read_journals
+from face3d.trainset.worker_pool import WORKER_DIED, default_worker_count, pool_context, run_journaled_chunks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
 from face3d.utils.errors import STORAGE_REFUSED, InputFileError, os_error_at
 from face3d.utils.matfile import save_mat
@@ -46,6 +48,11 @@ DEFAULT_MAX_FIT_ERROR = 0.05
 # of the default model and their _Flip copies: true fits (yaw up to 90 degrees) 0.01 to 0.99; fits of the copies'
 # mirrored landmarks -0.99 to -0.22 (-0.99 to -0.91 where their NME is under 5 %).
 MIN_FACING = -0.25
+# Largest rotation in the image (``_tilt``, degrees) of a face kept from its landmarks in mirrored order. Measured:
+# fits of the _Flip copies of 12 rendered views and of 15 landmark sets mirrored in x (those views, AFLW2000-3D and
+# 300W-LP fixtures) 0 to 8 degrees; of y-up copies of the faces 172 to 180, of (row, col) copies 83 to 96 (a face at
+# r comes out at about 180 - r and -90 - r): halfway, keeping the _Flip files of faces tilted up to 45 degrees.
+MAX_MIRRORED_TILT = 45.0
 # Images fitted together: one vectorised fit per chunk.
 CHUNK_SIZE = 32
 
@@ -176,10 +183,24 @@ def _fit_batch(model, landmarks, heights, config, silhouette_jaw):
     return pose, shape_para, exp_para, np.asarray(nme, dtype=np.float64)
 
 
+def _rotations(pose):
+    """(N, 3, 3) rotation matrices R of the Pose_Para rows: R's columns are the model's axes in the camera frame
+    (x right, y up, z towards the camera)."""
+    return np.array([angle2matrix_3ddfa(row[:3]) for row in np.asarray(pose, dtype=np.float64)]).reshape(-1, 3, 3)
+
+
 def _facing(pose):
     """(N,) z of the face's forward axis in the camera frame, ``R[2, 2]`` of each Pose_Para row (1 frontal, 0 in
     profile, negative turned away; roll does not change it)."""
-    return np.array([angle2matrix_3ddfa(row[:3])[2, 2] for row in np.asarray(pose, dtype=np.float64)])
+    return _rotations(pose)[:, 2, 2]
+
+
+def _tilt(pose):
+    """(N,) rotation of each face in the image in degrees, in [-180, 180]: the angle of its up axis (the model's y,
+    ``R[:, 1]``) seen in the image from the image's up, ``atan2(R[0, 1], R[1, 1])`` (0 upright, 180 upside down;
+    the roll without the Euler angles' ambiguity in profile)."""
+    up = _rotations(pose)[:, :, 1]
+    return np.degrees(np.arctan2(up[:, 0], up[:, 1]))
 
 
 def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=True):
@@ -191,7 +212,9 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=
     Landmarks in mirrored order (a 300W-LP ``_Flip`` file's ``pt2d`` is mirrored in x but not re-ordered, so its
     point 0 lies on the face's left) fit a face turned away from the camera, often with a small error: a fit whose
     forward axis points away (``_facing`` below 0) is made again on the landmarks re-ordered (``IBUG_MIRROR``),
-    and the fit facing the camera more is kept, with its landmark order as ``pt2d``.
+    and the fit facing the camera more is kept, with its landmark order as ``pt2d``. Landmarks in (row, col) order
+    or with y pointing up fit, so re-ordered, a face sideways or upside down: a fit kept in mirrored order must be
+    upright (``_tilt`` within ``MAX_MIRRORED_TILT``).
 
     Args:
         model: MorphableModel. landmarks: (N, 68, 2) image pixels (y down). heights: (N,) image heights.
@@ -201,7 +224,8 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=
         ``Exp_Para`` (n_ep, 1) float64, ``pt2d`` (2, 68) float64 (the input, in iBUG order), ``roi`` (1, 4) int16
         and ``fit_nme`` (1, 1) float64, the NME of the landmark vertices placed by the parameters as stored.
     Raises:
-        ValueError: a face turned away from the camera (``_facing`` below ``MIN_FACING``) in either landmark order.
+        ValueError: a face turned away from the camera (``_facing`` below ``MIN_FACING``) in either landmark order,
+            or kept in mirrored order but not upright.
     """
     results = _fit_rows(model, landmarks, heights, config, silhouette_jaw)
     for result in results:
@@ -211,8 +235,9 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=
 
 
 def _fit_rows(model, landmarks, heights, config, silhouette_jaw):
-    """``fit_landmarks``, with the ValueError of a face turned away in either landmark order in that face's place
-    of the list instead of raised, so that one such face does not fail the others."""
+    """``fit_landmarks``, with the ValueError of a face turned away in either landmark order or not upright in
+    mirrored order in that face's place of the list instead of raised, so that one such face does not fail the
+    others."""
     from face3d.trainset.synthetic import landmark_roi
 
     landmarks = np.array(landmarks, dtype=np.float64)
@@ -221,6 +246,7 @@ def _fit_rows(model, landmarks, heights, config, silhouette_jaw):
     pose, shape_para, exp_para, nme = _fit_batch(model, landmarks, heights, config, silhouette_jaw)
     facing = _facing(pose)
     away = np.nonzero(facing < 0)[0]
+    mirrored = np.zeros(len(landmarks), dtype=bool)
     if away.size:
         reordered = landmarks[away][:, IBUG_MIRROR]
         refit = _fit_batch(model, reordered, heights[away], config, silhouette_jaw[away])
@@ -228,12 +254,21 @@ def _fit_rows(model, landmarks, heights, config, silhouette_jaw):
         landmarks[away[better]] = reordered[better]
         for fitted, again in zip((pose, shape_para, exp_para, nme), refit):
             fitted[away[better]] = again[better]
-    turned_away = _facing(pose) < MIN_FACING
-    return [ValueError("the fitted face is turned away from the camera with the landmarks in either order (not the "
-                       "68 iBUG landmarks of one face?)") if turned_away[i] else
-            {"Pose_Para": pose[i:i + 1], "Shape_Para": shape_para[i][:, None], "Exp_Para": exp_para[i][:, None],
-             "pt2d": landmarks[i].T.copy(), "roi": landmark_roi(landmarks[i].T), "fit_nme": np.array([[nme[i]]])}
-            for i in range(len(landmarks))]
+        mirrored[away[better]] = True
+    turned_away, tilt = _facing(pose) < MIN_FACING, _tilt(pose)
+
+    def result(i):
+        if turned_away[i]:
+            return ValueError("the fitted face is turned away from the camera with the landmarks in either order "
+                              "(not the 68 iBUG landmarks of one face?)")
+        if mirrored[i] and not abs(tilt[i]) <= MAX_MIRRORED_TILT:
+            return ValueError(f"the landmarks look transposed (row, col) or y-up: in iBUG order they fit a face "
+                              f"turned away from the camera, in mirrored order (a 300W-LP _Flip file's) a face "
+                              f"rotated by {tilt[i]:.0f} degrees in the image")
+        return {"Pose_Para": pose[i:i + 1], "Shape_Para": shape_para[i][:, None], "Exp_Para": exp_para[i][:, None],
+                "pt2d": landmarks[i].T.copy(), "roi": landmark_roi(landmarks[i].T), "fit_nme": np.array([[nme[i]]])}
+
+    return [result(i) for i in range(len(landmarks))]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -356,7 +391,10 @@ class _PhotoInput:
 
 
 def _read_input(state, ref):
-    """The ``_PhotoInput`` of a photo; InputFileError / OSError naming the file when unusable."""
+    """The ``_PhotoInput`` of a photo; InputFileError / OSError naming the file when unusable: among others,
+    fewer of its landmarks inside the image than ``face3d generate`` asks of a sample's keypoints
+    (``GenerationConfig.min_visible_keypoints``)."""
+    from face3d.trainset.sample import GenerationConfig, check_face_inside
     from face3d.trainset.sample_io import read_image
 
     image = read_image(ref.image_path)
@@ -375,6 +413,9 @@ def _read_input(state, ref):
         landmark_file = _landmark_identity(source, state.config.landmarks or state.images_root)
     if not np.all(np.ptp(points, axis=0) > 0):
         raise InputFileError(source, "the 68 landmarks are degenerate (their box has no width or no height)")
+    # landmarks of another size of the photo (annotated on the full-size one beside a thumbnail): face3d generate
+    # would refuse the sample
+    check_face_inside(points, image.shape, GenerationConfig.min_visible_keypoints, source, "landmarks")
     return _PhotoInput(ref, points, image.shape[0], landmark_file, silhouette_jaw)
 
 
@@ -452,6 +493,22 @@ def _worker_chunk(refs):
     return _fit_chunk(_WORKER_STATE, refs)
 
 
+def _journaled_photo(fingerprint, latest, ref):
+    """The record (rel, status, fit_nme) of a photo that the journals' ``latest`` records (``read_journals``) hold
+    as fitted under ``fingerprint`` (redone photos carry a redo line), else None: a chunk is journaled as a whole,
+    so after a worker process died either all its photos are, or none."""
+    if done_outputs(latest, ref.rel, fingerprint) is None:
+        return None
+    return ref.rel, latest[ref.rel]["status"], latest[ref.rel]["fit_nme"]
+
+
+def _worker_died(output, ref):
+    """The failure record of a photo whose worker process died on it, alone in its process; any output it left
+    unjournaled is removed."""
+    _remove_outputs(output, ref)
+    return ref.rel, "failed", f"{ref.image_path}: {WORKER_DIED}"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The run
 
@@ -482,7 +539,8 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         counted once (``written`` by this run, ``skipped``: written by an earlier run, ``dropped``: a fit of this
         run or an earlier one above ``max_fit_error``, one per ``dropped_images`` entry, ``failed``), ``samples``
         (written + skipped), ``fit_nme`` ({image: NME} of every fit, dropped ones included), ``dropped_images``,
-        ``failures`` (with reasons) and ``unreadable_folders`` (folders that could not be listed, whose photos are
+        ``failures`` (with reasons; a photo whose worker process died on it, killed or out of memory:
+        ``worker_pool.WORKER_DIED``) and ``unreadable_folders`` (folders that could not be listed, whose photos are
         missing).
     Raises:
         InputFileError: no image under ``images``. FileNotFoundError: no ``images`` or ``config.landmarks`` folder,
@@ -539,6 +597,9 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     state_args = (model_path, config, str(images), str(output), fingerprint)
     chunks = [pending[i:i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
     run_workers = min(workers, max(len(chunks), 1))
+    # a photo refitted must not pass for finished by its earlier record should a worker process die
+    with contextlib.closing(Journal(str(output))) as marks:
+        marks.mark_redo([ref.rel for ref in pending if ref.rel in latest])
     try:
         if run_workers == 1 and chunks:
             state = _build_state(*state_args)
@@ -548,9 +609,12 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
             finally:
                 state.journal.close()
         elif chunks:
-            fork = pool_context().get_start_method() == "fork"
+            context = pool_context()
+            fork = context.get_start_method() == "fork"
             initargs = (_build_state(*state_args), None) if fork else (None, state_args)
-            run_chunks_in_pool(_worker_chunk, chunks, run_workers, on_records, _init_worker, initargs)
+            run_journaled_chunks(_worker_chunk, chunks, run_workers, on_records, _init_worker, initargs, context,
+                                 str(output), functools.partial(_journaled_photo, fingerprint),
+                                 functools.partial(_worker_died, str(output)), journals_chunks=True)
     finally:
         bar.close()
 

@@ -258,9 +258,7 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     pending = [(ref, sample_seed(seed, ref.rel)) for ref in accepted if ref.rel not in intact]
     _log_resume(len(intact), pending, latest, fingerprint)
     # a sample done under other settings is about to be rewritten: its record must not outlive the redo
-    stale = [{"sample": ref.rel, "redo": True} for ref, _ in pending if ref.rel in latest]
-    if stale:
-        state.journal.append(stale)
+    state.journal.mark_redo([ref.rel for ref, _ in pending if ref.rel in latest])
     tally = _Tally(samples, len(samples) - len(pending) - len(refused), progress)
     if refused:
         tally.add(refused)

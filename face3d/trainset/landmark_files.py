@@ -10,6 +10,7 @@ AFLW2000-3D's ``pt3d_68`` are the model's 68 landmark vertices projected, so the
 hidden behind the face; every other source is a 2D annotation whose jaw follows the visible outline (300W-LP's
 ``pt2d``, iBUG files, detectors): ``read_landmark_file`` tells which.
 """
+import os
 from pathlib import Path
 
 import numpy as np
@@ -140,8 +141,10 @@ def landmarks_from_array(points):
 
 
 def find_landmark_file(image_path, images_root=None, landmarks_root=None):
-    """The landmark file of an image: ``<stem>`` plus the first of ``LANDMARK_SUFFIXES`` that exists, beside the
-    image, or under ``landmarks_root`` at the image's path relative to ``images_root`` when both are given.
+    """The landmark file of an image: ``<stem>`` plus the first of ``LANDMARK_SUFFIXES`` that exists in lower or
+    upper case (``UP.PTS`` beside ``UP.JPG``), else in a mixed case (``.Pts``), beside the image, or under
+    ``landmarks_root`` at the image's path relative to ``images_root`` when both are given. Only the mixed case
+    lists the folder, which a folder of N images with their files is then not N times.
 
     Returns:
         Path, or None when there is none.
@@ -150,8 +153,16 @@ def find_landmark_file(image_path, images_root=None, landmarks_root=None):
     folder = image_path.parent
     if landmarks_root is not None:
         folder = Path(landmarks_root) / image_path.parent.relative_to(images_root)
+    stem = image_path.stem
     for suffix in LANDMARK_SUFFIXES:
-        candidate = folder / f"{image_path.stem}{suffix}"
-        if candidate.is_file():
-            return candidate
+        for spelling in (suffix, suffix.upper()):
+            if (folder / f"{stem}{spelling}").is_file():
+                return folder / f"{stem}{spelling}"
+    try:
+        names = {name[len(stem):].lower(): name for name in sorted(os.listdir(folder)) if name.startswith(stem)}
+    except OSError:  # no such folder (under landmarks_root), or unreadable: no file there
+        return None
+    for suffix in LANDMARK_SUFFIXES:
+        if suffix in names and (folder / names[suffix]).is_file():
+            return folder / names[suffix]
     return None

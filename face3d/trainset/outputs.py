@@ -251,6 +251,12 @@ class Journal:
         except OSError as error:
             raise os_error_at(error, self._path) from error
 
+    def mark_redo(self, rels):
+        """Append a redo line for each sample of ``rels`` about to be rewritten, so that no earlier record of it
+        outlives the redo (a run's journals then hold as finished only what it finished)."""
+        if rels:
+            self.append([{"sample": rel, "redo": True} for rel in rels])
+
     def close(self):
         if self._fd is not None and self._pid == os.getpid():
             os.close(self._fd)

@@ -30,7 +30,8 @@ from face3d.trainset.sample_io import (
 from face3d.utils.errors import InputFileError
 
 __all__ = ["read_image", "image_size", "read_300wlp_sample", "GenerationConfig", "GeneratedSample",
-           "TrainsetGenerator", "angle_name", "draw_preview", "DEFAULT_MAX_PIXELS", "MAX_DEPTH_SHIFT", "MIN_RESOLUTION"]
+           "TrainsetGenerator", "check_face_inside", "angle_name", "draw_preview", "DEFAULT_MAX_PIXELS",
+           "MAX_DEPTH_SHIFT", "MIN_RESOLUTION"]
 
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])
 # z is measured from the lowest vertex, (z + tz) - (z_min + tz) in float64: beyond 2**32 pixels the rounding of
@@ -142,6 +143,21 @@ class _Geometry:
 
     vertices: np.ndarray
     uv_points: np.ndarray | None = None
+
+
+def check_face_inside(points, shape, minimum, where, what):
+    """Refuse a face whose points lie off the image: fewer than ``min(minimum, N)`` of the (N, >=2) x, y
+    ``points`` (image pixels, y down) inside ``[0, w - 1] x [0, h - 1]`` of an image of ``shape`` (h, w, ...).
+
+    Raises:
+        InputFileError naming ``where``: "face outside the image: K of N <what> lie inside the WxH image".
+    """
+    h, w = shape[:2]
+    points = np.asarray(points, dtype=np.float64)
+    inside = (points[:, 0] >= 0) & (points[:, 0] <= w - 1) & (points[:, 1] >= 0) & (points[:, 1] <= h - 1)
+    if int(inside.sum()) < min(minimum, len(points)):
+        raise InputFileError(where, f"face outside the image: {int(inside.sum())} of {len(points)} {what} lie "
+                                    f"inside the {w}x{h} image")
 
 
 class TrainsetGenerator:
@@ -353,10 +369,7 @@ class TrainsetGenerator:
             kpt = vertices[self.kpt_ind].astype(np.float64) @ A.T + b
         if not np.all(np.isfinite(kpt)):
             raise InputFileError(where, "Pose_Para projects the keypoints to non-finite positions")
-        inside = (kpt[:, 0] >= 0) & (kpt[:, 0] <= w - 1) & (kpt[:, 1] >= 0) & (kpt[:, 1] <= h - 1)
-        if int(inside.sum()) < min(self.config.min_visible_keypoints, kpt.shape[0]):
-            raise InputFileError(where, f"face outside the image: {int(inside.sum())} of {kpt.shape[0]} "
-                                        f"projected keypoints lie inside the {w}x{h} image")
+        check_face_inside(kpt, shape, self.config.min_visible_keypoints, where, "projected keypoints")
         box_size = np.ptp(kpt[:, :2], axis=0)
         if not box_size.sum() / 2.0 >= 1.0:
             raise InputFileError(where, f"projected keypoints span {box_size.tolist()} pixels; the pose is degenerate")

@@ -2,12 +2,14 @@
 
 ``run_chunks_in_pool`` (shared with the photo fitter) keeps at most ``4 * workers`` chunks in flight, survives
 a worker process that dies (killed, out of memory) when given ``on_broken``, and ends its processes when their
-parent dies. The generator is built once per worker process and kept in ``_WORKER_STATE``, so the functions the
+parent dies; ``run_journaled_chunks`` (shared too) then fails the item the dead worker was on, found through the
+journals. The generator is built once per worker process and kept in ``_WORKER_STATE``, so the functions the
 pool runs are module-level ones of this module.
 """
 import concurrent.futures as cf
 import ctypes
 import dataclasses
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -21,8 +23,8 @@ from dataclasses import dataclass
 from face3d.trainset.outputs import Journal, OutputFolders, done_outputs, input_checks, read_journals, write_sample
 from face3d.utils.errors import STORAGE_REFUSED, InputFileError
 
-__all__ = ["RunState", "run_tasks", "run_chunks_in_pool", "pool_context", "default_worker_count", "CHUNK_SIZE",
-           "WORKER_DIED"]
+__all__ = ["RunState", "run_tasks", "run_chunks_in_pool", "run_journaled_chunks", "pool_context",
+           "default_worker_count", "CHUNK_SIZE", "WORKER_DIED"]
 
 logger = logging.getLogger(__name__)
 
@@ -242,50 +244,74 @@ def _run_until_broken(worker, chunks, workers, on_result, initializer, initargs,
 WORKER_DIED = "the worker process died on this sample (killed, or out of memory)"
 
 
-def _run_pool(state, factory_args, pending, workers, on_records):
-    """Run ``pending`` tasks on a process pool (``run_chunks_in_pool``); each worker builds its generator once.
+def run_journaled_chunks(worker, chunks, workers, on_records, initializer, initargs, context, output, finished,
+                         died, journals_chunks=False):
+    """``run_chunks_in_pool`` for a worker that returns one record per item of its chunk and journals the items it
+    finishes (``outputs.Journal`` under ``output``), surviving the death of a worker process (killed, out of memory).
 
-    A worker that dies (killed, out of memory) breaks the pool. Of the chunks then in flight, the samples with a
-    journal record are counted as written; of the others, the first of each chunk (the one a dead worker was on)
-    runs alone in a fresh process, where dying again records it as failed (``WORKER_DIED``), and the rest run again
-    on a new pool.
+    Such a death breaks the pool and loses the chunks then in flight. Of those, the items the journals hold as
+    finished are passed on as such; of the others, the first of each chunk (the one a dead worker was on, for a
+    worker that journals item by item) runs alone in a fresh process, where dying again fails it (``died``), and
+    the rest run again on a new pool.
+
+    Args:
+        worker, chunks, workers, initializer, initargs, context: as for ``run_chunks_in_pool``; the chunks are lists.
+        on_records: called with each list of records.
+        output: the folder of the journals (``read_journals``).
+        finished: ``f(latest, item)``: the record of an item that the journals' ``latest`` records hold as
+            finished by this run (items redone carry a redo line, ``Journal.mark_redo``), else None.
+        died: ``f(item)``: the record failing an item whose worker process died on it alone.
+        journals_chunks: the worker journals its chunk as a whole, at its end: a lost chunk does not show the item
+            its worker died on, so its items but the first go back one per chunk, for the next death to show it.
     """
+    def on_broken(lost):
+        latest, again, n_finished, alone = read_journals(output), [], 0, 0
+        logger.debug("a worker process died with %d chunks (%d samples) in flight", len(lost), sum(map(len, lost)))
+        for chunk in lost:
+            records = [finished(latest, item) for item in chunk]
+            on_records([record for record in records if record is not None])
+            unfinished = [item for item, record in zip(chunk, records) if record is None]
+            n_finished += len(chunk) - len(unfinished)
+            if unfinished:
+                alone += 1
+                on_records(_run_alone(worker, unfinished[0], initializer, initargs, context, died))
+            if unfinished[1:]:
+                again += [[item] for item in unfinished[1:]] if journals_chunks else [unfinished[1:]]
+        logger.debug("of those, %d had finished and %d ran alone in a fresh process; %d go to a new pool of %d "
+                     "worker processes", n_finished, alone, sum(map(len, again)), workers)
+        return again
+
+    run_chunks_in_pool(worker, chunks, workers, on_records, initializer, initargs, context, on_broken)
+
+
+def _run_alone(worker, item, initializer, initargs, context, died):
+    """The records of one item run in a fresh one-process pool, or ``[died(item)]`` when that process dies."""
+    records = []
+    try:
+        run_chunks_in_pool(worker, [[item]], 1, records.extend, initializer, initargs, context)
+    except cf.process.BrokenProcessPool:
+        return [died(item)]
+    return records
+
+
+def _journaled_task(state, latest, task):
+    """The record of a task (SampleRef, seed) the journals' ``latest`` records hold as written, or None."""
+    names = done_outputs(latest, task[0].rel, state.fingerprint)
+    return None if names is None else (task[0].rel, "written", len(names))
+
+
+def _run_pool(state, factory_args, pending, workers, on_records):
+    """Run ``pending`` tasks on a process pool (``run_journaled_chunks``: a worker process that dies fails the
+    sample it was on, ``WORKER_DIED``); each worker builds its generator once."""
     ctx = pool_context()
     initargs = (state, None) if ctx.get_start_method() == "fork" else (None, factory_args)
     # Large chunks for the matrix product, yet at least 8 per worker so that the last ones finish together.
     chunk = max(1, min(CHUNK_SIZE, len(pending) // (workers * 8)))
-
-    def on_broken(lost):
-        latest, again, finished, alone = read_journals(state.output), [], 0, 0
-        logger.debug("a worker process died with %d chunks (%d samples) in flight", len(lost), sum(map(len, lost)))
-        for tasks in lost:
-            done = [done_outputs(latest, ref.rel, state.fingerprint) for ref, _ in tasks]
-            on_records([(ref.rel, "written", len(names)) for (ref, _), names in zip(tasks, done) if names is not None])
-            finished += len(tasks) - done.count(None)
-            unfinished = [task for task, names in zip(tasks, done) if names is None]
-            if unfinished:
-                alone += 1
-                on_records(_run_alone(unfinished[0], initargs, ctx))
-            if unfinished[1:]:
-                again.append(unfinished[1:])
-        logger.debug("of those, %d had finished and %d ran alone in a fresh process; %d go to a new pool of %d "
-                     "worker processes", finished, alone, sum(map(len, again)), workers)
-        return again
-
     logger.debug("%d samples to write on %d worker processes (%s), in chunks of %d", len(pending), workers,
                  ctx.get_start_method(), chunk)
-    run_chunks_in_pool(_worker_chunk, _chunked(pending, chunk), workers, on_records, _init_worker, initargs, ctx,
-                       on_broken)
-
-
-def _run_alone(task, initargs, context):
-    """The records of one task run in a fresh one-process pool, or its failure when that process dies."""
-    records = []
-    try:
-        run_chunks_in_pool(_worker_chunk, [[task]], 1, records.extend, _init_worker, initargs, context)
-    except cf.process.BrokenProcessPool:
-        return [(task[0].rel, "failed", WORKER_DIED)]
-    return records
+    run_journaled_chunks(_worker_chunk, _chunked(pending, chunk), workers, on_records, _init_worker, initargs, ctx,
+                         state.output, functools.partial(_journaled_task, state),
+                         lambda task: (task[0].rel, "failed", WORKER_DIED))
 
 
 def run_tasks(state, factory_args, pending, workers, on_records):
