@@ -205,7 +205,10 @@ _OUT_OF_RANGE = ([("--val-fraction", v, f"val_fraction must be in [0, 1) (0: no 
                   for v in ("-0.1", "1", "nan")]
                  + [("--seed", v, f"seed must be in [0, 2**32), got {v}") for v in ("-1", str(2 ** 32))]
                  + [("--input-size", v, f"input_size must be a positive multiple of 32, got {v}")
-                    for v in ("16", "0", "48")])
+                    for v in ("16", "0", "48")]
+                 + [("--bn-momentum", v, f"bn_momentum must be in [0, 1), got {float(v)}") for v in ("-1", "1", "1.5")]
+                 + [("--lr", v, f"lr must be finite and > 0 and lr_decay in (0, 1], got {float(v)} and 0.5")
+                    for v in ("inf", "0")])
 
 
 @pytest.mark.parametrize("flag, value, message", _OUT_OF_RANGE)

@@ -147,8 +147,10 @@ def _check_config(config):
     for name in ("epochs", "batch_size", "lr_decay_epochs", "width"):
         if int(getattr(config, name)) < 1:
             raise ValueError(f"{name} must be a positive integer, got {getattr(config, name)}")
-    if not config.lr > 0 or not 0 < config.lr_decay <= 1:
-        raise ValueError(f"lr must be > 0 and lr_decay in (0, 1], got {config.lr} and {config.lr_decay}")
+    if not (math.isfinite(config.lr) and config.lr > 0) or not 0 < config.lr_decay <= 1:
+        raise ValueError(f"lr must be finite and > 0 and lr_decay in (0, 1], got {config.lr} and {config.lr_decay}")
+    if not 0 <= config.bn_momentum < 1:  # outside, the moving variance turns negative: a network answering NaN
+        raise ValueError(f"bn_momentum must be in [0, 1), got {config.bn_momentum}")
     if not 0 <= config.val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1) (0: no validation), got {config.val_fraction}")
     if not 0 <= config.seed < 2 ** 32:  # what numpy's global seed (keras.utils.set_random_seed) takes
