@@ -727,12 +727,13 @@ def test_a_full_disk_stops_a_run_on_worker_processes_with_one_line(tmp_path, syn
 
 def test_a_full_disk_at_the_uv_data_or_the_label_file_ends_in_one_line(tmp_path, synth, capsys, monkeypatch):
     import face3d.trainset.dataset as dataset
+    import face3d.trainset.uv_layout as uv_layout
 
     root, out = _four_samples(tmp_path, synth), tmp_path / "out"
     run = ["generate", "--root", root, "--output", out, "--workers", "1", "--quiet", "--angles", "--resolution", "16"]
 
     with monkeypatch.context() as patch:
-        patch.setattr(dataset, "write_uv_data", lambda *args: _refuse())
+        patch.setattr(uv_layout, "write_uv_data", lambda *args: _refuse())
         assert _main_error(capsys, *run) == [f"face3d generate: error: {out / UV_DATA_DIR}: No space left on device"]
     assert not [p for p in out.iterdir() if p.name.endswith(TEMP_SUFFIX)]
 

@@ -349,8 +349,8 @@ def test_transposed_or_y_up_landmarks_fail_their_photo(tmp_path, model):
     # (without it both fit 1.5 % off)
     summary = fit_photos(photos, out, config=FitConfig(max_fit_error=0.1), workers=1, progress=False)
     assert (summary["written"], summary["failed"]) == (2, 2)
-    tilt = {name: fitting_photos._tilt(scipy.io.loadmat(out / f"{name}.mat")["Pose_Para"])[0]
-            for name in ("a", "upside_down")}
+    tilt = {name: fitting_photos._tilt(fitting_photos._rotations(scipy.io.loadmat(out / f"{name}.mat")["Pose_Para"]))
+            [0] for name in ("a", "upside_down")}
     assert 10 < tilt["a"] < 20 and abs((tilt["upside_down"] - tilt["a"]) % 360 - 180) < 10, tilt
     reasons = {Path(f["image"]).name: f["reason"] for f in summary["failures"]}
     assert sorted(reasons) == ["rowcol.png", "yup.png"]
@@ -700,8 +700,8 @@ def test_a_face_turned_away_fails_alone_without_refitting_its_chunk(tmp_path, mo
     shutil.rmtree(photos / "bad")
     (photos / "wild.jpg").unlink()
     points = np.stack([np.loadtxt(photos / f"good/{name}.txt") for name in "ab"])
-    facing = photos_module._facing(np.concatenate([fit["Pose_Para"] for fit in fit_landmarks(model, points,
-                                                                                             [96, 96])]))
+    poses = np.concatenate([fit["Pose_Para"] for fit in fit_landmarks(model, points, [96, 96])])
+    facing = photos_module._facing(photos_module._rotations(poses))
     assert facing[0] != facing[1]
     monkeypatch.setattr(photos_module, "MIN_FACING", facing.mean())  # one of the two counts as turned away
     real_fit, calls = photos_module._fit_rows, []

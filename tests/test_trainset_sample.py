@@ -426,5 +426,5 @@ def test_rasterize_uv_refuses_what_it_cannot_take_naming_the_argument(triangles,
     uv = np.array([[0, 0], [1, 0], [0, 1]], np.float64)
     with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
         rasterize_uv(uv, triangles, resolution)
-    with pytest.raises(ValueError, match="^uv_coords must be finite$"):
+    with pytest.raises(ValueError, match="^uv_coords must be finite, found NaN or inf$"):
         rasterize_uv(np.where(uv == 1, np.nan, uv), np.array([[0, 1, 2]]), 8)

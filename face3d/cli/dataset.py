@@ -177,19 +177,10 @@ def _uv_data_arguments(parser):
 
 def _run_uv_data(args):
     setup_logging(args.verbose)
-    from face3d.trainset.uv_layout import (
-        build_uv_data,
-        load_uv_model,
-        require_region_labels,
-        staged_uv_data,
-        write_uv_data,
-    )
+    from face3d.trainset.uv_layout import load_uv_model, write_model_uv_data
 
-    model = load_uv_model(args.bfm)
-    require_region_labels(model, args.bfm)
-    uv_data = build_uv_data(model, resolution=args.resolution, neck_zeroed=args.neck_zeroed)
-    with staged_uv_data(args.output) as staging:  # all seven files replace the folder's, or none does
-        write_uv_data(uv_data, staging)
+    # all seven files replace the folder's, or none does
+    write_model_uv_data(load_uv_model(args.bfm), args.output, args.resolution, args.neck_zeroed, args.bfm)
     print(f"wrote PRNet's UV files ({args.resolution}x{args.resolution}) to {args.output}")
     return 0
 

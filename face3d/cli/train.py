@@ -42,7 +42,7 @@ _HELP = {
     "width": ("W", "base channel count of the network (16 = the paper's resfcn256, 13.4 M parameters)", {}),
     "input_size": ("S", "network input side, a multiple of 32 and at most the data's resolution (default: the "
                         "data's resolution, 256); smaller sizes resample crops and maps", {}),
-    "bn_momentum": ("F", "batch-normalisation moving-average momentum", {}),
+    "bn_momentum": ("F", "batch-normalisation moving-average momentum, in [0, 1)", {}),
     "seed": ("S", "seeds the weights, the validation split, the sample order and the augmentation (0 to "
                   "2**32 - 1)", {}),
     "resume": (None, "continue the run in --output at its next epoch (same learning-rate schedule, order and "

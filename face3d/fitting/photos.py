@@ -189,17 +189,17 @@ def _rotations(pose):
     return np.array([angle2matrix_3ddfa(row[:3]) for row in np.asarray(pose, dtype=np.float64)]).reshape(-1, 3, 3)
 
 
-def _facing(pose):
-    """(N,) z of the face's forward axis in the camera frame, ``R[2, 2]`` of each Pose_Para row (1 frontal, 0 in
-    profile, negative turned away; roll does not change it)."""
-    return _rotations(pose)[:, 2, 2]
+def _facing(rotations):
+    """(N,) z of the face's forward axis in the camera frame, ``R[2, 2]`` of each rotation (``_rotations``; 1
+    frontal, 0 in profile, negative turned away; roll does not change it)."""
+    return rotations[:, 2, 2]
 
 
-def _tilt(pose):
-    """(N,) rotation of each face in the image in degrees, in [-180, 180]: the angle of its up axis (the model's y,
-    ``R[:, 1]``) seen in the image from the image's up, ``atan2(R[0, 1], R[1, 1])`` (0 upright, 180 upside down;
-    the roll without the Euler angles' ambiguity in profile)."""
-    up = _rotations(pose)[:, :, 1]
+def _tilt(rotations):
+    """(N,) rotation of each face in the image in degrees, in [-180, 180], from its rotation (``_rotations``): the
+    angle of its up axis (the model's y, ``R[:, 1]``) seen in the image from the image's up, ``atan2(R[0, 1],
+    R[1, 1])`` (0 upright, 180 upside down; the roll without the Euler angles' ambiguity in profile)."""
+    up = rotations[:, :, 1]
     return np.degrees(np.arctan2(up[:, 0], up[:, 1]))
 
 
@@ -244,18 +244,19 @@ def _fit_rows(model, landmarks, heights, config, silhouette_jaw):
     heights = np.asarray(heights, dtype=np.int64).reshape(-1)
     silhouette_jaw = np.broadcast_to(np.asarray(silhouette_jaw, dtype=bool), heights.shape)
     pose, shape_para, exp_para, nme = _fit_batch(model, landmarks, heights, config, silhouette_jaw)
-    facing = _facing(pose)
+    facing = _facing(_rotations(pose))
     away = np.nonzero(facing < 0)[0]
     mirrored = np.zeros(len(landmarks), dtype=bool)
     if away.size:
         reordered = landmarks[away][:, IBUG_MIRROR]
         refit = _fit_batch(model, reordered, heights[away], config, silhouette_jaw[away])
-        better = _facing(refit[0]) > facing[away]
+        better = _facing(_rotations(refit[0])) > facing[away]
         landmarks[away[better]] = reordered[better]
         for fitted, again in zip((pose, shape_para, exp_para, nme), refit):
             fitted[away[better]] = again[better]
         mirrored[away[better]] = True
-    turned_away, tilt = _facing(pose) < MIN_FACING, _tilt(pose)
+    rotations = _rotations(pose)
+    turned_away, tilt = _facing(rotations) < MIN_FACING, _tilt(rotations)
 
     def result(i):
         if turned_away[i]:
@@ -295,7 +296,8 @@ def _link_or_copy(source, target):
     try:
         os.replace(tmp, target)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only file system refuses even this: the first error is the one
+            tmp.unlink(missing_ok=True)
         raise os_error_at(error, target) from error
 
 
@@ -439,9 +441,9 @@ def _fit_all(state, ready):
 
 
 def _fit_chunk(state, refs):
-    """Fit and write a chunk of photos, then journal the finished ones in one append. Returns one record per
+    """Fit a chunk of photos (all in one call), then write and journal them one by one. Returns one record per
     photo: (rel, status, fit_nme or reason), status "written", "dropped" or "failed"."""
-    records, ready, journal = {}, [], []
+    records, ready = {}, []
     for ref in refs:
         _remove_outputs(state.output, ref)
         try:
@@ -458,23 +460,17 @@ def _fit_chunk(state, refs):
             if not np.array_equal(mat["pt2d"], photo.points.T):
                 logger.warning("%s: its landmarks are in mirrored order (as in a 300W-LP _Flip file's pt2d); fitted "
                                "and written in iBUG order", ref.image_path)
+            status = "dropped" if nme > state.config.max_fit_error else "written"
             try:
-                status = "dropped" if nme > state.config.max_fit_error else "written"
                 files = _write_sample(state.output, ref, mat) if status == "written" else {}
-                journal.append(_record(photo, state.fingerprint, status, nme, files))
-                records[ref.rel] = (ref.rel, status, nme)
             except (OSError, ValueError) as exc:
                 _remove_outputs(state.output, ref)
                 if isinstance(exc, OSError) and exc.errno in STORAGE_REFUSED:
-                    # every later photo would fail alike: the run stops, to be resumed once there is room, with
-                    # the photos written so far journaled (unless the journal is refused too)
-                    if journal:
-                        with contextlib.suppress(OSError):
-                            state.journal.append(journal)
-                    raise
+                    raise  # every later photo would fail alike: the run stops, to be resumed once there is room
                 records[ref.rel] = (ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}")
-    if journal:
-        state.journal.append(journal)
+                continue
+            state.journal.append([_record(photo, state.fingerprint, status, nme, files)])
+            records[ref.rel] = (ref.rel, status, nme)
     return [records[ref.rel] for ref in refs]
 
 
@@ -495,8 +491,7 @@ def _worker_chunk(refs):
 
 def _journaled_photo(fingerprint, latest, ref):
     """The record (rel, status, fit_nme) of a photo that the journals' ``latest`` records (``read_journals``) hold
-    as fitted under ``fingerprint`` (redone photos carry a redo line), else None: a chunk is journaled as a whole,
-    so after a worker process died either all its photos are, or none."""
+    as fitted under ``fingerprint`` (redone photos carry a redo line), else None."""
     if done_outputs(latest, ref.rel, fingerprint) is None:
         return None
     return ref.rel, latest[ref.rel]["status"], latest[ref.rel]["fit_nme"]
@@ -614,7 +609,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
             initargs = (_build_state(*state_args), None) if fork else (None, state_args)
             run_journaled_chunks(_worker_chunk, chunks, run_workers, on_records, _init_worker, initargs, context,
                                  str(output), functools.partial(_journaled_photo, fingerprint),
-                                 functools.partial(_worker_died, str(output)), journals_chunks=True)
+                                 functools.partial(_worker_died, str(output)), requeue_singly=True)
     finally:
         bar.close()
 

@@ -8,7 +8,7 @@ from face3d.mesh import _checks
 
 
 def _light_array(values, name):
-    a = np.asarray(values, dtype=np.float64)
+    a = _checks.as_real(values, name).astype(np.float64)
     if a.ndim == 1:
         a = a[None, :]
     if a.ndim != 2 or a.shape[1] != 3 or not np.isfinite(a).all():

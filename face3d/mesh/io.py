@@ -92,7 +92,8 @@ def write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, co
     Args:
         obj_name: path; '.obj' is appended when missing.
         vertices: (nver, 3) finite reals; triangles: (ntri, 3) 0-based ints.
-        texture: (h, w, 3) uint8 (0..255) or finite float (0..1) RGB image, h, w >= 1; row 0 is the top (v = 1).
+        texture: (h, w), (h, w, 3) or (h, w, 4) uint8 (0..255) or finite float (0..1) grey, RGB or RGBA image,
+            h, w >= 1; row 0 is the top (v = 1).
         uv_coords: (nver, 2) (or (nver, 3), the rest ignored) finite OBJ texture coordinates of each vertex: u right,
             v up, in [0, 1] (BFM_UV.mat's convention); written as given.
         colors: optional (nver, 3) finite per-vertex colours, written after the positions.

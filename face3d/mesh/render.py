@@ -99,9 +99,9 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
 
     Each covered pixel interpolates the texture coordinates of the visible triangle's corners,
     u = (w0*U0 + w1*U1) + w2*U2 (float32, likewise v), clamps them to [0, tex_w-1] x [0, tex_h-1] and samples
-    the texture: 'nearest' takes texel (row floor(v + 0.5), column floor(u + 0.5)); 'bilinear' blends the four
-    texels around (u, v), clamped to the edge: (T00*(1-a) + T01*a)*(1-b) + (T10*(1-a) + T11*a)*b with
-    a = u - floor(u), b = v - floor(v).
+    the texture: 'nearest' takes texel (row floor(v + 0.5), column floor(u + 0.5)), at most (tex_h-1, tex_w-1)
+    (float32 rounding past 2**23 texels a side); 'bilinear' blends the four texels around (u, v), clamped to the
+    edge: (T00*(1-a) + T01*a)*(1-b) + (T10*(1-a) + T11*a)*b with a = u - floor(u), b = v - floor(v).
 
     Args:
         vertices: (nver, 3) float array in image coordinates (see the module docstring).

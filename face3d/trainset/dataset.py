@@ -33,13 +33,11 @@ from face3d.trainset.discovery import (
 from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_outputs, read_journals
 from face3d.trainset.sample import angle_name
 from face3d.trainset.uv_layout import (
-    build_uv_data,
     check_uv_data_fits,
     load_uv_data,
     load_uv_model,
-    require_region_labels,
     staged_uv_data,
-    write_uv_data,
+    write_model_uv_data,
 )
 from face3d.trainset.worker_pool import RunState, default_worker_count, pool_context, run_chunks_in_pool, run_tasks
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
@@ -100,14 +98,15 @@ def default_generator_factory(model_path, config):
 
 def _write_uv_data(generator, output, config, uv_data=None, model_path=None):
     """Write PRNet's uv-data files for the generator's model into ``output/uv-data``, or copy the files of the
-    existing folder ``uv_data`` there after checking that it fits the model and resolution; the set replaces the
-    folder's as a whole (``uv_layout.staged_uv_data``: a refused write, as on a full disk, raises an OSError naming
+    existing folder ``uv_data`` there after checking that it fits the model and resolution; the set's files
+    replace the folder's (``uv_layout.staged_uv_data``: a refused write, as on a full disk, raises an OSError naming
     ``output/uv-data`` and leaves that folder as it was). Building needs the model's regions: a model loaded from
     ``model_path`` (None: the default model) without them is refused (``uv_layout.require_region_labels``)."""
     final = Path(output) / UV_DATA_DIR
     rasterization = getattr(generator, "rasterization", None)  # a generator factory's own class may have none
     if uv_data is None:
-        require_region_labels(generator.model, model_path)
+        write_model_uv_data(generator.model, final, int(config.resolution), bool(config.neck_zeroed), model_path,
+                            rasterization)
     else:
         source = Path(uv_data)
         layout = load_uv_data(source)
@@ -115,12 +114,7 @@ def _write_uv_data(generator, output, config, uv_data=None, model_path=None):
             raise InputFileError(source, f"uv-data resolution {layout.resolution} differs from the set's "
                                          f"{config.resolution} (--resolution)")
         check_uv_data_fits(layout, generator.model, str(source), rasterization)
-    with staged_uv_data(final) as staging:
-        if uv_data is None:
-            write_uv_data(build_uv_data(generator.model, int(config.resolution),
-                                        neck_zeroed=bool(config.neck_zeroed),
-                                        rasterization=rasterization), staging)
-        else:
+        with staged_uv_data(final) as staging:
             for path in sorted(p for p in source.iterdir() if p.is_file()):
                 shutil.copyfile(path, staging / path.name)
     logger.debug("uv-data %s into %s", f"copied from {source}" if uv_data is not None else

@@ -42,8 +42,7 @@ def uv_to_pixels(uv_coords, resolution: int) -> np.ndarray:
     uv = np.asarray(uv_coords, dtype=np.float64)
     if uv.ndim != 2 or uv.shape[1] != 2:
         raise ValueError(f"uv_coords must have shape (n, 2), got {uv.shape}")
-    if not np.isfinite(uv).all():
-        raise ValueError("uv_coords must be finite")
+    _checks.require_finite(uv, "uv_coords")
     r1 = float(resolution - 1)
     out = np.zeros((uv.shape[0], 3), dtype=np.float32)
     out[:, 0] = uv[:, 0] * r1

@@ -52,10 +52,10 @@ from face3d.utils.atomic import TEMP_SUFFIX
 from face3d.utils.errors import InputFileError, os_error_at
 from face3d.utils.npyfile import load_npy
 
-__all__ = ["UVData", "build_uv_data", "write_uv_data", "staged_uv_data", "load_uv_data", "load_uv_model",
-           "require_region_labels", "read_uv_kpt_ind", "grid_triangles", "canonical_face", "check_uv_data_fits",
-           "UV_DATA_FILES", "CANONICAL_FILE", "KNOWN_UV_DATA_FILES", "WEIGHT_KEYPOINT", "WEIGHT_FEATURE",
-           "WEIGHT_REST"]
+__all__ = ["UVData", "build_uv_data", "write_uv_data", "write_model_uv_data", "staged_uv_data", "load_uv_data",
+           "load_uv_model", "require_region_labels", "read_uv_kpt_ind", "grid_triangles", "canonical_face",
+           "check_uv_data_fits", "UV_DATA_FILES", "CANONICAL_FILE", "KNOWN_UV_DATA_FILES", "WEIGHT_KEYPOINT",
+           "WEIGHT_FEATURE", "WEIGHT_REST"]
 
 logger = logging.getLogger(__name__)
 
@@ -310,6 +310,17 @@ def write_uv_data(uv_data: UVData, folder) -> list[Path]:
         paths.append(folder / CANONICAL_FILE)
         np.save(paths[-1], np.asarray(uv_data.canonical_vertices, dtype=np.float32))
     return paths
+
+
+def write_model_uv_data(model, folder, resolution: int = RESOLUTION, neck_zeroed: bool = False, model_path=None,
+                        rasterization: UVRasterization | None = None) -> None:
+    """Build a model's uv-data (``build_uv_data``, its arguments) and write it into ``folder`` as a whole
+    (``staged_uv_data``), once ``require_region_labels`` has checked that the model loaded from ``model_path`` has
+    the regions its masks need."""
+    require_region_labels(model, model_path)
+    uv_data = build_uv_data(model, resolution, neck_zeroed=neck_zeroed, rasterization=rasterization)
+    with staged_uv_data(folder) as staging:
+        write_uv_data(uv_data, staging)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,9 @@
 """The worker processes of ``face3d generate``: chunks of samples through the generator, on a process pool.
 
-``run_chunks_in_pool`` (shared with the photo fitter) keeps at most ``4 * workers`` chunks in flight, survives
-a worker process that dies (killed, out of memory) when given ``on_broken``, and ends its processes when their
-parent dies; ``run_journaled_chunks`` (shared too) then fails the item the dead worker was on, found through the
-journals. The generator is built once per worker process and kept in ``_WORKER_STATE``, so the functions the
+``run_chunks_in_pool`` keeps at most ``4 * workers`` chunks in flight, survives a worker process that dies
+(killed, out of memory) when given ``on_broken``, and ends its processes when their parent dies;
+``run_journaled_chunks`` (shared with the photo fitter) then fails the item the dead worker was on, found through
+the journals. The generator is built once per worker process and kept in ``_WORKER_STATE``, so the functions the
 pool runs are module-level ones of this module.
 """
 import concurrent.futures as cf
@@ -245,7 +245,7 @@ WORKER_DIED = "the worker process died on this sample (killed, or out of memory)
 
 
 def run_journaled_chunks(worker, chunks, workers, on_records, initializer, initargs, context, output, finished,
-                         died, journals_chunks=False):
+                         died, requeue_singly=False):
     """``run_chunks_in_pool`` for a worker that returns one record per item of its chunk and journals the items it
     finishes (``outputs.Journal`` under ``output``), surviving the death of a worker process (killed, out of memory).
 
@@ -261,8 +261,9 @@ def run_journaled_chunks(worker, chunks, workers, on_records, initializer, inita
         finished: ``f(latest, item)``: the record of an item that the journals' ``latest`` records hold as
             finished by this run (items redone carry a redo line, ``Journal.mark_redo``), else None.
         died: ``f(item)``: the record failing an item whose worker process died on it alone.
-        journals_chunks: the worker journals its chunk as a whole, at its end: a lost chunk does not show the item
-            its worker died on, so its items but the first go back one per chunk, for the next death to show it.
+        requeue_singly: for a worker that works on its whole chunk before it journals any item (a batched fit): a
+            lost chunk need not show the item its worker died on, so its unfinished items but the first go back one
+            per chunk, for the next death to show it.
     """
     def on_broken(lost):
         latest, again, n_finished, alone = read_journals(output), [], 0, 0
@@ -276,7 +277,7 @@ def run_journaled_chunks(worker, chunks, workers, on_records, initializer, inita
                 alone += 1
                 on_records(_run_alone(worker, unfinished[0], initializer, initargs, context, died))
             if unfinished[1:]:
-                again += [[item] for item in unfinished[1:]] if journals_chunks else [unfinished[1:]]
+                again += [[item] for item in unfinished[1:]] if requeue_singly else [unfinished[1:]]
         logger.debug("of those, %d had finished and %d ran alone in a fresh process; %d go to a new pool of %d "
                      "worker processes", n_finished, alone, sum(map(len, again)), workers)
         return again
