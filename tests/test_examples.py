@@ -314,3 +314,8 @@ def test_8_missing_sample_file_is_one_line(tmp_path, capsys, monkeypatch):
                     "--image", tmp_path / "a.jpg", "--mat", mat) == 2
     errors = capsys.readouterr().err.splitlines()
     assert errors[-1] == f"8_generate_posmap_300WLP.py: error: {tmp_path / 'a.jpg'}: image file not found", errors
+    # a folder for the image: said so
+    assert run_main(monkeypatch, "8_generate_posmap_300WLP.py", "--output", tmp_path / "o",
+                    "--image", tmp_path, "--mat", mat) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[-1] == f"8_generate_posmap_300WLP.py: error: {tmp_path}: is a folder; give the image file in it"
