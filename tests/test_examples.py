@@ -307,6 +307,18 @@ def test_a_size_too_small_is_refused_naming_size(script, size, message, tmp_path
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("script", ["1_pipeline.py", "2_3dmm.py", "3_transform.py", "4_light.py", "5_render.py",
+                                    "6_image_map.py", "7_uv_map.py", "8_generate_posmap_300WLP.py"])
+def test_an_output_that_is_a_file_is_refused_before_any_work(script, tmp_path, capsys, monkeypatch):
+    a_file = tmp_path / "a_file"
+    a_file.write_bytes(b"")
+    for output in (a_file, a_file / "sub"):  # the folder itself, or where it would be made
+        assert run_main(monkeypatch, script, "--output", output, "--size", "16") == 2
+        errors = capsys.readouterr().err.splitlines()
+        assert errors[-1] == f"{script}: error: {a_file}: is a file, not a folder", errors
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"] and a_file.read_bytes() == b""
+
+
 def test_8_missing_sample_file_is_one_line(tmp_path, capsys, monkeypatch):
     mat = tmp_path / "a.mat"
     mat.write_bytes(b"")
@@ -314,6 +326,7 @@ def test_8_missing_sample_file_is_one_line(tmp_path, capsys, monkeypatch):
                     "--image", tmp_path / "a.jpg", "--mat", mat) == 2
     errors = capsys.readouterr().err.splitlines()
     assert errors[-1] == f"8_generate_posmap_300WLP.py: error: {tmp_path / 'a.jpg'}: image file not found", errors
+    assert not (tmp_path / "o").exists()  # a refused input leaves no output folder
     # a folder for the image: said so
     assert run_main(monkeypatch, "8_generate_posmap_300WLP.py", "--output", tmp_path / "o",
                     "--image", tmp_path, "--mat", mat) == 2
