@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 from face3d import mesh  # noqa: E402  (after the path set-up)
-from face3d.cli._common import positive_int  # noqa: E402
+from face3d.cli._common import make_output_folder, positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def main(argv=None):
                         help="folder for the pictures (default: %(default)s)")
     parser.add_argument("--size", type=positive_int, default=256, help="image side in pixels (default: %(default)s)")
     args = parser.parse_args(argv)
-    args.output.mkdir(parents=True, exist_ok=True)
+    make_output_folder(parser, args.output)
     h = w = args.size
 
     # 1. the mesh: vertices (n, 3), triangles (ntri, 3) and per-vertex colours in [0, 1]

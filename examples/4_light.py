@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 from face3d import mesh  # noqa: E402  (after the path set-up)
-from face3d.cli._common import positive_int  # noqa: E402
+from face3d.cli._common import make_output_folder, positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main(argv=None):
     parser.add_argument("--size", type=positive_int, default=256,
                         help="side of each tile in pixels (default: %(default)s)")
     args = parser.parse_args(argv)
-    args.output.mkdir(parents=True, exist_ok=True)
+    make_output_folder(parser, args.output)
     h = w = args.size
 
     model = MorphableModel()

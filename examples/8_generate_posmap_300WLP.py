@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 from face3d import mesh  # noqa: E402  (after the path set-up)
-from face3d.cli._common import int_at_least  # noqa: E402
+from face3d.cli._common import check_output_folder, int_at_least, make_output_folder  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
 from face3d.trainset import (  # noqa: E402
     GenerationConfig,
@@ -75,7 +75,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if (args.image is None) != (args.mat is None):
         parser.error("--image and --mat go together")
-    args.output.mkdir(parents=True, exist_ok=True)
+    check_output_folder(parser, args.output)
     r = args.size
     model = MorphableModel()
 
@@ -91,6 +91,7 @@ def main(argv=None):
         image, params = read_300wlp_sample(image_path, mat_path)  # RGB uint8; Pose_Para (7,)
     except InputFileError as error:  # missing, unreadable or not a 300W-LP sample: one line naming the file
         parser.error(str(error))
+    make_output_folder(parser, args.output)  # after the sample is read: a bad one leaves no empty folder
     name = image_path.stem
     h = image.shape[0]
 

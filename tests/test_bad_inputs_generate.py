@@ -416,6 +416,8 @@ def test_commands_end_in_one_line_on_missing_inputs(tmp_path, synth):
                     "face3d generate: error:", str(tmp_path / "nowhere"))
     _one_line_error(_cli("generate", "--root", root, "--bfm", tmp_path / "BFM.mat", "--output", out),
                     "face3d generate: error:", str(tmp_path / "BFM.mat"), "not found")
+    _one_line_error(_cli("generate", "--root", root, "--bfm", root, "--output", out),
+                    f"face3d generate: error: {root}: is a folder; give the BFM.mat file in it")
     _one_line_error(_cli("generate", "--root", root, "--bfm", synth / f"{SOURCE}.mat", "--output", out),
                     "face3d generate: error:", str(synth / f"{SOURCE}.mat"), "no variable 'model'")
     bfm = _tiny_bfm(tmp_path / "bfm")

@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 from _fixtures import fixtures_dir
 
+from face3d import mesh
 from face3d.mesh.io import read_obj
+from face3d.morphable_model import MorphableModel
+from face3d.trainset import GenerationConfig, TrainsetGenerator, keypoints_from_map
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 S = 64  # image side used in the tests
@@ -216,6 +219,20 @@ def test_7_uv_maps_and_textured_obj(out):
     obj = read_obj(out / "7" / "face.obj")
     assert obj["uv_coords"].shape == (obj["vertices"].shape[0], 2)
     assert obj["texture_path"] is not None and obj["texture_path"].is_file()
+    # The texture map is the model's colours rendered at their UV pixels, x = u (S - 1), y = (1 - v)(S - 1) (v up,
+    # rows down): built here from the random face of --seed 0 (shape, expression, then texture drawn from one
+    # generator), whose vertices are face.obj's.
+    model = MorphableModel()
+    rng = np.random.default_rng(0)
+    shape, expression = model.get_shape_para("random", rng), model.get_exp_para("random", rng)
+    np.testing.assert_allclose(obj["vertices"], model.generate_vertices(shape, expression), atol=1e-3)
+    colors = np.clip(model.generate_colors(model.get_tex_para("random", rng)) / 255.0, 0.0, 1.0)
+    u, v = model.uv_coords[:, 0], model.uv_coords[:, 1]
+    uv_pixels = np.c_[u * (S - 1), (1.0 - v) * (S - 1), np.zeros(model.nver)]
+    expected = mesh.render.render_colors(uv_pixels, model.full_triangles, colors, S, S)
+    lossless = cv2.imread(str(obj["texture_path"]))[..., ::-1] / 255.0  # the same map as PNG: 8-bit rounding
+    assert np.abs(lossless - expected).max() <= 0.5 / 255 + 1e-9
+    assert np.abs(texture_map - expected).mean() < 0.02  # JPEG
 
 
 def check_posmap_outputs(folder, name, stdout):
@@ -228,9 +245,21 @@ def check_posmap_outputs(folder, name, stdout):
     assert covered.mean() > 0.3 and posmap[..., 2].min() == 0
     assert -0.5 * S < posmap[covered][:, :2].min() and posmap[covered][:, :2].max() < 1.5 * S
     image(folder / f"{name}_posmap.jpg", (S, S))
-    image(folder / f"{name}_tex.jpg", (S, S))
+    # the texture is the crop sampled at the map's x, y (the crop sampled here is the saved JPEG)
+    texture = image(folder / f"{name}_tex.jpg", (S, S))
+    expected = cv2.remap(crop, posmap[..., 0], posmap[..., 1], interpolation=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    assert np.abs(texture - expected).mean() < 0.03  # x and y swapped: about 0.1
     kpt = image(folder / f"{name}_kpt.jpg", (S, S))
     assert np.abs(kpt - crop).max() > 0.3  # keypoints drawn
+    # a red ring (radius 2) around each keypoint the map holds: red well above green and blue within 3.5 pixels
+    # of it (JPEG's halved colour resolution blurs a ring crossing a green pt2d disc to about 0.2; rings drawn at
+    # transposed keypoints leave some keypoints with none)
+    uv_kpt_ind = TrainsetGenerator(MorphableModel(), GenerationConfig(resolution=S)).uv_kpt_ind
+    redness = kpt[..., 0] - kpt[..., 1:].max(axis=2)
+    rows, columns = np.ogrid[:S, :S]
+    for x, y, _ in keypoints_from_map(posmap, uv_kpt_ind):
+        assert redness[np.hypot(columns - x, rows - y) < 3.5].max() > 0.1, (x, y)
     image(folder / f"{name}_preview.jpg", (S, 2 * S))
 
 
@@ -278,6 +307,18 @@ def test_a_size_too_small_is_refused_naming_size(script, size, message, tmp_path
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("script", ["1_pipeline.py", "2_3dmm.py", "3_transform.py", "4_light.py", "5_render.py",
+                                    "6_image_map.py", "7_uv_map.py", "8_generate_posmap_300WLP.py"])
+def test_an_output_that_is_a_file_is_refused_before_any_work(script, tmp_path, capsys, monkeypatch):
+    a_file = tmp_path / "a_file"
+    a_file.write_bytes(b"")
+    for output in (a_file, a_file / "sub"):  # the folder itself, or where it would be made
+        assert run_main(monkeypatch, script, "--output", output, "--size", "16") == 2
+        errors = capsys.readouterr().err.splitlines()
+        assert errors[-1] == f"{script}: error: {a_file}: is a file, not a folder", errors
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"] and a_file.read_bytes() == b""
+
+
 def test_8_missing_sample_file_is_one_line(tmp_path, capsys, monkeypatch):
     mat = tmp_path / "a.mat"
     mat.write_bytes(b"")
@@ -285,3 +326,9 @@ def test_8_missing_sample_file_is_one_line(tmp_path, capsys, monkeypatch):
                     "--image", tmp_path / "a.jpg", "--mat", mat) == 2
     errors = capsys.readouterr().err.splitlines()
     assert errors[-1] == f"8_generate_posmap_300WLP.py: error: {tmp_path / 'a.jpg'}: image file not found", errors
+    assert not (tmp_path / "o").exists()  # a refused input leaves no output folder
+    # a folder for the image: said so
+    assert run_main(monkeypatch, "8_generate_posmap_300WLP.py", "--output", tmp_path / "o",
+                    "--image", tmp_path, "--mat", mat) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[-1] == f"8_generate_posmap_300WLP.py: error: {tmp_path}: is a folder; give the image file in it"

@@ -231,6 +231,12 @@ def test_loads_files_in_the_bfm_layout(tmp_path):
     assert bare.info == {} and bare.uv_coords is None and bare.contour_lines is None
     with pytest.raises(FileNotFoundError, match="nothing.mat"):
         MorphableModel(tmp_path / "nothing.mat")
+    # the folder holding the model, given for the model: said so, and which file to give
+    folder = f"{only}: is a folder; give the BFM.mat file in it"
+    with pytest.raises(FileNotFoundError, match=re.escape(folder)):
+        MorphableModel(only)
+    with pytest.raises(FileNotFoundError, match=re.escape(folder)):
+        model_identity(only)
 
 
 def test_side_files_of_another_model_are_refused_naming_both_files(tmp_path):

@@ -260,6 +260,8 @@ def test_remapping_the_crop_by_the_map_recovers_the_texture(model, tmp_path):
     ("nan", "Shape_Para contains NaN"),
     ("outside", "face outside the image"),
     ("missing mat", "parameter file (.mat) not found"),
+    ("image folder", "bad.png: is a folder; give the image file in it"),
+    ("mat folder", "bad.mat: is a folder; give the parameter file (.mat) in it"),
 ])
 def test_bad_inputs_raise_sample_error_naming_file_and_problem(model, tmp_path, problem, message):
     params = _params(model, seed=10)
@@ -278,6 +280,12 @@ def test_bad_inputs_raise_sample_error_naming_file_and_problem(model, tmp_path, 
         sio.savemat(mat_path, params)
     elif problem == "missing mat":
         mat_path.unlink()
+    elif problem == "image folder":
+        image_path.unlink()
+        image_path.mkdir()
+    elif problem == "mat folder":
+        mat_path.unlink()
+        mat_path.mkdir()
     generator = TrainsetGenerator(model, GenerationConfig(resolution=16, angles=()))
     with pytest.raises(InputFileError) as info:
         generator.process(image_path, mat_path, seed=0)

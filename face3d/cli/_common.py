@@ -1,5 +1,6 @@
 """Pieces every ``face3d`` command shares: the ``Command`` record, argument types, flags read from config
-dataclasses, logging set-up and the one-line report of a missing optional dependency."""
+dataclasses, logging set-up, the one-line report of a missing optional dependency, and the check of an output
+folder that scripts reporting through ``parser.error`` (the examples) run before any work."""
 import argparse
 import dataclasses
 import logging
@@ -8,6 +9,7 @@ import os
 import sys
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 
 # top-level module of a missing optional dependency -> the extra of pyproject.toml that installs it
 EXTRAS = {"tensorflow": "train", "keras": "train", "tensorboard": "train", "onnx": "export", "onnxruntime": "infer",
@@ -164,6 +166,30 @@ def finite_float_above(minimum, inclusive=False):
 
     parse.__name__ = "float"  # argparse's line for a non-number: "invalid float value: 'x'"
     return parse
+
+
+def check_output_folder(parser, folder):
+    """End the program as ``parser.error`` does (one line ``<prog>: error: <path>: <problem>``, status 2) when
+    outputs cannot go into ``folder``: the nearest existing path of ``folder`` and its parents (itself, or the
+    folder it would be made in) is a file, or a folder that cannot be written (read-only, no permission).
+    Makes nothing."""
+    folder = Path(folder)
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        parser.error(f"{existing}: is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        parser.error(f"{existing}: folder not writable (read-only or no permission)")
+
+
+def make_output_folder(parser, folder):
+    """``check_output_folder``, then make ``folder`` and its parents; a refusal the check could not foresee ends the
+    program the same way, naming the path the system refused. Returns ``folder``."""
+    check_output_folder(parser, folder)
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"{error.filename or folder}: {error.strerror or error}")
+    return folder
 
 
 def limit_blas_threads():

@@ -59,6 +59,14 @@ def _vertices(vertices, name="vertices"):
     return v
 
 
+def _require_model_file(path: Path):
+    """FileNotFoundError naming ``path`` unless it is a file: ``"<path>: BFM model file not found"``, or for a
+    folder (the one holding the model, say) ``"<path>: is a folder; give the BFM.mat file in it"``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: is a folder; give the BFM.mat file in it" if path.is_dir()
+                                else f"{path}: BFM model file not found")
+
+
 def _random_source(rng):
     """Where parameter draws come from: numpy's global random state for None (face3d draws with ``np.random.rand``,
     so ``np.random.seed`` makes them repeatable), else ``np.random.default_rng(rng)`` (a Generator or a seed).
@@ -90,7 +98,8 @@ class MorphableModel:
         info_path: ``BFM_info.mat`` (default: next to ``model_path``, used if present).
         uv_path: ``BFM_UV.mat`` (default: next to ``model_path``, used if present).
     Raises:
-        FileNotFoundError: ``model_path`` (or an explicitly given info/uv path) does not exist.
+        FileNotFoundError: ``model_path`` is no file (missing, or a folder), or an explicitly given info/uv path does
+            not exist.
         InputFileError (a ValueError): a file is malformed (the loader's message, naming file and field), or a side
             file was written for a model of another vertex count (naming both files, e.g.
             ``".../BFM_info.mat: segbin has 53215 vertices, .../BFM.mat has 13019"``; see
@@ -113,8 +122,7 @@ class MorphableModel:
             folder = default_model_dir()
             model_path = folder / "BFM.mat"
         model_path = Path(model_path)
-        if not model_path.is_file():
-            raise FileNotFoundError(f"{model_path}: BFM model file not found")
+        _require_model_file(model_path)
         if info_path is None and (model_path.parent / "BFM_info.mat").is_file():
             info_path = model_path.parent / "BFM_info.mat"
         if uv_path is None and (model_path.parent / "BFM_UV.mat").is_file():
@@ -451,8 +459,7 @@ def model_identity(model_path=None) -> str:
     if model_path is None:
         return f"default-v{MODEL_VERSION}"
     path = Path(model_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: BFM model file not found")
+    _require_model_file(path)
     keys = []
     for file in (path, path.parent / "BFM_info.mat", path.parent / "BFM_UV.mat"):
         try:

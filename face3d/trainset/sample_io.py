@@ -22,9 +22,17 @@ _REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
+def _require_file(path, kind: str) -> None:
+    """InputFileError naming ``path`` unless it is a file: "<kind> not found", or for a folder "is a folder; give
+    the <kind> in it"."""
+    if not os.path.isfile(path):
+        problem = f"is a folder; give the {kind} in it" if os.path.isdir(path) else f"{kind} not found"
+        raise InputFileError(path, problem)
+
+
 def require_image_file(image_path) -> None:
-    if not os.path.isfile(image_path):
-        raise InputFileError(image_path, "image file not found")
+    """InputFileError naming ``image_path`` unless it is a file (missing: "image file not found", or a folder)."""
+    _require_file(image_path, "image file")
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -69,8 +77,7 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
 
 
 def _read_mat(mat_path, keys) -> dict:
-    if not os.path.isfile(mat_path):
-        raise InputFileError(mat_path, "parameter file (.mat) not found")
+    _require_file(mat_path, "parameter file (.mat)")
     return read_mat(mat_path, variable_names=keys)
 
 
