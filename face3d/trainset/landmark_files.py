@@ -143,8 +143,8 @@ def landmarks_from_array(points):
 def find_landmark_file(image_path, images_root=None, landmarks_root=None):
     """The landmark file of an image: ``<stem>`` plus the first of ``LANDMARK_SUFFIXES`` that exists in lower or
     upper case (``UP.PTS`` beside ``UP.JPG``), else in a mixed case (``.Pts``), beside the image, or under
-    ``landmarks_root`` at the image's path relative to ``images_root`` when both are given. Only the mixed case
-    lists the folder, which a folder of N images with their files is then not N times.
+    ``landmarks_root`` at the image's path relative to ``images_root`` when both are given. The folder is listed
+    only when neither case exists (a mixed-case suffix, or no file), not once per image whose file is found.
 
     Returns:
         Path, or None when there is none.
