@@ -164,7 +164,10 @@ def test_onnx_inference_never_imports_tensorflow(constant_onnx, rendered, tmp_pa
 
 def test_box_crop_is_prnets_rule():
     box = inference.box_crop((100, 50, 200, 170))  # mean side (100 + 120) / 2 = 110
-    assert box == CropBox(150.0, 110.0 + 0.14 * 110.0, 1.58 * 110.0)
+    # PRNet's api.process: size = int(old_size * 1.58), the centre not rounded
+    assert box == CropBox(150.0, 110.0 + 0.14 * 110.0, 173.0)
+    assert inference.box_crop((100, 120, 300, 330)) == CropBox(200.0, 225.0 + 0.14 * 205.0, 323.0)  # not 323.9
+    assert inference.box_crop((10, 10, 10.5, 10.5)).size == 1.0  # never below a pixel
     for bad in ((0, 0, 0, 10), (5, 5, 1, 10), (0, 0, np.nan, 10)):
         with pytest.raises(ValueError, match="box"):
             inference.box_crop(bad)
@@ -460,8 +463,9 @@ def test_demo_on_a_real_photograph(tmp_path, constant_onnx, uv):
     for name in ("astronaut_landmarks.jpg", "astronaut_mesh.jpg", "astronaut_depth.png", "astronaut.obj",
                  "astronaut_kpt.txt", "astronaut_pose.json"):
         assert (out / name).is_file(), name
-    # independent: mean side 90, centre (220, 121 + 0.14 * 90), side 1.58 * 90; crop x' = k (x - left)
-    side = 1.58 * 90.0
+    # independent: mean side 90, centre (220, 121 + 0.14 * 90), side int(1.58 * 90) (PRNet's api.process); crop
+    # x' = k (x - left)
+    side = float(int(1.58 * 90.0))
     left, top = 220.0 - side / 2, 121.0 + 0.14 * 90.0 - side / 2
     k = 255.0 / side
     crop_kpt = normalised[uv.uv_kpt_ind[1], uv.uv_kpt_ind[0]].astype(np.float64) * 1.1 * 256

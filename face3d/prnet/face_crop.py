@@ -4,7 +4,8 @@ Crop rules (``face3d.contract``; both give a ``face3d.trainset.crop.CropBox``, m
 ``crop.crop_matrix``: the box's corners go to pixels 0 and R - 1):
 
 * from a face detector's box (``box_crop``): PRNet's rule for dlib boxes, centre = box centre moved down by 0.14 x
-  the mean side, side = 1.58 x the mean side ``((x1 - x0) + (y1 - y0)) / 2``;
+  the mean side, side = 1.58 x the mean side ``((x1 - x0) + (y1 - y0)) / 2`` truncated to whole pixels, as PRNet's
+  ``int(old_size * 1.58)`` (at least 1);
 * from 68 landmarks (``landmark_crop``): the generator's training crop, ``crop.keypoint_box`` unperturbed:
   centre of the landmarks' box, side 1.5 x its mean side (PRNet's demo uses 1.6 with its own training crop), so a
   network sees faces framed as in training.
@@ -79,13 +80,15 @@ def box_crop(box):
     Args:
         box: (x0, y0, x1, y1) image pixels, x1 > x0, y1 > y0.
     Returns:
-        CropBox: centre ``((x0 + x1) / 2, (y0 + y1) / 2 + 0.14 m)``, side ``1.58 m``, m the mean side.
+        CropBox: centre ``((x0 + x1) / 2, (y0 + y1) / 2 + 0.14 m)``, side ``max(1, int(1.58 m))``, m the mean
+        side (PRNet truncates the side, not the centre).
     """
     x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
     if not (x1 > x0 and y1 > y0) or not np.all(np.isfinite([x0, y0, x1, y1])):
         raise ValueError(f"box must be finite (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box}")
     mean_side = ((x1 - x0) + (y1 - y0)) / 2.0
-    return CropBox((x0 + x1) / 2.0, (y0 + y1) / 2.0 + BOX_SHIFT * mean_side, BOX_SCALE * mean_side)
+    return CropBox((x0 + x1) / 2.0, (y0 + y1) / 2.0 + BOX_SHIFT * mean_side,
+                   float(max(1, int(BOX_SCALE * mean_side))))
 
 
 def landmark_crop(landmarks):
