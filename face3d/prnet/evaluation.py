@@ -6,8 +6,9 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
 
 * Data: each image comes with a ``.mat`` holding ``pt3d_68`` (3, 68), the ground-truth landmarks (x, y in image
   pixels, y down; z depth in the same units) and ``Pose_Para`` (1, 7) whose yaw (entry 2, radians) sorts the sample
-  into a bucket. The face is cropped from the ground-truth landmarks' box (``inference.landmark_crop``), as
-  PRNet's demo does with ``.mat`` input, so detection failures do not enter the metric.
+  into a bucket. The face is cropped from the ground-truth landmarks' box (``inference.landmark_crop``: the
+  generator's training crop, side 1.5 x the box's mean side, where PRNet's demo takes ``int(1.6 x)`` with its own
+  training crop), so detection failures do not enter the metric.
 * NME of the 68 landmarks: ``mean_k ||p_k - g_k|| / sqrt(w * h)`` with w, h the width and height of the ground
   truth's 2D box (3DDFA's ``calc_nme``; computed by ``face3d.prnet.metrics.nme``), in 2D (x, y) and in 3D (x, y,
   z). In 3D the depth origin is arbitrary (``pt3d_68`` carries the fitted tz, PRNet's maps put the deepest vertex
