@@ -514,9 +514,8 @@ def test_a_damaged_canonical_vertices_file_ends_generate_in_one_line(tmp_path, s
     canonical.write_bytes(canonical.read_bytes()[:200])
     lines = _main_error(capsys, "generate", "--root", root, "--output", tmp_path / "out", "--workers", "1", "--quiet",
                         "--angles", "--resolution", "16", "--uv-data", uv_data)
-    assert lines == [f"face3d generate: error: {canonical}: not a .npy array of canonical vertices (Failed to read "
-                     f"all data for array. Expected (166, 3) = 498 elements, could only read 18 elements. (file seems "
-                     f"not fully written?))"]
+    assert lines == [f"face3d generate: error: {canonical}: not a .npy array of canonical vertices (truncated: its "
+                     f"header declares (166, 3) float32, 1992 bytes of data, the file holds 72)"]
 
 
 def test_a_mat_that_is_not_bfm_ends_synthesize_and_generate_in_one_line(tmp_path, synth, capsys):

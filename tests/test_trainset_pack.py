@@ -1,5 +1,6 @@
 """HDF5 packing of a label file and its reader (face3d.trainset.pack); budget < 3 s."""
 import errno
+import io
 import os
 import re
 import subprocess
@@ -121,8 +122,18 @@ def test_label_file_with_a_byte_order_mark(tmp_path, capsys):
         np.testing.assert_array_equal(ds[[0, 1]][0], images)
 
 
+def _huge_header(data):
+    """A header declaring a 447 GiB float32 map, then 16 bytes (a damaged header: read before any allocation)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (200000, 200000, 3)})
+    return header.getvalue() + bytes(16)
+
+
 @pytest.mark.parametrize("damage, reason", [
-    (lambda data: data[:-10], "Failed to read all data for array"),  # cut short while written
+    (lambda data: data[:-10], "truncated: its header declares"),  # cut short while written
+    (_huge_header, "truncated: its header declares (200000, 200000, 3) float32, 480000000000 bytes of data, the "
+                   "file holds 16)"),
     (lambda data: data[:20], "EOF: reading array header"),
     (lambda data: b"", "EOF: reading magic string, expected 8 bytes got 0"),
     (lambda data: data.replace(b"),", b" ,", 1), "the header's brackets do not close"),

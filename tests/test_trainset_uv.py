@@ -162,8 +162,8 @@ def test_load_names_a_damaged_canonical_vertices_file(uv_data, tmp_path):
     write_uv_data(uv_data, tmp_path)
     canonical = tmp_path / CANONICAL_FILE
     canonical.write_bytes(canonical.read_bytes()[:1000])
-    with pytest.raises(InputFileError, match=re.escape(f"{canonical}: not a .npy array of canonical vertices (Failed "
-                                                       "to read all data for array")):
+    with pytest.raises(InputFileError, match=re.escape(f"{canonical}: not a .npy array of canonical vertices "
+                                                       "(truncated: its header declares (")):
         load_uv_data(tmp_path)
 
 

@@ -1,6 +1,8 @@
 """The one reader of ``.npy`` files (position maps, landmark arrays, canonical vertices), never unpickled: the header
 is checked first with numpy's ``read_magic`` and ``read_array_header``, and every failure is one InputFileError
 naming the file and saying what it should have held."""
+import math
+import os
 import tokenize
 
 import numpy as np
@@ -46,10 +48,17 @@ def load_npy(path, what="array") -> np.ndarray:
         path: the file. what: what it holds, for the message (``"position map"``: "not a .npy position map").
     Raises:
         FileNotFoundError (an OSError naming the file): missing. InputFileError (a ValueError) naming the file:
-            not a .npy file, empty, with a damaged header, truncated or holding pickled objects (numpy's reason).
+            not a .npy file, empty, with a damaged header, shorter than its header declares (checked before any
+            array is allocated) or holding pickled objects (numpy's reason).
     """
     with open(path, "rb") as handle:
-        _header(handle, path, what)  # first: np.load takes any file without numpy's magic for a pickle, and says so
+        # first: np.load takes any file without numpy's magic for a pickle, and says so
+        shape, _, dtype, offset = _header(handle, path, what)
+        if not dtype.hasobject:  # np.load would first allocate the declared array (a damaged header: any size)
+            held, declared = os.fstat(handle.fileno()).st_size - offset, math.prod(shape) * dtype.itemsize
+            if held < declared:
+                raise InputFileError(path, f"not a .npy {what} (truncated: its header declares {shape} {dtype}, "
+                                           f"{declared} bytes of data, the file holds {held})")
         handle.seek(0)
         try:
             return np.load(handle, allow_pickle=False)
