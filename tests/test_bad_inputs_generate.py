@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+import scipy.sparse
 from _fixtures import deny_listing, fixtures_dir
 
 from face3d.cli import build_parser, main
@@ -148,6 +149,29 @@ def _pose(synth, index, value):
     pose = _params(synth)["Pose_Para"].astype(np.complex128 if isinstance(value, complex) else np.float64)
     pose[0, index] = value
     return pose
+
+
+def _cell(item):
+    """A 1 x 1 MATLAB cell holding ``item``."""
+    cell = np.empty((1, 1), dtype=object)
+    cell[0, 0] = item
+    return cell
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("Pose_Para", lambda pose: scipy.sparse.csc_matrix(pose.reshape(1, 7)),
+     "Pose_Para is a csc_matrix of shape (1, 7), expected a numeric array"),
+    ("Shape_Para", lambda _: _cell(np.zeros(3)), "Shape_Para is a cell of shape (1, 1), expected a numeric array"),
+    ("Exp_Para", lambda _: {"values": np.zeros(3)}, "Exp_Para is a struct of shape (1, 1), expected a numeric array"),
+])
+def test_parameters_that_are_no_numeric_array_fail_the_sample_naming_what_they_are(tmp_path, synth, key, value,
+                                                                                    problem):
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    _add_sample(root, "odd", synth, **{key: value(np.asarray(_params(synth)["Pose_Para"], dtype=np.float64))})
+    summary = _run(root, tmp_path / "out")
+    assert (summary["written"], summary["failed"]) == (1, 1)
+    assert _reasons(summary) == {"odd": f"{root / 'odd.mat'}: {problem}"}
 
 
 @pytest.mark.parametrize("index, value, problem", [

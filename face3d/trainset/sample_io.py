@@ -88,8 +88,11 @@ def _generation_params(mat_path, mat: dict) -> dict:
                           f"{', '.join(_REQUIRED_KEYS)})")
     params = {}
     for key, shape in (("Pose_Para", (7,)), ("Shape_Para", (-1, 1)), ("Exp_Para", (-1, 1))):
-        if np.iscomplexobj(mat[key]):
+        kind = matlab_kind(mat[key])
+        if kind == "complex array":
             raise InputFileError(mat_path, f"{key} has complex values")
+        if kind != "numeric array":  # a cell, struct, text or sparse matrix: its shape would say nothing
+            raise InputFileError(mat_path, f"{key} is a {kind} of shape {np.shape(mat[key])}, expected a numeric array")
         try:
             value = np.asarray(mat[key], dtype=np.float64).reshape(shape)
         except (TypeError, ValueError) as exc:
