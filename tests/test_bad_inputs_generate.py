@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -747,6 +748,31 @@ def test_a_full_disk_stops_a_run_on_worker_processes_with_one_line(tmp_path, syn
     assert len(lines) == 1 and re.fullmatch(rf"face3d generate: error: {re.escape(str(out))}/[abcd]\.jpg: No space "
                                             rf"left on device", lines[0]), lines
     assert not (out / "summary.json").exists() and not (out / "trainDataLabel.txt").exists()
+    assert not [p for p in out.iterdir() if p.is_file()] and not read_journals(out)
+
+
+def test_a_full_disk_on_worker_processes_leaves_no_temporary_behind(tmp_path, synth, capsys, monkeypatch):
+    """The first refused write stops the run; the other worker, inside its own write by then, is not ended there
+    (its temporary file would stay): it stops at its refused write and removes its temporary."""
+    root, out, marks = _four_samples(tmp_path, synth), tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+
+    def refusing_writev(fd, buffers):  # both workers reach their first write; one is refused at once, one later
+        (marks / str(os.getpid())).touch()
+        deadline = time.monotonic() + 30
+        while len(list(marks.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:
+            os.close(os.open(marks / "first", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            time.sleep(1.0)  # still inside its write when the run stops
+        _refuse()
+
+    monkeypatch.setattr(os, "writev", refusing_writev)
+    lines = _main_error(capsys, "generate", "--root", root, "--output", out, "--workers", "2", "--quiet", "--angles",
+                        "--resolution", "16")
+    assert len(lines) == 1 and lines[0].endswith(": No space left on device"), lines
+    assert len(list(marks.iterdir())) == 3  # two workers and the first-refused mark
     assert not [p for p in out.iterdir() if p.is_file()] and not read_journals(out)
 
 

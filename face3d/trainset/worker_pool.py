@@ -185,9 +185,10 @@ def run_chunks_in_pool(worker, chunks, workers, on_result, initializer=None, ini
     """Run ``worker(chunk)`` for every chunk on a process pool and pass each result to ``on_result`` in the parent.
 
     At most ``4 * workers`` chunks are in flight, so the task list of a huge dataset is never materialised in the
-    pool; results arrive in order of completion. On any error or interrupt the worker processes are ended at once:
-    work is resumable, so what they had not finished is redone by the next run. Should this process die, they end
-    too (``_end_with_parent``).
+    pool; results arrive in order of completion. On an error or interrupt the worker processes are ended at once
+    (work is resumable: what they had not finished is redone by the next run), but on a write the file system
+    refuses for good (``STORAGE_REFUSED``) the running chunks end on their own, at their next refused write. Should
+    this process die, they end too (``_end_with_parent``).
 
     Args:
         worker: module-level function of one chunk (picklable where processes spawn).
@@ -233,11 +234,16 @@ def _run_until_broken(worker, chunks, workers, on_result, initializer, initargs,
                         on_result(future.result())
                 if lost:
                     return lost + list(in_flight.values())
-        except BaseException:
-            # Stop now rather than after the running chunks: the executor has no public way to, so end its
-            # processes.
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
+        except BaseException as error:
+            if isinstance(error, OSError) and error.errno in STORAGE_REFUSED:
+                # The file system refuses bytes: each running worker stops at its own next write, removing its
+                # temporary file, which ending it inside that write would leave behind.
+                pool.shutdown(wait=True, cancel_futures=True)
+            else:
+                # Stop now rather than after the running chunks: the executor has no public way to, so end its
+                # processes.
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
             raise
 
 
