@@ -183,13 +183,12 @@ def check_output_folder(parser, folder):
 
 def make_output_folder(parser, folder):
     """``check_output_folder``, then make ``folder`` and its parents; a refusal the check could not foresee ends the
-    program the same way, naming the path the system refused. Returns ``folder``."""
+    program the same way, naming the path the system refused."""
     check_output_folder(parser, folder)
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         parser.error(f"{error.filename or folder}: {error.strerror or error}")
-    return folder
 
 
 def limit_blas_threads():

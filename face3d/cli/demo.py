@@ -33,7 +33,8 @@ def _add_arguments(parser):
                                                          "face (default: the embedded default model)")
     face = parser.add_mutually_exclusive_group()
     face.add_argument("--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"),
-                      help="face box in image pixels, for every input image (PRNet's crop: 1.58 x its mean side)")
+                      help="face box in image pixels, for every input image (PRNet's crop: 1.58 x its mean side, "
+                           "in whole pixels)")
     face.add_argument("--landmarks", metavar="FILE|DIR",
                       help="68 landmarks (iBUG .pts, .txt/.npy (68, 2|3) or (2|3, 68), or .mat with pt3d_68/pt2d); "
                            "a folder holds one <stem>.pts/.txt/.npy/.mat per image")

@@ -34,7 +34,7 @@ from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_
 from face3d.trainset.outputs import Journal, done_outputs, file_check, read_journals
 from face3d.trainset.worker_pool import WORKER_DIED, default_worker_count, pool_context, run_journaled_chunks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
-from face3d.utils.errors import STORAGE_REFUSED, InputFileError, os_error_at
+from face3d.utils.errors import InputFileError, os_error_at, refuses_storage
 from face3d.utils.matfile import save_mat
 from face3d.utils.progress import Progress
 
@@ -465,7 +465,7 @@ def _fit_chunk(state, refs):
                 files = _write_sample(state.output, ref, mat) if status == "written" else {}
             except (OSError, ValueError) as exc:
                 _remove_outputs(state.output, ref)
-                if isinstance(exc, OSError) and exc.errno in STORAGE_REFUSED:
+                if refuses_storage(exc):
                     raise  # every later photo would fail alike: the run stops, to be resumed once there is room
                 records[ref.rel] = (ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}")
                 continue

@@ -15,7 +15,7 @@ import numpy as np
 
 from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
 from face3d.utils.atomic import staging_folder
-from face3d.utils.errors import InputFileError, os_error_at
+from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import is_listed_image
 
 __all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo"]
@@ -113,16 +113,11 @@ def write_outputs(prn, image, pos, output, stem, texture=False):
 
     The files are written into the hidden folder ``output/.<stem>.partial`` (``atomic.staging_folder``) and moved into
     ``output`` once every one is written, so a failure (an exception) leaves none of them there; an OSError naming
-    a file of the staging folder is raised naming that file in ``output``.
+    a file of the staging folder names that file in ``output``.
     """
     output = Path(output)
     with staging_folder(output / stem) as staging:
-        try:
-            paths = _write_files(prn, image, pos, staging, stem, texture, output)
-        except OSError as error:  # a file of the hidden staging folder is named where it was to go
-            if error.filename is not None and Path(error.filename).parent == staging:
-                raise os_error_at(error, output / Path(error.filename).name) from error
-            raise
+        paths = _write_files(prn, image, pos, staging, stem, texture, output)
         names = sorted(p.name for p in staging.iterdir())
         try:
             for name in names:

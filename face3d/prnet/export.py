@@ -246,14 +246,15 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     layers (``model_to_nodes``), fold batch norms (unless ``fold_bn`` is False; ATC must then run with the
     ``fusion_switch.cfg`` written here, ConvBatchnormFusionPass off), build the frozen graph, check its op types
     against ``ATC_SUPPORTED_TF_OPS`` (UnsupportedOpError before anything is written), write it and the other
-    models into the hidden staging folder ``output_dir/.export.partial``, reload the written file and compare it
-    with the Keras model on ``check_images`` (max |difference| of the normalised map < ``tolerance``, else
-    RuntimeError and ``output_dir`` is left as it was); the same for ONNX with ONNX Runtime and for the float32
-    TFLite model. Only then remove the ``EXPORT_FILES`` of an earlier export from ``output_dir`` and move the
+    models into the hidden staging folder ``output_dir/.export.partial``, run every written file there for the drift
+    table (per file its size, max |difference| and NME against the float32 model on the calibration images, else
+    the check images; ``compare_files``: a file no runtime can run leaves ``output_dir`` as it was), and compare
+    the frozen graph, the ONNX model (ONNX Runtime) and the float32 TFLite model with the Keras model on
+    ``check_images`` (max |difference| of the normalised map < ``tolerance``, else RuntimeError and ``output_dir``
+    is left as it was). Only then remove the ``EXPORT_FILES`` of an earlier export from ``output_dir`` and move the
     models in. Then write ``atc_pb.sh`` / ``atc_onnx.sh`` (the exact command), ``fusion_switch.cfg`` for unfolded
-    graphs and ``export.json`` (op types, differences, commands, and per file its size, max |difference| and NME
-    against the float32 model on the calibration images, else the check images; ``compare_files``), and run
-    ``atc`` when it is on PATH.
+    graphs and ``export.json`` (op types, differences, commands and the drift table), and run ``atc`` when it is
+    on PATH.
 
     Args:
         model: keras.Model, the path of a ``.keras`` file or PRNet's TF1 checkpoint (prefix, ``.index``, folder).
@@ -310,9 +311,10 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     with staging_folder(output_dir / "export") as staging:
         staged = _write_models(staging, graph_def, nodes, input_name, output_name, onnx_model, batch_size, opset,
                                tflite, calibration)
-        files = compare_files(model, staged, images if calibration is None else calibration,
-                              _keypoint_indices(size, uv_data))
-        max_abs_diff = _compare_with_keras(staging, model, images, tolerance, files if calibration is None else None)
+        compared = images if calibration is None else calibration
+        files = compare_files(model, staged, compared, _keypoint_indices(size, uv_data))
+        # on the check images the table's differences are the tolerance check's own: the files need not run again
+        max_abs_diff = _compare_with_keras(staging, model, images, tolerance, files if compared is images else None)
         _replace_export_files(staging, output_dir)
     for name, entry in files.items():
         entry["path"] = str(output_dir / name)
@@ -323,7 +325,6 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
                "op_types": op_types, "onnx_op_types": onnx_op_types, "max_abs_diff": result.max_abs_diff,
                "tolerance": tolerance, "atc_commands": result.atc_commands, "atc_status": result.atc_status,
                "files": result.files,
-               "compared_on": f"{len(images if calibration is None else calibration)} "
-                              + ("check images" if calibration is None else "calibration images")}
+               "compared_on": f"{len(compared)} " + ("check images" if compared is images else "calibration images")}
     atomic_write_bytes(output_dir / "export.json", (json.dumps(summary, indent=2) + "\n").encode())
     return result

@@ -20,7 +20,7 @@ from face3d.trainset.posmap import load_posmap, posmap_value_problem
 from face3d.trainset.sample_io import decode_stored_pixels
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
-from face3d.utils.npyfile import read_npy_header
+from face3d.utils.npyfile import data_bytes, read_npy_header
 from face3d.utils.progress import Progress
 
 __all__ = ["FileSamples", "H5Samples", "check_samples", "open_h5", "group_key", "split_train_val"]
@@ -184,7 +184,7 @@ def _npy_info(path):
         raise InputFileError(path, "Fortran-ordered array, expected C order")
     if dtype.str not in ("<f2", "<f4"):
         raise InputFileError(path, f"dtype {dtype.str}, expected little-endian float16 or float32")
-    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    expected = offset + data_bytes(shape, dtype)
     if os.path.getsize(path) != expected:
         raise InputFileError(path, f"truncated or padded .npy ({os.path.getsize(path)} bytes, expected {expected})")
     return shape, dtype.str

@@ -206,6 +206,7 @@ def load_posmap(path) -> np.ndarray:
 
     Raises:
         as ``face3d.utils.npyfile.load_npy``: FileNotFoundError; InputFileError (a ValueError) naming the file,
-            "not a .npy position map" with numpy's reason (not a .npy file, empty, damaged header, truncated, pickled).
+            "not a .npy position map" and the reason (not a .npy file, empty, damaged header, shorter than its
+            header declares, pickled).
     """
     return load_npy(path, "position map")

@@ -95,7 +95,7 @@ def _generation_params(mat_path, mat: dict) -> dict:
             raise InputFileError(mat_path, f"{key} is a {kind} of shape {np.shape(mat[key])}, expected a numeric array")
         try:
             value = np.asarray(mat[key], dtype=np.float64).reshape(shape)
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:  # a numeric array always converts; only its shape can be wrong
             raise InputFileError(mat_path, f"{key} has shape {np.shape(mat[key])}, expected "
                               f"{'7 values' if key == 'Pose_Para' else 'a column vector'}") from exc
         if not np.all(np.isfinite(value)):

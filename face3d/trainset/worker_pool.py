@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from face3d.trainset.outputs import Journal, OutputFolders, done_outputs, input_checks, read_journals, write_sample
-from face3d.utils.errors import STORAGE_REFUSED, InputFileError
+from face3d.utils.errors import InputFileError, refuses_storage
 
 __all__ = ["RunState", "run_tasks", "run_chunks_in_pool", "run_journaled_chunks", "pool_context",
            "default_worker_count", "CHUNK_SIZE", "WORKER_DIED"]
@@ -101,7 +101,7 @@ def _process_tasks(state, tasks):
         try:
             names, checks = write_sample(state.output, ref, generated, state.posmap_dtype, state.folders)
         except (OSError, ValueError) as exc:
-            if isinstance(exc, OSError) and exc.errno in STORAGE_REFUSED:
+            if refuses_storage(exc):
                 raise  # every later sample would fail alike: the run stops, to be resumed once there is room
             records.append((ref.rel, "failed", f"cannot write the outputs: {type(exc).__name__}: {exc}"))
             continue
@@ -235,10 +235,10 @@ def _run_until_broken(worker, chunks, workers, on_result, initializer, initargs,
                 if lost:
                     return lost + list(in_flight.values())
         except BaseException as error:
-            if isinstance(error, OSError) and error.errno in STORAGE_REFUSED:
+            if refuses_storage(error):
                 # The file system refuses bytes: each running worker stops at its own next write, removing its
                 # temporary file, which ending it inside that write would leave behind.
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(cancel_futures=True)
             else:
                 # Stop now rather than after the running chunks: the executor has no public way to, so end its
                 # processes.

@@ -57,31 +57,37 @@ def atomic_write_files(files):
     twin, and once all are written the twins are renamed onto their paths in the given order. On any error the twins
     and the files already renamed are removed; an OSError is raised naming the file as ``atomic_file``'s are."""
     paths = [Path(p) for p in files]
-    renamed = []
+    renamed, current = [], None
     try:
-        for path, data in zip(paths, files.values()):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temp_name(path).write_bytes(data)
-        for path in paths:
-            os.replace(temp_name(path), path)
-            renamed.append(path)
+        for current, data in zip(paths, files.values()):
+            current.parent.mkdir(parents=True, exist_ok=True)
+            temp_name(current).write_bytes(data)
+        for current in paths:
+            os.replace(temp_name(current), current)
+            renamed.append(current)
     except BaseException as error:
         for leftover in [*map(temp_name, paths), *renamed]:
             with contextlib.suppress(OSError):
                 leftover.unlink(missing_ok=True)
-        if _names_no_file_but(error, temp_name(path)):
-            raise os_error_at(error, path) from error
+        if current is not None and _names_no_file_but(error, temp_name(current)):
+            raise os_error_at(error, current) from error
         raise
 
 
 @contextlib.contextmanager
 def staging_folder(path):
     """A fresh hidden folder ``temp_name(path)`` (a killed run's leftover cleared first) for files that must appear
-    together or not at all: the caller moves them out, and the folder is removed afterwards whatever happened."""
+    together or not at all: the caller moves them out into ``path``'s folder, and the staging folder is removed
+    afterwards whatever happened. An OSError naming a file of the staging folder is raised naming that file where
+    it was to go, in ``path``'s folder."""
     staging = temp_name(path)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         yield staging
+    except OSError as error:
+        if error.filename is not None and Path(error.filename).parent == staging:
+            raise os_error_at(error, Path(path).parent / Path(error.filename).name) from error
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -3,11 +3,16 @@ needs of a refused write: the errors that stop it (``STORAGE_REFUSED``) and one 
 import errno
 import os
 
-__all__ = ["InputFileError", "STORAGE_REFUSED", "os_error_at"]
+__all__ = ["InputFileError", "STORAGE_REFUSED", "refuses_storage", "os_error_at"]
 
 # errno values of a file system that takes no more bytes (full, over quota, read-only): every later write would fail
 # the same way, so a batch job stops at the first one instead of failing each remaining item.
 STORAGE_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def refuses_storage(error) -> bool:
+    """Whether ``error`` is an OSError of a file system that takes no more bytes (``STORAGE_REFUSED``)."""
+    return isinstance(error, OSError) and error.errno in STORAGE_REFUSED
 
 
 def os_error_at(error, path):

@@ -9,7 +9,7 @@ import numpy as np
 
 from face3d.utils.errors import InputFileError
 
-__all__ = ["read_npy_header", "load_npy"]
+__all__ = ["read_npy_header", "data_bytes", "load_npy"]
 
 
 def read_npy_header(path, what="array"):
@@ -25,6 +25,11 @@ def read_npy_header(path, what="array"):
     """
     with open(path, "rb") as handle:
         return _header(handle, path, what)
+
+
+def data_bytes(shape, dtype) -> int:
+    """Bytes of the array data a ``.npy`` header declares: prod(shape) x itemsize (Python ints, never overflowing)."""
+    return math.prod(shape) * dtype.itemsize
 
 
 def _header(handle, path, what):
@@ -55,7 +60,7 @@ def load_npy(path, what="array") -> np.ndarray:
         # first: np.load takes any file without numpy's magic for a pickle, and says so
         shape, _, dtype, offset = _header(handle, path, what)
         if not dtype.hasobject:  # np.load would first allocate the declared array (a damaged header: any size)
-            held, declared = os.fstat(handle.fileno()).st_size - offset, math.prod(shape) * dtype.itemsize
+            held, declared = os.fstat(handle.fileno()).st_size - offset, data_bytes(shape, dtype)
             if held < declared:
                 raise InputFileError(path, f"not a .npy {what} (truncated: its header declares {shape} {dtype}, "
                                            f"{declared} bytes of data, the file holds {held})")
