@@ -276,15 +276,7 @@ def open_h5(path, skip_bad=False):
     """
     from face3d.trainset.pack import PackedTrainset
     path = os.path.abspath(path)
-    try:
-        pack = PackedTrainset(path)
-    except FileNotFoundError:
-        raise
-    except OSError as error:  # h5py's message does not name the file
-        raise InputFileError(path, f"not a readable HDF5 file ({error})") from None
-    except ValueError as error:
-        raise InputFileError(None, str(error)) from None
-    with pack:
+    with PackedTrainset(path) as pack:
         images, posmaps = pack.images, pack.posmaps
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
             raise InputFileError(path, f"'images' must be uint8 (N, R, R, 3), got {images.dtype} {images.shape}")

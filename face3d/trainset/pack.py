@@ -197,6 +197,10 @@ class PackedTrainset:
     ``ds[i]`` -> ``(image uint8 (R,R,3), posmap (R,R,3))``; ``ds[a:b]`` or ``ds[[i, j, ...]]`` -> stacked
     ``(k,R,R,3)`` arrays in the requested order; ``ds[mask]`` (N booleans) -> the rows where ``mask`` is True.
     ``ds.names[i]`` is the sample name. Use as a context manager or call ``close()``.
+
+    Raises:
+        FileNotFoundError; InputFileError naming the file for one that is no readable HDF5 file (truncated, empty,
+        another format) or lacks a dataset, and, when reading, naming the row too for a damaged chunk.
     """
 
     def __init__(self, path):
@@ -206,11 +210,14 @@ class PackedTrainset:
         if not path.is_file():
             raise FileNotFoundError(f"packed training set not found: {str(path)!r}")
         self.path = path
-        self._file = h5py.File(path, "r")
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as error:  # truncated, empty or no HDF5 file: h5py's message names no file
+            raise InputFileError(str(path), f"not a readable HDF5 file ({error})") from None
         for key in ("images", "posmaps", "names"):
             if key not in self._file:
                 self._file.close()
-                raise ValueError(f"{str(path)!r} is not a packed training set: dataset {key!r} is missing")
+                raise InputFileError(str(path), f"not a packed training set: dataset {key!r} is missing")
         self.images = self._file["images"]
         self.posmaps = self._file["posmaps"]
         self.names = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in self._file["names"][()]]
@@ -235,8 +242,7 @@ class PackedTrainset:
             i = int(index)
             if not -len(self) <= i < len(self):
                 raise IndexError(f"index {i} out of range for {len(self)} samples")
-            i %= len(self)
-            return self.images[i], self.posmaps[i]
+            return self._read_rows(i % len(self))
         if isinstance(index, slice):
             index = np.arange(len(self))[index]
         index = np.asarray(index)
@@ -252,7 +258,28 @@ class PackedTrainset:
         indices = indices % max(len(self), 1)
         # h5py reads fancy indices only in increasing order without repeats: read the sorted unique set, reorder.
         unique, inverse = np.unique(indices, return_inverse=True)
-        return self.images[unique][inverse], self.posmaps[unique][inverse]
+        images, posmaps = self._read_rows(unique)
+        return images[inverse], posmaps[inverse]
+
+    def _read_rows(self, rows):
+        """``(images[rows], posmaps[rows])`` for a row number or an increasing int64 array of distinct ones."""
+        return self._read(self.images, rows), self._read(self.posmaps, rows)
+
+    def _read(self, dataset, rows):
+        """``dataset[rows]`` (see ``_read_rows``). Raises InputFileError naming the file, the first unreadable row and
+        the dataset for a chunk that fails its decompression or checksum: damaged bytes, which h5py reports as an
+        OSError naming neither."""
+        try:
+            return dataset[rows]
+        except OSError as error:
+            for row in np.atleast_1d(rows):  # one chunk a row: read them one by one to name the damaged one
+                try:
+                    dataset[row]
+                except OSError as row_error:
+                    raise InputFileError(str(self.path), f"row {row} ({self.names[row]}): unreadable "
+                                                         f"{dataset.name[1:]!r} data ({row_error})") from None
+            # the rows failed together but none alone (an I/O error that passed): still name the file
+            raise InputFileError(str(self.path), f"unreadable {dataset.name[1:]!r} data ({error})") from None
 
     def batches(self, batch_size, shuffle=False, seed=None, drop_last=False):
         """Iterate ``(images (b,R,R,3) uint8, posmaps (b,R,R,3))`` over one epoch.
