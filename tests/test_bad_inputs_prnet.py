@@ -8,6 +8,7 @@ data 32 x 32 synthetic faces (``_prnet_data``); the whole file runs in well unde
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,19 @@ def test_open_h5_refuses_poisoned_rows(data, tmp_path):
         open_h5(pack)
     assert info.value.path == str(pack)
     assert open_h5(pack, skip_bad=True).indices == (0, 1, 2, 4, 6, 7)
+
+
+def test_open_h5_refuses_a_pack_with_fewer_names_than_rows(data, tmp_path):
+    import h5py
+    pack = tmp_path / "train.h5"
+    pack_label_file(data, pack, progress=False)
+    with h5py.File(pack, "r+") as f:
+        names = f["names"][:3]
+        del f["names"]
+        f["names"] = names
+    with pytest.raises(InputFileError, match=f"^{re.escape(str(pack))}: datasets of different lengths: images 8, "
+                                             r"posmaps 8, names 3 rows \(a sample is one row of each\)$"):
+        open_h5(pack)
 
 
 # --------------------------------------------------------------------------------------- training on bad values

@@ -30,6 +30,7 @@ from face3d.utils.progress import Progress
 __all__ = ["read_label_file", "pack_label_file", "PackedTrainset"]
 
 COMPRESSIONS = ("none", "lzf", "gzip")
+_DATASETS = ("images", "posmaps", "names")
 
 
 def read_label_file(path, base_dir=None):
@@ -200,7 +201,8 @@ class PackedTrainset:
 
     Raises:
         FileNotFoundError; InputFileError naming the file for one that is no readable HDF5 file (truncated, empty,
-        another format) or lacks a dataset, and, when reading, naming the row too for a damaged chunk.
+        another format), lacks a dataset or holds datasets of different lengths, and, when reading, naming the row
+        too for a damaged chunk.
     """
 
     def __init__(self, path):
@@ -214,13 +216,26 @@ class PackedTrainset:
             self._file = h5py.File(path, "r")
         except OSError as error:  # truncated, empty or no HDF5 file: h5py's message names no file
             raise InputFileError(str(path), f"not a readable HDF5 file ({error})") from None
-        for key in ("images", "posmaps", "names"):
-            if key not in self._file:
-                self._file.close()
-                raise InputFileError(str(path), f"not a packed training set: dataset {key!r} is missing")
+        try:
+            self._check_datasets()
+        except InputFileError:
+            self._file.close()
+            raise
         self.images = self._file["images"]
         self.posmaps = self._file["posmaps"]
         self.names = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in self._file["names"][()]]
+
+    def _check_datasets(self):
+        """Raise InputFileError naming the file unless it holds the datasets ``images``, ``posmaps`` and ``names``
+        with one row for each sample in each (a shorter ``names`` would fail training at its first missing name)."""
+        for key in _DATASETS:
+            if key not in self._file:
+                raise InputFileError(str(self.path), f"not a packed training set: dataset {key!r} is missing")
+        rows = {key: self._file[key].shape[0] if self._file[key].ndim else 0 for key in _DATASETS}
+        if len(set(rows.values())) > 1:
+            counts = ", ".join(f"{key} {count}" for key, count in rows.items())
+            raise InputFileError(str(self.path), f"datasets of different lengths: {counts} rows (a sample is one row "
+                                                 f"of each)")
 
     def __len__(self):
         return self.images.shape[0]
