@@ -6,7 +6,9 @@ Layout of the file (h5py):
     names    str     (N,)          the image file name without extension (``<stem>`` or ``<stem>_angle_<deg>``)
     attrs    label_file, resolution, count
 One sample per chunk keeps random access (shuffled batches) cheap; compression is off by default because
-position maps compress poorly and training input is read-bound (``lzf`` is the cheap option).
+position maps compress poorly and training input is read-bound (``lzf`` is the cheap option). Each chunk of images
+and posmaps carries a Fletcher-32 checksum (4 bytes), so that a damaged one fails to read; packs without it still
+read.
 
 Label lines are ``<image path> <npy path>`` as the PRNet training forks read them (``split()`` on whitespace);
 relative paths are resolved against ``base_dir`` (default: the label file's folder, which is what
@@ -147,8 +149,11 @@ def _write_rows(f, pairs, first, posmap_dtype, options, h5_path, progress):
     n, shape = len(pairs), first.shape
     with Progress(n, desc="pack", enabled=progress) as bar:
         with _write_errors(h5_path):
-            images = f.create_dataset("images", (n,) + shape, dtype=np.uint8, chunks=(1,) + shape, **options)
-            posmaps = f.create_dataset("posmaps", (n,) + shape, dtype=posmap_dtype, chunks=(1,) + shape, **options)
+            # a checksum per chunk: a damaged chunk fails to read instead of giving wrong pixels when uncompressed
+            images = f.create_dataset("images", (n,) + shape, dtype=np.uint8, chunks=(1,) + shape, fletcher32=True,
+                                      **options)
+            posmaps = f.create_dataset("posmaps", (n,) + shape, dtype=posmap_dtype, chunks=(1,) + shape,
+                                       fletcher32=True, **options)
             names = f.create_dataset("names", (n,), dtype=h5py.string_dtype("utf-8"))
         for i, (image_path, npy_path) in enumerate(pairs):
             image = first if i == 0 else read_image(image_path)
