@@ -8,6 +8,7 @@ data 32 x 32 synthetic faces (``_prnet_data``); the whole file runs in well unde
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import _prnet_data
 import cv2
 import numpy as np
 import pytest
+from _pack_files import damage_chunk
 
 from face3d.cli import main as face3d_main
 from face3d.prnet.data import check_samples, open_h5
@@ -89,6 +91,39 @@ def test_open_h5_refuses_poisoned_rows(data, tmp_path):
         open_h5(pack)
     assert info.value.path == str(pack)
     assert open_h5(pack, skip_bad=True).indices == (0, 1, 2, 4, 6, 7)
+
+
+@pytest.mark.parametrize("compression, dataset", [("gzip", "posmaps"), ("gzip", "images"), ("none", "images")])
+def test_open_h5_names_a_damaged_chunk(data, tmp_path, compression, dataset):
+    pack = tmp_path / "train.h5"
+    pack_label_file(data, pack, compression=compression, progress=False)
+    damage_chunk(pack, dataset, 2)  # uncompressed, only the chunk's checksum tells
+    with pytest.raises(InputFileError, match=f"^{re.escape(str(pack))}: row 2 \\(sample_002\\): unreadable "
+                                             f"'{dataset}' data"):
+        open_h5(pack)
+
+
+def test_open_h5_skips_damaged_chunks(data, tmp_path, caplog):
+    pack = tmp_path / "train.h5"
+    pack_label_file(data, pack, progress=False)
+    damage_chunk(pack, "images", 2)
+    damage_chunk(pack, "posmaps", 5)
+    assert open_h5(pack, skip_bad=True).indices == (0, 1, 3, 4, 6, 7)
+    assert "row 5 (sample_005): unreadable 'posmaps' data" in caplog.text
+    assert "skipped 2 bad sample(s) of 8" in caplog.text
+
+
+def test_open_h5_refuses_a_pack_with_fewer_names_than_rows(data, tmp_path):
+    import h5py
+    pack = tmp_path / "train.h5"
+    pack_label_file(data, pack, progress=False)
+    with h5py.File(pack, "r+") as f:
+        names = f["names"][:3]
+        del f["names"]
+        f["names"] = names
+    with pytest.raises(InputFileError, match=f"^{re.escape(str(pack))}: datasets of different lengths: images 8, "
+                                             r"posmaps 8, names 3 rows \(a sample is one row of each\)$"):
+        open_h5(pack)
 
 
 # --------------------------------------------------------------------------------------- training on bad values

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from _pack_files import damage_chunk
 
 import face3d.trainset.pack as pack_module
 from face3d.cli import main
@@ -91,6 +92,26 @@ def test_batches_cover_every_sample_once(tmp_path):
         np.testing.assert_array_equal(seen, again)
         first_maps = next(ds.batches(2))[1]
         np.testing.assert_array_equal(first_maps, maps[:2].astype(np.float32))
+
+
+def test_unreadable_pack_is_named(tmp_path):
+    images, _, lines = _make_samples(tmp_path, 4)
+    label = tmp_path / "trainDataLabel.txt"
+    label.write_text("".join(f"{a} {b}\n" for a, b in lines))
+    h5 = tmp_path / "train.h5"
+    pack_label_file(label, h5, compression="gzip", progress=False)
+    data = h5.read_bytes()
+    for name, content in (("half.h5", data[:len(data) // 2]), ("empty.h5", b""), ("text.h5", b"hello\n")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(InputFileError, match=f"^{re.escape(str(tmp_path / name))}: not a readable HDF5 file"):
+            PackedTrainset(tmp_path / name)
+    damage_chunk(h5, "images", 2)
+    with PackedTrainset(h5) as ds:
+        np.testing.assert_array_equal(ds[[3, 0, 1]][0], images[[3, 0, 1]])  # the other rows still read
+        for index in (2, [1, 2, 3], slice(0, 4)):
+            with pytest.raises(InputFileError, match=f"^{re.escape(str(h5))}: row 2 \\(s2\\): unreadable 'images' "
+                                                     r"data \(Can't synchronously read data"):
+                ds[index]
 
 
 def test_bad_label_files(tmp_path):

@@ -263,8 +263,9 @@ def open_h5(path, skip_bad=False):
     """Open an HDF5 pack (``face3d pack``) as training samples over its rows.
 
     ``PackedTrainset`` checks the file and its datasets; this adds what training needs: at least one sample,
-    ``images`` uint8 (N, R, R, 3) and ``posmaps`` float of the same shape, every map finite and plausible
-    (``posmap_value_problem``; the whole pack is read once).
+    ``images`` uint8 (N, R, R, 3) and ``posmaps`` float of the same shape, every image and map readable (a damaged
+    chunk fails its decompression or, in a pack written with checksums, its checksum) and every map finite and
+    plausible (``posmap_value_problem``; the whole pack is read once).
 
     Args:
         path: the ``.h5`` file.
@@ -276,15 +277,7 @@ def open_h5(path, skip_bad=False):
     """
     from face3d.trainset.pack import PackedTrainset
     path = os.path.abspath(path)
-    try:
-        pack = PackedTrainset(path)
-    except FileNotFoundError:
-        raise
-    except OSError as error:  # h5py's message does not name the file
-        raise InputFileError(path, f"not a readable HDF5 file ({error})") from None
-    except ValueError as error:
-        raise InputFileError(None, str(error)) from None
-    with pack:
+    with PackedTrainset(path) as pack:
         images, posmaps = pack.images, pack.posmaps
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
             raise InputFileError(path, f"'images' must be uint8 (N, R, R, 3), got {images.dtype} {images.shape}")
@@ -294,20 +287,34 @@ def open_h5(path, skip_bad=False):
             raise InputFileError(path, "the pack holds no samples")
         rows = []
         for start in range(0, len(pack), _H5_CHECK_ROWS):
-            for row, posmap in enumerate(posmaps[start:start + _H5_CHECK_ROWS], start):
+            for row, posmap in _readable_maps(pack, range(start, min(start + _H5_CHECK_ROWS, len(pack))), skip_bad):
                 problem = posmap_value_problem(posmap, pack.resolution)
                 if problem is None:
                     rows.append(row)
-                    continue
-                error = InputFileError(path, f"row {row} ({pack.names[row]}): {problem}")
-                if not skip_bad:
-                    raise error
-                logger.warning("skipping bad sample: %s", error)
+                else:
+                    _skip_or_raise(InputFileError(path, f"row {row} ({pack.names[row]}): {problem}"), skip_bad)
         if not rows:
             raise InputFileError(path, f"no usable sample among {len(pack)}")
         if len(rows) < len(pack):
             logger.warning("skipped %d bad sample(s) of %d", len(pack) - len(rows), len(pack))
         return H5Samples(path, tuple(rows), int(pack.resolution), tuple(pack.names), pack.label_file)
+
+
+def _readable_maps(pack, block, skip_bad):
+    """``(row, posmap (R, R, 3))`` for the rows of ``block`` (a range) of ``pack`` (PackedTrainset) whose image and
+    map both read: the block at once, or row by row when a chunk in it is damaged, each unreadable row raised (with
+    ``skip_bad``: logged and left out) as PackedTrainset's InputFileError naming the file and the row."""
+    try:
+        return list(zip(block, pack[block.start:block.stop][1]))
+    except InputFileError:  # named the first damaged row only: look at each row
+        pass
+    readable = []
+    for row in block:
+        try:
+            readable.append((row, pack[row][1]))
+        except InputFileError as error:
+            _skip_or_raise(error, skip_bad)
+    return readable
 
 
 def group_key(name):

@@ -6,7 +6,9 @@ Layout of the file (h5py):
     names    str     (N,)          the image file name without extension (``<stem>`` or ``<stem>_angle_<deg>``)
     attrs    label_file, resolution, count
 One sample per chunk keeps random access (shuffled batches) cheap; compression is off by default because
-position maps compress poorly and training input is read-bound (``lzf`` is the cheap option).
+position maps compress poorly and training input is read-bound (``lzf`` is the cheap option). Each chunk of images
+and posmaps carries a Fletcher-32 checksum (4 bytes), so that a damaged one fails to read; packs without it still
+read.
 
 Label lines are ``<image path> <npy path>`` as the PRNet training forks read them (``split()`` on whitespace);
 relative paths are resolved against ``base_dir`` (default: the label file's folder, which is what
@@ -30,6 +32,7 @@ from face3d.utils.progress import Progress
 __all__ = ["read_label_file", "pack_label_file", "PackedTrainset"]
 
 COMPRESSIONS = ("none", "lzf", "gzip")
+_DATASETS = ("images", "posmaps", "names")
 
 
 def read_label_file(path, base_dir=None):
@@ -146,8 +149,11 @@ def _write_rows(f, pairs, first, posmap_dtype, options, h5_path, progress):
     n, shape = len(pairs), first.shape
     with Progress(n, desc="pack", enabled=progress) as bar:
         with _write_errors(h5_path):
-            images = f.create_dataset("images", (n,) + shape, dtype=np.uint8, chunks=(1,) + shape, **options)
-            posmaps = f.create_dataset("posmaps", (n,) + shape, dtype=posmap_dtype, chunks=(1,) + shape, **options)
+            # a checksum per chunk: a damaged chunk fails to read instead of giving wrong pixels when uncompressed
+            images = f.create_dataset("images", (n,) + shape, dtype=np.uint8, chunks=(1,) + shape, fletcher32=True,
+                                      **options)
+            posmaps = f.create_dataset("posmaps", (n,) + shape, dtype=posmap_dtype, chunks=(1,) + shape,
+                                       fletcher32=True, **options)
             names = f.create_dataset("names", (n,), dtype=h5py.string_dtype("utf-8"))
         for i, (image_path, npy_path) in enumerate(pairs):
             image = first if i == 0 else read_image(image_path)
@@ -197,6 +203,11 @@ class PackedTrainset:
     ``ds[i]`` -> ``(image uint8 (R,R,3), posmap (R,R,3))``; ``ds[a:b]`` or ``ds[[i, j, ...]]`` -> stacked
     ``(k,R,R,3)`` arrays in the requested order; ``ds[mask]`` (N booleans) -> the rows where ``mask`` is True.
     ``ds.names[i]`` is the sample name. Use as a context manager or call ``close()``.
+
+    Raises:
+        FileNotFoundError; InputFileError naming the file for one that is no readable HDF5 file (truncated, empty,
+        another format), lacks a dataset or holds datasets of different lengths, and, when reading, naming the row
+        too for a damaged chunk.
     """
 
     def __init__(self, path):
@@ -206,14 +217,30 @@ class PackedTrainset:
         if not path.is_file():
             raise FileNotFoundError(f"packed training set not found: {str(path)!r}")
         self.path = path
-        self._file = h5py.File(path, "r")
-        for key in ("images", "posmaps", "names"):
-            if key not in self._file:
-                self._file.close()
-                raise ValueError(f"{str(path)!r} is not a packed training set: dataset {key!r} is missing")
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as error:  # truncated, empty or no HDF5 file: h5py's message names no file
+            raise InputFileError(str(path), f"not a readable HDF5 file ({error})") from None
+        try:
+            self._check_datasets()
+        except InputFileError:
+            self._file.close()
+            raise
         self.images = self._file["images"]
         self.posmaps = self._file["posmaps"]
         self.names = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in self._file["names"][()]]
+
+    def _check_datasets(self):
+        """Raise InputFileError naming the file unless it holds the datasets ``images``, ``posmaps`` and ``names``
+        with one row for each sample in each (a shorter ``names`` would fail training at its first missing name)."""
+        for key in _DATASETS:
+            if key not in self._file:
+                raise InputFileError(str(self.path), f"not a packed training set: dataset {key!r} is missing")
+        rows = {key: self._file[key].shape[0] if self._file[key].ndim else 0 for key in _DATASETS}
+        if len(set(rows.values())) > 1:
+            counts = ", ".join(f"{key} {count}" for key, count in rows.items())
+            raise InputFileError(str(self.path), f"datasets of different lengths: {counts} rows (a sample is one row "
+                                                 f"of each)")
 
     def __len__(self):
         return self.images.shape[0]
@@ -235,8 +262,7 @@ class PackedTrainset:
             i = int(index)
             if not -len(self) <= i < len(self):
                 raise IndexError(f"index {i} out of range for {len(self)} samples")
-            i %= len(self)
-            return self.images[i], self.posmaps[i]
+            return self._read_rows(i % len(self))
         if isinstance(index, slice):
             index = np.arange(len(self))[index]
         index = np.asarray(index)
@@ -252,7 +278,28 @@ class PackedTrainset:
         indices = indices % max(len(self), 1)
         # h5py reads fancy indices only in increasing order without repeats: read the sorted unique set, reorder.
         unique, inverse = np.unique(indices, return_inverse=True)
-        return self.images[unique][inverse], self.posmaps[unique][inverse]
+        images, posmaps = self._read_rows(unique)
+        return images[inverse], posmaps[inverse]
+
+    def _read_rows(self, rows):
+        """``(images[rows], posmaps[rows])`` for a row number or an increasing int64 array of distinct ones."""
+        return self._read(self.images, rows), self._read(self.posmaps, rows)
+
+    def _read(self, dataset, rows):
+        """``dataset[rows]`` (see ``_read_rows``). Raises InputFileError naming the file, the first unreadable row and
+        the dataset for a chunk that fails its decompression or checksum: damaged bytes, which h5py reports as an
+        OSError naming neither."""
+        try:
+            return dataset[rows]
+        except OSError as error:
+            for row in np.atleast_1d(rows):  # one chunk a row: read them one by one to name the damaged one
+                try:
+                    dataset[row]
+                except OSError as row_error:
+                    raise InputFileError(str(self.path), f"row {row} ({self.names[row]}): unreadable "
+                                                         f"{dataset.name[1:]!r} data ({row_error})") from None
+            # the rows failed together but none alone (an I/O error that passed): still name the file
+            raise InputFileError(str(self.path), f"unreadable {dataset.name[1:]!r} data ({error})") from None
 
     def batches(self, batch_size, shuffle=False, seed=None, drop_last=False):
         """Iterate ``(images (b,R,R,3) uint8, posmaps (b,R,R,3))`` over one epoch.
