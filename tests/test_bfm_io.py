@@ -1,5 +1,7 @@
 """face3d.morphable_model.load: loaders, writers (exact inverses), face3d compatibility, errors."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.io as sio
@@ -37,8 +39,8 @@ def make_info(seed=1):
     return {
         "kpt_ind": rng.permutation(NVER)[:30].astype(np.int32),
         "trimIndex": np.sort(rng.permutation(3 * NVER)[:NVER]).astype(np.int32),
-        "symlist": rng.integers(0, 3 * NVER, (2, 7)).astype(np.int32),
-        "symlist_tri": rng.integers(0, 5 * NTRI, (2, 9)).astype(np.int32),
+        "symlist": rng.integers(0, NVER, (2, 7)).astype(np.int32),
+        "symlist_tri": rng.integers(0, NTRI, (2, 9)).astype(np.int32),
         "segbin": segbin,
         "segbin_tri": rng.integers(0, 2, (4, NTRI)).astype(bool),
         "tri_mouth": rng.integers(0, NVER, (NMOUTH, 3)).astype(np.int32),
@@ -254,6 +256,8 @@ def test_real_bfm_info_and_uv_files_load_with_the_basel_layout():
     assert info["kpt_ind"].dtype == np.int32 and info["segbin"].dtype == bool and info["uv_coords"].dtype == np.float32
     kpt = info["kpt_ind"]
     assert kpt[[0, 8, 30, 48]].tolist() == [21873, 47914, 8192, 5522]       # 0-based (the file holds 1-based)
+    # the mirror pairs index the trimmed model, up to its last vertex and last triangle
+    assert (info["symlist"].max(), info["symlist_tri"].max()) == (nver - 1, ntri - 1)
     assert info["trimIndex"][[0, -1]].tolist() == [0, 53489]                 # into the full 53490-vertex model
     np.testing.assert_array_equal(info["face_contour"][:3], kpt[:3])
     # segbin: disjoint masks covering every vertex; rows nose, eyes, mouth, rest.
@@ -379,6 +383,30 @@ def test_info_uv_pncc_errors_name_file_and_key(tmp_path):
     sio.savemat(str(code_path), {"vertex_code": np.zeros((NVER, 3))})
     with pytest.raises(ValueError, match=r"code\.mat.*'vertex_code'.*shape"):
         L.load_pncc_code(code_path)
+
+
+def test_symlist_past_the_trimmed_model_is_refused_naming_file_and_field(tmp_path):
+    """symlist / symlist_tri pair vertices / triangles of the trimmed model: checked against segbin's vertex count
+    and segbin_tri's triangle count on load, against the model's counts by info_model_mismatch."""
+    path = tmp_path / "BFM_info.mat"
+    L.save_BFM_info(path, make_info())
+    rec = sio.loadmat(str(path))["model_info"][0, 0]
+    fields = {k: rec[k] for k in rec.dtype.names}
+    for key, count in (("symlist", NVER), ("symlist_tri", NTRI)):
+        pairs = fields[key].copy()
+        pairs[1, 0] = count + 1.0
+        sio.savemat(str(path), {"model_info": dict(fields, **{key: pairs})})
+        message = f"{path}: '{key}' index out of range: values span {pairs.min():g}..{count + 1}, " \
+                  f"expected 1-based indices in 1..{count}"
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            L.load_BFM_info(path)
+    info = {"symlist": np.array([[0, 1], [NVER - 1, 2]], np.int32),            # up to the last vertex and triangle
+            "symlist_tri": np.array([[0], [NTRI - 1]], np.int32)}
+    assert L.info_model_mismatch(info, NVER, NTRI, "BFM.mat") is None
+    assert L.info_model_mismatch(info, NVER - 1, NTRI, "BFM.mat") == \
+        f"symlist indexes vertex {NVER} (1-based), BFM.mat has {NVER - 1}"
+    assert L.info_model_mismatch(info, NVER, NTRI - 1, "BFM.mat") == \
+        f"symlist_tri indexes triangle {NTRI} (1-based), BFM.mat has {NTRI - 1}"
 
 
 def test_writers_reject_bad_input_naming_key(tmp_path):

@@ -59,8 +59,8 @@ def write_raw(root: Path, seed=0) -> dict:
     # 3DDFA model_info.mat
     r["trimIndex"] = np.sort(rng.permutation(N_FULL)[:N_TRIM] + 1).astype(np.float64)[:, None]
     r["keypoints"] = rng.integers(1, N_TRIM + 1, (1, 68)).astype(np.float64)
-    r["symlist"] = rng.integers(1, N_FULL + 1, (2, 30)).astype(np.float64)
-    r["symlist_tri"] = rng.integers(1, 900, (2, 40)).astype(np.float64)
+    r["symlist"] = rng.integers(1, N_TRIM + 1, (2, 30)).astype(np.float64)
+    r["symlist_tri"] = rng.integers(1, N_TRI + 1, (2, 40)).astype(np.float64)
     r["segbin_tri"] = rng.integers(0, 2, (N_TRI, 4)).astype(np.float64)
     r["tri"] = rng.integers(1, N_TRIM + 1, (3, N_TRI)).astype(np.float64)
     # 3DDFA expression model, mouth triangles, contours, nose hole, parallel lines, PNCC
@@ -266,6 +266,16 @@ def test_trimindex_out_of_range_is_reported(tmp_path, converted):
     trim[-1, 0] = N_FULL + 1
     raw_dir = _broken(tmp_path, src, "3ddfa/model_info.mat", trimIndex=trim, **info)
     with pytest.raises(ValueError, match=r"model_info\.mat.*'trimIndex'.*out of range.*1\.\.11300"):
+        convert_mod.convert(raw_dir, tmp_path / "Out", quiet=True)
+
+
+def test_symlist_past_the_trimmed_model_is_reported(tmp_path, converted):
+    raw, src, _ = converted
+    info = {k: raw[k] for k in ("trimIndex", "keypoints", "symlist_tri", "segbin_tri", "tri")}
+    symlist = raw["symlist"].copy()
+    symlist[1, 0] = N_TRIM + 1
+    raw_dir = _broken(tmp_path, src, "3ddfa/model_info.mat", symlist=symlist, **info)
+    with pytest.raises(ValueError, match=r"model_info\.mat.*'symlist'.*out of range.*1\.\.11000"):
         convert_mod.convert(raw_dir, tmp_path / "Out", quiet=True)
 
 

@@ -335,13 +335,24 @@ def test_regions_and_contour_lines(built):
     labels = load.region_labels(info, n)
     kpt = model["kpt_ind"]
     assert np.all(labels[kpt[36:48]] == load.REGION_EYES)
+    assert np.all(labels[kpt[17:27]] == load.REGION_EYES)  # the brows too, as in the BFM's BFM_info.mat
     assert np.all(labels[kpt[27:36]] == load.REGION_NOSE)
     assert np.all(labels[kpt[48:68]] == load.REGION_MOUTH)
     assert np.all(labels[kpt[:17]] == load.REGION_REST)
     assert np.array_equal(info["segbin"].sum(axis=0), np.ones(n))  # disjoint and complete
     assert np.array_equal(info["segbin_tri"].sum(axis=0), np.ones(model["tri"].shape[0]))
-    lines = load.contour_lines(info)
     v = _vertices(model)
+    # the eyes region reaches over 3 mm past every brow and eye keypoint in the frontal plane, spans the glabella
+    # between the brows' inner ends, and is about as large as the BFM's (13.5 % of its vertices)
+    outside = v[labels != load.REGION_EYES, :2]
+    for i in range(17, 48):
+        if not 27 <= i < 36:
+            assert np.linalg.norm(outside - v[kpt[i], :2], axis=1).min() > 3000.0, i
+    midline = np.flatnonzero(np.abs(v[:, 0]) < 1.0)
+    glabella = midline[np.argmin(np.abs(v[midline, 1] - v[kpt[[21, 22]], 1].mean()))]
+    assert labels[glabella] == load.REGION_EYES
+    assert 0.10 < np.mean(labels == load.REGION_EYES) < 0.17
+    lines = load.contour_lines(info)
     for i, line in enumerate(lines):
         assert kpt[i] in line
         assert np.ptp(v[line, 1]) < 1000.0  # horizontal to 1 mm (the lips part near the mouth)

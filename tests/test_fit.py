@@ -245,6 +245,28 @@ def test_bad_inputs_raise(bfm):
         bfm.fit(np.zeros((2, 68, 2)), bfm.kpt_ind)
 
 
+def test_coplanar_landmark_vertices_are_refused(bfm):
+    """Coplanar mean-shape points leave the initial affine camera singular: refused when the fitter is built."""
+    message = "X_ind: the landmark vertices are coplanar in the mean shape; fitting a camera needs at least 4 " \
+              "non-coplanar landmarks"
+    corners = bfm.kpt_ind[[36, 39, 42, 45]]                 # a trapezoid on the mirror-symmetric default face
+    with pytest.raises(ValueError, match="coplanar") as info:
+        bfm.fit(np.array([[10.0, 50.0], [40.0, 52.0], [60.0, 52.0], [90.0, 50.0]]), corners)
+    assert str(info.value) == message
+    with pytest.raises(ValueError, match="coplanar"):
+        LandmarkFitter(bfm.model, bfm.kpt_ind[[8, 27, 28, 29, 30, 33, 51, 57, 62, 66]])   # the midline
+    LandmarkFitter(bfm.model, bfm.kpt_ind[[36, 45, 30, 8]])  # four corners of a tetrahedron
+    # contour-aware mode: its initial camera uses only the 52 landmarks that never march (inner ones and chin)
+    rng = np.random.default_rng(4)
+    mean = rng.uniform(-5e4, 5e4, (68, 3))
+    mean[17:, 2] = mean[8, 2] = 1e4                         # all but the marching jaw ones in the plane z = 1 cm
+    model = {"shapeMU": mean.reshape(-1, 1), "shapePC": np.zeros((204, 1)), "shapeEV": np.ones((1, 1)),
+             "expPC": np.zeros((204, 1)), "expEV": np.ones((1, 1))}
+    LandmarkFitter(model, np.arange(68))
+    with pytest.raises(ValueError, match="X_ind: the landmark vertices besides the marching jaw ones are coplanar"):
+        LandmarkFitter(model, np.arange(68), [np.array([i]) for i in range(17)])
+
+
 def test_pose_only_contour_fitter_recovers_a_turned_mean_face(bfm):
     """No shape or expression parameters: the contour-aware fit is a pose fit with jaw marching."""
     fitter = LandmarkFitter(bfm.model, bfm.kpt_ind, bfm.contour_lines, n_shape_para=0, n_exp_para=0)

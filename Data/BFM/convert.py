@@ -179,10 +179,11 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
     tri = _var(path, info, "tri", "(3,ntri) 1-based triangle vertex indices", rows=3)
     _indices(path, "tri", tri, nver)
     keypoints = _row(path, info, "keypoints", nver)
+    # the mirror pairs index the trimmed model's vertices and triangles, as the loaders check
     symlist = _indices(path, "symlist", _var(path, info, "symlist", "(2,k) symmetric vertex pairs",
-                                             rows=2), n_full)
+                                             rows=2), nver)
     symlist_tri = _indices(path, "symlist_tri", _var(path, info, "symlist_tri",
-                                                     "(2,k) symmetric triangle pairs", rows=2), None)
+                                                     "(2,k) symmetric triangle pairs", rows=2), tri.shape[1])
     segbin_tri = _var(path, info, "segbin_tri", f"({tri.shape[1]},4) per-triangle segment bins",
                       rows=tri.shape[1], cols=4)
     if "segbin" in info:

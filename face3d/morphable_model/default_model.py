@@ -16,8 +16,8 @@ What it holds (n ~ 13k vertices, ~26k triangles, clockwise seen from outside as 
 * 199 shape, 29 expression and 199 texture components with BFM-like scales (see
   :mod:`face3d.morphable_model._default.bases`), so 300W-LP parameters give plausible faces;
 * the 68 iBUG keypoints, a face-shaped UV unwrap (keypoints on pixel centres of PRNet's 256 UV
-  map, the margin strip below the jaw line as PRNet's "neck"), ``segbin`` regions (nose, eyes,
-  mouth, rest; the margin is rest), ``parallel`` jaw contour lines and the PNCC code.
+  map, the margin strip below the jaw line as PRNet's "neck"), ``segbin`` regions (nose, eyes
+  with the brows, mouth, rest; the margin is rest), ``parallel`` jaw contour lines and the PNCC code.
 
 Determinism: the geometry uses only arithmetic on design tables, the random fields a
 ``numpy.random.RandomState`` (whose stream numpy keeps frozen) with a fixed seed, and every float
@@ -40,7 +40,7 @@ from ._default.landmarks import keypoint_indices
 from ._default.surface import build_surface, snap_to_pixel_centres, uv_unwrap
 
 # Bump whenever the built arrays change, so that stale caches are never read.
-MODEL_VERSION = 3
+MODEL_VERSION = 4
 SEED = 20161
 FILE_NAMES = ("BFM.mat", "BFM_info.mat", "BFM_UV.mat", "pncc_code.mat")
 # A build takes seconds: a temporary build folder untouched for this long is a killed build's, never a running one's.

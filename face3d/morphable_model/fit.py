@@ -133,7 +133,8 @@ class LandmarkFitter:
     Args:
         model: dict with shapeMU (3n,1), shapePC (3n,k), shapeEV (k,1), expPC (3n,ke),
             expEV (ke,1) (the loaded BFM layout; shapeMU already includes expMU).
-        X_ind: (m,) vertex indices of the landmarks (m >= 4), e.g. ``model['kpt_ind']``.
+        X_ind: (m,) vertex indices of the landmarks (m >= 4, not coplanar in the mean shape; in contour-aware
+            mode those that never march), e.g. ``model['kpt_ind']``; else ValueError.
         contour_lines: optional list of 17 int arrays, candidate vertices of the jaw landmarks;
             when given, ``X_ind`` must be the 68 iBUG landmarks and ``fit(..., contour=True)`` is
             allowed.
@@ -182,6 +183,14 @@ class LandmarkFitter:
 
         static_v = self.X_ind[self._static_pos]
         self._mu_s, self._L_s = self._rows(static_v)                 # (ns,3), (ns,3,P)
+        # The initial affine camera solves with the 3x3 scatter of these centred points: coplanar ones (e.g. the
+        # eye corners of a mirror-symmetric face, or midline points) leave it singular.  Singular values under
+        # 1e-6 of the largest are float32 rounding of the model, not depth.
+        spread = np.linalg.svd(self._mu_s - self._mu_s.mean(axis=0), compute_uv=False)
+        if spread[2] <= 1e-6 * spread[0]:
+            which = "vertices besides the marching jaw ones" if self.has_contour else "vertices"
+            raise ValueError(f"X_ind: the landmark {which} are coplanar in the mean shape; fitting a camera "
+                             f"needs at least 4 non-coplanar landmarks")
         ns = len(static_v)
         Ls = self._L_s.reshape(3 * ns, -1)
         G = (Ls @ Ls.T).reshape(ns, 3, ns, 3)

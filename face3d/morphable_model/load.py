@@ -57,9 +57,10 @@ INFO_VERTEX_ROWS = ("kpt_ind", "face_contour", "face_contour_line", "face_contou
                     "face_contour_front_line", "nose_hole", "nose_hole_right", "nose_hole_left")
 # model_info fields that are MATLAB cell arrays (K,1) of (1,k) rows of 1-based vertex indices.
 INFO_VERTEX_CELLS = ("parallel", "parallel_face_contour")
-# trimIndex (n,1) indexes the full 53490-vertex Basel model; symlist (2,26720) and symlist_tri
-# (2,52937) hold more entries than the trimmed model has vertices / triangles, so they too refer
-# to the full model.  None of the three is range-checked against the trimmed counts.
+# trimIndex (n,1) indexes the full 53490-vertex Basel model, so it is not range-checked against the trimmed
+# counts.  symlist (2,26720) and symlist_tri (2,52937) pair vertices / triangles of the trimmed model (the real
+# file's largest are its last vertex and last triangle; a vertex on the midline pairs with itself), checked
+# against the vertex count and segbin_tri's triangle count.
 # Binary masks: segbin (4,n) per vertex, segbin_tri (4,ntri) per triangle.
 # Rows (generate.m: "segbin: nose eyes mouth rest"; Basel's 01_MorphableModel.mat segbin columns).
 INFO_MASKS = ("segbin", "segbin_tri")
@@ -197,6 +198,11 @@ def _mask(where, key: str, arr) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=bool)
 
 
+def _info_ntri(where, fields: dict):
+    """Number of triangles of the model's ``tri`` implied by segbin_tri (4, ntri), or None without it."""
+    return _mask(where, "segbin_tri", fields["segbin_tri"]).shape[1] if "segbin_tri" in fields else None
+
+
 def _cells(where, key: str, arr, from_file: bool) -> list:
     """A (K,1) MATLAB cell (file) or a list of index arrays (memory) -> list of 1-D arrays."""
     if from_file:
@@ -214,6 +220,7 @@ def _cells(where, key: str, arr, from_file: bool) -> list:
 def _convert_info(where, fields: dict, from_file: bool) -> dict:
     """model_info fields (file: 1-based MATLAB layout; memory: loaded form) -> loaded form."""
     nver = _info_nver(where, fields)
+    ntri = _info_ntri(where, fields)
 
     def index(key, arr, n_max):
         if from_file:
@@ -231,7 +238,7 @@ def _convert_info(where, fields: dict, from_file: bool) -> dict:
             arr = _numeric(where, key, value)
             if arr.ndim != 2 or arr.shape[0] != 2:
                 raise ValueError(f"{where}: '{key}' has shape {arr.shape}, expected (2, k) pairs")
-            out[key] = index(key, arr, None)
+            out[key] = index(key, arr, nver if key == "symlist" else ntri)
         elif key in INFO_MASKS:
             out[key] = _mask(where, key, value)
         elif key == "tri_mouth":
@@ -262,8 +269,8 @@ def load_BFM_info(path) -> dict:
         trimIndex (n,) int32: 0-based vertex of the full 53490-vertex Basel model that each
             trimmed vertex comes from (file: (n,1) 1-based).
         symlist (2,26720), symlist_tri (2,52937) int32: 0-based pairs of mirror-symmetric
-            vertices / triangles (3DDFA's data, copied by generate.m untrimmed; their sizes
-            point to the full Basel model, so they are not checked against n).
+            vertices / triangles of the trimmed model (3DDFA's data, copied by generate.m as they
+            are), checked against n and against segbin_tri's triangle count.
         segbin (4,n) bool: per-vertex masks, rows 0 nose, 1 eyes, 2 mouth, 3 rest of the face.
         segbin_tri (4,ntri) bool: the same per triangle of ``tri``.
         tri_mouth (m,3) int32 0-based (file: (3,m) 1-based).
@@ -272,7 +279,8 @@ def load_BFM_info(path) -> dict:
             (1,k) 1-based rows).  parallel_face_contour: the same, 28 lines for face_contour.
         uv_coords (n,2) float32.
     Other fields pass through as scipy reads them.  Vertex indices are range-checked against n
-    (taken from segbin or uv_coords) when one of those is present.
+    (taken from segbin or uv_coords) when one of those is present, symlist_tri against the
+    triangle count of segbin_tri when present.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -398,10 +406,11 @@ def region_labels(info: dict, nver: int) -> np.ndarray:
 def info_model_mismatch(info: dict, nver: int, ntri: int, model="the model"):
     """What in a loaded ``BFM_info`` does not fit a model of ``nver`` vertices and ``ntri`` triangles, or None.
 
-    Checked: segbin (4, nver), uv_coords (nver, 2), segbin_tri (4, ntri), and every trimmed-model vertex index
-    (INFO_VERTEX_ROWS, tri_mouth, the parallel cells) < nver.  trimIndex and symlist refer to the full Basel model
-    and are not checked.  :func:`load_BFM_info` can check the indices only against the vertex count of segbin or
-    uv_coords in the same file; this check catches an info file written for another model.
+    Checked: segbin (4, nver), uv_coords (nver, 2), segbin_tri (4, ntri), every trimmed-model vertex index
+    (INFO_VERTEX_ROWS, tri_mouth, the parallel cells, symlist) < nver and every symlist_tri triangle index < ntri.
+    trimIndex refers to the full Basel model and is not checked.  :func:`load_BFM_info` can check the indices only
+    against the counts of segbin / uv_coords / segbin_tri in the same file; this check catches an info file written
+    for another model.
 
     Args:
         info: dict as :func:`load_BFM_info` returns. nver, ntri: the model's counts. model: its name in the message.
@@ -413,13 +422,14 @@ def info_model_mismatch(info: dict, nver: int, ntri: int, model="the model"):
                                    ("segbin_tri", 1, "triangles", ntri)):
         if key in info and np.shape(info[key])[axis] != count:
             return f"{key} has {np.shape(info[key])[axis]} {unit}, {model} has {count}"
-    for key in INFO_VERTEX_ROWS + ("tri_mouth",) + INFO_VERTEX_CELLS:
+    for key in INFO_VERTEX_ROWS + ("tri_mouth", "symlist", "symlist_tri") + INFO_VERTEX_CELLS:
         if key not in info:
             continue
+        unit, count = ("triangle", ntri) if key == "symlist_tri" else ("vertex", nver)
         arrays = info[key] if key in INFO_VERTEX_CELLS else [info[key]]
         top = max((int(np.max(a)) for a in arrays if np.size(a)), default=-1)
-        if top >= nver:
-            return f"{key} indexes vertex {top + 1} (1-based), {model} has {nver}"
+        if top >= count:
+            return f"{key} indexes {unit} {top + 1} (1-based), {model} has {count}"
     return None
 
 
