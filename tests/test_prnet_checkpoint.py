@@ -180,11 +180,13 @@ def test_index_without_data_file_and_non_checkpoints(tmp_path):
         pc.checkpoint_prefix(tmp_path / "other")
 
 
-def _width2_checkpoint(folder):
-    """A width-2 resfcn256 checkpoint written by TF's own SaveV2: every network tensor, the k-th name (sorted)
-    filled with k / 1000. Returns (prefix, list of (name, (layer, attribute)) sorted by name)."""
+def _width2_checkpoint(folder, leave_out=()):
+    """A width-2 resfcn256 checkpoint written by TF's own SaveV2: every network tensor but those named in
+    ``leave_out``, the k-th name (sorted) filled with k / 1000. Returns (prefix, list of (name, (layer, attribute))
+    sorted by name)."""
     model = build_resfcn256(input_size=32, width=2)
-    names = sorted(pc.checkpoint_names(layer.name for layer in model.layers).items())
+    names = sorted((name, weight) for name, weight in pc.checkpoint_names(layer.name for layer in model.layers).items()
+                   if name not in leave_out)
     prefix = folder / "256_256_resfcn256_weight"
     tensors = [np.full(getattr(model.get_layer(layer), attribute).shape, k / 1000, np.float32)
                for k, (_, (layer, attribute)) in enumerate(names)]
@@ -220,6 +222,21 @@ def test_truncated_or_corrupt_checkpoint_files_are_named(tmp_path, capsys):
     with pytest.raises(InputFileError, match="unreadable checkpoint index") as caught:
         pc.load_prnet_checkpoint(prefix, input_size=32)
     assert caught.value.path == index
+
+
+def test_tensors_that_do_not_fit_name_the_checkpoint_index(tmp_path, capsys):
+    from face3d.cli import main as face3d_main
+    from face3d.utils.errors import InputFileError
+
+    prefix, _ = _width2_checkpoint(tmp_path, leave_out=("resfcn256/resBlock_9/Conv_2/weights",))
+    index = Path(f"{prefix}.index")
+    message = f"{index}: checkpoint does not fit resfcn256 - missing: resfcn256/resBlock_9/Conv_2/weights"
+    with pytest.raises(InputFileError) as caught:
+        pc.load_prnet_checkpoint(prefix, input_size=32)
+    assert caught.value.path == index and str(caught.value) == message
+    assert face3d_main(["import-prnet", "--checkpoint", str(prefix), "--output", str(tmp_path / "x.keras")]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"import-prnet failed: {message}"]
+    assert not (tmp_path / "x.keras").exists()
 
 
 def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_path, monkeypatch):

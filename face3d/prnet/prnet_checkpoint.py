@@ -206,7 +206,8 @@ def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
         keras.Model (``build_resfcn256(input_size, width)``), weights from the checkpoint.
     Raises:
         FileNotFoundError: no checkpoint, or its data file is missing. InputFileError naming the ``.index`` or
-        ``.data-*`` file: a truncated or corrupt one. ValueError: see ``match_checkpoint``.
+        ``.data-*`` file: a truncated or corrupt one; naming the ``.index`` file: network tensors that do not fit
+        (``match_checkpoint``'s message).
     """
     import tensorflow as tf
 
@@ -228,7 +229,10 @@ def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
         raise ValueError(f"{prefix}: no 4-D {first}: not a PRNet resfcn256 checkpoint")
     width = int(shapes[first][3])
     model = build_resfcn256(input_size=input_size, width=width)
-    names = match_checkpoint(shapes, model)
+    try:
+        names = match_checkpoint(shapes, model)
+    except ValueError as error:
+        raise InputFileError(Path(f"{prefix}.index"), str(error)) from None
     data_name = data_files[0] if len(data_files) == 1 else Path(f"{prefix}.data-*")
     for name, (layer, attribute) in names.items():
         try:  # a short file raises IndexError, changed bytes a checksum OpError
