@@ -239,6 +239,27 @@ def test_tensors_that_do_not_fit_name_the_checkpoint_index(tmp_path, capsys):
     assert not (tmp_path / "x.keras").exists()
 
 
+def test_converted_model_is_read_with_prnets_uv_data_only(tmp_path, capsys):
+    from face3d.cli import main as face3d_main
+    from face3d.prnet.inference import PRN
+    from face3d.prnet.predictor import save_keras_model
+
+    prefix, _ = _width2_checkpoint(tmp_path)
+    converted = tmp_path / "prnet.keras"
+    assert face3d_main(["import-prnet", "--checkpoint", str(prefix), "--output", str(converted),
+                        "--input-size", "32"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("use it with --uv-data <PRNet's Data/uv-data>")
+    with pytest.raises(ValueError, match=r"prnet.keras: converted from PRNet's checkpoint, it gives maps in PRNet's "
+                                         r"UV layout: give PRNet's uv-data \(--uv-data DIR\)$"):
+        PRN(converted)
+    images = np.random.default_rng(3).random((1, 32, 32, 3)).astype(np.float32)
+    expected = pc.load_prnet_checkpoint(prefix, input_size=32)(images, training=False).numpy()
+    prn = PRN(converted, uv_data=default_uv_data_dir())
+    np.testing.assert_allclose(prn.predictor.predict(images), expected, rtol=0, atol=1e-6)
+    trained = save_keras_model(build_resfcn256(input_size=32, width=2), tmp_path / "best.keras")  # as train saves
+    assert pc.uv_data_for_model(trained) == default_uv_data_dir()
+
+
 def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_path, monkeypatch):
     """``python export.py --model PREFIX --output DIR --onnx`` (PRNet's checkpoint -> pb -> atc flow) and
     ``face3d import-prnet``."""
