@@ -180,11 +180,13 @@ def test_index_without_data_file_and_non_checkpoints(tmp_path):
         pc.checkpoint_prefix(tmp_path / "other")
 
 
-def _width2_checkpoint(folder):
-    """A width-2 resfcn256 checkpoint written by TF's own SaveV2: every network tensor, the k-th name (sorted)
-    filled with k / 1000. Returns (prefix, list of (name, (layer, attribute)) sorted by name)."""
+def _width2_checkpoint(folder, leave_out=()):
+    """A width-2 resfcn256 checkpoint written by TF's own SaveV2: every network tensor but those named in
+    ``leave_out``, the k-th name (sorted) filled with k / 1000. Returns (prefix, list of (name, (layer, attribute))
+    sorted by name)."""
     model = build_resfcn256(input_size=32, width=2)
-    names = sorted(pc.checkpoint_names(layer.name for layer in model.layers).items())
+    names = sorted((name, weight) for name, weight in pc.checkpoint_names(layer.name for layer in model.layers).items()
+                   if name not in leave_out)
     prefix = folder / "256_256_resfcn256_weight"
     tensors = [np.full(getattr(model.get_layer(layer), attribute).shape, k / 1000, np.float32)
                for k, (_, (layer, attribute)) in enumerate(names)]
@@ -220,6 +222,42 @@ def test_truncated_or_corrupt_checkpoint_files_are_named(tmp_path, capsys):
     with pytest.raises(InputFileError, match="unreadable checkpoint index") as caught:
         pc.load_prnet_checkpoint(prefix, input_size=32)
     assert caught.value.path == index
+
+
+def test_tensors_that_do_not_fit_name_the_checkpoint_index(tmp_path, capsys):
+    from face3d.cli import main as face3d_main
+    from face3d.utils.errors import InputFileError
+
+    prefix, _ = _width2_checkpoint(tmp_path, leave_out=("resfcn256/resBlock_9/Conv_2/weights",))
+    index = Path(f"{prefix}.index")
+    message = f"{index}: checkpoint does not fit resfcn256 - missing: resfcn256/resBlock_9/Conv_2/weights"
+    with pytest.raises(InputFileError) as caught:
+        pc.load_prnet_checkpoint(prefix, input_size=32)
+    assert caught.value.path == index and str(caught.value) == message
+    assert face3d_main(["import-prnet", "--checkpoint", str(prefix), "--output", str(tmp_path / "x.keras")]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"import-prnet failed: {message}"]
+    assert not (tmp_path / "x.keras").exists()
+
+
+def test_converted_model_is_read_with_prnets_uv_data_only(tmp_path, capsys):
+    from face3d.cli import main as face3d_main
+    from face3d.prnet.inference import PRN
+    from face3d.prnet.predictor import save_keras_model
+
+    prefix, _ = _width2_checkpoint(tmp_path)
+    converted = tmp_path / "prnet.keras"
+    assert face3d_main(["import-prnet", "--checkpoint", str(prefix), "--output", str(converted),
+                        "--input-size", "32"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("use it with --uv-data <PRNet's Data/uv-data>")
+    with pytest.raises(ValueError, match=r"prnet.keras: converted from PRNet's checkpoint, it gives maps in PRNet's "
+                                         r"UV layout: give PRNet's uv-data \(--uv-data DIR\)$"):
+        PRN(converted)
+    images = np.random.default_rng(3).random((1, 32, 32, 3)).astype(np.float32)
+    expected = pc.load_prnet_checkpoint(prefix, input_size=32)(images, training=False).numpy()
+    prn = PRN(converted, uv_data=default_uv_data_dir())
+    np.testing.assert_allclose(prn.predictor.predict(images), expected, rtol=0, atol=1e-6)
+    trained = save_keras_model(build_resfcn256(input_size=32, width=2), tmp_path / "best.keras")  # as train saves
+    assert pc.uv_data_for_model(trained) == default_uv_data_dir()
 
 
 def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_path, monkeypatch):

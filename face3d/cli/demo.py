@@ -28,7 +28,8 @@ def _add_arguments(parser):
     add_trust_model_argument(parser)
     parser.add_argument("--uv-data", metavar="DIR",
                         help="UV data the network was trained with (default: PRNet's Data/uv-data beside its "
-                             "released checkpoint, else the embedded default model's)")
+                             "released checkpoint, else the embedded default model's; needed for a .keras file "
+                             "import-prnet wrote)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
                                                          "face (default: the embedded default model)")
     face = parser.add_mutually_exclusive_group()

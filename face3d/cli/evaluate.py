@@ -29,7 +29,8 @@ def _add_arguments(parser):
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (created)")
     parser.add_argument("--uv-data", metavar="DIR",
                         help="UV data the network was trained with (default: PRNet's Data/uv-data beside its "
-                             "released checkpoint, else the embedded default model's)")
+                             "released checkpoint, else the embedded default model's; needed for a .keras file "
+                             "import-prnet wrote)")
     parser.add_argument("--dense", metavar="MODEL",
                         help="dense ground truth from the .mat's Shape_Para/Exp_Para with this morphable model: "
                              "'default' (the embedded model) or a BFM.mat; the UV data must be that model's")

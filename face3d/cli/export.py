@@ -45,7 +45,8 @@ def _add_arguments(parser):
                         help="int8 calibration images: a folder of face crops or an AFLW2000-3D folder")
     parser.add_argument("--uv-data", metavar="DIR", default=None,
                         help="the model's uv-data, whose keypoints give export.json's NME (default: PRNet's "
-                             "Data/uv-data beside its released checkpoint, else the embedded default model's)")
+                             "Data/uv-data beside its released checkpoint, else the embedded default model's; "
+                             "needed for a .keras file import-prnet wrote)")
 
 
 def run_export(args):

@@ -29,7 +29,8 @@ def run_import(args):
     except (FileNotFoundError, ValueError) as exc:
         print(f"import-prnet failed: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {output}: resfcn256, input {args.input_size}, {model.count_params():,} parameters")
+    print(f"wrote {output}: resfcn256, input {args.input_size}, {model.count_params():,} parameters; its maps are "
+          "in PRNet's UV layout: use it with --uv-data <PRNet's Data/uv-data>")
     return 0
 
 

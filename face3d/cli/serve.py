@@ -35,7 +35,8 @@ def add_serve_arguments(parser):
     add_trust_model_argument(parser)
     parser.add_argument("--uv-data", metavar="DIR", help="UV data the network was trained with (default: PRNet's "
                                                          "Data/uv-data beside its released checkpoint, else the "
-                                                         "packaged uv-data of the embedded default model)")
+                                                         "packaged uv-data of the embedded default model; "
+                                                         "needed for a .keras file import-prnet wrote)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
                                                          "face (default: the embedded default model; not read when "
                                                          "the uv-data has its own canonical_vertices.npy)")

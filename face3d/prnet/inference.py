@@ -42,8 +42,8 @@ class PRN:
         model: anything ``predictor.load_predictor`` takes (a ``.keras``/``.h5``/``.pb``/``.onnx`` path, a
             SavedModel folder, a keras.Model, a Predictor).
         uv_data: UV-data folder or UVData; default ``prnet_checkpoint.uv_data_for_model``: PRNet's ``Data/uv-data``
-            for PRNet's released checkpoint, else ``DEFAULT_UV_DATA`` (the packaged uv-data of the embedded default
-            model, at 256).
+            for PRNet's released checkpoint (an error for a ``.keras`` file converted from it), else
+            ``DEFAULT_UV_DATA`` (the packaged uv-data of the embedded default model, at 256).
         bfm: the morphable model whose mean face is the canonical face for ``estimate_pose``: a MorphableModel,
             a ``BFM.mat`` path, or None for the embedded default (loaded once, on first use of ``canonical``; must be
             the model the UV data was built for).

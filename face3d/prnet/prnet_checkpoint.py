@@ -6,11 +6,13 @@ uniquified in creation order (``Conv``, ``resBlock``, ``resBlock_1`` ... ``resBl
 ``Conv2d_transpose_16``), and inside a block ``shortcut`` (when present), ``Conv``, ``Conv_1``, ``Conv_2`` (no
 batch norm) and the block's ``BatchNorm``. Conv kernels are HWIO and transposed-conv kernels (h, w, out, in), the
 layouts of Keras's Conv2D / Conv2DTranspose, so tensors map one to one by name. Optimizer entries (Adam slots
-``<tensor>/Adam``, ``beta1_power`` ...) are ignored.
+``<tensor>/Adam``, ``beta1_power`` ...) are ignored. A converted ``.keras`` file is marked as giving maps in PRNet's
+UV layout (``PRNET_UV_LAYOUT_ENTRY``), so that it is not read with the packaged uv-data.
 """
 import logging
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,8 @@ import numpy as np
 from face3d.contract import INPUT_SIZE
 from face3d.utils.errors import InputFileError
 
-__all__ = ["CHECKPOINT_SCOPE", "BATCH_NORM_LEAVES", "find_checkpoint", "checkpoint_prefix", "uv_data_for_model",
-           "checkpoint_names",
+__all__ = ["CHECKPOINT_SCOPE", "BATCH_NORM_LEAVES", "PRNET_UV_LAYOUT_ENTRY", "find_checkpoint", "checkpoint_prefix",
+           "has_prnet_uv_layout", "uv_data_for_model", "checkpoint_names",
            "network_tensors", "match_checkpoint", "load_prnet_checkpoint", "convert_checkpoint"]
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_SCOPE = "resfcn256"
 # tf.contrib.layers.batch_norm's variables, in the order of Keras's BatchNormalization weights
 BATCH_NORM_LEAVES = ("gamma", "beta", "moving_mean", "moving_variance")
+# the archive entry (Keras ignores names it does not know) marking a .keras file converted from PRNet's checkpoint
+PRNET_UV_LAYOUT_ENTRY = "face3d_prnet_uv_layout.txt"
 _CHECKPOINT_LINE = re.compile(r'^model_checkpoint_path:\s*"(.*)"\s*$', re.MULTILINE)
 
 
@@ -75,24 +79,44 @@ def checkpoint_prefix(path):
     return prefix
 
 
+def has_prnet_uv_layout(path):
+    """Whether ``path`` is a ``.keras`` file ``convert_checkpoint`` wrote (its archive holds
+    ``PRNET_UV_LAYOUT_ENTRY``): a model giving maps in PRNet's UV layout. False for any other path, a missing file
+    and a file that is no zip archive (loading the model reports those)."""
+    path = Path(path)
+    if path.suffix.lower() != ".keras":
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return PRNET_UV_LAYOUT_ENTRY in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def uv_data_for_model(model, uv_data=None):
     """The uv-data that reads a model's maps: ``uv_data`` when given; for PRNet's released checkpoint (a path
     ``find_checkpoint`` recognises), PRNet's ``Data/uv-data`` beside its ``Data/net-data`` folder, since its maps
-    are in PRNet's UV layout, which the packaged keypoint and face indices misread; otherwise the packaged uv-data
-    of the embedded default model (``face3d.resources.default_uv_data_dir``).
+    are in PRNet's UV layout, which the packaged keypoint and face indices misread; none for a ``.keras`` file
+    converted from it (``has_prnet_uv_layout``: no folder to look beside); otherwise the packaged uv-data of the
+    embedded default model (``face3d.resources.default_uv_data_dir``).
 
     Args:
         model: a model path (or any object ``predictor.load_predictor`` takes). uv_data: a folder, a UVData or None.
     Returns:
         ``uv_data`` as given, or a Path.
     Raises:
-        ValueError: PRNet's checkpoint without a ``uv-data`` folder beside its folder.
+        ValueError: PRNet's checkpoint without a ``uv-data`` folder beside its folder, or a converted ``.keras``
+        file, without ``uv_data``.
     """
     from face3d.resources import default_uv_data_dir
 
     if uv_data is not None:
         return uv_data
-    prefix = find_checkpoint(model) if isinstance(model, (str, os.PathLike)) else None
+    is_path = isinstance(model, (str, os.PathLike))
+    if is_path and has_prnet_uv_layout(model):
+        raise ValueError(f"{model}: converted from PRNet's checkpoint, it gives maps in PRNet's UV layout: give "
+                         "PRNet's uv-data (--uv-data DIR)")
+    prefix = find_checkpoint(model) if is_path else None
     if prefix is None:
         return default_uv_data_dir()
     beside = Path(prefix).parent.parent / "uv-data"
@@ -206,7 +230,8 @@ def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
         keras.Model (``build_resfcn256(input_size, width)``), weights from the checkpoint.
     Raises:
         FileNotFoundError: no checkpoint, or its data file is missing. InputFileError naming the ``.index`` or
-        ``.data-*`` file: a truncated or corrupt one. ValueError: see ``match_checkpoint``.
+        ``.data-*`` file: a truncated or corrupt one; naming the ``.index`` file: network tensors that do not fit
+        (``match_checkpoint``'s message).
     """
     import tensorflow as tf
 
@@ -228,7 +253,10 @@ def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
         raise ValueError(f"{prefix}: no 4-D {first}: not a PRNet resfcn256 checkpoint")
     width = int(shapes[first][3])
     model = build_resfcn256(input_size=input_size, width=width)
-    names = match_checkpoint(shapes, model)
+    try:
+        names = match_checkpoint(shapes, model)
+    except ValueError as error:
+        raise InputFileError(Path(f"{prefix}.index"), str(error)) from None
     data_name = data_files[0] if len(data_files) == 1 else Path(f"{prefix}.data-*")
     for name, (layer, attribute) in names.items():
         try:  # a short file raises IndexError, changed bytes a checksum OpError
@@ -243,7 +271,8 @@ def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
 
 
 def convert_checkpoint(path, output, input_size=INPUT_SIZE):
-    """Convert a PRNet TF1 checkpoint to a Keras ``.keras`` file (written atomically).
+    """Convert a PRNet TF1 checkpoint to a Keras ``.keras`` file (written atomically), marked with
+    ``PRNET_UV_LAYOUT_ENTRY`` (its maps are read with PRNet's uv-data, ``uv_data_for_model``).
 
     Args:
         path: checkpoint prefix, ``.index`` file or folder. output: the ``.keras`` file.
@@ -258,4 +287,5 @@ def convert_checkpoint(path, output, input_size=INPUT_SIZE):
         raise ValueError(f"output must be a .keras file, got {output}")
     model = load_prnet_checkpoint(path, input_size)
     output.parent.mkdir(parents=True, exist_ok=True)
-    return save_keras_model(model, output), model
+    marker = "maps in PRNet's UV layout: read them with PRNet's Data/uv-data\n"
+    return save_keras_model(model, output, {PRNET_UV_LAYOUT_ENTRY: marker}), model
