@@ -75,7 +75,7 @@ from face3d.morphable_model import MorphableModel
 from face3d.trainset import GenerationConfig, TrainsetGenerator
 from face3d.trainset.discovery import discover_samples, sample_seed
 from face3d.trainset.posmap import uv_to_pixels
-from face3d.trainset.worker_pool import CHUNK_SIZE, RunState, _process_tasks
+from face3d.trainset.worker_pool import CHUNK_SIZE, RunState, SampleTask, _process_tasks
 
 FIXTURE = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 GRID = 231
@@ -256,7 +256,7 @@ def fresh_folder(folder):
 
 def runner_case(model, root, out, angles):
     """A case timing the runner over every sample under ``root``: (prepare, run, samples)."""
-    refs = [(ref, sample_seed(0, ref.rel)) for ref in discover_samples(root)]
+    refs = [SampleTask(ref, sample_seed(0, ref.rel)) for ref in discover_samples(root)]
     chunks = [refs[i:i + CHUNK_SIZE] for i in range(0, len(refs), CHUNK_SIZE)]
 
     def prepare():  # a fresh generator and folder each repetition: nothing cached or overwritten

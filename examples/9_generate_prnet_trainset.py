@@ -1,4 +1,4 @@
-"""Generate a PRNet training set: 256x256 crops, UV position maps, rotated copies and trainDataLabel.txt.
+"""Generate a PRNet training set: crops and UV position maps (256x256 by default), rotated copies, trainDataLabel.txt.
 
     python examples/9_generate_prnet_trainset.py [--root DIR] [--bfm BFM.mat] [--output DIR]
         [--angles 15 -15 ...] [--workers N] [--shard K/N] [--limit N] [--seed S] [--refit] [--preview]

@@ -25,6 +25,7 @@ from face3d.trainset.dataset import (
     DONE_DIR,
     TEMP_SUFFIX,
     UV_DATA_DIR,
+    default_generator_factory,
     discover_samples,
     done_outputs,
     generate_dataset,
@@ -35,9 +36,11 @@ from face3d.trainset.dataset import (
     sample_seed,
     select_shard,
 )
+from face3d.trainset.outputs import Journal
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import FLIP_FOLDER, RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
 from face3d.trainset.uv_layout import CANONICAL_FILE, UV_DATA_FILES
+from face3d.utils.errors import InputFileError
 
 REPO = Path(__file__).resolve().parents[1]
 N_SAMPLES = 6
@@ -693,6 +696,110 @@ def test_changed_settings_redo_samples(reference, synth_root, tmp_path):
     assert not np.array_equal(changed, np.load(output / SYNTH_FOLDER / "SYNTH_0000_1_0.npy"))
     reseeded = _generate(synth_root, tmp_path / "out", seed=1)  # another base seed: other crops, all redone
     assert (reseeded["written"], reseeded["skipped"]) == (N_SAMPLES, 0)
+
+
+# An earlier run's settings, and a rerun's that write fewer files per sample: no preview, one angle fewer.
+PREVIEWED = GenerationConfig(resolution=RESOLUTION, angles=(30, -60), preview=True)
+NARROWED = GenerationConfig(resolution=RESOLUTION, angles=(30,))
+
+
+def _file_names(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+def _sample_files(stems, names, endings):
+    """The file names ``<stem><name><ending>`` of each of ``stems``, sorted."""
+    return sorted(f"{stem}{name}{ending}" for stem in stems for name in names for ending in endings)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_redone_sample_keeps_only_the_files_its_settings_write(synth_root, tmp_path, workers):
+    stems, out = ["SYNTH_0000_1_0", "SYNTH_0000_1_1"], tmp_path / "out"
+    _generate(synth_root, out, limit=2, config=PREVIEWED)
+    assert _file_names(out / SYNTH_FOLDER) == _sample_files(stems, ("", "_angle_30", "_angle_-60"),
+                                                            (".jpg", ".npy", "_preview.png"))
+    summary = _generate(synth_root, out, limit=2, config=NARROWED, workers=workers)
+    assert (summary["written"], summary["skipped"]) == (2, 0)
+    assert _file_names(out / SYNTH_FOLDER) == _sample_files(stems, ("", "_angle_30"), (".jpg", ".npy"))
+    assert _file_names(out) == sorted([DONE_DIR, SYNTH_FOLDER, UV_DATA_DIR, "summary.json", "trainDataLabel.txt"])
+    _generate(synth_root, tmp_path / "fresh", limit=2, config=NARROWED)
+    assert _tree_digest(out) == _tree_digest(tmp_path / "fresh")
+    # a resume redoes nothing, so it removes nothing, not even a file named as an earlier record's was
+    kept = out / SYNTH_FOLDER / f"{stems[0]}_angle_-60.npy"
+    kept.write_bytes(b"not an output")
+    digest = _tree_digest(out)
+    resumed = _generate(synth_root, out, limit=2, config=NARROWED, workers=workers)
+    assert (resumed["written"], resumed["skipped"]) == (0, 2)
+    assert _tree_digest(out) == digest and kept.read_bytes() == b"not an output"
+
+
+class _FailingGenerator:
+    """A generator on which every sample fails, as a rewrite that does not finish."""
+
+    def __init__(self, model_path, config):
+        self.model = default_generator_factory(model_path, config).model
+
+    def process_many(self, jobs):
+        raise InputFileError(None, "no sample today")
+
+    def process(self, image_path, mat_path, seed):
+        raise InputFileError(mat_path, "no sample today")
+
+
+class _Killed(BaseException):
+    """The run ended between a sample's last write and its journal record."""
+
+
+def test_an_unfinished_redo_leaves_no_record_of_removed_files_and_the_next_removes_the_rest(synth_root, tmp_path,
+                                                                                             monkeypatch):
+    stem, out = "SYNTH_0000_1_0", tmp_path / "out"
+    folder, rel = out / SYNTH_FOLDER, f"{SYNTH_FOLDER}/SYNTH_0000_1_0"
+    _generate(synth_root, out, limit=1, config=PREVIEWED)
+    first = _sample_files([stem], ("", "_angle_30", "_angle_-60"), (".jpg", ".npy", "_preview.png"))
+    failed = _generate(synth_root, out, limit=1, config=NARROWED, generator_factory=_FailingGenerator)
+    assert (failed["written"], failed["failed"]) == (0, 1)
+    assert _file_names(folder) == first
+    latest = read_journals(out)[rel]  # the redo line carries the files of the record it superseded
+    assert {key: value for key, value in latest.items() if key != "t"} == {"sample": rel, "redo": True,
+                                                                           "earlier_files": first}
+
+    append = Journal.append
+
+    def append_unless_a_sample_is_done(self, records):
+        if any("outputs" in record for record in records):
+            raise _Killed
+        append(self, records)
+
+    with monkeypatch.context() as patched:  # the redo line's files, written by a run that failed, are removed
+        patched.setattr(Journal, "append", append_unless_a_sample_is_done)
+        with pytest.raises(_Killed):
+            _generate(synth_root, out, limit=1, config=NARROWED)
+    narrowed = _sample_files([stem], ("", "_angle_30"), (".jpg", ".npy"))
+    assert _file_names(folder) == narrowed
+    latest = read_journals(out)[rel]  # still the redo line: no record claims the removed files
+    assert {key: value for key, value in latest.items() if key != "t"} == {"sample": rel, "redo": True,
+                                                                           "earlier_files": first}
+    resumed = _generate(synth_root, out, limit=1, config=NARROWED)
+    assert (resumed["written"], resumed["skipped"], resumed["label_lines"]) == (1, 0, 2)
+    assert _file_names(folder) == narrowed
+
+
+def test_a_redo_leaves_the_files_another_sample_writes(synth_root, tmp_path):
+    """An earlier run with angle 15 wrote ``a``'s copy as ``a_angle_15.*`` and refused the sample ``a_angle_15``;
+    with other angles that sample writes those names itself, and redoing ``a`` afterwards must not remove them."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    for name, source in (("a", "SYNTH_0000_1_0"), ("a_angle_15", "SYNTH_0000_1_1")):
+        for ext in (".jpg", ".mat"):
+            _touch(root / f"{name}{ext}", (synth_root / SYNTH_FOLDER / f"{source}{ext}").read_bytes())
+    with_15, with_30 = (GenerationConfig(resolution=RESOLUTION, angles=(angle,)) for angle in (15, 30))
+    first = _generate(root, out, config=with_15)
+    assert (first["written"], first["failed"]) == (1, 1)
+    assert _generate(root, out, config=with_30, shard="2/2")["written"] == 1  # a_angle_15 first
+    assert _generate(root, out, config=with_30, shard="1/2")["written"] == 1  # then a, redone
+    resumed = _generate(root, out, config=with_30)
+    assert (resumed["written"], resumed["skipped"]) == (0, 2)  # nothing lost: a_angle_15 still as written
+    assert [n for n in _file_names(out) if n.endswith((".jpg", ".npy"))] == _sample_files(
+        ["a", "a_angle_15"], ("", "_angle_30"), (".jpg", ".npy"))
 
 
 def test_a_sample_whose_mat_or_image_changed_is_redone(reference, synth_root, tmp_path, caplog):

@@ -27,8 +27,9 @@ CONFIG_FIELDS = ("angles", "refit", "preview", "perturb", "posmap_dtype", "resol
                  "allow_short_params", "max_pixels")
 
 _DESCRIPTION = """\
-Generate a PRNet training set (256x256 crops, UV position maps, rotated copies and trainDataLabel.txt) from
-300W-LP-style samples. Resumable: rerunning the same command skips finished samples. Outputs mirror the input
+Generate a PRNet training set (crops and UV position maps, 256x256 unless --resolution, rotated copies and
+trainDataLabel.txt) from 300W-LP-style samples. Resumable: rerunning the same command skips finished samples; a
+rerun with other settings redoes them, removing their files those settings do not write. Outputs mirror the input
 folders: <name>.jpg, <name>.npy, [<name>_preview.png]; plus trainDataLabel.txt (one '<jpg> <npy>' line per
 output, sorted), summary.json (written / skipped / failed with reasons) and uv-data/ (PRNet's UV files).
 """

@@ -30,7 +30,7 @@ from face3d.trainset.discovery import (
     sample_seed,
     select_shard,
 )
-from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_outputs, read_journals
+from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_outputs, earlier_files, read_journals
 from face3d.trainset.sample import angle_name
 from face3d.trainset.uv_layout import (
     check_uv_data_fits,
@@ -39,7 +39,14 @@ from face3d.trainset.uv_layout import (
     staged_uv_data,
     write_model_uv_data,
 )
-from face3d.trainset.worker_pool import RunState, default_worker_count, pool_context, run_chunks_in_pool, run_tasks
+from face3d.trainset.worker_pool import (
+    RunState,
+    SampleTask,
+    default_worker_count,
+    pool_context,
+    run_chunks_in_pool,
+    run_tasks,
+)
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
 from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
@@ -178,8 +185,11 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       ``<output>/.done/journal.<host>.<pid>.<ns>.txt`` (one ``write``, no extra file per sample; see
       ``outputs.Journal``). A restart (even after SIGKILL) skips done samples whose files are still as written (size,
       and crc32 of the first and last ``CHECKED_BYTES``) and redoes the rest, whose rewrite reuses and renames any
-      leftover temporary file; a sample whose redo fails leaves the label file. ``.uv-data.<host>.<pid>.partial``
-      folders of killed runs on this host are removed.
+      leftover temporary file; a sample whose redo fails leaves the label file. A redone sample's files of its
+      earlier record that the current settings do not write (a preview, an angle no longer asked for) are removed
+      before it is journalled, its earlier record's file list being carried by its redo line until then
+      (``outputs.earlier_files``, ``outputs.write_sample``; never a name another sample may write).
+      ``.uv-data.<host>.<pid>.partial`` folders of killed runs on this host are removed.
     * A worker process that dies (killed, out of memory) fails the sample it was on (``WORKER_DIED``), found by
       running the unfinished samples of the chunks then in flight again, each chunk's first alone; the run goes on.
       This process dying ends the worker processes too (``worker_pool._end_with_parent``).
@@ -249,10 +259,14 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     refused_rels = {rel for rel, _, _ in refused}
     accepted = [ref for ref in samples if ref.rel not in refused_rels]
     intact = intact_done(output, accepted, latest, fingerprint, threads=min(32, 4 * workers))
-    pending = [(ref, sample_seed(seed, ref.rel)) for ref in accepted if ref.rel not in intact]
+    discovered_rels = {ref.rel for ref in discovered}
+    pending = [SampleTask(ref, sample_seed(seed, ref.rel), _replaced_files(ref, latest.get(ref.rel), discovered_rels))
+               for ref in accepted if ref.rel not in intact]
     _log_resume(len(intact), pending, latest, fingerprint)
-    # a sample done under other settings is about to be rewritten: its record must not outlive the redo
-    state.journal.mark_redo([ref.rel for ref, _ in pending if ref.rel in latest])
+    # a sample done under other settings is about to be rewritten: its record must not outlive the redo, and its
+    # earlier files stay known (carried by the redo line) until a rewrite removes those the settings no longer write
+    redone = [task.ref.rel for task in pending if task.ref.rel in latest]
+    state.journal.mark_redo(redone, {rel: earlier_files(latest[rel]) for rel in redone})
     tally = _Tally(samples, len(samples) - len(pending) - len(refused), progress)
     if refused:
         tally.add(refused)
@@ -351,6 +365,21 @@ def _refused_samples(samples, discovered, angles):
     return refused
 
 
+def _replaced_files(ref, record, discovered_rels):
+    """The file names of sample ``ref``'s earlier outputs (``earlier_files`` of its latest journal ``record``, None
+    when it has none) that its rewrite removes unless it writes them again: all but the names another sample of its
+    folder may write, those that begin with that sample's stem (one of ``discovered_rels``) and ``.`` or ``_``:
+    ``a_angle_15.jpg``, written as ``a``'s 15-degree copy by a run that refused the sample ``a_angle_15``, is that
+    sample's crop under other angles."""
+    prefix = f"{ref.folder}/" if ref.folder else ""
+
+    def another_sample_may_write(name):
+        return any(name[i] in "._" and prefix + name[:i] != ref.rel and prefix + name[:i] in discovered_rels
+                   for i in range(1, len(name)))
+
+    return tuple(name for name in earlier_files(record) if not another_sample_may_write(name))
+
+
 def intact_done(output, samples, latest, fingerprint, threads):
     """The rels of ``samples`` (with ``rel`` and ``folder``) done under ``fingerprint`` according to ``latest``
     (``read_journals``) whose files are still as written (``damaged_outputs``),
@@ -372,7 +401,7 @@ def _log_resume(skipped, pending, latest, fingerprint):
     if not logger.isEnabledFor(logging.DEBUG):
         return
     logger.debug("%d samples already done under these settings: skipped; %d to write", skipped, len(pending))
-    for ref, _ in pending:
+    for ref, _, _ in pending:
         record = latest.get(ref.rel)
         if record is None or done_outputs(latest, ref.rel, fingerprint) is not None:  # never done, or damaged
             continue

@@ -21,7 +21,7 @@ from face3d.utils.atomic import TEMP_SUFFIX
 from face3d.utils.errors import os_error_at
 
 __all__ = ["OutputFolders", "Journal", "write_sample", "encode_image", "read_journals", "done_outputs",
-           "damaged_outputs", "input_checks", "file_check", "DONE_DIR", "CHECKED_BYTES"]
+           "earlier_files", "damaged_outputs", "input_checks", "file_check", "DONE_DIR", "CHECKED_BYTES"]
 
 DONE_DIR = ".done"
 JOURNAL_PREFIX = "journal."
@@ -192,6 +192,16 @@ def done_outputs(latest, rel, fingerprint):
     return list(record["outputs"])
 
 
+def earlier_files(record):
+    """The file names a sample's folder may still hold from its earlier runs, by its latest journal ``record``
+    (``read_journals``; None for a sample never journalled): a finished record's ``files``, or the ``earlier_files``
+    a redo line carries over from the record it superseded (``Journal.mark_redo``), for a rewrite that did not
+    finish (killed, failed) leaves them on disk; [] for a record of an earlier release without ``files``."""
+    if record is None:
+        return []
+    return sorted(record["files"]) if "files" in record else list(record.get("earlier_files", ()))
+
+
 def input_checks(ref):
     """``{"image": [size, crc], "mat": [size, crc]}`` (``file_check``) of a sample's input files, recorded with its
     outputs so that a resume redoes the sample when they change (``face3d fit`` rewrites a ``.mat`` it refits);
@@ -227,7 +237,8 @@ class Journal:
     what a resume checks, see ``damaged_outputs``), appended with
     one ``write`` (more only where the kernel takes fewer bytes) once all of the sample's files are in place (a
     line cut short by a crash or a full disk does not count); a ``{"sample": rel, "redo": true, "t": ns}`` line
-    marks a sample about to be rewritten. A sample's state is its record with the latest ``t`` over all journals.
+    marks a sample about to be rewritten (with ``"earlier_files": [names]``, ``earlier_files``, when its earlier
+    outputs are known). A sample's state is its record with the latest ``t`` over all journals.
     Opened on first use in each process (forked workers open their own)."""
 
     def __init__(self, output):
@@ -251,11 +262,19 @@ class Journal:
         except OSError as error:
             raise os_error_at(error, self._path) from error
 
-    def mark_redo(self, rels):
+    def mark_redo(self, rels, earlier=None):
         """Append a redo line for each sample of ``rels`` about to be rewritten, so that no earlier record of it
-        outlives the redo (a run's journals then hold as finished only what it finished)."""
-        if rels:
-            self.append([{"sample": rel, "redo": True} for rel in rels])
+        outlives the redo (a run's journals then hold as finished only what it finished). ``earlier``: ``{rel:
+        [file names]}`` (``earlier_files``) for the lines to carry, so that the files of the superseded record are
+        still known should the rewrite not finish."""
+        lines = []
+        for rel in rels:
+            line = {"sample": rel, "redo": True}
+            if earlier and earlier.get(rel):
+                line["earlier_files"] = list(earlier[rel])
+            lines.append(line)
+        if lines:
+            self.append(lines)
 
     def close(self):
         if self._fd is not None and self._pid == os.getpid():
@@ -263,10 +282,15 @@ class Journal:
         self._fd, self._pid, self._path = None, None, None
 
 
+def _is_plain_name(name):
+    """Whether ``name`` is a non-empty name without a path separator (a file in its folder)."""
+    return bool(name) and "/" not in name and "\\" not in name
+
+
 def _output_files(item, posmap_dtype):
     """(file name, byte buffers) of one generated output: the crop ``.jpg``, the map ``.npy`` and optionally the
     preview ``.png``."""
-    if "/" in item.name or "\\" in item.name or not item.name:
+    if not _is_plain_name(item.name):
         raise ValueError(f"generated sample name must be a plain file name, got {item.name!r}")
     files = [(f"{item.name}.jpg", (encode_image(".jpg", item.image),)),
              (f"{item.name}.npy", _npy_chunks(item.posmap, posmap_dtype))]
@@ -275,13 +299,19 @@ def _output_files(item, posmap_dtype):
     return files
 
 
-def write_sample(output, ref, generated, posmap_dtype, folders):
-    """Write the outputs of one sample. Returns the output names and ``{file name: [size, crc]}`` of the files
-    written (``_buffers_check``); a failed write removes the sample's files written so far and raises an OSError
-    naming the output's path.
+def write_sample(output, ref, generated, posmap_dtype, folders, replaces=()):
+    """Write the outputs of one sample, then remove the files of its earlier outputs this write did not rewrite.
+    Returns the output names and ``{file name: [size, crc]}`` of the files written (``_buffers_check``); a failed
+    write or removal removes the sample's files written so far and raises an OSError naming the output's path.
+
+    The caller journals the sample after this returns: a crash before that leaves the sample's redo line
+    (``Journal.mark_redo``, carrying its earlier files) as its latest record, so no record claims a removed file and the
+    next run redoes the sample, its outputs ending exactly those of its settings.
 
     Args:
         folders: the process's ``OutputFolders``.
+        replaces: file names in the sample's output folder from its earlier record (``earlier_files``); those this
+            write does not produce are removed (one already gone is skipped; a name with a separator is ignored).
     """
     folder = os.path.join(output, ref.folder)
     folder_fd = folders.fd(folder)
@@ -297,6 +327,14 @@ def write_sample(output, ref, generated, posmap_dtype, folders):
                 written.append(name)
                 checks[name] = _buffers_check(views)
             names.append(item.name)
+        for name in replaces:
+            if name not in checks and _is_plain_name(name):
+                try:
+                    os.unlink(name, dir_fd=folder_fd)
+                except FileNotFoundError:
+                    pass
+                except OSError as error:
+                    raise os_error_at(error, os.path.join(folder, name)) from error
     except BaseException:
         for name in written:  # a sample is all or nothing
             with contextlib.suppress(OSError):

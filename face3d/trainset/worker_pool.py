@@ -19,11 +19,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from face3d.trainset.discovery import SampleRef
 from face3d.trainset.outputs import Journal, OutputFolders, done_outputs, input_checks, read_journals, write_sample
 from face3d.utils.errors import InputFileError, refuses_storage
 
-__all__ = ["RunState", "run_tasks", "run_chunks_in_pool", "run_journaled_chunks", "pool_context",
+__all__ = ["RunState", "SampleTask", "run_tasks", "run_chunks_in_pool", "run_journaled_chunks", "pool_context",
            "default_worker_count", "CHUNK_SIZE", "WORKER_DIED"]
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,14 @@ class RunState:
             object.__setattr__(self, "journal", Journal(self.output))
 
 
+class SampleTask(NamedTuple):
+    """One sample to write: its ``SampleRef``, its seed (``discovery.sample_seed``) and the files of its earlier
+    outputs that writing it replaces (``write_sample``'s ``replaces``; empty for a sample never done)."""
+    ref: SampleRef
+    seed: int
+    replaces: tuple = ()
+
+
 # Samples per generator call: their vertices come from one product that reads the basis from memory once for the
 # whole batch (on a BFM-sized model a lone sample streams 146 MB; in a batch of 128 the arithmetic dominates),
 # while the batch's vertices take 0.64 MB per sample there (82 MB at 128), whatever the dataset size.
@@ -78,7 +88,8 @@ def _generated_results(generator, jobs):
 
 
 def _process_tasks(state, tasks):
-    """Run the generator on ``tasks`` [(SampleRef, seed)] and write each sample's outputs as soon as it is made.
+    """Run the generator on ``tasks`` [SampleTask] and write each sample's outputs as soon as it is made, removing
+    the files of its earlier outputs that it no longer writes (``write_sample``) before it is journalled.
 
     The chunk goes through ``generator.process_iter``, whose one product for all vertices reads the basis once
     (several times faster per sample than a product each on a BFM-sized model), and whose bytes do not depend
@@ -90,16 +101,16 @@ def _process_tasks(state, tasks):
             ``STORAGE_REFUSED``) or of the journal.
     """
     records = []
-    jobs = [(ref.image_path, ref.mat_path, seed) for ref, seed in tasks]
-    inputs = [input_checks(ref) for ref, _ in tasks]  # before the generator reads them
-    for (ref, _), checked_inputs, generated in zip(tasks, inputs, _generated_results(state.generator, jobs)):
+    jobs = [(task.ref.image_path, task.ref.mat_path, task.seed) for task in tasks]
+    inputs = [input_checks(task.ref) for task in tasks]  # before the generator reads them
+    for (ref, _, replaces), checked_inputs, generated in zip(tasks, inputs, _generated_results(state.generator, jobs)):
         if isinstance(generated, Exception):
             reason = str(generated) if isinstance(generated, InputFileError) else \
                 f"unexpected {type(generated).__name__}: {generated}"
             records.append((ref.rel, "failed", reason))
             continue
         try:
-            names, checks = write_sample(state.output, ref, generated, state.posmap_dtype, state.folders)
+            names, checks = write_sample(state.output, ref, generated, state.posmap_dtype, state.folders, replaces)
         except (OSError, ValueError) as exc:
             if refuses_storage(exc):
                 raise  # every later sample would fail alike: the run stops, to be resumed once there is room
@@ -302,9 +313,9 @@ def _run_alone(worker, item, initializer, initargs, context, died):
 
 
 def _journaled_task(state, latest, task):
-    """The record of a task (SampleRef, seed) the journals' ``latest`` records hold as written, or None."""
-    names = done_outputs(latest, task[0].rel, state.fingerprint)
-    return None if names is None else (task[0].rel, "written", len(names))
+    """The record of a ``SampleTask`` the journals' ``latest`` records hold as written, or None."""
+    names = done_outputs(latest, task.ref.rel, state.fingerprint)
+    return None if names is None else (task.ref.rel, "written", len(names))
 
 
 def _run_pool(state, factory_args, pending, workers, on_records):
@@ -318,7 +329,7 @@ def _run_pool(state, factory_args, pending, workers, on_records):
                  ctx.get_start_method(), chunk)
     run_journaled_chunks(_worker_chunk, _chunked(pending, chunk), workers, on_records, _init_worker, initargs, ctx,
                          state.output, functools.partial(_journaled_task, state),
-                         lambda task: (task[0].rel, "failed", WORKER_DIED))
+                         lambda task: (task.ref.rel, "failed", WORKER_DIED))
 
 
 def run_tasks(state, factory_args, pending, workers, on_records):
