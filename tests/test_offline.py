@@ -44,8 +44,24 @@ def aflw(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    """The random-weight network exported for batch 1 (.pb, .onnx) and 2 (.pb), its maps depending on its input.
+
+    Freshly initialised, its activations fade through the layers and every map is sigmoid(0) = 0.5 whatever the
+    input, so a wrong .bin layout would go unseen. One training-mode call with batch-norm momentum 0 sets each
+    moving mean and variance to that batch's; the variances raised by half then shrink each layer's spread a
+    little, short of the chaos of a deep random network, whose maps float16 rounding would change by up to 0.3.
+    """
     keras.utils.set_random_seed(11)
-    model = build_resfcn256(input_size=SIZE, width=4)
+    model = build_resfcn256(input_size=SIZE, width=4, bn_momentum=0.0)
+    rng = np.random.default_rng(0)
+    model(rng.random((4, SIZE, SIZE, 3), dtype=np.float32), training=True)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_variance.assign(layer.moving_variance * 1.5)
+    image = rng.random((1, SIZE, SIZE, 3), dtype=np.float32)
+    bgr, nchw = image[..., ::-1], image.transpose(0, 3, 1, 2).reshape(image.shape)  # .bin layouts msame must not get
+    maps = model.predict(np.concatenate([image, bgr, nchw]), verbose=0)
+    assert np.abs(maps[1] - maps[0]).max() > 0.01 and np.abs(maps[2] - maps[0]).max() > 0.01
     out = tmp_path_factory.mktemp("export")
     export_model(model, out / "b1", batch_size=1, onnx=True, run_atc=False)
     export_model(model, out / "b2", batch_size=2, run_atc=False)
@@ -103,6 +119,27 @@ def test_round_trip_batch_two_pb_through_the_command_line(exported, aflw, direct
     assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest",
                          str(work / offline.MANIFEST), "--output", str(tmp_path / "report")]) == 0
     _compare_reports(json.loads((tmp_path / "report" / "report.json").read_text()), direct)
+
+
+def test_each_bin_holds_the_crops_prn_feeds_its_network(exported, aflw, tmp_path):
+    """Byte for byte: little-endian float32 NHWC RGB / 255, the crops of PRN.crop (evaluate_model's and demo's), the
+    last batch padded with black; from ground-truth landmarks and from detector boxes."""
+    prn = PRN(exported[0])
+    manifest = offline.pre_process(aflw, tmp_path / "truth", input_size=SIZE, batch_size=2)
+    crops = []
+    for image_path in sorted(aflw.rglob("*.jpg")):
+        image, sample = evaluation.read_sample(image_path, image_path.with_suffix(".mat"))
+        crops.append(prn.crop(image, landmarks=sample.landmarks).image)
+    crops.append(np.zeros((SIZE, SIZE, 3), np.float32))
+    for k, entry in enumerate(manifest["files"]):
+        expected = np.stack(crops[2 * k:2 * k + 2]).astype("<f4").tobytes()
+        assert (tmp_path / "truth" / "bin" / entry["bin"]).read_bytes() == expected
+    image_path = sorted(aflw.rglob("*.jpg"))[0]
+    (tmp_path / "boxes.txt").write_text(f"{image_path.name} 30 35 120 130\n")
+    offline.pre_process(image_path.parent, tmp_path / "boxes", input_size=SIZE, boxes=tmp_path / "boxes.txt")
+    image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
+    expected = prn.crop(image, box=np.array([30.0, 35.0, 120.0, 130.0])).image.astype("<f4").tobytes()
+    assert (tmp_path / "boxes" / "bin" / f"{image_path.stem}.bin").read_bytes() == expected
 
 
 def test_fp16_mode_predicts_a_small_nme_change(exported, aflw, direct, tmp_path):
