@@ -25,6 +25,7 @@ from face3d.prnet.export import export_model  # noqa: E402
 from face3d.prnet.inference import PRN  # noqa: E402
 from face3d.prnet.model import build_resfcn256  # noqa: E402
 from face3d.trainset.synthetic import synthesize_dataset  # noqa: E402
+from face3d.utils.errors import InputFileError  # noqa: E402
 
 SIZE = 64
 
@@ -228,6 +229,29 @@ def test_images_with_boxes_give_the_landmarks_of_prn(exported, aflw, tmp_path):
         expected = prn.get_landmarks(prn.process(image, box=boxes[f"{name}.jpg"]))
         np.testing.assert_allclose(landmarks, expected, atol=1e-2)
     assert (tmp_path / "report" / "landmarks.npz").is_file()
+
+
+def test_boxes_names_stay_inside_the_image_folder_by_their_text(aflw, tmp_path):
+    """A link inside --data to an image elsewhere is an image of --data; a name leading out is refused, whether
+    by '..' or as an absolute path; two names of one image are one image named twice."""
+    elsewhere = sorted(aflw.rglob("*.jpg"))[0]
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    (images / "linked.jpg").symlink_to(elsewhere)
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("linked.jpg 30 35 120 130\nsub/../own.jpg 1 2 3 4\n")
+    assert sorted(offline.read_boxes(boxes, images)) == ["linked.jpg", "sub/../own.jpg"]
+    boxes.write_text("linked.jpg 30 35 120 130\n")
+    manifest = offline.pre_process(images, tmp_path / "work", input_size=SIZE, boxes=boxes)
+    assert [record["name"] for record in manifest["samples"]] == ["linked"]
+    for name in ("../elsewhere.jpg", "sub/../../elsewhere.jpg", str(elsewhere)):
+        boxes.write_text(f"own.jpg 1 2 3 4\n{name} 1 2 3 4\n")
+        with pytest.raises(InputFileError) as error:
+            offline.read_boxes(boxes, images)
+        assert str(error.value) == f"{boxes}:2: {name!r} lies outside the image folder {images}"
+    boxes.write_text("linked.jpg 1 2 3 4\n./sub/../linked.jpg 5 6 7 8\n")
+    with pytest.raises(InputFileError, match=r"boxes.txt:2: '\./sub/\.\./linked.jpg' already has a box on line 1"):
+        offline.read_boxes(boxes, images)
 
 
 def test_timing_from_an_msame_log_and_latency_figures(tmp_path):

@@ -56,7 +56,8 @@ def read_boxes(path, folder=None):
 
     Args:
         path: the boxes file.
-        folder: the images' folder; every name must lie inside it (no ``..`` or absolute path leading out).
+        folder: the images' folder; every name must lie inside it (no ``..`` or absolute path leading out),
+            judged on the normalised path text: a link inside it to an image elsewhere is an image inside it.
     Returns:
         dict image name -> (4,) float64 box.
     Raises:
@@ -66,6 +67,7 @@ def read_boxes(path, folder=None):
     if not path.is_file():
         raise FileNotFoundError(f"boxes file not found: {path}")
     boxes, first_line = {}, {}
+    root = None if folder is None else Path(os.path.normpath(os.path.abspath(folder)))
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -73,8 +75,9 @@ def read_boxes(path, folder=None):
         parts = line.split()
         if len(parts) != 5:
             raise ValueError(f"{path}:{number}: expected '<image> x0 y0 x1 y1', got {line!r}")
-        image = Path(parts[0]) if folder is None else (Path(folder) / parts[0]).resolve()
-        if folder is not None and not image.is_relative_to(Path(folder).resolve()):
+        # the name's own text decides (an image may be a link to a file elsewhere): normalised, not resolved
+        image = Path(os.path.normpath(parts[0] if folder is None else root / parts[0]))
+        if folder is not None and not image.is_relative_to(root):
             raise InputFileError(path, f"{parts[0]!r} lies outside the image folder {folder}", number)
         if image in first_line:  # one face per image: its crop is named after the image
             raise InputFileError(path, f"{parts[0]!r} already has a box on line {first_line[image]} (one face per "
