@@ -254,6 +254,23 @@ def test_boxes_names_stay_inside_the_image_folder_by_their_text(aflw, tmp_path):
         offline.read_boxes(boxes, images)
 
 
+def test_a_boxes_file_that_is_no_boxes_file_is_named_with_its_line(aflw, tmp_path, capsys):
+    boxes = tmp_path / "boxes.txt"
+    argv = ["offline", "pre_process", "--data", str(aflw), "--output", str(tmp_path / "work"), "--boxes", str(boxes)]
+    expected = "expected '<image> x0 y0 x1 y1' (four numbers), got"
+    for text, problem in [("a.jpg 10 20 abc 200\n", f"1: {expected} 'a.jpg 10 20 abc 200'"),
+                          ("# name x0 y0 x1 y1\na.jpg 10 20 30,5 40\n", f"2: {expected} 'a.jpg 10 20 30,5 40'"),
+                          ("a.jpg 1 2 3\n", f"1: {expected} 'a.jpg 1 2 3'")]:
+        boxes.write_text(text)
+        assert face3d_main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"pre_process failed: {boxes}:{problem}"]
+    boxes.write_bytes(b"a.jpg 1 2 3 4\n\xff\xfe\x00garbage\n")
+    assert face3d_main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"pre_process failed: {boxes}: not a text file (no UTF-8 at byte 14)"]
+    assert not (tmp_path / "work").exists()
+
+
 def test_timing_from_an_msame_log_and_latency_figures(tmp_path):
     log = tmp_path / "msame.log"
     log.write_text("[INFO] start to process file:./bin/a.bin\n[INFO] model execute success\n"

@@ -61,20 +61,29 @@ def read_boxes(path, folder=None):
     Returns:
         dict image name -> (4,) float64 box.
     Raises:
-        InputFileError: a name outside ``folder``, or an image named on two lines (one face per image).
+        InputFileError: naming the file (and line): not UTF-8 text, a line that is no name and four numbers, a name
+        outside ``folder``, or an image named on two lines (one face per image).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"boxes file not found: {path}")
     boxes, first_line = {}, {}
     root = None if folder is None else Path(os.path.normpath(os.path.abspath(folder)))
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise InputFileError(path, f"not a text file (no UTF-8 at byte {error.start})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         parts = line.split()
-        if len(parts) != 5:
-            raise ValueError(f"{path}:{number}: expected '<image> x0 y0 x1 y1', got {line!r}")
+        try:
+            box = np.array([float(v) for v in parts[1:]], dtype=np.float64)
+        except ValueError:
+            box = None
+        if len(parts) != 5 or box is None:
+            raise InputFileError(path, f"expected '<image> x0 y0 x1 y1' (four numbers), got {line!r}", number)
         # the name's own text decides (an image may be a link to a file elsewhere): normalised, not resolved
         image = Path(os.path.normpath(parts[0] if folder is None else root / parts[0]))
         if folder is not None and not image.is_relative_to(root):
@@ -83,9 +92,9 @@ def read_boxes(path, folder=None):
             raise InputFileError(path, f"{parts[0]!r} already has a box on line {first_line[image]} (one face per "
                                        "image)", number)
         first_line[image] = number
-        boxes[parts[0]] = np.array([float(v) for v in parts[1:]], dtype=np.float64)
+        boxes[parts[0]] = box
     if not boxes:
-        raise ValueError(f"{path}: no box in the file")
+        raise InputFileError(path, "no box in the file")
     return boxes
 
 
