@@ -271,6 +271,22 @@ def test_a_boxes_file_that_is_no_boxes_file_is_named_with_its_line(aflw, tmp_pat
     assert not (tmp_path / "work").exists()
 
 
+def test_an_unreadable_image_named_in_the_boxes_is_in_the_landmarks_report(exported, aflw, tmp_path):
+    _, out = exported
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "face.jpg").symlink_to(sorted(aflw.rglob("*.jpg"))[0])
+    (images / "broken.jpg").write_bytes(b"no JPEG")
+    (tmp_path / "boxes.txt").write_text("face.jpg 30 35 120 130\nbroken.jpg 30 35 120 130\n")
+    manifest = offline.pre_process(images, tmp_path / "work", input_size=SIZE, boxes=tmp_path / "boxes.txt")
+    (skipped,) = manifest["skipped"]
+    assert skipped["image"] == str(images / "broken.jpg") and skipped["reason"]
+    result = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "work" / "bin", tmp_path / "out", quiet=True)
+    report = offline.post_process(result, tmp_path / "work" / offline.MANIFEST, tmp_path / "report")
+    saved = json.loads((tmp_path / "report" / "landmarks.json").read_text())
+    assert saved["names"] == report["names"] == ["face"] and saved["skipped"] == report["skipped"] == [skipped]
+
+
 def test_timing_from_an_msame_log_and_latency_figures(tmp_path):
     log = tmp_path / "msame.log"
     log.write_text("[INFO] start to process file:./bin/a.bin\n[INFO] model execute success\n"

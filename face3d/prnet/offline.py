@@ -507,7 +507,8 @@ def post_process(result_dir, manifest, output_dir, timing=None):
     Returns:
         dict: the evaluation report (``evaluation.evaluate_predictions`` plus ``run_id``, ``latency`` and
         ``files``) when the manifest has ground truth; else {"run_id", "landmarks": (N, 68, 3) list, "names",
-        "latency", "files"}.
+        "latency", "skipped", "files"}, written to ``landmarks.json`` (but ``files``; ``skipped``: the manifest's
+        images that could not be cropped, each with the reason) and ``landmarks.npz`` (names, landmarks).
     Raises:
         ValueError (InputFileError naming the file) before anything is written: the manifest or the timing file is
         not one (``read_manifest``, ``read_timing``), the results' ``timing.json`` names another run than the
@@ -565,7 +566,8 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         report["latency"] = latency
         report["files"] = evaluation.write_reports(report, output_dir, predictions=(pred, gt))
     else:
-        report = {"run_id": info.get("run_id"), "names": names, "landmarks": pred.tolist(), "latency": latency}
+        report = {"run_id": info.get("run_id"), "names": names, "landmarks": pred.tolist(), "latency": latency,
+                  "skipped": info["skipped"]}
         np.savez(output_dir / "landmarks.npz", names=np.array(names), landmarks=pred)
         (output_dir / "landmarks.json").write_text(json.dumps(report) + "\n")
         report["files"] = {"landmarks": str(output_dir / "landmarks.npz"), "json": str(output_dir / "landmarks.json")}
