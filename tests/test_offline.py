@@ -287,6 +287,26 @@ def test_an_unreadable_image_named_in_the_boxes_is_in_the_landmarks_report(expor
     assert saved["names"] == report["names"] == ["face"] and saved["skipped"] == report["skipped"] == [skipped]
 
 
+def test_images_sharing_a_name_are_listed_before_any_crop(aflw, tmp_path, capsys):
+    """Each file stem names a manifest record (and a .bin file): every shared one is named with its images, also
+    an image that could not have been read."""
+    images = tmp_path / "images"
+    for folder in ("x", "y"):
+        (images / folder).mkdir(parents=True)
+    face = sorted(aflw.rglob("*.jpg"))[0]
+    for name in ("x/p1.jpg", "x/p2.jpg", "y/p2.jpg", "y/p3.jpg"):
+        (images / name).symlink_to(face)
+    (images / "y" / "p1.jpg").write_bytes(b"no JPEG")
+    (tmp_path / "boxes.txt").write_text("".join(f"{name} 30 35 120 130\n" for name in
+                                                ("x/p1.jpg", "x/p2.jpg", "y/p1.jpg", "y/p2.jpg", "y/p3.jpg")))
+    assert face3d_main(["offline", "pre_process", "--data", str(images), "--output", str(tmp_path / "work"),
+                        "--boxes", str(tmp_path / "boxes.txt"), "--input-size", str(SIZE)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"pre_process failed: {images}: images share a name (file stem), which must be unique as it names the .bin "
+        "file and the manifest record: p1: x/p1.jpg, y/p1.jpg; p2: x/p2.jpg, y/p2.jpg"]
+    assert not (tmp_path / "work").exists()
+
+
 def test_timing_from_an_msame_log_and_latency_figures(tmp_path):
     log = tmp_path / "msame.log"
     log.write_text("[INFO] start to process file:./bin/a.bin\n[INFO] model execute success\n"

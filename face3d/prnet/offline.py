@@ -98,6 +98,18 @@ def read_boxes(path, folder=None):
     return boxes
 
 
+def _check_unique_names(images, data_dir):
+    """ValueError listing each file stem that two or more of ``images`` share, with their paths relative to
+    ``data_dir``: the stem names an image's manifest record and, with batch 1, its ``.bin`` file."""
+    by_stem = {}
+    for image in images:
+        by_stem.setdefault(Path(image).stem, []).append(os.path.relpath(image, data_dir))
+    shared = "; ".join(f"{stem}: {', '.join(paths)}" for stem, paths in by_stem.items() if len(paths) > 1)
+    if shared:
+        raise ValueError(f"{data_dir}: images share a name (file stem), which must be unique as it names the .bin "
+                         f"file and the manifest record: {shared}")
+
+
 def _write_bin(path, array):
     np.ascontiguousarray(array, dtype="<f4").tofile(path)
 
@@ -147,6 +159,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
             items.append((image, None, box))
         if limit is not None:
             items = items[:int(limit)]
+    _check_unique_names([image for image, _, _ in items], data_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     samples, crops = [], []
     for image_path, mat_path, box in items:
@@ -169,8 +182,6 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         samples.append(record)
         crops.append(crop.image)
     names = [s["name"] for s in samples]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{data_dir}: image names (stems) must be unique for the .bin files")
     if not samples:
         raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
     _remove_listed_inputs(output_dir)
