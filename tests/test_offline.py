@@ -336,6 +336,18 @@ def test_bad_inputs_are_named(exported, aflw, tmp_path):
         offline.post_process(tmp_path / "empty", work / offline.MANIFEST, tmp_path / "report")
 
 
+def test_msame_text_output_is_named_with_the_option_that_wrote_it(aflw, tmp_path, capsys):
+    work, result = tmp_path / "work", tmp_path / "out" / "20240101_120000"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=1)
+    result.mkdir(parents=True)
+    (result / "SYNTH_0000_1_0_output_0.txt").write_text("0.5 " * (SIZE * SIZE * 3) + "\n")
+    assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest", str(work / offline.MANIFEST),
+                        "--output", str(tmp_path / "report")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"post_process failed: output file not found: {result / 'SYNTH_0000_1_0_output_0.bin'}, but msame wrote its "
+        "text output SYNTH_0000_1_0_output_0.txt: rerun msame without --outfmt TXT (BIN is its default)"]
+
+
 def test_a_wrong_size_input_stops_the_run_before_any_result(exported, aflw, tmp_path, capsys):
     _, out = exported
     work = tmp_path / "work"

@@ -550,7 +550,10 @@ def post_process(result_dir, manifest, output_dir, timing=None):
     for entry in info["files"]:
         path = result_dir / f"{Path(entry['bin']).stem}_output_0.bin"
         if not path.is_file():
-            raise FileNotFoundError(f"output file not found: {path} (run the model on {entry['bin']} first)")
+            text = path.with_suffix(".txt")  # what msame --outfmt TXT writes
+            hint = (f", but msame wrote its text output {text.name}: rerun msame without --outfmt TXT (BIN is its "
+                    "default)" if text.is_file() else f" (run the model on {entry['bin']} first)")
+            raise FileNotFoundError(f"output file not found: {path}{hint}")
         data = np.fromfile(path, dtype="<f4")
         if data.size != b * s * s * 3:
             raise ValueError(f"{path}: {data.size} floats, expected [{b}, {s}, {s}, 3]")
