@@ -322,6 +322,21 @@ def test_timing_from_an_msame_log_and_latency_figures(tmp_path):
         offline.read_timing(tmp_path / "empty.log")
 
 
+def test_an_msame_log_of_another_count_of_files_is_refused(exported, aflw, tmp_path, capsys):
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=2)
+    result = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    log = tmp_path / "msame.log"
+    log.write_text("".join(f"[INFO] start to process file:bin/{k}.bin\nInference time: {40 + k}ms\n" for k in range(5)))
+    assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest", str(work / offline.MANIFEST),
+                        "--output", str(tmp_path / "report"), "--timing", str(log)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"post_process failed: {log}: 5 inference times, but {work / offline.MANIFEST} lists 2 .bin files: pass the "
+        "timing of the run on them"]
+    assert not (tmp_path / "report").exists()
+
+
 def test_bad_inputs_are_named(exported, aflw, tmp_path):
     _, out = exported
     work = tmp_path / "work"

@@ -523,7 +523,8 @@ def post_process(result_dir, manifest, output_dir, timing=None):
     Raises:
         ValueError (InputFileError naming the file) before anything is written: the manifest or the timing file is
         not one (``read_manifest``, ``read_timing``), the results' ``timing.json`` names another run than the
-        manifest, an output is missing, has the wrong size or holds non-finite values.
+        manifest, an output is missing, has the wrong size or holds non-finite values, the timing file has another
+        count of inference times than the manifest has ``.bin`` files.
     """
     from face3d.prnet import evaluation
     from face3d.prnet.face_crop import restore_map
@@ -567,7 +568,13 @@ def post_process(result_dir, manifest, output_dir, timing=None):
             names.append(name)
             landmarks.append(keypoints_from_map(pos, uv.uv_kpt_ind))
     timing = result_dir / TIMING if timing is None and (result_dir / TIMING).is_file() else timing
-    latency = latency_summary(read_timing(timing), b) if timing is not None else None
+    latency = None
+    if timing is not None:
+        times = read_timing(timing)
+        if len(times) != len(info["files"]):  # another run's log, or one that ran other files too
+            raise InputFileError(timing, f"{len(times)} inference times, but {manifest_path} lists "
+                                         f"{len(info['files'])} .bin files: pass the timing of the run on them")
+        latency = latency_summary(times, b)
     output_dir.mkdir(parents=True, exist_ok=True)
     pred = np.stack(landmarks)
     if info["ground_truth"]:
