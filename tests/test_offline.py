@@ -176,6 +176,17 @@ def test_int8_mode_runs_the_quantized_model(exported, aflw, tmp_path):
         offline.run_offline(out / "b2" / "prnet.pb", work / "bin", tmp_path / "out", int8=True)
 
 
+def test_a_calibration_folder_without_int8_is_refused(exported, aflw, tmp_path, capsys):
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=1)
+    assert face3d_main(["offline", "run", "--model", str(out / "b1" / "prnet.onnx"), "--input", str(work / "bin"),
+                        "--output", str(tmp_path / "out"), "--calibration", str(aflw)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"run failed: a calibration folder ({aflw}) is for int8 mode only (--int8)"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_int8_without_a_calibration_folder_calibrates_on_the_real_crops_only(exported, aflw, tmp_path, monkeypatch):
     """pre_process pads the last .bin with black crops: the manifest tells them apart and calibration skips them."""
     work = tmp_path / "work"

@@ -412,8 +412,8 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         fp16: run the ONNX model converted to float16 (``.onnx`` only).
         int8: run the ONNX model quantized to int8 QDQ (``quantize.quantize_onnx``), which predicts what an int8
             (AMCT) board deployment costs.
-        calibration: the int8 calibration folder (``quantize.calibration_images``); None: the input crops that
-            ``DIR/manifest.json`` lists (pre_process's padding left out).
+        calibration: the int8 calibration folder (``quantize.calibration_images``; a ValueError without ``int8``);
+            None: the input crops that ``DIR/manifest.json`` lists (pre_process's padding left out).
         threads: ONNX Runtime intra-op threads (None: its default).
         quiet: no per-file lines on stdout.
         trust_model: run a ``.pb`` whatever its ops (``predictor.load_predictor``).
@@ -425,6 +425,8 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         (not a file, or not the model's input size): each is checked before the result folder is created, and a
         failure during the run removes that folder.
     """
+    if calibration is not None and not int8:
+        raise ValueError(f"a calibration folder ({calibration}) is for int8 mode only (--int8)")
     input_dir = Path(input_dir)
     files = _msame_inputs(input_dir)
     if not files:
