@@ -460,6 +460,28 @@ def test_an_image_without_a_mat_is_listed_as_skipped_in_the_manifest(aflw, tmp_p
     assert manifest["skipped"] == [{"image": str(data / "stray.jpg"), "reason": "no .mat beside it"}]
 
 
+def test_each_batch_is_written_once_full_and_a_failed_run_leaves_the_earlier_one(aflw, tmp_path, monkeypatch):
+    """Not every crop is held until the end: a batch is written (staged, hidden) as soon as it is full; all are
+    moved in at the end, so a run stopped midway leaves the earlier run's files as they were."""
+    from face3d.prnet import face_crop
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=1)
+    earlier = {path.relative_to(work): path.is_file() and path.read_bytes() for path in work.rglob("*")}
+    crop_face, seen = face_crop.crop_face, []
+
+    def crop_face_stopped_at_the_third(*args):
+        seen.append(sorted(path.name for path in work.rglob("*.bin")))
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return crop_face(*args)
+
+    monkeypatch.setattr(face_crop, "crop_face", crop_face_stopped_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        offline.pre_process(aflw, work, input_size=SIZE, batch_size=2)
+    assert seen == [["SYNTH_0000_1_0.bin"]] * 2 + [["SYNTH_0000_1_0.bin", "batch_00000.bin"]]
+    assert {path.relative_to(work): path.is_file() and path.read_bytes() for path in work.rglob("*")} == earlier
+
+
 def test_a_rerun_removes_the_bin_files_of_the_earlier_one(aflw, tmp_path, caplog):
     work = tmp_path / "work"
     first = offline.pre_process(aflw, work, input_size=SIZE, batch_size=1)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
-from face3d.utils.atomic import atomic_write_bytes
+from face3d.utils.atomic import atomic_write_bytes, staging_folder
 from face3d.utils.errors import InputFileError
 
 __all__ = ["MANIFEST", "INPUTS", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
@@ -110,12 +110,47 @@ def _check_unique_names(images, data_dir):
                          f"file and the manifest record: {shared}")
 
 
+def _crop_sample(image_path, mat_path, box, input_size, resolution):
+    """One face's network input and manifest record.
+
+    Args:
+        image_path: the image. mat_path: its AFLW2000-3D ``.mat`` (crop from the ground-truth landmarks), or None
+            with ``box``: the detector box (x0, y0, x1, y1) in image pixels. input_size: S. resolution: R.
+    Returns:
+        ((S, S, 3) float32 crop, RGB / 255; record {"name": the image's stem, "image", "image_size": [h, w],
+        "matrix": the image -> map affine (2, 3), "crop_box": [cx, cy, side], and with ground truth "mat", "yaw_deg",
+        "landmarks": (68, 3)}).
+    Raises:
+        OSError, ValueError: an image or ``.mat`` that cannot be read or cropped.
+    """
+    from face3d.prnet import evaluation
+    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
+    from face3d.trainset.sample_io import read_image
+
+    if mat_path is not None:
+        image, truth = evaluation.read_sample(image_path, mat_path)
+        crop = crop_face(image, landmark_crop(truth.landmarks), input_size, resolution)
+    else:
+        image, truth = read_image(image_path), None
+        crop = crop_face(image, box_crop(box), input_size, resolution)
+    record = {"name": image_path.stem, "image": str(image_path.resolve()), "image_size": list(image.shape[:2]),
+              "matrix": crop.matrix.tolist(), "crop_box": [crop.box.cx, crop.box.cy, crop.box.size]}
+    if truth is not None:
+        record.update(mat=str(Path(mat_path).resolve()), yaw_deg=truth.yaw_deg, landmarks=truth.landmarks.tolist())
+    return crop.image, record
+
+
 def _write_bin(path, array):
     np.ascontiguousarray(array, dtype="<f4").tofile(path)
 
 
 def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes=None, batch_size=1, limit=None):
     """Crop every face of a test folder into msame input files and write the manifest (module docstring).
+
+    Each batch is written as soon as it is full, into the hidden staging folder ``DIR/bin/.bin.partial`` (msame
+    skips hidden entries: a killed run's leftover is never run, and the next run clears it); once all are written,
+    the ``.bin`` files the earlier manifest listed are removed, the new ones moved in and the manifest written. A
+    run that fails (or is stopped) before then leaves the earlier run's files as they were.
 
     Args:
         data_dir: AFLW2000-3D-format folder, or a folder of images when ``boxes`` is given.
@@ -133,9 +168,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         ``output_dir/bin``.
     """
     from face3d.prnet import evaluation
-    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
     from face3d.resources import default_uv_data_dir
-    from face3d.trainset.sample_io import read_image
     from face3d.trainset.uv_layout import load_uv_data
 
     uv_dir = Path(default_uv_data_dir() if uv_data is None else uv_data).resolve()
@@ -160,44 +193,39 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         if limit is not None:
             items = items[:int(limit)]
     _check_unique_names([image for image, _, _ in items], data_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    samples, crops = [], []
-    for image_path, mat_path, box in items:
-        try:
-            if mat_path is not None:
-                image, truth = evaluation.read_sample(image_path, mat_path)
-                crop = crop_face(image, landmark_crop(truth.landmarks), input_size, resolution)
-            else:
-                image, truth = read_image(image_path), None
-                crop = crop_face(image, box_crop(box), input_size, resolution)
-        except (OSError, ValueError) as exc:
-            logger.warning("skipping %s: %s", image_path, exc)
-            skipped.append({"image": str(image_path), "reason": str(exc)})
-            continue
-        record = {"name": image_path.stem, "image": str(image_path.resolve()), "image_size": list(image.shape[:2]),
-                  "matrix": crop.matrix.tolist(), "crop_box": [crop.box.cx, crop.box.cy, crop.box.size]}
-        if truth is not None:
-            record.update(mat=str(Path(mat_path).resolve()), yaw_deg=truth.yaw_deg,
-                          landmarks=truth.landmarks.tolist())
-        samples.append(record)
-        crops.append(crop.image)
-    names = [s["name"] for s in samples]
-    if not samples:
-        raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
-    _remove_listed_inputs(output_dir)
-    (output_dir / INPUTS).mkdir(exist_ok=True)
-    files = []
+    (output_dir / INPUTS).mkdir(parents=True, exist_ok=True)
     b, s = int(batch_size), int(input_size)
-    for start in range(0, len(samples), b):
-        group = crops[start:start + b]
-        stem = samples[start]["name"] if b == 1 else f"batch_{start // b:05d}"
-        batch = np.zeros((b, s, s, 3), np.float32)
-        batch[:len(group)] = np.stack(group)
-        _write_bin(output_dir / INPUTS / f"{stem}.bin", batch)
-        files.append({"bin": f"{stem}.bin", "samples": names[start:start + b]})
+    samples, files, crops = [], [], []  # crops: those of the batch being filled, written once it is full
+    with staging_folder(output_dir / INPUTS / INPUTS) as staging:
+        def write_batch():
+            names = [record["name"] for record in samples[-len(crops):]]
+            stem = names[0] if b == 1 else f"batch_{len(files):05d}"
+            batch = np.zeros((b, s, s, 3), np.float32)
+            batch[:len(crops)] = np.stack(crops)
+            _write_bin(staging / f"{stem}.bin", batch)
+            files.append({"bin": f"{stem}.bin", "samples": names})
+            crops.clear()
+
+        for image_path, mat_path, box in items:
+            try:
+                crop, record = _crop_sample(image_path, mat_path, box, input_size, resolution)
+            except (OSError, ValueError) as exc:
+                logger.warning("skipping %s: %s", image_path, exc)
+                skipped.append({"image": str(image_path), "reason": str(exc)})
+                continue
+            samples.append(record)
+            crops.append(crop)
+            if len(crops) == b:
+                write_batch()
+        if crops:  # the last batch, padded with black crops
+            write_batch()
+        if not samples:
+            raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
+        _remove_listed_inputs(output_dir)
+        for entry in files:
+            os.replace(staging / entry["bin"], output_dir / INPUTS / entry["bin"])
     manifest = {"run_id": uuid.uuid4().hex, "format": "float32 little-endian NHWC [B, S, S, 3], RGB / 255",
-                "input_size": s,
-                "batch_size": b, "resolution": int(resolution), "uv_data": str(uv_dir),
+                "input_size": s, "batch_size": b, "resolution": int(resolution), "uv_data": str(uv_dir),
                 "ground_truth": boxes is None, "files": files, "samples": samples, "skipped": skipped,
                 "data": str(data_dir.resolve())}
     atomic_write_bytes(output_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
