@@ -25,6 +25,7 @@ from face3d.prnet.export import export_model  # noqa: E402
 from face3d.prnet.inference import PRN  # noqa: E402
 from face3d.prnet.model import build_resfcn256  # noqa: E402
 from face3d.trainset.synthetic import synthesize_dataset  # noqa: E402
+from face3d.utils.errors import InputFileError  # noqa: E402
 
 SIZE = 64
 
@@ -44,8 +45,24 @@ def aflw(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    """The random-weight network exported for batch 1 (.pb, .onnx) and 2 (.pb), its maps depending on its input.
+
+    Freshly initialised, its activations fade through the layers and every map is sigmoid(0) = 0.5 whatever the
+    input, so a wrong .bin layout would go unseen. One training-mode call with batch-norm momentum 0 sets each
+    moving mean and variance to that batch's; the variances raised by half then shrink each layer's spread a
+    little, short of the chaos of a deep random network, whose maps float16 rounding would change by up to 0.3.
+    """
     keras.utils.set_random_seed(11)
-    model = build_resfcn256(input_size=SIZE, width=4)
+    model = build_resfcn256(input_size=SIZE, width=4, bn_momentum=0.0)
+    rng = np.random.default_rng(0)
+    model(rng.random((4, SIZE, SIZE, 3), dtype=np.float32), training=True)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_variance.assign(layer.moving_variance * 1.5)
+    image = rng.random((1, SIZE, SIZE, 3), dtype=np.float32)
+    bgr, nchw = image[..., ::-1], image.transpose(0, 3, 1, 2).reshape(image.shape)  # .bin layouts msame must not get
+    maps = model.predict(np.concatenate([image, bgr, nchw]), verbose=0)
+    assert np.abs(maps[1] - maps[0]).max() > 0.01 and np.abs(maps[2] - maps[0]).max() > 0.01
     out = tmp_path_factory.mktemp("export")
     export_model(model, out / "b1", batch_size=1, onnx=True, run_atc=False)
     export_model(model, out / "b2", batch_size=2, run_atc=False)
@@ -105,6 +122,27 @@ def test_round_trip_batch_two_pb_through_the_command_line(exported, aflw, direct
     _compare_reports(json.loads((tmp_path / "report" / "report.json").read_text()), direct)
 
 
+def test_each_bin_holds_the_crops_prn_feeds_its_network(exported, aflw, tmp_path):
+    """Byte for byte: little-endian float32 NHWC RGB / 255, the crops of PRN.crop (evaluate_model's and demo's), the
+    last batch padded with black; from ground-truth landmarks and from detector boxes."""
+    prn = PRN(exported[0])
+    manifest = offline.pre_process(aflw, tmp_path / "truth", input_size=SIZE, batch_size=2)
+    crops = []
+    for image_path in sorted(aflw.rglob("*.jpg")):
+        image, sample = evaluation.read_sample(image_path, image_path.with_suffix(".mat"))
+        crops.append(prn.crop(image, landmarks=sample.landmarks).image)
+    crops.append(np.zeros((SIZE, SIZE, 3), np.float32))
+    for k, entry in enumerate(manifest["files"]):
+        expected = np.stack(crops[2 * k:2 * k + 2]).astype("<f4").tobytes()
+        assert (tmp_path / "truth" / "bin" / entry["bin"]).read_bytes() == expected
+    image_path = sorted(aflw.rglob("*.jpg"))[0]
+    (tmp_path / "boxes.txt").write_text(f"{image_path.name} 30 35 120 130\n")
+    offline.pre_process(image_path.parent, tmp_path / "boxes", input_size=SIZE, boxes=tmp_path / "boxes.txt")
+    image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
+    expected = prn.crop(image, box=np.array([30.0, 35.0, 120.0, 130.0])).image.astype("<f4").tobytes()
+    assert (tmp_path / "boxes" / "bin" / f"{image_path.stem}.bin").read_bytes() == expected
+
+
 def test_fp16_mode_predicts_a_small_nme_change(exported, aflw, direct, tmp_path):
     work = tmp_path / "work"
     _, out = exported
@@ -136,6 +174,17 @@ def test_int8_mode_runs_the_quantized_model(exported, aflw, tmp_path):
     assert 0 < np.abs(a - b).max() < 0.05
     with pytest.raises(ValueError, match="int8 mode needs an .onnx"):
         offline.run_offline(out / "b2" / "prnet.pb", work / "bin", tmp_path / "out", int8=True)
+
+
+def test_a_calibration_folder_without_int8_is_refused(exported, aflw, tmp_path, capsys):
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=1)
+    assert face3d_main(["offline", "run", "--model", str(out / "b1" / "prnet.onnx"), "--input", str(work / "bin"),
+                        "--output", str(tmp_path / "out"), "--calibration", str(aflw)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"run failed: a calibration folder ({aflw}) is for int8 mode only (--int8)"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_int8_without_a_calibration_folder_calibrates_on_the_real_crops_only(exported, aflw, tmp_path, monkeypatch):
@@ -193,6 +242,82 @@ def test_images_with_boxes_give_the_landmarks_of_prn(exported, aflw, tmp_path):
     assert (tmp_path / "report" / "landmarks.npz").is_file()
 
 
+def test_boxes_names_stay_inside_the_image_folder_by_their_text(aflw, tmp_path):
+    """A link inside --data to an image elsewhere is an image of --data; a name leading out is refused, whether
+    by '..' or as an absolute path; two names of one image are one image named twice."""
+    elsewhere = sorted(aflw.rglob("*.jpg"))[0]
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    (images / "linked.jpg").symlink_to(elsewhere)
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("linked.jpg 30 35 120 130\nsub/../own.jpg 1 2 3 4\n")
+    assert sorted(offline.read_boxes(boxes, images)) == ["linked.jpg", "sub/../own.jpg"]
+    boxes.write_text("linked.jpg 30 35 120 130\n")
+    manifest = offline.pre_process(images, tmp_path / "work", input_size=SIZE, boxes=boxes)
+    assert [record["name"] for record in manifest["samples"]] == ["linked"]
+    for name in ("../elsewhere.jpg", "sub/../../elsewhere.jpg", str(elsewhere)):
+        boxes.write_text(f"own.jpg 1 2 3 4\n{name} 1 2 3 4\n")
+        with pytest.raises(InputFileError) as error:
+            offline.read_boxes(boxes, images)
+        assert str(error.value) == f"{boxes}:2: {name!r} lies outside the image folder {images}"
+    boxes.write_text("linked.jpg 1 2 3 4\n./sub/../linked.jpg 5 6 7 8\n")
+    with pytest.raises(InputFileError, match=r"boxes.txt:2: '\./sub/\.\./linked.jpg' already has a box on line 1"):
+        offline.read_boxes(boxes, images)
+
+
+def test_a_boxes_file_that_is_no_boxes_file_is_named_with_its_line(aflw, tmp_path, capsys):
+    boxes = tmp_path / "boxes.txt"
+    argv = ["offline", "pre_process", "--data", str(aflw), "--output", str(tmp_path / "work"), "--boxes", str(boxes)]
+    expected = "expected '<image> x0 y0 x1 y1' (four numbers), got"
+    for text, problem in [("a.jpg 10 20 abc 200\n", f"1: {expected} 'a.jpg 10 20 abc 200'"),
+                          ("# name x0 y0 x1 y1\na.jpg 10 20 30,5 40\n", f"2: {expected} 'a.jpg 10 20 30,5 40'"),
+                          ("a.jpg 1 2 3\n", f"1: {expected} 'a.jpg 1 2 3'")]:
+        boxes.write_text(text)
+        assert face3d_main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"pre_process failed: {boxes}:{problem}"]
+    boxes.write_bytes(b"a.jpg 1 2 3 4\n\xff\xfe\x00garbage\n")
+    assert face3d_main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"pre_process failed: {boxes}: not a text file (no UTF-8 at byte 14)"]
+    assert not (tmp_path / "work").exists()
+
+
+def test_an_unreadable_image_named_in_the_boxes_is_in_the_landmarks_report(exported, aflw, tmp_path):
+    _, out = exported
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "face.jpg").symlink_to(sorted(aflw.rglob("*.jpg"))[0])
+    (images / "broken.jpg").write_bytes(b"no JPEG")
+    (tmp_path / "boxes.txt").write_text("face.jpg 30 35 120 130\nbroken.jpg 30 35 120 130\n")
+    manifest = offline.pre_process(images, tmp_path / "work", input_size=SIZE, boxes=tmp_path / "boxes.txt")
+    (skipped,) = manifest["skipped"]
+    assert skipped["image"] == str(images / "broken.jpg") and skipped["reason"]
+    result = offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "work" / "bin", tmp_path / "out", quiet=True)
+    report = offline.post_process(result, tmp_path / "work" / offline.MANIFEST, tmp_path / "report")
+    saved = json.loads((tmp_path / "report" / "landmarks.json").read_text())
+    assert saved["names"] == report["names"] == ["face"] and saved["skipped"] == report["skipped"] == [skipped]
+
+
+def test_images_sharing_a_name_are_listed_before_any_crop(aflw, tmp_path, capsys):
+    """Each file stem names a manifest record (and a .bin file): every shared one is named with its images, also
+    an image that could not have been read."""
+    images = tmp_path / "images"
+    for folder in ("x", "y"):
+        (images / folder).mkdir(parents=True)
+    face = sorted(aflw.rglob("*.jpg"))[0]
+    for name in ("x/p1.jpg", "x/p2.jpg", "y/p2.jpg", "y/p3.jpg"):
+        (images / name).symlink_to(face)
+    (images / "y" / "p1.jpg").write_bytes(b"no JPEG")
+    (tmp_path / "boxes.txt").write_text("".join(f"{name} 30 35 120 130\n" for name in
+                                                ("x/p1.jpg", "x/p2.jpg", "y/p1.jpg", "y/p2.jpg", "y/p3.jpg")))
+    assert face3d_main(["offline", "pre_process", "--data", str(images), "--output", str(tmp_path / "work"),
+                        "--boxes", str(tmp_path / "boxes.txt"), "--input-size", str(SIZE)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"pre_process failed: {images}: images share a name (file stem), which must be unique as it names the .bin "
+        "file and the manifest record: p1: x/p1.jpg, y/p1.jpg; p2: x/p2.jpg, y/p2.jpg"]
+    assert not (tmp_path / "work").exists()
+
+
 def test_timing_from_an_msame_log_and_latency_figures(tmp_path):
     log = tmp_path / "msame.log"
     log.write_text("[INFO] start to process file:./bin/a.bin\n[INFO] model execute success\n"
@@ -208,6 +333,21 @@ def test_timing_from_an_msame_log_and_latency_figures(tmp_path):
         offline.read_timing(tmp_path / "empty.log")
 
 
+def test_an_msame_log_of_another_count_of_files_is_refused(exported, aflw, tmp_path, capsys):
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=2)
+    result = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    log = tmp_path / "msame.log"
+    log.write_text("".join(f"[INFO] start to process file:bin/{k}.bin\nInference time: {40 + k}ms\n" for k in range(5)))
+    assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest", str(work / offline.MANIFEST),
+                        "--output", str(tmp_path / "report"), "--timing", str(log)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"post_process failed: {log}: 5 inference times, but {work / offline.MANIFEST} lists 2 .bin files: pass the "
+        "timing of the run on them"]
+    assert not (tmp_path / "report").exists()
+
+
 def test_bad_inputs_are_named(exported, aflw, tmp_path):
     _, out = exported
     work = tmp_path / "work"
@@ -220,6 +360,18 @@ def test_bad_inputs_are_named(exported, aflw, tmp_path):
         offline.run_offline(out / "b1" / "prnet.onnx", tmp_path / "empty", tmp_path / "out2")
     with pytest.raises(FileNotFoundError, match="SYNTH_0000_1_0_output_0.bin"):
         offline.post_process(tmp_path / "empty", work / offline.MANIFEST, tmp_path / "report")
+
+
+def test_msame_text_output_is_named_with_the_option_that_wrote_it(aflw, tmp_path, capsys):
+    work, result = tmp_path / "work", tmp_path / "out" / "20240101_120000"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=1)
+    result.mkdir(parents=True)
+    (result / "SYNTH_0000_1_0_output_0.txt").write_text("0.5 " * (SIZE * SIZE * 3) + "\n")
+    assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest", str(work / offline.MANIFEST),
+                        "--output", str(tmp_path / "report")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"post_process failed: output file not found: {result / 'SYNTH_0000_1_0_output_0.bin'}, but msame wrote its "
+        "text output SYNTH_0000_1_0_output_0.txt: rerun msame without --outfmt TXT (BIN is its default)"]
 
 
 def test_a_wrong_size_input_stops_the_run_before_any_result(exported, aflw, tmp_path, capsys):
@@ -306,6 +458,28 @@ def test_an_image_without_a_mat_is_listed_as_skipped_in_the_manifest(aflw, tmp_p
     manifest = offline.pre_process(data, tmp_path / "work", input_size=SIZE)
     assert len(manifest["samples"]) == 3
     assert manifest["skipped"] == [{"image": str(data / "stray.jpg"), "reason": "no .mat beside it"}]
+
+
+def test_each_batch_is_written_once_full_and_a_failed_run_leaves_the_earlier_one(aflw, tmp_path, monkeypatch):
+    """Not every crop is held until the end: a batch is written (staged, hidden) as soon as it is full; all are
+    moved in at the end, so a run stopped midway leaves the earlier run's files as they were."""
+    from face3d.prnet import face_crop
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=1)
+    earlier = {path.relative_to(work): path.is_file() and path.read_bytes() for path in work.rglob("*")}
+    crop_face, seen = face_crop.crop_face, []
+
+    def crop_face_stopped_at_the_third(*args):
+        seen.append(sorted(path.name for path in work.rglob("*.bin")))
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return crop_face(*args)
+
+    monkeypatch.setattr(face_crop, "crop_face", crop_face_stopped_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        offline.pre_process(aflw, work, input_size=SIZE, batch_size=2)
+    assert seen == [["SYNTH_0000_1_0.bin"]] * 2 + [["SYNTH_0000_1_0.bin", "batch_00000.bin"]]
+    assert {path.relative_to(work): path.is_file() and path.read_bytes() for path in work.rglob("*")} == earlier
 
 
 def test_a_rerun_removes_the_bin_files_of_the_earlier_one(aflw, tmp_path, caplog):

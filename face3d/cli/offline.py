@@ -45,7 +45,7 @@ def _add_arguments(parser):
                           "Ascend's AMCT), to estimate an int8 board deployment's accuracy")
     run.add_argument("--calibration", default=None, metavar="DIR",
                      help="--int8 calibration images: face crops or an AFLW2000-3D folder (default: the input .bin "
-                          "crops)")
+                          "crops); refused without --int8")
     run.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime intra-op threads")
     add_trust_model_argument(run)
     post = sub.add_parser("post_process", aliases=["post"], help="outputs + manifest -> landmarks, NME report, latency")

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
-from face3d.utils.atomic import atomic_write_bytes
+from face3d.utils.atomic import atomic_write_bytes, staging_folder
 from face3d.utils.errors import InputFileError
 
 __all__ = ["MANIFEST", "INPUTS", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
@@ -56,34 +56,88 @@ def read_boxes(path, folder=None):
 
     Args:
         path: the boxes file.
-        folder: the images' folder; every name must lie inside it (no ``..`` or absolute path leading out).
+        folder: the images' folder; every name must lie inside it (no ``..`` or absolute path leading out),
+            judged on the normalised path text: a link inside it to an image elsewhere is an image inside it.
     Returns:
         dict image name -> (4,) float64 box.
     Raises:
-        InputFileError: a name outside ``folder``, or an image named on two lines (one face per image).
+        InputFileError: naming the file (and line): not UTF-8 text, a line that is no name and four numbers, a name
+        outside ``folder``, or an image named on two lines (one face per image).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"boxes file not found: {path}")
     boxes, first_line = {}, {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    root = None if folder is None else Path(os.path.normpath(os.path.abspath(folder)))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise InputFileError(path, f"not a text file (no UTF-8 at byte {error.start})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         parts = line.split()
-        if len(parts) != 5:
-            raise ValueError(f"{path}:{number}: expected '<image> x0 y0 x1 y1', got {line!r}")
-        image = Path(parts[0]) if folder is None else (Path(folder) / parts[0]).resolve()
-        if folder is not None and not image.is_relative_to(Path(folder).resolve()):
+        try:
+            box = np.array([float(v) for v in parts[1:]], dtype=np.float64)
+        except ValueError:
+            box = None
+        if len(parts) != 5 or box is None:
+            raise InputFileError(path, f"expected '<image> x0 y0 x1 y1' (four numbers), got {line!r}", number)
+        # the name's own text decides (an image may be a link to a file elsewhere): normalised, not resolved
+        image = Path(os.path.normpath(parts[0] if folder is None else root / parts[0]))
+        if folder is not None and not image.is_relative_to(root):
             raise InputFileError(path, f"{parts[0]!r} lies outside the image folder {folder}", number)
         if image in first_line:  # one face per image: its crop is named after the image
             raise InputFileError(path, f"{parts[0]!r} already has a box on line {first_line[image]} (one face per "
                                        "image)", number)
         first_line[image] = number
-        boxes[parts[0]] = np.array([float(v) for v in parts[1:]], dtype=np.float64)
+        boxes[parts[0]] = box
     if not boxes:
-        raise ValueError(f"{path}: no box in the file")
+        raise InputFileError(path, "no box in the file")
     return boxes
+
+
+def _check_unique_names(images, data_dir):
+    """ValueError listing each file stem that two or more of ``images`` share, with their paths relative to
+    ``data_dir``: the stem names an image's manifest record and, with batch 1, its ``.bin`` file."""
+    by_stem = {}
+    for image in images:
+        by_stem.setdefault(Path(image).stem, []).append(os.path.relpath(image, data_dir))
+    shared = "; ".join(f"{stem}: {', '.join(paths)}" for stem, paths in by_stem.items() if len(paths) > 1)
+    if shared:
+        raise ValueError(f"{data_dir}: images share a name (file stem), which must be unique as it names the .bin "
+                         f"file and the manifest record: {shared}")
+
+
+def _crop_sample(image_path, mat_path, box, input_size, resolution):
+    """One face's network input and manifest record.
+
+    Args:
+        image_path: the image. mat_path: its AFLW2000-3D ``.mat`` (crop from the ground-truth landmarks), or None
+            with ``box``: the detector box (x0, y0, x1, y1) in image pixels. input_size: S. resolution: R.
+    Returns:
+        ((S, S, 3) float32 crop, RGB / 255; record {"name": the image's stem, "image", "image_size": [h, w],
+        "matrix": the image -> map affine (2, 3), "crop_box": [cx, cy, side], and with ground truth "mat", "yaw_deg",
+        "landmarks": (68, 3)}).
+    Raises:
+        OSError, ValueError: an image or ``.mat`` that cannot be read or cropped.
+    """
+    from face3d.prnet import evaluation
+    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
+    from face3d.trainset.sample_io import read_image
+
+    if mat_path is not None:
+        image, truth = evaluation.read_sample(image_path, mat_path)
+        crop = crop_face(image, landmark_crop(truth.landmarks), input_size, resolution)
+    else:
+        image, truth = read_image(image_path), None
+        crop = crop_face(image, box_crop(box), input_size, resolution)
+    record = {"name": image_path.stem, "image": str(image_path.resolve()), "image_size": list(image.shape[:2]),
+              "matrix": crop.matrix.tolist(), "crop_box": [crop.box.cx, crop.box.cy, crop.box.size]}
+    if truth is not None:
+        record.update(mat=str(Path(mat_path).resolve()), yaw_deg=truth.yaw_deg, landmarks=truth.landmarks.tolist())
+    return crop.image, record
 
 
 def _write_bin(path, array):
@@ -92,6 +146,11 @@ def _write_bin(path, array):
 
 def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes=None, batch_size=1, limit=None):
     """Crop every face of a test folder into msame input files and write the manifest (module docstring).
+
+    Each batch is written as soon as it is full, into the hidden staging folder ``DIR/bin/.bin.partial`` (msame
+    skips hidden entries: a killed run's leftover is never run, and the next run clears it); once all are written,
+    the ``.bin`` files the earlier manifest listed are removed, the new ones moved in and the manifest written. A
+    run that fails (or is stopped) before then leaves the earlier run's files as they were.
 
     Args:
         data_dir: AFLW2000-3D-format folder, or a folder of images when ``boxes`` is given.
@@ -109,9 +168,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         ``output_dir/bin``.
     """
     from face3d.prnet import evaluation
-    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
     from face3d.resources import default_uv_data_dir
-    from face3d.trainset.sample_io import read_image
     from face3d.trainset.uv_layout import load_uv_data
 
     uv_dir = Path(default_uv_data_dir() if uv_data is None else uv_data).resolve()
@@ -135,46 +192,40 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
             items.append((image, None, box))
         if limit is not None:
             items = items[:int(limit)]
-    output_dir.mkdir(parents=True, exist_ok=True)
-    samples, crops = [], []
-    for image_path, mat_path, box in items:
-        try:
-            if mat_path is not None:
-                image, truth = evaluation.read_sample(image_path, mat_path)
-                crop = crop_face(image, landmark_crop(truth.landmarks), input_size, resolution)
-            else:
-                image, truth = read_image(image_path), None
-                crop = crop_face(image, box_crop(box), input_size, resolution)
-        except (OSError, ValueError) as exc:
-            logger.warning("skipping %s: %s", image_path, exc)
-            skipped.append({"image": str(image_path), "reason": str(exc)})
-            continue
-        record = {"name": image_path.stem, "image": str(image_path.resolve()), "image_size": list(image.shape[:2]),
-                  "matrix": crop.matrix.tolist(), "crop_box": [crop.box.cx, crop.box.cy, crop.box.size]}
-        if truth is not None:
-            record.update(mat=str(Path(mat_path).resolve()), yaw_deg=truth.yaw_deg,
-                          landmarks=truth.landmarks.tolist())
-        samples.append(record)
-        crops.append(crop.image)
-    names = [s["name"] for s in samples]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{data_dir}: image names (stems) must be unique for the .bin files")
-    if not samples:
-        raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
-    _remove_listed_inputs(output_dir)
-    (output_dir / INPUTS).mkdir(exist_ok=True)
-    files = []
+    _check_unique_names([image for image, _, _ in items], data_dir)
+    (output_dir / INPUTS).mkdir(parents=True, exist_ok=True)
     b, s = int(batch_size), int(input_size)
-    for start in range(0, len(samples), b):
-        group = crops[start:start + b]
-        stem = samples[start]["name"] if b == 1 else f"batch_{start // b:05d}"
-        batch = np.zeros((b, s, s, 3), np.float32)
-        batch[:len(group)] = np.stack(group)
-        _write_bin(output_dir / INPUTS / f"{stem}.bin", batch)
-        files.append({"bin": f"{stem}.bin", "samples": names[start:start + b]})
+    samples, files, crops = [], [], []  # crops: those of the batch being filled, written once it is full
+    with staging_folder(output_dir / INPUTS / INPUTS) as staging:
+        def write_batch():
+            names = [record["name"] for record in samples[-len(crops):]]
+            stem = names[0] if b == 1 else f"batch_{len(files):05d}"
+            batch = np.zeros((b, s, s, 3), np.float32)
+            batch[:len(crops)] = np.stack(crops)
+            _write_bin(staging / f"{stem}.bin", batch)
+            files.append({"bin": f"{stem}.bin", "samples": names})
+            crops.clear()
+
+        for image_path, mat_path, box in items:
+            try:
+                crop, record = _crop_sample(image_path, mat_path, box, input_size, resolution)
+            except (OSError, ValueError) as exc:
+                logger.warning("skipping %s: %s", image_path, exc)
+                skipped.append({"image": str(image_path), "reason": str(exc)})
+                continue
+            samples.append(record)
+            crops.append(crop)
+            if len(crops) == b:
+                write_batch()
+        if crops:  # the last batch, padded with black crops
+            write_batch()
+        if not samples:
+            raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
+        _remove_listed_inputs(output_dir)
+        for entry in files:
+            os.replace(staging / entry["bin"], output_dir / INPUTS / entry["bin"])
     manifest = {"run_id": uuid.uuid4().hex, "format": "float32 little-endian NHWC [B, S, S, 3], RGB / 255",
-                "input_size": s,
-                "batch_size": b, "resolution": int(resolution), "uv_data": str(uv_dir),
+                "input_size": s, "batch_size": b, "resolution": int(resolution), "uv_data": str(uv_dir),
                 "ground_truth": boxes is None, "files": files, "samples": samples, "skipped": skipped,
                 "data": str(data_dir.resolve())}
     atomic_write_bytes(output_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
@@ -389,8 +440,8 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         fp16: run the ONNX model converted to float16 (``.onnx`` only).
         int8: run the ONNX model quantized to int8 QDQ (``quantize.quantize_onnx``), which predicts what an int8
             (AMCT) board deployment costs.
-        calibration: the int8 calibration folder (``quantize.calibration_images``); None: the input crops that
-            ``DIR/manifest.json`` lists (pre_process's padding left out).
+        calibration: the int8 calibration folder (``quantize.calibration_images``; a ValueError without ``int8``);
+            None: the input crops that ``DIR/manifest.json`` lists (pre_process's padding left out).
         threads: ONNX Runtime intra-op threads (None: its default).
         quiet: no per-file lines on stdout.
         trust_model: run a ``.pb`` whatever its ops (``predictor.load_predictor``).
@@ -402,6 +453,8 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         (not a file, or not the model's input size): each is checked before the result folder is created, and a
         failure during the run removes that folder.
     """
+    if calibration is not None and not int8:
+        raise ValueError(f"a calibration folder ({calibration}) is for int8 mode only (--int8)")
     input_dir = Path(input_dir)
     files = _msame_inputs(input_dir)
     if not files:
@@ -495,11 +548,13 @@ def post_process(result_dir, manifest, output_dir, timing=None):
     Returns:
         dict: the evaluation report (``evaluation.evaluate_predictions`` plus ``run_id``, ``latency`` and
         ``files``) when the manifest has ground truth; else {"run_id", "landmarks": (N, 68, 3) list, "names",
-        "latency", "files"}.
+        "latency", "skipped", "files"}, written to ``landmarks.json`` (but ``files``; ``skipped``: the manifest's
+        images that could not be cropped, each with the reason) and ``landmarks.npz`` (names, landmarks).
     Raises:
         ValueError (InputFileError naming the file) before anything is written: the manifest or the timing file is
         not one (``read_manifest``, ``read_timing``), the results' ``timing.json`` names another run than the
-        manifest, an output is missing, has the wrong size or holds non-finite values.
+        manifest, an output is missing, has the wrong size or holds non-finite values, the timing file has another
+        count of inference times than the manifest has ``.bin`` files.
     """
     from face3d.prnet import evaluation
     from face3d.prnet.face_crop import restore_map
@@ -526,7 +581,10 @@ def post_process(result_dir, manifest, output_dir, timing=None):
     for entry in info["files"]:
         path = result_dir / f"{Path(entry['bin']).stem}_output_0.bin"
         if not path.is_file():
-            raise FileNotFoundError(f"output file not found: {path} (run the model on {entry['bin']} first)")
+            text = path.with_suffix(".txt")  # what msame --outfmt TXT writes
+            hint = (f", but msame wrote its text output {text.name}: rerun msame without --outfmt TXT (BIN is its "
+                    "default)" if text.is_file() else f" (run the model on {entry['bin']} first)")
+            raise FileNotFoundError(f"output file not found: {path}{hint}")
         data = np.fromfile(path, dtype="<f4")
         if data.size != b * s * s * 3:
             raise ValueError(f"{path}: {data.size} floats, expected [{b}, {s}, {s}, 3]")
@@ -540,7 +598,13 @@ def post_process(result_dir, manifest, output_dir, timing=None):
             names.append(name)
             landmarks.append(keypoints_from_map(pos, uv.uv_kpt_ind))
     timing = result_dir / TIMING if timing is None and (result_dir / TIMING).is_file() else timing
-    latency = latency_summary(read_timing(timing), b) if timing is not None else None
+    latency = None
+    if timing is not None:
+        times = read_timing(timing)
+        if len(times) != len(info["files"]):  # another run's log, or one that ran other files too
+            raise InputFileError(timing, f"{len(times)} inference times, but {manifest_path} lists "
+                                         f"{len(info['files'])} .bin files: pass the timing of the run on them")
+        latency = latency_summary(times, b)
     output_dir.mkdir(parents=True, exist_ok=True)
     pred = np.stack(landmarks)
     if info["ground_truth"]:
@@ -553,7 +617,8 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         report["latency"] = latency
         report["files"] = evaluation.write_reports(report, output_dir, predictions=(pred, gt))
     else:
-        report = {"run_id": info.get("run_id"), "names": names, "landmarks": pred.tolist(), "latency": latency}
+        report = {"run_id": info.get("run_id"), "names": names, "landmarks": pred.tolist(), "latency": latency,
+                  "skipped": info["skipped"]}
         np.savez(output_dir / "landmarks.npz", names=np.array(names), landmarks=pred)
         (output_dir / "landmarks.json").write_text(json.dumps(report) + "\n")
         report["files"] = {"landmarks": str(output_dir / "landmarks.npz"), "json": str(output_dir / "landmarks.json")}
