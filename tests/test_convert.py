@@ -1,4 +1,5 @@
-"""Data/BFM/convert.py (generate.m in Python) on small synthetic raw files in the raw formats.
+"""Data/BFM/convert.py (generate.m in Python) on small synthetic raw files in the raw formats, and on raw files in
+the real layout rebuilt from the published BFM_info.mat and BFM_UV.mat of the fixtures.
 
 generate.m's repairs address fixed vertices of the 53215-vertex 3DDFA trimming (UV vertex 10916,
 mouth vertex 6664), so the synthetic trimmed model has 11000 vertices, with few components.
@@ -7,6 +8,7 @@ mouth vertex 6664), so the synthetic trimmed model has 11000 vertices, with few 
 import errno
 import importlib.util
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io as sio
+from _fixtures import fixtures_dir
 
+from face3d.morphable_model import MorphableModel
 from face3d.morphable_model import load as L
 
 REPO = Path(__file__).resolve().parents[1]
 CONVERT = REPO / "Data" / "BFM" / "convert.py"
-N_FULL, N_TRIM, N_TRI, N_MOUTH = 11300, 11000, 400, 114
+N_FULL, N_TRIM, N_TRI, N_MOUTH = 11300, 11000, 400, 107  # 3DDFA's Model_tri_mouth.mat holds 107 triangles
 K_SHAPE, K_EXP, K_TEX = 4, 3, 2
 
 
@@ -38,6 +42,29 @@ def _cell(rows):
     for i, row in enumerate(rows):
         cell[i, 0] = np.asarray(row, dtype=np.float64).reshape(1, -1)
     return cell
+
+
+def _mat_element(data_type: int, payload: bytes) -> bytes:
+    """One MATLAB 5 data element: tag (data type, byte count), payload, zeros to the next 8-byte boundary."""
+    return struct.pack("<II", data_type, len(payload)) + payload + bytes(-len(payload) % 8)
+
+
+def save_like_matlab(path: Path, variables: dict) -> None:
+    """Write ``variables`` as MATLAB's save does: a double array of whole numbers in 0..65535 is stored as uint8
+    (all below 256) or uint16 with its class still double (scipy's savemat stores every double as double, and
+    loadmat returns such an array in its storage type unless asked for mat_dtype); the rest as savemat writes it."""
+    compact = {k: v for k, v in variables.items()
+               if isinstance(v, np.ndarray) and v.dtype == np.float64 and v.ndim == 2 and v.size
+               and np.all(v == np.round(v)) and v.min() >= 0 and v.max() <= 65535}
+    sio.savemat(str(path), {k: v for k, v in variables.items() if k not in compact})
+    with open(path, "ab") as f:
+        for name, values in compact.items():
+            storage, mi_type = (np.uint8, 2) if values.max() < 256 else (np.uint16, 4)  # miUINT8, miUINT16
+            body = (_mat_element(6, struct.pack("<II", 6, 0))             # array flags (miUINT32): mxDOUBLE_CLASS
+                    + _mat_element(5, struct.pack("<2i", *values.shape))  # dimensions (miINT32)
+                    + _mat_element(1, name.encode())                      # name (miINT8)
+                    + _mat_element(mi_type, values.astype(storage).tobytes(order="F")))  # column-major data
+            f.write(_mat_element(14, body))  # miMATRIX
 
 
 def write_raw(root: Path, seed=0) -> dict:
@@ -125,7 +152,7 @@ def test_bfm_mat_is_what_generate_m_writes(converted):
     assert np.array_equal(rec["shapeEV"], raw["shapeEV"])
     assert np.array_equal(rec["expMU"], raw["mu_exp"]) and np.array_equal(rec["expPC"], raw["w_exp"])
     assert np.array_equal(rec["tri"], raw["tri"]) and np.array_equal(rec["kpt_ind"], raw["keypoints"])
-    # tri_mouth: all 114 of 3DDFA's triangles (generate.m's setdiff removes none) + 7 inner ones
+    # tri_mouth: all of 3DDFA's triangles (generate.m's setdiff removes none) + 7 inner ones (114 in the real file)
     tm = rec["tri_mouth"]
     assert tm.shape == (3, N_MOUTH + 7)
     assert np.array_equal(tm[:, :N_MOUTH], raw["tri_mouth"])
@@ -213,6 +240,120 @@ def test_segbin_taken_from_model_info_when_present(tmp_path, converted):
     out = convert_mod.convert(tmp_path / "in", tmp_path / "Out", quiet=True)
     rec = sio.loadmat(str(out["BFM_info.mat"]))["model_info"][0, 0]
     assert np.array_equal(rec["segbin"], flipped[_trim0(raw)].T)  # MATLAB's later load wins
+
+
+CONTOUR_KEYS = ("face_contour", "face_contour_line", "face_contour_front", "face_contour_front_line")
+NOSE_KEYS = ("nose_hole", "nose_hole_right", "nose_hole_left")
+
+
+def test_doubles_stored_compactly_stay_double(tmp_path, converted):
+    """MATLAB's save stores 3DDFA's index arrays (class double, whole numbers) as uint16 or uint8: they are written
+    back as double, the class generate.m's outputs have (as uint16, generate.m's 3*trimIndex-2 would wrap)."""
+    raw, src, _ = converted
+    shutil.copytree(src, tmp_path / "in")
+    files = {"model_info.mat": ("trimIndex", "keypoints", "symlist", "symlist_tri", "segbin_tri", "tri"),
+             "Model_tri_mouth.mat": ("tri_mouth",), "Model_face_contour_trimed.mat": CONTOUR_KEYS,
+             "Modelplus_nose_hole.mat": NOSE_KEYS}
+    for name, keys in files.items():
+        save_like_matlab(tmp_path / "in/3ddfa" / name, {k: raw[k] for k in keys})
+    stored = tmp_path / "in/3ddfa/model_info.mat"
+    assert ("trimIndex", (N_TRIM, 1), "double") in sio.whosmat(str(stored))
+    assert sio.loadmat(str(stored))["trimIndex"].dtype == np.uint16  # the storage type, as MATLAB writes it
+    assert sio.loadmat(str(stored))["segbin_tri"].dtype == np.uint8
+
+    out = convert_mod.convert(tmp_path / "in", tmp_path / "Out", quiet=True)
+    model = sio.loadmat(str(out["BFM.mat"]))["model"][0, 0]
+    info = sio.loadmat(str(out["BFM_info.mat"]))["model_info"][0, 0]
+    expected = [(model, "tri", raw["tri"]), (model, "kpt_ind", raw["keypoints"]),
+                (info, "kpt_ind", raw["keypoints"]), (info, "segbin_tri", raw["segbin_tri"].T)]
+    expected += [(info, key, raw[key]) for key in ("trimIndex", "symlist", "symlist_tri") + CONTOUR_KEYS + NOSE_KEYS]
+    for rec, key, values in expected:
+        assert rec[key].dtype == np.float64 and np.array_equal(rec[key], values), key
+    for rec in (model, info):
+        assert rec["tri_mouth"].dtype == np.float64 and np.array_equal(rec["tri_mouth"][:, :N_MOUTH], raw["tri_mouth"])
+
+
+def test_logical_segbin_tri_stays_logical(tmp_path, converted):
+    """3DDFA's segbin_tri is a MATLAB logical (stored as uint8 with a logical flag); the published BFM_info.mat has it
+    logical too."""
+    raw, src, _ = converted
+    shutil.copytree(src, tmp_path / "in")
+    keys = ("trimIndex", "keypoints", "symlist", "symlist_tri", "tri")
+    logical = raw["segbin_tri"].astype(bool)  # savemat writes a bool array as a MATLAB logical
+    sio.savemat(str(tmp_path / "in/3ddfa/model_info.mat"), {**{k: raw[k] for k in keys}, "segbin_tri": logical})
+    out = convert_mod.convert(tmp_path / "in", tmp_path / "Out", quiet=True)
+    segbin_tri = sio.loadmat(str(out["BFM_info.mat"]), mat_dtype=True)["model_info"][0, 0]["segbin_tri"]
+    assert segbin_tri.dtype == np.bool_ and np.array_equal(segbin_tri, logical.T)
+
+
+REAL_BFM = fixtures_dir() / "BFM" / "Out"  # face3d's published BFM_info.mat and BFM_UV.mat
+
+
+@pytest.mark.skipif(not ((REAL_BFM / "BFM_info.mat").is_file() and (REAL_BFM / "BFM_UV.mat").is_file()),
+                    reason="no published BFM_info.mat / BFM_UV.mat in the fixtures")
+def test_real_layout_gives_the_published_files(tmp_path):
+    """Raw files in the real layout rebuilt from the published BFM_info.mat and BFM_UV.mat (3DDFA's real indices,
+    saved as MATLAB saves them; Basel's 53490 vertices with 2 random components, random triangles): the converted
+    BFM_info.mat and BFM_UV.mat equal the published files field by field, in value, shape and MATLAB class."""
+    published = sio.loadmat(str(REAL_BFM / "BFM_info.mat"), mat_dtype=True)["model_info"][0, 0]
+    uv_published = sio.loadmat(str(REAL_BFM / "BFM_UV.mat"), mat_dtype=True)["UV"]
+    n_full, k = 53490, 2
+    trim = published["trimIndex"]
+    t0 = trim[:, 0].astype(np.int64) - 1
+    nver, ntri = t0.size, published["segbin_tri"].shape[1]
+    rng = np.random.default_rng(1)
+    raw = tmp_path / "in"
+    for sub in ("raw", "3ddfa", "stn"):
+        (raw / sub).mkdir(parents=True)
+    basel = {key: rng.normal(0, 1, shape).astype(np.float32)
+             for key, shape in (("shapeMU", (3 * n_full, 1)), ("shapePC", (3 * n_full, k)), ("shapeEV", (k, 1)),
+                                ("texMU", (3 * n_full, 1)), ("texPC", (3 * n_full, k)), ("texEV", (k, 1)))}
+    segbin = np.zeros((n_full, 4), np.uint8)
+    segbin[t0] = published["segbin"].T
+    sio.savemat(str(raw / "raw/01_MorphableModel.mat"), {**basel, "segbin": segbin})
+    tri = rng.integers(1, nver + 1, (3, ntri)).astype(np.float64)
+    save_like_matlab(raw / "3ddfa/model_info.mat", {
+        "trimIndex": trim, "keypoints": published["kpt_ind"], "symlist": published["symlist"],
+        "symlist_tri": published["symlist_tri"], "segbin_tri": published["segbin_tri"].T.copy(), "tri": tri})
+    save_like_matlab(raw / "3ddfa/Model_Expression.mat", {
+        "mu_exp": rng.normal(0, 1e3, (3 * nver, 1)), "w_exp": rng.normal(0, 1, (3 * nver, k)),
+        "sigma_exp": np.ones((k, 1))})
+    tri_mouth_3ddfa = published["tri_mouth"][:, :-7].copy()  # the published 114 less generate.m's 7
+    save_like_matlab(raw / "3ddfa/Model_tri_mouth.mat", {"tri_mouth": tri_mouth_3ddfa})
+    save_like_matlab(raw / "3ddfa/Model_face_contour_trimed.mat", {key: published[key] for key in CONTOUR_KEYS})
+    save_like_matlab(raw / "3ddfa/Modelplus_nose_hole.mat", {key: published[key] for key in NOSE_KEYS})
+    sio.savemat(str(raw / "3ddfa/Modelplus_parallel.mat"),
+                {key: published[key] for key in ("parallel", "parallel_face_contour")})
+    sio.savemat(str(raw / "3ddfa/vertex_code.mat"), {"vertex_code": rng.uniform(0, 1, (3, nver))})
+    uv = rng.uniform(5, 6, (n_full, 2))  # the untrimmed vertices' UVs, never read
+    uv[t0] = uv_published
+    uv[t0[[10031, 10154, 10279]]] = 7.0  # 3DMMasSTN's three broken UVs, which generate.m repairs
+    sio.savemat(str(raw / "stn/BFM_UV.mat"), {"UV": uv})
+    assert tri_mouth_3ddfa.shape == (3, 107)
+    assert sio.loadmat(str(raw / "3ddfa/model_info.mat"))["trimIndex"].dtype == np.uint16  # 3*t-2 would wrap
+
+    out = convert_mod.convert(raw, tmp_path / "Out", quiet=True)
+    info = sio.loadmat(str(out["BFM_info.mat"]), mat_dtype=True)["model_info"][0, 0]
+    assert info.dtype.names == published.dtype.names
+    for key in published.dtype.names:
+        ours, theirs = info[key], published[key]
+        assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, key
+        for a, b in zip(ours.ravel(), theirs.ravel()) if theirs.dtype == object else [(ours, theirs)]:
+            assert a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b), key
+    assert sio.whosmat(str(out["BFM_UV.mat"])) == sio.whosmat(str(REAL_BFM / "BFM_UV.mat"))
+    uv_ours = sio.loadmat(str(out["BFM_UV.mat"]), mat_dtype=True)["UV"]
+    assert uv_ours.dtype == uv_published.dtype and np.array_equal(uv_ours, uv_published)
+
+    # BFM.mat: the Basel rows [3t-2 3t-1 3t] of each kept vertex t, with t as plain scipy reads the output
+    model = sio.loadmat(str(out["BFM.mat"]))["model"][0, 0]
+    t = sio.loadmat(str(out["BFM_info.mat"]))["model_info"][0, 0]["trimIndex"]
+    rows = (3 * t - [2, 1, 0]).reshape(-1).astype(np.int64) - 1
+    for key in ("shapeMU", "shapePC", "texMU", "texPC"):
+        assert model[key].dtype == np.float32 and np.array_equal(model[key], basel[key][rows]), key
+    assert model["tri"].dtype == np.float64 and np.array_equal(model["tri"], tri)
+    assert np.array_equal(model["tri_mouth"], published["tri_mouth"])
+    bfm = MorphableModel(str(out["BFM.mat"]))
+    assert (bfm.nver, bfm.ntri, len(bfm.contour_lines)) == (nver, ntri, 17)
 
 
 def _broken(tmp_path, src, name, **variables):

@@ -82,3 +82,11 @@ def test_read_mat_round_trip_and_errors(tmp_path):
     assert info.value.path == bad
     with pytest.raises(FileNotFoundError, match=r"missing\.mat: file not found"):
         read_mat(tmp_path / "missing.mat")
+
+
+def test_read_mat_gives_the_storage_type_or_the_matlab_class(tmp_path):
+    path = tmp_path / "logical.mat"
+    scipy.io.savemat(path, {"mask": np.array([[True, False]])})  # a MATLAB logical, stored as uint8
+    assert read_mat(path)["mask"].dtype == np.uint8  # the default, which every reader but the BFM converter uses
+    mask = read_mat(path, mat_dtype=True)["mask"]
+    assert mask.dtype == np.bool_ and mask.tolist() == [[True, False]]

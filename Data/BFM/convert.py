@@ -83,6 +83,13 @@ class _Steps:
                   file=sys.stderr, flush=True)
 
 
+def _read(path: Path, names) -> dict:
+    """Variables ``names`` of the .mat file ``path`` in their MATLAB classes, as generate.m's ``load`` gets them:
+    a double that MATLAB's save stored as uint8/uint16 comes back float64 and a logical comes back bool (scipy's
+    default gives the storage type, and the outputs would be written in it: uint16 indices, uint8 segbin_tri)."""
+    return bfm_load.read_mat(path, variable_names=names, mat_dtype=True)
+
+
 def _var(path: Path, mat: dict, key: str, what: str, rows=None, cols=None):
     """2-D numeric variable ``key`` of ``mat``, dimensions checked; errors name file, key, what."""
     arr = bfm_load.require_var(path, mat, key, what)
@@ -153,8 +160,7 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
 
     # 1. Basel model (skip the 106k-triangle 'tl' of the full mesh: 3DDFA's tri replaces it).
     path = src["bfm"]
-    bfm = bfm_load.read_mat(path, variable_names=["shapeMU", "shapePC", "shapeEV", "texMU",
-                                                  "texPC", "texEV", "segbin"])
+    bfm = _read(path, ["shapeMU", "shapePC", "shapeEV", "texMU", "texPC", "texEV", "segbin"])
     shape_mu = _var(path, bfm, "shapeMU", "(3N,1) mean shape", cols=1)
     n3_full = shape_mu.shape[0]
     if n3_full % 3:
@@ -170,8 +176,7 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
     # 2. 3DDFA model info; trim.  MATLAB's load of model_info.mat overrides the Basel segbin when
     # the 3DDFA file has one, hence the order of preference.
     path = src["info"]
-    info = bfm_load.read_mat(path, variable_names=["trimIndex", "keypoints", "symlist",
-                                                   "symlist_tri", "segbin", "segbin_tri", "tri"])
+    info = _read(path, ["trimIndex", "keypoints", "symlist", "symlist_tri", "segbin", "segbin_tri", "tri"])
     trim = _var(path, info, "trimIndex", "(n,1) 1-based Basel vertex indices", cols=1)
     trim0 = bfm_load.one_based_to_index(path, "trimIndex", trim, n_full).reshape(-1)
     trim0 = trim0.astype(np.int64)
@@ -208,7 +213,7 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
 
     # 3. expression model (3DDFA, already on the trimmed vertices)
     path = src["exp"]
-    exp = bfm_load.read_mat(path, variable_names=["mu_exp", "w_exp", "sigma_exp"])
+    exp = _read(path, ["mu_exp", "w_exp", "sigma_exp"])
     model["expMU"] = _var(path, exp, "mu_exp", f"({3 * nver},1) mean expression",
                           rows=3 * nver, cols=1)
     model["expPC"] = _var(path, exp, "w_exp", f"({3 * nver},k) expression basis", rows=3 * nver)
@@ -218,7 +223,7 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
 
     # 4. mouth triangles
     path = src["tri_mouth"]
-    tri_mouth = _var(path, bfm_load.read_mat(path, ["tri_mouth"]), "tri_mouth",
+    tri_mouth = _var(path, _read(path, ["tri_mouth"]), "tri_mouth",
                      "(3,m) 1-based mouth triangles", rows=3)
     _indices(path, "tri_mouth", tri_mouth, nver)
 
@@ -228,11 +233,11 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
         names = (("face_contour", "face_contour_line", "face_contour_front",
                   "face_contour_front_line") if key == "contour"
                  else ("nose_hole", "nose_hole_right", "nose_hole_left"))
-        mat = bfm_load.read_mat(path, list(names))
+        mat = _read(path, list(names))
         for name in names:
             model_info[name] = _row(path, mat, name, nver)
     path = src["parallel"]
-    mat = bfm_load.read_mat(path, ["parallel", "parallel_face_contour"])
+    mat = _read(path, ["parallel", "parallel_face_contour"])
     model_info["parallel"] = _cell(path, mat, "parallel", nver)
     if model_info["parallel"].size != bfm_load.N_CONTOUR_LANDMARKS:
         raise ValueError(f"{path}: 'parallel' has {model_info['parallel'].size} cells, expected "
@@ -242,12 +247,12 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
 
     # 8. PNCC code: checked here, copied byte for byte below
     path = src["pncc"]
-    _var(path, bfm_load.read_mat(path, ["vertex_code"]), "vertex_code",
+    _var(path, _read(path, ["vertex_code"]), "vertex_code",
          f"(3,{nver}) PNCC code", rows=3, cols=nver)
 
     # 9. 3DMMasSTN UVs, trimmed and repaired
     path = src["uv"]
-    uv_full = _var(path, bfm_load.read_mat(path, ["UV"]), "UV", f"({n_full},2) UV coordinates",
+    uv_full = _var(path, _read(path, ["UV"]), "UV", f"({n_full},2) UV coordinates",
                    rows=n_full, cols=2)
     uv = uv_full[trim0].T.copy()  # (2, n) as generate.m holds it
     needed = max(max(b, *r) for b, r in UV_REPAIRS)
@@ -260,7 +265,8 @@ def convert(raw_dir, out_dir, quiet: bool = False) -> dict:
     model_info["uv_coords"] = uv.T.copy()
     step(f"UV coordinates trimmed, 3 vertices repaired ({path})")
 
-    # inner-mouth triangles; MATLAB's [a b] keeps an integer class if tri_mouth has one
+    # inner-mouth triangles; MATLAB's [a b] takes tri_mouth's class (double in 3DDFA's file; an integer or
+    # single one would win over the double additions)
     tri_mouth = np.concatenate([tri_mouth, TRI_MOUTH_ADD.astype(tri_mouth.dtype)], axis=1)
     model["tri_mouth"] = tri_mouth
     model_info["tri_mouth"] = tri_mouth

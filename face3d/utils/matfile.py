@@ -11,13 +11,16 @@ from face3d.utils.errors import InputFileError
 __all__ = ["read_mat", "mat_variable_names", "matlab_kind", "save_mat", "MAT_HEADER_TEXT"]
 
 
-def read_mat(path, variable_names=None) -> dict:
+def read_mat(path, variable_names=None, mat_dtype: bool = False) -> dict:
     """Read a MATLAB 5/7 .mat file with scipy, with errors that name the file.
 
     Args:
         path: str or Path of the .mat file.
         variable_names: optional sequence of variable names to read (others are skipped, which
             matters for the ~500 MB ``01_MorphableModel.mat``).
+        mat_dtype: False: each array in the type its data is stored in (MATLAB's save stores a double array of
+            small whole numbers as uint8/uint16, a logical as uint8); True: in its MATLAB class (double -> float64,
+            logical -> bool), for code that writes the arrays back with their classes.
     Returns:
         dict name -> value as ``scipy.io.loadmat`` returns it (no squeezing, structs as records).
     Raises:
@@ -28,7 +31,7 @@ def read_mat(path, variable_names=None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        return sio.loadmat(os.fspath(path), variable_names=variable_names)
+        return sio.loadmat(os.fspath(path), variable_names=variable_names, mat_dtype=mat_dtype)
     except NotImplementedError as err:  # scipy raises this for v7.3 (HDF5) files
         raise InputFileError(path, f"MATLAB v7.3 (HDF5) files are not supported; "
                                    f"re-save it in MATLAB with save(..., '-v7') ({err})") from err
