@@ -13,9 +13,10 @@ _DESCRIPTION = (
     "AFLW2000-3D evaluation following PRNet / 3DDFA's benchmark: 68-landmark NME (2D and 3D) normalised by "
     "sqrt(w*h) of the ground-truth box (3D also by the box diagonal), by |yaw| bucket [0,30], (30,60], (60,90] and "
     "their balanced mean; CED curves, AUC at 7% and 10%, failure rate at 10%; with --dense, dense NME and the 3D "
-    "reconstruction NME after rigid ICP. Writes report.json (with each metric's CED curve), report.md, ced.png and "
-    "predictions.npz. An image without a .mat, unreadable, or whose predicted map holds NaN or inf is logged, listed "
-    "in the report and skipped; the last line counts them and the exit status is then 1 (2 when none is left).")
+    "reconstruction NME (symmetric Chamfer distance after rigid ICP). Writes report.json (with each metric's CED "
+    "curve), report.md, ced.png and predictions.npz. An image without a .mat, unreadable, or whose predicted map "
+    "holds NaN or inf is logged, listed in the report and skipped; the last line counts them and the exit status is "
+    "then 1 (2 when none is left).")
 
 
 def _add_arguments(parser):

@@ -27,8 +27,11 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   box), 2D and 3D (mean depth aligned).
 * 3D face reconstruction (with dense ground truth; PRNet's "3D Face Reconstruction"): the predicted dense vertices
   are rigidly aligned to the ground truth by ICP (``reconstruction.icp_align``: rotation and translation, no
-  scale) and the mean distance to the nearest ground-truth vertex is divided, as PRNet does, by the outer
-  interocular distance of the ground truth's 3D landmarks 36 and 45 (``reconstruction_nme_3d``).
+  scale); the symmetric mean nearest-point (Chamfer) distance, (mean over the aligned predicted vertices of the
+  distance to the nearest ground-truth vertex + mean over the ground-truth vertices of the distance to the
+  nearest aligned predicted vertex) / 2, is divided, as PRNet does, by the outer interocular distance of the
+  ground truth's 3D landmarks 36 and 45 (``reconstruction_nme_3d``). Both directions, since one alone scores a
+  collapsed or shrunk face near 0, and PRNet's paper leaves the direction open.
 * Skipped, not measured: an image without a ``.mat`` beside it, a sample whose files cannot be read, and one
   whose predicted map holds NaN or inf (a diverged network gives no face to measure); ``skipped`` lists each with
   the reason. Hidden files (macOS's ``._image00002.jpg``) are not images of the set.
@@ -68,7 +71,8 @@ _METRIC_LABELS = {
     "nme_3d_diagonal": "NME 3D (68 landmarks, / box diagonal)",
     "dense_nme_2d": "dense NME 2D (face vertices, / sqrt(w*h))",
     "dense_nme_3d": "dense NME 3D (face vertices, / sqrt(w*h))",
-    "reconstruction_nme_3d": "3D reconstruction NME (face vertices after rigid ICP, / outer interocular distance)",
+    "reconstruction_nme_3d": "3D reconstruction NME (face vertices after rigid ICP, symmetric Chamfer distance, "
+                             "/ outer interocular distance)",
 }
 _PROTOCOL = {
     "source": "PRNet (Feng et al., ECCV 2018) on AFLW2000-3D, following 3DDFA's benchmark_aflw2000.py "
@@ -78,9 +82,11 @@ _PROTOCOL = {
     "depth": "3D errors after shifting prediction and ground truth to zero mean depth",
     "yaw_buckets": "|Pose_Para yaw| in degrees: [0,30], (30,60], (60,90]; balanced mean = mean of bucket means",
     "auc": "integral of the CED over [0, T] / T, T = 0.07 and 0.10; failure rate = fraction with NME > 0.10",
-    "reconstruction": "dense vertices rigidly aligned to the ground truth by ICP (rotation, translation), mean "
-                      "distance to the nearest ground-truth vertex / 3D outer interocular distance (landmarks 36, "
-                      "45), as PRNet's 3D face reconstruction experiment",
+    "reconstruction": "dense vertices rigidly aligned to the ground truth by ICP (rotation, translation), "
+                      "symmetric mean nearest-point (Chamfer) distance: (mean over predicted vertices of the "
+                      "distance to the nearest ground-truth vertex + mean over ground-truth vertices of the "
+                      "distance to the nearest predicted vertex) / 2, / 3D outer interocular distance (landmarks "
+                      "36, 45), as PRNet's 3D face reconstruction experiment",
     "skipped": "not measured, listed in skipped with the reason: an image without a .mat, a sample whose files "
                "cannot be read, one whose predicted map holds NaN or inf",
 }
