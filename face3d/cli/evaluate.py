@@ -5,7 +5,14 @@ documented in ``face3d/prnet/evaluation.py``.
 """
 import sys
 
-from face3d.cli._common import Command, add_trust_model_argument, error_text, positive_int, setup_logging
+from face3d.cli._common import (
+    Command,
+    add_trust_model_argument,
+    error_text,
+    output_folder_problem,
+    positive_int,
+    setup_logging,
+)
 
 __all__ = ["EVALUATE", "run_evaluate", "main"]
 
@@ -45,6 +52,10 @@ def run_evaluate(args):
     """Run the evaluation; returns the exit status: 0, 1 when an image was skipped (the report covers fewer images
     than the folder holds; each is logged and listed in the report), 2 on bad input (a message naming it)."""
     setup_logging()
+    problem = output_folder_problem(args.output)  # before the model loads and every image is predicted
+    if problem is not None:
+        print(f"{args.prog}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         from face3d.prnet.evaluation import evaluate_model
         from face3d.prnet.inference import PRN

@@ -398,7 +398,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         prn: ``inference.PRN``.
         data_dir: folder of image + ``.mat`` pairs (``find_samples``; an image without a ``.mat`` is skipped).
         output_dir: where ``write_reports`` puts report.json, report.md, ced.png and predictions.npz (None: no
-            files).
+            files); made before any image is predicted.
         dense_model: MorphableModel for dense ground truth (``DenseGroundTruth``; the UV data of ``prn`` must be
             this model's), or None for landmarks only.
         batch_size: crops per network call.
@@ -417,6 +417,8 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         raise ValueError(f"limit must be a positive number of samples, got {limit}")
     pairs, skipped = listed_pairs(data_dir, limit)
     dense = None if dense_model is None else DenseGroundTruth(dense_model, prn.uv)
+    if output_dir is not None:  # a folder that cannot be made fails here, not after every image is predicted
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
     names, yaws, preds, gts, dense_preds, dense_gts = [], [], [], [], [], []
     dense_disabled = None
     batch = []
