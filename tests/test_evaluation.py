@@ -493,3 +493,11 @@ def test_without_matplotlib_an_earlier_ced_plot_is_removed(tmp_path, monkeypatch
     files = evaluation.write_reports(evaluation.evaluate_predictions(gt[:2] + 5.0, gt[:2], [0.0, 10.0]), tmp_path)
     assert "ced" not in files and sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
     assert json.loads((tmp_path / "report.json").read_text())["samples"] == 2
+
+
+def test_same_named_images_in_two_subfolders_keep_their_relative_paths_as_names(tmp_path):
+    data = _tiny_set(tmp_path / "data", ["image00001", "indoor/image00050", "outdoor/image00050"])
+    report = evaluation.evaluate_model(_RecordingPRN(), data, tmp_path / "report")
+    names = ["image00001", "indoor/image00050", "outdoor/image00050"]
+    assert [s["name"] for s in report["per_sample"]] == names
+    assert list(np.load(tmp_path / "report" / "predictions.npz")["names"]) == names

@@ -99,7 +99,8 @@ class AFLWSample:
     """Ground truth of one AFLW2000-3D-format sample.
 
     Attributes:
-        name: image file stem.
+        name: the image's path relative to the data folder without its suffix, posix separators (``sub/image00050``;
+            the plain stem for an image at the top of the folder).
         image_path, mat_path: Paths.
         landmarks: (68, 3) float64 ``pt3d_68`` transposed (x, y image pixels, y down; z depth).
         yaw_deg: float, ``Pose_Para`` yaw in degrees (sign kept).
@@ -163,12 +164,14 @@ def split_pairs(items, folder):
     return pairs, skipped
 
 
-def read_sample(image_path, mat_path):
+def read_sample(image_path, mat_path, folder=None):
     """Read one AFLW2000-3D-format sample.
 
     Args:
         image_path: the image. mat_path: its ``.mat`` with ``pt3d_68`` (3, 68) and ``Pose_Para`` (1, 7); with
             ``Shape_Para`` and ``Exp_Para`` the sample also has dense ground truth.
+        folder: the data folder ``image_path`` lies in, for the sample's name (its path relative to the folder:
+            two ``image00050.jpg`` in two subfolders stay apart); None: the image's stem.
     Returns:
         (image (h, w, 3) uint8 RGB, AFLWSample).
     Raises:
@@ -195,7 +198,8 @@ def read_sample(image_path, mat_path):
     shape = mat.get("Shape_Para")
     exp = mat.get("Exp_Para")
     sample = AFLWSample(
-        name=image_path.stem, image_path=image_path, mat_path=mat_path, landmarks=pt3d.T.copy(),
+        name=image_path.with_suffix("").relative_to(image_path.parent if folder is None else folder).as_posix(),
+        image_path=image_path, mat_path=mat_path, landmarks=pt3d.T.copy(),
         yaw_deg=float(np.rad2deg(pose[1])), pose_para=pose,
         shape_para=None if shape is None else np.asarray(shape, dtype=np.float64).reshape(-1, 1),
         exp_para=None if exp is None else np.asarray(exp, dtype=np.float64).reshape(-1, 1))
@@ -447,7 +451,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
     with Progress(len(pairs), desc="evaluate", enabled=progress) as bar:
         for image_path, mat_path in pairs:
             try:
-                image, sample = read_sample(image_path, mat_path)
+                image, sample = read_sample(image_path, mat_path, data_dir)
                 crop = crop_face(image, landmark_crop(sample.landmarks), prn.input_size, prn.resolution)
                 dense_truth = None if dense is None else dense.vertices(sample, image.shape[0])
             except (OSError, ValueError) as exc:
