@@ -501,3 +501,17 @@ def test_same_named_images_in_two_subfolders_keep_their_relative_paths_as_names(
     names = ["image00001", "indoor/image00050", "outdoor/image00050"]
     assert [s["name"] for s in report["per_sample"]] == names
     assert list(np.load(tmp_path / "report" / "predictions.npz")["names"]) == names
+
+
+def test_a_non_finite_pose_para_is_refused_and_its_sample_skipped_naming_the_mat(tmp_path):
+    """A NaN yaw is no yaw: the sample is skipped (not put into the (60,90] bucket) with a reason naming the .mat."""
+    data = _tiny_set(tmp_path / "data", ["a"])
+    _tiny_set(data, ["b"], yaw=np.nan)
+    with pytest.raises(ValueError, match=r"b\.mat: Pose_Para must be finite, got \[0\.0, nan, "):
+        evaluation.read_sample(data / "b.jpg", data / "b.mat")
+    report = evaluation.evaluate_model(_RecordingPRN(), data)
+    assert [s["name"] for s in report["per_sample"]] == ["a"]
+    assert report["skipped"] == [{"image": str(data / "b.jpg"),
+                                  "reason": f"{data / 'b.mat'}: Pose_Para must be finite, got "
+                                            "[0.0, nan, 0.0, 0.0, 0.0, 0.0, 1.0]"}]
+    assert [bucket["count"] for bucket in report["yaw_buckets"].values()] == [1, 0, 0]

@@ -175,7 +175,8 @@ def read_sample(image_path, mat_path, folder=None):
     Returns:
         (image (h, w, 3) uint8 RGB, AFLWSample).
     Raises:
-        FileNotFoundError: a file is missing. ValueError: undecodable image, missing or misshaped keys.
+        FileNotFoundError: a file is missing. ValueError: undecodable image, missing or misshaped keys, a value
+        that is not finite (NaN, inf) in ``pt3d_68`` or ``Pose_Para``.
     """
     from face3d.trainset.sample_io import read_image
 
@@ -195,6 +196,8 @@ def read_sample(image_path, mat_path, folder=None):
     pose = np.asarray(mat["Pose_Para"], dtype=np.float64).reshape(-1)
     if pose.size != 7:
         raise ValueError(f"{mat_path}: Pose_Para must hold 7 values, got {pose.size}")
+    if not np.all(np.isfinite(pose)):  # a NaN yaw would land in the (60,90] bucket: NaN <= 30, <= 60 are false
+        raise ValueError(f"{mat_path}: Pose_Para must be finite, got {pose.tolist()}")
     shape = mat.get("Shape_Para")
     exp = mat.get("Exp_Para")
     sample = AFLWSample(
