@@ -108,7 +108,8 @@ def train_config(args):
 
 
 def run_train(args):
-    """Train with the parsed arguments; bad input stops with exit status 2 and a message naming the file."""
+    """Train with the parsed arguments; bad input stops with exit status 2 and a message naming the file, as does
+    (through ``run_parsed``) a write the file system refuses: a full disk while saving a model or log."""
     setup_logging()
     from face3d.prnet.training import train
     from face3d.utils.errors import InputFileError
