@@ -388,3 +388,17 @@ def test_a_full_disk_while_saving_a_model_is_one_line_naming_the_file(tiny_label
     assert capsys.readouterr().err.strip().splitlines() == [f"face3d train: error: {last}: "
                                                             f"{os.strerror(errno.ENOSPC)}"]
     assert list(last.parent.iterdir()) == []
+
+
+def test_without_validation_the_last_line_names_last_keras_instead_of_a_best_model(tiny_label, tmp_path,
+                                                                                     monkeypatch, capsys):
+    pytest.importorskip("keras")
+    from face3d.cli import main as face3d_main
+    monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _prnet_data.tiny_network)
+    out = tmp_path / "out"
+    assert face3d_main(_train_argv(tiny_label, out, "--val-fraction", "0")) == 0
+    last = out / "checkpoints" / "last.keras"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "finished 1 epochs; no validation (--val-fraction 0 and no --val-list), so no best.keras: the model is "
+        f"{last}; outputs in {out}")
+    assert last.is_file() and not (out / "best.keras").exists()
