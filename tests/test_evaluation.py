@@ -6,6 +6,7 @@ Budget: about 15 s without the slow test; the slow end-to-end test adds about 40
 """
 import json
 import os
+import sys
 from pathlib import Path
 
 import _inference_helpers as helpers
@@ -398,3 +399,119 @@ def test_end_to_end_train_then_evaluate(tmp_path, default_model):
         assert report["yaw_buckets"][label]["count"] == int(b.sum())
     assert report["metrics"]["nme_2d"]["auc_10"] == pytest.approx(np.mean(np.clip(1 - nme2 / 0.1, 0, 1)), abs=1e-6)
     assert np.isfinite(report["dense_nme_3d"]) and (tmp_path / "rep" / "ced.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ report files
+
+class _RecordingPRN:
+    """A stand-in PRN on 16-pixel crops: every map is zeros, every face's landmarks the same box; records the crops
+    it was asked to predict."""
+    input_size = resolution = 16
+
+    def __init__(self):
+        self.predicted = []
+
+    def predict_crops(self, crops):
+        self.predicted.append(len(crops))
+        return [np.zeros((16, 16, 3), np.float32) for _ in crops]
+
+    def get_landmarks(self, pos):
+        return _box_points(width=20.0, height=20.0)
+
+
+def _tiny_set(folder, stems, yaw=0.1):
+    """An AFLW2000-3D-format folder: for each stem (a relative path without suffix) a grey 40 x 40 image and a .mat
+    with a 20 x 20 landmark box and ``Pose_Para`` yaw ``yaw`` (radians). Returns the folder."""
+    for stem in stems:
+        path = folder / stem
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path.with_suffix(".jpg")), np.full((40, 40, 3), 128, np.uint8))
+        sio.savemat(str(path.with_suffix(".mat")), {"pt3d_68": _box_points(width=20.0, height=20.0).T,
+                                                    "Pose_Para": np.array([[0.0, yaw, 0.0, 0.0, 0.0, 0.0, 1.0]])})
+    return folder
+
+
+def _evaluate_argv(data, output, *extra):
+    return ["evaluate", "--model", "m.onnx", "--data", str(data), "--output", str(output), "--quiet", *extra]
+
+
+def test_a_full_disk_leaves_the_earlier_report_and_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    """The second run's disk refuses predictions.npz (ENOSPC on write, naming no file, as a full disk does): the
+    first run's four files stay as they were, no temporary is left, and the command says which file in one line."""
+    import builtins
+    import errno
+    import io
+
+    prn = _RecordingPRN()
+    monkeypatch.setattr("face3d.prnet.inference.PRN", lambda *args, **kwargs: prn)
+    data, output = _tiny_set(tmp_path / "data", ["a", "b"]), tmp_path / "report"
+    assert face3d_main(_evaluate_argv(data, output, "--limit", "1")) == 0
+    earlier = {path.name: path.read_bytes() for path in output.iterdir()}
+    assert set(earlier) == {"ced.png", "predictions.npz", "report.md", "report.json"}
+    capsys.readouterr()
+
+    class FullDisk(io.BytesIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    real_open = io.open
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):
+        if "predictions.npz" in os.fspath(file) and set(mode) & set("wax"):
+            return FullDisk()
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", open_on_a_full_disk)
+    monkeypatch.setattr(builtins, "open", open_on_a_full_disk)
+    status = face3d_main(_evaluate_argv(data, output))
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert len(err) == 1 and err[0].endswith(f"error: {output / 'predictions.npz'}: {os.strerror(errno.ENOSPC)}"), err
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == earlier
+
+
+def test_an_output_that_is_a_file_fails_before_any_prediction(tmp_path, monkeypatch, capsys):
+    prn = _RecordingPRN()
+    monkeypatch.setattr("face3d.prnet.inference.PRN", lambda *args, **kwargs: prn)
+    data, output = _tiny_set(tmp_path / "data", ["a"]), tmp_path / "report"
+    output.write_text("not a folder")
+    assert face3d_main(_evaluate_argv(data, output)) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"face3d evaluate: error: {output}: is a file, not a "
+                                                            "folder"]
+    with pytest.raises(FileExistsError):
+        evaluation.evaluate_model(prn, data, output)
+    assert prn.predicted == [] and output.read_text() == "not a folder"
+
+
+def test_without_matplotlib_an_earlier_ced_plot_is_removed(tmp_path, monkeypatch):
+    gt = np.stack([_box_points(seed=i) for i in range(3)])
+    report = evaluation.evaluate_predictions(gt + 1.0, gt, [0.0, 10.0, 40.0])
+    assert "ced" in evaluation.write_reports(report, tmp_path)
+    for module in ("matplotlib.backends.backend_agg", "matplotlib.figure"):
+        monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
+    files = evaluation.write_reports(evaluation.evaluate_predictions(gt[:2] + 5.0, gt[:2], [0.0, 10.0]), tmp_path)
+    assert "ced" not in files and sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+    assert json.loads((tmp_path / "report.json").read_text())["samples"] == 2
+
+
+def test_same_named_images_in_two_subfolders_keep_their_relative_paths_as_names(tmp_path):
+    data = _tiny_set(tmp_path / "data", ["image00001", "indoor/image00050", "outdoor/image00050"])
+    report = evaluation.evaluate_model(_RecordingPRN(), data, tmp_path / "report")
+    names = ["image00001", "indoor/image00050", "outdoor/image00050"]
+    assert [s["name"] for s in report["per_sample"]] == names
+    assert list(np.load(tmp_path / "report" / "predictions.npz")["names"]) == names
+
+
+def test_a_non_finite_pose_para_is_refused_and_its_sample_skipped_naming_the_mat(tmp_path):
+    """A NaN yaw is no yaw: the sample is skipped (not put into the (60,90] bucket) with a reason naming the .mat."""
+    data = _tiny_set(tmp_path / "data", ["a"])
+    _tiny_set(data, ["b"], yaw=np.nan)
+    with pytest.raises(ValueError, match=r"b\.mat: Pose_Para must be finite, got \[0\.0, nan, "):
+        evaluation.read_sample(data / "b.jpg", data / "b.mat")
+    report = evaluation.evaluate_model(_RecordingPRN(), data)
+    assert [s["name"] for s in report["per_sample"]] == ["a"]
+    assert report["skipped"] == [{"image": str(data / "b.jpg"),
+                                  "reason": f"{data / 'b.mat'}: Pose_Para must be finite, got "
+                                            "[0.0, nan, 0.0, 0.0, 0.0, 0.0, 1.0]"}]
+    assert [bucket["count"] for bucket in report["yaw_buckets"].values()] == [1, 0, 0]

@@ -4,7 +4,13 @@ import pytest
 
 from face3d.mesh.transform import angle2matrix
 from face3d.prnet import evaluation
-from face3d.prnet.reconstruction import icp_align, outer_interocular_distance, reconstruction_nme, rigid_motion
+from face3d.prnet.reconstruction import (
+    chamfer_distance,
+    icp_align,
+    outer_interocular_distance,
+    reconstruction_nme,
+    rigid_motion,
+)
 
 
 def _surface(n=24, seed=0):
@@ -38,7 +44,8 @@ def test_a_rigidly_moved_copy_scores_zero():
 def test_a_known_non_rigid_deformation_gives_its_hand_computed_value():
     """A flat 10 x 10 grid (spacing 1) whose points move out of the plane by +h and -h in a checkerboard: no rigid
     motion explains any of it (the pattern has no mean, tilt or twist), each moved point's nearest ground-truth
-    point is its own (h < 1/2), so the error is h at every point: NME = h / normaliser."""
+    point is its own and each ground-truth point's nearest moved point is its own (h < 1/2), so the distance is h
+    at every point in both directions: NME = h / normaliser."""
     x, y = np.meshgrid(np.arange(10.0), np.arange(10.0))
     gt = np.column_stack([x.ravel(), y.ravel(), np.zeros(100)])
     h = 0.2
@@ -46,6 +53,30 @@ def test_a_known_non_rigid_deformation_gives_its_hand_computed_value():
     motion = angle2matrix([10.0, 20.0, 30.0])
     pred = pred @ motion.T + np.array([5.0, 6.0, 7.0])  # and a rigid motion on top, which ICP removes
     assert reconstruction_nme(pred[None], gt[None], np.array([4.0]))[0] == pytest.approx(h / 4.0, rel=1e-9)
+
+
+def test_chamfer_distance_averages_both_directions():
+    """One point at the origin against two points at 0 and 2 on x: a -> b is 0, b -> a is mean(0, 2) = 1, so 1/2;
+    and on random clouds, the brute-force value of every pairwise distance."""
+    assert chamfer_distance([[0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]]) == pytest.approx(0.5)
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(7, 3)), rng.normal(size=(5, 3))
+    pairwise = np.linalg.norm(a[:, None] - b[None], axis=-1)
+    expected = (pairwise.min(axis=1).mean() + pairwise.min(axis=0).mean()) / 2
+    assert chamfer_distance(a, b) == pytest.approx(expected, rel=1e-12)
+    assert chamfer_distance(b, a) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("degenerate", ["collapsed to its centroid", "shrunk to 30 %"])
+def test_a_collapsed_or_shrunk_face_scores_a_large_error(degenerate):
+    """Every point of a collapsed or shrunk face lies near some ground-truth point, so the predicted -> ground-truth
+    distance alone is near 0; the ground-truth -> predicted direction is not. The normaliser 50 is about the outer
+    interocular distance of a face 100 wide."""
+    gt = _surface()
+    centroid = gt.mean(axis=0)
+    scale = 0.0 if degenerate == "collapsed to its centroid" else 0.3
+    pred = centroid + scale * (gt - centroid)
+    assert reconstruction_nme(pred[None], gt[None], [50.0])[0] > 0.20
 
 
 def test_a_non_finite_prediction_scores_nan_without_running_icp():

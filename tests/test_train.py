@@ -362,3 +362,43 @@ def test_short_run_halves_validation_nme_on_the_embedded_default_set(tmp_path):
     val_maps = np.stack([maps[n] for n in val_samples.names])
     mean_nme = float(np.mean(metrics.nme(np.broadcast_to(mean_map, val_maps.shape), val_maps, uv.uv_kpt_ind)))
     assert nme[-1] <= 0.8 * mean_nme, (nme, mean_nme)
+
+
+def _train_argv(label, output, *extra):
+    """``face3d train`` of a tiny network for one epoch (``tiny_network`` patched in by the caller)."""
+    return ["train", "--train-list", str(label), "--output", str(output), "--epochs", "1", "--batch-size", "4",
+            "--width", "2", "--lr", "1e-3", "--seed", "3", "--run-eagerly", "--verbose", "0", *extra]
+
+
+def test_a_full_disk_while_saving_a_model_is_one_line_naming_the_file(tiny_label, tmp_path, monkeypatch, capsys):
+    """Keras's save fails as on a full disk (ENOSPC naming no file, or its hidden twin): the command says which
+    model file in one line, status 2, and leaves no temporary behind."""
+    import errno
+
+    keras = pytest.importorskip("keras")
+    from face3d.cli import main as face3d_main
+    monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _prnet_data.tiny_network)
+
+    def full_disk(model, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(keras.Model, "save", full_disk)
+    assert face3d_main(_train_argv(tiny_label, tmp_path / "out")) == 2
+    last = tmp_path / "out" / "checkpoints" / "last.keras"
+    assert capsys.readouterr().err.strip().splitlines() == [f"face3d train: error: {last}: "
+                                                            f"{os.strerror(errno.ENOSPC)}"]
+    assert list(last.parent.iterdir()) == []
+
+
+def test_without_validation_the_last_line_names_last_keras_instead_of_a_best_model(tiny_label, tmp_path,
+                                                                                     monkeypatch, capsys):
+    pytest.importorskip("keras")
+    from face3d.cli import main as face3d_main
+    monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _prnet_data.tiny_network)
+    out = tmp_path / "out"
+    assert face3d_main(_train_argv(tiny_label, out, "--val-fraction", "0")) == 0
+    last = out / "checkpoints" / "last.keras"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "finished 1 epochs; no validation (--val-fraction 0 and no --val-list), so no best.keras: the model is "
+        f"{last}; outputs in {out}")
+    assert last.is_file() and not (out / "best.keras").exists()

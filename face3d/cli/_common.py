@@ -1,6 +1,7 @@
 """Pieces every ``face3d`` command shares: the ``Command`` record, argument types, flags read from config
 dataclasses, logging set-up, the one-line report of a missing optional dependency, and the check of an output
-folder that scripts reporting through ``parser.error`` (the examples) run before any work."""
+folder run before any work (``output_folder_problem``; ``check_output_folder`` for scripts reporting through
+``parser.error``, the examples)."""
 import argparse
 import dataclasses
 import logging
@@ -168,17 +169,25 @@ def finite_float_above(minimum, inclusive=False):
     return parse
 
 
-def check_output_folder(parser, folder):
-    """End the program as ``parser.error`` does (one line ``<prog>: error: <path>: <problem>``, status 2) when
-    outputs cannot go into ``folder``: the nearest existing path of ``folder`` and its parents (itself, or the
-    folder it would be made in) is a file, or a folder that cannot be written (read-only, no permission).
-    Makes nothing."""
+def output_folder_problem(folder):
+    """Why outputs cannot go into ``folder`` (``"<path>: <problem>"``), or None: the nearest existing path of
+    ``folder`` and its parents (itself, or the folder it would be made in) is a file, or a folder that cannot be
+    written (read-only, no permission). Makes nothing."""
     folder = Path(folder)
     existing = next(path for path in (folder, *folder.parents) if path.exists())
     if not existing.is_dir():
-        parser.error(f"{existing}: is a file, not a folder")
+        return f"{existing}: is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
-        parser.error(f"{existing}: folder not writable (read-only or no permission)")
+        return f"{existing}: folder not writable (read-only or no permission)"
+    return None
+
+
+def check_output_folder(parser, folder):
+    """End the program as ``parser.error`` does (one line ``<prog>: error: <path>: <problem>``, status 2) when
+    ``output_folder_problem`` finds one. Makes nothing."""
+    problem = output_folder_problem(folder)
+    if problem is not None:
+        parser.error(problem)
 
 
 def make_output_folder(parser, folder):

@@ -5,7 +5,14 @@ documented in ``face3d/prnet/evaluation.py``.
 """
 import sys
 
-from face3d.cli._common import Command, add_trust_model_argument, error_text, positive_int, setup_logging
+from face3d.cli._common import (
+    Command,
+    add_trust_model_argument,
+    error_text,
+    output_folder_problem,
+    positive_int,
+    setup_logging,
+)
 
 __all__ = ["EVALUATE", "run_evaluate", "main"]
 
@@ -13,9 +20,10 @@ _DESCRIPTION = (
     "AFLW2000-3D evaluation following PRNet / 3DDFA's benchmark: 68-landmark NME (2D and 3D) normalised by "
     "sqrt(w*h) of the ground-truth box (3D also by the box diagonal), by |yaw| bucket [0,30], (30,60], (60,90] and "
     "their balanced mean; CED curves, AUC at 7% and 10%, failure rate at 10%; with --dense, dense NME and the 3D "
-    "reconstruction NME after rigid ICP. Writes report.json (with each metric's CED curve), report.md, ced.png and "
-    "predictions.npz. An image without a .mat, unreadable, or whose predicted map holds NaN or inf is logged, listed "
-    "in the report and skipped; the last line counts them and the exit status is then 1 (2 when none is left).")
+    "reconstruction NME (symmetric Chamfer distance after rigid ICP). Writes report.json (with each metric's CED "
+    "curve), report.md, ced.png and predictions.npz. An image without a .mat, unreadable, or whose predicted map "
+    "holds NaN or inf is logged, listed in the report and skipped; the last line counts them and the exit status is "
+    "then 1 (2 when none is left).")
 
 
 def _add_arguments(parser):
@@ -44,6 +52,10 @@ def run_evaluate(args):
     """Run the evaluation; returns the exit status: 0, 1 when an image was skipped (the report covers fewer images
     than the folder holds; each is logged and listed in the report), 2 on bad input (a message naming it)."""
     setup_logging()
+    problem = output_folder_problem(args.output)  # before the model loads and every image is predicted
+    if problem is not None:
+        print(f"{args.prog}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         from face3d.prnet.evaluation import evaluate_model
         from face3d.prnet.inference import PRN

@@ -6,6 +6,7 @@ only once training starts: ``--help`` and bad input never load it.
 """
 import dataclasses
 import sys
+from pathlib import Path
 
 from face3d.cli._common import Command, DefaultsHelpFormatter, add_field_argument, field_default, setup_logging
 
@@ -32,8 +33,9 @@ _HELP = {
                        "triangles.txt, uv_face_mask.png, uv_weight_mask.png, uv_face_eyes.png; default: uv-data "
                        "next to the label file or pack, else next to the label file the pack was made from, else the "
                        "embedded default model's, with a warning); --resume keeps the run's folder", {}),
-    "output": ("DIR", "receives checkpoints/, best.keras, log.csv (loss, learning rate, val NME), TensorBoard logs/ "
-                      "and config.json", {}),
+    "output": ("DIR", "receives checkpoints/ (last.keras: the model after the last epoch), best.keras (lowest val "
+                      "NME; only with validation), log.csv (loss, learning rate, val NME), TensorBoard logs/ and "
+                      "config.json", {}),
     "epochs": ("N", "total number of epochs", {}),
     "batch_size": ("N", "global batch size", {}),
     "lr": ("F", "initial Adam learning rate", {}),
@@ -108,7 +110,8 @@ def train_config(args):
 
 
 def run_train(args):
-    """Train with the parsed arguments; bad input stops with exit status 2 and a message naming the file."""
+    """Train with the parsed arguments; bad input stops with exit status 2 and a message naming the file, as does
+    (through ``run_parsed``) a write the file system refuses: a full disk while saving a model or log."""
     setup_logging()
     from face3d.prnet.training import train
     from face3d.utils.errors import InputFileError
@@ -118,8 +121,12 @@ def run_train(args):
     except (InputFileError, FileNotFoundError, ValueError) as error:
         print(f"{args.prog}: error: {error}", file=sys.stderr)
         return 2
-    print(f"finished {len(summary['history'])} epochs; best val NME {summary['best_nme']} "
-          f"(epoch {summary['best_epoch']}); outputs in {summary['output']}")
+    if summary["val_samples"]:
+        result = f"best val NME {summary['best_nme']} (epoch {summary['best_epoch']})"
+    else:
+        result = ("no validation (--val-fraction 0 and no --val-list), so no best.keras: the model is "
+                  f"{Path(summary['output']) / 'checkpoints' / 'last.keras'}")
+    print(f"finished {len(summary['history'])} epochs; {result}; outputs in {summary['output']}")
     return 0
 
 

@@ -27,8 +27,11 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   box), 2D and 3D (mean depth aligned).
 * 3D face reconstruction (with dense ground truth; PRNet's "3D Face Reconstruction"): the predicted dense vertices
   are rigidly aligned to the ground truth by ICP (``reconstruction.icp_align``: rotation and translation, no
-  scale) and the mean distance to the nearest ground-truth vertex is divided, as PRNet does, by the outer
-  interocular distance of the ground truth's 3D landmarks 36 and 45 (``reconstruction_nme_3d``).
+  scale); the symmetric mean nearest-point (Chamfer) distance, (mean over the aligned predicted vertices of the
+  distance to the nearest ground-truth vertex + mean over the ground-truth vertices of the distance to the
+  nearest aligned predicted vertex) / 2, is divided, as PRNet does, by the outer interocular distance of the
+  ground truth's 3D landmarks 36 and 45 (``reconstruction_nme_3d``). Both directions, since one alone scores a
+  collapsed or shrunk face near 0, and PRNet's paper leaves the direction open.
 * Skipped, not measured: an image without a ``.mat`` beside it, a sample whose files cannot be read, and one
   whose predicted map holds NaN or inf (a diverged network gives no face to measure); ``skipped`` lists each with
   the reason. Hidden files (macOS's ``._image00002.jpg``) are not images of the set.
@@ -68,7 +71,8 @@ _METRIC_LABELS = {
     "nme_3d_diagonal": "NME 3D (68 landmarks, / box diagonal)",
     "dense_nme_2d": "dense NME 2D (face vertices, / sqrt(w*h))",
     "dense_nme_3d": "dense NME 3D (face vertices, / sqrt(w*h))",
-    "reconstruction_nme_3d": "3D reconstruction NME (face vertices after rigid ICP, / outer interocular distance)",
+    "reconstruction_nme_3d": "3D reconstruction NME (face vertices after rigid ICP, symmetric Chamfer distance, "
+                             "/ outer interocular distance)",
 }
 _PROTOCOL = {
     "source": "PRNet (Feng et al., ECCV 2018) on AFLW2000-3D, following 3DDFA's benchmark_aflw2000.py "
@@ -78,9 +82,11 @@ _PROTOCOL = {
     "depth": "3D errors after shifting prediction and ground truth to zero mean depth",
     "yaw_buckets": "|Pose_Para yaw| in degrees: [0,30], (30,60], (60,90]; balanced mean = mean of bucket means",
     "auc": "integral of the CED over [0, T] / T, T = 0.07 and 0.10; failure rate = fraction with NME > 0.10",
-    "reconstruction": "dense vertices rigidly aligned to the ground truth by ICP (rotation, translation), mean "
-                      "distance to the nearest ground-truth vertex / 3D outer interocular distance (landmarks 36, "
-                      "45), as PRNet's 3D face reconstruction experiment",
+    "reconstruction": "dense vertices rigidly aligned to the ground truth by ICP (rotation, translation), "
+                      "symmetric mean nearest-point (Chamfer) distance: (mean over predicted vertices of the "
+                      "distance to the nearest ground-truth vertex + mean over ground-truth vertices of the "
+                      "distance to the nearest predicted vertex) / 2, / 3D outer interocular distance (landmarks "
+                      "36, 45), as PRNet's 3D face reconstruction experiment",
     "skipped": "not measured, listed in skipped with the reason: an image without a .mat, a sample whose files "
                "cannot be read, one whose predicted map holds NaN or inf",
 }
@@ -93,7 +99,8 @@ class AFLWSample:
     """Ground truth of one AFLW2000-3D-format sample.
 
     Attributes:
-        name: image file stem.
+        name: the image's path relative to the data folder without its suffix, posix separators (``sub/image00050``;
+            the plain stem for an image at the top of the folder).
         image_path, mat_path: Paths.
         landmarks: (68, 3) float64 ``pt3d_68`` transposed (x, y image pixels, y down; z depth).
         yaw_deg: float, ``Pose_Para`` yaw in degrees (sign kept).
@@ -157,16 +164,19 @@ def split_pairs(items, folder):
     return pairs, skipped
 
 
-def read_sample(image_path, mat_path):
+def read_sample(image_path, mat_path, folder=None):
     """Read one AFLW2000-3D-format sample.
 
     Args:
         image_path: the image. mat_path: its ``.mat`` with ``pt3d_68`` (3, 68) and ``Pose_Para`` (1, 7); with
             ``Shape_Para`` and ``Exp_Para`` the sample also has dense ground truth.
+        folder: the data folder ``image_path`` lies in, for the sample's name (its path relative to the folder:
+            two ``image00050.jpg`` in two subfolders stay apart); None: the image's stem.
     Returns:
         (image (h, w, 3) uint8 RGB, AFLWSample).
     Raises:
-        FileNotFoundError: a file is missing. ValueError: undecodable image, missing or misshaped keys.
+        FileNotFoundError: a file is missing. ValueError: undecodable image, missing or misshaped keys, a value
+        that is not finite (NaN, inf) in ``pt3d_68`` or ``Pose_Para``.
     """
     from face3d.trainset.sample_io import read_image
 
@@ -186,10 +196,13 @@ def read_sample(image_path, mat_path):
     pose = np.asarray(mat["Pose_Para"], dtype=np.float64).reshape(-1)
     if pose.size != 7:
         raise ValueError(f"{mat_path}: Pose_Para must hold 7 values, got {pose.size}")
+    if not np.all(np.isfinite(pose)):  # a NaN yaw would land in the (60,90] bucket: NaN <= 30, <= 60 are false
+        raise ValueError(f"{mat_path}: Pose_Para must be finite, got {pose.tolist()}")
     shape = mat.get("Shape_Para")
     exp = mat.get("Exp_Para")
     sample = AFLWSample(
-        name=image_path.stem, image_path=image_path, mat_path=mat_path, landmarks=pt3d.T.copy(),
+        name=image_path.with_suffix("").relative_to(image_path.parent if folder is None else folder).as_posix(),
+        image_path=image_path, mat_path=mat_path, landmarks=pt3d.T.copy(),
         yaw_deg=float(np.rad2deg(pose[1])), pose_para=pose,
         shape_para=None if shape is None else np.asarray(shape, dtype=np.float64).reshape(-1, 1),
         exp_para=None if exp is None else np.asarray(exp, dtype=np.float64).reshape(-1, 1))
@@ -392,7 +405,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         prn: ``inference.PRN``.
         data_dir: folder of image + ``.mat`` pairs (``find_samples``; an image without a ``.mat`` is skipped).
         output_dir: where ``write_reports`` puts report.json, report.md, ced.png and predictions.npz (None: no
-            files).
+            files); made before any image is predicted.
         dense_model: MorphableModel for dense ground truth (``DenseGroundTruth``; the UV data of ``prn`` must be
             this model's), or None for landmarks only.
         batch_size: crops per network call.
@@ -411,6 +424,8 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         raise ValueError(f"limit must be a positive number of samples, got {limit}")
     pairs, skipped = listed_pairs(data_dir, limit)
     dense = None if dense_model is None else DenseGroundTruth(dense_model, prn.uv)
+    if output_dir is not None:  # a folder that cannot be made fails here, not after every image is predicted
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
     names, yaws, preds, gts, dense_preds, dense_gts = [], [], [], [], [], []
     dense_disabled = None
     batch = []
@@ -439,7 +454,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
     with Progress(len(pairs), desc="evaluate", enabled=progress) as bar:
         for image_path, mat_path in pairs:
             try:
-                image, sample = read_sample(image_path, mat_path)
+                image, sample = read_sample(image_path, mat_path, data_dir)
                 crop = crop_face(image, landmark_crop(sample.landmarks), prn.input_size, prn.resolution)
                 dense_truth = None if dense is None else dense.vertices(sample, image.shape[0])
             except (OSError, ValueError) as exc:

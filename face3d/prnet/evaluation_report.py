@@ -1,5 +1,7 @@
 """The evaluation's report files: ``report.md`` (NME per yaw bucket, AUC, failure rate, the protocol),
-``ced.png`` (every metric's cumulative error distribution), ``report.json`` and ``predictions.npz``."""
+``ced.png`` (every metric's cumulative error distribution), ``report.json`` and ``predictions.npz``, written
+together or not at all (``face3d.utils.atomic.atomic_write_files``)."""
+import io
 import json
 import logging
 import math
@@ -8,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from face3d.prnet.metrics import ced
+from face3d.utils.atomic import atomic_write_bytes, atomic_write_files
 
-__all__ = ["markdown_report", "plot_ced", "write_reports"]
+__all__ = ["markdown_report", "ced_png", "plot_ced", "write_reports"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +56,10 @@ def markdown_report(report):
     return "\n".join(lines) + "\n"
 
 
-def plot_ced(report, path, max_error=0.10):
-    """Write the CED curves (fraction of samples vs NME, one curve per metric, AUC@7% in the legend) as a PNG.
+def ced_png(report, max_error=0.10):
+    """The CED curves (fraction of samples vs NME, one curve per metric, AUC@7% in the legend) as PNG bytes.
 
-    Uses matplotlib (imported here, Agg canvas); returns the Path, or None with a warning when matplotlib is
-    missing.
+    Uses matplotlib (imported here, Agg canvas); returns None with a warning when matplotlib is missing.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -80,31 +82,50 @@ def plot_ced(report, path, max_error=0.10):
     axes.set_title(f"CED, {report['samples']} samples")
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower right", fontsize=7)
-    path = Path(path)
-    figure.savefig(path)
-    return path
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    return png.getvalue()
+
+
+def plot_ced(report, path, max_error=0.10):
+    """Write ``ced_png`` to ``path`` (atomically); returns the Path, or None when matplotlib is missing."""
+    png = ced_png(report, max_error)
+    if png is None:
+        return None
+    atomic_write_bytes(path, png)
+    return Path(path)
 
 
 def write_reports(report, output_dir, predictions=None):
     """Write ``report.json`` (the report dict, strict JSON: a non-finite value such as a diverged network's NaN NME
-    is null), ``report.md`` (``markdown_report``), ``ced.png`` (``plot_ced``) and, given (pred, gt) landmark arrays,
-    ``predictions.npz`` (names, yaw_deg, pred, gt) into ``output_dir``.
+    is null), ``report.md`` (``markdown_report``), ``ced.png`` (``ced_png``) and, given (pred, gt) landmark arrays,
+    ``predictions.npz`` (names, yaw_deg, pred, gt) into ``output_dir`` (created).
+
+    The files appear together or not at all (``atomic_write_files``, report.json renamed last): a failed write
+    (a full disk) leaves an earlier run's files as they were and raises an OSError naming the file. An earlier
+    run's ``ced.png`` or ``predictions.npz`` that this call does not write (no matplotlib, no predictions) is
+    removed afterwards: it would not match the report.
 
     Returns:
         dict of the written file paths (strings).
     """
     output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    files = {"json": str(output / "report.json"), "markdown": str(output / "report.md")}
-    ced_path = plot_ced(report, output / "ced.png")
-    if ced_path is not None:
-        files["ced"] = str(ced_path)
-    if predictions is not None:
-        pred, gt = predictions
-        np.savez(output / "predictions.npz", names=np.array([s["name"] for s in report["per_sample"]]),
-                 yaw_deg=np.array([s["yaw_deg"] for s in report["per_sample"]]), pred=pred, gt=gt)
-        files["predictions"] = str(output / "predictions.npz")
-    Path(files["markdown"]).write_text(markdown_report(report), encoding="utf-8")
-    Path(files["json"]).write_text(json.dumps(_finite_or_null({**report, "files": files}), indent=2, allow_nan=False)
-                                   + "\n", encoding="utf-8")
+    paths = {"json": output / "report.json", "markdown": output / "report.md", "ced": output / "ced.png",
+             "predictions": output / "predictions.npz"}
+    contents = {"ced": ced_png(report), "predictions": None if predictions is None else _npz(report, *predictions),
+                "markdown": markdown_report(report).encode("utf-8")}
+    files = {kind: str(path) for kind, path in paths.items() if kind == "json" or contents[kind] is not None}
+    contents["json"] = (json.dumps(_finite_or_null({**report, "files": files}), indent=2, allow_nan=False)
+                        + "\n").encode("utf-8")
+    atomic_write_files({paths[kind]: data for kind, data in contents.items() if data is not None})
+    for kind in paths.keys() - files.keys():
+        paths[kind].unlink(missing_ok=True)
     return files
+
+
+def _npz(report, pred, gt):
+    """``predictions.npz``'s bytes: names and yaw_deg of ``report``'s samples, pred and gt (N, 68, 3) landmarks."""
+    npz = io.BytesIO()
+    np.savez(npz, names=np.array([s["name"] for s in report["per_sample"]]),
+             yaw_deg=np.array([s["yaw_deg"] for s in report["per_sample"]]), pred=pred, gt=gt)
+    return npz.getvalue()

@@ -74,7 +74,13 @@ def save_keras_model(model, path, extra_entries=None):
     """Save a Keras model to ``path`` (``.keras``) through a hidden ``.<stem>.partial.keras`` twin renamed onto it,
     so a reader never sees half a file (Keras picks the format from the suffix, hence not ``face3d.utils.atomic``'s
     ``.partial`` name). ``extra_entries`` (dict archive name -> str or bytes; Keras ignores other names) go into the
-    archive before the rename, committed with the weights (training's state). Returns the Path."""
+    archive before the rename, committed with the weights (training's state). Returns the Path.
+
+    An OSError naming no file (a failed write or close: a full disk) or the twin is raised naming ``path``, as
+    ``face3d.utils.atomic.atomic_file`` does."""
+    from face3d.utils.atomic import names_no_file_but
+    from face3d.utils.errors import os_error_at
+
     path = Path(path)
     temp = path.with_name(f".{path.stem}.partial.keras")
     try:
@@ -84,6 +90,10 @@ def save_keras_model(model, path, extra_entries=None):
                 for name, data in extra_entries.items():
                     archive.writestr(name, data)
         os.replace(temp, path)
+    except OSError as error:
+        if names_no_file_but(error, temp):
+            raise os_error_at(error, path) from error
+        raise
     finally:
         temp.unlink(missing_ok=True)
     return path

@@ -3,15 +3,17 @@
 The predicted point cloud P is aligned to the ground truth G by a rigid motion (rotation and translation, no
 scale): first the least-squares motion of the vertex correspondences (Kabsch), then iterative closest points,
 each step matching every predicted point to its nearest ground-truth point (a k-d tree) and solving the
-least-squares motion of those pairs, until the mean distance stops decreasing. The error is the mean distance
-of the aligned predicted points to their nearest ground-truth points, divided by a normaliser: PRNet's is the
-outer interocular distance in 3D (``outer_interocular_distance``). A rigidly moved copy of G scores 0: pose
-errors are removed, shape errors remain. Pure numpy and scipy.
+least-squares motion of those pairs, until the mean distance stops decreasing. The error is the symmetric mean
+nearest-point (Chamfer) distance of the aligned P and G, divided by a normaliser (PRNet's: the outer interocular
+distance in 3D, ``outer_interocular_distance``). Symmetric because a one-way P -> G distance rewards a collapsed
+or shrunk face (every point of it is near some ground-truth point) and PRNet's paper leaves the direction open.
+A rigidly moved copy of G scores 0: pose errors are removed, shape errors remain. Pure numpy and scipy.
 """
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["rigid_motion", "icp_align", "reconstruction_nme", "outer_interocular_distance", "OUTER_EYE_CORNERS"]
+__all__ = ["rigid_motion", "icp_align", "chamfer_distance", "reconstruction_nme", "outer_interocular_distance",
+           "OUTER_EYE_CORNERS"]
 
 # 0-based iBUG 68 indices of the outer eye corners (the subject's right eye's, then the left eye's).
 OUTER_EYE_CORNERS = (36, 45)
@@ -87,8 +89,27 @@ def icp_align(pred, gt, max_iter=30, tol=1e-9):
     return aligned, distances
 
 
+def chamfer_distance(points, other):
+    """Symmetric mean nearest-point distance: ``(mean_i min_j |a_i - b_j| + mean_j min_i |a_i - b_j|) / 2``.
+
+    Args:
+        points: (n, 3) points a. other: (m, 3) points b (same units).
+    Returns:
+        float, in the points' units.
+    """
+    points, other = np.asarray(points, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    forward = cKDTree(other).query(points)[0].mean()
+    backward = cKDTree(points).query(other)[0].mean()
+    return float((forward + backward) / 2.0)
+
+
 def reconstruction_nme(pred, gt, normalizer):
-    """Per-sample reconstruction NME: ``mean_i |icp(P)_i - nearest_G(icp(P)_i)| / normalizer``.
+    """Per-sample reconstruction NME: ``chamfer_distance(icp(P), G) / normalizer``.
+
+    ``icp(P)`` is ``icp_align(P, G)``'s aligned prediction; the error is the mean, over the aligned predicted points,
+    of the distance to the nearest ground-truth point plus the mean, over the ground-truth points, of the distance
+    to the nearest aligned predicted point, halved. Both directions: the first alone scores a face collapsed to a
+    point, or shrunk, near 0.
 
     Args:
         pred: (N, n, 3) predicted dense vertices. gt: (N, m, 3) ground truth (same units).
@@ -102,5 +123,5 @@ def reconstruction_nme(pred, gt, normalizer):
         raise ValueError(f"pred (N, n, 3), gt (N, m, 3) and normalizer (N,) must match, got {pred.shape}, "
                          f"{gt.shape}, {normalizer.shape}")
     finite = np.isfinite(pred).all(axis=(1, 2)) & np.isfinite(gt).all(axis=(1, 2))
-    distances = [icp_align(p, g)[1].mean() if ok else np.nan for p, g, ok in zip(pred, gt, finite)]
+    distances = [chamfer_distance(icp_align(p, g)[0], g) if ok else np.nan for p, g, ok in zip(pred, gt, finite)]
     return np.array(distances, dtype=np.float64) / normalizer

@@ -11,7 +11,7 @@ normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight m
   epoch, so weights and state never disagree; ``checkpoints/state.json`` is a readable copy of that state written
   after it; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``;
 * ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far, written after the checkpoint of
-  its epoch, so that they never describe an epoch a resumed run redoes;
+  its epoch, so that they never describe an epoch a resumed run redoes; none without validation samples;
 * ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
 * ``config.json``: the run's configuration, with the uv-data folder (``uv_data``) and the input size
   (``input_size``) used and every path resolved.

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from face3d.utils.errors import os_error_at
 
-__all__ = ["TEMP_SUFFIX", "temp_name", "atomic_file", "atomic_write_bytes", "atomic_write_files", "staging_folder"]
+__all__ = ["TEMP_SUFFIX", "temp_name", "names_no_file_but", "atomic_file", "atomic_write_bytes", "atomic_write_files",
+           "staging_folder"]
 
 TEMP_SUFFIX = ".partial"
 
@@ -36,12 +37,12 @@ def atomic_file(path):
     except BaseException as error:
         with contextlib.suppress(OSError):  # a read-only file system refuses even this: the first error is the one
             tmp.unlink(missing_ok=True)
-        if _names_no_file_but(error, tmp):
+        if names_no_file_but(error, tmp):
             raise os_error_at(error, path) from error
         raise
 
 
-def _names_no_file_but(error, tmp):
+def names_no_file_but(error, tmp):
     """Whether error is an OSError naming no file (a failed write or close) or only the temporary twin tmp."""
     return isinstance(error, OSError) and error.filename in (None, str(tmp))
 
@@ -69,7 +70,7 @@ def atomic_write_files(files):
         for leftover in [*map(temp_name, paths), *renamed]:
             with contextlib.suppress(OSError):
                 leftover.unlink(missing_ok=True)
-        if current is not None and _names_no_file_but(error, temp_name(current)):
+        if current is not None and names_no_file_but(error, temp_name(current)):
             raise os_error_at(error, current) from error
         raise
 
