@@ -349,10 +349,11 @@ class TFLitePredictor(Predictor):
             raise ValueError(f"{path}: not a TFLite model ({exc})") from exc
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
-        shape = [int(d) for d in self._input["shape"]]
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
-            raise ValueError(f"{path}: input has shape {shape}, expected (batch, S, S, 3)")
-        super().__init__(shape[1], shape[0])
+        shape = [int(d) for d in self._input["shape_signature"]]  # -1 for a dynamic dimension
+        if len(shape) != 4 or _static_dim(shape[1]) is None or shape[1] != shape[2] or shape[3] != 3:
+            raise InputFileError(path, f"input has shape {shape} (-1: dynamic), expected (batch, S, S, 3) with a "
+                                       "fixed S")
+        super().__init__(shape[1], self._input["shape"][0])  # a dynamic batch is allocated, and run, as batch 1
 
     def _run(self, images):
         scale, zero_point = self._input["quantization"]

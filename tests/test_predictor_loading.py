@@ -1,0 +1,51 @@
+"""Model files that do not fit PRNet's contract, refused by ``load_predictor`` in one line naming the file: dynamic or
+non-square inputs, wrong channels or output shapes, runtimes that cannot run the file, damaged weights.
+
+Models are built here at run time, 32 x 32 sigmoids or single convolutions; the file runs in about a minute on 2 cores.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from face3d.prnet.predictor import load_predictor
+from face3d.utils.errors import InputFileError
+
+R = 32
+
+
+def _sigmoid(images):
+    return 1 / (1 + np.exp(-images))
+
+
+def _tflite(path, shape, function=None, select_ops=False):
+    """A ``.tflite`` of ``function`` (default sigmoid) on a float32 input of ``shape`` (None: dynamic), converted
+    from a concrete function; ``select_ops`` lets the converter keep TensorFlow ops (Flex) it has no kernel for."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec(shape, tf.float32, name="input")
+    concrete = tf.function(function or tf.sigmoid, input_signature=[spec]).get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    if select_ops:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    Path(path).write_bytes(converter.convert())
+    return Path(path)
+
+
+# ------------------------------------------------------------------------------------------------ TFLite
+
+def test_tflite_with_dynamic_height_and_width_is_refused(tmp_path):
+    pytest.importorskip("tensorflow")
+    dynamic = _tflite(tmp_path / "dynamic.tflite", (None, None, None, 3))
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(dynamic)
+    assert str(caught.value) == (f"{dynamic}: input has shape [-1, -1, -1, 3] (-1: dynamic), expected (batch, S, S, 3) "
+                                 "with a fixed S")
+
+
+def test_tflite_with_a_dynamic_batch_runs_any_batch(tmp_path):
+    pytest.importorskip("tensorflow")
+    predictor = load_predictor(_tflite(tmp_path / "batch.tflite", (None, R, R, 3)))
+    assert (predictor.input_size, predictor.batch_size) == (R, 1)
+    images = np.random.default_rng(0).random((3, R, R, 3)).astype(np.float32)
+    np.testing.assert_allclose(predictor.predict(images), _sigmoid(images), rtol=1e-6)
