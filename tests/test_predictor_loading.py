@@ -32,6 +32,49 @@ def _tflite(path, shape, function=None, select_ops=False):
     return Path(path)
 
 
+def _frozen_graph(path, shape, function=None):
+    """A frozen GraphDef ``input`` of ``shape`` -> ``output`` = ``function(input)`` (default sigmoid)."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.compat.v1.placeholder(tf.float32, shape, name="input")
+        tf.identity((function or tf.sigmoid)(images), name="output")
+    Path(path).write_bytes(graph.as_graph_def().SerializeToString())
+    return Path(path)
+
+
+def _saved_model(path, shape, function=None):
+    """A SavedModel whose ``serving_default`` maps ``input`` of ``shape`` to ``{"output": function(input)}``
+    (default sigmoid)."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.serve = tf.function(lambda images: {"output": (function or tf.sigmoid)(images)},
+                               input_signature=[tf.TensorSpec(shape, tf.float32, name="input")])
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Path(path)
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+@pytest.mark.parametrize("make, name, shape, shown", [
+    (_frozen_graph, "gray.pb", (1, R, R, 1), "input node 'input' has shape [1, 32, 32, 1]"),
+    (_frozen_graph, "wide.pb", (1, R, 48, 3), "input node 'input' has shape [1, 32, 48, 3]"),
+    (_saved_model, "gray", (None, R, R, 1), "input 'input' has shape (None, 32, 32, 1)"),
+    (_saved_model, "wide", (None, R, 48, 3), "input 'input' has shape (None, 32, 48, 3)")])
+def test_graph_input_must_be_square_rgb(tmp_path, make, name, shape, shown):
+    """A .pb or SavedModel input of one channel or unequal sides is refused at load, as Keras, ONNX and TFLite
+    inputs are, not run into a TensorFlow error (or a silently wrong map) at predict."""
+    pytest.importorskip("tensorflow")
+    import tensorflow as tf
+
+    path = make(tmp_path / name, shape, (lambda x: tf.concat([x, x, x], -1)) if shape[3] == 1 else None)
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(path)
+    assert str(caught.value) == f"{path}: {shown}, expected (batch, S, S, 3)"
+
+
 # ------------------------------------------------------------------------------------------------ TFLite
 
 def test_tflite_with_dynamic_height_and_width_is_refused(tmp_path):

@@ -94,6 +94,14 @@ def _static_dim(value):
     return int(value) if isinstance(value, (int, np.integer)) and int(value) > 0 else None
 
 
+def _square_side(shape):
+    """S of an NHWC image shape (batch, S, S, 3) with a fixed S (any batch); None for another rank or channel
+    count, unequal sides or a dynamic one."""
+    if len(shape) != 4 or _static_dim(shape[3]) != 3 or _static_dim(shape[1]) is None or shape[1] != shape[2]:
+        return None
+    return _static_dim(shape[1])
+
+
 class Predictor:
     """Base class: batching and input checks around a backend's ``_run``.
 
@@ -161,7 +169,7 @@ class KerasPredictor(Predictor):
         if isinstance(model, (str, Path)):
             model = load_keras_model(model)
         shape = tuple(model.inputs[0].shape)
-        if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or _static_dim(shape[1]) is None:
+        if _square_side(shape) is None:
             raise ValueError(f"expected a model with input (batch, S, S, 3), got {shape}")
         super().__init__(shape[1], _static_dim(shape[0]))
         self.model = model
@@ -202,8 +210,8 @@ class SavedModelPredictor(Predictor):
         if self._output_name is None:
             raise ValueError(f"{path}: several outputs {sorted(outputs)} and none named 'output'")
         shape = tuple(spec.shape)
-        if len(shape) != 4 or _static_dim(shape[1]) is None:
-            raise ValueError(f"{path}: input {self._input_name!r} has shape {shape}, expected (batch, S, S, 3)")
+        if _square_side(shape) is None:
+            raise InputFileError(path, f"input {self._input_name!r} has shape {shape}, expected (batch, S, S, 3)")
         super().__init__(shape[1], _static_dim(shape[0]))
         self._function = function
 
@@ -234,8 +242,8 @@ class FrozenGraphPredictor(Predictor):
             if name not in nodes:
                 raise ValueError(f"{path}: no {role} node named {name!r} in the graph")
         dims = [d.size for d in nodes[input_name].attr["shape"].shape.dim]
-        if len(dims) != 4 or _static_dim(dims[1]) is None:
-            raise ValueError(f"{path}: input node {input_name!r} has shape {dims}, expected (batch, S, S, 3)")
+        if _square_side(dims) is None:
+            raise InputFileError(path, f"input node {input_name!r} has shape {dims}, expected (batch, S, S, 3)")
 
         def import_graph():
             tf.compat.v1.import_graph_def(graph_def, name="")
@@ -350,7 +358,7 @@ class TFLitePredictor(Predictor):
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         shape = [int(d) for d in self._input["shape_signature"]]  # -1 for a dynamic dimension
-        if len(shape) != 4 or _static_dim(shape[1]) is None or shape[1] != shape[2] or shape[3] != 3:
+        if _square_side(shape) is None:
             raise InputFileError(path, f"input has shape {shape} (-1: dynamic), expected (batch, S, S, 3) with a "
                                        "fixed S")
         super().__init__(shape[1], self._input["shape"][0])  # a dynamic batch is allocated, and run, as batch 1
