@@ -92,3 +92,32 @@ def test_tflite_with_a_dynamic_batch_runs_any_batch(tmp_path):
     assert (predictor.input_size, predictor.batch_size) == (R, 1)
     images = np.random.default_rng(0).random((3, R, R, 3)).astype(np.float32)
     np.testing.assert_allclose(predictor.predict(images), _sigmoid(images), rtol=1e-6)
+
+
+def test_tflite_the_interpreter_cannot_run_is_one_error_naming_it(tmp_path, caplog):
+    """A .tflite holding TensorFlow (Flex) ops, here a file write, is refused naming the file, not retried as an
+    XNNPACK refusal (the retry's error used to escape as a traceback)."""
+    tf = pytest.importorskip("tensorflow")
+    victim = tmp_path / "victim.txt"
+
+    def write_then_sigmoid(images):
+        with tf.control_dependencies([tf.io.write_file(str(victim), "owned")]):
+            return tf.sigmoid(images)
+
+    flex = _tflite(tmp_path / "flex.tflite", (1, R, R, 3), write_then_sigmoid, select_ops=True)
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(flex)
+    message = str(caught.value)
+    assert message.startswith(f"{flex}: not a TFLite model this interpreter runs (Select TensorFlow op(s)")
+    assert len(message.splitlines()) == 1 and "XNNPACK" not in caplog.text
+    assert not victim.exists()
+
+
+def test_corrupt_tflite_is_one_line(tmp_path):
+    pytest.importorskip("tensorflow")
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(b"this is not a model\n" * 3)
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(corrupt)
+    assert str(caught.value) == (f"{corrupt}: not a TFLite model (Model provided has model identifier ' is ', "
+                                 "should be 'TFL3')")

@@ -38,6 +38,14 @@ __all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPre
 
 logger = logging.getLogger(__name__)
 
+# the delegate node TFLite names in allocate_tensors()'s RuntimeError when XNNPACK refuses a model it should run
+_XNNPACK_DELEGATE = "TfLiteXNNPackDelegate"
+
+
+def _first_line(error):
+    """The first line of an error's message, without surrounding blanks ('' for an empty one)."""
+    return (str(error).strip().splitlines() or [""])[0]
+
 
 def load_keras_model(path, compile=False):
     """Load a Keras model (``.keras`` / ``.h5``) or PRNet's TF1 checkpoint (prefix, ``.index`` file or folder;
@@ -67,7 +75,7 @@ def load_keras_model(path, compile=False):
         return keras.saving.load_model(path, compile=compile)
     except Exception as error:  # h5py, zipfile and Keras's deserialisation raise many types
         raise InputFileError(path, f"not a loadable Keras model ({type(error).__name__}: "
-                                   f"{str(error).splitlines()[0] if str(error) else ''})") from None
+                                   f"{_first_line(error)})") from None
 
 
 def save_keras_model(model, path, extra_entries=None):
@@ -295,7 +303,7 @@ class OnnxPredictor(Predictor):
             self._session = ort.InferenceSession(str(path), options,
                                                  providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as error:  # ONNX Runtime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
-            raise InputFileError(path, f"not a loadable ONNX model ({str(error).splitlines()[0]})") from None
+            raise InputFileError(path, f"not a loadable ONNX model ({_first_line(error)})") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         self._input = next((i for i in inputs if i.name == "input"), inputs[0])
         self._output = next((o.name for o in outputs if o.name == "output"), outputs[0].name)
@@ -349,12 +357,16 @@ class TFLitePredictor(Predictor):
                 except RuntimeError as exc:
                     # XNNPACK (the default CPU delegate) refuses int8 layers whose requantization scale is out of
                     # its range (a near-constant activation); the built-in kernels run them
-                    logger.warning("%s: %s; running without the XNNPACK delegate", path, str(exc).splitlines()[0])
+                    if _XNNPACK_DELEGATE not in str(exc):
+                        raise
+                    logger.warning("%s: %s; running without the XNNPACK delegate", path, _first_line(exc))
                     self._interpreter = Interpreter(model_path=str(path), num_threads=threads,
                                                     experimental_op_resolver_type=_builtin_resolver(Interpreter))
                     self._interpreter.allocate_tensors()
-        except ValueError as exc:
-            raise ValueError(f"{path}: not a TFLite model ({exc})") from exc
+        except ValueError as exc:  # the flatbuffer cannot be read
+            raise InputFileError(path, f"not a TFLite model ({_first_line(exc)})") from None
+        except RuntimeError as exc:  # the interpreter has no kernel for an op (TensorFlow's, Flex), or one fails
+            raise InputFileError(path, f"not a TFLite model this interpreter runs ({_first_line(exc)})") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         shape = [int(d) for d in self._input["shape_signature"]]  # -1 for a dynamic dimension
