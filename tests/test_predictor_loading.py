@@ -121,3 +121,22 @@ def test_corrupt_tflite_is_one_line(tmp_path):
         load_predictor(corrupt)
     assert str(caught.value) == (f"{corrupt}: not a TFLite model (Model provided has model identifier ' is ', "
                                  "should be 'TFL3')")
+
+
+def test_saved_model_with_truncated_weights_is_named(tmp_path):
+    """A SavedModel whose variables file was cut short is an InputFileError naming the folder, not TensorFlow's bare
+    IndexError."""
+    tf = pytest.importorskip("tensorflow")
+
+    module = tf.Module()
+    module.scale = tf.Variable(np.linspace(0.5, 2, 16, dtype=np.float32))
+    module.serve = tf.function(lambda images: {"output": tf.sigmoid(images * module.scale[0])},
+                               input_signature=[tf.TensorSpec((None, R, R, 3), tf.float32, name="input")])
+    folder = tmp_path / "saved"
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    data = folder / "variables" / "variables.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:40])
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(folder)
+    assert str(caught.value) == (f"{folder}: not a loadable SavedModel (IndexError: Read less bytes than "
+                                 "requested)")

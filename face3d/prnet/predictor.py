@@ -202,7 +202,11 @@ class SavedModelPredictor(Predictor):
             raise FileNotFoundError(f"not a SavedModel folder (no saved_model.pb): {path}")
         if not trust_model:
             check_saved_model(path)
-        self._loaded = tf.saved_model.load(str(path))
+        try:
+            self._loaded = tf.saved_model.load(str(path))
+        except Exception as error:  # TensorFlow's loader: IndexError for truncated variables, NotFoundError, ...
+            raise InputFileError(path, f"not a loadable SavedModel ({type(error).__name__}: "
+                                       f"{_first_line(error)})") from None
         signatures = getattr(self._loaded, "signatures", {})
         if "serving_default" not in signatures:
             raise ValueError(f"{path}: the SavedModel has no 'serving_default' signature "
