@@ -5,9 +5,11 @@ Models are built here at run time, 32 x 32 sigmoids or single convolutions; the 
 """
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from face3d.cli import main as face3d_main
 from face3d.prnet.predictor import load_predictor
 from face3d.utils.errors import InputFileError
 
@@ -73,6 +75,86 @@ def test_graph_input_must_be_square_rgb(tmp_path, make, name, shape, shown):
     with pytest.raises(InputFileError) as caught:
         load_predictor(path)
     assert str(caught.value) == f"{path}: {shown}, expected (batch, S, S, 3)"
+
+
+def test_keras_input_error_names_the_file(tmp_path):
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((R, R, 1))
+    gray = tmp_path / "gray.keras"
+    keras.Model(inputs, keras.layers.Concatenate()([inputs, inputs, inputs])).save(gray)
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(gray)
+    assert str(caught.value) == f"{gray}: input has shape (None, 32, 32, 1), expected (batch, S, S, 3)"
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+def _half_keras(path):
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((R, R, 3))
+    keras.Model(inputs, keras.layers.AveragePooling2D(2)(inputs)).save(path)
+    return path, "(None, 16, 16, 3)"
+
+
+def _half_frozen_graph(path):
+    return _frozen_graph(path, (1, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(1, 16, 16, 3)"
+
+
+def _half_saved_model(path):
+    return _saved_model(path, (None, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(None, 16, 16, 3)"
+
+
+def _reshaped_saved_model(path):
+    """Output (None, 64, None, 3) as the graph declares it: only a call tells its width."""
+    import tensorflow as tf
+
+    def reshape(images):
+        return tf.reshape(images, tf.stack([tf.shape(images)[0], tf.shape(images)[1] * 2, -1, 3]))
+    return _saved_model(path, (None, R, R, 3), reshape), "(1, 64, 16, 3)"
+
+
+def _one_channel_onnx(path):
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["input"], ["output"], axes=[3], keepdims=1)], "mean",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", R, R, 3])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", R, R, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path, "(None, 32, 32, 1)"
+
+
+def _half_tflite(path):
+    return _tflite(path, (1, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(1, 16, 16, 3)"
+
+
+@pytest.mark.parametrize("make, name", [(_half_keras, "half.keras"), (_half_frozen_graph, "half.pb"),
+                                        (_half_saved_model, "half"), (_reshaped_saved_model, "reshaped"),
+                                        (_one_channel_onnx, "mean.onnx"), (_half_tflite, "half.tflite")])
+def test_output_of_another_shape_is_refused_at_load(tmp_path, make, name):
+    """Each backend checks the output is (batch, S, S, 3) when it loads the model (its declared shape, or one call
+    when the graph leaves the size to the run), so a wrong model is one error naming it, not one per batch."""
+    pytest.importorskip("tensorflow")
+    path, shown = make(tmp_path / name)
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(path)
+    assert str(caught.value) == f"{path}: output has shape {shown}, expected (batch, 32, 32, 3) as its input"
+
+
+def test_demo_and_evaluate_refuse_a_model_of_another_output_shape_in_one_line(tmp_path, capsys):
+    path, _ = _half_keras(tmp_path / "half.keras")
+    cv2.imwrite(str(tmp_path / "face.jpg"), np.full((40, 40, 3), 128, np.uint8))
+    commands = (["demo", "-i", str(tmp_path / "face.jpg"), "-o", str(tmp_path / "demo"), "--box", "5", "5", "35", "35"],
+                ["evaluate", "--data", str(tmp_path), "--output", str(tmp_path / "report")])
+    for argv in commands:
+        status = face3d_main(argv + ["--model", str(path)])
+        err = capsys.readouterr().err.strip()
+        assert status == 2 and len(err.splitlines()) == 1, err
+        assert err.endswith(f"{path}: output has shape (None, 16, 16, 3), expected (batch, 32, 32, 3) as its input")
+    assert not (tmp_path / "demo").exists()
 
 
 # ------------------------------------------------------------------------------------------------ TFLite

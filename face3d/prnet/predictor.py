@@ -17,9 +17,10 @@ ONNX or TFLite.
 
 Every predictor maps images to normalised position maps: ``predict(images)`` takes (N, S, S, 3) float32 crops in
 [0, 1] (NHWC, RGB, image / 255 as in training) and returns (N, S, S, 3) float32 maps in [0, 1] (the position map in
-crop pixels divided by 1.1 x the map resolution). Models with a fixed batch size (a ``.pb`` exported for batch 1)
-are fed in chunks of that size, the last one padded. TensorFlow and ONNX Runtime are imported only by their own
-backend, so an ONNX-only installation never needs TensorFlow.
+crop pixels divided by 1.1 x the map resolution); each backend checks both shapes when it loads the model. Models
+with a fixed batch size (a ``.pb`` exported for batch 1) are fed in chunks of that size, the last one padded.
+TensorFlow and ONNX Runtime are imported only by their own backend, so an ONNX-only installation never needs
+TensorFlow.
 """
 import logging
 import os
@@ -162,27 +163,57 @@ class Predictor:
             raise ValueError(f"the {self.backend} model returned shape {out.shape} for input {images.shape}")
         return out[0] if single else out
 
+    def _check_output(self, path, shape):
+        """Refuse, at load, a model whose output is not (batch, S, S, 3).
+
+        Args:
+            path: the model file, named by the error (None for an in-memory model).
+            shape: the output's static shape as the model declares it (a dynamic dimension None, -1 or a name), or
+                None for an unknown rank. With a dynamic rank, height, width or channel count, one call on a batch
+                of zeros gives the shape instead.
+        Raises:
+            InputFileError: another output shape (a fixed batch other than the input's included), or that call
+            failing.
+        """
+        s, batch = self.input_size, self.batch_size
+        if shape is None or len(shape) == 4 and any(_static_dim(d) is None for d in shape[1:]):
+            zeros = np.zeros((batch or 1, s, s, 3), np.float32)
+            try:
+                shape = np.shape(self._run(zeros))
+            except Exception as error:  # whatever the runtime raises on a graph that cannot run
+                raise InputFileError(path, f"fails on a batch of zeros ({type(error).__name__}: "
+                                           f"{_first_line(error)})") from None
+            batch = len(zeros)
+        dims = tuple(_static_dim(d) for d in shape)
+        if len(dims) != 4 or dims[0] not in (None, batch) or dims[1:] != (s, s, 3):
+            raise InputFileError(path, f"output has shape {dims}, expected (batch, {s}, {s}, 3) as its input")
+
     def __repr__(self):
         return f"{type(self).__name__}(input_size={self.input_size}, batch_size={self.batch_size})"
 
 
 class KerasPredictor(Predictor):
-    """A Keras 3 model (an in-memory ``keras.Model`` or a ``.keras``/``.h5`` file), called in inference mode
-    inside a ``tf.function`` traced once for a dynamic batch."""
+    """A Keras 3 model (an in-memory ``keras.Model``, a ``.keras``/``.h5`` file or PRNet's TF1 checkpoint, as
+    ``load_keras_model`` reads them), called in inference mode inside a ``tf.function`` traced once for a dynamic
+    batch."""
 
     backend = "keras"
 
     def __init__(self, model):
         import tensorflow as tf
-        if isinstance(model, (str, Path)):
-            model = load_keras_model(model)
+        path = Path(model) if isinstance(model, (str, Path)) else None
+        if path is not None:
+            model = load_keras_model(path)
         shape = tuple(model.inputs[0].shape)
         if _square_side(shape) is None:
-            raise ValueError(f"expected a model with input (batch, S, S, 3), got {shape}")
+            raise InputFileError(path, f"input has shape {shape}, expected (batch, S, S, 3)")
+        if len(model.outputs) != 1:
+            raise InputFileError(path, f"the model has {len(model.outputs)} outputs, expected one")
         super().__init__(shape[1], _static_dim(shape[0]))
         self.model = model
         spec = tf.TensorSpec((self.batch_size, self.input_size, self.input_size, 3), tf.float32)
         self._function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._check_output(path, tuple(model.outputs[0].shape))
 
     def _run(self, images):
         return self._function(images).numpy()
@@ -226,6 +257,8 @@ class SavedModelPredictor(Predictor):
             raise InputFileError(path, f"input {self._input_name!r} has shape {shape}, expected (batch, S, S, 3)")
         super().__init__(shape[1], _static_dim(shape[0]))
         self._function = function
+        output = function.structured_outputs[self._output_name].shape
+        self._check_output(path, None if output.rank is None else tuple(output))
 
     def _run(self, images):
         return self._function(**{self._input_name: images})[self._output_name].numpy()
@@ -261,10 +294,11 @@ class FrozenGraphPredictor(Predictor):
             tf.compat.v1.import_graph_def(graph_def, name="")
 
         wrapped = tf.compat.v1.wrap_function(import_graph, [])
-        self._function = wrapped.prune(wrapped.graph.as_graph_element(f"{input_name}:0"),
-                                       wrapped.graph.as_graph_element(f"{output_name}:0"))
+        output = wrapped.graph.as_graph_element(f"{output_name}:0")
+        self._function = wrapped.prune(wrapped.graph.as_graph_element(f"{input_name}:0"), output)
         self._to_tensor = tf.convert_to_tensor  # a pruned function takes tensors only
         super().__init__(dims[1], _static_dim(dims[0]))
+        self._check_output(path, None if output.shape.rank is None else tuple(output.shape))
 
     def _run(self, images):
         return self._function(self._to_tensor(images)).numpy()
@@ -310,12 +344,14 @@ class OnnxPredictor(Predictor):
             raise InputFileError(path, f"not a loadable ONNX model ({_first_line(error)})") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         self._input = next((i for i in inputs if i.name == "input"), inputs[0])
-        self._output = next((o.name for o in outputs if o.name == "output"), outputs[0].name)
+        output = next((o for o in outputs if o.name == "output"), outputs[0])
+        self._output = output.name
         shape = list(self._input.shape)  # a dynamic dimension is a name or None
         sides = {_static_dim(d) for d in shape[1:3]} - {None} if len(shape) == 4 else set()
         if len(shape) != 4 or shape[3] != 3 or len(sides) > 1:  # channels-first (a PyTorch export) included
             raise ValueError(f"{path}: input {self._input.name!r} has shape {shape}, expected NHWC (batch, S, S, 3)")
         super().__init__(sides.pop() if sides else INPUT_SIZE, _static_dim(shape[0]))
+        self._check_output(path, output.shape)
 
     def _run(self, images):
         return self._session.run([self._output], {self._input.name: images})[0]
@@ -378,6 +414,7 @@ class TFLitePredictor(Predictor):
             raise InputFileError(path, f"input has shape {shape} (-1: dynamic), expected (batch, S, S, 3) with a "
                                        "fixed S")
         super().__init__(shape[1], self._input["shape"][0])  # a dynamic batch is allocated, and run, as batch 1
+        self._check_output(path, [int(d) for d in self._output["shape_signature"]])
 
     def _run(self, images):
         scale, zero_point = self._input["quantization"]
@@ -409,8 +446,9 @@ def load_predictor(model, trust_model=False, **options):
     Returns:
         Predictor.
     Raises:
-        FileNotFoundError: the path does not exist. ValueError: unknown file type or unexpected model shape;
-        InputFileError: an unreadable model file; UntrustedModelError: a graph with ops outside the list.
+        FileNotFoundError: the path does not exist. ValueError: unknown file type; InputFileError: an unreadable
+        model file, or one whose input or output is not (batch, S, S, 3); UntrustedModelError: a graph with ops
+        outside the list.
     """
     if isinstance(model, Predictor):
         return model
@@ -423,7 +461,7 @@ def load_predictor(model, trust_model=False, **options):
     path = Path(model)
     suffix = path.suffix.lower()
     if suffix not in (".keras", ".h5", ".pb", ".onnx", ".tflite") and find_checkpoint(path) is not None:
-        return KerasPredictor(load_keras_model(path))
+        return KerasPredictor(path)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
     if path.is_dir():
