@@ -87,6 +87,16 @@ def test_keras_input_error_names_the_file(tmp_path):
     assert str(caught.value) == f"{gray}: input has shape (None, 32, 32, 1), expected (batch, S, S, 3)"
 
 
+def test_onnx_with_dynamic_height_and_width_is_refused(tmp_path):
+    """Not run at an assumed size: Keras, SavedModel, .pb and TFLite inputs need a fixed S too."""
+    helper = pytest.importorskip("onnx.helper")
+    dynamic = _onnx(tmp_path / "dynamic.onnx", helper.make_node("Sigmoid", ["input"], ["output"]),
+                    ["N", "H", "W", 3], ["N", "H", "W", 3])
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(dynamic)
+    assert str(caught.value) == f"{dynamic}: input 'input' has shape ['N', 'H', 'W', 3], expected NHWC (batch, S, S, 3)"
+
+
 # ------------------------------------------------------------------------------------------------ outputs
 
 def _half_keras(path):
@@ -113,18 +123,25 @@ def _reshaped_saved_model(path):
     return _saved_model(path, (None, R, R, 3), reshape), "(1, 64, 16, 3)"
 
 
-def _one_channel_onnx(path):
+def _onnx(path, node, input_shape, output_shape):
+    """An ONNX model of one ``node`` from ``input`` to ``output`` (a dynamic dimension named)."""
     pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("ReduceMean", ["input"], ["output"], axes=[3], keepdims=1)], "mean",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", R, R, 3])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", R, R, 1])])
+    graph = helper.make_graph([node], "one_node",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, output_shape)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(path))
-    return path, "(None, 32, 32, 1)"
+    return Path(path)
+
+
+def _one_channel_onnx(path):
+    helper = pytest.importorskip("onnx.helper")
+    mean = helper.make_node("ReduceMean", ["input"], ["output"], axes=[3], keepdims=1)
+    return _onnx(path, mean, ["N", R, R, 3], ["N", R, R, 1]), "(None, 32, 32, 1)"
 
 
 def _half_tflite(path):

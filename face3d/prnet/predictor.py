@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.contract import INPUT_SIZE
 from face3d.prnet.graph_trust import UntrustedModelError, check_graph_def, check_saved_model
 from face3d.utils.errors import InputFileError
 
@@ -347,10 +346,9 @@ class OnnxPredictor(Predictor):
         output = next((o for o in outputs if o.name == "output"), outputs[0])
         self._output = output.name
         shape = list(self._input.shape)  # a dynamic dimension is a name or None
-        sides = {_static_dim(d) for d in shape[1:3]} - {None} if len(shape) == 4 else set()
-        if len(shape) != 4 or shape[3] != 3 or len(sides) > 1:  # channels-first (a PyTorch export) included
-            raise ValueError(f"{path}: input {self._input.name!r} has shape {shape}, expected NHWC (batch, S, S, 3)")
-        super().__init__(sides.pop() if sides else INPUT_SIZE, _static_dim(shape[0]))
+        if _square_side(shape) is None:  # channels-first (a PyTorch export) and a dynamic side included
+            raise InputFileError(path, f"input {self._input.name!r} has shape {shape}, expected NHWC (batch, S, S, 3)")
+        super().__init__(shape[1], _static_dim(shape[0]))
         self._check_output(path, output.shape)
 
     def _run(self, images):
