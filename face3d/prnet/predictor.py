@@ -407,10 +407,9 @@ class TFLitePredictor(Predictor):
             raise InputFileError(path, f"not a TFLite model this interpreter runs ({_first_line(exc)})") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
-        shape = [int(d) for d in self._input["shape_signature"]]  # -1 for a dynamic dimension
+        shape = tuple(_static_dim(d) for d in self._input["shape_signature"])  # -1 for a dynamic dimension: None
         if _square_side(shape) is None:
-            raise InputFileError(path, f"input has shape {shape} (-1: dynamic), expected (batch, S, S, 3) with a "
-                                       "fixed S")
+            raise InputFileError(path, f"input has shape {shape}, expected (batch, S, S, 3) with a fixed S")
         super().__init__(shape[1], self._input["shape"][0])  # a dynamic batch is allocated, and run, as batch 1
         self._check_output(path, [int(d) for d in self._output["shape_signature"]])
 
