@@ -512,6 +512,74 @@ def test_graph_ops_outside_the_inference_list_are_refused(tmp_path, capsys, make
     assert victim.read_text() == "owned"
 
 
+def _saving_saved_model(path, victim):
+    """A SavedModel whose ``serving_default`` writes checkpoint ``victim`` (SaveV2, a saver op) before its sigmoid."""
+    import tensorflow as tf
+
+    class Net(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((None, R, R, 3), tf.float32, name="input")])
+        def serve(self, images):
+            written = tf.raw_ops.SaveV2(prefix=str(victim), tensor_names=["owned"], shape_and_slices=[""],
+                                        tensors=[images])
+            with tf.control_dependencies([written]):
+                return {"output": tf.sigmoid(images)}
+
+    net = Net()
+    tf.saved_model.save(net, str(path), signatures={"serving_default": net.serve})
+    return Path(path)
+
+
+def _edit_meta_graph(folder, edit):
+    """Rewrite ``folder/saved_model.pb`` after ``edit(meta_graph, save_node_name)``."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((folder / "saved_model.pb").read_bytes())
+    meta_graph = saved.meta_graphs[0]
+    edit(meta_graph, meta_graph.saver_def.save_tensor_name.split(":")[0])
+    (folder / "saved_model.pb").write_bytes(saved.SerializeToString())
+
+
+def _serving_as_saver_only(meta_graph, save_node):
+    """The serving function made to look reached from the saver node alone: the saver node names it in an internal
+    attribute (TensorFlow ignores it) and the top-level node calling it is gone (TF2's load calls the object graph's
+    functions, not the graph's nodes)."""
+    caller = next(node for node in meta_graph.graph_def.node if node.name != save_node and "Call" in node.op
+                  and "serve" in node.attr["f"].func.name)
+    saver = next(node for node in meta_graph.graph_def.node if node.name == save_node)
+    saver.attr["_also"].func.name = caller.attr["f"].func.name
+    meta_graph.graph_def.node.remove(caller)
+
+
+def _save_node_as_restore(meta_graph, save_node):
+    """The saver's restore op (run by a TF1-style load) made its save node."""
+    meta_graph.saver_def.restore_op_name = save_node
+
+
+def test_saver_ops_are_refused_where_a_load_can_run_them(tmp_path):
+    """SaveV2 passes only in the checkpoint save function; a serving function holding it, or a save node a load runs,
+    is refused whatever the saver node claims."""
+    pytest.importorskip("tensorflow")
+    from face3d.prnet.predictor import UntrustedModelError, load_predictor
+
+    images = np.random.default_rng(0).random((2, R, R, 3)).astype(np.float32)
+    plain = load_predictor(_saved_model(tmp_path / "plain"))
+    np.testing.assert_allclose(plain.predict(images), 1 / (1 + np.exp(-images)), rtol=1e-6)
+
+    victim = tmp_path / "victim"
+    disguised = _saving_saved_model(tmp_path / "disguised", victim)
+    _edit_meta_graph(disguised, _serving_as_saver_only)
+    with pytest.raises(UntrustedModelError, match="SaveV2") as info:
+        load_predictor(disguised)
+    assert str(disguised) in str(info.value)
+    assert not list(tmp_path.glob("victim*"))
+
+    restoring = _saved_model(tmp_path / "restoring")
+    _edit_meta_graph(restoring, _save_node_as_restore)
+    with pytest.raises(UntrustedModelError, match="SaveV2"):
+        load_predictor(restoring)
+
+
 def test_offline_run_refuses_a_hostile_graph(tmp_path, capsys):
     pytest.importorskip("tensorflow")
     victim = tmp_path / "victim.txt"

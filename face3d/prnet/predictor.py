@@ -17,9 +17,10 @@ ONNX or TFLite.
 
 Every predictor maps images to normalised position maps: ``predict(images)`` takes (N, S, S, 3) float32 crops in
 [0, 1] (NHWC, RGB, image / 255 as in training) and returns (N, S, S, 3) float32 maps in [0, 1] (the position map in
-crop pixels divided by 1.1 x the map resolution). Models with a fixed batch size (a ``.pb`` exported for batch 1)
-are fed in chunks of that size, the last one padded. TensorFlow and ONNX Runtime are imported only by their own
-backend, so an ONNX-only installation never needs TensorFlow.
+crop pixels divided by 1.1 x the map resolution); each backend checks both shapes when it loads the model. Models
+with a fixed batch size (a ``.pb`` exported for batch 1) are fed in chunks of that size, the last one padded.
+TensorFlow and ONNX Runtime are imported only by their own backend, so an ONNX-only installation never needs
+TensorFlow.
 """
 import logging
 import os
@@ -29,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d.contract import INPUT_SIZE
 from face3d.prnet.graph_trust import UntrustedModelError, check_graph_def, check_saved_model
 from face3d.utils.errors import InputFileError
 
@@ -37,6 +37,14 @@ __all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPre
            "TFLitePredictor", "UntrustedModelError", "load_keras_model", "save_keras_model", "load_predictor"]
 
 logger = logging.getLogger(__name__)
+
+# the delegate node TFLite names in allocate_tensors()'s RuntimeError when XNNPACK refuses a model it should run
+_XNNPACK_DELEGATE = "TfLiteXNNPackDelegate"
+
+
+def _first_line(error):
+    """The first line of an error's message, without surrounding blanks ('' for an empty one)."""
+    return (str(error).strip().splitlines() or [""])[0]
 
 
 def load_keras_model(path, compile=False):
@@ -67,7 +75,7 @@ def load_keras_model(path, compile=False):
         return keras.saving.load_model(path, compile=compile)
     except Exception as error:  # h5py, zipfile and Keras's deserialisation raise many types
         raise InputFileError(path, f"not a loadable Keras model ({type(error).__name__}: "
-                                   f"{str(error).splitlines()[0] if str(error) else ''})") from None
+                                   f"{_first_line(error)})") from None
 
 
 def save_keras_model(model, path, extra_entries=None):
@@ -102,6 +110,14 @@ def save_keras_model(model, path, extra_entries=None):
 def _static_dim(value):
     """An int for a fixed dimension, None for a dynamic one (None, -1, 0 or a symbolic name)."""
     return int(value) if isinstance(value, (int, np.integer)) and int(value) > 0 else None
+
+
+def _square_side(shape):
+    """S of an NHWC image shape (batch, S, S, 3) with a fixed S (any batch); None for another rank or channel
+    count, unequal sides or a dynamic one."""
+    if len(shape) != 4 or _static_dim(shape[3]) != 3 or _static_dim(shape[1]) is None or shape[1] != shape[2]:
+        return None
+    return _static_dim(shape[1])
 
 
 class Predictor:
@@ -156,27 +172,57 @@ class Predictor:
             raise ValueError(f"the {self.backend} model returned shape {out.shape} for input {images.shape}")
         return out[0] if single else out
 
+    def _check_output(self, path, shape):
+        """Refuse, at load, a model whose output is not (batch, S, S, 3).
+
+        Args:
+            path: the model file, named by the error (None for an in-memory model).
+            shape: the output's static shape as the model declares it (a dynamic dimension None, -1 or a name), or
+                None for an unknown rank. With a dynamic rank, height, width or channel count, one call on a batch
+                of zeros gives the shape instead.
+        Raises:
+            InputFileError: another output shape (a fixed batch other than the input's included), or that call
+            failing.
+        """
+        s, batch = self.input_size, self.batch_size
+        if shape is None or len(shape) == 4 and any(_static_dim(d) is None for d in shape[1:]):
+            zeros = np.zeros((batch or 1, s, s, 3), np.float32)
+            try:
+                shape = np.shape(self._run(zeros))
+            except Exception as error:  # whatever the runtime raises on a graph that cannot run
+                raise InputFileError(path, f"fails on a batch of zeros ({type(error).__name__}: "
+                                           f"{_first_line(error)})") from None
+            batch = len(zeros)
+        dims = tuple(_static_dim(d) for d in shape)
+        if len(dims) != 4 or dims[0] not in (None, batch) or dims[1:] != (s, s, 3):
+            raise InputFileError(path, f"output has shape {dims}, expected (batch, {s}, {s}, 3) as its input")
+
     def __repr__(self):
         return f"{type(self).__name__}(input_size={self.input_size}, batch_size={self.batch_size})"
 
 
 class KerasPredictor(Predictor):
-    """A Keras 3 model (an in-memory ``keras.Model`` or a ``.keras``/``.h5`` file), called in inference mode
-    inside a ``tf.function`` traced once for a dynamic batch."""
+    """A Keras 3 model (an in-memory ``keras.Model``, a ``.keras``/``.h5`` file or PRNet's TF1 checkpoint, as
+    ``load_keras_model`` reads them), called in inference mode inside a ``tf.function`` traced once for a dynamic
+    batch."""
 
     backend = "keras"
 
     def __init__(self, model):
         import tensorflow as tf
-        if isinstance(model, (str, Path)):
-            model = load_keras_model(model)
+        path = Path(model) if isinstance(model, (str, Path)) else None
+        if path is not None:
+            model = load_keras_model(path)
         shape = tuple(model.inputs[0].shape)
-        if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or _static_dim(shape[1]) is None:
-            raise ValueError(f"expected a model with input (batch, S, S, 3), got {shape}")
+        if _square_side(shape) is None:
+            raise InputFileError(path, f"input has shape {shape}, expected (batch, S, S, 3)")
+        if len(model.outputs) != 1:
+            raise InputFileError(path, f"the model has {len(model.outputs)} outputs, expected one")
         super().__init__(shape[1], _static_dim(shape[0]))
         self.model = model
         spec = tf.TensorSpec((self.batch_size, self.input_size, self.input_size, 3), tf.float32)
         self._function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._check_output(path, tuple(model.outputs[0].shape))
 
     def _run(self, images):
         return self._function(images).numpy()
@@ -196,7 +242,11 @@ class SavedModelPredictor(Predictor):
             raise FileNotFoundError(f"not a SavedModel folder (no saved_model.pb): {path}")
         if not trust_model:
             check_saved_model(path)
-        self._loaded = tf.saved_model.load(str(path))
+        try:
+            self._loaded = tf.saved_model.load(str(path))
+        except Exception as error:  # TensorFlow's loader: IndexError for truncated variables, NotFoundError, ...
+            raise InputFileError(path, f"not a loadable SavedModel ({type(error).__name__}: "
+                                       f"{_first_line(error)})") from None
         signatures = getattr(self._loaded, "signatures", {})
         if "serving_default" not in signatures:
             raise ValueError(f"{path}: the SavedModel has no 'serving_default' signature "
@@ -212,10 +262,12 @@ class SavedModelPredictor(Predictor):
         if self._output_name is None:
             raise ValueError(f"{path}: several outputs {sorted(outputs)} and none named 'output'")
         shape = tuple(spec.shape)
-        if len(shape) != 4 or _static_dim(shape[1]) is None:
-            raise ValueError(f"{path}: input {self._input_name!r} has shape {shape}, expected (batch, S, S, 3)")
+        if _square_side(shape) is None:
+            raise InputFileError(path, f"input {self._input_name!r} has shape {shape}, expected (batch, S, S, 3)")
         super().__init__(shape[1], _static_dim(shape[0]))
         self._function = function
+        output = function.structured_outputs[self._output_name].shape
+        self._check_output(path, None if output.rank is None else tuple(output))
 
     def _run(self, images):
         return self._function(**{self._input_name: images})[self._output_name].numpy()
@@ -244,17 +296,18 @@ class FrozenGraphPredictor(Predictor):
             if name not in nodes:
                 raise ValueError(f"{path}: no {role} node named {name!r} in the graph")
         dims = [d.size for d in nodes[input_name].attr["shape"].shape.dim]
-        if len(dims) != 4 or _static_dim(dims[1]) is None:
-            raise ValueError(f"{path}: input node {input_name!r} has shape {dims}, expected (batch, S, S, 3)")
+        if _square_side(dims) is None:
+            raise InputFileError(path, f"input node {input_name!r} has shape {dims}, expected (batch, S, S, 3)")
 
         def import_graph():
             tf.compat.v1.import_graph_def(graph_def, name="")
 
         wrapped = tf.compat.v1.wrap_function(import_graph, [])
-        self._function = wrapped.prune(wrapped.graph.as_graph_element(f"{input_name}:0"),
-                                       wrapped.graph.as_graph_element(f"{output_name}:0"))
+        output = wrapped.graph.as_graph_element(f"{output_name}:0")
+        self._function = wrapped.prune(wrapped.graph.as_graph_element(f"{input_name}:0"), output)
         self._to_tensor = tf.convert_to_tensor  # a pruned function takes tensors only
         super().__init__(dims[1], _static_dim(dims[0]))
+        self._check_output(path, None if output.shape.rank is None else tuple(output.shape))
 
     def _run(self, images):
         return self._function(self._to_tensor(images)).numpy()
@@ -297,15 +350,16 @@ class OnnxPredictor(Predictor):
             self._session = ort.InferenceSession(str(path), options,
                                                  providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as error:  # ONNX Runtime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
-            raise InputFileError(path, f"not a loadable ONNX model ({str(error).splitlines()[0]})") from None
+            raise InputFileError(path, f"not a loadable ONNX model ({_first_line(error)})") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         self._input = next((i for i in inputs if i.name == "input"), inputs[0])
-        self._output = next((o.name for o in outputs if o.name == "output"), outputs[0].name)
+        output = next((o for o in outputs if o.name == "output"), outputs[0])
+        self._output = output.name
         shape = list(self._input.shape)  # a dynamic dimension is a name or None
-        sides = {_static_dim(d) for d in shape[1:3]} - {None} if len(shape) == 4 else set()
-        if len(shape) != 4 or shape[3] != 3 or len(sides) > 1:  # channels-first (a PyTorch export) included
-            raise ValueError(f"{path}: input {self._input.name!r} has shape {shape}, expected NHWC (batch, S, S, 3)")
-        super().__init__(sides.pop() if sides else INPUT_SIZE, _static_dim(shape[0]))
+        if _square_side(shape) is None:  # channels-first (a PyTorch export) and a dynamic side included
+            raise InputFileError(path, f"input {self._input.name!r} has shape {shape}, expected NHWC (batch, S, S, 3)")
+        super().__init__(shape[1], _static_dim(shape[0]))
+        self._check_output(path, output.shape)
 
     def _run(self, images):
         return self._session.run([self._output], {self._input.name: images})[0]
@@ -351,18 +405,23 @@ class TFLitePredictor(Predictor):
                 except RuntimeError as exc:
                     # XNNPACK (the default CPU delegate) refuses int8 layers whose requantization scale is out of
                     # its range (a near-constant activation); the built-in kernels run them
-                    logger.warning("%s: %s; running without the XNNPACK delegate", path, str(exc).splitlines()[0])
+                    if _XNNPACK_DELEGATE not in str(exc):
+                        raise
+                    logger.warning("%s: %s; running without the XNNPACK delegate", path, _first_line(exc))
                     self._interpreter = Interpreter(model_path=str(path), num_threads=threads,
                                                     experimental_op_resolver_type=_builtin_resolver(Interpreter))
                     self._interpreter.allocate_tensors()
-        except ValueError as exc:
-            raise ValueError(f"{path}: not a TFLite model ({exc})") from exc
+        except ValueError as exc:  # the flatbuffer cannot be read
+            raise InputFileError(path, f"not a TFLite model ({_first_line(exc)})") from None
+        except RuntimeError as exc:  # the interpreter has no kernel for an op (TensorFlow's, Flex), or one fails
+            raise InputFileError(path, f"not a TFLite model this interpreter runs ({_first_line(exc)})") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
-        shape = [int(d) for d in self._input["shape"]]
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
-            raise ValueError(f"{path}: input has shape {shape}, expected (batch, S, S, 3)")
-        super().__init__(shape[1], shape[0])
+        shape = tuple(_static_dim(d) for d in self._input["shape_signature"])  # -1 for a dynamic dimension: None
+        if _square_side(shape) is None:
+            raise InputFileError(path, f"input has shape {shape}, expected (batch, S, S, 3) with a fixed S")
+        super().__init__(shape[1], self._input["shape"][0])  # a dynamic batch is allocated, and run, as batch 1
+        self._check_output(path, [int(d) for d in self._output["shape_signature"]])
 
     def _run(self, images):
         scale, zero_point = self._input["quantization"]
@@ -394,8 +453,9 @@ def load_predictor(model, trust_model=False, **options):
     Returns:
         Predictor.
     Raises:
-        FileNotFoundError: the path does not exist. ValueError: unknown file type or unexpected model shape;
-        InputFileError: an unreadable model file; UntrustedModelError: a graph with ops outside the list.
+        FileNotFoundError: the path does not exist. ValueError: unknown file type; InputFileError: an unreadable
+        model file, or one whose input or output is not (batch, S, S, 3); UntrustedModelError: a graph with ops
+        outside the list.
     """
     if isinstance(model, Predictor):
         return model
@@ -408,7 +468,7 @@ def load_predictor(model, trust_model=False, **options):
     path = Path(model)
     suffix = path.suffix.lower()
     if suffix not in (".keras", ".h5", ".pb", ".onnx", ".tflite") and find_checkpoint(path) is not None:
-        return KerasPredictor(load_keras_model(path))
+        return KerasPredictor(path)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
     if path.is_dir():

@@ -1,0 +1,241 @@
+"""Model files that do not fit PRNet's contract, refused by ``load_predictor`` in one line naming the file: dynamic or
+non-square inputs, wrong channels or output shapes, runtimes that cannot run the file, damaged weights.
+
+Models are built here at run time, 32 x 32 sigmoids, slices or poolings; the file runs in about 15 s on 2 cores.
+"""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from face3d.cli import main as face3d_main
+from face3d.prnet.predictor import load_predictor
+from face3d.utils.errors import InputFileError
+
+R = 32
+
+
+def _sigmoid(images):
+    return 1 / (1 + np.exp(-images))
+
+
+def _tflite(path, shape, function=None, select_ops=False):
+    """A ``.tflite`` of ``function`` (default sigmoid) on a float32 input of ``shape`` (None: dynamic), converted
+    from a concrete function; ``select_ops`` lets the converter keep TensorFlow ops (Flex) it has no kernel for."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec(shape, tf.float32, name="input")
+    concrete = tf.function(function or tf.sigmoid, input_signature=[spec]).get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    if select_ops:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    Path(path).write_bytes(converter.convert())
+    return Path(path)
+
+
+def _frozen_graph(path, shape, function=None):
+    """A frozen GraphDef ``input`` of ``shape`` -> ``output`` = ``function(input)`` (default sigmoid)."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.compat.v1.placeholder(tf.float32, shape, name="input")
+        tf.identity((function or tf.sigmoid)(images), name="output")
+    Path(path).write_bytes(graph.as_graph_def().SerializeToString())
+    return Path(path)
+
+
+def _saved_model(path, shape, function=None):
+    """A SavedModel whose ``serving_default`` maps ``input`` of ``shape`` to ``{"output": function(input)}``
+    (default sigmoid)."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.serve = tf.function(lambda images: {"output": (function or tf.sigmoid)(images)},
+                               input_signature=[tf.TensorSpec(shape, tf.float32, name="input")])
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Path(path)
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+@pytest.mark.parametrize("make, name, shape, shown", [
+    (_frozen_graph, "gray.pb", (1, R, R, 1), "input node 'input' has shape [1, 32, 32, 1]"),
+    (_frozen_graph, "wide.pb", (1, R, 48, 3), "input node 'input' has shape [1, 32, 48, 3]"),
+    (_saved_model, "gray", (None, R, R, 1), "input 'input' has shape (None, 32, 32, 1)"),
+    (_saved_model, "wide", (None, R, 48, 3), "input 'input' has shape (None, 32, 48, 3)")])
+def test_graph_input_must_be_square_rgb(tmp_path, make, name, shape, shown):
+    """A .pb or SavedModel input of one channel or unequal sides is refused at load, as Keras, ONNX and TFLite
+    inputs are, not run into a TensorFlow error (or a silently wrong map) at predict."""
+    pytest.importorskip("tensorflow")
+    import tensorflow as tf
+
+    path = make(tmp_path / name, shape, (lambda x: tf.concat([x, x, x], -1)) if shape[3] == 1 else None)
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(path)
+    assert str(caught.value) == f"{path}: {shown}, expected (batch, S, S, 3)"
+
+
+def test_keras_input_error_names_the_file(tmp_path):
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((R, R, 1))
+    gray = tmp_path / "gray.keras"
+    keras.Model(inputs, keras.layers.Concatenate()([inputs, inputs, inputs])).save(gray)
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(gray)
+    assert str(caught.value) == f"{gray}: input has shape (None, 32, 32, 1), expected (batch, S, S, 3)"
+
+
+def test_onnx_with_dynamic_height_and_width_is_refused(tmp_path):
+    """Not run at an assumed size: Keras, SavedModel, .pb and TFLite inputs need a fixed S too."""
+    helper = pytest.importorskip("onnx.helper")
+    dynamic = _onnx(tmp_path / "dynamic.onnx", helper.make_node("Sigmoid", ["input"], ["output"]),
+                    ["N", "H", "W", 3], ["N", "H", "W", 3])
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(dynamic)
+    assert str(caught.value) == f"{dynamic}: input 'input' has shape ['N', 'H', 'W', 3], expected NHWC (batch, S, S, 3)"
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+def _half_keras(path):
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((R, R, 3))
+    keras.Model(inputs, keras.layers.AveragePooling2D(2)(inputs)).save(path)
+    return path, "(None, 16, 16, 3)"
+
+
+def _half_frozen_graph(path):
+    return _frozen_graph(path, (1, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(1, 16, 16, 3)"
+
+
+def _half_saved_model(path):
+    return _saved_model(path, (None, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(None, 16, 16, 3)"
+
+
+def _reshaped_saved_model(path):
+    """Output (None, 64, None, 3) as the graph declares it: only a call tells its width."""
+    import tensorflow as tf
+
+    def reshape(images):
+        return tf.reshape(images, tf.stack([tf.shape(images)[0], tf.shape(images)[1] * 2, -1, 3]))
+    return _saved_model(path, (None, R, R, 3), reshape), "(1, 64, 16, 3)"
+
+
+def _onnx(path, node, input_shape, output_shape):
+    """An ONNX model of one ``node`` from ``input`` to ``output`` (a dynamic dimension named)."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([node], "one_node",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, output_shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+def _one_channel_onnx(path):
+    helper = pytest.importorskip("onnx.helper")
+    mean = helper.make_node("ReduceMean", ["input"], ["output"], axes=[3], keepdims=1)
+    return _onnx(path, mean, ["N", R, R, 3], ["N", R, R, 1]), "(None, 32, 32, 1)"
+
+
+def _half_tflite(path):
+    return _tflite(path, (1, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(1, 16, 16, 3)"
+
+
+@pytest.mark.parametrize("make, name", [(_half_keras, "half.keras"), (_half_frozen_graph, "half.pb"),
+                                        (_half_saved_model, "half"), (_reshaped_saved_model, "reshaped"),
+                                        (_one_channel_onnx, "mean.onnx"), (_half_tflite, "half.tflite")])
+def test_output_of_another_shape_is_refused_at_load(tmp_path, make, name):
+    """Each backend checks the output is (batch, S, S, 3) when it loads the model (its declared shape, or one call
+    when the graph leaves the size to the run), so a wrong model is one error naming it, not one per batch."""
+    pytest.importorskip("tensorflow")
+    path, shown = make(tmp_path / name)
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(path)
+    assert str(caught.value) == f"{path}: output has shape {shown}, expected (batch, 32, 32, 3) as its input"
+
+
+def test_demo_and_evaluate_refuse_a_model_of_another_output_shape_in_one_line(tmp_path, capsys):
+    path, _ = _half_keras(tmp_path / "half.keras")
+    cv2.imwrite(str(tmp_path / "face.jpg"), np.full((40, 40, 3), 128, np.uint8))
+    commands = (["demo", "-i", str(tmp_path / "face.jpg"), "-o", str(tmp_path / "demo"), "--box", "5", "5", "35", "35"],
+                ["evaluate", "--data", str(tmp_path), "--output", str(tmp_path / "report")])
+    for argv in commands:
+        status = face3d_main(argv + ["--model", str(path)])
+        err = capsys.readouterr().err.strip()
+        assert status == 2 and len(err.splitlines()) == 1, err
+        assert err.endswith(f"{path}: output has shape (None, 16, 16, 3), expected (batch, 32, 32, 3) as its input")
+    assert not (tmp_path / "demo").exists()
+
+
+# ------------------------------------------------------------------------------------------------ TFLite
+
+def test_tflite_with_dynamic_height_and_width_is_refused(tmp_path):
+    pytest.importorskip("tensorflow")
+    dynamic = _tflite(tmp_path / "dynamic.tflite", (None, None, None, 3))
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(dynamic)
+    assert str(caught.value) == (f"{dynamic}: input has shape (None, None, None, 3), expected (batch, S, S, 3) with a "
+                                 "fixed S")
+
+
+def test_tflite_with_a_dynamic_batch_runs_any_batch(tmp_path):
+    pytest.importorskip("tensorflow")
+    predictor = load_predictor(_tflite(tmp_path / "batch.tflite", (None, R, R, 3)))
+    assert (predictor.input_size, predictor.batch_size) == (R, 1)
+    images = np.random.default_rng(0).random((3, R, R, 3)).astype(np.float32)
+    np.testing.assert_allclose(predictor.predict(images), _sigmoid(images), rtol=1e-6)
+
+
+def test_tflite_the_interpreter_cannot_run_is_one_error_naming_it(tmp_path, caplog):
+    """A .tflite holding TensorFlow (Flex) ops, here a file write, is refused naming the file, not retried as an
+    XNNPACK refusal (the retry's error used to escape as a traceback)."""
+    tf = pytest.importorskip("tensorflow")
+    victim = tmp_path / "victim.txt"
+
+    def write_then_sigmoid(images):
+        with tf.control_dependencies([tf.io.write_file(str(victim), "owned")]):
+            return tf.sigmoid(images)
+
+    flex = _tflite(tmp_path / "flex.tflite", (1, R, R, 3), write_then_sigmoid, select_ops=True)
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(flex)
+    message = str(caught.value)
+    assert message.startswith(f"{flex}: not a TFLite model this interpreter runs (Select TensorFlow op(s)")
+    assert len(message.splitlines()) == 1 and "XNNPACK" not in caplog.text
+    assert not victim.exists()
+
+
+def test_corrupt_tflite_is_one_line(tmp_path):
+    pytest.importorskip("tensorflow")
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(b"this is not a model\n" * 3)
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(corrupt)
+    assert str(caught.value) == (f"{corrupt}: not a TFLite model (Model provided has model identifier ' is ', "
+                                 "should be 'TFL3')")
+
+
+def test_saved_model_with_truncated_weights_is_named(tmp_path):
+    """A SavedModel whose variables file was cut short is an InputFileError naming the folder, not TensorFlow's bare
+    IndexError."""
+    tf = pytest.importorskip("tensorflow")
+
+    module = tf.Module()
+    module.scale = tf.Variable(np.linspace(0.5, 2, 16, dtype=np.float32))
+    module.serve = tf.function(lambda images: {"output": tf.sigmoid(images * module.scale[0])},
+                               input_signature=[tf.TensorSpec((None, R, R, 3), tf.float32, name="input")])
+    folder = tmp_path / "saved"
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    data = folder / "variables" / "variables.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:40])
+    with pytest.raises(InputFileError) as caught:
+        load_predictor(folder)
+    assert str(caught.value) == (f"{folder}: not a loadable SavedModel (IndexError: Read less bytes than "
+                                 "requested)")
