@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import re
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -111,7 +113,8 @@ def test_round_trip_batch_two_pb_through_the_command_line(exported, aflw, direct
     assert face3d_main(["offline", "pre_process", "--data", str(aflw), "--output", str(work),
                          "--input-size", str(SIZE), "--batch", "2"]) == 0
     manifest = json.loads((work / offline.MANIFEST).read_text())
-    assert [f["samples"] for f in manifest["files"]] == [["SYNTH_0000_1_0", "SYNTH_0001_1_0"], ["SYNTH_0002_1_0"]]
+    assert [f["samples"] for f in manifest["files"]] == [["SYNTH/SYNTH_0000_1_0", "SYNTH/SYNTH_0001_1_0"],
+                                                         ["SYNTH/SYNTH_0002_1_0"]]  # named as evaluate names them
     padded = np.fromfile(work / "bin" / "batch_00001.bin", dtype="<f4").reshape(2, SIZE, SIZE, 3)
     assert padded[1].max() == 0 and padded[0].max() > 0
     assert face3d_main(["offline", "run", "--model", str(out / "b2" / "prnet.pb"), "--input", str(work / "bin"),
@@ -314,7 +317,7 @@ def test_images_sharing_a_name_are_listed_before_any_crop(aflw, tmp_path, capsys
                         "--boxes", str(tmp_path / "boxes.txt"), "--input-size", str(SIZE)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"pre_process failed: {images}: images share a name (file stem), which must be unique as it names the .bin "
-        "file and the manifest record: p1: x/p1.jpg, y/p1.jpg; p2: x/p2.jpg, y/p2.jpg"]
+        "file: p1: x/p1.jpg, y/p1.jpg; p2: x/p2.jpg, y/p2.jpg"]
     assert not (tmp_path / "work").exists()
 
 
@@ -343,9 +346,23 @@ def test_an_msame_log_of_another_count_of_files_is_refused(exported, aflw, tmp_p
     assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest", str(work / offline.MANIFEST),
                         "--output", str(tmp_path / "report"), "--timing", str(log)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"post_process failed: {log}: 5 inference times, but {work / offline.MANIFEST} lists 2 .bin files: pass the "
-        "timing of the run on them"]
+        f"post_process failed: {log}: 5 inference times, but 2 .bin files to time: pass the log of the run on them"]
     assert not (tmp_path / "report").exists()
+
+
+def test_the_runs_own_timing_gives_the_listed_files_times_only(exported, aflw, tmp_path):
+    """A file in the input folder that the manifest does not list is run (and timed) too: its time is left out."""
+    _, out = exported
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=2)
+    listed = [entry["bin"] for entry in offline.read_manifest(work / offline.MANIFEST)["files"]]
+    shutil.copy(work / "bin" / listed[0], work / "bin" / "unlisted.bin")
+    result = offline.run_offline(out / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    files_ms = json.loads((result / offline.TIMING).read_text())["files_ms"]
+    assert sorted(files_ms) == sorted([Path(name).stem for name in listed] + ["unlisted"])
+    report = offline.post_process(result, work / offline.MANIFEST, tmp_path / "report")
+    assert report["latency"]["calls"] == 2
+    assert report["latency"]["first_call_ms"] == files_ms[Path(listed[0]).stem]
 
 
 def test_bad_inputs_are_named(exported, aflw, tmp_path):

@@ -212,6 +212,32 @@ def test_tflite_the_interpreter_cannot_run_is_one_error_naming_it(tmp_path, capl
     assert not victim.exists()
 
 
+def test_tflite_the_xnnpack_delegate_refuses_runs_on_the_builtin_kernels(tmp_path, monkeypatch, caplog):
+    """XNNPACK refuses some int8 layers (an out-of-range requantization scale) when tensors are allocated, with a
+    message naming its delegate: the file is then run without it, a warning saying so."""
+    tf = pytest.importorskip("tensorflow")
+    real = tf.lite.Interpreter
+    refusal = "failed to create XNNPACK runtimeNode number 1 (TfLiteXNNPackDelegate) failed to prepare."
+
+    class RefusingDelegate(real):
+        def allocate_tensors(self):
+            if not self.builtin_only:
+                raise RuntimeError(refusal)
+            return super().allocate_tensors()
+
+        def __init__(self, *args, **kwargs):
+            self.builtin_only = "experimental_op_resolver_type" in kwargs
+            super().__init__(*args, **kwargs)
+
+    RefusingDelegate.__module__ = real.__module__  # where the op resolver types are looked up
+    model = _tflite(tmp_path / "int8like.tflite", (1, R, R, 3))
+    monkeypatch.setattr(tf.lite, "Interpreter", RefusingDelegate)
+    predictor = load_predictor(model)
+    images = np.random.default_rng(1).random((1, R, R, 3)).astype(np.float32)
+    np.testing.assert_allclose(predictor.predict(images), _sigmoid(images), rtol=1e-6)
+    assert f"{model}: {refusal}; running without the XNNPACK delegate" in caplog.text
+
+
 def test_corrupt_tflite_is_one_line(tmp_path):
     pytest.importorskip("tensorflow")
     corrupt = tmp_path / "corrupt.tflite"

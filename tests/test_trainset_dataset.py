@@ -802,6 +802,20 @@ def test_a_redo_leaves_the_files_another_sample_writes(synth_root, tmp_path):
         ["a", "a_angle_15"], ("", "_angle_30"), (".jpg", ".npy"))
 
 
+def test_a_redo_removes_its_stale_files_beside_a_sample_named_as_its_prefix(synth_root, tmp_path):
+    """``face_2`` beside a sample ``face``: ``face_2_preview.png`` and ``face_2_angle_30.*`` are only ever
+    ``face_2``'s, so a rerun without them removes them (a prefix of a name is not its writer)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    for name, source in (("face", "SYNTH_0000_1_0"), ("face_2", "SYNTH_0000_1_1")):
+        for ext in (".jpg", ".mat"):
+            _touch(root / f"{name}{ext}", (synth_root / SYNTH_FOLDER / f"{source}{ext}").read_bytes())
+    first = _generate(root, out, config=GenerationConfig(resolution=RESOLUTION, angles=(30,), preview=True))
+    assert first["written"] == 2
+    assert _generate(root, out, config=GenerationConfig(resolution=RESOLUTION, angles=()))["written"] == 2
+    assert [n for n in _file_names(out) if n.endswith((".jpg", ".npy", ".png"))] == _sample_files(
+        ["face", "face_2"], ("",), (".jpg", ".npy"))
+
+
 def test_a_sample_whose_mat_or_image_changed_is_redone(reference, synth_root, tmp_path, caplog):
     """face3d fit rewrites the .mat of a photo it refits: the crop and map made from the old one must not stay."""
     output, _ = reference

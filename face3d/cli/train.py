@@ -6,7 +6,6 @@ only once training starts: ``--help`` and bad input never load it.
 """
 import dataclasses
 import sys
-from pathlib import Path
 
 from face3d.cli._common import Command, DefaultsHelpFormatter, add_field_argument, field_default, setup_logging
 
@@ -124,8 +123,7 @@ def run_train(args):
     if summary["val_samples"]:
         result = f"best val NME {summary['best_nme']} (epoch {summary['best_epoch']})"
     else:
-        result = ("no validation (--val-fraction 0 and no --val-list), so no best.keras: the model is "
-                  f"{Path(summary['output']) / 'checkpoints' / 'last.keras'}")
+        result = f"no validation (--val-fraction 0 and no --val-list), so no best.keras: the model is {summary['last']}"
     print(f"finished {len(summary['history'])} epochs; {result}; outputs in {summary['output']}")
     return 0
 

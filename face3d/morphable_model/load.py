@@ -200,7 +200,13 @@ def _mask(where, key: str, arr) -> np.ndarray:
 
 def _info_ntri(where, fields: dict):
     """Number of triangles of the model's ``tri`` implied by segbin_tri (4, ntri), or None without it."""
-    return _mask(where, "segbin_tri", fields["segbin_tri"]).shape[1] if "segbin_tri" in fields else None
+    if "segbin_tri" not in fields:
+        return None
+    shape = np.shape(fields["segbin_tri"])
+    if len(shape) != 2 or shape[0] != 4:
+        raise ValueError(f"{where}: 'segbin_tri' has shape {shape}, expected (4, ntri) masks "
+                         f"(rows nose, eyes, mouth, rest)")
+    return shape[1]
 
 
 def _cells(where, key: str, arr, from_file: bool) -> list:

@@ -41,22 +41,23 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
 All NME values are fractions (0.035 = 3.5 %); the Markdown report prints percentages.
 """
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from face3d.prnet import metrics
-from face3d.prnet.evaluation_report import markdown_report, plot_ced, write_reports
+from face3d.prnet.evaluation_report import markdown_report, write_reports
 from face3d.prnet.metrics import ced
 from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
 from face3d.utils.image_header import is_listed_image
 from face3d.utils.matfile import read_mat
 
 __all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "image_mat_pairs",
-           "find_samples", "listed_pairs", "split_pairs", "read_sample", "keypoint_nme", "yaw_bucket", "auc",
-           "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "evaluate_predictions", "evaluate_model",
-           "write_reports", "plot_ced", "markdown_report"]
+           "find_samples", "listed_pairs", "split_pairs", "sample_name", "read_sample", "keypoint_nme", "yaw_bucket",
+           "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "evaluate_predictions",
+           "evaluate_model", "write_reports", "markdown_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,16 @@ def split_pairs(items, folder):
     return pairs, skipped
 
 
+def sample_name(image_path, folder=None):
+    """A sample's name in reports: ``image_path`` relative to the data ``folder`` it was found in, without its
+    suffix, with ``/`` separators (``indoor/image00050``: two ``image00050.jpg`` in two subfolders stay apart); its
+    stem when ``folder`` is None or it lies at the folder's top."""
+    image_path = Path(image_path)
+    if folder is None:
+        return image_path.stem
+    return Path(os.path.relpath(os.path.abspath(image_path.with_suffix("")), os.path.abspath(folder))).as_posix()
+
+
 def read_sample(image_path, mat_path, folder=None):
     """Read one AFLW2000-3D-format sample.
 
@@ -201,7 +212,7 @@ def read_sample(image_path, mat_path, folder=None):
     shape = mat.get("Shape_Para")
     exp = mat.get("Exp_Para")
     sample = AFLWSample(
-        name=image_path.with_suffix("").relative_to(image_path.parent if folder is None else folder).as_posix(),
+        name=sample_name(image_path, folder),
         image_path=image_path, mat_path=mat_path, landmarks=pt3d.T.copy(),
         yaw_deg=float(np.rad2deg(pose[1])), pose_para=pose,
         shape_para=None if shape is None else np.asarray(shape, dtype=np.float64).reshape(-1, 1),

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from face3d.prnet.metrics import ced
-from face3d.utils.atomic import atomic_write_bytes, atomic_write_files
+from face3d.utils.atomic import atomic_write_files
 
-__all__ = ["markdown_report", "ced_png", "plot_ced", "write_reports"]
+__all__ = ["markdown_report", "ced_png", "write_reports"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,33 +87,27 @@ def ced_png(report, max_error=0.10):
     return png.getvalue()
 
 
-def plot_ced(report, path, max_error=0.10):
-    """Write ``ced_png`` to ``path`` (atomically); returns the Path, or None when matplotlib is missing."""
-    png = ced_png(report, max_error)
-    if png is None:
-        return None
-    atomic_write_bytes(path, png)
-    return Path(path)
-
-
-def write_reports(report, output_dir, predictions=None):
+def write_reports(report, output_dir, predictions=None, extra=None):
     """Write ``report.json`` (the report dict, strict JSON: a non-finite value such as a diverged network's NaN NME
     is null), ``report.md`` (``markdown_report``), ``ced.png`` (``ced_png``) and, given (pred, gt) landmark arrays,
-    ``predictions.npz`` (names, yaw_deg, pred, gt) into ``output_dir`` (created).
+    ``predictions.npz`` (names, yaw_deg, pred, gt) into ``output_dir`` (created); ``extra``: {kind: (file name,
+    bytes or None)}, a caller's own files to write with them (listed in ``files`` under their kind).
 
     The files appear together or not at all (``atomic_write_files``, report.json renamed last): a failed write
     (a full disk) leaves an earlier run's files as they were and raises an OSError naming the file. An earlier
-    run's ``ced.png`` or ``predictions.npz`` that this call does not write (no matplotlib, no predictions) is
-    removed afterwards: it would not match the report.
+    run's ``ced.png``, ``predictions.npz`` or ``extra`` file that this call does not write (no matplotlib, no
+    predictions, None) is removed afterwards: it would not match the report.
 
     Returns:
         dict of the written file paths (strings).
     """
     output = Path(output_dir)
+    extra = extra or {}
     paths = {"json": output / "report.json", "markdown": output / "report.md", "ced": output / "ced.png",
-             "predictions": output / "predictions.npz"}
+             "predictions": output / "predictions.npz", **{kind: output / name for kind, (name, _) in extra.items()}}
     contents = {"ced": ced_png(report), "predictions": None if predictions is None else _npz(report, *predictions),
-                "markdown": markdown_report(report).encode("utf-8")}
+                "markdown": markdown_report(report).encode("utf-8"),
+                **{kind: data for kind, (_, data) in extra.items()}}
     files = {kind: str(path) for kind, path in paths.items() if kind == "json" or contents[kind] is not None}
     contents["json"] = (json.dumps(_finite_or_null({**report, "files": files}), indent=2, allow_nan=False)
                         + "\n").encode("utf-8")

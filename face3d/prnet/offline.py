@@ -23,6 +23,7 @@
   latency (from ``timing.json`` or an msame log's ``Inference time`` lines). It refuses results whose
   ``timing.json`` names another run than the manifest, and non-finite outputs.
 """
+import io
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
-from face3d.utils.atomic import atomic_write_bytes, staging_folder
+from face3d.utils.atomic import atomic_write_bytes, atomic_write_files, staging_folder
 from face3d.utils.errors import InputFileError
 
 __all__ = ["MANIFEST", "INPUTS", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
@@ -100,24 +101,26 @@ def read_boxes(path, folder=None):
 
 def _check_unique_names(images, data_dir):
     """ValueError listing each file stem that two or more of ``images`` share, with their paths relative to
-    ``data_dir``: the stem names an image's manifest record and, with batch 1, its ``.bin`` file."""
+    ``data_dir``: with batch 1 the stem names an image's ``.bin`` file."""
     by_stem = {}
     for image in images:
         by_stem.setdefault(Path(image).stem, []).append(os.path.relpath(image, data_dir))
     shared = "; ".join(f"{stem}: {', '.join(paths)}" for stem, paths in by_stem.items() if len(paths) > 1)
     if shared:
         raise ValueError(f"{data_dir}: images share a name (file stem), which must be unique as it names the .bin "
-                         f"file and the manifest record: {shared}")
+                         f"file: {shared}")
 
 
-def _crop_sample(image_path, mat_path, box, input_size, resolution):
+def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir):
     """One face's network input and manifest record.
 
     Args:
         image_path: the image. mat_path: its AFLW2000-3D ``.mat`` (crop from the ground-truth landmarks), or None
             with ``box``: the detector box (x0, y0, x1, y1) in image pixels. input_size: S. resolution: R.
+        data_dir: the folder the image was found in, for its name.
     Returns:
-        ((S, S, 3) float32 crop, RGB / 255; record {"name": the image's stem, "image", "image_size": [h, w],
+        ((S, S, 3) float32 crop, RGB / 255; record {"name": ``evaluation.sample_name`` (its path in ``data_dir``
+        without suffix, as ``face3d evaluate`` names it), "image", "image_size": [h, w],
         "matrix": the image -> map affine (2, 3), "crop_box": [cx, cy, side], and with ground truth "mat", "yaw_deg",
         "landmarks": (68, 3)}).
     Raises:
@@ -133,7 +136,8 @@ def _crop_sample(image_path, mat_path, box, input_size, resolution):
     else:
         image, truth = read_image(image_path), None
         crop = crop_face(image, box_crop(box), input_size, resolution)
-    record = {"name": image_path.stem, "image": str(image_path.resolve()), "image_size": list(image.shape[:2]),
+    record = {"name": evaluation.sample_name(image_path, data_dir), "image": str(image_path.resolve()),
+              "image_size": list(image.shape[:2]),
               "matrix": crop.matrix.tolist(), "crop_box": [crop.box.cx, crop.box.cy, crop.box.size]}
     if truth is not None:
         record.update(mat=str(Path(mat_path).resolve()), yaw_deg=truth.yaw_deg, landmarks=truth.landmarks.tolist())
@@ -199,7 +203,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     with staging_folder(output_dir / INPUTS / INPUTS) as staging:
         def write_batch():
             names = [record["name"] for record in samples[-len(crops):]]
-            stem = names[0] if b == 1 else f"batch_{len(files):05d}"
+            stem = Path(names[0]).name if b == 1 else f"batch_{len(files):05d}"  # stems are unique: checked
             batch = np.zeros((b, s, s, 3), np.float32)
             batch[:len(crops)] = np.stack(crops)
             _write_bin(staging / f"{stem}.bin", batch)
@@ -208,7 +212,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
 
         for image_path, mat_path, box in items:
             try:
-                crop, record = _crop_sample(image_path, mat_path, box, input_size, resolution)
+                crop, record = _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir)
             except (OSError, ValueError) as exc:
                 logger.warning("skipping %s: %s", image_path, exc)
                 skipped.append({"image": str(image_path), "reason": str(exc)})
@@ -502,9 +506,13 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
     return folder
 
 
-def read_timing(path):
+def read_timing(path, stems=None):
     """Per-file inference times (ms, in run order) from a ``timing.json`` or an msame log (``Inference time``
     lines). Returns a list of floats; InputFileError naming the file when it is neither (a ``manifest.json``, say).
+
+    ``stems``: the ``.bin`` files (names without ``.bin``) whose times are wanted: a ``timing.json``'s times of
+    those files, in that order (it may time other files too: an unlisted file in the input folder is run as well),
+    an InputFileError when one has none; an msame log's times (which name no file) must be as many.
     """
     path = Path(path)
     if not path.is_file():
@@ -512,14 +520,33 @@ def read_timing(path):
     text = path.read_text(errors="replace")
     if path.suffix == ".json":
         try:
-            return [float(v) for v in json.loads(text)["files_ms"].values()]
+            files_ms = {str(k): float(v) for k, v in json.loads(text)["files_ms"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             problem = f"no {error.args[0]}" if isinstance(error, KeyError) else str(error)
             raise InputFileError(path, f"not a face3d {TIMING} ({problem})") from None
+        if stems is None:
+            return list(files_ms.values())
+        missing = [stem for stem in stems if stem not in files_ms]
+        if missing:
+            raise InputFileError(path, f"no time for {missing[0]}.bin ({len(missing)} of the {len(stems)} files "
+                                       "lack one): pass the timing of the run on them")
+        return [files_ms[stem] for stem in stems]
     times = [float(v) for v in _MSAME_TIME.findall(text)]
     if not times:
         raise ValueError(f"{path}: no 'Inference time: <x> ms' line (an msame log) and not a timing.json")
+    if stems is not None and len(times) != len(stems):  # another run's log, or one that ran other files too
+        raise InputFileError(path, f"{len(times)} inference times, but {len(stems)} .bin files to time: pass the "
+                                   "log of the run on them")
     return times
+
+
+def _latency_markdown(latency, batch_size):
+    """``latency.md``: one paragraph of ``latency_summary``'s figures."""
+    lines = ["## Latency (offline runner / msame)", "",
+             f"{latency['calls']} calls of batch {batch_size}: first call {latency['first_call_ms']:.2f} ms; then per "
+             f"image mean {latency['image_ms_mean']:.2f} ms, median {latency['image_ms_median']:.2f} ms, "
+             f"p90 {latency['image_ms_p90']:.2f} ms ({latency['images_per_s']:.1f} images/s)."]
+    return "\n".join(lines) + "\n"
 
 
 def latency_summary(times_ms, batch_size):
@@ -600,13 +627,10 @@ def post_process(result_dir, manifest, output_dir, timing=None):
     timing = result_dir / TIMING if timing is None and (result_dir / TIMING).is_file() else timing
     latency = None
     if timing is not None:
-        times = read_timing(timing)
-        if len(times) != len(info["files"]):  # another run's log, or one that ran other files too
-            raise InputFileError(timing, f"{len(times)} inference times, but {manifest_path} lists "
-                                         f"{len(info['files'])} .bin files: pass the timing of the run on them")
-        latency = latency_summary(times, b)
+        latency = latency_summary(read_timing(timing, [Path(entry["bin"]).stem for entry in info["files"]]), b)
     output_dir.mkdir(parents=True, exist_ok=True)
     pred = np.stack(landmarks)
+    latency_md = None if latency is None else _latency_markdown(latency, b).encode("utf-8")
     if info["ground_truth"]:
         gt = np.stack([np.asarray(records[n]["landmarks"], dtype=np.float64) for n in names])
         yaw = np.array([records[n]["yaw_deg"] for n in names])
@@ -615,19 +639,20 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         report["data"] = info["data"]
         report["skipped"] = info["skipped"]
         report["latency"] = latency
-        report["files"] = evaluation.write_reports(report, output_dir, predictions=(pred, gt))
+        report["files"] = evaluation.write_reports(report, output_dir, predictions=(pred, gt),
+                                                    extra={"latency": ("latency.md", latency_md)})
     else:
         report = {"run_id": info.get("run_id"), "names": names, "landmarks": pred.tolist(), "latency": latency,
                   "skipped": info["skipped"]}
-        np.savez(output_dir / "landmarks.npz", names=np.array(names), landmarks=pred)
-        (output_dir / "landmarks.json").write_text(json.dumps(report) + "\n")
-        report["files"] = {"landmarks": str(output_dir / "landmarks.npz"), "json": str(output_dir / "landmarks.json")}
-    if latency is not None:
-        lines = ["## Latency (offline runner / msame)", "",
-                 f"{latency['calls']} calls of batch {b}: first call {latency['first_call_ms']:.2f} ms; then per "
-                 f"image mean {latency['image_ms_mean']:.2f} ms, median {latency['image_ms_median']:.2f} ms, "
-                 f"p90 {latency['image_ms_p90']:.2f} ms ({latency['images_per_s']:.1f} images/s)."]
-        (output_dir / "latency.md").write_text("\n".join(lines) + "\n")
-        report["files"]["latency"] = str(output_dir / "latency.md")
+        npz = io.BytesIO()
+        np.savez(npz, names=np.array(names), landmarks=pred)
+        paths = {"landmarks": output_dir / "landmarks.npz", "json": output_dir / "landmarks.json",
+                 "latency": output_dir / "latency.md"}
+        contents = {"landmarks": npz.getvalue(), "json": (json.dumps(report) + "\n").encode("utf-8"),
+                    "latency": latency_md}
+        atomic_write_files({paths[kind]: data for kind, data in contents.items() if data is not None})
+        if latency_md is None:  # an earlier run's would not match these results
+            paths["latency"].unlink(missing_ok=True)
+        report["files"] = {kind: str(path) for kind, path in paths.items() if contents[kind] is not None}
     return report
 

@@ -425,7 +425,8 @@ def train(config):
         config: TrainConfig.
     Returns:
         dict: ``history`` (list of CSV rows as dicts of floats, every finished epoch including earlier runs),
-        ``best_nme``, ``best_epoch``, ``output``, ``params`` (parameter count), ``train_samples``, ``val_samples``.
+        ``best_nme``, ``best_epoch``, ``output``, ``last`` (the last epoch's ``checkpoints/last.keras``), ``params``
+        (parameter count), ``train_samples``, ``val_samples``.
     """
     _check_config(config)
     train_samples, val_samples, uv_dir = load_samples(config)
@@ -483,5 +484,6 @@ def train(config):
     history_rows = [{k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
                      for k, v in r.items()} for r in rows]
     return {"history": history_rows, "best_nme": None if math.isinf(best_nme) else best_nme,
-            "best_epoch": best_epoch, "output": str(output), "params": int(model.count_params()),
+            "best_epoch": best_epoch, "output": str(output), "last": str(last_path),
+            "params": int(model.count_params()),
             "train_samples": len(train_samples), "val_samples": len(val_samples) if val_samples else 0}

@@ -259,14 +259,15 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     refused_rels = {rel for rel, _, _ in refused}
     accepted = [ref for ref in samples if ref.rel not in refused_rels]
     intact = intact_done(output, accepted, latest, fingerprint, threads=min(32, 4 * workers))
-    discovered_rels = {ref.rel for ref in discovered}
-    pending = [SampleTask(ref, sample_seed(seed, ref.rel), _replaced_files(ref, latest.get(ref.rel), discovered_rels))
-               for ref in accepted if ref.rel not in intact]
-    _log_resume(len(intact), pending, latest, fingerprint)
+    todo = [ref for ref in accepted if ref.rel not in intact]
     # a sample done under other settings is about to be rewritten: its record must not outlive the redo, and its
     # earlier files stay known (carried by the redo line) until a rewrite removes those the settings no longer write
-    redone = [task.ref.rel for task in pending if task.ref.rel in latest]
-    state.journal.mark_redo(redone, {rel: earlier_files(latest[rel]) for rel in redone})
+    earlier = {ref.rel: earlier_files(latest[ref.rel]) for ref in todo if ref.rel in latest}
+    discovered_rels = {ref.rel for ref in discovered} if earlier else set()
+    pending = [SampleTask(ref, sample_seed(seed, ref.rel), _replaced_files(ref, earlier[ref.rel], discovered_rels)
+                          if ref.rel in earlier else ()) for ref in todo]
+    _log_resume(len(intact), pending, latest, fingerprint)
+    state.journal.mark_redo(list(earlier), earlier)
     tally = _Tally(samples, len(samples) - len(pending) - len(refused), progress)
     if refused:
         tally.add(refused)
@@ -365,19 +366,20 @@ def _refused_samples(samples, discovered, angles):
     return refused
 
 
-def _replaced_files(ref, record, discovered_rels):
-    """The file names of sample ``ref``'s earlier outputs (``earlier_files`` of its latest journal ``record``, None
-    when it has none) that its rewrite removes unless it writes them again: all but the names another sample of its
-    folder may write, those that begin with that sample's stem (one of ``discovered_rels``) and ``.`` or ``_``:
-    ``a_angle_15.jpg``, written as ``a``'s 15-degree copy by a run that refused the sample ``a_angle_15``, is that
-    sample's crop under other angles."""
+def _replaced_files(ref, earlier, discovered_rels):
+    """The names of ``earlier`` (file names of sample ``ref``'s earlier outputs, ``earlier_files``) that its
+    rewrite removes unless it writes them again: all but those another sample of ``discovered_rels`` may write.
+    A sample ``s`` writes ``s.jpg``, ``s.npy`` and ``s_preview.png`` only, so a name's possible writers are its
+    stem and, for a ``_preview`` stem, that stem without the suffix: ``a_angle_15.jpg``, written as ``a``'s
+    15-degree copy by a run that refused the sample ``a_angle_15``, is that sample's crop under other angles."""
     prefix = f"{ref.folder}/" if ref.folder else ""
 
     def another_sample_may_write(name):
-        return any(name[i] in "._" and prefix + name[:i] != ref.rel and prefix + name[:i] in discovered_rels
-                   for i in range(1, len(name)))
+        stem = name.rpartition(".")[0]
+        writers = {stem, stem.removesuffix("_preview")}
+        return any(prefix + writer != ref.rel and prefix + writer in discovered_rels for writer in writers)
 
-    return tuple(name for name in earlier_files(record) if not another_sample_may_write(name))
+    return tuple(name for name in earlier if not another_sample_may_write(name))
 
 
 def intact_done(output, samples, latest, fingerprint, threads):

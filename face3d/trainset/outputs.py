@@ -271,7 +271,7 @@ class Journal:
         for rel in rels:
             line = {"sample": rel, "redo": True}
             if earlier and earlier.get(rel):
-                line["earlier_files"] = list(earlier[rel])
+                line["earlier_files"] = earlier[rel]
             lines.append(line)
         if lines:
             self.append(lines)
