@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from face3d.prnet.graph_trust import UntrustedModelError, check_graph_def, check_saved_model
-from face3d.utils.errors import InputFileError
+from face3d.utils.atomic import names_no_file_but
+from face3d.utils.errors import InputFileError, first_line, os_error_at
 
 __all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPredictor", "OnnxPredictor",
            "TFLitePredictor", "UntrustedModelError", "load_keras_model", "save_keras_model", "load_predictor"]
@@ -40,11 +41,6 @@ logger = logging.getLogger(__name__)
 
 # the delegate node TFLite names in allocate_tensors()'s RuntimeError when XNNPACK refuses a model it should run
 _XNNPACK_DELEGATE = "TfLiteXNNPackDelegate"
-
-
-def _first_line(error):
-    """The first line of an error's message, without surrounding blanks ('' for an empty one)."""
-    return (str(error).strip().splitlines() or [""])[0]
 
 
 def load_keras_model(path, compile=False):
@@ -75,7 +71,7 @@ def load_keras_model(path, compile=False):
         return keras.saving.load_model(path, compile=compile)
     except Exception as error:  # h5py, zipfile and Keras's deserialisation raise many types
         raise InputFileError(path, f"not a loadable Keras model ({type(error).__name__}: "
-                                   f"{_first_line(error)})") from None
+                                   f"{first_line(error)})") from None
 
 
 def save_keras_model(model, path, extra_entries=None):
@@ -86,9 +82,6 @@ def save_keras_model(model, path, extra_entries=None):
 
     An OSError naming no file (a failed write or close: a full disk) or the twin is raised naming ``path``, as
     ``face3d.utils.atomic.atomic_file`` does."""
-    from face3d.utils.atomic import names_no_file_but
-    from face3d.utils.errors import os_error_at
-
     path = Path(path)
     temp = path.with_name(f".{path.stem}.partial.keras")
     try:
@@ -191,7 +184,7 @@ class Predictor:
                 shape = np.shape(self._run(zeros))
             except Exception as error:  # whatever the runtime raises on a graph that cannot run
                 raise InputFileError(path, f"fails on a batch of zeros ({type(error).__name__}: "
-                                           f"{_first_line(error)})") from None
+                                           f"{first_line(error)})") from None
             batch = len(zeros)
         dims = tuple(_static_dim(d) for d in shape)
         if len(dims) != 4 or dims[0] not in (None, batch) or dims[1:] != (s, s, 3):
@@ -246,21 +239,20 @@ class SavedModelPredictor(Predictor):
             self._loaded = tf.saved_model.load(str(path))
         except Exception as error:  # TensorFlow's loader: IndexError for truncated variables, NotFoundError, ...
             raise InputFileError(path, f"not a loadable SavedModel ({type(error).__name__}: "
-                                       f"{_first_line(error)})") from None
+                                       f"{first_line(error)})") from None
         signatures = getattr(self._loaded, "signatures", {})
         if "serving_default" not in signatures:
-            raise ValueError(f"{path}: the SavedModel has no 'serving_default' signature "
-                             f"(has {sorted(signatures)})")
+            raise InputFileError(path, f"the SavedModel has no 'serving_default' signature (has {sorted(signatures)})")
         function = signatures["serving_default"]
         inputs = function.structured_input_signature[1]
         if len(inputs) != 1:
-            raise ValueError(f"{path}: expected one input in 'serving_default', got {sorted(inputs)}")
+            raise InputFileError(path, f"expected one input in 'serving_default', got {sorted(inputs)}")
         (self._input_name, spec), = inputs.items()
         outputs = function.structured_outputs
         self._output_name = "output" if "output" in outputs else (next(iter(outputs)) if len(outputs) == 1
                                                                     else None)
         if self._output_name is None:
-            raise ValueError(f"{path}: several outputs {sorted(outputs)} and none named 'output'")
+            raise InputFileError(path, f"several outputs {sorted(outputs)} and none named 'output'")
         shape = tuple(spec.shape)
         if _square_side(shape) is None:
             raise InputFileError(path, f"input {self._input_name!r} has shape {shape}, expected (batch, S, S, 3)")
@@ -288,13 +280,13 @@ class FrozenGraphPredictor(Predictor):
         try:
             graph_def.ParseFromString(path.read_bytes())
         except Exception as exc:  # protobuf's DecodeError is not importable without protobuf internals
-            raise ValueError(f"{path}: not a binary GraphDef ({type(exc).__name__}: {exc})") from exc
+            raise InputFileError(path, f"not a binary GraphDef ({type(exc).__name__}: {first_line(exc)})") from None
         if not trust_model:
             check_graph_def(graph_def, path)
         nodes = {node.name: node for node in graph_def.node}
         for role, name in (("input", input_name), ("output", output_name)):
             if name not in nodes:
-                raise ValueError(f"{path}: no {role} node named {name!r} in the graph")
+                raise InputFileError(path, f"no {role} node named {name!r} in the graph")
         dims = [d.size for d in nodes[input_name].attr["shape"].shape.dim]
         if _square_side(dims) is None:
             raise InputFileError(path, f"input node {input_name!r} has shape {dims}, expected (batch, S, S, 3)")
@@ -350,7 +342,7 @@ class OnnxPredictor(Predictor):
             self._session = ort.InferenceSession(str(path), options,
                                                  providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as error:  # ONNX Runtime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
-            raise InputFileError(path, f"not a loadable ONNX model ({_first_line(error)})") from None
+            raise InputFileError(path, f"not a loadable ONNX model ({first_line(error)})") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         self._input = next((i for i in inputs if i.name == "input"), inputs[0])
         output = next((o for o in outputs if o.name == "output"), outputs[0])
@@ -407,14 +399,14 @@ class TFLitePredictor(Predictor):
                     # its range (a near-constant activation); the built-in kernels run them
                     if _XNNPACK_DELEGATE not in str(exc):
                         raise
-                    logger.warning("%s: %s; running without the XNNPACK delegate", path, _first_line(exc))
+                    logger.warning("%s: %s; running without the XNNPACK delegate", path, first_line(exc))
                     self._interpreter = Interpreter(model_path=str(path), num_threads=threads,
                                                     experimental_op_resolver_type=_builtin_resolver(Interpreter))
                     self._interpreter.allocate_tensors()
         except ValueError as exc:  # the flatbuffer cannot be read
-            raise InputFileError(path, f"not a TFLite model ({_first_line(exc)})") from None
+            raise InputFileError(path, f"not a TFLite model ({first_line(exc)})") from None
         except RuntimeError as exc:  # the interpreter has no kernel for an op (TensorFlow's, Flex), or one fails
-            raise InputFileError(path, f"not a TFLite model this interpreter runs ({_first_line(exc)})") from None
+            raise InputFileError(path, f"not a TFLite model this interpreter runs ({first_line(exc)})") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         shape = tuple(_static_dim(d) for d in self._input["shape_signature"])  # -1 for a dynamic dimension: None

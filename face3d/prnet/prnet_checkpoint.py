@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
-from face3d.utils.errors import InputFileError
+from face3d.utils.errors import InputFileError, first_line
 
 __all__ = ["CHECKPOINT_SCOPE", "BATCH_NORM_LEAVES", "PRNET_UV_LAYOUT_ENTRY", "find_checkpoint", "checkpoint_prefix",
            "has_prnet_uv_layout", "uv_data_for_model", "checkpoint_names",
@@ -246,7 +246,7 @@ def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
         reader = tf.train.load_checkpoint(prefix)
     except tf.errors.OpError as error:
         raise InputFileError(Path(f"{prefix}.index"), "unreadable checkpoint index (truncated or corrupt?): "
-                                                      f"{str(error).splitlines()[0]}") from None
+                                                      f"{first_line(error)}") from None
     shapes = reader.get_variable_to_shape_map()
     first = f"{CHECKPOINT_SCOPE}/Conv/weights"
     if first not in shapes or len(shapes[first]) != 4:
@@ -263,7 +263,7 @@ def load_prnet_checkpoint(path, input_size=INPUT_SIZE):
             value = reader.get_tensor(name)
         except (IndexError, tf.errors.OpError) as error:
             raise InputFileError(data_name, f"unreadable checkpoint data (truncated or corrupt?): "
-                                            f"{str(error).splitlines()[0]}") from None
+                                            f"{first_line(error)}") from None
         getattr(model.get_layer(layer), attribute).assign(np.asarray(value, dtype=np.float32))
     logger.info("read %d network tensors of %s (width %d; %d optimizer entries ignored)", len(names), prefix,
                 width, len(shapes) - len(names))

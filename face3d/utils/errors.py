@@ -1,9 +1,10 @@
-"""The one exception for an unusable input file (missing, unreadable, or with wrong content), and what a batch job
-needs of a refused write: the errors that stop it (``STORAGE_REFUSED``) and one naming its file (``os_error_at``)."""
+"""The one exception for an unusable input file (missing, unreadable, or with wrong content), what a batch job
+needs of a refused write: the errors that stop it (``STORAGE_REFUSED``) and one naming its file (``os_error_at``),
+and a library error's first line for a one-line message (``first_line``)."""
 import errno
 import os
 
-__all__ = ["InputFileError", "STORAGE_REFUSED", "refuses_storage", "os_error_at"]
+__all__ = ["InputFileError", "STORAGE_REFUSED", "refuses_storage", "os_error_at", "first_line"]
 
 # errno values of a file system that takes no more bytes (full, over quota, read-only): every later write would fail
 # the same way, so a batch job stops at the first one instead of failing each remaining item.
@@ -41,3 +42,9 @@ class InputFileError(ValueError):
 
     def __reduce__(self):  # pickles (process pools) with every argument, not just the message
         return type(self), (self.path, self.problem, self.line)
+
+
+def first_line(error) -> str:
+    """The first line of an error's message, without surrounding blanks ('' for an empty one): a library's
+    multi-line message inside a one-line error."""
+    return (str(error).strip().splitlines() or [""])[0]
