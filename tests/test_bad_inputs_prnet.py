@@ -580,6 +580,37 @@ def test_saver_ops_are_refused_where_a_load_can_run_them(tmp_path):
         load_predictor(restoring)
 
 
+def test_a_call_of_a_function_the_graph_does_not_define_is_refused(tmp_path):
+    """A call node naming the primitive ``WriteFile`` as its function holds no WriteFile op for the op check to see;
+    TensorFlow would resolve the name outside the graph's library."""
+    pytest.importorskip("tensorflow")
+    from tensorflow.core.framework import types_pb2
+
+    from face3d.prnet.graph_trust import UntrustedModelError, check_graph_def
+    from face3d.prnet.predictor import load_predictor
+
+    plain = _frozen_graph(tmp_path / "plain.pb")
+    graph_def = _graph_def(plain)
+    call = graph_def.node.add()
+    call.name, call.op = "call", "StatefulPartitionedCall"
+    call.attr["Tin"].list.type.extend([types_pb2.DT_STRING, types_pb2.DT_STRING])
+    call.attr["Tout"].list.SetInParent()
+    call.attr["f"].func.name = "WriteFile"
+    check_graph_def(_graph_def(plain), plain)  # the graph as built passes
+    hostile = tmp_path / "hostile.pb"
+    hostile.write_bytes(graph_def.SerializeToString())
+    with pytest.raises(UntrustedModelError, match=r"outside face3d's inference list: WriteFile \(node call\)"):
+        load_predictor(hostile)
+
+
+def _graph_def(path):
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(Path(path).read_bytes())
+    return graph_def
+
+
 def test_offline_run_refuses_a_hostile_graph(tmp_path, capsys):
     pytest.importorskip("tensorflow")
     victim = tmp_path / "victim.txt"

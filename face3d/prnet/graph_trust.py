@@ -61,10 +61,15 @@ def _refuse_unknown_ops(path, op_nodes):
                                   "pass --trust-model (trust_model=True) to run it anyway")
 
 
-def _unknown_ops(nodes, allowed, found):
+def _unknown_ops(nodes, allowed, found, functions):
+    """Record in ``found`` (op type -> first node name) the nodes' op types outside ``allowed``, and the names of
+    the functions they call that ``functions`` (the library) does not define: TensorFlow would resolve such a name
+    elsewhere (a call naming the primitive ``WriteFile``)."""
     for node in nodes:
         if node.op not in allowed:
             found.setdefault(node.op, node.name)
+        for name in _called_functions([node], internal_attrs=False) - functions.keys():
+            found.setdefault(name, node.name)
 
 
 def check_graph_def(graph_def, path, saver_node=None, loadable_functions=()):
@@ -82,11 +87,11 @@ def check_graph_def(graph_def, path, saver_node=None, loadable_functions=()):
     saver_only = (_closure(_called_functions(saver, internal_attrs=False), functions, internal_attrs=False)
                   - _closure(_called_functions(others) | set(loadable_functions), functions))
     found = {}
-    _unknown_ops(others, INFERENCE_TF_OPS, found)
-    _unknown_ops(saver, INFERENCE_TF_OPS | SAVER_TF_OPS, found)
+    _unknown_ops(others, INFERENCE_TF_OPS, found, functions)
+    _unknown_ops(saver, INFERENCE_TF_OPS | SAVER_TF_OPS, found, functions)
     for name, function in functions.items():
         allowed = INFERENCE_TF_OPS | SAVER_TF_OPS if name in saver_only else INFERENCE_TF_OPS
-        _unknown_ops(function.node_def, allowed, found)
+        _unknown_ops(function.node_def, allowed, found, functions)
     _refuse_unknown_ops(path, found)
 
 
