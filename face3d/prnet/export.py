@@ -124,25 +124,39 @@ def _replace_export_files(staging, output_dir):
         os.replace(path, output_dir / path.name)
 
 
-def _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode, run_atc):
-    """Write ``fusion_switch.cfg`` (unfolded graphs) and ``atc_<fmt>.sh`` per written format, and run each
-    command when ``run_atc`` and ``atc`` is installed; fills ``result.atc_commands`` / ``atc_status``."""
+def _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode):
+    """Write ``fusion_switch.cfg`` (unfolded graphs) and ``atc_<fmt>.sh`` per written format; fills
+    ``result.atc_commands`` and returns format -> argv."""
     if not fold_bn:
         result.fusion_switch_path = write_fusion_switch(output_dir / "fusion_switch.cfg")
     formats = {"pb": (result.pb_path, 3)}
     if result.onnx_path is not None:
         formats["onnx"] = (result.onnx_path, 5)
+    commands = {}
     for fmt, (path, framework) in formats.items():
-        command = atc_command(path.name, f"prnet_{fmt}", framework, batch_size, size, soc_version,
-                              precision_mode, None if fold_bn else result.fusion_switch_path.name)
-        result.atc_commands[fmt] = shell_line(command)
+        commands[fmt] = atc_command(path.name, f"prnet_{fmt}", framework, batch_size, size, soc_version,
+                                    precision_mode, None if fold_bn else result.fusion_switch_path.name)
+        result.atc_commands[fmt] = shell_line(commands[fmt])
         script = output_dir / f"atc_{fmt}.sh"
         script.write_text("#!/bin/sh\n# run in this folder on a machine with the Ascend CANN toolkit\n"
                           f"cd \"$(dirname \"$0\")\" && {result.atc_commands[fmt]}\n")
         script.chmod(0o755)
-        result.atc_status[fmt] = run_atc_command(command, output_dir / f"atc_{fmt}.log") if run_atc else None
+    return commands
+
+
+def _run_atc(result, output_dir, commands, run_atc):
+    """Run each ``atc`` command (format -> argv) into ``atc_<fmt>.log`` when ``run_atc`` and ``atc`` is installed,
+    every one even after a failure; fills ``result.atc_status`` (None: not run) and returns the failures, one
+    "status N (log PATH)" text each (empty when none failed)."""
+    failures = []
+    for fmt, command in commands.items():
+        log = output_dir / f"atc_{fmt}.log"
+        result.atc_status[fmt] = run_atc_command(command, log) if run_atc else None
         if result.atc_status[fmt] is None:
-            logger.info("atc not run for %s; command in %s", fmt, script)
+            logger.info("atc not run for %s; command in %s", fmt, output_dir / f"atc_{fmt}.sh")
+        elif result.atc_status[fmt] != 0:
+            failures.append(f"status {result.atc_status[fmt]} (log {log})")
+    return failures
 
 
 def _keypoint_indices(size, uv_data=None):
@@ -252,9 +266,10 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     the frozen graph, the ONNX model (ONNX Runtime) and the float32 TFLite model with the Keras model on
     ``check_images`` (max |difference| of the normalised map < ``tolerance``, else RuntimeError and ``output_dir``
     is left as it was). Only then remove the ``EXPORT_FILES`` of an earlier export from ``output_dir`` and move the
-    models in. Then write ``atc_pb.sh`` / ``atc_onnx.sh`` (the exact command), ``fusion_switch.cfg`` for unfolded
-    graphs and ``export.json`` (op types, differences, commands and the drift table), and run ``atc`` when it is
-    on PATH.
+    models in. Then write ``atc_pb.sh`` / ``atc_onnx.sh`` (the exact command) and ``fusion_switch.cfg`` for
+    unfolded graphs, run ``atc`` when it is on PATH (each command, even after another failed) and write
+    ``export.json`` (op types, differences, commands, atc's exit statuses and the drift table); a failed ``atc``
+    run then raises RuntimeError naming its log, the export's files all written.
 
     Args:
         model: keras.Model, the path of a ``.keras`` file or PRNet's TF1 checkpoint (prefix, ``.index``, folder).
@@ -320,11 +335,15 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         entry["path"] = str(output_dir / name)
     result = ExportResult(pb_path=output_dir / "prnet.pb", onnx_path=output_dir / "prnet.onnx" if onnx else None,
                           op_types=op_types, onnx_op_types=onnx_op_types, max_abs_diff=max_abs_diff, files=files)
-    _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode, run_atc)
+    commands = _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode)
+    # atc runs once every file of the export is in place: a failed run leaves the set complete, export.json says so
+    atc_failures = _run_atc(result, output_dir, commands, run_atc)
     summary = {"batch_size": batch_size, "input_size": size, "fold_bn": fold_bn, "opset": opset if onnx else None,
                "op_types": op_types, "onnx_op_types": onnx_op_types, "max_abs_diff": result.max_abs_diff,
                "tolerance": tolerance, "atc_commands": result.atc_commands, "atc_status": result.atc_status,
                "files": result.files,
                "compared_on": f"{len(compared)} " + ("check images" if compared is images else "calibration images")}
     atomic_write_bytes(output_dir / "export.json", (json.dumps(summary, indent=2) + "\n").encode())
+    if atc_failures:
+        raise RuntimeError(f"atc failed with {'; '.join(atc_failures)}")
     return result
