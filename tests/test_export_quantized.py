@@ -109,6 +109,24 @@ def test_int8_needs_calibration_and_reads_dataset_folders(tiny_model, tmp_path):
     assert crops.shape == (2, SIZE, SIZE, 3) and crops.dtype == np.float32 and 0 <= crops.min() < crops.max() <= 1
 
 
+def test_aflw_calibration_crops_are_evaluation_crops():
+    """Framed as evaluation frames them for a network of input S whose maps refer to an R x R crop (R the uv-data
+    resolution, 256 by default): crop_face(image, landmark_crop(landmarks), S, R)."""
+    from face3d.prnet.evaluation import read_sample
+    from face3d.prnet.face_crop import crop_face, landmark_crop
+    aflw = fixtures_dir() / "AFLW2000"
+    if not aflw.is_dir():
+        pytest.skip("AFLW2000 fixtures not present")
+    names = ("image00050", "image00081")
+    samples = [read_sample(aflw / f"{name}.jpg", aflw / f"{name}.mat") for name in names]
+    for resolution, options in ((256, {}), (128, {"resolution": 128})):
+        crops = calibration_images(aflw, SIZE, **options)
+        assert len(crops) == len(names)
+        for crop, (image, truth) in zip(crops, samples):
+            np.testing.assert_array_equal(crop, crop_face(image, landmark_crop(truth.landmarks), SIZE,
+                                                          resolution).image)
+
+
 def test_a_calibration_folder_with_some_mat_files_crops_those_and_skips_the_others(tmp_path, caplog):
     """An AFLW2000-3D-format folder with a stray image: its pairs are cropped from their landmarks as in a clean
     folder, the stray image is skipped with one warning."""

@@ -44,7 +44,8 @@ def _add_arguments(parser):
     parser.add_argument("--calibration", metavar="DIR", default=None,
                         help="int8 calibration images: a folder of face crops or an AFLW2000-3D folder")
     parser.add_argument("--uv-data", metavar="DIR", default=None,
-                        help="the model's uv-data, whose keypoints give export.json's NME (default: PRNet's "
+                        help="the model's uv-data, whose keypoints give export.json's NME and whose resolution "
+                             "frames AFLW2000-3D calibration crops (default: PRNet's "
                              "Data/uv-data beside its released checkpoint, else the embedded default model's; "
                              "needed for a .keras file import-prnet wrote)")
 

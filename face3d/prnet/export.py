@@ -33,6 +33,7 @@ from face3d.prnet.predictor import load_keras_model, load_predictor
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
 from face3d.prnet.tf_graph import BATCH_NORM_OP_TYPES, build_graph_def, graph_op_types
 from face3d.prnet.tflite import build_tflite
+from face3d.trainset.uv_layout import UVData, load_uv_data
 from face3d.utils.atomic import atomic_write_bytes, staging_folder
 
 __all__ = [
@@ -160,13 +161,12 @@ def _run_atc(result, output_dir, commands, run_atc):
 
 
 def _keypoint_indices(size, uv_data=None):
-    """(2, 68) keypoint pixels of an S x S map: the ``uv_kpt_ind`` of the uv-data folder ``uv_data`` (default: the
-    packaged one) resized to S."""
+    """(2, 68) keypoint pixels of an S x S map: the ``uv_kpt_ind`` of ``uv_data`` (a UVData; default: the packaged
+    uv-data) resized to S."""
     from face3d.prnet.uv_weights import resize_uv_data
     from face3d.resources import default_uv_data_dir
-    from face3d.trainset.uv_layout import load_uv_data
 
-    return resize_uv_data(load_uv_data(default_uv_data_dir() if uv_data is None else uv_data), size).uv_kpt_ind
+    return resize_uv_data(load_uv_data(default_uv_data_dir()) if uv_data is None else uv_data, size).uv_kpt_ind
 
 
 def compare_files(model, paths, images, uv_kpt_ind=None):
@@ -236,12 +236,15 @@ def _write_models(output_dir, graph_def, nodes, input_name, output_name, onnx_mo
     return written
 
 
-def _calibration_batches(calibration, size, batch_size):
-    """Calibration images (array or folder, ``quantize.calibration_images``) cut to a multiple of the batch."""
+def _calibration_batches(calibration, size, batch_size, resolution):
+    """Calibration images (array or folder, ``quantize.calibration_images`` at the uv-data resolution R) cut to a
+    multiple of the batch."""
     from face3d.prnet.quantize import calibration_images
 
-    images = calibration_images(calibration, size) if isinstance(calibration, (str, Path)) else \
-        np.asarray(calibration, dtype=np.float32)
+    if isinstance(calibration, (str, Path)):
+        images = calibration_images(calibration, size, resolution=resolution)
+    else:
+        images = np.asarray(calibration, dtype=np.float32)
     if images.ndim != 4 or images.shape[1:] != (size, size, 3):
         raise ValueError(f"calibration images must be (N, {size}, {size}, 3), got {images.shape}")
     usable = len(images) // batch_size * batch_size
@@ -287,8 +290,8 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
             ``calibration``.
         calibration: float32 (N, S, S, 3) images in [0, 1] or a folder (``quantize.calibration_images``);
             required by ``int8``; N is cut to a multiple of B.
-        uv_data: the model's uv-data folder, whose keypoints ``compare_files`` reads (default:
-            ``prnet_checkpoint.uv_data_for_model``).
+        uv_data: the model's uv-data (folder or UVData), whose keypoints ``compare_files`` reads and whose
+            resolution frames AFLW2000-3D calibration crops (default: ``prnet_checkpoint.uv_data_for_model``).
     Returns:
         ExportResult.
     """
@@ -297,6 +300,7 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         raise ValueError(f"{output_dir}: exists and is not a folder (--output names the folder of the exports)")
     name = model if isinstance(model, (str, Path)) else model.name
     uv_data = uv_data_for_model(model, uv_data)
+    uv = uv_data if isinstance(uv_data, UVData) else load_uv_data(uv_data)
     model = load_keras_model(model)
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
@@ -311,7 +315,7 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         raise ValueError(f"check_images must hold batch_size={batch_size} images, got {images.shape[0]}")
     if int8 and calibration is None:
         raise ValueError("int8 export needs calibration images (a folder of face crops or an AFLW2000-3D folder)")
-    calibration = _calibration_batches(calibration, size, batch_size) if int8 else None
+    calibration = _calibration_batches(calibration, size, batch_size, uv.resolution) if int8 else None
 
     graph_def = build_graph_def(nodes, input_name, output_name, batch_size)
     op_types = check_atc_ops(graph_def)
@@ -327,7 +331,7 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         staged = _write_models(staging, graph_def, nodes, input_name, output_name, onnx_model, batch_size, opset,
                                tflite, calibration)
         compared = images if calibration is None else calibration
-        files = compare_files(model, staged, compared, _keypoint_indices(size, uv_data))
+        files = compare_files(model, staged, compared, _keypoint_indices(size, uv))
         # on the check images the table's differences are the tolerance check's own: the files need not run again
         max_abs_diff = _compare_with_keras(staging, model, images, tolerance, files if compared is images else None)
         _replace_export_files(staging, output_dir)
