@@ -16,6 +16,7 @@ tf = pytest.importorskip("tensorflow")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from face3d.cli import main as face3d_main  # noqa: E402
 from face3d.prnet import export as ex  # noqa: E402
 from face3d.prnet.model import build_resfcn256  # noqa: E402
 from face3d.prnet.predictor import load_predictor  # noqa: E402
@@ -107,6 +108,18 @@ def test_int8_needs_calibration_and_reads_dataset_folders(tiny_model, tmp_path):
         pytest.skip("AFLW2000 fixtures not present")
     crops = calibration_images(aflw, SIZE)
     assert crops.shape == (2, SIZE, SIZE, 3) and crops.dtype == np.float32 and 0 <= crops.min() < crops.max() <= 1
+
+
+def test_calibration_without_int8_is_refused_before_any_work(tiny_model, tmp_path, capsys):
+    """As by ``face3d offline run``: the folder is not read (it need not exist), nor the model, nor --output made."""
+    missing = tmp_path / "no-such-folder"
+    status = face3d_main(["export", "--model", str(tmp_path / "model.keras"), "--output", str(tmp_path / "out"),
+                          "--tflite", "--calibration", str(missing)])
+    assert status == 2 and capsys.readouterr().err.splitlines() == [
+        f"face3d export: error: a calibration folder ({missing}) is for int8 mode only (--int8)"]
+    with pytest.raises(ValueError, match=r"^calibration images are for int8 mode only \(--int8\)$"):
+        ex.export_model(tiny_model, tmp_path / "out", calibration=np.zeros((1, SIZE, SIZE, 3), np.float32))
+    assert not (tmp_path / "out").exists()
 
 
 def test_aflw_calibration_crops_are_evaluation_crops():

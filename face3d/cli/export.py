@@ -42,7 +42,8 @@ def _add_arguments(parser):
                         help="also write DIR/prnet_int8.tflite (full integer) and DIR/prnet_int8.onnx (QDQ), "
                              "calibrated on --calibration")
     parser.add_argument("--calibration", metavar="DIR", default=None,
-                        help="int8 calibration images: a folder of face crops or an AFLW2000-3D folder")
+                        help="int8 calibration images (with --int8 only): a folder of face crops or an AFLW2000-3D "
+                             "folder")
     parser.add_argument("--uv-data", metavar="DIR", default=None,
                         help="the model's uv-data, whose keypoints give export.json's NME and whose resolution "
                              "frames AFLW2000-3D calibration crops (default: PRNet's "

@@ -264,8 +264,8 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     ``fusion_switch.cfg`` written here, ConvBatchnormFusionPass off), build the frozen graph, check its op types
     against ``ATC_SUPPORTED_TF_OPS`` (UnsupportedOpError before anything is written), write it and the other
     models into the hidden staging folder ``output_dir/.export.partial``, run every written file there for the drift
-    table (per file its size, max |difference| and NME against the float32 model on the calibration images, else
-    the check images; ``compare_files``: a file no runtime can run leaves ``output_dir`` as it was), and compare
+    table (per file its size, max |difference| and NME against the float32 model on the int8 calibration images,
+    else the check images; ``compare_files``: a file no runtime can run leaves ``output_dir`` as it was), and compare
     the frozen graph, the ONNX model (ONNX Runtime) and the float32 TFLite model with the Keras model on
     ``check_images`` (max |difference| of the normalised map < ``tolerance``, else RuntimeError and ``output_dir``
     is left as it was). Only then remove the ``EXPORT_FILES`` of an earlier export from ``output_dir`` and move the
@@ -289,12 +289,18 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         int8: also write ``prnet_int8.tflite`` (full integer) and ``prnet_int8.onnx`` (QDQ), calibrated on
             ``calibration``.
         calibration: float32 (N, S, S, 3) images in [0, 1] or a folder (``quantize.calibration_images``);
-            required by ``int8``; N is cut to a multiple of B.
+            required by ``int8`` and refused without it (ValueError); N is cut to a multiple of B.
         uv_data: the model's uv-data (folder or UVData), whose keypoints ``compare_files`` reads and whose
             resolution frames AFLW2000-3D calibration crops (default: ``prnet_checkpoint.uv_data_for_model``).
     Returns:
         ExportResult.
     """
+    if int8 and calibration is None:
+        raise ValueError("int8 export needs calibration images (a folder of face crops or an AFLW2000-3D folder)")
+    if calibration is not None and not int8:
+        given = f"a calibration folder ({calibration}) is" if isinstance(calibration, (str, Path)) else \
+            "calibration images are"
+        raise ValueError(f"{given} for int8 mode only (--int8)")
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"{output_dir}: exists and is not a folder (--output names the folder of the exports)")
@@ -313,8 +319,6 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         np.asarray(check_images, dtype=np.float32)
     if images.shape[0] != batch_size:
         raise ValueError(f"check_images must hold batch_size={batch_size} images, got {images.shape[0]}")
-    if int8 and calibration is None:
-        raise ValueError("int8 export needs calibration images (a folder of face crops or an AFLW2000-3D folder)")
     calibration = _calibration_batches(calibration, size, batch_size, uv.resolution) if int8 else None
 
     graph_def = build_graph_def(nodes, input_name, output_name, batch_size)
