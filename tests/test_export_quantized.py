@@ -122,6 +122,14 @@ def test_calibration_without_int8_is_refused_before_any_work(tiny_model, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_calibration_is_cut_to_whole_batches_with_a_warning(crops_dir, caplog):
+    with caplog.at_level("WARNING", logger="face3d.prnet.export"):
+        images = ex._calibration_batches(crops_dir, SIZE, 3, 256)
+    np.testing.assert_array_equal(images, calibration_images(crops_dir, SIZE)[:6])
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "calibration: using 6 of 8 images (a multiple of --batch 3)"]
+
+
 def test_aflw_calibration_crops_are_evaluation_crops():
     """Framed as evaluation frames them for a network of input S whose maps refer to an R x R crop (R the uv-data
     resolution, 256 by default): crop_face(image, landmark_crop(landmarks), S, R)."""

@@ -250,6 +250,9 @@ def _calibration_batches(calibration, size, batch_size, resolution):
     usable = len(images) // batch_size * batch_size
     if usable == 0:
         raise ValueError(f"{len(images)} calibration images are fewer than one batch of {batch_size}")
+    if usable < len(images):
+        logger.warning("calibration: using %d of %d images (a multiple of --batch %d)", usable, len(images),
+                       batch_size)
     return images[:usable]
 
 
