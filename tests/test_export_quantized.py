@@ -130,6 +130,15 @@ def test_calibration_is_cut_to_whole_batches_with_a_warning(crops_dir, caplog):
         "calibration: using 6 of 8 images (a multiple of --batch 3)"]
 
 
+def test_too_few_calibration_images_for_a_batch_name_the_folder(crops_dir, tiny_model, tmp_path, capsys):
+    tiny_model.save(tmp_path / "tiny.keras")
+    status = face3d_main(["export", "--model", str(tmp_path / "tiny.keras"), "--output", str(tmp_path / "out"),
+                          "--no-atc", "--int8", "--calibration", str(crops_dir), "--batch", "9"])
+    assert status == 2 and capsys.readouterr().err.splitlines()[-1] == (
+        f"face3d export: error: {crops_dir}: 8 calibration images are fewer than one batch (--batch 9)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_aflw_calibration_crops_are_evaluation_crops():
     """Framed as evaluation frames them for a network of input S whose maps refer to an R x R crop (R the uv-data
     resolution, 256 by default): crop_face(image, landmark_crop(landmarks), S, R)."""

@@ -249,7 +249,8 @@ def _calibration_batches(calibration, size, batch_size, resolution):
         raise ValueError(f"calibration images must be (N, {size}, {size}, 3), got {images.shape}")
     usable = len(images) // batch_size * batch_size
     if usable == 0:
-        raise ValueError(f"{len(images)} calibration images are fewer than one batch of {batch_size}")
+        where = f"{calibration}: " if isinstance(calibration, (str, Path)) else ""
+        raise ValueError(f"{where}{len(images)} calibration images are fewer than one batch (--batch {batch_size})")
     if usable < len(images):
         logger.warning("calibration: using %d of %d images (a multiple of --batch %d)", usable, len(images),
                        batch_size)
