@@ -281,6 +281,17 @@ def test_a_failed_atc_run_leaves_a_complete_export_that_records_it(tmp_path, mon
     assert (out / "atc_onnx.log").read_text().startswith("E10001 invalid soc_version --model=prnet.onnx")
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside keras Model.save
+def test_no_atc_does_not_run_an_installed_atc_and_says_so(tmp_path, monkeypatch, capsys):
+    _width_one_model(1).save(tmp_path / "model.keras")
+    _fake_atc(tmp_path, monkeypatch, f"touch {tmp_path / 'atc_ran'}")
+    out = tmp_path / "out"
+    assert face3d_main(["export", "--model", str(tmp_path / "model.keras"), "--output", str(out), "--no-atc"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "  -> atc not run (--no-atc)"
+    assert not (tmp_path / "atc_ran").exists() and json.loads((out / "export.json").read_text())["atc_status"] == {
+        "pb": None}
+
+
 def test_a_new_export_into_the_folder_removes_the_earlier_files_it_does_not_write(tmp_path):
     out = tmp_path / "out"
     ex.export_model(_small_model(1), out, fold_bn=False, onnx=True, tflite=True, run_atc=False)

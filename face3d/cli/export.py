@@ -79,8 +79,11 @@ def run_export(args):
               f"{row['keypoint_shift_px']:.3f} px, NME vs float32 {nme}")
     for fmt, command in result.atc_commands.items():
         status = result.atc_status.get(fmt)
-        print(f"{command}\n  -> " + ("atc not on PATH: run it on the Ascend host" if status is None
-                                     else f"atc exit status {status}"))
+        if status is not None:
+            outcome = f"atc exit status {status}"
+        else:
+            outcome = "atc not run (--no-atc)" if args.no_atc else "atc not on PATH: run it on the Ascend host"
+        print(f"{command}\n  -> {outcome}")
     return 0
 
 
