@@ -29,7 +29,7 @@ from face3d.prnet.atc import (
 )
 from face3d.prnet.layer_graph import LayerNode, fold_batch_norms, model_to_nodes
 from face3d.prnet.onnx_graph import build_onnx_model, onnx_to_float16
-from face3d.prnet.predictor import load_keras_model, load_predictor
+from face3d.prnet.predictor import load_keras_model, load_predictor, square_side
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
 from face3d.prnet.tf_graph import BATCH_NORM_OP_TYPES, build_graph_def, graph_op_types
 from face3d.prnet.tflite import build_tflite
@@ -313,8 +313,9 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     uv = uv_data if isinstance(uv_data, UVData) else load_uv_data(uv_data)
     model = load_keras_model(model)
     shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
-        raise ValueError(f"{name}: input shape {shape}; the export needs a static input size (batch, S, S, 3)")
+    if square_side(shape) is None:
+        raise ValueError(f"{name}: input shape {shape}; the export needs a static input size, square and RGB: "
+                         "(batch, S, S, 3)")
     nodes, input_name, output_name = model_to_nodes(model)
     if fold_bn:
         nodes, output_name = fold_batch_norms(nodes, output_name)
