@@ -82,7 +82,8 @@ class ExportResult:
         pb_path: the frozen graph; onnx_path: the ONNX model or None.
         op_types: op type -> count of the ``.pb``; onnx_op_types: of the ONNX model (or None).
         max_abs_diff: format ("pb", "onnx") -> max |exported - Keras| over the check images (normalised map).
-        atc_commands: format -> shell line; atc_status: format -> exit status, None when atc is not installed.
+        atc_commands: format -> shell line; atc_status: format -> exit status, None when atc did not run (not
+            installed, or ``run_atc`` False).
         fusion_switch_path: the fusion switch config (unfolded graphs) or None.
         files: file name -> {"path", "size_mb", "max_abs_diff", "keypoint_shift_px", "nme_vs_float32"} for every
             written model (``compare_files``; TFLite and int8 files included).
