@@ -225,6 +225,18 @@ def test_export_refuses_a_dynamic_shape_model_and_an_output_file(tmp_path, capsy
     assert existing.read_text() == "keep me\n"
 
 
+@pytest.mark.parametrize("shape", [(32, 64, 3), (32, 32, 1)])
+def test_export_refuses_a_model_whose_input_is_not_square_rgb(shape, tmp_path, capsys):
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input(shape, name="input")
+    keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same")(inputs)).save(tmp_path / "odd.keras")
+    status = face3d_main(["export", "--model", str(tmp_path / "odd.keras"), "--output", str(tmp_path / "out"),
+                          "--no-atc"])
+    _one_line_error(capsys, status, f"{tmp_path / 'odd.keras'}: input shape (None, {', '.join(map(str, shape))}); "
+                    "the export needs a static input size, square and RGB: (batch, S, S, 3)")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("argv", [["export", "--model", "m.keras", "--output", "o", "--batch", "0"],
                                   ["offline", "pre_process", "--data", "d", "--output", "o", "--batch", "0"],
                                   ["evaluate", "--model", "m.onnx", "--data", "d", "--output", "o", "--batch-size",

@@ -220,16 +220,21 @@ def test_float16_onnx_is_close_but_not_equal(folded):
     assert 0 < np.abs(half - full).max() < 2e-2
 
 
+def _fake_atc(tmp_path, monkeypatch, body):
+    """Put an ``atc`` shell script running ``body`` first on PATH, as a stand-in for the CANN tool."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    atc = fake_bin / "atc"
+    atc.write_text(f"#!/bin/sh\n{body}\n")
+    atc.chmod(atc.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+
+
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside keras Model.save
 def test_cli_writes_the_files_and_runs_atc_when_installed(tiny_model, tmp_path, monkeypatch):
     model_path = tmp_path / "tiny.keras"
     tiny_model.save(model_path)
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    atc = fake_bin / "atc"  # records its arguments, as a stand-in for the CANN tool
-    atc.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path / 'atc_args.txt'}\n")
-    atc.chmod(atc.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    _fake_atc(tmp_path, monkeypatch, f"printf '%s\\n' \"$@\" > {tmp_path / 'atc_args.txt'}")  # records its arguments
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     status = face3d_main(["export", "--model", str(model_path), "--output", str(out), "--soc-version", "Ascend310P3",
@@ -247,6 +252,44 @@ def test_cli_writes_the_files_and_runs_atc_when_installed(tiny_model, tmp_path, 
 def _small_model(seed):
     keras.utils.set_random_seed(seed)
     return _randomise_batch_norms(build_resfcn256(input_size=32, width=2), seed)
+
+
+def _width_one_model(seed):
+    keras.utils.set_random_seed(seed)
+    return build_resfcn256(input_size=32, width=1)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside keras Model.save
+def test_a_failed_atc_run_leaves_a_complete_export_that_records_it(tmp_path, monkeypatch, capsys):
+    """atc runs once every file is written (both commands, though the first fails): export.json has the statuses,
+    the CLI exits 1 with one line naming the logs."""
+    out = tmp_path / "out"
+    ex.export_model(_width_one_model(1), out, run_atc=False)  # an earlier export, replaced
+    _width_one_model(2).save(tmp_path / "new.keras")
+    _fake_atc(tmp_path, monkeypatch, 'echo "E10001 invalid soc_version $*"; exit 3')
+    status = face3d_main(["export", "--model", str(tmp_path / "new.keras"), "--output", str(out), "--onnx",
+                          "--soc-version", "Ascend999"])
+    assert status == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"export failed: atc failed with status 3 (log {out / 'atc_pb.log'}); status 3 (log {out / 'atc_onnx.log'})")
+    assert sorted(os.listdir(out)) == ["atc_onnx.log", "atc_onnx.sh", "atc_pb.log", "atc_pb.sh", "export.json",
+                                       "prnet.onnx", "prnet.pb"]
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["atc_status"] == {"pb": 3, "onnx": 3} and list(summary["atc_commands"]) == ["pb", "onnx"]
+    assert summary["files"]["prnet.onnx"]["size_mb"] == (out / "prnet.onnx").stat().st_size / 1e6
+    assert "--soc_version=Ascend999" in (out / "atc_onnx.sh").read_text()
+    assert (out / "atc_onnx.log").read_text().startswith("E10001 invalid soc_version --model=prnet.onnx")
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside keras Model.save
+def test_no_atc_does_not_run_an_installed_atc_and_says_so(tmp_path, monkeypatch, capsys):
+    _width_one_model(1).save(tmp_path / "model.keras")
+    _fake_atc(tmp_path, monkeypatch, f"touch {tmp_path / 'atc_ran'}")
+    out = tmp_path / "out"
+    assert face3d_main(["export", "--model", str(tmp_path / "model.keras"), "--output", str(out), "--no-atc"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "  -> atc not run (--no-atc)"
+    assert not (tmp_path / "atc_ran").exists() and json.loads((out / "export.json").read_text())["atc_status"] == {
+        "pb": None}
 
 
 def test_a_new_export_into_the_folder_removes_the_earlier_files_it_does_not_write(tmp_path):

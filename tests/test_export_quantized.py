@@ -16,6 +16,7 @@ tf = pytest.importorskip("tensorflow")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from face3d.cli import main as face3d_main  # noqa: E402
 from face3d.prnet import export as ex  # noqa: E402
 from face3d.prnet.model import build_resfcn256  # noqa: E402
 from face3d.prnet.predictor import load_predictor  # noqa: E402
@@ -107,6 +108,53 @@ def test_int8_needs_calibration_and_reads_dataset_folders(tiny_model, tmp_path):
         pytest.skip("AFLW2000 fixtures not present")
     crops = calibration_images(aflw, SIZE)
     assert crops.shape == (2, SIZE, SIZE, 3) and crops.dtype == np.float32 and 0 <= crops.min() < crops.max() <= 1
+
+
+def test_calibration_without_int8_is_refused_before_any_work(tiny_model, tmp_path, capsys):
+    """As by ``face3d offline run``: the folder is not read (it need not exist), nor the model, nor --output made."""
+    missing = tmp_path / "no-such-folder"
+    status = face3d_main(["export", "--model", str(tmp_path / "model.keras"), "--output", str(tmp_path / "out"),
+                          "--tflite", "--calibration", str(missing)])
+    assert status == 2 and capsys.readouterr().err.splitlines() == [
+        f"face3d export: error: a calibration folder ({missing}) is for int8 mode only (--int8)"]
+    with pytest.raises(ValueError, match=r"^calibration images are for int8 mode only \(--int8\)$"):
+        ex.export_model(tiny_model, tmp_path / "out", calibration=np.zeros((1, SIZE, SIZE, 3), np.float32))
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_is_cut_to_whole_batches_with_a_warning(crops_dir, caplog):
+    with caplog.at_level("WARNING", logger="face3d.prnet.export"):
+        images = ex._calibration_batches(crops_dir, SIZE, 3, 256)
+    np.testing.assert_array_equal(images, calibration_images(crops_dir, SIZE)[:6])
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "calibration: using 6 of 8 images (a multiple of --batch 3)"]
+
+
+def test_too_few_calibration_images_for_a_batch_name_the_folder(crops_dir, tiny_model, tmp_path, capsys):
+    tiny_model.save(tmp_path / "tiny.keras")
+    status = face3d_main(["export", "--model", str(tmp_path / "tiny.keras"), "--output", str(tmp_path / "out"),
+                          "--no-atc", "--int8", "--calibration", str(crops_dir), "--batch", "9"])
+    assert status == 2 and capsys.readouterr().err.splitlines()[-1] == (
+        f"face3d export: error: {crops_dir}: 8 calibration images are fewer than one batch (--batch 9)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_aflw_calibration_crops_are_evaluation_crops():
+    """Framed as evaluation frames them for a network of input S whose maps refer to an R x R crop (R the uv-data
+    resolution, 256 by default): crop_face(image, landmark_crop(landmarks), S, R)."""
+    from face3d.prnet.evaluation import read_sample
+    from face3d.prnet.face_crop import crop_face, landmark_crop
+    aflw = fixtures_dir() / "AFLW2000"
+    if not aflw.is_dir():
+        pytest.skip("AFLW2000 fixtures not present")
+    names = ("image00050", "image00081")
+    samples = [read_sample(aflw / f"{name}.jpg", aflw / f"{name}.mat") for name in names]
+    for resolution, options in ((256, {}), (128, {"resolution": 128})):
+        crops = calibration_images(aflw, SIZE, **options)
+        assert len(crops) == len(names)
+        for crop, (image, truth) in zip(crops, samples):
+            np.testing.assert_array_equal(crop, crop_face(image, landmark_crop(truth.landmarks), SIZE,
+                                                          resolution).image)
 
 
 def test_a_calibration_folder_with_some_mat_files_crops_those_and_skips_the_others(tmp_path, caplog):

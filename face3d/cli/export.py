@@ -42,9 +42,11 @@ def _add_arguments(parser):
                         help="also write DIR/prnet_int8.tflite (full integer) and DIR/prnet_int8.onnx (QDQ), "
                              "calibrated on --calibration")
     parser.add_argument("--calibration", metavar="DIR", default=None,
-                        help="int8 calibration images: a folder of face crops or an AFLW2000-3D folder")
+                        help="int8 calibration images (with --int8 only): a folder of face crops or an AFLW2000-3D "
+                             "folder")
     parser.add_argument("--uv-data", metavar="DIR", default=None,
-                        help="the model's uv-data, whose keypoints give export.json's NME (default: PRNet's "
+                        help="the model's uv-data, whose keypoints give export.json's NME and whose resolution "
+                             "frames AFLW2000-3D calibration crops (default: PRNet's "
                              "Data/uv-data beside its released checkpoint, else the embedded default model's; "
                              "needed for a .keras file import-prnet wrote)")
 
@@ -77,8 +79,11 @@ def run_export(args):
               f"{row['keypoint_shift_px']:.3f} px, NME vs float32 {nme}")
     for fmt, command in result.atc_commands.items():
         status = result.atc_status.get(fmt)
-        print(f"{command}\n  -> " + ("atc not on PATH: run it on the Ascend host" if status is None
-                                     else f"atc exit status {status}"))
+        if status is not None:
+            outcome = f"atc exit status {status}"
+        else:
+            outcome = "atc not run (--no-atc)" if args.no_atc else "atc not on PATH: run it on the Ascend host"
+        print(f"{command}\n  -> {outcome}")
     return 0
 
 

@@ -29,10 +29,11 @@ from face3d.prnet.atc import (
 )
 from face3d.prnet.layer_graph import LayerNode, fold_batch_norms, model_to_nodes
 from face3d.prnet.onnx_graph import build_onnx_model, onnx_to_float16
-from face3d.prnet.predictor import load_keras_model, load_predictor
+from face3d.prnet.predictor import load_keras_model, load_predictor, square_side
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
 from face3d.prnet.tf_graph import BATCH_NORM_OP_TYPES, build_graph_def, graph_op_types
 from face3d.prnet.tflite import build_tflite
+from face3d.trainset.uv_layout import UVData, load_uv_data
 from face3d.utils.atomic import atomic_write_bytes, staging_folder
 
 __all__ = [
@@ -81,7 +82,8 @@ class ExportResult:
         pb_path: the frozen graph; onnx_path: the ONNX model or None.
         op_types: op type -> count of the ``.pb``; onnx_op_types: of the ONNX model (or None).
         max_abs_diff: format ("pb", "onnx") -> max |exported - Keras| over the check images (normalised map).
-        atc_commands: format -> shell line; atc_status: format -> exit status, None when atc is not installed.
+        atc_commands: format -> shell line; atc_status: format -> exit status, None when atc did not run (not
+            installed, or ``run_atc`` False).
         fusion_switch_path: the fusion switch config (unfolded graphs) or None.
         files: file name -> {"path", "size_mb", "max_abs_diff", "keypoint_shift_px", "nme_vs_float32"} for every
             written model (``compare_files``; TFLite and int8 files included).
@@ -124,35 +126,48 @@ def _replace_export_files(staging, output_dir):
         os.replace(path, output_dir / path.name)
 
 
-def _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode, run_atc):
-    """Write ``fusion_switch.cfg`` (unfolded graphs) and ``atc_<fmt>.sh`` per written format, and run each
-    command when ``run_atc`` and ``atc`` is installed; fills ``result.atc_commands`` / ``atc_status``."""
+def _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode):
+    """Write ``fusion_switch.cfg`` (unfolded graphs) and ``atc_<fmt>.sh`` per written format; fills
+    ``result.atc_commands`` and returns format -> argv."""
     if not fold_bn:
         result.fusion_switch_path = write_fusion_switch(output_dir / "fusion_switch.cfg")
     formats = {"pb": (result.pb_path, 3)}
     if result.onnx_path is not None:
         formats["onnx"] = (result.onnx_path, 5)
+    commands = {}
     for fmt, (path, framework) in formats.items():
-        command = atc_command(path.name, f"prnet_{fmt}", framework, batch_size, size, soc_version,
-                              precision_mode, None if fold_bn else result.fusion_switch_path.name)
-        result.atc_commands[fmt] = shell_line(command)
+        commands[fmt] = atc_command(path.name, f"prnet_{fmt}", framework, batch_size, size, soc_version,
+                                    precision_mode, None if fold_bn else result.fusion_switch_path.name)
+        result.atc_commands[fmt] = shell_line(commands[fmt])
         script = output_dir / f"atc_{fmt}.sh"
         script.write_text("#!/bin/sh\n# run in this folder on a machine with the Ascend CANN toolkit\n"
                           f"cd \"$(dirname \"$0\")\" && {result.atc_commands[fmt]}\n")
         script.chmod(0o755)
-        result.atc_status[fmt] = run_atc_command(command, output_dir / f"atc_{fmt}.log") if run_atc else None
+    return commands
+
+
+def _run_atc(result, output_dir, commands, run_atc):
+    """Run each ``atc`` command (format -> argv) into ``atc_<fmt>.log`` when ``run_atc`` and ``atc`` is installed,
+    every one even after a failure; fills ``result.atc_status`` (None: not run) and returns the failures, one
+    "status N (log PATH)" text each (empty when none failed)."""
+    failures = []
+    for fmt, command in commands.items():
+        log = output_dir / f"atc_{fmt}.log"
+        result.atc_status[fmt] = run_atc_command(command, log) if run_atc else None
         if result.atc_status[fmt] is None:
-            logger.info("atc not run for %s; command in %s", fmt, script)
+            logger.info("atc not run for %s; command in %s", fmt, output_dir / f"atc_{fmt}.sh")
+        elif result.atc_status[fmt] != 0:
+            failures.append(f"status {result.atc_status[fmt]} (log {log})")
+    return failures
 
 
 def _keypoint_indices(size, uv_data=None):
-    """(2, 68) keypoint pixels of an S x S map: the ``uv_kpt_ind`` of the uv-data folder ``uv_data`` (default: the
-    packaged one) resized to S."""
+    """(2, 68) keypoint pixels of an S x S map: the ``uv_kpt_ind`` of ``uv_data`` (a UVData; default: the packaged
+    uv-data) resized to S."""
     from face3d.prnet.uv_weights import resize_uv_data
     from face3d.resources import default_uv_data_dir
-    from face3d.trainset.uv_layout import load_uv_data
 
-    return resize_uv_data(load_uv_data(default_uv_data_dir() if uv_data is None else uv_data), size).uv_kpt_ind
+    return resize_uv_data(load_uv_data(default_uv_data_dir()) if uv_data is None else uv_data, size).uv_kpt_ind
 
 
 def compare_files(model, paths, images, uv_kpt_ind=None):
@@ -222,17 +237,24 @@ def _write_models(output_dir, graph_def, nodes, input_name, output_name, onnx_mo
     return written
 
 
-def _calibration_batches(calibration, size, batch_size):
-    """Calibration images (array or folder, ``quantize.calibration_images``) cut to a multiple of the batch."""
+def _calibration_batches(calibration, size, batch_size, resolution):
+    """Calibration images (array or folder, ``quantize.calibration_images`` at the uv-data resolution R) cut to a
+    multiple of the batch."""
     from face3d.prnet.quantize import calibration_images
 
-    images = calibration_images(calibration, size) if isinstance(calibration, (str, Path)) else \
-        np.asarray(calibration, dtype=np.float32)
+    if isinstance(calibration, (str, Path)):
+        images = calibration_images(calibration, size, resolution=resolution)
+    else:
+        images = np.asarray(calibration, dtype=np.float32)
     if images.ndim != 4 or images.shape[1:] != (size, size, 3):
         raise ValueError(f"calibration images must be (N, {size}, {size}, 3), got {images.shape}")
     usable = len(images) // batch_size * batch_size
     if usable == 0:
-        raise ValueError(f"{len(images)} calibration images are fewer than one batch of {batch_size}")
+        where = f"{calibration}: " if isinstance(calibration, (str, Path)) else ""
+        raise ValueError(f"{where}{len(images)} calibration images are fewer than one batch (--batch {batch_size})")
+    if usable < len(images):
+        logger.warning("calibration: using %d of %d images (a multiple of --batch %d)", usable, len(images),
+                       batch_size)
     return images[:usable]
 
 
@@ -247,14 +269,15 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     ``fusion_switch.cfg`` written here, ConvBatchnormFusionPass off), build the frozen graph, check its op types
     against ``ATC_SUPPORTED_TF_OPS`` (UnsupportedOpError before anything is written), write it and the other
     models into the hidden staging folder ``output_dir/.export.partial``, run every written file there for the drift
-    table (per file its size, max |difference| and NME against the float32 model on the calibration images, else
-    the check images; ``compare_files``: a file no runtime can run leaves ``output_dir`` as it was), and compare
+    table (per file its size, max |difference| and NME against the float32 model on the int8 calibration images,
+    else the check images; ``compare_files``: a file no runtime can run leaves ``output_dir`` as it was), and compare
     the frozen graph, the ONNX model (ONNX Runtime) and the float32 TFLite model with the Keras model on
     ``check_images`` (max |difference| of the normalised map < ``tolerance``, else RuntimeError and ``output_dir``
     is left as it was). Only then remove the ``EXPORT_FILES`` of an earlier export from ``output_dir`` and move the
-    models in. Then write ``atc_pb.sh`` / ``atc_onnx.sh`` (the exact command), ``fusion_switch.cfg`` for unfolded
-    graphs and ``export.json`` (op types, differences, commands and the drift table), and run ``atc`` when it is
-    on PATH.
+    models in. Then write ``atc_pb.sh`` / ``atc_onnx.sh`` (the exact command) and ``fusion_switch.cfg`` for
+    unfolded graphs, run ``atc`` when it is on PATH (each command, even after another failed) and write
+    ``export.json`` (op types, differences, commands, atc's exit statuses and the drift table); a failed ``atc``
+    run then raises RuntimeError naming its log, the export's files all written.
 
     Args:
         model: keras.Model, the path of a ``.keras`` file or PRNet's TF1 checkpoint (prefix, ``.index``, folder).
@@ -271,21 +294,29 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         int8: also write ``prnet_int8.tflite`` (full integer) and ``prnet_int8.onnx`` (QDQ), calibrated on
             ``calibration``.
         calibration: float32 (N, S, S, 3) images in [0, 1] or a folder (``quantize.calibration_images``);
-            required by ``int8``; N is cut to a multiple of B.
-        uv_data: the model's uv-data folder, whose keypoints ``compare_files`` reads (default:
-            ``prnet_checkpoint.uv_data_for_model``).
+            required by ``int8`` and refused without it (ValueError); N is cut to a multiple of B.
+        uv_data: the model's uv-data (folder or UVData), whose keypoints ``compare_files`` reads and whose
+            resolution frames AFLW2000-3D calibration crops (default: ``prnet_checkpoint.uv_data_for_model``).
     Returns:
         ExportResult.
     """
+    if int8 and calibration is None:
+        raise ValueError("int8 export needs calibration images (a folder of face crops or an AFLW2000-3D folder)")
+    if calibration is not None and not int8:
+        given = f"a calibration folder ({calibration}) is" if isinstance(calibration, (str, Path)) else \
+            "calibration images are"
+        raise ValueError(f"{given} for int8 mode only (--int8)")
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"{output_dir}: exists and is not a folder (--output names the folder of the exports)")
     name = model if isinstance(model, (str, Path)) else model.name
     uv_data = uv_data_for_model(model, uv_data)
+    uv = uv_data if isinstance(uv_data, UVData) else load_uv_data(uv_data)
     model = load_keras_model(model)
     shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
-        raise ValueError(f"{name}: input shape {shape}; the export needs a static input size (batch, S, S, 3)")
+    if square_side(shape) is None:
+        raise ValueError(f"{name}: input shape {shape}; the export needs a static input size, square and RGB: "
+                         "(batch, S, S, 3)")
     nodes, input_name, output_name = model_to_nodes(model)
     if fold_bn:
         nodes, output_name = fold_batch_norms(nodes, output_name)
@@ -294,9 +325,7 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         np.asarray(check_images, dtype=np.float32)
     if images.shape[0] != batch_size:
         raise ValueError(f"check_images must hold batch_size={batch_size} images, got {images.shape[0]}")
-    if int8 and calibration is None:
-        raise ValueError("int8 export needs calibration images (a folder of face crops or an AFLW2000-3D folder)")
-    calibration = _calibration_batches(calibration, size, batch_size) if int8 else None
+    calibration = _calibration_batches(calibration, size, batch_size, uv.resolution) if int8 else None
 
     graph_def = build_graph_def(nodes, input_name, output_name, batch_size)
     op_types = check_atc_ops(graph_def)
@@ -312,7 +341,7 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         staged = _write_models(staging, graph_def, nodes, input_name, output_name, onnx_model, batch_size, opset,
                                tflite, calibration)
         compared = images if calibration is None else calibration
-        files = compare_files(model, staged, compared, _keypoint_indices(size, uv_data))
+        files = compare_files(model, staged, compared, _keypoint_indices(size, uv))
         # on the check images the table's differences are the tolerance check's own: the files need not run again
         max_abs_diff = _compare_with_keras(staging, model, images, tolerance, files if compared is images else None)
         _replace_export_files(staging, output_dir)
@@ -320,11 +349,15 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         entry["path"] = str(output_dir / name)
     result = ExportResult(pb_path=output_dir / "prnet.pb", onnx_path=output_dir / "prnet.onnx" if onnx else None,
                           op_types=op_types, onnx_op_types=onnx_op_types, max_abs_diff=max_abs_diff, files=files)
-    _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode, run_atc)
+    commands = _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode)
+    # atc runs once every file of the export is in place: a failed run leaves the set complete, export.json says so
+    atc_failures = _run_atc(result, output_dir, commands, run_atc)
     summary = {"batch_size": batch_size, "input_size": size, "fold_bn": fold_bn, "opset": opset if onnx else None,
                "op_types": op_types, "onnx_op_types": onnx_op_types, "max_abs_diff": result.max_abs_diff,
                "tolerance": tolerance, "atc_commands": result.atc_commands, "atc_status": result.atc_status,
                "files": result.files,
                "compared_on": f"{len(compared)} " + ("check images" if compared is images else "calibration images")}
     atomic_write_bytes(output_dir / "export.json", (json.dumps(summary, indent=2) + "\n").encode())
+    if atc_failures:
+        raise RuntimeError(f"atc failed with {'; '.join(atc_failures)}")
     return result

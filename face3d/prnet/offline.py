@@ -421,7 +421,7 @@ def _load_runner(model, scratch, fp16, int8, calibration, input_files, manifest,
     dims = [d.dim_value for d in float_model.graph.input[0].type.tensor_type.shape.dim]
     batch, size = dims[0] or 1, dims[1]
     if calibration is not None:
-        images = calibration_images(calibration, size)
+        images = calibration_images(calibration, size, resolution=manifest["resolution"])  # cropped as pre_process
     else:
         logger.info("int8: calibrating on the %d input files (pass a calibration folder for an unbiased figure)",
                     len(input_files))

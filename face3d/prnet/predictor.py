@@ -35,7 +35,8 @@ from face3d.utils.atomic import names_no_file_but
 from face3d.utils.errors import InputFileError, first_line, os_error_at
 
 __all__ = ["Predictor", "KerasPredictor", "SavedModelPredictor", "FrozenGraphPredictor", "OnnxPredictor",
-           "TFLitePredictor", "UntrustedModelError", "load_keras_model", "save_keras_model", "load_predictor"]
+           "TFLitePredictor", "UntrustedModelError", "load_keras_model", "save_keras_model", "load_predictor",
+           "square_side"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def _static_dim(value):
     return int(value) if isinstance(value, (int, np.integer)) and int(value) > 0 else None
 
 
-def _square_side(shape):
+def square_side(shape):
     """S of an NHWC image shape (batch, S, S, 3) with a fixed S (any batch); None for another rank or channel
     count, unequal sides or a dynamic one."""
     if len(shape) != 4 or _static_dim(shape[3]) != 3 or _static_dim(shape[1]) is None or shape[1] != shape[2]:
@@ -207,7 +208,7 @@ class KerasPredictor(Predictor):
         if path is not None:
             model = load_keras_model(path)
         shape = tuple(model.inputs[0].shape)
-        if _square_side(shape) is None:
+        if square_side(shape) is None:
             raise InputFileError(path, f"input has shape {shape}, expected (batch, S, S, 3)")
         if len(model.outputs) != 1:
             raise InputFileError(path, f"the model has {len(model.outputs)} outputs, expected one")
@@ -254,7 +255,7 @@ class SavedModelPredictor(Predictor):
         if self._output_name is None:
             raise InputFileError(path, f"several outputs {sorted(outputs)} and none named 'output'")
         shape = tuple(spec.shape)
-        if _square_side(shape) is None:
+        if square_side(shape) is None:
             raise InputFileError(path, f"input {self._input_name!r} has shape {shape}, expected (batch, S, S, 3)")
         super().__init__(shape[1], _static_dim(shape[0]))
         self._function = function
@@ -288,7 +289,7 @@ class FrozenGraphPredictor(Predictor):
             if name not in nodes:
                 raise InputFileError(path, f"no {role} node named {name!r} in the graph")
         dims = [d.size for d in nodes[input_name].attr["shape"].shape.dim]
-        if _square_side(dims) is None:
+        if square_side(dims) is None:
             raise InputFileError(path, f"input node {input_name!r} has shape {dims}, expected (batch, S, S, 3)")
 
         def import_graph():
@@ -348,7 +349,7 @@ class OnnxPredictor(Predictor):
         output = next((o for o in outputs if o.name == "output"), outputs[0])
         self._output = output.name
         shape = list(self._input.shape)  # a dynamic dimension is a name or None
-        if _square_side(shape) is None:  # channels-first (a PyTorch export) and a dynamic side included
+        if square_side(shape) is None:  # channels-first (a PyTorch export) and a dynamic side included
             raise InputFileError(path, f"input {self._input.name!r} has shape {shape}, expected NHWC (batch, S, S, 3)")
         super().__init__(shape[1], _static_dim(shape[0]))
         self._check_output(path, output.shape)
@@ -410,7 +411,7 @@ class TFLitePredictor(Predictor):
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         shape = tuple(_static_dim(d) for d in self._input["shape_signature"])  # -1 for a dynamic dimension: None
-        if _square_side(shape) is None:
+        if square_side(shape) is None:
             raise InputFileError(path, f"input has shape {shape}, expected (batch, S, S, 3) with a fixed S")
         super().__init__(shape[1], self._input["shape"][0])  # a dynamic batch is allocated, and run, as batch 1
         self._check_output(path, [int(d) for d in self._output["shape_signature"]])

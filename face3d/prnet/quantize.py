@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from face3d.contract import RESOLUTION
 from face3d.utils.image_header import IMAGE_SUFFIXES, is_listed_image
 
 __all__ = ["QDQ_MIN_OPSET", "calibration_images", "calibration_batches", "quantize_onnx"]
@@ -23,16 +24,19 @@ logger = logging.getLogger(__name__)
 QDQ_MIN_OPSET = 13  # per-channel DequantizeLinear (its axis attribute) needs opset 13; older models are upgraded
 
 
-def calibration_images(folder, size, limit=None):
+def calibration_images(folder, size, limit=None, resolution=RESOLUTION):
     """Network inputs from a calibration folder.
 
     Args:
         folder: AFLW2000-3D-format folder (any image with a ``.mat`` beside it holding ``pt3d_68``; those images
-            are cropped by ``face_crop.landmark_crop`` at S and the others skipped with one warning), else a folder
-            of face crops (every image resized to S x S with area interpolation). Hidden files (macOS's ``._*``
-            companions) are left out, as ``evaluation.find_samples`` does; unreadable files are logged and skipped.
+            are cropped as evaluation crops them, ``crop_face(image, landmark_crop(landmarks), S, R)``, and the
+            others skipped with one warning), else a folder of face crops (every image resized to S x S with area
+            interpolation). Hidden files (macOS's ``._*`` companions) are left out, as ``evaluation.find_samples``
+            does; unreadable files are logged and skipped.
         size: S, the network's input side.
         limit: at most this many images (sorted by path).
+        resolution: R, the model's uv-data resolution (the crop its maps refer to; S <= R), which frames the
+            AFLW2000-3D crops.
     Returns:
         float32 (N, S, S, 3) in [0, 1] (RGB / 255).
     Raises:
@@ -59,7 +63,7 @@ def calibration_images(folder, size, limit=None):
         try:
             if with_truth:
                 image, truth = evaluation.read_sample(path, mat)
-                crops.append(crop_face(image, landmark_crop(truth.landmarks), size, size).image)
+                crops.append(crop_face(image, landmark_crop(truth.landmarks), size, resolution).image)
             else:
                 image = read_image(path)
                 crops.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
