@@ -20,7 +20,7 @@ from face3d.cli import main as face3d_main  # noqa: E402
 from face3d.prnet import export as ex  # noqa: E402
 from face3d.prnet.model import build_resfcn256  # noqa: E402
 from face3d.prnet.predictor import load_predictor  # noqa: E402
-from face3d.prnet.quantize import calibration_images  # noqa: E402
+from face3d.prnet.quantize import calibration_for_batches, calibration_images  # noqa: E402
 
 SIZE, WIDTH = 64, 4
 
@@ -123,8 +123,8 @@ def test_calibration_without_int8_is_refused_before_any_work(tiny_model, tmp_pat
 
 
 def test_calibration_is_cut_to_whole_batches_with_a_warning(crops_dir, caplog):
-    with caplog.at_level("WARNING", logger="face3d.prnet.export"):
-        images = ex._calibration_batches(crops_dir, SIZE, 3, 256)
+    with caplog.at_level("WARNING", logger="face3d.prnet.quantize"):
+        images = calibration_for_batches(crops_dir, SIZE, 3, 256)
     np.testing.assert_array_equal(images, calibration_images(crops_dir, SIZE)[:6])
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
         "calibration: using 6 of 8 images (a multiple of --batch 3)"]

@@ -31,6 +31,7 @@ from face3d.prnet.layer_graph import LayerNode, fold_batch_norms, model_to_nodes
 from face3d.prnet.onnx_graph import build_onnx_model, onnx_to_float16
 from face3d.prnet.predictor import load_keras_model, load_predictor, square_side
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
+from face3d.prnet.quantize import calibration_for_batches
 from face3d.prnet.tf_graph import BATCH_NORM_OP_TYPES, build_graph_def, graph_op_types
 from face3d.prnet.tflite import build_tflite
 from face3d.trainset.uv_layout import UVData, load_uv_data
@@ -237,27 +238,6 @@ def _write_models(output_dir, graph_def, nodes, input_name, output_name, onnx_mo
     return written
 
 
-def _calibration_batches(calibration, size, batch_size, resolution):
-    """Calibration images (array or folder, ``quantize.calibration_images`` at the uv-data resolution R) cut to a
-    multiple of the batch."""
-    from face3d.prnet.quantize import calibration_images
-
-    if isinstance(calibration, (str, Path)):
-        images = calibration_images(calibration, size, resolution=resolution)
-    else:
-        images = np.asarray(calibration, dtype=np.float32)
-    if images.ndim != 4 or images.shape[1:] != (size, size, 3):
-        raise ValueError(f"calibration images must be (N, {size}, {size}, 3), got {images.shape}")
-    usable = len(images) // batch_size * batch_size
-    if usable == 0:
-        where = f"{calibration}: " if isinstance(calibration, (str, Path)) else ""
-        raise ValueError(f"{where}{len(images)} calibration images are fewer than one batch (--batch {batch_size})")
-    if usable < len(images):
-        logger.warning("calibration: using %d of %d images (a multiple of --batch %d)", usable, len(images),
-                       batch_size)
-    return images[:usable]
-
-
 def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opset=11, soc_version="Ascend310",
                  precision_mode="force_fp16", check_images=None, tolerance=1e-3, run_atc=True, tflite=False,
                  int8=False, calibration=None, uv_data=None):
@@ -325,7 +305,7 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
         np.asarray(check_images, dtype=np.float32)
     if images.shape[0] != batch_size:
         raise ValueError(f"check_images must hold batch_size={batch_size} images, got {images.shape[0]}")
-    calibration = _calibration_batches(calibration, size, batch_size, uv.resolution) if int8 else None
+    calibration = calibration_for_batches(calibration, size, batch_size, uv.resolution) if int8 else None
 
     graph_def = build_graph_def(nodes, input_name, output_name, batch_size)
     op_types = check_atc_ops(graph_def)

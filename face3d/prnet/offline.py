@@ -416,17 +416,15 @@ def _load_runner(model, scratch, fp16, int8, calibration, input_files, manifest,
         converted = Path(scratch) / f"{model.stem}_fp16.onnx"
         converted.write_bytes(onnx_to_float16(float_model).SerializeToString())
         return load_predictor(converted, **options)
-    from face3d.prnet.quantize import calibration_images, quantize_onnx
+    from face3d.prnet.quantize import calibration_for_batches, quantize_onnx
 
     dims = [d.dim_value for d in float_model.graph.input[0].type.tensor_type.shape.dim]
     batch, size = dims[0] or 1, dims[1]
-    if calibration is not None:
-        images = calibration_images(calibration, size, resolution=manifest["resolution"])  # cropped as pre_process
-    else:
+    if calibration is None:
         logger.info("int8: calibrating on the %d input files (pass a calibration folder for an unbiased figure)",
                     len(input_files))
-        images = _input_crops(input_files, size, manifest)
-    images = images[:len(images) // batch * batch]
+        calibration = _input_crops(input_files, size, manifest)
+    images = calibration_for_batches(calibration, size, batch, manifest["resolution"])  # cropped as pre_process
     converted = quantize_onnx(float_model, Path(scratch) / f"{model.stem}_int8.onnx", images, batch)
     return load_predictor(converted, **options)
 

@@ -17,7 +17,7 @@ import numpy as np
 from face3d.contract import RESOLUTION
 from face3d.utils.image_header import IMAGE_SUFFIXES, is_listed_image
 
-__all__ = ["QDQ_MIN_OPSET", "calibration_images", "calibration_batches", "quantize_onnx"]
+__all__ = ["QDQ_MIN_OPSET", "calibration_images", "calibration_for_batches", "calibration_batches", "quantize_onnx"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,34 @@ def calibration_images(folder, size, limit=None, resolution=RESOLUTION):
         raise ValueError(f"{folder}: none of {len(pairs)} images could be read for calibration")
     logger.info("calibration: %d %s from %s", len(crops), "landmark crops" if with_truth else "face crops", folder)
     return np.stack(crops).astype(np.float32)
+
+
+def calibration_for_batches(calibration, size, batch_size, resolution=RESOLUTION):
+    """Calibration images for a model of input (B, S, S, 3), cut to a multiple of B with a warning saying how many
+    are used.
+
+    Args:
+        calibration: a folder (``calibration_images`` at ``size`` S and uv-data ``resolution`` R) or float32
+            (N, S, S, 3) images in [0, 1]. size: S. batch_size: B.
+    Returns:
+        float32 (k B, S, S, 3), the first k B images.
+    Raises:
+        ValueError: images of another shape, or fewer than B (naming the folder when one was given).
+    """
+    if isinstance(calibration, (str, Path)):
+        images = calibration_images(calibration, size, resolution=resolution)
+    else:
+        images = np.asarray(calibration, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        raise ValueError(f"calibration images must be (N, {size}, {size}, 3), got {images.shape}")
+    usable = len(images) // batch_size * batch_size
+    if usable == 0:
+        where = f"{calibration}: " if isinstance(calibration, (str, Path)) else ""
+        raise ValueError(f"{where}{len(images)} calibration images are fewer than one batch (--batch {batch_size})")
+    if usable < len(images):
+        logger.warning("calibration: using %d of %d images (a multiple of --batch %d)", usable, len(images),
+                       batch_size)
+    return images[:usable]
 
 
 def calibration_batches(calibration, batch_size):
