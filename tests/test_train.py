@@ -331,10 +331,10 @@ def test_short_run_halves_validation_nme(tmp_path):
 @pytest.mark.slow
 def test_short_run_halves_validation_nme_on_the_embedded_default_set(tmp_path):
     """192 faces rendered from the embedded default model (yaw over +-90 degrees), as the generator crops them at
-    64 x 64; 48 of them held out for validation. Width 4, batch 4, lr 3e-3 halved every 10 epochs, 32 epochs, no
-    augmentation, seeded and deterministic. The validation NME (first epoch about 0.37) falls below half of it and
+    64 x 64; 48 of them held out for validation. Width 4, batch 4, lr 3e-3 halved every 10 epochs, 40 epochs, no
+    augmentation, seeded and deterministic. The validation NME (first epoch about 0.38) falls below half of it and
     well below that of the mean training map (about 0.25), which the network reaches first and stays near for the
-    first ~400 steps."""
+    first ~400 steps. (It wanders by up to 0.04 from epoch to epoch: at 32 epochs it was 0.190, just above half.)"""
     from face3d.prnet.data import group_key
     from face3d.trainset.dataset import generate_dataset
     from face3d.trainset.pack import read_label_file
@@ -346,7 +346,7 @@ def test_short_run_halves_validation_nme_on_the_embedded_default_set(tmp_path):
     generate_dataset(tmp_path / "faces", tmp_path / "set", GenerationConfig(resolution=64, angles=()), workers=1,
                      progress=False)
     config = TrainConfig(train_list=str(tmp_path / "set" / "trainDataLabel.txt"), output=str(tmp_path / "out"),
-                         epochs=32, batch_size=4, width=4, input_size=64, lr=3e-3, lr_decay_epochs=10,
+                         epochs=40, batch_size=4, width=4, input_size=64, lr=3e-3, lr_decay_epochs=10,
                          bn_momentum=0.9, val_fraction=0.25, seed=0, deterministic=True, augment=AugmentConfig.off(),
                          verbose=0)
     train_samples, val_samples, _ = load_samples(config)
