@@ -19,6 +19,7 @@ import _prnet_data
 import cv2
 import numpy as np
 import pytest
+from _graph_models import frozen_graph, saved_model, sigmoid_writing
 from _pack_files import damage_chunk
 
 from face3d.cli import main as face3d_main
@@ -463,35 +464,13 @@ def test_train_and_export_without_tensorflow_name_the_extra(data, tmp_path, argv
 def _frozen_graph(path, write_to=None):
     """A frozen GraphDef ``input`` (1, 32, 32, 3) -> ``output`` = sigmoid(input); with ``write_to`` it also writes
     that file when run (a WriteFile op the output depends on)."""
-    import tensorflow as tf
-
-    graph = tf.Graph()
-    with graph.as_default():
-        images = tf.compat.v1.placeholder(tf.float32, (1, R, R, 3), name="input")
-        result = tf.sigmoid(images)
-        if write_to is not None:
-            with tf.control_dependencies([tf.io.write_file(str(write_to), "owned")]):
-                result = tf.identity(result)
-        tf.identity(result, name="output")
-    Path(path).write_bytes(graph.as_graph_def().SerializeToString())
-    return Path(path)
+    return frozen_graph(path, (1, R, R, 3), None if write_to is None else sigmoid_writing(write_to))
 
 
 def _saved_model(path, write_to=None):
     """A SavedModel whose ``serving_default`` maps (None, 32, 32, 3) images to sigmoid(images), optionally writing
     ``write_to`` first."""
-    import tensorflow as tf
-
-    class Net(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec((None, R, R, 3), tf.float32, name="input")])
-        def serve(self, images):
-            if write_to is not None:
-                tf.io.write_file(str(write_to), "owned")
-            return {"output": tf.sigmoid(images)}
-
-    net = Net()
-    tf.saved_model.save(net, str(path), signatures={"serving_default": net.serve})
-    return Path(path)
+    return saved_model(path, (None, R, R, 3), None if write_to is None else sigmoid_writing(write_to))
 
 
 @pytest.mark.parametrize("make", [_frozen_graph, _saved_model])

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _graph_models import frozen_graph, saved_model
 
 from face3d.cli import main as face3d_main
 from face3d.prnet.predictor import load_predictor
@@ -34,37 +35,13 @@ def _tflite(path, shape, function=None, select_ops=False):
     return Path(path)
 
 
-def _frozen_graph(path, shape, function=None):
-    """A frozen GraphDef ``input`` of ``shape`` -> ``output`` = ``function(input)`` (default sigmoid)."""
-    import tensorflow as tf
-
-    graph = tf.Graph()
-    with graph.as_default():
-        images = tf.compat.v1.placeholder(tf.float32, shape, name="input")
-        tf.identity((function or tf.sigmoid)(images), name="output")
-    Path(path).write_bytes(graph.as_graph_def().SerializeToString())
-    return Path(path)
-
-
-def _saved_model(path, shape, function=None):
-    """A SavedModel whose ``serving_default`` maps ``input`` of ``shape`` to ``{"output": function(input)}``
-    (default sigmoid)."""
-    import tensorflow as tf
-
-    module = tf.Module()
-    module.serve = tf.function(lambda images: {"output": (function or tf.sigmoid)(images)},
-                               input_signature=[tf.TensorSpec(shape, tf.float32, name="input")])
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return Path(path)
-
-
 # ------------------------------------------------------------------------------------------------ inputs
 
 @pytest.mark.parametrize("make, name, shape, shown", [
-    (_frozen_graph, "gray.pb", (1, R, R, 1), "input node 'input' has shape [1, 32, 32, 1]"),
-    (_frozen_graph, "wide.pb", (1, R, 48, 3), "input node 'input' has shape [1, 32, 48, 3]"),
-    (_saved_model, "gray", (None, R, R, 1), "input 'input' has shape (None, 32, 32, 1)"),
-    (_saved_model, "wide", (None, R, 48, 3), "input 'input' has shape (None, 32, 48, 3)")])
+    (frozen_graph, "gray.pb", (1, R, R, 1), "input node 'input' has shape [1, 32, 32, 1]"),
+    (frozen_graph, "wide.pb", (1, R, 48, 3), "input node 'input' has shape [1, 32, 48, 3]"),
+    (saved_model, "gray", (None, R, R, 1), "input 'input' has shape (None, 32, 32, 1)"),
+    (saved_model, "wide", (None, R, 48, 3), "input 'input' has shape (None, 32, 48, 3)")])
 def test_graph_input_must_be_square_rgb(tmp_path, make, name, shape, shown):
     """A .pb or SavedModel input of one channel or unequal sides is refused at load, as Keras, ONNX and TFLite
     inputs are, not run into a TensorFlow error (or a silently wrong map) at predict."""
@@ -106,21 +83,21 @@ def _half_keras(path):
     return path, "(None, 16, 16, 3)"
 
 
-def _half_frozen_graph(path):
-    return _frozen_graph(path, (1, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(1, 16, 16, 3)"
+def _halffrozen_graph(path):
+    return frozen_graph(path, (1, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(1, 16, 16, 3)"
 
 
-def _half_saved_model(path):
-    return _saved_model(path, (None, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(None, 16, 16, 3)"
+def _halfsaved_model(path):
+    return saved_model(path, (None, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(None, 16, 16, 3)"
 
 
-def _reshaped_saved_model(path):
+def _reshapedsaved_model(path):
     """Output (None, 64, None, 3) as the graph declares it: only a call tells its width."""
     import tensorflow as tf
 
     def reshape(images):
         return tf.reshape(images, tf.stack([tf.shape(images)[0], tf.shape(images)[1] * 2, -1, 3]))
-    return _saved_model(path, (None, R, R, 3), reshape), "(1, 64, 16, 3)"
+    return saved_model(path, (None, R, R, 3), reshape), "(1, 64, 16, 3)"
 
 
 def _onnx(path, node, input_shape, output_shape):
@@ -148,8 +125,8 @@ def _half_tflite(path):
     return _tflite(path, (1, R, R, 3), lambda x: x[:, ::2, ::2, :]), "(1, 16, 16, 3)"
 
 
-@pytest.mark.parametrize("make, name", [(_half_keras, "half.keras"), (_half_frozen_graph, "half.pb"),
-                                        (_half_saved_model, "half"), (_reshaped_saved_model, "reshaped"),
+@pytest.mark.parametrize("make, name", [(_half_keras, "half.keras"), (_halffrozen_graph, "half.pb"),
+                                        (_halfsaved_model, "half"), (_reshapedsaved_model, "reshaped"),
                                         (_one_channel_onnx, "mean.onnx"), (_half_tflite, "half.tflite")])
 def test_output_of_another_shape_is_refused_at_load(tmp_path, make, name):
     """Each backend checks the output is (batch, S, S, 3) when it loads the model (its declared shape, or one call
@@ -248,7 +225,7 @@ def test_corrupt_tflite_is_one_line(tmp_path):
                                  "should be 'TFL3')")
 
 
-def test_saved_model_with_truncated_weights_is_named(tmp_path):
+def testsaved_model_with_truncated_weights_is_named(tmp_path):
     """A SavedModel whose variables file was cut short is an InputFileError naming the folder, not TensorFlow's bare
     IndexError."""
     tf = pytest.importorskip("tensorflow")
