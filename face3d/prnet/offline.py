@@ -39,6 +39,7 @@ import numpy as np
 from face3d.contract import INPUT_SIZE
 from face3d.utils.atomic import atomic_write_bytes, atomic_write_files, staging_folder
 from face3d.utils.errors import InputFileError
+from face3d.utils.output_names import refuse_shared_stems
 
 __all__ = ["MANIFEST", "INPUTS", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
            "latency_summary", "post_process"]
@@ -97,18 +98,6 @@ def read_boxes(path, folder=None):
     if not boxes:
         raise InputFileError(path, "no box in the file")
     return boxes
-
-
-def _check_unique_names(images, data_dir):
-    """ValueError listing each file stem that two or more of ``images`` share, with their paths relative to
-    ``data_dir``: with batch 1 the stem names an image's ``.bin`` file."""
-    by_stem = {}
-    for image in images:
-        by_stem.setdefault(Path(image).stem, []).append(os.path.relpath(image, data_dir))
-    shared = "; ".join(f"{stem}: {', '.join(paths)}" for stem, paths in by_stem.items() if len(paths) > 1)
-    if shared:
-        raise ValueError(f"{data_dir}: images share a name (file stem), which must be unique as it names the .bin "
-                         f"file: {shared}")
 
 
 def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir):
@@ -196,7 +185,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
             items.append((image, None, box))
         if limit is not None:
             items = items[:int(limit)]
-    _check_unique_names([image for image, _, _ in items], data_dir)
+    refuse_shared_stems([image for image, _, _ in items], "the .bin file", data_dir)  # batch 1: <stem>.bin
     (output_dir / INPUTS).mkdir(parents=True, exist_ok=True)
     b, s = int(batch_size), int(input_size)
     samples, files, crops = [], [], []  # crops: those of the batch being filled, written once it is full
