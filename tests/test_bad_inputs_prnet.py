@@ -690,16 +690,29 @@ def test_post_process_refuses_a_manifest_of_another_run(offline_flow, capsys):
     assert not (tmp_path / "report2").exists()
 
 
-def test_post_process_refuses_non_finite_outputs(offline_flow, capsys):
+def test_post_process_skips_a_non_finite_output_and_refuses_when_none_is_left(offline_flow, capsys):
+    """A face whose map holds NaN is skipped (status 1, the other face written); with every face's map non-finite
+    nothing is left: one line naming an output file, status 2, no report."""
     tmp_path, result = offline_flow
-    output = result / "a_output_0.bin"
-    maps = np.fromfile(output, "<f4")
-    maps[100] = np.nan
-    maps.tofile(output)
-    status = face3d_main(["offline", "post", "--result", str(result), "--manifest",
-                          str(tmp_path / "first" / "manifest.json"), "--output", str(tmp_path / "report")])
-    _one_line_error(capsys, status, output, "non-finite")
-    assert not (tmp_path / "report").exists()
+    argv = ["offline", "post", "--result", str(result), "--manifest", str(tmp_path / "first" / "manifest.json"),
+            "--output"]
+
+    def poison(output):
+        maps = np.fromfile(output, "<f4")
+        maps[100] = np.nan
+        maps.tofile(output)
+
+    poison(result / "a_output_0.bin")
+    assert face3d_main(argv + [str(tmp_path / "report")]) == 1
+    capsys.readouterr()
+    saved = json.loads((tmp_path / "report" / "landmarks.json").read_text())
+    assert saved["names"] == ["b"] and saved["skipped"] == [{
+        "image": str((tmp_path / "images" / "a.jpg").resolve()),
+        "reason": f"{result / 'a_output_0.bin'}, sample 1 of 1 (a): the network's position map has 1 non-finite "
+                  "value(s) (NaN or inf)"}]
+    poison(result / "b_output_0.bin")
+    _one_line_error(capsys, face3d_main(argv + [str(tmp_path / "report2")]), result / "a_output_0.bin", "non-finite")
+    assert not (tmp_path / "report2").exists()
 
 
 def test_post_process_names_a_json_file_of_the_wrong_kind(offline_flow, capsys):

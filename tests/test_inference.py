@@ -636,12 +636,13 @@ def test_demo_refuses_images_sharing_a_stem(tmp_path, capsys, constant_onnx):
     second = _photos(tmp_path / "two", "a.png") / "a.png"
     out = tmp_path / "out"
     assert _run_demo("-i", first, second, "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and f"{first} and {second} share the stem 'a'" in err[0], err
+    shared = ("face3d demo: error: images share a name (file stem), which must be unique as it names the output "
+              "files (<stem>_kpt.txt, ...; theirs would overwrite each other): a: {}, {}; rename one, or run each "
+              "into its own output folder")
+    assert capsys.readouterr().err.splitlines() == [shared.format(first, second)]
     _photos(tmp_path / "one", "a.png")  # side by side in one folder
     assert _run_demo("-i", tmp_path / "one", "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and f"{first} and {tmp_path / 'one' / 'a.png'} share the stem 'a'" in err[0], err
+    assert capsys.readouterr().err.splitlines() == [shared.format(first, tmp_path / "one" / "a.png")]
     assert not out.exists()
     # the same file named twice is one image
     assert _run_demo("-i", first, tmp_path / "one" / "." / "a.jpg", "-o", out, "--model", constant_onnx[0],

@@ -285,7 +285,7 @@ def test_a_boxes_file_that_is_no_boxes_file_is_named_with_its_line(aflw, tmp_pat
     assert not (tmp_path / "work").exists()
 
 
-def test_an_unreadable_image_named_in_the_boxes_is_in_the_landmarks_report(exported, aflw, tmp_path):
+def test_an_unreadable_image_named_in_the_boxes_is_in_the_landmarks_report(exported, aflw, tmp_path, capsys):
     _, out = exported
     images = tmp_path / "images"
     images.mkdir()
@@ -299,6 +299,9 @@ def test_an_unreadable_image_named_in_the_boxes_is_in_the_landmarks_report(expor
     report = offline.post_process(result, tmp_path / "work" / offline.MANIFEST, tmp_path / "report")
     saved = json.loads((tmp_path / "report" / "landmarks.json").read_text())
     assert saved["names"] == report["names"] == ["face"] and saved["skipped"] == report["skipped"] == [skipped]
+    assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest",
+                        str(tmp_path / "work" / offline.MANIFEST), "--output", str(tmp_path / "report2")]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == "2 images: 1 with landmarks, 1 skipped"
 
 
 def test_images_sharing_a_name_are_listed_before_any_crop(aflw, tmp_path, capsys):
@@ -319,6 +322,79 @@ def test_images_sharing_a_name_are_listed_before_any_crop(aflw, tmp_path, capsys
         f"pre_process failed: {images}: images share a name (file stem), which must be unique as it names the .bin "
         "file: p1: x/p1.jpg, y/p1.jpg; p2: x/p2.jpg, y/p2.jpg"]
     assert not (tmp_path / "work").exists()
+
+
+def _poison(path, sample, count):
+    """Set the first ``count`` values of sample ``sample`` (0-based) of an output file [B, S, S, 3] to NaN, inf,
+    -inf in turn."""
+    maps = np.fromfile(path, dtype="<f4").reshape(-1, SIZE, SIZE, 3)
+    maps[sample].reshape(-1)[:count] = np.resize(np.array([np.nan, np.inf, -np.inf], np.float32), count)
+    maps.tofile(path)
+
+
+def test_a_non_finite_map_skips_that_sample_and_measures_the_rest_of_its_batch(exported, aflw, direct, tmp_path,
+                                                                               capsys, caplog):
+    """A diverged network on one face of a batch: that sample is logged and listed as skipped (the reason naming the
+    output file and the sample, worded as face3d evaluate words it), the other samples of the file and of the run
+    are measured as evaluate measures them, the padding crop of the last batch is not looked at, exit status 1."""
+    _, out = exported
+    work = tmp_path / "work"
+    manifest = offline.pre_process(aflw, work, input_size=SIZE, batch_size=2)
+    result = offline.run_offline(out / "b2" / "prnet.pb", work / "bin", tmp_path / "out", quiet=True)
+    first, last = result / "batch_00000_output_0.bin", result / "batch_00001_output_0.bin"
+    _poison(first, 1, 3)
+    _poison(last, 1, SIZE * SIZE * 3)  # the padding crop: no sample
+    argv = ["offline", "post_process", "--result", str(result), "--manifest", str(work / offline.MANIFEST),
+            "--output", str(tmp_path / "report")]
+    with caplog.at_level(logging.WARNING, logger="face3d.prnet.offline"):
+        assert face3d_main(argv) == 1
+    name = "SYNTH/SYNTH_0001_1_0"
+    image = next(record["image"] for record in manifest["samples"] if record["name"] == name)
+    reason = f"{first}, sample 2 of 2 ({name}): the network's position map has 3 non-finite value(s) (NaN or inf)"
+    assert f"skipping {image}: {reason}" in caplog.text
+    assert capsys.readouterr().out.splitlines()[0].startswith("3 images: 2 evaluated, 1 skipped; NME 2D ")
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["skipped"] == [{"image": image, "reason": reason}]
+    assert f"Skipped 1 image(s), not in the figures above:\n\n* {image}: {reason}\n" in (
+        tmp_path / "report" / "report.md").read_text()
+    expected = {s["name"]: s["nme_2d"] for s in direct["per_sample"] if s["name"] != name}
+    assert report["samples"] == 2 and [s["name"] for s in report["per_sample"]] == list(expected)
+    for sample in report["per_sample"]:
+        assert abs(sample["nme_2d"] - expected[sample["name"]]) < 1e-4
+    assert report["latency"]["calls"] == 2 and (tmp_path / "report" / "latency.md").is_file()
+    # no sample left: one line, status 2, the earlier report as it was
+    earlier = {path.name: path.read_bytes() for path in (tmp_path / "report").iterdir()}
+    _poison(first, 0, 1)
+    _poison(last, 0, 1)
+    assert face3d_main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"post_process failed: {result}: no sample could be post-processed (3 skipped; first: "
+                           f"{manifest['samples'][0]['image']}: {first}, sample 1 of 2 ")
+    assert {path.name: path.read_bytes() for path in (tmp_path / "report").iterdir()} == earlier
+
+
+def test_a_non_finite_map_in_a_boxes_batch_skips_that_face_only(exported, aflw, tmp_path, capsys):
+    """Without ground truth: landmarks.json and landmarks.npz hold the batch's other face, its landmarks as a run
+    without the bad map gives them; landmarks.json's skipped names the face, the output file and the sample."""
+    _, out = exported
+    images = sorted(aflw.rglob("*.jpg"))[:2]
+    (tmp_path / "boxes.txt").write_text("".join(f"{p.name} 30 35 120 130\n" for p in images))
+    work = tmp_path / "work"
+    offline.pre_process(images[0].parent, work, input_size=SIZE, boxes=tmp_path / "boxes.txt", batch_size=2)
+    result = offline.run_offline(out / "b2" / "prnet.pb", work / "bin", tmp_path / "out", quiet=True)
+    clean = offline.post_process(result, work / offline.MANIFEST, tmp_path / "clean")
+    _poison(result / "batch_00000_output_0.bin", 0, 1)
+    assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest",
+                        str(work / offline.MANIFEST), "--output", str(tmp_path / "report")]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == "2 images: 1 with landmarks, 1 skipped"
+    saved = json.loads((tmp_path / "report" / "landmarks.json").read_text())
+    assert saved["names"] == [images[1].stem] and saved["landmarks"] == clean["landmarks"][1:]
+    assert saved["skipped"] == [{"image": str(images[0].resolve()), "reason": (
+        f"{result / 'batch_00000_output_0.bin'}, sample 1 of 2 ({images[0].stem}): the network's position map has "
+        "1 non-finite value(s) (NaN or inf)")}]
+    with np.load(tmp_path / "report" / "landmarks.npz") as npz:
+        assert list(npz["names"]) == [images[1].stem]
+        np.testing.assert_array_equal(npz["landmarks"], np.asarray(clean["landmarks"][1:]))
 
 
 def test_timing_from_an_msame_log_and_latency_figures(tmp_path):
@@ -466,7 +542,7 @@ def test_run_reads_the_manifest_beside_its_input_folder(exported, aflw, tmp_path
     assert not (tmp_path / "out2").exists()
 
 
-def test_an_image_without_a_mat_is_listed_as_skipped_in_the_manifest(aflw, tmp_path):
+def test_an_image_without_a_mat_is_listed_as_skipped_in_the_manifest(aflw, tmp_path, capsys):
     """As in face3d evaluate: a stray image is no sample, and the manifest (then post_process's report) says so."""
     import shutil
     data = tmp_path / "data"
@@ -475,6 +551,12 @@ def test_an_image_without_a_mat_is_listed_as_skipped_in_the_manifest(aflw, tmp_p
     manifest = offline.pre_process(data, tmp_path / "work", input_size=SIZE)
     assert len(manifest["samples"]) == 3
     assert manifest["skipped"] == [{"image": str(data / "stray.jpg"), "reason": "no .mat beside it"}]
+    # the command counts it and exits 1, as face3d evaluate does for the same folder
+    assert face3d_main(["offline", "pre_process", "--data", str(data), "--output", str(tmp_path / "work2"),
+                        "--input-size", str(SIZE)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote 3 .bin files for 3 faces to {tmp_path / 'work2' / 'bin'} and {tmp_path / 'work2' / offline.MANIFEST} "
+        "(1 skipped)"]
 
 
 def test_each_batch_is_written_once_full_and_a_failed_run_leaves_the_earlier_one(aflw, tmp_path, monkeypatch):

@@ -58,25 +58,35 @@ def _add_arguments(parser):
 
 
 def _run_step(args):
-    """Run one step of the flow; returns the exit status (2 with a one-line message naming the bad input)."""
+    """Run one step of the flow; returns the exit status: 0; 1 when pre_process or post_process skipped an image or
+    sample (each logged with the reason and listed in the manifest's or report's ``skipped``; a printed line counts
+    them), as ``face3d evaluate`` does; 2 with a one-line message naming the bad input."""
     setup_logging(format="%(levelname)s %(message)s")
     from face3d.prnet.offline import INPUTS, MANIFEST, post_process, pre_process, run_offline
 
     try:
+        skipped = 0
         if args.step_name == "pre_process":
             manifest = pre_process(args.data, args.output, args.input_size, args.uv_data, args.boxes, args.batch,
                                    args.limit)
             print(f"wrote {len(manifest['files'])} .bin files for {len(manifest['samples'])} faces to "
                   f"{Path(args.output) / INPUTS} and {Path(args.output) / MANIFEST} ({len(manifest['skipped'])} "
                   "skipped)")
+            skipped = len(manifest["skipped"])
         elif args.step_name == "run":
             run_offline(args.model, args.input, args.output, fp16=args.fp16, threads=args.threads, int8=args.int8,
                         calibration=args.calibration, trust_model=args.trust_model)
         else:
             report = post_process(args.result, args.manifest, args.output, args.timing)
+            skipped = len(report["skipped"])
             if "nme_2d" in report:
-                print(f"{report['samples']} samples: NME 2D {100 * report['nme_2d']:.3f} %, 3D "
-                      f"{100 * report['nme_3d']:.3f} %; balanced 2D {100 * report['balanced']['nme_2d']:.3f} %")
+                count = report["samples"] + skipped
+                print(f"{count} image{'s' * (count != 1)}: {report['samples']} evaluated, {skipped} skipped; NME 2D "
+                      f"{100 * report['nme_2d']:.3f} %, 3D {100 * report['nme_3d']:.3f} %; balanced 2D "
+                      f"{100 * report['balanced']['nme_2d']:.3f} %")
+            else:
+                count = len(report["names"]) + skipped
+                print(f"{count} image{'s' * (count != 1)}: {len(report['names'])} with landmarks, {skipped} skipped")
             if report.get("latency"):
                 print(f"latency per image {report['latency']['image_ms_mean']:.2f} ms "
                       f"({report['latency']['images_per_s']:.1f} images/s)")
@@ -84,7 +94,7 @@ def _run_step(args):
     except (FileNotFoundError, ValueError) as exc:
         print(f"{args.step_name} failed: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return 1 if skipped else 0
 
 
 OFFLINE = Command("offline", "the Ascend msame flow on the host: pre_process, run, post_process",

@@ -17,6 +17,7 @@ from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
 from face3d.utils.atomic import staging_folder
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import is_listed_image
+from face3d.utils.output_names import refuse_shared_stems
 
 __all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo"]
 
@@ -41,17 +42,6 @@ def list_images(inputs):
     for path in images:
         unique.setdefault(path.resolve(), path)
     return list(unique.values())
-
-
-def _refuse_shared_stems(images):
-    """ValueError naming the first two images that share a stem: their output files would overwrite each other."""
-    seen = {}
-    for path in images:
-        if path.stem in seen:
-            raise ValueError(f"{seen[path.stem]} and {path} share the stem {path.stem!r}: their outputs "
-                             f"({path.stem}_kpt.txt, ...) would overwrite each other; rename one, or run each "
-                             "into its own output folder")
-        seen[path.stem] = path
 
 
 def _landmarks_in(folder, image_path):
@@ -168,7 +158,8 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
     from face3d.trainset.sample_io import read_image
 
     images = list_images(inputs)
-    _refuse_shared_stems(images)
+    refuse_shared_stems(images, "the output files (<stem>_kpt.txt, ...; theirs would overwrite each other)",
+                        remedy="rename one, or run each into its own output folder")
     if box is not None:
         box_crop(box)  # a bad box is refused before any image is read
     landmark_folder = fixed_landmarks = None

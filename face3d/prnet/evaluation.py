@@ -57,7 +57,7 @@ from face3d.utils.matfile import read_mat
 __all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "image_mat_pairs",
            "find_samples", "listed_pairs", "split_pairs", "sample_name", "read_sample", "keypoint_nme", "yaw_bucket",
            "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "evaluate_predictions",
-           "evaluate_model", "write_reports", "markdown_report"]
+           "non_finite_map_problem", "evaluate_model", "write_reports", "markdown_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -409,6 +409,14 @@ def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dens
     return report
 
 
+def non_finite_map_problem(pos):
+    """Why a predicted position map (any shape, e.g. (R, R, 3)) gives no face to measure, or None when every value
+    is finite: ``"the network's position map has <n> non-finite value(s) (NaN or inf)"`` (a diverged network), the
+    reason a skipped sample is listed with."""
+    non_finite = pos.size - int(np.isfinite(pos).sum())
+    return f"the network's position map has {non_finite} non-finite value(s) (NaN or inf)" if non_finite else None
+
+
 def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=8, limit=None, progress=False):
     """Run a PRN on every sample of an AFLW2000-3D-format folder and build (and optionally write) the report.
 
@@ -448,10 +456,9 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
     def flush():
         maps = prn.predict_crops([crop for crop, _, _ in batch])
         for pos, (_, sample, dense_truth) in zip(maps, batch):
-            non_finite = pos.size - int(np.isfinite(pos).sum())
-            if non_finite:  # a diverged network: no face to measure (and no motion for ICP to fit)
-                skip(sample.image_path,
-                     f"the network's position map has {non_finite} non-finite value(s) (NaN or inf)")
+            problem = non_finite_map_problem(pos)
+            if problem is not None:  # a diverged network: no face to measure (and no motion for ICP to fit)
+                skip(sample.image_path, problem)
                 continue
             names.append(sample.name)
             yaws.append(sample.yaw_deg)

@@ -21,7 +21,9 @@
 * ``post_process``: outputs + manifest -> position maps in image coordinates (``inference.restore_map``) -> 68
   landmarks -> the evaluation report (``evaluation.evaluate_predictions`` / ``write_reports``) with the per-image
   latency (from ``timing.json`` or an msame log's ``Inference time`` lines). It refuses results whose
-  ``timing.json`` names another run than the manifest, and non-finite outputs.
+  ``timing.json`` names another run than the manifest. A sample whose map holds NaN or inf (a diverged network) is
+  logged and skipped, as ``face3d evaluate`` skips it; the other samples of its file are post-processed. The
+  report's ``skipped`` lists it beside the manifest's, each with the reason.
 """
 import io
 import json
@@ -39,6 +41,7 @@ import numpy as np
 from face3d.contract import INPUT_SIZE
 from face3d.utils.atomic import atomic_write_bytes, atomic_write_files, staging_folder
 from face3d.utils.errors import InputFileError
+from face3d.utils.output_names import refuse_shared_stems
 
 __all__ = ["MANIFEST", "INPUTS", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
            "latency_summary", "post_process"]
@@ -97,18 +100,6 @@ def read_boxes(path, folder=None):
     if not boxes:
         raise InputFileError(path, "no box in the file")
     return boxes
-
-
-def _check_unique_names(images, data_dir):
-    """ValueError listing each file stem that two or more of ``images`` share, with their paths relative to
-    ``data_dir``: with batch 1 the stem names an image's ``.bin`` file."""
-    by_stem = {}
-    for image in images:
-        by_stem.setdefault(Path(image).stem, []).append(os.path.relpath(image, data_dir))
-    shared = "; ".join(f"{stem}: {', '.join(paths)}" for stem, paths in by_stem.items() if len(paths) > 1)
-    if shared:
-        raise ValueError(f"{data_dir}: images share a name (file stem), which must be unique as it names the .bin "
-                         f"file: {shared}")
 
 
 def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir):
@@ -196,7 +187,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
             items.append((image, None, box))
         if limit is not None:
             items = items[:int(limit)]
-    _check_unique_names([image for image, _, _ in items], data_dir)
+    refuse_shared_stems([image for image, _, _ in items], "the .bin file", data_dir)  # batch 1: <stem>.bin
     (output_dir / INPUTS).mkdir(parents=True, exist_ok=True)
     b, s = int(batch_size), int(input_size)
     samples, files, crops = [], [], []  # crops: those of the batch being filled, written once it is full
@@ -252,7 +243,7 @@ def _manifest_problem(info):
     wrong = [key for key, kind in _MANIFEST_FIELDS.items() if not isinstance(info[key], kind)]
     if wrong:
         return "wrong type of " + ", ".join(wrong)
-    needed = {"name", "matrix"} | ({"landmarks", "yaw_deg"} if info["ground_truth"] else set())
+    needed = {"name", "image", "matrix"} | ({"landmarks", "yaw_deg"} if info["ground_truth"] else set())
     if not all(isinstance(record, dict) and needed <= set(record) for record in info["samples"]):
         return f"a sample without {', '.join(sorted(needed))}"
     names = {record["name"] for record in info["samples"]}
@@ -273,7 +264,7 @@ def read_manifest(path):
 
     Returns:
         dict (module docstring): ``files`` -> [{"bin": plain ``.bin`` name, "samples": names}], ``samples`` ->
-        records {"name", "matrix", ...}, ``input_size`` S, ``batch_size`` B, ``resolution`` R, ``run_id``, ...
+        records {"name", "image", "matrix", ...}, ``input_size`` S, ``batch_size`` B, ``resolution`` R, ``run_id``, ...
     Raises:
         FileNotFoundError: no such file.
         InputFileError: naming the file, when it is not JSON or not a face3d manifest (a ``timing.json``, say).
@@ -571,15 +562,18 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         output_dir: report folder (created).
         timing: ``timing.json`` or msame log; None -> ``result_dir/timing.json`` when present.
     Returns:
-        dict: the evaluation report (``evaluation.evaluate_predictions`` plus ``run_id``, ``latency`` and
-        ``files``) when the manifest has ground truth; else {"run_id", "landmarks": (N, 68, 3) list, "names",
-        "latency", "skipped", "files"}, written to ``landmarks.json`` (but ``files``; ``skipped``: the manifest's
-        images that could not be cropped, each with the reason) and ``landmarks.npz`` (names, landmarks).
+        dict: the evaluation report (``evaluation.evaluate_predictions`` plus ``run_id``, ``data``, ``skipped``,
+        ``latency`` and ``files``) when the manifest has ground truth; else {"run_id", "landmarks": (N, 68, 3) list,
+        "names", "latency", "skipped", "files"}, written to ``landmarks.json`` (but ``files``) and
+        ``landmarks.npz`` (names, landmarks). ``skipped``: the manifest's images that could not be cropped, then
+        the samples whose output map holds NaN or inf (``evaluation.non_finite_map_problem``; logged, the reason
+        naming the output file and the sample's place in its batch: ``"<file>, sample k of B (<name>): ..."``),
+        each {"image", "reason"}; the padding crops of a last batch are no samples and are not looked at.
     Raises:
         ValueError (InputFileError naming the file) before anything is written: the manifest or the timing file is
         not one (``read_manifest``, ``read_timing``), the results' ``timing.json`` names another run than the
-        manifest, an output is missing, has the wrong size or holds non-finite values, the timing file has another
-        count of inference times than the manifest has ``.bin`` files.
+        manifest, an output is missing or has the wrong size, no sample is left, the timing file has another count
+        of inference times than the manifest has ``.bin`` files.
     """
     from face3d.prnet import evaluation
     from face3d.prnet.face_crop import restore_map
@@ -602,7 +596,7 @@ def post_process(result_dir, manifest, output_dir, timing=None):
                          f"{info['resolution']}")
     records = {s["name"]: s for s in info["samples"]}
     s, b = info["input_size"], info["batch_size"]
-    names, landmarks = [], []
+    names, landmarks, skipped = [], [], []
     for entry in info["files"]:
         path = result_dir / f"{Path(entry['bin']).stem}_output_0.bin"
         if not path.is_file():
@@ -613,15 +607,22 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         data = np.fromfile(path, dtype="<f4")
         if data.size != b * s * s * 3:
             raise ValueError(f"{path}: {data.size} floats, expected [{b}, {s}, {s}, 3]")
-        bad = data.size - int(np.isfinite(data).sum())
-        if bad:
-            raise InputFileError(path, f"{bad} non-finite value(s) (NaN or inf) in the network output")
         maps = data.reshape(b, s, s, 3)
-        for name, output in zip(entry["samples"], maps):
+        for k, (name, output) in enumerate(zip(entry["samples"], maps)):  # the padding crops are no samples
             record = records[name]
+            problem = evaluation.non_finite_map_problem(output)
+            if problem is not None:  # a diverged network on this face: the batch's others are still measured
+                reason = f"{path}, sample {k + 1} of {b} ({name}): {problem}"
+                logger.warning("skipping %s: %s", record["image"], reason)
+                skipped.append({"image": record["image"], "reason": reason})
+                continue
             pos = restore_map(output, np.asarray(record["matrix"]), info["resolution"])
             names.append(name)
             landmarks.append(keypoints_from_map(pos, uv.uv_kpt_ind))
+    skipped = info["skipped"] + skipped
+    if not names:
+        raise ValueError(f"{result_dir}: no sample could be post-processed ({len(skipped)} skipped; first: "
+                         f"{skipped[0]['image']}: {skipped[0]['reason']})")
     timing = result_dir / TIMING if timing is None and (result_dir / TIMING).is_file() else timing
     latency = None
     if timing is not None:
@@ -635,13 +636,13 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         report = evaluation.evaluate_predictions(pred, gt, yaw, names)
         report["run_id"] = info.get("run_id")
         report["data"] = info["data"]
-        report["skipped"] = info["skipped"]
+        report["skipped"] = skipped
         report["latency"] = latency
         report["files"] = evaluation.write_reports(report, output_dir, predictions=(pred, gt),
                                                     extra={"latency": ("latency.md", latency_md)})
     else:
         report = {"run_id": info.get("run_id"), "names": names, "landmarks": pred.tolist(), "latency": latency,
-                  "skipped": info["skipped"]}
+                  "skipped": skipped}
         npz = io.BytesIO()
         np.savez(npz, names=np.array(names), landmarks=pred)
         paths = {"landmarks": output_dir / "landmarks.npz", "json": output_dir / "landmarks.json",

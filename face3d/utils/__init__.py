@@ -1,7 +1,8 @@
 """Small helpers every layer may use (they import nothing from face3d above them).
 
 ``atomic`` (atomic file writes), ``progress`` (``Progress`` bars, ``format_duration``), ``errors``
-(``InputFileError``, the one unusable-input-file exception) and ``matfile`` (``read_mat``, the one .mat reader).
+(``InputFileError``, the one unusable-input-file exception), ``matfile`` (``read_mat``, the one .mat reader) and
+``output_names`` (``refuse_shared_stems``: inputs whose stems name the same outputs).
 """
 from face3d.utils.progress import Progress, format_duration
 
