@@ -531,6 +531,26 @@ def test_demo_refuses_a_bfm_it_cannot_use_before_any_image(tmp_path, capsys, mon
     assert not (tmp_path / "o").exists()
 
 
+def test_demo_checks_a_bfm_the_uv_data_leaves_unread(tmp_path, capsys, caplog, uv, default_model, constant_onnx):
+    """The uv-data's own canonical_vertices.npy leaves --bfm unread: a missing one is still one line and status 2
+    before any image, an existing one (an empty file: never read) a warning saying so."""
+    from face3d.trainset.uv_layout import write_uv_data
+    own = tmp_path / "uv-data"
+    write_uv_data(dataclasses.replace(uv, canonical_vertices=inference.canonical_vertices(default_model, uv)), own)
+    photo = _photos(tmp_path / "photos", "a.jpg") / "a.jpg"
+    bfm, out = tmp_path / "BFM.mat", tmp_path / "out"
+    run = ("-i", photo, "-o", out, "--model", constant_onnx[0], "--box", *BOX, "--uv-data", own, "--bfm", bfm)
+    assert _run_demo(*run) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d demo: error: {bfm}: BFM model file not found"]
+    assert not out.exists()
+    bfm.write_bytes(b"")
+    caplog.clear()
+    assert _run_demo(*run) == 0
+    assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+        f"--bfm {bfm} is not read: {own} has its own canonical face for the pose (canonical_vertices.npy)"]
+    assert "pose_error" not in json.loads((out / "a_pose.json").read_text())
+
+
 def test_prn_reads_its_bfm_once_even_when_it_does_not_fit(monkeypatch, uv):
     import face3d.morphable_model
     loads = []

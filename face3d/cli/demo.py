@@ -32,7 +32,9 @@ def _add_arguments(parser):
                              "released checkpoint, else the embedded default model's; needed for a .keras file "
                              "import-prnet wrote)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
-                                                         "face (default: the embedded default model)")
+                                                         "face (default: the embedded default model; not read when "
+                                                         "the uv-data has its own canonical_vertices.npy: a warning "
+                                                         "says so, a missing file is still an error)")
     face = parser.add_mutually_exclusive_group()
     face.add_argument("--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"),
                       help="face box in image pixels, for every input image (PRNet's crop: 1.58 x its mean side, "
