@@ -220,7 +220,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
                 pos = prn.process(image, box=boxes[0])
             written = write_outputs(prn, image, pos, output, image_path.stem, texture=texture)
         except (OSError, ValueError) as error:  # this image's problem: the others go on
-            if refuses_storage(error):
+            if refuses_storage(error):  # the output takes no more bytes: every later image would fail alike
                 raise OSError(error.errno, f"{error.strerror}; stopped at {image_path} ({counts_line(summary)})",
                               str(output)) from error
             reason = _skip_reason(error, image_path)
