@@ -21,15 +21,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 from face3d import mesh  # noqa: E402  (after the path set-up)
-from face3d.cli._common import make_output_folder, positive_int  # noqa: E402
+from face3d.cli._common import make_output_folder, os_errors_end_program, positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
+from face3d.trainset.outputs import encode_image  # noqa: E402
+from face3d.utils.atomic import atomic_write_bytes  # noqa: E402
 
 
 def save_image(path, image):
-    """Writes an RGB float image in [0, 1] as 8-bit (cv2 wants BGR)."""
+    """Writes an RGB float image in [0, 1] as 8-bit; a failed write (a full disk) raises an OSError
+    naming the file and leaves none."""
     pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(pixels[..., ::-1])):
-        raise OSError(f"could not write {path}")
+    atomic_write_bytes(path, encode_image(path.suffix, pixels).tobytes())
 
 
 def render(projected, triangles, colors, size):
@@ -113,4 +115,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with os_errors_end_program():  # a failed write (a full disk): one line naming the file, status 2
+        main()

@@ -29,7 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 from face3d import mesh  # noqa: E402  (after the path set-up)
-from face3d.cli._common import check_output_folder, int_at_least, make_output_folder  # noqa: E402
+from face3d.cli._common import (  # noqa: E402
+    check_output_folder,
+    int_at_least,
+    make_output_folder,
+    os_errors_end_program,
+)
 from face3d.morphable_model import MorphableModel  # noqa: E402
 from face3d.trainset import (  # noqa: E402
     GenerationConfig,
@@ -41,16 +46,18 @@ from face3d.trainset import (  # noqa: E402
     read_300wlp_sample,
     uv_to_pixels,
 )
+from face3d.trainset.outputs import encode_image  # noqa: E402
 from face3d.trainset.sample import MIN_RESOLUTION  # noqa: E402
 from face3d.trainset.synthetic import synthesize_dataset  # noqa: E402
+from face3d.utils.atomic import atomic_file, atomic_write_bytes  # noqa: E402
 from face3d.utils.errors import InputFileError  # noqa: E402
 
 
 def save_image(path, image):
-    """Writes an RGB image, uint8 or float in [0, 1] (cv2 wants BGR)."""
+    """Writes an RGB image, uint8 or float in [0, 1]; a failed write (a full disk) raises an OSError naming
+    the file and leaves none."""
     pixels = image if image.dtype == np.uint8 else np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(pixels[..., ::-1])):
-        raise OSError(f"could not write {path}")
+    atomic_write_bytes(path, encode_image(path.suffix, pixels).tobytes())
 
 
 def fixture_sample():
@@ -128,7 +135,8 @@ def main(argv=None):
 
     # -- outputs
     save_image(args.output / f"{name}.jpg", cropped)
-    np.save(args.output / f"{name}.npy", posmap)
+    with atomic_file(args.output / f"{name}.npy") as f:  # a failed write names the file, as save_image's do
+        np.save(f, posmap)
     save_image(args.output / f"{name}_posmap.jpg", posmap / r)  # only for show
     texture = cv2.remap(cropped, posmap[..., 0], posmap[..., 1], interpolation=cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -147,4 +155,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with os_errors_end_program():  # a failed write (a full disk): one line naming the file, status 2
+        main()

@@ -20,6 +20,7 @@ from face3d import mesh
 from face3d.mesh.io import read_obj
 from face3d.morphable_model import MorphableModel
 from face3d.trainset import GenerationConfig, TrainsetGenerator, keypoints_from_map
+from face3d.utils.atomic import temp_name
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 S = 64  # image side used in the tests
@@ -332,3 +333,35 @@ def test_8_missing_sample_file_is_one_line(tmp_path, capsys, monkeypatch):
                     "--image", tmp_path, "--mat", mat) == 2
     errors = capsys.readouterr().err.splitlines()
     assert errors[-1] == f"8_generate_posmap_300WLP.py: error: {tmp_path}: is a folder; give the image file in it"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device refusing every write (ENOSPC)")
+@pytest.mark.parametrize("script, name, args", [
+    ("1_pipeline.py", "rendering.jpg", ()), ("2_3dmm.py", "fitted.jpg", ()), ("3_transform.py", "roll.jpg", ()),
+    ("4_light.py", "light_y.jpg", ()), ("5_render.py", "depth.png", ()), ("6_image_map.py", "mask.png", ()),
+    ("7_uv_map.py", "uv_position_map.npy", ()), ("8_generate_posmap_300WLP.py", "SYNTH_0000_1_0.npy", ("--synthetic",)),
+])
+def test_a_full_disk_ends_an_example_with_one_line_naming_the_file(script, name, args, tmp_path):
+    """The temporary twin of a file the example writes mid-run is a link to /dev/full, which refuses every write as
+    a full disk does (ENOSPC): the example ends with one line naming the file and status 2, not a traceback, and
+    leaves neither the file nor its twin."""
+    output = tmp_path / "out"
+    output.mkdir()
+    twin = temp_name(output / name)
+    twin.symlink_to("/dev/full")
+    result = subprocess.run([sys.executable, str(EXAMPLES / script), "--output", str(output), "--size", str(S), *args],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f"{script}: error: {output / name}: No space left on device"]
+    assert not (output / name).exists() and not twin.is_symlink()
+
+
+def test_a_folder_in_the_way_of_an_image_ends_the_example_with_one_line_naming_it(tmp_path):
+    """A folder where example 1 writes rendering.jpg, after pipeline.jpg: one line naming it and status 2."""
+    output = tmp_path / "out"
+    (output / "rendering.jpg").mkdir(parents=True)
+    result = subprocess.run([sys.executable, str(EXAMPLES / "1_pipeline.py"), "--output", str(output), "--size",
+                             str(S)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f"1_pipeline.py: error: {output / 'rendering.jpg'}: Is a directory"]
+    assert sorted(p.name for p in output.iterdir()) == ["pipeline.jpg", "rendering.jpg"]

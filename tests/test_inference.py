@@ -4,7 +4,9 @@ Budget: about 30 s on 2 cores (building and exporting a 32 x 32 width-2 network,
 subprocess without TensorFlow).
 """
 import dataclasses
+import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -529,6 +531,26 @@ def test_demo_refuses_a_bfm_it_cannot_use_before_any_image(tmp_path, capsys, mon
     assert not (tmp_path / "o").exists()
 
 
+def test_demo_checks_a_bfm_the_uv_data_leaves_unread(tmp_path, capsys, caplog, uv, default_model, constant_onnx):
+    """The uv-data's own canonical_vertices.npy leaves --bfm unread: a missing one is still one line and status 2
+    before any image, an existing one (an empty file: never read) a warning saying so."""
+    from face3d.trainset.uv_layout import write_uv_data
+    own = tmp_path / "uv-data"
+    write_uv_data(dataclasses.replace(uv, canonical_vertices=inference.canonical_vertices(default_model, uv)), own)
+    photo = _photos(tmp_path / "photos", "a.jpg") / "a.jpg"
+    bfm, out = tmp_path / "BFM.mat", tmp_path / "out"
+    run = ("-i", photo, "-o", out, "--model", constant_onnx[0], "--box", *BOX, "--uv-data", own, "--bfm", bfm)
+    assert _run_demo(*run) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d demo: error: {bfm}: BFM model file not found"]
+    assert not out.exists()
+    bfm.write_bytes(b"")
+    caplog.clear()
+    assert _run_demo(*run) == 0
+    assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+        f"--bfm {bfm} is not read: {own} has its own canonical face for the pose (canonical_vertices.npy)"]
+    assert "pose_error" not in json.loads((out / "a_pose.json").read_text())
+
+
 def test_prn_reads_its_bfm_once_even_when_it_does_not_fit(monkeypatch, uv):
     import face3d.morphable_model
     loads = []
@@ -583,20 +605,57 @@ def test_demo_skips_a_bad_image_reports_it_and_fails(tmp_path, capsys, constant_
 
 
 def test_demo_leaves_no_file_of_an_image_it_could_not_write(tmp_path, capsys, monkeypatch, constant_onnx):
+    """A write refused for this file alone (over the file system's largest file): b is skipped, the others go on."""
     photos = _photos(tmp_path / "photos", "a.jpg", "b.jpg")
     save_obj = PRN.save_obj
 
-    def disk_full_for_b(self, path, *args, **kwargs):  # the OBJ comes after the images
+    def too_large_for_b(self, path, *args, **kwargs):  # the OBJ comes after the images
         if Path(path).stem == "b":
-            raise OSError(28, "No space left on device", str(path))
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
         return save_obj(self, path, *args, **kwargs)
 
-    monkeypatch.setattr(PRN, "save_obj", disk_full_for_b)
+    monkeypatch.setattr(PRN, "save_obj", too_large_for_b)
     out = tmp_path / "out"
     assert _run_demo("-i", photos, "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"{photos / 'b.jpg'}: skipped: [Errno 28] No space left on device: '{out / 'b.obj'}'"]  # not the
-    # staging copy
+    assert err == [f"{photos / 'b.jpg'}: skipped: [Errno {errno.EFBIG}] File too large: '{out / 'b.obj'}'"]  # not
+    # the staging copy
+    assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
+
+
+@pytest.mark.parametrize("code, writer", [(errno.ENOSPC, "image"), (errno.EDQUOT, "image"), (errno.EROFS, "image"),
+                                          (errno.ENOSPC, "text")])
+def test_demo_stops_at_the_first_write_the_file_system_refuses(tmp_path, capsys, monkeypatch, constant_onnx, code,
+                                                               writer):
+    """The disk fills up at b's first image, or at its _kpt.txt (an OSError naming no file, as a failed write
+    raises): the run stops there with one line naming the output folder, the image and the counts so far, status 2;
+    c is not tried, nothing of b is left, a's files stay."""
+    from face3d.prnet import demo
+    photos = _photos(tmp_path / "photos", "a.jpg", "b.jpg", "c.jpg")
+    tried = []
+
+    def refusing_b(write):
+        def refusing_write(path, *args, **kwargs):
+            tried.append(Path(path).name)
+            if Path(path).name.startswith("b"):
+                raise OSError(code, os.strerror(code))
+            return write(path, *args, **kwargs)
+        return refusing_write
+
+    if writer == "image":
+        monkeypatch.setattr(demo, "atomic_write_bytes", refusing_b(demo.atomic_write_bytes))
+    else:
+        monkeypatch.setattr(np, "savetxt", refusing_b(np.savetxt))
+    out = tmp_path / "out"
+    assert _run_demo("-i", photos, "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 2
+    assert tried == (["a_landmarks.jpg", "a_mesh.jpg", "a_depth.png", "b_landmarks.jpg"] if writer == "image" else
+                     ["a_kpt.txt", "b_kpt.txt"])
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"face3d demo: error: {out}: {os.strerror(code)}; stopped at "
+                                         f"{photos / 'b.jpg'} (3 images: written 1, no face 0, failed 0, not done 2)"]
+    assert captured.out.splitlines() == [f"{photos / 'a.jpg'}: " + ", ".join(
+        str(out / f"a{name}") for name in ("_landmarks.jpg", "_mesh.jpg", "_depth.png", "_kpt.txt", "_pose.json",
+                                           ".obj"))]
     assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
 
 

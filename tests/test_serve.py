@@ -588,21 +588,31 @@ def test_processing_timeout_answers_504_and_the_service_goes_on(tmp_path, photo)
         assert slow.stop() == 0, slow.log.read_text()
 
 
-def test_workers_and_uv_data(tmp_path, model_path, photo):
+def _uv_data_with_canonical_face(folder):
+    """Write a 64 x 64 UV layout with its own canonical face (a tilted plane) into ``folder``; returns its UVData."""
     import dataclasses
 
     from _prnet_data import layout_uv_data
 
-    from face3d.prnet.inference import PRN
     from face3d.trainset.uv_layout import write_uv_data
 
-    # a 64 x 64 UV layout with its own canonical face (a tilted plane), instead of the packaged 256 one
     layout = layout_uv_data(64)
     u, v = layout.face_ind % 64, layout.face_ind // 64
     canonical = np.column_stack([u, v, 0.3 * u + 0.1 * v]).astype(np.float32)
+    write_uv_data(dataclasses.replace(layout, canonical_vertices=canonical), folder)
+    return layout
+
+
+def test_workers_and_uv_data(tmp_path, model_path, photo):
+    """Two workers on a UV layout of its own instead of the packaged 256 one; its canonical face leaves --bfm (an
+    empty file: never read) unread, which one warning says, not one per process."""
+    from face3d.prnet.inference import PRN
+
     uv_folder = tmp_path / "uv-data"
-    write_uv_data(dataclasses.replace(layout, canonical_vertices=canonical), uv_folder)
-    server = Server(tmp_path, model_path, "--workers", 2, "--uv-data", uv_folder)
+    layout = _uv_data_with_canonical_face(uv_folder)
+    bfm = tmp_path / "BFM.mat"
+    bfm.write_bytes(b"")
+    server = Server(tmp_path, model_path, "--workers", 2, "--uv-data", uv_folder, "--bfm", bfm)
     try:
         server.wait()
         health = httpx.get(f"{server.url}/health", timeout=30).json()
@@ -622,6 +632,8 @@ def test_workers_and_uv_data(tmp_path, model_path, photo):
     # uvicorn's supervisor started two processes, each of which loaded the model and drained on SIGTERM
     assert log.count("Started server process") == 2 and log.count("serving ") == 2, log
     assert log.count("drained: ") == 2, log
+    assert log.count(f"WARNING face3d.prnet.inference: --bfm {bfm} is not read: {uv_folder} has its own canonical "
+                     "face for the pose (canonical_vertices.npy)\n") == 1, log
 
 
 def test_workers_with_a_bad_model_or_uv_data_exit_2_with_one_line(tmp_path, model_path):
@@ -643,6 +655,28 @@ def test_workers_with_a_bad_model_or_uv_data_exit_2_with_one_line(tmp_path, mode
 
 
 # ------------------------------------------------------------------------------------------------ in-process
+
+def test_a_bfm_the_uv_data_leaves_unread_is_still_checked(tmp_path, model_path, capsys, caplog, monkeypatch):
+    """The uv-data's own canonical face leaves --bfm unread: a missing one is still one line and status 2 before
+    the server starts, an existing one (an empty file: never read) a warning saying so."""
+    import uvicorn
+
+    from face3d.cli import main
+    from face3d.serve.app import load_reconstructor
+    from face3d.serve.config import ServeConfig
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("the server started"))
+    uv_folder = tmp_path / "uv-data"
+    _uv_data_with_canonical_face(uv_folder)
+    bfm = tmp_path / "BFM.mat"
+    assert main(["serve", "--model", str(model_path), "--uv-data", str(uv_folder), "--bfm", str(bfm)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d serve: error: {bfm}: BFM model file not found"]
+    bfm.write_bytes(b"")
+    caplog.clear()
+    load_reconstructor(ServeConfig(str(model_path), uv_data=str(uv_folder), bfm=str(bfm)))
+    assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+        f"--bfm {bfm} is not read: {uv_folder} has its own canonical face for the pose (canonical_vertices.npy)"]
+
 
 def test_the_model_threads_sleep_follow_model_threads_and_keep_no_plan_per_batch_size(model_path):
     from face3d.serve.app import load_reconstructor

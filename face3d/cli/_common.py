@@ -1,8 +1,10 @@
 """Pieces every ``face3d`` command shares: the ``Command`` record, argument types, flags read from config
-dataclasses, logging set-up, the one-line report of a missing optional dependency, and the check of an output
-folder run before any work (``output_folder_problem``; ``check_output_folder`` for scripts reporting through
-``parser.error``, the examples)."""
+dataclasses, logging set-up, the one-line report of a missing optional dependency or of a file the system refuses
+(``os_error_text``; ``os_errors_end_program`` for the examples), and the check of an output folder run before any
+work (``output_folder_problem``; ``check_output_folder`` for scripts reporting through ``parser.error``, the
+examples)."""
 import argparse
+import contextlib
 import dataclasses
 import logging
 import math
@@ -85,8 +87,27 @@ def run_parsed(args):
     except OSError as error:
         if error.filename is None:
             raise
-        print(f"{args.prog}: error: {error.filename}: {error.strerror or error}", file=sys.stderr)
+        print(f"{args.prog}: error: {os_error_text(error)}", file=sys.stderr)
         return 2
+
+
+def os_error_text(error):
+    """One line for an OSError naming its file: ``"<path>: <problem>"`` (``"out/a.jpg: No space left on device"``)."""
+    return f"{error.filename}: {error.strerror or error}"
+
+
+@contextlib.contextmanager
+def os_errors_end_program(prog=None):
+    """End the program as ``run_parsed`` ends a command when the body raises an OSError naming its file (a failed
+    write: a full disk, a read-only folder): one line ``<prog>: error: <path>: <problem>`` on stderr and status 2.
+    ``prog`` defaults to the running script's file name, as argparse's does. Other errors pass through."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            raise
+        print(f"{prog or os.path.basename(sys.argv[0])}: error: {os_error_text(error)}", file=sys.stderr)
+        sys.exit(2)
 
 
 def missing_extra(error):

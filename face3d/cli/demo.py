@@ -12,7 +12,8 @@ _DESCRIPTION = (
     "face_recognition_models). Per image <stem>: <stem>_landmarks.jpg, _mesh.jpg, _depth.png, .obj (--texture: "
     ".mtl + _texture.png), _kpt.txt and _pose.json. An image that cannot be read or written is named on stderr and "
     "skipped (none of its files is left), the others are written, and the exit status is 1; two images sharing a "
-    "stem are refused (status 2).")
+    "stem are refused (status 2). A full disk (or quota, or a read-only file system) stops the run at the first "
+    "refused write: one line naming the output folder, the image and the counts so far, status 2.")
 
 
 def _add_arguments(parser):
@@ -31,7 +32,9 @@ def _add_arguments(parser):
                              "released checkpoint, else the embedded default model's; needed for a .keras file "
                              "import-prnet wrote)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
-                                                         "face (default: the embedded default model)")
+                                                         "face (default: the embedded default model; not read when "
+                                                         "the uv-data has its own canonical_vertices.npy: a warning "
+                                                         "says so, a missing file is still an error)")
     face = parser.add_mutually_exclusive_group()
     face.add_argument("--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"),
                       help="face box in image pixels, for every input image (PRNet's crop: 1.58 x its mean side, "
@@ -48,12 +51,13 @@ def _add_arguments(parser):
 def run_demo_command(args):
     """Run the demo; returns the exit status: 0 when every image was written or had no face, 1 when one failed
     (named on stderr and skipped, the others written), 2 on arguments that fit no image (a missing input, images
-    sharing a stem, a bad box, landmark file, model or --bfm), with a message naming it."""
+    sharing a stem, a bad box, landmark file, model or --bfm), with a message naming it, and (through
+    ``run_parsed``) for a write the file system refuses for good (a full disk), which stops the run."""
     setup_logging()
     from face3d.prnet.detect import DetectorUnavailable
 
     try:
-        from face3d.prnet.demo import run_demo
+        from face3d.prnet.demo import counts_line, run_demo
 
         summary = run_demo(args.input, args.output, args.model, uv_data=args.uv_data, bfm=args.bfm, box=args.box,
                            landmarks=args.landmarks, texture=args.texture, detector=args.detector,
@@ -65,9 +69,7 @@ def run_demo_command(args):
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
         return 2
-    count = summary["images"]
-    print(f"{count} image{'s' * (count != 1)}: written {summary['written']}, no face {len(summary['no_face'])}, "
-          f"failed {len(summary['failures'])}")
+    print(counts_line(summary))
     return 1 if summary["failures"] else 0
 
 

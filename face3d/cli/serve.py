@@ -39,7 +39,8 @@ def add_serve_arguments(parser):
                                                          "needed for a .keras file import-prnet wrote)")
     parser.add_argument("--bfm", metavar="BFM.mat", help="morphable model of the UV data, for the pose's canonical "
                                                          "face (default: the embedded default model; not read when "
-                                                         "the uv-data has its own canonical_vertices.npy)")
+                                                         "the uv-data has its own canonical_vertices.npy: a warning "
+                                                         "says so, a missing file is still an error)")
     parser.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
                         help="address to bind (default: %(default)s, this machine only)")
     parser.add_argument("--port", type=int_at_least(0, maximum=65535), default=8000, metavar="N",

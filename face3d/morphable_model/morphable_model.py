@@ -30,7 +30,7 @@ from face3d.morphable_model.camera import fit_from_pose_para, flip_y, pose_para_
 from face3d.morphable_model.fit import LandmarkFitter
 from face3d.utils.errors import InputFileError
 
-__all__ = ["MorphableModel", "MorphabelModel", "model_identity", "FITTER_CACHE_SIZE"]
+__all__ = ["MorphableModel", "MorphabelModel", "model_identity", "require_model_file", "FITTER_CACHE_SIZE"]
 
 # LandmarkFitters a model keeps, the most recently used (one per landmark subset, ~0.6 MB for 60 landmarks): a loop
 # over per-image visibility subsets (AFLW) holds a few MB instead of one fitter per subset ever seen.
@@ -59,7 +59,7 @@ def _vertices(vertices, name="vertices"):
     return v
 
 
-def _require_model_file(path: Path):
+def require_model_file(path: Path):
     """FileNotFoundError naming ``path`` unless it is a file: ``"<path>: BFM model file not found"``, or for a
     folder (the one holding the model, say) ``"<path>: is a folder; give the BFM.mat file in it"``."""
     if not path.is_file():
@@ -122,7 +122,7 @@ class MorphableModel:
             folder = default_model_dir()
             model_path = folder / "BFM.mat"
         model_path = Path(model_path)
-        _require_model_file(model_path)
+        require_model_file(model_path)
         if info_path is None and (model_path.parent / "BFM_info.mat").is_file():
             info_path = model_path.parent / "BFM_info.mat"
         if uv_path is None and (model_path.parent / "BFM_UV.mat").is_file():
@@ -459,7 +459,7 @@ def model_identity(model_path=None) -> str:
     if model_path is None:
         return f"default-v{MODEL_VERSION}"
     path = Path(model_path)
-    _require_model_file(path)
+    require_model_file(path)
     keys = []
     for file in (path, path.parent / "BFM_info.mat", path.parent / "BFM_UV.mat"):
         try:

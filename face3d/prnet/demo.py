@@ -4,7 +4,7 @@ Per image ``<stem>`` it writes into the output folder: ``<stem>_landmarks.jpg`` 
 ``<stem>_mesh.jpg`` (the mesh over the image), ``<stem>_depth.png`` (the depth image), ``<stem>.obj`` (per-vertex
 colours, or with ``texture`` a texture map: ``.mtl`` + ``_texture.png``), ``<stem>_kpt.txt`` (68 x 3 landmarks)
 and ``<stem>_pose.json`` (head pose, visible vertices). An image that fails is reported and skipped; none of its
-files is left behind.
+files is left behind. A write the file system refuses for good (full, over quota, read-only) stops the run.
 """
 import json
 import os
@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
-from face3d.utils.atomic import staging_folder
-from face3d.utils.errors import InputFileError
+from face3d.trainset.outputs import encode_image
+from face3d.utils.atomic import atomic_write_bytes, staging_folder
+from face3d.utils.errors import InputFileError, refuses_storage
 from face3d.utils.image_header import is_listed_image
 from face3d.utils.output_names import refuse_shared_stems
 
-__all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo"]
+__all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo", "counts_line"]
 
 JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION: OpenCV writes no JPEG with a longer side
 
@@ -53,17 +54,20 @@ def _landmarks_in(folder, image_path):
 
 
 def _write_image(path, rgb, output):
-    """Write an (h, w, 3) RGB or (h, w) grey uint8 image to ``path`` (format from the suffix); OSError naming the
-    file in ``output`` (the folder it goes to) when OpenCV cannot, saying so when a side is over JPEG's 65,500
-    pixels."""
-    import cv2
-
-    if not cv2.imwrite(str(path), rgb[..., ::-1] if rgb.ndim == 3 else rgb):
-        h, w = rgb.shape[:2]
-        shown_as = Path(output) / path.name
-        if path.suffix.lower() in (".jpg", ".jpeg") and max(h, w) > JPEG_MAX_SIDE:
-            raise OSError(f"{shown_as}: the image is {w} x {h} pixels; JPEG takes at most {JPEG_MAX_SIDE:,} a side")
-        raise OSError(f"{shown_as}: OpenCV could not write the image")
+    """Write an (h, w, 3) RGB or (h, w) grey uint8 image to ``path`` (format from the suffix) through its temporary
+    twin (``atomic_write_bytes``: a failed write, a full disk's included, raises an OSError naming it); OSError
+    naming the file in ``output`` (the folder it goes to) when a side is over JPEG's 65,500 pixels, ValueError when
+    OpenCV cannot encode it."""
+    h, w = rgb.shape[:2]
+    shown_as = Path(output) / path.name
+    if path.suffix.lower() in (".jpg", ".jpeg") and max(h, w) > JPEG_MAX_SIDE:
+        raise OSError(f"{shown_as}: the image is {w} x {h} pixels; JPEG takes at most {JPEG_MAX_SIDE:,} a side")
+    try:
+        encoded = encode_image(path.suffix, rgb)
+    except ValueError as error:
+        raise ValueError(f"{shown_as}: {error}") from error
+    # encoded here and written by Python: cv2.imwrite reports success when a full disk took the file's bytes
+    atomic_write_bytes(path, encoded.tobytes())
 
 
 def _write_files(prn, image, pos, folder, stem, texture, output):
@@ -119,6 +123,15 @@ def write_outputs(prn, image, pos, output, stem, texture=False):
     return {kind: output / path.name for kind, path in paths.items()}
 
 
+def counts_line(summary):
+    """``run_demo``'s counts in one line: ``3 images: written 2, no face 0, failed 1``, ending in ``, not done N``
+    when a stopped run left N images."""
+    count, no_face, failed = summary["images"], len(summary["no_face"]), len(summary["failures"])
+    not_done = count - summary["written"] - no_face - failed
+    return (f"{count} image{'s' * (count != 1)}: written {summary['written']}, no face {no_face}, failed {failed}"
+            + f", not done {not_done}" * bool(not_done))
+
+
 def _skip_reason(error, image_path):
     """One line for a failed image: the error's message, without the image's path when it names just that."""
     if isinstance(error, InputFileError) and error.line is None and str(error.path) == str(image_path):
@@ -152,6 +165,9 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         FileNotFoundError / ValueError (InputFileError) before any image is read, for what fits no image: a
         missing input, two images sharing a stem, a bad box, an unusable single landmark file, model or bfm (missing,
         or not the model the UV data was built for).
+        OSError naming ``output``: a write the file system refuses for good (``STORAGE_REFUSED``: full, over quota,
+        read-only) stops the run at that image, since every later one would fail alike; its message ends with the
+        image and the counts so far (``counts_line``). That image leaves no file; the images written before stay.
     """
     from face3d.prnet.face_crop import box_crop, landmark_crop
     from face3d.prnet.inference import PRN
@@ -195,6 +211,9 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
                 pos = prn.process(image, box=boxes[0])
             written = write_outputs(prn, image, pos, output, image_path.stem, texture=texture)
         except (OSError, ValueError) as error:  # this image's problem: the others go on
+            if refuses_storage(error):  # the output takes no more bytes: every later image would fail alike
+                raise OSError(error.errno, f"{error.strerror}; stopped at {image_path} ({counts_line(summary)})",
+                              str(output)) from error
             reason = _skip_reason(error, image_path)
             print(f"{image_path}: skipped: {reason}", file=sys.stderr)
             summary["failures"].append({"image": image_path, "reason": reason})

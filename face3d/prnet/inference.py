@@ -10,11 +10,13 @@ importable from here too.
 Coordinates: image pixels, x right, y down, pixel centres at integers; z towards the viewer (larger is nearer), in
 the same pixel units, with an arbitrary origin (the training maps put the face's deepest vertex at 0).
 """
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from face3d.contract import BOX_SCALE, BOX_SHIFT, LANDMARK_SCALE
+from face3d.morphable_model.morphable_model import require_model_file
 from face3d.prnet.depth import depth_image, vertex_visibility
 from face3d.prnet.drawing import draw_landmarks, mesh_overlay
 from face3d.prnet.face_crop import FaceCrop, as_rgb_uint8, box_crop, crop_face, landmark_crop, restore_map
@@ -34,6 +36,8 @@ __all__ = ["BOX_SCALE", "BOX_SHIFT", "LANDMARK_SCALE", "DEFAULT_UV_DATA", "FaceC
 
 DEFAULT_UV_DATA = default_uv_data_dir()  # the packaged uv-data of the embedded default model, at 256
 
+logger = logging.getLogger(__name__)
+
 
 class PRN:
     """PRNet's inference object: a network plus the UV data that reads its maps.
@@ -46,7 +50,8 @@ class PRN:
             ``DEFAULT_UV_DATA`` (the packaged uv-data of the embedded default model, at 256).
         bfm: the morphable model whose mean face is the canonical face for ``estimate_pose``: a MorphableModel,
             a ``BFM.mat`` path, or None for the embedded default (loaded once, on first use of ``canonical``; must be
-            the model the UV data was built for).
+            the model the UV data was built for). Not read when the UV data has its own canonical face
+            (``canonical_vertices.npy``): a path is then only checked to be a file, and a warning says it is unused.
         predictor_options: passed to ``load_predictor``.
 
     Attributes:
@@ -57,6 +62,11 @@ class PRN:
         uv_data = uv_data_for_model(model, uv_data)  # before the network: a wrong layout fails fast
         self.uv = uv_data if isinstance(uv_data, UVData) else load_uv_data(uv_data)
         self._uv_source = "uv-data" if isinstance(uv_data, UVData) else str(uv_data)
+        if isinstance(bfm, (str, Path)):
+            require_model_file(Path(bfm))  # a misspelt path is refused even where it would not be read
+            if self.uv.canonical_vertices is not None:
+                logger.warning("--bfm %s is not read: %s has its own canonical face for the pose "
+                               "(canonical_vertices.npy)", bfm, self._uv_source)
         self.predictor = load_predictor(model, **predictor_options)
         self.resolution = self.uv.resolution
         self.input_size = self.predictor.input_size

@@ -16,7 +16,8 @@ class ServeConfig:
     Attributes:
         model: any model ``face3d.prnet.predictor.load_predictor`` reads (``.onnx`` needs no TensorFlow).
         uv_data: UV-data folder the network was trained with (None: the default).
-        bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default).
+        bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default; not read
+            when the UV data has its own canonical face: ``face3d.prnet.inference.PRN``).
         max_batch, max_delay_ms: dynamic batching (``DynamicBatcher``).
         threads: threads for decoding, cropping and post-processing.
         model_threads: ONNX Runtime intra-op threads (None: all cores).

@@ -5,6 +5,7 @@ after binding. With N workers it is loaded once here to check it, then dropped, 
 each load their own (the config travels in ``$FACE3D_SERVE_CONFIG``). SIGINT/SIGTERM drain: uvicorn stops
 accepting, finishes the requests in progress, then the application's shutdown runs the queued batches.
 """
+import dataclasses
 import logging
 import os
 import signal
@@ -34,7 +35,9 @@ def run_server(config, host="127.0.0.1", port=8000, workers=1, log_level="info",
         target = create_app(config, load_reconstructor(config))
     else:
         # a worker that fails to load only prints its traceback, and uvicorn's supervisor then exits with status 0
-        load_reconstructor(config)
+        if load_reconstructor(config).prn.uv.canonical_vertices is not None:
+            # a --bfm the uv-data leaves unread was warned about by this load: the workers get none, not to repeat it
+            config = dataclasses.replace(config, bfm=None)
         os.environ[CONFIG_ENVIRONMENT] = config.to_json()
         os.environ[LOG_LEVEL_ENVIRONMENT] = log_level.upper()
         target, options = "face3d.serve.app:app_from_environment", {**options, "factory": True, "workers": workers}

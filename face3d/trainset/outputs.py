@@ -131,11 +131,12 @@ def _file_problem(path, check):
 
 
 def encode_image(ext, image):
-    """(h, w, 3) uint8 RGB encoded as ``ext`` (".jpg" at quality ``JPEG_QUALITY``, ".png", ...); a uint8 buffer.
-    ValueError when OpenCV cannot encode it."""
-    # cvtColor swaps R and B with the same bytes as image[..., ::-1], without a strided copy
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext == ".jpg" else [])
+    """(h, w, 3) uint8 RGB or (h, w) uint8 grey encoded as ``ext`` (".jpg" at quality ``JPEG_QUALITY``, ".png",
+    ...); a uint8 buffer. ValueError when OpenCV cannot encode it."""
+    pixels = np.ascontiguousarray(image, dtype=np.uint8)
+    if pixels.ndim == 3:  # cvtColor swaps R and B with the same bytes as image[..., ::-1], without a strided copy
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(ext, pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext == ".jpg" else [])
     if not ok:
         raise ValueError(f"OpenCV could not encode an image of shape {image.shape} as {ext}")
     return buf
