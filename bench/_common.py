@@ -1,7 +1,7 @@
 """What the benchmark scripts share: their ``--help`` text, the loading of an anchor's compiled kernels from a built
-checkout, and for bench_fit, bench_generate and bench_infer, timing in interleaved rounds with each ratio taken
-within a round (bench_render times per thread and bench_export by wall clock, each with its own loop); ``rounded``
-rounds the JSON summaries of bench_fit, bench_input, bench_infer and bench_export.
+checkout, the timing in interleaved rounds of bench_fit, bench_generate, bench_infer, bench_render and bench_export
+(ratios taken within a round by the first three); ``rounded`` rounds the JSON summaries of bench_fit, bench_input,
+bench_infer and bench_export.
 
 The scripts run as ``python bench/<script>.py``, which puts this folder first on ``sys.path``.
 """
@@ -62,30 +62,38 @@ def load_sim3dr_core(folder):
     return load_extension(folder, "Sim3DR_Cython", Path("Sim3DR"))
 
 
-def interleaved(cases, repeats, rotate, warmup=1):
+# The clocks (seconds) that ``interleaved`` reads before and after each timed call.
+_CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter,
+           "kernel": lambda: resource.getrusage(resource.RUSAGE_SELF).ru_stime, "thread": time.thread_time}
+
+
+def interleaved(cases, repeats, rotate, warmup=1, limits=None):
     """Times per unit of each case {name: (prepare, run, units)} in each of ``repeats`` rounds: in a round every case
     runs once, one after the other (so a change in the machine's load hits them all), ``prepare()`` untimed, then
     ``run(prepared)`` timed. The first ``warmup`` rounds are untimed (imports, page faults, the files' first
     creation, a runtime's first calls). With ``rotate`` round r starts at the r-th case (a case can run faster or
-    slower after some cases than after others: each gets each place in turn).
+    slower after some cases than after others: each gets each place in turn). ``limits`` {name: n}: the case
+    ``name`` runs in the warm-up rounds and the first n timed rounds only (a slow one, as the numpy twin).
 
-    Returns {clock: {name: [ms per unit, one per round]}} for the clocks ``"cpu"`` (this process, user + system),
-    ``"kernel"`` (its system time: file creation and writes, mostly) and ``"wall"``."""
-    times = {clock: {name: [] for name in cases} for clock in ("cpu", "kernel", "wall")}
+    Returns {clock: {name: [ms per unit, one per round it ran]}} for the clocks ``"cpu"`` (this process, user +
+    system), ``"kernel"`` (its system time: file creation and writes, mostly), ``"thread"`` (the calling thread's
+    CPU time) and ``"wall"``."""
+    limits = limits or {}
+    times = {clock: {name: [] for name in cases} for clock in _CLOCKS}
     names = list(cases)
     for round_ in range(warmup + repeats):
         shift = round_ % len(names) if rotate else 0
         for name in names[shift:] + names[:shift]:
+            if round_ >= warmup + limits.get(name, repeats):
+                continue
             prepare, run, units = cases[name]
             arg = prepare()
-            start_cpu, start_wall = time.process_time(), time.perf_counter()
-            start_sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime
+            start = {clock: read() for clock, read in _CLOCKS.items()}
             run(arg)
+            end = {clock: read() for clock, read in _CLOCKS.items()}
             if round_ >= warmup:
-                times["cpu"][name].append((time.process_time() - start_cpu) * 1e3 / units)
-                times["wall"][name].append((time.perf_counter() - start_wall) * 1e3 / units)
-                times["kernel"][name].append((resource.getrusage(resource.RUSAGE_SELF).ru_stime - start_sys) * 1e3
-                                             / units)
+                for clock in _CLOCKS:
+                    times[clock][name].append((end[clock] - start[clock]) * 1e3 / units)
     return times
 
 

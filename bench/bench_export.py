@@ -29,21 +29,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import description, rounded  # noqa: E402
+from _common import description, interleaved, rounded  # noqa: E402
 
 
 def _median_ms(functions, images, repeats):
-    """Median ms per call of each function; the calls are interleaved (one of each per round) so that load from
-    other processes on the machine falls on all runtimes alike."""
-    for function in functions.values():
-        for _ in range(2):
-            function(images)
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function(images)
-            times[name].append((time.perf_counter() - start) * 1000.0)
+    """Median wall-clock ms per call of each function on ``images`` over ``repeats`` rounds after two untimed ones
+    (``interleaved``: one call of each per round, so that load from other processes on the machine falls on all
+    runtimes alike)."""
+    cases = {name: (lambda: images, function, 1) for name, function in functions.items()}
+    times = interleaved(cases, repeats, rotate=False, warmup=2)["wall"]
     return {name: statistics.median(values) for name, values in times.items()}
 
 

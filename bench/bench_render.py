@@ -31,14 +31,13 @@ import functools
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import description, face3d_render_colors, load_face3d_core, load_sim3dr_core
+from _common import description, face3d_render_colors, interleaved, load_face3d_core, load_sim3dr_core
 
 from face3d.mesh import render
 from face3d.mesh_numpy import render as render_numpy
@@ -131,23 +130,13 @@ def implementations(args):
     return impls
 
 
-def interleaved_ms(fns, repeats, slow=("numpy",), slow_repeats=3):
-    """Median CPU time (this thread, ms) of each function, one repetition of each in turn, the order rotated by one
-    each repetition (a call runs measurably faster or slower after some than after others: every function gets
-    each place equally often); the ``slow`` ones (the numpy twin) run only ``slow_repeats`` times."""
-    times = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()  # warm-up: page faults, caches
-    names = list(fns)
-    for i in range(repeats):
-        for name in names[i % len(names):] + names[:i % len(names)]:
-            if name in slow and i >= slow_repeats:
-                continue
-            fn = fns[name]
-            start = time.thread_time()
-            fn()
-            times[name].append((time.thread_time() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
+def median_ms(fns, repeats, slow_repeats):
+    """Median CPU time (this thread, ms) of each function of ``fns`` {name: fn()}, over ``repeats`` rounds after one
+    untimed round (``interleaved``, rotating order: a call runs measurably faster or slower after some than after
+    others); the numpy twin, slow, runs in the first ``slow_repeats`` rounds only."""
+    cases = {name: (lambda: None, lambda _, fn=fn: fn(), 1) for name, fn in fns.items()}
+    times = interleaved(cases, repeats, rotate=True, limits={"numpy": slow_repeats})["thread"]
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv=None):
@@ -171,7 +160,7 @@ def main(argv=None):
                   f"{covered} pixels covered] CPU ms, median of {repeats} interleaved")
             for k, kernel in enumerate(("rasterize_triangles", "render_colors")):
                 fns = {name: functools.partial(pair[k], v, triangles, colors, h, w) for name, pair in impls.items()}
-                ms = interleaved_ms(fns, repeats, slow_repeats=1 if args.quick else 3)
+                ms = median_ms(fns, repeats, slow_repeats=1 if args.quick else 3)
                 ratios = {name: ms[name] / ms["ours"] for name in others}
                 cases[f"{mesh_name} {target} {kernel}"] = {"ours_ms": round(ms["ours"], 3),
                                                            **{f"{n}_x": round(r, 2) for n, r in ratios.items()}}

@@ -1,6 +1,8 @@
 """The benchmark scripts as a user runs them (subprocesses): their --help text, their refusals of inputs they
-cannot measure, and the JSON summary that ends a run (the quick one: bench_fit's). No timings are checked."""
+cannot measure, and the JSON summary that ends a run (the quick one: bench_fit's); and the order in which their
+shared timing loop runs the cases. No timings are checked."""
 import ast
+import importlib.util
 import json
 import os
 import subprocess
@@ -56,3 +58,21 @@ def test_bench_fit_ends_with_its_json_summary():
             for ratio in (f"{case}_x", f"{case}_cpu_x"):
                 assert model[ratio] > 0 and len(model[f"{ratio}_range"]) == 2  # the keys its docstring lists
         assert 0 < model["ours_dense_rmse"] < 5 and 0 < model["face3d_dense_rmse"] < 5
+
+
+def test_interleaved_rotates_the_cases_and_runs_a_limited_one_in_its_first_rounds_only():
+    """Round r (the untimed warm-up is round 0) runs every case once starting at the r-th, each ``prepare()`` just
+    before its ``run``; a case limited to 1 round runs in the warm-up and the first timed round only, and each clock
+    holds one time per timed run."""
+    spec = importlib.util.spec_from_file_location("_common", REPO / "bench" / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    calls = []
+    cases = {name: (lambda name=name: calls.append(("prepare", name)) or name, lambda arg: calls.append(("run", arg)),
+                    2) for name in "abc"}
+    times = common.interleaved(cases, 3, rotate=True, limits={"b": 1})
+    assert calls[0::2] == [("prepare", name) for name in "abcbcacaac"]
+    assert calls[1::2] == [("run", name) for name in "abcbcacaac"]
+    assert set(times) == {"cpu", "kernel", "thread", "wall"}
+    for clock in times.values():
+        assert {name: len(values) for name, values in clock.items()} == {"a": 3, "b": 1, "c": 3}

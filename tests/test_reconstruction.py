@@ -1,6 +1,7 @@
 """3D reconstruction NME after rigid ICP (face3d.prnet.reconstruction) and its report keys; budget < 2 s."""
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 
 from face3d.mesh.transform import angle2matrix
 from face3d.prnet import evaluation
@@ -65,6 +66,19 @@ def test_chamfer_distance_averages_both_directions():
     expected = (pairwise.min(axis=1).mean() + pairwise.min(axis=0).mean()) / 2
     assert chamfer_distance(a, b) == pytest.approx(expected, rel=1e-12)
     assert chamfer_distance(b, a) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("max_iter", [0, 1, 30])
+def test_icp_distances_are_the_aligned_points_nearest_so_chamfer_takes_them_as_its_forward_half(max_iter):
+    """reconstruction_nme passes icp_align's distances to chamfer_distance instead of querying them again: they
+    must be exactly the aligned points' nearest ground-truth distances, whether ICP stopped on its tolerance, at
+    its last iteration or never ran, and give the same bits as the query."""
+    gt = _surface(16)
+    rng = np.random.default_rng(5)
+    pred = (gt + rng.normal(scale=0.5, size=gt.shape)) @ angle2matrix([4.0, -6.0, 3.0]).T + np.array([2.0, 1.0, -3.0])
+    aligned, distances = icp_align(pred, gt, max_iter=max_iter)
+    np.testing.assert_array_equal(distances, cKDTree(gt).query(aligned)[0])
+    assert chamfer_distance(aligned, gt, forward=distances) == chamfer_distance(aligned, gt)
 
 
 @pytest.mark.parametrize("degenerate", ["collapsed to its centroid", "shrunk to 30 %"])

@@ -2,7 +2,7 @@
 
 Same signatures, conventions, pixel rule, validation and results (bit for bit) as the C++ kernels (documented
 there); vectorised over (triangle, pixel) candidate pairs, processed in chunks of bounded memory (a large
-triangle's bounding box is split across chunks).
+triangle's bounding box is split across chunks), then over the covered pixels, in chunks too.
 """
 import numpy as np
 
@@ -10,7 +10,8 @@ from face3d.mesh import _checks
 
 __all__ = ["rasterize_triangles", "render_colors", "render_texture"]
 
-# Upper bound on (triangle, pixel) candidate pairs held at once (each costs about 200 bytes of temporaries).
+# Upper bound on the (triangle, pixel) candidate pairs held at once (each costs about 200 bytes of temporaries), and
+# on the pixels interpolated at once.
 _CHUNK_PAIRS = 1 << 18
 
 
@@ -119,6 +120,13 @@ def rasterize_triangles(vertices, triangles, h, w):
     return depth.reshape(h, w), tri_buf.reshape(h, w), bary.reshape(h, w, 3)
 
 
+def _covered_chunks(tri_buf):
+    """Flat indices (int64) of the covered pixels (tri_buf >= 0) of successive runs of _CHUNK_PAIRS pixels, so that
+    the interpolation's per-pixel temporaries are bounded (about 65 bytes per pixel: 270 MB at 2048 x 2048 at once)."""
+    for start in range(0, tri_buf.size, _CHUNK_PAIRS):
+        yield start + np.flatnonzero(tri_buf[start:start + _CHUNK_PAIRS] >= 0)
+
+
 def _interpolate(values, corners, bary):
     """(w0*V0 + w1*V1) + w2*V2 in float32 for (npix, 3) corner indices and (npix, 3) weights."""
     return (bary[:, 0:1] * values[corners[:, 0]] + bary[:, 1:2] * values[corners[:, 1]]
@@ -132,9 +140,9 @@ def render_colors(vertices, triangles, colors, h, w, c=3, BG=None):
     col = _checks.as_attributes(colors, v.shape[0], c)
     image = _checks.background(BG, h, w, c).reshape(h * w, c)
     _checks.kernel_checks(v, t)
-    _, tri_buf, bary = _rasterize(v, t, h, w)
-    pix = np.flatnonzero(tri_buf >= 0)
-    image[pix] = _interpolate(col, t[tri_buf[pix]], bary[pix])
+    tri_buf, bary = _rasterize(v, t, h, w)[1:]
+    for pix in _covered_chunks(tri_buf):
+        image[pix] = _interpolate(col, t[tri_buf[pix]], bary[pix])
     return image.reshape(h, w, c)
 
 
@@ -156,9 +164,15 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
         raise ValueError(f"tex_triangles must have one row per triangle ({t.shape[0]}), got {tt.shape[0]}")
     image = _checks.background(BG, h, w, c).reshape(h * w, c)
     _checks.kernel_checks(v, t, tt, uv.shape[0])
-    _, tri_buf, bary = _rasterize(v, t, h, w)
-    pix = np.flatnonzero(tri_buf >= 0)
-    coords = _interpolate(uv[:, :2], tt[tri_buf[pix]], bary[pix])
+    tri_buf, bary = _rasterize(v, t, h, w)[1:]
+    for pix in _covered_chunks(tri_buf):
+        image[pix] = _sample(tex, _interpolate(uv[:, :2], tt[tri_buf[pix]], bary[pix]), bilinear)
+    return image.reshape(h, w, c)
+
+
+def _sample(tex, coords, bilinear):
+    """Texels of the (th, tw, c) float32 texture at (npix, 2) float32 (u, v) coordinates, clamped to the texture,
+    nearest or bilinear (float32, the kernel's formula): (npix, c) float32."""
     th, tw = tex.shape[:2]
     u, vv = coords[:, 0], coords[:, 1]
     # Written like the kernel so that NaN clamps to 0.
@@ -170,12 +184,10 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
     if not bilinear:
         ix = np.minimum(np.floor(u + np.float32(0.5)).astype(np.int64), tw - 1)
         iy = np.minimum(np.floor(vv + np.float32(0.5)).astype(np.int64), th - 1)
-        image[pix] = tex[iy, ix]
-        return image.reshape(h, w, c)
+        return tex[iy, ix]
     fu, fv = np.floor(u), np.floor(vv)
     x0, y0 = np.minimum(fu.astype(np.int64), tw - 1), np.minimum(fv.astype(np.int64), th - 1)
     x1, y1 = np.minimum(x0 + 1, tw - 1), np.minimum(y0 + 1, th - 1)
     a, b = (u - fu)[:, None], (vv - fv)[:, None]
     ia, ib = np.float32(1) - a, np.float32(1) - b
-    image[pix] = (tex[y0, x0] * ia + tex[y0, x1] * a) * ib + (tex[y1, x0] * ia + tex[y1, x1] * a) * b
-    return image.reshape(h, w, c)
+    return (tex[y0, x0] * ia + tex[y0, x1] * a) * ib + (tex[y1, x0] * ia + tex[y1, x1] * a) * b

@@ -65,7 +65,7 @@ def icp_align(pred, gt, max_iter=30, tol=1e-9):
         max_iter: ICP iterations at most. tol: stop when the mean nearest distance improves by less than
             ``tol`` times its value.
     Returns:
-        (aligned (n, 3) float64, distances (n,) float64 to the nearest ground-truth point).
+        (aligned (n, 3) float64, distances (n,) float64 from each aligned point to its nearest ground-truth point).
     """
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
@@ -89,18 +89,21 @@ def icp_align(pred, gt, max_iter=30, tol=1e-9):
     return aligned, distances
 
 
-def chamfer_distance(points, other):
+def chamfer_distance(points, other, forward=None):
     """Symmetric mean nearest-point distance: ``(mean_i min_j |a_i - b_j| + mean_j min_i |a_i - b_j|) / 2``.
 
     Args:
         points: (n, 3) points a. other: (m, 3) points b (same units).
+        forward: (n,) ``min_j |a_i - b_j|`` when known already (``icp_align`` returns them for its aligned points),
+            else queried here.
     Returns:
         float, in the points' units.
     """
     points, other = np.asarray(points, dtype=np.float64), np.asarray(other, dtype=np.float64)
-    forward = cKDTree(other).query(points)[0].mean()
-    backward = cKDTree(points).query(other)[0].mean()
-    return float((forward + backward) / 2.0)
+    if forward is None:
+        forward = cKDTree(other).query(points)[0]
+    backward = cKDTree(points).query(other)[0]
+    return float((forward.mean() + backward.mean()) / 2.0)
 
 
 def reconstruction_nme(pred, gt, normalizer):
@@ -123,5 +126,8 @@ def reconstruction_nme(pred, gt, normalizer):
         raise ValueError(f"pred (N, n, 3), gt (N, m, 3) and normalizer (N,) must match, got {pred.shape}, "
                          f"{gt.shape}, {normalizer.shape}")
     finite = np.isfinite(pred).all(axis=(1, 2)) & np.isfinite(gt).all(axis=(1, 2))
-    distances = [chamfer_distance(icp_align(p, g)[0], g) if ok else np.nan for p, g, ok in zip(pred, gt, finite)]
-    return np.array(distances, dtype=np.float64) / normalizer
+    errors = np.full(len(pred), np.nan)
+    for i in np.flatnonzero(finite):
+        aligned, distances = icp_align(pred[i], gt[i])  # the aligned points' nearest distances: Chamfer's forward
+        errors[i] = chamfer_distance(aligned, gt[i], forward=distances)
+    return errors / normalizer
