@@ -12,6 +12,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from face3d.utils.errors import install_command
+
 # top-level module of a missing optional dependency -> the extra of pyproject.toml that installs it
 EXTRAS = {"tensorflow": "train", "keras": "train", "tensorboard": "train", "onnx": "export", "onnxruntime": "infer",
           "matplotlib": "vis", "fastapi": "serve", "starlette": "serve", "uvicorn": "serve", "multipart": "serve",
@@ -101,7 +103,7 @@ def error_text(error):
     extra = missing_extra(error)
     if extra is None:
         return str(error)
-    return f"{error.name} is not installed: pip install 'face3d[{extra}]'"
+    return f"{error.name} is not installed: {install_command(extra)}"
 
 
 def field_default(config_class, name):
