@@ -769,6 +769,31 @@ def test_fit_detect_names_the_model_file_it_lacks(tmp_path, capsys, monkeypatch)
         "68-landmark files (--landmarks DIR, default: beside each image)"]
 
 
+def test_fit_detect_without_a_detector_leaves_the_finished_photos_done(tmp_path, model, capsys, monkeypatch):
+    """--detect that cannot build its detector is status 2 before anything is written: the journal of an earlier
+    run is untouched (no photo marked for redo), and the next run skips every finished photo."""
+    from face3d.prnet import detect
+
+    def unavailable(kind):
+        raise detect.DetectorUnavailable("face detection needs dlib (not installed): pip install 'face3d[detect]'")
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model)
+    argv = ["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]
+    assert main(argv) == 0
+    journal = {path.name: path.read_bytes() for path in (out / DONE_DIR).iterdir()}
+    monkeypatch.setattr(detect, "DlibLandmarker", unavailable)
+    assert main(argv + ["--detect"]) == 2
+    assert {path.name: path.read_bytes() for path in (out / DONE_DIR).iterdir()} == journal
+    assert main(["fit", "--images", str(photos), "--output", str(tmp_path / "fresh"), "--detect", "--quiet"]) == 2
+    assert not (tmp_path / "fresh").exists()
+    capsys.readouterr()
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["written"], summary["skipped"]) == (0, 2)
+    assert "written 0, skipped 2 (already done)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("noise", ["inf", "nan", "-1"])
 def test_landmark_noise_must_be_a_finite_positive_number(tmp_path, capsys, noise):
     with pytest.raises(ValueError, match=f"landmark_noise must be a finite number of pixels > 0, got {noise}"):
