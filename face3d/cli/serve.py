@@ -57,8 +57,9 @@ def add_serve_arguments(parser):
     parser.add_argument("--model-threads", type=positive_int, metavar="N",
                         help="ONNX Runtime intra-op threads (default: all cores)")
     parser.add_argument("--detector", choices=("auto", "cnn", "hog"), default=default("detector"),
-                        help="dlib detector for requests without box or landmarks, when dlib is installed "
-                             "(default: %(default)s)")
+                        help="dlib detector for requests without box or landmarks (default: %(default)s: the CNN "
+                             "when face_recognition_models has it, else HOG, else none; cnn or hog that cannot be "
+                             "built stops the server)")
     parser.add_argument("--max-bytes", type=positive_int, default=limit("max_bytes"), metavar="BYTES",
                         help="largest request body in bytes (default: %(default)s)")
     parser.add_argument("--max-pixels", type=positive_int, default=limit("max_pixels"), metavar="PIXELS",

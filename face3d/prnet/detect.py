@@ -16,8 +16,7 @@ import numpy as np
 from face3d.prnet.face_crop import as_rgb_uint8
 from face3d.utils.errors import install_command
 
-__all__ = ["DetectorUnavailable", "DlibDetector", "DlibLandmarker", "CNN_MODEL_FILE", "SHAPE_PREDICTOR_FILE",
-           "detector_available"]
+__all__ = ["DetectorUnavailable", "DlibDetector", "DlibLandmarker", "CNN_MODEL_FILE", "SHAPE_PREDICTOR_FILE"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +28,6 @@ SHAPE_PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
 class DetectorUnavailable(ImportError):
     """dlib or the requested detector model cannot be used; the message says why and what to install."""
-
-
-def detector_available():
-    """True when dlib can be imported."""
-    try:
-        import dlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _import_dlib():
