@@ -130,6 +130,11 @@ def add_field_argument(parser, config_class, name, help, metavar=None, **options
     return parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=help, **options)
 
 
+# what --model takes wherever a trained PRNet is run (face3d.prnet.predictor.load_predictor): every help text names it
+MODEL_TYPES = (".keras/.h5, PRNet's TF1 checkpoint (prefix, .index or folder), SavedModel folder, frozen .pb, .onnx "
+               "or .tflite")
+
+
 def add_trust_model_argument(parser):
     """Add ``--trust-model``: run a frozen .pb or SavedModel whatever op types its graph holds."""
     parser.add_argument("--trust-model", action="store_true",

@@ -2,6 +2,7 @@
 import sys
 
 from face3d.cli._common import (
+    MODEL_TYPES,
     Command,
     add_trust_model_argument,
     error_text,
@@ -30,8 +31,7 @@ def add_serve_arguments(parser):
         return field_default(Limits, name)
 
     parser.add_argument("--model", required=True, metavar="PATH",
-                        help="trained network: .onnx (ONNX Runtime, no TensorFlow needed), .keras/.h5, SavedModel "
-                             "folder or frozen .pb")
+                        help=f"trained network: {MODEL_TYPES}; an .onnx runs on ONNX Runtime, no TensorFlow needed")
     add_trust_model_argument(parser)
     parser.add_argument("--uv-data", metavar="DIR", help="UV data the network was trained with (default: PRNet's "
                                                          "Data/uv-data beside its released checkpoint, else the "
