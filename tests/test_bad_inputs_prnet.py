@@ -459,6 +459,24 @@ def test_train_and_export_without_tensorflow_name_the_extra(data, tmp_path, argv
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["demo", "serve"])
+def test_a_folder_that_is_no_saved_model_is_told_so_without_tensorflow(tmp_path, command):
+    """An export folder (prnet.onnx in it) given as --model on an install without TensorFlow: the folder is no
+    SavedModel, which is what the line says, not that TensorFlow is missing."""
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "prnet.onnx").write_bytes(b"an exported model")
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((40, 40, 3), 128, np.uint8))
+    argv = {"demo": ["demo", "-i", str(tmp_path / "face.png"), "-o", str(tmp_path / "out"), "--box", "5", "5", "35",
+                     "35", "--model", str(export)],
+            "serve": ["serve", "--model", str(export), "--port", "0"]}[command]
+    result = subprocess.run([sys.executable, "-c", _NO_TENSORFLOW, *argv], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == \
+        f"face3d {command}: error: not a SavedModel folder (no saved_model.pb): {export}"
+
+
 # ------------------------------------------------------------------------------------------------ hostile models
 
 def _frozen_graph(path, write_to=None):

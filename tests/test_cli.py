@@ -95,6 +95,19 @@ def test_every_help_states_each_default_once_and_never_none():
     assert export["--model"].endswith("(prefix, .index or folder)")
 
 
+def test_every_command_running_a_model_names_every_model_type_it_takes():
+    """demo, evaluate and serve all load --model with load_predictor: their help lists every type it takes, and
+    demo's description names TFLite too."""
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    types = (".keras/.h5", "PRNet's TF1 checkpoint (prefix, .index or folder)", "SavedModel folder", "frozen .pb",
+             ".onnx", ".tflite")
+    for command in ("demo", "evaluate", "serve"):
+        model_help = _help_entries(subparsers.choices[command])["--model"]
+        assert all(kind in model_help for kind in types), (command, model_help)
+    description = " ".join(subparsers.choices["demo"].description.split())
+    assert all(kind in description for kind in types), description
+
+
 def test_console_entry_points_help():
     top = _run("-m", "face3d", "--help")
     assert top.returncode == 0

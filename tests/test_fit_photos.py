@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from _fake_dlib import CNN_MODEL_FILE, SHAPE_PREDICTOR_FILE, install_fake_dlib, install_models_package
 from _fixtures import deny_listing, fixtures_dir
 
 from face3d.cli import main
@@ -748,10 +749,49 @@ def test_fit_detect_without_dlib_names_the_extra_and_fit_s_own_flag(tmp_path, ca
     monkeypatch.setitem(sys.modules, "dlib", None)  # as if dlib were not installed
     assert main(["fit", "--images", str(photos), "--detect", "--output", str(tmp_path / "o"), "--quiet"]) == 2
     errors = capsys.readouterr().err.splitlines()
-    assert errors == ["face3d fit: error: --detect needs dlib and face_recognition_models: pip install "
+    assert errors == ["face3d fit: error: face detection needs dlib (not installed): pip install "
                       "'face3d[detect]'; or give the photos' 68-landmark files (--landmarks DIR, default: beside "
                       "each image)"], errors
-    assert not (tmp_path / "o" / "summary.json").exists()
+    assert not (tmp_path / "o").exists()
+
+
+def test_fit_detect_names_the_model_file_it_lacks(tmp_path, capsys, monkeypatch):
+    """dlib there, face_recognition_models too (its __init__ failing without pkg_resources), but not its shape
+    predictor's file: the line names that file and where it was looked for."""
+    photos = tmp_path / "photos"
+    _write_image(photos / "x.jpg")
+    install_fake_dlib(monkeypatch)
+    models = install_models_package(monkeypatch, tmp_path / "site", files=[CNN_MODEL_FILE])
+    assert main(["fit", "--images", str(photos), "--detect", "--output", str(tmp_path / "o"), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d fit: error: 68-landmark detection (dlib's shape predictor) needs {SHAPE_PREDICTOR_FILE} from the "
+        f"face_recognition_models package (not in {models}): pip install 'face3d[detect]'; or give the photos' "
+        "68-landmark files (--landmarks DIR, default: beside each image)"]
+
+
+def test_fit_detect_without_a_detector_leaves_the_finished_photos_done(tmp_path, model, capsys, monkeypatch):
+    """--detect that cannot build its detector is status 2 before anything is written: the journal of an earlier
+    run is untouched (no photo marked for redo), and the next run skips every finished photo."""
+    from face3d.prnet import detect
+
+    def unavailable(kind):
+        raise detect.DetectorUnavailable("face detection needs dlib (not installed): pip install 'face3d[detect]'")
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model)
+    argv = ["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]
+    assert main(argv) == 0
+    journal = {path.name: path.read_bytes() for path in (out / DONE_DIR).iterdir()}
+    monkeypatch.setattr(detect, "DlibLandmarker", unavailable)
+    assert main(argv + ["--detect"]) == 2
+    assert {path.name: path.read_bytes() for path in (out / DONE_DIR).iterdir()} == journal
+    assert main(["fit", "--images", str(photos), "--output", str(tmp_path / "fresh"), "--detect", "--quiet"]) == 2
+    assert not (tmp_path / "fresh").exists()
+    capsys.readouterr()
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["written"], summary["skipped"]) == (0, 2)
+    assert "written 0, skipped 2 (already done)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("noise", ["inf", "nan", "-1"])

@@ -16,6 +16,7 @@ import _inference_helpers as helpers
 import cv2
 import numpy as np
 import pytest
+from _fake_dlib import CNN_MODEL_FILE, SHAPE_PREDICTOR_FILE, install_fake_dlib, install_models_package
 
 from face3d.cli import main as face3d_main
 from face3d.contract import POSMAP_SCALE
@@ -504,7 +505,7 @@ def test_demo_errors_name_the_problem(tmp_path, capsys, monkeypatch, constant_on
     monkeypatch.setitem(sys.modules, "dlib", None)  # as if dlib were not installed
     assert _run_demo("-i", photo, "-o", tmp_path / "o", "--model", constant_onnx[0]) == 2
     errors = capsys.readouterr().err.splitlines()
-    assert "pip install dlib-bin" in errors[-1]
+    assert "face detection needs dlib (not installed): pip install 'face3d[detect]'" in errors[-1]
     assert errors[-1].endswith("; or give the face box (--box X0 Y0 X1 Y1) or its 68 landmarks (--landmarks "
                                "FILE|DIR)"), errors
 
@@ -722,7 +723,7 @@ def test_dlib_detector_finds_the_astronaut():
     assert overlap / ((ax1 - ax0) * (ay1 - ay0)) > 0.8
 
 
-def test_detectors_read_float_images_as_prn_does(monkeypatch):
+def test_detectors_read_float_images_as_prn_does(monkeypatch, tmp_path):
     """A float image in [0, 1] (PRN.process takes it) reaches dlib as the uint8 image as_rgb_uint8 makes, not
     cast to 0/1 (dlib replaced by a stand-in that records what it gets)."""
     import types
@@ -754,8 +755,7 @@ def test_detectors_read_float_images_as_prn_does(monkeypatch):
     dlib = types.SimpleNamespace(get_frontal_face_detector=lambda: types.SimpleNamespace(run=run),
                                  shape_predictor=lambda path: predict, rectangle=lambda *corners: corners)
     monkeypatch.setitem(sys.modules, "dlib", dlib)
-    monkeypatch.setitem(sys.modules, "face_recognition_models",
-                        types.SimpleNamespace(pose_predictor_model_location=lambda: "68.dat"))
+    install_models_package(monkeypatch, tmp_path, files=[SHAPE_PREDICTOR_FILE])
     image = np.random.default_rng(8).integers(0, 256, (50, 60, 3), dtype=np.uint8)
     landmarker = DlibLandmarker("hog")
     boxes, scores = landmarker.detector.detect(image / 255.0)
@@ -765,6 +765,62 @@ def test_detectors_read_float_images_as_prn_does(monkeypatch):
     for received in seen:
         assert received.dtype == np.uint8 and received.flags.c_contiguous
         np.testing.assert_array_equal(received, image)
+
+
+def test_auto_takes_the_cnn_of_face_recognition_models_whose_init_cannot_import_pkg_resources(tmp_path, monkeypatch):
+    """face_recognition_models 0.3.0 imports pkg_resources, gone with setuptools >= 82 and Python 3.12+ venvs: its
+    model files are used all the same, the CNN detector's and the shape predictor's."""
+    from face3d.prnet.detect import DlibDetector, DlibLandmarker
+    built = install_fake_dlib(monkeypatch)
+    models = install_models_package(monkeypatch, tmp_path)
+    assert DlibDetector("auto").kind == "cnn"
+    assert DlibLandmarker("auto").detector.kind == "cnn"
+    assert built == [("cnn_face_detection_model_v1", str(models / CNN_MODEL_FILE))] * 2 + [
+        ("shape_predictor", str(models / SHAPE_PREDICTOR_FILE))]
+
+
+def test_a_detector_that_cannot_be_built_says_why(tmp_path, monkeypatch, caplog):
+    from face3d.prnet.detect import DetectorUnavailable, DlibDetector, DlibLandmarker
+    hint = "pip install 'face3d[detect]'"
+    install_fake_dlib(monkeypatch)
+    monkeypatch.setitem(sys.modules, "face_recognition_models", None)  # as if not installed
+    cnn_missing = (f"the CNN detector needs {CNN_MODEL_FILE} from the face_recognition_models package "
+                   f"(not installed): {hint}")
+    with pytest.raises(DetectorUnavailable) as error:
+        DlibDetector("cnn")
+    assert str(error.value) == cnn_missing
+    with caplog.at_level("INFO", logger="face3d.prnet.detect"):
+        assert DlibDetector("auto").kind == "hog"
+    assert caplog.messages == [f"dlib's HOG face detector, not the CNN: {cnn_missing}"]
+    models = install_models_package(monkeypatch, tmp_path, files=[CNN_MODEL_FILE])  # no shape predictor
+    with pytest.raises(DetectorUnavailable) as error:
+        DlibLandmarker("cnn")
+    assert str(error.value) == (f"68-landmark detection (dlib's shape predictor) needs {SHAPE_PREDICTOR_FILE} from "
+                                f"the face_recognition_models package (not in {models}): {hint}")
+    # a dlib that is installed but fails to load is not told to be installed
+    broken = tmp_path / "broken" / "dlib"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('libcblas.so.3: cannot open shared object file')\n")
+    monkeypatch.delitem(sys.modules, "dlib")
+    monkeypatch.syspath_prepend(str(broken.parent))
+    with pytest.raises(DetectorUnavailable) as error:
+        DlibDetector("hog")
+    assert str(error.value) == ("face detection needs dlib (it fails to import: libcblas.so.3: cannot open shared "
+                                f"object file): {hint}")
+
+
+def test_demo_detector_cnn_without_its_model_names_the_file_and_the_extra(tmp_path, capsys, monkeypatch,
+                                                                          constant_onnx):
+    install_fake_dlib(monkeypatch)
+    monkeypatch.setitem(sys.modules, "face_recognition_models", None)  # as if not installed
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), np.zeros((20, 20, 3), np.uint8))
+    assert _run_demo("-i", photo, "-o", tmp_path / "o", "--model", constant_onnx[0], "--detector", "cnn") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d demo: error: the CNN detector needs {CNN_MODEL_FILE} from the face_recognition_models package (not "
+        "installed): pip install 'face3d[detect]'; or give the face box (--box X0 Y0 X1 Y1) or its 68 landmarks "
+        "(--landmarks FILE|DIR)"]
+    assert not (tmp_path / "o").exists()
 
 
 def test_dlib_finds_the_astronaut_in_a_float_image():

@@ -12,7 +12,9 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _fake_dlib import CNN_MODEL_FILE, install_fake_dlib
 from _image_files import with_exif_orientation
 
 pytest.importorskip("fastapi")
@@ -688,6 +691,40 @@ def test_the_model_threads_sleep_follow_model_threads_and_keep_no_plan_per_batch
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert not options.enable_mem_pattern  # a plan per batch size would grow the server's memory with each size
+
+
+def test_a_detector_asked_for_that_cannot_be_built_stops_the_server_auto_serves_without(model_path, monkeypatch,
+                                                                                         caplog, capsys):
+    """--detector cnn without the CNN's model file is one line and status 2 before the port opens, as a bad model
+    is; 'auto' without dlib serves requests that bring a box or landmarks and warns why there is no detector."""
+    import uvicorn
+
+    from face3d.cli import main
+    from face3d.prnet.detect import DetectorUnavailable
+    from face3d.serve.app import load_reconstructor
+    from face3d.serve.config import ServeConfig
+
+    install_fake_dlib(monkeypatch)
+    monkeypatch.setitem(sys.modules, "face_recognition_models", None)  # as if not installed
+    missing = (f"the CNN detector needs {CNN_MODEL_FILE} from the face_recognition_models package (not installed): "
+               "pip install 'face3d[detect]'")
+    with pytest.raises(DetectorUnavailable, match=re.escape(missing)):
+        load_reconstructor(ServeConfig(str(model_path), model_threads=1, detector="cnn"))
+    assert load_reconstructor(ServeConfig(str(model_path), model_threads=1, detector="hog")).detector.kind == "hog"
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **options: pytest.fail("the server started"))
+    assert main(["serve", "--model", str(model_path), "--detector", "cnn"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d serve: error: {missing}"]
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if not installed
+    with caplog.at_level(logging.WARNING, logger="face3d.serve"):
+        reconstructor = load_reconstructor(ServeConfig(str(model_path), model_threads=1))
+    no_dlib = "face detection needs dlib (not installed): pip install 'face3d[detect]'"
+    assert reconstructor.detector is None
+    assert caplog.messages == [f"no face detector, requests need a box or landmarks: {no_dlib}"]
+    with pytest.raises(ApiError) as error:
+        reconstructor.prepare(np.zeros((40, 40, 3), np.uint8))
+    assert (error.value.status, error.value.code) == (422, "face_locator_missing")
+    assert error.value.detail.endswith(f"the server has no face detector: {no_dlib}"), error.value.detail
 
 
 def test_metrics_quantiles_agree_between_json_and_prometheus():

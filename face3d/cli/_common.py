@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from face3d.utils.errors import install_command
+
 # top-level module of a missing optional dependency -> the extra of pyproject.toml that installs it
 EXTRAS = {"tensorflow": "train", "keras": "train", "tensorboard": "train", "onnx": "export", "onnxruntime": "infer",
           "matplotlib": "vis", "fastapi": "serve", "starlette": "serve", "uvicorn": "serve", "multipart": "serve",
@@ -122,7 +124,7 @@ def error_text(error):
     extra = missing_extra(error)
     if extra is None:
         return str(error)
-    return f"{error.name} is not installed: pip install 'face3d[{extra}]'"
+    return f"{error.name} is not installed: {install_command(extra)}"
 
 
 def field_default(config_class, name):
@@ -147,6 +149,11 @@ def add_field_argument(parser, config_class, name, help, metavar=None, **options
             raise ValueError(f"{config_class.__name__}.{name} defaults to {default!r}: a switch must default to False")
         return parser.add_argument(flag, action="store_true", help=help, **options)
     return parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=help, **options)
+
+
+# what --model takes wherever a trained PRNet is run (face3d.prnet.predictor.load_predictor): every help text names it
+MODEL_TYPES = (".keras/.h5, PRNet's TF1 checkpoint (prefix, .index or folder), SavedModel folder, frozen .pb, .onnx "
+               "or .tflite")
 
 
 def add_trust_model_argument(parser):

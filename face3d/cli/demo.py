@@ -2,13 +2,21 @@
 import sys
 from pathlib import Path
 
-from face3d.cli._common import Command, add_trust_model_argument, error_text, field_default, setup_logging
+from face3d.cli._common import (
+    MODEL_TYPES,
+    Command,
+    add_trust_model_argument,
+    error_text,
+    field_default,
+    setup_logging,
+)
+from face3d.utils.errors import install_command
 
 __all__ = ["DEMO", "run_demo_command", "main"]
 
 _DESCRIPTION = (
-    "Reconstruct the 3D face in images with a trained PRNet (Keras, SavedModel, frozen .pb or ONNX). The face comes "
-    "from --box, from --landmarks, or from dlib's detector when it is installed (pip install dlib-bin "
+    f"Reconstruct the 3D face in images with a trained PRNet ({MODEL_TYPES}). The face comes from --box, from "
+    f"--landmarks, or from dlib's detector when it is installed ({install_command('detect')}: dlib-bin and "
     "face_recognition_models). Per image <stem>: <stem>_landmarks.jpg, _mesh.jpg, _depth.png, .obj (--texture: "
     ".mtl + _texture.png), _kpt.txt and _pose.json. An image that cannot be read or written is named on stderr and "
     "skipped (none of its files is left), the others are written, and the exit status is 1; two images sharing a "
@@ -24,8 +32,7 @@ def _add_arguments(parser):
                         help="images and/or folders of images (hidden files left out)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument("--model", default=default_model, metavar="PATH",
-                        help="trained network: .keras/.h5, PRNet's TF1 checkpoint (prefix, .index or folder), "
-                             "SavedModel folder, frozen .pb, .onnx or .tflite (%(default)s)")
+                        help=f"trained network: {MODEL_TYPES} (%(default)s)")
     add_trust_model_argument(parser)
     parser.add_argument("--uv-data", metavar="DIR",
                         help="UV data the network was trained with (default: PRNet's Data/uv-data beside its "

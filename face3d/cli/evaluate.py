@@ -6,6 +6,7 @@ documented in ``face3d/prnet/evaluation.py``.
 import sys
 
 from face3d.cli._common import (
+    MODEL_TYPES,
     Command,
     add_trust_model_argument,
     error_text,
@@ -28,8 +29,7 @@ _DESCRIPTION = (
 
 def _add_arguments(parser):
     parser.add_argument("--model", required=True, metavar="PATH",
-                        help="trained network: .keras/.h5, PRNet's TF1 checkpoint (prefix, .index or folder), "
-                             "SavedModel folder, frozen .pb, .onnx or .tflite")
+                        help=f"trained network: {MODEL_TYPES}")
     add_trust_model_argument(parser)
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para), searched "

@@ -3,6 +3,7 @@ import os
 import sys
 
 from face3d.cli._common import Command, add_field_argument, error_text, positive_int, setup_logging
+from face3d.utils.errors import install_command
 
 __all__ = ["FIT", "add_fit_arguments", "run_fit"]
 
@@ -25,7 +26,7 @@ def add_fit_arguments(parser):
                              "beside each image): iBUG .pts (1-based), .txt (68 lines 'x y'), .npy (68, 2), .mat "
                              "with pt2d (2, 68) or pt3d_68 (3, 68) (projected vertices: fitted without jaw marching)")
     source.add_argument("--detect", nargs="?", const="auto", choices=("auto", "cnn", "hog"), metavar="KIND",
-                        help="find the landmarks with dlib instead (pip install 'face3d[detect]'): the face "
+                        help=f"find the landmarks with dlib instead ({install_command('detect')}): the face "
                              "detector (auto: the CNN when face_recognition_models has it, else HOG) and its "
                              "68-point shape predictor")
     parser.add_argument("--output", required=True, metavar="DIR",
@@ -57,9 +58,9 @@ def run_fit(args):
                            landmarks=None if args.landmarks is None else os.path.abspath(args.landmarks))
         summary = fit_photos(args.images, args.output, model_path=args.bfm, config=config, workers=args.workers,
                              progress=not args.quiet)
-    except DetectorUnavailable:  # dlib or its shape predictor missing
-        print(f"{args.prog}: error: --detect needs dlib and face_recognition_models: pip install 'face3d[detect]'; "
-              "or give the photos' 68-landmark files (--landmarks DIR, default: beside each image)", file=sys.stderr)
+    except DetectorUnavailable as error:  # dlib or one of its model files missing: the message says which
+        print(f"{args.prog}: error: {error}; or give the photos' 68-landmark files (--landmarks DIR, default: beside "
+              "each image)", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)

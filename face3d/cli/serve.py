@@ -2,6 +2,7 @@
 import sys
 
 from face3d.cli._common import (
+    MODEL_TYPES,
     Command,
     add_trust_model_argument,
     error_text,
@@ -30,8 +31,7 @@ def add_serve_arguments(parser):
         return field_default(Limits, name)
 
     parser.add_argument("--model", required=True, metavar="PATH",
-                        help="trained network: .onnx (ONNX Runtime, no TensorFlow needed), .keras/.h5, SavedModel "
-                             "folder or frozen .pb")
+                        help=f"trained network: {MODEL_TYPES}; an .onnx runs on ONNX Runtime, no TensorFlow needed")
     add_trust_model_argument(parser)
     parser.add_argument("--uv-data", metavar="DIR", help="UV data the network was trained with (default: PRNet's "
                                                          "Data/uv-data beside its released checkpoint, else the "
@@ -58,8 +58,9 @@ def add_serve_arguments(parser):
     parser.add_argument("--model-threads", type=positive_int, metavar="N",
                         help="ONNX Runtime intra-op threads (default: all cores)")
     parser.add_argument("--detector", choices=("auto", "cnn", "hog"), default=default("detector"),
-                        help="dlib detector for requests without box or landmarks, when dlib is installed "
-                             "(default: %(default)s)")
+                        help="dlib detector for requests without box or landmarks (default: %(default)s: the CNN "
+                             "when face_recognition_models has it, else HOG, else none; cnn or hog that cannot be "
+                             "built stops the server)")
     parser.add_argument("--max-bytes", type=positive_int, default=limit("max_bytes"), metavar="BYTES",
                         help="largest request body in bytes (default: %(default)s)")
     parser.add_argument("--max-pixels", type=positive_int, default=limit("max_pixels"), metavar="PIXELS",

@@ -367,14 +367,21 @@ class _RunState:
     journal: Journal
 
 
-def _build_state(model_path, config, images_root, output, fingerprint):
+def _landmarker(config):
+    """The ``DlibLandmarker`` of ``config.detect``, None when the landmarks come from files; DetectorUnavailable
+    when dlib or its model files are missing."""
+    if config.detect is None:
+        return None
+    from face3d.prnet.detect import DlibLandmarker
+
+    return DlibLandmarker(config.detect)
+
+
+def _build_state(model_path, config, images_root, output, fingerprint, landmarker=None):
+    """The ``_RunState`` of a process; ``landmarker``: one built already (``_landmarker``), else built here."""
     from face3d.morphable_model import MorphableModel
 
-    landmarker = None
-    if config.detect is not None:
-        from face3d.prnet.detect import DlibLandmarker
-
-        landmarker = DlibLandmarker(config.detect)
+    landmarker = landmarker if landmarker is not None else _landmarker(config)
     return _RunState(MorphableModel(model_path), landmarker, config, images_root, output, fingerprint,
                      Journal(output))
 
@@ -540,6 +547,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     Raises:
         InputFileError: no image under ``images``. FileNotFoundError: no ``images`` or ``config.landmarks`` folder,
             or no file at ``model_path``. ValueError: ``output`` is ``images``, or ``workers`` is below 1.
+        DetectorUnavailable: ``config.detect`` without dlib or its model files (``face3d.prnet.detect``).
         Nothing is created under ``output`` in these cases. OSError naming the file: a write the file system refuses
         for good (``STORAGE_REFUSED``: full, over quota, read-only) stops the run at once, leaving that photo no
         output and no ``summary.json``; a rerun once there is room resumes.
@@ -559,6 +567,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         raise InputFileError(images, f"no {'/'.join(IMAGE_EXTENSIONS)} images in this folder or below")
     model_id = "default" if model_path is None else os.path.abspath(model_path)
     fingerprint = config_fingerprint(config, model_identity(model_path), 0)
+    landmarker = _landmarker(config)  # a detector that cannot be built stops the run before anything is written
     output.mkdir(parents=True, exist_ok=True)
 
     fit_nme, statuses, failures = {}, {}, []
@@ -597,7 +606,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         marks.mark_redo([ref.rel for ref in pending if ref.rel in latest])
     try:
         if run_workers == 1 and chunks:
-            state = _build_state(*state_args)
+            state = _build_state(*state_args, landmarker)
             try:
                 for chunk in chunks:
                     on_records(_fit_chunk(state, chunk))
@@ -606,7 +615,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         elif chunks:
             context = pool_context()
             fork = context.get_start_method() == "fork"
-            initargs = (_build_state(*state_args), None) if fork else (None, state_args)
+            initargs = (_build_state(*state_args, landmarker), None) if fork else (None, state_args)
             run_journaled_chunks(_worker_chunk, chunks, run_workers, on_records, _init_worker, initargs, context,
                                  str(output), functools.partial(_journaled_photo, fingerprint),
                                  functools.partial(_worker_died, str(output)), requeue_singly=True)

@@ -1,41 +1,61 @@
-"""Optional face detection with dlib (``pip install dlib-bin face_recognition_models``; never downloaded here).
+"""Optional face detection with dlib (``pip install 'face3d[detect]'``; never downloaded here).
 
 PRNet's demo finds faces with dlib's CNN detector (``mmod_human_face_detector.dat``) and crops with the box rule
 in ``inference.box_crop``. This module uses that CNN model when the ``face_recognition_models`` package provides
-it, and dlib's built-in HOG frontal-face detector otherwise (no model file needed). Without dlib every entry point
-raises an ImportError that names the packages to install. ``DlibLandmarker`` adds dlib's 68-point iBUG shape
-predictor (``shape_predictor_68_face_landmarks.dat`` from ``face_recognition_models``) on the best face.
+it, and dlib's built-in HOG frontal-face detector otherwise (no model file needed). ``DlibLandmarker`` adds dlib's
+68-point iBUG shape predictor (``shape_predictor_68_face_landmarks.dat``) on the best face. The model files are
+found in the package's folder without importing it: its ``__init__`` imports ``pkg_resources``, which setuptools
+>= 82 and Python 3.12+ venvs lack. What cannot be built raises ``DetectorUnavailable`` naming the cause.
 """
+import importlib.util
+import logging
+from pathlib import Path
+
 import numpy as np
 
 from face3d.prnet.face_crop import as_rgb_uint8
+from face3d.utils.errors import install_command
 
-__all__ = ["DetectorUnavailable", "DlibDetector", "DlibLandmarker", "detector_available"]
+__all__ = ["DetectorUnavailable", "DlibDetector", "DlibLandmarker", "CNN_MODEL_FILE", "SHAPE_PREDICTOR_FILE"]
 
-# each command adds its own way around a detector (face3d demo: --box or --landmarks; face3d fit: --landmarks)
-_INSTALL_HINT = ("face detection needs dlib: pip install dlib-bin (and face_recognition_models for the CNN "
-                 "detector PRNet uses)")
+logger = logging.getLogger(__name__)
+
+_INSTALL_HINT = install_command("detect")  # dlib-bin and face_recognition_models
+MODELS_PACKAGE = "face_recognition_models"
+CNN_MODEL_FILE = "mmod_human_face_detector.dat"
+SHAPE_PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
 
 class DetectorUnavailable(ImportError):
-    """dlib (or the requested detector model) is not installed."""
+    """dlib or the requested detector model cannot be used; the message says why and what to install."""
 
 
-def detector_available():
-    """True when dlib can be imported."""
+def _import_dlib():
+    """The ``dlib`` module; DetectorUnavailable naming why it cannot be imported."""
     try:
-        import dlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        import dlib
+    except ImportError as exc:
+        missing = isinstance(exc, ModuleNotFoundError) and exc.name == "dlib"
+        cause = "not installed" if missing else f"it fails to import: {exc}"
+        raise DetectorUnavailable(f"face detection needs dlib ({cause}): {_INSTALL_HINT}") from exc
+    return dlib
 
 
-def _cnn_model_path():
-    try:
-        import face_recognition_models
-    except ImportError:
-        return None
-    return face_recognition_models.cnn_face_detector_model_location()
+def _model_file(name, needed_by):
+    """Path of dlib model file ``name`` in the ``models/`` folder of the ``face_recognition_models`` package, found
+    through the package's import spec without running its ``__init__``.
+
+    Raises:
+        DetectorUnavailable: "<needed_by> needs <name> from the face_recognition_models package (<cause>): <install
+            hint>", the cause being that the package is not installed or that its ``models/`` folder lacks ``name``.
+    """
+    spec = importlib.util.find_spec(MODELS_PACKAGE)
+    folders = [Path(folder) / "models" for folder in (spec.submodule_search_locations or [])] if spec else []
+    for path in (folder / name for folder in folders):
+        if path.is_file():
+            return str(path)
+    cause = f"not in {', '.join(map(str, folders))}" if folders else "not installed"
+    raise DetectorUnavailable(f"{needed_by} needs {name} from the {MODELS_PACKAGE} package ({cause}): {_INSTALL_HINT}")
 
 
 class DlibDetector:
@@ -45,20 +65,21 @@ class DlibDetector:
         kind: "auto" (CNN when face_recognition_models is installed, else HOG), "cnn" or "hog".
         upsample: times dlib upsamples the image before detecting (finds smaller faces, slower).
     Raises:
-        DetectorUnavailable: dlib missing, or kind="cnn" without face_recognition_models.
+        DetectorUnavailable: dlib missing, or kind="cnn" and the CNN model file not found (``_model_file``).
     """
 
     def __init__(self, kind="auto", upsample=1):
         if kind not in ("auto", "cnn", "hog"):
             raise ValueError(f"kind must be 'auto', 'cnn' or 'hog', got {kind!r}")
-        try:
-            import dlib
-        except ImportError as exc:
-            raise DetectorUnavailable(_INSTALL_HINT) from exc
-        cnn_path = _cnn_model_path() if kind in ("auto", "cnn") else None
-        if kind == "cnn" and cnn_path is None:
-            raise DetectorUnavailable("the CNN detector needs its model from the face_recognition_models package: "
-                                      "pip install face_recognition_models")
+        dlib = _import_dlib()
+        cnn_path = None
+        if kind in ("auto", "cnn"):
+            try:
+                cnn_path = _model_file(CNN_MODEL_FILE, "the CNN detector")
+            except DetectorUnavailable as exc:
+                if kind == "cnn":
+                    raise
+                logger.info("dlib's HOG face detector, not the CNN: %s", exc)
         self.kind = "cnn" if cnn_path is not None else "hog"
         self.upsample = int(upsample)
         self._detector = (dlib.cnn_face_detection_model_v1(cnn_path) if self.kind == "cnn"
@@ -94,20 +115,16 @@ class DlibLandmarker:
     Args:
         kind, upsample: of the ``DlibDetector``.
     Raises:
-        DetectorUnavailable: dlib or face_recognition_models missing.
+        DetectorUnavailable: dlib missing, or the shape predictor's model file not found (``_model_file``).
     """
 
     def __init__(self, kind="auto", upsample=1):
         self.detector = DlibDetector(kind, upsample)
-        try:
-            import face_recognition_models
-        except ImportError as exc:
-            raise DetectorUnavailable("68-landmark detection needs dlib's shape predictor from the "
-                                      "face_recognition_models package: pip install face_recognition_models") from exc
-        import dlib
+        predictor_path = _model_file(SHAPE_PREDICTOR_FILE, "68-landmark detection (dlib's shape predictor)")
+        import dlib  # DlibDetector has imported it
 
         self._rectangle = dlib.rectangle
-        self._predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+        self._predictor = dlib.shape_predictor(predictor_path)
 
     def landmarks(self, image):
         """The 68 landmarks of the most confident face in an (h, w, 3) RGB image, uint8 or float in [0, 1] (as

@@ -230,10 +230,10 @@ class SavedModelPredictor(Predictor):
     backend = "saved_model"
 
     def __init__(self, path, trust_model=False):
-        import tensorflow as tf
         path = Path(path)
-        if not (path / "saved_model.pb").is_file():
+        if not (path / "saved_model.pb").is_file():  # told before TensorFlow is needed: it may not be installed
             raise FileNotFoundError(f"not a SavedModel folder (no saved_model.pb): {path}")
+        import tensorflow as tf
         if not trust_model:
             check_saved_model(path)
         try:

@@ -61,12 +61,14 @@ _ERRORS = {400: {"description": "bad_request, bad_image"}, 408: {"description": 
 
 
 def load_reconstructor(config):
-    """The model, its UV data, canonical face and (when dlib is installed) a face detector.
+    """The model, its UV data, canonical face and the face detector ``config.detector``; with 'auto', none (a
+    WARNING saying why) when dlib cannot be used.
 
     Raises:
         FileNotFoundError, ValueError, ImportError: the model or UV data cannot be loaded (message names it).
+        DetectorUnavailable (an ImportError): the detector asked for by name ('cnn', 'hog') cannot be built.
     """
-    from face3d.prnet.detect import DetectorUnavailable, DlibDetector, detector_available
+    from face3d.prnet.detect import DetectorUnavailable, DlibDetector
     from face3d.prnet.inference import PRN
 
     options = {}
@@ -75,13 +77,14 @@ def load_reconstructor(config):
         # batches come in every size up to max_batch: no memory plan kept per size
         options = {"threads": config.model_threads, "spinning": False, "memory_pattern": False}
     prn = PRN(config.model, uv_data=config.uv_data, bfm=config.bfm, trust_model=config.trust_model, **options)
-    detector, missing = None, "face detection needs dlib on the server (pip install dlib-bin)"
-    if detector_available():
-        try:
-            detector = Detector(DlibDetector(config.detector))
-        except DetectorUnavailable as exc:
-            missing = str(exc)
-    return Reconstructor(prn, detector, missing)
+    try:
+        detector = Detector(DlibDetector(config.detector))
+    except DetectorUnavailable as exc:
+        if config.detector != "auto":
+            raise
+        log.warning("no face detector, requests need a box or landmarks: %s", exc)
+        return Reconstructor(prn, None, f"the server has no face detector: {exc}")
+    return Reconstructor(prn, detector)
 
 
 class _Service:

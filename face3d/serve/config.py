@@ -21,7 +21,8 @@ class ServeConfig:
         max_batch, max_delay_ms: dynamic batching (``DynamicBatcher``).
         threads: threads for decoding, cropping and post-processing.
         model_threads: ONNX Runtime intra-op threads (None: all cores).
-        detector: dlib detector kind ('auto', 'cnn', 'hog') used when a request has no box nor landmarks.
+        detector: dlib detector kind ('auto', 'cnn', 'hog') used when a request has no box nor landmarks ('auto':
+            none when dlib is missing; ``app.load_reconstructor``).
         limits: Limits.
         trust_model: run a frozen ``.pb`` / SavedModel whatever op types its graph holds (``load_predictor``).
     """

@@ -1,10 +1,11 @@
 """The one exception for an unusable input file (missing, unreadable, or with wrong content), what a batch job
 needs of a refused write: the errors that stop it (``STORAGE_REFUSED``) and one naming its file (``os_error_at``),
-and a library error's first line for a one-line message (``first_line``)."""
+a library error's first line for a one-line message (``first_line``) and the pip command of an optional dependency
+group (``install_command``)."""
 import errno
 import os
 
-__all__ = ["InputFileError", "STORAGE_REFUSED", "refuses_storage", "os_error_at", "first_line"]
+__all__ = ["InputFileError", "STORAGE_REFUSED", "refuses_storage", "os_error_at", "first_line", "install_command"]
 
 # errno values of a file system that takes no more bytes (full, over quota, read-only): every later write would fail
 # the same way, so a batch job stops at the first one instead of failing each remaining item.
@@ -48,3 +49,9 @@ def first_line(error) -> str:
     """The first line of an error's message, without surrounding blanks ('' for an empty one): a library's
     multi-line message inside a one-line error."""
     return (str(error).strip().splitlines() or [""])[0]
+
+
+def install_command(extra):
+    """The pip command installing face3d's optional dependency group ``extra`` of pyproject.toml, e.g.
+    ``pip install 'face3d[detect]'``: every message telling what to install words it so."""
+    return f"pip install 'face3d[{extra}]'"
