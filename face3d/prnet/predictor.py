@@ -373,6 +373,12 @@ class TFLitePredictor(Predictor):
     An int8/uint8 input is quantized as q = clip(round(x / scale) + zero_point) and an integer output dequantized
     as (q - zero_point) * scale, with the model's own parameters, so every variant takes and returns floats.
 
+    The file is read once and its bytes given to the interpreter, which verifies a model given as bytes (every offset
+    of its flatbuffer within them: ``FlatBufferModel::VerifyAndBuildFromBuffer``) but not one it maps from a path
+    (TensorFlow's; LiteRT's does): a truncated file is one error, not a read past its end that crashes the process.
+    The bytes stay in the process's private memory, the model's size (53 MB for the float32 PRNet), where a mapped
+    file's pages could be shared and dropped.
+
     Args:
         path: the ``.tflite`` file.
         threads: interpreter threads (None: its default).
@@ -389,10 +395,13 @@ class TFLitePredictor(Predictor):
         except ImportError:
             import tensorflow as tf
             Interpreter = tf.lite.Interpreter  # noqa: N806 (a class)
+        model = path.read_bytes()
+        if model[4:8] != b"TFL3":  # the flatbuffer's file identifier, after the root table's offset
+            raise InputFileError(path, f"not a TFLite model (bytes 4-7 are {model[4:8]!r}, not its identifier b'TFL3')")
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-                self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self._interpreter = Interpreter(model_content=model, num_threads=threads)
                 try:
                     self._interpreter.allocate_tensors()
                 except RuntimeError as exc:
@@ -401,11 +410,11 @@ class TFLitePredictor(Predictor):
                     if _XNNPACK_DELEGATE not in str(exc):
                         raise
                     logger.warning("%s: %s; running without the XNNPACK delegate", path, first_line(exc))
-                    self._interpreter = Interpreter(model_path=str(path), num_threads=threads,
+                    self._interpreter = Interpreter(model_content=model, num_threads=threads,
                                                     experimental_op_resolver_type=_builtin_resolver(Interpreter))
                     self._interpreter.allocate_tensors()
-        except ValueError as exc:  # the flatbuffer cannot be read
-            raise InputFileError(path, f"not a TFLite model ({first_line(exc)})") from None
+        except ValueError as exc:  # the verifier or the reader refuses the flatbuffer
+            raise InputFileError(path, f"truncated or corrupt .tflite file ({first_line(exc)})") from None
         except RuntimeError as exc:  # the interpreter has no kernel for an op (TensorFlow's, Flex), or one fails
             raise InputFileError(path, f"not a TFLite model this interpreter runs ({first_line(exc)})") from None
         self._input = self._interpreter.get_input_details()[0]
