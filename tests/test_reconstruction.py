@@ -79,6 +79,9 @@ def test_icp_distances_are_the_aligned_points_nearest_so_chamfer_takes_them_as_i
     aligned, distances = icp_align(pred, gt, max_iter=max_iter)
     np.testing.assert_array_equal(distances, cKDTree(gt).query(aligned)[0])
     assert chamfer_distance(aligned, gt, forward=distances) == chamfer_distance(aligned, gt)
+    # the distances given are the ones used: each 1 further moves the forward half's mean, so the result, by 1 / 2
+    assert chamfer_distance(aligned, gt, forward=distances + 1.0) == pytest.approx(
+        chamfer_distance(aligned, gt) + 0.5, rel=1e-12)
 
 
 @pytest.mark.parametrize("degenerate", ["collapsed to its centroid", "shrunk to 30 %"])

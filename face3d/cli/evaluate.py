@@ -57,7 +57,7 @@ def run_evaluate(args):
         print(f"{args.prog}: error: {problem}", file=sys.stderr)
         return 2
     try:
-        from face3d.prnet.evaluation import evaluate_model
+        from face3d.prnet.evaluation import counts_line, evaluate_model
         from face3d.prnet.inference import PRN
 
         prn = PRN(args.model, uv_data=args.uv_data, trust_model=args.trust_model)
@@ -70,13 +70,8 @@ def run_evaluate(args):
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
         return 2
-    balanced, skipped = report["balanced"], len(report["skipped"])
-    count = report["samples"] + skipped
-    print(f"{count} image{'s' * (count != 1)}: {report['samples']} evaluated, {skipped} skipped; NME 2D "
-          f"{100 * report['nme_2d']:.3f} % (balanced {100 * balanced['nme_2d']:.3f} %), NME 3D "
-          f"{100 * report['nme_3d']:.3f} % (balanced {100 * balanced['nme_3d']:.3f} %); report in "
-          f"{report['files']['markdown']}")
-    return 1 if skipped else 0
+    print(f"{counts_line(report)}; report in {report['files']['markdown']}")
+    return 1 if report["skipped"] else 0
 
 
 EVALUATE = Command("evaluate", "AFLW2000-3D evaluation of a trained PRNet (NME, yaw buckets, CED)", _DESCRIPTION,

@@ -62,6 +62,7 @@ def _run_step(args):
     sample (each logged with the reason and listed in the manifest's or report's ``skipped``; a printed line counts
     them), as ``face3d evaluate`` does; 2 with a one-line message naming the bad input."""
     setup_logging(format="%(levelname)s %(message)s")
+    from face3d.prnet.evaluation import counts_line
     from face3d.prnet.offline import INPUTS, MANIFEST, post_process, pre_process, run_offline
 
     try:
@@ -80,10 +81,7 @@ def _run_step(args):
             report = post_process(args.result, args.manifest, args.output, args.timing)
             skipped = len(report["skipped"])
             if "nme_2d" in report:
-                count = report["samples"] + skipped
-                print(f"{count} image{'s' * (count != 1)}: {report['samples']} evaluated, {skipped} skipped; NME 2D "
-                      f"{100 * report['nme_2d']:.3f} %, 3D {100 * report['nme_3d']:.3f} %; balanced 2D "
-                      f"{100 * report['balanced']['nme_2d']:.3f} %")
+                print(counts_line(report))
             else:
                 count = len(report["names"]) + skipped
                 print(f"{count} image{'s' * (count != 1)}: {len(report['names'])} with landmarks, {skipped} skipped")

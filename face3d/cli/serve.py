@@ -11,12 +11,13 @@ from face3d.cli._common import (
     int_at_least,
     positive_int,
 )
+from face3d.utils.errors import install_command
 
 __all__ = ["SERVE", "add_serve_arguments", "run_serve", "main"]
 
 DESCRIPTION = ("Serve 3D face reconstruction over HTTP: POST an image to /v1/reconstruct and get the 68 landmarks, "
                "the head pose and, on request, the dense mesh (OBJ, PLY, .mat) and UV texture. GET /health, "
-               "/metrics; OpenAPI docs at /docs. Needs the 'serve' extra: pip install 'face3d[serve]'.")
+               f"/metrics; OpenAPI docs at /docs. Needs the 'serve' extra: {install_command('serve')}.")
 
 
 def add_serve_arguments(parser):

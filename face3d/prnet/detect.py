@@ -16,7 +16,7 @@ import numpy as np
 from face3d.prnet.face_crop import as_rgb_uint8
 from face3d.utils.errors import install_command
 
-__all__ = ["DetectorUnavailable", "DlibDetector", "DlibLandmarker", "CNN_MODEL_FILE", "SHAPE_PREDICTOR_FILE"]
+__all__ = ["DetectorUnavailable", "DlibDetector", "DlibLandmarker"]
 
 logger = logging.getLogger(__name__)
 

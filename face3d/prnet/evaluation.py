@@ -57,7 +57,7 @@ from face3d.utils.matfile import read_mat
 __all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "image_mat_pairs",
            "find_samples", "listed_pairs", "split_pairs", "sample_name", "read_sample", "keypoint_nme", "yaw_bucket",
            "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "evaluate_predictions",
-           "non_finite_map_problem", "evaluate_model", "write_reports", "markdown_report"]
+           "non_finite_map_problem", "counts_line", "evaluate_model", "write_reports", "markdown_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -415,6 +415,16 @@ def non_finite_map_problem(pos):
     reason a skipped sample is listed with."""
     non_finite = pos.size - int(np.isfinite(pos).sum())
     return f"the network's position map has {non_finite} non-finite value(s) (NaN or inf)" if non_finite else None
+
+
+def counts_line(report):
+    """One line of a report's counts and figures (``evaluate_predictions`` plus its ``skipped``): ``3 images: 2
+    evaluated, 1 skipped; NME 2D 3.210 % (balanced 3.456 %), NME 3D 4.321 % (balanced 4.567 %)``."""
+    balanced, skipped = report["balanced"], len(report["skipped"])
+    count = report["samples"] + skipped
+    return (f"{count} image{'s' * (count != 1)}: {report['samples']} evaluated, {skipped} skipped; NME 2D "
+            f"{100 * report['nme_2d']:.3f} % (balanced {100 * balanced['nme_2d']:.3f} %), NME 3D "
+            f"{100 * report['nme_3d']:.3f} % (balanced {100 * balanced['nme_3d']:.3f} %)")
 
 
 def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=8, limit=None, progress=False):
