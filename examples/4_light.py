@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this source checkout
+from _source_checkout import prefer_built_checkout  # noqa: E402
+
+prefer_built_checkout()  # its face3d when its extension is built, else an installed face3d
 
 from face3d import mesh  # noqa: E402  (after the path set-up)
 from face3d.cli._common import make_output_folder, os_errors_end_program, positive_int  # noqa: E402

@@ -12,7 +12,10 @@ interrupted run. This script is ``face3d generate`` (same words, same code); see
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this source checkout
+from _source_checkout import prefer_built_checkout  # noqa: E402
+
+prefer_built_checkout()  # its face3d when its extension is built, else an installed face3d
 
 from face3d.cli import generate_main  # noqa: E402  (after the path set-up)
 

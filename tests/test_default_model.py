@@ -3,6 +3,7 @@
 Budget: ~5 s unloaded, ~20 s on a busy 2-core machine (two model builds running concurrently: one
 in memory, one through the cache in a subprocess).
 """
+import errno
 import hashlib
 import os
 import subprocess
@@ -423,3 +424,31 @@ def test_incomplete_cache_folder_is_reported(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="lacks some of BFM.mat"):
         dm.default_model_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
+
+
+def test_a_cache_folder_that_cannot_be_created_ends_the_command_with_one_line(tmp_path):
+    """A file where the cache folder should be (as a read-only home): ``face3d generate`` ends with one line naming
+    the folder, the embedded default model's cache and FACE3D_CACHE_DIR, status 2, and writes nothing."""
+    (tmp_path / "file").write_bytes(b"")
+    cache = tmp_path / "file" / "cache"
+    env = dict(os.environ, FACE3D_CACHE_DIR=str(cache))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
+    result = subprocess.run([sys.executable, "-m", "face3d", "generate", "--output", str(tmp_path / "out")], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"face3d generate: error: {cache}: the embedded default model's cache cannot be created there (Not a "
+        f"directory); set FACE3D_CACHE_DIR to a writable folder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_cache_folder_that_cannot_be_created_is_one_oserror(tmp_path, monkeypatch):
+    """The library raises an OSError with the cause's errno and the folder as its filename; its message is the
+    command's line."""
+    (tmp_path / "file").write_bytes(b"")
+    monkeypatch.setenv("FACE3D_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    with pytest.raises(OSError) as raised:
+        dm.default_model_dir()
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOTDIR, str(tmp_path / "file" / "cache"))
+    assert str(raised.value) == (f"{tmp_path / 'file' / 'cache'}: the embedded default model's cache cannot be "
+                                 f"created there (Not a directory); set FACE3D_CACHE_DIR to a writable folder")

@@ -1,4 +1,5 @@
-"""The README's install instructions agree with pyproject.toml and setup.py. Budget: well under 1 s."""
+"""The README's install instructions agree with pyproject.toml and setup.py, and MANIFEST.in puts what setup.py
+compiles into an sdist. Budget: well under 1 s."""
 import re
 from pathlib import Path
 
@@ -22,3 +23,22 @@ def test_the_rebuild_command_installs_what_setup_py_imports():
     for name in (name.lower() for name in imported):
         # a venv made by Python 3.12+ has no setuptools: the command installs each build-only requirement
         assert name in runtime or installed.get(name) == build[name].lower(), (name, command)
+
+
+def test_the_sdist_holds_every_file_the_extension_compiles(monkeypatch):
+    """MANIFEST.in takes setup.py's sources and the local headers they include (a wheel is built from the sdist),
+    and leaves out the C++ Cython generates from the .pyx."""
+    from setuptools.command.egg_info import FileList
+    sources = re.findall(r'"(mesh_cython/[^"]+)"', (ROOT / "setup.py").read_text(encoding="utf-8"))
+    assert sorted(sources) == ["mesh_cython/mesh_core.cpp", "mesh_cython/mesh_core_cython.pyx"]
+    headers = {f"mesh_cython/{name}" for source in sources for name in re.findall(
+        r'^(?:#include|cdef extern from) "([^"]+)"', (ROOT / source).read_text(encoding="utf-8"), re.M)}
+    assert headers == {"mesh_cython/mesh_core.h"}
+    monkeypatch.chdir(ROOT)
+    manifest = FileList()
+    manifest.findall()  # every file under the checkout, relative to it
+    manifest.files = sources + ["mesh_cython/mesh_core_cython.cpp"]  # setuptools' defaults: the cythonized sources
+    for line in (ROOT / "MANIFEST.in").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            manifest.process_template_line(line)
+    assert sorted(set(manifest.files)) == sorted(set(sources) | headers)

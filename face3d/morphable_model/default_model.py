@@ -131,6 +131,14 @@ def cache_root():
     return Path(env).expanduser() if env else Path.home() / ".cache" / "face3d"
 
 
+class CacheFolderError(OSError):
+    """The embedded default model's cache folder cannot be created: an OSError (errno of the cause, ``filename`` the
+    folder) whose message is the one line ``"<folder>: <problem>; set FACE3D_CACHE_DIR to a writable folder"``."""
+
+    def __str__(self):
+        return f"{self.filename}: {self.strerror}"
+
+
 def write_default_model(folder):
     """Build the default model and write its four files (FILE_NAMES) into ``folder`` (created)."""
     folder = Path(folder)
@@ -170,15 +178,21 @@ def default_model_dir():
     Returns:
         Path of the folder.
     Raises:
-        OSError: the cache folder cannot be created or written (set FACE3D_CACHE_DIR elsewhere).
+        CacheFolderError: the cache folder cannot be created (a read-only home, a file in the way).
+        OSError: the model cannot be written into it (a full disk).
     """
     root = cache_root()
     final = root / f"default_model_v{MODEL_VERSION}"
     if all((final / name).is_file() for name in FILE_NAMES):
         remove_stale_temporaries(root)
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
+    except OSError as error:
+        raise CacheFolderError(error.errno, f"the embedded default model's cache cannot be created there "
+                                            f"({error.strerror}); set FACE3D_CACHE_DIR to a writable folder",
+                               str(root)) from error
     try:
         write_default_model(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is readable like ~/.cache
