@@ -22,15 +22,7 @@ prefer_built_checkout()  # its face3d when its extension is built, else an insta
 from face3d import mesh  # noqa: E402  (after the path set-up)
 from face3d.cli._common import make_output_folder, os_errors_end_program, positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
-from face3d.trainset.outputs import encode_image  # noqa: E402
-from face3d.utils.atomic import atomic_write_bytes  # noqa: E402
-
-
-def save_image(path, image):
-    """Writes an RGB float image in [0, 1] as 8-bit; a failed write (a full disk) raises an OSError
-    naming the file and leaves none."""
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    atomic_write_bytes(path, encode_image(path.suffix, pixels).tobytes())
+from face3d.trainset.outputs import write_image  # noqa: E402
 
 
 def main(argv=None):
@@ -68,8 +60,8 @@ def main(argv=None):
 
     stages = [mesh.transform.to_image(s * vertices, h, w), mesh.transform.to_image(transformed, h, w)]
     strip = [mesh.render.render_colors(v, triangles, colors, h, w) for v in stages] + [rendering]
-    save_image(args.output / "pipeline.jpg", np.hstack(strip))
-    save_image(args.output / "rendering.jpg", rendering)
+    write_image(args.output / "pipeline.jpg", np.hstack(strip))
+    write_image(args.output / "rendering.jpg", rendering)
     mesh.io.write_obj_with_colors(args.output / "face.obj", transformed, triangles, lit_colors)
     print(f"wrote pipeline.jpg, rendering.jpg and face.obj to {args.output}")
 

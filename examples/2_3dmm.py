@@ -26,15 +26,7 @@ prefer_built_checkout()  # its face3d when its extension is built, else an insta
 from face3d import mesh  # noqa: E402  (after the path set-up)
 from face3d.cli._common import make_output_folder, os_errors_end_program, positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
-from face3d.trainset.outputs import encode_image  # noqa: E402
-from face3d.utils.atomic import atomic_write_bytes  # noqa: E402
-
-
-def save_image(path, image):
-    """Writes an RGB float image in [0, 1] as 8-bit; a failed write (a full disk) raises an OSError
-    naming the file and leaves none."""
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    atomic_write_bytes(path, encode_image(path.suffix, pixels).tobytes())
+from face3d.trainset.outputs import write_image  # noqa: E402
 
 
 def render(projected, triangles, colors, size):
@@ -81,8 +73,8 @@ def main(argv=None):
 
     mean_vertices = model.generate_vertices(model.get_shape_para("zero"), model.get_exp_para("zero"))
     mean_colors = np.clip(model.generate_colors(model.get_tex_para("zero")) / 255.0, 0.0, 1.0)
-    save_image(args.output / "mean_face.jpg", render(model.transform(mean_vertices, s, [0, 0, 0], t),
-                                                     model.triangles, mean_colors, size))
+    write_image(args.output / "mean_face.jpg", render(model.transform(mean_vertices, s, [0, 0, 0], t),
+                                                      model.triangles, mean_colors, size))
 
     # -- fit: 68 landmarks (projected frame) -> shape, expression and pose
     x = projected[model.kpt_ind, :2]
@@ -98,11 +90,11 @@ def main(argv=None):
     print(f"landmark error after fitting: {landmark_error:.4f} px (mean over the 68 landmarks)")
     print(f"vertex error after fitting: {vertex_error:.4f} px (mean over all vertices, image plane)")
 
-    save_image(args.output / "generated.jpg", generated)
-    save_image(args.output / "fitted.jpg", fitted_image)
-    save_image(args.output / "generated_vs_fitted.jpg",
-               np.hstack([draw_points(generated, x, size, (0, 1, 0)),
-                          draw_points(fitted_image, fitted[model.kpt_ind, :2], size, (1, 0, 0))]))
+    write_image(args.output / "generated.jpg", generated)
+    write_image(args.output / "fitted.jpg", fitted_image)
+    write_image(args.output / "generated_vs_fitted.jpg",
+                np.hstack([draw_points(generated, x, size, (0, 1, 0)),
+                           draw_points(fitted_image, fitted[model.kpt_ind, :2], size, (1, 0, 0))]))
 
     # -- the fit step by step (face3d's isShow): estimates after initialisation and after each iteration
     sps, eps, ss, angless, ts = model.fit(x, model.kpt_ind, max_iter=4, isShow=True)
@@ -111,8 +103,8 @@ def main(argv=None):
     errors = [np.linalg.norm(v[model.kpt_ind, :2] - x, axis=1).mean() for v in steps]
     print("landmark error after initialisation and each iteration: "
           + ", ".join(f"{e:.3f}" for e in errors) + " px")
-    save_image(args.output / "fit_iterations.jpg", np.hstack([render(v, model.triangles, colors, size)
-                                                               for v in steps]))
+    write_image(args.output / "fit_iterations.jpg", np.hstack([render(v, model.triangles, colors, size)
+                                                                for v in steps]))
     print(f"wrote mean_face.jpg, generated.jpg, fitted.jpg, generated_vs_fitted.jpg, fit_iterations.jpg "
           f"to {args.output}")
 

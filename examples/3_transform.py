@@ -26,15 +26,7 @@ prefer_built_checkout()  # its face3d when its extension is built, else an insta
 from face3d import mesh  # noqa: E402  (after the path set-up)
 from face3d.cli._common import make_output_folder, os_errors_end_program, positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
-from face3d.trainset.outputs import encode_image  # noqa: E402
-from face3d.utils.atomic import atomic_write_bytes  # noqa: E402
-
-
-def save_image(path, image):
-    """Writes an RGB float image in [0, 1] as 8-bit; a failed write (a full disk) raises an OSError
-    naming the file and leaves none."""
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    atomic_write_bytes(path, encode_image(path.suffix, pixels).tobytes())
+from face3d.trainset.outputs import write_image  # noqa: E402
 
 
 def transform_test(vertices, triangles, colors, obj, camera, h, w):
@@ -86,13 +78,13 @@ def main(argv=None):
     # -- object transforms, standard camera
     yaws, pitches = [-60, -30, 0, 30, 60], [-30, -15, 0, 15, 30]
     grid = np.vstack([np.hstack([render(angles=(pitch, yaw, 0)) for yaw in yaws]) for pitch in pitches])
-    save_image(args.output / "pose_grid.jpg", grid)
-    save_image(args.output / "roll.jpg", np.hstack([render(angles=(0, 0, roll)) for roll in [-60, -30, 0, 30, 60]]))
-    save_image(args.output / "scale.jpg", np.hstack([render(s=s) for s in [0.5, 0.75, 1.0, 1.25]]))
+    write_image(args.output / "pose_grid.jpg", grid)
+    write_image(args.output / "roll.jpg", np.hstack([render(angles=(0, 0, roll)) for roll in [-60, -30, 0, 30, 60]]))
+    write_image(args.output / "scale.jpg", np.hstack([render(s=s) for s in [0.5, 0.75, 1.0, 1.25]]))
 
     # -- camera moving on a circle around the face (orthographic): the mirror image of turning the face
     orbit = [render(eye=[h * np.sin(np.deg2rad(a)), 0, h * np.cos(np.deg2rad(a))]) for a in yaws]
-    save_image(args.output / "camera_orbit.jpg", np.hstack(orbit))
+    write_image(args.output / "camera_orbit.jpg", np.hstack(orbit))
 
     # -- perspective camera. The face is 0.6*h high, its top and bottom at depth z_edge; at distance D the view's
     # half-height is D * tan(fovy) (face3d's fovy is a half-angle), so fovy = atan(0.5 * h / D) keeps the face
@@ -101,9 +93,9 @@ def main(argv=None):
     distances = np.array([1.0, 1.5, 2.5, 5.0]) * h
     dolly = [render(proj_type="perspective", eye=[0, 0, d], fovy=np.rad2deg(np.arctan(0.5 * h / (d - z_edge))))
              for d in distances]
-    save_image(args.output / "perspective_distance.jpg", np.hstack(dolly))
+    write_image(args.output / "perspective_distance.jpg", np.hstack(dolly))
     zoom = [render(proj_type="perspective", eye=[0, 0, 2.0 * h], fovy=fovy) for fovy in [10, 15, 20, 30]]
-    save_image(args.output / "perspective_fovy.jpg", np.hstack(zoom))
+    write_image(args.output / "perspective_fovy.jpg", np.hstack(zoom))
     print(f"wrote pose_grid.jpg, roll.jpg, scale.jpg, camera_orbit.jpg, perspective_distance.jpg, "
           f"perspective_fovy.jpg to {args.output}")
 

@@ -25,15 +25,7 @@ prefer_built_checkout()  # its face3d when its extension is built, else an insta
 from face3d import mesh  # noqa: E402  (after the path set-up)
 from face3d.cli._common import make_output_folder, os_errors_end_program, positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
-from face3d.trainset.outputs import encode_image  # noqa: E402
-from face3d.utils.atomic import atomic_write_bytes  # noqa: E402
-
-
-def save_image(path, image):
-    """Writes an RGB float image in [0, 1] as 8-bit; a failed write (a full disk) raises an OSError
-    naming the file and leaves none."""
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    atomic_write_bytes(path, encode_image(path.suffix, pixels).tobytes())
+from face3d.trainset.outputs import write_image  # noqa: E402
 
 
 def main(argv=None):
@@ -64,22 +56,22 @@ def main(argv=None):
         return render(mesh.light.add_light(world, triangles, albedo, positions, intensities, **options))
 
     steps = np.linspace(-1.0, 1.0, 5)
-    save_image(args.output / "light_x.jpg", np.hstack([light_test([a * d, 0, d]) for a in steps]))
-    save_image(args.output / "light_y.jpg", np.hstack([light_test([0, a * d, d]) for a in steps]))
+    write_image(args.output / "light_x.jpg", np.hstack([light_test([a * d, 0, d]) for a in steps]))
+    write_image(args.output / "light_y.jpg", np.hstack([light_test([0, a * d, d]) for a in steps]))
     # from beside the face (z = 0, light grazing the cheek) round to straight in front
-    save_image(args.output / "light_z.jpg",
-               np.hstack([light_test([d * np.cos(a), 0, d * np.sin(a)]) for a in np.deg2rad([0, 22, 45, 67, 90])]))
+    write_image(args.output / "light_z.jpg",
+                np.hstack([light_test([d * np.cos(a), 0, d * np.sin(a)]) for a in np.deg2rad([0, 22, 45, 67, 90])]))
 
     front = [0, 0, d]
     colored = [light_test(front, (1, 0.3, 0.3)), light_test(front, (0.3, 1, 0.3)), light_test(front, (0.3, 0.3, 1)),
                light_test([[-d, 0, d], [d, 0, d]], [[1, 0.4, 0.1], [0.1, 0.4, 1]])]
-    save_image(args.output / "light_colors.jpg", np.hstack(colored))
+    write_image(args.output / "light_colors.jpg", np.hstack(colored))
 
     side = [-d, d / 2, d]
     phong = [light_test(side), light_test(side, ambient=0.3),
              light_test(side, ambient=0.3, specular=0.4, shininess=10),
              light_test(side, ambient=0.3, specular=0.8, shininess=40)]
-    save_image(args.output / "phong.jpg", np.hstack(phong))
+    write_image(args.output / "phong.jpg", np.hstack(phong))
 
     # -- spherical harmonics: coefficients in sh_basis order [1, y, z, x, xy, yz, 3z^2-1, xz, x^2-y^2]
     sh_sets = {
@@ -90,7 +82,7 @@ def main(argv=None):
         "mixed": [2.0, 0.5, 0.6, -0.5, 0.2, 0.2, 0.1, -0.2, 0.1],
     }
     lit = {name: mesh.light.add_light_sh(world, triangles, albedo, coeff) for name, coeff in sh_sets.items()}
-    save_image(args.output / "sh_lighting.jpg", np.hstack([render(colors) for colors in lit.values()]))
+    write_image(args.output / "sh_lighting.jpg", np.hstack([render(colors) for colors in lit.values()]))
 
     # -- inverse rendering: estimate the SH lighting back from the lit colours and the albedo
     estimated = mesh.light.estimate_light(world, triangles, albedo, lit["mixed"])

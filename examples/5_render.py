@@ -27,15 +27,7 @@ prefer_built_checkout()  # its face3d when its extension is built, else an insta
 from face3d import mesh, mesh_numpy  # noqa: E402  (after the path set-up)
 from face3d.cli._common import make_output_folder, os_errors_end_program, positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
-from face3d.trainset.outputs import encode_image  # noqa: E402
-from face3d.utils.atomic import atomic_write_bytes  # noqa: E402
-
-
-def save_image(path, image):
-    """Writes an RGB (or single-channel) float image in [0, 1] as 8-bit; a failed write (a full disk) raises an
-    OSError naming the file and leaves none."""
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    atomic_write_bytes(path, encode_image(path.suffix, pixels).tobytes())
+from face3d.trainset.outputs import write_image  # noqa: E402
 
 
 def best_time(function, repeat=3):
@@ -66,7 +58,7 @@ def main(argv=None):
 
     # -- per-vertex colours
     rendering = mesh.render.render_colors(image_vertices, triangles, colors, h, w)
-    save_image(args.output / "colors.jpg", rendering)
+    write_image(args.output / "colors.jpg", rendering)
 
     # -- texture map: the colours rendered in UV space; texel (x, y) = (u * (T - 1), (T - 1) * (1 - v))
     T = 256
@@ -78,8 +70,8 @@ def main(argv=None):
     face = rendering.any(axis=2)
     print(f"colour rendering vs texture rendering: mean |difference| {np.abs(textured - rendering)[face].mean():.4f} "
           f"(colours in [0, 1])")
-    save_image(args.output / "texture_map.jpg", texture)
-    save_image(args.output / "texture.jpg", textured)
+    write_image(args.output / "texture_map.jpg", texture)
+    write_image(args.output / "texture.jpg", textured)
 
     # -- a coarse 16x16-texel checkerboard: nearest shows the texels, bilinear blends them
     checker = np.kron((np.add.outer(np.arange(4), np.arange(4)) % 2).astype(np.float32), np.ones((4, 4)))
@@ -88,21 +80,21 @@ def main(argv=None):
     for mapping in ("nearest", "bilinear"):
         image = mesh.render.render_texture(image_vertices, triangles, checker, checker_coords, triangles, h, w,
                                            mapping_type=mapping)
-        save_image(args.output / f"checker_{mapping}.jpg", image)
+        write_image(args.output / f"checker_{mapping}.jpg", image)
 
     # -- any background image (BG): here a vertical gradient
     background = np.dstack(np.broadcast_arrays(np.linspace(0.2, 0.8, h)[:, None], 0.4, np.linspace(0.8, 0.3, w)))
-    save_image(args.output / "background.jpg",
-               mesh.render.render_colors(image_vertices, triangles, colors, h, w, BG=background.astype(np.float32)))
+    write_image(args.output / "background.jpg",
+                mesh.render.render_colors(image_vertices, triangles, colors, h, w, BG=background.astype(np.float32)))
 
     # -- the rasterizer's buffers: depth (larger z is nearer), visible triangle, barycentric weights
     depth, triangle_buffer, weights = mesh.render.rasterize_triangles(image_vertices, triangles, h, w)
     z = image_vertices[:, 2]
-    save_image(args.output / "depth.png", np.where(face, (depth - z.min()) / np.ptp(z), 0.0))
+    write_image(args.output / "depth.png", np.where(face, (depth - z.min()) / np.ptp(z), 0.0))
     palette = np.random.default_rng(0).random((model.ntri + 1, 3))
     palette[-1] = 0  # index -1 (no triangle) is black
-    save_image(args.output / "triangles.png", palette[triangle_buffer])
-    save_image(args.output / "barycentric.png", weights)
+    write_image(args.output / "triangles.png", palette[triangle_buffer])
+    write_image(args.output / "barycentric.png", weights)
 
     # -- the same calls through the C++ kernels and their numpy twins
     for name, module in (("face3d.mesh (C++)", mesh), ("face3d.mesh_numpy", mesh_numpy)):

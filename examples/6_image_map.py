@@ -25,15 +25,7 @@ prefer_built_checkout()  # its face3d when its extension is built, else an insta
 from face3d import mesh  # noqa: E402  (after the path set-up)
 from face3d.cli._common import make_output_folder, os_errors_end_program, positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
-from face3d.trainset.outputs import encode_image  # noqa: E402
-from face3d.utils.atomic import atomic_write_bytes  # noqa: E402
-
-
-def save_image(path, image):
-    """Writes an RGB (or single-channel) float image in [0, 1] as 8-bit; a failed write (a full disk) raises an
-    OSError naming the file and leaves none."""
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    atomic_write_bytes(path, encode_image(path.suffix, pixels).tobytes())
+from face3d.trainset.outputs import write_image  # noqa: E402
 
 
 def main(argv=None):
@@ -60,27 +52,27 @@ def main(argv=None):
         return mesh.render.render_colors(image_vertices, triangles, attribute, h, w, c=attribute.shape[1])
 
     mask = render(np.ones(model.nver))[..., 0] > 0.5
-    save_image(args.output / "mask.png", mask.astype(np.float32))
-    save_image(args.output / "colors.jpg", render(colors))
+    write_image(args.output / "mask.png", mask.astype(np.float32))
+    write_image(args.output / "colors.jpg", render(colors))
 
     z = image_vertices[:, 2]
-    save_image(args.output / "depth.png", render((z - z.min()) / np.ptp(z))[..., 0])
+    write_image(args.output / "depth.png", render((z - z.min()) / np.ptp(z))[..., 0])
 
     # BFM triangles are clockwise seen from outside, so the right-hand vertex normals point into the head.
     normals = -mesh.light.vertex_normals(transformed, triangles)
-    save_image(args.output / "normal.png", render((normals + 1.0) / 2.0) * mask[..., None])
+    write_image(args.output / "normal.png", render((normals + 1.0) / 2.0) * mask[..., None])
 
     mean_shape = model.model["shapeMU"].reshape(-1, 3)
     pncc = (mean_shape - mean_shape.min(axis=0)) / np.ptp(mean_shape, axis=0)
-    save_image(args.output / "pncc.png", render(pncc))
+    write_image(args.output / "pncc.png", render(pncc))
 
-    save_image(args.output / "uv_coords.png", render(np.c_[model.uv_coords, np.zeros(model.nver)]))
+    write_image(args.output / "uv_coords.png", render(np.c_[model.uv_coords, np.zeros(model.nver)]))
 
     # Labels are rendered as one-hot channels and read back by argmax, so no pixel gets an in-between label.
     one_hot = np.eye(4, dtype=np.float32)[model.region_labels]
     labels = render(one_hot).argmax(axis=2)
     palette = np.array([[0.8, 0.7, 0.6], [0.2, 0.5, 1.0], [1.0, 0.8, 0.1], [0.9, 0.2, 0.3]])
-    save_image(args.output / "regions.png", palette[labels] * mask[..., None])
+    write_image(args.output / "regions.png", palette[labels] * mask[..., None])
     print(f"wrote mask.png, colors.jpg, depth.png, normal.png, pncc.png, uv_coords.png, regions.png to {args.output}")
 
 

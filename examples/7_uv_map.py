@@ -29,15 +29,8 @@ prefer_built_checkout()  # its face3d when its extension is built, else an insta
 from face3d import mesh  # noqa: E402  (after the path set-up)
 from face3d.cli._common import make_output_folder, os_errors_end_program, positive_int  # noqa: E402
 from face3d.morphable_model import MorphableModel  # noqa: E402
-from face3d.trainset.outputs import encode_image  # noqa: E402
-from face3d.utils.atomic import atomic_file, atomic_write_bytes  # noqa: E402
-
-
-def save_image(path, image):
-    """Writes an RGB float image in [0, 1] as 8-bit; a failed write (a full disk) raises an OSError
-    naming the file and leaves none."""
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    atomic_write_bytes(path, encode_image(path.suffix, pixels).tobytes())
+from face3d.trainset.outputs import write_image  # noqa: E402
+from face3d.utils.atomic import atomic_file  # noqa: E402
 
 
 def main(argv=None):
@@ -88,13 +81,13 @@ def main(argv=None):
     rec = cv2.remap(image, uv_position_map[..., 0], uv_position_map[..., 1], interpolation=cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
-    save_image(args.output / "image.jpg", image)
-    save_image(args.output / "uv_texture_map.jpg", uv_texture_map)
+    write_image(args.output / "image.jpg", image)
+    write_image(args.output / "uv_texture_map.jpg", uv_texture_map)
     with atomic_file(args.output / "uv_position_map.npy") as f:  # a failed write names the file, as save_image's do
         np.save(f, uv_position_map)
-    save_image(args.output / "uv_position_map.jpg", uv_position_map / max(h, w))  # only for show
-    save_image(args.output / "uv_coords.jpg", layout)
-    save_image(args.output / "uv_texture_map_rec.jpg", rec)
+    write_image(args.output / "uv_position_map.jpg", uv_position_map / max(h, w))  # only for show
+    write_image(args.output / "uv_coords.jpg", layout)
+    write_image(args.output / "uv_texture_map_rec.jpg", rec)
     mesh.io.write_obj_with_texture(args.output / "face.obj", vertices, triangles, uv_texture_map, model.uv_coords)
     print(f"wrote image.jpg, uv_texture_map.jpg, uv_position_map.jpg/.npy, uv_coords.jpg, uv_texture_map_rec.jpg, "
           f"face.obj/.mtl/_texture.png to {args.output}")

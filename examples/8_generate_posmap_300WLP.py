@@ -49,18 +49,11 @@ from face3d.trainset import (  # noqa: E402
     read_300wlp_sample,
     uv_to_pixels,
 )
-from face3d.trainset.outputs import encode_image  # noqa: E402
+from face3d.trainset.outputs import write_image  # noqa: E402
 from face3d.trainset.sample import MIN_RESOLUTION  # noqa: E402
 from face3d.trainset.synthetic import synthesize_dataset  # noqa: E402
-from face3d.utils.atomic import atomic_file, atomic_write_bytes  # noqa: E402
+from face3d.utils.atomic import atomic_file  # noqa: E402
 from face3d.utils.errors import InputFileError  # noqa: E402
-
-
-def save_image(path, image):
-    """Writes an RGB image, uint8 or float in [0, 1]; a failed write (a full disk) raises an OSError naming
-    the file and leaves none."""
-    pixels = image if image.dtype == np.uint8 else np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    atomic_write_bytes(path, encode_image(path.suffix, pixels).tobytes())
 
 
 def fixture_sample():
@@ -137,13 +130,13 @@ def main(argv=None):
           f"(in the {r}x{r} crop)")
 
     # -- outputs
-    save_image(args.output / f"{name}.jpg", cropped)
+    write_image(args.output / f"{name}.jpg", cropped)
     with atomic_file(args.output / f"{name}.npy") as f:  # a failed write names the file, as save_image's do
         np.save(f, posmap)
-    save_image(args.output / f"{name}_posmap.jpg", posmap / r)  # only for show
+    write_image(args.output / f"{name}_posmap.jpg", posmap / r)  # only for show
     texture = cv2.remap(cropped, posmap[..., 0], posmap[..., 1], interpolation=cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    save_image(args.output / f"{name}_tex.jpg", texture)
+    write_image(args.output / f"{name}_tex.jpg", texture)
     marked = np.ascontiguousarray(cropped.copy())
     radius = max(2, r // 100)
     if "pt2d" in params and params["pt2d"].shape[1] == 68:
@@ -151,8 +144,8 @@ def main(argv=None):
             cv2.circle(marked, (int(round(x)), int(round(y))), radius, (0, 255, 0), -1)
     for x, y, _ in keypoints:
         cv2.circle(marked, (int(round(x)), int(round(y))), radius, (255, 0, 0), 1)
-    save_image(args.output / f"{name}_kpt.jpg", marked)
-    save_image(args.output / f"{name}_preview.jpg", sample.preview)
+    write_image(args.output / f"{name}_kpt.jpg", marked)
+    write_image(args.output / f"{name}_preview.jpg", sample.preview)
     print(f"wrote {name}.jpg, {name}.npy, {name}_posmap.jpg, {name}_tex.jpg, {name}_kpt.jpg, {name}_preview.jpg "
           f"to {args.output}")
 

@@ -644,7 +644,7 @@ def test_demo_stops_at_the_first_write_the_file_system_refuses(tmp_path, capsys,
         return refusing_write
 
     if writer == "image":
-        monkeypatch.setattr(demo, "atomic_write_bytes", refusing_b(demo.atomic_write_bytes))
+        monkeypatch.setattr(demo, "write_image", refusing_b(demo.write_image))
     else:
         monkeypatch.setattr(np, "savetxt", refusing_b(np.savetxt))
     out = tmp_path / "out"

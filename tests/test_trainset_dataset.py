@@ -272,6 +272,23 @@ def test_float16_without_opencv_is_opencv_bytes(opencv_4_float16):
     assert len(failed) == 1  # the one probe
 
 
+
+def test_write_image_rounds_floats_keeps_uint8_and_names_a_refused_file(tmp_path):
+    """write_image stores floats in [0, 1] as round(clip(x) * 255), uint8 as given, RGB as RGB (PNG: lossless);
+    a refused write names the file and leaves neither it nor its temporary twin."""
+    from face3d.trainset.outputs import write_image
+    rgb = np.array([[[0.0, 0.5, 1.0], [-0.2, 0.498, 1.7]]], dtype=np.float32)
+    write_image(tmp_path / "float.png", rgb)
+    assert cv2.imread(str(tmp_path / "float.png"))[..., ::-1].tolist() == [[[0, 128, 255], [0, 127, 255]]]
+    grey = np.array([[3, 250]], dtype=np.uint8)
+    write_image(str(tmp_path / "grey.png"), grey)
+    assert cv2.imread(str(tmp_path / "grey.png"), cv2.IMREAD_UNCHANGED).tolist() == [[3, 250]]
+    (tmp_path / "taken.png").mkdir()  # a folder where the file goes: the rename is refused
+    with pytest.raises(OSError) as refused:
+        write_image(tmp_path / "taken.png", grey)
+    assert refused.value.filename == str(tmp_path / "taken.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float.png", "grey.png", "taken.png"]
+
 # ---------------------------------------------------------------------------------------- synthetic set
 
 

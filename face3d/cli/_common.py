@@ -99,16 +99,16 @@ def os_error_text(error):
 
 
 @contextlib.contextmanager
-def os_errors_end_program(prog=None):
+def os_errors_end_program():
     """End the program as ``run_parsed`` ends a command when the body raises an OSError naming its file (a failed
-    write: a full disk, a read-only folder): one line ``<prog>: error: <path>: <problem>`` on stderr and status 2.
-    ``prog`` defaults to the running script's file name, as argparse's does. Other errors pass through."""
+    write: a full disk, a read-only folder): one line ``<prog>: error: <path>: <problem>`` on stderr and status 2,
+    ``<prog>`` the running script's file name, as argparse's. Other errors pass through."""
     try:
         yield
     except OSError as error:
         if error.filename is None:
             raise
-        print(f"{prog or os.path.basename(sys.argv[0])}: error: {os_error_text(error)}", file=sys.stderr)
+        print(f"{os.path.basename(sys.argv[0])}: error: {os_error_text(error)}", file=sys.stderr)
         sys.exit(2)
 
 

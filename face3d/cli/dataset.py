@@ -74,10 +74,9 @@ def _run_preview(args):
     setup_logging(args.verbose)
     import numpy as np
 
-    from face3d.trainset.outputs import encode_image
+    from face3d.trainset.outputs import write_image
     from face3d.trainset.posmap import posmap_value_problem
     from face3d.trainset.preview import draw_preview, keypoints_drawn
-    from face3d.utils.atomic import atomic_write_bytes
 
     npy = Path(args.npy)
     image, posmap, uv_kpt_ind = _preview_inputs(npy, args.image, args.uv_data)
@@ -90,7 +89,7 @@ def _run_preview(args):
                                             f": {', '.join(notes)}" if notes else "")
     picture = draw_preview(image, posmap, uv_kpt_ind)
     output = args.output or npy.with_name(npy.stem + "_preview.png")
-    atomic_write_bytes(output, encode_image(output.suffix, picture).tobytes())
+    write_image(output, picture)
     print(f"wrote {output}")
     return 0
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
-from face3d.trainset.outputs import encode_image
-from face3d.utils.atomic import atomic_write_bytes, staging_folder
+from face3d.trainset.outputs import write_image
+from face3d.utils.atomic import staging_folder
 from face3d.utils.errors import InputFileError, refuses_storage
 from face3d.utils.image_header import is_listed_image
 from face3d.utils.output_names import refuse_shared_stems
@@ -54,20 +54,17 @@ def _landmarks_in(folder, image_path):
 
 
 def _write_image(path, rgb, output):
-    """Write an (h, w, 3) RGB or (h, w) grey uint8 image to ``path`` (format from the suffix) through its temporary
-    twin (``atomic_write_bytes``: a failed write, a full disk's included, raises an OSError naming it); OSError
-    naming the file in ``output`` (the folder it goes to) when a side is over JPEG's 65,500 pixels, ValueError when
-    OpenCV cannot encode it."""
+    """Write an (h, w, 3) RGB or (h, w) grey uint8 image to ``path`` (``outputs.write_image``: a failed write, a full
+    disk's included, raises an OSError naming it); OSError naming the file in ``output`` (the folder it goes to)
+    when a side is over JPEG's 65,500 pixels, ValueError naming it there when OpenCV cannot encode it."""
     h, w = rgb.shape[:2]
     shown_as = Path(output) / path.name
     if path.suffix.lower() in (".jpg", ".jpeg") and max(h, w) > JPEG_MAX_SIDE:
         raise OSError(f"{shown_as}: the image is {w} x {h} pixels; JPEG takes at most {JPEG_MAX_SIDE:,} a side")
     try:
-        encoded = encode_image(path.suffix, rgb)
-    except ValueError as error:
+        write_image(path, rgb)
+    except ValueError as error:  # OpenCV cannot encode it
         raise ValueError(f"{shown_as}: {error}") from error
-    # encoded here and written by Python: cv2.imwrite reports success when a full disk took the file's bytes
-    atomic_write_bytes(path, encoded.tobytes())
 
 
 def _write_files(prn, image, pos, folder, stem, texture, output):

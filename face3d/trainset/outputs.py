@@ -17,10 +17,10 @@ import zlib
 import cv2
 import numpy as np
 
-from face3d.utils.atomic import TEMP_SUFFIX
+from face3d.utils.atomic import TEMP_SUFFIX, atomic_write_bytes
 from face3d.utils.errors import os_error_at
 
-__all__ = ["OutputFolders", "Journal", "write_sample", "encode_image", "read_journals", "done_outputs",
+__all__ = ["OutputFolders", "Journal", "write_sample", "encode_image", "write_image", "read_journals", "done_outputs",
            "earlier_files", "damaged_outputs", "input_checks", "file_check", "DONE_DIR", "CHECKED_BYTES"]
 
 DONE_DIR = ".done"
@@ -141,6 +141,23 @@ def encode_image(ext, image):
         raise ValueError(f"OpenCV could not encode an image of shape {image.shape} as {ext}")
     return buf
 
+
+
+def write_image(path, image):
+    """Write ``image`` to ``path`` in the format of its suffix (``encode_image``) through a hidden temporary twin
+    (``atomic_write_bytes``): a failed write (a full disk) raises an OSError naming ``path`` and leaves no file.
+
+    Args:
+        path: the file (str or Path).
+        image: (h, w, 3) RGB or (h, w) grey; uint8, or float in [0, 1] stored as ``round(clip(image, 0, 1) * 255)``.
+    Raises:
+        ValueError: OpenCV cannot encode it as that format.
+    """
+    pixels = np.asarray(image)
+    if pixels.dtype != np.uint8:
+        pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+    # encoded here and written by Python: cv2.imwrite reports success when a full disk took the file's bytes
+    atomic_write_bytes(path, encode_image(os.path.splitext(path)[1], pixels))
 
 @functools.lru_cache(maxsize=8)
 def _npy_header(shape, dtype):

@@ -43,7 +43,7 @@ from face3d.mesh import render as mesh_render
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model.contour import landmark_vertices
 from face3d.morphable_model.morphable_model import model_identity
-from face3d.trainset.outputs import encode_image
+from face3d.trainset.outputs import write_image
 from face3d.utils.atomic import atomic_file, atomic_write_bytes
 from face3d.utils.errors import InputFileError
 from face3d.utils.matfile import save_mat
@@ -422,7 +422,7 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
     for folder, stem, image, mat in _render_set(model, mirror, todo, seed, int(size), int(views)):
         mat_path = output / folder / f"{stem}.mat"
         mat_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(mat_path.with_suffix(".jpg"), encode_image(".jpg", image).tobytes())
+        write_image(mat_path.with_suffix(".jpg"), image)
         with atomic_file(mat_path) as f:
             save_mat(f, mat)
     atomic_write_bytes(record, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
