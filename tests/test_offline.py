@@ -371,6 +371,13 @@ def test_a_non_finite_map_skips_that_sample_and_measures_the_rest_of_its_batch(e
     assert line.startswith(f"post_process failed: {result}: no sample could be post-processed (3 skipped; first: "
                            f"{manifest['samples'][0]['image']}: {first}, sample 1 of 2 ")
     assert {path.name: path.read_bytes() for path in (tmp_path / "report").iterdir()} == earlier
+    # a manifest edited to list no sample (pre_process never writes one): the same line, without a first
+    edited = json.loads((work / offline.MANIFEST).read_text())
+    edited.update(samples=[], files=[], skipped=[])
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    assert face3d_main([*argv[:4], "--manifest", str(tmp_path / "edited.json"), *argv[6:]]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"post_process failed: {result}: no sample could be post-processed (0 skipped)"]
 
 
 def test_a_non_finite_map_in_a_boxes_batch_skips_that_face_only(exported, aflw, tmp_path, capsys):

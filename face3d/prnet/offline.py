@@ -620,9 +620,9 @@ def post_process(result_dir, manifest, output_dir, timing=None):
             names.append(name)
             landmarks.append(keypoints_from_map(pos, uv.uv_kpt_ind))
     skipped = info["skipped"] + skipped
-    if not names:
-        raise ValueError(f"{result_dir}: no sample could be post-processed ({len(skipped)} skipped; first: "
-                         f"{skipped[0]['image']}: {skipped[0]['reason']})")
+    if not names:  # a manifest pre_process wrote lists a sample; one edited by hand may list none
+        first = f"; first: {skipped[0]['image']}: {skipped[0]['reason']}" if skipped else ""
+        raise ValueError(f"{result_dir}: no sample could be post-processed ({len(skipped)} skipped{first})")
     timing = result_dir / TIMING if timing is None and (result_dir / TIMING).is_file() else timing
     latency = None
     if timing is not None:
