@@ -391,14 +391,71 @@ def test_a_full_disk_while_saving_a_model_is_one_line_naming_the_file(tiny_label
 
 
 def test_without_validation_the_last_line_names_last_keras_instead_of_a_best_model(tiny_label, tmp_path,
-                                                                                     monkeypatch, capsys):
+                                                                                     monkeypatch, capsys, caplog):
     pytest.importorskip("keras")
     from face3d.cli import main as face3d_main
     monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _prnet_data.tiny_network)
+    caplog.set_level(logging.INFO, logger="face3d.prnet.training")
     out = tmp_path / "out"
     assert face3d_main(_train_argv(tiny_label, out, "--val-fraction", "0")) == 0
     last = out / "checkpoints" / "last.keras"
     assert capsys.readouterr().out.strip().splitlines()[-1] == (
-        "finished 1 epochs; no validation (--val-fraction 0 and no --val-list), so no best.keras: the model is "
+        "finished 1 epoch; no validation (--val-fraction 0 and no --val-list), so no best.keras: the model is "
         f"{last}; outputs in {out}")
+    epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1: ")]
+    assert len(epoch_lines) == 1 and "val NME" not in epoch_lines[0], epoch_lines
     assert last.is_file() and not (out / "best.keras").exists()
+
+
+def test_a_full_disk_while_writing_tensorboard_logs_is_one_line_naming_the_folder(tiny_label, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """TensorFlow reports a full disk as ResourceExhaustedError, no OSError: it ends the command as any refused
+    write does, one line naming the log folder and status 2."""
+    tf = pytest.importorskip("tensorflow")
+    from face3d.cli import main as face3d_main
+    monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _prnet_data.tiny_network)
+
+    def full_disk(logdir, *args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, f"{logdir}/events.out.tfevents.1; No space left on device")
+
+    monkeypatch.setattr(tf.summary, "create_file_writer", full_disk)
+    out = tmp_path / "out"
+    assert face3d_main(_train_argv(tiny_label, out)) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"face3d train: error: {out / 'logs' / 'train'}: "
+                                                            "No space left on device"]
+
+
+def test_an_output_that_is_a_file_is_refused_before_the_samples_are_read(tmp_path, capsys):
+    from face3d.cli import main as face3d_main
+    label = _prnet_data.make_dataset(tmp_path / "data", 4, 32)
+    (tmp_path / "data" / "sample_000.npy").unlink()  # reading the samples would fail first
+    afile = tmp_path / "afile"
+    afile.touch()
+    assert face3d_main(["train", "--train-list", str(label), "--output", str(afile)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"face3d train: error: {afile}: is a file, not a folder"]
+
+
+@pytest.mark.parametrize("flag, advice", [("--train-list", "give {label}"),
+                                          ("--h5", "give the .h5 file (face3d pack's output)")])
+def test_a_folder_for_the_training_data_says_what_to_give(tiny_label, tmp_path, capsys, flag, advice):
+    from face3d.cli import main as face3d_main
+    folder = tiny_label.parent
+    assert face3d_main(["train", flag, str(folder), "--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d train: error: {folder}: is a folder; {advice.format(label=tiny_label)}"]
+
+
+def test_resuming_with_fewer_epochs_than_the_run_has_is_refused(tiny_label, tmp_path, monkeypatch, capsys):
+    """--epochs below the run's epoch count leaves the run (and the config.json that describes it) as it is."""
+    pytest.importorskip("keras")
+    from face3d.cli import main as face3d_main
+    monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _prnet_data.tiny_network)
+    out = tmp_path / "out"
+    assert face3d_main(_train_argv(tiny_label, out, "--epochs", "2")) == 0
+    config = (out / "config.json").read_bytes()
+    capsys.readouterr()
+    assert face3d_main(_train_argv(tiny_label, out, "--resume")) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d train: error: cannot resume {out}: the run already has 2 epochs, more than --epochs 1; give "
+        "--epochs 2 or more"]
+    assert (out / "config.json").read_bytes() == config

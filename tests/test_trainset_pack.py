@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -130,6 +131,38 @@ def test_bad_label_files(tmp_path):
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / ".x.h5.partial").exists()
     with pytest.raises(ValueError, match="compression must be one of"):
         pack_label_file(mismatch, tmp_path / "x.h5", compression="zip", progress=False)
+
+
+def test_a_folder_for_the_label_file_or_the_pack_says_what_to_give(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputFileError, match=f"^{re.escape(str(empty))}: is a folder; give the label file "
+                                             r"\(trainDataLabel.txt\) itself$") as info:
+        read_label_file(empty)
+    assert info.value.path == empty
+    (tmp_path / "trainDataLabel.txt").write_text("s0.png s0.npy\n")
+    with pytest.raises(InputFileError, match=f"^{re.escape(str(tmp_path))}: is a folder; give "
+                                             f"{re.escape(str(tmp_path / 'trainDataLabel.txt'))}$"):
+        read_label_file(tmp_path)
+    with pytest.raises(InputFileError, match=f"^{re.escape(str(tmp_path))}: is a folder; give the .h5 file "
+                                             r"\(face3d pack's output\)$"):
+        PackedTrainset(tmp_path)
+
+
+def test_a_map_out_of_range_is_named_as_such_without_a_cast_warning(tmp_path):
+    """70000 is finite but past float16's largest value: it is checked as loaded, not after the cast made it inf."""
+    _make_samples(tmp_path, 2)
+    posmap = np.load(tmp_path / "s1.npy").astype(np.float32)
+    posmap[3, 4, 0] = 70000.0
+    np.save(tmp_path / "s1.npy", posmap)
+    label = tmp_path / "trainDataLabel.txt"
+    label.write_text("s0.png s0.npy\ns1.png s1.npy\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputFileError, match=re.escape(f"{tmp_path / 's1.npy'}: position-map value 70000 outside "
+                                                           f"the plausible range [-{R}, {2 * R}]")):
+            pack_label_file(label, tmp_path / "x.h5", progress=False)
+    assert not (tmp_path / "x.h5").exists()
 
 
 def test_label_file_with_a_byte_order_mark(tmp_path, capsys):

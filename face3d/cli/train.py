@@ -7,7 +7,14 @@ only once training starts: ``--help`` and bad input never load it.
 import dataclasses
 import sys
 
-from face3d.cli._common import Command, DefaultsHelpFormatter, add_field_argument, field_default, setup_logging
+from face3d.cli._common import (
+    Command,
+    DefaultsHelpFormatter,
+    add_field_argument,
+    field_default,
+    output_folder_problem,
+    setup_logging,
+)
 
 __all__ = ["TRAIN", "add_train_arguments", "train_config", "run_train", "main"]
 
@@ -112,6 +119,10 @@ def run_train(args):
     """Train with the parsed arguments; bad input stops with exit status 2 and a message naming the file, as does
     (through ``run_parsed``) a write the file system refuses: a full disk while saving a model or log."""
     setup_logging()
+    problem = output_folder_problem(args.output)  # before every sample is decoded and checked
+    if problem is not None:
+        print(f"{args.prog}: error: {problem}", file=sys.stderr)
+        return 2
     from face3d.prnet.training import train
     from face3d.utils.errors import InputFileError
 
@@ -124,7 +135,8 @@ def run_train(args):
         result = f"best val NME {summary['best_nme']} (epoch {summary['best_epoch']})"
     else:
         result = f"no validation (--val-fraction 0 and no --val-list), so no best.keras: the model is {summary['last']}"
-    print(f"finished {len(summary['history'])} epochs; {result}; outputs in {summary['output']}")
+    epochs = len(summary["history"])
+    print(f"finished {epochs} epoch{'s' if epochs != 1 else ''}; {result}; outputs in {summary['output']}")
     return 0
 
 

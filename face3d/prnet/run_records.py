@@ -1,8 +1,10 @@
 """The records a training run keeps: its state (committed inside ``checkpoints/last.keras``), ``log.csv``, JSON
 files, and TensorBoard scalars."""
 import csv
+import errno
 import io
 import json
+import os
 import zipfile
 
 from face3d.utils.atomic import atomic_write_bytes
@@ -77,10 +79,27 @@ class ScalarLog:
             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
 
     def write(self, run, tag, value, step):
-        """Log ``value`` as scalar ``tag`` of ``run`` ('train' or 'validation') at ``step`` (the epoch)."""
-        if run not in self._writers:
-            self._writers[run] = self._tf.summary.create_file_writer(str(self._log_dir / run))
-        with self._writers[run].as_default():
-            self._tf.summary.write(tag, self._tf.constant(value, self._tf.float32), step=step,
-                                   metadata=self._metadata)
-        self._writers[run].flush()
+        """Log ``value`` as scalar ``tag`` of ``run`` ('train' or 'validation') at ``step`` (the epoch).
+
+        Raises:
+            OSError naming the run's folder ``<log_dir>/<run>`` for a write TensorFlow fails (an OpError such as
+            ResourceExhaustedError on a full disk), with the errno its message names (``_errno_in``), so that a
+            full disk reads as any other refused write.
+        """
+        folder = self._log_dir / run
+        try:
+            if run not in self._writers:
+                self._writers[run] = self._tf.summary.create_file_writer(str(folder))
+            with self._writers[run].as_default():
+                self._tf.summary.write(tag, self._tf.constant(value, self._tf.float32), step=step,
+                                       metadata=self._metadata)
+            self._writers[run].flush()
+        except self._tf.errors.OpError as error:
+            number = _errno_in(error.message)
+            raise OSError(number, os.strerror(number), str(folder)) from error
+
+
+def _errno_in(message):
+    """The errno whose ``os.strerror`` text TensorFlow's error ``message`` holds ("...: No space left on device" ->
+    ENOSPC; TensorFlow reports a failed system call with that text), else EIO."""
+    return next((number for number in sorted(errno.errorcode) if os.strerror(number) in message), errno.EIO)

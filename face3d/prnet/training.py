@@ -258,8 +258,9 @@ def _previous_run(config, output, state_path, last_path, resolution):
     ``resolution`` is the data's R: the input size of a run recorded without one.
 
     Raises:
-        ValueError: ``output`` holds a run and ``resume`` is off, or a setting of ``_RESUME_KEYS`` changed (the
-            files and folders of ``_PATH_KEYS`` compared as resolved paths);
+        ValueError: ``output`` holds a run and ``resume`` is off, a setting of ``_RESUME_KEYS`` changed (the
+            files and folders of ``_PATH_KEYS`` compared as resolved paths), or the run has more epochs than
+            ``config.epochs`` (its config.json is left as it is);
         InputFileError: the run's checkpoint or state cannot be read.
     """
     state = None
@@ -284,6 +285,9 @@ def _previous_run(config, output, state_path, last_path, resolution):
         if changed:
             raise ValueError(f"cannot resume {output}: settings differ from the saved run: "
                              + ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed))
+        if int(state["epoch"]) > config.epochs:
+            raise ValueError(f"cannot resume {output}: the run already has {state['epoch']} epochs, more than "
+                             f"--epochs {config.epochs}; give --epochs {state['epoch']} or more")
     elif config.resume:
         logger.warning("nothing to resume in %s; starting at epoch 1", output)
     last_path.parent.mkdir(parents=True, exist_ok=True)
@@ -479,8 +483,9 @@ def train(config):
         write_json(state_path, state)
         if best_epoch == epoch + 1:  # after the checkpoint: a kill before it redoes the epoch, maybe not as well
             _save_best(model, output, best_epoch, best_nme)
-        logger.info("epoch %d/%d: loss %.6g, lr %.3g, val NME %s", epoch + 1, config.epochs, row["loss"],
-                    row["learning_rate"], row["val_nme"])
+        validated = "" if row["val_nme"] == "" else f", val NME {row['val_nme']}"
+        logger.info("epoch %d/%d: loss %.6g, lr %.3g%s", epoch + 1, config.epochs, row["loss"], row["learning_rate"],
+                    validated)
     history_rows = [{k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
                      for k, v in r.items()} for r in rows]
     return {"history": history_rows, "best_nme": None if math.isinf(best_nme) else best_nme,

@@ -45,10 +45,16 @@ def read_label_file(path, base_dir=None):
         list of ``(image_path, npy_path)`` strings.
     Raises:
         FileNotFoundError: the label file does not exist.
-        InputFileError (a ValueError): a line does not hold exactly two paths (the message names the file and
-            line number), or the file is not UTF-8 text.
+        InputFileError (a ValueError): ``path`` is a folder (the message names the label file in it, if any), a
+            line does not hold exactly two paths (the message names the file and line number), or the file is not
+            UTF-8 text.
     """
     path = Path(path)
+    if path.is_dir():
+        from face3d.trainset.dataset import LABEL_FILE  # only here: the generator's module is slow to import
+        inside = path / LABEL_FILE
+        raise InputFileError(path, f"is a folder; give {inside}" if inside.is_file() else
+                             f"is a folder; give the label file ({LABEL_FILE}) itself")
     if not path.is_file():
         raise FileNotFoundError(f"label file not found: {str(path)!r}")
     base = Path(base_dir) if base_dir is not None else path.parent
@@ -161,10 +167,10 @@ def _write_rows(f, pairs, first, posmap_dtype, options, h5_path, progress):
             if image.shape != shape or posmap.shape != shape:
                 raise ValueError(f"sample {i}: {image_path!r} {image.shape} and {npy_path!r} {posmap.shape} "
                                  f"must both have shape {shape}")
-            stored = posmap.astype(posmap_dtype)  # checked as stored: float16 turns values past 65504 into inf
-            problem = posmap_value_problem(stored, shape[0])
+            problem = posmap_value_problem(posmap, shape[0])  # as loaded: float16 makes values past 65504 inf
             if problem is not None:
                 raise InputFileError(npy_path, problem)
+            stored = posmap.astype(posmap_dtype)  # in [-R, 2R]: float16 holds them
             with _write_errors(h5_path):
                 images[i] = image
                 posmaps[i] = stored
@@ -205,15 +211,17 @@ class PackedTrainset:
     ``ds.names[i]`` is the sample name. Use as a context manager or call ``close()``.
 
     Raises:
-        FileNotFoundError; InputFileError naming the file for one that is no readable HDF5 file (truncated, empty,
-        another format), lacks a dataset or holds datasets of different lengths, and, when reading, naming the row
-        too for a damaged chunk.
+        FileNotFoundError; InputFileError naming the path for a folder, or a file that is no readable HDF5 file
+        (truncated, empty, another format), lacks a dataset or holds datasets of different lengths, and, when
+        reading, naming the row too for a damaged chunk.
     """
 
     def __init__(self, path):
         import h5py
 
         path = Path(path)
+        if path.is_dir():
+            raise InputFileError(str(path), "is a folder; give the .h5 file (face3d pack's output)")
         if not path.is_file():
             raise FileNotFoundError(f"packed training set not found: {str(path)!r}")
         self.path = path
