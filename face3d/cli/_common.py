@@ -1,8 +1,8 @@
 """Pieces every ``face3d`` command shares: the ``Command`` record, argument types, flags read from config
 dataclasses, logging set-up, the one-line report of a missing optional dependency or of a file the system refuses
 (``os_error_text``; ``os_errors_end_program`` for the examples), and the check of an output folder run before any
-work (``output_folder_problem``; ``check_output_folder`` for scripts reporting through ``parser.error``, the
-examples)."""
+work (``output_folder_problem``; ``refuses_output_folder`` for a command's run function, ``check_output_folder``
+for scripts reporting through ``parser.error``, the examples)."""
 import argparse
 import contextlib
 import dataclasses
@@ -208,6 +208,15 @@ def output_folder_problem(folder):
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing}: folder not writable (read-only or no permission)"
     return None
+
+
+def refuses_output_folder(args):
+    """Whether ``args.output`` cannot take outputs (``output_folder_problem``), having then printed the one line
+    ``<prog>: error: <path>: <problem>``: a command's run function returns status 2 on True, before any work."""
+    problem = output_folder_problem(args.output)
+    if problem is not None:
+        print(f"{args.prog}: error: {problem}", file=sys.stderr)
+    return problem is not None
 
 
 def check_output_folder(parser, folder):

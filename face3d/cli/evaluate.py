@@ -10,8 +10,8 @@ from face3d.cli._common import (
     Command,
     add_trust_model_argument,
     error_text,
-    output_folder_problem,
     positive_int,
+    refuses_output_folder,
     setup_logging,
 )
 
@@ -52,9 +52,7 @@ def run_evaluate(args):
     """Run the evaluation; returns the exit status: 0, 1 when an image was skipped (the report covers fewer images
     than the folder holds; each is logged and listed in the report), 2 on bad input (a message naming it)."""
     setup_logging()
-    problem = output_folder_problem(args.output)  # before the model loads and every image is predicted
-    if problem is not None:
-        print(f"{args.prog}: error: {problem}", file=sys.stderr)
+    if refuses_output_folder(args):  # before the model loads and every image is predicted
         return 2
     try:
         from face3d.prnet.evaluation import counts_line, evaluate_model

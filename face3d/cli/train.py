@@ -12,7 +12,7 @@ from face3d.cli._common import (
     DefaultsHelpFormatter,
     add_field_argument,
     field_default,
-    output_folder_problem,
+    refuses_output_folder,
     setup_logging,
 )
 
@@ -119,9 +119,7 @@ def run_train(args):
     """Train with the parsed arguments; bad input stops with exit status 2 and a message naming the file, as does
     (through ``run_parsed``) a write the file system refuses: a full disk while saving a model or log."""
     setup_logging()
-    problem = output_folder_problem(args.output)  # before every sample is decoded and checked
-    if problem is not None:
-        print(f"{args.prog}: error: {problem}", file=sys.stderr)
+    if refuses_output_folder(args):  # before every sample is decoded and checked
         return 2
     from face3d.prnet.training import train
     from face3d.utils.errors import InputFileError
@@ -136,7 +134,7 @@ def run_train(args):
     else:
         result = f"no validation (--val-fraction 0 and no --val-list), so no best.keras: the model is {summary['last']}"
     epochs = len(summary["history"])
-    print(f"finished {epochs} epoch{'s' if epochs != 1 else ''}; {result}; outputs in {summary['output']}")
+    print(f"finished {epochs} epoch{'s' * (epochs != 1)}; {result}; outputs in {summary['output']}")
     return 0
 
 
