@@ -31,7 +31,7 @@ from face3d.prnet.layer_graph import LayerNode, fold_batch_norms, model_to_nodes
 from face3d.prnet.onnx_graph import build_onnx_model, onnx_to_float16
 from face3d.prnet.predictor import load_keras_model, load_predictor, square_side
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
-from face3d.prnet.quantize import calibration_for_batches
+from face3d.prnet.quantize import calibration_for_batches, refuse_calibration_without_int8
 from face3d.prnet.tf_graph import BATCH_NORM_OP_TYPES, build_graph_def, graph_op_types
 from face3d.prnet.tflite import build_tflite
 from face3d.trainset.uv_layout import UVData, load_uv_data
@@ -282,10 +282,7 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     """
     if int8 and calibration is None:
         raise ValueError("int8 export needs calibration images (a folder of face crops or an AFLW2000-3D folder)")
-    if calibration is not None and not int8:
-        given = f"a calibration folder ({calibration}) is" if isinstance(calibration, (str, Path)) else \
-            "calibration images are"
-        raise ValueError(f"{given} for int8 mode only (--int8)")
+    refuse_calibration_without_int8(calibration, int8)
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"{output_dir}: exists and is not a folder (--output names the folder of the exports)")

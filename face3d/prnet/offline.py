@@ -446,8 +446,9 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         (not a file, or not the model's input size): each is checked before the result folder is created, and a
         failure during the run removes that folder.
     """
-    if calibration is not None and not int8:
-        raise ValueError(f"a calibration folder ({calibration}) is for int8 mode only (--int8)")
+    from face3d.prnet.quantize import refuse_calibration_without_int8
+
+    refuse_calibration_without_int8(calibration, int8)
     input_dir = Path(input_dir)
     files = _msame_inputs(input_dir)
     if not files:

@@ -17,11 +17,22 @@ import numpy as np
 from face3d.contract import RESOLUTION
 from face3d.utils.image_header import IMAGE_SUFFIXES, is_listed_image
 
-__all__ = ["QDQ_MIN_OPSET", "calibration_images", "calibration_for_batches", "calibration_batches", "quantize_onnx"]
+__all__ = ["QDQ_MIN_OPSET", "refuse_calibration_without_int8", "calibration_images", "calibration_for_batches",
+           "calibration_batches", "quantize_onnx"]
 
 logger = logging.getLogger(__name__)
 
 QDQ_MIN_OPSET = 13  # per-channel DequantizeLinear (its axis attribute) needs opset 13; older models are upgraded
+
+
+def refuse_calibration_without_int8(calibration, int8):
+    """ValueError when calibration images (a folder, or an array) are given without int8 mode, which alone reads
+    them: ``"a calibration folder (<folder>) is for int8 mode only (--int8)"``, or ``"calibration images are ..."``
+    for an array."""
+    if calibration is not None and not int8:
+        given = f"a calibration folder ({calibration}) is" if isinstance(calibration, (str, Path)) else \
+            "calibration images are"
+        raise ValueError(f"{given} for int8 mode only (--int8)")
 
 
 def calibration_images(folder, size, limit=None, resolution=RESOLUTION):
