@@ -1,6 +1,6 @@
 """The evaluation's report files: ``report.md`` (NME per yaw bucket, AUC, failure rate, the protocol),
 ``ced.png`` (every metric's cumulative error distribution), ``report.json`` and ``predictions.npz``, written
-together or not at all (``face3d.utils.atomic.atomic_write_files``)."""
+together or not at all (``face3d.utils.atomic.write_file_set``)."""
 import io
 import json
 import logging
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.prnet.metrics import ced
-from face3d.utils.atomic import atomic_write_files
+from face3d.utils.atomic import write_file_set
 
 __all__ = ["markdown_report", "ced_png", "write_reports"]
 
@@ -93,7 +93,7 @@ def write_reports(report, output_dir, predictions=None, extra=None):
     ``predictions.npz`` (names, yaw_deg, pred, gt) into ``output_dir`` (created); ``extra``: {kind: (file name,
     bytes or None)}, a caller's own files to write with them (listed in ``files`` under their kind).
 
-    The files appear together or not at all (``atomic_write_files``, report.json renamed last): a failed write
+    The files appear together or not at all (``write_file_set``, report.json renamed last): a failed write
     (a full disk) leaves an earlier run's files as they were and raises an OSError naming the file. An earlier
     run's ``ced.png``, ``predictions.npz`` or ``extra`` file that this call does not write (no matplotlib, no
     predictions, None) is removed afterwards: it would not match the report.
@@ -111,10 +111,7 @@ def write_reports(report, output_dir, predictions=None, extra=None):
     files = {kind: str(path) for kind, path in paths.items() if kind == "json" or contents[kind] is not None}
     contents["json"] = (json.dumps(_finite_or_null({**report, "files": files}), indent=2, allow_nan=False)
                         + "\n").encode("utf-8")
-    atomic_write_files({paths[kind]: data for kind, data in contents.items() if data is not None})
-    for kind in paths.keys() - files.keys():
-        paths[kind].unlink(missing_ok=True)
-    return files
+    return write_file_set(paths, contents)
 
 
 def _npz(report, pred, gt):

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
-from face3d.utils.atomic import atomic_write_bytes, atomic_write_files, staging_folder
+from face3d.utils.atomic import atomic_write_bytes, staging_folder, write_file_set
 from face3d.utils.errors import InputFileError
 from face3d.utils.output_names import refuse_shared_stems
 
@@ -650,9 +650,6 @@ def post_process(result_dir, manifest, output_dir, timing=None):
                  "latency": output_dir / "latency.md"}
         contents = {"landmarks": npz.getvalue(), "json": (json.dumps(report) + "\n").encode("utf-8"),
                     "latency": latency_md}
-        atomic_write_files({paths[kind]: data for kind, data in contents.items() if data is not None})
-        if latency_md is None:  # an earlier run's would not match these results
-            paths["latency"].unlink(missing_ok=True)
-        report["files"] = {kind: str(path) for kind, path in paths.items() if contents[kind] is not None}
+        report["files"] = write_file_set(paths, contents)  # an earlier run's latency.md goes without timing
     return report
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from face3d.utils.errors import os_error_at
 
 __all__ = ["TEMP_SUFFIX", "temp_name", "names_no_file_but", "atomic_file", "atomic_write_bytes", "atomic_write_files",
-           "staging_folder"]
+           "write_file_set", "staging_folder"]
 
 TEMP_SUFFIX = ".partial"
 
@@ -74,6 +74,18 @@ def atomic_write_files(files):
             raise os_error_at(error, current) from error
         raise
 
+
+
+def write_file_set(paths, contents):
+    """Write a set of files that belong together, such as a report's: ``contents[kind]`` (bytes) to
+    ``paths[kind]`` for every kind whose content is not None, together (``atomic_write_files``, renamed in the
+    order of ``contents``), then remove the file of every kind whose content is None, which an earlier run may have
+    left and would not match. Returns ``{kind: str(path)}`` of the files written, in the order of ``paths``."""
+    atomic_write_files({paths[kind]: data for kind, data in contents.items() if data is not None})
+    for kind, data in contents.items():
+        if data is None:
+            paths[kind].unlink(missing_ok=True)
+    return {kind: str(path) for kind, path in paths.items() if contents[kind] is not None}
 
 @contextlib.contextmanager
 def staging_folder(path):
