@@ -67,7 +67,7 @@ def exported(tmp_path_factory):
     assert np.abs(maps[1] - maps[0]).max() > 0.01 and np.abs(maps[2] - maps[0]).max() > 0.01
     out = tmp_path_factory.mktemp("export")
     export_model(model, out / "b1", batch_size=1, onnx=True, run_atc=False)
-    export_model(model, out / "b2", batch_size=2, run_atc=False)
+    export_model(model, out / "b2", batch_size=2, onnx=True, run_atc=False)
     return model, out
 
 
@@ -213,6 +213,32 @@ def test_int8_without_a_calibration_folder_calibrates_on_the_real_crops_only(exp
     np.testing.assert_array_equal(calibrated[0], np.concatenate([bins[0], bins[1][:1]]))
 
 
+def test_int8_calibration_cut_to_the_models_batch_names_that_batch(exported, aflw, tmp_path, monkeypatch, capsys,
+                                                                    caplog):
+    """offline run has no --batch flag: the batch the calibration images are cut to is the model's input's."""
+    from face3d.prnet import quantize
+    _, out = exported
+    model = out / "b2" / "prnet.onnx"
+
+    class Captured(Exception):
+        """Stops the run before quantizing."""
+
+    def capture(*args, **kwargs):
+        raise Captured
+
+    monkeypatch.setattr(quantize, "quantize_onnx", capture)
+    offline.pre_process(aflw, tmp_path / "work3", input_size=SIZE, batch_size=2)
+    with caplog.at_level(logging.WARNING, logger="face3d.prnet.quantize"), pytest.raises(Captured):
+        offline.run_offline(model, tmp_path / "work3" / "bin", tmp_path / "out", int8=True, quiet=True)
+    assert [r.getMessage() for r in caplog.records if r.name == "face3d.prnet.quantize"] == [
+        "calibration: using 2 of 3 images (a multiple of prnet.onnx's input batch 2)"]
+    offline.pre_process(aflw, tmp_path / "work1", input_size=SIZE, batch_size=2, limit=1)
+    assert face3d_main(["offline", "run", "--model", str(model), "--input", str(tmp_path / "work1" / "bin"),
+                        "--output", str(tmp_path / "out"), "--int8"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "run failed: 1 calibration images are fewer than one batch (prnet.onnx's input batch 2)"]
+
+
 def test_int8_calibration_on_crops_of_another_size_names_the_file(exported, aflw, tmp_path, capsys):
     _, out = exported
     work = tmp_path / "work"
@@ -322,6 +348,32 @@ def test_images_sharing_a_name_are_listed_before_any_crop(aflw, tmp_path, capsys
         f"pre_process failed: {images}: images share a name (file stem), which must be unique as it names the .bin "
         "file: p1: x/p1.jpg, y/p1.jpg; p2: x/p2.jpg, y/p2.jpg"]
     assert not (tmp_path / "work").exists()
+
+
+def test_a_batch_names_its_samples_by_their_paths_so_only_images_of_one_folder_clash(aflw, tmp_path, capsys):
+    """With --batch above 1 the .bin files are batch_<k>.bin and each sample is named by its path without its
+    suffix: x/p1.jpg and y/p1.jpg are two samples, x/p1.jpg and x/p1.png would be one."""
+    images = tmp_path / "images"
+    for folder in ("x", "y"):
+        (images / folder).mkdir(parents=True)
+    face = sorted(aflw.rglob("*.jpg"))[0]
+    for name in ("x/p1.jpg", "y/p1.jpg"):
+        (images / name).symlink_to(face)
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("x/p1.jpg 30 35 120 130\ny/p1.jpg 30 35 120 130\n")
+    command = ["offline", "pre_process", "--data", str(images), "--output", str(tmp_path / "work"), "--boxes",
+               str(boxes), "--input-size", str(SIZE), "--batch", "2"]
+    assert face3d_main(command) == 0
+    manifest = json.loads((tmp_path / "work" / offline.MANIFEST).read_text())
+    assert manifest["files"] == [{"bin": "batch_00000.bin", "samples": ["x/p1", "y/p1"]}]
+    (images / "x" / "p1.png").write_bytes(b"never read")
+    boxes.write_text(boxes.read_text() + "x/p1.png 30 35 120 130\n")
+    capsys.readouterr()
+    assert face3d_main(command[:5] + [str(tmp_path / "work2")] + command[6:]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"pre_process failed: {images}: images share a name (file stem), which must be unique as it names a sample "
+        "of the manifest: x/p1: x/p1.jpg, x/p1.png"]
+    assert not (tmp_path / "work2").exists()
 
 
 def _poison(path, sample, count):

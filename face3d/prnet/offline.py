@@ -187,9 +187,12 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
             items.append((image, None, box))
         if limit is not None:
             items = items[:int(limit)]
-    refuse_shared_stems([image for image, _, _ in items], "the .bin file", data_dir)  # batch 1: <stem>.bin
-    (output_dir / INPUTS).mkdir(parents=True, exist_ok=True)
     b, s = int(batch_size), int(input_size)
+    if b == 1:  # <stem>.bin
+        refuse_shared_stems([image for image, _, _ in items], "the .bin file", data_dir)
+    else:  # batch_<k>.bin, each sample named by its path in data_dir without its suffix
+        refuse_shared_stems([image for image, _, _ in items], "a sample of the manifest", data_dir, per_folder=True)
+    (output_dir / INPUTS).mkdir(parents=True, exist_ok=True)
     samples, files, crops = [], [], []  # crops: those of the batch being filled, written once it is full
     with staging_folder(output_dir / INPUTS / INPUTS) as staging:
         def write_batch():
@@ -415,7 +418,8 @@ def _load_runner(model, scratch, fp16, int8, calibration, input_files, manifest,
         logger.info("int8: calibrating on the %d input files (pass a calibration folder for an unbiased figure)",
                     len(input_files))
         calibration = _input_crops(input_files, size, manifest)
-    images = calibration_for_batches(calibration, size, batch, manifest["resolution"])  # cropped as pre_process
+    images = calibration_for_batches(calibration, size, batch, manifest["resolution"],  # cropped as pre_process
+                                     batch_origin=f"{model.name}'s input batch")
     converted = quantize_onnx(float_model, Path(scratch) / f"{model.stem}_int8.onnx", images, batch)
     return load_predictor(converted, **options)
 

@@ -87,13 +87,14 @@ def calibration_images(folder, size, limit=None, resolution=RESOLUTION):
     return np.stack(crops).astype(np.float32)
 
 
-def calibration_for_batches(calibration, size, batch_size, resolution=RESOLUTION):
+def calibration_for_batches(calibration, size, batch_size, resolution=RESOLUTION, batch_origin="--batch"):
     """Calibration images for a model of input (B, S, S, 3), cut to a multiple of B with a warning saying how many
     are used.
 
     Args:
         calibration: a folder (``calibration_images`` at ``size`` S and uv-data ``resolution`` R) or float32
             (N, S, S, 3) images in [0, 1]. size: S. batch_size: B.
+        batch_origin: what set B, named with it in the messages ("--batch 3", "prnet.onnx's input batch 3").
     Returns:
         float32 (k B, S, S, 3), the first k B images.
     Raises:
@@ -108,9 +109,10 @@ def calibration_for_batches(calibration, size, batch_size, resolution=RESOLUTION
     usable = len(images) // batch_size * batch_size
     if usable == 0:
         where = f"{calibration}: " if isinstance(calibration, (str, Path)) else ""
-        raise ValueError(f"{where}{len(images)} calibration images are fewer than one batch (--batch {batch_size})")
+        raise ValueError(f"{where}{len(images)} calibration images are fewer than one batch ({batch_origin} "
+                         f"{batch_size})")
     if usable < len(images):
-        logger.warning("calibration: using %d of %d images (a multiple of --batch %d)", usable, len(images),
+        logger.warning("calibration: using %d of %d images (a multiple of %s %d)", usable, len(images), batch_origin,
                        batch_size)
     return images[:usable]
 
