@@ -149,6 +149,18 @@ def test_generate_argument_errors(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["export", "--model", "m.keras", "--output", "out", "--bogus", "1"],
+                                  ["offline", "run", "--model", "m.onnx", "--input", "in", "--output", "out", "--bogus",
+                                   "1"]])
+def test_an_unknown_argument_is_the_subcommands_error_with_its_usage(argv, capsys):
+    prog = "face3d " + " ".join(argv[:2] if argv[0] == "offline" else argv[:1])
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2 and err[0].startswith(f"usage: {prog} ")
+    assert err[-1] == f"{prog}: error: unrecognized arguments: --bogus 1"
+
+
 def test_generate_without_root_synthesizes_the_default_set(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["generate", "--output", str(out), "--synthetic-count", "2", "--resolution", "16", "--angles", "10",

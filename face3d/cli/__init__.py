@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from face3d import __version__
-from face3d.cli._common import limit_blas_threads, run_parsed
+from face3d.cli._common import CommandParser, limit_blas_threads, run_parsed
 from face3d.cli.dataset import PACK, PREVIEW, SYNTHESIZE, UV_DATA
 from face3d.cli.demo import DEMO
 from face3d.cli.evaluate import EVALUATE
@@ -47,7 +47,7 @@ def build_parser(commands=None):
     parser = argparse.ArgumentParser(prog="face3d", description="3D-face ground truth, PRNet training sets, and "
                                                                 "PRNet training, evaluation, inference and export.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for command in COMMANDS:
         command_parser = sub.add_parser(command.name, help=command.help, description=command.description,
                                         formatter_class=command.formatter)

@@ -60,6 +60,17 @@ class Command:
         return run_parsed(self.parser(prog).parse_args(argv))
 
 
+class CommandParser(argparse.ArgumentParser):
+    """The parser of a subcommand: an argument it does not know is its own error, with its own usage (argparse
+    otherwise leaves unknown arguments to the top-level parser, whose message shows ``face3d``'s usage)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """argparse's ArgumentDefaultsHelpFormatter, but an argument's help gets no ``(default: ...)`` when its text
     states the default itself ("default: ...") or when the default is None or False (an unset option, a switch)."""
