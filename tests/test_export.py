@@ -4,6 +4,7 @@ Narrow networks (input 64, width 4) keep this file around 40 s on 2 cores.
 """
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -231,7 +232,7 @@ def _fake_atc(tmp_path, monkeypatch, body):
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside keras Model.save
-def test_cli_writes_the_files_and_runs_atc_when_installed(tiny_model, tmp_path, monkeypatch):
+def test_cli_writes_the_files_and_runs_atc_when_installed(tiny_model, tmp_path, monkeypatch, capsys):
     model_path = tmp_path / "tiny.keras"
     tiny_model.save(model_path)
     _fake_atc(tmp_path, monkeypatch, f"printf '%s\\n' \"$@\" > {tmp_path / 'atc_args.txt'}")  # records its arguments
@@ -246,6 +247,9 @@ def test_cli_writes_the_files_and_runs_atc_when_installed(tiny_model, tmp_path, 
     script = (out / "atc_pb.sh").read_text()
     assert '--input_shape="input:1,64,64,3"' in script and "--soc_version=Ascend310P3" in script
     assert json.loads((out / "export.json").read_text())["atc_status"] == {"pb": 0}
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"max \|pb - keras\| = \S+ \(on 1 check images\)", lines[2])
+    assert lines[3] == "each file against the Keras model, on 1 check images:" and lines[4].startswith("prnet.pb: ")
     assert face3d_main(["export", "--model", str(tmp_path / "missing.keras"), "--output", str(out)]) == 2
 
 

@@ -54,7 +54,9 @@ def test_every_file_is_written_reloaded_and_recorded(tiny_model, crops_dir, expo
     assert list(result.files) == names
     summary = json.loads((out / "export.json").read_text())
     assert summary["files"] == json.loads(json.dumps(result.files)) and summary["compared_on"] == \
-        "8 calibration images"
+        result.compared_on == "8 calibration images"
+    # the tolerance check's figures (max_abs_diff) come from the check images, not the calibration images
+    assert summary["checked_on"] == result.checked_on == "1 check images"
     for name in names:
         assert result.files[name]["size_mb"] == (out / name).stat().st_size / 1e6
     # the random network has no face, so no box to normalise by: NME is None, the keypoint shift is measured

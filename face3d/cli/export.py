@@ -72,7 +72,8 @@ def run_export(args):
     print(f"wrote {result.pb_path}" + (f" and {result.onnx_path}" if result.onnx_path else ""))
     print("op types (.pb): " + ", ".join(f"{k} x{v}" for k, v in result.op_types.items()))
     for fmt, diff in result.max_abs_diff.items():
-        print(f"max |{fmt} - keras| = {diff:.3g}")
+        print(f"max |{fmt} - keras| = {diff:.3g} (on {result.checked_on})")
+    print(f"each file against the Keras model, on {result.compared_on}:")
     for name, row in result.files.items():
         nme = "n/a" if row["nme_vs_float32"] is None else f"{100 * row['nme_vs_float32']:.3f} %"
         print(f"{name}: {row['size_mb']:.2f} MB, max |diff| {row['max_abs_diff']:.3g}, keypoint shift "

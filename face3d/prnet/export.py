@@ -88,6 +88,8 @@ class ExportResult:
         fusion_switch_path: the fusion switch config (unfolded graphs) or None.
         files: file name -> {"path", "size_mb", "max_abs_diff", "keypoint_shift_px", "nme_vs_float32"} for every
             written model (``compare_files``; TFLite and int8 files included).
+        checked_on, compared_on: the images ``max_abs_diff`` and ``files`` were measured on ("1 check images",
+            "8 calibration images": with int8 the files are compared on the calibration images).
     """
     pb_path: Path
     onnx_path: Path = None
@@ -98,6 +100,8 @@ class ExportResult:
     atc_status: dict = field(default_factory=dict)
     fusion_switch_path: Path = None
     files: dict = field(default_factory=dict)
+    checked_on: str = ""
+    compared_on: str = ""
 
 
 def _compare_with_keras(folder, model, images, tolerance, table=None):
@@ -325,15 +329,17 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     for name, entry in files.items():
         entry["path"] = str(output_dir / name)
     result = ExportResult(pb_path=output_dir / "prnet.pb", onnx_path=output_dir / "prnet.onnx" if onnx else None,
-                          op_types=op_types, onnx_op_types=onnx_op_types, max_abs_diff=max_abs_diff, files=files)
+                          op_types=op_types, onnx_op_types=onnx_op_types, max_abs_diff=max_abs_diff, files=files,
+                          checked_on=f"{len(images)} check images",
+                          compared_on=f"{len(compared)} " + ("check images" if compared is images
+                                                             else "calibration images"))
     commands = _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode)
     # atc runs once every file of the export is in place: a failed run leaves the set complete, export.json says so
     atc_failures = _run_atc(result, output_dir, commands, run_atc)
     summary = {"batch_size": batch_size, "input_size": size, "fold_bn": fold_bn, "opset": opset if onnx else None,
                "op_types": op_types, "onnx_op_types": onnx_op_types, "max_abs_diff": result.max_abs_diff,
-               "tolerance": tolerance, "atc_commands": result.atc_commands, "atc_status": result.atc_status,
-               "files": result.files,
-               "compared_on": f"{len(compared)} " + ("check images" if compared is images else "calibration images")}
+               "checked_on": result.checked_on, "tolerance": tolerance, "atc_commands": result.atc_commands,
+               "atc_status": result.atc_status, "files": result.files, "compared_on": result.compared_on}
     atomic_write_bytes(output_dir / "export.json", (json.dumps(summary, indent=2) + "\n").encode())
     if atc_failures:
         raise RuntimeError(f"atc failed with {'; '.join(atc_failures)}")
