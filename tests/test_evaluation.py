@@ -453,6 +453,22 @@ def test_uv_data_masks_at_another_resolution_than_its_indices_end_in_one_line(tm
     assert not output.exists()
 
 
+def test_dense_model_without_uv_coordinates_is_named_as_by_the_other_commands(tmp_path, monkeypatch, capsys):
+    """--dense BFM.mat without BFM_UV.mat beside it: the message of generate, uv-data and demo."""
+    from face3d.morphable_model.default_model import default_model_dir
+
+    monkeypatch.setattr("face3d.prnet.inference.PRN", lambda *args, **kwargs: _RecordingPRN())
+    bfm = tmp_path / "bfm" / "BFM.mat"
+    bfm.parent.mkdir()
+    bfm.symlink_to(default_model_dir() / "BFM.mat")
+    data, output = _tiny_set(tmp_path / "data", ["a"]), tmp_path / "report"
+    assert face3d_main(_evaluate_argv(data, output, "--dense", str(bfm))) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d evaluate: error: {bfm.parent / 'BFM_UV.mat'}: not found: the UV coordinates of the model (written "
+        f"by face3d's generate.m) must lie beside BFM.mat"]
+    assert not output.exists()
+
+
 def test_a_full_disk_leaves_the_earlier_report_and_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
     """The second run's disk refuses predictions.npz (ENOSPC on write, naming no file, as a full disk does): the
     first run's four files stay as they were, no temporary is left, and the command says which file in one line."""
