@@ -529,6 +529,42 @@ def test_bad_generate_options_end_in_one_line_with_status_2(tmp_path, synth, cap
     assert not (tmp_path / "synthetic").exists()
 
 
+def test_a_uv_data_folder_whose_files_disagree_ends_generate_in_one_line(tmp_path, synth, capsys):
+    """Masks of another size than each other or than the index files, and a uv_kpt_ind.txt of 60 keypoints."""
+    from face3d.trainset.uv_layout import build_uv_data, load_uv_model, write_uv_data
+
+    root = tmp_path / "root"
+    _add_sample(root, "good", synth)
+    uv_data = build_uv_data(load_uv_model(None), 16)
+    run = ["generate", "--root", root, "--output", tmp_path / "out", "--workers", "1", "--quiet", "--angles",
+           "--resolution", "16", "--uv-data"]
+
+    def folder(name, resized=(), side=32):
+        written = tmp_path / name
+        write_uv_data(uv_data, written)
+        for mask in resized:
+            image = cv2.imread(str(written / mask), cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(str(written / mask), cv2.resize(image, (side, side), interpolation=cv2.INTER_NEAREST))
+        return written
+
+    face_mask_8 = folder("face-mask-8", ["uv_face_mask.png"], side=8)
+    assert _main_error(capsys, *run, face_mask_8) == [
+        f"face3d generate: error: {face_mask_8}: masks of different sizes: uv_face_mask.png is 8x8, "
+        f"uv_weight_mask.png and uv_face_eyes.png are 16x16; all three must be at the resolution of face_ind.txt and "
+        f"uv_kpt_ind.txt"]
+    masks_32 = folder("masks-32", ["uv_face_mask.png", "uv_weight_mask.png", "uv_face_eyes.png"])
+    faces = len(uv_data.face_ind)
+    assert _main_error(capsys, *run, masks_32) == [
+        f"face3d generate: error: {masks_32 / 'face_ind.txt'}: not the face pixels of uv_face_mask.png (32x32, "
+        f"row-major y*32 + x, ascending): it holds {faces} indices for the mask's {4 * faces} face pixels; the two "
+        f"are from different uv-data sets or resolutions"]
+    sixty = folder("sixty")
+    np.savetxt(sixty / "uv_kpt_ind.txt", uv_data.uv_kpt_ind[:, :60], fmt="%d")
+    assert _main_error(capsys, *run, sixty) == [
+        f"face3d generate: error: {sixty / 'uv_kpt_ind.txt'}: expected 68 keypoints (2 x 68 values), got 60"]
+    assert not (tmp_path / "out" / "trainDataLabel.txt").exists()
+
+
 def test_a_damaged_canonical_vertices_file_ends_generate_in_one_line(tmp_path, synth, capsys):
     from face3d.trainset.uv_layout import CANONICAL_FILE, build_uv_data, load_uv_model, write_uv_data
 

@@ -198,13 +198,13 @@ def test_synthesize_command(tmp_path, capsys):
 
 
 def _preview_sample(tmp_path, r=32):
-    """``AFW/a.npy`` (an (r, r, 3) float16 map, zero but for three keypoints), its black crop ``AFW/a.jpg`` and
-    ``uv-data/uv_kpt_ind.txt`` of those three keypoints; returns the map's path and the crop pixels (x, y) the
-    keypoints map to."""
+    """``AFW/a.npy`` (an (r, r, 3) float16 map, zero but for three keypoint pixels), its black crop ``AFW/a.jpg``
+    and ``uv-data/uv_kpt_ind.txt`` of 68 keypoints at those three pixels (the last one 66 times); returns the map's
+    path and the crop pixels (x, y) the three map to."""
     uv_dir = tmp_path / "uv-data"
     uv_dir.mkdir()
     kpt = np.array([[3, 10, 20], [5, 12, 25]])  # (2, k): x row, y row
-    np.savetxt(uv_dir / "uv_kpt_ind.txt", kpt, fmt="%d")
+    np.savetxt(uv_dir / "uv_kpt_ind.txt", np.column_stack([kpt, np.repeat(kpt[:, 2:], 65, axis=1)]), fmt="%d")
     posmap = np.zeros((r, r, 3), np.float16)
     targets = [(4, 4), (16, 8), (27, 27)]  # crop pixels (x, y) the keypoints map to
     for (u, v), (x, y) in zip(kpt.T, targets):
@@ -249,7 +249,7 @@ def test_preview_of_a_map_with_non_finite_values_draws_its_finite_part(tmp_path,
     assert not np.any(np.all(picture[8:, r:] == (255, 0, 255), axis=-1))
     assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
         f"{npy}: {8 * r * 3} non-finite value(s) (NaN or inf) in the position map; previewed anyway: map pixels "
-        f"with NaN or inf in magenta, 2 of 3 keypoints not drawn"]
+        f"with NaN or inf in magenta, 2 of 68 keypoints not drawn"]
 
 
 def test_preview_of_a_finite_implausible_map_warns_without_the_drawing_notes(tmp_path, caplog):
@@ -272,12 +272,15 @@ def test_preview_inputs_that_do_not_fit_the_map_are_one_line(tmp_path, capsys):
     cv2.imwrite(str(image), np.zeros((40, 48, 3), np.uint8))
     other = tmp_path / "uv-data-256"
     other.mkdir()
-    np.savetxt(other / "uv_kpt_ind.txt", [[3, 200], [5, 40]], fmt="%d")
+    np.savetxt(other / "uv_kpt_ind.txt", np.tile([[3, 200], [5, 40]], 34), fmt="%d")
     empty = tmp_path / "empty"
     empty.mkdir()
     one_row = tmp_path / "one-row"
     one_row.mkdir()
     (one_row / "uv_kpt_ind.txt").write_text("3 10 20\n")
+    sixty = tmp_path / "sixty"
+    sixty.mkdir()
+    np.savetxt(sixty / "uv_kpt_ind.txt", np.ones((2, 60)), fmt="%d")
     fractional = tmp_path / "fractional"
     fractional.mkdir()
     (fractional / "uv_kpt_ind.txt").write_text("3.5 10\n5 8\n")  # a pixel index, not a position: refused
@@ -286,7 +289,9 @@ def test_preview_inputs_that_do_not_fit_the_map_are_one_line(tmp_path, capsys):
         (["--uv-data", other], f"{other / 'uv_kpt_ind.txt'}: keypoint pixels 3..200 do not fit the 32x32 map "
                                f"{npy}: give the uv-data folder of its resolution"),
         (["--uv-data", empty], f"{empty / 'uv_kpt_ind.txt'}: file not found"),
-        (["--uv-data", one_row], f"{one_row / 'uv_kpt_ind.txt'}: expected 2 rows (x, y), got shape (1, 3)"),
+        (["--uv-data", one_row], f"{one_row / 'uv_kpt_ind.txt'}: expected 68 keypoints (2 x 68 values), got "
+                                 f"shape (1, 3)"),
+        (["--uv-data", sixty], f"{sixty / 'uv_kpt_ind.txt'}: expected 68 keypoints (2 x 68 values), got 60"),
         (["--uv-data", fractional], f"{fractional / 'uv_kpt_ind.txt'}: expected integers"),
     ]:
         assert main(["preview", str(npy), *map(str, args)]) == 2

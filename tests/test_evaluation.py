@@ -6,6 +6,7 @@ Budget: about 15 s without the slow test; the slow end-to-end test adds about 40
 """
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -433,6 +434,39 @@ def _tiny_set(folder, stems, yaw=0.1):
 
 def _evaluate_argv(data, output, *extra):
     return ["evaluate", "--model", "m.onnx", "--data", str(data), "--output", str(output), "--quiet", *extra]
+
+
+def test_uv_data_masks_at_another_resolution_than_its_indices_end_in_one_line(tmp_path, capsys):
+    """The masks of the packaged uv-data enlarged to 512: its face_ind.txt no longer lists the face mask's pixels,
+    and the landmarks would be read at other pixels. Refused as the uv-data loads, before the model."""
+    uv_dir = tmp_path / "uv-data"
+    shutil.copytree(default_uv_data_dir(), uv_dir)
+    for name in ("uv_face_mask.png", "uv_weight_mask.png", "uv_face_eyes.png"):
+        image = cv2.imread(str(uv_dir / name), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(uv_dir / name), cv2.resize(image, (512, 512), interpolation=cv2.INTER_NEAREST))
+    data, output = _tiny_set(tmp_path / "data", ["a"]), tmp_path / "report"
+    assert face3d_main(_evaluate_argv(data, output, "--uv-data", str(uv_dir))) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d evaluate: error: {uv_dir / 'face_ind.txt'}: not the face pixels of uv_face_mask.png (512x512, "
+        f"row-major y*512 + x, ascending): it holds 45496 indices for the mask's 181984 face pixels; the two are "
+        f"from different uv-data sets or resolutions"]
+    assert not output.exists()
+
+
+def test_dense_model_without_uv_coordinates_is_named_as_by_the_other_commands(tmp_path, monkeypatch, capsys):
+    """--dense BFM.mat without BFM_UV.mat beside it: the message of generate, uv-data and demo."""
+    from face3d.morphable_model.default_model import default_model_dir
+
+    monkeypatch.setattr("face3d.prnet.inference.PRN", lambda *args, **kwargs: _RecordingPRN())
+    bfm = tmp_path / "bfm" / "BFM.mat"
+    bfm.parent.mkdir()
+    bfm.symlink_to(default_model_dir() / "BFM.mat")
+    data, output = _tiny_set(tmp_path / "data", ["a"]), tmp_path / "report"
+    assert face3d_main(_evaluate_argv(data, output, "--dense", str(bfm))) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d evaluate: error: {bfm.parent / 'BFM_UV.mat'}: not found: the UV coordinates of the model (written "
+        f"by face3d's generate.m) must lie beside BFM.mat"]
+    assert not output.exists()
 
 
 def test_a_full_disk_leaves_the_earlier_report_and_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):

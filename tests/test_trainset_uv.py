@@ -4,6 +4,7 @@ Uses the embedded default model. Budget: < 8 s.
 """
 import re
 
+import cv2
 import numpy as np
 import pytest
 
@@ -165,6 +166,77 @@ def test_load_names_a_damaged_canonical_vertices_file(uv_data, tmp_path):
     with pytest.raises(InputFileError, match=re.escape(f"{canonical}: not a .npy array of canonical vertices "
                                                        "(truncated: its header declares (")):
         load_uv_data(tmp_path)
+
+
+def _resize_png(path, side):
+    """Rewrite the PNG at ``path`` at side x side pixels (nearest neighbour, channels kept)."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(path), cv2.resize(image, (side, side), interpolation=cv2.INTER_NEAREST))
+
+
+def test_face_ind_lists_the_face_mask_pixels():
+    shipped = load_uv_data(default_uv_data_dir())
+    assert shipped.face_ind.size == 45496
+    np.testing.assert_array_equal(shipped.face_ind, np.flatnonzero(shipped.face_mask))
+
+
+@pytest.mark.parametrize("sides, listing", [
+    ({"uv_face_mask.png": 128}, "uv_face_mask.png is 128x128, uv_weight_mask.png and uv_face_eyes.png are 256x256"),
+    ({"uv_face_eyes.png": 512}, "uv_face_eyes.png is 512x512, uv_face_mask.png and uv_weight_mask.png are 256x256"),
+    # the face mask fits face_ind.txt: the two others are the odd ones
+    ({"uv_weight_mask.png": 512, "uv_face_eyes.png": 512},
+     "uv_weight_mask.png and uv_face_eyes.png are 512x512, uv_face_mask.png is 256x256"),
+    ({"uv_face_mask.png": 128, "uv_face_eyes.png": 512},
+     "uv_face_mask.png is 128x128, uv_weight_mask.png is 256x256, uv_face_eyes.png is 512x512"),
+])
+def test_load_names_the_masks_of_another_size(uv_data, tmp_path, sides, listing):
+    write_uv_data(uv_data, tmp_path)
+    for name, side in sides.items():
+        _resize_png(tmp_path / name, side)
+    with pytest.raises(InputFileError) as error:
+        load_uv_data(tmp_path)
+    assert str(error.value) == (f"{tmp_path}: masks of different sizes: {listing}; all three must be at the "
+                                f"resolution of face_ind.txt and uv_kpt_ind.txt")
+
+
+def test_load_refuses_a_mask_that_is_not_square(uv_data, tmp_path):
+    write_uv_data(uv_data, tmp_path)
+    cv2.imwrite(str(tmp_path / "uv_weight_mask.png"), uv_data.weight_mask[:200])
+    with pytest.raises(InputFileError) as error:
+        load_uv_data(tmp_path)
+    assert str(error.value) == f"{tmp_path / 'uv_weight_mask.png'}: expected a square image, got 256x200"
+
+
+def test_load_refuses_face_ind_other_than_the_face_mask_pixels(uv_data, tmp_path):
+    """Masks at another resolution than the index files, and a face_ind.txt of the mask's size but one other
+    pixel: either would read the network's map at other pixels than the face."""
+    write_uv_data(uv_data, tmp_path)
+    for name in ("uv_face_mask.png", "uv_weight_mask.png", "uv_face_eyes.png"):
+        _resize_png(tmp_path / name, 512)
+    face_ind = tmp_path / "face_ind.txt"
+    with pytest.raises(InputFileError) as error:
+        load_uv_data(tmp_path)
+    assert str(error.value) == (f"{face_ind}: not the face pixels of uv_face_mask.png (512x512, row-major y*512 + x, "
+                                f"ascending): it holds 45496 indices for the mask's 181984 face pixels; the two are "
+                                f"from different uv-data sets or resolutions")
+    write_uv_data(uv_data, tmp_path)
+    moved = uv_data.face_ind.copy()
+    moved[100] += 256  # the pixel below
+    np.savetxt(face_ind, moved.reshape(-1, 1), fmt="%d")
+    with pytest.raises(InputFileError) as error:
+        load_uv_data(tmp_path)
+    assert str(error.value) == (f"{face_ind}: not the face pixels of uv_face_mask.png (256x256, row-major y*256 + x, "
+                                f"ascending): they differ at 1 of its 45496 indices; the two are from different "
+                                f"uv-data sets or resolutions")
+
+
+@pytest.mark.parametrize("keypoints, got", [(np.ones((2, 60)), "60"), (np.ones((68, 2)), "shape (68, 2)")])
+def test_load_refuses_a_uv_kpt_ind_without_68_keypoints(uv_data, tmp_path, keypoints, got):
+    write_uv_data(uv_data, tmp_path)
+    np.savetxt(tmp_path / "uv_kpt_ind.txt", keypoints, fmt="%d")
+    with pytest.raises(InputFileError) as error:
+        load_uv_data(tmp_path)
+    assert str(error.value) == f"{tmp_path / 'uv_kpt_ind.txt'}: expected 68 keypoints (2 x 68 values), got {got}"
 
 
 def test_rasterization_equals_render_colors(model):

@@ -95,9 +95,9 @@ def _run_preview(args):
 
 
 def _preview_inputs(npy, image_path, uv_data):
-    """The crop (r, r, 3) uint8 RGB, the map (r, r, 3) float32 and uv_kpt_ind (2, K) int64 of ``face3d preview``,
-    each checked against the map: InputFileError naming the crop of another size, or the uv_kpt_ind.txt of pixels
-    outside the map; FileNotFoundError for a missing file."""
+    """The crop (r, r, 3) uint8 RGB, the map (r, r, 3) float32 and uv_kpt_ind (2, 68) int64 of ``face3d preview``,
+    each checked against the map: InputFileError naming the crop of another size, or the uv_kpt_ind.txt that is not
+    68 pixels of the map; FileNotFoundError for a missing file."""
     import numpy as np
 
     from face3d.trainset.posmap import load_posmap
@@ -123,8 +123,6 @@ def _preview_inputs(npy, image_path, uv_data):
                                     f"--uv-data")
         kpt_file = found / "uv_kpt_ind.txt"
     uv_kpt_ind = read_uv_kpt_ind(kpt_file)
-    if uv_kpt_ind.shape[1] == 0:
-        raise InputFileError(kpt_file, "no keypoints")
     low, high = int(uv_kpt_ind.min()), int(uv_kpt_ind.max())
     if low < 0 or high >= r:
         raise InputFileError(kpt_file, f"keypoint pixels {low}..{high} do not fit the {r}x{r} map {npy}: give the "

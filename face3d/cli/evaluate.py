@@ -61,8 +61,8 @@ def run_evaluate(args):
         prn = PRN(args.model, uv_data=args.uv_data, trust_model=args.trust_model)
         dense_model = None
         if args.dense:
-            from face3d.morphable_model import MorphableModel
-            dense_model = MorphableModel(None if args.dense == "default" else args.dense)
+            from face3d.trainset.uv_layout import load_uv_model
+            dense_model = load_uv_model(None if args.dense == "default" else args.dense)
         report = evaluate_model(prn, args.data, args.output, dense_model=dense_model, batch_size=args.batch_size,
                                 limit=args.limit, progress=not args.quiet)
     except (FileNotFoundError, ValueError, ImportError) as error:

@@ -6,7 +6,7 @@ Files (r = resolution, 256 for PRNet):
                        68 keypoint vertices; a position map is read at ``map[y, x]``.  A keypoint on the mesh
                        border whose rounded pixel is not covered takes the nearest covered pixel; with every
                        keypoint inside the layout this is exactly PRNet's formula.
-``face_ind.txt``       row-major indices ``y*r + x`` of the face mask's nonzero pixels, one per line.
+``face_ind.txt``       row-major indices ``y*r + x`` of the face mask's nonzero pixels, ascending, one per line.
 ``triangles.txt``      (t, 3) integers: a triangulation of the UV pixel grid over the face, indices into the
                        ``face_ind`` list (two triangles per 2x2 pixel block whose corners are all in the face,
                        clockwise for a frontal face with y up, i.e. seen from outside, as the BFM's triangles).
@@ -47,6 +47,7 @@ import cv2
 import numpy as np
 
 from face3d.contract import RESOLUTION
+from face3d.morphable_model.load import N_KEYPOINTS
 from face3d.trainset.posmap import UVRasterization, rasterize_uv, uv_keypoint_pixels, uv_to_pixels
 from face3d.utils.atomic import TEMP_SUFFIX
 from face3d.utils.errors import InputFileError, os_error_at
@@ -68,6 +69,7 @@ KNOWN_UV_DATA_FILES = (*UV_DATA_FILES, CANONICAL_FILE, "uv_face.png", "uv_kpt_ma
 WEIGHT_KEYPOINT, WEIGHT_FEATURE, WEIGHT_REST = 255, 64, 48
 _REGION_EYES, _REGION_NOSE, _REGION_MOUTH = 1, 2, 3
 _N_JAW = 17
+_MASK_FILES = ("uv_face_mask.png", "uv_weight_mask.png", "uv_face_eyes.png")
 
 
 @dataclass(frozen=True)
@@ -403,24 +405,24 @@ def _read_ints(path: Path, ndmin: int) -> np.ndarray:
 
 
 def read_uv_kpt_ind(path) -> np.ndarray:
-    """The keypoints' UV pixels of a ``uv_kpt_ind.txt``: (2, K) int64, x row then y row (PRNet's layout).
+    """The keypoints' UV pixels of a ``uv_kpt_ind.txt``: (2, 68) int64, x row then y row (PRNet's layout).
 
     Raises:
-        FileNotFoundError: no such file. InputFileError: not whole numbers, or not 2 rows.
+        FileNotFoundError: no such file. InputFileError: not whole numbers, or not 2 rows of 68 values.
     """
     path = Path(path)
     kpt = _read_ints(path, 2)
-    if kpt.shape[0] != 2:
-        raise InputFileError(path, f"expected 2 rows (x, y), got shape {kpt.shape}")
+    if kpt.shape != (2, N_KEYPOINTS):
+        got = kpt.shape[1] if kpt.shape[0] == 2 else f"shape {kpt.shape}"
+        raise InputFileError(path, f"expected {N_KEYPOINTS} keypoints (2 x {N_KEYPOINTS} values), got {got}")
     return kpt
 
 
-def _face_eyes(folder: Path, face_mask: np.ndarray) -> np.ndarray:
-    """The face-without-eyes mask of ``uv_face_eyes.png``: the file itself when it is a mask (one channel), else
-    PRNet's pictures: the face mask minus the pixels where ``uv_face_eyes.png`` (RGBA) and ``uv_face.png`` (RGB)
-    differ in colour (PRNet's texture-editing eye mask)."""
+def _face_eyes(folder: Path, image: np.ndarray, face_mask: np.ndarray) -> np.ndarray:
+    """The face-without-eyes mask of ``uv_face_eyes.png`` (read unchanged as ``image``, the size of ``face_mask``):
+    the file itself when it is a mask (one channel), else PRNet's pictures: the face mask minus the pixels where
+    ``uv_face_eyes.png`` (RGBA) and ``uv_face.png`` (RGB) differ in colour (PRNet's texture-editing eye mask)."""
     path = folder / "uv_face_eyes.png"
-    image = _read_png(path, cv2.IMREAD_UNCHANGED)
     if image.ndim == 2:
         return image
     picture = folder / "uv_face.png"
@@ -434,6 +436,61 @@ def _face_eyes(folder: Path, face_mask: np.ndarray) -> np.ndarray:
     return np.where((face_mask > 0) & ~eyes, 255, 0).astype(np.uint8)
 
 
+def _require_one_mask_size(folder: Path, masks: dict, face_ind: np.ndarray) -> None:
+    """Refuse masks that are not square or not all of one size (r, r).
+
+    Args:
+        folder: the uv-data folder, for the message. masks: ``_MASK_FILES`` name -> image as read, (h, w) or
+            (h, w, c). face_ind: (m,) ``face_ind.txt``.
+    Raises:
+        InputFileError: naming the image that is not square, or the folder, with the masks' sizes listed odd ones
+        first. The index files have no size of their own: theirs is the face mask's when ``face_ind.txt`` lists
+        its pixels, else the size the two other masks share.
+    """
+    for name, image in masks.items():
+        if image.shape[0] != image.shape[1]:
+            raise InputFileError(folder / name, f"expected a square image, got {image.shape[1]}x{image.shape[0]}")
+    sides = {name: image.shape[0] for name, image in masks.items()}
+    if len(set(sides.values())) == 1:
+        return
+    face_side, *other_sides = sides.values()
+    if _lists_face_pixels(face_ind, masks["uv_face_mask.png"]):
+        index_side = face_side
+    else:
+        index_side = other_sides[0] if len(set(other_sides)) == 1 else None
+    groups = {}
+    for name, side in sorted(sides.items(), key=lambda item: item[1] == index_side):
+        groups.setdefault(side, []).append(name)
+    sizes = ", ".join(f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} {side}x{side}"
+                      for side, names in groups.items())
+    raise InputFileError(folder, f"masks of different sizes: {sizes}; all three must be at the resolution of "
+                                 f"face_ind.txt and uv_kpt_ind.txt")
+
+
+def _lists_face_pixels(face_ind: np.ndarray, face_mask: np.ndarray) -> bool:
+    """Whether ``face_ind`` (m,) is ``flatnonzero(face_mask)``: the face mask's nonzero pixels y*r + x, ascending."""
+    return np.array_equal(face_ind, np.flatnonzero(face_mask))
+
+
+def _require_face_ind_of_face_mask(folder: Path, face_ind: np.ndarray, face_mask: np.ndarray) -> None:
+    """Refuse a ``face_ind.txt`` (m,) that is not ``flatnonzero`` of the (r, r) face mask beside it: its vertices
+    would be read at other pixels than the face (a mask of another resolution or another uv-data set).
+
+    Raises:
+        InputFileError naming ``face_ind.txt`` and saying how far it is from the mask's pixels.
+    """
+    if _lists_face_pixels(face_ind, face_mask):
+        return
+    r, expected = face_mask.shape[0], np.flatnonzero(face_mask)
+    if face_ind.size != expected.size:
+        differs = f"it holds {face_ind.size} indices for the mask's {expected.size} face pixels"
+    else:
+        differs = f"they differ at {np.count_nonzero(face_ind != expected)} of its {face_ind.size} indices"
+    raise InputFileError(folder / "face_ind.txt", f"not the face pixels of uv_face_mask.png ({r}x{r}, row-major "
+                                                  f"y*{r} + x, ascending): {differs}; the two are from different "
+                                                  f"uv-data sets or resolutions")
+
+
 def load_uv_data(folder) -> UVData:
     """Read the files ``write_uv_data`` (or PRNet) wrote in ``folder`` back into a UVData.
 
@@ -443,23 +500,22 @@ def load_uv_data(folder) -> UVData:
 
     Raises:
         FileNotFoundError: a file is missing. InputFileError (a ValueError): a file has the wrong shape or
-            content; the message names it.
+            content, or the files disagree: masks of different sizes, a ``face_ind.txt`` that is not
+            ``flatnonzero`` of the face mask (masks of another resolution than the index files); the message names
+            the file, or the folder and the masks' sizes.
     """
     folder = Path(folder)
     kpt = read_uv_kpt_ind(folder / "uv_kpt_ind.txt")
     face_ind = _read_ints(folder / "face_ind.txt", 1).reshape(-1)
-    face_mask = _read_png(folder / "uv_face_mask.png")
-    weight_mask = _read_png(folder / "uv_weight_mask.png")
-    face_eyes = _face_eyes(folder, face_mask)
+    masks = {name: _read_png(folder / name, cv2.IMREAD_UNCHANGED if name == "uv_face_eyes.png" else
+                             cv2.IMREAD_GRAYSCALE) for name in _MASK_FILES}
+    face_mask, weight_mask = masks["uv_face_mask.png"], masks["uv_weight_mask.png"]
+    _require_one_mask_size(folder, masks, face_ind)
+    _require_face_ind_of_face_mask(folder, face_ind, face_mask)
     r = face_mask.shape[0]
-    for name, image in (("uv_face_mask.png", face_mask), ("uv_weight_mask.png", weight_mask),
-                        ("uv_face_eyes.png", face_eyes)):
-        if image.shape != (r, r):
-            raise InputFileError(folder / name, f"expected a square {r}x{r} image, got {image.shape}")
-    if kpt.size and (kpt.min() < 0 or kpt.max() >= r):
+    if kpt.min() < 0 or kpt.max() >= r:
         raise InputFileError(folder / "uv_kpt_ind.txt", f"pixel coordinates outside 0..{r - 1}")
-    if face_ind.size and (face_ind.min() < 0 or face_ind.max() >= r * r):
-        raise InputFileError(folder / "face_ind.txt", f"indices outside 0..{r * r - 1}")
+    face_eyes = _face_eyes(folder, masks["uv_face_eyes.png"], face_mask)
     if (folder / "triangles.txt").is_file():
         triangles = _read_ints(folder / "triangles.txt", 2)
         if triangles.size == 0:
