@@ -451,6 +451,22 @@ def test_read_image_warns_naming_a_jpeg_whose_exif_orientation_is_not_1(tmp_path
         f"stored pixels" for orientation in (6, 8)]
 
 
+def test_read_image_names_the_formats_it_reads_when_refusing_another(tmp_path):
+    pixels = np.zeros((8, 16, 3), np.uint8)
+    jpeg = cv2.imencode(".jpg", pixels)[1].tobytes()
+    files = {"x.webp": cv2.imencode(".webp", pixels)[1].tobytes(), "x.tif": cv2.imencode(".tif", pixels)[1].tobytes(),
+             "webp.jpg": cv2.imencode(".webp", pixels)[1].tobytes(), "empty.jpg": b"", "cut.jpg": jpeg[:len(jpeg) // 2]}
+    other = "cannot decode the image: {}not a JPEG, PNG or BMP file, the formats read (convert it to one)"
+    expected = {"x.webp": other.format("a WebP image, "), "x.tif": other.format(""),
+                "webp.jpg": other.format("a WebP image, "), "empty.jpg": "cannot decode the image: the file is empty",
+                "cut.jpg": "cannot decode the image (corrupt or truncated)"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputFileError) as raised:
+            read_image(tmp_path / name)
+        assert str(raised.value) == f"{tmp_path / name}: {expected[name]}"
+
+
 def test_read_image_takes_a_jpeg_with_stray_bytes_between_segments(tmp_path):
     """Bytes between two marker segments (libjpeg: "Corrupt JPEG data: 3 extraneous bytes before marker") are
     skipped up to the next 0xFF, as libjpeg does: the header gives the size and the pixels are OpenCV's."""

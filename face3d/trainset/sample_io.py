@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from face3d.utils.errors import InputFileError
-from face3d.utils.image_header import read_image_header
+from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
 from face3d.utils.matfile import matlab_kind, read_mat
 
 __all__ = ["read_image", "decode_stored_pixels", "image_size", "read_params", "read_300wlp_sample",
@@ -64,6 +64,23 @@ def decode_stored_pixels(data) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
 
 
+def _undecodable(data) -> str:
+    """Why an image file's bytes did not decode: corrupt, or another format than the ones read (named where the
+    header tells it: WebP)."""
+    if len(data) == 0:
+        return "cannot decode the image: the file is empty"
+    try:
+        kind = read_image_header(data).format
+    except UnsupportedImageFormat:
+        kind = None
+    except ValueError:  # a truncated or corrupt header
+        return "cannot decode the image (corrupt or truncated)"
+    if kind in _DECODED_FORMATS:
+        return "cannot decode the image (corrupt or truncated)"
+    named = "a WebP image, " if kind == "webp" else ""
+    return f"cannot decode the image: {named}not a JPEG, PNG or BMP file, the formats read (convert it to one)"
+
+
 def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = False) -> np.ndarray:
     """Decode an image file to (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with alpha 255 when ``alpha`` (the
     generator's warp source: one conversion from OpenCV's BGR instead of two).
@@ -86,7 +103,7 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
                                          f"limit of {max_pixels} (--max-pixels)")
     image = None if size is None else decode_stored_pixels(data)
     if image is None:
-        raise InputFileError(image_path, "cannot decode the image (corrupt, or not a JPEG, PNG or BMP file)")
+        raise InputFileError(image_path, _undecodable(data))
     if header.orientation not in (None, 1):
         logger.warning("%s: EXIF orientation %d (viewers show the photo turned or mirrored): its pixels are read as "
                        "stored, not rotated; landmarks, boxes and .mat files must describe the stored pixels",

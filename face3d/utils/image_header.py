@@ -1,16 +1,24 @@
 """Image sizes read from file headers (PNG, JPEG, BMP, WebP) without decoding, so callers can refuse a
-decompression bomb (a small file declaring a huge image) before any pixel memory is taken, and a JPEG's EXIF
-orientation."""
+decompression bomb (a small file declaring a huge image) before any pixel memory is taken; a JPEG's EXIF
+orientation; which file names folder listings take as images."""
+import logging
 import struct
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ImageHeader", "UnsupportedImageFormat", "read_image_header", "is_listed_image", "IMAGE_FORMATS",
-           "IMAGE_SUFFIXES"]
+__all__ = ["ImageHeader", "UnsupportedImageFormat", "read_image_header", "is_listed_image", "is_unread_image",
+           "warn_unread_images", "IMAGE_FORMATS", "IMAGE_SUFFIXES", "UNREAD_IMAGE_SUFFIXES"]
+
+logger = logging.getLogger(__name__)
 
 IMAGE_FORMATS = ("png", "jpeg", "bmp", "webp")
 # file names listed as images in folders: the formats ``trainset.sample_io.read_image`` decodes
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# image files that listings leave out (``read_image`` decodes none of them), counted in a warning so that they are
+# not missed without a word
+UNREAD_IMAGE_SUFFIXES = (".webp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif", ".jp2", ".jxl", ".ppm",
+                         ".pgm", ".pnm", ".dng")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (they carry the image size): C0-CF except DHT (C4), JPG (C8) and DAC (CC)
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -24,6 +32,24 @@ def is_listed_image(path):
     not hidden (a name starting with ".", such as macOS's ``._photo.jpg`` companions, which hold no image)."""
     path = Path(path)
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def is_unread_image(path):
+    """Whether ``path`` names an image that folder listings leave out: an ``UNREAD_IMAGE_SUFFIXES`` suffix (any
+    case), not hidden."""
+    path = Path(path)
+    return path.suffix.lower() in UNREAD_IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def warn_unread_images(paths, where):
+    """Log one warning naming how many of ``paths`` (the files a listing of ``where`` left out) are images of a
+    format not read (``is_unread_image``), by suffix, and the suffixes read; nothing when there is none."""
+    suffixes = Counter(Path(p).suffix.lower() for p in paths if is_unread_image(p))
+    if suffixes:
+        count = sum(suffixes.values())
+        logger.warning("%s: %d image file%s left out (%s): the images read are %s files", where, count,
+                       "s" * (count != 1), ", ".join(f"{n} {suffix}" for suffix, n in sorted(suffixes.items())),
+                       "/".join(IMAGE_SUFFIXES))
 
 
 class UnsupportedImageFormat(ValueError):
