@@ -479,6 +479,30 @@ def test_every_image_format_read_is_fitted_and_the_others_counted_in_one_warning
         f"{photos}: 3 image files left out (1 .tif, 1 .tiff, 1 .webp): the images read are .jpg/.jpeg/.png/.bmp files"]
 
 
+def test_a_photo_whose_name_generate_refuses_fails_and_its_fits_generate(tmp_path, model, capsys, caplog):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="ab")
+    os.rename(photos / "b.png", photos / "IMG 0001.png")
+    os.rename(photos / "b.txt", photos / "IMG 0001.txt")
+    shutil.copytree(photos, photos / "sub folder", ignore=lambda folder, names: ["sub folder"])
+    with caplog.at_level(logging.WARNING, logger="face3d"):
+        assert main(["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]) == 1
+    reason = ("the name contains whitespace, which separates the two paths of a label line; rename it (face3d "
+              "generate refuses such a sample)")
+    refused = [photos / "IMG 0001.png", photos / "sub folder/IMG 0001.png", photos / "sub folder/a.png"]
+    assert [r.getMessage() for r in caplog.records] == [f"skipping {path}: {reason}" for path in refused]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["photos"], summary["written"], summary["failed"]) == (4, 1, 3)
+    assert summary["failures"] == [{"image": str(path), "reason": reason} for path in refused]
+    assert capsys.readouterr().out.splitlines()[0].startswith("photos 4: written 1, skipped 0 (already done), "
+                                                              "dropped 0 (fit NME > 5 %), failed 3;")
+    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "summary.json"]
+    trainset = tmp_path / "trainset"
+    assert main(["generate", "--root", str(out), "--output", str(trainset), "--resolution", "16", "--angles",
+                 "--workers", "1", "--quiet"]) == 0
+    assert json.loads((trainset / "summary.json").read_text())["written"] == 1
+
+
 def _refuse(code):
     raise OSError(code, os.strerror(code))  # what a failed write or close raises: no file named
 
