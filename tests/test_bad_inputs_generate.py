@@ -355,6 +355,7 @@ def test_a_sample_image_of_another_suffix_is_named_and_a_bmp_one_is_read(tmp_pat
         (root / f"{name}.jpg").unlink()
         if suffix:
             cv2.imwrite(str(root / f"{name}{suffix}"), pixels)
+    (root / "missing.txt").write_text("a landmark file beside the .mat is not taken for its image\n")
     summary = _run(root, tmp_path / "out")
     assert (summary["written"], summary["failed"]) == (2, 3)
     assert _reasons(summary) == {

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from face3d.utils.image_header import IMAGE_SUFFIXES
+from face3d.utils.image_header import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES
 
 __all__ = ["SampleRef", "discover_samples", "walk_stems", "parse_shard", "select_shard", "sample_seed",
            "printable_path", "label_text_problem", "KNOWN_300WLP_FOLDERS"]
@@ -138,8 +138,8 @@ def discover_samples(root, exclude=(), unreadable=None):
     Returns:
         list of ``SampleRef`` sorted by ``rel``; the image is the first of ``IMAGE_SUFFIXES`` present. A ``.mat``
         file without such an image is still listed, so the run reports it instead of silently dropping it: with
-        the first file of its stem and another suffix (``x.webp``, refused by the run), else with the ``.jpg`` name
-        its image should have.
+        the first file of its stem with an image suffix not read (``x.webp``, refused by the run), else with the
+        ``.jpg`` name its image should have.
     Raises:
         FileNotFoundError: ``root`` is not a folder.
     """
@@ -153,8 +153,8 @@ def discover_samples(root, exclude=(), unreadable=None):
         exts = {os.path.splitext(name)[1].lower(): name for name in names}
         if ".mat" in exts:
             image = next((exts[e] for e in IMAGE_SUFFIXES if e in exts), None)
-            if image is None:  # the run names the file it finds instead, or the image it misses
-                image = min((name for ext, name in exts.items() if ext != ".mat"),
+            if image is None:  # the run names the image file of another format, or the image it misses
+                image = min((name for ext, name in exts.items() if ext in UNREAD_IMAGE_SUFFIXES),
                             default=rel.rsplit("/", 1)[-1] + ".jpg")
             samples.append(SampleRef(rel, os.path.join(dirpath, image), os.path.join(dirpath, exts[".mat"])))
     samples.sort(key=lambda s: s.rel)
