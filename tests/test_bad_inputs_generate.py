@@ -347,6 +347,23 @@ def test_image_above_the_pixel_limit_fails_without_being_decoded(tmp_path, synth
                                        f"of 4095 (--max-pixels)")
 
 
+def test_a_sample_image_of_another_suffix_is_named_and_a_bmp_one_is_read(tmp_path, synth):
+    root = tmp_path / "root"
+    pixels = cv2.imread(str(synth / f"{SOURCE}.jpg"))
+    for name, suffix in (("jpg", ".jpg"), ("bmp", ".bmp"), ("webp", ".webp"), ("tif", ".tif"), ("missing", "")):
+        _add_sample(root, name, synth)
+        (root / f"{name}.jpg").unlink()
+        if suffix:
+            cv2.imwrite(str(root / f"{name}{suffix}"), pixels)
+    (root / "missing.txt").write_text("a landmark file beside the .mat is not taken for its image\n")
+    summary = _run(root, tmp_path / "out")
+    assert (summary["written"], summary["failed"]) == (2, 3)
+    assert _reasons(summary) == {
+        **{name: f"{root / name}.{name}: generate reads a sample's image only from a .jpg/.jpeg/.png/.bmp file "
+                 f"(convert it)" for name in ("webp", "tif")},
+        "missing": f"{root / 'missing.jpg'}: image file not found"}
+
+
 # -------------------------------------------------------------------------------------------- folders
 
 

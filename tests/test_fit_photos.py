@@ -463,6 +463,46 @@ def _good_photos(root, model, names="ab", size=96):
         np.savetxt(root / f"{name}.txt", mat["pt2d"].T)
 
 
+def test_every_image_format_read_is_fitted_and_the_others_counted_in_one_warning(tmp_path, model, caplog):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="ab")
+    cv2.imwrite(str(photos / "b.bmp"), cv2.imread(str(photos / "b.png")))  # BMP, as face3d demo reads it
+    (photos / "b.png").unlink()
+    for name in ("c.webp", "d.tif", "sub/e.TIFF"):
+        (photos / name).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(photos / name), np.full((8, 8, 3), 128, dtype=np.uint8))
+    with caplog.at_level(logging.WARNING, logger="face3d"):
+        summary = fit_photos(photos, out, workers=1, progress=False)
+    assert (summary["photos"], summary["written"], summary["failed"]) == (2, 2, 0)
+    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "b.bmp", "b.mat", "summary.json"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{photos}: 3 image files left out (1 .tif, 1 .tiff, 1 .webp): the images read are .jpg/.jpeg/.png/.bmp files"]
+
+
+def test_a_photo_whose_name_generate_refuses_fails_and_its_fits_generate(tmp_path, model, capsys, caplog):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="ab")
+    os.rename(photos / "b.png", photos / "IMG 0001.png")
+    os.rename(photos / "b.txt", photos / "IMG 0001.txt")
+    shutil.copytree(photos, photos / "sub folder", ignore=lambda folder, names: ["sub folder"])
+    with caplog.at_level(logging.WARNING, logger="face3d"):
+        assert main(["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]) == 1
+    reason = ("the name contains whitespace, which separates the two paths of a label line; rename it (face3d "
+              "generate refuses such a sample)")
+    refused = [photos / "IMG 0001.png", photos / "sub folder/IMG 0001.png", photos / "sub folder/a.png"]
+    assert [r.getMessage() for r in caplog.records] == [f"skipping {path}: {reason}" for path in refused]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["photos"], summary["written"], summary["failed"]) == (4, 1, 3)
+    assert summary["failures"] == [{"image": str(path), "reason": reason} for path in refused]
+    assert capsys.readouterr().out.splitlines()[0].startswith("photos 4: written 1, skipped 0 (already done), "
+                                                              "dropped 0 (fit NME > 5 %), failed 3;")
+    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "summary.json"]
+    trainset = tmp_path / "trainset"
+    assert main(["generate", "--root", str(out), "--output", str(trainset), "--resolution", "16", "--angles",
+                 "--workers", "1", "--quiet"]) == 0
+    assert json.loads((trainset / "summary.json").read_text())["written"] == 1
+
+
 def _refuse(code):
     raise OSError(code, os.strerror(code))  # what a failed write or close raises: no file named
 
@@ -808,16 +848,20 @@ def test_landmark_noise_must_be_a_finite_positive_number(tmp_path, capsys, noise
     assert not out.exists()
 
 
-def test_no_images_or_a_missing_model_exit_2_before_the_output_folder_is_made(tmp_path, capsys):
-    empty, bmp_only, out = tmp_path / "empty", tmp_path / "bmp_only", tmp_path / "out"
+def test_no_images_or_a_missing_model_exit_2_before_the_output_folder_is_made(tmp_path, capsys, caplog):
+    empty, webp_only, out = tmp_path / "empty", tmp_path / "webp_only", tmp_path / "out"
     empty.mkdir()
-    bmp_only.mkdir()
-    cv2.imwrite(str(bmp_only / "x.bmp"), np.full((8, 8, 3), 128, dtype=np.uint8))  # not an accepted extension
-    np.savetxt(bmp_only / "x.txt", _landmarks())
-    for folder in (empty, bmp_only):
+    webp_only.mkdir()
+    cv2.imwrite(str(webp_only / "x.webp"), np.full((8, 8, 3), 128, dtype=np.uint8))  # not a format read
+    np.savetxt(webp_only / "x.txt", _landmarks())
+    for folder in (empty, webp_only):
+        caplog.clear()
         assert main(["fit", "--images", str(folder), "--output", str(out), "--quiet"]) == 2
         assert capsys.readouterr().err.splitlines() == [
-            f"face3d fit: error: {folder}: no .jpg/.jpeg/.png images in this folder or below"]
+            f"face3d fit: error: {folder}: no .jpg/.jpeg/.png/.bmp images in this folder or below"]
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+            f"{webp_only}: 1 image file left out (1 .webp): the images read are .jpg/.jpeg/.png/.bmp files"] * (
+            folder == webp_only)
         assert not out.exists()
     photos = tmp_path / "photos"
     _write_image(photos / "x.jpg")

@@ -6,6 +6,7 @@ subprocess without TensorFlow).
 import dataclasses
 import errno
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 from _fake_dlib import CNN_MODEL_FILE, SHAPE_PREDICTOR_FILE, install_fake_dlib, install_models_package
+from _image_files import with_exif_orientation
 
 from face3d.cli import main as face3d_main
 from face3d.contract import POSMAP_SCALE
@@ -603,6 +605,28 @@ def test_demo_skips_a_bad_image_reports_it_and_fails(tmp_path, capsys, constant_
     assert _run_demo("-i", photos / "b.jpg", "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and str(photos / "b.jpg") in err[0], err
+
+
+def test_demo_lists_the_formats_it_reads_and_counts_the_others_in_one_warning(tmp_path, capsys, caplog,
+                                                                              constant_onnx):
+    photos = _photos(tmp_path / "photos", "a.jpg", "b.bmp", "c.webp", "d.tif", "e.TIFF")
+    (photos / "._d.tif").write_bytes(b"\x00\x05\x16\x07Mac OS X" + bytes(100))  # hidden: not counted
+    with caplog.at_level(logging.WARNING, logger="face3d"):
+        assert [p.name for p in list_images([photos])] == ["a.jpg", "b.bmp"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{photos}: 3 image files left out (1 .tif, 1 .tiff, 1 .webp): the images read are .jpg/.jpeg/.png/.bmp files"]
+    phone = photos / "phone.jpg"  # a photo shown turned: its pixels are read as stored, with a warning
+    phone.write_bytes(with_exif_orientation((photos / "a.jpg").read_bytes(), 6))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="face3d"):
+        assert _run_demo("-i", photos / "c.webp", phone, "-o", tmp_path / "out", "--model", constant_onnx[0],
+                         "--box", *BOX) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{photos / 'c.webp'}: skipped: cannot decode the image: a WebP image, not a JPEG, PNG or BMP file, the "
+        f"formats read (convert it to one)"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{phone}: EXIF orientation 6 (viewers show the photo turned or mirrored): its pixels are read as stored, "
+        f"not rotated; landmarks, boxes and .mat files must describe the stored pixels"]
 
 
 def test_demo_leaves_no_file_of_an_image_it_could_not_write(tmp_path, capsys, monkeypatch, constant_onnx):

@@ -3,6 +3,8 @@
 Uses the embedded default model; the 300W-LP fixture test skips when ../shared/fixtures is absent.
 Budget: < 15 s.
 """
+import io
+import logging
 import re
 from dataclasses import replace
 
@@ -406,6 +408,63 @@ def test_read_image_ignores_the_exif_orientation(tmp_path):
     assert stored.shape == got.shape == (8, 16, 3)
     np.testing.assert_array_equal(got, stored)
     np.testing.assert_array_equal(read_image(tmp_path / "rotated.jpg", alpha=True)[..., :3], stored)
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_image_header_reads_the_exif_orientation_that_pil_writes(endian):
+    """IFD0's Orientation tag (0x0112) in either TIFF byte order, behind PIL's JFIF APP0 and among other tags."""
+    image = pytest.importorskip("PIL.Image")
+    for orientation in (1, 6, 8):
+        exif = image.Exif()
+        exif.endian = endian
+        exif[0x010F], exif[0x0112], exif[0x0131] = "Phone maker", orientation, "camera app"  # Make, ..., Software
+        jpeg = io.BytesIO()
+        image.new("RGB", (16, 8)).save(jpeg, "JPEG", exif=exif)
+        data = jpeg.getvalue()
+        tiff = data[data.index(b"Exif\0\0") + 6:]
+        assert tiff[:2] == {"<": b"II", ">": b"MM"}[endian]
+        assert image.open(io.BytesIO(data)).getexif()[0x0112] == orientation  # PIL reads back what it wrote
+        assert read_image_header(data) == ImageHeader("jpeg", 16, 8, orientation)
+    plain = io.BytesIO()
+    image.new("RGB", (16, 8)).save(plain, "JPEG")
+    assert read_image_header(plain.getvalue()) == ImageHeader("jpeg", 16, 8, None)
+    exif = image.Exif()
+    exif[0x010F] = "Phone maker"
+    without_tag = io.BytesIO()
+    image.new("RGB", (16, 8)).save(without_tag, "JPEG", exif=exif)
+    assert b"Exif\0\0" in without_tag.getvalue()
+    assert read_image_header(without_tag.getvalue()) == ImageHeader("jpeg", 16, 8, None)
+
+
+def test_read_image_warns_naming_a_jpeg_whose_exif_orientation_is_not_1(tmp_path, caplog):
+    image = np.random.default_rng(3).integers(0, 256, (8, 16, 3), dtype=np.uint8)
+    plain = cv2.imencode(".jpg", image)[1].tobytes()
+    (tmp_path / "plain.jpg").write_bytes(plain)
+    for orientation in (1, 6, 8):
+        (tmp_path / f"o{orientation}.jpg").write_bytes(with_exif_orientation(plain, orientation))
+    with caplog.at_level(logging.WARNING, logger="face3d"):
+        for name in ("plain", "o1", "o6", "o8"):
+            assert read_image(tmp_path / f"{name}.jpg").shape == (8, 16, 3)
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path / f'o{orientation}.jpg'}: EXIF orientation {orientation} (viewers show the photo turned or "
+        f"mirrored): its pixels are read as stored, not rotated; landmarks, boxes and .mat files must describe the "
+        f"stored pixels" for orientation in (6, 8)]
+
+
+def test_read_image_names_the_formats_it_reads_when_refusing_another(tmp_path):
+    pixels = np.zeros((8, 16, 3), np.uint8)
+    jpeg = cv2.imencode(".jpg", pixels)[1].tobytes()
+    files = {"x.webp": cv2.imencode(".webp", pixels)[1].tobytes(), "x.tif": cv2.imencode(".tif", pixels)[1].tobytes(),
+             "webp.jpg": cv2.imencode(".webp", pixels)[1].tobytes(), "empty.jpg": b"", "cut.jpg": jpeg[:len(jpeg) // 2]}
+    other = "cannot decode the image: {}not a JPEG, PNG or BMP file, the formats read (convert it to one)"
+    expected = {"x.webp": other.format("a WebP image, "), "x.tif": other.format(""),
+                "webp.jpg": other.format("a WebP image, "), "empty.jpg": "cannot decode the image: the file is empty",
+                "cut.jpg": "cannot decode the image (corrupt or truncated)"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputFileError) as raised:
+            read_image(tmp_path / name)
+        assert str(raised.value) == f"{tmp_path / name}: {expected[name]}"
 
 
 def test_read_image_takes_a_jpeg_with_stray_bytes_between_segments(tmp_path):

@@ -29,12 +29,13 @@ import numpy as np
 from face3d.mesh.transform import angle2matrix_3ddfa
 from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
-from face3d.trainset.discovery import IMAGE_EXTENSIONS, walk_stems
+from face3d.trainset.discovery import label_text_problem, walk_stems
 from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmark_file
 from face3d.trainset.outputs import Journal, done_outputs, file_check, read_journals
 from face3d.trainset.worker_pool import WORKER_DIED, default_worker_count, pool_context, run_journaled_chunks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
 from face3d.utils.errors import InputFileError, os_error_at, refuses_storage
+from face3d.utils.image_header import IMAGE_SUFFIXES, is_unread_image, warn_unread_images
 from face3d.utils.matfile import save_mat
 from face3d.utils.progress import Progress
 
@@ -99,30 +100,41 @@ class PhotoRef:
 
 
 def discover_photos(images_root, exclude=(), unreadable=None):
-    """Images (``IMAGE_EXTENSIONS``) under ``images_root``, sorted by relative path; hidden folders and
-    ``exclude`` are not walked; ``unreadable`` receives the folders that cannot be listed (``walk_stems``).
+    """Images (``IMAGE_SUFFIXES``) under ``images_root``, sorted by relative path; hidden folders and
+    ``exclude`` are not walked; ``unreadable`` receives the folders that cannot be listed (``walk_stems``). Files of
+    image formats not read (``.webp``, ``.tif`` ...) are counted in one warning (``warn_unread_images``).
 
     Returns:
-        (photos [PhotoRef], clashes [(PhotoRef, reason)]): a second image with the same relative stem (``a.jpg``
-        and ``a.png``) would write the same ``.mat``, so only the first (in ``IMAGE_EXTENSIONS`` order) is kept.
+        (photos [PhotoRef], refused [(PhotoRef, reason)] sorted by path): a photo whose relative path
+        ``face3d generate``'s label file cannot hold (``label_text_problem``: whitespace, not UTF-8) is refused, as
+        generate would refuse its sample; a second image with the same relative stem (``a.jpg`` and ``a.png``)
+        would write the same ``.mat``, so only the first (in ``IMAGE_SUFFIXES`` order) is kept.
     Raises:
         FileNotFoundError: ``images_root`` is not a folder.
     """
     root = Path(images_root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: images folder not found")
-    photos, clashes = [], []
+    photos, refused, left_out = [], [], []
     # Only hidden folders are skipped: unlike in 300W-LP, a folder named "landmarks" may hold photos here.
     for dirpath, rel, names in walk_stems(root, [root], exclude, skip_dir=lambda name: name.startswith("."),
                                           unreadable=unreadable):
-        names = sorted((n for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS),
-                       key=lambda n: (IMAGE_EXTENSIONS.index(os.path.splitext(n)[1].lower()), n))
-        if names:
-            photos.append(PhotoRef(rel, os.path.join(dirpath, names[0])))
-            reason = f"same stem as {names[0]}, whose fit it would overwrite"
-            clashes += [(PhotoRef(rel, os.path.join(dirpath, n)), reason) for n in names[1:]]
+        left_out += [n for n in names if is_unread_image(n)]
+        names = sorted((n for n in names if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES),
+                       key=lambda n: (IMAGE_SUFFIXES.index(os.path.splitext(n)[1].lower()), n))
+        if not names:
+            continue
+        if problem := label_text_problem(rel):
+            refused += [(PhotoRef(rel, os.path.join(dirpath, n)), f"the name {problem}; rename it (face3d generate "
+                                                                  f"refuses such a sample)") for n in names]
+            continue
+        photos.append(PhotoRef(rel, os.path.join(dirpath, names[0])))
+        reason = f"same stem as {names[0]}, whose fit it would overwrite"
+        refused += [(PhotoRef(rel, os.path.join(dirpath, n)), reason) for n in names[1:]]
+    warn_unread_images(left_out, root)
     photos.sort(key=lambda p: p.rel)
-    return photos, clashes
+    refused.sort(key=lambda item: item[0].image_path)
+    return photos, refused
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -562,9 +574,9 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     if config.landmarks is not None and not Path(config.landmarks).is_dir():
         raise FileNotFoundError(f"{config.landmarks}: landmarks folder not found")
     unreadable = []
-    photos, clashes = discover_photos(images, exclude=[output], unreadable=unreadable)
-    if not photos and not unreadable:
-        raise InputFileError(images, f"no {'/'.join(IMAGE_EXTENSIONS)} images in this folder or below")
+    photos, refused = discover_photos(images, exclude=[output], unreadable=unreadable)
+    if not photos and not refused and not unreadable:
+        raise InputFileError(images, f"no {'/'.join(IMAGE_SUFFIXES)} images in this folder or below")
     model_id = "default" if model_path is None else os.path.abspath(model_path)
     fingerprint = config_fingerprint(config, model_identity(model_path), 0)
     landmarker = _landmarker(config)  # a detector that cannot be built stops the run before anything is written
@@ -581,7 +593,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     skipped = earlier.count("written")
     counts = {"written": 0, "dropped": earlier.count("dropped"), "failed": 0}
     by_rel = {ref.rel: ref for ref in photos}
-    for ref, reason in clashes:
+    for ref, reason in refused:
         logger.warning("skipping %s: %s", ref.image_path, reason)
         failures.append({"image": ref.image_path, "reason": reason})
     bar = Progress(len(photos), desc="fit", enabled=progress, initial=len(intact))
@@ -627,8 +639,8 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     summary = {
         "images": os.path.abspath(images), "output": os.path.abspath(output), "model": model_id,
         "config": dataclasses.asdict(config), "fingerprint": fingerprint, "workers": run_workers,
-        "photos": len(photos) + len(clashes), "written": counts["written"], "skipped": skipped,
-        "dropped": counts["dropped"], "failed": counts["failed"] + len(clashes), "unreadable_folders": unreadable,
+        "photos": len(photos) + len(refused), "written": counts["written"], "skipped": skipped,
+        "dropped": counts["dropped"], "failed": counts["failed"] + len(refused), "unreadable_folders": unreadable,
         "samples": sum(status == "written" for status in statuses.values()),
         "fit_nme_mean": float(np.mean(values)) if values else None,
         "fit_nme_max": float(np.max(values)) if values else None,

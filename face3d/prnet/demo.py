@@ -17,7 +17,7 @@ from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
 from face3d.trainset.outputs import write_image
 from face3d.utils.atomic import staging_folder
 from face3d.utils.errors import InputFileError, refuses_storage
-from face3d.utils.image_header import is_listed_image
+from face3d.utils.image_header import is_listed_image, warn_unread_images
 from face3d.utils.output_names import refuse_shared_stems
 
 __all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo", "counts_line"]
@@ -27,12 +27,15 @@ JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION: OpenCV writes no JPEG wi
 
 def list_images(inputs):
     """Image paths from files and folders (folders: their images, sorted, hidden files such as macOS's ``._*``
-    companions left out); a file named twice is listed once."""
+    companions left out; files of image formats not read, ``.webp``, ``.tif`` ..., counted in one warning per
+    folder: ``warn_unread_images``); a file named twice is listed once."""
     images = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images += sorted(p for p in path.iterdir() if is_listed_image(p))
+            files = sorted(path.iterdir())
+            images += [p for p in files if is_listed_image(p)]
+            warn_unread_images(files, path)
         elif path.is_file():
             images.append(path)
         else:

@@ -20,7 +20,6 @@ import numpy as np
 
 from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.discovery import (
-    IMAGE_EXTENSIONS,
     KNOWN_300WLP_FOLDERS,
     SampleRef,
     discover_samples,
@@ -49,6 +48,7 @@ from face3d.trainset.worker_pool import (
 )
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
 from face3d.utils.errors import InputFileError
+from face3d.utils.image_header import IMAGE_SUFFIXES
 from face3d.utils.progress import Progress
 
 __all__ = [
@@ -56,7 +56,7 @@ __all__ = [
     "summary_file_name", "config_fingerprint", "default_worker_count", "generate_dataset",
     "read_journals", "done_outputs",
     "LABEL_FILE", "SUMMARY_FILE", "DONE_DIR", "UV_DATA_DIR", "TEMP_SUFFIX", "KNOWN_300WLP_FOLDERS",
-    "IMAGE_EXTENSIONS", "intact_done", "pool_context", "run_chunks_in_pool",
+    "intact_done", "pool_context", "run_chunks_in_pool",
 ]
 
 logger = logging.getLogger(__name__)
@@ -199,9 +199,10 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       output folder), or relative to the output folder.
     * A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
       with its file and reason, counted in the summary and skipped; it leaves no output. So is, up front, a sample
-      whose name the label file cannot hold (not UTF-8, or with whitespace) or that another sample's rotated copy
-      also writes (``a_angle_15`` beside ``a`` with angle 15: the later in sorted order, ``a_angle_15``, is refused;
-      see ``_refused_samples``); a folder that cannot be listed is logged and listed in the summary's
+      whose name the label file cannot hold (not UTF-8, or with whitespace), whose image has a suffix not read
+      (``x.webp``: ``IMAGE_SUFFIXES`` are read) or that another sample's rotated copy also writes (``a_angle_15``
+      beside ``a`` with angle 15: the later in sorted order, ``a_angle_15``, is refused; see
+      ``_refused_samples``); a folder that cannot be listed is logged and listed in the summary's
       ``unreadable_folders``.
     * A write that the file system refuses for good (full, over quota, read-only: ``STORAGE_REFUSED``) stops the
       run at once, since every later sample would fail alike, with an OSError naming the file (or ``uv-data``);
@@ -341,7 +342,9 @@ def _selected_samples(root, output, limit, shard, unreadable):
 
 def _refused_samples(samples, discovered, angles):
     """The ``samples`` refused up front, as failure records ``(rel, "failed", reason)``: a name the label file
-    cannot hold (``label_text_problem``), or a name that another sample's rotated copy also writes.
+    cannot hold (``label_text_problem``), an image file of a suffix not read (``x.webp`` beside ``x.mat``, which
+    ``discover_samples`` lists when there is no ``IMAGE_SUFFIXES`` file), or a name that another sample's rotated
+    copy also writes.
 
     A sample writes ``<stem>`` and ``angle_name(stem, deg)`` for each of ``angles`` in the folder mirroring its
     own. Rotated copies of two stems never share a name (the degrees after a name's last ``_angle_`` hold no
@@ -359,6 +362,9 @@ def _refused_samples(samples, discovered, angles):
         first = by_rel.get(base) if tag + degrees in suffixes else None
         if problem := label_text_problem(ref.rel):
             refused.append((ref.rel, "failed", f"{mat}: the name {problem}; rename it"))
+        elif Path(ref.image_path).suffix.lower() not in IMAGE_SUFFIXES:
+            refused.append((ref.rel, "failed", f"{printable_path(ref.image_path)}: generate reads a sample's image "
+                                               f"only from a {'/'.join(IMAGE_SUFFIXES)} file (convert it)"))
         elif first is not None:
             refused.append((ref.rel, "failed", f"{mat}: its output name {ref.rel} is also the name of the "
                                                f"{degrees}-degree copy of sample {printable_path(first.mat_path)}, "

@@ -11,13 +11,14 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from face3d.utils.image_header import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES
+
 __all__ = ["SampleRef", "discover_samples", "walk_stems", "parse_shard", "select_shard", "sample_seed",
-           "printable_path", "label_text_problem", "KNOWN_300WLP_FOLDERS", "IMAGE_EXTENSIONS"]
+           "printable_path", "label_text_problem", "KNOWN_300WLP_FOLDERS"]
 
 logger = logging.getLogger(__name__)
 
 KNOWN_300WLP_FOLDERS = ("AFW", "HELEN", "IBUG", "LFPW", "AFW_Flip", "HELEN_Flip", "IBUG_Flip", "LFPW_Flip")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,10 @@ def discover_samples(root, exclude=(), unreadable=None):
         unreadable: optional list receiving the folders that cannot be listed, whose samples are then missing
             (see ``walk_stems``).
     Returns:
-        list of ``SampleRef`` sorted by ``rel``. A ``.mat`` file whose image is missing is still listed (with the
-        ``.jpg`` name it should have), so the run reports it instead of silently dropping it.
+        list of ``SampleRef`` sorted by ``rel``; the image is the first of ``IMAGE_SUFFIXES`` present. A ``.mat``
+        file without such an image is still listed, so the run reports it instead of silently dropping it: with
+        the first file of its stem with an image suffix not read (``x.webp``, refused by the run), else with the
+        ``.jpg`` name its image should have.
     Raises:
         FileNotFoundError: ``root`` is not a folder.
     """
@@ -149,7 +152,10 @@ def discover_samples(root, exclude=(), unreadable=None):
     for dirpath, rel, names in walk_stems(root, tops, exclude, unreadable=unreadable):
         exts = {os.path.splitext(name)[1].lower(): name for name in names}
         if ".mat" in exts:
-            image = next((exts[e] for e in IMAGE_EXTENSIONS if e in exts), rel.rsplit("/", 1)[-1] + ".jpg")
+            image = next((exts[e] for e in IMAGE_SUFFIXES if e in exts), None)
+            if image is None:  # the run names the image file of another format, or the image it misses
+                image = min((name for ext, name in exts.items() if ext in UNREAD_IMAGE_SUFFIXES),
+                            default=rel.rsplit("/", 1)[-1] + ".jpg")
             samples.append(SampleRef(rel, os.path.join(dirpath, image), os.path.join(dirpath, exts[".mat"])))
     samples.sort(key=lambda s: s.rel)
     return samples

@@ -4,6 +4,7 @@ The generator reads only the parameters it uses (``read_params``); ``read_300wlp
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -11,13 +12,16 @@ import cv2
 import numpy as np
 
 from face3d.utils.errors import InputFileError
-from face3d.utils.image_header import read_image_header
+from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
 from face3d.utils.matfile import matlab_kind, read_mat
 
 __all__ = ["read_image", "decode_stored_pixels", "image_size", "read_params", "read_300wlp_sample",
            "require_image_file", "DEFAULT_MAX_PIXELS"]
 
+logger = logging.getLogger(__name__)
+
 _REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
+_DECODED_FORMATS = ("png", "jpeg", "bmp")  # read_image_header's formats that OpenCV decodes here
 # Largest image a reader decodes: 100 megapixels take 300 MB as RGB (a few times that while decoding).
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -35,14 +39,21 @@ def require_image_file(image_path) -> None:
     _require_file(image_path, "image file")
 
 
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header of a JPEG, PNG or BMP file's bytes (the formats decoded here), without
-    decoding (``face3d.utils.image_header``); None for another format or a truncated or corrupt header."""
+def _decoded_header(data):
+    """The ``ImageHeader`` of a JPEG, PNG or BMP file's bytes (the formats decoded here); None for another format
+    or a truncated or corrupt header."""
     try:
         header = read_image_header(data)
     except ValueError:
         return None
-    return (header.width, header.height) if header.format in ("png", "jpeg", "bmp") else None
+    return header if header.format in _DECODED_FORMATS else None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a JPEG, PNG or BMP file's bytes (the formats decoded here), without
+    decoding (``face3d.utils.image_header``); None for another format or a truncated or corrupt header."""
+    header = _decoded_header(data)
+    return None if header is None else (header.width, header.height)
 
 
 def decode_stored_pixels(data) -> np.ndarray | None:
@@ -53,26 +64,50 @@ def decode_stored_pixels(data) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
 
 
+def _undecodable(data) -> str:
+    """Why an image file's bytes did not decode: corrupt, or another format than the ones read (named where the
+    header tells it: WebP)."""
+    if len(data) == 0:
+        return "cannot decode the image: the file is empty"
+    try:
+        kind = read_image_header(data).format
+    except UnsupportedImageFormat:
+        kind = None
+    except ValueError:  # a truncated or corrupt header
+        return "cannot decode the image (corrupt or truncated)"
+    if kind in _DECODED_FORMATS:
+        return "cannot decode the image (corrupt or truncated)"
+    named = "a WebP image, " if kind == "webp" else ""
+    return f"cannot decode the image: {named}not a JPEG, PNG or BMP file, the formats read (convert it to one)"
+
+
 def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = False) -> np.ndarray:
     """Decode an image file to (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with alpha 255 when ``alpha`` (the
     generator's warp source: one conversion from OpenCV's BGR instead of two).
 
     The size is read from the header first (``image_size``): an image above ``max_pixels`` (width * height) is
     refused before any pixel memory is taken, and so is a format whose header gives no size. The pixels come as
-    stored (``decode_stored_pixels``: a JPEG's EXIF orientation is ignored).
+    stored (``decode_stored_pixels``: a JPEG's EXIF orientation is ignored), with a warning naming the file when
+    its orientation is not 1 (viewers show it turned or mirrored), since landmarks made on the photo as shown
+    would not fit them.
     Raises:
         InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
     """
     image_path = os.fspath(image_path)  # plain strings: this runs for every sample
     require_image_file(image_path)
     data = np.fromfile(image_path, dtype=np.uint8)
-    size = image_size(data)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise InputFileError(image_path, f"the image is {size[0]}x{size[1]} = {size[0] * size[1]} pixels, above the "
+    header = _decoded_header(data)
+    size = None if header is None else header.width * header.height
+    if size is not None and size > max_pixels:
+        raise InputFileError(image_path, f"the image is {header.width}x{header.height} = {size} pixels, above the "
                                          f"limit of {max_pixels} (--max-pixels)")
     image = None if size is None else decode_stored_pixels(data)
     if image is None:
-        raise InputFileError(image_path, "cannot decode the image (corrupt, or not a JPEG, PNG or BMP file)")
+        raise InputFileError(image_path, _undecodable(data))
+    if header.orientation not in (None, 1):
+        logger.warning("%s: EXIF orientation %d (viewers show the photo turned or mirrored): its pixels are read as "
+                       "stored, not rotated; landmarks, boxes and .mat files must describe the stored pixels",
+                       image_path, header.orientation)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGBA if alpha else cv2.COLOR_BGR2RGB)
 
 

@@ -1,19 +1,30 @@
 """Image sizes read from file headers (PNG, JPEG, BMP, WebP) without decoding, so callers can refuse a
-decompression bomb (a small file declaring a huge image) before any pixel memory is taken."""
+decompression bomb (a small file declaring a huge image) before any pixel memory is taken; a JPEG's EXIF
+orientation; which file names folder listings take as images."""
+import logging
 import struct
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ImageHeader", "UnsupportedImageFormat", "read_image_header", "is_listed_image", "IMAGE_FORMATS",
-           "IMAGE_SUFFIXES"]
+__all__ = ["ImageHeader", "UnsupportedImageFormat", "read_image_header", "is_listed_image", "is_unread_image",
+           "warn_unread_images", "IMAGE_FORMATS", "IMAGE_SUFFIXES", "UNREAD_IMAGE_SUFFIXES"]
+
+logger = logging.getLogger(__name__)
 
 IMAGE_FORMATS = ("png", "jpeg", "bmp", "webp")
 # file names listed as images in folders: the formats ``trainset.sample_io.read_image`` decodes
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# image files that listings leave out (``read_image`` decodes none of them), counted in a warning so that they are
+# not missed without a word
+UNREAD_IMAGE_SUFFIXES = (".webp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif", ".jp2", ".jxl", ".ppm",
+                         ".pgm", ".pnm", ".dng")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (they carry the image size): C0-CF except DHT (C4), JPG (C8) and DAC (CC)
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset([0x01, 0xD8, *range(0xD0, 0xD8)])  # markers without a length field
+_JPEG_APP1 = 0xE1  # the segment of the Exif data
+_EXIF_ORIENTATION_TAG = 0x0112
 
 
 def is_listed_image(path):
@@ -23,40 +34,90 @@ def is_listed_image(path):
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+def is_unread_image(path):
+    """Whether ``path`` names an image that folder listings leave out: an ``UNREAD_IMAGE_SUFFIXES`` suffix (any
+    case), not hidden."""
+    path = Path(path)
+    return path.suffix.lower() in UNREAD_IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def warn_unread_images(paths, where):
+    """Log one warning naming how many of ``paths`` (the files a listing of ``where`` left out) are images of a
+    format not read (``is_unread_image``), by suffix, and the suffixes read; nothing when there is none."""
+    suffixes = Counter(Path(p).suffix.lower() for p in paths if is_unread_image(p))
+    if suffixes:
+        count = sum(suffixes.values())
+        logger.warning("%s: %d image file%s left out (%s): the images read are %s files", where, count,
+                       "s" * (count != 1), ", ".join(f"{n} {suffix}" for suffix, n in sorted(suffixes.items())),
+                       "/".join(IMAGE_SUFFIXES))
+
+
 class UnsupportedImageFormat(ValueError):
     """The bytes are not one of IMAGE_FORMATS."""
 
 
 @dataclass(frozen=True)
 class ImageHeader:
-    """Format ('png', 'jpeg', 'bmp' or 'webp') and size (pixels) declared by an image file's header."""
+    """Format ('png', 'jpeg', 'bmp' or 'webp') and size (pixels) declared by an image file's header, and a JPEG's
+    EXIF orientation: 1 upright as stored, 2-8 shown mirrored and/or turned by viewers (6: turned 90 degrees
+    clockwise, 8: counter-clockwise), None without the tag."""
     format: str
     width: int
     height: int
+    orientation: int | None = None
 
 
-def _jpeg_size(data):
-    """(width, height) from the first start-of-frame segment, walking the marker segments. As libjpeg's
-    next_marker, the walk skips stray bytes up to the next 0xFF (libjpeg warns "extraneous bytes before marker"
-    and decodes the image), fill bytes (0xFF) and stuffed zeros (0xFF 0x00)."""
+def _jpeg_segments(data):
+    """(marker, i) of a JPEG's marker segments up to the start of scan, ``data[i]`` the marker byte (its 2-byte
+    length follows, counting itself). As libjpeg's next_marker, the walk skips stray bytes up to the next 0xFF
+    (libjpeg warns "extraneous bytes before marker" and decodes the image), fill bytes (0xFF) and stuffed zeros
+    (0xFF 0x00)."""
     i = 2
     while (i := data.find(b"\xff", i)) >= 0:
         while i < len(data) and data[i] == 0xFF:
             i += 1
         if i + 3 > len(data):  # i: the marker byte, followed by a 2-byte segment length
-            break
+            return
         marker = data[i]
         if marker == 0x00 or marker in _JPEG_STANDALONE:
             i += 1
             continue
-        if marker in _JPEG_FRAMES:
+        if marker == 0xDA:  # start of scan: the image data follows
+            return
+        yield marker, i
+        i += 1 + struct.unpack(">H", data[i + 1:i + 3])[0]
+
+
+def _exif_orientation(app1):
+    """The Orientation (tag 0x0112 of IFD0, a SHORT) of an APP1 segment's content (after its length), or None:
+    not Exif, no such tag, or a malformed TIFF structure. Both TIFF byte orders ("II" little, "MM" big endian)."""
+    order = {b"Exif\0\0II": "<", b"Exif\0\0MM": ">"}.get(app1[:8])
+    tiff = app1[6:]  # the offsets count from the TIFF header
+    if order is None or len(tiff) < 8 or struct.unpack(order + "H", tiff[2:4])[0] != 42:
+        return None
+    ifd0 = struct.unpack(order + "I", tiff[4:8])[0]
+    if ifd0 + 2 > len(tiff):
+        return None
+    entries = struct.unpack(order + "H", tiff[ifd0:ifd0 + 2])[0]
+    for entry in range(ifd0 + 2, min(ifd0 + 2 + 12 * entries, len(tiff) - 11), 12):  # 12-byte entries
+        tag, kind = struct.unpack(order + "HH", tiff[entry:entry + 4])
+        if tag == _EXIF_ORIENTATION_TAG:  # type SHORT (3), count 1: the value's first 2 bytes hold it
+            return struct.unpack(order + "H", tiff[entry + 8:entry + 10])[0] if kind == 3 else None
+    return None
+
+
+def _jpeg_header(data):
+    """(width, height, EXIF orientation or None) of a JPEG: the size from the first start-of-frame segment, the
+    orientation from the first APP1 Exif segment before it."""
+    orientation = None
+    for marker, i in _jpeg_segments(data):
+        if marker == _JPEG_APP1 and orientation is None:
+            orientation = _exif_orientation(data[i + 3:i + 1 + struct.unpack(">H", data[i + 1:i + 3])[0]])
+        elif marker in _JPEG_FRAMES:
             if i + 8 > len(data):
                 break
             height, width = struct.unpack(">HH", data[i + 4:i + 8])
-            return width, height
-        if marker == 0xDA:  # start of scan before any frame header
-            break
-        i += 1 + struct.unpack(">H", data[i + 1:i + 3])[0]
+            return width, height, orientation
     raise ValueError("JPEG has no frame header (truncated?)")
 
 
@@ -78,8 +139,8 @@ def read_image_header(data) -> ImageHeader:
     """The format and size an image file declares, read from its first bytes (nothing is decoded).
 
     Args:
-        data: the file's bytes (only the header is read: PNG IHDR, JPEG start-of-frame, BMP info header,
-            WebP VP8/VP8L/VP8X chunk).
+        data: the file's bytes (only the header is read: PNG IHDR, JPEG start-of-frame and Exif (APP1), BMP
+            info header, WebP VP8/VP8L/VP8X chunk).
     Returns:
         ImageHeader.
     Raises:
@@ -93,7 +154,7 @@ def read_image_header(data) -> ImageHeader:
             width, height = struct.unpack(">II", data[16:24])
             return _checked(ImageHeader("png", width, height))
         if data.startswith(b"\xff\xd8"):
-            return _checked(ImageHeader("jpeg", *_jpeg_size(data)))
+            return _checked(ImageHeader("jpeg", *_jpeg_header(data)))
         if data.startswith(b"BM") and len(data) >= 26:
             if struct.unpack("<I", data[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
                 width, height = struct.unpack("<HH", data[18:22])
