@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from _fake_dlib import CNN_MODEL_FILE, SHAPE_PREDICTOR_FILE, install_fake_dlib, install_models_package
+from _image_files import png_header
 
 from face3d.cli import main as face3d_main
 from face3d.contract import POSMAP_SCALE
@@ -603,6 +604,29 @@ def test_demo_skips_a_bad_image_reports_it_and_fails(tmp_path, capsys, constant_
     assert _run_demo("-i", photos / "b.jpg", "-o", out, "--model", constant_onnx[0], "--box", *BOX) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and str(photos / "b.jpg") in err[0], err
+
+
+def test_demo_refuses_an_image_above_max_pixels_naming_its_flag(tmp_path, capsys, constant_onnx):
+    """A 12000 x 9000 phone photo (108 megapixels; its header alone, no pixel follows) is above the default limit:
+    skipped, naming --max-pixels; a raised limit passes it on to the decoder. A limit one pixel under a 40 x 40
+    photo refuses it, one of its size takes it."""
+    photos = _photos(tmp_path / "photos", "a.jpg")
+    (photos / "phone.png").write_bytes(png_header(12000, 9000))
+    out = tmp_path / "out"
+    run = ("-o", out, "--model", constant_onnx[0], "--box", *BOX)
+    assert _run_demo("-i", photos / "phone.png", *run) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{photos / 'phone.png'}: skipped: the image is 12000x9000 = 108000000 pixels, above the limit of 100000000 "
+        "(--max-pixels)"]
+    assert _run_demo("-i", photos / "phone.png", *run, "--max-pixels", 108_000_000) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{photos / 'phone.png'}: skipped: cannot decode the image (corrupt, or not a JPEG, PNG or BMP file)"]
+    assert _run_demo("-i", photos / "a.jpg", *run, "--max-pixels", 1599) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{photos / 'a.jpg'}: skipped: the image is 40x40 = 1600 pixels, above the limit of 1599 (--max-pixels)"]
+    assert _listing(out) == []
+    assert _run_demo("-i", photos / "a.jpg", *run, "--max-pixels", 1600) == 0
+    assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
 
 
 def test_demo_leaves_no_file_of_an_image_it_could_not_write(tmp_path, capsys, monkeypatch, constant_onnx):

@@ -15,6 +15,7 @@ import numpy as np
 
 from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
 from face3d.trainset.outputs import write_image
+from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.utils.atomic import staging_folder
 from face3d.utils.errors import InputFileError, refuses_storage
 from face3d.utils.image_header import is_listed_image
@@ -137,7 +138,7 @@ def _skip_reason(error, image_path):
 
 
 def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=None, texture=False,
-             detector="auto", trust_model=False):
+             detector="auto", trust_model=False, max_pixels=DEFAULT_MAX_PIXELS):
     """Reconstruct every face image of ``inputs`` and write the demo's files into ``output``.
 
     Args:
@@ -153,8 +154,10 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
             the face.
         texture: OBJ with a UV texture map instead of vertex colours.
         trust_model: run a ``.pb`` / SavedModel whatever its ops (``predictor.load_predictor``).
+        max_pixels: largest image (width * height) decoded; a larger one fails, refused from its header
+            (``sample_io.read_image``).
     Prints one line per image: its files (stdout), or why it was skipped (stderr): no face found, or a failure
-    (an unreadable image or landmark file, a write that failed: none of the image's files is left).
+    (an unreadable or too large image or landmark file, a write that failed: none of the image's files is left).
     Returns:
         dict: ``images`` (count), ``written`` (count), ``no_face`` (list of Paths), ``failures`` (list of dicts
         ``image``, ``reason``).
@@ -192,7 +195,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
     summary = {"images": len(images), "written": 0, "no_face": [], "failures": []}
     for image_path in images:
         try:
-            image = read_image(image_path)
+            image = read_image(image_path, max_pixels)
             if box is not None:
                 pos = prn.process(image, box=box)
             elif landmark_folder is not None:
