@@ -629,6 +629,20 @@ def test_demo_refuses_an_image_above_max_pixels_naming_its_flag(tmp_path, capsys
     assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
 
 
+def test_demo_skips_an_image_its_box_lies_outside_of(tmp_path, capsys, constant_onnx):
+    """A --box for larger images lies outside a 20 x 20 one: that image is skipped with the words of face3d serve's
+    422 (its crop would be all black), the others are written, status 1."""
+    photos = _photos(tmp_path / "photos", "a.jpg")
+    cv2.imwrite(str(photos / "small.jpg"), np.full((20, 20, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    assert _run_demo("-i", photos, "-o", out, "--model", constant_onnx[0], "--box", 25, 25, 38, 38) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"{photos / 'small.jpg'}: skipped: box: 25 25 38 38 lies outside the 20 x 20 "
+                                         "image"]
+    assert captured.out.splitlines()[-1] == "2 images: written 1, no face 0, failed 1"
+    assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
+
+
 def test_demo_leaves_no_file_of_an_image_it_could_not_write(tmp_path, capsys, monkeypatch, constant_onnx):
     """A write refused for this file alone (over the file system's largest file): b is skipped, the others go on."""
     photos = _photos(tmp_path / "photos", "a.jpg", "b.jpg")

@@ -312,6 +312,25 @@ def test_a_boxes_file_that_is_no_boxes_file_is_named_with_its_line(aflw, tmp_pat
     assert not (tmp_path / "work").exists()
 
 
+def test_an_image_its_box_lies_outside_of_is_skipped_as_demo_skips_it(aflw, tmp_path, capsys):
+    """Its crop would be all black: logged with the words of face3d demo and serve, in the manifest's skipped, and
+    counted; status 1 as for an image that cannot be read."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (images / name).symlink_to(sorted(aflw.rglob("*.jpg"))[0])  # 160 x 160
+    (tmp_path / "boxes.txt").write_text("a.jpg 30 35 120 130\nb.jpg 150 170 300 330\n")
+    work = tmp_path / "work"
+    assert face3d_main(["offline", "pre_process", "--data", str(images), "--output", str(work), "--boxes",
+                        str(tmp_path / "boxes.txt"), "--input-size", str(SIZE)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote 1 .bin files for 1 faces to {work / 'bin'} and {work / offline.MANIFEST} (1 skipped)"]
+    manifest = json.loads((work / offline.MANIFEST).read_text())
+    assert manifest["skipped"] == [{"image": str(images / "b.jpg"),
+                                    "reason": "box: 150 170 300 330 lies outside the 160 x 160 image"}]
+    assert [record["name"] for record in manifest["samples"]] == ["a"] and sorted(os.listdir(work / "bin")) == ["a.bin"]
+
+
 def test_an_image_above_max_pixels_is_skipped_naming_the_flag(aflw, tmp_path, capsys, caplog):
     """A 12000 x 9000 phone photo (108 megapixels; its header alone) is above the default limit: skipped, naming
     --max-pixels; a raised limit passes it on to the decoder. With ground truth the limit reaches the AFLW2000-3D

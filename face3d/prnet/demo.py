@@ -148,7 +148,8 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         uv_data: UV data the network was trained with (None: the default).
         bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default model); read
             once, before any image, unless the UV data has its own canonical face.
-        box: (4,) face box x0, y0, x1, y1 in image pixels for every image; or
+        box: (4,) face box x0, y0, x1, y1 in image pixels for every image (an image it does not overlap fails:
+            its crop would be all black); or
         landmarks: a 68-landmark file (``read_landmarks``) for every image, or a folder with one
             ``<stem>.pts/.txt/.npy/.mat`` per image; neither: dlib's ``detector`` ("auto", "cnn" or "hog") finds
             the face.
@@ -157,7 +158,8 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         max_pixels: largest image (width * height) decoded; a larger one fails, refused from its header
             (``sample_io.read_image``).
     Prints one line per image: its files (stdout), or why it was skipped (stderr): no face found, or a failure
-    (an unreadable or too large image or landmark file, a write that failed: none of the image's files is left).
+    (an unreadable or too large image or landmark file, a box outside the image, a write that failed: none of the
+    image's files is left).
     Returns:
         dict: ``images`` (count), ``written`` (count), ``no_face`` (list of Paths), ``failures`` (list of dicts
         ``image``, ``reason``).
@@ -169,7 +171,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         read-only) stops the run at that image, since every later one would fail alike; its message ends with the
         image and the counts so far (``counts_line``). That image leaves no file; the images written before stay.
     """
-    from face3d.prnet.face_crop import box_crop, landmark_crop
+    from face3d.prnet.face_crop import box_crop, landmark_crop, refuse_box_outside
     from face3d.prnet.inference import PRN
     from face3d.trainset.sample_io import read_image
 
@@ -197,6 +199,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         try:
             image = read_image(image_path, max_pixels)
             if box is not None:
+                refuse_box_outside(box, image.shape[1], image.shape[0])
                 pos = prn.process(image, box=box)
             elif landmark_folder is not None:
                 pos = prn.process(image, landmarks=_landmarks_in(landmark_folder, image_path))

@@ -117,10 +117,10 @@ def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, ma
         "matrix": the image -> map affine (2, 3), "crop_box": [cx, cy, side], and with ground truth "mat", "yaw_deg",
         "landmarks": (68, 3)}).
     Raises:
-        OSError, ValueError: an image or ``.mat`` that cannot be read or cropped.
+        OSError, ValueError: an image or ``.mat`` that cannot be read or cropped, or a box outside the image.
     """
     from face3d.prnet import evaluation
-    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
+    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop, refuse_box_outside
     from face3d.trainset.sample_io import read_image
 
     if mat_path is not None:
@@ -128,6 +128,7 @@ def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, ma
         crop = crop_face(image, landmark_crop(truth.landmarks), input_size, resolution)
     else:
         image, truth = read_image(image_path, max_pixels), None
+        refuse_box_outside(box, image.shape[1], image.shape[0])
         crop = crop_face(image, box_crop(box), input_size, resolution)
     record = {"name": evaluation.sample_name(image_path, data_dir), "image": str(image_path.resolve()),
               "image_size": list(image.shape[:2]),
