@@ -312,6 +312,26 @@ def test_a_boxes_file_that_is_no_boxes_file_is_named_with_its_line(aflw, tmp_pat
     assert not (tmp_path / "work").exists()
 
 
+def test_boxes_names_may_hold_spaces(aflw, tmp_path):
+    """The last four fields of a line are the box and the text before them the name, its own spaces and tabs kept."""
+    images = tmp_path / "images"
+    (images / "sp ace").mkdir(parents=True)
+    (images / "sp ace" / "phötö 1.jpg").symlink_to(sorted(aflw.rglob("*.jpg"))[0])
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("sp ace/phötö 1.jpg 30 35 120 130\n  two  spaces\tand a tab.jpg\t1 2 3 4  # a comment\n",
+                     encoding="utf-8")
+    table = offline.read_boxes(boxes, images)
+    assert list(table) == ["sp ace/phötö 1.jpg", "two  spaces\tand a tab.jpg"]
+    assert table["sp ace/phötö 1.jpg"].tolist() == [30.0, 35.0, 120.0, 130.0]
+    assert table["two  spaces\tand a tab.jpg"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    boxes.write_text("sp ace/phötö 1.jpg 30 35 120 130\n", encoding="utf-8")
+    assert face3d_main(["offline", "pre_process", "--data", str(images), "--output", str(tmp_path / "work"),
+                        "--boxes", str(boxes), "--input-size", str(SIZE)]) == 0
+    manifest = json.loads((tmp_path / "work" / offline.MANIFEST).read_text())
+    assert [record["name"] for record in manifest["samples"]] == ["sp ace/phötö 1"]
+    assert manifest["files"] == [{"bin": "phötö 1.bin", "samples": ["sp ace/phötö 1"]}]
+
+
 def test_an_image_its_box_lies_outside_of_is_skipped_as_demo_skips_it(aflw, tmp_path, capsys):
     """Its crop would be all black: logged with the words of face3d demo and serve, in the manifest's skipped, and
     counted; status 1 as for an image that cannot be read."""

@@ -37,7 +37,8 @@ def _add_arguments(parser):
                      help="UV-data folder of the model's maps, whose keypoints post_process reads (default: the "
                           "embedded default model's; PRNet's Data/uv-data for PRNet's released model)")
     pre.add_argument("--boxes", default=None,
-                     help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth)")
+                     help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth; "
+                          "the name may hold spaces)")
     pre.add_argument("--limit", type=positive_int, default=None, help="only the first N images (sorted)")
     add_max_pixels_argument(pre)
     run = sub.add_parser("run", help="msame-compatible runner on the host (ONNX Runtime or TensorFlow)")

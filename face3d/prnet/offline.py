@@ -57,7 +57,7 @@ _MSAME_TIME = re.compile(r"Inference time\s*:\s*([0-9.]+)\s*ms")
 
 def read_boxes(path, folder=None):
     """Read a boxes file: one ``<image file name> x0 y0 x1 y1`` line per face, one face per image (image pixels;
-    ``#`` comments).
+    ``#`` comments). The last four fields are the box and the text before them the name, which may hold spaces.
 
     Args:
         path: the boxes file.
@@ -82,22 +82,23 @@ def read_boxes(path, folder=None):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        parts = line.split()
+        # split from the right: the name before the four numbers keeps its own spaces
+        name, *numbers = line.rsplit(None, 4)
         try:
-            box = np.array([float(v) for v in parts[1:]], dtype=np.float64)
+            box = np.array([float(v) for v in numbers], dtype=np.float64)
         except ValueError:
             box = None
-        if len(parts) != 5 or box is None:
+        if len(numbers) != 4 or box is None:
             raise InputFileError(path, f"expected '<image> x0 y0 x1 y1' (four numbers), got {line!r}", number)
         # the name's own text decides (an image may be a link to a file elsewhere): normalised, not resolved
-        image = Path(os.path.normpath(parts[0] if folder is None else root / parts[0]))
+        image = Path(os.path.normpath(name if folder is None else root / name))
         if folder is not None and not image.is_relative_to(root):
-            raise InputFileError(path, f"{parts[0]!r} lies outside the image folder {folder}", number)
+            raise InputFileError(path, f"{name!r} lies outside the image folder {folder}", number)
         if image in first_line:  # one face per image: its crop is named after the image
-            raise InputFileError(path, f"{parts[0]!r} already has a box on line {first_line[image]} (one face per "
+            raise InputFileError(path, f"{name!r} already has a box on line {first_line[image]} (one face per "
                                        "image)", number)
         first_line[image] = number
-        boxes[parts[0]] = box
+        boxes[name] = box
     if not boxes:
         raise InputFileError(path, "no box in the file")
     return boxes
