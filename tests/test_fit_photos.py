@@ -21,6 +21,7 @@ import pytest
 import scipy.io
 from _fake_dlib import CNN_MODEL_FILE, SHAPE_PREDICTOR_FILE, install_fake_dlib, install_models_package
 from _fixtures import deny_listing, fixtures_dir
+from _image_files import png_header
 
 from face3d.cli import main
 from face3d.fitting import photos as fitting_photos
@@ -594,6 +595,37 @@ def test_landmarks_off_the_photo_fail_it_naming_the_file_and_the_image_size(tmp_
     assert reasons == {f"{name}.png": f"{photos / name}.txt: " + outside.format(count)
                        for name, count in (("large", inside), ("huge", 0), ("off33", 33))}
     assert summary["failed"] == 3 and "off34" in summary["fit_nme"]  # 34 inside: fitted (and dropped)
+
+
+def test_a_photo_above_max_pixels_fails_naming_its_flag_and_a_raised_limit_fits_it(tmp_path, model, capsys):
+    """A 12000 x 9000 phone photo (108 megapixels; its header alone) is above the default limit: it fails, named
+    with --max-pixels. A limit one pixel under a 64 x 64 photo fails it too; a rerun with a limit of its size fits
+    it, the settings' fingerprint unchanged (the limit decides which photos are refused, never a fit)."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="a", size=64)
+    (photos / "phone.png").write_bytes(png_header(12000, 9000))
+    shutil.copy(photos / "a.txt", photos / "phone.txt")
+
+    def fit(output, *flags):
+        return main(["fit", "--images", str(photos), "--output", str(output), "--workers", "1", "--quiet", *flags])
+
+    assert fit(out) == 1
+    assert (f"  failed {photos / 'phone.png'}: {photos / 'phone.png'}: the image is 12000x9000 = 108000000 pixels, "
+            "above the limit of 100000000 (--max-pixels)") in capsys.readouterr().out.splitlines()
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["written"], summary["failed"], summary["config"]["max_pixels"]) == (1, 1, 100_000_000)
+
+    small = tmp_path / "small"
+    assert fit(small, "--max-pixels", "4095") == 1
+    assert (f"  failed {photos / 'a.png'}: {photos / 'a.png'}: the image is 64x64 = 4096 pixels, above the limit of "
+            "4095 (--max-pixels)") in capsys.readouterr().out.splitlines()
+    refused = json.loads((small / "summary.json").read_text())
+    assert (refused["written"], refused["failed"], refused["fingerprint"]) == (0, 2, summary["fingerprint"])
+    assert fit(small, "--max-pixels", "4096") == 1  # the phone photo still fails
+    assert json.loads((small / "summary.json").read_text())["written"] == 1
+    assert (small / "a.mat").is_file() and not (small / "phone.mat").exists()
+    with pytest.raises(ValueError, match="^max_pixels must be at least 1, got 0$"):
+        FitConfig(max_pixels=0)
 
 
 def test_an_empty_npy_landmark_file_fails_its_photo_alone(tmp_path, model):

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 from _fake_dlib import CNN_MODEL_FILE, SHAPE_PREDICTOR_FILE, install_fake_dlib, install_models_package
-from _image_files import with_exif_orientation
+from _image_files import png_header, with_exif_orientation
 
 from face3d.cli import main as face3d_main
 from face3d.contract import POSMAP_SCALE
@@ -627,6 +627,43 @@ def test_demo_lists_the_formats_it_reads_and_counts_the_others_in_one_warning(tm
     assert [r.getMessage() for r in caplog.records] == [
         f"{phone}: EXIF orientation 6 (viewers show the photo turned or mirrored): its pixels are read as stored, "
         f"not rotated; landmarks, boxes and .mat files must describe the stored pixels"]
+
+
+def test_demo_refuses_an_image_above_max_pixels_naming_its_flag(tmp_path, capsys, constant_onnx):
+    """A 12000 x 9000 phone photo (108 megapixels; its header alone, no pixel follows) is above the default limit:
+    skipped, naming --max-pixels; a raised limit passes it on to the decoder. A limit one pixel under a 40 x 40
+    photo refuses it, one of its size takes it."""
+    photos = _photos(tmp_path / "photos", "a.jpg")
+    (photos / "phone.png").write_bytes(png_header(12000, 9000))
+    out = tmp_path / "out"
+    run = ("-o", out, "--model", constant_onnx[0], "--box", *BOX)
+    assert _run_demo("-i", photos / "phone.png", *run) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{photos / 'phone.png'}: skipped: the image is 12000x9000 = 108000000 pixels, above the limit of 100000000 "
+        "(--max-pixels)"]
+    assert _run_demo("-i", photos / "phone.png", *run, "--max-pixels", 108_000_000) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{photos / 'phone.png'}: skipped: cannot decode the image (corrupt or truncated)"]
+    assert _run_demo("-i", photos / "a.jpg", *run, "--max-pixels", 1599) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{photos / 'a.jpg'}: skipped: the image is 40x40 = 1600 pixels, above the limit of 1599 (--max-pixels)"]
+    assert _listing(out) == []
+    assert _run_demo("-i", photos / "a.jpg", *run, "--max-pixels", 1600) == 0
+    assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
+
+
+def test_demo_skips_an_image_its_box_lies_outside_of(tmp_path, capsys, constant_onnx):
+    """A --box for larger images lies outside a 20 x 20 one: that image is skipped with the words of face3d serve's
+    422 (its crop would be all black), the others are written, status 1."""
+    photos = _photos(tmp_path / "photos", "a.jpg")
+    cv2.imwrite(str(photos / "small.jpg"), np.full((20, 20, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    assert _run_demo("-i", photos, "-o", out, "--model", constant_onnx[0], "--box", 25, 25, 38, 38) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"{photos / 'small.jpg'}: skipped: box: 25 25 38 38 lies outside the 20 x 20 "
+                                         "image"]
+    assert captured.out.splitlines()[-1] == "2 images: written 1, no face 0, failed 1"
+    assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
 
 
 def test_demo_leaves_no_file_of_an_image_it_could_not_write(tmp_path, capsys, monkeypatch, constant_onnx):

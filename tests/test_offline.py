@@ -20,6 +20,7 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("onnxruntime")
 
 from _fixtures import fixtures_dir  # noqa: E402
+from _image_files import png_header  # noqa: E402
 
 from face3d.cli import main as face3d_main  # noqa: E402
 from face3d.prnet import evaluation, offline  # noqa: E402
@@ -309,6 +310,75 @@ def test_a_boxes_file_that_is_no_boxes_file_is_named_with_its_line(aflw, tmp_pat
     assert capsys.readouterr().err.strip().splitlines() == [
         f"pre_process failed: {boxes}: not a text file (no UTF-8 at byte 14)"]
     assert not (tmp_path / "work").exists()
+
+
+def test_boxes_names_may_hold_spaces(aflw, tmp_path):
+    """The last four fields of a line are the box and the text before them the name, its own spaces and tabs kept."""
+    images = tmp_path / "images"
+    (images / "sp ace").mkdir(parents=True)
+    (images / "sp ace" / "phötö 1.jpg").symlink_to(sorted(aflw.rglob("*.jpg"))[0])
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("sp ace/phötö 1.jpg 30 35 120 130\n  two  spaces\tand a tab.jpg\t1 2 3 4  # a comment\n",
+                     encoding="utf-8")
+    table = offline.read_boxes(boxes, images)
+    assert list(table) == ["sp ace/phötö 1.jpg", "two  spaces\tand a tab.jpg"]
+    assert table["sp ace/phötö 1.jpg"].tolist() == [30.0, 35.0, 120.0, 130.0]
+    assert table["two  spaces\tand a tab.jpg"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    boxes.write_text("sp ace/phötö 1.jpg 30 35 120 130\n", encoding="utf-8")
+    assert face3d_main(["offline", "pre_process", "--data", str(images), "--output", str(tmp_path / "work"),
+                        "--boxes", str(boxes), "--input-size", str(SIZE)]) == 0
+    manifest = json.loads((tmp_path / "work" / offline.MANIFEST).read_text())
+    assert [record["name"] for record in manifest["samples"]] == ["sp ace/phötö 1"]
+    assert manifest["files"] == [{"bin": "phötö 1.bin", "samples": ["sp ace/phötö 1"]}]
+
+
+def test_an_image_its_box_lies_outside_of_is_skipped_as_demo_skips_it(aflw, tmp_path, capsys):
+    """Its crop would be all black: logged with the words of face3d demo and serve, in the manifest's skipped, and
+    counted; status 1 as for an image that cannot be read."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (images / name).symlink_to(sorted(aflw.rglob("*.jpg"))[0])  # 160 x 160
+    (tmp_path / "boxes.txt").write_text("a.jpg 30 35 120 130\nb.jpg 150 170 300 330\n")
+    work = tmp_path / "work"
+    assert face3d_main(["offline", "pre_process", "--data", str(images), "--output", str(work), "--boxes",
+                        str(tmp_path / "boxes.txt"), "--input-size", str(SIZE)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote 1 .bin files for 1 faces to {work / 'bin'} and {work / offline.MANIFEST} (1 skipped)"]
+    manifest = json.loads((work / offline.MANIFEST).read_text())
+    assert manifest["skipped"] == [{"image": str(images / "b.jpg"),
+                                    "reason": "box: 150 170 300 330 lies outside the 160 x 160 image"}]
+    assert [record["name"] for record in manifest["samples"]] == ["a"] and sorted(os.listdir(work / "bin")) == ["a.bin"]
+
+
+def test_an_image_above_max_pixels_is_skipped_naming_the_flag(aflw, tmp_path, capsys, caplog):
+    """A 12000 x 9000 phone photo (108 megapixels; its header alone) is above the default limit: skipped, naming
+    --max-pixels; a raised limit passes it on to the decoder. With ground truth the limit reaches the AFLW2000-3D
+    reader: one pixel under the 160 x 160 images skips them all."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "face.jpg").symlink_to(sorted(aflw.rglob("*.jpg"))[0])
+    (images / "phone.png").write_bytes(png_header(12000, 9000))
+    (tmp_path / "boxes.txt").write_text("face.jpg 30 35 120 130\nphone.png 30 35 120 130\n")
+    work = tmp_path / "work"
+    argv = ["offline", "pre_process", "--data", str(images), "--output", str(work), "--boxes",
+            str(tmp_path / "boxes.txt"), "--input-size", str(SIZE)]
+    phone = images / "phone.png"
+    for flags, reason in [((), "the image is 12000x9000 = 108000000 pixels, above the limit of 100000000 "
+                                "(--max-pixels)"),
+                          (("--max-pixels", "108000000"), "cannot decode the image (corrupt or truncated)")]:
+        assert face3d_main(argv + list(flags)) == 1
+        assert capsys.readouterr().out.endswith("(1 skipped)\n")
+        assert json.loads((work / offline.MANIFEST).read_text())["skipped"] == [
+            {"image": str(phone), "reason": f"{phone}: {reason}"}]
+    with caplog.at_level(logging.WARNING, logger="face3d.prnet.offline"):
+        with pytest.raises(ValueError, match=f"^{re.escape(str(aflw))}: no sample could be pre-processed \\(3 "
+                                             "skipped\\)$"):
+            offline.pre_process(aflw, tmp_path / "gt", input_size=SIZE, max_pixels=160 * 160 - 1)
+    first = sorted(aflw.rglob("*.jpg"))[0]
+    assert f"skipping {first}: {first}: the image is 160x160 = 25600 pixels, above the limit of 25599 " \
+           "(--max-pixels)" in caplog.messages
+    assert len(offline.pre_process(aflw, tmp_path / "gt", input_size=SIZE, max_pixels=160 * 160)["samples"]) == 3
 
 
 def test_an_unreadable_image_named_in_the_boxes_is_in_the_landmarks_report(exported, aflw, tmp_path, capsys):

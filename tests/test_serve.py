@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import pytest
 from _fake_dlib import CNN_MODEL_FILE, install_fake_dlib
-from _image_files import with_exif_orientation
+from _image_files import png_header, with_exif_orientation
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -357,14 +357,6 @@ def test_concurrent_requests_are_batched_and_kept_apart(server, prn, photo):
 
 # ------------------------------------------------------------------------------------------------ errors
 
-def _png_header(width, height):
-    """The first 33 bytes of a PNG declaring width x height (no pixel data follows)."""
-    import struct
-    import zlib
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-
-
 def test_every_bad_request_gets_its_json_error(client, photo):
     _, png = photo
     box = " ".join(map(str, BOX))
@@ -390,7 +382,7 @@ def test_every_bad_request_gets_its_json_error(client, photo):
     _expect_error(_post(client, b"", box=box), 400, "bad_image", "empty")
     _expect_error(_post(client, b"hello, not an image", box=box), 415, "unsupported_image", "PNG")
     # a 33-byte file declaring 2000 x 2000 pixels: refused on its header, never decoded
-    _expect_error(_post(client, _png_header(2000, 2000), box=box), 413, "too_many_pixels", "2000 x 2000",
+    _expect_error(_post(client, png_header(2000, 2000), box=box), 413, "too_many_pixels", "2000 x 2000",
                   "1000000")
     _expect_error(_post(client, b"\x00" * 1_100_000, box=box), 413, "too_large", "1000000")
 
@@ -976,11 +968,11 @@ def test_image_headers_are_read_without_decoding():
     assert image_header(jpeg[:2] + 2 * app15 + jpeg[2:]).width == 53
     lossy = cv2.imencode(".webp", np.zeros((37, 53, 3), np.uint8), [cv2.IMWRITE_WEBP_QUALITY, 80])[1].tobytes()
     assert (image_header(lossy).width, image_header(lossy).height) == (53, 37)
-    assert check_image(_png_header(1000, 1000), Limits(max_pixels=10 ** 6)).width == 1000
+    assert check_image(png_header(1000, 1000), Limits(max_pixels=10 ** 6)).width == 1000
     with pytest.raises(ApiError, match="1001 x 1000") as error:
-        check_image(_png_header(1001, 1000), Limits(max_pixels=10 ** 6))
+        check_image(png_header(1001, 1000), Limits(max_pixels=10 ** 6))
     assert (error.value.status, error.value.code) == (413, "too_many_pixels")
-    for bad, status in ((b"\xff\xd8\xff\xe0\x00\x10JFIF", 400), (_png_header(0, 5), 400), (b"GIF89a....", 415)):
+    for bad, status in ((b"\xff\xd8\xff\xe0\x00\x10JFIF", 400), (png_header(0, 5), 400), (b"GIF89a....", 415)):
         with pytest.raises(ApiError) as error:
             image_header(bad)
         assert error.value.status == status, bad

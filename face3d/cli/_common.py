@@ -174,6 +174,16 @@ def add_trust_model_argument(parser):
                              "inference list (file writes, ...): a model is code, pass it only for models you trust")
 
 
+def add_max_pixels_argument(parser):
+    """Add ``--max-pixels N`` (dest ``max_pixels``): the largest image a command decodes, refused from its header
+    (``sample_io.read_image``, whose message names the flag); default ``sample_io.DEFAULT_MAX_PIXELS``."""
+    from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
+
+    parser.add_argument("--max-pixels", metavar="N", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse an image above N pixels (width * height, read from its header before "
+                             "decoding) (default: %(default)s)")
+
+
 def int_at_least(minimum, unit=None, maximum=None):
     """argparse type: an integer >= ``minimum`` (and <= ``maximum`` when given); ``unit`` (e.g. "pixels") is named
     in the error line."""

@@ -5,6 +5,7 @@ from pathlib import Path
 from face3d.cli._common import (
     MODEL_TYPES,
     Command,
+    add_max_pixels_argument,
     add_trust_model_argument,
     error_text,
     field_default,
@@ -53,6 +54,7 @@ def _add_arguments(parser):
     parser.add_argument("--detector", choices=("auto", "cnn", "hog"), default="auto",
                         help="dlib detector used when neither --box nor --landmarks is given (auto: the CNN when "
                              "face_recognition_models is installed, else HOG)")
+    add_max_pixels_argument(parser)
 
 
 def run_demo_command(args):
@@ -68,7 +70,7 @@ def run_demo_command(args):
 
         summary = run_demo(args.input, args.output, args.model, uv_data=args.uv_data, bfm=args.bfm, box=args.box,
                            landmarks=args.landmarks, texture=args.texture, detector=args.detector,
-                           trust_model=args.trust_model)
+                           trust_model=args.trust_model, max_pixels=args.max_pixels)
     except DetectorUnavailable as error:
         print(f"{args.prog}: error: {error}; or give the face box (--box X0 Y0 X1 Y1) or its 68 landmarks "
               "(--landmarks FILE|DIR)", file=sys.stderr)

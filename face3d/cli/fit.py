@@ -2,7 +2,14 @@
 import os
 import sys
 
-from face3d.cli._common import Command, add_field_argument, error_text, positive_int, setup_logging
+from face3d.cli._common import (
+    Command,
+    add_field_argument,
+    add_max_pixels_argument,
+    error_text,
+    positive_int,
+    setup_logging,
+)
 from face3d.utils.errors import install_command
 
 __all__ = ["FIT", "add_fit_arguments", "run_fit"]
@@ -41,6 +48,7 @@ def add_fit_arguments(parser):
     add_field_argument(parser, FitConfig, "landmark_noise", metavar="PX",
                        help="expected error of the landmarks in pixels (default: %(default)s, a detector's); "
                             "smaller for exact landmarks lets the fit follow them more closely")
+    add_max_pixels_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
@@ -55,7 +63,8 @@ def run_fit(args):
 
     try:
         config = FitConfig(max_fit_error=args.max_fit_error, landmark_noise=args.landmark_noise, detect=args.detect,
-                           landmarks=None if args.landmarks is None else os.path.abspath(args.landmarks))
+                           landmarks=None if args.landmarks is None else os.path.abspath(args.landmarks),
+                           max_pixels=args.max_pixels)
         summary = fit_photos(args.images, args.output, model_path=args.bfm, config=config, workers=args.workers,
                              progress=not args.quiet)
     except DetectorUnavailable as error:  # dlib or one of its model files missing: the message says which

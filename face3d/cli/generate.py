@@ -10,6 +10,7 @@ import sys
 
 from face3d.cli._common import (
     Command,
+    add_max_pixels_argument,
     field_default,
     int_at_least,
     limit_blas_threads,
@@ -105,9 +106,7 @@ def add_generate_arguments(parser):
     parser.add_argument("--allow-short-params", action="store_true", default=default("allow_short_params"),
                         help="zero-pad Shape_Para / Exp_Para shorter than the model's bases (a data set that "
                              "truncates them on purpose); by default such a sample fails, as 300W-LP has them all")
-    parser.add_argument("--max-pixels", metavar="N", type=positive_int, default=default("max_pixels"),
-                        help="refuse an image above N pixels (width * height, read from its header before "
-                             "decoding) (default: %(default)s)")
+    add_max_pixels_argument(parser)
     parser.add_argument("--max-failures", metavar="N", type=non_negative_int, default=0,
                         help="exit status 0 with up to N failed samples (a data set with known bad files); more "
                              "failures, or an unreadable folder counted as one, exit with status 1 "

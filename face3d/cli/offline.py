@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from face3d.cli._common import Command, add_trust_model_argument, positive_int, setup_logging
+from face3d.cli._common import (
+    Command,
+    add_max_pixels_argument,
+    add_trust_model_argument,
+    positive_int,
+    setup_logging,
+)
 from face3d.contract import INPUT_SIZE
 
 __all__ = ["OFFLINE"]
@@ -31,8 +37,10 @@ def _add_arguments(parser):
                      help="UV-data folder of the model's maps, whose keypoints post_process reads (default: the "
                           "embedded default model's; PRNet's Data/uv-data for PRNet's released model)")
     pre.add_argument("--boxes", default=None,
-                     help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth)")
+                     help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth; "
+                          "the name may hold spaces)")
     pre.add_argument("--limit", type=positive_int, default=None, help="only the first N images (sorted)")
+    add_max_pixels_argument(pre)
     run = sub.add_parser("run", help="msame-compatible runner on the host (ONNX Runtime or TensorFlow)")
     run.add_argument("--model", required=True, help="prnet.onnx or prnet.pb from face3d export")
     run.add_argument("--input", required=True,
@@ -69,7 +77,7 @@ def _run_step(args):
         skipped = 0
         if args.step_name == "pre_process":
             manifest = pre_process(args.data, args.output, args.input_size, args.uv_data, args.boxes, args.batch,
-                                   args.limit)
+                                   args.limit, args.max_pixels)
             print(f"wrote {len(manifest['files'])} .bin files for {len(manifest['samples'])} faces to "
                   f"{Path(args.output) / INPUTS} and {Path(args.output) / MANIFEST} ({len(manifest['skipped'])} "
                   "skipped)")

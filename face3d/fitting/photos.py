@@ -32,6 +32,7 @@ from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_don
 from face3d.trainset.discovery import label_text_problem, walk_stems
 from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmark_file
 from face3d.trainset.outputs import Journal, done_outputs, file_check, read_journals
+from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.trainset.worker_pool import WORKER_DIED, default_worker_count, pool_context, run_journaled_chunks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
 from face3d.utils.errors import InputFileError, os_error_at, refuses_storage
@@ -69,6 +70,8 @@ class FitConfig:
             ``noise_sigma``: how far the fit may leave the landmarks to keep the face likely under the model's prior.
         detect: None for landmark files, else the dlib detector kind ("auto", "cnn", "hog").
         landmarks: folder of the landmark files (absolute), or None for files beside the images.
+        max_pixels: largest image (width * height) decoded; a larger one fails, refused from its header. Left out of
+            the fingerprint (``dataset.UNFINGERPRINTED_FIELDS``): it decides which photos are refused, never a fit.
     """
 
     max_fit_error: float = DEFAULT_MAX_FIT_ERROR
@@ -76,6 +79,7 @@ class FitConfig:
     landmark_noise: float = 2.0
     detect: str | None = None
     landmarks: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self):
         if not self.max_fit_error > 0:
@@ -84,6 +88,8 @@ class FitConfig:
             raise ValueError(f"landmark_noise must be a finite number of pixels > 0, got {self.landmark_noise}")
         if self.detect is not None and self.landmarks is not None:
             raise ValueError("landmarks come from files or from the detector, not both")
+        if int(self.max_pixels) < 1:
+            raise ValueError(f"max_pixels must be at least 1, got {self.max_pixels}")
 
 
 @dataclass(frozen=True)
@@ -418,7 +424,7 @@ def _read_input(state, ref):
     from face3d.trainset.sample import GenerationConfig, check_face_inside
     from face3d.trainset.sample_io import read_image
 
-    image = read_image(ref.image_path)
+    image = read_image(ref.image_path, state.config.max_pixels)
     landmark_file, silhouette_jaw = None, True
     if state.landmarker is not None:
         points, source = state.landmarker.landmarks(image), ref.image_path

@@ -15,6 +15,7 @@ import numpy as np
 
 from face3d.trainset.landmark_files import find_landmark_file, read_landmarks
 from face3d.trainset.outputs import write_image
+from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.utils.atomic import staging_folder
 from face3d.utils.errors import InputFileError, refuses_storage
 from face3d.utils.image_header import is_listed_image, warn_unread_images
@@ -140,7 +141,7 @@ def _skip_reason(error, image_path):
 
 
 def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=None, texture=False,
-             detector="auto", trust_model=False):
+             detector="auto", trust_model=False, max_pixels=DEFAULT_MAX_PIXELS):
     """Reconstruct every face image of ``inputs`` and write the demo's files into ``output``.
 
     Args:
@@ -150,14 +151,18 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         uv_data: UV data the network was trained with (None: the default).
         bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default model); read
             once, before any image, unless the UV data has its own canonical face.
-        box: (4,) face box x0, y0, x1, y1 in image pixels for every image; or
+        box: (4,) face box x0, y0, x1, y1 in image pixels for every image (an image it does not overlap fails:
+            its crop would be all black); or
         landmarks: a 68-landmark file (``read_landmarks``) for every image, or a folder with one
             ``<stem>.pts/.txt/.npy/.mat`` per image; neither: dlib's ``detector`` ("auto", "cnn" or "hog") finds
             the face.
         texture: OBJ with a UV texture map instead of vertex colours.
         trust_model: run a ``.pb`` / SavedModel whatever its ops (``predictor.load_predictor``).
+        max_pixels: largest image (width * height) decoded; a larger one fails, refused from its header
+            (``sample_io.read_image``).
     Prints one line per image: its files (stdout), or why it was skipped (stderr): no face found, or a failure
-    (an unreadable image or landmark file, a write that failed: none of the image's files is left).
+    (an unreadable or too large image or landmark file, a box outside the image, a write that failed: none of the
+    image's files is left).
     Returns:
         dict: ``images`` (count), ``written`` (count), ``no_face`` (list of Paths), ``failures`` (list of dicts
         ``image``, ``reason``).
@@ -169,7 +174,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         read-only) stops the run at that image, since every later one would fail alike; its message ends with the
         image and the counts so far (``counts_line``). That image leaves no file; the images written before stay.
     """
-    from face3d.prnet.face_crop import box_crop, landmark_crop
+    from face3d.prnet.face_crop import box_crop, landmark_crop, refuse_box_outside
     from face3d.prnet.inference import PRN
     from face3d.trainset.sample_io import read_image
 
@@ -195,8 +200,9 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
     summary = {"images": len(images), "written": 0, "no_face": [], "failures": []}
     for image_path in images:
         try:
-            image = read_image(image_path)
+            image = read_image(image_path, max_pixels)
             if box is not None:
+                refuse_box_outside(box, image.shape[1], image.shape[0])
                 pos = prn.process(image, box=box)
             elif landmark_folder is not None:
                 pos = prn.process(image, landmarks=_landmarks_in(landmark_folder, image_path))

@@ -175,7 +175,7 @@ def sample_name(image_path, folder=None):
     return Path(os.path.relpath(os.path.abspath(image_path.with_suffix("")), os.path.abspath(folder))).as_posix()
 
 
-def read_sample(image_path, mat_path, folder=None):
+def read_sample(image_path, mat_path, folder=None, max_pixels=None):
     """Read one AFLW2000-3D-format sample.
 
     Args:
@@ -183,19 +183,20 @@ def read_sample(image_path, mat_path, folder=None):
             ``Shape_Para`` and ``Exp_Para`` the sample also has dense ground truth.
         folder: the data folder ``image_path`` lies in, for the sample's name (its path relative to the folder:
             two ``image00050.jpg`` in two subfolders stay apart); None: the image's stem.
+        max_pixels: largest image (width * height) decoded (``sample_io.read_image``); None: its default.
     Returns:
         (image (h, w, 3) uint8 RGB, AFLWSample).
     Raises:
         FileNotFoundError: a file is missing. ValueError: undecodable image, missing or misshaped keys, a value
         that is not finite (NaN, inf) in ``pt3d_68`` or ``Pose_Para``.
     """
-    from face3d.trainset.sample_io import read_image
+    from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS, read_image
 
     image_path, mat_path = Path(image_path), Path(mat_path)
     for path in (image_path, mat_path):
         if not path.is_file():
             raise FileNotFoundError(f"file not found: {path}")
-    image = read_image(image_path)
+    image = read_image(image_path, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
     mat = read_mat(mat_path)
     for key in ("pt3d_68", "Pose_Para"):
         if key not in mat:

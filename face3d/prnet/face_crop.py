@@ -26,7 +26,8 @@ import numpy as np
 from face3d.contract import BOX_SCALE, BOX_SHIFT, LANDMARK_SCALE, map_scale
 from face3d.trainset.crop import CropBox, compose, crop_matrix, keypoint_box
 
-__all__ = ["FaceCrop", "as_rgb_uint8", "box_crop", "landmark_crop", "crop_face", "restore_map"]
+__all__ = ["FaceCrop", "as_rgb_uint8", "box_crop", "refuse_box_outside", "landmark_crop", "crop_face",
+           "restore_map"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,15 @@ def box_crop(box):
     mean_side = ((x1 - x0) + (y1 - y0)) / 2.0
     return CropBox((x0 + x1) / 2.0, (y0 + y1) / 2.0 + BOX_SHIFT * mean_side,
                    float(max(1, int(BOX_SCALE * mean_side))))
+
+
+def refuse_box_outside(box, width, height):
+    """ValueError ``box: x0 y0 x1 y1 lies outside the W x H image`` when the face box (x0, y0, x1, y1), in image
+    pixels, overlaps none of the pixel centres 0..W-1, 0..H-1: its crop would be all black (a box meant for
+    another image, or in other units)."""
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    if x1 < 0 or y1 < 0 or x0 > width - 1 or y0 > height - 1:
+        raise ValueError(f"box: {x0:g} {y0:g} {x1:g} {y1:g} lies outside the {width} x {height} image")
 
 
 def landmark_crop(landmarks):

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
+from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.utils.atomic import atomic_write_bytes, staging_folder, write_file_set
 from face3d.utils.errors import InputFileError
 from face3d.utils.output_names import refuse_shared_stems
@@ -56,7 +57,7 @@ _MSAME_TIME = re.compile(r"Inference time\s*:\s*([0-9.]+)\s*ms")
 
 def read_boxes(path, folder=None):
     """Read a boxes file: one ``<image file name> x0 y0 x1 y1`` line per face, one face per image (image pixels;
-    ``#`` comments).
+    ``#`` comments). The last four fields are the box and the text before them the name, which may hold spaces.
 
     Args:
         path: the boxes file.
@@ -81,51 +82,54 @@ def read_boxes(path, folder=None):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        parts = line.split()
+        # split from the right: the name before the four numbers keeps its own spaces
+        name, *numbers = line.rsplit(None, 4)
         try:
-            box = np.array([float(v) for v in parts[1:]], dtype=np.float64)
+            box = np.array([float(v) for v in numbers], dtype=np.float64)
         except ValueError:
             box = None
-        if len(parts) != 5 or box is None:
+        if len(numbers) != 4 or box is None:
             raise InputFileError(path, f"expected '<image> x0 y0 x1 y1' (four numbers), got {line!r}", number)
         # the name's own text decides (an image may be a link to a file elsewhere): normalised, not resolved
-        image = Path(os.path.normpath(parts[0] if folder is None else root / parts[0]))
+        image = Path(os.path.normpath(name if folder is None else root / name))
         if folder is not None and not image.is_relative_to(root):
-            raise InputFileError(path, f"{parts[0]!r} lies outside the image folder {folder}", number)
+            raise InputFileError(path, f"{name!r} lies outside the image folder {folder}", number)
         if image in first_line:  # one face per image: its crop is named after the image
-            raise InputFileError(path, f"{parts[0]!r} already has a box on line {first_line[image]} (one face per "
+            raise InputFileError(path, f"{name!r} already has a box on line {first_line[image]} (one face per "
                                        "image)", number)
         first_line[image] = number
-        boxes[parts[0]] = box
+        boxes[name] = box
     if not boxes:
         raise InputFileError(path, "no box in the file")
     return boxes
 
 
-def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir):
+def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, max_pixels):
     """One face's network input and manifest record.
 
     Args:
         image_path: the image. mat_path: its AFLW2000-3D ``.mat`` (crop from the ground-truth landmarks), or None
             with ``box``: the detector box (x0, y0, x1, y1) in image pixels. input_size: S. resolution: R.
         data_dir: the folder the image was found in, for its name.
+        max_pixels: largest image (width * height) decoded (``sample_io.read_image``).
     Returns:
         ((S, S, 3) float32 crop, RGB / 255; record {"name": ``evaluation.sample_name`` (its path in ``data_dir``
         without suffix, as ``face3d evaluate`` names it), "image", "image_size": [h, w],
         "matrix": the image -> map affine (2, 3), "crop_box": [cx, cy, side], and with ground truth "mat", "yaw_deg",
         "landmarks": (68, 3)}).
     Raises:
-        OSError, ValueError: an image or ``.mat`` that cannot be read or cropped.
+        OSError, ValueError: an image or ``.mat`` that cannot be read or cropped, or a box outside the image.
     """
     from face3d.prnet import evaluation
-    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop
+    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop, refuse_box_outside
     from face3d.trainset.sample_io import read_image
 
     if mat_path is not None:
-        image, truth = evaluation.read_sample(image_path, mat_path)
+        image, truth = evaluation.read_sample(image_path, mat_path, max_pixels=max_pixels)
         crop = crop_face(image, landmark_crop(truth.landmarks), input_size, resolution)
     else:
-        image, truth = read_image(image_path), None
+        image, truth = read_image(image_path, max_pixels), None
+        refuse_box_outside(box, image.shape[1], image.shape[0])
         crop = crop_face(image, box_crop(box), input_size, resolution)
     record = {"name": evaluation.sample_name(image_path, data_dir), "image": str(image_path.resolve()),
               "image_size": list(image.shape[:2]),
@@ -139,7 +143,8 @@ def _write_bin(path, array):
     np.ascontiguousarray(array, dtype="<f4").tofile(path)
 
 
-def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes=None, batch_size=1, limit=None):
+def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes=None, batch_size=1, limit=None,
+                max_pixels=DEFAULT_MAX_PIXELS):
     """Crop every face of a test folder into msame input files and write the manifest (module docstring).
 
     Each batch is written as soon as it is full, into the hidden staging folder ``DIR/bin/.bin.partial`` (msame
@@ -158,6 +163,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         batch_size: B, images per ``.bin`` (the ``.om``'s batch); the last file is padded with black crops.
         limit: only the first ``limit`` images (sorted; with ground truth, one without a ``.mat`` is skipped,
             as ``evaluation.split_pairs`` says) or boxes file entries (sorted by name).
+        max_pixels: largest image (width * height) decoded; a larger one is skipped, refused from its header.
     Returns:
         the manifest dict (also written to ``output_dir/manifest.json``); its ``files`` name the ``.bin`` files of
         ``output_dir/bin``.
@@ -206,7 +212,7 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
 
         for image_path, mat_path, box in items:
             try:
-                crop, record = _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir)
+                crop, record = _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, max_pixels)
             except (OSError, ValueError) as exc:
                 logger.warning("skipping %s: %s", image_path, exc)
                 skipped.append({"image": str(image_path), "reason": str(exc)})

@@ -83,7 +83,8 @@ def summary_file_name(shard=None):
 
 # GenerationConfig fields that change no finished sample's bytes, so changing them leaves those samples done:
 # allow_short_params and max_pixels decide which samples are refused (refused ones were never done, so a rerun
-# retries them anyway), neck_zeroed only uv-data's weight mask (every run writes uv-data anew).
+# retries them anyway), neck_zeroed only uv-data's weight mask (every run writes uv-data anew). FitConfig's
+# max_pixels (face3d fit) is left out alike.
 UNFINGERPRINTED_FIELDS = ("allow_short_params", "max_pixels", "neck_zeroed")
 
 
