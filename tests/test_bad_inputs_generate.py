@@ -554,6 +554,45 @@ def test_a_mat_that_is_not_bfm_ends_synthesize_and_generate_in_one_line(tmp_path
         assert not output.exists()
 
 
+def _model_commands(tmp_path):
+    """The commands that load --bfm, each with an output folder under ``tmp_path`` it must not create."""
+    return [["uv-data", "--resolution", "16", "--output", tmp_path / "uv-data"],
+            ["synthesize", "--count", "1", "--size", "64", "--no-flip", "--output", tmp_path / "synthesize"],
+            ["generate", "--synthetic-count", "1", "--resolution", "16", "--output", tmp_path / "generate"]]
+
+
+def test_raw_downloads_given_as_the_model_name_what_they_are_and_the_converter(tmp_path, capsys):
+    """Basel 2009's 01_MorphableModel.mat, 3DDFA's Model_Shape.mat, a BFM 2017 .h5 and 3DDFA's .pkl given as --bfm:
+    one line saying what the file is and how face3d's BFM.mat is built."""
+    import pickle
+
+    import h5py
+
+    convert = "python Data/BFM/convert.py --raw RAW --out OUT (Data/BFM/README.md)"
+    raw = "this is the raw Basel 2009 model (or 3DDFA's files): build face3d's BFM files with " + convert
+    other = ("not a MATLAB .mat file: face3d reads the Basel Face Model 2009 (not BFM 2017's .h5 nor 3DDFA's .pkl): "
+             "build its BFM files with " + convert)
+    basel, shape = tmp_path / "01_MorphableModel.mat", tmp_path / "Model_Shape.mat"
+    scipy.io.savemat(basel, {"shapeMU": np.zeros((6, 1)), "shapePC": np.zeros((6, 2)), "shapeEV": np.ones((2, 1)),
+                             "texMU": np.zeros((6, 1)), "tl": np.array([[1, 2, 1]]), "segbin": np.ones((2, 4))})
+    scipy.io.savemat(shape, {"mu_shape": np.zeros((6, 1)), "w": np.zeros((6, 2)), "sigma": np.ones((2, 1)),
+                             "tri": np.array([[1], [2], [1]]), "keypoints": np.array([[1, 2]])})
+    bfm2017 = tmp_path / "model2017-1_bfm_nomouth.h5"
+    with h5py.File(bfm2017, "w") as f:
+        f["shape/model/mean"] = np.zeros(6, np.float32)
+    noneck = tmp_path / "bfm_noneck_v3.pkl"
+    noneck.write_bytes(pickle.dumps({"u": np.zeros((6, 1), np.float32)}, protocol=4))
+    for path, problem in ((basel, "no variable 'model' (expected a 1x1 MATLAB struct 'model'); found ['segbin', "
+                                  "'shapeEV', 'shapeMU', 'shapePC', 'texMU', 'tl']; " + raw),
+                          (shape, "no variable 'model' (expected a 1x1 MATLAB struct 'model'); found ['keypoints', "
+                                  "'mu_shape', 'sigma', 'tri', 'w']; " + raw),
+                          (bfm2017, "an HDF5 file, " + other), (noneck, "a Python pickle, " + other)):
+        for command in _model_commands(tmp_path):
+            assert _main_error(capsys, command[0], "--bfm", path, *command[1:]) == [
+                f"face3d {command[0]}: error: {path}: {problem}"]
+            assert not command[-1].exists()
+
+
 @pytest.mark.skipif(not (fixtures_dir() / "prnet" / "uv-data").is_dir(), reason="no PRNet uv-data in the fixtures")
 def test_prnet_uv_data_with_the_default_model_ends_in_one_line(tmp_path, synth, capsys):
     uv_data = fixtures_dir() / "prnet" / "uv-data"

@@ -339,6 +339,32 @@ def test_a_missing_variable_is_named_with_the_variables_the_file_holds(tmp_path,
     assert str(error.value) == f"{info_path}: no variable 'model' (expected a 1x1 MATLAB struct 'model')"
 
 
+def test_the_model_loaders_name_raw_downloads_and_other_formats(tmp_path):
+    """Each BFM file loader names a raw download (3DDFA's model_info.mat as BFM_info.mat) and a file of another
+    format (an HDF5 file as BFM_UV.mat, a pickle as pncc_code.mat) with the converter's command."""
+    import pickle
+
+    import h5py
+
+    convert = "python Data/BFM/convert.py --raw RAW --out OUT (Data/BFM/README.md)"
+    info = tmp_path / "model_info.mat"
+    sio.savemat(str(info), {"trimIndex": np.ones((4, 1)), "keypoints": np.ones((1, 2))})
+    with pytest.raises(ValueError) as error:
+        L.load_BFM_info(info)
+    assert str(error.value) == (f"{info}: no variable 'model_info' (expected a 1x1 MATLAB struct 'model_info'); "
+                                f"found ['keypoints', 'trimIndex']; this is the raw Basel 2009 model (or 3DDFA's "
+                                f"files): build face3d's BFM files with {convert}")
+    uv, code = tmp_path / "BFM_UV.h5", tmp_path / "pncc.pkl"
+    with h5py.File(uv, "w") as f:
+        f["UV"] = np.zeros((4, 2))
+    code.write_bytes(pickle.dumps(np.zeros((3, 4)), protocol=4))
+    for loader, path, kind in ((L.load_uv_coords, uv, "an HDF5 file"), (L.load_pncc_code, code, "a Python pickle")):
+        with pytest.raises(ValueError) as error:
+            loader(path)
+        assert str(error.value) == (f"{path}: {kind}, not a MATLAB .mat file: face3d reads the Basel Face Model 2009 "
+                                    f"(not BFM 2017's .h5 nor 3DDFA's .pkl): build its BFM files with {convert}")
+
+
 def test_load_BFM_rejects_tri_stored_as_rows(tmp_path):
     # a (ntri,3) tri is the Python layout, not the MATLAB one the file must hold
     path = tmp_path / "BFM.mat"

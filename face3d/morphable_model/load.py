@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.morphable_model._mat_fields import (
+    CONVERT_COMMAND,
     _cell_column,
     _field,
     _float32,
@@ -70,6 +71,15 @@ SEGBIN_ROWS = {"nose": 0, "eyes": 1, "mouth": 2, "rest": 3}
 REGION_REST, REGION_EYES, REGION_NOSE, REGION_MOUTH = 0, 1, 2, 3
 N_CONTOUR_LANDMARKS = 17
 N_KEYPOINTS = 68  # kpt_ind: the iBUG-68 landmarks, in iBUG order
+
+# The other formats the Basel models come in, named when a BFM file turns out to be one of them.
+OTHER_FORMAT_HINT = (f"face3d reads the Basel Face Model 2009 (not BFM 2017's .h5 nor 3DDFA's .pkl): build its BFM "
+                     f"files with {CONVERT_COMMAND}")
+
+
+def _read_bfm_file(path, variable: str) -> dict:
+    """``read_mat`` of one variable of a BFM file, an HDF5 file or a pickle (another model format) named as such."""
+    return read_mat(path, variable_names=[variable], other_format_hint=OTHER_FORMAT_HINT)
 
 
 # ----------------------------------------------------------------------------- BFM.mat
@@ -145,7 +155,7 @@ def load_BFM(path) -> dict:
         ValueError: no struct ``model``, a missing field, a wrong shape (a kpt_ind of other than 68
             entries included), or an index out of range (the message names the file and the field).
     """
-    mat = read_mat(path, variable_names=["model"])
+    mat = _read_bfm_file(path, "model")
     return _check_model(Path(path), _struct_fields(Path(path), mat, "model"), from_file=True)
 
 
@@ -293,7 +303,7 @@ def load_BFM_info(path) -> dict:
         ValueError: no struct ``model_info``, a wrong shape, a non-binary mask, or an index out of
             range (the message names the file and the field).
     """
-    mat = read_mat(path, variable_names=["model_info"])
+    mat = _read_bfm_file(path, "model_info")
     return _convert_info(Path(path), _struct_fields(Path(path), mat, "model_info"), True)
 
 
@@ -341,8 +351,8 @@ def load_uv_coords(path) -> np.ndarray:
         FileNotFoundError: ``path`` does not exist.
         ValueError: no variable ``UV``, a shape other than (n,2), or NaN/inf values.
     """
-    mat = read_mat(path, variable_names=["UV"])
-    uv = require_var(path, mat, "UV", "(n,2) texture coordinates")
+    mat = _read_bfm_file(path, "UV")
+    uv = require_var(path, mat, "UV", "(n,2) texture coordinates", converted=True)
     return _float32(Path(path), "UV", uv, (None, 2))
 
 
@@ -366,8 +376,8 @@ def load_pncc_code(path) -> np.ndarray:
         FileNotFoundError: ``path`` does not exist.
         ValueError: no variable ``vertex_code`` or a shape other than (3,n).
     """
-    mat = read_mat(path, variable_names=["vertex_code"])
-    code = require_var(path, mat, "vertex_code", "(3,n) PNCC code")
+    mat = _read_bfm_file(path, "vertex_code")
+    code = require_var(path, mat, "vertex_code", "(3,n) PNCC code", converted=True)
     return np.ascontiguousarray(_float32(Path(path), "vertex_code", code, (3, None)).T)
 
 
