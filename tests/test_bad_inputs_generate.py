@@ -554,11 +554,52 @@ def test_a_mat_that_is_not_bfm_ends_synthesize_and_generate_in_one_line(tmp_path
         assert not output.exists()
 
 
+def _tiny_model(kpt_ind, mean_x=None):
+    """The loaded form of a 100-vertex model with ``kpt_ind`` (68,) 0-based and, given ``mean_x`` (100,), those
+    x coordinates of the mean face (else a face about 200,000 micrometres wide)."""
+    rng = np.random.default_rng(1)
+    n3 = 300
+    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    shape_mu = rng.normal(0, 5e4, (100, 3))
+    if mean_x is not None:
+        shape_mu[:, 0] = mean_x
+    return {"shapeMU": f32(shape_mu.reshape(n3, 1)), "shapePC": f32(rng.normal(0, 1, (n3, 4))),
+            "shapeEV": f32(np.ones((4, 1))), "expMU": f32(np.zeros((n3, 1))),
+            "expPC": f32(rng.normal(0, 1, (n3, 2))), "expEV": f32(np.ones((2, 1))),
+            "texMU": f32(np.full((n3, 1), 128)), "texPC": f32(rng.normal(0, 1, (n3, 2))),
+            "texEV": f32(np.ones((2, 1))), "tri": rng.integers(0, 100, (50, 3)).astype(np.int32),
+            "tri_mouth": rng.integers(0, 100, (2, 3)).astype(np.int32), "kpt_ind": np.asarray(kpt_ind, np.int32)}
+
+
+def _model_folder(folder, model):
+    """``model`` as BFM.mat with the BFM_UV.mat and BFM_info.mat (its kpt_ind and face regions) that fit it."""
+    from face3d.morphable_model import load
+
+    folder.mkdir(parents=True)
+    load.save_BFM(folder / "BFM.mat", model)
+    load.save_uv_coords(folder / "BFM_UV.mat", np.random.default_rng(2).uniform(0.1, 0.9, (100, 2)))
+    segbin = np.zeros((4, 100), bool)
+    segbin[np.arange(100) % 4, np.arange(100)] = True
+    load.save_BFM_info(folder / "BFM_info.mat", {"kpt_ind": model["kpt_ind"], "segbin": segbin})
+    return folder / "BFM.mat"
+
+
 def _model_commands(tmp_path):
     """The commands that load --bfm, each with an output folder under ``tmp_path`` it must not create."""
     return [["uv-data", "--resolution", "16", "--output", tmp_path / "uv-data"],
             ["synthesize", "--count", "1", "--size", "64", "--no-flip", "--output", tmp_path / "synthesize"],
             ["generate", "--synthetic-count", "1", "--resolution", "16", "--output", tmp_path / "generate"]]
+
+
+def test_a_model_in_millimetres_ends_every_command_in_one_line(tmp_path, capsys):
+    """A BFM.mat converted by hand from BFM 2017's millimetres: a face 150 units wide, where the BFM's is about
+    150,000 micrometres. Refused with the conversion, not rendered into samples of a face a thousand times too small."""
+    model = _model_folder(tmp_path / "mm", _tiny_model(np.arange(68), mean_x=np.linspace(-75, 75, 100)))
+    for command in _model_commands(tmp_path):
+        assert _main_error(capsys, command[0], "--bfm", model, *command[1:]) == [
+            f"face3d {command[0]}: error: {model}: the mean face is 150 units wide; face3d expects the BFM's "
+            f"micrometres (about 150,000): from millimetres multiply shapeMU, expMU, shapeEV and expPC by 1000"]
+        assert not command[-1].exists()
 
 
 def test_raw_downloads_given_as_the_model_name_what_they_are_and_the_converter(tmp_path, capsys):
