@@ -591,6 +591,29 @@ def _model_commands(tmp_path):
             ["generate", "--synthetic-count", "1", "--resolution", "16", "--output", tmp_path / "generate"]]
 
 
+def test_a_model_with_0_based_keypoints_ends_every_command_in_one_line(tmp_path, capsys):
+    """A BFM.mat whose kpt_ind was written 0-based beside the BFM_info.mat it came with (1-based, as convert.py writes
+    both): every keypoint one vertex off. Refused naming both files, not loaded with keypoints on the wrong vertices;
+    keypoints that differ otherwise are refused too."""
+    from face3d.morphable_model import load
+
+    kpt = np.random.default_rng(3).permutation(np.arange(1, 100))[:68]
+    model = _model_folder(tmp_path / "kpt0", _tiny_model(kpt))
+    info = model.parent / "BFM_info.mat"
+    load.save_BFM(model, _tiny_model(kpt - 1))  # the file holds kpt (1-based) - 1
+    for command in _model_commands(tmp_path):
+        assert _main_error(capsys, command[0], "--bfm", model, *command[1:]) == [
+            f"face3d {command[0]}: error: {model}: kpt_ind is one less than {info}'s at every keypoint (off by one: "
+            f"0-based indices? face3d's BFM.mat holds MATLAB's 1-based kpt_ind)"]
+        assert not command[-1].exists()
+    moved = kpt.copy()
+    moved[[5, 60]] = 0
+    load.save_BFM(model, _tiny_model(moved))
+    assert _main_error(capsys, "uv-data", "--bfm", model, "--output", tmp_path / "uv-data") == [
+        f"face3d uv-data: error: {info}: kpt_ind differs from {model}'s at 2 of 68 keypoints (keypoint 5: vertex "
+        f"{kpt[5] + 1} here, 1 there, 1-based)"]
+
+
 def test_a_model_in_millimetres_ends_every_command_in_one_line(tmp_path, capsys):
     """A BFM.mat converted by hand from BFM 2017's millimetres: a face 150 units wide, where the BFM's is about
     150,000 micrometres. Refused with the conversion, not rendered into samples of a face a thousand times too small."""
