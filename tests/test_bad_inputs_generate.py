@@ -607,6 +607,109 @@ def test_a_mat_that_is_not_bfm_ends_synthesize_and_generate_in_one_line(tmp_path
         assert not output.exists()
 
 
+def _tiny_model(kpt_ind, mean_x=None):
+    """The loaded form of a 100-vertex model with ``kpt_ind`` (68,) 0-based and, given ``mean_x`` (100,), those
+    x coordinates of the mean face (else a face about 200,000 micrometres wide)."""
+    rng = np.random.default_rng(1)
+    n3 = 300
+    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    shape_mu = rng.normal(0, 5e4, (100, 3))
+    if mean_x is not None:
+        shape_mu[:, 0] = mean_x
+    return {"shapeMU": f32(shape_mu.reshape(n3, 1)), "shapePC": f32(rng.normal(0, 1, (n3, 4))),
+            "shapeEV": f32(np.ones((4, 1))), "expMU": f32(np.zeros((n3, 1))),
+            "expPC": f32(rng.normal(0, 1, (n3, 2))), "expEV": f32(np.ones((2, 1))),
+            "texMU": f32(np.full((n3, 1), 128)), "texPC": f32(rng.normal(0, 1, (n3, 2))),
+            "texEV": f32(np.ones((2, 1))), "tri": rng.integers(0, 100, (50, 3)).astype(np.int32),
+            "tri_mouth": rng.integers(0, 100, (2, 3)).astype(np.int32), "kpt_ind": np.asarray(kpt_ind, np.int32)}
+
+
+def _model_folder(folder, model):
+    """``model`` as BFM.mat with the BFM_UV.mat and BFM_info.mat (its kpt_ind and face regions) that fit it."""
+    from face3d.morphable_model import load
+
+    folder.mkdir(parents=True)
+    load.save_BFM(folder / "BFM.mat", model)
+    load.save_uv_coords(folder / "BFM_UV.mat", np.random.default_rng(2).uniform(0.1, 0.9, (100, 2)))
+    segbin = np.zeros((4, 100), bool)
+    segbin[np.arange(100) % 4, np.arange(100)] = True
+    load.save_BFM_info(folder / "BFM_info.mat", {"kpt_ind": model["kpt_ind"], "segbin": segbin})
+    return folder / "BFM.mat"
+
+
+def _model_commands(tmp_path):
+    """The commands that load --bfm, each with an output folder under ``tmp_path`` it must not create."""
+    return [["uv-data", "--resolution", "16", "--output", tmp_path / "uv-data"],
+            ["synthesize", "--count", "1", "--size", "64", "--no-flip", "--output", tmp_path / "synthesize"],
+            ["generate", "--synthetic-count", "1", "--resolution", "16", "--output", tmp_path / "generate"]]
+
+
+def test_a_model_with_0_based_keypoints_ends_every_command_in_one_line(tmp_path, capsys):
+    """A BFM.mat whose kpt_ind was written 0-based beside the BFM_info.mat it came with (1-based, as convert.py writes
+    both): every keypoint one vertex off. Refused naming both files, not loaded with keypoints on the wrong vertices;
+    keypoints that differ otherwise are refused too."""
+    from face3d.morphable_model import load
+
+    kpt = np.random.default_rng(3).permutation(np.arange(1, 100))[:68]
+    model = _model_folder(tmp_path / "kpt0", _tiny_model(kpt))
+    info = model.parent / "BFM_info.mat"
+    load.save_BFM(model, _tiny_model(kpt - 1))  # the file holds kpt (1-based) - 1
+    for command in _model_commands(tmp_path):
+        assert _main_error(capsys, command[0], "--bfm", model, *command[1:]) == [
+            f"face3d {command[0]}: error: {model}: kpt_ind is one less than {info}'s at every keypoint (off by one: "
+            f"0-based indices? face3d's BFM.mat holds MATLAB's 1-based kpt_ind)"]
+        assert not command[-1].exists()
+    moved = kpt.copy()
+    moved[[5, 60]] = 0
+    load.save_BFM(model, _tiny_model(moved))
+    assert _main_error(capsys, "uv-data", "--bfm", model, "--output", tmp_path / "uv-data") == [
+        f"face3d uv-data: error: {info}: kpt_ind differs from {model}'s at 2 of 68 keypoints (keypoint 5: vertex "
+        f"{kpt[5] + 1} here, 1 there, 1-based)"]
+
+
+def test_a_model_in_millimetres_ends_every_command_in_one_line(tmp_path, capsys):
+    """A BFM.mat converted by hand from BFM 2017's millimetres: a face 150 units wide, where the BFM's is about
+    150,000 micrometres. Refused with the conversion, not rendered into samples of a face a thousand times too small."""
+    model = _model_folder(tmp_path / "mm", _tiny_model(np.arange(68), mean_x=np.linspace(-75, 75, 100)))
+    for command in _model_commands(tmp_path):
+        assert _main_error(capsys, command[0], "--bfm", model, *command[1:]) == [
+            f"face3d {command[0]}: error: {model}: the mean face is 150 units wide; face3d expects the BFM's "
+            f"micrometres (about 150,000): from millimetres multiply shapeMU, expMU, shapeEV and expPC by 1000"]
+        assert not command[-1].exists()
+
+
+def test_raw_downloads_given_as_the_model_name_what_they_are_and_the_converter(tmp_path, capsys):
+    """Basel 2009's 01_MorphableModel.mat, 3DDFA's Model_Shape.mat, a BFM 2017 .h5 and 3DDFA's .pkl given as --bfm:
+    one line saying what the file is and how face3d's BFM.mat is built."""
+    import pickle
+
+    import h5py
+
+    convert = "python Data/BFM/convert.py --raw RAW --out OUT (Data/BFM/README.md)"
+    raw = "this is the raw Basel 2009 model (or 3DDFA's files): build face3d's BFM files with " + convert
+    other = ("not a MATLAB .mat file: face3d reads the Basel Face Model 2009 (not BFM 2017's .h5 nor 3DDFA's .pkl): "
+             "build its BFM files with " + convert)
+    basel, shape = tmp_path / "01_MorphableModel.mat", tmp_path / "Model_Shape.mat"
+    scipy.io.savemat(basel, {"shapeMU": np.zeros((6, 1)), "shapePC": np.zeros((6, 2)), "shapeEV": np.ones((2, 1)),
+                             "texMU": np.zeros((6, 1)), "tl": np.array([[1, 2, 1]]), "segbin": np.ones((2, 4))})
+    scipy.io.savemat(shape, {"mu_shape": np.zeros((6, 1)), "w": np.zeros((6, 2)), "sigma": np.ones((2, 1)),
+                             "tri": np.array([[1], [2], [1]]), "keypoints": np.array([[1, 2]])})
+    bfm2017 = tmp_path / "model2017-1_bfm_nomouth.h5"
+    with h5py.File(bfm2017, "w") as f:
+        f["shape/model/mean"] = np.zeros(6, np.float32)
+    noneck = tmp_path / "bfm_noneck_v3.pkl"
+    noneck.write_bytes(pickle.dumps({"u": np.zeros((6, 1), np.float32)}, protocol=4))
+    for path, problem in ((basel, "no variable 'model' (expected a 1x1 MATLAB struct 'model'); found ['segbin', "
+                                  "'shapeEV', 'shapeMU', 'shapePC', 'texMU', 'tl']; " + raw),
+                          (shape, "no variable 'model' (expected a 1x1 MATLAB struct 'model'); found ['keypoints', "
+                                  "'mu_shape', 'sigma', 'tri', 'w']; " + raw),
+                          (bfm2017, "an HDF5 file, " + other), (noneck, "a Python pickle, " + other)):
+        for command in _model_commands(tmp_path):
+            assert _main_error(capsys, command[0], "--bfm", path, *command[1:]) == [
+                f"face3d {command[0]}: error: {path}: {problem}"]
+            assert not command[-1].exists()
+
+
 @pytest.mark.skipif(not (fixtures_dir() / "prnet" / "uv-data").is_dir(), reason="no PRNet uv-data in the fixtures")
 def test_prnet_uv_data_with_the_default_model_ends_in_one_line(tmp_path, synth, capsys):
     uv_data = fixtures_dir() / "prnet" / "uv-data"

@@ -339,6 +339,55 @@ def test_a_missing_variable_is_named_with_the_variables_the_file_holds(tmp_path,
     assert str(error.value) == f"{info_path}: no variable 'model' (expected a 1x1 MATLAB struct 'model')"
 
 
+def test_load_BFM_refuses_a_mean_face_in_other_units(tmp_path):
+    """The mean face (shapeMU + expMU) must be 1e4..1e7 wide (x extent): the BFM's micrometres give about 150,000;
+    millimetres are named with the conversion, other units with what is expected."""
+    path = tmp_path / "BFM.mat"
+    model = make_model()
+    x = np.zeros((NVER, 3))
+    x[:, 0] = np.linspace(-2e6, 3e6, NVER)  # 5e6 wide
+    model["shapeMU"], model["expMU"] = x.reshape(-1, 1).astype(np.float32), np.zeros((3 * NVER, 1), np.float32)
+    # scale of that face -> the width the message gives (None: loads), with the millimetre advice or not
+    for scale, width, millimetres in ((1.0, None, False), (2.0, None, False), (4.0, "2e+07", False),
+                                      (2e-3, None, False), (1.99e-3, "9.95e+03", True), (3e-5, "150", True)):
+        L.save_BFM(path, dict(model, shapeMU=model["shapeMU"] * np.float32(scale)))
+        if width is None:
+            L.load_BFM(path)
+            continue
+        with pytest.raises(ValueError) as error:
+            L.load_BFM(path)
+        expected = f"{path}: the mean face is {width} units wide; face3d expects the BFM's micrometres (about 150,000)"
+        if millimetres:
+            expected += ": from millimetres multiply shapeMU, expMU, shapeEV and expPC by 1000"
+        assert str(error.value) == expected
+
+
+def test_the_model_loaders_name_raw_downloads_and_other_formats(tmp_path):
+    """Each BFM file loader names a raw download (3DDFA's model_info.mat as BFM_info.mat) and a file of another
+    format (an HDF5 file as BFM_UV.mat, a pickle as pncc_code.mat) with the converter's command."""
+    import pickle
+
+    import h5py
+
+    convert = "python Data/BFM/convert.py --raw RAW --out OUT (Data/BFM/README.md)"
+    info = tmp_path / "model_info.mat"
+    sio.savemat(str(info), {"trimIndex": np.ones((4, 1)), "keypoints": np.ones((1, 2))})
+    with pytest.raises(ValueError) as error:
+        L.load_BFM_info(info)
+    assert str(error.value) == (f"{info}: no variable 'model_info' (expected a 1x1 MATLAB struct 'model_info'); "
+                                f"found ['keypoints', 'trimIndex']; this is the raw Basel 2009 model (or 3DDFA's "
+                                f"files): build face3d's BFM files with {convert}")
+    uv, code = tmp_path / "BFM_UV.h5", tmp_path / "pncc.pkl"
+    with h5py.File(uv, "w") as f:
+        f["UV"] = np.zeros((4, 2))
+    code.write_bytes(pickle.dumps(np.zeros((3, 4)), protocol=4))
+    for loader, path, kind in ((L.load_uv_coords, uv, "an HDF5 file"), (L.load_pncc_code, code, "a Python pickle")):
+        with pytest.raises(ValueError) as error:
+            loader(path)
+        assert str(error.value) == (f"{path}: {kind}, not a MATLAB .mat file: face3d reads the Basel Face Model 2009 "
+                                    f"(not BFM 2017's .h5 nor 3DDFA's .pkl): build its BFM files with {convert}")
+
+
 def test_load_BFM_rejects_tri_stored_as_rows(tmp_path):
     # a (ntri,3) tri is the Python layout, not the MATLAB one the file must hold
     path = tmp_path / "BFM.mat"

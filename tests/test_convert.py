@@ -308,6 +308,7 @@ def test_real_layout_gives_the_published_files(tmp_path):
     basel = {key: rng.normal(0, 1, shape).astype(np.float32)
              for key, shape in (("shapeMU", (3 * n_full, 1)), ("shapePC", (3 * n_full, k)), ("shapeEV", (k, 1)),
                                 ("texMU", (3 * n_full, 1)), ("texPC", (3 * n_full, k)), ("texEV", (k, 1)))}
+    basel["shapeMU"] *= np.float32(5e4)  # a mean face of the BFM's size in micrometres, which the loader checks
     segbin = np.zeros((n_full, 4), np.uint8)
     segbin[t0] = published["segbin"].T
     sio.savemat(str(raw / "raw/01_MorphableModel.mat"), {**basel, "segbin": segbin})

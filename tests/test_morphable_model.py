@@ -271,6 +271,28 @@ def test_side_files_of_another_model_are_refused_naming_both_files(tmp_path):
         MorphableModel(model, uv_path=tmp_path / "other_UV.mat")
 
 
+def test_keypoints_of_bfm_info_must_be_those_of_the_model(tmp_path):
+    """BFM_info.mat's kpt_ind, when it holds one, equals BFM.mat's (convert.py writes the same into both): the file one
+    less everywhere is named as written 0-based, BFM.mat or BFM_info.mat; another count is named too."""
+    m = small_model(np.random.default_rng(15))
+    kpt = np.random.default_rng(16).permutation(np.arange(1, 30))[:20]
+    m["kpt_ind"] = np.concatenate((kpt, kpt, kpt, kpt[:8])).astype(np.int32)
+    model, info = tmp_path / "BFM.mat", tmp_path / "BFM_info.mat"
+    load.save_BFM(model, m)
+    load.save_BFM_info(info, {"kpt_ind": m["kpt_ind"]})
+    np.testing.assert_array_equal(MorphableModel(model).kpt_ind, m["kpt_ind"])      # equal: loads
+    load.save_BFM_info(info, {"kpt_ind": m["kpt_ind"] - 1})
+    with pytest.raises(InputFileError) as caught:
+        MorphableModel(model)
+    assert str(caught.value) == (f"{info}: kpt_ind is one less than {model}'s at every keypoint (off by one: 0-based "
+                                 f"indices? face3d's BFM_info.mat holds MATLAB's 1-based kpt_ind)")
+    assert caught.value.path == info
+    load.save_BFM_info(info, {"kpt_ind": m["kpt_ind"][:60]})
+    with pytest.raises(InputFileError) as caught:
+        MorphableModel(model)
+    assert str(caught.value) == f"{info}: kpt_ind has 60 entries, {model} has 68"
+
+
 def test_real_side_files_beside_a_smaller_model_are_refused(tmp_path):
     """The real 53215-vertex BFM_info.mat, then BFM_UV.mat, beside a BFM.mat of 30 vertices."""
     real = fixtures_dir() / "BFM" / "Out"

@@ -84,6 +84,31 @@ def test_read_mat_round_trip_and_errors(tmp_path):
         read_mat(tmp_path / "missing.mat")
 
 
+def test_read_mat_names_hdf5_files_and_pickles(tmp_path):
+    """An HDF5 file (its signature at byte 0, or after a 512-byte user block) or a pickle is named as what it is, with
+    the caller's hint; a MATLAB v7.3 file (HDF5 after MATLAB's header) keeps its own message."""
+    import h5py
+
+    plain, blocked, v73 = tmp_path / "plain.h5", tmp_path / "blocked.h5", tmp_path / "v73.mat"
+    for path, userblock in ((plain, 0), (blocked, 512), (v73, 512)):
+        with h5py.File(path, "w", userblock_size=userblock) as f:
+            f["x"] = np.zeros(3)
+    with open(v73, "r+b") as f:  # MATLAB's 128-byte header in the user block: text, subsystem offset, version, 'IM'
+        f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(116, b" ") + bytes(8) + b"\x00\x02IM")
+    pickled = tmp_path / "model.pkl"
+    pickled.write_bytes(pickle.dumps({"u": np.zeros(3)}, protocol=4))
+    for path, kind in ((plain, "an HDF5 file"), (blocked, "an HDF5 file"), (pickled, "a Python pickle")):
+        with pytest.raises(InputFileError) as plain_error:
+            read_mat(path)
+        assert str(plain_error.value) == f"{path}: {kind}, not a MATLAB .mat file"
+        with pytest.raises(InputFileError) as hinted:
+            read_mat(path, other_format_hint="convert it")
+        assert str(hinted.value) == f"{path}: {kind}, not a MATLAB .mat file: convert it"
+    with pytest.raises(InputFileError, match=r"^.*v73\.mat: MATLAB v7\.3 \(HDF5\) files are not supported; re-save it "
+                                             r"in MATLAB with save\(\.\.\., '-v7'\)"):
+        read_mat(v73, other_format_hint="convert it")
+
+
 def test_read_mat_gives_the_storage_type_or_the_matlab_class(tmp_path):
     path = tmp_path / "logical.mat"
     scipy.io.savemat(path, {"mask": np.array([[True, False]])})  # a MATLAB logical, stored as uint8

@@ -6,20 +6,33 @@ import numpy as np
 
 from face3d.utils.matfile import mat_variable_names
 
+# How face3d's BFM files are built from the raw downloads, for messages about a file that is not one of them.
+CONVERT_COMMAND = "python Data/BFM/convert.py --raw RAW --out OUT (Data/BFM/README.md)"
+# Variables of the raw downloads convert.py reads that face3d's files never hold as variables: Basel 2009's
+# 01_MorphableModel.mat (its triangle list is 'tl'), 3DDFA's Model_Shape.mat, Model_Expression.mat, model_info.mat
+# and the Modelplus files.
+RAW_DOWNLOAD_VARIABLES = frozenset({"tl", "mu_shape", "mu_exp", "w_exp", "keypoints", "trimIndex", "face_contour",
+                                    "nose_hole", "parallel"})
 
-def require_var(path, mat: dict, key: str, what: str) -> np.ndarray:
+
+def require_var(path, mat: dict, key: str, what: str, converted: bool = False) -> np.ndarray:
     """Return variable ``key`` of the dict ``read_mat(path, ...)`` gave, or raise ValueError naming file and key and
-    listing the variables the file holds (the dict has only those asked for)."""
+    listing the variables the file holds (the dict has only those asked for).  ``converted``: the file should be one
+    of the BFM files convert.py builds, so one holding RAW_DOWNLOAD_VARIABLES is named a raw download, with the
+    command that converts it."""
     if key not in mat:
         names = mat_variable_names(path)
         found = "" if names is None else f"; found {names}"
+        if converted and names and RAW_DOWNLOAD_VARIABLES.intersection(names):
+            found += (f"; this is the raw Basel 2009 model (or 3DDFA's files): build face3d's BFM files with "
+                      f"{CONVERT_COMMAND}")
         raise ValueError(f"{path}: no variable '{key}' (expected {what}){found}")
     return mat[key]
 
 
 def _struct_fields(path, mat: dict, key: str) -> dict:
-    """Fields of the 1x1 MATLAB struct variable ``key`` as a dict name -> ndarray."""
-    var = require_var(path, mat, key, f"a 1x1 MATLAB struct '{key}'")
+    """Fields of the 1x1 MATLAB struct variable ``key`` of one of face3d's BFM files as a dict name -> ndarray."""
+    var = require_var(path, mat, key, f"a 1x1 MATLAB struct '{key}'", converted=True)
     if not (isinstance(var, np.ndarray) and var.dtype.names and var.size == 1):
         raise ValueError(f"{path}: variable '{key}' is not a 1x1 MATLAB struct "
                          f"(got {type(var).__name__} {getattr(var, 'shape', '')})")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.morphable_model._mat_fields import (
+    CONVERT_COMMAND,
     _cell_column,
     _field,
     _float32,
@@ -70,6 +71,19 @@ SEGBIN_ROWS = {"nose": 0, "eyes": 1, "mouth": 2, "rest": 3}
 REGION_REST, REGION_EYES, REGION_NOSE, REGION_MOUTH = 0, 1, 2, 3
 N_CONTOUR_LANDMARKS = 17
 N_KEYPOINTS = 68  # kpt_ind: the iBUG-68 landmarks, in iBUG order
+
+# Bounds of the mean face's width (x extent) in a BFM.mat: the Basel model and the default model are in micrometres
+# (about 1.5e5); a hand-converted BFM 2017 in millimetres (about 150) or metres falls below.
+FACE_WIDTH_RANGE = (1e4, 1e7)
+
+# The other formats the Basel models come in, named when a BFM file turns out to be one of them.
+OTHER_FORMAT_HINT = (f"face3d reads the Basel Face Model 2009 (not BFM 2017's .h5 nor 3DDFA's .pkl): build its BFM "
+                     f"files with {CONVERT_COMMAND}")
+
+
+def _read_bfm_file(path, variable: str) -> dict:
+    """``read_mat`` of one variable of a BFM file, an HDF5 file or a pickle (another model format) named as such."""
+    return read_mat(path, variable_names=[variable], other_format_hint=OTHER_FORMAT_HINT)
 
 
 # ----------------------------------------------------------------------------- BFM.mat
@@ -143,10 +157,24 @@ def load_BFM(path) -> dict:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: no struct ``model``, a missing field, a wrong shape (a kpt_ind of other than 68
-            entries included), or an index out of range (the message names the file and the field).
+            entries included), an index out of range (the message names the file and the field), or a
+            mean face outside FACE_WIDTH_RANGE wide (a model in millimetres).
     """
-    mat = read_mat(path, variable_names=["model"])
-    return _check_model(Path(path), _struct_fields(Path(path), mat, "model"), from_file=True)
+    mat = _read_bfm_file(path, "model")
+    model = _check_model(Path(path), _struct_fields(Path(path), mat, "model"), from_file=True)
+    _check_units(Path(path), model["shapeMU"])
+    return model
+
+
+def _check_units(path, shape_mu) -> None:
+    """ValueError naming ``path`` unless the mean face (shapeMU (3n,1)) is FACE_WIDTH_RANGE wide (x extent), as a face
+    in micrometres is: a model in other units makes every sample of the right shape and the wrong size."""
+    width = float(np.ptp(shape_mu.reshape(-1, 3)[:, 0]))
+    low, high = FACE_WIDTH_RANGE
+    if not low <= width <= high:
+        advice = ": from millimetres multiply shapeMU, expMU, shapeEV and expPC by 1000" if width < low else ""
+        raise ValueError(f"{path}: the mean face is {width:.3g} units wide; face3d expects the BFM's micrometres "
+                         f"(about 150,000){advice}")
 
 
 def save_BFM(path, model: dict) -> None:
@@ -293,7 +321,7 @@ def load_BFM_info(path) -> dict:
         ValueError: no struct ``model_info``, a wrong shape, a non-binary mask, or an index out of
             range (the message names the file and the field).
     """
-    mat = read_mat(path, variable_names=["model_info"])
+    mat = _read_bfm_file(path, "model_info")
     return _convert_info(Path(path), _struct_fields(Path(path), mat, "model_info"), True)
 
 
@@ -341,8 +369,8 @@ def load_uv_coords(path) -> np.ndarray:
         FileNotFoundError: ``path`` does not exist.
         ValueError: no variable ``UV``, a shape other than (n,2), or NaN/inf values.
     """
-    mat = read_mat(path, variable_names=["UV"])
-    uv = require_var(path, mat, "UV", "(n,2) texture coordinates")
+    mat = _read_bfm_file(path, "UV")
+    uv = require_var(path, mat, "UV", "(n,2) texture coordinates", converted=True)
     return _float32(Path(path), "UV", uv, (None, 2))
 
 
@@ -366,8 +394,8 @@ def load_pncc_code(path) -> np.ndarray:
         FileNotFoundError: ``path`` does not exist.
         ValueError: no variable ``vertex_code`` or a shape other than (3,n).
     """
-    mat = read_mat(path, variable_names=["vertex_code"])
-    code = require_var(path, mat, "vertex_code", "(3,n) PNCC code")
+    mat = _read_bfm_file(path, "vertex_code")
+    code = require_var(path, mat, "vertex_code", "(3,n) PNCC code", converted=True)
     return np.ascontiguousarray(_float32(Path(path), "vertex_code", code, (3, None)).T)
 
 

@@ -67,6 +67,28 @@ def require_model_file(path: Path):
                                 else f"{path}: BFM model file not found")
 
 
+def _check_keypoints(model_kpt, info_kpt, model_path, info_path):
+    """InputFileError naming both files unless BFM.mat's and BFM_info.mat's kpt_ind ((68,) 0-based as loaded) are
+    equal: convert.py and generate.m write the same keypoints into both, so a difference is a wrong file, and a
+    difference of one everywhere is a file written with 0-based indices (blamed, with the hint)."""
+    if np.array_equal(model_kpt, info_kpt):
+        return
+    if np.shape(model_kpt) != np.shape(info_kpt):
+        raise InputFileError(info_path, f"kpt_ind has {np.size(info_kpt)} entries, {model_path} has "
+                                        f"{np.size(model_kpt)}")
+    offset = np.unique(np.asarray(info_kpt, np.int64) - np.asarray(model_kpt, np.int64))
+    if offset.tolist() in ([1], [-1]):  # the file one less everywhere holds 0-based indices: it is the one named
+        low, high, role = ((model_path, info_path, "BFM.mat") if offset[0] == 1
+                           else (info_path, model_path, "BFM_info.mat"))
+        raise InputFileError(low, f"kpt_ind is one less than {high}'s at every keypoint (off by one: 0-based "
+                                  f"indices? face3d's {role} holds MATLAB's 1-based kpt_ind)")
+    differ = np.flatnonzero(np.asarray(model_kpt) != np.asarray(info_kpt))
+    first = differ[0]
+    raise InputFileError(info_path, f"kpt_ind differs from {model_path}'s at {differ.size} of {np.size(model_kpt)} "
+                                    f"keypoints (keypoint {first}: vertex {info_kpt[first] + 1} here, "
+                                    f"{model_kpt[first] + 1} there, 1-based)")
+
+
 def _random_source(rng):
     """Where parameter draws come from: numpy's global random state for None (face3d draws with ``np.random.rand``,
     so ``np.random.seed`` makes them repeatable), else ``np.random.default_rng(rng)`` (a Generator or a seed).
@@ -103,7 +125,9 @@ class MorphableModel:
         InputFileError (a ValueError): a file is malformed (the loader's message, naming file and field), or a side
             file was written for a model of another vertex count (naming both files, e.g.
             ``".../BFM_info.mat: segbin has 53215 vertices, .../BFM.mat has 13019"``; see
-            :func:`load.info_model_mismatch`), so every command reports a wrong model file the same way.
+            :func:`load.info_model_mismatch`) or with other keypoints (kpt_ind, compared when the info file holds
+            one; off by one everywhere is named as 0-based indices), so every command reports a wrong model file the
+            same way.
 
     Attributes:
         model: dict (see :func:`face3d.morphable_model.load.load_BFM`).
@@ -136,6 +160,8 @@ class MorphableModel:
                 mismatch = load.info_model_mismatch(info, nver, ntri, model_path)
                 if mismatch:
                     raise InputFileError(info_path, mismatch)
+                if "kpt_ind" in info:
+                    _check_keypoints(model["kpt_ind"], info["kpt_ind"], model_path, info_path)
             if uv_path is not None:
                 uv = load.load_uv_coords(uv_path)
                 if uv.shape[0] != nver:

@@ -10,8 +10,30 @@ from face3d.utils.errors import InputFileError
 
 __all__ = ["read_mat", "mat_variable_names", "matlab_kind", "save_mat", "MAT_HEADER_TEXT"]
 
+# HDF5's format signature, at offset 0 or after a user block of 512 bytes (MATLAB v7.3 files keep their MAT header
+# there; scipy recognises those and raises NotImplementedError, so this only names other HDF5 files).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+HDF5_SIGNATURE_OFFSETS = (0, 512)
+# The first byte of a pickle of protocol 2 or later (its PROTO opcode).
+PICKLE_PROTO = 0x80
 
-def read_mat(path, variable_names=None, mat_dtype: bool = False) -> dict:
+
+def _other_format(path: Path):
+    """'an HDF5 file' or 'a Python pickle' when the file opens with that format's signature, else None: what a
+    file scipy cannot read as MATLAB is instead."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HDF5_SIGNATURE_OFFSETS[-1] + len(HDF5_SIGNATURE))
+    except OSError:
+        return None
+    if any(head[at:at + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for at in HDF5_SIGNATURE_OFFSETS):
+        return "an HDF5 file"
+    if head[:1] == bytes([PICKLE_PROTO]):
+        return "a Python pickle"
+    return None
+
+
+def read_mat(path, variable_names=None, mat_dtype: bool = False, other_format_hint: str = "") -> dict:
     """Read a MATLAB 5/7 .mat file with scipy, with errors that name the file.
 
     Args:
@@ -21,11 +43,14 @@ def read_mat(path, variable_names=None, mat_dtype: bool = False) -> dict:
         mat_dtype: False: each array in the type its data is stored in (MATLAB's save stores a double array of
             small whole numbers as uint8/uint16, a logical as uint8); True: in its MATLAB class (double -> float64,
             logical -> bool), for code that writes the arrays back with their classes.
+        other_format_hint: what to use instead when the file is an HDF5 file (not MATLAB v7.3) or a Python pickle,
+            appended to that message (the model loaders point at the BFM converter).
     Returns:
         dict name -> value as ``scipy.io.loadmat`` returns it (no squeezing, structs as records).
     Raises:
         FileNotFoundError: the file does not exist.
-        InputFileError (a ValueError): the file is not a readable MATLAB 5/7 file (MATLAB v7.3/HDF5 included).
+        InputFileError (a ValueError): the file is not a readable MATLAB 5/7 file (MATLAB v7.3/HDF5 included); an
+            HDF5 file or a pickle is named so, e.g. ``"<path>: an HDF5 file, not a MATLAB .mat file"``.
     """
     path = Path(path)
     if not path.is_file():
@@ -36,6 +61,10 @@ def read_mat(path, variable_names=None, mat_dtype: bool = False) -> dict:
         raise InputFileError(path, f"MATLAB v7.3 (HDF5) files are not supported; "
                                    f"re-save it in MATLAB with save(..., '-v7') ({err})") from err
     except Exception as err:  # scipy raises assorted types on corrupt files
+        other_format = _other_format(path)
+        if other_format is not None:
+            hint = f": {other_format_hint}" if other_format_hint else ""
+            raise InputFileError(path, f"{other_format}, not a MATLAB .mat file{hint}") from err
         raise InputFileError(path, f"not a readable MATLAB .mat file ({type(err).__name__}: {err})") from err
 
 
