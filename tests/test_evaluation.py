@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.io as sio
 from _fixtures import fixtures_dir
+from _image_files import png_header
 
 from face3d.cli import main as face3d_main
 from face3d.prnet import evaluation
@@ -52,6 +53,20 @@ def test_known_offset_gives_known_nme():
     np.testing.assert_allclose(batch, [0.0, 5.0 / np.sqrt(5000)])
     with pytest.raises(ValueError, match="normalizer"):
         keypoint_nme(pred, gt, normalizer="iod")
+
+
+def test_an_image_above_the_pixel_limit_names_the_flag_only_for_a_caller_that_has_one(tmp_path):
+    """face3d evaluate and the calibration folders have no --max-pixels: their message names none."""
+    image, mat = tmp_path / "phone.png", tmp_path / "phone.mat"
+    image.write_bytes(png_header(12000, 9000))  # a 108-megapixel photo's header; no pixel is read
+    mat.write_bytes(b"never read")
+    with pytest.raises(ValueError) as refused:
+        evaluation.read_sample(image, mat)
+    assert str(refused.value) == f"{image}: the image is 12000x9000 = 108000000 pixels, above the limit of 100000000"
+    with pytest.raises(ValueError) as refused:
+        evaluation.read_sample(image, mat, max_pixels=10, limit_flag="--max-pixels")
+    assert str(refused.value) == f"{image}: the image is 12000x9000 = 108000000 pixels, above the limit of 10 " \
+                                 "(--max-pixels)"
 
 
 def test_yaw_bucketing():

@@ -424,7 +424,7 @@ def _read_input(state, ref):
     from face3d.trainset.sample import GenerationConfig, check_face_inside
     from face3d.trainset.sample_io import read_image
 
-    image = read_image(ref.image_path, state.config.max_pixels)
+    image = read_image(ref.image_path, state.config.max_pixels, limit_flag="--max-pixels")
     landmark_file, silhouette_jaw = None, True
     if state.landmarker is not None:
         points, source = state.landmarker.landmarks(image), ref.image_path

@@ -200,7 +200,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
     summary = {"images": len(images), "written": 0, "no_face": [], "failures": []}
     for image_path in images:
         try:
-            image = read_image(image_path, max_pixels)
+            image = read_image(image_path, max_pixels, limit_flag="--max-pixels")
             if box is not None:
                 refuse_box_outside(box, image.shape[1], image.shape[0])
                 pos = prn.process(image, box=box)

@@ -175,7 +175,7 @@ def sample_name(image_path, folder=None):
     return Path(os.path.relpath(os.path.abspath(image_path.with_suffix("")), os.path.abspath(folder))).as_posix()
 
 
-def read_sample(image_path, mat_path, folder=None, max_pixels=None):
+def read_sample(image_path, mat_path, folder=None, max_pixels=None, limit_flag=None):
     """Read one AFLW2000-3D-format sample.
 
     Args:
@@ -184,6 +184,7 @@ def read_sample(image_path, mat_path, folder=None, max_pixels=None):
         folder: the data folder ``image_path`` lies in, for the sample's name (its path relative to the folder:
             two ``image00050.jpg`` in two subfolders stay apart); None: the image's stem.
         max_pixels: largest image (width * height) decoded (``sample_io.read_image``); None: its default.
+        limit_flag: the caller's option that sets ``max_pixels``, named when an image is above it; None: none.
     Returns:
         (image (h, w, 3) uint8 RGB, AFLWSample).
     Raises:
@@ -196,7 +197,7 @@ def read_sample(image_path, mat_path, folder=None, max_pixels=None):
     for path in (image_path, mat_path):
         if not path.is_file():
             raise FileNotFoundError(f"file not found: {path}")
-    image = read_image(image_path, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+    image = read_image(image_path, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, limit_flag=limit_flag)
     mat = read_mat(mat_path)
     for key in ("pt3d_68", "Pose_Para"):
         if key not in mat:

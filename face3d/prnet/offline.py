@@ -125,10 +125,11 @@ def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, ma
     from face3d.trainset.sample_io import read_image
 
     if mat_path is not None:
-        image, truth = evaluation.read_sample(image_path, mat_path, max_pixels=max_pixels)
+        image, truth = evaluation.read_sample(image_path, mat_path, max_pixels=max_pixels,
+                                              limit_flag="--max-pixels")
         crop = crop_face(image, landmark_crop(truth.landmarks), input_size, resolution)
     else:
-        image, truth = read_image(image_path, max_pixels), None
+        image, truth = read_image(image_path, max_pixels, limit_flag="--max-pixels"), None
         refuse_box_outside(box, image.shape[1], image.shape[0])
         crop = crop_face(image, box_crop(box), input_size, resolution)
     record = {"name": evaluation.sample_name(image_path, data_dir), "image": str(image_path.resolve()),

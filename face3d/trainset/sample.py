@@ -464,7 +464,7 @@ class TrainsetGenerator:
                 continue
             geometry = geometries.pop()
             try:
-                image = read_image(image_path, self.config.max_pixels, alpha=True)
+                image = read_image(image_path, self.config.max_pixels, alpha=True, limit_flag="--max-pixels")
                 stem = os.path.splitext(os.path.basename(image_path))[0]
                 yield self._generate(image, d[0], stem, seed, str(mat_path), geometry)
             except InputFileError as exc:

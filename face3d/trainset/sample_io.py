@@ -81,15 +81,17 @@ def _undecodable(data) -> str:
     return f"cannot decode the image: {named}not a JPEG, PNG or BMP file, the formats read (convert it to one)"
 
 
-def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = False) -> np.ndarray:
+def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = False,
+               limit_flag: str | None = None) -> np.ndarray:
     """Decode an image file to (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with alpha 255 when ``alpha`` (the
     generator's warp source: one conversion from OpenCV's BGR instead of two).
 
     The size is read from the header first (``image_size``): an image above ``max_pixels`` (width * height) is
-    refused before any pixel memory is taken, and so is a format whose header gives no size. The pixels come as
-    stored (``decode_stored_pixels``: a JPEG's EXIF orientation is ignored), with a warning naming the file when
-    its orientation is not 1 (viewers show it turned or mirrored), since landmarks made on the photo as shown
-    would not fit them.
+    refused before any pixel memory is taken, and so is a format whose header gives no size. ``limit_flag``: the
+    caller's option that sets ``max_pixels`` ("--max-pixels"), named in that message; None: the caller has none.
+    The pixels come as stored (``decode_stored_pixels``: a JPEG's EXIF orientation is ignored), with a warning
+    naming the file when its orientation is not 1 (viewers show it turned or mirrored), since landmarks made on the
+    photo as shown would not fit them.
     Raises:
         InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
     """
@@ -99,8 +101,9 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
     header = _decoded_header(data)
     size = None if header is None else header.width * header.height
     if size is not None and size > max_pixels:
+        flag = "" if limit_flag is None else f" ({limit_flag})"
         raise InputFileError(image_path, f"the image is {header.width}x{header.height} = {size} pixels, above the "
-                                         f"limit of {max_pixels} (--max-pixels)")
+                                         f"limit of {max_pixels}{flag}")
     image = None if size is None else decode_stored_pixels(data)
     if image is None:
         raise InputFileError(image_path, _undecodable(data))
