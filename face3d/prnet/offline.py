@@ -187,13 +187,8 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         pairs, skipped = evaluation.listed_pairs(data_dir, limit)
         items = [(image, mat, None) for image, mat in pairs]
     else:
-        box_table = read_boxes(boxes, data_dir)
-        items, skipped = [], []
-        for name, box in sorted(box_table.items()):
-            image = data_dir / name
-            if not image.is_file():
-                raise FileNotFoundError(f"image named in {boxes} not found: {image}")
-            items.append((image, None, box))
+        # a missing image is skipped with the reason (read_image's), as an unreadable one is
+        items, skipped = [(data_dir / name, None, box) for name, box in sorted(read_boxes(boxes, data_dir).items())], []
         if limit is not None:
             items = items[:int(limit)]
     b, s = int(batch_size), int(input_size)
