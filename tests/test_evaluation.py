@@ -160,8 +160,9 @@ def test_read_sample_errors(tmp_path):
     with pytest.raises(ValueError, match=r"a\.mat: missing key 'pt3d_68'"):
         evaluation.read_sample(tmp_path / "a.jpg", tmp_path / "a.mat")
     sio.savemat(str(tmp_path / "a.mat"), {"Pose_Para": np.zeros((1, 7)), "pt3d_68": np.zeros((2, 68))})
-    with pytest.raises(ValueError, match=r"pt3d_68 must be a finite \(3, 68\)"):
+    with pytest.raises(ValueError) as caught:
         evaluation.read_sample(tmp_path / "a.jpg", tmp_path / "a.mat")
+    assert str(caught.value) == f"{tmp_path / 'a.mat'}: pt3d_68 must be a (3, 68) array, got (2, 68)"
     (tmp_path / "a.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match=r"a\.jpg: cannot decode the image"):
         evaluation.read_sample(tmp_path / "a.jpg", tmp_path / "a.mat")
@@ -170,6 +171,17 @@ def test_read_sample_errors(tmp_path):
         evaluation.find_samples(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="data folder not found"):
         evaluation.find_samples(tmp_path / "absent")
+
+
+def test_read_sample_counts_the_non_finite_values_of_pt3d_68(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
+    for values, count in (([np.nan], "1 non-finite value"), ([np.nan, np.inf, -np.inf], "3 non-finite values")):
+        pt3d = np.zeros((3, 68))
+        pt3d.flat[:len(values)] = values
+        sio.savemat(str(tmp_path / "a.mat"), {"Pose_Para": np.zeros((1, 7)), "pt3d_68": pt3d})
+        with pytest.raises(ValueError) as caught:
+            evaluation.read_sample(tmp_path / "a.jpg", tmp_path / "a.mat")
+        assert str(caught.value) == f"{tmp_path / 'a.mat'}: pt3d_68 holds {count} (NaN or inf)"
 
 
 def test_find_samples_lists_every_image_with_its_mat_or_none_hidden_files_left_out(tmp_path):

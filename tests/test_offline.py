@@ -351,6 +351,24 @@ def test_an_image_its_box_lies_outside_of_is_skipped_as_demo_skips_it(aflw, tmp_
     assert [record["name"] for record in manifest["samples"]] == ["a"] and sorted(os.listdir(work / "bin")) == ["a.bin"]
 
 
+def test_a_missing_image_named_in_the_boxes_is_skipped_as_an_unreadable_one(aflw, tmp_path, capsys, caplog):
+    """Logged, in the manifest's skipped with the reason naming it, counted; status 1, the other image written."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").symlink_to(sorted(aflw.rglob("*.jpg"))[0])
+    (tmp_path / "boxes.txt").write_text("a.jpg 30 35 120 130\nmissing.jpg 30 35 120 130\n")
+    work = tmp_path / "work"
+    with caplog.at_level(logging.WARNING, logger="face3d.prnet.offline"):
+        assert face3d_main(["offline", "pre_process", "--data", str(images), "--output", str(work), "--boxes",
+                            str(tmp_path / "boxes.txt"), "--input-size", str(SIZE)]) == 1
+    missing = images / "missing.jpg"
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote 1 .bin files for 1 faces to {work / 'bin'} and {work / offline.MANIFEST} (1 skipped)"]
+    assert f"skipping {missing}: {missing}: image file not found" in caplog.messages
+    manifest = json.loads((work / offline.MANIFEST).read_text())
+    assert manifest["skipped"] == [{"image": str(missing), "reason": f"{missing}: image file not found"}]
+    assert [record["name"] for record in manifest["samples"]] == ["a"] and sorted(os.listdir(work / "bin")) == ["a.bin"]
+
 def test_an_image_above_max_pixels_is_skipped_naming_the_flag(aflw, tmp_path, capsys, caplog):
     """A 12000 x 9000 phone photo (108 megapixels; its header alone) is above the default limit: skipped, naming
     --max-pixels; a raised limit passes it on to the decoder. With ground truth the limit reaches the AFLW2000-3D

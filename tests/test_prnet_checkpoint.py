@@ -260,6 +260,49 @@ def test_converted_model_is_read_with_prnets_uv_data_only(tmp_path, capsys):
     assert pc.uv_data_for_model(trained) == default_uv_data_dir()
 
 
+def test_offline_run_refuses_crops_made_with_other_uv_data(tmp_path, capsys):
+    """``offline run`` with PRNet's checkpoint (PRNet's folders: Data/net-data, Data/uv-data) or its converted
+    ``.keras`` file on crops whose manifest names the packaged uv-data: refused before any result folder; on crops
+    made with PRNet's uv-data (here the packaged files with other keypoints), run."""
+    import shutil
+
+    import cv2
+
+    from face3d.cli import main as face3d_main
+    from face3d.prnet.offline import pre_process
+    from face3d.trainset.uv_layout import read_uv_kpt_ind
+
+    net_data, prnet_uv = tmp_path / "Data" / "net-data", tmp_path / "Data" / "uv-data"
+    net_data.mkdir(parents=True)
+    prefix, _ = _width2_checkpoint(net_data)
+    shutil.copytree(default_uv_data_dir(), prnet_uv)
+    keypoints = read_uv_kpt_ind(prnet_uv / "uv_kpt_ind.txt")
+    np.savetxt(prnet_uv / "uv_kpt_ind.txt", keypoints + [[1], [0]], fmt="%d")  # another layout's keypoints
+    converted = tmp_path / "prnet.keras"
+    assert face3d_main(["import-prnet", "--checkpoint", str(prefix), "--output", str(converted)]) == 0
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "face.png"), np.full((300, 300, 3), 128, np.uint8))
+    (tmp_path / "boxes.txt").write_text("face.png 100 100 200 200\n")
+    work, out = tmp_path / "work", tmp_path / "out"
+    pre_process(tmp_path / "images", work, boxes=tmp_path / "boxes.txt")
+    capsys.readouterr()
+    packaged = default_uv_data_dir().resolve()
+    lead = {net_data: f"{net_data}: PRNet's checkpoint gives maps in PRNet's UV layout",
+            converted: f"{converted}: converted from PRNet's checkpoint, it gives maps in PRNet's UV layout"}
+    wanted = {net_data: prnet_uv, converted: "DIR"}
+    for model in (net_data, converted):
+        assert face3d_main(["offline", "run", "--model", str(model), "--input", str(work / "bin"), "--output",
+                            str(out)]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"run failed: {lead[model]}, but {work / 'manifest.json'} names the uv-data {packaged}, whose keypoints "
+            f"are not PRNet's: rerun offline pre_process with PRNet's uv-data (--uv-data {wanted[model]})"]
+        assert not out.exists()
+    pre_process(tmp_path / "images", work, boxes=tmp_path / "boxes.txt", uv_data=prnet_uv)
+    for model in (net_data, converted):
+        assert face3d_main(["offline", "run", "--model", str(model), "--input", str(work / "bin"), "--output",
+                            str(out)]) == 0
+    assert len(list(out.iterdir())) == 2
+
 def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_path, monkeypatch):
     """``python export.py --model PREFIX --output DIR --onnx`` (PRNet's checkpoint -> pb -> atc flow) and
     ``face3d import-prnet``."""

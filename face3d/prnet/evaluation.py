@@ -204,8 +204,12 @@ def read_sample(image_path, mat_path, folder=None, max_pixels=None, limit_flag=N
             raise ValueError(f"{mat_path}: missing key {key!r} (an AFLW2000-3D .mat holds pt3d_68 (3, 68) and "
                              "Pose_Para (1, 7))")
     pt3d = np.asarray(mat["pt3d_68"], dtype=np.float64)
-    if pt3d.shape != (3, 68) or not np.all(np.isfinite(pt3d)):
-        raise ValueError(f"{mat_path}: pt3d_68 must be a finite (3, 68) array, got {pt3d.shape}")
+    if pt3d.shape != (3, 68):
+        raise ValueError(f"{mat_path}: pt3d_68 must be a (3, 68) array, got {pt3d.shape}")
+    non_finite = pt3d.size - int(np.isfinite(pt3d).sum())
+    if non_finite:
+        raise ValueError(f"{mat_path}: pt3d_68 holds {non_finite} non-finite value{'s' * (non_finite != 1)} (NaN or "
+                         "inf)")
     pose = np.asarray(mat["Pose_Para"], dtype=np.float64).reshape(-1)
     if pose.size != 7:
         raise ValueError(f"{mat_path}: Pose_Para must hold 7 values, got {pose.size}")

@@ -14,7 +14,9 @@
   inference each; outputs ``<output>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the
   normalised map); the per-file times and the ``run_id`` of ``DIR/manifest.json`` in ``timing.json`` there and
   msame's summary lines on stdout. Every input's size is checked before that folder is created; a failed run
-  removes it.
+  removes it. A model giving maps in PRNet's UV layout (PRNet's checkpoint, or a ``.keras`` file converted from
+  it) is refused on crops whose manifest names other uv-data (the packaged one, say): post_process would read
+  their keypoints at the wrong map pixels.
   Backed by ONNX Runtime (``.onnx``) or TensorFlow (``.pb``) through ``predictor.load_predictor``; ``--fp16`` runs
   the ONNX model converted to float16 (``export.onnx_to_float16``), which predicts what ATC's
   ``--precision_mode=force_fp16`` costs.
@@ -185,13 +187,8 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         pairs, skipped = evaluation.listed_pairs(data_dir, limit)
         items = [(image, mat, None) for image, mat in pairs]
     else:
-        box_table = read_boxes(boxes, data_dir)
-        items, skipped = [], []
-        for name, box in sorted(box_table.items()):
-            image = data_dir / name
-            if not image.is_file():
-                raise FileNotFoundError(f"image named in {boxes} not found: {image}")
-            items.append((image, None, box))
+        # a missing image is skipped with the reason (read_image's), as an unreadable one is
+        items, skipped = [(data_dir / name, None, box) for name, box in sorted(read_boxes(boxes, data_dir).items())], []
         if limit is not None:
             items = items[:int(limit)]
     b, s = int(batch_size), int(input_size)
@@ -431,6 +428,45 @@ def _load_runner(model, scratch, fp16, int8, calibration, input_files, manifest,
     return load_predictor(converted, **options)
 
 
+def _refuse_crops_of_another_uv_layout(model, manifest, manifest_path):
+    """ValueError naming ``model`` and ``manifest_path`` when the model gives maps in PRNet's UV layout (PRNet's
+    checkpoint, or a ``.keras`` file converted from it) but the manifest (its ``read_manifest`` dict) names uv-data
+    with other keypoints (``uv_kpt_ind.txt``), which post_process would read at the wrong map pixels.
+
+    The layout's keypoints are those of the uv-data ``prnet_checkpoint.uv_data_for_model`` finds for the model
+    (beside PRNet's checkpoint); where it finds none (a converted ``.keras`` file), only the packaged uv-data's
+    keypoints are known to be others. Keypoints, not paths, are compared: a copy of the right folder elsewhere is
+    the right uv-data.
+    """
+    from face3d.prnet.prnet_checkpoint import find_checkpoint, has_prnet_uv_layout, uv_data_for_model
+    from face3d.resources import default_uv_data_dir
+    from face3d.trainset.uv_layout import read_uv_kpt_ind
+
+    converted = has_prnet_uv_layout(model)
+    if not converted and find_checkpoint(model) is None:  # read with the uv-data it was cropped with
+        return
+    try:
+        needed = uv_data_for_model(model)
+    except ValueError:  # no uv-data folder known for it
+        needed = None
+
+    def keypoints(folder):
+        return read_uv_kpt_ind(Path(folder) / "uv_kpt_ind.txt")
+
+    found = keypoints(manifest["uv_data"])
+    if needed is None:
+        other = np.array_equal(found, keypoints(default_uv_data_dir()))
+    else:
+        other = not np.array_equal(found, keypoints(needed))
+    if not other:
+        return
+    lead = ("converted from PRNet's checkpoint, it gives maps in PRNet's UV layout" if converted
+            else "PRNet's checkpoint gives maps in PRNet's UV layout")
+    raise ValueError(f"{model}: {lead}, but {manifest_path} names the uv-data {manifest['uv_data']}, whose keypoints "
+                     f"are not PRNet's: rerun offline pre_process with PRNet's uv-data "
+                     f"(--uv-data {'DIR' if needed is None else needed})")
+
+
 def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=False, int8=False, calibration=None,
                 trust_model=False):
     """msame's loop on the host: every entry of ``input_dir`` but hidden ones (sorted) through the model.
@@ -454,7 +490,9 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         of ``DIR/manifest.json``.
     Raises:
         FileNotFoundError: no input, or no ``DIR/manifest.json``; InputFileError naming an input that is not one
-        (not a file, or not the model's input size): each is checked before the result folder is created, and a
+        (not a file, or not the model's input size); ValueError naming the model and the manifest: a model giving
+        maps in PRNet's UV layout on crops whose manifest names other uv-data
+        (``_refuse_crops_of_another_uv_layout``). Each is checked before the result folder is created, and a
         failure during the run removes that folder.
     """
     from face3d.prnet.quantize import refuse_calibration_without_int8
@@ -464,12 +502,14 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
     files = _msame_inputs(input_dir)
     if not files:
         raise FileNotFoundError(f"no .bin file in {input_dir}")
+    manifest_path = Path(os.path.abspath(input_dir)).parent / MANIFEST
     try:
-        manifest = read_manifest(Path(os.path.abspath(input_dir)).parent / MANIFEST)
+        manifest = read_manifest(manifest_path)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error} (pre_process writes DIR/{MANIFEST} beside the input folder DIR/{INPUTS})") \
             from None
     model = Path(model)
+    _refuse_crops_of_another_uv_layout(model, manifest, manifest_path)
     options = {"trust_model": trust_model}
     if threads is not None and model.suffix.lower() == ".onnx":
         options["threads"] = int(threads)
