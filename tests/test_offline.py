@@ -324,6 +324,11 @@ def test_boxes_names_may_hold_spaces(aflw, tmp_path):
     assert list(table) == ["sp ace/phötö 1.jpg", "two  spaces\tand a tab.jpg"]
     assert table["sp ace/phötö 1.jpg"].tolist() == [30.0, 35.0, 120.0, 130.0]
     assert table["two  spaces\tand a tab.jpg"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    boxes.write_text("sp ace/phötö 1.jpg 30 35 120 130\nsp ace/phötö 1.jpg 10 20 150 160 0.98\n", encoding="utf-8")
+    with pytest.raises(InputFileError) as refused:  # a detector's score after the box is not part of a name
+        offline.read_boxes(boxes, images)
+    assert str(refused.value) == (f"{boxes}:2: expected '<image> x0 y0 x1 y1' (four numbers), got "
+                                  "'sp ace/phötö 1.jpg 10 20 150 160 0.98'")
     boxes.write_text("sp ace/phötö 1.jpg 30 35 120 130\n", encoding="utf-8")
     assert face3d_main(["offline", "pre_process", "--data", str(images), "--output", str(tmp_path / "work"),
                         "--boxes", str(boxes), "--input-size", str(SIZE)]) == 0

@@ -302,6 +302,17 @@ def test_offline_run_refuses_crops_made_with_other_uv_data(tmp_path, capsys):
         assert face3d_main(["offline", "run", "--model", str(model), "--input", str(work / "bin"), "--output",
                             str(out)]) == 0
     assert len(list(out.iterdir())) == 2
+    elsewhere = tmp_path / "elsewhere"  # crops whose uv-data was moved since: named, not a bare missing file
+    shutil.copytree(prnet_uv, elsewhere)
+    pre_process(tmp_path / "images", work, boxes=tmp_path / "boxes.txt", uv_data=elsewhere)
+    shutil.rmtree(elsewhere)
+    capsys.readouterr()
+    assert face3d_main(["offline", "run", "--model", str(converted), "--input", str(work / "bin"), "--output",
+                        str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"run failed: {work / 'manifest.json'} names the uv-data {elsewhere.resolve()}, which has no uv_kpt_ind.txt "
+        "(moved, or made on another machine): rerun offline pre_process"]
+
 
 def test_ascend_flow_and_import_command_on_the_checkpoint(tf1_checkpoint, tmp_path, monkeypatch):
     """``python export.py --model PREFIX --output DIR --onnx`` (PRNet's checkpoint -> pb -> atc flow) and

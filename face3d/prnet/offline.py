@@ -96,6 +96,8 @@ def read_boxes(path, folder=None):
         image = Path(os.path.normpath(name if folder is None else root / name))
         if folder is not None and not image.is_relative_to(root):
             raise InputFileError(path, f"{name!r} lies outside the image folder {folder}", number)
+        if _ends_in_a_number(name) and not image.exists():  # a fifth number (a detector's score) joined the name
+            raise InputFileError(path, f"expected '<image> x0 y0 x1 y1' (four numbers), got {line!r}", number)
         if image in first_line:  # one face per image: its crop is named after the image
             raise InputFileError(path, f"{name!r} already has a box on line {first_line[image]} (one face per "
                                        "image)", number)
@@ -104,6 +106,16 @@ def read_boxes(path, folder=None):
     if not boxes:
         raise InputFileError(path, "no box in the file")
     return boxes
+
+
+def _ends_in_a_number(name):
+    """Whether the whitespace-separated last word of ``name`` reads as a number (``"a.jpg 10"``)."""
+    words = name.split()
+    try:
+        float(words[-1])
+    except ValueError:
+        return False
+    return len(words) > 1
 
 
 def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, max_pixels):
@@ -453,7 +465,12 @@ def _refuse_crops_of_another_uv_layout(model, manifest, manifest_path):
     def keypoints(folder):
         return read_uv_kpt_ind(Path(folder) / "uv_kpt_ind.txt")
 
-    found = keypoints(manifest["uv_data"])
+    try:
+        found = keypoints(manifest["uv_data"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{manifest_path} names the uv-data {manifest['uv_data']}, which has no "
+                                f"uv_kpt_ind.txt (moved, or made on another machine): rerun offline pre_process") \
+            from None
     if needed is None:
         other = np.array_equal(found, keypoints(default_uv_data_dir()))
     else:
