@@ -356,11 +356,13 @@ def test_a_sample_image_of_another_suffix_is_named_and_a_bmp_one_is_read(tmp_pat
         if suffix:
             cv2.imwrite(str(root / f"{name}{suffix}"), pixels)
     (root / "missing.txt").write_text("a landmark file beside the .mat is not taken for its image\n")
+    _add_sample(root, "jfif", synth)  # a JPEG under a rarer suffix: named, to be renamed
+    (root / "jfif.jpg").rename(root / "jfif.jfif")
     summary = _run(root, tmp_path / "out")
-    assert (summary["written"], summary["failed"]) == (2, 3)
+    assert (summary["written"], summary["failed"]) == (2, 4)
     assert _reasons(summary) == {
         **{name: f"{root / name}.{name}: generate reads a sample's image only from a .jpg/.jpeg/.png/.bmp file "
-                 f"(convert it)" for name in ("webp", "tif")},
+                 f"(convert it)" for name in ("webp", "tif", "jfif")},
         "missing": f"{root / 'missing.jpg'}: image file not found"}
 
 

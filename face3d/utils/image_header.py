@@ -18,7 +18,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # image files that listings leave out (``read_image`` decodes none of them), counted in a warning so that they are
 # not missed without a word
 UNREAD_IMAGE_SUFFIXES = (".webp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif", ".jp2", ".jxl", ".ppm",
-                         ".pgm", ".pnm", ".dng")
+                         ".pgm", ".pnm", ".dng", ".jfif", ".jpe")  # the last two: JPEGs under a rarer name
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (they carry the image size): C0-CF except DHT (C4), JPG (C8) and DAC (CC)
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
