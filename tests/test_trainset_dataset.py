@@ -517,6 +517,30 @@ def test_shard_label_files_concatenate_into_the_whole(reference, synth_root, tmp
         "SYNTH/SYNTH_0000_1_1.jpg")
 
 
+def test_shards_started_together_without_root_render_the_default_set_once(tmp_path):
+    """The jobs of an array (``--shard K/3``, one --output, no --root) started at once: one renders the embedded
+    set while the others wait for it, so the part files hold every sample of an unsharded run of the set."""
+    words = ["--angles", "--resolution", str(RESOLUTION), "--workers", "1", "--label-paths", "relative", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def array_parts(output):
+        jobs = [subprocess.Popen([sys.executable, "-m", "face3d", "generate", "--output", str(output), *words,
+                                  "--shard", f"{k}/3"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for k in (1, 2, 3)]
+        for k, job in enumerate(jobs, 1):
+            out, err = job.communicate(timeout=300)
+            assert (job.returncode, err) == (0, ""), (k, out, err)
+            assert out.startswith("samples 8: written 8, skipped 0 (already done), failed 0; 8 label lines in "), out
+        return "".join((output / f"trainDataLabel.part-{k}-of-3.txt").read_text() for k in (1, 2, 3)).splitlines()
+
+    # the jobs' timing decides whether a job that renders on its own loses samples: two arrays make that near certain
+    parts = [array_parts(tmp_path / f"array{n}") for n in (1, 2)]
+    whole = GenerationConfig(resolution=RESOLUTION, angles=())
+    assert _generate(tmp_path / "array1" / "synthetic_300W_LP", tmp_path / "whole", config=whole)["failed"] == 0
+    lines = (tmp_path / "whole" / "trainDataLabel.txt").read_text().splitlines()
+    assert len(lines) == 24 and parts == [lines, lines]
+
+
 def _count_done(output):
     return sum("outputs" in record for record in read_journals(output).values())  # complete records only
 

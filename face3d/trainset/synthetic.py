@@ -27,7 +27,9 @@ do not depend on ``count``; a one-view face without flip is what ``synthesize_sa
 version or the model files' content), marked ``"complete": false`` before the first sample and rewritten without
 the mark after the last: a complete set with the same settings and model is reused instead of re-rendered, an
 interrupted one keeps its finished faces and renders the rest; a set rendered with a model object passed in
-(``model=``) is never reused.
+(``model=``) is never reused. Processes rendering into the same folder at once (``generate`` shards without
+``--root``) take turns under an exclusive lock on ``<output>/.synthetic.lock``: the first renders the set, the
+others then find it complete and reuse it.
 """
 import dataclasses
 import json
@@ -44,12 +46,13 @@ from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.morphable_model.contour import landmark_vertices
 from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.outputs import write_image
-from face3d.utils.atomic import atomic_file, atomic_write_bytes
+from face3d.utils.atomic import atomic_file, atomic_write_bytes, exclusive_lock
 from face3d.utils.errors import InputFileError
 from face3d.utils.matfile import save_mat
 
 __all__ = [
     "FLIP_FOLDER",
+    "LOCK_FILE",
     "MIN_SIZE",
     "RECORD_FILE",
     "SYNTH_FOLDER",
@@ -65,6 +68,7 @@ __all__ = [
 SYNTH_FOLDER = "SYNTH"
 FLIP_FOLDER = "SYNTH_Flip"
 RECORD_FILE = "synthetic.json"
+LOCK_FILE = ".synthetic.lock"  # hidden: never a sample; left in place (see exclusive_lock)
 VIEWS = 4
 MIN_SIZE = 64  # the smallest image side in pixels synthesize_dataset renders
 FORMAT_VERSION = 3  # bumped when the rendered samples change, so that older sets are rendered again
@@ -359,7 +363,8 @@ def landmark_roi(pt2d):
 def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None, views=VIEWS, flip=True):
     """Render ``count`` samples into ``output/SYNTH`` and ``output/SYNTH_Flip`` (reusing a complete set rendered
     with the same settings and model files and the finished faces of an interrupted one, see the module docstring);
-    rendering with other settings first removes the samples there, so the folders hold exactly this set.
+    rendering with other settings first removes the samples there, so the folders hold exactly this set. Processes
+    given the same ``output`` at once render it one at a time (``LOCK_FILE``), so the later ones reuse the set.
 
     Args:
         output: folder of the set (created).
@@ -394,16 +399,10 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
                 "views": int(views), "flip": bool(flip),
                 "model": None if model is not None else model_identity(model_path)}
     record = output / RECORD_FILE
-    try:
-        recorded = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        recorded = None
-    written = [m.is_file() and m.with_suffix(".jpg").is_file() for m in mats]
     reusable = settings["model"] is not None  # a model object may differ from any files: never reused
+    recorded, written = _recorded_set(record, mats)
     if reusable and recorded == settings and all(written):
         return mats
-    # a run with these settings was interrupted: its finished faces stand (a face's samples depend on it alone)
-    resuming = reusable and recorded == {**settings, "complete": False}
     info_file = None
     if model is None:
         from face3d.morphable_model import MorphableModel
@@ -411,19 +410,34 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         info_file = None if model_path is None else Path(model_path).parent / "BFM_info.mat"
     # before the output is touched: a model without mirror pairs leaves an earlier set as it is
     mirror = _Mirror(model, info_file) if any(flipped for *_, flipped in names) else None
-    wanted = set(mats) | {m.with_suffix(".jpg") for m in mats} if resuming else set()
-    for stale in [p for folder in (SYNTH_FOLDER, FLIP_FOLDER) for p in (output / folder).glob(f"{SYNTH_FOLDER}_*")]:
-        if stale not in wanted:  # another set's sample (other settings, or an earlier, larger count)
-            stale.unlink()
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(record, (json.dumps({**settings, "complete": False}, indent=2) + "\n").encode("utf-8"))
-    unfinished = {name[2] for name, done in zip(names, written) if not (resuming and done)}
-    todo = [name for name in names if name[2] in unfinished]  # whole faces: a flip needs its view's render
-    for folder, stem, image, mat in _render_set(model, mirror, todo, seed, int(size), int(views)):
-        mat_path = output / folder / f"{stem}.mat"
-        mat_path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(mat_path.with_suffix(".jpg"), image)
-        with atomic_file(mat_path) as f:
-            save_mat(f, mat)
-    atomic_write_bytes(record, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
+    with exclusive_lock(output / LOCK_FILE):
+        recorded, written = _recorded_set(record, mats)  # as another process may have left it while this one waited
+        if reusable and recorded == settings and all(written):
+            return mats
+        # a run with these settings was interrupted: its finished faces stand (a face's samples depend on it alone)
+        resuming = reusable and recorded == {**settings, "complete": False}
+        wanted = set(mats) | {m.with_suffix(".jpg") for m in mats} if resuming else set()
+        for stale in [p for folder in (SYNTH_FOLDER, FLIP_FOLDER) for p in (output / folder).glob(f"{SYNTH_FOLDER}_*")]:
+            if stale not in wanted:  # another set's sample (other settings, or an earlier, larger count)
+                stale.unlink()
+        atomic_write_bytes(record, (json.dumps({**settings, "complete": False}, indent=2) + "\n").encode("utf-8"))
+        unfinished = {name[2] for name, done in zip(names, written) if not (resuming and done)}
+        todo = [name for name in names if name[2] in unfinished]  # whole faces: a flip needs its view's render
+        for folder, stem, image, mat in _render_set(model, mirror, todo, seed, int(size), int(views)):
+            mat_path = output / folder / f"{stem}.mat"
+            mat_path.parent.mkdir(parents=True, exist_ok=True)
+            write_image(mat_path.with_suffix(".jpg"), image)
+            with atomic_file(mat_path) as f:
+                save_mat(f, mat)
+        atomic_write_bytes(record, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
     return mats
+
+
+def _recorded_set(record, mats):
+    """The settings ``record`` (``synthetic.json``) holds (None when missing or unreadable), and per sample of
+    ``mats`` whether its ``.mat`` and ``.jpg`` are both there."""
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    return recorded, [m.is_file() and m.with_suffix(".jpg").is_file() for m in mats]

@@ -1,9 +1,11 @@
 """Atomic file writes: a hidden temporary twin in the same folder, renamed onto the target with ``os.replace``.
 
 Readers never see a half-written file. The temporary name is deterministic (``.<name>.partial``), so a job
-killed mid-write and run again overwrites and renames its leftover instead of leaving it behind.
+killed mid-write and run again overwrites and renames its leftover instead of leaving it behind. Work that
+processes sharing a folder must do once (a set they all read) runs under ``exclusive_lock``.
 """
 import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 from face3d.utils.errors import os_error_at
 
 __all__ = ["TEMP_SUFFIX", "temp_name", "names_no_file_but", "atomic_file", "atomic_write_bytes", "atomic_write_files",
-           "write_file_set", "staging_folder"]
+           "write_file_set", "staging_folder", "exclusive_lock"]
 
 TEMP_SUFFIX = ".partial"
 
@@ -104,3 +106,19 @@ def staging_folder(path):
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path):
+    """Hold an exclusive ``fcntl.flock`` lock on the file ``path`` (created empty, with its folder, if missing) for
+    the block, waiting while another process holds it, so that processes sharing a folder do a piece of work one at
+    a time. The kernel releases the lock when its holder closes the file or dies, so a killed holder never blocks
+    the others. The file stays: a waiting process would lock a removed file while a newcomer locked a new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
