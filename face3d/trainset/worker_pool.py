@@ -203,13 +203,13 @@ def _run_chunk(worker, chunk):
     """``worker(chunk)`` in a pool process; a SIGTERM meanwhile ends the process once the chunk has unwound (the
     pool would otherwise send the exception back as the chunk's result and wait for the next one)."""
     global _IN_CHUNK
+    _IN_CHUNK = True
     try:
-        _IN_CHUNK = True
-        result = worker(chunk)
-        _IN_CHUNK = False
-        return result
+        return worker(chunk)
     except _WorkerStopped:
         os._exit(128 + signal.SIGTERM)
+    finally:  # also after a chunk that raised: the process then waits for work, with nothing to unwind
+        _IN_CHUNK = False
 
 
 def _chunked(items, size):
