@@ -6,6 +6,7 @@ import importlib.metadata
 import io
 import logging
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -189,6 +190,96 @@ def test_generate_interrupted_in_either_phase_exits_130_with_one_line(phase, tmp
     captured = capsys.readouterr()
     assert captured.err == "interrupted: finished samples are kept; rerun the same command to resume\n"
     assert captured.out == ""
+
+
+# Runs `python -m face3d ARGS` and sends itself the signal named by its first argument just before its first
+# temporary file (`.<name>.partial`) is renamed onto its target, after printing that file's path: the signal
+# arrives while the file exists, at the same point on every run.
+SIGNALLING_RUNNER = """
+import os, runpy, signal, sys
+replace, sent, signum = os.replace, [], getattr(signal, sys.argv[1])
+
+def signal_then_replace(source, target, **kwargs):
+    if str(source).endswith(".partial") and not sent:
+        sent.append(source)
+        print(source, flush=True)
+        os.kill(os.getpid(), signum)
+    return replace(source, target, **kwargs)
+
+os.replace = signal_then_replace
+sys.argv = ["face3d", *sys.argv[2:]]
+runpy.run_module("face3d", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("command", ["synthesize", "pack"])
+@pytest.mark.parametrize("signal_name, status, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_ctrl_c_or_sigterm_ends_a_command_in_one_line_leaving_no_partial_file(command, signal_name, status, word,
+                                                                              tmp_path):
+    """Ctrl-C (SIGINT) and a scheduler's, ``timeout``'s or ``kill``'s SIGTERM unwind the command, which removes its
+    temporary file (a pack's is the size of the whole pack), then end it with one line and 128 + the signal."""
+    out = tmp_path / "out"
+    if command == "synthesize":
+        args = ["synthesize", "--output", str(out), "--count", "1", "--size", "64"]
+    else:
+        label = _prnet_data.make_dataset(tmp_path / "set", 2, 32)
+        args = ["pack", str(label), str(out / "train.h5"), "--quiet"]
+    run = subprocess.run([sys.executable, "-c", SIGNALLING_RUNNER, signal_name, *args], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    (partial,) = run.stdout.splitlines()
+    assert Path(partial).is_relative_to(out) and Path(partial).name.endswith(".partial")
+    assert (run.returncode, run.stderr) == (status, f"face3d {command}: {word}\n")
+    assert not list(out.rglob("*.partial"))
+
+
+def test_a_keyboard_interrupt_tensorflow_wraps_in_a_system_error_is_an_interrupt(tmp_path, capsys, monkeypatch):
+    """Ctrl-C inside a TensorFlow call comes out as a SystemError raised from the KeyboardInterrupt."""
+    import face3d.trainset.synthetic
+
+    def interrupted_inside_a_library(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as error:
+            raise SystemError("<built-in function TFE_Py_Execute> returned a result with an exception set") from error
+
+    monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", interrupted_inside_a_library)
+    assert main(["synthesize", "--output", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "face3d synthesize: interrupted\n"
+
+    def failed_inside_a_library(*args, **kwargs):
+        raise SystemError("a library's own bug")
+
+    monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", failed_inside_a_library)
+    with pytest.raises(SystemError, match="a library's own bug"):
+        main(["synthesize", "--output", str(tmp_path)])
+
+
+def test_the_sigterm_handler_is_the_commands_only_while_it_runs(tmp_path, monkeypatch, capsys):
+    """A program calling main many times (the tests) gets its own SIGTERM handler back each time; while the
+    command unwinds from a SIGTERM, a second one would end the process at once (the default action)."""
+    import face3d.trainset.synthetic
+
+    handlers = []
+
+    def terminated(*args, **kwargs):
+        handlers.append(signal.getsignal(signal.SIGTERM))
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        finally:
+            handlers.append(signal.getsignal(signal.SIGTERM))
+
+    def own(signum, frame):
+        pass
+
+    monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", terminated)
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        assert main(["synthesize", "--output", str(tmp_path)]) == 143
+        assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert capsys.readouterr().err == "face3d synthesize: terminated\n"
+    assert handlers[0] not in (own, signal.SIG_DFL, signal.SIG_IGN) and handlers[1] is signal.SIG_DFL
 
 
 def test_synthesize_command(tmp_path, capsys):

@@ -535,6 +535,23 @@ def test_a_full_disk_stops_the_fit_with_one_line_and_the_rerun_resumes(tmp_path,
                                                                     "summary.json"]
 
 
+def test_ctrl_c_as_a_photo_is_linked_in_leaves_no_partial_file(tmp_path, model, capsys, monkeypatch):
+    """Ctrl-C (or SIGTERM, face3d.cli) arriving during the hard link of a photo's copy is raised as the call returns,
+    the temporary link made."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model)
+    link = os.link
+
+    def linked_then_interrupted(source, target, **kwargs):
+        link(source, target, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "link", linked_then_interrupted)
+    assert main(["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]) == 130
+    assert capsys.readouterr().err == "interrupted: finished images are kept; rerun the same command to resume\n"
+    assert list(out.rglob("*")) == []  # the photo was the first file of the run
+
+
 def test_a_worker_process_dying_on_a_photo_fails_that_photo_alone_and_the_rerun_completes(tmp_path, model,
                                                                                            monkeypatch, capsys):
     photos, out = tmp_path / "photos", tmp_path / "out"

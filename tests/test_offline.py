@@ -745,6 +745,30 @@ def test_a_rerun_removes_the_bin_files_of_the_earlier_one(aflw, tmp_path, caplog
     assert f"{work / 'bin'} also holds mine.bin, not listed in {work / offline.MANIFEST}" in caplog.text
 
 
+def test_a_rerun_stopped_while_moving_its_bin_files_in_leaves_no_manifest_describing_them(aflw, tmp_path,
+                                                                                            monkeypatch):
+    """The earlier manifest goes before the new .bin files come (here of the same names, other crop sizes), and the
+    new one is written last: a run stopped between the two leaves no manifest rather than a wrong one."""
+    work = tmp_path / "work"
+    first = offline.pre_process(aflw, work, input_size=SIZE, batch_size=1, limit=2)
+    replace, moved = os.replace, []
+
+    def replace_stopped_at_the_second_bin(source, target, **kwargs):
+        if Path(target).parent == work / "bin":
+            moved.append(Path(target).name)
+            if len(moved) == 2:
+                raise KeyboardInterrupt
+        return replace(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace_stopped_at_the_second_bin)
+    with pytest.raises(KeyboardInterrupt):
+        offline.pre_process(aflw, work, input_size=SIZE // 2, batch_size=1, limit=2)
+    assert moved == [entry["bin"] for entry in first["files"]]  # the same names
+    assert (work / "bin" / moved[0]).stat().st_size == 4 * (SIZE // 2) ** 2 * 3  # one new crop of float32 RGB
+    assert not (work / offline.MANIFEST).exists()
+    assert sorted(path.relative_to(work).as_posix() for path in work.rglob("*")) == ["bin", f"bin/{moved[0]}"]
+
+
 def test_a_rerun_over_the_earlier_layout_removes_its_manifest_and_inputs(aflw, tmp_path):
     """Earlier releases wrote the manifest among the inputs, where msame would run it as one."""
     work = tmp_path / "work"

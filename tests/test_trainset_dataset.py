@@ -661,6 +661,50 @@ def _alive(pid):
         return False
 
 
+# Runs `python -m face3d ARGS` (its first argument: a flag file, then the command's words); the first worker process
+# about to rename a temporary file (`.<name>.partial`) onto a sample's output prints that file's path, sends Ctrl-C's
+# SIGINT to the main process and waits to be ended, the file still there; should it write on, it says so.
+INTERRUPTING_RUNNER = """
+import os, runpy, signal, sys, time
+replace, main, flag, ended = os.replace, os.getpid(), sys.argv[1], []
+
+def interrupt_then_wait(source, target, **kwargs):
+    if ended:
+        print("a worker wrote on after it was ended", flush=True)
+    if os.getpid() != main and str(source).endswith(".partial"):
+        try:
+            os.close(os.open(flag, os.O_CREAT | os.O_EXCL))  # one worker only
+        except FileExistsError:
+            return replace(source, target, **kwargs)
+        print(source, flush=True)
+        os.kill(main, signal.SIGINT)
+        try:
+            time.sleep(60)
+        finally:
+            ended.append(source)
+    return replace(source, target, **kwargs)
+
+os.replace = interrupt_then_wait
+sys.argv = ["face3d", *sys.argv[2:]]
+runpy.run_module("face3d", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_ctrl_c_ends_the_workers_leaving_no_partial_file(synth_root, tmp_path):
+    """The main process ends its workers (SIGTERM) in the middle of their writes: each unwinds the file it was
+    writing, whose temporary twin would otherwise outlive every rerun that does not write that file again (the
+    copy of an angle no longer asked for), and exits instead of taking on the pool's next chunk."""
+    output = tmp_path / "out"
+    args = ["generate", "--root", str(synth_root), "--workers", "2", *CLI_WORDS, "--output", str(output)]
+    run = subprocess.run([sys.executable, "-c", INTERRUPTING_RUNNER, str(tmp_path / "interrupted"), *args],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    (partial,) = run.stdout.splitlines()  # and no worker wrote on
+    assert partial.startswith(".") and partial.endswith(TEMP_SUFFIX)  # written in its folder (dir_fd)
+    assert (run.returncode, run.stderr) == (130, "interrupted: finished samples are kept; rerun the same command "
+                                                 "to resume\n")
+    assert not list(output.rglob(f"*{TEMP_SUFFIX}"))
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes are found through /proc")
 def test_workers_end_when_the_main_process_is_killed(synth_root, tmp_path):
     args = ["generate", "--root", str(synth_root), "--workers", "2", *CLI_WORDS, "--output", str(tmp_path)]

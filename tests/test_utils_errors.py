@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 
 from face3d.morphable_model import load
-from face3d.utils.atomic import atomic_file, temp_name
+from face3d.utils.atomic import atomic_file, staging_folder, temp_name
 from face3d.utils.errors import STORAGE_REFUSED, InputFileError, os_error_at
 from face3d.utils.matfile import read_mat
 
@@ -68,6 +68,22 @@ def test_atomic_file_on_a_read_only_file_system_names_its_path(tmp_path, monkeyp
     with pytest.raises(OSError) as raised, atomic_file(path):
         pass
     assert (raised.value.errno, raised.value.filename) == (errno.EROFS, str(path))
+
+
+def test_a_signal_handled_as_the_staging_folder_is_made_leaves_no_folder(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM (face3d.cli) arriving during the mkdir is raised as the call returns, the folder made."""
+    from pathlib import Path
+
+    mkdir = Path.mkdir
+
+    def made_then_interrupted(self, *args, **kwargs):
+        mkdir(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "mkdir", made_then_interrupted)
+    with pytest.raises(KeyboardInterrupt), staging_folder(tmp_path / "export"):
+        pass
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_read_mat_round_trip_and_errors(tmp_path):

@@ -9,7 +9,9 @@ import dataclasses
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,14 +83,40 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM (a cluster scheduler, ``timeout``, ``kill``) while ``run_parsed`` runs a
+    command: the command unwinds as on Ctrl-C, so that its temporary files are removed (``face3d.utils.atomic``)."""
+
+
+def _raise_terminated(signum, frame):
+    """SIGTERM handler of ``run_parsed``: raise ``Terminated``, leaving the default action for a second SIGTERM,
+    which then ends the process at once should the first be lost (Python ignores an exception raised in a
+    ``__del__``, where the handler may happen to run)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated
+
+
 def run_parsed(args):
     """Run parsed ``args`` (``args.run``, ``args.prog``); a missing optional dependency, a missing input file or
     folder, an unusable input file (``InputFileError``) and a file or folder the system refuses (read-only, a file
-    where a folder is needed, ...) are one line on stderr and status 2."""
+    where a folder is needed, ...) are one line on stderr and status 2. Ctrl-C is one line ``<prog>: interrupted``
+    and status 130, SIGTERM one line ``<prog>: terminated`` and status 143 (128 + the signal's number, as a shell
+    reports a process a signal ends), both after the command has unwound (removing its temporary files); the
+    SIGTERM handler is this process's only while the command runs."""
     from face3d.utils.errors import InputFileError
 
+    on_main_thread = threading.current_thread() is threading.main_thread()  # the only one that may set handlers
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
     try:
         return args.run(args)
+    except KeyboardInterrupt:
+        return _stopped(args, "interrupted", signal.SIGINT)
+    except Terminated:
+        return _stopped(args, "terminated", signal.SIGTERM)
+    except SystemError as error:  # TensorFlow wraps a KeyboardInterrupt raised inside its C++ calls
+        if not any(isinstance(cause, KeyboardInterrupt) for cause in _causes(error)):
+            raise
+        return _stopped(args, "interrupted", signal.SIGINT)
     except ModuleNotFoundError as error:
         if missing_extra(error) is None:
             raise
@@ -102,6 +130,24 @@ def run_parsed(args):
             raise
         print(f"{args.prog}: error: {os_error_text(error)}", file=sys.stderr)
         return 2
+    finally:
+        if on_main_thread:  # a handler set outside Python reads as None: the default is the nearest one to restore
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _stopped(args, what, signum):
+    """Print ``<prog>: <what>`` on stderr; returns the status of a program ended by signal ``signum``."""
+    print(f"{args.prog}: {what}", file=sys.stderr)
+    return 128 + signum
+
+
+def _causes(error):
+    """``error`` and the exceptions it was raised from or while handling (``__cause__``, ``__context__``)."""
+    seen = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
 
 
 def os_error_text(error):

@@ -311,12 +311,17 @@ def _link_or_copy(source, target):
         with open(source, "rb") as original, atomic_file(target) as copy:
             shutil.copyfileobj(original, copy)
         return
+    except BaseException:  # Ctrl-C or SIGTERM (face3d.cli) handled as the link was made
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         os.replace(tmp, target)
-    except OSError as error:
+    except BaseException as error:
         with contextlib.suppress(OSError):  # a read-only file system refuses even this: the first error is the one
             tmp.unlink(missing_ok=True)
-        raise os_error_at(error, target) from error
+        if isinstance(error, OSError):
+            raise os_error_at(error, target) from error
+        raise
 
 
 def _landmark_identity(path, root):

@@ -164,8 +164,9 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
 
     Each batch is written as soon as it is full, into the hidden staging folder ``DIR/bin/.bin.partial`` (msame
     skips hidden entries: a killed run's leftover is never run, and the next run clears it); once all are written,
-    the ``.bin`` files the earlier manifest listed are removed, the new ones moved in and the manifest written. A
-    run that fails (or is stopped) before then leaves the earlier run's files as they were.
+    the ``.bin`` files the earlier manifest listed are removed and then that manifest, the new ones moved in and the
+    manifest written last. A run that fails (or is stopped) before then leaves the earlier run's files as they were;
+    one stopped in between leaves no manifest, never one describing other ``.bin`` files.
 
     Args:
         data_dir: AFLW2000-3D-format folder, or a folder of images when ``boxes`` is given.
@@ -303,10 +304,11 @@ def read_manifest(path):
 
 def _remove_listed_inputs(output_dir):
     """Remove the ``.bin`` files of ``output_dir/bin`` that an earlier ``pre_process`` listed in its manifest:
-    ``output_dir/manifest.json``, or ``output_dir/bin/manifest.json`` where earlier releases wrote it (that manifest
-    goes too, since msame would run it). msame runs every file of its input folder, so a rerun with fewer or other
-    batches must not leave the old ones to be run (and calibrated on). Other files are left alone; an unreadable
-    manifest removes nothing."""
+    ``output_dir/manifest.json``, or ``output_dir/bin/manifest.json`` where earlier releases wrote it, then that
+    manifest. msame runs every file of its input folder, so a rerun with fewer or other batches must not leave the
+    old ones to be run (and calibrated on); and the manifest goes before the new ``.bin`` files come, which it would
+    describe wrongly should the run stop before writing its own. Other files are left alone; an unreadable manifest
+    removes nothing."""
     inputs = Path(output_dir) / INPUTS
     for manifest in (Path(output_dir) / MANIFEST, inputs / MANIFEST):
         if not manifest.is_file():
@@ -318,8 +320,7 @@ def _remove_listed_inputs(output_dir):
             continue
         for entry in entries:
             (inputs / entry["bin"]).unlink(missing_ok=True)
-        if manifest.parent == inputs:
-            manifest.unlink()
+        manifest.unlink()
 
 
 def _warn_unlisted_inputs(output_dir, files):

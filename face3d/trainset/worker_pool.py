@@ -174,10 +174,42 @@ def _exit_when_orphaned(parent):
 
 
 def _start_worker(initializer, initargs):
-    """The initializer of ``run_chunks_in_pool``'s processes: ``_end_with_parent``, then the caller's."""
+    """The initializer of ``run_chunks_in_pool``'s processes: ``_end_with_parent``, the SIGTERM handler
+    ``_stop_worker``, then the caller's."""
     _end_with_parent()
+    signal.signal(signal.SIGTERM, _stop_worker)
     if initializer is not None:
         initializer(*initargs)
+
+
+class _WorkerStopped(BaseException):
+    """Raised in a pool process by SIGTERM while it runs a chunk (``_stop_worker``)."""
+
+
+# Whether this pool process is running a chunk: SIGTERM (the parent ending its pool on Ctrl-C or an error, or a
+# scheduler's signal to the whole process group) then unwinds the chunk, whose atomic writes remove their temporary
+# files (``face3d.utils.atomic``); a process waiting for work has nothing to unwind.
+_IN_CHUNK = False
+
+
+def _stop_worker(signum, frame):
+    """SIGTERM handler of a pool process: unwind the running chunk (``_run_chunk`` then exits), else exit now."""
+    if _IN_CHUNK:
+        raise _WorkerStopped
+    os._exit(128 + signum)
+
+
+def _run_chunk(worker, chunk):
+    """``worker(chunk)`` in a pool process; a SIGTERM meanwhile ends the process once the chunk has unwound (the
+    pool would otherwise send the exception back as the chunk's result and wait for the next one)."""
+    global _IN_CHUNK
+    _IN_CHUNK = True
+    try:
+        return worker(chunk)
+    except _WorkerStopped:
+        os._exit(128 + signal.SIGTERM)
+    finally:  # also after a chunk that raised: the process then waits for work, with nothing to unwind
+        _IN_CHUNK = False
 
 
 def _chunked(items, size):
@@ -197,9 +229,10 @@ def run_chunks_in_pool(worker, chunks, workers, on_result, initializer=None, ini
 
     At most ``4 * workers`` chunks are in flight, so the task list of a huge dataset is never materialised in the
     pool; results arrive in order of completion. On an error or interrupt the worker processes are ended at once
-    (work is resumable: what they had not finished is redone by the next run), but on a write the file system
-    refuses for good (``STORAGE_REFUSED``) the running chunks end on their own, at their next refused write. Should
-    this process die, they end too (``_end_with_parent``).
+    (SIGTERM: each unwinds the write it is in, removing its temporary file, and exits, ``_stop_worker``; work is
+    resumable: what they had not finished is redone by the next run), but on a write the file system refuses for
+    good (``STORAGE_REFUSED``) the running chunks end on their own, at their next refused write. Should this process
+    die, they end too (``_end_with_parent``).
 
     Args:
         worker: module-level function of one chunk (picklable where processes spawn).
@@ -232,7 +265,7 @@ def _run_until_broken(worker, chunks, workers, on_result, initializer, initargs,
                     chunk = next(chunks, None)
                     if chunk is None:
                         break
-                    in_flight[pool.submit(worker, chunk)] = chunk
+                    in_flight[pool.submit(_run_chunk, worker, chunk)] = chunk
                 if not in_flight:
                     return []
                 finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)

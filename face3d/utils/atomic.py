@@ -97,8 +97,8 @@ def staging_folder(path):
     it was to go, in ``path``'s folder."""
     staging = temp_name(path)
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
     try:
+        staging.mkdir()  # inside: a signal handled as the call returns (Ctrl-C, SIGTERM) then removes the folder
         yield staging
     except OSError as error:
         if error.filename is not None and Path(error.filename).parent == staging:
