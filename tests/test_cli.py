@@ -246,6 +246,16 @@ def test_a_keyboard_interrupt_tensorflow_wraps_in_a_system_error_is_an_interrupt
     assert main(["synthesize", "--output", str(tmp_path)]) == 130
     assert capsys.readouterr().err == "face3d synthesize: interrupted\n"
 
+    def terminated_inside_a_library(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException as error:
+            raise SystemError("<built-in function TFE_Py_Execute> returned a result with an exception set") from error
+
+    monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", terminated_inside_a_library)
+    assert main(["synthesize", "--output", str(tmp_path)]) == 143
+    assert capsys.readouterr().err == "face3d synthesize: terminated\n"
+
     def failed_inside_a_library(*args, **kwargs):
         raise SystemError("a library's own bug")
 
@@ -267,6 +277,7 @@ def test_the_sigterm_handler_is_the_commands_only_while_it_runs(tmp_path, monkey
             os.kill(os.getpid(), signal.SIGTERM)
         finally:
             handlers.append(signal.getsignal(signal.SIGTERM))
+        return []  # an ignored signal: no sample written
 
     def own(signum, frame):
         pass
@@ -280,6 +291,14 @@ def test_the_sigterm_handler_is_the_commands_only_while_it_runs(tmp_path, monkey
         signal.signal(signal.SIGTERM, previous)
     assert capsys.readouterr().err == "face3d synthesize: terminated\n"
     assert handlers[0] not in (own, signal.SIG_DFL, signal.SIG_IGN) and handlers[1] is signal.SIG_DFL
+    handlers.clear()
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as under `nohup`-like parents: a choice kept
+    try:
+        assert main(["synthesize", "--output", str(tmp_path)]) == 0  # the signal is ignored: the command ends
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert handlers == [signal.SIG_IGN, signal.SIG_IGN]
 
 
 def test_synthesize_command(tmp_path, capsys):

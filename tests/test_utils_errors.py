@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 
 from face3d.morphable_model import load
-from face3d.utils.atomic import atomic_file, staging_folder, temp_name
+from face3d.utils.atomic import atomic_file, exclusive_lock, staging_folder, temp_name
 from face3d.utils.errors import STORAGE_REFUSED, InputFileError, os_error_at
 from face3d.utils.matfile import read_mat
 
@@ -68,6 +68,32 @@ def test_atomic_file_on_a_read_only_file_system_names_its_path(tmp_path, monkeyp
     with pytest.raises(OSError) as raised, atomic_file(path):
         pass
     assert (raised.value.errno, raised.value.filename) == (errno.EROFS, str(path))
+
+
+def test_a_lock_on_a_file_system_without_locks_warns_and_runs_the_block(tmp_path, monkeypatch, caplog):
+    """NFS without its lock service, Lustre without flock: the work runs unlocked, with a warning; another error
+    of flock names the lock file."""
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    ran = []
+    with caplog.at_level("WARNING", logger="face3d.utils.atomic"):
+        with exclusive_lock(tmp_path / "set" / ".lock"):
+            ran.append(True)
+    assert ran == [True]
+    assert caplog.messages == [f"{tmp_path / 'set' / '.lock'}: the file system has no locks "
+                               f"({os.strerror(errno.ENOLCK)}): processes sharing this folder may not take turns"]
+
+    def broken(fd, operation):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(fcntl, "flock", broken)
+    with pytest.raises(OSError) as raised, exclusive_lock(tmp_path / "set" / ".lock"):
+        ran.append(False)
+    assert (raised.value.errno, raised.value.filename, ran) == (errno.EIO, str(tmp_path / "set" / ".lock"), [True])
 
 
 def test_a_signal_handled_as_the_staging_folder_is_made_leaves_no_folder(tmp_path, monkeypatch):

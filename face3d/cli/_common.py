@@ -88,10 +88,17 @@ class Terminated(BaseException):
     command: the command unwinds as on Ctrl-C, so that its temporary files are removed (``face3d.utils.atomic``)."""
 
 
+# The process that installed ``_raise_terminated``: a child forked from it (a pool worker before its own handler is
+# set) inherits the handler but has no command to unwind.
+_HANDLER_PID = None
+
+
 def _raise_terminated(signum, frame):
     """SIGTERM handler of ``run_parsed``: raise ``Terminated``, leaving the default action for a second SIGTERM,
     which then ends the process at once should the first be lost (Python ignores an exception raised in a
-    ``__del__``, where the handler may happen to run)."""
+    ``__del__``, where the handler may happen to run). In a forked child it ends that child at once."""
+    if os.getpid() != _HANDLER_PID:
+        os._exit(128 + signum)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise Terminated
 
@@ -102,21 +109,30 @@ def run_parsed(args):
     where a folder is needed, ...) are one line on stderr and status 2. Ctrl-C is one line ``<prog>: interrupted``
     and status 130, SIGTERM one line ``<prog>: terminated`` and status 143 (128 + the signal's number, as a shell
     reports a process a signal ends), both after the command has unwound (removing its temporary files); the
-    SIGTERM handler is this process's only while the command runs."""
+    SIGTERM handler is this process's only while the command runs (a SIGTERM its parent made it ignore stays
+    ignored)."""
     from face3d.utils.errors import InputFileError
 
-    on_main_thread = threading.current_thread() is threading.main_thread()  # the only one that may set handlers
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
+    global _HANDLER_PID
+    # only the main thread may set handlers; a SIGTERM ignored by the parent's choice stays ignored
+    handles = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+    if handles:
+        _HANDLER_PID = os.getpid()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if handles else None
     try:
         return args.run(args)
     except KeyboardInterrupt:
         return _stopped(args, "interrupted", signal.SIGINT)
     except Terminated:
         return _stopped(args, "terminated", signal.SIGTERM)
-    except SystemError as error:  # TensorFlow wraps a KeyboardInterrupt raised inside its C++ calls
-        if not any(isinstance(cause, KeyboardInterrupt) for cause in _causes(error)):
-            raise
-        return _stopped(args, "interrupted", signal.SIGINT)
+    except SystemError as error:  # TensorFlow wraps an exception a handler raised inside its C++ calls
+        causes = _causes(error)
+        if any(isinstance(cause, Terminated) for cause in causes):
+            return _stopped(args, "terminated", signal.SIGTERM)
+        if any(isinstance(cause, KeyboardInterrupt) for cause in causes):
+            return _stopped(args, "interrupted", signal.SIGINT)
+        raise
     except ModuleNotFoundError as error:
         if missing_extra(error) is None:
             raise
@@ -131,7 +147,7 @@ def run_parsed(args):
         print(f"{args.prog}: error: {os_error_text(error)}", file=sys.stderr)
         return 2
     finally:
-        if on_main_thread:  # a handler set outside Python reads as None: the default is the nearest one to restore
+        if handles:  # a handler set outside Python reads as None: the default is the nearest one to restore
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 

@@ -312,7 +312,8 @@ def _link_or_copy(source, target):
             shutil.copyfileobj(original, copy)
         return
     except BaseException:  # Ctrl-C or SIGTERM (face3d.cli) handled as the link was made
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the signal, not a refused removal, is what the caller hears of
+            tmp.unlink(missing_ok=True)
         raise
     try:
         os.replace(tmp, target)

@@ -96,7 +96,7 @@ def read_boxes(path, folder=None):
         image = Path(os.path.normpath(name if folder is None else root / name))
         if folder is not None and not image.is_relative_to(root):
             raise InputFileError(path, f"{name!r} lies outside the image folder {folder}", number)
-        if _ends_in_a_number(name) and not image.exists():  # a fifth number (a detector's score) joined the name
+        if _fifth_number(name, image):  # a detector's score after the box
             raise InputFileError(path, f"expected '<image> x0 y0 x1 y1' (four numbers), got {line!r}", number)
         if image in first_line:  # one face per image: its crop is named after the image
             raise InputFileError(path, f"{name!r} already has a box on line {first_line[image]} (one face per "
@@ -108,14 +108,16 @@ def read_boxes(path, folder=None):
     return boxes
 
 
-def _ends_in_a_number(name):
-    """Whether the whitespace-separated last word of ``name`` reads as a number (``"a.jpg 10"``)."""
-    words = name.split()
+def _fifth_number(name, image):
+    """Whether the name ``name`` read from a boxes line (``image``: its path) is an image name and the first of
+    five numbers (``"a.jpg 10"``): its last word reads as a number, and without that word it names an existing
+    file while with it it names none."""
+    words = name.rsplit(None, 1)
     try:
         float(words[-1])
     except ValueError:
         return False
-    return len(words) > 1
+    return len(words) == 2 and not image.exists() and (image.parent / Path(words[0]).name).exists()
 
 
 def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, max_pixels):

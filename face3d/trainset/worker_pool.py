@@ -176,8 +176,8 @@ def _exit_when_orphaned(parent):
 def _start_worker(initializer, initargs):
     """The initializer of ``run_chunks_in_pool``'s processes: ``_end_with_parent``, the SIGTERM handler
     ``_stop_worker``, then the caller's."""
-    _end_with_parent()
     signal.signal(signal.SIGTERM, _stop_worker)
+    _end_with_parent()
     if initializer is not None:
         initializer(*initargs)
 
@@ -193,7 +193,10 @@ _IN_CHUNK = False
 
 
 def _stop_worker(signum, frame):
-    """SIGTERM handler of a pool process: unwind the running chunk (``_run_chunk`` then exits), else exit now."""
+    """SIGTERM handler of a pool process: unwind the running chunk (``_run_chunk`` then exits), else exit now. A
+    further SIGTERM (one to the process group, then the parent's own) is ignored, not raised again inside the
+    unwinding."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if _IN_CHUNK:
         raise _WorkerStopped
     os._exit(128 + signum)
@@ -203,8 +206,8 @@ def _run_chunk(worker, chunk):
     """``worker(chunk)`` in a pool process; a SIGTERM meanwhile ends the process once the chunk has unwound (the
     pool would otherwise send the exception back as the chunk's result and wait for the next one)."""
     global _IN_CHUNK
-    _IN_CHUNK = True
     try:
+        _IN_CHUNK = True
         return worker(chunk)
     except _WorkerStopped:
         os._exit(128 + signal.SIGTERM)

@@ -5,7 +5,9 @@ killed mid-write and run again overwrites and renames its leftover instead of le
 processes sharing a folder must do once (a set they all read) runs under ``exclusive_lock``.
 """
 import contextlib
+import errno
 import fcntl
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +17,11 @@ from face3d.utils.errors import os_error_at
 __all__ = ["TEMP_SUFFIX", "temp_name", "names_no_file_but", "atomic_file", "atomic_write_bytes", "atomic_write_files",
            "write_file_set", "staging_folder", "exclusive_lock"]
 
+logger = logging.getLogger(__name__)
+
 TEMP_SUFFIX = ".partial"
+# flock's errors on a file system without locks (NFS without its lock service, Lustre mounted without flock)
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
 
 
 def temp_name(path) -> Path:
@@ -113,12 +119,22 @@ def exclusive_lock(path):
     """Hold an exclusive ``fcntl.flock`` lock on the file ``path`` (created empty, with its folder, if missing) for
     the block, waiting while another process holds it, so that processes sharing a folder do a piece of work one at
     a time. The kernel releases the lock when its holder closes the file or dies, so a killed holder never blocks
-    the others. The file stays: a waiting process would lock a removed file while a newcomer locked a new one."""
+    the others. The file stays: a waiting process would lock a removed file while a newcomer locked a new one.
+    A wait is logged (INFO); on a file system without locks the block runs unlocked, with a warning."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("waiting for %s: another process holds it", path)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as error:
+            if error.errno not in _NO_LOCKS:
+                raise os_error_at(error, path) from error
+            logger.warning("%s: the file system has no locks (%s): processes sharing this folder may not take "
+                           "turns", path, error.strerror)
         yield
     finally:
         os.close(fd)  # releases the lock
