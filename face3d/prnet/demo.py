@@ -84,7 +84,11 @@ def _write_files(prn, image, pos, folder, stem, texture, output):
              "pose": folder / f"{stem}_pose.json"}
     _write_image(paths["landmarks"], inference.draw_landmarks(image, landmarks), output)
     _write_image(paths["mesh"], inference.mesh_overlay(image, vertices, prn.triangles), output)
-    _write_image(paths["depth"], np.round(prn.get_depth_image(vertices, h, w) * 255.0).astype(np.uint8), output)
+    # scaled in place, and dropped once written: the float depth image is as large as the photo
+    depth = prn.get_depth_image(vertices, h, w)
+    np.round(np.multiply(depth, 255.0, out=depth), out=depth)
+    _write_image(paths["depth"], depth.astype(np.uint8), output)
+    del depth
     np.savetxt(paths["kpt"], landmarks, fmt="%.4f")
     if texture:
         paths["obj"] = prn.save_obj(folder / f"{stem}.obj", vertices, h, texture=prn.get_texture(image, pos))

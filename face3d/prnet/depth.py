@@ -5,9 +5,41 @@ Vertices are in image coordinates (x right, y down, pixels) with z towards the v
 """
 import numpy as np
 
-from face3d.mesh import render
+from face3d.mesh import _checks, render
 
-__all__ = ["vertex_visibility", "depth_image"]
+__all__ = ["mesh_window", "vertex_visibility", "depth_image"]
+
+
+def mesh_window(vertices, h, w, margin=0):
+    """The pixel window of a mesh in an (h, w) image, and the vertices moved to its corner, to rasterise only the
+    pixels the mesh can cover rather than the whole image.
+
+    The window holds columns x0 <= x < x1 and rows y0 <= y < y1 with x0 = floor(min x) and
+    x1 = floor(max x) + 1 + margin, both clipped to [0, w], likewise y (over the vertices' x and y): every pixel
+    centre a triangle covers (see ``face3d.mesh.render``), and with ``margin=1`` every vertex's rounded pixel inside
+    the image. It is empty (x1 <= x0 or y1 <= y0) when the mesh lies outside the image or has no vertex.
+
+    Rendering the moved vertices into a (y1 - y0, x1 - x0) image gives bit for bit the window of the whole image's
+    rendering: x0 is 0 or a whole pixel at most every x it is subtracted from (likewise y0), so float32 subtracts it
+    exactly for coordinates below 2**24, and the kernels' bounding boxes and float64 edge functions then see the
+    same coordinate differences and the same pixel centres, moved by (x0, y0).
+
+    Args:
+        vertices: (n, 3) float32 image coordinates, finite. h, w: image size (pixels). margin: extra pixels (int)
+            past the mesh's last column and row.
+    Returns:
+        (x0, y0, x1, y1) ints, and the (n, 3) float32 vertices less (x0, y0, 0).
+    """
+    v = np.asarray(vertices, dtype=np.float32)
+    if len(v) == 0:
+        return (0, 0, 0, 0), v
+    size = np.array([w, h], dtype=np.float64)
+    first = np.clip(np.floor(v[:, :2].min(axis=0)).astype(np.float64), 0.0, size)
+    stop = np.clip(np.floor(v[:, :2].max(axis=0)).astype(np.float64) + 1 + margin, 0.0, size)
+    (x0, y0), (x1, y1) = first.astype(np.int64).tolist(), stop.astype(np.int64).tolist()
+    moved = v.copy()
+    moved[:, :2] -= np.array([x0, y0], dtype=np.float32)
+    return (x0, y0, x1, y1), moved
 
 
 def vertex_visibility(vertices, triangles, h, w, tolerance=1.0, dilate=2):
@@ -16,21 +48,24 @@ def vertex_visibility(vertices, triangles, h, w, tolerance=1.0, dilate=2):
     A vertex is visible when it projects inside the image and its z is at least the depth buffer's value at its
     rounded pixel minus ``tolerance`` (pixels; larger z is nearer). Then, ``dilate`` times, every vertex of a
     triangle with a visible vertex becomes visible (PRNet's two passes: they close the one-pixel gaps the
-    rounding leaves along silhouettes).
+    rounding leaves along silhouettes). The depth buffer covers the mesh's window only (``mesh_window``).
 
     Args:
         vertices: (n, 3) image coordinates. triangles: (t, 3) int indices. h, w: image size.
     Returns:
         (n,) bool.
     """
-    v = np.ascontiguousarray(vertices, dtype=np.float32)
-    tri = np.ascontiguousarray(triangles, dtype=np.int32)
-    depth, _, _ = render.rasterize_triangles(v, tri, int(h), int(w))
+    h, w = _checks.as_size(int(h), "h"), _checks.as_size(int(w), "w")
+    v, tri = _checks.as_mesh(np.asarray(vertices, dtype=np.float32), np.asarray(triangles, dtype=np.int32))
+    _checks.kernel_checks(v, tri)  # what rasterising raises, checked even when no window is rasterised
     xy = np.rint(v[:, :2].astype(np.float64))
     inside = (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
     visible = np.zeros(len(v), dtype=bool)
-    ix = xy[inside].astype(np.int64)
-    visible[inside] = v[inside, 2] >= depth[ix[:, 1], ix[:, 0]] - tolerance
+    if inside.any():  # then the window (one pixel wider, for the rounding) is not empty
+        (x0, y0, x1, y1), moved = mesh_window(v, h, w, margin=1)
+        depth, _, _ = render.rasterize_triangles(moved, tri, y1 - y0, x1 - x0)
+        ix = xy[inside].astype(np.int64)
+        visible[inside] = v[inside, 2] >= depth[ix[:, 1] - y0, ix[:, 0] - x0] - tolerance
     for _ in range(int(dilate)):
         seen = visible[tri].any(axis=1)
         visible[tri[seen].reshape(-1)] = True
