@@ -331,6 +331,8 @@ def test_boxes_names_may_hold_spaces(aflw, tmp_path):
                                   "'sp ace/phötö 1.jpg 10 20 150 160 0.98'")
     boxes.write_text("scan 2 10 20 150 160\n", encoding="utf-8")  # a missing image whose name ends in a number
     assert offline.read_boxes(boxes, images)["scan 2"].tolist() == [10.0, 20.0, 150.0, 160.0]
+    (images / "scan").mkdir()  # a folder named as the name without its number: still not an image
+    assert offline.read_boxes(boxes, images)["scan 2"].tolist() == [10.0, 20.0, 150.0, 160.0]
     boxes.write_text("sp ace/phötö 1.jpg 30 35 120 130\n", encoding="utf-8")
     assert face3d_main(["offline", "pre_process", "--data", str(images), "--output", str(tmp_path / "work"),
                         "--boxes", str(boxes), "--input-size", str(SIZE)]) == 0

@@ -97,6 +97,25 @@ def test_drawing_and_visibility_on_the_window_match_the_whole_image(box, jitter,
         assert (want != image).any() and visible.any() and not visible.all()
 
 
+def test_a_mesh_reaching_beyond_float32s_exact_integers_is_drawn_on_the_whole_image():
+    """A vertex beyond 2**24 pixels: moving the mesh by its window's corner would round it and tilt its triangles'
+    edges, so the whole image is its window (pixel centres on such an edge then fall as they did)."""
+    image = np.zeros((20, 20, 3), np.uint8)
+    triangles = np.array([[0, 1, 2]])
+    cases = 0
+    for far in (2 ** 25 + 4, 2 ** 26 + 8, 2 ** 24 + 2, 3 * 2 ** 24 + 6):
+        for x0 in range(1, 8):
+            for third in ((x0, 10), (x0 + 8, 0), (x0, -10), (x0 + 8, 12)):
+                vertices = np.array([[x0, 1, 0], [far, far - x0 + 1, 0], [third[0], third[1] + 1, 0]], np.float32)
+                assert np.array_equal(mesh_overlay(image, vertices, triangles),
+                                      overlay_of_whole_image(image, vertices, triangles))
+                assert np.array_equal(vertex_visibility(vertices, triangles, 20, 20),
+                                      visibility_on_whole_image(vertices, triangles, 20, 20))
+                cases += 1
+    assert cases == 112
+    assert mesh_window(np.array([[3, 4, 0], [2 ** 24, 5, 0]], np.float32), 20, 30)[0] == (0, 0, 30, 20)
+
+
 def test_mesh_window_is_the_box_of_pixel_centres_the_vertices_span():
     vertices = np.array([[10.5, -3.0, 1.0], [20.0, 5.9, 2.0], [14.2, 2.0, -1.0]], np.float32)
     (x0, y0, x1, y1), moved = mesh_window(vertices, 15, 30)

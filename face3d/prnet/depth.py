@@ -22,7 +22,8 @@ def mesh_window(vertices, h, w, margin=0):
     Rendering the moved vertices into a (y1 - y0, x1 - x0) image gives bit for bit the window of the whole image's
     rendering: x0 is 0 or a whole pixel at most every x it is subtracted from (likewise y0), so float32 subtracts it
     exactly for coordinates below 2**24, and the kernels' bounding boxes and float64 edge functions then see the
-    same coordinate differences and the same pixel centres, moved by (x0, y0).
+    same coordinate differences and the same pixel centres, moved by (x0, y0). A mesh with a coordinate beyond
+    that gets the whole image as its window, its vertices unmoved.
 
     Args:
         vertices: (n, 3) float32 image coordinates, finite. h, w: image size (pixels). margin: extra pixels (int)
@@ -33,6 +34,8 @@ def mesh_window(vertices, h, w, margin=0):
     v = np.asarray(vertices, dtype=np.float32)
     if len(v) == 0:
         return (0, 0, 0, 0), v
+    if np.abs(v[:, :2]).max() >= 2 ** 24:  # float32 would round the move
+        return (0, 0, int(w), int(h)), v.copy()
     size = np.array([w, h], dtype=np.float64)
     first = np.clip(np.floor(v[:, :2].min(axis=0)).astype(np.float64), 0.0, size)
     stop = np.clip(np.floor(v[:, :2].max(axis=0)).astype(np.float64) + 1 + margin, 0.0, size)

@@ -117,7 +117,7 @@ def _fifth_number(name, image):
         float(words[-1])
     except ValueError:
         return False
-    return len(words) == 2 and not image.exists() and (image.parent / Path(words[0]).name).exists()
+    return len(words) == 2 and not image.exists() and (image.parent / Path(words[0]).name).is_file()
 
 
 def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, max_pixels):

@@ -174,8 +174,8 @@ def _exit_when_orphaned(parent):
 
 
 def _start_worker(initializer, initargs):
-    """The initializer of ``run_chunks_in_pool``'s processes: ``_end_with_parent``, the SIGTERM handler
-    ``_stop_worker``, then the caller's."""
+    """The initializer of ``run_chunks_in_pool``'s processes: the SIGTERM handler ``_stop_worker`` (first: the
+    handler this process inherited is its parent's), ``_end_with_parent``, then the caller's."""
     signal.signal(signal.SIGTERM, _stop_worker)
     _end_with_parent()
     if initializer is not None:
@@ -213,6 +213,8 @@ def _run_chunk(worker, chunk):
         os._exit(128 + signal.SIGTERM)
     finally:  # also after a chunk that raised: the process then waits for work, with nothing to unwind
         _IN_CHUNK = False
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:  # stopped, its exception lost (in a __del__, say)
+            os._exit(128 + signal.SIGTERM)
 
 
 def _chunked(items, size):
