@@ -8,6 +8,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -318,6 +319,37 @@ def test_colors_and_texture_read_the_image():
     ys, xs = np.mgrid[0:40, 0:50].astype(np.float32)
     identity = np.stack([xs, ys, np.zeros_like(xs)], -1)
     np.testing.assert_array_equal(inference.texture_from_map(image, identity), image)
+
+
+@pytest.mark.parametrize("vertices, message", [
+    (np.zeros((4, 3), np.float32).T, r"^vertices must have shape \(n, 3\), got \(3, 4\)$"),
+    (np.zeros(3, np.float32), r"^vertices must have shape \(n, 3\), got \(3,\)$"),
+    (np.array([[1, 2, 0], [np.nan, 2, 0]], np.float32), "^vertices must be finite, found NaN or inf$"),
+])
+def test_colors_refuse_the_vertices_visibility_refuses(vertices, message):
+    """get_colors takes the vertices get_visibility and get_depth_image take, and refuses the others alike:
+    transposed ones (which it would read as 3 vertices), a single vertex, a NaN coordinate."""
+    image = np.zeros((40, 50, 3), np.uint8)
+    triangles = np.zeros((1, 3), np.int32)
+    for read in (lambda: inference.sample_colors(image, vertices),
+                 lambda: inference.vertex_visibility(vertices, triangles, 40, 50)):
+        with pytest.raises(ValueError, match=message):
+            read()
+
+
+def test_maps_are_read_at_the_uv_data_s_resolution(uv):
+    """face_ind and uv_kpt_ind index a 256 x 256 map: a map of another size is refused, naming 256, rather than
+    read at the wrong pixels (512) or past its end (128)."""
+    prn = PRN(helpers.OraclePredictor(256), uv_data=uv)
+    pos = np.random.default_rng(6).random((256, 256, 3)).astype(np.float32)
+    np.testing.assert_array_equal(prn.get_vertices(pos), pos.reshape(-1, 3)[uv.face_ind])
+    np.testing.assert_array_equal(prn.get_landmarks(pos), pos[uv.uv_kpt_ind[1], uv.uv_kpt_ind[0]])
+    for shape in ((512, 512, 3), (128, 128, 3), (1, 256, 256, 3), (3, 256, 256)):
+        message = (rf"^pos must be a \(256, 256, 3\) position map \(the uv-data's resolution is 256\), got shape "
+                   rf"{re.escape(str(shape))}$")
+        for read in (prn.get_vertices, prn.get_landmarks):
+            with pytest.raises(ValueError, match=message):
+                read(np.zeros(shape, np.float32))
 
 
 def _remap_whole_image(image, pos):

@@ -105,6 +105,18 @@ def test_parameter_draws_without_rng_follow_numpy_global_seed_as_face3d():
     assert np.all(ep[6:] == 0) and np.all(ep[:6] != 0)
 
 
+def test_parameters_may_be_rows_columns_or_flat():
+    """A (1, n) row, as numpy code often holds a parameter set, gives the vertices of its (n,) and (n, 1) forms."""
+    mm = MorphableModel.from_arrays(small_model(np.random.default_rng(3)))
+    sp, ep, tp = np.arange(4.0) * 1e3, np.arange(3.0) - 1, np.array([0.5, -0.5])
+    vertices, colors = mm.generate_vertices(sp, ep), mm.generate_colors(tp)
+    for shape in ((1, -1), (-1, 1)):
+        np.testing.assert_array_equal(mm.generate_vertices(sp.reshape(shape), ep.reshape(shape)), vertices)
+        np.testing.assert_array_equal(mm.generate_colors(tp.reshape(shape)), colors)
+    with pytest.raises(ValueError, match=r"^shape_para must have shape \(4,\), \(4, 1\) or \(1, 4\), got \(2, 2\)$"):
+        mm.generate_vertices(sp.reshape(2, 2), ep)
+
+
 def test_parameter_validation():
     mm = MorphableModel.from_arrays(small_model(np.random.default_rng(2)))
     with pytest.raises(ValueError, match="shape_para"):

@@ -347,6 +347,73 @@ def test_process_equals_generate_on_the_decoded_sample(model, tmp_path):
         np.testing.assert_array_equal(a.posmap, b.posmap)
 
 
+def _six_pose_values(params):
+    params["Pose_Para"] = params["Pose_Para"][:6]
+
+
+def _negative_scale(params):
+    params["Pose_Para"][6] = -params["Pose_Para"][6]
+
+
+def _nan_shape(params):
+    params["Shape_Para"][3] = np.nan
+
+
+def _no_expression(params):
+    del params["Exp_Para"]
+
+
+@pytest.mark.parametrize("spoil, problem", [
+    (_six_pose_values, "Pose_Para has shape (6,), expected 7 values"),
+    (_negative_scale, "Pose_Para scale (entry 7) must be positive, got -0.0011"),
+    (_nan_shape, "Shape_Para contains NaN or infinite values"),
+    (_no_expression, "missing key(s) Exp_Para (a 300W-LP .mat needs Pose_Para, Shape_Para, Exp_Para)"),
+])
+def test_generate_refuses_the_parameters_a_file_may_not_hold(model, tmp_path, spoil, problem):
+    """In memory or read from a .mat, bad parameters get the same one-line error (naming the sample or the file)
+    instead of an IndexError, or a mirrored face rendered from a negative scale."""
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=16, angles=()))
+    params = _params(model, seed=12)
+    spoil(params)
+    with pytest.raises(InputFileError, match=f"^s: {re.escape(problem)}$"):
+        generator.generate(_image(), params, "s", seed=0)
+    image_path, mat_path = _write_sample(tmp_path, "s", _image(), params)
+    with pytest.raises(InputFileError) as from_file:
+        generator.process(image_path, mat_path, seed=0)
+    with pytest.raises(InputFileError) as in_memory:
+        generator.generate(_image(), sio.loadmat(mat_path), "s", seed=0)
+    assert (from_file.value.path, in_memory.value.path) == (mat_path, "s")
+    assert from_file.value.problem == in_memory.value.problem
+
+
+def test_generate_takes_parameters_as_a_mat_file_holds_them(model):
+    """A (1, 7) pose and (1, n) row vectors are read like (7,) and (n, 1); a Python list is refused by name."""
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=16, angles=()))
+    params = _params(model, seed=13)
+    rows = {k: v.reshape(1, -1) for k, v in params.items()}
+    np.testing.assert_array_equal(generator.generate(_image(), rows, "s", seed=0)[0].posmap,
+                                  generator.generate(_image(), params, "s", seed=0)[0].posmap)
+    params["Shape_Para"] = params["Shape_Para"].ravel().tolist()
+    with pytest.raises(InputFileError, match=r"^s: Shape_Para is a list of shape \(199,\), expected a numeric array$"):
+        generator.generate(_image(), params, "s", seed=0)
+
+
+@pytest.mark.parametrize("image, got", [
+    (_image().astype(np.float64), "float64 array of shape (300, 300, 3)"),
+    (_image().astype(np.float32) / 255, "float32 array of shape (300, 300, 3)"),
+    (_image().astype(np.uint16) * 257, "uint16 array of shape (300, 300, 3)"),
+    (_image()[:, :, 0], "uint8 array of shape (300, 300)"),
+    (np.dstack([_image(), _image()[:, :, :1]]), "uint8 array of shape (300, 300, 4)"),
+    (_image().tolist(), "list"),
+])
+def test_generate_takes_only_the_uint8_rgb_image_read_image_returns(model, image, got):
+    """The samples' images are uint8 (as written to disk): another dtype is refused, not rescaled or passed on."""
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=16, angles=()))
+    message = f"s: the image must be an (h, w, 3) uint8 RGB array (0-255), got a {got}"
+    with pytest.raises(InputFileError, match=f"^{re.escape(message)}$"):
+        generator.generate(image, _params(model), "s", seed=0)
+
+
 def test_300wlp_fixture_with_default_model_and_preview(model):
     folder = FIXTURES / "300W_LP"
     if not (folder / "IBUG_image_008_1_0.jpg").is_file():

@@ -90,6 +90,26 @@ def test_P2sRt_returns_proper_rotation_under_noise():
     assert tf.matrix2angle(R)[1] == pytest.approx(60, abs=1.0)
 
 
+def _exact_correspondences():
+    X = np.random.default_rng(3).normal(size=(68, 3)) * 50000
+    return X, tf.similarity_transform(X, 1e-3, tf.angle2matrix([10, 20, 30]), [100, 100, 0])[:, :2]
+
+
+@pytest.mark.parametrize("name, call", [
+    ("x", lambda X, x: tf.estimate_affine_matrix_3d22d(X, np.where(np.arange(68)[:, None] == 0, np.nan, x))),
+    ("X", lambda X, x: tf.estimate_affine_matrix_3d22d(np.where(np.arange(68)[:, None] == 5, np.inf, X), x)),
+    ("P", lambda X, x: tf.P2sRt(tf.estimate_affine_matrix_3d22d(X, x) * np.nan)),
+    ("R", lambda X, x: tf.matrix2angle(tf.angle2matrix([10, 20, 30]) * np.nan)),
+    ("R", lambda X, x: tf.matrix2angle_3ddfa(np.full((3, 3), -np.inf))),
+])
+def test_camera_and_angles_refuse_nan_instead_of_returning_it(name, call):
+    """A NaN landmark would give an all-NaN camera and NaN angles with a roll of 0: refused, naming the argument,
+    as MorphableModel.fit refuses it."""
+    X, x = _exact_correspondences()
+    with pytest.raises(ValueError, match=f"^{name} must be finite, found NaN or inf$"):
+        call(X, x)
+
+
 def test_to_image_centres_and_flips_rows():
     v = np.array([[0.0, 0.0, 5.0], [10.0, 20.0, 1.0]])
     np.testing.assert_allclose(tf.to_image(v, 100, 200), [[100, 49, 5], [110, 29, 1]])

@@ -14,6 +14,8 @@ re-exports this module.
 """
 import numpy as np
 
+from face3d.mesh._checks import require_finite
+
 __all__ = [
     "angle2matrix", "angle2matrix_3ddfa", "rotate", "similarity_transform", "lookat_camera",
     "orthographic_project", "perspective_project", "to_image", "estimate_affine_matrix_3d22d",
@@ -209,12 +211,16 @@ def estimate_affine_matrix_3d22d(X, x):
     8 unknowns of the affine camera by linear least squares, then undo the normalisations.
 
     Args:
-        X: (n, 3) model points, n >= 4. x: (n, 2) image points.
+        X: (n, 3) model points, n >= 4. x: (n, 2) image points. Both finite.
     Returns:
         P: (3, 4) float64 affine camera with last row [0, 0, 0, 1]: ``x ~ P @ [X, 1]``.
+    Raises:
+        ValueError: a shape other than these, fewer than 4 points, or a NaN or infinite coordinate (naming X or x).
     """
     X = _points(X, "X").astype(np.float64)
     x = _points(x, "x", dim=2).astype(np.float64)
+    require_finite(X, "X")
+    require_finite(x, "x")
     n = len(X)
     if len(x) != n:
         raise ValueError(f"X and x must have the same number of points, got {n} and {len(x)}")
@@ -248,7 +254,7 @@ def P2sRt(P):
     via SVD) to ``[r1; r2; r1 x r2]``, which keeps R a proper rotation.
 
     Args:
-        P: (3, 4) affine camera.
+        P: (3, 4) affine camera, finite.
     Returns:
         s: float scale. R: (3, 3) float64 rotation. t: (3,) float64, ``P[:, 3]`` (use ``t[:2]``: an affine
         camera has no depth translation; ``t[2]`` is the homogeneous 1).
@@ -256,6 +262,7 @@ def P2sRt(P):
     P = np.asarray(P, dtype=np.float64)
     if P.shape != (3, 4):
         raise ValueError(f"P must have shape (3, 4), got {P.shape}")
+    require_finite(P, "P")
     n1, n2 = np.linalg.norm(P[0, :3]), np.linalg.norm(P[1, :3])
     if n1 == 0 or n2 == 0:
         raise ValueError("P is degenerate: a row of its 3x3 part is zero")
@@ -274,13 +281,14 @@ def matrix2angle(R):
     ``z = atan2(R10, R00)``; at gimbal lock (cos y ~ 0) roll is set to 0.
 
     Args:
-        R: (3, 3) rotation matrix.
+        R: (3, 3) rotation matrix, finite.
     Returns:
         (pitch, yaw, roll) in degrees, floats.
     """
     R = np.asarray(R, dtype=np.float64)
     if R.shape != (3, 3):
         raise ValueError(f"R must have shape (3, 3), got {R.shape}")
+    require_finite(R, "R")
     sy = np.hypot(R[0, 0], R[1, 0])
     if sy > 1e-6:
         x = np.arctan2(R[2, 1], R[2, 2])
@@ -296,7 +304,7 @@ def matrix2angle_3ddfa(R):
     """300W-LP / 3DDFA angles of a rotation matrix, the inverse of ``angle2matrix_3ddfa``.
 
     Args:
-        R: (3, 3) rotation matrix.
+        R: (3, 3) rotation matrix, finite.
     Returns:
         (3,) float64 [pitch, yaw, roll] in radians, as stored in ``Pose_Para[0:3]``.
     """

@@ -41,10 +41,11 @@ _REQUIRED = ("shapeMU", "shapePC", "shapeEV", "expPC", "expEV", "texMU", "texPC"
 
 
 def _para(value, n, name):
-    """Validate a parameter vector: (n,) or (n,1) finite -> (n,) float64."""
+    """Validate a parameter vector: (n,), a column (n, 1) as a .mat stores it, or a row (1, n), finite -> (n,)
+    float64."""
     p = np.asarray(value, dtype=np.float64)
-    if p.shape not in ((n,), (n, 1)):
-        raise ValueError(f"{name} must have shape ({n},) or ({n}, 1), got {np.shape(value)}")
+    if p.shape not in ((n,), (n, 1), (1, n)):
+        raise ValueError(f"{name} must have shape ({n},), ({n}, 1) or (1, {n}), got {np.shape(value)}")
     if not np.all(np.isfinite(p)):
         raise ValueError(f"{name} must be finite (found NaN or inf)")
     return p.reshape(n)
@@ -288,7 +289,8 @@ class MorphableModel:
         """Vertices of a face: ``(shapeMU + shapePC @ sp + expPC @ ep).reshape(-1, 3)``.
 
         Args:
-            shape_para: (n_shape_para,) or (n_shape_para, 1). exp_para: (n_exp_para,) or (.., 1).
+            shape_para: (n_shape_para,), (n_shape_para, 1) or (1, n_shape_para). exp_para: likewise with
+                n_exp_para.
         Returns:
             (nver, 3) float32 micrometres.
         """
@@ -306,7 +308,7 @@ class MorphableModel:
         on the model's 0..255 scale: divide by 255 for [0, 1].
 
         Args:
-            tex_para: (n_tex_para,) or (n_tex_para, 1).
+            tex_para: (n_tex_para,), (n_tex_para, 1) or (1, n_tex_para).
         Returns:
             (nver, 3) float32 on the 0..255 scale of ``texMU``.
         """

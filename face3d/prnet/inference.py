@@ -23,7 +23,7 @@ from face3d.prnet.face_crop import FaceCrop, as_rgb_uint8, box_crop, crop_face, 
 from face3d.prnet.pose import PoseEstimate, canonical_vertices, estimate_pose
 from face3d.prnet.predictor import load_predictor
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
-from face3d.prnet.readout import sample_colors, texture_from_map, vertices_from_map
+from face3d.prnet.readout import map_at_resolution, sample_colors, texture_from_map, vertices_from_map
 from face3d.prnet.serialization import write_obj
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.posmap import keypoints_from_map
@@ -110,12 +110,14 @@ class PRN:
 
     # ------------------------------------------------------------------------------------------- reading the map
     def get_landmarks(self, pos):
-        """(68, 3) float64 landmarks of a position map (``keypoints_from_map`` at ``uv_kpt_ind``)."""
-        return keypoints_from_map(pos, self.uv.uv_kpt_ind)
+        """(68, 3) float64 landmarks of an (R, R, 3) position map (``keypoints_from_map`` at ``uv_kpt_ind``);
+        ValueError naming R for a map of another shape (``map_at_resolution``)."""
+        return keypoints_from_map(map_at_resolution(pos, self.resolution), self.uv.uv_kpt_ind)
 
     def get_vertices(self, pos):
-        """(n, 3) float32 dense vertices of a position map (at ``face_ind``)."""
-        return vertices_from_map(pos, self.uv.face_ind)
+        """(n, 3) float32 dense vertices of an (R, R, 3) position map (at ``face_ind``); ValueError naming R for a
+        map of another shape (``map_at_resolution``)."""
+        return vertices_from_map(map_at_resolution(pos, self.resolution), self.uv.face_ind)
 
     def get_colors(self, image, vertices):
         """(n, 3) float32 RGB in [0, 1] of each vertex (``sample_colors``)."""

@@ -5,14 +5,30 @@ The 68 landmarks are read by ``face3d.trainset.posmap.keypoints_from_map``.
 import cv2
 import numpy as np
 
+from face3d.mesh import _checks
 from face3d.prnet.face_crop import as_rgb_uint8
 
-__all__ = ["REMAP_MAX_SIDE", "RemapLimitError", "vertices_from_map", "sample_colors", "texture_from_map"]
+__all__ = ["REMAP_MAX_SIDE", "RemapLimitError", "map_at_resolution", "vertices_from_map", "sample_colors",
+           "texture_from_map"]
 
 REMAP_MAX_SIDE = 32766  # cv2.remap asserts each side of its source and output < SHRT_MAX (32767)
 # pixels kept around the map's x, y bounding box: remap rounds x to 1/32 pixel (x just below an integer becomes
 # it) and reads that pixel and the next, so from floor(x) to floor(x) + 2
 REMAP_MARGIN = 2
+
+
+def map_at_resolution(pos, resolution):
+    """``pos`` as an array, checked to be an (R, R, 3) position map at R = ``resolution`` (the uv-data's): the UV
+    indices that read a map (``face_ind``, ``uv_kpt_ind``) point at the pixels of that size only.
+
+    Raises:
+        ValueError: naming R and the map's shape, for any other shape.
+    """
+    pos = np.asarray(pos)
+    if pos.shape != (resolution, resolution, 3):
+        raise ValueError(f"pos must be a ({resolution}, {resolution}, 3) position map (the uv-data's resolution is "
+                         f"{resolution}), got shape {pos.shape}")
+    return pos
 
 
 def vertices_from_map(pos, face_ind):
@@ -32,13 +48,18 @@ def sample_colors(image, vertices):
     (PRNet's ``get_colors``).
 
     Args:
-        image: (h, w, 3) uint8 RGB (or float in [0, 1]). vertices: (n, >=2) image pixels.
+        image: (h, w, 3) uint8 RGB (or float in [0, 1]). vertices: (n, 3) image pixels, finite (read as float32,
+            as ``depth.vertex_visibility`` reads them, so both round a vertex to the same pixel).
     Returns:
         (n, 3) float32 RGB in [0, 1].
+    Raises:
+        ValueError: vertices not (n, 3) finite real numbers (``face3d.mesh._checks.as_vertices``), or an image
+            ``as_rgb_uint8`` refuses.
     """
+    vertices = _checks.as_vertices(vertices)
     image = as_rgb_uint8(image)
     h, w = image.shape[:2]
-    xy = np.rint(np.asarray(vertices, dtype=np.float64)[:, :2])
+    xy = np.rint(vertices[:, :2].astype(np.float64))
     x = np.clip(xy[:, 0], 0, w - 1).astype(np.int64)
     y = np.clip(xy[:, 1], 0, h - 1).astype(np.int64)
     return image[y, x].astype(np.float32) * np.float32(1.0 / 255.0)

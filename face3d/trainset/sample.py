@@ -21,11 +21,13 @@ from face3d.trainset.posmap import rasterize_uv, uv_keypoint_pixels
 from face3d.trainset.preview import draw_preview
 from face3d.trainset.sample_io import (
     DEFAULT_MAX_PIXELS,
+    generation_params,
     image_size,
     read_300wlp_sample,
     read_image,
     read_params,
     require_image_file,
+    require_rgb_image,
 )
 from face3d.utils.errors import InputFileError
 
@@ -415,9 +417,13 @@ class TrainsetGenerator:
         Returns:
             [plain sample, then one rotated copy per ``config.angles`` entry].
         Raises:
-            InputFileError: too many parameters for the model (or too few without ``allow_short_params``), face
-                outside the image, a depth offset beyond ``MAX_DEPTH_SHIFT``, non-finite or degenerate projection.
+            InputFileError (a ValueError) naming ``stem``: an image that is not (h, w, 3) uint8
+                (``require_rgb_image``), parameters ``read_params`` would refuse in a file (``generation_params``),
+                too many parameters for the model (or too few without ``allow_short_params``), face outside the
+                image, a depth offset beyond ``MAX_DEPTH_SHIFT``, non-finite or degenerate projection.
         """
+        require_rgb_image(image, stem)
+        params = generation_params(stem, params)
         coef = self._padded(params, stem, self.config.allow_short_params)
         return self._generate(cv2.cvtColor(image, cv2.COLOR_RGB2RGBA), params, stem, seed, stem,
                               self._geometry_batch([coef])[0])

@@ -15,8 +15,8 @@ from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
 from face3d.utils.matfile import matlab_kind, read_mat
 
-__all__ = ["read_image", "decode_stored_pixels", "image_size", "read_params", "read_300wlp_sample",
-           "require_image_file", "DEFAULT_MAX_PIXELS"]
+__all__ = ["read_image", "decode_stored_pixels", "image_size", "generation_params", "require_rgb_image",
+           "read_params", "read_300wlp_sample", "require_image_file", "DEFAULT_MAX_PIXELS"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,28 +119,45 @@ def _read_mat(mat_path, keys) -> dict:
     return read_mat(mat_path, variable_names=keys)
 
 
-def _generation_params(mat_path, mat: dict) -> dict:
+def require_rgb_image(image, where) -> None:
+    """InputFileError naming ``where`` unless ``image`` is what ``read_image`` returns: an (h, w, 3) uint8 RGB
+    array with h, w >= 1 (a float or 16-bit image is refused, not rescaled: its range is the caller's to know)."""
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+            and image.size > 0):
+        got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise InputFileError(where, f"the image must be an (h, w, 3) uint8 RGB array (0-255), got a {got}")
+
+
+def generation_params(where, mat: dict) -> dict:
+    """The generation parameters of a 300W-LP sample, checked, from its ``.mat`` variables (or a dict in memory):
+    ``Pose_Para`` (7,), ``Shape_Para`` (n, 1), ``Exp_Para`` (m, 1) as float64 arrays (other keys are left out).
+
+    Raises:
+        InputFileError: naming ``where`` (the file, or a sample's name): a missing key, a parameter that is not a
+            numeric array (a MATLAB cell, a list), of the wrong shape, complex or not finite, or a scale
+            (``Pose_Para`` entry 7) that is not positive.
+    """
     missing = [k for k in _REQUIRED_KEYS if k not in mat]
     if missing:
-        raise InputFileError(mat_path, f"missing key(s) {', '.join(missing)} (a 300W-LP .mat needs "
+        raise InputFileError(where, f"missing key(s) {', '.join(missing)} (a 300W-LP .mat needs "
                           f"{', '.join(_REQUIRED_KEYS)})")
     params = {}
     for key, shape in (("Pose_Para", (7,)), ("Shape_Para", (-1, 1)), ("Exp_Para", (-1, 1))):
         kind = matlab_kind(mat[key])
         if kind == "complex array":
-            raise InputFileError(mat_path, f"{key} has complex values")
+            raise InputFileError(where, f"{key} has complex values")
         if kind != "numeric array":  # a cell, struct, text or sparse matrix: its shape would say nothing
-            raise InputFileError(mat_path, f"{key} is a {kind} of shape {np.shape(mat[key])}, expected a numeric array")
+            raise InputFileError(where, f"{key} is a {kind} of shape {np.shape(mat[key])}, expected a numeric array")
         try:
             value = np.asarray(mat[key], dtype=np.float64).reshape(shape)
         except ValueError as exc:  # a numeric array always converts; only its shape can be wrong
-            raise InputFileError(mat_path, f"{key} has shape {np.shape(mat[key])}, expected "
+            raise InputFileError(where, f"{key} has shape {np.shape(mat[key])}, expected "
                               f"{'7 values' if key == 'Pose_Para' else 'a column vector'}") from exc
         if not np.all(np.isfinite(value)):
-            raise InputFileError(mat_path, f"{key} contains NaN or infinite values")
+            raise InputFileError(where, f"{key} contains NaN or infinite values")
         params[key] = value
     if not params["Pose_Para"][6] > 0:
-        raise InputFileError(mat_path, f"Pose_Para scale (entry 7) must be positive, got {params['Pose_Para'][6]}")
+        raise InputFileError(where, f"Pose_Para scale (entry 7) must be positive, got {params['Pose_Para'][6]}")
     return params
 
 
@@ -161,7 +178,7 @@ def read_params(mat_path) -> dict:
     Raises:
         InputFileError: see ``read_300wlp_sample``.
     """
-    return _generation_params(mat_path, _read_mat(mat_path, _REQUIRED_KEYS))
+    return generation_params(mat_path, _read_mat(mat_path, _REQUIRED_KEYS))
 
 
 def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict]:
@@ -184,7 +201,7 @@ def read_300wlp_sample(image_path, mat_path, max_pixels: int = DEFAULT_MAX_PIXEL
     image = read_image(Path(image_path), max_pixels)
     mat_path = Path(mat_path)
     mat = _read_mat(mat_path, _REQUIRED_KEYS + ("pt2d",))
-    params = _generation_params(mat_path, mat)
+    params = generation_params(mat_path, mat)
     if "pt2d" in mat:
         params["pt2d"] = _pt2d(mat_path, mat["pt2d"])
     return image, params
