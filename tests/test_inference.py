@@ -364,6 +364,38 @@ def test_float_images_must_be_in_unit_range():
         inference.sample_colors(np.full((40, 40, 3), 255.0, np.float32), np.zeros((1, 3)))
 
 
+def test_save_obj_refuses_float_colours_and_textures_in_0_255(tmp_path, constant_onnx):
+    """Colours and textures are uint8 or floats in [0, 1] (as images): a float texture in 0-255 would be clipped to
+    a white PNG and colours in 0-255 written 255 times too bright. Refused with the images' words, nothing
+    written; uint8 colours are read as x / 255."""
+    prn = PRN(constant_onnx[0])
+    r = prn.resolution
+    rng = np.random.default_rng(8)
+    vertices = np.column_stack([prn.uv.face_ind % r, prn.uv.face_ind // r, rng.random(len(prn.uv.face_ind))])
+    colors8 = rng.integers(0, 256, (len(vertices), 3), dtype=np.uint8)
+    colors8[0] = 255
+    texture = rng.integers(0, 256, (r, r, 3), dtype=np.uint8)
+    texture[0, 0] = 255
+    with pytest.raises(ValueError, match=r"^float colors must be in \[0, 1\] \(got max 255\); pass uint8 or divide "
+                                         r"by 255$"):
+        prn.save_obj(tmp_path / "c.obj", vertices, 256, colors=colors8.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^float texture must be in \[0, 1\] \(got max 255\); pass uint8 or "
+                                         r"divide by 255$"):
+        prn.save_obj(tmp_path / "t.obj", vertices, 256, texture=texture.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^float colors must be in \[0, 1\]"):
+        prn.save_obj(tmp_path / "ct.obj", vertices, 256, colors=colors8 * 1.0, texture=texture)
+    assert list(tmp_path.iterdir()) == []
+    # in [0, 1] (float32 rounding of 255 / 255 included) and uint8 are the same file
+    unit = colors8.astype(np.float64) / 255.0
+    written = mesh_io.read_obj(prn.save_obj(tmp_path / "u8.obj", vertices, 256, colors=colors8))
+    np.testing.assert_array_equal(written["colors"], unit)
+    assert (tmp_path / "u8.obj").read_bytes() == prn.save_obj(tmp_path / "f.obj", vertices, 256,
+                                                              colors=unit).read_bytes()
+    prn.save_obj(tmp_path / "one.obj", vertices, 256, colors=np.full((len(vertices), 3), np.float32(1 + 1e-7)))
+    tex = mesh_io.read_obj(prn.save_obj(tmp_path / "tf.obj", vertices, 256, texture=texture / 255.0))
+    np.testing.assert_array_equal(cv2.imread(str(tex["texture_path"]))[..., ::-1], texture)
+
+
 def test_obj_with_colors_and_texture(tmp_path, uv):
     r = uv.resolution
     rng = np.random.default_rng(4)

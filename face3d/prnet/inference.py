@@ -154,5 +154,8 @@ class PRN:
         return estimate_pose(vertices, self.canonical)
 
     def save_obj(self, path, vertices, h, colors=None, texture=None):
-        """OBJ of the face with per-vertex colours or a texture map (``write_obj``); returns its Path."""
+        """OBJ of the face with per-vertex colours or a texture map (``write_obj``); returns its Path.
+
+        ``colors`` (n, 3) and ``texture`` (R, R, 3) are uint8 or floats in [0, 1]: floats above 1 (0-255) are a
+        ValueError and write nothing."""
         return write_obj(path, vertices, self.triangles, h, colors=colors, texture=texture, uv_data=self.uv)
