@@ -280,14 +280,16 @@ TEX, UV3 = np.zeros((2, 2, 3), np.uint8), np.eye(3)[:, :2]
      r"uv_coords must be finite, found NaN or inf"),
     (lambda out: io.write_obj_with_texture(out / "m", V3, T1, np.full((2, 2, 3), np.nan), UV3),
      r"texture must be finite, found NaN or inf"),
+    (lambda out: io.write_obj_with_texture(out / "m", V3, T1, np.full((2, 2, 3), 100, np.float32), UV3),
+     r"float texture must be in \[0, 1\] \(got max 100\); pass uint8 or divide by 255"),
     (lambda out: io.write_obj_with_texture(out / "m", V3, T1, np.full((2, 2, 3), 100, np.int64), UV3),
      r"texture must be uint8 \(0\.\.255\) or float \(0\.\.1\), got dtype int64"),
     (lambda out: io.write_obj_with_texture(out / "m", V3, T1, np.full((2, 2, 3), 30000, np.uint16), UV3),
      r"texture must be uint8 \(0\.\.255\) or float \(0\.\.1\), got dtype uint16"),
     (lambda out: io.write_asc(out / "m", NAN_V3), r"vertices must be finite, found NaN or inf"),
     (lambda out: io.save_mesh_mat(out / "m.mat", NAN_V3, T1), r"vertices must be finite, found NaN or inf"),
-], ids=["obj NaN vertex", "ply inf colours", "obj str colours", "NaN uv", "NaN texture", "int64 texture",
-        "uint16 texture", "asc NaN", "mat NaN"])
+], ids=["obj NaN vertex", "ply inf colours", "obj str colours", "NaN uv", "NaN texture", "0-255 float texture",
+        "int64 texture", "uint16 texture", "asc NaN", "mat NaN"])
 def test_mesh_writers_refuse_non_finite_or_non_numeric_arrays(tmp_path, write, match):
     with pytest.raises(ValueError, match=rf"^{match}$"):
         write(tmp_path)

@@ -189,6 +189,61 @@ def test_landmark_crop_is_the_generators_rule(rendered):
         inference.landmark_crop(np.zeros((68, 2)) + [3.0, 4.0])
 
 
+def test_a_box_is_four_numbers_not_a_detectors_five(constant_onnx):
+    """(x0, y0, x1, y1, score), as face detectors return boxes, or 3 numbers: one message saying what a box is."""
+    prn = PRN(constant_onnx[0])
+    image = np.zeros((40, 40, 3), np.uint8)
+    for box, count in (((5, 5, 35, 35, 0.9), 5), ((5, 5, 35), 3)):
+        message = rf"^box must be 4 numbers \(x0, y0, x1, y1\), got {count}$"
+        with pytest.raises(ValueError, match=message):
+            prn.crop(image, box=box)
+        with pytest.raises(ValueError, match=message):
+            prn.process(image, box=box)
+        with pytest.raises(ValueError, match=message):
+            inference.box_crop(box)
+    assert inference.box_crop(np.array([[5, 5], [35, 35]])) == inference.box_crop((5, 5, 35, 35))  # 4 numbers
+
+
+def test_landmark_crops_need_the_68_ibug_points(constant_onnx, rendered, default_model):
+    """Fewer points (a detector's 5, AFLW's 21 pt2d) have a smaller box than the 68: their crop would frame the face
+    tighter than training did. They are refused with the advice to crop from a box."""
+    prn = PRN(constant_onnx[0])
+    image, _, _, placed = rendered
+    points = placed[default_model.kpt_ind, :2]
+    advice = "; for fewer points (a detector's 5, AFLW's 21) crop from the face's box (x0, y0, x1, y1) instead"
+    for landmarks, shape in ((points[[36, 45, 30, 48, 54]], "(5, 2)"), (points[:21].T, "(2, 21)"),
+                             (np.hstack([points, points]), "(68, 4)")):
+        message = f"expected 68 landmarks as (68, 2|3) or (2|3, 68), in iBUG order, got shape {shape}{advice}"
+        for crop in (prn.crop, prn.process):
+            with pytest.raises(ValueError) as error:
+                crop(image, landmarks=landmarks)
+            assert str(error.value) == message
+        with pytest.raises(ValueError) as error:
+            inference.landmark_crop(landmarks)
+        assert str(error.value) == message
+    assert prn.crop(image, landmarks=points.T).box == inference.landmark_crop(points) == keypoint_box(points, 1.5)
+
+
+def test_a_face_outside_the_image_is_refused_not_cropped_black(constant_onnx):
+    """A box, or landmarks whose box, overlaps no pixel of the image: its crop would be all black (a box meant for
+    another image, or in other units). One touching the image is cropped."""
+    prn = PRN(constant_onnx[0])
+    image = np.full((450, 450, 3), 128, np.uint8)
+    message = "^box: 5000 5000 6000 6000 lies outside the 450 x 450 image$"
+    with pytest.raises(ValueError, match=message):
+        prn.crop(image, box=(5000, 5000, 6000, 6000))
+    with pytest.raises(ValueError, match=message):
+        prn.process(image, box=(5000, 5000, 6000, 6000))
+    landmarks = np.column_stack([np.linspace(5000, 5100, 68), np.linspace(-300, -1, 68)])
+    with pytest.raises(ValueError, match=r"^landmarks' box: 5000 -300 5100 -1 lies outside the 450 x 450 image$"):
+        prn.crop(image, landmarks=landmarks)
+    with pytest.raises(ValueError, match=r"^landmarks' box: 5000 -300 5100 -1 lies outside the 450 x 450 image$"):
+        prn.process(image, landmarks=landmarks.T)
+    # touching the first or last pixel centre is overlapping: cropped
+    assert prn.crop(image, box=(-100, -100, 0, 0)).image.max() > 0
+    assert prn.crop(image, landmarks=landmarks - [4551, -749]).image.max() > 0  # x 449..549, y 449..748
+
+
 def test_crop_is_the_training_crop(rendered, default_model):
     """Cropping the source image around its 68 keypoints reproduces the generator's training crop."""
     image, _, sample, placed = rendered
@@ -394,6 +449,50 @@ def test_float_images_must_be_in_unit_range():
         inference.crop_face(np.full((40, 40, 3), 255.0), inference.box_crop((5, 5, 30, 30)), 32, 32)
     with pytest.raises(ValueError, match=message):
         inference.sample_colors(np.full((40, 40, 3), 255.0, np.float32), np.zeros((1, 3)))
+
+
+def test_float_images_holding_nan_or_inf_are_refused(constant_onnx):
+    """NaN would turn into black pixels (with only a RuntimeWarning), inf into white: neither is a photo."""
+    prn = PRN(constant_onnx[0])
+    for bad in (np.nan, np.inf, -np.inf):
+        image = np.full((40, 40, 3), 0.5, np.float32)
+        image[3, 4, 1] = bad
+        with pytest.raises(ValueError, match=r"^float images must be finite, found NaN or inf$"):
+            inference.as_rgb_uint8(image)
+        with pytest.raises(ValueError, match=r"^float images must be finite, found NaN or inf$"):
+            prn.process(image, box=BOX)
+
+
+def test_save_obj_refuses_float_colours_and_textures_in_0_255(tmp_path, constant_onnx):
+    """Colours and textures are uint8 or floats in [0, 1] (as images): a float texture in 0-255 would be clipped to
+    a white PNG and colours in 0-255 written 255 times too bright. Refused with the images' words, nothing
+    written; uint8 colours are read as x / 255."""
+    prn = PRN(constant_onnx[0])
+    r = prn.resolution
+    rng = np.random.default_rng(8)
+    vertices = np.column_stack([prn.uv.face_ind % r, prn.uv.face_ind // r, rng.random(len(prn.uv.face_ind))])
+    colors8 = rng.integers(0, 256, (len(vertices), 3), dtype=np.uint8)
+    colors8[0] = 255
+    texture = rng.integers(0, 256, (r, r, 3), dtype=np.uint8)
+    texture[0, 0] = 255
+    with pytest.raises(ValueError, match=r"^float colors must be in \[0, 1\] \(got max 255\); pass uint8 or divide "
+                                         r"by 255$"):
+        prn.save_obj(tmp_path / "c.obj", vertices, 256, colors=colors8.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^float texture must be in \[0, 1\] \(got max 255\); pass uint8 or "
+                                         r"divide by 255$"):
+        prn.save_obj(tmp_path / "t.obj", vertices, 256, texture=texture.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^float colors must be in \[0, 1\]"):
+        prn.save_obj(tmp_path / "ct.obj", vertices, 256, colors=colors8 * 1.0, texture=texture)
+    assert list(tmp_path.iterdir()) == []
+    # in [0, 1] (float32 rounding of 255 / 255 included) and uint8 are the same file
+    unit = colors8.astype(np.float64) / 255.0
+    written = mesh_io.read_obj(prn.save_obj(tmp_path / "u8.obj", vertices, 256, colors=colors8))
+    np.testing.assert_array_equal(written["colors"], unit)
+    assert (tmp_path / "u8.obj").read_bytes() == prn.save_obj(tmp_path / "f.obj", vertices, 256,
+                                                              colors=unit).read_bytes()
+    prn.save_obj(tmp_path / "one.obj", vertices, 256, colors=np.full((len(vertices), 3), np.float32(1 + 1e-7)))
+    tex = mesh_io.read_obj(prn.save_obj(tmp_path / "tf.obj", vertices, 256, texture=texture / 255.0))
+    np.testing.assert_array_equal(cv2.imread(str(tex["texture_path"]))[..., ::-1], texture)
 
 
 def test_obj_with_colors_and_texture(tmp_path, uv):
@@ -782,6 +881,25 @@ def test_demo_with_a_landmark_folder_skips_an_image_without_landmarks(tmp_path, 
                      marks / "b.txt") == 2
     assert capsys.readouterr().err.splitlines() == [f"face3d demo: error: {marks / 'b.txt'}: landmark file not found"]
     assert not (tmp_path / "o2").exists()
+
+
+def test_demo_skips_an_image_whose_landmarks_are_not_68_or_lie_outside_it(tmp_path, capsys, constant_onnx):
+    """Per image: 5 points (a detector's) are not the 68 landmarks; 68 beside the 40 x 40 photo would crop black."""
+    photos = _photos(tmp_path / "photos", "a.jpg", "b.jpg", "c.jpg")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    np.savetxt(marks / "a.txt", np.random.default_rng(7).uniform(5, 35, (68, 2)))
+    np.savetxt(marks / "b.txt", np.random.default_rng(7).uniform(5, 35, (5, 2)))
+    np.savetxt(marks / "c.txt", np.column_stack([np.linspace(50, 60, 68), np.linspace(5, 35, 68)]))
+    out = tmp_path / "out"
+    assert _run_demo("-i", photos, "-o", out, "--model", constant_onnx[0], "--landmarks", marks) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"{photos / 'b.jpg'}: skipped: {marks / 'b.txt'}: expected 68 landmarks as (68, 2|3) or (2|3, 68), in iBUG "
+        "order, got shape (5, 2)",
+        f"{photos / 'c.jpg'}: skipped: landmarks' box: 50 5 60 35 lies outside the 40 x 40 image"]
+    assert captured.out.splitlines()[-1] == "3 images: written 1, no face 0, failed 2"
+    assert _listing(out) == sorted("a" + name for name in DEMO_FILES)
 
 
 def test_demo_refuses_images_sharing_a_stem(tmp_path, capsys, constant_onnx):

@@ -477,6 +477,23 @@ def test_absurd_boxes_and_landmarks_answer_422_naming_the_problem(client, prn, p
     assert _post(client, png, box=" ".join(map(str, BOX))).status_code == 200
 
 
+def test_landmarks_outside_the_image_or_fewer_than_68_answer_422(client, prn, photo):
+    """Landmarks whose box misses the image would be cropped all black; 5 points (a detector's) would be cropped
+    tighter than training: both 422, the latter saying to send the face's box."""
+    image, png = photo
+    landmarks = prn.get_landmarks(prn.process(image, box=BOX))[:, :2]
+    shifted = np.column_stack([np.linspace(600, 700, 68), np.linspace(10, 20, 68)])
+    _expect_error(client.post("/v1/reconstruct", json={"image": base64.b64encode(png).decode(),
+                                                       "landmarks": shifted.tolist()}),
+                  422, "invalid_landmarks", "landmarks' box: 600 10 700 20 lies outside the 512 x 512 image")
+    five = "\n".join(f"{x} {y}" for x, y in landmarks[[36, 45, 30, 48, 54]])
+    response = _post(client, png, landmarks=five)
+    _expect_error(response, 422, "invalid_landmarks")
+    assert response.json()["detail"] == ("landmarks: expected 68 landmarks as (68, 2|3) or (2|3, 68), in iBUG "
+                                         "order, got shape (5, 2); for fewer points (a detector's 5) send the "
+                                         "face's box instead")
+
+
 def test_a_map_beyond_float32_answers_422_not_500(prn, photo):
     """The last guard: a crop whose map in image pixels overflows float32 (parse_box refuses such boxes first)."""
     from face3d.serve.pipeline import Prepared, Reconstructor

@@ -18,6 +18,7 @@ from face3d.mesh import _checks
 from face3d.mesh.ply import encode_ply, read_ply, write_ply
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, atomic_write_files
 from face3d.utils.errors import InputFileError
+from face3d.utils.unit_floats import refuse_above_one
 
 __all__ = ["encode_obj_with_colors", "write_obj_with_colors", "write_obj_with_texture",
            "write_obj_with_colors_texture", "read_obj", "encode_ply", "write_ply", "read_ply", "save_mesh_mat",
@@ -60,8 +61,9 @@ def write_obj_with_colors(obj_name, vertices, triangles, colors):
 
 def _encode_texture(texture) -> bytes:
     """PNG bytes of an (h, w), (h, w, 3) or (h, w, 4) RGB(A) texture: uint8 (0..255) as is, or finite floats (0..1)
-    clipped and scaled to round(255 x); ValueError naming texture for another shape, an empty image, another dtype
-    (integers other than uint8 included) or a NaN / inf."""
+    scaled to round(255 x), below 0 clipped to 0; ValueError naming texture for another shape, an empty image,
+    another dtype (integers other than uint8 included), a NaN / inf, or floats above 1 (``refuse_above_one``: a
+    texture in 0-255 given as floats would be all white)."""
     import cv2
 
     tex = np.asarray(texture)
@@ -74,6 +76,7 @@ def _encode_texture(texture) -> bytes:
         if not np.issubdtype(tex.dtype, np.floating):
             raise ValueError(f"texture must be uint8 (0..255) or float (0..1), got dtype {tex.dtype}")
         _checks.require_finite(tex, "texture")
+        refuse_above_one(tex, "texture")
         tex = np.round(np.clip(tex.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
     if tex.shape[2] >= 3:
         tex = tex[:, :, [2, 1, 0, 3][: tex.shape[2]]]  # cv2 encodes BGR(A)
@@ -92,8 +95,8 @@ def write_obj_with_texture(obj_name, vertices, triangles, texture, uv_coords, co
     Args:
         obj_name: path; '.obj' is appended when missing.
         vertices: (nver, 3) finite reals; triangles: (ntri, 3) 0-based ints.
-        texture: (h, w), (h, w, 3) or (h, w, 4) uint8 (0..255) or finite float (0..1) grey, RGB or RGBA image,
-            h, w >= 1; row 0 is the top (v = 1).
+        texture: (h, w), (h, w, 3) or (h, w, 4) uint8 (0..255) or finite float (0..1; above 1 is refused) grey,
+            RGB or RGBA image, h, w >= 1; row 0 is the top (v = 1).
         uv_coords: (nver, 2) (or (nver, 3), the rest ignored) finite OBJ texture coordinates of each vertex: u right,
             v up, in [0, 1] (BFM_UV.mat's convention); written as given.
         colors: optional (nver, 3) finite per-vertex colours, written after the positions.

@@ -178,7 +178,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         read-only) stops the run at that image, since every later one would fail alike; its message ends with the
         image and the counts so far (``counts_line``). That image leaves no file; the images written before stay.
     """
-    from face3d.prnet.face_crop import box_crop, landmark_crop, refuse_box_outside
+    from face3d.prnet.face_crop import box_crop, landmark_crop
     from face3d.prnet.inference import PRN
     from face3d.trainset.sample_io import read_image
 
@@ -205,8 +205,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
     for image_path in images:
         try:
             image = read_image(image_path, max_pixels, limit_flag="--max-pixels")
-            if box is not None:
-                refuse_box_outside(box, image.shape[1], image.shape[0])
+            if box is not None:  # a box outside this image is refused by the crop (PRN.crop): the image is skipped
                 pos = prn.process(image, box=box)
             elif landmark_folder is not None:
                 pos = prn.process(image, landmarks=_landmarks_in(landmark_folder, image_path))

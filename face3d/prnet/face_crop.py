@@ -8,7 +8,11 @@ Crop rules (``face3d.contract``; both give a ``face3d.trainset.crop.CropBox``, m
   ``int(old_size * 1.58)`` (at least 1);
 * from 68 landmarks (``landmark_crop``): the generator's training crop, ``crop.keypoint_box`` unperturbed:
   centre of the landmarks' box, side 1.5 x its mean side (PRNet's demo uses 1.6 with its own training crop), so a
-  network sees faces framed as in training.
+  network sees faces framed as in training. Exactly 68, in iBUG order: the box of fewer points (a detector's 5,
+  AFLW's 21) is smaller than the 68's, and its crop would frame the face tighter than training did.
+
+``face_crop_box`` takes either and refuses a face that lies outside the image (its crop would be all black):
+``PRN.crop``, ``face3d demo``, ``face3d serve`` and ``face3d offline`` crop through it.
 
 Maps and sizes: the network takes S x S crops and returns S x S maps in [0, 1]; the map in crop pixels is
 ``output * 1.1 * R`` with R the UV-data resolution (``contract.map_scale``). When S < R (a network trained at
@@ -25,9 +29,11 @@ import numpy as np
 
 from face3d.contract import BOX_SCALE, BOX_SHIFT, LANDMARK_SCALE, map_scale
 from face3d.trainset.crop import CropBox, compose, crop_matrix, keypoint_box
+from face3d.trainset.landmark_files import landmarks_from_array
+from face3d.utils.unit_floats import refuse_above_one
 
-__all__ = ["FaceCrop", "as_rgb_uint8", "box_crop", "refuse_box_outside", "landmark_crop", "crop_face",
-           "restore_map"]
+__all__ = ["FaceCrop", "as_rgb_uint8", "box_crop", "refuse_box_outside", "landmark_crop", "face_crop_box",
+           "crop_face", "restore_map"]
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,9 @@ def as_rgb_uint8(image):
     Returns:
         (h, w, 3) uint8 C-contiguous.
     Raises:
-        ValueError: another shape or dtype, or a float image above 1 (+1e-6: rounding) such as one in 0-255
-        (PRNet's ``api.process`` took those), which would be clipped to white.
+        ValueError: another shape or dtype, a float image holding NaN or inf (which would turn black), or one
+        above 1 (``unit_floats.refuse_above_one``) such as one in 0-255 (PRNet's ``api.process`` took those), which
+        would be clipped to white.
     """
     image = np.asarray(image)
     if image.ndim == 2:
@@ -67,24 +74,34 @@ def as_rgb_uint8(image):
     if image.dtype != np.uint8:
         if not np.issubdtype(image.dtype, np.floating):
             raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {image.dtype}")
-        if image.max() > 1.0 + 1e-6:
-            raise ValueError(f"float images must be in [0, 1] (got max {image.max():g}); pass uint8 or divide by 255")
+        if not np.isfinite(image).all():
+            raise ValueError("float images must be finite, found NaN or inf")
+        refuse_above_one(image, "images")
         image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     return np.ascontiguousarray(image[:, :, :3])
 
 
+def _box_corners(box):
+    """(x0, y0, x1, y1) floats of a face box; ValueError ``box must be 4 numbers (x0, y0, x1, y1), got N`` for
+    another count (a detector's (x0, y0, x1, y1, score) included)."""
+    values = np.asarray(box, dtype=np.float64).reshape(-1)
+    if values.size != 4:
+        raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1), got {values.size}")
+    return tuple(float(v) for v in values)
+
+
 def box_crop(box):
     """PRNet's crop for a face detector's box (see the module docstring).
 
     Args:
-        box: (x0, y0, x1, y1) image pixels, x1 > x0, y1 > y0.
+        box: (x0, y0, x1, y1) image pixels, x1 > x0, y1 > y0 (4 numbers: a detector's score is not one of them).
     Returns:
         CropBox: centre ``((x0 + x1) / 2, (y0 + y1) / 2 + 0.14 m)``, side ``max(1, int(1.58 m))``, m the mean
         side (PRNet truncates the side, not the centre).
     """
-    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    x0, y0, x1, y1 = _box_corners(box)
     if not (x1 > x0 and y1 > y0) or not np.all(np.isfinite([x0, y0, x1, y1])):
         raise ValueError(f"box must be finite (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box}")
     mean_side = ((x1 - x0) + (y1 - y0)) / 2.0
@@ -92,32 +109,56 @@ def box_crop(box):
                    float(max(1, int(BOX_SCALE * mean_side))))
 
 
-def refuse_box_outside(box, width, height):
-    """ValueError ``box: x0 y0 x1 y1 lies outside the W x H image`` when the face box (x0, y0, x1, y1), in image
+def refuse_box_outside(box, width, height, name="box"):
+    """ValueError ``<name>: x0 y0 x1 y1 lies outside the W x H image`` when the face box (x0, y0, x1, y1), in image
     pixels, overlaps none of the pixel centres 0..W-1, 0..H-1: its crop would be all black (a box meant for
     another image, or in other units)."""
-    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    x0, y0, x1, y1 = _box_corners(box)
     if x1 < 0 or y1 < 0 or x0 > width - 1 or y0 > height - 1:
-        raise ValueError(f"box: {x0:g} {y0:g} {x1:g} {y1:g} lies outside the {width} x {height} image")
+        raise ValueError(f"{name}: {x0:g} {y0:g} {x1:g} {y1:g} lies outside the {width} x {height} image")
+
+
+def _landmark_points(landmarks):
+    """(68, 2) float64 x, y of 68 landmarks (``landmark_files.landmarks_from_array``), telling to crop from a box
+    when there are not 68."""
+    return landmarks_from_array(landmarks, remedy="for fewer points (a detector's 5, AFLW's 21) crop from the "
+                                                  "face's box (x0, y0, x1, y1) instead")
 
 
 def landmark_crop(landmarks):
     """The generator's crop around 68 landmarks (``crop.keypoint_box`` with scale 1.5, unperturbed).
 
     Args:
-        landmarks: (k, >=2) or (>=2, k) image pixels (x, y); only x and y are used.
+        landmarks: the 68 iBUG landmarks, (68, 2|3) or (2|3, 68) image pixels (x, y); only x and y are used.
     Returns:
         CropBox.
+    Raises:
+        ValueError: not 68 points (the message says to crop from a box instead), NaN or inf, or no area.
     """
-    pts = np.asarray(landmarks, dtype=np.float64)
-    if pts.ndim == 2 and pts.shape[0] in (2, 3) and pts.shape[1] > 3:
-        pts = pts.T
-    if pts.ndim != 2 or pts.shape[1] < 2 or len(pts) < 2 or not np.all(np.isfinite(pts[:, :2])):
-        raise ValueError(f"landmarks must be finite (k, 2) or (2, k) image points, got shape {pts.shape}")
-    box = keypoint_box(pts[:, :2], crop_scale=LANDMARK_SCALE)
+    box = keypoint_box(_landmark_points(landmarks), crop_scale=LANDMARK_SCALE)
     if not box.size > 0:
         raise ValueError("landmarks span no area: cannot crop around them")
     return box
+
+
+def face_crop_box(width, height, box=None, landmarks=None):
+    """The crop of the face in a ``width`` x ``height`` image from a detector ``box`` (``box_crop``) or from 68
+    ``landmarks`` (``landmark_crop``): exactly one of them.
+
+    Raises:
+        ValueError: both or neither given, either refused by its crop rule, or the face outside the image
+        (``refuse_box_outside``: ``box: ...`` or ``landmarks' box: ... lies outside the W x H image``).
+    """
+    if (box is None) == (landmarks is None):
+        raise ValueError("give exactly one of box (x0, y0, x1, y1) and landmarks (68 points)")
+    if box is not None:
+        crop_box = box_crop(box)
+        refuse_box_outside(box, width, height)
+        return crop_box
+    points = _landmark_points(landmarks)
+    crop_box = landmark_crop(points)
+    refuse_box_outside((*points.min(axis=0), *points.max(axis=0)), width, height, name="landmarks' box")
+    return crop_box
 
 
 def crop_face(image, box, input_size, resolution):

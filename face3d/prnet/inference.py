@@ -19,7 +19,15 @@ from face3d.contract import BOX_SCALE, BOX_SHIFT, LANDMARK_SCALE
 from face3d.morphable_model.morphable_model import require_model_file
 from face3d.prnet.depth import depth_image, vertex_visibility
 from face3d.prnet.drawing import draw_landmarks, mesh_overlay
-from face3d.prnet.face_crop import FaceCrop, as_rgb_uint8, box_crop, crop_face, landmark_crop, restore_map
+from face3d.prnet.face_crop import (
+    FaceCrop,
+    as_rgb_uint8,
+    box_crop,
+    crop_face,
+    face_crop_box,
+    landmark_crop,
+    restore_map,
+)
 from face3d.prnet.pose import PoseEstimate, canonical_vertices, estimate_pose
 from face3d.prnet.predictor import load_predictor
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
@@ -30,9 +38,9 @@ from face3d.trainset.posmap import keypoints_from_map
 from face3d.trainset.uv_layout import UVData, load_uv_data, load_uv_model
 
 __all__ = ["BOX_SCALE", "BOX_SHIFT", "LANDMARK_SCALE", "DEFAULT_UV_DATA", "FaceCrop", "PoseEstimate", "PRN",
-           "as_rgb_uint8", "box_crop", "landmark_crop", "crop_face", "restore_map", "vertices_from_map",
-           "sample_colors", "texture_from_map", "vertex_visibility", "depth_image", "canonical_vertices",
-           "estimate_pose", "write_obj", "draw_landmarks", "mesh_overlay"]
+           "as_rgb_uint8", "box_crop", "landmark_crop", "face_crop_box", "crop_face", "restore_map",
+           "vertices_from_map", "sample_colors", "texture_from_map", "vertex_visibility", "depth_image",
+           "canonical_vertices", "estimate_pose", "write_obj", "draw_landmarks", "mesh_overlay"]
 
 DEFAULT_UV_DATA = default_uv_data_dir()  # the packaged uv-data of the embedded default model, at 256
 
@@ -79,10 +87,15 @@ class PRN:
 
     # ------------------------------------------------------------------------------------------- crop + network
     def crop(self, image, box=None, landmarks=None):
-        """FaceCrop of ``image`` from a detector ``box`` (x0, y0, x1, y1) or from 68 ``landmarks`` (one of them)."""
-        if (box is None) == (landmarks is None):
-            raise ValueError("give exactly one of box (x0, y0, x1, y1) and landmarks (68 points)")
-        crop_box = box_crop(box) if box is not None else landmark_crop(landmarks)
+        """FaceCrop of ``image`` from a detector ``box`` (x0, y0, x1, y1) or from the 68 iBUG ``landmarks`` (one of
+        them; ``face_crop.face_crop_box``).
+
+        Raises:
+            ValueError: an image ``as_rgb_uint8`` refuses, a box of other than 4 numbers, not 68 landmarks (fewer
+            points: give their face's box instead), or a face lying outside the image (its crop would be black).
+        """
+        image = as_rgb_uint8(image)
+        crop_box = face_crop_box(image.shape[1], image.shape[0], box=box, landmarks=landmarks)
         return crop_face(image, crop_box, self.input_size, self.resolution)
 
     def predict_crops(self, crops):
@@ -102,7 +115,7 @@ class PRN:
         Args:
             image: (h, w, 3) RGB, uint8 or float in [0, 1] (a float image in 0-255, as PRNet's ``process``
                 took, is a ValueError: pass uint8 or divide by 255). box: detector box (x0, y0, x1, y1), or
-                landmarks: (68, 2) / (2, 68).
+                landmarks: the 68 iBUG landmarks (68, 2) / (2, 68); either inside the image (``crop``).
         Returns:
             (R, R, 3) float32: image x, y and z of the face surface at every UV pixel.
         """
@@ -156,5 +169,8 @@ class PRN:
         return estimate_pose(vertices, self.canonical)
 
     def save_obj(self, path, vertices, h, colors=None, texture=None):
-        """OBJ of the face with per-vertex colours or a texture map (``write_obj``); returns its Path."""
+        """OBJ of the face with per-vertex colours or a texture map (``write_obj``); returns its Path.
+
+        ``colors`` (n, 3) and ``texture`` (R, R, 3) are uint8 or floats in [0, 1]: floats above 1 (0-255) are a
+        ValueError and write nothing."""
         return write_obj(path, vertices, self.triangles, h, colors=colors, texture=texture, uv_data=self.uv)

@@ -137,7 +137,7 @@ def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, ma
         OSError, ValueError: an image or ``.mat`` that cannot be read or cropped, or a box outside the image.
     """
     from face3d.prnet import evaluation
-    from face3d.prnet.face_crop import box_crop, crop_face, landmark_crop, refuse_box_outside
+    from face3d.prnet.face_crop import crop_face, face_crop_box, landmark_crop
     from face3d.trainset.sample_io import read_image
 
     if mat_path is not None:
@@ -146,8 +146,7 @@ def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, ma
         crop = crop_face(image, landmark_crop(truth.landmarks), input_size, resolution)
     else:
         image, truth = read_image(image_path, max_pixels, limit_flag="--max-pixels"), None
-        refuse_box_outside(box, image.shape[1], image.shape[0])
-        crop = crop_face(image, box_crop(box), input_size, resolution)
+        crop = crop_face(image, face_crop_box(image.shape[1], image.shape[0], box=box), input_size, resolution)
     record = {"name": evaluation.sample_name(image_path, data_dir), "image": str(image_path.resolve()),
               "image_size": list(image.shape[:2]),
               "matrix": crop.matrix.tolist(), "crop_box": [crop.box.cx, crop.box.cy, crop.box.size]}

@@ -2,6 +2,7 @@
 import numpy as np
 
 from face3d.mesh import io as mesh_io
+from face3d.utils.unit_floats import refuse_above_one
 
 __all__ = ["write_obj", "encode_obj"]
 
@@ -13,9 +14,20 @@ def _y_up(vertices, h):
     return v
 
 
+def _unit_colors(colors):
+    """(n, 3) float64 colours in [0, 1] of per-vertex ``colors``: uint8 divided by 255, anything else as float64,
+    refused above 1 (``refuse_above_one``: colours in 0-255 would be written 255 times too bright)."""
+    colors = np.asarray(colors)
+    if colors.dtype == np.uint8:
+        return colors / 255.0
+    colors = np.asarray(colors, dtype=np.float64)
+    refuse_above_one(colors, "colors")
+    return colors
+
+
 def encode_obj(vertices, triangles, h, colors) -> bytes:
     """The OBJ file ``write_obj`` writes for per-vertex ``colors``, as bytes (arguments as there)."""
-    return mesh_io.encode_obj_with_colors(_y_up(vertices, h), triangles, np.asarray(colors, dtype=np.float64))
+    return mesh_io.encode_obj_with_colors(_y_up(vertices, h), triangles, _unit_colors(colors))
 
 
 def write_obj(path, vertices, triangles, h, colors=None, texture=None, uv_data=None):
@@ -26,20 +38,24 @@ def write_obj(path, vertices, triangles, h, colors=None, texture=None, uv_data=N
 
     Args:
         path: the ``.obj`` path. vertices: (n, 3) image coordinates. triangles: (t, 3) indices.
-        h: image height (pixels). colors: (n, 3) floats in [0, 1] (per-vertex colours).
-        texture: (R, R, 3) uint8 RGB UV texture (``texture_from_map``); then ``uv_data`` gives each vertex's
-            texture coordinate (u = x / (R - 1), v = 1 - y / (R - 1) of its ``face_ind`` pixel) and the files
-            ``<name>.mtl`` and ``<name>_texture.png`` are written too.
+        h: image height (pixels). colors: (n, 3) per-vertex colours, floats in [0, 1] or uint8 (divided by 255).
+        texture: (R, R, 3) RGB UV texture, uint8 (``texture_from_map``) or floats in [0, 1]; then ``uv_data``
+            gives each vertex's texture coordinate (u = x / (R - 1), v = 1 - y / (R - 1) of its ``face_ind``
+            pixel) and the files ``<name>.mtl`` and ``<name>_texture.png`` are written too.
     Returns:
         Path of the OBJ.
+    Raises:
+        ValueError: float colours or texture above 1 (in 0-255: pass uint8 or divide by 255), or arrays
+            ``face3d.mesh.io`` refuses; no file is written.
     """
     if texture is None:
         if colors is None:
             raise ValueError("write_obj needs colors (per-vertex) or texture (with uv_data)")
-        return mesh_io.write_obj_with_colors(path, _y_up(vertices, h), triangles, np.asarray(colors, dtype=np.float64))
+        return mesh_io.write_obj_with_colors(path, _y_up(vertices, h), triangles, _unit_colors(colors))
     if uv_data is None:
         raise ValueError("write_obj with a texture needs uv_data (the texture coordinates come from face_ind)")
     r = uv_data.resolution
     face_ind = np.asarray(uv_data.face_ind)
     uv = np.column_stack([(face_ind % r) / (r - 1.0), 1.0 - (face_ind // r) / (r - 1.0)])
-    return mesh_io.write_obj_with_texture(path, _y_up(vertices, h), triangles, texture, uv, colors=colors)
+    return mesh_io.write_obj_with_texture(path, _y_up(vertices, h), triangles, texture, uv,
+                                          colors=None if colors is None else _unit_colors(colors))

@@ -13,7 +13,6 @@ import re
 import cv2
 import numpy as np
 
-from face3d.prnet.face_crop import refuse_box_outside
 from face3d.serve.errors import ApiError
 from face3d.serve.limits import check_image
 from face3d.trainset.landmark_files import landmarks_from_array
@@ -105,9 +104,9 @@ def parse_box(value, width, height):
 
     Args:
         value: 'x0 y0 x1 y1' (spaces or commas) or a list of 4 numbers.
-        width, height: the image size; the box must overlap the image (``face_crop.refuse_box_outside``), reach
-            no farther than ``REACH`` x max(w, h) pixels from it and have a mean side of at least ``MIN_SIDE``
-            pixels.
+        width, height: the image size; the box must reach no farther than ``REACH`` x max(w, h) pixels from the
+            image and have a mean side of at least ``MIN_SIDE`` pixels (one that misses the image is refused by
+            the crop, ``Reconstructor.prepare``).
     Returns:
         tuple of 4 floats.
     Raises:
@@ -119,10 +118,6 @@ def parse_box(value, width, height):
     x0, y0, x1, y1 = (float(v) for v in box)
     if not (x1 > x0 and y1 > y0):
         raise ApiError(422, "invalid_box", f"box: needs x1 > x0 and y1 > y0, got {x0:g} {y0:g} {x1:g} {y1:g}")
-    try:
-        refuse_box_outside((x0, y0, x1, y1), width, height)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_box", str(exc)) from None
     _check_extent(x0, y0, x1, y1, width, height, "box")
     return x0, y0, x1, y1
 
@@ -139,7 +134,8 @@ def parse_landmarks(value, width, height):
         ApiError: 422 ``invalid_landmarks``.
     """
     try:
-        points = landmarks_from_array(_numbers(value, "landmarks"))
+        points = landmarks_from_array(_numbers(value, "landmarks"),
+                                      remedy="for fewer points (a detector's 5) send the face's box instead")
     except ValueError as exc:
         raise ApiError(422, "invalid_landmarks", f"landmarks: {exc}") from None
     _check_extent(*points.min(axis=0), *points.max(axis=0), width, height, "landmarks")

@@ -73,13 +73,14 @@ class Reconstructor:
             Prepared.
         Raises:
             ApiError: 422 ``face_locator_missing`` (no box, landmarks nor detector), 422 ``no_face`` (the
-                detector found none), 422 ``invalid_landmarks`` (they span no area).
+                detector found none), 422 ``invalid_box`` / ``invalid_landmarks`` (the box, or the landmarks' box,
+                lies outside the image; the landmarks span no area).
         """
         if box is None and landmarks is not None:
             try:
                 crop = self.prn.crop(image, landmarks=landmarks)
-            except ValueError as exc:
-                raise ApiError(422, "invalid_landmarks", f"landmarks: {exc}") from None
+            except ValueError as exc:  # "landmarks span no area ..." or "landmarks' box: ... lies outside ..."
+                raise ApiError(422, "invalid_landmarks", str(exc)) from None
             box = (*np.min(landmarks, axis=0).tolist(), *np.max(landmarks, axis=0).tolist())
             return Prepared(crop, tuple(float(v) for v in box), "landmarks")
         source = "box"
@@ -92,7 +93,11 @@ class Reconstructor:
                 raise ApiError(422, "no_face", f"the {self.detector.kind} face detector found no face in the image; "
                                                "send box or landmarks")
             source = "detector"
-        return Prepared(self.prn.crop(image, box=box), tuple(float(v) for v in box), source)
+        try:
+            crop = self.prn.crop(image, box=box)
+        except ValueError as exc:  # "box: ... lies outside the W x H image"
+            raise ApiError(422, "invalid_box", str(exc)) from None
+        return Prepared(crop, tuple(float(v) for v in box), source)
 
     def describe(self, image, prepared, output, mesh=None, texture=False):
         """The answer for one face from the network's normalised output map.

@@ -118,23 +118,27 @@ def read_landmark_file(path):
         raise InputFileError(path, str(exc)) from None
 
 
-def landmarks_from_array(points):
+def landmarks_from_array(points, remedy=None):
     """The 68 landmarks of a parsed array laid out as (68, 2|3) (one row ``x y [z]`` per point) or (2|3, 68).
 
-    One rule for every reader: the files above and the landmarks sent to ``face3d serve``.
+    One rule for every reader: the files above, the landmarks sent to ``face3d serve`` and those ``PRN`` crops
+    around (``face_crop.landmark_crop``).
 
     Args:
         points: float64 array (any shape; anything else is refused).
+        remedy: what to do instead, ending the message for another shape; None: nothing.
     Returns:
         (68, 2) float64 x, y (a z row or column is dropped).
     Raises:
-        ValueError: another shape, or NaN or infinite x, y.
+        ValueError: another shape (``expected 68 landmarks as (68, 2|3) or (2|3, 68), in iBUG order, got shape
+        (5, 2)[; <remedy>]``), or NaN or infinite x, y.
     """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim == 2 and points.shape[0] in (2, 3) and points.shape[1] == N_LANDMARKS:
         points = points.T
     if points.ndim != 2 or points.shape[0] != N_LANDMARKS or points.shape[1] not in (2, 3):
-        raise ValueError(f"expected 68 landmarks as (68, 2|3) or (2|3, 68), got shape {points.shape}")
+        message = f"expected 68 landmarks as (68, 2|3) or (2|3, 68), in iBUG order, got shape {points.shape}"
+        raise ValueError(message if remedy is None else f"{message}; {remedy}")
     if not np.all(np.isfinite(points[:, :2])):
         raise ValueError("landmarks contain NaN or infinite values")
     return np.ascontiguousarray(points[:, :2])
