@@ -483,6 +483,8 @@ def test_save_obj_refuses_float_colours_and_textures_in_0_255(tmp_path, constant
         prn.save_obj(tmp_path / "t.obj", vertices, 256, texture=texture.astype(np.float32))
     with pytest.raises(ValueError, match=r"^float colors must be in \[0, 1\]"):
         prn.save_obj(tmp_path / "ct.obj", vertices, 256, colors=colors8 * 1.0, texture=texture)
+    with pytest.raises(ValueError, match=r"^colors must be uint8 \(0\.\.255\) or float \(0\.\.1\), got dtype int64$"):
+        prn.save_obj(tmp_path / "i.obj", vertices, 256, colors=colors8.astype(np.int64))
     assert list(tmp_path.iterdir()) == []
     # in [0, 1] (float32 rounding of 255 / 255 included) and uint8 are the same file
     unit = colors8.astype(np.float64) / 255.0

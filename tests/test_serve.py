@@ -494,6 +494,25 @@ def test_landmarks_outside_the_image_or_fewer_than_68_answer_422(client, prn, ph
                                          "face's box instead")
 
 
+def test_a_detector_box_the_crop_refuses_is_no_usable_face_not_the_clients_box(prn, photo):
+    """The client sent no box: a detector's box outside the image is the detector's failure to find a face."""
+    from face3d.serve.pipeline import Detector, Reconstructor
+
+    class Outside:
+        kind = "stub"
+
+        def detect(self, image):
+            return np.array([[600.0, 600.0, 700.0, 700.0]]), np.array([0.9])
+
+    image, _ = photo
+    h, w = image.shape[:2]
+    with pytest.raises(ApiError) as error:
+        Reconstructor(prn, Detector(Outside())).prepare(image)
+    assert (error.value.status, error.value.code) == (422, "no_face")
+    assert error.value.detail == (f"the stub face detector found no usable face (box: 600 600 700 700 lies outside "
+                                  f"the {w} x {h} image); send box or landmarks")
+
+
 def test_a_map_beyond_float32_answers_422_not_500(prn, photo):
     """The last guard: a crop whose map in image pixels overflows float32 (parse_box refuses such boxes first)."""
     from face3d.serve.pipeline import Prepared, Reconstructor

@@ -12,7 +12,8 @@ Crop rules (``face3d.contract``; both give a ``face3d.trainset.crop.CropBox``, m
   AFLW's 21) is smaller than the 68's, and its crop would frame the face tighter than training did.
 
 ``face_crop_box`` takes either and refuses a face that lies outside the image (its crop would be all black):
-``PRN.crop``, ``face3d demo``, ``face3d serve`` and ``face3d offline`` crop through it.
+``PRN.crop``, ``face3d demo``, ``face3d serve`` and ``face3d offline --boxes`` crop through it (ground-truth
+landmarks of AFLW2000-3D samples are cropped by ``landmark_crop`` alone).
 
 Maps and sizes: the network takes S x S crops and returns S x S maps in [0, 1]; the map in crop pixels is
 ``output * 1.1 * R`` with R the UV-data resolution (``contract.map_scale``). When S < R (a network trained at

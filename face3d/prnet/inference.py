@@ -115,7 +115,7 @@ class PRN:
         Args:
             image: (h, w, 3) RGB, uint8 or float in [0, 1] (a float image in 0-255, as PRNet's ``process``
                 took, is a ValueError: pass uint8 or divide by 255). box: detector box (x0, y0, x1, y1), or
-                landmarks: the 68 iBUG landmarks (68, 2) / (2, 68); either inside the image (``crop``).
+                landmarks: the 68 iBUG landmarks (68, 2|3) / (2|3, 68); either inside the image (``crop``).
         Returns:
             (R, R, 3) float32: image x, y and z of the face surface at every UV pixel.
         """

@@ -15,11 +15,14 @@ def _y_up(vertices, h):
 
 
 def _unit_colors(colors):
-    """(n, 3) float64 colours in [0, 1] of per-vertex ``colors``: uint8 divided by 255, anything else as float64,
-    refused above 1 (``refuse_above_one``: colours in 0-255 would be written 255 times too bright)."""
+    """(n, 3) float64 colours in [0, 1] of per-vertex ``colors``: uint8 divided by 255, floats as float64,
+    refused above 1 (``refuse_above_one``: colours in 0-255 would be written 255 times too bright); other integer
+    types refused by their dtype."""
     colors = np.asarray(colors)
     if colors.dtype == np.uint8:
         return colors / 255.0
+    if not np.issubdtype(colors.dtype, np.floating):
+        raise ValueError(f"colors must be uint8 (0..255) or float (0..1), got dtype {colors.dtype}")
     colors = np.asarray(colors, dtype=np.float64)
     refuse_above_one(colors, "colors")
     return colors

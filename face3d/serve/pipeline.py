@@ -96,6 +96,9 @@ class Reconstructor:
         try:
             crop = self.prn.crop(image, box=box)
         except ValueError as exc:  # "box: ... lies outside the W x H image"
+            if source == "detector":  # not the client's box
+                raise ApiError(422, "no_face", f"the {self.detector.kind} face detector found no usable face "
+                                               f"({exc}); send box or landmarks") from None
             raise ApiError(422, "invalid_box", str(exc)) from None
         return Prepared(crop, tuple(float(v) for v in box), source)
 
