@@ -188,8 +188,20 @@ def test_generate_interrupted_in_either_phase_exits_130_with_one_line(phase, tmp
         monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", lambda *args, **kwargs: [])
     assert main(["generate", "--output", str(tmp_path / "out"), "--quiet"]) == 130
     captured = capsys.readouterr()
-    assert captured.err == "interrupted: finished samples are kept; rerun the same command to resume\n"
+    assert captured.err == "face3d generate: interrupted; finished samples are kept: rerun the same command to resume\n"
     assert captured.out == ""
+
+
+def test_generate_terminated_says_a_rerun_resumes(tmp_path, capsys, monkeypatch):
+    import face3d.trainset.dataset
+    import face3d.trainset.synthetic
+
+    monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", lambda *args, **kwargs: [])
+    monkeypatch.setattr(face3d.trainset.dataset, "generate_dataset",
+                        lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGTERM))
+    assert main(["generate", "--output", str(tmp_path / "out"), "--quiet"]) == 143
+    assert capsys.readouterr().err == ("face3d generate: terminated; finished samples are kept: rerun the same "
+                                       "command to resume\n")
 
 
 # Runs `python -m face3d ARGS` and sends itself the signal named by its first argument just before its first

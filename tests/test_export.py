@@ -248,6 +248,7 @@ def test_cli_writes_the_files_and_runs_atc_when_installed(tiny_model, tmp_path, 
     assert '--input_shape="input:1,64,64,3"' in script and "--soc_version=Ascend310P3" in script
     assert json.loads((out / "export.json").read_text())["atc_status"] == {"pb": 0}
     lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"wrote {out / 'prnet.pb'}"
     assert re.fullmatch(r"max \|pb - keras\| = \S+ \(on 1 check images\)", lines[2])
     assert lines[3] == "each file against the Keras model, on 1 check images:" and lines[4].startswith("prnet.pb: ")
     assert face3d_main(["export", "--model", str(tmp_path / "missing.keras"), "--output", str(out)]) == 2
@@ -290,10 +291,12 @@ def test_no_atc_does_not_run_an_installed_atc_and_says_so(tmp_path, monkeypatch,
     _width_one_model(1).save(tmp_path / "model.keras")
     _fake_atc(tmp_path, monkeypatch, f"touch {tmp_path / 'atc_ran'}")
     out = tmp_path / "out"
-    assert face3d_main(["export", "--model", str(tmp_path / "model.keras"), "--output", str(out), "--no-atc"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "  -> atc not run (--no-atc)"
+    assert face3d_main(["export", "--model", str(tmp_path / "model.keras"), "--output", str(out), "--no-atc",
+                        "--onnx"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"wrote {out / 'prnet.pb'}, {out / 'prnet.onnx'}" and lines[-1] == "  -> atc not run (--no-atc)"
     assert not (tmp_path / "atc_ran").exists() and json.loads((out / "export.json").read_text())["atc_status"] == {
-        "pb": None}
+        "pb": None, "onnx": None}
 
 
 def test_a_new_export_into_the_folder_removes_the_earlier_files_it_does_not_write(tmp_path):

@@ -548,7 +548,8 @@ def test_ctrl_c_as_a_photo_is_linked_in_leaves_no_partial_file(tmp_path, model, 
 
     monkeypatch.setattr(os, "link", linked_then_interrupted)
     assert main(["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]) == 130
-    assert capsys.readouterr().err == "interrupted: finished images are kept; rerun the same command to resume\n"
+    assert capsys.readouterr().err == ("face3d fit: interrupted; finished images are kept: rerun the same command to "
+                                       "resume\n")
     assert list(out.rglob("*")) == []  # the photo was the first file of the run
 
 

@@ -702,8 +702,8 @@ def test_ctrl_c_ends_the_workers_leaving_no_partial_file(synth_root, tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     (partial,) = run.stdout.splitlines()  # and no worker wrote on
     assert partial.startswith(".") and partial.endswith(TEMP_SUFFIX)  # written in its folder (dir_fd)
-    assert (run.returncode, run.stderr) == (130, "interrupted: finished samples are kept; rerun the same command "
-                                                 "to resume\n")
+    assert (run.returncode, run.stderr) == (130, "face3d generate: interrupted; finished samples are kept: rerun the "
+                                                 "same command to resume\n")
     assert not list(output.rglob(f"*{TEMP_SUFFIX}"))
 
 

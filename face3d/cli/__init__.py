@@ -53,7 +53,7 @@ def build_parser(commands=None):
                                         formatter_class=command.formatter)
         if commands is None or command.name in commands:
             command.add_arguments(command_parser)
-        command_parser.set_defaults(run=command.run, prog=command_parser.prog)
+        command_parser.set_defaults(run=command.run, prog=command_parser.prog, stop_hint=command.stop_hint)
     return parser
 
 

@@ -37,6 +37,7 @@ class Command:
         formatter: the help formatter class of the command's parser.
         one_blas_thread: set one BLAS thread per process before parsing (commands whose parallelism is worker
             processes); training and inference keep the libraries' own threading.
+        stop_hint: what the line of a command stopped by Ctrl-C or SIGTERM adds (that a rerun resumes), or "".
     """
     name: str
     help: str
@@ -45,12 +46,13 @@ class Command:
     run: typing.Callable
     formatter: type = argparse.HelpFormatter
     one_blas_thread: bool = False
+    stop_hint: str = ""
 
     def parser(self, prog):
         """A stand-alone parser for the command (the root scripts ``train.py`` ... use it)."""
         parser = argparse.ArgumentParser(prog=prog, description=self.description, formatter_class=self.formatter)
         self.add_arguments(parser)
-        parser.set_defaults(run=self.run, prog=parser.prog)
+        parser.set_defaults(run=self.run, prog=parser.prog, stop_hint=self.stop_hint)
         return parser
 
     def main(self, argv=None, prog=None):
@@ -152,8 +154,10 @@ def run_parsed(args):
 
 
 def _stopped(args, what, signum):
-    """Print ``<prog>: <what>`` on stderr; returns the status of a program ended by signal ``signum``."""
-    print(f"{args.prog}: {what}", file=sys.stderr)
+    """Print ``<prog>: <what>`` on stderr, with the command's ``stop_hint`` after a semicolon when it has one;
+    returns the status of a program ended by signal ``signum``."""
+    hint = getattr(args, "stop_hint", "")
+    print(f"{args.prog}: {what}" + (f"; {hint}" if hint else ""), file=sys.stderr)
     return 128 + signum
 
 

@@ -69,7 +69,7 @@ def run_export(args):
     except RuntimeError as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {result.pb_path}" + (f" and {result.onnx_path}" if result.onnx_path else ""))
+    print("wrote " + ", ".join(row["path"] for row in result.files.values()))
     print("op types (.pb): " + ", ".join(f"{k} x{v}" for k, v in result.op_types.items()))
     for fmt, diff in result.max_abs_diff.items():
         print(f"max |{fmt} - keras| = {diff:.3g} (on {result.checked_on})")

@@ -74,9 +74,6 @@ def run_fit(args):
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"{args.prog}: error: {error_text(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished images are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
     mean = "-" if summary["fit_nme_mean"] is None else f"{100 * summary['fit_nme_mean']:.2f} %"
     print(f"photos {summary['photos']}: written {summary['written']}, skipped {summary['skipped']} (already done), "
           f"dropped {summary['dropped']} (fit NME > {100 * args.max_fit_error:g} %), failed {summary['failed']}; "
@@ -91,4 +88,5 @@ def run_fit(args):
 
 
 FIT = Command("fit", "fit the morphable model to your photos' 68 landmarks: 300W-LP samples for generate",
-              _DESCRIPTION, add_fit_arguments, run_fit, one_blas_thread=True)
+              _DESCRIPTION, add_fit_arguments, run_fit, one_blas_thread=True,
+              stop_hint="finished images are kept: rerun the same command to resume")

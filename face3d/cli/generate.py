@@ -142,8 +142,8 @@ def _print_summary(summary, stream):
 def run_generate(args):
     """Run the generate command from parsed ``args``; returns the exit status: 0 when the run completed with at
     most ``--max-failures`` failed samples and unreadable folders, 1 with more, 2 for options ``GenerationConfig``
-    refuses (and, through ``run_parsed``, for unusable inputs and a write refused for good: a full disk), 130 when
-    interrupted."""
+    refuses (and, through ``run_parsed``, for unusable inputs and a write refused for good: a full disk, and 130 or
+    143 when interrupted or terminated, with ``stop_hint``)."""
     limit_blas_threads()
     setup_logging(args.verbose)
     from face3d.trainset.dataset import generate_dataset
@@ -154,19 +154,15 @@ def run_generate(args):
         print(f"{args.prog}: error: {error}", file=sys.stderr)
         return 2
     root = args.root
-    try:
-        if root is None:
-            from face3d.trainset.synthetic import synthesize_dataset
+    if root is None:
+        from face3d.trainset.synthetic import synthesize_dataset
 
-            root = os.path.join(args.output, SYNTHETIC_DIR)
-            synthesize_dataset(root, count=args.synthetic_count, seed=args.seed, model_path=args.bfm)
-        summary = generate_dataset(root, args.output, config, model_path=args.bfm,
-                                   workers=args.workers, shard=args.shard, limit=args.limit, seed=args.seed,
-                                   relative_paths=args.label_paths == "relative", progress=not args.quiet,
-                                   uv_data=args.uv_data)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted: finished samples are kept; rerun the same command to resume\n")
-        return 130
+        root = os.path.join(args.output, SYNTHETIC_DIR)
+        synthesize_dataset(root, count=args.synthetic_count, seed=args.seed, model_path=args.bfm)
+    summary = generate_dataset(root, args.output, config, model_path=args.bfm,
+                               workers=args.workers, shard=args.shard, limit=args.limit, seed=args.seed,
+                               relative_paths=args.label_paths == "relative", progress=not args.quiet,
+                               uv_data=args.uv_data)
     _print_summary(summary, sys.stdout)
     problems = [f"{summary['failed']} samples failed"] * bool(summary["failed"]) + \
         [f"{len(summary['unreadable_folders'])} folders could not be listed"] * bool(summary["unreadable_folders"])
@@ -177,7 +173,8 @@ def run_generate(args):
 
 
 GENERATE = Command("generate", "generate a PRNet training set (resumable, sharded, parallel)", _DESCRIPTION,
-                   add_generate_arguments, run_generate, argparse.RawDescriptionHelpFormatter, one_blas_thread=True)
+                   add_generate_arguments, run_generate, argparse.RawDescriptionHelpFormatter, one_blas_thread=True,
+                   stop_hint="finished samples are kept: rerun the same command to resume")
 
 
 def build_generate_parser(prog=None):
