@@ -919,6 +919,55 @@ def test_an_unfinished_redo_leaves_no_record_of_removed_files_and_the_next_remov
     assert _file_names(folder) == narrowed
 
 
+def _label_lines_naming_missing_files(output):
+    """The lines of ``output``'s label file (relative paths) naming a file that is not there."""
+    lines = (output / label_file_name()).read_text().splitlines()
+    return [line for line in lines if not all((output / path).is_file() for path in line.split())]
+
+
+def test_a_redo_stopped_midway_leaves_no_label_file_naming_removed_files(synth_root, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _generate(synth_root, out, limit=3, config=PREVIEWED)
+    assert _label_lines_naming_missing_files(out) == []
+    append = Journal.append
+
+    def append_then_stop_after_a_sample(self, records):
+        append(self, records)
+        if any("outputs" in record for record in records):
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:  # stopped after the first redone sample: its earlier files are gone
+        patched.setattr(Journal, "append", append_then_stop_after_a_sample)
+        with pytest.raises(KeyboardInterrupt):
+            _generate(synth_root, out, limit=3, config=NARROWED)
+    assert not (out / SYNTH_FOLDER / "SYNTH_0000_1_0_angle_-60.npy").exists()
+    assert not (out / label_file_name()).exists() and not (out / "summary.json").exists()
+    resumed = _generate(synth_root, out, limit=3, config=NARROWED)
+    assert (resumed["written"], resumed["skipped"], resumed["label_lines"]) == (2, 1, 6)
+    assert _label_lines_naming_missing_files(out) == []
+
+
+def test_a_rerun_with_nothing_to_write_keeps_the_label_file_bytes(synth_root, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _generate(synth_root, out, limit=2)
+    label = (out / label_file_name()).read_bytes()
+    stat = (out / label_file_name()).stat()
+
+    def stop(self, rels, earlier=None):
+        assert rels == []
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Journal, "mark_redo", stop)  # a resume stopped before its end keeps the earlier label file
+    with pytest.raises(KeyboardInterrupt):
+        _generate(synth_root, out, limit=2)
+    assert (out / label_file_name()).read_bytes() == label
+    assert (out / label_file_name()).stat().st_ino == stat.st_ino and (out / "summary.json").exists()
+    monkeypatch.undo()
+    resumed = _generate(synth_root, out, limit=2)
+    assert (resumed["written"], resumed["skipped"]) == (0, 2)
+    assert (out / label_file_name()).read_bytes() == label
+
+
 def test_a_redo_leaves_the_files_another_sample_writes(synth_root, tmp_path):
     """An earlier run with angle 15 wrote ``a``'s copy as ``a_angle_15.*`` and refused the sample ``a_angle_15``;
     with other angles that sample writes those names itself, and redoing ``a`` afterwards must not remove them."""

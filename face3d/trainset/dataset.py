@@ -196,8 +196,10 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       This process dying ends the worker processes too (``worker_pool._end_with_parent``).
     * ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the
       journals in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
-      gives the same bytes as an uninterrupted one. Paths are absolute by default (``os.path.abspath`` of the
-      output folder), or relative to the output folder.
+      gives the same bytes as an uninterrupted one. A run with samples to write first removes the earlier label
+      file and summary of its shard (``_remove_run_results``), so a run stopped midway leaves none naming files it
+      removed or rewrote; one with nothing to write keeps them until its end (the label file's bytes unchanged).
+      Paths are absolute by default (``os.path.abspath`` of the output folder), or relative to the output folder.
     * A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
       with its file and reason, counted in the summary and skipped; it leaves no output. So is, up front, a sample
       whose name the label file cannot hold (not UTF-8, or with whitespace), whose image has a suffix not read
@@ -269,6 +271,8 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     pending = [SampleTask(ref, sample_seed(seed, ref.rel), _replaced_files(ref, earlier[ref.rel], discovered_rels)
                           if ref.rel in earlier else ()) for ref in todo]
     _log_resume(len(intact), pending, latest, fingerprint)
+    if pending:
+        _remove_run_results(output, shard)
     state.journal.mark_redo(list(earlier), earlier)
     tally = _Tally(samples, len(samples) - len(pending) - len(refused), progress)
     if refused:
@@ -295,6 +299,14 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     atomic_write_bytes(output / summary_file_name(shard),
                        (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8"))
     return summary
+
+
+def _remove_run_results(output, shard):
+    """Remove the label file and summary an earlier run of ``shard`` left in ``output`` (one not there is skipped),
+    before this run writes or removes any sample's files: they list the earlier outputs, and a run stopped before
+    its end, which writes both again, must leave no label file naming a file it removed or rewrote."""
+    for name in (label_file_name(shard), summary_file_name(shard)):
+        (output / name).unlink(missing_ok=True)
 
 
 def _checked_run_arguments(root, output, shard, limit, workers, relative_paths):
