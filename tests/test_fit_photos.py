@@ -504,6 +504,80 @@ def test_a_photo_whose_name_generate_refuses_fails_and_its_fits_generate(tmp_pat
     assert json.loads((trainset / "summary.json").read_text())["written"] == 1
 
 
+def _journal_records(out):
+    """{journal path: [its records]} of a fit's output folder."""
+    return {path: [json.loads(line) for line in path.read_text().splitlines()] for path in (out / DONE_DIR).iterdir()}
+
+
+def test_a_refused_photo_keeps_no_output_of_a_run_that_fitted_it(tmp_path, model, caplog):
+    """Outputs and a record of ``b c``, as a release that did not refuse whitespace left them: removed, logged and
+    journalled as redone, so that generate takes the folder and the photo, once renamed, is fitted again."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="ab")
+    assert fit_photos(photos, out, workers=1, progress=False)["written"] == 2
+    for name in ("b.png", "b.txt"):
+        os.rename(photos / name, photos / name.replace("b", "b c"))
+    for name in ("b.png", "b.mat"):
+        os.rename(out / name, out / name.replace("b", "b c"))
+    for path, records in _journal_records(out).items():
+        path.write_text("".join(json.dumps({**record, "sample": "b c", "outputs": ["b c.mat", "b c.png"],
+                                            "files": {k.replace("b", "b c"): v for k, v in record["files"].items()}}
+                                           if record["sample"] == "b" else record) + "\n" for record in records))
+    with caplog.at_level(logging.WARNING, logger="face3d"):
+        summary = fit_photos(photos, out, workers=1, progress=False)
+    assert (summary["photos"], summary["skipped"], summary["failed"], summary["samples"]) == (2, 1, 1, 1)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"skipping {photos / 'b c.png'}: the name contains whitespace, which separates the two paths of a label "
+        f"line; rename it (face3d generate refuses such a sample)",
+        f"{photos / 'b c.png'}: removed its outputs of an earlier run (b c.mat, b c.png): its name is refused"]
+    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "summary.json"]
+    assert read_journals(out)["b c"]["redo"] is True
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="face3d"):
+        assert fit_photos(photos, out, workers=1, progress=False)["skipped"] == 1
+    assert [r.getMessage() for r in caplog.records] == [summary["failures"][0]["image"].join(("skipping ", ": "))
+                                                        + summary["failures"][0]["reason"]]
+    assert main(["generate", "--root", str(out), "--output", str(tmp_path / "trainset"), "--resolution", "16",
+                 "--angles", "--workers", "1", "--quiet"]) == 0
+    for name in ("b c.png", "b c.txt"):
+        os.rename(photos / name, photos / name.replace(" ", "_"))
+    assert fit_photos(photos, out, workers=1, progress=False)["written"] == 1
+    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "b_c.mat", "b_c.png", "summary.json"]
+
+
+def test_a_replaced_photo_is_refitted_and_its_earlier_copy_removed(tmp_path, model, caplog):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="ab")
+    assert fit_photos(photos, out, workers=1, progress=False)["written"] == 2
+    # another file of the stem: b.png deleted, a BMP of another picture written
+    (photos / "b.png").unlink()
+    cv2.imwrite(str(photos / "b.bmp"), cv2.imread(str(photos / "a.png")))
+    with caplog.at_level(logging.INFO, logger="face3d.fitting.photos"):
+        rerun = fit_photos(photos, out, workers=1, progress=False)
+    assert (rerun["written"], rerun["skipped"]) == (1, 1)
+    assert f"refitting {photos / 'b.bmp'}: its image is now b.bmp, not b.png" in caplog.text
+    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "b.bmp", "b.mat", "summary.json"]
+    assert (out / "b.bmp").read_bytes() == (photos / "b.bmp").read_bytes()
+    # another picture moved onto a.png, the same name
+    replacement = tmp_path / "other.png"
+    cv2.imwrite(str(replacement), cv2.imread(str(photos / "b.bmp"))[:, ::-1])
+    os.replace(replacement, photos / "a.png")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="face3d.fitting.photos"):
+        rerun = fit_photos(photos, out, workers=1, progress=False)
+    assert (rerun["written"], rerun["skipped"]) == (1, 1)
+    assert f"refitting {photos / 'a.png'}: its image changed" in caplog.text
+    assert (out / "a.png").read_bytes() == (photos / "a.png").read_bytes()
+    assert fit_photos(photos, out, workers=1, progress=False)["skipped"] == 2
+    # records of an earlier release name no image: they stand
+    for path, records in _journal_records(out).items():
+        path.write_text("".join(json.dumps({k: v for k, v in record.items() if k != "image"}) + "\n"
+                                for record in records))
+    cv2.imwrite(str(replacement), cv2.imread(str(photos / "b.bmp")))
+    os.replace(replacement, photos / "a.png")
+    assert fit_photos(photos, out, workers=1, progress=False)["skipped"] == 2
+
+
 def _refuse(code):
     raise OSError(code, os.strerror(code))  # what a failed write or close raises: no file named
 

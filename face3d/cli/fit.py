@@ -24,9 +24,10 @@ _DESCRIPTION = (
 def add_fit_arguments(parser):
     """Add the arguments of ``face3d fit`` to ``parser``; returns it."""
     from face3d.fitting.photos import FitConfig
+    from face3d.utils.image_header import IMAGE_SUFFIXES
 
     parser.add_argument("--images", required=True, metavar="DIR",
-                        help="folder of face photos (.jpg, .jpeg, .png; nested folders are mirrored)")
+                        help=f"folder of face photos ({', '.join(IMAGE_SUFFIXES)}; nested folders are mirrored)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--landmarks", metavar="DIR",
                         help="folder of the 68-landmark files at the images' relative paths and stems (default: "

@@ -31,7 +31,7 @@ from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
 from face3d.trainset.discovery import label_text_problem, walk_stems
 from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmark_file
-from face3d.trainset.outputs import Journal, done_outputs, file_check, read_journals
+from face3d.trainset.outputs import Journal, done_outputs, earlier_files, file_check, read_journals
 from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.trainset.worker_pool import WORKER_DIED, default_worker_count, pool_context, run_journaled_chunks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
@@ -332,11 +332,26 @@ def _landmark_identity(path, root):
     return {"file": Path(path).relative_to(root).as_posix(), "size": len(data), "crc32": zlib.crc32(data)}
 
 
+def _image_identity(ref, root):
+    """What the journal records of a photo's image: ``{"file": its path relative to root (posix), "check": [size,
+    crc]}`` (``file_check``), so that a rerun refits a photo replaced by another picture or another file."""
+    return {"file": Path(ref.image_path).relative_to(root).as_posix(), "check": file_check(ref.image_path)}
+
+
 def _refit_reason(images_root, config, ref, record):
-    """Why photo ``ref``, finished as its journal ``record`` says, must be fitted again because of its landmark file
-    (a short phrase), or None: the file is no longer the one the record names with the same bytes. Detected
-    landmarks come from the image and never count. A record of an earlier release names no file: it stands,
-    except for AFLW2000-3D's ``pt3d_68``, which that release fitted with jaw marching."""
+    """Why photo ``ref``, finished as its journal ``record`` says, must be fitted again because of its image or its
+    landmark file (a short phrase), or None: either is no longer the file the record names with the same bytes.
+    Detected landmarks come from the image and never count. A record of an earlier release names neither file: it
+    stands, except for AFLW2000-3D's ``pt3d_68``, which that release fitted with jaw marching."""
+    if "image" in record:
+        try:
+            image = _image_identity(ref, images_root)
+        except OSError:  # unreadable now: the refit reports it
+            return "its image cannot be read"
+        if image["file"] != record["image"]["file"]:
+            return f"its image is now {image['file']}, not {record['image']['file']}"
+        if image["check"] != record["image"]["check"]:
+            return "its image changed"
     if config.detect is not None:
         return None
     source = find_landmark_file(ref.image_path, images_root, config.landmarks)
@@ -355,9 +370,10 @@ def _refit_reason(images_root, config, ref, record):
 
 def _record(photo, fingerprint, status, fit_nme, files):
     """The journal record of a finished image (``_PhotoInput``): ``status`` "written" or "dropped", ``files``
-    {name: [size, crc]}, ``landmarks`` its landmark file's ``_landmark_identity`` (None when detected)."""
+    {name: [size, crc]}, ``image`` its ``_image_identity``, ``landmarks`` its landmark file's
+    ``_landmark_identity`` (None when detected)."""
     return {"sample": photo.ref.rel, "fingerprint": fingerprint, "status": status, "fit_nme": fit_nme,
-            "outputs": sorted(files), "files": files, "landmarks": photo.landmark_file}
+            "outputs": sorted(files), "files": files, "image": photo.image_file, "landmarks": photo.landmark_file}
 
 
 def _write_sample(output, ref, mat):
@@ -370,10 +386,16 @@ def _write_sample(output, ref, mat):
     return {path.name: file_check(path) for path in (image_out, mat_out)}
 
 
-def _remove_outputs(output, ref):
-    """Remove the outputs of an image before it is redone (a dropped fit must leave no sample)."""
-    for path in _output_paths(output, ref):
-        path.unlink(missing_ok=True)
+def _remove_outputs(output, ref, earlier=()):
+    """Remove the outputs of an image before it is redone or refused (a dropped fit must leave no sample): those of
+    its path (``_output_paths``) and ``earlier``, names in its output folder from its journal record
+    (``earlier_files``: the copy of a replaced image of another suffix). Returns the names of the files removed."""
+    removed = []
+    for path in sorted({*_output_paths(output, ref), *(Path(output, ref.folder, name) for name in earlier)}):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path.name)
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -413,12 +435,14 @@ def _build_state(model_path, config, images_root, output, fingerprint, landmarke
 @dataclass
 class _PhotoInput:
     """What a photo's fit needs: ``points`` (68, 2) landmarks (image pixels), the image ``height``, the
-    ``_landmark_identity`` of the landmark file (None for detected landmarks) and whether the landmarks' jaw follows
-    the silhouette (``silhouette_jaw``: detected ones do, ``read_landmark_file`` tells for a file)."""
+    ``_image_identity`` of the image, the ``_landmark_identity`` of the landmark file (None for detected landmarks)
+    and whether the landmarks' jaw follows the silhouette (``silhouette_jaw``: detected ones do,
+    ``read_landmark_file`` tells for a file)."""
 
     ref: PhotoRef
     points: np.ndarray
     height: int
+    image_file: dict
     landmark_file: dict | None
     silhouette_jaw: bool
 
@@ -430,6 +454,7 @@ def _read_input(state, ref):
     from face3d.trainset.sample import GenerationConfig, check_face_inside
     from face3d.trainset.sample_io import read_image
 
+    image_file = _image_identity(ref, state.images_root)  # before the image is read, as generate's input_checks
     image = read_image(ref.image_path, state.config.max_pixels, limit_flag="--max-pixels")
     landmark_file, silhouette_jaw = None, True
     if state.landmarker is not None:
@@ -449,7 +474,7 @@ def _read_input(state, ref):
     # landmarks of another size of the photo (annotated on the full-size one beside a thumbnail): face3d generate
     # would refuse the sample
     check_face_inside(points, image.shape, GenerationConfig.min_visible_keypoints, source, "landmarks")
-    return _PhotoInput(ref, points, image.shape[0], landmark_file, silhouette_jaw)
+    return _PhotoInput(ref, points, image.shape[0], image_file, landmark_file, silhouette_jaw)
 
 
 def _fit_all(state, ready):
@@ -553,6 +578,30 @@ def _done_photos(output, photos, latest, fingerprint, images_root, config):
     return {rel for rel, reason in zip(done, reasons) if reason is None}
 
 
+def _clear_earlier(output, pending, refused, by_rel, latest):
+    """Journal a redo line for each photo of ``pending`` with a record in ``latest`` (``read_journals``), so that it
+    does not pass for finished by that record should a worker process die, and remove the outputs its record
+    lists (``earlier_files``: a replaced image's copy may have another suffix). A photo of ``refused`` (with its
+    reason) keeps no output either, as a refit that fails keeps none: those it has, written by a run that fitted it
+    (its name was not refused then), are removed and logged, and a record of it gets a redo line, so that a rerun
+    counts none of them. A refused photo sharing the stem of one kept (``by_rel``) owns no output."""
+    stale = [ref for ref in pending if ref.rel in latest]
+    for ref in stale:
+        _remove_outputs(output, ref, earlier_files(latest[ref.rel]))
+    for ref, _ in refused:
+        if ref.rel in by_rel:
+            continue
+        record = latest.get(ref.rel)
+        removed = _remove_outputs(output, ref, earlier_files(record))
+        if removed:
+            logger.warning("%s: removed its outputs of an earlier run (%s): its name is refused", ref.image_path,
+                           ", ".join(removed))
+        if removed or (record is not None and not record.get("redo")):
+            stale.append(ref)
+    with contextlib.closing(Journal(str(output))) as marks:
+        marks.mark_redo([ref.rel for ref in stale])
+
+
 def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None, progress=True):
     """Fit every image under ``images`` and write the 300W-LP samples into ``output``; resumable.
 
@@ -625,9 +674,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     state_args = (model_path, config, str(images), str(output), fingerprint)
     chunks = [pending[i:i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
     run_workers = min(workers, max(len(chunks), 1))
-    # a photo refitted must not pass for finished by its earlier record should a worker process die
-    with contextlib.closing(Journal(str(output))) as marks:
-        marks.mark_redo([ref.rel for ref in pending if ref.rel in latest])
+    _clear_earlier(output, pending, refused, by_rel, latest)
     try:
         if run_workers == 1 and chunks:
             state = _build_state(*state_args, landmarker)

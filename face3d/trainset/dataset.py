@@ -160,8 +160,9 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     runs it over a dataset and owns everything that makes a long run safe:
 
     * Discovery (``discover_samples``): a sample is a ``.mat`` parameter file with an image of the same stem
-      (``.jpg``, ``.jpeg`` or ``.png``). In the 300W-LP tree (the root holds ``AFW``, ``HELEN``, ``IBUG``, ``LFPW`` or
-      their ``_Flip`` twins) only those folders are walked, so ``landmarks/`` and ``Code/`` are never samples;
+      (``IMAGE_SUFFIXES``: ``.jpg``, ``.jpeg``, ``.png`` or ``.bmp``). In the 300W-LP tree (the root holds ``AFW``,
+      ``HELEN``, ``IBUG``, ``LFPW`` or their ``_Flip`` twins) only those folders are walked, so ``landmarks/`` and
+      ``Code/`` are never samples;
       any other root is walked whole except ``landmarks/`` folders and hidden folders. Links to folders are
       followed, each folder walked once (``discovery.walk_stems``), and outputs mirror the path through the link.
       Samples are sorted by their relative path (posix separators, no extension), which defines the order of
