@@ -42,7 +42,7 @@ from face3d.trainset.landmark_files import (
     read_landmarks,
     read_pts,
 )
-from face3d.trainset.outputs import read_journals
+from face3d.trainset.outputs import earlier_files, read_journals
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.uv_layout import load_uv_data
 from face3d.utils.errors import InputFileError
@@ -543,6 +543,26 @@ def test_a_refused_photo_keeps_no_output_of_a_run_that_fitted_it(tmp_path, model
         os.rename(photos / name, photos / name.replace(" ", "_"))
     assert fit_photos(photos, out, workers=1, progress=False)["written"] == 1
     assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "b_c.mat", "b_c.png", "summary.json"]
+
+
+def test_a_refused_photo_without_a_record_leaves_the_files_of_its_name_alone(tmp_path, model):
+    """No run of fit wrote outputs for ``x y``: files of its names in the output folder are the user's."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="a")
+    for name in ("a.png", "a.txt"):
+        os.link(photos / name, photos / name.replace("a", "x y"))
+    out.mkdir()
+    (out / "x y.png").write_bytes(b"the user's own file")
+    summary = fit_photos(photos, out, workers=1, progress=False)
+    assert (summary["written"], summary["failed"]) == (1, 1)
+    assert (out / "x y.png").read_bytes() == b"the user's own file"
+
+
+def test_journal_names_with_a_path_separator_name_no_earlier_file():
+    """A damaged or hand-edited journal line must not send a removal into another folder."""
+    record = {"files": {"a.mat": [1, 2], "../b.mat": [1, 2], "sub/c.png": [1, 2]}}
+    assert earlier_files(record) == ["a.mat"]
+    assert earlier_files({"sample": "a", "redo": True, "earlier_files": ["a.png", "../../victim.txt"]}) == ["a.png"]
 
 
 def test_a_replaced_photo_is_refitted_and_its_earlier_copy_removed(tmp_path, model, caplog):

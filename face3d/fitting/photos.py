@@ -386,12 +386,14 @@ def _write_sample(output, ref, mat):
     return {path.name: file_check(path) for path in (image_out, mat_out)}
 
 
-def _remove_outputs(output, ref, earlier=()):
+def _remove_outputs(output, ref, earlier=(), own=True):
     """Remove the outputs of an image before it is redone or refused (a dropped fit must leave no sample): those of
-    its path (``_output_paths``) and ``earlier``, names in its output folder from its journal record
-    (``earlier_files``: the copy of a replaced image of another suffix). Returns the names of the files removed."""
+    its path (``_output_paths``; not with ``own`` False) and ``earlier``, names in its output folder from its
+    journal record (``earlier_files``: the copy of a replaced image of another suffix). Returns the names of the
+    files removed."""
     removed = []
-    for path in sorted({*_output_paths(output, ref), *(Path(output, ref.folder, name) for name in earlier)}):
+    paths = {Path(output, ref.folder, name) for name in earlier} | (set(_output_paths(output, ref)) if own else set())
+    for path in sorted(paths):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             removed.append(path.name)
@@ -582,9 +584,10 @@ def _clear_earlier(output, pending, refused, by_rel, latest):
     """Journal a redo line for each photo of ``pending`` with a record in ``latest`` (``read_journals``), so that it
     does not pass for finished by that record should a worker process die, and remove the outputs its record
     lists (``earlier_files``: a replaced image's copy may have another suffix). A photo of ``refused`` (with its
-    reason) keeps no output either, as a refit that fails keeps none: those it has, written by a run that fitted it
-    (its name was not refused then), are removed and logged, and a record of it gets a redo line, so that a rerun
-    counts none of them. A refused photo sharing the stem of one kept (``by_rel``) owns no output."""
+    reason) keeps no output either, as a refit that fails keeps none: those its record lists, written by a run that
+    fitted it (its name was not refused then), are removed and logged, and the record gets a redo line, so that a
+    rerun counts none of them; without a record, files of its names are not fit's and stay. A refused photo
+    sharing the stem of one kept (``by_rel``) owns no output."""
     stale = [ref for ref in pending if ref.rel in latest]
     for ref in stale:
         _remove_outputs(output, ref, earlier_files(latest[ref.rel]))
@@ -592,11 +595,13 @@ def _clear_earlier(output, pending, refused, by_rel, latest):
         if ref.rel in by_rel:
             continue
         record = latest.get(ref.rel)
-        removed = _remove_outputs(output, ref, earlier_files(record))
+        if record is None:  # no run of fit wrote outputs for it: files of its names there are someone else's
+            continue
+        removed = _remove_outputs(output, ref, earlier_files(record), own=False)
         if removed:
             logger.warning("%s: removed its outputs of an earlier run (%s): its name is refused", ref.image_path,
                            ", ".join(removed))
-        if removed or (record is not None and not record.get("redo")):
+        if removed or not record.get("redo"):
             stale.append(ref)
     with contextlib.closing(Journal(str(output))) as marks:
         marks.mark_redo([ref.rel for ref in stale])

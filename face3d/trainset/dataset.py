@@ -198,8 +198,9 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     * ``trainDataLabel.txt`` (``trainDataLabel.part-KK-of-N.txt`` for a shard) is written at the end from the
       journals in sample order, one ``<image path> <npy path>`` line per output, so an interrupted and resumed run
       gives the same bytes as an uninterrupted one. A run with samples to write first removes the earlier label
-      file and summary of its shard (``_remove_run_results``), so a run stopped midway leaves none naming files it
-      removed or rewrote; one with nothing to write keeps them until its end (the label file's bytes unchanged).
+      file and summary of its shard (``_remove_run_results``), so a run stopped midway leaves none of its own
+      naming files it removed or rewrote (a label file joined from shard parts is the user's); one with nothing to
+      write keeps them until its end (the label file's bytes unchanged).
       Paths are absolute by default (``os.path.abspath`` of the output folder), or relative to the output folder.
     * A bad sample (unreadable image, missing keys, NaN parameters, face outside the image) is logged at WARNING
       with its file and reason, counted in the summary and skipped; it leaves no output. So is, up front, a sample

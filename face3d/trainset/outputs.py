@@ -230,10 +230,12 @@ def earlier_files(record):
     """The file names a sample's folder may still hold from its earlier runs, by its latest journal ``record``
     (``read_journals``; None for a sample never journalled): a finished record's ``files``, or the ``earlier_files``
     a redo line carries over from the record it superseded (``Journal.mark_redo``), for a rewrite that did not
-    finish (killed, failed) leaves them on disk; [] for a record of an earlier release without ``files``."""
+    finish (killed, failed) leaves them on disk; [] for a record of an earlier release without ``files``. Only
+    plain names count: one with a path separator (a damaged journal's) would name a file in another folder."""
     if record is None:
         return []
-    return sorted(record["files"]) if "files" in record else list(record.get("earlier_files", ()))
+    names = sorted(record["files"]) if "files" in record else list(record.get("earlier_files", ()))
+    return [name for name in names if _is_plain_name(name)]
 
 
 def input_checks(ref):
