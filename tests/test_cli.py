@@ -248,25 +248,24 @@ def test_a_keyboard_interrupt_tensorflow_wraps_in_a_system_error_is_an_interrupt
     """Ctrl-C inside a TensorFlow call comes out as a SystemError raised from the KeyboardInterrupt."""
     import face3d.trainset.synthetic
 
-    def interrupted_inside_a_library(*args, **kwargs):
-        try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt as error:
-            raise SystemError("<built-in function TFE_Py_Execute> returned a result with an exception set") from error
+    def inside_a_library(stop):
+        """A call in whose C++ ``stop()`` raised: the exception comes out as a SystemError raised from it."""
+        def call(*args, **kwargs):
+            try:
+                stop()
+            except BaseException as error:
+                raise SystemError("<built-in function TFE_Py_Execute> returned a result with an exception set") \
+                    from error
+        return call
 
-    monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", interrupted_inside_a_library)
-    assert main(["synthesize", "--output", str(tmp_path)]) == 130
-    assert capsys.readouterr().err == "face3d synthesize: interrupted\n"
+    def ctrl_c():
+        raise KeyboardInterrupt
 
-    def terminated_inside_a_library(*args, **kwargs):
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-        except BaseException as error:
-            raise SystemError("<built-in function TFE_Py_Execute> returned a result with an exception set") from error
-
-    monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", terminated_inside_a_library)
-    assert main(["synthesize", "--output", str(tmp_path)]) == 143
-    assert capsys.readouterr().err == "face3d synthesize: terminated\n"
+    for stop, status, word in ((ctrl_c, 130, "interrupted"),
+                               (lambda: os.kill(os.getpid(), signal.SIGTERM), 143, "terminated")):
+        monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", inside_a_library(stop))
+        assert main(["synthesize", "--output", str(tmp_path)]) == status
+        assert capsys.readouterr().err == f"face3d synthesize: {word}\n"
 
     def failed_inside_a_library(*args, **kwargs):
         raise SystemError("a library's own bug")

@@ -136,7 +136,12 @@ def landmark_crop(landmarks):
     Raises:
         ValueError: not 68 points (the message says to crop from a box instead), NaN or inf, or no area.
     """
-    box = keypoint_box(_landmark_points(landmarks), crop_scale=LANDMARK_SCALE)
+    return _crop_around(_landmark_points(landmarks))
+
+
+def _crop_around(points):
+    """``landmark_crop`` of (68, 2) x, y points already read by ``_landmark_points``."""
+    box = keypoint_box(points, crop_scale=LANDMARK_SCALE)
     if not box.size > 0:
         raise ValueError("landmarks span no area: cannot crop around them")
     return box
@@ -157,7 +162,7 @@ def face_crop_box(width, height, box=None, landmarks=None):
         refuse_box_outside(box, width, height)
         return crop_box
     points = _landmark_points(landmarks)
-    crop_box = landmark_crop(points)
+    crop_box = _crop_around(points)
     refuse_box_outside((*points.min(axis=0), *points.max(axis=0)), width, height, name="landmarks' box")
     return crop_box
 
