@@ -42,7 +42,9 @@ def _add_arguments(parser):
     pre.add_argument("--limit", type=positive_int, default=None, help="only the first N images (sorted)")
     add_max_pixels_argument(pre)
     run = sub.add_parser("run", help="msame-compatible runner on the host (ONNX Runtime or TensorFlow)")
-    run.add_argument("--model", required=True, help="prnet.onnx or prnet.pb from face3d export")
+    run.add_argument("--model", required=True,
+                     help="the network: .onnx or .pb from face3d export, a .keras file or PRNet's checkpoint "
+                          "(--fp16, --int8: .onnx only)")
     run.add_argument("--input", required=True,
                      help="DIR/bin of pre_process: every file in it but hidden ones, in sorted order, as msame runs "
                           "them; DIR/manifest.json beside it gives the run id and each file's faces")
