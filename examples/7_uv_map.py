@@ -83,7 +83,7 @@ def main(argv=None):
 
     write_image(args.output / "image.jpg", image)
     write_image(args.output / "uv_texture_map.jpg", uv_texture_map)
-    with atomic_file(args.output / "uv_position_map.npy") as f:  # a failed write names the file, as save_image's do
+    with atomic_file(args.output / "uv_position_map.npy") as f:  # a failed write names the file, as write_image's do
         np.save(f, uv_position_map)
     write_image(args.output / "uv_position_map.jpg", uv_position_map / max(h, w))  # only for show
     write_image(args.output / "uv_coords.jpg", layout)

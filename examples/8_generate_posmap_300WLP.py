@@ -131,7 +131,7 @@ def main(argv=None):
 
     # -- outputs
     write_image(args.output / f"{name}.jpg", cropped)
-    with atomic_file(args.output / f"{name}.npy") as f:  # a failed write names the file, as save_image's do
+    with atomic_file(args.output / f"{name}.npy") as f:  # a failed write names the file, as write_image's do
         np.save(f, posmap)
     write_image(args.output / f"{name}_posmap.jpg", posmap / r)  # only for show
     texture = cv2.remap(cropped, posmap[..., 0], posmap[..., 1], interpolation=cv2.INTER_LINEAR,

@@ -36,7 +36,7 @@ from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.trainset.worker_pool import WORKER_DIED, default_worker_count, pool_context, run_journaled_chunks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
 from face3d.utils.errors import InputFileError, os_error_at, refuses_storage
-from face3d.utils.image_header import IMAGE_SUFFIXES, is_unread_image, warn_unread_images
+from face3d.utils.image_header import IMAGE_SUFFIXES, is_listed_image, is_unread_image, warn_unread_images
 from face3d.utils.matfile import save_mat
 from face3d.utils.progress import Progress
 
@@ -126,8 +126,7 @@ def discover_photos(images_root, exclude=(), unreadable=None):
     for dirpath, rel, names in walk_stems(root, [root], exclude, skip_dir=lambda name: name.startswith("."),
                                           unreadable=unreadable):
         left_out += [n for n in names if is_unread_image(n)]
-        names = sorted((n for n in names if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES),
-                       key=lambda n: (IMAGE_SUFFIXES.index(os.path.splitext(n)[1].lower()), n))
+        names = sorted(filter(is_listed_image, names), key=lambda n: (IMAGE_SUFFIXES.index(Path(n).suffix.lower()), n))
         if not names:
             continue
         if problem := label_text_problem(rel):
@@ -568,7 +567,7 @@ def _worker_died(output, ref):
 
 def _done_photos(output, photos, latest, fingerprint, images_root, config):
     """The rels of ``photos`` that an earlier run finished under ``fingerprint`` with their outputs still as written
-    (``intact_done``) and no reason to refit in their landmark file (``_refit_reason``), both checked on 4
+    (``intact_done``) and no reason to refit in their image or landmark file (``_refit_reason``), both checked on 4
     threads: reading the files is what a resume waits for."""
     by_rel = {ref.rel: ref for ref in photos}
     done = sorted(intact_done(output, photos, latest, fingerprint, threads=4))
@@ -591,7 +590,7 @@ def _clear_earlier(output, pending, refused, by_rel, latest):
     stale = [ref for ref in pending if ref.rel in latest]
     for ref in stale:
         _remove_outputs(output, ref, earlier_files(latest[ref.rel]))
-    for ref, _ in refused:
+    for ref in {ref.rel: ref for ref, _ in refused}.values():  # x y.jpg and x y.png: one photo's outputs
         if ref.rel in by_rel:
             continue
         record = latest.get(ref.rel)

@@ -447,10 +447,10 @@ def _refuse_crops_of_another_uv_layout(model, manifest, manifest_path):
     checkpoint, or a ``.keras`` file converted from it) but the manifest (its ``read_manifest`` dict) names uv-data
     with other keypoints (``uv_kpt_ind.txt``), which post_process would read at the wrong map pixels.
 
-    The layout's keypoints are those of the uv-data ``prnet_checkpoint.uv_data_for_model`` finds for the model
-    (beside PRNet's checkpoint); where it finds none (a converted ``.keras`` file), only the packaged uv-data's
-    keypoints are known to be others. Keypoints, not paths, are compared: a copy of the right folder elsewhere is
-    the right uv-data.
+    The layout's keypoints are those of the uv-data ``prnet_checkpoint.uv_data_for_model`` finds beside PRNet's
+    checkpoint; where there is none (a converted ``.keras`` file, a checkpoint without ``Data/uv-data`` beside it),
+    only the packaged uv-data's keypoints are known to be others. Keypoints, not paths, are compared: a copy of the
+    right folder elsewhere is the right uv-data.
     """
     from face3d.prnet.prnet_checkpoint import find_checkpoint, has_prnet_uv_layout, uv_data_for_model
     from face3d.resources import default_uv_data_dir
@@ -459,10 +459,12 @@ def _refuse_crops_of_another_uv_layout(model, manifest, manifest_path):
     converted = has_prnet_uv_layout(model)
     if not converted and find_checkpoint(model) is None:  # read with the uv-data it was cropped with
         return
-    try:
-        needed = uv_data_for_model(model)
-    except ValueError:  # no uv-data folder known for it
-        needed = None
+    needed = None
+    if not converted:
+        try:
+            needed = uv_data_for_model(model)
+        except ValueError:  # no Data/uv-data beside the checkpoint
+            pass
 
     def keypoints(folder):
         return read_uv_kpt_ind(Path(folder) / "uv_kpt_ind.txt")

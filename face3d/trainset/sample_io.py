@@ -86,7 +86,7 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
     """Decode an image file to (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with alpha 255 when ``alpha`` (the
     generator's warp source: one conversion from OpenCV's BGR instead of two).
 
-    The size is read from the header first (``image_size``): an image above ``max_pixels`` (width * height) is
+    The size is read from the header first (``_decoded_header``): an image above ``max_pixels`` (width * height) is
     refused before any pixel memory is taken, and so is a format whose header gives no size. ``limit_flag``: the
     caller's option that sets ``max_pixels`` ("--max-pixels"), named in that message; None: the caller has none.
     The pixels come as stored (``decode_stored_pixels``: a JPEG's EXIF orientation is ignored), with a warning
