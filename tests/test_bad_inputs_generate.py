@@ -31,6 +31,7 @@ from _fixtures import deny_listing, fixtures_dir
 from face3d.cli import build_parser, main
 from face3d.cli.generate import generation_config
 from face3d.morphable_model.default_model import default_model_dir
+from face3d.morphable_model.load import save_BFM
 from face3d.trainset.dataset import (
     DONE_DIR,
     TEMP_SUFFIX,
@@ -433,25 +434,6 @@ def test_generate_on_a_folder_without_samples_says_so(tmp_path):
     assert not (tmp_path / "out" / "trainDataLabel.txt").exists()
 
 
-def _tiny_bfm(folder):
-    """A BFM.mat of 100 random vertices with 68 keypoints, and no BFM_UV.mat beside it."""
-    from face3d.morphable_model.load import save_BFM
-
-    rng = np.random.default_rng(0)
-    n3 = 300
-    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
-    model = {"shapeMU": f32(rng.normal(0, 5e4, (n3, 1))), "shapePC": f32(rng.normal(0, 1, (n3, 4))),
-             "shapeEV": f32(np.ones((4, 1))), "expMU": f32(np.zeros((n3, 1))),
-             "expPC": f32(rng.normal(0, 1, (n3, 2))), "expEV": f32(np.ones((2, 1))),
-             "texMU": f32(np.full((n3, 1), 128)), "texPC": f32(rng.normal(0, 1, (n3, 2))),
-             "texEV": f32(np.ones((2, 1))), "tri": rng.integers(0, 100, (50, 3)).astype(np.int32),
-             "tri_mouth": rng.integers(0, 100, (2, 3)).astype(np.int32),
-             "kpt_ind": rng.permutation(100)[:68].astype(np.int32)}
-    folder.mkdir(parents=True, exist_ok=True)
-    save_BFM(folder / "BFM.mat", model)
-    return folder / "BFM.mat"
-
-
 def test_commands_end_in_one_line_on_missing_inputs(tmp_path, synth):
     root = tmp_path / "root"
     _add_sample(root, "good", synth)
@@ -464,7 +446,9 @@ def test_commands_end_in_one_line_on_missing_inputs(tmp_path, synth):
                     f"face3d generate: error: {root}: is a folder; give the BFM.mat file in it")
     _one_line_error(_cli("generate", "--root", root, "--bfm", synth / f"{SOURCE}.mat", "--output", out),
                     "face3d generate: error:", str(synth / f"{SOURCE}.mat"), "no variable 'model'")
-    bfm = _tiny_bfm(tmp_path / "bfm")
+    bfm = tmp_path / "bfm" / "BFM.mat"  # no BFM_UV.mat beside it
+    bfm.parent.mkdir()
+    save_BFM(bfm, _tiny_model(np.random.default_rng(0).permutation(100)[:68]))
     _one_line_error(_cli("generate", "--root", root, "--bfm", bfm, "--output", out),
                     "face3d generate: error:", str(tmp_path / "bfm" / "BFM_UV.mat"), "not found")
     _one_line_error(_cli("generate", "--root", root, "--output", tmp_path / "my out"),

@@ -174,34 +174,25 @@ def test_generate_without_root_synthesizes_the_default_set(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("phase", ["synthesize_dataset", "generate_dataset"])
-def test_generate_interrupted_in_either_phase_exits_130_with_one_line(phase, tmp_path, capsys, monkeypatch):
-    """Ctrl-C while the synthetic set is rendered (no --root) or while the training set is written."""
+@pytest.mark.parametrize("signal_name, status, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_generate_stopped_in_either_phase_says_a_rerun_resumes(phase, signal_name, status, word, tmp_path, capsys,
+                                                              monkeypatch):
+    """Ctrl-C (SIGINT) or SIGTERM while the synthetic set is rendered (no --root) or while the training set is
+    written: one line saying that a rerun resumes, and 128 + the signal."""
     import face3d.trainset.dataset
     import face3d.trainset.synthetic
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+    def stopped(*args, **kwargs):
+        os.kill(os.getpid(), getattr(signal, signal_name))
 
     module = face3d.trainset.synthetic if phase == "synthesize_dataset" else face3d.trainset.dataset
-    monkeypatch.setattr(module, phase, interrupted)
-    if phase == "generate_dataset":  # a set already rendered: synthesis is not the step interrupted
+    monkeypatch.setattr(module, phase, stopped)
+    if phase == "generate_dataset":  # a set already rendered: synthesis is not the step stopped
         monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", lambda *args, **kwargs: [])
-    assert main(["generate", "--output", str(tmp_path / "out"), "--quiet"]) == 130
+    assert main(["generate", "--output", str(tmp_path / "out"), "--quiet"]) == status
     captured = capsys.readouterr()
-    assert captured.err == "face3d generate: interrupted; finished samples are kept: rerun the same command to resume\n"
+    assert captured.err == f"face3d generate: {word}; finished samples are kept: rerun the same command to resume\n"
     assert captured.out == ""
-
-
-def test_generate_terminated_says_a_rerun_resumes(tmp_path, capsys, monkeypatch):
-    import face3d.trainset.dataset
-    import face3d.trainset.synthetic
-
-    monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", lambda *args, **kwargs: [])
-    monkeypatch.setattr(face3d.trainset.dataset, "generate_dataset",
-                        lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGTERM))
-    assert main(["generate", "--output", str(tmp_path / "out"), "--quiet"]) == 143
-    assert capsys.readouterr().err == ("face3d generate: terminated; finished samples are kept: rerun the same "
-                                       "command to resume\n")
 
 
 # Runs `python -m face3d ARGS` and sends itself the signal named by its first argument just before its first

@@ -316,6 +316,27 @@ def test_pose_recovers_known_angles(default_model, uv):
         inference.estimate_pose(np.zeros_like(image), canonical)
 
 
+@pytest.mark.parametrize("axis, seen", [(0, "looks down"), (1, "turns to the image's right"),
+                                         (2, "tilts counter-clockwise")])
+def test_pose_angle_signs_are_those_documented(default_model, axis, seen):
+    """``angles`` (face3d) is positive, ``angles_3ddfa`` (300W-LP) negative, when the face looks down, turns to the
+    image's right or tilts counter-clockwise on the image, as the README and ``PoseEstimate`` say."""
+    mean = default_model.model["shapeMU"].reshape(-1, 3).astype(np.float64)
+    angles = np.zeros(3)
+    angles[axis] = 20.0
+    image = 0.002 * mean @ angle2matrix(angles).T + [150.0, 0.0, 0.0]
+    image[:, 1] = 299 - image[:, 1]  # image rows point down
+    centre = image.mean(axis=0)
+    nose, right_eye, left_eye = image[default_model.kpt_ind[[30, 36, 45]]]  # iBUG 36: the image's left eye
+    frontal_nose = (0.002 * mean[default_model.kpt_ind[30]] - 0.002 * mean.mean(axis=0)) * [1, -1, 1]
+    what = {"looks down": nose[1] - centre[1] > frontal_nose[1], "turns to the image's right": nose[0] > centre[0],
+            "tilts counter-clockwise": right_eye[1] > left_eye[1]}
+    assert what[seen]
+    pose = inference.estimate_pose(image, mean)
+    assert pose.angles[axis] == pytest.approx(20.0, abs=1e-6)
+    assert pose.angles_3ddfa[axis] < 0
+
+
 def test_pose_of_a_restored_mean_face_matches_its_pose_para(default_model, generator, uv):
     from face3d.trainset.synthetic import synthesize_sample
     image, mat = synthesize_sample(default_model, np.random.default_rng([3, 3]), size=300, yaw_fraction=0.8)

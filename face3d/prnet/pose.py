@@ -17,9 +17,10 @@ class PoseEstimate:
     """Head pose from dense vertices (``estimate_pose``).
 
     Attributes:
-        angles: (pitch, yaw, roll) in degrees, face3d's convention (``mesh.transform.matrix2angle``).
+        angles: (pitch, yaw, roll) in degrees, face3d's convention (``mesh.transform.matrix2angle``): positive when
+            the face looks down, turns to the image's right, tilts counter-clockwise on the image.
         angles_3ddfa: (pitch, yaw, roll) in radians, the 300W-LP ``Pose_Para`` convention
-            (``mesh.transform.matrix2angle_3ddfa``).
+            (``mesh.transform.matrix2angle_3ddfa``): negative for those.
         R: (3, 3) float64 rotation of the canonical face (BFM frame: x right, y up, z to the viewer).
         scale: float, model units to image pixels.
         t2d: (2,) float64 translation of the image x and up-pointing y (``-y_image``).

@@ -27,18 +27,22 @@ _JPEG_APP1 = 0xE1  # the segment of the Exif data
 _EXIF_ORIENTATION_TAG = 0x0112
 
 
-def is_listed_image(path):
-    """Whether a folder listing takes the file ``path`` as an image: an ``IMAGE_SUFFIXES`` suffix (any case) and
-    not hidden (a name starting with ".", such as macOS's ``._photo.jpg`` companions, which hold no image)."""
+def _visible_with_suffix(path, suffixes):
+    """Whether the file ``path`` has one of ``suffixes`` (any case) and is not hidden (a name starting with ".",
+    such as macOS's ``._photo.jpg`` companions, which hold no image)."""
     path = Path(path)
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    return path.suffix.lower() in suffixes and not path.name.startswith(".")
+
+
+def is_listed_image(path):
+    """Whether a folder listing takes the file ``path`` as an image: an ``IMAGE_SUFFIXES`` suffix, not hidden."""
+    return _visible_with_suffix(path, IMAGE_SUFFIXES)
 
 
 def is_unread_image(path):
-    """Whether ``path`` names an image that folder listings leave out: an ``UNREAD_IMAGE_SUFFIXES`` suffix (any
-    case), not hidden."""
-    path = Path(path)
-    return path.suffix.lower() in UNREAD_IMAGE_SUFFIXES and not path.name.startswith(".")
+    """Whether ``path`` names an image that folder listings leave out: an ``UNREAD_IMAGE_SUFFIXES`` suffix, not
+    hidden."""
+    return _visible_with_suffix(path, UNREAD_IMAGE_SUFFIXES)
 
 
 def warn_unread_images(paths, where):
@@ -68,10 +72,10 @@ class ImageHeader:
 
 
 def _jpeg_segments(data):
-    """(marker, i) of a JPEG's marker segments up to the start of scan, ``data[i]`` the marker byte (its 2-byte
-    length follows, counting itself). As libjpeg's next_marker, the walk skips stray bytes up to the next 0xFF
-    (libjpeg warns "extraneous bytes before marker" and decodes the image), fill bytes (0xFF) and stuffed zeros
-    (0xFF 0x00)."""
+    """(marker, i, length) of a JPEG's marker segments up to the start of scan, ``data[i]`` the marker byte, then
+    the segment's 2-byte ``length`` (counting itself) and its content. As libjpeg's next_marker, the walk skips
+    stray bytes up to the next 0xFF (libjpeg warns "extraneous bytes before marker" and decodes the image), fill
+    bytes (0xFF) and stuffed zeros (0xFF 0x00)."""
     i = 2
     while (i := data.find(b"\xff", i)) >= 0:
         while i < len(data) and data[i] == 0xFF:
@@ -84,8 +88,9 @@ def _jpeg_segments(data):
             continue
         if marker == 0xDA:  # start of scan: the image data follows
             return
-        yield marker, i
-        i += 1 + struct.unpack(">H", data[i + 1:i + 3])[0]
+        length = struct.unpack(">H", data[i + 1:i + 3])[0]
+        yield marker, i, length
+        i += 1 + length
 
 
 def _exif_orientation(app1):
@@ -110,9 +115,9 @@ def _jpeg_header(data):
     """(width, height, EXIF orientation or None) of a JPEG: the size from the first start-of-frame segment, the
     orientation from the first APP1 Exif segment before it."""
     orientation = None
-    for marker, i in _jpeg_segments(data):
+    for marker, i, length in _jpeg_segments(data):
         if marker == _JPEG_APP1 and orientation is None:
-            orientation = _exif_orientation(data[i + 3:i + 1 + struct.unpack(">H", data[i + 1:i + 3])[0]])
+            orientation = _exif_orientation(data[i + 3:i + 1 + length])
         elif marker in _JPEG_FRAMES:
             if i + 8 > len(data):
                 break
