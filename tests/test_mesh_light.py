@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_mesh_render import misaligned
 
 from face3d.mesh import light as cpp
 from face3d.mesh_numpy import light as ref
@@ -63,6 +64,13 @@ def test_normals_match_numpy_twin(seed):
     assert np.all(tn[:4] == 0) and np.all(vn[45:] == 0)
     used = np.linalg.norm(vn[:45], axis=1)
     assert np.allclose(used[used > 0], 1, atol=1e-6)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_normals_of_misaligned_input_equal_those_of_aligned_input(twin):
+    v, t = uv_sphere()
+    t = t.astype(np.int32)
+    assert np.array_equal(twin.vertex_normals(misaligned(v), misaligned(t)), twin.vertex_normals(v, t))
 
 
 @pytest.mark.parametrize("twin", TWINS)
@@ -157,12 +165,37 @@ def test_light_bad_input(twin):
     (dict(ambient=np.nan), r"ambient must be a finite scalar or \(3,\) RGB, got nan"),
     (dict(ambient=[0.1, 0.2]), r"ambient must be a finite scalar or \(3,\) RGB, got \[0\.1, 0\.2\]"),
     (dict(specular=np.inf), r"specular must be a finite scalar, got inf"),
-    (dict(specular=0.5, shininess=np.nan), r"shininess must be a finite scalar, got nan"),
+    (dict(specular=0.5, shininess=np.nan), r"shininess must be a finite scalar >= 0, got nan"),
+    (dict(specular=0.5, shininess=-1), r"shininess must be a finite scalar >= 0, got -1"),
     (dict(specular=0.5, eye=[np.nan, 0, 1]), r"eye must be None or a finite \(3,\) point, got \[nan, 0\.0, 1\.0\]"),
     (dict(eye=[0, 1]), r"eye must be None or a finite \(3,\) point, got \[0, 1\]"),
-], ids=["NaN colors", "NaN ambient", "ambient (2,)", "inf specular", "NaN shininess", "NaN eye", "eye (2,)"])
+], ids=["NaN colors", "NaN ambient", "ambient (2,)", "inf specular", "NaN shininess", "negative shininess", "NaN eye",
+        "eye (2,)"])
 def test_add_light_names_a_non_finite_or_misshaped_parameter(twin, options, match):
     v, t = grid_plane()
     args = {"colors": np.ones((len(v), 3)), "light_positions": [0, 0, 5], "light_intensities": [1, 1, 1], **options}
     with pytest.raises(ValueError, match=rf"^{match}$"):
         twin.add_light(v, t, **args)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("call, match", [
+    (lambda twin, v, t, c: twin.add_light_sh(v, t, c * np.nan, np.ones(9)), r"colors must be finite, found NaN or inf"),
+    (lambda twin, v, t, c: twin.add_light_sh(v, t, c, np.full(9, np.inf)),
+     r"sh_coeff must be finite, found NaN or inf"),
+    (lambda twin, v, t, c: twin.add_light_sh(v, t, c, "abc"), r"sh_coeff must hold real numbers, got dtype <U3"),
+    (lambda twin, v, t, c: twin.estimate_light(v, t, c * np.nan, c), r"albedo must be finite, found NaN or inf"),
+    (lambda twin, v, t, c: twin.estimate_light(v, t, c, c * np.nan), r"observed must be finite, found NaN or inf"),
+    (lambda twin, v, t, c: twin.estimate_light(v, t, c, c, lamb=-1), r"lamb must be a finite scalar >= 0, got -1"),
+    (lambda twin, v, t, c: twin.estimate_light(v, t, c, c, vertex_ind=[1, 2, 3]),
+     r"vertex_ind must select at least 9 vertices when lamb is 0 \(9 coefficients per channel\), got 3; select more "
+     r"or pass lamb > 0"),
+    (lambda twin, v, t, c: twin.estimate_light(v, t, c * 0, c),
+     r"the normals and albedo \(channel 0\) at the vertices of vertex_ind do not determine the 9 coefficients \(a "
+     r"singular system\): select vertices with more varied normals and non-zero albedo, or pass a larger lamb"),
+], ids=["NaN colors", "inf sh_coeff", "str sh_coeff", "NaN albedo", "NaN observed", "negative lamb", "3 vertices",
+        "zero albedo"])
+def test_sh_lighting_names_a_non_finite_or_unusable_argument(twin, call, match):
+    v, t = uv_sphere()
+    with pytest.raises(ValueError, match=rf"^{match}$"):
+        call(twin, v, t, np.ones((len(v), 3)))

@@ -1,6 +1,7 @@
 """Basis combinations (face3d.mesh.linear): the C++ kernel against its numpy twin, bit for bit, and a float64 sum."""
 import numpy as np
 import pytest
+from test_mesh_render import misaligned
 
 from face3d.mesh import linear
 from face3d.mesh_numpy import linear as linear_numpy
@@ -62,6 +63,13 @@ def test_a_basis_without_columns_gives_the_mean_in_both_twins(basis):
     got = linear.combine_basis(mean_p, tiles, np.zeros((2, 0)))
     np.testing.assert_array_equal(got, np.stack([mean_p, mean_p]))
     np.testing.assert_array_equal(linear_numpy.combine_basis(mean_p, tiles, np.zeros((2, 0))), got)
+
+
+def test_misaligned_coefficients_give_the_combination_of_aligned_ones(basis):
+    mean, shape_pc, exp_pc, coef = basis
+    mean_p, tiles = linear.tile_basis(mean, shape_pc, exp_pc)
+    np.testing.assert_array_equal(linear.combine_basis(mean_p, tiles, misaligned(coef)),
+                                  linear.combine_basis(mean_p, tiles, coef))
 
 
 def test_combination_does_not_depend_on_the_batch(basis):

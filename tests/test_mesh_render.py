@@ -87,6 +87,33 @@ def test_non_contiguous_and_float64_input_give_the_same_result():
                               cpp.rasterize_triangles(v, t, H, W)[1])
 
 
+def misaligned(array):
+    """A copy of array at an odd address (numpy's flags.aligned is False), as a buffer read at a byte offset is."""
+    array = np.ascontiguousarray(array)
+    out = np.ndarray(array.shape, array.dtype, buffer=np.zeros(array.nbytes + 1, np.uint8), offset=1)
+    out[...] = array
+    assert not out.flags.aligned
+    return out
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_misaligned_input_renders_as_aligned_input_does(twin):
+    v, t = random_mesh(2)
+    t = t.astype(np.int32)
+    rng = np.random.default_rng(2)
+    colors = rng.uniform(0, 1, (len(v), 3)).astype(np.float32)
+    texture = rng.uniform(0, 1, (9, 13, 3)).astype(np.float32)
+    tex_coords = rng.uniform(0, 12, (len(v), 2)).astype(np.float32)
+    for got, want in zip(twin.rasterize_triangles(misaligned(v), misaligned(t), H, W),
+                         twin.rasterize_triangles(v, t, H, W)):
+        assert np.array_equal(got, want)
+    assert np.array_equal(twin.render_colors(misaligned(v), misaligned(t), misaligned(colors), H, W),
+                          twin.render_colors(v, t, colors, H, W))
+    assert np.array_equal(twin.render_texture(misaligned(v), t, misaligned(texture), misaligned(tex_coords),
+                                              misaligned(t), H, W),
+                          twin.render_texture(v, t, texture, tex_coords, t, H, W))
+
+
 def test_dense_self_occluding_mesh_matches_numpy_twin():
     """A face-like dense mesh (sub-pixel triangles, turned 50 degrees so that the far side is hidden behind the
     near side) gives the same buffers in both twins."""
@@ -355,9 +382,13 @@ GOOD_T = np.array([[0, 1, 2]])
      r"^triangles must hold indices into vertices"),
     (dict(vertices=np.zeros((0, 3), np.float32), triangles=np.array([[0, 0, 0]], dtype=np.int32)),
      r"^triangles must hold indices into"),
+    # a finite float64 that float32 cannot hold: named as such, not as the infinity the cast would make
+    (dict(vertices=np.array([[0, 0, 0], [1e39, 0, 0], [0, 4, 0]])),
+     r"^vertices must lie within the float32 range \(magnitude at most 3\.4028235e\+38\), found 1e\+39$"),
     (dict(h=0), r"^h must be a positive integer"),
     (dict(w=2.5), r"^w must be a positive integer"),
 ])
+@pytest.mark.filterwarnings("error")  # and without a numpy warning on the way
 def test_bad_input_raises_value_error_naming_the_argument(twin, kwargs, match):
     args = dict(vertices=GOOD_V, triangles=GOOD_T, h=5, w=5)
     args.update(kwargs)
@@ -395,6 +426,8 @@ def test_bad_colors_texture_and_background(twin):
         twin.render_colors(GOOD_V, GOOD_T, np.zeros((3, 2)), 5, 5, c=3)
     with pytest.raises(ValueError, match=r"^BG must broadcast"):
         twin.render_colors(GOOD_V, GOOD_T, np.zeros((3, 3)), 5, 5, BG=np.zeros((4, 5, 3)))
+    with pytest.raises(ValueError, match=r"^BG must hold real numbers, got dtype <U5$"):
+        twin.render_colors(GOOD_V, GOOD_T, np.zeros((3, 3)), 5, 5, BG="white")
     tex = np.zeros((4, 4, 3))
     uv = np.zeros((3, 2))
     with pytest.raises(ValueError, match=r"^tex_triangles must hold indices into tex_coords in \[0, 3\)"):

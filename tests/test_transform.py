@@ -144,3 +144,29 @@ def test_lookat_camera_and_perspective():
 def test_bad_input_names_the_problem(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda X, x: tf.estimate_affine_matrix_3d22d(X, np.ones_like(x)),
+     "x must be spread out, found all 68 points equal (no camera fits them)"),
+    (lambda X, x: tf.estimate_affine_matrix_3d22d(np.ones_like(X), x),
+     "X must be spread out, found all 68 points equal (no camera fits them)"),
+    (lambda X, x: tf.perspective_project(X, 0),
+     "fovy must lie strictly between 0 and 90 degrees (it is the half-angle), got 0"),
+    (lambda X, x: tf.perspective_project(X, 90), "fovy must lie strictly between 0 and 90 degrees (it is the "
+                                                 "half-angle), got 90"),
+    (lambda X, x: tf.perspective_project(X, 30, aspect_ratio=0), "aspect_ratio must be positive and finite, got 0"),
+    (lambda X, x: tf.perspective_project(X, 30, near=0), "near must be positive and finite, got 0"),
+    (lambda X, x: tf.perspective_project(X, 30, near=1, far=1),
+     "far must be finite and greater than near (1), got 1"),
+    (lambda X, x: tf.perspective_project(X, 30, far=np.inf), "far must be finite and greater than near (0.1), got inf"),
+    (lambda X, x: tf.lookat_camera(X, [0, 1]), "eye must hold 3 values, got shape (2,)"),
+    (lambda X, x: tf.lookat_camera(X, [0, 0, 1], up="y"), "up must hold real numbers, got dtype <U1"),
+], ids=["x one point", "X one point", "fovy 0", "fovy 90", "aspect 0", "near 0", "near == far", "far inf", "eye (2,)",
+        "up str"])
+@pytest.mark.filterwarnings("error")  # no numpy or LAPACK warning on the way
+def test_cameras_refuse_arguments_they_cannot_use(call, message):
+    X, x = _exact_correspondences()
+    with pytest.raises(ValueError) as err:
+        call(X, x)
+    assert str(err.value) == message

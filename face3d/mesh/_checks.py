@@ -10,6 +10,7 @@ import numpy as np
 
 # The coverage rule computes pixel bounds in float32, which represents every integer up to 2**24 exactly.
 MAX_IMAGE_SIDE = 1 << 24
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def nonfinite_message(name):
@@ -57,8 +58,22 @@ def finite_reals(array, name):
     return a
 
 
+def as_float32(array, name):
+    """Returns a real array (as_real) as an aligned, C-contiguous float32 array, as the C++ kernels take it (copying
+    only when needed); ValueError naming it for a finite value beyond the float32 range, which the cast would turn
+    into an infinity."""
+    if np.issubdtype(array.dtype, np.floating) and array.dtype.itemsize > 4:
+        beyond = np.abs(array) > FLOAT32_MAX
+        if beyond.any():
+            beyond &= np.isfinite(array)
+            if beyond.any():
+                raise ValueError(f"{name} must lie within the float32 range (magnitude at most {FLOAT32_MAX:.8g}), "
+                                 f"found {float(array[beyond][0]):g}")
+    return np.require(array, np.float32, ["C", "A"])
+
+
 def as_float_rows(array, name, ncols=None):
-    """Returns array as a C-contiguous 2-D float32 array (copying only when needed).
+    """Returns array as an aligned, C-contiguous 2-D float32 array (as_float32: copying only when needed).
 
     Args:
         array: array-like of real numbers, shape (n, ncols) (any ncols when ncols is None).
@@ -68,11 +83,11 @@ def as_float_rows(array, name, ncols=None):
     if a.ndim != 2 or (ncols is not None and a.shape[1] != ncols):
         want = f"(n, {ncols})" if ncols is not None else "(n, k)"
         raise ValueError(f"{name} must have shape {want}, got {a.shape}")
-    return np.ascontiguousarray(as_real(a, name), dtype=np.float32)
+    return as_float32(as_real(a, name), name)
 
 
 def as_vertices(vertices, name="vertices", check_finite=True):
-    """Returns vertices as a C-contiguous (n, 3) float32 array; raises ValueError for other shapes or, when
+    """Returns vertices as an aligned, C-contiguous (n, 3) float32 array; raises ValueError for other shapes or, when
     check_finite, for NaN/inf coordinates (the C++ kernels check finiteness themselves, without the GIL)."""
     v = as_float_rows(vertices, name, 3)
     if check_finite:
@@ -81,7 +96,7 @@ def as_vertices(vertices, name="vertices", check_finite=True):
 
 
 def as_indices(triangles, n, name="triangles", what="vertices", check_range=True):
-    """Returns triangles as a C-contiguous (ntri, 3) int32 array of indices into n items.
+    """Returns triangles as an aligned, C-contiguous (ntri, 3) int32 array of indices into n items.
 
     Integer dtypes are accepted, and floating dtypes holding whole numbers (MATLAB files store indices as
     doubles). The range [0, n) is always checked when a conversion is needed (so that a wide integer can never
@@ -98,7 +113,7 @@ def as_indices(triangles, n, name="triangles", what="vertices", check_range=True
     converted = t.dtype != np.int32
     if (check_range or converted) and _outside(t, n):
         raise ValueError(index_range_message(name, n, what))
-    return np.ascontiguousarray(t, dtype=np.int32)
+    return np.require(t, np.int32, ["C", "A"])
 
 
 def _outside(indices, n):
@@ -125,7 +140,8 @@ def kernel_checks(v, t, tex_triangles=None, ntex=0):
 
 
 def as_attributes(values, nrows, c, name="colors"):
-    """Returns per-vertex attributes as a C-contiguous (nrows, c) float32 array; a 1-D array counts as one channel.
+    """Returns per-vertex attributes as an aligned, C-contiguous (nrows, c) float32 array; a 1-D array counts as one
+    channel.
 
     Raises ValueError naming `name` when the row count is not nrows, and naming `c` when the channel count differs.
     """
@@ -150,7 +166,7 @@ def background(BG, h, w, c):
     a (c,) colour or an (h, w, c) image; never modified)."""
     if BG is None:
         return np.zeros((h, w, c), dtype=np.float32)
-    bg = np.asarray(BG, dtype=np.float32)
+    bg = as_real(BG, "BG")
     try:
         shape = np.broadcast_shapes(bg.shape, (h, w, c))
     except ValueError:
@@ -170,7 +186,7 @@ def mapping(mapping_type):
 
 
 def as_texture(texture, c):
-    """Returns texture as a C-contiguous (th, tw, c) float32 array (a 2-D texture counts as one channel)."""
+    """Returns texture as an aligned, C-contiguous (th, tw, c) float32 array (a 2-D texture counts as one channel)."""
     t = np.asarray(texture)
     if t.ndim == 2:
         t = t[:, :, None]
@@ -179,11 +195,11 @@ def as_texture(texture, c):
     as_real(t, "texture")
     if t.shape[2] != c:
         raise ValueError(f"c must equal the number of channels of texture ({t.shape[2]}), got {c}")
-    return np.ascontiguousarray(t, dtype=np.float32)
+    return as_float32(t, "texture")
 
 
 def as_tex_coords(tex_coords):
-    """Returns tex_coords as a C-contiguous (ntex, k >= 2) float32 array; columns 0, 1 are x, y in texels."""
+    """Returns tex_coords as an aligned, C-contiguous (ntex, k >= 2) float32 array; columns 0, 1 are x, y in texels."""
     uv = as_float_rows(tex_coords, "tex_coords")
     if uv.shape[1] < 2:
         raise ValueError(f"tex_coords must have shape (ntex, 2) or (ntex, 3), got {uv.shape}")

@@ -16,14 +16,21 @@ def _light_array(values, name):
     return a
 
 
-def _finite_parameter(value, name, shapes, what):
+def _finite_parameter(value, name, shapes, what, minimum=None):
     """value as a float64 array of one of the shapes; ValueError naming it for a non-numeric dtype (_checks.as_real),
-    and '<name> must be <what>' for another shape or a NaN / inf."""
+    and '<name> must be <what>' for another shape, a NaN / inf or (when minimum is given) a value below minimum."""
     a = _checks.as_real(value, name)
-    if a.shape not in shapes or not np.isfinite(a).all():
+    if a.shape not in shapes or not np.isfinite(a).all() or (minimum is not None and (a < minimum).any()):
         shown = a.tolist() if a.size <= 3 else f"an array of shape {a.shape}"
         raise ValueError(f"{name} must be {what}, got {shown}")
     return a.astype(np.float64)
+
+
+def _finite_rows(values, name, ncols=None):
+    """values as a 2-D float64 array of finite reals (ncols columns unless None); ValueError naming it otherwise."""
+    a = _checks.as_float_rows(values, name, ncols).astype(np.float64)
+    _checks.require_finite(a, name)
+    return a
 
 
 def _unit_rows(d):
@@ -37,20 +44,20 @@ def shade_phong(normals, vertices, colors, light_positions, light_intensities, a
     """Blinn-Phong shading of face3d.mesh.light.add_light (formula there) given (nver, 3) outward unit normals;
     the other arguments are add_light's. Returns (nver, 3) float32 lit colours in [0, 1]. ValueError naming the
     argument: colors not (nver, 3) finite reals; light_positions, light_intensities not finite (nlight, 3) or (3,);
-    ambient not a finite scalar or (3,); specular, shininess not finite scalars; eye neither None nor a finite (3,)."""
+    ambient not a finite scalar or (3,); specular not a finite scalar; shininess not a finite scalar >= 0 (a negative
+    exponent turns n.H = 0 into inf); eye neither None nor a finite (3,)."""
     n = np.asarray(normals, dtype=np.float64)
     v = np.asarray(vertices, dtype=np.float64)
-    col = _checks.as_float_rows(colors, "colors", 3).astype(np.float64)
+    col = _finite_rows(colors, "colors", 3)
     if col.shape[0] != v.shape[0]:
         raise ValueError(f"colors must have one row per vertex ({v.shape[0]}), got {col.shape[0]}")
-    _checks.require_finite(col, "colors")
     pos = _light_array(light_positions, "light_positions")
     inten = _light_array(light_intensities, "light_intensities")
     if inten.shape[0] != pos.shape[0]:
         raise ValueError(f"light_intensities must have one row per light ({pos.shape[0]}), got {inten.shape[0]}")
     amb = np.broadcast_to(_finite_parameter(ambient, "ambient", ((), (3,)), "a finite scalar or (3,) RGB"), (3,))
     specular = _finite_parameter(specular, "specular", ((),), "a finite scalar")
-    shininess = _finite_parameter(shininess, "shininess", ((),), "a finite scalar")
+    shininess = _finite_parameter(shininess, "shininess", ((),), "a finite scalar >= 0", minimum=0)
     if eye is not None:
         eye = _finite_parameter(eye, "eye", ((3,),), "None or a finite (3,) point")
     to_light = _unit_rows(pos[None, :, :] - v[:, None, :])  # (nver, nlight, 3)
@@ -87,28 +94,34 @@ def sh_basis(normals):
 
 
 def _sh_coeff(sh_coeff, c):
-    s = np.asarray(sh_coeff, dtype=np.float64)
+    s = _checks.as_real(sh_coeff, "sh_coeff").astype(np.float64)
     if s.ndim == 1:
         s = s[:, None]
     if s.shape[0] != 9 or s.ndim != 2 or s.shape[1] not in (1, c):
         raise ValueError(f"sh_coeff must have shape (9,), (9, 1) or (9, {c}), got {np.shape(sh_coeff)}")
+    _checks.require_finite(s, "sh_coeff")
     return s
 
 
 def shade_sh(normals, colors, sh_coeff):
-    """colors * (sh_basis(normals) @ sh_coeff) as float32 (the formula behind add_light_sh; not clipped)."""
-    col = _checks.as_float_rows(colors, "colors").astype(np.float64)
+    """colors * (sh_basis(normals) @ sh_coeff) as float32 (the formula behind add_light_sh; not clipped).
+    ValueError naming colors or sh_coeff for a wrong shape, a non-numeric dtype or a NaN / inf."""
+    col = _finite_rows(colors, "colors")
     if col.shape[0] != len(normals):
         raise ValueError(f"colors must have one row per vertex ({len(normals)}), got {col.shape[0]}")
     return (col * (sh_basis(normals) @ _sh_coeff(sh_coeff, col.shape[1]))).astype(np.float32)
 
 
 def fit_sh(normals, albedo, observed, vertex_ind=None, lamb=0.0):
-    """Least-squares SH coefficients from outward unit normals (the solver behind estimate_light)."""
-    alb = _checks.as_float_rows(albedo, "albedo").astype(np.float64)
-    obs = _checks.as_float_rows(observed, "observed").astype(np.float64)
+    """Least-squares SH coefficients from outward unit normals (the solver behind estimate_light). ValueError
+    naming the argument: albedo, observed not finite (nver, c); vertex_ind not 1-D indices; lamb not a finite
+    scalar >= 0; fewer than 9 vertices with lamb == 0 (9 unknowns per channel); a singular system (normals too
+    alike, or a zero albedo channel)."""
+    alb = _finite_rows(albedo, "albedo")
+    obs = _finite_rows(observed, "observed")
     if alb.shape != obs.shape or alb.shape[0] != len(normals):
         raise ValueError(f"albedo and observed must both have shape ({len(normals)}, c), got {alb.shape}, {obs.shape}")
+    lamb = _finite_parameter(lamb, "lamb", ((),), "a finite scalar >= 0", minimum=0)
     basis = sh_basis(normals)
     if vertex_ind is not None:
         idx = np.asarray(vertex_ind)
@@ -116,8 +129,16 @@ def fit_sh(normals, albedo, observed, vertex_ind=None, lamb=0.0):
                 idx.size and (idx.min() < 0 or idx.max() >= len(normals))):
             raise ValueError(f"vertex_ind must be 1-D integer indices in [0, {len(normals)})")
         basis, alb, obs = basis[idx], alb[idx], obs[idx]
+    if lamb == 0 and len(basis) < 9:
+        raise ValueError(f"vertex_ind must select at least 9 vertices when lamb is 0 (9 coefficients per channel), "
+                         f"got {len(basis)}; select more or pass lamb > 0")
     coeff = np.empty((9, alb.shape[1]))
     for k in range(alb.shape[1]):
         a = alb[:, k:k + 1] * basis
-        coeff[:, k] = np.linalg.solve(a.T @ a + lamb * np.eye(9), a.T @ obs[:, k])
+        try:
+            coeff[:, k] = np.linalg.solve(a.T @ a + lamb * np.eye(9), a.T @ obs[:, k])
+        except np.linalg.LinAlgError:
+            raise ValueError(f"the normals and albedo (channel {k}) at the vertices of vertex_ind do not determine the "
+                             "9 coefficients (a singular system): select vertices with more varied normals and "
+                             "non-zero albedo, or pass a larger lamb") from None
     return coeff

@@ -51,7 +51,7 @@ def combine_basis(mean, tiles, coefficients) -> np.ndarray:
     Returns:
         (batch, p) float32; row j holds combination j (the first m entries are the basis' rows).
     """
-    coef = np.ascontiguousarray(coefficients, dtype=np.float32)
+    coef = np.require(coefficients, np.float32, ["C", "A"])  # the kernel takes aligned float32 only
     if coef.ndim != 2 or coef.shape[1] != tiles.shape[1]:
         raise ValueError(f"coefficients must have shape (batch, {tiles.shape[1]}), got {coef.shape}")
     out = np.empty((coef.shape[0], mean.shape[0]), dtype=np.float32)

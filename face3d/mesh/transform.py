@@ -14,7 +14,7 @@ re-exports this module.
 """
 import numpy as np
 
-from face3d.mesh._checks import require_finite
+from face3d.mesh._checks import as_real, require_finite
 
 __all__ = [
     "angle2matrix", "angle2matrix_3ddfa", "rotate", "similarity_transform", "lookat_camera",
@@ -99,6 +99,14 @@ def as_scale(s, name="s") -> float:
     return float(a.reshape(()))
 
 
+def _vector3(value, name):
+    """value (three numbers, in any shape) as a (3,) float64 array; ValueError naming it otherwise."""
+    a = as_real(value, name).astype(np.float64).reshape(-1)
+    if a.shape != (3,):
+        raise ValueError(f"{name} must hold 3 values, got shape {np.shape(value)}")
+    return a
+
+
 def similarity_transform(vertices, s, R, t3d):
     """Similarity transform ``s * R @ v + t3d`` applied to every vertex.
 
@@ -113,9 +121,7 @@ def similarity_transform(vertices, s, R, t3d):
     R = np.asarray(R, dtype=np.float64)
     if R.shape != (3, 3):
         raise ValueError(f"R must have shape (3, 3), got {R.shape}")
-    t = np.asarray(t3d, dtype=np.float64).reshape(-1)
-    if t.shape != (3,):
-        raise ValueError(f"t3d must hold 3 values, got shape {np.shape(t3d)}")
+    t = _vector3(t3d, "t3d")
     return (as_scale(s) * (v @ R.T) + t).astype(v.dtype, copy=False)
 
 
@@ -137,11 +143,13 @@ def lookat_camera(vertices, eye, at=None, up=None):
             (default origin). up: (3,) approximate up direction (default +y).
     Returns:
         (n, 3) float64 vertices in camera coordinates, ``(vertices - eye) @ [x_cam; y_cam; z_cam].T``.
+    Raises:
+        ValueError: eye, at or up not 3 numbers (naming it), or eye, at and up collinear or equal.
     """
     v = _points(vertices).astype(np.float64)
-    eye = np.asarray(eye, dtype=np.float64).reshape(3)
-    at = np.zeros(3) if at is None else np.asarray(at, dtype=np.float64).reshape(3)
-    up = np.array([0.0, 1.0, 0.0]) if up is None else np.asarray(up, dtype=np.float64).reshape(3)
+    eye = _vector3(eye, "eye")
+    at = np.zeros(3) if at is None else _vector3(at, "at")
+    up = np.array([0.0, 1.0, 0.0]) if up is None else _vector3(up, "up")
     z_axis = -_normalize(at - eye)
     x_axis = _normalize(np.cross(up, z_axis))
     y_axis = np.cross(z_axis, x_axis)
@@ -161,11 +169,25 @@ def perspective_project(vertices, fovy, aspect_ratio=1.0, near=0.1, far=1000.0):
     z is negated afterwards so that, as everywhere in face3d, larger z is nearer the viewer.
 
     Args:
-        vertices: (n, 3) camera coordinates (camera looking along -z). fovy: degrees.
+        vertices: (n, 3) camera coordinates (camera looking along -z). fovy: degrees, 0 < fovy < 90 (the
+            half-angle: tan(fovy) must be finite and positive). aspect_ratio: width / height, > 0.
+            near, far: distances of the clipping planes, 0 < near < far (all finite).
     Returns:
         (n, 3) float64: x, y in [-1, 1] inside the frustum, z = -NDC depth.
+    Raises:
+        ValueError: naming fovy, aspect_ratio, near or far when outside these ranges.
     """
     v = _points(vertices).astype(np.float64)
+    fovy, aspect_ratio = as_scale(fovy, "fovy"), as_scale(aspect_ratio, "aspect_ratio")
+    near, far = as_scale(near, "near"), as_scale(far, "far")
+    if not 0 < fovy < 90:
+        raise ValueError(f"fovy must lie strictly between 0 and 90 degrees (it is the half-angle), got {fovy:g}")
+    if not 0 < aspect_ratio < np.inf:
+        raise ValueError(f"aspect_ratio must be positive and finite, got {aspect_ratio:g}")
+    if not 0 < near < np.inf:
+        raise ValueError(f"near must be positive and finite, got {near:g}")
+    if not near < far < np.inf:
+        raise ValueError(f"far must be finite and greater than near ({near:g}), got {far:g}")
     top = near * np.tan(np.deg2rad(fovy))
     right = top * aspect_ratio
     P = np.array([
@@ -203,6 +225,16 @@ def to_image(vertices, h, w, is_perspective=False):
     return image_vertices
 
 
+def _centroid_and_spread(points, name):
+    """Centroid and mean distance to it of (n, d) float64 points; ValueError naming them when they all coincide
+    (no spread to normalise by)."""
+    centroid = points.mean(axis=0)
+    spread = np.mean(np.linalg.norm(points - centroid, axis=1))
+    if not spread > 0:
+        raise ValueError(f"{name} must be spread out, found all {len(points)} points equal (no camera fits them)")
+    return centroid, spread
+
+
 def estimate_affine_matrix_3d22d(X, x):
     """Affine camera from 3D-2D correspondences by the Gold Standard algorithm.
 
@@ -215,7 +247,8 @@ def estimate_affine_matrix_3d22d(X, x):
     Returns:
         P: (3, 4) float64 affine camera with last row [0, 0, 0, 1]: ``x ~ P @ [X, 1]``.
     Raises:
-        ValueError: a shape other than these, fewer than 4 points, or a NaN or infinite coordinate (naming X or x).
+        ValueError: a shape other than these, fewer than 4 points, a NaN or infinite coordinate, or all points of
+            X or of x coinciding (naming X or x).
     """
     X = _points(X, "X").astype(np.float64)
     x = _points(x, "x", dim=2).astype(np.float64)
@@ -227,11 +260,11 @@ def estimate_affine_matrix_3d22d(X, x):
     if n < 4:
         raise ValueError(f"need at least 4 correspondences to estimate an affine camera, got {n}")
 
-    mean2 = x.mean(axis=0)
-    scale2 = np.sqrt(2) / np.mean(np.linalg.norm(x - mean2, axis=1))
+    mean2, spread2 = _centroid_and_spread(x, "x")
+    scale2 = np.sqrt(2) / spread2
     T = np.array([[scale2, 0, -scale2 * mean2[0]], [0, scale2, -scale2 * mean2[1]], [0, 0, 1]])
-    mean3 = X.mean(axis=0)
-    scale3 = np.sqrt(3) / np.mean(np.linalg.norm(X - mean3, axis=1))
+    mean3, spread3 = _centroid_and_spread(X, "X")
+    scale3 = np.sqrt(3) / spread3
     U = np.eye(4)
     U[:3, :3] *= scale3
     U[:3, 3] = -scale3 * mean3
