@@ -612,3 +612,34 @@ def test_verbose_logging_ends_with_the_call_that_asked_for_it():
         assert face3d_logger.level == logging.NOTSET
     finally:
         face3d_logger.setLevel(logging.NOTSET)
+
+
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@pytest.mark.parametrize("entry", ["main", "command_main"])
+def test_a_program_calling_main_keeps_its_environment_and_its_logging(entry, tmp_path, monkeypatch):
+    """The command's one BLAS thread per process and its stderr log handler last only while it runs: afterwards the
+    calling program's environment (inherited by its later child processes) and root logger are as they were."""
+    import face3d.trainset.uv_layout
+    from face3d.cli.dataset import UV_DATA
+
+    for name in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # a program that set no logging up (pytest's capture handlers aside)
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    during = {}
+    write = face3d.trainset.uv_layout.write_model_uv_data
+
+    def watched(*args, **kwargs):
+        during.update(environment={name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES},
+                      handlers=len(root.handlers), level=root.level)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(face3d.trainset.uv_layout, "write_model_uv_data", watched)
+    argv = ["--output", str(tmp_path / "uv"), "--resolution", "16"]
+    assert (main(["uv-data", *argv]) if entry == "main" else UV_DATA.main(argv, prog="uv-data")) == 0
+    assert during == {"environment": dict.fromkeys(BLAS_THREAD_VARIABLES, "1"), "handlers": 1, "level": logging.INFO}
+    assert [name for name in BLAS_THREAD_VARIABLES if name in os.environ] == []
+    assert (root.handlers, root.level) == ([], logging.WARNING)

@@ -12,10 +12,11 @@ no command module's dependencies. Heavy modules are imported inside the commands
 the data commands is set.
 """
 import argparse
+import contextlib
 import sys
 
 from face3d import __version__
-from face3d.cli._common import CommandParser, limit_blas_threads, run_parsed
+from face3d.cli._common import CommandParser, blas_threads_limited, run_parsed
 from face3d.cli.dataset import PACK, PREVIEW, SYNTHESIZE, UV_DATA
 from face3d.cli.demo import DEMO
 from face3d.cli.evaluate import EVALUATE
@@ -61,6 +62,6 @@ def main(argv=None):
     """Entry point of the ``face3d`` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = [command for command in COMMANDS if argv[:1] == [command.name]]  # top-level options take no value
-    if any(command.one_blas_thread for command in chosen):
-        limit_blas_threads()
-    return run_parsed(build_parser(commands=[command.name for command in chosen]).parse_args(argv))
+    limited = blas_threads_limited() if any(command.one_blas_thread for command in chosen) else contextlib.nullcontext()
+    with limited:  # before the parser imports numpy
+        return run_parsed(build_parser(commands=[command.name for command in chosen]).parse_args(argv))

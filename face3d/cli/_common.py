@@ -59,9 +59,8 @@ class Command:
         """Parse ``argv`` (default ``sys.argv[1:]``) with the stand-alone parser and run; returns the exit status.
 
         ``prog`` names the program in usage and error lines (default: the running script's file name)."""
-        if self.one_blas_thread:
-            limit_blas_threads()  # before the parser imports numpy
-        return run_parsed(self.parser(prog).parse_args(argv))
+        with blas_threads_limited() if self.one_blas_thread else contextlib.nullcontext():  # before numpy loads
+            return run_parsed(self.parser(prog).parse_args(argv))
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -123,7 +122,8 @@ def run_parsed(args):
         _HANDLER_PID = os.getpid()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if handles else None
     try:
-        return args.run(args)
+        with logging_restored():
+            return args.run(args)
     except KeyboardInterrupt:
         return _stopped(args, "interrupted", signal.SIGINT)
     except Terminated:
@@ -324,10 +324,36 @@ def make_output_folder(parser, folder):
         parser.error(f"{error.filename or folder}: {error.strerror or error}")
 
 
-def limit_blas_threads():
-    """One BLAS thread per process: the parallelism is the worker processes (set before numpy loads)."""
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, "1")
+@contextlib.contextmanager
+def blas_threads_limited():
+    """One BLAS thread per process while the block runs: the parallelism is the worker processes. Sets
+    ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` where unset (entered before numpy loads, for
+    this process too), and removes those it set afterwards, so that a program calling ``main`` keeps its
+    environment and its later child processes their threads."""
+    added = [name for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if name not in os.environ]
+    for name in added:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
+def logging_restored():
+    """The root logger's handlers and level and the ``face3d`` logger's level as they were before the block, once
+    it ends: ``setup_logging`` configures logging for a command, and a program calling ``main`` keeps its own."""
+    root, ours = logging.getLogger(), logging.getLogger("face3d")
+    handlers, root_level, our_level = list(root.handlers), root.level, ours.level
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+            handler.close()  # a StreamHandler leaves its stream open
+        root.setLevel(root_level)
+        ours.setLevel(our_level)
 
 
 def setup_logging(verbose=False, format="%(levelname)s %(name)s: %(message)s"):

@@ -11,9 +11,9 @@ import sys
 from face3d.cli._common import (
     Command,
     add_max_pixels_argument,
+    blas_threads_limited,
     field_default,
     int_at_least,
-    limit_blas_threads,
     non_negative_int,
     positive_int,
     setup_logging,
@@ -143,8 +143,13 @@ def run_generate(args):
     """Run the generate command from parsed ``args``; returns the exit status: 0 when the run completed with at
     most ``--max-failures`` failed samples and unreadable folders, 1 with more, 2 for options ``GenerationConfig``
     refuses (and, through ``run_parsed``, for unusable inputs and a write refused for good: a full disk, and 130 or
-    143 when interrupted or terminated, with ``stop_hint``)."""
-    limit_blas_threads()
+    143 when interrupted or terminated, with ``stop_hint``). One BLAS thread per process while it runs."""
+    with blas_threads_limited():
+        return _generate(args)
+
+
+def _generate(args):
+    """``run_generate``'s work."""
     setup_logging(args.verbose)
     from face3d.trainset.dataset import generate_dataset
 
