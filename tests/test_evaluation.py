@@ -576,3 +576,20 @@ def test_a_non_finite_pose_para_is_refused_and_its_sample_skipped_naming_the_mat
                                   "reason": f"{data / 'b.mat'}: Pose_Para must be finite, got "
                                             "[0.0, nan, 0.0, 0.0, 0.0, 0.0, 1.0]"}]
     assert [bucket["count"] for bucket in report["yaw_buckets"].values()] == [1, 0, 0]
+
+
+def test_a_linked_subfolder_is_evaluated_once_and_hidden_folders_and_link_loops_are_not(tmp_path, caplog):
+    """Links to folders are followed as face3d generate and fit follow them (each folder once, named as seen through
+    the link); a link back to an ancestor is skipped with a warning; a hidden folder holds no image of the set."""
+    data = _tiny_set(tmp_path / "data", ["plain/image00050", ".partial/image00003"])
+    (data / "linked").symlink_to(_tiny_set(tmp_path / "elsewhere", ["image00081"]), target_is_directory=True)
+    (data / "plain" / "loop").symlink_to(data, target_is_directory=True)
+    assert evaluation.find_samples(data) == [(data / "linked/image00081.jpg", data / "linked/image00081.mat"),
+                                             (data / "plain/image00050.jpg", data / "plain/image00050.mat")]
+    caplog.clear()
+    report = evaluation.evaluate_model(_RecordingPRN(), data, tmp_path / "report")
+    assert [s["name"] for s in report["per_sample"]] == ["linked/image00081", "plain/image00050"]
+    assert report["skipped"] == []
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"skipping folder {data / 'plain' / 'loop'}: it is {data}, walked already as {data}"]
+

@@ -715,6 +715,18 @@ def test_an_image_without_a_mat_is_listed_as_skipped_in_the_manifest(aflw, tmp_p
         "(1 skipped)"]
 
 
+def test_a_linked_subfolder_is_pre_processed_as_evaluate_lists_it(aflw, tmp_path):
+    """Links to folders are followed (each folder once), as face3d evaluate, generate and fit follow them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "linked").symlink_to(aflw, target_is_directory=True)
+    (data / "loop").symlink_to(data, target_is_directory=True)
+    manifest = offline.pre_process(data, tmp_path / "work", input_size=SIZE)
+    names = [f"linked/{path.relative_to(aflw).with_suffix('').as_posix()}" for path in sorted(aflw.rglob("*.jpg"))]
+    assert len(names) == 3 and [record["name"] for record in manifest["samples"]] == names
+    assert manifest["skipped"] == []
+
+
 def test_each_batch_is_written_once_full_and_a_failed_run_leaves_the_earlier_one(aflw, tmp_path, monkeypatch):
     """Not every crop is held until the end: a batch is written (staged, hidden) as soon as it is full; all are
     moved in at the end, so a run stopped midway leaves the earlier run's files as they were."""

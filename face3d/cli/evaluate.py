@@ -33,7 +33,7 @@ def _add_arguments(parser):
     add_trust_model_argument(parser)
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para), searched "
-                             "recursively; hidden files are left out")
+                             "recursively (links to folders followed); hidden files and folders are left out")
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (created)")
     parser.add_argument("--uv-data", metavar="DIR",
                         help="UV data the network was trained with (default: PRNet's Data/uv-data beside its "

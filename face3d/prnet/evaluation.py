@@ -34,7 +34,8 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   collapsed or shrunk face near 0, and PRNet's paper leaves the direction open.
 * Skipped, not measured: an image without a ``.mat`` beside it, a sample whose files cannot be read, and one
   whose predicted map holds NaN or inf (a diverged network gives no face to measure); ``skipped`` lists each with
-  the reason. Hidden files (macOS's ``._image00002.jpg``) are not images of the set.
+  the reason. Hidden files (macOS's ``._image00002.jpg``) and folders are not images of the set; links to folders
+  are followed (each folder once).
 * Every metric key also gets its CED curve in ``report.json`` (``ced``: the fraction of samples with NME <= t for
   t = 0, 0.001, ..., 0.1) and in ``ced.png``.
 
@@ -51,7 +52,7 @@ from face3d.prnet import metrics
 from face3d.prnet.evaluation_report import markdown_report, write_reports
 from face3d.prnet.metrics import ced
 from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
-from face3d.utils.image_header import is_listed_image
+from face3d.trainset.discovery import listed_images
 from face3d.utils.matfile import read_mat
 
 __all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "image_mat_pairs",
@@ -123,9 +124,9 @@ def image_mat_pairs(images):
     return [(image, mat if (mat := image.with_suffix(".mat")).is_file() else None) for image in images]
 
 
-def find_samples(folder):
-    """Every image under ``folder`` (recursively; ``is_listed_image``: hidden files left out), sorted by path, with
-    its ``.mat``.
+def find_samples(folder, exclude=()):
+    """Every image under ``folder`` (``discovery.listed_images``: recursively, links to folders followed, hidden
+    files and folders and the folders ``exclude`` left out), sorted by path, with its ``.mat``.
 
     Returns:
         list of (image Path, mat Path, or None for an image without a ``.mat`` beside it: ``split_pairs``).
@@ -135,16 +136,17 @@ def find_samples(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder not found: {folder}")
-    items = image_mat_pairs(sorted(p for p in folder.rglob("*") if is_listed_image(p)))
+    items = image_mat_pairs(listed_images(folder, exclude))
     if not any(mat is not None for _, mat in items):
         raise FileNotFoundError(f"{folder}: no image with a .mat beside it (AFLW2000-3D format: image00002.jpg + "
                                 "image00002.mat holding pt3d_68)")
     return items
 
 
-def listed_pairs(folder, limit=None):
-    """``split_pairs`` of the first ``limit`` images (all when None) that ``find_samples`` lists in ``folder``."""
-    items = find_samples(folder)
+def listed_pairs(folder, limit=None, exclude=()):
+    """``split_pairs`` of the first ``limit`` images (all when None) that ``find_samples`` lists in ``folder``
+    (``exclude``: folders left out)."""
+    items = find_samples(folder, exclude)
     return split_pairs(items if limit is None else items[:int(limit)], folder)
 
 
