@@ -641,6 +641,21 @@ def test_a_report_folder_inside_the_data_folder_is_refused_before_anything_is_wr
     assert report["names"] == ["photo"] and (images / "landmarks" / "landmarks.json").is_file()
 
 
+def test_a_result_folder_inside_the_input_folder_is_refused_before_anything_is_written(exported, aflw, tmp_path,
+                                                                                       capsys):
+    """msame runs every entry of its input folder: the next run would stop at the result folder, not a file."""
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=1)
+    (tmp_path / "bin_link").symlink_to(work / "bin", target_is_directory=True)
+    for output in (work / "bin", work / "bin" / "out", tmp_path / "bin_link" / "out" / "deeper"):
+        assert face3d_main(["offline", "run", "--model", str(exported[1] / "b1" / "prnet.onnx"), "--input",
+                            str(work / "bin"), "--output", str(output)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"run failed: {output}: the output must lie outside the input folder {work / 'bin'} (msame runs every "
+            "entry of its input folder: the next run would take the results for an input)"]
+    assert sorted(p.name for p in (work / "bin").iterdir()) == ["SYNTH_0000_1_0.bin"]
+
+
 def test_msame_text_output_is_named_with_the_option_that_wrote_it(aflw, tmp_path, capsys):
     work, result = tmp_path / "work", tmp_path / "out" / "20240101_120000"
     offline.pre_process(aflw, work, input_size=SIZE, limit=1)

@@ -48,7 +48,8 @@ def _add_arguments(parser):
     run.add_argument("--input", required=True,
                      help="DIR/bin of pre_process: every file in it but hidden ones, in sorted order, as msame runs "
                           "them; DIR/manifest.json beside it gives the run id and each file's faces")
-    run.add_argument("--output", required=True, help="parent folder of the <YYYYMMDD_HHMMSS> result folder")
+    run.add_argument("--output", required=True,
+                     help="parent folder of the <YYYYMMDD_HHMMSS> result folder, outside --input")
     run.add_argument("--fp16", action="store_true", help="run the ONNX model converted to float16")
     run.add_argument("--int8", action="store_true",
                      help="run the ONNX model quantized to int8 (static QDQ, per-channel weights: the scheme of "

@@ -510,8 +510,9 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         Path of the result folder ``<output_dir>/<YYYYMMDD_HHMMSS>``; its ``timing.json`` carries the ``run_id``
         of ``DIR/manifest.json``.
     Raises:
-        FileNotFoundError: no input, or no ``DIR/manifest.json``; InputFileError naming an input that is not one
-        (not a file, or not the model's input size); ValueError naming the model and the manifest: a model giving
+        FileNotFoundError: no input, or no ``DIR/manifest.json``; InputFileError naming ``output_dir`` when it is
+        ``input_dir`` or lies inside it (``refuse_output_in``), or an input that is not one (not a file, or not the
+        model's input size); ValueError naming the model and the manifest: a model giving
         maps in PRNet's UV layout on crops whose manifest names other uv-data
         (``_refuse_crops_of_another_uv_layout``). Each is checked before the result folder is created, and a
         failure during the run removes that folder.
@@ -520,6 +521,8 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
 
     refuse_calibration_without_int8(calibration, int8)
     input_dir = Path(input_dir)
+    refuse_output_in(output_dir, input_dir, "the input folder",
+                     "msame runs every entry of its input folder: the next run would take the results for an input")
     files = _msame_inputs(input_dir)
     if not files:
         raise FileNotFoundError(f"no .bin file in {input_dir}")
