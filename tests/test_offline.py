@@ -341,6 +341,37 @@ def test_boxes_names_may_hold_spaces(aflw, tmp_path):
     assert manifest["files"] == [{"bin": "phötö 1.bin", "samples": ["sp ace/phötö 1"]}]
 
 
+def test_a_hash_is_a_comment_only_first_on_a_line_or_after_the_box(aflw, tmp_path, caplog):
+    """'#' in a name is part of it; a line starting with '#' is a comment, and one that reads as an image's box is
+    named in a warning, with the name that boxes that image; text from a '#' word after the box is a comment."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("plain.jpg", "photo #3.jpg", "#hash é.jpg"):
+        shutil.copy(sorted(aflw.rglob("*.jpg"))[0], images / name)
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("# name x0 y0 x1 y1\nplain.jpg 30 35 120 130\nphoto #3.jpg 30 35 120 130 # third #\n"
+                     "  #hash é.jpg 30 35 120 130\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="face3d.prnet.offline"):
+        table = offline.read_boxes(boxes, images)
+    assert {name: box.tolist() for name, box in table.items()} == {"plain.jpg": [30.0, 35.0, 120.0, 130.0],
+                                                                   "photo #3.jpg": [30.0, 35.0, 120.0, 130.0]}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{boxes}:4: a comment line, though '#hash é.jpg' is an image of {images}: name it './#hash é.jpg' to box it"]
+    boxes.write_text("plain.jpg 30 35 120 130\nphoto #3.jpg 30 35 120 130\n./#hash é.jpg 30 35 120 130\n",
+                     encoding="utf-8")
+    manifest = offline.pre_process(images, tmp_path / "work", input_size=SIZE, boxes=boxes)
+    assert [record["name"] for record in manifest["samples"]] == ["#hash é", "photo #3", "plain"]
+    assert manifest["skipped"] == []
+    crops = {path.name: path.read_bytes() for path in (tmp_path / "work" / "bin").iterdir()}
+    assert sorted(crops) == ["#hash é.bin", "photo #3.bin", "plain.bin"]
+    assert crops["#hash é.bin"] == crops["photo #3.bin"] == crops["plain.bin"]  # one image, one box: one crop
+    boxes.write_text("plain.jpg 30 35 120 #130\n", encoding="utf-8")
+    with pytest.raises(InputFileError) as refused:
+        offline.read_boxes(boxes, images)
+    assert str(refused.value) == (f"{boxes}:1: expected '<image> x0 y0 x1 y1' (four numbers), got "
+                                  "'plain.jpg 30 35 120 #130'")
+
+
 def test_an_image_its_box_lies_outside_of_is_skipped_as_demo_skips_it(aflw, tmp_path, capsys):
     """Its crop would be all black: logged with the words of face3d demo and serve, in the manifest's skipped, and
     counted; status 1 as for an image that cannot be read."""

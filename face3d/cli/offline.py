@@ -38,7 +38,7 @@ def _add_arguments(parser):
                           "embedded default model's; PRNet's Data/uv-data for PRNet's released model)")
     pre.add_argument("--boxes", default=None,
                      help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth; "
-                          "the name may hold spaces)")
+                          "the name may hold spaces and #; a line starting with # is a comment)")
     pre.add_argument("--limit", type=positive_int, default=None, help="only the first N images (sorted)")
     add_max_pixels_argument(pre)
     run = sub.add_parser("run", help="msame-compatible runner on the host (ONNX Runtime or TensorFlow)")
