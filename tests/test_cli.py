@@ -4,6 +4,7 @@ import dataclasses
 import errno
 import importlib.metadata
 import io
+import json
 import logging
 import os
 import signal
@@ -233,6 +234,21 @@ def test_ctrl_c_or_sigterm_ends_a_command_in_one_line_leaving_no_partial_file(co
     assert Path(partial).is_relative_to(out) and Path(partial).name.endswith(".partial")
     assert (run.returncode, run.stderr) == (status, f"face3d {command}: {word}\n")
     assert not list(out.rglob("*.partial"))
+
+
+def test_synthesize_prints_its_output_folder_in_its_own_characters(tmp_path, capsys, monkeypatch):
+    """Not as JSON's \\uXXXX escapes; a name that is not UTF-8 has its bytes as \\xNN, as in generate's messages."""
+    import face3d.trainset.synthetic
+
+    monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", lambda *args, **kwargs: ["a.mat", "b.mat"])
+    out = tmp_path / "syn 中文 #%"
+    assert main(["synthesize", "--output", str(out)]) == 0
+    assert capsys.readouterr().out == f'{{"output": "{out}", "samples": 2}}\n'
+    out = tmp_path / os.fsdecode(b"syn \xff")
+    assert main(["synthesize", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == f'{{"output": "{tmp_path}/syn \\\\xff", "samples": 2}}\n'
+    assert json.loads(printed)["output"] == f"{tmp_path}/syn \\xff"
 
 
 def test_a_keyboard_interrupt_tensorflow_wraps_in_a_system_error_is_an_interrupt(tmp_path, capsys, monkeypatch):

@@ -24,6 +24,7 @@ from face3d.prnet.evaluation import auc, ced, failure_rate, keypoint_nme, summar
 from face3d.prnet.inference import PRN
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.uv_layout import load_uv_data
+from face3d.utils.errors import InputFileError
 
 FIXTURES = fixtures_dir()
 
@@ -576,3 +577,40 @@ def test_a_non_finite_pose_para_is_refused_and_its_sample_skipped_naming_the_mat
                                   "reason": f"{data / 'b.mat'}: Pose_Para must be finite, got "
                                             "[0.0, nan, 0.0, 0.0, 0.0, 0.0, 1.0]"}]
     assert [bucket["count"] for bucket in report["yaw_buckets"].values()] == [1, 0, 0]
+
+
+def test_a_linked_subfolder_is_evaluated_once_and_hidden_folders_and_link_loops_are_not(tmp_path, caplog):
+    """Links to folders are followed as face3d generate and fit follow them (each folder once, named as seen through
+    the link); a link back to an ancestor is skipped with a warning; a hidden folder holds no image of the set."""
+    data = _tiny_set(tmp_path / "data", ["plain/image00050", ".partial/image00003"])
+    (data / "linked").symlink_to(_tiny_set(tmp_path / "elsewhere", ["image00081"]), target_is_directory=True)
+    (data / "plain" / "loop").symlink_to(data, target_is_directory=True)
+    assert evaluation.find_samples(data) == [(data / "linked/image00081.jpg", data / "linked/image00081.mat"),
+                                             (data / "plain/image00050.jpg", data / "plain/image00050.mat")]
+    caplog.clear()
+    report = evaluation.evaluate_model(_RecordingPRN(), data, tmp_path / "report")
+    assert [s["name"] for s in report["per_sample"]] == ["linked/image00081", "plain/image00050"]
+    assert report["skipped"] == []
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"skipping folder {data / 'plain' / 'loop'}: it is {data}, walked already as {data}"]
+
+
+def test_a_report_folder_inside_the_data_folder_is_no_data_of_the_rerun(tmp_path, monkeypatch, capsys):
+    """Its ced.png would be an image without a .mat: left out of the listing, as fit leaves its output out. The data
+    folder itself, where the report would lie among the images, is refused before the model loads."""
+    prn, loads = _RecordingPRN(), []
+    monkeypatch.setattr("face3d.prnet.inference.PRN", lambda *args, **kwargs: loads.append(args) or prn)
+    data = _tiny_set(tmp_path / "data", ["image00050"])
+    for _ in range(2):  # the second run lists the first run's report folder
+        assert face3d_main(_evaluate_argv(data, data / "report")) == 0
+        assert capsys.readouterr().out.startswith("1 image: 1 evaluated, 0 skipped; NME 2D ")
+    assert (data / "report" / "ced.png").is_file() and len(loads) == 2
+    (tmp_path / "link").symlink_to(data, target_is_directory=True)
+    assert face3d_main(_evaluate_argv(data, tmp_path / "link")) == 2
+    message = (f"{tmp_path / 'link'}: the output must be a folder other than the data folder {data} (a rerun would "
+               "list its ced.png as an image)")
+    assert capsys.readouterr().err.strip().splitlines() == [f"face3d evaluate: error: {message}"]
+    with pytest.raises(InputFileError) as refused:
+        evaluation.evaluate_model(prn, data, tmp_path / "link")
+    assert str(refused.value) == message
+    assert len(loads) == 2 and prn.predicted == [1, 1] and not (data / "report.json").exists()

@@ -3,6 +3,7 @@
 A narrow network (input 64, width 4) keeps this file around a minute on 2 cores.
 """
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -184,3 +185,14 @@ def test_calibration_leaves_hidden_files_out(tmp_path, caplog):
         crops = calibration_images(tmp_path, SIZE)
     assert crops.shape == (1, SIZE, SIZE, 3) and np.all(crops == np.float32(200 / 255))
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+def test_calibration_images_of_a_linked_subfolder_are_read_as_evaluation_lists_them(crops_dir, tmp_path):
+    """Links to folders are followed (each folder once, in path order as seen through the link); hidden folders
+    are left out."""
+    folder = tmp_path / "calibration"
+    (folder / ".hidden").mkdir(parents=True)
+    (folder / "linked").symlink_to(crops_dir, target_is_directory=True)
+    (folder / "linked_again").symlink_to(crops_dir, target_is_directory=True)
+    shutil.copy(crops_dir / "crop_0.png", folder / ".hidden" / "crop_0.png")
+    np.testing.assert_array_equal(calibration_images(folder, SIZE), calibration_images(crops_dir, SIZE))

@@ -761,6 +761,24 @@ def test_demo_skips_a_bad_image_reports_it_and_fails(tmp_path, capsys, constant_
     assert len(err) == 1 and str(photos / "b.jpg") in err[0], err
 
 
+def test_demo_refuses_an_output_that_is_an_input_folder_before_any_image(tmp_path, capsys, constant_onnx):
+    """Its drawings would be images of that folder to the next run (a_landmarks_landmarks.jpg ...); a folder is
+    listed without its subfolders, so an output inside it is taken."""
+    photos = _photos(tmp_path / "photos", "a.jpg")
+    (tmp_path / "link").symlink_to(photos, target_is_directory=True)
+    for output in (photos, tmp_path / "link"):
+        assert _run_demo("-i", photos / "a.jpg", photos, "-o", output, "--model", constant_onnx[0], "--box", *BOX) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"face3d demo: error: {output}: the output must be a folder other than the input folder {photos} (the "
+            "next run would read its <stem>_landmarks.jpg, _mesh.jpg and _depth.png as images)"]
+    assert _listing(photos) == ["a.jpg"]
+    for _ in range(2):
+        assert _run_demo("-i", photos, "-o", photos / "out", "--model", constant_onnx[0], "--box", *BOX) == 0
+        assert capsys.readouterr().out.splitlines()[-1] == "1 image: written 1, no face 0, failed 0"
+    assert _listing(photos) == ["a.jpg", "out"]
+    assert _run_demo("-i", photos / "a.jpg", "-o", photos, "--model", constant_onnx[0], "--box", *BOX) == 0
+
+
 def test_demo_lists_the_formats_it_reads_and_counts_the_others_in_one_warning(tmp_path, capsys, caplog,
                                                                               constant_onnx):
     photos = _photos(tmp_path / "photos", "a.jpg", "b.bmp", "c.webp", "d.tif", "e.TIFF")

@@ -341,6 +341,37 @@ def test_boxes_names_may_hold_spaces(aflw, tmp_path):
     assert manifest["files"] == [{"bin": "phötö 1.bin", "samples": ["sp ace/phötö 1"]}]
 
 
+def test_a_hash_is_a_comment_only_first_on_a_line_or_after_the_box(aflw, tmp_path, caplog):
+    """'#' in a name is part of it; a line starting with '#' is a comment, and one that reads as an image's box is
+    named in a warning, with the name that boxes that image; text from a '#' word after the box is a comment."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("plain.jpg", "photo #3.jpg", "#hash é.jpg"):
+        shutil.copy(sorted(aflw.rglob("*.jpg"))[0], images / name)
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("# name x0 y0 x1 y1\nplain.jpg 30 35 120 130\nphoto #3.jpg 30 35 120 130 # third #\n"
+                     "  #hash é.jpg 30 35 120 130\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="face3d.prnet.offline"):
+        table = offline.read_boxes(boxes, images)
+    assert {name: box.tolist() for name, box in table.items()} == {"plain.jpg": [30.0, 35.0, 120.0, 130.0],
+                                                                   "photo #3.jpg": [30.0, 35.0, 120.0, 130.0]}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{boxes}:4: a comment line, though '#hash é.jpg' is an image of {images}: name it './#hash é.jpg' to box it"]
+    boxes.write_text("plain.jpg 30 35 120 130\nphoto #3.jpg 30 35 120 130\n./#hash é.jpg 30 35 120 130\n",
+                     encoding="utf-8")
+    manifest = offline.pre_process(images, tmp_path / "work", input_size=SIZE, boxes=boxes)
+    assert [record["name"] for record in manifest["samples"]] == ["#hash é", "photo #3", "plain"]
+    assert manifest["skipped"] == []
+    crops = {path.name: path.read_bytes() for path in (tmp_path / "work" / "bin").iterdir()}
+    assert sorted(crops) == ["#hash é.bin", "photo #3.bin", "plain.bin"]
+    assert crops["#hash é.bin"] == crops["photo #3.bin"] == crops["plain.bin"]  # one image, one box: one crop
+    boxes.write_text("plain.jpg 30 35 120 #130\n", encoding="utf-8")
+    with pytest.raises(InputFileError) as refused:
+        offline.read_boxes(boxes, images)
+    assert str(refused.value) == (f"{boxes}:1: expected '<image> x0 y0 x1 y1' (four numbers), got "
+                                  "'plain.jpg 30 35 120 #130'")
+
+
 def test_an_image_its_box_lies_outside_of_is_skipped_as_demo_skips_it(aflw, tmp_path, capsys):
     """Its crop would be all black: logged with the words of face3d demo and serve, in the manifest's skipped, and
     counted; status 1 as for an image that cannot be read."""
@@ -611,6 +642,51 @@ def test_bad_inputs_are_named(exported, aflw, tmp_path):
         offline.post_process(tmp_path / "empty", work / offline.MANIFEST, tmp_path / "report")
 
 
+def test_a_report_folder_inside_the_data_folder_is_refused_before_anything_is_written(exported, aflw, tmp_path,
+                                                                                      capsys):
+    """Its ced.png would be an image without a .mat to the next pre_process or evaluate of the folder. A --boxes
+    manifest's report (landmarks, no image) may lie among its images."""
+    data = tmp_path / "data"
+    shutil.copytree(aflw, data)
+    work = tmp_path / "work"
+    offline.pre_process(data, work, input_size=SIZE, limit=1)
+    result = offline.run_offline(exported[1] / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    (tmp_path / "data_link").symlink_to(data, target_is_directory=True)
+    for output in (data / "report", tmp_path / "data_link" / "report", data):
+        assert face3d_main(["offline", "post_process", "--result", str(result), "--manifest",
+                            str(work / offline.MANIFEST), "--output", str(output)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"post_process failed: {output}: the output must lie outside the data folder {data} (named by "
+            f"{work / offline.MANIFEST}: a later pre_process or evaluate of it would list the report's ced.png as an "
+            "image)"]
+    assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in aflw.iterdir())
+    assert face3d_main(["offline", "pre_process", "--data", str(data), "--output", str(work),
+                        "--input-size", str(SIZE), "--limit", "1"]) == 0
+    images = tmp_path / "images"
+    (images / "photo.jpg").parent.mkdir()
+    shutil.copy(sorted(aflw.rglob("*.jpg"))[0], images / "photo.jpg")
+    (tmp_path / "boxes.txt").write_text("photo.jpg 30 35 120 130\n")
+    offline.pre_process(images, work, input_size=SIZE, boxes=tmp_path / "boxes.txt")
+    result = offline.run_offline(exported[1] / "b1" / "prnet.onnx", work / "bin", tmp_path / "out", quiet=True)
+    report = offline.post_process(result, work / offline.MANIFEST, images / "landmarks")
+    assert report["names"] == ["photo"] and (images / "landmarks" / "landmarks.json").is_file()
+
+
+def test_a_result_folder_inside_the_input_folder_is_refused_before_anything_is_written(exported, aflw, tmp_path,
+                                                                                       capsys):
+    """msame runs every entry of its input folder: the next run would stop at the result folder, not a file."""
+    work = tmp_path / "work"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=1)
+    (tmp_path / "bin_link").symlink_to(work / "bin", target_is_directory=True)
+    for output in (work / "bin", work / "bin" / "out", tmp_path / "bin_link" / "out" / "deeper"):
+        assert face3d_main(["offline", "run", "--model", str(exported[1] / "b1" / "prnet.onnx"), "--input",
+                            str(work / "bin"), "--output", str(output)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"run failed: {output}: the output must lie outside the input folder {work / 'bin'} (msame runs every "
+            "entry of its input folder: the next run would take the results for an input)"]
+    assert sorted(p.name for p in (work / "bin").iterdir()) == ["SYNTH_0000_1_0.bin"]
+
+
 def test_msame_text_output_is_named_with_the_option_that_wrote_it(aflw, tmp_path, capsys):
     work, result = tmp_path / "work", tmp_path / "out" / "20240101_120000"
     offline.pre_process(aflw, work, input_size=SIZE, limit=1)
@@ -713,6 +789,18 @@ def test_an_image_without_a_mat_is_listed_as_skipped_in_the_manifest(aflw, tmp_p
     assert capsys.readouterr().out.splitlines() == [
         f"wrote 3 .bin files for 3 faces to {tmp_path / 'work2' / 'bin'} and {tmp_path / 'work2' / offline.MANIFEST} "
         "(1 skipped)"]
+
+
+def test_a_linked_subfolder_is_pre_processed_as_evaluate_lists_it(aflw, tmp_path):
+    """Links to folders are followed (each folder once), as face3d evaluate, generate and fit follow them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "linked").symlink_to(aflw, target_is_directory=True)
+    (data / "loop").symlink_to(data, target_is_directory=True)
+    manifest = offline.pre_process(data, tmp_path / "work", input_size=SIZE)
+    names = [f"linked/{path.relative_to(aflw).with_suffix('').as_posix()}" for path in sorted(aflw.rglob("*.jpg"))]
+    assert len(names) == 3 and [record["name"] for record in manifest["samples"]] == names
+    assert manifest["skipped"] == []
 
 
 def test_each_batch_is_written_once_full_and_a_failed_run_leaves_the_earlier_one(aflw, tmp_path, monkeypatch):

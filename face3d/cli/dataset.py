@@ -149,12 +149,16 @@ def _synthesize_arguments(parser):
 
 def _run_synthesize(args):
     setup_logging(args.verbose)
+    from face3d.trainset.discovery import printable_path
     from face3d.trainset.synthetic import synthesize_dataset
 
     views = {} if args.views is None else {"views": args.views}
     paths = synthesize_dataset(args.output, count=args.count, seed=args.seed, model_path=args.bfm, size=args.size,
                                flip=not args.no_flip, **views)
-    print(json.dumps({"output": os.path.abspath(args.output), "samples": len(paths)}))
+    # the path in its own characters (ensure_ascii=False); the bytes of a name that is not UTF-8 as \xNN, which a
+    # UTF-8 stdout could not print
+    output = printable_path(os.path.abspath(args.output))
+    print(json.dumps({"output": output, "samples": len(paths)}, ensure_ascii=False))
     return 0
 
 

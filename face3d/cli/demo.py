@@ -31,7 +31,8 @@ def _add_arguments(parser):
     default_model = str(Path(field_default(TrainConfig, "output")) / "best.keras")  # where `face3d train` puts it
     parser.add_argument("-i", "--input", nargs="+", required=True, metavar="PATH",
                         help="images and/or folders of images (hidden files left out)")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="output folder (created), not one of the input folders")
     parser.add_argument("--model", default=default_model, metavar="PATH",
                         help=f"trained network: {MODEL_TYPES} (%(default)s)")
     add_trust_model_argument(parser)

@@ -38,7 +38,7 @@ def _add_arguments(parser):
                           "embedded default model's; PRNet's Data/uv-data for PRNet's released model)")
     pre.add_argument("--boxes", default=None,
                      help="boxes file: '<image file, relative to --data> x0 y0 x1 y1' per line (no ground truth; "
-                          "the name may hold spaces)")
+                          "the name may hold spaces and #; a line starting with # is a comment)")
     pre.add_argument("--limit", type=positive_int, default=None, help="only the first N images (sorted)")
     add_max_pixels_argument(pre)
     run = sub.add_parser("run", help="msame-compatible runner on the host (ONNX Runtime or TensorFlow)")
@@ -48,7 +48,8 @@ def _add_arguments(parser):
     run.add_argument("--input", required=True,
                      help="DIR/bin of pre_process: every file in it but hidden ones, in sorted order, as msame runs "
                           "them; DIR/manifest.json beside it gives the run id and each file's faces")
-    run.add_argument("--output", required=True, help="parent folder of the <YYYYMMDD_HHMMSS> result folder")
+    run.add_argument("--output", required=True,
+                     help="parent folder of the <YYYYMMDD_HHMMSS> result folder, outside --input")
     run.add_argument("--fp16", action="store_true", help="run the ONNX model converted to float16")
     run.add_argument("--int8", action="store_true",
                      help="run the ONNX model quantized to int8 (static QDQ, per-channel weights: the scheme of "

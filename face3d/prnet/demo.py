@@ -19,7 +19,7 @@ from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.utils.atomic import staging_folder
 from face3d.utils.errors import InputFileError, refuses_storage
 from face3d.utils.image_header import is_listed_image, warn_unread_images
-from face3d.utils.output_names import refuse_shared_stems
+from face3d.utils.output_names import refuse_output_in, refuse_shared_stems
 
 __all__ = ["list_images", "read_landmarks", "write_outputs", "run_demo", "counts_line"]
 
@@ -150,7 +150,7 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
 
     Args:
         inputs: image paths and/or folders of images (``list_images``); no two may share a stem.
-        output: output folder (created).
+        output: output folder (created); not one of the input folders, whose listing would take its images.
         model: trained network (``.keras``/``.h5``, SavedModel folder, frozen ``.pb`` or ``.onnx``).
         uv_data: UV data the network was trained with (None: the default).
         bfm: morphable model of the UV data, for the pose's canonical face (None: the embedded default model); read
@@ -172,7 +172,8 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
         ``image``, ``reason``).
     Raises:
         FileNotFoundError / ValueError (InputFileError) before any image is read, for what fits no image: a
-        missing input, two images sharing a stem, a bad box, an unusable single landmark file, model or bfm (missing,
+        missing input, an ``output`` that is one of the input folders (``refuse_output_in``), two images sharing a
+        stem, a bad box, an unusable single landmark file, model or bfm (missing,
         or not the model the UV data was built for).
         OSError naming ``output``: a write the file system refuses for good (``STORAGE_REFUSED``: full, over quota,
         read-only) stops the run at that image, since every later one would fail alike; its message ends with the
@@ -183,6 +184,11 @@ def run_demo(inputs, output, model, uv_data=None, bfm=None, box=None, landmarks=
     from face3d.trainset.sample_io import read_image
 
     images = list_images(inputs)
+    # a folder is listed without its subfolders: an output inside one is never read back
+    for folder in filter(os.path.isdir, map(str, inputs)):
+        refuse_output_in(output, folder, "the input folder",
+                         "the next run would read its <stem>_landmarks.jpg, _mesh.jpg and _depth.png as images",
+                         inside=False)
     refuse_shared_stems(images, "the output files (<stem>_kpt.txt, ...; theirs would overwrite each other)",
                         remedy="rename one, or run each into its own output folder")
     if box is not None:

@@ -44,7 +44,7 @@ from face3d.contract import INPUT_SIZE
 from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.utils.atomic import atomic_write_bytes, staging_folder, write_file_set
 from face3d.utils.errors import InputFileError
-from face3d.utils.output_names import refuse_shared_stems
+from face3d.utils.output_names import refuse_output_in, refuse_shared_stems
 
 __all__ = ["MANIFEST", "INPUTS", "TIMING", "read_boxes", "pre_process", "read_manifest", "run_offline", "read_timing",
            "latency_summary", "post_process"]
@@ -58,8 +58,12 @@ _MSAME_TIME = re.compile(r"Inference time\s*:\s*([0-9.]+)\s*ms")
 
 
 def read_boxes(path, folder=None):
-    """Read a boxes file: one ``<image file name> x0 y0 x1 y1`` line per face, one face per image (image pixels;
-    ``#`` comments). The last four fields are the box and the text before them the name, which may hold spaces.
+    """Read a boxes file: one ``<image file name> x0 y0 x1 y1`` line per face, one face per image (image pixels).
+    The last four fields are the box and the text before them the name, which may hold spaces and ``#``; blanks
+    around a line are not part of it. A line whose first non-blank character is ``#`` is a comment, as is the text
+    from a word starting with ``#`` after the box (``_boxes_entry``): an image whose name starts with ``#`` is
+    named ``./#name``. A comment line that reads as the box of an existing image of ``folder`` is logged
+    (WARNING), naming that way to box it.
 
     Args:
         path: the boxes file.
@@ -81,23 +85,23 @@ def read_boxes(path, folder=None):
     except UnicodeDecodeError as error:
         raise InputFileError(path, f"not a text file (no UTF-8 at byte {error.start})") from None
     for number, line in enumerate(text.splitlines(), start=1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
+        entry = _boxes_entry(line)
+        if entry is None:
+            commented = _name_and_box(line.strip())
+            if root is not None and commented is not None and (root / commented[0]).is_file():
+                logger.warning("%s:%d: a comment line, though %r is an image of %s: name it './%s' to box it",
+                               path, number, commented[0], folder, commented[0])
             continue
-        # split from the right: the name before the four numbers keeps its own spaces
-        name, *numbers = line.rsplit(None, 4)
-        try:
-            box = np.array([float(v) for v in numbers], dtype=np.float64)
-        except ValueError:
-            box = None
-        if len(numbers) != 4 or box is None:
-            raise InputFileError(path, f"expected '<image> x0 y0 x1 y1' (four numbers), got {line!r}", number)
+        name_and_box = _name_and_box(entry)
+        if name_and_box is None:
+            raise InputFileError(path, f"expected '<image> x0 y0 x1 y1' (four numbers), got {entry!r}", number)
+        name, box = name_and_box
         # the name's own text decides (an image may be a link to a file elsewhere): normalised, not resolved
         image = Path(os.path.normpath(name if folder is None else root / name))
         if folder is not None and not image.is_relative_to(root):
             raise InputFileError(path, f"{name!r} lies outside the image folder {folder}", number)
         if _fifth_number(name, image):  # a detector's score after the box
-            raise InputFileError(path, f"expected '<image> x0 y0 x1 y1' (four numbers), got {line!r}", number)
+            raise InputFileError(path, f"expected '<image> x0 y0 x1 y1' (four numbers), got {entry!r}", number)
         if image in first_line:  # one face per image: its crop is named after the image
             raise InputFileError(path, f"{name!r} already has a box on line {first_line[image]} (one face per "
                                        "image)", number)
@@ -108,16 +112,43 @@ def read_boxes(path, folder=None):
     return boxes
 
 
+def _is_number(text):
+    """Whether ``float`` reads ``text``."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _boxes_entry(line):
+    """A boxes-file line's entry: the line without blanks around it and without a comment after the box (the text
+    from a word starting with ``#`` that follows four numbers); None for a blank line or one whose first non-blank
+    character is ``#``. Any other ``#`` is part of the name (``photo #3.jpg``)."""
+    words = list(re.finditer(r"\S+", line))
+    if not words or words[0].group().startswith("#"):
+        return None
+    for k in range(5, len(words)):  # a name, then four numbers, then the comment
+        if words[k].group().startswith("#") and all(_is_number(w.group()) for w in words[k - 4:k]):
+            return line[:words[k].start()].strip()
+    return line.strip()
+
+
+def _name_and_box(entry):
+    """(name, (4,) float64 box) of a boxes-file entry ``"<name> x0 y0 x1 y1"``, or None when it is not that."""
+    words = entry.rsplit(None, 4)  # split from the right: the name before the four numbers keeps its own spaces
+    if len(words) != 5 or not all(map(_is_number, words[1:])):
+        return None
+    return words[0], np.array([float(v) for v in words[1:]], dtype=np.float64)
+
+
 def _fifth_number(name, image):
     """Whether the name ``name`` read from a boxes line (``image``: its path) is an image name and the first of
     five numbers (``"a.jpg 10"``): its last word reads as a number, and without that word it names an existing
     file while with it it names none."""
     words = name.rsplit(None, 1)
-    try:
-        float(words[-1])
-    except ValueError:
-        return False
-    return len(words) == 2 and not image.exists() and (image.parent / Path(words[0]).name).is_file()
+    return (len(words) == 2 and _is_number(words[1]) and not image.exists()
+            and (image.parent / Path(words[0]).name).is_file())
 
 
 def _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, max_pixels):
@@ -510,8 +541,9 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
         Path of the result folder ``<output_dir>/<YYYYMMDD_HHMMSS>``; its ``timing.json`` carries the ``run_id``
         of ``DIR/manifest.json``.
     Raises:
-        FileNotFoundError: no input, or no ``DIR/manifest.json``; InputFileError naming an input that is not one
-        (not a file, or not the model's input size); ValueError naming the model and the manifest: a model giving
+        FileNotFoundError: no input, or no ``DIR/manifest.json``; InputFileError naming ``output_dir`` when it is
+        ``input_dir`` or lies inside it (``refuse_output_in``), or an input that is not one (not a file, or not the
+        model's input size); ValueError naming the model and the manifest: a model giving
         maps in PRNet's UV layout on crops whose manifest names other uv-data
         (``_refuse_crops_of_another_uv_layout``). Each is checked before the result folder is created, and a
         failure during the run removes that folder.
@@ -520,6 +552,8 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
 
     refuse_calibration_without_int8(calibration, int8)
     input_dir = Path(input_dir)
+    refuse_output_in(output_dir, input_dir, "the input folder",
+                     "msame runs every entry of its input folder: the next run would take the results for an input")
     files = _msame_inputs(input_dir)
     if not files:
         raise FileNotFoundError(f"no .bin file in {input_dir}")
@@ -644,7 +678,8 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         each {"image", "reason"}; the padding crops of a last batch are no samples and are not looked at.
     Raises:
         ValueError (InputFileError naming the file) before anything is written: the manifest or the timing file is
-        not one (``read_manifest``, ``read_timing``), the results' ``timing.json`` names another run than the
+        not one (``read_manifest``, ``read_timing``), ``output_dir`` lies in the data folder of a manifest with
+        ground truth (``refuse_output_in``), the results' ``timing.json`` names another run than the
         manifest, an output is missing or has the wrong size, no sample is left, the timing file has another count
         of inference times than the manifest has ``.bin`` files.
     """
@@ -656,6 +691,10 @@ def post_process(result_dir, manifest, output_dir, timing=None):
     result_dir, output_dir = Path(result_dir), Path(output_dir)
     manifest_path = Path(manifest)
     info = read_manifest(manifest_path)
+    if info["ground_truth"]:  # its report's ced.png would be listed as an image of that folder
+        refuse_output_in(output_dir, info["data"], "the data folder",
+                         f"named by {manifest_path}: a later pre_process or evaluate of it would list the report's "
+                         "ced.png as an image")
     results_run = _recorded_run_id(result_dir / TIMING)
     if results_run is None:
         logger.warning("%s has no run id (msame output?): cannot check that it belongs to %s", result_dir,

@@ -11,10 +11,10 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from face3d.utils.image_header import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES
+from face3d.utils.image_header import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES, is_listed_image
 
-__all__ = ["SampleRef", "discover_samples", "walk_stems", "parse_shard", "select_shard", "sample_seed",
-           "printable_path", "label_text_problem", "KNOWN_300WLP_FOLDERS"]
+__all__ = ["SampleRef", "discover_samples", "walk_stems", "listed_images", "parse_shard", "select_shard",
+           "sample_seed", "printable_path", "label_text_problem", "KNOWN_300WLP_FOLDERS"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,20 @@ def walk_stems(root, tops, exclude=(), skip_dir=_is_excluded_dir, unreadable=Non
                     by_stem.setdefault(stem, []).append(name)
             for stem, names in by_stem.items():
                 yield dirpath, Path(os.path.relpath(os.path.join(dirpath, stem), root)).as_posix(), names
+
+
+def listed_images(folder, exclude=()):
+    """Every image under ``folder`` (``is_listed_image``: an ``IMAGE_SUFFIXES`` suffix, hidden files left out),
+    sorted by path: links to folders followed, each folder walked once (``walk_stems``); hidden folders and the
+    folders ``exclude`` (an output folder inside ``folder``) are not walked, and a folder that cannot be listed is
+    logged at WARNING.
+
+    Returns:
+        list of Paths, as seen through the links.
+    """
+    return sorted(Path(dirpath, name)
+                  for dirpath, _, names in walk_stems(folder, [folder], exclude, skip_dir=lambda n: n.startswith("."))
+                  for name in names if is_listed_image(name))
 
 
 def discover_samples(root, exclude=(), unreadable=None):

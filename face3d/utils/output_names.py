@@ -1,9 +1,30 @@
 """Outputs named after their input's file stem (the name without its suffix): inputs sharing a stem would write the
-same files, so a batch job refuses them, every clash named with its inputs, before it writes anything."""
+same files, so a batch job refuses them, every clash named with its inputs, before it writes anything. An output
+folder where a later run would list the outputs as inputs is refused as well."""
 import os
 from pathlib import Path
 
-__all__ = ["refuse_shared_stems"]
+from face3d.utils.errors import InputFileError
+
+__all__ = ["refuse_shared_stems", "refuse_output_in"]
+
+
+def refuse_output_in(output, folder, folder_name, why, inside=True):
+    """Refuse an output folder that is ``folder`` or, with ``inside``, lies inside it, judged on real paths (links
+    resolved; an output not made yet by its existing part): a listing of ``folder`` would take its outputs as inputs.
+
+    Args:
+        output: the output folder. folder: an input folder. folder_name: what ``folder`` is ("the input folder").
+        why: what would go wrong, for the message.
+        inside: refuse a folder inside ``folder`` too (for a listing that enters subfolders).
+    Raises:
+        InputFileError: ``"<output>: the output must lie outside <folder_name> <folder> (<why>)"``, without
+        ``inside`` ``"<output>: the output must be a folder other than <folder_name> <folder> (<why>)"``.
+    """
+    out, real = Path(os.path.realpath(output)), Path(os.path.realpath(folder))
+    if out == real or (inside and out.is_relative_to(real)):
+        where = "lie outside" if inside else "be a folder other than"
+        raise InputFileError(output, f"the output must {where} {folder_name} {folder} ({why})")
 
 
 def refuse_shared_stems(images, names, folder=None, remedy=None, per_folder=False):
