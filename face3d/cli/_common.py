@@ -357,8 +357,9 @@ def logging_restored():
 
 
 def setup_logging(verbose=False, format="%(levelname)s %(name)s: %(message)s"):
-    """Log to stderr at INFO (DEBUG when ``verbose``)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=format, stream=sys.stderr)
-    # basicConfig does nothing where the root logger has handlers (a program calling main): face3d's own level
-    # then lets its debug records reach them all the same, and a later call without verbose takes it back
-    logging.getLogger("face3d").setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    """Log to stderr face3d's records at INFO and above (DEBUG when ``verbose``) and other libraries' at WARNING and
+    above: their INFO records (TensorFlow's ``Assets written to: <temporary folder>``) are not a command's output."""
+    # the handler is the root's, so that other libraries' warnings reach stderr too; basicConfig does nothing where
+    # the root logger has handlers (a program calling main), whose level then stays the program's
+    logging.basicConfig(level=logging.WARNING, format=format, stream=sys.stderr)
+    logging.getLogger("face3d").setLevel(logging.DEBUG if verbose else logging.INFO)
