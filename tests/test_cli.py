@@ -19,7 +19,7 @@ import pytest
 
 import face3d
 from face3d.cli import build_generate_parser, build_parser, main
-from face3d.cli._common import setup_logging
+from face3d.cli._common import setup_logging, write_item_lines
 from face3d.cli.generate import generation_config
 from face3d.cli.train import train_config
 from face3d.prnet.data import AugmentConfig
@@ -590,6 +590,15 @@ def test_root_demo_takes_face3d_flags_not_prnets():
     result = _run("demo.py", "-i", "photos", "-o", "out", "--isDlib", "False", "--isKpt", "True")
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == "demo.py: error: unrecognized arguments: --isDlib False --isKpt True"
+
+
+def test_item_lines_under_a_summary_stop_at_20_and_name_the_summary_file():
+    """generate and fit name each failure as it happens and again under their summary line, there at most 20."""
+    for count, more in ((20, []), (21, ["  ... and 1 more: see /out/summary.json"]),
+                        (300, ["  ... and 280 more: see /out/summary.json"])):
+        stream = io.StringIO()
+        write_item_lines(stream, [f"failed s{k}: bad" for k in range(count)], "/out/summary.json")
+        assert stream.getvalue().splitlines() == [f"  failed s{k}: bad" for k in range(20)] + more
 
 
 def test_offline_command_names_a_missing_manifest():

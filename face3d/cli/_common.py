@@ -189,6 +189,20 @@ def os_errors_end_program():
         sys.exit(2)
 
 
+# items a batch command names under its summary line (failures, dropped photos, ...); its summary file lists them all
+LISTED_ITEMS = 20
+
+
+def write_item_lines(stream, lines, summary_path):
+    """Write ``lines`` (one per failed or dropped item, each already logged as it happened) under a batch command's
+    summary line, indented by two spaces: the first ``LISTED_ITEMS``, then ``  ... and N more: see <summary_path>``
+    (the summary file that lists them all) for the rest."""
+    for line in lines[:LISTED_ITEMS]:
+        stream.write(f"  {line}\n")
+    if len(lines) > LISTED_ITEMS:
+        stream.write(f"  ... and {len(lines) - LISTED_ITEMS} more: see {summary_path}\n")
+
+
 def missing_extra(error):
     """The extra (``face3d[<extra>]``) providing the module a ModuleNotFoundError names, or None."""
     if not isinstance(error, ModuleNotFoundError) or not error.name:
