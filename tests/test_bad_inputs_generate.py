@@ -409,6 +409,26 @@ def test_generate_exits_non_zero_when_a_sample_failed_unless_allowed(tmp_path, s
     assert "samples 3: written 0, skipped 1 (already done), failed 2" in tolerated.stdout
 
 
+def test_the_failures_under_generates_summary_line_stop_at_20_and_name_summary_json(tmp_path, synth, capsys):
+    """Each failure is logged as it happens; under the summary line the first 20 are named again, then one line
+    points to the run's summary file (a shard's own), which lists all 22."""
+    root, out = tmp_path / "root", tmp_path / "out"
+    for k in range(22):
+        _add_sample(root, f"s{k:02d}", synth, Exp_Para=_params(synth)["Exp_Para"][:10])
+    assert main(["generate", "--root", str(root), "--output", str(out), "--resolution", "16", "--angles",
+                 "--workers", "1", "--quiet", "--shard", "1/1"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    summary_path = out / "summary.part-1-of-1.json"
+    failures = json.loads(summary_path.read_text())["failures"]
+    assert [failure["sample"] for failure in failures] == [f"s{k:02d}" for k in range(22)]
+    assert lines[0].startswith("samples 22: written 0, skipped 0 (already done), failed 22; 0 label lines in ")
+    assert lines[1:] == [f"  failed {failure['sample']}: {failure['reason']}" for failure in failures[:20]] + [
+        f"  ... and 2 more: see {summary_path}"]
+    assert failures[0]["reason"] == f"{root / 's00.mat'}: Exp_Para has 10 entries where the model has 29 (a " \
+                                    f"300W-LP file has them all; --allow-short-params if the data set truncates " \
+                                    f"them on purpose)"
+
+
 # --------------------------------------------------------------------------------------- synthetic set
 
 

@@ -20,7 +20,7 @@ import pytest
 
 import face3d
 from face3d.cli import build_generate_parser, build_parser, main
-from face3d.cli._common import setup_logging
+from face3d.cli._common import setup_logging, write_item_lines
 from face3d.cli.generate import generation_config
 from face3d.cli.train import train_config
 from face3d.prnet.data import AugmentConfig
@@ -608,6 +608,15 @@ def test_root_demo_takes_face3d_flags_not_prnets():
     assert result.stderr.splitlines()[-1] == "demo.py: error: unrecognized arguments: --isDlib False --isKpt True"
 
 
+def test_item_lines_under_a_summary_stop_at_20_and_name_the_summary_file():
+    """generate and fit name each failure as it happens and again under their summary line, there at most 20."""
+    for count, more in ((20, []), (21, ["  ... and 1 more: see /out/summary.json"]),
+                        (300, ["  ... and 280 more: see /out/summary.json"])):
+        stream = io.StringIO()
+        write_item_lines(stream, [f"failed s{k}: bad" for k in range(count)], "/out/summary.json")
+        assert stream.getvalue().splitlines() == [f"  failed s{k}: bad" for k in range(20)] + more
+
+
 def test_offline_command_names_a_missing_manifest():
     result = _run("-m", "face3d", "offline", "post_process", "--help")
     assert result.returncode == 0, result.stderr
@@ -625,7 +634,7 @@ def test_verbose_logging_ends_with_the_call_that_asked_for_it():
         setup_logging(verbose=True)
         assert face3d_logger.isEnabledFor(logging.DEBUG)
         setup_logging(verbose=False)
-        assert face3d_logger.level == logging.NOTSET
+        assert face3d_logger.level == logging.INFO
     finally:
         face3d_logger.setLevel(logging.NOTSET)
 
@@ -642,20 +651,52 @@ def test_a_program_calling_main_keeps_its_environment_and_its_logging(entry, tmp
 
     for name in BLAS_THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", [])  # a program that set no logging up (pytest's capture handlers aside)
-    monkeypatch.setattr(root, "level", logging.WARNING)
+    root, face3d_logger = logging.getLogger(), logging.getLogger("face3d")
+    # a program with no handler (pytest's capture handlers aside) that wants only errors
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", logging.ERROR)
+    monkeypatch.setattr(face3d_logger, "level", logging.NOTSET)
     during = {}
     write = face3d.trainset.uv_layout.write_model_uv_data
 
     def watched(*args, **kwargs):
         during.update(environment={name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES},
-                      handlers=len(root.handlers), level=root.level)
+                      handlers=len(root.handlers), level=root.level, face3d_level=face3d_logger.level)
         return write(*args, **kwargs)
 
     monkeypatch.setattr(face3d.trainset.uv_layout, "write_model_uv_data", watched)
     argv = ["--output", str(tmp_path / "uv"), "--resolution", "16"]
     assert (main(["uv-data", *argv]) if entry == "main" else UV_DATA.main(argv, prog="uv-data")) == 0
-    assert during == {"environment": dict.fromkeys(BLAS_THREAD_VARIABLES, "1"), "handlers": 1, "level": logging.INFO}
+    assert during == {"environment": dict.fromkeys(BLAS_THREAD_VARIABLES, "1"), "handlers": 1,
+                      "level": logging.WARNING, "face3d_level": logging.INFO}
     assert [name for name in BLAS_THREAD_VARIABLES if name in os.environ] == []
-    assert (root.handlers, root.level) == ([], logging.WARNING)
+    assert (root.handlers, root.level, face3d_logger.level) == ([], logging.ERROR, logging.NOTSET)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_command_logs_face3d_records_and_other_libraries_warnings_only(verbose, tmp_path, monkeypatch, capsys):
+    """Another library's INFO and DEBUG records (TensorFlow's "Assets written to: <temporary folder>") stay off a
+    command's stderr; its warnings and face3d's own INFO lines (DEBUG too with --verbose) reach it."""
+    import face3d.trainset.uv_layout
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # a program that set no logging up (pytest's capture handlers aside)
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    write = face3d.trainset.uv_layout.write_model_uv_data
+
+    def logging_write(*args, **kwargs):
+        library, ours = logging.getLogger("tensorflow"), logging.getLogger("face3d.trainset.uv_layout")
+        library.debug("library debug")
+        library.info("Assets written to: /tmp/tmp1234/assets")
+        library.warning("library warning")
+        ours.debug("face3d debug")
+        ours.info("face3d info")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(face3d.trainset.uv_layout, "write_model_uv_data", logging_write)
+    assert main(["uv-data", "--output", str(tmp_path / "uv"), "--resolution", "16"] + ["--verbose"] * verbose) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "WARNING tensorflow: library warning",
+        *["DEBUG face3d.trainset.uv_layout: face3d debug"] * verbose,
+        "INFO face3d.trainset.uv_layout: face3d info",
+    ]

@@ -3,6 +3,7 @@
 A narrow network (input 64, width 4) keeps this file around a minute on 2 cores.
 """
 import json
+import logging
 import shutil
 
 import cv2
@@ -123,6 +124,24 @@ def test_calibration_without_int8_is_refused_before_any_work(tiny_model, tmp_pat
     with pytest.raises(ValueError, match=r"^calibration images are for int8 mode only \(--int8\)$"):
         ex.export_model(tiny_model, tmp_path / "out", calibration=np.zeros((1, SIZE, SIZE, 3), np.float32))
     assert not (tmp_path / "out").exists()
+
+
+def test_int8_onnx_quantization_gives_no_pre_processing_advice(tiny_model, tmp_path, caplog):
+    """ONNX Runtime's advice to pre-process the model first does not apply (the QDQ model quantizes the graph ATC
+    converts, node for node): quantize_onnx logs no warning, and other records through the root logger pass again
+    once it returns."""
+    from face3d.prnet.quantize import quantize_onnx
+
+    root = logging.getLogger()
+    nodes, input_name, output_name = ex.model_to_nodes(tiny_model)
+    nodes, output_name = ex.fold_batch_norms(nodes, output_name)  # as export folds them by default
+    onnx_model = ex.build_onnx_model(nodes, input_name, output_name)
+    with caplog.at_level("INFO"):
+        quantize_onnx(onnx_model, tmp_path / "int8.onnx", ex.reference_images(SIZE, 2))
+        logging.warning("Please consider pre-processing before quantization.")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "Please consider pre-processing before quantization."]
+    assert root.filters == []
 
 
 def test_calibration_is_cut_to_whole_batches_with_a_warning(crops_dir, caplog):

@@ -709,6 +709,26 @@ def test_landmarks_off_the_photo_fail_it_naming_the_file_and_the_image_size(tmp_
     assert summary["failed"] == 3 and "off34" in summary["fit_nme"]  # 34 inside: fitted (and dropped)
 
 
+def test_the_failures_under_fits_summary_line_stop_at_20_and_name_summary_json(tmp_path, capsys):
+    """Each failure is logged as it happens; under the summary line the first 20 are named again, then one line
+    points to summary.json, which lists all 22."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    for k in range(22):  # no landmark file beside any
+        _write_image(photos / f"p{k:02d}.png", size=16)
+    assert main(["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]) == 1
+    reasons = [f"{photos / f'p{k:02d}.png'}: no landmark file p{k:02d}{{.pts,.txt,.npy,.mat}} beside it"
+               for k in range(22)]
+    assert capsys.readouterr().out.splitlines() == [
+        f"photos 22: written 0, skipped 0 (already done), dropped 0 (fit NME > 5 %), failed 22; mean fit NME -; "
+        f"0 samples in {out}",
+        *[f"  failed {photos / f'p{k:02d}.png'}: {reasons[k]}" for k in range(20)],
+        f"  ... and 2 more: see {out / 'summary.json'}"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(f["image"], f["reason"]) for f in summary["failures"]] == \
+        [(str(photos / f"p{k:02d}.png"), reasons[k]) for k in range(22)]
+
+
 def test_a_photo_above_max_pixels_fails_naming_its_flag_and_a_raised_limit_fits_it(tmp_path, model, capsys):
     """A 12000 x 9000 phone photo (108 megapixels; its header alone) is above the default limit: it fails, named
     with --max-pixels. A limit one pixel under a 64 x 64 photo fails it too; a rerun with a limit of its size fits

@@ -33,6 +33,7 @@ from face3d.prnet.predictor import load_predictor
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
 from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
+from face3d.trainset import sample_io
 from face3d.trainset.crop import CropBox, crop_matrix, keypoint_box
 from face3d.trainset.posmap import keypoints_from_map
 from face3d.trainset.uv_layout import load_uv_data
@@ -780,25 +781,28 @@ def test_demo_refuses_an_output_that_is_an_input_folder_before_any_image(tmp_pat
 
 
 def test_demo_lists_the_formats_it_reads_and_counts_the_others_in_one_warning(tmp_path, capsys, caplog,
-                                                                              constant_onnx):
+                                                                              constant_onnx, monkeypatch):
     photos = _photos(tmp_path / "photos", "a.jpg", "b.bmp", "c.webp", "d.tif", "e.TIFF")
     (photos / "._d.tif").write_bytes(b"\x00\x05\x16\x07Mac OS X" + bytes(100))  # hidden: not counted
     with caplog.at_level(logging.WARNING, logger="face3d"):
         assert [p.name for p in list_images([photos])] == ["a.jpg", "b.bmp"]
     assert [r.getMessage() for r in caplog.records] == [
         f"{photos}: 3 image files left out (1 .tif, 1 .tiff, 1 .webp): the images read are .jpg/.jpeg/.png/.bmp files"]
-    phone = photos / "phone.jpg"  # a photo shown turned: its pixels are read as stored, with a warning
-    phone.write_bytes(with_exif_orientation((photos / "a.jpg").read_bytes(), 6))
+    phone, phone2 = photos / "phone.jpg", photos / "phone2.jpg"  # photos shown turned: read as stored, one warning
+    for path in (phone, phone2):
+        path.write_bytes(with_exif_orientation((photos / "a.jpg").read_bytes(), 6))
+    monkeypatch.setattr(sample_io, "_orientation_warned", False)  # as in a process that has read no such photo
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="face3d"):
-        assert _run_demo("-i", photos / "c.webp", phone, "-o", tmp_path / "out", "--model", constant_onnx[0],
-                         "--box", *BOX) == 1
+        assert _run_demo("-i", photos / "c.webp", phone, phone2, "-o", tmp_path / "out", "--model",
+                         constant_onnx[0], "--box", *BOX) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"{photos / 'c.webp'}: skipped: cannot decode the image: a WebP image, not a JPEG, PNG or BMP file, the "
         f"formats read (convert it to one)"]
     assert [r.getMessage() for r in caplog.records] == [
         f"{phone}: EXIF orientation 6 (viewers show the photo turned or mirrored): its pixels are read as stored, "
-        f"not rotated; landmarks, boxes and .mat files must describe the stored pixels"]
+        f"not rotated; landmarks, boxes and .mat files must describe the stored pixels (further such images are "
+        f"named at debug level only)"]
 
 
 def test_demo_refuses_an_image_above_max_pixels_naming_its_flag(tmp_path, capsys, constant_onnx):

@@ -26,6 +26,7 @@ from face3d.trainset import (
     rasterize_uv,
     read_300wlp_sample,
     rotation_matrix,
+    sample_io,
     uv_to_pixels,
 )
 from face3d.trainset.sample_io import read_image
@@ -503,19 +504,23 @@ def test_image_header_reads_the_exif_orientation_that_pil_writes(endian):
     assert read_image_header(without_tag.getvalue()) == ImageHeader("jpeg", 16, 8, None)
 
 
-def test_read_image_warns_naming_a_jpeg_whose_exif_orientation_is_not_1(tmp_path, caplog):
+def test_read_image_warns_naming_the_first_jpeg_whose_exif_orientation_is_not_1(tmp_path, caplog, monkeypatch):
+    """The advice is given once, with the first such photo; the later ones are named at DEBUG level."""
+    monkeypatch.setattr(sample_io, "_orientation_warned", False)  # as in a process that has read no such photo
     image = np.random.default_rng(3).integers(0, 256, (8, 16, 3), dtype=np.uint8)
     plain = cv2.imencode(".jpg", image)[1].tobytes()
     (tmp_path / "plain.jpg").write_bytes(plain)
-    for orientation in (1, 6, 8):
+    for orientation in (1, 6, 8, 3):
         (tmp_path / f"o{orientation}.jpg").write_bytes(with_exif_orientation(plain, orientation))
-    with caplog.at_level(logging.WARNING, logger="face3d"):
-        for name in ("plain", "o1", "o6", "o8"):
+    with caplog.at_level(logging.DEBUG, logger="face3d.trainset.sample_io"):
+        for name in ("plain", "o1", "o6", "o8", "o1", "o3"):
             assert read_image(tmp_path / f"{name}.jpg").shape == (8, 16, 3)
-    assert [record.getMessage() for record in caplog.records] == [
-        f"{tmp_path / f'o{orientation}.jpg'}: EXIF orientation {orientation} (viewers show the photo turned or "
-        f"mirrored): its pixels are read as stored, not rotated; landmarks, boxes and .mat files must describe the "
-        f"stored pixels" for orientation in (6, 8)]
+    assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
+        ("WARNING", f"{tmp_path / 'o6.jpg'}: EXIF orientation 6 (viewers show the photo turned or mirrored): its "
+                    f"pixels are read as stored, not rotated; landmarks, boxes and .mat files must describe the "
+                    f"stored pixels (further such images are named at debug level only)"),
+        ("DEBUG", f"{tmp_path / 'o8.jpg'}: EXIF orientation 8: its pixels are read as stored, not rotated"),
+        ("DEBUG", f"{tmp_path / 'o3.jpg'}: EXIF orientation 3: its pixels are read as stored, not rotated")]
 
 
 def test_read_image_names_the_formats_it_reads_when_refusing_another(tmp_path):

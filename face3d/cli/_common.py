@@ -189,6 +189,20 @@ def os_errors_end_program():
         sys.exit(2)
 
 
+# items a batch command names under its summary line (failures, dropped photos, ...); its summary file lists them all
+LISTED_ITEMS = 20
+
+
+def write_item_lines(stream, lines, summary_path):
+    """Write ``lines`` (one per failed or dropped item, each already logged as it happened) under a batch command's
+    summary line, indented by two spaces: the first ``LISTED_ITEMS``, then ``  ... and N more: see <summary_path>``
+    (the summary file that lists them all) for the rest."""
+    for line in lines[:LISTED_ITEMS]:
+        stream.write(f"  {line}\n")
+    if len(lines) > LISTED_ITEMS:
+        stream.write(f"  ... and {len(lines) - LISTED_ITEMS} more: see {summary_path}\n")
+
+
 def missing_extra(error):
     """The extra (``face3d[<extra>]``) providing the module a ModuleNotFoundError names, or None."""
     if not isinstance(error, ModuleNotFoundError) or not error.name:
@@ -357,8 +371,9 @@ def logging_restored():
 
 
 def setup_logging(verbose=False, format="%(levelname)s %(name)s: %(message)s"):
-    """Log to stderr at INFO (DEBUG when ``verbose``)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=format, stream=sys.stderr)
-    # basicConfig does nothing where the root logger has handlers (a program calling main): face3d's own level
-    # then lets its debug records reach them all the same, and a later call without verbose takes it back
-    logging.getLogger("face3d").setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    """Log to stderr face3d's records at INFO and above (DEBUG when ``verbose``) and other libraries' at WARNING and
+    above: their INFO records (TensorFlow's ``Assets written to: <temporary folder>``) are not a command's output."""
+    # the handler is the root's, so that other libraries' warnings reach stderr too; basicConfig does nothing where
+    # the root logger has handlers (a program calling main), whose level then stays the program's
+    logging.basicConfig(level=logging.WARNING, format=format, stream=sys.stderr)
+    logging.getLogger("face3d").setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -9,6 +9,7 @@ from face3d.cli._common import (
     error_text,
     positive_int,
     setup_logging,
+    write_item_lines,
 )
 from face3d.utils.errors import install_command
 
@@ -61,6 +62,7 @@ def run_fit(args):
     setup_logging(args.verbose)
     from face3d.fitting.photos import FitConfig, fit_photos
     from face3d.prnet.detect import DetectorUnavailable
+    from face3d.trainset.dataset import SUMMARY_FILE
 
     try:
         config = FitConfig(max_fit_error=args.max_fit_error, landmark_noise=args.landmark_noise, detect=args.detect,
@@ -79,12 +81,13 @@ def run_fit(args):
     print(f"photos {summary['photos']}: written {summary['written']}, skipped {summary['skipped']} (already done), "
           f"dropped {summary['dropped']} (fit NME > {100 * args.max_fit_error:g} %), failed {summary['failed']}; "
           f"mean fit NME {mean}; {summary['samples']} samples in {summary['output']}")
-    for item in summary["dropped_images"]:
-        print(f"  dropped {item['image']}: fit NME {100 * item['fit_nme']:.2f} %")
-    for failure in summary["failures"]:
-        print(f"  failed {failure['image']}: {failure['reason']}")
-    for folder in summary["unreadable_folders"]:
-        print(f"  cannot list {folder['folder']}: {folder['reason']}")
+    # the folders first (each stands for its photos), then the failures (the exit status) and the dropped fits
+    write_item_lines(sys.stdout, [f"cannot list {folder['folder']}: {folder['reason']}"
+                                  for folder in summary["unreadable_folders"]] +
+                     [f"failed {failure['image']}: {failure['reason']}" for failure in summary["failures"]] +
+                     [f"dropped {item['image']}: fit NME {100 * item['fit_nme']:.2f} %"
+                      for item in summary["dropped_images"]],
+                     os.path.join(summary["output"], SUMMARY_FILE))
     return 1 if summary["failed"] or summary["unreadable_folders"] else 0
 
 

@@ -17,6 +17,7 @@ from face3d.cli._common import (
     non_negative_int,
     positive_int,
     setup_logging,
+    write_item_lines,
 )
 
 __all__ = ["GENERATE", "add_generate_arguments", "build_generate_parser", "generate_main", "run_generate",
@@ -129,14 +130,16 @@ def generation_config(args):
     return GenerationConfig(**values)
 
 
-def _print_summary(summary, stream):
+def _print_summary(summary, summary_path, stream):
+    """Write the summary line of a run and under it the folders that could not be listed (first: each stands for
+    its samples) and the failed samples, at most ``LISTED_ITEMS`` lines (``summary_path`` lists them all)."""
     stream.write(f"samples {summary['samples']}: written {summary['written']}, skipped {summary['skipped']} "
                  f"(already done), failed {summary['failed']}; {summary['label_lines']} label lines in "
                  f"{summary['label_file']} ({summary['elapsed_s']:.1f} s, {summary['samples_per_s']:.2f} samples/s)\n")
-    for failure in summary["failures"]:
-        stream.write(f"  failed {failure['sample']}: {failure['reason']}\n")
-    for folder in summary["unreadable_folders"]:
-        stream.write(f"  cannot list folder {folder['folder']}: {folder['reason']}\n")
+    write_item_lines(stream, [f"cannot list folder {folder['folder']}: {folder['reason']}"
+                              for folder in summary["unreadable_folders"]] +
+                     [f"failed {failure['sample']}: {failure['reason']}" for failure in summary["failures"]],
+                     summary_path)
 
 
 def run_generate(args):
@@ -151,7 +154,7 @@ def run_generate(args):
 def _generate(args):
     """``run_generate``'s work."""
     setup_logging(args.verbose)
-    from face3d.trainset.dataset import generate_dataset
+    from face3d.trainset.dataset import generate_dataset, summary_file_name
 
     try:
         config = generation_config(args)
@@ -168,7 +171,7 @@ def _generate(args):
                                workers=args.workers, shard=args.shard, limit=args.limit, seed=args.seed,
                                relative_paths=args.label_paths == "relative", progress=not args.quiet,
                                uv_data=args.uv_data)
-    _print_summary(summary, sys.stdout)
+    _print_summary(summary, os.path.join(summary["output"], summary_file_name(args.shard)), sys.stdout)
     problems = [f"{summary['failed']} samples failed"] * bool(summary["failed"]) + \
         [f"{len(summary['unreadable_folders'])} folders could not be listed"] * bool(summary["unreadable_folders"])
     if summary["failed"] + len(summary["unreadable_folders"]) > args.max_failures:

@@ -179,7 +179,21 @@ def quantize_onnx(model, output, calibration, batch_size=1):
     if opset < QDQ_MIN_OPSET:
         model = version_converter.convert_version(model, QDQ_MIN_OPSET)
     output = Path(output)
-    quantize_static(model, output, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
+    # quantize_static advises (twice, through the root logger) running ONNX Runtime's pre-processing first, which
+    # skipping is on purpose: the QDQ model must quantize the graph ATC converts, node for node. Pre-processing
+    # fuses the batch norms of an export with --no-fold-bn, which fusion_switch.cfg keeps apart on the board, and
+    # leaves a folded export's nodes as they are (quantize_static infers the shapes itself)
+    root = logging.getLogger()
+    root.addFilter(_not_pre_processing_advice)
+    try:
+        quantize_static(model, output, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+    finally:
+        root.removeFilter(_not_pre_processing_advice)
     return output
+
+
+def _not_pre_processing_advice(record):
+    """Logging filter: False for ONNX Runtime's advice to pre-process a model before quantizing it."""
+    return "pre-processing before quantization" not in record.getMessage()

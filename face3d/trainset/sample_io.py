@@ -24,6 +24,9 @@ _REQUIRED_KEYS = ("Pose_Para", "Shape_Para", "Exp_Para")
 _DECODED_FORMATS = ("png", "jpeg", "bmp")  # read_image_header's formats that OpenCV decodes here
 # Largest image a reader decodes: 100 megapixels take 300 MB as RGB (a few times that while decoding).
 DEFAULT_MAX_PIXELS = 100_000_000
+# Whether this process has warned of an image's EXIF orientation: the advice is the same for every image (a folder
+# of phone photos has hundreds), so later ones are named at DEBUG level; each worker process warns once of its own.
+_orientation_warned = False
 
 
 def _require_file(path, kind: str) -> None:
@@ -90,8 +93,8 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
     refused before any pixel memory is taken, and so is a format whose header gives no size. ``limit_flag``: the
     caller's option that sets ``max_pixels`` ("--max-pixels"), named in that message; None: the caller has none.
     The pixels come as stored (``decode_stored_pixels``: a JPEG's EXIF orientation is ignored), with a warning
-    naming the file when its orientation is not 1 (viewers show it turned or mirrored), since landmarks made on the
-    photo as shown would not fit them.
+    naming the first file of the process whose orientation is not 1 (viewers show it turned or mirrored), since
+    landmarks made on the photo as shown would not fit them; later such files are named at DEBUG level.
     Raises:
         InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
     """
@@ -108,10 +111,21 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
     if image is None:
         raise InputFileError(image_path, _undecodable(data))
     if header.orientation not in (None, 1):
-        logger.warning("%s: EXIF orientation %d (viewers show the photo turned or mirrored): its pixels are read as "
-                       "stored, not rotated; landmarks, boxes and .mat files must describe the stored pixels",
-                       image_path, header.orientation)
+        _log_orientation(image_path, header.orientation)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGBA if alpha else cv2.COLOR_BGR2RGB)
+
+
+def _log_orientation(image_path, orientation: int) -> None:
+    """Warn that ``image_path`` has EXIF ``orientation`` (not 1) and is read as stored, with the advice, for the
+    process's first such image; log the later ones at DEBUG level."""
+    global _orientation_warned
+    if _orientation_warned:
+        logger.debug("%s: EXIF orientation %d: its pixels are read as stored, not rotated", image_path, orientation)
+        return
+    _orientation_warned = True
+    logger.warning("%s: EXIF orientation %d (viewers show the photo turned or mirrored): its pixels are read as "
+                   "stored, not rotated; landmarks, boxes and .mat files must describe the stored pixels (further "
+                   "such images are named at debug level only)", image_path, orientation)
 
 
 def _read_mat(mat_path, keys) -> dict:
