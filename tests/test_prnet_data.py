@@ -1,6 +1,10 @@
 """Sample lists, up-front checks, the tf.data pipeline and its augmentation (about 20 s on 2 cores)."""
 import logging
 import math
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import _prnet_data
@@ -19,6 +23,7 @@ from face3d.utils.errors import InputFileError
 tf = pytest.importorskip("tensorflow")
 
 R = 32
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +151,46 @@ def test_float16_and_float32_maps_mix(tmp_path):
     _, targets, _ = _one_batch(samples, uv, batch_size=3, shuffle=False)
     for target, (_, posmap) in zip(targets, pairs):
         np.testing.assert_allclose(target, np.load(posmap).astype(np.float32) / (1.1 * 16), rtol=1e-6)
+
+
+def test_half_maps_decode_to_numpys_float32_bit_for_bit(tmp_path):
+    """Every float16 bit pattern (signed zeros, subnormals, infinities, NaNs) in a map file loads, in the tf.data
+    pipeline as in training, as the float32 bits numpy's conversion gives; NaNs keep their payload and come out
+    quiet, as the CPU's conversion makes them (maps holding NaN are refused by check_samples anyway)."""
+    bits = np.arange(2 ** 16, dtype=np.uint16)
+    expected = bits.view(np.float16).astype(np.float32).view(np.uint32)
+    nan = np.isnan(bits.view(np.float16))
+    expected[nan] |= np.uint32(1 << 22)  # float32's quiet bit
+    assert np.count_nonzero(nan) == 2046
+    side = 148  # 148 x 148 x 3 = 65712 values hold every pattern
+    values = np.zeros(side * side * 3, np.uint16)
+    values[:bits.size] = bits
+    np.save(tmp_path / "all.npy", values.view(np.float16).reshape(side, side, 3))
+    cv2.imwrite(str(tmp_path / "all.png"), np.zeros((side, side, 3), np.uint8))
+    samples = FileSamples((str(tmp_path / "all.png"),), (str(tmp_path / "all.npy"),), side, ("<f2",))
+    (_, posmap), = tf.data.Dataset.range(1).map(samples.loader())
+    assert posmap.dtype == tf.float32 and posmap.shape == (side, side, 3)
+    np.testing.assert_array_equal(posmap.numpy().ravel()[:bits.size].view(np.uint32), expected)
+
+
+def test_half_maps_load_without_tensorflow_float16_kernels(tmp_path):
+    """Reading float16 maps into a batch logs no oneDNN "supports DT_HALF only on platforms with AVX-512" error
+    (TensorFlow's float16 kernels log it on CPUs without AVX-512 half support; elsewhere this passes anyway)."""
+    label = _prnet_data.make_dataset(tmp_path, 2, 32)
+    code = textwrap.dedent(f"""
+        from face3d.prnet.data import check_samples, make_dataset
+        from face3d.trainset.pack import read_label_file
+        from face3d.trainset.uv_layout import load_uv_data
+        samples = check_samples(read_label_file({str(label)!r}))
+        batch = next(iter(make_dataset(samples, load_uv_data({str(tmp_path / "uv-data")!r}), batch_size=2)))
+        print(batch[1].dtype.name, batch[1].shape)
+    """)
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env={**env, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "float32 (2, 32, 32, 3)\n"
+    assert "DT_HALF" not in result.stderr
 
 
 def test_no_usable_sample_names_the_label_file(tmp_path):

@@ -9,6 +9,7 @@ import csv
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -405,6 +406,26 @@ def test_without_validation_the_last_line_names_last_keras_instead_of_a_best_mod
     epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1: ")]
     assert len(epoch_lines) == 1 and "val NME" not in epoch_lines[0], epoch_lines
     assert last.is_file() and not (out / "best.keras").exists()
+
+
+def test_progress_in_a_log_file_is_plain_lines_on_stderr(tiny_label, tmp_path, monkeypatch, capfd):
+    """With stdout and stderr not terminals (a log file, a cluster job), ``--verbose 1`` writes no backspaces,
+    carriage returns or colour codes: the epoch's steps are face3d's plain progress lines on stderr (here, in under
+    30 s, only the final one), and stdout holds the result line alone."""
+    pytest.importorskip("keras")
+    from face3d.cli import main as face3d_main
+    monkeypatch.setattr("face3d.prnet.model.build_resfcn256", _prnet_data.tiny_network)
+    out = tmp_path / "out"
+    assert face3d_main(_train_argv(tiny_label, out, "--val-fraction", "0", "--verbose", "1")) == 0
+    captured = capfd.readouterr()
+    for stream in (captured.out, captured.err):
+        assert not {"\r", "\b", "\x1b"} & set(stream), repr(stream[:300])
+    assert captured.out == (f"finished 1 epoch; no validation (--val-fraction 0 and no --val-list), so no "
+                            f"best.keras: the model is {out / 'checkpoints' / 'last.keras'}; outputs in {out}\n")
+    steps = [line for line in captured.err.splitlines() if line.startswith("epoch 1/1 steps: ")]
+    assert len(steps) == 1, captured.err  # 10 samples, batches of 4
+    assert re.fullmatch(r"epoch 1/1 steps: 2/2 100\.0% \d+\.\d\d/s elapsed 0:\d\d ETA 0:00 loss \d\.\d+(e-\d+)?",
+                        steps[0]), steps[0]
 
 
 def test_a_full_disk_while_writing_tensorboard_logs_is_one_line_naming_the_folder(tiny_label, tmp_path, monkeypatch,

@@ -65,7 +65,9 @@ _HELP = {
     "keep_checkpoints": (None, "keep checkpoints/epoch_NNN.keras for every epoch (checkpoints/last.keras is always "
                                "written)", {}),
     "run_eagerly": (None, "run the training step eagerly, without graph compilation (debugging, tiny runs)", {}),
-    "verbose": (None, "0 silent, 1 a progress bar per epoch (and over the sample check), 2 one line per epoch",
+    "verbose": (None, "0 silent; 1 a progress bar over each epoch's steps (steps/s, ETA, running loss) on stderr, "
+                      "redrawn in place on a terminal, else a plain line every 30 s and one at the epoch's end; 2 "
+                      "Keras's one line per epoch on stdout instead; 1 and 2 also show a bar over the sample check",
                 {"choices": (0, 1, 2)}),
 }
 # AugmentConfig switch -> help of its --no-<name> flag, formatted with the AugmentConfig defaults

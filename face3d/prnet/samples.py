@@ -77,7 +77,12 @@ class FileSamples:
             # the array data is the file's tail, whatever the header length (checked by check_samples)
             nbytes = res * res * 3 * dtype.size
             raw = tf.strings.substr(content, tf.strings.length(content) - nbytes, nbytes)
-            return tf.cast(tf.reshape(tf.io.decode_raw(raw, dtype, little_endian=True), (res, res, 3)), tf.float32)
+            return tf.reshape(tf.io.decode_raw(raw, dtype, little_endian=True), (res, res, 3))
+
+        def decode_half(content):
+            # read as uint16 and shaped before the bits become float16: oneDNN's graph rewrite of a float16 Reshape
+            # logs an error-level "supports DT_HALF only on platforms with AVX-512" on CPUs without it
+            return tf.cast(tf.bitcast(decode(content, tf.uint16), tf.float16), tf.float32)
 
         def load(index):
             encoded = tf.io.read_file(images[index])
@@ -86,7 +91,7 @@ class FileSamples:
                             lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
                             lambda: tf.io.decode_png(encoded, channels=3))
             content = tf.io.read_file(posmaps[index])
-            posmap = tf.cond(half[index], lambda: decode(content, tf.float16), lambda: decode(content, tf.float32))
+            posmap = tf.cond(half[index], lambda: decode_half(content), lambda: decode(content, tf.float32))
             return tf.ensure_shape(image, (res, res, 3)), posmap
         return load
 

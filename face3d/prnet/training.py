@@ -47,6 +47,7 @@ from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.uv_layout import load_uv_data
 from face3d.utils.errors import InputFileError
+from face3d.utils.progress import Progress
 
 __all__ = ["TrainConfig", "NonFiniteLossError", "learning_rate_at", "load_samples", "evaluate", "train"]
 
@@ -92,7 +93,9 @@ class TrainConfig:
         keep_checkpoints: also keep ``checkpoints/epoch_NNN.keras`` for every epoch.
         run_eagerly: run the training step eagerly instead of as a compiled graph (debugging; also the fastest
             choice for a handful of steps, since tracing the 160-layer network takes longer than a few steps).
-        verbose: Keras verbosity (1 = a progress bar per epoch).
+        verbose: 0 silent; 1 a progress bar over each epoch's steps and over the sample check
+            (``face3d.utils.progress.Progress`` on stderr: redrawn in place on a terminal, else a plain line every
+            30 s and one at the end); 2 Keras's one line per epoch on stdout.
     """
     train_list: str = None
     h5: str = None
@@ -367,6 +370,18 @@ def _loss_guard():
     return LossGuard()
 
 
+def _progress_callback(bar):
+    """A Keras callback advancing ``bar`` (a ``Progress`` over the epoch's steps) by one step per training batch,
+    with the running mean loss after the rate."""
+    import keras
+
+    class StepProgress(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            bar.update(1, postfix=f"loss {float(logs['loss']):.4g}")
+
+    return StepProgress()
+
+
 def _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size):
     """Trains one epoch (0-based ``epoch``) at its learning rate, then validates. Returns the epoch's CSV row:
     epoch (1-based), loss, learning_rate, val_loss, val_nme ('' without validation samples).
@@ -380,8 +395,12 @@ def _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in,
     dataset = make_dataset(train_samples, uv_in, batch_size=config.batch_size, input_size=input_size,
                            augment=config.augment, seed=config.seed, epoch=epoch, shuffle=True)
     guard = _loss_guard()
-    history = model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, verbose=config.verbose, shuffle=False,
-                        callbacks=[guard])
+    # face3d's bar rather than Keras's: Keras redraws its bar with backspaces, \r and colour codes on stdout even
+    # when that is a log file
+    steps = int(dataset.cardinality())
+    with Progress(steps, desc=f"epoch {epoch + 1}/{config.epochs} steps", enabled=config.verbose == 1) as bar:
+        history = model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, verbose=2 if config.verbose == 2 else 0,
+                            shuffle=False, callbacks=[guard, _progress_callback(bar)])
     if guard.batch is not None:
         order = epoch_order(len(train_samples), config.seed, epoch).numpy()
         batch = order[guard.batch * config.batch_size:(guard.batch + 1) * config.batch_size]
