@@ -8,7 +8,15 @@ import pytest
 import scipy.io
 
 from face3d.morphable_model import load
-from face3d.utils.atomic import atomic_file, exclusive_lock, staging_folder, temp_name
+from face3d.trainset.outputs import _write_file_atomically
+from face3d.utils.atomic import (
+    atomic_file,
+    atomic_write_bytes,
+    atomic_write_files,
+    exclusive_lock,
+    staging_folder,
+    temp_name,
+)
 from face3d.utils.errors import STORAGE_REFUSED, InputFileError, os_error_at
 from face3d.utils.matfile import read_mat
 
@@ -51,6 +59,28 @@ def test_atomic_file_names_its_path_in_a_refused_write(tmp_path):
     with pytest.raises(FileNotFoundError) as raised, atomic_file(path):
         open(missing, "rb")  # an error naming its own file keeps it
     assert raised.value.filename == str(missing)
+
+
+def test_a_leftover_twin_linked_to_another_file_is_replaced_not_written_through(tmp_path):
+    """A killed run's twin may be a hard link to another file (``face3d fit`` links photos through such names):
+    every atomic write removes it and writes a new file, leaving the other file's bytes as they were."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"the user's photo")
+    out = tmp_path / "out"
+    out.mkdir()
+    folder_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    writes = {"atomic_file": lambda path: atomic_write_bytes(path, b"new"),
+              "atomic_write_files": lambda path: atomic_write_files({path: b"new"}),
+              "per-sample file": lambda path: _write_file_atomically(folder_fd, path.name, [memoryview(b"new")])}
+    try:
+        for name, write in writes.items():
+            path = out / f"{name}.jpg"
+            os.link(photo, temp_name(path))
+            write(path)
+            assert (path.read_bytes(), photo.read_bytes()) == (b"new", b"the user's photo"), name
+    finally:
+        os.close(folder_fd)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.jpg" for name in writes)
 
 
 def test_atomic_file_on_a_read_only_file_system_names_its_path(tmp_path, monkeypatch):

@@ -186,8 +186,8 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       line per finished sample, after its files are in place, to its own
       ``<output>/.done/journal.<host>.<pid>.<ns>.txt`` (one ``write``, no extra file per sample; see
       ``outputs.Journal``). A restart (even after SIGKILL) skips done samples whose files are still as written (size,
-      and crc32 of the first and last ``CHECKED_BYTES``) and redoes the rest, whose rewrite reuses and renames any
-      leftover temporary file; a sample whose redo fails leaves the label file. A redone sample's files of its
+      and crc32 of the first and last ``CHECKED_BYTES``) and redoes the rest, whose rewrite removes any
+      leftover temporary file first; a sample whose redo fails leaves the label file. A redone sample's files of its
       earlier record that the current settings do not write (a preview, an angle no longer asked for) are removed
       before it is journalled, its earlier record's file list being carried by its redo line until then
       (``outputs.earlier_files``, ``outputs.write_sample``; never a name another sample may write).

@@ -1,7 +1,7 @@
 """Atomic file writes: a hidden temporary twin in the same folder, renamed onto the target with ``os.replace``.
 
 Readers never see a half-written file. The temporary name is deterministic (``.<name>.partial``), so a job
-killed mid-write and run again overwrites and renames its leftover instead of leaving it behind. Work that
+killed mid-write and run again removes its leftover and writes the name anew instead of leaving it behind. Work that
 processes sharing a folder must do once (a set they all read) runs under ``exclusive_lock``.
 """
 import contextlib
@@ -39,7 +39,7 @@ def atomic_file(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
-        with open(tmp, "wb") as f:
+        with _new_temp_file(tmp) as f:
             yield f
         os.replace(tmp, path)
     except BaseException as error:
@@ -48,6 +48,14 @@ def atomic_file(path):
         if names_no_file_but(error, tmp):
             raise os_error_at(error, path) from error
         raise
+
+
+def _new_temp_file(tmp):
+    """The temporary twin ``tmp`` made anew and open for binary writing. A file left at its name (a killed run's) is
+    removed, never written through: it may be a hard link to another file (``face3d fit`` links photos into its
+    output through such names), which the writes would change."""
+    tmp.unlink(missing_ok=True)
+    return open(tmp, "xb")
 
 
 def names_no_file_but(error, tmp):
@@ -70,7 +78,8 @@ def atomic_write_files(files):
     try:
         for current, data in zip(paths, files.values()):
             current.parent.mkdir(parents=True, exist_ok=True)
-            temp_name(current).write_bytes(data)
+            with _new_temp_file(temp_name(current)) as f:
+                f.write(data)
         for current in paths:
             os.replace(temp_name(current), current)
             renamed.append(current)
