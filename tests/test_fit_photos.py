@@ -45,6 +45,7 @@ from face3d.trainset.landmark_files import (
 from face3d.trainset.outputs import earlier_files, read_journals
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.uv_layout import load_uv_data
+from face3d.utils.atomic import temp_name
 from face3d.utils.errors import InputFileError
 
 FIXTURES = fixtures_dir()
@@ -645,6 +646,39 @@ def test_ctrl_c_as_a_photo_is_linked_in_leaves_no_partial_file(tmp_path, model, 
     assert capsys.readouterr().err == ("face3d fit: interrupted; finished images are kept: rerun the same command to "
                                        "resume\n")
     assert list(out.rglob("*")) == []  # the photo was the first file of the run
+
+
+def test_a_twin_another_run_links_to_the_photo_first_is_never_written_through(tmp_path, monkeypatch):
+    """Two runs linking one photo into one output: the other run makes the hidden twin a link to the photo between
+    this run's removal of the twin and its own link. That EEXIST fails the photo's outputs: a copy written through
+    the twin would empty the photo."""
+    photo, target = tmp_path / "a.jpg", tmp_path / "out" / "a.jpg"
+    photo.write_bytes(b"the user's photo")
+    target.parent.mkdir()
+    link = os.link
+
+    def linked_first_by_another_run(source, twin, **kwargs):
+        link(source, twin)
+        link(source, twin, **kwargs)
+
+    monkeypatch.setattr(os, "link", linked_first_by_another_run)
+    with pytest.raises(FileExistsError) as raised:
+        fitting_photos._link_or_copy(photo, target)
+    assert raised.value.filename == str(target)
+    os.replace(temp_name(target), target)  # the other run goes on
+    assert photo.read_bytes() == b"the user's photo"
+    assert [p.name for p in target.parent.iterdir()] == ["a.jpg"]
+
+
+def test_a_photo_linked_again_onto_its_own_link_leaves_no_twin(tmp_path):
+    """Renaming the twin onto a link to the same file does nothing (POSIX): the twin is removed all the same."""
+    photo, target = tmp_path / "a.jpg", tmp_path / "out" / "a.jpg"
+    photo.write_bytes(b"the user's photo")
+    target.parent.mkdir()
+    os.link(photo, target)  # another run linked it in after this one removed the earlier copy
+    fitting_photos._link_or_copy(photo, target)
+    assert target.stat().st_ino == photo.stat().st_ino and photo.read_bytes() == b"the user's photo"
+    assert [p.name for p in target.parent.iterdir()] == ["a.jpg"]
 
 
 def test_a_worker_process_dying_on_a_photo_fails_that_photo_alone_and_the_rerun_completes(tmp_path, model,

@@ -14,6 +14,7 @@ stopping the run, a progress bar, ``summary.json``.
 import concurrent.futures as cf
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import logging
@@ -57,6 +58,10 @@ MIN_FACING = -0.25
 MAX_MIRRORED_TILT = 45.0
 # Images fitted together: one vectorised fit per chunk.
 CHUNK_SIZE = 32
+# os.link's errors where the file system makes no hard link, a copy then taking its place: the output on another
+# file system (EXDEV), links not supported or refused (EPERM: FAT, or Linux's protected_hardlinks for another user's
+# photo; ENOTSUP/EOPNOTSUPP: macOS), the photo at its file system's most links (EMLINK)
+_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
 
 @dataclass(frozen=True)
@@ -300,14 +305,18 @@ def _output_paths(output, ref):
 
 
 def _link_or_copy(source, target):
-    """``target`` becomes a hard link to ``source`` (a copy where links fail), through its temporary twin, which a
-    failure removes; an OSError of the write names ``target``."""
+    """``target`` becomes a hard link to ``source`` (a copy where the file system makes no link: ``_NO_LINK``),
+    through its temporary twin, which a failure removes; an OSError of the write names ``target``."""
     tmp = temp_name(target)
     tmp.unlink(missing_ok=True)
     try:
         os.link(source, tmp)
-    except OSError:  # another file system, or links unsupported: a copy, written as every output is
-        with open(source, "rb") as original, atomic_file(target) as copy:
+    except OSError as error:
+        # any other error is no reason for a copy: EEXIST says another process made the twin since, maybe a link to
+        # the photo itself, which a copy written through that name would overwrite
+        if error.errno not in _NO_LINK:
+            raise os_error_at(error, target) from error
+        with open(source, "rb") as original, atomic_file(target) as copy:  # written as every output is
             shutil.copyfileobj(original, copy)
         return
     except BaseException:  # Ctrl-C or SIGTERM (face3d.cli) handled as the link was made
@@ -316,6 +325,8 @@ def _link_or_copy(source, target):
         raise
     try:
         os.replace(tmp, target)
+        # a rename onto a link to the same file does nothing (POSIX): target was linked to source already
+        tmp.unlink(missing_ok=True)
     except BaseException as error:
         with contextlib.suppress(OSError):  # a read-only file system refuses even this: the first error is the one
             tmp.unlink(missing_ok=True)
