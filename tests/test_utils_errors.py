@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import scipy.io
+from _fixtures import held_lock
 
 from face3d.morphable_model import load
 from face3d.trainset.outputs import _write_file_atomically
@@ -14,6 +15,7 @@ from face3d.utils.atomic import (
     atomic_write_bytes,
     atomic_write_files,
     exclusive_lock,
+    output_lock,
     staging_folder,
     temp_name,
 )
@@ -124,6 +126,43 @@ def test_a_lock_on_a_file_system_without_locks_warns_and_runs_the_block(tmp_path
     with pytest.raises(OSError) as raised, exclusive_lock(tmp_path / "set" / ".lock"):
         ran.append(False)
     assert (raised.value.errno, raised.value.filename, ran) == (errno.EIO, str(tmp_path / "set" / ".lock"), [True])
+
+
+def test_an_output_lock_refuses_another_holder_and_nests_in_its_own(tmp_path, monkeypatch, caplog):
+    """The lock of an output file lies beside it; one this process holds is taken again inside the hold (face3d
+    generate holds its output while it renders the default set there, then generate_dataset takes it); on a file
+    system without locks the run goes on, with exclusive_lock's warning."""
+    import fcntl
+
+    h5 = tmp_path / "packs" / "train.h5"
+    ran = []
+    with held_lock(tmp_path / "packs" / ".train.h5.lock"):
+        with pytest.raises(BlockingIOError) as raised, output_lock(h5, "face3d pack", option="output file",
+                                                                   output_is_file=True):
+            ran.append("beside a holder")
+    assert (raised.value.errno, raised.value.filename, raised.value.strerror) == (
+        errno.EWOULDBLOCK, str(h5), "another face3d pack run is writing it; wait for it to end or use another output "
+                                    "file")
+    out = tmp_path / "out"
+    with output_lock(out, "face3d generate", (1, 2)), output_lock(out, "face3d generate", (1, 2)):
+        ran.append("nested")
+        with pytest.raises(BlockingIOError), held_lock(out / ".generate.shard-1-of-2.lock"):
+            pass
+    with held_lock(out / ".generate.shard-1-of-2.lock"):  # released at the end of the outer hold
+        ran.append("released")
+    assert ran == ["nested", "released"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [".generate.lock", ".generate.shard-1-of-2.lock",
+                                                           ".train.h5.lock", "out", "packs"]
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="face3d.utils.atomic"), output_lock(out, "face3d fit"):
+        ran.append("unlocked")
+    assert ran[-1] == "unlocked" and caplog.messages == [
+        f"{out / '.fit.lock'}: the file system has no locks ({os.strerror(errno.ENOLCK)}): processes sharing this "
+        f"folder may not take turns"]
 
 
 def test_a_signal_handled_as_the_staging_folder_is_made_leaves_no_folder(tmp_path, monkeypatch):
