@@ -753,6 +753,22 @@ def test_the_input_folder_holds_only_the_model_inputs(aflw, tmp_path, batch):
     assert sorted(os.listdir(work)) == [".pre_process.lock", "bin", offline.MANIFEST]
 
 
+def test_runs_at_once_into_one_output_get_a_result_folder_each(tmp_path, monkeypatch):
+    """Two runs in one second: the other run makes the timestamped folder just before this one's mkdir."""
+    stamp, mkdir = "20250101_120000", Path.mkdir
+
+    def made_by_another_run_first(self, *args, **kwargs):
+        if self.name == stamp and not self.exists():
+            mkdir(self)
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(offline.time, "strftime", lambda form: stamp)
+    monkeypatch.setattr(Path, "mkdir", made_by_another_run_first)
+    (tmp_path / "out").mkdir()
+    assert offline._timestamp_folder(tmp_path / "out") == tmp_path / "out" / f"{stamp}_1"
+    assert sorted(os.listdir(tmp_path / "out")) == [stamp, f"{stamp}_1"]
+
+
 def test_run_reads_the_manifest_beside_its_input_folder(exported, aflw, tmp_path, capsys):
     _, out = exported
     work = tmp_path / "work"

@@ -402,13 +402,17 @@ def _check_input_size(path, size, batch):
 
 
 def _timestamp_folder(output_dir):
+    """A new folder ``output_dir/<YYYYMMDD_HHMMSS>``, ``_1``, ``_2`` ... appended to the name another run made
+    within the same second: each run, even two at once, gets a folder of its own."""
     output_dir = Path(output_dir)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     folder, k = output_dir / stamp, 1
-    while folder.exists():  # two runs within one second: keep both
-        folder, k = output_dir / f"{stamp}_{k}", k + 1
-    folder.mkdir(parents=True)
-    return folder
+    while True:
+        try:
+            folder.mkdir(parents=True)  # the name is this run's only if this mkdir makes it
+            return folder
+        except FileExistsError:
+            folder, k = output_dir / f"{stamp}_{k}", k + 1
 
 
 def _recorded_run_id(path):
