@@ -1,5 +1,7 @@
 """Shared test fixtures: where the real-format samples of ../shared/fixtures live (tests that use them skip when
-absent), and folders that cannot be listed."""
+absent), folders that cannot be listed, and a lock held as another process holds it."""
+import contextlib
+import fcntl
 import os
 from pathlib import Path
 
@@ -22,3 +24,17 @@ def deny_listing(monkeypatch, folder_name):
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
+
+
+@contextlib.contextmanager
+def held_lock(path, shared=False):
+    """Hold an ``fcntl.flock`` lock on ``path`` (created, with its folder, if missing), exclusive or ``shared``, for
+    the block through an open file description of its own: it conflicts with the locks of face3d's functions in this
+    process as another process's would."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)

@@ -745,7 +745,8 @@ def test_bad_preview_output_ends_in_one_line_with_status_2(tmp_path, synth, caps
 
 
 def test_bad_inputs_leave_no_half_written_outputs(tmp_path, synth):
-    """Every refused sample above leaves nothing behind: only the good sample's files are in the output."""
+    """Every refused sample above leaves nothing behind: only the good sample's files are in the output (beside the
+    run's lock file)."""
     root = tmp_path / "root"
     _add_sample(root, "good", synth)
     _add_sample(root, "huge", synth, image=_png_claiming(40000, 40000))
@@ -753,7 +754,7 @@ def test_bad_inputs_leave_no_half_written_outputs(tmp_path, synth):
     out = tmp_path / "out"
     _run(root, out)
     files = sorted(p.name for p in out.iterdir() if p.is_file())
-    assert files == ["good.jpg", "good.npy", "summary.json", "trainDataLabel.txt"]
+    assert files == [".generate.lock", "good.jpg", "good.npy", "summary.json", "trainDataLabel.txt"]
 
 
 # ------------------------------------------------------------------------------------- resume and workers
@@ -893,7 +894,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_the_run_resumes(tmp_path, s
     run = ["generate", "--root", root, "--output", out, "--workers", "1", "--quiet", "--angles", "--resolution", "16"]
     assert _main_error(capsys, *run) == [f"face3d generate: error: {out / 'b.jpg'}: {os.strerror(code)}"]
     assert len(calls) == 3  # c and d were not tried
-    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["a.jpg", "a.npy"]  # nothing of b
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [".generate.lock", "a.jpg", "a.npy"]  # no b
     assert list(read_journals(out)) == ["a"]
     monkeypatch.undo()
     resumed = _run(root, out)
@@ -910,7 +911,7 @@ def test_a_full_disk_stops_a_run_on_worker_processes_with_one_line(tmp_path, syn
     assert len(lines) == 1 and re.fullmatch(rf"face3d generate: error: {re.escape(str(out))}/[abcd]\.jpg: No space "
                                             rf"left on device", lines[0]), lines
     assert not (out / "summary.json").exists() and not (out / "trainDataLabel.txt").exists()
-    assert not [p for p in out.iterdir() if p.is_file()] and not read_journals(out)
+    assert [p for p in out.iterdir() if p.is_file()] == [out / ".generate.lock"] and not read_journals(out)
 
 
 def test_a_full_disk_on_worker_processes_leaves_no_temporary_behind(tmp_path, synth, capsys, monkeypatch):
@@ -935,7 +936,7 @@ def test_a_full_disk_on_worker_processes_leaves_no_temporary_behind(tmp_path, sy
                         "--resolution", "16")
     assert len(lines) == 1 and lines[0].endswith(": No space left on device"), lines
     assert len(list(marks.iterdir())) == 3  # two workers and the first-refused mark
-    assert not [p for p in out.iterdir() if p.is_file()] and not read_journals(out)
+    assert [p for p in out.iterdir() if p.is_file()] == [out / ".generate.lock"] and not read_journals(out)
 
 
 def test_a_full_disk_at_the_uv_data_or_the_label_file_ends_in_one_line(tmp_path, synth, capsys, monkeypatch):

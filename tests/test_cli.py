@@ -17,6 +17,7 @@ import _prnet_data
 import cv2
 import numpy as np
 import pytest
+from _fixtures import held_lock
 
 import face3d
 from face3d.cli import build_generate_parser, build_parser, main
@@ -26,6 +27,7 @@ from face3d.cli.train import train_config
 from face3d.prnet.data import AugmentConfig
 from face3d.prnet.training import TrainConfig
 from face3d.trainset.sample import GenerationConfig
+from face3d.trainset.synthetic import synthesize_dataset
 from face3d.utils.progress import Progress, format_duration
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,6 +196,65 @@ def test_generate_stopped_in_either_phase_says_a_rerun_resumes(phase, signal_nam
     captured = capsys.readouterr()
     assert captured.err == f"face3d generate: {word}; finished samples are kept: rerun the same command to resume\n"
     assert captured.out == ""
+
+
+def _tree(folder):
+    """{relative path: bytes, or None for a folder} of everything under ``folder``."""
+    return {path.relative_to(folder): None if path.is_dir() else path.read_bytes() for path in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("command", ["generate", "fit", "pack", "offline pre_process"])
+def test_a_run_into_an_output_another_run_writes_is_refused_in_one_line_leaving_it_untouched(command, tmp_path,
+                                                                                            capsys):
+    """Two runs writing one output remove, rewrite and rename each other's files: the second is refused at once,
+    with status 2, before it touches the output. The first run's lock is held here through an open file description
+    of its own, as another process holds it."""
+    out, photos = tmp_path / "out", tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.jpg"), np.full((64, 64, 3), 128, np.uint8))
+    (tmp_path / "boxes.txt").write_text("a.jpg 8 8 56 56\n")
+    written, option, prog = out, "--output", f"face3d {command}"
+    if command == "generate":
+        synthesize_dataset(tmp_path / "root", count=1, size=64, flip=False)
+        argv = ["generate", "--root", tmp_path / "root", "--output", out, "--quiet"]
+    elif command == "fit":
+        argv = ["fit", "--images", photos, "--output", out, "--quiet"]
+    elif command == "pack":
+        written, option = out / "train.h5", "output file"
+        argv = ["pack", _prnet_data.make_dataset(tmp_path / "set", 2, 32), written, "--quiet"]
+    else:
+        prog = "face3d offline"
+        argv = ["offline", "pre_process", "--data", photos, "--boxes", tmp_path / "boxes.txt", "--output", out]
+    out.mkdir()
+    (out / "earlier.txt").write_text("an earlier run's file\n")
+    lock = out / (".train.h5.lock" if command == "pack" else f".{command.split()[-1]}.lock")
+    with held_lock(lock):
+        before = _tree(out)
+        assert main([str(word) for word in argv]) == 2
+        assert _tree(out) == before
+    assert capsys.readouterr().err == (f"{prog}: error: {written}: another face3d {command} run is writing it; wait "
+                                       f"for it to end or use another {option}\n")
+
+
+def test_generate_runs_of_different_shards_write_one_output_side_by_side(tmp_path, capsys):
+    """A shard's run holds the output shared and its shard alone: the other shard's run goes on beside it, while a
+    second run of its shard or a run of the whole output is refused (their files are the same)."""
+    synthesize_dataset(tmp_path / "root", count=2, size=64, flip=False)
+    out = tmp_path / "out"
+    argv = ["generate", "--root", str(tmp_path / "root"), "--output", str(out), "--angles", "--resolution", "16",
+            "--workers", "1", "--label-paths", "relative", "--quiet"]
+    refused = f"face3d generate: error: {out}: another face3d generate run is writing it{{}}; wait for it to end or " \
+              f"use another --output\n"
+    with held_lock(out / ".generate.lock", shared=True), held_lock(out / ".generate.shard-1-of-2.lock"):
+        assert main([*argv, "--shard", "2/2"]) == 0
+        assert capsys.readouterr().out.startswith("samples 1: written 1, skipped 0 (already done), failed 0; 1 label")
+        assert main([*argv, "--shard", "1/2"]) == 2
+        assert capsys.readouterr().err == refused.format(" (shard 1/2)")
+        assert main(argv) == 2
+        assert capsys.readouterr().err == refused.format("")
+    assert (out / "trainDataLabel.part-2-of-2.txt").read_text() == "SYNTH/SYNTH_0000_1_1.jpg SYNTH/SYNTH_0000_1_1.npy\n"
+    assert main([*argv, "--shard", "1/2"]) == 0  # the other run over
+    assert (out / "trainDataLabel.part-1-of-2.txt").read_text() == "SYNTH/SYNTH_0000_1_0.jpg SYNTH/SYNTH_0000_1_0.npy\n"
 
 
 # Runs `python -m face3d ARGS` and sends itself the signal named by its first argument just before its first

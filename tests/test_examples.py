@@ -335,6 +335,25 @@ def test_8_missing_sample_file_is_one_line(tmp_path, capsys, monkeypatch):
     assert errors[-1] == f"8_generate_posmap_300WLP.py: error: {tmp_path}: is a folder; give the image file in it"
 
 
+# Runs the example named by its second argument (with the arguments after it) where the temporary twin named by its
+# first argument, once made, is a link to /dev/full, which refuses every write as a full disk does (ENOSPC). Atomic
+# writes remove a twin left before them and make it anew, so the link is made as the twin is opened.
+FULL_DISK_RUNNER = """
+import builtins, os, runpy, sys
+twin, opened = sys.argv[1], builtins.open
+
+def open_twin_on_dev_full(file, mode="r", *args, **kwargs):
+    if isinstance(file, (str, os.PathLike)) and os.fspath(file) == twin:
+        os.symlink("/dev/full", twin)
+        return opened(twin, "wb")
+    return opened(file, mode, *args, **kwargs)
+
+builtins.open = open_twin_on_dev_full
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device refusing every write (ENOSPC)")
 @pytest.mark.parametrize("script, name, args", [
     ("1_pipeline.py", "rendering.jpg", ()), ("2_3dmm.py", "fitted.jpg", ()), ("3_transform.py", "roll.jpg", ()),
@@ -342,15 +361,14 @@ def test_8_missing_sample_file_is_one_line(tmp_path, capsys, monkeypatch):
     ("7_uv_map.py", "uv_position_map.npy", ()), ("8_generate_posmap_300WLP.py", "SYNTH_0000_1_0.npy", ("--synthetic",)),
 ])
 def test_a_full_disk_ends_an_example_with_one_line_naming_the_file(script, name, args, tmp_path):
-    """The temporary twin of a file the example writes mid-run is a link to /dev/full, which refuses every write as
-    a full disk does (ENOSPC): the example ends with one line naming the file and status 2, not a traceback, and
-    leaves neither the file nor its twin."""
+    """The temporary twin of a file the example writes mid-run is a link to /dev/full (``FULL_DISK_RUNNER``): the
+    example ends with one line naming the file and status 2, not a traceback, and leaves neither the file nor its
+    twin."""
     output = tmp_path / "out"
     output.mkdir()
     twin = temp_name(output / name)
-    twin.symlink_to("/dev/full")
-    result = subprocess.run([sys.executable, str(EXAMPLES / script), "--output", str(output), "--size", str(S), *args],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", FULL_DISK_RUNNER, str(twin), str(EXAMPLES / script), "--output",
+                             str(output), "--size", str(S), *args], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [f"{script}: error: {output / name}: No space left on device"]
     assert not (output / name).exists() and not twin.is_symlink()

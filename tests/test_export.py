@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fixtures import held_lock
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -277,8 +278,8 @@ def test_a_failed_atc_run_leaves_a_complete_export_that_records_it(tmp_path, mon
     assert status == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"export failed: atc failed with status 3 (log {out / 'atc_pb.log'}); status 3 (log {out / 'atc_onnx.log'})")
-    assert sorted(os.listdir(out)) == ["atc_onnx.log", "atc_onnx.sh", "atc_pb.log", "atc_pb.sh", "export.json",
-                                       "prnet.onnx", "prnet.pb"]
+    assert sorted(os.listdir(out)) == [".export.lock", "atc_onnx.log", "atc_onnx.sh", "atc_pb.log", "atc_pb.sh",
+                                       "export.json", "prnet.onnx", "prnet.pb"]
     summary = json.loads((out / "export.json").read_text())
     assert summary["atc_status"] == {"pb": 3, "onnx": 3} and list(summary["atc_commands"]) == ["pb", "onnx"]
     assert summary["files"]["prnet.onnx"]["size_mb"] == (out / "prnet.onnx").stat().st_size / 1e6
@@ -309,12 +310,28 @@ def test_a_new_export_into_the_folder_removes_the_earlier_files_it_does_not_writ
     (out / "notes.txt").write_text("mine\n")
     model = _small_model(2)
     result = ex.export_model(model, out, run_atc=False)
-    assert sorted(os.listdir(out)) == ["atc_pb.sh", "export.json", "notes.txt", "prnet.pb"]
+    assert sorted(os.listdir(out)) == [".export.lock", "atc_pb.sh", "export.json", "notes.txt", "prnet.pb"]
     summary = json.loads((out / "export.json").read_text())
     assert list(summary["files"]) == ["prnet.pb"] and list(summary["atc_commands"]) == ["pb"]
     assert summary["fold_bn"] is True and summary["opset"] is None and result.onnx_path is None
     x = _random_inputs(1, 9)[:, :32, :32]
     assert np.abs(load_predictor(out / "prnet.pb").predict(x) - model(x, training=False).numpy()).max() < 1e-4
+
+
+def test_an_export_into_a_folder_another_export_writes_is_refused_leaving_it_as_it_was(tmp_path, capsys):
+    """Two exports into one folder would clear each other's staging folder and mix their files: the second is
+    refused at once (the first's lock held here through an open file description of its own)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "prnet.pb").write_bytes(b"the first export's")
+    _small_model(1).save(tmp_path / "model.keras")
+    with held_lock(out / ".export.lock"):
+        assert face3d_main(["export", "--model", str(tmp_path / "model.keras"), "--output", str(out), "--no-atc"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d export: error: {out}: another face3d export run is writing it; wait for it to end or use another "
+        f"--output"]
+    assert sorted(os.listdir(out)) == [".export.lock", "prnet.pb"]
+    assert (out / "prnet.pb").read_bytes() == b"the first export's"
 
 
 def test_a_failed_check_keeps_the_earlier_export(tmp_path, capsys):
@@ -328,7 +345,7 @@ def test_a_failed_check_keeps_the_earlier_export(tmp_path, capsys):
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before  # no staged file left either
     with pytest.raises(RuntimeError, match="differs from the Keras model"):
         ex.export_model(_small_model(2), tmp_path / "fresh", onnx=True, tolerance=0.0, run_atc=False)
-    assert os.listdir(tmp_path / "fresh") == []
+    assert os.listdir(tmp_path / "fresh") == [".export.lock"]  # the run's lock file alone
 
 
 def test_a_file_its_runtime_cannot_run_keeps_the_earlier_export(tmp_path, monkeypatch):

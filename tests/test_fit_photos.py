@@ -45,6 +45,7 @@ from face3d.trainset.landmark_files import (
 from face3d.trainset.outputs import earlier_files, read_journals
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.uv_layout import load_uv_data
+from face3d.utils.atomic import temp_name
 from face3d.utils.errors import InputFileError
 
 FIXTURES = fixtures_dir()
@@ -424,7 +425,7 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     assert summary["fit_nme"]["wild"] > 0.04 > max(summary["fit_nme"]["good/a"], summary["fit_nme"]["good/b"])
     assert "dropped" in text and "wild.jpg" in text
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and DONE_DIR not in p.parts) \
-        == ["good/a.mat", "good/a.png", "good/b.mat", "good/b.png", "summary.json"]
+        == [".fit.lock", "good/a.mat", "good/a.png", "good/b.mat", "good/b.png", "summary.json"]
     assert not [p for p in out.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
     stamp = (out / "good/a.mat").stat().st_mtime_ns
 
@@ -475,7 +476,8 @@ def test_every_image_format_read_is_fitted_and_the_others_counted_in_one_warning
     with caplog.at_level(logging.WARNING, logger="face3d"):
         summary = fit_photos(photos, out, workers=1, progress=False)
     assert (summary["photos"], summary["written"], summary["failed"]) == (2, 2, 0)
-    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "b.bmp", "b.mat", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".done", ".fit.lock", "a.mat", "a.png", "b.bmp", "b.mat",
+                                                     "summary.json"]
     assert [r.getMessage() for r in caplog.records] == [
         f"{photos}: 3 image files left out (1 .tif, 1 .tiff, 1 .webp): the images read are .jpg/.jpeg/.png/.bmp files"]
 
@@ -497,7 +499,7 @@ def test_a_photo_whose_name_generate_refuses_fails_and_its_fits_generate(tmp_pat
     assert summary["failures"] == [{"image": str(path), "reason": reason} for path in refused]
     assert capsys.readouterr().out.splitlines()[0].startswith("photos 4: written 1, skipped 0 (already done), "
                                                               "dropped 0 (fit NME > 5 %), failed 3;")
-    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".done", ".fit.lock", "a.mat", "a.png", "summary.json"]
     trainset = tmp_path / "trainset"
     assert main(["generate", "--root", str(out), "--output", str(trainset), "--resolution", "16", "--angles",
                  "--workers", "1", "--quiet"]) == 0
@@ -530,7 +532,7 @@ def test_a_refused_photo_keeps_no_output_of_a_run_that_fitted_it(tmp_path, model
         f"skipping {photos / 'b c.png'}: the name contains whitespace, which separates the two paths of a label "
         f"line; rename it (face3d generate refuses such a sample)",
         f"{photos / 'b c.png'}: removed its outputs of an earlier run (b c.mat, b c.png): its name is refused"]
-    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".done", ".fit.lock", "a.mat", "a.png", "summary.json"]
     assert read_journals(out)["b c"]["redo"] is True
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="face3d"):
@@ -542,7 +544,8 @@ def test_a_refused_photo_keeps_no_output_of_a_run_that_fitted_it(tmp_path, model
     for name in ("b c.png", "b c.txt"):
         os.rename(photos / name, photos / name.replace(" ", "_"))
     assert fit_photos(photos, out, workers=1, progress=False)["written"] == 1
-    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "b_c.mat", "b_c.png", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".done", ".fit.lock", "a.mat", "a.png", "b_c.mat", "b_c.png",
+                                                     "summary.json"]
 
 
 def test_a_refused_photo_without_a_record_leaves_the_files_of_its_name_alone(tmp_path, model):
@@ -576,7 +579,8 @@ def test_a_replaced_photo_is_refitted_and_its_earlier_copy_removed(tmp_path, mod
         rerun = fit_photos(photos, out, workers=1, progress=False)
     assert (rerun["written"], rerun["skipped"]) == (1, 1)
     assert f"refitting {photos / 'b.bmp'}: its image is now b.bmp, not b.png" in caplog.text
-    assert sorted(p.name for p in out.iterdir()) == [".done", "a.mat", "a.png", "b.bmp", "b.mat", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".done", ".fit.lock", "a.mat", "a.png", "b.bmp", "b.mat",
+                                                     "summary.json"]
     assert (out / "b.bmp").read_bytes() == (photos / "b.bmp").read_bytes()
     # another picture moved onto a.png, the same name
     replacement = tmp_path / "other.png"
@@ -619,13 +623,14 @@ def test_a_full_disk_stops_the_fit_with_one_line_and_the_rerun_resumes(tmp_path,
     failed = "b.mat" if refused == "mat" else "b.png"
     assert main(argv) == 2
     assert capsys.readouterr().err.splitlines() == [f"face3d fit: error: {out / failed}: No space left on device"]
-    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["a.mat", "a.png"]  # nothing of b, no summary
+    # nothing of b, no summary; the run's lock file stays
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [".fit.lock", "a.mat", "a.png"]
     assert list(read_journals(out)) == ["a"]
     monkeypatch.undo()
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["written"], summary["skipped"], summary["failed"]) == (1, 1, 0)
-    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["a.mat", "a.png", "b.mat", "b.png",
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [".fit.lock", "a.mat", "a.png", "b.mat", "b.png",
                                                                     "summary.json"]
 
 
@@ -644,7 +649,40 @@ def test_ctrl_c_as_a_photo_is_linked_in_leaves_no_partial_file(tmp_path, model, 
     assert main(["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]) == 130
     assert capsys.readouterr().err == ("face3d fit: interrupted; finished images are kept: rerun the same command to "
                                        "resume\n")
-    assert list(out.rglob("*")) == []  # the photo was the first file of the run
+    assert list(out.rglob("*")) == [out / ".fit.lock"]  # the photo was the first file of the run
+
+
+def test_a_twin_another_run_links_to_the_photo_first_is_never_written_through(tmp_path, monkeypatch):
+    """Two runs linking one photo into one output: the other run makes the hidden twin a link to the photo between
+    this run's removal of the twin and its own link. That EEXIST fails the photo's outputs: a copy written through
+    the twin would empty the photo."""
+    photo, target = tmp_path / "a.jpg", tmp_path / "out" / "a.jpg"
+    photo.write_bytes(b"the user's photo")
+    target.parent.mkdir()
+    link = os.link
+
+    def linked_first_by_another_run(source, twin, **kwargs):
+        link(source, twin)
+        link(source, twin, **kwargs)
+
+    monkeypatch.setattr(os, "link", linked_first_by_another_run)
+    with pytest.raises(FileExistsError) as raised:
+        fitting_photos._link_or_copy(photo, target)
+    assert raised.value.filename == str(target)
+    os.replace(temp_name(target), target)  # the other run goes on
+    assert photo.read_bytes() == b"the user's photo"
+    assert [p.name for p in target.parent.iterdir()] == ["a.jpg"]
+
+
+def test_a_photo_linked_again_onto_its_own_link_leaves_no_twin(tmp_path):
+    """Renaming the twin onto a link to the same file does nothing (POSIX): the twin is removed all the same."""
+    photo, target = tmp_path / "a.jpg", tmp_path / "out" / "a.jpg"
+    photo.write_bytes(b"the user's photo")
+    target.parent.mkdir()
+    os.link(photo, target)  # another run linked it in after this one removed the earlier copy
+    fitting_photos._link_or_copy(photo, target)
+    assert target.stat().st_ino == photo.stat().st_ino and photo.read_bytes() == b"the user's photo"
+    assert [p.name for p in target.parent.iterdir()] == ["a.jpg"]
 
 
 def test_a_worker_process_dying_on_a_photo_fails_that_photo_alone_and_the_rerun_completes(tmp_path, model,
@@ -668,7 +706,7 @@ def test_a_worker_process_dying_on_a_photo_fails_that_photo_alone_and_the_rerun_
     assert summary["failures"] == [{"image": str(photos / "d.png"), "reason": died}]
     assert f"failed {photos / 'd.png'}: {died}" in capsys.readouterr().out
     written = sorted(p.name for p in out.iterdir() if p.is_file())
-    assert written == [f"{name}.{ext}" for name in "abce" for ext in ("mat", "png")] + ["summary.json"]
+    assert written == [".fit.lock"] + [f"{name}.{ext}" for name in "abce" for ext in ("mat", "png")] + ["summary.json"]
     # c refitted (its landmarks moved) in a chunk with d: its outputs are removed before d kills the worker, and
     # its earlier record must not pass for the refit
     moved = np.loadtxt(photos / "c.txt") + [1.0, 0.0]

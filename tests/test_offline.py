@@ -750,7 +750,23 @@ def test_the_input_folder_holds_only_the_model_inputs(aflw, tmp_path, batch):
     for name in entries:
         assert name.endswith(".bin") and (work / "bin" / name).stat().st_size == batch * SIZE * SIZE * 3 * 4
     assert json.loads((work / offline.MANIFEST).read_text()) == manifest
-    assert sorted(os.listdir(work)) == ["bin", offline.MANIFEST]
+    assert sorted(os.listdir(work)) == [".pre_process.lock", "bin", offline.MANIFEST]
+
+
+def test_runs_at_once_into_one_output_get_a_result_folder_each(tmp_path, monkeypatch):
+    """Two runs in one second: the other run makes the timestamped folder just before this one's mkdir."""
+    stamp, mkdir = "20250101_120000", Path.mkdir
+
+    def made_by_another_run_first(self, *args, **kwargs):
+        if self.name == stamp and not self.exists():
+            mkdir(self)
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(offline.time, "strftime", lambda form: stamp)
+    monkeypatch.setattr(Path, "mkdir", made_by_another_run_first)
+    (tmp_path / "out").mkdir()
+    assert offline._timestamp_folder(tmp_path / "out") == tmp_path / "out" / f"{stamp}_1"
+    assert sorted(os.listdir(tmp_path / "out")) == [stamp, f"{stamp}_1"]
 
 
 def test_run_reads_the_manifest_beside_its_input_folder(exported, aflw, tmp_path, capsys):
@@ -858,7 +874,8 @@ def test_a_rerun_stopped_while_moving_its_bin_files_in_leaves_no_manifest_descri
     assert moved == [entry["bin"] for entry in first["files"]]  # the same names
     assert (work / "bin" / moved[0]).stat().st_size == 4 * (SIZE // 2) ** 2 * 3  # one new crop of float32 RGB
     assert not (work / offline.MANIFEST).exists()
-    assert sorted(path.relative_to(work).as_posix() for path in work.rglob("*")) == ["bin", f"bin/{moved[0]}"]
+    assert sorted(path.relative_to(work).as_posix() for path in work.rglob("*")) == [".pre_process.lock", "bin",
+                                                                                f"bin/{moved[0]}"]
 
 
 def test_a_rerun_over_the_earlier_layout_removes_its_manifest_and_inputs(aflw, tmp_path):

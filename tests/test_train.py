@@ -18,6 +18,7 @@ from pathlib import Path
 import _prnet_data
 import numpy as np
 import pytest
+from _fixtures import held_lock
 
 from face3d.prnet import metrics
 from face3d.prnet.data import AugmentConfig
@@ -444,6 +445,22 @@ def test_a_full_disk_while_writing_tensorboard_logs_is_one_line_naming_the_folde
     assert face3d_main(_train_argv(tiny_label, out)) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"face3d train: error: {out / 'logs' / 'train'}: "
                                                             "No space left on device"]
+
+
+def test_a_run_into_an_output_another_run_trains_in_is_refused_leaving_it_as_it_was(tiny_label, tmp_path, capsys):
+    """Two runs into one output would mix their checkpoints, logs and config.json: the second is refused at once
+    (the first's lock held here through an open file description of its own, as another process holds it)."""
+    from face3d.cli import main as face3d_main
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}\n")  # the first run's
+    with held_lock(out / ".train.lock"):
+        assert face3d_main(_train_argv(tiny_label, out)) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"face3d train: error: {out}: another face3d train run is writing it; wait for it to end or use another "
+        f"--output"]
+    assert sorted(p.name for p in out.iterdir()) == [".train.lock", "config.json"]
+    assert (out / "config.json").read_text() == "{}\n"
 
 
 def test_an_output_that_is_a_file_is_refused_before_the_samples_are_read(tmp_path, capsys):

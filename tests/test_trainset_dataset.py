@@ -799,7 +799,7 @@ def test_bad_inputs_are_logged_counted_and_skipped(synth_root, tmp_path, caplog)
         assert len(logged) == 1 and reasons[name] in logged[0]
     out_files = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file())
     assert out_files == sorted([f"{n}{s}.{e}" for n in good for s in ("", "_angle_15", "_angle_-30")
-                                for e in ("jpg", "npy")] + ["summary.json", "trainDataLabel.txt"])
+                                for e in ("jpg", "npy")] + [".generate.lock", "summary.json", "trainDataLabel.txt"])
     assert len((tmp_path / "out" / "trainDataLabel.txt").read_text().splitlines()) == 6
     assert not _temp_files(tmp_path)
 
@@ -856,7 +856,8 @@ def test_a_redone_sample_keeps_only_the_files_its_settings_write(synth_root, tmp
     summary = _generate(synth_root, out, limit=2, config=NARROWED, workers=workers)
     assert (summary["written"], summary["skipped"]) == (2, 0)
     assert _file_names(out / SYNTH_FOLDER) == _sample_files(stems, ("", "_angle_30"), (".jpg", ".npy"))
-    assert _file_names(out) == sorted([DONE_DIR, SYNTH_FOLDER, UV_DATA_DIR, "summary.json", "trainDataLabel.txt"])
+    assert _file_names(out) == sorted([DONE_DIR, ".generate.lock", SYNTH_FOLDER, UV_DATA_DIR, "summary.json",
+                                       "trainDataLabel.txt"])
     _generate(synth_root, tmp_path / "fresh", limit=2, config=NARROWED)
     assert _tree_digest(out) == _tree_digest(tmp_path / "fresh")
     # a resume redoes nothing, so it removes nothing, not even a file named as an earlier record's was

@@ -6,9 +6,19 @@ import pickle
 import numpy as np
 import pytest
 import scipy.io
+from _fixtures import held_lock
 
 from face3d.morphable_model import load
-from face3d.utils.atomic import atomic_file, exclusive_lock, staging_folder, temp_name
+from face3d.trainset.outputs import _write_file_atomically
+from face3d.utils.atomic import (
+    atomic_file,
+    atomic_write_bytes,
+    atomic_write_files,
+    exclusive_lock,
+    output_lock,
+    staging_folder,
+    temp_name,
+)
 from face3d.utils.errors import STORAGE_REFUSED, InputFileError, os_error_at
 from face3d.utils.matfile import read_mat
 
@@ -53,6 +63,28 @@ def test_atomic_file_names_its_path_in_a_refused_write(tmp_path):
     assert raised.value.filename == str(missing)
 
 
+def test_a_leftover_twin_linked_to_another_file_is_replaced_not_written_through(tmp_path):
+    """A killed run's twin may be a hard link to another file (``face3d fit`` links photos through such names):
+    every atomic write removes it and writes a new file, leaving the other file's bytes as they were."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"the user's photo")
+    out = tmp_path / "out"
+    out.mkdir()
+    folder_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    writes = {"atomic_file": lambda path: atomic_write_bytes(path, b"new"),
+              "atomic_write_files": lambda path: atomic_write_files({path: b"new"}),
+              "per-sample file": lambda path: _write_file_atomically(folder_fd, path.name, [memoryview(b"new")])}
+    try:
+        for name, write in writes.items():
+            path = out / f"{name}.jpg"
+            os.link(photo, temp_name(path))
+            write(path)
+            assert (path.read_bytes(), photo.read_bytes()) == (b"new", b"the user's photo"), name
+    finally:
+        os.close(folder_fd)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.jpg" for name in writes)
+
+
 def test_atomic_file_on_a_read_only_file_system_names_its_path(tmp_path, monkeypatch):
     """There even removing the missing temporary twin fails (EROFS, not ENOENT): the first error is the one raised,
     naming the file asked for, not its hidden twin."""
@@ -94,6 +126,43 @@ def test_a_lock_on_a_file_system_without_locks_warns_and_runs_the_block(tmp_path
     with pytest.raises(OSError) as raised, exclusive_lock(tmp_path / "set" / ".lock"):
         ran.append(False)
     assert (raised.value.errno, raised.value.filename, ran) == (errno.EIO, str(tmp_path / "set" / ".lock"), [True])
+
+
+def test_an_output_lock_refuses_another_holder_and_nests_in_its_own(tmp_path, monkeypatch, caplog):
+    """The lock of an output file lies beside it; one this process holds is taken again inside the hold (face3d
+    generate holds its output while it renders the default set there, then generate_dataset takes it); on a file
+    system without locks the run goes on, with exclusive_lock's warning."""
+    import fcntl
+
+    h5 = tmp_path / "packs" / "train.h5"
+    ran = []
+    with held_lock(tmp_path / "packs" / ".train.h5.lock"):
+        with pytest.raises(BlockingIOError) as raised, output_lock(h5, "face3d pack", option="output file",
+                                                                   output_is_file=True):
+            ran.append("beside a holder")
+    assert (raised.value.errno, raised.value.filename, raised.value.strerror) == (
+        errno.EWOULDBLOCK, str(h5), "another face3d pack run is writing it; wait for it to end or use another output "
+                                    "file")
+    out = tmp_path / "out"
+    with output_lock(out, "face3d generate", (1, 2)), output_lock(out, "face3d generate", (1, 2)):
+        ran.append("nested")
+        with pytest.raises(BlockingIOError), held_lock(out / ".generate.shard-1-of-2.lock"):
+            pass
+    with held_lock(out / ".generate.shard-1-of-2.lock"):  # released at the end of the outer hold
+        ran.append("released")
+    assert ran == ["nested", "released"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [".generate.lock", ".generate.shard-1-of-2.lock",
+                                                           ".train.h5.lock", "out", "packs"]
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="face3d.utils.atomic"), output_lock(out, "face3d fit"):
+        ran.append("unlocked")
+    assert ran[-1] == "unlocked" and caplog.messages == [
+        f"{out / '.fit.lock'}: the file system has no locks ({os.strerror(errno.ENOLCK)}): processes sharing this "
+        f"folder may not take turns"]
 
 
 def test_a_signal_handled_as_the_staging_folder_is_made_leaves_no_folder(tmp_path, monkeypatch):

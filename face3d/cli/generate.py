@@ -4,6 +4,7 @@ The flags that set a ``GenerationConfig`` field (``CONFIG_FIELDS``) take their d
 field's name, so ``generation_config(args)`` builds the config from the parsed arguments field by field.
 """
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -162,15 +163,23 @@ def _generate(args):
         print(f"{args.prog}: error: {error}", file=sys.stderr)
         return 2
     root = args.root
-    if root is None:
-        from face3d.trainset.synthetic import synthesize_dataset
+    with contextlib.ExitStack() as held:
+        if root is None:
+            from face3d.trainset.synthetic import synthesize_dataset
+            from face3d.utils.atomic import output_lock
 
-        root = os.path.join(args.output, SYNTHETIC_DIR)
-        synthesize_dataset(root, count=args.synthetic_count, seed=args.seed, model_path=args.bfm)
-    summary = generate_dataset(root, args.output, config, model_path=args.bfm,
-                               workers=args.workers, shard=args.shard, limit=args.limit, seed=args.seed,
-                               relative_paths=args.label_paths == "relative", progress=not args.quiet,
-                               uv_data=args.uv_data)
+            def hold_output():
+                # the set is written into the output: the run holds it from then to its end, generate_dataset's lock
+                # being this hold (a complete set reused is left to generate_dataset's lock)
+                held.enter_context(output_lock(args.output, "face3d generate", args.shard))
+
+            root = os.path.join(args.output, SYNTHETIC_DIR)
+            synthesize_dataset(root, count=args.synthetic_count, seed=args.seed, model_path=args.bfm,
+                               before_writing=hold_output)
+        summary = generate_dataset(root, args.output, config, model_path=args.bfm,
+                                   workers=args.workers, shard=args.shard, limit=args.limit, seed=args.seed,
+                                   relative_paths=args.label_paths == "relative", progress=not args.quiet,
+                                   uv_data=args.uv_data)
     _print_summary(summary, os.path.join(summary["output"], summary_file_name(args.shard)), sys.stdout)
     problems = [f"{summary['failed']} samples failed"] * bool(summary["failed"]) + \
         [f"{len(summary['unreadable_folders'])} folders could not be listed"] * bool(summary["unreadable_folders"])

@@ -14,6 +14,7 @@ stopping the run, a progress bar, ``summary.json``.
 import concurrent.futures as cf
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import logging
@@ -34,7 +35,7 @@ from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_
 from face3d.trainset.outputs import Journal, done_outputs, earlier_files, file_check, read_journals
 from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.trainset.worker_pool import WORKER_DIED, default_worker_count, pool_context, run_journaled_chunks
-from face3d.utils.atomic import atomic_file, atomic_write_bytes, temp_name
+from face3d.utils.atomic import atomic_file, atomic_write_bytes, output_lock, temp_name
 from face3d.utils.errors import InputFileError, os_error_at, refuses_storage
 from face3d.utils.image_header import IMAGE_SUFFIXES, is_listed_image, is_unread_image, warn_unread_images
 from face3d.utils.matfile import save_mat
@@ -57,6 +58,10 @@ MIN_FACING = -0.25
 MAX_MIRRORED_TILT = 45.0
 # Images fitted together: one vectorised fit per chunk.
 CHUNK_SIZE = 32
+# os.link's errors where the file system makes no hard link, a copy then taking its place: the output on another
+# file system (EXDEV), links not supported or refused (EPERM: FAT, or Linux's protected_hardlinks for another user's
+# photo; ENOTSUP/EOPNOTSUPP: macOS), the photo at its file system's most links (EMLINK)
+_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
 
 @dataclass(frozen=True)
@@ -300,14 +305,18 @@ def _output_paths(output, ref):
 
 
 def _link_or_copy(source, target):
-    """``target`` becomes a hard link to ``source`` (a copy where links fail), through its temporary twin, which a
-    failure removes; an OSError of the write names ``target``."""
+    """``target`` becomes a hard link to ``source`` (a copy where the file system makes no link: ``_NO_LINK``),
+    through its temporary twin, which a failure removes; an OSError of the write names ``target``."""
     tmp = temp_name(target)
     tmp.unlink(missing_ok=True)
     try:
         os.link(source, tmp)
-    except OSError:  # another file system, or links unsupported: a copy, written as every output is
-        with open(source, "rb") as original, atomic_file(target) as copy:
+    except OSError as error:
+        # any other error is no reason for a copy: EEXIST says another process made the twin since, maybe a link to
+        # the photo itself, which a copy written through that name would overwrite
+        if error.errno not in _NO_LINK:
+            raise os_error_at(error, target) from error
+        with open(source, "rb") as original, atomic_file(target) as copy:  # written as every output is
             shutil.copyfileobj(original, copy)
         return
     except BaseException:  # Ctrl-C or SIGTERM (face3d.cli) handled as the link was made
@@ -316,6 +325,8 @@ def _link_or_copy(source, target):
         raise
     try:
         os.replace(tmp, target)
+        # a rename onto a link to the same file does nothing (POSIX): target was linked to source already
+        tmp.unlink(missing_ok=True)
     except BaseException as error:
         with contextlib.suppress(OSError):  # a read-only file system refuses even this: the first error is the one
             tmp.unlink(missing_ok=True)
@@ -627,7 +638,8 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         DetectorUnavailable: ``config.detect`` without dlib or its model files (``face3d.prnet.detect``).
         Nothing is created under ``output`` in these cases. OSError naming the file: a write the file system refuses
         for good (``STORAGE_REFUSED``: full, over quota, read-only) stops the run at once, leaving that photo no
-        output and no ``summary.json``; a rerun once there is room resumes.
+        output and no ``summary.json``; a rerun once there is room resumes. BlockingIOError naming ``output``: another
+        run writes it (``utils.atomic.output_lock``, whose hidden ``.fit.lock`` stays in ``output``).
     """
     started = time.monotonic()
     images, output = Path(images), Path(output)
@@ -645,72 +657,71 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     model_id = "default" if model_path is None else os.path.abspath(model_path)
     fingerprint = config_fingerprint(config, model_identity(model_path), 0)
     landmarker = _landmarker(config)  # a detector that cannot be built stops the run before anything is written
-    output.mkdir(parents=True, exist_ok=True)
+    with output_lock(output, "face3d fit"):
+        fit_nme, statuses, failures = {}, {}, []
+        latest = read_journals(output)
+        intact = _done_photos(output, photos, latest, fingerprint, images, config)
+        pending = [ref for ref in photos if ref.rel not in intact]
+        for rel in intact:
+            statuses[rel], fit_nme[rel] = latest[rel]["status"], latest[rel]["fit_nme"]
+        # Each photo is counted once: an earlier run's dropped fit counts as dropped, not as skipped.
+        earlier = list(statuses.values())
+        skipped = earlier.count("written")
+        counts = {"written": 0, "dropped": earlier.count("dropped"), "failed": 0}
+        by_rel = {ref.rel: ref for ref in photos}
+        for ref, reason in refused:
+            logger.warning("skipping %s: %s", ref.image_path, reason)
+            failures.append({"image": ref.image_path, "reason": reason})
+        bar = Progress(len(photos), desc="fit", enabled=progress, initial=len(intact))
 
-    fit_nme, statuses, failures = {}, {}, []
-    latest = read_journals(output)
-    intact = _done_photos(output, photos, latest, fingerprint, images, config)
-    pending = [ref for ref in photos if ref.rel not in intact]
-    for rel in intact:
-        statuses[rel], fit_nme[rel] = latest[rel]["status"], latest[rel]["fit_nme"]
-    # Each photo is counted once: an earlier run's dropped fit counts as dropped, not as skipped.
-    earlier = list(statuses.values())
-    skipped = earlier.count("written")
-    counts = {"written": 0, "dropped": earlier.count("dropped"), "failed": 0}
-    by_rel = {ref.rel: ref for ref in photos}
-    for ref, reason in refused:
-        logger.warning("skipping %s: %s", ref.image_path, reason)
-        failures.append({"image": ref.image_path, "reason": reason})
-    bar = Progress(len(photos), desc="fit", enabled=progress, initial=len(intact))
+        def on_records(records):
+            for rel, status, detail in records:
+                counts[status] += 1
+                statuses[rel] = status
+                if status == "failed":
+                    logger.warning("skipping %s: %s", by_rel[rel].image_path, detail)
+                    failures.append({"image": by_rel[rel].image_path, "reason": detail})
+                else:
+                    fit_nme[rel] = detail
+            notes = [f"{skipped} skipped"] * bool(skipped) + [f"{counts['dropped']} dropped"] * bool(counts["dropped"])
+            bar.update(len(records), postfix=", ".join(notes + [f"{counts['failed']} failed"] * bool(counts["failed"])))
 
-    def on_records(records):
-        for rel, status, detail in records:
-            counts[status] += 1
-            statuses[rel] = status
-            if status == "failed":
-                logger.warning("skipping %s: %s", by_rel[rel].image_path, detail)
-                failures.append({"image": by_rel[rel].image_path, "reason": detail})
-            else:
-                fit_nme[rel] = detail
-        notes = [f"{skipped} skipped"] * bool(skipped) + [f"{counts['dropped']} dropped"] * bool(counts["dropped"])
-        bar.update(len(records), postfix=", ".join(notes + [f"{counts['failed']} failed"] * bool(counts["failed"])))
+        state_args = (model_path, config, str(images), str(output), fingerprint)
+        chunks = [pending[i:i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
+        run_workers = min(workers, max(len(chunks), 1))
+        _clear_earlier(output, pending, refused, by_rel, latest)
+        try:
+            if run_workers == 1 and chunks:
+                state = _build_state(*state_args, landmarker)
+                try:
+                    for chunk in chunks:
+                        on_records(_fit_chunk(state, chunk))
+                finally:
+                    state.journal.close()
+            elif chunks:
+                context = pool_context()
+                fork = context.get_start_method() == "fork"
+                initargs = (_build_state(*state_args, landmarker), None) if fork else (None, state_args)
+                run_journaled_chunks(_worker_chunk, chunks, run_workers, on_records, _init_worker, initargs, context,
+                                     str(output), functools.partial(_journaled_photo, fingerprint),
+                                     functools.partial(_worker_died, str(output)), requeue_singly=True)
+        finally:
+            bar.close()
 
-    state_args = (model_path, config, str(images), str(output), fingerprint)
-    chunks = [pending[i:i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
-    run_workers = min(workers, max(len(chunks), 1))
-    _clear_earlier(output, pending, refused, by_rel, latest)
-    try:
-        if run_workers == 1 and chunks:
-            state = _build_state(*state_args, landmarker)
-            try:
-                for chunk in chunks:
-                    on_records(_fit_chunk(state, chunk))
-            finally:
-                state.journal.close()
-        elif chunks:
-            context = pool_context()
-            fork = context.get_start_method() == "fork"
-            initargs = (_build_state(*state_args, landmarker), None) if fork else (None, state_args)
-            run_journaled_chunks(_worker_chunk, chunks, run_workers, on_records, _init_worker, initargs, context,
-                                 str(output), functools.partial(_journaled_photo, fingerprint),
-                                 functools.partial(_worker_died, str(output)), requeue_singly=True)
-    finally:
-        bar.close()
-
-    dropped = sorted(rel for rel, status in statuses.items() if status == "dropped")
-    values = [fit_nme[rel] for rel in sorted(fit_nme)]
-    summary = {
-        "images": os.path.abspath(images), "output": os.path.abspath(output), "model": model_id,
-        "config": dataclasses.asdict(config), "fingerprint": fingerprint, "workers": run_workers,
-        "photos": len(photos) + len(refused), "written": counts["written"], "skipped": skipped,
-        "dropped": counts["dropped"], "failed": counts["failed"] + len(refused), "unreadable_folders": unreadable,
-        "samples": sum(status == "written" for status in statuses.values()),
-        "fit_nme_mean": float(np.mean(values)) if values else None,
-        "fit_nme_max": float(np.max(values)) if values else None,
-        "elapsed_s": round(time.monotonic() - started, 3),
-        "dropped_images": [{"image": by_rel[rel].image_path, "fit_nme": fit_nme[rel]} for rel in dropped],
-        "failures": sorted(failures, key=lambda f: f["image"]),
-        "fit_nme": {rel: fit_nme[rel] for rel in sorted(fit_nme)},
-    }
-    atomic_write_bytes(output / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
-    return summary
+        dropped = sorted(rel for rel, status in statuses.items() if status == "dropped")
+        values = [fit_nme[rel] for rel in sorted(fit_nme)]
+        summary = {
+            "images": os.path.abspath(images), "output": os.path.abspath(output), "model": model_id,
+            "config": dataclasses.asdict(config), "fingerprint": fingerprint, "workers": run_workers,
+            "photos": len(photos) + len(refused), "written": counts["written"], "skipped": skipped,
+            "dropped": counts["dropped"], "failed": counts["failed"] + len(refused), "unreadable_folders": unreadable,
+            "samples": sum(status == "written" for status in statuses.values()),
+            "fit_nme_mean": float(np.mean(values)) if values else None,
+            "fit_nme_max": float(np.max(values)) if values else None,
+            "elapsed_s": round(time.monotonic() - started, 3),
+            "dropped_images": [{"image": by_rel[rel].image_path, "fit_nme": fit_nme[rel]} for rel in dropped],
+            "failures": sorted(failures, key=lambda f: f["image"]),
+            "fit_nme": {rel: fit_nme[rel] for rel in sorted(fit_nme)},
+        }
+        atomic_write_bytes(output / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+        return summary

@@ -35,7 +35,7 @@ from face3d.prnet.quantize import calibration_for_batches, refuse_calibration_wi
 from face3d.prnet.tf_graph import BATCH_NORM_OP_TYPES, build_graph_def, graph_op_types
 from face3d.prnet.tflite import build_tflite
 from face3d.trainset.uv_layout import UVData, load_uv_data
-from face3d.utils.atomic import atomic_write_bytes, staging_folder
+from face3d.utils.atomic import atomic_write_bytes, output_lock, staging_folder
 
 __all__ = [
     "ATC_SUPPORTED_TF_OPS", "ATC_SUPPORTED_ONNX_OPS", "BATCH_NORM_OP_TYPES", "UnsupportedOpError", "LayerNode",
@@ -261,7 +261,9 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     models in. Then write ``atc_pb.sh`` / ``atc_onnx.sh`` (the exact command) and ``fusion_switch.cfg`` for
     unfolded graphs, run ``atc`` when it is on PATH (each command, even after another failed) and write
     ``export.json`` (op types, differences, commands, atc's exit statuses and the drift table); a failed ``atc``
-    run then raises RuntimeError naming its log, the export's files all written.
+    run then raises RuntimeError naming its log, the export's files all written. One export at a time writes
+    ``output_dir`` (``utils.atomic.output_lock``, whose hidden ``.export.lock`` stays there): another is refused with
+    a BlockingIOError naming it.
 
     Args:
         model: keras.Model, the path of a ``.keras`` file or PRNet's TF1 checkpoint (prefix, ``.index``, folder).
@@ -315,32 +317,33 @@ def export_model(model, output_dir, batch_size=1, fold_bn=True, onnx=False, opse
     onnx_model = build_onnx_model(nodes, input_name, output_name, batch_size, opset) if onnx else None
     onnx_op_types = check_onnx_ops(onnx_model) if onnx else None
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    # the models wait in a hidden staging folder until every check passed: a failed export leaves the folder as it was
-    # (also the drift table: a file that no runtime can load, or one that crashes it, never replaces a working one)
-    with staging_folder(output_dir / "export") as staging:
-        staged = _write_models(staging, graph_def, nodes, input_name, output_name, onnx_model, batch_size, opset,
-                               tflite, calibration)
-        compared = images if calibration is None else calibration
-        files = compare_files(model, staged, compared, _keypoint_indices(size, uv))
-        # on the check images the table's differences are the tolerance check's own: the files need not run again
-        max_abs_diff = _compare_with_keras(staging, model, images, tolerance, files if compared is images else None)
-        _replace_export_files(staging, output_dir)
-    for name, entry in files.items():
-        entry["path"] = str(output_dir / name)
-    result = ExportResult(pb_path=output_dir / "prnet.pb", onnx_path=output_dir / "prnet.onnx" if onnx else None,
-                          op_types=op_types, onnx_op_types=onnx_op_types, max_abs_diff=max_abs_diff, files=files,
-                          checked_on=f"{len(images)} check images",
-                          compared_on=f"{len(compared)} " + ("check images" if compared is images
-                                                             else "calibration images"))
-    commands = _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode)
-    # atc runs once every file of the export is in place: a failed run leaves the set complete, export.json says so
-    atc_failures = _run_atc(result, output_dir, commands, run_atc)
-    summary = {"batch_size": batch_size, "input_size": size, "fold_bn": fold_bn, "opset": opset if onnx else None,
-               "op_types": op_types, "onnx_op_types": onnx_op_types, "max_abs_diff": result.max_abs_diff,
-               "checked_on": result.checked_on, "tolerance": tolerance, "atc_commands": result.atc_commands,
-               "atc_status": result.atc_status, "files": result.files, "compared_on": result.compared_on}
-    atomic_write_bytes(output_dir / "export.json", (json.dumps(summary, indent=2) + "\n").encode())
-    if atc_failures:
-        raise RuntimeError(f"atc failed with {'; '.join(atc_failures)}")
-    return result
+    with output_lock(output_dir, "face3d export"):
+        # the models wait in a hidden staging folder until every check passed: a failed export leaves the folder as
+        # it was (also the drift table: a file that no runtime can load, or one that crashes it, never replaces a
+        # working one)
+        with staging_folder(output_dir / "export") as staging:
+            staged = _write_models(staging, graph_def, nodes, input_name, output_name, onnx_model, batch_size, opset,
+                                   tflite, calibration)
+            compared = images if calibration is None else calibration
+            files = compare_files(model, staged, compared, _keypoint_indices(size, uv))
+            # on the check images the table's differences are the tolerance check's own: the files need not run again
+            max_abs_diff = _compare_with_keras(staging, model, images, tolerance, files if compared is images else None)
+            _replace_export_files(staging, output_dir)
+        for name, entry in files.items():
+            entry["path"] = str(output_dir / name)
+        result = ExportResult(pb_path=output_dir / "prnet.pb", onnx_path=output_dir / "prnet.onnx" if onnx else None,
+                              op_types=op_types, onnx_op_types=onnx_op_types, max_abs_diff=max_abs_diff, files=files,
+                              checked_on=f"{len(images)} check images",
+                              compared_on=f"{len(compared)} " + ("check images" if compared is images
+                                                                 else "calibration images"))
+        commands = _write_atc_files(result, output_dir, batch_size, size, fold_bn, soc_version, precision_mode)
+        # atc runs once every file of the export is in place: a failed run leaves the set complete, export.json says so
+        atc_failures = _run_atc(result, output_dir, commands, run_atc)
+        summary = {"batch_size": batch_size, "input_size": size, "fold_bn": fold_bn, "opset": opset if onnx else None,
+                   "op_types": op_types, "onnx_op_types": onnx_op_types, "max_abs_diff": result.max_abs_diff,
+                   "checked_on": result.checked_on, "tolerance": tolerance, "atc_commands": result.atc_commands,
+                   "atc_status": result.atc_status, "files": result.files, "compared_on": result.compared_on}
+        atomic_write_bytes(output_dir / "export.json", (json.dumps(summary, indent=2) + "\n").encode())
+        if atc_failures:
+            raise RuntimeError(f"atc failed with {'; '.join(atc_failures)}")
+        return result

@@ -42,7 +42,7 @@ import numpy as np
 
 from face3d.contract import INPUT_SIZE
 from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
-from face3d.utils.atomic import atomic_write_bytes, staging_folder, write_file_set
+from face3d.utils.atomic import atomic_write_bytes, output_lock, staging_folder, write_file_set
 from face3d.utils.errors import InputFileError
 from face3d.utils.output_names import refuse_output_in, refuse_shared_stems
 
@@ -198,7 +198,9 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
     skips hidden entries: a killed run's leftover is never run, and the next run clears it); once all are written,
     the ``.bin`` files the earlier manifest listed are removed and then that manifest, the new ones moved in and the
     manifest written last. A run that fails (or is stopped) before then leaves the earlier run's files as they were;
-    one stopped in between leaves no manifest, never one describing other ``.bin`` files.
+    one stopped in between leaves no manifest, never one describing other ``.bin`` files. One run at a time writes
+    DIR (``utils.atomic.output_lock``, whose hidden ``DIR/.pre_process.lock`` stays): another is refused with a
+    BlockingIOError naming DIR.
 
     Args:
         data_dir: AFLW2000-3D-format folder, or a folder of images when ``boxes`` is given.
@@ -241,43 +243,44 @@ def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes
         refuse_shared_stems([image for image, _, _ in items], "the .bin file", data_dir)
     else:  # batch_<k>.bin, each sample named by its path in data_dir without its suffix
         refuse_shared_stems([image for image, _, _ in items], "a sample of the manifest", data_dir, per_folder=True)
-    (output_dir / INPUTS).mkdir(parents=True, exist_ok=True)
-    samples, files, crops = [], [], []  # crops: those of the batch being filled, written once it is full
-    with staging_folder(output_dir / INPUTS / INPUTS) as staging:
-        def write_batch():
-            names = [record["name"] for record in samples[-len(crops):]]
-            stem = Path(names[0]).name if b == 1 else f"batch_{len(files):05d}"  # stems are unique: checked
-            batch = np.zeros((b, s, s, 3), np.float32)
-            batch[:len(crops)] = np.stack(crops)
-            _write_bin(staging / f"{stem}.bin", batch)
-            files.append({"bin": f"{stem}.bin", "samples": names})
-            crops.clear()
+    with output_lock(output_dir, "face3d offline pre_process"):
+        (output_dir / INPUTS).mkdir(parents=True, exist_ok=True)
+        samples, files, crops = [], [], []  # crops: those of the batch being filled, written once it is full
+        with staging_folder(output_dir / INPUTS / INPUTS) as staging:
+            def write_batch():
+                names = [record["name"] for record in samples[-len(crops):]]
+                stem = Path(names[0]).name if b == 1 else f"batch_{len(files):05d}"  # stems are unique: checked
+                batch = np.zeros((b, s, s, 3), np.float32)
+                batch[:len(crops)] = np.stack(crops)
+                _write_bin(staging / f"{stem}.bin", batch)
+                files.append({"bin": f"{stem}.bin", "samples": names})
+                crops.clear()
 
-        for image_path, mat_path, box in items:
-            try:
-                crop, record = _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, max_pixels)
-            except (OSError, ValueError) as exc:
-                logger.warning("skipping %s: %s", image_path, exc)
-                skipped.append({"image": str(image_path), "reason": str(exc)})
-                continue
-            samples.append(record)
-            crops.append(crop)
-            if len(crops) == b:
+            for image_path, mat_path, box in items:
+                try:
+                    crop, record = _crop_sample(image_path, mat_path, box, input_size, resolution, data_dir, max_pixels)
+                except (OSError, ValueError) as exc:
+                    logger.warning("skipping %s: %s", image_path, exc)
+                    skipped.append({"image": str(image_path), "reason": str(exc)})
+                    continue
+                samples.append(record)
+                crops.append(crop)
+                if len(crops) == b:
+                    write_batch()
+            if crops:  # the last batch, padded with black crops
                 write_batch()
-        if crops:  # the last batch, padded with black crops
-            write_batch()
-        if not samples:
-            raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
-        _remove_listed_inputs(output_dir)
-        for entry in files:
-            os.replace(staging / entry["bin"], output_dir / INPUTS / entry["bin"])
-    manifest = {"run_id": uuid.uuid4().hex, "format": "float32 little-endian NHWC [B, S, S, 3], RGB / 255",
-                "input_size": s, "batch_size": b, "resolution": int(resolution), "uv_data": str(uv_dir),
-                "ground_truth": boxes is None, "files": files, "samples": samples, "skipped": skipped,
-                "data": str(data_dir.resolve())}
-    atomic_write_bytes(output_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-    _warn_unlisted_inputs(output_dir, files)
-    return manifest
+            if not samples:
+                raise ValueError(f"{data_dir}: no sample could be pre-processed ({len(skipped)} skipped)")
+            _remove_listed_inputs(output_dir)
+            for entry in files:
+                os.replace(staging / entry["bin"], output_dir / INPUTS / entry["bin"])
+        manifest = {"run_id": uuid.uuid4().hex, "format": "float32 little-endian NHWC [B, S, S, 3], RGB / 255",
+                    "input_size": s, "batch_size": b, "resolution": int(resolution), "uv_data": str(uv_dir),
+                    "ground_truth": boxes is None, "files": files, "samples": samples, "skipped": skipped,
+                    "data": str(data_dir.resolve())}
+        atomic_write_bytes(output_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+        _warn_unlisted_inputs(output_dir, files)
+        return manifest
 
 
 # the fields post_process reads, and their types (run_id is checked against the results when the manifest has one)
@@ -399,13 +402,17 @@ def _check_input_size(path, size, batch):
 
 
 def _timestamp_folder(output_dir):
+    """A new folder ``output_dir/<YYYYMMDD_HHMMSS>``, ``_1``, ``_2`` ... appended to the name another run made
+    within the same second: each run, even two at once, gets a folder of its own."""
     output_dir = Path(output_dir)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     folder, k = output_dir / stamp, 1
-    while folder.exists():  # two runs within one second: keep both
-        folder, k = output_dir / f"{stamp}_{k}", k + 1
-    folder.mkdir(parents=True)
-    return folder
+    while True:
+        try:
+            folder.mkdir(parents=True)  # the name is this run's only if this mkdir makes it
+            return folder
+        except FileExistsError:
+            folder, k = output_dir / f"{stamp}_{k}", k + 1
 
 
 def _recorded_run_id(path):

@@ -14,7 +14,9 @@ normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight m
   its epoch, so that they never describe an epoch a resumed run redoes; none without validation samples;
 * ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
 * ``config.json``: the run's configuration, with the uv-data folder (``uv_data``) and the input size
-  (``input_size``) used and every path resolved.
+  (``input_size``) used and every path resolved;
+* ``.train.lock``: hidden, held while a run writes ``output`` (``utils.atomic.output_lock``): a second run into it is
+  refused with a BlockingIOError naming ``output``.
 
 Every other file of an epoch is written before its checkpoint, so a run killed at any moment resumes from the last
 committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice);
@@ -46,6 +48,7 @@ from face3d.prnet.uv_weights import resize_uv_data
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.uv_layout import load_uv_data
+from face3d.utils.atomic import output_lock
 from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
 
@@ -470,44 +473,45 @@ def train(config):
     output = Path(config.output)
     ckpt_dir = output / "checkpoints"
     state_path, last_path = ckpt_dir / "state.json", ckpt_dir / "last.keras"
-    state = _previous_run(config, output, state_path, last_path, resolution)
-    if state is not None:  # the readable copy, in case the run was killed between the checkpoint and it
-        write_json(state_path, state)
-    keras, tf, strategy = _set_up_tensorflow(config)
-    model = _model_for(config, keras, strategy, state, last_path, input_size)
-    start = int(state["epoch"]) if state else 0
-    best_nme = float(state["best_nme"]) if state and state.get("best_nme") is not None else math.inf
-    best_epoch = state.get("best_epoch") if state else None
-    if best_epoch == start and not _best_written(output, best_epoch):
-        _save_best(model, output, best_epoch, best_nme)  # killed after the checkpoint, which holds the best model
-    rows = state["rows"] if state and "rows" in state else read_csv_rows(output / "log.csv", start)
-    scalars = ScalarLog(tf, output / "logs")
-    predict = lambda images: model(images, training=False)  # noqa: E731
-    if not config.run_eagerly:
-        predict = tf.function(predict, reduce_retracing=True)
+    with output_lock(output, "face3d train"):
+        state = _previous_run(config, output, state_path, last_path, resolution)
+        if state is not None:  # the readable copy, in case the run was killed between the checkpoint and it
+            write_json(state_path, state)
+        keras, tf, strategy = _set_up_tensorflow(config)
+        model = _model_for(config, keras, strategy, state, last_path, input_size)
+        start = int(state["epoch"]) if state else 0
+        best_nme = float(state["best_nme"]) if state and state.get("best_nme") is not None else math.inf
+        best_epoch = state.get("best_epoch") if state else None
+        if best_epoch == start and not _best_written(output, best_epoch):
+            _save_best(model, output, best_epoch, best_nme)  # killed after the checkpoint, which holds the best model
+        rows = state["rows"] if state and "rows" in state else read_csv_rows(output / "log.csv", start)
+        scalars = ScalarLog(tf, output / "logs")
+        predict = lambda images: model(images, training=False)  # noqa: E731
+        if not config.run_eagerly:
+            predict = tf.function(predict, reduce_retracing=True)
 
-    for epoch in range(start, config.epochs):
-        row = _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size)
-        # the checkpoint with its state after the epoch's other files: a kill before that rename redoes the epoch
-        if config.keep_checkpoints:
-            save_keras_model(model, ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
-        if row["val_nme"] != "" and row["val_nme"] < best_nme:
-            best_nme, best_epoch = row["val_nme"], epoch + 1
-        _log_scalars(scalars, row)
-        rows.append(row)
-        write_csv(output / "log.csv", rows)
-        state = {"epoch": epoch + 1, "best_nme": None if math.isinf(best_nme) else best_nme,
-                 "best_epoch": best_epoch, "rows": rows}
-        save_keras_model(model, last_path, {STATE_ENTRY: json.dumps(state, sort_keys=True)})
-        write_json(state_path, state)
-        if best_epoch == epoch + 1:  # after the checkpoint: a kill before it redoes the epoch, maybe not as well
-            _save_best(model, output, best_epoch, best_nme)
-        validated = "" if row["val_nme"] == "" else f", val NME {row['val_nme']}"
-        logger.info("epoch %d/%d: loss %.6g, lr %.3g%s", epoch + 1, config.epochs, row["loss"], row["learning_rate"],
-                    validated)
-    history_rows = [{k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
-                     for k, v in r.items()} for r in rows]
-    return {"history": history_rows, "best_nme": None if math.isinf(best_nme) else best_nme,
-            "best_epoch": best_epoch, "output": str(output), "last": str(last_path),
-            "params": int(model.count_params()),
-            "train_samples": len(train_samples), "val_samples": len(val_samples) if val_samples else 0}
+        for epoch in range(start, config.epochs):
+            row = _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size)
+            # the checkpoint with its state after the epoch's other files: a kill before that rename redoes the epoch
+            if config.keep_checkpoints:
+                save_keras_model(model, ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
+            if row["val_nme"] != "" and row["val_nme"] < best_nme:
+                best_nme, best_epoch = row["val_nme"], epoch + 1
+            _log_scalars(scalars, row)
+            rows.append(row)
+            write_csv(output / "log.csv", rows)
+            state = {"epoch": epoch + 1, "best_nme": None if math.isinf(best_nme) else best_nme,
+                     "best_epoch": best_epoch, "rows": rows}
+            save_keras_model(model, last_path, {STATE_ENTRY: json.dumps(state, sort_keys=True)})
+            write_json(state_path, state)
+            if best_epoch == epoch + 1:  # after the checkpoint: a kill before it redoes the epoch, maybe not as well
+                _save_best(model, output, best_epoch, best_nme)
+            validated = "" if row["val_nme"] == "" else f", val NME {row['val_nme']}"
+            logger.info("epoch %d/%d: loss %.6g, lr %.3g%s", epoch + 1, config.epochs, row["loss"],
+                        row["learning_rate"], validated)
+        history_rows = [{k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
+                         for k, v in r.items()} for r in rows]
+        return {"history": history_rows, "best_nme": None if math.isinf(best_nme) else best_nme,
+                "best_epoch": best_epoch, "output": str(output), "last": str(last_path),
+                "params": int(model.count_params()),
+                "train_samples": len(train_samples), "val_samples": len(val_samples) if val_samples else 0}

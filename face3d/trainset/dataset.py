@@ -46,7 +46,7 @@ from face3d.trainset.worker_pool import (
     run_chunks_in_pool,
     run_tasks,
 )
-from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes
+from face3d.utils.atomic import TEMP_SUFFIX, atomic_file, atomic_write_bytes, output_lock
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import IMAGE_SUFFIXES
 from face3d.utils.progress import Progress
@@ -186,8 +186,8 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       line per finished sample, after its files are in place, to its own
       ``<output>/.done/journal.<host>.<pid>.<ns>.txt`` (one ``write``, no extra file per sample; see
       ``outputs.Journal``). A restart (even after SIGKILL) skips done samples whose files are still as written (size,
-      and crc32 of the first and last ``CHECKED_BYTES``) and redoes the rest, whose rewrite reuses and renames any
-      leftover temporary file; a sample whose redo fails leaves the label file. A redone sample's files of its
+      and crc32 of the first and last ``CHECKED_BYTES``) and redoes the rest, whose rewrite removes any
+      leftover temporary file first; a sample whose redo fails leaves the label file. A redone sample's files of its
       earlier record that the current settings do not write (a preview, an angle no longer asked for) are removed
       before it is journalled, its earlier record's file list being carried by its redo line until then
       (``outputs.earlier_files``, ``outputs.write_sample``; never a name another sample may write).
@@ -209,6 +209,9 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       beside ``a`` with angle 15: the later in sorted order, ``a_angle_15``, is refused; see
       ``_refused_samples``); a folder that cannot be listed is logged and listed in the summary's
       ``unreadable_folders``.
+    * One run at a time writes ``output`` (``utils.atomic.output_lock``, taken before the output is touched: the
+      hidden ``.generate.lock`` and, for a shard, ``.generate.shard-K-of-N.lock`` stay there): a run is refused at
+      once while another writes the whole output or the same shard; runs of different shards go on side by side.
     * A write that the file system refuses for good (full, over quota, read-only: ``STORAGE_REFUSED``) stops the
       run at once, since every later sample would fail alike, with an OSError naming the file (or ``uv-data``);
       no summary or label file is written, and a rerun once there is room resumes.
@@ -244,63 +247,64 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
     Returns:
         the summary dict, also written to ``output/summary.json`` (or its shard name).
     Raises:
-        OSError: naming the file, for a write the file system refuses for good (see above).
+        OSError: naming the file, for a write the file system refuses for good (see above); BlockingIOError naming
+            ``output``, when another run writes it (``output_lock``).
     """
     started = time.monotonic()
     shard, workers = _checked_run_arguments(root, output, shard, limit, workers, relative_paths)
     output = Path(output)
     unreadable = []
     discovered, samples = _selected_samples(root, output, limit, shard, unreadable)
-    output.mkdir(parents=True, exist_ok=True)
-    factory = default_generator_factory if generator_factory is None else generator_factory
-    model_id = "default" if model_path is None else os.path.abspath(model_path)
-    fingerprint = config_fingerprint(config, model_identity(model_path), seed)
-    logger.debug("settings fingerprint %s (model %s, seed %d)", fingerprint, model_id, seed)
-    posmap_dtype = str(np.dtype(config.posmap_dtype))
-    generator = factory(model_path, config)
-    _write_uv_data(generator, output, config, uv_data, model_path)
-    state = RunState(generator, str(output), posmap_dtype, fingerprint)
-    latest = read_journals(output)
-    refused = _refused_samples(samples, discovered, config.angles)
-    refused_rels = {rel for rel, _, _ in refused}
-    accepted = [ref for ref in samples if ref.rel not in refused_rels]
-    intact = intact_done(output, accepted, latest, fingerprint, threads=min(32, 4 * workers))
-    todo = [ref for ref in accepted if ref.rel not in intact]
-    # a sample done under other settings is about to be rewritten: its record must not outlive the redo, and its
-    # earlier files stay known (carried by the redo line) until a rewrite removes those the settings no longer write
-    earlier = {ref.rel: earlier_files(latest[ref.rel]) for ref in todo if ref.rel in latest}
-    discovered_rels = {ref.rel for ref in discovered} if earlier else set()
-    pending = [SampleTask(ref, sample_seed(seed, ref.rel), _replaced_files(ref, earlier[ref.rel], discovered_rels)
-                          if ref.rel in earlier else ()) for ref in todo]
-    _log_resume(len(intact), pending, latest, fingerprint)
-    if pending:
-        _remove_run_results(output, shard)
-    state.journal.mark_redo(list(earlier), earlier)
-    tally = _Tally(samples, len(samples) - len(pending) - len(refused), progress)
-    if refused:
-        tally.add(refused)
-    run_workers = min(workers, max(len(pending), 1))
-    try:
-        run_tasks(state, (factory, model_path, config, str(output), posmap_dtype, fingerprint), pending,
-                   run_workers, tally.add)
-    finally:
-        tally.close()
-        state.folders.close()
-        state.journal.close()
-    label_path = output / label_file_name(shard)
-    # a refused sample's record from an earlier version's run must not put a second line for its outputs
-    n_lines = write_label_file(label_path, output, accepted, fingerprint, relative=relative_paths)
-    summary = {
-        "root": os.path.abspath(root), "output": os.path.abspath(output), "label_file": os.path.abspath(label_path),
-        "label_paths": "relative" if relative_paths else "absolute",
-        "model": model_id, "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "limit": limit,
-        "seed": int(seed), "workers": run_workers, "fingerprint": fingerprint,
-        "config": dataclasses.asdict(config), "samples": len(samples), "label_lines": n_lines,
-        "unreadable_folders": unreadable, **tally.summary(time.monotonic() - started),
-    }
-    atomic_write_bytes(output / summary_file_name(shard),
-                       (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8"))
-    return summary
+    with output_lock(output, "face3d generate", shard):
+        factory = default_generator_factory if generator_factory is None else generator_factory
+        model_id = "default" if model_path is None else os.path.abspath(model_path)
+        fingerprint = config_fingerprint(config, model_identity(model_path), seed)
+        logger.debug("settings fingerprint %s (model %s, seed %d)", fingerprint, model_id, seed)
+        posmap_dtype = str(np.dtype(config.posmap_dtype))
+        generator = factory(model_path, config)
+        _write_uv_data(generator, output, config, uv_data, model_path)
+        state = RunState(generator, str(output), posmap_dtype, fingerprint)
+        latest = read_journals(output)
+        refused = _refused_samples(samples, discovered, config.angles)
+        refused_rels = {rel for rel, _, _ in refused}
+        accepted = [ref for ref in samples if ref.rel not in refused_rels]
+        intact = intact_done(output, accepted, latest, fingerprint, threads=min(32, 4 * workers))
+        todo = [ref for ref in accepted if ref.rel not in intact]
+        # a sample done under other settings is about to be rewritten: its record must not outlive the redo, and its
+        # earlier files stay known (carried by the redo line) until a rewrite removes those the settings no longer write
+        earlier = {ref.rel: earlier_files(latest[ref.rel]) for ref in todo if ref.rel in latest}
+        discovered_rels = {ref.rel for ref in discovered} if earlier else set()
+        pending = [SampleTask(ref, sample_seed(seed, ref.rel), _replaced_files(ref, earlier[ref.rel], discovered_rels)
+                              if ref.rel in earlier else ()) for ref in todo]
+        _log_resume(len(intact), pending, latest, fingerprint)
+        if pending:
+            _remove_run_results(output, shard)
+        state.journal.mark_redo(list(earlier), earlier)
+        tally = _Tally(samples, len(samples) - len(pending) - len(refused), progress)
+        if refused:
+            tally.add(refused)
+        run_workers = min(workers, max(len(pending), 1))
+        try:
+            run_tasks(state, (factory, model_path, config, str(output), posmap_dtype, fingerprint), pending,
+                       run_workers, tally.add)
+        finally:
+            tally.close()
+            state.folders.close()
+            state.journal.close()
+        label_path = output / label_file_name(shard)
+        # a refused sample's record from an earlier version's run must not put a second line for its outputs
+        n_lines = write_label_file(label_path, output, accepted, fingerprint, relative=relative_paths)
+        summary = {
+            "root": os.path.abspath(root), "output": os.path.abspath(output), "label_file": os.path.abspath(label_path),
+            "label_paths": "relative" if relative_paths else "absolute",
+            "model": model_id, "shard": None if shard is None else f"{shard[0]}/{shard[1]}", "limit": limit,
+            "seed": int(seed), "workers": run_workers, "fingerprint": fingerprint,
+            "config": dataclasses.asdict(config), "samples": len(samples), "label_lines": n_lines,
+            "unreadable_folders": unreadable, **tally.summary(time.monotonic() - started),
+        }
+        atomic_write_bytes(output / summary_file_name(shard),
+                           (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8"))
+        return summary
 
 
 def _remove_run_results(output, shard):

@@ -25,7 +25,7 @@ import numpy as np
 
 from face3d.trainset.posmap import load_posmap, posmap_value_problem
 from face3d.trainset.sample_io import read_image
-from face3d.utils.atomic import temp_name
+from face3d.utils.atomic import output_lock, temp_name
 from face3d.utils.errors import InputFileError
 from face3d.utils.progress import Progress
 
@@ -96,7 +96,8 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
         OSError naming ``h5_path`` (its ``filename``): a folder (IsADirectoryError, before any row is read), less
         free space than the uncompressed rows take (N * R * R * 3 * (1 + posmap itemsize) bytes, checked before
         writing when ``compression`` is "none"), or a write the system refuses (full disk, file size limit).
-        No partial file is left.
+        No partial file is left. BlockingIOError naming ``h5_path``: another run writes it
+        (``utils.atomic.output_lock``, whose hidden ``.<name>.lock`` stays beside it).
     """
     import h5py
 
@@ -119,31 +120,32 @@ def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", 
     h5_path.parent.mkdir(parents=True, exist_ok=True)
     if compression == "none":
         _require_free_space(h5_path, n, n * first.size * (1 + posmap_dtype.itemsize))
-    tmp = temp_name(h5_path)
-    options = {} if compression == "none" else {"compression": compression}
-    try:
-        with _write_errors(h5_path):
-            # no chunk cache: each row goes to disk as it is written, so a failed write leaves no cached chunk for
-            # the close to flush (HDF5 1.14 crashes the process when that flush fails too)
-            f = h5py.File(tmp, "w", rdcc_nbytes=0)
+    with output_lock(h5_path, "face3d pack", option="output file", output_is_file=True):
+        tmp = temp_name(h5_path)
+        options = {} if compression == "none" else {"compression": compression}
         try:
-            _write_rows(f, pairs, first, posmap_dtype, options, h5_path, progress)
             with _write_errors(h5_path):
-                f.attrs["label_file"] = os.path.abspath(label_path)
-                f.attrs["resolution"] = shape[0]
-                f.attrs["count"] = n
+                # no chunk cache: each row goes to disk as it is written, so a failed write leaves no cached chunk for
+                # the close to flush (HDF5 1.14 crashes the process when that flush fails too)
+                f = h5py.File(tmp, "w", rdcc_nbytes=0)
+            try:
+                _write_rows(f, pairs, first, posmap_dtype, options, h5_path, progress)
+                with _write_errors(h5_path):
+                    f.attrs["label_file"] = os.path.abspath(label_path)
+                    f.attrs["resolution"] = shape[0]
+                    f.attrs["count"] = n
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first error is the one to report: this close fails as well
+                    f.close()                          # when a write did
+                raise
+            with _write_errors(h5_path):
+                f.close()
+            os.replace(tmp, h5_path)
         except BaseException:
-            with contextlib.suppress(Exception):  # the first error is the one to report: this close fails as well
-                f.close()                          # when a write did
+            with contextlib.suppress(OSError):  # a read-only file system refuses even this: the first error is the one
+                tmp.unlink(missing_ok=True)
             raise
-        with _write_errors(h5_path):
-            f.close()
-        os.replace(tmp, h5_path)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a read-only file system refuses even this: the first error is the one
-            tmp.unlink(missing_ok=True)
-        raise
-    return n
+        return n
 
 
 def _write_rows(f, pairs, first, posmap_dtype, options, h5_path, progress):

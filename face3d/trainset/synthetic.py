@@ -360,7 +360,8 @@ def landmark_roi(pt2d):
     return np.round(np.concatenate([lo - pad, hi + pad])).astype(np.int16).reshape(1, 4)
 
 
-def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None, views=VIEWS, flip=True):
+def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None, views=VIEWS, flip=True,
+                       before_writing=None):
     """Render ``count`` samples into ``output/SYNTH`` and ``output/SYNTH_Flip`` (reusing a complete set rendered
     with the same settings and model files and the finished faces of an interrupted one, see the module docstring);
     rendering with other settings first removes the samples there, so the folders hold exactly this set. Processes
@@ -377,6 +378,8 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         views: profiled views per face (>= 1), sharing Shape_Para and Exp_Para.
         flip: every other sample is the ``_Flip`` copy of the one before (needs the model's ``symlist``; without it
             ``InputFileError`` names the ``BFM_info.mat`` beside ``model_path``, before the output is touched).
+        before_writing: None, or a function called with no argument once the model is checked, before the output
+            is touched (not when a complete set is reused): ``face3d generate`` takes its output's lock there.
     Returns:
         list of the ``.mat`` paths, in sample order.
     Raises:
@@ -410,6 +413,8 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         info_file = None if model_path is None else Path(model_path).parent / "BFM_info.mat"
     # before the output is touched: a model without mirror pairs leaves an earlier set as it is
     mirror = _Mirror(model, info_file) if any(flipped for *_, flipped in names) else None
+    if before_writing is not None:
+        before_writing()
     with exclusive_lock(output / LOCK_FILE):
         recorded, written = _recorded_set(record, mats)  # as another process may have left it while this one waited
         if reusable and recorded == settings and all(written):

@@ -1,8 +1,9 @@
 """Atomic file writes: a hidden temporary twin in the same folder, renamed onto the target with ``os.replace``.
 
 Readers never see a half-written file. The temporary name is deterministic (``.<name>.partial``), so a job
-killed mid-write and run again overwrites and renames its leftover instead of leaving it behind. Work that
-processes sharing a folder must do once (a set they all read) runs under ``exclusive_lock``.
+killed mid-write and run again removes its leftover and writes the name anew instead of leaving it behind. Work that
+processes sharing a folder must do once (a set they all read) runs under ``exclusive_lock``; a run writing an output
+holds it under ``output_lock``, which refuses a second run of the same output.
 """
 import contextlib
 import errno
@@ -15,7 +16,7 @@ from pathlib import Path
 from face3d.utils.errors import os_error_at
 
 __all__ = ["TEMP_SUFFIX", "temp_name", "names_no_file_but", "atomic_file", "atomic_write_bytes", "atomic_write_files",
-           "write_file_set", "staging_folder", "exclusive_lock"]
+           "write_file_set", "staging_folder", "exclusive_lock", "output_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def atomic_file(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
-        with open(tmp, "wb") as f:
+        with _new_temp_file(tmp) as f:
             yield f
         os.replace(tmp, path)
     except BaseException as error:
@@ -48,6 +49,14 @@ def atomic_file(path):
         if names_no_file_but(error, tmp):
             raise os_error_at(error, path) from error
         raise
+
+
+def _new_temp_file(tmp):
+    """The temporary twin ``tmp`` made anew and open for binary writing. A file left at its name (a killed run's) is
+    removed, never written through: it may be a hard link to another file (``face3d fit`` links photos into its
+    output through such names), which the writes would change."""
+    tmp.unlink(missing_ok=True)
+    return open(tmp, "xb")
 
 
 def names_no_file_but(error, tmp):
@@ -70,7 +79,8 @@ def atomic_write_files(files):
     try:
         for current, data in zip(paths, files.values()):
             current.parent.mkdir(parents=True, exist_ok=True)
-            temp_name(current).write_bytes(data)
+            with _new_temp_file(temp_name(current)) as f:
+                f.write(data)
         for current in paths:
             os.replace(temp_name(current), current)
             renamed.append(current)
@@ -121,20 +131,78 @@ def exclusive_lock(path):
     a time. The kernel releases the lock when its holder closes the file or dies, so a killed holder never blocks
     the others. The file stays: a waiting process would lock a removed file while a newcomer locked a new one.
     A wait is logged (INFO); on a file system without locks the block runs unlocked, with a warning."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _open_lock_file(path)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(fd, path, fcntl.LOCK_EX):
             logger.info("waiting for %s: another process holds it", path)
             fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as error:
-            if error.errno not in _NO_LOCKS:
-                raise os_error_at(error, path) from error
-            logger.warning("%s: the file system has no locks (%s): processes sharing this folder may not take "
-                           "turns", path, error.strerror)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+# The output locks this process holds (the real paths of their last lock files): taking one again is the same run's
+# (face3d generate holds its output while it renders the default set there, then runs generate_dataset)
+_HELD_OUTPUT_LOCKS = set()
+
+
+@contextlib.contextmanager
+def output_lock(output, command, shard=None, option="--output", output_is_file=False):
+    """Hold ``output``, written by one run of ``command`` (``"face3d generate"``), for the block, refusing at once
+    (not waiting) when another run holds it: two runs writing one output remove, rewrite and rename each other's
+    files. The lock is an ``fcntl.flock`` lock on a hidden file that stays (see ``exclusive_lock``):
+    ``<output>/.<word>.lock``, ``<word>`` the command's last word, in an output folder (made with its parents if
+    missing), or ``.<name>.lock`` beside an output file (``output_is_file``). A run of shard ``(K, N)`` holds that
+    file shared and ``.<word>.shard-K-of-N.lock`` exclusively, so that runs of the other shards write the output
+    beside it while a second run of its shard, or a run of the whole output, is refused. Taking a lock this process
+    holds already runs the block in that hold. On a file system without locks the block runs unlocked, with
+    ``exclusive_lock``'s warning.
+
+    Raises:
+        BlockingIOError naming ``output``, whose message is ``"another <command> run is writing it[ (shard K/N)];
+        wait for it to end or use another <option>"`` (``face3d.cli`` prints ``<prog>: error: <output>: <message>``
+        and exits with status 2), when another process holds the output or the shard.
+    """
+    output = Path(output)
+    base = output.with_name(f".{output.name}") if output_is_file else output / f".{command.split()[-1]}"
+    locks = [(Path(f"{base}.lock"), fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH, "")]
+    if shard is not None:
+        k, n = shard
+        locks.append((Path(f"{base}.shard-{k}-of-{n}.lock"), fcntl.LOCK_EX, f" (shard {k}/{n})"))
+    held = os.path.realpath(locks[-1][0])
+    if held in _HELD_OUTPUT_LOCKS:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for path, operation, which in locks:
+            fd = _open_lock_file(path)
+            stack.callback(os.close, fd)  # releases the lock
+            if not _try_lock(fd, path, operation):
+                raise BlockingIOError(errno.EWOULDBLOCK, f"another {command} run is writing it{which}; wait for it "
+                                                         f"to end or use another {option}", str(output))
+        _HELD_OUTPUT_LOCKS.add(held)
+        stack.callback(_HELD_OUTPUT_LOCKS.discard, held)
+        yield
+
+
+def _open_lock_file(path):
+    """A descriptor of the lock file ``path``, created empty (with its folder) if missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+
+
+def _try_lock(fd, path, operation):
+    """Whether the ``fcntl.flock`` lock ``operation`` (LOCK_EX or LOCK_SH) is taken, without waiting, on the lock
+    file ``path`` open as ``fd``: False when another process holds a lock in the way. True as well on a file system
+    without locks, with a warning (the work runs unlocked); another error of flock is raised naming ``path``."""
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as error:
+        if error.errno not in _NO_LOCKS:
+            raise os_error_at(error, path) from error
+        logger.warning("%s: the file system has no locks (%s): processes sharing this folder may not take turns",
+                       path, error.strerror)
+    return True
