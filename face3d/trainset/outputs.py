@@ -57,10 +57,13 @@ def _write_file_atomically(folder_fd, name, views):
     (``atomic_file``). No fsync: a crash may lose the last files but never shows a partial one, and the journal
     record, appended last, is what a resumed run trusts."""
     tmp = f".{name}{TEMP_SUFFIX}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        with contextlib.suppress(FileNotFoundError):
+        try:
+            fd = os.open(tmp, flags, 0o666, dir_fd=folder_fd)
+        except FileExistsError:  # a killed run's leftover: removed only then, the usual write pays no extra call
             os.unlink(tmp, dir_fd=folder_fd)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=folder_fd)
+            fd = os.open(tmp, flags, 0o666, dir_fd=folder_fd)
         try:
             views = [v for v in views if v]
             while views:  # one writev for all chunks, unless the kernel takes fewer bytes
