@@ -176,6 +176,21 @@ def test_landmark_file_suffixes_match_in_any_case(tmp_path, model):
         np.testing.assert_allclose(scipy.io.loadmat(tmp_path / "out" / f"{name}.mat")["pt2d"], points.T, atol=1e-9)
 
 
+def test_of_several_mixed_case_landmark_spellings_the_one_that_sorts_last_wins(tmp_path):
+    """On a case-sensitive file system several spellings can sit side by side: lower or upper case of any suffix
+    first, then per suffix in order the mixed spelling that sorts last, skipped when it is not a file."""
+    (tmp_path / "probe").write_text("")
+    if (tmp_path / "PROBE").exists():
+        pytest.skip("the file system ignores case")
+    for name in ("a.Pts", "a.pTs", "a.PTs", "b.Pts", "b.TXT", "c.pTs", "c.Txt", "d.Npy"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "c.ptS").mkdir()  # sorts after c.pTs: .pts has none, .txt's comes next
+    (tmp_path / "e.Mat").symlink_to(tmp_path / "d.Npy")
+    expected = {"a": "a.pTs", "b": "b.TXT", "c": "c.Txt", "d": "d.Npy", "e": "e.Mat", "f": None}
+    assert {stem: find_landmark_file(tmp_path / f"{stem}.jpg") for stem in expected} == \
+        {stem: name and tmp_path / name for stem, name in expected.items()}
+
+
 def test_ibug_mirror_order_is_the_models_symmetry(model):
     pairs = np.asarray(model.info["symlist"], dtype=np.int64)
     mirror = np.arange(model.nver)
