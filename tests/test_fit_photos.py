@@ -176,6 +176,55 @@ def test_landmark_file_suffixes_match_in_any_case(tmp_path, model):
         np.testing.assert_allclose(scipy.io.loadmat(tmp_path / "out" / f"{name}.mat")["pt2d"], points.T, atol=1e-9)
 
 
+def test_of_several_mixed_case_landmark_spellings_the_one_that_sorts_last_wins(tmp_path):
+    """On a case-sensitive file system several spellings can sit side by side: lower or upper case of any suffix
+    first, then per suffix in order the mixed spelling that sorts last, skipped when it is not a file."""
+    (tmp_path / "probe").write_text("")
+    if (tmp_path / "PROBE").exists():
+        pytest.skip("the file system ignores case")
+    for name in ("a.Pts", "a.pTs", "a.PTs", "b.Pts", "b.TXT", "c.pTs", "c.Txt", "d.Npy"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "c.ptS").mkdir()  # sorts after c.pTs: .pts has none, .txt's comes next
+    (tmp_path / "e.Mat").symlink_to(tmp_path / "d.Npy")
+    expected = {"a": "a.pTs", "b": "b.TXT", "c": "c.Txt", "d": "d.Npy", "e": "e.Mat", "f": None}
+    assert {stem: find_landmark_file(tmp_path / f"{stem}.jpg") for stem in expected} == \
+        {stem: name and tmp_path / name for stem, name in expected.items()}
+
+
+def test_photos_without_landmark_files_list_each_folder_at_most_once_per_run(tmp_path, capsys, monkeypatch):
+    """However many photos of a folder have no landmark file (a forgotten --landmarks), the folder beside them or
+    under --landmarks is listed at most once in a run: looking a photo's file up costs the same in a folder of
+    100k photos as in one of 10."""
+    photos, lms = tmp_path / "photos", tmp_path / "lms"
+    rels = [f"{folder}p{k:02d}" for folder in ("", "sub/") for k in range(12)]
+    for rel in rels:
+        _write_image(photos / f"{rel}.png", size=16)
+    (lms / "sub").mkdir(parents=True)
+    listed = []
+
+    def counted(real):
+        def listing(path="."):
+            listed.append(path)
+            return real(path)
+        return listing
+
+    monkeypatch.setattr(os, "listdir", counted(os.listdir))
+    monkeypatch.setattr(os, "scandir", counted(os.scandir))
+    for landmarks, where in ((None, "beside it"), (lms, f"under {lms}")):
+        listed.clear()
+        out = tmp_path / f"out_{where.split()[0]}"
+        argv = ["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]
+        assert main(argv + ["--landmarks", str(landmarks)] * (landmarks is not None)) == 1
+        capsys.readouterr()
+        counts = {folder: sum(1 for path in listed if not isinstance(path, int) and Path(path) == folder)
+                  for folder in (photos, photos / "sub", lms, lms / "sub")}
+        assert max(counts.values()) <= 1, counts
+        summary = json.loads((out / "summary.json").read_text())
+        assert sorted((f["image"], f["reason"]) for f in summary["failures"]) == sorted(
+            (str(photos / f"{rel}.png"), f"{photos / rel}.png: no landmark file {Path(rel).name}"
+                                         f"{{.pts,.txt,.npy,.mat}} {where}") for rel in rels)
+
+
 def test_ibug_mirror_order_is_the_models_symmetry(model):
     pairs = np.asarray(model.info["symlist"], dtype=np.int64)
     mirror = np.arange(model.nver)
