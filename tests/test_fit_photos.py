@@ -683,6 +683,19 @@ def test_a_full_disk_stops_the_fit_with_one_line_and_the_rerun_resumes(tmp_path,
                                                                     "summary.json"]
 
 
+@pytest.mark.parametrize("code", ["EXDEV", "EPERM", "ENOTSUP", "ENOSYS", "EACCES", "EMLINK"])
+def test_a_photo_is_copied_where_the_file_system_makes_no_link(tmp_path, model, monkeypatch, code):
+    """Another file system (EXDEV), links refused (EPERM, EACCES), unsupported (ENOTSUP; ENOSYS: a FUSE mount
+    without a link operation) or the photo at its most links (EMLINK): the photo is copied, byte for byte."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="a")
+    monkeypatch.setattr(os, "link", lambda *args: _refuse(getattr(errno, code)))
+    assert main(["fit", "--images", str(photos), "--output", str(out), "--workers", "1", "--quiet"]) == 0
+    copy = out / "a.png"
+    assert copy.read_bytes() == (photos / "a.png").read_bytes()
+    assert copy.stat().st_ino != (photos / "a.png").stat().st_ino
+
+
 def test_ctrl_c_as_a_photo_is_linked_in_leaves_no_partial_file(tmp_path, model, capsys, monkeypatch):
     """Ctrl-C (or SIGTERM, face3d.cli) arriving during the hard link of a photo's copy is raised as the call returns,
     the temporary link made."""

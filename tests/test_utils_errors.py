@@ -2,6 +2,7 @@
 import errno
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +164,29 @@ def test_an_output_lock_refuses_another_holder_and_nests_in_its_own(tmp_path, mo
     assert ran[-1] == "unlocked" and caplog.messages == [
         f"{out / '.fit.lock'}: the file system has no locks ({os.strerror(errno.ENOLCK)}): processes sharing this "
         f"folder may not take turns"]
+
+
+def test_an_output_lock_file_another_user_made_is_locked_read_only(tmp_path, monkeypatch):
+    """Another user's lock file (0644 under the usual umask) cannot be opened for writing, yet in a group-writable
+    output folder this user may replace every file: the lock is taken on a read-only descriptor, and still refuses
+    a second run."""
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / ".generate.lock").touch()
+    opened, os_open = [], os.open
+
+    def as_another_user(path, flags, *args, **kwargs):
+        if Path(path).name.endswith(".lock") and flags & os.O_ACCMODE != os.O_RDONLY:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        opened.append(flags & os.O_ACCMODE)
+        return os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", as_another_user)
+    with output_lock(out, "face3d generate"):
+        monkeypatch.undo()  # the second run: a user who may write the lock file
+        with pytest.raises(BlockingIOError), held_lock(out / ".generate.lock"):
+            pass
+    assert opened == [os.O_RDONLY]
 
 
 def test_a_signal_handled_as_the_staging_folder_is_made_leaves_no_folder(tmp_path, monkeypatch):

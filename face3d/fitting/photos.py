@@ -60,8 +60,10 @@ MAX_MIRRORED_TILT = 45.0
 CHUNK_SIZE = 32
 # os.link's errors where the file system makes no hard link, a copy then taking its place: the output on another
 # file system (EXDEV), links not supported or refused (EPERM: FAT, or Linux's protected_hardlinks for another user's
-# photo; ENOTSUP/EOPNOTSUPP: macOS), the photo at its file system's most links (EMLINK)
-_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
+# photo; ENOTSUP/EOPNOTSUPP: macOS; ENOSYS: FUSE file systems without a link operation; EACCES: some CIFS and
+# SELinux set-ups), the photo at its file system's most links (EMLINK)
+_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EACCES,
+                      errno.EMLINK})
 
 
 @dataclass(frozen=True)

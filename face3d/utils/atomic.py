@@ -186,10 +186,15 @@ def output_lock(output, command, shard=None, option="--output", output_is_file=F
 
 
 def _open_lock_file(path):
-    """A descriptor of the lock file ``path``, created empty (with its folder) if missing."""
+    """A descriptor of the lock file ``path``, created empty (with its folder) if missing. One made by another user
+    (mode 0644 under the usual umask) is opened read-only: flock needs no write access, and a shared output folder
+    lets every user of the group replace its files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY)
 
 
 def _try_lock(fd, path, operation):
