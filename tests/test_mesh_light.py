@@ -190,11 +190,17 @@ def test_add_light_names_a_non_finite_or_misshaped_parameter(twin, options, matc
     (lambda twin, v, t, c: twin.estimate_light(v, t, c, c, vertex_ind=[1, 2, 3]),
      r"vertex_ind must select at least 9 vertices when lamb is 0 \(9 coefficients per channel\), got 3; select more "
      r"or pass lamb > 0"),
+    (lambda twin, v, t, c: twin.estimate_light(v[:5], t[:0], c[:5], c[:5]),
+     r"the mesh must have at least 9 vertices when lamb is 0 \(9 coefficients per channel\), got 5; use more or "
+     r"pass lamb > 0"),
     (lambda twin, v, t, c: twin.estimate_light(v, t, c * 0, c),
+     r"the normals and albedo \(channel 0\) at the vertices do not determine the 9 coefficients \(a singular "
+     r"system\): select vertices with more varied normals and non-zero albedo, or pass a larger lamb"),
+    (lambda twin, v, t, c: twin.estimate_light(v, t, c * 0, c, vertex_ind=np.arange(20)),
      r"the normals and albedo \(channel 0\) at the vertices of vertex_ind do not determine the 9 coefficients \(a "
      r"singular system\): select vertices with more varied normals and non-zero albedo, or pass a larger lamb"),
 ], ids=["NaN colors", "inf sh_coeff", "str sh_coeff", "NaN albedo", "NaN observed", "negative lamb", "3 vertices",
-        "zero albedo"])
+        "5-vertex mesh", "zero albedo", "zero albedo at vertex_ind"])
 def test_sh_lighting_names_a_non_finite_or_unusable_argument(twin, call, match):
     v, t = uv_sphere()
     with pytest.raises(ValueError, match=rf"^{match}$"):

@@ -428,6 +428,9 @@ def test_bad_colors_texture_and_background(twin):
         twin.render_colors(GOOD_V, GOOD_T, np.zeros((3, 3)), 5, 5, BG=np.zeros((4, 5, 3)))
     with pytest.raises(ValueError, match=r"^BG must hold real numbers, got dtype <U5$"):
         twin.render_colors(GOOD_V, GOOD_T, np.zeros((3, 3)), 5, 5, BG="white")
+    with pytest.raises(ValueError, match=r"^BG must lie within the float32 range \(magnitude at most 3.4028235e\+38\), "
+                                         r"found 1e\+39$"):
+        twin.render_colors(GOOD_V, GOOD_T, np.zeros((3, 3)), 5, 5, BG=1e39)
     tex = np.zeros((4, 4, 3))
     uv = np.zeros((3, 2))
     with pytest.raises(ValueError, match=r"^tex_triangles must hold indices into tex_coords in \[0, 3\)"):

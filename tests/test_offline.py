@@ -769,6 +769,13 @@ def test_runs_at_once_into_one_output_get_a_result_folder_each(tmp_path, monkeyp
     assert sorted(os.listdir(tmp_path / "out")) == [stamp, f"{stamp}_1"]
 
 
+def test_a_result_folder_under_a_dangling_link_is_one_error_not_an_endless_search(tmp_path):
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    with pytest.raises(FileExistsError) as raised:
+        offline._timestamp_folder(tmp_path / "out")
+    assert raised.value.filename == str(tmp_path / "out")
+
+
 def test_run_reads_the_manifest_beside_its_input_folder(exported, aflw, tmp_path, capsys):
     _, out = exported
     work = tmp_path / "work"

@@ -166,7 +166,7 @@ def background(BG, h, w, c):
     a (c,) colour or an (h, w, c) image; never modified)."""
     if BG is None:
         return np.zeros((h, w, c), dtype=np.float32)
-    bg = as_real(BG, "BG")
+    bg = as_float32(as_real(BG, "BG"), "BG")
     try:
         shape = np.broadcast_shapes(bg.shape, (h, w, c))
     except ValueError:

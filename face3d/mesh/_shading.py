@@ -129,16 +129,18 @@ def fit_sh(normals, albedo, observed, vertex_ind=None, lamb=0.0):
                 idx.size and (idx.min() < 0 or idx.max() >= len(normals))):
             raise ValueError(f"vertex_ind must be 1-D integer indices in [0, {len(normals)})")
         basis, alb, obs = basis[idx], alb[idx], obs[idx]
+    chosen = "the vertices" if vertex_ind is None else "the vertices of vertex_ind"
     if lamb == 0 and len(basis) < 9:
-        raise ValueError(f"vertex_ind must select at least 9 vertices when lamb is 0 (9 coefficients per channel), "
-                         f"got {len(basis)}; select more or pass lamb > 0")
+        what = "the mesh must have" if vertex_ind is None else "vertex_ind must select"
+        raise ValueError(f"{what} at least 9 vertices when lamb is 0 (9 coefficients per channel), got "
+                         f"{len(basis)}; {'select' if vertex_ind is not None else 'use'} more or pass lamb > 0")
     coeff = np.empty((9, alb.shape[1]))
     for k in range(alb.shape[1]):
         a = alb[:, k:k + 1] * basis
         try:
             coeff[:, k] = np.linalg.solve(a.T @ a + lamb * np.eye(9), a.T @ obs[:, k])
         except np.linalg.LinAlgError:
-            raise ValueError(f"the normals and albedo (channel {k}) at the vertices of vertex_ind do not determine the "
-                             "9 coefficients (a singular system): select vertices with more varied normals and "
-                             "non-zero albedo, or pass a larger lamb") from None
+            raise ValueError(f"the normals and albedo (channel {k}) at {chosen} do not determine the 9 coefficients "
+                             "(a singular system): select vertices with more varied normals and non-zero albedo, or "
+                             "pass a larger lamb") from None
     return coeff

@@ -405,11 +405,12 @@ def _timestamp_folder(output_dir):
     """A new folder ``output_dir/<YYYYMMDD_HHMMSS>``, ``_1``, ``_2`` ... appended to the name another run made
     within the same second: each run, even two at once, gets a folder of its own."""
     output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)  # outside the loop: a file or dangling link there is its error
     stamp = time.strftime("%Y%m%d_%H%M%S")
     folder, k = output_dir / stamp, 1
     while True:
         try:
-            folder.mkdir(parents=True)  # the name is this run's only if this mkdir makes it
+            folder.mkdir()  # the name is this run's only if this mkdir makes it
             return folder
         except FileExistsError:
             folder, k = output_dir / f"{stamp}_{k}", k + 1
