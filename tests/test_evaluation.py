@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+import weakref
 from pathlib import Path
 
 import _inference_helpers as helpers
@@ -19,9 +20,10 @@ from _fixtures import fixtures_dir
 from _image_files import png_header
 
 from face3d.cli import main as face3d_main
-from face3d.prnet import evaluation
+from face3d.prnet import evaluation, metrics
 from face3d.prnet.evaluation import auc, ced, failure_rate, keypoint_nme, summarize_errors, yaw_bucket
 from face3d.prnet.inference import PRN
+from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.uv_layout import load_uv_data
 from face3d.utils.errors import InputFileError
@@ -279,6 +281,84 @@ def test_a_non_finite_map_skips_its_sample_with_the_reason(tmp_path, default_mod
     with pytest.raises(ValueError, match=r"no sample could be evaluated \(3 skipped; first: .*\.jpg: the network's "
                                          r"position map has"):
         evaluation.evaluate_model(PRN(oracle), folder, dense_model=default_model)
+
+
+def _recording_dense_arrays(prn, monkeypatch, record):
+    """``record(array)`` of every dense vertex array the run makes: the network's (``prn.get_vertices``) and the
+    ground truth's (``DenseGroundTruth.vertices``), in the order made. Returns (predicted records, truth records)."""
+    pred_records, truth_records = [], []
+    get_vertices, truth_vertices = prn.get_vertices, evaluation.DenseGroundTruth.vertices
+
+    def recorded_pred(pos):
+        vertices = get_vertices(pos)
+        pred_records.append(record(vertices))
+        return vertices
+
+    def recorded_truth(self, sample, height):
+        vertices = truth_vertices(self, sample, height)
+        truth_records.append(record(vertices))
+        return vertices
+
+    monkeypatch.setattr(prn, "get_vertices", recorded_pred)
+    monkeypatch.setattr(evaluation.DenseGroundTruth, "vertices", recorded_truth)
+    return pred_records, truth_records
+
+
+def test_dense_errors_measured_batch_by_batch_equal_those_of_the_whole_set(tmp_path, default_model, monkeypatch):
+    """Three imperfect faces in batches of 2 (the last one short): every per-sample dense error and every figure
+    of the report is bit for bit what the formula gives on the whole set's stacked vertices."""
+    folder, oracle = _oracle_set(tmp_path, default_model, 3)
+    for i, posmap in enumerate(oracle.maps):  # scaled (no rigid motion undoes it) and deepened: errors above 0
+        oracle.maps[i] = posmap * np.float32(1.0 + 0.02 * (i + 1))
+        oracle.maps[i][..., 2] *= np.float32(1.1)
+    prn = PRN(oracle)
+    kept_pred, kept_truth = _recording_dense_arrays(prn, monkeypatch, lambda vertices: vertices)
+    report = evaluation.evaluate_model(prn, folder, tmp_path / "report", dense_model=default_model, batch_size=2)
+    assert report["samples"] == 3 and len(kept_pred) == len(kept_truth) == 3
+
+    saved = np.load(tmp_path / "report" / "predictions.npz")
+    gt = saved["gt"]
+    dense_pred, dense_gt = np.asarray(np.stack(kept_pred), dtype=np.float64), np.stack(kept_truth)
+    to_landmark_box = metrics.bbox_size(dense_gt) / metrics.bbox_size(gt)
+    expected = {"dense_nme_2d": keypoint_nme(dense_pred, dense_gt, dims=2) * to_landmark_box,
+                "dense_nme_3d": keypoint_nme(dense_pred, dense_gt, dims=3) * to_landmark_box,
+                "reconstruction_nme_3d": reconstruction_nme(dense_pred, dense_gt, outer_interocular_distance(gt))}
+    for key, values in expected.items():
+        assert [s[key] for s in report["per_sample"]] == values.tolist(), key
+        assert values.min() > 1e-3, key
+    whole = evaluation.evaluate_predictions(saved["pred"], gt, saved["yaw_deg"], saved["names"], dense=expected)
+    assert {key: report[key] for key in whole} == whole
+
+
+def test_dense_vertices_are_held_for_one_batch_and_measured_before_the_report(tmp_path, default_model, monkeypatch):
+    """Five faces in batches of 2: whenever a batch is predicted, and when the report is built, at most one batch
+    of dense vertex arrays is alive (memory does not grow with the set), and every sample's reconstruction (its ICP)
+    was measured before the report, within the progress bar's loop."""
+    folder, oracle = _oracle_set(tmp_path, default_model, 5)
+    prn = PRN(oracle)
+    pred_refs, truth_refs = _recording_dense_arrays(prn, monkeypatch, weakref.ref)
+    alive, reconstructed, reconstructed_before_report = [], [], []
+
+    def count_alive():
+        alive.append(sum(ref() is not None for ref in pred_refs + truth_refs))
+
+    predict_crops, build_report = prn.predict_crops, evaluation.evaluate_predictions
+    monkeypatch.setattr(prn, "predict_crops", lambda crops: count_alive() or predict_crops(crops))
+    measure = evaluation.reconstruction_nme
+    monkeypatch.setattr(evaluation, "reconstruction_nme", lambda pred, gt, normalizer: (
+        reconstructed.append(len(pred)) or measure(pred, gt, normalizer)))
+
+    def recorded_report(*args, **kwargs):
+        count_alive()
+        reconstructed_before_report.append(sum(reconstructed))
+        return build_report(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate_predictions", recorded_report)
+    report = evaluation.evaluate_model(prn, folder, dense_model=default_model, batch_size=2)
+    assert report["samples"] == 5 and report["dense"] and report["reconstruction_nme_3d"] < 1e-5
+    assert len(pred_refs) == len(truth_refs) == 5 and len(alive) == 4  # 3 batches, then the report
+    assert max(alive) <= 2, alive
+    assert reconstructed_before_report == [5]
 
 
 def test_an_image_without_a_mat_is_skipped_listed_and_counted_once(tmp_path, default_model, caplog):

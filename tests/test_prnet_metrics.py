@@ -47,6 +47,21 @@ def test_nme_matches_hand_computation():
     assert metrics.nme(deeper, gt[0], kpt, dims=3) > 0
 
 
+def test_a_maps_nme_is_the_same_to_the_bit_alone_and_in_any_batch():
+    """The mean distance is summed in keypoint order for one map as for a batch: a sample's NME does not depend on
+    how many maps it was measured with (68 landmarks or thousands of dense points, 2D and 3D)."""
+    rng = np.random.default_rng(3)
+    for k in (68, 5000):
+        kpt = np.stack([np.arange(k), np.zeros(k, dtype=np.int64)])  # a 1 x k map holding the points in order
+        gt = rng.uniform(0, 200, (4, 1, k, 3))
+        pred = gt + rng.normal(0, 3, gt.shape)
+        for dims in (2, 3):
+            batch = metrics.nme(pred, gt, kpt, dims=dims)
+            assert metrics.nme(pred[:2], gt[:2], kpt, dims=dims).tolist() == batch[:2].tolist()
+            assert [metrics.nme(p, g, kpt, dims=dims) for p, g in zip(pred, gt)] == batch.tolist()
+            assert [metrics.nme(p[None], g[None], kpt, dims=dims)[0] for p, g in zip(pred, gt)] == batch.tolist()
+
+
 def test_weighted_mse_reference():
     rng = np.random.default_rng(1)
     pred, target = rng.random((2, 4, 5, 3)), rng.random((2, 4, 5, 3))

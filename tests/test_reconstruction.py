@@ -122,7 +122,8 @@ def test_report_has_the_reconstruction_key_and_every_ced_curve():
     pred_dense[1, :, 2] *= 1.1  # a deeper face: a shape error that no rigid motion removes
     box = np.array([[0.0, 0.0, 0.0], [100.0, 0.0, 0.0], [0.0, 50.0, 0.0], [100.0, 50.0, 0.0]])
     gt = np.stack([np.tile(box, (17, 1))] * 2)
-    report = evaluation.evaluate_predictions(gt, gt, [10.0, 50.0], dense_pred=pred_dense, dense_gt=gt_dense)
+    dense = evaluation.dense_errors(pred_dense, gt_dense, gt)
+    report = evaluation.evaluate_predictions(gt, gt, [10.0, 50.0], dense=dense)
     errors = [s["reconstruction_nme_3d"] for s in report["per_sample"]]
     # the normaliser is the outer interocular distance: landmarks 36 and 45 are box corners 0 and 1, 100 apart
     assert errors[0] < 1e-9

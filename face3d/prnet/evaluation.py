@@ -58,9 +58,9 @@ from face3d.utils.output_names import refuse_output_in
 
 __all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "image_mat_pairs",
            "find_samples", "listed_pairs", "split_pairs", "sample_name", "read_sample", "keypoint_nme", "yaw_bucket",
-           "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "evaluate_predictions",
-           "non_finite_map_problem", "counts_line", "refuse_report_in_data", "evaluate_model", "write_reports",
-           "markdown_report"]
+           "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "dense_errors",
+           "evaluate_predictions", "non_finite_map_problem", "counts_line", "refuse_report_in_data", "evaluate_model",
+           "write_reports", "markdown_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -364,13 +364,34 @@ class DenseGroundTruth:
 
 # ------------------------------------------------------------------------------------------------ evaluation
 
-def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dense_pred=None, dense_gt=None):
-    """The evaluation report of predicted landmarks (and optionally dense vertices) against ground truth.
+def dense_errors(dense_pred, dense_gt, gt_landmarks):
+    """Per-sample dense errors of a batch of samples: dense alignment and 3D reconstruction (module docstring).
+
+    Args:
+        dense_pred, dense_gt: (N, m, 3) predicted and ground-truth dense vertices (image space, same m per sample).
+        gt_landmarks: (N, 68, 3) ground-truth landmarks: their 2D box normalises the dense NMEs, their outer
+            interocular distance the reconstruction NME.
+    Returns:
+        {"dense_nme_2d", "dense_nme_3d", "reconstruction_nme_3d": (N,) float64}.
+    """
+    dense_pred = np.asarray(dense_pred, dtype=np.float64)
+    dense_gt = np.asarray(dense_gt, dtype=np.float64)
+    gt = np.asarray(gt_landmarks, dtype=np.float64)
+    # metrics.nme normalises by the dense points' own box; the protocol's normaliser is the 68 landmarks' box
+    to_landmark_box = metrics.bbox_size(dense_gt) / metrics.bbox_size(gt)
+    return {"dense_nme_2d": keypoint_nme(dense_pred, dense_gt, dims=2) * to_landmark_box,
+            "dense_nme_3d": keypoint_nme(dense_pred, dense_gt, dims=3) * to_landmark_box,
+            "reconstruction_nme_3d": reconstruction_nme(dense_pred, dense_gt, outer_interocular_distance(gt))}
+
+
+def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dense=None):
+    """The evaluation report of predicted landmarks (and optionally their dense errors) against ground truth.
 
     Args:
         pred_landmarks, gt_landmarks: (N, 68, 3) image-space points. yaw_deg: (N,) degrees.
         names: N sample names (default "0", "1", ...).
-        dense_pred, dense_gt: (N, m, 3) dense vertices (same m per sample), or None.
+        dense: the samples' dense errors, ``dense_errors``'s dict of (N,) arrays (computed batch by batch, so that
+            no set's worth of dense vertices is held), or None.
     Returns:
         dict (see ``write_reports``): ``samples``, ``nme_2d``, ``nme_3d``, ``nme_3d_diagonal`` (overall means),
         ``balanced`` ({metric: balanced mean}), ``yaw_buckets`` ({label: {"count", metric: mean}}),
@@ -389,14 +410,12 @@ def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dens
         "nme_3d": keypoint_nme(pred, gt, dims=3),
         "nme_3d_diagonal": keypoint_nme(pred, gt, dims=3, normalizer="diagonal"),
     }
-    if dense_pred is not None and dense_gt is not None:
-        dense_pred = np.asarray(dense_pred, dtype=np.float64)
-        dense_gt = np.asarray(dense_gt, dtype=np.float64)
-        # metrics.nme normalises by the dense points' own box; the protocol's normaliser is the 68 landmarks' box
-        to_landmark_box = metrics.bbox_size(dense_gt) / metrics.bbox_size(gt)
-        errors["dense_nme_2d"] = keypoint_nme(dense_pred, dense_gt, dims=2) * to_landmark_box
-        errors["dense_nme_3d"] = keypoint_nme(dense_pred, dense_gt, dims=3) * to_landmark_box
-        errors["reconstruction_nme_3d"] = reconstruction_nme(dense_pred, dense_gt, outer_interocular_distance(gt))
+    if dense is not None:
+        for key, value in dense.items():
+            value = np.asarray(value, dtype=np.float64).reshape(-1)
+            if len(value) != len(pred):
+                raise ValueError(f"dense errors {key!r} must hold one value per sample ({len(pred)}), got {len(value)}")
+            errors[key] = value
     summaries = {key: summarize_errors(value, yaw) for key, value in errors.items()}
     buckets = {label: {"count": summaries["nme_2d"]["buckets"][label]["count"]} for label in YAW_BUCKETS}
     for key, summary in summaries.items():
@@ -454,7 +473,9 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
             files); made before any image is predicted. Inside ``data_dir`` it is left out of the listing; being
             ``data_dir`` it is refused (``refuse_report_in_data``).
         dense_model: MorphableModel for dense ground truth (``DenseGroundTruth``; the UV data of ``prn`` must be
-            this model's), or None for landmarks only.
+            this model's), or None for landmarks only. Each batch's dense errors (ICP included) are measured as it
+            is predicted, under the progress bar, and only those numbers are kept: memory does not grow with the
+            set's dense vertices (about 45k points a sample).
         batch_size: crops per network call.
         limit: evaluate only the first ``limit`` images (sorted order; one without a ``.mat`` is skipped).
         progress: show a progress bar on stderr.
@@ -475,7 +496,8 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
     dense = None if dense_model is None else DenseGroundTruth(dense_model, prn.uv)
     if output_dir is not None:  # a folder that cannot be made fails here, not after every image is predicted
         Path(output_dir).mkdir(parents=True, exist_ok=True)
-    names, yaws, preds, gts, dense_preds, dense_gts = [], [], [], [], [], []
+    names, yaws, preds, gts = [], [], [], []
+    dense_values = {}  # metric -> each sample's dense error; dense vertices are held for one batch only
     dense_disabled = None
     batch = []
 
@@ -485,6 +507,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
 
     def flush():
         maps = prn.predict_crops([crop for crop, _, _ in batch])
+        dense_preds, dense_gts, dense_landmarks = [], [], []
         for pos, (_, sample, dense_truth) in zip(maps, batch):
             problem = non_finite_map_problem(pos)
             if problem is not None:  # a diverged network: no face to measure (and no motion for ICP to fit)
@@ -497,7 +520,12 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
             if dense is not None:
                 dense_preds.append(prn.get_vertices(pos))
                 dense_gts.append(dense_truth)
+                dense_landmarks.append(sample.landmarks)
         batch.clear()
+        if dense_preds:  # measured here, under the progress bar, and the batch's dense vertices dropped
+            errors = dense_errors(np.stack(dense_preds), np.stack(dense_gts), np.stack(dense_landmarks))
+            for key, value in errors.items():
+                dense_values.setdefault(key, []).extend(value.tolist())
 
     with Progress(len(pairs), desc="evaluate", enabled=progress) as bar:
         for image_path, mat_path in pairs:
@@ -514,8 +542,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
                 dense_disabled = f"{mat_path} has no Shape_Para / Exp_Para"
                 logger.warning("no dense metric for the set: %s", dense_disabled)
                 dense = None
-                dense_preds.clear()
-                dense_gts.clear()
+                dense_values.clear()
             batch.append((crop, sample, dense_truth))
             if len(batch) >= batch_size:
                 flush()
@@ -526,8 +553,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         raise ValueError(f"{data_dir}: no sample could be evaluated ({len(skipped)} skipped; first: "
                          f"{skipped[0]['image']}: {skipped[0]['reason']})")
     report = evaluate_predictions(np.stack(preds), np.stack(gts), np.array(yaws), names,
-                                  np.stack(dense_preds) if dense is not None else None,
-                                  np.stack(dense_gts) if dense is not None else None)
+                                  dense_values if dense is not None else None)
     report["data"] = str(Path(data_dir).resolve())
     report["skipped"] = skipped
     if dense_disabled is not None:

@@ -40,7 +40,10 @@ def nme(pred_map, gt_map, uv_kpt_ind, dims=2):
         raise ValueError(f"pred_map and gt_map shapes differ: {pred_map.shape} vs {gt_map.shape}")
     pred = keypoints_from_map(pred_map, uv_kpt_ind)
     gt = keypoints_from_map(gt_map, uv_kpt_ind)
-    dist = np.linalg.norm(pred[..., :dims] - gt[..., :dims], axis=-1).mean(axis=-1)
+    distances = np.linalg.norm(pred[..., :dims] - gt[..., :dims], axis=-1)
+    # summed in keypoint order, as numpy's mean sums a batch of two or more maps (the indexing leaves their keypoints
+    # keypoint-major); it sums a lone map's pairwise, which would make a map's NME depend on its batch in the last bits
+    dist = distances.cumsum(axis=-1)[..., -1] / distances.shape[-1]
     with np.errstate(divide="ignore"):
         return dist / bbox_size(gt)
 
