@@ -33,8 +33,8 @@ def _add_arguments(parser):
     add_trust_model_argument(parser)
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="folder of image + .mat pairs (.mat with pt3d_68 (3, 68) and Pose_Para), searched "
-                             "recursively (links to folders followed); hidden files and folders and --output are "
-                             "left out")
+                             "recursively (links to folders followed); hidden files and folders and a report's "
+                             "ced.png are left out")
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (created)")
     parser.add_argument("--uv-data", metavar="DIR",
                         help="UV data the network was trained with (default: PRNet's Data/uv-data beside its "
@@ -56,10 +56,9 @@ def run_evaluate(args):
     if refuses_output_folder(args):  # before the model loads and every image is predicted
         return 2
     try:
-        from face3d.prnet.evaluation import counts_line, evaluate_model, refuse_report_in_data
+        from face3d.prnet.evaluation import counts_line, evaluate_model
         from face3d.prnet.inference import PRN
 
-        refuse_report_in_data(args.output, args.data)
         prn = PRN(args.model, uv_data=args.uv_data, trust_model=args.trust_model)
         dense_model = None
         if args.dense:

@@ -34,8 +34,8 @@ Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of gi
   collapsed or shrunk face near 0, and PRNet's paper leaves the direction open.
 * Skipped, not measured: an image without a ``.mat`` beside it, a sample whose files cannot be read, and one
   whose predicted map holds NaN or inf (a diverged network gives no face to measure); ``skipped`` lists each with
-  the reason. Hidden files (macOS's ``._image00002.jpg``) and folders are not images of the set, nor is the
-  report folder when it lies inside the data folder; links to folders are followed (each folder once).
+  the reason. Hidden files (macOS's ``._image00002.jpg``) and folders are not images of the set, nor is a
+  report's ``ced.png`` (beside its ``report.json``); links to folders are followed (each folder once).
 * Every metric key also gets its CED curve in ``report.json`` (``ced``: the fraction of samples with NME <= t for
   t = 0, 0.001, ..., 0.1) and in ``ced.png``.
 
@@ -49,17 +49,16 @@ from pathlib import Path
 import numpy as np
 
 from face3d.prnet import metrics
-from face3d.prnet.evaluation_report import markdown_report, write_reports
+from face3d.prnet.evaluation_report import is_report_chart, markdown_report, write_reports
 from face3d.prnet.metrics import ced
 from face3d.prnet.reconstruction import outer_interocular_distance, reconstruction_nme
 from face3d.trainset.discovery import listed_images
 from face3d.utils.matfile import read_mat
-from face3d.utils.output_names import refuse_output_in
 
 __all__ = ["YAW_BUCKETS", "AUC_LIMITS", "FAILURE_THRESHOLD", "CED_THRESHOLDS", "AFLWSample", "image_mat_pairs",
-           "find_samples", "listed_pairs", "split_pairs", "sample_name", "read_sample", "keypoint_nme", "yaw_bucket",
-           "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "dense_errors",
-           "evaluate_predictions", "non_finite_map_problem", "counts_line", "refuse_report_in_data", "evaluate_model",
+           "data_images", "find_samples", "listed_pairs", "split_pairs", "sample_name", "read_sample", "keypoint_nme",
+           "yaw_bucket", "auc", "failure_rate", "ced", "summarize_errors", "DenseGroundTruth", "dense_errors",
+           "evaluate_predictions", "non_finite_map_problem", "counts_line", "evaluate_model",
            "write_reports", "markdown_report"]
 
 logger = logging.getLogger(__name__)
@@ -126,9 +125,15 @@ def image_mat_pairs(images):
     return [(image, mat if (mat := image.with_suffix(".mat")).is_file() else None) for image in images]
 
 
-def find_samples(folder, exclude=()):
-    """Every image under ``folder`` (``discovery.listed_images``: recursively, links to folders followed, hidden
-    files and folders and the folders ``exclude`` left out), sorted by path, with its ``.mat``.
+def data_images(folder):
+    """Every image of a data folder: ``discovery.listed_images`` (recursively, links to folders followed, hidden
+    files and folders left out, sorted by path) but a report's ``ced.png`` (``is_report_chart``: a report folder
+    inside the data folder)."""
+    return [image for image in listed_images(folder) if not is_report_chart(image)]
+
+
+def find_samples(folder):
+    """Every image under ``folder`` (``data_images``), sorted by path, with its ``.mat``.
 
     Returns:
         list of (image Path, mat Path, or None for an image without a ``.mat`` beside it: ``split_pairs``).
@@ -138,17 +143,16 @@ def find_samples(folder, exclude=()):
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder not found: {folder}")
-    items = image_mat_pairs(listed_images(folder, exclude))
+    items = image_mat_pairs(data_images(folder))
     if not any(mat is not None for _, mat in items):
         raise FileNotFoundError(f"{folder}: no image with a .mat beside it (AFLW2000-3D format: image00002.jpg + "
                                 "image00002.mat holding pt3d_68)")
     return items
 
 
-def listed_pairs(folder, limit=None, exclude=()):
-    """``split_pairs`` of the first ``limit`` images (all when None) that ``find_samples`` lists in ``folder``
-    (``exclude``: folders left out)."""
-    items = find_samples(folder, exclude)
+def listed_pairs(folder, limit=None):
+    """``split_pairs`` of the first ``limit`` images (all when None) that ``find_samples`` lists in ``folder``."""
+    items = find_samples(folder)
     return split_pairs(items if limit is None else items[:int(limit)], folder)
 
 
@@ -456,13 +460,6 @@ def counts_line(report):
             f"{100 * report['nme_3d']:.3f} % (balanced {100 * balanced['nme_3d']:.3f} %)")
 
 
-def refuse_report_in_data(output_dir, data_dir):
-    """InputFileError naming both when the report folder ``output_dir`` is the data folder ``data_dir``, where a
-    rerun would list its ced.png as an image (``evaluate_model`` leaves one inside ``data_dir`` out of the listing)."""
-    refuse_output_in(output_dir, data_dir, "the data folder", "a rerun would list its ced.png as an image",
-                     inside=False)
-
-
 def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=8, limit=None, progress=False):
     """Run a PRN on every sample of an AFLW2000-3D-format folder and build (and optionally write) the report.
 
@@ -470,8 +467,8 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
         prn: ``inference.PRN``.
         data_dir: folder of image + ``.mat`` pairs (``find_samples``; an image without a ``.mat`` is skipped).
         output_dir: where ``write_reports`` puts report.json, report.md, ced.png and predictions.npz (None: no
-            files); made before any image is predicted. Inside ``data_dir`` it is left out of the listing; being
-            ``data_dir`` it is refused (``refuse_report_in_data``).
+            files); made before any image is predicted. Inside ``data_dir`` its ``ced.png`` is no image of the set
+            (``data_images``).
         dense_model: MorphableModel for dense ground truth (``DenseGroundTruth``; the UV data of ``prn`` must be
             this model's), or None for landmarks only. Each batch's dense errors (ICP included) are measured as it
             is predicted, under the progress bar, and only those numbers are kept: memory does not grow with the
@@ -490,9 +487,7 @@ def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=
 
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be a positive number of samples, got {limit}")
-    if output_dir is not None:
-        refuse_report_in_data(output_dir, data_dir)
-    pairs, skipped = listed_pairs(data_dir, limit, exclude=() if output_dir is None else [output_dir])
+    pairs, skipped = listed_pairs(data_dir, limit)
     dense = None if dense_model is None else DenseGroundTruth(dense_model, prn.uv)
     if output_dir is not None:  # a folder that cannot be made fails here, not after every image is predicted
         Path(output_dir).mkdir(parents=True, exist_ok=True)

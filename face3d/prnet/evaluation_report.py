@@ -12,7 +12,7 @@ import numpy as np
 from face3d.prnet.metrics import ced
 from face3d.utils.atomic import write_file_set
 
-__all__ = ["markdown_report", "ced_png", "write_reports"]
+__all__ = ["markdown_report", "ced_png", "write_reports", "is_report_chart"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,3 +120,10 @@ def _npz(report, pred, gt):
     np.savez(npz, names=np.array([s["name"] for s in report["per_sample"]]),
              yaw_deg=np.array([s["yaw_deg"] for s in report["per_sample"]]), pred=pred, gt=gt)
     return npz.getvalue()
+
+
+def is_report_chart(path):
+    """Whether the image ``path`` is a report's ``ced.png`` (``write_reports``: beside its ``report.json``), which a
+    listing of a data folder holding the report (``--output`` inside ``--data``) takes for no image of the set."""
+    path = Path(path)
+    return path.name == "ced.png" and path.with_name("report.json").is_file()

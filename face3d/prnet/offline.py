@@ -686,8 +686,7 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         each {"image", "reason"}; the padding crops of a last batch are no samples and are not looked at.
     Raises:
         ValueError (InputFileError naming the file) before anything is written: the manifest or the timing file is
-        not one (``read_manifest``, ``read_timing``), ``output_dir`` lies in the data folder of a manifest with
-        ground truth (``refuse_output_in``), the results' ``timing.json`` names another run than the
+        not one (``read_manifest``, ``read_timing``), the results' ``timing.json`` names another run than the
         manifest, an output is missing or has the wrong size, no sample is left, the timing file has another count
         of inference times than the manifest has ``.bin`` files.
     """
@@ -699,10 +698,6 @@ def post_process(result_dir, manifest, output_dir, timing=None):
     result_dir, output_dir = Path(result_dir), Path(output_dir)
     manifest_path = Path(manifest)
     info = read_manifest(manifest_path)
-    if info["ground_truth"]:  # its report's ced.png would be listed as an image of that folder
-        refuse_output_in(output_dir, info["data"], "the data folder",
-                         f"named by {manifest_path}: a later pre_process or evaluate of it would list the report's "
-                         "ced.png as an image")
     results_run = _recorded_run_id(result_dir / TIMING)
     if results_run is None:
         logger.warning("%s has no run id (msame output?): cannot check that it belongs to %s", result_dir,

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import RESOLUTION
-from face3d.trainset.discovery import listed_images
 from face3d.utils.image_header import IMAGE_SUFFIXES
 
 __all__ = ["QDQ_MIN_OPSET", "refuse_calibration_without_int8", "calibration_images", "calibration_for_batches",
@@ -43,9 +42,9 @@ def calibration_images(folder, size, limit=None, resolution=RESOLUTION):
         folder: AFLW2000-3D-format folder (any image with a ``.mat`` beside it holding ``pt3d_68``; those images
             are cropped as evaluation crops them, ``crop_face(image, landmark_crop(landmarks), S, R)``, and the
             others skipped with one warning), else a folder of face crops (every image resized to S x S with area
-            interpolation). Listed as ``evaluation.find_samples`` lists them (``discovery.listed_images``: links
-            to folders followed, hidden files and folders such as macOS's ``._*`` companions left out); unreadable
-            files are logged and skipped.
+            interpolation). Listed as evaluation lists them (``evaluation.data_images``: links to folders
+            followed, hidden files and folders such as macOS's ``._*`` companions and a report's ``ced.png`` left
+            out); unreadable files are logged and skipped.
         size: S, the network's input side.
         limit: at most this many images (sorted by path).
         resolution: R, the model's uv-data resolution (the crop its maps refer to; S <= R), which frames the
@@ -64,7 +63,7 @@ def calibration_images(folder, size, limit=None, resolution=RESOLUTION):
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"calibration folder not found: {folder}")
-    images = listed_images(folder)  # the images evaluation lists
+    images = evaluation.data_images(folder)
     if not images:
         raise FileNotFoundError(f"{folder}: no image ({', '.join(IMAGE_SUFFIXES)}) for calibration")
     pairs = evaluation.image_mat_pairs(images)  # as evaluation pairs them

@@ -126,17 +126,16 @@ def walk_stems(root, tops, exclude=(), skip_dir=_is_excluded_dir, unreadable=Non
                 yield dirpath, Path(os.path.relpath(os.path.join(dirpath, stem), root)).as_posix(), names
 
 
-def listed_images(folder, exclude=()):
+def listed_images(folder):
     """Every image under ``folder`` (``is_listed_image``: an ``IMAGE_SUFFIXES`` suffix, hidden files left out),
-    sorted by path: links to folders followed, each folder walked once (``walk_stems``); hidden folders and the
-    folders ``exclude`` (an output folder inside ``folder``) are not walked, and a folder that cannot be listed is
-    logged at WARNING.
+    sorted by path: links to folders followed, each folder walked once (``walk_stems``); hidden folders are not
+    walked, and a folder that cannot be listed is logged at WARNING.
 
     Returns:
         list of Paths, as seen through the links.
     """
     return sorted(Path(dirpath, name)
-                  for dirpath, _, names in walk_stems(folder, [folder], exclude, skip_dir=lambda n: n.startswith("."))
+                  for dirpath, _, names in walk_stems(folder, [folder], skip_dir=lambda n: n.startswith("."))
                   for name in names if is_listed_image(name))
 
 
