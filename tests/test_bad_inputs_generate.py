@@ -990,3 +990,15 @@ def test_the_journal_writes_every_byte_when_the_kernel_takes_fewer(tmp_path, mon
     journal.close()
     assert raised.value.errno == errno.ENOSPC and Path(raised.value.filename).parent == tmp_path / DONE_DIR
     assert raised.value.filename == str(next((tmp_path / DONE_DIR).iterdir()))
+
+
+def test_read_journals_keeps_the_latest_complete_record_of_each_sample_asked_for(tmp_path):
+    (tmp_path / DONE_DIR).mkdir()
+    (tmp_path / DONE_DIR / "journal.h.1.1.txt").write_bytes(
+        b'{"sample":"a","outputs":["a"],"t":5}\n{"sample":"b","outputs":["b"],"t":1}\nnot json\n'
+        b'{"sample":"c","outputs":["c"],"t":9}')  # the last line cut short by a crash: no newline
+    (tmp_path / DONE_DIR / "journal.h.2.1.txt").write_bytes(
+        b'{"sample":"a","redo":true,"t":7}\n{"sample":"b","outputs":["b0"],"t":0}\n')
+    a, b = {"sample": "a", "redo": True, "t": 7}, {"sample": "b", "outputs": ["b"], "t": 1}
+    assert dict(read_journals(tmp_path)) == {"a": a, "b": b}
+    assert dict(read_journals(tmp_path, {"b", "c", "z"})) == {"b": b}

@@ -3,6 +3,7 @@
 Budget < 40 s: a few synthetic samples at a 32-pixel resolution, one rotation pair, --workers 1 and 2.
 """
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import cv2
@@ -21,6 +23,7 @@ import scipy.io
 from _fixtures import fixtures_dir
 
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
+from face3d.trainset import dataset
 from face3d.trainset.dataset import (
     DONE_DIR,
     TEMP_SUFFIX,
@@ -40,6 +43,7 @@ from face3d.trainset.outputs import Journal
 from face3d.trainset.sample import GenerationConfig
 from face3d.trainset.synthetic import FLIP_FOLDER, LOCK_FILE, RECORD_FILE, SYNTH_FOLDER, synthesize_dataset
 from face3d.trainset.uv_layout import CANONICAL_FILE, UV_DATA_FILES
+from face3d.trainset.worker_pool import run_tasks
 from face3d.utils.errors import InputFileError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -515,6 +519,42 @@ def test_shard_label_files_concatenate_into_the_whole(reference, synth_root, tmp
     assert limited["samples"] == 2
     assert (tmp_path / "limited" / "trainDataLabel.part-2-of-2.txt").read_text().split("\n")[0].startswith(
         "SYNTH/SYNTH_0000_1_1.jpg")
+
+
+def test_a_run_reads_the_journals_for_its_own_samples_once_a_phase(reference, synth_root, tmp_path, monkeypatch):
+    """A shard run holds the journal records of its own samples only, those of its resume checks no longer while
+    it makes the samples or reads the records again for the label file."""
+    out = tmp_path / "out"
+    shutil.copytree(reference[0], out)
+    shard_rels = [ref.rel for ref in select_shard(discover_samples(synth_root), 2, 3)]
+    _forget(out, shard_rels[0])  # redone by the shard's run
+    events, watched = [], []
+
+    class Records(dict):
+        """A copy of the records read, which, unlike a dict, can be watched for its release."""
+
+    def held():
+        gc.collect()
+        return sum(ref() is not None for ref in watched)
+
+    def watched_read(*args, **kwargs):
+        alive = held()
+        records = Records(read_journals(*args, **kwargs))
+        watched.append(weakref.ref(records))
+        events.append(("read", alive, sorted(records)))
+        return records
+
+    def watched_run(*args, **kwargs):
+        events.append(("run", held()))
+        return run_tasks(*args, **kwargs)
+
+    monkeypatch.setattr(dataset, "read_journals", watched_read)
+    monkeypatch.setattr(dataset, "run_tasks", watched_run)
+    summary = _generate(synth_root, out, shard=(2, 3))
+    assert (summary["written"], summary["skipped"]) == (1, 1)
+    assert events == [("read", 0, shard_rels[1:]), ("run", 0), ("read", 0, shard_rels)]  # the first had no record
+    whole = (reference[0] / "trainDataLabel.txt").read_text().splitlines(keepends=True)
+    assert (out / "trainDataLabel.part-2-of-3.txt").read_text() == "".join(whole[6:12])  # 3 lines a sample
 
 
 def test_shards_started_together_without_root_render_the_default_set_once(tmp_path):

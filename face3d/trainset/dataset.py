@@ -131,7 +131,7 @@ def _write_uv_data(generator, output, config, uv_data=None, model_path=None):
 
 def _label_lines(output, samples, fingerprint, relative):
     base = Path(output) if relative else Path(os.path.abspath(output))
-    latest = read_journals(output)
+    latest = read_journals(output, {ref.rel for ref in samples})
     for ref in samples:
         names = done_outputs(latest, ref.rel, fingerprint)
         if names is None:
@@ -219,11 +219,14 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       every failure's reason; ``<output>/uv-data/`` receives PRNet's UV files for the model in use (or a copy of the
       ``uv_data`` folder given, checked against the model).
 
-    Memory stays bounded whatever the dataset size: samples go through the generator in chunks of at most
-    ``CHUNK_SIZE`` (128) whose vertices share one product (82 MB per process on a BFM-sized model, beside the
-    generator's tiled copy of the basis, 146 MB, made before the workers fork and shared by them), each sample is
-    written as soon as it is made, workers return only short records, and at most ``4 * workers`` chunks of tasks
-    (paths and seeds) are in flight.
+    Memory: making the samples takes a bounded amount whatever the dataset size: samples go through the generator
+    in chunks of at most ``CHUNK_SIZE`` (128) whose vertices share one product (82 MB per process on a BFM-sized
+    model, beside the generator's tiled copy of the basis, 146 MB, made before the workers fork and shared by them),
+    each sample is written as soon as it is made, workers return only short records, and at most ``4 * workers``
+    chunks of tasks are in flight. What grows with the dataset is this process's lists: every sample found (its
+    paths, about 0.4 KB; a shard run lists all of them too) and the run's tasks (0.1 KB each), plus, while the
+    resume checks run and again while the label file is written, the journal records of the run's samples only
+    (``read_journals``, about 1.3 KB a sample with eight angles), let go before the samples are made.
 
     Args:
         root: input folder (300W-LP tree or image + ``.mat`` pairs); see ``discover_samples``.
@@ -264,22 +267,10 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
         generator = factory(model_path, config)
         _write_uv_data(generator, output, config, uv_data, model_path)
         state = RunState(generator, str(output), posmap_dtype, fingerprint)
-        latest = read_journals(output)
         refused = _refused_samples(samples, discovered, config.angles)
         refused_rels = {rel for rel, _, _ in refused}
         accepted = [ref for ref in samples if ref.rel not in refused_rels]
-        intact = intact_done(output, accepted, latest, fingerprint, threads=min(32, 4 * workers))
-        todo = [ref for ref in accepted if ref.rel not in intact]
-        # a sample done under other settings is about to be rewritten: its record must not outlive the redo, and its
-        # earlier files stay known (carried by the redo line) until a rewrite removes those the settings no longer write
-        earlier = {ref.rel: earlier_files(latest[ref.rel]) for ref in todo if ref.rel in latest}
-        discovered_rels = {ref.rel for ref in discovered} if earlier else set()
-        pending = [SampleTask(ref, sample_seed(seed, ref.rel), _replaced_files(ref, earlier[ref.rel], discovered_rels)
-                              if ref.rel in earlier else ()) for ref in todo]
-        _log_resume(len(intact), pending, latest, fingerprint)
-        if pending:
-            _remove_run_results(output, shard)
-        state.journal.mark_redo(list(earlier), earlier)
+        pending = _prepare_resume(output, shard, accepted, discovered, fingerprint, seed, workers, state.journal)
         tally = _Tally(samples, len(samples) - len(pending) - len(refused), progress)
         if refused:
             tally.add(refused)
@@ -305,6 +296,30 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
         atomic_write_bytes(output / summary_file_name(shard),
                            (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8"))
         return summary
+
+
+def _prepare_resume(output, shard, accepted, discovered, fingerprint, seed, workers, journal):
+    """The ``SampleTask``s of the ``accepted`` samples not done under ``fingerprint`` with their files intact
+    (``intact_done``), in order, each replacing the files of its earlier record that another sample of
+    ``discovered`` may not write (``_replaced_files``). When there are any, the earlier label file and summary of
+    ``shard`` are removed (``_remove_run_results``) and each of those samples with a record gets a redo line in
+    ``journal`` (``Journal.mark_redo``): its record must not outlive the rewrite, and its earlier files stay known
+    (carried by the redo line) until the rewrite removes those the settings no longer write.
+
+    The journals are read here, for the ``accepted`` samples only, and their records are let go on return: the
+    label file reads them again at the end, and the worker processes, forked meanwhile, do not inherit them."""
+    latest = read_journals(output, {ref.rel for ref in accepted})
+    intact = intact_done(output, accepted, latest, fingerprint, threads=min(32, 4 * workers))
+    todo = [ref for ref in accepted if ref.rel not in intact]
+    earlier = {ref.rel: earlier_files(latest[ref.rel]) for ref in todo if ref.rel in latest}
+    discovered_rels = {ref.rel for ref in discovered} if earlier else set()
+    pending = [SampleTask(ref, sample_seed(seed, ref.rel), _replaced_files(ref, earlier[ref.rel], discovered_rels)
+                          if ref.rel in earlier else ()) for ref in todo]
+    _log_resume(len(intact), pending, latest, fingerprint)
+    if pending:
+        _remove_run_results(output, shard)
+    journal.mark_redo(list(earlier), earlier)
+    return pending
 
 
 def _remove_run_results(output, shard):

@@ -61,6 +61,11 @@ class SampleTask(NamedTuple):
     seed: int
     replaces: tuple = ()
 
+    @property
+    def rel(self):
+        """The sample's relative path (``SampleRef.rel``), the key of its journal records."""
+        return self.ref.rel
+
 
 # Samples per generator call: their vertices come from one product that reads the basis from memory once for the
 # whole batch (on a BFM-sized model a lone sample streams 146 MB; in a batch of 128 the arithmetic dominates),
@@ -310,7 +315,8 @@ def run_journaled_chunks(worker, chunks, workers, on_records, initializer, inita
     the rest run again on a new pool.
 
     Args:
-        worker, chunks, workers, initializer, initargs, context: as for ``run_chunks_in_pool``; the chunks are lists.
+        worker, chunks, workers, initializer, initargs, context: as for ``run_chunks_in_pool``; the chunks are lists
+            of items with a ``rel``, the key of their journal records.
         on_records: called with each list of records.
         output: the folder of the journals (``read_journals``).
         finished: ``f(latest, item)``: the record of an item that the journals' ``latest`` records hold as
@@ -321,7 +327,8 @@ def run_journaled_chunks(worker, chunks, workers, on_records, initializer, inita
             per chunk, for the next death to show it.
     """
     def on_broken(lost):
-        latest, again, n_finished, alone = read_journals(output), [], 0, 0
+        latest = read_journals(output, {item.rel for chunk in lost for item in chunk})
+        again, n_finished, alone = [], 0, 0
         logger.debug("a worker process died with %d chunks (%d samples) in flight", len(lost), sum(map(len, lost)))
         for chunk in lost:
             records = [finished(latest, item) for item in chunk]
