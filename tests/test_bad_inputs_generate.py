@@ -996,9 +996,11 @@ def test_read_journals_keeps_the_latest_complete_record_of_each_sample_asked_for
     (tmp_path / DONE_DIR).mkdir()
     (tmp_path / DONE_DIR / "journal.h.1.1.txt").write_bytes(
         b'{"sample":"a","outputs":["a"],"t":5}\n{"sample":"b","outputs":["b"],"t":1}\nnot json\n'
+        b'[1]\n7\n{"sample":["a"],"t":9}\n{"sample":"a"}\n{"sample":"b","t":"9"}\n'  # JSON, but no records
         b'{"sample":"c","outputs":["c"],"t":9}')  # the last line cut short by a crash: no newline
     (tmp_path / DONE_DIR / "journal.h.2.1.txt").write_bytes(
         b'{"sample":"a","redo":true,"t":7}\n{"sample":"b","outputs":["b0"],"t":0}\n')
     a, b = {"sample": "a", "redo": True, "t": 7}, {"sample": "b", "outputs": ["b"], "t": 1}
     assert dict(read_journals(tmp_path)) == {"a": a, "b": b}
     assert dict(read_journals(tmp_path, {"b", "c", "z"})) == {"b": b}
+    assert "a" in read_journals(tmp_path) and "c" not in read_journals(tmp_path)

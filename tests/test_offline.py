@@ -755,9 +755,9 @@ def test_runs_at_once_into_one_output_get_a_result_folder_each(tmp_path, monkeyp
 
 def test_a_result_folder_under_a_dangling_link_is_one_error_not_an_endless_search(tmp_path):
     (tmp_path / "out").symlink_to(tmp_path / "gone")
-    with pytest.raises(FileExistsError) as raised:
+    with pytest.raises(InputFileError) as raised:
         offline._timestamp_folder(tmp_path / "out")
-    assert raised.value.filename == str(tmp_path / "out")
+    assert str(raised.value) == f"{tmp_path / 'out'}: not a folder (a file, or a link to a missing folder)"
 
 
 def test_run_reads_the_manifest_beside_its_input_folder(exported, aflw, tmp_path, capsys):

@@ -405,7 +405,10 @@ def _timestamp_folder(output_dir):
     """A new folder ``output_dir/<YYYYMMDD_HHMMSS>``, ``_1``, ``_2`` ... appended to the name another run made
     within the same second: each run, even two at once, gets a folder of its own."""
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)  # outside the loop: a file or dangling link there is its error
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)  # outside the loop, which takes FileExistsError for a rival run
+    except FileExistsError:
+        raise InputFileError(output_dir, "not a folder (a file, or a link to a missing folder)") from None
     stamp = time.strftime("%Y%m%d_%H%M%S")
     folder, k = output_dir / stamp, 1
     while True:

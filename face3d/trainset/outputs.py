@@ -227,6 +227,9 @@ class JournalRecords(collections.abc.Mapping):
     def __getitem__(self, rel):
         return json.loads(self._stamped_lines[rel][1])
 
+    def __contains__(self, rel):  # without decoding the record, as Mapping's would
+        return rel in self._stamped_lines
+
     def __iter__(self):
         return iter(self._stamped_lines)
 
@@ -237,18 +240,22 @@ class JournalRecords(collections.abc.Mapping):
 def read_journals(output, rels=None):
     """The latest journal record of each sample, ``{rel: record}`` (see ``Journal``; a ``JournalRecords``). With
     ``rels`` (a set of rels), only those samples' records are kept: a run of some of the samples (a shard) holds
-    none of the others'. A line that is not JSON (damaged) is skipped."""
+    none of the others'. A damaged line is skipped: not JSON, or not a record (an object with a string ``sample``
+    and a number ``t``)."""
     stamped_lines = {}
     for line in _journal_lines(output):
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        rel = record.get("sample")
-        if rel is None or (rels is not None and rel not in rels):
+        rel = record.get("sample") if isinstance(record, dict) else None
+        t = record.get("t") if rel is not None else None
+        if not isinstance(rel, str) or isinstance(t, bool) or not isinstance(t, (int, float)):
             continue
-        if rel not in stamped_lines or record["t"] >= stamped_lines[rel][0]:
-            stamped_lines[rel] = (record.get("t"), line)
+        if rels is not None and rel not in rels:
+            continue
+        if rel not in stamped_lines or t >= stamped_lines[rel][0]:
+            stamped_lines[rel] = (t, line)
     return JournalRecords(stamped_lines)
 
 
