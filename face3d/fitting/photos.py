@@ -564,7 +564,8 @@ def _journaled_photo(fingerprint, latest, ref):
     as fitted under ``fingerprint`` (redone photos carry a redo line), else None."""
     if done_outputs(latest, ref.rel, fingerprint) is None:
         return None
-    return ref.rel, latest[ref.rel]["status"], latest[ref.rel]["fit_nme"]
+    record = latest[ref.rel]
+    return ref.rel, record["status"], record["fit_nme"]
 
 
 def _worker_died(output, ref):
@@ -665,7 +666,8 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         intact = _done_photos(output, photos, latest, fingerprint, images, config)
         pending = [ref for ref in photos if ref.rel not in intact]
         for rel in intact:
-            statuses[rel], fit_nme[rel] = latest[rel]["status"], latest[rel]["fit_nme"]
+            record = latest[rel]  # decoded at each look-up (JournalRecords)
+            statuses[rel], fit_nme[rel] = record["status"], record["fit_nme"]
         # Each photo is counted once: an earlier run's dropped fit counts as dropped, not as skipped.
         earlier = list(statuses.values())
         skipped = earlier.count("written")

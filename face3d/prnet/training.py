@@ -96,9 +96,9 @@ class TrainConfig:
         keep_checkpoints: also keep ``checkpoints/epoch_NNN.keras`` for every epoch.
         run_eagerly: run the training step eagerly instead of as a compiled graph (debugging; also the fastest
             choice for a handful of steps, since tracing the 160-layer network takes longer than a few steps).
-        verbose: 0 silent; 1 a progress bar over each epoch's steps and over the sample check
-            (``face3d.utils.progress.Progress`` on stderr: redrawn in place on a terminal, else a plain line every
-            30 s and one at the end); 2 Keras's one line per epoch on stdout.
+        verbose: 0 silent; 1 a progress bar over each epoch's steps (``face3d.utils.progress.Progress`` on
+            stderr: redrawn in place on a terminal, else a plain line every 30 s and one at the end); 2 Keras's one
+            line per epoch on stdout instead; 1 and 2 also show a bar over the sample check.
     """
     train_list: str = None
     h5: str = None

@@ -31,9 +31,11 @@ IBUG_MIRROR = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 
                         *range(64, 59, -1), *range(67, 64, -1)])
 # Looked up in this order next to an image (or under the landmarks folder).
 LANDMARK_SUFFIXES = (".pts", ".txt", ".npy", ".mat")
-# Every spelling of each suffix in upper and lower case letters, the one that sorts last first.
+# Each suffix's spellings in upper- and lower-case letters, the one that sorts last first, without the all-upper one:
+# it sorts first of all, so it would be reached only where no other spelling exists, and find_landmark_file has
+# looked it up already.
 _CASE_SPELLINGS = {suffix: sorted(map("".join, itertools.product(*({c.lower(), c.upper()} for c in suffix))),
-                                  reverse=True) for suffix in LANDMARK_SUFFIXES}
+                                  reverse=True)[:-1] for suffix in LANDMARK_SUFFIXES}
 
 
 def read_pts(path):

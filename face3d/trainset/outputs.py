@@ -54,9 +54,9 @@ class OutputFolders:
 def _write_file_atomically(folder_fd, name, views):
     """``atomic_write_bytes`` for the per-sample files, in the folder open as ``folder_fd``: the hidden temporary
     twin ``.<name>.partial`` receives the byte views ``views`` (``_byte_views``) in order (one ``writev``, no joined
-    copy) and is renamed onto ``name``; a file left at the twin's name is removed first, never written through
-    (``atomic_file``). No fsync: a crash may lose the last files but never shows a partial one, and the journal
-    record, appended last, is what a resumed run trusts."""
+    copy) and is renamed onto ``name``; a file left at the twin's name is removed when the exclusive open finds it,
+    never written through (``atomic_file``). No fsync: a crash may lose the last files but never shows a partial
+    one, and the journal record, appended last, is what a resumed run trusts."""
     tmp = f".{name}{TEMP_SUFFIX}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:

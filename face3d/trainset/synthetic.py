@@ -379,7 +379,8 @@ def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, mode
         flip: every other sample is the ``_Flip`` copy of the one before (needs the model's ``symlist``; without it
             ``InputFileError`` names the ``BFM_info.mat`` beside ``model_path``, before the output is touched).
         before_writing: None, or a function called with no argument once the model is checked, before the output
-            is touched (not when a complete set is reused): ``face3d generate`` takes its output's lock there.
+            is touched (not when a complete set is found before the set's lock is taken): ``face3d generate`` takes
+            its output's lock there.
     Returns:
         list of the ``.mat`` paths, in sample order.
     Raises:

@@ -55,8 +55,11 @@ def _new_temp_file(tmp):
     """The temporary twin ``tmp`` made anew and open for binary writing. A file left at its name (a killed run's) is
     removed, never written through: it may be a hard link to another file (``face3d fit`` links photos into its
     output through such names), which the writes would change."""
-    tmp.unlink(missing_ok=True)
-    return open(tmp, "xb")
+    try:
+        return open(tmp, "xb")
+    except FileExistsError:
+        tmp.unlink()
+        return open(tmp, "xb")
 
 
 def names_no_file_but(error, tmp):
