@@ -350,13 +350,14 @@ def test_a_hash_is_a_comment_only_first_on_a_line_or_after_the_box(aflw, tmp_pat
         shutil.copy(sorted(aflw.rglob("*.jpg"))[0], images / name)
     boxes = tmp_path / "boxes.txt"
     boxes.write_text("# name x0 y0 x1 y1\nplain.jpg 30 35 120 130\nphoto #3.jpg 30 35 120 130 # third #\n"
-                     "  #hash é.jpg 30 35 120 130\n", encoding="utf-8")
+                     "  #hash é.jpg 30 35 120 130\n#hash é.jpg 30 35 120 130 # old box\n", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="face3d.prnet.offline"):
         table = offline.read_boxes(boxes, images)
     assert {name: box.tolist() for name, box in table.items()} == {"plain.jpg": [30.0, 35.0, 120.0, 130.0],
                                                                    "photo #3.jpg": [30.0, 35.0, 120.0, 130.0]}
     assert [r.getMessage() for r in caplog.records] == [
-        f"{boxes}:4: a comment line, though '#hash é.jpg' is an image of {images}: name it './#hash é.jpg' to box it"]
+        f"{boxes}:{line}: a comment line, though '#hash é.jpg' is an image of {images}: name it './#hash é.jpg' to "
+        "box it" for line in (4, 5)]
     boxes.write_text("plain.jpg 30 35 120 130\nphoto #3.jpg 30 35 120 130\n./#hash é.jpg 30 35 120 130\n",
                      encoding="utf-8")
     manifest = offline.pre_process(images, tmp_path / "work", input_size=SIZE, boxes=boxes)
@@ -654,6 +655,27 @@ def test_a_report_inside_the_data_folder_is_no_image_of_its_next_pre_process(exp
     assert (data / "report" / "ced.png").is_file()
     again = offline.pre_process(data, tmp_path / "work2", input_size=SIZE)
     assert again["files"] == first["files"] and again["skipped"] == first["skipped"] == []
+
+
+def test_post_process_removes_the_other_kind_of_reports_files(exported, aflw, tmp_path):
+    """An output folder reused for a --boxes manifest's landmarks after a ground-truth report, or the other way
+    round, keeps no file of the earlier kind: its numbers belong to another run."""
+    model = exported[1] / "b1" / "prnet.onnx"
+    work, boxed_work, images = tmp_path / "work", tmp_path / "boxed", tmp_path / "images"
+    offline.pre_process(aflw, work, input_size=SIZE, limit=1)
+    truth = offline.run_offline(model, work / "bin", tmp_path / "out", quiet=True)
+    images.mkdir()
+    shutil.copy(sorted(aflw.rglob("*.jpg"))[0], images / "photo.jpg")
+    (tmp_path / "boxes.txt").write_text("photo.jpg 30 35 120 130\n")
+    offline.pre_process(images, boxed_work, input_size=SIZE, boxes=tmp_path / "boxes.txt")
+    boxed = offline.run_offline(model, boxed_work / "bin", tmp_path / "out", quiet=True)
+    report = tmp_path / "report"
+    offline.post_process(truth, work / offline.MANIFEST, report)
+    offline.post_process(boxed, boxed_work / offline.MANIFEST, report)
+    assert sorted(p.name for p in report.iterdir()) == ["landmarks.json", "landmarks.npz", "latency.md"]
+    offline.post_process(truth, work / offline.MANIFEST, report)
+    assert sorted(p.name for p in report.iterdir()) == ["ced.png", "latency.md", "predictions.npz", "report.json",
+                                                        "report.md"]
 
 
 def test_a_result_folder_inside_the_input_folder_is_refused_before_anything_is_written(exported, aflw, tmp_path,

@@ -12,7 +12,10 @@ import numpy as np
 from face3d.prnet.metrics import ced
 from face3d.utils.atomic import write_file_set
 
-__all__ = ["markdown_report", "ced_png", "write_reports", "is_report_chart"]
+__all__ = ["REPORT_FILES", "markdown_report", "ced_png", "write_reports", "is_report_chart"]
+
+# The files of a report (``write_reports``), by kind
+REPORT_FILES = {"json": "report.json", "markdown": "report.md", "ced": "ced.png", "predictions": "predictions.npz"}
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +106,8 @@ def write_reports(report, output_dir, predictions=None, extra=None):
     """
     output = Path(output_dir)
     extra = extra or {}
-    paths = {"json": output / "report.json", "markdown": output / "report.md", "ced": output / "ced.png",
-             "predictions": output / "predictions.npz", **{kind: output / name for kind, (name, _) in extra.items()}}
+    paths = {**{kind: output / name for kind, name in REPORT_FILES.items()},
+             **{kind: output / name for kind, (name, _) in extra.items()}}
     contents = {"ced": ced_png(report), "predictions": None if predictions is None else _npz(report, *predictions),
                 "markdown": markdown_report(report).encode("utf-8"),
                 **{kind: data for kind, (_, data) in extra.items()}}
@@ -126,4 +129,4 @@ def is_report_chart(path):
     """Whether the image ``path`` is a report's ``ced.png`` (``write_reports``: beside its ``report.json``), which a
     listing of a data folder holding the report (``--output`` inside ``--data``) takes for no image of the set."""
     path = Path(path)
-    return path.name == "ced.png" and path.with_name("report.json").is_file()
+    return path.name == REPORT_FILES["ced"] and path.with_name(REPORT_FILES["json"]).is_file()

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
+from face3d.prnet.evaluation_report import REPORT_FILES
 from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.utils.atomic import atomic_write_bytes, output_lock, staging_folder, write_file_set
 from face3d.utils.errors import InputFileError
@@ -54,6 +55,8 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 INPUTS = "bin"  # pre_process's folder of model inputs, beside its manifest: msame runs every file in it
 TIMING = "timing.json"
+# The files of a --boxes manifest's post_process (no ground truth), by kind
+_LANDMARK_FILES = {"landmarks": "landmarks.npz", "json": "landmarks.json"}
 _MSAME_TIME = re.compile(r"Inference time\s*:\s*([0-9.]+)\s*ms")
 
 
@@ -87,7 +90,7 @@ def read_boxes(path, folder=None):
     for number, line in enumerate(text.splitlines(), start=1):
         entry = _boxes_entry(line)
         if entry is None:
-            commented = _name_and_box(line.strip())
+            commented = _name_and_box(_without_trailing_comment(line.strip()))
             if root is not None and commented is not None and (root / commented[0]).is_file():
                 logger.warning("%s:%d: a comment line, though %r is an image of %s: name it './%s' to box it",
                                path, number, commented[0], folder, commented[0])
@@ -122,16 +125,21 @@ def _is_number(text):
 
 
 def _boxes_entry(line):
-    """A boxes-file line's entry: the line without blanks around it and without a comment after the box (the text
-    from a word starting with ``#`` that follows four numbers); None for a blank line or one whose first non-blank
-    character is ``#``. Any other ``#`` is part of the name (``photo #3.jpg``)."""
-    words = list(re.finditer(r"\S+", line))
-    if not words or words[0].group().startswith("#"):
-        return None
+    """A boxes-file line's entry: the line without blanks around it and without a comment after the box
+    (``_without_trailing_comment``); None for a blank line or one whose first non-blank character is ``#``. Any
+    other ``#`` is part of the name (``photo #3.jpg``)."""
+    line = line.strip()
+    return None if not line or line.startswith("#") else _without_trailing_comment(line)
+
+
+def _without_trailing_comment(text):
+    """``text`` (no blanks around it) without a comment after its box: the text from a word starting with ``#``
+    that follows four numbers, and the blanks before it."""
+    words = list(re.finditer(r"\S+", text))
     for k in range(5, len(words)):  # a name, then four numbers, then the comment
         if words[k].group().startswith("#") and all(_is_number(w.group()) for w in words[k - 4:k]):
-            return line[:words[k].start()].strip()
-    return line.strip()
+            return text[:words[k].start()].rstrip()
+    return text
 
 
 def _name_and_box(entry):
@@ -756,17 +764,22 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         report["data"] = info["data"]
         report["skipped"] = skipped
         report["latency"] = latency
+        # an earlier boxes run's landmark files in this folder would not match the report: removed
         report["files"] = evaluation.write_reports(report, output_dir, predictions=(pred, gt),
-                                                    extra={"latency": ("latency.md", latency_md)})
+                                                    extra={"latency": ("latency.md", latency_md),
+                                                           **{f"stale_{kind}": (name, None) for kind, name in
+                                                              _LANDMARK_FILES.items()}})
     else:
         report = {"run_id": info.get("run_id"), "names": names, "landmarks": pred.tolist(), "latency": latency,
                   "skipped": skipped}
         npz = io.BytesIO()
         np.savez(npz, names=np.array(names), landmarks=pred)
-        paths = {"landmarks": output_dir / "landmarks.npz", "json": output_dir / "landmarks.json",
-                 "latency": output_dir / "latency.md"}
         contents = {"landmarks": npz.getvalue(), "json": (json.dumps(report) + "\n").encode("utf-8"),
-                    "latency": latency_md}
-        report["files"] = write_file_set(paths, contents)  # an earlier run's latency.md goes without timing
+                    "latency": latency_md, **{f"stale_{kind}": None for kind in REPORT_FILES}}
+        paths = {kind: output_dir / name for kind, name in
+                 {**_LANDMARK_FILES, "latency": "latency.md",
+                  **{f"stale_{kind}": name for kind, name in REPORT_FILES.items()}}.items()}
+        # an earlier run's latency.md goes without timing, and a ground-truth run's report files with this run
+        report["files"] = write_file_set(paths, contents)
     return report
 
