@@ -761,3 +761,26 @@ def test_a_command_logs_face3d_records_and_other_libraries_warnings_only(verbose
         *["DEBUG face3d.trainset.uv_layout: face3d debug"] * verbose,
         "INFO face3d.trainset.uv_layout: face3d info",
     ]
+
+
+def test_a_reader_closing_the_output_pipe_ends_the_command_without_a_traceback(tmp_path):
+    """``face3d ... | head -1``: the reader goes before the command's last line; the command stops as SIGPIPE ends
+    other programs (status 141), with nothing on stderr."""
+    run = subprocess.Popen([sys.executable, "-m", "face3d", "uv-data", "--output", str(tmp_path / "uv"), "--resolution",
+                            "16"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run.stdout.close()  # before the command prints its line
+    assert (run.wait(timeout=120), run.stderr.read()) == (141, b"")
+    run.stderr.close()
+    assert sorted(p.name for p in (tmp_path / "uv").iterdir())  # the command's work is done
+
+
+def test_a_broken_pipe_other_than_the_output_is_no_quiet_stop(tmp_path, monkeypatch):
+    """A worker's or a child's pipe breaking is an error as any other, not the reader of the output gone."""
+    import face3d.trainset.uv_layout
+
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    monkeypatch.setattr(face3d.trainset.uv_layout, "write_model_uv_data", broken)
+    with pytest.raises(BrokenPipeError):
+        main(["uv-data", "--output", str(tmp_path / "uv"), "--resolution", "16"])

@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import math
 import os
+import select
 import signal
 import sys
 import threading
@@ -111,7 +112,8 @@ def run_parsed(args):
     and status 130, SIGTERM one line ``<prog>: terminated`` and status 143 (128 + the signal's number, as a shell
     reports a process a signal ends), both after the command has unwound (removing its temporary files); the
     SIGTERM handler is this process's only while the command runs (a SIGTERM its parent made it ignore stays
-    ignored)."""
+    ignored). Standard output closed by its reader (``| head``) ends the command silently with status 141, as
+    SIGPIPE ends other programs."""
     from face3d.utils.errors import InputFileError
 
     global _HANDLER_PID
@@ -123,7 +125,14 @@ def run_parsed(args):
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if handles else None
     try:
         with logging_restored():
-            return args.run(args)
+            status = args.run(args)
+            sys.stdout.flush()  # here, where a reader gone is caught, not at exit
+            return status
+    except BrokenPipeError:
+        if not _stdout_reader_gone():  # another pipe (a worker's): not the reader of the command's output
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush then writes nowhere
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         return _stopped(args, "interrupted", signal.SIGINT)
     except Terminated:
@@ -151,6 +160,17 @@ def run_parsed(args):
     finally:
         if handles:  # a handler set outside Python reads as None: the default is the nearest one to restore
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _stdout_reader_gone():
+    """Whether standard output is a pipe whose reader has closed it (``| head`` after its lines): polling its write
+    end reports an error."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a program's own stdout object), no poll
+        return False
 
 
 def _stopped(args, what, signum):
