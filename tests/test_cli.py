@@ -700,7 +700,9 @@ def test_verbose_logging_ends_with_the_call_that_asked_for_it():
         face3d_logger.setLevel(logging.NOTSET)
 
 
-BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# what a command sets where unset while it runs: one BLAS thread per process, TensorFlow's C++ INFO lines off
+ENVIRONMENT_DEFAULTS = {**dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"),
+                        "TF_CPP_MIN_LOG_LEVEL": "1"}
 
 
 @pytest.mark.parametrize("entry", ["main", "command_main"])
@@ -710,7 +712,7 @@ def test_a_program_calling_main_keeps_its_environment_and_its_logging(entry, tmp
     import face3d.trainset.uv_layout
     from face3d.cli.dataset import UV_DATA
 
-    for name in BLAS_THREAD_VARIABLES:
+    for name in ENVIRONMENT_DEFAULTS:
         monkeypatch.delenv(name, raising=False)
     root, face3d_logger = logging.getLogger(), logging.getLogger("face3d")
     # a program with no handler (pytest's capture handlers aside) that wants only errors
@@ -721,16 +723,16 @@ def test_a_program_calling_main_keeps_its_environment_and_its_logging(entry, tmp
     write = face3d.trainset.uv_layout.write_model_uv_data
 
     def watched(*args, **kwargs):
-        during.update(environment={name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES},
+        during.update(environment={name: os.environ.get(name) for name in ENVIRONMENT_DEFAULTS},
                       handlers=len(root.handlers), level=root.level, face3d_level=face3d_logger.level)
         return write(*args, **kwargs)
 
     monkeypatch.setattr(face3d.trainset.uv_layout, "write_model_uv_data", watched)
     argv = ["--output", str(tmp_path / "uv"), "--resolution", "16"]
     assert (main(["uv-data", *argv]) if entry == "main" else UV_DATA.main(argv, prog="uv-data")) == 0
-    assert during == {"environment": dict.fromkeys(BLAS_THREAD_VARIABLES, "1"), "handlers": 1,
+    assert during == {"environment": ENVIRONMENT_DEFAULTS, "handlers": 1,
                       "level": logging.WARNING, "face3d_level": logging.INFO}
-    assert [name for name in BLAS_THREAD_VARIABLES if name in os.environ] == []
+    assert [name for name in ENVIRONMENT_DEFAULTS if name in os.environ] == []
     assert (root.handlers, root.level, face3d_logger.level) == ([], logging.ERROR, logging.NOTSET)
 
 
@@ -784,3 +786,19 @@ def test_a_broken_pipe_other_than_the_output_is_no_quiet_stop(tmp_path, monkeypa
     monkeypatch.setattr(face3d.trainset.uv_layout, "write_model_uv_data", broken)
     with pytest.raises(BrokenPipeError):
         main(["uv-data", "--output", str(tmp_path / "uv"), "--resolution", "16"])
+
+
+@pytest.mark.parametrize("argv, level", [(["--verbose"], None), ([], "1")])
+def test_tensorflows_info_lines_are_off_but_with_verbose(argv, level, tmp_path, monkeypatch):
+    """TF_CPP_MIN_LOG_LEVEL=1 while a command runs, where unset: TensorFlow's C++ INFO lines (a SavedModel read from
+    a temporary folder) are no command's output; a --verbose switch lets them through."""
+    import face3d.trainset.uv_layout
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    seen = []
+    write = face3d.trainset.uv_layout.write_model_uv_data
+    monkeypatch.setattr(face3d.trainset.uv_layout, "write_model_uv_data",
+                        lambda *args, **kwargs: seen.append(os.environ.get("TF_CPP_MIN_LOG_LEVEL")) or
+                        write(*args, **kwargs))
+    assert main(["uv-data", "--output", str(tmp_path / "uv"), "--resolution", "16", *argv]) == 0
+    assert seen == [level] and "TF_CPP_MIN_LOG_LEVEL" not in os.environ

@@ -123,8 +123,12 @@ def run_parsed(args):
     if handles:
         _HANDLER_PID = os.getpid()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if handles else None
+    # TensorFlow's C++ INFO lines (a SavedModel read from a temporary folder, the CPU's features) are no command's
+    # output, as other libraries' INFO records are not (setup_logging); a --verbose switch lets them through (train's
+    # --verbose 0|1|2 is its progress display, not a log level)
+    tensorflow_log = {} if getattr(args, "verbose", False) is True else {"TF_CPP_MIN_LOG_LEVEL": "1"}
     try:
-        with logging_restored():
+        with logging_restored(), environment_defaults(tensorflow_log):
             status = args.run(args)
             sys.stdout.flush()  # here, where a reader gone is caught, not at exit
             return status
@@ -359,19 +363,24 @@ def make_output_folder(parser, folder):
 
 
 @contextlib.contextmanager
-def blas_threads_limited():
-    """One BLAS thread per process while the block runs: the parallelism is the worker processes. Sets
-    ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` where unset (entered before numpy loads, for
-    this process too), and removes those it set afterwards, so that a program calling ``main`` keeps its
-    environment and its later child processes their threads."""
-    added = [name for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if name not in os.environ]
+def environment_defaults(defaults):
+    """The environment variables ``defaults`` ({name: value}) set where unset while the block runs, and those it set
+    removed afterwards, so that a program calling ``main`` keeps its environment (its later child processes too)."""
+    added = [name for name in defaults if name not in os.environ]
     for name in added:
-        os.environ[name] = "1"
+        os.environ[name] = defaults[name]
     try:
         yield
     finally:
         for name in added:
             os.environ.pop(name, None)
+
+
+def blas_threads_limited():
+    """One BLAS thread per process while the block runs (``environment_defaults`` of ``OMP_NUM_THREADS``,
+    ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS``; entered before numpy loads, for this process too): the
+    parallelism is the worker processes."""
+    return environment_defaults(dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"))
 
 
 @contextlib.contextmanager
