@@ -386,3 +386,13 @@ def test_generator_pack_is_readable(small_set, tmp_path):
     want = _one_batch(samples, uv, batch_size=2, shuffle=False)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
     np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_a_set_of_one_source_face_cannot_be_split_and_the_message_says_what_to_do():
+    names = ["SYNTH_0000_1_0", "SYNTH_0000_1_1", "SYNTH_0000_1_0_angle_15"]
+    with pytest.raises(ValueError) as refused:
+        split_train_val(names, 0.2, seed=0)
+    assert str(refused.value) == ("cannot split 3 samples of 1 source face into train and validation parts (a face's "
+                                  "views and copies stay together): train without validation (--val-fraction 0) or "
+                                  "give a validation list (--val-list)")
+    assert split_train_val(names, 0, seed=0) == ([0, 1, 2], [])

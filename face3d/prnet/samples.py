@@ -358,7 +358,9 @@ def split_train_val(names, fraction, seed):
     if fraction == 0:
         return list(range(len(names))), []
     if len(groups) < 2:
-        raise ValueError(f"cannot split {len(names)} samples from {len(groups)} source sample(s) into train and val")
+        raise ValueError(f"cannot split {len(names)} samples of {len(groups)} source face into train and validation "
+                         "parts (a face's views and copies stay together): train without validation "
+                         "(--val-fraction 0) or give a validation list (--val-list)")
     order = np.random.default_rng(seed).permutation(len(groups))
     n_val = min(max(1, int(round(fraction * len(groups)))), len(groups) - 1)
     val_groups = {groups[i] for i in order[:n_val]}
