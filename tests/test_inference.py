@@ -31,7 +31,7 @@ from face3d.prnet.demo import list_images
 from face3d.prnet.inference import PRN
 from face3d.prnet.predictor import load_predictor
 from face3d.prnet.prnet_checkpoint import uv_data_for_model
-from face3d.prnet.uv_weights import resize_uv_data
+from face3d.prnet.uv_weights import resample_indices, resample_map, resize_uv_data
 from face3d.resources import default_uv_data_dir
 from face3d.trainset import sample_io
 from face3d.trainset.crop import CropBox, crop_matrix, keypoint_box
@@ -254,7 +254,7 @@ def test_crop_is_the_training_crop(rendered, default_model):
     assert np.abs(np.rint(crop.image * 255) - sample.image).max() <= 1
 
 
-def test_reduced_input_crop_matches_the_training_resampling(rendered):
+def test_reduced_input_crop_matches_the_training_resampling(rendered, uv):
     """At S < R the crop is taken straight at S where training resamples the R crop to S: same picture."""
     image, _, sample, _ = rendered
     box = inference.box_crop((90, 70, 210, 200))
@@ -263,7 +263,7 @@ def test_reduced_input_crop_matches_the_training_resampling(rendered):
     np.testing.assert_array_equal(small.matrix, full.matrix)  # the map's frame is the R crop in both
     params = {"angle": 0.0, "scale": 1.0, "shift": np.zeros(2)}
     resampled, _ = augment_sample(np.rint(full.image * 255).astype(np.uint8), sample.posmap, params, 64,
-                                  AugmentConfig.off())
+                                  AugmentConfig.off(), uv.uv_kpt_ind)
     assert small.image.shape == (64, 64, 3)
     assert np.abs(small.image - resampled).mean() < 0.02
 
@@ -297,6 +297,21 @@ def test_reduced_maps_are_read_where_training_reads_them(uv):
     landmarks = keypoints_from_map(pos, uv.uv_kpt_ind)
     np.testing.assert_allclose(landmarks[:, :2], expected_xy, rtol=1e-5)
     np.testing.assert_allclose(landmarks[:, 2], at_kpt[:, 2] / k, rtol=1e-5)
+
+
+@pytest.mark.parametrize("s", [128, 96, 64])
+def test_reduced_training_targets_restore_to_the_keypoints_themselves(rendered, uv, s):
+    """A perfect S x S output (the training target of a sample, ``uv_weights.resample_map``) restored to R x R
+    gives at uv_kpt_ind the sample's keypoints bit for bit, as the R x R output does: not a neighbouring UV pixel's
+    values (the packaged keypoints have their S pixels to themselves at these sizes)."""
+    _, _, sample, _ = rendered
+    normalised = sample.posmap / np.float32(POSMAP_SCALE * 256)
+    full = keypoints_from_map(inference.restore_map(normalised, sample.crop_matrix, 256), uv.uv_kpt_ind)
+    small = resample_map(normalised, uv.uv_kpt_ind, s)
+    landmarks = keypoints_from_map(inference.restore_map(small, sample.crop_matrix, 256), uv.uv_kpt_ind)
+    np.testing.assert_array_equal(landmarks, full)
+    nearest = inference.restore_map(normalised[np.ix_(*[resample_indices(256, s)] * 2)], sample.crop_matrix, 256)
+    assert np.abs(keypoints_from_map(nearest, uv.uv_kpt_ind) - full).max() > 0.5  # pixels of the image
 
 
 # ------------------------------------------------------------------------------------------------ geometry

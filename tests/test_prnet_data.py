@@ -338,16 +338,41 @@ def test_each_augmentation_is_switchable(small_set):
 def test_reduced_input_size_resamples_maps_and_images(small_set):
     _, samples, uv = small_set
     from face3d.prnet.uv_weights import resample_indices, resize_uv_data
-    images, targets, weights = _one_batch(samples, resize_uv_data(uv, 32 // 2 * 2), batch_size=2, shuffle=False)
+    images, targets, weights = _one_batch(samples, uv, batch_size=2, shuffle=False)
     assert images.shape == (2, R, R, 3)
-    uv16 = resize_uv_data(uv, 16) if R != 16 else uv
-    small = make_dataset(samples, uv16, batch_size=2, input_size=16, shuffle=False)
-    images16, targets16, weights16 = (t.numpy() for t in next(iter(small)))
+    uv16 = resize_uv_data(uv, 16)
+    images16, targets16, weights16 = _one_batch(samples, uv, batch_size=2, input_size=16, shuffle=False)
     index = resample_indices(R, 16)
-    np.testing.assert_allclose(targets16, targets[:, index][:, :, index], rtol=1e-6)
+    away = np.ones((16, 16), bool)
+    away[uv16.uv_kpt_ind[1], uv16.uv_kpt_ind[0]] = False  # the keypoint pixels: the test below
+    np.testing.assert_allclose(targets16[:, away], targets[:, index][:, :, index][:, away], rtol=1e-6)
     np.testing.assert_array_equal(weights16[0], loss_weights(uv16))
     assert images16.shape == (2, 16, 16, 3)
     np.testing.assert_allclose(images16.mean(axis=(1, 2)), images.mean(axis=(1, 2)), atol=0.03)
+    with pytest.raises(ValueError, match="uv data resolution 16 differs from the maps' 32"):
+        make_dataset(samples, uv16, batch_size=2, input_size=16)
+
+
+@pytest.mark.parametrize("augment", [None, AugmentConfig(color=False, occlusion=False)],
+                         ids=["plain", "geometric"])
+def test_reduced_targets_hold_the_keypoints_themselves(small_set, augment):
+    """At S < R the training target's keypoint pixels (``resize_uv_data``) hold the keypoints of the R map, with or
+    without the geometric augmentation: bit for bit where a keypoint has its S pixel to itself, the mean of the
+    keypoints that share one otherwise. Nearest-neighbour alone would hold there a neighbouring UV pixel's values."""
+    _, samples, uv = small_set
+    from face3d.prnet.uv_weights import resize_uv_data
+    full = _one_batch(samples, uv, batch_size=4, augment=augment, seed=1, shuffle=False)[1]
+    want = keypoints_from_map(full, uv.uv_kpt_ind)
+    for size in (24, 16):
+        small_kpt = resize_uv_data(uv, size).uv_kpt_ind
+        targets = _one_batch(samples, uv, batch_size=4, input_size=size, augment=augment, seed=1, shuffle=False)[1]
+        got = keypoints_from_map(targets, small_kpt)
+        pixels = small_kpt[1] * size + small_kpt[0]
+        same = pixels[:, None] == pixels[None, :]
+        alone = same.sum(axis=1) == 1
+        assert alone.sum() > 10
+        np.testing.assert_array_equal(got[:, alone], want[:, alone])
+        np.testing.assert_allclose(got, same @ want.astype(np.float64) / same.sum(axis=1, keepdims=True), rtol=1e-6)
 
 
 def test_h5_pack_gives_the_same_batches(small_set, tmp_path):

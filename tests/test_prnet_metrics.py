@@ -6,7 +6,7 @@ import pytest
 from _prnet_data import layout_uv_data, uv_layout, write_uv_data
 
 from face3d.prnet import metrics
-from face3d.prnet.uv_weights import loss_weights, resample_indices, resize_uv_data
+from face3d.prnet.uv_weights import loss_weights, resample_indices, resample_map, resize_uv_data
 from face3d.trainset.posmap import keypoints_from_map
 from face3d.trainset.uv_layout import load_uv_data
 
@@ -108,3 +108,40 @@ def test_resize_uv_data_samples_like_the_pipeline():
     # each resized keypoint samples a source pixel within one pixel of the original keypoint
     assert np.abs(index[small.uv_kpt_ind] - uv.uv_kpt_ind).max() <= 1
     assert resize_uv_data(uv, 64) is uv
+
+
+def _shared_pixel_means(values, pixels):
+    """Per keypoint, the mean of ``values`` (K, C) over the keypoints whose ``pixels`` (K,) equal its own."""
+    same = pixels[:, None] == pixels[None, :]
+    return same @ values / same.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("size", [48, 32])
+def test_resample_map_holds_the_keypoints_at_their_reduced_pixels(size):
+    """Nearest-neighbour would put at a resized keypoint a neighbouring UV pixel's value (R pixel 2m + 1 at S pixel
+    m for S = R / 2); the resampled map holds there the keypoint's own value (the mean where keypoints share a
+    pixel), and the sampled values everywhere else."""
+    uv = layout_uv_data(64)
+    posmap = np.random.default_rng(5).uniform(0, 80, (64, 64, 3)).astype(np.float32)
+    small_kpt = resize_uv_data(uv, size).uv_kpt_ind
+    small = resample_map(posmap, uv.uv_kpt_ind, size)
+    assert small.shape == (size, size, 3) and small.dtype == np.float32
+    want = posmap[uv.uv_kpt_ind[1], uv.uv_kpt_ind[0]]
+    got = small[small_kpt[1], small_kpt[0]]
+    pixels = small_kpt[1] * size + small_kpt[0]
+    alone = (pixels[:, None] == pixels[None, :]).sum(axis=1) == 1
+    assert alone.sum() == {48: 68, 32: 62}[size]
+    np.testing.assert_array_equal(got[alone], want[alone])
+    np.testing.assert_allclose(got, _shared_pixel_means(want.astype(np.float64), pixels), rtol=1e-6)
+    moved = np.zeros((size, size), bool)
+    moved[small_kpt[1], small_kpt[0]] = True
+    index = np.ix_(resample_indices(64, size), resample_indices(64, size))
+    np.testing.assert_array_equal(small[~moved], posmap[index][~moved])
+    assert resample_map(posmap, uv.uv_kpt_ind, 64) is posmap
+
+
+def test_resample_map_gives_keypoints_sharing_a_pixel_their_mean():
+    posmap = np.arange(4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3)
+    kpt = np.array([[0, 1, 3], [2, 2, 0]])  # (x, y) = (0, 2) and (1, 2) both go to (0, 1) at S = 2; (3, 0) to (1, 0)
+    np.testing.assert_array_equal(resample_map(posmap, kpt, 2),
+                                  [[posmap[1, 1], posmap[0, 3]], [(posmap[2, 0] + posmap[2, 1]) / 2, posmap[3, 3]]])

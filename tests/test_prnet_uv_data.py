@@ -94,6 +94,25 @@ def test_prn_estimates_known_angles_on_prnet_canonical_vertices():
 
 
 @needs_prnet_uv
+def test_prnet_keypoints_that_share_a_reduced_pixel_are_restored_as_their_mean():
+    """At S = 64 PRNet's mouth corners 48 and 60, and 54 and 64, fall on one S pixel each: a perfect reduced output
+    (``resample_map``) restores to their mean at both; every other keypoint is restored exactly."""
+    from face3d.prnet.face_crop import restore_map
+    from face3d.prnet.uv_weights import resample_map
+    from face3d.trainset.posmap import keypoints_from_map
+    kpt = load_uv_data(PRNET_UV).uv_kpt_ind
+    posmap = np.random.default_rng(4).random((256, 256, 3)).astype(np.float32)
+    identity = np.eye(2, 3)
+    full = keypoints_from_map(restore_map(posmap, identity, 256), kpt)
+    restored = keypoints_from_map(restore_map(resample_map(posmap, kpt, 64), identity, 256), kpt)
+    shared = [48, 60, 54, 64]
+    others = np.setdiff1d(np.arange(68), shared)
+    np.testing.assert_array_equal(restored[others], full[others])
+    for pair in ([48, 60], [54, 64]):
+        np.testing.assert_allclose(restored[pair], np.broadcast_to(full[pair].mean(axis=0), (2, 3)), rtol=1e-6)
+
+
+@needs_prnet_uv
 def test_uv_data_of_another_model_is_refused(default_model, tmp_path):
     prnet_uv = load_uv_data(PRNET_UV)
     with pytest.raises(ValueError, match="uv-data does not fit the model: its keypoint pixels lie up to"):

@@ -146,27 +146,29 @@ def test_keras_loss_is_the_weighted_mse():
 
 @pytest.mark.parametrize("input_size", [32, 16])
 def test_validation_nme_is_the_numpy_nme_of_the_held_out_maps(tmp_path, input_size):
-    """evaluate() against metrics.nme / weighted_mse computed straight from the .npy files, for a predictor that
-    returns one fixed map (the mean of the maps), at full and at reduced input size."""
+    """evaluate() against metrics.nme / weighted_mse computed straight from the .npy files (brought to S as training
+    brings them, ``uv_weights.resample_map``), for a predictor that returns one fixed map (the mean of the maps), at
+    full and at reduced input size."""
     tf = pytest.importorskip("tensorflow")
     from face3d.prnet.data import check_samples
     from face3d.prnet.training import evaluate
-    from face3d.prnet.uv_weights import loss_weights, resample_indices, resize_uv_data
+    from face3d.prnet.uv_weights import loss_weights, resample_map, resize_uv_data
     from face3d.trainset.pack import read_label_file
     from face3d.trainset.uv_layout import load_uv_data
     label = _prnet_data.make_dataset(tmp_path, 5, 32, seed=4)
     samples = check_samples(read_label_file(label))
-    uv = resize_uv_data(load_uv_data(tmp_path / "uv-data"), input_size)
-    index = np.ix_(resample_indices(32, input_size), resample_indices(32, input_size))
-    maps = np.stack([np.load(p).astype(np.float64)[index] for p in samples.posmaps])
+    uv = load_uv_data(tmp_path / "uv-data")
+    small = resize_uv_data(uv, input_size)
+    maps = np.stack([resample_map(np.load(p).astype(np.float64), uv.uv_kpt_ind, input_size)
+                     for p in samples.posmaps])
     guess = maps.mean(axis=0)
     scale = 1.1 * 32
     predict = lambda images: tf.broadcast_to(tf.constant(guess / scale, tf.float32), tf.shape(images))  # noqa: E731
     loss, nme = evaluate(predict, samples, uv, batch_size=2, input_size=input_size)
-    want = metrics.nme(np.broadcast_to(guess, maps.shape), maps, uv.uv_kpt_ind)
+    want = metrics.nme(np.broadcast_to(guess, maps.shape), maps, small.uv_kpt_ind)
     assert nme == pytest.approx(want.mean(), rel=1e-5) and nme > 0.01
     assert loss == pytest.approx(metrics.weighted_mse(np.broadcast_to(guess, maps.shape) / scale, maps / scale,
-                                                      loss_weights(uv)), rel=1e-4)
+                                                      loss_weights(small)), rel=1e-4)
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ The pipeline (``make_dataset``) yields ``(image, target, weight)`` batches: imag
 target float32 (B, S, S, 3) = position map / (1.1 * R) (the official model's normalisation, so the network's
 sigmoid output times 1.1 * R is a position map in crop pixels); weight float32 (B, S, S), the UV weight mask scaled
 to a maximum of 1 (``uv_weights.loss_weights``), used by Keras as a per-pixel sample weight. S is the model's input
-size (R unless training at a reduced size; the map is then resampled nearest-neighbour at the pixels
-``resample_indices`` picks and the image warped straight to S).
+size (R unless training at a reduced size; the map is then resampled by ``uv_weights.resample_map``, nearest-neighbour
+with the keypoints' own values at their pixels of the S map, and the image warped straight to S).
 Files are read and decoded by TensorFlow (JPEG exactly as OpenCV decodes it); the augmentation runs per sample in
 OpenCV (``augment_sample``) inside parallel ``tf.numpy_function`` calls.
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from face3d.contract import map_scale
 from face3d.prnet.samples import FileSamples, H5Samples, check_samples, group_key, open_h5, split_train_val
-from face3d.prnet.uv_weights import loss_weights, resample_indices
+from face3d.prnet.uv_weights import loss_weights, resample_map, resize_uv_data
 
 __all__ = [
     "AugmentConfig", "FileSamples", "H5Samples", "check_samples", "open_h5", "split_train_val",
@@ -114,7 +114,7 @@ def augment_params(seed, augment):
     }
 
 
-def augment_sample(image, posmap, params, size, augment):
+def augment_sample(image, posmap, params, size, augment, uv_kpt_ind):
     """Apply the augmentation of ``params`` to one sample and bring it to the model's input size (numpy + OpenCV,
     which runs several times faster than TensorFlow's image ops here and releases the GIL for parallel calls).
 
@@ -124,10 +124,10 @@ def augment_sample(image, posmap, params, size, augment):
         params: dict of numpy values from ``augment_params``.
         size: S, the output side.
         augment: AugmentConfig (decides which steps run at all).
+        uv_kpt_ind: (2, 68) keypoint pixels of the R x R map (the UV data's ``uv_kpt_ind``).
     Returns:
-        image float32 (S, S, 3) in [0, 1]; map float32 (S, S, 3) in crop pixels of the R x R crop (resampled
-        nearest-neighbour at ``resample_indices(R, S)`` when R != S). OpenCV's bilinear warp interpolates on a
-        1/32-pixel grid.
+        image float32 (S, S, 3) in [0, 1]; map float32 (S, S, 3) in crop pixels of the R x R crop (brought to S by
+        ``uv_weights.resample_map`` when R != S). OpenCV's bilinear warp interpolates on a 1/32-pixel grid.
     """
     import cv2
     res = image.shape[0]
@@ -155,9 +155,7 @@ def augment_sample(image, posmap, params, size, augment):
             inside = (magnitude > 0).view(np.uint8)
             posmap = cv2.transform(posmap, linear)
             cv2.add(posmap, offset, dst=posmap, mask=inside)
-    if posmap.shape[0] != size:
-        index = resample_indices(posmap.shape[0], size)
-        posmap = posmap[np.ix_(index, index)]
+    posmap = resample_map(posmap, uv_kpt_ind, size)
     if augment.color:
         cv2.multiply(out, tuple(float(c) for c in params["color"]) + (0.0,), dst=out)
         cv2.threshold(out, 255.0, 255.0, cv2.THRESH_TRUNC, dst=out)  # clip to 255
@@ -193,8 +191,8 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
 
     Args:
         samples: FileSamples or H5Samples.
-        uv: ``face3d.trainset.uv_layout.UVData`` at the model's input size S (``uv_weights.resize_uv_data``); its
-            weight mask (``uv_weights.loss_weights``) becomes the per-pixel weight.
+        uv: ``face3d.trainset.uv_layout.UVData`` of the maps (resolution R); its weight mask at S
+            (``uv_weights.resize_uv_data``, ``uv_weights.loss_weights``) becomes the per-pixel weight.
         batch_size: samples per batch.
         input_size: S (default: the samples' resolution R).
         augment: AugmentConfig, or None for no augmentation (validation).
@@ -208,9 +206,8 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
     """
     import tensorflow as tf
     size = int(input_size or samples.resolution)
-    if uv.resolution != size:
-        raise ValueError(f"uv data resolution {uv.resolution} differs from the input size {size}; "
-                         "use resize_uv_data(uv, size)")
+    if uv.resolution != samples.resolution:
+        raise ValueError(f"uv data resolution {uv.resolution} differs from the maps' {samples.resolution}")
     if len(samples) == 0:
         raise ValueError("samples is empty")
     augment = augment or AugmentConfig.off()
@@ -223,7 +220,7 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
     keys = ("angle", "shift", "scale", "color", "occlude", "rect", "coarse", "fine")
 
     def transform(image, posmap, *values):
-        return augment_sample(image, posmap, dict(zip(keys, values)), size, augment)
+        return augment_sample(image, posmap, dict(zip(keys, values)), size, augment, uv.uv_kpt_ind)
 
     def element(index):
         image, posmap = load(index)
@@ -236,7 +233,7 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
             image = tf.cast(image, tf.float32) / 255.0
         return image, posmap
 
-    weight = tf.constant(loss_weights(uv), tf.float32)
+    weight = tf.constant(loss_weights(resize_uv_data(uv, size)), tf.float32)
     scale = map_scale(samples.resolution)
 
     def finish(images, posmaps):

@@ -18,10 +18,11 @@ landmarks of AFLW2000-3D samples are cropped by ``landmark_crop`` alone).
 Maps and sizes: the network takes S x S crops and returns S x S maps in [0, 1]; the map in crop pixels is
 ``output * 1.1 * R`` with R the UV-data resolution (``contract.map_scale``). When S < R (a network trained at
 a reduced input size) the crop is taken straight at S (pixel q of the S crop at ``(R / S) q + (R / S - 1) / 2`` of
-the R crop, as the training pipeline resamples) and the S map is expanded to R x R nearest-neighbour, so the
-keypoints are read exactly where training read them (``uv_weights.resize_uv_data``). Restoring inverts the crop
-affine ``p' = A p + t``: ``p = A^-1 (p' - t)`` for x, y and ``z = z' / k`` with k the crop's scale
-``sqrt(|det A|)`` (PRNet's ``z / tform.params[0, 0]``).
+the R crop, as the training pipeline resamples) and the S map is expanded to R x R nearest-neighbour
+(``uv_weights.reduced_indices``), so the keypoints are read exactly where training put them
+(``uv_weights.resize_uv_data``, ``uv_weights.resample_map``). Restoring inverts the crop affine ``p' = A p + t``:
+``p = A^-1 (p' - t)`` for x, y and ``z = z' / k`` with k the crop's scale ``sqrt(|det A|)`` (PRNet's
+``z / tform.params[0, 0]``).
 """
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ import cv2
 import numpy as np
 
 from face3d.contract import BOX_SCALE, BOX_SHIFT, LANDMARK_SCALE, map_scale
+from face3d.prnet.uv_weights import reduced_indices
 from face3d.trainset.crop import CropBox, compose, crop_matrix, keypoint_box
 from face3d.trainset.landmark_files import landmarks_from_array
 from face3d.utils.unit_floats import refuse_above_one
@@ -208,7 +210,7 @@ def restore_map(output, matrix, resolution):
     if output.ndim != 3 or output.shape != (s, s, 3) or s > r:
         raise ValueError(f"output must be an (S, S, 3) map with S <= {r}, got {output.shape}")
     if s != r:
-        index = np.clip(np.rint((np.arange(r) + 0.5) * s / r - 0.5), 0, s - 1).astype(np.int64)
+        index = reduced_indices(np.arange(r), r, s)
         output = output[np.ix_(index, index)]
     m = np.asarray(matrix, dtype=np.float64)
     inverse = np.linalg.inv(m[:, :2])

@@ -243,8 +243,10 @@ def evaluate(predict, samples, uv, batch_size, input_size):
             inference mode).
         samples, uv, batch_size, input_size: as for ``make_dataset``.
     Returns:
-        (weighted MSE of the normalised maps, mean 2D NME of the 68 keypoints), floats.
+        (weighted MSE of the normalised maps, mean 2D NME of the 68 keypoints read at their pixels of the S maps,
+        ``uv_weights.resize_uv_data``), floats.
     """
+    kpt_ind = resize_uv_data(uv, input_size or samples.resolution).uv_kpt_ind
     dataset = make_dataset(samples, uv, batch_size=batch_size, input_size=input_size, augment=None,
                            shuffle=False, drop_remainder=False)
     scale = map_scale(samples.resolution)
@@ -254,7 +256,7 @@ def evaluate(predict, samples, uv, batch_size, input_size):
         targets = targets.numpy()
         losses.append(metrics.weighted_mse(pred, targets, weights.numpy()))
         counts.append(len(pred))
-        errors.append(metrics.nme(pred * scale, targets * scale, uv.uv_kpt_ind))
+        errors.append(metrics.nme(pred * scale, targets * scale, kpt_ind))
     return float(np.average(losses, weights=counts)), float(np.mean(np.concatenate(errors)))
 
 
@@ -385,7 +387,7 @@ def _progress_callback(bar):
     return StepProgress()
 
 
-def _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size):
+def _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv, input_size):
     """Trains one epoch (0-based ``epoch``) at its learning rate, then validates. Returns the epoch's CSV row:
     epoch (1-based), loss, learning_rate, val_loss, val_nme ('' without validation samples).
 
@@ -395,7 +397,7 @@ def _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in,
     """
     lr = learning_rate_at(config, epoch)
     model.optimizer.learning_rate = lr
-    dataset = make_dataset(train_samples, uv_in, batch_size=config.batch_size, input_size=input_size,
+    dataset = make_dataset(train_samples, uv, batch_size=config.batch_size, input_size=input_size,
                            augment=config.augment, seed=config.seed, epoch=epoch, shuffle=True)
     guard = _loss_guard()
     # face3d's bar rather than Keras's: Keras redraws its bar with backspaces, \r and colour codes on stdout even
@@ -414,7 +416,7 @@ def _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in,
         raise NonFiniteLossError(f"epoch {epoch + 1}: non-finite weights; stopped before writing the epoch")
     val_loss = val_nme = ""
     if val_samples:
-        val_loss, val_nme = evaluate(predict, val_samples, uv_in, config.batch_size, input_size)
+        val_loss, val_nme = evaluate(predict, val_samples, uv, config.batch_size, input_size)
     return {"epoch": epoch + 1, "loss": float(history.history["loss"][-1]), "learning_rate": lr,
             "val_loss": val_loss, "val_nme": val_nme}
 
@@ -468,7 +470,6 @@ def train(config):
     uv = load_uv_data(uv_dir)
     if uv.resolution != resolution:
         raise ValueError(f"{uv_dir}: UV resolution {uv.resolution} differs from the maps' {resolution}")
-    uv_in = resize_uv_data(uv, input_size)
 
     output = Path(config.output)
     ckpt_dir = output / "checkpoints"
@@ -491,7 +492,7 @@ def train(config):
             predict = tf.function(predict, reduce_retracing=True)
 
         for epoch in range(start, config.epochs):
-            row = _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv_in, input_size)
+            row = _fit_epoch(model, predict, config, epoch, train_samples, val_samples, uv, input_size)
             # the checkpoint with its state after the epoch's other files: a kill before that rename redoes the epoch
             if config.keep_checkpoints:
                 save_keras_model(model, ckpt_dir / f"epoch_{epoch + 1:03d}.keras")
