@@ -776,6 +776,27 @@ def test_a_reader_closing_the_output_pipe_ends_the_command_without_a_traceback(t
     assert sorted(p.name for p in (tmp_path / "uv").iterdir())  # the command's work is done
 
 
+def test_a_failure_the_command_reported_outlives_its_readers_going(tmp_path):
+    """The reader goes before the command's lines leave (they are written at its end): the failure status the
+    command returned is kept, not replaced by SIGPIPE's."""
+    code = ("import argparse, sys\nfrom face3d.cli._common import run_parsed\n"
+            "sys.exit(run_parsed(argparse.Namespace(prog='face3d x', run=lambda args: print('1 failed') or 1)))")
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as by default
+    run = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=buffered)
+    run.stdout.close()
+    assert (run.wait(timeout=120), run.stderr.read()) == (1, b"")
+    run.stderr.close()
+
+
+def test_a_command_started_without_a_standard_output_does_its_work(tmp_path):
+    """A service or ``>&-`` starts Python without file descriptor 1 (sys.stdout is None)."""
+    run = subprocess.run([sys.executable, "-m", "face3d", "uv-data", "--output", str(tmp_path / "uv"), "--resolution",
+                          "16"], cwd=REPO, stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1), timeout=120)
+    assert (run.returncode, run.stderr) == (0, b"")
+    assert sorted(p.name for p in (tmp_path / "uv").iterdir())
+
+
 def test_a_broken_pipe_other_than_the_output_is_no_quiet_stop(tmp_path, monkeypatch):
     """A worker's or a child's pipe breaking is an error as any other, not the reader of the output gone."""
     import face3d.trainset.uv_layout
@@ -788,17 +809,20 @@ def test_a_broken_pipe_other_than_the_output_is_no_quiet_stop(tmp_path, monkeypa
         main(["uv-data", "--output", str(tmp_path / "uv"), "--resolution", "16"])
 
 
-@pytest.mark.parametrize("argv, level", [(["--verbose"], None), ([], "1")])
-def test_tensorflows_info_lines_are_off_but_with_verbose(argv, level, tmp_path, monkeypatch):
-    """TF_CPP_MIN_LOG_LEVEL=1 while a command runs, where unset: TensorFlow's C++ INFO lines (a SavedModel read from
-    a temporary folder) are no command's output; a --verbose switch lets them through."""
+@pytest.mark.parametrize("preset, level", [(None, "1"), ("0", "0")])
+def test_tensorflows_info_lines_are_off_unless_the_user_asks_for_them(preset, level, tmp_path, monkeypatch):
+    """TF_CPP_MIN_LOG_LEVEL=1 while a command runs, where unset (TensorFlow's C++ INFO lines, a SavedModel read from
+    a temporary folder, are no command's output), and unset again afterwards; a user's own value is kept."""
     import face3d.trainset.uv_layout
 
-    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    if preset is None:
+        monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    else:
+        monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", preset)
     seen = []
     write = face3d.trainset.uv_layout.write_model_uv_data
     monkeypatch.setattr(face3d.trainset.uv_layout, "write_model_uv_data",
                         lambda *args, **kwargs: seen.append(os.environ.get("TF_CPP_MIN_LOG_LEVEL")) or
                         write(*args, **kwargs))
-    assert main(["uv-data", "--output", str(tmp_path / "uv"), "--resolution", "16", *argv]) == 0
-    assert seen == [level] and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    assert main(["uv-data", "--output", str(tmp_path / "uv"), "--resolution", "16"]) == 0
+    assert seen == [level] and os.environ.get("TF_CPP_MIN_LOG_LEVEL") == preset

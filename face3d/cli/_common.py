@@ -113,7 +113,8 @@ def run_parsed(args):
     reports a process a signal ends), both after the command has unwound (removing its temporary files); the
     SIGTERM handler is this process's only while the command runs (a SIGTERM its parent made it ignore stays
     ignored). Standard output closed by its reader (``| head``) ends the command silently with status 141, as
-    SIGPIPE ends other programs."""
+    SIGPIPE ends other programs, or with the failure status the command had returned when its last lines could not
+    be written."""
     from face3d.utils.errors import InputFileError
 
     global _HANDLER_PID
@@ -123,20 +124,22 @@ def run_parsed(args):
     if handles:
         _HANDLER_PID = os.getpid()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if handles else None
-    # TensorFlow's C++ INFO lines (a SavedModel read from a temporary folder, the CPU's features) are no command's
-    # output, as other libraries' INFO records are not (setup_logging); a --verbose switch lets them through (train's
-    # --verbose 0|1|2 is its progress display, not a log level)
-    tensorflow_log = {} if getattr(args, "verbose", False) is True else {"TF_CPP_MIN_LOG_LEVEL": "1"}
+    status = None
     try:
-        with logging_restored(), environment_defaults(tensorflow_log):
+        # TensorFlow's C++ INFO lines (a SavedModel read from a temporary folder, the CPU's features) are no
+        # command's output, as other libraries' INFO records are not (setup_logging)
+        with logging_restored(), environment_defaults({"TF_CPP_MIN_LOG_LEVEL": "1"}):
             status = args.run(args)
-            sys.stdout.flush()  # here, where a reader gone is caught, not at exit
+            if sys.stdout is not None:  # None where the program was started without a standard output
+                sys.stdout.flush()  # here, where a reader gone is caught, not at exit
             return status
     except BrokenPipeError:
         if not _stdout_reader_gone():  # another pipe (a worker's): not the reader of the command's output
             raise
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush then writes nowhere
-        return 128 + signal.SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the exit's flush then writes nowhere
+        os.close(devnull)
+        return status or 128 + signal.SIGPIPE  # a failure the command reported before its last lines went
     except KeyboardInterrupt:
         return _stopped(args, "interrupted", signal.SIGINT)
     except Terminated:

@@ -207,7 +207,8 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
     import tensorflow as tf
     size = int(input_size or samples.resolution)
     if uv.resolution != samples.resolution:
-        raise ValueError(f"uv data resolution {uv.resolution} differs from the maps' {samples.resolution}")
+        raise ValueError(f"uv data resolution {uv.resolution} differs from the maps' {samples.resolution}: pass the "
+                         "maps' own UV data (not resize_uv_data's), whatever the input size")
     if len(samples) == 0:
         raise ValueError("samples is empty")
     augment = augment or AugmentConfig.off()
