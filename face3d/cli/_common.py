@@ -221,9 +221,9 @@ LISTED_ITEMS = 20
 
 
 def write_item_lines(stream, lines, summary_path):
-    """Write ``lines`` (one per failed or dropped item) under a batch command's
-    summary line, indented by two spaces: the first ``LISTED_ITEMS``, then ``  ... and N more: see <summary_path>``
-    (the summary file that lists them all) for the rest."""
+    """Write ``lines`` (one per failed or dropped item) under a batch command's summary line, indented by two
+    spaces: the first ``LISTED_ITEMS``, then ``  ... and N more: see <summary_path>`` (the summary file that lists
+    them all) for the rest."""
     for line in lines[:LISTED_ITEMS]:
         stream.write(f"  {line}\n")
     if len(lines) > LISTED_ITEMS:
