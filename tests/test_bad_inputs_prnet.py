@@ -380,6 +380,25 @@ def test_resume_compares_the_input_size_used(data, tmp_path, capsys):
                                     f"-> {R}")
 
 
+def test_an_earlier_releases_run_at_a_reduced_input_size_is_not_resumed(tmp_path, capsys):
+    """Its targets there put most keypoints one UV pixel off, so its best val NME is not comparable with today's:
+    refused in one line, its files left as they were (a run at the data's resolution, whose targets did not
+    change, resumes: test_resume_compares_the_input_size_used)."""
+    pytest.importorskip("keras")
+    data = _prnet_data.make_dataset(tmp_path / "data64", 8, 2 * R, seed=7)
+    out = _saved_run(tmp_path, data)  # the previous release's config.json: no targets_version
+    (out / "checkpoints" / "state.json").write_text(json.dumps({"epoch": 1, "best_nme": 0.3, "best_epoch": 1}))
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "input_size": R}))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    status = face3d_main(["train", "--train-list", str(data), "--output", str(out), "--width", "2", "--batch-size",
+                          "4", "--epochs", "2", "--resume", "--verbose", "0", "--input-size", str(R)])
+    _one_line_error(capsys, status, f"cannot resume {out}: an earlier release trained it at input size {R}, whose "
+                                    "targets put most keypoints one UV pixel off and whose val NME is not comparable "
+                                    "with today's; start it again in another --output")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".train.lock"} == before
+
+
 def test_resume_takes_another_spelling_of_the_same_files(data, tmp_path, capsys, monkeypatch):
     """The label file, pack and validation list are compared as resolved paths: a resumed run may name them
     relative or absolute, and a run saved with a relative path (as an earlier release recorded them) resumes with

@@ -56,6 +56,9 @@ __all__ = ["TrainConfig", "NonFiniteLossError", "learning_rate_at", "load_sample
 
 logger = logging.getLogger(__name__)
 
+# config.json's mark of a run whose targets below the data's resolution hold each keypoint's own value at its pixel
+# (uv_weights.resample_map); an earlier release's run there learnt, and measured, most keypoints one UV pixel off
+TARGETS_VERSION = 2
 # settings a resumed run must share with the run it continues
 _RESUME_KEYS = ("train_list", "h5", "val_list", "val_fraction", "uv_data", "batch_size", "lr", "lr_decay_epochs",
                 "lr_decay", "width", "input_size", "seed", "augment", "bn_momentum")
@@ -288,6 +291,10 @@ def _previous_run(config, output, state_path, last_path, resolution):
             saved["uv_data"] = current["uv_data"]
         if saved.get("input_size") is None:  # earlier releases recorded it as given: None was the data's R
             saved["input_size"] = resolution
+        if saved.get("targets_version") is None and int(saved["input_size"]) < resolution:
+            raise ValueError(f"cannot resume {output}: an earlier release trained it at input size "
+                             f"{saved['input_size']}, whose targets put most keypoints one UV pixel off and whose val "
+                             "NME is not comparable with today's; start it again in another --output")
         saved.update({key: _resolved(saved.get(key)) for key in _PATH_KEYS})
         changed = [k for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
         if changed:
@@ -299,7 +306,7 @@ def _previous_run(config, output, state_path, last_path, resolution):
     elif config.resume:
         logger.warning("nothing to resume in %s; starting at epoch 1", output)
     last_path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(output / "config.json", config.to_json())
+    write_json(output / "config.json", {**config.to_json(), "targets_version": TARGETS_VERSION})
     return state
 
 
