@@ -687,3 +687,17 @@ def test_a_reports_chart_is_no_image_of_the_data_folder(tmp_path, monkeypatch, c
     assert evaluation.data_images(data) == [data / "image00050.jpg"]
     (data / "report" / "report.json").unlink()
     assert evaluation.data_images(data) == [data / "image00050.jpg", data / "report" / "ced.png"]
+
+
+def test_an_evaluation_into_an_offline_report_folder_leaves_none_of_its_files(tmp_path, monkeypatch, capsys):
+    """An offline run's latency table or --boxes landmarks in the folder would not match the new report."""
+    monkeypatch.setattr("face3d.prnet.inference.PRN", lambda *args, **kwargs: _RecordingPRN())
+    data = _tiny_set(tmp_path / "data", ["image00050"])
+    report = tmp_path / "report"
+    report.mkdir()
+    for name in ("latency.md", "landmarks.npz", "landmarks.json", "notes.txt"):
+        (report / name).write_text("an earlier run's\n")
+    assert face3d_main(_evaluate_argv(data, report)) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in report.iterdir()) == ["ced.png", "notes.txt", "predictions.npz", "report.json",
+                                                        "report.md"]

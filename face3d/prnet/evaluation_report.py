@@ -12,10 +12,13 @@ import numpy as np
 from face3d.prnet.metrics import ced
 from face3d.utils.atomic import write_file_set
 
-__all__ = ["REPORT_FILES", "markdown_report", "ced_png", "write_reports", "is_report_chart"]
+__all__ = ["REPORT_FILES", "OFFLINE_FILES", "markdown_report", "ced_png", "write_reports", "is_report_chart"]
 
 # The files of a report (``write_reports``), by kind
 REPORT_FILES = {"json": "report.json", "markdown": "report.md", "ced": "ced.png", "predictions": "predictions.npz"}
+# The files ``face3d offline post_process`` writes in a report folder beside a report (its latency table) or instead of
+# one (a --boxes run's landmarks), by kind
+OFFLINE_FILES = {"latency": "latency.md", "landmarks": "landmarks.npz", "landmarks_json": "landmarks.json"}
 
 logger = logging.getLogger(__name__)
 
@@ -94,18 +97,20 @@ def write_reports(report, output_dir, predictions=None, extra=None):
     """Write ``report.json`` (the report dict, strict JSON: a non-finite value such as a diverged network's NaN NME
     is null), ``report.md`` (``markdown_report``), ``ced.png`` (``ced_png``) and, given (pred, gt) landmark arrays,
     ``predictions.npz`` (names, yaw_deg, pred, gt) into ``output_dir`` (created); ``extra``: {kind: (file name,
-    bytes or None)}, a caller's own files to write with them (listed in ``files`` under their kind).
+    bytes or None)}, a caller's own files to write with them (listed in ``files`` under their kind), among them
+    ``OFFLINE_FILES``' kinds.
 
     The files appear together or not at all (``write_file_set``, report.json renamed last): a failed write
     (a full disk) leaves an earlier run's files as they were and raises an OSError naming the file. An earlier
-    run's ``ced.png``, ``predictions.npz`` or ``extra`` file that this call does not write (no matplotlib, no
-    predictions, None) is removed afterwards: it would not match the report.
+    run's ``ced.png``, ``predictions.npz``, ``extra`` or ``OFFLINE_FILES`` file that this call does not write (no
+    matplotlib, no predictions, None; an offline run's latency table in the folder of an evaluate run) is removed
+    afterwards: it would not match the report.
 
     Returns:
         dict of the written file paths (strings).
     """
     output = Path(output_dir)
-    extra = extra or {}
+    extra = {**{kind: (name, None) for kind, name in OFFLINE_FILES.items()}, **(extra or {})}
     paths = {**{kind: output / name for kind, name in REPORT_FILES.items()},
              **{kind: output / name for kind, (name, _) in extra.items()}}
     contents = {"ced": ced_png(report), "predictions": None if predictions is None else _npz(report, *predictions),

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.contract import INPUT_SIZE
-from face3d.prnet.evaluation_report import REPORT_FILES
+from face3d.prnet.evaluation_report import OFFLINE_FILES, REPORT_FILES
 from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.utils.atomic import atomic_write_bytes, output_lock, staging_folder, write_file_set
 from face3d.utils.errors import InputFileError
@@ -55,8 +55,6 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 INPUTS = "bin"  # pre_process's folder of model inputs, beside its manifest: msame runs every file in it
 TIMING = "timing.json"
-# The files of a --boxes manifest's post_process (no ground truth), by kind
-_LANDMARK_FILES = {"landmarks": "landmarks.npz", "json": "landmarks.json"}
 _MSAME_TIME = re.compile(r"Inference time\s*:\s*([0-9.]+)\s*ms")
 
 
@@ -764,21 +762,18 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         report["data"] = info["data"]
         report["skipped"] = skipped
         report["latency"] = latency
-        # an earlier boxes run's landmark files in this folder would not match the report: removed
+        # an earlier --boxes run's landmark files there would not match the report: write_reports removes them
         report["files"] = evaluation.write_reports(report, output_dir, predictions=(pred, gt),
-                                                    extra={"latency": ("latency.md", latency_md),
-                                                           **{f"stale_{kind}": (name, None) for kind, name in
-                                                              _LANDMARK_FILES.items()}})
+                                                    extra={"latency": (OFFLINE_FILES["latency"], latency_md)})
     else:
         report = {"run_id": info.get("run_id"), "names": names, "landmarks": pred.tolist(), "latency": latency,
                   "skipped": skipped}
         npz = io.BytesIO()
         np.savez(npz, names=np.array(names), landmarks=pred)
-        contents = {"landmarks": npz.getvalue(), "json": (json.dumps(report) + "\n").encode("utf-8"),
+        contents = {"landmarks": npz.getvalue(), "landmarks_json": (json.dumps(report) + "\n").encode("utf-8"),
                     "latency": latency_md, **{f"stale_{kind}": None for kind in REPORT_FILES}}
         paths = {kind: output_dir / name for kind, name in
-                 {**_LANDMARK_FILES, "latency": "latency.md",
-                  **{f"stale_{kind}": name for kind, name in REPORT_FILES.items()}}.items()}
+                 {**OFFLINE_FILES, **{f"stale_{kind}": name for kind, name in REPORT_FILES.items()}}.items()}
         # an earlier run's latency.md goes without timing, and a ground-truth run's report files with this run
         report["files"] = write_file_set(paths, contents)
     return report
