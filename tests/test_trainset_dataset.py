@@ -349,8 +349,10 @@ def test_synthetic_views_share_the_face_and_flips_mirror_it(synth_root):
     for view, flip in zip(views, flips):
         a, b = view["Pose_Para"][0].astype(np.float64), flip["Pose_Para"][0].astype(np.float64)
         np.testing.assert_allclose(b[[0, 1, 2, 6]], a[[0, 1, 2, 6]] * [1, -1, -1, 1], rtol=1e-6)  # yaw, roll negated
-        assert abs(b[3] - (449 - a[3])) < 2.0 and abs(b[4] - a[4]) < 2.0  # tx mirrored
-        np.testing.assert_allclose(flip["pt2d"], [449 - view["pt2d"][0], view["pt2d"][1]], atol=2.0)
+        assert abs(b[3] - (449 - a[3])) < 1e-4 and b[4] == a[4]  # tx mirrored exactly (float32), ty kept
+        # the mirrored face is a fit of the model to the mirror (its bases are not exactly symmetric): its keypoints
+        # lie within about a pixel of the mirrored ones
+        np.testing.assert_allclose(flip["pt2d"], [449 - view["pt2d"][0], view["pt2d"][1]], atol=1.5)
 
 
 def test_synthetic_flip_texture_is_the_fit_of_the_mirrored_colours(synth_root):

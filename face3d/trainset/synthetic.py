@@ -18,8 +18,9 @@ Structure as 300W-LP: a face (subject, expression, light, background) has ``view
 ``Shape_Para`` and ``Exp_Para`` (only ``Pose_Para`` differs: the yaw turns on towards the profile), named
 ``SYNTH_<ffff>_1_<view>`` in ``<output>/SYNTH``, and each view has a ``_Flip`` copy of the same name in
 ``<output>/SYNTH_Flip``: the mirrored face (the least-squares Shape/Exp of the mirrored vertices and Tex of the
-mirrored colours, rendered as these parameters give it; yaw and roll negated, tx mirrored) with the mirrored light
-and background, whose ``pt2d`` is mirrored in x but not re-ordered (point 0 is then the subject's left jaw).
+mirrored colours, rendered as these parameters give it; yaw and roll negated, tx mirrored exactly, ty kept) with
+the mirrored light and background, whose ``pt2d`` is mirrored in x but not re-ordered (point 0 is then the
+subject's left jaw; the fitted face's keypoints lie within about a pixel of the mirrored ones).
 Face f is drawn from ``numpy.random.default_rng([seed, f])`` alone (yaw spread over [-90, 90] degrees by a
 golden-ratio sequence, pitch and roll uniform in +-20 degrees), so the set is deterministic and its first k samples
 do not depend on ``count``; a one-view face without flip is what ``synthesize_sample`` renders.
@@ -71,7 +72,7 @@ RECORD_FILE = "synthetic.json"
 LOCK_FILE = ".synthetic.lock"  # hidden: never a sample; left in place (see exclusive_lock)
 VIEWS = 4
 MIN_SIZE = 64  # the smallest image side in pixels synthesize_dataset renders
-FORMAT_VERSION = 3  # bumped when the rendered samples change, so that older sets are rendered again
+FORMAT_VERSION = 4  # bumped when the rendered samples change, so that older sets are rendered again
 _GOLDEN = 0.6180339887498949
 
 
@@ -188,9 +189,10 @@ def _draw_face(model, rng, size, yaw_fraction):
                  float(scale), target, light, random_background(rng, size))
 
 
-def _render_view(model, face, yaw, rng, size, kpt=None):
+def _render_view(model, face, yaw, rng, size, kpt=None, translation=None):
     """One view of ``face`` at ``yaw`` (radians), its keypoint box centred on ``face.target``; ``rng`` draws the
     sensor grain. ``kpt``: the keypoint vertices of pt2d, by default 300W-LP's (``contour.landmark_vertices``).
+    ``translation``: (tx, ty) of the pose instead (a ``_Flip`` copy's: its view's, mirrored exactly).
 
     Returns:
         (image (size, size, 3) uint8 RGB, mat dict (module docstring), keypoint vertex indices (68,)).
@@ -200,9 +202,9 @@ def _render_view(model, face, yaw, rng, size, kpt=None):
     R = angle2matrix_3ddfa([face.pitch, yaw, face.roll])
     placed = similarity_transform(vertices, face.scale, R, np.zeros(3))
     box_centre = 0.5 * (placed[kpt_ind, :2].min(axis=0) + placed[kpt_ind, :2].max(axis=0))
+    tx, ty = face.target - box_centre if translation is None else translation
     # Stored as float32 (as 300W-LP does); everything below uses the stored values, so the labels are exact.
-    pose = np.array([face.pitch, yaw, face.roll, face.target[0] - box_centre[0], face.target[1] - box_centre[1],
-                     0.0, face.scale], dtype=np.float32).astype(np.float64)
+    pose = np.array([face.pitch, yaw, face.roll, tx, ty, 0.0, face.scale], dtype=np.float32).astype(np.float64)
     R = angle2matrix_3ddfa(pose[:3])
     projected = similarity_transform(vertices, pose[6], R, pose[3:6])
 
@@ -329,19 +331,21 @@ def sample_names(count, views=VIEWS, flip=True):
 def _render_set(model, mirror, names, seed, size, views):
     """Yield (folder, stem, image, mat) for ``names`` (``sample_names``), each face drawn once; ``mirror``: the
     model's ``_Mirror`` (None when no name is a flipped copy)."""
-    face, face_index, keypoints = None, -1, {}
+    face, face_index, keypoints, translations = None, -1, {}, {}
     for folder, stem, f, v, flipped in names:
         if f != face_index:
             rng = np.random.default_rng([int(seed), f])
             face, face_index = _draw_face(model, rng, size, ((f + 0.5) * _GOLDEN) % 1.0), f
             mirrored = mirror(face, size) if mirror is not None else None
             yaws = view_yaws(face.yaw, views)
-        if flipped:  # the mirror of view v: keypoint k is the mirror vertex of the view's keypoint k
+        if flipped:  # the mirror of view v: keypoint k is the mirror vertex of the view's keypoint k, and tx mirrored
+            tx, ty = translations[v]
             image, mat, _ = _render_view(model, mirrored, -yaws[v], np.random.default_rng([int(seed), f, v, 1]),
-                                         size, kpt=mirror.permutation[keypoints[v]])
+                                         size, kpt=mirror.permutation[keypoints[v]], translation=(size - 1 - tx, ty))
         else:  # view 0 continues the face's generator, so a one-view face is what synthesize_sample renders
             image, mat, keypoints[v] = _render_view(model, face, yaws[v], rng if v == 0 else
                                                     np.random.default_rng([int(seed), f, v]), size)
+            translations[v] = mat["Pose_Para"][0, 3:5].astype(np.float64)
         yield folder, stem, image, mat
 
 
