@@ -1,5 +1,5 @@
-"""The demo's mesh drawing and vertex visibility on the mesh's pixel window: the same bytes as rasterising the whole
-image, in memory for the window rather than the photo.
+"""The demo's mesh drawing, vertex visibility and depth image on the mesh's pixel window: the same bytes as
+rasterising the whole image, in memory for the window rather than the photo.
 
 Budget: about 5 s on 2 cores.
 """
@@ -10,7 +10,7 @@ import pytest
 
 from face3d.mesh import light, render
 from face3d.prnet import drawing
-from face3d.prnet.depth import mesh_window, vertex_visibility
+from face3d.prnet.depth import depth_image, mesh_window, vertex_visibility
 from face3d.prnet.drawing import mesh_overlay
 
 H, W = 90, 120
@@ -54,6 +54,14 @@ def overlay_of_whole_image(image, vertices, triangles, alpha=0.6):
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def depth_of_whole_image(vertices, triangles, h, w):
+    """depth_image's formula rendered on the whole image."""
+    z = vertices[:, 2:3].astype(np.float64)
+    z = z - z.min()
+    z = z / z.max() if z.max() > 0 else np.zeros_like(z)
+    return np.asarray(render.render_colors(vertices, triangles, z.astype(np.float32), h, w, c=1)).reshape(h, w)
+
+
 def visibility_on_whole_image(vertices, triangles, h, w, tolerance=1.0, dilate=2):
     """vertex_visibility's rule on the depth buffer of the whole image."""
     depth = render.rasterize_triangles(vertices, triangles, h, w)[0]
@@ -93,6 +101,7 @@ def test_drawing_and_visibility_on_the_window_match_the_whole_image(box, jitter,
     assert np.array_equal(mesh_overlay(image, vertices, triangles), want)
     visible = visibility_on_whole_image(vertices, triangles, H, W)
     assert np.array_equal(vertex_visibility(vertices, triangles, H, W), visible)
+    assert np.array_equal(depth_image(vertices, triangles, H, W), depth_of_whole_image(vertices, triangles, H, W))
     if box[0] > -50 and box[1] < 90:  # the cases with a face in the image draw it
         assert (want != image).any() and visible.any() and not visible.all()
 
@@ -111,6 +120,8 @@ def test_a_mesh_reaching_beyond_float32s_exact_integers_is_drawn_on_the_whole_im
                                       overlay_of_whole_image(image, vertices, triangles))
                 assert np.array_equal(vertex_visibility(vertices, triangles, 20, 20),
                                       visibility_on_whole_image(vertices, triangles, 20, 20))
+                assert np.array_equal(depth_image(vertices, triangles, 20, 20),
+                                      depth_of_whole_image(vertices, triangles, 20, 20))
                 cases += 1
     assert cases == 112
     assert mesh_window(np.array([[3, 4, 0], [2 ** 24, 5, 0]], np.float32), 20, 30)[0] == (0, 0, 30, 20)

@@ -77,16 +77,22 @@ def vertex_visibility(vertices, triangles, h, w, tolerance=1.0, dilate=2):
 
 def depth_image(vertices, triangles, h, w):
     """Depth of the face as an image (PRNet's ``get_depth_image``): z shifted to start at 0 and divided by its
-    range, rendered with ``face3d.mesh.render.render_colors``.
+    range, rendered with ``face3d.mesh.render.render_colors`` on the mesh's window only (``mesh_window``: the same
+    values as rendering the whole image), the rest 0.
 
     Returns:
         (h, w) float32 in [0, 1]: 1 at the nearest vertex, 0 at the farthest and on the background.
     """
-    v = np.ascontiguousarray(vertices, dtype=np.float32)
+    h, w = _checks.as_size(int(h), "h"), _checks.as_size(int(w), "w")
+    v, tri = _checks.as_mesh(np.asarray(vertices, dtype=np.float32), np.asarray(triangles, dtype=np.int32))
+    _checks.kernel_checks(v, tri)  # what rendering raises, checked before the window is taken (and if it is empty)
     z = v[:, 2:3].astype(np.float64)
     z = z - z.min()
     span = z.max()
     z = z / span if span > 0 else np.zeros_like(z)
-    out = render.render_colors(v, np.ascontiguousarray(triangles, dtype=np.int32), z.astype(np.float32),
-                               int(h), int(w), c=1)
-    return np.asarray(out, dtype=np.float32).reshape(int(h), int(w))
+    out = np.zeros((h, w), dtype=np.float32)
+    (x0, y0, x1, y1), moved = mesh_window(v, h, w)
+    if x1 > x0 and y1 > y0:
+        window = render.render_colors(moved, tri, z.astype(np.float32), y1 - y0, x1 - x0, c=1)
+        out[y0:y1, x0:x1] = np.asarray(window, dtype=np.float32).reshape(y1 - y0, x1 - x0)
+    return out
