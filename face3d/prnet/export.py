@@ -168,11 +168,12 @@ def _run_atc(result, output_dir, commands, run_atc):
 
 def _keypoint_indices(size, uv_data=None):
     """(2, 68) keypoint pixels of an S x S map: the ``uv_kpt_ind`` of ``uv_data`` (a UVData; default: the packaged
-    uv-data) resized to S."""
-    from face3d.prnet.uv_weights import resize_uv_data
+    uv-data) moved to S (``uv_weights.reduced_indices``)."""
+    from face3d.prnet.uv_weights import reduced_indices
     from face3d.resources import default_uv_data_dir
 
-    return resize_uv_data(load_uv_data(default_uv_data_dir()) if uv_data is None else uv_data, size).uv_kpt_ind
+    uv = load_uv_data(default_uv_data_dir()) if uv_data is None else uv_data
+    return reduced_indices(uv.uv_kpt_ind, uv.resolution, size)
 
 
 def compare_files(model, paths, images, uv_kpt_ind=None):

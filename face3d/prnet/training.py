@@ -44,7 +44,7 @@ from face3d.prnet.data import AugmentConfig, epoch_order, make_dataset
 from face3d.prnet.predictor import load_keras_model, save_keras_model
 from face3d.prnet.run_records import STATE_ENTRY, ScalarLog, read_csv_rows, read_state, write_csv, write_json
 from face3d.prnet.samples import H5Samples, check_samples, open_h5, split_train_val
-from face3d.prnet.uv_weights import resize_uv_data
+from face3d.prnet.uv_weights import reduced_indices
 from face3d.resources import default_uv_data_dir
 from face3d.trainset.pack import read_label_file
 from face3d.trainset.uv_layout import load_uv_data
@@ -247,9 +247,9 @@ def evaluate(predict, samples, uv, batch_size, input_size):
         samples, uv, batch_size, input_size: as for ``make_dataset``.
     Returns:
         (weighted MSE of the normalised maps, mean 2D NME of the 68 keypoints read at their pixels of the S maps,
-        ``uv_weights.resize_uv_data``), floats.
+        ``uv_weights.reduced_indices``), floats.
     """
-    kpt_ind = resize_uv_data(uv, input_size or samples.resolution).uv_kpt_ind
+    kpt_ind = reduced_indices(uv.uv_kpt_ind, uv.resolution, input_size or samples.resolution)
     dataset = make_dataset(samples, uv, batch_size=batch_size, input_size=input_size, augment=None,
                            shuffle=False, drop_remainder=False)
     scale = map_scale(samples.resolution)
