@@ -549,9 +549,6 @@ _WORKER_STATE = None
 
 def _init_worker(state, state_args):
     global _WORKER_STATE
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent, which stops the pool
     _WORKER_STATE = state if state is not None else _build_state(*state_args)
 
 

@@ -134,7 +134,6 @@ _WORKER_STATE = None
 
 def _init_worker(state, factory_args):
     global _WORKER_STATE
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent, which stops the pool
     if state is None:
         factory, model_path, config, output, posmap_dtype, fingerprint = factory_args
         state = RunState(factory(model_path, config), output, posmap_dtype, fingerprint)
@@ -180,8 +179,10 @@ def _exit_when_orphaned(parent):
 
 def _start_worker(initializer, initargs):
     """The initializer of ``run_chunks_in_pool``'s processes: the SIGTERM handler ``_stop_worker`` (first: the
-    handler this process inherited is its parent's), ``_end_with_parent``, then the caller's."""
+    handler this process inherited is its parent's) and SIGINT ignored (Ctrl-C is handled by the parent, which stops
+    the pool), ``_end_with_parent``, then the caller's."""
     signal.signal(signal.SIGTERM, _stop_worker)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _end_with_parent()
     if initializer is not None:
         initializer(*initargs)
@@ -209,16 +210,15 @@ def _stop_worker(signum, frame):
 
 def _run_chunk(worker, chunk):
     """``worker(chunk)`` in a pool process; a SIGTERM meanwhile ends the process once the chunk has unwound (the
-    pool would otherwise send the exception back as the chunk's result and wait for the next one)."""
+    pool would otherwise send the exception back as the chunk's result and wait for the next one): ``_stop_worker``
+    has set SIGTERM to be ignored, whether its ``_WorkerStopped`` unwound the chunk or was lost (in a ``__del__``)."""
     global _IN_CHUNK
     try:
         _IN_CHUNK = True
         return worker(chunk)
-    except _WorkerStopped:
-        os._exit(128 + signal.SIGTERM)
     finally:  # also after a chunk that raised: the process then waits for work, with nothing to unwind
         _IN_CHUNK = False
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:  # stopped, its exception lost (in a __del__, say)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:  # stopped
             os._exit(128 + signal.SIGTERM)
 
 
