@@ -29,7 +29,7 @@ from face3d.trainset.discovery import (
     sample_seed,
     select_shard,
 )
-from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_outputs, earlier_files, read_journals
+from face3d.trainset.outputs import DONE_DIR, damaged_outputs, done_outputs, earlier_files, is_done, read_journals
 from face3d.trainset.sample import angle_name
 from face3d.trainset.uv_layout import (
     check_uv_data_fits,
@@ -426,14 +426,18 @@ def intact_done(output, samples, latest, fingerprint, threads):
     """The rels of ``samples`` (with ``rel`` and ``folder``) done under ``fingerprint`` according to ``latest``
     (``read_journals``) whose files are still as written (``damaged_outputs``),
     checked on ``threads`` threads, since waiting for the files' ends from disk is what a resume spends its time
-    on; a damaged sample is logged."""
-    done = [ref for ref in samples if done_outputs(latest, ref.rel, fingerprint) is not None]
+    on; a damaged sample is logged. Each record is decoded once, in the thread checking it (``JournalRecords``
+    keeps them as lines)."""
+    def check(ref):  # (done, its files' problem or None)
+        record = latest.get(ref.rel)
+        return (True, damaged_outputs(output, ref, record)) if is_done(record, fingerprint) else (False, None)
+
     with cf.ThreadPoolExecutor(threads) as pool:
-        problems = list(pool.map(lambda ref: damaged_outputs(output, ref, latest[ref.rel]), done))
-    for ref, problem in zip(done, problems):
-        if problem:
+        checks = list(pool.map(check, samples))
+    for ref, (done, problem) in zip(samples, checks):
+        if done and problem:
             logger.warning("redoing sample %s: %s", printable_path(ref.rel), problem)
-    return {ref.rel for ref, problem in zip(done, problems) if problem is None}
+    return {ref.rel for ref, (done, problem) in zip(samples, checks) if done and problem is None}
 
 
 def _log_resume(skipped, pending, latest, fingerprint):

@@ -22,7 +22,7 @@ from face3d.utils.atomic import TEMP_SUFFIX, atomic_write_bytes
 from face3d.utils.errors import os_error_at
 
 __all__ = ["OutputFolders", "Journal", "write_sample", "encode_image", "write_image", "read_journals", "done_outputs",
-           "earlier_files", "damaged_outputs", "input_checks", "file_check", "DONE_DIR", "CHECKED_BYTES"]
+           "is_done", "earlier_files", "damaged_outputs", "input_checks", "file_check", "DONE_DIR", "CHECKED_BYTES"]
 
 DONE_DIR = ".done"
 JOURNAL_PREFIX = "journal."
@@ -262,9 +262,12 @@ def read_journals(output, rels=None):
 def done_outputs(latest, rel, fingerprint):
     """The output names of a sample done under ``fingerprint`` according to ``read_journals``' ``latest``, or None."""
     record = latest.get(rel)
-    if record is None or record.get("fingerprint") != fingerprint or "files" not in record:
-        return None
-    return list(record["outputs"])
+    return list(record["outputs"]) if is_done(record, fingerprint) else None
+
+
+def is_done(record, fingerprint):
+    """Whether a sample's journal record (or None) says it was done under ``fingerprint``, with its file checks."""
+    return record is not None and record.get("fingerprint") == fingerprint and "files" in record
 
 
 def earlier_files(record):
