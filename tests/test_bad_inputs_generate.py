@@ -14,11 +14,9 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import cv2
@@ -27,6 +25,7 @@ import pytest
 import scipy.io
 import scipy.sparse
 from _fixtures import deny_listing, fixtures_dir
+from _image_files import png_header
 
 from face3d.cli import build_parser, main
 from face3d.cli.generate import generation_config
@@ -313,20 +312,10 @@ def test_name_of_another_samples_rotated_copy_is_refused_and_reruns_settle(tmp_p
 # --------------------------------------------------------------------------------------------- images
 
 
-def _png_claiming(width, height):
-    """A valid 8x8 PNG whose header (IHDR, CRC fixed) claims ``width`` x ``height``: decoding it would need
-    width * height * 3 bytes."""
-    ok, buf = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
-    data = bytearray(buf.tobytes())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
 def test_image_size_reads_only_the_header(synth):
     from face3d.trainset.sample import image_size
 
-    assert image_size(_png_claiming(40000, 30000)) == (40000, 30000)
+    assert image_size(png_header(40000, 30000)) == (40000, 30000)
     assert image_size((synth / f"{SOURCE}.jpg").read_bytes()) == (64, 64)
     assert image_size(cv2.imencode(".bmp", np.zeros((5, 7, 3), np.uint8))[1].tobytes()) == (7, 5)
     progressive = cv2.imencode(".jpg", np.zeros((37, 53, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
@@ -337,7 +326,7 @@ def test_image_size_reads_only_the_header(synth):
 def test_image_above_the_pixel_limit_fails_without_being_decoded(tmp_path, synth):
     root = tmp_path / "root"
     _add_sample(root, "good", synth)
-    _add_sample(root, "huge", synth, image=_png_claiming(40000, 40000))
+    _add_sample(root, "huge", synth, image=png_header(40000, 40000))
     summary = _run(root, tmp_path / "out")
     assert (summary["written"], summary["failed"]) == (1, 1)
     assert _reasons(summary) == {"huge": f"{root / 'huge.jpg'}: the image is 40000x40000 = 1600000000 pixels, "
@@ -749,7 +738,7 @@ def test_bad_inputs_leave_no_half_written_outputs(tmp_path, synth):
     run's lock file)."""
     root = tmp_path / "root"
     _add_sample(root, "good", synth)
-    _add_sample(root, "huge", synth, image=_png_claiming(40000, 40000))
+    _add_sample(root, "huge", synth, image=png_header(40000, 40000))
     _add_sample(root, "absurd", synth, Pose_Para=_pose(synth, 5, 1e30))
     out = tmp_path / "out"
     _run(root, out)

@@ -1,7 +1,8 @@
 """``face3d generate``: a PRNet training set from 300W-LP-style samples (example 9 takes the same words).
 
-The flags that set a ``GenerationConfig`` field (``CONFIG_FIELDS``) take their default from it and store under the
-field's name, so ``generation_config(args)`` builds the config from the parsed arguments field by field.
+The flags that set a ``GenerationConfig`` field (``CONFIG_FIELDS``) take their default from it (``--max-pixels``:
+from ``add_max_pixels_argument``, the same ``DEFAULT_MAX_PIXELS``) and store under the field's name, so
+``generation_config(args)`` builds the config from the parsed arguments field by field.
 """
 import argparse
 import contextlib
