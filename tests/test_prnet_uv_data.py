@@ -4,7 +4,6 @@ import dataclasses
 import logging
 import shutil
 
-import cv2
 import numpy as np
 import pytest
 from _fixtures import fixtures_dir
@@ -53,15 +52,6 @@ def test_prnet_folder_loads_with_derived_triangles_and_eye_mask(caplog):
     # the weight mask is read as shipped: 0 only on the first row, anti-aliased edge values kept
     assert np.all(uv.weight_mask[0] == 0) and np.all(uv.weight_mask[1:] > 0)
     assert set(np.unique(uv.weight_mask)) == {0, 48, 53, 58, 64, 117, 122, 128, 255}
-
-
-@needs_prnet_uv
-def test_prnet_face_ind_lists_its_face_mask_pixels():
-    """What load_uv_data requires of every folder holds for PRNet's own files."""
-    face_ind = np.loadtxt(PRNET_UV / "face_ind.txt").astype(np.int64)
-    face_mask = cv2.imread(str(PRNET_UV / "uv_face_mask.png"), cv2.IMREAD_GRAYSCALE)
-    assert face_ind.size == 43867
-    np.testing.assert_array_equal(face_ind, np.flatnonzero(face_mask))
 
 
 @needs_prnet_uv
