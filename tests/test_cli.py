@@ -238,7 +238,8 @@ def test_a_run_into_an_output_another_run_writes_is_refused_in_one_line_leaving_
 
 def test_generate_runs_of_different_shards_write_one_output_side_by_side(tmp_path, capsys):
     """A shard's run holds the output shared and its shard alone: the other shard's run goes on beside it, while a
-    second run of its shard or a run of the whole output is refused (their files are the same)."""
+    second run of its shard, a run of the whole output or a run of shards of another N is refused (their files are
+    the same)."""
     synthesize_dataset(tmp_path / "root", count=2, size=64, flip=False)
     out = tmp_path / "out"
     argv = ["generate", "--root", str(tmp_path / "root"), "--output", str(out), "--angles", "--resolution", "16",
@@ -253,7 +254,10 @@ def test_generate_runs_of_different_shards_write_one_output_side_by_side(tmp_pat
         assert main(argv) == 2
         assert capsys.readouterr().err == refused.format("")
     assert (out / "trainDataLabel.part-2-of-2.txt").read_text() == "SYNTH/SYNTH_0000_1_1.jpg SYNTH/SYNTH_0000_1_1.npy\n"
-    assert main([*argv, "--shard", "1/2"]) == 0  # the other run over
+    with held_lock(out / ".generate.lock", shared=True), held_lock(out / ".generate.shards-of-3.lock", shared=True):
+        assert main([*argv, "--shard", "1/2"]) == 2
+        assert capsys.readouterr().err == refused.format(" (shards of 3)")
+    assert main([*argv, "--shard", "1/2"]) == 0  # the other runs over
     assert (out / "trainDataLabel.part-1-of-2.txt").read_text() == "SYNTH/SYNTH_0000_1_0.jpg SYNTH/SYNTH_0000_1_0.npy\n"
 
 

@@ -153,7 +153,8 @@ def test_an_output_lock_refuses_another_holder_and_nests_in_its_own(tmp_path, mo
         ran.append("released")
     assert ran == ["nested", "released"]
     assert sorted(p.name for p in tmp_path.rglob("*")) == [".generate.lock", ".generate.shard-1-of-2.lock",
-                                                           ".train.h5.lock", "out", "packs"]
+                                                           ".generate.shards-of-2.lock", ".train.h5.lock", "out",
+                                                           "packs"]
 
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
@@ -164,6 +165,55 @@ def test_an_output_lock_refuses_another_holder_and_nests_in_its_own(tmp_path, mo
     assert ran[-1] == "unlocked" and caplog.messages == [
         f"{out / '.fit.lock'}: the file system has no locks ({os.strerror(errno.ENOLCK)}): processes sharing this "
         f"folder may not take turns"]
+
+
+def test_a_shard_run_is_refused_while_shards_of_another_count_write_the_output(tmp_path):
+    """Shards of another N are other blocks of the same samples: a run of shard 1/2 is refused while a run of
+    shards of 3 holds the output, and goes on once that run has ended (its lock file left behind) or beside a run of
+    another shard of 2; a run of shards of 3 is then refused in turn."""
+    out = tmp_path / "out"
+    refused = "another face3d generate run is writing it{}; wait for it to end or use another --output"
+    with held_lock(out / ".generate.lock", shared=True), held_lock(out / ".generate.shards-of-3.lock", shared=True):
+        with pytest.raises(BlockingIOError) as raised, output_lock(out, "face3d generate", (1, 2)):
+            pass
+        assert (raised.value.filename, raised.value.strerror) == (str(out), refused.format(" (shards of 3)"))
+    with held_lock(out / ".generate.shards-of-2.lock"):  # held alone by a run of another N checking for shards of 2
+        with pytest.raises(BlockingIOError) as raised, output_lock(out, "face3d generate", (1, 2)):
+            pass
+        assert raised.value.strerror == refused.format(" (shards of another N)")
+    ran = []
+    with output_lock(out, "face3d generate", (1, 2)), output_lock(out, "face3d generate", (2, 2)):
+        ran.append("shards of 2")
+        with pytest.raises(BlockingIOError) as raised, output_lock(out, "face3d generate", (1, 3)):
+            pass
+        assert raised.value.strerror == refused.format(" (shards of 2)")
+    assert ran == ["shards of 2"]
+
+
+def test_a_shard_run_is_not_refused_by_another_run_checking_the_shard_counts_for_a_moment(tmp_path, monkeypatch):
+    """A run checking for shards of another N holds their lock file exclusively for a moment: a run starting then
+    tries again and goes on (here its first attempt at each shard-count file meets such a check)."""
+    import fcntl
+
+    from face3d.utils import atomic
+
+    out = tmp_path / "out"
+    (out / ".generate.shards-of-3.lock").parent.mkdir(parents=True)
+    (out / ".generate.shards-of-3.lock").touch()  # a finished run's
+    flock, met, pauses = fcntl.flock, set(), []
+
+    def checked_for_a_moment(fd, operation):
+        name = os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1]
+        if ".shards-of-" in name and name not in met:
+            met.add(name)
+            raise BlockingIOError(errno.EWOULDBLOCK, os.strerror(errno.EWOULDBLOCK))
+        return flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", checked_for_a_moment)
+    monkeypatch.setattr(atomic.time, "sleep", pauses.append)
+    with output_lock(out, "face3d generate", (1, 2)):
+        assert met == {".generate.shards-of-2.lock", ".generate.shards-of-3.lock"}
+    assert pauses == [0.02, 0.02]
 
 
 def test_an_output_lock_file_another_user_made_is_locked_read_only(tmp_path, monkeypatch):

@@ -210,8 +210,9 @@ def generate_dataset(root, output, config, model_path=None, workers=None, shard=
       ``_refused_samples``); a folder that cannot be listed is logged and listed in the summary's
       ``unreadable_folders``.
     * One run at a time writes ``output`` (``utils.atomic.output_lock``, taken before the output is touched: the
-      hidden ``.generate.lock`` and, for a shard, ``.generate.shard-K-of-N.lock`` stay there): a run is refused at
-      once while another writes the whole output or the same shard; runs of different shards go on side by side.
+      hidden ``.generate.lock`` and, for a shard, ``.generate.shard-K-of-N.lock`` and ``.generate.shards-of-N.lock``
+      stay there): a run is refused at once while another writes the whole output, the same shard or shards of
+      another N; runs of different shards of one N go on side by side.
     * A write that the file system refuses for good (full, over quota, read-only: ``STORAGE_REFUSED``) stops the
       run at once, since every later sample would fail alike, with an OSError naming the file (or ``uv-data``);
       no summary or label file is written, and a rerun once there is room resumes.

@@ -8,9 +8,11 @@ holds it under ``output_lock``, which refuses a second run of the same output.
 import contextlib
 import errno
 import fcntl
+import glob
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from face3d.utils.errors import os_error_at
@@ -157,35 +159,73 @@ def output_lock(output, command, shard=None, option="--output", output_is_file=F
     ``<output>/.<word>.lock``, ``<word>`` the command's last word, in an output folder (made with its parents if
     missing), or ``.<name>.lock`` beside an output file (``output_is_file``). A run of shard ``(K, N)`` holds that
     file shared and ``.<word>.shard-K-of-N.lock`` exclusively, so that runs of the other shards write the output
-    beside it while a second run of its shard, or a run of the whole output, is refused. Taking a lock this process
-    holds already runs the block in that hold. On a file system without locks the block runs unlocked, with
-    ``exclusive_lock``'s warning.
+    beside it while a second run of its shard, or a run of the whole output, is refused. It also holds
+    ``.<word>.shards-of-N.lock`` shared and refuses while a run holds that file of another ``N``: shards of another
+    ``N`` are other blocks of the same samples. (Each run takes its own ``N``'s file before it tries the others', so
+    of two runs starting together at least one is refused.) Taking a lock this process holds already runs the block
+    in that hold. On a file system without locks the block runs unlocked, with ``exclusive_lock``'s warning.
 
     Raises:
-        BlockingIOError naming ``output``, whose message is ``"another <command> run is writing it[ (shard K/N)];
-        wait for it to end or use another <option>"`` (``face3d.cli`` prints ``<prog>: error: <output>: <message>``
-        and exits with status 2), when another process holds the output or the shard.
+        BlockingIOError naming ``output``, whose message is ``"another <command> run is writing it[ (shard K/N)| (shards
+        of M)]; wait for it to end or use another <option>"`` (``face3d.cli`` prints ``<prog>: error: <output>:
+        <message>`` and exits with status 2), when another process holds the output, the shard or shards of ``M``.
     """
     output = Path(output)
     base = output.with_name(f".{output.name}") if output_is_file else output / f".{command.split()[-1]}"
-    locks = [(Path(f"{base}.lock"), fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH, "")]
+    locks = [(Path(f"{base}.lock"), fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH, "", _try_lock)]
     if shard is not None:
         k, n = shard
-        locks.append((Path(f"{base}.shard-{k}-of-{n}.lock"), fcntl.LOCK_EX, f" (shard {k}/{n})"))
+        locks.append((Path(f"{base}.shards-of-{n}.lock"), fcntl.LOCK_SH, " (shards of another N)",
+                      _try_lock_past_probes))
+        locks.append((Path(f"{base}.shard-{k}-of-{n}.lock"), fcntl.LOCK_EX, f" (shard {k}/{n})", _try_lock))
     held = os.path.realpath(locks[-1][0])
     if held in _HELD_OUTPUT_LOCKS:
         yield
         return
+
+    def refuse(which):
+        return BlockingIOError(errno.EWOULDBLOCK, f"another {command} run is writing it{which}; wait for it to end or "
+                                                  f"use another {option}", str(output))
     with contextlib.ExitStack() as stack:
-        for path, operation, which in locks:
+        for path, operation, which, take in locks:
             fd = _open_lock_file(path)
             stack.callback(os.close, fd)  # releases the lock
-            if not _try_lock(fd, path, operation):
-                raise BlockingIOError(errno.EWOULDBLOCK, f"another {command} run is writing it{which}; wait for it "
-                                                         f"to end or use another {option}", str(output))
+            if not take(fd, path, operation):
+                raise refuse(which)
+        if shard is not None:
+            other = _other_shard_count_held(base, shard[1])
+            if other is not None:
+                raise refuse(f" (shards of {other})")
         _HELD_OUTPUT_LOCKS.add(held)
         stack.callback(_HELD_OUTPUT_LOCKS.discard, held)
         yield
+
+
+def _other_shard_count_held(base, n):
+    """The ``M`` of a ``<base>.shards-of-M.lock`` file, M other than ``n``, that another run holds (found by taking
+    it exclusively for a moment, ``_try_lock_past_probes``), or None."""
+    prefix = f"{base.name}.shards-of-"
+    for path in sorted(base.parent.glob(f"{glob.escape(prefix)}*.lock")):
+        m = path.name[len(prefix):-len(".lock")]
+        if not m.isdigit() or int(m) == n:
+            continue
+        fd = _open_lock_file(path)
+        try:
+            if not _try_lock_past_probes(fd, path, fcntl.LOCK_EX):
+                return int(m)
+        finally:
+            os.close(fd)  # releases the moment's lock
+    return None
+
+
+def _try_lock_past_probes(fd, path, operation, tries=5, pause=0.02):
+    """``_try_lock``, tried ``tries`` times ``pause`` seconds apart: a run probing a shard-count lock holds it
+    exclusively for microseconds (``_other_shard_count_held``), which must not refuse another run starting then."""
+    for _ in range(tries - 1):
+        if _try_lock(fd, path, operation):
+            return True
+        time.sleep(pause)
+    return _try_lock(fd, path, operation)
 
 
 def _open_lock_file(path):
