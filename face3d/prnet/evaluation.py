@@ -2,7 +2,7 @@
 
 The protocol is PRNet's (Feng et al., ECCV 2018, section 5), which follows 3DDFA's benchmark (Zhu et al., CVPR 2016;
 ``benchmark_aflw2000.py`` of github.com/cleardusk/3DDFA); README "Evaluation protocol" states it in full.
-Points are image pixels (x, y, y down) with z depth in the same units. All NME values are fractions
+Points are in image pixels (x right, y down), with z depth in the same units. All NME values are fractions
 (0.035 = 3.5 %); the Markdown report prints percentages. Each rule lives where it is applied: ``evaluate_model``
 (crop, skipped samples), ``keypoint_nme``, ``summarize_errors`` (yaw buckets, AUC, failures), ``dense_errors``.
 """
