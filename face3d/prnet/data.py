@@ -1,23 +1,8 @@
-"""Training input for PRNet: the ``tf.data`` pipeline with augmentation.
+"""Training input for PRNet: the ``tf.data`` pipeline with augmentation (Feng et al. 2018, section 4.2).
 
-Samples and their up-front checks are in ``face3d.prnet.samples``.
-
-The pipeline (``make_dataset``) yields ``(image, target, weight)`` batches: image float32 (B, S, S, 3) in [0, 1];
-target float32 (B, S, S, 3) = position map / (1.1 * R) (the official model's normalisation, so the network's
-sigmoid output times 1.1 * R is a position map in crop pixels); weight float32 (B, S, S), the UV weight mask scaled
-to a maximum of 1 (``uv_weights.loss_weights``), used by Keras as a per-pixel sample weight. S is the model's input
-size (R unless training at a reduced size; the map is then resampled by ``uv_weights.resample_map``, nearest-neighbour
-with the keypoints' own values at their pixels of the S map, and the image warped straight to S).
-Files are read and decoded by TensorFlow (JPEG exactly as OpenCV decodes it); the augmentation runs per sample in
-OpenCV (``augment_sample``) inside parallel ``tf.numpy_function`` calls.
-
-Augmentation (Feng et al. 2018, section 4.2), each part switchable (``AugmentConfig``): one similarity transform
-p' = s R(theta) (p - c) + c + t about the crop centre c = ((R - 1) / 2, (R - 1) / 2), applied to the image (by
-inverse warping, bilinear) and to the map's x, y (z is multiplied by s; pixels outside the face stay 0), with
-theta uniform in +-45 degrees, t uniform in +-10 % of R per axis, s uniform in [0.9, 1.2]; then per-channel colour
-factors uniform in [0.6, 1.4] (clipped to [0, 1]); then, with probability 0.5, a rectangle of random textured noise.
-Random numbers come from stateless generators keyed by (seed, epoch, sample index), and the sample order of each
-epoch from a stateless shuffle keyed by (seed, epoch), so an epoch's batches depend only on those and not on
+Samples and their up-front checks are in ``face3d.prnet.samples``. ``make_dataset`` yields (image, target, weight)
+batches at the model's input size S: images in [0, 1], targets the position map / (1.1 * R) for R x R maps.
+``augment_sample`` documents the augmentation. An epoch's batches depend only on (seed, epoch), not on
 parallelism or on where a run was resumed.
 """
 import logging
@@ -118,6 +103,14 @@ def augment_sample(image, posmap, params, size, augment, uv_kpt_ind):
     """Apply the augmentation of ``params`` to one sample and bring it to the model's input size (numpy + OpenCV,
     which runs several times faster than TensorFlow's image ops here and releases the GIL for parallel calls).
 
+    One similarity transform ``p' = s R(theta) (p - c) + c + t`` about the crop centre c = ((R - 1) / 2, (R - 1) / 2)
+    is applied to the image (by inverse warping, bilinear) and to the map's x, y (z is multiplied by s; pixels
+    outside the face stay 0), with the defaults theta uniform in +-45 degrees, t uniform in +-10 % of R per axis,
+    s uniform in [0.9, 1.2] (``AugmentConfig``); then per-channel colour factors uniform in [0.6, 1.4] (clipped to
+    [0, 1]); then, with probability 0.5, a rectangle of random textured noise. Below R the map is resampled
+    nearest-neighbour with the keypoints' own values at their pixels of the S map, and the image warped straight
+    to S.
+
     Args:
         image: (R, R, 3) uint8 crop.
         posmap: (R, R, 3) float32 map in crop pixels.
@@ -189,6 +182,11 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
                  drop_remainder=True):
     """The ``tf.data`` pipeline of one epoch.
 
+    Files are read and decoded by TensorFlow (JPEG exactly as OpenCV decodes it); ``augment_sample`` runs per
+    sample inside parallel ``tf.numpy_function`` calls. Its random numbers come from stateless generators keyed by
+    (seed, epoch, sample index) (``augment_params``) and the sample order from a stateless shuffle keyed by
+    (seed, epoch) (``epoch_order``).
+
     Args:
         samples: FileSamples or H5Samples.
         uv: ``face3d.trainset.uv_layout.UVData`` of the maps (resolution R); its weight mask at S
@@ -201,8 +199,11 @@ def make_dataset(samples, uv, *, batch_size, input_size=None, augment=None, seed
         shuffle: shuffle the sample order (stateless, keyed by seed and epoch).
         drop_remainder: drop the last incomplete batch.
     Returns:
-        tf.data.Dataset of (image (B, S, S, 3), target (B, S, S, 3), weight (B, S, S)) float32 tensors; the
-        target is the map / (1.1 R).
+        tf.data.Dataset of (image (B, S, S, 3), target (B, S, S, 3), weight (B, S, S)) float32 tensors: image in
+        [0, 1]; target the map / (1.1 R) (the official model's normalisation, so the network's sigmoid output times
+        1.1 R is a position map in crop pixels); weight the UV weight mask scaled to a maximum of 1
+        (``uv_weights.loss_weights``), used by Keras as a per-pixel sample weight. S is R unless training at a
+        reduced input size.
     """
     import tensorflow as tf
     size = int(input_size or samples.resolution)

@@ -1,45 +1,10 @@
 """Evaluation on AFLW2000-3D (or any folder in its format): landmark NME by yaw, CED curves, AUC, reports.
 
-Protocol (PRNet: Feng et al., "Joint 3D Face Reconstruction and Dense Alignment with Position Map Regression
-Network", ECCV 2018, section 5; its numbers follow 3DDFA's benchmark, Zhu et al., "Face Alignment Across Large
-Poses: A 3D Solution", CVPR 2016, and the script ``benchmark_aflw2000.py`` of github.com/cleardusk/3DDFA):
-
-* Data: each image comes with a ``.mat`` holding ``pt3d_68`` (3, 68), the ground-truth landmarks (x, y in image
-  pixels, y down; z depth in the same units) and ``Pose_Para`` (1, 7) whose yaw (entry 2, radians) sorts the sample
-  into a bucket. The face is cropped from the ground-truth landmarks' box (``inference.landmark_crop``: the
-  generator's training crop, side 1.5 x the box's mean side, where PRNet's demo takes ``int(1.6 x)`` with its own
-  training crop), so detection failures do not enter the metric.
-* NME of the 68 landmarks: ``mean_k ||p_k - g_k|| / sqrt(w * h)`` with w, h the width and height of the ground
-  truth's 2D box (3DDFA's ``calc_nme``; computed by ``face3d.prnet.metrics.nme``), in 2D (x, y) and in 3D (x, y,
-  z). In 3D the depth origin is arbitrary (``pt3d_68`` carries the fitted tz, PRNet's maps put the deepest vertex
-  at 0), so both point sets are first shifted to zero mean depth. The 3D NME is also reported normalised by the
-  box diagonal ``sqrt(w^2 + h^2)``, since published 3D numbers differ on the normaliser; every value is labelled.
-* Yaw buckets by |yaw|: [0, 30], (30, 60], (60, 90] degrees (values beyond 90 go to the last), the mean in each,
-  and their balanced mean (the mean of the three bucket means, as 3DDFA's ``ana`` and the papers' tables compute
-  it). When a bucket is empty the balanced mean is taken over the others and ``balanced_buckets`` says how many.
-* Cumulative error distribution (CED): the fraction of samples with NME <= t; the AUC up to T is the integral of
-  the CED over [0, T] divided by T, exactly ``mean_i max(0, 1 - e_i / T)``, reported for T = 7 % and 10 %; the
-  failure rate is the fraction with NME > 10 %. A non-finite NME (NaN, inf) counts as NME > 10 %: a failure,
-  never reached by the CED, 0 in the AUC (its mean, and the means holding it, stay non-finite).
-* Dense alignment (when dense ground truth exists: the ``.mat``'s Shape_Para / Exp_Para / Pose_Para with the
-  morphable model they were fitted with): the NME over every face vertex of the UV data (``face_ind``) against the
-  model's surface placed by the pose and read at the same UV pixels, normalised like the landmarks (the 68-point
-  box), 2D and 3D (mean depth aligned).
-* 3D face reconstruction (with dense ground truth; PRNet's "3D Face Reconstruction"): the predicted dense vertices
-  are rigidly aligned to the ground truth by ICP (``reconstruction.icp_align``: rotation and translation, no
-  scale); the symmetric mean nearest-point (Chamfer) distance, (mean over the aligned predicted vertices of the
-  distance to the nearest ground-truth vertex + mean over the ground-truth vertices of the distance to the
-  nearest aligned predicted vertex) / 2, is divided, as PRNet does, by the outer interocular distance of the
-  ground truth's 3D landmarks 36 and 45 (``reconstruction_nme_3d``). Both directions, since one alone scores a
-  collapsed or shrunk face near 0, and PRNet's paper leaves the direction open.
-* Skipped, not measured: an image without a ``.mat`` beside it, a sample whose files cannot be read, and one
-  whose predicted map holds NaN or inf (a diverged network gives no face to measure); ``skipped`` lists each with
-  the reason. Hidden files (macOS's ``._image00002.jpg``) and folders are not images of the set, nor is a
-  report's ``ced.png`` (beside its ``report.json``); links to folders are followed (each folder once).
-* Every metric key also gets its CED curve in ``report.json`` (``ced``: the fraction of samples with NME <= t for
-  t = 0, 0.001, ..., 0.1) and in ``ced.png``.
-
-All NME values are fractions (0.035 = 3.5 %); the Markdown report prints percentages.
+The protocol is PRNet's (Feng et al., ECCV 2018, section 5), which follows 3DDFA's benchmark (Zhu et al., CVPR 2016;
+``benchmark_aflw2000.py`` of github.com/cleardusk/3DDFA); README "Evaluation protocol" states it in full.
+Points are in image pixels (x right, y down), with z depth in the same units. All NME values are fractions
+(0.035 = 3.5 %); the Markdown report prints percentages. Each rule lives where it is applied: ``evaluate_model``
+(crop, skipped samples), ``keypoint_nme``, ``summarize_errors`` (yaw buckets, AUC, failures), ``dense_errors``.
 """
 import logging
 import os
@@ -106,7 +71,8 @@ class AFLWSample:
             the plain stem for an image at the top of the folder).
         image_path, mat_path: Paths.
         landmarks: (68, 3) float64 ``pt3d_68`` transposed (x, y image pixels, y down; z depth).
-        yaw_deg: float, ``Pose_Para`` yaw in degrees (sign kept).
+        yaw_deg: float, ``Pose_Para``'s yaw (its second entry, stored in radians) in degrees, sign kept; its |yaw|
+            puts the sample in a bucket (``yaw_bucket``).
         pose_para: (7,) float64 or None. shape_para, exp_para: (n, 1) float64 or None (dense ground truth).
     """
     name: str
@@ -126,9 +92,9 @@ def image_mat_pairs(images):
 
 
 def data_images(folder):
-    """Every image of a data folder: ``discovery.listed_images`` (recursively, links to folders followed, hidden
-    files and folders left out, sorted by path) but a report's ``ced.png`` (``is_report_chart``: a report folder
-    inside the data folder)."""
+    """Every image of a data folder: ``discovery.listed_images`` (recursively, links to folders followed, each
+    folder once, hidden files and folders left out, sorted by path) but a report's ``ced.png`` (``is_report_chart``:
+    a report folder inside the data folder)."""
     return [image for image in listed_images(folder) if not is_report_chart(image)]
 
 
@@ -239,10 +205,14 @@ def read_sample(image_path, mat_path, folder=None, max_pixels=None, limit_flag=N
 def keypoint_nme(pred, gt, dims=2, normalizer="box"):
     """Per-sample NME of point sets, computed by ``metrics.nme`` (the points laid out as a 1 x K map).
 
+    ``mean_k ||p_k - g_k|| / sqrt(w * h)`` with w, h the width and height of gt's 2D box (3DDFA's ``calc_nme``).
+
     Args:
         pred, gt: (N, K, 3) or (K, 3) points (x, y image pixels, z depth).
-        dims: 2 (x, y) or 3 (x, y, z; both sets shifted to zero mean depth first, see the module docstring).
-        normalizer: "box" for sqrt(w * h) of gt's 2D box (the protocol), "diagonal" for sqrt(w^2 + h^2).
+        dims: 2 (x, y) or 3 (x, y, z). In 3D the depth origin is arbitrary (``pt3d_68`` carries the fitted tz,
+            PRNet's maps put the deepest vertex at 0), so both sets are first shifted to zero mean depth.
+        normalizer: "box" for sqrt(w * h) of gt's 2D box (the protocol), "diagonal" for sqrt(w^2 + h^2) (reported
+            too for 3D, since published 3D numbers differ on the normaliser; every value is labelled).
     Returns:
         (N,) float64 (a float64 scalar for (K, 3) input).
     """
@@ -268,7 +238,7 @@ def keypoint_nme(pred, gt, dims=2, normalizer="box"):
 
 
 def yaw_bucket(yaw_deg):
-    """Bucket index of each yaw: 0 for |yaw| <= 30, 1 for 30 < |yaw| <= 60, 2 above (degrees).
+    """Bucket index of each yaw: 0 for |yaw| <= 30, 1 for 30 < |yaw| <= 60, 2 above, beyond 90 too (degrees).
 
     Returns:
         (N,) int64 (a scalar array for scalar input).
@@ -303,6 +273,10 @@ def failure_rate(errors, threshold=FAILURE_THRESHOLD):
 
 def summarize_errors(errors, yaw_deg=None):
     """Mean, std, per-yaw-bucket and balanced means, AUCs and failure rate of per-sample errors.
+
+    The balanced mean is the mean of the bucket means (3DDFA's ``ana`` and the papers' tables), taken over the
+    non-empty buckets when one is empty. AUCs are ``auc`` at T = 7 % and 10 %; the failure rate is the fraction with
+    NME > 10 %. A non-finite NME counts as a failure and 0 in the AUC; the means holding it stay non-finite.
 
     Args:
         errors: (N,) NME values. yaw_deg: (N,) yaws in degrees, or None (no buckets).
@@ -369,7 +343,12 @@ class DenseGroundTruth:
 # ------------------------------------------------------------------------------------------------ evaluation
 
 def dense_errors(dense_pred, dense_gt, gt_landmarks):
-    """Per-sample dense errors of a batch of samples: dense alignment and 3D reconstruction (module docstring).
+    """Per-sample dense errors of a batch of samples: dense alignment and 3D reconstruction.
+
+    Dense alignment: ``keypoint_nme`` over every face vertex (2D, and 3D with mean depth aligned), normalised like
+    the landmarks by the 68 points' box. 3D reconstruction (PRNet's "3D Face Reconstruction"):
+    ``reconstruction.reconstruction_nme``, the symmetric Chamfer distance after rigid ICP (rotation and translation,
+    no scale) divided by the outer interocular distance of the ground truth's 3D landmarks 36 and 45.
 
     Args:
         dense_pred, dense_gt: (N, m, 3) predicted and ground-truth dense vertices (image space, same m per sample).
@@ -400,7 +379,8 @@ def evaluate_predictions(pred_landmarks, gt_landmarks, yaw_deg, names=None, dens
         dict (see ``write_reports``): ``samples``, ``nme_2d``, ``nme_3d``, ``nme_3d_diagonal`` (overall means),
         ``balanced`` ({metric: balanced mean}), ``yaw_buckets`` ({label: {"count", metric: mean}}),
         ``metrics`` ({metric: ``summarize_errors``}), ``per_sample`` (list of dicts), ``labels``, ``protocol``,
-        ``ced`` ({"thresholds": T values, metric: fraction of samples with NME <= each}).
+        ``ced`` ({"thresholds": t = 0, 0.001, ..., 0.1 (``CED_THRESHOLDS``), metric: fraction of samples with
+        NME <= each}).
     """
     pred = np.asarray(pred_landmarks, dtype=np.float64)
     gt = np.asarray(gt_landmarks, dtype=np.float64)
@@ -462,6 +442,10 @@ def counts_line(report):
 
 def evaluate_model(prn, data_dir, output_dir=None, dense_model=None, batch_size=8, limit=None, progress=False):
     """Run a PRN on every sample of an AFLW2000-3D-format folder and build (and optionally write) the report.
+
+    Each face is cropped from its ground-truth landmarks' box (``face_crop.landmark_crop``: the generator's training
+    crop, side 1.5 x the box's mean side, where PRNet's demo takes ``int(1.6 x)`` with its own training crop), so
+    detection failures do not enter the metric.
 
     Args:
         prn: ``inference.PRN``.

@@ -1,28 +1,9 @@
 """Face crops for the network and the network's maps back in the image (no TensorFlow).
 
-Crop rules (``face3d.contract``; both give a ``face3d.trainset.crop.CropBox``, mapped to the crop by
-``crop.crop_matrix``: the box's corners go to pixels 0 and R - 1):
-
-* from a face detector's box (``box_crop``): PRNet's rule for dlib boxes, centre = box centre moved down by 0.14 x
-  the mean side, side = 1.58 x the mean side ``((x1 - x0) + (y1 - y0)) / 2`` truncated to whole pixels, as PRNet's
-  ``int(old_size * 1.58)`` (at least 1);
-* from 68 landmarks (``landmark_crop``): the generator's training crop, ``crop.keypoint_box`` unperturbed:
-  centre of the landmarks' box, side 1.5 x its mean side (PRNet's demo uses 1.6 with its own training crop), so a
-  network sees faces framed as in training. Exactly 68, in iBUG order: the box of fewer points (a detector's 5,
-  AFLW's 21) is smaller than the 68's, and its crop would frame the face tighter than training did.
-
-``face_crop_box`` takes either and refuses a face that lies outside the image (its crop would be all black):
-``PRN.crop``, ``face3d demo``, ``face3d serve`` and ``face3d offline --boxes`` crop through it (ground-truth
-landmarks of AFLW2000-3D samples are cropped by ``landmark_crop`` alone).
-
-Maps and sizes: the network takes S x S crops and returns S x S maps in [0, 1]; the map in crop pixels is
-``output * 1.1 * R`` with R the UV-data resolution (``contract.map_scale``). When S < R (a network trained at
-a reduced input size) the crop is taken straight at S (pixel q of the S crop at ``(R / S) q + (R / S - 1) / 2`` of
-the R crop, as the training pipeline resamples) and the S map is expanded to R x R nearest-neighbour
-(``uv_weights.reduced_indices``), so the keypoints are read exactly where training put them
-(``uv_weights.resize_uv_data``, ``uv_weights.resample_map``). Restoring inverts the crop affine ``p' = A p + t``:
-``p = A^-1 (p' - t)`` for x, y and ``z = z' / k`` with k the crop's scale ``sqrt(|det A|)`` (PRNet's
-``z / tform.params[0, 0]``).
+Two crop rules (``face3d.contract``), PRNet's for a detector's box (``box_crop``) and the generator's training crop
+for 68 landmarks (``landmark_crop``), both give a ``face3d.trainset.crop.CropBox``; ``face_crop_box`` takes either.
+``crop_face`` warps an image to the network's S x S input and ``restore_map`` brings the map back. Points are image
+pixels (x right, y down); a map holds crop-pixel x, y, z as ``output * 1.1 * R`` with R the UV-data resolution.
 """
 from dataclasses import dataclass
 
@@ -96,7 +77,7 @@ def _box_corners(box):
 
 
 def box_crop(box):
-    """PRNet's crop for a face detector's box (see the module docstring).
+    """PRNet's crop for a face detector's box (PRNet's rule for dlib boxes, ``int(old_size * 1.58)``).
 
     Args:
         box: (x0, y0, x1, y1) image pixels, x1 > x0, y1 > y0 (4 numbers: a detector's score is not one of them).
@@ -129,7 +110,10 @@ def _landmark_points(landmarks):
 
 
 def landmark_crop(landmarks):
-    """The generator's crop around 68 landmarks (``crop.keypoint_box`` with scale 1.5, unperturbed).
+    """The generator's crop around 68 landmarks (``crop.keypoint_box`` with scale 1.5, unperturbed): centre of the
+    landmarks' box, side 1.5 x its mean side (PRNet's demo uses 1.6 with its own training crop), so a network sees
+    faces framed as in training. Exactly 68, in iBUG order: the box of fewer points (a detector's 5, AFLW's 21) is
+    smaller than the 68's, and its crop would frame the face tighter than training did.
 
     Args:
         landmarks: the 68 iBUG landmarks, (68, 2|3) or (2|3, 68) image pixels (x, y); only x and y are used.
@@ -151,7 +135,9 @@ def _crop_around(points):
 
 def face_crop_box(width, height, box=None, landmarks=None):
     """The crop of the face in a ``width`` x ``height`` image from a detector ``box`` (``box_crop``) or from 68
-    ``landmarks`` (``landmark_crop``): exactly one of them.
+    ``landmarks`` (``landmark_crop``): exactly one of them. ``PRN.crop``, ``face3d demo``, ``face3d serve`` and
+    ``face3d offline --boxes`` crop through it (ground-truth landmarks of AFLW2000-3D samples are cropped by
+    ``landmark_crop`` alone).
 
     Raises:
         ValueError: both or neither given, either refused by its crop rule, or the face outside the image
@@ -171,6 +157,10 @@ def face_crop_box(width, height, box=None, landmarks=None):
 
 def crop_face(image, box, input_size, resolution):
     """Warp the face in ``box`` to the network's input.
+
+    The box's corners go to pixels 0 and R - 1 of the R x R crop (``crop.crop_matrix``). When S < R (a network
+    trained at a reduced input size) the crop is taken straight at S: pixel q of the S crop lies at
+    ``(R / S) q + (R / S - 1) / 2`` of the R crop, as the training pipeline resamples.
 
     Args:
         image: (h, w, 3) uint8 RGB (anything ``as_rgb_uint8`` accepts).
@@ -195,7 +185,13 @@ def crop_face(image, box, input_size, resolution):
 
 
 def restore_map(output, matrix, resolution):
-    """A network output back in original image coordinates (see the module docstring).
+    """A network output back in original image coordinates.
+
+    The map in crop pixels is ``output * 1.1 * R`` (``contract.map_scale``). An S map (S < R) is first expanded to
+    R x R nearest-neighbour (``uv_weights.reduced_indices``), so the keypoints are read exactly where training put
+    them (``uv_weights.resize_uv_data``, ``uv_weights.resample_map``). Restoring inverts the crop affine
+    ``p' = A p + t``: ``p = A^-1 (p' - t)`` for x, y and ``z = z' / k`` with k the crop's scale ``sqrt(|det A|)``
+    (PRNet's ``z / tform.params[0, 0]``).
 
     Args:
         output: (S, S, 3) normalised map in [0, 1].

@@ -2,10 +2,8 @@
 
 The API follows PRNet's ``api.PRN`` (Feng et al., ECCV 2018, github.com/YadiraF/PRNet): ``PRN.process`` returns
 the position map in original image coordinates, and ``get_landmarks`` / ``get_vertices`` / ``get_colors`` read it.
-Everything after the network is numpy + OpenCV + ``face3d.mesh`` (no TensorFlow), so an ONNX Runtime installation
-runs the whole path. The steps live in ``face_crop`` (crops, restoring maps), ``readout`` (vertices, colours,
-texture), ``depth`` (visibility, depth image), ``pose``, ``serialization`` (OBJ) and ``drawing``; their names are
-importable from here too.
+Everything after the network is numpy + OpenCV + ``face3d.mesh`` (no TensorFlow). The steps live in ``face_crop``,
+``readout``, ``depth``, ``pose``, ``serialization`` and ``drawing``; their names are importable from here too.
 
 Coordinates: image pixels, x right, y down, pixel centres at integers; z towards the viewer (larger is nearer), in
 the same pixel units, with an arbitrary origin (the training maps put the face's deepest vertex at 0).

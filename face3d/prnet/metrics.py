@@ -1,13 +1,8 @@
 """Landmark error of predicted position maps: pure numpy (no TensorFlow), shared by training and evaluation.
 
 The 68 iBUG keypoints are read from a position map at PRNet's ``uv_kpt_ind`` (row 0 = x, row 1 = y, read as
-``map[y, x]``; ``face3d.trainset.posmap.keypoints_from_map``). The normalised mean error follows PRNet's
-AFLW2000-3D protocol:
-
-    NME = mean_k || p_k - g_k || / sqrt(w * h)
-
-with p_k, g_k the predicted and ground-truth keypoints (x, y, or x, y, z with ``dims=3``) and w, h the width and
-height of the ground-truth 68 keypoints' bounding box in x, y.
+``map[y, x]``; ``face3d.trainset.posmap.keypoints_from_map``). ``nme`` is PRNet's AFLW2000-3D normalised mean error,
+``mean_k ||p_k - g_k|| / sqrt(w * h)``.
 """
 import numpy as np
 
@@ -24,7 +19,10 @@ def bbox_size(keypoints):
 
 
 def nme(pred_map, gt_map, uv_kpt_ind, dims=2):
-    """Normalised mean error of the keypoints read from predicted vs ground-truth maps (formula in the module doc).
+    """Normalised mean error of the keypoints read from predicted vs ground-truth maps.
+
+    ``NME = mean_k ||p_k - g_k|| / sqrt(w * h)`` with p_k, g_k the predicted and ground-truth keypoints (x, y, or
+    x, y, z with ``dims=3``) and w, h the width and height of the ground-truth keypoints' x, y box (``bbox_size``).
 
     Args:
         pred_map, gt_map: (H, W, 3) or (N, H, W, 3) position maps in the same pixel units.

@@ -1,21 +1,9 @@
 """PRNet's ``resfcn256`` encoder-decoder in Keras 3 (Feng et al., "Joint 3D Face Reconstruction and Dense
 Alignment with Position Map Regression Network", ECCV 2018; layout of the authors' ``predictor.py``).
 
-Layer names are part of the interface (checkpoints and the exporter address layers by name):
-
-* ``input`` -> ``conv0`` (4x4, width channels) -> ``conv0_bn`` -> ``conv0_relu``;
-* residual blocks ``block1`` .. ``block10`` with layers ``blockN_conv1`` (1x1, c/2) -> ``blockN_bn1`` ->
-  ``blockN_relu1`` -> ``blockN_conv2`` (4x4, c/2, the block's stride) -> ``blockN_bn2`` -> ``blockN_relu2`` ->
-  ``blockN_conv3`` (1x1, c) and ``blockN_shortcut`` (1x1 projection, only where the shape changes; at stride 2
-  it follows ``blockN_subsample``, which keeps every second pixel, so together they are the original strided
-  1x1 convolution with the same weights) ->
-  ``blockN_add`` -> ``blockN_bn`` -> ``blockN_relu``;
-* transposed convolutions ``deconv1`` .. ``deconv17`` (4x4), each followed by ``deconvN_bn`` and
-  ``deconvN_relu``, except ``deconv17`` whose ``deconv17_bn`` feeds the sigmoid ``output``.
-
-As in the original (``tf.contrib.layers`` with ``biases_initializer=None``) no convolution has a bias; batch
-normalisation has scale and offset. The output is a (size, size, 3) map in [0, 1]: PRNet's normalised position map
-(crop-space x, y, z divided by 1.1 x the map resolution).
+Layer names are part of the interface: checkpoints and the exporter address layers by name (``build_resfcn256``
+lists them). The output is PRNet's normalised position map in [0, 1]: crop-space x, y, z divided by 1.1 x the map
+resolution.
 """
 import keras
 from keras import layers
@@ -34,6 +22,20 @@ DECODER_STRIDES = (1, 2, 1, 1, 2, 1, 1, 2, 1, 1, 2, 1, 2, 1, 1, 1, 1)
 
 def build_resfcn256(input_size=INPUT_SIZE, width=16, bn_momentum=0.99, name="resfcn256"):
     """Build PRNet's resfcn256.
+
+    Layers, by name:
+
+    * ``input`` -> ``conv0`` (4x4, width channels) -> ``conv0_bn`` -> ``conv0_relu``;
+    * residual blocks ``block1`` .. ``block10`` with layers ``blockN_conv1`` (1x1, c/2) -> ``blockN_bn1`` ->
+      ``blockN_relu1`` -> ``blockN_conv2`` (4x4, c/2, the block's stride) -> ``blockN_bn2`` -> ``blockN_relu2`` ->
+      ``blockN_conv3`` (1x1, c) and ``blockN_shortcut`` (1x1 projection, only where the shape changes; at stride 2
+      it follows ``blockN_subsample``, which keeps every second pixel, so together they are the original strided
+      1x1 convolution with the same weights) -> ``blockN_add`` -> ``blockN_bn`` -> ``blockN_relu``;
+    * transposed convolutions ``deconv1`` .. ``deconv17`` (4x4), each followed by ``deconvN_bn`` and
+      ``deconvN_relu``, except ``deconv17`` whose ``deconv17_bn`` feeds the sigmoid ``output``.
+
+    As in the original (``tf.contrib.layers`` with ``biases_initializer=None``) no convolution has a bias; batch
+    normalisation has scale and offset.
 
     Args:
         input_size: side of the square input image and output map, in pixels; a multiple of 32 (five stride-2

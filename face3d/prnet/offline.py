@@ -1,31 +1,10 @@
 """The offline-inference flow around an Ascend ``.om`` (msame), runnable and testable without a board.
 
-    face3d offline pre_process --data AFLW2000 --output work [--input-size 256] [--batch 1]
-    face3d offline run --model export/prnet.onnx --input work/bin --output work/out [--fp16]
-    face3d offline post_process --result work/out/<timestamp> --manifest work/manifest.json
-                                --output work/report [--timing msame.log]
-
-* ``pre_process``: an AFLW2000-3D-format folder (image + ``.mat`` with ``pt3d_68``; cropped from the ground-truth
-  landmarks exactly as ``evaluation.evaluate_model`` crops) or images + a boxes file (``name x0 y0 x1 y1`` per
-  line; PRNet's detector-box crop) -> ``DIR/bin/``, holding only one ``.bin`` per network call (raw little-endian
-  float32 NHWC ``[B, S, S, 3]``, RGB / 255 as in training, ``inference.crop_face``), and ``DIR/manifest.json``
-  beside it with a new ``run_id``, each crop's image -> map affine, crop box (cx, cy, side), and the ground truth.
-* ``run``: msame's contract: every entry of the input folder (``DIR/bin``) but hidden ones, in sorted order, one
-  inference each; outputs ``<output>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the
-  normalised map); the per-file times and the ``run_id`` of ``DIR/manifest.json`` in ``timing.json`` there and
-  msame's summary lines on stdout. Every input's size is checked before that folder is created; a failed run
-  removes it. A model giving maps in PRNet's UV layout (PRNet's checkpoint, or a ``.keras`` file converted from
-  it) is refused on crops whose manifest names other uv-data (the packaged one, say): post_process would read
-  their keypoints at the wrong map pixels.
-  Backed by ONNX Runtime (``.onnx``) or TensorFlow (``.pb``) through ``predictor.load_predictor``; ``--fp16`` runs
-  the ONNX model converted to float16 (``export.onnx_to_float16``), which predicts what ATC's
-  ``--precision_mode=force_fp16`` costs.
-* ``post_process``: outputs + manifest -> position maps in image coordinates (``inference.restore_map``) -> 68
-  landmarks -> the evaluation report (``evaluation.evaluate_predictions`` / ``write_reports``) with the per-image
-  latency (from ``timing.json`` or an msame log's ``Inference time`` lines). It refuses results whose
-  ``timing.json`` names another run than the manifest. A sample whose map holds NaN or inf (a diverged network) is
-  logged and skipped, as ``face3d evaluate`` skips it; the other samples of its file are post-processed. The
-  report's ``skipped`` lists it beside the manifest's, each with the reason.
+``face3d offline pre_process`` crops a test folder into msame's input files (``pre_process``), ``run`` feeds them
+to an ONNX or TensorFlow model as msame feeds the ``.om`` (``run_offline``), and ``post_process`` turns the
+outputs into landmarks and the evaluation report (``post_process``). Every ``.bin`` is raw little-endian float32
+NHWC ``[B, S, S, 3]``: crops as RGB / 255, outputs as normalised maps. README "Deploying on Ascend" (steps 3-5)
+gives the commands.
 """
 import io
 import json
@@ -198,7 +177,14 @@ def _write_bin(path, array):
 
 def pre_process(data_dir, output_dir, input_size=INPUT_SIZE, uv_data=None, boxes=None, batch_size=1, limit=None,
                 max_pixels=DEFAULT_MAX_PIXELS):
-    """Crop every face of a test folder into msame input files and write the manifest (module docstring).
+    """Crop every face of a test folder into msame input files and write the manifest.
+
+    Faces of an AFLW2000-3D-format folder (image + ``.mat`` with ``pt3d_68``) are cropped from the ground-truth
+    landmarks exactly as ``evaluation.evaluate_model`` crops; plain images with a boxes file by PRNet's
+    detector-box crop (``face_crop.face_crop_box``). ``DIR/bin/`` then holds only one ``.bin`` per network call
+    (raw little-endian float32 NHWC ``[B, S, S, 3]``, RGB / 255 as in training, ``face_crop.crop_face``), and
+    ``DIR/manifest.json`` beside it (``read_manifest``) a new ``run_id``, each crop's image -> map affine, crop box
+    (cx, cy, side) and the ground truth.
 
     Each batch is written as soon as it is full, into the hidden staging folder ``DIR/bin/.bin.partial`` (msame
     skips hidden entries: a killed run's leftover is never run, and the next run clears it); once all are written,
@@ -324,8 +310,10 @@ def read_manifest(path):
     ``post_process`` read.
 
     Returns:
-        dict (module docstring): ``files`` -> [{"bin": plain ``.bin`` name, "samples": names}], ``samples`` ->
-        records {"name", "image", "matrix", ...}, ``input_size`` S, ``batch_size`` B, ``resolution`` R, ``run_id``, ...
+        dict: ``files`` -> [{"bin": plain ``.bin`` name, "samples": names}], ``samples`` -> records {"name",
+        "image", "matrix" (the image -> map affine), "crop_box" ([cx, cy, side]), with ground truth "landmarks",
+        "yaw_deg", ...}, ``input_size`` S, ``batch_size`` B, ``resolution`` R, ``run_id`` (new at every
+        ``pre_process``), ...
     Raises:
         FileNotFoundError: no such file.
         InputFileError: naming the file, when it is not JSON or not a face3d manifest (a ``timing.json``, say).
@@ -540,13 +528,18 @@ def run_offline(model, input_dir, output_dir, fp16=False, threads=None, quiet=Fa
                 trust_model=False):
     """msame's loop on the host: every entry of ``input_dir`` but hidden ones (sorted) through the model.
 
+    msame's contract: one inference per entry; the outputs are
+    ``<output_dir>/<YYYYMMDD_HHMMSS>/<bin stem>_output_0.bin`` (raw float32 ``[B, S, S, 3]``, the normalised map),
+    the per-file times and the manifest's ``run_id`` go to ``timing.json`` there, and msame's summary lines to
+    stdout. ``fp16`` predicts what ATC's ``--precision_mode=force_fp16`` costs.
+
     Args:
         model: ``.onnx`` or ``.pb`` path (anything ``predictor.load_predictor`` takes).
         input_dir: ``DIR/bin`` of ``pre_process``: ``.bin`` files, each float32 [B, S, S, 3] (B the model's batch,
             or any multiple of S*S*3 floats for a model with a free batch); ``DIR/manifest.json`` must lie beside
             it.
         output_dir: parent of the timestamped result folder.
-        fp16: run the ONNX model converted to float16 (``.onnx`` only).
+        fp16: run the ONNX model converted to float16 (``.onnx`` only; ``export.onnx_to_float16``).
         int8: run the ONNX model quantized to int8 QDQ (``quantize.quantize_onnx``), which predicts what an int8
             (AMCT) board deployment costs.
         calibration: the int8 calibration folder (``quantize.calibration_images``; a ValueError without ``int8``);
@@ -679,6 +672,12 @@ def latency_summary(times_ms, batch_size):
 
 def post_process(result_dir, manifest, output_dir, timing=None):
     """Turn runner (or msame) outputs into landmarks and the evaluation report.
+
+    Each output is brought back to a position map in image coordinates (``face_crop.restore_map``), its 68
+    landmarks read, and the report built as ``face3d evaluate`` builds it (``evaluation.evaluate_predictions``,
+    ``write_reports``), with the per-image latency from ``timing.json`` or an msame log's ``Inference time`` lines
+    (``read_timing``). A sample whose map holds NaN or inf is skipped as ``face3d evaluate`` skips it; the other
+    samples of its file are post-processed.
 
     Args:
         result_dir: folder with ``<bin stem>_output_0.bin`` files (the runner's timestamped folder).

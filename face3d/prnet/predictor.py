@@ -1,26 +1,10 @@
 """Run a trained PRNet in any of its saved forms: Keras file, PRNet's TF1 checkpoint, SavedModel, frozen GraphDef,
 ONNX or TFLite.
 
-``load_predictor(path)`` picks the backend from the path:
-
-* ``*.keras`` / ``*.h5``: a Keras 3 model file (``train.py``'s ``best.keras``), run by a ``tf.function``;
-* PRNet's TF1 checkpoint (its prefix, ``.index`` file or folder): converted to that Keras model by name
-  (``prnet_checkpoint``);
-* a folder holding ``saved_model.pb``: a TensorFlow SavedModel (Keras 3 ``model.export``), its
-  ``serving_default`` signature;
-* ``*.pb``: a frozen GraphDef with one float32 placeholder (``input``) and one output node (``output``), the
-  form ``face3d.prnet.export`` writes for Ascend ATC;
-* ``*.onnx``: an ONNX model run by ONNX Runtime (input and output taken by name when they are ``input`` and
-  ``output``, else the model's first ones);
-* ``*.tflite``: a TensorFlow Lite model run by its interpreter (float32, float16 or full-integer int8: quantized
-  inputs and outputs are converted with the model's own scale and zero point).
-
-Every predictor maps images to normalised position maps: ``predict(images)`` takes (N, S, S, 3) float32 crops in
-[0, 1] (NHWC, RGB, image / 255 as in training) and returns (N, S, S, 3) float32 maps in [0, 1] (the position map in
-crop pixels divided by 1.1 x the map resolution); each backend checks both shapes when it loads the model. Models
-with a fixed batch size (a ``.pb`` exported for batch 1) are fed in chunks of that size, the last one padded.
-TensorFlow and ONNX Runtime are imported only by their own backend, so an ONNX-only installation never needs
-TensorFlow.
+``load_predictor(path)`` picks the backend from the path, one ``Predictor`` subclass each. Every predictor maps
+NHWC RGB crops in [0, 1] (image / 255, as in training) to normalised position maps in [0, 1] (the position map in
+crop pixels divided by 1.1 x the map resolution; ``Predictor.predict``). TensorFlow and ONNX Runtime are imported
+only by their own backend, so an ONNX-only installation never needs TensorFlow.
 """
 import logging
 import os
@@ -136,10 +120,14 @@ class Predictor:
     def predict(self, images):
         """Normalised position maps of normalised crops.
 
+        A model with a fixed batch size (a ``.pb`` exported for batch 1) is fed in chunks of that size, the last
+        one padded.
+
         Args:
-            images: (N, S, S, 3) or (S, S, 3) float array in [0, 1].
+            images: (N, S, S, 3) or (S, S, 3) float array in [0, 1] (RGB, image / 255 as in training).
         Returns:
-            float32 (N, S, S, 3) (or (S, S, 3) for a single image) in [0, 1].
+            float32 (N, S, S, 3) (or (S, S, 3) for a single image) in [0, 1]: the position map in crop pixels
+            divided by 1.1 x the map resolution.
         """
         images = np.asarray(images, dtype=np.float32)
         single = images.ndim == 3
@@ -196,9 +184,9 @@ class Predictor:
 
 
 class KerasPredictor(Predictor):
-    """A Keras 3 model (an in-memory ``keras.Model``, a ``.keras``/``.h5`` file or PRNet's TF1 checkpoint, as
-    ``load_keras_model`` reads them), called in inference mode inside a ``tf.function`` traced once for a dynamic
-    batch."""
+    """A Keras 3 model (an in-memory ``keras.Model``, a ``.keras``/``.h5`` file such as ``train.py``'s
+    ``best.keras``, or PRNet's TF1 checkpoint converted to it by name, as ``load_keras_model`` reads them), called
+    in inference mode inside a ``tf.function`` traced once for a dynamic batch."""
 
     backend = "keras"
 
@@ -223,9 +211,9 @@ class KerasPredictor(Predictor):
 
 
 class SavedModelPredictor(Predictor):
-    """A TensorFlow SavedModel folder; runs its ``serving_default`` signature (one image input, the output
-    named ``output`` or the only one). Unless ``trust_model``, its op types are checked before it is loaded
-    (``graph_trust.check_saved_model``)."""
+    """A TensorFlow SavedModel folder (holding ``saved_model.pb``, as Keras 3's ``model.export`` writes); runs its
+    ``serving_default`` signature (one image input, the output named ``output`` or the only one). Unless
+    ``trust_model``, its op types are checked before it is loaded (``graph_trust.check_saved_model``)."""
 
     backend = "saved_model"
 
@@ -267,8 +255,9 @@ class SavedModelPredictor(Predictor):
 
 
 class FrozenGraphPredictor(Predictor):
-    """A frozen GraphDef (``.pb``) pruned to ``input_name:0 -> output_name:0``. Unless ``trust_model``, its op
-    types are checked before it is imported (``graph_trust.check_graph_def``)."""
+    """A frozen GraphDef (``.pb``) pruned to ``input_name:0 -> output_name:0``: one float32 placeholder (``input``)
+    and one output node (``output``), the form ``face3d.prnet.export`` writes for Ascend ATC. Unless
+    ``trust_model``, its op types are checked before it is imported (``graph_trust.check_graph_def``)."""
 
     backend = "frozen_graph"
 
@@ -307,7 +296,8 @@ class FrozenGraphPredictor(Predictor):
 
 
 class OnnxPredictor(Predictor):
-    """An ONNX model run by ONNX Runtime on the CPU (or ``providers``).
+    """An ONNX model run by ONNX Runtime on the CPU (or ``providers``); its input and output are taken by name when
+    they are ``input`` and ``output``, else the model's first ones.
 
     Args:
         path: the ``.onnx`` file.
@@ -367,8 +357,9 @@ def _builtin_resolver(interpreter_class):
 
 
 class TFLitePredictor(Predictor):
-    """A TensorFlow Lite model (``.tflite``) run by LiteRT's interpreter (``ai_edge_litert``) when installed, else
-    by ``tf.lite.Interpreter`` (the same runtime, deprecated in TensorFlow).
+    """A TensorFlow Lite model (``.tflite``: float32, float16 or full-integer int8) run by LiteRT's interpreter
+    (``ai_edge_litert``) when installed, else by ``tf.lite.Interpreter`` (the same runtime, deprecated in
+    TensorFlow).
 
     An int8/uint8 input is quantized as q = clip(round(x / scale) + zero_point) and an integer output dequantized
     as (q - zero_point) * scale, with the model's own parameters, so every variant takes and returns floats.
@@ -441,7 +432,10 @@ class TFLitePredictor(Predictor):
 
 
 def load_predictor(model, trust_model=False, **options):
-    """A predictor for a saved model, the backend chosen by the path (see the module docstring).
+    """A predictor for a saved model, the backend chosen by the path: ``*.keras`` / ``*.h5`` and PRNet's TF1
+    checkpoint (``KerasPredictor``), a folder holding ``saved_model.pb`` (``SavedModelPredictor``), ``*.pb``
+    (``FrozenGraphPredictor``), ``*.onnx`` (``OnnxPredictor``), ``*.tflite`` (``TFLitePredictor``). Each backend
+    checks the input and output shapes when it loads the model.
 
     Args:
         model: path (str or Path) to a ``.keras``/``.h5`` file, PRNet's TF1 checkpoint (prefix, ``.index`` or its

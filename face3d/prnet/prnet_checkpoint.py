@@ -1,13 +1,8 @@
 """PRNet's official TF1 checkpoint (``Data/net-data/256_256_resfcn256_weight``) as our Keras ``resfcn256``.
 
-The authors' graph (``tf.contrib.layers`` inside ``variable_scope('resfcn256')``) names its tensors
-``resfcn256/<scope>/weights`` and ``.../BatchNorm/{gamma,beta,moving_mean,moving_variance}``; the scopes are
-uniquified in creation order (``Conv``, ``resBlock``, ``resBlock_1`` ... ``resBlock_9``, ``Conv2d_transpose`` ...
-``Conv2d_transpose_16``), and inside a block ``shortcut`` (when present), ``Conv``, ``Conv_1``, ``Conv_2`` (no
-batch norm) and the block's ``BatchNorm``. Conv kernels are HWIO and transposed-conv kernels (h, w, out, in), the
-layouts of Keras's Conv2D / Conv2DTranspose, so tensors map one to one by name. Optimizer entries (Adam slots
-``<tensor>/Adam``, ``beta1_power`` ...) are ignored. A converted ``.keras`` file is marked as giving maps in PRNet's
-UV layout (``PRNET_UV_LAYOUT_ENTRY``), so that it is not read with the packaged uv-data.
+Tensors map one to one by name onto the Keras layers (``checkpoint_names``, checked by ``match_checkpoint``);
+optimizer entries are ignored (``network_tensors``). A converted ``.keras`` file is marked as giving maps in
+PRNet's UV layout (``PRNET_UV_LAYOUT_ENTRY``), so that it is not read with the packaged uv-data.
 """
 import logging
 import os
@@ -134,6 +129,13 @@ def _unique_scope(base, index):
 
 def checkpoint_names(layer_names):
     """The TF1 checkpoint name of every weight of a ``resfcn256`` (``model.build_resfcn256``).
+
+    The authors' graph (``tf.contrib.layers`` inside ``variable_scope('resfcn256')``) names its tensors
+    ``resfcn256/<scope>/weights`` and ``.../BatchNorm/{gamma,beta,moving_mean,moving_variance}``; the scopes are
+    uniquified in creation order (``Conv``, ``resBlock``, ``resBlock_1`` ... ``resBlock_9``, ``Conv2d_transpose``
+    ... ``Conv2d_transpose_16``), and inside a block ``shortcut`` (when present), ``Conv``, ``Conv_1``, ``Conv_2``
+    (no batch norm) and the block's ``BatchNorm``. Conv kernels are HWIO and transposed-conv kernels
+    (h, w, out, in), the layouts of Keras's Conv2D / Conv2DTranspose, so tensors map one to one.
 
     Args:
         layer_names: the Keras model's layer names (decide which blocks have a projection shortcut).

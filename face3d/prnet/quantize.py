@@ -1,13 +1,8 @@
 """int8 post-training quantization of the exported ONNX model, and the calibration images it needs.
 
-``quantize_onnx`` writes a static QDQ model with ONNX Runtime's ``quantize_static``: int8 weights, symmetric per
-output channel, and int8 activations, asymmetric, their ranges the min-max over the calibration images. This is
-the scheme of Ascend's AMCT (int8 data with an offset, symmetric per-channel int8 weights), so ONNX Runtime on the
-QDQ model estimates on the host what an int8 board deployment costs in accuracy; the board's kernels and
-calibration differ, so the figure is an estimate.
-
-``calibration_images`` reads a folder as network inputs: an AFLW2000-3D-format folder (image + ``.mat``; cropped
-from the ground-truth landmarks as evaluation crops) or a folder of face crops (resized to S x S).
+``quantize_onnx`` writes a static QDQ model in the scheme of Ascend's AMCT, so that ONNX Runtime on it estimates on
+the host what an int8 board deployment costs in accuracy. ``calibration_images`` reads a folder (AFLW2000-3D format
+or face crops) as network inputs: float32 crops in [0, 1], RGB / 255.
 """
 import logging
 from pathlib import Path
@@ -137,7 +132,11 @@ def calibration_batches(calibration, batch_size):
 
 
 def quantize_onnx(model, output, calibration, batch_size=1):
-    """Write the static int8 QDQ model of a float32 ONNX model (module docstring for the scheme).
+    """Write the static int8 QDQ model of a float32 ONNX model with ONNX Runtime's ``quantize_static``.
+
+    int8 weights, symmetric per output channel, and int8 activations, asymmetric, their ranges the min-max over the
+    calibration images. This is the scheme of Ascend's AMCT (int8 data with an offset, symmetric per-channel int8
+    weights); the board's kernels and calibration differ, so the accuracy ONNX Runtime gives is an estimate.
 
     Args:
         model: float32 onnx.ModelProto or ``.onnx`` path (one input ``input`` [B, S, S, 3]); a model below

@@ -1,13 +1,9 @@
 """3D face reconstruction error: dense vertices after rigid ICP alignment (PRNet, ECCV 2018, "3D Face Reconstruction").
 
-The predicted point cloud P is aligned to the ground truth G by a rigid motion (rotation and translation, no
-scale): first the least-squares motion of the vertex correspondences (Kabsch), then iterative closest points,
-each step matching every predicted point to its nearest ground-truth point (a k-d tree) and solving the
-least-squares motion of those pairs, until the mean distance stops decreasing. The error is the symmetric mean
-nearest-point (Chamfer) distance of the aligned P and G, divided by a normaliser (PRNet's: the outer interocular
-distance in 3D, ``outer_interocular_distance``). Symmetric because a one-way P -> G distance rewards a collapsed
-or shrunk face (every point of it is near some ground-truth point) and PRNet's paper leaves the direction open.
-A rigidly moved copy of G scores 0: pose errors are removed, shape errors remain. Pure numpy and scipy.
+The predicted points are aligned to the ground truth by a rigid motion, rotation and translation without scale
+(``icp_align``), so pose errors are removed and shape errors remain. The error is the symmetric mean nearest-point
+(Chamfer) distance divided by a normaliser, PRNet's outer interocular distance in 3D (``reconstruction_nme``).
+Pure numpy and scipy.
 """
 import numpy as np
 from scipy.spatial import cKDTree
@@ -58,6 +54,9 @@ def rigid_motion(source, target):
 
 def icp_align(pred, gt, max_iter=30, tol=1e-9):
     """Rigidly align ``pred`` to ``gt``: Kabsch on the correspondences, then point-to-point ICP.
+
+    Each ICP step matches every aligned point to its nearest ground-truth point (a k-d tree) and solves the
+    least-squares motion of those pairs (``rigid_motion``), until the mean distance stops decreasing.
 
     Args:
         pred: (n, 3) predicted points. gt: (m, 3) ground-truth points; when m == n, row i of both is taken as a
@@ -112,7 +111,7 @@ def reconstruction_nme(pred, gt, normalizer):
     ``icp(P)`` is ``icp_align(P, G)``'s aligned prediction; the error is the mean, over the aligned predicted points,
     of the distance to the nearest ground-truth point plus the mean, over the ground-truth points, of the distance
     to the nearest aligned predicted point, halved. Both directions: the first alone scores a face collapsed to a
-    point, or shrunk, near 0.
+    point, or shrunk, near 0, and PRNet's paper leaves the direction open. A rigidly moved copy of G scores 0.
 
     Args:
         pred: (N, n, 3) predicted dense vertices. gt: (N, m, 3) ground truth (same units).

@@ -1,14 +1,8 @@
 """A ``LayerNode`` list as TensorFlow Lite models for phones: float32, float16 weights, full-integer int8.
 
 The converter (``tf.lite.TFLiteConverter``) reads the same concrete function the frozen ``.pb`` is made from
-(``tf_graph.graph_function``: batch norms folded, fixed batch), so the three files hold one graph:
-
-* float32 (``prnet.tflite``): the graph as is;
-* float16 (``prnet_fp16.tflite``): weights stored as float16 and dequantized at load, computation in float32
-  (about half the size);
-* int8 (``prnet_int8.tflite``): full-integer post-training quantization calibrated on representative images:
-  int8 weights (symmetric, per output channel), int8 activations (asymmetric, ranges from the calibration
-  images), int8 input and output (``predictor.TFLitePredictor`` converts with the model's scale and zero point).
+(``tf_graph.graph_function``: batch norms folded, fixed batch), so the three files (``prnet.tflite``,
+``prnet_fp16.tflite``, ``prnet_int8.tflite``) hold one graph; ``build_tflite`` describes each mode.
 """
 from face3d.prnet.quantize import calibration_batches
 from face3d.prnet.tf_graph import graph_function
@@ -23,7 +17,11 @@ def build_tflite(nodes, input_name, output_name, batch_size=1, mode="float32", c
 
     Args:
         nodes, input_name, output_name, batch_size: as for ``tf_graph.build_graph_def``.
-        mode: one of ``TFLITE_MODES``.
+        mode: one of ``TFLITE_MODES``: "float32" the graph as is; "float16" weights stored as float16 and dequantized
+            at load, computation in float32 (about half the size); "int8" full-integer post-training quantization
+            calibrated on representative images: int8 weights (symmetric, per output channel), int8 activations
+            (asymmetric, ranges from the calibration images), int8 input and output (``predictor.TFLitePredictor``
+            converts with the model's scale and zero point).
         calibration: float32 (N, H, W, C) images in [0, 1] whose activation ranges set the int8 scales (int8 only;
             ``quantize.calibration_batches``: N a multiple of ``batch_size``, each batch one calibration step).
     Returns:

@@ -1,33 +1,9 @@
 """PRNet training loop: configuration, resumable epochs, validation NME, checkpoints and logs.
 
-Recipe (Feng et al. 2018): Adam, learning rate 1e-4 halved every 5 epochs (lr(e) = lr * 0.5 ** (e // 5) for the
-0-based epoch e), batch 16, loss = mean over UV pixels of weight * mean over x, y, z of the squared error of the
-normalised map (``metrics.weighted_mse``; Keras's built-in MSE with the weight mask as per-pixel sample weight).
-
-``output`` receives:
-
-* ``checkpoints/last.keras``: model + optimizer state after the last finished epoch, with the run's state (finished
-  epochs, best NME, the CSV rows) inside it (``face3d_state.json``), committed by one rename at the end of every
-  epoch, so weights and state never disagree; ``checkpoints/state.json`` is a readable copy of that state written
-  after it; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``;
-* ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far, written after the checkpoint of
-  its epoch, so that they never describe an epoch a resumed run redoes; none without validation samples;
-* ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
-* ``config.json``: the run's configuration, with the uv-data folder (``uv_data``) and the input size
-  (``input_size``) used and every path resolved;
-* ``.train.lock``: hidden, held while a run writes ``output`` (``utils.atomic.output_lock``): a second run into it is
-  refused with a BlockingIOError naming ``output``.
-
-Every other file of an epoch is written before its checkpoint, so a run killed at any moment resumes from the last
-committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's scalars twice);
-a run killed between a new best epoch's checkpoint and its best files gets them from that checkpoint on resume.
-A non-finite training loss stops the run at its first such batch (``NonFiniteLossError`` naming the batch's
-samples) before anything of that epoch is written, and a checkpoint is only committed with finite weights.
-
-``resume`` reloads ``last.keras`` (weights, Adam moments and iteration count), sets the epoch counter to the
-finished epochs and recomputes the same learning rate; since each epoch's sample order and augmentation depend
-only on (seed, epoch) (see ``data.py``), the resumed run sees exactly the batches the uninterrupted run sees.
-With ``deterministic`` (TensorFlow op determinism) its weights are bitwise equal to the uninterrupted run's.
+``TrainConfig`` holds the settings; its defaults are the paper's recipe (Feng et al. 2018): Adam, learning rate
+1e-4 halved every 5 epochs (``learning_rate_at``, 0-based epochs), batch 16. The loss is ``metrics.weighted_mse``
+of the normalised map (Keras's built-in MSE with the weight mask as per-pixel sample weight). ``train`` lists the
+files written to ``output`` and how a killed run resumes; README "Training PRNet" gives the command line.
 """
 import dataclasses
 import json
@@ -454,7 +430,35 @@ def _log_scalars(scalars, row):
 
 
 def train(config):
-    """Train PRNet's resfcn256 as ``config`` says (see the module docstring for outputs and resume).
+    """Train PRNet's resfcn256 as ``config`` says.
+
+    ``config.output`` receives:
+
+    * ``checkpoints/last.keras``: model + optimizer state after the last finished epoch, with the run's state
+      (finished epochs, best NME, the CSV rows) inside it (``face3d_state.json``), committed by one rename at the
+      end of every epoch, so weights and state never disagree; ``checkpoints/state.json`` is a readable copy of
+      that state written after it; ``keep_checkpoints`` also keeps ``checkpoints/epoch_NNN.keras``;
+    * ``best.keras`` (+ ``best.json``): the model with the lowest validation NME so far, written after the
+      checkpoint of its epoch, so that they never describe an epoch a resumed run redoes; none without validation
+      samples;
+    * ``log.csv``: epoch, loss, learning_rate, val_loss, val_nme per epoch; ``logs/``: TensorBoard event files;
+    * ``config.json``: the run's configuration, with the uv-data folder (``uv_data``) and the input size
+      (``input_size``) used and every path resolved;
+    * ``.train.lock``: hidden, held while a run writes ``output`` (``utils.atomic.output_lock``): a second run
+      into it is refused with a BlockingIOError naming ``output``.
+
+    Every other file of an epoch is written before its checkpoint, so a run killed at any moment resumes from the
+    last committed epoch and rewrites them as the uninterrupted run did (TensorBoard may then hold an epoch's
+    scalars twice); a run killed between a new best epoch's checkpoint and its best files gets them from that
+    checkpoint on resume. A non-finite training loss stops the run at its first such batch (``NonFiniteLossError``
+    naming the batch's samples) before anything of that epoch is written, and a checkpoint is only committed with
+    finite weights.
+
+    ``resume`` reloads ``last.keras`` (weights, Adam moments and iteration count), sets the epoch counter to the
+    finished epochs and recomputes the same learning rate; since each epoch's sample order and augmentation depend
+    only on (seed, epoch) (``data.make_dataset``), the resumed run sees exactly the batches the uninterrupted run
+    sees. With ``deterministic`` (TensorFlow op determinism) its weights are bitwise equal to the uninterrupted
+    run's.
 
     Args:
         config: TrainConfig.
