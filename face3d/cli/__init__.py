@@ -5,11 +5,8 @@
     face3d serve                                                    # reconstruction over HTTP (FastAPI + uvicorn)
     face3d import-prnet                                             # PRNet's released checkpoint -> .keras
 
-Also runnable as ``python -m face3d``; the root scripts ``train.py``, ``evaluate.py``, ``demo.py``, ``export.py``
-and ``examples/9_generate_prnet_trainset.py`` run the same commands. One module per command group builds its
-arguments (``face3d.cli._common.Command``); only the chosen command's arguments are built, so ``face3d --help`` loads
-no command module's dependencies. Heavy modules are imported inside the commands, after the BLAS thread limit of
-the data commands is set.
+Also ``python -m face3d``; the root scripts (``train.py``, ``evaluate.py``, ``demo.py``, ``export.py``) and
+``examples/9_generate_prnet_trainset.py`` run the same commands. One module per command group builds its arguments.
 """
 import argparse
 import contextlib
@@ -44,7 +41,10 @@ COMMANDS = (FIT, GENERATE, PACK, PREVIEW, SYNTHESIZE, UV_DATA, TRAIN, EVALUATE, 
 
 
 def build_parser(commands=None):
-    """The ``face3d`` parser with its subcommands; ``commands``: names whose arguments are built (None: all)."""
+    """The ``face3d`` parser with its subcommands; ``commands``: names whose arguments are built (None: all).
+
+    Each command's arguments come from its command group's module (``face3d.cli._common.Command``); building only
+    the chosen command's means ``face3d --help`` loads no command module's dependencies."""
     parser = argparse.ArgumentParser(prog="face3d", description="3D-face ground truth, PRNet training sets, and "
                                                                 "PRNet training, evaluation, inference and export.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -59,7 +59,8 @@ def build_parser(commands=None):
 
 
 def main(argv=None):
-    """Entry point of the ``face3d`` console script; returns the exit status."""
+    """Entry point of the ``face3d`` console script; returns the exit status. The BLAS thread limit of the data
+    commands is set first; heavy modules are imported inside the commands, after it."""
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = [command for command in COMMANDS if argv[:1] == [command.name]]  # top-level options take no value
     limited = blas_threads_limited() if any(command.one_blas_thread for command in chosen) else contextlib.nullcontext()

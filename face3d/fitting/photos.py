@@ -1,15 +1,9 @@
 """Face photos + 68 landmarks -> 300W-LP samples (``face3d fit``), the input of ``face3d generate``.
 
-Per image: 68 landmarks from a file (``trainset.landmark_files``) or dlib (``--detect``); the landmark fit
-(``MorphableModel.fit_batch``: MAP estimate; contour-aware, the jaw landmarks marching to the silhouette, unless
-they are AFLW2000-3D's ``pt3d_68``, projected landmark vertices) gives ``Pose_Para``, ``Shape_Para`` and
-``Exp_Para``. The fit error is the NME of the fitted landmark vertices, placed by the parameters as stored, against
-the input: ``mean_k |p_k - x_k| / sqrt(w h)`` of the input's box.
-Outputs mirror the input folders: ``<stem>.<ext>`` (the image: a hard link, else a copy) and ``<stem>.mat``.
-The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool (a worker process
-that dies fails the photo it was on), atomic writes, the journal of finished images (``trainset.outputs.Journal``:
-a rerun resumes), bad inputs logged and skipped, a write the file system refuses for good (full, read-only)
-stopping the run, a progress bar, ``summary.json``.
+Per image: 68 landmarks (image pixels, y down) from a file (``trainset.landmark_files``) or dlib (``--detect``), the
+landmark fit (``fit_landmarks``) and, for a kept fit, ``<stem>.<ext>`` (the image: a hard link, else a copy) and
+``<stem>.mat`` in folders mirroring the input's. ``fit_photos`` runs it as ``face3d generate`` runs its samples
+(resumable, on a process pool). README: "Your own training set".
 """
 import concurrent.futures as cf
 import contextlib
@@ -230,9 +224,10 @@ def _tilt(rotations):
 def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=True):
     """Fit the model to the 68 landmarks of N images at once and return their 300W-LP parameter sets.
 
-    Contour-aware (the jaw landmarks of the far side march to the silhouette) when the model has contour lines and
-    the landmarks' jaw follows the silhouette (``silhouette_jaw``, ``read_landmark_file``); landmarks that are
-    projected landmark vertices (AFLW2000-3D's ``pt3d_68``) are fitted at their vertices.
+    The fit is ``MorphableModel.fit_batch``'s MAP estimate, contour-aware (the jaw landmarks of the far side march
+    to the silhouette) when the model has contour lines and the landmarks' jaw follows the silhouette
+    (``silhouette_jaw``, ``read_landmark_file``); landmarks that are projected landmark vertices (AFLW2000-3D's
+    ``pt3d_68``) are fitted at their vertices.
     Landmarks in mirrored order (a 300W-LP ``_Flip`` file's ``pt2d`` is mirrored in x but not re-ordered, so its
     point 0 lies on the face's left) fit a face turned away from the camera, often with a small error: a fit whose
     forward axis points away (``_facing`` below 0) is made again on the landmarks re-ordered (``IBUG_MIRROR``),
@@ -246,7 +241,8 @@ def fit_landmarks(model, landmarks, heights, config=FitConfig(), silhouette_jaw=
     Returns:
         list of N dicts in the 300W-LP layout: ``Pose_Para`` (1, 7) float32, ``Shape_Para`` (n_sp, 1) and
         ``Exp_Para`` (n_ep, 1) float64, ``pt2d`` (2, 68) float64 (the input, in iBUG order), ``roi`` (1, 4) int16
-        and ``fit_nme`` (1, 1) float64, the NME of the landmark vertices placed by the parameters as stored.
+        and ``fit_nme`` (1, 1) float64, the NME of the landmark vertices placed by the parameters as stored,
+        ``mean_k |p_k - x_k| / sqrt(w h)`` with (w, h) the size of the input landmarks' box.
     Raises:
         ValueError: a face turned away from the camera (``_facing`` below ``MIN_FACING``) in either landmark order,
             or kept in mirrored order but not upright.
@@ -619,6 +615,11 @@ def _clear_earlier(output, pending, refused, by_rel, latest):
 
 def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None, progress=True):
     """Fit every image under ``images`` and write the 300W-LP samples into ``output``; resumable.
+
+    The run follows ``face3d generate`` (``trainset.dataset``): sorted discovery, a process pool (a worker process
+    that dies fails the photo it was on), atomic writes, the journal of finished images (``trainset.outputs.Journal``:
+    a rerun resumes), bad inputs logged and skipped, a write the file system refuses for good (full, read-only)
+    stopping the run, a progress bar, ``summary.json``.
 
     Args:
         images: folder of photos (nested folders allowed). output: output folder (created; not ``images``).

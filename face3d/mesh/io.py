@@ -1,13 +1,11 @@
 """Reading and writing meshes: OBJ (per-vertex colours, or texture map + MTL), PLY (``ply``), .mat, .asc.
 
 Round trips are exact: floats are written with ``repr`` (shortest text that reads back to the same float64; float32
-values are converted to float64 first, which is exact), and readers return float64 arrays, so
-``read(write(x)) == x`` for float32 and float64 input alike.
-
-Winding: in memory, triangles follow the Basel Face Model / face3d order (clockwise seen from outside, see
-face3d.mesh.light); OBJ and PLY files expect counter-clockwise faces, so the writers store each triangle as
-(t2, t1, t0), as face3d does, and the readers reverse them back. Indices are 0-based in memory, 1-based in OBJ,
-0-based in PLY and in the .mat files written here (face3d's example .mat layout).
+values are converted to float64 first, which is exact), and readers return float64 arrays, so ``read(write(x)) == x``
+for float32 and float64 input alike. Winding: in memory, triangles follow the Basel Face Model / face3d order
+(clockwise seen from outside, see face3d.mesh.light); OBJ and PLY files expect counter-clockwise faces, so the
+writers store each triangle as (t2, t1, t0), as face3d does, and the readers reverse them back. Indices are 0-based
+in memory, 1-based in OBJ, 0-based in PLY and in the .mat files written here (face3d's example .mat layout).
 """
 import re
 from pathlib import Path

@@ -1,15 +1,11 @@
-"""Normals and lighting of meshes; normals come from the C++ kernels, the shading formulas from
-face3d.mesh._shading (plain numpy, shared with the numpy twin face3d.mesh_numpy.light).
-
-Normals. The raw normal of triangle (v0, v1, v2) is cross(v1 - v0, v2 - v0) (right-hand rule, computed in float64);
-a vertex normal is the normalised sum of the raw normals of the triangles at the vertex (so larger triangles weigh
-more); zero-length results are returned as (0, 0, 0). Outputs are float32 unit vectors, equal bit for bit to the
-numpy twin's.
+"""Normals and lighting of meshes: normals from the C++ kernels, shading formulas from face3d.mesh._shading (plain
+numpy, shared with the numpy twin face3d.mesh_numpy.light, whose normals are equal bit for bit).
 
 Winding. The Basel Face Model (and face3d) order each triangle clockwise when seen from outside the face, so the
-right-hand normals above point into the head. The lighting functions therefore take ``clockwise=True`` (BFM/face3d)
-and use the outward normal -n; pass ``clockwise=False`` for counter-clockwise (OBJ/PLY-style) meshes. Lighting is
-computed in the frame the vertices are given in (world coordinates: x right, y up, z towards the viewer).
+right-hand normals cross(v1 - v0, v2 - v0) point into the head. The lighting functions therefore take
+``clockwise=True`` (BFM/face3d) and use the outward normal -n; pass ``clockwise=False`` for counter-clockwise
+(OBJ/PLY-style) meshes. Lighting is computed in the frame the vertices are given in (world coordinates: x right,
+y up, z towards the viewer).
 """
 import numpy as np
 
@@ -38,7 +34,8 @@ def triangle_normals(vertices, triangles):
     Args:
         vertices: (nver, 3) float array; triangles: (ntri, 3) int array of 0-based vertex indices.
     Returns:
-        (ntri, 3) float32, cross(v1 - v0, v2 - v0) / |.| (right-hand rule), (0, 0, 0) for degenerate triangles.
+        (ntri, 3) float32, cross(v1 - v0, v2 - v0) / |.| (right-hand rule, computed in float64), (0, 0, 0) for
+        degenerate triangles.
     Raises:
         ValueError: naming vertices or triangles (shape, non-finite vertex, index outside [0, nver)).
     """

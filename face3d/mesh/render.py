@@ -2,21 +2,9 @@
 
 face3d.mesh_numpy.render has the same functions in plain numpy and produces the same buffers bit for bit (the tests
 hold both to that); the kernels run without the GIL, so several threads can render at once.
-
-Conventions: vertices are (nver, 3) in image coordinates -- x to the right, y down, the centre of pixel (x, y) at
-integer coordinates (x, y) -- and a larger z is nearer the viewer. triangles are (ntri, 3) 0-based vertex indices;
-either winding is drawn (no back-face culling).
-
-Pixel rule. With X_i, Y_i the triangle's vertex coordinates (float32 converted to float64),
-area = (X1-X0)*(Y2-Y0) - (Y1-Y0)*(X2-X0); triangles with area == 0 are skipped; s = sign(area). For edge i, from
-vertex j = i+1 to vertex k = i+2 (mod 3): dx = s*(Xk-Xj), dy = s*(Yk-Yj), E_i(x, y) = dx*(y-Yj) - dy*(x-Xj), all in
-float64 in exactly this order. A pixel centre (x, y) is covered iff it lies in the triangle's bounding box
-[ceil(min X), floor(max X)] x [ceil(min Y), floor(max Y)] clipped to the image and, for every edge, E_i > 0, or
-E_i == 0 and the edge is a top-left edge (dy < 0, or dy == 0 and dx > 0): a pixel centre on an edge shared by two
-triangles belongs to exactly one of them (whenever the float64 edge functions are exact, e.g. for coordinates on a
-1/256-pixel grid; otherwise up to float64 rounding). The barycentric weights are w_i = E_i / |area| (float64), the
-depth is z = float32((w0*Z0 + w1*Z1) + w2*Z2), and a pixel takes the triangle iff z > the depth it holds (initially
--inf): the nearest triangle wins, and among equal depths the one with the lowest index.
+Vertices are (nver, 3) in image coordinates: x to the right, y down, the centre of pixel (x, y) at integer
+coordinates (x, y), a larger z nearer the viewer. Triangles are (ntri, 3) 0-based vertex indices; either winding is
+drawn (no back-face culling). The pixel rule is in ``rasterize_triangles``; README: "Mesh core".
 """
 import numpy as np
 
@@ -42,8 +30,17 @@ def _raise_for(code, nver, ntex=0):
 def rasterize_triangles(vertices, triangles, h, w):
     """Rasterises a mesh: which triangle is visible at each pixel centre, at what depth and barycentric weights.
 
-    Pixel rule: see the module docstring (top-left rule on float64 edge functions, strict z-test, lower triangle
-    index wins equal depths).
+    Pixel rule. With X_i, Y_i the triangle's vertex coordinates (float32 converted to float64),
+    area = (X1-X0)*(Y2-Y0) - (Y1-Y0)*(X2-X0); triangles with area == 0 are skipped; s = sign(area). For edge i, from
+    vertex j = i+1 to vertex k = i+2 (mod 3): dx = s*(Xk-Xj), dy = s*(Yk-Yj), E_i(x, y) = dx*(y-Yj) - dy*(x-Xj), all
+    in float64 in exactly this order. A pixel centre (x, y) is covered iff it lies in the triangle's bounding box
+    [ceil(min X), floor(max X)] x [ceil(min Y), floor(max Y)] clipped to the image and, for every edge, E_i > 0, or
+    E_i == 0 and the edge is a top-left edge (dy < 0, or dy == 0 and dx > 0): a pixel centre on an edge shared by two
+    triangles belongs to exactly one of them (whenever the float64 edge functions are exact, e.g. for coordinates on
+    a 1/256-pixel grid; otherwise up to float64 rounding). The barycentric weights are w_i = E_i / |area|
+    (float64), the depth is z = float32((w0*Z0 + w1*Z1) + w2*Z2), and a pixel takes the triangle iff z > the depth
+    it holds (initially -inf): the nearest triangle wins, and among equal depths the one with the lowest index.
+    Either winding is drawn (no back-face culling).
 
     Args:
         vertices: (nver, 3) float array in image coordinates (x right, y down, pixel centres at integers);
@@ -71,10 +68,10 @@ def render_colors(vertices, triangles, colors, h, w, c=3, BG=None):
     """Renders a mesh with per-vertex attributes (colours, depth, positions, ...) interpolated over each triangle.
 
     Each covered pixel gets (w0*C0 + w1*C1) + w2*C2 in float32, with the visible triangle's barycentric weights
-    w_i (float32, see rasterize_triangles and the module's pixel rule) and its vertices' attributes C_i.
+    w_i (float32, see rasterize_triangles and its pixel rule) and its vertices' attributes C_i.
 
     Args:
-        vertices: (nver, 3) float array in image coordinates (see the module docstring).
+        vertices: (nver, 3) float array in image coordinates (as in rasterize_triangles).
         triangles: (ntri, 3) int array of 0-based vertex indices.
         colors: (nver, c) float array of per-vertex attributes, any number of channels ((nver,) means c = 1).
         h, w: image height and width in pixels.
@@ -104,7 +101,7 @@ def render_texture(vertices, triangles, texture, tex_coords, tex_triangles, h, w
     edge: (T00*(1-a) + T01*a)*(1-b) + (T10*(1-a) + T11*a)*b with a = u - floor(u), b = v - floor(v).
 
     Args:
-        vertices: (nver, 3) float array in image coordinates (see the module docstring).
+        vertices: (nver, 3) float array in image coordinates (as in rasterize_triangles).
         triangles: (ntri, 3) int array of vertex indices.
         texture: (tex_h, tex_w, c) array (any real dtype; uint8 stays in 0..255).
         tex_coords: (ntex, 2) or (ntex, 3) float array, texture pixel coordinates: column 0 = x (texel column),

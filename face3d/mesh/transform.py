@@ -1,16 +1,10 @@
 """Rotations, similarity transforms, cameras and projections of mesh vertices.
 
-All functions take vertices as an (n, 3) array, one point per row, and return new arrays.
-Two Euler-angle conventions are supported, because the field uses both:
-
-* face3d's (``angle2matrix``): angles in degrees ``[pitch, yaw, roll]`` about x, y, z,
-  ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)`` with right-handed rotation matrices.
-* 3DDFA's / 300W-LP's (``angle2matrix_3ddfa``): angles in radians ``[pitch, yaw, roll]`` as stored in
-  ``Pose_Para[0:3]``; 3DDFA builds ``R = Rx' @ Ry' @ Rz'`` from the transposed (left-handed) elementary
-  rotations, so ``angle2matrix_3ddfa(a) == angle2matrix(rad2deg(a)).T``.
-
-Everything here is plain numpy (there is no C++ kernel for transforms); ``face3d.mesh_numpy.transform``
-re-exports this module.
+Vertices are (n, 3) arrays, one point per row; every function returns new arrays. Two Euler-angle conventions,
+because the field uses both, each ``[pitch, yaw, roll]`` about x, y, z: face3d's (``angle2matrix``, degrees) and
+3DDFA's / 300W-LP's (``angle2matrix_3ddfa``, radians, as in ``Pose_Para[0:3]``), with
+``angle2matrix_3ddfa(a) == angle2matrix(rad2deg(a)).T``. Plain numpy (there is no C++ kernel for transforms);
+``face3d.mesh_numpy.transform`` re-exports this module.
 """
 import numpy as np
 

@@ -1,29 +1,9 @@
-"""The embedded default face model: a BFM-layout morphable model built by our own code.
+"""The embedded default face model: a BFM-layout morphable model built by our own code (no licence needed).
 
-Users without the Basel Face Model (which needs a licence) still get a working pipeline:
-:func:`build_default_model` constructs, deterministically and in seconds, a face model in
-exactly the layout, units (micrometres) and axes of face3d's ``BFM.mat`` (x right, y up, z towards
-the viewer, origin near the head's centre), so a real 300W-LP ``Pose_Para`` places it where the
-real face is.  :func:`default_model_dir` writes it once into a cache folder as the four files the
-real model comes as (``BFM.mat``, ``BFM_info.mat``, ``BFM_UV.mat``, ``pncc_code.mat``, through
-:mod:`face3d.morphable_model.load`'s writers), so one loading path serves both models.
-
-What it holds (n ~ 13k vertices, ~26k triangles, clockwise seen from outside as in the BFM):
-* a smooth mask-like face surface (forehead, brows, eye sockets with eyes, nose, lips, cheeks,
-  jaw and chin) with a mouth slit closed by ``tri_mouth``, and, as the BFM's face region, a margin
-  beyond the jaw line (an under-chin / upper-neck strip and a strip behind the side contour), so
-  the jaw keypoints and contour lines are interior vertices;
-* 199 shape, 29 expression and 199 texture components with BFM-like scales (see
-  :mod:`face3d.morphable_model._default.bases`), so 300W-LP parameters give plausible faces;
-* the 68 iBUG keypoints, a face-shaped UV unwrap (keypoints on pixel centres of PRNet's 256 UV
-  map, the margin strip below the jaw line as PRNet's "neck"), ``segbin`` regions (nose, eyes
-  with the brows, mouth, rest; the margin is rest), ``parallel`` jaw contour lines and the PNCC code.
-
-Determinism: the geometry uses only arithmetic on design tables, the random fields a
-``numpy.random.RandomState`` (whose stream numpy keeps frozen) with a fixed seed, and every float
-array is rounded to a power-of-two grid 2^-22 of its largest magnitude before the float32 cast
-(last-bit differences of BLAS/libm arithmetic vanish in that rounding; builds with 1 and 2 BLAS
-threads were checked identical), so the arrays are the same bit for bit on every build.
+:func:`build_default_model` constructs it, deterministically and in seconds, in exactly the layout, units
+(micrometres) and axes of face3d's ``BFM.mat`` (x right, y up, z towards the viewer, origin near the head's centre),
+so a real 300W-LP ``Pose_Para`` places it where the real face is. :func:`default_model_dir` caches it as the four
+files the real model comes as, so one loading path serves both. README: "The embedded default model".
 """
 import os
 import shutil
@@ -74,6 +54,18 @@ def _symmetric_pairs(mirror):
 def build_default_model():
     """Build the default face model in memory, in the loaded (float32, 0-based int32) form.
 
+    The surface (n ~ 13k vertices, ~26k triangles) is a smooth mask-like face (forehead, brows, eye sockets with
+    eyes, nose, lips, cheeks, jaw and chin) with a mouth slit closed by ``tri_mouth`` and, as the BFM's face region,
+    a margin beyond the jaw line (an under-chin / upper-neck strip and a strip behind the side contour), so the jaw
+    keypoints and contour lines are interior vertices; in the UV unwrap that strip below the jaw line is PRNet's
+    "neck". The bases have BFM-like scales (:mod:`face3d.morphable_model._default.bases`), so 300W-LP parameters
+    give plausible faces.
+
+    Determinism: the geometry uses only arithmetic on design tables, the random fields a
+    ``numpy.random.RandomState`` (whose stream numpy keeps frozen) with a fixed seed, and every float array is
+    rounded to a power-of-two grid 2^-22 of its largest magnitude before the float32 cast (``_quantise``; builds
+    with 1 and 2 BLAS threads were checked identical), so the arrays are the same bit for bit on every build.
+
     Returns:
         model: dict as :func:`face3d.morphable_model.load.load_BFM` returns: shapeMU (3n,1)
             micrometres (expMU, all zero, included), shapePC (3n,199) with column RMS
@@ -84,7 +76,8 @@ def build_default_model():
             kpt_ind (68,) int32 (iBUG order).
         info: dict as :func:`load.load_BFM_info` returns: kpt_ind, trimIndex (n,) (identity),
             symlist (2,k) mirror vertex pairs, segbin (4,n) / segbin_tri (4,ntri) bool (rows nose,
-            eyes, mouth, rest), tri_mouth, parallel (17 int32 arrays), uv_coords (n,2) float32.
+            eyes with the brows, mouth, rest; the margin is rest), tri_mouth, parallel (17 int32 arrays),
+            uv_coords (n,2) float32.
         uv_coords: (n,2) float32 in [0,1] (what ``BFM_UV.mat`` holds); the 68 keypoints sit on
             pixel centres of the 256 UV map (u*255, v*255 integers to 1e-4), strictly inside.
         pncc_code: (n,3) float32, the mean shape's x, y, z each normalised to [0,1] (3DDFA's
@@ -140,7 +133,8 @@ class CacheFolderError(OSError):
 
 
 def write_default_model(folder):
-    """Build the default model and write its four files (FILE_NAMES) into ``folder`` (created)."""
+    """Build the default model and write its four files (FILE_NAMES) into ``folder`` (created), with the writers of
+    :mod:`face3d.morphable_model.load`, so the default and the real model are read by one loading path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model, info, uv, pncc = build_default_model()

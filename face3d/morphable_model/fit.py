@@ -1,15 +1,9 @@
 """Fitting a morphable model to 2D landmarks: pose, shape and expression, one face or many at once.
 
-Camera and model.  A landmark j of vertex v is observed at ``x_j = s * R[:2] @ X_v + t`` (scaled
-orthographic camera, the "projected" frame of face3d: x right, y up, pixels), where
-``X = shapeMU + shapePC @ sp + expPC @ ep`` reshaped to (nver, 3).  Shape and expression
-parameters have the Gaussian prior ``sp_i ~ N(0, shapeEV_i^2)``, ``ep_i ~ N(0, expEV_i^2)`` (the
-EVs are standard deviations, as in face3d's regularisation ``lamb / EV^2``) and the landmarks
-Gaussian noise of ``noise_sigma`` pixels, so the fit is the MAP estimate
-
-    minimise  |x - s R2 X(z) - t|^2 / noise_sigma^2 + |z|^2,     z = [sp / shapeEV, ep / expEV].
-
-The algorithm, and why it converges faster than face3d's ``fit_points``, is told in ``LandmarkFitter``.
+Landmarks are in face3d's "projected" frame (x right, y up, pixels) under a scaled orthographic camera. The fit is
+the MAP estimate under a Gaussian prior on the shape and expression parameters (the EVs are standard deviations) and
+Gaussian landmark noise of ``noise_sigma`` pixels. The objective and the algorithm, and why it converges faster than
+face3d's ``fit_points``, are told in ``LandmarkFitter``.
 """
 from __future__ import annotations
 
@@ -101,6 +95,15 @@ class LandmarkFitter:
     Build once per (model, X_ind) and reuse: the precomputation (whitened basis rows of the
     landmark vertices and their Gram matrix, plus those of the jaw contour candidates) is what makes
     each fit cheap.
+
+    Camera and model.  A landmark j of vertex v is observed at ``x_j = s * R[:2] @ X_v + t`` (scaled
+    orthographic camera, the "projected" frame of face3d: x right, y up, pixels), where
+    ``X = shapeMU + shapePC @ sp + expPC @ ep`` reshaped to (nver, 3).  Shape and expression
+    parameters have the Gaussian prior ``sp_i ~ N(0, shapeEV_i^2)``, ``ep_i ~ N(0, expEV_i^2)`` (the
+    EVs are standard deviations, as in face3d's regularisation ``lamb / EV^2``) and the landmarks
+    Gaussian noise of ``noise_sigma`` pixels, so the fit is the MAP estimate
+
+        minimise  |x - s R2 X(z) - t|^2 / noise_sigma^2 + |z|^2,     z = [sp / shapeEV, ep / expEV].
 
     Why face3d converges slowly.  face3d's ``fit_points`` starts from the mean shape, then alternates an
     affine pose, the expression alone and the shape alone, each with a fixed ad hoc weight (lamb 20 and
@@ -399,7 +402,7 @@ class LandmarkFitter:
         n = X.shape[1]
         M = s[:, None, None] * R[:, :2]
         MX = X @ M.transpose(0, 2, 1)                                   # (N, n, 2)
-        # y0: residual w.r.t. the mean shape under the current pose (see module docstring).
+        # y0: residual w.r.t. the mean shape under the current pose (see LandmarkFitter).
         y0 = (obs - mu @ M.transpose(0, 2, 1) - t[:, None]).transpose(0, 2, 1).reshape(N, -1)
         # Pose Jacobian: rotation increment (R <- R exp([w]x)), log-scale, translation.
         # d(M X)/dw_k = M (e_k x X), i.e. the columns of -M [X]x.

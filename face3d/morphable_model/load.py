@@ -1,25 +1,11 @@
 """Read and write the Basel Face Model files in face3d's MATLAB layout.
 
-The four files are the ones face3d's ``examples/Data/BFM/generate.m`` writes (and that
-``Data/BFM/convert.py`` reproduces in Python):
-
-``BFM.mat``       variable ``model``, a 1x1 MATLAB struct with fields
-                  shapeMU (3n,1), shapePC (3n,199), shapeEV (199,1), texMU (3n,1), texPC (3n,199),
-                  texEV (199,1), tri (3,ntri), kpt_ind (1,68), expMU (3n,1), expPC (3n,29),
-                  expEV (29,1), tri_mouth (3,m).  Vectors are interleaved x0,y0,z0,x1,...;
-                  ``tri``, ``tri_mouth`` and ``kpt_ind`` hold 1-based vertex indices.
-``BFM_info.mat``  variable ``model_info``, a 1x1 struct (see :func:`load_BFM_info`).
-``BFM_UV.mat``    variable ``UV``, (n,2) texture coordinates in [0, 1].
-``pncc_code.mat`` variable ``vertex_code``, (3,n) PNCC code (3DDFA's normalised mean shape).
-
-Loaders convert once to the in-memory form: float32 arrays and 0-based int32 indices, triangles
-as (ntri,3) rows.  Writers are their exact inverses and write what MATLAB's ``save`` writes
-(MATLAB 5 format, float64, 1-based indices, (3,ntri) triangles), so face3d's original loader
-(``scipy.io.loadmat(p)['model'][0,0]``, ``tri.T - 1``, ``shapeMU + expMU``) reads them.
-
-Errors: a missing file raises FileNotFoundError naming it; a file without the expected variable
-or field, a wrong shape or an index out of range raises ValueError naming the file, the key and
-what was expected.
+The four files are the ones face3d's ``examples/Data/BFM/generate.m`` writes (and ``Data/BFM/convert.py``
+reproduces): ``BFM.mat`` (:func:`load_BFM`), ``BFM_info.mat`` (:func:`load_BFM_info`), ``BFM_UV.mat``
+(:func:`load_uv_coords`) and ``pncc_code.mat`` (:func:`load_pncc_code`). Loaders convert once to float32 arrays and
+0-based int32 indices, triangles as (ntri,3) rows; writers are their exact inverses, in MATLAB's layout (float64,
+1-based indices, (3,ntri) triangles). A missing file raises FileNotFoundError, a wrong one ValueError naming the
+file, the key and what was expected.
 """
 
 from __future__ import annotations
@@ -180,9 +166,11 @@ def _check_units(path, shape_mu) -> None:
 def save_BFM(path, model: dict) -> None:
     """Write ``model`` (the form :func:`load_BFM` returns) as face3d's MATLAB ``BFM.mat``.
 
-    Exact inverse of :func:`load_BFM`: writes struct ``model`` with float64 arrays,
+    Exact inverse of :func:`load_BFM`: writes struct ``model`` (1x1) with float64 arrays,
     shapeMU = model['shapeMU'] - model['expMU'] (the file keeps them apart), tri and tri_mouth
-    (3,ntri) 1-based, kpt_ind (1,68) 1-based, fields in generate.m's order.
+    (3,ntri) 1-based, kpt_ind (1,68) 1-based, fields in generate.m's order, in the MATLAB 5 format
+    MATLAB's ``save`` writes, so face3d's original loader (``scipy.io.loadmat(p)['model'][0,0]``,
+    ``tri.T - 1``, ``shapeMU + expMU``) reads it.
 
     Raises:
         ValueError: a missing key, a wrong shape (a kpt_ind of other than 68 entries included) or an

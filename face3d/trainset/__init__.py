@@ -1,17 +1,9 @@
 """Ground-truth generator for PRNet training from 300W-LP style samples.
 
-``uv_layout``: the model's UV-space masks and indices in PRNet's uv-data formats.
-``posmap``: the UV layout rasterized once, position maps by interpolation, the keypoints a map encodes.
-``crop``: PRNet's keypoint crop and the affine maps between image, rotated image and crop.
-``sample_io``: reading a sample. ``sample``: a sample to (crop, position map) pairs, rotated copies included.
-``preview``: the preview image of a pair.
-``dataset``: the resumable, sharded, multi-process runner over a 300W-LP tree (``face3d generate``), with
-``discovery`` (samples, shards, seeds), ``outputs`` (atomic writes, the journal) and ``worker_pool`` (processes).
-``pack``: a label file packed into one HDF5 file, and its reader. ``synthetic``: the rendered default sample set.
-``landmark_files``: 68-landmark files (iBUG ``.pts``, ``.txt``, ``.npy``, ``.mat``) for ``face3d fit`` and the demo.
-
-The names below are imported on first use (PEP 562), so importing a light submodule (the command line's
-argument parsing) does not load OpenCV and SciPy.
+Submodules: ``uv_layout`` and ``posmap`` (the model's UV space); ``crop``, ``sample_io``, ``sample`` and ``preview``
+(one sample to crops and position maps); ``dataset`` with ``discovery``, ``outputs`` and ``worker_pool`` (the runner
+of ``face3d generate``); ``pack``, ``synthetic`` and ``landmark_files``. Each says what it holds in its docstring.
+The names below are imported on first use (``__getattr__``).
 """
 import importlib
 
@@ -30,6 +22,8 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
+    """Import a name of ``_EXPORTS`` from its submodule on first use (PEP 562), so that importing a light submodule
+    (the command line's argument parsing) does not load OpenCV and SciPy."""
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'face3d.trainset' has no attribute {name!r}")

@@ -1,14 +1,8 @@
 """68-landmark files: iBUG ``.pts``, ``.txt``, ``.npy`` and ``.mat``, read to (68, 2) image pixels.
 
-One reader for ``face3d fit`` (``face3d.fitting``) and ``face3d demo`` (``face3d.prnet.demo``).
-
-Coordinates are 0-based image pixels, x right, y down (the project's convention). iBUG ``.pts`` files (300-W,
-LFPW, HELEN, AFW, iBUG) are 1-based, as menpo's ``pts_importer`` documents and handles, so 1 is subtracted;
-the other formats are taken as they are: ``.txt`` 68 rows ``x y`` (a third column is ignored), ``.npy``
-(68, 2|3) or (2|3, 68), ``.mat`` with ``pt3d_68`` (3, 68) (AFLW2000-3D) or ``pt2d`` (2, 68) (300W-LP).
-AFLW2000-3D's ``pt3d_68`` are the model's 68 landmark vertices projected, so the jaw points of the far side lie
-hidden behind the face; every other source is a 2D annotation whose jaw follows the visible outline (300W-LP's
-``pt2d``, iBUG files, detectors): ``read_landmark_file`` tells which.
+One reader for ``face3d fit`` (``face3d.fitting``) and ``face3d demo`` (``face3d.prnet.demo``). Coordinates are
+0-based image pixels, x right, y down (the project's convention); ``read_landmark_file`` says how each format is
+read and whether its jaw points follow the visible outline.
 """
 import itertools
 import os
@@ -75,7 +69,7 @@ def _from_mat(path):
 
 
 def read_landmarks(path):
-    """The 68 landmarks of a ``.pts``, ``.txt``, ``.npy`` or ``.mat`` file (see the module docstring).
+    """The 68 landmarks of a ``.pts``, ``.txt``, ``.npy`` or ``.mat`` file (see ``read_landmark_file``).
 
     Returns:
         (68, 2) float64 x, y in 0-based image pixels.
@@ -87,7 +81,14 @@ def read_landmarks(path):
 
 def read_landmark_file(path):
     """The 68 landmarks of a ``.pts``, ``.txt``, ``.npy`` or ``.mat`` file and whether their jaw follows the face's
-    outline (see the module docstring).
+    outline.
+
+    iBUG ``.pts`` files (300-W, LFPW, HELEN, AFW, iBUG) are 1-based, as menpo's ``pts_importer`` documents and
+    handles, so 1 is subtracted (``read_pts``); the other formats are taken as they are: ``.txt`` 68 rows ``x y`` (a
+    third column is ignored), ``.npy`` (68, 2|3) or (2|3, 68), ``.mat`` with ``pt3d_68`` (3, 68) (AFLW2000-3D) or
+    ``pt2d`` (2, 68) (300W-LP). AFLW2000-3D's ``pt3d_68`` are the model's 68 landmark vertices projected, so the jaw
+    points of the far side lie hidden behind the face; every other source is a 2D annotation whose jaw follows the
+    visible outline (300W-LP's ``pt2d``, iBUG files, detectors).
 
     Returns:
         (points, silhouette_jaw): points (68, 2) float64 x, y in 0-based image pixels; silhouette_jaw False for a

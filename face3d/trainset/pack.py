@@ -1,18 +1,8 @@
 """Pack a ``trainDataLabel.txt`` into one chunked HDF5 file, and read it back fast.
 
-Layout of the file (h5py):
-    images   uint8   (N, R, R, 3)  RGB crops, chunk (1, R, R, 3)
-    posmaps  float16 (N, R, R, 3)  position maps (crop-space x, y, z), chunk (1, R, R, 3); float32 on request
-    names    str     (N,)          the image file name without extension (``<stem>`` or ``<stem>_angle_<deg>``)
-    attrs    label_file, resolution, count
-One sample per chunk keeps random access (shuffled batches) cheap; compression is off by default because
-position maps compress poorly and training input is read-bound (``lzf`` is the cheap option). Each chunk of images
-and posmaps carries a Fletcher-32 checksum (4 bytes), so that a damaged one fails to read; packs without it still
-read.
-
-Label lines are ``<image path> <npy path>`` as the PRNet training forks read them (``split()`` on whitespace);
-relative paths are resolved against ``base_dir`` (default: the label file's folder, which is what
-``face3d generate --label-paths relative`` writes).
+A pack holds N samples of side R: ``images`` uint8 (N, R, R, 3) RGB crops, ``posmaps`` float16 (or float32)
+(N, R, R, 3) crop-space position maps and ``names`` (N,), one sample a chunk with a checksum. ``pack_label_file``
+gives the layout, ``read_label_file`` the label lines, ``PackedTrainset`` reads a pack. README: ``face3d pack``.
 """
 import contextlib
 import errno
@@ -36,7 +26,9 @@ _DATASETS = ("images", "posmaps", "names")
 
 
 def read_label_file(path, base_dir=None):
-    """Parse a label file.
+    """Parse a label file: lines ``<image path> <npy path>`` as the PRNet training forks read them (``split()`` on
+    whitespace); relative paths are resolved against ``base_dir`` (by default the label file's folder, which is what
+    ``face3d generate --label-paths relative`` writes).
 
     Args:
         path: ``trainDataLabel.txt`` (UTF-8, with or without a byte-order mark); blank lines are ignored.
@@ -79,6 +71,16 @@ def read_label_file(path, base_dir=None):
 def pack_label_file(label_path, h5_path, base_dir=None, posmap_dtype="float16", compression="none",
                     progress=True):
     """Pack every sample of a label file into one HDF5 file (written to a temporary name, then renamed).
+
+    Layout of the file (h5py):
+        images   uint8   (N, R, R, 3)  RGB crops, chunk (1, R, R, 3)
+        posmaps  float16 (N, R, R, 3)  position maps (crop-space x, y, z), chunk (1, R, R, 3); float32 on request
+        names    str     (N,)          the image file name without extension (``<stem>`` or ``<stem>_angle_<deg>``)
+        attrs    label_file, resolution, count
+    One sample per chunk keeps random access (shuffled batches) cheap; compression is off by default because
+    position maps compress poorly and training input is read-bound (``lzf`` is the cheap option). Each chunk of
+    images and posmaps carries a Fletcher-32 checksum (4 bytes), so that a damaged one fails to read; packs without
+    it still read.
 
     Args:
         label_path: ``trainDataLabel.txt``.

@@ -1,14 +1,11 @@
 """UV-space rasterization of a morphable model, computed once, and position maps by interpolation.
 
-The UV layout of a model never changes, so which triangle covers each UV pixel and with which barycentric
-weights is computed once (``rasterize_uv``); every position map is then a weighted sum of three vertices per
-covered pixel (``UVRasterization.interpolate``, one sparse matrix product), which equals a fresh
-``face3d.mesh.render.render_colors`` of the vertex positions in UV space (the same rasterizer decides coverage
-and weights). ``keypoints_from_map`` reads the keypoints a map encodes, for the generator, training, evaluation
-and inference alike.
-
-UV pixel coordinates follow PRNet (``process_uv``): ``x = u * (r - 1)``, ``y = (r - 1) - v * (r - 1)``,
-pixel centres at integer coordinates, image rows growing downwards.
+A model's UV layout never changes, so which triangle covers each UV pixel, with which barycentric weights, is
+computed once (``rasterize_uv``); every position map is then one sparse matrix product
+(``UVRasterization.interpolate``), equal to a fresh ``face3d.mesh.render.render_colors`` of the vertex positions in
+UV space. ``keypoints_from_map`` reads the keypoints a map encodes, for the generator, training, evaluation and
+inference alike. UV pixels follow PRNet's ``process_uv`` (``uv_to_pixels``): centres at integer coordinates, rows
+growing downwards.
 """
 from __future__ import annotations
 

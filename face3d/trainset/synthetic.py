@@ -1,36 +1,10 @@
-"""Render a small sample set in the 300W-LP format from a morphable model (the project's embedded default data).
+"""Render a small sample set in the 300W-LP format from a morphable model (the embedded default unless given one).
 
-Each sample is a ``size x size`` (450 by default, as 300W-LP) ``.jpg`` and a ``.mat`` with the keys the
-300W-LP readers use: ``Pose_Para`` (1,7) = pitch, yaw, roll (radians, 3DDFA convention), tx, ty, tz, scale;
-``Shape_Para`` (n_shape,1), ``Exp_Para`` (n_exp,1), ``Tex_Para`` (n_tex,1) in basis units (vertices =
-shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para, no EV scaling, as 300W-LP stores them); ``pt2d`` (2,68) the
-projected 68 keypoints in image pixels (x, y down); ``roi`` (1,4) int16 [x0, y0, x1, y1], their box grown by a
-quarter on each side (``landmark_roi``; 300W-LP's own roi is a square face box of its source image; nothing here
-reads it); ``Color_Para`` (1,7) neutral (gains 1, offsets 0, contrast 1) and ``Illum_Para`` (1,10) = ambient rgb,
-directional rgb, light elevation and azimuth (radians), specular 0, shininess 20, the lighting actually used.
-
-Placement follows 300W-LP: ``projected = s * vertices @ R.T + t3d`` with ``R = angle2matrix_3ddfa(pitch, yaw,
-roll)`` and image row ``y = size - 1 - projected_y``. As in 300W-LP, the jaw keypoints of the side turned away
-from the camera (|yaw| > 10 degrees) are moved to the silhouette: for each of them, the outermost vertex of its
-``contour_lines`` candidates (BFM_info's ``parallel``) when the model has them.
-
-Structure as 300W-LP: a face (subject, expression, light, background) has ``views`` profiled views that share
-``Shape_Para`` and ``Exp_Para`` (only ``Pose_Para`` differs: the yaw turns on towards the profile), named
-``SYNTH_<ffff>_1_<view>`` in ``<output>/SYNTH``, and each view has a ``_Flip`` copy of the same name in
-``<output>/SYNTH_Flip``: the mirrored face (the least-squares Shape/Exp of the mirrored vertices and Tex of the
-mirrored colours, rendered as these parameters give it; yaw and roll negated, tx mirrored exactly, ty kept) with
-the mirrored light and background, whose ``pt2d`` is mirrored in x but not re-ordered (point 0 is then the
-subject's left jaw; the fitted face's keypoints lie within about a pixel of the mirrored ones).
-Face f is drawn from ``numpy.random.default_rng([seed, f])`` alone (yaw spread over [-90, 90] degrees by a
-golden-ratio sequence, pitch and roll uniform in +-20 degrees), so the set is deterministic and its first k samples
-do not depend on ``count``; a one-view face without flip is what ``synthesize_sample`` renders.
-``<output>/synthetic.json`` records the settings and the model's identity (``model_identity``: the embedded model's
-version or the model files' content), marked ``"complete": false`` before the first sample and rewritten without
-the mark after the last: a complete set with the same settings and model is reused instead of re-rendered, an
-interrupted one keeps its finished faces and renders the rest; a set rendered with a model object passed in
-(``model=``) is never reused. Processes rendering into the same folder at once (``generate`` shards without
-``--root``) take turns under an exclusive lock on ``<output>/.synthetic.lock``: the first renders the set, the
-others then find it complete and reuse it.
+Each sample is a ``.jpg`` and a ``.mat`` with 300W-LP's keys (listed in ``synthesize_sample``): angles in radians
+(3DDFA convention, ``angle2matrix_3ddfa``), parameters in basis units (no EV scaling), ``pt2d`` in image pixels
+(x right, y down). A face has ``views`` profiled views ``SYNTH/SYNTH_<ffff>_1_<view>``, each with a mirrored copy of
+the same name in ``SYNTH_Flip`` (``sample_names``). Face f is drawn from ``default_rng([seed, f])`` alone, so the set
+is deterministic; ``synthesize_dataset`` records, reuses and resumes a set. README: ``face3d synthesize``.
 """
 import dataclasses
 import json
@@ -194,8 +168,13 @@ def _render_view(model, face, yaw, rng, size, kpt=None, translation=None):
     sensor grain. ``kpt``: the keypoint vertices of pt2d, by default 300W-LP's (``contour.landmark_vertices``).
     ``translation``: (tx, ty) of the pose instead (a ``_Flip`` copy's: its view's, mirrored exactly).
 
+    Placement follows 300W-LP: ``projected = s * vertices @ R.T + t3d`` with ``R = angle2matrix_3ddfa(pitch, yaw,
+    roll)`` and image row ``y = size - 1 - projected_y``. As in 300W-LP, the jaw keypoints of the side turned away
+    from the camera (|yaw| > 10 degrees) are moved to the silhouette: for each of them, the outermost vertex of its
+    ``contour_lines`` candidates (BFM_info's ``parallel``) when the model has them.
+
     Returns:
-        (image (size, size, 3) uint8 RGB, mat dict (module docstring), keypoint vertex indices (68,)).
+        (image (size, size, 3) uint8 RGB, mat dict (``synthesize_sample``), keypoint vertex indices (68,)).
     """
     vertices = face.vertices
     kpt_ind = np.asarray(model.kpt_ind, dtype=np.int64)
@@ -241,9 +220,15 @@ def synthesize_sample(model, rng, size=450, yaw_fraction=None):
         rng: ``numpy.random.Generator`` (all randomness of the sample).
         size: image side in pixels.
         yaw_fraction: position of the yaw in [-90, 90] degrees as a fraction in [0, 1] (jittered by +-3
-            degrees); None draws it uniformly.
+            degrees); None draws it uniformly. Pitch and roll are uniform in +-20 degrees.
     Returns:
-        (image (size, size, 3) uint8 RGB, mat dict with the keys listed in the module docstring).
+        (image (size, size, 3) uint8 RGB, mat dict): 300W-LP's keys: ``Pose_Para`` (1,7) = pitch, yaw, roll
+        (radians, 3DDFA convention), tx, ty, tz, scale; ``Shape_Para`` (n_shape,1), ``Exp_Para`` (n_exp,1),
+        ``Tex_Para`` (n_tex,1) in basis units (vertices = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para, no EV
+        scaling, as 300W-LP stores them); ``pt2d`` (2,68) the projected 68 keypoints in image pixels (x, y down);
+        ``roi`` (1,4) int16 (``landmark_roi``); ``Color_Para`` (1,7) neutral (gains 1, offsets 0, contrast 1) and
+        ``Illum_Para`` (1,10) = ambient rgb, directional rgb, light elevation and azimuth (radians), specular 0,
+        shininess 20, the lighting actually used.
     """
     face = _draw_face(model, rng, size, yaw_fraction)
     return _render_view(model, face, face.yaw, rng, size)[:2]
@@ -318,7 +303,13 @@ class _Mirror:
 
 def sample_names(count, views=VIEWS, flip=True):
     """(folder, stem, face, view, flipped) of the set's samples in order: sample i is view ``v`` of face ``f``
-    (``<SYNTH>/SYNTH_<ffff>_1_<v>``), or with ``flip`` its mirror copy for odd i (same stem in ``SYNTH_Flip``)."""
+    (``<SYNTH>/SYNTH_<ffff>_1_<v>``), or with ``flip`` its mirror copy for odd i (same stem in ``SYNTH_Flip``).
+
+    As in 300W-LP, a face (subject, expression, light, background) has ``views`` views sharing ``Shape_Para`` and
+    ``Exp_Para``: only ``Pose_Para`` differs (``view_yaws``). A flipped copy is the mirrored face (``_Mirror``) with
+    the mirrored light and background, yaw and roll negated, tx mirrored exactly, ty kept; its ``pt2d`` is mirrored
+    in x but not re-ordered (point 0 is then the subject's left jaw; the fitted face's keypoints lie within about a
+    pixel of the mirrored ones)."""
     names = []
     for i in range(int(count)):
         pair, flipped = (i // 2, i % 2 == 1) if flip else (i, False)
@@ -366,15 +357,22 @@ def landmark_roi(pt2d):
 
 def synthesize_dataset(output, count=24, seed=0, model_path=None, size=450, model=None, views=VIEWS, flip=True,
                        before_writing=None):
-    """Render ``count`` samples into ``output/SYNTH`` and ``output/SYNTH_Flip`` (reusing a complete set rendered
-    with the same settings and model files and the finished faces of an interrupted one, see the module docstring);
-    rendering with other settings first removes the samples there, so the folders hold exactly this set. Processes
-    given the same ``output`` at once render it one at a time (``LOCK_FILE``), so the later ones reuse the set.
+    """Render ``count`` samples into ``output/SYNTH`` and ``output/SYNTH_Flip``.
+
+    ``output/synthetic.json`` records the settings and the model's identity (``model_identity``: the embedded
+    model's version or the model files' content), marked ``"complete": false`` before the first sample and rewritten
+    without the mark after the last: a complete set with the same settings and model is reused instead of
+    re-rendered, an interrupted one keeps its finished faces and renders the rest; rendering with other settings
+    first removes the samples there, so the folders hold exactly this set. Processes given the same ``output`` at
+    once (``generate`` shards without ``--root``) take turns under an exclusive lock on ``LOCK_FILE``: the first
+    renders the set, the others then find it complete and reuse it.
 
     Args:
         output: folder of the set (created).
         count: number of samples (>= 1), flipped copies included; see ``sample_names`` for their order.
-        seed: base seed; face f uses ``default_rng([seed, f])`` (seed >= 0).
+        seed: base seed (>= 0); face f is drawn from ``default_rng([seed, f])`` alone, its yaw spread over [-90, 90]
+            degrees by a golden-ratio sequence, so its first k samples do not depend on ``count``; a one-view face
+            without flip is what ``synthesize_sample`` renders.
         model_path: ``BFM.mat`` or None for the embedded default model.
         size: image side in pixels (300W-LP: 450).
         model: an already loaded MorphableModel (overrides ``model_path``); its set is always rendered (an object

@@ -1,36 +1,9 @@
 """UV-space data for the model in use (``UVData``: build, write, read), in PRNet's uv-data file names and formats.
 
-Files (r = resolution, 256 for PRNet):
-
-``uv_kpt_ind.txt``     (2, 68) integers: row 0 x = round(u*(r-1)), row 1 y = round((r-1) - v*(r-1)) of the
-                       68 keypoint vertices; a position map is read at ``map[y, x]``.  A keypoint on the mesh
-                       border whose rounded pixel is not covered takes the nearest covered pixel; with every
-                       keypoint inside the layout this is exactly PRNet's formula.
-``face_ind.txt``       row-major indices ``y*r + x`` of the face mask's nonzero pixels, ascending, one per line.
-``triangles.txt``      (t, 3) integers: a triangulation of the UV pixel grid over the face, indices into the
-                       ``face_ind`` list (two triangles per 2x2 pixel block whose corners are all in the face,
-                       clockwise for a frontal face with y up, i.e. seen from outside, as the BFM's triangles).
-``uv_face_mask.png``   uint8 face mask: 255 on the face (UV pixels covered by the model and above the jaw line),
-                       0 elsewhere.
-``uv_weight_mask.png`` uint8 loss weights, PRNet's 16 : 4 : 3 : 0 scaled by 16 (256 clipped to 255):
-                       255 at the 68 keypoint pixels, 64 on eyes, nose and mouth, 48 on the rest of the covered
-                       UV area, 0 outside.  By default the "rest" includes the neck (covered pixels below the jaw
-                       line); ``neck_zeroed=True`` gives the paper's variant with the neck at 0. (PRNet's shipped
-                       mask is 0 only on its first row, with anti-aliased values at region edges.)
-``uv_face_eyes.png``   uint8 face mask with the eye regions removed (255 face without eyes, 0 elsewhere). PRNet
-                       ships instead two pictures of a face texture, ``uv_face.png`` (RGB) and ``uv_face_eyes.png``
-                       (RGBA), whose eye mask is where they differ; ``load_uv_data`` recognises them.
-``canonical_vertices.npy`` (m, 3) float: the model's mean face at the ``face_ind`` pixels, frontal, in position-map
-                       axes (x right, y down, z towards the viewer), PRNet's pose reference. PRNet's file holds its
-                       mean face in pixels of a frontal placement; ``build_uv_data`` writes the model's in model
-                       units (x, -y, z). Only the shape matters: pose estimation fits scale and translation.
-
-``load_uv_data`` also reads PRNet's own folder, ``triangles.txt`` included; where a copy lacks that file the grid
-triangulation is derived from ``face_ind`` (logged).
-
-The neck is where the model's region labels cannot help (they only split the face into eyes, nose, mouth and
-rest): it is the covered UV area below the polyline through the jaw keypoints 0..16, extended sideways from
-keypoints 0 and 16.
+r is the resolution (256 for PRNet). UV pixels follow PRNet: x = round(u*(r-1)), y = round((r-1) - v*(r-1)), rows
+growing downwards, a map read at ``map[y, x]``, pixel indices row-major ``y*r + x``. ``UVData`` says what each file
+holds; ``build_uv_data`` makes it for a model, ``write_uv_data`` and ``load_uv_data`` (which also reads PRNet's own
+folder) write and read it. README: "UV data".
 """
 from __future__ import annotations
 
@@ -74,16 +47,22 @@ _MASK_FILES = ("uv_face_mask.png", "uv_weight_mask.png", "uv_face_eyes.png")
 
 @dataclass(frozen=True)
 class UVData:
-    """UV-space masks and indices of a model at one resolution r (see the module docstring).
+    """UV-space masks and indices of a model at one resolution r, one attribute per file of a uv-data folder.
 
     Attributes:
-        uv_kpt_ind: (2, 68) int32 x (row 0), y (row 1) UV pixels of the keypoints.
-        face_ind: (m,) int64 row-major indices of the face pixels.
-        triangles: (t, 3) int32 indices into ``face_ind``.
-        face_mask: (r, r) uint8 {0, 255}.
-        weight_mask: (r, r) uint8 {0, 48, 64, 255}.
-        face_eyes: (r, r) uint8 {0, 255}.
-        canonical_vertices: (m, 3) float32 canonical face at ``face_ind`` (position-map axes, y down), or None.
+        uv_kpt_ind: (2, 68) int32 x (row 0), y (row 1) UV pixels of the keypoints (``uv_kpt_ind.txt``; see
+            ``uv_keypoint_pixels``).
+        face_ind: (m,) int64 row-major indices ``y*r + x`` of the face mask's nonzero pixels, ascending
+            (``face_ind.txt``, one per line).
+        triangles: (t, 3) int32 indices into ``face_ind`` (``triangles.txt``; see ``grid_triangles``).
+        face_mask: (r, r) uint8 {0, 255} (``uv_face_mask.png``): 255 on the face, the UV pixels covered by the
+            model and above the jaw line (``build_uv_data``).
+        weight_mask: (r, r) uint8 {0, 48, 64, 255} (``uv_weight_mask.png``): loss weights, PRNet's 16 : 4 : 3 : 0
+            scaled by 16 (256 clipped to 255): 255 at the 68 keypoint pixels, 64 on eyes, nose and mouth, 48 on
+            the rest of the covered UV area (the neck included unless ``neck_zeroed``), 0 outside.
+        face_eyes: (r, r) uint8 {0, 255} (``uv_face_eyes.png``): the face mask with the eye regions removed.
+        canonical_vertices: (m, 3) float32 canonical face at ``face_ind`` (``canonical_vertices.npy``; position-map
+            axes, y down; see ``canonical_face``), or None.
     """
 
     uv_kpt_ind: np.ndarray
@@ -124,7 +103,7 @@ def grid_triangles(face_mask: np.ndarray, face_ind: np.ndarray) -> np.ndarray:
         face_ind: (k,) row-major indices ``y*r + x`` of the face pixels (``flatnonzero(face_mask)``).
     Returns:
         (t, 3) int32 indices into ``face_ind``: two triangles per 2x2 pixel block whose four corners are all in
-        the face, clockwise seen from outside (see the module doc).
+        the face, clockwise for a frontal face with y up, i.e. seen from outside, as the BFM's triangles.
     """
     r = face_mask.shape[0]
     inside = face_mask > 0
@@ -186,6 +165,9 @@ def build_uv_data(model, resolution: int = RESOLUTION, neck_zeroed: bool = False
         resolution: side r of the UV images (PRNet: 256).
         neck_zeroed: False (default) weights the neck 48 like the rest of the covered UV area; True zeroes it as
             in the paper. (PRNet's shipped mask is neither: 0 only on its first row, anti-aliased at region edges.)
+            The neck is where the model's region labels cannot help (they only split the face into eyes, nose,
+            mouth and rest): the covered UV area below the polyline through the jaw keypoints 0..16, extended
+            sideways from keypoints 0 and 16 (``_above_jaw``).
         rasterization: a ``rasterize_uv(model.uv_coords, model.full_triangles, resolution)`` already at hand.
     Returns:
         UVData. A pixel's region is that of its triangle's vertex with the largest barycentric weight.

@@ -1,17 +1,9 @@
 """Shape, expression and texture bases and the mean texture of the default model.
 
-Every basis is a set of smooth deformation fields evaluated at the base surface's (x, y) (so the two
-sides of the mouth seam move together unless a field opens the lips on purpose), orthogonalised in
-order (the first, hand-designed fields keep their meaning; the later ones are seeded random smooth
-fields of rising spatial frequency, as later principal components are).
-
-Scales follow the Basel Face Model as 300W-LP uses it (vertices = shapeMU + shapePC @ Shape_Para +
-expPC @ Exp_Para, no eigenvalue multiplication):
-* shapePC / texPC columns are orthogonal with the per-entry RMS of a unit-norm column of the
-  159645-row Basel basis, 1 / sqrt(159645), so that 300W-LP's Shape_Para (~1e5..1e6) and
-  Tex_Para (~1e3..1e4) move vertices by millimetres and colours by a few tens of levels;
-* shapeEV / texEV / expEV (standard deviations) decay as power laws from 9e5, 8e3 and 2.0;
-* expPC columns are in micrometres per unit of Exp_Para (300W-LP's Exp_Para are O(1)).
+Every basis is a set of smooth fields evaluated at the base surface's (x, y), orthogonalised in order
+(``_orthogonalise``): hand-designed fields first, then seeded random ones (``_random_fields``). Scales follow the
+Basel Face Model as 300W-LP uses it, vertices = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para with no
+eigenvalue multiplication (``shape_basis``, ``expression_basis``, ``texture_basis``).
 """
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -35,7 +27,8 @@ def eigen_scales(first, decay, count):
 
 
 def _orthogonalise(fields, norms=None):
-    """Orthogonalise (3n, k) columns in order and give them ``norms`` (default: unit norms).
+    """Orthogonalise (3n, k) columns in order and give them ``norms`` (default: unit norms): the first,
+    hand-designed fields keep their meaning, the later random ones take what is left, as later principal components.
 
     Gram-Schmidt done as Cholesky QR, Q = F L^-T with F^T F = L L^T: the k-th column stays in the
     span of the first k fields with a positive projection on the k-th.  Its loss of orthogonality,
@@ -58,7 +51,9 @@ def _gauss(x, y, cx, cy, rx, ry):
 
 
 def _random_fields(rng, x, y, count, directions=None, penalty=(0.0, 0.0, 0.0), local=None):
-    """``count`` seeded random smooth vector fields (3n, count), spatial frequency rising with k.
+    """``count`` seeded random smooth vector fields (3n, count), spatial frequency rising with k, as later principal
+    components. Being functions of the base (x, y), they move the two sides of the mouth seam together (only the
+    designed ``lip_opening`` fields open the lips).
 
     The building blocks ("slots") are a cosine atom cos(pi fx u) cos(pi fy v) over the face's
     normalised coordinates u, v in [0, 1] (0 <= fx, fy < ATOM_FREQS, not both 0: a uniform offset
@@ -97,7 +92,12 @@ def _random_fields(rng, x, y, count, directions=None, penalty=(0.0, 0.0, 0.0), l
 
 
 def shape_basis(surface, rng):
-    """(3n, 199) shape basis and (199, 1) standard deviations (see module docstring)."""
+    """(3n, 199) shape basis and (199, 1) standard deviations.
+
+    The columns are orthogonal with the per-entry RMS of a unit-norm column of the 159645-row Basel basis,
+    1 / sqrt(159645) (``BFM_ROWS``), so that 300W-LP's Shape_Para (~1e5..1e6) move vertices by millimetres; the
+    standard deviations decay as a power law from 9e5 (``SHAPE_EV``, ``eigen_scales``).
+    """
     x, y = surface.base[:, 0], surface.base[:, 1]
     z = surface.vertices[:, 2]
     zero = np.zeros_like(x)
@@ -141,7 +141,8 @@ def shape_basis(surface, rng):
 
 
 def expression_basis(surface, rng):
-    """(3n, 29) expression basis in micrometres per unit Exp_Para and (29, 1) std devs."""
+    """(3n, 29) expression basis in micrometres per unit Exp_Para (300W-LP's Exp_Para are O(1)) and (29, 1) std
+    devs, decaying as a power law from 2.0 (``EXP_EV``)."""
     x, y = surface.base[:, 0], surface.base[:, 1]
     z = surface.vertices[:, 2]
     side = surface.side
@@ -231,6 +232,9 @@ def mean_texture(surface):
 
 def texture_basis(surface, rng):
     """(3n, 199) texture basis (colour levels per unit Tex_Para) and (199, 1) std devs.
+
+    As for the shape, the columns have the RMS 1 / sqrt(159645), so that 300W-LP's Tex_Para (~1e3..1e4) move
+    colours by a few tens of levels; the std devs decay as a power law from 8e3 (``TEX_EV``).
 
     Skin albedo varies mostly in lightness with a little hue, so the random components are built
     from lightness patterns (R, G, B in the ratio of the mean skin colour) first, the two hue

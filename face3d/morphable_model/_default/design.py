@@ -1,14 +1,11 @@
 """Anthropometric design tables of the default face model.
 
-Units are millimetres (the builder converts to the BFM's micrometres); axes are the BFM's: x to the
-viewer's right for a frontal face, y up, z towards the viewer, origin near the centre of the head
-(so the face front lies at z ~ 90..135 mm and the mask's side edges, in front of the ears, at
-z ~ 20 mm).  The numbers are rounded adult proportions (face width ~ 146 mm at the tragus,
-eye-corner distance ~ 88 mm, intercanthal width ~ 38 mm, mouth width ~ 62 mm, nose protrusion
-~ 25 mm, nasion-to-chin ~ 111 mm), chosen so that the iBUG-68 landmarks of the mean face sit
-where the Basel Face Model's do under 300W-LP poses.
-
-Tables are tuples of (y, value) knots interpolated with monotone cubic (PCHIP) splines.
+Millimetres (the builder converts to the BFM's micrometres) in the BFM's axes: x to the viewer's right for a frontal
+face, y up, z towards the viewer, origin near the head's centre (face front at z ~ 90..135 mm, the mask's side edges,
+in front of the ears, at z ~ 20 mm). The numbers are rounded adult proportions (face width ~ 146 mm at the tragus,
+eye-corner distance ~ 88, intercanthal width ~ 38, mouth width ~ 62, nose protrusion ~ 25, nasion-to-chin ~ 111),
+chosen so that the iBUG-68 landmarks of the mean face sit where the Basel Face Model's do under 300W-LP poses.
+Tables are tuples of (y, value) knots interpolated with monotone cubic (PCHIP) splines (``surface.pchip``).
 """
 
 # Vertical layout: the mouth seam row sits exactly at MOUTH_Y; rows every ROW_STEP mm.

@@ -1,26 +1,9 @@
-"""Mean face surface of the default model: rows of vertices, triangulation, mouth seam, margin band,
-UV unwrap.
+"""Mean face surface of the default model: rows of vertices, triangulation, mouth seam, margin band, UV unwrap.
 
-Swept along y: row ``j`` sits at ``y_j = MOUTH_Y + ROW_STEP * (j - ROWS_BELOW_MOUTH)``
-a superellipse arc in the x-z plane from the mask's left side edge (x = -a(y), z = edge(y)) over
-the face front (x = 0, z = front(y)) to the right edge, sampled uniformly in arc length with
-an odd number of vertices (one on the midline).  Because each row's vertices sit at arc-length
-fractions k/m (exact rationals), the stitching of neighbouring rows into triangles depends only on
-integer vertex counts, which keeps the topology identical on every machine.  Facial features (nose,
-eye sockets, brows, cheekbones, lips, chin) are smooth displacements of this base surface, added as
-functions of each vertex's base (x, y).
-
-The mouth is a seam: the interior vertices of the mouth row are duplicated; triangles above the
-seam use the originals (upper lip), triangles below use the copies (lower lip), and ``tri_mouth``
-spans the slit between them.  ``side`` (+1 upper, -1 lower) lets deformation fields open the lips.
-
-Beyond the mask's side edges and below its chin row lies a margin band (see ``design.MARGIN_*``):
-rings of vertices offset from that U-shaped outline, so that, as in the BFM, the jaw line is inside
-the surface and the UV layout has an under-chin / neck strip below it.
-
-Winding follows the BFM / face3d: triangles are clockwise seen from outside the face, so the
-right-hand normal cross(v1 - v0, v2 - v0) points into the head (towards -z for a frontal face);
-face3d's lighting (``face3d.mesh.light`` with ``clockwise=True``) expects exactly that.
+Millimetres, float64, the BFM's axes (x right, y up, z towards the viewer). The base surface is swept along y in
+rows of superellipse arcs (``row_ys``, ``_row``), stitched by exact integer comparisons (``_stitch``); facial
+features are smooth displacements of it (``feature_depth``); the mouth is a seam and a margin band lies beyond the
+outline (``build_surface``). Triangles are clockwise seen from outside, as in the BFM (``Surface``).
 """
 from dataclasses import dataclass
 
@@ -45,7 +28,9 @@ class Surface:
         row: (n,) int32 row of each vertex (seam copies carry the mouth row); -1 on the margin band.
         unwrap: (n, 2) float64 (signed arc length from the midline along the base row, base y) in
             mm: the plane the UV unwrap scales; margin vertices are offset outwards in it.
-        tri: (ntri, 3) int32 triangles, clockwise seen from outside (from +z for a frontal face).
+        tri: (ntri, 3) int32 triangles, clockwise seen from outside (from +z for a frontal face), as in the BFM /
+            face3d: the right-hand normal cross(v1 - v0, v2 - v0) points into the head (towards -z for a frontal
+            face), which face3d's lighting (``face3d.mesh.light`` with ``clockwise=True``) expects.
         tri_mouth: (m, 3) int32 triangles closing the mouth slit, same orientation.
         mirror: (n,) int32 index of each vertex's mirror image (x -> -x).
         seam_upper, seam_lower: (k,) int32 upper / lower inner-lip polylines from the left corner
@@ -80,13 +65,19 @@ def half_width(y):
 
 
 def row_ys():
-    """(nrows,) float64 row heights, the mouth row exactly at MOUTH_Y."""
+    """(nrows,) float64 row heights ``y_j = MOUTH_Y + ROW_STEP * (j - ROWS_BELOW_MOUTH)``, the mouth row exactly at
+    MOUTH_Y."""
     k = np.arange(-d.ROWS_BELOW_MOUTH, d.ROWS_ABOVE_MOUTH + 1, dtype=np.float64)
     return d.MOUTH_Y + d.ROW_STEP * k
 
 
 def _row(y):
-    """Base points of one row, left to right: (x, z) arrays, signed arc length, and m (n = 2m+1)."""
+    """Base points of one row, left to right: (x, z) arrays, signed arc length, and m (n = 2m+1).
+
+    The row is a superellipse arc in the x-z plane from the mask's left side edge (x = -a(y), z = edge(y)) over the
+    face front (x = 0, z = front(y)) to the right edge, sampled uniformly in arc length with an odd number of
+    vertices (one on the midline).
+    """
     a = float(half_width(y))
     edge = float(pchip(d.EDGE_Z)(y))
     front = float(pchip(d.FRONT_Z)(y))
@@ -111,7 +102,8 @@ def _stitch(lower, upper, m_lo, m_up):
     """Triangles between two rows of vertex indices (left to right), clockwise seen from +z.
 
     Vertices of a row with n = 2m+1 points sit at arc fractions (k - m)/m; the rows are merged by
-    those fractions compared exactly as integers (k_lo - m_lo) * m_up vs (k_up - m_up) * m_lo.
+    those fractions compared exactly as integers (k_lo - m_lo) * m_up vs (k_up - m_up) * m_lo, so the stitching
+    depends only on integer vertex counts and the topology is identical on every machine.
     """
     tris = []
     i, k = 0, 0
@@ -164,7 +156,8 @@ def lip_opening(x, y, side):
 
 
 def feature_depth(x, y):
-    """z displacement (mm) of the facial features at base positions (x, y)."""
+    """z displacement (mm) of the facial features (nose, eye sockets, brows, cheekbones, lips, chin) at base
+    positions (x, y): smooth functions of each vertex's base (x, y), added to the base surface."""
     nose_w = pchip(d.NOSE_HALF_WIDTH)(y)
     dz = pchip(d.NOSE_HEIGHT)(y) * np.exp(-(x / nose_w) ** 2)
     dz += _gauss(x, y, d.NOSE_ALA, True)
@@ -185,7 +178,13 @@ def feature_depth(x, y):
 
 
 def build_surface():
-    """Build the mean face mesh (see :class:`Surface`); millimetres, float64, deterministic."""
+    """Build the mean face mesh (see :class:`Surface`); millimetres, float64, deterministic.
+
+    The mouth is a seam: the interior vertices of the mouth row are duplicated; triangles above the seam use the
+    originals (upper lip), triangles below use the copies (lower lip), and ``tri_mouth`` spans the slit between
+    them; ``side`` (+1 upper, -1 lower) lets deformation fields open the lips. Beyond the mask's side edges and
+    below its chin row lies the margin band (``_margin_band``).
+    """
     ys = row_ys()
     j_mouth = d.ROWS_BELOW_MOUTH
     xs, zs, arcs, ms, starts = [], [], [], [], []
@@ -275,7 +274,9 @@ def _outward_normals(points):
 
 
 def _margin_band(base, unwrap, outline, first):
-    """Margin band beyond the U-shaped outline (mask side edges and chin row), see design.MARGIN_*.
+    """Margin band beyond the U-shaped outline (mask side edges and chin row), see design.MARGIN_*: rings of
+    vertices offset from that outline, so that, as in the BFM, the jaw line is inside the surface and the UV layout
+    has an under-chin / neck strip below it.
 
     Args:
         base: (n, 3) base points; unwrap: (n, 2) unwrap parameters (arc, height), mm.
