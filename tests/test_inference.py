@@ -268,6 +268,27 @@ def test_reduced_input_crop_matches_the_training_resampling(rendered, uv):
     assert np.abs(small.image - resampled).mean() < 0.02
 
 
+@pytest.mark.parametrize("input_size", [32, 16, 8])
+def test_reduced_input_crop_pixels_sit_at_the_centres_of_the_map_pixels_they_cover(input_size):
+    """At S < R pixel q of the S crop reads the R crop at k q + (k - 1) / 2 (k = R / S), the centre of the k x k
+    R pixels it stands for, as training's resampling places it (``data.augment_sample``).
+
+    On a photo whose red and green are the pixel's own x and y, a box of side 62 maps one R = 32 crop pixel to two
+    image pixels from x = 9, y = 19: S pixel q reads image x = 9 + 2 (k q + (k - 1) / 2), an integer for k = 1, 2, 4,
+    where OpenCV's bilinear warp returns the ramp's value exactly."""
+    r, height, width = 32, 100, 90
+    ys, xs = np.mgrid[0:height, 0:width]
+    photo = np.stack([xs, ys, np.full_like(xs, 128)], axis=-1).astype(np.uint8)
+    crop = inference.crop_face(photo, CropBox(40.0, 50.0, 62.0), input_size, r)
+    k = r / input_size
+    centres = 2 * (k * np.arange(input_size) + (k - 1) / 2)
+    values = crop.image * 255
+    np.testing.assert_allclose(values[..., 0], np.broadcast_to(9 + centres, values.shape[:2]), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(values[..., 1], np.broadcast_to(19 + centres[:, None], values.shape[:2]), rtol=0,
+                               atol=1e-4)
+    np.testing.assert_allclose(values[..., 2], 128, rtol=0, atol=1e-4)
+
+
 # ------------------------------------------------------------------------------------------------ restoring
 
 def test_restore_inverts_the_generators_crop(rendered, uv, default_model):
