@@ -349,6 +349,14 @@ def test_pose_recovers_known_angles(default_model, uv):
     np.testing.assert_allclose(pose.R, R, atol=1e-6)
     np.testing.assert_allclose(angle2matrix(pose.angles), R, atol=1e-6)  # face3d's degrees describe the same R
     assert pose.scale == pytest.approx(0.002, rel=1e-6)
+    # t2d is the translation of (x, -y): x moved by 150, the up-pointing y by 20 - 299
+    np.testing.assert_allclose(pose.t2d, [150.0, 20.0 - 299.0], atol=1e-6)
+    # the documented camera: image (x, -y) = scale R @ canonical + t2d, to float64 rounding (the placement is exact)
+    projected = pose.scale * canonical.astype(np.float64) @ pose.R[:2].T + pose.t2d
+    np.testing.assert_allclose(projected, image[:, :2] * [1, -1], rtol=0, atol=1e-6)
+    through_prn = PRN(helpers.OraclePredictor(256), uv_data=uv, bfm=default_model).estimate_pose(image)
+    np.testing.assert_array_equal(through_prn.t2d, pose.t2d)  # the PRN method is this function on its canonical
+    np.testing.assert_array_equal(through_prn.R, pose.R)
     with pytest.raises(ValueError, match="degenerate"):
         inference.estimate_pose(np.zeros_like(image), canonical)
 
