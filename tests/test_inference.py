@@ -268,6 +268,27 @@ def test_reduced_input_crop_matches_the_training_resampling(rendered, uv):
     assert np.abs(small.image - resampled).mean() < 0.02
 
 
+@pytest.mark.parametrize("input_size", [32, 16, 8])
+def test_reduced_input_crop_pixels_sit_at_the_centres_of_the_map_pixels_they_cover(input_size):
+    """At S < R pixel q of the S crop reads the R crop at k q + (k - 1) / 2 (k = R / S), the centre of the k x k
+    R pixels it stands for, as training's resampling places it (``data.augment_sample``).
+
+    On a photo whose red and green are the pixel's own x and y, a box of side 62 maps one R = 32 crop pixel to two
+    image pixels from x = 9, y = 19: S pixel q reads image x = 9 + 2 (k q + (k - 1) / 2), an integer for k = 1, 2, 4,
+    where OpenCV's bilinear warp returns the ramp's value exactly."""
+    r, height, width = 32, 100, 90
+    ys, xs = np.mgrid[0:height, 0:width]
+    photo = np.stack([xs, ys, np.full_like(xs, 128)], axis=-1).astype(np.uint8)
+    crop = inference.crop_face(photo, CropBox(40.0, 50.0, 62.0), input_size, r)
+    k = r / input_size
+    centres = 2 * (k * np.arange(input_size) + (k - 1) / 2)
+    values = crop.image * 255
+    np.testing.assert_allclose(values[..., 0], np.broadcast_to(9 + centres, values.shape[:2]), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(values[..., 1], np.broadcast_to(19 + centres[:, None], values.shape[:2]), rtol=0,
+                               atol=1e-4)
+    np.testing.assert_allclose(values[..., 2], 128, rtol=0, atol=1e-4)
+
+
 # ------------------------------------------------------------------------------------------------ restoring
 
 def test_restore_inverts_the_generators_crop(rendered, uv, default_model):
@@ -328,6 +349,14 @@ def test_pose_recovers_known_angles(default_model, uv):
     np.testing.assert_allclose(pose.R, R, atol=1e-6)
     np.testing.assert_allclose(angle2matrix(pose.angles), R, atol=1e-6)  # face3d's degrees describe the same R
     assert pose.scale == pytest.approx(0.002, rel=1e-6)
+    # t2d is the translation of (x, -y): x moved by 150, the up-pointing y by 20 - 299
+    np.testing.assert_allclose(pose.t2d, [150.0, 20.0 - 299.0], atol=1e-6)
+    # the documented camera: image (x, -y) = scale R @ canonical + t2d, to float64 rounding (the placement is exact)
+    projected = pose.scale * canonical.astype(np.float64) @ pose.R[:2].T + pose.t2d
+    np.testing.assert_allclose(projected, image[:, :2] * [1, -1], rtol=0, atol=1e-6)
+    through_prn = PRN(helpers.OraclePredictor(256), uv_data=uv, bfm=default_model).estimate_pose(image)
+    np.testing.assert_array_equal(through_prn.t2d, pose.t2d)  # the PRN method is this function on its canonical
+    np.testing.assert_array_equal(through_prn.R, pose.R)
     with pytest.raises(ValueError, match="degenerate"):
         inference.estimate_pose(np.zeros_like(image), canonical)
 

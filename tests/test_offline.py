@@ -79,11 +79,29 @@ def direct(exported, aflw):
 
 
 def _compare_reports(report, reference):
+    """post_process's report against evaluate_model's: the same NMEs, and the same signed yaw per sample (read from
+    the manifest's ground truth), so the same yaw buckets, bucket means and balanced means.
+
+    The three synthetic faces fall one in each yaw bucket, so a yaw lost or folded on the way through the manifest
+    (all zero, or its sign dropped) moves a face to another bucket and changes the counts.
+    """
     assert report["samples"] == reference["samples"] == 3
-    for key in ("nme_2d", "nme_3d", "nme_3d_diagonal"):
+    metrics = ("nme_2d", "nme_3d", "nme_3d_diagonal")
+    for key in metrics:
         assert abs(report[key] - reference[key]) < 1e-4, key
+    assert [s["name"] for s in report["per_sample"]] == [s["name"] for s in reference["per_sample"]]
     for mine, theirs in zip(report["per_sample"], reference["per_sample"]):
-        assert mine["name"] == theirs["name"] and abs(mine["nme_2d"] - theirs["nme_2d"]) < 1e-4
+        assert abs(mine["nme_2d"] - theirs["nme_2d"]) < 1e-4
+        # the manifest's JSON keeps a float's every digit: the yaw comes back exactly
+        assert (mine["yaw_deg"], mine["yaw_bucket"]) == (theirs["yaw_deg"], theirs["yaw_bucket"])
+    assert sorted(s["yaw_bucket"] for s in reference["per_sample"]) == sorted(evaluation.YAW_BUCKETS)
+    for label in evaluation.YAW_BUCKETS:
+        mine, theirs = report["yaw_buckets"][label], reference["yaw_buckets"][label]
+        assert mine["count"] == theirs["count"] == 1, label
+        for key in metrics:
+            assert abs(mine[key] - theirs[key]) < 1e-4, (label, key)
+    for key in metrics:
+        assert abs(report["balanced"][key] - reference["balanced"][key]) < 1e-4, key
 
 
 def test_round_trip_onnx_gives_the_direct_nme(exported, aflw, direct, tmp_path, capsys):

@@ -12,7 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
-from face3d.prnet.data import AugmentConfig, check_samples, group_key, make_dataset, open_h5, split_train_val
+from face3d.prnet.data import (
+    AugmentConfig,
+    augment_params,
+    check_samples,
+    group_key,
+    make_dataset,
+    open_h5,
+    split_train_val,
+)
 from face3d.prnet.samples import FileSamples
 from face3d.prnet.uv_weights import loss_weights
 from face3d.trainset.pack import read_label_file
@@ -321,13 +329,16 @@ def test_each_augmentation_is_switchable(small_set):
         assert not np.array_equal(only[name][0], plain[0])
     for name in ("color", "occlusion"):
         np.testing.assert_array_equal(only[name][1], plain[1])
-    ratio = only["color"][0] / np.maximum(plain[0], 1e-6)
-    unclipped = (plain[0] > 0.05) & (only["color"][0] < 0.999)
-    for b in range(4):
-        for c in range(3):
-            values = ratio[b, ..., c][unclipped[b, ..., c]]
-            assert 0.6 - 1e-3 <= values.mean() <= 1.4 + 1e-3
-            np.testing.assert_allclose(values, values.mean(), rtol=1e-4)
+    # colour alone: each channel times its drawn factor, clipped to 255, over 255 (the factors of sample i are
+    # augment_params' for the seed (2, i): epoch 0, unshuffled)
+    colour_only = AugmentConfig(**{k: k == "color" for k in ("rotation", "translation", "scale", "color", "occlusion")})
+    factors = np.stack([augment_params(tf.constant([2, i], tf.int64), colour_only)["color"].numpy() for i in range(4)])
+    assert factors.min() >= 0.6 and factors.max() <= 1.4
+    pixels = np.rint(plain[0] * 255).astype(np.float32)  # the decoded uint8 crops
+    scaled = pixels * factors[:, None, None, :]
+    assert (scaled > 255).any()  # bright pixels brightened: the clip is exercised
+    np.testing.assert_allclose(only["color"][0], np.minimum(scaled, 255) / np.float32(255), rtol=0, atol=1e-6)
+    assert only["color"][0].max() <= 1.0
     changed = np.any(only["occlusion"][0] != plain[0], axis=-1)
     for b in range(4):
         rows, cols = np.nonzero(changed[b])
@@ -351,6 +362,25 @@ def test_reduced_input_size_resamples_maps_and_images(small_set):
     np.testing.assert_allclose(images16.mean(axis=(1, 2)), images.mean(axis=(1, 2)), atol=0.03)
     with pytest.raises(ValueError, match="uv data resolution 16 differs from the maps' 32"):
         make_dataset(samples, uv16, batch_size=2, input_size=16)
+
+
+@pytest.mark.parametrize("size", [32, 16])
+def test_reduced_input_image_pixel_centres_keep_their_place(tmp_path, size):
+    """At S < R the crop is warped straight to S so that pixel q of the S image covers the k x k pixels of the R crop
+    from k q to k q + k - 1 (k = R / S): it reads the R crop at k q + (k - 1) / 2, as ``cv2.resize``'s area
+    sampling and ``face_crop.crop_face`` place it. On crops whose red and green are their own x and y, bilinear
+    sampling returns that position itself; with k a power of two it lies on OpenCV's 1/32-pixel grid, so the only
+    error is float32 rounding (the value is read in 0 .. 255 and scaled by 1 / 255)."""
+    res = 64
+    label = _ramp_set(tmp_path, 2, res, seed=0)
+    samples = check_samples(read_label_file(label))
+    images = _one_batch(samples, load_uv_data(tmp_path / "uv-data"), batch_size=2, input_size=size, shuffle=False)[0]
+    k = res / size
+    centres = k * np.arange(size) + (k - 1) / 2
+    for image in images * 255:
+        np.testing.assert_allclose(image[..., 0], np.broadcast_to(centres, (size, size)), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(image[..., 1], np.broadcast_to(centres[:, None], (size, size)), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(image[..., 2], 128, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("augment", [None, AugmentConfig(color=False, occlusion=False)],

@@ -231,6 +231,7 @@ def test_reconstruct_matches_the_library(client, prn, photo):
     np.testing.assert_allclose(answer["pose"]["angles_3ddfa"], pose.angles_3ddfa, atol=1e-8)
     np.testing.assert_allclose(answer["pose"]["camera"]["rotation"], pose.R, atol=1e-8)
     assert answer["pose"]["camera"]["scale"] == pytest.approx(pose.scale, rel=1e-8)
+    np.testing.assert_allclose(answer["pose"]["camera"]["translation"], pose.t2d, rtol=1e-8)
     crop = box_crop(BOX)
     assert answer["box"] == list(BOX) and answer["box_source"] == "box"
     assert answer["crop"] == {"center": [crop.cx, crop.cy], "size": crop.size}
@@ -268,18 +269,26 @@ def test_json_body_and_landmarks(client, prn, photo):
     assert wrapped.json()["landmarks"] == box_json.json()["landmarks"]
 
 
-def test_a_phone_photo_is_read_as_stored_whatever_its_exif_orientation(client, prn, photo):
+def test_a_phone_photo_is_read_as_stored_whatever_its_exif_orientation(client, prn, photo, tmp_path):
     """The box, the landmarks and ``face3d demo``'s _kpt.txt are in the stored pixels' frame, as everywhere in
-    face3d: an Orientation tag (6: turn 90 degrees for display) must not turn the image."""
+    face3d: an Orientation tag (6: turn 90 degrees for display) must not turn the image. The mesh of this photo,
+    taller than wide, is flipped to y up about its height: y' = 511 - y."""
     image, _ = photo
     plain = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :400, ::-1]))[1].tobytes()  # 400 wide, 512 high
     stored = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
-    response = client.post("/v1/reconstruct", files={"image": ("phone.jpg", with_exif_orientation(plain, 6),
-                                                               "image/jpeg")}, data={"box": " ".join(map(str, BOX))})
+    response = client.post("/v1/reconstruct?mesh=ply", files={"image": ("phone.jpg", with_exif_orientation(plain, 6),
+                                                                        "image/jpeg")},
+                           data={"box": " ".join(map(str, BOX))})
     assert response.status_code == 200, response.text
     assert response.json()["image"] == {"width": 400, "height": 512}
-    np.testing.assert_allclose(response.json()["landmarks"], prn.get_landmarks(prn.process(stored, box=BOX)),
-                               atol=1e-4)
+    pos = prn.process(stored, box=BOX)
+    np.testing.assert_allclose(response.json()["landmarks"], prn.get_landmarks(pos), atol=1e-4)
+    path = tmp_path / "phone.ply"
+    path.write_bytes(base64.b64decode(response.json()["mesh"]["base64"]))
+    vertices = prn.get_vertices(pos).astype(np.float64)
+    y_up = mesh_io.read_ply(path)["vertices"]
+    np.testing.assert_allclose(y_up[:, [0, 2]], vertices[:, [0, 2]], atol=1e-4)
+    np.testing.assert_allclose(y_up[:, 1], 511 - vertices[:, 1], atol=1e-4)
 
 
 def test_meshes_and_texture(client, prn, photo, tmp_path):
