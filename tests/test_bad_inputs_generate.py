@@ -143,6 +143,28 @@ def test_allow_short_params_and_max_pixels_flags_leave_the_outputs_fingerprint(s
     assert config_fingerprint(config, "default", 0) == config_fingerprint(GenerationConfig(), "default", 0)
 
 
+# One valid non-default value for every GenerationConfig field.
+CHANGED_SETTINGS = {
+    "resolution": 128, "crop_scale": 1.6, "perturb": False, "max_shift": 0.2, "scale_range": (0.8, 1.2),
+    "angles": (15,), "refit": True, "refit_max_iter": 5, "posmap_dtype": "float32", "preview": True,
+    "neck_zeroed": True, "min_visible_keypoints": 30, "allow_short_params": True, "max_pixels": 5000,
+}
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(GenerationConfig)])
+def test_every_setting_that_changes_the_outputs_changes_the_fingerprint(field):
+    """A finished sample counts as done only under the same fingerprint: a setting that changes a sample's bytes
+    (posmap_dtype among them: a float32 rerun over float16 maps must rewrite them) must change the fingerprint.
+    Only three leave it: allow_short_params and max_pixels decide which samples are refused, neck_zeroed only
+    uv-data's weight mask, which every run writes anew."""
+    assert set(CHANGED_SETTINGS) == {f.name for f in dataclasses.fields(GenerationConfig)}
+    default = GenerationConfig()
+    changed = dataclasses.replace(default, **{field: CHANGED_SETTINGS[field]})
+    assert getattr(changed, field) != getattr(default, field)
+    same = config_fingerprint(changed, "default", 0) == config_fingerprint(default, "default", 0)
+    assert same is (field in ("allow_short_params", "max_pixels", "neck_zeroed"))
+
+
 # -------------------------------------------------------------------------------------------- absurd poses
 
 
