@@ -143,6 +143,28 @@ def test_allow_short_params_and_max_pixels_flags_leave_the_outputs_fingerprint(s
     assert config_fingerprint(config, "default", 0) == config_fingerprint(GenerationConfig(), "default", 0)
 
 
+# One valid non-default value for every GenerationConfig field.
+CHANGED_SETTINGS = {
+    "resolution": 128, "crop_scale": 1.6, "perturb": False, "max_shift": 0.2, "scale_range": (0.8, 1.2),
+    "angles": (15,), "refit": True, "refit_max_iter": 5, "posmap_dtype": "float32", "preview": True,
+    "neck_zeroed": True, "min_visible_keypoints": 30, "allow_short_params": True, "max_pixels": 5000,
+}
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(GenerationConfig)])
+def test_every_setting_that_changes_the_outputs_changes_the_fingerprint(field):
+    """A finished sample counts as done only under the same fingerprint: a setting that changes a sample's bytes
+    (posmap_dtype among them: a float32 rerun over float16 maps must rewrite them) must change the fingerprint.
+    Only three leave it: allow_short_params and max_pixels decide which samples are refused, neck_zeroed only
+    uv-data's weight mask, which every run writes anew."""
+    assert set(CHANGED_SETTINGS) == {f.name for f in dataclasses.fields(GenerationConfig)}
+    default = GenerationConfig()
+    changed = dataclasses.replace(default, **{field: CHANGED_SETTINGS[field]})
+    assert getattr(changed, field) != getattr(default, field)
+    same = config_fingerprint(changed, "default", 0) == config_fingerprint(default, "default", 0)
+    assert same is (field in ("allow_short_params", "max_pixels", "neck_zeroed"))
+
+
 # -------------------------------------------------------------------------------------------- absurd poses
 
 
@@ -772,6 +794,30 @@ def test_resume_redoes_missing_truncated_or_changed_outputs(tmp_path, synth):
     assert (out / "trainDataLabel.txt").read_text().split() == [f"{n}.{e}" for n in "abcd" for e in ("jpg", "npy")]
 
 
+def test_resume_redoes_outputs_changed_in_their_first_or_last_4_kib(tmp_path, synth, caplog):
+    """A resume checks each finished file's size and the crc32 of its first and of its last 4 KiB: a byte changed
+    in either window (size kept) redoes the sample. The maps here (32-pixel float32, 12416 bytes) are longer than
+    both windows together, so each change lies in one window only."""
+    root = tmp_path / "root"
+    for name in ("a", "b", "c"):
+        _add_sample(root, name, synth)
+    out, config = tmp_path / "out", GenerationConfig(resolution=32, angles=(), posmap_dtype="float32")
+    assert _run(root, out, config)["written"] == 3
+    reference = _outputs(out)
+    size = len(reference["a.npy"])
+    assert size == 128 + 32 * 32 * 3 * 4 > 2 * 4096
+    for name, offset in (("a", 1000), ("b", size - 4096), ("c", size - 1)):  # head; first and last tail bytes
+        npy = bytearray(reference[f"{name}.npy"])
+        npy[offset] ^= 0xFF
+        (out / f"{name}.npy").write_bytes(bytes(npy))
+    with caplog.at_level(logging.WARNING, logger="face3d.trainset.dataset"):
+        again = _run(root, out, config)
+    assert (again["written"], again["skipped"], again["failed"]) == (3, 0, 0)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"redoing sample {name}: {name}.npy changed since it was written" for name in "abc"]
+    assert _outputs(out) == reference
+
+
 def test_resume_drops_a_damaged_sample_whose_redo_fails_from_the_label_file(tmp_path, synth):
     root = tmp_path / "root"
     for name in ("a", "b"):
@@ -890,6 +936,18 @@ def test_a_full_disk_stops_the_run_with_one_line_and_the_run_resumes(tmp_path, s
     assert (resumed["written"], resumed["skipped"], resumed["failed"]) == (3, 1, 0)
     assert _run(root, tmp_path / "reference")["written"] == 4
     assert _outputs(out) == _outputs(tmp_path / "reference")
+
+
+def test_a_full_disk_midway_through_a_sample_removes_the_files_it_had_written(tmp_path, synth, capsys, monkeypatch):
+    """A sample is all or nothing: when its map is refused after its crop was written, the crop is removed too and
+    the sample is not journalled, so no half sample is left for a label file or a resume to trust."""
+    root, out = _four_samples(tmp_path, synth), tmp_path / "out"
+    calls = _refusing(monkeypatch, after=3)  # a.jpg, a.npy and b.jpg are written, b.npy is refused
+    run = ["generate", "--root", root, "--output", out, "--workers", "1", "--quiet", "--angles", "--resolution", "16"]
+    assert _main_error(capsys, *run) == [f"face3d generate: error: {out / 'b.npy'}: No space left on device"]
+    assert len(calls) == 4
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [".generate.lock", "a.jpg", "a.npy"]  # no b.jpg
+    assert list(read_journals(out)) == ["a"]
 
 
 def test_a_full_disk_stops_a_run_on_worker_processes_with_one_line(tmp_path, synth, capsys, monkeypatch):

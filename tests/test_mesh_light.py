@@ -102,6 +102,11 @@ def test_add_light_lambert_specular_and_ambient(twin):
     lit2 = twin.add_light(v, t, colors, [[2.0, 2.0, 4.0], [0, 0, -5]], [[0.5, 0.5, 0.5], [9, 9, 9]], ambient=0.1,
                           specular=0.3, shininess=8)
     assert np.allclose(lit2[12], 0.5 * (0.1 + 0.5) + 0.3 * 0.5, atol=1e-6)
+    # An eye given: V = unit(eye - vertex). At vertex 12, L = +z = n; straight in front H = n (the whole highlight),
+    # at 45 degrees in the x-z plane H halves the angle to L (n.H = cos(pi/8)), behind the surface L + V = 0 (none).
+    for eye, highlight in (([2, 2, 10], 1.0), ([12, 2, 10], np.cos(np.pi / 8) ** 8), ([2, 2, -10], 0.0)):
+        lit3 = twin.add_light(v, t, colors, light, [0.5, 0.5, 0.5], specular=0.3, shininess=8, eye=eye)
+        assert np.allclose(lit3[12], 0.5 * 0.5 + 0.3 * 0.5 * highlight, rtol=0, atol=1e-6), eye
     assert np.all(twin.add_light(v, t, colors, light, [10, 10, 10]) <= 1)
     flipped = twin.add_light(v, t, colors, light, [1, 1, 1], clockwise=False)
     assert np.all(flipped == 0)  # the light is behind the surface for the opposite winding
@@ -142,6 +147,26 @@ def test_sh_light_round_trip(twin):
     assert np.allclose(twin.estimate_light(v, t, albedo, lit, vertex_ind=visible), coeff, atol=1e-3)
     shared = twin.add_light_sh(v, t, albedo, coeff[:, 0])
     assert np.allclose(shared[:, 1], albedo[:, 1] * (ref.sh_basis(outward) @ coeff[:, 0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_estimate_light_with_lamb_minimises_the_ridge_objective(twin):
+    """estimate_light minimises sum_i (albedo_ik sh_basis(n_i).L - observed_ik)^2 + lamb |L|^2 per channel: at its
+    result the gradient A^T (A L - observed) + lamb L (A: the albedo-weighted basis rows) vanishes. Observations
+    that no lighting explains exactly keep the residual, and so the check, non-trivial."""
+    v, t = uv_sphere()
+    rng = np.random.default_rng(3)
+    # float32 values (estimate_light reads colours as float32): the gradient below sees the same numbers
+    albedo = rng.uniform(0.2, 1, (len(v), 3)).astype(np.float32).astype(np.float64)
+    observed = rng.uniform(0, 1, (len(v), 3)).astype(np.float32).astype(np.float64)
+    lamb = 3.0
+    coeff = twin.estimate_light(v, t, albedo, observed, lamb=lamb)
+    basis = ref.sh_basis(-ref.vertex_normals(v, t))  # outward normals
+    for k in range(3):
+        a = albedo[:, k:k + 1] * basis
+        gradient = a.T @ (a @ coeff[:, k] - observed[:, k]) + lamb * coeff[:, k]
+        # a 9 x 9 solve in float64: the gradient is zero up to rounding of terms of size |A^T observed|
+        assert np.abs(gradient).max() <= 1e-12 * np.abs(a.T @ observed[:, k]).max()
 
 
 @pytest.mark.parametrize("twin", TWINS)

@@ -875,6 +875,22 @@ def test_changed_settings_redo_samples(reference, synth_root, tmp_path):
     assert (reseeded["written"], reseeded["skipped"]) == (N_SAMPLES, 0)
 
 
+def test_a_float32_rerun_rewrites_the_float16_maps(reference, synth_root, tmp_path):
+    """The map's dtype is part of the settings: a --float32 rerun over a float16 set must rewrite every sample, not
+    skip them as done and leave float16 maps behind."""
+    output, _ = reference
+    shutil.copytree(output, tmp_path / "out")
+    summary = _generate(synth_root, tmp_path / "out", limit=2,
+                        config=dataclasses.replace(CONFIG, posmap_dtype="float32"))
+    assert (summary["written"], summary["skipped"]) == (2, 0)
+    for stem in ("SYNTH_0000_1_0", "SYNTH_0000_1_0_angle_15", "SYNTH_0000_1_1_angle_-30"):
+        rewritten = np.load(tmp_path / "out" / SYNTH_FOLDER / f"{stem}.npy")
+        assert rewritten.dtype == np.float32
+        # the same map at full precision: float16 rounding of it gives the earlier file's values
+        earlier = np.load(output / SYNTH_FOLDER / f"{stem}.npy")
+        assert np.array_equal(rewritten.astype(np.float16), earlier)
+
+
 # An earlier run's settings, and a rerun's that write fewer files per sample: no preview, one angle fewer.
 PREVIEWED = GenerationConfig(resolution=RESOLUTION, angles=(30, -60), preview=True)
 NARROWED = GenerationConfig(resolution=RESOLUTION, angles=(30,))

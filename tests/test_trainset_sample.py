@@ -19,9 +19,11 @@ from face3d.mesh.render import render_colors
 from face3d.mesh.transform import angle2matrix_3ddfa, matrix2angle_3ddfa
 from face3d.morphable_model import MorphableModel
 from face3d.trainset import (
+    CropBox,
     GenerationConfig,
     TrainsetGenerator,
     apply_affine,
+    keypoint_box,
     keypoints_from_map,
     rasterize_uv,
     read_300wlp_sample,
@@ -29,6 +31,7 @@ from face3d.trainset import (
     sample_io,
     uv_to_pixels,
 )
+from face3d.trainset.sample import check_face_inside
 from face3d.trainset.sample_io import read_image
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import ImageHeader, read_image_header
@@ -160,6 +163,52 @@ def test_seeded_perturbation_is_deterministic_and_bounded(model):
     assert 1 / 1.1 - 1e-9 <= scale <= 1 / 0.9 + 1e-9
 
 
+def test_a_seed_gives_the_crops_its_documented_draws_give(model):
+    """A seed's crops are reproducible across versions: one generator seeded with the sample's seed draws the plain
+    crop's x shift, y shift and side factor, then the same three for each rotated copy, whose rotation turns about
+    the unperturbed keypoint box's centre. Replayed here from the keypoints and the documented formulas; an extra
+    draw or a perturbed rotation centre moves the crops by pixels."""
+    params = _params(model, seed=9)
+    generator = TrainsetGenerator(model, GenerationConfig(resolution=32, angles=(30,)))
+    plain, rotated = generator.generate(_image(), params, "s", seed=7)
+    keypoints = _image_vertices(model, params)[model.kpt_ind, :2]
+    draws = np.random.default_rng(7)
+
+    def crop(points):
+        lo, hi = points.min(0), points.max(0)
+        old = (hi - lo).sum() / 2
+        centre = (lo + hi) / 2 + [draws.uniform(-0.1, 0.1) * old, draws.uniform(-0.1, 0.1) * old]
+        side = 1.5 * old * draws.uniform(0.9, 1.1)
+        k = 31 / side
+        return np.array([[k, 0, -k * (centre[0] - side / 2)], [0, k, -k * (centre[1] - side / 2)], [0, 0, 1]])
+
+    plain_crop = crop(keypoints)
+    a = np.deg2rad(30)
+    turn = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+    centre = (keypoints.min(0) + keypoints.max(0)) / 2
+    rotation = np.vstack([np.column_stack([turn, centre - turn @ centre]), [0, 0, 1]])
+    rotated_crop = crop(keypoints @ turn.T + rotation[:2, 2]) @ rotation
+    # the generator's vertices are float32: its keypoints differ from these float64 ones by ~1e-6 px
+    np.testing.assert_allclose(plain.crop_matrix, plain_crop[:2], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(rotated.crop_matrix, rotated_crop[:2], rtol=0, atol=2e-6)
+
+
+def test_keypoint_box_shifts_the_centre_by_at_most_max_shift_of_the_mean_side():
+    """The perturbed box replays its three documented draws (x shift, y shift, side factor, in that order): the
+    centre moves by uniform(-max_shift, max_shift) times the keypoint box's mean side, not the crop's side. The
+    keypoints' box is 100 x 60 (mean side 80, crop side 120), so the other sides give other boxes."""
+    keypoints = np.array([[10.0, 20.0], [110.0, 80.0], [50.0, 50.0]])
+    largest = np.zeros(2)
+    for seed in range(400):
+        box = keypoint_box(keypoints, 1.5, np.random.default_rng(seed), 0.1, (0.9, 1.1))
+        draws = np.random.default_rng(seed)
+        dx, dy, factor = draws.uniform(-0.1, 0.1), draws.uniform(-0.1, 0.1), draws.uniform(0.9, 1.1)
+        assert box == CropBox(60.0 + dx * 80.0, 50.0 + dy * 80.0, 1.5 * 80.0 * factor)
+        largest = np.maximum(largest, np.abs([box.cx - 60.0, box.cy - 50.0]))
+    # the bound, 0.1 * 80 = 8 px, is reached closely: the largest of 400 uniform draws lies about 8 / 400 px below
+    assert np.all(largest <= 8.0) and np.all(largest > 7.9), largest
+
+
 def test_rotated_map_is_the_rotation_of_the_plain_map(model):
     angles = (30, -45)
     generator = TrainsetGenerator(model, GenerationConfig(resolution=64, angles=angles, perturb=False))
@@ -254,6 +303,20 @@ def test_remapping_the_crop_by_the_map_recovers_the_texture(model, tmp_path):
     assert np.median(diff) < 2 and np.percentile(diff, 95) < 12, (np.median(diff), np.percentile(diff, 95))
     for ch in range(3):
         assert np.corrcoef(texture[inner][:, ch], expected[inner][:, ch])[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("shape", [(100, 400, 3), (400, 100, 3)], ids=["wide", "tall"])
+def test_face_inside_bounds_columns_by_the_width_and_rows_by_the_height(shape):
+    """A point counts as inside when 0 <= x <= w - 1 and 0 <= y <= h - 1; on a non-square image a point past the
+    last row (or column) but within the other side's length is outside."""
+    h, w = shape[:2]
+    corner = [w - 1, h - 1]
+    check_face_inside(np.array([[0.0, 0.0], corner]), shape, 2, "x.mat", "projected keypoints")
+    for past in ([10, h - 0.5], [10, h + 50], [w - 0.5, 10], [w + 50, 10]):  # one each side of the other extent
+        with pytest.raises(InputFileError) as info:
+            check_face_inside(np.array([[0.0, 0.0], corner, past]), shape, 3, "x.mat", "projected keypoints")
+        assert str(info.value) == (f"x.mat: face outside the image: 2 of 3 projected keypoints lie inside the "
+                                   f"{w}x{h} image"), past
 
 
 @pytest.mark.parametrize("problem, message", [

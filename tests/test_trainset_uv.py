@@ -53,6 +53,21 @@ def test_uv_keypoint_pixels_rounds_half_away_from_zero():
     np.testing.assert_array_equal(uv_keypoint_pixels(uv, [0, 1], 256), [[128, 3], [128, 4]])
 
 
+def test_an_off_mesh_keypoint_takes_the_nearest_covered_pixel():
+    """One triangle in the top-left corner of an 8 x 8 UV image; keypoints whose rounded pixel it does not cover
+    move to the nearest covered pixel, keypoints it covers stay. The layout is not symmetric in x and y, so
+    reading the mask at (x, y) instead of (y, x), or measuring from (y, x), gives other pixels."""
+    # vertices 0-2: the triangle (pixels (0, 0), (3, 0), (0, 7)); keypoint vertices 3-5 at pixels (6, 0), (0, 7)
+    # (the triangle's own corner, on its uncovered edge) and (0, 5)
+    uv = np.array([[0.0, 1.0], [3 / 7, 1.0], [0.0, 0.0], [6 / 7, 1.0], [0.0, 0.0], [0.0, 2 / 7]])
+    covered = rasterize_uv(uv, np.array([[0, 1, 2]]), 8).covered
+    columns_covered_per_row = [3, 3, 3, 2, 2, 1, 1, 0]
+    np.testing.assert_array_equal(covered, np.arange(8)[None, :] < np.array(columns_covered_per_row)[:, None])
+    np.testing.assert_array_equal(uv_keypoint_pixels(uv, [3, 4, 5], 8), [[6, 0, 0], [0, 7, 5]])
+    # (6, 0) -> (2, 0), 4 px left (the next nearest, (2, 1), is sqrt(17) away); (0, 7) -> (0, 6); (0, 5) is covered
+    np.testing.assert_array_equal(uv_keypoint_pixels(uv, [3, 4, 5], 8, covered), [[2, 0, 0], [0, 6, 5]])
+
+
 def test_masks_and_weights(model, uv_data):
     covered = rasterize_uv(model.uv_coords, model.full_triangles, R).covered
     face = uv_data.face_mask > 0

@@ -80,6 +80,19 @@ def test_estimate_affine_and_P2sRt_recover_exact_pose():
     np.testing.assert_allclose(t_est[:2], t[:2], atol=1e-6)
 
 
+def test_P2sRt_scale_is_the_mean_of_the_row_norms():
+    """Rows of unequal length (2 and 2.2: an affine camera is only approximately a scaled rotation): the scale is
+    their mean 2.1, R the rotation whose first two rows the rows point along, t the last column."""
+    s, R, t = tf.P2sRt([[2.0, 0, 0, 5], [0, 2.2, 0, 7], [0, 0, 0, 1]])
+    assert (s, t.tolist()) == (2.1, [5.0, 7.0, 1.0])
+    np.testing.assert_array_equal(R, np.eye(3))
+    turned = tf.angle2matrix([10, -40, 5])
+    s, R, t = tf.P2sRt(np.column_stack([[[2.0], [2.2], [0.0]] * turned, [5, 7, 1]]))
+    assert s == pytest.approx(2.1, rel=1e-15)
+    np.testing.assert_allclose(R, turned, rtol=0, atol=1e-14)  # an SVD of an orthonormal matrix: a few ulp
+    assert t.tolist() == [5.0, 7.0, 1.0]
+
+
 def test_P2sRt_returns_proper_rotation_under_noise():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(68, 3)) * 50000

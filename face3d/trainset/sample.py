@@ -175,7 +175,8 @@ class TrainsetGenerator:
     3. Pose: ``s * V @ R.T + t`` with ``R = angle2matrix_3ddfa(Pose_Para[0:3])``, ``s = Pose_Para[6]``,
        ``t = Pose_Para[3:6]``, then image rows ``y = h - 1 - y``.  Written as one linear map ``V @ A.T + b``.
     4. Crop: PRNet's square around the 68 projected keypoints (``crop.keypoint_box``), perturbed by a generator
-       seeded with ``seed``; image warped with ``cv2.warpAffine`` (bilinear, black outside).
+       seeded with ``seed`` (one per sample: the plain crop's three draws, then each rotated copy's, in the order
+       of ``angles``); image warped with ``cv2.warpAffine`` (bilinear, black outside).
     5. Position map: at each UV pixel the crop-space x, y of the surface point and its z scaled by the crop scale k
        and shifted by ``-k * min z`` over all vertices (PRNet's ``position[:, 2] -= min``).  Pose and crop make one
        3x4 map of model space (``_placement``).  The model-space vertices are interpolated once per parameter set
