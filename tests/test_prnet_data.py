@@ -133,6 +133,21 @@ def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
     assert bad_file in caplog.text
 
 
+def test_a_map_padded_by_a_few_bytes_is_refused(tmp_path):
+    """A map file longer than its header says is refused like a short one: the loader reads the array from the end
+    of the file, so the trailing bytes would shift every value of the map (a silently wrong target)."""
+    pairs = read_label_file(_prnet_data.make_dataset(tmp_path, 2, 16))
+    posmap = pairs[1][1]
+    np.save(posmap, np.ones((16, 16, 3), np.float32))
+    with open(posmap, "ab") as padded:
+        padded.write(b"\0" * 8)
+    # a version 1.0 .npy: a 128-byte header then 16 * 16 * 3 float32 values
+    expected = 128 + 16 * 16 * 3 * 4
+    with pytest.raises(InputFileError) as refused:
+        check_samples(pairs)
+    assert str(refused.value) == f"{posmap}: truncated or padded .npy ({expected + 8} bytes, expected {expected})"
+
+
 def test_the_majority_resolution_wins(tmp_path, caplog):
     """One 32 x 32 sample listed before four 16 x 16 ones: the odd one is named (the error, or the one skipped),
     whatever its place in the list."""
