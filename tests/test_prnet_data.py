@@ -260,6 +260,32 @@ def test_split_keeps_views_and_flip_copies_with_their_face():
     assert not val_faces & {faces[i] for i in train}
 
 
+SPLIT_NAMES = [f"IMG_{i}" for i in range(20)]
+# default_rng(0).permutation(20) starts 4, 19, 6, 2: the validation faces are those places of the names in sorted
+# order (IMG_0, IMG_1, IMG_10, ..., IMG_19, IMG_2, ..., IMG_9), i.e. IMG_12, IMG_9, IMG_14 and IMG_10
+SPLIT_VALIDATION = [9, 10, 12, 14]
+
+
+def test_split_takes_the_validation_faces_from_the_sorted_names():
+    """With a fixed seed the validation faces are the seed's permutation applied to the sorted source faces, so the
+    same names give the same split in every run."""
+    train, val = split_train_val(SPLIT_NAMES, 0.2, seed=0)
+    assert val == SPLIT_VALIDATION
+    assert train == [i for i in range(20) if i not in SPLIT_VALIDATION]
+
+
+def test_split_does_not_depend_on_the_string_hash_seed():
+    """A resumed run (a new process, so another PYTHONHASHSEED) validates on the same faces as the run it
+    continues: the split must not follow the iteration order of a set of names."""
+    code = ("from face3d.prnet.samples import split_train_val; "
+            f"print(split_train_val({SPLIT_NAMES!r}, 0.2, seed=0)[1])")
+    for hash_seed in ("1", "2", "3"):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": hash_seed})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"{SPLIT_VALIDATION}\n"
+
+
 def test_pipeline_targets_and_weights_without_augmentation(small_set):
     label, samples, uv = small_set
     images, targets, weights = _one_batch(samples, uv, batch_size=4, shuffle=False)
