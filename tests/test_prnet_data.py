@@ -286,6 +286,12 @@ def test_split_does_not_depend_on_the_string_hash_seed():
         assert result.stdout == f"{SPLIT_VALIDATION}\n"
 
 
+def test_split_of_two_faces_keeps_one_for_training_whatever_the_fraction():
+    """However large the validation fraction, training keeps at least one whole source face."""
+    names = ["a_1_0", "a_1_1", "b_2_0", "b_2_1"]
+    assert split_train_val(names, 0.9, seed=0) == ([2, 3], [0, 1])
+
+
 def test_pipeline_targets_and_weights_without_augmentation(small_set):
     label, samples, uv = small_set
     images, targets, weights = _one_batch(samples, uv, batch_size=4, shuffle=False)
