@@ -72,6 +72,40 @@ def test_every_file_is_written_reloaded_and_recorded(tiny_model, crops_dir, expo
     assert result.files["prnet_int8.tflite"]["keypoint_shift_px"] == pytest.approx(shift, rel=1e-4)
 
 
+def test_keypoint_shift_is_read_at_the_keypoints_of_the_models_uv_data(tmp_path):
+    """export.json's keypoint shift is measured at the keypoints of the uv-data given to the export (a model trained
+    on another UV layout), not the packaged ones. The network is one convolution with large weights, so its float16
+    drift differs from pixel to pixel and the two keypoint sets give different shifts."""
+    import dataclasses
+
+    from face3d.prnet.uv_weights import reduced_indices
+    from face3d.resources import default_uv_data_dir
+    from face3d.trainset.uv_layout import load_uv_data
+
+    inputs = keras.Input((SIZE, SIZE, 3), batch_size=1, name="input")
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same", name="conv")(inputs))
+    kernel, bias = model.get_layer("conv").get_weights()
+    model.get_layer("conv").set_weights([np.random.default_rng(0).normal(0, 3, kernel.shape).astype(np.float32), bias])
+    packaged = load_uv_data(default_uv_data_dir())
+    moved = packaged.uv_kpt_ind.copy()
+    moved[1] -= 40  # every keypoint 40 rows up: still inside the 256 map (the lowest row is 70)
+    uv_data = dataclasses.replace(packaged, uv_kpt_ind=moved)
+    result = ex.export_model(model, tmp_path, tflite=True, run_atc=False, uv_data=uv_data)
+
+    images = ex.reference_images(SIZE, 1)
+    drift = load_predictor(tmp_path / "prnet_fp16.tflite").predict(images) - model(images, training=False).numpy()
+
+    def shift_at(uv_kpt_ind):
+        kpt = reduced_indices(uv_kpt_ind, packaged.resolution, SIZE)
+        return np.linalg.norm(drift[:, kpt[1], kpt[0], :2], axis=-1).mean() * 1.1 * SIZE
+
+    reported = result.files["prnet_fp16.tflite"]["keypoint_shift_px"]
+    # float32 rounding of the two maps before their difference: about 1e-5 of the shift; the packaged keypoints' shift
+    # is some 10% away
+    assert reported == pytest.approx(shift_at(moved), rel=1e-4)
+    assert reported != pytest.approx(shift_at(packaged.uv_kpt_ind), rel=1e-2)
+
+
 def test_float_tflite_matches_and_reduced_formats_are_close_and_smaller(exported):
     result, out = exported
     files = result.files

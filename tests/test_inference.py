@@ -501,6 +501,36 @@ def test_texture_reads_the_face_s_sub_image_as_the_whole_image_would():
         inference.texture_from_map(wide, pos)
 
 
+@pytest.mark.parametrize("transposed", [False, True], ids=["wide", "tall"])
+def test_the_read_out_takes_a_face_of_32766_pixels_a_side_and_refuses_32767(transposed):
+    """The face's sub-image may be as long as cv2.remap takes (sides under SHRT_MAX = 32767), and no longer. The map's
+    x runs over whole pixels from 10 to ``last``, so the taps, 2 pixels either side, cover pixels 8 to last + 2,
+    last - 5 of them; y runs from 2 to 5 in an 8-pixel-high image: all 8 rows. A whole-pixel tap reads that pixel
+    alone, so the texture is the image's pixels at the map. The same face turned on its side checks the height."""
+    from face3d.prnet.readout import RemapLimitError
+
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 256, (8, 33000, 3), dtype=np.uint8)
+    x = rng.integers(10, 32771, (4, 4))
+    y = rng.integers(2, 6, (4, 4))
+    x[0, 0], x[3, 3] = 10, 32771
+    y[0, 0], y[3, 3] = 2, 5
+    pos = np.stack([x, y, np.zeros_like(x)], axis=-1).astype(np.float32)
+    if transposed:
+        image, pos = image.transpose(1, 0, 2), pos[..., [1, 0, 2]]
+    np.testing.assert_array_equal(inference.texture_from_map(image, pos), image[pos[..., 1].astype(int),
+                                                                               pos[..., 0].astype(int)])
+    if transposed:
+        pos[3, 3, 1] += 1
+    else:
+        pos[3, 3, 0] += 1
+    covered = "8 x 32767" if transposed else "32767 x 8"
+    with pytest.raises(RemapLimitError) as refused:
+        inference.texture_from_map(image, pos)
+    assert str(refused.value) == (f"the face covers {covered} pixels of the image; the texture read-out (OpenCV's "
+                                  "remap) takes at most 32766 pixels a side")
+
+
 def test_float_images_must_be_in_unit_range():
     """A float image is read as [0, 1]; one in 0-255 (PRNet's api.process takes those) is refused, not clipped
     to white."""

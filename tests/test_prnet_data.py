@@ -133,6 +133,21 @@ def test_bad_sample_is_named_or_skipped(tmp_path, caplog, damage, reason):
     assert bad_file in caplog.text
 
 
+def test_a_map_padded_by_a_few_bytes_is_refused(tmp_path):
+    """A map file longer than its header says is refused like a short one: the loader reads the array from the end
+    of the file, so the trailing bytes would shift every value of the map (a silently wrong target)."""
+    pairs = read_label_file(_prnet_data.make_dataset(tmp_path, 2, 16))
+    posmap = pairs[1][1]
+    np.save(posmap, np.ones((16, 16, 3), np.float32))
+    with open(posmap, "ab") as padded:
+        padded.write(b"\0" * 8)
+    # a version 1.0 .npy: a 128-byte header then 16 * 16 * 3 float32 values
+    expected = 128 + 16 * 16 * 3 * 4
+    with pytest.raises(InputFileError) as refused:
+        check_samples(pairs)
+    assert str(refused.value) == f"{posmap}: truncated or padded .npy ({expected + 8} bytes, expected {expected})"
+
+
 def test_the_majority_resolution_wins(tmp_path, caplog):
     """One 32 x 32 sample listed before four 16 x 16 ones: the odd one is named (the error, or the one skipped),
     whatever its place in the list."""
@@ -243,6 +258,38 @@ def test_split_keeps_views_and_flip_copies_with_their_face():
     val_faces = {faces[i] for i in val}
     assert len(val_faces) == 4 and len(val) == sum(faces.count(f) for f in val_faces)
     assert not val_faces & {faces[i] for i in train}
+
+
+SPLIT_NAMES = [f"IMG_{i}" for i in range(20)]
+# default_rng(0).permutation(20) starts 4, 19, 6, 2: the validation faces are those places of the names in sorted
+# order (IMG_0, IMG_1, IMG_10, ..., IMG_19, IMG_2, ..., IMG_9), i.e. IMG_12, IMG_9, IMG_14 and IMG_10
+SPLIT_VALIDATION = [9, 10, 12, 14]
+
+
+def test_split_takes_the_validation_faces_from_the_sorted_names():
+    """With a fixed seed the validation faces are the seed's permutation applied to the sorted source faces, so the
+    same names give the same split in every run."""
+    train, val = split_train_val(SPLIT_NAMES, 0.2, seed=0)
+    assert val == SPLIT_VALIDATION
+    assert train == [i for i in range(20) if i not in SPLIT_VALIDATION]
+
+
+def test_split_does_not_depend_on_the_string_hash_seed():
+    """A resumed run (a new process, so another PYTHONHASHSEED) validates on the same faces as the run it
+    continues: the split must not follow the iteration order of a set of names."""
+    code = ("from face3d.prnet.samples import split_train_val; "
+            f"print(split_train_val({SPLIT_NAMES!r}, 0.2, seed=0)[1])")
+    for hash_seed in ("1", "2", "3"):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": hash_seed})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"{SPLIT_VALIDATION}\n"
+
+
+def test_split_of_two_faces_keeps_one_for_training_whatever_the_fraction():
+    """However large the validation fraction, training keeps at least one whole source face."""
+    names = ["a_1_0", "a_1_1", "b_2_0", "b_2_1"]
+    assert split_train_val(names, 0.9, seed=0) == ([2, 3], [0, 1])
 
 
 def test_pipeline_targets_and_weights_without_augmentation(small_set):

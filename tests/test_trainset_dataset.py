@@ -129,6 +129,18 @@ def test_discover_any_folder_of_pairs(tmp_path):
         discover_samples(tmp_path / "missing")
 
 
+def test_a_stem_with_several_images_takes_the_first_image_suffix(tmp_path):
+    """Beside a .mat file the sample's image is the first of IMAGE_SUFFIXES present (.jpg, .jpeg, .png, .bmp), the
+    documented choice, whatever else the folder holds: a .png export beside 300W-LP's .jpg does not replace it."""
+    present = {"all": (".bmp", ".png", ".jpeg", ".jpg"), "no_jpg": (".bmp", ".png", ".jpeg"),
+               "png_bmp": (".bmp", ".png", ".webp"), "bmp": (".bmp", ".webp")}
+    for stem, suffixes in present.items():
+        for suffix in (".mat", *suffixes):
+            _touch(tmp_path / f"{stem}{suffix}")
+    samples = discover_samples(tmp_path)
+    assert [Path(s.image_path).name for s in samples] == ["all.jpg", "bmp.bmp", "no_jpg.jpeg", "png_bmp.png"]
+
+
 def _pairs(folder, *stems):
     for stem in stems:
         _touch(folder / f"{stem}.jpg")

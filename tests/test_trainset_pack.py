@@ -63,6 +63,9 @@ def test_pack_round_trip_relative_and_absolute_paths(tmp_path):
         got_images, got_maps = ds[[3, 0, 3]]  # any order, repeats allowed
         np.testing.assert_array_equal(got_images, images[[3, 0, 3]])
         np.testing.assert_array_equal(got_maps, maps[[3, 0, 3]])
+        got_images, got_maps = ds[[-1, 0, -5]]  # negative indices count from the end, as numpy's do
+        np.testing.assert_array_equal(got_images, images[[4, 0, 0]])
+        np.testing.assert_array_equal(got_maps, maps[[4, 0, 0]])
         np.testing.assert_array_equal(ds[1:4][1], maps[1:4])
         mask = np.array([True, False, True, False, True])
         for selected in (mask, list(mask)):  # a boolean mask selects rows, like numpy's
@@ -70,6 +73,8 @@ def test_pack_round_trip_relative_and_absolute_paths(tmp_path):
             np.testing.assert_array_equal(ds[selected][1], maps[mask])
         with pytest.raises(IndexError):
             ds[5]
+        with pytest.raises(IndexError, match="indices out of range for 5 samples"):
+            ds[[0, -6]]
         with pytest.raises(IndexError, match="boolean mask of 4 values for 5 samples"):
             ds[mask[:4]]
 

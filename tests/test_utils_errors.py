@@ -64,6 +64,25 @@ def test_atomic_file_names_its_path_in_a_refused_write(tmp_path):
     assert raised.value.filename == str(missing)
 
 
+def test_a_file_set_whose_second_rename_fails_leaves_none_of_its_files(tmp_path, monkeypatch):
+    """The files of a set appear together or not at all: when the disk refuses the second rename, the first file,
+    already in place, is removed with the twins, and the error names the file whose rename failed."""
+    paths = [tmp_path / "report.json", tmp_path / "report.csv", tmp_path / "report.txt"]
+    real_replace, renames = os.replace, []
+
+    def replace_refusing_the_second(src, dst):
+        renames.append(dst)
+        if len(renames) == 2:  # as os.replace reports it: both names, the twin first
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src), None, str(dst))
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", replace_refusing_the_second)
+    with pytest.raises(OSError) as raised:
+        atomic_write_files({path: path.name.encode() for path in paths})
+    assert renames == paths[:2]
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(paths[1]))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_leftover_twin_linked_to_another_file_is_replaced_not_written_through(tmp_path):
     """A killed run's twin may be a hard link to another file (``face3d fit`` links photos through such names):
     every atomic write removes it and writes a new file, leaving the other file's bytes as they were."""
