@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,6 +111,38 @@ def test_every_command_running_a_model_names_every_model_type_it_takes():
         assert all(kind in model_help for kind in types), (command, model_help)
     description = " ".join(subparsers.choices["demo"].description.split())
     assert all(kind in description for kind in types), description
+
+
+def _subcommands(parser):
+    """{name: parser} of ``parser``'s subcommands ({} for a command without any)."""
+    return next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+
+def test_every_flag_the_readme_gives_a_command_is_one_of_its_options():
+    """Each ``face3d <command> ...`` the README shows (a code line, or a synopsis in backticks, optional groups and
+    placeholders included) names only flags that command has: a renamed or removed option cannot stay documented."""
+    text = (REPO / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    shown = re.findall(r"`((?:python -m )?face3d [^`]+)`", re.sub(r"\s*\n\s*", " ", text))
+    for line in text.splitlines():
+        if line.startswith("    "):  # an indented code line; the text after `#` is a comment
+            shown += re.findall(r"(?:python -m )?face3d [^#;&|>]*", line)
+    checked = set()
+    for command_line in shown:
+        words = command_line.removeprefix("python -m ").split()[1:]
+        parser, names = build_parser(), []
+        while words and words[0] in _subcommands(parser):
+            names.append(words.pop(0))
+            parser = _subcommands(parser)[names[-1]]
+        if not names:
+            continue
+        options = {flag for action in parser._actions for flag in action.option_strings}
+        for word in words:
+            flag = re.match(r"\[?(--?[A-Za-z][\w-]*)", word)
+            if flag:
+                assert flag.group(1) in options, (" ".join(names), flag.group(1), command_line)
+                checked.add((" ".join(names), flag.group(1)))
+    commands = {name for name, _ in checked}
+    assert len(checked) >= 80 and {"generate", "train", "evaluate", "serve", "offline run"} <= commands, checked
 
 
 def test_console_entry_points_help():
