@@ -238,6 +238,17 @@ def test_reconstruct_matches_the_library(client, prn, photo):
     assert answer["image"] == {"width": 512, "height": 512}
     assert answer["timing_ms"]["batch_size"] == 1  # alone: the batcher waits for nobody
     assert "mesh" not in answer and "texture" not in answer
+    _check_timing(answer["timing_ms"])
+
+
+def _check_timing(timing):
+    """The steps of an answer's ``timing_ms`` are spans of its total, none negative: read + decode_and_crop +
+    queue + network + postprocess <= total, queue + network lying between the hand-over of the crop to the
+    batcher and the prediction's return (equal up to those hand-overs). Each is 1e3 x the difference of two
+    perf_counter readings, exact in seconds, so the sum of five may exceed the total by rounding alone: ~1e-13 ms."""
+    steps = [timing[name] for name in ("read", "decode_and_crop", "queue", "network", "postprocess")]
+    assert min(steps) >= 0, timing
+    assert sum(steps) <= timing["total"] + 1e-9, timing
 
 
 def test_json_body_and_landmarks(client, prn, photo):
@@ -359,6 +370,7 @@ def test_concurrent_requests_are_batched_and_kept_apart(server, prn, photo):
         assert response.status_code == 200, response.text
         np.testing.assert_allclose(response.json()["landmarks"], prn.get_landmarks(prn.process(image, box=box)),
                                    atol=1e-4)
+        _check_timing(response.json()["timing_ms"])
     assert max(r.json()["timing_ms"]["batch_size"] for r in answers) >= 2
     sizes = httpx.get(f"{server.url}/metrics").json()["batches"]["sizes"]
     assert max(map(int, sizes)) >= 2 and max(map(int, sizes)) <= 4
@@ -1001,6 +1013,50 @@ def test_batcher_isolates_a_failing_input_and_drains_on_close():
     assert calls[:5] == [4, 1, 1, 1, 1]  # one batch of 4 fails, then each input alone
     assert lone.batch_size == 1 and np.all(lone.output == 14)
     assert [d.output[0] for d in drained] == [8, 10]
+
+
+def test_batcher_splits_a_queue_longer_than_max_batch_and_times_each_batch(monkeypatch):
+    """Inputs queued while the model is busy run max_batch at a time, in submission order: 1 input, then 4 queued
+    behind it at max_batch 2 make batches of 1, 2 and 2. A request's queued_s runs from its submit to the start of
+    its batch and network_s is its batch's call, read on a clock the test moves: the first call is held until the 4
+    are queued, and every call moves the clock 2 s on."""
+    from types import SimpleNamespace
+
+    from face3d.serve import batching
+
+    now = [100.0]
+    monkeypatch.setattr(batching, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    calling, release = threading.Event(), threading.Event()
+    sizes = []
+
+    def predict(batch):
+        sizes.append(len(batch))
+        if len(sizes) == 1:
+            calling.set()
+            assert release.wait(60), "the first call was never released"
+        now[0] += 2.0
+        return batch * 10
+
+    async def run():
+        batcher = DynamicBatcher(predict, max_batch=2, max_delay_s=0.0)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(np.full(3, 0, np.float32)))  # submitted at 100 s
+        assert await asyncio.to_thread(calling.wait, 60)  # the model is busy with it
+        now[0] = 103.0
+        queued = [asyncio.ensure_future(batcher.submit(np.full(3, x, np.float32))) for x in (1, 2, 3, 4)]
+        await asyncio.sleep(0)  # the 4 submits run to their queue (submitted at 103 s)
+        release.set()
+        predictions = [await first] + [await q for q in queued]
+        await batcher.close()
+        return predictions
+
+    predictions = asyncio.run(run())
+    assert sizes == [1, 2, 2]
+    assert [p.output[0] for p in predictions] == [0, 10, 20, 30, 40]
+    assert [p.batch_size for p in predictions] == [1, 2, 2, 2, 2]
+    # batches start at 100, 105 and 107 s (the first call ends at 105: the clock was set to 103, then moved 2 on)
+    assert [p.queued_s for p in predictions] == [0.0, 2.0, 2.0, 4.0, 4.0]
+    assert [p.network_s for p in predictions] == [5.0, 2.0, 2.0, 2.0, 2.0]
 
 
 def test_image_headers_are_read_without_decoding():
