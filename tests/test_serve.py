@@ -37,6 +37,7 @@ pytest.importorskip("onnxruntime")
 
 from face3d.mesh import io as mesh_io  # noqa: E402
 from face3d.serve.batching import BatcherClosed, DynamicBatcher  # noqa: E402
+from face3d.serve.codecs import parse_box  # noqa: E402
 from face3d.serve.errors import ApiError  # noqa: E402
 from face3d.serve.limits import Limits, check_image, image_header  # noqa: E402
 
@@ -496,6 +497,27 @@ def test_absurd_boxes_and_landmarks_answer_422_naming_the_problem(client, prn, p
                   "got shape (4, 34)")
     _expect_error(_post(client, png, landmarks="1 2\n3 4 5"), 422, "invalid_landmarks", "as many numbers")
     assert _post(client, png, box=" ".join(map(str, BOX))).status_code == 200
+
+
+# a box on a 100 x 60 image may reach 100 x 100 pixels past each side: x0, y0 >= -10000, x1 <= 99 + 10000 and
+# y1 <= 59 + 10000; each coordinate at its bound, then one pixel past it
+REACH_BOUNDS = {"x0": (0, -10000, -10001), "y0": (1, -10000, -10001), "x1": (2, 10099, 10100), "y1": (3, 10059, 10060)}
+
+
+@pytest.mark.parametrize("index, bound, beyond", REACH_BOUNDS.values(), ids=REACH_BOUNDS.keys())
+def test_a_box_reaching_past_the_bound_on_any_one_side_is_refused(index, bound, beyond):
+    """Each side's reach is checked on its own (the image's width for x, its height for y): a box at the bound
+    on one side is accepted as given, one pixel farther is refused naming the box and the bound."""
+    within = [10.0, 10.0, 20.0, 20.0]
+    within[index] = float(bound)
+    assert parse_box(within, 100, 60) == tuple(within)
+    beyond_box = list(within)
+    beyond_box[index] = float(beyond)
+    with pytest.raises(ApiError) as error:
+        parse_box(beyond_box, 100, 60)
+    assert (error.value.status, error.value.code) == (422, "invalid_box")
+    assert error.value.detail == (f"box: {' '.join(f'{v:g}' for v in beyond_box)} reaches farther than 100 x 100 "
+                                  "pixels from the 100 x 60 image")
 
 
 def test_landmarks_outside_the_image_or_fewer_than_68_answer_422(client, prn, photo):
