@@ -37,7 +37,7 @@ pytest.importorskip("onnxruntime")
 
 from face3d.mesh import io as mesh_io  # noqa: E402
 from face3d.serve.batching import BatcherClosed, DynamicBatcher  # noqa: E402
-from face3d.serve.codecs import parse_box  # noqa: E402
+from face3d.serve.codecs import encode_mesh, parse_box  # noqa: E402
 from face3d.serve.errors import ApiError  # noqa: E402
 from face3d.serve.limits import Limits, check_image, image_header  # noqa: E402
 
@@ -350,6 +350,20 @@ def test_meshes_and_texture(client, prn, photo, tmp_path):
     assert "texture" not in answers["mat"]
     decoded = cv2.imdecode(np.frombuffer(base64.b64decode(texture["base64"]), np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(decoded[..., ::-1], prn.get_texture(image, pos))
+
+
+def test_ply_colours_are_the_nearest_byte_of_the_colours_clipped_to_0_1(tmp_path):
+    """The PLY answer stores colours in [0, 1] as uchar round(255 c) (0.5 -> 127.5 -> 128, 0.999 -> 254.7 -> 255,
+    where truncation would give 127 and 254), out-of-range colours clipped first."""
+    colors = np.array([[0.5, 0.999, 0.0], [0.01, 0.998, 1.0], [0.25, 0.75, 0.6], [-0.2, 1.3, 0.004]])
+    vertices = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 0.0, 1.0], [2.0, 9.0, 0.5]])
+    path = tmp_path / "face.ply"
+    path.write_bytes(encode_mesh("ply", vertices, np.array([[0, 1, 2], [0, 2, 3]]), 10, colors, None))
+    ply = mesh_io.read_ply(path)
+    assert ply["colors"].dtype == np.uint8
+    np.testing.assert_array_equal(ply["colors"], [[128, 255, 0], [3, 254, 255], [64, 191, 153], [0, 255, 1]])
+    np.testing.assert_array_equal(ply["vertices"], np.column_stack([vertices[:, 0], 9 - vertices[:, 1],
+                                                                    vertices[:, 2]]))
 
 
 def test_concurrent_requests_are_batched_and_kept_apart(server, prn, photo):
