@@ -914,19 +914,21 @@ def test_a_texture_of_a_face_wider_than_the_read_out_takes_is_422(model_path, re
 
 
 async def _asgi(app, method, path, body=b"", headers=(), leave=None, whole=True):
-    """(status, JSON body) of one request handed to the ASGI ``app`` in-process, ``body`` in one message (the whole
-    body, or with ``whole=False`` only its start); the connection then stays open until the asyncio.Event ``leave``
-    is set (never when None)."""
+    """(status, JSON body) of one request handed to the ASGI ``app`` in-process, ``body`` in one message, or a list
+    of chunks in one message each (the whole body, or with ``whole=False`` only its start); the connection then
+    stays open until the asyncio.Event ``leave`` is set (never when None)."""
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
              "server": ("127.0.0.1", 80), "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
-    messages = [{"type": "http.request", "body": body, "more_body": not whole}]
+    chunks = [body] if isinstance(body, bytes) else list(body)
+    messages = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
+    messages[-1]["more_body"] = not whole
     leave = leave or asyncio.Event()
     sent = []
 
     async def receive():
         if messages:
-            return messages.pop()
+            return messages.pop(0)
         await leave.wait()
         return {"type": "http.disconnect"}
 
@@ -943,6 +945,37 @@ def _form(png):
     form = httpx.Request("POST", "http://face3d/", files={"image": ("f.png", png, "image/png")},
                          data={"box": " ".join(map(str, BOX))})
     return form.read(), [("content-type", form.headers["content-type"])]
+
+
+def test_the_body_limit_takes_a_body_of_exactly_max_bytes_declared_or_streamed(model_path, reconstructor):
+    """--max-bytes is the largest body taken: one of exactly max_bytes is read (here, not being JSON, it is 400
+    bad_request), one byte more is 413 too_large, whether its Content-Length declares it (refused before it is
+    read) or it arrives in chunks without one (refused once the chunks add up past the limit)."""
+    from face3d.serve.app import create_app
+    from face3d.serve.config import ServeConfig
+
+    app = create_app(ServeConfig(str(model_path), model_threads=1, limits=Limits(max_bytes=1000)), reconstructor)
+    json_type = ("content-type", "application/json")
+
+    async def run():
+        answers = {}
+        async with app.router.lifespan_context(app):
+            for size in (1000, 1001):
+                body = b"x" * size
+                answers["declared", size] = await _asgi(app, "POST", "/v1/reconstruct", body,
+                                                        [json_type, ("content-length", str(size))])
+                answers["streamed", size] = await _asgi(app, "POST", "/v1/reconstruct",
+                                                        [body[:400], body[400:800], body[800:]], [json_type])
+        return answers
+
+    answers = asyncio.run(run())
+    for way in ("declared", "streamed"):
+        status, answer = answers[way, 1000]
+        assert (status, answer["error"]) == (400, "bad_request") and "not valid JSON" in answer["detail"], answer
+    assert answers["declared", 1001] == (413, {"error": "too_large", "detail": "request body: 1001 bytes, the limit "
+                                                                               "is 1000 (--max-bytes)"})
+    assert answers["streamed", 1001] == (413, {"error": "too_large", "detail": "request body: more than 1000 bytes, "
+                                                                               "the limit is 1000 (--max-bytes)"})
 
 
 def test_a_client_that_leaves_during_its_body_is_counted_499(model_path, reconstructor, photo):
