@@ -678,6 +678,22 @@ def test_flag_defaults_are_the_config_defaults(capsys):
             assert "--" + field.name.replace("_", "-") in help_text, field.name
 
 
+def test_serve_listens_on_this_machine_at_port_8000_and_runs_the_config_defaults(monkeypatch):
+    """``face3d serve --model M`` alone binds 127.0.0.1 (this machine only, as the README promises; serving the
+    network takes --host 0.0.0.0) on port 8000, one worker, and runs exactly ServeConfig(M) with its Limits."""
+    from face3d.serve import server
+    from face3d.serve.config import ServeConfig
+    from face3d.serve.limits import Limits
+
+    calls = []
+    monkeypatch.setattr(server, "run_server", lambda config, **options: calls.append((config, options)) or 0)
+    assert main(["serve", "--model", "model.onnx"]) == 0
+    [(config, options)] = calls
+    assert options == {"host": "127.0.0.1", "port": 8000, "workers": 1, "log_level": "info", "access_log": False}
+    assert config == ServeConfig("model.onnx")
+    assert config.limits == Limits(max_bytes=16 * 2 ** 20, max_pixels=25_000_000, timeout_s=30.0, max_in_flight=64)
+
+
 def test_flags_set_their_config_fields():
     args = build_parser().parse_args(["train", "--h5", "p.h5", "--epochs", "3", "--lr", "0.002", "--input-size",
                                       "64", "--no-rotation", "--no-color", "--resume", "--verbose", "2"])

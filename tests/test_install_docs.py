@@ -1,5 +1,7 @@
-"""The README's install instructions agree with pyproject.toml and setup.py, and MANIFEST.in puts what setup.py
-compiles into an sdist. Budget: well under 1 s."""
+"""The README's install instructions agree with pyproject.toml and setup.py, MANIFEST.in puts what setup.py
+compiles into an sdist, and the defaults the README states for ``face3d serve`` are the command's. Budget: well under
+1 s."""
+import argparse
 import re
 from pathlib import Path
 
@@ -42,3 +44,27 @@ def test_the_sdist_holds_every_file_the_extension_compiles(monkeypatch):
         if line.strip() and not line.startswith("#"):
             manifest.process_template_line(line)
     assert sorted(set(manifest.files)) == sorted(set(sources) | headers)
+
+
+def test_the_serve_defaults_the_readme_states_are_the_commands():
+    """The README's ``face3d serve`` synopsis shows a default as the value of its option (``[--port 8000]``; a
+    metavar, ``[--workers N]``, shows none), and its section says the server binds 127.0.0.1 and calls it at
+    127.0.0.1:8000: each is what the command does when not told otherwise."""
+    from face3d.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Serving over HTTP"):]
+    section = section[:section.index("\n## ")]
+    synopsis = re.search(r"^\* `face3d serve --model PATH (.*?)`", section, re.M | re.S).group(1)
+    subparsers = next(a for a in build_parser(["serve"])._actions if isinstance(a, argparse._SubParsersAction))
+    actions = {flag: action for action in subparsers.choices["serve"]._actions for flag in action.option_strings}
+    stated = {flag: value for flag, value in re.findall(r"\[(--[\w-]+)\s+([^\]\s|]+)\]", synopsis)
+              if value != actions[flag].metavar}
+    assert sorted(stated) == ["--host", "--log-level", "--max-batch", "--max-bytes", "--max-delay-ms",
+                              "--max-in-flight", "--max-pixels", "--port", "--threads", "--timeout-s"]
+    for flag, value in stated.items():
+        action = actions[flag]
+        assert (action.type(value) if action.type else value) == action.default, (flag, value, action.default)
+    host, port = actions["--host"].default, actions["--port"].default
+    assert re.search(rf"face3d serve --model \S+ --port {port} +# binds {re.escape(host)};", section)
+    assert set(re.findall(r"http://([^/:\s]+):(\d+)/", section)) == {(host, str(port))}

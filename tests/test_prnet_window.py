@@ -106,6 +106,19 @@ def test_drawing_and_visibility_on_the_window_match_the_whole_image(box, jitter,
         assert (want != image).any() and visible.any() and not visible.all()
 
 
+@pytest.mark.parametrize("alpha, blended", [(0.6, (155, 171, 195)), (0.25, (123, 131, 142))])
+def test_a_covered_pixel_is_the_nearest_byte_of_the_alpha_blend(alpha, blended):
+    """A flat mesh facing the viewer (|normal z| = 1) is drawn in (0.75, 0.85, 1.0) x 255: a covered pixel becomes
+    round((1 - alpha) x pixel + alpha x 255 x colour), here on (100, 102, 104): at alpha 0.6 154.75, 170.85 and
+    194.6, at 0.25 122.8125, 130.6875 and 141.75, each rounded up where truncation would round down; a pixel the
+    mesh misses keeps its bytes."""
+    image = np.tile(np.array([100, 102, 104], np.uint8), (10, 10, 1))
+    vertices = np.array([[0, 0, 0], [12, 0, 0], [0, 12, 0]], np.float32)
+    drawn = mesh_overlay(image, vertices, np.array([[0, 1, 2]]), alpha=alpha)
+    assert tuple(drawn[2, 2]) == blended
+    assert tuple(drawn[9, 9]) == (100, 102, 104)
+
+
 def test_a_mesh_reaching_beyond_float32s_exact_integers_is_drawn_on_the_whole_image():
     """A vertex beyond 2**24 pixels: moving the mesh by its window's corner would round it and tilt its triangles'
     edges, so the whole image is its window (pixel centres on such an edge then fall as they did)."""

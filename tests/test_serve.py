@@ -37,6 +37,7 @@ pytest.importorskip("onnxruntime")
 
 from face3d.mesh import io as mesh_io  # noqa: E402
 from face3d.serve.batching import BatcherClosed, DynamicBatcher  # noqa: E402
+from face3d.serve.codecs import encode_mesh, parse_box  # noqa: E402
 from face3d.serve.errors import ApiError  # noqa: E402
 from face3d.serve.limits import Limits, check_image, image_header  # noqa: E402
 
@@ -238,6 +239,17 @@ def test_reconstruct_matches_the_library(client, prn, photo):
     assert answer["image"] == {"width": 512, "height": 512}
     assert answer["timing_ms"]["batch_size"] == 1  # alone: the batcher waits for nobody
     assert "mesh" not in answer and "texture" not in answer
+    _check_timing(answer["timing_ms"])
+
+
+def _check_timing(timing):
+    """The steps of an answer's ``timing_ms`` are spans of its total, none negative: read + decode_and_crop +
+    queue + network + postprocess <= total, queue + network lying between the hand-over of the crop to the
+    batcher and the prediction's return (equal up to those hand-overs). Each is 1e3 x the difference of two
+    perf_counter readings, exact in seconds, so the sum of five may exceed the total by rounding alone: ~1e-13 ms."""
+    steps = [timing[name] for name in ("read", "decode_and_crop", "queue", "network", "postprocess")]
+    assert min(steps) >= 0, timing
+    assert sum(steps) <= timing["total"] + 1e-9, timing
 
 
 def test_json_body_and_landmarks(client, prn, photo):
@@ -340,6 +352,20 @@ def test_meshes_and_texture(client, prn, photo, tmp_path):
     np.testing.assert_array_equal(decoded[..., ::-1], prn.get_texture(image, pos))
 
 
+def test_ply_colours_are_the_nearest_byte_of_the_colours_clipped_to_0_1(tmp_path):
+    """The PLY answer stores colours in [0, 1] as uchar round(255 c) (0.5 -> 127.5 -> 128, 0.999 -> 254.7 -> 255,
+    where truncation would give 127 and 254), out-of-range colours clipped first."""
+    colors = np.array([[0.5, 0.999, 0.0], [0.01, 0.998, 1.0], [0.25, 0.75, 0.6], [-0.2, 1.3, 0.004]])
+    vertices = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 0.0, 1.0], [2.0, 9.0, 0.5]])
+    path = tmp_path / "face.ply"
+    path.write_bytes(encode_mesh("ply", vertices, np.array([[0, 1, 2], [0, 2, 3]]), 10, colors, None))
+    ply = mesh_io.read_ply(path)
+    assert ply["colors"].dtype == np.uint8
+    np.testing.assert_array_equal(ply["colors"], [[128, 255, 0], [3, 254, 255], [64, 191, 153], [0, 255, 1]])
+    np.testing.assert_array_equal(ply["vertices"], np.column_stack([vertices[:, 0], 9 - vertices[:, 1],
+                                                                    vertices[:, 2]]))
+
+
 def test_concurrent_requests_are_batched_and_kept_apart(server, prn, photo):
     image, png = photo
     boxes = [(175.0 + 3 * k, 76.0 + 2 * k, 265.0 + k, 166.0 + 3 * k) for k in range(8)]
@@ -359,6 +385,7 @@ def test_concurrent_requests_are_batched_and_kept_apart(server, prn, photo):
         assert response.status_code == 200, response.text
         np.testing.assert_allclose(response.json()["landmarks"], prn.get_landmarks(prn.process(image, box=box)),
                                    atol=1e-4)
+        _check_timing(response.json()["timing_ms"])
     assert max(r.json()["timing_ms"]["batch_size"] for r in answers) >= 2
     sizes = httpx.get(f"{server.url}/metrics").json()["batches"]["sizes"]
     assert max(map(int, sizes)) >= 2 and max(map(int, sizes)) <= 4
@@ -484,6 +511,27 @@ def test_absurd_boxes_and_landmarks_answer_422_naming_the_problem(client, prn, p
                   "got shape (4, 34)")
     _expect_error(_post(client, png, landmarks="1 2\n3 4 5"), 422, "invalid_landmarks", "as many numbers")
     assert _post(client, png, box=" ".join(map(str, BOX))).status_code == 200
+
+
+# a box on a 100 x 60 image may reach 100 x 100 pixels past each side: x0, y0 >= -10000, x1 <= 99 + 10000 and
+# y1 <= 59 + 10000; each coordinate at its bound, then one pixel past it
+REACH_BOUNDS = {"x0": (0, -10000, -10001), "y0": (1, -10000, -10001), "x1": (2, 10099, 10100), "y1": (3, 10059, 10060)}
+
+
+@pytest.mark.parametrize("index, bound, beyond", REACH_BOUNDS.values(), ids=REACH_BOUNDS.keys())
+def test_a_box_reaching_past_the_bound_on_any_one_side_is_refused(index, bound, beyond):
+    """Each side's reach is checked on its own (the image's width for x, its height for y): a box at the bound
+    on one side is accepted as given, one pixel farther is refused naming the box and the bound."""
+    within = [10.0, 10.0, 20.0, 20.0]
+    within[index] = float(bound)
+    assert parse_box(within, 100, 60) == tuple(within)
+    beyond_box = list(within)
+    beyond_box[index] = float(beyond)
+    with pytest.raises(ApiError) as error:
+        parse_box(beyond_box, 100, 60)
+    assert (error.value.status, error.value.code) == (422, "invalid_box")
+    assert error.value.detail == (f"box: {' '.join(f'{v:g}' for v in beyond_box)} reaches farther than 100 x 100 "
+                                  "pixels from the 100 x 60 image")
 
 
 def test_landmarks_outside_the_image_or_fewer_than_68_answer_422(client, prn, photo):
@@ -866,19 +914,21 @@ def test_a_texture_of_a_face_wider_than_the_read_out_takes_is_422(model_path, re
 
 
 async def _asgi(app, method, path, body=b"", headers=(), leave=None, whole=True):
-    """(status, JSON body) of one request handed to the ASGI ``app`` in-process, ``body`` in one message (the whole
-    body, or with ``whole=False`` only its start); the connection then stays open until the asyncio.Event ``leave``
-    is set (never when None)."""
+    """(status, JSON body) of one request handed to the ASGI ``app`` in-process, ``body`` in one message, or a list
+    of chunks in one message each (the whole body, or with ``whole=False`` only its start); the connection then
+    stays open until the asyncio.Event ``leave`` is set (never when None)."""
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
              "server": ("127.0.0.1", 80), "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
-    messages = [{"type": "http.request", "body": body, "more_body": not whole}]
+    chunks = [body] if isinstance(body, bytes) else list(body)
+    messages = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
+    messages[-1]["more_body"] = not whole
     leave = leave or asyncio.Event()
     sent = []
 
     async def receive():
         if messages:
-            return messages.pop()
+            return messages.pop(0)
         await leave.wait()
         return {"type": "http.disconnect"}
 
@@ -895,6 +945,37 @@ def _form(png):
     form = httpx.Request("POST", "http://face3d/", files={"image": ("f.png", png, "image/png")},
                          data={"box": " ".join(map(str, BOX))})
     return form.read(), [("content-type", form.headers["content-type"])]
+
+
+def test_the_body_limit_takes_a_body_of_exactly_max_bytes_declared_or_streamed(model_path, reconstructor):
+    """--max-bytes is the largest body taken: one of exactly max_bytes is read (here, not being JSON, it is 400
+    bad_request), one byte more is 413 too_large, whether its Content-Length declares it (refused before it is
+    read) or it arrives in chunks without one (refused once the chunks add up past the limit)."""
+    from face3d.serve.app import create_app
+    from face3d.serve.config import ServeConfig
+
+    app = create_app(ServeConfig(str(model_path), model_threads=1, limits=Limits(max_bytes=1000)), reconstructor)
+    json_type = ("content-type", "application/json")
+
+    async def run():
+        answers = {}
+        async with app.router.lifespan_context(app):
+            for size in (1000, 1001):
+                body = b"x" * size
+                answers["declared", size] = await _asgi(app, "POST", "/v1/reconstruct", body,
+                                                        [json_type, ("content-length", str(size))])
+                answers["streamed", size] = await _asgi(app, "POST", "/v1/reconstruct",
+                                                        [body[:400], body[400:800], body[800:]], [json_type])
+        return answers
+
+    answers = asyncio.run(run())
+    for way in ("declared", "streamed"):
+        status, answer = answers[way, 1000]
+        assert (status, answer["error"]) == (400, "bad_request") and "not valid JSON" in answer["detail"], answer
+    assert answers["declared", 1001] == (413, {"error": "too_large", "detail": "request body: 1001 bytes, the limit "
+                                                                               "is 1000 (--max-bytes)"})
+    assert answers["streamed", 1001] == (413, {"error": "too_large", "detail": "request body: more than 1000 bytes, "
+                                                                               "the limit is 1000 (--max-bytes)"})
 
 
 def test_a_client_that_leaves_during_its_body_is_counted_499(model_path, reconstructor, photo):
@@ -1001,6 +1082,50 @@ def test_batcher_isolates_a_failing_input_and_drains_on_close():
     assert calls[:5] == [4, 1, 1, 1, 1]  # one batch of 4 fails, then each input alone
     assert lone.batch_size == 1 and np.all(lone.output == 14)
     assert [d.output[0] for d in drained] == [8, 10]
+
+
+def test_batcher_splits_a_queue_longer_than_max_batch_and_times_each_batch(monkeypatch):
+    """Inputs queued while the model is busy run max_batch at a time, in submission order: 1 input, then 4 queued
+    behind it at max_batch 2 make batches of 1, 2 and 2. A request's queued_s runs from its submit to the start of
+    its batch and network_s is its batch's call, read on a clock the test moves: the first call is held until the 4
+    are queued, and every call moves the clock 2 s on."""
+    from types import SimpleNamespace
+
+    from face3d.serve import batching
+
+    now = [100.0]
+    monkeypatch.setattr(batching, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    calling, release = threading.Event(), threading.Event()
+    sizes = []
+
+    def predict(batch):
+        sizes.append(len(batch))
+        if len(sizes) == 1:
+            calling.set()
+            assert release.wait(60), "the first call was never released"
+        now[0] += 2.0
+        return batch * 10
+
+    async def run():
+        batcher = DynamicBatcher(predict, max_batch=2, max_delay_s=0.0)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(np.full(3, 0, np.float32)))  # submitted at 100 s
+        assert await asyncio.to_thread(calling.wait, 60)  # the model is busy with it
+        now[0] = 103.0
+        queued = [asyncio.ensure_future(batcher.submit(np.full(3, x, np.float32))) for x in (1, 2, 3, 4)]
+        await asyncio.sleep(0)  # the 4 submits run to their queue (submitted at 103 s)
+        release.set()
+        predictions = [await first] + [await q for q in queued]
+        await batcher.close()
+        return predictions
+
+    predictions = asyncio.run(run())
+    assert sizes == [1, 2, 2]
+    assert [p.output[0] for p in predictions] == [0, 10, 20, 30, 40]
+    assert [p.batch_size for p in predictions] == [1, 2, 2, 2, 2]
+    # batches start at 100, 105 and 107 s (the first call ends at 105: the clock was set to 103, then moved 2 on)
+    assert [p.queued_s for p in predictions] == [0.0, 2.0, 2.0, 4.0, 4.0]
+    assert [p.network_s for p in predictions] == [5.0, 2.0, 2.0, 2.0, 2.0]
 
 
 def test_image_headers_are_read_without_decoding():
