@@ -608,6 +608,48 @@ def test_saver_ops_are_refused_where_a_load_can_run_them(tmp_path):
         load_predictor(restoring)
 
 
+def _writing_a_checkpoint(op, victim, source):
+    """sigmoid(images) that first writes the checkpoint ``victim`` with the saver op ``op`` (the output depends on
+    it): SaveV2 of the images, or MergeV2Checkpoints moving the checkpoint ``source`` there."""
+    import tensorflow as tf
+
+    def function(images):
+        if op == "SaveV2":
+            written = tf.raw_ops.SaveV2(prefix=str(victim), tensor_names=["owned"], shape_and_slices=[""],
+                                        tensors=[images])
+        else:
+            written = tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=[str(source)], destination_prefix=str(victim),
+                                                    delete_old_dirs=False)
+        with tf.control_dependencies([written]):
+            return tf.identity(tf.sigmoid(images))
+
+    return function
+
+
+@pytest.mark.parametrize("op", ["SaveV2", "MergeV2Checkpoints"])
+def test_saver_ops_among_a_frozen_graphs_nodes_are_refused(tmp_path, op):
+    """A frozen graph has no checkpoint save for saver ops to belong to: SaveV2 or MergeV2Checkpoints among its nodes
+    is refused by name, and nothing is written or moved, neither by the load nor by a prediction had the load let it
+    through; trusted, the same graph writes the checkpoint."""
+    tf = pytest.importorskip("tensorflow")
+    from face3d.prnet.predictor import UntrustedModelError, load_predictor
+
+    images = np.random.default_rng(0).random((1, R, R, 3)).astype(np.float32)
+    source = tmp_path / "source" / "checkpoint"
+    source.parent.mkdir()
+    tf.raw_ops.SaveV2(prefix=str(source), tensor_names=["kept"], shape_and_slices=[""], tensors=[tf.zeros(1)])
+    source_files = sorted(source.parent.iterdir())
+    writing = _writing_a_checkpoint(op, tmp_path / "victim", source)
+    hostile = frozen_graph(tmp_path / "hostile.pb", (1, R, R, 3), writing)
+    with pytest.raises(UntrustedModelError, match=rf"inference list: {op} \(node {op}\);") as info:
+        load_predictor(hostile).predict(images)
+    assert str(hostile) in str(info.value)
+    assert not list(tmp_path.glob("victim*")) and sorted(source.parent.iterdir()) == source_files
+
+    load_predictor(hostile, trust_model=True).predict(images)
+    assert sorted(path.name for path in tmp_path.glob("victim*")) == ["victim.data-00000-of-00001", "victim.index"]
+
+
 def test_a_call_of_a_function_the_graph_does_not_define_is_refused(tmp_path):
     """A call node naming the primitive ``WriteFile`` as its function holds no WriteFile op for the op check to see;
     TensorFlow would resolve the name outside the graph's library."""
