@@ -678,20 +678,45 @@ def _save_node_as_restore(meta_graph, save_node):
     meta_graph.saver_def.restore_op_name = save_node
 
 
-def test_saver_ops_are_refused_where_a_load_can_run_them(tmp_path):
-    """SaveV2 passes only in the checkpoint save function; a save node a load runs is refused whatever the saver
-    node claims."""
+def _save_node_as_signature_output(meta_graph, save_node):
+    """The serving signature's output made the save node's (a prediction fetches it)."""
+    meta_graph.signature_def["serving_default"].outputs["output"].name = f"{save_node}:0"
+
+
+def _save_node_as_main_op(meta_graph, save_node):
+    """The save node made the main op collection's node (a TF1-style load runs it)."""
+    meta_graph.collection_def["saved_model_main_op"].node_list.value[0] = save_node
+
+
+def _save_node_as_a_control_input_of_restore(meta_graph, save_node):
+    """The restore node made to wait for the save node (``^name``, a control input: running one runs the other)."""
+    restore = next(node for node in meta_graph.graph_def.node if node.name == meta_graph.saver_def.restore_op_name)
+    restore.input.append(f"^{save_node}")
+
+
+def _save_node_as_filename(meta_graph, save_node):
+    """The saver's filename tensor, which a load feeds or evaluates, made the save node's output."""
+    meta_graph.saver_def.filename_tensor_name = f"{save_node}:0"
+
+
+@pytest.mark.parametrize("edit", [_save_node_as_restore, _save_node_as_signature_output, _save_node_as_main_op,
+                                  _save_node_as_a_control_input_of_restore, _save_node_as_filename])
+def test_saver_ops_are_refused_where_a_load_can_run_them(tmp_path, edit):
+    """The save node's function may hold saver ops only while the save node is nothing but the checkpoint save: a
+    plain SavedModel passes, and one referring to its save node in any other way that a load or a prediction runs
+    (as the restore op, a signature's tensor, a collection's node, another node's control input, the filename
+    tensor) is refused, its SaveV2 named."""
     pytest.importorskip("tensorflow")
     from face3d.prnet.predictor import UntrustedModelError, load_predictor
 
     images = np.random.default_rng(0).random((2, R, R, 3)).astype(np.float32)
-    plain = load_predictor(_saved_model(tmp_path / "plain"))
-    np.testing.assert_allclose(plain.predict(images), 1 / (1 + np.exp(-images)), rtol=1e-6)
+    model = _saved_model(tmp_path / "model")
+    np.testing.assert_allclose(load_predictor(model).predict(images), 1 / (1 + np.exp(-images)), rtol=1e-6)
 
-    restoring = _saved_model(tmp_path / "restoring")
-    _edit_meta_graph(restoring, _save_node_as_restore)
-    with pytest.raises(UntrustedModelError, match="SaveV2"):
-        load_predictor(restoring)
+    _edit_meta_graph(model, edit)
+    with pytest.raises(UntrustedModelError, match=r"SaveV2 \(node SaveV2\)") as info:
+        load_predictor(model)
+    assert str(model) in str(info.value)
 
 
 def _writing_a_checkpoint(op, victim, source):
