@@ -557,26 +557,120 @@ def _saving_saved_model(path, victim):
     return Path(path)
 
 
-def _edit_meta_graph(folder, edit):
-    """Rewrite ``folder/saved_model.pb`` after ``edit(meta_graph, save_node_name)``."""
+def _read_saved_model(folder):
+    """The SavedModel proto of ``folder/saved_model.pb``."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved = saved_model_pb2.SavedModel()
     saved.ParseFromString((folder / "saved_model.pb").read_bytes())
+    return saved
+
+
+def _edit_meta_graph(folder, edit):
+    """Rewrite ``folder/saved_model.pb`` after ``edit(meta_graph, save_node_name)``."""
+    saved = _read_saved_model(folder)
     meta_graph = saved.meta_graphs[0]
     edit(meta_graph, meta_graph.saver_def.save_tensor_name.split(":")[0])
     (folder / "saved_model.pb").write_bytes(saved.SerializeToString())
 
 
-def _serving_as_saver_only(meta_graph, save_node):
-    """The serving function made to look reached from the saver node alone: the saver node names it in an internal
-    attribute (TensorFlow ignores it) and the top-level node calling it is gone (TF2's load calls the object graph's
-    functions, not the graph's nodes)."""
-    caller = next(node for node in meta_graph.graph_def.node if node.name != save_node and "Call" in node.op
-                  and "serve" in node.attr["f"].func.name)
-    saver = next(node for node in meta_graph.graph_def.node if node.name == save_node)
+def _serving_named_by_the_saver_only(attribute):
+    """An edit making the serving function look reached from the saver node alone: the saver node names it in
+    ``attribute`` and the top-level node calling it is gone. TF2's load calls the object graph's functions, not the
+    graph's nodes, so the edited model still serves, and writes."""
+    def edit(meta_graph, save_node):
+        caller = next(node for node in meta_graph.graph_def.node if node.name != save_node and "Call" in node.op
+                      and "serve" in node.attr["f"].func.name)
+        saver = next(node for node in meta_graph.graph_def.node if node.name == save_node)
+        saver.attr[attribute].func.name = caller.attr["f"].func.name
+        meta_graph.graph_def.node.remove(caller)
+
+    return edit
+
+
+@pytest.mark.parametrize("attribute", [
+    "_also",  # an internal attribute, which the check does not follow from the saver node
+    "executor_type",  # an ordinary attribute of the call op, which it follows
+])
+def test_saver_ops_in_a_function_a_load_can_call_are_refused(tmp_path, attribute):
+    """SaveV2 passes only in the checkpoint save function: a serving function holding it is refused though the saver
+    node names it and no other node calls it (the object graph's functions count as called), and nothing is
+    written, neither by the load nor by a prediction had the load let it through."""
+    pytest.importorskip("tensorflow")
+    from face3d.prnet.predictor import UntrustedModelError, load_predictor
+
+    images = np.random.default_rng(0).random((2, R, R, 3)).astype(np.float32)
+    disguised = _saving_saved_model(tmp_path / "disguised", tmp_path / "victim")
+    _edit_meta_graph(disguised, _serving_named_by_the_saver_only(attribute))
+    with pytest.raises(UntrustedModelError, match=r"inference list: SaveV2 \(node SaveV2\);") as info:
+        load_predictor(disguised).predict(images)
+    assert str(disguised) in str(info.value)
+    assert not list(tmp_path.glob("victim*"))
+
+    load_predictor(disguised, trust_model=True).predict(images)
+    assert sorted(path.name for path in tmp_path.glob("victim*")) == ["victim.data-00000-of-00001", "victim.index"]
+
+
+def _serving_caller_and_saver(meta_graph, save_node):
+    """The top-level node calling the serving function (its signature wrapper), and the save node."""
+    nodes = meta_graph.graph_def.node
+    caller = next(node for node in nodes if node.name != save_node and "serve" in node.attr["f"].func.name)
+    return caller, next(node for node in nodes if node.name == save_node)
+
+
+def _function(meta_graph, name):
+    return next(function for function in meta_graph.graph_def.library.function if function.signature.name == name)
+
+
+def _serving_named_by_the_saver_internally(meta_graph, save_node):
+    """The saver node names the serving function in an internal attribute; its caller is gone."""
+    caller, saver = _serving_caller_and_saver(meta_graph, save_node)
     saver.attr["_also"].func.name = caller.attr["f"].func.name
     meta_graph.graph_def.node.remove(caller)
+
+
+def _serving_named_by_the_save_function_internally(meta_graph, save_node):
+    """A node of the save function names the serving function in an internal attribute; its caller is gone."""
+    caller, saver = _serving_caller_and_saver(meta_graph, save_node)
+    save_function = _function(meta_graph, saver.attr["f"].func.name)
+    save_function.node_def[0].attr["_also"].func.name = caller.attr["f"].func.name
+    meta_graph.graph_def.node.remove(caller)
+
+
+def _serving_named_by_its_caller_internally(meta_graph, save_node):
+    """The saver node names the serving function in an ordinary attribute, its caller only in an internal one."""
+    caller, saver = _serving_caller_and_saver(meta_graph, save_node)
+    saver.attr["executor_type"].func.name = caller.attr["_also"].func.name = caller.attr["f"].func.name
+    del caller.attr["f"]
+
+
+def _serving_named_by_its_callers_function_internally(meta_graph, save_node):
+    """The saver node names the function holding SaveV2 in an ordinary attribute; the signature wrapper, which called
+    it, names it only in an internal one."""
+    caller, saver = _serving_caller_and_saver(meta_graph, save_node)
+    call = next(node for node in _function(meta_graph, caller.attr["f"].func.name).node_def
+                if node.attr["f"].func.name)
+    saver.attr["executor_type"].func.name = call.attr["_also"].func.name = call.attr["f"].func.name
+    del call.attr["f"]
+
+
+@pytest.mark.parametrize("edit", [
+    _serving_named_by_the_saver_internally, _serving_named_by_the_save_function_internally,
+    _serving_named_by_its_caller_internally, _serving_named_by_its_callers_function_internally,
+])
+def test_internal_attributes_lend_saver_ops_to_no_function(tmp_path, edit):
+    """The functions the save node reaches follow its calls (attributes other than ``_``-prefixed ones, which
+    TensorFlow never calls), those the other nodes reach follow every attribute, so that a doubt counts against the
+    saver: a serving function holding SaveV2 is refused when only an internal attribute links it to the saver, or
+    only an internal attribute links it to its caller, by these rules alone (no function passed as loadable)."""
+    pytest.importorskip("tensorflow")
+    from face3d.prnet.graph_trust import UntrustedModelError, check_graph_def
+
+    model = _saving_saved_model(tmp_path / "model", tmp_path / "victim")
+    _edit_meta_graph(model, edit)
+    meta_graph = _read_saved_model(model).meta_graphs[0]
+    with pytest.raises(UntrustedModelError, match=r"inference list: SaveV2 \(node SaveV2\);"):
+        check_graph_def(meta_graph.graph_def, model, meta_graph.saver_def.save_tensor_name.split(":")[0])
 
 
 def _save_node_as_restore(meta_graph, save_node):
@@ -584,28 +678,87 @@ def _save_node_as_restore(meta_graph, save_node):
     meta_graph.saver_def.restore_op_name = save_node
 
 
-def test_saver_ops_are_refused_where_a_load_can_run_them(tmp_path):
-    """SaveV2 passes only in the checkpoint save function; a serving function holding it, or a save node a load runs,
-    is refused whatever the saver node claims."""
+def _save_node_as_signature_output(meta_graph, save_node):
+    """The serving signature's output made the save node's (a prediction fetches it)."""
+    meta_graph.signature_def["serving_default"].outputs["output"].name = f"{save_node}:0"
+
+
+def _save_node_as_main_op(meta_graph, save_node):
+    """The save node made the main op collection's node (a TF1-style load runs it)."""
+    meta_graph.collection_def["saved_model_main_op"].node_list.value[0] = save_node
+
+
+def _save_node_as_a_control_input_of_restore(meta_graph, save_node):
+    """The restore node made to wait for the save node (``^name``, a control input: running one runs the other)."""
+    restore = next(node for node in meta_graph.graph_def.node if node.name == meta_graph.saver_def.restore_op_name)
+    restore.input.append(f"^{save_node}")
+
+
+def _save_node_as_filename(meta_graph, save_node):
+    """The saver's filename tensor, which a load feeds or evaluates, made the save node's output."""
+    meta_graph.saver_def.filename_tensor_name = f"{save_node}:0"
+
+
+@pytest.mark.parametrize("edit", [_save_node_as_restore, _save_node_as_signature_output, _save_node_as_main_op,
+                                  _save_node_as_a_control_input_of_restore, _save_node_as_filename])
+def test_saver_ops_are_refused_where_a_load_can_run_them(tmp_path, edit):
+    """The save node's function may hold saver ops only while the save node is nothing but the checkpoint save: a
+    plain SavedModel passes, and one referring to its save node in any other way that a load or a prediction runs
+    (as the restore op, a signature's tensor, a collection's node, another node's control input, the filename
+    tensor) is refused, its SaveV2 named."""
     pytest.importorskip("tensorflow")
     from face3d.prnet.predictor import UntrustedModelError, load_predictor
 
     images = np.random.default_rng(0).random((2, R, R, 3)).astype(np.float32)
-    plain = load_predictor(_saved_model(tmp_path / "plain"))
-    np.testing.assert_allclose(plain.predict(images), 1 / (1 + np.exp(-images)), rtol=1e-6)
+    model = _saved_model(tmp_path / "model")
+    np.testing.assert_allclose(load_predictor(model).predict(images), 1 / (1 + np.exp(-images)), rtol=1e-6)
 
-    victim = tmp_path / "victim"
-    disguised = _saving_saved_model(tmp_path / "disguised", victim)
-    _edit_meta_graph(disguised, _serving_as_saver_only)
-    with pytest.raises(UntrustedModelError, match="SaveV2") as info:
-        load_predictor(disguised)
-    assert str(disguised) in str(info.value)
-    assert not list(tmp_path.glob("victim*"))
+    _edit_meta_graph(model, edit)
+    with pytest.raises(UntrustedModelError, match=r"SaveV2 \(node SaveV2\)") as info:
+        load_predictor(model)
+    assert str(model) in str(info.value)
 
-    restoring = _saved_model(tmp_path / "restoring")
-    _edit_meta_graph(restoring, _save_node_as_restore)
-    with pytest.raises(UntrustedModelError, match="SaveV2"):
-        load_predictor(restoring)
+
+def _writing_a_checkpoint(op, victim, source):
+    """sigmoid(images) that first writes the checkpoint ``victim`` with the saver op ``op`` (the output depends on
+    it): SaveV2 of the images, or MergeV2Checkpoints moving the checkpoint ``source`` there."""
+    import tensorflow as tf
+
+    def function(images):
+        if op == "SaveV2":
+            written = tf.raw_ops.SaveV2(prefix=str(victim), tensor_names=["owned"], shape_and_slices=[""],
+                                        tensors=[images])
+        else:
+            written = tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=[str(source)], destination_prefix=str(victim),
+                                                    delete_old_dirs=False)
+        with tf.control_dependencies([written]):
+            return tf.identity(tf.sigmoid(images))
+
+    return function
+
+
+@pytest.mark.parametrize("op", ["SaveV2", "MergeV2Checkpoints"])
+def test_saver_ops_among_a_frozen_graphs_nodes_are_refused(tmp_path, op):
+    """A frozen graph has no checkpoint save for saver ops to belong to: SaveV2 or MergeV2Checkpoints among its nodes
+    is refused by name, and nothing is written or moved, neither by the load nor by a prediction had the load let it
+    through; trusted, the same graph writes the checkpoint."""
+    tf = pytest.importorskip("tensorflow")
+    from face3d.prnet.predictor import UntrustedModelError, load_predictor
+
+    images = np.random.default_rng(0).random((1, R, R, 3)).astype(np.float32)
+    source = tmp_path / "source" / "checkpoint"
+    source.parent.mkdir()
+    tf.raw_ops.SaveV2(prefix=str(source), tensor_names=["kept"], shape_and_slices=[""], tensors=[tf.zeros(1)])
+    source_files = sorted(source.parent.iterdir())
+    writing = _writing_a_checkpoint(op, tmp_path / "victim", source)
+    hostile = frozen_graph(tmp_path / "hostile.pb", (1, R, R, 3), writing)
+    with pytest.raises(UntrustedModelError, match=rf"inference list: {op} \(node {op}\);") as info:
+        load_predictor(hostile).predict(images)
+    assert str(hostile) in str(info.value)
+    assert not list(tmp_path.glob("victim*")) and sorted(source.parent.iterdir()) == source_files
+
+    load_predictor(hostile, trust_model=True).predict(images)
+    assert sorted(path.name for path in tmp_path.glob("victim*")) == ["victim.data-00000-of-00001", "victim.index"]
 
 
 def test_a_call_of_a_function_the_graph_does_not_define_is_refused(tmp_path):
