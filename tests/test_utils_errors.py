@@ -189,8 +189,11 @@ def test_an_output_lock_refuses_another_holder_and_nests_in_its_own(tmp_path, mo
 def test_a_shard_run_is_refused_while_shards_of_another_count_write_the_output(tmp_path):
     """Shards of another N are other blocks of the same samples: a run of shard 1/2 is refused while a run of
     shards of 3 holds the output, and goes on once that run has ended (its lock file left behind) or beside a run of
-    another shard of 2; a run of shards of 3 is then refused in turn."""
+    another shard of 2; a run of shards of 3 is then refused in turn. A file of the pattern whose N is not a number
+    (here a superscript digit, which str.isdigit accepts and int refuses) is no run's and is passed over."""
     out = tmp_path / "out"
+    out.mkdir()
+    (out / ".generate.shards-of-\u00b2.lock").touch()
     refused = "another face3d generate run is writing it{}; wait for it to end or use another --output"
     with held_lock(out / ".generate.lock", shared=True), held_lock(out / ".generate.shards-of-3.lock", shared=True):
         with pytest.raises(BlockingIOError) as raised, output_lock(out, "face3d generate", (1, 2)):

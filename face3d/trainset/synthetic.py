@@ -306,10 +306,7 @@ def sample_names(count, views=VIEWS, flip=True):
     (``<SYNTH>/SYNTH_<ffff>_1_<v>``), or with ``flip`` its mirror copy for odd i (same stem in ``SYNTH_Flip``).
 
     As in 300W-LP, a face (subject, expression, light, background) has ``views`` views sharing ``Shape_Para`` and
-    ``Exp_Para``: only ``Pose_Para`` differs (``view_yaws``). A flipped copy is the mirrored face (``_Mirror``) with
-    the mirrored light and background, yaw and roll negated, tx mirrored exactly, ty kept; its ``pt2d`` is mirrored
-    in x but not re-ordered (point 0 is then the subject's left jaw; the fitted face's keypoints lie within about a
-    pixel of the mirrored ones)."""
+    ``Exp_Para``: only ``Pose_Para`` differs (``view_yaws``). How a flipped copy is made: ``_render_set``."""
     names = []
     for i in range(int(count)):
         pair, flipped = (i // 2, i % 2 == 1) if flip else (i, False)
@@ -321,7 +318,12 @@ def sample_names(count, views=VIEWS, flip=True):
 
 def _render_set(model, mirror, names, seed, size, views):
     """Yield (folder, stem, image, mat) for ``names`` (``sample_names``), each face drawn once; ``mirror``: the
-    model's ``_Mirror`` (None when no name is a flipped copy)."""
+    model's ``_Mirror`` (None when no name is a flipped copy).
+
+    A flipped copy of view v is the mirrored face (``_Mirror``) with the mirrored light and background, yaw and roll
+    negated, the view's tx mirrored exactly (w - 1 - tx), ty kept; its ``pt2d`` is mirrored in x but not re-ordered
+    (point 0 is then the subject's left jaw; the fitted face's keypoints lie within about a pixel of the mirrored
+    ones)."""
     face, face_index, keypoints, translations = None, -1, {}, {}
     for folder, stem, f, v, flipped in names:
         if f != face_index:

@@ -167,8 +167,9 @@ def output_lock(output, command, shard=None, option="--output", output_is_file=F
 
     Raises:
         BlockingIOError naming ``output``, whose message is ``"another <command> run is writing it[ (shard K/N)| (shards
-        of M)]; wait for it to end or use another <option>"`` (``face3d.cli`` prints ``<prog>: error: <output>:
-        <message>`` and exits with status 2), when another process holds the output, the shard or shards of ``M``.
+        of M)| (shards of another N)]; wait for it to end or use another <option>"`` (``face3d.cli`` prints
+        ``<prog>: error: <output>: <message>`` and exits with status 2), when another process holds the output, the
+        shard, shards of ``M``, or this run's ``shards-of-N`` file alone (a run of another N checking it).
     """
     output = Path(output)
     base = output.with_name(f".{output.name}") if output_is_file else output / f".{command.split()[-1]}"
@@ -207,7 +208,7 @@ def _other_shard_count_held(base, n):
     prefix = f"{base.name}.shards-of-"
     for path in sorted(base.parent.glob(f"{glob.escape(prefix)}*.lock")):
         m = path.name[len(prefix):-len(".lock")]
-        if not m.isdigit() or int(m) == n:
+        if not (m.isascii() and m.isdigit()) or int(m) == n:
             continue
         fd = _open_lock_file(path)
         try:
