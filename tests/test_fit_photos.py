@@ -921,6 +921,23 @@ def test_a_changed_landmark_file_is_refitted_on_rerun(tmp_path, model):
     assert fit_photos(photos, out, workers=1, progress=False)["skipped"] == 2
 
 
+def test_a_photo_whose_landmark_file_is_gone_fails_on_rerun_and_its_outputs_are_removed(tmp_path, model, caplog):
+    """Without its landmark file a finished photo can no longer be fitted: a rerun does not keep its earlier fit as
+    done but refits it, which fails naming the missing file, and its outputs go (generate would otherwise take a
+    sample whose landmarks are gone); the other photo stays done."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _good_photos(photos, model, names="ab")
+    assert fit_photos(photos, out, workers=1, progress=False)["written"] == 2
+    (photos / "b.txt").unlink()
+    with caplog.at_level(logging.INFO, logger="face3d.fitting.photos"):
+        rerun = fit_photos(photos, out, workers=1, progress=False)
+    assert (rerun["written"], rerun["skipped"], rerun["failed"]) == (0, 1, 1)
+    assert f"refitting {photos / 'b.png'}: its landmark file is gone" in caplog.text
+    assert [(Path(f["image"]).name, f["reason"]) for f in rerun["failures"]] == [
+        ("b.png", f"{photos / 'b.png'}: no landmark file b{{.pts,.txt,.npy,.mat}} beside it")]
+    assert sorted(p.name for p in out.iterdir()) == [".done", ".fit.lock", "a.mat", "a.png", "summary.json"]
+
+
 def test_records_of_an_earlier_release_stand_but_for_pt3d_68(tmp_path, model, caplog):
     """Journal lines written before the landmark file was recorded name none: their photos are not refitted, but
     those fitted from AFLW2000-3D's pt3d_68 are (that release marched their jaw landmarks)."""
