@@ -524,6 +524,26 @@ def test_bad_inputs_are_skipped_wild_fits_dropped_and_reruns_resume(tmp_path, mo
     assert (out / "wild.mat").is_file() and json.loads((out / "summary.json").read_text())["written"] == 3
 
 
+def test_a_fit_is_dropped_just_above_max_fit_error_and_written_at_or_below_it(tmp_path, model):
+    """``max_fit_error`` is the NME above which a fit is dropped: the same photo is dropped with the threshold at
+    0.9 times its fit's NME, written at 1.1 times, and written with the threshold at exactly its NME (only a larger
+    NME drops). One photo fitted alone gives bit for bit the same NME in every run: the same arithmetic on the same
+    numbers."""
+    photos = tmp_path / "photos"
+    _good_photos(photos, model, names="a")
+    nme = fit_photos(photos, tmp_path / "first", workers=1, progress=False)["fit_nme"]["a"]
+
+    def fit_with(max_fit_error, out):
+        summary = fit_photos(photos, tmp_path / out, config=FitConfig(max_fit_error=max_fit_error), workers=1,
+                             progress=False)
+        assert summary["fit_nme"]["a"] == nme
+        return summary["written"], summary["dropped"], (tmp_path / out / "a.mat").is_file()
+
+    assert fit_with(0.9 * nme, "below") == (0, 1, False)
+    assert fit_with(nme, "at") == (1, 0, True)
+    assert fit_with(1.1 * nme, "above") == (1, 0, True)
+
+
 def _good_photos(root, model, names="ab", size=96):
     """Rendered faces ``<name>.png`` (size x size) with their exact landmarks ``<name>.txt``."""
     from face3d.trainset.synthetic import synthesize_sample
