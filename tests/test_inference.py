@@ -1097,6 +1097,42 @@ def test_detectors_read_float_images_as_prn_does(monkeypatch, tmp_path):
         np.testing.assert_array_equal(received, image)
 
 
+@pytest.mark.parametrize("kind", ["hog", "cnn"])
+def test_detections_come_most_confident_first_and_the_landmarks_are_of_that_face(monkeypatch, tmp_path, kind):
+    """dlib lists its faces in its own order: ``detect`` returns them by falling confidence, and ``landmarks``
+    predicts on the first of those, the most confident box, not dlib's first (dlib replaced by a stand-in)."""
+    import types
+
+    from face3d.prnet.detect import DlibLandmarker
+    corners = [(0, 0, 10, 10), (20, 22, 60, 64), (5, 6, 30, 31)]
+    confidences = [0.2, 1.7, 0.9]
+    rects = [types.SimpleNamespace(left=lambda c=c: c[0], top=lambda c=c: c[1], right=lambda c=c: c[2],
+                                   bottom=lambda c=c: c[3]) for c in corners]
+    predicted_on = []
+
+    def predict(image, rectangle):
+        predicted_on.append(rectangle)
+        return types.SimpleNamespace(num_parts=68, part=lambda i: types.SimpleNamespace(x=i, y=2 * i))
+
+    def cnn_detector(path):
+        return lambda image, upsample: [types.SimpleNamespace(rect=r, confidence=c) for r, c in zip(rects, confidences)]
+
+    hog_detector = types.SimpleNamespace(run=lambda image, upsample, threshold: (rects, confidences, [0, 0, 0]))
+    dlib = types.SimpleNamespace(get_frontal_face_detector=lambda: hog_detector,
+                                 cnn_face_detection_model_v1=cnn_detector, shape_predictor=lambda path: predict,
+                                 rectangle=lambda *box: box)
+    monkeypatch.setitem(sys.modules, "dlib", dlib)
+    install_models_package(monkeypatch, tmp_path)
+    landmarker = DlibLandmarker(kind)
+    assert landmarker.detector.kind == kind
+    image = np.zeros((80, 80, 3), np.uint8)
+    boxes, scores = landmarker.detector.detect(image)
+    np.testing.assert_array_equal(boxes, [corners[1], corners[2], corners[0]])
+    np.testing.assert_array_equal(scores, [1.7, 0.9, 0.2])
+    np.testing.assert_array_equal(landmarker.landmarks(image), np.c_[np.arange(68), 2 * np.arange(68)])
+    assert predicted_on == [corners[1]]
+
+
 def test_auto_takes_the_cnn_of_face_recognition_models_whose_init_cannot_import_pkg_resources(tmp_path, monkeypatch):
     """face_recognition_models 0.3.0 imports pkg_resources, gone with setuptools >= 82 and Python 3.12+ venvs: its
     model files are used all the same, the CNN detector's and the shape predictor's."""

@@ -71,15 +71,40 @@ def test_generation_follows_the_bfm_formula():
     np.testing.assert_allclose(c, (m["texMU"][:, 0] + m["texPC"] @ tp).reshape(-1, 3), rtol=1e-5)
 
 
+def test_the_mean_expression_is_in_the_mean_face_once(tmp_path):
+    """A BFM.mat keeps shapeMU and expMU apart; the loaded shapeMU holds their sum, so the neutral parameters give
+    exactly (file shapeMU + file expMU) as float32, expMU not added a second time. Also for a model built from
+    arrays, whose shapeMU already includes its expMU. The default model's expMU is zero: a non-zero one is needed
+    to tell the two apart."""
+    m = small_model(np.random.default_rng(12))
+    m["expMU"] = np.random.default_rng(13).normal(0, 1e3, m["expMU"].shape).astype(np.float32)
+    load.save_BFM(tmp_path / "BFM.mat", m)
+    stored = sio.loadmat(str(tmp_path / "BFM.mat"))["model"][0, 0]
+    assert np.abs(stored["expMU"]).min() > 0
+    mean_face = (stored["shapeMU"].astype(np.float64) + stored["expMU"]).astype(np.float32).reshape(-1, 3)
+    mm = MorphableModel(tmp_path / "BFM.mat")
+    np.testing.assert_array_equal(mm.generate_vertices(np.zeros(4), np.zeros(3)), mean_face)
+    from_arrays = MorphableModel.from_arrays(m)
+    np.testing.assert_array_equal(from_arrays.generate_vertices(np.zeros(4), np.zeros(3)),
+                                  m["shapeMU"].reshape(-1, 3))
+
+
 def test_parameter_draws():
-    mm = MorphableModel.from_arrays(small_model(np.random.default_rng(1)))
+    """With a seed the draws are the documented ones from ``np.random.default_rng(seed)``: shape uniform in
+    [0, 1e4), expression uniform in [-1.5, 1.5) for the first 6 (all 3 here), texture N(0, texEV^2). texEV is not
+    all ones here, so that a draw missing its texEV scaling differs."""
+    m = small_model(np.random.default_rng(1))
+    m["texEV"] = np.array([[40.0], [0.25]], np.float32)
+    mm = MorphableModel.from_arrays(m)
     assert np.all(mm.get_shape_para("zero") == 0) and mm.get_shape_para("zero").shape == (4, 1)
     sp = mm.get_shape_para("random", rng=5)
-    np.testing.assert_array_equal(sp, mm.get_shape_para("random", rng=5))
-    assert sp.dtype == np.float32 and np.all((sp >= 0) & (sp < 1e4))        # face3d's draw
+    assert sp.dtype == np.float32
+    np.testing.assert_array_equal(sp, (np.random.default_rng(5).random((4, 1)) * 1e4).astype(np.float32))
     ep = mm.get_exp_para("random", rng=6)
-    assert ep.shape == (3, 1) and np.all(np.abs(ep) <= 1.5)
-    assert mm.get_tex_para("random", rng=7).shape == (2, 1)
+    np.testing.assert_array_equal(ep, (-1.5 + 3 * np.random.default_rng(6).random((3, 1))).astype(np.float32))
+    tp = mm.get_tex_para("random", rng=7)
+    np.testing.assert_array_equal(tp, (np.random.default_rng(7).standard_normal((2, 1)) * m["texEV"])
+                                  .astype(np.float32))
     with pytest.raises(ValueError, match="type"):
         mm.get_exp_para("gaussian")
 
@@ -89,6 +114,7 @@ def test_parameter_draws_without_rng_follow_numpy_global_seed_as_face3d():
     face3d's own (``np.random.rand(n, 1) * 1e4``; ``-1.5 + 3 * np.random.random([n, 1])`` with rows 6.. zeroed),
     the texture draw N(0, texEV^2) from the same stream."""
     m = small_model(np.random.default_rng(11), n_ep=8)
+    m["texEV"] = np.array([[40.0], [0.25]], np.float32)  # not ones: the draw's texEV scaling shows
     mm = MorphableModel.from_arrays(m)
     saved = np.random.get_state()
     np.random.seed(0)
