@@ -443,9 +443,14 @@ def _preview_sample(tmp_path, r=32):
 
 
 def test_preview_command(tmp_path):
+    """Keypoints are green in the crop half; a map point on the sparse grid (UV pixels every 6th row and column) is
+    cyan at its crop pixel (x, y): image row y, column x, and nothing at the transposed pixel."""
     r = 32
     npy, targets = _preview_sample(tmp_path, r)
     sub = npy.parent
+    posmap = np.load(npy)
+    posmap[6, 12, :2] = (20, 5)  # UV pixel (u 12, v 6), on the grid, to crop pixel x 20, y 5
+    np.save(npy, posmap)
     result = _run("-m", "face3d", "preview", str(sub / "a.npy"))  # finds ../uv-data by itself
     assert result.returncode == 0, result.stderr
     picture = cv2.imread(str(sub / "a_preview.png"))
@@ -453,6 +458,8 @@ def test_preview_command(tmp_path):
     for x, y in targets:
         assert tuple(picture[y, x]) == (0, 255, 0)  # green keypoint centre
     assert tuple(picture[16, 0]) == (0, 0, 0)
+    cyan = np.all(picture[:, :r] == (255, 255, 0), axis=-1)  # BGR
+    assert np.argwhere(cyan).tolist() == [[5, 20]] and tuple(picture[20, 5]) == (0, 0, 0)  # (row, column)
     missing = _run("-m", "face3d", "preview", str(sub / "a.npy"), "--uv-data", str(tmp_path / "nowhere"))
     assert missing.returncode != 0 and "uv_kpt_ind.txt" in missing.stderr
 

@@ -117,6 +117,9 @@ def test_summary_by_bucket_and_balanced_mean():
 
 
 def test_report_files(tmp_path):
+    """report.json's figures from known errors (NME 2D of 1, 2, 3 and 0 pixels on a 100 x 50 box), report.md's
+    tables as formatted (AUC 7 % = 1 - mean / 0.07 and AUC 10 % = 1 - mean / 0.10, every error under both), and
+    report.json's ``files``: exactly the files written, no predictions.npz without predictions."""
     gt = np.stack([_box_points(seed=i) for i in range(4)])
     pred = gt + np.array([[1.0, 0, 0], [0, 2.0, 0], [3.0, 0, 0], [0, 0, 4.0]])[:, None, :]
     report = evaluation.evaluate_predictions(pred, gt, [10.0, 40.0, 50.0, 75.0], names=list("abcd"))
@@ -134,7 +137,17 @@ def test_report_files(tmp_path):
     assert "3DDFA" in saved["protocol"]["source"]
     markdown = Path(files["markdown"]).read_text()
     assert "| NME 2D (68 landmarks, / sqrt(w*h)) | 1.414 | 3.536 | 0.000 | 1.650 | 2.121 |" in markdown
+    # mean NME 2D 1.5 / sqrt(5000) = 0.0212132 (3D: the same, depths centred), on the diagonal 1.5 / 111.803
+    assert markdown.split("\n\n")[2].splitlines() == [  # title, NME table, AUC table
+        "| metric | AUC 7% | AUC 10% | failure rate (NME > 10%) |",
+        "| --- | ---: | ---: | ---: |",
+        "| NME 2D (68 landmarks, / sqrt(w*h)) | 0.6970 | 0.7879 | 0.00 % |",
+        "| NME 3D (68 landmarks, / sqrt(w*h)) | 0.6970 | 0.7879 | 0.00 % |",
+        "| NME 3D (68 landmarks, / box diagonal) | 0.8083 | 0.8658 | 0.00 % |"]
     assert cv2.imread(files["ced"]) is not None
+    written = {"json": "report.json", "markdown": "report.md", "ced": "ced.png"}
+    assert saved["files"] == files == {kind: str(tmp_path / name) for kind, name in written.items()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(written.values())
 
 
 def test_report_json_is_strict_json_with_null_for_non_finite_values(tmp_path):
@@ -148,6 +161,8 @@ def test_report_json_is_strict_json_with_null_for_non_finite_values(tmp_path):
         raise ValueError(f"non-standard JSON token {token}")
 
     saved = json.loads(Path(files["json"]).read_text(), parse_constant=refuse)
+    # sample b's NaN is a failure and adds 0 to the AUCs: (1 - 0.0141421 / T) / 2
+    assert "| NME 2D (68 landmarks, / sqrt(w*h)) | 0.3990 | 0.4293 | 50.00 % |" in Path(files["markdown"]).read_text()
     assert saved["per_sample"][0]["nme_2d"] == pytest.approx(1 / np.sqrt(5000))
     assert saved["per_sample"][1]["nme_2d"] is None and saved["nme_2d"] is None
     assert saved["balanced"]["nme_2d"] is None and saved["yaw_buckets"]["(30,60]"]["nme_2d"] is None
@@ -701,3 +716,6 @@ def test_an_evaluation_into_an_offline_report_folder_leaves_none_of_its_files(tm
     capsys.readouterr()
     assert sorted(p.name for p in report.iterdir()) == ["ced.png", "notes.txt", "predictions.npz", "report.json",
                                                         "report.md"]
+    written = {"json": "report.json", "markdown": "report.md", "ced": "ced.png", "predictions": "predictions.npz"}
+    assert json.loads((report / "report.json").read_text())["files"] == {
+        kind: str(report / name) for kind, name in written.items()}  # none of the removed files listed

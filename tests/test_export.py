@@ -148,6 +148,25 @@ def test_fold_matches_the_batch_norm_formula():
     np.testing.assert_allclose(proj["bias"], 0.0, atol=0)
 
 
+def test_a_conv_read_past_its_batch_norm_keeps_its_kernel_and_the_export_matches_keras(tmp_path):
+    """A convolution whose output also feeds another layer cannot absorb its batch norm: that layer would read
+    the normalised values. The batch norm becomes an affine node, the kernel stays Keras' own, and the frozen
+    graph and ONNX model agree with Keras to float32 rounding (a fold here differs by about 2)."""
+    inputs = keras.Input((8, 8, 3), name="input")
+    conv = keras.layers.Conv2D(3, 3, padding="same", name="conv")(inputs)  # a map: 3 channels
+    normalised = keras.layers.BatchNormalization(name="bn")(conv)
+    model = _randomise_batch_norms(keras.Model(inputs, keras.layers.Add(name="add")([normalised, conv])), 4)
+    nodes, i, o = ex.model_to_nodes(model)
+    folded, out = ex.fold_batch_norms(nodes, o)
+    by_name = {n.name: n for n in folded}
+    assert {n.name: n.kind for n in folded} == {"input": "input", "conv": "conv", "bn": "affine", "add": "add"}
+    assert out == "add" and by_name["add"].inputs == ["bn", "conv"]
+    np.testing.assert_array_equal(by_name["conv"].params["kernel"], model.get_layer("conv").kernel.numpy())
+    images = np.random.default_rng(0).random((1, 8, 8, 3)).astype(np.float32)
+    result = ex.export_model(model, tmp_path, onnx=True, check_images=images, run_atc=False)
+    assert result.max_abs_diff["pb"] < 1e-5 and result.max_abs_diff["onnx"] < 1e-5
+
+
 def test_odd_sizes_valid_padding_and_strides_match_keras(tmp_path):
     """SAME padding with the extra pixel at the end, VALID convs and transposed convs, tanh, a lone BN."""
     inputs = keras.Input((33, 33, 3), name="input")

@@ -694,6 +694,10 @@ def test_post_process_removes_the_other_kind_of_reports_files(exported, aflw, tm
     offline.post_process(truth, work / offline.MANIFEST, report)
     assert sorted(p.name for p in report.iterdir()) == ["ced.png", "latency.md", "predictions.npz", "report.json",
                                                         "report.md"]
+    written = {"json": "report.json", "markdown": "report.md", "ced": "ced.png", "predictions": "predictions.npz",
+               "latency": "latency.md"}
+    assert json.loads((report / "report.json").read_text())["files"] == {
+        kind: str(report / name) for kind, name in written.items()}  # not the removed landmark files
 
 
 def test_a_result_folder_inside_the_input_folder_is_refused_before_anything_is_written(exported, aflw, tmp_path,

@@ -216,6 +216,21 @@ def test_resume_continues_exactly(tiny_label, tmp_path):
     assert list((tmp_path / "straight" / "logs" / "train").glob("events.out.tfevents.*"))
 
 
+def test_a_resume_without_rows_in_its_state_reads_log_csv_up_to_the_last_finished_epoch(tmp_path):
+    """A state without ``rows`` (an older release's state.json) takes log.csv's rows of the finished epochs: the
+    last finished epoch's row is kept, a later epoch's (written before a kill) is dropped; no log.csv, no rows."""
+    from face3d.prnet.run_records import read_csv_rows, write_csv
+
+    log = tmp_path / "log.csv"
+    rows = [{"epoch": 1, "loss": 0.5, "learning_rate": 0.001, "val_loss": 0.25, "val_nme": 0.125},
+            {"epoch": 2, "loss": 0.375, "learning_rate": 0.0005, "val_loss": 0.1875, "val_nme": 0.0625}]
+    write_csv(log, rows)
+    as_read = [{key: str(value) for key, value in row.items()} for row in rows]  # csv gives strings back
+    assert read_csv_rows(log, 2) == as_read
+    assert read_csv_rows(log, 1) == as_read[:1]
+    assert read_csv_rows(tmp_path / "absent.csv", 2) == []
+
+
 class _Killed(BaseException):
     """A simulated kill -9 before a write: a BaseException, so no handler of the code under test runs for it."""
 
