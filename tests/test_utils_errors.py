@@ -222,15 +222,21 @@ def test_a_shard_run_is_not_refused_by_another_run_checking_the_shard_counts_for
     out = tmp_path / "out"
     (out / ".generate.shards-of-3.lock").parent.mkdir(parents=True)
     (out / ".generate.shards-of-3.lock").touch()  # a finished run's
-    flock, met, pauses = fcntl.flock, set(), []
+    flock, open_lock_file, names, met, pauses = fcntl.flock, atomic._open_lock_file, {}, set(), []
+
+    def opened(path):  # the lock files' names by descriptor, for the flock below
+        fd = open_lock_file(path)
+        names[fd] = Path(path).name
+        return fd
 
     def checked_for_a_moment(fd, operation):
-        name = os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1]
+        name = names[fd]
         if ".shards-of-" in name and name not in met:
             met.add(name)
             raise BlockingIOError(errno.EWOULDBLOCK, os.strerror(errno.EWOULDBLOCK))
         return flock(fd, operation)
 
+    monkeypatch.setattr(atomic, "_open_lock_file", opened)
     monkeypatch.setattr(fcntl, "flock", checked_for_a_moment)
     monkeypatch.setattr(atomic.time, "sleep", pauses.append)
     with output_lock(out, "face3d generate", (1, 2)):
