@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import _prnet_data
@@ -60,13 +61,19 @@ def test_bench_fit_ends_with_its_json_summary():
         assert 0 < model["ours_dense_rmse"] < 5 and 0 < model["face3d_dense_rmse"] < 5
 
 
+def load_common():
+    """bench/_common.py as a module of its own."""
+    spec = importlib.util.spec_from_file_location("_common", REPO / "bench" / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    return common
+
+
 def test_interleaved_rotates_the_cases_and_runs_a_limited_one_in_its_first_rounds_only():
     """Round r (the untimed warm-up is round 0) runs every case once starting at the r-th, each ``prepare()`` just
     before its ``run``; a case limited to 1 round runs in the warm-up and the first timed round only, and each clock
     holds one time per timed run."""
-    spec = importlib.util.spec_from_file_location("_common", REPO / "bench" / "_common.py")
-    common = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(common)
+    common = load_common()
     calls = []
     cases = {name: (lambda name=name: calls.append(("prepare", name)) or name, lambda arg: calls.append(("run", arg)),
                     2) for name in "abc"}
@@ -76,3 +83,23 @@ def test_interleaved_rotates_the_cases_and_runs_a_limited_one_in_its_first_round
     assert set(times) == {"cpu", "kernel", "thread", "wall"}
     for clock in times.values():
         assert {name: len(values) for name, values in clock.items()} == {"a": 3, "b": 1, "c": 3}
+
+
+def test_interleaved_times_the_run_alone_per_unit_on_each_clock():
+    """A case whose ``prepare`` sleeps 50 ms and whose ``run`` sleeps 20 ms over 4 units takes about 5 ms of wall
+    time per unit: the time is divided by the units and leaves ``prepare`` out (with it: 17.5 ms per unit, without
+    the division: 20 ms). A sleep uses no CPU, so the process, kernel and thread clocks stay far below the wall
+    clock. The bounds are wide: a sleep on a loaded machine may oversleep, never undersleep."""
+    common = load_common()
+    cases = {"sleeper": (lambda: time.sleep(0.05), lambda _: time.sleep(0.02), 4)}
+    times = common.interleaved(cases, 2, rotate=False)
+    for wall_ms in times["wall"]["sleeper"]:
+        assert 5.0 <= wall_ms < 12.5
+    for clock in ("cpu", "kernel", "thread"):
+        assert len(times[clock]["sleeper"]) == 2 and max(times[clock]["sleeper"]) < 2.5, clock
+
+
+def test_round_ratio_is_the_median_of_the_ratios_within_each_round_with_their_range():
+    """Rounds of 10/5, 20/5 and 40/40 have the ratios 2, 4 and 1: median 2, range (1, 4). The ratio of the medians
+    (20 / 5 = 4), an inverted ratio (0.5) or a range given as (max, min) all differ."""
+    assert load_common().round_ratio([10, 20, 40], [5, 5, 40]) == (2.0, (1.0, 4.0))
