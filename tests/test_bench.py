@@ -5,12 +5,14 @@ import ast
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import _prnet_data
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +67,62 @@ def test_bench_input_accepts_an_epoch_of_exactly_two_batches(monkeypatch, count,
     """Two batches are enough: the first is left out, the second is timed, so the check lets them through."""
     bench_input = load_script("bench_input", monkeypatch)
     bench_input.require_two_batches(count, batch_size, "trainDataLabel.txt", "more samples")
+
+
+def crafted_times(names, rounds=3, seed=0):
+    """{clock: {name: [ms, one per round]}} as ``interleaved`` returns them, every figure distinct: each clock's,
+    each case's and each round's, so that a figure taken from the wrong clock, case or round shows."""
+    rng = np.random.default_rng(seed)
+    return {clock: {name: [float(value) for value in rng.uniform(1.0, 20.0, rounds)] for name in names}
+            for clock in ("cpu", "kernel", "thread", "wall")}
+
+
+def test_bench_generate_divides_each_case_by_its_outputs_and_reports_its_ratios_within_rounds(monkeypatch, capsys):
+    """``bench_generate --quick`` (2 faces x 4 views + their _Flip copies = 16 samples; the fork on 4 of them;
+    process vs process_many on 8) in this process, its cases run once each, with made-up round times in place of the
+    measured ones. Each case is divided by what it makes: a sample, or with the 8 rotations an output (9 per
+    sample), so every case that writes position maps writes one per unit. The final JSON holds exactly the figures
+    the docstring lists, from the CPU clock: each ratio the median over the rounds of its within-round ratio and its
+    range, each case's median and its kernel clock's median, rounded to 3 decimals."""
+    bench_generate = load_script("bench_generate", monkeypatch)
+    units, maps_per_unit, made_up = {}, {}, {}
+
+    def run_each_case_once(cases, repeats, rotate, warmup=1, limits=None):
+        for name, (prepare, run, case_units) in cases.items():
+            arg = prepare()
+            run(arg)
+            units[name] = case_units
+            # the prepared folder(s), or the runner's output folder; the generator cases write nothing
+            folders = arg if isinstance(arg, list) else [arg] if isinstance(arg, Path) else \
+                [Path(arg.output)] if hasattr(arg, "output") else []
+            if name != "basis_stream" and folders:
+                maps_per_unit[name] = sum(len(list(folder.rglob("*.npy"))) for folder in folders) / case_units
+        made_up.update(crafted_times(cases))
+        return made_up
+
+    monkeypatch.setattr(bench_generate, "interleaved", run_each_case_once)
+    bench_generate.main(["--quick"])
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    samples, outputs = 16, 16 * 9
+    assert units == {"basis_stream": 8, "fork": 4, "floor_plain": samples, "floor_rotated": outputs,
+                     "plain": samples, "plain_distinct": samples, "rotated": outputs, "single": 8, "batched": 8}
+    assert maps_per_unit == {name: 1.0 for name in ("fork", "floor_plain", "floor_rotated", "plain",
+                                                    "plain_distinct", "rotated")}
+    ratios = {"plain_x": ("fork", "plain"), "plain_distinct_x": ("fork", "plain_distinct"),
+              "rotated_x": ("fork", "rotated"), "plain_floor_ratio": ("plain", "floor_plain"),
+              "rotated_floor_ratio": ("rotated", "floor_rotated"), "single_x": ("single", "batched")}
+    cpu, kernel = made_up["cpu"], made_up["kernel"]
+    expected = {"single_ms": round(statistics.median(cpu["single"]), 3),
+                "batched_ms": round(statistics.median(cpu["batched"]), 3)}
+    for key, (numerator, denominator) in ratios.items():
+        within = [a / b for a, b in zip(cpu[numerator], cpu[denominator])]
+        expected[key] = round(statistics.median(within), 3)
+        expected[f"{key}_range"] = [round(min(within), 3), round(max(within), 3)]
+    for name in units:
+        expected[f"{name}_ms"] = round(statistics.median(cpu[name]), 3)
+        expected[f"{name}_kernel_ms"] = round(statistics.median(kernel[name]), 3)
+    assert summary == expected
 
 
 def test_bench_fit_ends_with_its_json_summary():
