@@ -125,6 +125,32 @@ def test_bench_generate_divides_each_case_by_its_outputs_and_reports_its_ratios_
     assert summary == expected
 
 
+def test_bench_render_reports_the_smallest_ratio_of_medians_over_its_cases(monkeypatch, capsys):
+    """``bench_render --quick`` in this process with made-up round times (each call of the timing loop its own) in
+    place of the measured ones: each case's ``numpy_x`` is the numpy twin's median thread-clock time over ours,
+    ``ours_ms`` our median, and the top-level ``numpy_x`` the smallest of the cases' ratios."""
+    bench_render = load_script("bench_render", monkeypatch)
+    calls = []
+
+    def made_up_rounds(cases, repeats, rotate, warmup=1, limits=None):
+        calls.append(crafted_times(cases, seed=len(calls)))
+        return calls[-1]
+
+    monkeypatch.setattr(bench_render, "interleaved", made_up_rounds)
+    bench_render.main(["--quick"])
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    names = [f"{mesh} {target} {kernel}" for mesh in ("38k", "53k") for target in ("image 450x450", "uv 256x256")
+             for kernel in ("rasterize_triangles", "render_colors")]
+    ratios = []
+    for times in calls:
+        ours, numpy_twin = (statistics.median(times["thread"][name]) for name in ("ours", "numpy"))
+        ratios.append(numpy_twin / ours)
+    assert summary == {"numpy_x": round(min(ratios), 2), "cases": {
+        name: {"ours_ms": round(statistics.median(times["thread"]["ours"]), 3), "numpy_x": round(ratio, 2)}
+        for name, times, ratio in zip(names, calls, ratios, strict=True)}}
+
+
 def test_bench_fit_ends_with_its_json_summary():
     result = run_script(REPO / "bench" / "bench_fit.py", "--faces", 12, "--single", 4, "--rounds", 3)
     assert result.returncode == 0, result.stderr
