@@ -206,3 +206,38 @@ def test_round_ratio_is_the_median_of_the_ratios_within_each_round_with_their_ra
     """Rounds of 10/5, 20/5 and 40/40 have the ratios 2, 4 and 1: median 2, range (1, 4). The ratio of the medians
     (20 / 5 = 4), an inverted ratio (0.5) or a range given as (max, min) all differ."""
     assert load_common().round_ratio([10, 20, 40], [5, 5, 40]) == (2.0, (1.0, 4.0))
+
+
+# a yaw bucket that none of the few faces fitted one by one falls in prints its mean as nan
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_bench_fit_divides_each_case_by_its_faces_and_takes_the_speed_ups_within_rounds(monkeypatch):
+    """bench_fit's timing of one model (12 faces, 4 fitted one by one) in this process: the real cases run once
+    (their fits are scored), then made-up round times stand in for the measured ones. face3d and ours single are
+    divided by the faces fitted one by one, the batches by all faces; the order rotates; each case's ``_ms`` and
+    ``_cpu_ms`` are the wall and process-CPU medians, and ``<case>_x`` / ``<case>_cpu_x`` the median over the rounds
+    of face3d's time over the case's within the round (wall / CPU clock), with their (min, max) as ranges."""
+    bench_fit = load_script("bench_fit", monkeypatch)
+    units, made_up, rotated = {}, {}, []
+    real_interleaved = bench_fit.interleaved
+
+    def run_once_then_made_up_rounds(cases, repeats, rotate, warmup=1, limits=None):
+        real_interleaved(cases, 1, rotate, warmup=0)
+        units.update({name: case_units for name, (_, _, case_units) in cases.items()})
+        rotated.append(rotate)
+        made_up.update(crafted_times(cases))
+        return made_up
+
+    monkeypatch.setattr(bench_fit, "interleaved", run_once_then_made_up_rounds)
+    summary = bench_fit.run(bench_fit.MorphableModel(), "default model", 12, 4, 3, np.random.default_rng(0),
+                            contour_table=False)
+    assert units == {"face3d": 4, "single": 4, "batch": 12, "batch_forced": 12} and rotated == [True]
+    assert 1 <= summary["iterations_mean"] <= 4
+    wall, cpu = made_up["wall"], made_up["cpu"]
+    for case in ("face3d", "single", "batch", "batch_forced"):
+        assert summary[f"{case}_ms"] == statistics.median(wall[case])
+        assert summary[f"{case}_cpu_ms"] == statistics.median(cpu[case])
+    for case in ("single", "batch", "batch_forced"):
+        for ratio, clock in ((f"{case}_x", wall), (f"{case}_cpu_x", cpu)):
+            within = [a / b for a, b in zip(clock["face3d"], clock[case])]
+            assert summary[ratio] == statistics.median(within)
+            assert summary[f"{ratio}_range"] == [min(within), max(within)]
