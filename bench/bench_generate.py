@@ -294,6 +294,7 @@ def main(argv=None):
         lp_jobs = [(r.image_path, r.mat_path, 0) for r in discover_samples(tmp / "lp")]
         distinct_jobs = [(r.image_path, r.mat_path, 0) for r in discover_samples(tmp / "distinct")]
         fork_jobs = lp_jobs[:: max(1, len(lp_jobs) // args.fork_samples)][:args.fork_samples]
+        fork_sets = sorted({Path(image_path).parent.name for image_path, _, _ in fork_jobs})
         single_jobs = distinct_jobs[:args.single_samples]
         angles = GenerationConfig().angles
 
@@ -316,8 +317,12 @@ def main(argv=None):
         cases = {
             "basis_stream": fixed(lambda: [combine_basis(mean, tiles, c) for c in coefficients], len(single_jobs),
                                   tmp / "unused"),
-            "fork": fixed(lambda: [fork_sample(model, uv_pixels, render, i, m, tmp / "fork") for i, m, _ in fork_jobs],
-                          len(fork_jobs), tmp / "fork"),
+            # a sample and its _Flip copy share a file name: each set's outputs go to a folder of its own, so that
+            # every write creates a new file, as the other cases' writes do
+            "fork": ((lambda: [fresh_folder(tmp / "fork" / name) for name in fork_sets]),
+                     (lambda _: [fork_sample(model, uv_pixels, render, i, m, tmp / "fork" / Path(i).parent.name)
+                                 for i, m, _ in fork_jobs]),
+                     len(fork_jobs)),
             "floor_plain": fixed(lambda: [floor_sample(i, tmp / "floor", 1) for i, _, _ in lp_jobs],
                                  len(lp_jobs), tmp / "floor"),
             "floor_rotated": fixed(lambda: [floor_sample(i, tmp / "floor", 1 + len(angles)) for i, _, _ in lp_jobs],

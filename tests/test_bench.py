@@ -5,11 +5,14 @@ import ast
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import _prnet_data
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +50,107 @@ def test_bench_input_refuses_an_epoch_of_fewer_than_two_batches(tmp_path, count,
         f"epoch's first batch, so it needs 2: pass {smaller}a label file of 4 samples or more")
 
 
+def load_script(name, monkeypatch):
+    """bench/<name>.py as a module, importable as its run does (its folder first on the path, for ``_common``),
+    with the thread settings it makes for its own process undone after the test."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(variable, os.environ.get(variable, "1"))
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("count, batch_size", [(4, 2), (5, 2), (2, 1)])
+def test_bench_input_accepts_an_epoch_of_exactly_two_batches(monkeypatch, count, batch_size):
+    """Two batches are enough: the first is left out, the second is timed, so the check lets them through."""
+    bench_input = load_script("bench_input", monkeypatch)
+    bench_input.require_two_batches(count, batch_size, "trainDataLabel.txt", "more samples")
+
+
+def crafted_times(names, rounds=3, seed=0):
+    """{clock: {name: [ms, one per round]}} as ``interleaved`` returns them, every figure distinct: each clock's,
+    each case's and each round's, so that a figure taken from the wrong clock, case or round shows."""
+    rng = np.random.default_rng(seed)
+    return {clock: {name: [float(value) for value in rng.uniform(1.0, 20.0, rounds)] for name in names}
+            for clock in ("cpu", "kernel", "thread", "wall")}
+
+
+def test_bench_generate_divides_each_case_by_its_outputs_and_reports_its_ratios_within_rounds(monkeypatch, capsys):
+    """``bench_generate --quick`` (2 faces x 4 views + their _Flip copies = 16 samples; the fork on 4 of them;
+    process vs process_many on 8) in this process, its cases run once each, with made-up round times in place of the
+    measured ones. Each case is divided by what it makes: a sample, or with the 8 rotations an output (9 per
+    sample), so every case that writes position maps writes one per unit. The final JSON holds exactly the figures
+    the docstring lists, from the CPU clock: each ratio the median over the rounds of its within-round ratio and its
+    range, each case's median and its kernel clock's median, rounded to 3 decimals."""
+    bench_generate = load_script("bench_generate", monkeypatch)
+    units, maps_per_unit, made_up = {}, {}, {}
+
+    def run_each_case_once(cases, repeats, rotate, warmup=1, limits=None):
+        for name, (prepare, run, case_units) in cases.items():
+            arg = prepare()
+            run(arg)
+            units[name] = case_units
+            # the prepared folder(s), or the runner's output folder; the generator cases write nothing
+            folders = arg if isinstance(arg, list) else [arg] if isinstance(arg, Path) else \
+                [Path(arg.output)] if hasattr(arg, "output") else []
+            if name != "basis_stream" and folders:
+                maps_per_unit[name] = sum(len(list(folder.rglob("*.npy"))) for folder in folders) / case_units
+        made_up.update(crafted_times(cases))
+        return made_up
+
+    monkeypatch.setattr(bench_generate, "interleaved", run_each_case_once)
+    bench_generate.main(["--quick"])
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    samples, outputs = 16, 16 * 9
+    assert units == {"basis_stream": 8, "fork": 4, "floor_plain": samples, "floor_rotated": outputs,
+                     "plain": samples, "plain_distinct": samples, "rotated": outputs, "single": 8, "batched": 8}
+    assert maps_per_unit == {name: 1.0 for name in ("fork", "floor_plain", "floor_rotated", "plain",
+                                                    "plain_distinct", "rotated")}
+    ratios = {"plain_x": ("fork", "plain"), "plain_distinct_x": ("fork", "plain_distinct"),
+              "rotated_x": ("fork", "rotated"), "plain_floor_ratio": ("plain", "floor_plain"),
+              "rotated_floor_ratio": ("rotated", "floor_rotated"), "single_x": ("single", "batched")}
+    cpu, kernel = made_up["cpu"], made_up["kernel"]
+    expected = {"single_ms": round(statistics.median(cpu["single"]), 3),
+                "batched_ms": round(statistics.median(cpu["batched"]), 3)}
+    for key, (numerator, denominator) in ratios.items():
+        within = [a / b for a, b in zip(cpu[numerator], cpu[denominator])]
+        expected[key] = round(statistics.median(within), 3)
+        expected[f"{key}_range"] = [round(min(within), 3), round(max(within), 3)]
+    for name in units:
+        expected[f"{name}_ms"] = round(statistics.median(cpu[name]), 3)
+        expected[f"{name}_kernel_ms"] = round(statistics.median(kernel[name]), 3)
+    assert summary == expected
+
+
+def test_bench_render_reports_the_smallest_ratio_of_medians_over_its_cases(monkeypatch, capsys):
+    """``bench_render --quick`` in this process with made-up round times (each call of the timing loop its own) in
+    place of the measured ones: each case's ``numpy_x`` is the numpy twin's median thread-clock time over ours,
+    ``ours_ms`` our median, and the top-level ``numpy_x`` the smallest of the cases' ratios."""
+    bench_render = load_script("bench_render", monkeypatch)
+    calls = []
+
+    def made_up_rounds(cases, repeats, rotate, warmup=1, limits=None):
+        calls.append(crafted_times(cases, seed=len(calls)))
+        return calls[-1]
+
+    monkeypatch.setattr(bench_render, "interleaved", made_up_rounds)
+    bench_render.main(["--quick"])
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    names = [f"{mesh} {target} {kernel}" for mesh in ("38k", "53k") for target in ("image 450x450", "uv 256x256")
+             for kernel in ("rasterize_triangles", "render_colors")]
+    ratios = []
+    for times in calls:
+        ours, numpy_twin = (statistics.median(times["thread"][name]) for name in ("ours", "numpy"))
+        ratios.append(numpy_twin / ours)
+    assert summary == {"numpy_x": round(min(ratios), 2), "cases": {
+        name: {"ours_ms": round(statistics.median(times["thread"]["ours"]), 3), "numpy_x": round(ratio, 2)}
+        for name, times, ratio in zip(names, calls, ratios, strict=True)}}
+
+
 def test_bench_fit_ends_with_its_json_summary():
     result = run_script(REPO / "bench" / "bench_fit.py", "--faces", 12, "--single", 4, "--rounds", 3)
     assert result.returncode == 0, result.stderr
@@ -60,13 +164,19 @@ def test_bench_fit_ends_with_its_json_summary():
         assert 0 < model["ours_dense_rmse"] < 5 and 0 < model["face3d_dense_rmse"] < 5
 
 
+def load_common():
+    """bench/_common.py as a module of its own."""
+    spec = importlib.util.spec_from_file_location("_common", REPO / "bench" / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    return common
+
+
 def test_interleaved_rotates_the_cases_and_runs_a_limited_one_in_its_first_rounds_only():
     """Round r (the untimed warm-up is round 0) runs every case once starting at the r-th, each ``prepare()`` just
     before its ``run``; a case limited to 1 round runs in the warm-up and the first timed round only, and each clock
     holds one time per timed run."""
-    spec = importlib.util.spec_from_file_location("_common", REPO / "bench" / "_common.py")
-    common = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(common)
+    common = load_common()
     calls = []
     cases = {name: (lambda name=name: calls.append(("prepare", name)) or name, lambda arg: calls.append(("run", arg)),
                     2) for name in "abc"}
@@ -76,3 +186,58 @@ def test_interleaved_rotates_the_cases_and_runs_a_limited_one_in_its_first_round
     assert set(times) == {"cpu", "kernel", "thread", "wall"}
     for clock in times.values():
         assert {name: len(values) for name, values in clock.items()} == {"a": 3, "b": 1, "c": 3}
+
+
+def test_interleaved_times_the_run_alone_per_unit_on_each_clock():
+    """A case whose ``prepare`` sleeps 50 ms and whose ``run`` sleeps 20 ms over 4 units takes about 5 ms of wall
+    time per unit: the time is divided by the units and leaves ``prepare`` out (with it: 17.5 ms per unit, without
+    the division: 20 ms). A sleep uses no CPU, so the process, kernel and thread clocks stay far below the wall
+    clock. The bounds are wide: a sleep on a loaded machine may oversleep, never undersleep."""
+    common = load_common()
+    cases = {"sleeper": (lambda: time.sleep(0.05), lambda _: time.sleep(0.02), 4)}
+    times = common.interleaved(cases, 2, rotate=False)
+    for wall_ms in times["wall"]["sleeper"]:
+        assert 5.0 <= wall_ms < 12.5
+    for clock in ("cpu", "kernel", "thread"):
+        assert len(times[clock]["sleeper"]) == 2 and max(times[clock]["sleeper"]) < 2.5, clock
+
+
+def test_round_ratio_is_the_median_of_the_ratios_within_each_round_with_their_range():
+    """Rounds of 10/5, 20/5 and 40/40 have the ratios 2, 4 and 1: median 2, range (1, 4). The ratio of the medians
+    (20 / 5 = 4), an inverted ratio (0.5) or a range given as (max, min) all differ."""
+    assert load_common().round_ratio([10, 20, 40], [5, 5, 40]) == (2.0, (1.0, 4.0))
+
+
+# a yaw bucket that none of the few faces fitted one by one falls in prints its mean as nan
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_bench_fit_divides_each_case_by_its_faces_and_takes_the_speed_ups_within_rounds(monkeypatch):
+    """bench_fit's timing of one model (12 faces, 4 fitted one by one) in this process: the real cases run once
+    (their fits are scored), then made-up round times stand in for the measured ones. face3d and ours single are
+    divided by the faces fitted one by one, the batches by all faces; the order rotates; each case's ``_ms`` and
+    ``_cpu_ms`` are the wall and process-CPU medians, and ``<case>_x`` / ``<case>_cpu_x`` the median over the rounds
+    of face3d's time over the case's within the round (wall / CPU clock), with their (min, max) as ranges."""
+    bench_fit = load_script("bench_fit", monkeypatch)
+    units, made_up, rotated = {}, {}, []
+    real_interleaved = bench_fit.interleaved
+
+    def run_once_then_made_up_rounds(cases, repeats, rotate, warmup=1, limits=None):
+        real_interleaved(cases, 1, rotate, warmup=0)
+        units.update({name: case_units for name, (_, _, case_units) in cases.items()})
+        rotated.append(rotate)
+        made_up.update(crafted_times(cases))
+        return made_up
+
+    monkeypatch.setattr(bench_fit, "interleaved", run_once_then_made_up_rounds)
+    summary = bench_fit.run(bench_fit.MorphableModel(), "default model", 12, 4, 3, np.random.default_rng(0),
+                            contour_table=False)
+    assert units == {"face3d": 4, "single": 4, "batch": 12, "batch_forced": 12} and rotated == [True]
+    assert 1 <= summary["iterations_mean"] <= 4
+    wall, cpu = made_up["wall"], made_up["cpu"]
+    for case in ("face3d", "single", "batch", "batch_forced"):
+        assert summary[f"{case}_ms"] == statistics.median(wall[case])
+        assert summary[f"{case}_cpu_ms"] == statistics.median(cpu[case])
+    for case in ("single", "batch", "batch_forced"):
+        for ratio, clock in ((f"{case}_x", wall), (f"{case}_cpu_x", cpu)):
+            within = [a / b for a, b in zip(clock["face3d"], clock[case])]
+            assert summary[ratio] == statistics.median(within)
+            assert summary[f"{ratio}_range"] == [min(within), max(within)]
