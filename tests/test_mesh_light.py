@@ -85,6 +85,32 @@ def test_normals_follow_the_right_hand_rule(twin):
 
 
 @pytest.mark.parametrize("twin", TWINS)
+def test_vertex_normals_weight_each_triangle_by_its_area(twin):
+    """A vertex shared by a 10 x 10 right triangle in the plane z = 0 and a 1 x 1 one in the plane x = 0 gets the
+    normalised sum of the two cross products, (0, 0, 100) + (1, 0, 0): the large triangle counts 100 times as much
+    (averaging their unit normals would give (1, 0, 1) / sqrt(2))."""
+    v = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    t = np.array([[0, 1, 2], [0, 3, 4]])
+    cross_sum = np.array([0.0, 0.0, 100.0]) + np.array([1.0, 0.0, 0.0])
+    # Integer inputs: the kernel's float64 cross products and sum are exact, so one rounding to float32 remains.
+    expected = (cross_sum / np.sqrt(cross_sum @ cross_sum)).astype(np.float32)
+    assert np.array_equal(twin.vertex_normals(v, t)[0], expected)
+    assert np.allclose(expected, [0.0099995, 0, 0.99995], rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("leg", [1e-4, 1e-6])
+def test_normals_of_a_tiny_triangle_are_unit(twin, leg):
+    """Only an exactly degenerate triangle gets the zero normal: a right triangle with legs of 1e-4 or 1e-6 (cross
+    product 1e-8 or 1e-12 long) counter-clockwise seen from +z has the unit normal +z, as a triangle and at each
+    vertex."""
+    v = np.array([[0, 0, 0], [leg, 0, 0], [0, leg, 0]], np.float32)
+    t = np.array([[0, 1, 2]])
+    assert np.array_equal(twin.triangle_normals(v, t), [[0, 0, 1]])
+    assert np.array_equal(twin.vertex_normals(v, t), [[0, 0, 1]] * 3)
+
+
+@pytest.mark.parametrize("twin", TWINS)
 def test_add_light_lambert_specular_and_ambient(twin):
     v, t = grid_plane(clockwise=True)
     colors = np.full((len(v), 3), 0.5)

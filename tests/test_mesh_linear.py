@@ -56,6 +56,34 @@ def test_kernel_equals_numpy_twin_and_float64_sum(basis):
     np.testing.assert_allclose(got[:, :111], exact, rtol=0, atol=0.05)  # float32 rounding of sums near 1e4
 
 
+def test_each_element_is_summed_term_by_term_in_float32_then_added_to_the_mean():
+    """Every element is acc = 0, acc = acc + basis[i, k] * c[k] for k = 0, 1, ... in float32, then mean[i] + acc
+    (face3d.mesh.linear): both twins give exactly the bits of that loop, here written out scalar by scalar, for a
+    pair of samples and a lone one, across a whole and a partial tile."""
+    rng = np.random.default_rng(11)
+    m, k = 40, 5
+    # Terms of very different sizes around a large mean: another order of the additions rounds differently.
+    mean = rng.normal(0, 1e4, m).astype(np.float32)
+    pc = (rng.normal(0, 1, (m, k)) * [1e3, 1, 1e2, 1e-1, 1e1]).astype(np.float32)
+    coef = rng.normal(0, 1, (3, k)).astype(np.float32)
+    expected = np.empty((3, m), np.float32)
+    mean_first = np.empty((3, m), np.float32)
+    last_term_first = np.empty((3, m), np.float32)
+    for j in range(3):
+        for i in range(m):
+            terms = [pc[i, kk] * coef[j, kk] for kk in range(k)]  # float32 products
+            acc, early, backwards = np.float32(0), mean[i], np.float32(0)
+            for term in terms:
+                acc, early = acc + term, early + term
+            for term in terms[::-1]:
+                backwards = backwards + term
+            expected[j, i], mean_first[j, i], last_term_first[j, i] = mean[i] + acc, early, mean[i] + backwards
+    assert np.any(mean_first != expected) and np.any(last_term_first != expected)  # the order shows
+    mean_p, tiles = linear.tile_basis(mean, pc)
+    for twin in (linear, linear_numpy):
+        np.testing.assert_array_equal(twin.combine_basis(mean_p, tiles, coef)[:, :m], expected)
+
+
 def test_a_basis_without_columns_gives_the_mean_in_both_twins(basis):
     mean = basis[0]
     mean_p, tiles = linear.tile_basis(mean, np.zeros((mean.size, 0), np.float32))

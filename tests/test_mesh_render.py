@@ -264,8 +264,11 @@ def checkerboard_quad(mapping_type, twin):
 @pytest.mark.parametrize("twin", TWINS)
 def test_checkerboard_nearest(twin):
     image = checkerboard_quad("nearest", twin)
+    # Pixel x samples u = x / 10 - 0.5 (v likewise from y): at x = 11, u = 0.6 rounds up to texel column 1, where
+    # truncating would read column 0.
     for (y, x), expected in {(5, 5): [0, 1, 0], (5, 15): [1, 0, 0.5], (15, 5): [1, 0, 0.5], (25, 35): [1, 0, 0.5],
-                             (35, 35): [0, 1, 0], (2, 38): [1, 0, 0.5], (41, 41): [-1, -1, -1]}.items():
+                             (35, 35): [0, 1, 0], (2, 38): [1, 0, 0.5], (41, 41): [-1, -1, -1],
+                             (5, 11): [1, 0, 0.5], (11, 5): [1, 0, 0.5], (15, 11): [0, 1, 0]}.items():
         assert np.array_equal(image[y, x], expected), (y, x)
 
 
@@ -277,6 +280,64 @@ def test_checkerboard_bilinear(twin):
                              (10, 10): [0.5, 0.5, 0.25], (5, 0): [0, 1, 0], (7, 5): [0.2, 0.8, 0.1],
                              (40, 40): [-1, -1, -1]}.items():
         assert np.allclose(image[y, x], expected, atol=1e-5), (y, x, image[y, x])
+
+
+def sample_at_a_corner(twin, texture, u, v, mapping_type):
+    """The texture as render_texture samples it at exactly (u, v): pixel (0, 0) is corner 0 of the triangle, where
+    the weights are exactly (1, 0, 0), so the interpolated coordinates are corner 0's own."""
+    vertices = np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0]], np.float32)
+    triangles = np.array([[0, 1, 2]])
+    tex_coords = np.array([[u, v], [0, 0], [0, 0]], np.float32)
+    image = twin.render_texture(vertices, triangles, texture, tex_coords, triangles, 1, 1, c=texture.shape[2],
+                                mapping_type=mapping_type)
+    return image[0, 0]
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_nearest_rounds_half_texel_coordinates_up(twin):
+    """'nearest' reads texel floor(u + 0.5): a coordinate exactly half-way between two texel centres takes the
+    upper one, whether that texel's index is odd or even (rounding half to even would take 0 and 2 for 0.5, 2.5)."""
+    rows, cols = np.indices((5, 5))
+    texture = (10 * rows + cols).astype(np.float32)[:, :, None]  # texel value = 10 * row + column
+    for u, v in [(0.5, 2.5), (2.5, 0.5), (1.5, 3.5), (3.5, 1.5), (0.5, 0.5), (2.5, 2.5)]:
+        expected = 10 * np.floor(v + 0.5) + np.floor(u + 0.5)
+        assert sample_at_a_corner(twin, texture, u, v, "nearest")[0] == expected, (u, v)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_bilinear_blends_within_each_row_first_in_float32(twin):
+    """'bilinear' is (T00*(1-a) + T01*a)*(1-b) + (T10*(1-a) + T11*a)*b in float32, in this order (each row's two
+    texels first, then the two rows): with texel values and fractions that binary fractions cannot hold, another
+    order gives other bits."""
+    texture = np.array([[[0.5, 0.2], [0.1, 0.3], [0.7, 0.6]],
+                        [[0.5, 0.9], [0.3, 0.4], [0.9, 0.8]]], np.float32)
+    u, v = np.float32(1.3), np.float32(0.8)  # between columns 1, 2 and rows 0, 1
+    a, b = u - np.floor(u), v - np.floor(v)
+    ia, ib = np.float32(1) - a, np.float32(1) - b
+    t00, t01, t10, t11 = texture[0, 1], texture[0, 2], texture[1, 1], texture[1, 2]
+    expected = (t00 * ia + t01 * a) * ib + (t10 * ia + t11 * a) * b
+    within_each_column_first = (t00 * ib + t10 * b) * ia + (t01 * ib + t11 * b) * a
+    # The order shows in every channel.
+    assert expected.dtype == np.float32 and np.all(expected != within_each_column_first)
+    assert np.array_equal(sample_at_a_corner(twin, texture, u, v, "bilinear"), expected)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("mapping_type", ["nearest", "bilinear"])
+def test_a_third_texture_coordinate_column_is_ignored(twin, mapping_type):
+    """(ntex, 3) texture coordinates render exactly as their first two columns do (the third, here inside the
+    texture's range too, is never read; one coordinate's row is three values from the next, not two)."""
+    v, t = random_mesh(0)
+    rng = np.random.default_rng(0)
+    texture = rng.uniform(0, 1, (9, 13, 3)).astype(np.float32)
+    uvw = rng.uniform(0, 8, (50, 3)).astype(np.float32)
+    tex_triangles = rng.integers(0, 50, t.shape)
+    args = (v, t, texture)
+    got = twin.render_texture(*args, uvw, tex_triangles, H, W, mapping_type=mapping_type)
+    want = twin.render_texture(*args, np.ascontiguousarray(uvw[:, :2]), tex_triangles, H, W,
+                               mapping_type=mapping_type)
+    assert np.array_equal(got, want)
+    assert np.count_nonzero(got.any(axis=2)) > 50  # the case is not vacuous
 
 
 def test_threads_rendering_at_once_agree():
@@ -371,6 +432,10 @@ GOOD_T = np.array([[0, 1, 2]])
     (dict(vertices=np.zeros((3, 2))), r"^vertices must have shape \(n, 3\)"),
     (dict(vertices=np.array([[0, 0, 0], [np.nan, 0, 0], [0, 4, 0]])), r"^vertices must be finite"),
     (dict(vertices=np.array([[0, 0, 0], [np.inf, 0, 0], [0, 4, 0]])), r"^vertices must be finite"),
+    (dict(vertices=np.array([[0, 0, 0], [0, np.nan, 0], [0, 4, 0]])), r"^vertices must be finite"),
+    # depth too: a NaN or infinite z would otherwise lose or win every depth test unseen
+    (dict(vertices=np.array([[0, 0, 0], [4, 0, np.nan], [0, 4, 0]])), r"^vertices must be finite"),
+    (dict(vertices=np.array([[0, 0, 0], [4, 0, 0], [0, 4, -np.inf]])), r"^vertices must be finite"),
     (dict(triangles=np.array([[0, 1]])), r"^triangles must have shape \(ntri, 3\)"),
     (dict(triangles=np.array([[0, 1, 3]])), r"^triangles must hold indices into vertices in \[0, 3\)"),
     (dict(triangles=np.array([[0, -1, 2]], dtype=np.int32)), r"^triangles must hold indices"),
