@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import _prnet_data
 import numpy as np
@@ -241,3 +242,83 @@ def test_bench_fit_divides_each_case_by_its_faces_and_takes_the_speed_ups_within
             within = [a / b for a, b in zip(clock["face3d"], clock[case])]
             assert summary[ratio] == statistics.median(within)
             assert summary[f"{ratio}_range"] == [min(within), max(within)]
+
+
+def test_interleaved_kernel_clock_is_the_system_time_and_the_cpu_clock_holds_both():
+    """The ``kernel`` clock is the process's system time: a run spent in reads of /dev/zero (the kernel clears the
+    buffer, nearly all of it system time) shows most of its CPU time there, a pure-Python loop (no system call but
+    the process-clock reads that end it) almost none. Each run lasts 30 ms of process CPU time, so the checks are
+    about which clock is read, not about speed; the bounds leave room for the kernel's tick-sampled split of user
+    and system time (one 4 ms tick either way is 13 %)."""
+    common = load_common()
+    buffer = bytearray(1 << 20)
+
+    def reads_of_dev_zero(_):
+        end = time.process_time() + 0.03
+        with open("/dev/zero", "rb", buffering=0) as zeros:
+            while time.process_time() < end:
+                zeros.readinto(buffer)
+
+    def python_loop(_):
+        end, total = time.process_time() + 0.03, 0
+        while time.process_time() < end:
+            for i in range(1000):
+                total += i
+
+    cases = {"system calls": (lambda: None, reads_of_dev_zero, 1), "python": (lambda: None, python_loop, 1)}
+    times = common.interleaved(cases, 3, rotate=False)
+    cpu, kernel = times["cpu"], times["kernel"]
+    assert statistics.median(kernel["system calls"]) > 0.6 * statistics.median(cpu["system calls"])
+    assert statistics.median(kernel["python"]) < 0.3 * statistics.median(cpu["python"])
+
+
+def test_bench_infer_runtime_figures_take_overhead_and_post_share_against_the_bare_network_within_rounds(
+        monkeypatch):
+    """Two rounds of bare 8 and 10 ms, full 10 and 15 ms, post-processing 1 and 2.5 ms: the full path is 1.25 and
+    1.5 times the bare network (median 1.375: overhead 37.5 %), the post-processing 0.125 and 0.25 of it (median
+    0.1875: 18.75 %). Medians: 9, 12.5, 1.75 ms; fastest: 8 and 10 ms (overhead 25 %). An overhead taken as bare
+    over full, a post share over the full path or a ratio of the medians (12.5 / 9) all differ. Every figure is a
+    binary fraction or the same division as the script's, so the comparison is exact."""
+    bench_infer = load_script("bench_infer", monkeypatch)
+    figures = bench_infer.runtime_figures({"bare": [8.0, 10.0], "full": [10.0, 15.0], "post": [1.0, 2.5]})
+    assert figures == {"bare_ms": 9.0, "full_ms": 12.5, "post_ms": 1.75, "bare_images_per_s": 1e3 / 9.0,
+                       "full_images_per_s": 80.0, "overhead_percent": 37.5, "post_percent": 18.75,
+                       "bare_min_ms": 8.0, "full_min_ms": 10.0, "overhead_min_percent": 25.0}
+
+
+def test_bench_infer_reports_each_runtime_from_its_own_rounds_and_onnxruntime_over_tensorflow(monkeypatch, capsys):
+    """``bench_infer`` in this process with stand-ins for the network, its export and the runtimes, and made-up
+    round times in place of the measured ones: each runtime's figures come from its own three calls' rounds, and
+    ``onnxruntime_over_tensorflow`` is the median over the rounds of TensorFlow's full-path time over ONNX
+    Runtime's (the speed-up of ONNX Runtime: above 1 when it is faster)."""
+    import face3d.prnet.export
+    import face3d.prnet.inference
+    import face3d.prnet.model
+    import face3d.prnet.predictor
+
+    bench_infer = load_script("bench_infer", monkeypatch)
+    made_up = {}
+
+    def made_up_rounds(cases, repeats, rotate, warmup=1):
+        made_up.update(crafted_times(cases))
+        return made_up
+
+    monkeypatch.setattr(face3d.prnet.model, "build_resfcn256", lambda size, width: SimpleNamespace(
+        count_params=lambda: 1234))
+    monkeypatch.setattr(face3d.prnet.export, "export_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr(face3d.prnet.predictor, "KerasPredictor", lambda model: "tensorflow")
+    monkeypatch.setattr(face3d.prnet.predictor, "OnnxPredictor", lambda path, threads: "onnxruntime")
+    monkeypatch.setattr(face3d.prnet.inference, "PRN", lambda predictor: predictor)
+    monkeypatch.setattr(bench_infer, "runtime_calls", lambda prn, image: {
+        kind: (lambda: None) for kind in ("bare", "full", "post")})
+    monkeypatch.setattr(bench_infer, "interleaved", made_up_rounds)
+    assert bench_infer.main(["--repeats", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    wall = made_up["wall"]
+    for runtime in ("tensorflow", "onnxruntime"):
+        own_rounds = {kind: wall[f"{runtime} {kind}"] for kind in ("bare", "full", "post")}
+        assert summary[runtime] == bench_infer.rounded(bench_infer.runtime_figures(own_rounds))
+    within = [tf / ort for tf, ort in zip(wall["tensorflow full"], wall["onnxruntime full"])]
+    assert summary["onnxruntime_over_tensorflow"] == bench_infer.rounded(statistics.median(within))
+    assert summary["params"] == 1234
