@@ -322,3 +322,45 @@ def test_bench_infer_reports_each_runtime_from_its_own_rounds_and_onnxruntime_ov
     within = [tf / ort for tf, ort in zip(wall["tensorflow full"], wall["onnxruntime full"])]
     assert summary["onnxruntime_over_tensorflow"] == bench_infer.rounded(statistics.median(within))
     assert summary["params"] == 1234
+
+
+def test_bench_export_reports_each_runtimes_speed_ups_over_keras_and_images_per_second(monkeypatch, capsys):
+    """``bench_export --batch 4`` in this process with stand-ins for the network, its export and the runtimes, and
+    made-up median times: Keras 12 ms at batch 1 and 100 ms at batch 4, the frozen .pb 8 and 50 ms, ONNX Runtime 6
+    and 40 ms. Each speed-up over Keras is Keras's time over the runtime's at the same batch (.pb: 1.5 and 2,
+    ONNX Runtime: 2 and 2.5) and the images per second count the batch's 4 images (.pb: 80). A speed-up inverted,
+    a batch-4 speed-up against Keras's batch-1 time, or one image per batch all differ. Files timed at batch 1 only
+    (the TFLite ones) have no runtime row."""
+    import face3d.prnet.export
+    import face3d.prnet.model
+    import face3d.prnet.predictor
+
+    bench_export = load_script("bench_export", monkeypatch)
+    made_up_ms = {"keras": {1: 12.0, 4: 100.0}, "frozen .pb": {1: 8.0, 4: 50.0}, "onnxruntime": {1: 6.0, 4: 40.0},
+                  "prnet.tflite": {1: 5.0}, "prnet_fp16.tflite": {1: 5.5}, "prnet_int8.tflite": {1: 4.0},
+                  "prnet_int8.onnx": {1: 3.0}}
+    files = {name: {"size_mb": 1.0, "max_abs_diff": 0.0, "keypoint_shift_px": 0.0, "nme_vs_float32": None}
+             for name in ("prnet.pb", "prnet.onnx", "prnet.tflite", "prnet_fp16.tflite", "prnet_int8.tflite",
+                          "prnet_int8.onnx")}
+
+    def made_up_medians(functions, images, repeats):
+        return {name: made_up_ms[name][len(images)] for name in functions}
+
+    monkeypatch.setattr(face3d.prnet.model, "build_resfcn256", lambda input_size, width: SimpleNamespace(
+        inputs=[SimpleNamespace(shape=(None, input_size, input_size, 3))]))
+    monkeypatch.setattr(face3d.prnet.export, "reference_images", lambda size, count: [None] * count)
+    monkeypatch.setattr(face3d.prnet.export, "export_model", lambda *args, **kwargs: SimpleNamespace(files=files))
+    monkeypatch.setattr(face3d.prnet.predictor, "load_predictor", lambda *args, **kwargs: SimpleNamespace(
+        predict=None))
+    monkeypatch.setattr(bench_export, "_median_ms", made_up_medians)
+    assert bench_export.main(["--batch", "4"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    assert summary["batch"] == 4
+    assert summary["runtimes"] == {
+        "keras": {"batch1_ms": 12.0, "batch1_x_keras": 1.0, "batch_ms": 100.0, "batch_images_per_s": 40.0,
+                  "batch_x_keras": 1.0},
+        "frozen .pb": {"batch1_ms": 8.0, "batch1_x_keras": 1.5, "batch_ms": 50.0, "batch_images_per_s": 80.0,
+                       "batch_x_keras": 2.0},
+        "onnxruntime": {"batch1_ms": 6.0, "batch1_x_keras": 2.0, "batch_ms": 40.0, "batch_images_per_s": 100.0,
+                        "batch_x_keras": 2.5}}
