@@ -364,3 +364,39 @@ def test_bench_export_reports_each_runtimes_speed_ups_over_keras_and_images_per_
                        "batch_x_keras": 2.0},
         "onnxruntime": {"batch1_ms": 6.0, "batch1_x_keras": 2.0, "batch_ms": 40.0, "batch_images_per_s": 100.0,
                         "batch_x_keras": 2.5}}
+
+
+def test_bench_input_times_the_steady_pipeline_and_the_steps_after_warm_up(monkeypatch, tmp_path, capsys):
+    """``bench_input`` on 4 samples in batches of 2 (2 batches per epoch), 3 batches and 3 steps timed, in this
+    process with a made-up clock: each epoch's first batch takes 100 s (the pipeline's start-up), every other 0.25 s;
+    the training step's warm-up takes 50 s, every later step 0.5 s. The pipeline's rate leaves each epoch's first
+    batch out of both the count and the time (3 batches of 2 in 0.75 s: 8 samples/s; counted but not timed: 16),
+    the step's leaves the warm-up out (6 samples in 1.5 s: 4 samples/s), and ``pipeline_over_step`` is the first
+    over the second (2)."""
+    import face3d.prnet.model
+
+    bench_input = load_script("bench_input", monkeypatch)
+    clock = SimpleNamespace(now=0.0)
+
+    def batches_taking_made_up_times(samples, uv, batch_size, augment, seed=0, epoch=0):
+        for index in range(len(samples) // batch_size):
+            clock.now += 100.0 if index == 0 else 0.25
+            yield np.zeros((batch_size, 1)), None, None
+
+    def train_on_batch(images, targets, sample_weight):
+        clock.now += 50.0 if model.steps == 0 else 0.5
+        model.steps += 1
+
+    model = SimpleNamespace(steps=0, compile=lambda **options: None, train_on_batch=train_on_batch,
+                            count_params=lambda: 1234)
+    monkeypatch.setattr(bench_input, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    monkeypatch.setattr(bench_input, "make_dataset", batches_taking_made_up_times)
+    monkeypatch.setattr(bench_input, "load_uv_data", lambda folder: None)
+    monkeypatch.setattr(face3d.prnet.model, "build_resfcn256", lambda resolution, width: model)
+    label = _prnet_data.make_dataset(tmp_path, 4, resolution=32)
+    bench_input.main(["--train-list", str(label), "--batch-size", "2", "--batches", "3", "--steps", "3"])
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    assert model.steps == 1 + 3
+    assert summary == {"samples": 4, "resolution": 32, "batch_size": 2, "width": 16, "params": 1234,
+                       "pipeline_samples_per_s": 8.0, "step_samples_per_s": 4.0, "pipeline_over_step": 2.0}
