@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import _prnet_data
 import numpy as np
@@ -241,3 +242,179 @@ def test_bench_fit_divides_each_case_by_its_faces_and_takes_the_speed_ups_within
             within = [a / b for a, b in zip(clock["face3d"], clock[case])]
             assert summary[ratio] == statistics.median(within)
             assert summary[f"{ratio}_range"] == [min(within), max(within)]
+
+
+SYSTEM_AND_USER_TIME_RUNS = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from _common import interleaved
+
+buffer = bytearray(1 << 20)
+
+
+def reads_of_dev_zero(_):
+    end = time.process_time() + 0.04
+    with open("/dev/zero", "rb", buffering=0) as zeros:
+        while time.process_time() < end:
+            zeros.readinto(buffer)
+
+
+def python_loop(_):
+    end, total = time.process_time() + 0.04, 0
+    while time.process_time() < end:
+        for i in range(1000):
+            total += i
+
+
+sums = {}
+for name, run in (("system calls", reads_of_dev_zero), ("python", python_loop)):
+    times = interleaved({name: (lambda: None, run, 1)}, 5, rotate=False)
+    sums[name] = {clock: sum(times[clock][name]) for clock in ("kernel", "cpu")}
+print(json.dumps(sums))
+"""
+
+
+def test_interleaved_kernel_clock_is_the_system_time_and_the_cpu_clock_holds_both():
+    """The ``kernel`` clock is the process's system time: runs spent in reads of /dev/zero (the kernel clears the
+    buffer, nearly all of it system time) show most of their CPU time there, pure-Python loops (no system call but
+    the process-clock reads that end them) almost none. Each run lasts 40 ms of process CPU time, so the checks are
+    about which clock is read, not about speed. The kernel splits a process's CPU time into user and system time by
+    sampling at its ticks and never lets either go back, so a process with a long history (this one, after
+    TensorFlow) may report a run's system time as user time until its split catches up: the runs are made in a
+    fresh process, and the sums over 5 consecutive runs of one case are compared, with room for a few ticks."""
+    result = subprocess.run([sys.executable, "-c", SYSTEM_AND_USER_TIME_RUNS, str(REPO / "bench")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    sums = json.loads(result.stdout)
+    assert sums["system calls"]["kernel"] > 0.5 * sums["system calls"]["cpu"], sums
+    assert sums["python"]["kernel"] < 0.3 * sums["python"]["cpu"], sums
+
+
+def test_bench_infer_runtime_figures_take_overhead_and_post_share_against_the_bare_network_within_rounds(
+        monkeypatch):
+    """Two rounds of bare 8 and 10 ms, full 10 and 15 ms, post-processing 1 and 2.5 ms: the full path is 1.25 and
+    1.5 times the bare network (median 1.375: overhead 37.5 %), the post-processing 0.125 and 0.25 of it (median
+    0.1875: 18.75 %). Medians: 9, 12.5, 1.75 ms; fastest: 8 and 10 ms (overhead 25 %). An overhead taken as bare
+    over full, a post share over the full path or a ratio of the medians (12.5 / 9) all differ. Every figure is a
+    binary fraction or the same division as the script's, so the comparison is exact."""
+    bench_infer = load_script("bench_infer", monkeypatch)
+    figures = bench_infer.runtime_figures({"bare": [8.0, 10.0], "full": [10.0, 15.0], "post": [1.0, 2.5]})
+    assert figures == {"bare_ms": 9.0, "full_ms": 12.5, "post_ms": 1.75, "bare_images_per_s": 1e3 / 9.0,
+                       "full_images_per_s": 80.0, "overhead_percent": 37.5, "post_percent": 18.75,
+                       "bare_min_ms": 8.0, "full_min_ms": 10.0, "overhead_min_percent": 25.0}
+
+
+def test_bench_infer_reports_each_runtime_from_its_own_rounds_and_onnxruntime_over_tensorflow(monkeypatch, capsys):
+    """``bench_infer`` in this process with stand-ins for the network, its export and the runtimes, and made-up
+    round times in place of the measured ones: each runtime's figures come from its own three calls' rounds, and
+    ``onnxruntime_over_tensorflow`` is the median over the rounds of TensorFlow's full-path time over ONNX
+    Runtime's (the speed-up of ONNX Runtime: above 1 when it is faster)."""
+    import face3d.prnet.export
+    import face3d.prnet.inference
+    import face3d.prnet.model
+    import face3d.prnet.predictor
+
+    bench_infer = load_script("bench_infer", monkeypatch)
+    made_up = {}
+
+    def made_up_rounds(cases, repeats, rotate, warmup=1):
+        made_up.update(crafted_times(cases))
+        return made_up
+
+    monkeypatch.setattr(face3d.prnet.model, "build_resfcn256", lambda size, width: SimpleNamespace(
+        count_params=lambda: 1234))
+    monkeypatch.setattr(face3d.prnet.export, "export_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr(face3d.prnet.predictor, "KerasPredictor", lambda model: "tensorflow")
+    monkeypatch.setattr(face3d.prnet.predictor, "OnnxPredictor", lambda path, threads: "onnxruntime")
+    monkeypatch.setattr(face3d.prnet.inference, "PRN", lambda predictor: predictor)
+    monkeypatch.setattr(bench_infer, "runtime_calls", lambda prn, image: {
+        kind: (lambda: None) for kind in ("bare", "full", "post")})
+    monkeypatch.setattr(bench_infer, "interleaved", made_up_rounds)
+    assert bench_infer.main(["--repeats", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    wall = made_up["wall"]
+    for runtime in ("tensorflow", "onnxruntime"):
+        own_rounds = {kind: wall[f"{runtime} {kind}"] for kind in ("bare", "full", "post")}
+        assert summary[runtime] == bench_infer.rounded(bench_infer.runtime_figures(own_rounds))
+    within = [tf / ort for tf, ort in zip(wall["tensorflow full"], wall["onnxruntime full"])]
+    assert summary["onnxruntime_over_tensorflow"] == bench_infer.rounded(statistics.median(within))
+    assert summary["params"] == 1234
+
+
+def test_bench_export_reports_each_runtimes_speed_ups_over_keras_and_images_per_second(monkeypatch, capsys):
+    """``bench_export --batch 4`` in this process with stand-ins for the network, its export and the runtimes, and
+    made-up median times: Keras 12 ms at batch 1 and 100 ms at batch 4, the frozen .pb 8 and 50 ms, ONNX Runtime 6
+    and 40 ms. Each speed-up over Keras is Keras's time over the runtime's at the same batch (.pb: 1.5 and 2,
+    ONNX Runtime: 2 and 2.5) and the images per second count the batch's 4 images (.pb: 80). A speed-up inverted,
+    a batch-4 speed-up against Keras's batch-1 time, or one image per batch all differ. Files timed at batch 1 only
+    (the TFLite ones) have no runtime row."""
+    import face3d.prnet.export
+    import face3d.prnet.model
+    import face3d.prnet.predictor
+
+    bench_export = load_script("bench_export", monkeypatch)
+    made_up_ms = {"keras": {1: 12.0, 4: 100.0}, "frozen .pb": {1: 8.0, 4: 50.0}, "onnxruntime": {1: 6.0, 4: 40.0},
+                  "prnet.tflite": {1: 5.0}, "prnet_fp16.tflite": {1: 5.5}, "prnet_int8.tflite": {1: 4.0},
+                  "prnet_int8.onnx": {1: 3.0}}
+    files = {name: {"size_mb": 1.0, "max_abs_diff": 0.0, "keypoint_shift_px": 0.0, "nme_vs_float32": None}
+             for name in ("prnet.pb", "prnet.onnx", "prnet.tflite", "prnet_fp16.tflite", "prnet_int8.tflite",
+                          "prnet_int8.onnx")}
+
+    def made_up_medians(functions, images, repeats):
+        return {name: made_up_ms[name][len(images)] for name in functions}
+
+    monkeypatch.setattr(face3d.prnet.model, "build_resfcn256", lambda input_size, width: SimpleNamespace(
+        inputs=[SimpleNamespace(shape=(None, input_size, input_size, 3))]))
+    monkeypatch.setattr(face3d.prnet.export, "reference_images", lambda size, count: [None] * count)
+    monkeypatch.setattr(face3d.prnet.export, "export_model", lambda *args, **kwargs: SimpleNamespace(files=files))
+    monkeypatch.setattr(face3d.prnet.predictor, "load_predictor", lambda *args, **kwargs: SimpleNamespace(
+        predict=None))
+    monkeypatch.setattr(bench_export, "_median_ms", made_up_medians)
+    assert bench_export.main(["--batch", "4"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    assert summary["batch"] == 4
+    assert summary["runtimes"] == {
+        "keras": {"batch1_ms": 12.0, "batch1_x_keras": 1.0, "batch_ms": 100.0, "batch_images_per_s": 40.0,
+                  "batch_x_keras": 1.0},
+        "frozen .pb": {"batch1_ms": 8.0, "batch1_x_keras": 1.5, "batch_ms": 50.0, "batch_images_per_s": 80.0,
+                       "batch_x_keras": 2.0},
+        "onnxruntime": {"batch1_ms": 6.0, "batch1_x_keras": 2.0, "batch_ms": 40.0, "batch_images_per_s": 100.0,
+                        "batch_x_keras": 2.5}}
+
+
+def test_bench_input_times_the_steady_pipeline_and_the_steps_after_warm_up(monkeypatch, tmp_path, capsys):
+    """``bench_input`` on 4 samples in batches of 2 (2 batches per epoch), 3 batches and 3 steps timed, in this
+    process with a made-up clock: each epoch's first batch takes 100 s (the pipeline's start-up), every other 0.25 s;
+    the training step's warm-up takes 50 s, every later step 0.5 s. The pipeline's rate leaves each epoch's first
+    batch out of both the count and the time (3 batches of 2 in 0.75 s: 8 samples/s; counted but not timed: 16),
+    the step's leaves the warm-up out (6 samples in 1.5 s: 4 samples/s), and ``pipeline_over_step`` is the first
+    over the second (2)."""
+    import face3d.prnet.model
+
+    bench_input = load_script("bench_input", monkeypatch)
+    clock = SimpleNamespace(now=0.0)
+
+    def batches_taking_made_up_times(samples, uv, batch_size, augment, seed=0, epoch=0):
+        for index in range(len(samples) // batch_size):
+            clock.now += 100.0 if index == 0 else 0.25
+            yield np.zeros((batch_size, 1)), None, None
+
+    def train_on_batch(images, targets, sample_weight):
+        clock.now += 50.0 if model.steps == 0 else 0.5
+        model.steps += 1
+
+    model = SimpleNamespace(steps=0, compile=lambda **options: None, train_on_batch=train_on_batch,
+                            count_params=lambda: 1234)
+    monkeypatch.setattr(bench_input, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    monkeypatch.setattr(bench_input, "make_dataset", batches_taking_made_up_times)
+    monkeypatch.setattr(bench_input, "load_uv_data", lambda folder: None)
+    monkeypatch.setattr(face3d.prnet.model, "build_resfcn256", lambda resolution, width: model)
+    label = _prnet_data.make_dataset(tmp_path, 4, resolution=32)
+    bench_input.main(["--train-list", str(label), "--batch-size", "2", "--batches", "3", "--steps", "3"])
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    assert model.steps == 1 + 3
+    assert summary == {"samples": 4, "resolution": 32, "batch_size": 2, "width": 16, "params": 1234,
+                       "pipeline_samples_per_s": 8.0, "step_samples_per_s": 4.0, "pipeline_over_step": 2.0}

@@ -19,7 +19,14 @@ from _fixtures import fixtures_dir
 from face3d import mesh
 from face3d.mesh.io import read_obj
 from face3d.morphable_model import MorphableModel
-from face3d.trainset import GenerationConfig, TrainsetGenerator, keypoints_from_map
+from face3d.trainset import (
+    GenerationConfig,
+    TrainsetGenerator,
+    crop_matrix,
+    keypoint_box,
+    keypoints_from_map,
+    read_300wlp_sample,
+)
 from face3d.utils.atomic import temp_name
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -236,10 +243,35 @@ def test_7_uv_maps_and_textured_obj(out):
     assert np.abs(texture_map - expected).mean() < 0.02  # JPEG
 
 
-def check_posmap_outputs(folder, name, stdout):
+def crop_offset_in_source_pixels(crop, sample_jpg):
+    """The (x, y) offset, in source-image pixels on a 0.1-pixel grid within 2 pixels, at which the source sample
+    best explains ``crop`` (RGB float in [0, 1]): the crop compared with the source warped by the crop matrix of
+    the sample's projected keypoints (image rows = h - 1 - y, computed here from the .mat) moved by each offset."""
+    source, params = read_300wlp_sample(sample_jpg, sample_jpg.with_suffix(".mat"))
+    model, pose = MorphableModel(), params["Pose_Para"]
+    vertices = model.generate_vertices(params["Shape_Para"], params["Exp_Para"])
+    keypoints = model.transform_3ddfa(vertices, pose[6], pose[:3], pose[3:6])[model.kpt_ind, :2].astype(np.float64)
+    keypoints[:, 1] = source.shape[0] - 1 - keypoints[:, 1]
+    matrix = crop_matrix(keypoint_box(keypoints), crop.shape[0])
+    offsets = np.round(np.arange(-2.0, 2.05, 0.1), 1)
+    errors = {}
+    for dx in offsets:
+        for dy in offsets:
+            moved = matrix.copy()
+            moved[:, 2] -= matrix[:, :2] @ (dx, dy)  # crop pixel p shows the source at M^-1 p + (dx, dy)
+            warped = cv2.warpAffine(source, moved, crop.shape[1::-1], flags=cv2.INTER_LINEAR) / 255.0
+            errors[dx, dy] = np.abs(warped - crop).mean()
+    return min(errors, key=errors.get)
+
+
+def check_posmap_outputs(folder, name, stdout, sample_jpg):
     assert number_after(stdout, "max |map difference|") < 1e-3  # generator == render_colors in UV space
     assert number_after(stdout, "projected keypoints: mean") < 1.0
     crop = image(folder / f"{name}.jpg", (S, S))
+    # the crop is the source under the projected keypoints: a vertex one row off (image rows = h - y) moves the
+    # keypoints' box and so the crop by a source pixel, while the map (crop-space positions) stays the same
+    offset = crop_offset_in_source_pixels(crop, sample_jpg)
+    assert max(abs(offset[0]), abs(offset[1])) < 0.5, offset
     posmap = np.load(folder / f"{name}.npy")
     assert posmap.shape == (S, S, 3) and posmap.dtype == np.float32
     covered = np.any(posmap != 0, axis=2)
@@ -269,7 +301,7 @@ def test_8_posmap_from_synthetic_sample(out, tmp_path):
     stdout = run_example("8_generate_posmap_300WLP.py", out / "8s", env={"FACE3D_FIXTURES": str(tmp_path)})
     mat = out / "8s" / "synthetic_300W_LP" / "SYNTH" / "SYNTH_0000_1_0.mat"
     assert mat.is_file() and mat.with_suffix(".jpg").is_file()
-    check_posmap_outputs(out / "8s", "SYNTH_0000_1_0", stdout)
+    check_posmap_outputs(out / "8s", "SYNTH_0000_1_0", stdout, mat.with_suffix(".jpg"))
 
 
 def test_8_posmap_from_300wlp_fixture(out):
@@ -280,7 +312,7 @@ def test_8_posmap_from_300wlp_fixture(out):
     # with no arguments the example finds the fixture itself
     stdout = run_example("8_generate_posmap_300WLP.py", out / "8f", env={"FACE3D_FIXTURES": str(fixtures)})
     assert f"sample: {jpgs[0]}" in stdout
-    check_posmap_outputs(out / "8f", jpgs[0].stem, stdout)
+    check_posmap_outputs(out / "8f", jpgs[0].stem, stdout, jpgs[0])
     assert not (out / "8f" / "synthetic_300W_LP").exists()
 
 
