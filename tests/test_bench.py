@@ -190,15 +190,16 @@ def test_interleaved_rotates_the_cases_and_runs_a_limited_one_in_its_first_round
 
 
 def test_interleaved_times_the_run_alone_per_unit_on_each_clock():
-    """A case whose ``prepare`` sleeps 50 ms and whose ``run`` sleeps 20 ms over 4 units takes about 5 ms of wall
-    time per unit: the time is divided by the units and leaves ``prepare`` out (with it: 17.5 ms per unit, without
-    the division: 20 ms). A sleep uses no CPU, so the process, kernel and thread clocks stay far below the wall
-    clock. The bounds are wide: a sleep on a loaded machine may oversleep, never undersleep."""
+    """A case whose ``prepare`` sleeps 200 ms and whose ``run`` sleeps 50 ms over 10 units takes about 5 ms of wall
+    time per unit: the time is divided by the units and leaves ``prepare`` out (with it: at least 25 ms per unit,
+    without the division: at least 50 ms). A sleep uses no CPU, so the process, kernel and thread clocks stay far
+    below the wall clock. The bounds are wide: a sleep on a loaded machine may oversleep (here by up to 150 ms),
+    never undersleep."""
     common = load_common()
-    cases = {"sleeper": (lambda: time.sleep(0.05), lambda _: time.sleep(0.02), 4)}
+    cases = {"sleeper": (lambda: time.sleep(0.2), lambda _: time.sleep(0.05), 10)}
     times = common.interleaved(cases, 2, rotate=False)
     for wall_ms in times["wall"]["sleeper"]:
-        assert 5.0 <= wall_ms < 12.5
+        assert 5.0 <= wall_ms < 20.0
     for clock in ("cpu", "kernel", "thread"):
         assert len(times[clock]["sleeper"]) == 2 and max(times[clock]["sleeper"]) < 2.5, clock
 
