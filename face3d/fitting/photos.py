@@ -26,7 +26,7 @@ from face3d.morphable_model.morphable_model import model_identity
 from face3d.trainset.dataset import SUMMARY_FILE, config_fingerprint, intact_done
 from face3d.trainset.discovery import label_text_problem, walk_stems
 from face3d.trainset.landmark_files import IBUG_MIRROR, LANDMARK_SUFFIXES, find_landmark_file, read_landmark_file
-from face3d.trainset.outputs import Journal, done_outputs, earlier_files, file_check, read_journals
+from face3d.trainset.outputs import Journal, earlier_files, file_check, is_done, read_journals
 from face3d.trainset.sample_io import DEFAULT_MAX_PIXELS
 from face3d.trainset.worker_pool import WORKER_DIED, default_worker_count, pool_context, run_journaled_chunks
 from face3d.utils.atomic import atomic_file, atomic_write_bytes, output_lock, temp_name
@@ -555,10 +555,8 @@ def _worker_chunk(refs):
 def _journaled_photo(fingerprint, latest, ref):
     """The record (rel, status, fit_nme) of a photo that the journals' ``latest`` records (``read_journals``) hold
     as fitted under ``fingerprint`` (redone photos carry a redo line), else None."""
-    if done_outputs(latest, ref.rel, fingerprint) is None:
-        return None
-    record = latest[ref.rel]
-    return ref.rel, record["status"], record["fit_nme"]
+    record = latest.get(ref.rel)  # decoded once (JournalRecords decodes at each look-up)
+    return (ref.rel, record["status"], record["fit_nme"]) if is_done(record, fingerprint) else None
 
 
 def _worker_died(output, ref):

@@ -450,7 +450,7 @@ def _log_resume(skipped, pending, latest, fingerprint):
     logger.debug("%d samples already done under these settings: skipped; %d to write", skipped, len(pending))
     for ref, _, _ in pending:
         record = latest.get(ref.rel)
-        if record is None or done_outputs(latest, ref.rel, fingerprint) is not None:  # never done, or damaged
+        if record is None or is_done(record, fingerprint):  # never done, or damaged
             continue
         if record.get("redo"):
             reason = "an earlier run began to rewrite it and did not finish"
