@@ -771,8 +771,8 @@ def post_process(result_dir, manifest, output_dir, timing=None):
         np.savez(npz, names=np.array(names), landmarks=pred)
         contents = {"landmarks": npz.getvalue(), "landmarks_json": (json.dumps(report) + "\n").encode("utf-8"),
                     "latency": latency_md, **{f"stale_{kind}": None for kind in REPORT_FILES}}
-        paths = {kind: output_dir / name for kind, name in
-                 {**OFFLINE_FILES, **{f"stale_{kind}": name for kind, name in REPORT_FILES.items()}}.items()}
+        paths = {**{kind: output_dir / name for kind, name in OFFLINE_FILES.items()},
+                 **{f"stale_{kind}": output_dir / name for kind, name in REPORT_FILES.items()}}
         # an earlier run's latency.md goes without timing, and a ground-truth run's report files with this run
         report["files"] = write_file_set(paths, contents)
     return report
