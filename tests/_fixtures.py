@@ -1,5 +1,6 @@
 """Shared test fixtures: where the real-format samples of ../shared/fixtures live (tests that use them skip when
-absent), folders that cannot be listed, and a lock held as another process holds it."""
+absent), folders that cannot be listed, a lock held as another process holds it, and a parser's subcommands."""
+import argparse
 import contextlib
 import fcntl
 import os
@@ -38,3 +39,8 @@ def held_lock(path, shared=False):
         yield
     finally:
         os.close(fd)
+
+
+def subcommands(parser):
+    """{name: parser} of an ``argparse`` parser's subcommands ({} for a command without any)."""
+    return next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})

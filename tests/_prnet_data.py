@@ -42,6 +42,13 @@ def uv_layout(resolution):
     return face, eyes & face, region, kpt, np.clip(texture, 0, 255).astype(np.uint8)
 
 
+def shared_pixel_means(values, pixels):
+    """Per keypoint, the mean of ``values`` (..., K, C) over the keypoints whose ``pixels`` (K,) equal its own: the
+    value a reduced map holds at a pixel that keypoints share (``uv_weights.resample_map``)."""
+    same = pixels[:, None] == pixels[None, :]
+    return same @ values / same.sum(axis=1, keepdims=True)
+
+
 def layout_uv_data(resolution):
     """``face3d.trainset.uv_layout.UVData`` of ``uv_layout(resolution)``."""
     face, eyes, region, kpt, _ = uv_layout(resolution)

@@ -574,14 +574,19 @@ def _edit_meta_graph(folder, edit):
     (folder / "saved_model.pb").write_bytes(saved.SerializeToString())
 
 
+def _serving_caller_and_saver(meta_graph, save_node):
+    """The top-level node calling the serving function (its signature wrapper), and the save node."""
+    nodes = meta_graph.graph_def.node
+    caller = next(node for node in nodes if node.name != save_node and "serve" in node.attr["f"].func.name)
+    return caller, next(node for node in nodes if node.name == save_node)
+
+
 def _serving_named_by_the_saver_only(attribute):
     """An edit making the serving function look reached from the saver node alone: the saver node names it in
     ``attribute`` and the top-level node calling it is gone. TF2's load calls the object graph's functions, not the
     graph's nodes, so the edited model still serves, and writes."""
     def edit(meta_graph, save_node):
-        caller = next(node for node in meta_graph.graph_def.node if node.name != save_node and "Call" in node.op
-                      and "serve" in node.attr["f"].func.name)
-        saver = next(node for node in meta_graph.graph_def.node if node.name == save_node)
+        caller, saver = _serving_caller_and_saver(meta_graph, save_node)
         saver.attr[attribute].func.name = caller.attr["f"].func.name
         meta_graph.graph_def.node.remove(caller)
 
@@ -611,22 +616,14 @@ def test_saver_ops_in_a_function_a_load_can_call_are_refused(tmp_path, attribute
     assert sorted(path.name for path in tmp_path.glob("victim*")) == ["victim.data-00000-of-00001", "victim.index"]
 
 
-def _serving_caller_and_saver(meta_graph, save_node):
-    """The top-level node calling the serving function (its signature wrapper), and the save node."""
-    nodes = meta_graph.graph_def.node
-    caller = next(node for node in nodes if node.name != save_node and "serve" in node.attr["f"].func.name)
-    return caller, next(node for node in nodes if node.name == save_node)
-
-
 def _function(meta_graph, name):
     return next(function for function in meta_graph.graph_def.library.function if function.signature.name == name)
 
 
 def _serving_named_by_the_saver_internally(meta_graph, save_node):
-    """The saver node names the serving function in an internal attribute; its caller is gone."""
-    caller, saver = _serving_caller_and_saver(meta_graph, save_node)
-    saver.attr["_also"].func.name = caller.attr["f"].func.name
-    meta_graph.graph_def.node.remove(caller)
+    """The saver node names the serving function in an internal attribute; its caller is gone (here checked by
+    the rules alone, without the loadable functions a load passes)."""
+    _serving_named_by_the_saver_only("_also")(meta_graph, save_node)
 
 
 def _serving_named_by_the_save_function_internally(meta_graph, save_node):

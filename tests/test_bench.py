@@ -165,19 +165,11 @@ def test_bench_fit_ends_with_its_json_summary():
         assert 0 < model["ours_dense_rmse"] < 5 and 0 < model["face3d_dense_rmse"] < 5
 
 
-def load_common():
-    """bench/_common.py as a module of its own."""
-    spec = importlib.util.spec_from_file_location("_common", REPO / "bench" / "_common.py")
-    common = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(common)
-    return common
-
-
-def test_interleaved_rotates_the_cases_and_runs_a_limited_one_in_its_first_rounds_only():
+def test_interleaved_rotates_the_cases_and_runs_a_limited_one_in_its_first_rounds_only(monkeypatch):
     """Round r (the untimed warm-up is round 0) runs every case once starting at the r-th, each ``prepare()`` just
     before its ``run``; a case limited to 1 round runs in the warm-up and the first timed round only, and each clock
     holds one time per timed run."""
-    common = load_common()
+    common = load_script("_common", monkeypatch)
     calls = []
     cases = {name: (lambda name=name: calls.append(("prepare", name)) or name, lambda arg: calls.append(("run", arg)),
                     2) for name in "abc"}
@@ -189,13 +181,13 @@ def test_interleaved_rotates_the_cases_and_runs_a_limited_one_in_its_first_round
         assert {name: len(values) for name, values in clock.items()} == {"a": 3, "b": 1, "c": 3}
 
 
-def test_interleaved_times_the_run_alone_per_unit_on_each_clock():
+def test_interleaved_times_the_run_alone_per_unit_on_each_clock(monkeypatch):
     """A case whose ``prepare`` sleeps 200 ms and whose ``run`` sleeps 50 ms over 10 units takes about 5 ms of wall
     time per unit: the time is divided by the units and leaves ``prepare`` out (with it: at least 25 ms per unit,
     without the division: at least 50 ms). A sleep uses no CPU, so the process, kernel and thread clocks stay far
     below the wall clock. The bounds are wide: a sleep on a loaded machine may oversleep (here by up to 150 ms),
     never undersleep."""
-    common = load_common()
+    common = load_script("_common", monkeypatch)
     cases = {"sleeper": (lambda: time.sleep(0.2), lambda _: time.sleep(0.05), 10)}
     times = common.interleaved(cases, 2, rotate=False)
     for wall_ms in times["wall"]["sleeper"]:
@@ -204,10 +196,10 @@ def test_interleaved_times_the_run_alone_per_unit_on_each_clock():
         assert len(times[clock]["sleeper"]) == 2 and max(times[clock]["sleeper"]) < 2.5, clock
 
 
-def test_round_ratio_is_the_median_of_the_ratios_within_each_round_with_their_range():
+def test_round_ratio_is_the_median_of_the_ratios_within_each_round_with_their_range(monkeypatch):
     """Rounds of 10/5, 20/5 and 40/40 have the ratios 2, 4 and 1: median 2, range (1, 4). The ratio of the medians
     (20 / 5 = 4), an inverted ratio (0.5) or a range given as (max, min) all differ."""
-    assert load_common().round_ratio([10, 20, 40], [5, 5, 40]) == (2.0, (1.0, 4.0))
+    assert load_script("_common", monkeypatch).round_ratio([10, 20, 40], [5, 5, 40]) == (2.0, (1.0, 4.0))
 
 
 # a yaw bucket that none of the few faces fitted one by one falls in prints its mean as nan

@@ -1,9 +1,10 @@
 """The README's install instructions agree with pyproject.toml and setup.py, MANIFEST.in puts what setup.py
 compiles into an sdist, and the defaults the README states for ``face3d serve`` are the command's. Budget: well under
 1 s."""
-import argparse
 import re
 from pathlib import Path
+
+from _fixtures import subcommands
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,8 +57,8 @@ def test_the_serve_defaults_the_readme_states_are_the_commands():
     section = readme[readme.index("## Serving over HTTP"):]
     section = section[:section.index("\n## ")]
     synopsis = re.search(r"^\* `face3d serve --model PATH (.*?)`", section, re.M | re.S).group(1)
-    subparsers = next(a for a in build_parser(["serve"])._actions if isinstance(a, argparse._SubParsersAction))
-    actions = {flag: action for action in subparsers.choices["serve"]._actions for flag in action.option_strings}
+    actions = {flag: action for action in subcommands(build_parser(["serve"]))["serve"]._actions
+               for flag in action.option_strings}
     stated = {flag: value for flag, value in re.findall(r"\[(--[\w-]+)\s+([^\]\s|]+)\]", synopsis)
               if value != actions[flag].metavar}
     assert sorted(stated) == ["--host", "--log-level", "--max-batch", "--max-bytes", "--max-delay-ms",

@@ -3,7 +3,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from _prnet_data import layout_uv_data, uv_layout, write_uv_data
+from _prnet_data import layout_uv_data, shared_pixel_means, uv_layout, write_uv_data
 
 from face3d.prnet import metrics
 from face3d.prnet.uv_weights import loss_weights, resample_indices, resample_map, resize_uv_data
@@ -110,12 +110,6 @@ def test_resize_uv_data_samples_like_the_pipeline():
     assert resize_uv_data(uv, 64) is uv
 
 
-def _shared_pixel_means(values, pixels):
-    """Per keypoint, the mean of ``values`` (K, C) over the keypoints whose ``pixels`` (K,) equal its own."""
-    same = pixels[:, None] == pixels[None, :]
-    return same @ values / same.sum(axis=1, keepdims=True)
-
-
 @pytest.mark.parametrize("size", [48, 32])
 def test_resample_map_holds_the_keypoints_at_their_reduced_pixels(size):
     """Nearest-neighbour would put at a resized keypoint a neighbouring UV pixel's value (R pixel 2m + 1 at S pixel
@@ -132,7 +126,7 @@ def test_resample_map_holds_the_keypoints_at_their_reduced_pixels(size):
     alone = (pixels[:, None] == pixels[None, :]).sum(axis=1) == 1
     assert alone.sum() == {48: 68, 32: 62}[size]
     np.testing.assert_array_equal(got[alone], want[alone])
-    np.testing.assert_allclose(got, _shared_pixel_means(want.astype(np.float64), pixels), rtol=1e-6)
+    np.testing.assert_allclose(got, shared_pixel_means(want.astype(np.float64), pixels), rtol=1e-6)
     moved = np.zeros((size, size), bool)
     moved[small_kpt[1], small_kpt[0]] = True
     index = np.ix_(resample_indices(64, size), resample_indices(64, size))

@@ -198,15 +198,11 @@ def test_keypoint_box_shifts_the_centre_by_at_most_max_shift_of_the_mean_side():
     centre moves by uniform(-max_shift, max_shift) times the keypoint box's mean side, not the crop's side. The
     keypoints' box is 100 x 60 (mean side 80, crop side 120), so the other sides give other boxes."""
     keypoints = np.array([[10.0, 20.0], [110.0, 80.0], [50.0, 50.0]])
-    largest = np.zeros(2)
-    for seed in range(400):
+    for seed in range(100):
         box = keypoint_box(keypoints, 1.5, np.random.default_rng(seed), 0.1, (0.9, 1.1))
         draws = np.random.default_rng(seed)
         dx, dy, factor = draws.uniform(-0.1, 0.1), draws.uniform(-0.1, 0.1), draws.uniform(0.9, 1.1)
         assert box == CropBox(60.0 + dx * 80.0, 50.0 + dy * 80.0, 1.5 * 80.0 * factor)
-        largest = np.maximum(largest, np.abs([box.cx - 60.0, box.cy - 50.0]))
-    # the bound, 0.1 * 80 = 8 px, is reached closely: the largest of 400 uniform draws lies about 8 / 400 px below
-    assert np.all(largest <= 8.0) and np.all(largest > 7.9), largest
 
 
 def test_rotated_map_is_the_rotation_of_the_plain_map(model):
