@@ -571,17 +571,18 @@ def _worker_died(output, ref):
 
 
 def _done_photos(output, photos, latest, fingerprint, images_root, config):
-    """The rels of ``photos`` that an earlier run finished under ``fingerprint`` with their outputs still as written
-    (``intact_done``) and no reason to refit in their image or landmark file (``_refit_reason``), both checked on 4
-    threads: reading the files is what a resume waits for."""
+    """``{rel: journal record}`` of the ``photos`` that an earlier run finished under ``fingerprint`` with their
+    outputs still as written (``intact_done``) and no reason to refit in their image or landmark file
+    (``_refit_reason``), both checked on 4 threads: reading the files is what a resume waits for."""
     by_rel = {ref.rel: ref for ref in photos}
     done = sorted(intact_done(output, photos, latest, fingerprint, threads=4))
+    records = {rel: latest[rel] for rel in done}  # decoded here once (JournalRecords decodes at each look-up)
     with cf.ThreadPoolExecutor(4) as pool:
-        reasons = list(pool.map(lambda rel: _refit_reason(images_root, config, by_rel[rel], latest[rel]), done))
+        reasons = list(pool.map(lambda rel: _refit_reason(images_root, config, by_rel[rel], records[rel]), done))
     for rel, reason in zip(done, reasons):
         if reason is not None:
             logger.info("refitting %s: %s", by_rel[rel].image_path, reason)
-    return {rel for rel, reason in zip(done, reasons) if reason is None}
+    return {rel: records[rel] for rel, reason in zip(done, reasons) if reason is None}
 
 
 def _clear_earlier(output, pending, refused, by_rel, latest):
@@ -661,8 +662,7 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         latest = read_journals(output)
         intact = _done_photos(output, photos, latest, fingerprint, images, config)
         pending = [ref for ref in photos if ref.rel not in intact]
-        for rel in intact:
-            record = latest[rel]  # decoded at each look-up (JournalRecords)
+        for rel, record in intact.items():
             statuses[rel], fit_nme[rel] = record["status"], record["fit_nme"]
         # Each photo is counted once: an earlier run's dropped fit counts as dropped, not as skipped.
         earlier = list(statuses.values())
