@@ -45,6 +45,15 @@ def mesh_window(vertices, h, w, margin=0):
     return (x0, y0, x1, y1), moved
 
 
+def _checked_mesh(vertices, triangles, h, w):
+    """(h, w, vertices (n, 3) float32, triangles (t, 3) int32) checked as the render kernels check them, before a
+    window is taken (and whether or not one is rendered): a ValueError naming the bad argument."""
+    h, w = _checks.as_size(int(h), "h"), _checks.as_size(int(w), "w")
+    v, tri = _checks.as_mesh(np.asarray(vertices, dtype=np.float32), np.asarray(triangles, dtype=np.int32))
+    _checks.kernel_checks(v, tri)
+    return h, w, v, tri
+
+
 def vertex_visibility(vertices, triangles, h, w, tolerance=1.0, dilate=2):
     """Which vertices the camera sees (PRNet's ``get_visibility``, on ``face3d.mesh.render``'s depth buffer).
 
@@ -58,9 +67,7 @@ def vertex_visibility(vertices, triangles, h, w, tolerance=1.0, dilate=2):
     Returns:
         (n,) bool.
     """
-    h, w = _checks.as_size(int(h), "h"), _checks.as_size(int(w), "w")
-    v, tri = _checks.as_mesh(np.asarray(vertices, dtype=np.float32), np.asarray(triangles, dtype=np.int32))
-    _checks.kernel_checks(v, tri)  # what rasterising raises, checked even when no window is rasterised
+    h, w, v, tri = _checked_mesh(vertices, triangles, h, w)
     xy = np.rint(v[:, :2].astype(np.float64))
     inside = (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
     visible = np.zeros(len(v), dtype=bool)
@@ -83,9 +90,7 @@ def depth_image(vertices, triangles, h, w):
     Returns:
         (h, w) float32 in [0, 1]: 1 at the nearest vertex, 0 at the farthest and on the background.
     """
-    h, w = _checks.as_size(int(h), "h"), _checks.as_size(int(w), "w")
-    v, tri = _checks.as_mesh(np.asarray(vertices, dtype=np.float32), np.asarray(triangles, dtype=np.int32))
-    _checks.kernel_checks(v, tri)  # what rendering raises, checked before the window is taken (and if it is empty)
+    h, w, v, tri = _checked_mesh(vertices, triangles, h, w)
     z = v[:, 2:3].astype(np.float64)
     z = z - z.min()
     span = z.max()
