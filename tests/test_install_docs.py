@@ -21,26 +21,29 @@ def test_the_rebuild_command_installs_what_setup_py_imports():
     command = re.search(r"`(pip install [^`]*&& python setup\.py build_ext -i)`", (ROOT / "README.md").read_text(
         encoding="utf-8")).group(1)
     installed = {req.split(">=")[0].lower(): req.lower() for req in re.findall(r'"([^"]+)"', command)}
-    imported = re.findall(r"^(?:from|import) (\w+)", (ROOT / "setup.py").read_text(encoding="utf-8"), re.M)
-    assert sorted(name.lower() for name in imported) == ["cython", "numpy", "setuptools"]
-    for name in (name.lower() for name in imported):
+    imported = {name.lower() for name in re.findall(r"^(?:from|import) (\w+)", (ROOT / "setup.py").read_text(
+        encoding="utf-8"), re.M)}
+    assert sorted(imported) == ["cython", "numpy", "setuptools"]
+    for name in imported:
         # a venv made by Python 3.12+ has no setuptools: the command installs each build-only requirement
         assert name in runtime or installed.get(name) == build[name].lower(), (name, command)
 
 
 def test_the_sdist_holds_every_file_the_extension_compiles(monkeypatch):
     """MANIFEST.in takes setup.py's sources and the local headers they include (a wheel is built from the sdist),
-    and leaves out the C++ Cython generates from the .pyx."""
+    and leaves out the C++ and C Cython generates from the .pyx files."""
     from setuptools.command.egg_info import FileList
-    sources = re.findall(r'"(mesh_cython/[^"]+)"', (ROOT / "setup.py").read_text(encoding="utf-8"))
-    assert sorted(sources) == ["mesh_cython/mesh_core.cpp", "mesh_cython/mesh_core_cython.pyx"]
-    headers = {f"mesh_cython/{name}" for source in sources for name in re.findall(
+    sources = re.findall(r'"((?:mesh|jpeg)_cython/[^"]+)"', (ROOT / "setup.py").read_text(encoding="utf-8"))
+    assert sorted(sources) == ["jpeg_cython/jpeg_region.c", "jpeg_cython/jpeg_region_cython.pyx",
+                               "mesh_cython/mesh_core.cpp", "mesh_cython/mesh_core_cython.pyx"]
+    headers = {f"{source.split('/')[0]}/{name}" for source in sources for name in re.findall(
         r'^(?:#include|cdef extern from) "([^"]+)"', (ROOT / source).read_text(encoding="utf-8"), re.M)}
-    assert headers == {"mesh_cython/mesh_core.h"}
+    assert headers == {"mesh_cython/mesh_core.h", "jpeg_cython/jpeg_region.h"}
     monkeypatch.chdir(ROOT)
     manifest = FileList()
     manifest.findall()  # every file under the checkout, relative to it
-    manifest.files = sources + ["mesh_cython/mesh_core_cython.cpp"]  # setuptools' defaults: the cythonized sources
+    # setuptools' defaults: the cythonized sources
+    manifest.files = sources + ["mesh_cython/mesh_core_cython.cpp", "jpeg_cython/jpeg_region_cython.c"]
     for line in (ROOT / "MANIFEST.in").read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
             manifest.process_template_line(line)

@@ -11,7 +11,7 @@ import numpy as np
 
 from face3d.contract import LANDMARK_SCALE
 
-__all__ = ["CropBox", "keypoint_box", "crop_matrix", "rotation_matrix", "compose", "apply_affine"]
+__all__ = ["CropBox", "keypoint_box", "crop_matrix", "rotation_matrix", "compose", "apply_affine", "source_box"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,25 @@ def apply_affine(matrix, points_xy) -> np.ndarray:
     """Apply a (2, 3) affine map to (k, 2) points; returns (k, 2) float64."""
     m = np.asarray(matrix, dtype=np.float64)
     return np.asarray(points_xy, dtype=np.float64) @ m[:, :2].T + m[:, 2]
+
+
+def source_box(matrices, resolution: int, shape, margin: int = 2) -> tuple[int, int, int, int] | None:
+    """The image pixels that ``cv2.warpAffine(image, M, (resolution, resolution))`` reads for each ``M`` of
+    ``matrices``, within ``margin`` pixels: a bilinear sample at (sx, sy) reads the pixels floor(sx) and
+    floor(sx) + 1 (likewise in y), and the crop's samples ``M^-1 (x, y)`` for x, y in [0, resolution - 1] lie in
+    the box of the four corners' samples. ``margin`` absorbs OpenCV's rounding of the sample positions (1/32 pixel).
+
+    Args:
+        matrices: (2, 3) image-to-crop maps. shape: the image's (h, w).
+    Returns:
+        (x0, x1, y0, y1): the columns [x0, x1) and rows [y0, y1), clipped to the image; None when no crop reads
+        a pixel of it.
+    """
+    h, w = shape
+    end = resolution - 1.0
+    corners = np.array([[0.0, 0.0, end, end], [0.0, end, 0.0, end], [1.0, 1.0, 1.0, 1.0]])
+    samples = np.hstack([np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2] @ corners for m in matrices])
+    low, high = np.floor(samples.min(axis=1)) - margin, np.floor(samples.max(axis=1)) + 2 + margin
+    x0, y0 = (int(max(v, 0)) for v in low)
+    x1, y1 = int(min(high[0], w)), int(min(high[1], h))
+    return (x0, x1, y0, y1) if x0 < x1 and y0 < y1 else None

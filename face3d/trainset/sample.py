@@ -16,13 +16,14 @@ import numpy as np
 from face3d.contract import LANDMARK_SCALE, RESOLUTION
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
-from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix
+from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix, source_box
 from face3d.trainset.posmap import rasterize_uv, uv_keypoint_pixels
 from face3d.trainset.preview import draw_preview
 from face3d.trainset.sample_io import (
     DEFAULT_MAX_PIXELS,
     generation_params,
     image_size,
+    open_image,
     read_300wlp_sample,
     read_image,
     read_params,
@@ -145,6 +146,17 @@ class _Geometry:
 
     vertices: np.ndarray
     uv_points: np.ndarray | None = None
+
+
+class _InMemory:
+    """An (h, w, 4) uint8 RGBA image already in memory, with ``StoredImage``'s size attributes and ``rgba``."""
+
+    def __init__(self, rgba: np.ndarray):
+        self._rgba = rgba
+        self.height, self.width = rgba.shape[:2]
+
+    def rgba(self, box=None) -> np.ndarray:
+        return self._rgba
 
 
 def check_face_inside(points, shape, minimum, where, what):
@@ -378,35 +390,45 @@ class TrainsetGenerator:
             raise InputFileError(where, f"projected keypoints span {box_size.tolist()} pixels; the pose is degenerate")
         return kpt
 
-    def _generate(self, rgba, params, stem, seed, where, geometry: _Geometry) -> list[GeneratedSample]:
-        """The outputs of one sample from its (h, w, 4) uint8 RGBA image: every map is one 3x4 placement of the
-        parameter set's shared UV points (``_shared_posmap``), except refitted rotations, which have their own
-        vertices."""
+    def _generate(self, source, params, stem, seed, where, geometry: _Geometry) -> list[GeneratedSample]:
+        """The outputs of one sample: every map is one 3x4 placement of the parameter set's shared UV points
+        (``_shared_posmap``), except refitted rotations, which have their own vertices.
+
+        ``source``: a ``StoredImage``, or an ``_InMemory`` image; its ``rgba(box)`` is asked, once every crop is
+        known, for the pixels the crops read (``source_box``). An image that does not decode is reported before
+        what the crops' planning found wrong, as when the whole image was decoded first.
+        """
         cfg = self.config
-        h = rgba.shape[0]
-        A, b = self.image_pose(params["Pose_Para"], h)
-        kpt = self._projected_keypoints(geometry.vertices, A, b, rgba.shape[:2], where)
-        uv_points, z_min = self._uv_points(geometry), self._z_min(geometry.vertices, A, b)
+        shape = (source.height, source.width)
+        try:
+            A, b = self.image_pose(params["Pose_Para"], source.height)
+            kpt = self._projected_keypoints(geometry.vertices, A, b, shape, where)
+        except InputFileError:
+            source.rgba()
+            raise
         rng = np.random.default_rng(seed) if cfg.perturb else None
 
         def box(points_xy):
             return keypoint_box(points_xy, cfg.crop_scale, rng, cfg.max_shift, cfg.scale_range)
 
-        plain = crop_matrix(box(kpt[:, :2]), cfg.resolution)
-        outputs = [self._output(stem, rgba, plain, self._shared_posmap(uv_points, A, b, z_min, plain))]
+        crops = [(stem, crop_matrix(box(kpt[:, :2]), cfg.resolution), None, None)]  # name, image matrix, refit
         face = keypoint_box(kpt[:, :2])
         for angle in cfg.angles:
             rot = rotation_matrix((face.cx, face.cy), angle)
             rotated_kpt = apply_affine(rot, kpt[:, :2])
             crop_rotated = crop_matrix(box(rotated_kpt), cfg.resolution)
-            matrix_img = compose(crop_rotated, rot)
-            if cfg.refit:
+            crops.append((angle_name(stem, angle), compose(crop_rotated, rot), rotated_kpt, crop_rotated))
+        rgba = source.rgba(source_box([c[1] for c in crops], cfg.resolution, shape))
+        uv_points, z_min = self._uv_points(geometry), self._z_min(geometry.vertices, A, b)
+        outputs = []
+        for name, matrix_img, rotated_kpt, crop_rotated in crops:
+            if cfg.refit and rotated_kpt is not None:
                 # The fitted pose already places the face in the rotated frame: only the crop remains.
-                fitted, A_fit, b_fit = self._refit_pose(rotated_kpt, h)
-                rotated_map = self._placed_posmap(fitted, A_fit, b_fit, crop_rotated)
+                fitted, A_fit, b_fit = self._refit_pose(rotated_kpt, source.height)
+                posmap = self._placed_posmap(fitted, A_fit, b_fit, crop_rotated)
             else:
-                rotated_map = self._shared_posmap(uv_points, A, b, z_min, matrix_img)
-            outputs.append(self._output(angle_name(stem, angle), rgba, matrix_img, rotated_map))
+                posmap = self._shared_posmap(uv_points, A, b, z_min, matrix_img)
+            outputs.append(self._output(name, rgba, matrix_img, posmap))
         return outputs
 
     def generate(self, image, params: dict, stem: str, seed: int) -> list[GeneratedSample]:
@@ -426,7 +448,7 @@ class TrainsetGenerator:
         require_rgb_image(image, stem)
         params = generation_params(stem, params)
         coef = self._padded(params, stem, self.config.allow_short_params)
-        return self._generate(cv2.cvtColor(image, cv2.COLOR_RGB2RGBA), params, stem, seed, stem,
+        return self._generate(_InMemory(cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)), params, stem, seed, stem,
                               self._geometry_batch([coef])[0])
 
     def process(self, image_path, mat_path, seed: int) -> list[GeneratedSample]:
@@ -471,7 +493,7 @@ class TrainsetGenerator:
                 continue
             geometry = geometries.pop()
             try:
-                image = read_image(image_path, self.config.max_pixels, alpha=True, limit_flag="--max-pixels")
+                image = open_image(image_path, self.config.max_pixels, limit_flag="--max-pixels")
                 stem = os.path.splitext(os.path.basename(image_path))[0]
                 yield self._generate(image, d[0], stem, seed, str(mat_path), geometry)
             except InputFileError as exc:

@@ -13,10 +13,11 @@ import numpy as np
 
 from face3d.utils.errors import InputFileError
 from face3d.utils.image_header import UnsupportedImageFormat, read_image_header
+from face3d.utils.jpeg_region import decode_jpeg_region
 from face3d.utils.matfile import matlab_kind, read_mat
 
-__all__ = ["read_image", "decode_stored_pixels", "image_size", "generation_params", "require_rgb_image",
-           "read_params", "read_300wlp_sample", "require_image_file", "DEFAULT_MAX_PIXELS"]
+__all__ = ["read_image", "open_image", "StoredImage", "decode_stored_pixels", "image_size", "generation_params",
+           "require_rgb_image", "read_params", "read_300wlp_sample", "require_image_file", "DEFAULT_MAX_PIXELS"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,35 +85,83 @@ def _undecodable(data) -> str:
     return f"cannot decode the image: {named}not a JPEG, PNG or BMP file, the formats read (convert it to one)"
 
 
-def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = False,
-               limit_flag: str | None = None) -> np.ndarray:
-    """Decode an image file to (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with alpha 255 when ``alpha`` (the
-    generator's warp source: one conversion from OpenCV's BGR instead of two).
+class StoredImage:
+    """An image file read but not yet decoded (``open_image``): its path, bytes and header, which gives its size.
 
-    The size is read from the header first (``_decoded_header``): an image above ``max_pixels`` (width * height) is
-    refused before any pixel memory is taken, and so is a format whose header gives no size. ``limit_flag``: the
-    caller's option that sets ``max_pixels`` ("--max-pixels"), named in that message; None: the caller has none.
-    The pixels come as stored (``decode_stored_pixels``: a JPEG's EXIF orientation is ignored), with a warning
-    naming the first file of the process whose orientation is not 1 (viewers show it turned or mirrored), since
-    landmarks made on the photo as shown would not fit them; later such files are named at DEBUG level.
+    ``rgb()`` decodes it; ``rgba(box)`` too, with alpha, and of a colour JPEG only the pixels in ``box`` where the
+    region decoder is available (``face3d.utils.jpeg_region``): the generator asks for the pixels its crops read.
+    Both warn once per process of a JPEG whose EXIF orientation is not 1 (``read_image``).
+    """
+
+    def __init__(self, path: str, data: np.ndarray, header):
+        self.path, self.data, self.header = path, data, header
+        self.width, self.height = header.width, header.height
+
+    def _whole(self) -> np.ndarray:
+        """(h, w, 3) uint8 BGR, the whole file decoded by OpenCV (``decode_stored_pixels``).
+        Raises: InputFileError naming the file, when it cannot be decoded (corrupt, truncated)."""
+        decoded = decode_stored_pixels(self.data)
+        if decoded is None:
+            raise InputFileError(self.path, _undecodable(self.data))
+        self._note_orientation()
+        return decoded
+
+    def _note_orientation(self) -> None:
+        if self.header.orientation not in (None, 1):
+            _log_orientation(self.path, self.header.orientation)
+
+    def rgb(self) -> np.ndarray:
+        """(h, w, 3) uint8 RGB. Raises: see ``_whole``."""
+        return cv2.cvtColor(self._whole(), cv2.COLOR_BGR2RGB)
+
+    def rgba(self, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """(h, w, 4) uint8 RGBA, alpha 255: the pixels in ``box`` = (x0, x1, y0, y1) as ``rgb()`` gives them, the
+        others unspecified; all of them when ``box`` is None. Raises: see ``_whole``."""
+        image = None
+        if box is not None and self.header.format == "jpeg":
+            image = decode_jpeg_region(self.data, self.width, self.height, box)
+        if image is None:
+            return cv2.cvtColor(self._whole(), cv2.COLOR_BGR2RGBA)
+        self._note_orientation()
+        return image
+
+
+def open_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, limit_flag: str | None = None) -> StoredImage:
+    """Read an image file's bytes and header, refusing it before any pixel memory is taken when it is above
+    ``max_pixels`` (width * height) or of a format whose header gives no size.
+
+    ``limit_flag``: the caller's option that sets ``max_pixels`` ("--max-pixels"), named in that message; None:
+    the caller has none.
     Raises:
-        InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
+        InputFileError: naming the file, when it is missing, too large or of another format.
     """
     image_path = os.fspath(image_path)  # plain strings: this runs for every sample
     require_image_file(image_path)
     data = np.fromfile(image_path, dtype=np.uint8)
     header = _decoded_header(data)
-    size = None if header is None else header.width * header.height
-    if size is not None and size > max_pixels:
+    if header is None:
+        raise InputFileError(image_path, _undecodable(data))
+    size = header.width * header.height
+    if size > max_pixels:
         flag = "" if limit_flag is None else f" ({limit_flag})"
         raise InputFileError(image_path, f"the image is {header.width}x{header.height} = {size} pixels, above the "
                                          f"limit of {max_pixels}{flag}")
-    image = None if size is None else decode_stored_pixels(data)
-    if image is None:
-        raise InputFileError(image_path, _undecodable(data))
-    if header.orientation not in (None, 1):
-        _log_orientation(image_path, header.orientation)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGBA if alpha else cv2.COLOR_BGR2RGB)
+    return StoredImage(image_path, data, header)
+
+
+def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = False,
+               limit_flag: str | None = None) -> np.ndarray:
+    """Decode an image file to (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with alpha 255 when ``alpha``.
+
+    The size is read from the header first (``open_image``: ``max_pixels`` and ``limit_flag`` are its). The pixels
+    come as stored (``decode_stored_pixels``: a JPEG's EXIF orientation is ignored), with a warning naming the
+    first file of the process whose orientation is not 1 (viewers show it turned or mirrored), since landmarks made
+    on the photo as shown would not fit them; later such files are named at DEBUG level.
+    Raises:
+        InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
+    """
+    stored = open_image(image_path, max_pixels, limit_flag)
+    return stored.rgba() if alpha else stored.rgb()
 
 
 def _log_orientation(image_path, orientation: int) -> None:

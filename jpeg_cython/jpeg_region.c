@@ -1,0 +1,81 @@
+// Region decoding of JPEG files (see jpeg_region.h).
+#include "jpeg_region.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+
+#include <jpeglib.h>
+
+// 2.0 added the fancy upsampling of 4:4:0 files that OpenCV's bundled libjpeg-turbo has; skipping and cropping
+// scanlines are older (1.5).
+#if !defined(LIBJPEG_TURBO_VERSION_NUMBER) || LIBJPEG_TURBO_VERSION_NUMBER < 2000000
+#error "libjpeg-turbo 2.0 or newer is required"
+#endif
+
+typedef struct {
+    struct jpeg_error_mgr manager;  // first member: libjpeg hands its callbacks a pointer to it
+    jmp_buf failed;
+} error_state;
+
+static void fail(j_common_ptr cinfo) {
+    longjmp(((error_state *)cinfo->err)->failed, 1);
+}
+
+// Warnings are counted by libjpeg (num_warnings) and make the call fail; nothing is printed.
+static void say_nothing(j_common_ptr cinfo) {
+    (void)cinfo;
+}
+
+int jpeg_region_rgba(const unsigned char *data, unsigned long size, int width, int height,
+                     int x0, int x1, int y0, int y1, unsigned char *out) {
+    struct jpeg_decompress_struct cinfo;
+    error_state errors;
+    cinfo.err = jpeg_std_error(&errors.manager);
+    errors.manager.error_exit = fail;
+    errors.manager.output_message = say_nothing;
+    jpeg_create_decompress(&cinfo);
+    if (setjmp(errors.failed)) {
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    jpeg_mem_src(&cinfo, data, size);
+    if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK || cinfo.jpeg_color_space != JCS_YCbCr ||
+        cinfo.data_precision != 8 || (int)cinfo.image_width != width ||
+        (int)cinfo.image_height != height || cinfo.err->num_warnings != 0) {
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    cinfo.out_color_space = JCS_EXT_RGBA;
+    jpeg_start_decompress(&cinfo);
+    // Fancy upsampling treats the decoded columns' last one as the image's edge: one more iMCU each side keeps
+    // the edge outside [x0, x1).
+    const int imcu_width = cinfo.max_h_samp_factor * DCTSIZE;
+    const int first = x0 > imcu_width ? x0 - imcu_width : 0;
+    const int end = x1 + imcu_width < width ? x1 + imcu_width : width;
+    JDIMENSION first_column = (JDIMENSION)first, columns = (JDIMENSION)(end - first);
+    jpeg_crop_scanline(&cinfo, &first_column, &columns);
+    if (y0 > 0) jpeg_skip_scanlines(&cinfo, (JDIMENSION)y0);
+    const size_t stride = (size_t)width * 4;
+    JSAMPROW rows[16];  // several rows a call: libjpeg-turbo then converts a block row's colours at once
+    for (int y = y0; y < y1;) {
+        int count = y1 - y < 16 ? y1 - y : 16;
+        for (int i = 0; i < count; ++i) rows[i] = out + (size_t)(y + i) * stride + (size_t)first_column * 4;
+        JDIMENSION read = jpeg_read_scanlines(&cinfo, rows, (JDIMENSION)count);
+        if (read == 0) {  // cannot happen with an in-memory source; kept from looping forever all the same
+            jpeg_destroy_decompress(&cinfo);
+            return 1;
+        }
+        y += (int)read;
+    }
+    // The rows below are entropy-decoded without their IDCT (a skip to the very end would decode nothing), so that
+    // damaged or missing data there warns as in a whole-image decoding; the last row goes to a scratch row.
+    if (y1 < height) {
+        if (y1 < height - 1) jpeg_skip_scanlines(&cinfo, (JDIMENSION)(height - 1 - y1));
+        JSAMPROW last = (JSAMPROW)(*cinfo.mem->alloc_small)((j_common_ptr)&cinfo, JPOOL_IMAGE, (size_t)columns * 4);
+        jpeg_read_scanlines(&cinfo, &last, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    int status = cinfo.err->num_warnings == 0 ? 0 : 1;
+    jpeg_destroy_decompress(&cinfo);
+    return status;
+}
