@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <new>
@@ -16,6 +17,10 @@
 #define FACE3D_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define FACE3D_CLONES
+#endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define FACE3D_F16C 1
 #endif
 
 namespace face3d {
@@ -390,6 +395,60 @@ int combine_basis(const float* mean, const float* tiles, int64_t ntiles, int64_t
                               out + (j + 1) * m + t * kBasisTile);
         if (j < batch) combine_tile_one(tile_mean, tile, nk, coef + j * nk, out + j * m + t * kBasisTile);
     }
+    return kOk;
+}
+
+namespace {
+
+// The float16 nearest to value (ties to even), as vcvtps2ph rounds it (mesh_core.h), from the bits alone.
+uint16_t half_bits(float value) {
+    uint32_t f;
+    std::memcpy(&f, &value, sizeof f);
+    const uint32_t sign = (f >> 16) & 0x8000u, magnitude = f & 0x7fffffffu;
+    if (magnitude > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((magnitude >> 13) & 0x1ffu));  // NaN
+    if (magnitude >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // 65520 and up, infinity: infinity
+    if (magnitude >= 0x38800000u) {  // a normal half (2^-14 and up): rebias the exponent, round off 13 bits
+        uint32_t h = (magnitude - 0x38000000u) >> 13;
+        const uint32_t rest = magnitude & 0x1fffu;
+        if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent, as it should
+        return static_cast<uint16_t>(sign | h);
+    }
+    if (magnitude < 0x33000000u) return static_cast<uint16_t>(sign);  // below 2^-25, half the smallest subnormal
+    // a subnormal half, in units of 2^-24 (or the smallest normal, reached by rounding up)
+    const uint32_t mantissa = (magnitude & 0x7fffffu) | 0x800000u, shift = 126u - (magnitude >> 23);
+    uint32_t h = mantissa >> shift;
+    const uint32_t rest = mantissa & ((1u << shift) - 1u), halfway = 1u << (shift - 1u);
+    if (rest > halfway || (rest == halfway && (h & 1u))) ++h;
+    return static_cast<uint16_t>(sign | h);
+}
+
+void float16_portable(const float* src, int64_t n, uint16_t* dst) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = half_bits(src[i] + 0.0f);
+}
+
+#ifdef FACE3D_F16C
+__attribute__((target("avx,f16c"))) void float16_f16c(const float* src, int64_t n, uint16_t* dst) {
+    const __m256 zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_add_ps(_mm256_loadu_ps(src + i), zero);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < n; ++i) dst[i] = half_bits(src[i] + 0.0f);
+}
+#endif
+
+}  // namespace
+
+int float32_to_float16(const float* src, int64_t n, uint16_t* dst, bool portable) {
+#ifdef FACE3D_F16C
+    if (!portable && __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c")) {
+        float16_f16c(src, n, dst);
+        return kOk;
+    }
+#endif
+    float16_portable(src, n, dst);
     return kOk;
 }
 

@@ -72,4 +72,10 @@ constexpr int64_t kBasisTile = 32;
 int combine_basis(const float* mean, const float* tiles, int64_t ntiles, int64_t nk, const float* coef, int64_t batch,
                   float* out);
 
+// IEEE float16 bits of n float32 values: dst[i] = the half nearest to src[i] + 0.0f (ties to even; so -0.0 gives
+// +0.0), overflow to infinity, subnormal halves kept, a NaN a quiet NaN with the top 9 bits of its payload: the
+// rounding of the F16C instruction vcvtps2ph, which the kernel uses where the processor has it (portable = false),
+// and of numpy's astype(float16) after the + 0.0. Always returns kOk.
+int float32_to_float16(const float* src, int64_t n, uint16_t* dst, bool portable);
+
 }  // namespace face3d

@@ -19,7 +19,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.limits cimport INT_MAX
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t
 from libcpp cimport bool as cbool
 
 cnp.import_array()
@@ -42,9 +42,11 @@ cdef extern from "mesh_core.h" namespace "face3d" nogil:
     int c_combine_basis "face3d::combine_basis"(
         const float* mean, const float* tiles, int64_t ntiles, int64_t nk, const float* coef, int64_t batch,
         float* out)
+    int c_float32_to_float16 "face3d::float32_to_float16"(const float* src, int64_t n, uint16_t* dst, cbool portable)
 
 cdef object FLOAT32 = np.dtype(np.float32)
 cdef object INT32 = np.dtype(np.int32)
+cdef object UINT16 = np.dtype(np.uint16)
 ANY = -1  # a shape entry that accepts any length
 
 
@@ -208,4 +210,18 @@ def combine_basis(mean, tiles, coef, out):
     cdef int status
     with nogil:
         status = c_combine_basis(pm, pt, ntiles, nk, pc, batch, po)
+    return status
+
+
+def float32_to_float16(src, out, bint portable=False):
+    """Fills out (n,) uint16 with the float16 bits of src (n,) float32 + 0.0, rounded to nearest even (mesh_core.h);
+    ``portable`` takes the plain C++ path even where the processor has F16C. Returns the status code."""
+    cdef cnp.ndarray s = _array(src, FLOAT32, (ANY,), "src")
+    cdef int64_t n = cnp.PyArray_DIM(s, 0)
+    cdef cnp.ndarray o = _array(out, UINT16, (n,), "out", True)
+    cdef const float* ps = <const float*> cnp.PyArray_DATA(s)
+    cdef uint16_t* po = <uint16_t*> cnp.PyArray_DATA(o)
+    cdef int status
+    with nogil:
+        status = c_float32_to_float16(ps, n, po, portable)
     return status

@@ -223,70 +223,23 @@ def test_sample_seed_depends_only_on_seed_and_path():
     assert seed != sample_seed(1, "AFW/AFW_1_0") and seed != sample_seed(0, "AFW_Flip/AFW_1_0")
 
 
-@pytest.fixture
-def opencv_4_float16(monkeypatch):
-    """A call that makes OpenCV's arithmetic fail on float16 as 4.x does (``cv2.add(..., dtype=cv2.CV_16F)`` raises
-    cv2.error) and returns the list of the failed calls; the cached decision is cleared then and at teardown."""
-    from face3d.trainset import outputs
-    failed, add = [], cv2.add
-
-    def add_without_float16(*args, **kwargs):
-        if kwargs.get("dtype") == cv2.CV_16F:
-            failed.append(args)
-            raise cv2.error("OpenCV(4.8.0) arithm.cpp:735: error: (-215:Assertion failed) func in function 'arithm_op'")
-        return add(*args, **kwargs)
-
-    def without_float16():
-        outputs._opencv_has_float16.cache_clear()
-        monkeypatch.setattr(cv2, "add", add_without_float16)
-        return failed
-
-    yield without_float16
-    outputs._opencv_has_float16.cache_clear()
-
-
-def _float16_test_values():
-    """(64, 64, 3) float32: normal values and float16's edge cases (max, rounding past it, overflow, infinities,
-    NaN, subnormals, underflow, -0.0, ties to even)."""
-    values = np.random.default_rng(0).normal(0, 300, (64, 64, 3)).astype(np.float32)
-    values[0, :6] = [[65504.0, 65519.0, 65520.0], [70000.0, -70000.0, np.inf], [-np.inf, np.nan, -np.nan],
-                     [6e-8, 3e-8, 2.9e-8], [-2.5e-5, 1e-8, -0.0], [2049.0, 2051.0, -1.00048828125]]
-    return values
-
-
-@pytest.mark.parametrize("conversion", ["installed OpenCV", "numpy"])
-def test_npy_writer_matches_np_save(tmp_path, opencv_4_float16, conversion):
-    """The runner's .npy bytes (cached header + data, float16 through OpenCV where it can, else numpy) are what
-    np.save writes."""
+def test_npy_writer_matches_np_save():
+    """The runner's .npy bytes (cached header + data, float16 through the mesh core's kernel) are what np.save
+    writes, float16's edge cases included (max, overflow, infinities, NaN, subnormals, underflow, ties)."""
     import io
 
     from face3d.trainset.outputs import _npy_chunks
-    if conversion == "numpy":
-        opencv_4_float16()
-    rng = np.random.default_rng(0)
-    posmap = (rng.normal(0, 300, (16, 16, 3))).astype(np.float32)
-    posmap[0, 0] = [np.float32(65504.0), np.float32(1e-8), np.float32(-2.5e-5)]  # float16 max, underflow, subnormal
+    posmap = np.random.default_rng(0).normal(0, 300, (16, 16, 3)).astype(np.float32)
+    posmap[0, :6] = [[65504.0, 65519.0, 65520.0], [70000.0, -70000.0, np.inf], [-np.inf, np.nan, -np.nan],
+                     [6e-8, 3e-8, 2.9e-8], [-2.5e-5, 1e-8, 0.0], [2049.0, 2051.0, -1.00048828125]]
     for dtype in ("float16", "float32"):
         expected = io.BytesIO()
-        np.save(expected, posmap.astype(dtype), allow_pickle=False)
+        with np.errstate(over="ignore"):
+            np.save(expected, posmap.astype(dtype), allow_pickle=False)
         assert b"".join(bytes(chunk) for chunk in _npy_chunks(posmap, dtype)) == expected.getvalue(), dtype
     negative_zero = np.full((4, 4, 3), -0.0, np.float32)
     stored = np.frombuffer(bytes(_npy_chunks(negative_zero, "float16")[1]), np.uint16)
     assert np.all(stored == 0)  # +0.0: the documented difference from astype
-
-
-def test_float16_without_opencv_is_opencv_bytes(opencv_4_float16):
-    """Where OpenCV cannot write float16 (4.x), a map's .npy bytes are OpenCV 5's, edge cases included; OpenCV is
-    asked once per process, not per map."""
-    from face3d.trainset.outputs import _npy_chunks, _opencv_has_float16
-    if not _opencv_has_float16():
-        pytest.skip(f"OpenCV {cv2.__version__} cannot write float16: no reference bytes")
-    maps = [_float16_test_values(), _float16_test_values()[:, ::-1]]  # C order and strided
-    with_opencv = [b"".join(bytes(chunk) for chunk in _npy_chunks(posmap, "float16")) for posmap in maps]
-    failed = opencv_4_float16()
-    assert [b"".join(bytes(chunk) for chunk in _npy_chunks(posmap, "float16")) for posmap in maps] == with_opencv
-    assert len(failed) == 1  # the one probe
-
 
 
 def test_write_image_rounds_floats_keeps_uint8_and_names_a_refused_file(tmp_path):

@@ -1,4 +1,5 @@
-"""Mesh operations backed by C++ kernels: transform (numpy), render, light, linear (basis combinations), io, vis.
+"""Mesh operations backed by C++ kernels: transform (numpy), render, light, linear (basis combinations), float16
+(the rounding of maps written as float16), io, vis.
 
 face3d.mesh_numpy offers the same functions in plain numpy (the reference the tests hold the kernels to).
 vis imports matplotlib only when one of its functions is called.
@@ -11,6 +12,6 @@ if importlib.util.find_spec("face3d.mesh._mesh_core") is None:  # a source check
     raise ImportError(f"face3d's C++ extension (_mesh_core) is not built in {_CHECKOUT / 'face3d' / 'mesh'}: run "
                       f"`pip install -e .` or `python setup.py build_ext -i` in {_CHECKOUT}")
 
-from face3d.mesh import io, light, linear, render, transform, vis  # noqa: E402  (after the extension's check)
+from face3d.mesh import float16, io, light, linear, render, transform, vis  # noqa: E402  (after the extension's check)
 
-__all__ = ["io", "light", "linear", "render", "transform", "vis"]
+__all__ = ["float16", "io", "light", "linear", "render", "transform", "vis"]

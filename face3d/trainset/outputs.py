@@ -18,6 +18,7 @@ import zlib
 import cv2
 import numpy as np
 
+from face3d.mesh.float16 import to_float16
 from face3d.utils.atomic import TEMP_SUFFIX, atomic_write_bytes
 from face3d.utils.errors import os_error_at
 
@@ -175,30 +176,14 @@ def _npy_header(shape, dtype):
     return buf.getvalue()
 
 
-@functools.cache
-def _opencv_has_float16():
-    """Whether OpenCV's arithmetic writes float16 (``cv2.add(..., dtype=cv2.CV_16F)``): OpenCV 5 does, 4.x fails
-    with a cv2.error. Decided once per process on a (1, 1, 3) array."""
-    try:
-        cv2.add(np.zeros((1, 1, 3), np.float32), 0.0, dtype=cv2.CV_16F)
-    except cv2.error:
-        return False
-    return True
-
-
 def _npy_chunks(array, dtype):
     """The bytes of ``np.save(f, array.astype(dtype))`` as (header, data) buffers: the cached header, then the
-    array in C order. float32 (h, w, c <= 4) to float16 is ``array + 0.0`` rounded to nearest even, so a -0.0
-    comes out as +0.0: through OpenCV 5 (several times faster here), else through numpy with the same bytes for
-    every float32 value (overflow to inf, subnormals, NaN)."""
+    array in C order. float32 to float16 is ``face3d.mesh.float16.to_float16``: ``array + 0.0`` rounded to nearest
+    even, so a -0.0 comes out as +0.0 (the bytes OpenCV 5's ``cv2.add(array, 0.0, dtype=cv2.CV_16F)`` gives)."""
     array = np.asarray(array)
     dtype = np.dtype(dtype)
-    if dtype == np.float16 and array.dtype == np.float32 and array.ndim == 3 and array.shape[2] <= 4:
-        if _opencv_has_float16():
-            data = cv2.add(np.ascontiguousarray(array), 0.0, dtype=cv2.CV_16F)
-        else:
-            with np.errstate(over="ignore"):  # values past 65504 become inf, as in OpenCV, without a warning
-                data = np.ascontiguousarray(array + np.float32(0.0), dtype=np.float16)
+    if dtype == np.float16 and array.dtype == np.float32:
+        data = to_float16(array)
     else:
         data = np.ascontiguousarray(array, dtype=dtype)
     return _npy_header(data.shape, data.dtype), data.reshape(-1).view(np.uint8)
