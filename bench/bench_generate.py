@@ -11,7 +11,8 @@ Anchors (each timed in this process, interleaved with ours repetition by repetit
     Cython kernel with ``--face3d DIR`` (a built checkout of face3d, or its ``face3d/mesh/cython``), else this
     project's kernel, which applies the same pixel rule and is faster (``bench_render.py``), so the anchor is then
     if anything fast.
-  * floor: decode the 450x450 JPEG, encode a 256x256 JPEG, write a float16 ``.npy`` (plain sample); with rotations
+  * floor: decode the whole 450x450 JPEG (OpenCV; ours decodes only the part its crops read, where the JPEG region
+    decoder is built), encode a 256x256 JPEG, write a float16 ``.npy`` (plain sample); with rotations
     the decode is shared by the 9 outputs, so a rotated output's floor is (decode + 9 x (encode + write)) / 9. It
     runs over the same samples as the cases it is compared with, creating as many files per folder as they do
     (creating a file costs the kernel more in a folder of thousands: 2.06 instead of 0.91 ms per rotated output
@@ -39,7 +40,8 @@ line is JSON: ``plain_x`` / ``plain_distinct_x`` (fork ms per sample / ours per 
 distinct set), ``rotated_x`` (fork ms per sample / ours per output with 8 rotations, 300W-LP set),
 ``plain_floor_ratio`` and ``rotated_floor_ratio`` (ours / floor), ``single_ms`` and ``batched_ms`` (``process`` vs
 ``process_many`` per sample; ``single_x``: their ratio), plus every case's median time and, as
-``<case>_kernel_ms``, the median part of it in the kernel (system time).
+``<case>_kernel_ms``, the median part of it in the kernel (system time), and ``jpeg_region``: whether ours decoded
+JPEGs through the region decoder.
 Usage: python bench/bench_generate.py [--faces F] [--views V] [--repeats N] [--face3d DIR] [--quick]
 """
 import os
@@ -76,6 +78,7 @@ from face3d.trainset import GenerationConfig, TrainsetGenerator
 from face3d.trainset.discovery import discover_samples, sample_seed
 from face3d.trainset.posmap import uv_to_pixels
 from face3d.trainset.worker_pool import CHUNK_SIZE, RunState, SampleTask, _process_tasks
+from face3d.utils.jpeg_region import region_decoder_available
 
 FIXTURE = Path(os.environ.get("FACE3D_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 GRID = 231
@@ -342,7 +345,8 @@ def main(argv=None):
     print(f"BFM-sized model ({model.nver} vertices, {model.full_triangles.shape[0]} triangles); 300W-LP set: "
           f"{args.faces} faces x {args.views} views + _Flip = {n_lp} samples; distinct set: {n_lp} samples; "
           f"fork transcription on {len(fork_jobs)} samples ({'face3d' if args.face3d else 'our'} render kernel); "
-          f"CPU ms, median of {args.repeats} interleaved repetitions")
+          f"CPU ms, median of {args.repeats} interleaved repetitions; JPEG region decoder "
+          f"{'used' if region_decoder_available() else 'not built: whole images decoded'}")
     for name, value in ms.items():
         unit = "output" if name in ("rotated", "floor_rotated") else "sample"
         print(f"  {name:16s} {value:8.2f} ms per {unit} (in the kernel {kernel_ms[name]:.2f}; rounds "
@@ -362,7 +366,8 @@ def main(argv=None):
         **{f"{name}_ms": value for name, value in ms.items()},
         **{f"{name}_kernel_ms": value for name, value in kernel_ms.items()},
     }
-    print(json.dumps({**{key: round(value, 3) for key, value in result.items()}, **ranges}))
+    print(json.dumps({**{key: round(value, 3) for key, value in result.items()}, **ranges,
+                      "jpeg_region": region_decoder_available()}))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import _prnet_data
 import numpy as np
 import pytest
 
+from face3d.utils.jpeg_region import region_decoder_available
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO / "bench").glob("bench_*.py"))
 
@@ -123,6 +125,7 @@ def test_bench_generate_divides_each_case_by_its_outputs_and_reports_its_ratios_
     for name in units:
         expected[f"{name}_ms"] = round(statistics.median(cpu[name]), 3)
         expected[f"{name}_kernel_ms"] = round(statistics.median(kernel[name]), 3)
+    expected["jpeg_region"] = region_decoder_available()
     assert summary == expected
 
 
