@@ -21,7 +21,7 @@ jpeg_region = Extension(
     libraries=["jpeg"],
     extra_compile_args=["-O2"],
 )
-OPTIONAL = {jpeg_region.name}  # by name: cythonize() makes new Extension objects without their ``optional``
+OPTIONAL = {jpeg_region.name}  # set after cythonize(), whose new Extension objects drop ``optional``
 
 
 class BuildOptionalExtensions(build_ext):
@@ -37,5 +37,7 @@ class BuildOptionalExtensions(build_ext):
                       f"so JPEG images are decoded whole")
 
 
-setup(ext_modules=cythonize([mesh_core, jpeg_region], compiler_directives={"language_level": "3"}),
-      cmdclass={"build_ext": BuildOptionalExtensions})
+extensions = cythonize([mesh_core, jpeg_region], compiler_directives={"language_level": "3"})
+for extension in extensions:  # an in-place or editable build then copies only what was built
+    extension.optional = extension.name in OPTIONAL
+setup(ext_modules=extensions, cmdclass={"build_ext": BuildOptionalExtensions})

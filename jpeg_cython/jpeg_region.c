@@ -3,6 +3,7 @@
 
 #include <setjmp.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <jpeglib.h>
 
@@ -30,14 +31,15 @@ int jpeg_region_rgba(const unsigned char *data, unsigned long size, int width, i
                      int x0, int x1, int y0, int y1, unsigned char *out) {
     struct jpeg_decompress_struct cinfo;
     error_state errors;
+    memset(&cinfo, 0, sizeof cinfo);  // destroying it is then safe even if its creation fails
     cinfo.err = jpeg_std_error(&errors.manager);
     errors.manager.error_exit = fail;
     errors.manager.output_message = say_nothing;
-    jpeg_create_decompress(&cinfo);
     if (setjmp(errors.failed)) {
         jpeg_destroy_decompress(&cinfo);
         return 1;
     }
+    jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, size);
     if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK || cinfo.jpeg_color_space != JCS_YCbCr ||
         cinfo.data_precision != 8 || (int)cinfo.image_width != width ||
@@ -46,7 +48,19 @@ int jpeg_region_rgba(const unsigned char *data, unsigned long size, int width, i
         return 1;
     }
     cinfo.out_color_space = JCS_EXT_RGBA;
-    jpeg_start_decompress(&cinfo);
+    jpeg_start_decompress(&cinfo);  // reads every scan of a progressive file
+    if (cinfo.progressive_mode) {
+        // A coefficient short of its last refinement (a file cut after some scans) makes libjpeg smooth blocks
+        // with their neighbours, beyond the widened columns and otherwise in each libjpeg-turbo version.
+        for (int c = 0; c < cinfo.num_components; ++c) {
+            for (int k = 0; k < DCTSIZE2; ++k) {
+                if (cinfo.coef_bits[c][k] != 0) {
+                    jpeg_destroy_decompress(&cinfo);
+                    return 1;
+                }
+            }
+        }
+    }
     // Fancy upsampling treats the decoded columns' last one as the image's edge: one more iMCU each side keeps
     // the edge outside [x0, x1).
     const int imcu_width = cinfo.max_h_samp_factor * DCTSIZE;
@@ -68,7 +82,8 @@ int jpeg_region_rgba(const unsigned char *data, unsigned long size, int width, i
         y += (int)read;
     }
     // The rows below are entropy-decoded without their IDCT (a skip to the very end would decode nothing), so that
-    // damaged or missing data there warns as in a whole-image decoding; the last row goes to a scratch row.
+    // damaged or missing data there warns as in a whole-image decoding; the image's last row is decoded in full,
+    // into a scratch row.
     if (y1 < height) {
         if (y1 < height - 1) jpeg_skip_scanlines(&cinfo, (JDIMENSION)(height - 1 - y1));
         JSAMPROW last = (JSAMPROW)(*cinfo.mem->alloc_small)((j_common_ptr)&cinfo, JPOOL_IMAGE, (size_t)columns * 4);

@@ -78,6 +78,20 @@ def test_what_opencv_refuses_or_the_decoder_does_not_take_gives_none():
 
 
 @built
+@pytest.mark.parametrize("sampling", ["4:4:4", "4:2:0"])
+def test_a_progressive_file_short_of_its_last_scans_is_left_to_the_whole_image(sampling):
+    """libjpeg smooths the blocks of such a file with their neighbours (and each libjpeg-turbo version otherwise):
+    a file cut after its third scan, with its EOI, is decoded whole; the complete file by region."""
+    data = _jpeg(_picture(150, 170), sampling, progressive=True)
+    scans = np.flatnonzero((data[:-1] == 0xFF) & (data[1:] == 0xDA))
+    assert len(scans) > 4
+    cut = np.concatenate([data[:scans[3]], np.array([0xFF, 0xD9], np.uint8)])
+    assert cv2.imdecode(cut, cv2.IMREAD_COLOR) is not None  # OpenCV decodes it, without a warning
+    assert jpeg_region.decode_jpeg_region(cut, 170, 150, (50, 120, 20, 90)) is None
+    assert jpeg_region.decode_jpeg_region(data, 170, 150, (50, 120, 20, 90)) is not None
+
+
+@built
 @pytest.mark.parametrize("box", [(0, 0, 0, 10), (5, 4, 0, 10), (0, 121, 0, 10), (-1, 10, 0, 10), (0, 10, 3, 161)])
 def test_a_box_that_is_empty_or_outside_the_image_is_refused(box):
     out = np.zeros((160, 120, 4), np.uint8)

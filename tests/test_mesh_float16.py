@@ -53,6 +53,14 @@ def test_to_float16_keeps_the_shape_and_takes_strided_float32_only():
     assert got.dtype == np.float16 and got.shape == (5, 7, 3) and got.flags.c_contiguous
     np.testing.assert_array_equal(got, to_float16_numpy(values[:, ::-1]))
     assert to_float16(np.zeros((0, 3), np.float32)).shape == (0, 3)
+    raw = np.zeros(4 * 6 + 1, np.uint8)
+    raw[1:] = values[0, :2].reshape(-1).view(np.uint8)
+    misaligned = raw[1:].view(np.float32).reshape(2, 3)
+    assert not misaligned.flags.aligned
+    for module in (to_float16, to_float16_numpy):
+        assert module(np.float32(2.5)).shape == ()
+        np.testing.assert_array_equal(module(misaligned).view(np.uint16), to_float16_numpy(misaligned.copy()).view(
+            np.uint16))
     for module in (to_float16, to_float16_numpy):
         with pytest.raises(ValueError, match="takes float32 values, got float64"):
             module(values.astype(np.float64))

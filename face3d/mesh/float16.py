@@ -20,9 +20,10 @@ def to_float16(array) -> np.ndarray:
     Returns:
         float16 array of the same shape, C order.
     """
-    values = np.ascontiguousarray(array)
+    values = np.asarray(array)
     if values.dtype != np.float32:
         raise ValueError(f"to_float16 takes float32 values, got {values.dtype}")
+    values = np.require(values, requirements=["C", "A"])  # the kernel reads aligned values in C order
     out = np.empty(values.shape, dtype=np.float16)
     status = _mesh_core.float32_to_float16(values.reshape(-1), out.reshape(-1).view(np.uint16))
     if status != 0:

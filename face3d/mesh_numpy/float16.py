@@ -10,4 +10,4 @@ def to_float16(array) -> np.ndarray:
     if values.dtype != np.float32:
         raise ValueError(f"to_float16 takes float32 values, got {values.dtype}")
     with np.errstate(over="ignore", invalid="ignore"):  # 65520 on become infinity, a NaN stays one, as in the kernel
-        return np.ascontiguousarray(values + np.float32(0.0), dtype=np.float16)
+        return np.asarray(values + np.float32(0.0)).astype(np.float16, order="C")

@@ -31,12 +31,14 @@ def _test_picture() -> np.ndarray:
 @functools.cache
 def region_decoder_available() -> bool:
     """Whether the region decoder is built and gives OpenCV's pixels for a test picture in each chroma subsampling
-    (4:4:4, 4:2:2, 4:2:0, 4:4:0), baseline and progressive, over boxes that cut blocks. Decided once per process."""
+    OpenCV writes (4:4:4, 4:2:2, 4:2:0, 4:4:0, 4:1:1), baseline and progressive, over boxes that cut blocks. Decided
+    once per process."""
     if jpeg_region_rgba is None:
         return False
     picture = _test_picture()
     for sampling in (cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
-                     cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440):
+                     cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440,
+                     cv2.IMWRITE_JPEG_SAMPLING_FACTOR_411):
         for progressive in (0, 1):
             data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
                                                   sampling, cv2.IMWRITE_JPEG_PROGRESSIVE, progressive])[1]
@@ -61,8 +63,9 @@ def decode_jpeg_region(data: np.ndarray, width: int, height: int, box: tuple[int
         (height, width, 4) uint8 RGBA (alpha 255) whose pixels in ``box`` are those of
         ``cvtColor(imdecode(data, IMREAD_COLOR), COLOR_BGR2RGBA)``; the other pixels are unspecified. None when
         the region decoder is not available (``region_decoder_available``), or the file is not a YCbCr colour JPEG
-        of that size, or libjpeg-turbo warned or failed anywhere in it (corrupt or truncated data, checked down to
-        its last row): decode the whole file then, which reports what is wrong.
+        of that size, or a progressive one short of its last scans, or libjpeg-turbo warned or failed anywhere in
+        it (corrupt or truncated data, checked down to its last row): decode the whole file then, which reports
+        what is wrong.
     """
     if not region_decoder_available():
         return None
