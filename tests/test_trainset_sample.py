@@ -31,6 +31,7 @@ from face3d.trainset import (
     sample_io,
     uv_to_pixels,
 )
+from face3d.trainset.crop import compose, crop_matrices, crop_matrix, keypoint_boxes
 from face3d.trainset.sample import check_face_inside
 from face3d.trainset.sample_io import read_image
 from face3d.utils.errors import InputFileError
@@ -203,6 +204,28 @@ def test_keypoint_box_shifts_the_centre_by_at_most_max_shift_of_the_mean_side():
         draws = np.random.default_rng(seed)
         dx, dy, factor = draws.uniform(-0.1, 0.1), draws.uniform(-0.1, 0.1), draws.uniform(0.9, 1.1)
         assert box == CropBox(60.0 + dx * 80.0, 50.0 + dy * 80.0, 1.5 * 80.0 * factor)
+
+
+def test_stacked_crops_are_those_made_one_at_a_time():
+    """The generator plans all of a sample's crops at once: boxes, crop matrices, compositions, mapped keypoints
+    and crop scales of a stack are bit for bit those of single calls in turn (the draws in the same order)."""
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        sets = rng.uniform(0, 450, (9, 68, 2))
+        seed = int(rng.integers(2**31))
+        boxes = keypoint_boxes(sets, 1.5, np.random.default_rng(seed), 0.1, (0.9, 1.1))
+        draws = np.random.default_rng(seed)
+        singles = [keypoint_box(points, 1.5, draws, 0.1, (0.9, 1.1)) for points in sets]
+        assert boxes.tolist() == [[b.cx, b.cy, b.size] for b in singles]
+        matrices = crop_matrices(boxes, 256)
+        turns = np.stack([rotation_matrix(rng.uniform(0, 450, 2), angle) for angle in rng.uniform(-90, 90, 9)])
+        composed, mapped = compose(matrices, turns), apply_affine(turns, sets[0])
+        scales = TrainsetGenerator._crop_scales(composed)
+        for i, box in enumerate(singles):
+            np.testing.assert_array_equal(matrices[i], crop_matrix(box, 256))
+            np.testing.assert_array_equal(composed[i], compose(matrices[i], turns[i]))
+            np.testing.assert_array_equal(mapped[i], apply_affine(turns[i], sets[0]))
+            assert scales[i] == np.sqrt(abs(np.linalg.det(composed[i][:, :2])))
 
 
 def test_rotated_map_is_the_rotation_of_the_plain_map(model):

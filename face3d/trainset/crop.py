@@ -11,7 +11,8 @@ import numpy as np
 
 from face3d.contract import LANDMARK_SCALE
 
-__all__ = ["CropBox", "keypoint_box", "crop_matrix", "rotation_matrix", "compose", "apply_affine", "source_box"]
+__all__ = ["CropBox", "keypoint_box", "keypoint_boxes", "crop_matrix", "crop_matrices", "rotation_matrix", "compose",
+           "apply_affine", "source_box"]
 
 
 @dataclass(frozen=True)
@@ -25,29 +26,37 @@ class CropBox:
 
 def keypoint_box(keypoints_xy, crop_scale: float = LANDMARK_SCALE, rng: np.random.Generator | None = None,
                  max_shift: float = 0.1, scale_range: tuple[float, float] = (0.9, 1.1)) -> CropBox:
-    """PRNet's crop around keypoints, optionally perturbed.
+    """PRNet's crop around keypoints, optionally perturbed: ``keypoint_boxes`` of one set of (k, 2) image pixel
+    coordinates, as a CropBox."""
+    cx, cy, size = keypoint_boxes(np.asarray(keypoints_xy)[None], crop_scale, rng, max_shift, scale_range)[0]
+    return CropBox(float(cx), float(cy), float(size))
 
-    The box of the keypoints has centre c and mean side ``old = ((right - left) + (bottom - top)) / 2``;
-    the crop is centred at c with side ``crop_scale * old``.  With ``rng`` the centre moves by
+
+def keypoint_boxes(keypoints_xy, crop_scale: float = LANDMARK_SCALE, rng: np.random.Generator | None = None,
+                   max_shift: float = 0.1, scale_range: tuple[float, float] = (0.9, 1.1)) -> np.ndarray:
+    """PRNet's crops around several sets of keypoints, optionally perturbed.
+
+    The box of a set has centre c and mean side ``old = ((right - left) + (bottom - top)) / 2``; its crop is
+    centred at c with side ``crop_scale * old``.  With ``rng`` the centre moves by
     ``uniform(-max_shift, max_shift) * old`` in x then y and the side is multiplied by ``uniform(*scale_range)``
-    (three draws, in that order).  Unlike PRNet the box is not rounded to integers.
+    (three draws per set, in that order, set after set: the draws of single calls in turn).  Unlike PRNet the box is
+    not rounded to integers.
 
     Args:
-        keypoints_xy: (k, 2) image pixel coordinates.
+        keypoints_xy: (m, k, 2) image pixel coordinates, m sets.
     Returns:
-        CropBox.
+        (m, 3) float64: each crop's (cx, cy, size), as ``CropBox`` holds them.
     """
     kpt = np.asarray(keypoints_xy, dtype=np.float64)
-    left, top = kpt.min(axis=0)
-    right, bottom = kpt.max(axis=0)
-    old = ((right - left) + (bottom - top)) / 2.0
-    cx, cy = (left + right) / 2.0, (top + bottom) / 2.0
-    size = crop_scale * old
+    low, high = kpt.min(axis=1), kpt.max(axis=1)
+    old = ((high[:, 0] - low[:, 0]) + (high[:, 1] - low[:, 1])) / 2.0
+    boxes = np.stack([(low[:, 0] + high[:, 0]) / 2.0, (low[:, 1] + high[:, 1]) / 2.0, crop_scale * old], axis=1)
     if rng is not None:
-        cx += rng.uniform(-max_shift, max_shift) * old
-        cy += rng.uniform(-max_shift, max_shift) * old
-        size *= rng.uniform(scale_range[0], scale_range[1])
-    return CropBox(float(cx), float(cy), float(size))
+        draws = rng.uniform([-max_shift, -max_shift, scale_range[0]], [max_shift, max_shift, scale_range[1]],
+                            size=(len(kpt), 3))
+        boxes[:, :2] += draws[:, :2] * old[:, None]
+        boxes[:, 2] *= draws[:, 2]
+    return boxes
 
 
 def crop_matrix(box: CropBox, resolution: int) -> np.ndarray:
@@ -57,9 +66,19 @@ def crop_matrix(box: CropBox, resolution: int) -> np.ndarray:
     Returns:
         (2, 3) float64.
     """
-    k = (resolution - 1) / box.size
-    return np.array([[k, 0.0, -k * (box.cx - box.size / 2.0)],
-                     [0.0, k, -k * (box.cy - box.size / 2.0)]])
+    return crop_matrices(np.array([[box.cx, box.cy, box.size]]), resolution)[0]
+
+
+def crop_matrices(boxes, resolution: int) -> np.ndarray:
+    """``crop_matrix`` of each (cx, cy, size) row of ``boxes`` (m, 3) (``keypoint_boxes``); returns (m, 2, 3)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    cx, cy, size = boxes[:, 0], boxes[:, 1], boxes[:, 2]
+    k = (resolution - 1) / size
+    out = np.zeros((len(boxes), 2, 3))
+    out[:, 0, 0] = out[:, 1, 1] = k
+    out[:, 0, 2] = -k * (cx - size / 2.0)
+    out[:, 1, 2] = -k * (cy - size / 2.0)
+    return out
 
 
 def rotation_matrix(centre, angle_deg: float) -> np.ndarray:
@@ -77,23 +96,28 @@ def rotation_matrix(centre, angle_deg: float) -> np.ndarray:
 
 
 def compose(outer, inner) -> np.ndarray:
-    """``outer`` after ``inner`` for (2, 3) affine maps: returns (2, 3) ``M`` with ``M p = outer(inner(p))``."""
+    """``outer`` after ``inner`` for (2, 3) affine maps, or stacks of them (..., 2, 3): ``M p = outer(inner(p))``."""
     outer = np.asarray(outer, dtype=np.float64)
     inner = np.asarray(inner, dtype=np.float64)
-    return np.hstack([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
+    out = np.empty(np.broadcast_shapes(outer.shape, inner.shape))
+    out[..., :2] = outer[..., :2] @ inner[..., :2]
+    out[..., 2] = (outer[..., :2] @ inner[..., 2:])[..., 0] + outer[..., 2]
+    return out
 
 
 def apply_affine(matrix, points_xy) -> np.ndarray:
-    """Apply a (2, 3) affine map to (k, 2) points; returns (k, 2) float64."""
+    """Apply a (2, 3) affine map to (k, 2) points, or a stack of maps (m, 2, 3) to (m, k, 2) or (k, 2) points;
+    returns (..., k, 2) float64."""
     m = np.asarray(matrix, dtype=np.float64)
-    return np.asarray(points_xy, dtype=np.float64) @ m[:, :2].T + m[:, 2]
+    return np.asarray(points_xy, dtype=np.float64) @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
 
 
 def source_box(matrices, resolution: int, shape, margin: int = 2) -> tuple[int, int, int, int] | None:
     """The image pixels that ``cv2.warpAffine(image, M, (resolution, resolution))`` reads for each ``M`` of
     ``matrices``, within ``margin`` pixels: a bilinear sample at (sx, sy) reads the pixels floor(sx) and
     floor(sx) + 1 (likewise in y), and the crop's samples ``M^-1 (x, y)`` for x, y in [0, resolution - 1] lie in
-    the box of the four corners' samples. ``margin`` absorbs OpenCV's rounding of the sample positions (1/32 pixel).
+    the box of the four corners' samples. ``margin`` absorbs the rounding of the sample positions (OpenCV's,
+    and this inverse's).
 
     Args:
         matrices: (2, 3) image-to-crop maps. shape: the image's (h, w).
@@ -102,10 +126,13 @@ def source_box(matrices, resolution: int, shape, margin: int = 2) -> tuple[int, 
         a pixel of it.
     """
     h, w = shape
+    m = np.asarray(matrices, dtype=np.float64).reshape(-1, 2, 3)
+    a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
+    det = a * d - b * c
     end = resolution - 1.0
-    corners = np.array([[0.0, 0.0, end, end], [0.0, end, 0.0, end], [1.0, 1.0, 1.0, 1.0]])
-    samples = np.hstack([np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2] @ corners for m in matrices])
-    low, high = np.floor(samples.min(axis=1)) - margin, np.floor(samples.max(axis=1)) + 2 + margin
-    x0, y0 = (int(max(v, 0)) for v in low)
-    x1, y1 = int(min(high[0], w)), int(min(high[1], h))
+    corners = np.array([[0.0, 0.0, end, end], [0.0, end, 0.0, end]])  # (x, y) of the crop's four corner pixels
+    u, v = corners[0] - m[:, 0, 2:], corners[1] - m[:, 1, 2:]  # (k, 4) each
+    xs, ys = (d[:, None] * u - b[:, None] * v) / det[:, None], (a[:, None] * v - c[:, None] * u) / det[:, None]
+    x0, x1 = int(max(np.floor(xs.min()) - margin, 0)), int(min(np.floor(xs.max()) + 2 + margin, w))
+    y0, y1 = int(max(np.floor(ys.min()) - margin, 0)), int(min(np.floor(ys.max()) + 2 + margin, h))
     return (x0, x1, y0, y1) if x0 < x1 and y0 < y1 else None

@@ -16,7 +16,15 @@ import numpy as np
 from face3d.contract import LANDMARK_SCALE, RESOLUTION
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
-from face3d.trainset.crop import apply_affine, compose, crop_matrix, keypoint_box, rotation_matrix, source_box
+from face3d.trainset.crop import (
+    apply_affine,
+    compose,
+    crop_matrices,
+    keypoint_box,
+    keypoint_boxes,
+    rotation_matrix,
+    source_box,
+)
 from face3d.trainset.posmap import rasterize_uv, uv_keypoint_pixels
 from face3d.trainset.preview import draw_preview
 from face3d.trainset.sample_io import (
@@ -327,18 +335,24 @@ class TrainsetGenerator:
         return vertices, A, b
 
     @staticmethod
-    def _placement(A: np.ndarray, b: np.ndarray, z_min: float, matrix: np.ndarray) -> np.ndarray:
+    def _crop_scales(matrices: np.ndarray) -> np.ndarray:
+        """The scale ``k = sqrt(|det M[:, :2]|)`` of each (2, 3) image-to-crop map of ``matrices`` (m, 2, 3), by
+        one determinant call for all of them (LAPACK, matrix by matrix as for one alone)."""
+        return np.sqrt(np.abs(np.linalg.det(matrices[:, :, :2])))
+
+    @staticmethod
+    def _placement(A: np.ndarray, b: np.ndarray, z_min: float, matrix: np.ndarray, k: float) -> np.ndarray:
         """The (3, 4) float32 map ``M`` from model-space points to crop space, ``crop = M @ [v, 1]``: image
-        positions ``v @ A.T + b`` taken to the crop by the (2, 3) ``matrix`` in x, y and by its scale
-        ``k = sqrt(|det matrix[:, :2]|)`` in z, with ``z - z_min``."""
-        k = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+        positions ``v @ A.T + b`` taken to the crop by the (2, 3) ``matrix`` in x, y and by its scale ``k``
+        (``_crop_scales``) in z, with ``z - z_min``."""
         lin = np.zeros((3, 3))
         lin[:2, :2] = matrix[:, :2]
         lin[2, 2] = k
-        placement = np.empty((3, 4))
+        placement = np.empty((3, 4), dtype=np.float32)
         placement[:, :3] = lin @ A
-        placement[:, 3] = np.concatenate([matrix[:, :2] @ b[:2] + matrix[:, 2], [k * (b[2] - z_min)]])
-        return placement.astype(np.float32)
+        placement[:2, 3] = matrix[:, :2] @ b[:2] + matrix[:, 2]
+        placement[2, 3] = k * (b[2] - z_min)
+        return placement
 
     @staticmethod
     def _z_min(vertices: np.ndarray, A: np.ndarray, b: np.ndarray) -> float:
@@ -349,17 +363,17 @@ class TrainsetGenerator:
     def _placed_posmap(self, vertices: np.ndarray, A: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """Position map (r, r, 3) float32 of one output: the vertices placed in the crop (``_placement``), then
         interpolated at the UV pixels (``UVRasterization.interpolate``); uncovered pixels 0."""
-        placement = self._placement(A, b, self._z_min(vertices, A, b), matrix)
+        placement = self._placement(A, b, self._z_min(vertices, A, b), matrix, self._crop_scales(matrix[None])[0])
         placed = cv2.transform(vertices.reshape(-1, 1, 3), placement).reshape(-1, 3)
         r = self.config.resolution
         return np.asarray(self.rasterization.matrix @ placed).reshape(r, r, 3)
 
     def _shared_posmap(self, uv_points: np.ndarray, A: np.ndarray, b: np.ndarray, z_min: float,
-                       matrix: np.ndarray) -> np.ndarray:
+                       matrix: np.ndarray, k: float) -> np.ndarray:
         """Position map (r, r, 3) float32 from the model-space UV points (r, r, 3) that several outputs share:
         interpolation commutes with the affine ``_placement`` because barycentric weights sum to 1, so the
         map is the placement of the interpolated points, with uncovered pixels set back to 0."""
-        placed = cv2.transform(uv_points, self._placement(A, b, z_min, matrix))
+        placed = cv2.transform(uv_points, self._placement(A, b, z_min, matrix, k))
         return cv2.multiply(placed, self._coverage, dst=placed)
 
     def _output(self, name, rgba, matrix_img, posmap) -> GeneratedSample:
@@ -408,26 +422,30 @@ class TrainsetGenerator:
             raise
         rng = np.random.default_rng(seed) if cfg.perturb else None
 
-        def box(points_xy):
-            return keypoint_box(points_xy, cfg.crop_scale, rng, cfg.max_shift, cfg.scale_range)
+        def crops(points_xy):  # (m, 68, 2) keypoint sets -> (m, 2, 3) crop matrices, drawing as cfg says
+            return crop_matrices(keypoint_boxes(points_xy, cfg.crop_scale, rng, cfg.max_shift, cfg.scale_range),
+                                 cfg.resolution)
 
-        crops = [(stem, crop_matrix(box(kpt[:, :2]), cfg.resolution), None, None)]  # name, image matrix, refit
-        face = keypoint_box(kpt[:, :2])
-        for angle in cfg.angles:
-            rot = rotation_matrix((face.cx, face.cy), angle)
-            rotated_kpt = apply_affine(rot, kpt[:, :2])
-            crop_rotated = crop_matrix(box(rotated_kpt), cfg.resolution)
-            crops.append((angle_name(stem, angle), compose(crop_rotated, rot), rotated_kpt, crop_rotated))
-        rgba = source.rgba(source_box([c[1] for c in crops], cfg.resolution, shape))
+        plain = crops(kpt[None, :, :2])
+        names, matrices = [stem], plain
+        if cfg.angles:
+            face = keypoint_box(kpt[:, :2])
+            rotations = np.stack([rotation_matrix((face.cx, face.cy), angle) for angle in cfg.angles])
+            rotated_kpt = apply_affine(rotations, kpt[:, :2])
+            crops_rotated = crops(rotated_kpt)
+            names += [angle_name(stem, angle) for angle in cfg.angles]
+            matrices = np.concatenate([plain, compose(crops_rotated, rotations)])
+        rgba = source.rgba(source_box(matrices, cfg.resolution, shape))
         uv_points, z_min = self._uv_points(geometry), self._z_min(geometry.vertices, A, b)
+        scales = self._crop_scales(matrices)
         outputs = []
-        for name, matrix_img, rotated_kpt, crop_rotated in crops:
-            if cfg.refit and rotated_kpt is not None:
+        for i, (name, matrix_img) in enumerate(zip(names, matrices)):
+            if cfg.refit and i > 0:
                 # The fitted pose already places the face in the rotated frame: only the crop remains.
-                fitted, A_fit, b_fit = self._refit_pose(rotated_kpt, source.height)
-                posmap = self._placed_posmap(fitted, A_fit, b_fit, crop_rotated)
+                fitted, A_fit, b_fit = self._refit_pose(rotated_kpt[i - 1], source.height)
+                posmap = self._placed_posmap(fitted, A_fit, b_fit, crops_rotated[i - 1])
             else:
-                posmap = self._shared_posmap(uv_points, A, b, z_min, matrix_img)
+                posmap = self._shared_posmap(uv_points, A, b, z_min, matrix_img, scales[i])
             outputs.append(self._output(name, rgba, matrix_img, posmap))
         return outputs
 
