@@ -371,8 +371,8 @@ class TrainsetGenerator:
     def _shared_posmap(self, uv_points: np.ndarray, A: np.ndarray, b: np.ndarray, z_min: float,
                        matrix: np.ndarray, k: float) -> np.ndarray:
         """Position map (r, r, 3) float32 from the model-space UV points (r, r, 3) that several outputs share:
-        interpolation commutes with the affine ``_placement`` because barycentric weights sum to 1, so the
-        map is the placement of the interpolated points, with uncovered pixels set back to 0."""
+        interpolation commutes with the affine ``_placement`` (``k``: the crop's scale) because barycentric weights
+        sum to 1, so the map is the placement of the interpolated points, with uncovered pixels set back to 0."""
         placed = cv2.transform(uv_points, self._placement(A, b, z_min, matrix, k))
         return cv2.multiply(placed, self._coverage, dst=placed)
 
@@ -422,7 +422,7 @@ class TrainsetGenerator:
             raise
         rng = np.random.default_rng(seed) if cfg.perturb else None
 
-        def crops(points_xy):  # (m, 68, 2) keypoint sets -> (m, 2, 3) crop matrices, drawing as cfg says
+        def crops(points_xy):  # (m, k, 2) keypoint sets -> (m, 2, 3) crop matrices, drawing as cfg says
             return crop_matrices(keypoint_boxes(points_xy, cfg.crop_scale, rng, cfg.max_shift, cfg.scale_range),
                                  cfg.resolution)
 
