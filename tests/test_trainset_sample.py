@@ -228,6 +228,14 @@ def test_stacked_crops_are_those_made_one_at_a_time():
             assert scales[i] == np.sqrt(abs(np.linalg.det(composed[i][:, :2])))
 
 
+def test_a_crop_of_no_area_is_refused():
+    for size in (0.0, -3.0, np.inf, np.nan):
+        with pytest.raises(ValueError, match="crop sides must be positive and finite"):
+            crop_matrix(CropBox(10.0, 20.0, size), 256)
+    with pytest.raises(ValueError, match=r"got \[12.0, 0.0\]"):
+        crop_matrices(keypoint_boxes(np.array([[[0.0, 0.0], [8.0, 8.0]], [[5.0, 5.0], [5.0, 5.0]]])), 64)
+
+
 def test_rotated_map_is_the_rotation_of_the_plain_map(model):
     angles = (30, -45)
     generator = TrainsetGenerator(model, GenerationConfig(resolution=64, angles=angles, perturb=False))

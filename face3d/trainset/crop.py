@@ -70,9 +70,12 @@ def crop_matrix(box: CropBox, resolution: int) -> np.ndarray:
 
 
 def crop_matrices(boxes, resolution: int) -> np.ndarray:
-    """``crop_matrix`` of each (cx, cy, size) row of ``boxes`` (m, 3) (``keypoint_boxes``); returns (m, 2, 3)."""
+    """``crop_matrix`` of each (cx, cy, size) row of ``boxes`` (m, 3) (``keypoint_boxes``); returns (m, 2, 3).
+    ValueError for a side that is not positive and finite (keypoints that span no area)."""
     boxes = np.asarray(boxes, dtype=np.float64)
     cx, cy, size = boxes[:, 0], boxes[:, 1], boxes[:, 2]
+    if not np.all(np.isfinite(size) & (size > 0)):
+        raise ValueError(f"crop sides must be positive and finite, got {size.tolist()}")
     k = (resolution - 1) / size
     out = np.zeros((len(boxes), 2, 3))
     out[:, 0, 0] = out[:, 1, 1] = k
