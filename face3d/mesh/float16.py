@@ -1,7 +1,7 @@
 """float32 to float16, rounded to nearest even, with the C++ kernel of face3d.mesh._mesh_core.
 
-The one conversion of float32 maps to the float16 files the generator writes: several times faster than OpenCV's
-and ten times numpy's here, and the same bits on every processor (F16C where it has it, else plain C++ that
+The one conversion of float32 maps to the float16 files the generator writes: faster than OpenCV's and numpy's
+(the README gives the figures), and the same bits on every processor (F16C where it has it, else plain C++ that
 rounds as F16C does). face3d.mesh_numpy.float16 is the numpy twin.
 """
 import numpy as np
