@@ -105,6 +105,32 @@ def test_a_leftover_twin_linked_to_another_file_is_replaced_not_written_through(
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.jpg" for name in writes)
 
 
+@pytest.mark.parametrize("length", [246, 247, 250, 255])
+def test_a_name_up_to_the_file_systems_limit_is_written_through_a_twin_that_fits(tmp_path, length):
+    """The twin ``.<name>.partial`` of a name of 247 to 255 bytes would pass the 255-byte limit: such a name's twin
+    is shortened (the same twin every time, so a killed run's leftover is still found), and every write succeeds."""
+    out = tmp_path / "out"
+    out.mkdir()
+    folder_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    writes = {"atomic_file": lambda path: atomic_write_bytes(path, b"new"),
+              "atomic_write_files": lambda path: atomic_write_files({path: b"new"}),
+              "per-sample file": lambda path: _write_file_atomically(folder_fd, path.name, [memoryview(b"new")])}
+    try:
+        for i, (kind, write) in enumerate(writes.items()):
+            path = out / (str(i) * (length - 4) + ".jpg")
+            twin = temp_name(path)
+            assert twin.parent == path.parent and twin.name.startswith(".") and twin.name.endswith(".partial")
+            assert len(os.fsencode(twin.name)) <= 255 and temp_name(path) == twin, kind
+            if length <= 246:
+                assert twin.name == f".{path.name}.partial"
+            twin.write_bytes(b"a killed run's leftover")
+            write(path)
+            assert path.read_bytes() == b"new" and not twin.exists(), kind
+    finally:
+        os.close(folder_fd)
+    assert len(list(out.iterdir())) == len(writes)
+
+
 def test_atomic_file_on_a_read_only_file_system_names_its_path(tmp_path, monkeypatch):
     """There even removing the missing temporary twin fails (EROFS, not ENOENT): the first error is the one raised,
     naming the file asked for, not its hidden twin."""

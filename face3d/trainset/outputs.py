@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from face3d.mesh.float16 import to_float16
-from face3d.utils.atomic import TEMP_SUFFIX, atomic_write_bytes
+from face3d.utils.atomic import atomic_write_bytes, temp_file_name
 from face3d.utils.errors import os_error_at
 
 __all__ = ["OutputFolders", "Journal", "write_sample", "encode_image", "write_image", "read_journals", "done_outputs",
@@ -53,12 +53,12 @@ class OutputFolders:
 
 
 def _write_file_atomically(folder_fd, name, views):
-    """``atomic_write_bytes`` for the per-sample files, in the folder open as ``folder_fd``: the hidden temporary
-    twin ``.<name>.partial`` receives the byte views ``views`` (``_byte_views``) in order (one ``writev``, no joined
-    copy) and is renamed onto ``name``; a file left at the twin's name is removed when the exclusive open finds it,
-    never written through (``atomic_file``). No fsync: a crash may lose the last files but never shows a partial
-    one, and the journal record, appended last, is what a resumed run trusts."""
-    tmp = f".{name}{TEMP_SUFFIX}"
+    """``atomic_write_bytes`` for the per-sample files, in the folder open as ``folder_fd``: the hidden temporary twin
+    (``temp_file_name``: ``.<name>.partial``) receives the byte views ``views`` (``_byte_views``) in order (one
+    ``writev``, no joined copy) and is renamed onto ``name``; a file left at the twin's name is removed when the
+    exclusive open finds it, never written through (``atomic_file``). No fsync: a crash may lose the last files but
+    never shows a partial one, and the journal record, appended last, is what a resumed run trusts."""
+    tmp = temp_file_name(name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         try:

@@ -1,9 +1,10 @@
 """Atomic file writes: a hidden temporary twin in the same folder, renamed onto the target with ``os.replace``.
 
-Readers never see a half-written file. The temporary name is deterministic (``.<name>.partial``), so a job
-killed mid-write and run again removes its leftover and writes the name anew instead of leaving it behind. Work that
-processes sharing a folder must do once (a set they all read) runs under ``exclusive_lock``; a run writing an output
-holds it under ``output_lock``, which refuses a second run of the same output.
+Readers never see a half-written file. The temporary name is deterministic (``.<name>.partial``, shortened near the
+255-byte limit of a file name), so a job killed mid-write and run again removes its leftover and writes the name anew
+instead of leaving it behind. Work that processes sharing a folder must do once (a set they all read) runs under
+``exclusive_lock``; a run writing an output holds it under ``output_lock``, which refuses a second run of the same
+output.
 """
 import contextlib
 import errno
@@ -13,24 +14,39 @@ import logging
 import os
 import shutil
 import time
+import zlib
 from pathlib import Path
 
 from face3d.utils.errors import os_error_at
 
-__all__ = ["TEMP_SUFFIX", "temp_name", "names_no_file_but", "atomic_file", "atomic_write_bytes", "atomic_write_files",
-           "write_file_set", "staging_folder", "exclusive_lock", "output_lock"]
+__all__ = ["TEMP_SUFFIX", "temp_name", "temp_file_name", "names_no_file_but", "atomic_file", "atomic_write_bytes",
+           "atomic_write_files", "write_file_set", "staging_folder", "exclusive_lock", "output_lock"]
 
 logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".partial"
+_NAME_MAX = 255  # bytes of a file name on Linux, macOS and Windows file systems
 # flock's errors on a file system without locks (NFS without its lock service, Lustre mounted without flock)
 _NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
 
 
 def temp_name(path) -> Path:
-    """The hidden temporary twin ``.<name>.partial`` of ``path``, in the same folder."""
+    """The hidden temporary twin of ``path`` in the same folder (``temp_file_name``)."""
     path = Path(path)
-    return path.with_name(f".{path.name}{TEMP_SUFFIX}")
+    return path.with_name(temp_file_name(path.name))
+
+
+def temp_file_name(name: str) -> str:
+    """The hidden temporary twin of the file name ``name``: ``.<name>.partial``; where that passes the 255 bytes a
+    file name may have, ``.<start of name>~<crc32 of name>.partial`` within them (the same twin every time)."""
+    twin = f".{name}{TEMP_SUFFIX}"
+    if len(os.fsencode(twin)) <= _NAME_MAX:
+        return twin
+    tag = f"~{zlib.crc32(os.fsencode(name)):08x}{TEMP_SUFFIX}"
+    head = name
+    while len(os.fsencode(f".{head}{tag}")) > _NAME_MAX:  # whole characters off the end
+        head = head[:-1]
+    return f".{head}{tag}"
 
 
 @contextlib.contextmanager
