@@ -2,7 +2,6 @@
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
-from setuptools.command.build_ext import build_ext
 
 mesh_core = Extension(
     "face3d.mesh._mesh_core",
@@ -21,23 +20,9 @@ jpeg_region = Extension(
     libraries=["jpeg"],
     extra_compile_args=["-O2"],
 )
-OPTIONAL = {jpeg_region.name}  # set after cythonize(), whose new Extension objects drop ``optional``
-
-
-class BuildOptionalExtensions(build_ext):
-    """build_ext that leaves out an ``OPTIONAL`` extension whose compiler or linker fails, with a warning."""
-
-    def build_extension(self, ext):
-        try:
-            super().build_extension(ext)
-        except Exception as error:  # whatever this setuptools' compiler classes raise (LinkError is no CCompilerError)
-            if ext.name not in OPTIONAL:
-                raise
-            self.warn(f"{ext.name} left out ({error}): libjpeg-turbo 2.0 or newer with its headers was not found, "
-                      f"so JPEG images are decoded whole")
-
-
+# setuptools leaves out an optional extension its compiler or linker fails on, with a warning. The flag is set on
+# what cythonize() returns: its new Extension objects drop it.
 extensions = cythonize([mesh_core, jpeg_region], compiler_directives={"language_level": "3"})
-for extension in extensions:  # an in-place or editable build then copies only what was built
-    extension.optional = extension.name in OPTIONAL
-setup(ext_modules=extensions, cmdclass={"build_ext": BuildOptionalExtensions})
+for extension in extensions:
+    extension.optional = extension.name == jpeg_region.name
+setup(ext_modules=extensions)

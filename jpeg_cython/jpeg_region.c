@@ -41,8 +41,9 @@ int jpeg_region_rgba(const unsigned char *data, unsigned long size, int width, i
     }
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, size);
+    // Arithmetic coding is left to OpenCV's own libjpeg-turbo: its support is a build option of each copy.
     if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK || cinfo.jpeg_color_space != JCS_YCbCr ||
-        cinfo.data_precision != 8 || (int)cinfo.image_width != width ||
+        cinfo.arith_code || cinfo.data_precision != 8 || (int)cinfo.image_width != width ||
         (int)cinfo.image_height != height || cinfo.err->num_warnings != 0) {
         jpeg_destroy_decompress(&cinfo);
         return 1;

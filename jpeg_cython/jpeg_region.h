@@ -12,8 +12,8 @@ extern "C" {
 // fancy upsampling), as a whole-image decoding gives them. The rows below y1 are entropy-decoded without their
 // IDCT (the image's last row in full), then the file must end in its EOI marker. Requires 0 <= x0 < x1 <= width
 // and 0 <= y0 < y1 <= height.
-// Returns 0 when decoded; 1 when the file is not a colour (YCbCr, 8 bits) JPEG of width x height pixels, is a
-// progressive file short of its last scans (its blocks are smoothed with their neighbours), or when
+// Returns 0 when decoded; 1 when the file is not a colour (YCbCr, 8 bits, Huffman-coded) JPEG of width x height
+// pixels, is a progressive file short of its last scans (its blocks are smoothed with their neighbours), or when
 // libjpeg-turbo failed or warned (corrupt or truncated data): out is then unspecified, and the caller decodes the
 // whole file with its other decoder, which reports what is wrong.
 int jpeg_region_rgba(const unsigned char *data, unsigned long size, int width, int height,

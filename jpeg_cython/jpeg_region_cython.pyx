@@ -11,7 +11,9 @@ def jpeg_region_rgba(const unsigned char[::1] data, unsigned char[:, :, ::1] out
     """Decode rows [y0, y1), columns at least [x0, x1), of the JPEG bytes ``data`` into ``out`` ((h, w, 4) uint8,
     h and w the file's size): True when decoded, False when the file needs the whole-image decoder (see the
     header). ValueError for a box outside ``out`` or an empty one."""
-    if out.shape[2] != 4 or not (0 <= x0 < x1 <= out.shape[1] and 0 <= y0 < y1 <= out.shape[0]):
+    if out.shape[2] != 4:
+        raise ValueError(f"out must be an (h, w, 4) RGBA image, got {out.shape[2]} channels")
+    if not (0 <= x0 < x1 <= out.shape[1] and 0 <= y0 < y1 <= out.shape[0]):
         raise ValueError(f"box x {x0}..{x1}, y {y0}..{y1} is empty or outside the "
                          f"{out.shape[1]}x{out.shape[0]} RGBA image")
     if data.shape[0] == 0:

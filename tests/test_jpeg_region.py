@@ -43,7 +43,7 @@ def _opencv_rgba(data):
 @pytest.mark.parametrize("progressive", [False, True])
 def test_a_region_holds_opencvs_pixels(sampling, progressive):
     """Boxes that cut blocks and chroma pairs anywhere, on sizes that are not multiples of a block."""
-    rng = np.random.default_rng(hash((sampling, progressive)) % 2**32)
+    rng = np.random.default_rng(sorted(SAMPLINGS).index(sampling) * 2 + progressive)
     for h, w in ((450, 450), (37, 53), (129, 200), (17, 16)):
         data = _jpeg(_picture(h, w, seed=h), sampling, progressive)
         expected = _opencv_rgba(data)
@@ -97,6 +97,12 @@ def test_a_box_that_is_empty_or_outside_the_image_is_refused(box):
     out = np.zeros((160, 120, 4), np.uint8)
     with pytest.raises(ValueError, match="is empty or outside the 120x160 RGBA image"):
         jpeg_region.jpeg_region_rgba(_jpeg(_picture(160, 120)), out, *box)
+
+
+@built
+def test_an_output_without_four_channels_is_refused():
+    with pytest.raises(ValueError, match="out must be an \\(h, w, 4\\) RGBA image, got 3 channels"):
+        jpeg_region.jpeg_region_rgba(_jpeg(_picture(16, 16)), np.zeros((16, 16, 3), np.uint8), 0, 8, 0, 8)
 
 
 def test_without_the_decoder_every_region_is_left_to_the_whole_image(monkeypatch):

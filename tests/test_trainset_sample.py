@@ -226,6 +226,14 @@ def test_stacked_crops_are_those_made_one_at_a_time():
             np.testing.assert_array_equal(composed[i], compose(matrices[i], turns[i]))
             np.testing.assert_array_equal(mapped[i], apply_affine(turns[i], sets[0]))
             assert scales[i] == np.sqrt(abs(np.linalg.det(composed[i][:, :2])))
+            # and the single calls are the documented formulas, written out
+            k = 255 / box.size
+            np.testing.assert_array_equal(matrices[i], [[k, 0.0, -k * (box.cx - box.size / 2.0)],
+                                                        [0.0, k, -k * (box.cy - box.size / 2.0)]])
+            outer, inner = matrices[i], turns[i]
+            np.testing.assert_array_equal(composed[i], np.hstack([outer[:, :2] @ inner[:, :2],
+                                                                  (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]]))
+            np.testing.assert_array_equal(mapped[i], sets[0] @ turns[i][:, :2].T + turns[i][:, 2])
 
 
 def test_a_crop_of_no_area_is_refused():

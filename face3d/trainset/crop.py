@@ -65,6 +65,8 @@ def crop_matrix(box: CropBox, resolution: int) -> np.ndarray:
 
     Returns:
         (2, 3) float64.
+    Raises:
+        ValueError: a side that is not positive and finite.
     """
     return crop_matrices(np.array([[box.cx, box.cy, box.size]]), resolution)[0]
 
@@ -109,10 +111,12 @@ def compose(outer, inner) -> np.ndarray:
 
 
 def apply_affine(matrix, points_xy) -> np.ndarray:
-    """Apply a (2, 3) affine map to (k, 2) points, or a stack of maps (m, 2, 3) to (m, k, 2) or (k, 2) points;
-    returns (..., k, 2) float64."""
+    """Apply a (2, 3) affine map to (k, 2) points (or one (2,) point), or a stack of maps (m, 2, 3) to (m, k, 2) or
+    (k, 2) points; returns (..., k, 2) float64 ((..., 2) for one point)."""
     m = np.asarray(matrix, dtype=np.float64)
-    return np.asarray(points_xy, dtype=np.float64) @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
+    points = np.asarray(points_xy, dtype=np.float64)
+    translation = m[..., 2] if points.ndim == 1 else m[..., None, :, 2]  # one point: (..., 2) as given
+    return points @ np.swapaxes(m[..., :2], -1, -2) + translation
 
 
 def source_box(matrices, resolution: int, shape, margin: int = 2) -> tuple[int, int, int, int] | None:

@@ -185,8 +185,9 @@ def check_face_inside(points, shape, minimum, where, what):
 class TrainsetGenerator:
     """Per-process generator of PRNet training pairs for one morphable model; per sample:
 
-    1. Read the ``.mat`` (``read_params``), then decode the image (``read_image``); a missing image is reported
-       before the ``.mat`` is read.
+    1. Read the ``.mat`` (``read_params``), then the image's file and header (``open_image``); a missing image is
+       reported before the ``.mat`` is read. The image is decoded once every crop is planned (step 4), of a JPEG
+       only the part the crops read (``StoredImage.rgba``, ``crop.source_box``).
     2. Vertices ``V = shapeMU + shapePC @ Shape_Para + expPC @ Exp_Para`` in float32.  On a BFM-sized model this
        product dominates; one product for many samples (``process_iter`` / ``process_many``) reads the basis once
        for all of them, and results are bit-identical whatever the batching (see ``_vertex_product``). What the
