@@ -1,4 +1,5 @@
 """The input-file exception, a refused write naming its file, and the one .mat reader."""
+import contextlib
 import errno
 import os
 import pickle
@@ -83,6 +84,19 @@ def test_a_file_set_whose_second_rename_fails_leaves_none_of_its_files(tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+@contextlib.contextmanager
+def _atomic_writers(folder):
+    """``{kind: write(path)}`` for each atomic writer, writing b"new" into ``folder`` (the per-sample writer through
+    the folder's descriptor, closed on exit)."""
+    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield {"atomic_file": lambda path: atomic_write_bytes(path, b"new"),
+               "atomic_write_files": lambda path: atomic_write_files({path: b"new"}),
+               "per-sample file": lambda path: _write_file_atomically(folder_fd, path.name, [memoryview(b"new")])}
+    finally:
+        os.close(folder_fd)
+
+
 def test_a_leftover_twin_linked_to_another_file_is_replaced_not_written_through(tmp_path):
     """A killed run's twin may be a hard link to another file (``face3d fit`` links photos through such names):
     every atomic write removes it and writes a new file, leaving the other file's bytes as they were."""
@@ -90,18 +104,12 @@ def test_a_leftover_twin_linked_to_another_file_is_replaced_not_written_through(
     photo.write_bytes(b"the user's photo")
     out = tmp_path / "out"
     out.mkdir()
-    folder_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-    writes = {"atomic_file": lambda path: atomic_write_bytes(path, b"new"),
-              "atomic_write_files": lambda path: atomic_write_files({path: b"new"}),
-              "per-sample file": lambda path: _write_file_atomically(folder_fd, path.name, [memoryview(b"new")])}
-    try:
+    with _atomic_writers(out) as writes:
         for name, write in writes.items():
             path = out / f"{name}.jpg"
             os.link(photo, temp_name(path))
             write(path)
             assert (path.read_bytes(), photo.read_bytes()) == (b"new", b"the user's photo"), name
-    finally:
-        os.close(folder_fd)
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.jpg" for name in writes)
 
 
@@ -111,11 +119,7 @@ def test_a_name_up_to_the_file_systems_limit_is_written_through_a_twin_that_fits
     is shortened (the same twin every time, so a killed run's leftover is still found), and every write succeeds."""
     out = tmp_path / "out"
     out.mkdir()
-    folder_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-    writes = {"atomic_file": lambda path: atomic_write_bytes(path, b"new"),
-              "atomic_write_files": lambda path: atomic_write_files({path: b"new"}),
-              "per-sample file": lambda path: _write_file_atomically(folder_fd, path.name, [memoryview(b"new")])}
-    try:
+    with _atomic_writers(out) as writes:
         for i, (kind, write) in enumerate(writes.items()):
             path = out / (str(i) * (length - 4) + ".jpg")
             twin = temp_name(path)
@@ -126,8 +130,6 @@ def test_a_name_up_to_the_file_systems_limit_is_written_through_a_twin_that_fits
             twin.write_bytes(b"a killed run's leftover")
             write(path)
             assert path.read_bytes() == b"new" and not twin.exists(), kind
-    finally:
-        os.close(folder_fd)
     assert len(list(out.iterdir())) == len(writes)
 
 
