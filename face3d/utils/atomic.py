@@ -25,7 +25,7 @@ __all__ = ["TEMP_SUFFIX", "temp_name", "temp_file_name", "names_no_file_but", "a
 logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".partial"
-_NAME_MAX = 255  # bytes of a file name on Linux, macOS and Windows file systems
+_NAME_MAX = 255  # the longest file name the common file systems take (bytes on Linux, ext4 and tmpfs among them)
 # flock's errors on a file system without locks (NFS without its lock service, Lustre mounted without flock)
 _NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
 
