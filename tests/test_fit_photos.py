@@ -1086,7 +1086,10 @@ def test_fit_command_errors(tmp_path, capsys):
     photos = tmp_path / "photos"
     _write_image(photos / "x.jpg")
     assert main(["fit", "--images", str(photos), "--output", str(photos), "--quiet"]) == 2
-    assert "output must be a folder other than the images folder" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"face3d fit: error: {photos}: the output must be a folder other than the "
+                                       f"images folder {photos} (its photos' copies would be taken for photos)\n")
+    assert main(["fit", "--images", str(photos), "--output", str(photos / "." / "sub" / ".."), "--quiet"]) == 2
+    assert "the output must be a folder other than the images folder" in capsys.readouterr().err
     assert main(["fit", "--images", str(tmp_path / "none"), "--output", str(tmp_path / "o"), "--quiet"]) == 2
     assert "images folder not found" in capsys.readouterr().err
     assert main(["fit", "--images", str(photos), "--landmarks", str(tmp_path / "none"), "--output",

@@ -33,6 +33,7 @@ from face3d.utils.atomic import atomic_file, atomic_write_bytes, output_lock, te
 from face3d.utils.errors import InputFileError, os_error_at, refuses_storage
 from face3d.utils.image_header import IMAGE_SUFFIXES, is_listed_image, is_unread_image, warn_unread_images
 from face3d.utils.matfile import save_mat
+from face3d.utils.output_names import refuse_output_in
 from face3d.utils.progress import Progress
 
 __all__ = ["FitConfig", "PhotoRef", "discover_photos", "project_landmarks", "fit_landmarks", "fit_photos",
@@ -634,7 +635,8 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
         missing).
     Raises:
         InputFileError: no image under ``images``. FileNotFoundError: no ``images`` or ``config.landmarks`` folder,
-            or no file at ``model_path``. ValueError: ``output`` is ``images``, or ``workers`` is below 1.
+            or no file at ``model_path``. ValueError: ``workers`` below 1; as InputFileError, ``output`` that is
+            ``images`` (``refuse_output_in``).
         DetectorUnavailable: ``config.detect`` without dlib or its model files (``face3d.prnet.detect``).
         Nothing is created under ``output`` in these cases. OSError naming the file: a write the file system refuses
         for good (``STORAGE_REFUSED``: full, over quota, read-only) stops the run at once, leaving that photo no
@@ -643,8 +645,8 @@ def fit_photos(images, output, model_path=None, config=FitConfig(), workers=None
     """
     started = time.monotonic()
     images, output = Path(images), Path(output)
-    if output.resolve() == images.resolve():
-        raise ValueError(f"output must be a folder other than the images folder, got {str(output)!r} for both")
+    refuse_output_in(output, images, "the images folder", "its photos' copies would be taken for photos",
+                     inside=False)  # a folder inside it is left out of the listing
     workers = default_worker_count() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
