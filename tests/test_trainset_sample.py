@@ -31,7 +31,7 @@ from face3d.trainset import (
     sample_io,
     uv_to_pixels,
 )
-from face3d.trainset.crop import compose, crop_matrices, crop_matrix, keypoint_boxes
+from face3d.trainset.crop import compose, crop_matrices, crop_matrix, crop_scales, keypoint_boxes
 from face3d.trainset.sample import check_face_inside
 from face3d.trainset.sample_io import read_image
 from face3d.utils.errors import InputFileError
@@ -220,7 +220,7 @@ def test_stacked_crops_are_those_made_one_at_a_time():
         matrices = crop_matrices(boxes, 256)
         turns = np.stack([rotation_matrix(rng.uniform(0, 450, 2), angle) for angle in rng.uniform(-90, 90, 9)])
         composed, mapped = compose(matrices, turns), apply_affine(turns, sets[0])
-        scales = TrainsetGenerator._crop_scales(composed)
+        scales = crop_scales(composed)
         for i, box in enumerate(singles):
             np.testing.assert_array_equal(matrices[i], crop_matrix(box, 256))
             np.testing.assert_array_equal(composed[i], compose(matrices[i], turns[i]))

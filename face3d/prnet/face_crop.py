@@ -12,7 +12,7 @@ import numpy as np
 
 from face3d.contract import BOX_SCALE, BOX_SHIFT, LANDMARK_SCALE, map_scale
 from face3d.prnet.uv_weights import reduced_indices
-from face3d.trainset.crop import CropBox, compose, crop_matrix, keypoint_box
+from face3d.trainset.crop import CropBox, compose, crop_matrix, crop_scales, keypoint_box
 from face3d.trainset.landmark_files import landmarks_from_array
 from face3d.utils.unit_floats import refuse_above_one
 
@@ -210,7 +210,7 @@ def restore_map(output, matrix, resolution):
         output = output[np.ix_(index, index)]
     m = np.asarray(matrix, dtype=np.float64)
     inverse = np.linalg.inv(m[:, :2])
-    k = np.sqrt(abs(np.linalg.det(m[:, :2])))
+    k = crop_scales(m[None])[0]
     scale = map_scale(r)  # normalised map -> crop pixels, folded into the one affine map below
     affine = np.zeros((3, 4))
     affine[:2, :2] = inverse * scale

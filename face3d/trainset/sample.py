@@ -20,6 +20,7 @@ from face3d.trainset.crop import (
     apply_affine,
     compose,
     crop_matrices,
+    crop_scales,
     keypoint_box,
     keypoint_boxes,
     rotation_matrix,
@@ -336,16 +337,10 @@ class TrainsetGenerator:
         return vertices, A, b
 
     @staticmethod
-    def _crop_scales(matrices: np.ndarray) -> np.ndarray:
-        """The scale ``k = sqrt(|det M[:, :2]|)`` of each (2, 3) image-to-crop map of ``matrices`` (m, 2, 3), by
-        one determinant call for all of them (LAPACK, matrix by matrix as for one alone)."""
-        return np.sqrt(np.abs(np.linalg.det(matrices[:, :, :2])))
-
-    @staticmethod
     def _placement(A: np.ndarray, b: np.ndarray, z_min: float, matrix: np.ndarray, k: float) -> np.ndarray:
         """The (3, 4) float32 map ``M`` from model-space points to crop space, ``crop = M @ [v, 1]``: image
         positions ``v @ A.T + b`` taken to the crop by the (2, 3) ``matrix`` in x, y and by its scale ``k``
-        (``_crop_scales``) in z, with ``z - z_min``."""
+        (``crop.crop_scales``) in z, with ``z - z_min``."""
         lin = np.zeros((3, 3))
         lin[:2, :2] = matrix[:, :2]
         lin[2, 2] = k
@@ -364,7 +359,7 @@ class TrainsetGenerator:
     def _placed_posmap(self, vertices: np.ndarray, A: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """Position map (r, r, 3) float32 of one output: the vertices placed in the crop (``_placement``), then
         interpolated at the UV pixels (``UVRasterization.interpolate``); uncovered pixels 0."""
-        placement = self._placement(A, b, self._z_min(vertices, A, b), matrix, self._crop_scales(matrix[None])[0])
+        placement = self._placement(A, b, self._z_min(vertices, A, b), matrix, crop_scales(matrix[None])[0])
         placed = cv2.transform(vertices.reshape(-1, 1, 3), placement).reshape(-1, 3)
         r = self.config.resolution
         return np.asarray(self.rasterization.matrix @ placed).reshape(r, r, 3)
@@ -438,7 +433,7 @@ class TrainsetGenerator:
             matrices = np.concatenate([plain, compose(crops_rotated, rotations)])
         rgba = source.rgba(source_box(matrices, cfg.resolution, shape))
         uv_points, z_min = self._uv_points(geometry), self._z_min(geometry.vertices, A, b)
-        scales = self._crop_scales(matrices)
+        scales = crop_scales(matrices)
         outputs = []
         for i, (name, matrix_img) in enumerate(zip(names, matrices)):
             if cfg.refit and i > 0:
