@@ -429,7 +429,7 @@ def test_read_300wlp_sample_returns_rgb_and_parameters(model, tmp_path):
     assert got["Pose_Para"].shape == (7,) and got["Shape_Para"].shape == (199, 1)
     assert got["Exp_Para"].shape == (29, 1) and got["pt2d"].shape == (2, 68)
     np.testing.assert_allclose(got["Pose_Para"], params["Pose_Para"])
-    rgba = read_image(image_path, alpha=True)  # the generator's warp source
+    rgba = sample_io.open_image(image_path).rgba()  # the generator's warp source, decoded whole
     assert rgba.shape == (*image.shape[:2], 4) and np.all(rgba[..., 3] == 255)
     np.testing.assert_array_equal(rgba[..., :3], image)
 
@@ -573,7 +573,7 @@ def test_read_image_ignores_the_exif_orientation(tmp_path):
     got = read_image(tmp_path / "rotated.jpg")
     assert stored.shape == got.shape == (8, 16, 3)
     np.testing.assert_array_equal(got, stored)
-    np.testing.assert_array_equal(read_image(tmp_path / "rotated.jpg", alpha=True)[..., :3], stored)
+    np.testing.assert_array_equal(sample_io.open_image(tmp_path / "rotated.jpg").rgba()[..., :3], stored)
 
 
 @pytest.mark.parametrize("endian", ["<", ">"])

@@ -149,9 +149,8 @@ def open_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, limit_flag: str
     return StoredImage(image_path, data, header)
 
 
-def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = False,
-               limit_flag: str | None = None) -> np.ndarray:
-    """Decode an image file to (h, w, 3) uint8 RGB, or (h, w, 4) RGBA with alpha 255 when ``alpha``.
+def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, limit_flag: str | None = None) -> np.ndarray:
+    """Decode an image file to (h, w, 3) uint8 RGB (``open_image(...).rgba()`` gives RGBA, as the generator reads).
 
     The size is read from the header first (``open_image``: ``max_pixels`` and ``limit_flag`` are its). The pixels
     come as stored (``decode_stored_pixels``: a JPEG's EXIF orientation is ignored), with a warning naming the
@@ -160,8 +159,7 @@ def read_image(image_path, max_pixels: int = DEFAULT_MAX_PIXELS, alpha: bool = F
     Raises:
         InputFileError: naming the file, when it is missing, too large, of another format or undecodable.
     """
-    stored = open_image(image_path, max_pixels, limit_flag)
-    return stored.rgba() if alpha else stored.rgb()
+    return open_image(image_path, max_pixels, limit_flag).rgb()
 
 
 def _log_orientation(image_path, orientation: int) -> None:
