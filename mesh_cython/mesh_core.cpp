@@ -18,9 +18,10 @@
 #else
 #define FACE3D_CLONES
 #endif
+// x86-64 kernels compiled for an instruction set extension (F16C, FMA) and called where the processor has it
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define FACE3D_F16C 1
+#define FACE3D_X86_TARGETS 1
 #endif
 
 namespace face3d {
@@ -426,7 +427,7 @@ void float16_portable(const float* src, int64_t n, uint16_t* dst) {
     for (int64_t i = 0; i < n; ++i) dst[i] = half_bits(src[i] + 0.0f);
 }
 
-#ifdef FACE3D_F16C
+#ifdef FACE3D_X86_TARGETS
 __attribute__((target("avx,f16c"))) void float16_f16c(const float* src, int64_t n, uint16_t* dst) {
     const __m256 zero = _mm256_setzero_ps();
     int64_t i = 0;
@@ -442,13 +443,68 @@ __attribute__((target("avx,f16c"))) void float16_f16c(const float* src, int64_t 
 }  // namespace
 
 int float32_to_float16(const float* src, int64_t n, uint16_t* dst, bool portable) {
-#ifdef FACE3D_F16C
+#ifdef FACE3D_X86_TARGETS
     if (!portable && __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c")) {
         float16_f16c(src, n, dst);
         return kOk;
     }
 #endif
     float16_portable(src, n, dst);
+    return kOk;
+}
+
+namespace {
+
+// affine_points for one instruction set: each element is its own fixed expression, so however the compiler
+// vectorises the loop (it does, for AVX2 and AVX-512, given the restrict pointers), the bits stay mesh_core.h's.
+template <bool kWeighted>
+inline void affine_points_loop(const float* __restrict points, int64_t n, const float* __restrict m,
+                               const float* __restrict weights, float* __restrict out) {
+    const float m00 = m[0], m01 = m[1], m02 = m[2], m03 = m[3], m10 = m[4], m11 = m[5], m12 = m[6], m13 = m[7];
+    const float m20 = m[8], m21 = m[9], m22 = m[10], m23 = m[11];
+    for (int64_t i = 0; i < n; ++i) {
+        const float x = points[3 * i], y = points[3 * i + 1], z = points[3 * i + 2];
+        float u = std::fma(x, m00, std::fma(y, m01, std::fma(z, m02, m03)));
+        float v = std::fma(x, m10, std::fma(y, m11, std::fma(z, m12, m13)));
+        float w = std::fma(x, m20, std::fma(y, m21, std::fma(z, m22, m23)));
+        if (kWeighted) {
+            u *= weights[i];
+            v *= weights[i];
+            w *= weights[i];
+        }
+        out[3 * i] = u;
+        out[3 * i + 1] = v;
+        out[3 * i + 2] = w;
+    }
+}
+
+#define FACE3D_AFFINE_POINTS(name, target)                                                                        \
+    target void name(const float* points, int64_t n, const float* m, const float* weights, float* out) {         \
+        if (weights) affine_points_loop<true>(points, n, m, weights, out);                                      \
+        else affine_points_loop<false>(points, n, m, weights, out);                                              \
+    }
+FACE3D_AFFINE_POINTS(affine_points_portable, )
+#ifdef FACE3D_X86_TARGETS
+FACE3D_AFFINE_POINTS(affine_points_avx2, __attribute__((target("avx2,fma"))))
+FACE3D_AFFINE_POINTS(affine_points_avx512, __attribute__((target("avx512f,avx512vl,fma"))))
+#endif
+#undef FACE3D_AFFINE_POINTS
+
+}  // namespace
+
+int affine_points(const float* points, int64_t n, const float* matrix, const float* weights, float* out,
+                  int max_path) {
+#ifdef FACE3D_X86_TARGETS
+    if (max_path <= kPathAvx512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+        affine_points_avx512(points, n, matrix, weights, out);
+        return kOk;
+    }
+    if (max_path <= kPathAvx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        affine_points_avx2(points, n, matrix, weights, out);
+        return kOk;
+    }
+#endif
+    affine_points_portable(points, n, matrix, weights, out);
     return kOk;
 }
 

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from face3d.contract import LANDMARK_SCALE, RESOLUTION
+from face3d.mesh.affine import affine_points
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import (
@@ -203,8 +204,9 @@ class TrainsetGenerator:
        and shifted by ``-k * min z`` over all vertices (PRNet's ``position[:, 2] -= min``).  Pose and crop make one
        3x4 map of model space (``_placement``).  The model-space vertices are interpolated once per parameter set
        with the once-rasterized UV layout (``posmap.UVRasterization``) and each output's map is the placement of
-       those UV points (``cv2.transform``): interpolation commutes with the affine map because barycentric weights
-       sum to 1, so this equals ``render_colors`` of the crop-space vertices in UV space (up to float32 rounding).
+       those UV points (``face3d.mesh.affine.affine_points``): interpolation commutes with the affine map because
+       barycentric weights sum to 1, so this equals ``render_colors`` of the crop-space vertices in UV space (up to
+       float32 rounding).
        Uncovered UV pixels are 0.
 
     Rotation augmentation: an in-plane rotation by theta about the face centre (the unperturbed keypoint box
@@ -234,7 +236,7 @@ class TrainsetGenerator:
         r = int(config.resolution)
         self.rasterization = rasterize_uv(model.uv_coords, model.full_triangles, r)
         # 1 at covered UV pixels, 0 elsewhere, per channel: zeroes the offset a shared map gets outside the face
-        self._coverage = np.repeat(self.rasterization.covered.astype(np.float32)[:, :, None], 3, axis=2)
+        self._coverage = self.rasterization.covered.astype(np.float32)  # (r, r): a map's weights, 1 and 0
         self.kpt_ind = np.asarray(model.kpt_ind, dtype=np.int64)
         self.uv_kpt_ind = uv_keypoint_pixels(model.uv_coords, self.kpt_ind, r, self.rasterization.covered)
         m = model.model
@@ -360,7 +362,7 @@ class TrainsetGenerator:
         """Position map (r, r, 3) float32 of one output: the vertices placed in the crop (``_placement``), then
         interpolated at the UV pixels (``UVRasterization.interpolate``); uncovered pixels 0."""
         placement = self._placement(A, b, self._z_min(vertices, A, b), matrix, crop_scales(matrix[None])[0])
-        placed = cv2.transform(vertices.reshape(-1, 1, 3), placement).reshape(-1, 3)
+        placed = affine_points(vertices, placement)
         r = self.config.resolution
         return np.asarray(self.rasterization.matrix @ placed).reshape(r, r, 3)
 
@@ -369,8 +371,7 @@ class TrainsetGenerator:
         """Position map (r, r, 3) float32 from the model-space UV points (r, r, 3) that several outputs share:
         interpolation commutes with the affine ``_placement`` (``k``: the crop's scale) because barycentric weights
         sum to 1, so the map is the placement of the interpolated points, with uncovered pixels set back to 0."""
-        placed = cv2.transform(uv_points, self._placement(A, b, z_min, matrix, k))
-        return cv2.multiply(placed, self._coverage, dst=placed)
+        return affine_points(uv_points, self._placement(A, b, z_min, matrix, k), self._coverage)
 
     def _output(self, name, rgba, matrix_img, posmap) -> GeneratedSample:
         """One output: the (h, w, 4) uint8 RGBA source warped by ``matrix_img`` (OpenCV's bilinear warp is about
