@@ -214,6 +214,61 @@ def test_an_output_lock_refuses_another_holder_and_nests_in_its_own(tmp_path, mo
         f"folder may not take turns"]
 
 
+def test_a_shard_run_without_locks_warns_once(tmp_path, monkeypatch, caplog):
+    """A shard run takes three lock files and probes the other shard counts' files: on a file system without locks
+    that is one warning for the folder, not one per file."""
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".generate.shards-of-3.lock").touch()
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="face3d.utils.atomic"):
+        with output_lock(out, "face3d generate", (1, 2)):
+            pass
+        with output_lock(out, "face3d generate", (2, 2)):
+            pass
+    assert caplog.messages == [f"{out / '.generate.lock'}: the file system has no locks ({os.strerror(errno.ENOLCK)})"
+                               f": processes sharing this folder may not take turns"]
+
+
+def test_a_read_only_lock_file_on_nfs_is_refused_naming_it_and_the_remedy(tmp_path, monkeypatch):
+    """NFS locks a file exclusively only through a descriptor open for writing (flock becomes a POSIX lock there,
+    EBADF otherwise); another user's lock file (0644) opens read-only. The run stops, naming the file and what to do,
+    instead of an unexplained 'Bad file descriptor'. A shared lock on it is taken as before."""
+    import fcntl
+
+    out = tmp_path / "out"
+    lock = out / ".generate.lock"
+    out.mkdir()
+    lock.touch()
+    real_open, real_flock = os.open, fcntl.flock
+
+    def open_as_another_user(path, flags, *args, **kwargs):
+        if str(path) == str(lock) and flags & os.O_ACCMODE != os.O_RDONLY:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def nfs_flock(fd, operation):
+        if operation & fcntl.LOCK_EX and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(os, "open", open_as_another_user)
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    with pytest.raises(PermissionError) as raised, output_lock(out, "face3d generate"):
+        pass
+    assert (raised.value.errno, raised.value.filename, raised.value.strerror) == (
+        errno.EACCES, str(lock), "another user's lock file, read-only to you, and this file system locks only files "
+                                 "open for writing (NFS does): give it group write access (chmod g+w) or remove it")
+    with output_lock(out, "face3d generate", (1, 2)):  # shares the read-only file, locks its own shard files
+        pass
+
+
 def test_a_shard_run_is_refused_while_shards_of_another_count_write_the_output(tmp_path):
     """Shards of another N are other blocks of the same samples: a run of shard 1/2 is refused while a run of
     shards of 3 holds the output, and goes on once that run has ended (its lock file left behind) or beside a run of

@@ -28,6 +28,7 @@ TEMP_SUFFIX = ".partial"
 _NAME_MAX = 255  # the longest file name the common file systems take (bytes on Linux, ext4 and tmpfs among them)
 # flock's errors on a file system without locks (NFS without its lock service, Lustre mounted without flock)
 _NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
+_UNLOCKED_FOLDERS = set()  # the folders this process has warned run unlocked: one warning each, not one per lock
 
 
 def temp_name(path) -> Path:
@@ -260,14 +261,24 @@ def _open_lock_file(path):
 def _try_lock(fd, path, operation):
     """Whether the ``fcntl.flock`` lock ``operation`` (LOCK_EX or LOCK_SH) is taken, without waiting, on the lock
     file ``path`` open as ``fd``: False when another process holds a lock in the way. True as well on a file system
-    without locks, with a warning (the work runs unlocked); another error of flock is raised naming ``path``."""
+    without locks, with a warning (once per folder and process; the work runs unlocked). A read-only lock file (made
+    by another user, ``_open_lock_file``) that the file system will not lock exclusively (NFS locks only files open
+    for writing) raises a PermissionError naming ``path`` and the remedy; another error of flock is raised naming
+    ``path``."""
     try:
         fcntl.flock(fd, operation | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     except OSError as error:
+        if error.errno == errno.EBADF and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise PermissionError(errno.EACCES, "another user's lock file, read-only to you, and this file system "
+                                                "locks only files open for writing (NFS does): give it group write "
+                                                "access (chmod g+w) or remove it", str(path)) from error
         if error.errno not in _NO_LOCKS:
             raise os_error_at(error, path) from error
-        logger.warning("%s: the file system has no locks (%s): processes sharing this folder may not take turns",
-                       path, error.strerror)
+        folder = os.path.dirname(os.path.abspath(path))
+        if folder not in _UNLOCKED_FOLDERS:
+            _UNLOCKED_FOLDERS.add(folder)
+            logger.warning("%s: the file system has no locks (%s): processes sharing this folder may not take turns",
+                           path, error.strerror)
     return True
