@@ -262,9 +262,11 @@ def runner_case(model, root, out, angles):
     refs = [SampleTask(ref, sample_seed(0, ref.rel)) for ref in discover_samples(root)]
     chunks = [refs[i:i + CHUNK_SIZE] for i in range(0, len(refs), CHUNK_SIZE)]
 
+    config = GenerationConfig(angles=angles)
+
     def prepare():  # a fresh generator and folder each repetition: nothing cached or overwritten
-        return RunState(TrainsetGenerator(model, GenerationConfig(angles=angles)), str(fresh_folder(out)),
-                         "float16", "bench")
+        generator = TrainsetGenerator(model, config, posmap_dtype=config.posmap_dtype)  # as the runner builds it
+        return RunState(generator, str(fresh_folder(out)), config.posmap_dtype, "bench")
 
     def run(state):
         for chunk in chunks:

@@ -457,9 +457,9 @@ namespace {
 
 // affine_points for one instruction set: each element is its own fixed expression, so however the compiler
 // vectorises the loop (it does, for AVX2 and AVX-512, given the restrict pointers), the bits stay mesh_core.h's.
-template <bool kWeighted>
+template <bool kMasked>
 inline void affine_points_loop(const float* __restrict points, int64_t n, const float* __restrict m,
-                               const float* __restrict weights, float* __restrict out) {
+                               const uint8_t* __restrict mask, float* __restrict out) {
     const float m00 = m[0], m01 = m[1], m02 = m[2], m03 = m[3], m10 = m[4], m11 = m[5], m12 = m[6], m13 = m[7];
     const float m20 = m[8], m21 = m[9], m22 = m[10], m23 = m[11];
     for (int64_t i = 0; i < n; ++i) {
@@ -467,10 +467,11 @@ inline void affine_points_loop(const float* __restrict points, int64_t n, const 
         float u = std::fma(x, m00, std::fma(y, m01, std::fma(z, m02, m03)));
         float v = std::fma(x, m10, std::fma(y, m11, std::fma(z, m12, m13)));
         float w = std::fma(x, m20, std::fma(y, m21, std::fma(z, m22, m23)));
-        if (kWeighted) {
-            u *= weights[i];
-            v *= weights[i];
-            w *= weights[i];
+        if (kMasked) {  // a product with 0.0f, not a zero: -0.0 and NaN as cv2.multiply by a 0/1 mask gives
+            const float keep = mask[i] ? 1.0f : 0.0f;
+            u *= keep;
+            v *= keep;
+            w *= keep;
         }
         out[3 * i] = u;
         out[3 * i + 1] = v;
@@ -478,33 +479,65 @@ inline void affine_points_loop(const float* __restrict points, int64_t n, const 
     }
 }
 
-#define FACE3D_AFFINE_POINTS(name, target)                                                                        \
-    target void name(const float* points, int64_t n, const float* m, const float* weights, float* out) {         \
-        if (weights) affine_points_loop<true>(points, n, m, weights, out);                                      \
-        else affine_points_loop<false>(points, n, m, weights, out);                                              \
+void affine_points_float(const float* points, int64_t n, const float* m, const uint8_t* mask, float* out) {
+    if (mask) affine_points_loop<true>(points, n, m, mask, out);
+    else affine_points_loop<false>(points, n, m, mask, out);
+}
+
+// Blocks of kHalfBlock points go through a float buffer on the stack (in the cache), then to float16.
+constexpr int64_t kHalfBlock = 64;
+
+template <class Block, class Convert>
+inline void affine_points_half(const float* points, int64_t n, const float* m, const uint8_t* mask, uint16_t* out,
+                               Block block, Convert convert) {
+    alignas(64) float buffer[3 * kHalfBlock];
+    for (int64_t i = 0; i < n; i += kHalfBlock) {
+        const int64_t count = std::min(kHalfBlock, n - i);
+        block(points + 3 * i, count, m, mask ? mask + i : nullptr, buffer);
+        convert(buffer, 3 * count, out + 3 * i);
     }
-FACE3D_AFFINE_POINTS(affine_points_portable, )
+}
+
+void affine_points_portable(const float* points, int64_t n, const float* m, const uint8_t* mask, float* out32,
+                            uint16_t* out16) {
+    if (out32) return affine_points_float(points, n, m, mask, out32);
+    affine_points_half(points, n, m, mask, out16, affine_points_float, float16_portable);
+}
+
 #ifdef FACE3D_X86_TARGETS
-FACE3D_AFFINE_POINTS(affine_points_avx2, __attribute__((target("avx2,fma"))))
-FACE3D_AFFINE_POINTS(affine_points_avx512, __attribute__((target("avx512f,avx512vl,fma"))))
+#define FACE3D_AFFINE_POINTS_FOR(suffix, target, float16_kernel)                                                  \
+    target void affine_points_float_##suffix(const float* points, int64_t n, const float* m, const uint8_t* mask, \
+                                             float* out) {                                                       \
+        if (mask) affine_points_loop<true>(points, n, m, mask, out);                                            \
+        else affine_points_loop<false>(points, n, m, mask, out);                                                 \
+    }                                                                                                            \
+    target void affine_points_##suffix(const float* points, int64_t n, const float* m, const uint8_t* mask,       \
+                                       float* out32, uint16_t* out16) {                                          \
+        if (out32) return affine_points_float_##suffix(points, n, m, mask, out32);                              \
+        affine_points_half(points, n, m, mask, out16, affine_points_float_##suffix, float16_kernel);             \
+    }
+FACE3D_AFFINE_POINTS_FOR(avx2, __attribute__((target("avx2,fma,f16c"))), float16_f16c)
+FACE3D_AFFINE_POINTS_FOR(avx512, __attribute__((target("avx512f,avx512vl,fma,f16c"))), float16_f16c)
+#undef FACE3D_AFFINE_POINTS_FOR
 #endif
-#undef FACE3D_AFFINE_POINTS
 
 }  // namespace
 
-int affine_points(const float* points, int64_t n, const float* matrix, const float* weights, float* out,
-                  int max_path) {
+int affine_points(const float* points, int64_t n, const float* matrix, const uint8_t* mask, float* out32,
+                  uint16_t* out16, int max_path) {
 #ifdef FACE3D_X86_TARGETS
-    if (max_path <= kPathAvx512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
-        affine_points_avx512(points, n, matrix, weights, out);
+    const bool fma_f16c = __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (max_path <= kPathAvx512 && fma_f16c && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512vl")) {
+        affine_points_avx512(points, n, matrix, mask, out32, out16);
         return kOk;
     }
-    if (max_path <= kPathAvx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        affine_points_avx2(points, n, matrix, weights, out);
+    if (max_path <= kPathAvx2 && fma_f16c && __builtin_cpu_supports("avx2")) {
+        affine_points_avx2(points, n, matrix, mask, out32, out16);
         return kOk;
     }
 #endif
-    affine_points_portable(points, n, matrix, weights, out);
+    affine_points_portable(points, n, matrix, mask, out32, out16);
     return kOk;
 }
 

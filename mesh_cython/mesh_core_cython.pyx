@@ -19,7 +19,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.limits cimport INT_MAX
-from libc.stdint cimport int32_t, int64_t, uint16_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from libcpp cimport bool as cbool
 
 cnp.import_array()
@@ -44,11 +44,13 @@ cdef extern from "mesh_core.h" namespace "face3d" nogil:
         float* out)
     int c_float32_to_float16 "face3d::float32_to_float16"(const float* src, int64_t n, uint16_t* dst, cbool portable)
     int c_affine_points "face3d::affine_points"(
-        const float* points, int64_t n, const float* matrix, const float* weights, float* out, int max_path)
+        const float* points, int64_t n, const float* matrix, const uint8_t* mask, float* out32, uint16_t* out16,
+        int max_path)
 
 cdef object FLOAT32 = np.dtype(np.float32)
 cdef object INT32 = np.dtype(np.int32)
 cdef object UINT16 = np.dtype(np.uint16)
+cdef object UINT8 = np.dtype(np.uint8)
 ANY = -1  # a shape entry that accepts any length
 
 
@@ -232,26 +234,33 @@ def float32_to_float16(src, out, bint portable=False):
 AFFINE_PATHS = ("avx512", "avx2", "portable")  # mesh_core.h's AffinePath, in order
 
 
-def affine_points(points, matrix, weights, out, str max_path="avx512"):
-    """Fills out (n, 3) float32 with the 3x4 matrix (3, 4) float32 applied to points (n, 3) float32, each row scaled
-    by weights (n,) float32 or not (None), one fma after another (mesh_core.h); ``max_path`` (``AFFINE_PATHS``)
-    caps the instruction set the kernel may take. Returns the status code."""
+def affine_points(points, matrix, mask, out, str max_path="avx512"):
+    """Fills out, (n, 3) float32 or (n, 3) uint16 (float16 bits), with the 3x4 matrix (3, 4) float32 applied to points
+    (n, 3) float32, each row multiplied by mask (n,) uint8 as 1.0 or 0.0 or not (None), one fma after another
+    (mesh_core.h); ``max_path`` (``AFFINE_PATHS``) caps the instruction set the kernel may take. Returns the status
+    code."""
     if max_path not in AFFINE_PATHS:
         raise ValueError(f"_mesh_core: max_path must be one of {AFFINE_PATHS}, got {max_path!r}")
     cdef int path = AFFINE_PATHS.index(max_path)
     cdef cnp.ndarray p = _array(points, FLOAT32, (ANY, 3), "points")
     cdef int64_t n = cnp.PyArray_DIM(p, 0)
     cdef cnp.ndarray m = _array(matrix, FLOAT32, (3, 4), "matrix")
-    cdef cnp.ndarray w
-    cdef const float* pw = NULL
-    if weights is not None:
-        w = _array(weights, FLOAT32, (n,), "weights")
-        pw = <const float*> cnp.PyArray_DATA(w)
-    cdef cnp.ndarray o = _array(out, FLOAT32, (n, 3), "out", True)
+    cdef cnp.ndarray k
+    cdef const uint8_t* pk = NULL
+    if mask is not None:
+        k = _array(mask, UINT8, (n,), "mask")
+        pk = <const uint8_t*> cnp.PyArray_DATA(k)
+    cdef bint half = isinstance(out, cnp.ndarray) and out.dtype == UINT16
+    cdef cnp.ndarray o = _array(out, UINT16 if half else FLOAT32, (n, 3), "out", True)
     cdef const float* pp = <const float*> cnp.PyArray_DATA(p)
     cdef const float* pm = <const float*> cnp.PyArray_DATA(m)
-    cdef float* po = <float*> cnp.PyArray_DATA(o)
+    cdef float* o32 = NULL
+    cdef uint16_t* o16 = NULL
+    if half:
+        o16 = <uint16_t*> cnp.PyArray_DATA(o)
+    else:
+        o32 = <float*> cnp.PyArray_DATA(o)
     cdef int status
     with nogil:
-        status = c_affine_points(pp, n, pm, pw, po, path)
+        status = c_affine_points(pp, n, pm, pk, o32, o16, path)
     return status

@@ -15,6 +15,7 @@ import scipy.io as sio
 from _fixtures import fixtures_dir
 from _image_files import with_exif_orientation
 
+from face3d.mesh.float16 import to_float16
 from face3d.mesh.render import render_colors
 from face3d.mesh.transform import angle2matrix_3ddfa, matrix2angle_3ddfa
 from face3d.morphable_model import MorphableModel
@@ -417,6 +418,28 @@ def test_process_many_is_bit_identical_to_process_whatever_the_batch(model, tmp_
     cached = TrainsetGenerator(model, GenerationConfig(resolution=32, angles=(15,)))
     for _ in range(2):
         np.testing.assert_array_equal(cached.process(*jobs[0])[1].posmap, singles[0][1].posmap)
+
+
+@pytest.mark.parametrize("settings", [dict(angles=(15, -30)), dict(angles=(20,), refit=True, preview=True)],
+                         ids=["exact", "refit-preview"])
+def test_a_float16_generator_gives_the_float32_maps_rounded(model, tmp_path, settings):
+    """A run's generator returns its maps as the run stores them (float16, placed and rounded in one pass): the
+    float32 generator's maps through to_float16, bit for bit, for plain, rotated and refitted outputs and with a
+    preview (drawn from the float32 map, the same picture)."""
+    config = GenerationConfig(resolution=48, **settings)
+    jobs = [(*_write_sample(tmp_path, f"s{i}", _image(i), _params(model, seed=i)), i) for i in range(2)]
+    plain = TrainsetGenerator(model, config).process_many(jobs)
+    half = TrainsetGenerator(model, config, posmap_dtype=np.float16).process_many(jobs)
+    for outputs, rounded in zip(plain, half):
+        assert [o.name for o in outputs] == [o.name for o in rounded]
+        for a, b in zip(outputs, rounded):
+            assert a.posmap.dtype == np.float32 and b.posmap.dtype == np.float16
+            np.testing.assert_array_equal(to_float16(a.posmap).view(np.uint16), b.posmap.view(np.uint16))
+            np.testing.assert_array_equal(a.image, b.image)
+            if config.preview:
+                np.testing.assert_array_equal(a.preview, b.preview)
+    with pytest.raises(ValueError, match="posmap_dtype must be float32 or float16, got float64"):
+        TrainsetGenerator(model, config, posmap_dtype=np.float64)
 
 
 def test_read_300wlp_sample_returns_rgb_and_parameters(model, tmp_path):

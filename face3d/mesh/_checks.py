@@ -227,3 +227,24 @@ def mesh_arrays(vertices, triangles, colors=None):
             raise ValueError(f"colors must have shape ({v.shape[0]}, 3), got {colors.shape}")
         colors = finite_reals(colors, "colors")
     return v, t, colors
+
+
+def affine_arguments(points, matrix, mask, dtype):
+    """(points, (3, 4) float32 matrix, bool mask or None, float32 / float16 dtype) of ``affine_points``, else a
+    ValueError naming the argument: (..., 3) float32 points (not converted: a float64 point would be rounded
+    silently), a matrix of shape (3, 4), a bool mask of the points' shape, float32 or float16."""
+    values = np.asarray(points)
+    if values.dtype != np.float32 or values.ndim < 1 or values.shape[-1] != 3:
+        raise ValueError(f"affine_points takes (..., 3) float32 points, got {values.shape} {values.dtype}")
+    m = np.asarray(matrix, dtype=np.float32)
+    if m.shape != (3, 4):
+        raise ValueError(f"affine_points takes a (3, 4) matrix, got shape {m.shape}")
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.dtype != np.bool_ or mask.shape != values.shape[:-1]:
+            raise ValueError(f"affine_points takes a bool mask of shape {values.shape[:-1]}, got {mask.shape} "
+                             f"{mask.dtype}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float16):
+        raise ValueError(f"affine_points gives float32 or float16, not {dtype}")
+    return values, m, mask, dtype

@@ -1,6 +1,9 @@
 """Numpy twin of face3d.mesh.affine: the same bits."""
 import numpy as np
 
+from face3d.mesh import _checks
+from face3d.mesh_numpy.float16 import to_float16
+
 __all__ = ["affine_points"]
 
 
@@ -20,20 +23,14 @@ def _fma32(a, b, c) -> np.ndarray:
         return odd.astype(np.float32)
 
 
-def affine_points(points, matrix, weights=None) -> np.ndarray:
-    """``(matrix @ [p, 1]) * weight`` for every point p, each fma rounded once (face3d.mesh.affine)."""
-    values = np.asarray(points)
-    if values.dtype != np.float32 or values.ndim < 1 or values.shape[-1] != 3:
-        raise ValueError(f"affine_points takes (..., 3) float32 points, got {values.shape} {values.dtype}")
-    m = np.asarray(matrix, dtype=np.float32)
-    if m.shape != (3, 4):
-        raise ValueError(f"affine_points takes a (3, 4) matrix, got shape {m.shape}")
+def affine_points(points, matrix, mask=None, dtype=np.float32) -> np.ndarray:
+    """``matrix @ [p, 1]`` for every point p, each fma rounded once, times the mask as 1.0 / 0.0
+    (face3d.mesh.affine)."""
+    values, m, mask, dtype = _checks.affine_arguments(points, matrix, mask, dtype)
     x, y, z = values[..., 0], values[..., 1], values[..., 2]
     out = np.stack([_fma32(x, m[r, 0], _fma32(y, m[r, 1], _fma32(z, m[r, 2], m[r, 3]))) for r in range(3)], axis=-1)
-    if weights is not None:
-        w = np.asarray(weights, dtype=np.float32)
-        if w.shape != values.shape[:-1]:
-            raise ValueError(f"affine_points takes one weight per point, {values.shape[:-1]}, got shape {w.shape}")
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = out * w[..., None]
-    return np.ascontiguousarray(out, dtype=np.float32)
+    if mask is not None:
+        with np.errstate(invalid="ignore"):
+            out = out * mask[..., None].astype(np.float32)
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    return to_float16(out) if dtype == np.float16 else out

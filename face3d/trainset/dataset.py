@@ -98,10 +98,11 @@ def config_fingerprint(config, model_id, seed):
 
 
 def default_generator_factory(model_path, config):
-    """Build ``TrainsetGenerator(load_uv_model(model_path), config)``; ``model_path=None`` is the default model."""
+    """Build ``TrainsetGenerator(load_uv_model(model_path), config)``, returning its maps in ``config.posmap_dtype``
+    (as the run writes them); ``model_path=None`` is the default model."""
     from face3d.trainset.sample import TrainsetGenerator
 
-    return TrainsetGenerator(load_uv_model(model_path), config)
+    return TrainsetGenerator(load_uv_model(model_path), config, posmap_dtype=config.posmap_dtype)
 
 
 def _write_uv_data(generator, output, config, uv_data=None, model_path=None):

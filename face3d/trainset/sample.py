@@ -15,6 +15,7 @@ import numpy as np
 
 from face3d.contract import LANDMARK_SCALE, RESOLUTION
 from face3d.mesh.affine import affine_points
+from face3d.mesh.float16 import to_float16
 from face3d.mesh.linear import combine_basis, tile_basis
 from face3d.mesh.transform import angle2matrix, angle2matrix_3ddfa
 from face3d.trainset.crop import (
@@ -69,8 +70,8 @@ class GenerationConfig:
         refit: build rotated copies by fitting the model to the rotated keypoints instead of composing the
             rotation into the pose.
         refit_max_iter: iterations of ``model.fit`` in refit mode.
-        posmap_dtype: dtype the writer stores maps in, 'float16' (default) or 'float32'; the generator
-            itself always returns float32.
+        posmap_dtype: dtype the writer stores maps in, 'float16' (default) or 'float32'; the generator returns
+            float32 unless built with ``TrainsetGenerator(..., posmap_dtype=...)``, as a run's generator is.
         preview: also draw a preview image per output.
         neck_zeroed: which weight mask goes with the data set: False (default) the neck weighted 48 like the rest
             of the covered UV area, True the paper's variant with the neck at 0 (see ``uv_layout``).
@@ -126,7 +127,8 @@ class GeneratedSample:
     Attributes:
         name: output stem, ``<image stem>`` or ``<image stem>_angle_<deg>``.
         image: (r, r, 3) uint8 RGB crop.
-        posmap: (r, r, 3) float32 UV position map (crop-space x, y in pixels; z in crop pixels, min 0).
+        posmap: (r, r, 3) UV position map (crop-space x, y in pixels; z in crop pixels, min 0), float32, or float16
+            from a generator built with ``posmap_dtype=np.float16``.
         preview: (r, 2r, 3) uint8 RGB preview (``draw_preview``) or None.
         crop_matrix: (2, 3) float64 affine map from the source image's pixels to the crop's
             (for rotated copies it includes the rotation).
@@ -226,17 +228,22 @@ class TrainsetGenerator:
             ``full_triangles``, ``kpt_ind``; ``fit`` and ``generate_vertices`` in refit mode).
         config: GenerationConfig.
         cache_size: parameter sets whose vertices and UV points are kept (least recently used dropped).
+        posmap_dtype: dtype of the maps it returns, float32 (default) or float16 (the values a float16 file
+            stores: a run's generator, ``dataset.default_generator_factory``, returns its maps as it writes them,
+            rounded in the pass that places them).
     """
 
-    def __init__(self, model, config: GenerationConfig = GenerationConfig(), cache_size: int = 8):
+    def __init__(self, model, config: GenerationConfig = GenerationConfig(), cache_size: int = 8,
+                 posmap_dtype=np.float32):
         if getattr(model, "uv_coords", None) is None:
             raise ValueError("model.uv_coords is None: the generator needs the model's UV coordinates (BFM_UV.mat)")
         self.model = model
         self.config = config
+        self.posmap_dtype = np.dtype(posmap_dtype)
+        if self.posmap_dtype not in (np.float32, np.float16):
+            raise ValueError(f"posmap_dtype must be float32 or float16, got {self.posmap_dtype}")
         r = int(config.resolution)
         self.rasterization = rasterize_uv(model.uv_coords, model.full_triangles, r)
-        # 1 at covered UV pixels, 0 elsewhere, per channel: zeroes the offset a shared map gets outside the face
-        self._coverage = self.rasterization.covered.astype(np.float32)  # (r, r): a map's weights, 1 and 0
         self.kpt_ind = np.asarray(model.kpt_ind, dtype=np.int64)
         self.uv_kpt_ind = uv_keypoint_pixels(model.uv_coords, self.kpt_ind, r, self.rasterization.covered)
         m = model.model
@@ -368,19 +375,26 @@ class TrainsetGenerator:
 
     def _shared_posmap(self, uv_points: np.ndarray, A: np.ndarray, b: np.ndarray, z_min: float,
                        matrix: np.ndarray, k: float) -> np.ndarray:
-        """Position map (r, r, 3) float32 from the model-space UV points (r, r, 3) that several outputs share:
+        """Position map (r, r, 3) from the model-space UV points (r, r, 3) that several outputs share:
         interpolation commutes with the affine ``_placement`` (``k``: the crop's scale) because barycentric weights
-        sum to 1, so the map is the placement of the interpolated points, with uncovered pixels set back to 0."""
-        return affine_points(uv_points, self._placement(A, b, z_min, matrix, k), self._coverage)
+        sum to 1, so the map is the placement of the interpolated points, with uncovered pixels set back to 0.
+        float16 straight from the placement when that is the generator's ``posmap_dtype`` and no preview needs the
+        float32 map, else float32."""
+        placement = self._placement(A, b, z_min, matrix, k)
+        dtype = np.float16 if self.posmap_dtype == np.float16 and not self.config.preview else np.float32
+        return affine_points(uv_points, placement, self.rasterization.covered, dtype)
 
     def _output(self, name, rgba, matrix_img, posmap) -> GeneratedSample:
         """One output: the (h, w, 4) uint8 RGBA source warped by ``matrix_img`` (OpenCV's bilinear warp is about
-        twice as fast on 4 channels as on 3 and interpolates each channel alike, so the RGB crop is the same)."""
+        twice as fast on 4 channels as on 3 and interpolates each channel alike, so the RGB crop is the same); the
+        preview drawn from the float32 map, which is then given in ``posmap_dtype``."""
         r = self.config.resolution
         crop = cv2.cvtColor(cv2.warpAffine(rgba, matrix_img, (r, r), flags=cv2.INTER_LINEAR,
                                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0)),
                             cv2.COLOR_RGBA2RGB)
         preview = draw_preview(crop, posmap, self.uv_kpt_ind) if self.config.preview else None
+        if posmap.dtype != self.posmap_dtype:
+            posmap = to_float16(posmap)
         return GeneratedSample(name=name, image=crop, posmap=posmap, preview=preview, crop_matrix=matrix_img)
 
     def _projected_keypoints(self, vertices, A, b, shape, where) -> np.ndarray:
