@@ -12,10 +12,10 @@ mesh_core = Extension(
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 # Optional: it needs libjpeg-turbo 2.0 or newer and its headers (Debian: libjpeg62-turbo-dev); without them the
-# generator decodes whole images through OpenCV, to the same bytes.
+# generator decodes whole images and encodes its crops through OpenCV, to the same bytes.
 jpeg_region = Extension(
     "face3d.utils._jpeg_region",
-    sources=["jpeg_cython/jpeg_region_cython.pyx", "jpeg_cython/jpeg_region.c"],
+    sources=["jpeg_cython/jpeg_region_cython.pyx", "jpeg_cython/jpeg_region.c", "jpeg_cython/jpeg_encode.c"],
     include_dirs=["jpeg_cython"],
     libraries=["jpeg"],
     extra_compile_args=["-O2"],

@@ -1,11 +1,9 @@
 // Region decoding of JPEG files (see jpeg_region.h).
 #include "jpeg_region.h"
 
-#include <setjmp.h>
-#include <stdio.h>
 #include <string.h>
 
-#include <jpeglib.h>
+#include "jpeg_errors.h"
 
 // 2.0 added the fancy upsampling of 4:4:0 files that OpenCV's bundled libjpeg-turbo has; skipping and cropping
 // scanlines are older (1.5).
@@ -13,28 +11,12 @@
 #error "libjpeg-turbo 2.0 or newer is required"
 #endif
 
-typedef struct {
-    struct jpeg_error_mgr manager;  // first member: libjpeg hands its callbacks a pointer to it
-    jmp_buf failed;
-} error_state;
-
-static void fail(j_common_ptr cinfo) {
-    longjmp(((error_state *)cinfo->err)->failed, 1);
-}
-
-// Warnings are counted by libjpeg (num_warnings) and make the call fail; nothing is printed.
-static void say_nothing(j_common_ptr cinfo) {
-    (void)cinfo;
-}
-
 int jpeg_region_rgba(const unsigned char *data, unsigned long size, int width, int height,
                      int x0, int x1, int y0, int y1, unsigned char *out) {
     struct jpeg_decompress_struct cinfo;
     error_state errors;
     memset(&cinfo, 0, sizeof cinfo);  // destroying it is then safe even if its creation fails
-    cinfo.err = jpeg_std_error(&errors.manager);
-    errors.manager.error_exit = fail;
-    errors.manager.output_message = say_nothing;
+    cinfo.err = quiet_errors(&errors);
     if (setjmp(errors.failed)) {
         jpeg_destroy_decompress(&cinfo);
         return 1;

@@ -126,7 +126,7 @@ class GeneratedSample:
 
     Attributes:
         name: output stem, ``<image stem>`` or ``<image stem>_angle_<deg>``.
-        image: (r, r, 3) uint8 RGB crop.
+        image: (r, r, 3) uint8 RGB crop (a view of the warped RGBA crop: not C-contiguous).
         posmap: (r, r, 3) UV position map (crop-space x, y in pixels; z in crop pixels, min 0), float32, or float16
             from a generator built with ``posmap_dtype=np.float16``.
         preview: (r, 2r, 3) uint8 RGB preview (``draw_preview``) or None.
@@ -386,12 +386,12 @@ class TrainsetGenerator:
 
     def _output(self, name, rgba, matrix_img, posmap) -> GeneratedSample:
         """One output: the (h, w, 4) uint8 RGBA source warped by ``matrix_img`` (OpenCV's bilinear warp is about
-        twice as fast on 4 channels as on 3 and interpolates each channel alike, so the RGB crop is the same); the
-        preview drawn from the float32 map, which is then given in ``posmap_dtype``."""
+        twice as fast on 4 channels as on 3 and interpolates each channel alike, so the RGB crop is the same), the
+        crop the RGB view of the warp; the preview drawn from the float32 map, which is then given in
+        ``posmap_dtype``."""
         r = self.config.resolution
-        crop = cv2.cvtColor(cv2.warpAffine(rgba, matrix_img, (r, r), flags=cv2.INTER_LINEAR,
-                                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0)),
-                            cv2.COLOR_RGBA2RGB)
+        crop = cv2.warpAffine(rgba, matrix_img, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=(0, 0, 0, 0))[..., :3]  # a view: the writer encodes it in place
         preview = draw_preview(crop, posmap, self.uv_kpt_ind) if self.config.preview else None
         if posmap.dtype != self.posmap_dtype:
             posmap = to_float16(posmap)
