@@ -34,11 +34,13 @@ def test_the_sdist_holds_every_file_the_extension_compiles(monkeypatch):
     and leaves out the C++ and C Cython generates from the .pyx files."""
     from setuptools.command.egg_info import FileList
     sources = re.findall(r'"((?:mesh|jpeg)_cython/[^"]+)"', (ROOT / "setup.py").read_text(encoding="utf-8"))
-    assert sorted(sources) == ["jpeg_cython/jpeg_region.c", "jpeg_cython/jpeg_region_cython.pyx",
-                               "mesh_cython/mesh_core.cpp", "mesh_cython/mesh_core_cython.pyx"]
+    assert sorted(sources) == ["jpeg_cython/jpeg_encode.c", "jpeg_cython/jpeg_region.c",
+                               "jpeg_cython/jpeg_region_cython.pyx", "mesh_cython/mesh_core.cpp",
+                               "mesh_cython/mesh_core_cython.pyx"]
     headers = {f"{source.split('/')[0]}/{name}" for source in sources for name in re.findall(
         r'^(?:#include|cdef extern from) "([^"]+)"', (ROOT / source).read_text(encoding="utf-8"), re.M)}
-    assert headers == {"mesh_cython/mesh_core.h", "jpeg_cython/jpeg_region.h"}
+    assert headers == {"mesh_cython/mesh_core.h", "jpeg_cython/jpeg_region.h", "jpeg_cython/jpeg_encode.h",
+                       "jpeg_cython/jpeg_errors.h"}
     monkeypatch.chdir(ROOT)
     manifest = FileList()
     manifest.findall()  # every file under the checkout, relative to it
