@@ -76,6 +76,8 @@ def test_without_the_encoder_opencv_encodes(monkeypatch):
     try:
         assert not jpeg_encoder_available() and encode_jpeg(rgb, 90) is None
         np.testing.assert_array_equal(encode_image(".jpg", rgb), _opencv(rgb, JPEG_QUALITY))
+        rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)  # a warped crop: converted once, from the RGBA
+        np.testing.assert_array_equal(encode_image(".jpg", rgba[..., :3]), _opencv(rgb, JPEG_QUALITY))
     finally:
         jpeg_encode.jpeg_encoder_available.cache_clear()
 

@@ -21,7 +21,7 @@ import numpy as np
 from face3d.mesh.float16 import to_float16
 from face3d.utils.atomic import atomic_write_bytes, temp_file_name
 from face3d.utils.errors import os_error_at
-from face3d.utils.jpeg_encode import encode_jpeg
+from face3d.utils.jpeg_encode import encode_jpeg, rgba_viewed
 
 __all__ = ["OutputFolders", "Journal", "write_sample", "encode_image", "write_image", "read_journals", "done_outputs",
            "is_done", "earlier_files", "damaged_outputs", "input_checks", "file_check", "DONE_DIR", "CHECKED_BYTES"]
@@ -144,15 +144,19 @@ def encode_image(ext, image):
     ...); a uint8 buffer. An RGB JPEG goes through libjpeg-turbo where it gives OpenCV's bytes
     (``face3d.utils.jpeg_encode``: no colour conversion, an ``rgba[..., :3]`` view read in place), the rest through
     OpenCV. ValueError when OpenCV cannot encode it."""
-    if ext in (".jpg", ".jpeg"):
-        pixels = np.asarray(image)
-        if pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.size:
-            encoded = encode_jpeg(pixels, JPEG_QUALITY)
-            if encoded is not None:
-                return encoded
-    pixels = np.ascontiguousarray(image, dtype=np.uint8)
-    if pixels.ndim == 3:  # cvtColor swaps R and B with the same bytes as image[..., ::-1], without a strided copy
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    pixels = np.asarray(image)
+    rgb = bool(pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.size)
+    if rgb and ext in (".jpg", ".jpeg"):
+        encoded = encode_jpeg(pixels, JPEG_QUALITY)
+        if encoded is not None:
+            return encoded
+    rgba = rgba_viewed(pixels) if rgb else None
+    if rgba is not None:  # one conversion of the RGBA it views, not a strided copy first
+        pixels = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
+    else:
+        pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+        if pixels.ndim == 3:  # cvtColor swaps R and B with the same bytes as image[..., ::-1], without a strided copy
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(ext, pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext == ".jpg" else [])
     if not ok:
         raise ValueError(f"OpenCV could not encode an image of shape {image.shape} as {ext}")

@@ -17,7 +17,7 @@ try:
 except ImportError:  # built without libjpeg-turbo
     jpeg_encode_rgb = None
 
-__all__ = ["encode_jpeg", "jpeg_encoder_available"]
+__all__ = ["encode_jpeg", "jpeg_encoder_available", "rgba_viewed"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +51,22 @@ def jpeg_encoder_available() -> bool:
     return True
 
 
-def _pixel_rows(image: np.ndarray) -> np.ndarray:
-    """(h, w * 4) RGBX bytes when ``image`` is the RGB view ``rgba[..., :3]`` of a C-order (h, w, 4) array (the
-    generator's warped crops: no copy), else (h, w * 3) RGB bytes (a copy unless C-order already)."""
+def rgba_viewed(image: np.ndarray) -> np.ndarray | None:
+    """The C-order (h, w, 4) uint8 array whose ``[..., :3]`` view ``image`` is (the generator's warped crops), or
+    None."""
     base = image.base
     if (isinstance(base, np.ndarray) and base.dtype == np.uint8 and base.shape == image.shape[:2] + (4,)
             and base.flags.c_contiguous and image.strides == base.strides
             and image.__array_interface__["data"][0] == base.__array_interface__["data"][0]):
-        return base.reshape(image.shape[0], -1)
-    return np.ascontiguousarray(image).reshape(image.shape[0], -1)
+        return base
+    return None
+
+
+def _pixel_rows(image: np.ndarray) -> np.ndarray:
+    """(h, w * 4) RGBX bytes of the RGBA array ``image`` views (``rgba_viewed``: no copy), else (h, w * 3) RGB
+    bytes (a copy unless C-order already)."""
+    rgba = rgba_viewed(image)
+    return (rgba if rgba is not None else np.ascontiguousarray(image)).reshape(image.shape[0], -1)
 
 
 def encode_jpeg(image, quality: int, check: bool = True) -> np.ndarray | None:
