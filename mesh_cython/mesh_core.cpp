@@ -468,7 +468,7 @@ inline void affine_points_loop(const float* __restrict points, int64_t n, const 
         float v = std::fma(x, m10, std::fma(y, m11, std::fma(z, m12, m13)));
         float w = std::fma(x, m20, std::fma(y, m21, std::fma(z, m22, m23)));
         if (kMasked) {  // a product with 0.0f, not a zero: -0.0 and NaN as cv2.multiply by a 0/1 mask gives
-            const float keep = mask[i] ? 1.0f : 0.0f;
+            const float keep = static_cast<float>(mask[i]);  // 0 or 1: converts in the vector unit
             u *= keep;
             v *= keep;
             w *= keep;
@@ -477,11 +477,6 @@ inline void affine_points_loop(const float* __restrict points, int64_t n, const 
         out[3 * i + 1] = v;
         out[3 * i + 2] = w;
     }
-}
-
-void affine_points_float(const float* points, int64_t n, const float* m, const uint8_t* mask, float* out) {
-    if (mask) affine_points_loop<true>(points, n, m, mask, out);
-    else affine_points_loop<false>(points, n, m, mask, out);
 }
 
 // Blocks of kHalfBlock points go through a float buffer on the stack (in the cache), then to float16.
@@ -498,13 +493,7 @@ inline void affine_points_half(const float* points, int64_t n, const float* m, c
     }
 }
 
-void affine_points_portable(const float* points, int64_t n, const float* m, const uint8_t* mask, float* out32,
-                            uint16_t* out16) {
-    if (out32) return affine_points_float(points, n, m, mask, out32);
-    affine_points_half(points, n, m, mask, out16, affine_points_float, float16_portable);
-}
-
-#ifdef FACE3D_X86_TARGETS
+// affine_points_<suffix>: the kernel compiled for target (empty: the baseline), float16 by float16_kernel.
 #define FACE3D_AFFINE_POINTS_FOR(suffix, target, float16_kernel)                                                  \
     target void affine_points_float_##suffix(const float* points, int64_t n, const float* m, const uint8_t* mask, \
                                              float* out) {                                                       \
@@ -516,10 +505,12 @@ void affine_points_portable(const float* points, int64_t n, const float* m, cons
         if (out32) return affine_points_float_##suffix(points, n, m, mask, out32);                              \
         affine_points_half(points, n, m, mask, out16, affine_points_float_##suffix, float16_kernel);             \
     }
+FACE3D_AFFINE_POINTS_FOR(portable, , float16_portable)
+#ifdef FACE3D_X86_TARGETS
 FACE3D_AFFINE_POINTS_FOR(avx2, __attribute__((target("avx2,fma,f16c"))), float16_f16c)
 FACE3D_AFFINE_POINTS_FOR(avx512, __attribute__((target("avx512f,avx512vl,fma,f16c"))), float16_f16c)
-#undef FACE3D_AFFINE_POINTS_FOR
 #endif
+#undef FACE3D_AFFINE_POINTS_FOR
 
 }  // namespace
 

@@ -78,8 +78,8 @@ int combine_basis(const float* mean, const float* tiles, int64_t ntiles, int64_t
 // and of numpy's astype(float16) after the + 0.0. Always returns kOk.
 int float32_to_float16(const float* src, int64_t n, uint16_t* dst, bool portable);
 
-// The 3x4 affine map matrix (row-major float32) of n points (n*3 float32), with a mask or not (mask null):
-// out[3i+r] = fma(x, M[r][0], fma(y, M[r][1], fma(z, M[r][2], M[r][3]))) * (mask[i] ? 1.0f : 0.0f) with (x, y, z)
+// The 3x4 affine map matrix (row-major float32) of n points (n*3 float32), with a mask (n uint8, each 0 or 1) or not
+// (mask null): out[3i+r] = fma(x, M[r][0], fma(y, M[r][1], fma(z, M[r][2], M[r][3]))) * float(mask[i]) with (x, y, z)
 // point i and fma rounding once (the arithmetic of OpenCV's cv2.transform on processors with AVX2, except its last
 // few points), into out32 (n*3 float32) or, when out32 is null, as float16 bits into out16 (n*3 uint16), rounded as
 // float32_to_float16 rounds. Every path gives the same bits: AVX-512 or AVX2 (with FMA and F16C) where the

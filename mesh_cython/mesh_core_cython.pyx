@@ -236,7 +236,7 @@ AFFINE_PATHS = ("avx512", "avx2", "portable")  # mesh_core.h's AffinePath, in or
 
 def affine_points(points, matrix, mask, out, str max_path="avx512"):
     """Fills out, (n, 3) float32 or (n, 3) uint16 (float16 bits), with the 3x4 matrix (3, 4) float32 applied to points
-    (n, 3) float32, each row multiplied by mask (n,) uint8 as 1.0 or 0.0 or not (None), one fma after another
+    (n, 3) float32, each row multiplied by mask (n,) uint8 (0 or 1, as float) or not (None), one fma after another
     (mesh_core.h); ``max_path`` (``AFFINE_PATHS``) caps the instruction set the kernel may take. Returns the status
     code."""
     if max_path not in AFFINE_PATHS:
