@@ -1,9 +1,11 @@
 """Shared test fixtures: where the real-format samples of ../shared/fixtures live (tests that use them skip when
-absent), folders that cannot be listed, a lock held as another process holds it, and a parser's subcommands."""
+absent), folders that cannot be listed, a lock held as another process holds it, a parser's subcommands, and
+Ctrl-C's handler."""
 import argparse
 import contextlib
 import fcntl
 import os
+import signal
 from pathlib import Path
 
 
@@ -44,3 +46,19 @@ def held_lock(path, shared=False):
 def subcommands(parser):
     """{name: parser} of an ``argparse`` parser's subcommands ({} for a command without any)."""
     return next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+
+# Put first in a script a test runs: SIGINT handled as in a terminal's foreground job (see ``ctrl_c_raises``).
+CTRL_C_RAISES = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
+@contextlib.contextmanager
+def ctrl_c_raises():
+    """SIGINT raising KeyboardInterrupt (Python's default handler, as in a terminal's foreground job) for the body,
+    then the handler found before. A suite started in the background (``pytest &`` from a script) inherits SIGINT
+    ignored, and Python keeps it so, as the commands do."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -17,7 +17,7 @@ import _prnet_data
 import cv2
 import numpy as np
 import pytest
-from _fixtures import held_lock, subcommands
+from _fixtures import CTRL_C_RAISES, ctrl_c_raises, held_lock, subcommands
 
 import face3d
 from face3d.cli import build_generate_parser, build_parser, main
@@ -219,7 +219,8 @@ def test_generate_stopped_in_either_phase_says_a_rerun_resumes(phase, signal_nam
     monkeypatch.setattr(module, phase, stopped)
     if phase == "generate_dataset":  # a set already rendered: synthesis is not the step stopped
         monkeypatch.setattr(face3d.trainset.synthetic, "synthesize_dataset", lambda *args, **kwargs: [])
-    assert main(["generate", "--output", str(tmp_path / "out"), "--quiet"]) == status
+    with ctrl_c_raises():
+        assert main(["generate", "--output", str(tmp_path / "out"), "--quiet"]) == status
     captured = capsys.readouterr()
     assert captured.err == f"face3d generate: {word}; finished samples are kept: rerun the same command to resume\n"
     assert captured.out == ""
@@ -317,7 +318,7 @@ def test_ctrl_c_or_sigterm_ends_a_command_in_one_line_leaving_no_partial_file(co
     else:
         label = _prnet_data.make_dataset(tmp_path / "set", 2, 32)
         args = ["pack", str(label), str(out / "train.h5"), "--quiet"]
-    run = subprocess.run([sys.executable, "-c", SIGNALLING_RUNNER, signal_name, *args], cwd=REPO,
+    run = subprocess.run([sys.executable, "-c", CTRL_C_RAISES + SIGNALLING_RUNNER, signal_name, *args], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     (partial,) = run.stdout.splitlines()
     assert Path(partial).is_relative_to(out) and Path(partial).name.endswith(".partial")

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-from _fixtures import fixtures_dir
+from _fixtures import CTRL_C_RAISES, fixtures_dir
 
 from face3d.mesh.transform import angle2matrix_3ddfa, similarity_transform
 from face3d.trainset import dataset
@@ -705,8 +705,9 @@ def test_ctrl_c_ends_the_workers_leaving_no_partial_file(synth_root, tmp_path):
     copy of an angle no longer asked for), and exits instead of taking on the pool's next chunk."""
     output = tmp_path / "out"
     args = ["generate", "--root", str(synth_root), "--workers", "2", *CLI_WORDS, "--output", str(output)]
-    run = subprocess.run([sys.executable, "-c", INTERRUPTING_RUNNER, str(tmp_path / "interrupted"), *args],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    script = CTRL_C_RAISES + INTERRUPTING_RUNNER
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "interrupted"), *args], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
     (partial,) = run.stdout.splitlines()  # and no worker wrote on
     assert partial.startswith(".") and partial.endswith(TEMP_SUFFIX)  # written in its folder (dir_fd)
     assert (run.returncode, run.stderr) == (130, "face3d generate: interrupted; finished samples are kept: rerun the "
